@@ -1,0 +1,3 @@
+/* config.c: placeholder until implemented. */
+#include "autoconfig.h"
+#include "config.h"

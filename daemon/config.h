@@ -1,0 +1,66 @@
+/* config.h: the smrelayd configuration file (shared/SPEC.md). */
+#ifndef SMRELAY_CONFIG_H
+#define SMRELAY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum listen_tls { LISTEN_TLS_STARTTLS, LISTEN_TLS_IMPLICIT, LISTEN_TLS_NONE };
+enum listen_proxy { LISTEN_PROXY_OFF, LISTEN_PROXY_V1, LISTEN_PROXY_V2 };
+enum relay_tls { RELAY_TLS_NONE, RELAY_TLS_MAY, RELAY_TLS_ENCRYPT, RELAY_TLS_VERIFY };
+
+struct listen_cfg {
+	char *host;                     /* "127.0.0.1", "::1", "0.0.0.0", "*" */
+	char *port;
+	enum listen_tls tls;            /* default starttls */
+	enum listen_proxy proxy;        /* default off */
+	int line;                       /* line in the config file, for errors */
+};
+
+struct netmask {
+	int family;                     /* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	int bits;
+};
+
+struct config {
+	char *path;
+	struct listen_cfg *listens;     /* at least one after config_load */
+	int nlistens;
+	char *hostname;                 /* default: gethostname() */
+	char *tls_cert_file, *tls_key_file;
+	int inbound_tls_encrypt;        /* inbound_tls = encrypt */
+	char *relay_host, *relay_port;  /* NULL host with relay_mx = 1 */
+	int relay_mx;
+	enum relay_tls relay_tls;
+	char *relay_tls_ca_file;        /* NULL = system store */
+	char *data_dir;
+	struct netmask *relay_networks;
+	int nrelay_networks;
+	uint64_t max_message_size;
+	int max_recipients;
+	int max_connections;
+	int queue_lifetime;             /* seconds */
+	int log_level;                  /* LOG_LVL_* */
+};
+
+/* config.c */
+/*
+ * Parse the file.  On error returns NULL and writes "FILE:LINE: reason" (or
+ * "FILE: reason" when there is no line) into err.  Checks everything that can
+ * be checked without side effects: unknown and repeated keys, values, that
+ * `relay` is set, that tls_cert_file and tls_key_file come together, that a
+ * tls=implicit listener has a certificate.
+ */
+struct config *config_load(const char *path, char *err, size_t errlen);
+void config_free(struct config *);
+/* 1 if the address is inside relay_networks. */
+int config_relay_allowed(const struct config *, const struct sockaddr *);
+/* "30s", "5m", "2h", "5d" or plain seconds; -1 on error. */
+long long config_parse_duration(const char *);
+/* "1024", "10k", "50M", "1G"; -1 on error. */
+long long config_parse_size(const char *);
+int config_parse_netmask(const char *, struct netmask *);
+
+#endif

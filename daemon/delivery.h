@@ -1,0 +1,40 @@
+/* delivery.h: what an inbound session hands a message to (the relay client,
+ * or the sink's Maildir writer), and the reply it gets back. */
+#ifndef SMRELAY_DELIVERY_H
+#define SMRELAY_DELIVERY_H
+
+#include <stdint.h>
+
+struct msgbuf;
+
+/* An SMTP-shaped outcome, mirrored to the client. */
+struct smtp_result {
+	int code;               /* 250, 451, 550, ... */
+	char enh[16];           /* "2.0.0"; always set */
+	char text[256];         /* one line, no CRLF */
+};
+
+typedef void delivery_cb(void *arg, const struct smtp_result *);
+
+/*
+ * A delivery backend.  Callbacks are never invoked from inside one of these
+ * calls (always later, from the event loop), exactly once per rcpt()/data()
+ * call, and never after abort().  A callback may call back into the backend
+ * (next rcpt(), data(), abort()).  After the data() callback the transaction
+ * is over and `txn` is invalid.
+ */
+struct delivery_ops {
+	/* Start a transaction for MAIL FROM (path "" = null sender);
+	 * `params` are the ESMTP parameters to pass on, e.g.
+	 * "BODY=8BITMIME RET=HDRS ENVID=x SMTPUTF8" ("" if none; the backend
+	 * drops what the next hop does not offer). */
+	void *(*begin)(void *ctx, const char *from, const char *params,
+	    uint64_t sessid);
+	void (*rcpt)(void *txn, const char *rcpt, const char *params,
+	    delivery_cb *, void *arg);
+	/* Send the message (with our Received header already in it). */
+	void (*data)(void *txn, struct msgbuf *, delivery_cb *, void *arg);
+	void (*abort)(void *txn);
+};
+
+#endif

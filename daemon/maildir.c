@@ -1,0 +1,3 @@
+/* maildir.c: placeholder until implemented. */
+#include "autoconfig.h"
+#include "maildir.h"

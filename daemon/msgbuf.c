@@ -1,0 +1,3 @@
+/* msgbuf.c: placeholder until implemented. */
+#include "autoconfig.h"
+#include "msgbuf.h"

@@ -1,0 +1,24 @@
+/* msgbuf.h: a message body in memory up to a threshold, spilled to an
+ * unlinked temporary file beyond it. */
+#ifndef SMRELAY_MSGBUF_H
+#define SMRELAY_MSGBUF_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define MSGBUF_MEM_DEFAULT (128 * 1024)
+
+struct msgbuf;
+
+/* msgbuf.c */
+struct msgbuf *msgbuf_new(const char *tmpdir, size_t mem_limit);
+/* Append bytes; -1 with errno on I/O error (e.g. ENOSPC). */
+int msgbuf_append(struct msgbuf *, const void *, size_t);
+size_t msgbuf_size(const struct msgbuf *);
+/* Read up to len bytes at offset; returns bytes read, 0 at end, -1 on error. */
+ssize_t msgbuf_pread(struct msgbuf *, void *, size_t len, size_t off);
+/* Zero-copy view of the in-memory data, or NULL when spilled to a file. */
+const char *msgbuf_mem(const struct msgbuf *);
+void msgbuf_free(struct msgbuf *);
+
+#endif

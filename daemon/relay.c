@@ -1,0 +1,3 @@
+/* relay.c: placeholder until implemented. */
+#include "autoconfig.h"
+#include "relay.h"

@@ -1,0 +1,3 @@
+/* server.c: placeholder until implemented. */
+#include "autoconfig.h"
+#include "server.h"

@@ -1,0 +1,3 @@
+/* smtp_session.c: placeholder until implemented. */
+#include "autoconfig.h"
+#include "smtp_session.h"

@@ -1,0 +1,16 @@
+/* smtp_session.h: one inbound SMTP session (ESMTP server side). */
+#ifndef SMRELAY_SMTP_SESSION_H
+#define SMRELAY_SMTP_SESSION_H
+
+#include <sys/socket.h>
+#include <event2/util.h>
+
+struct server;
+struct listen_cfg;
+
+/* smtp_session.c */
+/* Take over an accepted socket and start the conversation. */
+void smtp_session_start(struct server *, evutil_socket_t,
+    const struct sockaddr *, int socklen, const struct listen_cfg *);
+
+#endif

@@ -1,0 +1,3 @@
+/* tls.c: placeholder until implemented. */
+#include "autoconfig.h"
+#include "tls.h"

@@ -1,0 +1,22 @@
+/* tls.h: OpenSSL contexts and helpers for both sides. */
+#ifndef SMRELAY_TLS_H
+#define SMRELAY_TLS_H
+
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+struct config;
+
+/* tls.c */
+void tls_init(void);
+/* Server context from tls_cert_file/tls_key_file; NULL (err set) on failure. */
+SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err, size_t);
+/* Client context for relay_tls; verify mode loads relay_tls_ca_file or the
+ * system store.  NULL (err set) on failure. */
+SSL_CTX *tls_client_ctx(const struct config *, char *err, size_t);
+/* "version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256/256" */
+void tls_describe(SSL *, char *buf, size_t len);
+/* Last OpenSSL error as text (and clear the queue). */
+const char *tls_error(void);
+
+#endif

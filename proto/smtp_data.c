@@ -1,0 +1,3 @@
+/* smtp_data.c: placeholder until implemented. */
+#include "autoconfig.h"
+#include "smtp_data.h"

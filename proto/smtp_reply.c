@@ -1,0 +1,3 @@
+/* smtp_reply.c: placeholder until implemented. */
+#include "autoconfig.h"
+#include "smtp_reply.h"
