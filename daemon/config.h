@@ -54,6 +54,18 @@ struct config {
  * tls=implicit listener has a certificate.
  */
 struct config *config_load(const char *path, char *err, size_t errlen);
+/*
+ * Every default of the SPEC table, with no listener (config_load adds
+ * 127.0.0.1:10025 when the file has none) and no relay: a base for programs
+ * that run a server without a file, like `smrelayctl sink`.
+ */
+struct config *config_default(void);
+/*
+ * Add a listener from a `listen` value ("ADDR:PORT [tls=...] [proxy=...]");
+ * -1 with the reason (without FILE:LINE) in err on a bad value.
+ */
+int config_add_listen(struct config *, const char *value, int line,
+    char *err, size_t errlen);
 void config_free(struct config *);
 /* 1 if the address is inside relay_networks. */
 int config_relay_allowed(const struct config *, const struct sockaddr *);
@@ -61,6 +73,11 @@ int config_relay_allowed(const struct config *, const struct sockaddr *);
 long long config_parse_duration(const char *);
 /* "1024", "10k", "50M", "1G"; -1 on error. */
 long long config_parse_size(const char *);
+/* "10.0.0.0/8", "::1/128", "[fe80::]/10", "192.0.2.1" (host); -1 on error. */
 int config_parse_netmask(const char *, struct netmask *);
+/* Names of the enum values, as written in the file. */
+const char *config_listen_tls_str(enum listen_tls);
+const char *config_listen_proxy_str(enum listen_proxy);
+const char *config_relay_tls_str(enum relay_tls);
 
 #endif
