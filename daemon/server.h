@@ -9,6 +9,7 @@
 #include "delivery.h"
 
 struct config;
+struct smtp_session;
 
 struct server {
 	struct event_base *base;
@@ -20,15 +21,20 @@ struct server {
 	int nsessions;
 	int draining;                   /* SIGTERM: stop accepting */
 	struct evconnlistener **listeners;
+	void **listener_args;           /* owned, one per listener */
 	int nlisteners;
 	void (*on_idle)(struct server *); /* called when draining and nsessions hits 0 */
+	const char *tmpdir;             /* where big bodies spill */
+	struct smtp_session *sessions;  /* every live session (for drain) */
+	unsigned long long nmessages;   /* accepted, for logs and tests */
 };
 
 /* server.c */
 /* Bind every `listen` of cfg; -1 with err set on failure. */
 int server_listen(struct server *, char *err, size_t errlen);
 void server_close_listeners(struct server *);
-/* A session ended (called by smtp_session). */
-void server_session_done(struct server *);
+/* Stop accepting; idle sessions are told 421 and closed, busy ones finish.
+ * on_idle fires once nothing is left. */
+void server_drain(struct server *);
 
 #endif

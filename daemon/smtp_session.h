@@ -12,5 +12,9 @@ struct listen_cfg;
 /* Take over an accepted socket and start the conversation. */
 void smtp_session_start(struct server *, evutil_socket_t,
     const struct sockaddr *, int socklen, const struct listen_cfg *);
+/* Server is draining: close the session now if it is idle between
+ * transactions; returns 1 if it was closed. */
+int smtp_session_drain(struct smtp_session *);
+struct smtp_session *smtp_session_next(struct smtp_session *);
 
 #endif
