@@ -33,9 +33,15 @@ void smtp_data_init(struct smtp_data_rd *, size_t maxline);
  * set to 1 and the bytes after the terminator are not consumed.  The
  * terminator's CRLF "." CRLF is not part of the output, but the CRLF ending
  * the last line is.  Bare CR and bare LF never end anything: they are passed
- * through as data and flagged.  A line that starts with "." has that dot
- * removed.  Bytes of a line past maxline are still passed through; the flag
- * is raised.
+ * through as data and flagged.  A line start is only after CRLF (or at the
+ * very beginning), never after a bare CR or LF.  A line that starts with
+ * "." has that dot removed.  Bytes of a line past maxline are still passed
+ * through; the flag is raised (maxline 0: no limit; the count includes a
+ * stuffing dot, not the CRLF).  The only byte ever dropped besides the
+ * stuffing dot: the CR of a line-start "." CR that is not followed by LF
+ * (a bare CR, flagged); this keeps the output no longer than the input of
+ * each call and the same however the input is split.  The return value is
+ * less than len only when *done is 1.
  */
 size_t smtp_data_feed(struct smtp_data_rd *, const char *in, size_t len,
     char *out, size_t *outlen, int *done);

@@ -25,6 +25,7 @@ struct smtp_reply {
 	int nlines;
 	unsigned ext;           /* EXT_* found when the lines are an EHLO reply */
 	uint64_t size_limit;    /* SIZE argument from EHLO, 0 if none/unlimited */
+	int complete;           /* internal: the last line fed ended the reply */
 };
 
 /* smtp_reply.c */
@@ -33,7 +34,10 @@ void smtp_reply_init(struct smtp_reply *);
  * Feed one reply line without CRLF.  Returns 1 when the reply is complete
  * (the line had "ddd " or exactly "ddd"), 0 when more lines follow ("ddd-"),
  * -1 on a malformed line (bad code, code changed between lines).  EHLO
- * keywords are collected on every line after the first into `ext`.
+ * keywords are collected on every line after the first of a 250 reply into
+ * `ext`.  An enhanced code is recognised only when its class is the reply's
+ * first digit; it is stripped from every line's text.  Control bytes in
+ * the text become "?".  A line fed after a complete reply starts a new one.
  */
 int smtp_reply_feed(struct smtp_reply *, const char *line, size_t len);
 
