@@ -37,6 +37,7 @@ struct sink {
 	int exiting;
 };
 
+/* Both synopses, and the usage-error exit status. */
 static void
 usage(void)
 {
@@ -243,6 +244,7 @@ sink_main(int argc, char *argv[])
 	return rc;
 }
 
+/* Global options, then the sink or an OBJECT VERB of the admin CLI. */
 int
 main(int argc, char *argv[])
 {

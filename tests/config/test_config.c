@@ -323,6 +323,7 @@ test_default(void)
 	config_free(cfg);
 }
 
+/* Run every check; non-zero exit when one failed. */
 int
 main(void)
 {

@@ -224,6 +224,7 @@ cleanup(const char *top)
 		log_warn("cannot clean up %s", top);
 }
 
+/* Run every check; non-zero exit when one failed. */
 int
 main(void)
 {
