@@ -766,12 +766,9 @@ session_data_cb(void *arg, const struct smtp_result *r)
 	log_info("session id=%016llx message size=%zu rcpts=%d status=%d %s %s",
 	    (unsigned long long)s->id, s->data_bytes, s->nrcpt, r->code,
 	    r->enh, r->text);
-	if (r->code >= 200 && r->code < 300) {
+	if (r->code >= 200 && r->code < 300)
 		s->srv->nmessages++;
-		session_reply(s, "250 %s Ok: %s", r->enh[0] ? r->enh : "2.0.0",
-		    r->text);
-	} else
-		session_reply_result(s, r);
+	session_reply_result(s, r);
 	session_reset_txn(s);
 	session_enter_state(s, S_CMD);
 	bufferevent_set_timeouts(s->bev, &(struct timeval){ TIMEOUT_CMD, 0 },
