@@ -16,6 +16,9 @@ SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err, size_t);
 SSL_CTX *tls_client_ctx(const struct config *, char *err, size_t);
 /* "version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256/256" */
 void tls_describe(SSL *, char *buf, size_t len);
+/* SNI and, with verify, the name the peer certificate must match; -1 on
+ * failure. */
+int tls_client_setup(SSL *, const char *host, int verify);
 /* Last OpenSSL error as text (and clear the queue). */
 const char *tls_error(void);
 
