@@ -1,0 +1,118 @@
+/* fuzz_smtp_data.c: libFuzzer harness for the DATA reader and stuffer. */
+#include "autoconfig.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtp_data.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+struct run {
+	char    *out;
+	size_t   outlen;
+	size_t   consumed;
+	int      done;
+	unsigned flags;
+};
+
+/*
+ * Read `in` in chunks of at most `step` bytes, starting with one of
+ * `first` bytes (0: no special first chunk).  Aborts on a contract breach.
+ */
+static void
+read_chunks(const char *in, size_t len, size_t first, size_t step,
+    struct run *r)
+{
+	struct smtp_data_rd rd;
+	size_t off = 0, n, c, olen;
+	char *out;
+
+	if ((out = malloc(len + 1)) == NULL)
+		abort();
+	r->outlen = 0;
+	r->done = 0;
+	smtp_data_init(&rd, 16);
+	while (off < len && !r->done) {
+		n = first != 0 && off == 0 ? first : step;
+		if (n > len - off)
+			n = len - off;
+		c = smtp_data_feed(&rd, in + off, n, out, &olen, &r->done);
+		if (olen > n || c > n || (!r->done && c != n))
+			abort();
+		memcpy(r->out + r->outlen, out, olen);
+		r->outlen += olen;
+		off += c;
+	}
+	r->consumed = off;
+	r->flags = rd.flags;
+	free(out);
+}
+
+/* Whether two runs saw the same thing. */
+static int
+same(const struct run *a, const struct run *b)
+{
+	return a->outlen == b->outlen && a->consumed == b->consumed &&
+	    a->done == b->done && a->flags == b->flags &&
+	    memcmp(a->out, b->out, a->outlen) == 0;
+}
+
+/* Stuff `in`, read it back: it must end exactly at the end, without flags. */
+static void
+roundtrip(const char *in, size_t len, size_t cut)
+{
+	struct smtp_stuff st;
+	struct run r;
+	char *wire;
+	size_t n;
+
+	if ((wire = malloc(2 * len + 16)) == NULL ||
+	    (r.out = malloc(2 * len + 16)) == NULL)
+		abort();
+	smtp_stuff_init(&st);
+	n = smtp_stuff_feed(&st, in, cut, wire);
+	n += smtp_stuff_feed(&st, in + cut, len - cut, wire + n);
+	n += smtp_stuff_end(&st, wire + n);
+	read_chunks(wire, n, cut % 7 + 1, 7, &r);
+	if (!r.done || r.consumed != n ||
+	    (r.flags & (SMTP_DATA_BARE_CR | SMTP_DATA_BARE_LF)))
+		abort();
+	free(r.out);
+	free(wire);
+}
+
+/*
+ * The first two bytes choose a split point; the rest is the wire input.
+ * Whole, split in two, and byte-by-byte feeding must agree exactly.
+ */
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct run whole, split, bytes;
+	const char *in;
+	size_t len, cut;
+
+	if (size < 2 || size > 65536)
+		return 0;
+	cut = ((size_t)data[0] << 8 | data[1]);
+	in = (const char *)data + 2;
+	len = size - 2;
+	cut = len ? cut % (len + 1) : 0;
+	if ((whole.out = malloc(len + 1)) == NULL ||
+	    (split.out = malloc(len + 1)) == NULL ||
+	    (bytes.out = malloc(len + 1)) == NULL)
+		abort();
+	read_chunks(in, len, 0, len ? len : 1, &whole);
+	read_chunks(in, len, cut, len ? len : 1, &split);
+	read_chunks(in, len, 0, 1, &bytes);
+	if (!same(&whole, &split) || !same(&whole, &bytes))
+		abort();
+	roundtrip(in, len, cut);
+	free(whole.out);
+	free(split.out);
+	free(bytes.out);
+	return 0;
+}

@@ -1,0 +1,60 @@
+#!/bin/sh
+# run-fuzzers.sh SECONDS: run each built libFuzzer harness for SECONDS.
+# Run from a build directory configured with --enable-fuzzing CC=clang,
+# after "make tests/fuzz/fuzz_smtp_parse ..." (this script builds nothing).
+# The golden inputs of tests/unit seed the corpora.  Exits 1 on a crash.
+set -u
+secs=${1:-20}
+here=$(cd "$(dirname "$0")" && pwd)
+unit=$here/../unit
+work=${FUZZ_WORKDIR:-tests/fuzz/work}
+status=0
+
+# seed NAME PREFIX DIR...: one seed file per test line of the golden .in
+# files, with the common escapes decoded and PREFIX put in front.
+seed() {
+	name=$1
+	prefix=$2
+	shift 2
+	mkdir -p "$work/$name"
+	for dir in "$@"; do
+		[ -d "$unit/$dir" ] || continue
+		cat "$unit/$dir"/*.in | grep -v '^[#!]' | grep -v '^$' |
+		    awk -v d="$work/$name" -v p="$dir" -v pre="$prefix" '{
+			sub(/^v[12] /, "")
+			gsub(/\\r/, "\r"); gsub(/\\n/, "\n")
+			gsub(/\\t/, "\t"); gsub(/\\s/, " "); gsub(/\\e/, "")
+			f = sprintf("%s/seed-%s-%d", d, p, NR)
+			printf "%s%s", pre, $0 > f
+			close(f)
+		    }'
+	done
+}
+
+seed fuzz_smtp_parse "" smtp_parse
+seed fuzz_smtp_data "00" smtp_data smtp_stuff
+seed fuzz_smtp_reply "" smtp_reply
+seed fuzz_proxy "" proxy_parse
+
+ran=0
+for name in fuzz_smtp_parse fuzz_smtp_data fuzz_smtp_reply fuzz_proxy; do
+	bin=tests/fuzz/$name
+	if [ ! -x "$bin" ]; then
+		echo "skip $name: $bin not built"
+		continue
+	fi
+	ran=$((ran + 1))
+	echo "run $name for ${secs}s"
+	if ! "$bin" -max_total_time="$secs" -max_len=4096 \
+	    -artifact_prefix="$work/$name-" "$work/$name" \
+	    >"$work/$name.log" 2>&1; then
+		echo "FAIL $name (see $work/$name.log)"
+		tail -30 "$work/$name.log"
+		status=1
+	else
+		echo "ok $name: $(grep -c . "$work/$name.log") log lines," \
+		    "$(ls "$work/$name" | wc -l) corpus files"
+	fi
+done
+[ "$ran" -gt 0 ] || { echo "no fuzzer built"; exit 1; }
+exit $status
