@@ -9,7 +9,7 @@
 
 #include "proxy_parse.h"
 
-#define V1_MAX          107     /* "PROXY TCP6 " + 2 * 39 + 2 * 5 + 4 SP + CRLF */
+#define V1_MAX          107     /* worst case TCP6 line, CRLF included */
 #define V1_MAXTOK       6
 #define V2_HDRLEN       16
 

@@ -375,8 +375,8 @@ parse_params(char *s, struct smtp_cmd *cmd)
 			break;
 		key = s;
 		val = NULL;
-		while (is_alpha((unsigned char)*s) || is_digit((unsigned char)*s) ||
-		    (*s == '-' && s != key))
+		while (is_alpha((unsigned char)*s) ||
+		    is_digit((unsigned char)*s) || (*s == '-' && s != key))
 			s++;
 		if ((unsigned char)*s >= 0x80) {
 			cmd->errmsg = "8-bit characters in parameter keyword";
@@ -389,7 +389,8 @@ parse_params(char *s, struct smtp_cmd *cmd)
 		if (*s == '=') {
 			*s++ = '\0';
 			val = s;
-			while ((unsigned char)*s > ' ' && *s != '=' && *s != 127)
+			while ((unsigned char)*s > ' ' && *s != '=' &&
+			    *s != 127)
 				s++;
 			if (s == val || (*s != '\0' && *s != ' ')) {
 				cmd->errmsg = "Malformed parameter value";
@@ -398,7 +399,8 @@ parse_params(char *s, struct smtp_cmd *cmd)
 			if (has_8bit(val, (size_t)(s - val))) {
 				if (!utf8_valid((unsigned char *)val,
 				    (size_t)(s - val))) {
-					cmd->errmsg = "Malformed UTF-8 in parameter";
+					cmd->errmsg =
+					    "Malformed UTF-8 in parameter";
 					return SMTP_PARSE_BAD_PARAM;
 				}
 				cmd->utf8_path = 1;

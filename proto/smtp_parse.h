@@ -37,13 +37,16 @@ struct smtp_param {
 
 struct smtp_cmd {
 	enum smtp_verb verb;
-	const char *arg;        /* everything after the verb and one SP; "" if none */
+	const char *arg;        /* everything after the verb and its SP(s); "" if none */
 	/* MAIL/RCPT only: */
-	const char *path;       /* mailbox without <> and source route; "" = null path */
-	int utf8_path;          /* path contains non-ASCII (UTF-8) bytes */
+	const char *path;       /* mailbox without <> and source route; "" = null path
+	                         * (MAIL only; "" for other verbs) */
+	int utf8_path;          /* path or a parameter value contains non-ASCII
+	                         * (well-formed UTF-8) bytes */
 	int nparams;
 	struct smtp_param params[SMTP_MAX_PARAMS];
-	const char *errmsg;     /* human text for the reply on error (static) */
+	const char *errmsg;     /* human text for the reply on error (static), to
+	                         * follow "501 5.5.4 "; NULL on success */
 };
 
 /* smtp_parse.c */
@@ -53,9 +56,16 @@ struct smtp_cmd {
  * UTF-8 (bytes >= 0x80) is accepted in MAIL/RCPT paths and parameter
  * values and reported in utf8_path; the session decides whether SMTPUTF8 was
  * asked for (RFC 6531).  8-bit bytes anywhere else give SMTP_PARSE_8BIT.
+ * Liberal where real clients need it: trailing white space is ignored,
+ * extra spaces after the verb and between parameters are allowed, and one
+ * SP after "FROM:"/"TO:" is tolerated.  A duplicate parameter keyword
+ * gives SMTP_PARSE_BAD_PARAM.  HELO/EHLO arguments are not checked here
+ * (see smtp_check_domain).
  */
 enum smtp_parse_status smtp_parse_cmd(char *line, struct smtp_cmd *cmd);
 const char *smtp_verb_name(enum smtp_verb);
+/* Value of parameter `key` (case-insensitive) or NULL; *present (may be
+ * NULL) tells a keyword without a value from an absent one. */
 const char *smtp_param_get(const struct smtp_cmd *, const char *key, int *present);
 /* ESMTP parameter value checks; return 0 if valid. */
 int smtp_parse_size(const char *value, uint64_t *out);          /* SIZE=digits */

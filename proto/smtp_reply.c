@@ -1,4 +1,4 @@
-/* smtp_reply.c: pure parser for SMTP replies (client side) and EHLO keywords. */
+/* smtp_reply.c: SMTP reply parser (client side) and EHLO keywords. */
 #include "autoconfig.h"
 
 #include <stddef.h>

@@ -78,7 +78,8 @@ golden_unescape(const char *s, char *out)
 			break;
 		case 'x':
 			if (hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
-				out[o++] = (char)(hexval(s[1]) * 16 + hexval(s[2]));
+				out[o++] = (char)(hexval(s[1]) * 16 +
+				    hexval(s[2]));
 				s += 2;
 				break;
 			}
@@ -192,10 +193,10 @@ compare(const char *refpath, const char *got, size_t gotlen)
 	}
 	if (i != reflen || i != gotlen) {
 		golden_fail("%s:%zu: output differs", refpath, lineno);
-		fprintf(stderr, "-expected: %.*s\n", (int)strcspn(ref + ls, "\n"),
-		    ref + ls);
-		fprintf(stderr, "+got:      %.*s\n", (int)strcspn(got + ls, "\n"),
-		    got + ls);
+		fprintf(stderr, "-expected: %.*s\n",
+		    (int)strcspn(ref + ls, "\n"), ref + ls);
+		fprintf(stderr, "+got:      %.*s\n",
+		    (int)strcspn(got + ls, "\n"), got + ls);
 	}
 	free(ref);
 }

@@ -45,7 +45,8 @@ proxy_case(const char *line, FILE *out)
 	}
 	v2 = line[1] == '2';
 	len = golden_unescape(line + 3, (char *)buf);
-	ret = v2 ? proxy_parse_v2(buf, len, &hdr) : proxy_parse_v1(buf, len, &hdr);
+	ret = v2 ? proxy_parse_v2(buf, len, &hdr) :
+	    proxy_parse_v1(buf, len, &hdr);
 	fprintf(out, "%s\n  => ret=%d", line, ret);
 	if (ret > 0) {
 		fprintf(out, " local=%d src=", hdr.local);
@@ -58,7 +59,8 @@ proxy_case(const char *line, FILE *out)
 			r = v2 ? proxy_parse_v2(buf, i, &h) :
 			    proxy_parse_v1(buf, i, &h);
 			if (r != 0)
-				golden_fail("prefix %zu gives %d: %s", i, r, line);
+				golden_fail("prefix %zu gives %d: %s", i, r,
+				    line);
 		}
 	}
 	fputs("\n", out);

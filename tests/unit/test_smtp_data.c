@@ -93,7 +93,8 @@ static void
 print_flags(FILE *out, unsigned f)
 {
 	static const struct { unsigned f; const char *name; } names[] = {
-		{ SMTP_DATA_BARE_LF, "BARE_LF" }, { SMTP_DATA_BARE_CR, "BARE_CR" },
+		{ SMTP_DATA_BARE_LF, "BARE_LF" },
+		{ SMTP_DATA_BARE_CR, "BARE_CR" },
 		{ SMTP_DATA_LONG_LINE, "LONG_LINE" }, { SMTP_DATA_NUL, "NUL" },
 		{ SMTP_DATA_8BIT, "8BIT" },
 	};
