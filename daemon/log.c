@@ -16,6 +16,10 @@
 static int log_fg = 1;
 static int log_lvl = LOG_LVL_INFO;
 
+static void log_vemit(int, const char *, va_list, const char *)
+    __attribute__((format(printf, 2, 0)));
+
+/* Format and emit one line if the level passes. */
 static void
 log_vemit(int lvl, const char *fmt, va_list ap, const char *errstr)
 {
