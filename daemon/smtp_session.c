@@ -64,6 +64,8 @@ struct smtp_session {
 	int nerrors;
 	int skip_line;          /* discarding the tail of an over-long line */
 	int out_paused;         /* stopped reading commands: output too big */
+	struct event *close_ev; /* S_CLOSING: waits for a TLS filter to drain */
+	int close_polls;
 
 	/* the transaction */
 	char *from;             /* NULL: no MAIL yet; "" null sender */
@@ -89,6 +91,7 @@ struct smtp_cmd_entry {
 
 static int session_process(struct smtp_session *);
 static void session_free(struct smtp_session *);
+static void session_closing_check(struct smtp_session *);
 
 static const char *
 session_strstate(enum session_state st)
@@ -146,14 +149,14 @@ session_close(struct smtp_session *s, const char *why)
 {
 	log_info("session id=%016llx disconnect peer=%s reason=%s",
 	    (unsigned long long)s->id, s->peer_str, why);
-	if (s->bev == NULL ||
-	    evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+	if (s->bev == NULL) {
 		session_free(s);
 		return -1;
 	}
 	session_enter_state(s, S_CLOSING);
 	bufferevent_disable(s->bev, EV_READ);
 	bufferevent_set_timeouts(s->bev, NULL, &(struct timeval){ 30, 0 });
+	session_closing_check(s);
 	return -1;
 }
 
@@ -939,14 +942,59 @@ session_read_cb(struct bufferevent *bev, void *arg)
 	session_process(arg);
 }
 
+/* Bytes not yet handed to the kernel, through a TLS filter too. */
+static size_t
+session_pending_output(struct smtp_session *s)
+{
+	struct bufferevent *u = bufferevent_get_underlying(s->bev);
+	size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
+
+	if (u != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(u));
+	return n;
+}
+
+static const struct timeval close_poll = { 0, 20000 };
+
+/* Closing timer: free once the last reply has left (or after 30 s). */
+static void
+session_closing_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (++s->close_polls > 1500 || session_pending_output(s) == 0)
+		session_free(s);
+	else
+		evtimer_add(s->close_ev, &close_poll);
+}
+
+/* In S_CLOSING: free now if everything is written, else poll briefly
+ * (a TLS filter's socket drains after its own write callback fired). */
+static void
+session_closing_check(struct smtp_session *s)
+{
+	if (session_pending_output(s) == 0) {
+		session_free(s);
+		return;
+	}
+	if (bufferevent_get_underlying(s->bev) == NULL)
+		return;         /* the write callback will come */
+	if (s->close_ev == NULL) {
+		s->close_ev = evtimer_new(s->srv->base, session_closing_timer, s);
+		evtimer_add(s->close_ev, &close_poll);
+	}
+}
+
 static void
 session_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session *s = arg;
 
+	(void)bev;
 	if (s->state == S_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			session_free(s);
+		session_closing_check(s);
 		return;
 	}
 	if (s->out_paused) {
@@ -1071,6 +1119,8 @@ session_free(struct smtp_session *s)
 	struct server *srv = s->srv;
 
 	session_reset_txn(s);
+	if (s->close_ev != NULL)
+		event_free(s->close_ev);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	free(s->helo);
