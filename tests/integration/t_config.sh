@@ -1,0 +1,147 @@
+#!/bin/bash
+# t_config.sh: `smrelayd -c FILE -n`: "configuration OK" and exit 0, or
+# "FILE:LINE: reason" and a non-zero exit, for the keys of SPEC.md.
+. "$(dirname "$0")/lib.sh"
+need_bins
+
+# check_conf LINE... : write the lines (after a valid base) to a file, run
+# -n; sets OUT (stdout+stderr), RC, CFILE and BASE_LINES (lines before ours).
+check_conf() {
+	it_certs || return 1
+	CFILE=$CASE_DIR/test.conf
+	mkdir -p "$CASE_DIR/data"
+	{
+		echo "# smrelayd -n test"
+		echo "relay = 127.0.0.1:2525"
+		echo "data_dir = $CASE_DIR/data"
+		printf '%s\n' "$@"
+	} >"$CFILE"
+	BASE_LINES=3
+	OUT=$(timeout 30 "$SMRELAYD" -c "$CFILE" -n 2>&1)
+	RC=$?
+	echo "# -n: rc=$RC: $OUT" | head -n 3
+}
+
+# conf_ok LINE...: must print "configuration OK" and exit 0.
+conf_ok() {
+	check_conf "$@" || return 1
+	[ $RC -eq 0 ] || { fail_because "exit $RC for a valid config: $OUT"; return 1; }
+	grep -q 'configuration OK' <<<"$OUT" || fail_because "no 'configuration OK' in: $OUT"
+}
+
+# conf_bad N LINE...: must fail, naming the file and line BASE_LINES+N.
+conf_bad() {
+	local n=$1 want
+	shift
+	check_conf "$@" || return 1
+	want="$CFILE:$((BASE_LINES + n)): "
+	[ $RC -ne 0 ] || { fail_because "exit 0 for a bad config ($*): $OUT"; return 1; }
+	grep -q -F -- "$want" <<<"$OUT" || fail_because "expected '$want<reason>', got: $OUT"
+}
+
+t_minimal_ok() { conf_ok; }
+
+t_all_keys_ok() {
+	conf_ok "listen = 127.0.0.1:10025" \
+		"listen = 127.0.0.1:10465 tls=implicit proxy=off" \
+		"listen = 127.0.0.1:10027 tls=starttls proxy=v1" \
+		"hostname = gw.example.com" \
+		"tls_cert_file = $PKI/srv.pem" "tls_key_file = $PKI/srv.key" \
+		"inbound_tls = encrypt" "relay_tls = verify" "relay_tls_ca_file = $PKI/ca.pem" \
+		"relay_networks = 127.0.0.0/8 ::1/128 192.0.2.0/24" \
+		"max_message_size = 50M" "max_recipients = 100" "max_connections = 10" \
+		"queue_lifetime = 5d" "log_level = debug"
+}
+
+t_ipv6_listen_ok() { conf_ok "listen = [::1]:10026 tls=none proxy=v2"; }
+
+# SPEC: "# starts a comment", so also after a value.
+t_trailing_comment() { conf_ok "max_recipients = 10 # ten is plenty"; }
+
+t_comments_blank_lines() {
+	conf_ok "" "   # indented comment" "# listen = nowhere" "" "max_recipients = 10"
+}
+
+t_sizes_durations() {
+	conf_ok "max_message_size = 10k" "queue_lifetime = 90m" || return 1
+	conf_ok "max_message_size = 1G" "queue_lifetime = 12h" || return 1
+	conf_ok "max_message_size = 1048576" "queue_lifetime = 30s"
+}
+
+t_unknown_key() { conf_bad 2 "hostname = a.example" "no_such_key = 1"; }
+t_repeated_key() { conf_bad 3 "hostname = a.example" "max_recipients = 5" "hostname = b.example"; }
+t_bad_relay_tls() { conf_bad 1 "relay_tls = sometimes"; }
+t_bad_inbound_tls() { conf_bad 1 "inbound_tls = verify"; }
+t_bad_size() { conf_bad 1 "max_message_size = 10X"; }
+t_bad_duration() { conf_bad 1 "queue_lifetime = 5w"; }
+t_bad_number() { conf_bad 2 "max_recipients = 10" "max_connections = many"; }
+t_bad_netmask() { conf_bad 1 "relay_networks = 127.0.0.1/33"; }
+t_bad_listen_option() { conf_bad 1 "listen = 127.0.0.1:10025 tls=sometimes"; }
+t_bad_log_level() { conf_bad 1 "log_level = chatty"; }
+t_missing_equals() { conf_bad 1 "hostname gw.example.com"; }
+
+# Keys that must come together or need others.
+t_cert_without_key() {
+	check_conf "tls_cert_file = $PKI/srv.pem" || return 1
+	[ $RC -ne 0 ] || fail_because "tls_cert_file without tls_key_file accepted: $OUT"
+}
+
+t_implicit_without_cert() {
+	check_conf "listen = 127.0.0.1:10465 tls=implicit" || return 1
+	[ $RC -ne 0 ] || fail_because "tls=implicit without a certificate accepted: $OUT"
+}
+
+t_missing_relay() {
+	CFILE=$CASE_DIR/norelay.conf
+	printf 'hostname = a.example\ndata_dir = %s\n' "$CASE_DIR" >"$CFILE"
+	OUT=$(timeout 30 "$SMRELAYD" -c "$CFILE" -n 2>&1)
+	RC=$?
+	[ $RC -ne 0 ] || { fail_because "config without relay accepted: $OUT"; return 1; }
+	grep -q -F -- "$CFILE" <<<"$OUT" || fail_because "error does not name the file: $OUT"
+}
+
+t_missing_file() {
+	OUT=$(timeout 30 "$SMRELAYD" -c "$CASE_DIR/does-not-exist.conf" -n 2>&1)
+	RC=$?
+	[ $RC -ne 0 ] || { fail_because "missing config file accepted: $OUT"; return 1; }
+	grep -q -F -- "does-not-exist.conf" <<<"$OUT" || fail_because "error does not name the file: $OUT"
+}
+
+t_unreadable_cert() {
+	check_conf "tls_cert_file = $CASE_DIR/none.pem" "tls_key_file = $CASE_DIR/none.key" || return 1
+	[ $RC -ne 0 ] || fail_because "nonexistent certificate files accepted by -n: $OUT"
+}
+
+# A config error stops the daemon itself too (not only -n).
+t_daemon_refuses_bad_config() {
+	check_conf "relay_tls = sometimes" || return 1
+	OUT=$(timeout 10 "$SMRELAYD" -c "$CFILE" -f 2>&1)
+	RC=$?
+	[ $RC -ne 0 ] && [ $RC -ne 124 ] || { fail_because "smrelayd -f started (rc $RC) with a bad config"; return 1; }
+	grep -q -F -- "$CFILE:4: " <<<"$OUT" || fail_because "expected '$CFILE:4: reason', got: $OUT"
+}
+
+run_case minimal_ok t_minimal_ok
+run_case all_keys_ok t_all_keys_ok
+run_case ipv6_listen_ok t_ipv6_listen_ok
+run_case trailing_comment t_trailing_comment
+run_case comments_blank_lines t_comments_blank_lines
+run_case sizes_durations t_sizes_durations
+run_case unknown_key t_unknown_key
+run_case repeated_key t_repeated_key
+run_case bad_relay_tls t_bad_relay_tls
+run_case bad_inbound_tls t_bad_inbound_tls
+run_case bad_size t_bad_size
+run_case bad_duration t_bad_duration
+run_case bad_number t_bad_number
+run_case bad_netmask t_bad_netmask
+run_case bad_listen_option t_bad_listen_option
+run_case bad_log_level t_bad_log_level
+run_case missing_equals t_missing_equals
+run_case cert_without_key t_cert_without_key
+run_case implicit_without_cert t_implicit_without_cert
+run_case missing_relay t_missing_relay
+run_case missing_file t_missing_file
+run_case unreadable_cert t_unreadable_cert
+run_case daemon_refuses_bad_config t_daemon_refuses_bad_config
+it_finish
