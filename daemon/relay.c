@@ -1258,7 +1258,7 @@ filter_params(const struct relay_conn *c, const char *in, int rcpt,
 		} else
 			keep = (param_is(tok, klen, "RET") || param_is(tok, klen, "ENVID")) &&
 			    (c->ext & EXT_DSN);
-		if (keep && strlen(out) + strlen(tok) + 2 < outlen) {
+		if (keep && strlen(out) + strlen(tok) + 2 <= outlen) {
 			strcat(out, " ");
 			strcat(out, tok);
 		} else if (!keep)
