@@ -99,7 +99,7 @@ server_listen_one(struct server *srv, const struct listen_cfg *lc,
 		lx->lc = lc;
 		l = evconnlistener_new_bind(srv->base, server_accept_cb, lx,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-		    LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DEFERRED_ACCEPT, 511,
+		    LEV_OPT_CLOSE_ON_EXEC, 511,
 		    ai->ai_addr, (int)ai->ai_addrlen);
 		if (l == NULL) {
 			snprintf(err, errlen, "listen %s:%s: %s", lc->host,
