@@ -114,7 +114,8 @@ check "all done ok=3 fail=0 nconns=1" "$out" &&
 check "relay id=.* status=250" "$log" &&
 [ "$(grep -c ' connected' "$log")" = 1 ] &&
 [ "$(ls "$tmp/sink$port" | wc -l)" = 3 ] &&
-check '^\.00000161 ' "$(ls -d "$tmp/sink$port"/* | head -1)" && ok || bad
+f=$(ls -d "$tmp/sink$port"/* | head -1) &&
+check '^\.[0-9]{8} ' "$f" && nocheck '^\.\.' "$f" && ok || bad
 stop
 
 # 2. concurrency: 40 messages, 8 at a time.
@@ -314,13 +315,14 @@ check "discarding [0-9]+ bytes sent before the TLS handshake" "$log" &&
 check "data 250" "$out" && ok || bad
 stop
 
-# 22. 20 MB through a slow-reading TLS next hop: memory stays flat.
+# 22. 20 MB through a slow-reading TLS next hop: memory stays flat (under
+# ASan its quarantine inflates RSS: set RELAY_RSS_MAX_KB=80000 there).
 name=big-slow
 py --starttls --slow-read 65536 --cert "$tmp/good.pem" --key "$tmp/good.key"
 run $name -t encrypt -s 20M 127.0.0.1:$port $R &&
 check "data 250" "$out" &&
 peak=$(sed -n 's/^rss_kb=[0-9]* peak_kb=\([0-9]*\)$/\1/p' "$out") &&
-[ "${peak:-999999}" -lt 20000 ] &&
+[ "${peak:-999999}" -lt "${RELAY_RSS_MAX_KB:-20000}" ] &&
 [ "$(stat -c %s "$tmp/dump$port/1.eml")" -ge 20000000 ] && ok ||
 { echo "  peak_kb=${peak:-?}"; bad; }
 stop
