@@ -72,7 +72,8 @@ struct smtp_session {
 	char mail_params[600];
 	int smtputf8;
 	int nrcpt;              /* accepted by the backend */
-	char *first_rcpt;
+	char *first_rcpt;       /* first recipient the backend accepted */
+	char *pending_rcpt;     /* RCPT waiting for the backend's answer */
 	void *txn;
 	struct msgbuf *body;
 	struct smtp_data_rd drd;
@@ -185,6 +186,8 @@ session_reset_txn(struct smtp_session *s)
 	s->from = NULL;
 	free(s->first_rcpt);
 	s->first_rcpt = NULL;
+	free(s->pending_rcpt);
+	s->pending_rcpt = NULL;
 	s->mail_params[0] = '\0';
 	s->smtputf8 = 0;
 	s->nrcpt = 0;
@@ -358,6 +361,10 @@ session_rcpt_cb(void *arg, const struct smtp_result *r)
 	    s->id, r->code, r->text);
 	if (r->code >= 200 && r->code < 300) {
 		s->nrcpt++;
+		if (s->first_rcpt == NULL) {
+			s->first_rcpt = s->pending_rcpt;
+			s->pending_rcpt = NULL;
+		}
 		session_reply(s, "250 2.1.5 Ok");
 	} else
 		session_reply_result(s, r);
@@ -430,8 +437,8 @@ cmd_rcpt(struct smtp_session *s, struct smtp_cmd *cmd)
 	if (s->txn == NULL)
 		s->txn = s->srv->ops->begin(s->srv->ops_ctx, s->from,
 		    s->mail_params, s->id);
-	if (s->first_rcpt == NULL)
-		s->first_rcpt = xstrdup(cmd->path);
+	free(s->pending_rcpt);
+	s->pending_rcpt = xstrdup(cmd->path);
 	log_info("session id=%016llx rcpt to=<%s> %s",
 	    (unsigned long long)s->id, cmd->path, params);
 	session_enter_state(s, S_WAIT_RCPT);
@@ -614,10 +621,6 @@ cmd_starttls(struct smtp_session *s, struct smtp_cmd *cmd)
 	}
 	if (s->srv->tls_server == NULL || s->lc->tls != LISTEN_TLS_STARTTLS) {
 		session_reply(s, "502 5.5.1 STARTTLS not available");
-		return session_error(s);
-	}
-	if (s->from != NULL) {
-		session_reply(s, "503 5.5.1 STARTTLS not allowed in a transaction");
 		return session_error(s);
 	}
 	session_reply(s, "220 2.0.0 Ready to start TLS");
