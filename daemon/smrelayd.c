@@ -27,6 +27,8 @@ struct daemon_state {
 	int exiting;
 };
 
+static const struct timeval drain_deadline = { 120, 0 };
+
 static void
 usage(void)
 {
@@ -146,6 +148,9 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	d->exiting = 1;
 	log_info("signal %d: draining %d session(s)", (int)sig,
 	    d->srv.nsessions);
+	/* Messages in flight finish; past the deadline we stop anyway (the
+	 * clients of unfinished ones never got 250, so they retry). */
+	event_base_loopexit(d->srv.base, &drain_deadline);
 	server_drain(&d->srv);
 }
 

@@ -728,6 +728,11 @@ session_cmd_input(struct smtp_session *s)
 		s->out_paused = 1;
 		return 1;
 	}
+	if (s->srv->draining) {
+		session_reply(s, "421 4.3.2 %s Service shutting down",
+		    s->srv->cfg->hostname);
+		return session_close(s, "shutdown");
+	}
 	p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_CRLF);
 	if (p.pos < 0) {
 		len = evbuffer_get_length(in);
@@ -779,12 +784,6 @@ session_data_cb(void *arg, const struct smtp_result *r)
 	session_enter_state(s, S_CMD);
 	bufferevent_set_timeouts(s->bev, &(struct timeval){ TIMEOUT_CMD, 0 },
 	    NULL);
-	if (s->srv->draining) {
-		session_reply(s, "421 4.3.2 %s Service shutting down",
-		    s->srv->cfg->hostname);
-		session_close(s, "shutdown");
-		return;
-	}
 	session_process(s);
 }
 
@@ -1143,7 +1142,8 @@ session_free(struct smtp_session *s)
 int
 smtp_session_drain(struct smtp_session *s)
 {
-	if (s->state != S_CMD || s->from != NULL)
+	/* Nothing is accepted before DATA: the client will simply retry. */
+	if (s->state != S_CMD)
 		return 0;
 	session_reply(s, "421 4.3.2 %s Service shutting down",
 	    s->srv->cfg->hostname);
