@@ -88,7 +88,14 @@ trap it_cleanup EXIT
 trap 'echo "# interrupted"; exit 99' INT TERM
 
 # Kill the script (and so, through the trap, everything) after IT_TIMEOUT.
-( sleep "${IT_TIMEOUT:-900}" && echo "# $IT_SCRIPT: global timeout" >&2 && kill -TERM $$ ) 2>/dev/null &
+# (Its stdio is closed so that it never holds a pipe of the caller open.)
+(
+	exec </dev/null >/dev/null 2>&1
+	sleep "${IT_TIMEOUT:-900}" &
+	s=$!
+	trap 'kill $s; exit 0' TERM
+	wait $s && kill -TERM $$
+) &
 IT_WATCHDOG=$!
 
 # bg NAME CMD...: start CMD in the background, output in $CASE_DIR/NAME.log,
@@ -453,7 +460,7 @@ start_smtp_sink() {
 	chmod 777 "$SINK_DIR"
 	local user=()
 	[ "$(id -u)" = 0 ] && user=(-u nobody)
-	bg smtp-sink "${user[@]+"${user[@]}"}" -d "$SINK_DIR/%H%M%S." "$@" "127.0.0.1:$NH_PORT" 100
+	bg smtp-sink smtp-sink "${user[@]+"${user[@]}"}" -d "$SINK_DIR/%H%M%S." "$@" "127.0.0.1:$NH_PORT" 100
 	SINK_PID=$BG_PID
 	wait_listen "$NH_PORT" "$SINK_PID" 15 ||
 		fail_because "smtp-sink did not start: $(tail -n 3 "$CASE_DIR/smtp-sink.log" | tr '\n' ' ')"
@@ -580,14 +587,19 @@ assert_file_lacks() {   # FILE ERE WHAT
 	! grep -q -E -- "$2" "$1" 2>/dev/null || fail_because "$3: /$2/ found in $(basename "$1")"
 }
 
-# assert_nothing_for RCPT: no message at the next hop mentions RCPT.
+# assert_nothing_for RCPT [envelope]: no message at the next hop is for RCPT,
+# no Received header names it, and (unless "envelope") no text mentions it.
 assert_nothing_for() {
 	local f
 	if f=$(sink_file_for "$1"); then
 		fail_because "a message for $1 reached the next hop ($(basename "$f"))"
 		return 1
 	fi
-	if grep -r -q -i -F -- "$1" "$SINK_DIR" 2>/dev/null; then
+	if grep -r -q -i -E -- "^(Received|[[:space:]]).*for <$1>" "$SINK_DIR" 2>/dev/null; then
+		fail_because "a Received header at the next hop names $1 (a recipient that was not relayed)"
+		return 1
+	fi
+	if [ "${2:-}" != envelope ] && grep -r -q -i -F -- "$1" "$SINK_DIR" 2>/dev/null; then
 		fail_because "'$1' appears in a message at the next hop"
 		return 1
 	fi

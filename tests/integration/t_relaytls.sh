@@ -87,7 +87,10 @@ t_verify_smrelayctl_sink() {
 	it_certs && start_sink --tls-cert "$PKI/srv.pem" --tls-key "$PKI/srv.key" &&
 		start_relay relay='localhost:$NH_PORT' relay_tls=verify relay_tls_ca_file="$PKI/ca.pem" || return 1
 	swaks_send -tls --to alice@example.net || return 1
-	wait_delivered 1 && assert_delivered_to alice@example.net
+	wait_delivered 1 && assert_delivered_to alice@example.net || return 1
+	# The sink's own Received header (the topmost) shows the TLS session.
+	"$PYTHON" "$IT_PY/mailfile.py" header "$MSG" Received | head -n 1 | grep -q 'version=TLSv1\.[23]' ||
+		fail_because "the sink's Received header shows no TLS: $("$PYTHON" "$IT_PY/mailfile.py" header "$MSG" Received | head -n 1)"
 }
 
 run_case verify_ok t_verify_ok

@@ -141,7 +141,8 @@ class Session(threading.Thread):
                 if a.mail_reply:
                     self.send(a.mail_reply)
                     continue
-                mail, mail_args, rcpts, rcpt_args = m.group(1), arg, [], []
+                mail, rcpts, rcpt_args = m.group(1), [], []
+                mail_args = ("<%s> %s" % (m.group(1), m.group(2))).strip()
                 event(a, "MAIL conn=%d %s" % (self.num, arg))
                 self.send("250 2.1.0 Ok")
             elif verb == "RCPT":
@@ -156,7 +157,7 @@ class Session(threading.Thread):
                 event(a, "RCPT conn=%d %s -> %s" % (self.num, arg, reply[:3]))
                 if reply.startswith("2"):
                     rcpts.append(m.group(1))
-                    rcpt_args.append(arg)
+                    rcpt_args.append(("<%s> %s" % (m.group(1), m.group(2))).strip())
                 self.send(reply)
             elif verb == "DATA":
                 if not rcpts:
