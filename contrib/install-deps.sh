@@ -1,0 +1,57 @@
+#!/bin/bash
+# contrib/install-deps.sh: install what smrelay needs to build, test, demo and
+# benchmark on Debian 12 (bookworm).  Run as root.
+#
+# Postfix is installed for its smtp-sink/smtp-source test tools and as the
+# benchmark peer; it is preseeded to "No configuration" so the install is
+# non-interactive, and stopped afterwards so it does not sit on port 25.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps.sh: run as root" >&2
+	exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+PACKAGES=(
+	build-essential autoconf automake libtool pkg-config
+	libevent-dev libssl-dev libsqlite3-dev
+	openssl ca-certificates
+	swaks libnet-ssleay-perl libio-socket-ssl-perl
+	postfix
+	python3
+	clang libclang-rt-14-dev
+	procps iproute2
+)
+
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+echo "postfix postfix/mailname string localhost" | debconf-set-selections
+
+apt-get update
+apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+
+# "No configuration" leaves no main.cf, which postconf -e (used by the
+# benchmark's peer script) needs: start from Debian's stock one, loopback only.
+if [ ! -f /etc/postfix/main.cf ] && [ -f /usr/share/postfix/main.cf.debian ]; then
+	cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
+	postconf -e "inet_interfaces = loopback-only" "myhostname = localhost.localdomain" \
+		"mydestination =" "maillog_file = /var/log/postfix.log"
+fi
+
+# Leave no Postfix listening on port 25 (the benchmark configures and starts
+# its own instance on loopback ports with shared/peers/postfix-relay.sh).
+if command -v postfix >/dev/null 2>&1; then
+	postfix stop >/dev/null 2>&1 || true
+fi
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+	systemctl disable --now postfix >/dev/null 2>&1 || true
+fi
+
+for p in smtp-sink smtp-source swaks python3 openssl clang autoreconf pkg-config; do
+	if ! command -v "$p" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$p" ]; then
+		echo "install-deps.sh: $p missing after install" >&2
+		exit 1
+	fi
+done
+echo "install-deps.sh: done"
