@@ -85,7 +85,7 @@ it_cleanup() {
 	exit $rc
 }
 trap it_cleanup EXIT
-trap 'echo "# interrupted"; exit 99' INT TERM
+trap 'echo "FAIL ${CASE:-setup}: interrupted (signal, or IT_TIMEOUT=${IT_TIMEOUT:-900} s passed)"; it_show_logs; exit 99' INT TERM
 
 # Kill the script (and so, through the trap, everything) after IT_TIMEOUT.
 # (Its stdio is closed so that it never holds a pipe of the caller open.)
@@ -94,7 +94,9 @@ trap 'echo "# interrupted"; exit 99' INT TERM
 	sleep "${IT_TIMEOUT:-900}" &
 	s=$!
 	trap 'kill $s; exit 0' TERM
-	wait $s && kill -TERM $$
+	# TERM the script first (its trap runs as soon as the foreground child
+	# is gone), then its children, so a hung command cannot hold it.
+	wait $s && kill -TERM $$ && pkill -TERM -P $$
 ) &
 IT_WATCHDOG=$!
 
