@@ -19,14 +19,25 @@ check_conf() {
 	BASE_LINES=3
 	OUT=$(timeout 30 "$SMRELAYD" -c "$CFILE" -n 2>&1)
 	RC=$?
-	echo "# -n: rc=$RC: $OUT" | head -n 3
+	echo "# -n: rc=$RC: $(short_out)"
+}
+
+# OUT in one line for a FAIL reason (the sanitizer summary if there is one).
+short_out() {
+	local sum
+	sum=$(grep -m1 '^SUMMARY: ' <<<"$OUT")
+	if [ -n "$sum" ]; then
+		echo "$sum"
+	else
+		tr '\n' ' ' <<<"$OUT" | sed 's/  */ /g' | cut -c1-300
+	fi
 }
 
 # conf_ok LINE...: must print "configuration OK" and exit 0.
 conf_ok() {
 	check_conf "$@" || return 1
-	[ $RC -eq 0 ] || { fail_because "exit $RC for a valid config: $OUT"; return 1; }
-	grep -q 'configuration OK' <<<"$OUT" || fail_because "no 'configuration OK' in: $OUT"
+	[ $RC -eq 0 ] || { fail_because "exit $RC for a valid config: $(short_out)"; return 1; }
+	grep -q 'configuration OK' <<<"$(short_out)" || fail_because "no 'configuration OK' in: $(short_out)"
 }
 
 # conf_bad N LINE...: must fail, naming the file and line BASE_LINES+N.
@@ -35,8 +46,8 @@ conf_bad() {
 	shift
 	check_conf "$@" || return 1
 	want="$CFILE:$((BASE_LINES + n)): "
-	[ $RC -ne 0 ] || { fail_because "exit 0 for a bad config ($*): $OUT"; return 1; }
-	grep -q -F -- "$want" <<<"$OUT" || fail_because "expected '$want<reason>', got: $OUT"
+	[ $RC -ne 0 ] || { fail_because "exit 0 for a bad config ($*): $(short_out)"; return 1; }
+	grep -q -F -- "$want" <<<"$(short_out)" || fail_because "expected '$want<reason>', got: $(short_out)"
 }
 
 t_minimal_ok() { conf_ok; }
@@ -83,12 +94,12 @@ t_missing_equals() { conf_bad 1 "hostname gw.example.com"; }
 # Keys that must come together or need others.
 t_cert_without_key() {
 	check_conf "tls_cert_file = $PKI/srv.pem" || return 1
-	[ $RC -ne 0 ] || fail_because "tls_cert_file without tls_key_file accepted: $OUT"
+	[ $RC -ne 0 ] || fail_because "tls_cert_file without tls_key_file accepted: $(short_out)"
 }
 
 t_implicit_without_cert() {
 	check_conf "listen = 127.0.0.1:10465 tls=implicit" || return 1
-	[ $RC -ne 0 ] || fail_because "tls=implicit without a certificate accepted: $OUT"
+	[ $RC -ne 0 ] || fail_because "tls=implicit without a certificate accepted: $(short_out)"
 }
 
 t_missing_relay() {
@@ -96,20 +107,20 @@ t_missing_relay() {
 	printf 'hostname = a.example\ndata_dir = %s\n' "$CASE_DIR" >"$CFILE"
 	OUT=$(timeout 30 "$SMRELAYD" -c "$CFILE" -n 2>&1)
 	RC=$?
-	[ $RC -ne 0 ] || { fail_because "config without relay accepted: $OUT"; return 1; }
-	grep -q -F -- "$CFILE" <<<"$OUT" || fail_because "error does not name the file: $OUT"
+	[ $RC -ne 0 ] || { fail_because "config without relay accepted: $(short_out)"; return 1; }
+	grep -q -F -- "$CFILE" <<<"$(short_out)" || fail_because "error does not name the file: $(short_out)"
 }
 
 t_missing_file() {
 	OUT=$(timeout 30 "$SMRELAYD" -c "$CASE_DIR/does-not-exist.conf" -n 2>&1)
 	RC=$?
-	[ $RC -ne 0 ] || { fail_because "missing config file accepted: $OUT"; return 1; }
-	grep -q -F -- "does-not-exist.conf" <<<"$OUT" || fail_because "error does not name the file: $OUT"
+	[ $RC -ne 0 ] || { fail_because "missing config file accepted: $(short_out)"; return 1; }
+	grep -q -F -- "does-not-exist.conf" <<<"$(short_out)" || fail_because "error does not name the file: $(short_out)"
 }
 
 t_unreadable_cert() {
 	check_conf "tls_cert_file = $CASE_DIR/none.pem" "tls_key_file = $CASE_DIR/none.key" || return 1
-	[ $RC -ne 0 ] || fail_because "nonexistent certificate files accepted by -n: $OUT"
+	[ $RC -ne 0 ] || fail_because "nonexistent certificate files accepted by -n: $(short_out)"
 }
 
 # A config error stops the daemon itself too (not only -n).
@@ -118,7 +129,7 @@ t_daemon_refuses_bad_config() {
 	OUT=$(timeout 10 "$SMRELAYD" -c "$CFILE" -f 2>&1)
 	RC=$?
 	[ $RC -ne 0 ] && [ $RC -ne 124 ] || { fail_because "smrelayd -f started (rc $RC) with a bad config"; return 1; }
-	grep -q -F -- "$CFILE:4: " <<<"$OUT" || fail_because "expected '$CFILE:4: reason', got: $OUT"
+	grep -q -F -- "$CFILE:4: " <<<"$(short_out)" || fail_because "expected '$CFILE:4: reason', got: $(short_out)"
 }
 
 run_case minimal_ok t_minimal_ok
