@@ -186,10 +186,14 @@ main(int argc, char *argv[])
 	    sizeof(err)) == -1 || prepare_data_dir(d.srv.cfg, err,
 	    sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
+		config_free(d.srv.cfg);
 		return 1;
 	}
 	if (checkonly) {
 		printf("configuration OK\n");
+		SSL_CTX_free(d.srv.tls_server);
+		SSL_CTX_free(d.client_ctx);
+		config_free(d.srv.cfg);
 		return 0;
 	}
 	log_init("smrelayd", foreground, verbose ? LOG_LVL_DEBUG :

@@ -461,12 +461,14 @@ session_received(struct smtp_session *s)
 		with = s->tls ? "ESMTPS" : "ESMTP";
 	else
 		with = s->tls ? "SMTPS" : "SMTP";
+	/* "for" only with one recipient, so a Bcc is never shown to others. */
 	hdr = xasprintf("Received: from %s ([%s])\r\n\tby %s (smrelay) with %s "
-	    "id %016llx%s%s%s\r\n\tfor <%s>%s; %s\r\n",
+	    "id %016llx%s%s%s\r\n\t%s%s%s; %s\r\n",
 	    s->helo, s->peer_str, s->srv->cfg->hostname, with,
 	    (unsigned long long)s->id, s->tls ? "\r\n\t(" : "",
-	    s->tls ? s->tls_info : "", s->tls ? ")" : "", s->first_rcpt,
-	    s->nrcpt > 1 ? " (and others)" : "", date);
+	    s->tls ? s->tls_info : "", s->tls ? ")" : "",
+	    s->nrcpt == 1 ? "for <" : "", s->nrcpt == 1 ? s->first_rcpt : "",
+	    s->nrcpt == 1 ? ">" : "", date);
 	r = msgbuf_append(s->body, hdr, strlen(hdr));
 	free(hdr);
 	return r;
@@ -805,6 +807,10 @@ session_data_end(struct smtp_session *s)
 	else if (fl & (SMTP_DATA_BARE_LF | SMTP_DATA_BARE_CR))
 		session_reply(s, "554 5.5.2 Message refused: bare <CR> or "
 		    "<LF> in message data (RFC 5321 2.3.8)");
+	else if (fl & SMTP_DATA_NUL)
+		/* A next hop that strips NULs could see an end of data. */
+		session_reply(s, "554 5.6.0 Message refused: NUL character "
+		    "in message data");
 	else if (fl & SMTP_DATA_LONG_LINE)
 		session_reply(s, "500 5.5.2 Message refused: line too long "
 		    "(limit %d)", DATA_LINE_CAP);
@@ -815,8 +821,8 @@ session_data_end(struct smtp_session *s)
 	}
 	why = s->data_error == DATA_TOO_BIG ? "too-big" :
 	    s->data_error == DATA_IO ? "io-error" :
-	    (fl & SMTP_DATA_LONG_LINE) && !(fl & (SMTP_DATA_BARE_LF |
-	    SMTP_DATA_BARE_CR)) ? "long-line" : "bare-cr-lf";
+	    (fl & (SMTP_DATA_BARE_LF | SMTP_DATA_BARE_CR)) ? "bare-cr-lf" :
+	    (fl & SMTP_DATA_NUL) ? "nul" : "long-line";
 	log_info("session id=%016llx message refused reason=%s size=%zu",
 	    (unsigned long long)s->id, why, s->data_bytes);
 	session_reset_txn(s);
