@@ -205,23 +205,6 @@ maildir_rcpt(void *txn, const char *rcpt, const char *params,
 	maildir_reply(t, cb, arg, 250, "2.1.5", "Ok");
 }
 
-/* Write all of buf to fd; -1 with errno on failure. */
-static int
-write_all(int fd, const char *buf, size_t len)
-{
-	ssize_t n;
-
-	while (len > 0) {
-		if ((n = write(fd, buf, len)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 /* Return-Path, one Delivered-To per recipient, then the message. */
 static int
@@ -234,11 +217,11 @@ maildir_write_fd(struct maildir_txn *t, int fd, struct msgbuf *mb,
 	int i, rc = 0;
 
 	hdr = xasprintf("Return-Path: <%s>\r\n", t->from);
-	rc = write_all(fd, hdr, strlen(hdr));
+	rc = write_full(fd, hdr, strlen(hdr));
 	free(hdr);
 	for (i = 0; i < t->nrcpts && rc == 0; i++) {
 		hdr = xasprintf("Delivered-To: %s\r\n", t->rcpts[i]);
-		rc = write_all(fd, hdr, strlen(hdr));
+		rc = write_full(fd, hdr, strlen(hdr));
 		free(hdr);
 	}
 	if (rc == -1) {
@@ -247,7 +230,7 @@ maildir_write_fd(struct maildir_txn *t, int fd, struct msgbuf *mb,
 	}
 	buf = xmalloc(MAILDIR_CHUNK);
 	while ((n = msgbuf_pread(mb, buf, MAILDIR_CHUNK, off)) > 0) {
-		if (write_all(fd, buf, (size_t)n) == -1) {
+		if (write_full(fd, buf, (size_t)n) == -1) {
 			snprintf(why, whylen, "write: %s", strerror(errno));
 			break;
 		}

@@ -34,24 +34,6 @@ msgbuf_new(const char *tmpdir, size_t mem_limit)
 	return mb;
 }
 
-/* Write all of buf to fd; -1 with errno on failure. */
-static int
-write_all(int fd, const char *buf, size_t len)
-{
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, buf, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 /* Move the in-memory bytes into a fresh unlinked file. */
 static int
@@ -69,7 +51,7 @@ msgbuf_spill(struct msgbuf *mb)
 	}
 	unlink(path);
 	free(path);
-	if (write_all(fd, mb->mem, mb->len) == -1) {
+	if (write_full(fd, mb->mem, mb->len) == -1) {
 		saved = errno;
 		close(fd);
 		errno = saved;
@@ -95,7 +77,7 @@ msgbuf_append(struct msgbuf *mb, const void *data, size_t len)
 			return -1;
 	}
 	if (mb->fd != -1) {
-		if (write_all(mb->fd, data, len) == -1)
+		if (write_full(mb->fd, data, len) == -1)
 			return -1;
 		mb->len += len;
 		return 0;

@@ -2,6 +2,7 @@
 #include "autoconfig.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -94,6 +95,26 @@ xasprintf(const char *fmt, ...)
 	if (r < 0)
 		fatal("vasprintf");
 	return p;
+}
+
+/* Write all of buf to fd, retrying short writes; -1 with errno on error. */
+int
+write_full(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 /* Bounded copy that always terminates; returns strlen(src). */

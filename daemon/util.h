@@ -14,6 +14,7 @@ void *xreallocarray(void *, size_t, size_t);
 char *xstrdup(const char *);
 char *xstrndup(const char *, size_t);
 char *xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
+int write_full(int, const void *, size_t);
 size_t strlcpy_s(char *, const char *, size_t);
 int strcasecmp_ascii(const char *, const char *);
 void sockaddr_str(const struct sockaddr *, char *, size_t);
