@@ -1,0 +1,788 @@
+/* smime.c: the CMS engine for S/MIME: sign, encrypt, decrypt and verify a
+ * MIME entity with the OpenSSL 3 CMS API, streaming through BIOs. */
+#include "autoconfig.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/asn1.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "smime.h"
+
+/* 57 input bytes make one 76-character base64 line (RFC 2045 6.8). */
+#define B64_IN_LINE 57
+
+/* State of the base64 writer: a sink that encodes into the target BIO. */
+struct b64w {
+	BIO		*out;
+	unsigned char	 buf[B64_IN_LINE];
+	size_t		 n;
+	int		 failed;
+};
+
+static BIO_METHOD *b64w_method;
+
+/* Encode one group of up to 57 bytes as a CRLF-terminated line. */
+static int
+b64w_line(struct b64w *w)
+{
+	unsigned char line[80];
+	int n;
+
+	if (w->n == 0)
+		return 0;
+	n = EVP_EncodeBlock(line, w->buf, (int)w->n);
+	line[n++] = '\r';
+	line[n++] = '\n';
+	w->n = 0;
+	if (BIO_write(w->out, line, n) != n) {
+		w->failed = 1;
+		return -1;
+	}
+	return 0;
+}
+
+/* BIO write: collect bytes, emit every full line. */
+static int
+b64w_write(BIO *b, const char *data, int len)
+{
+	struct b64w *w = BIO_get_data(b);
+	const unsigned char *p = (const unsigned char *)data;
+	size_t left = len > 0 ? (size_t)len : 0, c;
+
+	while (left > 0) {
+		c = sizeof(w->buf) - w->n;
+		if (c > left)
+			c = left;
+		memcpy(w->buf + w->n, p, c);
+		w->n += c;
+		p += c;
+		left -= c;
+		if (w->n == sizeof(w->buf) && b64w_line(w) == -1)
+			return -1;
+	}
+	return len;
+}
+
+/* BIO ctrl: a flush reaches the target but never ends a partial line, since
+ * OpenSSL flushes in the middle of a stream. */
+static long
+b64w_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct b64w *w = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	if (cmd == BIO_CTRL_FLUSH)
+		return BIO_flush(w->out) > 0 ? 1 : 0;
+	return 0;
+}
+
+/* BIO destroy: the writer does not own the target. */
+static int
+b64w_destroy(BIO *b)
+{
+	free(BIO_get_data(b));
+	BIO_set_data(b, NULL);
+	return 1;
+}
+
+/* A base64 writer into `out`: 76-character lines, CRLF. */
+static BIO *
+b64w_new(BIO *out)
+{
+	struct b64w *w;
+	BIO *b;
+
+	if (b64w_method == NULL) {
+		b64w_method = BIO_meth_new(BIO_get_new_index() |
+		    BIO_TYPE_SOURCE_SINK,
+		    "smime base64 writer");
+		if (b64w_method == NULL ||
+		    !BIO_meth_set_write(b64w_method, b64w_write) ||
+		    !BIO_meth_set_ctrl(b64w_method, b64w_ctrl) ||
+		    !BIO_meth_set_destroy(b64w_method, b64w_destroy))
+			return NULL;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return NULL;
+	if ((b = BIO_new(b64w_method)) == NULL) {
+		free(w);
+		return NULL;
+	}
+	w->out = out;
+	BIO_set_data(b, w);
+	BIO_set_init(b, 1);
+	return b;
+}
+
+/* Write the last partial line and free the writer; 0 or -1. */
+static int
+b64w_finish(BIO *b)
+{
+	struct b64w *w = BIO_get_data(b);
+	int r;
+
+	r = w->failed || b64w_line(w) == -1 ? -1 : 0;
+	BIO_free(b);
+	return r;
+}
+
+/* Fill err with `what` and the last OpenSSL reason, clearing the queue. */
+static void
+smime_err(char *err, size_t errlen, const char *what)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+
+	if (r != NULL)
+		snprintf(err, errlen, "%s: %s", what, r);
+	else
+		snprintf(err, errlen, "%s", what);
+	ERR_clear_error();
+}
+
+/* Write a NUL-terminated string; 0 or -1. */
+static int
+bputs(BIO *out, const char *s)
+{
+	int n = (int)strlen(s);
+
+	return BIO_write(out, s, n) == n ? 0 : -1;
+}
+
+/* The SMIMECapabilities we announce, strongest first (RFC 8551 2.5.2). */
+static int
+smime_add_caps(CMS_SignerInfo *si)
+{
+	static const int nids[] = {
+		NID_aes_256_gcm, NID_aes_128_gcm, NID_aes_256_cbc,
+		NID_aes_192_cbc, NID_aes_128_cbc
+	};
+	STACK_OF(X509_ALGOR) *algs = NULL;
+	size_t i;
+	int ok = 0;
+
+	for (i = 0; i < sizeof(nids) / sizeof(nids[0]); i++)
+		if (!CMS_add_simple_smimecap(&algs, nids[i], -1))
+			goto done;
+	ok = CMS_add_smimecap(si, algs);
+ done:
+	sk_X509_ALGOR_pop_free(algs, X509_ALGOR_free);
+	return ok ? 0 : -1;
+}
+
+/* A SignedData with one signer, not yet finalised. */
+static CMS_ContentInfo *
+smime_sign_init(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain, int opts,
+    char *err, size_t errlen)
+{
+	CMS_ContentInfo *cms;
+	CMS_SignerInfo *si;
+	EVP_PKEY_CTX *pctx;
+	unsigned flags = CMS_PARTIAL | CMS_BINARY;
+	unsigned sflags = CMS_PARTIAL | CMS_BINARY | CMS_NOSMIMECAP;
+
+	flags |= (opts & SMIME_OPT_OPAQUE) ? CMS_STREAM : CMS_DETACHED;
+	if (opts & SMIME_OPT_PSS) {
+		if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) {
+			snprintf(err, errlen, "RSA-PSS needs an RSA key");
+			return NULL;
+		}
+		sflags |= CMS_KEY_PARAM;
+	}
+	if ((cms = CMS_sign(NULL, NULL, chain, NULL, flags)) == NULL) {
+		smime_err(err, errlen, "CMS_sign");
+		return NULL;
+	}
+	si = CMS_add1_signer(cms, cert, key, EVP_sha256(), sflags);
+	if (si == NULL) {
+		smime_err(err, errlen, "signer certificate or key unusable");
+		goto fail;
+	}
+	if (smime_add_caps(si) == -1) {
+		smime_err(err, errlen, "SMIMECapabilities");
+		goto fail;
+	}
+	if (opts & SMIME_OPT_PSS) {
+		pctx = CMS_SignerInfo_get0_pkey_ctx(si);
+		if (pctx == NULL ||
+		    EVP_PKEY_CTX_set_rsa_padding(pctx,
+		    RSA_PKCS1_PSS_PADDING) <= 0 ||
+		    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx,
+		    RSA_PSS_SALTLEN_DIGEST) <= 0 ||
+		    EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) <= 0) {
+			smime_err(err, errlen, "RSA-PSS parameters");
+			goto fail;
+		}
+	}
+	return cms;
+ fail:
+	CMS_ContentInfo_free(cms);
+	return NULL;
+}
+
+/* Write the DER/BER of `cms` as base64; with `in`, stream it as content. */
+static int
+smime_write_b64(BIO *out, CMS_ContentInfo *cms, BIO *in, unsigned flags)
+{
+	BIO *b64;
+	int ok;
+
+	if ((b64 = b64w_new(out)) == NULL)
+		return -1;
+	if (in != NULL)
+		ok = i2d_CMS_bio_stream(b64, cms, in, (int)flags);
+	else
+		ok = i2d_CMS_bio(b64, cms);
+	if (b64w_finish(b64) == -1)
+		ok = 0;
+	return ok ? 0 : -1;
+}
+
+/* Headers of an application/pkcs7-mime entity. */
+static int
+smime_p7m_headers(BIO *out, const char *type)
+{
+	char buf[256];
+
+	snprintf(buf, sizeof(buf),
+	    "Content-Type: application/pkcs7-mime; smime-type=%s;\r\n"
+	    "\tname=\"smime.p7m\"\r\n"
+	    "Content-Transfer-Encoding: base64\r\n"
+	    "Content-Disposition: attachment; filename=\"smime.p7m\"\r\n"
+	    "\r\n", type);
+	return bputs(out, buf);
+}
+
+/* Detached signing: the entity goes to `out` while it is digested. */
+static int
+smime_sign_detached(BIO *in, CMS_ContentInfo *cms, BIO *out, char *err,
+    size_t errlen)
+{
+	unsigned char rnd[16];
+	char bnd[64], buf[512];
+	int i, n;
+
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		smime_err(err, errlen, "RAND_bytes");
+		return -1;
+	}
+	n = snprintf(bnd, sizeof(bnd), "----=_smrelay_");
+	for (i = 0; i < (int)sizeof(rnd); i++)
+		n += snprintf(bnd + n, sizeof(bnd) - n, "%02x", rnd[i]);
+	snprintf(buf, sizeof(buf),
+	    "Content-Type: multipart/signed;"
+	    " protocol=\"application/pkcs7-signature\";\r\n"
+	    "\tmicalg=sha-256; boundary=\"%s\"\r\n"
+	    "\r\n"
+	    "This is a cryptographically signed message in MIME format.\r\n"
+	    "\r\n"
+	    "--%s\r\n", bnd, bnd);
+	if (bputs(out, buf) == -1)
+		goto io;
+	if (CMS_final(cms, in, out, CMS_BINARY) != 1) {
+		smime_err(err, errlen, "signing failed");
+		return -1;
+	}
+	snprintf(buf, sizeof(buf), "\r\n--%s\r\n"
+	    "Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n"
+	    "Content-Transfer-Encoding: base64\r\n"
+	    "Content-Disposition: attachment; filename=\"smime.p7s\"\r\n"
+	    "Content-Description: S/MIME Cryptographic Signature\r\n"
+	    "\r\n", bnd);
+	if (bputs(out, buf) == -1 ||
+	    smime_write_b64(out, cms, NULL, 0) == -1)
+		goto io;
+	snprintf(buf, sizeof(buf), "\r\n--%s--\r\n", bnd);
+	if (bputs(out, buf) == -1 || BIO_flush(out) <= 0)
+		goto io;
+	return 0;
+ io:
+	smime_err(err, errlen, "write error");
+	return -1;
+}
+
+/* Sign an entity: multipart/signed, or opaque signed-data. */
+int
+smime_sign(BIO *in, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
+    int opts, BIO *out, char *err, size_t errlen)
+{
+	CMS_ContentInfo *cms;
+	int r = -1;
+
+	ERR_clear_error();
+	if (X509_check_private_key(cert, key) != 1) {
+		smime_err(err, errlen, "signer key does not match certificate");
+		return -1;
+	}
+	if ((cms = smime_sign_init(cert, key, chain, opts, err, errlen)) ==
+	    NULL)
+		return -1;
+	if (!(opts & SMIME_OPT_OPAQUE))
+		r = smime_sign_detached(in, cms, out, err, errlen);
+	else if (smime_p7m_headers(out, "signed-data") == -1 ||
+	    smime_write_b64(out, cms, in, CMS_STREAM | CMS_BINARY) == -1 ||
+	    BIO_flush(out) <= 0)
+		smime_err(err, errlen, "signing failed");
+	else
+		r = 0;
+	CMS_ContentInfo_free(cms);
+	return r;
+}
+
+/* Switch an RSA recipient to OAEP with SHA-256. */
+static int
+smime_oaep(CMS_RecipientInfo *ri)
+{
+	EVP_PKEY_CTX *pctx = CMS_RecipientInfo_get0_pkey_ctx(ri);
+
+	if (pctx == NULL ||
+	    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md(pctx, EVP_sha256()) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) <= 0)
+		return -1;
+	return 0;
+}
+
+/* Encrypt an entity for all recipients in one envelope. */
+int
+smime_encrypt(BIO *in, STACK_OF(X509) *to, int opts, BIO *out, char *err,
+    size_t errlen)
+{
+	const EVP_CIPHER *cipher;
+	CMS_ContentInfo *cms;
+	CMS_RecipientInfo *ri;
+	X509 *x;
+	unsigned flags = CMS_STREAM | CMS_BINARY | CMS_PARTIAL;
+	unsigned rflags;
+	int i, oaep, r = -1;
+
+	ERR_clear_error();
+	if (to == NULL || sk_X509_num(to) == 0) {
+		snprintf(err, errlen, "no recipient certificate");
+		return -1;
+	}
+	cipher = (opts & SMIME_OPT_GCM) ? EVP_aes_256_gcm() : EVP_aes_256_cbc();
+	if ((cms = CMS_encrypt(NULL, NULL, cipher, flags)) == NULL) {
+		smime_err(err, errlen, "CMS_encrypt");
+		return -1;
+	}
+	for (i = 0; i < sk_X509_num(to); i++) {
+		x = sk_X509_value(to, i);
+		oaep = (opts & SMIME_OPT_OAEP) &&
+		    EVP_PKEY_get_base_id(X509_get0_pubkey(x)) == EVP_PKEY_RSA;
+		rflags = CMS_BINARY | (oaep ? CMS_KEY_PARAM : 0);
+		if ((ri = CMS_add1_recipient_cert(cms, x, rflags)) == NULL) {
+			smime_err(err, errlen, "recipient certificate unusable");
+			goto done;
+		}
+		if (oaep && smime_oaep(ri) == -1) {
+			smime_err(err, errlen, "RSA-OAEP parameters");
+			goto done;
+		}
+	}
+	if (smime_p7m_headers(out, (opts & SMIME_OPT_GCM) ?
+	    "authEnveloped-data" : "enveloped-data") == -1 ||
+	    smime_write_b64(out, cms, in, flags & ~CMS_PARTIAL) == -1 ||
+	    BIO_flush(out) <= 0) {
+		smime_err(err, errlen, "encryption failed");
+		goto done;
+	}
+	r = 0;
+ done:
+	CMS_ContentInfo_free(cms);
+	return r;
+}
+
+/* Append "issuer/serial" (or the key id) of one recipient to buf. */
+static void
+smime_rid(char *buf, size_t len, X509_NAME *issuer, ASN1_INTEGER *sno,
+    ASN1_OCTET_STRING *keyid)
+{
+	size_t n = strlen(buf);
+	char name[256];
+	BIGNUM *bn;
+	char *hex = NULL;
+	int i;
+
+	if (n + 4 >= len)
+		return;
+	if (n > 0)
+		n += snprintf(buf + n, len - n, ", ");
+	if (issuer != NULL && sno != NULL) {
+		X509_NAME_oneline(issuer, name, sizeof(name));
+		if ((bn = ASN1_INTEGER_to_BN(sno, NULL)) != NULL)
+			hex = BN_bn2hex(bn);
+		BN_free(bn);
+		snprintf(buf + n, len - n, "%s/%s", name, hex ? hex : "?");
+		OPENSSL_free(hex);
+	} else if (keyid != NULL) {
+		n += snprintf(buf + n, len - n, "keyid:");
+		for (i = 0; i < keyid->length && n + 3 < len; i++)
+			n += snprintf(buf + n, len - n, "%02X", keyid->data[i]);
+	} else
+		snprintf(buf + n, len - n, "(other)");
+}
+
+/* List the recipients of an envelope, for the "no key" error. */
+static void
+smime_recipients(CMS_ContentInfo *cms, char *buf, size_t len)
+{
+	STACK_OF(CMS_RecipientInfo) *ris = CMS_get0_RecipientInfos(cms);
+	STACK_OF(CMS_RecipientEncryptedKey) *reks;
+	CMS_RecipientInfo *ri;
+	ASN1_OCTET_STRING *keyid;
+	X509_NAME *issuer;
+	ASN1_INTEGER *sno;
+	int i, j;
+
+	buf[0] = '\0';
+	for (i = 0; i < sk_CMS_RecipientInfo_num(ris); i++) {
+		ri = sk_CMS_RecipientInfo_value(ris, i);
+		keyid = NULL;
+		issuer = NULL;
+		sno = NULL;
+		switch (CMS_RecipientInfo_type(ri)) {
+		case CMS_RECIPINFO_TRANS:
+			CMS_RecipientInfo_ktri_get0_signer_id(ri, &keyid,
+			    &issuer, &sno);
+			smime_rid(buf, len, issuer, sno, keyid);
+			break;
+		case CMS_RECIPINFO_AGREE:
+			reks = CMS_RecipientInfo_kari_get0_reks(ri);
+			for (j = 0; j < sk_CMS_RecipientEncryptedKey_num(reks);
+			    j++) {
+				CMS_RecipientEncryptedKey_get0_id(
+				    sk_CMS_RecipientEncryptedKey_value(reks, j),
+				    &keyid, NULL, NULL, &issuer, &sno);
+				smime_rid(buf, len, issuer, sno, keyid);
+			}
+			break;
+		default:
+			smime_rid(buf, len, NULL, NULL, NULL);
+			break;
+		}
+	}
+}
+
+/* Decrypt an EnvelopedData or AuthEnvelopedData with a matching key. */
+int
+smime_decrypt(BIO *der, const struct smime_identity *ids, size_t nids,
+    BIO *out, char *err, size_t errlen)
+{
+	CMS_ContentInfo *cms;
+	char rcpts[512];
+	size_t i;
+	int nid, r = -1;
+
+	ERR_clear_error();
+	if ((cms = d2i_CMS_bio(der, NULL)) == NULL) {
+		smime_err(err, errlen, "malformed CMS structure");
+		return -1;
+	}
+	nid = OBJ_obj2nid(CMS_get0_type(cms));
+	if (nid != NID_pkcs7_enveloped &&
+	    nid != NID_id_smime_ct_authEnvelopedData) {
+		snprintf(err, errlen, "not enveloped data (%s)",
+		    OBJ_nid2sn(nid));
+		goto done;
+	}
+	/* With a certificate, OpenSSL only tries the RecipientInfos it
+	 * matches, so a wrong key is never attempted. */
+	for (i = 0; i < nids; i++) {
+		if (CMS_decrypt_set1_pkey_and_peer(cms, ids[i].key,
+		    ids[i].cert, NULL) == 1)
+			break;
+		ERR_clear_error();
+	}
+	if (i == nids) {
+		smime_recipients(cms, rcpts, sizeof(rcpts));
+		snprintf(err, errlen, "no private key matches any recipient"
+		    " (recipients: %s)", rcpts);
+		goto done;
+	}
+	if (CMS_decrypt(cms, NULL, NULL, NULL, out, CMS_BINARY) != 1) {
+		smime_err(err, errlen, "decryption failed");
+		goto done;
+	}
+	r = (int)i;
+ done:
+	CMS_ContentInfo_free(cms);
+	return r;
+}
+
+/* Set the verdict and its reason. */
+static enum smime_outcome
+smime_result(struct smime_verify *res, enum smime_outcome o,
+    const char *reason)
+{
+	res->outcome = o;
+	snprintf(res->reason, sizeof(res->reason), "%s", reason);
+	ERR_clear_error();
+	return o;
+}
+
+/* Read the ciphers the signer announced in SMIMECapabilities. */
+static void
+smime_get_caps(CMS_SignerInfo *si, struct smime_verify *res)
+{
+	static const struct { int nid; unsigned cap; } map[] = {
+		{ NID_aes_256_gcm, SMIME_CAP_AES256_GCM },
+		{ NID_aes_128_gcm, SMIME_CAP_AES128_GCM },
+		{ NID_aes_256_cbc, SMIME_CAP_AES256_CBC },
+		{ NID_aes_192_cbc, SMIME_CAP_AES192_CBC },
+		{ NID_aes_128_cbc, SMIME_CAP_AES128_CBC },
+		{ NID_des_ede3_cbc, SMIME_CAP_DES3_CBC },
+	};
+	STACK_OF(X509_ALGOR) *algs;
+	const unsigned char *p;
+	X509_ATTRIBUTE *attr;
+	ASN1_TYPE *t;
+	size_t k;
+	int i, nid;
+
+	i = CMS_signed_get_attr_by_NID(si, NID_SMIMECapabilities, -1);
+	if (i < 0 || (attr = CMS_signed_get_attr(si, i)) == NULL)
+		return;
+	t = X509_ATTRIBUTE_get0_type(attr, 0);
+	if (t == NULL || t->type != V_ASN1_SEQUENCE)
+		return;
+	p = t->value.sequence->data;
+	algs = d2i_X509_ALGORS(NULL, &p, t->value.sequence->length);
+	if (algs == NULL) {
+		ERR_clear_error();
+		return;
+	}
+	res->has_caps = 1;
+	for (i = 0; i < sk_X509_ALGOR_num(algs); i++) {
+		nid = OBJ_obj2nid(sk_X509_ALGOR_value(algs, i)->algorithm);
+		for (k = 0; k < sizeof(map) / sizeof(map[0]); k++)
+			if (map[k].nid == nid)
+				res->caps |= map[k].cap;
+	}
+	sk_X509_ALGOR_pop_free(algs, X509_ALGOR_free);
+}
+
+/* rfc822Name comparison: local part exact, domain case-insensitive. */
+static int
+smime_addr_eq(const char *a, const char *b)
+{
+	const char *at = strrchr(a, '@'), *bt = strrchr(b, '@');
+
+	if (at == NULL || bt == NULL || at - a != bt - b ||
+	    strncmp(a, b, (size_t)(at - a)) != 0)
+		return 0;
+	for (at++, bt++; *at && *bt; at++, bt++)
+		if (tolower((unsigned char)*at) != tolower((unsigned char)*bt))
+			return 0;
+	return *at == *bt;
+}
+
+/* Pick the signer identity; 1 when `from` (if any) is among its addresses. */
+static int
+smime_match_from(X509 *signer, const char *from, struct smime_verify *res)
+{
+	STACK_OF(OPENSSL_STRING) *emails = X509_get1_email(signer);
+	const char *e;
+	int i, found = 0;
+
+	for (i = 0; i < sk_OPENSSL_STRING_num(emails); i++) {
+		e = sk_OPENSSL_STRING_value(emails, i);
+		if (i == 0)
+			snprintf(res->identity, sizeof(res->identity), "%s", e);
+		if (from != NULL && smime_addr_eq(e, from)) {
+			snprintf(res->identity, sizeof(res->identity), "%s", e);
+			found = 1;
+			break;
+		}
+	}
+	X509_email_free(emails);
+	return from == NULL || found;
+}
+
+/* Check one signer's chain for S/MIME signing; NULL or the reason. */
+static const char *
+smime_chain(X509 *signer, STACK_OF(X509) *certs, X509_STORE *store,
+    STACK_OF(X509_CRL) *crls)
+{
+	X509_STORE_CTX *ctx;
+	const char *reason = NULL;
+	int e;
+
+	if ((ctx = X509_STORE_CTX_new()) == NULL ||
+	    !X509_STORE_CTX_init(ctx, store, signer, certs) ||
+	    !X509_STORE_CTX_set_default(ctx, "smime_sign")) {
+		X509_STORE_CTX_free(ctx);
+		return "cannot set up certificate verification";
+	}
+	if (crls != NULL && sk_X509_CRL_num(crls) > 0) {
+		X509_STORE_CTX_set0_crls(ctx, crls);
+		X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_CRL_CHECK |
+		    X509_V_FLAG_CRL_CHECK_ALL);
+	}
+	if (X509_verify_cert(ctx) <= 0) {
+		e = X509_STORE_CTX_get_error(ctx);
+		reason = e == X509_V_OK ? "certificate verification failed" :
+		    X509_verify_cert_error_string(e);
+	}
+	X509_STORE_CTX_free(ctx);
+	return reason;
+}
+
+/* Back to the start of a memory or file BIO; 0 or -1. */
+static int
+smime_rewind(BIO *b)
+{
+	if (BIO_method_type(b) == BIO_TYPE_MEM)
+		return BIO_reset(b) == 1 ? 0 : -1;
+	return BIO_seek(b, 0) == 0 ? 0 : -1;
+}
+
+/* The signature itself: digest and signer key, no chain yet. */
+static int
+smime_check_sig(CMS_ContentInfo *cms, BIO *content, BIO *out, int detached,
+    const char **why)
+{
+	unsigned flags = CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY;
+	unsigned long e;
+
+	if (CMS_verify(cms, NULL, NULL, detached ? content : NULL, out,
+	    flags) == 1)
+		return 0;
+	e = ERR_peek_last_error();
+	*why = ERR_GET_REASON(e) == CMS_R_SIGNER_CERTIFICATE_NOT_FOUND ?
+	    "signer certificate not found" : "signature mismatch";
+	/* A stored message may have lost its CRLFs: try canonical form. */
+	if (detached && smime_rewind(content) == 0) {
+		ERR_clear_error();
+		if (CMS_verify(cms, NULL, NULL, content, NULL,
+		    flags & ~CMS_BINARY) == 1)
+			return 0;
+	}
+	ERR_clear_error();
+	return -1;
+}
+
+/* Verify a detached or opaque signature, its signers and the From address. */
+enum smime_outcome
+smime_verify(BIO *content, BIO *der, X509_STORE *store,
+    STACK_OF(X509_CRL) *crls, const char *from, BIO *out,
+    struct smime_verify *res)
+{
+	STACK_OF(CMS_SignerInfo) *sis;
+	STACK_OF(X509) *signers = NULL;
+	CMS_ContentInfo *cms;
+	const char *why = NULL;
+	int i, detached;
+
+	memset(res, 0, sizeof(*res));
+	ERR_clear_error();
+	if ((cms = d2i_CMS_bio(der, NULL)) == NULL)
+		return smime_result(res, SMIME_PERMERROR,
+		    "malformed CMS structure");
+	if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
+		CMS_ContentInfo_free(cms);
+		return smime_result(res, SMIME_PERMERROR, "not signed data");
+	}
+	detached = CMS_is_detached(cms);
+	sis = CMS_get0_SignerInfos(cms);
+	res->certs = CMS_get1_certs(cms);
+	if (detached && content == NULL)
+		smime_result(res, SMIME_PERMERROR, "signed content missing");
+	else if (sk_CMS_SignerInfo_num(sis) < 1)
+		smime_result(res, SMIME_PERMERROR, "no signer");
+	else if (smime_check_sig(cms, content, out, detached, &why) == -1)
+		smime_result(res, SMIME_FAIL, why);
+	else if ((signers = CMS_get0_signers(cms)) == NULL)
+		smime_result(res, SMIME_FAIL, "signer certificate not found");
+	if (res->reason[0] != '\0')
+		goto done;
+	res->signer = sk_X509_value(signers, 0);
+	X509_up_ref(res->signer);
+	smime_get_caps(sk_CMS_SignerInfo_value(sis, 0), res);
+	for (i = 0; i < sk_X509_num(signers) && why == NULL; i++)
+		why = smime_chain(sk_X509_value(signers, i), res->certs, store,
+		    crls);
+	if (why != NULL)
+		smime_result(res, SMIME_FAIL, why);
+	else if (!smime_match_from(res->signer, from, res))
+		smime_result(res, SMIME_POLICY,
+		    "signer certificate does not carry the From address");
+	else
+		smime_result(res, SMIME_PASS, "");
+ done:
+	if (res->identity[0] == '\0' && res->signer != NULL)
+		smime_match_from(res->signer, NULL, res);
+	sk_X509_free(signers);
+	CMS_ContentInfo_free(cms);
+	return res->outcome;
+}
+
+/* Release what smime_verify() kept. */
+void
+smime_verify_free(struct smime_verify *res)
+{
+	X509_free(res->signer);
+	sk_X509_pop_free(res->certs, X509_free);
+	res->signer = NULL;
+	res->certs = NULL;
+}
+
+/* RFC 7281 result keyword. */
+const char *
+smime_outcome_name(enum smime_outcome o)
+{
+	switch (o) {
+	case SMIME_PASS:
+		return "pass";
+	case SMIME_FAIL:
+		return "fail";
+	case SMIME_POLICY:
+		return "policy";
+	case SMIME_PERMERROR:
+		return "permerror";
+	case SMIME_NONE:
+	default:
+		return "none";
+	}
+}
+
+/* Format the Authentication-Results header, the reason as a comment. */
+int
+smime_auth_results(char *buf, size_t len, const char *host,
+    const struct smime_verify *res)
+{
+	char comment[sizeof(res->reason) + 3] = "", id[300] = "";
+	size_t i, n;
+
+	if (res->outcome != SMIME_PASS && res->reason[0] != '\0') {
+		/* A comment may not hold unbalanced parentheses, backslashes
+		 * or control characters (RFC 5322 3.2.2). */
+		n = 0;
+		comment[n++] = ' ';
+		comment[n++] = '(';
+		for (i = 0; res->reason[i] != '\0'; i++) {
+			unsigned char c = (unsigned char)res->reason[i];
+			comment[n++] = (c < 0x20 || c > 0x7e || c == '(' ||
+			    c == ')' || c == '\\') ? ' ' : (char)c;
+		}
+		comment[n++] = ')';
+		comment[n] = '\0';
+	}
+	if (res->identity[0] != '\0' && strpbrk(res->identity,
+	    " \t\r\n\"();\\") == NULL)
+		snprintf(id, sizeof(id), " body.smime-identifier=%s",
+		    res->identity);
+	return snprintf(buf, len, "Authentication-Results: %s; smime=%s%s%s",
+	    host, smime_outcome_name(res->outcome), comment, id);
+}
