@@ -1,0 +1,382 @@
+/* store.c: the SQLite database: open, schema migrations, transactions. */
+#include "autoconfig.h"
+
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store_priv.h"
+#include "util.h"
+
+#define BUSY_TIMEOUT_MS	10000
+
+/*
+ * Migrations: migrations[i] brings user_version i to i + 1.  Append only;
+ * never edit a released step.  Every step sets its own user_version inside
+ * the same transaction, so a crash leaves either the old or the new schema.
+ */
+static const char *migrations[] = {
+	/* 0 -> 1: the initial schema. */
+	"CREATE TABLE meta ("
+	"  name TEXT PRIMARY KEY,"
+	"  value INTEGER NOT NULL);"
+	"INSERT INTO meta (name, value) VALUES ('changes', 0);"
+	"CREATE TABLE certificates ("
+	"  id INTEGER PRIMARY KEY,"
+	"  der BLOB NOT NULL,"
+	"  fingerprint TEXT NOT NULL UNIQUE,"
+	"  subject TEXT NOT NULL,"
+	"  issuer TEXT NOT NULL,"
+	"  serial TEXT NOT NULL,"
+	"  not_before INTEGER NOT NULL,"
+	"  not_after INTEGER NOT NULL,"
+	"  key_usage INTEGER NOT NULL,"		/* -1: no extension */
+	"  ext_key_usage INTEGER NOT NULL,"	/* -1: no extension */
+	"  can_encrypt INTEGER NOT NULL,"
+	"  can_sign INTEGER NOT NULL,"
+	"  key_type TEXT NOT NULL,"
+	"  key_bits INTEGER NOT NULL,"
+	"  source TEXT NOT NULL CHECK (source IN ('import','harvest','key')),"
+	"  caps INTEGER NOT NULL DEFAULT 0,"
+	"  added INTEGER NOT NULL);"
+	"CREATE TABLE cert_emails ("
+	"  cert_id INTEGER NOT NULL REFERENCES certificates(id)"
+	"    ON DELETE CASCADE,"
+	"  email TEXT NOT NULL,"
+	"  PRIMARY KEY (cert_id, email));"
+	"CREATE INDEX cert_emails_email ON cert_emails(email);"
+	"CREATE TABLE keys ("
+	"  id INTEGER PRIMARY KEY,"
+	"  cert_id INTEGER NOT NULL UNIQUE REFERENCES certificates(id),"
+	"  pkey BLOB NOT NULL,"			/* PKCS#8 DER */
+	"  chain BLOB NOT NULL,"		/* concatenated DER, may be empty */
+	"  added INTEGER NOT NULL);"
+	"CREATE TABLE trust_anchors ("
+	"  id INTEGER PRIMARY KEY,"
+	"  der BLOB NOT NULL,"
+	"  fingerprint TEXT NOT NULL UNIQUE,"
+	"  subject TEXT NOT NULL,"
+	"  not_after INTEGER NOT NULL,"
+	"  added INTEGER NOT NULL);"
+	"CREATE TABLE crls ("
+	"  id INTEGER PRIMARY KEY,"
+	"  issuer TEXT NOT NULL UNIQUE,"
+	"  der BLOB NOT NULL,"
+	"  fingerprint TEXT NOT NULL UNIQUE,"
+	"  this_update INTEGER NOT NULL,"
+	"  next_update INTEGER NOT NULL,"	/* 0: none */
+	"  added INTEGER NOT NULL);"
+	"PRAGMA user_version = 1;",
+};
+#define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
+
+/* "what: sqlite message" into err; returns -1. */
+int
+store_sqlerr(struct store *st, const char *what, char *err, size_t errlen)
+{
+	if (err != NULL)
+		snprintf(err, errlen, "%s: %s: %s", st->path, what,
+		    sqlite3_errmsg(st->db));
+	return -1;
+}
+
+/* The last SQLite error of this connection. */
+const char *
+store_errmsg(struct store *st)
+{
+	return sqlite3_errmsg(st->db);
+}
+
+/* Prepare sql; -1 with the reason in err. */
+int
+store_prepare(struct store *st, const char *sql, sqlite3_stmt **stmt,
+    char *err, size_t errlen)
+{
+	if (sqlite3_prepare_v2(st->db, sql, -1, stmt, NULL) != SQLITE_OK)
+		return store_sqlerr(st, "prepare", err, errlen);
+	return 0;
+}
+
+/* A statement without parameters or rows (fixed SQL only). */
+static int
+store_exec(struct store *st, const char *sql, char *err, size_t errlen)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		if (err != NULL)
+			snprintf(err, errlen, "%s: %s", st->path,
+			    msg ? msg : sqlite3_errmsg(st->db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* BEGIN IMMEDIATE: take the write lock now (waiting up to busy_timeout). */
+int
+store_begin(struct store *st, char *err, size_t errlen)
+{
+	return store_exec(st, "BEGIN IMMEDIATE", err, errlen);
+}
+
+/* Bump the change counter and commit. */
+int
+store_commit(struct store *st, char *err, size_t errlen)
+{
+	if (store_exec(st, "UPDATE meta SET value = value + 1 "
+	    "WHERE name = 'changes'", err, errlen) == -1 ||
+	    store_exec(st, "COMMIT", err, errlen) == -1) {
+		store_rollback(st);
+		return -1;
+	}
+	return 0;
+}
+
+/* Undo the open transaction, if any. */
+void
+store_rollback(struct store *st)
+{
+	if (!sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Read one integer from a fixed query; -1 on error. */
+static int64_t
+store_int_query(struct store *st, const char *sql)
+{
+	sqlite3_stmt *stmt;
+	int64_t v = -1;
+
+	if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		v = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return v;
+}
+
+/* PRAGMA user_version. */
+int
+store_schema_version(struct store *st)
+{
+	return (int)store_int_query(st, "PRAGMA user_version");
+}
+
+/* The change counter (bumped by every committed write). */
+int64_t
+store_changes(struct store *st)
+{
+	return store_int_query(st,
+	    "SELECT value FROM meta WHERE name = 'changes'");
+}
+
+/* Apply every migration the database has not seen yet. */
+static int
+store_migrate(struct store *st, char *err, size_t errlen)
+{
+	int v;
+
+	if (store_begin(st, err, errlen) == -1)
+		return -1;
+	if ((v = store_schema_version(st)) < 0) {
+		store_rollback(st);
+		return store_sqlerr(st, "user_version", err, errlen);
+	}
+	if (v > NMIGRATIONS) {
+		store_rollback(st);
+		snprintf(err, errlen, "%s: schema version %d is newer than "
+		    "this program knows (%d)", st->path, v, NMIGRATIONS);
+		return -1;
+	}
+	for (; v < NMIGRATIONS; v++) {
+		if (store_exec(st, migrations[v], err, errlen) == -1) {
+			store_rollback(st);
+			return -1;
+		}
+	}
+	return store_exec(st, "COMMIT", err, errlen);
+}
+
+/* Create the file 0600 ourselves, so SQLite (and its -wal) never widen it. */
+static int
+store_create_file(const char *path, char *err, size_t errlen)
+{
+	int fd;
+
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Per-connection settings: WAL, busy timeout, foreign keys. */
+static int
+store_setup(struct store *st, char *err, size_t errlen)
+{
+	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+	if (store_exec(st, "PRAGMA foreign_keys = ON", err, errlen) == -1 ||
+	    store_exec(st, "PRAGMA journal_mode = WAL", err, errlen) == -1 ||
+	    store_exec(st, "PRAGMA synchronous = NORMAL", err, errlen) == -1)
+		return -1;
+	return 0;
+}
+
+/* Open a database file and bring its schema up to date. */
+struct store *
+store_open_path(const char *path, char *err, size_t errlen)
+{
+	struct store *st;
+
+	if (store_create_file(path, err, errlen) == -1)
+		return NULL;
+	st = xcalloc(1, sizeof(*st));
+	st->path = xstrdup(path);
+	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, st->db ?
+		    sqlite3_errmsg(st->db) : "cannot open");
+		store_close(st);
+		return NULL;
+	}
+	sqlite3_extended_result_codes(st->db, 1);
+	if (store_setup(st, err, errlen) == -1 ||
+	    store_migrate(st, err, errlen) == -1) {
+		store_close(st);
+		return NULL;
+	}
+	return st;
+}
+
+/* Open DATA_DIR/smrelay.db, creating data_dir (0700) if missing. */
+struct store *
+store_open(const char *data_dir, char *err, size_t errlen)
+{
+	struct store *st;
+	char *path;
+
+	if (mkdir(data_dir, 0700) == -1 && errno != EEXIST) {
+		snprintf(err, errlen, "data_dir %s: %s", data_dir,
+		    strerror(errno));
+		return NULL;
+	}
+	path = xasprintf("%s/%s", data_dir, STORE_DB_NAME);
+	st = store_open_path(path, err, errlen);
+	free(path);
+	return st;
+}
+
+/* Close the connection (finalizes nothing: callers finalize their own). */
+void
+store_close(struct store *st)
+{
+	if (st == NULL)
+		return;
+	sqlite3_close(st->db);
+	free(st->path);
+	free(st);
+}
+
+/* The id of the row with this fingerprint, 0 none, -1 error. */
+int64_t
+store_find_fp(struct store *st, const char *table, const char *fp)
+{
+	sqlite3_stmt *stmt;
+	const char *sql;
+	int64_t id = 0;
+	int rc;
+
+	if (strcmp(table, "certificates") == 0)
+		sql = "SELECT id FROM certificates WHERE fingerprint = ?";
+	else if (strcmp(table, "trust_anchors") == 0)
+		sql = "SELECT id FROM trust_anchors WHERE fingerprint = ?";
+	else
+		sql = "SELECT id FROM crls WHERE fingerprint = ?";
+	if (store_prepare(st, sql, &stmt, NULL, 0) == -1)
+		return -1;
+	sqlite3_bind_text(stmt, 1, fp, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		id = sqlite3_column_int64(stmt, 0);
+	else if (rc != SQLITE_DONE)
+		id = -1;
+	sqlite3_finalize(stmt);
+	return id;
+}
+
+/* Run a statement with one integer parameter; *changes gets rows hit. */
+int
+store_exec_id(struct store *st, const char *sql, int64_t id, int *changes)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (store_prepare(st, sql, &stmt, NULL, 0) == -1)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, id);
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return -1;
+	if (changes != NULL)
+		*changes = sqlite3_changes(st->db);
+	return 0;
+}
+
+/* A row of a listing into info, by column name. */
+void
+store_row_info(sqlite3_stmt *stmt, struct store_certinfo *ci)
+{
+	const char *name;
+	int i, n;
+
+	memset(ci, 0, sizeof(*ci));
+	ci->key_usage = ci->ext_key_usage = -1;
+	n = sqlite3_column_count(stmt);
+	for (i = 0; i < n; i++) {
+		name = sqlite3_column_name(stmt, i);
+#define TEXT(f) if (strcmp(name, #f) == 0) \
+	ci->f = (const char *)sqlite3_column_text(stmt, i)
+#define INT(f) if (strcmp(name, #f) == 0) \
+	ci->f = sqlite3_column_int64(stmt, i)
+		TEXT(fingerprint); TEXT(subject); TEXT(issuer); TEXT(serial);
+		TEXT(emails); TEXT(key_type); TEXT(source);
+		INT(id); INT(cert_id); INT(not_before); INT(not_after);
+		INT(added); INT(key_usage); INT(ext_key_usage);
+		INT(can_encrypt); INT(can_sign); INT(key_bits); INT(caps);
+#undef TEXT
+#undef INT
+	}
+	if (ci->emails == NULL)
+		ci->emails = "";
+}
+
+/* Step through a listing, calling cb per row; finalizes the statement. */
+int
+store_run_list(struct store *st, sqlite3_stmt *stmt, store_list_cb *cb,
+    void *arg)
+{
+	struct store_certinfo ci;
+	int rc = SQLITE_DONE, stop = 0, n = 0;
+
+	while (!stop && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		store_row_info(stmt, &ci);
+		stop = cb(&ci, arg);
+		n++;
+	}
+	if (!stop && rc != SQLITE_DONE) {
+		sqlite3_finalize(stmt);
+		(void)st;
+		return -1;
+	}
+	sqlite3_finalize(stmt);
+	return stop ? stop : n;
+}

@@ -1,0 +1,190 @@
+/* store.h: the SQLite certificate store: partner certs, keys, trust, CRLs. */
+#ifndef SMRELAY_STORE_H
+#define SMRELAY_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/x509.h>
+#include <openssl/evp.h>
+
+#define STORE_DB_NAME		"smrelay.db"
+#define STORE_SCHEMA_VERSION	1
+
+/* store_certinfo.caps: harvested SMIMECapabilities. */
+#define STORE_CAP_GCM		0x01	/* prefers/accepts AES-GCM */
+
+struct store;
+
+/* Where a row of `certificates` came from. */
+enum store_source { STORE_SRC_IMPORT, STORE_SRC_HARVEST, STORE_SRC_KEY };
+
+/* A certificate as the X.509 parser sees it (store_cert.c). */
+struct store_certmeta {
+	char		 fingerprint[65];	/* sha256 of the DER, lower hex */
+	char		*subject, *issuer;	/* RFC 2253, UTF-8 */
+	char		*serial;		/* upper hex */
+	int64_t		 not_before, not_after;	/* unix seconds */
+	int64_t		 key_usage;		/* KU_* bits, -1: no extension */
+	int64_t		 ext_key_usage;		/* XKU_* bits, -1: no extension */
+	int		 can_encrypt, can_sign;	/* for S/MIME, from KU/EKU */
+	int		 is_ca;			/* CA:TRUE or self-signed */
+	const char	*key_type;		/* "RSA", "EC", ... */
+	int		 key_bits;
+	char		**emails;		/* lowercased, no duplicates */
+	size_t		 nemails;
+	unsigned char	*der;
+	int		 derlen;
+};
+
+/*
+ * One row of a listing; the strings live until the callback returns.  Only
+ * the fields a listing selects are set (see each *_list function).
+ */
+struct store_certinfo {
+	int64_t		 id;			/* cert, key, anchor or CRL id */
+	int64_t		 cert_id;		/* keys: the certificate row */
+	const char	*fingerprint, *subject, *issuer, *serial;
+	const char	*emails;		/* comma-separated */
+	int64_t		 not_before, not_after, added;
+	int64_t		 key_usage, ext_key_usage;
+	int64_t		 can_encrypt, can_sign;
+	const char	*key_type;
+	int64_t		 key_bits;
+	const char	*source;		/* "import", "harvest", "key" */
+	int64_t		 caps;
+};
+/* A listing callback: 0 goes on, non-zero stops (and is returned). */
+typedef int store_list_cb(const struct store_certinfo *, void *);
+
+/* Our identity: key, certificate and the chain to send with signatures. */
+struct store_key {
+	int64_t		 id;
+	X509		*cert;
+	EVP_PKEY	*pkey;
+	STACK_OF(X509)	*chain;		/* never NULL, may be empty */
+};
+
+/* store.c */
+/*
+ * Open (creating if needed, mode 0600, and data_dir 0700) DATA_DIR/smrelay.db
+ * and bring its schema up to date.  NULL with the reason in err on failure.
+ */
+struct store *store_open(const char *data_dir, char *err, size_t errlen);
+/* The same for an explicit database path (tests). */
+struct store *store_open_path(const char *path, char *err, size_t errlen);
+void store_close(struct store *);
+/* The schema version of the open database (PRAGMA user_version). */
+int store_schema_version(struct store *);
+/*
+ * A counter bumped by every committed write, by any process: the daemon
+ * reloads what it caches when it changes.  -1 on error.
+ */
+int64_t store_changes(struct store *);
+/* The last SQLite error of this connection, for messages. */
+const char *store_errmsg(struct store *);
+
+/* store_cert.c */
+/* Fill m from a certificate; -1 (err set) if it cannot be parsed. */
+int store_certmeta_get(X509 *, struct store_certmeta *, char *err,
+    size_t errlen);
+void store_certmeta_free(struct store_certmeta *);
+/* ASN1_TIME as unix seconds, 0 when absent. */
+int64_t store_asn1_time(const ASN1_TIME *);
+/* A name in RFC 2253 form (free it). */
+char *store_name_str(const X509_NAME *);
+/* "2026-11-22T19:43:10Z" */
+void store_time_str(int64_t, char *, size_t);
+/* Lowercase copy of an e-mail address (free it). */
+char *store_email_norm(const char *);
+
+/* store_load.c: reading files to import */
+/* Every certificate of a PEM (one or many) or DER file; NULL (err set). */
+STACK_OF(X509) *store_load_certs(const char *path, char *err, size_t errlen);
+/* A CRL in PEM or DER; NULL (err set). */
+X509_CRL *store_load_crl(const char *path, char *err, size_t errlen);
+/*
+ * A key and its certificate from PKCS#12 (legacy ciphers too) or PEM (cert +
+ * key + chain in one file), with an optional password.  *chain gets the other
+ * certificates.  -1 with "wrong password for FILE" or another reason.
+ */
+int store_load_identity(const char *path, const char *password,
+    EVP_PKEY **pkey, X509 **cert, STACK_OF(X509) **chain, char *err,
+    size_t errlen);
+/* First line of a password file (without the line end); NULL (err set). */
+char *store_load_password(const char *path, char *err, size_t errlen);
+/* Unload the providers store_load_identity may have loaded. */
+void store_load_cleanup(void);
+
+/* store_ops.c */
+/*
+ * Add certificates in one transaction (all or nothing).  ids[i] gets each
+ * row id, existed[i] 1 when the certificate was already there (idempotent).
+ * Certificates without an e-mail address are refused.
+ */
+int store_cert_add(struct store *, STACK_OF(X509) *, enum store_source,
+    int caps, int64_t *ids, int *existed, char *err, size_t errlen);
+/* 1 removed, 0 no such id, -1 error (err set; e.g. used by a key). */
+int store_cert_remove(struct store *, int64_t id, char *err, size_t errlen);
+/* Every cert (with an address equal to email if not NULL), by id. */
+int store_cert_list(struct store *, const char *email, store_list_cb *,
+    void *);
+/* One cert: 1 found (cb called), 0 not found, -1 error. */
+int store_cert_info(struct store *, int64_t id, store_list_cb *, void *);
+/* The DER of a stored cert as X509 (free it), or NULL. */
+X509 *store_cert_get(struct store *, int64_t id);
+/*
+ * The certificate to encrypt to for an address: valid at now, usable for
+ * encryption (KU keyEncipherment for RSA, keyAgreement for EC, or no KU;
+ * emailProtection or no EKU); the newest not_before wins.  NULL if none.
+ */
+X509 *store_best_cert_for(struct store *, const char *email, time_t now,
+    int *caps);
+/*
+ * A certificate seen in a valid signature: add it (source "harvest") or
+ * refresh its capabilities.  Returns the row id, or -1.
+ */
+int64_t store_harvest(struct store *, X509 *, STACK_OF(X509) *chain,
+    int caps);
+
+/* store_keys.c */
+/* Add our identity in one transaction; *existed when already there. */
+int store_key_add(struct store *, EVP_PKEY *, X509 *, STACK_OF(X509) *chain,
+    int64_t *id, int *existed, char *err, size_t errlen);
+int store_key_remove(struct store *, int64_t id, char *err, size_t errlen);
+/* Every key; info.id is the key id, info.cert_id its certificate row. */
+int store_key_list(struct store *, store_list_cb *, void *);
+/* Our key for signing as email (valid at now, newest first), or NULL. */
+struct store_key *store_key_for(struct store *, const char *email,
+    time_t now);
+/* Every key (for decrypting); *n entries, NULL-terminated array. */
+struct store_key **store_all_keys(struct store *, size_t *n);
+void store_key_free(struct store_key *);
+void store_keys_free(struct store_key **);
+
+/* store_trust.c */
+/* Add CA certificates (CA:TRUE or self-signed only), all or nothing. */
+int store_trust_add(struct store *, STACK_OF(X509) *, int64_t *ids,
+    int *existed, char *err, size_t errlen);
+int store_trust_remove(struct store *, int64_t id, char *err, size_t errlen);
+/* id, subject, not_after, fingerprint. */
+int store_trust_list(struct store *, store_list_cb *, void *);
+/*
+ * Add a CRL whose signature verifies against a stored anchor with its issuer
+ * name; it replaces an older CRL of that issuer.  *existed when the same
+ * CRL is already there.  -1 (err set) otherwise.
+ */
+int store_crl_add(struct store *, X509_CRL *, int64_t *id, int *existed,
+    char *err, size_t errlen);
+int store_crl_remove(struct store *, int64_t id, char *err, size_t errlen);
+/* id, issuer (as subject), not_before = thisUpdate, not_after = nextUpdate
+ * (0: none), fingerprint. */
+int store_crl_list(struct store *, store_list_cb *, void *);
+/*
+ * An X509_STORE with every anchor and CRL.  No flags are set: a verifier
+ * that wants revocation checks sets X509_V_FLAG_CRL_CHECK itself.
+ */
+X509_STORE *store_trust_x509_store(struct store *);
+
+#endif

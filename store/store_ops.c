@@ -1,0 +1,305 @@
+/* store_ops.c: partner certificates: add, remove, list, pick the best. */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "store_priv.h"
+#include "util.h"
+
+#define CERT_COLUMNS \
+	"c.id AS id, c.fingerprint AS fingerprint, c.subject AS subject, " \
+	"c.issuer AS issuer, c.serial AS serial, " \
+	"c.not_before AS not_before, c.not_after AS not_after, " \
+	"c.key_usage AS key_usage, c.ext_key_usage AS ext_key_usage, " \
+	"c.can_encrypt AS can_encrypt, c.can_sign AS can_sign, " \
+	"c.key_type AS key_type, c.key_bits AS key_bits, " \
+	"c.source AS source, c.caps AS caps, c.added AS added, " \
+	"(SELECT group_concat(email, ',') FROM " \
+	"  (SELECT email FROM cert_emails WHERE cert_id = c.id " \
+	"   ORDER BY email)) AS emails "
+
+static const char *source_names[] = { "import", "harvest", "key" };
+
+/* Insert the e-mail rows of a new certificate. */
+static int
+insert_emails(struct store *st, int64_t id, const struct store_certmeta *m,
+    char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	size_t i;
+	int rc;
+
+	if (store_prepare(st, "INSERT OR IGNORE INTO cert_emails "
+	    "(cert_id, email) VALUES (?, ?)", &stmt, err, errlen) == -1)
+		return -1;
+	for (i = 0; i < m->nemails; i++) {
+		sqlite3_bind_int64(stmt, 1, id);
+		sqlite3_bind_text(stmt, 2, m->emails[i], -1, SQLITE_STATIC);
+		rc = sqlite3_step(stmt);
+		sqlite3_reset(stmt);
+		if (rc != SQLITE_DONE) {
+			sqlite3_finalize(stmt);
+			return store_sqlerr(st, "insert e-mail", err, errlen);
+		}
+	}
+	sqlite3_finalize(stmt);
+	return 0;
+}
+
+/* Insert one certificate in the open transaction; existing: its id. */
+int64_t
+store_cert_insert(struct store *st, const struct store_certmeta *m,
+    enum store_source src, int caps, int *existed, char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	int64_t id;
+	int rc;
+
+	*existed = 0;
+	if ((id = store_find_fp(st, "certificates", m->fingerprint)) != 0) {
+		if (id < 0)
+			return store_sqlerr(st, "lookup", err, errlen);
+		*existed = 1;
+		return id;
+	}
+	if (store_prepare(st, "INSERT INTO certificates (der, fingerprint, "
+	    "subject, issuer, serial, not_before, not_after, key_usage, "
+	    "ext_key_usage, can_encrypt, can_sign, key_type, key_bits, source, "
+	    "caps, added) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &stmt,
+	    err, errlen) == -1)
+		return -1;
+	sqlite3_bind_blob(stmt, 1, m->der, m->derlen, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, m->fingerprint, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, m->subject, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 4, m->issuer, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 5, m->serial, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 6, m->not_before);
+	sqlite3_bind_int64(stmt, 7, m->not_after);
+	sqlite3_bind_int64(stmt, 8, m->key_usage);
+	sqlite3_bind_int64(stmt, 9, m->ext_key_usage);
+	sqlite3_bind_int(stmt, 10, m->can_encrypt);
+	sqlite3_bind_int(stmt, 11, m->can_sign);
+	sqlite3_bind_text(stmt, 12, m->key_type, -1, SQLITE_STATIC);
+	sqlite3_bind_int(stmt, 13, m->key_bits);
+	sqlite3_bind_text(stmt, 14, source_names[src], -1, SQLITE_STATIC);
+	sqlite3_bind_int(stmt, 15, caps);
+	sqlite3_bind_int64(stmt, 16, (int64_t)time(NULL));
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_DONE)
+		return store_sqlerr(st, "insert certificate", err, errlen);
+	id = sqlite3_last_insert_rowid(st->db);
+	if (insert_emails(st, id, m, err, errlen) == -1)
+		return -1;
+	return id;
+}
+
+/* Add certificates, all or nothing. */
+int
+store_cert_add(struct store *st, STACK_OF(X509) *certs,
+    enum store_source src, int caps, int64_t *ids, int *existed, char *err,
+    size_t errlen)
+{
+	struct store_certmeta m;
+	int i, n = sk_X509_num(certs);
+	int64_t id;
+
+	if (store_begin(st, err, errlen) == -1)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (store_certmeta_get(sk_X509_value(certs, i), &m, err,
+		    errlen) == -1)
+			goto fail;
+		if (m.nemails == 0) {
+			snprintf(err, errlen, "certificate %s has no e-mail "
+			    "address", m.subject);
+			store_certmeta_free(&m);
+			goto fail;
+		}
+		id = store_cert_insert(st, &m, src, caps, &existed[i], err,
+		    errlen);
+		store_certmeta_free(&m);
+		if (id < 0)
+			goto fail;
+		ids[i] = id;
+	}
+	return store_commit(st, err, errlen);
+ fail:
+	store_rollback(st);
+	return -1;
+}
+
+/* Remove a partner certificate (not one a key uses). */
+int
+store_cert_remove(struct store *st, int64_t id, char *err, size_t errlen)
+{
+	int changes = 0;
+
+	if (store_begin(st, err, errlen) == -1)
+		return -1;
+	if (store_exec_id(st, "DELETE FROM certificates WHERE id = ?", id,
+	    &changes) == -1) {
+		if (sqlite3_extended_errcode(st->db) ==
+		    SQLITE_CONSTRAINT_FOREIGNKEY)
+			snprintf(err, errlen, "certificate %lld belongs to a "
+			    "key: remove the key instead", (long long)id);
+		else
+			store_sqlerr(st, "delete", err, errlen);
+		store_rollback(st);
+		return -1;
+	}
+	if (changes == 0) {
+		store_rollback(st);
+		return 0;
+	}
+	return store_commit(st, err, errlen) == -1 ? -1 : 1;
+}
+
+/* Every certificate, or those with the address email. */
+int
+store_cert_list(struct store *st, const char *email, store_list_cb *cb,
+    void *arg)
+{
+	sqlite3_stmt *stmt;
+	char *e;
+	int rc;
+
+	if (email == NULL) {
+		if (store_prepare(st, "SELECT " CERT_COLUMNS "FROM "
+		    "certificates c ORDER BY c.id", &stmt, NULL, 0) == -1)
+			return -1;
+		return store_run_list(st, stmt, cb, arg);
+	}
+	if (store_prepare(st, "SELECT " CERT_COLUMNS "FROM certificates c "
+	    "WHERE c.id IN (SELECT cert_id FROM cert_emails WHERE email = ?) "
+	    "ORDER BY c.id", &stmt, NULL, 0) == -1)
+		return -1;
+	e = store_email_norm(email);
+	sqlite3_bind_text(stmt, 1, e, -1, SQLITE_TRANSIENT);
+	free(e);
+	rc = store_run_list(st, stmt, cb, arg);
+	return rc;
+}
+
+/* One certificate: 1 found, 0 not, -1 error. */
+int
+store_cert_info(struct store *st, int64_t id, store_list_cb *cb, void *arg)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (store_prepare(st, "SELECT " CERT_COLUMNS "FROM certificates c "
+	    "WHERE c.id = ?", &stmt, NULL, 0) == -1)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, id);
+	rc = store_run_list(st, stmt, cb, arg);
+	return rc < 0 ? -1 : rc > 0;
+}
+
+/* X509 from the first column (a DER blob) of the current row. */
+static X509 *
+column_x509(sqlite3_stmt *stmt, int col)
+{
+	const unsigned char *p = sqlite3_column_blob(stmt, col);
+	int n = sqlite3_column_bytes(stmt, col);
+
+	if (p == NULL || n <= 0)
+		return NULL;
+	return d2i_X509(NULL, &p, n);
+}
+
+/* A stored certificate by id. */
+X509 *
+store_cert_get(struct store *st, int64_t id)
+{
+	sqlite3_stmt *stmt;
+	X509 *x = NULL;
+
+	if (store_prepare(st, "SELECT der FROM certificates WHERE id = ?",
+	    &stmt, NULL, 0) == -1)
+		return NULL;
+	sqlite3_bind_int64(stmt, 1, id);
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		x = column_x509(stmt, 0);
+	sqlite3_finalize(stmt);
+	return x;
+}
+
+/* The certificate to encrypt to for email at now. */
+X509 *
+store_best_cert_for(struct store *st, const char *email, time_t now,
+    int *caps)
+{
+	sqlite3_stmt *stmt;
+	X509 *x = NULL;
+	char *e;
+
+	if (store_prepare(st, "SELECT c.der, c.caps FROM certificates c "
+	    "JOIN cert_emails e ON e.cert_id = c.id "
+	    "WHERE e.email = ? AND c.can_encrypt = 1 "
+	    "AND c.not_before <= ? AND c.not_after >= ? "
+	    "ORDER BY c.not_before DESC, c.id DESC LIMIT 1", &stmt, NULL,
+	    0) == -1)
+		return NULL;
+	e = store_email_norm(email);
+	sqlite3_bind_text(stmt, 1, e, -1, SQLITE_TRANSIENT);
+	free(e);
+	sqlite3_bind_int64(stmt, 2, (int64_t)now);
+	sqlite3_bind_int64(stmt, 3, (int64_t)now);
+	if (sqlite3_step(stmt) == SQLITE_ROW) {
+		x = column_x509(stmt, 0);
+		if (caps != NULL)
+			*caps = sqlite3_column_int(stmt, 1);
+	}
+	sqlite3_finalize(stmt);
+	return x;
+}
+
+/* Refresh the capabilities of a harvested certificate. */
+static int
+update_caps(struct store *st, int64_t id, int caps)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (store_prepare(st, "UPDATE certificates SET caps = ? "
+	    "WHERE id = ?", &stmt, NULL, 0) == -1)
+		return -1;
+	sqlite3_bind_int(stmt, 1, caps);
+	sqlite3_bind_int64(stmt, 2, id);
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* A certificate from a valid signature: add it or refresh its caps. */
+int64_t
+store_harvest(struct store *st, X509 *x, STACK_OF(X509) *chain, int caps)
+{
+	struct store_certmeta m;
+	char err[512];
+	int64_t id = -1;
+	int existed;
+
+	(void)chain;
+	if (store_certmeta_get(x, &m, err, sizeof(err)) == -1)
+		return -1;
+	if (m.nemails == 0 || store_begin(st, err, sizeof(err)) == -1) {
+		store_certmeta_free(&m);
+		return -1;
+	}
+	id = store_cert_insert(st, &m, STORE_SRC_HARVEST, caps, &existed,
+	    err, sizeof(err));
+	store_certmeta_free(&m);
+	if (id < 0 || (existed && update_caps(st, id, caps) == -1) ||
+	    store_commit(st, err, sizeof(err)) == -1) {
+		store_rollback(st);
+		return -1;
+	}
+	return id;
+}

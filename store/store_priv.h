@@ -1,0 +1,39 @@
+/* store_priv.h: what the store_*.c files share and nobody else sees. */
+#ifndef SMRELAY_STORE_PRIV_H
+#define SMRELAY_STORE_PRIV_H
+
+#include <sqlite3.h>
+
+#include "store.h"
+
+struct store {
+	sqlite3	*db;
+	char	*path;
+};
+
+/* store.c */
+/* BEGIN IMMEDIATE: writers queue up on the lock instead of failing. */
+int store_begin(struct store *, char *err, size_t errlen);
+/* Bump the change counter, then COMMIT. */
+int store_commit(struct store *, char *err, size_t errlen);
+void store_rollback(struct store *);
+/* Prepare sql; -1 with "what: sqlite message" in err. */
+int store_prepare(struct store *, const char *sql, sqlite3_stmt **,
+    char *err, size_t errlen);
+/* "what: sqlite message" into err; returns -1. */
+int store_sqlerr(struct store *, const char *what, char *err, size_t errlen);
+/* The id of the row with this fingerprint in table, 0 none, -1 error. */
+int64_t store_find_fp(struct store *, const char *table, const char *fp);
+/* Run a one-parameter (integer) statement to completion; -1 error. */
+int store_exec_id(struct store *, const char *sql, int64_t id, int *changes);
+/* A row of a listing into info, by column name. */
+void store_row_info(sqlite3_stmt *, struct store_certinfo *);
+/* Step through a listing statement, calling cb per row. */
+int store_run_list(struct store *, sqlite3_stmt *, store_list_cb *, void *);
+
+/* store_ops.c */
+/* Insert one certificate (and its e-mails) in the current transaction. */
+int64_t store_cert_insert(struct store *, const struct store_certmeta *,
+    enum store_source, int caps, int *existed, char *err, size_t errlen);
+
+#endif

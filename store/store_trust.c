@@ -1,0 +1,329 @@
+/* store_trust.c: trust anchors and CRLs, and the X509_STORE built on them. */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <sqlite3.h>
+
+#include "store_priv.h"
+#include "util.h"
+
+/* Insert one anchor in the open transaction; existing: its id. */
+static int64_t
+insert_anchor(struct store *st, const struct store_certmeta *m,
+    int *existed, char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	int64_t id;
+	int rc;
+
+	*existed = 0;
+	if ((id = store_find_fp(st, "trust_anchors", m->fingerprint)) != 0) {
+		if (id < 0)
+			return store_sqlerr(st, "lookup", err, errlen);
+		*existed = 1;
+		return id;
+	}
+	if (store_prepare(st, "INSERT INTO trust_anchors (der, fingerprint, "
+	    "subject, not_after, added) VALUES (?, ?, ?, ?, ?)", &stmt, err,
+	    errlen) == -1)
+		return -1;
+	sqlite3_bind_blob(stmt, 1, m->der, m->derlen, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, m->fingerprint, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, m->subject, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 4, m->not_after);
+	sqlite3_bind_int64(stmt, 5, (int64_t)time(NULL));
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_DONE)
+		return store_sqlerr(st, "insert anchor", err, errlen);
+	return sqlite3_last_insert_rowid(st->db);
+}
+
+/* Add CA certificates as anchors, all or nothing. */
+int
+store_trust_add(struct store *st, STACK_OF(X509) *certs, int64_t *ids,
+    int *existed, char *err, size_t errlen)
+{
+	struct store_certmeta m;
+	int i, n = sk_X509_num(certs);
+
+	if (store_begin(st, err, errlen) == -1)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (store_certmeta_get(sk_X509_value(certs, i), &m, err,
+		    errlen) == -1)
+			goto fail;
+		if (!m.is_ca) {
+			snprintf(err, errlen, "certificate %s is not a CA "
+			    "(no basicConstraints CA:TRUE, not self-signed)",
+			    m.subject);
+			store_certmeta_free(&m);
+			goto fail;
+		}
+		ids[i] = insert_anchor(st, &m, &existed[i], err, errlen);
+		store_certmeta_free(&m);
+		if (ids[i] < 0)
+			goto fail;
+	}
+	return store_commit(st, err, errlen);
+ fail:
+	store_rollback(st);
+	return -1;
+}
+
+/* Remove by id from a fixed statement: 1 removed, 0 none, -1 error. */
+static int
+remove_id(struct store *st, const char *sql, int64_t id, char *err,
+    size_t errlen)
+{
+	int changes = 0;
+
+	if (store_begin(st, err, errlen) == -1)
+		return -1;
+	if (store_exec_id(st, sql, id, &changes) == -1) {
+		store_sqlerr(st, "delete", err, errlen);
+		store_rollback(st);
+		return -1;
+	}
+	if (changes == 0) {
+		store_rollback(st);
+		return 0;
+	}
+	return store_commit(st, err, errlen) == -1 ? -1 : 1;
+}
+
+/* Remove a trust anchor. */
+int
+store_trust_remove(struct store *st, int64_t id, char *err, size_t errlen)
+{
+	return remove_id(st, "DELETE FROM trust_anchors WHERE id = ?", id,
+	    err, errlen);
+}
+
+/* Remove a CRL. */
+int
+store_crl_remove(struct store *st, int64_t id, char *err, size_t errlen)
+{
+	return remove_id(st, "DELETE FROM crls WHERE id = ?", id, err,
+	    errlen);
+}
+
+/* Every anchor. */
+int
+store_trust_list(struct store *st, store_list_cb *cb, void *arg)
+{
+	sqlite3_stmt *stmt;
+
+	if (store_prepare(st, "SELECT id, subject, not_after, fingerprint, "
+	    "added FROM trust_anchors ORDER BY id", &stmt, NULL, 0) == -1)
+		return -1;
+	return store_run_list(st, stmt, cb, arg);
+}
+
+/* Every CRL (issuer as subject, thisUpdate/nextUpdate as validity). */
+int
+store_crl_list(struct store *st, store_list_cb *cb, void *arg)
+{
+	sqlite3_stmt *stmt;
+
+	if (store_prepare(st, "SELECT id, issuer AS subject, "
+	    "this_update AS not_before, next_update AS not_after, "
+	    "fingerprint, added FROM crls ORDER BY id", &stmt, NULL, 0) == -1)
+		return -1;
+	return store_run_list(st, stmt, cb, arg);
+}
+
+/* 1 if an anchor named like the CRL's issuer signed it, 0 if none is
+ * named so, -2 if some are but none verifies, -1 on error. */
+static int
+crl_check_issuer(struct store *st, X509_CRL *crl)
+{
+	sqlite3_stmt *stmt;
+	const unsigned char *p;
+	X509 *x;
+	int found = 0, ok = 0;
+
+	if (store_prepare(st, "SELECT der FROM trust_anchors", &stmt, NULL,
+	    0) == -1)
+		return -1;
+	while (!ok && sqlite3_step(stmt) == SQLITE_ROW) {
+		p = sqlite3_column_blob(stmt, 0);
+		if (p == NULL || (x = d2i_X509(NULL, &p,
+		    sqlite3_column_bytes(stmt, 0))) == NULL)
+			continue;
+		if (X509_NAME_cmp(X509_get_subject_name(x),
+		    X509_CRL_get_issuer(crl)) == 0) {
+			found = 1;
+			if (X509_CRL_verify(crl, X509_get0_pubkey(x)) == 1)
+				ok = 1;
+		}
+		X509_free(x);
+	}
+	sqlite3_finalize(stmt);
+	return ok ? 1 : found ? -2 : 0;
+}
+
+/* thisUpdate of the stored CRL of an issuer, 0 none, -1 error; its id. */
+static int64_t
+crl_current(struct store *st, const char *issuer, int64_t *id)
+{
+	sqlite3_stmt *stmt;
+	int64_t t = 0;
+	int rc;
+
+	if (store_prepare(st, "SELECT id, this_update FROM crls "
+	    "WHERE issuer = ?", &stmt, NULL, 0) == -1)
+		return -1;
+	sqlite3_bind_text(stmt, 1, issuer, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		*id = sqlite3_column_int64(stmt, 0);
+		t = sqlite3_column_int64(stmt, 1);
+	} else if (rc != SQLITE_DONE)
+		t = -1;
+	sqlite3_finalize(stmt);
+	return t;
+}
+
+/* Store the CRL in place of the issuer's older one. */
+static int
+crl_replace(struct store *st, const char *issuer, const char *fp,
+    X509_CRL *crl, char *err, size_t errlen)
+{
+	unsigned char *der = NULL;
+	sqlite3_stmt *stmt;
+	int len, rc;
+
+	if ((len = i2d_X509_CRL(crl, &der)) <= 0) {
+		snprintf(err, errlen, "cannot encode the CRL");
+		return -1;
+	}
+	if (store_prepare(st, "INSERT OR REPLACE INTO crls (issuer, der, "
+	    "fingerprint, this_update, next_update, added) "
+	    "VALUES (?, ?, ?, ?, ?, ?)", &stmt, err, errlen) == -1) {
+		OPENSSL_free(der);
+		return -1;
+	}
+	sqlite3_bind_text(stmt, 1, issuer, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(stmt, 2, der, len, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, fp, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 4, store_asn1_time(
+	    X509_CRL_get0_lastUpdate(crl)));
+	sqlite3_bind_int64(stmt, 5, store_asn1_time(
+	    X509_CRL_get0_nextUpdate(crl)));
+	sqlite3_bind_int64(stmt, 6, (int64_t)time(NULL));
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	OPENSSL_free(der);
+	if (rc != SQLITE_DONE)
+		return store_sqlerr(st, "insert CRL", err, errlen);
+	return 0;
+}
+
+/* Add a CRL signed by a stored anchor, replacing the issuer's older one. */
+int
+store_crl_add(struct store *st, X509_CRL *crl, int64_t *id, int *existed,
+    char *err, size_t errlen)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+	char fp[65], *issuer;
+	int64_t cur;
+	int rc;
+
+	*existed = 0;
+	*id = 0;
+	if (!X509_CRL_digest(crl, EVP_sha256(), md, &mdlen) || mdlen != 32) {
+		snprintf(err, errlen, "cannot encode the CRL");
+		return -1;
+	}
+	for (i = 0; i < mdlen; i++)
+		snprintf(fp + 2 * i, 3, "%02x", md[i]);
+	issuer = store_name_str(X509_CRL_get_issuer(crl));
+	if (store_begin(st, err, errlen) == -1) {
+		free(issuer);
+		return -1;
+	}
+	if ((rc = crl_check_issuer(st, crl)) != 1) {
+		if (rc == 0)
+			snprintf(err, errlen, "CRL issuer %s is not a trust "
+			    "anchor (import it with trust import first)",
+			    issuer);
+		else if (rc == -2)
+			snprintf(err, errlen, "CRL signature does not verify "
+			    "against the trust anchor %s", issuer);
+		else
+			store_sqlerr(st, "lookup", err, errlen);
+		goto fail;
+	}
+	if ((cur = crl_current(st, issuer, id)) < 0) {
+		store_sqlerr(st, "lookup", err, errlen);
+		goto fail;
+	}
+	if (store_find_fp(st, "crls", fp) > 0) {
+		*existed = 1;
+		store_rollback(st);
+		free(issuer);
+		return 0;
+	}
+	if (cur > store_asn1_time(X509_CRL_get0_lastUpdate(crl))) {
+		snprintf(err, errlen, "a newer CRL of %s is already stored "
+		    "(CRL %lld)", issuer, (long long)*id);
+		goto fail;
+	}
+	if (crl_replace(st, issuer, fp, crl, err, errlen) == -1)
+		goto fail;
+	*id = sqlite3_last_insert_rowid(st->db);
+	free(issuer);
+	return store_commit(st, err, errlen);
+ fail:
+	store_rollback(st);
+	free(issuer);
+	return -1;
+}
+
+/* Add the DER certificates or CRLs of a fixed query to the X509_STORE. */
+static void
+add_rows(struct store *st, X509_STORE *xs, const char *sql, int crls)
+{
+	sqlite3_stmt *stmt;
+	const unsigned char *p;
+	X509_CRL *crl;
+	X509 *x;
+	int n;
+
+	if (store_prepare(st, sql, &stmt, NULL, 0) == -1)
+		return;
+	while (sqlite3_step(stmt) == SQLITE_ROW) {
+		if ((p = sqlite3_column_blob(stmt, 0)) == NULL)
+			continue;
+		n = sqlite3_column_bytes(stmt, 0);
+		if (crls && (crl = d2i_X509_CRL(NULL, &p, n)) != NULL) {
+			X509_STORE_add_crl(xs, crl);
+			X509_CRL_free(crl);
+		} else if (!crls && (x = d2i_X509(NULL, &p, n)) != NULL) {
+			X509_STORE_add_cert(xs, x);
+			X509_free(x);
+		}
+	}
+	sqlite3_finalize(stmt);
+}
+
+/* An X509_STORE with every anchor and CRL; the caller sets the flags. */
+X509_STORE *
+store_trust_x509_store(struct store *st)
+{
+	X509_STORE *xs;
+
+	if ((xs = X509_STORE_new()) == NULL)
+		return NULL;
+	add_rows(st, xs, "SELECT der FROM trust_anchors ORDER BY id", 0);
+	add_rows(st, xs, "SELECT der FROM crls ORDER BY id", 1);
+	return xs;
+}
