@@ -192,7 +192,10 @@ smime_sign_init(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain, int opts,
 	unsigned flags = CMS_PARTIAL | CMS_BINARY;
 	unsigned sflags = CMS_PARTIAL | CMS_BINARY | CMS_NOSMIMECAP;
 
-	flags |= (opts & SMIME_OPT_OPAQUE) ? CMS_STREAM : CMS_DETACHED;
+	if (!(opts & SMIME_OPT_OPAQUE))
+		flags |= CMS_DETACHED;
+	else if (!(opts & SMIME_OPT_PSS))
+		flags |= CMS_STREAM;
 	if (opts & SMIME_OPT_PSS) {
 		if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) {
 			snprintf(err, errlen, "RSA-PSS needs an RSA key");
@@ -312,6 +315,24 @@ smime_sign_detached(BIO *in, CMS_ContentInfo *cms, BIO *out, char *err,
 	return -1;
 }
 
+/* Opaque RSA-PSS: OpenSSL 3.0 cannot stream it ("illegal zero content"
+ * when encoding), so the content is held in memory once. */
+static int
+smime_sign_opaque_pss(BIO *in, CMS_ContentInfo *cms, BIO *out, char *err,
+    size_t errlen)
+{
+	if (CMS_final(cms, in, NULL, CMS_BINARY) != 1) {
+		smime_err(err, errlen, "signing failed");
+		return -1;
+	}
+	if (smime_p7m_headers(out, "signed-data") == -1 ||
+	    smime_write_b64(out, cms, NULL, 0) == -1 || BIO_flush(out) <= 0) {
+		smime_err(err, errlen, "write error");
+		return -1;
+	}
+	return 0;
+}
+
 /* Sign an entity: multipart/signed, or opaque signed-data. */
 int
 smime_sign(BIO *in, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
@@ -330,6 +351,8 @@ smime_sign(BIO *in, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
 		return -1;
 	if (!(opts & SMIME_OPT_OPAQUE))
 		r = smime_sign_detached(in, cms, out, err, errlen);
+	else if (opts & SMIME_OPT_PSS)
+		r = smime_sign_opaque_pss(in, cms, out, err, errlen);
 	else if (smime_p7m_headers(out, "signed-data") == -1 ||
 	    smime_write_b64(out, cms, in, CMS_STREAM | CMS_BINARY) == -1 ||
 	    BIO_flush(out) <= 0)

@@ -9,7 +9,7 @@
 #   revoked.{pem,key}      alice@example.com, revoked; crl.pem (both CRLs)
 #   noeku.{pem,key}        alice@example.com, serverAuth only
 #   selfsigned.{pem,key}   alice@example.com, not under our root
-# The p12 files have an empty password.
+# The p12 files have an empty password and 3DES PBE (gpgsm 2.2 reads no AES).
 set -eu
 D=$1
 mkdir -p "$D"
@@ -122,6 +122,7 @@ cp int.pem chain.pem
 cp ca.pem trust.pem
 for n in alice bob; do
 	$O pkcs12 -export -in "$n.pem" -inkey "$n.key" -certfile int.pem \
+		-keypbe PBE-SHA1-3DES -certpbe PBE-SHA1-3DES -macalg sha1 \
 		-passout pass: -out "$n.p12"
 done
 echo "pki.sh: test PKI in $D"
