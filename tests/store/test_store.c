@@ -1,0 +1,403 @@
+/* test_store.c: the certificate store on a temporary directory. */
+#include "autoconfig.h"
+
+#include <sys/stat.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <sqlite3.h>
+
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+static int failures;
+static char root[64];
+static EVP_PKEY *rsa_key, *ec_key;
+static time_t now;
+
+#define CHECK(cond, ...) do {						\
+	if (!(cond)) {							\
+		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);	\
+		fprintf(stderr, __VA_ARGS__);				\
+		fprintf(stderr, "\n");					\
+		failures++;						\
+	}								\
+} while (0)
+
+#define DAY 86400
+
+/* One extension from its openssl.cnf-style value; fatal if bad. */
+static void
+add_ext(X509 *x, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509_EXTENSION *ext;
+
+	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+	if ((ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value)) == NULL)
+		fatalx("extension %d=%s", nid, value);
+	X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+}
+
+/*
+ * A self-signed certificate: CN, SAN (NULL: none), validity relative to now,
+ * key usage and extended key usage (NULL: no extension).
+ */
+static X509 *
+mkcert(EVP_PKEY *key, const char *cn, const char *san, long nb, long na,
+    const char *ku, const char *eku)
+{
+	static long serial = 1;
+	X509 *x;
+	X509_NAME *name;
+
+	if ((x = X509_new()) == NULL)
+		fatalx("X509_new");
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+	X509_time_adj_ex(X509_getm_notBefore(x), 0, nb, &now);
+	X509_time_adj_ex(X509_getm_notAfter(x), 0, na, &now);
+	X509_set_pubkey(x, key);
+	name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+	    (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(x, name);
+	if (san != NULL)
+		add_ext(x, NID_subject_alt_name, san);
+	if (ku != NULL)
+		add_ext(x, NID_key_usage, ku);
+	if (eku != NULL)
+		add_ext(x, NID_ext_key_usage, eku);
+	if (X509_sign(x, key, EVP_sha256()) == 0)
+		fatalx("X509_sign");
+	return x;
+}
+
+/* A one-certificate stack (the certificate is now owned by it). */
+static STACK_OF(X509) *
+one(X509 *x)
+{
+	STACK_OF(X509) *sk = sk_X509_new_null();
+
+	sk_X509_push(sk, x);
+	return sk;
+}
+
+/* Add one certificate; its id (or -1). */
+static int64_t
+add1(struct store *st, X509 *x)
+{
+	STACK_OF(X509) *sk = one(X509_dup(x));
+	char err[512];
+	int64_t id = -1;
+	int existed;
+
+	if (store_cert_add(st, sk, STORE_SRC_IMPORT, 0, &id, &existed, err,
+	    sizeof(err)) == -1) {
+		fprintf(stderr, "add: %s\n", err);
+		id = -1;
+	}
+	sk_X509_pop_free(sk, X509_free);
+	return id;
+}
+
+/* Count rows of a listing. */
+static int
+count_cb(const struct store_certinfo *ci, void *arg)
+{
+	(void)ci;
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* Number of certificates (with this address if not NULL). */
+static int
+ncerts(struct store *st, const char *email)
+{
+	int n = 0;
+
+	store_cert_list(st, email, count_cb, &n);
+	return n;
+}
+
+/* Schema creation, file mode, migrations idempotent, newer schema refused. */
+static void
+test_open(void)
+{
+	struct store *st;
+	struct stat sb;
+	sqlite3 *db;
+	char err[512], path[128];
+	mode_t old;
+
+	old = umask(0);
+	st = store_open(root, err, sizeof(err));
+	umask(old);
+	CHECK(st != NULL, "store_open: %s", err);
+	if (st == NULL)
+		return;
+	snprintf(path, sizeof(path), "%s/%s", root, STORE_DB_NAME);
+	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600,
+	    "db mode %o", (unsigned)(sb.st_mode & 0777));
+	CHECK(store_schema_version(st) == STORE_SCHEMA_VERSION, "version %d",
+	    store_schema_version(st));
+	CHECK(store_changes(st) == 0, "changes %lld",
+	    (long long)store_changes(st));
+	store_close(st);
+	st = store_open(root, err, sizeof(err));
+	CHECK(st != NULL && store_schema_version(st) == STORE_SCHEMA_VERSION,
+	    "reopen: %s", err);
+	CHECK(st != NULL && store_changes(st) == 0, "reopen changed data");
+	store_close(st);
+
+	snprintf(path, sizeof(path), "%s/newer.db", root);
+	if (sqlite3_open(path, &db) == SQLITE_OK)
+		sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL);
+	sqlite3_close(db);
+	st = store_open_path(path, err, sizeof(err));
+	CHECK(st == NULL && strstr(err, "newer") != NULL,
+	    "newer schema accepted: %s", st ? "" : err);
+	store_close(st);
+}
+
+/* The best certificate among expired, newer, wrong-KU ones. */
+static void
+test_best(struct store *st)
+{
+	X509 *good_old, *good_new, *expired, *sign_only, *server_eku,
+	    *future, *ec_ok, *ec_sign, *best;
+	const char *san = "email:Bob@Example.COM";
+	int caps = -1;
+
+	good_old = mkcert(rsa_key, "old", san, -10 * DAY, 100 * DAY,
+	    "digitalSignature,keyEncipherment", "emailProtection");
+	good_new = mkcert(rsa_key, "new", san, -DAY, 100 * DAY,
+	    "keyEncipherment", NULL);
+	expired = mkcert(rsa_key, "expired", san, -30 * DAY, -DAY,
+	    "keyEncipherment", "emailProtection");
+	sign_only = mkcert(rsa_key, "signonly", san, -3600, 100 * DAY,
+	    "digitalSignature", "emailProtection");
+	server_eku = mkcert(rsa_key, "server", san, -1800, 100 * DAY,
+	    "keyEncipherment", "serverAuth");
+	future = mkcert(rsa_key, "future", san, DAY, 100 * DAY,
+	    "keyEncipherment", "emailProtection");
+	CHECK(add1(st, good_old) > 0 && add1(st, expired) > 0 &&
+	    add1(st, good_new) > 0 && add1(st, sign_only) > 0 &&
+	    add1(st, server_eku) > 0 && add1(st, future) > 0, "add");
+	CHECK(ncerts(st, "bob@example.com") == 6, "list --email: %d",
+	    ncerts(st, "bob@example.com"));
+
+	best = store_best_cert_for(st, "bob@example.com", now, &caps);
+	CHECK(best != NULL && X509_cmp(best, good_new) == 0,
+	    "best is not the newest usable");
+	CHECK(caps == 0, "caps %d", caps);
+	X509_free(best);
+	best = store_best_cert_for(st, "BOB@example.COM", now, NULL);
+	CHECK(best != NULL && X509_cmp(best, good_new) == 0,
+	    "lookup is case-sensitive");
+	X509_free(best);
+	best = store_best_cert_for(st, "bob@example.org", now, NULL);
+	CHECK(best == NULL, "cert for another domain");
+	X509_free(best);
+
+	/* EC needs keyAgreement; a newer EC cert with it wins. */
+	ec_sign = mkcert(ec_key, "ecsign", san, -600, 100 * DAY,
+	    "digitalSignature", "emailProtection");
+	ec_ok = mkcert(ec_key, "ecok", san, -1200, 100 * DAY,
+	    "digitalSignature,keyAgreement", "emailProtection");
+	CHECK(add1(st, ec_sign) > 0 && add1(st, ec_ok) > 0, "add ec");
+	best = store_best_cert_for(st, "bob@example.com", now, NULL);
+	CHECK(best != NULL && X509_cmp(best, ec_ok) == 0,
+	    "EC keyAgreement cert not chosen");
+	X509_free(best);
+	/* Later, when good_new has expired too, nothing is left. */
+	best = store_best_cert_for(st, "bob@example.com", now + 200 * DAY,
+	    NULL);
+	CHECK(best == NULL, "expired cert chosen");
+	X509_free(best);
+
+	X509_free(good_old); X509_free(good_new); X509_free(expired);
+	X509_free(sign_only); X509_free(server_eku); X509_free(future);
+	X509_free(ec_ok); X509_free(ec_sign);
+}
+
+/* Duplicates are idempotent; a failing import leaves nothing behind. */
+static void
+test_tx(struct store *st)
+{
+	STACK_OF(X509) *sk;
+	X509 *a, *noemail;
+	char err[512];
+	int64_t ids[2], id1, changes;
+	int existed[2], n;
+
+	a = mkcert(rsa_key, "carol", "email:carol@example.net", -DAY, DAY,
+	    "keyEncipherment", NULL);
+	id1 = add1(st, a);
+	changes = store_changes(st);
+	CHECK(id1 > 0 && add1(st, a) == id1, "duplicate got a new id");
+	n = ncerts(st, NULL);
+
+	noemail = mkcert(rsa_key, "nobody", NULL, -DAY, DAY, NULL, NULL);
+	sk = sk_X509_new_null();
+	sk_X509_push(sk, mkcert(rsa_key, "dave", "email:dave@example.net",
+	    -DAY, DAY, NULL, NULL));
+	sk_X509_push(sk, noemail);
+	CHECK(store_cert_add(st, sk, STORE_SRC_IMPORT, 0, ids, existed, err,
+	    sizeof(err)) == -1 && strstr(err, "no e-mail") != NULL,
+	    "cert without e-mail accepted");
+	CHECK(ncerts(st, NULL) == n && ncerts(st, "dave@example.net") == 0,
+	    "half-written import");
+	CHECK(store_changes(st) == changes + 1, "change counter %lld vs %lld",
+	    (long long)store_changes(st), (long long)changes);
+	sk_X509_pop_free(sk, X509_free);
+
+	CHECK(store_cert_remove(st, id1, err, sizeof(err)) == 1, "remove");
+	CHECK(store_cert_remove(st, id1, err, sizeof(err)) == 0, "remove 2");
+	CHECK(ncerts(st, "carol@example.net") == 0, "removed cert listed");
+	X509_free(a);
+}
+
+/* Keys: add, find for signing, all keys, removal rules. */
+static void
+test_keys(struct store *st)
+{
+	struct store_key *k, **all;
+	STACK_OF(X509) *chain = sk_X509_new_null();
+	X509 *c1, *ca;
+	char err[512];
+	int64_t id, id2;
+	int existed;
+	size_t n;
+
+	c1 = mkcert(rsa_key, "me", "email:Me@Example.COM", -DAY, 10 * DAY,
+	    "digitalSignature,keyEncipherment", "emailProtection");
+	ca = mkcert(ec_key, "my ca", NULL, -DAY, 10 * DAY, NULL, NULL);
+	sk_X509_push(chain, ca);
+	CHECK(store_key_add(st, rsa_key, c1, chain, &id, &existed, err,
+	    sizeof(err)) == 0 && !existed, "key add: %s", err);
+	CHECK(store_key_add(st, rsa_key, c1, chain, &id2, &existed, err,
+	    sizeof(err)) == 0 && existed && id2 == id, "key add twice");
+	k = store_key_for(st, "me@example.com", now);
+	CHECK(k != NULL && X509_cmp(k->cert, c1) == 0 &&
+	    EVP_PKEY_eq(k->pkey, rsa_key) == 1 &&
+	    sk_X509_num(k->chain) == 1, "key_for");
+	store_key_free(k);
+	CHECK(store_key_for(st, "me@example.com", now + 20 * DAY) == NULL,
+	    "expired key chosen");
+	all = store_all_keys(st, &n);
+	CHECK(n == 1 && all[0] != NULL && all[1] == NULL, "all keys %zu", n);
+	store_keys_free(all);
+	CHECK(ncerts(st, "me@example.com") == 1, "key cert not listed");
+	CHECK(store_key_remove(st, id, err, sizeof(err)) == 1, "key remove");
+	CHECK(ncerts(st, "me@example.com") == 0, "key cert left behind");
+	X509_free(c1);
+	sk_X509_pop_free(chain, X509_free);
+}
+
+/* Trust anchors: CA only; the X509_STORE holds them. */
+static void
+test_trust(struct store *st)
+{
+	STACK_OF(X509) *sk;
+	X509_STORE *xs;
+	X509 *ca, *leaf;
+	char err[512];
+	int64_t id;
+	int existed;
+
+	ca = mkcert(rsa_key, "root", NULL, -DAY, DAY, "keyCertSign", NULL);
+	leaf = mkcert(rsa_key, "leaf", "email:x@example.com", -DAY, DAY,
+	    NULL, NULL);
+	/* mkcert makes self-signed certs; give the leaf another issuer. */
+	X509_NAME_add_entry_by_txt(X509_get_issuer_name(leaf), "O",
+	    MBSTRING_ASC, (const unsigned char *)"other", -1, -1, 0);
+	X509_sign(leaf, rsa_key, EVP_sha256());
+	sk = one(leaf);
+	CHECK(store_trust_add(st, sk, &id, &existed, err, sizeof(err)) == -1 &&
+	    strstr(err, "not a CA") != NULL, "non-CA anchor accepted");
+	sk_X509_pop_free(sk, X509_free);
+	sk = one(ca);
+	CHECK(store_trust_add(st, sk, &id, &existed, err, sizeof(err)) == 0,
+	    "trust add: %s", err);
+	xs = store_trust_x509_store(st);
+	CHECK(xs != NULL && sk_X509_OBJECT_num(X509_STORE_get0_objects(xs)) ==
+	    1, "x509 store");
+	X509_STORE_free(xs);
+	CHECK(store_trust_remove(st, id, err, sizeof(err)) == 1, "remove");
+	sk_X509_pop_free(sk, X509_free);
+}
+
+/* Harvesting adds once and refreshes the capabilities. */
+static void
+test_harvest(struct store *st)
+{
+	X509 *h, *best;
+	int64_t id;
+	int caps = 0;
+
+	h = mkcert(ec_key, "harvested", "email:erin@example.org", -DAY, DAY,
+	    "digitalSignature,keyAgreement", "emailProtection");
+	id = store_harvest(st, h, NULL, 0);
+	CHECK(id > 0 && store_harvest(st, h, NULL, STORE_CAP_GCM) == id,
+	    "harvest");
+	best = store_best_cert_for(st, "erin@example.org", now, &caps);
+	CHECK(best != NULL && caps == STORE_CAP_GCM, "harvest caps %d", caps);
+	X509_free(best);
+	X509_free(h);
+}
+
+/* Remove the temporary directory. */
+static void
+cleanup(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", root);
+}
+
+int
+main(void)
+{
+	struct store *st;
+	char err[512];
+
+	log_init("test_store", 1, LOG_LVL_WARN);
+	now = time(NULL);
+	snprintf(root, sizeof(root), "/tmp/test_store.XXXXXX");
+	if (mkdtemp(root) == NULL)
+		fatal("mkdtemp");
+	rsa_key = EVP_RSA_gen(2048);
+	ec_key = EVP_EC_gen("P-256");
+	if (rsa_key == NULL || ec_key == NULL)
+		fatalx("key generation");
+	test_open();
+	if ((st = store_open(root, err, sizeof(err))) == NULL)
+		fatalx("store_open: %s", err);
+	test_best(st);
+	test_tx(st);
+	test_keys(st);
+	test_trust(st);
+	test_harvest(st);
+	store_close(st);
+	EVP_PKEY_free(rsa_key);
+	EVP_PKEY_free(ec_key);
+	cleanup();
+	if (failures)
+		fprintf(stderr, "test_store: %d failure(s)\n", failures);
+	else
+		printf("test_store: all passed\n");
+	return failures ? 1 : 0;
+}
