@@ -41,7 +41,9 @@ expect_ok() {
 expect_err() {
 	name=$1; pat=$2; shift 2
 	ctl "$@"
-	if [ "$RC" -eq 0 ]; then
+	if grep -q 'Sanitizer\|runtime error:' "$T/err"; then
+		fail "$name" "$(grep -m1 'SUMMARY\|runtime error:' "$T/err")"
+	elif [ "$RC" -eq 0 ]; then
 		fail "$name" "exit 0, expected an error ($pat)"
 	elif ! grep -q -- "$pat" "$T/err"; then
 		fail "$name" "stderr lacks '$pat': $(head -3 "$T/err" | tr '\n' ' ')"
