@@ -373,7 +373,9 @@ put_record(struct ctl *c, const struct ctl_field *fl,
 			fputc(c->json ? ',' : '\t', stdout);
 		if (c->json)
 			printf("\"%s\":", fl[i].name);
-		s = *(const char *const *)(base + fl[i].off);
+		s = NULL;
+		if (fl[i].type == F_STR || fl[i].type == F_EMAILS)
+			memcpy(&s, base + fl[i].off, sizeof(s));
 		switch (fl[i].type) {
 		case F_INT:
 			printf("%lld", (long long)*(const int64_t *)

@@ -12,6 +12,7 @@
 
 #include <sqlite3.h>
 
+#include "log.h"
 #include "store_priv.h"
 #include "util.h"
 
@@ -372,11 +373,11 @@ store_run_list(struct store *st, sqlite3_stmt *stmt, store_list_cb *cb,
 		stop = cb(&ci, arg);
 		n++;
 	}
+	sqlite3_finalize(stmt);
 	if (!stop && rc != SQLITE_DONE) {
-		sqlite3_finalize(stmt);
-		(void)st;
+		log_debug("store: %s: listing: %s", st->path,
+		    sqlite3_errmsg(st->db));
 		return -1;
 	}
-	sqlite3_finalize(stmt);
 	return stop ? stop : n;
 }

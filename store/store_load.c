@@ -35,8 +35,12 @@ read_file(const char *path, size_t *lenp, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
-	if (fstat(fileno(f), &sb) == -1 || !S_ISREG(sb.st_mode) ||
-	    sb.st_size > MAX_IMPORT_FILE) {
+	if (fstat(fileno(f), &sb) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		fclose(f);
+		return NULL;
+	}
+	if (!S_ISREG(sb.st_mode) || sb.st_size > MAX_IMPORT_FILE) {
 		snprintf(err, errlen, "%s: %s", path, S_ISREG(sb.st_mode) ?
 		    "file too large" : "not a regular file");
 		fclose(f);
