@@ -1,0 +1,235 @@
+/* mime.h: RFC 5322 / MIME splitter, part tree, transfer-encoding codecs,
+ * S/MIME canonicalisation (RFC 8551 3.1) and detection.  Pure: no I/O. */
+#ifndef SMRELAY_MIME_H
+#define SMRELAY_MIME_H
+
+#include <stddef.h>
+
+#define MIME_DEPTH_MAX   32     /* nested multiparts */
+#define MIME_PARTS_MAX   1000   /* parts in one message */
+#define MIME_TOKEN_MAX   80     /* type, subtype, parameter name */
+#define MIME_PVALUE_MAX  256    /* parameter value (longer: truncated) */
+#define MIME_PARAMS_MAX  12     /* parameters kept per Content-Type */
+#define MIME_FIELD_MAX   8192   /* unfolded header field kept (longer: cut) */
+#define MIME_LINE_MAX    1024   /* body line held for delimiter checks */
+#define MIME_BOUNDARY_MAX 70    /* RFC 2046 */
+
+/* Content-Transfer-Encoding values. */
+enum mime_cte {
+	MIME_CTE_NONE = 0,      /* no header: 7bit */
+	MIME_CTE_7BIT,
+	MIME_CTE_8BIT,
+	MIME_CTE_BINARY,
+	MIME_CTE_QP,
+	MIME_CTE_BASE64,
+	MIME_CTE_OTHER          /* unknown token: treat as opaque */
+};
+
+/* Splitter flags: anomalies seen; none of them stops the parse. */
+#define MIME_F_BADHDR    0x01   /* a header line that is no field: body starts */
+#define MIME_F_LONGHDR   0x02   /* a field longer than MIME_FIELD_MAX, cut */
+#define MIME_F_UNCLOSED  0x04   /* a multipart without close delimiter */
+#define MIME_F_NOBOUND   0x08   /* multipart/ * without usable boundary: leaf */
+#define MIME_F_DEPTH     0x10   /* nesting over MIME_DEPTH_MAX: leaf */
+#define MIME_F_PARTS     0x20   /* over MIME_PARTS_MAX parts: rest is body */
+#define MIME_F_NOFIRST   0x40   /* multipart without any delimiter */
+
+struct mime_param {
+	char    name[MIME_TOKEN_MAX];   /* lower case */
+	char    value[MIME_PVALUE_MAX]; /* unquoted */
+};
+
+/* A parsed Content-Type; type and subtype in lower case. */
+struct mime_ct {
+	char    type[MIME_TOKEN_MAX];
+	char    subtype[MIME_TOKEN_MAX];
+	size_t  nparams;
+	struct mime_param params[MIME_PARAMS_MAX];
+};
+
+enum mime_ev_type {
+	MIME_EV_PART_BEGIN = 1, /* off: first header byte */
+	MIME_EV_HEADER,         /* name, value (unfolded, trimmed); [off, end) raw */
+	MIME_EV_HEADERS_END,    /* ct, cte; [off, end): the blank line (may be
+	                           empty); body starts at end */
+	MIME_EV_BODY,           /* leaf body bytes data/len at offset off */
+	MIME_EV_PREAMBLE,       /* multipart bytes before the first delimiter */
+	MIME_EV_DELIM,          /* delimiter line [off, end) incl. the line end
+	                           before it and after it; close: 1 for "--b--" */
+	MIME_EV_EPILOGUE,       /* bytes after the close delimiter line */
+	MIME_EV_PART_END        /* off: end of the body */
+};
+
+struct mime_event {
+	enum mime_ev_type type;
+	int              depth;         /* 0: the message */
+	size_t           off, end;      /* absolute input offsets */
+	const char      *name;          /* HEADER */
+	size_t           namelen;
+	const char      *value;         /* HEADER */
+	size_t           valuelen;
+	const char      *data;          /* BODY, PREAMBLE, EPILOGUE */
+	size_t           len;
+	const struct mime_ct *ct;       /* HEADERS_END */
+	enum mime_cte    cte;           /* HEADERS_END */
+	int              close;         /* DELIM */
+};
+
+typedef void (*mime_event_fn)(void *arg, const struct mime_event *);
+
+struct mime_level {
+	char    boundary[MIME_BOUNDARY_MAX + 1];
+	size_t  blen;
+	int     digest;     /* multipart/digest: children default message/rfc822 */
+	int     state;      /* internal */
+};
+
+/* Streaming splitter.  Large (about 24 KiB): allocate it, do not copy it. */
+struct mime_rd {
+	mime_event_fn   fn;
+	void           *arg;
+	int             state;          /* internal */
+	unsigned        flags;          /* MIME_F_* */
+	size_t          off;            /* offset of the next input byte */
+	size_t          nparts;
+	int             depth;          /* levels open below the message */
+	int             cr;             /* a CR is held */
+	int             bol;            /* at a line start */
+	size_t          linestart;      /* offset of the current line */
+	char            line[MIME_LINE_MAX];
+	size_t          linelen;
+	int             linecut;        /* part of the line already emitted */
+	size_t          peol, peoloff;  /* held line end (1 or 2) and offset */
+	char            field[MIME_FIELD_MAX];
+	size_t          fieldlen, fieldstart, fieldend, namelen;
+	int             havefield, namedone;
+	size_t          croff;          /* offset of the held CR */
+	int             frozen;         /* parts limit hit: no more delimiters */
+	int             partdepth;      /* depth of the part being read */
+	int             defdigest;      /* its default is message/rfc822 */
+	int             sawct;
+	struct mime_ct  ct;
+	enum mime_cte   cte;
+	struct mime_level lv[MIME_DEPTH_MAX + 1];
+};
+
+/* One header field: raw bytes [off, end) incl. its line end; the name is
+ * the first namelen bytes (trailing blanks before the colon excluded). */
+struct mime_hdr {
+	size_t  off, end, namelen;
+};
+
+/* A node of the part tree; offsets into the parsed buffer. */
+struct mime_part {
+	size_t  hdr_start;      /* first header byte */
+	size_t  hdr_end;        /* end of the last header field (its line end incl.) */
+	size_t  body_start;     /* after the blank line */
+	size_t  body_end;       /* end of body, without the line end before
+	                           the next delimiter */
+	struct mime_ct ct;      /* the default if none given */
+	int     has_ct;         /* a Content-Type field was present */
+	enum mime_cte cte;
+	int     depth;
+	struct mime_hdr *hdrs;          /* header fields, in order */
+	size_t  nhdrs;
+	struct mime_part *parent;
+	struct mime_part *child;        /* first child (multipart) */
+	struct mime_part *next;         /* next sibling */
+	size_t  nchildren;
+};
+
+struct mime_tree {
+	struct mime_part *root;
+	size_t  nparts;
+	unsigned flags;                 /* MIME_F_* from the splitter */
+};
+
+/* Streaming transfer-encoding codecs. */
+struct mime_b64enc {
+	unsigned char hold[3];
+	int     nhold;
+	int     col;
+};
+struct mime_b64dec {
+	unsigned acc;
+	int     n;
+	int     done;           /* saw "=": the rest is ignored */
+};
+struct mime_qpenc {
+	int     col;            /* output column */
+	int     ws;             /* held space or tab, 0 if none */
+	int     cr;             /* held CR */
+};
+struct mime_qpdec {
+	int     state;
+	char    hex;            /* first hex digit after "=" */
+	char    ws[76];         /* held whitespace run */
+	size_t  nws;
+};
+
+/* S/MIME detection result (mime_smime_detect). */
+enum mime_smime_kind {
+	MIME_SMIME_NONE = 0,    /* not S/MIME */
+	MIME_SMIME_SIGNED,      /* multipart/signed, pkcs7-signature */
+	MIME_SMIME_P7M,         /* application/(x-)pkcs7-mime */
+	MIME_SMIME_BAD = -1     /* looks like S/MIME, but malformed */
+};
+
+struct mime_smime {
+	enum mime_smime_kind kind;
+	char    smime_type[MIME_PVALUE_MAX];    /* P7M: lower case, may be "" */
+	size_t  content_off;    /* SIGNED: first part as received, headers incl. */
+	size_t  content_len;
+	unsigned char *der;     /* SIGNED: signature; P7M: body; decoded, malloc'd */
+	size_t  derlen;
+	char    micalg[MIME_PVALUE_MAX];        /* SIGNED: as given, may be "" */
+};
+
+/* mime.c */
+int     mime_ct_parse(const char *, size_t, struct mime_ct *);
+void    mime_ct_default(struct mime_ct *, int digest);
+const char *mime_ct_param(const struct mime_ct *, const char *name);
+enum mime_cte mime_cte_parse(const char *, size_t);
+const char *mime_cte_name(enum mime_cte);
+void    mime_rd_init(struct mime_rd *, mime_event_fn, void *);
+void    mime_rd_feed(struct mime_rd *, const char *, size_t);
+void    mime_rd_end(struct mime_rd *);
+int     mime_parse(const char *, size_t, struct mime_tree *);
+void    mime_tree_free(struct mime_tree *);
+
+/* mime_codec.c */
+void    mime_b64enc_init(struct mime_b64enc *);
+size_t  mime_b64enc_feed(struct mime_b64enc *, const char *, size_t, char *);
+size_t  mime_b64enc_end(struct mime_b64enc *, char *);
+size_t  mime_b64enc_max(size_t);
+void    mime_b64dec_init(struct mime_b64dec *);
+size_t  mime_b64dec_feed(struct mime_b64dec *, const char *, size_t, char *);
+size_t  mime_b64dec_end(struct mime_b64dec *, char *);
+void    mime_qpenc_init(struct mime_qpenc *);
+size_t  mime_qpenc_feed(struct mime_qpenc *, const char *, size_t, char *);
+size_t  mime_qpenc_end(struct mime_qpenc *, char *);
+size_t  mime_qpenc_max(size_t);
+void    mime_qpdec_init(struct mime_qpdec *);
+size_t  mime_qpdec_feed(struct mime_qpdec *, const char *, size_t, char *);
+size_t  mime_qpdec_end(struct mime_qpdec *, char *);
+char   *mime_b64_encode(const void *, size_t, size_t *);
+unsigned char *mime_b64_decode(const char *, size_t, size_t *);
+char   *mime_qp_encode(const char *, size_t, size_t *);
+char   *mime_qp_decode(const char *, size_t, size_t *);
+
+/* mime_canon.c */
+int     mime_canon(const char *, size_t, char **outer, size_t *outerlen,
+	    char **inner, size_t *innerlen);
+int     mime_assemble(const char *outer, size_t outerlen, const char *hdrs,
+	    const char *body, size_t bodylen, char **out, size_t *outlen);
+int     mime_boundary(char *, size_t, const unsigned char *, size_t);
+int     mime_multipart_signed(const char *inner, size_t innerlen,
+	    const unsigned char *sig, size_t siglen, const char *boundary,
+	    const char *micalg, char **hdrs, char **body, size_t *bodylen);
+int     mime_pkcs7_mime(const unsigned char *, size_t, const char *smime_type,
+	    char **hdrs, char **body, size_t *bodylen);
+enum mime_smime_kind mime_smime_detect(const char *, size_t,
+	    struct mime_smime *);
+void    mime_smime_clear(struct mime_smime *);
+
+#endif

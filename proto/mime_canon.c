@@ -1,0 +1,544 @@
+/* mime_canon.c: S/MIME canonicalisation (RFC 8551 3.1), assembly of the
+ * outgoing message, and detection of inbound S/MIME. */
+#include "autoconfig.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "mime.h"
+
+#define MIME_LINE_LIMIT 998     /* RFC 5322 2.1.1, without CRLF */
+
+/* How a leaf body goes into the canonical entity. */
+enum {
+	ENC_KEEP = 0,   /* as it is, line ends made CRLF */
+	ENC_QP,
+	ENC_B64
+};
+
+struct buf {
+	char   *p;
+	size_t  len, cap;
+};
+
+/* Make room for n more bytes or abort. */
+static void
+buf_grow(struct buf *b, size_t n)
+{
+	size_t cap;
+
+	if (b->cap - b->len > n)
+		return;
+	cap = b->cap * 2 + n + 256;
+	if ((b->p = realloc(b->p, cap)) == NULL)
+		abort();
+	b->cap = cap;
+}
+
+/* Append bytes. */
+static void
+buf_add(struct buf *b, const char *s, size_t n)
+{
+	buf_grow(b, n);
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+/* Append a C string. */
+static void
+buf_str(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+/*
+ * Append with every line end made CRLF: a bare LF becomes CRLF; a bare CR
+ * becomes CRLF (crsp 0, as smtp_stuff would do) or a space (crsp 1, in
+ * header fields, where a new line would be a broken field).  With scrub,
+ * NUL and 8bit bytes become "?" (preamble and epilogue, never shown).
+ */
+static void
+buf_norm(struct buf *b, const char *s, size_t n, int crsp, int scrub)
+{
+	size_t i;
+	unsigned char c;
+
+	buf_grow(b, 2 * n);
+	for (i = 0; i < n; i++) {
+		c = (unsigned char)s[i];
+		if (c == '\r' && i + 1 < n && s[i + 1] == '\n')
+			continue;
+		if (c == '\n' || (c == '\r' && !crsp)) {
+			b->p[b->len++] = '\r';
+			b->p[b->len++] = '\n';
+		} else if (c == '\r')
+			b->p[b->len++] = ' ';
+		else if (scrub && (c == 0 || c >= 0x80))
+			b->p[b->len++] = '?';
+		else
+			b->p[b->len++] = (char)c;
+	}
+}
+
+/* Whether a body can go out unchanged: 7bit, no NUL, no bare CR, short
+ * lines (bare LF is fine: it becomes CRLF). */
+static int
+body_clean(const char *s, size_t n)
+{
+	size_t i, line = 0;
+	unsigned char c;
+
+	for (i = 0; i < n; i++) {
+		c = (unsigned char)s[i];
+		if (c == '\n') {
+			line = 0;
+			continue;
+		}
+		if (c == '\r' && i + 1 < n && s[i + 1] == '\n')
+			continue;
+		if (c == 0 || c >= 0x80 || c == '\r' ||
+		    ++line > MIME_LINE_LIMIT)
+			return 0;
+	}
+	return 1;
+}
+
+/* Whether header field h of message m is called name (any case). */
+static int
+hdr_is(const char *m, const struct mime_hdr *h, const char *name)
+{
+	return h->namelen == strlen(name) &&
+	    strncasecmp(m + h->off, name, h->namelen) == 0;
+}
+
+/* Whether a header field belongs inside the protected entity. */
+static int
+hdr_inner(const char *m, const struct mime_hdr *h)
+{
+	return h->namelen >= 8 && strncasecmp(m + h->off, "content-", 8) == 0;
+}
+
+/* Append one header field, ending it with CRLF. */
+static void
+put_field(struct buf *b, const char *m, const struct mime_hdr *h)
+{
+	buf_norm(b, m + h->off, h->end - h->off, 1, 0);
+	if (b->len < 2 || b->p[b->len - 1] != '\n')
+		buf_add(b, "\r\n", 2);
+}
+
+/*
+ * Decide how a leaf goes out; src and srclen get the bytes to encode (the
+ * raw body, or its decoded form in *tofree).
+ */
+static int
+leaf_plan(const char *m, const struct mime_part *p, const char **src,
+    size_t *srclen, char **tofree)
+{
+	const char *body = m + p->body_start;
+	size_t len = p->body_end - p->body_start;
+	int text = strcmp(p->ct.type, "text") == 0;
+
+	*src = body;
+	*srclen = len;
+	*tofree = NULL;
+	switch (p->cte) {
+	case MIME_CTE_BINARY:
+		return ENC_B64;
+	case MIME_CTE_OTHER:
+		return ENC_KEEP;
+	case MIME_CTE_QP:
+		if (body_clean(body, len))
+			return ENC_KEEP;
+		*tofree = mime_qp_decode(body, len, srclen);
+		*src = *tofree;
+		break;
+	case MIME_CTE_BASE64:
+		if (body_clean(body, len))
+			return ENC_KEEP;
+		*tofree = (char *)mime_b64_decode(body, len, srclen);
+		*src = *tofree;
+		return ENC_B64;
+	default:
+		if (body_clean(body, len))
+			return ENC_KEEP;
+		break;
+	}
+	return text ? ENC_QP : ENC_B64;
+}
+
+/* Append a leaf body in the planned encoding. */
+static void
+put_body(struct buf *b, int enc, const char *src, size_t len)
+{
+	char *e;
+	size_t elen;
+
+	if (enc == ENC_KEEP) {
+		buf_norm(b, src, len, 0, 0);
+		return;
+	}
+	if (enc == ENC_QP)
+		e = mime_qp_encode(src, len, &elen);
+	else
+		e = mime_b64_encode(src, len, &elen);
+	buf_add(b, e, elen);
+	free(e);
+}
+
+/* Append the canonical form of part p (top: the message itself). */
+static void
+canon_part(struct buf *b, const char *m, const struct mime_part *p, int top)
+{
+	const struct mime_part *c;
+	const char *src = NULL;
+	char *tofree = NULL;
+	size_t i, srclen = 0, pos;
+	int enc = ENC_KEEP;
+
+	if (p->child == NULL)
+		enc = leaf_plan(m, p, &src, &srclen, &tofree);
+	if (top && !p->has_ct)
+		buf_str(b, "Content-Type: text/plain; charset=us-ascii\r\n");
+	for (i = 0; i < p->nhdrs; i++) {
+		if (top && !hdr_inner(m, &p->hdrs[i]))
+			continue;
+		if (enc != ENC_KEEP &&
+		    hdr_is(m, &p->hdrs[i], "content-transfer-encoding"))
+			continue;
+		put_field(b, m, &p->hdrs[i]);
+	}
+	if (enc == ENC_QP)
+		buf_str(b, "Content-Transfer-Encoding: quoted-printable\r\n");
+	else if (enc == ENC_B64)
+		buf_str(b, "Content-Transfer-Encoding: base64\r\n");
+	buf_add(b, "\r\n", 2);
+	if (p->child == NULL) {
+		put_body(b, enc, src, srclen);
+		free(tofree);
+		return;
+	}
+	/* Delimiters, preamble and epilogue: the bytes between children. */
+	pos = p->body_start;
+	for (c = p->child; c != NULL; c = c->next) {
+		buf_norm(b, m + pos, c->hdr_start - pos, 0, 1);
+		if (b->p[b->len - 1] != '\n')
+			buf_add(b, "\r\n", 2);        /* delimiter at the end */
+		canon_part(b, m, c, 0);
+		pos = c->body_end;
+	}
+	buf_norm(b, m + pos, p->body_end - pos, 0, 1);
+}
+
+/*
+ * Split a message for signing or encryption (RFC 8551 3.1): *outer gets
+ * the header fields that stay outside (all but Content-* and
+ * MIME-Version), *inner the MIME entity to protect: the Content-* fields
+ * (a text/plain default added if there is no Content-Type), a blank line
+ * and the body, every line end CRLF and every leaf in a 7bit encoding.
+ * Leaves that are already 7bit with lines of at most 998 bytes are kept
+ * byte for byte (trailing blanks included: we do not re-encode a part
+ * only because of them).  8bit text becomes quoted-printable; a part
+ * declared binary, or non-text with 8bit, NUL, bare CR or long lines,
+ * becomes base64.  Both results are malloc'd.  Returns 0, -1 if the
+ * message is over the depth or part limits.
+ */
+int
+mime_canon(const char *m, size_t len, char **outer, size_t *outerlen,
+    char **inner, size_t *innerlen)
+{
+	struct mime_tree t;
+	struct buf o = { NULL, 0, 0 }, in = { NULL, 0, 0 };
+	const struct mime_hdr *h;
+	size_t i;
+
+	*outer = *inner = NULL;
+	*outerlen = *innerlen = 0;
+	if (mime_parse(m, len, &t) == -1)
+		return -1;
+	for (i = 0; i < t.root->nhdrs; i++) {
+		h = &t.root->hdrs[i];
+		if (!hdr_inner(m, h) && !hdr_is(m, h, "mime-version"))
+			put_field(&o, m, h);
+	}
+	canon_part(&in, m, t.root, 1);
+	mime_tree_free(&t);
+	buf_grow(&o, 1);
+	o.p[o.len] = '\0';
+	buf_grow(&in, 1);
+	in.p[in.len] = '\0';
+	*outer = o.p;
+	*outerlen = o.len;
+	*inner = in.p;
+	*innerlen = in.len;
+	return 0;
+}
+
+/*
+ * Build the final message: outer fields, "MIME-Version: 1.0", the new
+ * content fields hdrs (complete lines; a missing final CRLF is added), a
+ * blank line, body.  *out is malloc'd and NUL-terminated.  Returns 0.
+ */
+int
+mime_assemble(const char *outer, size_t outerlen, const char *hdrs,
+    const char *body, size_t bodylen, char **out, size_t *outlen)
+{
+	struct buf b = { NULL, 0, 0 };
+	size_t hl = strlen(hdrs);
+
+	buf_add(&b, outer, outerlen);
+	buf_str(&b, "MIME-Version: 1.0\r\n");
+	buf_add(&b, hdrs, hl);
+	if (hl > 0 && hdrs[hl - 1] != '\n')
+		buf_add(&b, "\r\n", 2);
+	buf_add(&b, "\r\n", 2);
+	buf_add(&b, body, bodylen);
+	buf_grow(&b, 1);
+	b.p[b.len] = '\0';
+	*out = b.p;
+	*outlen = b.len;
+	return 0;
+}
+
+/*
+ * Make a boundary from caller-supplied random bytes: "=_smr_" and their
+ * hex.  "=_" never occurs in base64 or quoted-printable text.  Returns 0,
+ * -1 if it would not fit in outsz or exceed 70 characters.
+ */
+int
+mime_boundary(char *out, size_t outsz, const unsigned char *rnd, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, o = 6;
+
+	if (6 + 2 * n + 1 > outsz || 6 + 2 * n > MIME_BOUNDARY_MAX)
+		return -1;
+	memcpy(out, "=_smr_", 6);
+	for (i = 0; i < n; i++) {
+		out[o++] = hex[rnd[i] >> 4];
+		out[o++] = hex[rnd[i] & 15];
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+/* Finish a malloc'd string from a buf. */
+static char *
+buf_cstr(struct buf *b)
+{
+	buf_grow(b, 1);
+	b->p[b->len] = '\0';
+	return b->p;
+}
+
+/*
+ * Build a multipart/signed (RFC 8551 3.5.3) around the canonical entity
+ * inner and the DER signature sig.  *hdrs gets the Content-Type field
+ * (for mime_assemble), *body the multipart body; both malloc'd.  The
+ * first part is inner byte for byte: what was signed.  Returns 0.
+ */
+int
+mime_multipart_signed(const char *inner, size_t innerlen,
+    const unsigned char *sig, size_t siglen, const char *boundary,
+    const char *micalg, char **hdrs, char **body, size_t *bodylen)
+{
+	struct buf h = { NULL, 0, 0 }, b = { NULL, 0, 0 };
+	char *e;
+	size_t elen;
+
+	buf_str(&h, "Content-Type: multipart/signed;\r\n"
+	    "\tprotocol=\"application/pkcs7-signature\";\r\n\tmicalg=");
+	buf_str(&h, micalg);
+	buf_str(&h, ";\r\n\tboundary=\"");
+	buf_str(&h, boundary);
+	buf_str(&h, "\"\r\n");
+	*hdrs = buf_cstr(&h);
+	buf_str(&b, "This is an S/MIME signed message\r\n\r\n--");
+	buf_str(&b, boundary);
+	buf_str(&b, "\r\n");
+	buf_add(&b, inner, innerlen);
+	buf_str(&b, "\r\n--");
+	buf_str(&b, boundary);
+	buf_str(&b, "\r\nContent-Type: application/pkcs7-signature;"
+	    " name=\"smime.p7s\"\r\n"
+	    "Content-Transfer-Encoding: base64\r\n"
+	    "Content-Disposition: attachment; filename=\"smime.p7s\"\r\n"
+	    "\r\n");
+	e = mime_b64_encode(sig, siglen, &elen);
+	buf_add(&b, e, elen);
+	free(e);
+	buf_str(&b, "--");
+	buf_str(&b, boundary);
+	buf_str(&b, "--\r\n");
+	*bodylen = b.len;
+	*body = buf_cstr(&b);
+	return 0;
+}
+
+/*
+ * Build an application/pkcs7-mime entity (RFC 8551 3.3) for DER der of
+ * the given smime-type ("enveloped-data", "authEnveloped-data",
+ * "signed-data"): *hdrs the content fields, *body the base64.  Returns 0.
+ */
+int
+mime_pkcs7_mime(const unsigned char *der, size_t derlen,
+    const char *smime_type, char **hdrs, char **body, size_t *bodylen)
+{
+	struct buf h = { NULL, 0, 0 };
+
+	buf_str(&h, "Content-Type: application/pkcs7-mime; smime-type=");
+	buf_str(&h, smime_type);
+	buf_str(&h, ";\r\n\tname=\"smime.p7m\"\r\n"
+	    "Content-Transfer-Encoding: base64\r\n"
+	    "Content-Disposition: attachment; filename=\"smime.p7m\"\r\n");
+	*hdrs = buf_cstr(&h);
+	*body = mime_b64_encode(der, derlen, bodylen);
+	return 0;
+}
+
+/* A part's body with its transfer encoding undone; malloc'd. */
+static unsigned char *
+part_decode(const char *m, const struct mime_part *p, size_t *outlen)
+{
+	const char *s = m + p->body_start;
+	size_t n = p->body_end - p->body_start;
+	unsigned char *out;
+
+	if (p->cte == MIME_CTE_BASE64)
+		return mime_b64_decode(s, n, outlen);
+	if (p->cte == MIME_CTE_QP)
+		return (unsigned char *)mime_qp_decode(s, n, outlen);
+	if ((out = malloc(n + 1)) == NULL)
+		abort();
+	memcpy(out, s, n);
+	*outlen = n;
+	return out;
+}
+
+/* Whether a Content-Type is application/NAME or application/x-NAME. */
+static int
+ct_app(const struct mime_ct *ct, const char *name)
+{
+	return strcmp(ct->type, "application") == 0 &&
+	    (strcmp(ct->subtype, name) == 0 || (strncmp(ct->subtype, "x-",
+	    2) == 0 && strcmp(ct->subtype + 2, name) == 0));
+}
+
+/* Whether a parameter value names application/(x-)pkcs7-signature. */
+static int
+is_sig_protocol(const char *v)
+{
+	return v != NULL && (strcasecmp(v, "application/pkcs7-signature") ==
+	    0 || strcasecmp(v, "application/x-pkcs7-signature") == 0);
+}
+
+/* Whether an octet-stream is called *.p7m (Outlook and others). */
+static int
+is_p7m_name(const struct mime_ct *ct)
+{
+	const char *n = mime_ct_param(ct, "name");
+	size_t l;
+
+	if (strcmp(ct->type, "application") != 0 ||
+	    strcmp(ct->subtype, "octet-stream") != 0 || n == NULL)
+		return 0;
+	l = strlen(n);
+	return l >= 4 && strcasecmp(n + l - 4, ".p7m") == 0;
+}
+
+/* Fill r for a multipart/signed message. */
+static enum mime_smime_kind
+detect_signed(const char *m, const struct mime_part *root,
+    struct mime_smime *r)
+{
+	const struct mime_part *c1 = root->child, *c2;
+	const char *v;
+
+	if ((v = mime_ct_param(&root->ct, "micalg")) != NULL)
+		snprintf(r->micalg, sizeof(r->micalg), "%s", v);
+	if (c1 == NULL || (c2 = c1->next) == NULL ||
+	    !ct_app(&c2->ct, "pkcs7-signature"))
+		return MIME_SMIME_BAD;
+	r->content_off = c1->hdr_start;
+	r->content_len = c1->body_end - c1->hdr_start;
+	r->der = part_decode(m, c2, &r->derlen);
+	return r->derlen == 0 ? MIME_SMIME_BAD : MIME_SMIME_SIGNED;
+}
+
+/* Event sink of root_smime: keep the message's Content-Type. */
+static void
+root_event(void *arg, const struct mime_event *ev)
+{
+	if (ev->type == MIME_EV_HEADERS_END && ev->depth == 0)
+		*(struct mime_ct *)arg = *ev->ct;
+}
+
+/* For a message over the tree limits: BAD if its type is S/MIME's. */
+static enum mime_smime_kind
+root_smime(const char *m, size_t len)
+{
+	struct mime_rd *rd;
+	struct mime_ct ct;
+
+	if ((rd = malloc(sizeof(*rd))) == NULL)
+		abort();
+	mime_rd_init(rd, root_event, &ct);
+	mime_rd_feed(rd, m, len);
+	mime_rd_end(rd);
+	free(rd);
+	if ((strcmp(ct.type, "multipart") == 0 &&
+	    strcmp(ct.subtype, "signed") == 0 &&
+	    is_sig_protocol(mime_ct_param(&ct, "protocol"))) ||
+	    ct_app(&ct, "pkcs7-mime") || is_p7m_name(&ct))
+		return MIME_SMIME_BAD;
+	return MIME_SMIME_NONE;
+}
+
+/*
+ * Tell what kind of S/MIME a message is.  SIGNED: multipart/signed with
+ * protocol application/(x-)pkcs7-signature; content_off/len is the first
+ * part exactly as received (its headers included, the CRLF before the
+ * delimiter excluded), der the decoded signature.  P7M:
+ * application/(x-)pkcs7-mime, or application/octet-stream named *.p7m;
+ * smime_type as given (lower case), der the decoded body.  BAD: one of
+ * these, but unusable.  r must be cleared with mime_smime_clear.
+ */
+enum mime_smime_kind
+mime_smime_detect(const char *m, size_t len, struct mime_smime *r)
+{
+	struct mime_tree t;
+	const struct mime_part *root;
+	const char *v;
+
+	memset(r, 0, sizeof(*r));
+	if (mime_parse(m, len, &t) == -1)
+		return r->kind = root_smime(m, len);
+	root = t.root;
+	if (strcmp(root->ct.type, "multipart") == 0 &&
+	    strcmp(root->ct.subtype, "signed") == 0 &&
+	    is_sig_protocol(mime_ct_param(&root->ct, "protocol")))
+		r->kind = detect_signed(m, root, r);
+	else if (ct_app(&root->ct, "pkcs7-mime") || is_p7m_name(&root->ct)) {
+		if ((v = mime_ct_param(&root->ct, "smime-type")) != NULL)
+			snprintf(r->smime_type, sizeof(r->smime_type), "%s",
+			    v);
+		for (v = r->smime_type; *v != '\0'; v++)
+			r->smime_type[v - r->smime_type] = (char)tolower(
+			    (unsigned char)*v);
+		r->der = part_decode(m, root, &r->derlen);
+		r->kind = r->derlen == 0 ? MIME_SMIME_BAD : MIME_SMIME_P7M;
+	}
+	mime_tree_free(&t);
+	return r->kind;
+}
+
+/* Free what mime_smime_detect allocated. */
+void
+mime_smime_clear(struct mime_smime *r)
+{
+	free(r->der);
+	memset(r, 0, sizeof(*r));
+}
