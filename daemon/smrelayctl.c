@@ -509,16 +509,16 @@ cert_import_filter(struct ctl *c, STACK_OF(X509) *sk)
 			    "no e-mail address%s\n", c->arg, m.subject,
 			    m.is_ca ? " (a CA? use trust import)" : "");
 			X509_free(sk_X509_delete(sk, i--));
-		} else if (validity_problem(&m, why, sizeof(why)) != NULL) {
-			fprintf(stderr, "smrelayctl: %s%s: certificate %s %s"
-			    "%s\n", c->force ? "warning: " : "", c->arg,
-			    m.subject, why, c->force ? "" :
-			    " (use --force to import anyway)");
-			if (!c->force && m.not_after < time(NULL)) {
-				store_certmeta_free(&m);
-				return -1;
-			}
-		}
+		} else if (!c->force && m.not_after < time(NULL)) {
+			validity_problem(&m, why, sizeof(why));
+			fprintf(stderr, "smrelayctl: %s: certificate %s %s "
+			    "(use --force to import anyway)\n", c->arg,
+			    m.subject, why);
+			store_certmeta_free(&m);
+			return -1;
+		} else if (validity_problem(&m, why, sizeof(why)) != NULL)
+			fprintf(stderr, "smrelayctl: warning: %s: certificate "
+			    "%s %s\n", c->arg, m.subject, why);
 		store_certmeta_free(&m);
 	}
 	if (sk_X509_num(sk) == 0) {

@@ -130,6 +130,32 @@ ncerts(struct store *st, const char *email)
 	return n;
 }
 
+/* A second connection (the daemon beside smrelayctl) sees each write. */
+static void
+test_second_connection(struct store *st)
+{
+	struct store *st2;
+	X509 *x;
+	char err[512];
+	int64_t before;
+
+	if ((st2 = store_open(root, err, sizeof(err))) == NULL) {
+		CHECK(0, "second open: %s", err);
+		return;
+	}
+	before = store_changes(st2);
+	x = mkcert(rsa_key, "zed", "email:zed@example.com", -DAY, DAY, NULL,
+	    NULL);
+	CHECK(add1(st, x) > 0, "add");
+	CHECK(store_changes(st2) == before + 1, "second connection: changes "
+	    "%lld -> %lld", (long long)before, (long long)store_changes(st2));
+	CHECK(ncerts(st2, "zed@example.com") == 1, "second connection list");
+	CHECK(add1(st2, x) > 0 && store_changes(st) == before + 2,
+	    "write from the second connection");
+	store_close(st2);
+	X509_free(x);
+}
+
 /* Schema creation, file mode, migrations idempotent, newer schema refused. */
 static void
 test_open(void)
@@ -153,11 +179,15 @@ test_open(void)
 	    store_schema_version(st));
 	CHECK(store_changes(st) == 0, "changes %lld",
 	    (long long)store_changes(st));
+	test_second_connection(st);
+	snprintf(path, sizeof(path), "%s/%s-wal", root, STORE_DB_NAME);
+	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600,
+	    "wal mode %o", (unsigned)(sb.st_mode & 0777));
 	store_close(st);
 	st = store_open(root, err, sizeof(err));
 	CHECK(st != NULL && store_schema_version(st) == STORE_SCHEMA_VERSION,
 	    "reopen: %s", err);
-	CHECK(st != NULL && store_changes(st) == 0, "reopen changed data");
+	CHECK(st != NULL && store_changes(st) == 2, "reopen changed data");
 	store_close(st);
 
 	snprintf(path, sizeof(path), "%s/newer.db", root);
@@ -338,6 +368,73 @@ test_trust(struct store *st)
 	sk_X509_pop_free(sk, X509_free);
 }
 
+/* A CRL from issuer ca, signed with key, lastUpdate now + off. */
+static X509_CRL *
+mkcrl(X509 *ca, EVP_PKEY *key, long off)
+{
+	X509_CRL *crl;
+	ASN1_TIME *t;
+
+	if ((crl = X509_CRL_new()) == NULL)
+		fatalx("X509_CRL_new");
+	X509_CRL_set_version(crl, 1);
+	X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca));
+	t = X509_time_adj_ex(NULL, 0, off, &now);
+	X509_CRL_set1_lastUpdate(crl, t);
+	ASN1_TIME_free(t);
+	t = X509_time_adj_ex(NULL, 7, off, &now);
+	X509_CRL_set1_nextUpdate(crl, t);
+	ASN1_TIME_free(t);
+	if (X509_CRL_sign(crl, key, EVP_sha256()) == 0)
+		fatalx("X509_CRL_sign");
+	return crl;
+}
+
+/* CRLs: only from an anchor, verified, newer replaces older. */
+static void
+test_crl(struct store *st)
+{
+	STACK_OF(X509) *sk;
+	X509_CRL *c1, *c2, *bad, *stranger;
+	X509 *ca, *other;
+	X509_STORE *xs;
+	char err[512];
+	int64_t id, id1, id2;
+	int existed, n = 0;
+
+	ca = mkcert(rsa_key, "crl root", NULL, -DAY, DAY, NULL, NULL);
+	other = mkcert(ec_key, "stranger", NULL, -DAY, DAY, NULL, NULL);
+	sk = one(X509_dup(ca));
+	CHECK(store_trust_add(st, sk, &id, &existed, err, sizeof(err)) == 0,
+	    "trust add: %s", err);
+	sk_X509_pop_free(sk, X509_free);
+	c1 = mkcrl(ca, rsa_key, -3600);
+	c2 = mkcrl(ca, rsa_key, -60);
+	bad = mkcrl(ca, ec_key, -30);
+	stranger = mkcrl(other, ec_key, -60);
+	CHECK(store_crl_add(st, c1, &id1, &existed, err, sizeof(err)) == 0 &&
+	    !existed, "crl add: %s", err);
+	CHECK(store_crl_add(st, c1, &id, &existed, err, sizeof(err)) == 0 &&
+	    existed && id == id1, "crl add twice");
+	CHECK(store_crl_add(st, bad, &id, &existed, err, sizeof(err)) == -1 &&
+	    strstr(err, "does not verify") != NULL, "forged CRL: %s", err);
+	CHECK(store_crl_add(st, stranger, &id, &existed, err,
+	    sizeof(err)) == -1 && strstr(err, "not a trust anchor") != NULL,
+	    "stranger's CRL: %s", err);
+	CHECK(store_crl_add(st, c2, &id2, &existed, err, sizeof(err)) == 0,
+	    "newer CRL: %s", err);
+	CHECK(store_crl_add(st, c1, &id, &existed, err, sizeof(err)) == -1 &&
+	    strstr(err, "newer CRL") != NULL, "older CRL replaced a newer");
+	store_crl_list(st, count_cb, &n);
+	CHECK(n == 1, "%d CRLs for one issuer", n);
+	xs = store_trust_x509_store(st);
+	CHECK(xs != NULL && sk_X509_OBJECT_num(X509_STORE_get0_objects(xs)) ==
+	    2, "x509 store with anchor and CRL");
+	X509_STORE_free(xs);
+	X509_CRL_free(c1); X509_CRL_free(c2); X509_CRL_free(bad);
+	X509_CRL_free(stranger); X509_free(ca); X509_free(other);
+}
+
 /* Harvesting adds once and refreshes the capabilities. */
 static void
 test_harvest(struct store *st)
@@ -390,6 +487,7 @@ main(void)
 	test_tx(st);
 	test_keys(st);
 	test_trust(st);
+	test_crl(st);
 	test_harvest(st);
 	store_close(st);
 	EVP_PKEY_free(rsa_key);
