@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,11 +333,31 @@ store_exec_id(struct store *st, const char *sql, int64_t id, int *changes)
 	return 0;
 }
 
+/* The columns a listing may select, by name, and where each goes. */
+#define INFO(name, text) { #name, text, offsetof(struct store_certinfo, name) }
+static const struct info_column {
+	const char	*name;
+	int		 text;		/* 1: const char *, 0: int64_t */
+	size_t		 off;
+} info_columns[] = {
+	INFO(fingerprint, 1), INFO(subject, 1), INFO(issuer, 1),
+	INFO(serial, 1), INFO(emails, 1), INFO(key_type, 1), INFO(source, 1),
+	INFO(id, 0), INFO(cert_id, 0), INFO(not_before, 0),
+	INFO(not_after, 0), INFO(added, 0), INFO(key_usage, 0),
+	INFO(ext_key_usage, 0), INFO(can_encrypt, 0), INFO(can_sign, 0),
+	INFO(key_bits, 0), INFO(caps, 0),
+};
+#undef INFO
+
 /* A row of a listing into info, by column name. */
 void
 store_row_info(sqlite3_stmt *stmt, struct store_certinfo *ci)
 {
-	const char *name;
+	const struct info_column *col;
+	const char *name, *text;
+	char *base = (char *)ci;
+	int64_t v;
+	size_t j;
 	int i, n;
 
 	memset(ci, 0, sizeof(*ci));
@@ -344,17 +365,20 @@ store_row_info(sqlite3_stmt *stmt, struct store_certinfo *ci)
 	n = sqlite3_column_count(stmt);
 	for (i = 0; i < n; i++) {
 		name = sqlite3_column_name(stmt, i);
-#define TEXT(f) if (strcmp(name, #f) == 0) \
-	ci->f = (const char *)sqlite3_column_text(stmt, i)
-#define INT(f) if (strcmp(name, #f) == 0) \
-	ci->f = sqlite3_column_int64(stmt, i)
-		TEXT(fingerprint); TEXT(subject); TEXT(issuer); TEXT(serial);
-		TEXT(emails); TEXT(key_type); TEXT(source);
-		INT(id); INT(cert_id); INT(not_before); INT(not_after);
-		INT(added); INT(key_usage); INT(ext_key_usage);
-		INT(can_encrypt); INT(can_sign); INT(key_bits); INT(caps);
-#undef TEXT
-#undef INT
+		for (j = 0; j < sizeof(info_columns) / sizeof(info_columns[0]);
+		    j++) {
+			col = &info_columns[j];
+			if (strcmp(name, col->name) != 0)
+				continue;
+			if (col->text) {
+				text = (const char *)sqlite3_column_text(stmt,
+				    i);
+				memcpy(base + col->off, &text, sizeof(text));
+			} else {
+				v = sqlite3_column_int64(stmt, i);
+				memcpy(base + col->off, &v, sizeof(v));
+			}
+		}
 	}
 	if (ci->emails == NULL)
 		ci->emails = "";
