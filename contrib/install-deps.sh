@@ -17,7 +17,7 @@ export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libevent-dev libssl-dev libsqlite3-dev
-	openssl ca-certificates gpgsm libnss3-tools
+	openssl ca-certificates gpgsm gpg-agent libnss3-tools
 	swaks libnet-ssleay-perl libio-socket-ssl-perl
 	postfix
 	python3
