@@ -22,6 +22,7 @@ struct msg {
 	size_t	 body;		/* offset of the body */
 };
 
+/* Print the synopsis and exit 2. */
 static void
 usage(void)
 {
@@ -33,6 +34,7 @@ usage(void)
 	exit(2);
 }
 
+/* Report a setup error with the OpenSSL queue and exit 2. */
 static void
 die(const char *what)
 {
@@ -199,6 +201,7 @@ ct_param(const char *ct, const char *name)
 	return NULL;
 }
 
+/* One PEM certificate, or exit. */
 static X509 *
 load_cert(const char *f)
 {
@@ -211,6 +214,7 @@ load_cert(const char *f)
 	return x;
 }
 
+/* One PEM private key (unencrypted), or exit. */
 static EVP_PKEY *
 load_key(const char *f)
 {
@@ -269,6 +273,19 @@ b64_decode(const char *p, size_t len)
 	return out;
 }
 
+/* Copy a memory BIO's contents to stdout. */
+static void
+print_mem(BIO *b)
+{
+	char *data;
+	long n = BIO_get_mem_data(b, &data);
+
+	if (n > 0)
+		fwrite(data, 1, (size_t)n, stdout);
+	fflush(stdout);
+}
+
+/* Peak resident set size on stderr, for the memory bound test. */
 static void
 stats(void)
 {
@@ -288,8 +305,7 @@ cmd_transform(int argc, char **argv, int encrypt)
 	BIO *outer = BIO_new(BIO_s_mem()), *ent = BIO_new(BIO_s_mem());
 	BIO *in, *out = BIO_new_fp(stdout, BIO_NOCLOSE);
 	struct msg m;
-	char err[512], *data, *raw;
-	long n;
+	char err[512], *raw;
 	size_t rlen;
 	int i, opts = 0, rawmode = 0, st = 0, r;
 
@@ -330,12 +346,12 @@ cmd_transform(int argc, char **argv, int encrypt)
 			BIO_puts(ent, "Content-Type: text/plain; charset=us-ascii\r\n");
 		BIO_write(ent, "\r\n", 2);
 		BIO_write(ent, m.buf + m.body, (int)(m.len - m.body));
-		n = BIO_get_mem_data(outer, &data);
-		fwrite(data, 1, (size_t)n, stdout);
-		fputs("MIME-Version: 1.0\r\n", stdout);
-		fflush(stdout);
+		BIO_puts(outer, "MIME-Version: 1.0\r\n");
 		in = ent;
 		raw = m.buf;
+		/* Print nothing unless the transformation works. */
+		BIO_free(out);
+		out = BIO_new(BIO_s_mem());
 	}
 	if (encrypt)
 		r = smime_encrypt(in, to, opts, out, err, sizeof(err));
@@ -343,6 +359,10 @@ cmd_transform(int argc, char **argv, int encrypt)
 		r = smime_sign(in, cert, key, chain, opts, out, err, sizeof(err));
 	if (r == -1)
 		fprintf(stderr, "smime_tool: %s\n", err);
+	else if (!rawmode) {
+		print_mem(outer);
+		print_mem(out);
+	}
 	if (st)
 		stats();
 	if (rawmode)
@@ -365,10 +385,9 @@ cmd_decrypt(int argc, char **argv)
 	struct smime_identity ids[8];
 	size_t nids = 0, nkeys = 0;
 	BIO *outer = BIO_new(BIO_s_mem()), *ent = BIO_new(BIO_s_mem());
-	BIO *der, *out = BIO_new_fp(stdout, BIO_NOCLOSE);
+	BIO *der, *out = BIO_new(BIO_s_mem());
 	struct msg m;
-	char err[1024], *data;
-	long n;
+	char err[1024];
 	int i, r;
 
 	memset(ids, 0, sizeof(ids));
@@ -386,13 +405,14 @@ cmd_decrypt(int argc, char **argv)
 	msg_read(&m);
 	msg_split(&m, outer, ent);
 	der = b64_decode(m.buf + m.body, m.len - m.body);
-	n = BIO_get_mem_data(outer, &data);
-	fwrite(data, 1, (size_t)n, stdout);
-	fputs("MIME-Version: 1.0\r\n", stdout);
-	fflush(stdout);
+	BIO_puts(outer, "MIME-Version: 1.0\r\n");
 	r = smime_decrypt(der, ids, nids, out, err, sizeof(err));
 	if (r < 0)
 		fprintf(stderr, "smime_tool: %s\n", err);
+	else {
+		print_mem(outer);
+		print_mem(out);
+	}
 	BIO_free(out);
 	BIO_free(der);
 	BIO_free(outer);
@@ -502,6 +522,7 @@ cmd_verify(int argc, char **argv)
 	return res.outcome == SMIME_PASS ? 0 : 1;
 }
 
+/* Dispatch to the sub-command. */
 int
 main(int argc, char **argv)
 {

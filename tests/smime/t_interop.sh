@@ -222,6 +222,17 @@ grep -q 'smime-type=authEnveloped-data' e-aes256-gcm.eml &&
 	fail "encrypt gcm: smime-type=authEnveloped-data"
 openssl cms -cmsout -print -in e-oaep.eml 2>/dev/null | grep -q rsaesOaep &&
 	pass "encrypt oaep: RSAES-OAEP key transport" || fail "encrypt oaep: RSAES-OAEP key transport"
+# Flip one bit of the GCM tag (the last 16-byte OCTET STRING).
+p7m_der e-aes256-gcm.eml gcm.der
+python3 -c 'import sys; d=bytearray(open(sys.argv[1],"rb").read()); i=d.rindex(b"\x04\x10"); d[i+5]^=1; open(sys.argv[2],"wb").write(d)' gcm.der gcm-bad.der
+wrap_p7m authEnveloped-data gcm-bad.der > gcm-bad.eml
+if "$T" decrypt --cert "$P/bob.pem" --key "$P/bob.key" < gcm-bad.eml > gcm-bad.out 2> gcm-bad.err; then
+	fail "tampered GCM tag: decrypt refused" "decrypted"
+elif [ -s gcm-bad.out ]; then
+	fail "tampered GCM tag: decrypt refused" "output written"
+else
+	pass "tampered GCM tag: decrypt refused ($(lastline gcm-bad.err))"
+fi
 "$T" decrypt --cert "$P/alice-ec.pem" --key "$P/alice-ec.key" < e-aes256-cbc.eml > /dev/null 2> nokey.err
 grep -q 'no private key matches any recipient (recipients: .*smrelay Test Intermediate' nokey.err &&
 	pass "decrypt without a matching key: clear error" ||
