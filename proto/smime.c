@@ -635,15 +635,16 @@ smime_match_from(X509 *signer, const char *from, struct smime_verify *res)
 
 /* Check one signer's chain for S/MIME signing; NULL or the reason. */
 static const char *
-smime_chain(X509 *signer, STACK_OF(X509) *certs, X509_STORE *store,
-    STACK_OF(X509_CRL) *crls)
+smime_chain(X509 *signer, STACK_OF(X509) *certs,
+    const struct smime_trust *trust)
 {
+	STACK_OF(X509_CRL) *crls = trust->crls;
 	X509_STORE_CTX *ctx;
 	const char *reason = NULL;
 	int e;
 
 	if ((ctx = X509_STORE_CTX_new()) == NULL ||
-	    !X509_STORE_CTX_init(ctx, store, signer, certs) ||
+	    !X509_STORE_CTX_init(ctx, trust->store, signer, certs) ||
 	    !X509_STORE_CTX_set_default(ctx, "smime_sign")) {
 		X509_STORE_CTX_free(ctx);
 		return "cannot set up certificate verification";
@@ -673,13 +674,13 @@ smime_rewind(BIO *b)
 
 /* The signature itself: digest and signer key, no chain yet. */
 static int
-smime_check_sig(CMS_ContentInfo *cms, BIO *content, BIO *out, int detached,
-    const char **why)
+smime_check_sig(CMS_ContentInfo *cms, BIO *content, STACK_OF(X509) *known,
+    BIO *out, int detached, const char **why)
 {
 	unsigned flags = CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY;
 	unsigned long e;
 
-	if (CMS_verify(cms, NULL, NULL, detached ? content : NULL, out,
+	if (CMS_verify(cms, known, NULL, detached ? content : NULL, out,
 	    flags) == 1)
 		return 0;
 	e = ERR_peek_last_error();
@@ -688,7 +689,7 @@ smime_check_sig(CMS_ContentInfo *cms, BIO *content, BIO *out, int detached,
 	/* A stored message may have lost its CRLFs: try canonical form. */
 	if (detached && smime_rewind(content) == 0) {
 		ERR_clear_error();
-		if (CMS_verify(cms, NULL, NULL, content, NULL,
+		if (CMS_verify(cms, known, NULL, content, NULL,
 		    flags & ~CMS_BINARY) == 1)
 			return 0;
 	}
@@ -696,14 +697,29 @@ smime_check_sig(CMS_ContentInfo *cms, BIO *content, BIO *out, int detached,
 	return -1;
 }
 
+/* Certificates of the message followed by the known ones, not owned. */
+static STACK_OF(X509) *
+smime_untrusted(STACK_OF(X509) *a, STACK_OF(X509) *b)
+{
+	STACK_OF(X509) *sk;
+	int i;
+
+	if ((sk = sk_X509_new_null()) == NULL)
+		return NULL;
+	for (i = 0; i < sk_X509_num(a); i++)
+		sk_X509_push(sk, sk_X509_value(a, i));
+	for (i = 0; i < sk_X509_num(b); i++)
+		sk_X509_push(sk, sk_X509_value(b, i));
+	return sk;
+}
+
 /* Verify a detached or opaque signature, its signers and the From address. */
 enum smime_outcome
-smime_verify(BIO *content, BIO *der, X509_STORE *store,
-    STACK_OF(X509_CRL) *crls, const char *from, BIO *out,
-    struct smime_verify *res)
+smime_verify(BIO *content, BIO *der, const struct smime_trust *trust,
+    const char *from, BIO *out, struct smime_verify *res)
 {
 	STACK_OF(CMS_SignerInfo) *sis;
-	STACK_OF(X509) *signers = NULL;
+	STACK_OF(X509) *signers = NULL, *untrusted = NULL;
 	CMS_ContentInfo *cms;
 	const char *why = NULL;
 	int i, detached;
@@ -724,9 +740,11 @@ smime_verify(BIO *content, BIO *der, X509_STORE *store,
 		smime_result(res, SMIME_PERMERROR, "signed content missing");
 	else if (sk_CMS_SignerInfo_num(sis) < 1)
 		smime_result(res, SMIME_PERMERROR, "no signer");
-	else if (smime_check_sig(cms, content, out, detached, &why) == -1)
+	else if (smime_check_sig(cms, content, trust->certs, out, detached,
+	    &why) == -1)
 		smime_result(res, SMIME_FAIL, why);
-	else if ((signers = CMS_get0_signers(cms)) == NULL)
+	else if ((signers = CMS_get0_signers(cms)) == NULL ||
+	    (untrusted = smime_untrusted(res->certs, trust->certs)) == NULL)
 		smime_result(res, SMIME_FAIL, "signer certificate not found");
 	if (res->reason[0] != '\0')
 		goto done;
@@ -734,8 +752,7 @@ smime_verify(BIO *content, BIO *der, X509_STORE *store,
 	X509_up_ref(res->signer);
 	smime_get_caps(sk_CMS_SignerInfo_value(sis, 0), res);
 	for (i = 0; i < sk_X509_num(signers) && why == NULL; i++)
-		why = smime_chain(sk_X509_value(signers, i), res->certs, store,
-		    crls);
+		why = smime_chain(sk_X509_value(signers, i), untrusted, trust);
 	if (why != NULL)
 		smime_result(res, SMIME_FAIL, why);
 	else if (!smime_match_from(res->signer, from, res))
@@ -746,6 +763,7 @@ smime_verify(BIO *content, BIO *der, X509_STORE *store,
  done:
 	if (res->identity[0] == '\0' && res->signer != NULL)
 		smime_match_from(res->signer, NULL, res);
+	sk_X509_free(untrusted);
 	sk_X509_free(signers);
 	CMS_ContentInfo_free(cms);
 	return res->outcome;

@@ -46,6 +46,14 @@ struct smime_identity {
 	EVP_PKEY	*key;
 };
 
+/* What a signature is checked against; built by the caller (store/). */
+struct smime_trust {
+	X509_STORE		*store;	/* trust anchors */
+	STACK_OF(X509_CRL)	*crls;	/* NULL or empty: no revocation check */
+	STACK_OF(X509)		*certs;	/* NULL, or known certificates (the
+					 * cache) for signatures carrying none */
+};
+
 /* What smime_verify() found; release with smime_verify_free(). */
 struct smime_verify {
 	enum smime_outcome outcome;
@@ -93,16 +101,18 @@ int smime_decrypt(BIO *der, const struct smime_identity *ids, size_t nids,
  * multipart/signed exactly as transmitted and `der` the decoded
  * application/pkcs7-signature; opaque: `content` is NULL and the signed
  * entity is written to `out` (may be NULL).  If `content` fails byte for
- * byte and BIO_seek() can rewind it, it is tried once more with bare LF
- * line ends canonicalised.  The signer chain is checked against `store`
- * for S/MIME signing (key usage, emailProtection, validity), with every
- * CRL in `crls` (may be NULL) and then CRL checks for the whole chain.  A
- * non-NULL `from` must be one of the signer's e-mail addresses (SAN or
- * subject emailAddress; domain compared case-insensitively) or the result
- * is SMIME_POLICY.  Fills `res` and returns res->outcome.
+ * byte and can be rewound (memory or file BIO), it is tried once more with
+ * bare LF line ends canonicalised.  The signer chain is checked against
+ * trust->store for S/MIME signing (key usage, emailProtection, validity
+ * now); with CRLs, every certificate of the chain must have a valid CRL
+ * (X509_V_FLAG_CRL_CHECK_ALL).  A non-NULL `from` must be one of the
+ * signer's e-mail addresses (SAN rfc822Name or subject emailAddress; local
+ * part exact, domain case-insensitive) or the result is SMIME_POLICY.
+ * Fills `res` and returns res->outcome (never SMIME_NONE: deciding that a
+ * message is not signed is the MIME layer's job).
  */
-enum smime_outcome smime_verify(BIO *content, BIO *der, X509_STORE *store,
-    STACK_OF(X509_CRL) *crls, const char *from, BIO *out,
+enum smime_outcome smime_verify(BIO *content, BIO *der,
+    const struct smime_trust *trust, const char *from, BIO *out,
     struct smime_verify *res);
 void smime_verify_free(struct smime_verify *);
 /* "pass", "fail", "policy", "none", "permerror". */

@@ -30,7 +30,7 @@ usage(void)
 	    "usage: smime_tool sign --cert C --key K [--chain F] [--pss] [--opaque] [--raw] [--stats]\n"
 	    "       smime_tool encrypt --to CERT... [--gcm] [--oaep] [--raw]\n"
 	    "       smime_tool decrypt --cert C --key K [--cert C --key K]...\n"
-	    "       smime_tool verify --ca CA [--crl F] [--from ADDR] [--host H] [--out F]\n");
+	    "       smime_tool verify --ca CA [--crl F] [--certs F] [--from ADDR] [--host H] [--out F]\n");
 	exit(2);
 }
 
@@ -462,6 +462,8 @@ cmd_verify(int argc, char **argv)
 {
 	X509_STORE *store = X509_STORE_new();
 	STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
+	STACK_OF(X509) *known = sk_X509_new_null();
+	struct smime_trust trust = { store, crls, known };
 	BIO *content = NULL, *der = NULL, *out = NULL;
 	struct smime_verify res;
 	struct msg m;
@@ -475,6 +477,8 @@ cmd_verify(int argc, char **argv)
 				die(argv[i]);
 		} else if (strcmp(argv[i], "--crl") == 0 && i + 1 < argc)
 			load_crls(crls, argv[++i]);
+		else if (strcmp(argv[i], "--certs") == 0 && i + 1 < argc)
+			load_certs(known, argv[++i]);
 		else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
 			from = argv[++i];
 		else if (strcmp(argv[i], "--host") == 0 && i + 1 < argc)
@@ -493,7 +497,7 @@ cmd_verify(int argc, char **argv)
 	if (ct != NULL && strcasestr(ct, "multipart/signed") != NULL &&
 	    (bnd = ct_param(ct, "boundary")) != NULL) {
 		if (split_signed(&m, bnd, &content, &der) == 0)
-			smime_verify(content, der, store, crls, from, out, &res);
+			smime_verify(content, der, &trust, from, out, &res);
 		else
 			snprintf(res.reason, sizeof(res.reason),
 			    "multipart/signed without two parts");
@@ -502,7 +506,7 @@ cmd_verify(int argc, char **argv)
 		free(bnd);
 	} else if (ct != NULL && strcasestr(ct, "pkcs7-mime") != NULL) {
 		der = b64_decode(m.buf + m.body, m.len - m.body);
-		smime_verify(NULL, der, store, crls, from, out, &res);
+		smime_verify(NULL, der, &trust, from, out, &res);
 	}
 	smime_auth_results(line, sizeof(line), host, &res);
 	printf("%s\n", line);
@@ -519,6 +523,7 @@ cmd_verify(int argc, char **argv)
 	free(m.buf);
 	X509_STORE_free(store);
 	sk_X509_CRL_pop_free(crls, X509_CRL_free);
+	sk_X509_pop_free(known, X509_free);
 	return res.outcome == SMIME_PASS ? 0 : 1;
 }
 

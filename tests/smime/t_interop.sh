@@ -166,6 +166,12 @@ openssl cms -sign -nodetach -signer "$P/alice-ec.pem" -inkey "$P/alice-ec.key" \
 	expect "openssl cms -sign opaque (EC): our verify" pass "alice@example.com" o-op.eml --out o-op.out &&
 	{ cmp -s o-op.out ent.txt && pass "openssl opaque: content returned" ||
 	    fail "openssl opaque: content returned"; }
+openssl cms -sign -nocerts -signer "$P/alice.pem" -inkey "$P/alice.key" \
+    -binary -in ent.txt -out o-nocerts.p7s -outform DER 2>/dev/null &&
+	wrap_signed ent.txt o-nocerts.p7s > o-nocerts.eml &&
+	expect "signature without certificates: fail" fail "signer certificate not found" o-nocerts.eml &&
+	cat "$P/alice.pem" "$P/int.pem" > known.pem &&
+	expect "signature without certificates, signer known: pass" pass "alice@example.com" o-nocerts.eml --certs known.pem
 openssl cms -sign -signer "$P/alice.pem" -inkey "$P/alice.key" -certfile "$P/chain.pem" \
     -in ent.txt -out o-smime.eml 2>/dev/null &&
 	expect "openssl cms -sign S/MIME (text mode): our verify" pass "" o-smime.eml --from alice@example.com
