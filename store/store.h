@@ -100,7 +100,10 @@ void store_time_str(int64_t, char *, size_t);
 char *store_email_norm(const char *);
 
 /* store_load.c: reading files to import */
-/* Every certificate of a PEM (one or many) or DER file; NULL (err set). */
+/*
+ * Every certificate of a PEM (one or many) or DER file, or of a PKCS#7
+ * certs-only bundle (.p7b/.p7c, PEM or DER); NULL (err set).
+ */
 STACK_OF(X509) *store_load_certs(const char *path, char *err, size_t errlen);
 /* A CRL in PEM or DER; NULL (err set). */
 X509_CRL *store_load_crl(const char *path, char *err, size_t errlen);

@@ -11,6 +11,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
+#include <openssl/pkcs7.h>
 #include <openssl/provider.h>
 #include <openssl/x509.h>
 
@@ -89,7 +90,36 @@ pem_certs(const unsigned char *buf, size_t len, STACK_OF(X509) *sk)
 	return 0;
 }
 
-/* Every certificate of a PEM or DER file. */
+/* The certificates of a PKCS#7 certs-only bundle (.p7b/.p7c), if it is one. */
+static void
+pkcs7_certs(const unsigned char *buf, size_t len, STACK_OF(X509) *sk)
+{
+	const unsigned char *p = buf;
+	STACK_OF(X509) *in = NULL;
+	PKCS7 *p7;
+	BIO *b;
+	int i;
+
+	if (is_pem(buf, len)) {
+		if ((b = BIO_new_mem_buf(buf, (int)len)) == NULL)
+			fatalx("BIO_new_mem_buf");
+		p7 = PEM_read_bio_PKCS7(b, NULL, NULL, NULL);
+		BIO_free(b);
+	} else
+		p7 = d2i_PKCS7(NULL, &p, (long)len);
+	ERR_clear_error();
+	if (p7 == NULL)
+		return;
+	if (PKCS7_type_is_signed(p7) && p7->d.sign != NULL)
+		in = p7->d.sign->cert;
+	for (i = 0; i < sk_X509_num(in); i++)
+		if (!X509_up_ref(sk_X509_value(in, i)) ||
+		    !sk_X509_push(sk, sk_X509_value(in, i)))
+			fatalx("sk_X509_push");
+	PKCS7_free(p7);
+}
+
+/* Every certificate of a PEM or DER file (or PKCS#7 bundle). */
 STACK_OF(X509) *
 store_load_certs(const char *path, char *err, size_t errlen)
 {
@@ -115,11 +145,13 @@ store_load_certs(const char *path, char *err, size_t errlen)
 		bad = sk_X509_num(sk) > 0 && p < buf + len;
 		ERR_clear_error();
 	}
+	if (sk_X509_num(sk) == 0 && !bad)
+		pkcs7_certs(buf, len, sk);
 	free(buf);
 	if (sk_X509_num(sk) == 0 || bad) {
 		if (sk_X509_num(sk) == 0)
 			snprintf(err, errlen, "%s: no certificate found "
-			    "(expected PEM or DER X.509)", path);
+			    "(expected PEM or DER X.509, or PKCS#7)", path);
 		else
 			snprintf(err, errlen, "%s: damaged data after "
 			    "certificate %d", path, sk_X509_num(sk));

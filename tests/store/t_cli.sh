@@ -96,6 +96,7 @@ printf 'relay = 127.0.0.1:2525\ndata_dir = %s/data\n' "$T" >"$T/smrelay.conf"
 	    -enddate 20210101000000Z -extensions e
 	cat alice.pem bob.pem >both.pem
 	openssl x509 -in alice.pem -outform DER -out alice.der
+	ossl crl2pkcs7 -nocrl -certfile both.pem -outform DER -out both.p7b
 	printf 'secret\n' >pw
 	printf 'not the password\n' >badpw
 	ossl pkcs12 -export -in alice.pem -inkey alice.key -certfile ca.pem \
@@ -131,8 +132,10 @@ expect_ok cert_import_many cert import "$P/both.pem" &&
     out_has cert_import_many_bob '^2	bob@example.org,robert@example.org	'
 expect_ok cert_import_der cert import "$P/alice.der" &&
     out_has cert_import_der_same '^1	'
+expect_ok cert_import_p7b cert import "$P/both.p7b" &&
+    [ "$(wc -l <"$T/out")" -eq 2 ] && out_has cert_import_p7b_ids '^2	'
 expect_err cert_import_missing 'No such file' cert import "$P/nope.pem"
-expect_err cert_import_garbage 'no certificate found (expected PEM or DER X.509)' \
+expect_err cert_import_garbage 'no certificate found (expected PEM or DER X.509' \
     cert import "$P/garbage.txt"
 expect_err cert_import_expired 'expired on 2021-01-01' cert import "$P/old.pem"
 expect_err cert_import_noemail 'no certificate with an e-mail address' \
