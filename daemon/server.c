@@ -126,6 +126,23 @@ server_listen_one(struct server *srv, const struct listen_cfg *lc,
 	return 0;
 }
 
+/* One event_base for the process: single-threaded, so no locks, and
+ * epoll changes coalesced per loop iteration (fewer epoll_ctl calls). */
+struct event_base *
+server_event_base(void)
+{
+	struct event_config *ec = event_config_new();
+	struct event_base *base;
+
+	if (ec == NULL)
+		return NULL;
+	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	return base;
+}
+
 /* Bind every `listen` of the config; -1 with err set on failure. */
 int
 server_listen(struct server *srv, char *err, size_t errlen)

@@ -30,6 +30,7 @@ struct server {
 };
 
 /* server.c */
+struct event_base *server_event_base(void);
 /* Bind every `listen` of cfg; -1 with err set on failure. */
 int server_listen(struct server *, char *err, size_t errlen);
 void server_close_listeners(struct server *);

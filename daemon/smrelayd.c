@@ -199,7 +199,7 @@ main(int argc, char *argv[])
 	log_init("smrelayd", foreground, verbose ? LOG_LVL_DEBUG :
 	    d.srv.cfg->log_level);
 	signal(SIGPIPE, SIG_IGN);
-	d.srv.base = event_base_new();
+	d.srv.base = server_event_base();
 	if (d.srv.base == NULL)
 		fatalx("event_base_new failed");
 	d.pool = relay_pool_new(d.srv.base, d.srv.cfg, d.client_ctx);
