@@ -7,7 +7,9 @@
  * ends, 7bit-safe transfer encodings): it is signed byte for byte.  Outputs
  * are a MIME entity: its Content-* header lines, an empty line and the body,
  * CRLF throughout; the caller adds the outer (RFC 5322) headers and
- * MIME-Version.  Error texts are one line, suitable for logs and replies. */
+ * MIME-Version.  Error texts are one line, suitable for logs and replies.
+ * Not thread-safe on the first call (a BIO method is created lazily);
+ * smrelay calls it from its one event loop thread. */
 #ifndef SMRELAY_SMIME_H
 #define SMRELAY_SMIME_H
 
@@ -99,8 +101,10 @@ int smime_decrypt(BIO *der, const struct smime_identity *ids, size_t nids,
 /*
  * Verify a signature.  Detached: `content` is the first part of the
  * multipart/signed exactly as transmitted and `der` the decoded
- * application/pkcs7-signature; opaque: `content` is NULL and the signed
- * entity is written to `out` (may be NULL).  If `content` fails byte for
+ * application/pkcs7-signature; opaque: `content` is NULL.  The signed
+ * entity is written to `out` (may be NULL; for detached signatures it is
+ * a copy of `content`), to be used only when the outcome is PASS or
+ * POLICY.  If `content` fails byte for
  * byte and can be rewound (memory or file BIO), it is tried once more with
  * bare LF line ends canonicalised.  The signer chain is checked against
  * trust->store for S/MIME signing (key usage, emailProtection, validity

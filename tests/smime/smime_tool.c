@@ -27,10 +27,14 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: smime_tool sign --cert C --key K [--chain F] [--pss] [--opaque] [--raw] [--stats]\n"
-	    "       smime_tool encrypt --to CERT... [--gcm] [--oaep] [--raw]\n"
+	    "usage: smime_tool sign --cert C --key K [--chain F] [--pss]\n"
+	    "           [--opaque] [--raw] [--stats]\n"
+	    "       smime_tool encrypt --to CERT... [--gcm] [--oaep] [--raw]"
+	    " [--stats]\n"
 	    "       smime_tool decrypt --cert C --key K [--cert C --key K]...\n"
-	    "       smime_tool verify --ca CA [--crl F] [--certs F] [--from ADDR] [--host H] [--out F]\n");
+	    "       smime_tool verify --ca CA [--crl F] [--certs F]"
+	    " [--from ADDR]\n"
+	    "           [--host H] [--out F]\n");
 	exit(2);
 }
 
