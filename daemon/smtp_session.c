@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -40,7 +41,6 @@ enum session_state {
 	S_PROXY,        /* waiting for a PROXY protocol header */
 	S_HANDSHAKE,    /* TLS handshake in progress */
 	S_CMD,          /* reading commands */
-	S_WAIT_RCPT,    /* RCPT handed to the backend, reply pending */
 	S_DATA,         /* reading message data */
 	S_WAIT_DATA,    /* message handed to the backend, reply pending */
 	S_CLOSING,      /* flushing the last reply, then free */
@@ -73,7 +73,8 @@ struct smtp_session {
 	int smtputf8;
 	int nrcpt;              /* accepted by the backend */
 	char *first_rcpt;       /* first recipient the backend accepted */
-	char *pending_rcpt;     /* RCPT waiting for the backend's answer */
+	struct rcpt_slot *slots;        /* RCPTs sent on, replies in order */
+	size_t nslots, slot_head, slot_cap;
 	void *txn;
 	struct msgbuf *body;
 	struct smtp_data_rd drd;
@@ -81,6 +82,18 @@ struct smtp_session {
 	enum data_error data_error;
 
 	struct smtp_session *prev, *next;
+};
+
+/*
+ * A RCPT handed to the backend.  A pipelined group's RCPTs all go out at
+ * once; replies must still leave in command order, so any reply made while
+ * a slot is unanswered waits in that slot's `after` buffer.
+ */
+struct rcpt_slot {
+	char *path;
+	int done;
+	struct smtp_result res;
+	struct evbuffer *after;         /* replies queued behind this one */
 };
 
 struct smtp_cmd_entry {
@@ -98,7 +111,7 @@ static const char *
 session_strstate(enum session_state st)
 {
 	static const char *names[] = { "proxy", "handshake", "cmd",
-	    "wait-rcpt", "data", "wait-data", "closing" };
+	    "data", "wait-data", "closing" };
 
 	return names[st];
 }
@@ -113,7 +126,14 @@ session_enter_state(struct smtp_session *s, enum session_state st)
 	s->state = st;
 }
 
-/* Queue one reply line (CRLF added). */
+/* Number of RCPTs whose backend answer is still due. */
+static size_t
+session_rcpts_pending(const struct smtp_session *s)
+{
+	return s->nslots - s->slot_head;
+}
+
+/* Queue one reply line (CRLF added), behind any unanswered RCPT. */
 static void
 session_reply(struct smtp_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -121,12 +141,37 @@ static void
 session_reply(struct smtp_session *s, const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct rcpt_slot *last;
 	va_list ap;
 
+	if (session_rcpts_pending(s) > 0) {
+		last = &s->slots[s->nslots - 1];
+		if (last->after == NULL)
+			last->after = evbuffer_new();
+		out = last->after;
+	}
 	va_start(ap, fmt);
 	evbuffer_add_vprintf(out, fmt, ap);
 	va_end(ap);
 	evbuffer_add(out, "\r\n", 2);
+}
+
+/* Drop the RCPT slots; with `flush`, replies queued behind them go out. */
+static void
+session_slots_drop(struct smtp_session *s, int flush)
+{
+	size_t i;
+
+	for (i = s->slot_head; i < s->nslots; i++) {
+		if (s->slots[i].after != NULL) {
+			if (flush)
+				evbuffer_add_buffer(bufferevent_get_output(
+				    s->bev), s->slots[i].after);
+			evbuffer_free(s->slots[i].after);
+		}
+		free(s->slots[i].path);
+	}
+	s->nslots = s->slot_head = 0;
 }
 
 /* Reply with a backend's outcome, keeping its meaning. */
@@ -154,6 +199,7 @@ session_close(struct smtp_session *s, const char *why)
 		session_free(s);
 		return -1;
 	}
+	session_slots_drop(s, 1);
 	session_enter_state(s, S_CLOSING);
 	bufferevent_disable(s->bev, EV_READ);
 	bufferevent_set_timeouts(s->bev, NULL, &(struct timeval){ 30, 0 });
@@ -186,8 +232,7 @@ session_reset_txn(struct smtp_session *s)
 	s->from = NULL;
 	free(s->first_rcpt);
 	s->first_rcpt = NULL;
-	free(s->pending_rcpt);
-	s->pending_rcpt = NULL;
+	session_slots_drop(s, 0);
 	s->mail_params[0] = '\0';
 	s->smtputf8 = 0;
 	s->nrcpt = 0;
@@ -350,25 +395,62 @@ cmd_mail(struct smtp_session *s, struct smtp_cmd *cmd)
 	return 0;
 }
 
-/* The backend answered one RCPT: reply and resume reading commands. */
+/* Send the replies of answered RCPTs, in order, and what queued behind. */
+static void
+session_slots_flush(struct smtp_session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct rcpt_slot *sl;
+
+	while (s->slot_head < s->nslots && s->slots[s->slot_head].done) {
+		sl = &s->slots[s->slot_head++];
+		if (sl->res.code >= 200 && sl->res.code < 300) {
+			s->nrcpt++;
+			if (s->first_rcpt == NULL) {
+				s->first_rcpt = sl->path;
+				sl->path = NULL;
+			}
+			evbuffer_add_printf(out, "250 2.1.5 Ok\r\n");
+		} else
+			evbuffer_add_printf(out, "%d %s %s\r\n", sl->res.code,
+			    sl->res.enh[0] ? sl->res.enh : "4.0.0",
+			    sl->res.text);
+		if (sl->after != NULL) {
+			evbuffer_add_buffer(out, sl->after);
+			evbuffer_free(sl->after);
+		}
+		free(sl->path);
+	}
+	if (s->slot_head == s->nslots)
+		s->nslots = s->slot_head = 0;
+}
+
+/* The backend answered the oldest open RCPT (answers come in order). */
 static void
 session_rcpt_cb(void *arg, const struct smtp_result *r)
 {
 	struct smtp_session *s = arg;
+	struct rcpt_slot *sl;
+	size_t i;
 
-	session_enter_state(s, S_CMD);
-	log_info("session id=%016llx rcpt status=%d %s", (unsigned long long)
-	    s->id, r->code, r->text);
-	if (r->code >= 200 && r->code < 300) {
-		s->nrcpt++;
-		if (s->first_rcpt == NULL) {
-			s->first_rcpt = s->pending_rcpt;
-			s->pending_rcpt = NULL;
-		}
-		session_reply(s, "250 2.1.5 Ok");
-	} else
-		session_reply_result(s, r);
-	session_process(s);
+	for (i = s->slot_head; i < s->nslots && s->slots[i].done; i++)
+		;
+	if (i == s->nslots) {
+		log_warnx("session id=%016llx unexpected RCPT answer",
+		    (unsigned long long)s->id);
+		return;
+	}
+	sl = &s->slots[i];
+	sl->done = 1;
+	sl->res = *r;
+	for (i = 0; sl->res.text[i] != '\0'; i++)
+		if (sl->res.text[i] == '\r' || sl->res.text[i] == '\n')
+			sl->res.text[i] = ' ';
+	log_info("session id=%016llx rcpt to=<%s> status=%d %s",
+	    (unsigned long long)s->id, sl->path, r->code, r->text);
+	session_slots_flush(s);
+	if (session_rcpts_pending(s) == 0)
+		session_process(s);
 }
 
 /* Validate RCPT parameters and build what goes to the backend. */
@@ -424,7 +506,7 @@ cmd_rcpt(struct smtp_session *s, struct smtp_cmd *cmd)
 		    cmd->path);
 		return session_error(s);
 	}
-	if (s->nrcpt >= cfg->max_recipients) {
+	if (s->nrcpt + session_rcpts_pending(s) >= (size_t)cfg->max_recipients) {
 		session_reply(s, "452 4.5.3 Too many recipients");
 		return 0;
 	}
@@ -437,13 +519,17 @@ cmd_rcpt(struct smtp_session *s, struct smtp_cmd *cmd)
 	if (s->txn == NULL)
 		s->txn = s->srv->ops->begin(s->srv->ops_ctx, s->from,
 		    s->mail_params, s->id);
-	free(s->pending_rcpt);
-	s->pending_rcpt = xstrdup(cmd->path);
-	log_info("session id=%016llx rcpt to=<%s> %s",
+	if (s->nslots == s->slot_cap) {
+		s->slot_cap = s->slot_cap ? s->slot_cap * 2 : 8;
+		s->slots = xreallocarray(s->slots, s->slot_cap,
+		    sizeof(*s->slots));
+	}
+	memset(&s->slots[s->nslots], 0, sizeof(s->slots[0]));
+	s->slots[s->nslots++].path = xstrdup(cmd->path);
+	log_debug("session id=%016llx rcpt to=<%s> %s sent on",
 	    (unsigned long long)s->id, cmd->path, params);
-	session_enter_state(s, S_WAIT_RCPT);
 	s->srv->ops->rcpt(s->txn, cmd->path, params, session_rcpt_cb, s);
-	return 1;
+	return 0;
 }
 
 /* Write our Received header (RFC 5321 4.4) as the first lines of the body. */
@@ -716,6 +802,17 @@ session_command(struct smtp_session *s, char *line)
 	return ce->proceed(s, &cmd);
 }
 
+/* Does the buffered line of `len` bytes start with "RCPT "? */
+static int
+session_next_is_rcpt(struct evbuffer *in, size_t len)
+{
+	char verb[5];
+
+	if (len < 5 || evbuffer_copyout(in, verb, 5) != 5)
+		return 0;
+	return strncasecmp(verb, "RCPT ", 5) == 0;
+}
+
 /* Read command lines while in S_CMD; cap a line before it exists. */
 static int
 session_cmd_input(struct smtp_session *s)
@@ -730,7 +827,7 @@ session_cmd_input(struct smtp_session *s)
 		s->out_paused = 1;
 		return 1;
 	}
-	if (s->srv->draining) {
+	if (s->srv->draining && session_rcpts_pending(s) == 0) {
 		session_reply(s, "421 4.3.2 %s Service shutting down",
 		    s->srv->cfg->hostname);
 		return session_close(s, "shutdown");
@@ -749,6 +846,9 @@ session_cmd_input(struct smtp_session *s)
 		return 1;
 	}
 	len = (size_t)p.pos;
+	/* While RCPTs are out, only further RCPTs of the group go on. */
+	if (session_rcpts_pending(s) > 0 && !session_next_is_rcpt(in, len))
+		return 1;
 	if (s->skip_line || len > CMD_LINE_CAP) {
 		evbuffer_drain(in, len + eol);
 		if (s->skip_line) {
@@ -1127,6 +1227,7 @@ session_free(struct smtp_session *s)
 	struct server *srv = s->srv;
 
 	session_reset_txn(s);
+	free(s->slots);
 	if (s->close_ev != NULL)
 		event_free(s->close_ev);
 	if (s->bev != NULL)
@@ -1149,7 +1250,7 @@ int
 smtp_session_drain(struct smtp_session *s)
 {
 	/* Nothing is accepted before DATA: the client will simply retry. */
-	if (s->state != S_CMD)
+	if (s->state != S_CMD || session_rcpts_pending(s) > 0)
 		return 0;
 	session_reply(s, "421 4.3.2 %s Service shutting down",
 	    s->srv->cfg->hostname);
