@@ -15,6 +15,7 @@
 #include "log.h"
 #include "relay.h"
 #include "server.h"
+#include "store.h"
 #include "tls.h"
 #include "util.h"
 
@@ -61,6 +62,22 @@ prepare_data_dir(const struct config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	free(tmp);
+	return 0;
+}
+
+/* Open (creating or migrating) the database once, to fail early. */
+static int
+check_store(const struct config *cfg, char *err, size_t errlen)
+{
+	char why[512];
+	struct store *st;
+
+	st = store_open(cfg->data_dir, why, sizeof(why));
+	if (st == NULL) {
+		snprintf(err, errlen, "%s: database: %s", cfg->path, why);
+		return -1;
+	}
+	store_close(st);
 	return 0;
 }
 
@@ -186,6 +203,13 @@ main(int argc, char *argv[])
 	    sizeof(err)) == -1 || prepare_data_dir(d.srv.cfg, err,
 	    sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
+		config_free(d.srv.cfg);
+		return 1;
+	}
+	if (check_store(d.srv.cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s\n", err);
+		SSL_CTX_free(d.srv.tls_server);
+		SSL_CTX_free(d.client_ctx);
 		config_free(d.srv.cfg);
 		return 1;
 	}

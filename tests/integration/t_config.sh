@@ -132,7 +132,22 @@ t_daemon_refuses_bad_config() {
 	grep -q -F -- "$CFILE:4: " <<<"$(short_out)" || fail_because "expected '$CFILE:4: reason', got: $(short_out)"
 }
 
+# -n also opens the database: it is created (mode 0600) on a fresh data_dir,
+# and an unusable one is reported with the config file's name.
+t_database_checked() {
+	conf_ok || return 1
+	[ -f "$CASE_DIR/data/smrelay.db" ] || { fail_because "-n did not create data_dir/smrelay.db"; return 1; }
+	[ "$(stat -c %a "$CASE_DIR/data/smrelay.db")" = 600 ] ||
+		{ fail_because "smrelay.db mode $(stat -c %a "$CASE_DIR/data/smrelay.db"), want 600"; return 1; }
+	rm -f "$CASE_DIR/data/smrelay.db"*
+	mkdir "$CASE_DIR/data/smrelay.db"
+	check_conf || return 1
+	[ $RC -ne 0 ] || { fail_because "-n exited 0 with smrelay.db a directory"; return 1; }
+	grep -q "^$CFILE: database: " <<<"$OUT" || fail_because "no 'FILE: database: reason' in: $(short_out)"
+}
+
 run_case minimal_ok t_minimal_ok
+run_case database_checked t_database_checked
 run_case all_keys_ok t_all_keys_ok
 run_case ipv6_listen_ok t_ipv6_listen_ok
 run_case trailing_comment t_trailing_comment
