@@ -57,11 +57,10 @@ buf_str(struct buf *b, const char *s)
 /*
  * Append with every line end made CRLF: a bare LF becomes CRLF; a bare CR
  * becomes CRLF (crsp 0, as smtp_stuff would do) or a space (crsp 1, in
- * header fields, where a new line would be a broken field).  With scrub,
- * NUL and 8bit bytes become "?" (preamble and epilogue, never shown).
+ * header fields, where a new line would be a broken field).
  */
 static void
-buf_norm(struct buf *b, const char *s, size_t n, int crsp, int scrub)
+buf_norm(struct buf *b, const char *s, size_t n, int crsp)
 {
 	size_t i;
 	unsigned char c;
@@ -76,10 +75,37 @@ buf_norm(struct buf *b, const char *s, size_t n, int crsp, int scrub)
 			b->p[b->len++] = '\n';
 		} else if (c == '\r')
 			b->p[b->len++] = ' ';
-		else if (scrub && (c == 0 || c >= 0x80))
-			b->p[b->len++] = '?';
 		else
 			b->p[b->len++] = (char)c;
+	}
+}
+
+/*
+ * Append the bytes between the children of a multipart (preamble,
+ * delimiter lines, epilogue) with CRLF line ends.  A line with NUL, 8bit,
+ * a bare CR or over 998 bytes can only be preamble or epilogue, which no
+ * reader shows: it is left out, as any rewrite of it could turn it into
+ * a delimiter.
+ */
+static void
+gap_put(struct buf *b, const char *s, size_t n)
+{
+	const char *e;
+	size_t i, l;
+	int bad;
+
+	while (n > 0) {
+		e = memchr(s, '\n', n);
+		l = e != NULL ? (size_t)(e - s) + 1 : n;
+		i = l - (e != NULL) - (e != NULL && l > 1 && s[l - 2] == '\r');
+		bad = i > MIME_LINE_LIMIT;
+		for (i = 0; i < l && !bad; i++)
+			bad = s[i] == '\0' || (unsigned char)s[i] >= 0x80 ||
+			    (s[i] == '\r' && (i + 1 >= l || s[i + 1] != '\n'));
+		if (!bad)
+			buf_norm(b, s, l, 0);
+		s += l;
+		n -= l;
 	}
 }
 
@@ -125,7 +151,7 @@ hdr_inner(const char *m, const struct mime_hdr *h)
 static void
 put_field(struct buf *b, const char *m, const struct mime_hdr *h)
 {
-	buf_norm(b, m + h->off, h->end - h->off, 1, 0);
+	buf_norm(b, m + h->off, h->end - h->off, 1);
 	if (b->len < 2 || b->p[b->len - 1] != '\n')
 		buf_add(b, "\r\n", 2);
 }
@@ -149,7 +175,8 @@ leaf_plan(const char *m, const struct mime_part *p, const char **src,
 	case MIME_CTE_BINARY:
 		return ENC_B64;
 	case MIME_CTE_OTHER:
-		return ENC_KEEP;
+		/* Unknown encoding: kept if clean, else wrapped in base64. */
+		return body_clean(body, len) ? ENC_KEEP : ENC_B64;
 	case MIME_CTE_QP:
 		if (body_clean(body, len))
 			return ENC_KEEP;
@@ -178,7 +205,7 @@ put_body(struct buf *b, int enc, const char *src, size_t len)
 	size_t elen;
 
 	if (enc == ENC_KEEP) {
-		buf_norm(b, src, len, 0, 0);
+		buf_norm(b, src, len, 0);
 		return;
 	}
 	if (enc == ENC_QP)
@@ -224,13 +251,13 @@ canon_part(struct buf *b, const char *m, const struct mime_part *p, int top)
 	/* Delimiters, preamble and epilogue: the bytes between children. */
 	pos = p->body_start;
 	for (c = p->child; c != NULL; c = c->next) {
-		buf_norm(b, m + pos, c->hdr_start - pos, 0, 1);
+		gap_put(b, m + pos, c->hdr_start - pos);
 		if (b->p[b->len - 1] != '\n')
 			buf_add(b, "\r\n", 2);        /* delimiter at the end */
 		canon_part(b, m, c, 0);
 		pos = c->body_end;
 	}
-	buf_norm(b, m + pos, p->body_end - pos, 0, 1);
+	gap_put(b, m + pos, p->body_end - pos);
 }
 
 /*

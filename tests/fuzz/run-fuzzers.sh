@@ -35,9 +35,13 @@ seed fuzz_smtp_parse "" smtp_parse
 seed fuzz_smtp_data "00" smtp_data smtp_stuff
 seed fuzz_smtp_reply "" smtp_reply
 seed fuzz_proxy "" proxy_parse
+mkdir -p "$work/fuzz_mime"
+for f in "$here"/../mime/*.eml; do
+	{ printf '\000\000'; cat "$f"; } >"$work/fuzz_mime/seed-${f##*/}"
+done
 
 ran=0
-for name in fuzz_smtp_parse fuzz_smtp_data fuzz_smtp_reply fuzz_proxy; do
+for name in fuzz_smtp_parse fuzz_smtp_data fuzz_smtp_reply fuzz_proxy fuzz_mime; do
 	bin=tests/fuzz/$name
 	if [ ! -x "$bin" ]; then
 		echo "skip $name: $bin not built"

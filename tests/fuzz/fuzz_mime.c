@@ -1,0 +1,180 @@
+/* fuzz_mime.c: libFuzzer harness for the MIME splitter, tree, canonical
+ * form, S/MIME detection and transfer-encoding codecs. */
+#include "autoconfig.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mime.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+/* Running hash of the event stream: equal streams, equal hashes. */
+struct evhash {
+	uint64_t h;
+	size_t   n;
+};
+
+/* Mix bytes into the hash (FNV-1a). */
+static void
+mix(struct evhash *e, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		e->h = (e->h ^ s[i]) * 1099511628211ULL;
+}
+
+/* Event sink: hash everything the caller sees. */
+static void
+hash_event(void *arg, const struct mime_event *ev)
+{
+	struct evhash *e = arg;
+	size_t v[4] = { ev->type, (size_t)ev->depth, ev->off, ev->end };
+
+	e->n++;
+	mix(e, v, sizeof(v));
+	if (ev->type == MIME_EV_HEADER) {
+		mix(e, ev->name, ev->namelen);
+		mix(e, ev->value, ev->valuelen);
+	} else if (ev->type == MIME_EV_HEADERS_END) {
+		mix(e, ev->ct, sizeof(*ev->ct));
+		mix(e, &ev->cte, sizeof(ev->cte));
+	} else if (ev->data != NULL) {
+		if (ev->end - ev->off != ev->len)
+			abort();
+		mix(e, ev->data, ev->len);
+	}
+	mix(e, &ev->close, sizeof(ev->close));
+}
+
+/* Split in chunks: first, then step-sized ones. */
+static void
+split(const char *in, size_t len, size_t first, size_t step,
+    struct evhash *e)
+{
+	struct mime_rd *rd;
+	size_t off = 0, n;
+
+	if ((rd = malloc(sizeof(*rd))) == NULL)
+		abort();
+	e->h = 14695981039346656037ULL;
+	e->n = 0;
+	mime_rd_init(rd, hash_event, e);
+	while (off < len) {
+		n = off == 0 && first != 0 ? first : step;
+		if (n > len - off)
+			n = len - off;
+		mime_rd_feed(rd, in + off, n);
+		off += n;
+	}
+	mime_rd_end(rd);
+	free(rd);
+}
+
+/*
+ * Canonical form: CRLF line ends only; for a message without anomalies
+ * (flags 0) also a fixed point.
+ */
+static void
+canon(const char *in, size_t len, unsigned flags)
+{
+	char *o, *i, *o2, *i2, *msg;
+	size_t ol, il, ol2, il2, k;
+
+	if (mime_canon(in, len, &o, &ol, &i, &il) == -1)
+		return;
+	/* Header fields keep their bytes (8bit, RFC 6532): check line ends. */
+	for (k = 0; k < il; k++)
+		if ((i[k] == '\n' && (k == 0 || i[k - 1] != '\r')) ||
+		    (i[k] == '\r' && (k + 1 == il || i[k + 1] != '\n')))
+			abort();
+	if ((msg = malloc(ol + il + 1)) == NULL)
+		abort();
+	memcpy(msg, o, ol);
+	memcpy(msg + ol, i, il);
+	if (flags == 0 &&
+	    mime_canon(msg, ol + il, &o2, &ol2, &i2, &il2) == 0) {
+		if (il2 != il || memcmp(i2, i, il) != 0)
+			abort();
+		free(o2);
+		free(i2);
+	}
+	free(msg);
+	free(o);
+	free(i);
+}
+
+/* Codecs: encode/decode round trips. */
+static void
+codecs(const char *in, size_t len)
+{
+	unsigned char *d;
+	char *e, *q, *qd;
+	size_t el, dl, ql, qdl, k, n = 0;
+
+	e = mime_b64_encode(in, len, &el);
+	d = mime_b64_decode(e, el, &dl);
+	if (dl != len || memcmp(d, in, len) != 0)
+		abort();
+	free(e);
+	free(d);
+	q = mime_qp_encode(in, len, &ql);
+	qd = mime_qp_decode(q, ql, &qdl);
+	/* Back as text: every line end CRLF, nothing else changed. */
+	if ((e = malloc(2 * len + 1)) == NULL)
+		abort();
+	for (k = 0; k < len; k++) {
+		if (in[k] == '\n' && (k == 0 || in[k - 1] != '\r'))
+			e[n++] = '\r';
+		e[n++] = in[k];
+	}
+	if (qdl != n || memcmp(qd, e, n) != 0)
+		abort();
+	free(e);
+	free(q);
+	free(qd);
+	free(mime_qp_decode(in, len, &qdl));
+}
+
+/*
+ * The first two bytes choose a split point; the rest is a message.
+ * Whole, split and byte-by-byte splitting must give the same events.
+ */
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct evhash whole, cut, bytes;
+	struct mime_tree t;
+	struct mime_smime r;
+	const char *in;
+	size_t len, at;
+
+	if (size < 2 || size > 65536)
+		return 0;
+	at = (size_t)data[0] << 8 | data[1];
+	in = (const char *)data + 2;
+	len = size - 2;
+	at = len ? at % (len + 1) : 0;
+	split(in, len, 0, len ? len : 1, &whole);
+	split(in, len, at, 7, &cut);
+	split(in, len, 0, 1, &bytes);
+	if (whole.h != cut.h || whole.n != cut.n || whole.h != bytes.h ||
+	    whole.n != bytes.n)
+		abort();
+	if (mime_parse(in, len, &t) == 0 && t.root == NULL)
+		abort();
+	mime_tree_free(&t);
+	canon(in, len, t.flags);
+	mime_smime_detect(in, len, &r);
+	if (r.kind == MIME_SMIME_SIGNED &&
+	    r.content_off + r.content_len > len)
+		abort();
+	mime_smime_clear(&r);
+	codecs(in, len);
+	return 0;
+}
