@@ -1,0 +1,793 @@
+/* smime_bench.c: throughput and peak memory of the CMS engine
+ * (proto/smime.c), in-process, on one core.  Driven by bench/smime.sh; the
+ * numbers belong in docs/BENCHMARKS.md, never in a test.
+ *
+ *   throughput: sign, encrypt (AES-256-CBC), sign+encrypt and
+ *     decrypt+verify of a SIZE-byte canonical entity, from memory BIOs,
+ *     for N iterations or T seconds; one "op=..." line per operation.
+ *   --peak: one operation on a SIZE-byte entity streamed from a file, the
+ *     output to /dev/null, then the peak RSS (VmHWM). */
+#include "autoconfig.h"
+
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "mime.h"
+#include "smime.h"
+
+#define ENT_HEADERS \
+	"Content-Type: text/plain; charset=us-ascii\r\n" \
+	"Content-Transfer-Encoding: 7bit\r\n" \
+	"\r\n"
+#define LINE_LEN 72		/* text bytes per line, CRLF not counted */
+#define CHUNK (64 * 1024)
+
+/* What every operation needs: keys, certificates, trust. */
+struct bench {
+	X509		*cert;		/* signer */
+	EVP_PKEY	*key;
+	STACK_OF(X509)	*chain;
+	STACK_OF(X509)	*to;		/* recipients; the first is ours */
+	struct smime_identity id;	/* to[0] and its key, for decryption */
+	X509_STORE	*store;
+	struct smime_trust trust;
+	const char	*from;		/* the signer's address, for verify */
+	char		 err[1024];
+};
+
+/* A buffer in memory, owned. */
+struct buf {
+	char	*p;
+	size_t	 len;
+};
+
+typedef int (*op_fn)(struct bench *, const struct buf *);
+
+/* Print the synopsis and exit 2. */
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: smime_bench --cert C --key K [--chain F] --to C --to-key K"
+	    " --ca F\n"
+	    "           [--from ADDR] [--size N] [--iter N] [--secs T]"
+	    " [--op OP]\n"
+	    "       smime_bench ... --peak SIZE --op OP [--dir DIR]\n"
+	    "OP: sign, encrypt, signenc, decver or all (throughput only)\n");
+	exit(2);
+}
+
+/* Report a setup error with the OpenSSL queue and exit 2. */
+static void
+die(const char *what)
+{
+	fprintf(stderr, "smime_bench: %s\n", what);
+	ERR_print_errors_fp(stderr);
+	exit(2);
+}
+
+/* One PEM certificate, or exit. */
+static X509 *
+load_cert(const char *f)
+{
+	BIO *b = BIO_new_file(f, "r");
+	X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+
+	BIO_free(b);
+	if (x == NULL)
+		die(f);
+	return x;
+}
+
+/* One PEM private key (unencrypted), or exit. */
+static EVP_PKEY *
+load_key(const char *f)
+{
+	BIO *b = BIO_new_file(f, "r");
+	EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+
+	BIO_free(b);
+	if (k == NULL)
+		die(f);
+	return k;
+}
+
+/* Every certificate in a PEM file, appended to sk. */
+static void
+load_certs(STACK_OF(X509) *sk, const char *f)
+{
+	BIO *b = BIO_new_file(f, "r");
+	X509 *x;
+
+	if (b == NULL)
+		die(f);
+	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+		sk_X509_push(sk, x);
+	ERR_clear_error();
+	BIO_free(b);
+}
+
+/* Seconds on the monotonic clock. */
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds (user + system) used by this process so far. */
+static double
+cpu(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* A field of /proc/self/status in KiB (VmRSS, VmHWM), or -1. */
+static long
+status_kb(const char *field)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	size_t n = strlen(field);
+	long v = -1;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, field, n) == 0 && line[n] == ':') {
+			v = strtol(line + n + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+/* Line `i` of the entity's text: printable, varying, LINE_LEN bytes. */
+static void
+text_line(size_t i, char *p)
+{
+	static const char alpha[] =
+	    "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 .,";
+	size_t k;
+
+	for (k = 0; k < LINE_LEN; k++)
+		p[k] = alpha[(i * 7 + k * 13) % (sizeof(alpha) - 1)];
+}
+
+/* Write a canonical entity of exactly `size` bytes (CRLF lines) through
+ * `put`, in pieces; the last line is shortened to fit. */
+static int
+ent_write(size_t size, int (*put)(void *, const char *, size_t), void *arg)
+{
+	char chunk[CHUNK];
+	size_t hl = strlen(ENT_HEADERS), left, n = 0, i = 0, l;
+
+	if (size < hl + 2)
+		size = hl + 2;
+	if (put(arg, ENT_HEADERS, hl) == -1)
+		return -1;
+	left = size - hl;
+	while (left > 0) {
+		l = left >= LINE_LEN + 2 ? LINE_LEN : left - 2;
+		if (left - l - 2 == 1)	/* never leave one lone byte */
+			l--;
+		text_line(i++, chunk + n);
+		chunk[n + l] = '\r';
+		chunk[n + l + 1] = '\n';
+		n += l + 2;
+		left -= l + 2;
+		if (n + LINE_LEN + 2 > sizeof(chunk) || left == 0) {
+			if (put(arg, chunk, n) == -1)
+				return -1;
+			n = 0;
+		}
+	}
+	return 0;
+}
+
+/* ent_write sink: append to a struct buf allocated large enough. */
+static int
+put_mem(void *arg, const char *p, size_t n)
+{
+	struct buf *b = arg;
+
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+/* ent_write sink: a stdio file. */
+static int
+put_file(void *arg, const char *p, size_t n)
+{
+	return fwrite(p, 1, n, arg) == n ? 0 : -1;
+}
+
+/* The entity in memory. */
+static void
+ent_mem(size_t size, struct buf *b)
+{
+	if ((b->p = malloc(size + strlen(ENT_HEADERS) + 2)) == NULL)
+		die("out of memory");
+	b->len = 0;
+	ent_write(size, put_mem, b);
+}
+
+/* Take the contents of a memory BIO into a buffer we own. */
+static void
+mem_take(BIO *m, struct buf *b)
+{
+	char *p;
+	long n = BIO_get_mem_data(m, &p);
+
+	if ((b->p = malloc(n > 0 ? (size_t)n : 1)) == NULL)
+		die("out of memory");
+	memcpy(b->p, p, n > 0 ? (size_t)n : 0);
+	b->len = n > 0 ? (size_t)n : 0;
+}
+
+/* Sign the entity in `in` into a new memory BIO; NULL on error. */
+static BIO *
+do_sign(struct bench *bn, const char *p, size_t len)
+{
+	BIO *in = BIO_new_mem_buf(p, (int)len), *out = BIO_new(BIO_s_mem());
+
+	if (smime_sign(in, bn->cert, bn->key, bn->chain, 0, out, bn->err,
+	    sizeof(bn->err)) == -1) {
+		BIO_free(out);
+		out = NULL;
+	}
+	BIO_free(in);
+	return out;
+}
+
+/* Encrypt the entity in `in` into a new memory BIO; NULL on error. */
+static BIO *
+do_encrypt(struct bench *bn, const char *p, size_t len)
+{
+	BIO *in = BIO_new_mem_buf(p, (int)len), *out = BIO_new(BIO_s_mem());
+
+	if (smime_encrypt(in, bn->to, 0, out, bn->err, sizeof(bn->err)) ==
+	    -1) {
+		BIO_free(out);
+		out = NULL;
+	}
+	BIO_free(in);
+	return out;
+}
+
+/* op: detached signature, output held in memory. */
+static int
+op_sign(struct bench *bn, const struct buf *e)
+{
+	BIO *out = do_sign(bn, e->p, e->len);
+
+	BIO_free(out);
+	return out == NULL ? -1 : 0;
+}
+
+/* op: AES-256-CBC envelope for the recipients. */
+static int
+op_encrypt(struct bench *bn, const struct buf *e)
+{
+	BIO *out = do_encrypt(bn, e->p, e->len);
+
+	BIO_free(out);
+	return out == NULL ? -1 : 0;
+}
+
+/* op: sign, then encrypt the signed entity. */
+static int
+op_signenc(struct bench *bn, const struct buf *e)
+{
+	BIO *s, *out;
+	char *p;
+	long n;
+
+	if ((s = do_sign(bn, e->p, e->len)) == NULL)
+		return -1;
+	n = BIO_get_mem_data(s, &p);
+	out = do_encrypt(bn, p, (size_t)n);
+	BIO_free(s);
+	BIO_free(out);
+	return out == NULL ? -1 : 0;
+}
+
+/* Verify a multipart/signed entity in memory; 0 on pass. */
+static int
+verify_mem(struct bench *bn, const char *p, size_t len)
+{
+	struct mime_smime sm;
+	struct smime_verify res;
+	BIO *content, *der;
+	int r = -1;
+
+	if (mime_smime_detect(p, len, &sm) != MIME_SMIME_SIGNED) {
+		snprintf(bn->err, sizeof(bn->err), "not multipart/signed");
+		mime_smime_clear(&sm);
+		return -1;
+	}
+	content = BIO_new_mem_buf(p + sm.content_off, (int)sm.content_len);
+	der = BIO_new_mem_buf(sm.der, (int)sm.derlen);
+	if (smime_verify(content, der, &bn->trust, bn->from, NULL, &res) ==
+	    SMIME_PASS)
+		r = 0;
+	else
+		snprintf(bn->err, sizeof(bn->err), "verify: %s (%s)",
+		    smime_outcome_name(res.outcome), res.reason);
+	smime_verify_free(&res);
+	BIO_free(content);
+	BIO_free(der);
+	mime_smime_clear(&sm);
+	return r;
+}
+
+/* op: a signed-then-encrypted entity (headers and base64) back to a
+ * verified one, the MIME layer (mime_smime_detect) included. */
+static int
+op_decver(struct bench *bn, const struct buf *env)
+{
+	struct mime_smime sm;
+	BIO *der, *out;
+	char *p;
+	long n;
+	int r = -1;
+
+	if (mime_smime_detect(env->p, env->len, &sm) != MIME_SMIME_P7M) {
+		snprintf(bn->err, sizeof(bn->err), "not pkcs7-mime");
+		mime_smime_clear(&sm);
+		return -1;
+	}
+	der = BIO_new_mem_buf(sm.der, (int)sm.derlen);
+	out = BIO_new(BIO_s_mem());
+	if (smime_decrypt(der, &bn->id, 1, out, bn->err, sizeof(bn->err)) ==
+	    0) {
+		n = BIO_get_mem_data(out, &p);
+		r = verify_mem(bn, p, (size_t)n);
+	}
+	BIO_free(der);
+	BIO_free(out);
+	mime_smime_clear(&sm);
+	return r;
+}
+
+/* Run `fn` for `iter` iterations or `secs` seconds, whichever ends first,
+ * after one warm-up call, and print the rates. */
+static int
+run(struct bench *bn, const char *name, op_fn fn, const struct buf *in,
+    size_t size, long iter, double secs)
+{
+	double w0, c0, w, c, mb = size / 1e6;
+	long i;
+
+	if (fn(bn, in) == -1) {
+		fprintf(stderr, "smime_bench: %s: %s\n", name, bn->err);
+		return -1;
+	}
+	w0 = now();
+	c0 = cpu();
+	for (i = 0; i < iter; i++) {
+		if (fn(bn, in) == -1) {
+			fprintf(stderr, "smime_bench: %s: %s\n", name, bn->err);
+			return -1;
+		}
+		if (secs > 0 && now() - w0 >= secs) {
+			i++;
+			break;
+		}
+	}
+	w = now() - w0;
+	c = cpu() - c0;
+	printf("op=%s size=%zu iters=%ld wall_s=%.3f cpu_s=%.3f "
+	    "ops_wall=%.1f ops_cpu=%.1f mbs_wall=%.1f mbs_cpu=%.1f\n",
+	    name, size, i, w, c, i / w, c > 0 ? i / c : 0, i * mb / w,
+	    c > 0 ? i * mb / c : 0);
+	fflush(stdout);
+	return 0;
+}
+
+/* Throughput of one operation, or of all four. */
+static int
+throughput(struct bench *bn, const char *op, size_t size, long iter,
+    double secs)
+{
+	struct buf ent, env = { NULL, 0 };
+	BIO *s, *e;
+	char *p;
+	long n;
+	int all = strcmp(op, "all") == 0, r = 0;
+
+	ent_mem(size, &ent);
+	if (all || strcmp(op, "decver") == 0) {
+		/* The message to open, made once beforehand. */
+		if ((s = do_sign(bn, ent.p, ent.len)) == NULL)
+			die(bn->err);
+		n = BIO_get_mem_data(s, &p);
+		if ((e = do_encrypt(bn, p, (size_t)n)) == NULL)
+			die(bn->err);
+		mem_take(e, &env);
+		BIO_free(s);
+		BIO_free(e);
+	}
+	if (all || strcmp(op, "sign") == 0)
+		r |= run(bn, "sign", op_sign, &ent, size, iter, secs);
+	if (all || strcmp(op, "encrypt") == 0)
+		r |= run(bn, "encrypt", op_encrypt, &ent, size, iter, secs);
+	if (all || strcmp(op, "signenc") == 0)
+		r |= run(bn, "signenc", op_signenc, &ent, size, iter, secs);
+	if (all || strcmp(op, "decver") == 0)
+		r |= run(bn, "decver", op_decver, &env, size, iter, secs);
+	free(ent.p);
+	free(env.p);
+	return r;
+}
+
+/* Sign or encrypt file `src` into file `dst`, streaming. */
+static int
+file_op(struct bench *bn, int enc, const char *src, const char *dst)
+{
+	BIO *in = BIO_new_file(src, "rb"), *out = BIO_new_file(dst, "wb");
+	int r = -1;
+
+	if (in == NULL || out == NULL)
+		snprintf(bn->err, sizeof(bn->err), "%s or %s: %s", src, dst,
+		    strerror(errno));
+	else if (enc)
+		r = smime_encrypt(in, bn->to, 0, out, bn->err,
+		    sizeof(bn->err));
+	else
+		r = smime_sign(in, bn->cert, bn->key, bn->chain, 0, out,
+		    bn->err, sizeof(bn->err));
+	BIO_free(in);
+	BIO_free(out);
+	return r;
+}
+
+/* Decode the base64 body of the entity in file `src` into file `dst`,
+ * streaming (what the MIME layer does before smime_decrypt). */
+static int
+file_unbase64(const char *src, const char *dst)
+{
+	struct mime_b64dec d;
+	FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+	char line[4096], dec[4096];
+	size_t n;
+	int body = 0, r = -1;
+
+	if (in == NULL || out == NULL)
+		goto done;
+	mime_b64dec_init(&d);
+	while (fgets(line, sizeof(line), in) != NULL) {
+		if (!body) {
+			body = strcmp(line, "\r\n") == 0;
+			continue;
+		}
+		n = mime_b64dec_feed(&d, line, strlen(line), dec);
+		if (fwrite(dec, 1, n, out) != n)
+			goto done;
+	}
+	n = mime_b64dec_end(&d, dec);
+	if (fwrite(dec, 1, n, out) == n && !ferror(in))
+		r = 0;
+ done:
+	if (in != NULL)
+		fclose(in);
+	if (out != NULL && fclose(out) != 0)
+		r = -1;
+	return r;
+}
+
+/* Split the multipart/signed entity in file `src` (as smime_sign writes
+ * it) into the signed part, copied to file `dst`, and the decoded
+ * signature, returned in a memory BIO; streaming. */
+static BIO *
+file_split_signed(const char *src, const char *dst)
+{
+	struct mime_b64dec d;
+	FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+	BIO *sig = NULL;
+	char line[4096], dec[4096], delim[128], *b, *q;
+	size_t dl = 0, n;
+	int state = 0;	/* 0 headers, 1 preamble, 2 content, 3 sig hdrs,
+			 * 4 sig body, 5 done */
+	int pending = 0;	/* a CRLF held back: it may precede the delimiter */
+
+	if (in == NULL || out == NULL || (sig = BIO_new(BIO_s_mem())) == NULL)
+		goto fail;
+	mime_b64dec_init(&d);
+	while (state < 5 && fgets(line, sizeof(line), in) != NULL) {
+		n = strlen(line);
+		switch (state) {
+		case 0:
+			if ((b = strstr(line, "boundary=\"")) != NULL) {
+				b += 10;
+				if ((q = strchr(b, '"')) == NULL)
+					goto fail;
+				dl = (size_t)snprintf(delim, sizeof(delim),
+				    "--%.*s", (int)(q - b), b);
+			}
+			if (strcmp(line, "\r\n") == 0)
+				state = dl > 0 ? 1 : 5;
+			break;
+		case 1:
+			if (strncmp(line, delim, dl) == 0)
+				state = 2;
+			break;
+		case 2:
+			if (strncmp(line, delim, dl) == 0) {
+				state = 3;
+				break;
+			}
+			if (pending && fwrite("\r\n", 1, 2, out) != 2)
+				goto fail;
+			pending = n >= 2 && line[n - 2] == '\r' &&
+			    line[n - 1] == '\n';
+			if (pending)
+				n -= 2;
+			if (fwrite(line, 1, n, out) != n)
+				goto fail;
+			break;
+		case 3:
+			if (strcmp(line, "\r\n") == 0)
+				state = 4;
+			break;
+		case 4:
+			if (strncmp(line, delim, dl) == 0) {
+				state = 5;
+				break;
+			}
+			n = mime_b64dec_feed(&d, line, n, dec);
+			BIO_write(sig, dec, (int)n);
+			break;
+		}
+	}
+	n = mime_b64dec_end(&d, dec);
+	BIO_write(sig, dec, (int)n);
+	if (state != 5 || dl == 0)
+		goto fail;
+	fclose(in);
+	if (fclose(out) != 0) {
+		BIO_free(sig);
+		return NULL;
+	}
+	return sig;
+ fail:
+	if (in != NULL)
+		fclose(in);
+	if (out != NULL)
+		fclose(out);
+	BIO_free(sig);
+	return NULL;
+}
+
+/* decrypt+verify of the envelope in file `env`, streaming through files
+ * in `dir`. */
+static int
+file_decver(struct bench *bn, const char *env, const char *dir)
+{
+	char der[1024], inner[1024], content[1024];
+	struct smime_verify res;
+	BIO *in, *out, *sig, *c;
+	int r;
+
+	snprintf(der, sizeof(der), "%s/env.der", dir);
+	snprintf(inner, sizeof(inner), "%s/inner", dir);
+	snprintf(content, sizeof(content), "%s/content", dir);
+	if (file_unbase64(env, der) == -1) {
+		snprintf(bn->err, sizeof(bn->err), "base64 decoding failed");
+		return -1;
+	}
+	in = BIO_new_file(der, "rb");
+	out = BIO_new_file(inner, "wb");
+	r = in != NULL && out != NULL ?
+	    smime_decrypt(in, &bn->id, 1, out, bn->err, sizeof(bn->err)) : -1;
+	BIO_free(in);
+	BIO_free(out);
+	if (r == -1)
+		return -1;
+	if ((sig = file_split_signed(inner, content)) == NULL) {
+		snprintf(bn->err, sizeof(bn->err), "not multipart/signed");
+		return -1;
+	}
+	c = BIO_new_file(content, "rb");
+	r = 0;
+	if (c == NULL || smime_verify(c, sig, &bn->trust, bn->from, NULL,
+	    &res) != SMIME_PASS) {
+		snprintf(bn->err, sizeof(bn->err), "verify: %s (%s)",
+		    c ? smime_outcome_name(res.outcome) : "?",
+		    c ? res.reason : "no content");
+		r = -1;
+	}
+	if (c != NULL)
+		smime_verify_free(&res);
+	BIO_free(c);
+	BIO_free(sig);
+	return r;
+}
+
+/* In a child process, so that its memory is not ours: sign `ent` to
+ * dir/signed, encrypt that to dir/env. */
+static int
+prepare_env(struct bench *bn, const char *ent, const char *dir)
+{
+	char signed_[1024], env[1024];
+	pid_t pid;
+	int st;
+
+	snprintf(signed_, sizeof(signed_), "%s/signed", dir);
+	snprintf(env, sizeof(env), "%s/env", dir);
+	if ((pid = fork()) == -1)
+		die("fork");
+	if (pid == 0) {
+		if (file_op(bn, 0, ent, signed_) == -1 ||
+		    file_op(bn, 1, signed_, env) == -1) {
+			fprintf(stderr, "smime_bench: prepare: %s\n", bn->err);
+			_exit(1);
+		}
+		_exit(0);
+	}
+	if (waitpid(pid, &st, 0) == -1 || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
+		return -1;
+	return 0;
+}
+
+/* One operation on a `size`-byte entity streamed from a file in `dir`;
+ * print the RSS before and the peak after. */
+static int
+peak(struct bench *bn, const char *op, size_t size, const char *dir)
+{
+	char ent[1024], tmp[1024], env[1024];
+	double w0;
+	long rss0, hwm0;
+	FILE *f;
+	int r;
+
+	snprintf(ent, sizeof(ent), "%s/entity", dir);
+	snprintf(tmp, sizeof(tmp), "%s/signed", dir);
+	snprintf(env, sizeof(env), "%s/env", dir);
+	if ((f = fopen(ent, "wb")) == NULL)
+		die(ent);
+	if (ent_write(size, put_file, f) == -1 || fclose(f) != 0)
+		die(ent);
+	if (strcmp(op, "decver") == 0 && prepare_env(bn, ent, dir) == -1)
+		die("preparing the envelope failed");
+	rss0 = status_kb("VmRSS");
+	hwm0 = status_kb("VmHWM");
+	w0 = now();
+	if (strcmp(op, "sign") == 0)
+		r = file_op(bn, 0, ent, "/dev/null");
+	else if (strcmp(op, "encrypt") == 0)
+		r = file_op(bn, 1, ent, "/dev/null");
+	else if (strcmp(op, "signenc") == 0)
+		r = file_op(bn, 0, ent, tmp) == -1 ? -1 :
+		    file_op(bn, 1, tmp, "/dev/null");
+	else if (strcmp(op, "decver") == 0)
+		r = file_decver(bn, env, dir);
+	else
+		usage();
+	if (r == -1) {
+		fprintf(stderr, "smime_bench: %s: %s\n", op, bn->err);
+		return -1;
+	}
+	printf("peak op=%s size=%zu wall_s=%.3f rss_before_kb=%ld "
+	    "hwm_before_kb=%ld hwm_kb=%ld\n", op, size, now() - w0, rss0,
+	    hwm0, status_kb("VmHWM"));
+	return 0;
+}
+
+/* Parse the options, load the PKI, run. */
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "cert", required_argument, NULL, 'c' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "chain", required_argument, NULL, 'C' },
+		{ "to", required_argument, NULL, 't' },
+		{ "to-key", required_argument, NULL, 'K' },
+		{ "ca", required_argument, NULL, 'a' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "size", required_argument, NULL, 's' },
+		{ "iter", required_argument, NULL, 'n' },
+		{ "secs", required_argument, NULL, 'T' },
+		{ "op", required_argument, NULL, 'o' },
+		{ "peak", required_argument, NULL, 'p' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct bench bn;
+	const char *op = "all", *dir = ".";
+	size_t size = 4096, peaksize = 0;
+	long iter = 1000000;
+	double secs = 5;
+	int ch, r;
+
+	memset(&bn, 0, sizeof(bn));
+	bn.chain = sk_X509_new_null();
+	bn.to = sk_X509_new_null();
+	bn.store = X509_STORE_new();
+	if (bn.chain == NULL || bn.to == NULL || bn.store == NULL)
+		die("out of memory");
+	bn.from = "alice@example.com";
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			bn.cert = load_cert(optarg);
+			break;
+		case 'k':
+			bn.key = load_key(optarg);
+			break;
+		case 'C':
+			load_certs(bn.chain, optarg);
+			break;
+		case 't':
+			sk_X509_push(bn.to, load_cert(optarg));
+			break;
+		case 'K':
+			bn.id.key = load_key(optarg);
+			break;
+		case 'a':
+			if (X509_STORE_load_file(bn.store, optarg) != 1)
+				die(optarg);
+			break;
+		case 'f':
+			bn.from = optarg;
+			break;
+		case 's':
+			size = strtoul(optarg, NULL, 10);
+			break;
+		case 'n':
+			iter = strtol(optarg, NULL, 10);
+			break;
+		case 'T':
+			secs = strtod(optarg, NULL);
+			break;
+		case 'o':
+			op = optarg;
+			break;
+		case 'p':
+			peaksize = strtoul(optarg, NULL, 10);
+			break;
+		case 'd':
+			dir = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc || bn.cert == NULL || bn.key == NULL ||
+	    sk_X509_num(bn.to) == 0 || bn.id.key == NULL || iter < 1)
+		usage();
+	bn.id.cert = sk_X509_value(bn.to, 0);
+	bn.trust.store = bn.store;
+	if (peaksize > 0)
+		r = peak(&bn, op, peaksize, dir);
+	else
+		r = throughput(&bn, op, size, iter, secs);
+	X509_free(bn.cert);
+	EVP_PKEY_free(bn.key);
+	EVP_PKEY_free(bn.id.key);
+	sk_X509_pop_free(bn.chain, X509_free);
+	sk_X509_pop_free(bn.to, X509_free);
+	X509_STORE_free(bn.store);
+	return r == 0 ? 0 : 1;
+}
