@@ -331,6 +331,55 @@ check_7bit(const char *name, const char *s, size_t n)
 	}
 }
 
+/*
+ * Wrap inner as multipart/signed and as application/pkcs7-mime, as the
+ * CMS engine will; detection must give back inner and the DER exactly.
+ */
+static void
+do_wrap(FILE *out, const char *name, const char *outer, size_t ol,
+    const char *inner, size_t il)
+{
+	static const unsigned char sig[] = { 0x30, 0x82, 0x01, 0x02, 0xff, 0 };
+	unsigned char rnd[16];
+	struct mime_smime r;
+	char bnd[72], *hdrs, *body, *msg;
+	size_t bl, ml, i;
+
+	for (i = 0; i < sizeof(rnd); i++)
+		rnd[i] = (unsigned char)(i * 17);
+	if (mime_boundary(bnd, sizeof(bnd), rnd, sizeof(rnd)) == -1 ||
+	    mime_boundary(bnd, 38, rnd, sizeof(rnd)) != -1)
+		tfail("%s: mime_boundary", name);
+	mime_multipart_signed(inner, il, sig, sizeof(sig), bnd, "sha-256",
+	    &hdrs, &body, &bl);
+	mime_assemble(outer, ol, hdrs, body, bl, &msg, &ml);
+	if (out != NULL) {
+		fputs("# signed\n    ", out);
+		dump_bytes(out, msg, ml);
+		fputs("\n", out);
+	}
+	if (mime_smime_detect(msg, ml, &r) != MIME_SMIME_SIGNED ||
+	    r.content_len != il || memcmp(msg + r.content_off, inner, il) ||
+	    r.derlen != sizeof(sig) || memcmp(r.der, sig, sizeof(sig)) ||
+	    strcmp(r.micalg, "sha-256") != 0)
+		tfail("%s: multipart/signed does not detect back", name);
+	mime_smime_clear(&r);
+	free(hdrs);
+	free(body);
+	free(msg);
+	mime_pkcs7_mime((const unsigned char *)inner, il, "enveloped-data",
+	    &hdrs, &body, &bl);
+	mime_assemble(outer, ol, hdrs, body, bl, &msg, &ml);
+	if (mime_smime_detect(msg, ml, &r) != MIME_SMIME_P7M ||
+	    r.derlen != il || memcmp(r.der, inner, il) != 0 ||
+	    strcmp(r.smime_type, "enveloped-data") != 0)
+		tfail("%s: pkcs7-mime does not detect back", name);
+	mime_smime_clear(&r);
+	free(hdrs);
+	free(body);
+	free(msg);
+}
+
 /* Canonicalise, dump, and check the properties of the result. */
 static void
 do_canon(FILE *out, const char *name, const char *m, size_t len)
@@ -369,6 +418,8 @@ do_canon(FILE *out, const char *name, const char *m, size_t len)
 	free(o2);
 	free(i2);
 	free(msg);
+	do_wrap(strncmp(name, "simple", 6) == 0 ? out : NULL, name, outer, ol,
+	    inner, il);
 	free(outer);
 	free(inner);
 }
