@@ -1,5 +1,14 @@
 /* mime.h: RFC 5322 / MIME splitter, part tree, transfer-encoding codecs,
- * S/MIME canonicalisation (RFC 8551 3.1) and detection.  Pure: no I/O. */
+ * S/MIME canonicalisation (RFC 8551 3.1) and detection.  Pure: no I/O.
+ *
+ * Outgoing:  mime_canon(msg) -> outer fields + inner entity (CRLF, 7bit
+ *   bodies); sign inner with CMS (detached, binary: it is canonical
+ *   already); mime_multipart_signed() or mime_pkcs7_mime() give the new
+ *   content fields and body; mime_assemble(outer, hdrs, body) the message.
+ *   The entity to encrypt after signing is hdrs + CRLF + body.
+ * Inbound:  mime_smime_detect(msg) -> signed content byte range and
+ *   signature DER, or the pkcs7-mime DER and its smime-type.
+ * Lines end in CRLF or bare LF on input; a bare CR is data. */
 #ifndef SMRELAY_MIME_H
 #define SMRELAY_MIME_H
 
@@ -26,7 +35,7 @@ enum mime_cte {
 };
 
 /* Splitter flags: anomalies seen; none of them stops the parse. */
-#define MIME_F_BADHDR    0x01   /* a header line that is no field: body starts */
+#define MIME_F_BADHDR    0x01   /* a header line that is no field: body */
 #define MIME_F_LONGHDR   0x02   /* a field longer than MIME_FIELD_MAX, cut */
 #define MIME_F_UNCLOSED  0x04   /* a multipart without close delimiter */
 #define MIME_F_NOBOUND   0x08   /* multipart/ * without usable boundary: leaf */
@@ -49,13 +58,14 @@ struct mime_ct {
 
 enum mime_ev_type {
 	MIME_EV_PART_BEGIN = 1, /* off: first header byte */
-	MIME_EV_HEADER,         /* name, value (unfolded, trimmed); [off, end) raw */
+	MIME_EV_HEADER,         /* name, value (unfolded, trimmed); raw range */
 	MIME_EV_HEADERS_END,    /* ct, cte; [off, end): the blank line (may be
 	                           empty); body starts at end */
 	MIME_EV_BODY,           /* leaf body bytes data/len at offset off */
 	MIME_EV_PREAMBLE,       /* multipart bytes before the first delimiter */
-	MIME_EV_DELIM,          /* delimiter line [off, end) incl. the line end
-	                           before it and after it; close: 1 for "--b--" */
+	MIME_EV_DELIM,          /* delimiter line [off, end): with the line end
+	                           before it, and after it unless close: the
+	                           line end after "--b--" is epilogue */
 	MIME_EV_EPILOGUE,       /* bytes after the close delimiter line */
 	MIME_EV_PART_END        /* off: end of the body */
 };
@@ -80,11 +90,11 @@ typedef void (*mime_event_fn)(void *arg, const struct mime_event *);
 struct mime_level {
 	char    boundary[MIME_BOUNDARY_MAX + 1];
 	size_t  blen;
-	int     digest;     /* multipart/digest: children default message/rfc822 */
+	int     digest;     /* multipart/digest: default is message/rfc822 */
 	int     state;      /* internal */
 };
 
-/* Streaming splitter.  Large (about 24 KiB): allocate it, do not copy it. */
+/* Streaming splitter.  Large (about 17 KiB): allocate it, do not copy it. */
 struct mime_rd {
 	mime_event_fn   fn;
 	void           *arg;
@@ -104,7 +114,7 @@ struct mime_rd {
 	size_t          fieldlen, fieldstart, fieldend, namelen;
 	int             havefield, namedone;
 	size_t          croff;          /* offset of the held CR */
-	int             frozen;         /* parts limit hit: no more delimiters */
+	int             frozen;         /* parts limit hit: no delimiters */
 	int             partdepth;      /* depth of the part being read */
 	int             defdigest;      /* its default is message/rfc822 */
 	int             sawct;
@@ -122,7 +132,7 @@ struct mime_hdr {
 /* A node of the part tree; offsets into the parsed buffer. */
 struct mime_part {
 	size_t  hdr_start;      /* first header byte */
-	size_t  hdr_end;        /* end of the last header field (its line end incl.) */
+	size_t  hdr_end;        /* end of the last field, its line end incl. */
 	size_t  body_start;     /* after the blank line */
 	size_t  body_end;       /* end of body, without the line end before
 	                           the next delimiter */
@@ -178,11 +188,11 @@ enum mime_smime_kind {
 struct mime_smime {
 	enum mime_smime_kind kind;
 	char    smime_type[MIME_PVALUE_MAX];    /* P7M: lower case, may be "" */
-	size_t  content_off;    /* SIGNED: first part as received, headers incl. */
+	size_t  content_off;    /* SIGNED: first part as received, headers */
 	size_t  content_len;
-	unsigned char *der;     /* SIGNED: signature; P7M: body; decoded, malloc'd */
+	unsigned char *der;     /* SIGNED: signature, P7M: body; malloc'd */
 	size_t  derlen;
-	char    micalg[MIME_PVALUE_MAX];        /* SIGNED: as given, may be "" */
+	char    micalg[MIME_PVALUE_MAX];        /* SIGNED: may be "" */
 };
 
 /* mime.c */

@@ -119,7 +119,8 @@ b64val(unsigned char c)
 
 /*
  * Decode base64; characters outside the alphabet are skipped (RFC 2045
- * 6.8), and "=" ends the data.  out needs len + 3 bytes.  Returns bytes written.
+ * 6.8), and "=" ends the data.  out needs len + 3 bytes.  Returns bytes
+ * written.
  */
 size_t
 mime_b64dec_feed(struct mime_b64dec *d, const char *in, size_t len,

@@ -486,7 +486,7 @@ codec_run(int kind, const char *in, size_t len, const size_t *cuts,
 	struct mime_qpenc qe;
 	struct mime_qpdec qd;
 	char *out = malloc(4 * len + 256);
-	size_t o = 0, off = 0, end, k;
+	size_t o = 0, off = 0, end, k, n;
 
 	if (out == NULL)
 		abort();
@@ -496,14 +496,15 @@ codec_run(int kind, const char *in, size_t len, const size_t *cuts,
 	mime_qpdec_init(&qd);
 	for (k = 0; k <= ncuts; k++) {
 		end = k < ncuts ? cuts[k] : len;
+		n = end - off;
 		if (kind == C_B64)
-			o += mime_b64enc_feed(&be, in + off, end - off, out + o);
+			o += mime_b64enc_feed(&be, in + off, n, out + o);
 		else if (kind == C_UNB64)
-			o += mime_b64dec_feed(&bd, in + off, end - off, out + o);
+			o += mime_b64dec_feed(&bd, in + off, n, out + o);
 		else if (kind == C_QP)
-			o += mime_qpenc_feed(&qe, in + off, end - off, out + o);
+			o += mime_qpenc_feed(&qe, in + off, n, out + o);
 		else
-			o += mime_qpdec_feed(&qd, in + off, end - off, out + o);
+			o += mime_qpdec_feed(&qd, in + off, n, out + o);
 		off = end;
 	}
 	if (kind == C_B64)
