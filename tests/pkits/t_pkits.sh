@@ -1,0 +1,122 @@
+#!/bin/sh
+# tests/pkits/t_pkits.sh: certification path validation of the CMS engine
+# (proto/smime.c) checked against the NIST PKITS S/MIME messages shipped in
+# Debian's python3-cryptography-vectors (PKITS_data/smime, certs, crls).
+#
+# pkits_verify verifies every message with the PKITS trust anchor, all PKITS
+# certificates as known certificates, all CRLs with CRL checking on the
+# whole chain, at a fixed time inside the PKITS validity window, and with
+# the store set up for RFC 5280 validation with PKITS's default settings
+# (initial-policy-set anyPolicy, no explicit policy required, mapping and
+# anyPolicy not inhibited; see pkits_store_params()).  Signed*Valid* must
+# pass, Signed*Invalid* must fail, the other names follow expected() below.
+# Prints PASS/FAIL per message and KNOWN for the listed exceptions; a known
+# exception that passes is reported (NOTE) but does not fail the test.
+# A second, informational run counts what OpenSSL's default verification
+# parameters (a store nobody configured) would get wrong.  Exits 77 (skip)
+# without the data, 1 on any unexpected result.
+set -u
+P=${PKITS_DATA:-/usr/lib/python3/dist-packages/cryptography_vectors/x509/PKITS_data}
+V=${PKITS_VERIFY:-$PWD/tests/pkits/pkits_verify}
+
+# Known exceptions: PKITS cases we knowingly get wrong, with the reason.
+known() {
+	case $1 in
+	# 4.1.5: the end-entity DSA key has no parameters and inherits its
+	# CA's; OpenSSL does not inherit DSA parameters, so the CMS signature
+	# cannot be checked with that key.  DSA is not an S/MIME algorithm
+	# any more (RFC 8551), so this is not worth implementing.
+	SignedValidDSAParameterInheritanceTest5)
+		echo "DSA parameter inheritance not supported by OpenSSL" ;;
+	# 4.14.30: the indirect CRL's issuer has a certificate that only
+	# that same CRL covers; OpenSSL's CRL path check does not accept a
+	# CRL issuer whose status comes from its own CRL.
+	SignedValidcRLIssuerTest30)
+		echo "CRL issuer covered only by its own indirect CRL" ;;
+	*)	return 1 ;;
+	esac
+}
+
+# Expected outcome of a message: "pass" or "fail".
+expected() {
+	case $1 in
+	SignedValid*) echo pass ;;
+	SignedInvalid*|SignedMissingCRLTest1) echo fail ;;
+	# 4.8 certificate policies and 4.12.3, with default settings: paths
+	# whose CA requires an explicit policy the end entity's does not
+	# meet are invalid, the others valid.
+	SignedDifferentPoliciesTest[45789]|SignedDifferentPoliciesTest12)
+		echo fail ;;
+	SignedAllCertificates*|SignedDifferentPoliciesTest3|\
+	SignedOverlappingPoliciesTest6|SignedAnyPolicyTest14|\
+	SignedUserNoticeQualifierTest1[5-9]|SignedCPSPointerQualifierTest20|\
+	SignedinhibitAnyPolicyTest3)
+		echo pass ;;
+	*)	echo unknown ;;
+	esac
+}
+
+if [ ! -d "$P/smime" ]; then
+	echo "SKIP: no PKITS data at $P (apt-get install python3-cryptography-vectors)"
+	exit 77
+fi
+[ -x "$V" ] || { echo "FAIL: pkits_verify not built at $V"; exit 1; }
+W=$(mktemp -d /tmp/pkits.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+trap 'exit 1' INT TERM
+
+"$V" "$P" "$P"/smime/*.eml >"$W/out" 2>"$W/err" ||
+	{ echo "FAIL: pkits_verify: $(tail -n 1 "$W/err")"; exit 1; }
+total=$(ls "$P"/smime/*.eml | wc -l)
+lines=$(wc -l <"$W/out")
+if [ "$lines" -ne "$total" ] || [ "$total" -lt 200 ]; then
+	echo "FAIL: $lines results for $total messages"
+	exit 1
+fi
+
+fails=0 valid=0 invalid=0 nknown=0
+while read -r name outcome reason; do
+	want=$(expected "$name")
+	got=fail
+	[ "$outcome" = pass ] && got=pass
+	if why=$(known "$name"); then
+		if [ "$got" = "$want" ]; then
+			echo "NOTE $name: known exception ($why) now gives" \
+			    "$got as expected; take it off the list"
+		else
+			echo "KNOWN $name: $why ($outcome${reason:+: $reason})"
+		fi
+		nknown=$((nknown + 1))
+	elif [ "$want" = unknown ]; then
+		echo "FAIL $name: no expected outcome for this name"
+		fails=$((fails + 1))
+	elif [ "$got" != "$want" ]; then
+		echo "FAIL $name: $outcome${reason:+ ($reason)}, expected $want"
+		fails=$((fails + 1))
+	else
+		echo "PASS $name${reason:+ ($reason)}"
+		if [ "$want" = pass ]; then
+			valid=$((valid + 1))
+		else
+			invalid=$((invalid + 1))
+		fi
+	fi
+done <"$W/out"
+
+# Informational: the same messages with OpenSSL's default parameters.
+if "$V" -D "$P" "$P"/smime/*.eml >"$W/def" 2>/dev/null; then
+	off=0
+	while read -r name outcome reason; do
+		got=fail
+		[ "$outcome" = pass ] && got=pass
+		known "$name" >/dev/null && continue
+		[ "$got" = "$(expected "$name")" ] || off=$((off + 1))
+	done <"$W/def"
+	echo "note: with OpenSSL's default verification parameters (no policy" \
+	    "processing, no delta or indirect CRLs) $off cases would be wrong"
+fi
+
+echo "pkits: $valid valid passed, $invalid invalid rejected," \
+    "$nknown known exceptions"
+[ "$fails" -eq 0 ] || { echo "pkits: $fails unexpected results"; exit 1; }
+exit 0
