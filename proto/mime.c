@@ -65,6 +65,19 @@ skip_cfws(const char *s, size_t len, size_t i)
 	return i;
 }
 
+/* Value of a hex digit, -1 if none. */
+static int
+hexdigit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 /* Copy a token at s[i] lowercased into out (cut at outsz - 1). */
 static size_t
 get_token(const char *s, size_t len, size_t i, char *out, size_t outsz)
@@ -106,11 +119,71 @@ get_value(const char *s, size_t len, size_t i, char *out, size_t outsz)
 	return i;
 }
 
+/* Decode %XX escapes in place (RFC 2231 extended values). */
+static void
+pct_decode(char *v)
+{
+	char *o = v;
+	int hi, lo;
+
+	for (; *v != '\0'; v++) {
+		if (*v == '%' && (hi = hexdigit(v[1])) >= 0 &&
+		    (lo = hexdigit(v[2])) >= 0) {
+			*o++ = (char)(hi << 4 | lo);
+			v += 2;
+		} else
+			*o++ = *v;
+	}
+	*o = '\0';
+}
+
+/*
+ * RFC 2231: turn p (just parsed, not yet counted) into its plain name.
+ * "name*" and "name*0*" values lose the charset'language' prefix and are
+ * %-decoded; "name*N" (N > 0) is appended to an earlier "name" in ct,
+ * segments taken in the order given.  Returns 1 if p is a new parameter,
+ * 0 if it was merged (or dropped).
+ */
+static int
+param_2231(struct mime_ct *ct, struct mime_param *p)
+{
+	char *star = strchr(p->name, '*'), *q;
+	size_t i, len, n;
+	int ext, idx = 0;
+
+	if (star == NULL)
+		return 1;
+	ext = p->name[strlen(p->name) - 1] == '*';
+	if (star[1] >= '0' && star[1] <= '9')
+		idx = atoi(star + 1);
+	*star = '\0';
+	if (ext && idx == 0 && (q = strchr(p->value, '\'')) != NULL &&
+	    (q = strchr(q + 1, '\'')) != NULL)
+		memmove(p->value, q + 1, strlen(q + 1) + 1);
+	if (ext)
+		pct_decode(p->value);
+	if (idx == 0)
+		return 1;
+	for (i = 0; i < ct->nparams; i++) {
+		if (strcmp(ct->params[i].name, p->name) != 0)
+			continue;
+		len = strlen(ct->params[i].value);
+		n = strlen(p->value);
+		if (n > sizeof(ct->params[i].value) - 1 - len)
+			n = sizeof(ct->params[i].value) - 1 - len;
+		memcpy(ct->params[i].value + len, p->value, n);
+		ct->params[i].value[len + n] = '\0';
+		break;
+	}
+	return 0;
+}
+
 /*
  * Parse a Content-Type field value: type "/" subtype *(";" name "=" value).
  * Type, subtype and parameter names are lowercased; malformed parameters
- * are skipped.  RFC 2231 continuations are not joined.  Returns 0, or -1
- * when there is no type/subtype (ct is then the text/plain default).
+ * are skipped; RFC 2231 continuations are joined (in the order given) and
+ * extended values decoded.  Returns 0, or -1 when there is no
+ * type/subtype (ct is then the text/plain default).
  */
 int
 mime_ct_parse(const char *s, size_t len, struct mime_ct *ct)
@@ -143,7 +216,8 @@ mime_ct_parse(const char *s, size_t len, struct mime_ct *ct)
 			continue;
 		i = skip_cfws(s, len, i + 1);
 		i = get_value(s, len, i, p->value, sizeof(p->value));
-		ct->nparams++;
+		if (param_2231(ct, p))
+			ct->nparams++;
 	}
 	return 0;
  bad:
