@@ -17,6 +17,7 @@
 #include "log.h"
 #include "maildir.h"
 #include "server.h"
+#include "smime_msg.h"
 #include "store.h"
 #include "tls.h"
 #include "util.h"
@@ -1016,6 +1017,161 @@ ctl_store_run(const char *path, int json, const char *object,
 	return rc;
 }
 
+/* What `smime VERB` was given. */
+struct smime_cmd {
+	const char *verb;
+	const char *from;		/* sign, encrypt --sign: --from */
+	const char **to;		/* encrypt: --to */
+	size_t nto;
+	int sign;			/* encrypt --sign */
+	struct smime_msg_opts opts;
+};
+
+/* The arguments of smime VERB; -1 (message printed) if they do not fit. */
+static int
+smime_args(struct smime_cmd *sc, int argc, char *argv[])
+{
+	int i, enc = strcmp(sc->verb, "encrypt") == 0;
+	int sign = strcmp(sc->verb, "sign") == 0;
+
+	sc->to = xcalloc((size_t)argc + 1, sizeof(*sc->to));
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--from") == 0 && i + 1 < argc &&
+		    (sign || enc))
+			sc->from = argv[++i];
+		else if (strcmp(argv[i], "--opaque") == 0 && (sign || enc))
+			sc->opts.opaque = 1;
+		else if (strcmp(argv[i], "--pss") == 0 && (sign || enc))
+			sc->opts.pss = 1;
+		else if (strcmp(argv[i], "--sign") == 0 && enc)
+			sc->sign = 1;
+		else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc && enc)
+			while (i + 1 < argc && argv[i + 1][0] != '-')
+				sc->to[sc->nto++] = argv[++i];
+		else if (strcmp(argv[i], "--cipher") == 0 && i + 1 < argc &&
+		    enc && strcmp(argv[i + 1], "aes256-cbc") == 0 && ++i)
+			sc->opts.cipher = SMIME_MSG_CBC;
+		else if (strcmp(argv[i], "--cipher") == 0 && i + 1 < argc &&
+		    enc && strcmp(argv[i + 1], "aes256-gcm") == 0 && ++i)
+			sc->opts.cipher = SMIME_MSG_GCM;
+		else {
+			fprintf(stderr, "smrelayctl: smime %s: unexpected "
+			    "argument \"%s\"\n", sc->verb, argv[i]);
+			return -1;
+		}
+	}
+	if ((sign || sc->sign) && sc->from == NULL) {
+		fprintf(stderr, "smrelayctl: smime %s: missing --from ADDR\n",
+		    sc->verb);
+		return -1;
+	}
+	if (enc && sc->nto == 0) {
+		fprintf(stderr, "smrelayctl: smime encrypt: missing --to "
+		    "ADDR\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* All of stdin, at most max bytes; NULL (message printed) otherwise. */
+static char *
+read_stdin(uint64_t max, size_t *lenp)
+{
+	size_t len = 0, cap = 65536, n;
+	char *p = xmalloc(cap);
+
+	while ((n = fread(p + len, 1, cap - len, stdin)) > 0) {
+		len += n;
+		if (len > max) {
+			fprintf(stderr, "smrelayctl: message larger than "
+			    "max_message_size (%llu bytes)\n",
+			    (unsigned long long)max);
+			free(p);
+			return NULL;
+		}
+		if (len == cap)
+			p = xrealloc(p, cap *= 2);
+	}
+	if (ferror(stdin)) {
+		fprintf(stderr, "smrelayctl: stdin: %s\n", strerror(errno));
+		free(p);
+		return NULL;
+	}
+	*lenp = len;
+	return p;
+}
+
+/* Run one smime transformation on msg; 0 ok, 1 failed (reported). */
+static int
+smime_exec(struct smime_cmd *sc, struct store *st, const char *host,
+    const char *msg, size_t len)
+{
+	struct smime_msg_res res;
+	int r, rc = 0;
+
+	if (strcmp(sc->verb, "sign") == 0)
+		r = smime_msg_sign(st, msg, len, sc->from, &sc->opts, &res);
+	else if (strcmp(sc->verb, "encrypt") == 0 && sc->sign)
+		r = smime_msg_sign_encrypt(st, msg, len, sc->from, sc->to,
+		    sc->nto, &sc->opts, &res);
+	else if (strcmp(sc->verb, "encrypt") == 0)
+		r = smime_msg_encrypt(st, msg, len, sc->from, sc->to, sc->nto,
+		    &sc->opts, &res);
+	else if (strcmp(sc->verb, "decrypt") == 0)
+		r = smime_msg_decrypt(st, msg, len, host, &res);
+	else {
+		r = smime_msg_verify(st, msg, len, host, &res);
+		rc = r == 0 && res.outcome != SMIME_PASS;
+	}
+	if (r != 0 || res.msg == NULL) {
+		fprintf(stderr, "smrelayctl: smime %s: %s\n", sc->verb,
+		    res.err);
+		rc = 1;
+	} else if (fwrite(res.msg, 1, res.len, stdout) != res.len)
+		rc = 1;
+	smime_msg_res_free(&res);
+	return rc;
+}
+
+/* smime VERB: one transformation of the message on stdin, to stdout. */
+static int
+ctl_smime_run(const char *path, const char *verb, int argc, char *argv[])
+{
+	struct smime_cmd sc;
+	struct config *cfg;
+	struct store *st;
+	char err[1024], *msg;
+	size_t len;
+	int rc = 1;
+
+	memset(&sc, 0, sizeof(sc));
+	sc.verb = verb;
+	if (smime_args(&sc, argc, argv) == -1) {
+		free(sc.to);
+		return 2;
+	}
+	if ((cfg = config_load(path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "%s\n", err);
+		free(sc.to);
+		return 1;
+	}
+	if ((st = store_open(cfg->data_dir, err, sizeof(err))) == NULL)
+		fprintf(stderr, "smrelayctl: %s\n", err);
+	else if ((msg = read_stdin(cfg->max_message_size, &len)) != NULL) {
+		rc = smime_exec(&sc, st, cfg->hostname, msg, len);
+		free(msg);
+	}
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, "smrelayctl: stdout: %s\n", strerror(errno));
+		rc = 1;
+	}
+	if (st != NULL)
+		store_close(st);
+	config_free(cfg);
+	free(sc.to);
+	return rc;
+}
+
 /* Global options, then the sink or an OBJECT VERB of the admin CLI. */
 int
 main(int argc, char *argv[])
@@ -1048,6 +1204,8 @@ main(int argc, char *argv[])
 		    object, verb ? " " : "", verb ? verb : "");
 		usage();
 	}
+	if (verb != NULL && strcmp(object, "smime") == 0)
+		return ctl_smime_run(path, verb, argc - i - 2, argv + i + 2);
 	if (verb != NULL && (rc = ctl_store_run(path, json, object, verb,
 	    argc - i - 2, argv + i + 2)) != -1)
 		return rc;

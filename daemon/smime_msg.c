@@ -1,0 +1,855 @@
+/* smime_msg.c: S/MIME on whole messages: the MIME layer (proto/mime*.c),
+ * the CMS engine (proto/smime.c) and the certificate store put together. */
+#include "autoconfig.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+
+#include "mime.h"
+#include "smime.h"
+#include "smime_msg.h"
+#include "store.h"
+#include "util.h"
+
+#define KNOWN_MAX	64	/* known certificates loaded for a From */
+#define ADDR_MAX	320	/* an address, with room to spare */
+
+/* A growing output buffer. */
+struct obuf {
+	char	*p;
+	size_t	 len, cap;
+};
+
+/* Append bytes. */
+static void
+ob_add(struct obuf *b, const char *s, size_t n)
+{
+	if (b->cap - b->len <= n) {
+		b->cap = b->cap * 2 + n + 256;
+		b->p = xrealloc(b->p, b->cap);
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+/* Append a C string. */
+static void
+ob_str(struct obuf *b, const char *s)
+{
+	ob_add(b, s, strlen(s));
+}
+
+/* Append with every bare LF made CRLF. */
+static void
+ob_crlf(struct obuf *b, const char *s, size_t n)
+{
+	size_t i, start = 0;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] != '\n' || (i > 0 && s[i - 1] == '\r'))
+			continue;
+		ob_add(b, s + start, i - start);
+		ob_add(b, "\r\n", 2);
+		start = i + 1;
+	}
+	ob_add(b, s + start, n - start);
+}
+
+/* Hand the buffer over as the result message. */
+static void
+ob_result(struct obuf *b, struct smime_msg_res *res)
+{
+	if (b->p == NULL)
+		ob_add(b, "", 0);
+	free(res->msg);
+	res->msg = b->p;
+	res->len = b->len;
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+/* Where the header fields end (*hlen) and the body starts (*body). */
+static void
+hdr_split(const char *m, size_t len, size_t *hlen, size_t *body)
+{
+	const char *nl;
+	size_t off = 0;
+
+	while (off < len) {
+		if (m[off] == '\n' || (m[off] == '\r' && off + 1 < len &&
+		    m[off + 1] == '\n')) {
+			*hlen = off;
+			*body = off + (m[off] == '\r' ? 2 : 1);
+			return;
+		}
+		if ((nl = memchr(m + off, '\n', len - off)) == NULL)
+			break;
+		off = (size_t)(nl - m) + 1;
+	}
+	*hlen = *body = len;
+}
+
+/* End of the field starting at off, continuation lines included. */
+static size_t
+field_end(const char *m, size_t hlen, size_t off)
+{
+	const char *nl;
+
+	for (;;) {
+		if ((nl = memchr(m + off, '\n', hlen - off)) == NULL)
+			return hlen;
+		off = (size_t)(nl - m) + 1;
+		if (off >= hlen || (m[off] != ' ' && m[off] != '\t'))
+			return off;
+	}
+}
+
+/* The value of field [off, end) if it is called name, else NULL. */
+static const char *
+field_value(const char *m, size_t off, size_t end, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (end - off <= n || strncasecmp(m + off, name, n) != 0)
+		return NULL;
+	for (off += n; off < end && (m[off] == ' ' || m[off] == '\t'); off++)
+		;
+	return off < end && m[off] == ':' ? m + off + 1 : NULL;
+}
+
+/* Whether an Authentication-Results value [p, e) names host first. */
+static int
+ar_is_ours(const char *p, const char *e, const char *host)
+{
+	const char *id;
+	int depth = 0;
+
+	for (; p < e; p++) {
+		if (depth > 0) {
+			if (*p == '\\' && p + 1 < e)
+				p++;
+			else
+				depth += *p == '(' ? 1 : *p == ')' ? -1 : 0;
+		} else if (*p == '(')
+			depth = 1;
+		else if (strchr(" \t\r\n", *p) == NULL)
+			break;
+	}
+	if (p < e && *p == '"') {
+		for (id = ++p; p < e && *p != '"'; p++)
+			;
+	} else
+		for (id = p; p < e && strchr(";( \t\r\n", *p) == NULL; p++)
+			;
+	return (size_t)(p - id) == strlen(host) &&
+	    strncasecmp(id, host, (size_t)(p - id)) == 0;
+}
+
+/*
+ * Copy the header fields [0, hlen) of m, leaving out the
+ * Authentication-Results of host and, with outer, the Content-* and
+ * MIME-Version fields; with crlf, line ends made CRLF.
+ */
+static void
+copy_fields(struct obuf *b, const char *m, size_t hlen, const char *host,
+    int outer, int crlf)
+{
+	const char *v;
+	size_t off, end;
+
+	for (off = 0; off < hlen; off = end) {
+		end = field_end(m, hlen, off);
+		if ((v = field_value(m, off, end, "Authentication-Results")) !=
+		    NULL && ar_is_ours(v, m + end, host))
+			continue;
+		if (outer && (strncasecmp(m + off, "Content-", 8) == 0 ||
+		    field_value(m, off, end, "MIME-Version") != NULL))
+			continue;
+		if (crlf)
+			ob_crlf(b, m + off, end - off);
+		else
+			ob_add(b, m + off, end - off);
+		if (m[end - 1] != '\n')
+			ob_add(b, "\r\n", 2);
+	}
+}
+
+/*
+ * Append an entity (header fields, blank line, body).  One that does not
+ * start with a field or a blank line gets an empty header block, so its
+ * first line is not taken for a field of the message.
+ */
+static void
+put_entity(struct obuf *b, const char *e, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && e[i] != ':' && e[i] != ' ' && e[i] != '\t' &&
+	    e[i] != '\r' && e[i] != '\n'; i++)
+		;
+	if (n > 0 && e[0] != '\r' && e[0] != '\n' && (i == 0 || i == n ||
+	    e[i] != ':'))
+		ob_add(b, "\r\n", 2);
+	ob_add(b, e, n);
+}
+
+/* The first mailbox of an unfolded From value, into buf. */
+static int
+addr_parse(const char *v, char *buf, size_t buflen)
+{
+	const char *p, *lt = NULL;
+	size_t n = 0;
+	int quote = 0, depth = 0;
+
+	for (p = v; *p != '\0' && lt == NULL; p++) {
+		if (quote || depth) {
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+			else if (quote)
+				quote = *p != '"';
+			else
+				depth += *p == '(' ? 1 : *p == ')' ? -1 : 0;
+		} else if (*p == '"')
+			quote = 1;
+		else if (*p == '(')
+			depth = 1;
+		else if (*p == '<')
+			lt = p + 1;
+		else if (*p == ',')
+			break;
+	}
+	if (lt != NULL) {
+		for (p = lt; *p == ' ' || *p == '\t'; p++)
+			;
+		for (; *p != '\0' && *p != '>' && *p != ' ' && n + 1 < buflen;
+		    p++)
+			buf[n++] = *p;
+	} else {
+		quote = depth = 0;
+		for (p = v; *p != '\0' && n + 1 < buflen; p++) {
+			if (!quote && depth == 0 && *p == ',')
+				break;
+			if (!quote && *p == '(')
+				depth++;
+			else if (!quote && depth > 0 && *p == ')')
+				depth--;
+			else if (depth == 0 && (quote || (*p != ' ' &&
+			    *p != '\t'))) {
+				if (*p == '"')
+					quote = !quote;
+				buf[n++] = *p;
+			}
+		}
+	}
+	buf[n] = '\0';
+	return n > 0 && strchr(buf, '@') != NULL ? 0 : -1;
+}
+
+/* The From address of a message. */
+int
+smime_msg_from(const char *m, size_t len, char *buf, size_t buflen)
+{
+	const char *v;
+	char *u;
+	size_t hlen, body, off, end, i, n = 0;
+	int r;
+
+	if (buflen == 0)
+		return -1;
+	buf[0] = '\0';
+	hdr_split(m, len, &hlen, &body);
+	for (off = 0; off < hlen; off = end) {
+		end = field_end(m, hlen, off);
+		if ((v = field_value(m, off, end, "From")) == NULL)
+			continue;
+		u = xmalloc((size_t)(m + end - v) + 1);
+		for (i = 0; v + i < m + end; i++)
+			if (v[i] != '\r' && v[i] != '\n')
+				u[n++] = v[i];
+		u[n] = '\0';
+		r = addr_parse(u, buf, buflen);
+		free(u);
+		return r;
+	}
+	return -1;
+}
+
+/* Release a result. */
+void
+smime_msg_res_free(struct smime_msg_res *res)
+{
+	free(res->msg);
+	res->msg = NULL;
+	res->len = 0;
+}
+
+/* A read-only memory BIO over len bytes; NULL (err set) if too large. */
+static BIO *
+mem_bio(const void *p, size_t len, struct smime_msg_res *res)
+{
+	BIO *b;
+
+	if (len > INT_MAX) {
+		snprintf(res->err, sizeof(res->err), "message too large");
+		return NULL;
+	}
+	if ((b = BIO_new_mem_buf(p, (int)len)) == NULL)
+		snprintf(res->err, sizeof(res->err), "out of memory");
+	return b;
+}
+
+/* The type of a CMS object (NID), NID_undef if it does not parse. */
+static int
+cms_nid(const unsigned char *der, size_t len)
+{
+	const unsigned char *p = der;
+	CMS_ContentInfo *cms;
+	int nid = NID_undef;
+
+	if (len <= LONG_MAX &&
+	    (cms = d2i_CMS_ContentInfo(NULL, &p, (long)len)) != NULL) {
+		nid = OBJ_obj2nid(CMS_get0_type(cms));
+		CMS_ContentInfo_free(cms);
+	}
+	ERR_clear_error();
+	return nid;
+}
+
+/* Sign the canonical entity [in, inlen) as from, the result to out. */
+static int
+sign_entity(struct store *st, const char *in, size_t inlen,
+    const char *from, const struct smime_msg_opts *o, BIO *out,
+    struct smime_msg_res *res)
+{
+	struct store_key *k;
+	BIO *bin;
+	int r;
+
+	if (from == NULL || *from == '\0') {
+		snprintf(res->err, sizeof(res->err),
+		    "no sender address to sign as");
+		return -1;
+	}
+	if ((k = store_key_for(st, from, time(NULL))) == NULL) {
+		snprintf(res->err, sizeof(res->err), "no signing key for %s "
+		    "(none imported, or none valid now)", from);
+		return -1;
+	}
+	if ((bin = mem_bio(in, inlen, res)) == NULL) {
+		store_key_free(k);
+		return -1;
+	}
+	r = smime_sign(bin, k->cert, k->pkey, k->chain,
+	    (o->opaque ? SMIME_OPT_OPAQUE : 0) | (o->pss ? SMIME_OPT_PSS : 0),
+	    out, res->err, sizeof(res->err));
+	BIO_free(bin);
+	store_key_free(k);
+	return r;
+}
+
+/* Add x to the recipients unless it is there already; takes x. */
+static void
+rcpt_push(STACK_OF(X509) *to, X509 *x)
+{
+	int i;
+
+	for (i = 0; i < sk_X509_num(to); i++)
+		if (X509_cmp(sk_X509_value(to, i), x) == 0) {
+			X509_free(x);
+			return;
+		}
+	if (sk_X509_push(to, x) <= 0)
+		abort();
+}
+
+/*
+ * The recipients' certificates; *gcm when every one allows AES-GCM.  NULL
+ * with res->err listing the addresses without a usable certificate.
+ */
+static STACK_OF(X509) *
+rcpt_certs(struct store *st, const char *from, const char *const *rcpts,
+    size_t n, const struct smime_msg_opts *o, int *gcm,
+    struct smime_msg_res *res)
+{
+	STACK_OF(X509) *to = sk_X509_new_null();
+	struct store_key *k;
+	struct obuf miss = { NULL, 0, 0 };
+	X509 *x;
+	size_t i;
+	int caps;
+
+	*gcm = n > 0;
+	for (i = 0; i < n && to != NULL; i++) {
+		caps = 0;
+		if ((x = store_best_cert_for(st, rcpts[i], time(NULL),
+		    &caps)) == NULL) {
+			ob_str(&miss, miss.len ? ", " : "");
+			ob_str(&miss, rcpts[i]);
+			continue;
+		}
+		if (!(caps & STORE_CAP_GCM))
+			*gcm = 0;
+		rcpt_push(to, x);
+	}
+	if (to != NULL && miss.len == 0 && o->include_sender_cert) {
+		if (from == NULL ||
+		    (k = store_key_for(st, from, time(NULL))) == NULL)
+			ob_str(&miss, from ? from : "(no sender)");
+		else {
+			X509_up_ref(k->cert);
+			rcpt_push(to, k->cert);
+			store_key_free(k);
+		}
+	}
+	if (to == NULL || miss.len > 0 || n == 0) {
+		snprintf(res->err, sizeof(res->err), "%s%s", n == 0 ?
+		    "no recipients" : "no usable certificate for ",
+		    miss.p ? miss.p : "");
+		sk_X509_pop_free(to, X509_free);
+		to = NULL;
+	}
+	free(miss.p);
+	return to;
+}
+
+/* Encrypt the canonical entity [in, inlen) for the recipients into out. */
+static int
+encrypt_entity(struct store *st, const char *in, size_t inlen,
+    const char *from, const char *const *rcpts, size_t n,
+    const struct smime_msg_opts *o, BIO *out, struct smime_msg_res *res)
+{
+	STACK_OF(X509) *to;
+	BIO *bin;
+	int gcm, r = -1;
+
+	if ((to = rcpt_certs(st, from, rcpts, n, o, &gcm, res)) == NULL)
+		return -1;
+	if (o->cipher != SMIME_MSG_AUTO)
+		gcm = o->cipher == SMIME_MSG_GCM;
+	if ((bin = mem_bio(in, inlen, res)) != NULL) {
+		r = smime_encrypt(bin, to, gcm ? SMIME_OPT_GCM : 0, out,
+		    res->err, sizeof(res->err));
+		BIO_free(bin);
+	}
+	res->gcm = r == 0 && gcm;
+	sk_X509_pop_free(to, X509_free);
+	return r;
+}
+
+/* The final message: outer fields, MIME-Version and the entity in ent. */
+static void
+assemble(const char *outer, size_t outerlen, BIO *ent,
+    struct smime_msg_res *res)
+{
+	char *data = NULL, *hdrs;
+	long n = BIO_get_mem_data(ent, &data);
+	size_t hlen, body;
+
+	if (n < 0)
+		n = 0;
+	hdr_split(data, (size_t)n, &hlen, &body);
+	hdrs = xstrndup(data, hlen);
+	free(res->msg);
+	mime_assemble(outer, outerlen, hdrs, data + body, (size_t)n - body,
+	    &res->msg, &res->len);
+	free(hdrs);
+}
+
+/* Sign and/or encrypt: canonicalise, transform the entity, assemble. */
+static int
+transform(struct store *st, const char *msg, size_t len, const char *from,
+    const char *const *rcpts, size_t n, const struct smime_msg_opts *o,
+    int sign, int enc, struct smime_msg_res *res)
+{
+	static const struct smime_msg_opts defaults;
+	BIO *mid = NULL, *out = NULL;
+	char *outer, *inner, *sdata = NULL;
+	size_t outerlen, innerlen;
+	long slen;
+	int r = -1;
+
+	memset(res, 0, sizeof(*res));
+	if (o == NULL)
+		o = &defaults;
+	if (mime_canon(msg, len, &outer, &outerlen, &inner, &innerlen) == -1) {
+		snprintf(res->err, sizeof(res->err), "message over the MIME "
+		    "limits (%d levels, %d parts)", MIME_DEPTH_MAX,
+		    MIME_PARTS_MAX);
+		return -1;
+	}
+	if ((mid = BIO_new(BIO_s_mem())) == NULL ||
+	    (out = BIO_new(BIO_s_mem())) == NULL) {
+		snprintf(res->err, sizeof(res->err), "out of memory");
+		goto done;
+	}
+	if (sign && sign_entity(st, inner, innerlen, from, o, enc ? mid :
+	    out, res) == -1)
+		goto done;
+	if (enc && sign) {
+		slen = BIO_get_mem_data(mid, &sdata);
+		if (encrypt_entity(st, sdata, slen > 0 ? (size_t)slen : 0,
+		    from, rcpts, n, o, out, res) == -1)
+			goto done;
+	} else if (enc && encrypt_entity(st, inner, innerlen, from, rcpts,
+	    n, o, out, res) == -1)
+		goto done;
+	assemble(outer, outerlen, out, res);
+	r = 0;
+ done:
+	BIO_free(mid);
+	BIO_free(out);
+	free(outer);
+	free(inner);
+	return r;
+}
+
+/* Sign a message as from. */
+int
+smime_msg_sign(struct store *st, const char *msg, size_t len,
+    const char *from, const struct smime_msg_opts *o,
+    struct smime_msg_res *res)
+{
+	return transform(st, msg, len, from, NULL, 0, o, 1, 0, res);
+}
+
+/* Encrypt a message for its recipients. */
+int
+smime_msg_encrypt(struct store *st, const char *msg, size_t len,
+    const char *from, const char *const *rcpts, size_t n,
+    const struct smime_msg_opts *o, struct smime_msg_res *res)
+{
+	return transform(st, msg, len, from, rcpts, n, o, 0, 1, res);
+}
+
+/* Sign a message as from, then encrypt it for its recipients. */
+int
+smime_msg_sign_encrypt(struct store *st, const char *msg, size_t len,
+    const char *from, const char *const *rcpts, size_t n,
+    const struct smime_msg_opts *o, struct smime_msg_res *res)
+{
+	return transform(st, msg, len, from, rcpts, n, o, 1, 1, res);
+}
+
+/* Collect certificate ids of a listing. */
+struct idlist {
+	int64_t	 ids[KNOWN_MAX];
+	size_t	 n;
+};
+
+/* store_cert_list callback: keep the id. */
+static int
+id_cb(const struct store_certinfo *ci, void *arg)
+{
+	struct idlist *l = arg;
+
+	if (l->n == KNOWN_MAX)
+		return 1;
+	l->ids[l->n++] = ci->id;
+	return 0;
+}
+
+/* Release what trust_build() made. */
+static void
+trust_free(struct smime_trust *t)
+{
+	X509_STORE_free(t->store);
+	sk_X509_CRL_pop_free(t->crls, X509_CRL_free);
+	sk_X509_pop_free(t->certs, X509_free);
+	memset(t, 0, sizeof(*t));
+}
+
+/*
+ * What a signature is checked against: the store's anchors, its CRLs (so
+ * the engine checks revocation when there are any) and, for signatures
+ * that carry no certificate, the stored certificates of the From address.
+ */
+static int
+trust_build(struct store *st, const char *from, struct smime_trust *t)
+{
+	STACK_OF(X509_OBJECT) *objs;
+	X509_OBJECT *obj;
+	X509_CRL *crl;
+	struct idlist l;
+	X509 *x;
+	size_t i;
+	int k;
+
+	memset(t, 0, sizeof(*t));
+	if ((t->store = store_trust_x509_store(st)) == NULL ||
+	    (t->crls = sk_X509_CRL_new_null()) == NULL ||
+	    (t->certs = sk_X509_new_null()) == NULL) {
+		trust_free(t);
+		return -1;
+	}
+	objs = X509_STORE_get0_objects(t->store);
+	for (k = 0; k < sk_X509_OBJECT_num(objs); k++) {
+		obj = sk_X509_OBJECT_value(objs, k);
+		if (X509_OBJECT_get_type(obj) != X509_LU_CRL ||
+		    (crl = X509_OBJECT_get0_X509_CRL(obj)) == NULL)
+			continue;
+		X509_CRL_up_ref(crl);
+		if (sk_X509_CRL_push(t->crls, crl) <= 0)
+			X509_CRL_free(crl);
+	}
+	l.n = 0;
+	if (*from != '\0')
+		store_cert_list(st, from, id_cb, &l);
+	for (i = 0; i < l.n; i++)
+		if ((x = store_cert_get(st, l.ids[i])) != NULL &&
+		    sk_X509_push(t->certs, x) <= 0)
+			X509_free(x);
+	return 0;
+}
+
+/* Harvest the signer of a passed signature, with its GCM capability. */
+static void
+harvest(struct store *st, const struct smime_verify *v,
+    struct smime_msg_res *res)
+{
+	int caps = (v->caps & SMIME_CAP_AES256_GCM) ? STORE_CAP_GCM : 0;
+	int64_t id;
+
+	if (v->signer == NULL)
+		return;
+	if ((id = store_harvest(st, v->signer, v->certs, caps)) > 0)
+		res->harvested = id;
+}
+
+/*
+ * Run the engine on a detected signature.  A pass or policy of an opaque
+ * one leaves the signed entity in *unwrapped.
+ */
+static void
+check(struct store *st, const char *msg, const struct mime_smime *d,
+    const char *from, struct smime_verify *v, BIO **unwrapped)
+{
+	struct smime_trust t;
+	BIO *content = NULL, *der = NULL, *out = NULL;
+	int opaque = d->kind == MIME_SMIME_P7M;
+
+	if (trust_build(st, from, &t) == -1) {
+		v->outcome = SMIME_FAIL;
+		snprintf(v->reason, sizeof(v->reason), "trust store unavailable");
+		return;
+	}
+	if ((der = BIO_new_mem_buf(d->der, (int)d->derlen)) == NULL ||
+	    (!opaque && (content = BIO_new_mem_buf(msg + d->content_off,
+	    (int)d->content_len)) == NULL) ||
+	    (opaque && (out = BIO_new(BIO_s_mem())) == NULL)) {
+		v->outcome = SMIME_FAIL;
+		snprintf(v->reason, sizeof(v->reason), "out of memory");
+	} else
+		smime_verify(content, der, &t, from, out, v);
+	if (out != NULL && (v->outcome == SMIME_PASS ||
+	    v->outcome == SMIME_POLICY)) {
+		*unwrapped = out;
+		out = NULL;
+	}
+	BIO_free(content);
+	BIO_free(der);
+	BIO_free(out);
+	trust_free(&t);
+}
+
+/* Whether a P7M holds signed-data (by smime-type, else by its content). */
+static int
+p7m_signed(const struct mime_smime *d)
+{
+	if (d->smime_type[0] != '\0')
+		return strcmp(d->smime_type, "signed-data") == 0;
+	return cms_nid(d->der, d->derlen) == NID_pkcs7_signed;
+}
+
+/* Whether a P7M holds enveloped or authEnveloped data. */
+static int
+p7m_enveloped(const struct mime_smime *d)
+{
+	int nid;
+
+	if (strcmp(d->smime_type, "enveloped-data") == 0 ||
+	    strcmp(d->smime_type, "authenveloped-data") == 0)
+		return 1;
+	if (d->smime_type[0] != '\0')
+		return 0;
+	nid = cms_nid(d->der, d->derlen);
+	return nid == NID_pkcs7_enveloped ||
+	    nid == NID_id_smime_ct_authEnvelopedData;
+}
+
+/* The verified message: our header on top, unwrapped if opaque. */
+static void
+verify_output(const char *m, size_t len, const char *host, const char *ar,
+    BIO *unwrapped, struct smime_msg_res *res)
+{
+	struct obuf b = { NULL, 0, 0 };
+	size_t hlen, body;
+	char *data;
+	long n;
+	const char *nl = memchr(m, '\n', len);
+	int crlf = unwrapped != NULL || nl == NULL || (nl > m && nl[-1] ==
+	    '\r');
+
+	hdr_split(m, len, &hlen, &body);
+	ob_str(&b, ar);
+	ob_str(&b, crlf ? "\r\n" : "\n");
+	if (unwrapped != NULL) {
+		copy_fields(&b, m, hlen, host, 1, 1);
+		ob_str(&b, "MIME-Version: 1.0\r\n");
+		n = BIO_get_mem_data(unwrapped, &data);
+		put_entity(&b, data, n > 0 ? (size_t)n : 0);
+	} else {
+		copy_fields(&b, m, hlen, host, 0, 0);
+		ob_add(&b, m + hlen, len - hlen);
+	}
+	ob_result(&b, res);
+}
+
+/* Verify a message and state the result in Authentication-Results. */
+int
+smime_msg_verify(struct store *st, const char *msg, size_t len,
+    const char *host, struct smime_msg_res *res)
+{
+	struct mime_smime d;
+	struct smime_verify v;
+	BIO *unwrapped = NULL;
+	char from[ADDR_MAX], ar[1024];
+
+	memset(res, 0, sizeof(*res));
+	memset(&v, 0, sizeof(v));
+	if (smime_msg_from(msg, len, from, sizeof(from)) == -1)
+		from[0] = '\0';
+	switch (mime_smime_detect(msg, len, &d)) {
+	case MIME_SMIME_SIGNED:
+		check(st, msg, &d, from, &v, NULL);
+		break;
+	case MIME_SMIME_P7M:
+		if (p7m_signed(&d))
+			check(st, msg, &d, from, &v, &unwrapped);
+		break;
+	case MIME_SMIME_BAD:
+		v.outcome = SMIME_PERMERROR;
+		snprintf(v.reason, sizeof(v.reason),
+		    "malformed S/MIME structure");
+		break;
+	case MIME_SMIME_NONE:
+	default:
+		break;
+	}
+	mime_smime_clear(&d);
+	if (v.outcome == SMIME_PASS)
+		harvest(st, &v, res);
+	res->outcome = v.outcome;
+	res->verified = v.outcome != SMIME_NONE;
+	snprintf(res->reason, sizeof(res->reason), "%s", v.reason);
+	snprintf(res->identity, sizeof(res->identity), "%s", v.identity);
+	smime_auth_results(ar, sizeof(ar), host, &v);
+	smime_verify_free(&v);
+	verify_output(msg, len, host, ar, unwrapped, res);
+	BIO_free(unwrapped);
+	return 0;
+}
+
+/* Open the envelope with the first of our keys that fits; -1 (err set). */
+static int
+open_envelope(struct store *st, const struct mime_smime *d, BIO *out,
+    struct smime_msg_res *res)
+{
+	struct store_key **keys;
+	struct smime_identity *ids;
+	BIO *der;
+	size_t i, n = 0;
+	int r = -1;
+
+	if ((keys = store_all_keys(st, &n)) == NULL || n == 0) {
+		snprintf(res->err, sizeof(res->err),
+		    "no private key in the store to decrypt with");
+		store_keys_free(keys);
+		return -1;
+	}
+	ids = xcalloc(n, sizeof(*ids));
+	for (i = 0; i < n; i++) {
+		ids[i].cert = keys[i]->cert;
+		ids[i].key = keys[i]->pkey;
+	}
+	if ((der = mem_bio(d->der, d->derlen, res)) != NULL &&
+	    smime_decrypt(der, ids, n, out, res->err, sizeof(res->err)) >= 0)
+		r = 0;
+	BIO_free(der);
+	free(ids);
+	store_keys_free(keys);
+	return r;
+}
+
+/* Verify a decrypted message if it is signed; replaces res->msg then. */
+static void
+decrypt_verify(struct store *st, const char *host,
+    struct smime_msg_res *res)
+{
+	struct smime_msg_res v;
+	struct mime_smime d;
+	int sig;
+
+	sig = mime_smime_detect(res->msg, res->len, &d) == MIME_SMIME_SIGNED ||
+	    (d.kind == MIME_SMIME_P7M && p7m_signed(&d));
+	mime_smime_clear(&d);
+	if (!sig || smime_msg_verify(st, res->msg, res->len, host, &v) == -1)
+		return;
+	free(res->msg);
+	*res = v;
+}
+
+/* Decrypt a message with our keys, then verify what was signed inside. */
+int
+smime_msg_decrypt(struct store *st, const char *msg, size_t len,
+    const char *host, struct smime_msg_res *res)
+{
+	struct obuf b = { NULL, 0, 0 };
+	struct mime_smime d;
+	BIO *out;
+	char *data;
+	size_t hlen, body;
+	long n;
+	int r = -1;
+
+	memset(res, 0, sizeof(*res));
+	switch (mime_smime_detect(msg, len, &d)) {
+	case MIME_SMIME_BAD:
+		snprintf(res->err, sizeof(res->err),
+		    "malformed S/MIME structure");
+		mime_smime_clear(&d);
+		return -1;
+	case MIME_SMIME_P7M:
+		if (p7m_enveloped(&d))
+			break;
+		/* FALLTHROUGH */
+	default:
+		snprintf(res->err, sizeof(res->err), "not an encrypted message");
+		mime_smime_clear(&d);
+		return 1;
+	}
+	if ((out = BIO_new(BIO_s_mem())) == NULL)
+		snprintf(res->err, sizeof(res->err), "out of memory");
+	else if (open_envelope(st, &d, out, res) == 0) {
+		hdr_split(msg, len, &hlen, &body);
+		copy_fields(&b, msg, hlen, host, 1, 1);
+		ob_str(&b, "MIME-Version: 1.0\r\n");
+		n = BIO_get_mem_data(out, &data);
+		put_entity(&b, data, n > 0 ? (size_t)n : 0);
+		ob_result(&b, res);
+		decrypt_verify(st, host, res);
+		r = 0;
+	}
+	BIO_free(out);
+	mime_smime_clear(&d);
+	return r;
+}
