@@ -71,6 +71,7 @@ usage(void)
 	    " [--op OP]\n"
 	    "           [--out mem|presized]\n"
 	    "       smime_bench ... --peak SIZE --op OP [--dir DIR]\n"
+	    "       smime_bench --entity FILE [--size N]\n"
 	    "OP: sign, encrypt, signenc, decver or all (throughput only)\n");
 	exit(2);
 }
@@ -731,6 +732,19 @@ peak(struct bench *bn, const char *op, size_t size, const char *dir)
 	return 0;
 }
 
+/* --entity: the entity the throughput runs use, for openssl cms. */
+static int
+write_entity(const char *path, size_t size)
+{
+	FILE *f = fopen(path, "wb");
+
+	if (f == NULL || ent_write(size, put_file, f) == -1 || fclose(f) != 0) {
+		fprintf(stderr, "smime_bench: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 /* Parse the options, load the PKI, run. */
 int
 main(int argc, char **argv)
@@ -750,10 +764,11 @@ main(int argc, char **argv)
 		{ "peak", required_argument, NULL, 'p' },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "out", required_argument, NULL, 'O' },
+		{ "entity", required_argument, NULL, 'E' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct bench bn;
-	const char *op = "all", *dir = ".";
+	const char *op = "all", *dir = ".", *entity = NULL;
 	size_t size = 4096, peaksize = 0;
 	long iter = 1000000;
 	double secs = 5;
@@ -808,6 +823,9 @@ main(int argc, char **argv)
 		case 'd':
 			dir = optarg;
 			break;
+		case 'E':
+			entity = optarg;
+			break;
 		case 'O':
 			if (strcmp(optarg, "presized") == 0)
 				bn.presize = 1;
@@ -818,6 +836,8 @@ main(int argc, char **argv)
 			usage();
 		}
 	}
+	if (entity != NULL && optind == argc)
+		return write_entity(entity, size);
 	if (optind != argc || bn.cert == NULL || bn.key == NULL ||
 	    sk_X509_num(bn.to) == 0 || bn.id.key == NULL || iter < 1)
 		usage();

@@ -1,0 +1,201 @@
+#!/bin/bash
+# bench/smime.sh: throughput and memory of the S/MIME engine (proto/smime.c),
+# in-process on one core, against the ceiling of RSA signing and against a
+# process per message, on this machine, in one go (see docs/BENCHMARKS.md).
+#
+#   1. ceiling     openssl speed -seconds 3 rsa2048: sign/s on one core
+#   2. in-process  bench/smime_bench: sign, encrypt (AES-256-CBC),
+#                  sign+encrypt, decrypt+verify of a 4 KB and a 1 MB entity,
+#                  output in BIO_s_mem, and again with presized outputs
+#   3. per process openssl cms -sign / -encrypt / -sign | -encrypt, one
+#                  process per message, PROC_N messages of each size
+#   4. memory      peak RSS (VmHWM) of one operation on a PEAK_SIZE (50 MB)
+#                  entity streamed from a file to /dev/null
+#
+# Rates are per CPU-second (user + system of the process(es) doing the work,
+# as openssl speed counts) and per wall-second; on a loaded machine the
+# former is the figure to compare.  Environment: SECS (4, seconds per
+# in-process run), PROC_N (100), PEAK_SIZE (52428800), SMIME_BENCH (default:
+# build in build-bench/ with the default -O2).  Needs openssl and python3
+# (tests/smime/pki.sh).  The default run takes about three minutes.
+set -u
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+SECS=${SECS:-4}
+PROC_N=${PROC_N:-100}
+PEAK_SIZE=${PEAK_SIZE:-52428800}
+work=$(mktemp -d /tmp/smrelay-sbench.XXXXXX)
+load=$(uptime | sed 's/.*load average: //')
+trap 'rm -rf "$work/peak"; echo "work directory: $work"' EXIT
+trap 'exit 130' INT TERM
+
+die() { echo "smime.sh: $*" >&2; exit 1; }
+# kv LINE KEY: the value of KEY=VALUE in a line of smime_bench output.
+kv() { echo " $1" | sed -n "s/.* $2=\([^ ]*\).*/\1/p"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.1f", n / s; else print "n/a" }'; }
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# ------------------------------------------------------------- preparation
+command -v openssl >/dev/null 2>&1 || die "openssl not installed"
+if [ -z "${SMIME_BENCH:-}" ]; then
+	SMIME_BENCH=$root/build-bench/bench/smime_bench
+	echo "building bench/smime_bench in build-bench/ ..."
+	[ -x "$root/configure" ] || (cd "$root" && ./autogen.sh) >/dev/null 2>&1 || die "autogen failed"
+	mkdir -p "$root/build-bench"
+	(cd "$root/build-bench" && { [ -f Makefile ] || ../configure --quiet; } &&
+		make -j"$(nproc)" bench/smime_bench smrelayd >make.out 2>&1) ||
+		die "build failed (see build-bench/make.out)"
+fi
+[ -x "$SMIME_BENCH" ] || die "$SMIME_BENCH not found"
+
+echo "== test PKI (tests/smime/pki.sh)"
+sh "$root/tests/smime/pki.sh" "$work/pki" >"$work/pki.out" 2>&1 || die "pki.sh failed: $(tail -n 3 "$work/pki.out")"
+P=$work/pki
+A=(--cert "$P/alice.pem" --key "$P/alice.key" --chain "$P/chain.pem"
+	--to "$P/bob.pem" --to-key "$P/bob.key" --ca "$P/trust.pem" --from alice@example.com)
+sizes=(4096 1048576)
+for s in "${sizes[@]}"; do
+	"$SMIME_BENCH" --entity "$work/ent.$s" --size "$s" || die "entity $s"
+done
+label() { case $1 in 4096) echo "4 KB" ;; 1048576) echo "1 MB" ;; *) echo "$1 B" ;; esac; }
+
+# ------------------------------------------------------------- 1. ceiling
+echo "== 1. openssl speed -seconds 3 rsa2048"
+openssl speed -seconds 3 rsa2048 >"$work/speed.out" 2>&1 || die "openssl speed failed"
+rsa_sign=$(awk '/^rsa 2048 bits/ { print $6 }' "$work/speed.out")
+[ -n "$rsa_sign" ] || die "no rsa2048 sign/s in $work/speed.out"
+
+# ------------------------------------------------------------- 2. in-process
+declare -A r
+for out in mem presized; do
+	for s in "${sizes[@]}"; do
+		echo "== 2. in-process, $(label "$s"), output $out, ${SECS} s per operation"
+		"$SMIME_BENCH" "${A[@]}" --size "$s" --secs "$SECS" --out "$out" --op all \
+			>"$work/inproc.$out.$s" 2>&1 || die "smime_bench failed: $(tail -n 3 "$work/inproc.$out.$s")"
+		while read -r line; do
+			op=$(kv "$line" op)
+			r[$op:$s:$out:ops]=$(kv "$line" ops_cpu)
+			r[$op:$s:$out:opsw]=$(kv "$line" ops_wall)
+			r[$op:$s:$out:mbs]=$(kv "$line" mbs_cpu)
+		done <"$work/inproc.$out.$s"
+	done
+done
+
+# ------------------------------------------------------------- 3. per process
+# proc_loop OP FILE: PROC_N messages, one openssl process (two for signenc)
+# each; sets r[OP:SIZE:proc:*].
+proc_loop() {
+	local op=$1 f=$2 s=$3 i t
+	TIMEFORMAT='%R %U %S'
+	t=$( { time {
+		for ((i = 0; i < PROC_N; i++)); do
+			case $op in
+			sign)
+				openssl cms -sign -binary -in "$f" -signer "$P/alice.pem" \
+					-inkey "$P/alice.key" -certfile "$P/chain.pem" -out /dev/null ;;
+			encrypt)
+				openssl cms -encrypt -aes256 -binary -in "$f" -out /dev/null "$P/bob.pem" ;;
+			signenc)
+				openssl cms -sign -binary -in "$f" -signer "$P/alice.pem" \
+					-inkey "$P/alice.key" -certfile "$P/chain.pem" |
+					openssl cms -encrypt -aes256 -binary -out /dev/null "$P/bob.pem" ;;
+			esac || return 1
+		done
+	} 2>"$work/proc.err"; } 2>&1 ) || die "openssl cms -$op failed: $(tail -n 2 "$work/proc.err")"
+	r[$op:$s:proc:opsw]=$(rate "$PROC_N" "$(echo "$t" | awk '{ print $1 }')")
+	r[$op:$s:proc:ops]=$(rate "$PROC_N" "$(echo "$t" | awk '{ print $2 + $3 }')")
+}
+for s in "${sizes[@]}"; do
+	for op in sign encrypt signenc; do
+		echo "== 3. openssl cms, process per message: $op $(label "$s") x $PROC_N"
+		proc_loop "$op" "$work/ent.$s" "$s"
+	done
+done
+
+# ------------------------------------------------------------- 4. memory
+declare -A pk
+for op in sign encrypt signenc decver; do
+	echo "== 4. peak RSS: $op, $PEAK_SIZE-byte entity, file -> /dev/null"
+	rm -rf "$work/peak"
+	mkdir -p "$work/peak"
+	line=$("$SMIME_BENCH" "${A[@]}" --peak "$PEAK_SIZE" --op "$op" --dir "$work/peak" 2>"$work/peak.err") ||
+		die "peak $op failed: $(tail -n 3 "$work/peak.err")"
+	echo "$line" >>"$work/peak.out"
+	pk[$op:hwm]=$(kv "$line" hwm_kb)
+	pk[$op:before]=$(kv "$line" rss_before_kb)
+	pk[$op:mid]=$(kv "$line" hwm_mid_kb)
+	pk[$op:secs]=$(kv "$line" wall_s)
+done
+rm -rf "$work/peak"
+
+# ------------------------------------------------------------- report
+name() {
+	case $1 in
+	sign) echo "sign (multipart/signed)" ;;
+	encrypt) echo "encrypt (AES-256-CBC)" ;;
+	signenc) echo "sign+encrypt" ;;
+	decver) echo "decrypt+verify" ;;
+	esac
+}
+met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? "yes" : "NO"); else print (a >= b ? "yes" : "NO") }'; }
+{
+	echo
+	echo "smrelay S/MIME engine benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPU(s), $(uname -r)"
+	echo "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+	echo "$(openssl version); smrelay$(cd "$root" && git describe --always --dirty 2>/dev/null | sed 's/^/ at /')"
+	echo "load average at start: $load"
+	echo "openssl speed -seconds 3 rsa2048: $rsa_sign sign/s (one core, user CPU)"
+	echo
+	echo "in-process, one core (bench/smime_bench, ${SECS} s each; rates per CPU-second,"
+	echo "wall-clock ops/s in brackets; 'presized': output buffers allocated once)"
+	printf '| %-24s | %4s | %19s | %9s | %10s | %9s |\n' operation size "ops/s (wall)" "MB/s" "presized" "MB/s"
+	printf '|%s|%s|%s|%s|%s|%s|\n' "--------------------------" "------" "---------------------" "-----------" "------------" "-----------"
+	for s in "${sizes[@]}"; do
+		for op in sign encrypt signenc decver; do
+			printf '| %-24s | %4s | %8s (%8s) | %9s | %10s | %9s |\n' "$(name "$op")" "$(label "$s")" \
+				"${r[$op:$s:mem:ops]}" "${r[$op:$s:mem:opsw]}" "${r[$op:$s:mem:mbs]}" \
+				"${r[$op:$s:presized:ops]}" "${r[$op:$s:presized:mbs]}"
+		done
+	done
+	echo
+	echo "process per message: openssl cms, $PROC_N messages (sign+encrypt: two processes piped)"
+	printf '| %-24s | %4s | %19s | %18s |\n' operation size "ops/s (wall)" "in-process speedup"
+	printf '|%s|%s|%s|%s|\n' "--------------------------" "------" "---------------------" "--------------------"
+	for s in "${sizes[@]}"; do
+		for op in sign encrypt signenc; do
+			printf '| %-24s | %4s | %8s (%8s) | %18s |\n' "$(name "$op")" "$(label "$s")" \
+				"${r[$op:$s:proc:ops]}" "${r[$op:$s:proc:opsw]}" \
+				"$(ratio "${r[$op:$s:mem:ops]}" "${r[$op:$s:proc:ops]}")x"
+		done
+	done
+	echo
+	echo "peak RSS (VmHWM), one $(mb $((PEAK_SIZE / 1024))) MB entity streamed from a file to /dev/null"
+	printf '| %-24s | %8s | %10s | %17s | %9s |\n' operation seconds "RSS before" "peak after step 1" "peak"
+	printf '|%s|%s|%s|%s|%s|\n' "--------------------------" "----------" "------------" "------------------" "-----------"
+	for op in sign encrypt signenc decver; do
+		mid=-
+		[ "${pk[$op:mid]}" != 0 ] && mid="$(mb "${pk[$op:mid]}") MB"
+		printf '| %-24s | %8s | %7s MB | %17s | %6s MB |\n' "$(name "$op")" "${pk[$op:secs]}" \
+			"$(mb "${pk[$op:before]}")" "$mid" "$(mb "${pk[$op:hwm]}")"
+	done
+	echo
+	echo "targets (per core = per CPU-second of the one-threaded process)"
+	printf '| %-44s | %14s | %6s | %4s |\n' target measured ratio met
+	printf '|%s|%s|%s|%s|\n' "----------------------------------------------" "----------------" "--------" "------"
+	printf '| %-44s | %14s | %6s | %4s |\n' "4 KB sign >= 0.85 x rsa2048 sign/s ($rsa_sign)" \
+		"${r[sign:4096:mem:ops]}/s" \
+		"$(awk -v a="${r[sign:4096:mem:ops]}" -v b="$rsa_sign" 'BEGIN { printf "%.3f", a / b }')" \
+		"$(met "${r[sign:4096:mem:ops]}" "$(awk -v b="$rsa_sign" 'BEGIN { print 0.85 * b }')")"
+	printf '| %-44s | %9s MB/s | %6s | %4s |\n' "1 MB sign+encrypt >= 150 MB/s" \
+		"${r[signenc:1048576:mem:mbs]}" "$(ratio "${r[signenc:1048576:mem:mbs]}" 150)" \
+		"$(met "${r[signenc:1048576:mem:mbs]}" 150)"
+	printf '| %-44s | %9s MB/s | %6s | %4s |\n' "  the same, presized outputs" \
+		"${r[signenc:1048576:presized:mbs]}" "$(ratio "${r[signenc:1048576:presized:mbs]}" 150)" \
+		"$(met "${r[signenc:1048576:presized:mbs]}" 150)"
+	for op in sign encrypt signenc decver; do
+		printf '| %-44s | %11s MB | %6s | %4s |\n' "peak RSS < 150 MB, $(name "$op")" \
+			"$(mb "${pk[$op:hwm]}")" "$(ratio "$(mb "${pk[$op:hwm]}")" 150)" \
+			"$(met "$(mb "${pk[$op:hwm]}")" 150 1)"
+	done
+} | tee "$work/results.txt"
