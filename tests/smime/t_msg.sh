@@ -1,0 +1,302 @@
+#!/bin/sh
+# tests/smime/t_msg.sh: `smrelayctl smime sign|encrypt|decrypt|verify` on
+# whole messages with the store (daemon/smime_msg.c), against openssl cms
+# and gpgsm: signatures they accept, envelopes they open, their signatures
+# verified and harvested, tampering, forged Authentication-Results, outer
+# headers kept.  Prints PASS/FAIL/SKIP per case; exits 1 when a case failed.
+set -u
+srcdir=${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
+CTL=${SMRELAYCTL:-$PWD/smrelayctl}
+W=$(mktemp -d "${TMPDIR:-/tmp}/smime-msg.XXXXXX") || exit 99
+G=$W/gnupg
+fails=0
+
+cleanup() {
+	if [ -d "$G" ]; then
+		GNUPGHOME=$G gpgconf --kill all >/dev/null 2>&1
+	fi
+	rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+pass() { echo "PASS: $1"; }
+fail() { echo "FAIL: $1${2:+ ($2)}"; fails=$((fails + 1)); }
+skip() { echo "SKIP: $1"; }
+lastline() { tail -n 1 "$1" 2>/dev/null | tr -d '\r'; }
+
+command -v openssl >/dev/null 2>&1 || { echo "SKIP: no openssl program"; exit 77; }
+[ -x "$CTL" ] || { echo "FAIL: smrelayctl not built at $CTL"; exit 1; }
+sh "$srcdir/tests/smime/pki.sh" "$W/pki" >/dev/null 2>"$W/pki.err" ||
+	{ echo "FAIL: pki.sh ($(lastline "$W/pki.err"))"; exit 1; }
+P=$W/pki
+cd "$W" || exit 1
+HOST=gw.example
+printf 'relay = 127.0.0.1:2525\ndata_dir = %s/data\nhostname = %s\n' \
+	"$W" "$HOST" > smrelay.conf
+
+# ctl NAME ARGS... < IN > OUT: smrelayctl on our config, stderr to NAME.err;
+# a sanitizer report is a failure of its own.
+ctl() {
+	_n=$1
+	shift
+	"$CTL" -c "$W/smrelay.conf" "$@" 2> "$_n.err"
+	_rc=$?
+	if grep -q 'Sanitizer\|runtime error:' "$_n.err"; then
+		fail "$_n: sanitizer" "$(grep -m1 'SUMMARY\|runtime error:' "$_n.err")"
+	fi
+	return $_rc
+}
+# outer NAME FILE: the outer header fields of msg.txt are all in FILE.
+outer() {
+	for h in 'From: Alice <alice@example.com>' 'To: Bob <bob@partner.example>, alice@example.com' \
+	    'Subject: Gr=?UTF-8?Q?=C3=BC=C3=9Fe?=' 'Message-ID: <t-msg.1@example.com>'; do
+		tr -d '\r' < "$2" | grep -qF "$h" || { fail "$1: outer headers" "no '$h'"; return 1; }
+	done
+	pass "$1: outer headers kept"
+}
+# ar FILE: its first line (our Authentication-Results).
+ar() { head -n 1 "$1" | tr -d '\r'; }
+
+# Store: our keys (alice; bob, to open what we encrypt to him), the trust
+# anchor, bob's certificate.
+ctl setup-key key import "$P/alice.p12" > /dev/null &&
+	ctl setup-key2 key import "$P/bob.p12" > /dev/null &&
+	ctl setup-trust trust import "$P/trust.pem" > /dev/null &&
+	ctl setup-cert cert import "$P/bob.pem" > /dev/null &&
+	ctl setup-cert2 cert import "$P/alice.pem" > /dev/null ||
+	{ echo "FAIL: store setup ($(cat setup-*.err | tail -n 1))"; exit 1; }
+
+# A message with an 8bit UTF-8 body and LF line ends.
+printf 'From: Alice <alice@example.com>\nTo: Bob <bob@partner.example>, alice@example.com\nSubject: Gr=?UTF-8?Q?=C3=BC=C3=9Fe?=\nDate: Sun, 22 Nov 2026 20:00:00 +0000\nMessage-ID: <t-msg.1@example.com>\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nGr\303\274\303\237e aus K\303\266ln,\n\nthis is signed.\n-- \nAlice\n' > msg.txt
+
+# --- sign ------------------------------------------------------------------
+if ctl sign smime sign --from alice@example.com < msg.txt > s.eml; then
+	if grep -q 'micalg=sha-256' s.eml && grep -q 'Content-Transfer-Encoding: quoted-printable' s.eml &&
+	    ! LC_ALL=C grep -q "$(printf '[\200-\377]')" s.eml; then
+		pass "sign: multipart/signed, 8bit body made quoted-printable"
+	else
+		fail "sign: multipart/signed, 8bit body made quoted-printable"
+	fi
+	if openssl cms -verify -CAfile "$P/trust.pem" -purpose smimesign \
+	    -in s.eml -out s.out 2> s.oerr && grep -q 'Gr=C3=BC=C3=9Fe aus' s.out; then
+		pass "sign: openssl cms -verify"
+	else
+		fail "sign: openssl cms -verify" "$(lastline s.oerr)"
+	fi
+	outer sign s.eml
+else
+	fail "sign" "$(lastline sign.err)"
+fi
+if ctl sign-opaque smime sign --from alice@example.com --opaque < msg.txt > so.eml &&
+    grep -q 'smime-type=signed-data' so.eml &&
+    openssl cms -verify -CAfile "$P/trust.pem" -in so.eml -out so.out 2> so.oerr &&
+    grep -q 'Gr=C3=BC=C3=9Fe aus' so.out; then
+	pass "sign --opaque: openssl cms -verify"
+	outer "sign --opaque" so.eml
+else
+	fail "sign --opaque: openssl cms -verify" "$(lastline sign-opaque.err)$(lastline so.oerr)"
+fi
+if ctl sign-nokey smime sign --from nobody@example.com < msg.txt > nk.out; then
+	fail "sign without a key" "exit 0"
+elif [ -s nk.out ] || ! grep -q 'no signing key for nobody@example.com' sign-nokey.err; then
+	fail "sign without a key" "stderr: $(lastline sign-nokey.err)"
+else
+	pass "sign without a key: error names the address, no output"
+fi
+
+# --- gpgsm verifies our signature -------------------------------------------
+if command -v gpgsm >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1 && [ -s s.eml ]; then
+	mkdir -m 700 "$G"
+	printf 'disable-crl-checks\n' > "$G/gpgsm.conf"
+	printf 'allow-loopback-pinentry\n' > "$G/gpg-agent.conf"
+	GNUPGHOME=$G gpgsm --batch --import "$P/ca.pem" "$P/int.pem" > /dev/null 2>&1
+	openssl x509 -in "$P/ca.pem" -noout -fingerprint -sha1 | cut -d= -f2 |
+		sed 's/$/ S/' > "$G/trustlist.txt"
+	python3 - s.eml g-c.bin g-s.der <<'EOF'
+import base64, re, sys
+d = open(sys.argv[1], 'rb').read()
+b = b'--' + re.search(rb'boundary="?([^";\r\n]+)"?', d).group(1)
+i = d.index(b + b'\r\n') + len(b) + 2
+j = d.index(b'\r\n' + b, i)
+open(sys.argv[2], 'wb').write(d[i:j])
+k = d.index(b'\r\n\r\n', j) + 4
+open(sys.argv[3], 'wb').write(base64.b64decode(d[k:d.index(b'\r\n' + b, k)]))
+EOF
+	GNUPGHOME=$G gpgsm --batch --status-fd 1 --verify g-s.der g-c.bin > g-v.out 2> g-v.err
+	grep -q 'GOODSIG' g-v.out && grep -q 'TRUST_FULLY' g-v.out &&
+		pass "sign: gpgsm --verify" || fail "sign: gpgsm --verify" "$(lastline g-v.err)"
+else
+	skip "sign: gpgsm --verify (gpgsm or python3 not installed)"
+fi
+
+# --- encrypt ---------------------------------------------------------------
+if ctl encrypt smime encrypt --to bob@partner.example alice@example.com < msg.txt > e.eml; then
+	grep -q 'smime-type=enveloped-data' e.eml &&
+		pass "encrypt: enveloped-data (AES-256-CBC by default)" ||
+		fail "encrypt: enveloped-data (AES-256-CBC by default)"
+	for r in bob alice; do
+		if openssl cms -decrypt -recip "$P/$r.pem" -inkey "$P/$r.key" \
+		    -in e.eml -out "e-$r.out" 2> "e-$r.oerr" &&
+		    grep -q 'Gr=C3=BC=C3=9Fe aus' "e-$r.out"; then
+			pass "encrypt: openssl cms -decrypt as $r"
+		else
+			fail "encrypt: openssl cms -decrypt as $r" "$(lastline "e-$r.oerr")"
+		fi
+	done
+	outer encrypt e.eml
+	if ctl decrypt smime decrypt < e.eml > d.eml && grep -q 'Gr=C3=BC=C3=9Fe aus' d.eml &&
+	    ! grep -q '^Authentication-Results' d.eml; then
+		pass "decrypt: our decrypt of our envelope"
+		outer decrypt d.eml
+	else
+		fail "decrypt: our decrypt of our envelope" "$(lastline decrypt.err)"
+	fi
+else
+	fail "encrypt" "$(lastline encrypt.err)"
+fi
+if ctl encrypt-gcm smime encrypt --to bob@partner.example --cipher aes256-gcm < msg.txt > eg.eml &&
+    grep -qi 'smime-type=authEnveloped-data' eg.eml &&
+    ctl decrypt-gcm smime decrypt < eg.eml > dg.eml && grep -q 'Gr=C3=BC=C3=9Fe aus' dg.eml; then
+	pass "encrypt --cipher aes256-gcm: authEnveloped-data, our decrypt"
+else
+	fail "encrypt --cipher aes256-gcm" "$(lastline encrypt-gcm.err)$(lastline decrypt-gcm.err)"
+fi
+if ctl encrypt-nocert smime encrypt --to bob@partner.example carol@example.net dave@example.net < msg.txt > nc.out; then
+	fail "encrypt without a certificate" "exit 0"
+elif [ -s nc.out ] || ! grep -q 'carol@example.net, dave@example.net' encrypt-nocert.err ||
+    grep -q 'bob@partner' encrypt-nocert.err; then
+	fail "encrypt without a certificate" "stderr: $(lastline encrypt-nocert.err)"
+else
+	pass "encrypt without a certificate: error lists the recipients, no output"
+fi
+if ctl decrypt-plain smime decrypt < msg.txt > dp.out; then
+	fail "decrypt of a plain message" "exit 0"
+else
+	pass "decrypt of a plain message: error"
+fi
+
+# --- sign then encrypt, our decrypt verifies --------------------------------
+if ctl sign-enc smime encrypt --sign --from alice@example.com --to bob@partner.example < msg.txt > se.eml &&
+    ctl sign-enc-dec smime decrypt < se.eml > sed.eml; then
+	case "$(ar sed.eml)" in
+	"Authentication-Results: $HOST; smime=pass body.smime-identifier=alice@example.com")
+		pass "sign+encrypt: our decrypt shows smime=pass" ;;
+	*) fail "sign+encrypt: our decrypt shows smime=pass" "$(ar sed.eml)" ;;
+	esac
+	outer "sign+encrypt, decrypt" sed.eml
+else
+	fail "sign+encrypt" "$(lastline sign-enc.err)$(lastline sign-enc-dec.err)"
+fi
+ctl pipe-s smime sign --from alice@example.com < msg.txt |
+	ctl pipe-e smime encrypt --to bob@partner.example |
+	ctl pipe-d smime decrypt > pd.eml
+case "$(ar pd.eml)" in
+*"smime=pass"*) pass "sign | encrypt | decrypt: smime=pass" ;;
+*) fail "sign | encrypt | decrypt: smime=pass" "$(ar pd.eml) $(lastline pipe-d.err)" ;;
+esac
+
+# --- verify ----------------------------------------------------------------
+if ctl verify-own smime verify < s.eml > v.eml; then
+	[ "$(ar v.eml)" = "Authentication-Results: $HOST; smime=pass body.smime-identifier=alice@example.com" ] &&
+		pass "verify: our signature passes" || fail "verify: our signature passes" "$(ar v.eml)"
+	outer verify v.eml
+else
+	fail "verify: our signature passes" "exit $? $(ar v.eml)"
+fi
+if ctl verify-opaque smime verify < so.eml > vo.eml && grep -q '^Content-Type: text/plain' vo.eml &&
+    ! grep -q 'pkcs7' vo.eml && grep -q 'Gr=C3=BC=C3=9Fe aus' vo.eml; then
+	pass "verify --opaque: pass, signed entity unwrapped"
+	outer "verify opaque" vo.eml
+else
+	fail "verify --opaque: pass, signed entity unwrapped" "$(ar vo.eml)"
+fi
+printf 'Content-Type: text/plain; charset=us-ascii\n\nHello Alice,\nsigned by openssl.\n' > ent.txt
+openssl cms -sign -in ent.txt -signer "$P/bob-ec.pem" -inkey "$P/bob-ec.key" \
+	-certfile "$P/chain.pem" -from 'Bob <bob@partner.example>' \
+	-to alice@example.com -subject 'from openssl' > os.eml 2> os.oerr ||
+	fail "openssl cms -sign" "$(lastline os.oerr)"
+fp=$(openssl x509 -in "$P/bob-ec.pem" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d : | tr 'A-F' 'a-f')
+ctl list0 cert list > l0.out
+grep -q "$fp" l0.out && fail "harvest: bob-ec already in the store"
+if ctl verify-openssl smime verify < os.eml > vos.eml &&
+    [ "$(ar vos.eml)" = "Authentication-Results: $HOST; smime=pass body.smime-identifier=bob@partner.example" ]; then
+	pass "verify: openssl cms -sign message passes"
+else
+	fail "verify: openssl cms -sign message passes" "$(ar vos.eml) $(lastline verify-openssl.err)"
+fi
+ctl list1 cert list > l1.out
+grep "$fp" l1.out | grep -q harvest && pass "verify: signer certificate harvested (cert list)" ||
+	fail "verify: signer certificate harvested (cert list)" "$(cat l1.out | tr '\n' ' ')"
+sed 's/signed by openssl/signed by 0penssl/' os.eml > ost.eml
+ctl verify-tampered smime verify < ost.eml > vt.eml
+rc=$?
+case "$(ar vt.eml)" in
+"Authentication-Results: $HOST; smime=fail"*)
+	[ $rc -eq 1 ] && pass "verify: tampered body fails, exit 1" ||
+		fail "verify: tampered body fails, exit 1" "exit $rc" ;;
+*) fail "verify: tampered body fails, exit 1" "$(ar vt.eml)" ;;
+esac
+{ printf 'Authentication-Results: GW.Example;\n\tsmime=pass body.smime-identifier=bob@partner.example\nAuthentication-Results: other.example; smime=pass\n'; cat ost.eml; } > forged.eml
+ctl verify-forged smime verify < forged.eml > vf.eml
+if [ "$(grep -ci '^Authentication-Results: gw.example' vf.eml)" = 1 ] &&
+    grep -q '^Authentication-Results: other.example; smime=pass' vf.eml &&
+    ar vf.eml | grep -q 'smime=fail'; then
+	pass "verify: forged Authentication-Results of $HOST removed, others kept"
+else
+	fail "verify: forged Authentication-Results of $HOST removed, others kept" "$(grep -i '^Authentication-Results' vf.eml | tr '\n' ' ')"
+fi
+ctl verify-plain smime verify < msg.txt > vp.eml
+rc=$?
+if [ $rc -eq 1 ] && [ "$(ar vp.eml)" = "Authentication-Results: $HOST; smime=none" ] &&
+    [ "$(tail -n +2 vp.eml | cmp - msg.txt && echo same)" = same ]; then
+	pass "verify: plain message gets smime=none, otherwise unchanged, exit 1"
+else
+	fail "verify: plain message gets smime=none, otherwise unchanged, exit 1" "exit $rc $(ar vp.eml)"
+fi
+sed 's/^From: .*/From: Mallory <mallory@example.com>/' msg.txt |
+	ctl sign-mallory smime sign --from alice@example.com > sm.eml
+ctl verify-policy smime verify < sm.eml > vm.eml
+case "$(ar vm.eml)" in
+*"smime=policy"*) pass "verify: From not in the signer certificate: policy" ;;
+*) fail "verify: From not in the signer certificate: policy" "$(ar vm.eml)" ;;
+esac
+
+# --- revocation: with CRLs imported, a revoked signer fails -----------------
+openssl cms -sign -in ent.txt -signer "$P/revoked.pem" -inkey "$P/revoked.key" \
+	-certfile "$P/chain.pem" -from alice@example.com -to bob@partner.example \
+	-subject revoked > rev.eml 2> rev.oerr
+ctl verify-rev0 smime verify < rev.eml > vr0.eml
+# A CRL is imported only under an anchor with its issuer's name.
+if ctl trust-int trust import "$P/int.pem" > /dev/null &&
+    ctl crl-int crl import "$P/int.crl" > /dev/null && ctl crl-root crl import "$P/root.crl" > /dev/null; then
+	ctl verify-rev smime verify < rev.eml > vr.eml
+	case "$(ar vr0.eml) / $(ar vr.eml)" in
+	*"smime=pass"*" / "*"smime=fail"*"revoked"*)
+		pass "verify: revoked signer passes without CRLs, fails with them" ;;
+	*) fail "verify: revoked signer passes without CRLs, fails with them" "$(ar vr0.eml) / $(ar vr.eml)" ;;
+	esac
+	ctl verify-crl-ok smime verify < s.eml > vc.eml
+	ar vc.eml | grep -q 'smime=pass' && pass "verify: good signer passes with CRLs" ||
+		fail "verify: good signer passes with CRLs" "$(ar vc.eml)"
+else
+	fail "crl import" "$(lastline trust-int.err)$(lastline crl-int.err)$(lastline crl-root.err)"
+fi
+
+# --- size cap --------------------------------------------------------------
+printf 'relay = 127.0.0.1:2525\ndata_dir = %s/data\nmax_message_size = 1k\n' "$W" > small.conf
+head -c 4000 /dev/zero | tr '\0' 'x' | fold -w 70 | cat msg.txt - > big.txt
+if "$CTL" -c small.conf smime sign --from alice@example.com < big.txt > big.out 2> big.err; then
+	fail "message over max_message_size" "exit 0"
+elif [ -s big.out ] || ! grep -q 'max_message_size' big.err; then
+	fail "message over max_message_size" "$(lastline big.err)"
+else
+	pass "message over max_message_size: clear error"
+fi
+
+if [ $fails -gt 0 ]; then
+	echo "t_msg: $fails failed"
+	exit 1
+fi
+echo "t_msg: all passed"
+exit 0
