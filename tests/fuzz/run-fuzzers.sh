@@ -40,8 +40,12 @@ for f in "$here"/../mime/*.eml; do
 	{ printf '\000\000'; cat "$f"; } >"$work/fuzz_mime/seed-${f##*/}"
 done
 
+mkdir -p "$work/fuzz_cms"
+cp "$here"/corpus_cms/* "$work/fuzz_cms/"
+
 ran=0
-for name in fuzz_smtp_parse fuzz_smtp_data fuzz_smtp_reply fuzz_proxy fuzz_mime; do
+for name in fuzz_smtp_parse fuzz_smtp_data fuzz_smtp_reply fuzz_proxy fuzz_mime \
+    fuzz_cms; do
 	bin=tests/fuzz/$name
 	if [ ! -x "$bin" ]; then
 		echo "skip $name: $bin not built"
