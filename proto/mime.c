@@ -378,13 +378,34 @@ emit_field(struct mime_rd *rd)
 	    rd->fieldend);
 }
 
+/* Open a level for the multipart just read; 0 if it must be a leaf. */
+static int
+open_level(struct mime_rd *rd)
+{
+	struct mime_level *lv;
+	const char *b = mime_ct_param(&rd->ct, "boundary");
+
+	if (b == NULL || *b == '\0' || strlen(b) > MIME_BOUNDARY_MAX) {
+		rd->flags |= MIME_F_NOBOUND;
+		return 0;
+	}
+	if (rd->depth >= MIME_DEPTH_MAX) {
+		rd->flags |= MIME_F_DEPTH;
+		return 0;
+	}
+	lv = &rd->lv[rd->depth++];
+	lv->blen = strlen(b);
+	memcpy(lv->boundary, b, lv->blen + 1);
+	lv->digest = strcmp(rd->ct.subtype, "digest") == 0;
+	lv->state = LV_PRE;
+	return 1;
+}
+
 /* End of a header section: report it, open a multipart level if any. */
 static void
 headers_end(struct mime_rd *rd, size_t off, size_t end)
 {
 	struct mime_event ev;
-	struct mime_level *lv;
-	const char *b;
 
 	emit_field(rd);
 	if (!rd->sawct)
@@ -392,26 +413,12 @@ headers_end(struct mime_rd *rd, size_t off, size_t end)
 	memset(&ev, 0, sizeof(ev));
 	ev.ct = &rd->ct;
 	ev.cte = rd->cte;
-	emit(rd, &ev, MIME_EV_HEADERS_END, rd->partdepth, off, end);
 	rd->state = RD_BODY;
 	rd->bol = 1;
 	rd->peol = 0;
-	if (strcmp(rd->ct.type, "multipart") != 0)
-		return;
-	b = mime_ct_param(&rd->ct, "boundary");
-	if (b == NULL || *b == '\0' || strlen(b) > MIME_BOUNDARY_MAX) {
-		rd->flags |= MIME_F_NOBOUND;
-		return;
-	}
-	if (rd->depth >= MIME_DEPTH_MAX) {
-		rd->flags |= MIME_F_DEPTH;
-		return;
-	}
-	lv = &rd->lv[rd->depth++];
-	lv->blen = strlen(b);
-	memcpy(lv->boundary, b, lv->blen + 1);
-	lv->digest = strcmp(rd->ct.subtype, "digest") == 0;
-	lv->state = LV_PRE;
+	if (strcmp(rd->ct.type, "multipart") == 0)
+		ev.container = open_level(rd);
+	emit(rd, &ev, MIME_EV_HEADERS_END, rd->partdepth, off, end);
 }
 
 /* Which open level a body line is a delimiter of; -1 if none. */
@@ -774,6 +781,7 @@ tree_event(void *arg, const struct mime_event *ev)
 	case MIME_EV_HEADERS_END:
 		p->ct = *ev->ct;
 		p->cte = ev->cte;
+		p->container = ev->container;
 		p->body_start = ev->end;
 		break;
 	case MIME_EV_PART_END:

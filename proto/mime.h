@@ -82,6 +82,8 @@ struct mime_event {
 	size_t           len;
 	const struct mime_ct *ct;       /* HEADERS_END */
 	enum mime_cte    cte;           /* HEADERS_END */
+	int              container;     /* HEADERS_END: a multipart whose body
+	                                   is split into parts (may be none) */
 	int              close;         /* DELIM */
 };
 
@@ -138,6 +140,9 @@ struct mime_part {
 	                           the next delimiter */
 	struct mime_ct ct;      /* the default if none given */
 	int     has_ct;         /* a Content-Type field was present */
+	int     container;      /* multipart split at its boundary: body is
+	                           preamble, children, epilogue (even with no
+	                           children); else a leaf */
 	enum mime_cte cte;
 	int     depth;
 	struct mime_hdr *hdrs;          /* header fields, in order */

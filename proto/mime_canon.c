@@ -226,7 +226,7 @@ canon_part(struct buf *b, const char *m, const struct mime_part *p, int top)
 	size_t i, srclen = 0, pos;
 	int enc = ENC_KEEP;
 
-	if (p->child == NULL)
+	if (!p->container)
 		enc = leaf_plan(m, p, &src, &srclen, &tofree);
 	if (top && !p->has_ct)
 		buf_str(b, "Content-Type: text/plain; charset=us-ascii\r\n");
@@ -243,7 +243,7 @@ canon_part(struct buf *b, const char *m, const struct mime_part *p, int top)
 	else if (enc == ENC_B64)
 		buf_str(b, "Content-Transfer-Encoding: base64\r\n");
 	buf_add(b, "\r\n", 2);
-	if (p->child == NULL) {
+	if (!p->container) {
 		put_body(b, enc, src, srclen);
 		free(tofree);
 		return;

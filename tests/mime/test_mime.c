@@ -233,8 +233,9 @@ dump_tree(FILE *out, const struct mime_part *p)
 	const struct mime_part *c;
 
 	fprintf(out, "%*spart d=%d hdr=[%zu,%zu) body=[%zu,%zu) nhdrs=%zu "
-	    "has_ct=%d cte=%s ct=", p->depth * 2, "", p->depth, p->hdr_start,
-	    p->hdr_end, p->body_start, p->body_end, p->nhdrs, p->has_ct,
+	    "has_ct=%d%s cte=%s ct=", p->depth * 2, "", p->depth,
+	    p->hdr_start, p->hdr_end, p->body_start, p->body_end, p->nhdrs,
+	    p->has_ct, p->container ? " container" : "",
 	    mime_cte_name(p->cte));
 	dump_ct(out, &p->ct);
 	fputs("\n", out);
@@ -290,12 +291,11 @@ same_content(const char *name, const char *m1, const struct mime_part *a,
 	char *x, *y;
 	size_t xl, yl;
 
-	if ((a->child == NULL) != (b->child == NULL) ||
-	    a->nchildren != b->nchildren) {
+	if (a->container != b->container || a->nchildren != b->nchildren) {
 		tfail("%s: canonical tree has another shape", name);
 		return;
 	}
-	if (a->child == NULL) {
+	if (!a->container) {
 		x = leaf_content(m1, a, &xl);
 		y = leaf_content(m2, b, &yl);
 		if (xl != yl || memcmp(x, y, xl) != 0)
