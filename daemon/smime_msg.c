@@ -639,15 +639,18 @@ check(struct store *st, const char *msg, const struct mime_smime *d,
 
 	if (trust_build(st, from, &t) == -1) {
 		v->outcome = SMIME_FAIL;
-		snprintf(v->reason, sizeof(v->reason), "trust store unavailable");
+		snprintf(v->reason, sizeof(v->reason),
+		    "trust store unavailable");
 		return;
 	}
-	if ((der = BIO_new_mem_buf(d->der, (int)d->derlen)) == NULL ||
+	if (d->derlen > INT_MAX || d->content_len > INT_MAX ||
+	    (der = BIO_new_mem_buf(d->der, (int)d->derlen)) == NULL ||
 	    (!opaque && (content = BIO_new_mem_buf(msg + d->content_off,
 	    (int)d->content_len)) == NULL) ||
 	    (opaque && (out = BIO_new(BIO_s_mem())) == NULL)) {
 		v->outcome = SMIME_FAIL;
-		snprintf(v->reason, sizeof(v->reason), "out of memory");
+		snprintf(v->reason, sizeof(v->reason),
+		    "message too large, or out of memory");
 	} else
 		smime_verify(content, der, &t, from, out, v);
 	if (out != NULL && (v->outcome == SMIME_PASS ||
@@ -661,29 +664,23 @@ check(struct store *st, const char *msg, const struct mime_smime *d,
 	trust_free(&t);
 }
 
-/* Whether a P7M holds signed-data (by smime-type, else by its content). */
+/*
+ * What a P7M holds, as a CMS content type NID: by its smime-type, else by
+ * parsing it (NID_undef: malformed).  Other smime-types (certs-only,
+ * compressed-data) are neither signed nor enveloped here.
+ */
 static int
-p7m_signed(const struct mime_smime *d)
+p7m_type(const struct mime_smime *d)
 {
+	if (strcmp(d->smime_type, "signed-data") == 0)
+		return NID_pkcs7_signed;
+	if (strcmp(d->smime_type, "enveloped-data") == 0)
+		return NID_pkcs7_enveloped;
+	if (strcmp(d->smime_type, "authenveloped-data") == 0)
+		return NID_id_smime_ct_authEnvelopedData;
 	if (d->smime_type[0] != '\0')
-		return strcmp(d->smime_type, "signed-data") == 0;
-	return cms_nid(d->der, d->derlen) == NID_pkcs7_signed;
-}
-
-/* Whether a P7M holds enveloped or authEnveloped data. */
-static int
-p7m_enveloped(const struct mime_smime *d)
-{
-	int nid;
-
-	if (strcmp(d->smime_type, "enveloped-data") == 0 ||
-	    strcmp(d->smime_type, "authenveloped-data") == 0)
-		return 1;
-	if (d->smime_type[0] != '\0')
-		return 0;
-	nid = cms_nid(d->der, d->derlen);
-	return nid == NID_pkcs7_enveloped ||
-	    nid == NID_id_smime_ct_authEnvelopedData;
+		return NID_id_smime_ct_compressedData;
+	return cms_nid(d->der, d->derlen);
 }
 
 /* The verified message: our header on top, unwrapped if opaque. */
@@ -723,6 +720,7 @@ smime_msg_verify(struct store *st, const char *msg, size_t len,
 	struct smime_verify v;
 	BIO *unwrapped = NULL;
 	char from[ADDR_MAX], ar[1024];
+	int nid;
 
 	memset(res, 0, sizeof(*res));
 	memset(&v, 0, sizeof(v));
@@ -733,8 +731,13 @@ smime_msg_verify(struct store *st, const char *msg, size_t len,
 		check(st, msg, &d, from, &v, NULL);
 		break;
 	case MIME_SMIME_P7M:
-		if (p7m_signed(&d))
+		if ((nid = p7m_type(&d)) == NID_pkcs7_signed)
 			check(st, msg, &d, from, &v, &unwrapped);
+		else if (nid == NID_undef) {
+			v.outcome = SMIME_PERMERROR;
+			snprintf(v.reason, sizeof(v.reason),
+			    "malformed CMS structure");
+		}
 		break;
 	case MIME_SMIME_BAD:
 		v.outcome = SMIME_PERMERROR;
@@ -800,7 +803,7 @@ decrypt_verify(struct store *st, const char *host,
 	int sig;
 
 	sig = mime_smime_detect(res->msg, res->len, &d) == MIME_SMIME_SIGNED ||
-	    (d.kind == MIME_SMIME_P7M && p7m_signed(&d));
+	    (d.kind == MIME_SMIME_P7M && p7m_type(&d) == NID_pkcs7_signed);
 	mime_smime_clear(&d);
 	if (!sig || smime_msg_verify(st, res->msg, res->len, host, &v) == -1)
 		return;
@@ -819,7 +822,7 @@ smime_msg_decrypt(struct store *st, const char *msg, size_t len,
 	char *data;
 	size_t hlen, body;
 	long n;
-	int r = -1;
+	int nid, r = -1;
 
 	memset(res, 0, sizeof(*res));
 	switch (mime_smime_detect(msg, len, &d)) {
@@ -829,11 +832,20 @@ smime_msg_decrypt(struct store *st, const char *msg, size_t len,
 		mime_smime_clear(&d);
 		return -1;
 	case MIME_SMIME_P7M:
-		if (p7m_enveloped(&d))
+		nid = p7m_type(&d);
+		if (nid == NID_pkcs7_enveloped ||
+		    nid == NID_id_smime_ct_authEnvelopedData)
 			break;
+		if (nid == NID_undef) {
+			snprintf(res->err, sizeof(res->err),
+			    "malformed CMS structure");
+			mime_smime_clear(&d);
+			return -1;
+		}
 		/* FALLTHROUGH */
 	default:
-		snprintf(res->err, sizeof(res->err), "not an encrypted message");
+		snprintf(res->err, sizeof(res->err),
+		    "not an encrypted message");
 		mime_smime_clear(&d);
 		return 1;
 	}

@@ -15,17 +15,17 @@ struct store;
 
 /* Content cipher for encryption. */
 enum smime_msg_cipher {
-	SMIME_MSG_AUTO = 0,	/* GCM when every recipient allows it, else CBC */
+	SMIME_MSG_AUTO = 0,	/* GCM if every recipient allows it, else CBC */
 	SMIME_MSG_CBC,		/* AES-256-CBC EnvelopedData */
 	SMIME_MSG_GCM		/* AES-256-GCM AuthEnvelopedData */
 };
 
 struct smime_msg_opts {
-	int			 opaque;	/* sign: pkcs7-mime signed-data */
-	int			 pss;		/* sign: RSASSA-PSS */
-	enum smime_msg_cipher	 cipher;	/* encrypt */
-	int			 include_sender_cert;	/* encrypt: the certificate
-					 * of our key for `from` is a
+	int		 opaque;	/* sign: pkcs7-mime signed-data */
+	int		 pss;		/* sign: RSASSA-PSS */
+	enum smime_msg_cipher cipher;	/* encrypt */
+	int		 include_sender_cert; /* encrypt: the certificate of
+					 * our key for `from` is a
 					 * recipient too (sent copies) */
 };
 

@@ -254,6 +254,18 @@ if [ $rc -eq 1 ] && [ "$(ar vp.eml)" = "Authentication-Results: $HOST; smime=non
 else
 	fail "verify: plain message gets smime=none, otherwise unchanged, exit 1" "exit $rc $(ar vp.eml)"
 fi
+printf 'From: alice@example.com\nContent-Type: application/pkcs7-mime; name=smime.p7m\nContent-Transfer-Encoding: base64\n\nAAAA\n' > bad.eml
+ctl verify-bad smime verify < bad.eml > vb.eml
+rc=$?
+ctl decrypt-bad smime decrypt < bad.eml > db.eml
+rc2=$?
+case "$(ar vb.eml)" in
+*"smime=permerror"*)
+	[ $rc -eq 1 ] && [ $rc2 -ne 0 ] && ! [ -s db.eml ] &&
+		pass "malformed pkcs7-mime: permerror, decrypt fails" ||
+		fail "malformed pkcs7-mime: permerror, decrypt fails" "exit $rc/$rc2" ;;
+*) fail "malformed pkcs7-mime: permerror, decrypt fails" "$(ar vb.eml)" ;;
+esac
 sed 's/^From: .*/From: Mallory <mallory@example.com>/' msg.txt |
 	ctl sign-mallory smime sign --from alice@example.com > sm.eml
 ctl verify-policy smime verify < sm.eml > vm.eml
