@@ -172,7 +172,7 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 	echo
 	echo "peak RSS (VmHWM), one $(mb $((PEAK_SIZE / 1024))) MB entity streamed from a file to /dev/null"
 	printf '| %-24s | %8s | %10s | %17s | %9s |\n' operation seconds "RSS before" "peak after step 1" "peak"
-	printf '|%s|%s|%s|%s|%s|\n' "--------------------------" "----------" "------------" "------------------" "-----------"
+	printf '|%s|%s|%s|%s|%s|\n' "--------------------------" "----------" "------------" "-------------------" "-----------"
 	for op in sign encrypt signenc decver; do
 		mid=-
 		[ "${pk[$op:mid]}" != 0 ] && mid="$(mb "${pk[$op:mid]}") MB"
