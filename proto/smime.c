@@ -639,6 +639,7 @@ smime_chain(X509 *signer, STACK_OF(X509) *certs,
     const struct smime_trust *trust)
 {
 	STACK_OF(X509_CRL) *crls = trust->crls;
+	ASN1_OBJECT *anyp;
 	X509_STORE_CTX *ctx;
 	const char *reason = NULL;
 	int e;
@@ -648,6 +649,20 @@ smime_chain(X509 *signer, STACK_OF(X509) *certs,
 	    !X509_STORE_CTX_set_default(ctx, "smime_sign")) {
 		X509_STORE_CTX_free(ctx);
 		return "cannot set up certificate verification";
+	}
+	/*
+	 * RFC 5280 path processing as NIST PKITS checks it: certificate
+	 * policies (initial set anyPolicy, none required explicitly), indirect
+	 * CRLs and CRLs signed by other keys, delta CRLs.  OpenSSL leaves all
+	 * of these off unless asked.
+	 */
+	X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_POLICY_CHECK |
+	    X509_V_FLAG_EXTENDED_CRL_SUPPORT | X509_V_FLAG_USE_DELTAS);
+	if ((anyp = OBJ_nid2obj(NID_any_policy)) == NULL ||
+	    X509_VERIFY_PARAM_add0_policy(X509_STORE_CTX_get0_param(ctx),
+	    anyp) != 1) {
+		X509_STORE_CTX_free(ctx);
+		return "cannot set up certificate policy processing";
 	}
 	if (crls != NULL && sk_X509_CRL_num(crls) > 0) {
 		X509_STORE_CTX_set0_crls(ctx, crls);

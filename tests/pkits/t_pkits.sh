@@ -103,17 +103,25 @@ while read -r name outcome reason; do
 	fi
 done <"$W/out"
 
-# Informational: the same messages with OpenSSL's default parameters.
+# The same messages through a trust store left at OpenSSL's defaults, as the
+# daemon and smrelayctl build it: the engine itself must turn on policy
+# processing, indirect and delta CRLs, so the results must not change.
 if "$V" -D "$P" "$P"/smime/*.eml >"$W/def" 2>/dev/null; then
 	off=0
 	while read -r name outcome reason; do
 		got=fail
 		[ "$outcome" = pass ] && got=pass
 		known "$name" >/dev/null && continue
-		[ "$got" = "$(expected "$name")" ] || off=$((off + 1))
+		if [ "$got" != "$(expected "$name")" ]; then
+			off=$((off + 1))
+			echo "FAIL default-store $name: got $got ($reason)"
+		fi
 	done <"$W/def"
-	echo "note: with OpenSSL's default verification parameters (no policy" \
-	    "processing, no delta or indirect CRLs) $off cases would be wrong"
+	echo "default store: $off cases differ"
+	fails=$((fails + off))
+else
+	echo "FAIL default-store: pkits_verify -D could not run"
+	fails=$((fails + 1))
 fi
 
 echo "pkits: $valid valid passed, $invalid invalid rejected," \
