@@ -404,7 +404,7 @@ rcpt_certs(struct store *st, const char *from, const char *const *rcpts,
 	if (to != NULL && miss.len == 0 && o->include_sender_cert) {
 		if (from == NULL ||
 		    (k = store_key_for(st, from, time(NULL))) == NULL)
-			ob_str(&miss, from ? from : "(no sender)");
+			ob_str(&miss, from ? from : "the sender (no address)");
 		else {
 			X509_up_ref(k->cert);
 			rcpt_push(to, k->cert);

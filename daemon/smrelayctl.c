@@ -1027,6 +1027,22 @@ struct smime_cmd {
 	struct smime_msg_opts opts;
 };
 
+/* --cipher NAME; -1 (message printed) for an unknown one. */
+static int
+smime_cipher(const char *name, struct smime_msg_opts *o)
+{
+	if (strcmp(name, "aes256-cbc") == 0)
+		o->cipher = SMIME_MSG_CBC;
+	else if (strcmp(name, "aes256-gcm") == 0)
+		o->cipher = SMIME_MSG_GCM;
+	else {
+		fprintf(stderr, "smrelayctl: smime encrypt: unknown cipher "
+		    "\"%s\" (aes256-cbc or aes256-gcm)\n", name);
+		return -1;
+	}
+	return 0;
+}
+
 /* The arguments of smime VERB; -1 (message printed) if they do not fit. */
 static int
 smime_args(struct smime_cmd *sc, int argc, char *argv[])
@@ -1045,16 +1061,14 @@ smime_args(struct smime_cmd *sc, int argc, char *argv[])
 			sc->opts.pss = 1;
 		else if (strcmp(argv[i], "--sign") == 0 && enc)
 			sc->sign = 1;
-		else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc && enc)
+		else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc && enc) {
 			while (i + 1 < argc && argv[i + 1][0] != '-')
 				sc->to[sc->nto++] = argv[++i];
-		else if (strcmp(argv[i], "--cipher") == 0 && i + 1 < argc &&
-		    enc && strcmp(argv[i + 1], "aes256-cbc") == 0 && ++i)
-			sc->opts.cipher = SMIME_MSG_CBC;
-		else if (strcmp(argv[i], "--cipher") == 0 && i + 1 < argc &&
-		    enc && strcmp(argv[i + 1], "aes256-gcm") == 0 && ++i)
-			sc->opts.cipher = SMIME_MSG_GCM;
-		else {
+		} else if (strcmp(argv[i], "--cipher") == 0 && i + 1 < argc &&
+		    enc) {
+			if (smime_cipher(argv[++i], &sc->opts) == -1)
+				return -1;
+		} else {
 			fprintf(stderr, "smrelayctl: smime %s: unexpected "
 			    "argument \"%s\"\n", sc->verb, argv[i]);
 			return -1;

@@ -204,6 +204,14 @@ if ctl verify-own smime verify < s.eml > v.eml; then
 else
 	fail "verify: our signature passes" "exit $? $(ar v.eml)"
 fi
+# Our signatures announce AES-256-GCM: once harvested, auto picks GCM.
+if ctl encrypt-auto smime encrypt --to alice@example.com < msg.txt > ea.eml &&
+    grep -qi 'smime-type=authEnveloped-data' ea.eml &&
+    ctl decrypt-auto smime decrypt < ea.eml > da.eml && grep -q 'Gr=C3=BC=C3=9Fe aus' da.eml; then
+	pass "encrypt, cipher auto: GCM after a harvested signature announcing it"
+else
+	fail "encrypt, cipher auto: GCM after a harvested signature announcing it" "$(grep -i smime-type ea.eml) $(lastline encrypt-auto.err)"
+fi
 if ctl verify-opaque smime verify < so.eml > vo.eml && grep -q '^Content-Type: text/plain' vo.eml &&
     ! grep -q 'pkcs7' vo.eml && grep -q 'Gr=C3=BC=C3=9Fe aus' vo.eml; then
 	pass "verify --opaque: pass, signed entity unwrapped"
