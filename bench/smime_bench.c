@@ -745,6 +745,73 @@ write_entity(const char *path, size_t size)
 	return 0;
 }
 
+/* What to run, from the command line. */
+struct run_opts {
+	const char	*op, *dir, *entity;
+	size_t		 size, peaksize;
+	long		 iter;
+	double		 secs;
+};
+
+/* Apply one command-line option: load PKI files, or note a setting. */
+static void
+set_option(int ch, struct bench *bn, struct run_opts *o)
+{
+	switch (ch) {
+	case 'c':
+		bn->cert = load_cert(optarg);
+		break;
+	case 'k':
+		bn->key = load_key(optarg);
+		break;
+	case 'C':
+		load_certs(bn->chain, optarg);
+		break;
+	case 't':
+		sk_X509_push(bn->to, load_cert(optarg));
+		break;
+	case 'K':
+		bn->id.key = load_key(optarg);
+		break;
+	case 'a':
+		if (X509_STORE_load_file(bn->store, optarg) != 1)
+			die(optarg);
+		break;
+	case 'f':
+		bn->from = optarg;
+		break;
+	case 'O':
+		if (strcmp(optarg, "presized") == 0)
+			bn->presize = 1;
+		else if (strcmp(optarg, "mem") != 0)
+			usage();
+		break;
+	case 's':
+		o->size = strtoul(optarg, NULL, 10);
+		break;
+	case 'n':
+		o->iter = strtol(optarg, NULL, 10);
+		break;
+	case 'T':
+		o->secs = strtod(optarg, NULL);
+		break;
+	case 'o':
+		o->op = optarg;
+		break;
+	case 'p':
+		o->peaksize = strtoul(optarg, NULL, 10);
+		break;
+	case 'd':
+		o->dir = optarg;
+		break;
+	case 'E':
+		o->entity = optarg;
+		break;
+	default:
+		usage();
+	}
+}
+
 /* Parse the options, load the PKI, run. */
 int
 main(int argc, char **argv)
@@ -767,11 +834,8 @@ main(int argc, char **argv)
 		{ "entity", required_argument, NULL, 'E' },
 		{ NULL, 0, NULL, 0 }
 	};
+	struct run_opts o = { "all", ".", NULL, 4096, 0, 1000000, 5 };
 	struct bench bn;
-	const char *op = "all", *dir = ".", *entity = NULL;
-	size_t size = 4096, peaksize = 0;
-	long iter = 1000000;
-	double secs = 5;
 	int ch, r;
 
 	memset(&bn, 0, sizeof(bn));
@@ -781,72 +845,19 @@ main(int argc, char **argv)
 	if (bn.chain == NULL || bn.to == NULL || bn.store == NULL)
 		die("out of memory");
 	bn.from = "alice@example.com";
-	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'c':
-			bn.cert = load_cert(optarg);
-			break;
-		case 'k':
-			bn.key = load_key(optarg);
-			break;
-		case 'C':
-			load_certs(bn.chain, optarg);
-			break;
-		case 't':
-			sk_X509_push(bn.to, load_cert(optarg));
-			break;
-		case 'K':
-			bn.id.key = load_key(optarg);
-			break;
-		case 'a':
-			if (X509_STORE_load_file(bn.store, optarg) != 1)
-				die(optarg);
-			break;
-		case 'f':
-			bn.from = optarg;
-			break;
-		case 's':
-			size = strtoul(optarg, NULL, 10);
-			break;
-		case 'n':
-			iter = strtol(optarg, NULL, 10);
-			break;
-		case 'T':
-			secs = strtod(optarg, NULL);
-			break;
-		case 'o':
-			op = optarg;
-			break;
-		case 'p':
-			peaksize = strtoul(optarg, NULL, 10);
-			break;
-		case 'd':
-			dir = optarg;
-			break;
-		case 'E':
-			entity = optarg;
-			break;
-		case 'O':
-			if (strcmp(optarg, "presized") == 0)
-				bn.presize = 1;
-			else if (strcmp(optarg, "mem") != 0)
-				usage();
-			break;
-		default:
-			usage();
-		}
-	}
-	if (entity != NULL && optind == argc)
-		return write_entity(entity, size);
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1)
+		set_option(ch, &bn, &o);
+	if (o.entity != NULL && optind == argc)
+		return write_entity(o.entity, o.size);
 	if (optind != argc || bn.cert == NULL || bn.key == NULL ||
-	    sk_X509_num(bn.to) == 0 || bn.id.key == NULL || iter < 1)
+	    sk_X509_num(bn.to) == 0 || bn.id.key == NULL || o.iter < 1)
 		usage();
 	bn.id.cert = sk_X509_value(bn.to, 0);
 	bn.trust.store = bn.store;
-	if (peaksize > 0)
-		r = peak(&bn, op, peaksize, dir);
+	if (o.peaksize > 0)
+		r = peak(&bn, o.op, o.peaksize, o.dir);
 	else
-		r = throughput(&bn, op, size, iter, secs);
+		r = throughput(&bn, o.op, o.size, o.iter, o.secs);
 	X509_free(bn.cert);
 	EVP_PKEY_free(bn.key);
 	EVP_PKEY_free(bn.id.key);
