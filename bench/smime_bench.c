@@ -694,7 +694,7 @@ peak(struct bench *bn, const char *op, size_t size, const char *dir)
 	double w0;
 	long rss0, hwm0;
 	FILE *f;
-	int r;
+	int r = -1;
 
 	snprintf(ent, sizeof(ent), "%s/entity", dir);
 	snprintf(tmp, sizeof(tmp), "%s/signed", dir);
