@@ -70,14 +70,19 @@ xstrdup(const char *s)
 	return p;
 }
 
-/* Duplicate at most n bytes of a string or die. */
+/* Duplicate at most n bytes of a string or die; `s` need not be
+ * NUL-terminated within n (ASan's strndup reads one byte past it). */
 char *
 xstrndup(const char *s, size_t n)
 {
-	char *p = strndup(s, n);
+	const char *nul = memchr(s, '\0', n);
+	char *p;
 
-	if (p == NULL)
-		fatal("strndup");
+	if (nul != NULL)
+		n = (size_t)(nul - s);
+	p = xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
 	return p;
 }
 
