@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/buffer.h>
 #include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
@@ -465,6 +466,24 @@ assemble(const char *outer, size_t outerlen, BIO *ent,
 	free(hdrs);
 }
 
+/* An empty memory BIO with room for `cap` bytes already allocated. */
+static BIO *
+mem_out(size_t cap)
+{
+	BUF_MEM *bm;
+	BIO *b;
+
+	if ((b = BIO_new(BIO_s_mem())) == NULL)
+		return NULL;
+	if ((bm = BUF_MEM_new()) == NULL || !BUF_MEM_grow(bm, cap)) {
+		BUF_MEM_free(bm);
+		return b;       /* unsized, still correct */
+	}
+	bm->length = 0;
+	BIO_set_mem_buf(b, bm, BIO_CLOSE);
+	return b;
+}
+
 /* Sign and/or encrypt: canonicalise, transform the entity, assemble. */
 static int
 transform(struct store *st, const char *msg, size_t len, const char *from,
@@ -487,8 +506,11 @@ transform(struct store *st, const char *msg, size_t len, const char *from,
 		    MIME_PARTS_MAX);
 		return -1;
 	}
-	if ((mid = BIO_new(BIO_s_mem())) == NULL ||
-	    (out = BIO_new(BIO_s_mem())) == NULL) {
+	/* Sized up front: growing a memory BIO step by step (a cleansed copy
+	 * each time) cost half of a 1 MB sign+encrypt.  Base64 with CRLF is
+	 * 78/57 of the input. */
+	if ((mid = mem_out(innerlen + 16384)) == NULL ||
+	    (out = mem_out(innerlen + innerlen / 2 + 32768)) == NULL) {
 		snprintf(res->err, sizeof(res->err), "out of memory");
 		goto done;
 	}
