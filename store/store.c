@@ -405,3 +405,31 @@ store_run_list(struct store *st, sqlite3_stmt *stmt, store_list_cb *cb,
 	}
 	return stop ? stop : n;
 }
+
+/*
+ * Delete one row by id in its own transaction: 1 removed, 0 no such id,
+ * -1 error.  A foreign-key refusal is reported as fkmsg when one is given.
+ */
+int
+store_remove_id(struct store *st, const char *sql, int64_t id,
+    const char *fkmsg, char *err, size_t errlen)
+{
+	int changes = 0;
+
+	if (store_begin(st, err, errlen) == -1)
+		return -1;
+	if (store_exec_id(st, sql, id, &changes) == -1) {
+		if (fkmsg != NULL && sqlite3_extended_errcode(st->db) ==
+		    SQLITE_CONSTRAINT_FOREIGNKEY)
+			snprintf(err, errlen, "%s", fkmsg);
+		else
+			store_sqlerr(st, "delete", err, errlen);
+		store_rollback(st);
+		return -1;
+	}
+	if (changes == 0) {
+		store_rollback(st);
+		return 0;
+	}
+	return store_commit(st, err, errlen) == -1 ? -1 : 1;
+}

@@ -138,26 +138,12 @@ store_cert_add(struct store *st, STACK_OF(X509) *certs,
 int
 store_cert_remove(struct store *st, int64_t id, char *err, size_t errlen)
 {
-	int changes = 0;
+	char fk[128];
 
-	if (store_begin(st, err, errlen) == -1)
-		return -1;
-	if (store_exec_id(st, "DELETE FROM certificates WHERE id = ?", id,
-	    &changes) == -1) {
-		if (sqlite3_extended_errcode(st->db) ==
-		    SQLITE_CONSTRAINT_FOREIGNKEY)
-			snprintf(err, errlen, "certificate %lld belongs to a "
-			    "key: remove the key instead", (long long)id);
-		else
-			store_sqlerr(st, "delete", err, errlen);
-		store_rollback(st);
-		return -1;
-	}
-	if (changes == 0) {
-		store_rollback(st);
-		return 0;
-	}
-	return store_commit(st, err, errlen) == -1 ? -1 : 1;
+	snprintf(fk, sizeof(fk), "certificate %lld belongs to a key: remove "
+	    "the key instead", (long long)id);
+	return store_remove_id(st, "DELETE FROM certificates WHERE id = ?", id,
+	    fk, err, errlen);
 }
 
 /* Every certificate, or those with the address email. */

@@ -78,41 +78,20 @@ store_trust_add(struct store *st, STACK_OF(X509) *certs, int64_t *ids,
 	return -1;
 }
 
-/* Remove by id from a fixed statement: 1 removed, 0 none, -1 error. */
-static int
-remove_id(struct store *st, const char *sql, int64_t id, char *err,
-    size_t errlen)
-{
-	int changes = 0;
-
-	if (store_begin(st, err, errlen) == -1)
-		return -1;
-	if (store_exec_id(st, sql, id, &changes) == -1) {
-		store_sqlerr(st, "delete", err, errlen);
-		store_rollback(st);
-		return -1;
-	}
-	if (changes == 0) {
-		store_rollback(st);
-		return 0;
-	}
-	return store_commit(st, err, errlen) == -1 ? -1 : 1;
-}
-
 /* Remove a trust anchor. */
 int
 store_trust_remove(struct store *st, int64_t id, char *err, size_t errlen)
 {
-	return remove_id(st, "DELETE FROM trust_anchors WHERE id = ?", id,
-	    err, errlen);
+	return store_remove_id(st, "DELETE FROM trust_anchors WHERE id = ?",
+	    id, NULL, err, errlen);
 }
 
 /* Remove a CRL. */
 int
 store_crl_remove(struct store *st, int64_t id, char *err, size_t errlen)
 {
-	return remove_id(st, "DELETE FROM crls WHERE id = ?", id, err,
-	    errlen);
+	return store_remove_id(st, "DELETE FROM crls WHERE id = ?", id, NULL,
+	    err, errlen);
 }
 
 /* Every anchor. */
