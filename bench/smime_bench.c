@@ -28,6 +28,7 @@
 
 #include "mime.h"
 #include "smime.h"
+#include "pemload.h"
 
 #define ENT_HEADERS \
 	"Content-Type: text/plain; charset=us-ascii\r\n" \
@@ -83,47 +84,6 @@ die(const char *what)
 	fprintf(stderr, "smime_bench: %s\n", what);
 	ERR_print_errors_fp(stderr);
 	exit(2);
-}
-
-/* One PEM certificate, or exit. */
-static X509 *
-load_cert(const char *f)
-{
-	BIO *b = BIO_new_file(f, "r");
-	X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-
-	BIO_free(b);
-	if (x == NULL)
-		die(f);
-	return x;
-}
-
-/* One PEM private key (unencrypted), or exit. */
-static EVP_PKEY *
-load_key(const char *f)
-{
-	BIO *b = BIO_new_file(f, "r");
-	EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
-
-	BIO_free(b);
-	if (k == NULL)
-		die(f);
-	return k;
-}
-
-/* Every certificate in a PEM file, appended to sk. */
-static void
-load_certs(STACK_OF(X509) *sk, const char *f)
-{
-	BIO *b = BIO_new_file(f, "r");
-	X509 *x;
-
-	if (b == NULL)
-		die(f);
-	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
-		sk_X509_push(sk, x);
-	ERR_clear_error();
-	BIO_free(b);
 }
 
 /* Seconds on the monotonic clock. */

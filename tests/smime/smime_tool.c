@@ -14,6 +14,7 @@
 #include <openssl/pem.h>
 
 #include "smime.h"
+#include "pemload.h"
 
 struct msg {
 	char	*buf;		/* whole message, CRLF */
@@ -203,47 +204,6 @@ ct_param(const char *ct, const char *name)
 		return v;
 	}
 	return NULL;
-}
-
-/* One PEM certificate, or exit. */
-static X509 *
-load_cert(const char *f)
-{
-	BIO *b = BIO_new_file(f, "r");
-	X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-
-	BIO_free(b);
-	if (x == NULL)
-		die(f);
-	return x;
-}
-
-/* One PEM private key (unencrypted), or exit. */
-static EVP_PKEY *
-load_key(const char *f)
-{
-	BIO *b = BIO_new_file(f, "r");
-	EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
-
-	BIO_free(b);
-	if (k == NULL)
-		die(f);
-	return k;
-}
-
-/* Every certificate in a PEM file. */
-static void
-load_certs(STACK_OF(X509) *sk, const char *f)
-{
-	BIO *b = BIO_new_file(f, "r");
-	X509 *x;
-
-	if (b == NULL)
-		die(f);
-	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
-		sk_X509_push(sk, x);
-	ERR_clear_error();
-	BIO_free(b);
 }
 
 /* Every CRL in a PEM file. */
