@@ -29,32 +29,6 @@ tfail(const char *fmt, ...)
 	nfail++;
 }
 
-/* Read a whole file; NULL if absent. */
-static char *
-slurp(const char *path, size_t *lenp)
-{
-	FILE *fp;
-	char *buf = NULL;
-	size_t len = 0, cap = 0, n;
-
-	if ((fp = fopen(path, "rb")) == NULL)
-		return NULL;
-	for (;;) {
-		if (cap - len < 4096) {
-			cap = cap * 2 + 4096;
-			if ((buf = realloc(buf, cap + 1)) == NULL)
-				abort();
-		}
-		if ((n = fread(buf + len, 1, cap - len, fp)) == 0)
-			break;
-		len += n;
-	}
-	fclose(fp);
-	buf[len] = '\0';
-	*lenp = len;
-	return buf;
-}
-
 /* Print bytes escaped; a real newline follows each escaped LF. */
 static void
 dump_bytes(FILE *out, const char *s, size_t n)
@@ -603,7 +577,7 @@ compare(const char *refpath, const char *got, size_t gotlen)
 			tfail("cannot write %s", refpath);
 		return;
 	}
-	if ((ref = slurp(refpath, &reflen)) == NULL) {
+	if ((ref = golden_slurp(refpath, &reflen)) == NULL) {
 		tfail("cannot read %s (UPDATE_GOLDEN=1 creates it)",
 		    refpath);
 		return;
@@ -652,7 +626,7 @@ main(void)
 	qsort(names, n, sizeof(names[0]), namecmp);
 	for (i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		if ((m = slurp(path, &len)) == NULL)
+		if ((m = golden_slurp(path, &len)) == NULL)
 			abort();
 		if ((out = open_memstream(&got, &gotlen)) == NULL)
 			abort();

@@ -118,8 +118,8 @@ golden_escape(FILE *fp, const char *s, size_t n)
 }
 
 /* Read a whole file into a NUL-terminated allocation; NULL if absent. */
-static char *
-slurp(const char *path, size_t *lenp)
+char *
+golden_slurp(const char *path, size_t *lenp)
 {
 	FILE *fp;
 	char *buf = NULL;
@@ -152,7 +152,7 @@ run_file(const char *inpath, golden_case_fn fn, size_t *outlen)
 	size_t len;
 	FILE *mem;
 
-	if ((in = slurp(inpath, &len)) == NULL) {
+	if ((in = golden_slurp(inpath, &len)) == NULL) {
 		golden_fail("cannot read %s", inpath);
 		return NULL;
 	}
@@ -180,7 +180,7 @@ compare(const char *refpath, const char *got, size_t gotlen)
 	char *ref;
 	size_t reflen, lineno = 1, i, ls = 0;
 
-	if ((ref = slurp(refpath, &reflen)) == NULL) {
+	if ((ref = golden_slurp(refpath, &reflen)) == NULL) {
 		golden_fail("cannot read %s (UPDATE_GOLDEN=1 creates it)",
 		    refpath);
 		return;

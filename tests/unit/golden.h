@@ -14,5 +14,6 @@ size_t  golden_unescape(const char *, char *);
 void    golden_escape(FILE *, const char *, size_t);
 void    golden_fail(const char *, ...) __attribute__((format(printf, 1, 2)));
 unsigned golden_rand(unsigned *);
+char   *golden_slurp(const char *, size_t *);
 
 #endif
