@@ -10,21 +10,7 @@ T=${SMIME_TOOL:-$PWD/tests/smime/smime_tool}
 W=$(mktemp -d /tmp/smime-interop.XXXXXX)
 G=$W/gnupg
 N=$W/nss
-fails=0
-
-cleanup() {
-	if [ -d "$G" ]; then
-		GNUPGHOME=$G gpgconf --kill all >/dev/null 2>&1
-	fi
-	rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-pass() { echo "PASS: $1"; }
-fail() { echo "FAIL: $1${2:+ ($2)}"; fails=$((fails + 1)); }
-skip() { echo "SKIP: $1"; }
-lastline() { tail -n 1 "$1" 2>/dev/null | tr -d '\r'; }
+. "$srcdir/tests/smime/common.sh"
 
 [ -x "$T" ] || { echo "FAIL: smime_tool not built at $T"; exit 1; }
 sh "$srcdir/tests/smime/pki.sh" "$W/pki" >/dev/null 2>"$W/pki.err" ||

@@ -9,21 +9,7 @@ srcdir=${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 CTL=${SMRELAYCTL:-$PWD/smrelayctl}
 W=$(mktemp -d "${TMPDIR:-/tmp}/smime-msg.XXXXXX") || exit 99
 G=$W/gnupg
-fails=0
-
-cleanup() {
-	if [ -d "$G" ]; then
-		GNUPGHOME=$G gpgconf --kill all >/dev/null 2>&1
-	fi
-	rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-pass() { echo "PASS: $1"; }
-fail() { echo "FAIL: $1${2:+ ($2)}"; fails=$((fails + 1)); }
-skip() { echo "SKIP: $1"; }
-lastline() { tail -n 1 "$1" 2>/dev/null | tr -d '\r'; }
+. "$srcdir/tests/smime/common.sh"
 
 command -v openssl >/dev/null 2>&1 || { echo "SKIP: no openssl program"; exit 77; }
 [ -x "$CTL" ] || { echo "FAIL: smrelayctl not built at $CTL"; exit 1; }
