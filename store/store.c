@@ -76,6 +76,16 @@ static const char *migrations[] = {
 	"  next_update INTEGER NOT NULL,"	/* 0: none */
 	"  added INTEGER NOT NULL);"
 	"PRAGMA user_version = 1;",
+	/* 1 -> 2: policy rules (store_policy.c). */
+	"CREATE TABLE policy_rules ("
+	"  id INTEGER PRIMARY KEY,"
+	"  sender TEXT NOT NULL,"
+	"  recipient TEXT NOT NULL,"
+	"  actions INTEGER NOT NULL,"		/* POLICY_* bits */
+	"  nocert INTEGER NOT NULL,"		/* enum policy_nocert */
+	"  priority INTEGER NOT NULL,"
+	"  added INTEGER NOT NULL);"
+	"PRAGMA user_version = 2;",
 };
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 

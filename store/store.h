@@ -9,8 +9,10 @@
 #include <openssl/x509.h>
 #include <openssl/evp.h>
 
+#include "policy.h"
+
 #define STORE_DB_NAME		"smrelay.db"
-#define STORE_SCHEMA_VERSION	1
+#define STORE_SCHEMA_VERSION	2
 
 /* store_certinfo.caps: harvested SMIMECapabilities. */
 #define STORE_CAP_GCM		0x01	/* prefers/accepts AES-GCM */
@@ -189,5 +191,17 @@ int store_crl_list(struct store *, store_list_cb *, void *);
  * that wants revocation checks sets X509_V_FLAG_CRL_CHECK itself.
  */
 X509_STORE *store_trust_x509_store(struct store *);
+
+/* store_policy.c */
+/* Add a rule (checked first; its id is ignored); *id gets the new id. */
+int store_policy_add(struct store *, const struct policy_rule *,
+    int64_t *id, char *err, size_t errlen);
+/* 1 removed, 0 no such id, -1 error (err set). */
+int store_policy_remove(struct store *, int64_t id, char *err,
+    size_t errlen);
+/* Every rule, by id (*n of them, maybe 0); NULL on error (err set). */
+struct policy_rule *store_policy_load(struct store *, size_t *n,
+    char *err, size_t errlen);
+void store_policy_rules_free(struct policy_rule *, size_t n);
 
 #endif

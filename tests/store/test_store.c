@@ -454,6 +454,164 @@ test_harvest(struct store *st)
 	X509_free(h);
 }
 
+/*
+ * A database as version 1 left it (the released schema, verbatim), with one
+ * certificate and a change counter of 5.
+ */
+static const char v1_db[] =
+	"CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+	"INSERT INTO meta (name, value) VALUES ('changes', 5);"
+	"CREATE TABLE certificates (id INTEGER PRIMARY KEY,"
+	"  der BLOB NOT NULL, fingerprint TEXT NOT NULL UNIQUE,"
+	"  subject TEXT NOT NULL, issuer TEXT NOT NULL, serial TEXT NOT NULL,"
+	"  not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
+	"  key_usage INTEGER NOT NULL, ext_key_usage INTEGER NOT NULL,"
+	"  can_encrypt INTEGER NOT NULL, can_sign INTEGER NOT NULL,"
+	"  key_type TEXT NOT NULL, key_bits INTEGER NOT NULL,"
+	"  source TEXT NOT NULL CHECK (source IN ('import','harvest','key')),"
+	"  caps INTEGER NOT NULL DEFAULT 0, added INTEGER NOT NULL);"
+	"CREATE TABLE cert_emails (cert_id INTEGER NOT NULL"
+	"  REFERENCES certificates(id) ON DELETE CASCADE,"
+	"  email TEXT NOT NULL, PRIMARY KEY (cert_id, email));"
+	"CREATE INDEX cert_emails_email ON cert_emails(email);"
+	"CREATE TABLE keys (id INTEGER PRIMARY KEY,"
+	"  cert_id INTEGER NOT NULL UNIQUE REFERENCES certificates(id),"
+	"  pkey BLOB NOT NULL, chain BLOB NOT NULL, added INTEGER NOT NULL);"
+	"CREATE TABLE trust_anchors (id INTEGER PRIMARY KEY,"
+	"  der BLOB NOT NULL, fingerprint TEXT NOT NULL UNIQUE,"
+	"  subject TEXT NOT NULL, not_after INTEGER NOT NULL,"
+	"  added INTEGER NOT NULL);"
+	"CREATE TABLE crls (id INTEGER PRIMARY KEY,"
+	"  issuer TEXT NOT NULL UNIQUE, der BLOB NOT NULL,"
+	"  fingerprint TEXT NOT NULL UNIQUE, this_update INTEGER NOT NULL,"
+	"  next_update INTEGER NOT NULL, added INTEGER NOT NULL);"
+	"INSERT INTO certificates VALUES (7, x'3000', 'ab', 'CN=old',"
+	"  'CN=ca', '01', 0, 4102444800, -1, -1, 1, 1, 'RSA', 2048,"
+	"  'import', 1, 0);"
+	"INSERT INTO cert_emails VALUES (7, 'old@example.com');"
+	"PRAGMA user_version = 1;";
+
+/* Check the certificate row of v1_db survived. */
+static int
+v1_cert_cb(const struct store_certinfo *ci, void *arg)
+{
+	(void)arg;
+	CHECK(ci->id == 7 && strcmp(ci->subject, "CN=old") == 0 &&
+	    strcmp(ci->emails, "old@example.com") == 0 && ci->caps == 1,
+	    "v1 certificate: %lld %s %s", (long long)ci->id, ci->subject,
+	    ci->emails);
+	return 0;
+}
+
+/* Version 1 -> current: the data stays, policy_rules appears. */
+static void
+test_migrate_v1(void)
+{
+	struct policy_rule *rules;
+	struct store *st;
+	sqlite3 *db;
+	char err[512], path[128];
+	size_t n = 99;
+
+	snprintf(path, sizeof(path), "%s/v1.db", root);
+	if (sqlite3_open(path, &db) != SQLITE_OK ||
+	    sqlite3_exec(db, v1_db, NULL, NULL, NULL) != SQLITE_OK) {
+		CHECK(0, "v1 database: %s", sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return;
+	}
+	sqlite3_close(db);
+	if ((st = store_open_path(path, err, sizeof(err))) == NULL) {
+		CHECK(0, "open v1: %s", err);
+		return;
+	}
+	CHECK(store_schema_version(st) == STORE_SCHEMA_VERSION, "version %d",
+	    store_schema_version(st));
+	CHECK(store_changes(st) == 5, "changes %lld after migration",
+	    (long long)store_changes(st));
+	CHECK(ncerts(st, "OLD@example.com") == 1, "v1 certificate lost");
+	CHECK(store_cert_info(st, 7, v1_cert_cb, NULL) == 1, "cert 7");
+	rules = store_policy_load(st, &n, err, sizeof(err));
+	CHECK(rules != NULL && n == 0, "policy_rules after migration: %s",
+	    rules ? "" : err);
+	store_policy_rules_free(rules, n);
+	store_close(st);
+	st = store_open_path(path, err, sizeof(err));
+	CHECK(st != NULL && store_schema_version(st) == STORE_SCHEMA_VERSION &&
+	    ncerts(st, NULL) == 1, "reopen migrated: %s", st ? "" : err);
+	store_close(st);
+}
+
+/* policy rules: add, load (by id), remove, refusals; each write counts. */
+static void
+test_policy(struct store *st)
+{
+	static const struct policy_rule in[] = {
+		{ 0, (char *)"*", (char *)"@partner.example", POLICY_ENCRYPT,
+		    POLICY_NOCERT_PLAIN, 10 },
+		{ 0, (char *)"alice@example.com", (char *)"*", POLICY_SIGN |
+		    POLICY_ENCRYPT, POLICY_NOCERT_HOLD, -2 },
+		{ 0, NULL, NULL, POLICY_PASS, POLICY_NOCERT_REJECT, 0 },
+	};
+	struct policy_rule bad = in[0], *out;
+	struct policy_set *ps;
+	int64_t ids[3], ch, id;
+	char err[512];
+	size_t i, n;
+
+	for (i = 0; i < 3; i++) {
+		ch = store_changes(st);
+		CHECK(store_policy_add(st, &in[i], &ids[i], err,
+		    sizeof(err)) == 0, "add %zu: %s", i, err);
+		CHECK(store_changes(st) == ch + 1, "add %zu: changes", i);
+		CHECK(i == 0 || ids[i] > ids[i - 1], "ids not increasing");
+	}
+	ch = store_changes(st);
+	bad.recipient = (char *)"x@";
+	CHECK(store_policy_add(st, &bad, &id, err, sizeof(err)) == -1 &&
+	    strstr(err, "bad pattern 'x@': empty domain") != NULL,
+	    "bad pattern: %s", err);
+	bad = in[0];
+	bad.actions = POLICY_PASS | POLICY_SIGN;
+	CHECK(store_policy_add(st, &bad, &id, err, sizeof(err)) == -1 &&
+	    strstr(err, "pass cannot be combined") != NULL,
+	    "bad actions: %s", err);
+	CHECK(store_changes(st) == ch, "refused adds changed the store");
+
+	out = store_policy_load(st, &n, err, sizeof(err));
+	CHECK(out != NULL && n == 3, "load: %zu rules %s", n, out ? "" : err);
+	for (i = 0; out != NULL && i < n && i < 3; i++) {
+		CHECK(out[i].id == ids[i], "rule %zu id %lld", i,
+		    (long long)out[i].id);
+		CHECK(strcmp(out[i].sender, in[i].sender ? in[i].sender :
+		    "*") == 0 && strcmp(out[i].recipient, in[i].recipient ?
+		    in[i].recipient : "*") == 0, "rule %zu patterns %s %s", i,
+		    out[i].sender, out[i].recipient);
+		CHECK(out[i].actions == in[i].actions &&
+		    out[i].nocert == in[i].nocert &&
+		    out[i].priority == in[i].priority, "rule %zu fields", i);
+	}
+	ps = out ? policy_set_new(out, n, err, sizeof(err)) : NULL;
+	CHECK(ps != NULL && policy_match(ps, "alice@example.com",
+	    "b@partner.example")->id == ids[0], "match: %s", ps ? "" : err);
+	policy_set_free(ps);
+	store_policy_rules_free(out, n);
+
+	ch = store_changes(st);
+	CHECK(store_policy_remove(st, ids[1], err, sizeof(err)) == 1,
+	    "remove: %s", err);
+	CHECK(store_changes(st) == ch + 1, "remove: changes");
+	CHECK(store_policy_remove(st, ids[1], err, sizeof(err)) == 0,
+	    "remove again");
+	CHECK(store_policy_remove(st, 4242, err, sizeof(err)) == 0,
+	    "remove unknown");
+	CHECK(store_changes(st) == ch + 1, "no-op removes changed the store");
+	out = store_policy_load(st, &n, err, sizeof(err));
+	CHECK(out != NULL && n == 2 && out[0].id == ids[0] &&
+	    out[1].id == ids[2], "after remove: %zu rules", n);
+	store_policy_rules_free(out, n);
+}
+
 /* Remove the temporary directory. */
 static void
 cleanup(void)
@@ -481,6 +639,7 @@ main(void)
 	if (rsa_key == NULL || ec_key == NULL)
 		fatalx("key generation");
 	test_open();
+	test_migrate_v1();
 	if ((st = store_open(root, err, sizeof(err))) == NULL)
 		fatalx("store_open: %s", err);
 	test_best(st);
@@ -489,6 +648,7 @@ main(void)
 	test_trust(st);
 	test_crl(st);
 	test_harvest(st);
+	test_policy(st);
 	store_close(st);
 	EVP_PKEY_free(rsa_key);
 	EVP_PKEY_free(ec_key);

@@ -1,0 +1,137 @@
+/* store_policy.c: policy rules in the store: add, remove, load. */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "policy.h"
+#include "store_priv.h"
+#include "util.h"
+
+/* A rule worth storing: the same checks policy_set_new makes. */
+static int
+rule_check(const struct policy_rule *r, char *err, size_t errlen)
+{
+	struct policy_set *ps;
+	struct policy_rule one = *r;
+
+	one.id = 0;
+	if ((ps = policy_set_new(&one, 1, err, errlen)) == NULL)
+		return -1;
+	policy_set_free(ps);
+	return 0;
+}
+
+/* Add a rule in its own transaction; *id gets its id. */
+int
+store_policy_add(struct store *st, const struct policy_rule *r, int64_t *id,
+    char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (rule_check(r, err, errlen) == -1)
+		return -1;
+	if (store_begin(st, err, errlen) == -1)
+		return -1;
+	if (store_prepare(st, "INSERT INTO policy_rules (sender, recipient, "
+	    "actions, nocert, priority, added) VALUES (?, ?, ?, ?, ?, ?)",
+	    &stmt, err, errlen) == -1) {
+		store_rollback(st);
+		return -1;
+	}
+	sqlite3_bind_text(stmt, 1, r->sender ? r->sender : "*", -1,
+	    SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, r->recipient ? r->recipient : "*", -1,
+	    SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 3, (int64_t)r->actions);
+	sqlite3_bind_int(stmt, 4, (int)r->nocert);
+	sqlite3_bind_int(stmt, 5, r->priority);
+	sqlite3_bind_int64(stmt, 6, (int64_t)time(NULL));
+	if ((rc = sqlite3_step(stmt)) != SQLITE_DONE)
+		store_sqlerr(st, "insert policy rule", err, errlen);
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_DONE) {
+		store_rollback(st);
+		return -1;
+	}
+	*id = sqlite3_last_insert_rowid(st->db);
+	return store_commit(st, err, errlen);
+}
+
+/* Remove a rule: 1 removed, 0 no such id, -1 error. */
+int
+store_policy_remove(struct store *st, int64_t id, char *err, size_t errlen)
+{
+	return store_remove_id(st, "DELETE FROM policy_rules WHERE id = ?",
+	    id, NULL, err, errlen);
+}
+
+/* Copy the current row into r. */
+static void
+row_rule(sqlite3_stmt *stmt, struct policy_rule *r)
+{
+	const char *s;
+
+	r->id = sqlite3_column_int64(stmt, 0);
+	s = (const char *)sqlite3_column_text(stmt, 1);
+	r->sender = xstrdup(s ? s : "*");
+	s = (const char *)sqlite3_column_text(stmt, 2);
+	r->recipient = xstrdup(s ? s : "*");
+	r->actions = (unsigned)sqlite3_column_int64(stmt, 3);
+	r->nocert = (enum policy_nocert)sqlite3_column_int(stmt, 4);
+	r->priority = sqlite3_column_int(stmt, 5);
+}
+
+/* Every rule, ordered by id; NULL on error. */
+struct policy_rule *
+store_policy_load(struct store *st, size_t *np, char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	struct policy_rule *v;
+	size_t n = 0, cap = 16;
+	int rc;
+
+	*np = 0;
+	if (store_prepare(st, "SELECT id, sender, recipient, actions, nocert, "
+	    "priority FROM policy_rules ORDER BY id", &stmt, err,
+	    errlen) == -1)
+		return NULL;
+	v = xcalloc(cap, sizeof(*v));
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (n == cap) {
+			v = xreallocarray(v, cap * 2, sizeof(*v));
+			memset(v + cap, 0, cap * sizeof(*v));
+			cap *= 2;
+		}
+		row_rule(stmt, &v[n++]);
+	}
+	if (rc != SQLITE_DONE)
+		store_sqlerr(st, "load policy rules", err, errlen);
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_DONE) {
+		store_policy_rules_free(v, n);
+		return NULL;
+	}
+	*np = n;
+	return v;
+}
+
+/* Free what store_policy_load returned. */
+void
+store_policy_rules_free(struct policy_rule *v, size_t n)
+{
+	size_t i;
+
+	if (v == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		free(v[i].sender);
+		free(v[i].recipient);
+	}
+	free(v);
+}
