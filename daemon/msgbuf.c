@@ -20,6 +20,7 @@ struct msgbuf {
 	size_t cap;
 	size_t len;
 	int fd;                 /* -1 while in memory */
+	int refs;               /* msgbuf_ref(); freed at 0 */
 };
 
 /* A new, empty body; spills into tmpdir past mem_limit bytes. */
@@ -31,6 +32,15 @@ msgbuf_new(const char *tmpdir, size_t mem_limit)
 	mb->tmpdir = xstrdup(tmpdir ? tmpdir : "/tmp");
 	mb->mem_limit = mem_limit ? mem_limit : MSGBUF_MEM_DEFAULT;
 	mb->fd = -1;
+	mb->refs = 1;
+	return mb;
+}
+
+/* One more holder (a worker job reading it); msgbuf_free() drops one. */
+struct msgbuf *
+msgbuf_ref(struct msgbuf *mb)
+{
+	mb->refs++;
 	return mb;
 }
 
@@ -130,11 +140,31 @@ msgbuf_mem(const struct msgbuf *mb)
 	return mb->fd == -1 ? (mb->mem ? mb->mem : "") : NULL;
 }
 
-/* Release the body and its file. */
+/* The whole body in one new NUL-terminated buffer; NULL on a read error. */
+char *
+msgbuf_slurp(struct msgbuf *mb, size_t *lenp)
+{
+	char *p = xmalloc(mb->len + 1);
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < mb->len) {
+		if ((n = msgbuf_pread(mb, p + off, mb->len - off, off)) <= 0) {
+			free(p);
+			return NULL;
+		}
+		off += (size_t)n;
+	}
+	p[off] = '\0';
+	*lenp = off;
+	return p;
+}
+
+/* Drop a reference; the last one releases the body and its file. */
 void
 msgbuf_free(struct msgbuf *mb)
 {
-	if (mb == NULL)
+	if (mb == NULL || --mb->refs > 0)
 		return;
 	if (mb->fd != -1)
 		close(mb->fd);

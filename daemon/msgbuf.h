@@ -19,6 +19,12 @@ size_t msgbuf_size(const struct msgbuf *);
 ssize_t msgbuf_pread(struct msgbuf *, void *, size_t len, size_t off);
 /* Zero-copy view of the in-memory data, or NULL when spilled to a file. */
 const char *msgbuf_mem(const struct msgbuf *);
+/* All of it in a new NUL-terminated buffer (free it); NULL on error. */
+char *msgbuf_slurp(struct msgbuf *, size_t *len);
+/* Another reference (counts are not atomic: take and drop them on the
+ * event loop; a worker may read through a reference it was given). */
+struct msgbuf *msgbuf_ref(struct msgbuf *);
+/* Drop a reference; the last one frees. */
 void msgbuf_free(struct msgbuf *);
 
 #endif

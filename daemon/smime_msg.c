@@ -15,13 +15,13 @@
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 
+#include "keyring.h"
 #include "mime.h"
 #include "smime.h"
 #include "smime_msg.h"
 #include "store.h"
 #include "util.h"
 
-#define KNOWN_MAX	64	/* known certificates loaded for a From */
 #define ADDR_MAX	320	/* an address, with room to spare */
 
 /* A growing output buffer. */
@@ -328,7 +328,7 @@ cms_nid(const unsigned char *der, size_t len)
 
 /* Sign the canonical entity [in, inlen) as from, the result to out. */
 static int
-sign_entity(struct store *st, const char *in, size_t inlen,
+sign_entity(const struct certsrc *src, const char *in, size_t inlen,
     const char *from, const struct smime_msg_opts *o, BIO *out,
     struct smime_msg_res *res)
 {
@@ -341,7 +341,7 @@ sign_entity(struct store *st, const char *in, size_t inlen,
 		    "no sender address to sign as");
 		return -1;
 	}
-	if ((k = store_key_for(st, from, time(NULL))) == NULL) {
+	if ((k = keyring_key_for(src, from, time(NULL))) == NULL) {
 		snprintf(res->err, sizeof(res->err), "no signing key for %s "
 		    "(none imported, or none valid now)", from);
 		return -1;
@@ -378,7 +378,7 @@ rcpt_push(STACK_OF(X509) *to, X509 *x)
  * with res->err listing the addresses without a usable certificate.
  */
 static STACK_OF(X509) *
-rcpt_certs(struct store *st, const char *from, const char *const *rcpts,
+rcpt_certs(const struct certsrc *src, const char *from, const char *const *rcpts,
     size_t n, const struct smime_msg_opts *o, int *gcm,
     struct smime_msg_res *res)
 {
@@ -392,8 +392,7 @@ rcpt_certs(struct store *st, const char *from, const char *const *rcpts,
 	*gcm = n > 0;
 	for (i = 0; i < n && to != NULL; i++) {
 		caps = 0;
-		if ((x = store_best_cert_for(st, rcpts[i], time(NULL),
-		    &caps)) == NULL) {
+		if ((x = keyring_cert_for(src, rcpts[i], &caps)) == NULL) {
 			ob_str(&miss, miss.len ? ", " : "");
 			ob_str(&miss, rcpts[i]);
 			continue;
@@ -404,7 +403,7 @@ rcpt_certs(struct store *st, const char *from, const char *const *rcpts,
 	}
 	if (to != NULL && miss.len == 0 && o->include_sender_cert) {
 		if (from == NULL ||
-		    (k = store_key_for(st, from, time(NULL))) == NULL)
+		    (k = keyring_key_for(src, from, time(NULL))) == NULL)
 			ob_str(&miss, from ? from : "the sender (no address)");
 		else {
 			X509_up_ref(k->cert);
@@ -425,7 +424,7 @@ rcpt_certs(struct store *st, const char *from, const char *const *rcpts,
 
 /* Encrypt the canonical entity [in, inlen) for the recipients into out. */
 static int
-encrypt_entity(struct store *st, const char *in, size_t inlen,
+encrypt_entity(const struct certsrc *src, const char *in, size_t inlen,
     const char *from, const char *const *rcpts, size_t n,
     const struct smime_msg_opts *o, BIO *out, struct smime_msg_res *res)
 {
@@ -433,7 +432,7 @@ encrypt_entity(struct store *st, const char *in, size_t inlen,
 	BIO *bin;
 	int gcm, r = -1;
 
-	if ((to = rcpt_certs(st, from, rcpts, n, o, &gcm, res)) == NULL)
+	if ((to = rcpt_certs(src, from, rcpts, n, o, &gcm, res)) == NULL)
 		return -1;
 	if (o->cipher != SMIME_MSG_AUTO)
 		gcm = o->cipher == SMIME_MSG_GCM;
@@ -486,7 +485,7 @@ mem_out(size_t cap)
 
 /* Sign and/or encrypt: canonicalise, transform the entity, assemble. */
 static int
-transform(struct store *st, const char *msg, size_t len, const char *from,
+transform(const struct certsrc *src, const char *msg, size_t len, const char *from,
     const char *const *rcpts, size_t n, const struct smime_msg_opts *o,
     int sign, int enc, struct smime_msg_res *res)
 {
@@ -514,15 +513,15 @@ transform(struct store *st, const char *msg, size_t len, const char *from,
 		snprintf(res->err, sizeof(res->err), "out of memory");
 		goto done;
 	}
-	if (sign && sign_entity(st, inner, innerlen, from, o, enc ? mid :
+	if (sign && sign_entity(src, inner, innerlen, from, o, enc ? mid :
 	    out, res) == -1)
 		goto done;
 	if (enc && sign) {
 		slen = BIO_get_mem_data(mid, &sdata);
-		if (encrypt_entity(st, sdata, slen > 0 ? (size_t)slen : 0,
+		if (encrypt_entity(src, sdata, slen > 0 ? (size_t)slen : 0,
 		    from, rcpts, n, o, out, res) == -1)
 			goto done;
-	} else if (enc && encrypt_entity(st, inner, innerlen, from, rcpts,
+	} else if (enc && encrypt_entity(src, inner, innerlen, from, rcpts,
 	    n, o, out, res) == -1)
 		goto done;
 	assemble(outer, outerlen, out, res);
@@ -537,47 +536,29 @@ transform(struct store *st, const char *msg, size_t len, const char *from,
 
 /* Sign a message as from. */
 int
-smime_msg_sign(struct store *st, const char *msg, size_t len,
+smime_msg_sign(const struct certsrc *src, const char *msg, size_t len,
     const char *from, const struct smime_msg_opts *o,
     struct smime_msg_res *res)
 {
-	return transform(st, msg, len, from, NULL, 0, o, 1, 0, res);
+	return transform(src, msg, len, from, NULL, 0, o, 1, 0, res);
 }
 
 /* Encrypt a message for its recipients. */
 int
-smime_msg_encrypt(struct store *st, const char *msg, size_t len,
+smime_msg_encrypt(const struct certsrc *src, const char *msg, size_t len,
     const char *from, const char *const *rcpts, size_t n,
     const struct smime_msg_opts *o, struct smime_msg_res *res)
 {
-	return transform(st, msg, len, from, rcpts, n, o, 0, 1, res);
+	return transform(src, msg, len, from, rcpts, n, o, 0, 1, res);
 }
 
 /* Sign a message as from, then encrypt it for its recipients. */
 int
-smime_msg_sign_encrypt(struct store *st, const char *msg, size_t len,
+smime_msg_sign_encrypt(const struct certsrc *src, const char *msg, size_t len,
     const char *from, const char *const *rcpts, size_t n,
     const struct smime_msg_opts *o, struct smime_msg_res *res)
 {
-	return transform(st, msg, len, from, rcpts, n, o, 1, 1, res);
-}
-
-/* Collect certificate ids of a listing. */
-struct idlist {
-	int64_t	 ids[KNOWN_MAX];
-	size_t	 n;
-};
-
-/* store_cert_list callback: keep the id. */
-static int
-id_cb(const struct store_certinfo *ci, void *arg)
-{
-	struct idlist *l = arg;
-
-	if (l->n == KNOWN_MAX)
-		return 1;
-	l->ids[l->n++] = ci->id;
-	return 0;
+	return transform(src, msg, len, from, rcpts, n, o, 1, 1, res);
 }
 
 /* Release what trust_build() made. */
@@ -596,46 +577,22 @@ trust_free(struct smime_trust *t)
  * that carry no certificate, the stored certificates of the From address.
  */
 static int
-trust_build(struct store *st, const char *from, struct smime_trust *t)
+trust_build(const struct certsrc *src, const char *from,
+    struct smime_trust *t)
 {
-	STACK_OF(X509_OBJECT) *objs;
-	X509_OBJECT *obj;
-	X509_CRL *crl;
-	struct idlist l;
-	X509 *x;
-	size_t i;
-	int k;
-
 	memset(t, 0, sizeof(*t));
-	if ((t->store = store_trust_x509_store(st)) == NULL ||
-	    (t->crls = sk_X509_CRL_new_null()) == NULL ||
-	    (t->certs = sk_X509_new_null()) == NULL) {
+	if ((t->store = keyring_trust(src, &t->crls)) == NULL ||
+	    (t->certs = *from != '\0' ? keyring_certs_of(src, from) :
+	    sk_X509_new_null()) == NULL) {
 		trust_free(t);
 		return -1;
 	}
-	objs = X509_STORE_get0_objects(t->store);
-	for (k = 0; k < sk_X509_OBJECT_num(objs); k++) {
-		obj = sk_X509_OBJECT_value(objs, k);
-		if (X509_OBJECT_get_type(obj) != X509_LU_CRL ||
-		    (crl = X509_OBJECT_get0_X509_CRL(obj)) == NULL)
-			continue;
-		X509_CRL_up_ref(crl);
-		if (sk_X509_CRL_push(t->crls, crl) <= 0)
-			X509_CRL_free(crl);
-	}
-	l.n = 0;
-	if (*from != '\0')
-		store_cert_list(st, from, id_cb, &l);
-	for (i = 0; i < l.n; i++)
-		if ((x = store_cert_get(st, l.ids[i])) != NULL &&
-		    sk_X509_push(t->certs, x) <= 0)
-			X509_free(x);
 	return 0;
 }
 
 /* Harvest the signer of a passed signature, with its GCM capability. */
 static void
-harvest(struct store *st, const struct smime_verify *v,
+harvest(const struct certsrc *src, const struct smime_verify *v,
     struct smime_msg_res *res)
 {
 	int caps = (v->caps & SMIME_CAP_AES256_GCM) ? STORE_CAP_GCM : 0;
@@ -643,7 +600,7 @@ harvest(struct store *st, const struct smime_verify *v,
 
 	if (v->signer == NULL)
 		return;
-	if ((id = store_harvest(st, v->signer, v->certs, caps)) > 0)
+	if ((id = keyring_harvest(src, v->signer, v->certs, caps)) > 0)
 		res->harvested = id;
 }
 
@@ -652,14 +609,14 @@ harvest(struct store *st, const struct smime_verify *v,
  * one leaves the signed entity in *unwrapped.
  */
 static void
-check(struct store *st, const char *msg, const struct mime_smime *d,
+check(const struct certsrc *src, const char *msg, const struct mime_smime *d,
     const char *from, struct smime_verify *v, BIO **unwrapped)
 {
 	struct smime_trust t;
 	BIO *content = NULL, *der = NULL, *out = NULL;
 	int opaque = d->kind == MIME_SMIME_P7M;
 
-	if (trust_build(st, from, &t) == -1) {
+	if (trust_build(src, from, &t) == -1) {
 		v->outcome = SMIME_FAIL;
 		snprintf(v->reason, sizeof(v->reason),
 		    "trust store unavailable");
@@ -735,7 +692,7 @@ verify_output(const char *m, size_t len, const char *host, const char *ar,
 
 /* Verify a message and state the result in Authentication-Results. */
 int
-smime_msg_verify(struct store *st, const char *msg, size_t len,
+smime_msg_verify(const struct certsrc *src, const char *msg, size_t len,
     const char *host, struct smime_msg_res *res)
 {
 	struct mime_smime d;
@@ -750,11 +707,11 @@ smime_msg_verify(struct store *st, const char *msg, size_t len,
 		from[0] = '\0';
 	switch (mime_smime_detect(msg, len, &d)) {
 	case MIME_SMIME_SIGNED:
-		check(st, msg, &d, from, &v, NULL);
+		check(src, msg, &d, from, &v, NULL);
 		break;
 	case MIME_SMIME_P7M:
 		if ((nid = p7m_type(&d)) == NID_pkcs7_signed)
-			check(st, msg, &d, from, &v, &unwrapped);
+			check(src, msg, &d, from, &v, &unwrapped);
 		else if (nid == NID_undef) {
 			v.outcome = SMIME_PERMERROR;
 			snprintf(v.reason, sizeof(v.reason),
@@ -772,7 +729,7 @@ smime_msg_verify(struct store *st, const char *msg, size_t len,
 	}
 	mime_smime_clear(&d);
 	if (v.outcome == SMIME_PASS)
-		harvest(st, &v, res);
+		harvest(src, &v, res);
 	res->outcome = v.outcome;
 	res->verified = v.outcome != SMIME_NONE;
 	snprintf(res->reason, sizeof(res->reason), "%s", v.reason);
@@ -786,7 +743,7 @@ smime_msg_verify(struct store *st, const char *msg, size_t len,
 
 /* Open the envelope with the first of our keys that fits; -1 (err set). */
 static int
-open_envelope(struct store *st, const struct mime_smime *d, BIO *out,
+open_envelope(const struct certsrc *src, const struct mime_smime *d, BIO *out,
     struct smime_msg_res *res)
 {
 	struct store_key **keys;
@@ -795,7 +752,7 @@ open_envelope(struct store *st, const struct mime_smime *d, BIO *out,
 	size_t i, n = 0;
 	int r = -1;
 
-	if ((keys = store_all_keys(st, &n)) == NULL || n == 0) {
+	if ((keys = keyring_all_keys(src, &n)) == NULL || n == 0) {
 		snprintf(res->err, sizeof(res->err),
 		    "no private key in the store to decrypt with");
 		store_keys_free(keys);
@@ -817,7 +774,7 @@ open_envelope(struct store *st, const struct mime_smime *d, BIO *out,
 
 /* Verify a decrypted message if it is signed; replaces res->msg then. */
 static void
-decrypt_verify(struct store *st, const char *host,
+decrypt_verify(const struct certsrc *src, const char *host,
     struct smime_msg_res *res)
 {
 	struct smime_msg_res v;
@@ -827,7 +784,7 @@ decrypt_verify(struct store *st, const char *host,
 	sig = mime_smime_detect(res->msg, res->len, &d) == MIME_SMIME_SIGNED ||
 	    (d.kind == MIME_SMIME_P7M && p7m_type(&d) == NID_pkcs7_signed);
 	mime_smime_clear(&d);
-	if (!sig || smime_msg_verify(st, res->msg, res->len, host, &v) == -1)
+	if (!sig || smime_msg_verify(src, res->msg, res->len, host, &v) == -1)
 		return;
 	free(res->msg);
 	*res = v;
@@ -835,7 +792,7 @@ decrypt_verify(struct store *st, const char *host,
 
 /* Decrypt a message with our keys, then verify what was signed inside. */
 int
-smime_msg_decrypt(struct store *st, const char *msg, size_t len,
+smime_msg_decrypt(const struct certsrc *src, const char *msg, size_t len,
     const char *host, struct smime_msg_res *res)
 {
 	struct obuf b = { NULL, 0, 0 };
@@ -873,14 +830,14 @@ smime_msg_decrypt(struct store *st, const char *msg, size_t len,
 	}
 	if ((out = BIO_new(BIO_s_mem())) == NULL)
 		snprintf(res->err, sizeof(res->err), "out of memory");
-	else if (open_envelope(st, &d, out, res) == 0) {
+	else if (open_envelope(src, &d, out, res) == 0) {
 		hdr_split(msg, len, &hlen, &body);
 		copy_fields(&b, msg, hlen, host, 1, 1);
 		ob_str(&b, "MIME-Version: 1.0\r\n");
 		n = BIO_get_mem_data(out, &data);
 		put_entity(&b, data, n > 0 ? (size_t)n : 0);
 		ob_result(&b, res);
-		decrypt_verify(st, host, res);
+		decrypt_verify(src, host, res);
 		r = 0;
 	}
 	BIO_free(out);

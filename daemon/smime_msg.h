@@ -2,7 +2,9 @@
  * store: sign, encrypt, sign then encrypt, decrypt, verify.  What the relay
  * path and `smrelayctl smime` call.  A message comes in as a memory buffer
  * and a new complete message goes out in res->msg; the input is never
- * changed.  Not thread-safe (see smime.h); call from the event loop. */
+ * changed.  Keys and certificates come from a keyring (keyring.h) through
+ * the calling thread's own store connection, so worker threads may call
+ * these at once (after smime_init()). */
 #ifndef SMRELAY_SMIME_MSG_H
 #define SMRELAY_SMIME_MSG_H
 
@@ -11,7 +13,7 @@
 
 #include "smime.h"
 
-struct store;
+struct certsrc;
 
 /* Content cipher for encryption. */
 enum smime_msg_cipher {
@@ -50,18 +52,18 @@ struct smime_msg_res {
  * opts->opaque) and the outer header fields kept.  0, or -1 with res->err
  * (e.g. "no signing key for ADDR").
  */
-int smime_msg_sign(struct store *, const char *msg, size_t len,
+int smime_msg_sign(const struct certsrc *, const char *msg, size_t len,
     const char *from, const struct smime_msg_opts *, struct smime_msg_res *);
 /*
  * Encrypt for every recipient, one envelope, with store_best_cert_for().
  * `from` is used only with opts->include_sender_cert.  -1 with res->err
  * listing every recipient without a usable certificate.
  */
-int smime_msg_encrypt(struct store *, const char *msg, size_t len,
+int smime_msg_encrypt(const struct certsrc *, const char *msg, size_t len,
     const char *from, const char *const *rcpts, size_t nrcpts,
     const struct smime_msg_opts *, struct smime_msg_res *);
 /* Sign as `from`, then encrypt the signed entity for the recipients. */
-int smime_msg_sign_encrypt(struct store *, const char *msg, size_t len,
+int smime_msg_sign_encrypt(const struct certsrc *, const char *msg, size_t len,
     const char *from, const char *const *rcpts, size_t nrcpts,
     const struct smime_msg_opts *, struct smime_msg_res *);
 /*
@@ -72,7 +74,7 @@ int smime_msg_sign_encrypt(struct store *, const char *msg, size_t len,
  * 0; 1 when the message is not encrypted (res->msg NULL, res->err says
  * why); -1 with res->err on failure.
  */
-int smime_msg_decrypt(struct store *, const char *msg, size_t len,
+int smime_msg_decrypt(const struct certsrc *, const char *msg, size_t len,
     const char *host, struct smime_msg_res *);
 /*
  * Verify a multipart/signed or opaque signed-data message against the
@@ -83,7 +85,7 @@ int smime_msg_decrypt(struct store *, const char *msg, size_t len,
  * S/MIME: smime=none, otherwise unchanged.  A pass harvests the signer's
  * certificate.  0 (verdict in res->outcome), -1 only on internal errors.
  */
-int smime_msg_verify(struct store *, const char *msg, size_t len,
+int smime_msg_verify(const struct certsrc *, const char *msg, size_t len,
     const char *host, struct smime_msg_res *);
 void smime_msg_res_free(struct smime_msg_res *);
 /*

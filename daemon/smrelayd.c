@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "gateway.h"
 #include "log.h"
 #include "relay.h"
 #include "server.h"
@@ -22,6 +23,7 @@
 struct daemon_state {
 	struct server srv;
 	struct relay_pool *pool;
+	struct gateway *gw;             /* policy + S/MIME around the pool */
 	SSL_CTX *client_ctx;
 	struct config **retired;        /* configs sessions may still point into */
 	int nretired;
@@ -140,6 +142,7 @@ reload(struct daemon_state *d)
 	SSL_CTX_free(d->srv.tls_server);
 	d->srv.tls_server = sctx;
 	relay_pool_reconfigure(d->pool, ncfg, cctx);
+	gateway_reconfigure(d->gw, ncfg->hostname);
 	SSL_CTX_free(d->client_ctx);
 	d->client_ctx = cctx;
 	if (log_getlevel() != LOG_LVL_DEBUG)
@@ -227,8 +230,6 @@ main(int argc, char *argv[])
 	if (d.srv.base == NULL)
 		fatalx("event_base_new failed");
 	d.pool = relay_pool_new(d.srv.base, d.srv.cfg, d.client_ctx);
-	d.srv.ops = &relay_delivery_ops;
-	d.srv.ops_ctx = d.pool;
 	d.srv.on_idle = on_idle;
 	d.srv.tmpdir = xasprintf("%s/tmp", d.srv.cfg->data_dir);
 	if (server_listen(&d.srv, err, sizeof(err)) == -1) {
@@ -239,6 +240,16 @@ main(int argc, char *argv[])
 		fatal("daemon");
 	if (!foreground)
 		event_reinit(d.srv.base);
+	/* After daemon(): the worker threads would not survive the fork. */
+	d.gw = gateway_new(d.srv.base, &relay_delivery_ops, d.pool,
+	    d.srv.cfg->data_dir, d.srv.tmpdir, d.srv.cfg->hostname, 0, err,
+	    sizeof(err));
+	if (d.gw == NULL) {
+		log_warnx("%s", err);
+		return 1;
+	}
+	d.srv.ops = &gateway_delivery_ops;
+	d.srv.ops_ctx = d.gw;
 	ev_term = evsignal_new(d.srv.base, SIGTERM, signal_cb, &d);
 	ev_int = evsignal_new(d.srv.base, SIGINT, signal_cb, &d);
 	ev_hup = evsignal_new(d.srv.base, SIGHUP, signal_cb, &d);
@@ -256,6 +267,7 @@ main(int argc, char *argv[])
 	event_free(ev_int);
 	event_free(ev_hup);
 	server_close_listeners(&d.srv);
+	gateway_free(d.gw);
 	relay_pool_free(d.pool);
 	event_base_free(d.srv.base);
 	SSL_CTX_free(d.srv.tls_server);

@@ -1,0 +1,648 @@
+/* gateway.c: policy and S/MIME between the inbound session and the relay
+ * client (see gateway.h).
+ *
+ * A transaction holds its copies (one per distinct treatment) and a FIFO of
+ * the RCPTs it was given: replies leave in command order whatever copy or
+ * local decision answered first.  A copy's inner transaction opens at its
+ * first RCPT, so the next hop still judges every recipient before DATA.  At
+ * end of DATA plain copies go straight to the relay client; the others go
+ * through a worker thread first (pipeline_transform), reading the body
+ * through a reference of their own so a session that goes away in between
+ * frees nothing under them. */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "gateway.h"
+#include "keyring.h"
+#include "log.h"
+#include "msgbuf.h"
+#include "pipeline.h"
+#include "policy.h"
+#include "smime.h"
+#include "store.h"
+#include "util.h"
+#include "workers.h"
+
+#define SYNC_INTERVAL	1	/* seconds between store change checks */
+
+struct gateway {
+	struct event_base	*base;
+	const struct delivery_ops *inner;
+	void			*inner_ctx;
+	struct keyring		*kr;
+	struct store		*st;		/* the loop's connection */
+	struct workers		*workers;
+	struct event		*sync_ev;
+	char			*data_dir, *tmpdir;
+	const char		*host;
+};
+
+struct gw_txn;
+
+/* A copy of the message: recipients that share a treatment. */
+struct gw_copy {
+	struct gw_txn		*t;
+	unsigned		 actions;
+	int64_t			 rule_id;
+	void			*txn;		/* inner; NULL when over */
+	char			**rcpts;	/* accepted by the next hop */
+	size_t			 nrcpts;
+	int			 done;
+	struct smtp_result	 res;
+	struct msgbuf		*out;		/* transformed body */
+	struct gw_job		*job;		/* in a worker */
+};
+
+/* A RCPT waiting for its reply to be passed on, in order. */
+struct gw_rcpt {
+	struct gw_txn		*t;
+	char			*path;
+	delivery_cb		*cb;
+	void			*arg;
+	int			 done;
+	struct smtp_result	 res;
+	struct gw_copy		*copy;
+	struct gw_rcpt		*next;
+};
+
+struct gw_txn {
+	struct gateway		*gw;
+	char			*from, *params;
+	uint64_t		 sessid;
+	struct gw_copy		**copies;
+	size_t			 ncopies;
+	struct gw_rcpt		*head, *tail;
+	struct event		*defer;		/* local replies, from the loop */
+	delivery_cb		*data_cb;
+	void			*data_arg;
+	struct msgbuf		*body;		/* our reference */
+	size_t			 pending;	/* copies not done */
+	int			 in_data;
+	int			 busy;		/* inside a callback */
+	int			 dead;		/* aborted or over */
+};
+
+/* A transform on a worker thread; owns everything it reads. */
+struct gw_job {
+	struct gw_copy		*copy;		/* NULL: cancelled */
+	struct gateway		*gw;
+	struct msgbuf		*body;
+	char			*sender, *host;
+	char			**rcpts;
+	size_t			 nrcpts;
+	unsigned		 actions;
+	int64_t			 rule_id;
+	uint64_t		 sessid;
+	/* results */
+	int			 rc;
+	struct smime_msg_res	 res;
+	struct smtp_result	 fail;
+	struct msgbuf		*out;
+};
+
+static void txn_free(struct gw_txn *);
+
+static void
+result_set(struct smtp_result *r, int code, const char *enh,
+    const char *text)
+{
+	r->code = code;
+	snprintf(r->enh, sizeof(r->enh), "%s", enh);
+	snprintf(r->text, sizeof(r->text), "%s", text);
+}
+
+/* Pass on the replies that are due, in order. */
+static void
+rcpt_flush(struct gw_txn *t)
+{
+	struct gw_rcpt *r;
+
+	t->busy++;
+	while (!t->dead && (r = t->head) != NULL && r->done) {
+		if ((t->head = r->next) == NULL)
+			t->tail = NULL;
+		r->cb(r->arg, &r->res);
+		free(r->path);
+		free(r);
+	}
+	t->busy--;
+	if (t->dead && t->busy == 0)
+		txn_free(t);
+}
+
+static void combine(struct gw_txn *);
+
+static void
+defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_txn *t = arg;
+
+	(void)fd;
+	(void)what;
+	if (t->in_data && t->pending == 0)
+		combine(t);
+	else
+		rcpt_flush(t);
+}
+
+static void *
+gw_begin(void *ctx, const char *from, const char *params, uint64_t sessid)
+{
+	struct gateway *gw = ctx;
+	struct gw_txn *t = xcalloc(1, sizeof(*t));
+
+	t->gw = gw;
+	t->from = xstrdup(from);
+	t->params = xstrdup(params);
+	t->sessid = sessid;
+	if ((t->defer = event_new(gw->base, -1, 0, defer_cb, t)) == NULL)
+		fatalx("event_new");
+	return t;
+}
+
+/* The inner transaction answered one of a copy's RCPTs. */
+static void
+inner_rcpt_cb(void *arg, const struct smtp_result *res)
+{
+	struct gw_rcpt *r = arg;
+	struct gw_copy *c = r->copy;
+
+	r->done = 1;
+	r->res = *res;
+	if (res->code >= 200 && res->code < 300) {
+		c->rcpts = xreallocarray(c->rcpts, c->nrcpts + 1,
+		    sizeof(*c->rcpts));
+		c->rcpts[c->nrcpts++] = xstrdup(r->path);
+	}
+	rcpt_flush(r->t);
+}
+
+static struct gw_copy *
+copy_for(struct gw_txn *t, const struct pl_decision *d)
+{
+	struct gw_copy *c;
+	size_t i;
+
+	for (i = 0; i < t->ncopies; i++)
+		if (t->copies[i]->actions == d->actions)
+			return t->copies[i];
+	c = xcalloc(1, sizeof(*c));
+	c->t = t;
+	c->actions = d->actions;
+	c->rule_id = d->rule_id;
+	t->copies = xreallocarray(t->copies, t->ncopies + 1,
+	    sizeof(*t->copies));
+	t->copies[t->ncopies++] = c;
+	return c;
+}
+
+static void
+gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
+    void *arg)
+{
+	struct gw_txn *t = txn;
+	struct gateway *gw = t->gw;
+	struct certsrc src = { gw->kr, gw->st };
+	struct pl_decision d;
+	struct gw_rcpt *r = xcalloc(1, sizeof(*r));
+	struct gw_copy *c;
+	char acts[64];
+
+	r->t = t;
+	r->path = xstrdup(rcpt);
+	r->cb = cb;
+	r->arg = arg;
+	if (t->tail != NULL)
+		t->tail->next = r;
+	else
+		t->head = r;
+	t->tail = r;
+
+	pipeline_decide(&src, keyring_policy(gw->kr), t->from, rcpt, &d);
+	if (d.verdict != PL_RELAY) {
+		log_info("session id=%016llx rcpt to=<%s> policy=%s rule=%lld "
+		    "status=%d %s", (unsigned long long)t->sessid, rcpt,
+		    d.verdict == PL_HOLD ? "hold" : "reject",
+		    (long long)d.rule_id, d.reply.code, d.reply.text);
+		r->done = 1;
+		r->res = d.reply;
+		event_active(t->defer, 0, 0);
+		return;
+	}
+	if (d.actions != 0 || d.plain)
+		log_debug("session id=%016llx rcpt to=<%s> rule=%lld "
+		    "actions=%s%s", (unsigned long long)t->sessid, rcpt,
+		    (long long)d.rule_id,
+		    policy_actions_str(d.actions, acts, sizeof(acts)),
+		    d.plain ? " (no certificate: plain)" : "");
+	c = copy_for(t, &d);
+	r->copy = c;
+	if (c->txn == NULL)
+		c->txn = gw->inner->begin(gw->inner_ctx, t->from, t->params,
+		    t->sessid);
+	gw->inner->rcpt(c->txn, rcpt, params, inner_rcpt_cb, r);
+}
+
+/* One copy is finished (relayed, refused or failed). */
+static void
+copy_done(struct gw_copy *c, const struct smtp_result *res)
+{
+	struct gw_txn *t = c->t;
+
+	c->done = 1;
+	c->res = *res;
+	c->txn = NULL;
+	msgbuf_free(c->out);
+	c->out = NULL;
+	if (--t->pending == 0)
+		combine(t);
+}
+
+static void
+inner_data_cb(void *arg, const struct smtp_result *res)
+{
+	struct gw_copy *c = arg;
+
+	log_info("session id=%016llx copy rcpts=%zu rule=%lld status=%d %s %s",
+	    (unsigned long long)c->t->sessid, c->nrcpts, (long long)c->rule_id,
+	    res->code, res->enh, res->text);
+	copy_done(c, res);
+}
+
+/* Worker thread: the transform and its output body. */
+static void
+job_run(void *arg, void *tctx)
+{
+	struct gw_job *j = arg;
+	struct certsrc src = { j->gw->kr, tctx };
+	struct pl_copy pc;
+	char *msg;
+	size_t len;
+
+	pc.sender = j->sender;
+	pc.rcpts = (const char *const *)j->rcpts;
+	pc.nrcpts = j->nrcpts;
+	pc.actions = j->actions;
+	pc.rule_id = j->rule_id;
+	pc.host = j->host;
+	if (tctx == NULL) {
+		j->rc = -1;
+		result_set(&j->fail, 451, "4.3.0", "Temporary local problem, "
+		    "try again later");
+		snprintf(j->res.err, sizeof(j->res.err), "worker has no "
+		    "database connection");
+		return;
+	}
+	if ((msg = msgbuf_slurp(j->body, &len)) == NULL) {
+		j->rc = -1;
+		result_set(&j->fail, 451, "4.3.0", "Temporary local problem, "
+		    "try again later");
+		snprintf(j->res.err, sizeof(j->res.err), "cannot read the "
+		    "message body");
+		return;
+	}
+	j->rc = pipeline_transform(&src, &pc, msg, len, &j->res, &j->fail);
+	free(msg);
+	if (j->rc == 0 && j->res.msg != NULL) {
+		j->out = msgbuf_new(j->gw->tmpdir, MSGBUF_MEM_DEFAULT);
+		if (msgbuf_append(j->out, j->res.msg, j->res.len) == -1) {
+			j->rc = -1;
+			result_set(&j->fail, 452, "4.3.1", "Insufficient "
+			    "system storage");
+			snprintf(j->res.err, sizeof(j->res.err), "writing the "
+			    "transformed message failed");
+		}
+		smime_msg_res_free(&j->res);
+	}
+}
+
+static void
+job_free(struct gw_job *j)
+{
+	size_t i;
+
+	msgbuf_free(j->body);
+	msgbuf_free(j->out);
+	smime_msg_res_free(&j->res);
+	for (i = 0; i < j->nrcpts; i++)
+		free(j->rcpts[i]);
+	free(j->rcpts);
+	free(j->sender);
+	free(j->host);
+	free(j);
+}
+
+/* Event loop: hand the transformed copy to the relay client. */
+static void
+job_done(void *arg)
+{
+	struct gw_job *j = arg;
+	struct gw_copy *c = j->copy;
+	struct gateway *gw = j->gw;
+	char acts[64];
+
+	if (c == NULL) {        /* the transaction went away */
+		job_free(j);
+		return;
+	}
+	c->job = NULL;
+	policy_actions_str(j->actions, acts, sizeof(acts));
+	if (j->rc == -1) {
+		log_warnx("session id=%016llx copy rcpts=%zu actions=%s: %s; "
+		    "replying %d %s", (unsigned long long)j->sessid, j->nrcpts,
+		    acts, j->res.err, j->fail.code, j->fail.enh);
+		gw->inner->abort(c->txn);
+		copy_done(c, &j->fail);
+		job_free(j);
+		return;
+	}
+	log_info("session id=%016llx copy rcpts=%zu actions=%s%s%s%s%s%s%s%s",
+	    (unsigned long long)j->sessid, j->nrcpts, acts,
+	    j->res.gcm ? " cipher=aes256-gcm" : "",
+	    j->res.verified ? " smime=" : "",
+	    j->res.verified ? smime_outcome_name(j->res.outcome) : "",
+	    j->res.identity[0] ? " signer=" : "", j->res.identity,
+	    j->res.harvested ? " harvested" : "",
+	    j->out == NULL ? " unchanged" : "");
+	if (j->res.err[0] != '\0')
+		log_info("session id=%016llx copy note: %s",
+		    (unsigned long long)j->sessid, j->res.err);
+	if (j->out != NULL) {
+		c->out = j->out;
+		j->out = NULL;
+	}
+	job_free(j);
+	gw->inner->data(c->txn, c->out != NULL ? c->out : c->t->body,
+	    inner_data_cb, c);
+}
+
+static void
+gw_data(void *txn, struct msgbuf *body, delivery_cb *cb, void *arg)
+{
+	struct gw_txn *t = txn;
+	struct gateway *gw = t->gw;
+	struct gw_copy *c;
+	struct gw_job *j;
+	size_t i, k;
+
+	t->data_cb = cb;
+	t->data_arg = arg;
+	t->body = msgbuf_ref(body);
+	t->in_data = 1;
+	for (i = 0; i < t->ncopies; i++) {
+		c = t->copies[i];
+		if (c->nrcpts == 0) {   /* every recipient refused */
+			if (c->txn != NULL)
+				gw->inner->abort(c->txn);
+			c->txn = NULL;
+			c->done = -1;
+			continue;
+		}
+		t->pending++;
+		if (c->actions == 0) {
+			gw->inner->data(c->txn, t->body, inner_data_cb, c);
+			continue;
+		}
+		j = xcalloc(1, sizeof(*j));
+		j->copy = c;
+		j->gw = gw;
+		j->body = msgbuf_ref(body);
+		j->sender = xstrdup(t->from);
+		j->host = xstrdup(gw->host);
+		j->rcpts = xcalloc(c->nrcpts, sizeof(*j->rcpts));
+		for (k = 0; k < c->nrcpts; k++)
+			j->rcpts[k] = xstrdup(c->rcpts[k]);
+		j->nrcpts = c->nrcpts;
+		j->actions = c->actions;
+		j->rule_id = c->rule_id;
+		j->sessid = t->sessid;
+		c->job = j;
+		workers_submit(gw->workers, job_run, job_done, j);
+	}
+	if (t->pending == 0)    /* cannot happen: the session saw a 250 */
+		event_active(t->defer, 0, 0);
+}
+
+/*
+ * Every copy is done: one truthful reply.  All relayed: 250.  Nothing
+ * relayed: the first refusal, temporary ones first (nothing was delivered,
+ * so a retry duplicates nothing).  Some relayed: a permanent refusal is
+ * reported as such (the client bounces; the delivered copies stay
+ * delivered), else 451 and the next attempt may duplicate the delivered
+ * copies; the durable spool replaces this with queueing.
+ */
+static void
+combine(struct gw_txn *t)
+{
+	struct smtp_result res, *tmp = NULL, *perm = NULL, *ok = NULL;
+	size_t i, nok = 0, n = 0;
+	struct gw_copy *c;
+
+	for (i = 0; i < t->ncopies; i++) {
+		c = t->copies[i];
+		if (c->done != 1)
+			continue;
+		n++;
+		if (c->res.code >= 200 && c->res.code < 300) {
+			nok++;
+			ok = ok ? ok : &c->res;
+		} else if (c->res.code >= 500)
+			perm = perm ? perm : &c->res;
+		else
+			tmp = tmp ? tmp : &c->res;
+	}
+	if (n == 0)
+		result_set(&res, 554, "5.5.1", "No valid recipients");
+	else if (nok == n && n == 1)
+		res = *ok;
+	else if (nok == n) {
+		res = *ok;
+		snprintf(res.text, sizeof(res.text), "Ok: %zu copies relayed "
+		    "(%.150s)", n, ok->text);
+	}
+	else if (nok == 0)
+		res = tmp ? *tmp : *perm;
+	else {
+		res = perm ? *perm : *tmp;
+		snprintf(res.text, sizeof(res.text), "%.150s (%zu of %zu copies "
+		    "were delivered)", (perm ? perm : tmp)->text, nok, n);
+		log_warnx("session id=%016llx partial delivery: %zu of %zu "
+		    "copies relayed, replying %d", (unsigned long long)t->sessid,
+		    nok, n, res.code);
+	}
+	t->busy++;
+	t->data_cb(t->data_arg, &res);
+	t->busy--;
+	t->dead = 1;            /* over after the data callback */
+	if (t->busy == 0)
+		txn_free(t);
+}
+
+static void
+gw_abort(void *txn)
+{
+	struct gw_txn *t = txn;
+	struct gw_copy *c;
+	size_t i;
+
+	for (i = 0; i < t->ncopies; i++) {
+		c = t->copies[i];
+		if (c->job != NULL) {
+			c->job->copy = NULL;    /* its done() frees it */
+			c->job = NULL;
+		}
+		if (c->txn != NULL && !c->done)
+			t->gw->inner->abort(c->txn);
+		c->txn = NULL;
+	}
+	t->dead = 1;
+	if (t->busy == 0)
+		txn_free(t);
+}
+
+static void
+txn_free(struct gw_txn *t)
+{
+	struct gw_rcpt *r, *next;
+	struct gw_copy *c;
+	size_t i, k;
+
+	for (r = t->head; r != NULL; r = next) {
+		next = r->next;
+		free(r->path);
+		free(r);
+	}
+	for (i = 0; i < t->ncopies; i++) {
+		c = t->copies[i];
+		for (k = 0; k < c->nrcpts; k++)
+			free(c->rcpts[k]);
+		free(c->rcpts);
+		msgbuf_free(c->out);
+		free(c);
+	}
+	free(t->copies);
+	event_free(t->defer);
+	msgbuf_free(t->body);
+	free(t->from);
+	free(t->params);
+	free(t);
+}
+
+const struct delivery_ops gateway_delivery_ops = {
+	gw_begin, gw_rcpt, gw_data, gw_abort
+};
+
+/* Notice smrelayctl's changes: one cheap query a second. */
+static void
+sync_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gateway *gw = arg;
+	char err[512];
+	int r;
+
+	(void)fd;
+	(void)what;
+	if ((r = keyring_sync(gw->kr, gw->st, 0, err, sizeof(err))) == -1)
+		log_warnx("policy/certificates not reloaded: %s", err);
+	else if (r == 1)
+		log_info("store changed: reloaded %zu rule(s) and the "
+		    "certificate cache",
+		    policy_set_count(keyring_policy(gw->kr)));
+}
+
+/* Worker thread start: its own store connection. */
+static void *
+worker_init(void *arg)
+{
+	struct gateway *gw = arg;
+	char err[512];
+	struct store *st;
+
+	if ((st = store_open(gw->data_dir, err, sizeof(err))) == NULL)
+		log_warnx("worker: %s", err);
+	return st;
+}
+
+static void
+worker_fini(void *tctx)
+{
+	store_close(tctx);
+}
+
+struct gateway *
+gateway_new(struct event_base *base, const struct delivery_ops *inner,
+    void *inner_ctx, const char *data_dir, const char *tmpdir,
+    const char *host, int threads, char *err, size_t errlen)
+{
+	struct gateway *gw = xcalloc(1, sizeof(*gw));
+	struct timeval tv = { SYNC_INTERVAL, 0 };
+
+	gw->base = base;
+	gw->inner = inner;
+	gw->inner_ctx = inner_ctx;
+	gw->data_dir = xstrdup(data_dir);
+	gw->tmpdir = xstrdup(tmpdir);
+	gw->host = host;
+	if ((gw->st = store_open(data_dir, err, errlen)) == NULL) {
+		free(gw->data_dir);
+		free(gw->tmpdir);
+		free(gw);
+		return NULL;
+	}
+	gw->kr = keyring_new();
+	if (keyring_sync(gw->kr, gw->st, 1, err, errlen) == -1) {
+		keyring_free(gw->kr);
+		store_close(gw->st);
+		free(gw->data_dir);
+		free(gw->tmpdir);
+		free(gw);
+		return NULL;
+	}
+	smime_init();
+	gw->workers = workers_new(base, threads, worker_init, worker_fini, gw);
+	if ((gw->sync_ev = event_new(base, -1, EV_PERSIST, sync_cb, gw)) ==
+	    NULL || event_add(gw->sync_ev, &tv) == -1)
+		fatalx("event_new");
+	log_info("gateway: %zu policy rule(s), %d worker thread(s)",
+	    policy_set_count(keyring_policy(gw->kr)),
+	    workers_count(gw->workers));
+	return gw;
+}
+
+void
+gateway_reconfigure(struct gateway *gw, const char *host)
+{
+	char err[512];
+
+	gw->host = host;
+	if (keyring_sync(gw->kr, gw->st, 1, err, sizeof(err)) == -1)
+		log_warnx("reload: policy/certificates: %s", err);
+	else
+		log_info("reload: %zu policy rule(s)",
+		    policy_set_count(keyring_policy(gw->kr)));
+}
+
+struct keyring *
+gateway_keyring(struct gateway *gw)
+{
+	return gw->kr;
+}
+
+void
+gateway_free(struct gateway *gw)
+{
+	if (gw == NULL)
+		return;
+	workers_free(gw->workers);
+	event_free(gw->sync_ev);
+	keyring_free(gw->kr);
+	store_close(gw->st);
+	free(gw->data_dir);
+	free(gw->tmpdir);
+	free(gw);
+}

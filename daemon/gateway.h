@@ -1,0 +1,37 @@
+/* gateway.h: the S/MIME gateway as a delivery backend wrapped around the
+ * relay client.  Each RCPT is decided by policy (pipeline_decide): refused
+ * here, or put in the copy of the message whose recipients share a
+ * treatment; each copy is its own transaction at the next hop.  At end of
+ * DATA every copy is transformed on the worker pool and relayed; the client
+ * gets one reply for all of them. */
+#ifndef SMRELAY_GATEWAY_H
+#define SMRELAY_GATEWAY_H
+
+#include <event2/event.h>
+
+#include "delivery.h"
+
+struct gateway;
+struct keyring;
+
+/* gateway.c */
+/*
+ * Wrap `inner` (the relay client).  Opens its own store connection in
+ * data_dir for the loop and one per worker thread (`threads`, 0: one per
+ * CPU).  host is our hostname (Authentication-Results, trace); the string
+ * must stay valid until gateway_reconfigure() or gateway_free().  NULL with
+ * err set on failure.
+ */
+struct gateway *gateway_new(struct event_base *, const struct delivery_ops *,
+    void *inner_ctx, const char *data_dir, const char *tmpdir,
+    const char *host, int threads, char *err, size_t errlen);
+/* A new hostname after SIGHUP, and reload rules and certificates now. */
+void gateway_reconfigure(struct gateway *, const char *host);
+/* Stop the workers (after the loop ended) and free. */
+void gateway_free(struct gateway *);
+struct keyring *gateway_keyring(struct gateway *);
+
+/* The backend: ctx is the struct gateway *. */
+extern const struct delivery_ops gateway_delivery_ops;
+
+#endif

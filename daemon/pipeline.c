@@ -1,0 +1,279 @@
+/* pipeline.c: per-recipient policy decisions and per-copy transforms (see
+ * pipeline.h). */
+#include "autoconfig.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/x509.h>
+
+#include "keyring.h"
+#include "mime.h"
+#include "pipeline.h"
+#include "policy.h"
+#include "smime_msg.h"
+#include "store.h"
+#include "util.h"
+
+static void
+set_reply(struct smtp_result *r, int code, const char *enh, const char *fmt,
+    ...) __attribute__((format(printf, 4, 5)));
+
+static void
+set_reply(struct smtp_result *r, int code, const char *enh, const char *fmt,
+    ...)
+{
+	va_list ap;
+
+	r->code = code;
+	snprintf(r->enh, sizeof(r->enh), "%s", enh);
+	va_start(ap, fmt);
+	vsnprintf(r->text, sizeof(r->text), fmt, ap);
+	va_end(ap);
+}
+
+void
+pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
+    const char *sender, const char *rcpt, struct pl_decision *d)
+{
+	const struct policy_rule *r;
+	X509 *x;
+	int caps;
+
+	memset(d, 0, sizeof(*d));
+	if (ps == NULL || (r = policy_match(ps, sender, rcpt)) == NULL)
+		return;
+	d->rule_id = r->id;
+	if (r->actions & POLICY_REJECT) {
+		d->verdict = PL_REJECT;
+		set_reply(&d->reply, 550, "5.7.1", "<%s>: refused by policy "
+		    "(rule %lld)", rcpt, (long long)r->id);
+		return;
+	}
+	d->actions = r->actions & (POLICY_SIGN | POLICY_ENCRYPT |
+	    POLICY_DECRYPT | POLICY_VERIFY);
+	if (!(d->actions & POLICY_ENCRYPT))
+		return;
+	if ((x = keyring_cert_for(src, rcpt, &caps)) != NULL) {
+		X509_free(x);
+		return;
+	}
+	switch (r->nocert) {
+	case POLICY_NOCERT_PLAIN:
+		d->actions &= ~POLICY_ENCRYPT;
+		d->plain = 1;
+		break;
+	case POLICY_NOCERT_HOLD:
+		/* Until the spool can hold it: refuse for now, truthfully. */
+		d->verdict = PL_HOLD;
+		set_reply(&d->reply, 450, "4.7.1", "<%s>: no usable "
+		    "certificate to encrypt to yet, try again later (rule "
+		    "%lld)", rcpt, (long long)r->id);
+		break;
+	case POLICY_NOCERT_REJECT:
+	default:
+		d->verdict = PL_REJECT;
+		set_reply(&d->reply, 550, "5.7.1", "<%s>: no usable "
+		    "certificate to encrypt to (rule %lld)", rcpt,
+		    (long long)r->id);
+		break;
+	}
+}
+
+/* End of the header section: offset of the empty line's successor. */
+static size_t
+header_end(const char *m, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (m[i] != '\n')
+			continue;
+		if (i + 1 < len && m[i + 1] == '\n')
+			return i + 2;
+		if (i + 2 < len && m[i + 1] == '\r' && m[i + 2] == '\n')
+			return i + 3;
+	}
+	return len;
+}
+
+/* Our trace field with our host name among the header fields. */
+static int
+traced(const char *m, size_t len, const char *host)
+{
+	size_t hend = header_end(m, len), nlen = strlen(PIPELINE_TRACE);
+	size_t hl = strlen(host), i = 0;
+	const char *v;
+
+	while (i < hend) {
+		if (hend - i > nlen + 1 &&
+		    strncasecmp(m + i, PIPELINE_TRACE, nlen) == 0 &&
+		    m[i + nlen] == ':') {
+			v = m + i + nlen + 1;
+			while (v < m + hend && (*v == ' ' || *v == '\t'))
+				v++;
+			if ((size_t)(m + hend - v) > hl &&
+			    strncasecmp(v, host, hl) == 0 &&
+			    (v[hl] == ';' || v[hl] == '\r' || v[hl] == '\n'))
+				return 1;
+		}
+		while (i < hend && m[i] != '\n')
+			i++;
+		i++;
+	}
+	return 0;
+}
+
+/* Keep step's message as the current one. */
+static void
+adopt(char **cur, size_t *curlen, char **owned, struct smime_msg_res *step)
+{
+	free(*owned);
+	*owned = *cur = step->msg;
+	*curlen = step->len;
+	step->msg = NULL;
+}
+
+/* The address to sign as: the envelope sender, else the From address,
+ * whichever has a key; NULL when neither does. */
+static const char *
+signer_for(const struct certsrc *src, const struct pl_copy *c,
+    const char *msg, size_t len, char *from, size_t fromlen)
+{
+	struct store_key *k;
+
+	if (c->sender[0] != '\0' &&
+	    (k = keyring_key_for(src, c->sender, time(NULL))) != NULL) {
+		store_key_free(k);
+		return c->sender;
+	}
+	if (smime_msg_from(msg, len, from, fromlen) == 0 &&
+	    (k = keyring_key_for(src, from, time(NULL))) != NULL) {
+		store_key_free(k);
+		return from;
+	}
+	return NULL;
+}
+
+int
+pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
+    const char *msg, size_t len, struct smime_msg_res *res,
+    struct smtp_result *fail)
+{
+	struct smime_msg_res step;
+	struct mime_smime d;
+	enum mime_smime_kind kind;
+	char *cur = (char *)msg, *owned = NULL, *hdr, from[320], acts[64];
+	const char *signer = NULL;
+	size_t curlen = len, hlen;
+	unsigned todo = c->actions;
+	int r, did_verify = 0, changed = 0;
+
+	memset(res, 0, sizeof(*res));
+	if (todo == 0)
+		return 0;
+	if (traced(msg, len, c->host)) {
+		snprintf(res->err, sizeof(res->err), "already processed by "
+		    "%s: relayed unchanged", c->host);
+		return 0;
+	}
+	if (todo & POLICY_DECRYPT) {
+		r = smime_msg_decrypt(src, cur, curlen, c->host, &step);
+		if (r == 0) {
+			adopt(&cur, &curlen, &owned, &step);
+			did_verify = step.verified;
+			res->outcome = step.outcome;
+			memcpy(res->reason, step.reason, sizeof(res->reason));
+			memcpy(res->identity, step.identity,
+			    sizeof(res->identity));
+			res->harvested = step.harvested;
+			changed = 1;
+		} else if (r == -1)
+			snprintf(res->err, sizeof(res->err), "cannot decrypt "
+			    "(%.400s): relayed encrypted", step.err);
+		smime_msg_res_free(&step);
+	}
+	if ((todo & POLICY_VERIFY) && !did_verify) {
+		if (smime_msg_verify(src, cur, curlen, c->host, &step) == 0 &&
+		    step.msg != NULL) {
+			adopt(&cur, &curlen, &owned, &step);
+			res->outcome = step.outcome;
+			memcpy(res->reason, step.reason, sizeof(res->reason));
+			memcpy(res->identity, step.identity,
+			    sizeof(res->identity));
+			res->harvested = step.harvested;
+			res->verified = step.verified;
+			changed = 1;
+		}
+		smime_msg_res_free(&step);
+	}
+	if (todo & (POLICY_SIGN | POLICY_ENCRYPT)) {
+		/* Someone else's S/MIME is not wrapped again. */
+		kind = mime_smime_detect(cur, curlen, &d);
+		if (kind == MIME_SMIME_P7M && (strcmp(d.smime_type,
+		    "signed-data") != 0)) {
+			todo &= ~(POLICY_SIGN | POLICY_ENCRYPT);
+			snprintf(res->err, sizeof(res->err), "already "
+			    "encrypted: not signed or encrypted again");
+		} else if (kind == MIME_SMIME_SIGNED ||
+		    kind == MIME_SMIME_P7M) {
+			todo &= ~POLICY_SIGN;
+			snprintf(res->err, sizeof(res->err), "already "
+			    "signed: not signed again");
+		}
+		mime_smime_clear(&d);
+	}
+	if ((todo & POLICY_SIGN) && (signer = signer_for(src, c, cur,
+	    curlen, from, sizeof(from))) == NULL) {
+		set_reply(fail, 451, "4.7.0", "Cannot sign: no signing key "
+		    "for the sender, try again later");
+		smime_msg_from(cur, curlen, from, sizeof(from));
+		snprintf(res->err, sizeof(res->err), "rule %lld demands sign: "
+		    "no signing key for <%s> or From <%s>",
+		    (long long)c->rule_id, c->sender, from);
+		free(owned);
+		return -1;
+	}
+	if (todo & (POLICY_SIGN | POLICY_ENCRYPT)) {
+		if ((todo & POLICY_SIGN) && (todo & POLICY_ENCRYPT))
+			r = smime_msg_sign_encrypt(src, cur, curlen, signer,
+			    c->rcpts, c->nrcpts, NULL, &step);
+		else if (todo & POLICY_SIGN)
+			r = smime_msg_sign(src, cur, curlen, signer, NULL,
+			    &step);
+		else
+			r = smime_msg_encrypt(src, cur, curlen, c->sender,
+			    c->rcpts, c->nrcpts, NULL, &step);
+		if (r == -1) {
+			set_reply(fail, 451, "4.7.0", "Cannot %s the message "
+			    "as policy demands, try again later",
+			    (todo & POLICY_ENCRYPT) ? "encrypt" : "sign");
+			snprintf(res->err, sizeof(res->err), "rule %lld: %.400s",
+			    (long long)c->rule_id, step.err);
+			smime_msg_res_free(&step);
+			free(owned);
+			return -1;
+		}
+		res->gcm = step.gcm;
+		adopt(&cur, &curlen, &owned, &step);
+		changed = 1;
+	}
+	if (!changed) {
+		free(owned);
+		return 0;
+	}
+	policy_actions_str(c->actions, acts, sizeof(acts));
+	hdr = xasprintf("%s: %s; %s\r\n", PIPELINE_TRACE, c->host, acts);
+	hlen = strlen(hdr);
+	res->msg = xmalloc(hlen + curlen + 1);
+	memcpy(res->msg, hdr, hlen);
+	memcpy(res->msg + hlen, cur, curlen);
+	res->msg[hlen + curlen] = '\0';
+	res->len = hlen + curlen;
+	free(hdr);
+	free(owned);
+	return 0;
+}
