@@ -14,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "config.h"
+#include "ctl_policy.h"
 #include "log.h"
 #include "maildir.h"
 #include "server.h"
@@ -1220,6 +1221,9 @@ main(int argc, char *argv[])
 	}
 	if (verb != NULL && strcmp(object, "smime") == 0)
 		return ctl_smime_run(path, verb, argc - i - 2, argv + i + 2);
+	if (verb != NULL && strcmp(object, "policy") == 0)
+		return ctl_policy_run(path, json, verb, argc - i - 2,
+		    argv + i + 2);
 	if (verb != NULL && (rc = ctl_store_run(path, json, object, verb,
 	    argc - i - 2, argv + i + 2)) != -1)
 		return rc;
