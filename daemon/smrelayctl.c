@@ -14,7 +14,9 @@
 #include <openssl/x509v3.h>
 
 #include "config.h"
+#include "ctl_apply.h"
 #include "ctl_policy.h"
+#include "keyring.h"
 #include "log.h"
 #include "maildir.h"
 #include "server.h"
@@ -1118,24 +1120,24 @@ read_stdin(uint64_t max, size_t *lenp)
 
 /* Run one smime transformation on msg; 0 ok, 1 failed (reported). */
 static int
-smime_exec(struct smime_cmd *sc, struct store *st, const char *host,
+smime_exec(struct smime_cmd *sc, const struct certsrc *src, const char *host,
     const char *msg, size_t len)
 {
 	struct smime_msg_res res;
 	int r, rc = 0;
 
 	if (strcmp(sc->verb, "sign") == 0)
-		r = smime_msg_sign(st, msg, len, sc->from, &sc->opts, &res);
+		r = smime_msg_sign(src, msg, len, sc->from, &sc->opts, &res);
 	else if (strcmp(sc->verb, "encrypt") == 0 && sc->sign)
-		r = smime_msg_sign_encrypt(st, msg, len, sc->from, sc->to,
+		r = smime_msg_sign_encrypt(src, msg, len, sc->from, sc->to,
 		    sc->nto, &sc->opts, &res);
 	else if (strcmp(sc->verb, "encrypt") == 0)
-		r = smime_msg_encrypt(st, msg, len, sc->from, sc->to, sc->nto,
+		r = smime_msg_encrypt(src, msg, len, sc->from, sc->to, sc->nto,
 		    &sc->opts, &res);
 	else if (strcmp(sc->verb, "decrypt") == 0)
-		r = smime_msg_decrypt(st, msg, len, host, &res);
+		r = smime_msg_decrypt(src, msg, len, host, &res);
 	else {
-		r = smime_msg_verify(st, msg, len, host, &res);
+		r = smime_msg_verify(src, msg, len, host, &res);
 		rc = r == 0 && res.outcome != SMIME_PASS;
 	}
 	if (r != 0 || res.msg == NULL) {
@@ -1153,6 +1155,7 @@ static int
 ctl_smime_run(const char *path, const char *verb, int argc, char *argv[])
 {
 	struct smime_cmd sc;
+	struct certsrc src = { NULL, NULL };
 	struct config *cfg;
 	struct store *st;
 	char err[1024], *msg;
@@ -1172,10 +1175,14 @@ ctl_smime_run(const char *path, const char *verb, int argc, char *argv[])
 	}
 	if ((st = store_open(cfg->data_dir, err, sizeof(err))) == NULL)
 		fprintf(stderr, "smrelayctl: %s\n", err);
+	else if (keyring_sync(src.kr = keyring_new(), src.st = st, 1, err,
+	    sizeof(err)) == -1)
+		fprintf(stderr, "smrelayctl: %s\n", err);
 	else if ((msg = read_stdin(cfg->max_message_size, &len)) != NULL) {
-		rc = smime_exec(&sc, st, cfg->hostname, msg, len);
+		rc = smime_exec(&sc, &src, cfg->hostname, msg, len);
 		free(msg);
 	}
+	keyring_free(src.kr);
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		fprintf(stderr, "smrelayctl: stdout: %s\n", strerror(errno));
 		rc = 1;
@@ -1213,6 +1220,8 @@ main(int argc, char *argv[])
 	object = argv[i];
 	if (strcmp(object, "sink") == 0)
 		return sink_main(argc - i, argv + i);
+	if (strcmp(object, "apply") == 0)
+		return ctl_apply_run(path, argc - i - 1, argv + i + 1);
 	verb = i + 1 < argc ? argv[i + 1] : NULL;
 	if ((o = ctl_lookup(object, verb)) == NULL) {
 		fprintf(stderr, "smrelayctl: unknown command \"%s%s%s\"\n",
