@@ -15,8 +15,9 @@
 # Rates are per CPU-second (user + system of the process(es) doing the work,
 # as openssl speed counts) and per wall-second; on a loaded machine the
 # former is the figure to compare.  Environment: SECS (4, seconds per
-# in-process run), PROC_N (100), PEAK_SIZE (52428800), SMIME_BENCH (default:
-# build in build-bench/ with the default -O2).  Needs openssl and python3
+# in-process run), PROC_N (100), PEAK_SIZE (52428800), PEAK_ONLY (1: only
+# step 4, about ten seconds), SMIME_BENCH (default: build in build-bench/
+# with the default -O2).  Needs openssl and python3
 # (tests/smime/pki.sh).  The default run takes about three minutes.
 set -u
 
@@ -24,6 +25,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${SECS:-4}
 PROC_N=${PROC_N:-100}
 PEAK_SIZE=${PEAK_SIZE:-52428800}
+PEAK_ONLY=${PEAK_ONLY:-0}
 work=$(mktemp -d /tmp/smrelay-sbench.XXXXXX)
 load=$(uptime | sed 's/.*load average: //')
 trap 'rm -rf "$work/peak"; echo "work directory: $work"' EXIT
@@ -60,6 +62,7 @@ for s in "${sizes[@]}"; do
 done
 label() { case $1 in 4096) echo "4 KB" ;; 1048576) echo "1 MB" ;; *) echo "$1 B" ;; esac; }
 
+if [ "$PEAK_ONLY" != 1 ]; then
 # ------------------------------------------------------------- 1. ceiling
 echo "== 1. openssl speed -seconds 3 rsa2048"
 openssl speed -seconds 3 rsa2048 >"$work/speed.out" 2>&1 || die "openssl speed failed"
@@ -113,6 +116,7 @@ for s in "${sizes[@]}"; do
 	done
 done
 
+fi
 # ------------------------------------------------------------- 4. memory
 declare -A pk
 for op in sign encrypt signenc decver; do
@@ -145,6 +149,7 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 	echo "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
 	echo "$(openssl version); smrelay$(cd "$root" && git describe --always --dirty 2>/dev/null | sed 's/^/ at /')"
 	echo "load average at start: $load"
+	if [ "$PEAK_ONLY" != 1 ]; then
 	echo "openssl speed -seconds 3 rsa2048: $rsa_sign sign/s (one core, user CPU)"
 	echo
 	echo "in-process, one core (bench/smime_bench, ${SECS} s each; rates per CPU-second,"
@@ -169,6 +174,7 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 				"$(ratio "${r[$op:$s:mem:ops]}" "${r[$op:$s:proc:ops]}")x"
 		done
 	done
+	fi
 	echo
 	echo "peak RSS (VmHWM), one $(mb $((PEAK_SIZE / 1024))) MB entity streamed from a file to /dev/null"
 	printf '| %-24s | %8s | %10s | %17s | %9s |\n' operation seconds "RSS before" "peak after step 1" "peak"
@@ -183,6 +189,7 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 	echo "targets (per core = per CPU-second of the one-threaded process)"
 	printf '| %-44s | %14s | %6s | %4s |\n' target measured ratio met
 	printf '|%s|%s|%s|%s|\n' "----------------------------------------------" "----------------" "--------" "------"
+	[ "$PEAK_ONLY" != 1 ] && {
 	printf '| %-44s | %14s | %6s | %4s |\n' "4 KB sign >= 0.85 x rsa2048 sign/s ($rsa_sign)" \
 		"${r[sign:4096:mem:ops]}/s" \
 		"$(awk -v a="${r[sign:4096:mem:ops]}" -v b="$rsa_sign" 'BEGIN { printf "%.3f", a / b }')" \
@@ -193,6 +200,7 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 	printf '| %-44s | %9s MB/s | %6s | %4s |\n' "  the same, presized outputs" \
 		"${r[signenc:1048576:presized:mbs]}" "$(ratio "${r[signenc:1048576:presized:mbs]}" 150)" \
 		"$(met "${r[signenc:1048576:presized:mbs]}" 150)"
+	}
 	for op in sign encrypt signenc decver; do
 		printf '| %-44s | %11s MB | %6s | %4s |\n' "peak RSS < 150 MB, $(name "$op")" \
 			"$(mb "${pk[$op:hwm]}")" "$(ratio "$(mb "${pk[$op:hwm]}")" 150)" \

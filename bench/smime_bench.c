@@ -798,6 +798,7 @@ main(int argc, char **argv)
 	struct bench bn;
 	int ch, r;
 
+	smime_init();
 	memset(&bn, 0, sizeof(bn));
 	bn.chain = sk_X509_new_null();
 	bn.to = sk_X509_new_null();

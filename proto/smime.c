@@ -3,12 +3,15 @@
 #include "autoconfig.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/asn1.h>
+#include <openssl/buffer.h>
 #include <openssl/cms.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
 #include <openssl/rand.h>
@@ -37,6 +40,9 @@ struct b64w {
 };
 
 static BIO_METHOD *b64w_method;
+static BIO_METHOD *envc_method;
+static CRYPTO_ONCE smime_once = CRYPTO_ONCE_STATIC_INIT;
+static int smime_methods_ok;
 
 /* Hand the encoded lines collected so far to the target. */
 static int
@@ -117,6 +123,8 @@ b64w_destroy(BIO *b)
 	return 1;
 }
 
+static int smime_methods(void);
+
 /* A base64 writer into `out`: 76-character lines, CRLF. */
 static BIO *
 b64w_new(BIO *out)
@@ -124,16 +132,8 @@ b64w_new(BIO *out)
 	struct b64w *w;
 	BIO *b;
 
-	if (b64w_method == NULL) {
-		b64w_method = BIO_meth_new(BIO_get_new_index() |
-		    BIO_TYPE_SOURCE_SINK,
-		    "smime base64 writer");
-		if (b64w_method == NULL ||
-		    !BIO_meth_set_write(b64w_method, b64w_write) ||
-		    !BIO_meth_set_ctrl(b64w_method, b64w_ctrl) ||
-		    !BIO_meth_set_destroy(b64w_method, b64w_destroy))
-			return NULL;
-	}
+	if (smime_methods() == -1)
+		return NULL;
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return NULL;
 	if ((b = BIO_new(b64w_method)) == NULL) {
@@ -519,28 +519,578 @@ smime_recipients(CMS_ContentInfo *cms, char *buf, size_t len)
 	}
 }
 
+/*
+ * Decryption streams the encrypted content: d2i_CMS_bio() would hold the
+ * whole DER and then a contiguous copy of the content (3.8 times a 50 MB
+ * message).  A small BER walker reads the envelope up to the content, a
+ * DER ContentInfo is rebuilt from that prefix without the content and
+ * parsed, and the content goes to CMS_dataInit() as detached content
+ * through a BIO that strips the chunking of a constructed OCTET STRING.
+ * What follows the content (unprotectedAttrs; authAttrs, mac and
+ * unauthAttrs of an AuthEnvelopedData) is read when the content ends; the
+ * GCM tag is handed to the cipher then, before OpenSSL finalises it.
+ * OpenSSL 3.0 ignores authAttrs when decrypting, so nothing is lost.
+ */
+#define BER_MAX_DEPTH	32		/* nested constructed elements */
+#define BER_MAX_HEAD	(4 << 20)	/* the envelope without its content */
+#define BER_UNIV	0x00
+#define BER_CTX		0x80
+#define BER_SEQUENCE	16
+#define BER_OCTETS	4
+#define BER_OID		6
+
+/* One element's identifier and length, and their encoding. */
+struct ber_hdr {
+	int		 cls;		/* BER_UNIV, BER_CTX, ... */
+	int		 cons;
+	unsigned long	 num;
+	int		 indef;
+	uint64_t	 len;
+	unsigned char	 raw[16];
+	size_t		 rawlen;
+};
+
+/* An open constructed element. */
+struct ber_level {
+	int		 indef;
+	uint64_t	 end;		/* offset after it, when definite */
+	uint64_t	 limit;		/* where it must end at the latest */
+};
+
+/* Buffered BER input and the elements open at the read position. */
+struct ber {
+	BIO		*in;
+	unsigned char	 buf[16384];
+	size_t		 off, len;
+	uint64_t	 pos;		/* offset of buf[off] in the input */
+	struct ber_level lv[BER_MAX_DEPTH];
+	int		 depth;
+};
+
+/* One envelope being decrypted: the reader and what the content BIO
+ * needs to find the content's chunks and, after them, the GCM tag. */
+struct envc {
+	struct ber	 b;
+	int		 auth;		/* AuthEnvelopedData */
+	int		 eci;		/* depth with the EncryptedContentInfo
+					 * innermost */
+	int		 prim;		/* content is one primitive [0] */
+	uint64_t	 left;		/* bytes left in the current chunk */
+	int		 done;		/* content and envelope read */
+	int		 failed;	/* malformed or truncated */
+	unsigned char	 tag[16];
+	size_t		 taglen;
+	EVP_CIPHER_CTX	*cctx;		/* the decrypting cipher BIO's */
+};
+
+/* Refill the buffer; -1 at the end of the input. */
+static int
+ber_fill(struct ber *b)
+{
+	int n;
+
+	if (b->off < b->len)
+		return 0;
+	n = BIO_read(b->in, b->buf, sizeof(b->buf));
+	if (n <= 0)
+		return -1;
+	b->off = 0;
+	b->len = (size_t)n;
+	return 0;
+}
+
+/* One input byte; 0 or -1. */
+static int
+ber_byte(struct ber *b, unsigned char *c)
+{
+	if (ber_fill(b) == -1)
+		return -1;
+	*c = b->buf[b->off++];
+	b->pos++;
+	return 0;
+}
+
+/* Append to a BUF_MEM, bounded by BER_MAX_HEAD; 0 or -1. */
+static int
+ber_put(BUF_MEM *m, const void *p, size_t n)
+{
+	size_t at = m->length;
+
+	if (n == 0)
+		return 0;
+	if (at + n > BER_MAX_HEAD || BUF_MEM_grow(m, at + n) == 0)
+		return -1;
+	memcpy(m->data + at, p, n);
+	return 0;
+}
+
+/* Consume `n` bytes into `dst` and/or `copy` (either may be NULL). */
+static int
+ber_take(struct ber *b, unsigned char *dst, uint64_t n, BUF_MEM *copy)
+{
+	size_t k;
+
+	while (n > 0) {
+		if (ber_fill(b) == -1)
+			return -1;
+		k = b->len - b->off;
+		if (k > n)
+			k = (size_t)n;
+		if (dst != NULL) {
+			memcpy(dst, b->buf + b->off, k);
+			dst += k;
+		}
+		if (copy != NULL && ber_put(copy, b->buf + b->off, k) == -1)
+			return -1;
+		b->off += k;
+		b->pos += k;
+		n -= k;
+	}
+	return 0;
+}
+
+/* Read one identifier and length; 0 or -1 on a malformed header. */
+static int
+ber_head(struct ber *b, struct ber_hdr *h)
+{
+	unsigned char c;
+	int i, n;
+
+	memset(h, 0, sizeof(*h));
+	if (ber_byte(b, &c) == -1)
+		return -1;
+	h->raw[h->rawlen++] = c;
+	h->cls = c & 0xc0;
+	h->cons = (c & 0x20) != 0;
+	h->num = c & 0x1f;
+	if (h->num == 0x1f) {
+		for (h->num = 0, i = 0;; i++) {
+			if (i == 4 || ber_byte(b, &c) == -1)
+				return -1;
+			h->raw[h->rawlen++] = c;
+			h->num = (h->num << 7) | (c & 0x7f);
+			if (!(c & 0x80))
+				break;
+		}
+	}
+	if (ber_byte(b, &c) == -1)
+		return -1;
+	h->raw[h->rawlen++] = c;
+	if (c == 0x80)
+		h->indef = 1;
+	else if (c & 0x80) {
+		if ((n = c & 0x7f) > 7)
+			return -1;
+		for (i = 0; i < n; i++) {
+			if (ber_byte(b, &c) == -1)
+				return -1;
+			h->raw[h->rawlen++] = c;
+			h->len = (h->len << 8) | c;
+		}
+	} else
+		h->len = c;
+	if (h->indef && !h->cons)
+		return -1;
+	/* Tag 0 is only the end-of-contents octets 00 00. */
+	if (h->cls == BER_UNIV && h->num == 0 &&
+	    (h->cons || h->indef || h->len != 0))
+		return -1;
+	return 0;
+}
+
+/* Is `h` the element [cls num] with the given form? */
+static int
+ber_is(const struct ber_hdr *h, int cls, unsigned long num, int cons)
+{
+	return h->cls == cls && h->num == num && h->cons == cons;
+}
+
+/* Enter the constructed element whose header was just read. */
+static int
+ber_push(struct ber *b, const struct ber_hdr *h)
+{
+	struct ber_level *l;
+	uint64_t plimit = b->depth > 0 ? b->lv[b->depth - 1].limit :
+	    UINT64_MAX;
+
+	if (!h->cons || b->depth == BER_MAX_DEPTH)
+		return -1;
+	l = &b->lv[b->depth++];
+	l->indef = h->indef;
+	l->end = h->indef ? 0 : b->pos + h->len;
+	l->limit = h->indef ? plimit : l->end;
+	return 0;
+}
+
+/* The next header inside the innermost open element: 1, or 0 at its end
+ * (it is closed then; h->raw holds the end-of-contents octets, if any),
+ * or -1 on malformed input. */
+static int
+ber_next(struct ber *b, struct ber_hdr *h)
+{
+	struct ber_level *l = &b->lv[b->depth - 1];
+
+	if (!l->indef && b->pos == l->end) {
+		memset(h, 0, sizeof(*h));
+		b->depth--;
+		return 0;
+	}
+	if (ber_head(b, h) == -1)
+		return -1;
+	if (h->cls == BER_UNIV && h->num == 0) {
+		if (!l->indef)
+			return -1;
+		b->depth--;
+		return 0;
+	}
+	if (b->pos > l->limit || h->len > l->limit - b->pos)
+		return -1;
+	return 1;
+}
+
+/* The contents of the element whose header was just read, copied to
+ * `copy` with every inner header (or skipped, with NULL). */
+static int
+ber_body(struct ber *b, const struct ber_hdr *h, BUF_MEM *copy)
+{
+	struct ber_hdr c;
+	int r;
+
+	if (!h->cons)
+		return ber_take(b, NULL, h->len, copy);
+	if (ber_push(b, h) == -1)
+		return -1;
+	for (;;) {
+		if ((r = ber_next(b, &c)) == -1 ||
+		    (copy != NULL && ber_put(copy, c.raw, c.rawlen) == -1))
+			return -1;
+		if (r == 0)
+			return 0;
+		if (ber_body(b, &c, copy) == -1)
+			return -1;
+	}
+}
+
+/* One whole element: its header, then its contents. */
+static int
+ber_copy(struct ber *b, const struct ber_hdr *h, BUF_MEM *copy)
+{
+	if (ber_put(copy, h->raw, h->rawlen) == -1)
+		return -1;
+	return ber_body(b, h, copy);
+}
+
+/* Read the ContentInfo up to the inside of the enveloped content; `out`
+ * gets "SEQUENCE { contentType, [0] { SEQUENCE {" with indefinite
+ * lengths, `nid` the content type. */
+static int
+envc_outer(struct envc *e, BUF_MEM *out, int *nid)
+{
+	static const unsigned char open[] = { 0xa0, 0x80, 0x30, 0x80 };
+	struct ber *b = &e->b;
+	const unsigned char *p;
+	ASN1_OBJECT *obj;
+	struct ber_hdr h;
+
+	*nid = NID_undef;
+	if (ber_head(b, &h) == -1 || !ber_is(&h, BER_UNIV, BER_SEQUENCE, 1) ||
+	    ber_push(b, &h) == -1 || ber_put(out, "\x30\x80", 2) == -1 ||
+	    ber_next(b, &h) != 1 || !ber_is(&h, BER_UNIV, BER_OID, 0) ||
+	    ber_copy(b, &h, out) == -1)
+		return -1;
+	p = (const unsigned char *)out->data + 2;
+	if ((obj = d2i_ASN1_OBJECT(NULL, &p, (long)out->length - 2)) == NULL)
+		return -1;
+	*nid = OBJ_obj2nid(obj);
+	ASN1_OBJECT_free(obj);
+	if (*nid != NID_pkcs7_enveloped &&
+	    *nid != NID_id_smime_ct_authEnvelopedData)
+		return 0;
+	if (ber_next(b, &h) != 1 || !ber_is(&h, BER_CTX, 0, 1) ||
+	    ber_push(b, &h) == -1 || ber_next(b, &h) != 1 ||
+	    !ber_is(&h, BER_UNIV, BER_SEQUENCE, 1) || ber_push(b, &h) == -1 ||
+	    ber_put(out, open, sizeof(open)) == -1)
+		return -1;
+	return 0;
+}
+
+/* Copy the (Auth)EnvelopedData fields before the EncryptedContentInfo,
+ * then the latter's type and algorithm; stop at the content's header,
+ * which sets up the content reader. */
+static int
+envc_fields(struct envc *e, BUF_MEM *out)
+{
+	struct ber *b = &e->b;
+	struct ber_hdr h;
+	int i;
+
+	/* version, [0] originatorInfo, recipientInfos */
+	for (i = 0;; i++) {
+		if (i == 4 || ber_next(b, &h) != 1)
+			return -1;
+		if (ber_is(&h, BER_UNIV, BER_SEQUENCE, 1))
+			break;
+		if (ber_copy(b, &h, out) == -1)
+			return -1;
+	}
+	if (ber_push(b, &h) == -1 || ber_put(out, "\x30\x80", 2) == -1)
+		return -1;
+	e->eci = b->depth;
+	for (i = 0; i < 2; i++)		/* contentType, algorithm */
+		if (ber_next(b, &h) != 1 || ber_copy(b, &h, out) == -1)
+			return -1;
+	if (ber_put(out, "\0\0", 2) == -1 || ber_next(b, &h) != 1)
+		return -1;	/* no encryptedContent: nothing to decrypt */
+	if (ber_is(&h, BER_CTX, 0, 0)) {
+		e->prim = 1;
+		e->left = h.len;
+	} else if (!ber_is(&h, BER_CTX, 0, 1) || ber_push(b, &h) == -1)
+		return -1;
+	/* An AuthEnvelopedData needs a mac, of a valid length for OpenSSL
+	 * to set up the cipher: a placeholder until the real one is read
+	 * after the content and handed to the cipher (envc_tail). */
+	if (e->auth && ber_put(out, "\x04\x10\0\0\0\0\0\0\0\0"
+	    "\0\0\0\0\0\0\0\0", 18) == -1)
+		return -1;
+	return ber_put(out, "\0\0\0\0\0\0", 6);
+}
+
+/* The envelope without its content, parsed; `err` set on NULL. */
+static CMS_ContentInfo *
+envc_head(struct envc *e, char *err, size_t errlen)
+{
+	CMS_ContentInfo *cms = NULL;
+	const unsigned char *p;
+	BUF_MEM *m;
+	int nid;
+
+	if ((m = BUF_MEM_new()) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (envc_outer(e, m, &nid) == -1)
+		snprintf(err, errlen, "malformed CMS structure");
+	else if (nid != NID_pkcs7_enveloped &&
+	    nid != NID_id_smime_ct_authEnvelopedData)
+		snprintf(err, errlen, "not enveloped data (%s)",
+		    OBJ_nid2sn(nid));
+	else if ((e->auth = nid == NID_id_smime_ct_authEnvelopedData,
+	    envc_fields(e, m)) == -1)
+		snprintf(err, errlen, "malformed CMS structure");
+	else {
+		p = (const unsigned char *)m->data;
+		if ((cms = d2i_CMS_ContentInfo(NULL, &p, (long)m->length)) ==
+		    NULL)
+			smime_err(err, errlen, "malformed CMS structure");
+	}
+	BUF_MEM_free(m);
+	return cms;
+}
+
+/* After the content: the rest of the envelope, the mac kept; 0 or -1. */
+static int
+envc_tail(struct envc *e)
+{
+	struct ber *b = &e->b;
+	struct ber_hdr h;
+	int r, stage = 0;	/* 1: authAttrs read, 2: mac read, 3: done */
+
+	if (ber_next(b, &h) != 0)	/* end of EncryptedContentInfo */
+		return -1;
+	while ((r = ber_next(b, &h)) == 1) {
+		if (stage == 0 && ber_is(&h, BER_CTX, 1, 1))
+			stage = e->auth ? 1 : 3;
+		else if (e->auth && stage == 2 && ber_is(&h, BER_CTX, 2, 1))
+			stage = 3;
+		else if (e->auth && stage <= 1 &&
+		    ber_is(&h, BER_UNIV, BER_OCTETS, 0)) {
+			/* RFC 5084 2.1: the ICV is 12 to 16 octets. */
+			if (h.len < 12 || h.len > sizeof(e->tag) ||
+			    ber_take(b, e->tag, h.len, NULL) == -1)
+				return -1;
+			e->taglen = (size_t)h.len;
+			stage = 2;
+			continue;
+		} else
+			return -1;
+		if (ber_body(b, &h, NULL) == -1)	/* attributes */
+			return -1;
+	}
+	if (r == -1 || (e->auth && e->taglen == 0))
+		return -1;
+	/* end of [0] content and of the ContentInfo */
+	if (ber_next(b, &h) != 0 || ber_next(b, &h) != 0)
+		return -1;
+	if (e->auth && (e->cctx == NULL || EVP_CIPHER_CTX_ctrl(e->cctx,
+	    EVP_CTRL_AEAD_SET_TAG, (int)e->taglen, e->tag) <= 0))
+		return -1;
+	return 0;
+}
+
+/* Find the next chunk of content (e->left set), or read the envelope's
+ * tail when there is none left (e->done set); 0 or -1. */
+static int
+envc_next_chunk(struct envc *e)
+{
+	struct ber *b = &e->b;
+	struct ber_hdr h;
+	int r;
+
+	while (!e->prim && b->depth > e->eci) {
+		if ((r = ber_next(b, &h)) == -1)
+			return -1;
+		if (r == 0)
+			continue;
+		if (ber_is(&h, BER_UNIV, BER_OCTETS, 0)) {
+			if ((e->left = h.len) > 0)
+				return 0;
+		} else if (!ber_is(&h, BER_UNIV, BER_OCTETS, 1) ||
+		    ber_push(b, &h) == -1)
+			return -1;
+	}
+	e->done = 1;
+	return envc_tail(e);
+}
+
+/* BIO read: the payload of the content's chunks, one chunk at most per
+ * call; 0 at the end, once the envelope has been read to its end. */
+static int
+envc_read(BIO *bio, char *buf, int len)
+{
+	struct envc *e = BIO_get_data(bio);
+	size_t n;
+
+	BIO_clear_retry_flags(bio);
+	if (e->failed)
+		return -1;
+	while (e->left == 0 && !e->done)
+		if (envc_next_chunk(e) == -1) {
+			e->failed = 1;
+			return -1;
+		}
+	if (e->left == 0 || len <= 0)
+		return 0;
+	n = (size_t)len;
+	if (n > e->left)
+		n = (size_t)e->left;
+	if (ber_take(&e->b, (unsigned char *)buf, n, NULL) == -1) {
+		e->failed = 1;
+		return -1;
+	}
+	e->left -= n;
+	return (int)n;
+}
+
+/* BIO ctrl: nothing to flush or reset. */
+static long
+envc_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+	(void)bio;
+	(void)num;
+	(void)ptr;
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+/* Create the BIO methods once. */
+static void
+smime_methods_init(void)
+{
+	b64w_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+	    "smime base64 writer");
+	envc_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+	    "smime encrypted content reader");
+	smime_methods_ok = b64w_method != NULL && envc_method != NULL &&
+	    BIO_meth_set_write(b64w_method, b64w_write) &&
+	    BIO_meth_set_ctrl(b64w_method, b64w_ctrl) &&
+	    BIO_meth_set_destroy(b64w_method, b64w_destroy) &&
+	    BIO_meth_set_read(envc_method, envc_read) &&
+	    BIO_meth_set_ctrl(envc_method, envc_ctrl);
+}
+
+/* The BIO methods, created on first use; 0 or -1. */
+static int
+smime_methods(void)
+{
+	if (!CRYPTO_THREAD_run_once(&smime_once, smime_methods_init) ||
+	    !smime_methods_ok)
+		return -1;
+	return 0;
+}
+
+/* Create what the engine shares between calls, from the main thread. */
+void
+smime_init(void)
+{
+	(void)smime_methods();
+}
+
+/* Stream the content through the cipher to `out`; 0 or -1. */
+static int
+envc_decrypt(CMS_ContentInfo *cms, struct envc *e, BIO *out, char *err,
+    size_t errlen)
+{
+	unsigned char buf[8192];
+	BIO *in, *cont, *cipher, *next;
+	int n, r = -1;
+
+	if (smime_methods() == -1 || (in = BIO_new(envc_method)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	BIO_set_data(in, e);
+	BIO_set_init(in, 1);
+	if ((cont = CMS_dataInit(cms, in)) == NULL) {
+		smime_err(err, errlen, "decryption failed");
+		BIO_free(in);
+		return -1;
+	}
+	if ((cipher = BIO_find_type(cont, BIO_TYPE_CIPHER)) == NULL ||
+	    BIO_get_cipher_ctx(cipher, &e->cctx) != 1) {
+		snprintf(err, errlen, "decryption failed: no cipher");
+		goto done;
+	}
+	while ((n = BIO_read(cont, buf, sizeof(buf))) > 0)
+		if (BIO_write(out, buf, n) != n) {
+			smime_err(err, errlen, "write error");
+			goto done;
+		}
+	if (e->failed)
+		snprintf(err, errlen, "malformed CMS structure");
+	else if (n < 0 || !e->done || BIO_get_cipher_status(cipher) <= 0)
+		smime_err(err, errlen, e->auth ?
+		    "decryption failed: authentication tag mismatch" :
+		    "decryption failed");
+	else
+		r = 0;
+ done:
+	while (cont != NULL && cont != in) {
+		next = BIO_pop(cont);
+		BIO_free(cont);
+		cont = next;
+	}
+	BIO_free(in);
+	return r;
+}
+
 /* Decrypt an EnvelopedData or AuthEnvelopedData with a matching key. */
 int
 smime_decrypt(BIO *der, const struct smime_identity *ids, size_t nids,
     BIO *out, char *err, size_t errlen)
 {
 	CMS_ContentInfo *cms;
+	struct envc *e;
 	char rcpts[512];
 	size_t i;
-	int nid, r = -1;
+	int r = -1;
 
 	ERR_clear_error();
-	if ((cms = d2i_CMS_bio(der, NULL)) == NULL) {
-		smime_err(err, errlen, "malformed CMS structure");
+	if ((e = calloc(1, sizeof(*e))) == NULL) {
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	nid = OBJ_obj2nid(CMS_get0_type(cms));
-	if (nid != NID_pkcs7_enveloped &&
-	    nid != NID_id_smime_ct_authEnvelopedData) {
-		snprintf(err, errlen, "not enveloped data (%s)",
-		    OBJ_nid2sn(nid));
+	e->b.in = der;
+	if ((cms = envc_head(e, err, errlen)) == NULL)
 		goto done;
-	}
 	/* With a certificate, OpenSSL only tries the RecipientInfos it
 	 * matches, so a wrong key is never attempted. */
 	for (i = 0; i < nids; i++) {
@@ -555,13 +1105,11 @@ smime_decrypt(BIO *der, const struct smime_identity *ids, size_t nids,
 		    " (recipients: %s)", rcpts);
 		goto done;
 	}
-	if (CMS_decrypt(cms, NULL, NULL, NULL, out, CMS_BINARY) != 1) {
-		smime_err(err, errlen, "decryption failed");
-		goto done;
-	}
-	r = (int)i;
+	if (envc_decrypt(cms, e, out, err, errlen) == 0)
+		r = (int)i;
  done:
 	CMS_ContentInfo_free(cms);
+	free(e);
 	return r;
 }
 

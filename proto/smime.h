@@ -8,8 +8,10 @@
  * are a MIME entity: its Content-* header lines, an empty line and the body,
  * CRLF throughout; the caller adds the outer (RFC 5322) headers and
  * MIME-Version.  Error texts are one line, suitable for logs and replies.
- * Not thread-safe on the first call (a BIO method is created lazily);
- * smrelay calls it from its one event loop thread. */
+ * Call smime_init() once from the main thread before the first use: it
+ * creates the BIO methods the engine shares (otherwise created on first
+ * use, guarded by CRYPTO_THREAD_run_once).  After that the functions may
+ * be called from several threads at once, on different objects. */
 #ifndef SMRELAY_SMIME_H
 #define SMRELAY_SMIME_H
 
@@ -69,6 +71,8 @@ struct smime_verify {
 };
 
 /* smime.c */
+/* Create the engine's shared state (its BIO methods); once, at start-up. */
+void smime_init(void);
 /*
  * Sign the entity read from `in`.  Writes to `out` a multipart/signed entity
  * (detached, micalg=sha-256) or, with SMIME_OPT_OPAQUE, an
@@ -93,8 +97,12 @@ int smime_encrypt(BIO *in, STACK_OF(X509) *to, int opts, BIO *out,
 /*
  * Decrypt the CMS (DER/BER, already base64-decoded) read from `der` with
  * the first of `ids` that matches a RecipientInfo, writing the inner entity
- * to `out`.  Returns the index of the identity used, or -1 with `err` set
- * (e.g. "no private key matches any recipient (recipients: ...)").
+ * to `out`.  `der` is read once, front to back, and the content streamed:
+ * memory stays bounded whatever the size (the envelope without its content
+ * may take up to 4 MB).  Returns the index of the identity used, or -1 with
+ * `err` set (e.g. "no private key matches any recipient (recipients:
+ * ...)"); on -1, whatever was written to `out` must be discarded (for
+ * AuthEnvelopedData the GCM tag is only checked at the end).
  */
 int smime_decrypt(BIO *der, const struct smime_identity *ids, size_t nids,
     BIO *out, char *err, size_t errlen);
