@@ -24,6 +24,7 @@
 #define DEFAULT_MAX_RCPTS	1000
 #define DEFAULT_MAX_CONNS	1024
 #define DEFAULT_LIFETIME	(5 * 86400)
+#define DEFAULT_DELAY_WARNING	(4 * 3600)
 
 #define LISTEN_EXPECT \
 	"expected ADDR:PORT [tls=starttls|implicit|none] [proxy=v1|v2|off]"
@@ -63,6 +64,8 @@ static const struct config_key config_keys[] = {
 	    offsetof(struct config, max_connections) },
 	{ "queue_lifetime", 0, set_duration,
 	    offsetof(struct config, queue_lifetime) },
+	{ "delay_warning_time", 0, set_duration,
+	    offsetof(struct config, delay_warning) },
 	{ "log_level", 0, set_log_level, 0 },
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -658,6 +661,7 @@ config_default(void)
 	cfg->max_recipients = DEFAULT_MAX_RCPTS;
 	cfg->max_connections = DEFAULT_MAX_CONNS;
 	cfg->queue_lifetime = DEFAULT_LIFETIME;
+	cfg->delay_warning = DEFAULT_DELAY_WARNING;
 	cfg->log_level = LOG_LVL_INFO;
 	return cfg;
 }

@@ -42,6 +42,7 @@ struct config {
 	int max_recipients;
 	int max_connections;
 	int queue_lifetime;             /* seconds */
+	int delay_warning;              /* delay_warning_time, seconds */
 	int log_level;                  /* LOG_LVL_* */
 };
 

@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "config.h"
+#include "ctl_util.h"
 #include "ctl_policy.h"
 #include "policy.h"
 #include "store.h"
@@ -33,23 +34,6 @@ struct pctl {
 #define O_RULE		0x02	/* --action, --if-no-cert, --priority */
 #define O_ID		0x04	/* one positional ID */
 
-/* A JSON string literal: quotes, backslashes and controls escaped. */
-static void
-json_str(const char *s)
-{
-	const unsigned char *p;
-
-	putchar('"');
-	for (p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			printf("\\u%04x", *p);
-		else
-			putchar(*p);
-	}
-	putchar('"');
-}
 
 /* Store one option value, refusing a repeated option. */
 static int
@@ -228,18 +212,18 @@ put_rule(const struct policy_rule *r, int json)
 	}
 	printf("{\"id\":%lld,\"priority\":%d,\"sender\":", (long long)r->id,
 	    r->priority);
-	json_str(r->sender);
+	ctl_json_str(stdout, r->sender);
 	fputs(",\"recipient\":", stdout);
-	json_str(r->recipient);
+	ctl_json_str(stdout, r->recipient);
 	fputs(",\"actions\":[", stdout);
 	for (p = acts; (tok = strsep(&p, ",")) != NULL; first = 0) {
 		if (!first)
 			putchar(',');
-		json_str(tok);
+		ctl_json_str(stdout, tok);
 	}
 	fputs("],\"if_no_cert\":", stdout);
 	if (nc != NULL)
-		json_str(nc);
+		ctl_json_str(stdout, nc);
 	else
 		fputs("null", stdout);
 	putchar('}');

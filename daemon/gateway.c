@@ -14,16 +14,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
+#include "config.h"
 #include "gateway.h"
 #include "keyring.h"
 #include "log.h"
 #include "msgbuf.h"
 #include "pipeline.h"
 #include "policy.h"
+#include "queue.h"
 #include "smime.h"
+#include "spool.h"
 #include "store.h"
 #include "util.h"
 #include "workers.h"
@@ -40,6 +44,9 @@ struct gateway {
 	struct event		*sync_ev;
 	char			*data_dir, *tmpdir;
 	const char		*host;
+	const struct config	*cfg;
+	struct spool		*spool;
+	struct queue		*queue;
 };
 
 struct gw_txn;
@@ -50,18 +57,26 @@ struct gw_copy {
 	unsigned		 actions;
 	int64_t			 rule_id;
 	void			*txn;		/* inner; NULL when over */
-	char			**rcpts;	/* accepted by the next hop */
+	int			 hold;		/* --if-no-cert hold: spooled
+						 * untransformed, held */
+	struct spool_rcpt	*rcpts;		/* accepted by the next hop */
 	size_t			 nrcpts;
+	struct spool_rcpt	*defer;		/* its 4xx at RCPT: spooled */
+	size_t			 ndefer;
+	char			 qid[SPOOL_ID_LEN + 1];
+	char			 why[200];	/* why it was spooled */
 	int			 done;
 	struct smtp_result	 res;
 	struct msgbuf		*out;		/* transformed body */
 	struct gw_job		*job;		/* in a worker */
+	struct gw_sreq		*sreq;		/* being spooled */
 };
 
 /* A RCPT waiting for its reply to be passed on, in order. */
 struct gw_rcpt {
 	struct gw_txn		*t;
 	char			*path;
+	char			*params;
 	delivery_cb		*cb;
 	void			*arg;
 	int			 done;
@@ -128,6 +143,7 @@ rcpt_flush(struct gw_txn *t)
 			t->tail = NULL;
 		r->cb(r->arg, &r->res);
 		free(r->path);
+		free(r->params);
 		free(r);
 	}
 	t->busy--;
@@ -165,7 +181,36 @@ gw_begin(void *ctx, const char *from, const char *params, uint64_t sessid)
 	return t;
 }
 
-/* The inner transaction answered one of a copy's RCPTs. */
+/* Append a recipient (copied) to a list. */
+static void
+rcpt_push(struct spool_rcpt **v, size_t *n, const char *addr,
+    const char *params)
+{
+	*v = xreallocarray(*v, *n + 1, sizeof(**v));
+	memset(&(*v)[*n], 0, sizeof(**v));
+	(*v)[*n].addr = xstrdup(addr);
+	(*v)[*n].params = xstrdup(params ? params : "");
+	(*n)++;
+}
+
+static void
+rcpts_free(struct spool_rcpt *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(v[i].addr);
+		free(v[i].params);
+		free(v[i].reply);
+	}
+	free(v);
+}
+
+/*
+ * The inner transaction answered one of a copy's RCPTs.  A temporary
+ * refusal (next hop down, greylisting, ...) is accepted here: that
+ * recipient's copy is spooled at end of DATA and retried.
+ */
 static void
 inner_rcpt_cb(void *arg, const struct smtp_result *res)
 {
@@ -174,10 +219,20 @@ inner_rcpt_cb(void *arg, const struct smtp_result *res)
 
 	r->done = 1;
 	r->res = *res;
-	if (res->code >= 200 && res->code < 300) {
-		c->rcpts = xreallocarray(c->rcpts, c->nrcpts + 1,
-		    sizeof(*c->rcpts));
-		c->rcpts[c->nrcpts++] = xstrdup(r->path);
+	if (res->code >= 200 && res->code < 300)
+		rcpt_push(&c->rcpts, &c->nrcpts, r->path, r->params);
+	else if (res->code >= 400 && res->code < 500) {
+		queue_hop_result(r->t->gw->queue, res);
+		rcpt_push(&c->defer, &c->ndefer, r->path, r->params);
+		c->defer[c->ndefer - 1].reply = xasprintf("%d %s %s",
+		    res->code, res->enh, res->text);
+		if (c->why[0] == '\0')
+			snprintf(c->why, sizeof(c->why), "%d %s %.150s",
+			    res->code, res->enh, res->text);
+		r->res.code = 250;
+		snprintf(r->res.enh, sizeof(r->res.enh), "2.1.5");
+		snprintf(r->res.text, sizeof(r->res.text), "Ok (queued: next "
+		    "hop said %d %.180s)", res->code, res->text);
 	}
 	rcpt_flush(r->t);
 }
@@ -186,15 +241,18 @@ static struct gw_copy *
 copy_for(struct gw_txn *t, const struct pl_decision *d)
 {
 	struct gw_copy *c;
+	int hold = d->verdict == PL_HOLD;
 	size_t i;
 
 	for (i = 0; i < t->ncopies; i++)
-		if (t->copies[i]->actions == d->actions)
+		if (t->copies[i]->actions == d->actions &&
+		    t->copies[i]->hold == hold)
 			return t->copies[i];
 	c = xcalloc(1, sizeof(*c));
 	c->t = t;
 	c->actions = d->actions;
 	c->rule_id = d->rule_id;
+	c->hold = hold;
 	t->copies = xreallocarray(t->copies, t->ncopies + 1,
 	    sizeof(*t->copies));
 	t->copies[t->ncopies++] = c;
@@ -215,6 +273,7 @@ gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
 
 	r->t = t;
 	r->path = xstrdup(rcpt);
+	r->params = xstrdup(params);
 	r->cb = cb;
 	r->arg = arg;
 	if (t->tail != NULL)
@@ -224,31 +283,42 @@ gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
 	t->tail = r;
 
 	pipeline_decide(&src, keyring_policy(gw->kr), t->from, rcpt, &d);
-	if (d.verdict != PL_RELAY) {
-		log_info("session id=%016llx rcpt to=<%s> policy=%s rule=%lld "
-		    "status=%d %s", (unsigned long long)t->sessid, rcpt,
-		    d.verdict == PL_HOLD ? "hold" : "reject",
-		    (long long)d.rule_id, d.reply.code, d.reply.text);
+	if (d.verdict == PL_REJECT) {
+		log_info("session id=%016llx rcpt to=<%s> policy=reject "
+		    "rule=%lld status=%d %s", (unsigned long long)t->sessid,
+		    rcpt, (long long)d.rule_id, d.reply.code, d.reply.text);
 		r->done = 1;
 		r->res = d.reply;
 		event_active(t->defer, 0, 0);
 		return;
 	}
-	if (d.actions != 0 || d.plain)
-		log_debug("session id=%016llx rcpt to=<%s> rule=%lld "
+	if (d.actions != 0 || d.plain || d.verdict == PL_HOLD)
+		log_info("session id=%016llx rcpt to=<%s> rule=%lld "
 		    "actions=%s%s", (unsigned long long)t->sessid, rcpt,
 		    (long long)d.rule_id,
 		    policy_actions_str(d.actions, acts, sizeof(acts)),
-		    d.plain ? " (no certificate: plain)" : "");
+		    d.plain ? " (no certificate: plain)" :
+		    d.verdict == PL_HOLD ? " (no certificate: hold)" : "");
 	c = copy_for(t, &d);
 	r->copy = c;
+	if (c->hold) {          /* spooled at end of DATA, no next hop yet */
+		rcpt_push(&c->defer, &c->ndefer, rcpt, params);
+		r->done = 1;
+		r->res.code = 250;
+		snprintf(r->res.enh, sizeof(r->res.enh), "2.1.5");
+		snprintf(r->res.text, sizeof(r->res.text), "Ok (held until a "
+		    "certificate to encrypt to arrives, rule %lld)",
+		    (long long)d.rule_id);
+		event_active(t->defer, 0, 0);
+		return;
+	}
 	if (c->txn == NULL)
 		c->txn = gw->inner->begin(gw->inner_ctx, t->from, t->params,
 		    t->sessid);
 	gw->inner->rcpt(c->txn, rcpt, params, inner_rcpt_cb, r);
 }
 
-/* One copy is finished (relayed, refused or failed). */
+/* One copy is finished (relayed, spooled, refused or failed). */
 static void
 copy_done(struct gw_copy *c, const struct smtp_result *res)
 {
@@ -263,6 +333,106 @@ copy_done(struct gw_copy *c, const struct smtp_result *res)
 		combine(t);
 }
 
+/* The body a copy sends: transformed, or the message as received. */
+static struct msgbuf *
+copy_body(struct gw_copy *c)
+{
+	return c->out != NULL ? c->out : c->t->body;
+}
+
+/* A spool write on behalf of a copy (cancelled when the session goes). */
+struct gw_sreq {
+	struct gw_copy	*copy;
+	size_t		 delivered;	/* recipients the next hop took */
+};
+
+static void
+spooled(void *arg, int err)
+{
+	struct gw_sreq *q = arg;
+	struct gw_copy *c = q->copy;
+	struct smtp_result res;
+
+	if (c == NULL) {        /* the session went away meanwhile */
+		free(q);
+		return;
+	}
+	c->sreq = NULL;
+	if (err != 0) {
+		log_warnx("session id=%016llx copy not spooled: %s; replying "
+		    "452 4.3.1", (unsigned long long)c->t->sessid,
+		    strerror(err));
+		result_set(&res, 452, "4.3.1", "Insufficient system storage");
+	} else {
+		log_info("session id=%016llx copy queued id=%s rcpts=%zu%s%s",
+		    (unsigned long long)c->t->sessid, c->qid, c->ndefer +
+		    (q->delivered ? 0 : c->nrcpts), c->hold ? " held" : "",
+		    c->why[0] ? " reason=" : "");
+		if (c->why[0] != '\0')
+			log_info("session id=%016llx copy id=%s reason: %s",
+			    (unsigned long long)c->t->sessid, c->qid, c->why);
+		res.code = 250;
+		snprintf(res.enh, sizeof(res.enh), "2.0.0");
+		if (q->delivered > 0)
+			snprintf(res.text, sizeof(res.text), "Ok: relayed to "
+			    "%zu recipient(s), queued as %s for the others",
+			    q->delivered, c->qid);
+		else
+			snprintf(res.text, sizeof(res.text), "Ok: queued as "
+			    "%s%s", c->qid, c->hold ? " (held until a "
+			    "certificate arrives)" : "");
+	}
+	free(q);
+	copy_done(c, &res);
+}
+
+/*
+ * Spool the copy for its deferred recipients (and, with `all`, those the
+ * next hop had accepted before the transaction failed); the client's 250
+ * waits for the fsync.  A held copy goes in untransformed, to be
+ * transformed when its certificates arrive.
+ */
+static void
+copy_spool(struct gw_copy *c, int all, size_t delivered)
+{
+	struct gw_txn *t = c->t;
+	struct gateway *gw = t->gw;
+	struct spool_entry e;
+	struct gw_sreq *q;
+	size_t i, n = 0;
+	int64_t now = time(NULL);
+
+	memset(&e, 0, sizeof(e));
+	e.rcpts = xcalloc(c->nrcpts + c->ndefer + 1, sizeof(*e.rcpts));
+	if (all)
+		for (i = 0; i < c->nrcpts; i++)
+			e.rcpts[n++] = c->rcpts[i];
+	for (i = 0; i < c->ndefer; i++)
+		e.rcpts[n++] = c->defer[i];
+	e.nrcpts = n;
+	e.created = now;
+	e.sender = t->from;
+	e.params = t->params;
+	e.rule_id = c->rule_id;
+	e.client = "";
+	if (c->hold) {
+		e.held = SPOOL_HOLD_POLICY;
+		e.actions = c->actions;
+	} else {
+		e.attempts = 1;         /* the in-line one */
+		e.next_attempt = now + 50 + (int64_t)(new_session_id() % 21);
+		e.last_error = c->why[0] ? c->why : NULL;
+	}
+	q = xcalloc(1, sizeof(*q));
+	q->copy = c;
+	q->delivered = delivered;
+	c->sreq = q;
+	queue_submit(gw->queue, &e, c->hold ? t->body : copy_body(c),
+	    spooled, q);
+	snprintf(c->qid, sizeof(c->qid), "%s", e.id);
+	free(e.rcpts);          /* the strings are c's; the spool copied */
+}
+
 static void
 inner_data_cb(void *arg, const struct smtp_result *res)
 {
@@ -271,7 +441,32 @@ inner_data_cb(void *arg, const struct smtp_result *res)
 	log_info("session id=%016llx copy rcpts=%zu rule=%lld status=%d %s %s",
 	    (unsigned long long)c->t->sessid, c->nrcpts, (long long)c->rule_id,
 	    res->code, res->enh, res->text);
-	copy_done(c, res);
+	queue_hop_result(c->t->gw->queue, res);
+	c->txn = NULL;          /* over after the data callback */
+	if (res->code >= 200 && res->code < 300 && c->ndefer > 0)
+		copy_spool(c, 0, c->nrcpts);
+	else if (res->code >= 400 && res->code < 500) {
+		snprintf(c->why, sizeof(c->why), "%d %s %.150s", res->code,
+		    res->enh, res->text);
+		copy_spool(c, 1, 0);
+	} else
+		copy_done(c, res);
+}
+
+/* Relay a (transformed) copy, or spool it if no recipient is open. */
+static void
+copy_send(struct gw_copy *c)
+{
+	struct gateway *gw = c->t->gw;
+
+	if (c->nrcpts > 0) {
+		gw->inner->data(c->txn, copy_body(c), inner_data_cb, c);
+		return;
+	}
+	if (c->txn != NULL)
+		gw->inner->abort(c->txn);
+	c->txn = NULL;
+	copy_spool(c, 0, 0);
 }
 
 /* Worker thread: the transform and its output body. */
@@ -356,7 +551,8 @@ job_done(void *arg)
 		log_warnx("session id=%016llx copy rcpts=%zu actions=%s: %s; "
 		    "replying %d %s", (unsigned long long)j->sessid, j->nrcpts,
 		    acts, j->res.err, j->fail.code, j->fail.enh);
-		gw->inner->abort(c->txn);
+		if (c->txn != NULL)
+			gw->inner->abort(c->txn);
 		copy_done(c, &j->fail);
 		job_free(j);
 		return;
@@ -377,8 +573,7 @@ job_done(void *arg)
 		j->out = NULL;
 	}
 	job_free(j);
-	gw->inner->data(c->txn, c->out != NULL ? c->out : c->t->body,
-	    inner_data_cb, c);
+	copy_send(c);
 }
 
 static void
@@ -396,7 +591,8 @@ gw_data(void *txn, struct msgbuf *body, delivery_cb *cb, void *arg)
 	t->in_data = 1;
 	for (i = 0; i < t->ncopies; i++) {
 		c = t->copies[i];
-		if (c->nrcpts == 0) {   /* every recipient refused */
+		if (c->nrcpts == 0 && c->ndefer == 0) {
+			/* every recipient refused */
 			if (c->txn != NULL)
 				gw->inner->abort(c->txn);
 			c->txn = NULL;
@@ -404,8 +600,12 @@ gw_data(void *txn, struct msgbuf *body, delivery_cb *cb, void *arg)
 			continue;
 		}
 		t->pending++;
+		if (c->hold) {
+			copy_spool(c, 0, 0);
+			continue;
+		}
 		if (c->actions == 0) {
-			gw->inner->data(c->txn, t->body, inner_data_cb, c);
+			copy_send(c);
 			continue;
 		}
 		j = xcalloc(1, sizeof(*j));
@@ -414,10 +614,13 @@ gw_data(void *txn, struct msgbuf *body, delivery_cb *cb, void *arg)
 		j->body = msgbuf_ref(body);
 		j->sender = xstrdup(t->from);
 		j->host = xstrdup(gw->host);
-		j->rcpts = xcalloc(c->nrcpts, sizeof(*j->rcpts));
+		/* every recipient of the copy, the deferred ones too: they
+		 * get the same envelope later from the spool */
+		j->rcpts = xcalloc(c->nrcpts + c->ndefer, sizeof(*j->rcpts));
 		for (k = 0; k < c->nrcpts; k++)
-			j->rcpts[k] = xstrdup(c->rcpts[k]);
-		j->nrcpts = c->nrcpts;
+			j->rcpts[j->nrcpts++] = xstrdup(c->rcpts[k].addr);
+		for (k = 0; k < c->ndefer; k++)
+			j->rcpts[j->nrcpts++] = xstrdup(c->defer[k].addr);
 		j->actions = c->actions;
 		j->rule_id = c->rule_id;
 		j->sessid = t->sessid;
@@ -463,7 +666,7 @@ combine(struct gw_txn *t)
 	else if (nok == n) {
 		res = *ok;
 		snprintf(res.text, sizeof(res.text), "Ok: %zu copies relayed "
-		    "(%.150s)", n, ok->text);
+		    "or queued (%.150s)", n, ok->text);
 	}
 	else if (nok == 0)
 		res = tmp ? *tmp : *perm;
@@ -496,6 +699,10 @@ gw_abort(void *txn)
 			c->job->copy = NULL;    /* its done() frees it */
 			c->job = NULL;
 		}
+		if (c->sreq != NULL) {
+			c->sreq->copy = NULL;   /* spooled() frees it */
+			c->sreq = NULL;
+		}
 		if (c->txn != NULL && !c->done)
 			t->gw->inner->abort(c->txn);
 		c->txn = NULL;
@@ -510,18 +717,18 @@ txn_free(struct gw_txn *t)
 {
 	struct gw_rcpt *r, *next;
 	struct gw_copy *c;
-	size_t i, k;
+	size_t i;
 
 	for (r = t->head; r != NULL; r = next) {
 		next = r->next;
 		free(r->path);
+		free(r->params);
 		free(r);
 	}
 	for (i = 0; i < t->ncopies; i++) {
 		c = t->copies[i];
-		for (k = 0; k < c->nrcpts; k++)
-			free(c->rcpts[k]);
-		free(c->rcpts);
+		rcpts_free(c->rcpts, c->nrcpts);
+		rcpts_free(c->defer, c->ndefer);
 		msgbuf_free(c->out);
 		free(c);
 	}
@@ -537,6 +744,106 @@ const struct delivery_ops gateway_delivery_ops = {
 	gw_begin, gw_rcpt, gw_data, gw_abort
 };
 
+/* A held copy whose recipients now all have certificates: transform it
+ * on a worker and queue the result instead. */
+struct gw_release {
+	struct gateway	*gw;
+	char		 id[SPOOL_ID_LEN + 1];
+	struct msgbuf	*body;
+	char		*sender, **rcpts;
+	size_t		 nrcpts;
+	unsigned	 actions;
+	int64_t		 rule_id;
+	int		 rc;
+	struct smime_msg_res res;
+	struct smtp_result fail;
+	struct msgbuf	*out;
+};
+
+static void
+release_run(void *arg, void *tctx)
+{
+	struct gw_release *r = arg;
+	struct certsrc src = { r->gw->kr, tctx };
+	struct pl_copy pc;
+	char *msg;
+	size_t len;
+
+	r->rc = -1;
+	if (tctx == NULL || (msg = msgbuf_slurp(r->body, &len)) == NULL)
+		return;
+	pc.sender = r->sender;
+	pc.rcpts = (const char *const *)r->rcpts;
+	pc.nrcpts = r->nrcpts;
+	pc.actions = r->actions;
+	pc.rule_id = r->rule_id;
+	pc.host = r->gw->host;
+	r->rc = pipeline_transform(&src, &pc, msg, len, &r->res, &r->fail);
+	free(msg);
+	if (r->rc == 0 && r->res.msg != NULL) {
+		r->out = msgbuf_new(r->gw->tmpdir, MSGBUF_MEM_DEFAULT);
+		if (msgbuf_append(r->out, r->res.msg, r->res.len) == -1)
+			r->rc = -1;
+	}
+}
+
+static void
+release_done(void *arg)
+{
+	struct gw_release *r = arg;
+	size_t i;
+
+	if (r->rc == -1) {
+		log_warnx("queue id=%s: release failed: %s", r->id,
+		    r->res.err[0] ? r->res.err : "cannot read or write it");
+		queue_replace(r->gw->queue, r->id, NULL);
+	} else
+		queue_replace(r->gw->queue, r->id, r->out ? r->out : r->body);
+	msgbuf_free(r->body);
+	msgbuf_free(r->out);
+	smime_msg_res_free(&r->res);
+	for (i = 0; i < r->nrcpts; i++)
+		free(r->rcpts[i]);
+	free(r->rcpts);
+	free(r->sender);
+	free(r);
+}
+
+static int
+release_check(void *arg, const struct spool_entry *e)
+{
+	struct gateway *gw = arg;
+	struct certsrc src = { gw->kr, gw->st };
+	struct gw_release *r;
+	struct msgbuf *body;
+	size_t i;
+	X509 *x;
+
+	for (i = 0; i < e->nrcpts; i++) {
+		if (e->rcpts[i].state != SPOOL_RCPT_PENDING)
+			continue;
+		if ((x = keyring_cert_for(&src, e->rcpts[i].addr, NULL)) ==
+		    NULL)
+			return 0;
+		X509_free(x);
+	}
+	if ((body = spool_body(gw->spool, e->id)) == NULL)
+		return 0;
+	r = xcalloc(1, sizeof(*r));
+	r->gw = gw;
+	snprintf(r->id, sizeof(r->id), "%s", e->id);
+	r->body = body;
+	r->sender = xstrdup(e->sender);
+	r->rcpts = xcalloc(e->nrcpts + 1, sizeof(*r->rcpts));
+	for (i = 0; i < e->nrcpts; i++)
+		if (e->rcpts[i].state == SPOOL_RCPT_PENDING)
+			r->rcpts[r->nrcpts++] = xstrdup(e->rcpts[i].addr);
+	r->actions = e->actions;
+	r->rule_id = e->rule_id;
+	workers_submit(gw->workers, release_run, release_done, r);
+	return 1;
+}
+
 /* Notice smrelayctl's changes: one cheap query a second. */
 static void
 sync_cb(evutil_socket_t fd, short what, void *arg)
@@ -549,10 +856,12 @@ sync_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if ((r = keyring_sync(gw->kr, gw->st, 0, err, sizeof(err))) == -1)
 		log_warnx("policy/certificates not reloaded: %s", err);
-	else if (r == 1)
+	else if (r == 1) {
 		log_info("store changed: reloaded %zu rule(s) and the "
 		    "certificate cache",
 		    policy_set_count(keyring_policy(gw->kr)));
+		queue_check_held(gw->queue, release_check, gw);
+	}
 }
 
 /* Worker thread start: its own store connection. */
@@ -576,55 +885,67 @@ worker_fini(void *tctx)
 
 struct gateway *
 gateway_new(struct event_base *base, const struct delivery_ops *inner,
-    void *inner_ctx, const char *data_dir, const char *tmpdir,
-    const char *host, int threads, char *err, size_t errlen)
+    void *inner_ctx, const struct config *cfg, const char *tmpdir,
+    int threads, char *err, size_t errlen)
 {
 	struct gateway *gw = xcalloc(1, sizeof(*gw));
 	struct timeval tv = { SYNC_INTERVAL, 0 };
+	struct spool_entry **loaded = NULL;
+	size_t nloaded = 0;
 
 	gw->base = base;
 	gw->inner = inner;
 	gw->inner_ctx = inner_ctx;
-	gw->data_dir = xstrdup(data_dir);
+	gw->cfg = cfg;
+	gw->data_dir = xstrdup(cfg->data_dir);
 	gw->tmpdir = xstrdup(tmpdir);
-	gw->host = host;
-	if ((gw->st = store_open(data_dir, err, errlen)) == NULL) {
-		free(gw->data_dir);
-		free(gw->tmpdir);
-		free(gw);
-		return NULL;
-	}
+	gw->host = cfg->hostname;
+	if ((gw->st = store_open(gw->data_dir, err, errlen)) == NULL)
+		goto fail;
 	gw->kr = keyring_new();
-	if (keyring_sync(gw->kr, gw->st, 1, err, errlen) == -1) {
-		keyring_free(gw->kr);
-		store_close(gw->st);
-		free(gw->data_dir);
-		free(gw->tmpdir);
-		free(gw);
-		return NULL;
-	}
+	if (keyring_sync(gw->kr, gw->st, 1, err, errlen) == -1)
+		goto fail;
+	if ((gw->spool = spool_new(base, gw->data_dir, &loaded, &nloaded, err,
+	    errlen)) == NULL)
+		goto fail;
+	gw->queue = queue_new(base, gw->spool, loaded, nloaded, inner,
+	    inner_ctx, cfg);
 	smime_init();
 	gw->workers = workers_new(base, threads, worker_init, worker_fini, gw);
 	if ((gw->sync_ev = event_new(base, -1, EV_PERSIST, sync_cb, gw)) ==
 	    NULL || event_add(gw->sync_ev, &tv) == -1)
 		fatalx("event_new");
-	log_info("gateway: %zu policy rule(s), %d worker thread(s)",
-	    policy_set_count(keyring_policy(gw->kr)),
-	    workers_count(gw->workers));
+	log_info("gateway: %zu policy rule(s), %d worker thread(s), %zu "
+	    "queued message(s)", policy_set_count(keyring_policy(gw->kr)),
+	    workers_count(gw->workers), queue_count(gw->queue));
+	queue_check_held(gw->queue, release_check, gw);
 	return gw;
+ fail:
+	spool_free(gw->spool);
+	keyring_free(gw->kr);
+	if (gw->st != NULL)
+		store_close(gw->st);
+	free(gw->data_dir);
+	free(gw->tmpdir);
+	free(gw);
+	return NULL;
 }
 
 void
-gateway_reconfigure(struct gateway *gw, const char *host)
+gateway_reconfigure(struct gateway *gw, const struct config *cfg)
 {
 	char err[512];
 
-	gw->host = host;
+	gw->cfg = cfg;
+	gw->host = cfg->hostname;
+	queue_reconfigure(gw->queue, cfg);
 	if (keyring_sync(gw->kr, gw->st, 1, err, sizeof(err)) == -1)
 		log_warnx("reload: policy/certificates: %s", err);
-	else
+	else {
 		log_info("reload: %zu policy rule(s)",
 		    policy_set_count(keyring_policy(gw->kr)));
+		queue_check_held(gw->queue, release_check, gw);
+	}
 }
 
 struct keyring *
@@ -633,12 +954,21 @@ gateway_keyring(struct gateway *gw)
 	return gw->kr;
 }
 
+int
+gateway_busy(const struct gateway *gw)
+{
+	return workers_busy(gw->workers) + spool_pending(gw->spool) +
+	    queue_active(gw->queue);
+}
+
 void
 gateway_free(struct gateway *gw)
 {
 	if (gw == NULL)
 		return;
 	workers_free(gw->workers);
+	spool_free(gw->spool);
+	queue_free(gw->queue);
 	event_free(gw->sync_ev);
 	keyring_free(gw->kr);
 	store_close(gw->st);

@@ -11,22 +11,25 @@
 
 #include "delivery.h"
 
+struct config;
 struct gateway;
 struct keyring;
 
 /* gateway.c */
 /*
  * Wrap `inner` (the relay client).  Opens its own store connection in
- * data_dir for the loop and one per worker thread (`threads`, 0: one per
- * CPU).  host is our hostname (Authentication-Results, trace); the string
- * must stay valid until gateway_reconfigure() or gateway_free().  NULL with
- * err set on failure.
+ * cfg->data_dir for the loop and one per worker thread (`threads`, 0: one
+ * per CPU), and the spool (DATA_DIR/spool: recovered, its queue resumed).
+ * cfg must stay valid until gateway_reconfigure() or gateway_free().  NULL
+ * with err set on failure.
  */
 struct gateway *gateway_new(struct event_base *, const struct delivery_ops *,
-    void *inner_ctx, const char *data_dir, const char *tmpdir,
-    const char *host, int threads, char *err, size_t errlen);
-/* A new hostname after SIGHUP, and reload rules and certificates now. */
-void gateway_reconfigure(struct gateway *, const char *host);
+    void *inner_ctx, const struct config *cfg, const char *tmpdir,
+    int threads, char *err, size_t errlen);
+/* A new config after SIGHUP; reload rules and certificates now. */
+void gateway_reconfigure(struct gateway *, const struct config *);
+/* Transforms, spool writes and queue attempts in flight (drain). */
+int gateway_busy(const struct gateway *);
 /* Stop the workers (after the loop ended) and free. */
 void gateway_free(struct gateway *);
 struct keyring *gateway_keyring(struct gateway *);

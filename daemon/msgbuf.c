@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -33,6 +34,26 @@ msgbuf_new(const char *tmpdir, size_t mem_limit)
 	mb->mem_limit = mem_limit ? mem_limit : MSGBUF_MEM_DEFAULT;
 	mb->fd = -1;
 	mb->refs = 1;
+	return mb;
+}
+
+/* A read-only body over an existing file (a spooled message). */
+struct msgbuf *
+msgbuf_open(const char *path)
+{
+	struct msgbuf *mb;
+	struct stat sb;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return NULL;
+	if (fstat(fd, &sb) == -1) {
+		close(fd);
+		return NULL;
+	}
+	mb = msgbuf_new(NULL, 0);
+	mb->fd = fd;
+	mb->len = (size_t)sb.st_size;
 	return mb;
 }
 

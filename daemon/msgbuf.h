@@ -12,6 +12,8 @@ struct msgbuf;
 
 /* msgbuf.c */
 struct msgbuf *msgbuf_new(const char *tmpdir, size_t mem_limit);
+/* A read-only body over an existing file; NULL with errno. */
+struct msgbuf *msgbuf_open(const char *path);
 /* Append bytes; -1 with errno on I/O error (e.g. ENOSPC). */
 int msgbuf_append(struct msgbuf *, const void *, size_t);
 size_t msgbuf_size(const struct msgbuf *);

@@ -14,8 +14,10 @@
 #include <openssl/x509v3.h>
 
 #include "config.h"
+#include "ctl_util.h"
 #include "ctl_apply.h"
 #include "ctl_policy.h"
+#include "ctl_queue.h"
 #include "keyring.h"
 #include "log.h"
 #include "maildir.h"
@@ -302,27 +304,6 @@ static const struct ctl_field crl_fields[] = {
 	FLD("fingerprint", F_STR, fingerprint), { NULL, F_INT, 0 }
 };
 
-/* A JSON string literal: quotes, backslashes and controls escaped. */
-static void
-json_str(FILE *f, const char *s)
-{
-	const unsigned char *p;
-
-	fputc('"', f);
-	for (p = (const unsigned char *)(s ? s : ""); *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p == '\n')
-			fputs("\\n", f);
-		else if (*p == '\t')
-			fputs("\\t", f);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
-	}
-	fputc('"', f);
-}
 
 /* A comma-separated list as a JSON array of strings. */
 static void
@@ -338,7 +319,7 @@ json_list(FILE *f, const char *csv)
 			continue;
 		if (!first)
 			fputc(',', f);
-		json_str(f, tok);
+		ctl_json_str(f, tok);
 		first = 0;
 	}
 	free(copy);
@@ -357,7 +338,7 @@ put_time(FILE *f, int64_t t, int json)
 	}
 	store_time_str(t, buf, sizeof(buf));
 	if (json)
-		json_str(f, buf);
+		ctl_json_str(f, buf);
 	else
 		fputs(buf, f);
 }
@@ -397,7 +378,7 @@ put_record(struct ctl *c, const struct ctl_field *fl,
 			break;
 		case F_STR:
 			if (c->json)
-				json_str(stdout, s);
+				ctl_json_str(stdout, s);
 			else
 				fputs(s && *s ? s : "-", stdout);
 			break;
@@ -1230,6 +1211,9 @@ main(int argc, char *argv[])
 	}
 	if (verb != NULL && strcmp(object, "smime") == 0)
 		return ctl_smime_run(path, verb, argc - i - 2, argv + i + 2);
+	if (verb != NULL && strcmp(object, "queue") == 0)
+		return ctl_queue_run(path, json, verb, argc - i - 2,
+		    argv + i + 2);
 	if (verb != NULL && strcmp(object, "policy") == 0)
 		return ctl_policy_run(path, json, verb, argc - i - 2,
 		    argv + i + 2);

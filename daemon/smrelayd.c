@@ -142,7 +142,7 @@ reload(struct daemon_state *d)
 	SSL_CTX_free(d->srv.tls_server);
 	d->srv.tls_server = sctx;
 	relay_pool_reconfigure(d->pool, ncfg, cctx);
-	gateway_reconfigure(d->gw, ncfg->hostname);
+	gateway_reconfigure(d->gw, ncfg);
 	SSL_CTX_free(d->client_ctx);
 	d->client_ctx = cctx;
 	if (log_getlevel() != LOG_LVL_DEBUG)
@@ -242,8 +242,7 @@ main(int argc, char *argv[])
 		event_reinit(d.srv.base);
 	/* After daemon(): the worker threads would not survive the fork. */
 	d.gw = gateway_new(d.srv.base, &relay_delivery_ops, d.pool,
-	    d.srv.cfg->data_dir, d.srv.tmpdir, d.srv.cfg->hostname, 0, err,
-	    sizeof(err));
+	    d.srv.cfg, d.srv.tmpdir, 0, err, sizeof(err));
 	if (d.gw == NULL) {
 		log_warnx("%s", err);
 		return 1;

@@ -575,6 +575,35 @@ swaks_expect_reject() {
 	return 0
 }
 
+# swaks_expect_queued [swaks options]: the client gets 250 for a message
+# the next hop could not take now: "queued as ID" (the spool has it).
+swaks_expect_queued() {
+	swaks_send "$@" || return 1
+	if ! grep -q -E '^ *<[-~] *250 .*queued as [0-9a-f]{16}' "$SWAKS_LOG"; then
+		fail_because "swaks $*: accepted, but not queued: $(grep -E '^ *<[-~] *250 ' "$SWAKS_LOG" | tail -n 1)"
+		return 1
+	fi
+	QUEUE_ID=$(grep -o -E 'queued as [0-9a-f]{16}' "$SWAKS_LOG" | tail -n 1 | cut -c11-)
+	return 0
+}
+
+# assert_queued RCPT [ERE]: smrelayctl queue list shows a message for RCPT
+# still pending (and its last error matching ERE).
+assert_queued() {
+	local out
+	out=$("$SMRELAYCTL" -c "$CONF" queue list 2>&1) ||
+		{ fail_because "queue list failed: $out"; return 1; }
+	if ! printf '%s\n' "$out" | awk -F '\t' -v r="$1" '{ n = split($8, a, ","); for (i = 1; i <= n; i++) if (a[i] == r) f = 1 } END { exit !f }'; then
+		fail_because "queue list has nothing pending for $1: $out"
+		return 1
+	fi
+	if [ -n "${2:-}" ] && ! printf '%s\n' "$out" | grep -F "$1" | grep -q -E "$2"; then
+		fail_because "queue list entry for $1 does not match /$2/: $out"
+		return 1
+	fi
+	return 0
+}
+
 # ---------------------------------------------------------------- asserts
 
 assert_eq() {   # assert_eq EXPECTED ACTUAL WHAT
