@@ -30,7 +30,7 @@ static int
 apply_usage(void)
 {
 	fprintf(stderr, "usage: smrelayctl [-c FILE] apply --sender ADDR "
-	    "--recipient ADDR [--recipient ADDR ...] < message\n");
+	    "--recipient ADDR [ADDR ...] < message\n");
 	return 2;
 }
 
@@ -142,6 +142,14 @@ ctl_apply_run(const char *path, int argc, char *argv[])
 			return apply_usage();
 		}
 	}
+	/* `--recipient A B C` (SPEC: --recipient ADDR...) as well as
+	 * `--recipient A --recipient B`: the operands are recipients too. */
+	if (nrcpts > 0)
+		for (; optind < argc + 1; optind++) {
+			rcpts = xreallocarray(rcpts, nrcpts + 1,
+			    sizeof(*rcpts));
+			rcpts[nrcpts++] = argv[optind - 1];
+		}
 	if (sender == NULL || nrcpts == 0 || optind != argc + 1) {
 		free(rcpts);
 		return apply_usage();

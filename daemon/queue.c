@@ -473,12 +473,13 @@ settle(struct queue *q, struct spool_entry *e)
 		drop(q, e);
 		return;
 	}
-	if (failed > 0) {       /* some failed, others still pending */
-		if (send_dsn(q, e, SPOOL_RCPT_FAILED, DSN_FAILED, 0) ||
-		    1)
-			for (i = 0; i < e->nrcpts; i++)
-				if (e->rcpts[i].state == SPOOL_RCPT_FAILED)
-					e->rcpts[i].state = SPOOL_RCPT_BOUNCED;
+	if (failed > 0) {
+		/* Some failed, others are still pending: bounce these now
+		 * (or note that none was due), keep retrying the others. */
+		send_dsn(q, e, SPOOL_RCPT_FAILED, DSN_FAILED, 0);
+		for (i = 0; i < e->nrcpts; i++)
+			if (e->rcpts[i].state == SPOOL_RCPT_FAILED)
+				e->rcpts[i].state = SPOOL_RCPT_BOUNCED;
 	}
 	if (!e->warned && q->cfg->delay_warning > 0 &&
 	    e->held != SPOOL_HOLD_ADMIN &&

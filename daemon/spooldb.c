@@ -163,8 +163,10 @@ spooldb_open(const char *data_dir, int rec, char *err, size_t errlen)
 		goto fail;
 	}
 	path = xasprintf("%s/queue.db", s->dir);
-	/* created 0600 */
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) != -1)
+	/* Created 0600, and only if missing: close() would drop the POSIX
+	 * locks SQLite holds on it in this process (see store.c). */
+	if ((fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600)) != -1)
 		close(fd);
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {

@@ -223,7 +223,17 @@ store_create_file(const char *path, char *err, size_t errlen)
 {
 	int fd;
 
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
+	/*
+	 * Only when it does not exist yet: close() drops every POSIX lock
+	 * this process holds on the file, SQLite's included, and another
+	 * connection of ours (the daemon's loop, its worker threads) may have
+	 * it open.  Without its locks SQLite lets smrelayctl checkpoint and
+	 * delete the WAL under us.
+	 */
+	if ((fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600)) == -1) {
+		if (errno == EEXIST)
+			return 0;
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
