@@ -647,6 +647,7 @@ queue_submit(struct queue *q, struct spool_entry *e, struct msgbuf *body,
 	s->arg = arg;
 	spool_put(q->spool, e, body, submit_done, s);
 	s->e = spool_entry_dup(e);
+	s->e->busy = s->e->gone = s->e->seen = 0;
 }
 
 void
@@ -718,6 +719,7 @@ queue_replace(struct queue *q, const char *id, struct msgbuf *body)
 		return;
 	}
 	c = spool_entry_dup(e);
+	c->busy = c->gone = c->seen = 0;
 	c->held = SPOOL_HOLD_NONE;
 	c->actions = 0;
 	c->next_attempt = 0;
