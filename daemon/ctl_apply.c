@@ -72,6 +72,7 @@ apply_copies(const struct certsrc *src, const struct config *cfg,
 	struct smime_msg_res res;
 	struct smtp_result fail;
 	struct pl_copy pc;
+	char trace[512];
 	size_t i, k;
 	int rc = 0;
 
@@ -82,7 +83,8 @@ apply_copies(const struct certsrc *src, const struct config *cfg,
 		pc.actions = copies[i].actions;
 		pc.rule_id = copies[i].rule_id;
 		pc.host = cfg->hostname;
-		if (pipeline_transform(src, &pc, msg, len, &res, &fail) == -1) {
+		if (pipeline_transform(src, &pc, msg, len, &res, &fail, trace,
+		    sizeof(trace)) == -1) {
 			fprintf(stderr, "smrelayctl: apply: copy for ");
 			for (k = 0; k < pc.nrcpts; k++)
 				fprintf(stderr, "%s%s", k ? "," : "",
@@ -100,8 +102,10 @@ apply_copies(const struct certsrc *src, const struct config *cfg,
 		for (k = 0; k < pc.nrcpts; k++)
 			printf("%s%s", k ? "," : "", pc.rcpts[k]);
 		printf("\n");
-		if (res.msg != NULL)
+		if (res.msg != NULL) {
+			fputs(trace, stdout);
 			fwrite(res.msg, 1, res.len, stdout);
+		}
 		else
 			fwrite(msg, 1, len, stdout);
 		smime_msg_res_free(&res);

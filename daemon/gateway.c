@@ -476,7 +476,7 @@ job_run(void *arg, void *tctx)
 	struct gw_job *j = arg;
 	struct certsrc src = { j->gw->kr, tctx };
 	struct pl_copy pc;
-	char *msg;
+	char *msg, *owned = NULL, trace[512];
 	size_t len;
 
 	pc.sender = j->sender;
@@ -493,7 +493,10 @@ job_run(void *arg, void *tctx)
 		    "database connection");
 		return;
 	}
-	if ((msg = msgbuf_slurp(j->body, &len)) == NULL) {
+	/* in memory: read it in place; spilled to a file: read it in */
+	if ((msg = (char *)msgbuf_mem(j->body)) != NULL)
+		len = msgbuf_size(j->body);
+	else if ((msg = owned = msgbuf_slurp(j->body, &len)) == NULL) {
 		j->rc = -1;
 		result_set(&j->fail, 451, "4.3.0", "Temporary local problem, "
 		    "try again later");
@@ -501,11 +504,13 @@ job_run(void *arg, void *tctx)
 		    "message body");
 		return;
 	}
-	j->rc = pipeline_transform(&src, &pc, msg, len, &j->res, &j->fail);
-	free(msg);
+	j->rc = pipeline_transform(&src, &pc, msg, len, &j->res, &j->fail,
+	    trace, sizeof(trace));
+	free(owned);
 	if (j->rc == 0 && j->res.msg != NULL) {
 		j->out = msgbuf_new(j->gw->tmpdir, MSGBUF_MEM_DEFAULT);
-		if (msgbuf_append(j->out, j->res.msg, j->res.len) == -1) {
+		if (msgbuf_append(j->out, trace, strlen(trace)) == -1 ||
+		    msgbuf_append(j->out, j->res.msg, j->res.len) == -1) {
 			j->rc = -1;
 			result_set(&j->fail, 452, "4.3.1", "Insufficient "
 			    "system storage");
@@ -766,7 +771,7 @@ release_run(void *arg, void *tctx)
 	struct gw_release *r = arg;
 	struct certsrc src = { r->gw->kr, tctx };
 	struct pl_copy pc;
-	char *msg;
+	char *msg, trace[512];
 	size_t len;
 
 	r->rc = -1;
@@ -778,11 +783,13 @@ release_run(void *arg, void *tctx)
 	pc.actions = r->actions;
 	pc.rule_id = r->rule_id;
 	pc.host = r->gw->host;
-	r->rc = pipeline_transform(&src, &pc, msg, len, &r->res, &r->fail);
+	r->rc = pipeline_transform(&src, &pc, msg, len, &r->res, &r->fail,
+	    trace, sizeof(trace));
 	free(msg);
 	if (r->rc == 0 && r->res.msg != NULL) {
 		r->out = msgbuf_new(r->gw->tmpdir, MSGBUF_MEM_DEFAULT);
-		if (msgbuf_append(r->out, r->res.msg, r->res.len) == -1)
+		if (msgbuf_append(r->out, trace, strlen(trace)) == -1 ||
+		    msgbuf_append(r->out, r->res.msg, r->res.len) == -1)
 			r->rc = -1;
 	}
 }

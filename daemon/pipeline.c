@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/x509.h>
@@ -127,6 +128,59 @@ traced(const char *m, size_t len, const char *host)
 	return 0;
 }
 
+enum smime_kind { KIND_NONE, KIND_SIGNED, KIND_ENCRYPTED };
+
+/*
+ * What the top-level Content-Type says (cheap: the body is not parsed):
+ * multipart/signed or pkcs7-mime signed-data is signed; any other
+ * pkcs7-mime (enveloped, authEnveloped, or no smime-type, which old
+ * clients send for enveloped data) counts as encrypted.
+ */
+static enum smime_kind
+smime_kind(const char *m, size_t len)
+{
+	size_t hend = header_end(m, len), i = 0, e, vlen = 0;
+	struct mime_ct ct;
+	const char *st;
+	char v[2048];
+
+	while (i < hend) {
+		for (e = i; e < hend && m[e] != '\n'; e++)
+			;
+		if (e - i > 13 && strncasecmp(m + i, "Content-Type:", 13) == 0) {
+			/* the value with its continuation lines */
+			i += 13;
+			for (;;) {
+				while (i < e && vlen < sizeof(v) - 1)
+					if (m[i] != '\r')
+						v[vlen++] = m[i++];
+					else
+						i++;
+				if (e + 1 >= hend || (m[e + 1] != ' ' &&
+				    m[e + 1] != '\t'))
+					break;
+				i = e + 1;
+				for (e = i; e < hend && m[e] != '\n'; e++)
+					;
+			}
+			if (mime_ct_parse(v, vlen, &ct) != 0)
+				return KIND_NONE;
+			if (strcasecmp(ct.type, "multipart") == 0 &&
+			    strcasecmp(ct.subtype, "signed") == 0)
+				return KIND_SIGNED;
+			if (strcasecmp(ct.type, "application") != 0 ||
+			    (strcasecmp(ct.subtype, "pkcs7-mime") != 0 &&
+			    strcasecmp(ct.subtype, "x-pkcs7-mime") != 0))
+				return KIND_NONE;
+			st = mime_ct_param(&ct, "smime-type");
+			return st != NULL && strcasecmp(st, "signed-data") == 0 ?
+			    KIND_SIGNED : KIND_ENCRYPTED;
+		}
+		i = e + 1;
+	}
+	return KIND_NONE;
+}
+
 /* Keep step's message as the current one. */
 static void
 adopt(char **cur, size_t *curlen, char **owned, struct smime_msg_res *step)
@@ -161,18 +215,19 @@ signer_for(const struct certsrc *src, const struct pl_copy *c,
 int
 pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
     const char *msg, size_t len, struct smime_msg_res *res,
-    struct smtp_result *fail)
+    struct smtp_result *fail, char *trace, size_t tracelen)
 {
 	struct smime_msg_res step;
-	struct mime_smime d;
-	enum mime_smime_kind kind;
-	char *cur = (char *)msg, *owned = NULL, *hdr, from[320], acts[64];
+	enum smime_kind kind;
+	char *cur = (char *)msg, *owned = NULL, from[320], acts[64];
 	const char *signer = NULL;
-	size_t curlen = len, hlen;
+	size_t curlen = len;
 	unsigned todo = c->actions;
 	int r, did_verify = 0, changed = 0;
 
 	memset(res, 0, sizeof(*res));
+	if (tracelen > 0)
+		trace[0] = '\0';
 	if (todo == 0)
 		return 0;
 	if (traced(msg, len, c->host)) {
@@ -212,19 +267,16 @@ pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
 	}
 	if (todo & (POLICY_SIGN | POLICY_ENCRYPT)) {
 		/* Someone else's S/MIME is not wrapped again. */
-		kind = mime_smime_detect(cur, curlen, &d);
-		if (kind == MIME_SMIME_P7M && (strcmp(d.smime_type,
-		    "signed-data") != 0)) {
+		kind = smime_kind(cur, curlen);
+		if (kind == KIND_ENCRYPTED) {
 			todo &= ~(POLICY_SIGN | POLICY_ENCRYPT);
 			snprintf(res->err, sizeof(res->err), "already "
 			    "encrypted: not signed or encrypted again");
-		} else if (kind == MIME_SMIME_SIGNED ||
-		    kind == MIME_SMIME_P7M) {
+		} else if (kind == KIND_SIGNED) {
 			todo &= ~POLICY_SIGN;
 			snprintf(res->err, sizeof(res->err), "already "
 			    "signed: not signed again");
 		}
-		mime_smime_clear(&d);
 	}
 	if ((todo & POLICY_SIGN) && (signer = signer_for(src, c, cur,
 	    curlen, from, sizeof(from))) == NULL) {
@@ -266,14 +318,9 @@ pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
 		return 0;
 	}
 	policy_actions_str(c->actions, acts, sizeof(acts));
-	hdr = xasprintf("%s: %s; %s\r\n", PIPELINE_TRACE, c->host, acts);
-	hlen = strlen(hdr);
-	res->msg = xmalloc(hlen + curlen + 1);
-	memcpy(res->msg, hdr, hlen);
-	memcpy(res->msg + hlen, cur, curlen);
-	res->msg[hlen + curlen] = '\0';
-	res->len = hlen + curlen;
-	free(hdr);
-	free(owned);
+	snprintf(trace, tracelen, "%s: %s; %s\r\n", PIPELINE_TRACE, c->host,
+	    acts);
+	res->msg = owned;       /* the last step's output, not copied */
+	res->len = curlen;
 	return 0;
 }

@@ -49,15 +49,16 @@ struct pl_copy {
 void pipeline_decide(const struct certsrc *, const struct policy_set *,
     const char *sender, const char *rcpt, struct pl_decision *);
 /*
- * Transform a whole message for a copy.  0: res->msg holds the new
- * message, or is NULL when the message goes unchanged (nothing to do,
- * already S/MIME, or already processed by us); res->err may still carry a
- * note for the log.  -1: the copy cannot be sent as the rule demands;
- * *fail is the reply (e.g. 451 4.7.0 when a signing key is missing) and
- * res->err the reason for the log.
+ * Transform a whole message for a copy.  0: res->msg holds the new message
+ * and `trace` the trace field to put on top of it (PIPELINE_TRACE: HOST;
+ * actions, with its CRLF), or res->msg is NULL when the message goes
+ * unchanged (nothing to do, already S/MIME, or already processed by us);
+ * res->err may still carry a note for the log.  -1: the copy cannot be
+ * sent as the rule demands; *fail is the reply (e.g. 451 4.7.0 when a
+ * signing key is missing) and res->err the reason for the log.
  */
 int pipeline_transform(const struct certsrc *, const struct pl_copy *,
     const char *msg, size_t len, struct smime_msg_res *res,
-    struct smtp_result *fail);
+    struct smtp_result *fail, char *trace, size_t tracelen);
 
 #endif
