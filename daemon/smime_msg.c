@@ -11,6 +11,7 @@
 
 #include <openssl/buffer.h>
 #include <openssl/cms.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
@@ -23,6 +24,7 @@
 #include "util.h"
 
 #define ADDR_MAX	320	/* an address, with room to spare */
+#define MIME_VERSION	"MIME-Version: 1.0\r\n"
 
 /* A growing output buffer. */
 struct obuf {
@@ -446,26 +448,53 @@ encrypt_entity(const struct certsrc *src, const char *in, size_t inlen,
 	return r;
 }
 
-/* The final message: outer fields, MIME-Version and the entity in ent. */
+/*
+ * The final message: outer fields, MIME-Version and the entity.  `ent`
+ * already starts with the outer fields and MIME-Version (`prefix` bytes),
+ * so when the entity is a plain "headers CRLF body" the buffer itself
+ * becomes the message, with no copy of a possibly 70 MB body.
+ */
 static void
-assemble(const char *outer, size_t outerlen, BIO *ent,
+assemble(const char *outer, size_t outerlen, BIO *ent, size_t prefix,
     struct smime_msg_res *res)
 {
-	char *data = NULL, *hdrs;
-	long n = BIO_get_mem_data(ent, &data);
-	size_t hlen, body;
+	BUF_MEM *bm = NULL;
+	char *data, *hdrs;
+	size_t n, hlen, body;
 
-	if (n < 0)
-		n = 0;
-	hdr_split(data, (size_t)n, &hlen, &body);
-	hdrs = xstrndup(data, hlen);
 	free(res->msg);
-	mime_assemble(outer, outerlen, hdrs, data + body, (size_t)n - body,
+	res->msg = NULL;
+	BIO_get_mem_ptr(ent, &bm);
+	if (bm == NULL || bm->length < prefix) {
+		mime_assemble(outer, outerlen, "", "", 0, &res->msg, &res->len);
+		return;
+	}
+	data = bm->data + prefix;
+	n = bm->length - prefix;
+	hdr_split(data, n, &hlen, &body);
+	if (body == hlen + 2 && (hlen == 0 || data[hlen - 1] == '\n') &&
+	    BIO_write(ent, "", 1) == 1) {
+		BIO_get_mem_ptr(ent, &bm);      /* the NUL may have moved it */
+		BIO_set_close(ent, BIO_NOCLOSE);
+		res->msg = bm->data;
+		res->len = bm->length - 1;
+		bm->data = NULL;
+		bm->length = bm->max = 0;
+		BUF_MEM_free(bm);
+		return;
+	}
+	hdrs = xstrndup(data, hlen);
+	mime_assemble(outer, outerlen, hdrs, data + body, n - body,
 	    &res->msg, &res->len);
 	free(hdrs);
 }
 
-/* An empty memory BIO with room for `cap` bytes already allocated. */
+/*
+ * An empty memory BIO with room for `cap` bytes already allocated.  Not
+ * with BUF_MEM_grow(): it zeroes what it adds (every page made resident
+ * before a byte is written) and rounds up by a third; pages of a plain
+ * allocation only count once written.
+ */
 static BIO *
 mem_out(size_t cap)
 {
@@ -474,10 +503,12 @@ mem_out(size_t cap)
 
 	if ((b = BIO_new(BIO_s_mem())) == NULL)
 		return NULL;
-	if ((bm = BUF_MEM_new()) == NULL || !BUF_MEM_grow(bm, cap)) {
+	if ((bm = BUF_MEM_new()) == NULL ||
+	    (bm->data = OPENSSL_malloc(cap)) == NULL) {
 		BUF_MEM_free(bm);
 		return b;       /* unsized, still correct */
 	}
+	bm->max = cap;
 	bm->length = 0;
 	BIO_set_mem_buf(b, bm, BIO_CLOSE);
 	return b;
@@ -492,7 +523,7 @@ transform(const struct certsrc *src, const char *msg, size_t len, const char *fr
 	static const struct smime_msg_opts defaults;
 	BIO *mid = NULL, *out = NULL;
 	char *outer, *inner, *sdata = NULL;
-	size_t outerlen, innerlen;
+	size_t outerlen, innerlen, prefix;
 	long slen;
 	int r = -1;
 
@@ -507,15 +538,28 @@ transform(const struct certsrc *src, const char *msg, size_t len, const char *fr
 	}
 	/* Sized up front: growing a memory BIO step by step (a cleansed copy
 	 * each time) cost half of a 1 MB sign+encrypt.  Base64 with CRLF is
-	 * 78/57 of the input. */
-	if ((mid = mem_out(innerlen + 16384)) == NULL ||
-	    (out = mem_out(innerlen + innerlen / 2 + 32768)) == NULL) {
+	 * 78/57 of the input; a signature adds a few KB.  Each buffer goes as
+	 * soon as the next step has what it needs: a 50 MB message must not
+	 * hold five copies at once. */
+	if ((sign && enc && (mid = mem_out(innerlen + 16384)) == NULL) ||
+	    (out = mem_out(outerlen + 64 + (enc ? (innerlen + 16384) / 57 *
+	    78 + 16384 : innerlen + 16384))) == NULL) {
+		snprintf(res->err, sizeof(res->err), "out of memory");
+		goto done;
+	}
+	prefix = outerlen + strlen(MIME_VERSION);
+	if ((size_t)BIO_write(out, outer, (int)outerlen) != outerlen ||
+	    BIO_puts(out, MIME_VERSION) != (int)strlen(MIME_VERSION)) {
 		snprintf(res->err, sizeof(res->err), "out of memory");
 		goto done;
 	}
 	if (sign && sign_entity(src, inner, innerlen, from, o, enc ? mid :
 	    out, res) == -1)
 		goto done;
+	if (sign) {
+		free(inner);
+		inner = NULL;
+	}
 	if (enc && sign) {
 		slen = BIO_get_mem_data(mid, &sdata);
 		if (encrypt_entity(src, sdata, slen > 0 ? (size_t)slen : 0,
@@ -524,7 +568,11 @@ transform(const struct certsrc *src, const char *msg, size_t len, const char *fr
 	} else if (enc && encrypt_entity(src, inner, innerlen, from, rcpts,
 	    n, o, out, res) == -1)
 		goto done;
-	assemble(outer, outerlen, out, res);
+	BIO_free(mid);
+	mid = NULL;
+	free(inner);
+	inner = NULL;
+	assemble(outer, outerlen, out, prefix, res);
 	r = 0;
  done:
 	BIO_free(mid);
