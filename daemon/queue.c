@@ -213,7 +213,8 @@ send_dsn(struct queue *q, struct spool_entry *e, int which,
 		status[0] = '\0';
 		if (e->rcpts[i].reply != NULL)
 			sscanf(e->rcpts[i].reply, "%*d %15[0-9.]", status);
-		if (status[0] != (action == DSN_FAILED ? '5' : '4'))
+		if (action == DSN_FAILED ? status[0] != '5' &&
+		    status[0] != '4' : status[0] != '4')
 			snprintf(status, sizeof(status), "%s",
 			    action == DSN_FAILED ? "5.0.0" : "4.0.0");
 		dr[n].status = xstrdup(status);
@@ -444,18 +445,16 @@ settle(struct queue *q, struct spool_entry *e)
 				continue;
 			e->rcpts[i].state = SPOOL_RCPT_FAILED;
 			free(e->rcpts[i].reply);
-			e->rcpts[i].reply = xasprintf("%s", e->held ==
-			    SPOOL_HOLD_POLICY ? "550 5.7.1 no usable "
-			    "certificate to encrypt to arrived within "
-			    "queue_lifetime" : e->last_error ? e->last_error :
-			    "451 4.4.7 queue lifetime expired");
-			/* The DSN status: 4.4.7 expired, unless it was 5.x */
-			if (strncmp(e->rcpts[i].reply, "4", 1) == 0) {
-				char *r = xasprintf("%s (4.4.7: delivery time "
-				    "expired)", e->rcpts[i].reply);
-				free(e->rcpts[i].reply);
-				e->rcpts[i].reply = r;
-			}
+			/* Status 4.4.7 (RFC 3463: delivery time expired),
+			 * with the last reply for the reader. */
+			if (e->held == SPOOL_HOLD_POLICY)
+				e->rcpts[i].reply = xstrdup("550 5.7.1 no "
+				    "usable certificate to encrypt to arrived "
+				    "within queue_lifetime");
+			else
+				e->rcpts[i].reply = xasprintf("451 4.4.7 "
+				    "delivery time expired; last reply: %s",
+				    e->last_error ? e->last_error : "none");
 			failed++;
 		}
 		log_info("queue id=%s expired after %lld s", e->id,
@@ -503,6 +502,8 @@ control_cb(void *arg, const char *id, int held, int64_t next_attempt)
 
 	if (id == NULL) {       /* end: what was not seen was removed */
 		q->control_busy = 0;
+		if (!held)      /* nothing changed: nothing was listed */
+			return;
 		for (i = 0; i < q->n; ) {
 			e = q->v[i];
 			if (e->seen) {

@@ -151,11 +151,14 @@ spool_done(void *job)
 		if (r->err == 0)
 			sp->puts++;
 		r->cb(r->arg, r->err);
-	} else if (r->kind == SREQ_CONTROL && r->changed == 1) {
-		for (i = 0; i < r->nrows; i++)
-			r->ccb(r->arg, r->rows[i].id, r->rows[i].held,
-			    r->rows[i].next_attempt);
-		r->ccb(r->arg, NULL, 0, 0);
+	} else if (r->kind == SREQ_CONTROL) {
+		/* Rows only when something changed; the end mark always (the
+		 * caller waits for it before it asks again). */
+		if (r->changed == 1)
+			for (i = 0; i < r->nrows; i++)
+				r->ccb(r->arg, r->rows[i].id, r->rows[i].held,
+				    r->rows[i].next_attempt);
+		r->ccb(r->arg, NULL, r->changed == 1, 0);
 	}
 	spool_entry_free(r->e);
 	free(r->rows);

@@ -14,8 +14,9 @@ struct spool;
 
 /* A write is durable (err 0) or failed (err: an errno value). */
 typedef void spool_put_cb(void *arg, int err);
-/* smrelayctl changed the queue: one call per row (id, held, next_attempt),
- * then one with id NULL (the end of the list). */
+/* Answer to spool_poll_control(): if smrelayctl changed the queue, one call
+ * per row (id, held, next_attempt); then always one with id NULL (the end;
+ * `held` is then 1 if rows were listed, 0 if nothing changed). */
 typedef void spool_control_cb(void *arg, const char *id, int held,
     int64_t next_attempt);
 
@@ -35,7 +36,7 @@ void spool_put(struct spool *, struct spool_entry *e, struct msgbuf *body,
 void spool_update(struct spool *, const struct spool_entry *);
 /* Delete an entry and its body; fire and forget. */
 void spool_delete(struct spool *, const char *id);
-/* Ask whether smrelayctl changed the queue; cb (on the loop) only if so. */
+/* Ask whether smrelayctl changed the queue; cb on the loop (see above). */
 void spool_poll_control(struct spool *, spool_control_cb *, void *arg);
 /* The body of an entry as a read-only msgbuf, or NULL (errno). */
 struct msgbuf *spool_body(struct spool *, const char *id);
