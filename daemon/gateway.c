@@ -446,6 +446,10 @@ inner_data_cb(void *arg, const struct smtp_result *res)
 	if (res->code >= 200 && res->code < 300 && c->ndefer > 0)
 		copy_spool(c, 0, c->nrcpts);
 	else if (res->code >= 400 && res->code < 500) {
+		if (strstr(res->text, "after end of data") != NULL)
+			log_warnx("session id=%016llx no reply after end of "
+			    "data: the queued retry may deliver it twice",
+			    (unsigned long long)c->t->sessid);
 		snprintf(c->why, sizeof(c->why), "%d %s %.150s", res->code,
 		    res->enh, res->text);
 		copy_spool(c, 1, 0);

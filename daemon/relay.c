@@ -146,7 +146,15 @@ txn_conn_failed(struct relay_txn *txn, struct relay_conn *c, int retry,
 			r->wire = W_DONE;
 		}
 	}
-	if (txn->data != D_NONE && txn->data != D_DONE)
+	if (txn->data == D_DOT) {
+		/* The final dot went out: the next hop may have the message,
+		 * so whoever retries it may deliver it twice.  Say so. */
+		struct smtp_result dot = *res;
+
+		snprintf(dot.text, sizeof(dot.text), "%.200s (no reply after "
+		    "end of data)", res->text);
+		txn_data_done(txn, &dot);
+	} else if (txn->data != D_NONE && txn->data != D_DONE)
 		txn_data_done(txn, res);
 	else
 		txn_reset_wire(txn);
