@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "dsn.h"
+#include "text.h"
 
 #define FOLD_AT         78      /* preferred header and text line length */
 #define HARD_AT         990     /* below the 998 limit of RFC 5322 */
@@ -95,19 +96,6 @@ dsn_action_name(enum dsn_action a)
 	return actions[a];
 }
 
-/* Value of one hex digit, -1 if not one. */
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /*
  * RFC 3461 says hexchar uses upper-case digits; lower case is accepted
  * because it cannot mean anything else, as Postfix does.
@@ -125,7 +113,7 @@ dsn_xtext_decode(const char *in, char *buf, size_t buflen)
 		if (c < '!' || c > '~' || c == '=')
 			return -1;
 		if (c == '+') {
-			if ((hi = hexval(in[1])) < 0 || (lo = hexval(in[2])) < 0)
+			if ((hi = text_hexval(in[1])) < 0 || (lo = text_hexval(in[2])) < 0)
 				return -1;
 			c = (unsigned char)(hi * 16 + lo);
 			if (c == '\0')
@@ -231,12 +219,7 @@ dsn_notify_allows(const char *notify, enum dsn_action a)
 int
 dsn_is_8bit(const char *s, size_t n)
 {
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if ((unsigned char)s[i] >= 0x80)
-			return 1;
-	return 0;
+	return text_has_8bit(s, n);
 }
 
 /* 1 if every byte of s is printable US-ASCII (space included). */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mime.h"
+#include "text.h"
 
 #define B64_LINE 76     /* output characters per base64 line */
 #define QP_LINE  76     /* output characters per QP line, soft break incl. */
@@ -286,19 +287,6 @@ mime_qpdec_init(struct mime_qpdec *d)
 	memset(d, 0, sizeof(*d));
 }
 
-/* Value of a hex digit (either case), -1 if none. */
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Write the held blanks: they were not trailing after all. */
 static size_t
 qd_flush_ws(struct mime_qpdec *d, char *out)
@@ -347,13 +335,13 @@ qd_escape(struct mime_qpdec *d, char c, char *out, int *again)
 	size_t o = 0;
 
 	*again = 0;
-	if (d->state == QD_EQ && hexval(c) >= 0) {
+	if (d->state == QD_EQ && text_hexval(c) >= 0) {
 		d->hex = c;
 		d->state = QD_EQ1;
 		return 0;
 	}
-	if (d->state == QD_EQ1 && hexval(c) >= 0) {
-		out[o++] = (char)(hexval(d->hex) << 4 | hexval(c));
+	if (d->state == QD_EQ1 && text_hexval(c) >= 0) {
+		out[o++] = (char)(text_hexval(d->hex) << 4 | text_hexval(c));
 		d->state = QD_TEXT;
 		return o;
 	}

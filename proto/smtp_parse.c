@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "smtp_parse.h"
+#include "text.h"
 
 /* What a verb says about its argument (RFC 5321 4.1.1). */
 enum arg_rule {
@@ -50,7 +51,6 @@ static int      is_atext(unsigned char);
 static int      lower(unsigned char);
 static int      eq_nocase(const char *, const char *);
 static int      eqn_nocase(const char *, const char *, size_t);
-static int      has_8bit(const char *, size_t);
 static int      utf8_valid(const unsigned char *, size_t);
 static int      check_domain(const char *, size_t, int);
 static int      check_addr_literal(const char *, size_t);
@@ -110,18 +110,6 @@ eqn_nocase(const char *a, const char *b, size_t n)
 		if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
 			return 0;
 	return 1;
-}
-
-/* Whether any of the first n bytes is >= 0x80. */
-static int
-has_8bit(const char *s, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if ((unsigned char)s[i] >= 0x80)
-			return 1;
-	return 0;
 }
 
 /* Well-formed UTF-8 (RFC 3629: no overlongs, surrogates or > U+10FFFF). */
@@ -315,7 +303,7 @@ parse_path(char *s, struct smtp_cmd *cmd, char **rest)
 		cmd->errmsg = "Address too long";
 		return SMTP_PARSE_BAD_ADDR;
 	}
-	if (has_8bit(box, (size_t)(end - box))) {
+	if (text_has_8bit(box, (size_t)(end - box))) {
 		if (!utf8_valid((unsigned char *)box, (size_t)(end - box))) {
 			cmd->errmsg = "Malformed UTF-8 in address";
 			return SMTP_PARSE_BAD_ADDR;
@@ -396,7 +384,7 @@ parse_params(char *s, struct smtp_cmd *cmd)
 				cmd->errmsg = "Malformed parameter value";
 				return SMTP_PARSE_BAD_PARAM;
 			}
-			if (has_8bit(val, (size_t)(s - val))) {
+			if (text_has_8bit(val, (size_t)(s - val))) {
 				if (!utf8_valid((unsigned char *)val,
 				    (size_t)(s - val))) {
 					cmd->errmsg =
@@ -440,7 +428,7 @@ parse_mail_rcpt(struct smtp_cmd *cmd)
 		if (lower((unsigned char)s[i]) != lower((unsigned char)kw[i]))
 			break;
 	if (i < kwlen) {
-		if (has_8bit(s, strcspn(s, "<")))
+		if (text_has_8bit(s, strcspn(s, "<")))
 			goto eightbit;
 		return SMTP_PARSE_SYNTAX;
 	}
@@ -484,7 +472,7 @@ smtp_parse_cmd(char *line, struct smtp_cmd *cmd)
 	while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
 		line[--n] = '\0';
 	vlen = strcspn(line, " ");
-	if (has_8bit(line, vlen)) {
+	if (text_has_8bit(line, vlen)) {
 		cmd->errmsg = "8-bit characters in command";
 		return SMTP_PARSE_8BIT;
 	}
@@ -532,7 +520,7 @@ smtp_parse_cmd(char *line, struct smtp_cmd *cmd)
 	}
 	if (v->verb == SMTP_CMD_MAIL || v->verb == SMTP_CMD_RCPT)
 		return parse_mail_rcpt(cmd);
-	if (has_8bit(arg, strlen(arg))) {
+	if (text_has_8bit(arg, strlen(arg))) {
 		cmd->errmsg = "8-bit characters in command";
 		return SMTP_PARSE_8BIT;
 	}
@@ -660,7 +648,7 @@ smtp_check_orcpt(const char *value)
 			return -1;
 	utf8 = n == 5 && eqn_nocase(value, "utf-8", 5);
 	p = semi + 1;
-	if (utf8 && has_8bit(p, strlen(p))) {
+	if (utf8 && text_has_8bit(p, strlen(p))) {
 		if (!utf8_valid((const unsigned char *)p, strlen(p)))
 			return -1;
 		for (; *p != '\0'; p++)
