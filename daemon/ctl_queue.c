@@ -2,6 +2,7 @@
  * database (spooldb.c) while the daemon runs. */
 #include "autoconfig.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "ctl_queue.h"
 #include "ctl_util.h"
 #include "log.h"
+#include "msgbuf.h"
 #include "spooldb.h"
 #include "store.h"
 #include "util.h"
@@ -110,8 +112,9 @@ static int
 queue_show(struct spooldb *db, const char *id, int json)
 {
 	struct spool_entry *e;
-	char t[32], acts[64] = "";
-	size_t i;
+	struct msgbuf *mb;
+	char t[32], acts[64] = "", *body = NULL;
+	size_t i, len;
 
 	if ((e = spooldb_get(db, id)) == NULL) {
 		fprintf(stderr, "smrelayctl: queue show %s: no such message\n",
@@ -151,6 +154,15 @@ queue_show(struct spooldb *db, const char *id, int json)
 		    spool_rcpt_state_str(e->rcpts[i].state),
 		    e->rcpts[i].reply ? " " : "",
 		    e->rcpts[i].reply ? e->rcpts[i].reply : "");
+	/* then the message itself, as it will go to the next hop */
+	printf("--- message\n");
+	if ((mb = spooldb_body_get(db, e->id)) == NULL ||
+	    (body = msgbuf_slurp(mb, &len)) == NULL)
+		printf("(the body cannot be read: %s)\n", strerror(errno));
+	else
+		fwrite(body, 1, len, stdout);
+	free(body);
+	msgbuf_free(mb);
 	spool_entry_free(e);
 	return 0;
 }

@@ -11,6 +11,7 @@
  * deferred others keeps only the deferred ones. */
 #include "autoconfig.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,8 @@
 #define MAX_ACTIVE	20	/* attempts at once */
 #define RETRY_BASE	60	/* first retry after about a minute */
 #define RETRY_MAX	3600	/* backoff cap */
+#define HASH_BUCKETS	16384
+#define FULL_SCAN	60	/* seconds between scans for expired holds */
 
 struct queue {
 	struct event_base	*base;
@@ -39,6 +42,10 @@ struct queue {
 	const struct config	*cfg;
 	struct spool_entry	**v;
 	size_t			 n, cap;
+	struct spool_entry	*hash[HASH_BUCKETS];
+	size_t			 cursor;	/* where the last scan stopped */
+	int64_t			 earliest;	/* nothing idle is due before */
+	int64_t			 last_full;
 	int			 active;
 	int			 hop_down;
 	int			 control_busy;
@@ -59,38 +66,67 @@ struct attempt {
 static void queue_run(struct queue *);
 static void settle(struct queue *, struct spool_entry *);
 
+static unsigned
+id_hash(const char *id)
+{
+	unsigned h = 2166136261u;
+
+	for (; *id != '\0'; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	return h % HASH_BUCKETS;
+}
+
+/* The entry with this id: a hash lookup (the queue may hold 100,000). */
 static struct spool_entry *
 find(struct queue *q, const char *id)
 {
-	size_t i;
+	struct spool_entry *e;
 
-	for (i = 0; i < q->n; i++)
-		if (strcmp(q->v[i]->id, id) == 0)
-			return q->v[i];
+	for (e = q->hash[id_hash(id)]; e != NULL; e = e->hnext)
+		if (strcmp(e->id, id) == 0)
+			return e;
 	return NULL;
+}
+
+/* Something may be due at t: let queue_run() look then. */
+static void
+due_at(struct queue *q, int64_t t)
+{
+	if (t < q->earliest)
+		q->earliest = t;
 }
 
 static void
 add(struct queue *q, struct spool_entry *e)
 {
+	unsigned h = id_hash(e->id);
+
 	if (q->n == q->cap) {
 		q->cap = q->cap ? q->cap * 2 : 64;
 		q->v = xreallocarray(q->v, q->cap, sizeof(*q->v));
 	}
+	e->vidx = q->n;
 	q->v[q->n++] = e;
+	e->hnext = q->hash[h];
+	q->hash[h] = e;
+	due_at(q, e->next_attempt);
 }
 
 /* Forget e (it is already deleted on disk, or being). */
 static void
 drop(struct queue *q, struct spool_entry *e)
 {
-	size_t i;
+	struct spool_entry **pp;
 
-	for (i = 0; i < q->n; i++)
-		if (q->v[i] == e) {
-			q->v[i] = q->v[--q->n];
+	for (pp = &q->hash[id_hash(e->id)]; *pp != NULL; pp = &(*pp)->hnext)
+		if (*pp == e) {
+			*pp = e->hnext;
 			break;
 		}
+	if (e->vidx < q->n && q->v[e->vidx] == e) {
+		q->v[e->vidx] = q->v[--q->n];
+		q->v[e->vidx]->vidx = e->vidx;
+	}
 	spool_entry_free(e);
 }
 
@@ -165,6 +201,7 @@ dsn_queued(void *arg, int err)
 	if (j->final && e != NULL) {
 		if (err != 0) {         /* keep it; try the bounce again */
 			e->next_attempt = time(NULL) + RETRY_BASE;
+			due_at(j->q, e->next_attempt);
 			e->busy = 0;
 		} else {
 			spool_delete(j->q->spool, e->id);
@@ -383,7 +420,8 @@ rcpt_cb(void *arg, const struct smtp_result *r)
 	}
 }
 
-static void
+/* 1: started; 0: not (e may be gone, the vector changed). */
+static int
 attempt(struct queue *q, struct spool_entry *e)
 {
 	struct attempt *a;
@@ -400,13 +438,14 @@ attempt(struct queue *q, struct spool_entry *e)
 	if (a->n == 0) {
 		attempt_free(a);
 		settle(q, e);
-		return;
+		return 0;
 	}
 	if ((a->body = spool_body(q->spool, e->id)) == NULL) {
 		log_warn("queue id=%s: body", e->id);
 		attempt_free(a);
 		e->next_attempt = time(NULL) + RETRY_MAX;
-		return;
+		due_at(q, e->next_attempt);
+		return 0;
 	}
 	e->busy = 1;
 	q->active++;
@@ -416,6 +455,7 @@ attempt(struct queue *q, struct spool_entry *e)
 		q->relay->rcpt(a->txn, e->rcpts[a->idx[i]].addr,
 		    e->rcpts[a->idx[i]].params ? e->rcpts[a->idx[i]].params :
 		    "", rcpt_cb, a);
+	return 1;
 }
 
 /*
@@ -488,6 +528,7 @@ settle(struct queue *q, struct spool_entry *e)
 	}
 	if (e->attempts > 0 && e->next_attempt <= now)
 		e->next_attempt = now + backoff(e->attempts);
+	due_at(q, e->next_attempt);
 	spool_update(q->spool, e);
 }
 
@@ -529,31 +570,62 @@ control_cb(void *arg, const char *id, int held, int64_t next_attempt)
 		log_info("queue id=%s %s by smrelayctl", e->id, held ?
 		    "held" : "released");
 	e->held = held;
-	if (!e->busy)
+	if (!e->busy) {
 		e->next_attempt = next_attempt;
+		due_at(q, next_attempt);
+	}
 }
 
+/*
+ * Start the attempts that are due, at most MAX_ACTIVE at once, going round
+ * the queue from where the last scan stopped.  Nothing is scanned while
+ * nothing can be due (q->earliest), except once a minute for policy holds
+ * past queue_lifetime: a backlog of 20,000 costs nothing per new message.
+ */
 static void
 queue_run(struct queue *q)
 {
-	int64_t now = time(NULL);
+	int64_t now = time(NULL), earliest = INT64_MAX;
 	struct spool_entry *e;
-	size_t i;
+	size_t k, i;
+	int full = now - q->last_full >= FULL_SCAN;
 
-	for (i = 0; i < q->n && q->active < MAX_ACTIVE; i++) {
+	if (!full && (q->active >= MAX_ACTIVE || now < q->earliest))
+		return;
+	if (full)
+		q->last_full = now;
+	for (k = 0; k < q->n; k++) {
+		i = (q->cursor + k) % q->n;
 		e = q->v[i];
 		if (e->busy || e->gone)
 			continue;
 		if (e->held == SPOOL_HOLD_POLICY &&
 		    now - e->created >= q->cfg->queue_lifetime) {
-			settle(q, e);
-			i = 0;  /* the vector may have changed */
+			settle(q, e);   /* may change the vector: go again */
+			q->earliest = 0;
+			kick(q);
+			return;
+		}
+		if (e->held != SPOOL_HOLD_NONE)
+			continue;
+		if (e->next_attempt > now) {
+			if (e->next_attempt < earliest)
+				earliest = e->next_attempt;
 			continue;
 		}
-		if (e->held != SPOOL_HOLD_NONE || e->next_attempt > now)
-			continue;
-		attempt(q, e);
+		if (q->active >= MAX_ACTIVE) {
+			q->cursor = i;  /* more are due: here next time */
+			q->earliest = now;
+			return;
+		}
+		if (!attempt(q, e)) {
+			q->earliest = 0;
+			kick(q);
+			return;
+		}
 	}
+	q->cursor = 0;
+	q->earliest = earliest;
 }
 
 static void
@@ -593,6 +665,7 @@ queue_new(struct event_base *base, struct spool *spool,
 	q->relay = relay;
 	q->relay_ctx = relay_ctx;
 	q->cfg = cfg;
+	q->earliest = INT64_MAX;
 	for (i = 0; i < nloaded; i++) {
 		loaded[i]->next_attempt = 0;    /* retry all after a restart */
 		add(q, loaded[i]);
@@ -668,6 +741,7 @@ queue_hop_result(struct queue *q, const struct smtp_result *r)
 		if (n > 0)
 			log_info("queue: next hop is back, %zu message(s) "
 			    "due now", n);
+		q->earliest = 0;
 		kick(q);
 	} else if (r->code >= 400 && r->code < 500 &&
 	    strncmp(r->enh, "4.4.", 4) == 0)

@@ -18,7 +18,7 @@
 #include "spooldb.h"
 #include "util.h"
 
-#define SPOOL_SCHEMA	1
+#define SPOOL_SCHEMA	2
 #define BUSY_MS		10000
 
 struct spooldb {
@@ -28,6 +28,9 @@ struct spooldb {
 	int		 msgfd;		/* open msg/ directory, for fsync */
 	int64_t		 data_version;
 };
+
+static int prep(struct spooldb *, const char *, sqlite3_stmt **);
+static void bind_text(sqlite3_stmt *, int, const char *);
 
 static const char *schema =
 	"CREATE TABLE IF NOT EXISTS queue ("
@@ -44,7 +47,8 @@ static const char *schema =
 	"  dsn INTEGER NOT NULL DEFAULT 0,"
 	"  client TEXT NOT NULL DEFAULT '',"
 	"  last_error TEXT,"
-	"  size INTEGER NOT NULL);"
+	"  size INTEGER NOT NULL,"
+	"  body BLOB);"
 	"CREATE TABLE IF NOT EXISTS queue_rcpt ("
 	"  qid TEXT NOT NULL REFERENCES queue(id) ON DELETE CASCADE,"
 	"  n INTEGER NOT NULL,"
@@ -53,7 +57,7 @@ static const char *schema =
 	"  state INTEGER NOT NULL DEFAULT 0,"
 	"  reply TEXT,"
 	"  PRIMARY KEY (qid, n));"
-	"PRAGMA user_version = 1;";
+	"PRAGMA user_version = 2;";
 
 static int
 exec(struct spooldb *s, const char *sql)
@@ -66,6 +70,22 @@ exec(struct spooldb *s, const char *sql)
 		return -1;
 	}
 	return 0;
+}
+
+/* PRAGMA user_version, -1 on error. */
+static int
+schema_version(struct spooldb *s)
+{
+	sqlite3_stmt *st;
+	int v = -1;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st,
+	    NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
 }
 
 static int
@@ -129,8 +149,8 @@ recover(struct spooldb *s)
 		log_info("spool: removed %d body file(s) of messages that were "
 		    "never acknowledged", n);
 	/* rows whose body is missing */
-	if (sqlite3_prepare_v2(s->db, "SELECT id FROM queue", -1, &st,
-	    NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(s->db, "SELECT id FROM queue WHERE body IS NULL",
+	    -1, &st, NULL) != SQLITE_OK)
 		return;
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		path = xasprintf("%s/%s", s->msgdir,
@@ -179,13 +199,30 @@ spooldb_open(const char *data_dir, int rec, char *err, size_t errlen)
 	sqlite3_busy_timeout(s->db, BUSY_MS);
 	if (exec(s, "PRAGMA journal_mode = WAL") == -1 ||
 	    exec(s, "PRAGMA synchronous = FULL") == -1 ||
-	    exec(s, "PRAGMA foreign_keys = ON") == -1 ||
-	    exec(s, "BEGIN IMMEDIATE") == -1) {
+	    exec(s, "PRAGMA foreign_keys = ON") == -1) {
 		snprintf(err, errlen, "%s/queue.db: %s", s->dir,
 		    sqlite3_errmsg(s->db));
 		goto fail;
 	}
-	if (exec(s, schema) == -1 || exec(s, "COMMIT") == -1) {
+	/* Create the schema only when missing: a write here would count as
+	 * a change to the queue for the daemon (PRAGMA data_version), and
+	 * every `smrelayctl queue list` would make it rescan the queue. */
+	if (schema_version(s) == SPOOL_SCHEMA)
+		;
+	else if (schema_version(s) == 1 && exec(s, "BEGIN IMMEDIATE;"
+	    "ALTER TABLE queue ADD COLUMN body BLOB;"
+	    "PRAGMA user_version = 2; COMMIT") == -1) {
+		exec(s, "ROLLBACK");
+		snprintf(err, errlen, "%s/queue.db: upgrade: %s", s->dir,
+		    sqlite3_errmsg(s->db));
+		goto fail;
+	} else if (schema_version(s) == SPOOL_SCHEMA)
+		;
+	else if (exec(s, "BEGIN IMMEDIATE") == -1) {
+		snprintf(err, errlen, "%s/queue.db: %s", s->dir,
+		    sqlite3_errmsg(s->db));
+		goto fail;
+	} else if (exec(s, schema) == -1 || exec(s, "COMMIT") == -1) {
 		snprintf(err, errlen, "%s/queue.db: schema: %s", s->dir,
 		    sqlite3_errmsg(s->db));
 		exec(s, "ROLLBACK");
@@ -198,6 +235,29 @@ spooldb_open(const char *data_dir, int rec, char *err, size_t errlen)
  fail:
 	spooldb_close(s);
 	return NULL;
+}
+
+struct spooldb *
+spooldb_open_reader(const char *data_dir, char *err, size_t errlen)
+{
+	struct spooldb *s = xcalloc(1, sizeof(*s));
+	char *path;
+
+	s->msgfd = -1;
+	s->dir = xasprintf("%s/spool", data_dir);
+	s->msgdir = xasprintf("%s/msg", s->dir);
+	path = xasprintf("%s/queue.db", s->dir);
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY |
+	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, s->db ?
+		    sqlite3_errmsg(s->db) : "cannot open");
+		free(path);
+		spooldb_close(s);
+		return NULL;
+	}
+	free(path);
+	sqlite3_busy_timeout(s->db, BUSY_MS);
+	return s;
 }
 
 void
@@ -233,6 +293,38 @@ spooldb_new_id(char *id)
 	id[SPOOL_ID_LEN] = '\0';
 }
 
+struct msgbuf *
+spooldb_body_get(struct spooldb *s, const char *id)
+{
+	struct msgbuf *mb = NULL;
+	sqlite3_stmt *st;
+	const void *p;
+	char *path;
+	int n;
+
+	path = spooldb_body_path(s, id);
+	mb = msgbuf_open(path);
+	free(path);
+	if (mb != NULL || errno != ENOENT)
+		return mb;
+	if (prep(s, "SELECT body FROM queue WHERE id = ? AND body IS NOT NULL",
+	    &st) == -1)
+		return NULL;
+	bind_text(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		p = sqlite3_column_blob(st, 0);
+		n = sqlite3_column_bytes(st, 0);
+		mb = msgbuf_new(NULL, (size_t)n + 1);
+		if (n > 0 && msgbuf_append(mb, p, (size_t)n) == -1) {
+			msgbuf_free(mb);
+			mb = NULL;
+		}
+	} else
+		errno = ENOENT;
+	sqlite3_finalize(st);
+	return mb;
+}
+
 char *
 spooldb_body_path(struct spooldb *s, const char *id)
 {
@@ -240,13 +332,15 @@ spooldb_body_path(struct spooldb *s, const char *id)
 }
 
 int
-spooldb_write_body(struct spooldb *s, const char *id, struct msgbuf *mb)
+spooldb_body_write(struct spooldb *s, const char *id, struct msgbuf *mb,
+    int *fdp)
 {
 	char buf[65536], *path = spooldb_body_path(s, id);
 	size_t off = 0, len = msgbuf_size(mb);
 	ssize_t n;
 	int fd, saved;
 
+	*fdp = -1;
 	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 	    0600)) == -1)
 		goto fail;
@@ -259,11 +353,11 @@ spooldb_write_body(struct spooldb *s, const char *id, struct msgbuf *mb)
 			goto fail;
 		off += (size_t)n;
 	}
-	if (fsync(fd) == -1 || close(fd) == -1) {
-		fd = -1;
-		goto fail;
-	}
+	/* Start the writeback now; the batch's fdatasync()s then overlap
+	 * instead of each waiting for the disk in turn. */
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	free(path);
+	*fdp = fd;
 	return 0;
  fail:
 	saved = errno;
@@ -271,6 +365,20 @@ spooldb_write_body(struct spooldb *s, const char *id, struct msgbuf *mb)
 		close(fd);
 	unlink(path);
 	free(path);
+	errno = saved;
+	return -1;
+}
+
+int
+spooldb_body_sync(struct spooldb *s, const char *id, int fd)
+{
+	int saved;
+
+	if (fdatasync(fd) == 0 && close(fd) == 0)
+		return 0;
+	saved = errno;
+	close(fd);
+	spooldb_unlink_body(s, id);
 	errno = saved;
 	return -1;
 }
@@ -341,16 +449,20 @@ bind_text(sqlite3_stmt *st, int i, const char *v)
 }
 
 int
-spooldb_insert(struct spooldb *s, const struct spool_entry *e)
+spooldb_insert(struct spooldb *s, const struct spool_entry *e,
+    const void *body, size_t bodylen)
 {
 	sqlite3_stmt *st;
 	size_t i;
 
 	if (prep(s, "INSERT INTO queue (id, created, next_attempt, attempts, "
 	    "sender, params, actions, rule_id, held, warned, dsn, client, "
-	    "last_error, size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st) ==
-	    -1)
+	    "last_error, size, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	    &st) == -1)
 		return -1;
+	if (body != NULL)
+		sqlite3_bind_blob64(st, 15, body, (sqlite3_uint64)bodylen,
+		    SQLITE_STATIC);
 	bind_text(st, 1, e->id);
 	sqlite3_bind_int64(st, 2, e->created);
 	sqlite3_bind_int64(st, 3, e->next_attempt);

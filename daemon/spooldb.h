@@ -33,6 +33,7 @@ struct spooldb;
 #define SPOOL_HOLD_ADMIN	2	/* smrelayctl queue hold */
 
 #define SPOOL_ID_LEN		16	/* hex characters */
+#define SPOOL_INLINE_MAX	(64 * 1024)	/* bodies kept in the row */
 
 struct spool_rcpt {
 	char		*addr;
@@ -65,6 +66,8 @@ struct spool_entry {
 	int		 busy;		/* an attempt is running */
 	int		 gone;		/* removed (smrelayctl queue remove) */
 	int		 seen;		/* control scan mark */
+	size_t		 vidx;		/* queue.c: index in its vector */
+	struct spool_entry *hnext;	/* queue.c: id hash chain */
 };
 
 /* spooldb.c */
@@ -76,13 +79,23 @@ struct spool_entry {
 struct spooldb *spooldb_open(const char *data_dir, int recover, char *err,
     size_t errlen);
 void spooldb_close(struct spooldb *);
+/* A read-only connection (the daemon's loop reads bodies with it). */
+struct spooldb *spooldb_open_reader(const char *data_dir, char *err,
+    size_t errlen);
+/* An entry's body, from msg/ID or from its row; NULL with errno. */
+struct msgbuf *spooldb_body_get(struct spooldb *, const char *id);
 /* A fresh random queue id into id[SPOOL_ID_LEN + 1]. */
 void spooldb_new_id(char *id);
 /*
- * Write a body (msg/ID, fsync'ed).  0, or -1 with errno (ENOSPC, EIO...);
- * nothing is left behind on failure.
+ * Write a body (msg/ID) and start its writeback; *fd stays open for
+ * spooldb_body_sync().  0, or -1 with errno (ENOSPC, EIO...); nothing is
+ * left behind on failure.
  */
-int spooldb_write_body(struct spooldb *, const char *id, struct msgbuf *);
+int spooldb_body_write(struct spooldb *, const char *id, struct msgbuf *,
+    int *fd);
+/* Wait for the body to be on disk (fdatasync) and close fd; -1 with errno
+ * (the body is then removed). */
+int spooldb_body_sync(struct spooldb *, const char *id, int fd);
 /* fsync the msg/ directory (after a batch of bodies). */
 int spooldb_sync_dir(struct spooldb *);
 /* Path of an entry's body (free it). */
@@ -94,8 +107,10 @@ void spooldb_unlink_body(struct spooldb *, const char *id);
 int spooldb_begin(struct spooldb *);
 int spooldb_commit(struct spooldb *);
 void spooldb_rollback(struct spooldb *);
-/* Insert a new entry with its recipients. */
-int spooldb_insert(struct spooldb *, const struct spool_entry *);
+/* Insert a new entry with its recipients, and its body when given (NULL:
+ * the body is in msg/ID). */
+int spooldb_insert(struct spooldb *, const struct spool_entry *,
+    const void *body, size_t bodylen);
 /* The daemon's columns: attempts, next_attempt, warned, last_error,
  * actions, held (policy hold released) and every recipient's state and
  * reply.  0; 1 when the row is gone; -1 error. */

@@ -117,11 +117,17 @@ sink_msgids() {
 	[ ${#files[@]} -gt 0 ] && msgids "${files[@]}"
 }
 
-# spool_msgids: the Message-IDs of every body in the spool.
+# spool_msgids: the Message-IDs of every message in the spool, read the way
+# an admin would: `queue show ID` prints each one after its envelope.
 spool_msgids() {
-	local files
-	mapfile -t files < <(find "$CASE_DIR/data/spool/msg" -type f 2>/dev/null)
-	[ ${#files[@]} -gt 0 ] && msgids "${files[@]}"
+	local id dir=$CASE_DIR/spool-show
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	for id in $("$SMRELAYCTL" -c "$CONF" queue list | cut -f1); do
+		"$SMRELAYCTL" -c "$CONF" queue show "$id" |
+			sed '1,/^--- message$/d' >"$dir/$id"
+	done
+	[ -n "$(ls "$dir")" ] && msgids "$dir"/*
 }
 
 # assert_exactly_once EXPECTED_FILE: every Message-ID listed in EXPECTED_FILE
