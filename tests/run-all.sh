@@ -144,9 +144,10 @@ if [ "${SKIP_FUZZ:-0}" != 1 ] && [ -f tests/fuzz/run-fuzzers.sh ]; then
 		mkdir -p "$dir"
 		say "fuzz: configure --enable-fuzzing CC=clang"
 		targets=()
-		for f in tests/fuzz/fuzz_*.c; do
-			[ -e "$f" ] && targets+=("tests/fuzz/$(basename "$f" .c)")
+		for f in tests/fuzz/fuzz_*.c tests/*/fuzz_*.c; do
+			[ -e "$f" ] && targets+=("${f%.c}")
 		done
+		mapfile -t targets < <(printf '%s\n' "${targets[@]}" | sort -u)
 		if (cd "$dir" && ../configure --enable-fuzzing CC=clang >configure.out 2>&1 &&
 			make -j"$jobs" "${targets[@]}" >build.out 2>&1); then
 			say "fuzz: ${fuzz_secs}s per harness"

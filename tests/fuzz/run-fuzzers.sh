@@ -44,9 +44,14 @@ mkdir -p "$work/fuzz_cms"
 cp "$here"/corpus_cms/* "$work/fuzz_cms/"
 
 ran=0
-for name in fuzz_smtp_parse fuzz_smtp_data fuzz_smtp_reply fuzz_proxy fuzz_mime \
-    fuzz_cms; do
-	bin=tests/fuzz/$name
+mkdir -p "$work/fuzz_policy"
+printf '*.example.com\nalice@a.example.com\nsign,encrypt' >"$work/fuzz_policy/seed-1"
+printf '@example.com\nbob@EXAMPLE.com\npass' >"$work/fuzz_policy/seed-2"
+
+for bin in tests/fuzz/fuzz_smtp_parse tests/fuzz/fuzz_smtp_data \
+    tests/fuzz/fuzz_smtp_reply tests/fuzz/fuzz_proxy tests/fuzz/fuzz_mime \
+    tests/fuzz/fuzz_cms tests/policy/fuzz_policy; do
+	name=${bin##*/}
 	if [ ! -x "$bin" ]; then
 		echo "skip $name: $bin not built"
 		continue
