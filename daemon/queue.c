@@ -588,7 +588,13 @@ queue_run(struct queue *q)
 	int64_t now = time(NULL), earliest = INT64_MAX;
 	struct spool_entry *e;
 	size_t k, i;
-	int full = now - q->last_full >= FULL_SCAN;
+	int64_t every = q->cfg->queue_lifetime / 10;
+	int full;
+
+	/* policy holds expire at queue_lifetime: look for them a tenth of
+	 * it apart, at least once a minute */
+	every = every < 1 ? 1 : every > FULL_SCAN ? FULL_SCAN : every;
+	full = now - q->last_full >= every;
 
 	if (!full && (q->active >= MAX_ACTIVE || now < q->earliest))
 		return;

@@ -343,6 +343,28 @@ case_nocert_hold() {
 	[ -z "$(ctl queue list)" ] || { fail_because "queue not empty after the release: $(ctl queue list)"; return 1; }
 }
 
+# hold past queue_lifetime: no certificate came, so the held copy bounces:
+# a DSN (through the next hop, MAIL FROM:<>) tells alice dave got nothing.
+case_hold_expires() {
+	setup_store certs=bob || return 1
+	write_conf "$CONF" queue_lifetime=3s
+	rule --recipient @partner.example --action encrypt --if-no-cert hold || return 1
+	start_daemon || return 1
+	msg held alice@example.com "dave@partner.example"
+	send alice@example.com dave@partner.example "$M" || return 1
+	reply_to "." 250 "" || return 1
+	wait_delivered 1 15 ||
+		{ fail_because "no DSN after queue_lifetime: $(ctl queue list | tr '\n' '|')"; return 1; }
+	F=$(sink_files | head -n 1)
+	assert_file_matches "$F" '^Return-Path: <>' "DSN envelope sender" &&
+		assert_delivered_to alice@example.com &&
+		assert_header "$F" Content-Type 'multipart/report' &&
+		assert_file_matches "$F" '^Final-Recipient: rfc822; ?dave@partner.example' "Final-Recipient" &&
+		assert_file_matches "$F" '^Status: 5\.7\.1' "Status" &&
+		assert_file_matches "$F" '^Action: failed' "Action" || return 1
+	[ -z "$(ctl queue list)" ] || { fail_because "queue not empty: $(ctl queue list)"; return 1; }
+}
+
 # 4. sign then encrypt: bob decrypts (openssl cms, gpgsm) and verifies the
 # inner signature.
 case_sign_encrypt() {
@@ -591,6 +613,7 @@ run_case encrypt_two_partners case_encrypt_two
 run_case nocert_reject case_nocert_reject
 run_case nocert_plain case_nocert_plain
 run_case nocert_hold case_nocert_hold
+run_case hold_expires case_hold_expires
 run_case sign_encrypt case_sign_encrypt
 run_case inbound_gpgsm_decrypt_verify case_inbound_gpgsm
 run_case harvest_then_encrypt case_harvest

@@ -9,6 +9,7 @@
 #   rcpt_550        550 for one recipient: mirrored in-line; on a queued
 #                   retry, the other is delivered and a DSN bounces it
 #   expiry          queue_lifetime: a failure DSN for the sender, none for <>
+#   delay_warning   delay_warning_time: one delayed DSN, none for NOTIFY=NEVER
 #   full_disk       452 4.3.1 on a full tmpfs data_dir, nothing lost
 #   cli             queue hold/release/remove/show/flush, bad ids, --json
 #   ctl_after_idle  a flush after a few idle seconds is still noticed
@@ -206,6 +207,33 @@ t_expiry() {
 }
 _seconds_since_ge() { [ $(($(date +%s) - $1)) -ge "$2" ]; }
 
+# delay_warning_time: one "delayed" DSN per message, not repeated on later
+# attempts, none for a recipient with NOTIFY=NEVER; the messages stay queued.
+t_delay_warning() {
+	local f
+	relay_with_hop_down delay_warning_time=2s || return 1
+	chat expect:220 line:"EHLO client.test" expect:250 \
+		line:"MAIL FROM:<sender@example.com>" expect:250 \
+		line:"RCPT TO:<slow@late.example>" expect:250 \
+		line:DATA expect:354 send:"Message-Id: <q5.delay@queue.test>\r\nSubject: q5d\r\n\r\nbody\r\n.\r\n" expect:'250:queued as' \
+		line:"MAIL FROM:<other@example.com>" expect:250 \
+		line:"RCPT TO:<quiet@late.example> NOTIFY=NEVER" expect:250 \
+		line:DATA expect:354 send:"Message-Id: <q5.never@queue.test>\r\nSubject: q5n\r\n\r\nbody\r\n.\r\n" expect:'250:queued as' \
+		line:QUIT expect:221 || return 1
+	hop_up_nexthop --rcpt-reply '@late.example=451 4.3.0 try again later' || return 1
+	sleep 2.5       # past delay_warning_time
+	qctl queue flush >/dev/null
+	wait_for 20 _dsn_count_ge 1 || { fail_because "no delay DSN within 20 s (queue: $(qctl queue list | cut -f1,4,7,8,9 | tr '\n' '|'))"; return 1; }
+	# more attempts: no second warning
+	qctl queue flush >/dev/null; sleep 1.5; qctl queue flush >/dev/null; sleep 1.5
+	assert_eq 1 "$(dsn_count)" "delay DSNs at the hop (one for sender@, none for NOTIFY=NEVER)" || return 1
+	f=$(dsn_files)
+	check_dsn "$f" --sender sender@example.com --final slow@late.example --action delayed \
+		--status-re '^4\.[0-9]+\.[0-9]+$' --orig-msgid '<q5.delay@queue.test>' || return 1
+	grep -q -i '^Will-Retry-Until:' "$f" || { fail_because "the delay DSN has no Will-Retry-Until"; return 1; }
+	queue_len_is 2 || { fail_because "both messages should still be queued: $(qctl queue list)"; return 1; }
+}
+
 # ---------------------------------------------------------------- 6
 
 _t_full_disk() {
@@ -397,6 +425,7 @@ run_case every_other_451 t_every_other_451
 run_case drop_after_dot t_drop_after_dot
 run_case rcpt_550 t_rcpt_550
 run_case expiry t_expiry
+run_case delay_warning t_delay_warning
 run_case full_disk t_full_disk
 run_case cli t_cli
 run_case ctl_after_idle t_ctl_after_idle
