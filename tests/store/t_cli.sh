@@ -4,62 +4,10 @@
 # `PASS name` or `FAIL name: reason` per case; exits 1 if any failed.
 set -u
 
-BUILD=${abs_top_builddir:-$PWD}
-CTL=${SMRELAYCTL:-$BUILD/smrelayctl}
-if ! command -v openssl >/dev/null 2>&1; then
-	echo "SKIP t_cli: no openssl program"
-	exit 77
-fi
-T=$(mktemp -d "${TMPDIR:-/tmp}/smrelay-store.XXXXXX") || exit 99
-trap 'rm -rf "$T"' EXIT
-FAILS=0
-OUT= ERR= RC=
-
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; FAILS=$((FAILS + 1)); }
-
-# ctl ARGS...: run smrelayctl on our config; sets OUT, ERR and RC.
-ctl() {
-	"$CTL" -c "$T/smrelay.conf" "$@" >"$T/out" 2>"$T/err"
-	RC=$?
-	OUT=$(cat "$T/out")
-	ERR=$(cat "$T/err")
-}
-
-# expect_ok NAME ARGS...: exit 0 and no sanitizer report.
-expect_ok() {
-	name=$1; shift
-	ctl "$@"
-	if [ "$RC" -ne 0 ]; then
-		fail "$name" "exit $RC: $(echo "$ERR" | head -3 | tr '\n' ' ')"
-		return 1
-	fi
-	return 0
-}
-
-# expect_err NAME PATTERN ARGS...: non-zero exit, PATTERN on stderr.
-expect_err() {
-	name=$1; pat=$2; shift 2
-	ctl "$@"
-	if grep -q 'Sanitizer\|runtime error:' "$T/err"; then
-		fail "$name" "$(grep -m1 'SUMMARY\|runtime error:' "$T/err")"
-	elif [ "$RC" -eq 0 ]; then
-		fail "$name" "exit 0, expected an error ($pat)"
-	elif ! grep -q -- "$pat" "$T/err"; then
-		fail "$name" "stderr lacks '$pat': $(head -3 "$T/err" | tr '\n' ' ')"
-	else
-		pass "$name"
-	fi
-}
-
-# out_has NAME PATTERN: the last stdout matches PATTERN.
-out_has() {
-	if grep -q -- "$2" "$T/out"; then
-		pass "$1"
-	else
-		fail "$1" "stdout lacks '$2': $(head -3 "$T/out" | tr '\n' ' ')"
-	fi
-}
+CLI_NAME=t_cli
+srcdir=${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
+# shellcheck source=cli_lib.sh
+. "$srcdir/tests/store/cli_lib.sh"
 
 # ---- the PKI
 P=$T/pki
@@ -229,5 +177,4 @@ expect_ok trust_remove trust remove 1 && pass trust_remove
 mode=$(stat -c %a "$DB" 2>/dev/null)
 [ "$mode" = 600 ] && pass db_mode_still_0600 || fail db_mode_still_0600 "mode $mode"
 
-[ "$FAILS" -eq 0 ] || { echo "t_cli: $FAILS failure(s)"; exit 1; }
-exit 0
+cli_done
