@@ -10,6 +10,8 @@ one line each, so tests can count connections and see what happened.
 
 Options let a test make the next hop misbehave: per-recipient replies, a reply
 at end of DATA, STARTTLS with a given certificate, slow reading (backpressure).
+tests/queue/flaky_hop.py subclasses Session (the hooks: tag, on_mail,
+rcpt_reply, end_of_data, extra_headers) and reuses parser() and run().
 """
 import argparse
 import os
@@ -31,6 +33,9 @@ def event(args, text):
 
 
 class Session(threading.Thread):
+    NAME = "nexthop.py"         # in the banner
+    SUFFIX = "nexthop"          # of the Maildir file names
+
     def __init__(self, args, sock, peer, ctx, num):
         super().__init__(daemon=True)
         self.args, self.sock, self.peer, self.ctx, self.num = args, sock, peer, ctx, num
@@ -79,12 +84,35 @@ class Session(threading.Thread):
             body = body[1:]
         return body.replace(b"\r\n..", b"\r\n.")
 
+    def tag(self):
+        """What names the transaction in MAIL, RCPT, DATA and STORED events."""
+        return "conn=%d" % self.num
+
+    def on_mail(self, arg):
+        """A MAIL command was accepted (before its 250)."""
+        event(self.args, "MAIL %s %s" % (self.tag(), arg))
+
     def rcpt_reply(self, addr):
         for rule in self.args.rcpt_reply:
             pat, _, reply = rule.partition("=")
             if pat.lower() in addr.lower():
                 return reply
         return "250 2.1.5 Ok"
+
+    def end_of_data(self, mail, mail_args, rcpts, rcpt_args, helo, body):
+        """Reply to a whole message; False: close the connection instead."""
+        a = self.args
+        event(a, "DATA %s bytes=%d" % (self.tag(), len(body)))
+        if a.data_reply and not a.data_reply.startswith("2"):
+            self.send(a.data_reply)
+        else:
+            self.store(mail, mail_args, rcpts, rcpt_args, helo, body)
+            self.send(a.data_reply or "250 2.0.0 Ok: queued")
+        return True
+
+    def extra_headers(self):
+        """Trace lines of a subclass, after X-NextHop-Conn."""
+        return []
 
     def run(self):
         try:
@@ -101,7 +129,7 @@ class Session(threading.Thread):
     def serve(self):
         a = self.args
         event(a, "CONNECT conn=%d peer=%s:%d" % (self.num, self.peer[0], self.peer[1]))
-        self.send("220 %s ESMTP nexthop.py" % a.hostname)
+        self.send("220 %s ESMTP %s" % (a.hostname, self.NAME))
         mail, mail_args, rcpts, rcpt_args, helo = None, "", [], [], ""
         while True:
             line = self.readline()
@@ -143,7 +171,7 @@ class Session(threading.Thread):
                     continue
                 mail, rcpts, rcpt_args = m.group(1), [], []
                 mail_args = ("<%s> %s" % (m.group(1), m.group(2))).strip()
-                event(a, "MAIL conn=%d %s" % (self.num, arg))
+                self.on_mail(arg)
                 self.send("250 2.1.0 Ok")
             elif verb == "RCPT":
                 m = re.match(r"(?i)TO:\s*<([^>]*)>\s*(.*)", arg)
@@ -154,7 +182,7 @@ class Session(threading.Thread):
                     self.send("501 5.5.4 Syntax: RCPT TO:<address>")
                     continue
                 reply = self.rcpt_reply(m.group(1))
-                event(a, "RCPT conn=%d %s -> %s" % (self.num, arg, reply[:3]))
+                event(a, "RCPT %s %s -> %s" % (self.tag(), arg, reply[:3]))
                 if reply.startswith("2"):
                     rcpts.append(m.group(1))
                     rcpt_args.append(("<%s> %s" % (m.group(1), m.group(2))).strip())
@@ -165,14 +193,9 @@ class Session(threading.Thread):
                     continue
                 self.send("354 End data with <CR><LF>.<CR><LF>")
                 body = self.read_data()
-                if body is None:
+                if body is None or not self.end_of_data(mail, mail_args, rcpts,
+                                                        rcpt_args, helo, body):
                     return
-                event(a, "DATA conn=%d bytes=%d" % (self.num, len(body)))
-                if a.data_reply and not a.data_reply.startswith("2"):
-                    self.send(a.data_reply)
-                else:
-                    self.store(mail, mail_args, rcpts, rcpt_args, helo, body)
-                    self.send(a.data_reply or "250 2.0.0 Ok: queued")
                 mail, rcpts, rcpt_args = None, [], []
             elif verb == "RSET":
                 mail, rcpts, rcpt_args = None, [], []
@@ -186,10 +209,11 @@ class Session(threading.Thread):
                 self.send("502 5.5.2 Error: command not recognized")
 
     def store(self, mail, mail_args, rcpts, rcpt_args, helo, body):
+        """Write one Maildir file; returns its name."""
         with LOCK:
             COUNTER[0] += 1
             n = COUNTER[0]
-        name = "%d.%d_%d.nexthop" % (int(time.time()), os.getpid(), n)
+        name = "%d.%d_%d.%s" % (int(time.time()), os.getpid(), n, self.SUFFIX)
         head = ["Return-Path: <%s>" % mail]
         head += ["Delivered-To: %s" % r for r in rcpts]
         head.append("X-Mail-Args: %s" % mail_args)
@@ -197,16 +221,20 @@ class Session(threading.Thread):
         head.append("X-Helo-Args: %s" % helo)
         head.append("X-NextHop-TLS: %s" % (self.tls or "none"))
         head.append("X-NextHop-Conn: %d" % self.num)
+        head += self.extra_headers()
         tmp = os.path.join(self.args.maildir, "tmp", name)
         with open(tmp, "wb") as f:
             f.write(("\r\n".join(head) + "\r\n").encode("utf-8"))
             f.write(body)
         os.rename(tmp, os.path.join(self.args.maildir, "new", name))
-        event(self.args, "STORED conn=%d %s" % (self.num, name))
+        event(self.args, "STORED %s %s" % (self.tag(), name))
+        return name
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__)
+def parser(doc=__doc__):
+    """The options; a subclass's script adds its own."""
+    p = argparse.ArgumentParser(description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--listen", action="append", required=True, help="ADDR:PORT (repeatable)")
     p.add_argument("--maildir", required=True)
     p.add_argument("--events", help="event log (default MAILDIR/../nexthop.events)")
@@ -220,7 +248,11 @@ def main():
     p.add_argument("--size", type=int, default=104857600)
     p.add_argument("--slow", action="store_true", help="read 4 KB at a time, pausing between reads")
     p.add_argument("--slow-delay", type=float, default=0.01)
-    a = p.parse_args()
+    return p
+
+
+def run(a, session=Session):
+    """Listen as the options a say and serve each connection with session."""
     for d in ("new", "cur", "tmp"):
         os.makedirs(os.path.join(a.maildir, d), exist_ok=True)
     if not a.events:
@@ -251,13 +283,17 @@ def main():
             with LOCK:
                 num[0] += 1
                 n = num[0]
-            Session(a, c, peer, ctx, n).start()
+            session(a, c, peer, ctx, n).start()
 
     for s in socks[1:]:
         threading.Thread(target=acceptor, args=(s,), daemon=True).start()
-    sys.stderr.write("nexthop.py listening on %s\n" % ", ".join(a.listen))
+    sys.stderr.write("%s listening on %s\n" % (session.NAME, ", ".join(a.listen)))
     sys.stderr.flush()
     acceptor(socks[0])
+
+
+def main():
+    run(parser().parse_args())
 
 
 if __name__ == "__main__":
