@@ -15,17 +15,7 @@
 #include "config.h"
 #include "log.h"
 #include "util.h"
-
-static int failures;
-
-#define CHECK(cond, ...) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);	\
-		fprintf(stderr, __VA_ARGS__);				\
-		fprintf(stderr, "\n");					\
-		failures++;						\
-	}								\
-} while (0)
+#include "../unit/check.h"
 
 /* Print "(none)" for an unset string. */
 static const char *

@@ -15,33 +15,9 @@
 #include <unistd.h>
 
 #include "dsn.h"
+#include "golden.h"
 
 #define MAXRCPT 16
-
-/* Read a whole file. */
-static char *
-slurp(const char *path, size_t *lenp)
-{
-	FILE *fp;
-	char *buf = NULL;
-	size_t len = 0, cap = 0, n;
-
-	if ((fp = fopen(path, "rb")) == NULL)
-		return NULL;
-	for (;;) {
-		if (cap - len < 4096) {
-			cap = cap * 2 + 4096;
-			if ((buf = realloc(buf, cap)) == NULL)
-				abort();
-		}
-		if ((n = fread(buf + len, 1, cap - len, fp)) == 0)
-			break;
-		len += n;
-	}
-	fclose(fp);
-	*lenp = len;
-	return buf;
-}
 
 /* Next "|"-separated field of s, NULL when empty. */
 static char *
@@ -152,7 +128,7 @@ main(int argc, char **argv)
 		}
 	}
 	if (optind < argc &&
-	    (m.orig = slurp(argv[optind], &m.origlen)) == NULL) {
+	    (m.orig = golden_slurp(argv[optind], &m.origlen)) == NULL) {
 		perror(argv[optind]);
 		return 2;
 	}

@@ -3,7 +3,6 @@
  * DSN, refusals, the NOTIFY table and xtext decoding. */
 #include "autoconfig.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,22 +11,6 @@
 #include "golden.h"
 
 #define T0      1740830400      /* Sat, 01 Mar 2025 12:00:00 +0000 */
-
-static int nfail;
-
-/* Report a failed check; the test then exits 1. */
-static void __attribute__((format(printf, 1, 2)))
-tfail(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "FAIL: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	nfail++;
-}
 
 static const char orig_crlf[] =
     "Received: from client.example by gw.example; Sat, 01 Mar 2025\r\n"
@@ -117,32 +100,32 @@ check_props(const char *name, const char *s, size_t n)
 
 	for (i = 0; i < n; i++) {
 		if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r'))
-			tfail("%s: bare LF at %zu", name, i);
+			golden_fail("%s: bare LF at %zu", name, i);
 		if (s[i] == '\r' && (i + 1 == n || s[i + 1] != '\n'))
-			tfail("%s: bare CR at %zu", name, i);
+			golden_fail("%s: bare CR at %zu", name, i);
 		if (s[i] == '\r')
 			continue;
 		if (s[i] == '\n') {
 			if (inhdr && col > 78)
-				tfail("%s: header line of %zu bytes", name, col);
+				golden_fail("%s: header line of %zu bytes", name, col);
 			if (col == 0)
 				inhdr = 0;
 			col = 0;
 			continue;
 		}
 		if (++col > 998)
-			tfail("%s: line over 998 bytes at %zu", name, i);
+			golden_fail("%s: line over 998 bytes at %zu", name, i);
 	}
 	if (n < 2 || memcmp(s + n - 2, "\r\n", 2) != 0)
-		tfail("%s: no final CRLF", name);
+		golden_fail("%s: no final CRLF", name);
 	if ((b = strstr(s, "boundary=\"")) == NULL) {
-		tfail("%s: no boundary", name);
+		golden_fail("%s: no boundary", name);
 		return;
 	}
 	b += 10;
 	k = strcspn(b, "\"");
 	if (k == 0 || k >= sizeof(boundary)) {
-		tfail("%s: bad boundary", name);
+		golden_fail("%s: bad boundary", name);
 		return;
 	}
 	memcpy(boundary, b, k);
@@ -151,15 +134,15 @@ check_props(const char *name, const char *s, size_t n)
 	for (k = 0, p = s; (p = strstr(p, delim)) != NULL; p++)
 		k++;
 	if (k < 3 || k > 4)
-		tfail("%s: %zu delimiters", name, k);
+		golden_fail("%s: %zu delimiters", name, k);
 	snprintf(delim, sizeof(delim), "\r\n--%s--\r\n", boundary);
 	if (n < strlen(delim) ||
 	    strcmp(s + n - strlen(delim), delim) != 0)
-		tfail("%s: no close delimiter at the end", name);
+		golden_fail("%s: no close delimiter at the end", name);
 	if (strncmp(s, "From: Mail Delivery System <MAILER-DAEMON@", 42) != 0)
-		tfail("%s: From", name);
+		golden_fail("%s: From", name);
 	if (strstr(s, "\r\nAuto-Submitted: auto-replied\r\n") == NULL)
-		tfail("%s: Auto-Submitted", name);
+		golden_fail("%s: Auto-Submitted", name);
 }
 
 /* Build one case, check its properties and compare with NAME.ref. */
@@ -167,42 +150,29 @@ static void
 golden_case(const char *dir, const char *name, const struct dsn_msg *m,
     const struct dsn_rcpt *r, size_t n, int want8)
 {
-	char path[4200], err[256], *out, *got, *ref;
-	size_t outlen, gotlen, reflen, i, line = 1;
-	const char *upd = getenv("UPDATE_GOLDEN");
-	FILE *mem, *fp;
-	int before = nfail;
+	char path[4200], err[256], *out, *got;
+	size_t outlen, gotlen;
+	FILE *mem;
+	int before = golden_failures();
 
 	if (dsn_build(m, r, n, &out, &outlen, err, sizeof(err)) != 0) {
-		tfail("%s: dsn_build: %s", name, err);
+		golden_fail("%s: dsn_build: %s", name, err);
 		printf("not ok dsn/%s\n", name);
 		return;
 	}
 	if (strlen(out) != outlen)
-		tfail("%s: length %zu, NUL inside", name, outlen);
+		golden_fail("%s: length %zu, NUL inside", name, outlen);
 	check_props(name, out, outlen);
 	if (dsn_is_8bit(out, outlen) != want8)
-		tfail("%s: dsn_is_8bit is %d", name, !want8);
+		golden_fail("%s: dsn_is_8bit is %d", name, !want8);
 	if ((mem = open_memstream(&got, &gotlen)) == NULL)
 		abort();
 	dump(mem, out, outlen);
 	fclose(mem);
 	snprintf(path, sizeof(path), "%s/%s.ref", dir, name);
-	if (upd != NULL && strcmp(upd, "1") == 0) {
-		if ((fp = fopen(path, "wb")) == NULL ||
-		    fwrite(got, 1, gotlen, fp) != gotlen || fclose(fp) != 0)
-			tfail("cannot write %s", path);
-	} else if ((ref = golden_slurp(path, &reflen)) == NULL)
-		tfail("cannot read %s (UPDATE_GOLDEN=1 creates it)", path);
-	else {
-		for (i = 0; i < reflen && i < gotlen && ref[i] == got[i]; i++)
-			if (ref[i] == '\n')
-				line++;
-		if (i != reflen || i != gotlen)
-			tfail("%s:%zu: output differs", path, line);
-		free(ref);
-	}
-	printf("%s dsn/%s\n", nfail > before ? "not ok" : "ok", name);
+	golden_check(path, got, gotlen);
+	printf("%s dsn/%s\n", golden_failures() > before ? "not ok" : "ok",
+	    name);
 	free(got);
 	free(out);
 }
@@ -290,7 +260,7 @@ boundary_case(void)
 	const char *p;
 
 	if (dsn_build(&m, &r, 1, &out, &len, err, sizeof(err)) != 0) {
-		tfail("boundary: %s", err);
+		golden_fail("boundary: %s", err);
 		return;
 	}
 	p = strstr(out, "boundary=\"") + 10;
@@ -301,7 +271,7 @@ boundary_case(void)
 	m.orig = evil;
 	m.origlen = strlen(evil);
 	if (dsn_build(&m, &r, 1, &out2, &len2, err, sizeof(err)) != 0) {
-		tfail("boundary: %s", err);
+		golden_fail("boundary: %s", err);
 		free(out);
 		free(evil);
 		return;
@@ -310,7 +280,7 @@ boundary_case(void)
 	k = strcspn(p, "\"");
 	snprintf(b2, sizeof(b2), "%.*s", (int)k, p);
 	if (strcmp(b1, b2) == 0 || strstr(evil, b2) != NULL)
-		tfail("boundary: %s kept although the original holds it", b2);
+		golden_fail("boundary: %s kept although the original holds it", b2);
 	check_props("boundary", out2, len2);
 	printf("%s dsn/boundary (%s -> %s)\n", strcmp(b1, b2) ? "ok" :
 	    "not ok", b1, b2);
@@ -366,7 +336,7 @@ refusals(void)
 	struct dsn_rcpt r;
 	char err[256], *out;
 	size_t i, len;
-	int rc, before = nfail;
+	int rc, before = golden_failures();
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		m = base_msg(orig_crlf, sizeof(orig_crlf) - 1, 0);
@@ -382,14 +352,14 @@ refusals(void)
 		rc = dsn_build(&m, &r, cases[i].n, &out, &len, err,
 		    sizeof(err));
 		if (rc != -1 || out != NULL)
-			tfail("refusal %s: accepted", cases[i].what);
+			golden_fail("refusal %s: accepted", cases[i].what);
 		else if (strstr(err, cases[i].errpart) == NULL)
-			tfail("refusal %s: error \"%s\"", cases[i].what, err);
+			golden_fail("refusal %s: error \"%s\"", cases[i].what, err);
 		if (rc == 0)
 			free(out);
 	}
-	printf("%s dsn/refusals (%zu cases)\n", nfail > before ? "not ok" :
-	    "ok", i);
+	printf("%s dsn/refusals (%zu cases)\n",
+	    golden_failures() > before ? "not ok" : "ok", i);
 }
 
 /* dsn_notify_allows over NOTIFY values and actions. */
@@ -418,19 +388,19 @@ notify_table(void)
 		{ "FAILUREX",                   "11000" },  /* malformed */
 	};
 	size_t i, a;
-	int before = nfail, got;
+	int before = golden_failures(), got;
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		for (a = 0; a < 5; a++) {
 			got = dsn_notify_allows(cases[i].notify,
 			    (enum dsn_action)a);
 			if (got != cases[i].want[a] - '0')
-				tfail("notify \"%s\" %s: %d",
+				golden_fail("notify \"%s\" %s: %d",
 				    cases[i].notify ? cases[i].notify : "NULL",
 				    dsn_action_name((enum dsn_action)a), got);
 		}
 	printf("%s dsn/notify (%zu values x 5 actions)\n",
-	    nfail > before ? "not ok" : "ok", i);
+	    golden_failures() > before ? "not ok" : "ok", i);
 }
 
 /* dsn_xtext_decode, well-formed and malformed. */
@@ -463,24 +433,24 @@ xtext_table(void)
 	};
 	char buf[64];
 	size_t i;
-	int before = nfail, got;
+	int before = golden_failures(), got;
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		got = dsn_xtext_decode(cases[i].in, buf, sizeof(buf));
 		if (got != cases[i].want)
-			tfail("xtext case %zu: %d, want %d", i, got,
+			golden_fail("xtext case %zu: %d, want %d", i, got,
 			    cases[i].want);
 		else if (got >= 0 && strcmp(buf, cases[i].out) != 0)
-			tfail("xtext case %zu: \"%s\"", i, buf);
+			golden_fail("xtext case %zu: \"%s\"", i, buf);
 	}
 	if (dsn_xtext_decode("abcd", buf, 4) != -1)
-		tfail("xtext: no room for the NUL not detected");
+		golden_fail("xtext: no room for the NUL not detected");
 	if (dsn_xtext_decode("abc", buf, 4) != 3)
-		tfail("xtext: exact fit refused");
+		golden_fail("xtext: exact fit refused");
 	if (dsn_xtext_decode("+41+42", buf, 3) != 2 || strcmp(buf, "AB"))
-		tfail("xtext: exact fit with hexchars");
-	printf("%s dsn/xtext (%zu cases)\n", nfail > before ? "not ok" : "ok",
-	    i + 3);
+		golden_fail("xtext: exact fit with hexchars");
+	printf("%s dsn/xtext (%zu cases)\n",
+	    golden_failures() > before ? "not ok" : "ok", i + 3);
 }
 
 int
@@ -497,5 +467,5 @@ main(void)
 	refusals();
 	notify_table();
 	xtext_table();
-	return nfail ? 1 : 0;
+	return golden_failures() ? 1 : 0;
 }

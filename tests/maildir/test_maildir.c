@@ -14,17 +14,7 @@
 #include "maildir.h"
 #include "msgbuf.h"
 #include "util.h"
-
-static int failures;
-
-#define CHECK(cond, ...) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);	\
-		fprintf(stderr, __VA_ARGS__);				\
-		fprintf(stderr, "\n");					\
-		failures++;						\
-	}								\
-} while (0)
+#include "../unit/check.h"
 
 struct probe {
 	int calls;

@@ -3,7 +3,6 @@
 #include "autoconfig.h"
 
 #include <dirent.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,22 +11,6 @@
 #include "mime.h"
 
 #define MAXCASE 65536
-
-static int nfail;
-
-/* Report a failed property check; the test then exits 1. */
-static void __attribute__((format(printf, 1, 2)))
-tfail(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "FAIL: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	nfail++;
-}
 
 /* Print bytes escaped; a real newline follows each escaped LF. */
 static void
@@ -180,13 +163,13 @@ check_splits(const char *name, const char *m, size_t len, const char *whole)
 		cuts[i] = i + 1;
 	s = split_run(m, len, cuts, len ? len - 1 : 0, NULL, NULL);
 	if (strcmp(s, whole) != 0)
-		tfail("%s: 1-byte feeds differ", name);
+		golden_fail("%s: 1-byte feeds differ", name);
 	free(s);
 	for (i = 1; i < len; i++) {
 		cuts[0] = i;
 		s = split_run(m, len, cuts, 1, NULL, NULL);
 		if (strcmp(s, whole) != 0)
-			tfail("%s: split at %zu differs", name, i);
+			golden_fail("%s: split at %zu differs", name, i);
 		free(s);
 	}
 	for (k = 0; k < 100 && len > 2; k++) {
@@ -195,7 +178,7 @@ check_splits(const char *name, const char *m, size_t len, const char *whole)
 		cuts[2] = cuts[1] + golden_rand(&seed) % (len - cuts[1]);
 		s = split_run(m, len, cuts, 3, NULL, NULL);
 		if (strcmp(s, whole) != 0)
-			tfail("%s: 3-way split differs", name);
+			golden_fail("%s: 3-way split differs", name);
 		free(s);
 	}
 }
@@ -266,14 +249,14 @@ same_content(const char *name, const char *m1, const struct mime_part *a,
 	size_t xl, yl;
 
 	if (a->container != b->container || a->nchildren != b->nchildren) {
-		tfail("%s: canonical tree has another shape", name);
+		golden_fail("%s: canonical tree has another shape", name);
 		return;
 	}
 	if (!a->container) {
 		x = leaf_content(m1, a, &xl);
 		y = leaf_content(m2, b, &yl);
 		if (xl != yl || memcmp(x, y, xl) != 0)
-			tfail("%s: leaf at %zu decodes differently",
+			golden_fail("%s: leaf at %zu decodes differently",
 			    name, a->hdr_start);
 		free(x);
 		free(y);
@@ -298,7 +281,7 @@ check_7bit(const char *name, const char *s, size_t n)
 		}
 		if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0' ||
 		    (unsigned char)s[i] >= 0x80 || ++line > 998) {
-			tfail("%s: canonical byte %zu not 7bit CRLF",
+			golden_fail("%s: canonical byte %zu not 7bit CRLF",
 			    name, i);
 			return;
 		}
@@ -323,7 +306,7 @@ do_wrap(FILE *out, const char *name, const char *outer, size_t ol,
 		rnd[i] = (unsigned char)(i * 17);
 	if (mime_boundary(bnd, sizeof(bnd), rnd, sizeof(rnd)) == -1 ||
 	    mime_boundary(bnd, 38, rnd, sizeof(rnd)) != -1)
-		tfail("%s: mime_boundary", name);
+		golden_fail("%s: mime_boundary", name);
 	mime_multipart_signed(inner, il, sig, sizeof(sig), bnd, "sha-256",
 	    &hdrs, &body, &bl);
 	mime_assemble(outer, ol, hdrs, body, bl, &msg, &ml);
@@ -336,7 +319,7 @@ do_wrap(FILE *out, const char *name, const char *outer, size_t ol,
 	    r.content_len != il || memcmp(msg + r.content_off, inner, il) ||
 	    r.derlen != sizeof(sig) || memcmp(r.der, sig, sizeof(sig)) ||
 	    strcmp(r.micalg, "sha-256") != 0)
-		tfail("%s: multipart/signed does not detect back", name);
+		golden_fail("%s: multipart/signed does not detect back", name);
 	mime_smime_clear(&r);
 	free(hdrs);
 	free(body);
@@ -347,7 +330,7 @@ do_wrap(FILE *out, const char *name, const char *outer, size_t ol,
 	if (mime_smime_detect(msg, ml, &r) != MIME_SMIME_P7M ||
 	    r.derlen != il || memcmp(r.der, inner, il) != 0 ||
 	    strcmp(r.smime_type, "enveloped-data") != 0)
-		tfail("%s: pkcs7-mime does not detect back", name);
+		golden_fail("%s: pkcs7-mime does not detect back", name);
 	mime_smime_clear(&r);
 	free(hdrs);
 	free(body);
@@ -388,7 +371,7 @@ do_canon(FILE *out, const char *name, const char *m, size_t len)
 	if (mime_canon(msg, ml, &o2, &ol2, &i2, &il2) == -1 || il2 != il ||
 	    memcmp(i2, inner, il) != 0 || ol2 != ol ||
 	    memcmp(o2, outer, ol) != 0)
-		tfail("%s: canonical form is not a fixed point", name);
+		golden_fail("%s: canonical form is not a fixed point", name);
 	free(o2);
 	free(i2);
 	free(msg);
@@ -508,7 +491,7 @@ codec_case(const char *line, FILE *out)
 		if (strncmp(line, names[kind], strlen(names[kind])) == 0)
 			break;
 	if (kind == 4) {
-		tfail("bad case: %s", line);
+		golden_fail("bad case: %s", line);
 		return;
 	}
 	len = golden_unescape(line + strlen(names[kind]), in);
@@ -517,13 +500,13 @@ codec_case(const char *line, FILE *out)
 		cuts[i] = i + 1;
 	s = codec_run(kind, in, len, cuts, len ? len - 1 : 0, &sl);
 	if (sl != wl || memcmp(s, whole, wl) != 0)
-		tfail("1-byte feeds differ: %s", line);
+		golden_fail("1-byte feeds differ: %s", line);
 	free(s);
 	for (i = 1; i < len; i++) {
 		cuts[0] = i;
 		s = codec_run(kind, in, len, cuts, 1, &sl);
 		if (sl != wl || memcmp(s, whole, wl) != 0)
-			tfail("split at %zu differs: %s", i, line);
+			golden_fail("split at %zu differs: %s", i, line);
 		free(s);
 	}
 	if (kind == C_B64 || kind == C_QP) {
@@ -532,7 +515,7 @@ codec_case(const char *line, FILE *out)
 		n = kind == C_QP ? norm(in, len, &nl) : NULL;
 		if (kind == C_B64 ? bl != len || memcmp(back, in, len) != 0 :
 		    bl != nl || memcmp(back, n, nl) != 0)
-			tfail("round trip differs: %s", line);
+			golden_fail("round trip differs: %s", line);
 		check_7bit(line, whole, wl);
 		free(back);
 		free(n);
@@ -560,34 +543,6 @@ in_file(FILE *out, const char *name, char *text)
 		else
 			codec_case(line, out);
 	}
-}
-
-/* Compare got with the .ref file, or write it with UPDATE_GOLDEN=1. */
-static void
-compare(const char *refpath, const char *got, size_t gotlen)
-{
-	const char *upd = getenv("UPDATE_GOLDEN");
-	char *ref;
-	size_t reflen, i, line = 1;
-	FILE *fp;
-
-	if (upd != NULL && strcmp(upd, "1") == 0) {
-		if ((fp = fopen(refpath, "wb")) == NULL ||
-		    fwrite(got, 1, gotlen, fp) != gotlen || fclose(fp) != 0)
-			tfail("cannot write %s", refpath);
-		return;
-	}
-	if ((ref = golden_slurp(refpath, &reflen)) == NULL) {
-		tfail("cannot read %s (UPDATE_GOLDEN=1 creates it)",
-		    refpath);
-		return;
-	}
-	for (i = 0; i < reflen && i < gotlen && ref[i] == got[i]; i++)
-		if (ref[i] == '\n')
-			line++;
-	if (i != reflen || i != gotlen)
-		tfail("%s:%zu: output differs", refpath, line);
-	free(ref);
 }
 
 /* Order names for a stable run. */
@@ -637,13 +592,13 @@ main(void)
 		fclose(out);
 		*strrchr(path, '.') = '\0';
 		strcat(path, ".ref");
-		fails = nfail;
-		compare(path, got, gotlen);
-		printf("%s mime/%s\n", nfail > fails ?
+		fails = golden_failures();
+		golden_check(path, got, gotlen);
+		printf("%s mime/%s\n", golden_failures() > fails ?
 		    "not ok" : "ok", names[i]);
 		free(got);
 		free(m);
 		free(names[i]);
 	}
-	return nfail ? 1 : 0;
+	return golden_failures() ? 1 : 0;
 }

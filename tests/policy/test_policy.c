@@ -6,18 +6,7 @@
 #include <string.h>
 
 #include "policy.h"
-
-static int failures, checks;
-
-#define CHECK(cond, ...) do {						\
-	checks++;							\
-	if (!(cond)) {							\
-		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);	\
-		fprintf(stderr, __VA_ARGS__);				\
-		fprintf(stderr, "\n");					\
-		failures++;						\
-	}								\
-} while (0)
+#include "../unit/check.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 

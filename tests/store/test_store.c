@@ -18,20 +18,11 @@
 #include "log.h"
 #include "store.h"
 #include "util.h"
+#include "../unit/check.h"
 
-static int failures;
 static char root[64];
 static EVP_PKEY *rsa_key, *ec_key;
 static time_t now;
-
-#define CHECK(cond, ...) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);	\
-		fprintf(stderr, __VA_ARGS__);				\
-		fprintf(stderr, "\n");					\
-		failures++;						\
-	}								\
-} while (0)
 
 #define DAY 86400
 

@@ -25,6 +25,13 @@ golden_fail(const char *fmt, ...)
 	failures++;
 }
 
+/* How many checks have failed so far. */
+int
+golden_failures(void)
+{
+	return failures;
+}
+
 /* Small deterministic PRNG (LCG) for reproducible random splits. */
 unsigned
 golden_rand(unsigned *seed)
@@ -215,6 +222,18 @@ update(const char *refpath, const char *got, size_t gotlen)
 	fprintf(stderr, "updated %s\n", refpath);
 }
 
+/* Compare with the .ref file, or write it when UPDATE_GOLDEN=1. */
+void
+golden_check(const char *refpath, const char *got, size_t gotlen)
+{
+	const char *upd = getenv("UPDATE_GOLDEN");
+
+	if (upd != NULL && strcmp(upd, "1") == 0)
+		update(refpath, got, gotlen);
+	else
+		compare(refpath, got, gotlen);
+}
+
 /* Order names for a stable run. */
 static int
 namecmp(const void *a, const void *b)
@@ -229,7 +248,7 @@ namecmp(const void *a, const void *b)
 int
 golden_main(const char *dir, golden_case_fn fn)
 {
-	const char *srcdir = getenv("srcdir"), *upd = getenv("UPDATE_GOLDEN");
+	const char *srcdir = getenv("srcdir");
 	char path[4096], *names[256], *out;
 	struct dirent *de;
 	size_t n = 0, i, len, outlen;
@@ -259,10 +278,8 @@ golden_main(const char *dir, golden_case_fn fn)
 		out = run_file(path, fn, &outlen);
 		snprintf(path, sizeof(path), "%s/tests/unit/%s/%s.ref", srcdir,
 		    dir, names[i]);
-		if (out != NULL && upd != NULL && strcmp(upd, "1") == 0)
-			update(path, out, outlen);
-		else if (out != NULL)
-			compare(path, out, outlen);
+		if (out != NULL)
+			golden_check(path, out, outlen);
 		printf("%s %s/%s\n", failures > before ? "not ok" : "ok", dir,
 		    names[i]);
 		free(out);

@@ -13,6 +13,8 @@ int     golden_main(const char *dir, golden_case_fn);
 size_t  golden_unescape(const char *, char *);
 void    golden_escape(FILE *, const char *, size_t);
 void    golden_fail(const char *, ...) __attribute__((format(printf, 1, 2)));
+int     golden_failures(void);
+void    golden_check(const char *, const char *, size_t);
 unsigned golden_rand(unsigned *);
 char   *golden_slurp(const char *, size_t *);
 
