@@ -12,6 +12,8 @@ set -u
 TOP_SRC=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../integration/lib.sh
 . "$TOP_SRC/tests/integration/lib.sh"
+# shellcheck source=../smime/gpgsm.sh
+. "$TOP_SRC/tests/smime/gpgsm.sh"
 need_bins
 for b in swaks openssl; do
 	have $b || { echo "SKIP all: $b not installed"; exit 77; }
@@ -57,17 +59,11 @@ make_pki() {
 
 # gpgsm with its own home: the CA trusted, bob's and alice's keys imported.
 HAVE_GPGSM=0
-gs() { GNUPGHOME=$G gpgsm --batch --pinentry-mode loopback --passphrase '' "$@"; }
 make_gpgsm() {
 	have gpgsm || { echo "gpgsm not installed"; return 1; }
 	[ -d "$G" ] && GNUPGHOME=$G gpgconf --kill all
 	rm -rf "$G"
-	mkdir -m 700 "$G"
-	printf 'disable-crl-checks\n' >"$G/gpgsm.conf"
-	printf 'allow-loopback-pinentry\n' >"$G/gpg-agent.conf"
-	openssl x509 -in "$P/ca.pem" -noout -fingerprint -sha1 | cut -d= -f2 |
-		sed 's/$/ S/' >"$G/trustlist.txt"
-	gs --import "$P/ca.pem" "$P/int.pem" &&
+	gpgsm_home "$P" &&
 		gs --import "$P/bob.p12" && gs --import "$P/alice.p12" &&
 		[ "$(gs --list-secret-keys --with-colons | grep -c '^crs')" = 2 ]
 }
@@ -225,25 +221,11 @@ verifies() {
 		fail_because "signed content of $(basename "$1") lacks the body"
 }
 
-# split_signed MSG CONTENT SIGDER: the two parts of a multipart/signed (as
-# in tests/smime/t_interop.sh), for gpgsm --verify.
-split_signed() {
-	"$PYTHON" - "$@" <<'EOF'
-import base64, re, sys
-d = open(sys.argv[1], 'rb').read().replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
-b = b'--' + re.search(rb'boundary="?([^";\r\n]+)"?', d).group(1)
-i = d.index(b + b'\r\n') + len(b) + 2
-j = d.index(b'\r\n' + b, i)
-open(sys.argv[2], 'wb').write(d[i:j])
-k = d.index(b'\r\n\r\n', j) + 4
-open(sys.argv[3], 'wb').write(base64.b64decode(d[k:d.index(b'\r\n' + b, k)]))
-EOF
-}
 # gs_verify SIGNED: gpgsm verifies a multipart/signed message, fully trusted.
 gs_verify() {
 	local o
 	o=$(outp "$1")
-	split_signed "$1" "$o.c" "$o.p7s" 2>"$o.gerr" &&
+	split_signed --crlf "$1" "$o.c" "$o.p7s" 2>"$o.gerr" &&
 		gs --status-fd 1 --verify "$o.p7s" "$o.c" >"$o.gout" 2>>"$o.gerr" &&
 		grep -q GOODSIG "$o.gout" && grep -q TRUST_FULLY "$o.gout" ||
 		fail_because "gpgsm --verify $(basename "$1"): $(tail -n 1 "$o.gerr")"

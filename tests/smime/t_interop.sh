@@ -11,6 +11,7 @@ W=$(mktemp -d /tmp/smime-interop.XXXXXX)
 G=$W/gnupg
 N=$W/nss
 . "$srcdir/tests/smime/common.sh"
+. "$srcdir/tests/smime/gpgsm.sh"
 
 [ -x "$T" ] || { echo "FAIL: smime_tool not built at $T"; exit 1; }
 sh "$srcdir/tests/smime/pki.sh" "$W/pki" >/dev/null 2>"$W/pki.err" ||
@@ -27,19 +28,6 @@ sed 's/^From: .*/From: <alice@EXAMPLE.COM>\r/' msg.txt > msg-upper.txt
 # same_text A B: equal once CRs are dropped (openssl may write LF).
 same_text() { tr -d '\r' < "$1" > "$1.lf"; tr -d '\r' < "$2" > "$2.lf"; cmp -s "$1.lf" "$2.lf"; }
 
-# split_signed MSG CONTENT SIGDER: the two parts of a multipart/signed.
-split_signed() {
-	python3 - "$@" <<'EOF'
-import base64, re, sys
-d = open(sys.argv[1], 'rb').read()
-b = b'--' + re.search(rb'boundary="?([^";\r\n]+)"?', d).group(1)
-i = d.index(b + b'\r\n') + len(b) + 2
-j = d.index(b'\r\n' + b, i)
-open(sys.argv[2], 'wb').write(d[i:j])
-k = d.index(b'\r\n\r\n', j) + 4
-open(sys.argv[3], 'wb').write(base64.b64decode(d[k:d.index(b'\r\n' + b, k)]))
-EOF
-}
 # p7m_der MSG DER: the base64 body of an application/pkcs7-mime message.
 p7m_der() { awk 'b { print } /^\r?$/ { b = 1 }' "$1" | tr -d '\r' | base64 -d > "$2"; }
 # wrap_p7m TYPE DER: a message around a CMS object.
@@ -240,12 +228,7 @@ expect "sign then encrypt: our decrypt + verify" pass "alice@example.com" se.our
 
 # --- gpgsm -----------------------------------------------------------------
 if command -v gpgsm >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; then
-	mkdir -m 700 "$G"
-	printf 'disable-crl-checks\n' > "$G/gpgsm.conf"
-	printf 'allow-loopback-pinentry\n' > "$G/gpg-agent.conf"
-	gs() { GNUPGHOME=$G gpgsm --batch --pinentry-mode loopback --passphrase '' "$@"; }
-	gs --import "$P/ca.pem" "$P/int.pem" > /dev/null 2>&1
-	openssl x509 -in "$P/ca.pem" -noout -fingerprint -sha1 | cut -d= -f2 | sed 's/$/ S/' > "$G/trustlist.txt"
+	gpgsm_home "$P" > /dev/null 2>&1
 	gs --import "$P/bob.p12" > /dev/null 2> g-imp.err &&
 	    gs --import "$P/alice.p12" > /dev/null 2>> g-imp.err ||
 		fail "gpgsm: import p12" "$(lastline g-imp.err)"

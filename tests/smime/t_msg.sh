@@ -10,6 +10,7 @@ CTL=${SMRELAYCTL:-$PWD/smrelayctl}
 W=$(mktemp -d "${TMPDIR:-/tmp}/smime-msg.XXXXXX") || exit 99
 G=$W/gnupg
 . "$srcdir/tests/smime/common.sh"
+. "$srcdir/tests/smime/gpgsm.sh"
 
 command -v openssl >/dev/null 2>&1 || { echo "SKIP: no openssl program"; exit 77; }
 [ -x "$CTL" ] || { echo "FAIL: smrelayctl not built at $CTL"; exit 1; }
@@ -93,22 +94,8 @@ fi
 
 # --- gpgsm verifies our signature -------------------------------------------
 if command -v gpgsm >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1 && [ -s s.eml ]; then
-	mkdir -m 700 "$G"
-	printf 'disable-crl-checks\n' > "$G/gpgsm.conf"
-	printf 'allow-loopback-pinentry\n' > "$G/gpg-agent.conf"
-	GNUPGHOME=$G gpgsm --batch --import "$P/ca.pem" "$P/int.pem" > /dev/null 2>&1
-	openssl x509 -in "$P/ca.pem" -noout -fingerprint -sha1 | cut -d= -f2 |
-		sed 's/$/ S/' > "$G/trustlist.txt"
-	python3 - s.eml g-c.bin g-s.der <<'EOF'
-import base64, re, sys
-d = open(sys.argv[1], 'rb').read()
-b = b'--' + re.search(rb'boundary="?([^";\r\n]+)"?', d).group(1)
-i = d.index(b + b'\r\n') + len(b) + 2
-j = d.index(b'\r\n' + b, i)
-open(sys.argv[2], 'wb').write(d[i:j])
-k = d.index(b'\r\n\r\n', j) + 4
-open(sys.argv[3], 'wb').write(base64.b64decode(d[k:d.index(b'\r\n' + b, k)]))
-EOF
+	gpgsm_home "$P" > /dev/null 2>&1
+	split_signed s.eml g-c.bin g-s.der
 	GNUPGHOME=$G gpgsm --batch --status-fd 1 --verify g-s.der g-c.bin > g-v.out 2> g-v.err
 	grep -q 'GOODSIG' g-v.out && grep -q 'TRUST_FULLY' g-v.out &&
 		pass "sign: gpgsm --verify" || fail "sign: gpgsm --verify" "$(lastline g-v.err)"
