@@ -312,6 +312,22 @@ gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
 		event_active(t->defer, 0, 0);
 		return;
 	}
+	if (c->txn == NULL && queue_hop_dead(gw->queue)) {
+		/* the next hop just failed: spool this copy without trying */
+		rcpt_push(&c->defer, &c->ndefer, rcpt, params);
+		c->defer[c->ndefer - 1].reply = xstrdup("451 4.4.1 next hop "
+		    "unreachable (failed in the last seconds)");
+		if (c->why[0] == '\0')
+			snprintf(c->why, sizeof(c->why), "%s",
+			    c->defer[c->ndefer - 1].reply);
+		r->done = 1;
+		r->res.code = 250;
+		snprintf(r->res.enh, sizeof(r->res.enh), "2.1.5");
+		snprintf(r->res.text, sizeof(r->res.text), "Ok (queued: next "
+		    "hop unreachable)");
+		event_active(t->defer, 0, 0);
+		return;
+	}
 	if (c->txn == NULL)
 		c->txn = gw->inner->begin(gw->inner_ctx, t->from, t->params,
 		    t->sessid);

@@ -33,6 +33,8 @@
 #define RETRY_MAX	3600	/* backoff cap */
 #define HASH_BUCKETS	16384
 #define FULL_SCAN	60	/* seconds between scans for expired holds */
+#define DEAD_TTL	2	/* a failed next hop is not tried in-line again
+				 * for this long (seconds) */
 
 struct queue {
 	struct event_base	*base;
@@ -48,6 +50,7 @@ struct queue {
 	int64_t			 last_full;
 	int			 active;
 	int			 hop_down;
+	int64_t			 down_at;	/* last connection failure */
 	int			 control_busy;
 	struct event		*timer, *kick;
 	uint64_t		 delivered, bounced, dup_risk;
@@ -383,8 +386,10 @@ finish(struct attempt *a, const struct smtp_result *data)
 			struct smtp_result okr = { 250, "2.0.0", "" };
 			queue_hop_result(q, &okr);
 		}
-	} else if (down)
+	} else if (down) {
 		q->hop_down = 1;
+		q->down_at = time(NULL);
+	}
 	q->active--;
 	e->busy = 0;
 	attempt_free(a);
@@ -750,8 +755,16 @@ queue_hop_result(struct queue *q, const struct smtp_result *r)
 		q->earliest = 0;
 		kick(q);
 	} else if (r->code >= 400 && r->code < 500 &&
-	    strncmp(r->enh, "4.4.", 4) == 0)
+	    strncmp(r->enh, "4.4.", 4) == 0) {
 		q->hop_down = 1;
+		q->down_at = time(NULL);
+	}
+}
+
+int
+queue_hop_dead(const struct queue *q)
+{
+	return q->hop_down && time(NULL) - q->down_at < DEAD_TTL;
 }
 
 void
