@@ -25,8 +25,8 @@
 # A sanitizer build runs the same test; CRASH_N=1000 keeps it shorter.
 set -u
 TOP_SRC=$(cd "$(dirname "$0")/../.." && pwd)
-# shellcheck source=../integration/lib.sh
-. "$TOP_SRC/tests/integration/lib.sh"
+# shellcheck source=lib_queue.sh
+. "$TOP_SRC/tests/queue/lib_queue.sh"
 need_bins
 
 CRASH_N=${CRASH_N:-2000}
@@ -44,25 +44,17 @@ RESTARTS=0
 # The next hop comes up at HOP_AT[0] % of the load, goes down at [1], ...
 HOP_AT=(25 50 80 90)
 
-# The next hop on the fixed NH_PORT (the relay's config names it).
-hop_up() {
+# The next hop (`smrelayctl sink`, lib_queue.sh) on the fixed NH_PORT (the
+# relay's config names it), each change noted in driver.log.
+hop_on() {
 	[ -n "$SINK_PID" ] && return 0
-	"$SMRELAYCTL" sink --listen "127.0.0.1:$NH_PORT" --maildir "$SINK_DIR" \
-		>>"$CASE_DIR/sink.log" 2>&1 &
-	SINK_PID=$!
-	IT_PIDS+=("$SINK_PID")
 	echo "hop up $(date +%T.%N)" >>"$CASE_DIR/driver.log"
-	wait_listen "$NH_PORT" "$SINK_PID" 15 ||
-		fail_because "sink did not start: $(tail -n 3 "$CASE_DIR/sink.log" | tr '\n' ' ')"
+	hop_up_sink
 }
 
-hop_down() {
-	local pid=$SINK_PID
-	[ -n "$pid" ] || return 0
-	SINK_PID=""
-	kill -TERM "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	untrack "$pid"
+hop_off() {
+	[ -n "$SINK_PID" ] || return 0
+	hop_down
 	echo "hop down $(date +%T.%N)" >>"$CASE_DIR/driver.log"
 }
 
@@ -93,10 +85,6 @@ accepted_now() {
 	local a
 	{ read -r a _ <"$CASE_DIR/progress"; } 2>/dev/null
 	echo "${a:-0}"
-}
-
-queue_len() {
-	"$SMRELAYCTL" -c "$CONF" queue list 2>/dev/null | wc -l
 }
 
 # Message-IDs at the sink, one line per copy.
@@ -142,7 +130,7 @@ case_crash() {
 		a=$(accepted_now)
 		# The next hop's schedule.
 		if [ $phase -lt ${#HOP_AT[@]} ] && [ "$a" -ge $((CRASH_N * HOP_AT[phase] / 100)) ]; then
-			if [ $((phase % 2)) = 0 ]; then hop_up || return 1; else hop_down; fi
+			if [ $((phase % 2)) = 0 ]; then hop_on || return 1; else hop_off; fi
 			phase=$((phase + 1))
 		fi
 		if [ $k -lt ${#thresholds[@]} ] && [ "$a" -ge "${thresholds[$k]}" ]; then
@@ -168,12 +156,12 @@ case_crash() {
 	# The end: the next hop comes up and `queue flush` asks the running
 	# daemon to retry its backlog now; one more kill while it drains (if
 	# the flush moves nothing, a kill and a restart make it all due).
-	hop_up || return 1
+	hop_on || return 1
 	q=$(queue_len)
 	[ "$q" -gt "$max_q" ] && max_q=$q
 	echo "# after the load: $q queued (most seen at a kill: $max_q)"
 	n=$(sink_count)
-	"$SMRELAYCTL" -c "$CONF" queue flush >>"$CASE_DIR/driver.log" 2>&1
+	qctl queue flush >>"$CASE_DIR/driver.log" 2>&1
 	if [ "$q" -gt 20 ]; then
 		if wait_for 10 _count_ge $((n + 10)); then
 			relay_kill "during the drain after queue flush"
@@ -186,11 +174,11 @@ case_crash() {
 			relay_kill "during the drain after a restart"
 		fi
 		relay_start || return 1
-		"$SMRELAYCTL" -c "$CONF" queue flush >>"$CASE_DIR/driver.log" 2>&1
+		qctl queue flush >>"$CASE_DIR/driver.log" 2>&1
 	fi
 	# Empty queue, and the sink quiet for a second.
-	wait_for 90 _queue_empty ||
-		{ fail_because "the queue did not drain: $(queue_len) left (see queue.list)"; "$SMRELAYCTL" -c "$CONF" queue list >"$CASE_DIR/queue.list" 2>&1; return 1; }
+	wait_for 90 queue_is_empty ||
+		{ fail_because "the queue did not drain: $(queue_len) left (see queue.list)"; qctl queue list >"$CASE_DIR/queue.list" 2>&1; return 1; }
 	last=-1
 	stable=0
 	while [ $stable -lt 10 ]; do
@@ -238,7 +226,6 @@ case_crash() {
 		{ fail_because "no message was spooled: the test did not test the spool"; return 1; }
 	return 0
 }
-_queue_empty() { [ "$(queue_len)" = 0 ]; }
 
 run_case crash case_crash
 it_finish
