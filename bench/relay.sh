@@ -65,14 +65,10 @@ trap 'cleanup; echo "work directory: $work"' EXIT
 trap 'exit 130' INT TERM
 
 die() { echo "relay.sh: $*" >&2; exit 1; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+. "$(dirname "$0")/lib.sh"
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 # CPU seconds of a process so far (user + system), and of the machine
 # (busy, idle) from /proc/stat, for "where did the two cores go".
-proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
-machine_cpu() { awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f %.2f", ($2 + $3 + $4 + $7 + $8) / hz, ($5 + $6) / hz }' /proc/stat; }
 # CPU seconds of this shell's reaped children (smtp-source in source_run).
 child_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($16 + $17) / hz }' "/proc/$$/stat"; }
 declare -A dcpu mbusy sinkcpu srccpu
@@ -95,21 +91,6 @@ cpu_done() {
 }
 rss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
 
-listening() {
-	local hex
-	hex=$(printf ':%04X' "$1")
-	awk -v p="$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }' \
-		/proc/net/tcp /proc/net/tcp6
-}
-
-wait_port() {   # PORT SECONDS
-	local n=0
-	until listening "$1"; do
-		n=$((n + 1))
-		[ $n -gt $(($2 * 10)) ] && return 1
-		sleep 0.1
-	done
-}
 
 # ------------------------------------------------------------- preparation
 [ "$(id -u)" = 0 ] || die "run as root (Postfix peer, ulimit -n)"

@@ -1,0 +1,28 @@
+# bench/lib.sh: what the benchmark scripts share (sourced; bash).
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# user + system CPU seconds of a process so far
+proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null; }
+# the machine's busy and idle CPU seconds so far
+machine_cpu() { awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f %.2f", ($2 + $3 + $4 + $7 + $8) / hz, ($5 + $6) / hz }' /proc/stat; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# listening PORT: something listens on TCP PORT (IPv4 or IPv6).
+listening() {
+	local hex
+	hex=$(printf ':%04X' "$1")
+	awk -v p="$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }' \
+		/proc/net/tcp /proc/net/tcp6
+}
+
+# wait_port PORT SECONDS: until something listens on PORT; 1 on timeout.
+wait_port() {
+	local n=0
+	until listening "$1"; do
+		n=$((n + 1))
+		[ $n -gt $(($2 * 10)) ] && return 1
+		sleep 0.1
+	done
+}
