@@ -286,6 +286,11 @@ mime_canon(const char *m, size_t len, char **outer, size_t *outerlen,
 	*outerlen = *innerlen = 0;
 	if (mime_parse(m, len, &t) == -1)
 		return -1;
+	/* The entity is about as long as the message (longer when 8bit text
+	 * becomes quoted-printable): reserve that once.  Growing by doubling
+	 * copies a 50 MB body several times and leaves the old buffers in
+	 * the heap; pages reserved but never written cost nothing. */
+	buf_grow(&in, len + len / 8 + 4096);
 	for (i = 0; i < t.root->nhdrs; i++) {
 		h = &t.root->hdrs[i];
 		if (!hdr_inner(m, h) && !hdr_is(m, h, "mime-version"))
