@@ -16,6 +16,7 @@
 #include "log.h"
 #include "relay.h"
 #include "server.h"
+#include "spooldb.h"
 #include "store.h"
 #include "tls.h"
 #include "util.h"
@@ -72,6 +73,7 @@ static int
 check_store(const struct config *cfg, char *err, size_t errlen)
 {
 	char why[512];
+	struct spooldb *sp;
 	struct store *st;
 
 	st = store_open(cfg->data_dir, why, sizeof(why));
@@ -80,6 +82,12 @@ check_store(const struct config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	store_close(st);
+	/* and the spool's (no recovery here: a running daemon may own it) */
+	if ((sp = spooldb_open(cfg->data_dir, 0, why, sizeof(why))) == NULL) {
+		snprintf(err, errlen, "%s: spool: %s", cfg->path, why);
+		return -1;
+	}
+	spooldb_close(sp);
 	return 0;
 }
 
