@@ -25,6 +25,7 @@
 
 #define ADDR_MAX	320	/* an address, with room to spare */
 #define MIME_VERSION	"MIME-Version: 1.0\r\n"
+#define SIG_SLACK	65536	/* multipart/signed wrapper, signature, chain */
 
 /* A growing output buffer. */
 struct obuf {
@@ -523,7 +524,7 @@ transform(const struct certsrc *src, const char *msg, size_t len, const char *fr
 	static const struct smime_msg_opts defaults;
 	BIO *mid = NULL, *out = NULL;
 	char *outer, *inner, *sdata = NULL;
-	size_t outerlen, innerlen, prefix;
+	size_t outerlen, innerlen, prefix, signedlen;
 	long slen;
 	int r = -1;
 
@@ -541,9 +542,13 @@ transform(const struct certsrc *src, const char *msg, size_t len, const char *fr
 	 * 78/57 of the input; a signature adds a few KB.  Each buffer goes as
 	 * soon as the next step has what it needs: a 50 MB message must not
 	 * hold five copies at once. */
-	if ((sign && enc && (mid = mem_out(innerlen + 16384)) == NULL) ||
-	    (out = mem_out(outerlen + 64 + (enc ? (innerlen + 16384) / 57 *
-	    78 + 16384 : innerlen + 16384))) == NULL) {
+	/* (too small, and the BIO's growth copies the whole buffer into one
+	 * a third larger: 70 MB more at the peak of a 50 MB sign+encrypt) */
+	signedlen = innerlen + SIG_SLACK;
+	if ((sign && enc && (mid = mem_out(signedlen)) == NULL) ||
+	    (out = mem_out(outerlen + 64 + (enc ? ((sign ? signedlen :
+	    innerlen) + 4096) / 57 * 78 + SIG_SLACK + n * 1024 :
+	    signedlen))) == NULL) {
 		snprintf(res->err, sizeof(res->err), "out of memory");
 		goto done;
 	}
