@@ -16,6 +16,11 @@ struct smtp_result {
 
 typedef void delivery_cb(void *arg, const struct smtp_result *);
 
+/* delivery.c */
+/* Fill a result of our own making; the text is printf-formatted. */
+void smtp_result_set(struct smtp_result *, int code, const char *enh,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /*
  * A delivery backend.  Callbacks are never invoked from inside one of these
  * calls (always later, from the event loop), exactly once per rcpt()/data()

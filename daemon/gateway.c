@@ -122,15 +122,6 @@ struct gw_job {
 
 static void txn_free(struct gw_txn *);
 
-static void
-result_set(struct smtp_result *r, int code, const char *enh,
-    const char *text)
-{
-	r->code = code;
-	snprintf(r->enh, sizeof(r->enh), "%s", enh);
-	snprintf(r->text, sizeof(r->text), "%s", text);
-}
-
 /* Pass on the replies that are due, in order. */
 static void
 rcpt_flush(struct gw_txn *t)
@@ -229,10 +220,8 @@ inner_rcpt_cb(void *arg, const struct smtp_result *res)
 		if (c->why[0] == '\0')
 			snprintf(c->why, sizeof(c->why), "%d %s %.150s",
 			    res->code, res->enh, res->text);
-		r->res.code = 250;
-		snprintf(r->res.enh, sizeof(r->res.enh), "2.1.5");
-		snprintf(r->res.text, sizeof(r->res.text), "Ok (queued: next "
-		    "hop said %d %.180s)", res->code, res->text);
+		smtp_result_set(&r->res, 250, "2.1.5", "Ok (queued: next hop "
+		    "said %d %.180s)", res->code, res->text);
 	}
 	rcpt_flush(r->t);
 }
@@ -304,9 +293,7 @@ gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
 	if (c->hold) {          /* spooled at end of DATA, no next hop yet */
 		rcpt_push(&c->defer, &c->ndefer, rcpt, params);
 		r->done = 1;
-		r->res.code = 250;
-		snprintf(r->res.enh, sizeof(r->res.enh), "2.1.5");
-		snprintf(r->res.text, sizeof(r->res.text), "Ok (held until a "
+		smtp_result_set(&r->res, 250, "2.1.5", "Ok (held until a "
 		    "certificate to encrypt to arrives, rule %lld)",
 		    (long long)d.rule_id);
 		event_active(t->defer, 0, 0);
@@ -321,10 +308,8 @@ gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
 			snprintf(c->why, sizeof(c->why), "%s",
 			    c->defer[c->ndefer - 1].reply);
 		r->done = 1;
-		r->res.code = 250;
-		snprintf(r->res.enh, sizeof(r->res.enh), "2.1.5");
-		snprintf(r->res.text, sizeof(r->res.text), "Ok (queued: next "
-		    "hop unreachable)");
+		smtp_result_set(&r->res, 250, "2.1.5", "Ok (queued: next hop "
+		    "unreachable)");
 		event_active(t->defer, 0, 0);
 		return;
 	}
@@ -378,7 +363,7 @@ spooled(void *arg, int err)
 		log_warnx("session id=%016llx copy not spooled: %s; replying "
 		    "452 4.3.1", (unsigned long long)c->t->sessid,
 		    strerror(err));
-		result_set(&res, 452, "4.3.1", "Insufficient system storage");
+		smtp_result_set(&res, 452, "4.3.1", "Insufficient system storage");
 	} else {
 		log_info("session id=%016llx copy queued id=%s rcpts=%zu%s%s",
 		    (unsigned long long)c->t->sessid, c->qid, c->ndefer +
@@ -387,14 +372,12 @@ spooled(void *arg, int err)
 		if (c->why[0] != '\0')
 			log_info("session id=%016llx copy id=%s reason: %s",
 			    (unsigned long long)c->t->sessid, c->qid, c->why);
-		res.code = 250;
-		snprintf(res.enh, sizeof(res.enh), "2.0.0");
 		if (q->delivered > 0)
-			snprintf(res.text, sizeof(res.text), "Ok: relayed to "
+			smtp_result_set(&res, 250, "2.0.0", "Ok: relayed to "
 			    "%zu recipient(s), queued as %s for the others",
 			    q->delivered, c->qid);
 		else
-			snprintf(res.text, sizeof(res.text), "Ok: queued as "
+			smtp_result_set(&res, 250, "2.0.0", "Ok: queued as "
 			    "%s%s", c->qid, c->hold ? " (held until a "
 			    "certificate arrives)" : "");
 	}
@@ -507,7 +490,7 @@ job_run(void *arg, void *tctx)
 	pc.host = j->host;
 	if (tctx == NULL) {
 		j->rc = -1;
-		result_set(&j->fail, 451, "4.3.0", "Temporary local problem, "
+		smtp_result_set(&j->fail, 451, "4.3.0", "Temporary local problem, "
 		    "try again later");
 		snprintf(j->res.err, sizeof(j->res.err), "worker has no "
 		    "database connection");
@@ -518,7 +501,7 @@ job_run(void *arg, void *tctx)
 		len = msgbuf_size(j->body);
 	else if ((msg = owned = msgbuf_slurp(j->body, &len)) == NULL) {
 		j->rc = -1;
-		result_set(&j->fail, 451, "4.3.0", "Temporary local problem, "
+		smtp_result_set(&j->fail, 451, "4.3.0", "Temporary local problem, "
 		    "try again later");
 		snprintf(j->res.err, sizeof(j->res.err), "cannot read the "
 		    "message body");
@@ -532,7 +515,7 @@ job_run(void *arg, void *tctx)
 		if (msgbuf_append(j->out, trace, strlen(trace)) == -1 ||
 		    msgbuf_append(j->out, j->res.msg, j->res.len) == -1) {
 			j->rc = -1;
-			result_set(&j->fail, 452, "4.3.1", "Insufficient "
+			smtp_result_set(&j->fail, 452, "4.3.1", "Insufficient "
 			    "system storage");
 			snprintf(j->res.err, sizeof(j->res.err), "writing the "
 			    "transformed message failed");
@@ -685,7 +668,7 @@ combine(struct gw_txn *t)
 			tmp = tmp ? tmp : &c->res;
 	}
 	if (n == 0)
-		result_set(&res, 554, "5.5.1", "No valid recipients");
+		smtp_result_set(&res, 554, "5.5.1", "No valid recipients");
 	else if (nok == n && n == 1)
 		res = *ok;
 	else if (nok == n) {

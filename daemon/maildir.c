@@ -168,9 +168,7 @@ maildir_reply(struct maildir_txn *t, delivery_cb *cb, void *arg, int code,
 	memset(r, 0, sizeof(*r));
 	r->cb = cb;
 	r->arg = arg;
-	r->res.code = code;
-	strlcpy_s(r->res.enh, enh, sizeof(r->res.enh));
-	strlcpy_s(r->res.text, text, sizeof(r->res.text));
+	smtp_result_set(&r->res, code, enh, "%s", text);
 	if (t->nreplies == 1)
 		event_active(t->ev, EV_TIMEOUT, 1);
 }

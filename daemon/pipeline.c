@@ -2,7 +2,6 @@
  * pipeline.h). */
 #include "autoconfig.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,23 +18,6 @@
 #include "store.h"
 #include "util.h"
 
-static void
-set_reply(struct smtp_result *r, int code, const char *enh, const char *fmt,
-    ...) __attribute__((format(printf, 4, 5)));
-
-static void
-set_reply(struct smtp_result *r, int code, const char *enh, const char *fmt,
-    ...)
-{
-	va_list ap;
-
-	r->code = code;
-	snprintf(r->enh, sizeof(r->enh), "%s", enh);
-	va_start(ap, fmt);
-	vsnprintf(r->text, sizeof(r->text), fmt, ap);
-	va_end(ap);
-}
-
 void
 pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
     const char *sender, const char *rcpt, struct pl_decision *d)
@@ -50,7 +32,7 @@ pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
 	d->rule_id = r->id;
 	if (r->actions & POLICY_REJECT) {
 		d->verdict = PL_REJECT;
-		set_reply(&d->reply, 550, "5.7.1", "<%s>: refused by policy "
+		smtp_result_set(&d->reply, 550, "5.7.1", "<%s>: refused by policy "
 		    "(rule %lld)", rcpt, (long long)r->id);
 		return;
 	}
@@ -70,14 +52,14 @@ pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
 	case POLICY_NOCERT_HOLD:
 		/* Until the spool can hold it: refuse for now, truthfully. */
 		d->verdict = PL_HOLD;
-		set_reply(&d->reply, 450, "4.7.1", "<%s>: no usable "
+		smtp_result_set(&d->reply, 450, "4.7.1", "<%s>: no usable "
 		    "certificate to encrypt to yet, try again later (rule "
 		    "%lld)", rcpt, (long long)r->id);
 		break;
 	case POLICY_NOCERT_REJECT:
 	default:
 		d->verdict = PL_REJECT;
-		set_reply(&d->reply, 550, "5.7.1", "<%s>: no usable "
+		smtp_result_set(&d->reply, 550, "5.7.1", "<%s>: no usable "
 		    "certificate to encrypt to (rule %lld)", rcpt,
 		    (long long)r->id);
 		break;
@@ -280,7 +262,7 @@ pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
 	}
 	if ((todo & POLICY_SIGN) && (signer = signer_for(src, c, cur,
 	    curlen, from, sizeof(from))) == NULL) {
-		set_reply(fail, 451, "4.7.0", "Cannot sign: no signing key "
+		smtp_result_set(fail, 451, "4.7.0", "Cannot sign: no signing key "
 		    "for the sender, try again later");
 		smime_msg_from(cur, curlen, from, sizeof(from));
 		snprintf(res->err, sizeof(res->err), "rule %lld demands sign: "
@@ -300,7 +282,7 @@ pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
 			r = smime_msg_encrypt(src, cur, curlen, c->sender,
 			    c->rcpts, c->nrcpts, NULL, &step);
 		if (r == -1) {
-			set_reply(fail, 451, "4.7.0", "Cannot %s the message "
+			smtp_result_set(fail, 451, "4.7.0", "Cannot %s the message "
 			    "as policy demands, try again later",
 			    (todo & POLICY_ENCRYPT) ? "encrypt" : "sign");
 			snprintf(res->err, sizeof(res->err), "rule %lld: %.400s",

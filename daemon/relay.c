@@ -175,7 +175,7 @@ txn_mail_reply(struct relay_txn *txn, const struct smtp_reply *rep)
 	txn->mail = M_REJECTED;
 	result_from_reply(&txn->mail_res, rep);
 	if (rep->code / 100 != 4 && rep->code / 100 != 5)
-		result_set(&txn->mail_res, 451, "4.4.2", "unexpected reply "
+		smtp_result_set(&txn->mail_res, 451, "4.4.2", "unexpected reply "
 		    "to MAIL from next hop: %d", rep->code);
 	for (i = 0; i < txn->nrcpts && !txn->replay_failed; i++)
 		txn->replay_failed = txn->rcpts[i].accepted;
@@ -216,7 +216,7 @@ txn_rcpt_reply(struct relay_txn *txn, int idx, const struct smtp_reply *rep)
 		return;
 	result_from_reply(&r->res, rep);
 	if (!ok && rep->code / 100 != 4 && rep->code / 100 != 5)
-		result_set(&r->res, 451, "4.4.2", "unexpected reply to RCPT "
+		smtp_result_set(&r->res, 451, "4.4.2", "unexpected reply to RCPT "
 		    "from next hop: %d", rep->code);
 	r->replied = 1;
 	r->accepted = ok;
@@ -274,7 +274,7 @@ txn_reply(struct relay_conn *c, struct expect e,
 	txn_schedule(txn);
 	return 0;
 protocol:
-	result_set(&res, 451, "4.4.2", "unexpected reply from next hop %s: "
+	smtp_result_set(&res, 451, "4.4.2", "unexpected reply from next hop %s: "
 	    "%d", c->peer, rep->code);
 	conn_fail(c, 0, &res);
 	return -1;
@@ -313,7 +313,7 @@ filter_params(const struct relay_conn *c, const char *in, int rcpt,
 			size = strtoull(tok + klen + (tok[klen] == '='), NULL,
 			    10);
 			if (keep && c->size_limit && size > c->size_limit) {
-				result_set(res, 552, "5.3.4", "message size "
+				smtp_result_set(res, 552, "5.3.4", "message size "
 				    "%llu exceeds the next hop's limit of %llu",
 				    size, (unsigned long long)c->size_limit);
 				rc = -1;
@@ -323,7 +323,7 @@ filter_params(const struct relay_conn *c, const char *in, int rcpt,
 		else if (param_is(tok, klen, "SMTPUTF8")) {
 			keep = 1;
 			if (!(c->ext & EXT_SMTPUTF8)) {
-				result_set(res, 553, "5.6.7", "next hop does "
+				smtp_result_set(res, 553, "5.6.7", "next hop does "
 				    "not support SMTPUTF8");
 				rc = -1;
 			}
@@ -406,15 +406,15 @@ txn_pump_data(struct relay_txn *txn, struct relay_conn *c)
 	if (c->nexp > 0)
 		return;
 	if (txn->replay_failed) {
-		result_set(&res, 451, "4.4.2", "next hop refused on reconnect "
+		smtp_result_set(&res, 451, "4.4.2", "next hop refused on reconnect "
 		    "what it had accepted (%s)", txn->replay_err);
 		txn_data_done(txn, &res);
 	} else if (txn->mail != M_OK || n == 0) {
-		result_set(&res, 554, "5.5.1", "no valid recipients");
+		smtp_result_set(&res, 554, "5.5.1", "no valid recipients");
 		txn_data_done(txn, &res);
 	} else if ((c->ext & EXT_SIZE) && c->size_limit &&
 	    msgbuf_size(txn->msg) > c->size_limit) {
-		result_set(&res, 552, "5.3.4", "message size %zu exceeds the "
+		smtp_result_set(&res, 552, "5.3.4", "message size %zu exceeds the "
 		    "next hop's limit of %llu", msgbuf_size(txn->msg),
 		    (unsigned long long)c->size_limit);
 		txn_data_done(txn, &res);
@@ -489,7 +489,7 @@ txn_body_pump(struct relay_txn *txn)
 		n = msgbuf_pread(txn->msg, txn->chunk, RELAY_CHUNK, txn->off);
 		if (n <= 0) {
 			/* Never send the dot after a short body: close. */
-			result_set(&res, 451, "4.3.0", "local error reading "
+			smtp_result_set(&res, 451, "4.3.0", "local error reading "
 			    "the message at offset %zu", txn->off);
 			conn_fail(c, 0, &res);
 			return -1;
@@ -650,7 +650,7 @@ relay_rcpt(void *arg, const char *rcpt, const char *params, delivery_cb *cb,
 	r->arg = cbarg;
 	r->wire = W_QUEUED;
 	if (txn->pool == NULL) {
-		result_set(&r->res, 421, "4.3.2", "relay is shutting down");
+		smtp_result_set(&r->res, 421, "4.3.2", "relay is shutting down");
 		r->replied = 1;
 		r->wire = W_DONE;
 	} else if (txn->mail == M_REJECTED || txn->setup_failed) {
@@ -682,10 +682,10 @@ relay_data(void *arg, struct msgbuf *msg, delivery_cb *cb, void *cbarg)
 		ok += txn->rcpts[i].accepted;
 	}
 	if (txn->pool == NULL) {
-		result_set(&res, 421, "4.3.2", "relay is shutting down");
+		smtp_result_set(&res, 421, "4.3.2", "relay is shutting down");
 		txn_data_done(txn, &res);
 	} else if (!pending && (!ok || txn->mail == M_REJECTED)) {
-		result_set(&res, 554, "5.5.1", "no valid recipients");
+		smtp_result_set(&res, 554, "5.5.1", "no valid recipients");
 		txn_data_done(txn, &res);
 	} else if (txn->conn == NULL) {
 		log_info("relay id=%016llx connection to next hop was lost, "

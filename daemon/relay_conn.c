@@ -52,20 +52,6 @@ conn_enter_state(struct relay_conn *c, enum conn_state s)
 	c->state = s;
 }
 
-/* Fill a result of our own making. */
-void
-result_set(struct smtp_result *r, int code, const char *enh,
-    const char *fmt, ...)
-{
-	va_list ap;
-
-	r->code = code;
-	strlcpy_s(r->enh, enh, sizeof(r->enh));
-	va_start(ap, fmt);
-	vsnprintf(r->text, sizeof(r->text), fmt, ap);
-	va_end(ap);
-}
-
 /* A reply's text on one printable line (it goes into our own replies). */
 static void
 reply_text(const struct smtp_reply *rep, char *buf, size_t len)
@@ -232,20 +218,20 @@ conn_start(struct relay_conn *c)
 	long port = strtol(c->port, &end, 10);
 
 	if (p->cfg->relay_mx || c->host[0] == '\0') {
-		result_set(&res, 451, "4.3.5",
+		smtp_result_set(&res, 451, "4.3.5",
 		    "relay = mx is not supported yet; set relay = HOST:PORT");
 		conn_fail(c, 0, &res);
 		return;
 	}
 	if (*end != '\0' || port <= 0 || port > 65535) {
-		result_set(&res, 451, "4.3.5", "bad next hop port \"%s\"",
+		smtp_result_set(&res, 451, "4.3.5", "bad next hop port \"%s\"",
 		    c->port);
 		conn_fail(c, 0, &res);
 		return;
 	}
 	c->bev = bufferevent_socket_new(p->base, -1, 0);
 	if (c->bev == NULL) {
-		result_set(&res, 451, "4.3.0", "cannot create socket");
+		smtp_result_set(&res, 451, "4.3.0", "cannot create socket");
 		conn_fail(c, 0, &res);
 		return;
 	}
@@ -394,15 +380,15 @@ conn_lost_result(struct relay_conn *c, const char *why,
 	switch (c->state) {
 	case C_INIT:
 	case C_CONNECT:
-		result_set(res, 451, "4.4.1",
+		smtp_result_set(res, 451, "4.4.1",
 		    "cannot connect to next hop %s: %s", c->peer, why);
 		break;
 	case C_HANDSHAKE:
-		result_set(res, 451, "4.7.5",
+		smtp_result_set(res, 451, "4.7.5",
 		    "TLS handshake with next hop %s failed: %s", c->peer, why);
 		break;
 	default:
-		result_set(res, 451, "4.4.2",
+		smtp_result_set(res, 451, "4.4.2",
 		    "lost connection with next hop %s (%s): %s", c->peer,
 		    relay_strstate(c->state), why);
 	}
@@ -454,12 +440,12 @@ conn_after_ehlo(struct relay_conn *c)
 			return;
 		}
 		if (c->tlsmode >= RELAY_TLS_ENCRYPT) {
-			result_set(&res, 451, "4.7.0", "next hop %s does not "
+			smtp_result_set(&res, 451, "4.7.0", "next hop %s does not "
 			    "offer STARTTLS (relay_tls = %s)", c->peer,
 			    c->tlsmode == RELAY_TLS_VERIFY ? "verify" :
 			    "encrypt");
 			if (c->pool->ctx == NULL)
-				result_set(&res, 451, "4.7.0",
+				smtp_result_set(&res, 451, "4.7.0",
 				    "no TLS client context for relay_tls");
 			conn_fail(c, 0, &res);
 			return;
@@ -493,7 +479,7 @@ conn_starttls(struct relay_conn *c)
 	if ((ssl = SSL_new(p->ctx)) == NULL ||
 	    tls_client_setup(ssl, c->host,
 	    c->tlsmode == RELAY_TLS_VERIFY) == -1) {
-		result_set(&res, 451, "4.7.5", "TLS setup: %s", tls_error());
+		smtp_result_set(&res, 451, "4.7.5", "TLS setup: %s", tls_error());
 		SSL_free(ssl);
 		conn_fail(c, 0, &res);
 		return -1;
@@ -508,7 +494,7 @@ conn_starttls(struct relay_conn *c)
 		SSL_free(ssl);
 		close(fd);
 		c->ssl = NULL;
-		result_set(&res, 451, "4.7.5", "cannot start TLS");
+		smtp_result_set(&res, 451, "4.7.5", "cannot start TLS");
 		conn_fail(c, 0, &res);
 		return -1;
 	}
@@ -530,7 +516,7 @@ conn_tls_done(struct relay_conn *c)
 
 	if (c->tlsmode == RELAY_TLS_VERIFY &&
 	    (vr = SSL_get_verify_result(c->ssl)) != X509_V_OK) {
-		result_set(&res, 451, "4.7.5", "certificate of next hop %s "
+		smtp_result_set(&res, 451, "4.7.5", "certificate of next hop %s "
 		    "does not verify: %s", c->peer,
 		    X509_verify_cert_error_string(vr));
 		conn_fail(c, 0, &res);
@@ -588,7 +574,7 @@ conn_setup_reply(struct relay_conn *c, const struct smtp_reply *rep)
 		if (rep->code == 220)
 			return conn_starttls(c);
 		if (c->tlsmode >= RELAY_TLS_ENCRYPT) {
-			result_set(&res, 451, "4.7.0",
+			smtp_result_set(&res, 451, "4.7.0",
 			    "next hop %s refused STARTTLS: %s", c->peer, line);
 			conn_fail(c, 0, &res);
 			return -1;
@@ -604,7 +590,7 @@ conn_setup_reply(struct relay_conn *c, const struct smtp_reply *rep)
 	default:
 		break;
 	}
-	result_set(&res, 451, "4.4.1", "next hop %s refused the session "
+	smtp_result_set(&res, 451, "4.4.1", "next hop %s refused the session "
 	    "(%s): %s", c->peer, relay_strstate(c->state), line);
 	conn_fail(c, 0, &res);
 	return -1;
@@ -623,7 +609,7 @@ conn_ready_reply(struct relay_conn *c, const struct smtp_reply *rep)
 		if (rep->code == 421)
 			result_from_reply(&res, rep);
 		else
-			result_set(&res, 451, "4.4.2", "unexpected reply "
+			smtp_result_set(&res, 451, "4.4.2", "unexpected reply "
 			    "from next hop %s: %s", c->peer, line);
 		conn_fail(c, 0, &res);
 		return -1;
@@ -672,7 +658,7 @@ conn_read_replies(struct relay_conn *c)
 		}
 		if (len > RELAY_LINE_MAX) {
 			free(line);
-			result_set(&res, 451, "4.4.2", "next hop %s sent a "
+			smtp_result_set(&res, 451, "4.4.2", "next hop %s sent a "
 			    "reply line over %d bytes", c->peer, RELAY_LINE_MAX);
 			conn_fail(c, 0, &res);
 			return;
@@ -680,7 +666,7 @@ conn_read_replies(struct relay_conn *c)
 		r = smtp_reply_feed(&c->reply, line, len);
 		free(line);
 		if (r == -1 || (r == 0 && c->reply.nlines >= RELAY_LINES_MAX)) {
-			result_set(&res, 451, "4.4.2", "next hop %s sent a %s "
+			smtp_result_set(&res, 451, "4.4.2", "next hop %s sent a %s "
 			    "reply", c->peer, r == -1 ? "malformed" :
 			    "too long");
 			conn_fail(c, 0, &res);
@@ -829,7 +815,7 @@ conn_timercb(evutil_socket_t fd, short ev, void *arg)
 		/* Waited too long for our client: let go, replay later. */
 		log_info("relay cid=%016llx to=%s hold timeout, closing",
 		    (unsigned long long)c->id, c->peer);
-		result_set(&res, 451, "4.4.2", "next hop connection %s timed "
+		smtp_result_set(&res, 451, "4.4.2", "next hop connection %s timed "
 		    "out while waiting for the client", c->peer);
 		txn_conn_failed(c->txn, c, 0, &res);
 		conn_quit(c);

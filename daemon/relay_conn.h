@@ -141,8 +141,6 @@ void txn_conn_failed(struct relay_txn *, struct relay_conn *, int,
     const struct smtp_result *);
 
 /* relay_conn.c */
-void result_set(struct smtp_result *, int, const char *, const char *, ...)
-    __attribute__((format(printf, 4, 5)));
 void result_from_reply(struct smtp_result *, const struct smtp_reply *);
 struct relay_conn *conn_new(struct relay_pool *);
 void conn_expect(struct relay_conn *, enum cmd, int);
