@@ -26,3 +26,18 @@ wait_port() {
 		sleep 0.1
 	done
 }
+
+# bench_binaries: SMRELAYD (built in $root/build-bench/ unless given) and
+# SMRELAYCTL next to it unless given; dies (the caller's die) if missing.
+bench_binaries() {
+	if [ -z "${SMRELAYD:-}" ]; then
+		SMRELAYD=$root/build-bench/smrelayd
+		echo "building smrelayd in build-bench/ ..."
+		[ -x "$root/configure" ] || (cd "$root" && ./autogen.sh) >/dev/null 2>&1 || die "autogen failed"
+		mkdir -p "$root/build-bench"
+		(cd "$root/build-bench" && { [ -f Makefile ] || ../configure --quiet; } && make -j"$(nproc)" >make.out 2>&1) ||
+			die "build failed (see build-bench/make.out)"
+	fi
+	[ -x "$SMRELAYD" ] || die "$SMRELAYD not found"
+	SMRELAYCTL=${SMRELAYCTL:-$(dirname "$SMRELAYD")/smrelayctl}
+}

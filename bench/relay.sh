@@ -107,16 +107,7 @@ for p in "$SINK_PORT" "$RELAY_PORT"; do
 	listening "$p" && die "port $p is in use"
 done
 
-if [ -z "${SMRELAYD:-}" ]; then
-	SMRELAYD=$root/build-bench/smrelayd
-	echo "building smrelayd in build-bench/ ..."
-	[ -x "$root/configure" ] || (cd "$root" && ./autogen.sh) >/dev/null 2>&1 || die "autogen failed"
-	mkdir -p "$root/build-bench"
-	(cd "$root/build-bench" && { [ -f Makefile ] || ../configure --quiet; } && make -j"$(nproc)" >make.out 2>&1) ||
-		die "build failed (see build-bench/make.out)"
-fi
-[ -x "$SMRELAYD" ] || die "$SMRELAYD not found"
-SMRELAYCTL=${SMRELAYCTL:-$(dirname "$SMRELAYD")/smrelayctl}
+bench_binaries
 if [ "${SKIP_SMIME:-0}" != 1 ]; then
 	[ -x "$SMRELAYCTL" ] || die "$SMRELAYCTL not found (SMRELAYCTL=...)"
 	command -v openssl >/dev/null 2>&1 || die "openssl not installed"
