@@ -958,19 +958,6 @@ gateway_reconfigure(struct gateway *gw, const struct config *cfg)
 	}
 }
 
-struct keyring *
-gateway_keyring(struct gateway *gw)
-{
-	return gw->kr;
-}
-
-int
-gateway_busy(const struct gateway *gw)
-{
-	return workers_busy(gw->workers) + spool_pending(gw->spool) +
-	    queue_active(gw->queue);
-}
-
 void
 gateway_free(struct gateway *gw)
 {

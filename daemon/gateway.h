@@ -13,7 +13,6 @@
 
 struct config;
 struct gateway;
-struct keyring;
 
 /* gateway.c */
 /*
@@ -28,11 +27,8 @@ struct gateway *gateway_new(struct event_base *, const struct delivery_ops *,
     int threads, char *err, size_t errlen);
 /* A new config after SIGHUP; reload rules and certificates now. */
 void gateway_reconfigure(struct gateway *, const struct config *);
-/* Transforms, spool writes and queue attempts in flight (drain). */
-int gateway_busy(const struct gateway *);
 /* Stop the workers (after the loop ended) and free. */
 void gateway_free(struct gateway *);
-struct keyring *gateway_keyring(struct gateway *);
 
 /* The backend: ctx is the struct gateway *. */
 extern const struct delivery_ops gateway_delivery_ops;

@@ -47,7 +47,6 @@ struct keyring {
 	pthread_mutex_t	 mtx;
 	int		 loaded;
 	int64_t		 changes;
-	uint64_t	 generation, misses;
 	struct kr_entry	*tab[KR_BUCKETS];
 	size_t		 nentries;
 	struct kr_key	*keys;
@@ -283,7 +282,6 @@ keyring_sync(struct keyring *kr, struct store *st, int force, char *err,
 	kr->crls = crls;
 	kr->changes = changes;
 	kr->loaded = 1;
-	kr->generation++;
 	pthread_mutex_unlock(&kr->mtx);
 
 	keys_clear(okeys, okn);
@@ -296,28 +294,6 @@ const struct policy_set *
 keyring_policy(struct keyring *kr)
 {
 	return kr->policy;
-}
-
-uint64_t
-keyring_generation(struct keyring *kr)
-{
-	uint64_t g;
-
-	pthread_mutex_lock(&kr->mtx);
-	g = kr->generation;
-	pthread_mutex_unlock(&kr->mtx);
-	return g;
-}
-
-uint64_t
-keyring_misses(struct keyring *kr)
-{
-	uint64_t m;
-
-	pthread_mutex_lock(&kr->mtx);
-	m = kr->misses;
-	pthread_mutex_unlock(&kr->mtx);
-	return m;
 }
 
 /* store_cert_list callback: collect ids. */
@@ -388,7 +364,6 @@ with_entry(const struct certsrc *src, const char *email,
 		pthread_mutex_unlock(&kr->mtx);
 		return;
 	}
-	kr->misses++;
 	pthread_mutex_unlock(&kr->mtx);
 	e = lookup(src->st, email, now);
 	pthread_mutex_lock(&kr->mtx);

@@ -38,9 +38,6 @@ int keyring_sync(struct keyring *, struct store *, int force, char *err,
 /* The rules (owned by the keyring, valid until the next keyring_sync() of
  * the same thread); never NULL after a successful sync. */
 const struct policy_set *keyring_policy(struct keyring *);
-/* Times the contents were (re)loaded, and cache misses (for tests, logs). */
-uint64_t keyring_generation(struct keyring *);
-uint64_t keyring_misses(struct keyring *);
 
 /*
  * The certificate to encrypt to for email (store_best_cert_for: valid now,

@@ -842,12 +842,6 @@ queue_count(const struct queue *q)
 	return q->n;
 }
 
-int
-queue_active(const struct queue *q)
-{
-	return q->active;
-}
-
 void
 queue_free(struct queue *q)
 {

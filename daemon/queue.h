@@ -38,9 +38,8 @@ int queue_hop_dead(const struct queue *);
 void queue_check_held(struct queue *, queue_release_fn *, void *arg);
 /* A held copy was transformed: queue `body` for its recipients instead. */
 void queue_replace(struct queue *, const char *id, struct msgbuf *body);
-/* Entries in memory, and attempts running. */
+/* Entries in memory. */
 size_t queue_count(const struct queue *);
-int queue_active(const struct queue *);
 void queue_free(struct queue *);
 
 #endif

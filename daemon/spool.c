@@ -54,8 +54,6 @@ struct spool {
 	char		*data_dir;
 	pthread_mutex_t	 mtx;
 	struct sreq	*head, *tail;
-	int		 pending;
-	uint64_t	 batches, puts;
 };
 
 static void
@@ -82,10 +80,9 @@ spool_run(void *job, void *tctx)
 {
 	struct sreq *self = job, *list, *r;
 	struct spool *sp = self->sp;
-	struct spooldb *db = tctx;
 	int nputs = 0, failed = 0;
 
-	(void)db;
+	(void)tctx;
 	pthread_mutex_lock(&sp->mtx);
 	list = sp->head;
 	sp->head = sp->tail = NULL;
@@ -171,14 +168,10 @@ static void
 spool_done(void *job)
 {
 	struct sreq *r = job;
-	struct spool *sp = r->sp;
 	size_t i;
 
-	sp->pending--;
 	if (r->kind == SREQ_PUT) {
 		msgbuf_free(r->body);
-		if (r->err == 0)
-			sp->puts++;
 		r->cb(r->arg, r->err);
 	} else if (r->kind == SREQ_CONTROL) {
 		/* Rows only when something changed; the end mark always (the
@@ -198,7 +191,6 @@ static void
 submit(struct spool *sp, struct sreq *r)
 {
 	r->sp = sp;
-	sp->pending++;
 	pthread_mutex_lock(&sp->mtx);
 	if (sp->tail != NULL)
 		sp->tail->next = r;
@@ -207,12 +199,6 @@ submit(struct spool *sp, struct sreq *r)
 	sp->tail = r;
 	pthread_mutex_unlock(&sp->mtx);
 	workers_submit(sp->thread, spool_run, spool_done, r);
-}
-
-static void *
-thread_init(void *arg)
-{
-	return ((struct spool *)arg)->db;
 }
 
 struct spool *
@@ -242,7 +228,7 @@ spool_new(struct event_base *base, const char *data_dir,
 		fatal("pthread_mutex_init");
 	sp->data_dir = xstrdup(data_dir);
 	/* From here on only the spool thread touches sp->db. */
-	sp->thread = workers_new(base, 1, thread_init, NULL, sp);
+	sp->thread = workers_new(base, 1, NULL, NULL, NULL);
 	return sp;
 }
 
@@ -303,12 +289,6 @@ struct msgbuf *
 spool_body(struct spool *sp, const char *id)
 {
 	return spooldb_body_get(sp->rdb, id);
-}
-
-int
-spool_pending(const struct spool *sp)
-{
-	return sp->pending;
 }
 
 void

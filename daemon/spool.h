@@ -40,8 +40,6 @@ void spool_delete(struct spool *, const char *id);
 void spool_poll_control(struct spool *, spool_control_cb *, void *arg);
 /* The body of an entry as a read-only msgbuf, or NULL (errno). */
 struct msgbuf *spool_body(struct spool *, const char *id);
-/* Writes queued or running. */
-int spool_pending(const struct spool *);
 /* Finish the pending writes, stop the thread. */
 void spool_free(struct spool *);
 

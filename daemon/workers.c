@@ -33,7 +33,6 @@ struct workers {
 	pthread_cond_t	 cond;
 	struct wqueue	 todo, finished;
 	int		 stopping;
-	int		 busy;		/* submitted, done not yet run */
 	int		 n;
 	pthread_t	 tids[WORKERS_MAX];
 	int		 wake[2];	/* pipe: worker -> loop */
@@ -115,7 +114,6 @@ workers_reap(struct workers *w)
 	pthread_mutex_unlock(&w->mtx);
 	while ((j = list) != NULL) {
 		list = j->next;
-		w->busy--;
 		j->done(j->job);
 		free(j);
 	}
@@ -171,17 +169,10 @@ workers_submit(struct workers *w, workers_run_fn *run, workers_done_fn *done,
 	j->run = run;
 	j->done = done;
 	j->job = job;
-	w->busy++;
 	pthread_mutex_lock(&w->mtx);
 	q_push(&w->todo, j);
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->mtx);
-}
-
-int
-workers_busy(const struct workers *w)
-{
-	return w->busy;
 }
 
 int

@@ -24,8 +24,6 @@ struct workers *workers_new(struct event_base *, int n,
     void *arg);
 void workers_submit(struct workers *, workers_run_fn *, workers_done_fn *,
     void *job);
-/* Jobs queued or running (not yet handed back to the loop). */
-int workers_busy(const struct workers *);
 int workers_count(const struct workers *);
 /* Finish the queued jobs, stop the threads, run the last `done`s. */
 void workers_free(struct workers *);
