@@ -104,7 +104,9 @@ struct gw_txn {
 
 /* A transform on a worker thread; owns everything it reads. */
 struct gw_job {
-	struct gw_copy		*copy;		/* NULL: cancelled */
+	struct gw_copy		*copy;		/* NULL: cancelled, or a release */
+	char			 qid[SPOOL_ID_LEN + 1];	/* a release: the held
+						 * copy in the queue */
 	struct gateway		*gw;
 	struct msgbuf		*body;
 	char			*sender, *host;
@@ -472,6 +474,25 @@ copy_send(struct gw_copy *c)
 	copy_spool(c, 0, 0);
 }
 
+/* A transform job for recipients still to be added (j->rcpts has room
+ * for nrcpts). */
+static struct gw_job *
+job_new(struct gateway *gw, struct msgbuf *body, const char *sender,
+    size_t nrcpts, unsigned actions, int64_t rule_id, uint64_t sessid)
+{
+	struct gw_job *j = xcalloc(1, sizeof(*j));
+
+	j->gw = gw;
+	j->body = body;
+	j->sender = xstrdup(sender);
+	j->host = xstrdup(gw->host);
+	j->rcpts = xcalloc(nrcpts + 1, sizeof(*j->rcpts));
+	j->actions = actions;
+	j->rule_id = rule_id;
+	j->sessid = sessid;
+	return j;
+}
+
 /* Worker thread: the transform and its output body. */
 static void
 job_run(void *arg, void *tctx)
@@ -616,22 +637,15 @@ gw_data(void *txn, struct msgbuf *body, delivery_cb *cb, void *arg)
 			copy_send(c);
 			continue;
 		}
-		j = xcalloc(1, sizeof(*j));
+		j = job_new(gw, msgbuf_ref(body), t->from, c->nrcpts +
+		    c->ndefer, c->actions, c->rule_id, t->sessid);
 		j->copy = c;
-		j->gw = gw;
-		j->body = msgbuf_ref(body);
-		j->sender = xstrdup(t->from);
-		j->host = xstrdup(gw->host);
 		/* every recipient of the copy, the deferred ones too: they
 		 * get the same envelope later from the spool */
-		j->rcpts = xcalloc(c->nrcpts + c->ndefer, sizeof(*j->rcpts));
 		for (k = 0; k < c->nrcpts; k++)
 			j->rcpts[j->nrcpts++] = xstrdup(c->rcpts[k].addr);
 		for (k = 0; k < c->ndefer; k++)
 			j->rcpts[j->nrcpts++] = xstrdup(c->defer[k].addr);
-		j->actions = c->actions;
-		j->rule_id = c->rule_id;
-		j->sessid = t->sessid;
 		c->job = j;
 		workers_submit(gw->workers, job_run, job_done, j);
 	}
@@ -752,71 +766,20 @@ const struct delivery_ops gateway_delivery_ops = {
 	gw_begin, gw_rcpt, gw_data, gw_abort
 };
 
-/* A held copy whose recipients now all have certificates: transform it
- * on a worker and queue the result instead. */
-struct gw_release {
-	struct gateway	*gw;
-	char		 id[SPOOL_ID_LEN + 1];
-	struct msgbuf	*body;
-	char		*sender, **rcpts;
-	size_t		 nrcpts;
-	unsigned	 actions;
-	int64_t		 rule_id;
-	int		 rc;
-	struct smime_msg_res res;
-	struct smtp_result fail;
-	struct msgbuf	*out;
-};
-
-static void
-release_run(void *arg, void *tctx)
-{
-	struct gw_release *r = arg;
-	struct certsrc src = { r->gw->kr, tctx };
-	struct pl_copy pc;
-	char *msg, trace[512];
-	size_t len;
-
-	r->rc = -1;
-	if (tctx == NULL || (msg = msgbuf_slurp(r->body, &len)) == NULL)
-		return;
-	pc.sender = r->sender;
-	pc.rcpts = (const char *const *)r->rcpts;
-	pc.nrcpts = r->nrcpts;
-	pc.actions = r->actions;
-	pc.rule_id = r->rule_id;
-	pc.host = r->gw->host;
-	r->rc = pipeline_transform(&src, &pc, msg, len, &r->res, &r->fail,
-	    trace, sizeof(trace));
-	free(msg);
-	if (r->rc == 0 && r->res.msg != NULL) {
-		r->out = msgbuf_new(r->gw->tmpdir, MSGBUF_MEM_DEFAULT);
-		if (msgbuf_append(r->out, trace, strlen(trace)) == -1 ||
-		    msgbuf_append(r->out, r->res.msg, r->res.len) == -1)
-			r->rc = -1;
-	}
-}
-
+/* A held copy whose recipients now all have certificates: transformed on
+ * a worker (job_run), then queued instead of the held one. */
 static void
 release_done(void *arg)
 {
-	struct gw_release *r = arg;
-	size_t i;
+	struct gw_job *j = arg;
 
-	if (r->rc == -1) {
-		log_warnx("queue id=%s: release failed: %s", r->id,
-		    r->res.err[0] ? r->res.err : "cannot read or write it");
-		queue_replace(r->gw->queue, r->id, NULL);
+	if (j->rc == -1) {
+		log_warnx("queue id=%s: release failed: %s", j->qid,
+		    j->res.err[0] ? j->res.err : "cannot read or write it");
+		queue_replace(j->gw->queue, j->qid, NULL);
 	} else
-		queue_replace(r->gw->queue, r->id, r->out ? r->out : r->body);
-	msgbuf_free(r->body);
-	msgbuf_free(r->out);
-	smime_msg_res_free(&r->res);
-	for (i = 0; i < r->nrcpts; i++)
-		free(r->rcpts[i]);
-	free(r->rcpts);
-	free(r->sender);
-	free(r);
+		queue_replace(j->gw->queue, j->qid, j->out ? j->out : j->body);
+	job_free(j);
 }
 
 static int
@@ -824,7 +787,7 @@ release_check(void *arg, const struct spool_entry *e)
 {
 	struct gateway *gw = arg;
 	struct certsrc src = { gw->kr, gw->st };
-	struct gw_release *r;
+	struct gw_job *j;
 	struct msgbuf *body;
 	size_t i;
 	X509 *x;
@@ -839,18 +802,13 @@ release_check(void *arg, const struct spool_entry *e)
 	}
 	if ((body = spool_body(gw->spool, e->id)) == NULL)
 		return 0;
-	r = xcalloc(1, sizeof(*r));
-	r->gw = gw;
-	snprintf(r->id, sizeof(r->id), "%s", e->id);
-	r->body = body;
-	r->sender = xstrdup(e->sender);
-	r->rcpts = xcalloc(e->nrcpts + 1, sizeof(*r->rcpts));
+	j = job_new(gw, body, e->sender, e->nrcpts, e->actions, e->rule_id,
+	    0);
+	snprintf(j->qid, sizeof(j->qid), "%s", e->id);
 	for (i = 0; i < e->nrcpts; i++)
 		if (e->rcpts[i].state == SPOOL_RCPT_PENDING)
-			r->rcpts[r->nrcpts++] = xstrdup(e->rcpts[i].addr);
-	r->actions = e->actions;
-	r->rule_id = e->rule_id;
-	workers_submit(gw->workers, release_run, release_done, r);
+			j->rcpts[j->nrcpts++] = xstrdup(e->rcpts[i].addr);
+	workers_submit(gw->workers, job_run, release_done, j);
 	return 1;
 }
 
