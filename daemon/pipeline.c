@@ -66,51 +66,50 @@ pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
 	}
 }
 
-/* End of the header section: offset of the empty line's successor. */
-static size_t
-header_end(const char *m, size_t len)
+/* A trace field value naming host first ("HOST; actions"). */
+static int
+trace_fn(const char *v, void *arg)
 {
-	size_t i;
+	const char *host = arg;
+	size_t hl = strlen(host);
 
-	for (i = 0; i < len; i++) {
-		if (m[i] != '\n')
-			continue;
-		if (i + 1 < len && m[i + 1] == '\n')
-			return i + 2;
-		if (i + 2 < len && m[i + 1] == '\r' && m[i + 2] == '\n')
-			return i + 3;
-	}
-	return len;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	return strncasecmp(v, host, hl) == 0 && (v[hl] == ';' ||
+	    v[hl] == '\0');
 }
 
 /* Our trace field with our host name among the header fields. */
 static int
 traced(const char *m, size_t len, const char *host)
 {
-	size_t hend = header_end(m, len), nlen = strlen(PIPELINE_TRACE);
-	size_t hl = strlen(host), i = 0;
-	const char *v;
-
-	while (i < hend) {
-		if (hend - i > nlen + 1 &&
-		    strncasecmp(m + i, PIPELINE_TRACE, nlen) == 0 &&
-		    m[i + nlen] == ':') {
-			v = m + i + nlen + 1;
-			while (v < m + hend && (*v == ' ' || *v == '\t'))
-				v++;
-			if ((size_t)(m + hend - v) > hl &&
-			    strncasecmp(v, host, hl) == 0 &&
-			    (v[hl] == ';' || v[hl] == '\r' || v[hl] == '\n'))
-				return 1;
-		}
-		while (i < hend && m[i] != '\n')
-			i++;
-		i++;
-	}
-	return 0;
+	return smime_msg_fields(m, len, PIPELINE_TRACE, trace_fn,
+	    (void *)host);
 }
 
-enum smime_kind { KIND_NONE, KIND_SIGNED, KIND_ENCRYPTED };
+enum smime_kind { KIND_NONE = 1, KIND_SIGNED, KIND_ENCRYPTED };
+
+/* The first Content-Type value: what kind of S/MIME it announces. */
+static int
+kind_fn(const char *v, void *arg)
+{
+	struct mime_ct ct;
+	const char *st;
+
+	(void)arg;
+	if (mime_ct_parse(v, strlen(v), &ct) != 0)
+		return KIND_NONE;
+	if (strcasecmp(ct.type, "multipart") == 0 &&
+	    strcasecmp(ct.subtype, "signed") == 0)
+		return KIND_SIGNED;
+	if (strcasecmp(ct.type, "application") != 0 ||
+	    (strcasecmp(ct.subtype, "pkcs7-mime") != 0 &&
+	    strcasecmp(ct.subtype, "x-pkcs7-mime") != 0))
+		return KIND_NONE;
+	st = mime_ct_param(&ct, "smime-type");
+	return st != NULL && strcasecmp(st, "signed-data") == 0 ?
+	    KIND_SIGNED : KIND_ENCRYPTED;
+}
 
 /*
  * What the top-level Content-Type says (cheap: the body is not parsed):
@@ -121,46 +120,9 @@ enum smime_kind { KIND_NONE, KIND_SIGNED, KIND_ENCRYPTED };
 static enum smime_kind
 smime_kind(const char *m, size_t len)
 {
-	size_t hend = header_end(m, len), i = 0, e, vlen = 0;
-	struct mime_ct ct;
-	const char *st;
-	char v[2048];
+	int k = smime_msg_fields(m, len, "Content-Type", kind_fn, NULL);
 
-	while (i < hend) {
-		for (e = i; e < hend && m[e] != '\n'; e++)
-			;
-		if (e - i > 13 && strncasecmp(m + i, "Content-Type:", 13) == 0) {
-			/* the value with its continuation lines */
-			i += 13;
-			for (;;) {
-				while (i < e && vlen < sizeof(v) - 1)
-					if (m[i] != '\r')
-						v[vlen++] = m[i++];
-					else
-						i++;
-				if (e + 1 >= hend || (m[e + 1] != ' ' &&
-				    m[e + 1] != '\t'))
-					break;
-				i = e + 1;
-				for (e = i; e < hend && m[e] != '\n'; e++)
-					;
-			}
-			if (mime_ct_parse(v, vlen, &ct) != 0)
-				return KIND_NONE;
-			if (strcasecmp(ct.type, "multipart") == 0 &&
-			    strcasecmp(ct.subtype, "signed") == 0)
-				return KIND_SIGNED;
-			if (strcasecmp(ct.type, "application") != 0 ||
-			    (strcasecmp(ct.subtype, "pkcs7-mime") != 0 &&
-			    strcasecmp(ct.subtype, "x-pkcs7-mime") != 0))
-				return KIND_NONE;
-			st = mime_ct_param(&ct, "smime-type");
-			return st != NULL && strcasecmp(st, "signed-data") == 0 ?
-			    KIND_SIGNED : KIND_ENCRYPTED;
-		}
-		i = e + 1;
-	}
-	return KIND_NONE;
+	return k == 0 ? KIND_NONE : (enum smime_kind)k;
 }
 
 /* Keep step's message as the current one. */

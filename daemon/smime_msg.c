@@ -261,31 +261,58 @@ addr_parse(const char *v, char *buf, size_t buflen)
 
 /* The From address of a message. */
 int
-smime_msg_from(const char *m, size_t len, char *buf, size_t buflen)
+smime_msg_fields(const char *m, size_t len, const char *name,
+    int (*fn)(const char *, void *), void *arg)
 {
 	const char *v;
 	char *u;
-	size_t hlen, body, off, end, i, n = 0;
+	size_t hlen, body, off, end, i, n;
 	int r;
+
+	hdr_split(m, len, &hlen, &body);
+	for (off = 0; off < hlen; off = end) {
+		end = field_end(m, hlen, off);
+		if ((v = field_value(m, off, end, name)) == NULL)
+			continue;
+		u = xmalloc((size_t)(m + end - v) + 1);
+		for (i = n = 0; v + i < m + end; i++)
+			if (v[i] != '\r' && v[i] != '\n')
+				u[n++] = v[i];
+		u[n] = '\0';
+		r = fn(u, arg);
+		free(u);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+struct from_arg {
+	char	*buf;
+	size_t	 buflen;
+	int	 r;
+};
+
+/* The first From field: its first address; stop there. */
+static int
+from_fn(const char *value, void *arg)
+{
+	struct from_arg *a = arg;
+
+	a->r = addr_parse(value, a->buf, a->buflen);
+	return 1;
+}
+
+int
+smime_msg_from(const char *m, size_t len, char *buf, size_t buflen)
+{
+	struct from_arg a = { buf, buflen, -1 };
 
 	if (buflen == 0)
 		return -1;
 	buf[0] = '\0';
-	hdr_split(m, len, &hlen, &body);
-	for (off = 0; off < hlen; off = end) {
-		end = field_end(m, hlen, off);
-		if ((v = field_value(m, off, end, "From")) == NULL)
-			continue;
-		u = xmalloc((size_t)(m + end - v) + 1);
-		for (i = 0; v + i < m + end; i++)
-			if (v[i] != '\r' && v[i] != '\n')
-				u[n++] = v[i];
-		u[n] = '\0';
-		r = addr_parse(u, buf, buflen);
-		free(u);
-		return r;
-	}
-	return -1;
+	smime_msg_fields(m, len, "From", from_fn, &a);
+	return a.r;
 }
 
 /* Release a result. */

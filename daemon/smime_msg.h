@@ -93,5 +93,13 @@ void smime_msg_res_free(struct smime_msg_res *);
  * bare addr-spec), into buf.  0, or -1 when there is none.
  */
 int smime_msg_from(const char *msg, size_t len, char *buf, size_t buflen);
+/*
+ * Call fn with the value of every top-level header field called name
+ * (case-insensitive), unfolded (CR and LF removed, the text after the
+ * colon as it stands), in order, until fn returns non-zero; returns that,
+ * or 0.
+ */
+int smime_msg_fields(const char *msg, size_t len, const char *name,
+    int (*fn)(const char *value, void *arg), void *arg);
 
 #endif
