@@ -12,6 +12,7 @@
 #include "ctl_util.h"
 #include "log.h"
 #include "msgbuf.h"
+#include "policy.h"
 #include "spooldb.h"
 #include "store.h"
 #include "util.h"
@@ -113,7 +114,7 @@ queue_show(struct spooldb *db, const char *id, int json)
 {
 	struct spool_entry *e;
 	struct msgbuf *mb;
-	char t[32], acts[64] = "", *body = NULL;
+	char t[32], acts[64], *body = NULL;
 	size_t i, len;
 
 	if ((e = spooldb_get(db, id)) == NULL) {
@@ -136,16 +137,10 @@ queue_show(struct spooldb *db, const char *id, int json)
 	printf("size: %lld\n", (long long)e->size);
 	printf("sender: <%s>\n", e->sender);
 	printf("parameters: %s\n", e->params ? e->params : "");
-	if (e->actions != 0) {
-		if (e->actions & 0x01u)
-			strcat(acts, "sign,");
-		if (e->actions & 0x02u)
-			strcat(acts, "encrypt,");
-		if (acts[0] != '\0')
-			acts[strlen(acts) - 1] = '\0';
-		printf("pending transform: %s (rule %lld)\n", acts,
+	if (e->actions != 0)
+		printf("pending transform: %s (rule %lld)\n",
+		    policy_actions_str(e->actions, acts, sizeof(acts)),
 		    (long long)e->rule_id);
-	}
 	if (e->dsn)
 		printf("dsn: yes (a delivery status notification we made)\n");
 	printf("last error: %s\n", e->last_error ? e->last_error : "");
