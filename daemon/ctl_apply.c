@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "ctl_apply.h"
+#include "ctl_util.h"
 #include "keyring.h"
 #include "pipeline.h"
 #include "policy.h"
@@ -32,35 +33,6 @@ apply_usage(void)
 	fprintf(stderr, "usage: smrelayctl [-c FILE] apply --sender ADDR "
 	    "--recipient ADDR [ADDR ...] < message\n");
 	return 2;
-}
-
-/* Every byte of stdin, up to max; NULL (said why) otherwise. */
-static char *
-slurp_stdin(uint64_t max, size_t *lenp)
-{
-	size_t len = 0, cap = 65536, n;
-	char *p = xmalloc(cap + 1);
-
-	while ((n = fread(p + len, 1, cap - len, stdin)) > 0) {
-		len += n;
-		if (len > max) {
-			fprintf(stderr, "smrelayctl: apply: message larger "
-			    "than max_message_size\n");
-			free(p);
-			return NULL;
-		}
-		if (len == cap)
-			p = xrealloc(p, (cap *= 2) + 1);
-	}
-	if (ferror(stdin)) {
-		fprintf(stderr, "smrelayctl: apply: stdin: %s\n",
-		    strerror(errno));
-		free(p);
-		return NULL;
-	}
-	p[len] = '\0';
-	*lenp = len;
-	return p;
 }
 
 /* Transform and print the copies; 0, or 1 when one failed. */
@@ -172,7 +144,7 @@ ctl_apply_run(const char *path, int argc, char *argv[])
 		fprintf(stderr, "smrelayctl: %s\n", err);
 		goto done;
 	}
-	if ((msg = slurp_stdin(cfg->max_message_size, &len)) == NULL)
+	if ((msg = ctl_read_stdin(cfg->max_message_size, &len)) == NULL)
 		goto done;
 	rc = 0;
 	for (i = 0; i < nrcpts; i++) {

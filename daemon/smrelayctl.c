@@ -1071,34 +1071,6 @@ smime_args(struct smime_cmd *sc, int argc, char *argv[])
 	return 0;
 }
 
-/* All of stdin, at most max bytes; NULL (message printed) otherwise. */
-static char *
-read_stdin(uint64_t max, size_t *lenp)
-{
-	size_t len = 0, cap = 65536, n;
-	char *p = xmalloc(cap);
-
-	while ((n = fread(p + len, 1, cap - len, stdin)) > 0) {
-		len += n;
-		if (len > max) {
-			fprintf(stderr, "smrelayctl: message larger than "
-			    "max_message_size (%llu bytes)\n",
-			    (unsigned long long)max);
-			free(p);
-			return NULL;
-		}
-		if (len == cap)
-			p = xrealloc(p, cap *= 2);
-	}
-	if (ferror(stdin)) {
-		fprintf(stderr, "smrelayctl: stdin: %s\n", strerror(errno));
-		free(p);
-		return NULL;
-	}
-	*lenp = len;
-	return p;
-}
-
 /* Run one smime transformation on msg; 0 ok, 1 failed (reported). */
 static int
 smime_exec(struct smime_cmd *sc, const struct certsrc *src, const char *host,
@@ -1159,7 +1131,7 @@ ctl_smime_run(const char *path, const char *verb, int argc, char *argv[])
 	else if (keyring_sync(src.kr = keyring_new(), src.st = st, 1, err,
 	    sizeof(err)) == -1)
 		fprintf(stderr, "smrelayctl: %s\n", err);
-	else if ((msg = read_stdin(cfg->max_message_size, &len)) != NULL) {
+	else if ((msg = ctl_read_stdin(cfg->max_message_size, &len)) != NULL) {
 		rc = smime_exec(&sc, &src, cfg->hostname, msg, len);
 		free(msg);
 	}
