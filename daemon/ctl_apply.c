@@ -151,9 +151,11 @@ ctl_apply_run(const char *path, int argc, char *argv[])
 		pipeline_decide(&src, keyring_policy(src.kr), sender, rcpts[i],
 		    &d);
 		if (d.verdict != PL_RELAY) {
+			/* refused, or held in the spool: no copy now */
 			fprintf(stderr, "smrelayctl: apply: <%s>: %d %s %s\n",
 			    rcpts[i], d.reply.code, d.reply.enh, d.reply.text);
-			rc = 1;
+			if (d.verdict == PL_REJECT)
+				rc = 1;
 			continue;
 		}
 		for (k = 0; k < ncopies; k++)

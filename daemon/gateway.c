@@ -295,9 +295,7 @@ gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
 	if (c->hold) {          /* spooled at end of DATA, no next hop yet */
 		rcpt_push(&c->defer, &c->ndefer, rcpt, params);
 		r->done = 1;
-		smtp_result_set(&r->res, 250, "2.1.5", "Ok (held until a "
-		    "certificate to encrypt to arrives, rule %lld)",
-		    (long long)d.rule_id);
+		r->res = d.reply;
 		event_active(t->defer, 0, 0);
 		return;
 	}

@@ -50,11 +50,11 @@ pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
 		d->plain = 1;
 		break;
 	case POLICY_NOCERT_HOLD:
-		/* Until the spool can hold it: refuse for now, truthfully. */
+		/* accepted; the copy waits in the spool for a certificate */
 		d->verdict = PL_HOLD;
-		smtp_result_set(&d->reply, 450, "4.7.1", "<%s>: no usable "
-		    "certificate to encrypt to yet, try again later (rule "
-		    "%lld)", rcpt, (long long)r->id);
+		smtp_result_set(&d->reply, 250, "2.1.5", "Ok (held until a "
+		    "certificate to encrypt to arrives, rule %lld)",
+		    (long long)r->id);
 		break;
 	case POLICY_NOCERT_REJECT:
 	default:

@@ -20,7 +20,8 @@ struct policy_set;
 enum pl_verdict {
 	PL_RELAY = 0,	/* relay a copy (transformed per `actions`) */
 	PL_REJECT,	/* refuse the recipient: 550 5.7.1 */
-	PL_HOLD		/* keep it until a certificate comes (450 for now) */
+	PL_HOLD		/* accept; spool the copy until a certificate
+			 * comes, then transform and relay it */
 };
 
 /* What happens to one recipient. */
@@ -31,7 +32,7 @@ struct pl_decision {
 	int64_t		 rule_id;	/* 0: no rule matched */
 	int		 plain;		/* encrypt dropped: no certificate,
 					 * --if-no-cert plain */
-	struct smtp_result reply;	/* PL_REJECT, PL_HOLD: for the client */
+	struct smtp_result reply;	/* PL_REJECT, PL_HOLD: the RCPT reply */
 };
 
 /* One copy: the recipients that share a treatment. */
