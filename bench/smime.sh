@@ -1,5 +1,5 @@
 #!/bin/bash
-# bench/smime.sh: throughput and memory of the S/MIME engine (proto/smime.c),
+# bench/smime.sh: throughput and memory of the S/MIME engine (proto/cms.c),
 # in-process on one core, against the ceiling of RSA signing and against a
 # process per message, on this machine, in one go (see docs/BENCHMARKS.md).
 #

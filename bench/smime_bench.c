@@ -1,5 +1,5 @@
 /* smime_bench.c: throughput and peak memory of the CMS engine
- * (proto/smime.c), in-process, on one core.  Driven by bench/smime.sh; the
+ * (proto/cms.c), in-process, on one core.  Driven by bench/smime.sh; the
  * numbers belong in docs/BENCHMARKS.md, never in a test.
  *
  *   throughput: sign, encrypt (AES-256-CBC), sign+encrypt and
@@ -26,8 +26,8 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-#include "mime.h"
-#include "smime.h"
+#include "proto/mime.h"
+#include "proto/cms.h"
 #include "pemload.h"
 
 #define ENT_HEADERS \
@@ -43,9 +43,9 @@ struct bench {
 	EVP_PKEY	*key;
 	STACK_OF(X509)	*chain;
 	STACK_OF(X509)	*to;		/* recipients; the first is ours */
-	struct smime_identity id;	/* to[0] and its key, for decryption */
+	struct cms_identity id;	/* to[0] and its key, for decryption */
 	X509_STORE	*store;
-	struct smime_trust trust;
+	struct cms_trust trust;
 	const char	*from;		/* the signer's address, for verify */
 	int		 presize;	/* output BIOs get their room up front */
 	BUF_MEM		*bm[2];		/* their buffers: 0 signed, 1 other */
@@ -244,7 +244,7 @@ do_sign(struct bench *bn, const char *p, size_t len)
 {
 	BIO *in = BIO_new_mem_buf(p, (int)len), *out = out_new(bn, 0, len);
 
-	if (smime_sign(in, bn->cert, bn->key, bn->chain, 0, out, bn->err,
+	if (cms_sign(in, bn->cert, bn->key, bn->chain, 0, out, bn->err,
 	    sizeof(bn->err)) == -1) {
 		BIO_free(out);
 		out = NULL;
@@ -259,7 +259,7 @@ do_encrypt(struct bench *bn, const char *p, size_t len)
 {
 	BIO *in = BIO_new_mem_buf(p, (int)len), *out = out_new(bn, 1, len);
 
-	if (smime_encrypt(in, bn->to, 0, out, bn->err, sizeof(bn->err)) ==
+	if (cms_encrypt(in, bn->to, 0, out, bn->err, sizeof(bn->err)) ==
 	    -1) {
 		BIO_free(out);
 		out = NULL;
@@ -310,7 +310,7 @@ static int
 verify_mem(struct bench *bn, const char *p, size_t len)
 {
 	struct mime_smime sm;
-	struct smime_verify res;
+	struct cms_verify res;
 	BIO *content, *der;
 	int r = -1;
 
@@ -321,13 +321,13 @@ verify_mem(struct bench *bn, const char *p, size_t len)
 	}
 	content = BIO_new_mem_buf(p + sm.content_off, (int)sm.content_len);
 	der = BIO_new_mem_buf(sm.der, (int)sm.derlen);
-	if (smime_verify(content, der, &bn->trust, bn->from, NULL, &res) ==
+	if (cms_verify(content, der, &bn->trust, bn->from, NULL, &res) ==
 	    SMIME_PASS)
 		r = 0;
 	else
 		snprintf(bn->err, sizeof(bn->err), "verify: %s (%s)",
-		    smime_outcome_name(res.outcome), res.reason);
-	smime_verify_free(&res);
+		    cms_outcome_name(res.outcome), res.reason);
+	cms_verify_free(&res);
 	BIO_free(content);
 	BIO_free(der);
 	mime_smime_clear(&sm);
@@ -352,7 +352,7 @@ op_decver(struct bench *bn, const struct buf *env)
 	}
 	der = BIO_new_mem_buf(sm.der, (int)sm.derlen);
 	out = out_new(bn, 0, sm.derlen);
-	if (smime_decrypt(der, &bn->id, 1, out, bn->err, sizeof(bn->err)) ==
+	if (cms_decrypt(der, &bn->id, 1, out, bn->err, sizeof(bn->err)) ==
 	    0) {
 		n = BIO_get_mem_data(out, &p);
 		r = verify_mem(bn, p, (size_t)n);
@@ -445,10 +445,10 @@ file_op(struct bench *bn, int enc, const char *src, const char *dst)
 		snprintf(bn->err, sizeof(bn->err), "%s or %s: %s", src, dst,
 		    strerror(errno));
 	else if (enc)
-		r = smime_encrypt(in, bn->to, 0, out, bn->err,
+		r = cms_encrypt(in, bn->to, 0, out, bn->err,
 		    sizeof(bn->err));
 	else
-		r = smime_sign(in, bn->cert, bn->key, bn->chain, 0, out,
+		r = cms_sign(in, bn->cert, bn->key, bn->chain, 0, out,
 		    bn->err, sizeof(bn->err));
 	BIO_free(in);
 	BIO_free(out);
@@ -456,7 +456,7 @@ file_op(struct bench *bn, int enc, const char *src, const char *dst)
 }
 
 /* Decode the base64 body of the entity in file `src` into file `dst`,
- * streaming (what the MIME layer does before smime_decrypt). */
+ * streaming (what the MIME layer does before cms_decrypt). */
 static int
 file_unbase64(const char *src, const char *dst)
 {
@@ -489,7 +489,7 @@ file_unbase64(const char *src, const char *dst)
 	return r;
 }
 
-/* Split the multipart/signed entity in file `src` (as smime_sign writes
+/* Split the multipart/signed entity in file `src` (as cms_sign writes
  * it) into the signed part, copied to file `dst`, and the decoded
  * signature, returned in a memory BIO; streaming. */
 static BIO *
@@ -578,7 +578,7 @@ static int
 file_decver(struct bench *bn, const char *env, const char *dir)
 {
 	char der[1024], inner[1024], content[1024];
-	struct smime_verify res;
+	struct cms_verify res;
 	BIO *in, *out, *sig, *c;
 	int r;
 
@@ -592,7 +592,7 @@ file_decver(struct bench *bn, const char *env, const char *dir)
 	in = BIO_new_file(der, "rb");
 	out = BIO_new_file(inner, "wb");
 	r = in != NULL && out != NULL ?
-	    smime_decrypt(in, &bn->id, 1, out, bn->err, sizeof(bn->err)) : -1;
+	    cms_decrypt(in, &bn->id, 1, out, bn->err, sizeof(bn->err)) : -1;
 	BIO_free(in);
 	BIO_free(out);
 	bn->hwm_mid = status_kb("VmHWM");
@@ -604,15 +604,15 @@ file_decver(struct bench *bn, const char *env, const char *dir)
 	}
 	c = BIO_new_file(content, "rb");
 	r = 0;
-	if (c == NULL || smime_verify(c, sig, &bn->trust, bn->from, NULL,
+	if (c == NULL || cms_verify(c, sig, &bn->trust, bn->from, NULL,
 	    &res) != SMIME_PASS) {
 		snprintf(bn->err, sizeof(bn->err), "verify: %s (%s)",
-		    c ? smime_outcome_name(res.outcome) : "?",
+		    c ? cms_outcome_name(res.outcome) : "?",
 		    c ? res.reason : "no content");
 		r = -1;
 	}
 	if (c != NULL)
-		smime_verify_free(&res);
+		cms_verify_free(&res);
 	BIO_free(c);
 	BIO_free(sig);
 	return r;
@@ -798,7 +798,7 @@ main(int argc, char **argv)
 	struct bench bn;
 	int ch, r;
 
-	smime_init();
+	cms_init();
 	memset(&bn, 0, sizeof(bn));
 	bn.chain = sk_X509_new_null();
 	bn.to = sk_X509_new_null();

@@ -11,15 +11,13 @@
 
 #include <event2/event.h>
 
-#include "config.h"
-#include "gateway.h"
-#include "log.h"
-#include "relay.h"
-#include "server.h"
-#include "spooldb.h"
-#include "store.h"
-#include "tls.h"
-#include "util.h"
+#include "daemon/base/base.h"
+#include "daemon/smime/smime.h"
+#include "lib/lib.h"
+#include "daemon/relay/relay.h"
+#include "daemon/smtpd/smtpd.h"
+#include "daemon/queue/queue.h"
+#include "store/store.h"
 
 struct daemon_state {
 	struct server srv;

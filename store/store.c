@@ -13,9 +13,8 @@
 
 #include <sqlite3.h>
 
-#include "log.h"
+#include "lib/lib.h"
 #include "store_priv.h"
-#include "util.h"
 
 #define BUSY_TIMEOUT_MS	10000
 

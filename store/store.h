@@ -9,7 +9,7 @@
 #include <openssl/x509.h>
 #include <openssl/evp.h>
 
-#include "policy.h"
+#include "policy/policy.h"
 
 #define STORE_DB_NAME		"smrelay.db"
 #define STORE_SCHEMA_VERSION	2

@@ -14,8 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "store.h"
-#include "log.h"
-#include "util.h"
+#include "lib/lib.h"
 
 /* Lowercase copy of an e-mail address. */
 char *

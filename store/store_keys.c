@@ -11,8 +11,7 @@
 #include <sqlite3.h>
 
 #include "store_priv.h"
-#include "log.h"
-#include "util.h"
+#include "lib/lib.h"
 
 #define KEY_SELECT \
 	"SELECT k.id AS kid, c.id AS cid, k.pkey, k.chain, c.der " \

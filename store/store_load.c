@@ -16,8 +16,7 @@
 #include <openssl/x509.h>
 
 #include "store.h"
-#include "log.h"
-#include "util.h"
+#include "lib/lib.h"
 
 #define MAX_IMPORT_FILE	(16 * 1024 * 1024)
 

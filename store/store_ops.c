@@ -9,7 +9,7 @@
 #include <sqlite3.h>
 
 #include "store_priv.h"
-#include "util.h"
+#include "lib/lib.h"
 
 #define CERT_COLUMNS \
 	"c.id AS id, c.fingerprint AS fingerprint, c.subject AS subject, " \

@@ -8,9 +8,9 @@
 
 #include <sqlite3.h>
 
-#include "policy.h"
+#include "policy/policy.h"
 #include "store_priv.h"
-#include "util.h"
+#include "lib/lib.h"
 
 /* A rule worth storing: the same checks policy_set_new makes. */
 static int

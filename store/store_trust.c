@@ -12,7 +12,7 @@
 #include <sqlite3.h>
 
 #include "store_priv.h"
-#include "util.h"
+#include "lib/lib.h"
 
 /* Insert one anchor in the open transaction; existing: its id. */
 static int64_t

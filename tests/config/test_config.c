@@ -12,9 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "log.h"
-#include "util.h"
+#include "daemon/base/config.h"
+#include "lib/lib.h"
 #include "../unit/check.h"
 
 /* Print "(none)" for an unset string. */

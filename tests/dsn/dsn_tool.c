@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dsn.h"
+#include "proto/dsn.h"
 #include "golden.h"
 
 #define MAXRCPT 16

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dsn.h"
+#include "proto/dsn.h"
 #include "golden.h"
 
 #define T0      1740830400      /* Sat, 01 Mar 2025 12:00:00 +0000 */

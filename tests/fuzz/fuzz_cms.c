@@ -1,6 +1,6 @@
 /* fuzz_cms.c: libFuzzer harness for the CMS input path of the S/MIME
- * engine (proto/smime.c): the input, as DER, goes to smime_decrypt() and
- * to smime_verify() both as an opaque signature and as the detached
+ * engine (proto/cms.c): the input, as DER, goes to cms_decrypt() and
+ * to cms_verify() both as an opaque signature and as the detached
  * signature of a fixed entity.  Nothing may crash or leak.
  *
  * The one identity, an RSA-2048 key with a self-signed certificate, is
@@ -22,7 +22,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "smime.h"
+#include "proto/cms.h"
 
 /* The entity the detached seeds sign; gen-corpus-cms.sh writes the same. */
 #define FUZZ_ENTITY	"Content-Type: text/plain\r\n\r\nfuzz\r\n"
@@ -32,8 +32,8 @@
 int LLVMFuzzerInitialize(int *, char ***);
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
-static struct smime_identity	 fuzz_id;
-static struct smime_trust	 fuzz_trust;
+static struct cms_identity	 fuzz_id;
+static struct cms_trust	 fuzz_trust;
 
 /* Report a start-up error and exit. */
 static void
@@ -97,7 +97,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 static void
 fuzz_verify(const uint8_t *data, size_t size, const char *content)
 {
-	struct smime_verify res;
+	struct cms_verify res;
 	BIO *der, *in = NULL, *out;
 	char line[1024];
 
@@ -106,12 +106,12 @@ fuzz_verify(const uint8_t *data, size_t size, const char *content)
 	    (content != NULL &&
 	    (in = BIO_new_mem_buf(content, -1)) == NULL))
 		abort();
-	smime_verify(in, der, &fuzz_trust, FUZZ_FROM, out, &res);
+	cms_verify(in, der, &fuzz_trust, FUZZ_FROM, out, &res);
 	if (res.outcome == SMIME_NONE ||
 	    (res.outcome == SMIME_PASS) != (res.reason[0] == '\0'))
 		abort();
-	smime_auth_results(line, sizeof(line), "fuzz.example", &res);
-	smime_verify_free(&res);
+	cms_auth_results(line, sizeof(line), "fuzz.example", &res);
+	cms_verify_free(&res);
 	BIO_free(in);
 	BIO_free(der);
 	BIO_free(out);
@@ -130,7 +130,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    (out = BIO_new(BIO_s_mem())) == NULL)
 		abort();
 	err[0] = '\0';
-	if (smime_decrypt(der, &fuzz_id, 1, out, err, sizeof(err)) == -1 &&
+	if (cms_decrypt(der, &fuzz_id, 1, out, err, sizeof(err)) == -1 &&
 	    err[0] == '\0')
 		abort();
 	BIO_free(der);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mime.h"
+#include "proto/mime.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 

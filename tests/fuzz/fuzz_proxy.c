@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "proxy_parse.h"
+#include "proto/proxy_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 

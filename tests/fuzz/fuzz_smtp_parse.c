@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtp_parse.h"
+#include "proto/smtp_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 

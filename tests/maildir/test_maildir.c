@@ -9,11 +9,10 @@
 
 #include <event2/event.h>
 
-#include "delivery.h"
-#include "log.h"
-#include "maildir.h"
-#include "msgbuf.h"
-#include "util.h"
+#include "daemon/base/delivery.h"
+#include "lib/lib.h"
+#include "daemon/sink/maildir.h"
+#include "daemon/base/msgbuf.h"
 #include "../unit/check.h"
 
 struct probe {

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "golden.h"
-#include "mime.h"
+#include "proto/mime.h"
 
 #define MAXCASE 65536
 

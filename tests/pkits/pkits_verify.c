@@ -1,5 +1,5 @@
 /* pkits_verify.c: verify NIST PKITS S/MIME messages with the CMS engine
- * (proto/smime.c), for t_pkits.sh.
+ * (proto/cms.c), for t_pkits.sh.
  *
  * usage: pkits_verify [-D] PKITS_DIR MESSAGE...
  *
@@ -30,7 +30,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
-#include "smime.h"
+#include "proto/cms.h"
 
 /*
  * PKITS paths are valid from 2010-01-01 to 2030-12-31 and its "old" CRLs
@@ -111,7 +111,7 @@ pkits_store_params(X509_STORE *store)
 
 /* Load PKITS_DIR/certs and PKITS_DIR/crls into `trust`. */
 static void
-load_pkits(const char *dir, struct smime_trust *trust)
+load_pkits(const char *dir, struct cms_trust *trust)
 {
 	char path[4096];
 	struct dirent *de;
@@ -252,9 +252,9 @@ split_signed(const char *msg, BIO **content, BIO **der)
 
 /* Verify one message and print its line; -1 if it cannot be read. */
 static int
-verify_one(const char *path, const struct smime_trust *trust)
+verify_one(const char *path, const struct cms_trust *trust)
 {
-	struct smime_verify res;
+	struct cms_verify res;
 	BIO *content = NULL, *der = NULL;
 	const char *base;
 	char *msg;
@@ -272,10 +272,10 @@ verify_one(const char *path, const struct smime_trust *trust)
 		snprintf(res.reason, sizeof(res.reason),
 		    "not a multipart/signed message");
 	} else
-		smime_verify(content, der, trust, NULL, NULL, &res);
+		cms_verify(content, der, trust, NULL, NULL, &res);
 	printf("%.*s %s %s\n", (int)bl, base,
-	    smime_outcome_name(res.outcome), res.reason);
-	smime_verify_free(&res);
+	    cms_outcome_name(res.outcome), res.reason);
+	cms_verify_free(&res);
 	BIO_free(content);
 	BIO_free(der);
 	free(msg);
@@ -286,7 +286,7 @@ verify_one(const char *path, const struct smime_trust *trust)
 int
 main(int argc, char **argv)
 {
-	struct smime_trust trust;
+	struct cms_trust trust;
 	int i, status = 0, defaults = 0;
 
 	if (argc > 1 && strcmp(argv[1], "-D") == 0) {

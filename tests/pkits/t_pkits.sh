@@ -1,6 +1,6 @@
 #!/bin/sh
 # tests/pkits/t_pkits.sh: certification path validation of the CMS engine
-# (proto/smime.c) checked against the NIST PKITS S/MIME messages shipped in
+# (proto/cms.c) checked against the NIST PKITS S/MIME messages shipped in
 # Debian's python3-cryptography-vectors (PKITS_data/smime, certs, crls).
 #
 # pkits_verify verifies every message with the PKITS trust anchor, all PKITS

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy.h"
+#include "policy/policy.h"
 #include "../unit/check.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))

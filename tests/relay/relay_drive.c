@@ -12,12 +12,11 @@
 
 #include <event2/event.h>
 
-#include "config.h"
-#include "log.h"
-#include "msgbuf.h"
-#include "relay.h"
-#include "tls.h"
-#include "util.h"
+#include "daemon/base/config.h"
+#include "lib/lib.h"
+#include "daemon/base/msgbuf.h"
+#include "daemon/relay/relay.h"
+#include "daemon/base/tls.h"
 
 struct drive {
 	struct event_base *base;

@@ -1,4 +1,4 @@
-/* smime_tool.c: the S/MIME engine (proto/smime.c) on the command line, for
+/* smime_tool.c: the S/MIME engine (proto/cms.c) on the command line, for
  * interop tests.  Reads a message on stdin, writes the result on stdout.
  * Header handling is minimal: Content-* fields and the body form the MIME
  * entity, every other field stays outside.  smrelayctl smime replaces it. */
@@ -13,7 +13,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-#include "smime.h"
+#include "proto/cms.h"
 #include "pemload.h"
 
 struct msg {
@@ -318,9 +318,9 @@ cmd_transform(int argc, char **argv, int encrypt)
 		out = BIO_new(BIO_s_mem());
 	}
 	if (encrypt)
-		r = smime_encrypt(in, to, opts, out, err, sizeof(err));
+		r = cms_encrypt(in, to, opts, out, err, sizeof(err));
 	else
-		r = smime_sign(in, cert, key, chain, opts, out, err, sizeof(err));
+		r = cms_sign(in, cert, key, chain, opts, out, err, sizeof(err));
 	if (r == -1)
 		fprintf(stderr, "smime_tool: %s\n", err);
 	else if (!rawmode) {
@@ -346,7 +346,7 @@ cmd_transform(int argc, char **argv, int encrypt)
 static int
 cmd_decrypt(int argc, char **argv)
 {
-	struct smime_identity ids[8];
+	struct cms_identity ids[8];
 	size_t nids = 0, nkeys = 0;
 	BIO *outer = BIO_new(BIO_s_mem()), *ent = BIO_new(BIO_s_mem());
 	BIO *der, *out = BIO_new(BIO_s_mem());
@@ -370,7 +370,7 @@ cmd_decrypt(int argc, char **argv)
 	msg_split(&m, outer, ent);
 	der = b64_decode(m.buf + m.body, m.len - m.body);
 	BIO_puts(outer, "MIME-Version: 1.0\r\n");
-	r = smime_decrypt(der, ids, nids, out, err, sizeof(err));
+	r = cms_decrypt(der, ids, nids, out, err, sizeof(err));
 	if (r < 0)
 		fprintf(stderr, "smime_tool: %s\n", err);
 	else {
@@ -427,9 +427,9 @@ cmd_verify(int argc, char **argv)
 	X509_STORE *store = X509_STORE_new();
 	STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
 	STACK_OF(X509) *known = sk_X509_new_null();
-	struct smime_trust trust = { store, crls, known };
+	struct cms_trust trust = { store, crls, known };
 	BIO *content = NULL, *der = NULL, *out = NULL;
-	struct smime_verify res;
+	struct cms_verify res;
 	struct msg m;
 	char line[1024], *ct, *bnd, *fromv = NULL, *from = NULL;
 	const char *host = "test.example";
@@ -461,7 +461,7 @@ cmd_verify(int argc, char **argv)
 	if (ct != NULL && strcasestr(ct, "multipart/signed") != NULL &&
 	    (bnd = ct_param(ct, "boundary")) != NULL) {
 		if (split_signed(&m, bnd, &content, &der) == 0)
-			smime_verify(content, der, &trust, from, out, &res);
+			cms_verify(content, der, &trust, from, out, &res);
 		else
 			snprintf(res.reason, sizeof(res.reason),
 			    "multipart/signed without two parts");
@@ -470,15 +470,15 @@ cmd_verify(int argc, char **argv)
 		free(bnd);
 	} else if (ct != NULL && strcasestr(ct, "pkcs7-mime") != NULL) {
 		der = b64_decode(m.buf + m.body, m.len - m.body);
-		smime_verify(NULL, der, &trust, from, out, &res);
+		cms_verify(NULL, der, &trust, from, out, &res);
 	}
-	smime_auth_results(line, sizeof(line), host, &res);
+	cms_auth_results(line, sizeof(line), host, &res);
 	printf("%s\n", line);
 	if (res.has_caps)
 		printf("caps=%s%s\n",
 		    res.caps & SMIME_CAP_AES256_GCM ? "aes256-gcm," : "",
 		    res.caps & SMIME_CAP_AES256_CBC ? "aes256-cbc" : "");
-	smime_verify_free(&res);
+	cms_verify_free(&res);
 	BIO_free(content);
 	BIO_free(der);
 	BIO_free(out);

@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/smime/t_bigdecrypt.sh: streaming decryption (proto/smime.c,
+# tests/smime/t_bigdecrypt.sh: streaming decryption (proto/cms.c,
 # smime_decrypt) of a 20 MB entity enveloped by real peers in each of the
 # encodings they write: openssl cms -encrypt -stream (indefinite-length BER,
 # 4 KB chunks, CBC and GCM), openssl cms without -stream (DER, one

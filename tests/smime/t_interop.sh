@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/smime/t_interop.sh: the CMS engine (proto/smime.c, via smime_tool)
+# tests/smime/t_interop.sh: the CMS engine (proto/cms.c, via smime_tool)
 # against openssl cms, gpgsm and NSS cmsutil, in both directions, plus the
 # failure verdicts (tampered, expired, untrusted, revoked, wrong purpose,
 # From not in the certificate) and the memory bound on a 50 MB entity.

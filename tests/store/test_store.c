@@ -15,9 +15,8 @@
 
 #include <sqlite3.h>
 
-#include "log.h"
-#include "store.h"
-#include "util.h"
+#include "lib/lib.h"
+#include "store/store.h"
 #include "../unit/check.h"
 
 static char root[64];

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "golden.h"
-#include "proxy_parse.h"
+#include "proto/proxy_parse.h"
 
 /* Print an address as "1.2.3.4:25" or "[::1]:25". */
 static void

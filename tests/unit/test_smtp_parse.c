@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "golden.h"
-#include "smtp_parse.h"
+#include "proto/smtp_parse.h"
 
 static const char *status_names[] = {
 	"OK", "UNKNOWN", "SYNTAX", "BAD_ADDR", "BAD_PARAM", "8BIT"

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "golden.h"
-#include "smtp_reply.h"
+#include "proto/smtp_reply.h"
 
 /* Print EXT_* flags by name. */
 static void

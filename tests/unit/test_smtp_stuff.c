@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "golden.h"
-#include "smtp_data.h"
+#include "proto/smtp_data.h"
 
 #define MAXIN   2048
 

@@ -1,0 +1,827 @@
+/* config.c: the smrelayd configuration file (key = value, shared/SPEC.md). */
+#include "autoconfig.h"
+
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "lib/lib.h"
+
+#define DEFAULT_LISTEN		"127.0.0.1:10025"
+#define DEFAULT_DATA_DIR	"/var/lib/smrelay"
+#define DEFAULT_NETWORKS	"127.0.0.0/8 ::1/128"
+#define DEFAULT_MAX_SIZE	52428800ULL
+#define DEFAULT_MAX_RCPTS	1000
+#define DEFAULT_MAX_CONNS	1024
+#define DEFAULT_LIFETIME	(5 * 86400)
+#define DEFAULT_DELAY_WARNING	(4 * 3600)
+
+#define LISTEN_EXPECT \
+	"expected ADDR:PORT [tls=starttls|implicit|none] [proxy=v1|v2|off]"
+
+struct config_key;
+typedef int config_set_fn(struct config *, const struct config_key *,
+    const char *, int, char *, size_t);
+
+struct config_key {
+	const char	*name;
+	int		 repeatable;
+	config_set_fn	*set;
+	size_t		 off;		/* field for the generic setters */
+};
+
+static config_set_fn set_listen, set_hostname, set_file, set_string,
+    set_inbound_tls, set_relay, set_relay_tls, set_networks, set_size,
+    set_count, set_duration, set_log_level;
+
+static const struct config_key config_keys[] = {
+	{ "listen", 1, set_listen, 0 },
+	{ "hostname", 0, set_hostname, 0 },
+	{ "tls_cert_file", 0, set_file, offsetof(struct config, tls_cert_file) },
+	{ "tls_key_file", 0, set_file, offsetof(struct config, tls_key_file) },
+	{ "inbound_tls", 0, set_inbound_tls, 0 },
+	{ "relay", 0, set_relay, 0 },
+	{ "relay_tls", 0, set_relay_tls, 0 },
+	{ "relay_tls_ca_file", 0, set_file,
+	    offsetof(struct config, relay_tls_ca_file) },
+	{ "data_dir", 0, set_string, offsetof(struct config, data_dir) },
+	{ "relay_networks", 0, set_networks, 0 },
+	{ "max_message_size", 0, set_size,
+	    offsetof(struct config, max_message_size) },
+	{ "max_recipients", 0, set_count,
+	    offsetof(struct config, max_recipients) },
+	{ "max_connections", 0, set_count,
+	    offsetof(struct config, max_connections) },
+	{ "queue_lifetime", 0, set_duration,
+	    offsetof(struct config, queue_lifetime) },
+	{ "delay_warning_time", 0, set_duration,
+	    offsetof(struct config, delay_warning) },
+	{ "log_level", 0, set_log_level, 0 },
+};
+#define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+
+/* Index of a key in config_keys, for the post-parse checks. */
+enum {
+	K_LISTEN, K_HOSTNAME, K_CERT, K_KEY, K_INBOUND_TLS, K_RELAY,
+	K_RELAY_TLS, K_RELAY_CA, K_DATA_DIR, K_NETWORKS
+};
+
+static const char *listen_tls_names[] = { "starttls", "implicit", "none" };
+static const char *listen_proxy_names[] = { "off", "v1", "v2" };
+static const char *relay_tls_names[] = { "none", "may", "encrypt", "verify" };
+
+/* The usual complaint about a value, with what would have been accepted. */
+static int
+bad_value(char *why, size_t len, const char *key, const char *val,
+    const char *expect)
+{
+	snprintf(why, len, "bad value for %s: \"%s\" (%s)", key, val, expect);
+	return -1;
+}
+
+/* Index of s in names[0..n), or -1. */
+static int
+name_index(const char *s, const char **names, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* Text of a listener's tls= option. */
+const char *
+config_listen_tls_str(enum listen_tls t)
+{
+	return (unsigned)t < 3 ? listen_tls_names[t] : "?";
+}
+
+/* Text of a listener's proxy= option. */
+const char *
+config_listen_proxy_str(enum listen_proxy p)
+{
+	return (unsigned)p < 3 ? listen_proxy_names[p] : "?";
+}
+
+/* Text of a relay_tls value. */
+const char *
+config_relay_tls_str(enum relay_tls t)
+{
+	return (unsigned)t < 4 ? relay_tls_names[t] : "?";
+}
+
+/* Strip leading and trailing white space in place. */
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' ||
+	    e[-1] == '\n'))
+		*--e = '\0';
+	return s;
+}
+
+/* Parse an unsigned decimal with one optional unit suffix from units. */
+static long long
+parse_scaled(const char *s, const char *units, const long long *mult)
+{
+	unsigned long long v = 0;
+	const char *u;
+	long long m = 1;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (v > ((unsigned long long)LLONG_MAX -
+		    (unsigned)(*s - '0')) / 10)
+			return -1;
+		v = v * 10 + (unsigned)(*s - '0');
+	}
+	if (*s != '\0') {
+		if ((u = strchr(units, *s)) == NULL || s[1] != '\0')
+			return -1;
+		m = mult[u - units];
+	}
+	if (v > (unsigned long long)(LLONG_MAX / m))
+		return -1;
+	return (long long)v * m;
+}
+
+/* "30s", "5m", "2h", "5d" or plain seconds; -1 on error. */
+long long
+config_parse_duration(const char *s)
+{
+	static const long long mult[] = { 1, 60, 3600, 86400 };
+
+	return parse_scaled(s, "smhd", mult);
+}
+
+/* "1024", "10k", "50M", "1G" (1024-based); -1 on error. */
+long long
+config_parse_size(const char *s)
+{
+	static const long long mult[] = { 1024, 1024, 1048576, 1048576,
+	    1073741824, 1073741824 };
+
+	return parse_scaled(s, "kKmMgG", mult);
+}
+
+/* A decimal 0..max made of digits only; -1 otherwise. */
+static int
+parse_bounded(const char *s, int max)
+{
+	long long v = parse_scaled(s, "", NULL);
+
+	if (v < 0 || v > max)
+		return -1;
+	return (int)v;
+}
+
+/* Clear the bits of addr past the prefix length. */
+static void
+netmask_apply(struct netmask *nm)
+{
+	int i, n = nm->family == AF_INET ? 4 : 16;
+
+	for (i = 0; i < n; i++) {
+		if (nm->bits >= (i + 1) * 8)
+			continue;
+		if (nm->bits <= i * 8)
+			nm->addr[i] = 0;
+		else
+			nm->addr[i] &= (unsigned char)(0xff << (8 - nm->bits % 8));
+	}
+}
+
+/* "10.0.0.0/8", "::1/128", "[fe80::]/10", "192.0.2.1"; -1 on error. */
+int
+config_parse_netmask(const char *s, struct netmask *nm)
+{
+	char buf[INET6_ADDRSTRLEN + 8], *a = buf, *slash;
+	size_t n;
+	int max;
+
+	memset(nm, 0, sizeof(*nm));
+	if (strlcpy_s(buf, s, sizeof(buf)) >= sizeof(buf))
+		return -1;
+	if ((slash = strchr(buf, '/')) != NULL)
+		*slash++ = '\0';
+	if (*a == '[') {
+		n = strlen(a);
+		if (n < 3 || a[n - 1] != ']')
+			return -1;
+		a[n - 1] = '\0';
+		a++;
+		if (inet_pton(AF_INET6, a, nm->addr) != 1)
+			return -1;
+		nm->family = AF_INET6;
+	} else if (inet_pton(AF_INET, a, nm->addr) == 1)
+		nm->family = AF_INET;
+	else if (inet_pton(AF_INET6, a, nm->addr) == 1)
+		nm->family = AF_INET6;
+	else
+		return -1;
+	max = nm->family == AF_INET ? 32 : 128;
+	nm->bits = max;
+	if (slash != NULL && (nm->bits = parse_bounded(slash, max)) == -1)
+		return -1;
+	/* ::ffff:a.b.c.d/N is an IPv4 network; keep one form for matching. */
+	if (nm->family == AF_INET6 && nm->bits >= 96 &&
+	    IN6_IS_ADDR_V4MAPPED((struct in6_addr *)nm->addr)) {
+		memmove(nm->addr, nm->addr + 12, 4);
+		memset(nm->addr + 4, 0, 12);
+		nm->family = AF_INET;
+		nm->bits -= 96;
+	}
+	netmask_apply(nm);
+	return 0;
+}
+
+/* 1 if addr (of the given family) is inside nm. */
+static int
+netmask_match(const struct netmask *nm, int family, const unsigned char *addr)
+{
+	int full = nm->bits / 8, rem = nm->bits % 8;
+	unsigned char m;
+
+	if (nm->family != family)
+		return 0;
+	if (memcmp(nm->addr, addr, full) != 0)
+		return 0;
+	if (rem == 0)
+		return 1;
+	m = (unsigned char)(0xff << (8 - rem));
+	return (addr[full] & m) == nm->addr[full];
+}
+
+/* 1 if the address is inside relay_networks (v4-mapped v6 counts as v4). */
+int
+config_relay_allowed(const struct config *cfg, const struct sockaddr *sa)
+{
+	const struct sockaddr_in6 *sin6;
+	const unsigned char *addr;
+	int family, i;
+
+	if (sa->sa_family == AF_INET) {
+		family = AF_INET;
+		addr = (const unsigned char *)
+		    &((const struct sockaddr_in *)sa)->sin_addr;
+	} else if (sa->sa_family == AF_INET6) {
+		sin6 = (const struct sockaddr_in6 *)sa;
+		family = AF_INET6;
+		addr = sin6->sin6_addr.s6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			family = AF_INET;
+			addr += 12;
+		}
+	} else
+		return 0;
+	for (i = 0; i < cfg->nrelay_networks; i++)
+		if (netmask_match(&cfg->relay_networks[i], family, addr))
+			return 1;
+	return 0;
+}
+
+/* Letters, digits, '-', '_' in dot-separated labels; IPv4 when all digits. */
+static int
+valid_hostname(const char *s)
+{
+	struct in_addr in;
+	size_t label = 0, n = strlen(s);
+	int alldigits = 1;
+	const char *p;
+
+	if (n == 0 || n > 253 || *s == '.' || *s == '-')
+		return 0;
+	for (p = s; *p; p++) {
+		if (*p == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+			continue;
+		}
+		if (++label > 63)
+			return 0;
+		if (*p >= '0' && *p <= '9')
+			continue;
+		alldigits = 0;
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    *p == '-' || *p == '_'))
+			return 0;
+	}
+	if (alldigits)
+		return inet_pton(AF_INET, s, &in) == 1;
+	return 1;
+}
+
+/*
+ * Split "HOST:PORT", "[IPv6]:PORT" or "*:PORT" (wild = 1).  Without a port
+ * (and defport set) the port is defport.  Returns -1 on a bad value.
+ */
+static int
+split_hostport(const char *s, int wild, const char *defport, char **hostp,
+    char **portp)
+{
+	struct in6_addr in6;
+	const char *end, *colon;
+	char *host;
+
+	if (*s == '[') {
+		if ((end = strchr(s, ']')) == NULL)
+			return -1;
+		host = xstrndup(s + 1, end - s - 1);
+		if (inet_pton(AF_INET6, host, &in6) != 1)
+			goto fail;
+		colon = end[1] == ':' ? end + 1 : NULL;
+		if (colon == NULL && end[1] != '\0')
+			goto fail;
+	} else {
+		colon = strrchr(s, ':');
+		host = colon ? xstrndup(s, colon - s) : xstrdup(s);
+		if (strchr(host, ':') != NULL)
+			goto fail;	/* bare IPv6: brackets needed */
+		if (!(wild && strcmp(host, "*") == 0) && !valid_hostname(host))
+			goto fail;
+	}
+	if (colon == NULL && defport == NULL)
+		goto fail;
+	if (colon != NULL && parse_bounded(colon + 1, 65535) <= 0)
+		goto fail;
+	*hostp = host;
+	*portp = xstrdup(colon ? colon + 1 : defport);
+	return 0;
+fail:
+	free(host);
+	return -1;
+}
+
+/* Parse the option words after ADDR:PORT of a listen value. */
+static int
+listen_options(struct listen_cfg *l, char *opts, char *why, size_t len)
+{
+	int seen_tls = 0, seen_proxy = 0, i;
+	char *tok, *last;
+
+	for (tok = strtok_r(opts, " \t", &last); tok != NULL;
+	    tok = strtok_r(NULL, " \t", &last)) {
+		if (strncmp(tok, "tls=", 4) == 0 && !seen_tls++) {
+			if ((i = name_index(tok + 4, listen_tls_names, 3)) < 0)
+				return bad_value(why, len, "listen", tok,
+				    "expected tls=starttls, tls=implicit or "
+				    "tls=none");
+			l->tls = i;
+		} else if (strncmp(tok, "proxy=", 6) == 0 && !seen_proxy++) {
+			if ((i = name_index(tok + 6, listen_proxy_names, 3)) < 0)
+				return bad_value(why, len, "listen", tok,
+				    "expected proxy=v1, proxy=v2 or proxy=off");
+			l->proxy = i;
+		} else
+			return bad_value(why, len, "listen", tok,
+			    seen_tls > 1 || seen_proxy > 1 ?
+			    "option given twice" : LISTEN_EXPECT);
+	}
+	return 0;
+}
+
+/* Add a listener from a `listen` value; -1 with the reason in why. */
+int
+config_add_listen(struct config *cfg, const char *value, int line, char *why,
+    size_t len)
+{
+	struct listen_cfg l;
+	char *copy, *addr, *opts;
+	int rc = -1;
+
+	memset(&l, 0, sizeof(l));
+	l.tls = LISTEN_TLS_STARTTLS;
+	l.proxy = LISTEN_PROXY_OFF;
+	l.line = line;
+	copy = xstrdup(value);
+	addr = trim(copy);
+	opts = addr + strcspn(addr, " \t");
+	if (*opts != '\0')
+		*opts++ = '\0';
+	if (split_hostport(addr, 1, NULL, &l.host, &l.port) == -1) {
+		bad_value(why, len, "listen", addr, LISTEN_EXPECT);
+		goto out;
+	}
+	if (listen_options(&l, opts, why, len) == -1) {
+		free(l.host);
+		free(l.port);
+		goto out;
+	}
+	cfg->listens = xreallocarray(cfg->listens, cfg->nlistens + 1,
+	    sizeof(*cfg->listens));
+	cfg->listens[cfg->nlistens++] = l;
+	rc = 0;
+out:
+	free(copy);
+	return rc;
+}
+
+/* listen = ADDR:PORT [tls=...] [proxy=...] */
+static int
+set_listen(struct config *cfg, const struct config_key *k, const char *val,
+    int line, char *why, size_t len)
+{
+	(void)k;
+	return config_add_listen(cfg, val, line, why, len);
+}
+
+/* hostname = a DNS name for banner, EHLO and headers. */
+static int
+set_hostname(struct config *cfg, const struct config_key *k, const char *val,
+    int line, char *why, size_t len)
+{
+	(void)line;
+	if (!valid_hostname(val) || val[strlen(val) - 1] == '.')
+		return bad_value(why, len, k->name, val,
+		    "expected a host name like mail.example.com");
+	free(cfg->hostname);
+	cfg->hostname = xstrdup(val);
+	return 0;
+}
+
+/* A file we will read at start-up: check it now, without opening it. */
+static int
+set_file(struct config *cfg, const struct config_key *k, const char *val,
+    int line, char *why, size_t len)
+{
+	char **field = (char **)(void *)((char *)cfg + k->off);
+	struct stat st;
+
+	(void)line;
+	if (access(val, R_OK) == -1 || stat(val, &st) == -1) {
+		snprintf(why, len, "%s: cannot read \"%s\": %s", k->name, val,
+		    strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, len, "%s: \"%s\" is not a regular file",
+		    k->name, val);
+		return -1;
+	}
+	free(*field);
+	*field = xstrdup(val);
+	return 0;
+}
+
+/* A plain string value (data_dir). */
+static int
+set_string(struct config *cfg, const struct config_key *k, const char *val,
+    int line, char *why, size_t len)
+{
+	char **field = (char **)(void *)((char *)cfg + k->off);
+
+	(void)line;
+	(void)why;
+	(void)len;
+	free(*field);
+	*field = xstrdup(val);
+	return 0;
+}
+
+/* inbound_tls = may | encrypt */
+static int
+set_inbound_tls(struct config *cfg, const struct config_key *k,
+    const char *val, int line, char *why, size_t len)
+{
+	(void)line;
+	if (strcmp(val, "may") == 0)
+		cfg->inbound_tls_encrypt = 0;
+	else if (strcmp(val, "encrypt") == 0)
+		cfg->inbound_tls_encrypt = 1;
+	else
+		return bad_value(why, len, k->name, val,
+		    "expected may or encrypt");
+	return 0;
+}
+
+/* relay = HOST:PORT | [IPv6]:PORT | mx  (a bare HOST means port 25) */
+static int
+set_relay(struct config *cfg, const struct config_key *k, const char *val,
+    int line, char *why, size_t len)
+{
+	(void)line;
+	if (strcmp(val, "mx") == 0) {
+		cfg->relay_mx = 1;
+		return 0;
+	}
+	if (split_hostport(val, 0, "25", &cfg->relay_host,
+	    &cfg->relay_port) == -1)
+		return bad_value(why, len, k->name, val,
+		    "expected HOST:PORT, [IPv6]:PORT or mx");
+	return 0;
+}
+
+/* relay_tls = none | may | encrypt | verify */
+static int
+set_relay_tls(struct config *cfg, const struct config_key *k,
+    const char *val, int line, char *why, size_t len)
+{
+	int i;
+
+	(void)line;
+	if ((i = name_index(val, relay_tls_names, 4)) < 0)
+		return bad_value(why, len, k->name, val,
+		    "expected none, may, encrypt or verify");
+	cfg->relay_tls = i;
+	return 0;
+}
+
+/* relay_networks = CIDR list, separated by white space and/or commas. */
+static int
+set_networks(struct config *cfg, const struct config_key *k, const char *val,
+    int line, char *why, size_t len)
+{
+	struct netmask *nets = NULL, nm;
+	char *copy, *tok, *last;
+	int n = 0, rc = 0;
+
+	(void)line;
+	copy = xstrdup(val);
+	for (tok = strtok_r(copy, " \t,", &last); tok != NULL;
+	    tok = strtok_r(NULL, " \t,", &last)) {
+		if (config_parse_netmask(tok, &nm) == -1) {
+			rc = bad_value(why, len, k->name, tok,
+			    "expected ADDR or ADDR/BITS like 10.0.0.0/8 or "
+			    "2001:db8::/32");
+			break;
+		}
+		nets = xreallocarray(nets, n + 1, sizeof(*nets));
+		nets[n++] = nm;
+	}
+	free(copy);
+	if (rc == -1) {
+		free(nets);
+		return -1;
+	}
+	free(cfg->relay_networks);
+	cfg->relay_networks = nets;
+	cfg->nrelay_networks = n;
+	return 0;
+}
+
+/* A positive size in bytes with an optional k/M/G suffix. */
+static int
+set_size(struct config *cfg, const struct config_key *k, const char *val,
+    int line, char *why, size_t len)
+{
+	uint64_t *field = (uint64_t *)(void *)((char *)cfg + k->off);
+	long long v = config_parse_size(val);
+
+	(void)line;
+	if (v <= 0)
+		return bad_value(why, len, k->name, val,
+		    "expected a positive size like 52428800, 10k, 50M or 1G");
+	*field = (uint64_t)v;
+	return 0;
+}
+
+/* A positive integer. */
+static int
+set_count(struct config *cfg, const struct config_key *k, const char *val,
+    int line, char *why, size_t len)
+{
+	int *field = (int *)(void *)((char *)cfg + k->off);
+	int v = parse_bounded(val, INT_MAX);
+
+	(void)line;
+	if (v <= 0)
+		return bad_value(why, len, k->name, val,
+		    "expected a positive integer");
+	*field = v;
+	return 0;
+}
+
+/* A positive duration in seconds with an optional s/m/h/d suffix. */
+static int
+set_duration(struct config *cfg, const struct config_key *k, const char *val,
+    int line, char *why, size_t len)
+{
+	int *field = (int *)(void *)((char *)cfg + k->off);
+	long long v = config_parse_duration(val);
+
+	(void)line;
+	if (v <= 0 || v > INT_MAX)
+		return bad_value(why, len, k->name, val,
+		    "expected a positive duration like 30s, 5m, 2h or 5d");
+	*field = (int)v;
+	return 0;
+}
+
+/* log_level = error | warn | info | debug */
+static int
+set_log_level(struct config *cfg, const struct config_key *k,
+    const char *val, int line, char *why, size_t len)
+{
+	int lvl = log_level_parse(val);
+
+	(void)line;
+	if (lvl < 0)
+		return bad_value(why, len, k->name, val,
+		    "expected error, warn, info or debug");
+	cfg->log_level = lvl;
+	return 0;
+}
+
+/* Every default of the SPEC table, no listener and no relay. */
+struct config *
+config_default(void)
+{
+	struct config *cfg = xcalloc(1, sizeof(*cfg));
+	char host[256], why[256];
+	const struct config_key *k = &config_keys[K_NETWORKS];
+
+	memset(host, 0, sizeof(host));
+	if (gethostname(host, sizeof(host) - 1) == -1 || host[0] == '\0')
+		strlcpy_s(host, "localhost", sizeof(host));
+	cfg->hostname = xstrdup(host);
+	cfg->relay_tls = RELAY_TLS_MAY;
+	cfg->data_dir = xstrdup(DEFAULT_DATA_DIR);
+	if (set_networks(cfg, k, DEFAULT_NETWORKS, 0, why, sizeof(why)) == -1)
+		fatalx("default relay_networks: %s", why);
+	cfg->max_message_size = DEFAULT_MAX_SIZE;
+	cfg->max_recipients = DEFAULT_MAX_RCPTS;
+	cfg->max_connections = DEFAULT_MAX_CONNS;
+	cfg->queue_lifetime = DEFAULT_LIFETIME;
+	cfg->delay_warning = DEFAULT_DELAY_WARNING;
+	cfg->log_level = LOG_LVL_INFO;
+	return cfg;
+}
+
+/* Remove a comment: '#' at the start or after white space. */
+static void
+strip_comment(char *s)
+{
+	char *p;
+
+	for (p = s; *p; p++)
+		if (*p == '#' && (p == s || p[-1] == ' ' || p[-1] == '\t')) {
+			*p = '\0';
+			return;
+		}
+}
+
+/* One line of the file; seen[] holds the first line of each key. */
+static int
+config_line(struct config *cfg, char *line, int lineno, int *seen,
+    char *why, size_t len)
+{
+	const struct config_key *k = NULL;
+	char *key, *val, *eq;
+	size_t i;
+
+	strip_comment(line);
+	line = trim(line);
+	if (*line == '\0')
+		return 0;
+	if ((eq = strchr(line, '=')) == NULL || eq == line) {
+		snprintf(why, len, "syntax error: expected \"key = value\"");
+		return -1;
+	}
+	*eq = '\0';
+	key = trim(line);
+	val = trim(eq + 1);
+	for (i = 0; i < NKEYS && k == NULL; i++)
+		if (strcmp(config_keys[i].name, key) == 0)
+			k = &config_keys[i];
+	if (k == NULL) {
+		snprintf(why, len, "unknown key \"%s\"", key);
+		return -1;
+	}
+	i = k - config_keys;
+	if (seen[i] && !k->repeatable) {
+		snprintf(why, len, "\"%s\" repeated (first at line %d)",
+		    key, seen[i]);
+		return -1;
+	}
+	if (!seen[i])
+		seen[i] = lineno;
+	if (*val == '\0') {
+		snprintf(why, len, "missing value for %s", key);
+		return -1;
+	}
+	return k->set(cfg, k, val, lineno, why, len);
+}
+
+/* What needs more than one key: returns the line (0: none) or -1 if fine. */
+static int
+config_check(struct config *cfg, const int *seen, char *why, size_t len)
+{
+	int i, tls = cfg->tls_cert_file != NULL;
+
+	if (cfg->tls_cert_file != NULL && cfg->tls_key_file == NULL) {
+		snprintf(why, len, "tls_cert_file is set but tls_key_file "
+		    "is not");
+		return seen[K_CERT];
+	}
+	if (cfg->tls_key_file != NULL && cfg->tls_cert_file == NULL) {
+		snprintf(why, len, "tls_key_file is set but tls_cert_file "
+		    "is not");
+		return seen[K_KEY];
+	}
+	for (i = 0; i < cfg->nlistens && !tls; i++)
+		if (cfg->listens[i].tls == LISTEN_TLS_IMPLICIT) {
+			snprintf(why, len, "listen with tls=implicit needs "
+			    "tls_cert_file and tls_key_file");
+			return cfg->listens[i].line;
+		}
+	if (cfg->inbound_tls_encrypt && !tls) {
+		snprintf(why, len, "inbound_tls = encrypt needs tls_cert_file "
+		    "and tls_key_file");
+		return seen[K_INBOUND_TLS];
+	}
+	if (cfg->relay_host == NULL && !cfg->relay_mx) {
+		snprintf(why, len, "missing required key \"relay\" "
+		    "(next hop HOST:PORT or mx)");
+		return 0;
+	}
+	return -1;
+}
+
+/* Read and check the whole file; NULL with "FILE[:LINE]: reason" in err. */
+struct config *
+config_load(const char *path, char *err, size_t errlen)
+{
+	struct config *cfg;
+	int seen[NKEYS], lineno = 0, bad = -1;
+	char why[512], *line = NULL;
+	size_t linesz = 0;
+	FILE *fp;
+
+	if ((fp = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: cannot open: %s", path,
+		    strerror(errno));
+		return NULL;
+	}
+	memset(seen, 0, sizeof(seen));
+	cfg = config_default();
+	cfg->path = xstrdup(path);
+	while (getline(&line, &linesz, fp) != -1) {
+		if (config_line(cfg, line, ++lineno, seen, why,
+		    sizeof(why)) == -1) {
+			bad = lineno;
+			break;
+		}
+	}
+	if (bad == -1 && ferror(fp)) {
+		snprintf(why, sizeof(why), "cannot read: %s", strerror(errno));
+		bad = 0;
+	}
+	free(line);
+	fclose(fp);
+	if (bad == -1 && cfg->nlistens == 0 &&
+	    config_add_listen(cfg, DEFAULT_LISTEN, 0, why, sizeof(why)) == -1)
+		fatalx("default listen: %s", why);
+	if (bad == -1)
+		bad = config_check(cfg, seen, why, sizeof(why));
+	if (bad == -1)
+		return cfg;
+	if (bad > 0)
+		snprintf(err, errlen, "%s:%d: %s", path, bad, why);
+	else
+		snprintf(err, errlen, "%s: %s", path, why);
+	config_free(cfg);
+	return NULL;
+}
+
+/* Release a configuration and everything it owns. */
+void
+config_free(struct config *cfg)
+{
+	int i;
+
+	if (cfg == NULL)
+		return;
+	for (i = 0; i < cfg->nlistens; i++) {
+		free(cfg->listens[i].host);
+		free(cfg->listens[i].port);
+	}
+	free(cfg->listens);
+	free(cfg->path);
+	free(cfg->hostname);
+	free(cfg->tls_cert_file);
+	free(cfg->tls_key_file);
+	free(cfg->relay_host);
+	free(cfg->relay_port);
+	free(cfg->relay_tls_ca_file);
+	free(cfg->data_dir);
+	free(cfg->relay_networks);
+	free(cfg);
+}

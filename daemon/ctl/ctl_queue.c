@@ -1,0 +1,236 @@
+/* ctl_queue.c: smrelayctl queue: the spool, read and changed through its
+ * database (spooldb.c) while the daemon runs. */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/base/base.h"
+#include "ctl_queue.h"
+#include "ctl_util.h"
+#include "lib/lib.h"
+#include "policy/policy.h"
+#include "daemon/queue/queue.h"
+#include "store/store.h"
+
+static int
+queue_usage(const char *verb)
+{
+	fprintf(stderr, "usage: smrelayctl [-c FILE] [--json] queue %s\n",
+	    strcmp(verb, "list") == 0 ? "list" :
+	    strcmp(verb, "flush") == 0 ? "flush [ID]" : "show|remove|hold|"
+	    "release ID");
+	return 2;
+}
+
+/* Recipients still pending, and all of them. */
+static void
+counts(const struct spool_entry *e, size_t *pending)
+{
+	size_t i;
+
+	*pending = 0;
+	for (i = 0; i < e->nrcpts; i++)
+		if (e->rcpts[i].state == SPOOL_RCPT_PENDING)
+			(*pending)++;
+}
+
+static void
+print_entry_json(const struct spool_entry *e, int full)
+{
+	char t1[32], t2[32];
+	size_t i;
+
+	store_time_str(e->created, t1, sizeof(t1));
+	store_time_str(e->next_attempt, t2, sizeof(t2));
+	printf("{\"id\":\"%s\",\"created\":\"%s\",\"next_attempt\":\"%s\","
+	    "\"attempts\":%d,\"state\":\"%s\",\"size\":%lld,\"sender\":",
+	    e->id, t1, e->next_attempt ? t2 : "", e->attempts,
+	    spool_hold_str(e->held), (long long)e->size);
+	ctl_json_str(stdout, e->sender);
+	printf(",\"dsn\":%s,\"last_error\":", e->dsn ? "true" : "false");
+	ctl_json_str(stdout, e->last_error);
+	printf(",\"recipients\":[");
+	for (i = 0; i < e->nrcpts; i++) {
+		printf("%s{\"address\":", i ? "," : "");
+		ctl_json_str(stdout, e->rcpts[i].addr);
+		printf(",\"state\":\"%s\"",
+		    spool_rcpt_state_str(e->rcpts[i].state));
+		if (full) {
+			printf(",\"reply\":");
+			ctl_json_str(stdout, e->rcpts[i].reply);
+		}
+		printf("}");
+	}
+	printf("]}\n");
+}
+
+/* queue list: id, created, state, attempts, next attempt, size, sender,
+ * pending recipients, last error. */
+static int
+queue_list(struct spooldb *db, int json)
+{
+	struct spool_entry **v;
+	char t1[32], t2[32];
+	const char *sep;
+	size_t n, i, k, pending;
+
+	if ((v = spooldb_load(db, &n)) == NULL) {
+		fprintf(stderr, "smrelayctl: queue list: cannot read the "
+		    "spool\n");
+		return 1;
+	}
+	for (i = 0; i < n; i++) {
+		if (json) {
+			print_entry_json(v[i], 0);
+			continue;
+		}
+		counts(v[i], &pending);
+		store_time_str(v[i]->created, t1, sizeof(t1));
+		store_time_str(v[i]->next_attempt, t2, sizeof(t2));
+		printf("%s\t%s\t%s\t%d\t%s\t%lld\t<%s>\t", v[i]->id, t1,
+		    spool_hold_str(v[i]->held), v[i]->attempts,
+		    v[i]->next_attempt ? t2 : "now", (long long)v[i]->size,
+		    v[i]->sender);
+		for (k = 0, sep = ""; k < v[i]->nrcpts; k++)
+			if (v[i]->rcpts[k].state == SPOOL_RCPT_PENDING) {
+				printf("%s%s", sep, v[i]->rcpts[k].addr);
+				sep = ",";
+			}
+		if (pending == 0)
+			printf("-");
+		printf("\t%s\n", v[i]->last_error ? v[i]->last_error : "");
+	}
+	spool_entries_free(v, n);
+	return 0;
+}
+
+static int
+queue_show(struct spooldb *db, const char *id, int json)
+{
+	struct spool_entry *e;
+	struct msgbuf *mb;
+	char t[32], acts[64], *body = NULL;
+	size_t i, len;
+
+	if ((e = spooldb_get(db, id)) == NULL) {
+		fprintf(stderr, "smrelayctl: queue show %s: no such message\n",
+		    id);
+		return 1;
+	}
+	if (json) {
+		print_entry_json(e, 1);
+		spool_entry_free(e);
+		return 0;
+	}
+	printf("id: %s\n", e->id);
+	store_time_str(e->created, t, sizeof(t));
+	printf("created: %s\n", t);
+	printf("state: %s\n", spool_hold_str(e->held));
+	printf("attempts: %d\n", e->attempts);
+	store_time_str(e->next_attempt, t, sizeof(t));
+	printf("next attempt: %s\n", e->next_attempt ? t : "now");
+	printf("size: %lld\n", (long long)e->size);
+	printf("sender: <%s>\n", e->sender);
+	printf("parameters: %s\n", e->params ? e->params : "");
+	if (e->actions != 0)
+		printf("pending transform: %s (rule %lld)\n",
+		    policy_actions_str(e->actions, acts, sizeof(acts)),
+		    (long long)e->rule_id);
+	if (e->dsn)
+		printf("dsn: yes (a delivery status notification we made)\n");
+	printf("last error: %s\n", e->last_error ? e->last_error : "");
+	for (i = 0; i < e->nrcpts; i++)
+		printf("recipient: <%s> %s%s%s\n", e->rcpts[i].addr,
+		    spool_rcpt_state_str(e->rcpts[i].state),
+		    e->rcpts[i].reply ? " " : "",
+		    e->rcpts[i].reply ? e->rcpts[i].reply : "");
+	/* then the message itself, as it will go to the next hop */
+	printf("--- message\n");
+	if ((mb = spooldb_body_get(db, e->id)) == NULL ||
+	    (body = msgbuf_slurp(mb, &len)) == NULL)
+		printf("(the body cannot be read: %s)\n", strerror(errno));
+	else
+		fwrite(body, 1, len, stdout);
+	free(body);
+	msgbuf_free(mb);
+	spool_entry_free(e);
+	return 0;
+}
+
+/* One change in its own transaction. */
+static int
+queue_change(struct spooldb *db, const char *verb, const char *id)
+{
+	int n = -1;
+
+	if (spooldb_begin(db) == -1) {
+		fprintf(stderr, "smrelayctl: queue %s: the spool is busy\n",
+		    verb);
+		return 1;
+	}
+	if (strcmp(verb, "flush") == 0)
+		n = spooldb_flush(db, id);
+	else if (strcmp(verb, "remove") == 0)
+		n = spooldb_delete(db, id);
+	else if (strcmp(verb, "hold") == 0)
+		n = spooldb_set_hold(db, id, 1);
+	else if (strcmp(verb, "release") == 0)
+		n = spooldb_set_hold(db, id, 0);
+	if (n < 0 || spooldb_commit(db) == -1) {
+		spooldb_rollback(db);
+		fprintf(stderr, "smrelayctl: queue %s: failed\n", verb);
+		return 1;
+	}
+	if (n == 0 && id != NULL) {
+		fprintf(stderr, "smrelayctl: queue %s %s: no such message\n",
+		    verb, id);
+		return 1;
+	}
+	if (strcmp(verb, "remove") == 0)
+		spooldb_unlink_body(db, id);
+	if (strcmp(verb, "flush") == 0 && id == NULL)
+		printf("%d message(s) due now\n", n);
+	return 0;
+}
+
+int
+ctl_queue_run(const char *path, int json, const char *verb, int argc,
+    char *argv[])
+{
+	struct spooldb *db;
+	struct config *cfg;
+	char err[1024];
+	const char *id = argc > 0 ? argv[0] : NULL;
+	int rc;
+
+	if (strcmp(verb, "list") == 0 ? argc != 0 :
+	    strcmp(verb, "flush") == 0 ? argc > 1 : argc != 1)
+		return queue_usage(verb);
+	if (id != NULL && (strlen(id) != SPOOL_ID_LEN ||
+	    strspn(id, "0123456789abcdef") != SPOOL_ID_LEN)) {
+		fprintf(stderr, "smrelayctl: queue %s: bad queue id \"%s\" "
+		    "(%d hex digits)\n", verb, id, SPOOL_ID_LEN);
+		return 1;
+	}
+	if ((cfg = config_load(path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if ((db = spooldb_open(cfg->data_dir, 0, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "smrelayctl: %s\n", err);
+		config_free(cfg);
+		return 1;
+	}
+	if (strcmp(verb, "list") == 0)
+		rc = queue_list(db, json);
+	else if (strcmp(verb, "show") == 0)
+		rc = queue_show(db, id, json);
+	else
+		rc = queue_change(db, verb, id);
+	spooldb_close(db);
+	config_free(cfg);
+	return rc;
+}

@@ -1,0 +1,856 @@
+/* queue.c: the queue runner (see queue.h).
+ *
+ * Every queued copy lives in memory as its spool_entry; the disk follows
+ * through spool_update()/spool_delete() (the spool thread).  Once a second
+ * the runner starts attempts for the copies that are due (at most
+ * MAX_ACTIVE at once, so a backlog never takes every connection from
+ * in-line traffic), expires old ones, sends delay warnings, and asks the
+ * spool whether smrelayctl changed anything.  An attempt is one
+ * transaction through the relay client for the recipients still pending;
+ * each keeps its own state, so a copy where the next hop took some and
+ * deferred others keeps only the deferred ones. */
+#include "autoconfig.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "daemon/base/base.h"
+#include "proto/proto.h"
+#include "lib/lib.h"
+#include "queue.h"
+
+#define RUN_INTERVAL	1	/* seconds */
+#define MAX_ACTIVE	20	/* attempts at once */
+#define RETRY_BASE	60	/* first retry after about a minute */
+#define RETRY_MAX	3600	/* backoff cap */
+#define HASH_BUCKETS	16384
+#define FULL_SCAN	60	/* seconds between scans for expired holds */
+#define DEAD_TTL	2	/* a failed next hop is not tried in-line again
+				 * for this long (seconds) */
+
+struct queue {
+	struct event_base	*base;
+	struct spool		*spool;
+	const struct delivery_ops *relay;
+	void			*relay_ctx;
+	const struct config	*cfg;
+	struct spool_entry	**v;
+	size_t			 n, cap;
+	struct spool_entry	*hash[HASH_BUCKETS];
+	size_t			 cursor;	/* where the last scan stopped */
+	int64_t			 earliest;	/* nothing idle is due before */
+	int64_t			 last_full;
+	int			 active;
+	int			 hop_down;
+	int64_t			 down_at;	/* last connection failure */
+	int			 control_busy;
+	struct event		*timer, *kick;
+	uint64_t		 delivered, bounced, dup_risk;
+};
+
+struct attempt {
+	struct queue		*q;
+	struct spool_entry	*e;
+	void			*txn;
+	struct msgbuf		*body;
+	size_t			*idx;		/* pending recipients tried */
+	struct smtp_result	*res;
+	size_t			 n, answered;
+};
+
+static void queue_run(struct queue *);
+static void settle(struct queue *, struct spool_entry *);
+
+static unsigned
+id_hash(const char *id)
+{
+	unsigned h = 2166136261u;
+
+	for (; *id != '\0'; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	return h % HASH_BUCKETS;
+}
+
+/* The entry with this id: a hash lookup (the queue may hold 100,000). */
+static struct spool_entry *
+find(struct queue *q, const char *id)
+{
+	struct spool_entry *e;
+
+	for (e = q->hash[id_hash(id)]; e != NULL; e = e->hnext)
+		if (strcmp(e->id, id) == 0)
+			return e;
+	return NULL;
+}
+
+/* Something may be due at t: let queue_run() look then. */
+static void
+due_at(struct queue *q, int64_t t)
+{
+	if (t < q->earliest)
+		q->earliest = t;
+}
+
+static void
+add(struct queue *q, struct spool_entry *e)
+{
+	unsigned h = id_hash(e->id);
+
+	if (q->n == q->cap) {
+		q->cap = q->cap ? q->cap * 2 : 64;
+		q->v = xreallocarray(q->v, q->cap, sizeof(*q->v));
+	}
+	e->vidx = q->n;
+	q->v[q->n++] = e;
+	e->hnext = q->hash[h];
+	q->hash[h] = e;
+	due_at(q, e->next_attempt);
+}
+
+/* Forget e (it is already deleted on disk, or being). */
+static void
+drop(struct queue *q, struct spool_entry *e)
+{
+	struct spool_entry **pp;
+
+	for (pp = &q->hash[id_hash(e->id)]; *pp != NULL; pp = &(*pp)->hnext)
+		if (*pp == e) {
+			*pp = e->hnext;
+			break;
+		}
+	if (e->vidx < q->n && q->v[e->vidx] == e) {
+		q->v[e->vidx] = q->v[--q->n];
+		q->v[e->vidx]->vidx = e->vidx;
+	}
+	spool_entry_free(e);
+}
+
+static uint32_t
+rnd(void)
+{
+	uint32_t r;
+
+	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+		r = (uint32_t)random();
+	return r;
+}
+
+/* Exponential backoff with +-20% jitter: ~60 s, 120 s, ... 3600 s. */
+static int64_t
+backoff(int attempts)
+{
+	int64_t d = RETRY_BASE;
+	int i;
+
+	for (i = 1; i < attempts && d < RETRY_MAX; i++)
+		d *= 2;
+	if (d > RETRY_MAX)
+		d = RETRY_MAX;
+	return d * 8 / 10 + (int64_t)(rnd() % (uint32_t)(d * 4 / 10 + 1));
+}
+
+/* The value of an ESMTP parameter in "KEY=value KEY=value", into buf. */
+static const char *
+param(const char *params, const char *key, char *buf, size_t len)
+{
+	size_t kl = strlen(key);
+	const char *p = params, *e;
+
+	while (p != NULL && *p != '\0') {
+		while (*p == ' ')
+			p++;
+		e = strchr(p, ' ');
+		if (strncasecmp(p, key, kl) == 0 && p[kl] == '=') {
+			snprintf(buf, len, "%.*s", (int)((e ? e : p +
+			    strlen(p)) - p - kl - 1), p + kl + 1);
+			return buf;
+		}
+		p = e;
+	}
+	return NULL;
+}
+
+static void
+kick(struct queue *q)
+{
+	event_active(q->kick, 0, 0);
+}
+
+/* ---- DSNs ---- */
+
+struct dsn_job {
+	struct queue	*q;
+	char		 id[SPOOL_ID_LEN + 1];	/* the original */
+	int		 final;		/* delete the original once queued */
+};
+
+static void
+dsn_queued(void *arg, int err)
+{
+	struct dsn_job *j = arg;
+	struct spool_entry *e = find(j->q, j->id);
+
+	if (err != 0)
+		log_warnx("queue id=%s: DSN not spooled: %s", j->id,
+		    strerror(err));
+	if (j->final && e != NULL) {
+		if (err != 0) {         /* keep it; try the bounce again */
+			e->next_attempt = time(NULL) + RETRY_BASE;
+			due_at(j->q, e->next_attempt);
+			e->busy = 0;
+		} else {
+			spool_delete(j->q->spool, e->id);
+			drop(j->q, e);
+		}
+	}
+	free(j);
+}
+
+/*
+ * A DSN to e's sender about the recipients in `which` state with `action`.
+ * Returns 1 if a DSN was queued (final: e is deleted once it is durable),
+ * 0 if none was due (null sender, a DSN itself, NOTIFY said no).
+ */
+static int
+send_dsn(struct queue *q, struct spool_entry *e, int which,
+    enum dsn_action action, int final)
+{
+	struct dsn_rcpt *dr;
+	struct dsn_msg m;
+	struct spool_entry d;
+	struct spool_rcpt dr0;
+	struct dsn_job *j;
+	struct msgbuf *body, *out;
+	char ret[16], envid[128], notify[64], orcpt[512], err[256];
+	char status[16], **diag = NULL, *orig = NULL, *txt = NULL;
+	size_t i, n = 0, olen = 0, tlen;
+	int64_t now = time(NULL);
+	int r = 0;
+
+	if (e->sender[0] == '\0' || e->dsn)
+		return 0;
+	dr = xcalloc(e->nrcpts, sizeof(*dr));
+	diag = xcalloc(e->nrcpts, sizeof(*diag));
+	for (i = 0; i < e->nrcpts; i++) {
+		if (e->rcpts[i].state != which)
+			continue;
+		if (!dsn_notify_allows(param(e->rcpts[i].params, "NOTIFY",
+		    notify, sizeof(notify)), action))
+			continue;
+		dr[n].rcpt = e->rcpts[i].addr;
+		dr[n].orcpt = param(e->rcpts[i].params, "ORCPT", orcpt,
+		    sizeof(orcpt)) ? xstrdup(orcpt) : NULL;
+		dr[n].action = action;
+		/* the enhanced code of the last reply, if it has one */
+		status[0] = '\0';
+		if (e->rcpts[i].reply != NULL)
+			sscanf(e->rcpts[i].reply, "%*d %15[0-9.]", status);
+		if (action == DSN_FAILED ? status[0] != '5' &&
+		    status[0] != '4' : status[0] != '4')
+			snprintf(status, sizeof(status), "%s",
+			    action == DSN_FAILED ? "5.0.0" : "4.0.0");
+		dr[n].status = xstrdup(status);
+		dr[n].diag = diag[n] = e->rcpts[i].reply ?
+		    xstrdup(e->rcpts[i].reply) : NULL;
+		dr[n].remote_mta = q->cfg->relay_host;
+		dr[n].last_attempt = now;
+		dr[n].retry_until = action == DSN_DELAYED ?
+		    e->created + q->cfg->queue_lifetime : 0;
+		n++;
+	}
+	if (n == 0)
+		goto done;
+	memset(&m, 0, sizeof(m));
+	m.reporting_mta = q->cfg->hostname;
+	m.sender = e->sender;
+	m.envid = param(e->params, "ENVID", envid, sizeof(envid));
+	m.ret_full = param(e->params, "RET", ret, sizeof(ret)) != NULL &&
+	    strcasecmp(ret, "FULL") == 0;
+	m.arrival = e->created;
+	m.now = now;
+	m.from_mta = e->client && e->client[0] ? e->client : NULL;
+	if ((body = spool_body(q->spool, e->id)) != NULL) {
+		orig = msgbuf_slurp(body, &olen);
+		msgbuf_free(body);
+	}
+	m.orig = orig;
+	m.origlen = olen;
+	if (dsn_build(&m, dr, n, &txt, &tlen, err, sizeof(err)) == -1) {
+		log_warnx("queue id=%s: cannot build a DSN: %s", e->id, err);
+		goto done;
+	}
+	memset(&d, 0, sizeof(d));
+	d.created = now;
+	d.sender = "";
+	d.params = dsn_is_8bit(txt, tlen) ? "BODY=8BITMIME" : "";
+	d.dsn = 1;
+	d.client = "";
+	memset(&dr0, 0, sizeof(dr0));
+	dr0.addr = e->sender;
+	dr0.params = "";
+	d.rcpts = &dr0;
+	d.nrcpts = 1;
+	out = msgbuf_new(NULL, (size_t)tlen + 1);
+	msgbuf_append(out, txt, tlen);
+	j = xcalloc(1, sizeof(*j));
+	j->q = q;
+	snprintf(j->id, sizeof(j->id), "%s", e->id);
+	j->final = final;
+	log_info("queue id=%s: %s DSN to <%s> for %zu recipient(s)", e->id,
+	    dsn_action_name(action), e->sender, n);
+	queue_submit(q, &d, out, dsn_queued, j);
+	msgbuf_free(out);
+	if (action == DSN_FAILED)
+		q->bounced++;
+	r = 1;
+ done:
+	for (i = 0; i < n; i++) {
+		free((char *)dr[i].orcpt);
+		free((char *)dr[i].status);
+		free(diag[i]);
+	}
+	free(dr);
+	free(diag);
+	free(orig);
+	free(txt);
+	return r;
+}
+
+/* ---- attempts ---- */
+
+static void
+attempt_free(struct attempt *a)
+{
+	msgbuf_free(a->body);
+	free(a->idx);
+	free(a->res);
+	free(a);
+}
+
+/* Record the outcome per recipient, then settle the entry. */
+static void
+finish(struct attempt *a, const struct smtp_result *data)
+{
+	struct queue *q = a->q;
+	struct spool_entry *e = a->e;
+	const struct smtp_result *r;
+	struct spool_rcpt *rc;
+	char buf[300];
+	size_t k;
+	int ok = 0, down = 0;
+
+	for (k = 0; k < a->n; k++) {
+		rc = &e->rcpts[a->idx[k]];
+		r = &a->res[k];
+		if (r->code >= 200 && r->code < 300 && data != NULL)
+			r = data;
+		snprintf(buf, sizeof(buf), "%d %s %s", r->code, r->enh,
+		    r->text);
+		free(rc->reply);
+		rc->reply = xstrdup(buf);
+		if (r->code >= 200 && r->code < 300) {
+			rc->state = SPOOL_RCPT_DONE;
+			ok++;
+		} else if (r->code >= 500)
+			rc->state = SPOOL_RCPT_FAILED;
+		else if (strncmp(r->enh, "4.4.", 4) == 0)
+			down = 1;
+		if (r->code < 200 || r->code >= 300) {
+			free(e->last_error);
+			e->last_error = xstrdup(buf);
+		}
+	}
+	e->attempts++;
+	if (data != NULL && data->code >= 400 && data->code < 500 &&
+	    strstr(data->text, "end of data") != NULL) {
+		/* The next hop may have the message: a retry may duplicate. */
+		q->dup_risk++;
+		log_warnx("queue id=%s: no reply after end of data; the retry "
+		    "may deliver it twice (%llu so far)", e->id,
+		    (unsigned long long)q->dup_risk);
+	}
+	log_info("queue id=%s attempt=%d delivered=%d status=%s", e->id,
+	    e->attempts, ok, e->last_error && ok < (int)a->n ?
+	    e->last_error : "ok");
+	if (ok > 0) {
+		q->delivered += (uint64_t)ok;
+		if (q->hop_down) {
+			struct smtp_result okr = { 250, "2.0.0", "" };
+			queue_hop_result(q, &okr);
+		}
+	} else if (down) {
+		q->hop_down = 1;
+		q->down_at = time(NULL);
+	}
+	q->active--;
+	e->busy = 0;
+	attempt_free(a);
+	settle(q, e);
+	kick(q);
+}
+
+static void
+data_cb(void *arg, const struct smtp_result *r)
+{
+	finish(arg, r);
+}
+
+static void
+rcpt_cb(void *arg, const struct smtp_result *r)
+{
+	struct attempt *a = arg;
+	struct queue *q = a->q;
+	size_t k;
+	int any = 0;
+
+	a->res[a->answered++] = *r;
+	if (a->answered < a->n)
+		return;
+	for (k = 0; k < a->n; k++)
+		if (a->res[k].code >= 200 && a->res[k].code < 300)
+			any = 1;
+	if (any)
+		q->relay->data(a->txn, a->body, data_cb, a);
+	else {
+		q->relay->abort(a->txn);
+		finish(a, NULL);
+	}
+}
+
+/* 1: started; 0: not (e may be gone, the vector changed). */
+static int
+attempt(struct queue *q, struct spool_entry *e)
+{
+	struct attempt *a;
+	size_t i;
+
+	a = xcalloc(1, sizeof(*a));
+	a->q = q;
+	a->e = e;
+	a->idx = xcalloc(e->nrcpts, sizeof(*a->idx));
+	a->res = xcalloc(e->nrcpts, sizeof(*a->res));
+	for (i = 0; i < e->nrcpts; i++)
+		if (e->rcpts[i].state == SPOOL_RCPT_PENDING)
+			a->idx[a->n++] = i;
+	if (a->n == 0) {
+		attempt_free(a);
+		settle(q, e);
+		return 0;
+	}
+	if ((a->body = spool_body(q->spool, e->id)) == NULL) {
+		log_warn("queue id=%s: body", e->id);
+		attempt_free(a);
+		e->next_attempt = time(NULL) + RETRY_MAX;
+		due_at(q, e->next_attempt);
+		return 0;
+	}
+	e->busy = 1;
+	q->active++;
+	a->txn = q->relay->begin(q->relay_ctx, e->sender, e->params,
+	    new_session_id());
+	for (i = 0; i < a->n; i++)
+		q->relay->rcpt(a->txn, e->rcpts[a->idx[i]].addr,
+		    e->rcpts[a->idx[i]].params ? e->rcpts[a->idx[i]].params :
+		    "", rcpt_cb, a);
+	return 1;
+}
+
+/*
+ * After an attempt, or when due: done recipients leave; failures bounce;
+ * expiry; a delay warning; persist the rest.
+ */
+static void
+settle(struct queue *q, struct spool_entry *e)
+{
+	int64_t now = time(NULL);
+	size_t i, pending = 0, failed = 0;
+
+	if (e->gone) {
+		drop(q, e);
+		return;
+	}
+	for (i = 0; i < e->nrcpts; i++) {
+		if (e->rcpts[i].state == SPOOL_RCPT_PENDING)
+			pending++;
+		else if (e->rcpts[i].state == SPOOL_RCPT_FAILED)
+			failed++;
+	}
+	if (pending > 0 && e->held != SPOOL_HOLD_ADMIN &&
+	    now - e->created >= q->cfg->queue_lifetime) {
+		for (i = 0; i < e->nrcpts; i++) {
+			if (e->rcpts[i].state != SPOOL_RCPT_PENDING)
+				continue;
+			e->rcpts[i].state = SPOOL_RCPT_FAILED;
+			free(e->rcpts[i].reply);
+			/* Status 4.4.7 (RFC 3463: delivery time expired),
+			 * with the last reply for the reader. */
+			if (e->held == SPOOL_HOLD_POLICY)
+				e->rcpts[i].reply = xstrdup("550 5.7.1 no "
+				    "usable certificate to encrypt to arrived "
+				    "within queue_lifetime");
+			else
+				e->rcpts[i].reply = xasprintf("451 4.4.7 "
+				    "delivery time expired; last reply: %s",
+				    e->last_error ? e->last_error : "none");
+			failed++;
+		}
+		log_info("queue id=%s expired after %lld s", e->id,
+		    (long long)(now - e->created));
+		pending = 0;
+	}
+	if (pending == 0) {
+		if (failed > 0) {
+			e->busy = 1;    /* until the DSN is durable */
+			if (send_dsn(q, e, SPOOL_RCPT_FAILED, DSN_FAILED, 1))
+				return;
+			e->busy = 0;
+		}
+		spool_delete(q->spool, e->id);
+		drop(q, e);
+		return;
+	}
+	if (failed > 0) {
+		/* Some failed, others are still pending: bounce these now
+		 * (or note that none was due), keep retrying the others. */
+		send_dsn(q, e, SPOOL_RCPT_FAILED, DSN_FAILED, 0);
+		for (i = 0; i < e->nrcpts; i++)
+			if (e->rcpts[i].state == SPOOL_RCPT_FAILED)
+				e->rcpts[i].state = SPOOL_RCPT_BOUNCED;
+	}
+	if (!e->warned && q->cfg->delay_warning > 0 &&
+	    e->held != SPOOL_HOLD_ADMIN &&
+	    now - e->created >= q->cfg->delay_warning) {
+		send_dsn(q, e, SPOOL_RCPT_PENDING, DSN_DELAYED, 0);
+		e->warned = 1;
+	}
+	if (e->attempts > 0 && e->next_attempt <= now)
+		e->next_attempt = now + backoff(e->attempts);
+	due_at(q, e->next_attempt);
+	spool_update(q->spool, e);
+}
+
+/* ---- control (smrelayctl) ---- */
+
+static void
+control_cb(void *arg, const char *id, int held, int64_t next_attempt)
+{
+	struct queue *q = arg;
+	struct spool_entry *e;
+	size_t i;
+
+	if (id == NULL) {       /* end: what was not seen was removed */
+		q->control_busy = 0;
+		if (!held)      /* nothing changed: nothing was listed */
+			return;
+		for (i = 0; i < q->n; ) {
+			e = q->v[i];
+			if (e->seen) {
+				e->seen = 0;
+				i++;
+				continue;
+			}
+			log_info("queue id=%s removed by smrelayctl", e->id);
+			if (e->busy) {
+				e->gone = 1;
+				e->seen = 0;
+				i++;
+			} else
+				drop(q, e);
+		}
+		kick(q);
+		return;
+	}
+	if ((e = find(q, id)) == NULL)
+		return;         /* ours, just written: not known yet? */
+	e->seen = 1;
+	if (e->held != held)
+		log_info("queue id=%s %s by smrelayctl", e->id, held ?
+		    "held" : "released");
+	e->held = held;
+	if (!e->busy) {
+		e->next_attempt = next_attempt;
+		due_at(q, next_attempt);
+	}
+}
+
+/*
+ * Start the attempts that are due, at most MAX_ACTIVE at once, going round
+ * the queue from where the last scan stopped.  Nothing is scanned while
+ * nothing can be due (q->earliest), except once a minute for policy holds
+ * past queue_lifetime: a backlog of 20,000 costs nothing per new message.
+ */
+static void
+queue_run(struct queue *q)
+{
+	int64_t now = time(NULL), earliest = INT64_MAX;
+	struct spool_entry *e;
+	size_t k, i;
+	int64_t every = q->cfg->queue_lifetime / 10;
+	int full;
+
+	/* policy holds expire at queue_lifetime: look for them a tenth of
+	 * it apart, at least once a minute */
+	every = every < 1 ? 1 : every > FULL_SCAN ? FULL_SCAN : every;
+	full = now - q->last_full >= every;
+
+	if (!full && (q->active >= MAX_ACTIVE || now < q->earliest))
+		return;
+	if (full)
+		q->last_full = now;
+	for (k = 0; k < q->n; k++) {
+		i = (q->cursor + k) % q->n;
+		e = q->v[i];
+		if (e->busy || e->gone)
+			continue;
+		if (e->held == SPOOL_HOLD_POLICY &&
+		    now - e->created >= q->cfg->queue_lifetime) {
+			settle(q, e);   /* may change the vector: go again */
+			q->earliest = 0;
+			kick(q);
+			return;
+		}
+		if (e->held != SPOOL_HOLD_NONE)
+			continue;
+		if (e->next_attempt > now) {
+			if (e->next_attempt < earliest)
+				earliest = e->next_attempt;
+			continue;
+		}
+		if (q->active >= MAX_ACTIVE) {
+			q->cursor = i;  /* more are due: here next time */
+			q->earliest = now;
+			return;
+		}
+		if (!attempt(q, e)) {
+			q->earliest = 0;
+			kick(q);
+			return;
+		}
+	}
+	q->cursor = 0;
+	q->earliest = earliest;
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+
+	(void)fd;
+	(void)what;
+	if (!q->control_busy) {
+		q->control_busy = 1;
+		spool_poll_control(q->spool, control_cb, q);
+	}
+	queue_run(q);
+}
+
+static void
+kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	queue_run(arg);
+}
+
+struct queue *
+queue_new(struct event_base *base, struct spool *spool,
+    struct spool_entry **loaded, size_t nloaded,
+    const struct delivery_ops *relay, void *relay_ctx,
+    const struct config *cfg)
+{
+	struct queue *q = xcalloc(1, sizeof(*q));
+	struct timeval tv = { RUN_INTERVAL, 0 };
+	size_t i;
+
+	q->base = base;
+	q->spool = spool;
+	q->relay = relay;
+	q->relay_ctx = relay_ctx;
+	q->cfg = cfg;
+	q->earliest = INT64_MAX;
+	for (i = 0; i < nloaded; i++) {
+		loaded[i]->next_attempt = 0;    /* retry all after a restart */
+		add(q, loaded[i]);
+	}
+	free(loaded);
+	if ((q->timer = event_new(base, -1, EV_PERSIST, timer_cb, q)) ==
+	    NULL || event_add(q->timer, &tv) == -1 ||
+	    (q->kick = event_new(base, -1, 0, kick_cb, q)) == NULL)
+		fatalx("queue: event_new");
+	if (q->n > 0) {
+		log_info("queue: %zu message(s) in the spool", q->n);
+		kick(q);
+	}
+	return q;
+}
+
+void
+queue_reconfigure(struct queue *q, const struct config *cfg)
+{
+	q->cfg = cfg;
+}
+
+struct submit {
+	struct queue		*q;
+	struct spool_entry	*e;
+	spool_put_cb		*cb;
+	void			*arg;
+};
+
+static void
+submit_done(void *arg, int err)
+{
+	struct submit *s = arg;
+
+	if (err == 0) {
+		add(s->q, s->e);
+		kick(s->q);
+	} else
+		spool_entry_free(s->e);
+	if (s->cb != NULL)
+		s->cb(s->arg, err);
+	free(s);
+}
+
+void
+queue_submit(struct queue *q, struct spool_entry *e, struct msgbuf *body,
+    spool_put_cb *cb, void *arg)
+{
+	struct submit *s = xcalloc(1, sizeof(*s));
+
+	s->q = q;
+	s->cb = cb;
+	s->arg = arg;
+	spool_put(q->spool, e, body, submit_done, s);
+	s->e = spool_entry_dup(e);
+	s->e->busy = s->e->gone = s->e->seen = 0;
+}
+
+void
+queue_hop_result(struct queue *q, const struct smtp_result *r)
+{
+	size_t i, n = 0;
+
+	if (r->code >= 200 && r->code < 300) {
+		if (!q->hop_down)
+			return;
+		q->hop_down = 0;
+		for (i = 0; i < q->n; i++)
+			if (!q->v[i]->busy && q->v[i]->held == SPOOL_HOLD_NONE) {
+				q->v[i]->next_attempt = 0;
+				n++;
+			}
+		if (n > 0)
+			log_info("queue: next hop is back, %zu message(s) "
+			    "due now", n);
+		q->earliest = 0;
+		kick(q);
+	} else if (r->code >= 400 && r->code < 500 &&
+	    strncmp(r->enh, "4.4.", 4) == 0) {
+		q->hop_down = 1;
+		q->down_at = time(NULL);
+	}
+}
+
+int
+queue_hop_dead(const struct queue *q)
+{
+	return q->hop_down && time(NULL) - q->down_at < DEAD_TTL;
+}
+
+void
+queue_check_held(struct queue *q, queue_release_fn *fn, void *arg)
+{
+	size_t i;
+
+	for (i = 0; i < q->n; i++)
+		if (q->v[i]->held == SPOOL_HOLD_POLICY && !q->v[i]->busy &&
+		    !q->v[i]->gone && fn(arg, q->v[i]))
+			q->v[i]->busy = 1;
+}
+
+struct replace {
+	struct queue	*q;
+	char		 id[SPOOL_ID_LEN + 1];
+};
+
+static void
+replace_done(void *arg, int err)
+{
+	struct replace *r = arg;
+	struct spool_entry *e = find(r->q, r->id);
+
+	if (e != NULL) {
+		if (err == 0) {
+			spool_delete(r->q->spool, e->id);
+			drop(r->q, e);
+		} else
+			e->busy = 0;
+	}
+	free(r);
+}
+
+void
+queue_replace(struct queue *q, const char *id, struct msgbuf *body)
+{
+	struct spool_entry *e = find(q, id), *c;
+	struct replace *r;
+	size_t i, k;
+
+	if (e == NULL)
+		return;
+	if (body == NULL) {     /* the transform failed: stays held */
+		e->busy = 0;
+		return;
+	}
+	c = spool_entry_dup(e);
+	c->busy = c->gone = c->seen = 0;
+	c->held = SPOOL_HOLD_NONE;
+	c->actions = 0;
+	c->next_attempt = 0;
+	c->attempts = 0;
+	for (i = k = 0; i < c->nrcpts; i++) {
+		if (c->rcpts[i].state != SPOOL_RCPT_PENDING) {
+			free(c->rcpts[i].addr);
+			free(c->rcpts[i].params);
+			free(c->rcpts[i].reply);
+			continue;
+		}
+		c->rcpts[k++] = c->rcpts[i];
+	}
+	c->nrcpts = k;
+	r = xcalloc(1, sizeof(*r));
+	r->q = q;
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	log_info("queue id=%s: certificate available, released", id);
+	queue_submit(q, c, body, replace_done, r);
+	spool_entry_free(c);
+}
+
+size_t
+queue_count(const struct queue *q)
+{
+	return q->n;
+}
+
+void
+queue_free(struct queue *q)
+{
+	size_t i;
+
+	if (q == NULL)
+		return;
+	event_free(q->timer);
+	event_free(q->kick);
+	for (i = 0; i < q->n; i++)
+		spool_entry_free(q->v[i]);
+	free(q->v);
+	free(q);
+}

@@ -1,0 +1,818 @@
+/* relay.c: the outbound SMTP client.  A pool of connections to the next hop
+ * (reused across transactions), STARTTLS per relay_tls, PIPELINING, and the
+ * body streamed from the msgbuf with dot-stuffing and backpressure. */
+#include "autoconfig.h"
+
+#include <sys/queue.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "daemon/base/base.h"
+#include "lib/lib.h"
+#include "relay.h"
+#include "relay_conn.h"
+#include "proto/proto.h"
+
+const struct relay_timeouts relay_default_timeouts = {
+	.connect = 30 * 1000,
+	.greeting = 5 * 60 * 1000,
+	.ehlo = 5 * 60 * 1000,
+	.tls = 2 * 60 * 1000,
+	.mail = 5 * 60 * 1000,
+	.rcpt = 5 * 60 * 1000,
+	.data_init = 2 * 60 * 1000,
+	.data_block = 3 * 60 * 1000,
+	.data_final = 10 * 60 * 1000,
+	.idle = 10 * 1000,
+	.hold = 5 * 60 * 1000,
+	.quit = 5 * 1000,
+};
+
+static void txn_attach(struct relay_txn *, int);
+static void txn_schedule(struct relay_txn *);
+static void txn_free(struct relay_txn *);
+
+/* Reset a transaction's protocol state for a fresh connection: MAIL again,
+ * unanswered recipients again, accepted recipients replayed. */
+static void
+txn_reset_wire(struct relay_txn *txn)
+{
+	struct relay_rcpt *r;
+	int i;
+
+	if (txn->mail != M_REJECTED)
+		txn->mail = M_NONE;
+	for (i = 0; i < txn->nrcpts; i++) {
+		r = &txn->rcpts[i];
+		if (!r->replied)
+			r->wire = W_QUEUED;
+		else if (r->accepted) {
+			r->wire = W_QUEUED;
+			r->replay = 1;
+		} else
+			r->wire = W_DONE;
+	}
+	if (txn->data == D_SENT)
+		txn->data = D_WAIT;
+}
+
+/* Log the outcome of a transaction. */
+static void
+txn_log_result(struct relay_txn *txn, const char *peer)
+{
+	int i, n = 0;
+
+	for (i = 0; i < txn->nrcpts; i++)
+		n += txn->rcpts[i].accepted;
+	log_info("relay id=%016llx to=%s status=%d enh=%s rcpts=%d size=%zu "
+	    "text=\"%s\"", (unsigned long long)txn->id, peer,
+	    txn->data_res.code, txn->data_res.enh, n,
+	    txn->msg ? msgbuf_size(txn->msg) : 0, txn->data_res.text);
+}
+
+/* The data() call is answered: detach from the connection. */
+static void
+txn_data_done(struct relay_txn *txn, const struct smtp_result *res)
+{
+	struct relay_conn *c = txn->conn;
+
+	txn->data_res = *res;
+	txn->data = D_DONE;
+	free(txn->chunk);
+	txn->chunk = NULL;
+	txn_log_result(txn, txn->peer);
+	if (c != NULL) {
+		txn->conn = NULL;
+		c->txn = NULL;
+		if (c->in_txn)
+			c->need_rset = 1;
+		conn_settle(c);
+		conn_rearm(c);
+	}
+	txn_schedule(txn);
+}
+
+/*
+ * The connection under txn is gone.  A reused connection that died before
+ * its first reply is retried once on a fresh one; otherwise what waits for
+ * an answer gets `res`, and a later rcpt()/data() replays on a new
+ * connection.  `retry` says the failure is an EOF/reset, not a verdict.
+ */
+void
+txn_conn_failed(struct relay_txn *txn, struct relay_conn *c, int retry,
+    const struct smtp_result *res)
+{
+	struct relay_rcpt *r;
+	int i;
+
+	txn->conn = NULL;
+	c->txn = NULL;
+	if (retry && c->reused && c->nreplies == 0 && !txn->retried &&
+	    txn->data != D_BODY && txn->data != D_DOT) {
+		log_info("relay id=%016llx to=%s pooled connection was dead, "
+		    "retrying on a new one", (unsigned long long)txn->id,
+		    c->peer);
+		txn->retried = 1;
+		txn_reset_wire(txn);
+		txn_attach(txn, 0);
+		return;
+	}
+	if ((txn->data == D_WAIT || txn->data == D_SENT) &&
+	    txn->replays == 0 && c->state == C_READY && txn->mail == M_OK) {
+		txn->replays++;
+		txn_reset_wire(txn);
+		txn_attach(txn, 0);
+		return;
+	}
+	if (c->state < C_READY && !c->reused) {
+		txn->setup_failed = 1;
+		txn->setup_res = *res;
+	}
+	for (i = 0; i < txn->nrcpts; i++) {
+		r = &txn->rcpts[i];
+		if (!r->replied) {
+			r->res = *res;
+			r->replied = 1;
+			r->wire = W_DONE;
+		}
+	}
+	if (txn->data == D_DOT) {
+		/* The final dot went out: the next hop may have the message,
+		 * so whoever retries it may deliver it twice.  Say so. */
+		struct smtp_result dot = *res;
+
+		snprintf(dot.text, sizeof(dot.text), "%.200s (no reply after "
+		    "end of data)", res->text);
+		txn_data_done(txn, &dot);
+	} else if (txn->data != D_NONE && txn->data != D_DONE)
+		txn_data_done(txn, res);
+	else
+		txn_reset_wire(txn);
+	txn_schedule(txn);
+}
+
+/* Reply to MAIL: on rejection every recipient gets that reply. */
+static void
+txn_mail_reply(struct relay_txn *txn, const struct smtp_reply *rep)
+{
+	struct relay_rcpt *r;
+	int i;
+
+	if (rep->code / 100 == 2) {
+		txn->mail = M_OK;
+		return;
+	}
+	txn->mail = M_REJECTED;
+	result_from_reply(&txn->mail_res, rep);
+	if (rep->code / 100 != 4 && rep->code / 100 != 5)
+		smtp_result_set(&txn->mail_res, 451, "4.4.2", "unexpected reply "
+		    "to MAIL from next hop: %d", rep->code);
+	for (i = 0; i < txn->nrcpts && !txn->replay_failed; i++)
+		txn->replay_failed = txn->rcpts[i].accepted;
+	if (txn->replay_failed) {
+		snprintf(txn->replay_err, sizeof(txn->replay_err), "MAIL: %.*s",
+		    (int)sizeof(txn->replay_err) - 8, txn->mail_res.text);
+	}
+	for (i = 0; i < txn->nrcpts; i++) {
+		r = &txn->rcpts[i];
+		r->replay = 0;
+		if (!r->replied) {
+			r->res = txn->mail_res;
+			r->replied = 1;
+		}
+		if (r->wire == W_QUEUED)
+			r->wire = W_DONE;
+	}
+}
+
+/* Reply to one RCPT (first time, or replayed on a new connection). */
+static void
+txn_rcpt_reply(struct relay_txn *txn, int idx, const struct smtp_reply *rep)
+{
+	struct relay_rcpt *r = &txn->rcpts[idx];
+	int ok = rep->code / 100 == 2;
+
+	r->wire = W_DONE;
+	if (r->replay) {
+		r->replay = 0;
+		if (!ok && !txn->replay_failed) {
+			txn->replay_failed = 1;
+			snprintf(txn->replay_err, sizeof(txn->replay_err),
+			    "<%s>: %d %s", r->addr, rep->code, rep->enh);
+		}
+		return;
+	}
+	if (r->replied)         /* MAIL was refused; pipelined RCPT */
+		return;
+	result_from_reply(&r->res, rep);
+	if (!ok && rep->code / 100 != 4 && rep->code / 100 != 5)
+		smtp_result_set(&r->res, 451, "4.4.2", "unexpected reply to RCPT "
+		    "from next hop: %d", rep->code);
+	r->replied = 1;
+	r->accepted = ok;
+	if (!ok)
+		log_info("relay id=%016llx rcpt=<%s> status=%d enh=%s "
+		    "text=\"%s\"", (unsigned long long)txn->id, r->addr,
+		    r->res.code, r->res.enh, r->res.text);
+}
+
+/* A reply to one of our transaction commands; -1 if the conn failed. */
+int
+txn_reply(struct relay_conn *c, struct expect e,
+    const struct smtp_reply *rep)
+{
+	struct relay_txn *txn = c->txn;
+	struct smtp_result res;
+	int cls = rep->code / 100;
+
+	if (txn == NULL)                /* aborted: RSET follows */
+		return 0;
+	switch (e.cmd) {
+	case CMD_MAIL:
+		txn_mail_reply(txn, rep);
+		break;
+	case CMD_RCPT:
+		txn_rcpt_reply(txn, e.idx, rep);
+		break;
+	case CMD_DATA:
+		if (rep->code == 354) {
+			txn->data = D_BODY;
+			txn->off = 0;
+			smtp_stuff_init(&txn->stuff);
+			txn->chunk = xmalloc(3 * RELAY_CHUNK + 16);
+			bufferevent_setwatermark(c->bev, EV_WRITE,
+			    RELAY_WBUF_LOW, 0);
+			conn_rearm(c);
+			return txn_body_pump(txn);
+		}
+		if (cls != 4 && cls != 5)
+			goto protocol;
+		result_from_reply(&res, rep);
+		txn_data_done(txn, &res);
+		return 0;
+	case CMD_DOT:
+		if (cls != 2 && cls != 4 && cls != 5)
+			goto protocol;
+		result_from_reply(&res, rep);
+		c->in_txn = 0;
+		txn_data_done(txn, &res);
+		return 0;
+	default:
+		break;
+	}
+	txn_pump(txn);
+	txn_schedule(txn);
+	return 0;
+protocol:
+	smtp_result_set(&res, 451, "4.4.2", "unexpected reply from next hop %s: "
+	    "%d", c->peer, rep->code);
+	conn_fail(c, 0, &res);
+	return -1;
+}
+
+/* 1 if the parameter keyword tok[0..klen) is `key` (any case). */
+static int
+param_is(const char *tok, size_t klen, const char *key)
+{
+	return klen == strlen(key) && strncasecmp(tok, key, klen) == 0;
+}
+
+/*
+ * Keep the ESMTP parameters the next hop offers (DSN, SIZE, 8BITMIME,
+ * SMTPUTF8) and drop the rest.  -1 with `res` set when the message cannot
+ * go to this next hop at all.
+ */
+static int
+filter_params(const struct relay_conn *c, const char *in, int rcpt,
+    char *out, size_t outlen, struct smtp_result *res)
+{
+	char *copy = xstrdup(in), *tok, *last;
+	unsigned long long size;
+	int keep, rc = 0;
+	size_t klen;
+
+	out[0] = '\0';
+	for (tok = strtok_r(copy, " ", &last); tok != NULL;
+	    tok = strtok_r(NULL, " ", &last)) {
+		klen = strcspn(tok, "=");
+		if (rcpt)
+			keep = (param_is(tok, klen, "NOTIFY") || param_is(tok, klen, "ORCPT")) &&
+			    (c->ext & EXT_DSN);
+		else if (param_is(tok, klen, "SIZE")) {
+			keep = (c->ext & EXT_SIZE) != 0;
+			size = strtoull(tok + klen + (tok[klen] == '='), NULL,
+			    10);
+			if (keep && c->size_limit && size > c->size_limit) {
+				smtp_result_set(res, 552, "5.3.4", "message size "
+				    "%llu exceeds the next hop's limit of %llu",
+				    size, (unsigned long long)c->size_limit);
+				rc = -1;
+			}
+		} else if (param_is(tok, klen, "BODY"))
+			keep = (c->ext & EXT_8BITMIME) != 0;
+		else if (param_is(tok, klen, "SMTPUTF8")) {
+			keep = 1;
+			if (!(c->ext & EXT_SMTPUTF8)) {
+				smtp_result_set(res, 553, "5.6.7", "next hop does "
+				    "not support SMTPUTF8");
+				rc = -1;
+			}
+		} else
+			keep = (param_is(tok, klen, "RET") || param_is(tok, klen, "ENVID")) &&
+			    (c->ext & EXT_DSN);
+		if (keep && strlen(out) + strlen(tok) + 2 <= outlen) {
+			strcat(out, " ");
+			strcat(out, tok);
+		} else if (!keep)
+			log_debug("relay cid=%016llx dropping parameter %s",
+			    (unsigned long long)c->id, tok);
+	}
+	free(copy);
+	return rc;
+}
+
+/* 1 if a recipient still needs to go out on the wire. */
+static int
+txn_has_queued(const struct relay_txn *txn)
+{
+	int i;
+
+	for (i = 0; i < txn->nrcpts; i++)
+		if (txn->rcpts[i].wire == W_QUEUED)
+			return 1;
+	return 0;
+}
+
+/* Send MAIL FROM for txn; -1 when it was refused locally. */
+static int
+txn_send_mail(struct relay_txn *txn, struct relay_conn *c)
+{
+	size_t plen = strlen(txn->params) + 2;
+	char *params = xmalloc(plen);
+
+	if (filter_params(c, txn->params, 0, params, plen,
+	    &txn->mail_res) == -1) {
+		free(params);
+		txn->mail = M_REJECTED;
+		log_info("relay id=%016llx to=%s status=%d enh=%s text=\"%s\"",
+		    (unsigned long long)txn->id, c->peer, txn->mail_res.code,
+		    txn->mail_res.enh, txn->mail_res.text);
+		return -1;
+	}
+	conn_send(c, CMD_MAIL, 0, "MAIL FROM:<%s>%s", txn->from, params);
+	free(params);
+	txn->mail = M_SENT;
+	c->in_txn = 1;
+	return 0;
+}
+
+/* Send one RCPT TO. */
+static void
+txn_send_rcpt(struct relay_txn *txn, struct relay_conn *c, int i)
+{
+	struct relay_rcpt *r = &txn->rcpts[i];
+	size_t plen = strlen(r->params) + 2;
+	char *params = xmalloc(plen);
+	struct smtp_result unused;
+
+	filter_params(c, r->params, 1, params, plen, &unused);
+	conn_send(c, CMD_RCPT, i, "RCPT TO:<%s>%s", r->addr, params);
+	free(params);
+	r->wire = W_SENT;
+}
+
+/* All recipients answered: DATA, or the reason there will be none. */
+static void
+txn_pump_data(struct relay_txn *txn, struct relay_conn *c)
+{
+	struct smtp_result res;
+	int i, n = 0;
+
+	for (i = 0; i < txn->nrcpts; i++) {
+		if (txn->rcpts[i].wire != W_DONE)
+			return;
+		n += txn->rcpts[i].accepted;
+	}
+	if (c->nexp > 0)
+		return;
+	if (txn->replay_failed) {
+		smtp_result_set(&res, 451, "4.4.2", "next hop refused on reconnect "
+		    "what it had accepted (%s)", txn->replay_err);
+		txn_data_done(txn, &res);
+	} else if (txn->mail != M_OK || n == 0) {
+		smtp_result_set(&res, 554, "5.5.1", "no valid recipients");
+		txn_data_done(txn, &res);
+	} else if ((c->ext & EXT_SIZE) && c->size_limit &&
+	    msgbuf_size(txn->msg) > c->size_limit) {
+		smtp_result_set(&res, 552, "5.3.4", "message size %zu exceeds the "
+		    "next hop's limit of %llu", msgbuf_size(txn->msg),
+		    (unsigned long long)c->size_limit);
+		txn_data_done(txn, &res);
+	} else {
+		conn_send(c, CMD_DATA, 0, "DATA");
+		txn->data = D_SENT;
+	}
+}
+
+/*
+ * Send what the transaction can send now.  With PIPELINING, MAIL waits for
+ * the first RCPT so both leave in one packet, and RCPTs go out without
+ * waiting; without it, one command at a time.
+ */
+void
+txn_pump(struct relay_txn *txn)
+{
+	struct relay_conn *c = txn->conn;
+	struct relay_rcpt *r;
+	int i, pipe;
+
+	if (c == NULL || c->state != C_READY)
+		return;
+	pipe = (c->ext & EXT_PIPELINING) != 0;
+	if (txn->mail == M_NONE) {
+		if (pipe && !txn_has_queued(txn) && txn->data != D_WAIT)
+			return;
+		if (txn_send_mail(txn, c) == 0 && !pipe)
+			return;
+	}
+	if (txn->mail == M_SENT && !pipe)
+		return;
+	for (i = 0; i < txn->nrcpts; i++) {
+		r = &txn->rcpts[i];
+		if (r->wire != W_QUEUED)
+			continue;
+		if (txn->mail == M_REJECTED) {
+			r->replay = 0;
+			r->wire = W_DONE;
+			if (!r->replied) {
+				r->res = txn->mail_res;
+				r->replied = 1;
+			}
+			continue;
+		}
+		if (!pipe && c->nexp > 0)
+			break;
+		txn_send_rcpt(txn, c, i);
+	}
+	if (txn->data == D_WAIT)
+		txn_pump_data(txn, c);
+	txn_schedule(txn);
+}
+
+/* Stream the body while the output buffer is below the high mark; then the
+ * terminator.  Returns -1 if the connection failed. */
+int
+txn_body_pump(struct relay_txn *txn)
+{
+	struct relay_conn *c = txn->conn;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t size = msgbuf_size(txn->msg), w;
+	struct smtp_result res;
+	struct timeval tv;
+	char end[8];
+	ssize_t n;
+
+	tv.tv_sec = c->pool->to.data_block / 1000;
+	tv.tv_usec = (c->pool->to.data_block % 1000) * 1000;
+	bufferevent_set_timeouts(c->bev, NULL, &tv);
+	while (evbuffer_get_length(out) < RELAY_WBUF_HIGH && txn->off < size) {
+		n = msgbuf_pread(txn->msg, txn->chunk, RELAY_CHUNK, txn->off);
+		if (n <= 0) {
+			/* Never send the dot after a short body: close. */
+			smtp_result_set(&res, 451, "4.3.0", "local error reading "
+			    "the message at offset %zu", txn->off);
+			conn_fail(c, 0, &res);
+			return -1;
+		}
+		w = smtp_stuff_feed(&txn->stuff, txn->chunk, (size_t)n,
+		    txn->chunk + RELAY_CHUNK);
+		evbuffer_add(out, txn->chunk + RELAY_CHUNK, w);
+		txn->off += (size_t)n;
+	}
+	if (txn->off < size)
+		return 0;
+	w = smtp_stuff_end(&txn->stuff, end);
+	evbuffer_add(out, end, w);
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	free(txn->chunk);
+	txn->chunk = NULL;
+	txn->data = D_DOT;
+	conn_expect(c, CMD_DOT, 0);
+	return 0;
+}
+
+/* Run the callbacks whose answers are ready, in order; free the
+ * transaction after its data() callback or an abort from a callback. */
+static void
+txn_notify_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct relay_txn *txn = arg;
+	struct smtp_result res;
+	delivery_cb *cb;
+	void *cbarg;
+	int i;
+
+	(void)fd;
+	(void)ev;
+	txn->in_cb = 1;
+	for (i = 0; i < txn->nrcpts && !txn->aborted; i++) {
+		if (txn->rcpts[i].cb == NULL || !txn->rcpts[i].replied)
+			continue;
+		cb = txn->rcpts[i].cb;
+		cbarg = txn->rcpts[i].arg;
+		res = txn->rcpts[i].res;
+		txn->rcpts[i].cb = NULL;
+		cb(cbarg, &res);        /* may rcpt(): rcpts may move */
+	}
+	if (!txn->aborted && txn->data == D_DONE && txn->data_cb != NULL) {
+		cb = txn->data_cb;
+		cbarg = txn->data_arg;
+		res = txn->data_res;
+		txn->data_cb = NULL;
+		txn->finished = 1;
+		cb(cbarg, &res);
+	}
+	txn->in_cb = 0;
+	if (txn->aborted || txn->finished)
+		txn_free(txn);
+}
+
+/* Callbacks run from the event loop, never from inside an ops call. */
+static void
+txn_schedule(struct relay_txn *txn)
+{
+	int i, due = txn->data == D_DONE && txn->data_cb != NULL;
+
+	for (i = 0; i < txn->nrcpts && !due; i++)
+		due = txn->rcpts[i].cb != NULL && txn->rcpts[i].replied;
+	if (due && !txn->aborted)
+		event_active(txn->ev, EV_TIMEOUT, 1);
+}
+
+/* Give txn a connection: a pooled one when allowed, else a new one. */
+static void
+txn_attach(struct relay_txn *txn, int pooled)
+{
+	struct relay_pool *p = txn->pool;
+	struct relay_conn *c;
+
+	if (pooled && (c = TAILQ_FIRST(&p->idle)) != NULL) {
+		TAILQ_REMOVE(&p->idle, c, idle_entry);
+		c->idle = 0;
+		p->nidle--;
+		c->reused = 1;
+		c->nreplies = 0;
+		c->txn = txn;
+		txn->conn = c;
+		strlcpy_s(txn->peer, c->peer, sizeof(txn->peer));
+		log_debug("relay id=%016llx cid=%016llx reusing connection",
+		    (unsigned long long)txn->id, (unsigned long long)c->id);
+		txn_pump(txn);
+		conn_rearm(c);
+		return;
+	}
+	c = conn_new(p);
+	c->txn = txn;
+	txn->conn = c;
+	strlcpy_s(txn->peer, c->peer, sizeof(txn->peer));
+}
+
+/* Let go of the connection of an aborted transaction. */
+static void
+txn_detach(struct relay_txn *txn)
+{
+	struct relay_conn *c = txn->conn;
+
+	if (c == NULL)
+		return;
+	txn->conn = NULL;
+	c->txn = NULL;
+	if (txn->data == D_SENT || txn->data == D_BODY || txn->data == D_DOT) {
+		/* Mid-DATA there is no way back but closing. */
+		log_info("relay id=%016llx cid=%016llx aborted during DATA, "
+		    "closing", (unsigned long long)txn->id,
+		    (unsigned long long)c->id);
+		conn_close(c);
+		return;
+	}
+	if (c->in_txn)
+		c->need_rset = 1;
+	conn_settle(c);
+	conn_rearm(c);
+}
+
+/* ops->begin: a transaction; a connection is sought at once. */
+static void *
+relay_begin(void *ctx, const char *from, const char *params, uint64_t sessid)
+{
+	struct relay_pool *p = ctx;
+	struct relay_txn *txn = xcalloc(1, sizeof(*txn));
+
+	txn->pool = p;
+	txn->id = sessid;
+	txn->from = xstrdup(from);
+	txn->params = xstrdup(params ? params : "");
+	txn->ev = event_new(p->base, -1, 0, txn_notify_cb, txn);
+	TAILQ_INSERT_TAIL(&p->txns, txn, entry);
+	txn_attach(txn, 1);
+	return txn;
+}
+
+/* ops->rcpt: queue a recipient; answered from the loop. */
+static void
+relay_rcpt(void *arg, const char *rcpt, const char *params, delivery_cb *cb,
+    void *cbarg)
+{
+	struct relay_txn *txn = arg;
+	struct relay_rcpt *r;
+
+	if (txn->nrcpts == txn->rcptsz) {
+		txn->rcptsz = txn->rcptsz ? txn->rcptsz * 2 : 4;
+		txn->rcpts = xreallocarray(txn->rcpts, txn->rcptsz,
+		    sizeof(*txn->rcpts));
+	}
+	r = &txn->rcpts[txn->nrcpts++];
+	memset(r, 0, sizeof(*r));
+	r->addr = xstrdup(rcpt);
+	r->params = xstrdup(params ? params : "");
+	r->cb = cb;
+	r->arg = cbarg;
+	r->wire = W_QUEUED;
+	if (txn->pool == NULL) {
+		smtp_result_set(&r->res, 421, "4.3.2", "relay is shutting down");
+		r->replied = 1;
+		r->wire = W_DONE;
+	} else if (txn->mail == M_REJECTED || txn->setup_failed) {
+		r->res = txn->mail == M_REJECTED ? txn->mail_res :
+		    txn->setup_res;
+		r->replied = 1;
+		r->wire = W_DONE;
+	} else if (txn->conn == NULL)
+		txn_attach(txn, 1);
+	else
+		txn_pump(txn);
+	txn_schedule(txn);
+}
+
+/* ops->data: send the message; a lost connection is re-opened first. */
+static void
+relay_data(void *arg, struct msgbuf *msg, delivery_cb *cb, void *cbarg)
+{
+	struct relay_txn *txn = arg;
+	struct smtp_result res;
+	int i, pending = 0, ok = 0;
+
+	txn->msg = msg;
+	txn->data_cb = cb;
+	txn->data_arg = cbarg;
+	txn->data = D_WAIT;
+	for (i = 0; i < txn->nrcpts; i++) {
+		pending += !txn->rcpts[i].replied;
+		ok += txn->rcpts[i].accepted;
+	}
+	if (txn->pool == NULL) {
+		smtp_result_set(&res, 421, "4.3.2", "relay is shutting down");
+		txn_data_done(txn, &res);
+	} else if (!pending && (!ok || txn->mail == M_REJECTED)) {
+		smtp_result_set(&res, 554, "5.5.1", "no valid recipients");
+		txn_data_done(txn, &res);
+	} else if (txn->conn == NULL) {
+		log_info("relay id=%016llx connection to next hop was lost, "
+		    "replaying the envelope", (unsigned long long)txn->id);
+		txn->replays++;
+		txn_attach(txn, 1);
+	} else
+		txn_pump(txn);
+}
+
+/* ops->abort: no callback after this. */
+static void
+relay_abort(void *arg)
+{
+	struct relay_txn *txn = arg;
+
+	txn->aborted = 1;
+	if (txn->in_cb) {
+		txn_detach(txn);
+		return;                 /* txn_notify_cb frees it */
+	}
+	txn_free(txn);
+}
+
+/* Free a transaction (aborted, or its data() callback has run). */
+static void
+txn_free(struct relay_txn *txn)
+{
+	int i;
+
+	txn_detach(txn);
+	if (txn->pool != NULL)
+		TAILQ_REMOVE(&txn->pool->txns, txn, entry);
+	for (i = 0; i < txn->nrcpts; i++) {
+		free(txn->rcpts[i].addr);
+		free(txn->rcpts[i].params);
+	}
+	free(txn->rcpts);
+	free(txn->from);
+	free(txn->params);
+	free(txn->chunk);
+	event_free(txn->ev);
+	free(txn);
+}
+
+const struct delivery_ops relay_delivery_ops = {
+	relay_begin,
+	relay_rcpt,
+	relay_data,
+	relay_abort,
+};
+
+/* A pool for the next hop of cfg; connections are opened on demand. */
+struct relay_pool *
+relay_pool_new(struct event_base *base, const struct config *cfg,
+    SSL_CTX *client_ctx)
+{
+	struct relay_pool *p = xcalloc(1, sizeof(*p));
+
+	p->base = base;
+	p->cfg = cfg;
+	p->ctx = client_ctx;
+	p->to = relay_default_timeouts;
+	TAILQ_INIT(&p->conns);
+	TAILQ_INIT(&p->idle);
+	TAILQ_INIT(&p->txns);
+	p->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if (p->dns == NULL)
+		log_warnx("relay: no asynchronous DNS, names are resolved "
+		    "with getaddrinfo");
+	if (cfg->relay_mx)
+		log_warnx("relay: relay = mx is not supported yet; every "
+		    "delivery will be deferred");
+	return p;
+}
+
+/* Close every connection; transactions in flight are cut loose (their
+ * later ops calls get 421). */
+void
+relay_pool_free(struct relay_pool *p)
+{
+	struct relay_conn *c;
+	struct relay_txn *txn;
+
+	if (p == NULL)
+		return;
+	while ((txn = TAILQ_FIRST(&p->txns)) != NULL) {
+		TAILQ_REMOVE(&p->txns, txn, entry);
+		if (txn->conn != NULL) {
+			txn->conn->txn = NULL;
+			txn->conn = NULL;
+		}
+		txn->pool = NULL;
+		event_del(txn->ev);
+	}
+	while ((c = TAILQ_FIRST(&p->conns)) != NULL)
+		conn_close(c);
+	if (p->dns != NULL)
+		evdns_base_free(p->dns, 0);
+	free(p);
+}
+
+/* New config and TLS context: idle connections go, busy ones are not
+ * reused once their transaction ends. */
+void
+relay_pool_reconfigure(struct relay_pool *p, const struct config *cfg,
+    SSL_CTX *client_ctx)
+{
+	struct relay_conn *c;
+
+	p->cfg = cfg;
+	p->ctx = client_ctx;
+	p->gen++;
+	while ((c = TAILQ_FIRST(&p->idle)) != NULL)
+		conn_quit(c);
+	log_info("relay: reconfigured, next hop %s:%s relay_tls=%d",
+	    cfg->relay_host ? cfg->relay_host : "mx",
+	    cfg->relay_port ? cfg->relay_port : "25", (int)cfg->relay_tls);
+}
+
+/* Replace the timeout table (tests). */
+void
+relay_pool_set_timeouts(struct relay_pool *p, const struct relay_timeouts *t)
+{
+	p->to = *t;
+}
+
+/* Open outbound connections, busy and idle. */
+int
+relay_pool_nconns(const struct relay_pool *p)
+{
+	return p->nconns;
+}

@@ -1,0 +1,826 @@
+/* relay_conn.c: one connection to the next hop: connect, greeting, EHLO
+ * (HELO fallback), STARTTLS per relay_tls, bounded reply reading, timeouts,
+ * idle/RSET/QUIT handling.  Transactions on it live in relay.c. */
+#include "autoconfig.h"
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "daemon/base/base.h"
+#include "lib/lib.h"
+#include "relay.h"
+#include "relay_conn.h"
+#include "proto/proto.h"
+
+static void conn_readcb(struct bufferevent *, void *);
+static void conn_writecb(struct bufferevent *, void *);
+static void conn_eventcb(struct bufferevent *, short, void *);
+static void conn_timercb(evutil_socket_t, short, void *);
+
+/* Name of a connection state, for logs. */
+static const char *
+relay_strstate(enum conn_state s)
+{
+	static const char *names[] = { "init", "connect", "greeting", "ehlo",
+	    "helo", "starttls", "handshake", "ready", "quit", "dead" };
+
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+/* Every state change goes through here, so -v shows the conversation. */
+static void
+conn_enter_state(struct relay_conn *c, enum conn_state s)
+{
+	log_debug("relay cid=%016llx to=%s state=%s->%s",
+	    (unsigned long long)c->id, c->peer, relay_strstate(c->state),
+	    relay_strstate(s));
+	c->state = s;
+}
+
+/* A reply's text on one printable line (it goes into our own replies). */
+static void
+reply_text(const struct smtp_reply *rep, char *buf, size_t len)
+{
+	size_t i;
+
+	strlcpy_s(buf, rep->text, len);
+	for (i = 0; buf[i] != '\0'; i++)
+		if (buf[i] == '\n')
+			buf[i] = ' ';
+		else if ((unsigned char)buf[i] < 0x20 ||
+		    (unsigned char)buf[i] == 0x7f)
+			buf[i] = '?';
+}
+
+/* A reply's enhanced code when it matches its class, else "c.0.0". */
+static void
+reply_enh(const struct smtp_reply *rep, char *buf, size_t len)
+{
+	int cls = rep->code / 100;
+
+	if (rep->enh[0] == '0' + cls && strlen(rep->enh) < len)
+		strlcpy_s(buf, rep->enh, len);
+	else
+		snprintf(buf, len, "%d.0.0", cls);
+}
+
+/* Mirror a next-hop reply, marked as coming from the next hop. */
+void
+result_from_reply(struct smtp_result *r, const struct smtp_reply *rep)
+{
+	char text[sizeof(r->text)];
+
+	r->code = rep->code;
+	reply_enh(rep, r->enh, sizeof(r->enh));
+	reply_text(rep, text, sizeof(text));
+	snprintf(r->text, sizeof(r->text), "next hop said: %.*s",
+	    (int)sizeof(r->text) - 16, text);
+}
+
+/* "550 5.1.1 text" of a reply, for logs and our own texts. */
+static void
+reply_oneline(const struct smtp_reply *rep, char *buf, size_t len)
+{
+	char enh[16], text[200];
+
+	reply_enh(rep, enh, sizeof(enh));
+	reply_text(rep, text, sizeof(text));
+	snprintf(buf, len, "%d %s %s", rep->code, enh, text);
+}
+
+/* Arm (ms >= 0) or stop (ms < 0) the connection's single timer. */
+static void
+conn_timer(struct relay_conn *c, int ms)
+{
+	struct timeval tv;
+
+	if (ms < 0) {
+		evtimer_del(c->timer);
+		return;
+	}
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(c->timer, &tv);
+}
+
+/* The timeout that applies while waiting for the reply to cmd. */
+static int
+cmd_timeout(const struct relay_pool *p, enum cmd cmd)
+{
+	switch (cmd) {
+	case CMD_MAIL:
+		return p->to.mail;
+	case CMD_RCPT:
+		return p->to.rcpt;
+	case CMD_DATA:
+		return p->to.data_init;
+	case CMD_DOT:
+		return p->to.data_final;
+	default:
+		return p->to.ehlo;
+	}
+}
+
+/* Record that a reply to cmd is due after those already expected. */
+void
+conn_expect(struct relay_conn *c, enum cmd cmd, int idx)
+{
+	if (c->exphead + c->nexp == c->expsz) {
+		if (c->exphead > 0) {
+			memmove(c->exp, c->exp + c->exphead,
+			    c->nexp * sizeof(*c->exp));
+			c->exphead = 0;
+		} else {
+			c->expsz = c->expsz ? c->expsz * 2 : 8;
+			c->exp = xreallocarray(c->exp, c->expsz,
+			    sizeof(*c->exp));
+		}
+	}
+	c->exp[c->exphead + c->nexp].cmd = cmd;
+	c->exp[c->exphead + c->nexp].idx = idx;
+	if (c->nexp++ == 0)
+		conn_timer(c, cmd_timeout(c->pool, cmd));
+}
+
+/* Queue one command line; `cmd` >= 0 records the reply it expects. */
+void
+conn_send(struct relay_conn *c, int cmd, int idx, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+	if (cmd >= 0)
+		conn_expect(c, cmd, idx);
+}
+
+/* Take the oldest expected reply. */
+static struct expect
+conn_pop(struct relay_conn *c)
+{
+	struct expect e = c->exp[c->exphead];
+
+	c->exphead++;
+	if (--c->nexp == 0)
+		c->exphead = 0;
+	return e;
+}
+
+/* A fresh connection object; connecting starts from the event loop. */
+struct relay_conn *
+conn_new(struct relay_pool *p)
+{
+	struct relay_conn *c = xcalloc(1, sizeof(*c));
+	const struct config *cfg = p->cfg;
+
+	c->pool = p;
+	c->id = new_session_id();
+	c->gen = p->gen;
+	c->host = xstrdup(cfg->relay_host ? cfg->relay_host : "");
+	c->port = xstrdup(cfg->relay_port ? cfg->relay_port : "25");
+	snprintf(c->peer, sizeof(c->peer), strchr(c->host, ':') ?
+	    "[%s]:%s" : "%s:%s", c->host, c->port);
+	c->tlsmode = cfg->relay_tls;
+	c->state = C_INIT;
+	c->timer = evtimer_new(p->base, conn_timercb, c);
+	smtp_reply_init(&c->reply);
+	TAILQ_INSERT_TAIL(&p->conns, c, entry);
+	p->nconns++;
+	conn_timer(c, 0);
+	return c;
+}
+
+/* Resolve and connect (the bufferevent reports the outcome). */
+static void
+conn_start(struct relay_conn *c)
+{
+	struct relay_pool *p = c->pool;
+	struct smtp_result res;
+	char *end;
+	long port = strtol(c->port, &end, 10);
+
+	if (p->cfg->relay_mx || c->host[0] == '\0') {
+		smtp_result_set(&res, 451, "4.3.5",
+		    "relay = mx is not supported yet; set relay = HOST:PORT");
+		conn_fail(c, 0, &res);
+		return;
+	}
+	if (*end != '\0' || port <= 0 || port > 65535) {
+		smtp_result_set(&res, 451, "4.3.5", "bad next hop port \"%s\"",
+		    c->port);
+		conn_fail(c, 0, &res);
+		return;
+	}
+	c->bev = bufferevent_socket_new(p->base, -1, 0);
+	if (c->bev == NULL) {
+		smtp_result_set(&res, 451, "4.3.0", "cannot create socket");
+		conn_fail(c, 0, &res);
+		return;
+	}
+	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	conn_enter_state(c, C_CONNECT);
+	conn_timer(c, p->to.connect);
+	/* May report through conn_eventcb before returning: touch nothing. */
+	bufferevent_socket_connect_hostname(c->bev, p->dns, AF_UNSPEC,
+	    c->host, (int)port);
+}
+
+/* Free a closed connection's memory. */
+static void
+conn_destroy(struct relay_conn *c)
+{
+	event_free(c->timer);
+	free(c->exp);
+	free(c->host);
+	free(c->port);
+	free(c);
+}
+
+/* Release the socket (and TLS); the struct goes when no callback holds it. */
+void
+conn_close(struct relay_conn *c)
+{
+	struct relay_pool *p = c->pool;
+	evutil_socket_t fd;
+
+	if (c->state == C_DEAD)
+		return;
+	if (c->idle) {
+		TAILQ_REMOVE(&p->idle, c, idle_entry);
+		c->idle = 0;
+		p->nidle--;
+	}
+	TAILQ_REMOVE(&p->conns, c, entry);
+	p->nconns--;
+	if (c->bev != NULL) {
+		/* The plain socket is ours; the TLS one closes with its bev. */
+		fd = c->ssl == NULL ? bufferevent_getfd(c->bev) : -1;
+		bufferevent_free(c->bev);
+		if (fd >= 0)
+			close(fd);
+		c->bev = NULL;
+	}
+	evtimer_del(c->timer);
+	log_debug("relay cid=%016llx to=%s closed", (unsigned long long)c->id,
+	    c->peer);
+	c->state = C_DEAD;
+	if (c->busy == 0)
+		conn_destroy(c);
+}
+
+/* Leave a libevent callback; frees a connection closed meanwhile. */
+static void
+conn_unref(struct relay_conn *c)
+{
+	if (--c->busy == 0 && c->state == C_DEAD)
+		conn_destroy(c);
+}
+
+/* Politely end an unused connection. */
+void
+conn_quit(struct relay_conn *c)
+{
+	struct relay_pool *p = c->pool;
+
+	if (c->idle) {
+		TAILQ_REMOVE(&p->idle, c, idle_entry);
+		c->idle = 0;
+		p->nidle--;
+	}
+	conn_send(c, -1, 0, "QUIT");
+	conn_enter_state(c, C_QUIT);
+	conn_timer(c, p->to.quit);
+}
+
+/* A free connection: into the idle list, or QUIT when we have enough or it
+ * belongs to an older configuration. */
+static void
+conn_idle(struct relay_conn *c)
+{
+	struct relay_pool *p = c->pool;
+
+	if (c->gen != p->gen || p->nidle >= RELAY_IDLE_MAX) {
+		conn_quit(c);
+		return;
+	}
+	if (!c->idle) {
+		TAILQ_INSERT_HEAD(&p->idle, c, idle_entry);
+		c->idle = 1;
+		p->nidle++;
+	}
+	conn_timer(c, p->to.idle);
+}
+
+/* A connection without transaction: RSET what is left, then idle. */
+void
+conn_settle(struct relay_conn *c)
+{
+	if (c->state != C_READY || c->txn != NULL)
+		return;
+	if (c->need_rset && !c->rset_sent &&
+	    (c->nexp == 0 || (c->ext & EXT_PIPELINING))) {
+		conn_send(c, CMD_RSET, 0, "RSET");
+		c->rset_sent = 1;
+	}
+	if (c->nexp == 0 && !c->need_rset)
+		conn_idle(c);
+}
+
+/* Timer for what we wait on now, when no command reply is outstanding. */
+void
+conn_rearm(struct relay_conn *c)
+{
+	struct relay_pool *p = c->pool;
+
+	if (c->state != C_READY)
+		return;
+	if (c->nexp > 0)
+		conn_timer(c, cmd_timeout(p, c->exp[c->exphead].cmd));
+	else if (c->txn != NULL && c->txn->data == D_BODY)
+		conn_timer(c, -1);      /* the bufferevent's write timeout */
+	else if (c->txn != NULL)
+		conn_timer(c, p->to.hold);
+	else if (c->idle)
+		conn_timer(c, p->to.idle);
+}
+
+/* Log a failed transaction outcome or connection problem. */
+static void
+conn_log_fail(struct relay_conn *c, const struct smtp_result *res)
+{
+	log_warnx("relay cid=%016llx to=%s state=%s error=\"%d %s %s\"",
+	    (unsigned long long)c->id, c->peer, relay_strstate(c->state),
+	    res->code, res->enh, res->text);
+}
+
+/* Pick the status for a connection that ended in its current state. */
+static void
+conn_lost_result(struct relay_conn *c, const char *why,
+    struct smtp_result *res)
+{
+	switch (c->state) {
+	case C_INIT:
+	case C_CONNECT:
+		smtp_result_set(res, 451, "4.4.1",
+		    "cannot connect to next hop %s: %s", c->peer, why);
+		break;
+	case C_HANDSHAKE:
+		smtp_result_set(res, 451, "4.7.5",
+		    "TLS handshake with next hop %s failed: %s", c->peer, why);
+		break;
+	default:
+		smtp_result_set(res, 451, "4.4.2",
+		    "lost connection with next hop %s (%s): %s", c->peer,
+		    relay_strstate(c->state), why);
+	}
+}
+
+/* The connection cannot go on: tell its transaction and close it. */
+void
+conn_fail(struct relay_conn *c, int retry, const struct smtp_result *res)
+{
+	struct relay_txn *txn = c->txn;
+
+	if (txn != NULL || c->state < C_READY)
+		conn_log_fail(c, res);
+	else
+		log_debug("relay cid=%016llx to=%s closed while %s: %s",
+		    (unsigned long long)c->id, c->peer,
+		    c->idle ? "idle" : relay_strstate(c->state), res->text);
+	if (txn != NULL)
+		txn_conn_failed(txn, c, retry, res);
+	conn_close(c);
+}
+
+/* The session setup is done: serve the transaction or become idle. */
+static void
+conn_ready(struct relay_conn *c)
+{
+	conn_enter_state(c, C_READY);
+	log_debug("relay cid=%016llx to=%s ready ext=0x%x size_limit=%llu",
+	    (unsigned long long)c->id, c->peer, c->ext,
+	    (unsigned long long)c->size_limit);
+	if (c->txn != NULL)
+		txn_pump(c->txn);
+	else
+		conn_settle(c);
+	conn_rearm(c);
+}
+
+/* After EHLO/HELO: STARTTLS when wanted and possible, else ready. */
+static void
+conn_after_ehlo(struct relay_conn *c)
+{
+	struct smtp_result res;
+
+	if (c->ssl == NULL && c->tlsmode != RELAY_TLS_NONE) {
+		if ((c->ext & EXT_STARTTLS) && c->pool->ctx != NULL) {
+			conn_send(c, -1, 0, "STARTTLS");
+			conn_enter_state(c, C_STARTTLS);
+			conn_timer(c, c->pool->to.ehlo);
+			return;
+		}
+		if (c->tlsmode >= RELAY_TLS_ENCRYPT) {
+			smtp_result_set(&res, 451, "4.7.0", "next hop %s does not "
+			    "offer STARTTLS (relay_tls = %s)", c->peer,
+			    c->tlsmode == RELAY_TLS_VERIFY ? "verify" :
+			    "encrypt");
+			if (c->pool->ctx == NULL)
+				smtp_result_set(&res, 451, "4.7.0",
+				    "no TLS client context for relay_tls");
+			conn_fail(c, 0, &res);
+			return;
+		}
+	}
+	conn_ready(c);
+}
+
+/*
+ * 220 to STARTTLS: drop any plaintext the server sent after it (an injected
+ * command must never be read as if it came over TLS: CVE-2011-0411), and
+ * put TLS on the socket.  Returns -1 when the connection failed.
+ */
+static int
+conn_starttls(struct relay_conn *c)
+{
+	struct relay_pool *p = c->pool;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct smtp_result res;
+	evutil_socket_t fd;
+	size_t junk;
+	SSL *ssl;
+
+	if ((junk = evbuffer_get_length(in)) > 0) {
+		log_warnx("relay cid=%016llx to=%s discarding %zu bytes sent "
+		    "before the TLS handshake", (unsigned long long)c->id,
+		    c->peer, junk);
+		evbuffer_drain(in, junk);
+	}
+	ERR_clear_error();
+	if ((ssl = SSL_new(p->ctx)) == NULL ||
+	    tls_client_setup(ssl, c->host,
+	    c->tlsmode == RELAY_TLS_VERIFY) == -1) {
+		smtp_result_set(&res, 451, "4.7.5", "TLS setup: %s", tls_error());
+		SSL_free(ssl);
+		conn_fail(c, 0, &res);
+		return -1;
+	}
+	fd = bufferevent_getfd(c->bev);
+	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	bufferevent_free(c->bev);       /* not BEV_OPT_CLOSE_ON_FREE */
+	c->ssl = ssl;
+	c->bev = bufferevent_openssl_socket_new(p->base, fd, ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		SSL_free(ssl);
+		close(fd);
+		c->ssl = NULL;
+		smtp_result_set(&res, 451, "4.7.5", "cannot start TLS");
+		conn_fail(c, 0, &res);
+		return -1;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	conn_enter_state(c, C_HANDSHAKE);
+	conn_timer(c, p->to.tls);
+	return -1;      /* stop reading the old buffer */
+}
+
+/* The handshake completed: log it and say EHLO again. */
+static void
+conn_tls_done(struct relay_conn *c)
+{
+	char desc[128];
+	struct smtp_result res;
+	long vr;
+
+	if (c->tlsmode == RELAY_TLS_VERIFY &&
+	    (vr = SSL_get_verify_result(c->ssl)) != X509_V_OK) {
+		smtp_result_set(&res, 451, "4.7.5", "certificate of next hop %s "
+		    "does not verify: %s", c->peer,
+		    X509_verify_cert_error_string(vr));
+		conn_fail(c, 0, &res);
+		return;
+	}
+	tls_describe(c->ssl, desc, sizeof(desc));
+	log_info("relay cid=%016llx to=%s tls=established %s verified=%s",
+	    (unsigned long long)c->id, c->peer, desc,
+	    c->tlsmode == RELAY_TLS_VERIFY ? "yes" : "no");
+	c->ext = 0;
+	c->size_limit = 0;
+	conn_send(c, -1, 0, "EHLO %s", c->pool->cfg->hostname);
+	conn_enter_state(c, C_EHLO);
+	conn_timer(c, c->pool->to.ehlo);
+}
+
+/* A reply during greeting/EHLO/HELO/STARTTLS; -1 if the conn failed or the
+ * input buffer changed under the reader. */
+static int
+conn_setup_reply(struct relay_conn *c, const struct smtp_reply *rep)
+{
+	struct smtp_result res;
+	char line[300];
+	int cls = rep->code / 100;
+
+	reply_oneline(rep, line, sizeof(line));
+	switch (c->state) {
+	case C_GREETING:
+		if (cls != 2)
+			break;
+		conn_send(c, -1, 0, "EHLO %s", c->pool->cfg->hostname);
+		conn_enter_state(c, C_EHLO);
+		conn_timer(c, c->pool->to.ehlo);
+		return 0;
+	case C_EHLO:
+		if (cls == 2) {
+			c->ext = rep->ext;
+			c->size_limit = rep->size_limit;
+			conn_after_ehlo(c);
+			return c->state == C_DEAD ? -1 : 0;
+		}
+		if (cls != 5 || c->ssl != NULL)
+			break;
+		conn_send(c, -1, 0, "HELO %s", c->pool->cfg->hostname);
+		conn_enter_state(c, C_HELO);
+		conn_timer(c, c->pool->to.ehlo);
+		return 0;
+	case C_HELO:
+		if (cls != 2)
+			break;
+		c->ext = 0;
+		conn_after_ehlo(c);
+		return c->state == C_DEAD ? -1 : 0;
+	case C_STARTTLS:
+		if (rep->code == 220)
+			return conn_starttls(c);
+		if (c->tlsmode >= RELAY_TLS_ENCRYPT) {
+			smtp_result_set(&res, 451, "4.7.0",
+			    "next hop %s refused STARTTLS: %s", c->peer, line);
+			conn_fail(c, 0, &res);
+			return -1;
+		}
+		log_info("relay cid=%016llx to=%s starttls=refused "
+		    "reply=\"%s\", continuing in plaintext",
+		    (unsigned long long)c->id, c->peer, line);
+		conn_ready(c);
+		return 0;
+	case C_QUIT:
+		conn_close(c);
+		return -1;
+	default:
+		break;
+	}
+	smtp_result_set(&res, 451, "4.4.1", "next hop %s refused the session "
+	    "(%s): %s", c->peer, relay_strstate(c->state), line);
+	conn_fail(c, 0, &res);
+	return -1;
+}
+
+/* A complete reply while the connection is ready; -1 if it failed. */
+static int
+conn_ready_reply(struct relay_conn *c, const struct smtp_reply *rep)
+{
+	struct smtp_result res;
+	struct expect e;
+	char line[300];
+
+	if (c->nexp == 0) {
+		reply_oneline(rep, line, sizeof(line));
+		if (rep->code == 421)
+			result_from_reply(&res, rep);
+		else
+			smtp_result_set(&res, 451, "4.4.2", "unexpected reply "
+			    "from next hop %s: %s", c->peer, line);
+		conn_fail(c, 0, &res);
+		return -1;
+	}
+	e = conn_pop(c);
+	c->nreplies++;
+	if (e.cmd == CMD_RSET) {
+		c->in_txn = 0;
+		c->rset_sent = 0;
+		if (rep->code / 100 != 2) {
+			conn_quit(c);
+			return 0;
+		}
+		c->need_rset = 0;
+		conn_settle(c);
+		conn_rearm(c);
+		return 0;
+	}
+	if (txn_reply(c, e, rep) == -1)
+		return -1;
+	if (c->txn == NULL)
+		conn_settle(c);
+	if (c->state == C_READY)
+		conn_rearm(c);
+	return c->state == C_DEAD ? -1 : 0;
+}
+
+/* Read complete reply lines and act on each reply; bounded line length and
+ * line count, so a misbehaving next hop cannot make us buffer. */
+static void
+conn_read_replies(struct relay_conn *c)
+{
+	struct evbuffer *in;
+	struct smtp_result res;
+	char *line;
+	size_t len;
+	int r;
+
+	while (c->state != C_DEAD && c->bev != NULL) {
+		in = bufferevent_get_input(c->bev);
+		line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
+		if (line == NULL) {
+			if (evbuffer_get_length(in) <= RELAY_LINE_MAX)
+				return;
+			len = RELAY_LINE_MAX + 1;
+		}
+		if (len > RELAY_LINE_MAX) {
+			free(line);
+			smtp_result_set(&res, 451, "4.4.2", "next hop %s sent a "
+			    "reply line over %d bytes", c->peer, RELAY_LINE_MAX);
+			conn_fail(c, 0, &res);
+			return;
+		}
+		r = smtp_reply_feed(&c->reply, line, len);
+		free(line);
+		if (r == -1 || (r == 0 && c->reply.nlines >= RELAY_LINES_MAX)) {
+			smtp_result_set(&res, 451, "4.4.2", "next hop %s sent a %s "
+			    "reply", c->peer, r == -1 ? "malformed" :
+			    "too long");
+			conn_fail(c, 0, &res);
+			return;
+		}
+		if (r == 0)
+			continue;
+		if (c->state == C_READY)
+			r = conn_ready_reply(c, &c->reply);
+		else
+			r = conn_setup_reply(c, &c->reply);
+		if (c->state != C_DEAD)
+			smtp_reply_init(&c->reply);
+		if (r == -1)
+			return;
+	}
+}
+
+/* Input from the next hop. */
+static void
+conn_readcb(struct bufferevent *bev, void *arg)
+{
+	struct relay_conn *c = arg;
+
+	(void)bev;
+	c->busy++;
+	if (c->state == C_INIT || c->state == C_CONNECT ||
+	    c->state == C_HANDSHAKE) {
+		/* Nothing is due yet: keep it for the state that reads it. */
+		conn_unref(c);
+		return;
+	}
+	conn_read_replies(c);
+	conn_unref(c);
+}
+
+/* The output buffer drained below the low mark: more body. */
+static void
+conn_writecb(struct bufferevent *bev, void *arg)
+{
+	struct relay_conn *c = arg;
+
+	(void)bev;
+	c->busy++;
+	if (c->state == C_READY && c->txn != NULL && c->txn->data == D_BODY)
+		txn_body_pump(c->txn);
+	conn_unref(c);
+}
+
+/* Why a bufferevent failed, in words. */
+static void
+conn_event_reason(struct relay_conn *c, short what, char *buf, size_t len)
+{
+	unsigned long e;
+	long vr;
+	int dnserr;
+
+	if (what & BEV_EVENT_TIMEOUT) {
+		snprintf(buf, len, "timeout %s", (what & BEV_EVENT_WRITING) ?
+		    "sending message data" : "reading");
+		return;
+	}
+	if (c->state == C_CONNECT &&
+	    (dnserr = bufferevent_socket_get_dns_error(c->bev)) != 0) {
+		snprintf(buf, len, "cannot resolve %s: %s", c->host,
+		    evutil_gai_strerror(dnserr));
+		return;
+	}
+	if (c->ssl != NULL && c->state == C_HANDSHAKE &&
+	    c->tlsmode == RELAY_TLS_VERIFY &&
+	    (vr = SSL_get_verify_result(c->ssl)) != X509_V_OK) {
+		snprintf(buf, len, "certificate verify failed: %s",
+		    X509_verify_cert_error_string(vr));
+		while (bufferevent_get_openssl_error(c->bev) != 0)
+			;
+		return;
+	}
+	if (c->ssl != NULL && (e = bufferevent_get_openssl_error(c->bev))) {
+		ERR_error_string_n(e, buf, len);
+		while (bufferevent_get_openssl_error(c->bev) != 0)
+			;
+		return;
+	}
+	if (what & BEV_EVENT_EOF)
+		snprintf(buf, len, "connection closed by next hop");
+	else
+		snprintf(buf, len, "%s", evutil_socket_error_to_string(
+		    EVUTIL_SOCKET_ERROR()));
+}
+
+/* Connected, handshake done, EOF, error or write timeout. */
+static void
+conn_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct relay_conn *c = arg;
+	struct smtp_result res;
+	char why[200];
+
+	(void)bev;
+	c->busy++;
+	if (what & BEV_EVENT_CONNECTED) {
+		if (c->state == C_CONNECT) {
+			log_info("relay cid=%016llx to=%s connected",
+			    (unsigned long long)c->id, c->peer);
+			conn_enter_state(c, C_GREETING);
+			conn_timer(c, c->pool->to.greeting);
+			conn_read_replies(c);
+		} else if (c->state == C_HANDSHAKE) {
+			conn_tls_done(c);
+			if (c->state != C_DEAD)
+				conn_read_replies(c);
+		}
+		conn_unref(c);
+		return;
+	}
+	if (c->state == C_QUIT) {
+		conn_close(c);
+		conn_unref(c);
+		return;
+	}
+	conn_event_reason(c, what, why, sizeof(why));
+	conn_lost_result(c, why, &res);
+	conn_fail(c, (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) &&
+	    !(what & BEV_EVENT_TIMEOUT), &res);
+	conn_unref(c);
+}
+
+/* Start connecting, or a timeout of the current state. */
+static void
+conn_timercb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct relay_conn *c = arg;
+	struct smtp_result res;
+	char why[64];
+
+	(void)fd;
+	(void)ev;
+	c->busy++;
+	if (c->state == C_INIT)
+		conn_start(c);
+	else if (c->state == C_QUIT)
+		conn_close(c);
+	else if (c->state == C_READY && c->idle)
+		conn_quit(c);
+	else if (c->state == C_READY && c->nexp == 0 && c->txn != NULL) {
+		/* Waited too long for our client: let go, replay later. */
+		log_info("relay cid=%016llx to=%s hold timeout, closing",
+		    (unsigned long long)c->id, c->peer);
+		smtp_result_set(&res, 451, "4.4.2", "next hop connection %s timed "
+		    "out while waiting for the client", c->peer);
+		txn_conn_failed(c->txn, c, 0, &res);
+		conn_quit(c);
+	} else {
+		snprintf(why, sizeof(why), "timeout waiting for reply");
+		conn_lost_result(c, why, &res);
+		conn_fail(c, 0, &res);
+	}
+	conn_unref(c);
+}

@@ -1,0 +1,927 @@
+/* gateway.c: policy and S/MIME between the inbound session and the relay
+ * client (see gateway.h).
+ *
+ * A transaction holds its copies (one per distinct treatment) and a FIFO of
+ * the RCPTs it was given: replies leave in command order whatever copy or
+ * local decision answered first.  A copy's inner transaction opens at its
+ * first RCPT, so the next hop still judges every recipient before DATA.  At
+ * end of DATA plain copies go straight to the relay client; the others go
+ * through a worker thread first (pipeline_transform), reading the body
+ * through a reference of their own so a session that goes away in between
+ * frees nothing under them. */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "daemon/base/base.h"
+#include "gateway.h"
+#include "keyring.h"
+#include "lib/lib.h"
+#include "pipeline.h"
+#include "policy/policy.h"
+#include "daemon/queue/queue.h"
+#include "proto/proto.h"
+#include "store/store.h"
+
+#define SYNC_INTERVAL	1	/* seconds between store change checks */
+
+struct gateway {
+	struct event_base	*base;
+	const struct delivery_ops *inner;
+	void			*inner_ctx;
+	struct keyring		*kr;
+	struct store		*st;		/* the loop's connection */
+	struct workers		*workers;
+	struct event		*sync_ev;
+	char			*data_dir, *tmpdir;
+	const char		*host;
+	const struct config	*cfg;
+	struct spool		*spool;
+	struct queue		*queue;
+};
+
+struct gw_txn;
+
+/* A copy of the message: recipients that share a treatment. */
+struct gw_copy {
+	struct gw_txn		*t;
+	unsigned		 actions;
+	int64_t			 rule_id;
+	void			*txn;		/* inner; NULL when over */
+	int			 hold;		/* --if-no-cert hold: spooled
+						 * untransformed, held */
+	struct spool_rcpt	*rcpts;		/* accepted by the next hop */
+	size_t			 nrcpts;
+	struct spool_rcpt	*defer;		/* its 4xx at RCPT: spooled */
+	size_t			 ndefer;
+	char			 qid[SPOOL_ID_LEN + 1];
+	char			 why[200];	/* why it was spooled */
+	int			 done;
+	struct smtp_result	 res;
+	struct msgbuf		*out;		/* transformed body */
+	struct gw_job		*job;		/* in a worker */
+	struct gw_sreq		*sreq;		/* being spooled */
+};
+
+/* A RCPT waiting for its reply to be passed on, in order. */
+struct gw_rcpt {
+	struct gw_txn		*t;
+	char			*path;
+	char			*params;
+	delivery_cb		*cb;
+	void			*arg;
+	int			 done;
+	struct smtp_result	 res;
+	struct gw_copy		*copy;
+	struct gw_rcpt		*next;
+};
+
+struct gw_txn {
+	struct gateway		*gw;
+	char			*from, *params;
+	uint64_t		 sessid;
+	struct gw_copy		**copies;
+	size_t			 ncopies;
+	struct gw_rcpt		*head, *tail;
+	struct event		*defer;		/* local replies, from the loop */
+	delivery_cb		*data_cb;
+	void			*data_arg;
+	struct msgbuf		*body;		/* our reference */
+	size_t			 pending;	/* copies not done */
+	int			 in_data;
+	int			 busy;		/* inside a callback */
+	int			 dead;		/* aborted or over */
+};
+
+/* A transform on a worker thread; owns everything it reads. */
+struct gw_job {
+	struct gw_copy		*copy;		/* NULL: cancelled, or a release */
+	char			 qid[SPOOL_ID_LEN + 1];	/* a release: the held
+						 * copy in the queue */
+	struct gateway		*gw;
+	struct msgbuf		*body;
+	char			*sender, *host;
+	char			**rcpts;
+	size_t			 nrcpts;
+	unsigned		 actions;
+	int64_t			 rule_id;
+	uint64_t		 sessid;
+	/* results */
+	int			 rc;
+	struct smime_msg_res	 res;
+	struct smtp_result	 fail;
+	struct msgbuf		*out;
+};
+
+static void txn_free(struct gw_txn *);
+
+/* Pass on the replies that are due, in order. */
+static void
+rcpt_flush(struct gw_txn *t)
+{
+	struct gw_rcpt *r;
+
+	t->busy++;
+	while (!t->dead && (r = t->head) != NULL && r->done) {
+		if ((t->head = r->next) == NULL)
+			t->tail = NULL;
+		r->cb(r->arg, &r->res);
+		free(r->path);
+		free(r->params);
+		free(r);
+	}
+	t->busy--;
+	if (t->dead && t->busy == 0)
+		txn_free(t);
+}
+
+static void combine(struct gw_txn *);
+
+static void
+defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_txn *t = arg;
+
+	(void)fd;
+	(void)what;
+	if (t->in_data && t->pending == 0)
+		combine(t);
+	else
+		rcpt_flush(t);
+}
+
+static void *
+gw_begin(void *ctx, const char *from, const char *params, uint64_t sessid)
+{
+	struct gateway *gw = ctx;
+	struct gw_txn *t = xcalloc(1, sizeof(*t));
+
+	t->gw = gw;
+	t->from = xstrdup(from);
+	t->params = xstrdup(params);
+	t->sessid = sessid;
+	if ((t->defer = event_new(gw->base, -1, 0, defer_cb, t)) == NULL)
+		fatalx("event_new");
+	return t;
+}
+
+/* Append a recipient (copied) to a list. */
+static void
+rcpt_push(struct spool_rcpt **v, size_t *n, const char *addr,
+    const char *params)
+{
+	*v = xreallocarray(*v, *n + 1, sizeof(**v));
+	memset(&(*v)[*n], 0, sizeof(**v));
+	(*v)[*n].addr = xstrdup(addr);
+	(*v)[*n].params = xstrdup(params ? params : "");
+	(*n)++;
+}
+
+static void
+rcpts_free(struct spool_rcpt *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(v[i].addr);
+		free(v[i].params);
+		free(v[i].reply);
+	}
+	free(v);
+}
+
+/*
+ * The inner transaction answered one of a copy's RCPTs.  A temporary
+ * refusal (next hop down, greylisting, ...) is accepted here: that
+ * recipient's copy is spooled at end of DATA and retried.
+ */
+static void
+inner_rcpt_cb(void *arg, const struct smtp_result *res)
+{
+	struct gw_rcpt *r = arg;
+	struct gw_copy *c = r->copy;
+
+	r->done = 1;
+	r->res = *res;
+	if (res->code >= 200 && res->code < 300)
+		rcpt_push(&c->rcpts, &c->nrcpts, r->path, r->params);
+	else if (res->code >= 400 && res->code < 500) {
+		queue_hop_result(r->t->gw->queue, res);
+		rcpt_push(&c->defer, &c->ndefer, r->path, r->params);
+		c->defer[c->ndefer - 1].reply = xasprintf("%d %s %s",
+		    res->code, res->enh, res->text);
+		if (c->why[0] == '\0')
+			snprintf(c->why, sizeof(c->why), "%d %s %.150s",
+			    res->code, res->enh, res->text);
+		smtp_result_set(&r->res, 250, "2.1.5", "Ok (queued: next hop "
+		    "said %d %.180s)", res->code, res->text);
+	}
+	rcpt_flush(r->t);
+}
+
+static struct gw_copy *
+copy_for(struct gw_txn *t, const struct pl_decision *d)
+{
+	struct gw_copy *c;
+	int hold = d->verdict == PL_HOLD;
+	size_t i;
+
+	for (i = 0; i < t->ncopies; i++)
+		if (t->copies[i]->actions == d->actions &&
+		    t->copies[i]->hold == hold)
+			return t->copies[i];
+	c = xcalloc(1, sizeof(*c));
+	c->t = t;
+	c->actions = d->actions;
+	c->rule_id = d->rule_id;
+	c->hold = hold;
+	t->copies = xreallocarray(t->copies, t->ncopies + 1,
+	    sizeof(*t->copies));
+	t->copies[t->ncopies++] = c;
+	return c;
+}
+
+static void
+gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
+    void *arg)
+{
+	struct gw_txn *t = txn;
+	struct gateway *gw = t->gw;
+	struct certsrc src = { gw->kr, gw->st };
+	struct pl_decision d;
+	struct gw_rcpt *r = xcalloc(1, sizeof(*r));
+	struct gw_copy *c;
+	char acts[64];
+
+	r->t = t;
+	r->path = xstrdup(rcpt);
+	r->params = xstrdup(params);
+	r->cb = cb;
+	r->arg = arg;
+	if (t->tail != NULL)
+		t->tail->next = r;
+	else
+		t->head = r;
+	t->tail = r;
+
+	pipeline_decide(&src, keyring_policy(gw->kr), t->from, rcpt, &d);
+	if (d.verdict == PL_REJECT) {
+		log_info("session id=%016llx rcpt to=<%s> policy=reject "
+		    "rule=%lld status=%d %s", (unsigned long long)t->sessid,
+		    rcpt, (long long)d.rule_id, d.reply.code, d.reply.text);
+		r->done = 1;
+		r->res = d.reply;
+		event_active(t->defer, 0, 0);
+		return;
+	}
+	if (d.actions != 0 || d.plain || d.verdict == PL_HOLD)
+		log_info("session id=%016llx rcpt to=<%s> rule=%lld "
+		    "actions=%s%s", (unsigned long long)t->sessid, rcpt,
+		    (long long)d.rule_id,
+		    policy_actions_str(d.actions, acts, sizeof(acts)),
+		    d.plain ? " (no certificate: plain)" :
+		    d.verdict == PL_HOLD ? " (no certificate: hold)" : "");
+	c = copy_for(t, &d);
+	r->copy = c;
+	if (c->hold) {          /* spooled at end of DATA, no next hop yet */
+		rcpt_push(&c->defer, &c->ndefer, rcpt, params);
+		r->done = 1;
+		r->res = d.reply;
+		event_active(t->defer, 0, 0);
+		return;
+	}
+	if (c->txn == NULL && queue_hop_dead(gw->queue)) {
+		/* the next hop just failed: spool this copy without trying */
+		rcpt_push(&c->defer, &c->ndefer, rcpt, params);
+		c->defer[c->ndefer - 1].reply = xstrdup("451 4.4.1 next hop "
+		    "unreachable (failed in the last seconds)");
+		if (c->why[0] == '\0')
+			snprintf(c->why, sizeof(c->why), "%s",
+			    c->defer[c->ndefer - 1].reply);
+		r->done = 1;
+		smtp_result_set(&r->res, 250, "2.1.5", "Ok (queued: next hop "
+		    "unreachable)");
+		event_active(t->defer, 0, 0);
+		return;
+	}
+	if (c->txn == NULL)
+		c->txn = gw->inner->begin(gw->inner_ctx, t->from, t->params,
+		    t->sessid);
+	gw->inner->rcpt(c->txn, rcpt, params, inner_rcpt_cb, r);
+}
+
+/* One copy is finished (relayed, spooled, refused or failed). */
+static void
+copy_done(struct gw_copy *c, const struct smtp_result *res)
+{
+	struct gw_txn *t = c->t;
+
+	c->done = 1;
+	c->res = *res;
+	c->txn = NULL;
+	msgbuf_free(c->out);
+	c->out = NULL;
+	if (--t->pending == 0)
+		combine(t);
+}
+
+/* The body a copy sends: transformed, or the message as received. */
+static struct msgbuf *
+copy_body(struct gw_copy *c)
+{
+	return c->out != NULL ? c->out : c->t->body;
+}
+
+/* A spool write on behalf of a copy (cancelled when the session goes). */
+struct gw_sreq {
+	struct gw_copy	*copy;
+	size_t		 delivered;	/* recipients the next hop took */
+};
+
+static void
+spooled(void *arg, int err)
+{
+	struct gw_sreq *q = arg;
+	struct gw_copy *c = q->copy;
+	struct smtp_result res;
+
+	if (c == NULL) {        /* the session went away meanwhile */
+		free(q);
+		return;
+	}
+	c->sreq = NULL;
+	if (err != 0) {
+		log_warnx("session id=%016llx copy not spooled: %s; replying "
+		    "452 4.3.1", (unsigned long long)c->t->sessid,
+		    strerror(err));
+		smtp_result_set(&res, 452, "4.3.1", "Insufficient system storage");
+	} else {
+		log_info("session id=%016llx copy queued id=%s rcpts=%zu%s%s",
+		    (unsigned long long)c->t->sessid, c->qid, c->ndefer +
+		    (q->delivered ? 0 : c->nrcpts), c->hold ? " held" : "",
+		    c->why[0] ? " reason=" : "");
+		if (c->why[0] != '\0')
+			log_info("session id=%016llx copy id=%s reason: %s",
+			    (unsigned long long)c->t->sessid, c->qid, c->why);
+		if (q->delivered > 0)
+			smtp_result_set(&res, 250, "2.0.0", "Ok: relayed to "
+			    "%zu recipient(s), queued as %s for the others",
+			    q->delivered, c->qid);
+		else
+			smtp_result_set(&res, 250, "2.0.0", "Ok: queued as "
+			    "%s%s", c->qid, c->hold ? " (held until a "
+			    "certificate arrives)" : "");
+	}
+	free(q);
+	copy_done(c, &res);
+}
+
+/*
+ * Spool the copy for its deferred recipients (and, with `all`, those the
+ * next hop had accepted before the transaction failed); the client's 250
+ * waits for the fsync.  A held copy goes in untransformed, to be
+ * transformed when its certificates arrive.
+ */
+static void
+copy_spool(struct gw_copy *c, int all, size_t delivered)
+{
+	struct gw_txn *t = c->t;
+	struct gateway *gw = t->gw;
+	struct spool_entry e;
+	struct gw_sreq *q;
+	size_t i, n = 0;
+	int64_t now = time(NULL);
+
+	memset(&e, 0, sizeof(e));
+	e.rcpts = xcalloc(c->nrcpts + c->ndefer + 1, sizeof(*e.rcpts));
+	if (all)
+		for (i = 0; i < c->nrcpts; i++)
+			e.rcpts[n++] = c->rcpts[i];
+	for (i = 0; i < c->ndefer; i++)
+		e.rcpts[n++] = c->defer[i];
+	e.nrcpts = n;
+	e.created = now;
+	e.sender = t->from;
+	e.params = t->params;
+	e.rule_id = c->rule_id;
+	e.client = "";
+	if (c->hold) {
+		e.held = SPOOL_HOLD_POLICY;
+		e.actions = c->actions;
+	} else {
+		e.attempts = 1;         /* the in-line one */
+		e.next_attempt = now + 50 + (int64_t)(new_session_id() % 21);
+		e.last_error = c->why[0] ? c->why : NULL;
+	}
+	q = xcalloc(1, sizeof(*q));
+	q->copy = c;
+	q->delivered = delivered;
+	c->sreq = q;
+	queue_submit(gw->queue, &e, c->hold ? t->body : copy_body(c),
+	    spooled, q);
+	snprintf(c->qid, sizeof(c->qid), "%s", e.id);
+	free(e.rcpts);          /* the strings are c's; the spool copied */
+}
+
+static void
+inner_data_cb(void *arg, const struct smtp_result *res)
+{
+	struct gw_copy *c = arg;
+
+	log_info("session id=%016llx copy rcpts=%zu rule=%lld status=%d %s %s",
+	    (unsigned long long)c->t->sessid, c->nrcpts, (long long)c->rule_id,
+	    res->code, res->enh, res->text);
+	queue_hop_result(c->t->gw->queue, res);
+	c->txn = NULL;          /* over after the data callback */
+	if (res->code >= 200 && res->code < 300 && c->ndefer > 0)
+		copy_spool(c, 0, c->nrcpts);
+	else if (res->code >= 400 && res->code < 500) {
+		if (strstr(res->text, "after end of data") != NULL)
+			log_warnx("session id=%016llx no reply after end of "
+			    "data: the queued retry may deliver it twice",
+			    (unsigned long long)c->t->sessid);
+		snprintf(c->why, sizeof(c->why), "%d %s %.150s", res->code,
+		    res->enh, res->text);
+		copy_spool(c, 1, 0);
+	} else
+		copy_done(c, res);
+}
+
+/* Relay a (transformed) copy, or spool it if no recipient is open. */
+static void
+copy_send(struct gw_copy *c)
+{
+	struct gateway *gw = c->t->gw;
+
+	if (c->nrcpts > 0) {
+		gw->inner->data(c->txn, copy_body(c), inner_data_cb, c);
+		return;
+	}
+	if (c->txn != NULL)
+		gw->inner->abort(c->txn);
+	c->txn = NULL;
+	copy_spool(c, 0, 0);
+}
+
+/* A transform job for recipients still to be added (j->rcpts has room
+ * for nrcpts). */
+static struct gw_job *
+job_new(struct gateway *gw, struct msgbuf *body, const char *sender,
+    size_t nrcpts, unsigned actions, int64_t rule_id, uint64_t sessid)
+{
+	struct gw_job *j = xcalloc(1, sizeof(*j));
+
+	j->gw = gw;
+	j->body = body;
+	j->sender = xstrdup(sender);
+	j->host = xstrdup(gw->host);
+	j->rcpts = xcalloc(nrcpts + 1, sizeof(*j->rcpts));
+	j->actions = actions;
+	j->rule_id = rule_id;
+	j->sessid = sessid;
+	return j;
+}
+
+/* Worker thread: the transform and its output body. */
+static void
+job_run(void *arg, void *tctx)
+{
+	struct gw_job *j = arg;
+	struct certsrc src = { j->gw->kr, tctx };
+	struct pl_copy pc;
+	char *msg, *owned = NULL, trace[512];
+	size_t len;
+
+	pc.sender = j->sender;
+	pc.rcpts = (const char *const *)j->rcpts;
+	pc.nrcpts = j->nrcpts;
+	pc.actions = j->actions;
+	pc.rule_id = j->rule_id;
+	pc.host = j->host;
+	if (tctx == NULL) {
+		j->rc = -1;
+		smtp_result_set(&j->fail, 451, "4.3.0", "Temporary local problem, "
+		    "try again later");
+		snprintf(j->res.err, sizeof(j->res.err), "worker has no "
+		    "database connection");
+		return;
+	}
+	/* in memory: read it in place; spilled to a file: read it in */
+	if ((msg = (char *)msgbuf_mem(j->body)) != NULL)
+		len = msgbuf_size(j->body);
+	else if ((msg = owned = msgbuf_slurp(j->body, &len)) == NULL) {
+		j->rc = -1;
+		smtp_result_set(&j->fail, 451, "4.3.0", "Temporary local problem, "
+		    "try again later");
+		snprintf(j->res.err, sizeof(j->res.err), "cannot read the "
+		    "message body");
+		return;
+	}
+	j->rc = pipeline_transform(&src, &pc, msg, len, &j->res, &j->fail,
+	    trace, sizeof(trace));
+	free(owned);
+	if (j->rc == 0 && j->res.msg != NULL) {
+		j->out = msgbuf_new(j->gw->tmpdir, MSGBUF_MEM_DEFAULT);
+		if (msgbuf_append(j->out, trace, strlen(trace)) == -1 ||
+		    msgbuf_append(j->out, j->res.msg, j->res.len) == -1) {
+			j->rc = -1;
+			smtp_result_set(&j->fail, 452, "4.3.1", "Insufficient "
+			    "system storage");
+			snprintf(j->res.err, sizeof(j->res.err), "writing the "
+			    "transformed message failed");
+		}
+		smime_msg_res_free(&j->res);
+	}
+}
+
+static void
+job_free(struct gw_job *j)
+{
+	size_t i;
+
+	msgbuf_free(j->body);
+	msgbuf_free(j->out);
+	smime_msg_res_free(&j->res);
+	for (i = 0; i < j->nrcpts; i++)
+		free(j->rcpts[i]);
+	free(j->rcpts);
+	free(j->sender);
+	free(j->host);
+	free(j);
+}
+
+/* Event loop: hand the transformed copy to the relay client. */
+static void
+job_done(void *arg)
+{
+	struct gw_job *j = arg;
+	struct gw_copy *c = j->copy;
+	struct gateway *gw = j->gw;
+	char acts[64];
+
+	if (c == NULL) {        /* the transaction went away */
+		job_free(j);
+		return;
+	}
+	c->job = NULL;
+	policy_actions_str(j->actions, acts, sizeof(acts));
+	if (j->rc == -1) {
+		log_warnx("session id=%016llx copy rcpts=%zu actions=%s: %s; "
+		    "replying %d %s", (unsigned long long)j->sessid, j->nrcpts,
+		    acts, j->res.err, j->fail.code, j->fail.enh);
+		if (c->txn != NULL)
+			gw->inner->abort(c->txn);
+		copy_done(c, &j->fail);
+		job_free(j);
+		return;
+	}
+	log_info("session id=%016llx copy rcpts=%zu actions=%s%s%s%s%s%s%s%s",
+	    (unsigned long long)j->sessid, j->nrcpts, acts,
+	    j->res.gcm ? " cipher=aes256-gcm" : "",
+	    j->res.verified ? " smime=" : "",
+	    j->res.verified ? cms_outcome_name(j->res.outcome) : "",
+	    j->res.identity[0] ? " signer=" : "", j->res.identity,
+	    j->res.harvested ? " harvested" : "",
+	    j->out == NULL ? " unchanged" : "");
+	if (j->res.err[0] != '\0')
+		log_info("session id=%016llx copy note: %s",
+		    (unsigned long long)j->sessid, j->res.err);
+	if (j->out != NULL) {
+		c->out = j->out;
+		j->out = NULL;
+	}
+	job_free(j);
+	copy_send(c);
+}
+
+static void
+gw_data(void *txn, struct msgbuf *body, delivery_cb *cb, void *arg)
+{
+	struct gw_txn *t = txn;
+	struct gateway *gw = t->gw;
+	struct gw_copy *c;
+	struct gw_job *j;
+	size_t i, k;
+
+	t->data_cb = cb;
+	t->data_arg = arg;
+	t->body = msgbuf_ref(body);
+	t->in_data = 1;
+	for (i = 0; i < t->ncopies; i++) {
+		c = t->copies[i];
+		if (c->nrcpts == 0 && c->ndefer == 0) {
+			/* every recipient refused */
+			if (c->txn != NULL)
+				gw->inner->abort(c->txn);
+			c->txn = NULL;
+			c->done = -1;
+			continue;
+		}
+		t->pending++;
+		if (c->hold) {
+			copy_spool(c, 0, 0);
+			continue;
+		}
+		if (c->actions == 0) {
+			copy_send(c);
+			continue;
+		}
+		j = job_new(gw, msgbuf_ref(body), t->from, c->nrcpts +
+		    c->ndefer, c->actions, c->rule_id, t->sessid);
+		j->copy = c;
+		/* every recipient of the copy, the deferred ones too: they
+		 * get the same envelope later from the spool */
+		for (k = 0; k < c->nrcpts; k++)
+			j->rcpts[j->nrcpts++] = xstrdup(c->rcpts[k].addr);
+		for (k = 0; k < c->ndefer; k++)
+			j->rcpts[j->nrcpts++] = xstrdup(c->defer[k].addr);
+		c->job = j;
+		workers_submit(gw->workers, job_run, job_done, j);
+	}
+	if (t->pending == 0)    /* cannot happen: the session saw a 250 */
+		event_active(t->defer, 0, 0);
+}
+
+/*
+ * Every copy is done: one truthful reply.  All relayed: 250.  Nothing
+ * relayed: the first refusal, temporary ones first (nothing was delivered,
+ * so a retry duplicates nothing).  Some relayed: a permanent refusal is
+ * reported as such (the client bounces; the delivered copies stay
+ * delivered), else 451 and the next attempt may duplicate the delivered
+ * copies; the durable spool replaces this with queueing.
+ */
+static void
+combine(struct gw_txn *t)
+{
+	struct smtp_result res, *tmp = NULL, *perm = NULL, *ok = NULL;
+	size_t i, nok = 0, n = 0;
+	struct gw_copy *c;
+
+	for (i = 0; i < t->ncopies; i++) {
+		c = t->copies[i];
+		if (c->done != 1)
+			continue;
+		n++;
+		if (c->res.code >= 200 && c->res.code < 300) {
+			nok++;
+			ok = ok ? ok : &c->res;
+		} else if (c->res.code >= 500)
+			perm = perm ? perm : &c->res;
+		else
+			tmp = tmp ? tmp : &c->res;
+	}
+	if (n == 0)
+		smtp_result_set(&res, 554, "5.5.1", "No valid recipients");
+	else if (nok == n && n == 1)
+		res = *ok;
+	else if (nok == n) {
+		res = *ok;
+		snprintf(res.text, sizeof(res.text), "Ok: %zu copies relayed "
+		    "or queued (%.150s)", n, ok->text);
+	}
+	else if (nok == 0)
+		res = tmp ? *tmp : *perm;
+	else {
+		res = perm ? *perm : *tmp;
+		snprintf(res.text, sizeof(res.text), "%.150s (%zu of %zu copies "
+		    "were delivered)", (perm ? perm : tmp)->text, nok, n);
+		log_warnx("session id=%016llx partial delivery: %zu of %zu "
+		    "copies relayed, replying %d", (unsigned long long)t->sessid,
+		    nok, n, res.code);
+	}
+	t->busy++;
+	t->data_cb(t->data_arg, &res);
+	t->busy--;
+	t->dead = 1;            /* over after the data callback */
+	if (t->busy == 0)
+		txn_free(t);
+}
+
+static void
+gw_abort(void *txn)
+{
+	struct gw_txn *t = txn;
+	struct gw_copy *c;
+	size_t i;
+
+	for (i = 0; i < t->ncopies; i++) {
+		c = t->copies[i];
+		if (c->job != NULL) {
+			c->job->copy = NULL;    /* its done() frees it */
+			c->job = NULL;
+		}
+		if (c->sreq != NULL) {
+			c->sreq->copy = NULL;   /* spooled() frees it */
+			c->sreq = NULL;
+		}
+		if (c->txn != NULL && !c->done)
+			t->gw->inner->abort(c->txn);
+		c->txn = NULL;
+	}
+	t->dead = 1;
+	if (t->busy == 0)
+		txn_free(t);
+}
+
+static void
+txn_free(struct gw_txn *t)
+{
+	struct gw_rcpt *r, *next;
+	struct gw_copy *c;
+	size_t i;
+
+	for (r = t->head; r != NULL; r = next) {
+		next = r->next;
+		free(r->path);
+		free(r->params);
+		free(r);
+	}
+	for (i = 0; i < t->ncopies; i++) {
+		c = t->copies[i];
+		rcpts_free(c->rcpts, c->nrcpts);
+		rcpts_free(c->defer, c->ndefer);
+		msgbuf_free(c->out);
+		free(c);
+	}
+	free(t->copies);
+	event_free(t->defer);
+	msgbuf_free(t->body);
+	free(t->from);
+	free(t->params);
+	free(t);
+}
+
+const struct delivery_ops gateway_delivery_ops = {
+	gw_begin, gw_rcpt, gw_data, gw_abort
+};
+
+/* A held copy whose recipients now all have certificates: transformed on
+ * a worker (job_run), then queued instead of the held one. */
+static void
+release_done(void *arg)
+{
+	struct gw_job *j = arg;
+
+	if (j->rc == -1) {
+		log_warnx("queue id=%s: release failed: %s", j->qid,
+		    j->res.err[0] ? j->res.err : "cannot read or write it");
+		queue_replace(j->gw->queue, j->qid, NULL);
+	} else
+		queue_replace(j->gw->queue, j->qid, j->out ? j->out : j->body);
+	job_free(j);
+}
+
+static int
+release_check(void *arg, const struct spool_entry *e)
+{
+	struct gateway *gw = arg;
+	struct certsrc src = { gw->kr, gw->st };
+	struct gw_job *j;
+	struct msgbuf *body;
+	size_t i;
+	X509 *x;
+
+	for (i = 0; i < e->nrcpts; i++) {
+		if (e->rcpts[i].state != SPOOL_RCPT_PENDING)
+			continue;
+		if ((x = keyring_cert_for(&src, e->rcpts[i].addr, NULL)) ==
+		    NULL)
+			return 0;
+		X509_free(x);
+	}
+	if ((body = spool_body(gw->spool, e->id)) == NULL)
+		return 0;
+	j = job_new(gw, body, e->sender, e->nrcpts, e->actions, e->rule_id,
+	    0);
+	snprintf(j->qid, sizeof(j->qid), "%s", e->id);
+	for (i = 0; i < e->nrcpts; i++)
+		if (e->rcpts[i].state == SPOOL_RCPT_PENDING)
+			j->rcpts[j->nrcpts++] = xstrdup(e->rcpts[i].addr);
+	workers_submit(gw->workers, job_run, release_done, j);
+	return 1;
+}
+
+/* Notice smrelayctl's changes: one cheap query a second. */
+static void
+sync_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gateway *gw = arg;
+	char err[512];
+	int r;
+
+	(void)fd;
+	(void)what;
+	if ((r = keyring_sync(gw->kr, gw->st, 0, err, sizeof(err))) == -1)
+		log_warnx("policy/certificates not reloaded: %s", err);
+	else if (r == 1) {
+		log_info("store changed: reloaded %zu rule(s) and the "
+		    "certificate cache",
+		    policy_set_count(keyring_policy(gw->kr)));
+		queue_check_held(gw->queue, release_check, gw);
+	}
+}
+
+/* Worker thread start: its own store connection. */
+static void *
+worker_init(void *arg)
+{
+	struct gateway *gw = arg;
+	char err[512];
+	struct store *st;
+
+	if ((st = store_open(gw->data_dir, err, sizeof(err))) == NULL)
+		log_warnx("worker: %s", err);
+	return st;
+}
+
+static void
+worker_fini(void *tctx)
+{
+	store_close(tctx);
+}
+
+struct gateway *
+gateway_new(struct event_base *base, const struct delivery_ops *inner,
+    void *inner_ctx, const struct config *cfg, const char *tmpdir,
+    int threads, char *err, size_t errlen)
+{
+	struct gateway *gw = xcalloc(1, sizeof(*gw));
+	struct timeval tv = { SYNC_INTERVAL, 0 };
+	struct spool_entry **loaded = NULL;
+	size_t nloaded = 0;
+
+	gw->base = base;
+	gw->inner = inner;
+	gw->inner_ctx = inner_ctx;
+	gw->cfg = cfg;
+	gw->data_dir = xstrdup(cfg->data_dir);
+	gw->tmpdir = xstrdup(tmpdir);
+	gw->host = cfg->hostname;
+	if ((gw->st = store_open(gw->data_dir, err, errlen)) == NULL)
+		goto fail;
+	gw->kr = keyring_new();
+	if (keyring_sync(gw->kr, gw->st, 1, err, errlen) == -1)
+		goto fail;
+	if ((gw->spool = spool_new(base, gw->data_dir, &loaded, &nloaded, err,
+	    errlen)) == NULL)
+		goto fail;
+	gw->queue = queue_new(base, gw->spool, loaded, nloaded, inner,
+	    inner_ctx, cfg);
+	cms_init();
+	gw->workers = workers_new(base, threads, worker_init, worker_fini, gw);
+	if ((gw->sync_ev = event_new(base, -1, EV_PERSIST, sync_cb, gw)) ==
+	    NULL || event_add(gw->sync_ev, &tv) == -1)
+		fatalx("event_new");
+	log_info("gateway: %zu policy rule(s), %d worker thread(s), %zu "
+	    "queued message(s)", policy_set_count(keyring_policy(gw->kr)),
+	    workers_count(gw->workers), queue_count(gw->queue));
+	queue_check_held(gw->queue, release_check, gw);
+	return gw;
+ fail:
+	spool_free(gw->spool);
+	keyring_free(gw->kr);
+	if (gw->st != NULL)
+		store_close(gw->st);
+	free(gw->data_dir);
+	free(gw->tmpdir);
+	free(gw);
+	return NULL;
+}
+
+void
+gateway_reconfigure(struct gateway *gw, const struct config *cfg)
+{
+	char err[512];
+
+	gw->cfg = cfg;
+	gw->host = cfg->hostname;
+	queue_reconfigure(gw->queue, cfg);
+	if (keyring_sync(gw->kr, gw->st, 1, err, sizeof(err)) == -1)
+		log_warnx("reload: policy/certificates: %s", err);
+	else {
+		log_info("reload: %zu policy rule(s)",
+		    policy_set_count(keyring_policy(gw->kr)));
+		queue_check_held(gw->queue, release_check, gw);
+	}
+}
+
+void
+gateway_free(struct gateway *gw)
+{
+	if (gw == NULL)
+		return;
+	workers_free(gw->workers);
+	spool_free(gw->spool);
+	queue_free(gw->queue);
+	event_free(gw->sync_ev);
+	keyring_free(gw->kr);
+	store_close(gw->st);
+	free(gw->data_dir);
+	free(gw->tmpdir);
+	free(gw);
+}

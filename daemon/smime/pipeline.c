@@ -1,0 +1,270 @@
+/* pipeline.c: per-recipient policy decisions and per-copy transforms (see
+ * pipeline.h). */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/x509.h>
+
+#include "keyring.h"
+#include "proto/proto.h"
+#include "pipeline.h"
+#include "policy/policy.h"
+#include "smime_msg.h"
+#include "store/store.h"
+#include "lib/lib.h"
+
+void
+pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
+    const char *sender, const char *rcpt, struct pl_decision *d)
+{
+	const struct policy_rule *r;
+	X509 *x;
+	int caps;
+
+	memset(d, 0, sizeof(*d));
+	if (ps == NULL || (r = policy_match(ps, sender, rcpt)) == NULL)
+		return;
+	d->rule_id = r->id;
+	if (r->actions & POLICY_REJECT) {
+		d->verdict = PL_REJECT;
+		smtp_result_set(&d->reply, 550, "5.7.1", "<%s>: refused by policy "
+		    "(rule %lld)", rcpt, (long long)r->id);
+		return;
+	}
+	d->actions = r->actions & (POLICY_SIGN | POLICY_ENCRYPT |
+	    POLICY_DECRYPT | POLICY_VERIFY);
+	if (!(d->actions & POLICY_ENCRYPT))
+		return;
+	if ((x = keyring_cert_for(src, rcpt, &caps)) != NULL) {
+		X509_free(x);
+		return;
+	}
+	switch (r->nocert) {
+	case POLICY_NOCERT_PLAIN:
+		d->actions &= ~POLICY_ENCRYPT;
+		d->plain = 1;
+		break;
+	case POLICY_NOCERT_HOLD:
+		/* accepted; the copy waits in the spool for a certificate */
+		d->verdict = PL_HOLD;
+		smtp_result_set(&d->reply, 250, "2.1.5", "Ok (held until a "
+		    "certificate to encrypt to arrives, rule %lld)",
+		    (long long)r->id);
+		break;
+	case POLICY_NOCERT_REJECT:
+	default:
+		d->verdict = PL_REJECT;
+		smtp_result_set(&d->reply, 550, "5.7.1", "<%s>: no usable "
+		    "certificate to encrypt to (rule %lld)", rcpt,
+		    (long long)r->id);
+		break;
+	}
+}
+
+/* A trace field value naming host first ("HOST; actions"). */
+static int
+trace_fn(const char *v, void *arg)
+{
+	const char *host = arg;
+	size_t hl = strlen(host);
+
+	while (*v == ' ' || *v == '\t')
+		v++;
+	return strncasecmp(v, host, hl) == 0 && (v[hl] == ';' ||
+	    v[hl] == '\0');
+}
+
+/* Our trace field with our host name among the header fields. */
+static int
+traced(const char *m, size_t len, const char *host)
+{
+	return smime_msg_fields(m, len, PIPELINE_TRACE, trace_fn,
+	    (void *)host);
+}
+
+enum smime_kind { KIND_NONE = 1, KIND_SIGNED, KIND_ENCRYPTED };
+
+/* The first Content-Type value: what kind of S/MIME it announces. */
+static int
+kind_fn(const char *v, void *arg)
+{
+	struct mime_ct ct;
+	const char *st;
+
+	(void)arg;
+	if (mime_ct_parse(v, strlen(v), &ct) != 0)
+		return KIND_NONE;
+	if (strcasecmp(ct.type, "multipart") == 0 &&
+	    strcasecmp(ct.subtype, "signed") == 0)
+		return KIND_SIGNED;
+	if (strcasecmp(ct.type, "application") != 0 ||
+	    (strcasecmp(ct.subtype, "pkcs7-mime") != 0 &&
+	    strcasecmp(ct.subtype, "x-pkcs7-mime") != 0))
+		return KIND_NONE;
+	st = mime_ct_param(&ct, "smime-type");
+	return st != NULL && strcasecmp(st, "signed-data") == 0 ?
+	    KIND_SIGNED : KIND_ENCRYPTED;
+}
+
+/*
+ * What the top-level Content-Type says (cheap: the body is not parsed):
+ * multipart/signed or pkcs7-mime signed-data is signed; any other
+ * pkcs7-mime (enveloped, authEnveloped, or no smime-type, which old
+ * clients send for enveloped data) counts as encrypted.
+ */
+static enum smime_kind
+smime_kind(const char *m, size_t len)
+{
+	int k = smime_msg_fields(m, len, "Content-Type", kind_fn, NULL);
+
+	return k == 0 ? KIND_NONE : (enum smime_kind)k;
+}
+
+/* Keep step's message as the current one. */
+static void
+adopt(char **cur, size_t *curlen, char **owned, struct smime_msg_res *step)
+{
+	free(*owned);
+	*owned = *cur = step->msg;
+	*curlen = step->len;
+	step->msg = NULL;
+}
+
+/* The address to sign as: the envelope sender, else the From address,
+ * whichever has a key; NULL when neither does. */
+static const char *
+signer_for(const struct certsrc *src, const struct pl_copy *c,
+    const char *msg, size_t len, char *from, size_t fromlen)
+{
+	struct store_key *k;
+
+	if (c->sender[0] != '\0' &&
+	    (k = keyring_key_for(src, c->sender, time(NULL))) != NULL) {
+		store_key_free(k);
+		return c->sender;
+	}
+	if (smime_msg_from(msg, len, from, fromlen) == 0 &&
+	    (k = keyring_key_for(src, from, time(NULL))) != NULL) {
+		store_key_free(k);
+		return from;
+	}
+	return NULL;
+}
+
+int
+pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
+    const char *msg, size_t len, struct smime_msg_res *res,
+    struct smtp_result *fail, char *trace, size_t tracelen)
+{
+	struct smime_msg_res step;
+	enum smime_kind kind;
+	char *cur = (char *)msg, *owned = NULL, from[320], acts[64];
+	const char *signer = NULL;
+	size_t curlen = len;
+	unsigned todo = c->actions;
+	int r, did_verify = 0, changed = 0;
+
+	memset(res, 0, sizeof(*res));
+	if (tracelen > 0)
+		trace[0] = '\0';
+	if (todo == 0)
+		return 0;
+	if (traced(msg, len, c->host)) {
+		snprintf(res->err, sizeof(res->err), "already processed by "
+		    "%s: relayed unchanged", c->host);
+		return 0;
+	}
+	if (todo & POLICY_DECRYPT) {
+		r = smime_msg_decrypt(src, cur, curlen, c->host, &step);
+		if (r == 0) {
+			adopt(&cur, &curlen, &owned, &step);
+			did_verify = step.verified;
+			res->outcome = step.outcome;
+			memcpy(res->reason, step.reason, sizeof(res->reason));
+			memcpy(res->identity, step.identity,
+			    sizeof(res->identity));
+			res->harvested = step.harvested;
+			changed = 1;
+		} else if (r == -1)
+			snprintf(res->err, sizeof(res->err), "cannot decrypt "
+			    "(%.400s): relayed encrypted", step.err);
+		smime_msg_res_free(&step);
+	}
+	if ((todo & POLICY_VERIFY) && !did_verify) {
+		if (smime_msg_verify(src, cur, curlen, c->host, &step) == 0 &&
+		    step.msg != NULL) {
+			adopt(&cur, &curlen, &owned, &step);
+			res->outcome = step.outcome;
+			memcpy(res->reason, step.reason, sizeof(res->reason));
+			memcpy(res->identity, step.identity,
+			    sizeof(res->identity));
+			res->harvested = step.harvested;
+			res->verified = step.verified;
+			changed = 1;
+		}
+		smime_msg_res_free(&step);
+	}
+	if (todo & (POLICY_SIGN | POLICY_ENCRYPT)) {
+		/* Someone else's S/MIME is not wrapped again. */
+		kind = smime_kind(cur, curlen);
+		if (kind == KIND_ENCRYPTED) {
+			todo &= ~(POLICY_SIGN | POLICY_ENCRYPT);
+			snprintf(res->err, sizeof(res->err), "already "
+			    "encrypted: not signed or encrypted again");
+		} else if (kind == KIND_SIGNED) {
+			todo &= ~POLICY_SIGN;
+			snprintf(res->err, sizeof(res->err), "already "
+			    "signed: not signed again");
+		}
+	}
+	if ((todo & POLICY_SIGN) && (signer = signer_for(src, c, cur,
+	    curlen, from, sizeof(from))) == NULL) {
+		smtp_result_set(fail, 451, "4.7.0", "Cannot sign: no signing key "
+		    "for the sender, try again later");
+		smime_msg_from(cur, curlen, from, sizeof(from));
+		snprintf(res->err, sizeof(res->err), "rule %lld demands sign: "
+		    "no signing key for <%s> or From <%s>",
+		    (long long)c->rule_id, c->sender, from);
+		free(owned);
+		return -1;
+	}
+	if (todo & (POLICY_SIGN | POLICY_ENCRYPT)) {
+		if ((todo & POLICY_SIGN) && (todo & POLICY_ENCRYPT))
+			r = smime_msg_sign_encrypt(src, cur, curlen, signer,
+			    c->rcpts, c->nrcpts, NULL, &step);
+		else if (todo & POLICY_SIGN)
+			r = smime_msg_sign(src, cur, curlen, signer, NULL,
+			    &step);
+		else
+			r = smime_msg_encrypt(src, cur, curlen, c->sender,
+			    c->rcpts, c->nrcpts, NULL, &step);
+		if (r == -1) {
+			smtp_result_set(fail, 451, "4.7.0", "Cannot %s the message "
+			    "as policy demands, try again later",
+			    (todo & POLICY_ENCRYPT) ? "encrypt" : "sign");
+			snprintf(res->err, sizeof(res->err), "rule %lld: %.400s",
+			    (long long)c->rule_id, step.err);
+			smime_msg_res_free(&step);
+			free(owned);
+			return -1;
+		}
+		res->gcm = step.gcm;
+		adopt(&cur, &curlen, &owned, &step);
+		changed = 1;
+	}
+	if (!changed) {
+		free(owned);
+		return 0;
+	}
+	policy_actions_str(c->actions, acts, sizeof(acts));
+	snprintf(trace, tracelen, "%s: %s; %s\r\n", PIPELINE_TRACE, c->host,
+	    acts);
+	res->msg = owned;       /* the last step's output, not copied */
+	res->len = curlen;
+	return 0;
+}

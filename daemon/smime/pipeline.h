@@ -1,0 +1,65 @@
+/* pipeline.h: the policy decision for each recipient and the S/MIME
+ * transform of each copy of a message: what smrelayd does between RCPT and
+ * the next hop, and what `smrelayctl apply` shows.  One code path for
+ * both. */
+#ifndef SMRELAY_PIPELINE_H
+#define SMRELAY_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/base/base.h"
+#include "smime_msg.h"
+
+struct certsrc;
+struct policy_set;
+
+/* The trace header field we add to what we transformed (loop guard). */
+#define PIPELINE_TRACE	"X-Smrelay-Processed"
+
+enum pl_verdict {
+	PL_RELAY = 0,	/* relay a copy (transformed per `actions`) */
+	PL_REJECT,	/* refuse the recipient: 550 5.7.1 */
+	PL_HOLD		/* accept; spool the copy until a certificate
+			 * comes, then transform and relay it */
+};
+
+/* What happens to one recipient. */
+struct pl_decision {
+	enum pl_verdict	 verdict;
+	unsigned	 actions;	/* POLICY_SIGN|ENCRYPT|DECRYPT|VERIFY
+					 * to do on its copy; 0: unchanged */
+	int64_t		 rule_id;	/* 0: no rule matched */
+	int		 plain;		/* encrypt dropped: no certificate,
+					 * --if-no-cert plain */
+	struct smtp_result reply;	/* PL_REJECT, PL_HOLD: the RCPT reply */
+};
+
+/* One copy: the recipients that share a treatment. */
+struct pl_copy {
+	const char	*sender;	/* envelope sender, "" = null sender */
+	const char *const *rcpts;
+	size_t		 nrcpts;
+	unsigned	 actions;
+	int64_t		 rule_id;	/* the first recipient's, for logs */
+	const char	*host;		/* our hostname */
+};
+
+/* pipeline.c */
+/* Decide for one recipient with the rules and the certificate cache. */
+void pipeline_decide(const struct certsrc *, const struct policy_set *,
+    const char *sender, const char *rcpt, struct pl_decision *);
+/*
+ * Transform a whole message for a copy.  0: res->msg holds the new message
+ * and `trace` the trace field to put on top of it (PIPELINE_TRACE: HOST;
+ * actions, with its CRLF), or res->msg is NULL when the message goes
+ * unchanged (nothing to do, already S/MIME, or already processed by us);
+ * res->err may still carry a note for the log.  -1: the copy cannot be
+ * sent as the rule demands; *fail is the reply (e.g. 451 4.7.0 when a
+ * signing key is missing) and res->err the reason for the log.
+ */
+int pipeline_transform(const struct certsrc *, const struct pl_copy *,
+    const char *msg, size_t len, struct smime_msg_res *res,
+    struct smtp_result *fail, char *trace, size_t tracelen);
+
+#endif

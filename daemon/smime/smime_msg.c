@@ -1,0 +1,925 @@
+/* smime_msg.c: S/MIME on whole messages: the MIME layer (proto/mime*.c),
+ * the CMS engine (proto/cms.c) and the certificate store put together. */
+#include "autoconfig.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/buffer.h>
+#include <openssl/cms.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+
+#include "keyring.h"
+#include "proto/proto.h"
+#include "smime_msg.h"
+#include "store/store.h"
+#include "lib/lib.h"
+
+#define ADDR_MAX	320	/* an address, with room to spare */
+#define MIME_VERSION	"MIME-Version: 1.0\r\n"
+#define SIG_SLACK	65536	/* multipart/signed wrapper, signature, chain */
+
+/* A growing output buffer. */
+struct obuf {
+	char	*p;
+	size_t	 len, cap;
+};
+
+/* Append bytes. */
+static void
+ob_add(struct obuf *b, const char *s, size_t n)
+{
+	if (b->cap - b->len <= n) {
+		b->cap = b->cap * 2 + n + 256;
+		b->p = xrealloc(b->p, b->cap);
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+/* Append a C string. */
+static void
+ob_str(struct obuf *b, const char *s)
+{
+	ob_add(b, s, strlen(s));
+}
+
+/* Append with every bare LF made CRLF. */
+static void
+ob_crlf(struct obuf *b, const char *s, size_t n)
+{
+	size_t i, start = 0;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] != '\n' || (i > 0 && s[i - 1] == '\r'))
+			continue;
+		ob_add(b, s + start, i - start);
+		ob_add(b, "\r\n", 2);
+		start = i + 1;
+	}
+	ob_add(b, s + start, n - start);
+}
+
+/* Hand the buffer over as the result message. */
+static void
+ob_result(struct obuf *b, struct smime_msg_res *res)
+{
+	if (b->p == NULL)
+		ob_add(b, "", 0);
+	free(res->msg);
+	res->msg = b->p;
+	res->len = b->len;
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+/* Where the header fields end (*hlen) and the body starts (*body). */
+static void
+hdr_split(const char *m, size_t len, size_t *hlen, size_t *body)
+{
+	const char *nl;
+	size_t off = 0;
+
+	while (off < len) {
+		if (m[off] == '\n' || (m[off] == '\r' && off + 1 < len &&
+		    m[off + 1] == '\n')) {
+			*hlen = off;
+			*body = off + (m[off] == '\r' ? 2 : 1);
+			return;
+		}
+		if ((nl = memchr(m + off, '\n', len - off)) == NULL)
+			break;
+		off = (size_t)(nl - m) + 1;
+	}
+	*hlen = *body = len;
+}
+
+/* End of the field starting at off, continuation lines included. */
+static size_t
+field_end(const char *m, size_t hlen, size_t off)
+{
+	const char *nl;
+
+	for (;;) {
+		if ((nl = memchr(m + off, '\n', hlen - off)) == NULL)
+			return hlen;
+		off = (size_t)(nl - m) + 1;
+		if (off >= hlen || (m[off] != ' ' && m[off] != '\t'))
+			return off;
+	}
+}
+
+/* The value of field [off, end) if it is called name, else NULL. */
+static const char *
+field_value(const char *m, size_t off, size_t end, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (end - off <= n || strncasecmp(m + off, name, n) != 0)
+		return NULL;
+	for (off += n; off < end && (m[off] == ' ' || m[off] == '\t'); off++)
+		;
+	return off < end && m[off] == ':' ? m + off + 1 : NULL;
+}
+
+/* Whether an Authentication-Results value [p, e) names host first. */
+static int
+ar_is_ours(const char *p, const char *e, const char *host)
+{
+	const char *id;
+	int depth = 0;
+
+	for (; p < e; p++) {
+		if (depth > 0) {
+			if (*p == '\\' && p + 1 < e)
+				p++;
+			else
+				depth += *p == '(' ? 1 : *p == ')' ? -1 : 0;
+		} else if (*p == '(')
+			depth = 1;
+		else if (strchr(" \t\r\n", *p) == NULL)
+			break;
+	}
+	if (p < e && *p == '"') {
+		for (id = ++p; p < e && *p != '"'; p++)
+			;
+	} else
+		for (id = p; p < e && strchr(";( \t\r\n", *p) == NULL; p++)
+			;
+	return (size_t)(p - id) == strlen(host) &&
+	    strncasecmp(id, host, (size_t)(p - id)) == 0;
+}
+
+/*
+ * Copy the header fields [0, hlen) of m, leaving out the
+ * Authentication-Results of host and, with outer, the Content-* and
+ * MIME-Version fields; with crlf, line ends made CRLF.
+ */
+static void
+copy_fields(struct obuf *b, const char *m, size_t hlen, const char *host,
+    int outer, int crlf)
+{
+	const char *v;
+	size_t off, end;
+
+	for (off = 0; off < hlen; off = end) {
+		end = field_end(m, hlen, off);
+		if ((v = field_value(m, off, end, "Authentication-Results")) !=
+		    NULL && ar_is_ours(v, m + end, host))
+			continue;
+		if (outer && (strncasecmp(m + off, "Content-", 8) == 0 ||
+		    field_value(m, off, end, "MIME-Version") != NULL))
+			continue;
+		if (crlf)
+			ob_crlf(b, m + off, end - off);
+		else
+			ob_add(b, m + off, end - off);
+		if (m[end - 1] != '\n')
+			ob_add(b, "\r\n", 2);
+	}
+}
+
+/*
+ * Append an entity (header fields, blank line, body).  One that does not
+ * start with a field or a blank line gets an empty header block, so its
+ * first line is not taken for a field of the message.
+ */
+static void
+put_entity(struct obuf *b, const char *e, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && e[i] != ':' && e[i] != ' ' && e[i] != '\t' &&
+	    e[i] != '\r' && e[i] != '\n'; i++)
+		;
+	if (n > 0 && e[0] != '\r' && e[0] != '\n' && (i == 0 || i == n ||
+	    e[i] != ':'))
+		ob_add(b, "\r\n", 2);
+	ob_add(b, e, n);
+}
+
+/* The first mailbox of an unfolded From value, into buf. */
+static int
+addr_parse(const char *v, char *buf, size_t buflen)
+{
+	const char *p, *lt = NULL;
+	size_t n = 0;
+	int quote = 0, depth = 0;
+
+	for (p = v; *p != '\0' && lt == NULL; p++) {
+		if (quote || depth) {
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+			else if (quote)
+				quote = *p != '"';
+			else
+				depth += *p == '(' ? 1 : *p == ')' ? -1 : 0;
+		} else if (*p == '"')
+			quote = 1;
+		else if (*p == '(')
+			depth = 1;
+		else if (*p == '<')
+			lt = p + 1;
+		else if (*p == ',')
+			break;
+	}
+	if (lt != NULL) {
+		for (p = lt; *p == ' ' || *p == '\t'; p++)
+			;
+		for (; *p != '\0' && *p != '>' && *p != ' ' && n + 1 < buflen;
+		    p++)
+			buf[n++] = *p;
+	} else {
+		quote = depth = 0;
+		for (p = v; *p != '\0' && n + 1 < buflen; p++) {
+			if (!quote && depth == 0 && *p == ',')
+				break;
+			if (!quote && *p == '(')
+				depth++;
+			else if (!quote && depth > 0 && *p == ')')
+				depth--;
+			else if (depth == 0 && (quote || (*p != ' ' &&
+			    *p != '\t'))) {
+				if (*p == '"')
+					quote = !quote;
+				buf[n++] = *p;
+			}
+		}
+	}
+	buf[n] = '\0';
+	return n > 0 && strchr(buf, '@') != NULL ? 0 : -1;
+}
+
+/* The From address of a message. */
+int
+smime_msg_fields(const char *m, size_t len, const char *name,
+    int (*fn)(const char *, void *), void *arg)
+{
+	const char *v;
+	char *u;
+	size_t hlen, body, off, end, i, n;
+	int r;
+
+	hdr_split(m, len, &hlen, &body);
+	for (off = 0; off < hlen; off = end) {
+		end = field_end(m, hlen, off);
+		if ((v = field_value(m, off, end, name)) == NULL)
+			continue;
+		u = xmalloc((size_t)(m + end - v) + 1);
+		for (i = n = 0; v + i < m + end; i++)
+			if (v[i] != '\r' && v[i] != '\n')
+				u[n++] = v[i];
+		u[n] = '\0';
+		r = fn(u, arg);
+		free(u);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+struct from_arg {
+	char	*buf;
+	size_t	 buflen;
+	int	 r;
+};
+
+/* The first From field: its first address; stop there. */
+static int
+from_fn(const char *value, void *arg)
+{
+	struct from_arg *a = arg;
+
+	a->r = addr_parse(value, a->buf, a->buflen);
+	return 1;
+}
+
+int
+smime_msg_from(const char *m, size_t len, char *buf, size_t buflen)
+{
+	struct from_arg a = { buf, buflen, -1 };
+
+	if (buflen == 0)
+		return -1;
+	buf[0] = '\0';
+	smime_msg_fields(m, len, "From", from_fn, &a);
+	return a.r;
+}
+
+/* Release a result. */
+void
+smime_msg_res_free(struct smime_msg_res *res)
+{
+	free(res->msg);
+	res->msg = NULL;
+	res->len = 0;
+}
+
+/* A read-only memory BIO over len bytes; NULL (err set) if too large. */
+static BIO *
+mem_bio(const void *p, size_t len, struct smime_msg_res *res)
+{
+	BIO *b;
+
+	if (len > INT_MAX) {
+		snprintf(res->err, sizeof(res->err), "message too large");
+		return NULL;
+	}
+	if ((b = BIO_new_mem_buf(p, (int)len)) == NULL)
+		snprintf(res->err, sizeof(res->err), "out of memory");
+	return b;
+}
+
+/* The type of a CMS object (NID), NID_undef if it does not parse. */
+static int
+cms_nid(const unsigned char *der, size_t len)
+{
+	const unsigned char *p = der;
+	CMS_ContentInfo *cms;
+	int nid = NID_undef;
+
+	if (len <= LONG_MAX &&
+	    (cms = d2i_CMS_ContentInfo(NULL, &p, (long)len)) != NULL) {
+		nid = OBJ_obj2nid(CMS_get0_type(cms));
+		CMS_ContentInfo_free(cms);
+	}
+	ERR_clear_error();
+	return nid;
+}
+
+/* Sign the canonical entity [in, inlen) as from, the result to out. */
+static int
+sign_entity(const struct certsrc *src, const char *in, size_t inlen,
+    const char *from, const struct smime_msg_opts *o, BIO *out,
+    struct smime_msg_res *res)
+{
+	struct store_key *k;
+	BIO *bin;
+	int r;
+
+	if (from == NULL || *from == '\0') {
+		snprintf(res->err, sizeof(res->err),
+		    "no sender address to sign as");
+		return -1;
+	}
+	if ((k = keyring_key_for(src, from, time(NULL))) == NULL) {
+		snprintf(res->err, sizeof(res->err), "no signing key for %s "
+		    "(none imported, or none valid now)", from);
+		return -1;
+	}
+	if ((bin = mem_bio(in, inlen, res)) == NULL) {
+		store_key_free(k);
+		return -1;
+	}
+	r = cms_sign(bin, k->cert, k->pkey, k->chain,
+	    (o->opaque ? SMIME_OPT_OPAQUE : 0) | (o->pss ? SMIME_OPT_PSS : 0),
+	    out, res->err, sizeof(res->err));
+	BIO_free(bin);
+	store_key_free(k);
+	return r;
+}
+
+/* Add x to the recipients unless it is there already; takes x. */
+static void
+rcpt_push(STACK_OF(X509) *to, X509 *x)
+{
+	int i;
+
+	for (i = 0; i < sk_X509_num(to); i++)
+		if (X509_cmp(sk_X509_value(to, i), x) == 0) {
+			X509_free(x);
+			return;
+		}
+	if (sk_X509_push(to, x) <= 0)
+		abort();
+}
+
+/*
+ * The recipients' certificates; *gcm when every one allows AES-GCM.  NULL
+ * with res->err listing the addresses without a usable certificate.
+ */
+static STACK_OF(X509) *
+rcpt_certs(const struct certsrc *src, const char *from, const char *const *rcpts,
+    size_t n, const struct smime_msg_opts *o, int *gcm,
+    struct smime_msg_res *res)
+{
+	STACK_OF(X509) *to = sk_X509_new_null();
+	struct store_key *k;
+	struct obuf miss = { NULL, 0, 0 };
+	X509 *x;
+	size_t i;
+	int caps;
+
+	*gcm = n > 0;
+	for (i = 0; i < n && to != NULL; i++) {
+		caps = 0;
+		if ((x = keyring_cert_for(src, rcpts[i], &caps)) == NULL) {
+			ob_str(&miss, miss.len ? ", " : "");
+			ob_str(&miss, rcpts[i]);
+			continue;
+		}
+		if (!(caps & STORE_CAP_GCM))
+			*gcm = 0;
+		rcpt_push(to, x);
+	}
+	if (to != NULL && miss.len == 0 && o->include_sender_cert) {
+		if (from == NULL ||
+		    (k = keyring_key_for(src, from, time(NULL))) == NULL)
+			ob_str(&miss, from ? from : "the sender (no address)");
+		else {
+			X509_up_ref(k->cert);
+			rcpt_push(to, k->cert);
+			store_key_free(k);
+		}
+	}
+	if (to == NULL || miss.len > 0 || n == 0) {
+		snprintf(res->err, sizeof(res->err), "%s%s", n == 0 ?
+		    "no recipients" : "no usable certificate for ",
+		    miss.p ? miss.p : "");
+		sk_X509_pop_free(to, X509_free);
+		to = NULL;
+	}
+	free(miss.p);
+	return to;
+}
+
+/* Encrypt the canonical entity [in, inlen) for the recipients into out. */
+static int
+encrypt_entity(const struct certsrc *src, const char *in, size_t inlen,
+    const char *from, const char *const *rcpts, size_t n,
+    const struct smime_msg_opts *o, BIO *out, struct smime_msg_res *res)
+{
+	STACK_OF(X509) *to;
+	BIO *bin;
+	int gcm, r = -1;
+
+	if ((to = rcpt_certs(src, from, rcpts, n, o, &gcm, res)) == NULL)
+		return -1;
+	if (o->cipher != SMIME_MSG_AUTO)
+		gcm = o->cipher == SMIME_MSG_GCM;
+	if ((bin = mem_bio(in, inlen, res)) != NULL) {
+		r = cms_encrypt(bin, to, gcm ? SMIME_OPT_GCM : 0, out,
+		    res->err, sizeof(res->err));
+		BIO_free(bin);
+	}
+	res->gcm = r == 0 && gcm;
+	sk_X509_pop_free(to, X509_free);
+	return r;
+}
+
+/*
+ * The final message: outer fields, MIME-Version and the entity.  `ent`
+ * already starts with the outer fields and MIME-Version (`prefix` bytes),
+ * so when the entity is a plain "headers CRLF body" the buffer itself
+ * becomes the message, with no copy of a possibly 70 MB body.
+ */
+static void
+assemble(const char *outer, size_t outerlen, BIO *ent, size_t prefix,
+    struct smime_msg_res *res)
+{
+	BUF_MEM *bm = NULL;
+	char *data, *hdrs;
+	size_t n, hlen, body;
+
+	free(res->msg);
+	res->msg = NULL;
+	BIO_get_mem_ptr(ent, &bm);
+	if (bm == NULL || bm->length < prefix) {
+		mime_assemble(outer, outerlen, "", "", 0, &res->msg, &res->len);
+		return;
+	}
+	data = bm->data + prefix;
+	n = bm->length - prefix;
+	hdr_split(data, n, &hlen, &body);
+	if (body == hlen + 2 && (hlen == 0 || data[hlen - 1] == '\n') &&
+	    BIO_write(ent, "", 1) == 1) {
+		BIO_get_mem_ptr(ent, &bm);      /* the NUL may have moved it */
+		BIO_set_close(ent, BIO_NOCLOSE);
+		res->msg = bm->data;
+		res->len = bm->length - 1;
+		bm->data = NULL;
+		bm->length = bm->max = 0;
+		BUF_MEM_free(bm);
+		return;
+	}
+	hdrs = xstrndup(data, hlen);
+	mime_assemble(outer, outerlen, hdrs, data + body, n - body,
+	    &res->msg, &res->len);
+	free(hdrs);
+}
+
+/*
+ * An empty memory BIO with room for `cap` bytes already allocated.  Not
+ * with BUF_MEM_grow(): it zeroes what it adds (every page made resident
+ * before a byte is written) and rounds up by a third; pages of a plain
+ * allocation only count once written.
+ */
+static BIO *
+mem_out(size_t cap)
+{
+	BUF_MEM *bm;
+	BIO *b;
+
+	if ((b = BIO_new(BIO_s_mem())) == NULL)
+		return NULL;
+	if ((bm = BUF_MEM_new()) == NULL ||
+	    (bm->data = OPENSSL_malloc(cap)) == NULL) {
+		BUF_MEM_free(bm);
+		return b;       /* unsized, still correct */
+	}
+	bm->max = cap;
+	bm->length = 0;
+	BIO_set_mem_buf(b, bm, BIO_CLOSE);
+	return b;
+}
+
+/* Sign and/or encrypt: canonicalise, transform the entity, assemble. */
+static int
+transform(const struct certsrc *src, const char *msg, size_t len, const char *from,
+    const char *const *rcpts, size_t n, const struct smime_msg_opts *o,
+    int sign, int enc, struct smime_msg_res *res)
+{
+	static const struct smime_msg_opts defaults;
+	BIO *mid = NULL, *out = NULL;
+	char *outer, *inner, *sdata = NULL;
+	size_t outerlen, innerlen, prefix, signedlen;
+	long slen;
+	int r = -1;
+
+	memset(res, 0, sizeof(*res));
+	if (o == NULL)
+		o = &defaults;
+	if (mime_canon(msg, len, &outer, &outerlen, &inner, &innerlen) == -1) {
+		snprintf(res->err, sizeof(res->err), "message over the MIME "
+		    "limits (%d levels, %d parts)", MIME_DEPTH_MAX,
+		    MIME_PARTS_MAX);
+		return -1;
+	}
+	/* Sized up front: growing a memory BIO step by step (a cleansed copy
+	 * each time) cost half of a 1 MB sign+encrypt.  Base64 with CRLF is
+	 * 78/57 of the input; a signature adds a few KB.  Each buffer goes as
+	 * soon as the next step has what it needs: a 50 MB message must not
+	 * hold five copies at once. */
+	/* (too small, and the BIO's growth copies the whole buffer into one
+	 * a third larger: 70 MB more at the peak of a 50 MB sign+encrypt) */
+	signedlen = innerlen + SIG_SLACK;
+	if ((sign && enc && (mid = mem_out(signedlen)) == NULL) ||
+	    (out = mem_out(outerlen + 64 + (enc ? ((sign ? signedlen :
+	    innerlen) + 4096) / 57 * 78 + SIG_SLACK + n * 1024 :
+	    signedlen))) == NULL) {
+		snprintf(res->err, sizeof(res->err), "out of memory");
+		goto done;
+	}
+	prefix = outerlen + strlen(MIME_VERSION);
+	if ((size_t)BIO_write(out, outer, (int)outerlen) != outerlen ||
+	    BIO_puts(out, MIME_VERSION) != (int)strlen(MIME_VERSION)) {
+		snprintf(res->err, sizeof(res->err), "out of memory");
+		goto done;
+	}
+	if (sign && sign_entity(src, inner, innerlen, from, o, enc ? mid :
+	    out, res) == -1)
+		goto done;
+	if (sign) {
+		free(inner);
+		inner = NULL;
+	}
+	if (enc && sign) {
+		slen = BIO_get_mem_data(mid, &sdata);
+		if (encrypt_entity(src, sdata, slen > 0 ? (size_t)slen : 0,
+		    from, rcpts, n, o, out, res) == -1)
+			goto done;
+	} else if (enc && encrypt_entity(src, inner, innerlen, from, rcpts,
+	    n, o, out, res) == -1)
+		goto done;
+	BIO_free(mid);
+	mid = NULL;
+	free(inner);
+	inner = NULL;
+	assemble(outer, outerlen, out, prefix, res);
+	r = 0;
+ done:
+	BIO_free(mid);
+	BIO_free(out);
+	free(outer);
+	free(inner);
+	return r;
+}
+
+/* Sign a message as from. */
+int
+smime_msg_sign(const struct certsrc *src, const char *msg, size_t len,
+    const char *from, const struct smime_msg_opts *o,
+    struct smime_msg_res *res)
+{
+	return transform(src, msg, len, from, NULL, 0, o, 1, 0, res);
+}
+
+/* Encrypt a message for its recipients. */
+int
+smime_msg_encrypt(const struct certsrc *src, const char *msg, size_t len,
+    const char *from, const char *const *rcpts, size_t n,
+    const struct smime_msg_opts *o, struct smime_msg_res *res)
+{
+	return transform(src, msg, len, from, rcpts, n, o, 0, 1, res);
+}
+
+/* Sign a message as from, then encrypt it for its recipients. */
+int
+smime_msg_sign_encrypt(const struct certsrc *src, const char *msg, size_t len,
+    const char *from, const char *const *rcpts, size_t n,
+    const struct smime_msg_opts *o, struct smime_msg_res *res)
+{
+	return transform(src, msg, len, from, rcpts, n, o, 1, 1, res);
+}
+
+/* Release what trust_build() made. */
+static void
+trust_free(struct cms_trust *t)
+{
+	X509_STORE_free(t->store);
+	sk_X509_CRL_pop_free(t->crls, X509_CRL_free);
+	sk_X509_pop_free(t->certs, X509_free);
+	memset(t, 0, sizeof(*t));
+}
+
+/*
+ * What a signature is checked against: the store's anchors, its CRLs (so
+ * the engine checks revocation when there are any) and, for signatures
+ * that carry no certificate, the stored certificates of the From address.
+ */
+static int
+trust_build(const struct certsrc *src, const char *from,
+    struct cms_trust *t)
+{
+	memset(t, 0, sizeof(*t));
+	if ((t->store = keyring_trust(src, &t->crls)) == NULL ||
+	    (t->certs = *from != '\0' ? keyring_certs_of(src, from) :
+	    sk_X509_new_null()) == NULL) {
+		trust_free(t);
+		return -1;
+	}
+	return 0;
+}
+
+/* Harvest the signer of a passed signature, with its GCM capability. */
+static void
+harvest(const struct certsrc *src, const struct cms_verify *v,
+    struct smime_msg_res *res)
+{
+	int caps = (v->caps & SMIME_CAP_AES256_GCM) ? STORE_CAP_GCM : 0;
+	int64_t id;
+
+	if (v->signer == NULL)
+		return;
+	if ((id = keyring_harvest(src, v->signer, v->certs, caps)) > 0)
+		res->harvested = id;
+}
+
+/*
+ * Run the engine on a detected signature.  A pass or policy of an opaque
+ * one leaves the signed entity in *unwrapped.
+ */
+static void
+check(const struct certsrc *src, const char *msg, const struct mime_smime *d,
+    const char *from, struct cms_verify *v, BIO **unwrapped)
+{
+	struct cms_trust t;
+	BIO *content = NULL, *der = NULL, *out = NULL;
+	int opaque = d->kind == MIME_SMIME_P7M;
+
+	if (trust_build(src, from, &t) == -1) {
+		v->outcome = SMIME_FAIL;
+		snprintf(v->reason, sizeof(v->reason),
+		    "trust store unavailable");
+		return;
+	}
+	if (d->derlen > INT_MAX || d->content_len > INT_MAX ||
+	    (der = BIO_new_mem_buf(d->der, (int)d->derlen)) == NULL ||
+	    (!opaque && (content = BIO_new_mem_buf(msg + d->content_off,
+	    (int)d->content_len)) == NULL) ||
+	    (opaque && (out = BIO_new(BIO_s_mem())) == NULL)) {
+		v->outcome = SMIME_FAIL;
+		snprintf(v->reason, sizeof(v->reason),
+		    "message too large, or out of memory");
+	} else
+		cms_verify(content, der, &t, from, out, v);
+	if (out != NULL && (v->outcome == SMIME_PASS ||
+	    v->outcome == SMIME_POLICY)) {
+		*unwrapped = out;
+		out = NULL;
+	}
+	BIO_free(content);
+	BIO_free(der);
+	BIO_free(out);
+	trust_free(&t);
+}
+
+/*
+ * What a P7M holds, as a CMS content type NID: by its smime-type, else by
+ * parsing it (NID_undef: malformed).  Other smime-types (certs-only,
+ * compressed-data) are neither signed nor enveloped here.
+ */
+static int
+p7m_type(const struct mime_smime *d)
+{
+	if (strcmp(d->smime_type, "signed-data") == 0)
+		return NID_pkcs7_signed;
+	if (strcmp(d->smime_type, "enveloped-data") == 0)
+		return NID_pkcs7_enveloped;
+	if (strcmp(d->smime_type, "authenveloped-data") == 0)
+		return NID_id_smime_ct_authEnvelopedData;
+	if (d->smime_type[0] != '\0')
+		return NID_id_smime_ct_compressedData;
+	return cms_nid(d->der, d->derlen);
+}
+
+/* The verified message: our header on top, unwrapped if opaque. */
+static void
+verify_output(const char *m, size_t len, const char *host, const char *ar,
+    BIO *unwrapped, struct smime_msg_res *res)
+{
+	struct obuf b = { NULL, 0, 0 };
+	size_t hlen, body;
+	char *data;
+	long n;
+	const char *nl = memchr(m, '\n', len);
+	int crlf = unwrapped != NULL || nl == NULL || (nl > m && nl[-1] ==
+	    '\r');
+
+	hdr_split(m, len, &hlen, &body);
+	ob_str(&b, ar);
+	ob_str(&b, crlf ? "\r\n" : "\n");
+	if (unwrapped != NULL) {
+		copy_fields(&b, m, hlen, host, 1, 1);
+		ob_str(&b, "MIME-Version: 1.0\r\n");
+		n = BIO_get_mem_data(unwrapped, &data);
+		put_entity(&b, data, n > 0 ? (size_t)n : 0);
+	} else {
+		copy_fields(&b, m, hlen, host, 0, 0);
+		ob_add(&b, m + hlen, len - hlen);
+	}
+	ob_result(&b, res);
+}
+
+/* Verify a message and state the result in Authentication-Results. */
+int
+smime_msg_verify(const struct certsrc *src, const char *msg, size_t len,
+    const char *host, struct smime_msg_res *res)
+{
+	struct mime_smime d;
+	struct cms_verify v;
+	BIO *unwrapped = NULL;
+	char from[ADDR_MAX], ar[1024];
+	int nid;
+
+	memset(res, 0, sizeof(*res));
+	memset(&v, 0, sizeof(v));
+	if (smime_msg_from(msg, len, from, sizeof(from)) == -1)
+		from[0] = '\0';
+	switch (mime_smime_detect(msg, len, &d)) {
+	case MIME_SMIME_SIGNED:
+		check(src, msg, &d, from, &v, NULL);
+		break;
+	case MIME_SMIME_P7M:
+		if ((nid = p7m_type(&d)) == NID_pkcs7_signed)
+			check(src, msg, &d, from, &v, &unwrapped);
+		else if (nid == NID_undef) {
+			v.outcome = SMIME_PERMERROR;
+			snprintf(v.reason, sizeof(v.reason),
+			    "malformed CMS structure");
+		}
+		break;
+	case MIME_SMIME_BAD:
+		v.outcome = SMIME_PERMERROR;
+		snprintf(v.reason, sizeof(v.reason),
+		    "malformed S/MIME structure");
+		break;
+	case MIME_SMIME_NONE:
+	default:
+		break;
+	}
+	mime_smime_clear(&d);
+	if (v.outcome == SMIME_PASS)
+		harvest(src, &v, res);
+	res->outcome = v.outcome;
+	res->verified = v.outcome != SMIME_NONE;
+	snprintf(res->reason, sizeof(res->reason), "%s", v.reason);
+	snprintf(res->identity, sizeof(res->identity), "%s", v.identity);
+	cms_auth_results(ar, sizeof(ar), host, &v);
+	cms_verify_free(&v);
+	verify_output(msg, len, host, ar, unwrapped, res);
+	BIO_free(unwrapped);
+	return 0;
+}
+
+/* Open the envelope with the first of our keys that fits; -1 (err set). */
+static int
+open_envelope(const struct certsrc *src, const struct mime_smime *d, BIO *out,
+    struct smime_msg_res *res)
+{
+	struct store_key **keys;
+	struct cms_identity *ids;
+	BIO *der;
+	size_t i, n = 0;
+	int r = -1;
+
+	if ((keys = keyring_all_keys(src, &n)) == NULL || n == 0) {
+		snprintf(res->err, sizeof(res->err),
+		    "no private key in the store to decrypt with");
+		store_keys_free(keys);
+		return -1;
+	}
+	ids = xcalloc(n, sizeof(*ids));
+	for (i = 0; i < n; i++) {
+		ids[i].cert = keys[i]->cert;
+		ids[i].key = keys[i]->pkey;
+	}
+	if ((der = mem_bio(d->der, d->derlen, res)) != NULL &&
+	    cms_decrypt(der, ids, n, out, res->err, sizeof(res->err)) >= 0)
+		r = 0;
+	BIO_free(der);
+	free(ids);
+	store_keys_free(keys);
+	return r;
+}
+
+/* Verify a decrypted message if it is signed; replaces res->msg then. */
+static void
+decrypt_verify(const struct certsrc *src, const char *host,
+    struct smime_msg_res *res)
+{
+	struct smime_msg_res v;
+	struct mime_smime d;
+	int sig;
+
+	sig = mime_smime_detect(res->msg, res->len, &d) == MIME_SMIME_SIGNED ||
+	    (d.kind == MIME_SMIME_P7M && p7m_type(&d) == NID_pkcs7_signed);
+	mime_smime_clear(&d);
+	if (!sig || smime_msg_verify(src, res->msg, res->len, host, &v) == -1)
+		return;
+	free(res->msg);
+	*res = v;
+}
+
+/* Decrypt a message with our keys, then verify what was signed inside. */
+int
+smime_msg_decrypt(const struct certsrc *src, const char *msg, size_t len,
+    const char *host, struct smime_msg_res *res)
+{
+	struct obuf b = { NULL, 0, 0 };
+	struct mime_smime d;
+	BIO *out;
+	char *data;
+	size_t hlen, body;
+	long n;
+	int nid, r = -1;
+
+	memset(res, 0, sizeof(*res));
+	switch (mime_smime_detect(msg, len, &d)) {
+	case MIME_SMIME_BAD:
+		snprintf(res->err, sizeof(res->err),
+		    "malformed S/MIME structure");
+		mime_smime_clear(&d);
+		return -1;
+	case MIME_SMIME_P7M:
+		nid = p7m_type(&d);
+		if (nid == NID_pkcs7_enveloped ||
+		    nid == NID_id_smime_ct_authEnvelopedData)
+			break;
+		if (nid == NID_undef) {
+			snprintf(res->err, sizeof(res->err),
+			    "malformed CMS structure");
+			mime_smime_clear(&d);
+			return -1;
+		}
+		/* FALLTHROUGH */
+	default:
+		snprintf(res->err, sizeof(res->err),
+		    "not an encrypted message");
+		mime_smime_clear(&d);
+		return 1;
+	}
+	if ((out = BIO_new(BIO_s_mem())) == NULL)
+		snprintf(res->err, sizeof(res->err), "out of memory");
+	else if (open_envelope(src, &d, out, res) == 0) {
+		hdr_split(msg, len, &hlen, &body);
+		copy_fields(&b, msg, hlen, host, 1, 1);
+		ob_str(&b, "MIME-Version: 1.0\r\n");
+		n = BIO_get_mem_data(out, &data);
+		put_entity(&b, data, n > 0 ? (size_t)n : 0);
+		ob_result(&b, res);
+		decrypt_verify(src, host, res);
+		r = 0;
+	}
+	BIO_free(out);
+	mime_smime_clear(&d);
+	return r;
+}

@@ -1,0 +1,105 @@
+/* smime_msg.h: S/MIME on whole RFC 5322 messages with the certificate
+ * store: sign, encrypt, sign then encrypt, decrypt, verify.  What the relay
+ * path and `smrelayctl smime` call.  A message comes in as a memory buffer
+ * and a new complete message goes out in res->msg; the input is never
+ * changed.  Keys and certificates come from a keyring (keyring.h) through
+ * the calling thread's own store connection, so worker threads may call
+ * these at once (after cms_init()). */
+#ifndef SMRELAY_SMIME_MSG_H
+#define SMRELAY_SMIME_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/proto.h"
+
+struct certsrc;
+
+/* Content cipher for encryption. */
+enum smime_msg_cipher {
+	SMIME_MSG_AUTO = 0,	/* GCM if every recipient allows it, else CBC */
+	SMIME_MSG_CBC,		/* AES-256-CBC EnvelopedData */
+	SMIME_MSG_GCM		/* AES-256-GCM AuthEnvelopedData */
+};
+
+struct smime_msg_opts {
+	int		 opaque;	/* sign: pkcs7-mime signed-data */
+	int		 pss;		/* sign: RSASSA-PSS */
+	enum smime_msg_cipher cipher;	/* encrypt */
+	int		 include_sender_cert; /* encrypt: the certificate of
+					 * our key for `from` is a
+					 * recipient too (sent copies) */
+};
+
+/* What an operation produced; release with smime_msg_res_free(). */
+struct smime_msg_res {
+	char		*msg;		/* the new message, NUL-terminated */
+	size_t		 len;
+	enum cms_outcome outcome;	/* verify, or decrypt of a signed
+					 * message: the verdict; else NONE */
+	char		 reason[256];	/* the verdict's reason, "" on pass */
+	char		 identity[256];	/* signer address, may be "" */
+	int		 verified;	/* a signature was checked */
+	int		 gcm;		/* encrypt: AES-256-GCM was chosen */
+	int64_t		 harvested;	/* verify: cert row harvested, else 0 */
+	char		 err[512];	/* why -1 (or 1) was returned */
+};
+
+/* smime_msg.c */
+/*
+ * Sign as `from` with store_key_for(): the message is canonicalised
+ * (mime_canon), its MIME entity signed (multipart/signed, or opaque with
+ * opts->opaque) and the outer header fields kept.  0, or -1 with res->err
+ * (e.g. "no signing key for ADDR").
+ */
+int smime_msg_sign(const struct certsrc *, const char *msg, size_t len,
+    const char *from, const struct smime_msg_opts *, struct smime_msg_res *);
+/*
+ * Encrypt for every recipient, one envelope, with store_best_cert_for().
+ * `from` is used only with opts->include_sender_cert.  -1 with res->err
+ * listing every recipient without a usable certificate.
+ */
+int smime_msg_encrypt(const struct certsrc *, const char *msg, size_t len,
+    const char *from, const char *const *rcpts, size_t nrcpts,
+    const struct smime_msg_opts *, struct smime_msg_res *);
+/* Sign as `from`, then encrypt the signed entity for the recipients. */
+int smime_msg_sign_encrypt(const struct certsrc *, const char *msg, size_t len,
+    const char *from, const char *const *rcpts, size_t nrcpts,
+    const struct smime_msg_opts *, struct smime_msg_res *);
+/*
+ * Decrypt an application/pkcs7-mime enveloped or authEnveloped message with
+ * any of our keys.  The result is the received header fields (without
+ * Content-*, MIME-Version and Authentication-Results of `host`) and the
+ * decrypted entity; a signed result is verified as by smime_msg_verify().
+ * 0; 1 when the message is not encrypted (res->msg NULL, res->err says
+ * why); -1 with res->err on failure.
+ */
+int smime_msg_decrypt(const struct certsrc *, const char *msg, size_t len,
+    const char *host, struct smime_msg_res *);
+/*
+ * Verify a multipart/signed or opaque signed-data message against the
+ * trust anchors and CRLs of the store and the From address.  The result
+ * is the message with "Authentication-Results: host; smime=..." on top and
+ * any such header of `host` from outside removed; an opaque message that
+ * passes (or fails only policy) has its signed entity unwrapped.  Not
+ * S/MIME: smime=none, otherwise unchanged.  A pass harvests the signer's
+ * certificate.  0 (verdict in res->outcome), -1 only on internal errors.
+ */
+int smime_msg_verify(const struct certsrc *, const char *msg, size_t len,
+    const char *host, struct smime_msg_res *);
+void smime_msg_res_free(struct smime_msg_res *);
+/*
+ * The address of the first mailbox of the From field (angle brackets or a
+ * bare addr-spec), into buf.  0, or -1 when there is none.
+ */
+int smime_msg_from(const char *msg, size_t len, char *buf, size_t buflen);
+/*
+ * Call fn with the value of every top-level header field called name
+ * (case-insensitive), unfolded (CR and LF removed, the text after the
+ * colon as it stands), in order, until fn returns non-zero; returns that,
+ * or 0.
+ */
+int smime_msg_fields(const char *msg, size_t len, const char *name,
+    int (*fn)(const char *value, void *arg), void *arg);
+
+#endif

@@ -1,0 +1,195 @@
+/* server.c: listeners and the set of inbound sessions of one process. */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+
+#include "daemon/base/base.h"
+#include "lib/lib.h"
+#include "smtpd.h"
+#include "smtp_session.h"
+
+struct listener_ctx {
+	struct server *srv;
+	const struct listen_cfg *lc;
+};
+
+/* Refuse a connection beyond max_connections without a session. */
+static void
+server_refuse(struct server *srv, evutil_socket_t fd)
+{
+	char msg[512];
+	int n;
+
+	n = snprintf(msg, sizeof(msg),
+	    "421 4.7.0 %s Too many connections, try again later\r\n",
+	    srv->cfg->hostname);
+	if (send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		log_debug("refuse: send: %s", strerror(errno));
+	evutil_closesocket(fd);
+}
+
+/* A new inbound connection on one of our listeners. */
+static void
+server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int socklen, void *arg)
+{
+	struct listener_ctx *lx = arg;
+	struct server *srv = lx->srv;
+	char addr[64];
+
+	(void)l;
+	if (srv->draining) {
+		evutil_closesocket(fd);
+		return;
+	}
+	if (srv->nsessions >= srv->cfg->max_connections) {
+		sockaddr_str(sa, addr, sizeof(addr));
+		log_warnx("connection refused peer=%s reason=max_connections "
+		    "limit=%d", addr, srv->cfg->max_connections);
+		server_refuse(srv, fd);
+		return;
+	}
+	smtp_session_start(srv, fd, sa, socklen, lx->lc);
+}
+
+/* accept() failed (EMFILE...): log and keep serving. */
+static void
+server_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	(void)l;
+	(void)arg;
+	log_warn("accept");
+}
+
+/* Bind one listen entry (all addresses its host resolves to). */
+static int
+server_listen_one(struct server *srv, const struct listen_cfg *lc,
+    char *err, size_t errlen)
+{
+	struct addrinfo hints, *res, *ai;
+	struct evconnlistener *l;
+	struct listener_ctx *lx;
+	const char *host = lc->host;
+	int r, n = 0;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	if (host != NULL && (strcmp(host, "*") == 0 || host[0] == '\0'))
+		host = NULL;
+	r = getaddrinfo(host, lc->port, &hints, &res);
+	if (r != 0) {
+		snprintf(err, errlen, "listen %s:%s: %s", lc->host, lc->port,
+		    gai_strerror(r));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		lx = xcalloc(1, sizeof(*lx));
+		lx->srv = srv;
+		lx->lc = lc;
+		l = evconnlistener_new_bind(srv->base, server_accept_cb, lx,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+		    LEV_OPT_CLOSE_ON_EXEC, 511,
+		    ai->ai_addr, (int)ai->ai_addrlen);
+		if (l == NULL) {
+			snprintf(err, errlen, "listen %s:%s: %s", lc->host,
+			    lc->port, strerror(errno));
+			free(lx);
+			freeaddrinfo(res);
+			return -1;
+		}
+		evconnlistener_set_error_cb(l, server_accept_error_cb);
+		srv->listeners = xreallocarray(srv->listeners,
+		    (size_t)srv->nlisteners + 1, sizeof(*srv->listeners));
+		srv->listener_args = xreallocarray(srv->listener_args,
+		    (size_t)srv->nlisteners + 1, sizeof(*srv->listener_args));
+		srv->listener_args[srv->nlisteners] = lx;
+		srv->listeners[srv->nlisteners++] = l;
+		n++;
+	}
+	freeaddrinfo(res);
+	if (n == 0) {
+		snprintf(err, errlen, "listen %s:%s: no address", lc->host,
+		    lc->port);
+		return -1;
+	}
+	return 0;
+}
+
+/* One event_base for the process: single-threaded, so no locks, and
+ * epoll changes coalesced per loop iteration (fewer epoll_ctl calls). */
+struct event_base *
+server_event_base(void)
+{
+	struct event_config *ec = event_config_new();
+	struct event_base *base;
+
+	if (ec == NULL)
+		return NULL;
+	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	return base;
+}
+
+/* Bind every `listen` of the config; -1 with err set on failure. */
+int
+server_listen(struct server *srv, char *err, size_t errlen)
+{
+	int i;
+
+	for (i = 0; i < srv->cfg->nlistens; i++) {
+		if (server_listen_one(srv, &srv->cfg->listens[i], err,
+		    errlen) == -1)
+			return -1;
+		log_info("listening on %s:%s tls=%s", srv->cfg->listens[i].host,
+		    srv->cfg->listens[i].port,
+		    srv->cfg->listens[i].tls == LISTEN_TLS_IMPLICIT ? "implicit" :
+		    srv->cfg->listens[i].tls == LISTEN_TLS_NONE ? "none" :
+		    "starttls");
+	}
+	return 0;
+}
+
+/* Close every listening socket. */
+void
+server_close_listeners(struct server *srv)
+{
+	int i;
+
+	for (i = 0; i < srv->nlisteners; i++) {
+		evconnlistener_free(srv->listeners[i]);
+		free(srv->listener_args[i]);
+	}
+	free(srv->listeners);
+	free(srv->listener_args);
+	srv->listeners = NULL;
+	srv->listener_args = NULL;
+	srv->nlisteners = 0;
+}
+
+/* Stop accepting and close idle sessions; busy ones finish first. */
+void
+server_drain(struct server *srv)
+{
+	struct smtp_session *s, *next;
+
+	srv->draining = 1;
+	server_close_listeners(srv);
+	for (s = srv->sessions; s != NULL; s = next) {
+		next = smtp_session_next(s);
+		smtp_session_drain(s);
+	}
+	if (srv->nsessions == 0 && srv->on_idle != NULL)
+		srv->on_idle(srv);
+}

@@ -1,0 +1,1413 @@
+/* cms.c: the CMS engine for S/MIME: sign, encrypt, decrypt and verify a
+ * MIME entity with the OpenSSL 3 CMS API, streaming through BIOs. */
+#include "autoconfig.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/asn1.h>
+#include <openssl/buffer.h>
+#include <openssl/cms.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "cms.h"
+
+/* 57 input bytes make one 76-character base64 line (RFC 2045 6.8). */
+#define B64_IN_LINE 57
+
+/* Encoded lines are handed to the target 64 at a time (one BIO_write per
+ * 76-character line cost ~10 % of a 1 MB sign+encrypt). */
+#define B64_OUT_LINES 64
+#define B64_OUT_LINE  78
+
+/* State of the base64 writer: a sink that encodes into the target BIO. */
+struct b64w {
+	BIO		*out;
+	unsigned char	 buf[B64_IN_LINE];
+	size_t		 n;
+	unsigned char	 obuf[B64_OUT_LINES * B64_OUT_LINE];
+	size_t		 on;
+	int		 failed;
+};
+
+static BIO_METHOD *b64w_method;
+static BIO_METHOD *envc_method;
+static CRYPTO_ONCE cms_once = CRYPTO_ONCE_STATIC_INIT;
+static int cms_methods_ok;
+
+/* Hand the encoded lines collected so far to the target. */
+static int
+b64w_drain(struct b64w *w)
+{
+	int n = (int)w->on;
+
+	w->on = 0;
+	if (n > 0 && BIO_write(w->out, w->obuf, n) != n) {
+		w->failed = 1;
+		return -1;
+	}
+	return 0;
+}
+
+/* Encode one group of up to 57 bytes as a CRLF-terminated line. */
+static int
+b64w_line(struct b64w *w)
+{
+	unsigned char *line;
+	int n;
+
+	if (w->n == 0)
+		return 0;
+	if (w->on + B64_OUT_LINE > sizeof(w->obuf) && b64w_drain(w) == -1)
+		return -1;
+	line = w->obuf + w->on;
+	n = EVP_EncodeBlock(line, w->buf, (int)w->n);
+	line[n++] = '\r';
+	line[n++] = '\n';
+	w->on += (size_t)n;
+	w->n = 0;
+	return 0;
+}
+
+/* BIO write: collect bytes, emit every full line. */
+static int
+b64w_write(BIO *b, const char *data, int len)
+{
+	struct b64w *w = BIO_get_data(b);
+	const unsigned char *p = (const unsigned char *)data;
+	size_t left = len > 0 ? (size_t)len : 0, c;
+
+	while (left > 0) {
+		c = sizeof(w->buf) - w->n;
+		if (c > left)
+			c = left;
+		memcpy(w->buf + w->n, p, c);
+		w->n += c;
+		p += c;
+		left -= c;
+		if (w->n == sizeof(w->buf) && b64w_line(w) == -1)
+			return -1;
+	}
+	return len;
+}
+
+/* BIO ctrl: a flush reaches the target but never ends a partial line, since
+ * OpenSSL flushes in the middle of a stream. */
+static long
+b64w_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct b64w *w = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	if (cmd == BIO_CTRL_FLUSH)
+		return b64w_drain(w) == 0 && BIO_flush(w->out) > 0 ? 1 : 0;
+	return 0;
+}
+
+/* BIO destroy: the writer does not own the target. */
+static int
+b64w_destroy(BIO *b)
+{
+	free(BIO_get_data(b));
+	BIO_set_data(b, NULL);
+	return 1;
+}
+
+static int cms_methods(void);
+
+/* A base64 writer into `out`: 76-character lines, CRLF. */
+static BIO *
+b64w_new(BIO *out)
+{
+	struct b64w *w;
+	BIO *b;
+
+	if (cms_methods() == -1)
+		return NULL;
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return NULL;
+	if ((b = BIO_new(b64w_method)) == NULL) {
+		free(w);
+		return NULL;
+	}
+	w->out = out;
+	BIO_set_data(b, w);
+	BIO_set_init(b, 1);
+	return b;
+}
+
+/* Write the last partial line and free the writer; 0 or -1. */
+static int
+b64w_finish(BIO *b)
+{
+	struct b64w *w = BIO_get_data(b);
+	int r;
+
+	r = w->failed || b64w_line(w) == -1 || b64w_drain(w) == -1 ? -1 : 0;
+	BIO_free(b);
+	return r;
+}
+
+/* Fill err with `what` and the last OpenSSL reason, clearing the queue. */
+static void
+cms_err(char *err, size_t errlen, const char *what)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+
+	if (r != NULL)
+		snprintf(err, errlen, "%s: %s", what, r);
+	else
+		snprintf(err, errlen, "%s", what);
+	ERR_clear_error();
+}
+
+/* Write a NUL-terminated string; 0 or -1. */
+static int
+bputs(BIO *out, const char *s)
+{
+	int n = (int)strlen(s);
+
+	return BIO_write(out, s, n) == n ? 0 : -1;
+}
+
+/* The SMIMECapabilities we announce, strongest first (RFC 8551 2.5.2). */
+static int
+cms_add_caps(CMS_SignerInfo *si)
+{
+	static const int nids[] = {
+		NID_aes_256_gcm, NID_aes_128_gcm, NID_aes_256_cbc,
+		NID_aes_192_cbc, NID_aes_128_cbc
+	};
+	STACK_OF(X509_ALGOR) *algs = NULL;
+	size_t i;
+	int ok = 0;
+
+	for (i = 0; i < sizeof(nids) / sizeof(nids[0]); i++)
+		if (!CMS_add_simple_smimecap(&algs, nids[i], -1))
+			goto done;
+	ok = CMS_add_smimecap(si, algs);
+ done:
+	sk_X509_ALGOR_pop_free(algs, X509_ALGOR_free);
+	return ok ? 0 : -1;
+}
+
+/* A SignedData with one signer, not yet finalised. */
+static CMS_ContentInfo *
+cms_sign_init(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain, int opts,
+    char *err, size_t errlen)
+{
+	CMS_ContentInfo *cms;
+	CMS_SignerInfo *si;
+	EVP_PKEY_CTX *pctx;
+	unsigned flags = CMS_PARTIAL | CMS_BINARY;
+	unsigned sflags = CMS_PARTIAL | CMS_BINARY | CMS_NOSMIMECAP;
+
+	if (!(opts & SMIME_OPT_OPAQUE))
+		flags |= CMS_DETACHED;
+	else if (!(opts & SMIME_OPT_PSS))
+		flags |= CMS_STREAM;
+	if (opts & SMIME_OPT_PSS) {
+		if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) {
+			snprintf(err, errlen, "RSA-PSS needs an RSA key");
+			return NULL;
+		}
+		sflags |= CMS_KEY_PARAM;
+	}
+	if ((cms = CMS_sign(NULL, NULL, chain, NULL, flags)) == NULL) {
+		cms_err(err, errlen, "CMS_sign");
+		return NULL;
+	}
+	si = CMS_add1_signer(cms, cert, key, EVP_sha256(), sflags);
+	if (si == NULL) {
+		cms_err(err, errlen, "signer certificate or key unusable");
+		goto fail;
+	}
+	if (cms_add_caps(si) == -1) {
+		cms_err(err, errlen, "SMIMECapabilities");
+		goto fail;
+	}
+	if (opts & SMIME_OPT_PSS) {
+		pctx = CMS_SignerInfo_get0_pkey_ctx(si);
+		if (pctx == NULL ||
+		    EVP_PKEY_CTX_set_rsa_padding(pctx,
+		    RSA_PKCS1_PSS_PADDING) <= 0 ||
+		    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx,
+		    RSA_PSS_SALTLEN_DIGEST) <= 0 ||
+		    EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) <= 0) {
+			cms_err(err, errlen, "RSA-PSS parameters");
+			goto fail;
+		}
+	}
+	return cms;
+ fail:
+	CMS_ContentInfo_free(cms);
+	return NULL;
+}
+
+/* Write the DER/BER of `cms` as base64; with `in`, stream it as content. */
+static int
+cms_write_b64(BIO *out, CMS_ContentInfo *cms, BIO *in, unsigned flags)
+{
+	BIO *b64;
+	int ok;
+
+	if ((b64 = b64w_new(out)) == NULL)
+		return -1;
+	if (in != NULL)
+		ok = i2d_CMS_bio_stream(b64, cms, in, (int)flags);
+	else
+		ok = i2d_CMS_bio(b64, cms);
+	if (b64w_finish(b64) == -1)
+		ok = 0;
+	return ok ? 0 : -1;
+}
+
+/* Headers of an application/pkcs7-mime entity. */
+static int
+cms_p7m_headers(BIO *out, const char *type)
+{
+	char buf[256];
+
+	snprintf(buf, sizeof(buf),
+	    "Content-Type: application/pkcs7-mime; smime-type=%s;\r\n"
+	    "\tname=\"smime.p7m\"\r\n"
+	    "Content-Transfer-Encoding: base64\r\n"
+	    "Content-Disposition: attachment; filename=\"smime.p7m\"\r\n"
+	    "\r\n", type);
+	return bputs(out, buf);
+}
+
+/* Detached signing: the entity goes to `out` while it is digested. */
+static int
+cms_sign_detached(BIO *in, CMS_ContentInfo *cms, BIO *out, char *err,
+    size_t errlen)
+{
+	unsigned char rnd[16];
+	char bnd[64], buf[512];
+	int i, n;
+
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		cms_err(err, errlen, "RAND_bytes");
+		return -1;
+	}
+	n = snprintf(bnd, sizeof(bnd), "----=_smrelay_");
+	for (i = 0; i < (int)sizeof(rnd); i++)
+		n += snprintf(bnd + n, sizeof(bnd) - n, "%02x", rnd[i]);
+	snprintf(buf, sizeof(buf),
+	    "Content-Type: multipart/signed;"
+	    " protocol=\"application/pkcs7-signature\";\r\n"
+	    "\tmicalg=sha-256; boundary=\"%s\"\r\n"
+	    "\r\n"
+	    "This is a cryptographically signed message in MIME format.\r\n"
+	    "\r\n"
+	    "--%s\r\n", bnd, bnd);
+	if (bputs(out, buf) == -1)
+		goto io;
+	if (CMS_final(cms, in, out, CMS_BINARY) != 1) {
+		cms_err(err, errlen, "signing failed");
+		return -1;
+	}
+	snprintf(buf, sizeof(buf), "\r\n--%s\r\n"
+	    "Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n"
+	    "Content-Transfer-Encoding: base64\r\n"
+	    "Content-Disposition: attachment; filename=\"smime.p7s\"\r\n"
+	    "Content-Description: S/MIME Cryptographic Signature\r\n"
+	    "\r\n", bnd);
+	if (bputs(out, buf) == -1 ||
+	    cms_write_b64(out, cms, NULL, 0) == -1)
+		goto io;
+	snprintf(buf, sizeof(buf), "\r\n--%s--\r\n", bnd);
+	if (bputs(out, buf) == -1 || BIO_flush(out) <= 0)
+		goto io;
+	return 0;
+ io:
+	cms_err(err, errlen, "write error");
+	return -1;
+}
+
+/* Opaque RSA-PSS: OpenSSL 3.0 cannot stream it ("illegal zero content"
+ * when encoding), so the content is held in memory once. */
+static int
+cms_sign_opaque_pss(BIO *in, CMS_ContentInfo *cms, BIO *out, char *err,
+    size_t errlen)
+{
+	if (CMS_final(cms, in, NULL, CMS_BINARY) != 1) {
+		cms_err(err, errlen, "signing failed");
+		return -1;
+	}
+	if (cms_p7m_headers(out, "signed-data") == -1 ||
+	    cms_write_b64(out, cms, NULL, 0) == -1 || BIO_flush(out) <= 0) {
+		cms_err(err, errlen, "write error");
+		return -1;
+	}
+	return 0;
+}
+
+/* Sign an entity: multipart/signed, or opaque signed-data. */
+int
+cms_sign(BIO *in, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
+    int opts, BIO *out, char *err, size_t errlen)
+{
+	CMS_ContentInfo *cms;
+	int r = -1;
+
+	ERR_clear_error();
+	if (X509_check_private_key(cert, key) != 1) {
+		cms_err(err, errlen, "signer key does not match certificate");
+		return -1;
+	}
+	if ((cms = cms_sign_init(cert, key, chain, opts, err, errlen)) ==
+	    NULL)
+		return -1;
+	if (!(opts & SMIME_OPT_OPAQUE))
+		r = cms_sign_detached(in, cms, out, err, errlen);
+	else if (opts & SMIME_OPT_PSS)
+		r = cms_sign_opaque_pss(in, cms, out, err, errlen);
+	else if (cms_p7m_headers(out, "signed-data") == -1 ||
+	    cms_write_b64(out, cms, in, CMS_STREAM | CMS_BINARY) == -1 ||
+	    BIO_flush(out) <= 0)
+		cms_err(err, errlen, "signing failed");
+	else
+		r = 0;
+	CMS_ContentInfo_free(cms);
+	return r;
+}
+
+/* Switch an RSA recipient to OAEP with SHA-256. */
+static int
+cms_oaep(CMS_RecipientInfo *ri)
+{
+	EVP_PKEY_CTX *pctx = CMS_RecipientInfo_get0_pkey_ctx(ri);
+
+	if (pctx == NULL ||
+	    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md(pctx, EVP_sha256()) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) <= 0)
+		return -1;
+	return 0;
+}
+
+/* Encrypt an entity for all recipients in one envelope. */
+int
+cms_encrypt(BIO *in, STACK_OF(X509) *to, int opts, BIO *out, char *err,
+    size_t errlen)
+{
+	const EVP_CIPHER *cipher;
+	CMS_ContentInfo *cms;
+	CMS_RecipientInfo *ri;
+	X509 *x;
+	unsigned flags = CMS_STREAM | CMS_BINARY | CMS_PARTIAL;
+	unsigned rflags;
+	int i, oaep, r = -1;
+
+	ERR_clear_error();
+	if (to == NULL || sk_X509_num(to) == 0) {
+		snprintf(err, errlen, "no recipient certificate");
+		return -1;
+	}
+	cipher = (opts & SMIME_OPT_GCM) ? EVP_aes_256_gcm() : EVP_aes_256_cbc();
+	if ((cms = CMS_encrypt(NULL, NULL, cipher, flags)) == NULL) {
+		cms_err(err, errlen, "CMS_encrypt");
+		return -1;
+	}
+	for (i = 0; i < sk_X509_num(to); i++) {
+		x = sk_X509_value(to, i);
+		oaep = (opts & SMIME_OPT_OAEP) &&
+		    EVP_PKEY_get_base_id(X509_get0_pubkey(x)) == EVP_PKEY_RSA;
+		rflags = CMS_BINARY | (oaep ? CMS_KEY_PARAM : 0);
+		if ((ri = CMS_add1_recipient_cert(cms, x, rflags)) == NULL) {
+			cms_err(err, errlen, "recipient certificate unusable");
+			goto done;
+		}
+		if (oaep && cms_oaep(ri) == -1) {
+			cms_err(err, errlen, "RSA-OAEP parameters");
+			goto done;
+		}
+	}
+	if (cms_p7m_headers(out, (opts & SMIME_OPT_GCM) ?
+	    "authEnveloped-data" : "enveloped-data") == -1 ||
+	    cms_write_b64(out, cms, in, flags & ~CMS_PARTIAL) == -1 ||
+	    BIO_flush(out) <= 0) {
+		cms_err(err, errlen, "encryption failed");
+		goto done;
+	}
+	r = 0;
+ done:
+	CMS_ContentInfo_free(cms);
+	return r;
+}
+
+/* Append "issuer/serial" (or the key id) of one recipient to buf. */
+static void
+cms_rid(char *buf, size_t len, X509_NAME *issuer, ASN1_INTEGER *sno,
+    ASN1_OCTET_STRING *keyid)
+{
+	size_t n = strlen(buf);
+	char name[256];
+	BIGNUM *bn;
+	char *hex = NULL;
+	int i;
+
+	if (n + 4 >= len)
+		return;
+	if (n > 0)
+		n += snprintf(buf + n, len - n, ", ");
+	if (issuer != NULL && sno != NULL) {
+		X509_NAME_oneline(issuer, name, sizeof(name));
+		if ((bn = ASN1_INTEGER_to_BN(sno, NULL)) != NULL)
+			hex = BN_bn2hex(bn);
+		BN_free(bn);
+		snprintf(buf + n, len - n, "%s/%s", name, hex ? hex : "?");
+		OPENSSL_free(hex);
+	} else if (keyid != NULL) {
+		n += snprintf(buf + n, len - n, "keyid:");
+		for (i = 0; i < keyid->length && n + 3 < len; i++)
+			n += snprintf(buf + n, len - n, "%02X", keyid->data[i]);
+	} else
+		snprintf(buf + n, len - n, "(other)");
+}
+
+/* List the recipients of an envelope, for the "no key" error. */
+static void
+cms_recipients(CMS_ContentInfo *cms, char *buf, size_t len)
+{
+	STACK_OF(CMS_RecipientInfo) *ris = CMS_get0_RecipientInfos(cms);
+	STACK_OF(CMS_RecipientEncryptedKey) *reks;
+	CMS_RecipientInfo *ri;
+	ASN1_OCTET_STRING *keyid;
+	X509_NAME *issuer;
+	ASN1_INTEGER *sno;
+	int i, j;
+
+	buf[0] = '\0';
+	for (i = 0; i < sk_CMS_RecipientInfo_num(ris); i++) {
+		ri = sk_CMS_RecipientInfo_value(ris, i);
+		keyid = NULL;
+		issuer = NULL;
+		sno = NULL;
+		switch (CMS_RecipientInfo_type(ri)) {
+		case CMS_RECIPINFO_TRANS:
+			CMS_RecipientInfo_ktri_get0_signer_id(ri, &keyid,
+			    &issuer, &sno);
+			cms_rid(buf, len, issuer, sno, keyid);
+			break;
+		case CMS_RECIPINFO_AGREE:
+			reks = CMS_RecipientInfo_kari_get0_reks(ri);
+			for (j = 0; j < sk_CMS_RecipientEncryptedKey_num(reks);
+			    j++) {
+				CMS_RecipientEncryptedKey_get0_id(
+				    sk_CMS_RecipientEncryptedKey_value(reks, j),
+				    &keyid, NULL, NULL, &issuer, &sno);
+				cms_rid(buf, len, issuer, sno, keyid);
+			}
+			break;
+		default:
+			cms_rid(buf, len, NULL, NULL, NULL);
+			break;
+		}
+	}
+}
+
+/*
+ * Decryption streams the encrypted content: d2i_CMS_bio() would hold the
+ * whole DER and then a contiguous copy of the content (3.8 times a 50 MB
+ * message).  A small BER walker reads the envelope up to the content, a
+ * DER ContentInfo is rebuilt from that prefix without the content and
+ * parsed, and the content goes to CMS_dataInit() as detached content
+ * through a BIO that strips the chunking of a constructed OCTET STRING.
+ * What follows the content (unprotectedAttrs; authAttrs, mac and
+ * unauthAttrs of an AuthEnvelopedData) is read when the content ends; the
+ * GCM tag is handed to the cipher then, before OpenSSL finalises it.
+ * OpenSSL 3.0 ignores authAttrs when decrypting, so nothing is lost.
+ */
+#define BER_MAX_DEPTH	32		/* nested constructed elements */
+#define BER_MAX_HEAD	(4 << 20)	/* the envelope without its content */
+#define BER_UNIV	0x00
+#define BER_CTX		0x80
+#define BER_SEQUENCE	16
+#define BER_OCTETS	4
+#define BER_OID		6
+
+/* One element's identifier and length, and their encoding. */
+struct ber_hdr {
+	int		 cls;		/* BER_UNIV, BER_CTX, ... */
+	int		 cons;
+	unsigned long	 num;
+	int		 indef;
+	uint64_t	 len;
+	unsigned char	 raw[16];
+	size_t		 rawlen;
+};
+
+/* An open constructed element. */
+struct ber_level {
+	int		 indef;
+	uint64_t	 end;		/* offset after it, when definite */
+	uint64_t	 limit;		/* where it must end at the latest */
+};
+
+/* Buffered BER input and the elements open at the read position. */
+struct ber {
+	BIO		*in;
+	unsigned char	 buf[16384];
+	size_t		 off, len;
+	uint64_t	 pos;		/* offset of buf[off] in the input */
+	struct ber_level lv[BER_MAX_DEPTH];
+	int		 depth;
+};
+
+/* One envelope being decrypted: the reader and what the content BIO
+ * needs to find the content's chunks and, after them, the GCM tag. */
+struct envc {
+	struct ber	 b;
+	int		 auth;		/* AuthEnvelopedData */
+	int		 eci;		/* depth with the EncryptedContentInfo
+					 * innermost */
+	int		 prim;		/* content is one primitive [0] */
+	uint64_t	 left;		/* bytes left in the current chunk */
+	int		 done;		/* content and envelope read */
+	int		 failed;	/* malformed or truncated */
+	unsigned char	 tag[16];
+	size_t		 taglen;
+	EVP_CIPHER_CTX	*cctx;		/* the decrypting cipher BIO's */
+};
+
+/* Refill the buffer; -1 at the end of the input. */
+static int
+ber_fill(struct ber *b)
+{
+	int n;
+
+	if (b->off < b->len)
+		return 0;
+	n = BIO_read(b->in, b->buf, sizeof(b->buf));
+	if (n <= 0)
+		return -1;
+	b->off = 0;
+	b->len = (size_t)n;
+	return 0;
+}
+
+/* One input byte; 0 or -1. */
+static int
+ber_byte(struct ber *b, unsigned char *c)
+{
+	if (ber_fill(b) == -1)
+		return -1;
+	*c = b->buf[b->off++];
+	b->pos++;
+	return 0;
+}
+
+/* Append to a BUF_MEM, bounded by BER_MAX_HEAD; 0 or -1. */
+static int
+ber_put(BUF_MEM *m, const void *p, size_t n)
+{
+	size_t at = m->length;
+
+	if (n == 0)
+		return 0;
+	if (at + n > BER_MAX_HEAD || BUF_MEM_grow(m, at + n) == 0)
+		return -1;
+	memcpy(m->data + at, p, n);
+	return 0;
+}
+
+/* Consume `n` bytes into `dst` and/or `copy` (either may be NULL). */
+static int
+ber_take(struct ber *b, unsigned char *dst, uint64_t n, BUF_MEM *copy)
+{
+	size_t k;
+
+	while (n > 0) {
+		if (ber_fill(b) == -1)
+			return -1;
+		k = b->len - b->off;
+		if (k > n)
+			k = (size_t)n;
+		if (dst != NULL) {
+			memcpy(dst, b->buf + b->off, k);
+			dst += k;
+		}
+		if (copy != NULL && ber_put(copy, b->buf + b->off, k) == -1)
+			return -1;
+		b->off += k;
+		b->pos += k;
+		n -= k;
+	}
+	return 0;
+}
+
+/* Read one identifier and length; 0 or -1 on a malformed header. */
+static int
+ber_head(struct ber *b, struct ber_hdr *h)
+{
+	unsigned char c;
+	int i, n;
+
+	memset(h, 0, sizeof(*h));
+	if (ber_byte(b, &c) == -1)
+		return -1;
+	h->raw[h->rawlen++] = c;
+	h->cls = c & 0xc0;
+	h->cons = (c & 0x20) != 0;
+	h->num = c & 0x1f;
+	if (h->num == 0x1f) {
+		for (h->num = 0, i = 0;; i++) {
+			if (i == 4 || ber_byte(b, &c) == -1)
+				return -1;
+			h->raw[h->rawlen++] = c;
+			h->num = (h->num << 7) | (c & 0x7f);
+			if (!(c & 0x80))
+				break;
+		}
+	}
+	if (ber_byte(b, &c) == -1)
+		return -1;
+	h->raw[h->rawlen++] = c;
+	if (c == 0x80)
+		h->indef = 1;
+	else if (c & 0x80) {
+		if ((n = c & 0x7f) > 7)
+			return -1;
+		for (i = 0; i < n; i++) {
+			if (ber_byte(b, &c) == -1)
+				return -1;
+			h->raw[h->rawlen++] = c;
+			h->len = (h->len << 8) | c;
+		}
+	} else
+		h->len = c;
+	if (h->indef && !h->cons)
+		return -1;
+	/* Tag 0 is only the end-of-contents octets 00 00. */
+	if (h->cls == BER_UNIV && h->num == 0 &&
+	    (h->cons || h->indef || h->len != 0))
+		return -1;
+	return 0;
+}
+
+/* Is `h` the element [cls num] with the given form? */
+static int
+ber_is(const struct ber_hdr *h, int cls, unsigned long num, int cons)
+{
+	return h->cls == cls && h->num == num && h->cons == cons;
+}
+
+/* Enter the constructed element whose header was just read. */
+static int
+ber_push(struct ber *b, const struct ber_hdr *h)
+{
+	struct ber_level *l;
+	uint64_t plimit = b->depth > 0 ? b->lv[b->depth - 1].limit :
+	    UINT64_MAX;
+
+	if (!h->cons || b->depth == BER_MAX_DEPTH)
+		return -1;
+	l = &b->lv[b->depth++];
+	l->indef = h->indef;
+	l->end = h->indef ? 0 : b->pos + h->len;
+	l->limit = h->indef ? plimit : l->end;
+	return 0;
+}
+
+/* The next header inside the innermost open element: 1, or 0 at its end
+ * (it is closed then; h->raw holds the end-of-contents octets, if any),
+ * or -1 on malformed input. */
+static int
+ber_next(struct ber *b, struct ber_hdr *h)
+{
+	struct ber_level *l = &b->lv[b->depth - 1];
+
+	if (!l->indef && b->pos == l->end) {
+		memset(h, 0, sizeof(*h));
+		b->depth--;
+		return 0;
+	}
+	if (ber_head(b, h) == -1)
+		return -1;
+	if (h->cls == BER_UNIV && h->num == 0) {
+		if (!l->indef)
+			return -1;
+		b->depth--;
+		return 0;
+	}
+	if (b->pos > l->limit || h->len > l->limit - b->pos)
+		return -1;
+	return 1;
+}
+
+/* The contents of the element whose header was just read, copied to
+ * `copy` with every inner header (or skipped, with NULL). */
+static int
+ber_body(struct ber *b, const struct ber_hdr *h, BUF_MEM *copy)
+{
+	struct ber_hdr c;
+	int r;
+
+	if (!h->cons)
+		return ber_take(b, NULL, h->len, copy);
+	if (ber_push(b, h) == -1)
+		return -1;
+	for (;;) {
+		if ((r = ber_next(b, &c)) == -1 ||
+		    (copy != NULL && ber_put(copy, c.raw, c.rawlen) == -1))
+			return -1;
+		if (r == 0)
+			return 0;
+		if (ber_body(b, &c, copy) == -1)
+			return -1;
+	}
+}
+
+/* One whole element: its header, then its contents. */
+static int
+ber_copy(struct ber *b, const struct ber_hdr *h, BUF_MEM *copy)
+{
+	if (ber_put(copy, h->raw, h->rawlen) == -1)
+		return -1;
+	return ber_body(b, h, copy);
+}
+
+/* Read the ContentInfo up to the inside of the enveloped content; `out`
+ * gets "SEQUENCE { contentType, [0] { SEQUENCE {" with indefinite
+ * lengths, `nid` the content type. */
+static int
+envc_outer(struct envc *e, BUF_MEM *out, int *nid)
+{
+	static const unsigned char open[] = { 0xa0, 0x80, 0x30, 0x80 };
+	struct ber *b = &e->b;
+	const unsigned char *p;
+	ASN1_OBJECT *obj;
+	struct ber_hdr h;
+
+	*nid = NID_undef;
+	if (ber_head(b, &h) == -1 || !ber_is(&h, BER_UNIV, BER_SEQUENCE, 1) ||
+	    ber_push(b, &h) == -1 || ber_put(out, "\x30\x80", 2) == -1 ||
+	    ber_next(b, &h) != 1 || !ber_is(&h, BER_UNIV, BER_OID, 0) ||
+	    ber_copy(b, &h, out) == -1)
+		return -1;
+	p = (const unsigned char *)out->data + 2;
+	if ((obj = d2i_ASN1_OBJECT(NULL, &p, (long)out->length - 2)) == NULL)
+		return -1;
+	*nid = OBJ_obj2nid(obj);
+	ASN1_OBJECT_free(obj);
+	if (*nid != NID_pkcs7_enveloped &&
+	    *nid != NID_id_smime_ct_authEnvelopedData)
+		return 0;
+	if (ber_next(b, &h) != 1 || !ber_is(&h, BER_CTX, 0, 1) ||
+	    ber_push(b, &h) == -1 || ber_next(b, &h) != 1 ||
+	    !ber_is(&h, BER_UNIV, BER_SEQUENCE, 1) || ber_push(b, &h) == -1 ||
+	    ber_put(out, open, sizeof(open)) == -1)
+		return -1;
+	return 0;
+}
+
+/* Copy the (Auth)EnvelopedData fields before the EncryptedContentInfo,
+ * then the latter's type and algorithm; stop at the content's header,
+ * which sets up the content reader. */
+static int
+envc_fields(struct envc *e, BUF_MEM *out)
+{
+	struct ber *b = &e->b;
+	struct ber_hdr h;
+	int i;
+
+	/* version, [0] originatorInfo, recipientInfos */
+	for (i = 0;; i++) {
+		if (i == 4 || ber_next(b, &h) != 1)
+			return -1;
+		if (ber_is(&h, BER_UNIV, BER_SEQUENCE, 1))
+			break;
+		if (ber_copy(b, &h, out) == -1)
+			return -1;
+	}
+	if (ber_push(b, &h) == -1 || ber_put(out, "\x30\x80", 2) == -1)
+		return -1;
+	e->eci = b->depth;
+	for (i = 0; i < 2; i++)		/* contentType, algorithm */
+		if (ber_next(b, &h) != 1 || ber_copy(b, &h, out) == -1)
+			return -1;
+	if (ber_put(out, "\0\0", 2) == -1 || ber_next(b, &h) != 1)
+		return -1;	/* no encryptedContent: nothing to decrypt */
+	if (ber_is(&h, BER_CTX, 0, 0)) {
+		e->prim = 1;
+		e->left = h.len;
+	} else if (!ber_is(&h, BER_CTX, 0, 1) || ber_push(b, &h) == -1)
+		return -1;
+	/* An AuthEnvelopedData needs a mac, of a valid length for OpenSSL
+	 * to set up the cipher: a placeholder until the real one is read
+	 * after the content and handed to the cipher (envc_tail). */
+	if (e->auth && ber_put(out, "\x04\x10\0\0\0\0\0\0\0\0"
+	    "\0\0\0\0\0\0\0\0", 18) == -1)
+		return -1;
+	return ber_put(out, "\0\0\0\0\0\0", 6);
+}
+
+/* The envelope without its content, parsed; `err` set on NULL. */
+static CMS_ContentInfo *
+envc_head(struct envc *e, char *err, size_t errlen)
+{
+	CMS_ContentInfo *cms = NULL;
+	const unsigned char *p;
+	BUF_MEM *m;
+	int nid;
+
+	if ((m = BUF_MEM_new()) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (envc_outer(e, m, &nid) == -1)
+		snprintf(err, errlen, "malformed CMS structure");
+	else if (nid != NID_pkcs7_enveloped &&
+	    nid != NID_id_smime_ct_authEnvelopedData)
+		snprintf(err, errlen, "not enveloped data (%s)",
+		    OBJ_nid2sn(nid));
+	else if ((e->auth = nid == NID_id_smime_ct_authEnvelopedData,
+	    envc_fields(e, m)) == -1)
+		snprintf(err, errlen, "malformed CMS structure");
+	else {
+		p = (const unsigned char *)m->data;
+		if ((cms = d2i_CMS_ContentInfo(NULL, &p, (long)m->length)) ==
+		    NULL)
+			cms_err(err, errlen, "malformed CMS structure");
+	}
+	BUF_MEM_free(m);
+	return cms;
+}
+
+/* After the content: the rest of the envelope, the mac kept; 0 or -1. */
+static int
+envc_tail(struct envc *e)
+{
+	struct ber *b = &e->b;
+	struct ber_hdr h;
+	int r, stage = 0;	/* 1: authAttrs read, 2: mac read, 3: done */
+
+	if (ber_next(b, &h) != 0)	/* end of EncryptedContentInfo */
+		return -1;
+	while ((r = ber_next(b, &h)) == 1) {
+		if (stage == 0 && ber_is(&h, BER_CTX, 1, 1))
+			stage = e->auth ? 1 : 3;
+		else if (e->auth && stage == 2 && ber_is(&h, BER_CTX, 2, 1))
+			stage = 3;
+		else if (e->auth && stage <= 1 &&
+		    ber_is(&h, BER_UNIV, BER_OCTETS, 0)) {
+			/* RFC 5084 2.1: the ICV is 12 to 16 octets. */
+			if (h.len < 12 || h.len > sizeof(e->tag) ||
+			    ber_take(b, e->tag, h.len, NULL) == -1)
+				return -1;
+			e->taglen = (size_t)h.len;
+			stage = 2;
+			continue;
+		} else
+			return -1;
+		if (ber_body(b, &h, NULL) == -1)	/* attributes */
+			return -1;
+	}
+	if (r == -1 || (e->auth && e->taglen == 0))
+		return -1;
+	/* end of [0] content and of the ContentInfo */
+	if (ber_next(b, &h) != 0 || ber_next(b, &h) != 0)
+		return -1;
+	if (e->auth && (e->cctx == NULL || EVP_CIPHER_CTX_ctrl(e->cctx,
+	    EVP_CTRL_AEAD_SET_TAG, (int)e->taglen, e->tag) <= 0))
+		return -1;
+	return 0;
+}
+
+/* Find the next chunk of content (e->left set), or read the envelope's
+ * tail when there is none left (e->done set); 0 or -1. */
+static int
+envc_next_chunk(struct envc *e)
+{
+	struct ber *b = &e->b;
+	struct ber_hdr h;
+	int r;
+
+	while (!e->prim && b->depth > e->eci) {
+		if ((r = ber_next(b, &h)) == -1)
+			return -1;
+		if (r == 0)
+			continue;
+		if (ber_is(&h, BER_UNIV, BER_OCTETS, 0)) {
+			if ((e->left = h.len) > 0)
+				return 0;
+		} else if (!ber_is(&h, BER_UNIV, BER_OCTETS, 1) ||
+		    ber_push(b, &h) == -1)
+			return -1;
+	}
+	e->done = 1;
+	return envc_tail(e);
+}
+
+/* BIO read: the payload of the content's chunks, one chunk at most per
+ * call; 0 at the end, once the envelope has been read to its end. */
+static int
+envc_read(BIO *bio, char *buf, int len)
+{
+	struct envc *e = BIO_get_data(bio);
+	size_t n;
+
+	BIO_clear_retry_flags(bio);
+	if (e->failed)
+		return -1;
+	while (e->left == 0 && !e->done)
+		if (envc_next_chunk(e) == -1) {
+			e->failed = 1;
+			return -1;
+		}
+	if (e->left == 0 || len <= 0)
+		return 0;
+	n = (size_t)len;
+	if (n > e->left)
+		n = (size_t)e->left;
+	if (ber_take(&e->b, (unsigned char *)buf, n, NULL) == -1) {
+		e->failed = 1;
+		return -1;
+	}
+	e->left -= n;
+	return (int)n;
+}
+
+/* BIO ctrl: nothing to flush or reset. */
+static long
+envc_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+	(void)bio;
+	(void)num;
+	(void)ptr;
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+/* Create the BIO methods once. */
+static void
+cms_methods_init(void)
+{
+	b64w_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+	    "smime base64 writer");
+	envc_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+	    "smime encrypted content reader");
+	cms_methods_ok = b64w_method != NULL && envc_method != NULL &&
+	    BIO_meth_set_write(b64w_method, b64w_write) &&
+	    BIO_meth_set_ctrl(b64w_method, b64w_ctrl) &&
+	    BIO_meth_set_destroy(b64w_method, b64w_destroy) &&
+	    BIO_meth_set_read(envc_method, envc_read) &&
+	    BIO_meth_set_ctrl(envc_method, envc_ctrl);
+}
+
+/* The BIO methods, created on first use; 0 or -1. */
+static int
+cms_methods(void)
+{
+	if (!CRYPTO_THREAD_run_once(&cms_once, cms_methods_init) ||
+	    !cms_methods_ok)
+		return -1;
+	return 0;
+}
+
+/* Create what the engine shares between calls, from the main thread. */
+void
+cms_init(void)
+{
+	(void)cms_methods();
+}
+
+/* Stream the content through the cipher to `out`; 0 or -1. */
+static int
+envc_decrypt(CMS_ContentInfo *cms, struct envc *e, BIO *out, char *err,
+    size_t errlen)
+{
+	unsigned char buf[8192];
+	BIO *in, *cont, *cipher, *next;
+	int n, r = -1;
+
+	if (cms_methods() == -1 || (in = BIO_new(envc_method)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	BIO_set_data(in, e);
+	BIO_set_init(in, 1);
+	if ((cont = CMS_dataInit(cms, in)) == NULL) {
+		cms_err(err, errlen, "decryption failed");
+		BIO_free(in);
+		return -1;
+	}
+	if ((cipher = BIO_find_type(cont, BIO_TYPE_CIPHER)) == NULL ||
+	    BIO_get_cipher_ctx(cipher, &e->cctx) != 1) {
+		snprintf(err, errlen, "decryption failed: no cipher");
+		goto done;
+	}
+	while ((n = BIO_read(cont, buf, sizeof(buf))) > 0)
+		if (BIO_write(out, buf, n) != n) {
+			cms_err(err, errlen, "write error");
+			goto done;
+		}
+	if (e->failed)
+		snprintf(err, errlen, "malformed CMS structure");
+	else if (n < 0 || !e->done || BIO_get_cipher_status(cipher) <= 0)
+		cms_err(err, errlen, e->auth ?
+		    "decryption failed: authentication tag mismatch" :
+		    "decryption failed");
+	else
+		r = 0;
+ done:
+	while (cont != NULL && cont != in) {
+		next = BIO_pop(cont);
+		BIO_free(cont);
+		cont = next;
+	}
+	BIO_free(in);
+	return r;
+}
+
+/* Decrypt an EnvelopedData or AuthEnvelopedData with a matching key. */
+int
+cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
+    BIO *out, char *err, size_t errlen)
+{
+	CMS_ContentInfo *cms;
+	struct envc *e;
+	char rcpts[512];
+	size_t i;
+	int r = -1;
+
+	ERR_clear_error();
+	if ((e = calloc(1, sizeof(*e))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	e->b.in = der;
+	if ((cms = envc_head(e, err, errlen)) == NULL)
+		goto done;
+	/* With a certificate, OpenSSL only tries the RecipientInfos it
+	 * matches, so a wrong key is never attempted. */
+	for (i = 0; i < nids; i++) {
+		if (CMS_decrypt_set1_pkey_and_peer(cms, ids[i].key,
+		    ids[i].cert, NULL) == 1)
+			break;
+		ERR_clear_error();
+	}
+	if (i == nids) {
+		cms_recipients(cms, rcpts, sizeof(rcpts));
+		snprintf(err, errlen, "no private key matches any recipient"
+		    " (recipients: %s)", rcpts);
+		goto done;
+	}
+	if (envc_decrypt(cms, e, out, err, errlen) == 0)
+		r = (int)i;
+ done:
+	CMS_ContentInfo_free(cms);
+	free(e);
+	return r;
+}
+
+/* Set the verdict and its reason. */
+static enum cms_outcome
+cms_result(struct cms_verify *res, enum cms_outcome o,
+    const char *reason)
+{
+	res->outcome = o;
+	snprintf(res->reason, sizeof(res->reason), "%s", reason);
+	ERR_clear_error();
+	return o;
+}
+
+/* Read the ciphers the signer announced in SMIMECapabilities. */
+static void
+cms_get_caps(CMS_SignerInfo *si, struct cms_verify *res)
+{
+	static const struct { int nid; unsigned cap; } map[] = {
+		{ NID_aes_256_gcm, SMIME_CAP_AES256_GCM },
+		{ NID_aes_128_gcm, SMIME_CAP_AES128_GCM },
+		{ NID_aes_256_cbc, SMIME_CAP_AES256_CBC },
+		{ NID_aes_192_cbc, SMIME_CAP_AES192_CBC },
+		{ NID_aes_128_cbc, SMIME_CAP_AES128_CBC },
+		{ NID_des_ede3_cbc, SMIME_CAP_DES3_CBC },
+	};
+	STACK_OF(X509_ALGOR) *algs;
+	const unsigned char *p;
+	X509_ATTRIBUTE *attr;
+	ASN1_TYPE *t;
+	size_t k;
+	int i, nid;
+
+	i = CMS_signed_get_attr_by_NID(si, NID_SMIMECapabilities, -1);
+	if (i < 0 || (attr = CMS_signed_get_attr(si, i)) == NULL)
+		return;
+	t = X509_ATTRIBUTE_get0_type(attr, 0);
+	if (t == NULL || t->type != V_ASN1_SEQUENCE)
+		return;
+	p = t->value.sequence->data;
+	algs = d2i_X509_ALGORS(NULL, &p, t->value.sequence->length);
+	if (algs == NULL) {
+		ERR_clear_error();
+		return;
+	}
+	res->has_caps = 1;
+	for (i = 0; i < sk_X509_ALGOR_num(algs); i++) {
+		nid = OBJ_obj2nid(sk_X509_ALGOR_value(algs, i)->algorithm);
+		for (k = 0; k < sizeof(map) / sizeof(map[0]); k++)
+			if (map[k].nid == nid)
+				res->caps |= map[k].cap;
+	}
+	sk_X509_ALGOR_pop_free(algs, X509_ALGOR_free);
+}
+
+/* rfc822Name comparison: local part exact, domain case-insensitive. */
+static int
+cms_addr_eq(const char *a, const char *b)
+{
+	const char *at = strrchr(a, '@'), *bt = strrchr(b, '@');
+
+	if (at == NULL || bt == NULL || at - a != bt - b ||
+	    strncmp(a, b, (size_t)(at - a)) != 0)
+		return 0;
+	for (at++, bt++; *at && *bt; at++, bt++)
+		if (tolower((unsigned char)*at) != tolower((unsigned char)*bt))
+			return 0;
+	return *at == *bt;
+}
+
+/* Pick the signer identity; 1 when `from` (if any) is among its addresses. */
+static int
+cms_match_from(X509 *signer, const char *from, struct cms_verify *res)
+{
+	STACK_OF(OPENSSL_STRING) *emails = X509_get1_email(signer);
+	const char *e;
+	int i, found = 0;
+
+	for (i = 0; i < sk_OPENSSL_STRING_num(emails); i++) {
+		e = sk_OPENSSL_STRING_value(emails, i);
+		if (i == 0)
+			snprintf(res->identity, sizeof(res->identity), "%s", e);
+		if (from != NULL && cms_addr_eq(e, from)) {
+			snprintf(res->identity, sizeof(res->identity), "%s", e);
+			found = 1;
+			break;
+		}
+	}
+	X509_email_free(emails);
+	return from == NULL || found;
+}
+
+/* Check one signer's chain for S/MIME signing; NULL or the reason. */
+static const char *
+cms_chain(X509 *signer, STACK_OF(X509) *certs,
+    const struct cms_trust *trust)
+{
+	STACK_OF(X509_CRL) *crls = trust->crls;
+	ASN1_OBJECT *anyp;
+	X509_STORE_CTX *ctx;
+	const char *reason = NULL;
+	int e;
+
+	if ((ctx = X509_STORE_CTX_new()) == NULL ||
+	    !X509_STORE_CTX_init(ctx, trust->store, signer, certs) ||
+	    !X509_STORE_CTX_set_default(ctx, "cms_sign")) {
+		X509_STORE_CTX_free(ctx);
+		return "cannot set up certificate verification";
+	}
+	/*
+	 * RFC 5280 path processing as NIST PKITS checks it: certificate
+	 * policies (initial set anyPolicy, none required explicitly), indirect
+	 * CRLs and CRLs signed by other keys, delta CRLs.  OpenSSL leaves all
+	 * of these off unless asked.
+	 */
+	X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_POLICY_CHECK |
+	    X509_V_FLAG_EXTENDED_CRL_SUPPORT | X509_V_FLAG_USE_DELTAS);
+	if ((anyp = OBJ_nid2obj(NID_any_policy)) == NULL ||
+	    X509_VERIFY_PARAM_add0_policy(X509_STORE_CTX_get0_param(ctx),
+	    anyp) != 1) {
+		X509_STORE_CTX_free(ctx);
+		return "cannot set up certificate policy processing";
+	}
+	if (crls != NULL && sk_X509_CRL_num(crls) > 0) {
+		X509_STORE_CTX_set0_crls(ctx, crls);
+		X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_CRL_CHECK |
+		    X509_V_FLAG_CRL_CHECK_ALL);
+	}
+	if (X509_verify_cert(ctx) <= 0) {
+		e = X509_STORE_CTX_get_error(ctx);
+		reason = e == X509_V_OK ? "certificate verification failed" :
+		    X509_verify_cert_error_string(e);
+	}
+	X509_STORE_CTX_free(ctx);
+	return reason;
+}
+
+/* Back to the start of a memory or file BIO; 0 or -1. */
+static int
+cms_rewind(BIO *b)
+{
+	if (BIO_method_type(b) == BIO_TYPE_MEM)
+		return BIO_reset(b) == 1 ? 0 : -1;
+	return BIO_seek(b, 0) == 0 ? 0 : -1;
+}
+
+/* The signature itself: digest and signer key, no chain yet. */
+static int
+cms_check_sig(CMS_ContentInfo *cms, BIO *content, STACK_OF(X509) *known,
+    BIO *out, int detached, const char **why)
+{
+	unsigned flags = CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY;
+	unsigned long e;
+
+	if (CMS_verify(cms, known, NULL, detached ? content : NULL, out,
+	    flags) == 1)
+		return 0;
+	e = ERR_peek_last_error();
+	*why = ERR_GET_REASON(e) == CMS_R_SIGNER_CERTIFICATE_NOT_FOUND ?
+	    "signer certificate not found" : "signature mismatch";
+	/* A stored message may have lost its CRLFs: try canonical form. */
+	if (detached && cms_rewind(content) == 0) {
+		ERR_clear_error();
+		if (CMS_verify(cms, known, NULL, content, NULL,
+		    flags & ~CMS_BINARY) == 1)
+			return 0;
+	}
+	ERR_clear_error();
+	return -1;
+}
+
+/* Certificates of the message followed by the known ones, not owned. */
+static STACK_OF(X509) *
+cms_untrusted(STACK_OF(X509) *a, STACK_OF(X509) *b)
+{
+	STACK_OF(X509) *sk;
+	int i;
+
+	if ((sk = sk_X509_new_null()) == NULL)
+		return NULL;
+	for (i = 0; i < sk_X509_num(a); i++)
+		sk_X509_push(sk, sk_X509_value(a, i));
+	for (i = 0; i < sk_X509_num(b); i++)
+		sk_X509_push(sk, sk_X509_value(b, i));
+	return sk;
+}
+
+/* Verify a detached or opaque signature, its signers and the From address. */
+enum cms_outcome
+cms_verify(BIO *content, BIO *der, const struct cms_trust *trust,
+    const char *from, BIO *out, struct cms_verify *res)
+{
+	STACK_OF(CMS_SignerInfo) *sis;
+	STACK_OF(X509) *signers = NULL, *untrusted = NULL;
+	CMS_ContentInfo *cms;
+	const char *why = NULL;
+	int i, detached;
+
+	memset(res, 0, sizeof(*res));
+	ERR_clear_error();
+	if ((cms = d2i_CMS_bio(der, NULL)) == NULL)
+		return cms_result(res, SMIME_PERMERROR,
+		    "malformed CMS structure");
+	if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
+		CMS_ContentInfo_free(cms);
+		return cms_result(res, SMIME_PERMERROR, "not signed data");
+	}
+	detached = CMS_is_detached(cms);
+	sis = CMS_get0_SignerInfos(cms);
+	res->certs = CMS_get1_certs(cms);
+	if (detached && content == NULL)
+		cms_result(res, SMIME_PERMERROR, "signed content missing");
+	else if (sk_CMS_SignerInfo_num(sis) < 1)
+		cms_result(res, SMIME_PERMERROR, "no signer");
+	else if (cms_check_sig(cms, content, trust->certs, out, detached,
+	    &why) == -1)
+		cms_result(res, SMIME_FAIL, why);
+	else if ((signers = CMS_get0_signers(cms)) == NULL ||
+	    (untrusted = cms_untrusted(res->certs, trust->certs)) == NULL)
+		cms_result(res, SMIME_FAIL, "signer certificate not found");
+	if (res->reason[0] != '\0')
+		goto done;
+	res->signer = sk_X509_value(signers, 0);
+	X509_up_ref(res->signer);
+	cms_get_caps(sk_CMS_SignerInfo_value(sis, 0), res);
+	for (i = 0; i < sk_X509_num(signers) && why == NULL; i++)
+		why = cms_chain(sk_X509_value(signers, i), untrusted, trust);
+	if (why != NULL)
+		cms_result(res, SMIME_FAIL, why);
+	else if (!cms_match_from(res->signer, from, res))
+		cms_result(res, SMIME_POLICY,
+		    "signer certificate does not carry the From address");
+	else
+		cms_result(res, SMIME_PASS, "");
+ done:
+	if (res->identity[0] == '\0' && res->signer != NULL)
+		cms_match_from(res->signer, NULL, res);
+	sk_X509_free(untrusted);
+	sk_X509_free(signers);
+	CMS_ContentInfo_free(cms);
+	return res->outcome;
+}
+
+/* Release what cms_verify() kept. */
+void
+cms_verify_free(struct cms_verify *res)
+{
+	X509_free(res->signer);
+	sk_X509_pop_free(res->certs, X509_free);
+	res->signer = NULL;
+	res->certs = NULL;
+}
+
+/* RFC 7281 result keyword. */
+const char *
+cms_outcome_name(enum cms_outcome o)
+{
+	switch (o) {
+	case SMIME_PASS:
+		return "pass";
+	case SMIME_FAIL:
+		return "fail";
+	case SMIME_POLICY:
+		return "policy";
+	case SMIME_PERMERROR:
+		return "permerror";
+	case SMIME_NONE:
+	default:
+		return "none";
+	}
+}
+
+/* Format the Authentication-Results header, the reason as a comment. */
+int
+cms_auth_results(char *buf, size_t len, const char *host,
+    const struct cms_verify *res)
+{
+	char comment[sizeof(res->reason) + 3] = "", id[300] = "";
+	size_t i, n;
+
+	if (res->outcome != SMIME_PASS && res->reason[0] != '\0') {
+		/* A comment may not hold unbalanced parentheses, backslashes
+		 * or control characters (RFC 5322 3.2.2). */
+		n = 0;
+		comment[n++] = ' ';
+		comment[n++] = '(';
+		for (i = 0; res->reason[i] != '\0'; i++) {
+			unsigned char c = (unsigned char)res->reason[i];
+			comment[n++] = (c < 0x20 || c > 0x7e || c == '(' ||
+			    c == ')' || c == '\\') ? ' ' : (char)c;
+		}
+		comment[n++] = ')';
+		comment[n] = '\0';
+	}
+	if (res->identity[0] != '\0' && strpbrk(res->identity,
+	    " \t\r\n\"();\\") == NULL)
+		snprintf(id, sizeof(id), " body.smime-identifier=%s",
+		    res->identity);
+	return snprintf(buf, len, "Authentication-Results: %s; smime=%s%s%s",
+	    host, cms_outcome_name(res->outcome), comment, id);
+}

@@ -1,0 +1,140 @@
+/* cms.h: the CMS engine for S/MIME (RFC 8551, 5652, 5083/5084): sign,
+ * encrypt, decrypt and verify one MIME entity with OpenSSL 3, in-process.
+ *
+ * Inputs and outputs are BIOs so a large entity is streamed, not copied:
+ * wrap memory with BIO_new_mem_buf() (no copy), a file with BIO_new_file().
+ * The entity given to sign/encrypt must already be canonical (CRLF line
+ * ends, 7bit-safe transfer encodings): it is signed byte for byte.  Outputs
+ * are a MIME entity: its Content-* header lines, an empty line and the body,
+ * CRLF throughout; the caller adds the outer (RFC 5322) headers and
+ * MIME-Version.  Error texts are one line, suitable for logs and replies.
+ * Call cms_init() once from the main thread before the first use: it
+ * creates the BIO methods the engine shares (otherwise created on first
+ * use, guarded by CRYPTO_THREAD_run_once).  After that the functions may
+ * be called from several threads at once, on different objects. */
+#ifndef SMRELAY_CMS_H
+#define SMRELAY_CMS_H
+
+#include <stddef.h>
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+/* Options for cms_sign() and cms_encrypt(). */
+#define SMIME_OPT_OPAQUE  0x01	/* sign: application/pkcs7-mime signed-data */
+#define SMIME_OPT_PSS     0x02	/* sign: RSASSA-PSS (SHA-256, MGF1, salt 32) */
+#define SMIME_OPT_GCM     0x04	/* encrypt: AES-256-GCM AuthEnvelopedData */
+#define SMIME_OPT_OAEP    0x08	/* encrypt: RSAES-OAEP (SHA-256) for RSA keys */
+
+/* Content ciphers found in a signer's SMIMECapabilities attribute. */
+#define SMIME_CAP_AES256_GCM  0x01
+#define SMIME_CAP_AES128_GCM  0x02
+#define SMIME_CAP_AES256_CBC  0x04
+#define SMIME_CAP_AES192_CBC  0x08
+#define SMIME_CAP_AES128_CBC  0x10
+#define SMIME_CAP_DES3_CBC    0x20
+
+/* Outcomes of cms_verify(), named as in RFC 7281 (see SPEC.md). */
+enum cms_outcome {
+	SMIME_NONE = 0,		/* not signed */
+	SMIME_PASS,		/* signature, chain and From address good */
+	SMIME_FAIL,		/* bad signature, untrusted/revoked/expired signer */
+	SMIME_POLICY,		/* valid, but the signer lacks the From address */
+	SMIME_PERMERROR		/* malformed */
+};
+
+/* One of our identities, a candidate for decryption. */
+struct cms_identity {
+	X509		*cert;
+	EVP_PKEY	*key;
+};
+
+/* What a signature is checked against; built by the caller (store/). */
+struct cms_trust {
+	X509_STORE		*store;	/* trust anchors */
+	STACK_OF(X509_CRL)	*crls;	/* NULL or empty: no revocation check */
+	STACK_OF(X509)		*certs;	/* NULL, or known certificates (the
+					 * cache) for signatures carrying none */
+};
+
+/* What cms_verify() found; release with cms_verify_free(). */
+struct cms_verify {
+	enum cms_outcome outcome;
+	char		 reason[256];	/* "" on pass, else e.g. "certificate revoked" */
+	char		 identity[256];	/* signer e-mail: the one matching From,
+					 * else the first in the certificate */
+	X509		*signer;	/* owned; the first signer, for harvesting */
+	STACK_OF(X509)	*certs;		/* owned; every certificate in the message */
+	unsigned	 caps;		/* SMIME_CAP_* the signer announced */
+	int		 has_caps;	/* the SMIMECapabilities attribute was there */
+};
+
+/* cms.c */
+/* Create the engine's shared state (its BIO methods); once, at start-up. */
+void cms_init(void);
+/*
+ * Sign the entity read from `in`.  Writes to `out` a multipart/signed entity
+ * (detached, micalg=sha-256) or, with SMIME_OPT_OPAQUE, an
+ * application/pkcs7-mime signed-data one.  The signature is SHA-256 with
+ * PKCS#1 v1.5 for RSA keys (RSA-PSS with SMIME_OPT_PSS), ECDSA for EC keys,
+ * carries `cert`, `chain` (may be NULL), signingTime and SMIMECapabilities.
+ * The digest is computed while the entity is copied to `out`.  Returns 0,
+ * or -1 with `err` set.
+ */
+int cms_sign(BIO *in, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
+    int opts, BIO *out, char *err, size_t errlen);
+/*
+ * Encrypt the entity read from `in` for every certificate in `to` (one
+ * envelope).  AES-256-CBC EnvelopedData by default, AES-256-GCM
+ * AuthEnvelopedData with SMIME_OPT_GCM; RSA keys get PKCS#1 v1.5 key
+ * transport (OAEP with SMIME_OPT_OAEP), EC keys ECDH key agreement.  Writes
+ * an application/pkcs7-mime entity (base64, streamed BER).  Returns 0, or
+ * -1 with `err` set.
+ */
+int cms_encrypt(BIO *in, STACK_OF(X509) *to, int opts, BIO *out,
+    char *err, size_t errlen);
+/*
+ * Decrypt the CMS (DER/BER, already base64-decoded) read from `der` with
+ * the first of `ids` that matches a RecipientInfo, writing the inner entity
+ * to `out`.  `der` is read once, front to back, and the content streamed:
+ * memory stays bounded whatever the size (the envelope without its content
+ * may take up to 4 MB).  Returns the index of the identity used, or -1 with
+ * `err` set (e.g. "no private key matches any recipient (recipients:
+ * ...)"); on -1, whatever was written to `out` must be discarded (for
+ * AuthEnvelopedData the GCM tag is only checked at the end).
+ */
+int cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
+    BIO *out, char *err, size_t errlen);
+/*
+ * Verify a signature.  Detached: `content` is the first part of the
+ * multipart/signed exactly as transmitted and `der` the decoded
+ * application/pkcs7-signature; opaque: `content` is NULL.  The signed
+ * entity is written to `out` (may be NULL; for detached signatures it is
+ * a copy of `content`), to be used only when the outcome is PASS or
+ * POLICY.  If `content` fails byte for
+ * byte and can be rewound (memory or file BIO), it is tried once more with
+ * bare LF line ends canonicalised.  The signer chain is checked against
+ * trust->store for S/MIME signing (key usage, emailProtection, validity
+ * now); with CRLs, every certificate of the chain must have a valid CRL
+ * (X509_V_FLAG_CRL_CHECK_ALL).  A non-NULL `from` must be one of the
+ * signer's e-mail addresses (SAN rfc822Name or subject emailAddress; local
+ * part exact, domain case-insensitive) or the result is SMIME_POLICY.
+ * Fills `res` and returns res->outcome (never SMIME_NONE: deciding that a
+ * message is not signed is the MIME layer's job).
+ */
+enum cms_outcome cms_verify(BIO *content, BIO *der,
+    const struct cms_trust *trust, const char *from, BIO *out,
+    struct cms_verify *res);
+void cms_verify_free(struct cms_verify *);
+/* "pass", "fail", "policy", "none", "permerror". */
+const char *cms_outcome_name(enum cms_outcome);
+/*
+ * Format "Authentication-Results: HOST; smime=RESULT [(reason)]
+ * [body.smime-identifier=ADDR]" (RFC 8601, RFC 7281) without the CRLF,
+ * into `buf`.  Returns the length it needed, as snprintf does.
+ */
+int cms_auth_results(char *buf, size_t len, const char *host,
+    const struct cms_verify *);
+
+#endif

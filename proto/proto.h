@@ -1,0 +1,14 @@
+/* proto.h: what proto/ offers the layers above: pure codecs,
+ * no I/O (SMTP commands, DATA, replies, PROXY, MIME, DSN, CMS). */
+#ifndef SMRELAY_PROTO_PROTO_H
+#define SMRELAY_PROTO_PROTO_H
+
+#include "smtp_parse.h"
+#include "smtp_data.h"
+#include "smtp_reply.h"
+#include "proxy_parse.h"
+#include "mime.h"
+#include "dsn.h"
+#include "cms.h"
+
+#endif
