@@ -1215,7 +1215,7 @@ cms_chain(X509 *signer, STACK_OF(X509) *certs,
 
 	if ((ctx = X509_STORE_CTX_new()) == NULL ||
 	    !X509_STORE_CTX_init(ctx, trust->store, signer, certs) ||
-	    !X509_STORE_CTX_set_default(ctx, "cms_sign")) {
+	    !X509_STORE_CTX_set_default(ctx, "smime_sign")) {
 		X509_STORE_CTX_free(ctx);
 		return "cannot set up certificate verification";
 	}
