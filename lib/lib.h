@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-/* util.c */
+/* xmalloc.c */
+void alloc_fail(const char *, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
 void *xmalloc(size_t);
 void *xcalloc(size_t, size_t);
 void *xrealloc(void *, size_t);
@@ -16,6 +18,8 @@ void *xreallocarray(void *, size_t, size_t);
 char *xstrdup(const char *);
 char *xstrndup(const char *, size_t);
 char *xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
+
+/* util.c */
 int write_full(int, const void *, size_t);
 size_t strlcpy_s(char *, const char *, size_t);
 int strcasecmp_ascii(const char *, const char *);
@@ -30,6 +34,7 @@ void log_init(const char *progname, int foreground, int level);
 void log_setlevel(int level);
 int log_getlevel(void);
 int log_level_parse(const char *);
+void log_at(int, const char *, ...) __attribute__((format(printf, 2, 3)));
 void log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *, ...) __attribute__((format(printf, 1, 2)));

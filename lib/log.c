@@ -1,4 +1,4 @@
-/* log.c: one line per event, to syslog or stderr; libevent's messages too. */
+/* log.c: one line per event, to syslog or stderr. */
 #include "autoconfig.h"
 
 #include <errno.h>
@@ -8,8 +8,6 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
-
-#include <event2/event.h>
 
 #include "lib.h"
 
@@ -41,24 +39,15 @@ log_vemit(int lvl, const char *fmt, va_list ap, const char *errstr)
 		syslog(prio[lvl], "%s", msg);
 }
 
-/* Route libevent's own diagnostics through our logger. */
-static void
-log_event_cb(int severity, const char *msg)
+/* One line at an explicit level (for messages of other libraries). */
+void
+log_at(int lvl, const char *fmt, ...)
 {
-	int lvl = LOG_LVL_DEBUG;
+	va_list ap;
 
-	if (severity == EVENT_LOG_WARN)
-		lvl = LOG_LVL_WARN;
-	else if (severity == EVENT_LOG_ERR)
-		lvl = LOG_LVL_ERROR;
-	else if (severity == EVENT_LOG_MSG)
-		lvl = LOG_LVL_INFO;
-	if (lvl <= log_lvl) {
-		if (log_fg)
-			fprintf(stderr, "libevent: %s\n", msg);
-		else
-			syslog(LOG_WARNING, "libevent: %s", msg);
-	}
+	va_start(ap, fmt);
+	log_vemit(lvl, fmt, ap, NULL);
+	va_end(ap);
 }
 
 /* Set up logging: stderr when in the foreground, else syslog (mail facility). */
@@ -69,7 +58,6 @@ log_init(const char *progname, int foreground, int level)
 	log_lvl = level;
 	if (!foreground)
 		openlog(progname, LOG_PID | LOG_NDELAY, LOG_MAIL);
-	event_set_log_callback(log_event_cb);
 	tzset();
 }
 

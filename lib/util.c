@@ -1,4 +1,4 @@
-/* util.c: allocation wrappers that abort, small string helpers. */
+/* util.c: small string, socket and time helpers. */
 #include "autoconfig.h"
 
 #include <arpa/inet.h>
@@ -15,91 +15,6 @@
 #include <openssl/rand.h>
 
 #include "lib.h"
-
-/* Allocate or die: running out of memory is not a state we can serve from. */
-void *
-xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-
-	if (p == NULL)
-		fatal("malloc %zu", n);
-	return p;
-}
-
-/* Zeroed allocation or die. */
-void *
-xcalloc(size_t n, size_t sz)
-{
-	void *p = calloc(n ? n : 1, sz ? sz : 1);
-
-	if (p == NULL)
-		fatal("calloc %zu*%zu", n, sz);
-	return p;
-}
-
-/* Resize or die. */
-void *
-xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n ? n : 1);
-
-	if (q == NULL)
-		fatal("realloc %zu", n);
-	return q;
-}
-
-/* Resize an array with overflow check, or die. */
-void *
-xreallocarray(void *p, size_t n, size_t sz)
-{
-	if (sz != 0 && n > SIZE_MAX / sz)
-		fatalx("reallocarray overflow");
-	return xrealloc(p, n * sz);
-}
-
-/* Duplicate a string or die. */
-char *
-xstrdup(const char *s)
-{
-	char *p = strdup(s);
-
-	if (p == NULL)
-		fatal("strdup");
-	return p;
-}
-
-/* Duplicate at most n bytes of a string or die; `s` need not be
- * NUL-terminated within n (ASan's strndup reads one byte past it). */
-char *
-xstrndup(const char *s, size_t n)
-{
-	const char *nul = memchr(s, '\0', n);
-	char *p;
-
-	if (nul != NULL)
-		n = (size_t)(nul - s);
-	p = xmalloc(n + 1);
-	memcpy(p, s, n);
-	p[n] = '\0';
-	return p;
-}
-
-/* printf into a fresh allocation or die. */
-char *
-xasprintf(const char *fmt, ...)
-{
-	va_list ap;
-	char *p;
-	int r;
-
-	va_start(ap, fmt);
-	r = vasprintf(&p, fmt, ap);
-	va_end(ap);
-	if (r < 0)
-		fatal("vasprintf");
-	return p;
-}
 
 /* Write all of buf to fd, retrying short writes; -1 with errno on error. */
 int

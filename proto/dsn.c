@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/lib.h"
 #include "dsn.h"
 #include "text.h"
 
@@ -32,8 +33,7 @@ buf_add(struct buf *b, const void *s, size_t n)
 	if (b->cap - b->len <= n) {
 		while (b->cap - b->len <= n)
 			b->cap = b->cap * 2 + 1024;
-		if ((b->p = realloc(b->p, b->cap)) == NULL)
-			abort();
+		b->p = xrealloc(b->p, b->cap);
 	}
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
@@ -64,8 +64,7 @@ buf_fmt(struct buf *b, const char *fmt, ...)
 		buf_add(b, small, (size_t)n);
 		return;
 	}
-	if ((big = malloc((size_t)n + 1)) == NULL)
-		abort();
+	big = xmalloc((size_t)n + 1);
 	va_start(ap, fmt);
 	vsnprintf(big, (size_t)n + 1, fmt, ap);
 	va_end(ap);
@@ -329,8 +328,7 @@ clean(const char *s, size_t max)
 	unsigned char c;
 	unsigned long cp;
 
-	if ((o = p = malloc(strlen(s) + 1)) == NULL)
-		abort();
+	o = p = xmalloc(strlen(s) + 1);
 	for (; *s != '\0' && (size_t)(p - o) < max; s++) {
 		c = (unsigned char)*s;
 		if (c < 0x20 || c == 0x7f) {
@@ -480,8 +478,7 @@ xtext_value(const char *x)
 	char *d;
 	size_t n = strlen(x) + 1;
 
-	if ((d = malloc(n)) == NULL)
-		abort();
+	d = xmalloc(n);
 	if (dsn_xtext_decode(x, d, n) >= 0 && *d != '\0' && printable(d))
 		return d;
 	if (*x != '\0' && printable(x)) {

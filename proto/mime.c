@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/lib.h"
 #include "mime.h"
 
 /* Splitter states. */
@@ -23,17 +24,6 @@ enum {
 };
 
 static const char *eolstr[3] = { "", "\n", "\r\n" };
-
-/* Allocate or abort: the tree is small and bounded. */
-static void *
-xcalloc(size_t n, size_t sz)
-{
-	void *p;
-
-	if ((p = calloc(n, sz)) == NULL)
-		abort();
-	return p;
-}
 
 /* RFC 2045 token character. */
 static int
@@ -766,9 +756,8 @@ tree_event(void *arg, const struct mime_event *ev)
 	case MIME_EV_HEADER:
 		if (p->nhdrs == tb->hcap) {
 			tb->hcap = tb->hcap * 2 + 8;
-			if ((p->hdrs = reallocarray(p->hdrs, tb->hcap,
-			    sizeof(*p->hdrs))) == NULL)
-				abort();
+			p->hdrs = xreallocarray(p->hdrs, tb->hcap,
+			    sizeof(*p->hdrs));
 		}
 		p->hdrs[p->nhdrs].off = ev->off;
 		p->hdrs[p->nhdrs].end = ev->end;

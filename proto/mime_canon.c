@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/lib.h"
 #include "mime.h"
 
 #define MIME_LINE_LIMIT 998     /* RFC 5322 2.1.1, without CRLF */
@@ -33,8 +34,7 @@ buf_grow(struct buf *b, size_t n)
 	if (b->cap - b->len > n)
 		return;
 	cap = b->cap * 2 + n + 256;
-	if ((b->p = realloc(b->p, cap)) == NULL)
-		abort();
+	b->p = xrealloc(b->p, cap);
 	b->cap = cap;
 }
 
@@ -443,8 +443,7 @@ part_decode(const char *m, const struct mime_part *p, size_t *outlen)
 		return mime_b64_decode(s, n, outlen);
 	if (p->cte == MIME_CTE_QP)
 		return (unsigned char *)mime_qp_decode(s, n, outlen);
-	if ((out = malloc(n + 1)) == NULL)
-		abort();
+	out = xmalloc(n + 1);
 	memcpy(out, s, n);
 	*outlen = n;
 	return out;
@@ -515,8 +514,7 @@ root_smime(const char *m, size_t len)
 	struct mime_rd *rd;
 	struct mime_ct ct;
 
-	if ((rd = malloc(sizeof(*rd))) == NULL)
-		abort();
+	rd = xmalloc(sizeof(*rd));
 	mime_rd_init(rd, root_event, &ct);
 	mime_rd_feed(rd, m, len);
 	mime_rd_end(rd);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/lib.h"
 #include "mime.h"
 #include "text.h"
 
@@ -421,17 +422,6 @@ mime_qpdec_end(struct mime_qpdec *d, char *out)
 	}
 	mime_qpdec_init(d);
 	return o;
-}
-
-/* Allocate or abort. */
-static char *
-xmalloc(size_t n)
-{
-	char *p;
-
-	if ((p = malloc(n)) == NULL)
-		abort();
-	return p;
 }
 
 /* Base64 of a buffer, 76-character CRLF lines; NUL-terminated. */

@@ -61,7 +61,7 @@ store_name_str(const X509_NAME *name)
 	long n;
 
 	if ((b = BIO_new(BIO_s_mem())) == NULL)
-		fatalx("BIO_new");
+		alloc_fail("BIO_new");
 	X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
 	n = BIO_get_mem_data(b, &p);
 	r = xstrndup(p, n > 0 ? (size_t)n : 0);

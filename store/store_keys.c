@@ -218,7 +218,7 @@ row_key(sqlite3_stmt *stmt)
 	if (p != NULL)
 		k->cert = d2i_X509(NULL, &p, n);
 	if ((k->chain = sk_X509_new_null()) == NULL)
-		fatalx("sk_X509_new_null");
+		alloc_fail("sk_X509_new_null");
 	p = sqlite3_column_blob(stmt, 3);
 	n = sqlite3_column_bytes(stmt, 3);
 	while (p != NULL && n > 0) {
@@ -228,7 +228,7 @@ row_key(sqlite3_stmt *stmt)
 			break;
 		n -= (int)(p - q);
 		if (!sk_X509_push(k->chain, x))
-			fatalx("sk_X509_push");
+			alloc_fail("sk_X509_push");
 	}
 	if (k->pkey == NULL || k->cert == NULL) {
 		store_key_free(k);

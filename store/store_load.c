@@ -76,11 +76,11 @@ pem_certs(const unsigned char *buf, size_t len, STACK_OF(X509) *sk)
 	unsigned long e;
 
 	if ((b = BIO_new_mem_buf(buf, (int)len)) == NULL)
-		fatalx("BIO_new_mem_buf");
+		alloc_fail("BIO_new_mem_buf");
 	ERR_clear_error();
 	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
 		if (!sk_X509_push(sk, x))
-			fatalx("sk_X509_push");
+			alloc_fail("sk_X509_push");
 	BIO_free(b);
 	e = ERR_peek_last_error();
 	ERR_clear_error();
@@ -101,7 +101,7 @@ pkcs7_certs(const unsigned char *buf, size_t len, STACK_OF(X509) *sk)
 
 	if (is_pem(buf, len)) {
 		if ((b = BIO_new_mem_buf(buf, (int)len)) == NULL)
-			fatalx("BIO_new_mem_buf");
+			alloc_fail("BIO_new_mem_buf");
 		p7 = PEM_read_bio_PKCS7(b, NULL, NULL, NULL);
 		BIO_free(b);
 	} else
@@ -114,7 +114,7 @@ pkcs7_certs(const unsigned char *buf, size_t len, STACK_OF(X509) *sk)
 	for (i = 0; i < sk_X509_num(in); i++)
 		if (!X509_up_ref(sk_X509_value(in, i)) ||
 		    !sk_X509_push(sk, sk_X509_value(in, i)))
-			fatalx("sk_X509_push");
+			alloc_fail("sk_X509_push");
 	PKCS7_free(p7);
 }
 
@@ -132,7 +132,7 @@ store_load_certs(const char *path, char *err, size_t errlen)
 	if ((buf = read_file(path, &len, err, errlen)) == NULL)
 		return NULL;
 	if ((sk = sk_X509_new_null()) == NULL)
-		fatalx("sk_X509_new_null");
+		alloc_fail("sk_X509_new_null");
 	if (is_pem(buf, len))
 		bad = pem_certs(buf, len, sk) == -1;
 	else {
@@ -140,7 +140,7 @@ store_load_certs(const char *path, char *err, size_t errlen)
 		while (p < buf + len && (x = d2i_X509(NULL, &p,
 		    (long)(buf + len - p))) != NULL)
 			if (!sk_X509_push(sk, x))
-				fatalx("sk_X509_push");
+				alloc_fail("sk_X509_push");
 		bad = sk_X509_num(sk) > 0 && p < buf + len;
 		ERR_clear_error();
 	}
@@ -174,7 +174,7 @@ store_load_crl(const char *path, char *err, size_t errlen)
 		return NULL;
 	if (is_pem(buf, len)) {
 		if ((b = BIO_new_mem_buf(buf, (int)len)) == NULL)
-			fatalx("BIO_new_mem_buf");
+			alloc_fail("BIO_new_mem_buf");
 		crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
 		BIO_free(b);
 	} else {
@@ -292,7 +292,7 @@ load_p12(PKCS12 *p12, const char *path, const char *password,
 		}
 	}
 	if (*chain == NULL && (*chain = sk_X509_new_null()) == NULL)
-		fatalx("sk_X509_new_null");
+		alloc_fail("sk_X509_new_null");
 	if (*pkey == NULL) {
 		snprintf(err, errlen, "%s: no private key in the PKCS#12 file",
 		    path);
@@ -332,14 +332,14 @@ load_pem(const unsigned char *buf, size_t len, const char *path,
 	BIO *b;
 
 	if ((*chain = sk_X509_new_null()) == NULL)
-		fatalx("sk_X509_new_null");
+		alloc_fail("sk_X509_new_null");
 	if (pem_certs(buf, len, *chain) == -1 || sk_X509_num(*chain) == 0) {
 		snprintf(err, errlen, "%s: no certificate found (expected "
 		    "PKCS#12, or PEM with certificate and key)", path);
 		return -1;
 	}
 	if ((b = BIO_new_mem_buf(buf, (int)len)) == NULL)
-		fatalx("BIO_new_mem_buf");
+		alloc_fail("BIO_new_mem_buf");
 	*pkey = PEM_read_bio_PrivateKey(b, NULL, pem_pass_cb,
 	    (void *)password);
 	BIO_free(b);

@@ -125,6 +125,21 @@ server_listen_one(struct server *srv, const struct listen_cfg *lc,
 	return 0;
 }
 
+/* Route libevent's own diagnostics through our logger. */
+static void
+server_event_log(int severity, const char *msg)
+{
+	int lvl = LOG_LVL_DEBUG;
+
+	if (severity == EVENT_LOG_WARN)
+		lvl = LOG_LVL_WARN;
+	else if (severity == EVENT_LOG_ERR)
+		lvl = LOG_LVL_ERROR;
+	else if (severity == EVENT_LOG_MSG)
+		lvl = LOG_LVL_INFO;
+	log_at(lvl, "libevent: %s", msg);
+}
+
 /* One event_base for the process: single-threaded, so no locks, and
  * epoll changes coalesced per loop iteration (fewer epoll_ctl calls). */
 struct event_base *
@@ -135,6 +150,7 @@ server_event_base(void)
 
 	if (ec == NULL)
 		return NULL;
+	event_set_log_callback(server_event_log);
 	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
 	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	base = event_base_new_with_config(ec);
