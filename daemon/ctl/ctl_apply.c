@@ -10,8 +10,7 @@
 #include <string.h>
 
 #include "daemon/base/base.h"
-#include "ctl_apply.h"
-#include "ctl_util.h"
+#include "ctl.h"
 #include "daemon/smime/smime.h"
 #include "policy/policy.h"
 #include "proto/proto.h"
@@ -26,11 +25,12 @@ struct apply_copy {
 	size_t		 n;
 };
 
+/* The synopsis from the command table; the usage-error exit status. */
 static int
-apply_usage(void)
+apply_usage(const struct ctl_cmd *cmd)
 {
-	fprintf(stderr, "usage: smrelayctl [-c FILE] apply --sender ADDR "
-	    "--recipient ADDR [ADDR ...] < message\n");
+	fprintf(stderr, "usage: smrelayctl [-c FILE] %s %s\n", cmd->object,
+	    cmd->args);
 	return 2;
 }
 
@@ -85,7 +85,8 @@ apply_copies(const struct certsrc *src, const struct config *cfg,
 }
 
 int
-ctl_apply_run(const char *path, int argc, char *argv[])
+ctl_apply_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
+    char *argv[])
 {
 	static const struct option opts[] = {
 		{ "sender", required_argument, NULL, 's' },
@@ -102,7 +103,7 @@ ctl_apply_run(const char *path, int argc, char *argv[])
 	int ch, rc = 1;
 
 	optind = 1;
-	while ((ch = getopt_long(argc + 1, argv - 1, "", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
 			sender = optarg;
@@ -114,24 +115,24 @@ ctl_apply_run(const char *path, int argc, char *argv[])
 			break;
 		default:
 			free(rcpts);
-			return apply_usage();
+			return apply_usage(cmd);
 		}
 	}
 	/* `--recipient A B C` (SPEC: --recipient ADDR...) as well as
 	 * `--recipient A --recipient B`: the operands are recipients too. */
 	if (nrcpts > 0)
-		for (; optind < argc + 1; optind++) {
+		for (; optind < argc; optind++) {
 			rcpts = xreallocarray(rcpts, nrcpts + 1,
 			    sizeof(*rcpts));
-			rcpts[nrcpts++] = argv[optind - 1];
+			rcpts[nrcpts++] = argv[optind];
 		}
-	if (sender == NULL || nrcpts == 0 || optind != argc + 1) {
+	if (sender == NULL || nrcpts == 0 || optind != argc) {
 		free(rcpts);
-		return apply_usage();
+		return apply_usage(cmd);
 	}
 	if (strcmp(sender, "<>") == 0)
 		sender = "";
-	if ((cfg = config_load(path, err, sizeof(err))) == NULL) {
+	if ((cfg = config_load(o->path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s\n", err);
 		free(rcpts);
 		return 1;
