@@ -174,6 +174,7 @@ sink_run(struct sink *sk, const char *dir)
 	return 0;
 }
 
+/* smrelayctl sink: a capture SMTP server writing a Maildir. */
 int
 sink_main(int argc, char *argv[])
 {
