@@ -20,6 +20,60 @@
 #include "relay_conn.h"
 #include "proto/proto.h"
 
+#define RELAY_CHUNK     (64 * 1024)     /* body bytes read per msgbuf_pread */
+
+enum mail_state { M_NONE, M_SENT, M_OK, M_REJECTED };
+enum data_state { D_NONE, D_WAIT, D_SENT, D_BODY, D_DOT, D_DONE };
+enum wire_state { W_QUEUED, W_SENT, W_DONE };
+
+struct relay_rcpt {
+	char *addr, *params;
+	delivery_cb *cb;                /* NULL once called */
+	void *arg;
+	enum wire_state wire;
+	int replied, accepted;
+	int replay;                     /* re-sent on a fresh connection */
+	struct smtp_result res;
+};
+
+/* One delivery: its envelope and message, on one connection at a time. */
+struct relay_txn {
+	TAILQ_ENTRY(relay_txn) entry;
+	struct relay_pool *pool;        /* NULL once the pool is gone */
+	struct relay_conn *conn;
+	uint64_t id;
+	char *from, *params;
+	struct relay_rcpt *rcpts;
+	int nrcpts, rcptsz;
+	enum mail_state mail;
+	struct smtp_result mail_res;
+	enum data_state data;
+	struct msgbuf *msg;
+	delivery_cb *data_cb;
+	void *data_arg;
+	struct smtp_result data_res;
+	size_t off;                     /* body bytes sent */
+	struct smtp_stuff stuff;
+	char *chunk;                    /* body read + stuffed buffers */
+	struct event *ev;               /* deferred callbacks */
+	int in_cb, aborted, finished;
+	int retried;                    /* reused connection was dead */
+	int replays;                    /* fresh connection after a loss */
+	int replay_failed;
+	char replay_err[200];
+	int setup_failed;               /* no session with the next hop: */
+	struct smtp_result setup_res;   /* later RCPTs get this at once */
+	char peer[300];                 /* of the last connection, for logs */
+};
+
+TAILQ_HEAD(txn_list, relay_txn);
+
+/* The context of relay_delivery_ops. */
+struct relay_pool {
+	struct relay_hop hop;           /* settings and connections */
+	struct txn_list txns;
+};
+
 const struct relay_timeouts relay_default_timeouts = {
 	.connect = 30 * 1000,
 	.greeting = 5 * 60 * 1000,
@@ -36,6 +90,8 @@ const struct relay_timeouts relay_default_timeouts = {
 };
 
 static void txn_attach(struct relay_txn *, int);
+static void txn_pump(struct relay_txn *);
+static int txn_body_pump(struct relay_conn *, void *);
 static void txn_schedule(struct relay_txn *);
 static void txn_free(struct relay_txn *);
 
@@ -100,18 +156,21 @@ txn_data_done(struct relay_txn *txn, const struct smtp_result *res)
 }
 
 /*
- * The connection under txn is gone.  A reused connection that died before
- * its first reply is retried once on a fresh one; otherwise what waits for
- * an answer gets `res`, and a later rcpt()/data() replays on a new
- * connection.  `retry` says the failure is an EOF/reset, not a verdict.
+ * cbs->failed: the connection under c->txn is gone.  A reused connection
+ * that died before its first reply is retried once on a fresh one;
+ * otherwise what waits for an answer gets `res`, and a later rcpt()/data()
+ * replays on a new connection.  `retry` says the failure is an EOF/reset,
+ * not a verdict.
  */
-void
-txn_conn_failed(struct relay_txn *txn, struct relay_conn *c, int retry,
-    const struct smtp_result *res)
+static void
+txn_conn_failed(struct relay_conn *c, int retry, const struct smtp_result *res,
+    void *arg)
 {
+	struct relay_txn *txn = c->txn;
 	struct relay_rcpt *r;
 	int i;
 
+	(void)arg;
 	txn->conn = NULL;
 	c->txn = NULL;
 	if (retry && c->reused && c->nreplies == 0 && !txn->retried &&
@@ -223,17 +282,15 @@ txn_rcpt_reply(struct relay_txn *txn, int idx, const struct smtp_reply *rep)
 		    r->res.code, r->res.enh, r->res.text);
 }
 
-/* A reply to one of our transaction commands; -1 if the conn failed. */
-int
-txn_reply(struct relay_conn *c, struct expect e,
-    const struct smtp_reply *rep)
+/* cbs->reply: a reply to one of c->txn's commands; -1 if the conn failed. */
+static int
+txn_reply(struct relay_conn *c, struct expect e, const struct smtp_reply *rep,
+    void *arg)
 {
 	struct relay_txn *txn = c->txn;
 	struct smtp_result res;
 	int cls = rep->code / 100;
 
-	if (txn == NULL)                /* aborted: RSET follows */
-		return 0;
 	switch (e.cmd) {
 	case CMD_MAIL:
 		txn_mail_reply(txn, rep);
@@ -247,10 +304,8 @@ txn_reply(struct relay_conn *c, struct expect e,
 			txn->off = 0;
 			smtp_stuff_init(&txn->stuff);
 			txn->chunk = xmalloc(3 * RELAY_CHUNK + 16);
-			bufferevent_setwatermark(c->bev, EV_WRITE,
-			    RELAY_WBUF_LOW, 0);
-			conn_rearm(c);
-			return txn_body_pump(txn);
+			conn_body_begin(c);
+			return txn_body_pump(c, arg);
 		}
 		if (cls != 4 && cls != 5)
 			goto protocol;
@@ -426,7 +481,7 @@ txn_pump_data(struct relay_txn *txn, struct relay_conn *c)
  * the first RCPT so both leave in one packet, and RCPTs go out without
  * waiting; without it, one command at a time.
  */
-void
+static void
 txn_pump(struct relay_txn *txn)
 {
 	struct relay_conn *c = txn->conn;
@@ -466,22 +521,19 @@ txn_pump(struct relay_txn *txn)
 	txn_schedule(txn);
 }
 
-/* Stream the body while the output buffer is below the high mark; then the
- * terminator.  Returns -1 if the connection failed. */
-int
-txn_body_pump(struct relay_txn *txn)
+/* cbs->body: stream c->txn's body while the output buffer is below the
+ * high mark; then the terminator.  Returns -1 if the connection failed. */
+static int
+txn_body_pump(struct relay_conn *c, void *arg)
 {
-	struct relay_conn *c = txn->conn;
+	struct relay_txn *txn = c->txn;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	size_t size = msgbuf_size(txn->msg), w;
 	struct smtp_result res;
-	struct timeval tv;
 	char end[8];
 	ssize_t n;
 
-	tv.tv_sec = c->pool->to.data_block / 1000;
-	tv.tv_usec = (c->pool->to.data_block % 1000) * 1000;
-	bufferevent_set_timeouts(c->bev, NULL, &tv);
+	(void)arg;
 	while (evbuffer_get_length(out) < RELAY_WBUF_HIGH && txn->off < size) {
 		n = msgbuf_pread(txn->msg, txn->chunk, RELAY_CHUNK, txn->off);
 		if (n <= 0) {
@@ -500,14 +552,28 @@ txn_body_pump(struct relay_txn *txn)
 		return 0;
 	w = smtp_stuff_end(&txn->stuff, end);
 	evbuffer_add(out, end, w);
-	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
 	free(txn->chunk);
 	txn->chunk = NULL;
 	txn->data = D_DOT;
-	conn_expect(c, CMD_DOT, 0);
+	conn_body_end(c);
 	return 0;
 }
+
+/* cbs->ready: the session with the next hop is set up. */
+static void
+txn_conn_ready(struct relay_conn *c, void *arg)
+{
+	(void)arg;
+	txn_pump(c->txn);
+}
+
+/* How our connections report to the transactions on them. */
+static const struct relay_conn_cbs txn_conn_cbs = {
+	.ready = txn_conn_ready,
+	.reply = txn_reply,
+	.body = txn_body_pump,
+	.failed = txn_conn_failed,
+};
 
 /* Run the callbacks whose answers are ready, in order; free the
  * transaction after its data() callback or an abort from a callback. */
@@ -564,12 +630,7 @@ txn_attach(struct relay_txn *txn, int pooled)
 	struct relay_pool *p = txn->pool;
 	struct relay_conn *c;
 
-	if (pooled && (c = TAILQ_FIRST(&p->idle)) != NULL) {
-		TAILQ_REMOVE(&p->idle, c, idle_entry);
-		c->idle = 0;
-		p->nidle--;
-		c->reused = 1;
-		c->nreplies = 0;
+	if (pooled && (c = conn_take_idle(&p->hop)) != NULL) {
 		c->txn = txn;
 		txn->conn = c;
 		strlcpy_s(txn->peer, c->peer, sizeof(txn->peer));
@@ -579,7 +640,7 @@ txn_attach(struct relay_txn *txn, int pooled)
 		conn_rearm(c);
 		return;
 	}
-	c = conn_new(p);
+	c = conn_new(&p->hop, &txn_conn_cbs, p);
 	c->txn = txn;
 	txn->conn = c;
 	strlcpy_s(txn->peer, c->peer, sizeof(txn->peer));
@@ -620,7 +681,7 @@ relay_begin(void *ctx, const char *from, const char *params, uint64_t sessid)
 	txn->id = sessid;
 	txn->from = xstrdup(from);
 	txn->params = xstrdup(params ? params : "");
-	txn->ev = event_new(p->base, -1, 0, txn_notify_cb, txn);
+	txn->ev = event_new(p->hop.base, -1, 0, txn_notify_cb, txn);
 	TAILQ_INSERT_TAIL(&p->txns, txn, entry);
 	txn_attach(txn, 1);
 	return txn;
@@ -742,15 +803,15 @@ relay_pool_new(struct event_base *base, const struct config *cfg,
 {
 	struct relay_pool *p = xcalloc(1, sizeof(*p));
 
-	p->base = base;
-	p->cfg = cfg;
-	p->ctx = client_ctx;
-	p->to = relay_default_timeouts;
-	TAILQ_INIT(&p->conns);
-	TAILQ_INIT(&p->idle);
+	p->hop.base = base;
+	p->hop.cfg = cfg;
+	p->hop.ctx = client_ctx;
+	relay_pool_set_timeouts(p, &relay_default_timeouts);
+	TAILQ_INIT(&p->hop.conns);
+	TAILQ_INIT(&p->hop.idle);
 	TAILQ_INIT(&p->txns);
-	p->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-	if (p->dns == NULL)
+	p->hop.dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if (p->hop.dns == NULL)
 		log_warnx("relay: no asynchronous DNS, names are resolved "
 		    "with getaddrinfo");
 	if (cfg->relay_mx)
@@ -778,10 +839,10 @@ relay_pool_free(struct relay_pool *p)
 		txn->pool = NULL;
 		event_del(txn->ev);
 	}
-	while ((c = TAILQ_FIRST(&p->conns)) != NULL)
+	while ((c = TAILQ_FIRST(&p->hop.conns)) != NULL)
 		conn_close(c);
-	if (p->dns != NULL)
-		evdns_base_free(p->dns, 0);
+	if (p->hop.dns != NULL)
+		evdns_base_free(p->hop.dns, 0);
 	free(p);
 }
 
@@ -793,26 +854,39 @@ relay_pool_reconfigure(struct relay_pool *p, const struct config *cfg,
 {
 	struct relay_conn *c;
 
-	p->cfg = cfg;
-	p->ctx = client_ctx;
-	p->gen++;
-	while ((c = TAILQ_FIRST(&p->idle)) != NULL)
+	p->hop.cfg = cfg;
+	p->hop.ctx = client_ctx;
+	p->hop.gen++;
+	while ((c = TAILQ_FIRST(&p->hop.idle)) != NULL)
 		conn_quit(c);
 	log_info("relay: reconfigured, next hop %s:%s relay_tls=%d",
 	    cfg->relay_host ? cfg->relay_host : "mx",
 	    cfg->relay_port ? cfg->relay_port : "25", (int)cfg->relay_tls);
 }
 
-/* Replace the timeout table (tests). */
+/* Replace the timeout table (tests); the connections read their copy. */
 void
 relay_pool_set_timeouts(struct relay_pool *p, const struct relay_timeouts *t)
 {
-	p->to = *t;
+	struct conn_timeouts *to = &p->hop.to;
+
+	to->connect = t->connect;
+	to->greeting = t->greeting;
+	to->ehlo = t->ehlo;
+	to->tls = t->tls;
+	to->mail = t->mail;
+	to->rcpt = t->rcpt;
+	to->data_init = t->data_init;
+	to->data_block = t->data_block;
+	to->data_final = t->data_final;
+	to->idle = t->idle;
+	to->hold = t->hold;
+	to->quit = t->quit;
 }
 
 /* Open outbound connections, busy and idle. */
 int
 relay_pool_nconns(const struct relay_pool *p)
 {
-	return p->nconns;
+	return p->hop.nconns;
 }

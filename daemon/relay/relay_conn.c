@@ -1,6 +1,7 @@
 /* relay_conn.c: one connection to the next hop: connect, greeting, EHLO
  * (HELO fallback), STARTTLS per relay_tls, bounded reply reading, timeouts,
- * idle/RSET/QUIT handling.  Transactions on it live in relay.c. */
+ * idle/RSET/QUIT handling.  Transactions on it live in relay.c, which it
+ * reports to through struct relay_conn_cbs. */
 #include "autoconfig.h"
 
 #include <sys/queue.h>
@@ -21,7 +22,6 @@
 
 #include "daemon/base/base.h"
 #include "lib/lib.h"
-#include "relay.h"
 #include "relay_conn.h"
 #include "proto/proto.h"
 
@@ -118,24 +118,24 @@ conn_timer(struct relay_conn *c, int ms)
 
 /* The timeout that applies while waiting for the reply to cmd. */
 static int
-cmd_timeout(const struct relay_pool *p, enum cmd cmd)
+cmd_timeout(const struct relay_hop *h, enum cmd cmd)
 {
 	switch (cmd) {
 	case CMD_MAIL:
-		return p->to.mail;
+		return h->to.mail;
 	case CMD_RCPT:
-		return p->to.rcpt;
+		return h->to.rcpt;
 	case CMD_DATA:
-		return p->to.data_init;
+		return h->to.data_init;
 	case CMD_DOT:
-		return p->to.data_final;
+		return h->to.data_final;
 	default:
-		return p->to.ehlo;
+		return h->to.ehlo;
 	}
 }
 
 /* Record that a reply to cmd is due after those already expected. */
-void
+static void
 conn_expect(struct relay_conn *c, enum cmd cmd, int idx)
 {
 	if (c->exphead + c->nexp == c->expsz) {
@@ -152,7 +152,7 @@ conn_expect(struct relay_conn *c, enum cmd cmd, int idx)
 	c->exp[c->exphead + c->nexp].cmd = cmd;
 	c->exp[c->exphead + c->nexp].idx = idx;
 	if (c->nexp++ == 0)
-		conn_timer(c, cmd_timeout(c->pool, cmd));
+		conn_timer(c, cmd_timeout(c->hop, cmd));
 }
 
 /* Queue one command line; `cmd` >= 0 records the reply it expects. */
@@ -170,6 +170,39 @@ conn_send(struct relay_conn *c, int cmd, int idx, const char *fmt, ...)
 		conn_expect(c, cmd, idx);
 }
 
+/* Restart the write timeout: no progress sending the body fails the
+ * connection through conn_eventcb. */
+static void
+conn_body_timeout(struct relay_conn *c)
+{
+	struct timeval tv;
+
+	tv.tv_sec = c->hop->to.data_block / 1000;
+	tv.tv_usec = (c->hop->to.data_block % 1000) * 1000;
+	bufferevent_set_timeouts(c->bev, NULL, &tv);
+}
+
+/* 354 to DATA: from now on the drained output buffer asks cbs->body for
+ * more, under the write timeout instead of the reply timer. */
+void
+conn_body_begin(struct relay_conn *c)
+{
+	c->body = 1;
+	bufferevent_setwatermark(c->bev, EV_WRITE, RELAY_WBUF_LOW, 0);
+	conn_body_timeout(c);
+	conn_rearm(c);
+}
+
+/* The body and its terminator are queued: wait for the final reply. */
+void
+conn_body_end(struct relay_conn *c)
+{
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	c->body = 0;
+	conn_expect(c, CMD_DOT, 0);
+}
+
 /* Take the oldest expected reply. */
 static struct expect
 conn_pop(struct relay_conn *c)
@@ -182,27 +215,47 @@ conn_pop(struct relay_conn *c)
 	return e;
 }
 
-/* A fresh connection object; connecting starts from the event loop. */
+/* A fresh connection object that reports to cbs with arg; connecting
+ * starts from the event loop. */
 struct relay_conn *
-conn_new(struct relay_pool *p)
+conn_new(struct relay_hop *h, const struct relay_conn_cbs *cbs, void *arg)
 {
 	struct relay_conn *c = xcalloc(1, sizeof(*c));
-	const struct config *cfg = p->cfg;
+	const struct config *cfg = h->cfg;
 
-	c->pool = p;
+	c->hop = h;
+	c->cbs = cbs;
+	c->cbarg = arg;
 	c->id = new_session_id();
-	c->gen = p->gen;
+	c->gen = h->gen;
 	c->host = xstrdup(cfg->relay_host ? cfg->relay_host : "");
 	c->port = xstrdup(cfg->relay_port ? cfg->relay_port : "25");
 	snprintf(c->peer, sizeof(c->peer), strchr(c->host, ':') ?
 	    "[%s]:%s" : "%s:%s", c->host, c->port);
 	c->tlsmode = cfg->relay_tls;
 	c->state = C_INIT;
-	c->timer = evtimer_new(p->base, conn_timercb, c);
+	c->timer = evtimer_new(h->base, conn_timercb, c);
 	smtp_reply_init(&c->reply);
-	TAILQ_INSERT_TAIL(&p->conns, c, entry);
-	p->nconns++;
+	TAILQ_INSERT_TAIL(&h->conns, c, entry);
+	h->nconns++;
 	conn_timer(c, 0);
+	return c;
+}
+
+/* An idle connection for a new transaction, off the idle list; NULL when
+ * there is none. */
+struct relay_conn *
+conn_take_idle(struct relay_hop *h)
+{
+	struct relay_conn *c;
+
+	if ((c = TAILQ_FIRST(&h->idle)) == NULL)
+		return NULL;
+	TAILQ_REMOVE(&h->idle, c, idle_entry);
+	c->idle = 0;
+	h->nidle--;
+	c->reused = 1;
+	c->nreplies = 0;
 	return c;
 }
 
@@ -210,12 +263,12 @@ conn_new(struct relay_pool *p)
 static void
 conn_start(struct relay_conn *c)
 {
-	struct relay_pool *p = c->pool;
+	struct relay_hop *h = c->hop;
 	struct smtp_result res;
 	char *end;
 	long port = strtol(c->port, &end, 10);
 
-	if (p->cfg->relay_mx || c->host[0] == '\0') {
+	if (h->cfg->relay_mx || c->host[0] == '\0') {
 		smtp_result_set(&res, 451, "4.3.5",
 		    "relay = mx is not supported yet; set relay = HOST:PORT");
 		conn_fail(c, 0, &res);
@@ -227,7 +280,7 @@ conn_start(struct relay_conn *c)
 		conn_fail(c, 0, &res);
 		return;
 	}
-	c->bev = bufferevent_socket_new(p->base, -1, 0);
+	c->bev = bufferevent_socket_new(h->base, -1, 0);
 	if (c->bev == NULL) {
 		smtp_result_set(&res, 451, "4.3.0", "cannot create socket");
 		conn_fail(c, 0, &res);
@@ -236,9 +289,9 @@ conn_start(struct relay_conn *c)
 	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	conn_enter_state(c, C_CONNECT);
-	conn_timer(c, p->to.connect);
+	conn_timer(c, h->to.connect);
 	/* May report through conn_eventcb before returning: touch nothing. */
-	bufferevent_socket_connect_hostname(c->bev, p->dns, AF_UNSPEC,
+	bufferevent_socket_connect_hostname(c->bev, h->dns, AF_UNSPEC,
 	    c->host, (int)port);
 }
 
@@ -257,18 +310,18 @@ conn_destroy(struct relay_conn *c)
 void
 conn_close(struct relay_conn *c)
 {
-	struct relay_pool *p = c->pool;
+	struct relay_hop *h = c->hop;
 	evutil_socket_t fd;
 
 	if (c->state == C_DEAD)
 		return;
 	if (c->idle) {
-		TAILQ_REMOVE(&p->idle, c, idle_entry);
+		TAILQ_REMOVE(&h->idle, c, idle_entry);
 		c->idle = 0;
-		p->nidle--;
+		h->nidle--;
 	}
-	TAILQ_REMOVE(&p->conns, c, entry);
-	p->nconns--;
+	TAILQ_REMOVE(&h->conns, c, entry);
+	h->nconns--;
 	if (c->bev != NULL) {
 		/* The plain socket is ours; the TLS one closes with its bev. */
 		fd = c->ssl == NULL ? bufferevent_getfd(c->bev) : -1;
@@ -297,16 +350,16 @@ conn_unref(struct relay_conn *c)
 void
 conn_quit(struct relay_conn *c)
 {
-	struct relay_pool *p = c->pool;
+	struct relay_hop *h = c->hop;
 
 	if (c->idle) {
-		TAILQ_REMOVE(&p->idle, c, idle_entry);
+		TAILQ_REMOVE(&h->idle, c, idle_entry);
 		c->idle = 0;
-		p->nidle--;
+		h->nidle--;
 	}
 	conn_send(c, -1, 0, "QUIT");
 	conn_enter_state(c, C_QUIT);
-	conn_timer(c, p->to.quit);
+	conn_timer(c, h->to.quit);
 }
 
 /* A free connection: into the idle list, or QUIT when we have enough or it
@@ -314,18 +367,18 @@ conn_quit(struct relay_conn *c)
 static void
 conn_idle(struct relay_conn *c)
 {
-	struct relay_pool *p = c->pool;
+	struct relay_hop *h = c->hop;
 
-	if (c->gen != p->gen || p->nidle >= RELAY_IDLE_MAX) {
+	if (c->gen != h->gen || h->nidle >= RELAY_IDLE_MAX) {
 		conn_quit(c);
 		return;
 	}
 	if (!c->idle) {
-		TAILQ_INSERT_HEAD(&p->idle, c, idle_entry);
+		TAILQ_INSERT_HEAD(&h->idle, c, idle_entry);
 		c->idle = 1;
-		p->nidle++;
+		h->nidle++;
 	}
-	conn_timer(c, p->to.idle);
+	conn_timer(c, h->to.idle);
 }
 
 /* A connection without transaction: RSET what is left, then idle. */
@@ -347,18 +400,18 @@ conn_settle(struct relay_conn *c)
 void
 conn_rearm(struct relay_conn *c)
 {
-	struct relay_pool *p = c->pool;
+	struct relay_hop *h = c->hop;
 
 	if (c->state != C_READY)
 		return;
 	if (c->nexp > 0)
-		conn_timer(c, cmd_timeout(p, c->exp[c->exphead].cmd));
-	else if (c->txn != NULL && c->txn->data == D_BODY)
+		conn_timer(c, cmd_timeout(h, c->exp[c->exphead].cmd));
+	else if (c->txn != NULL && c->body)
 		conn_timer(c, -1);      /* the bufferevent's write timeout */
 	else if (c->txn != NULL)
-		conn_timer(c, p->to.hold);
+		conn_timer(c, h->to.hold);
 	else if (c->idle)
-		conn_timer(c, p->to.idle);
+		conn_timer(c, h->to.idle);
 }
 
 /* Log a failed transaction outcome or connection problem. */
@@ -396,16 +449,14 @@ conn_lost_result(struct relay_conn *c, const char *why,
 void
 conn_fail(struct relay_conn *c, int retry, const struct smtp_result *res)
 {
-	struct relay_txn *txn = c->txn;
-
-	if (txn != NULL || c->state < C_READY)
+	if (c->txn != NULL || c->state < C_READY)
 		conn_log_fail(c, res);
 	else
 		log_debug("relay cid=%016llx to=%s closed while %s: %s",
 		    (unsigned long long)c->id, c->peer,
 		    c->idle ? "idle" : relay_strstate(c->state), res->text);
-	if (txn != NULL)
-		txn_conn_failed(txn, c, retry, res);
+	if (c->txn != NULL)
+		c->cbs->failed(c, retry, res, c->cbarg);
 	conn_close(c);
 }
 
@@ -418,7 +469,7 @@ conn_ready(struct relay_conn *c)
 	    (unsigned long long)c->id, c->peer, c->ext,
 	    (unsigned long long)c->size_limit);
 	if (c->txn != NULL)
-		txn_pump(c->txn);
+		c->cbs->ready(c, c->cbarg);
 	else
 		conn_settle(c);
 	conn_rearm(c);
@@ -431,10 +482,10 @@ conn_after_ehlo(struct relay_conn *c)
 	struct smtp_result res;
 
 	if (c->ssl == NULL && c->tlsmode != RELAY_TLS_NONE) {
-		if ((c->ext & EXT_STARTTLS) && c->pool->ctx != NULL) {
+		if ((c->ext & EXT_STARTTLS) && c->hop->ctx != NULL) {
 			conn_send(c, -1, 0, "STARTTLS");
 			conn_enter_state(c, C_STARTTLS);
-			conn_timer(c, c->pool->to.ehlo);
+			conn_timer(c, c->hop->to.ehlo);
 			return;
 		}
 		if (c->tlsmode >= RELAY_TLS_ENCRYPT) {
@@ -442,7 +493,7 @@ conn_after_ehlo(struct relay_conn *c)
 			    "offer STARTTLS (relay_tls = %s)", c->peer,
 			    c->tlsmode == RELAY_TLS_VERIFY ? "verify" :
 			    "encrypt");
-			if (c->pool->ctx == NULL)
+			if (c->hop->ctx == NULL)
 				smtp_result_set(&res, 451, "4.7.0",
 				    "no TLS client context for relay_tls");
 			conn_fail(c, 0, &res);
@@ -460,7 +511,7 @@ conn_after_ehlo(struct relay_conn *c)
 static int
 conn_starttls(struct relay_conn *c)
 {
-	struct relay_pool *p = c->pool;
+	struct relay_hop *h = c->hop;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	struct smtp_result res;
 	evutil_socket_t fd;
@@ -474,7 +525,7 @@ conn_starttls(struct relay_conn *c)
 		evbuffer_drain(in, junk);
 	}
 	ERR_clear_error();
-	if ((ssl = SSL_new(p->ctx)) == NULL ||
+	if ((ssl = SSL_new(h->ctx)) == NULL ||
 	    tls_client_setup(ssl, c->host,
 	    c->tlsmode == RELAY_TLS_VERIFY) == -1) {
 		smtp_result_set(&res, 451, "4.7.5", "TLS setup: %s", tls_error());
@@ -486,7 +537,7 @@ conn_starttls(struct relay_conn *c)
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	bufferevent_free(c->bev);       /* not BEV_OPT_CLOSE_ON_FREE */
 	c->ssl = ssl;
-	c->bev = bufferevent_openssl_socket_new(p->base, fd, ssl,
+	c->bev = bufferevent_openssl_socket_new(h->base, fd, ssl,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL) {
 		SSL_free(ssl);
@@ -500,7 +551,7 @@ conn_starttls(struct relay_conn *c)
 	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	conn_enter_state(c, C_HANDSHAKE);
-	conn_timer(c, p->to.tls);
+	conn_timer(c, h->to.tls);
 	return -1;      /* stop reading the old buffer */
 }
 
@@ -526,9 +577,9 @@ conn_tls_done(struct relay_conn *c)
 	    c->tlsmode == RELAY_TLS_VERIFY ? "yes" : "no");
 	c->ext = 0;
 	c->size_limit = 0;
-	conn_send(c, -1, 0, "EHLO %s", c->pool->cfg->hostname);
+	conn_send(c, -1, 0, "EHLO %s", c->hop->cfg->hostname);
 	conn_enter_state(c, C_EHLO);
-	conn_timer(c, c->pool->to.ehlo);
+	conn_timer(c, c->hop->to.ehlo);
 }
 
 /* A reply during greeting/EHLO/HELO/STARTTLS; -1 if the conn failed or the
@@ -545,9 +596,9 @@ conn_setup_reply(struct relay_conn *c, const struct smtp_reply *rep)
 	case C_GREETING:
 		if (cls != 2)
 			break;
-		conn_send(c, -1, 0, "EHLO %s", c->pool->cfg->hostname);
+		conn_send(c, -1, 0, "EHLO %s", c->hop->cfg->hostname);
 		conn_enter_state(c, C_EHLO);
-		conn_timer(c, c->pool->to.ehlo);
+		conn_timer(c, c->hop->to.ehlo);
 		return 0;
 	case C_EHLO:
 		if (cls == 2) {
@@ -558,9 +609,9 @@ conn_setup_reply(struct relay_conn *c, const struct smtp_reply *rep)
 		}
 		if (cls != 5 || c->ssl != NULL)
 			break;
-		conn_send(c, -1, 0, "HELO %s", c->pool->cfg->hostname);
+		conn_send(c, -1, 0, "HELO %s", c->hop->cfg->hostname);
 		conn_enter_state(c, C_HELO);
-		conn_timer(c, c->pool->to.ehlo);
+		conn_timer(c, c->hop->to.ehlo);
 		return 0;
 	case C_HELO:
 		if (cls != 2)
@@ -626,7 +677,8 @@ conn_ready_reply(struct relay_conn *c, const struct smtp_reply *rep)
 		conn_rearm(c);
 		return 0;
 	}
-	if (txn_reply(c, e, rep) == -1)
+	/* Without a transaction it was aborted: its RSET follows. */
+	if (c->txn != NULL && c->cbs->reply(c, e, rep, c->cbarg) == -1)
 		return -1;
 	if (c->txn == NULL)
 		conn_settle(c);
@@ -709,8 +761,10 @@ conn_writecb(struct bufferevent *bev, void *arg)
 
 	(void)bev;
 	c->busy++;
-	if (c->state == C_READY && c->txn != NULL && c->txn->data == D_BODY)
-		txn_body_pump(c->txn);
+	if (c->state == C_READY && c->txn != NULL && c->body) {
+		conn_body_timeout(c);
+		c->cbs->body(c, c->cbarg);
+	}
 	conn_unref(c);
 }
 
@@ -770,7 +824,7 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
 			log_info("relay cid=%016llx to=%s connected",
 			    (unsigned long long)c->id, c->peer);
 			conn_enter_state(c, C_GREETING);
-			conn_timer(c, c->pool->to.greeting);
+			conn_timer(c, c->hop->to.greeting);
 			conn_read_replies(c);
 		} else if (c->state == C_HANDSHAKE) {
 			conn_tls_done(c);
@@ -815,7 +869,7 @@ conn_timercb(evutil_socket_t fd, short ev, void *arg)
 		    (unsigned long long)c->id, c->peer);
 		smtp_result_set(&res, 451, "4.4.2", "next hop connection %s timed "
 		    "out while waiting for the client", c->peer);
-		txn_conn_failed(c->txn, c, 0, &res);
+		c->cbs->failed(c, 0, &res, c->cbarg);
 		conn_quit(c);
 	} else {
 		snprintf(why, sizeof(why), "timeout waiting for reply");

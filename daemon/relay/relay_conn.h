@@ -1,6 +1,6 @@
-/* relay_conn.h: what relay.c (transactions, pool) and relay_conn.c (one
- * connection to the next hop: connect, EHLO, STARTTLS, replies) share.
- * Private to those two files. */
+/* relay_conn.h: one connection to the next hop (relay_conn.c), driven by
+ * relay.c through struct relay_conn_cbs.  Private to daemon/relay/; it knows
+ * nothing of relay.c: transactions are opaque pointers to it. */
 #ifndef SMRELAY_RELAY_CONN_H
 #define SMRELAY_RELAY_CONN_H
 
@@ -8,16 +8,15 @@
 #include <stdint.h>
 
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <openssl/ssl.h>
 
 #include "daemon/base/base.h"
-#include "relay.h"
 #include "proto/proto.h"
 
 #define RELAY_LINE_MAX  4096            /* one reply line from the next hop */
 #define RELAY_LINES_MAX 100             /* lines in one reply */
 #define RELAY_IDLE_MAX  32              /* pooled idle connections */
-#define RELAY_CHUNK     (64 * 1024)     /* body bytes read per msgbuf_pread */
 #define RELAY_WBUF_HIGH (256 * 1024)    /* stop stuffing above this */
 #define RELAY_WBUF_LOW  (64 * 1024)     /* ... and go on below this */
 
@@ -41,14 +40,14 @@ struct expect {
 	int idx;                        /* recipient for CMD_RCPT */
 };
 
-struct relay_txn;
-
 struct relay_conn {
-	TAILQ_ENTRY(relay_conn) entry;          /* pool->conns */
-	TAILQ_ENTRY(relay_conn) idle_entry;     /* pool->idle when idle */
-	struct relay_pool *pool;
+	TAILQ_ENTRY(relay_conn) entry;          /* hop->conns */
+	TAILQ_ENTRY(relay_conn) idle_entry;     /* hop->idle when idle */
+	struct relay_hop *hop;
+	const struct relay_conn_cbs *cbs;
+	void *cbarg;
 	uint64_t id;
-	unsigned gen;                   /* pool generation it was opened in */
+	unsigned gen;                   /* hop->gen when it was opened */
 	char *host, *port;
 	char peer[300];                 /* "host:port" for logs */
 	enum relay_tls tlsmode;
@@ -61,89 +60,66 @@ struct relay_conn {
 	uint64_t size_limit;
 	struct expect *exp;             /* replies we wait for, in order */
 	size_t exphead, nexp, expsz;
-	struct relay_txn *txn;
+	void *txn;                      /* the user's transaction, or NULL */
 	int idle;
 	int reused;                     /* taken from the idle list */
 	int nreplies;                   /* replies since it was (re)used */
 	int in_txn;                     /* MAIL sent, no final reply/RSET yet */
 	int need_rset, rset_sent;
+	int body;                       /* streaming a message body */
 	int busy;                       /* nesting of our libevent callbacks */
 };
 
-enum mail_state { M_NONE, M_SENT, M_OK, M_REJECTED };
-enum data_state { D_NONE, D_WAIT, D_SENT, D_BODY, D_DOT, D_DONE };
-enum wire_state { W_QUEUED, W_SENT, W_DONE };
-
-struct relay_rcpt {
-	char *addr, *params;
-	delivery_cb *cb;                /* NULL once called */
-	void *arg;
-	enum wire_state wire;
-	int replied, accepted;
-	int replay;                     /* re-sent on a fresh connection */
-	struct smtp_result res;
+/*
+ * How a connection reports to its user (relay.c), with the `arg` given to
+ * conn_new.  Called only while c->txn is set; each may close the connection.
+ */
+struct relay_conn_cbs {
+	/* The session is set up: send what the transaction has. */
+	void (*ready)(struct relay_conn *, void *);
+	/* A reply to a transaction command; -1 if the connection failed. */
+	int (*reply)(struct relay_conn *, struct expect,
+	    const struct smtp_reply *, void *);
+	/* Room in the output buffer while streaming the body; -1 if the
+	 * connection failed. */
+	int (*body)(struct relay_conn *, void *);
+	/* The connection is lost to the transaction; `retry` says it was an
+	 * EOF/reset, not a verdict. */
+	void (*failed)(struct relay_conn *, int, const struct smtp_result *,
+	    void *);
 };
 
-struct relay_txn {
-	TAILQ_ENTRY(relay_txn) entry;
-	struct relay_pool *pool;        /* NULL once the pool is gone */
-	struct relay_conn *conn;
-	uint64_t id;
-	char *from, *params;
-	struct relay_rcpt *rcpts;
-	int nrcpts, rcptsz;
-	enum mail_state mail;
-	struct smtp_result mail_res;
-	enum data_state data;
-	struct msgbuf *msg;
-	delivery_cb *data_cb;
-	void *data_arg;
-	struct smtp_result data_res;
-	size_t off;                     /* body bytes sent */
-	struct smtp_stuff stuff;
-	char *chunk;                    /* body read + stuffed buffers */
-	struct event *ev;               /* deferred callbacks */
-	int in_cb, aborted, finished;
-	int retried;                    /* reused connection was dead */
-	int replays;                    /* fresh connection after a loss */
-	int replay_failed;
-	char replay_err[200];
-	int setup_failed;               /* no session with the next hop: */
-	struct smtp_result setup_res;   /* later RCPTs get this at once */
-	char peer[300];                 /* of the last connection, for logs */
+/* Client timeouts in milliseconds (relay.c copies struct relay_timeouts). */
+struct conn_timeouts {
+	int connect, greeting, ehlo, tls;
+	int mail, rcpt, data_init, data_block, data_final;
+	int idle, hold, quit;
 };
 
 TAILQ_HEAD(conn_list, relay_conn);
-TAILQ_HEAD(txn_list, relay_txn);
 
-struct relay_pool {
+/* The next hop and our connections to it; relay.c's pool holds one. */
+struct relay_hop {
 	struct event_base *base;
 	struct evdns_base *dns;         /* NULL: blocking getaddrinfo */
 	const struct config *cfg;
 	SSL_CTX *ctx;
-	struct relay_timeouts to;
+	struct conn_timeouts to;
 	unsigned gen;
 	int nconns, nidle;
 	struct conn_list conns;
 	struct conn_list idle;
-	struct txn_list txns;
 };
-
-struct msgbuf;
-
-/* relay.c */
-void txn_pump(struct relay_txn *);
-int txn_reply(struct relay_conn *, struct expect, const struct smtp_reply *);
-int txn_body_pump(struct relay_txn *);
-void txn_conn_failed(struct relay_txn *, struct relay_conn *, int,
-    const struct smtp_result *);
 
 /* relay_conn.c */
 void result_from_reply(struct smtp_result *, const struct smtp_reply *);
-struct relay_conn *conn_new(struct relay_pool *);
-void conn_expect(struct relay_conn *, enum cmd, int);
+struct relay_conn *conn_new(struct relay_hop *, const struct relay_conn_cbs *,
+    void *);
+struct relay_conn *conn_take_idle(struct relay_hop *);
 void conn_send(struct relay_conn *, int, int, const char *, ...)
     __attribute__((format(printf, 4, 5)));
+void conn_body_begin(struct relay_conn *);
+void conn_body_end(struct relay_conn *);
 void conn_settle(struct relay_conn *);
 void conn_rearm(struct relay_conn *);
 void conn_quit(struct relay_conn *);
