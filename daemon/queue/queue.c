@@ -8,7 +8,8 @@
  * spool whether smrelayctl changed anything.  An attempt is one
  * transaction through the relay client for the recipients still pending;
  * each keeps its own state, so a copy where the next hop took some and
- * deferred others keeps only the deferred ones. */
+ * deferred others keeps only the deferred ones.  hop.c keeps whether the
+ * next hop is up. */
 #include "autoconfig.h"
 
 #include <stdint.h>
@@ -23,6 +24,7 @@
 #include "daemon/base/base.h"
 #include "proto/proto.h"
 #include "lib/lib.h"
+#include "hop.h"
 #include "queue.h"
 
 #define RUN_INTERVAL	1	/* seconds */
@@ -31,8 +33,6 @@
 #define RETRY_MAX	3600	/* backoff cap */
 #define HASH_BUCKETS	16384
 #define FULL_SCAN	60	/* seconds between scans for expired holds */
-#define DEAD_TTL	2	/* a failed next hop is not tried in-line again
-				 * for this long (seconds) */
 
 struct queue {
 	struct event_base	*base;
@@ -47,8 +47,7 @@ struct queue {
 	int64_t			 earliest;	/* nothing idle is due before */
 	int64_t			 last_full;
 	int			 active;
-	int			 hop_down;
-	int64_t			 down_at;	/* last connection failure */
+	struct hop		*hop;		/* is the next hop up? */
 	int			 control_busy;
 	struct event		*timer, *kick;
 	uint64_t		 delivered, bounced, dup_risk;
@@ -67,6 +66,7 @@ struct attempt {
 static void queue_run(struct queue *);
 static void settle(struct queue *, struct spool_entry *);
 
+/* The hash bucket of an id (FNV-1a). */
 static unsigned
 id_hash(const char *id)
 {
@@ -97,6 +97,7 @@ due_at(struct queue *q, int64_t t)
 		q->earliest = t;
 }
 
+/* Keep e in memory: in the vector and the id hash. */
 static void
 add(struct queue *q, struct spool_entry *e)
 {
@@ -131,6 +132,7 @@ drop(struct queue *q, struct spool_entry *e)
 	spool_entry_free(e);
 }
 
+/* 32 random bits, for the retry jitter. */
 static uint32_t
 rnd(void)
 {
@@ -176,6 +178,7 @@ param(const char *params, const char *key, char *buf, size_t len)
 	return NULL;
 }
 
+/* Run the queue again as soon as the loop is free. */
 static void
 kick(struct queue *q)
 {
@@ -190,6 +193,7 @@ struct dsn_job {
 	int		 final;		/* delete the original once queued */
 };
 
+/* A DSN is durable or failed: a final one then takes the original away. */
 static void
 dsn_queued(void *arg, int err)
 {
@@ -324,6 +328,7 @@ send_dsn(struct queue *q, struct spool_entry *e, int which,
 
 /* ---- attempts ---- */
 
+/* Free an attempt (not its entry). */
 static void
 attempt_free(struct attempt *a)
 {
@@ -340,6 +345,7 @@ finish(struct attempt *a, const struct smtp_result *data)
 	struct queue *q = a->q;
 	struct spool_entry *e = a->e;
 	const struct smtp_result *r;
+	const struct smtp_result okr = { 250, "2.0.0", "" };
 	struct spool_rcpt *rc;
 	char buf[300];
 	size_t k;
@@ -380,14 +386,9 @@ finish(struct attempt *a, const struct smtp_result *data)
 	    e->last_error : "ok");
 	if (ok > 0) {
 		q->delivered += (uint64_t)ok;
-		if (q->hop_down) {
-			struct smtp_result okr = { 250, "2.0.0", "" };
-			queue_hop_result(q, &okr);
-		}
-	} else if (down) {
-		q->hop_down = 1;
-		q->down_at = time(NULL);
-	}
+		queue_hop_result(q, &okr);
+	} else if (down)
+		hop_failed(q->hop);
 	q->active--;
 	e->busy = 0;
 	attempt_free(a);
@@ -395,12 +396,14 @@ finish(struct attempt *a, const struct smtp_result *data)
 	kick(q);
 }
 
+/* The next hop answered the end of data. */
 static void
 data_cb(void *arg, const struct smtp_result *r)
 {
 	finish(arg, r);
 }
 
+/* The next hop answered a RCPT: once all did, send the data or give up. */
 static void
 rcpt_cb(void *arg, const struct smtp_result *r)
 {
@@ -537,6 +540,7 @@ settle(struct queue *q, struct spool_entry *e)
 
 /* ---- control (smrelayctl) ---- */
 
+/* A row smrelayctl changed, or the end of them (see spool_poll_control()). */
 static void
 control_cb(void *arg, const char *id, int held, int64_t next_attempt)
 {
@@ -637,6 +641,7 @@ queue_run(struct queue *q)
 	q->earliest = earliest;
 }
 
+/* Once a second: ask the spool about smrelayctl, run the queue. */
 static void
 timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -651,6 +656,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	queue_run(q);
 }
 
+/* The kick event: run the queue. */
 static void
 kick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -659,6 +665,7 @@ kick_cb(evutil_socket_t fd, short what, void *arg)
 	queue_run(arg);
 }
 
+/* A runner for the loaded entries, all due at once. */
 struct queue *
 queue_new(struct event_base *base, struct spool *spool,
     struct spool_entry **loaded, size_t nloaded,
@@ -675,6 +682,7 @@ queue_new(struct event_base *base, struct spool *spool,
 	q->relay_ctx = relay_ctx;
 	q->cfg = cfg;
 	q->earliest = INT64_MAX;
+	q->hop = hop_new();
 	for (i = 0; i < nloaded; i++) {
 		loaded[i]->next_attempt = 0;    /* retry all after a restart */
 		add(q, loaded[i]);
@@ -691,6 +699,7 @@ queue_new(struct event_base *base, struct spool *spool,
 	return q;
 }
 
+/* Use a reloaded configuration. */
 void
 queue_reconfigure(struct queue *q, const struct config *cfg)
 {
@@ -704,6 +713,7 @@ struct submit {
 	void			*arg;
 };
 
+/* A submitted copy is durable (queue it) or not; tell the submitter. */
 static void
 submit_done(void *arg, int err)
 {
@@ -719,6 +729,7 @@ submit_done(void *arg, int err)
 	free(s);
 }
 
+/* Spool a copy, and queue it once it is durable. */
 void
 queue_submit(struct queue *q, struct spool_entry *e, struct msgbuf *body,
     spool_put_cb *cb, void *arg)
@@ -733,38 +744,39 @@ queue_submit(struct queue *q, struct spool_entry *e, struct msgbuf *body,
 	s->e->busy = s->e->gone = s->e->seen = 0;
 }
 
-void
-queue_hop_result(struct queue *q, const struct smtp_result *r)
+/* The next hop is back: every idle, unheld copy is due now. */
+static void
+backlog_due(struct queue *q)
 {
 	size_t i, n = 0;
 
-	if (r->code >= 200 && r->code < 300) {
-		if (!q->hop_down)
-			return;
-		q->hop_down = 0;
-		for (i = 0; i < q->n; i++)
-			if (!q->v[i]->busy && q->v[i]->held == SPOOL_HOLD_NONE) {
-				q->v[i]->next_attempt = 0;
-				n++;
-			}
-		if (n > 0)
-			log_info("queue: next hop is back, %zu message(s) "
-			    "due now", n);
-		q->earliest = 0;
-		kick(q);
-	} else if (r->code >= 400 && r->code < 500 &&
-	    strncmp(r->enh, "4.4.", 4) == 0) {
-		q->hop_down = 1;
-		q->down_at = time(NULL);
-	}
+	for (i = 0; i < q->n; i++)
+		if (!q->v[i]->busy && q->v[i]->held == SPOOL_HOLD_NONE) {
+			q->v[i]->next_attempt = 0;
+			n++;
+		}
+	if (n > 0)
+		log_info("queue: next hop is back, %zu message(s) due now", n);
+	q->earliest = 0;
+	kick(q);
 }
 
+/* Tell the hop tracker; its first success after failures ends the wait. */
+void
+queue_hop_result(struct queue *q, const struct smtp_result *r)
+{
+	if (hop_result(q->hop, r))
+		backlog_due(q);
+}
+
+/* Should in-line traffic skip the next hop (see hop_dead())? */
 int
 queue_hop_dead(const struct queue *q)
 {
-	return q->hop_down && time(NULL) - q->down_at < DEAD_TTL;
+	return hop_dead(q->hop);
 }
 
+/* Offer each policy-held copy to fn; those it takes are busy. */
 void
 queue_check_held(struct queue *q, queue_release_fn *fn, void *arg)
 {
@@ -781,6 +793,7 @@ struct replace {
 	char		 id[SPOOL_ID_LEN + 1];
 };
 
+/* The released copy is durable: the held one goes (else stays held). */
 static void
 replace_done(void *arg, int err)
 {
@@ -797,6 +810,7 @@ replace_done(void *arg, int err)
 	free(r);
 }
 
+/* Queue a held copy's pending recipients again with the new body. */
 void
 queue_replace(struct queue *q, const char *id, struct msgbuf *body)
 {
@@ -834,12 +848,14 @@ queue_replace(struct queue *q, const char *id, struct msgbuf *body)
 	spool_entry_free(c);
 }
 
+/* Entries in memory. */
 size_t
 queue_count(const struct queue *q)
 {
 	return q->n;
 }
 
+/* Stop the runner and free what it holds. */
 void
 queue_free(struct queue *q)
 {
@@ -852,5 +868,6 @@ queue_free(struct queue *q)
 	for (i = 0; i < q->n; i++)
 		spool_entry_free(q->v[i]);
 	free(q->v);
+	hop_free(q->hop);
 	free(q);
 }
