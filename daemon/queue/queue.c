@@ -8,15 +8,14 @@
  * spool whether smrelayctl changed anything.  An attempt is one
  * transaction through the relay client for the recipients still pending;
  * each keeps its own state, so a copy where the next hop took some and
- * deferred others keeps only the deferred ones.  hop.c keeps whether the
- * next hop is up. */
+ * deferred others keeps only the deferred ones.  bounce.c builds the DSNs
+ * this file spools; hop.c keeps whether the next hop is up. */
 #include "autoconfig.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <openssl/rand.h>
@@ -24,6 +23,7 @@
 #include "daemon/base/base.h"
 #include "proto/proto.h"
 #include "lib/lib.h"
+#include "bounce.h"
 #include "hop.h"
 #include "queue.h"
 
@@ -157,27 +157,6 @@ backoff(int attempts)
 	return d * 8 / 10 + (int64_t)(rnd() % (uint32_t)(d * 4 / 10 + 1));
 }
 
-/* The value of an ESMTP parameter in "KEY=value KEY=value", into buf. */
-static const char *
-param(const char *params, const char *key, char *buf, size_t len)
-{
-	size_t kl = strlen(key);
-	const char *p = params, *e;
-
-	while (p != NULL && *p != '\0') {
-		while (*p == ' ')
-			p++;
-		e = strchr(p, ' ');
-		if (strncasecmp(p, key, kl) == 0 && p[kl] == '=') {
-			snprintf(buf, len, "%.*s", (int)((e ? e : p +
-			    strlen(p)) - p - kl - 1), p + kl + 1);
-			return buf;
-		}
-		p = e;
-	}
-	return NULL;
-}
-
 /* Run the queue again as soon as the loop is free. */
 static void
 kick(struct queue *q)
@@ -225,105 +204,22 @@ static int
 send_dsn(struct queue *q, struct spool_entry *e, int which,
     enum dsn_action action, int final)
 {
-	struct dsn_rcpt *dr;
-	struct dsn_msg m;
-	struct spool_entry d;
-	struct spool_rcpt dr0;
+	struct bounce b;
 	struct dsn_job *j;
-	struct msgbuf *body, *out;
-	char ret[16], envid[128], notify[64], orcpt[512], err[256];
-	char status[16], **diag = NULL, *orig = NULL, *txt = NULL;
-	size_t i, n = 0, olen = 0, tlen;
-	int64_t now = time(NULL);
-	int r = 0;
 
-	if (e->sender[0] == '\0' || e->dsn)
+	if (!bounce_build(&b, e, which, action, q->spool, q->cfg))
 		return 0;
-	dr = xcalloc(e->nrcpts, sizeof(*dr));
-	diag = xcalloc(e->nrcpts, sizeof(*diag));
-	for (i = 0; i < e->nrcpts; i++) {
-		if (e->rcpts[i].state != which)
-			continue;
-		if (!dsn_notify_allows(param(e->rcpts[i].params, "NOTIFY",
-		    notify, sizeof(notify)), action))
-			continue;
-		dr[n].rcpt = e->rcpts[i].addr;
-		dr[n].orcpt = param(e->rcpts[i].params, "ORCPT", orcpt,
-		    sizeof(orcpt)) ? xstrdup(orcpt) : NULL;
-		dr[n].action = action;
-		/* the enhanced code of the last reply, if it has one */
-		status[0] = '\0';
-		if (e->rcpts[i].reply != NULL)
-			sscanf(e->rcpts[i].reply, "%*d %15[0-9.]", status);
-		if (action == DSN_FAILED ? status[0] != '5' &&
-		    status[0] != '4' : status[0] != '4')
-			snprintf(status, sizeof(status), "%s",
-			    action == DSN_FAILED ? "5.0.0" : "4.0.0");
-		dr[n].status = xstrdup(status);
-		dr[n].diag = diag[n] = e->rcpts[i].reply ?
-		    xstrdup(e->rcpts[i].reply) : NULL;
-		dr[n].remote_mta = q->cfg->relay_host;
-		dr[n].last_attempt = now;
-		dr[n].retry_until = action == DSN_DELAYED ?
-		    e->created + q->cfg->queue_lifetime : 0;
-		n++;
-	}
-	if (n == 0)
-		goto done;
-	memset(&m, 0, sizeof(m));
-	m.reporting_mta = q->cfg->hostname;
-	m.sender = e->sender;
-	m.envid = param(e->params, "ENVID", envid, sizeof(envid));
-	m.ret_full = param(e->params, "RET", ret, sizeof(ret)) != NULL &&
-	    strcasecmp(ret, "FULL") == 0;
-	m.arrival = e->created;
-	m.now = now;
-	m.from_mta = e->client && e->client[0] ? e->client : NULL;
-	if ((body = spool_body(q->spool, e->id)) != NULL) {
-		orig = msgbuf_slurp(body, &olen);
-		msgbuf_free(body);
-	}
-	m.orig = orig;
-	m.origlen = olen;
-	if (dsn_build(&m, dr, n, &txt, &tlen, err, sizeof(err)) == -1) {
-		log_warnx("queue id=%s: cannot build a DSN: %s", e->id, err);
-		goto done;
-	}
-	memset(&d, 0, sizeof(d));
-	d.created = now;
-	d.sender = "";
-	d.params = dsn_is_8bit(txt, tlen) ? "BODY=8BITMIME" : "";
-	d.dsn = 1;
-	d.client = "";
-	memset(&dr0, 0, sizeof(dr0));
-	dr0.addr = e->sender;
-	dr0.params = "";
-	d.rcpts = &dr0;
-	d.nrcpts = 1;
-	out = msgbuf_new(NULL, (size_t)tlen + 1);
-	msgbuf_append(out, txt, tlen);
 	j = xcalloc(1, sizeof(*j));
 	j->q = q;
 	snprintf(j->id, sizeof(j->id), "%s", e->id);
 	j->final = final;
 	log_info("queue id=%s: %s DSN to <%s> for %zu recipient(s)", e->id,
-	    dsn_action_name(action), e->sender, n);
-	queue_submit(q, &d, out, dsn_queued, j);
-	msgbuf_free(out);
+	    dsn_action_name(action), e->sender, b.nreported);
+	queue_submit(q, &b.entry, b.body, dsn_queued, j);
+	bounce_clear(&b);
 	if (action == DSN_FAILED)
 		q->bounced++;
-	r = 1;
- done:
-	for (i = 0; i < n; i++) {
-		free((char *)dr[i].orcpt);
-		free((char *)dr[i].status);
-		free(diag[i]);
-	}
-	free(dr);
-	free(diag);
-	free(orig);
-	free(txt);
-	return r;
+	return 1;
 }
 
 /* ---- attempts ---- */
