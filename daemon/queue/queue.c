@@ -8,14 +8,14 @@
  * spool whether smrelayctl changed anything.  An attempt is one
  * transaction through the relay client for the recipients still pending;
  * each keeps its own state, so a copy where the next hop took some and
- * deferred others keeps only the deferred ones. */
+ * deferred others keeps only the deferred ones.  bounce.c builds the DSNs
+ * this file spools; hop.c keeps whether the next hop is up. */
 #include "autoconfig.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <openssl/rand.h>
@@ -23,6 +23,8 @@
 #include "daemon/base/base.h"
 #include "proto/proto.h"
 #include "lib/lib.h"
+#include "bounce.h"
+#include "hop.h"
 #include "queue.h"
 
 #define RUN_INTERVAL	1	/* seconds */
@@ -31,8 +33,6 @@
 #define RETRY_MAX	3600	/* backoff cap */
 #define HASH_BUCKETS	16384
 #define FULL_SCAN	60	/* seconds between scans for expired holds */
-#define DEAD_TTL	2	/* a failed next hop is not tried in-line again
-				 * for this long (seconds) */
 
 struct queue {
 	struct event_base	*base;
@@ -47,8 +47,7 @@ struct queue {
 	int64_t			 earliest;	/* nothing idle is due before */
 	int64_t			 last_full;
 	int			 active;
-	int			 hop_down;
-	int64_t			 down_at;	/* last connection failure */
+	struct hop		*hop;		/* is the next hop up? */
 	int			 control_busy;
 	struct event		*timer, *kick;
 	uint64_t		 delivered, bounced, dup_risk;
@@ -67,6 +66,7 @@ struct attempt {
 static void queue_run(struct queue *);
 static void settle(struct queue *, struct spool_entry *);
 
+/* The hash bucket of an id (FNV-1a). */
 static unsigned
 id_hash(const char *id)
 {
@@ -97,6 +97,7 @@ due_at(struct queue *q, int64_t t)
 		q->earliest = t;
 }
 
+/* Keep e in memory: in the vector and the id hash. */
 static void
 add(struct queue *q, struct spool_entry *e)
 {
@@ -131,6 +132,7 @@ drop(struct queue *q, struct spool_entry *e)
 	spool_entry_free(e);
 }
 
+/* 32 random bits, for the retry jitter. */
 static uint32_t
 rnd(void)
 {
@@ -155,27 +157,7 @@ backoff(int attempts)
 	return d * 8 / 10 + (int64_t)(rnd() % (uint32_t)(d * 4 / 10 + 1));
 }
 
-/* The value of an ESMTP parameter in "KEY=value KEY=value", into buf. */
-static const char *
-param(const char *params, const char *key, char *buf, size_t len)
-{
-	size_t kl = strlen(key);
-	const char *p = params, *e;
-
-	while (p != NULL && *p != '\0') {
-		while (*p == ' ')
-			p++;
-		e = strchr(p, ' ');
-		if (strncasecmp(p, key, kl) == 0 && p[kl] == '=') {
-			snprintf(buf, len, "%.*s", (int)((e ? e : p +
-			    strlen(p)) - p - kl - 1), p + kl + 1);
-			return buf;
-		}
-		p = e;
-	}
-	return NULL;
-}
-
+/* Run the queue again as soon as the loop is free. */
 static void
 kick(struct queue *q)
 {
@@ -190,6 +172,7 @@ struct dsn_job {
 	int		 final;		/* delete the original once queued */
 };
 
+/* A DSN is durable or failed: a final one then takes the original away. */
 static void
 dsn_queued(void *arg, int err)
 {
@@ -221,109 +204,27 @@ static int
 send_dsn(struct queue *q, struct spool_entry *e, int which,
     enum dsn_action action, int final)
 {
-	struct dsn_rcpt *dr;
-	struct dsn_msg m;
-	struct spool_entry d;
-	struct spool_rcpt dr0;
+	struct bounce b;
 	struct dsn_job *j;
-	struct msgbuf *body, *out;
-	char ret[16], envid[128], notify[64], orcpt[512], err[256];
-	char status[16], **diag = NULL, *orig = NULL, *txt = NULL;
-	size_t i, n = 0, olen = 0, tlen;
-	int64_t now = time(NULL);
-	int r = 0;
 
-	if (e->sender[0] == '\0' || e->dsn)
+	if (!bounce_build(&b, e, which, action, q->spool, q->cfg))
 		return 0;
-	dr = xcalloc(e->nrcpts, sizeof(*dr));
-	diag = xcalloc(e->nrcpts, sizeof(*diag));
-	for (i = 0; i < e->nrcpts; i++) {
-		if (e->rcpts[i].state != which)
-			continue;
-		if (!dsn_notify_allows(param(e->rcpts[i].params, "NOTIFY",
-		    notify, sizeof(notify)), action))
-			continue;
-		dr[n].rcpt = e->rcpts[i].addr;
-		dr[n].orcpt = param(e->rcpts[i].params, "ORCPT", orcpt,
-		    sizeof(orcpt)) ? xstrdup(orcpt) : NULL;
-		dr[n].action = action;
-		/* the enhanced code of the last reply, if it has one */
-		status[0] = '\0';
-		if (e->rcpts[i].reply != NULL)
-			sscanf(e->rcpts[i].reply, "%*d %15[0-9.]", status);
-		if (action == DSN_FAILED ? status[0] != '5' &&
-		    status[0] != '4' : status[0] != '4')
-			snprintf(status, sizeof(status), "%s",
-			    action == DSN_FAILED ? "5.0.0" : "4.0.0");
-		dr[n].status = xstrdup(status);
-		dr[n].diag = diag[n] = e->rcpts[i].reply ?
-		    xstrdup(e->rcpts[i].reply) : NULL;
-		dr[n].remote_mta = q->cfg->relay_host;
-		dr[n].last_attempt = now;
-		dr[n].retry_until = action == DSN_DELAYED ?
-		    e->created + q->cfg->queue_lifetime : 0;
-		n++;
-	}
-	if (n == 0)
-		goto done;
-	memset(&m, 0, sizeof(m));
-	m.reporting_mta = q->cfg->hostname;
-	m.sender = e->sender;
-	m.envid = param(e->params, "ENVID", envid, sizeof(envid));
-	m.ret_full = param(e->params, "RET", ret, sizeof(ret)) != NULL &&
-	    strcasecmp(ret, "FULL") == 0;
-	m.arrival = e->created;
-	m.now = now;
-	m.from_mta = e->client && e->client[0] ? e->client : NULL;
-	if ((body = spool_body(q->spool, e->id)) != NULL) {
-		orig = msgbuf_slurp(body, &olen);
-		msgbuf_free(body);
-	}
-	m.orig = orig;
-	m.origlen = olen;
-	if (dsn_build(&m, dr, n, &txt, &tlen, err, sizeof(err)) == -1) {
-		log_warnx("queue id=%s: cannot build a DSN: %s", e->id, err);
-		goto done;
-	}
-	memset(&d, 0, sizeof(d));
-	d.created = now;
-	d.sender = "";
-	d.params = dsn_is_8bit(txt, tlen) ? "BODY=8BITMIME" : "";
-	d.dsn = 1;
-	d.client = "";
-	memset(&dr0, 0, sizeof(dr0));
-	dr0.addr = e->sender;
-	dr0.params = "";
-	d.rcpts = &dr0;
-	d.nrcpts = 1;
-	out = msgbuf_new(NULL, (size_t)tlen + 1);
-	msgbuf_append(out, txt, tlen);
 	j = xcalloc(1, sizeof(*j));
 	j->q = q;
 	snprintf(j->id, sizeof(j->id), "%s", e->id);
 	j->final = final;
 	log_info("queue id=%s: %s DSN to <%s> for %zu recipient(s)", e->id,
-	    dsn_action_name(action), e->sender, n);
-	queue_submit(q, &d, out, dsn_queued, j);
-	msgbuf_free(out);
+	    dsn_action_name(action), e->sender, b.nreported);
+	queue_submit(q, &b.entry, b.body, dsn_queued, j);
+	bounce_clear(&b);
 	if (action == DSN_FAILED)
 		q->bounced++;
-	r = 1;
- done:
-	for (i = 0; i < n; i++) {
-		free((char *)dr[i].orcpt);
-		free((char *)dr[i].status);
-		free(diag[i]);
-	}
-	free(dr);
-	free(diag);
-	free(orig);
-	free(txt);
-	return r;
+	return 1;
 }
 
 /* ---- attempts ---- */
 
+/* Free an attempt (not its entry). */
 static void
 attempt_free(struct attempt *a)
 {
@@ -340,6 +241,7 @@ finish(struct attempt *a, const struct smtp_result *data)
 	struct queue *q = a->q;
 	struct spool_entry *e = a->e;
 	const struct smtp_result *r;
+	const struct smtp_result okr = { 250, "2.0.0", "" };
 	struct spool_rcpt *rc;
 	char buf[300];
 	size_t k;
@@ -380,14 +282,9 @@ finish(struct attempt *a, const struct smtp_result *data)
 	    e->last_error : "ok");
 	if (ok > 0) {
 		q->delivered += (uint64_t)ok;
-		if (q->hop_down) {
-			struct smtp_result okr = { 250, "2.0.0", "" };
-			queue_hop_result(q, &okr);
-		}
-	} else if (down) {
-		q->hop_down = 1;
-		q->down_at = time(NULL);
-	}
+		queue_hop_result(q, &okr);
+	} else if (down)
+		hop_failed(q->hop);
 	q->active--;
 	e->busy = 0;
 	attempt_free(a);
@@ -395,12 +292,14 @@ finish(struct attempt *a, const struct smtp_result *data)
 	kick(q);
 }
 
+/* The next hop answered the end of data. */
 static void
 data_cb(void *arg, const struct smtp_result *r)
 {
 	finish(arg, r);
 }
 
+/* The next hop answered a RCPT: once all did, send the data or give up. */
 static void
 rcpt_cb(void *arg, const struct smtp_result *r)
 {
@@ -537,6 +436,7 @@ settle(struct queue *q, struct spool_entry *e)
 
 /* ---- control (smrelayctl) ---- */
 
+/* A row smrelayctl changed, or the end of them (see spool_poll_control()). */
 static void
 control_cb(void *arg, const char *id, int held, int64_t next_attempt)
 {
@@ -637,6 +537,7 @@ queue_run(struct queue *q)
 	q->earliest = earliest;
 }
 
+/* Once a second: ask the spool about smrelayctl, run the queue. */
 static void
 timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -651,6 +552,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	queue_run(q);
 }
 
+/* The kick event: run the queue. */
 static void
 kick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -659,6 +561,7 @@ kick_cb(evutil_socket_t fd, short what, void *arg)
 	queue_run(arg);
 }
 
+/* A runner for the loaded entries, all due at once. */
 struct queue *
 queue_new(struct event_base *base, struct spool *spool,
     struct spool_entry **loaded, size_t nloaded,
@@ -675,6 +578,7 @@ queue_new(struct event_base *base, struct spool *spool,
 	q->relay_ctx = relay_ctx;
 	q->cfg = cfg;
 	q->earliest = INT64_MAX;
+	q->hop = hop_new();
 	for (i = 0; i < nloaded; i++) {
 		loaded[i]->next_attempt = 0;    /* retry all after a restart */
 		add(q, loaded[i]);
@@ -691,6 +595,7 @@ queue_new(struct event_base *base, struct spool *spool,
 	return q;
 }
 
+/* Use a reloaded configuration. */
 void
 queue_reconfigure(struct queue *q, const struct config *cfg)
 {
@@ -704,6 +609,7 @@ struct submit {
 	void			*arg;
 };
 
+/* A submitted copy is durable (queue it) or not; tell the submitter. */
 static void
 submit_done(void *arg, int err)
 {
@@ -719,6 +625,7 @@ submit_done(void *arg, int err)
 	free(s);
 }
 
+/* Spool a copy, and queue it once it is durable. */
 void
 queue_submit(struct queue *q, struct spool_entry *e, struct msgbuf *body,
     spool_put_cb *cb, void *arg)
@@ -733,38 +640,39 @@ queue_submit(struct queue *q, struct spool_entry *e, struct msgbuf *body,
 	s->e->busy = s->e->gone = s->e->seen = 0;
 }
 
-void
-queue_hop_result(struct queue *q, const struct smtp_result *r)
+/* The next hop is back: every idle, unheld copy is due now. */
+static void
+backlog_due(struct queue *q)
 {
 	size_t i, n = 0;
 
-	if (r->code >= 200 && r->code < 300) {
-		if (!q->hop_down)
-			return;
-		q->hop_down = 0;
-		for (i = 0; i < q->n; i++)
-			if (!q->v[i]->busy && q->v[i]->held == SPOOL_HOLD_NONE) {
-				q->v[i]->next_attempt = 0;
-				n++;
-			}
-		if (n > 0)
-			log_info("queue: next hop is back, %zu message(s) "
-			    "due now", n);
-		q->earliest = 0;
-		kick(q);
-	} else if (r->code >= 400 && r->code < 500 &&
-	    strncmp(r->enh, "4.4.", 4) == 0) {
-		q->hop_down = 1;
-		q->down_at = time(NULL);
-	}
+	for (i = 0; i < q->n; i++)
+		if (!q->v[i]->busy && q->v[i]->held == SPOOL_HOLD_NONE) {
+			q->v[i]->next_attempt = 0;
+			n++;
+		}
+	if (n > 0)
+		log_info("queue: next hop is back, %zu message(s) due now", n);
+	q->earliest = 0;
+	kick(q);
 }
 
+/* Tell the hop tracker; its first success after failures ends the wait. */
+void
+queue_hop_result(struct queue *q, const struct smtp_result *r)
+{
+	if (hop_result(q->hop, r))
+		backlog_due(q);
+}
+
+/* Should in-line traffic skip the next hop (see hop_dead())? */
 int
 queue_hop_dead(const struct queue *q)
 {
-	return q->hop_down && time(NULL) - q->down_at < DEAD_TTL;
+	return hop_dead(q->hop);
 }
 
+/* Offer each policy-held copy to fn; those it takes are busy. */
 void
 queue_check_held(struct queue *q, queue_release_fn *fn, void *arg)
 {
@@ -781,6 +689,7 @@ struct replace {
 	char		 id[SPOOL_ID_LEN + 1];
 };
 
+/* The released copy is durable: the held one goes (else stays held). */
 static void
 replace_done(void *arg, int err)
 {
@@ -797,6 +706,7 @@ replace_done(void *arg, int err)
 	free(r);
 }
 
+/* Queue a held copy's pending recipients again with the new body. */
 void
 queue_replace(struct queue *q, const char *id, struct msgbuf *body)
 {
@@ -834,12 +744,14 @@ queue_replace(struct queue *q, const char *id, struct msgbuf *body)
 	spool_entry_free(c);
 }
 
+/* Entries in memory. */
 size_t
 queue_count(const struct queue *q)
 {
 	return q->n;
 }
 
+/* Stop the runner and free what it holds. */
 void
 queue_free(struct queue *q)
 {
@@ -852,5 +764,6 @@ queue_free(struct queue *q)
 	for (i = 0; i < q->n; i++)
 		spool_entry_free(q->v[i]);
 	free(q->v);
+	hop_free(q->hop);
 	free(q);
 }

@@ -54,6 +54,7 @@ struct spool {
 	struct sreq	*head, *tail;
 };
 
+/* Note a row smrelayctl changed, for the loop. */
 static void
 ctl_add(struct sreq *r, const char *id, int held, int64_t next_attempt)
 {
@@ -66,32 +67,36 @@ ctl_add(struct sreq *r, const char *id, int held, int64_t next_attempt)
 	c->next_attempt = next_attempt;
 }
 
+/* spooldb_scan_control()'s callback: ctl_add(). */
 static void
 ctl_fn(const char *id, int held, int64_t next_attempt, void *arg)
 {
 	ctl_add(arg, id, held, next_attempt);
 }
 
-/* Spool thread: do every request queued so far as one batch. */
-static void
-spool_run(void *job, void *tctx)
+/* Spool thread: take every request queued so far (NULL: an earlier job
+ * took ours). */
+static struct sreq *
+take_batch(struct spool *sp)
 {
-	struct sreq *self = job, *list, *r;
-	struct spool *sp = self->sp;
-	int nputs = 0, failed = 0;
+	struct sreq *list, *r;
 
-	(void)tctx;
 	pthread_mutex_lock(&sp->mtx);
 	list = sp->head;
 	sp->head = sp->tail = NULL;
 	for (r = list; r != NULL; r = r->next)
 		r->taken = 1;
 	pthread_mutex_unlock(&sp->mtx);
-	if (list == NULL)
-		return;         /* an earlier job did ours */
+	return list;
+}
 
-	/* every body written first (writeback started), then each synced:
-	 * the disk works on them together */
+/* Spool thread: each new body in the row (small) or written to its file
+ * (writeback started, not synced yet). */
+static void
+write_bodies(struct spool *sp, struct sreq *list)
+{
+	struct sreq *r;
+
 	for (r = list; r != NULL; r = r->next) {
 		if (r->kind != SREQ_PUT)
 			continue;
@@ -108,6 +113,15 @@ spool_run(void *job, void *tctx)
 		if (spooldb_body_write(sp->db, r->e->id, r->body, &r->fd) == -1)
 			r->err = errno ? errno : EIO;
 	}
+}
+
+/* Spool thread: fsync each body file written; how many are durable. */
+static int
+sync_bodies(struct spool *sp, struct sreq *list)
+{
+	struct sreq *r;
+	int nputs = 0;
+
 	for (r = list; r != NULL; r = r->next)
 		if (r->kind == SREQ_PUT && r->err == 0 && r->inl == NULL) {
 			if (spooldb_body_sync(sp->db, r->e->id, r->fd) == -1)
@@ -115,37 +129,63 @@ spool_run(void *job, void *tctx)
 			else
 				nputs++;
 		}
-	if (nputs > 0 && spooldb_sync_dir(sp->db) == -1)
-		failed = errno ? errno : EIO;
+	return nputs;
+}
+
+/* Spool thread: one request's rows, inside the batch's transaction;
+ * 0 or EIO. */
+static int
+apply_request(struct spool *sp, struct sreq *r)
+{
+	switch (r->kind) {
+	case SREQ_PUT:
+		if (r->err == 0 && spooldb_insert(sp->db, r->e, r->inl,
+		    r->inl_len) == -1)
+			return EIO;
+		break;
+	case SREQ_UPDATE:
+		if (spooldb_update(sp->db, r->e) == -1)
+			return EIO;
+		break;
+	case SREQ_DELETE:
+		if (spooldb_delete(sp->db, r->id) == -1)
+			return EIO;
+		break;
+	case SREQ_CONTROL:
+		if ((r->changed = spooldb_changed(sp->db)) == 1)
+			spooldb_scan_control(sp->db, ctl_fn, r);
+		break;
+	}
+	return 0;
+}
+
+/* Spool thread: every request's rows in one transaction, unless the batch
+ * already `failed` (an errno value); the batch's outcome. */
+static int
+commit_batch(struct spool *sp, struct sreq *list, int failed)
+{
+	struct sreq *r;
+
 	if (!failed && spooldb_begin(sp->db) == -1)
 		failed = EIO;
-	for (r = list; r != NULL && !failed; r = r->next) {
-		switch (r->kind) {
-		case SREQ_PUT:
-			if (r->err == 0 && spooldb_insert(sp->db, r->e,
-			    r->inl, r->inl_len) == -1)
-				failed = EIO;
-			break;
-		case SREQ_UPDATE:
-			if (spooldb_update(sp->db, r->e) == -1)
-				failed = EIO;
-			break;
-		case SREQ_DELETE:
-			if (spooldb_delete(sp->db, r->id) == -1)
-				failed = EIO;
-			break;
-		case SREQ_CONTROL:
-			if ((r->changed = spooldb_changed(sp->db)) == 1)
-				spooldb_scan_control(sp->db, ctl_fn, r);
-			break;
-		}
-	}
+	for (r = list; r != NULL && !failed; r = r->next)
+		failed = apply_request(sp, r);
 	if (!failed && spooldb_commit(sp->db) == -1)
 		failed = EIO;
 	if (failed) {
 		spooldb_rollback(sp->db);
 		log_warnx("spool: batch not committed: %s", strerror(failed));
 	}
+	return failed;
+}
+
+/* Spool thread: after the commit (or its failure), the files that follow:
+ * bodies of a failed batch and of deleted entries go. */
+static void
+clean_batch(struct spool *sp, struct sreq *list, int failed)
+{
+	struct sreq *r;
+
 	for (r = list; r != NULL; r = r->next) {
 		if (r->kind == SREQ_PUT) {
 			free(r->inl_owned);
@@ -159,6 +199,26 @@ spool_run(void *job, void *tctx)
 		if (r->kind == SREQ_DELETE && !failed)
 			spooldb_unlink_body(sp->db, r->id);
 	}
+}
+
+/* Spool thread: do every request queued so far as one batch. */
+static void
+spool_run(void *job, void *tctx)
+{
+	struct sreq *self = job, *list;
+	struct spool *sp = self->sp;
+	int failed = 0;
+
+	(void)tctx;
+	if ((list = take_batch(sp)) == NULL)
+		return;         /* an earlier job did ours */
+	/* every body written first (writeback started), then each synced:
+	 * the disk works on them together */
+	write_bodies(sp, list);
+	if (sync_bodies(sp, list) > 0 && spooldb_sync_dir(sp->db) == -1)
+		failed = errno ? errno : EIO;
+	failed = commit_batch(sp, list, failed);
+	clean_batch(sp, list, failed);
 }
 
 /* Loop: report this request's outcome. */
@@ -185,6 +245,7 @@ spool_done(void *job)
 	free(r);
 }
 
+/* Hand a request to the spool thread (it joins the next batch). */
 static void
 submit(struct spool *sp, struct sreq *r)
 {
@@ -199,6 +260,7 @@ submit(struct spool *sp, struct sreq *r)
 	workers_submit(sp->thread, spool_run, spool_done, r);
 }
 
+/* Open and load the spool, start its thread. */
 struct spool *
 spool_new(struct event_base *base, const char *data_dir,
     struct spool_entry ***loaded, size_t *nloaded, char *err, size_t errlen)
@@ -230,6 +292,7 @@ spool_new(struct event_base *base, const char *data_dir,
 	return sp;
 }
 
+/* A new entry with its body, for the next batch. */
 void
 spool_put(struct spool *sp, struct spool_entry *e, struct msgbuf *body,
     spool_put_cb *cb, void *arg)
@@ -246,6 +309,7 @@ spool_put(struct spool *sp, struct spool_entry *e, struct msgbuf *body,
 	submit(sp, r);
 }
 
+/* A new state of e's row, for the next batch. */
 void
 spool_update(struct spool *sp, const struct spool_entry *e)
 {
@@ -256,6 +320,7 @@ spool_update(struct spool *sp, const struct spool_entry *e)
 	submit(sp, r);
 }
 
+/* Remove an entry and its body, in the next batch. */
 void
 spool_delete(struct spool *sp, const char *id)
 {
@@ -266,6 +331,7 @@ spool_delete(struct spool *sp, const char *id)
 	submit(sp, r);
 }
 
+/* Ask, in the next batch, whether smrelayctl changed the queue. */
 void
 spool_poll_control(struct spool *sp, spool_control_cb *cb, void *arg)
 {
@@ -289,6 +355,7 @@ spool_body(struct spool *sp, const char *id)
 	return spooldb_body_get(sp->rdb, id);
 }
 
+/* Finish the pending writes, stop the thread, close the databases. */
 void
 spool_free(struct spool *sp)
 {
