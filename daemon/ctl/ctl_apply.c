@@ -92,7 +92,7 @@ ctl_apply_run(const char *path, int argc, char *argv[])
 		{ "recipient", required_argument, NULL, 'r' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct certsrc src = { NULL, NULL };
+	struct certsrc src = { NULL, NULL, NULL };
 	struct apply_copy *copies = NULL;
 	struct pl_decision d;
 	struct config *cfg = NULL;
@@ -137,9 +137,9 @@ ctl_apply_run(const char *path, int argc, char *argv[])
 		return 1;
 	}
 	cms_init();
-	src.kr = keyring_new();
+	src.cc = certcache_new();
 	if ((src.st = store_open(cfg->data_dir, err, sizeof(err))) == NULL ||
-	    keyring_sync(src.kr, src.st, 1, err, sizeof(err)) == -1) {
+	    certcache_sync(src.cc, src.st, 1, err, sizeof(err)) == -1) {
 		fprintf(stderr, "smrelayctl: %s\n", err);
 		goto done;
 	}
@@ -147,8 +147,8 @@ ctl_apply_run(const char *path, int argc, char *argv[])
 		goto done;
 	rc = 0;
 	for (i = 0; i < nrcpts; i++) {
-		pipeline_decide(&src, keyring_policy(src.kr), sender, rcpts[i],
-		    &d);
+		pipeline_decide(&src, certcache_policy(src.cc), sender,
+		    rcpts[i], &d);
 		if (d.verdict != PL_RELAY) {
 			/* refused, or held in the spool: no copy now */
 			fprintf(stderr, "smrelayctl: apply: <%s>: %d %s %s\n",
@@ -183,7 +183,7 @@ ctl_apply_run(const char *path, int argc, char *argv[])
 	free(copies);
 	free(msg);
 	free(rcpts);
-	keyring_free(src.kr);
+	certcache_free(src.cc);
 	if (src.st != NULL)
 		store_close(src.st);
 	config_free(cfg);

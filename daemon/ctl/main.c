@@ -1105,7 +1105,7 @@ static int
 ctl_smime_run(const char *path, const char *verb, int argc, char *argv[])
 {
 	struct smime_cmd sc;
-	struct certsrc src = { NULL, NULL };
+	struct certsrc src = { NULL, NULL, NULL };
 	struct config *cfg;
 	struct store *st;
 	char err[1024], *msg;
@@ -1125,14 +1125,14 @@ ctl_smime_run(const char *path, const char *verb, int argc, char *argv[])
 	}
 	if ((st = store_open(cfg->data_dir, err, sizeof(err))) == NULL)
 		fprintf(stderr, "smrelayctl: %s\n", err);
-	else if (keyring_sync(src.kr = keyring_new(), src.st = st, 1, err,
+	else if (certcache_sync(src.cc = certcache_new(), src.st = st, 1, err,
 	    sizeof(err)) == -1)
 		fprintf(stderr, "smrelayctl: %s\n", err);
 	else if ((msg = ctl_read_stdin(cfg->max_message_size, &len)) != NULL) {
 		rc = smime_exec(&sc, &src, cfg->hostname, msg, len);
 		free(msg);
 	}
-	keyring_free(src.kr);
+	certcache_free(src.cc);
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		fprintf(stderr, "smrelayctl: stdout: %s\n", strerror(errno));
 		rc = 1;
