@@ -260,7 +260,7 @@ addr_parse(const char *v, char *buf, size_t buflen)
 	return n > 0 && strchr(buf, '@') != NULL ? 0 : -1;
 }
 
-/* The From address of a message. */
+/* Call fn with the value of each top-level header field called name. */
 int
 smime_msg_fields(const char *m, size_t len, const char *name,
     int (*fn)(const char *, void *), void *arg)
@@ -304,6 +304,7 @@ from_fn(const char *value, void *arg)
 	return 1;
 }
 
+/* The From address of a message. */
 int
 smime_msg_from(const char *m, size_t len, char *buf, size_t buflen)
 {
