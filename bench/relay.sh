@@ -422,12 +422,13 @@ openssl cms -verify -CAfile "$pki/trust.pem" -in "$work/proc.$BASHPID" -out /dev
 	die "the openssl loop's output does not verify"
 
 # Share of the policy lookup in smrelayd's profile: rule matching, the
-# per-recipient decision, the keyring look-ups (signing key, certificates).
+# per-recipient decision, the certificate cache and key look-ups (signing
+# key, certificates).
 # Sampled with DWARF call chains; a sample counts when any frame of its
 # chain is one of these, so callees (mutexes, hashing, store queries on a
 # cache miss) count too and nested ones count once.
 policy_share=n/a
-policy_re='pipeline_decide|policy_match|policy_pattern_match|match_kind|signer_for|with_entry|keyring_(key_for|cert_for|certs_of|all_keys|trust|sync)'
+policy_re='pipeline_decide|policy_match|policy_pattern_match|match_kind|signer_for|with_entry|certcache_(cert_for|certs_of|trust|sync)|keys_(signing|decrypting)'
 if [ -s "$work/perf-sign.data" ]; then
 	perf report -i "$work/perf-sign.data" --no-children --sort dso,sym --stdio -g none \
 		>"$work/perf-sign-self.txt" 2>/dev/null

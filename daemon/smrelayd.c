@@ -1,4 +1,7 @@
-/* smrelayd.c: the daemon: config, listeners, the relay pool, signals. */
+/* smrelayd.c: the daemon: reads the config, builds the subsystems in
+ * order (listeners, the relay pool, then the store, certificate cache,
+ * spool, queue, workers and the gateway that uses them), owns the event
+ * base and the signals, and frees it all in reverse. */
 #include "autoconfig.h"
 
 #include <errno.h>
@@ -17,20 +20,37 @@
 #include "daemon/relay/relay.h"
 #include "daemon/smtpd/smtpd.h"
 #include "daemon/queue/queue.h"
+#include "proto/proto.h"
 #include "store/store.h"
 
 struct daemon_state {
 	struct server srv;
 	struct relay_pool *pool;
+	/* built in this order after daemon(), freed in reverse */
+	struct store *st;               /* the loop's connection: the only
+					 * one that writes */
+	struct certcache *cc;
+	struct spool *spool;
+	struct queue *queue;
+	struct workers *workers;        /* each with its own connection */
 	struct gateway *gw;             /* policy + S/MIME around the pool */
+	char *data_dir;                 /* the workers' (started with it) */
 	SSL_CTX *client_ctx;
 	struct config **retired;        /* configs sessions may still point into */
 	int nretired;
 	int exiting;
+	struct event *ev_term, *ev_int, *ev_hup;
+};
+
+/* The command line. */
+struct daemon_opts {
+	const char *path;
+	int foreground, checkonly, verbose;
 };
 
 static const struct timeval drain_deadline = { 120, 0 };
 
+/* Print the synopsis and exit 2. */
 static void
 usage(void)
 {
@@ -148,6 +168,7 @@ reload(struct daemon_state *d)
 	SSL_CTX_free(d->srv.tls_server);
 	d->srv.tls_server = sctx;
 	relay_pool_reconfigure(d->pool, ncfg, cctx);
+	queue_reconfigure(d->queue, ncfg);
 	gateway_reconfigure(d->gw, ncfg);
 	SSL_CTX_free(d->client_ctx);
 	d->client_ctx = cctx;
@@ -156,6 +177,7 @@ reload(struct daemon_state *d)
 	log_info("reloaded %s (listen changes need a restart)", ncfg->path);
 }
 
+/* SIGHUP reloads; SIGTERM and SIGINT drain, a second one exits now. */
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -180,56 +202,201 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	server_drain(&d->srv);
 }
 
+/* The options; usage() on anything else. */
+static void
+parse_args(int argc, char *argv[], struct daemon_opts *o)
+{
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	while ((ch = getopt(argc, argv, "c:fnv")) != -1) {
+		switch (ch) {
+		case 'c': o->path = optarg; break;
+		case 'f': o->foreground = 1; break;
+		case 'n': o->checkonly = 1; break;
+		case 'v': o->verbose++; break;
+		default: usage();
+		}
+	}
+	if (o->path == NULL || optind != argc)
+		usage();
+}
+
+/* Free what check_config() made (after -n, or when it failed). */
+static void
+config_state_free(struct daemon_state *d)
+{
+	SSL_CTX_free(d->srv.tls_server);
+	SSL_CTX_free(d->client_ctx);
+	config_free(d->srv.cfg);
+}
+
+/* Load the config, its TLS contexts, data_dir and the databases, before
+ * anything starts: -1 after saying why on stderr. */
+static int
+check_config(struct daemon_state *d, const char *path)
+{
+	char err[1024];
+
+	d->srv.cfg = config_load(path, err, sizeof(err));
+	if (d->srv.cfg == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	if (load_tls(d->srv.cfg, &d->srv.tls_server, &d->client_ctx, err,
+	    sizeof(err)) == -1 || prepare_data_dir(d->srv.cfg, err,
+	    sizeof(err)) == -1) {
+		fprintf(stderr, "%s\n", err);
+		config_state_free(d);
+		return -1;
+	}
+	if (check_store(d->srv.cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s\n", err);
+		config_state_free(d);
+		return -1;
+	}
+	return 0;
+}
+
+/* Worker thread start: its own store connection, for reads. */
+static void *
+worker_init(void *arg)
+{
+	const char *data_dir = arg;
+	char err[512];
+	struct store *st;
+
+	if ((st = store_open(data_dir, err, sizeof(err))) == NULL)
+		log_warnx("worker: %s", err);
+	return st;
+}
+
+/* Worker thread end: close its connection. */
+static void
+worker_fini(void *tctx)
+{
+	store_close(tctx);
+}
+
+/* Stop the threads (their last callbacks use the gateway and the queue),
+ * then free the gateway and the subsystems in reverse order. */
+static void
+subsystems_free(struct daemon_state *d)
+{
+	workers_free(d->workers);
+	spool_free(d->spool);
+	gateway_free(d->gw);
+	queue_free(d->queue);
+	certcache_free(d->cc);
+	if (d->st != NULL)
+		store_close(d->st);
+	free(d->data_dir);
+	d->workers = NULL;
+	d->spool = NULL;
+	d->gw = NULL;
+	d->queue = NULL;
+	d->cc = NULL;
+	d->st = NULL;
+	d->data_dir = NULL;
+}
+
+/*
+ * The store (the loop's connection), the certificate cache, the spool
+ * (recovered) and its queue (resumed), the worker threads (each with its
+ * own connection) and the gateway around the relay pool, in that order.
+ * After daemon(): threads would not survive the fork.  -1 with err set.
+ */
+static int
+subsystems_new(struct daemon_state *d, char *err, size_t errlen)
+{
+	const struct config *cfg = d->srv.cfg;
+	struct gateway_parts parts;
+	struct spool_entry **loaded = NULL;
+	size_t nloaded = 0;
+
+	d->data_dir = xstrdup(cfg->data_dir);
+	if ((d->st = store_open(d->data_dir, err, errlen)) == NULL)
+		goto fail;
+	d->cc = certcache_new();
+	if (certcache_sync(d->cc, d->st, 1, err, errlen) == -1)
+		goto fail;
+	if ((d->spool = spool_new(d->srv.base, d->data_dir, &loaded,
+	    &nloaded, err, errlen)) == NULL)
+		goto fail;
+	d->queue = queue_new(d->srv.base, d->spool, loaded, nloaded,
+	    &relay_delivery_ops, d->pool, cfg);
+	cms_init();
+	d->workers = workers_new(d->srv.base, 0, worker_init, worker_fini,
+	    d->data_dir);
+	parts.st = d->st;
+	parts.cc = d->cc;
+	parts.spool = d->spool;
+	parts.queue = d->queue;
+	parts.workers = d->workers;
+	d->gw = gateway_new(d->srv.base, &relay_delivery_ops, d->pool, cfg,
+	    d->srv.tmpdir, &parts);
+	d->srv.ops = &gateway_delivery_ops;
+	d->srv.ops_ctx = d->gw;
+	return 0;
+ fail:
+	subsystems_free(d);
+	return -1;
+}
+
+/* Catch SIGTERM, SIGINT and SIGHUP on the loop. */
+static void
+signals_add(struct daemon_state *d)
+{
+	d->ev_term = evsignal_new(d->srv.base, SIGTERM, signal_cb, d);
+	d->ev_int = evsignal_new(d->srv.base, SIGINT, signal_cb, d);
+	d->ev_hup = evsignal_new(d->srv.base, SIGHUP, signal_cb, d);
+	evsignal_add(d->ev_term, NULL);
+	evsignal_add(d->ev_int, NULL);
+	evsignal_add(d->ev_hup, NULL);
+}
+
+/* Free everything after the loop ended, the reverse of main(). */
+static void
+daemon_free(struct daemon_state *d)
+{
+	int i;
+
+	event_free(d->ev_term);
+	event_free(d->ev_int);
+	event_free(d->ev_hup);
+	server_close_listeners(&d->srv);
+	subsystems_free(d);
+	relay_pool_free(d->pool);
+	event_base_free(d->srv.base);
+	SSL_CTX_free(d->srv.tls_server);
+	SSL_CTX_free(d->client_ctx);
+	free((char *)d->srv.tmpdir);
+	for (i = 0; i < d->nretired; i++)
+		config_free(d->retired[i]);
+	free(d->retired);
+	config_free(d->srv.cfg);
+}
+
+/* Check the config, listen, detach, build the subsystems, run the loop. */
 int
 main(int argc, char *argv[])
 {
 	struct daemon_state d;
-	struct event *ev_term, *ev_int, *ev_hup;
-	const char *path = NULL;
+	struct daemon_opts o;
 	char err[1024];
-	int ch, foreground = 0, checkonly = 0, verbose = 0, i;
 
-	while ((ch = getopt(argc, argv, "c:fnv")) != -1) {
-		switch (ch) {
-		case 'c': path = optarg; break;
-		case 'f': foreground = 1; break;
-		case 'n': checkonly = 1; break;
-		case 'v': verbose++; break;
-		default: usage();
-		}
-	}
-	if (path == NULL || optind != argc)
-		usage();
+	parse_args(argc, argv, &o);
 	memset(&d, 0, sizeof(d));
 	log_init("smrelayd", 1, LOG_LVL_INFO);
 	tls_init();
-	d.srv.cfg = config_load(path, err, sizeof(err));
-	if (d.srv.cfg == NULL) {
-		fprintf(stderr, "%s\n", err);
+	if (check_config(&d, o.path) == -1)
 		return 1;
-	}
-	if (load_tls(d.srv.cfg, &d.srv.tls_server, &d.client_ctx, err,
-	    sizeof(err)) == -1 || prepare_data_dir(d.srv.cfg, err,
-	    sizeof(err)) == -1) {
-		fprintf(stderr, "%s\n", err);
-		config_free(d.srv.cfg);
-		return 1;
-	}
-	if (check_store(d.srv.cfg, err, sizeof(err)) == -1) {
-		fprintf(stderr, "%s\n", err);
-		SSL_CTX_free(d.srv.tls_server);
-		SSL_CTX_free(d.client_ctx);
-		config_free(d.srv.cfg);
-		return 1;
-	}
-	if (checkonly) {
+	if (o.checkonly) {
 		printf("configuration OK\n");
-		SSL_CTX_free(d.srv.tls_server);
-		SSL_CTX_free(d.client_ctx);
-		config_free(d.srv.cfg);
+		config_state_free(&d);
 		return 0;
 	}
-	log_init("smrelayd", foreground, verbose ? LOG_LVL_DEBUG :
+	log_init("smrelayd", o.foreground, o.verbose ? LOG_LVL_DEBUG :
 	    d.srv.cfg->log_level);
 	signal(SIGPIPE, SIG_IGN);
 	d.srv.base = server_event_base();
@@ -242,25 +409,15 @@ main(int argc, char *argv[])
 		log_warnx("%s", err);
 		return 1;
 	}
-	if (!foreground && daemon(0, 0) == -1)
+	if (!o.foreground && daemon(0, 0) == -1)
 		fatal("daemon");
-	if (!foreground)
+	if (!o.foreground)
 		event_reinit(d.srv.base);
-	/* After daemon(): the worker threads would not survive the fork. */
-	d.gw = gateway_new(d.srv.base, &relay_delivery_ops, d.pool,
-	    d.srv.cfg, d.srv.tmpdir, 0, err, sizeof(err));
-	if (d.gw == NULL) {
+	if (subsystems_new(&d, err, sizeof(err)) == -1) {
 		log_warnx("%s", err);
 		return 1;
 	}
-	d.srv.ops = &gateway_delivery_ops;
-	d.srv.ops_ctx = d.gw;
-	ev_term = evsignal_new(d.srv.base, SIGTERM, signal_cb, &d);
-	ev_int = evsignal_new(d.srv.base, SIGINT, signal_cb, &d);
-	ev_hup = evsignal_new(d.srv.base, SIGHUP, signal_cb, &d);
-	evsignal_add(ev_term, NULL);
-	evsignal_add(ev_int, NULL);
-	evsignal_add(ev_hup, NULL);
+	signals_add(&d);
 	log_info("smrelayd %s started hostname=%s relay=%s:%s relay_tls=%d",
 	    PACKAGE_VERSION, d.srv.cfg->hostname, d.srv.cfg->relay_host ?
 	    d.srv.cfg->relay_host : "mx", d.srv.cfg->relay_port ?
@@ -268,19 +425,6 @@ main(int argc, char *argv[])
 	event_base_dispatch(d.srv.base);
 
 	log_info("exiting messages=%llu", d.srv.nmessages);
-	event_free(ev_term);
-	event_free(ev_int);
-	event_free(ev_hup);
-	server_close_listeners(&d.srv);
-	gateway_free(d.gw);
-	relay_pool_free(d.pool);
-	event_base_free(d.srv.base);
-	SSL_CTX_free(d.srv.tls_server);
-	SSL_CTX_free(d.client_ctx);
-	free((char *)d.srv.tmpdir);
-	for (i = 0; i < d.nretired; i++)
-		config_free(d.retired[i]);
-	free(d.retired);
-	config_free(d.srv.cfg);
+	daemon_free(&d);
 	return 0;
 }

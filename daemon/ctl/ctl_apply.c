@@ -121,7 +121,7 @@ apply_decide(struct apply *ap, const struct certsrc *src)
 	int rc = 0;
 
 	for (i = 0; i < ap->nrcpts; i++) {
-		pipeline_decide(src, keyring_policy(src->kr), ap->sender,
+		pipeline_decide(src, certcache_policy(src->cc), ap->sender,
 		    ap->rcpts[i], &d);
 		if (d.verdict != PL_RELAY) {
 			/* refused, or held in the spool: no copy now */
@@ -205,7 +205,7 @@ int
 ctl_apply_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
     char *argv[])
 {
-	struct certsrc src = { NULL, NULL };
+	struct certsrc src = { NULL, NULL, NULL };
 	struct apply ap;
 	struct config *cfg;
 	char err[1024], *msg = NULL;
@@ -223,9 +223,9 @@ ctl_apply_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 		return 1;
 	}
 	cms_init();
-	src.kr = keyring_new();
+	src.cc = certcache_new();
 	if ((src.st = store_open(cfg->data_dir, err, sizeof(err))) == NULL ||
-	    keyring_sync(src.kr, src.st, 1, err, sizeof(err)) == -1)
+	    certcache_sync(src.cc, src.st, 1, err, sizeof(err)) == -1)
 		fprintf(stderr, "smrelayctl: %s\n", err);
 	else if ((msg = ctl_read_stdin(cfg->max_message_size, &len)) != NULL) {
 		rc = apply_decide(&ap, &src);
@@ -239,7 +239,7 @@ ctl_apply_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	}
 	apply_free(&ap);
 	free(msg);
-	keyring_free(src.kr);
+	certcache_free(src.cc);
 	if (src.st != NULL)
 		store_close(src.st);
 	config_free(cfg);

@@ -121,7 +121,7 @@ ctl_smime_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
     char *argv[])
 {
 	struct smime_cmd sc;
-	struct certsrc src = { NULL, NULL };
+	struct certsrc src = { NULL, NULL, NULL };
 	struct config *cfg;
 	struct store *st;
 	char err[1024], *msg;
@@ -141,14 +141,14 @@ ctl_smime_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	}
 	if ((st = store_open(cfg->data_dir, err, sizeof(err))) == NULL)
 		fprintf(stderr, "smrelayctl: %s\n", err);
-	else if (keyring_sync(src.kr = keyring_new(), src.st = st, 1, err,
+	else if (certcache_sync(src.cc = certcache_new(), src.st = st, 1, err,
 	    sizeof(err)) == -1)
 		fprintf(stderr, "smrelayctl: %s\n", err);
 	else if ((msg = ctl_read_stdin(cfg->max_message_size, &len)) != NULL) {
 		rc = smime_exec(&sc, &src, cfg->hostname, msg, len);
 		free(msg);
 	}
-	keyring_free(src.kr);
+	certcache_free(src.cc);
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		fprintf(stderr, "smrelayctl: stdout: %s\n", strerror(errno));
 		rc = 1;

@@ -20,7 +20,8 @@
 
 #include "daemon/base/base.h"
 #include "gateway.h"
-#include "keyring.h"
+#include "certcache.h"
+#include "harvest.h"
 #include "lib/lib.h"
 #include "pipeline.h"
 #include "policy/policy.h"
@@ -30,15 +31,17 @@
 
 #define SYNC_INTERVAL	1	/* seconds between store change checks */
 
+/* The backend; the subsystems it works with are smrelayd's (borrowed). */
 struct gateway {
 	struct event_base	*base;
 	const struct delivery_ops *inner;
 	void			*inner_ctx;
-	struct keyring		*kr;
-	struct store		*st;		/* the loop's connection */
+	struct certcache	*cc;
+	struct store		*st;		/* the loop's connection: the
+						 * only one that writes */
 	struct workers		*workers;
 	struct event		*sync_ev;
-	char			*data_dir, *tmpdir;
+	char			*tmpdir;
 	const char		*host;
 	const struct config	*cfg;
 	struct spool		*spool;
@@ -116,6 +119,8 @@ struct gw_job {
 	struct smime_msg_res	 res;
 	struct smtp_result	 fail;
 	struct msgbuf		*out;
+	struct harvest		*harvest;	/* signers to store, on the
+						 * loop (job_harvest) */
 };
 
 static void txn_free(struct gw_txn *);
@@ -142,6 +147,7 @@ rcpt_flush(struct gw_txn *t)
 
 static void combine(struct gw_txn *);
 
+/* Loop callback for replies decided locally: pass them on in order. */
 static void
 defer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -155,6 +161,7 @@ defer_cb(evutil_socket_t fd, short what, void *arg)
 		rcpt_flush(t);
 }
 
+/* MAIL FROM: a transaction that opens its copies at their first RCPT. */
 static void *
 gw_begin(void *ctx, const char *from, const char *params, uint64_t sessid)
 {
@@ -182,6 +189,7 @@ rcpt_push(struct spool_rcpt **v, size_t *n, const char *addr,
 	(*n)++;
 }
 
+/* Free a recipient list. */
 static void
 rcpts_free(struct spool_rcpt *v, size_t n)
 {
@@ -224,6 +232,7 @@ inner_rcpt_cb(void *arg, const struct smtp_result *res)
 	rcpt_flush(r->t);
 }
 
+/* The copy for a decision's treatment, made on first use. */
 static struct gw_copy *
 copy_for(struct gw_txn *t, const struct pl_decision *d)
 {
@@ -246,13 +255,14 @@ copy_for(struct gw_txn *t, const struct pl_decision *d)
 	return c;
 }
 
+/* RCPT TO: decide by policy, then refuse, hold, spool or ask the next hop. */
 static void
 gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
     void *arg)
 {
 	struct gw_txn *t = txn;
 	struct gateway *gw = t->gw;
-	struct certsrc src = { gw->kr, gw->st };
+	struct certsrc src = { gw->cc, gw->st, NULL };
 	struct pl_decision d;
 	struct gw_rcpt *r = xcalloc(1, sizeof(*r));
 	struct gw_copy *c;
@@ -269,7 +279,7 @@ gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
 		t->head = r;
 	t->tail = r;
 
-	pipeline_decide(&src, keyring_policy(gw->kr), t->from, rcpt, &d);
+	pipeline_decide(&src, certcache_policy(gw->cc), t->from, rcpt, &d);
 	if (d.verdict == PL_REJECT) {
 		log_info("session id=%016llx rcpt to=<%s> policy=reject "
 		    "rule=%lld status=%d %s", (unsigned long long)t->sessid,
@@ -343,6 +353,7 @@ struct gw_sreq {
 	size_t		 delivered;	/* recipients the next hop took */
 };
 
+/* A copy's spool write finished: its reply. */
 static void
 spooled(void *arg, int err)
 {
@@ -428,6 +439,7 @@ copy_spool(struct gw_copy *c, int all, size_t delivered)
 	free(e.rcpts);          /* the strings are c's; the spool copied */
 }
 
+/* The next hop answered a copy's DATA: done, or spool what it deferred. */
 static void
 inner_data_cb(void *arg, const struct smtp_result *res)
 {
@@ -484,6 +496,7 @@ job_new(struct gateway *gw, struct msgbuf *body, const char *sender,
 	j->actions = actions;
 	j->rule_id = rule_id;
 	j->sessid = sessid;
+	j->harvest = harvest_new();
 	return j;
 }
 
@@ -492,7 +505,8 @@ static void
 job_run(void *arg, void *tctx)
 {
 	struct gw_job *j = arg;
-	struct certsrc src = { j->gw->kr, tctx };
+	/* harvested signers go back with the job: this thread only reads */
+	struct certsrc src = { j->gw->cc, tctx, j->harvest };
 	struct pl_copy pc;
 	char *msg, *owned = NULL, trace[512];
 	size_t len;
@@ -539,6 +553,7 @@ job_run(void *arg, void *tctx)
 	}
 }
 
+/* Free a job and everything it owns. */
 static void
 job_free(struct gw_job *j)
 {
@@ -552,7 +567,22 @@ job_free(struct gw_job *j)
 	free(j->rcpts);
 	free(j->sender);
 	free(j->host);
+	harvest_free(j->harvest);
 	free(j);
+}
+
+/*
+ * Event loop: store the signers the job harvested (the loop's connection
+ * is the only one that writes), before anything else can ask for them;
+ * the row id goes to the log line as it did when workers wrote.
+ */
+static void
+job_harvest(struct gw_job *j)
+{
+	int64_t id;
+
+	if ((id = harvest_flush(j->harvest, j->gw->cc, j->gw->st)) > 0)
+		j->res.harvested = id;
 }
 
 /* Event loop: hand the transformed copy to the relay client. */
@@ -564,6 +594,7 @@ job_done(void *arg)
 	struct gateway *gw = j->gw;
 	char acts[64];
 
+	job_harvest(j);
 	if (c == NULL) {        /* the transaction went away */
 		job_free(j);
 		return;
@@ -599,6 +630,7 @@ job_done(void *arg)
 	copy_send(c);
 }
 
+/* End of DATA: send plain copies, transform the others on the workers. */
 static void
 gw_data(void *txn, struct msgbuf *body, delivery_cb *cb, void *arg)
 {
@@ -702,6 +734,7 @@ combine(struct gw_txn *t)
 		txn_free(t);
 }
 
+/* The session dropped the transaction: cancel what is in flight. */
 static void
 gw_abort(void *txn)
 {
@@ -728,6 +761,7 @@ gw_abort(void *txn)
 		txn_free(t);
 }
 
+/* Free a transaction, its RCPTs and its copies. */
 static void
 txn_free(struct gw_txn *t)
 {
@@ -767,6 +801,7 @@ release_done(void *arg)
 {
 	struct gw_job *j = arg;
 
+	job_harvest(j);
 	if (j->rc == -1) {
 		log_warnx("queue id=%s: release failed: %s", j->qid,
 		    j->res.err[0] ? j->res.err : "cannot read or write it");
@@ -776,11 +811,12 @@ release_done(void *arg)
 	job_free(j);
 }
 
+/* A held copy: transform it if every pending recipient has a certificate. */
 static int
 release_check(void *arg, const struct spool_entry *e)
 {
 	struct gateway *gw = arg;
-	struct certsrc src = { gw->kr, gw->st };
+	struct certsrc src = { gw->cc, gw->st, NULL };
 	struct gw_job *j;
 	struct msgbuf *body;
 	size_t i;
@@ -789,7 +825,7 @@ release_check(void *arg, const struct spool_entry *e)
 	for (i = 0; i < e->nrcpts; i++) {
 		if (e->rcpts[i].state != SPOOL_RCPT_PENDING)
 			continue;
-		if ((x = keyring_cert_for(&src, e->rcpts[i].addr, NULL)) ==
+		if ((x = certcache_cert_for(&src, e->rcpts[i].addr, NULL)) ==
 		    NULL)
 			return 0;
 		X509_free(x);
@@ -816,83 +852,48 @@ sync_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if ((r = keyring_sync(gw->kr, gw->st, 0, err, sizeof(err))) == -1)
+	if ((r = certcache_sync(gw->cc, gw->st, 0, err, sizeof(err))) == -1)
 		log_warnx("policy/certificates not reloaded: %s", err);
 	else if (r == 1) {
 		log_info("store changed: reloaded %zu rule(s) and the "
 		    "certificate cache",
-		    policy_set_count(keyring_policy(gw->kr)));
+		    policy_set_count(certcache_policy(gw->cc)));
 		queue_check_held(gw->queue, release_check, gw);
 	}
 }
 
-/* Worker thread start: its own store connection. */
-static void *
-worker_init(void *arg)
-{
-	struct gateway *gw = arg;
-	char err[512];
-	struct store *st;
-
-	if ((st = store_open(gw->data_dir, err, sizeof(err))) == NULL)
-		log_warnx("worker: %s", err);
-	return st;
-}
-
-static void
-worker_fini(void *tctx)
-{
-	store_close(tctx);
-}
-
+/* Wrap the relay client with smrelayd's subsystems; start polling the
+ * store for changes and offer the held copies once. */
 struct gateway *
 gateway_new(struct event_base *base, const struct delivery_ops *inner,
     void *inner_ctx, const struct config *cfg, const char *tmpdir,
-    int threads, char *err, size_t errlen)
+    const struct gateway_parts *parts)
 {
 	struct gateway *gw = xcalloc(1, sizeof(*gw));
 	struct timeval tv = { SYNC_INTERVAL, 0 };
-	struct spool_entry **loaded = NULL;
-	size_t nloaded = 0;
 
 	gw->base = base;
 	gw->inner = inner;
 	gw->inner_ctx = inner_ctx;
 	gw->cfg = cfg;
-	gw->data_dir = xstrdup(cfg->data_dir);
 	gw->tmpdir = xstrdup(tmpdir);
 	gw->host = cfg->hostname;
-	if ((gw->st = store_open(gw->data_dir, err, errlen)) == NULL)
-		goto fail;
-	gw->kr = keyring_new();
-	if (keyring_sync(gw->kr, gw->st, 1, err, errlen) == -1)
-		goto fail;
-	if ((gw->spool = spool_new(base, gw->data_dir, &loaded, &nloaded, err,
-	    errlen)) == NULL)
-		goto fail;
-	gw->queue = queue_new(base, gw->spool, loaded, nloaded, inner,
-	    inner_ctx, cfg);
-	cms_init();
-	gw->workers = workers_new(base, threads, worker_init, worker_fini, gw);
+	gw->st = parts->st;
+	gw->cc = parts->cc;
+	gw->spool = parts->spool;
+	gw->queue = parts->queue;
+	gw->workers = parts->workers;
 	if ((gw->sync_ev = event_new(base, -1, EV_PERSIST, sync_cb, gw)) ==
 	    NULL || event_add(gw->sync_ev, &tv) == -1)
 		fatalx("event_new");
 	log_info("gateway: %zu policy rule(s), %d worker thread(s), %zu "
-	    "queued message(s)", policy_set_count(keyring_policy(gw->kr)),
+	    "queued message(s)", policy_set_count(certcache_policy(gw->cc)),
 	    workers_count(gw->workers), queue_count(gw->queue));
 	queue_check_held(gw->queue, release_check, gw);
 	return gw;
- fail:
-	spool_free(gw->spool);
-	keyring_free(gw->kr);
-	if (gw->st != NULL)
-		store_close(gw->st);
-	free(gw->data_dir);
-	free(gw->tmpdir);
-	free(gw);
-	return NULL;
 }
 
+/* SIGHUP: the new config, and rules and certificates reloaded now. */
 void
 gateway_reconfigure(struct gateway *gw, const struct config *cfg)
 {
@@ -900,28 +901,22 @@ gateway_reconfigure(struct gateway *gw, const struct config *cfg)
 
 	gw->cfg = cfg;
 	gw->host = cfg->hostname;
-	queue_reconfigure(gw->queue, cfg);
-	if (keyring_sync(gw->kr, gw->st, 1, err, sizeof(err)) == -1)
+	if (certcache_sync(gw->cc, gw->st, 1, err, sizeof(err)) == -1)
 		log_warnx("reload: policy/certificates: %s", err);
 	else {
 		log_info("reload: %zu policy rule(s)",
-		    policy_set_count(keyring_policy(gw->kr)));
+		    policy_set_count(certcache_policy(gw->cc)));
 		queue_check_held(gw->queue, release_check, gw);
 	}
 }
 
+/* Free the gateway (not the subsystems it was given). */
 void
 gateway_free(struct gateway *gw)
 {
 	if (gw == NULL)
 		return;
-	workers_free(gw->workers);
-	spool_free(gw->spool);
-	queue_free(gw->queue);
 	event_free(gw->sync_ev);
-	keyring_free(gw->kr);
-	store_close(gw->st);
-	free(gw->data_dir);
 	free(gw->tmpdir);
 	free(gw);
 }

@@ -11,23 +11,41 @@
 
 #include "daemon/base/base.h"
 
+struct certcache;
 struct config;
 struct gateway;
+struct queue;
+struct spool;
+struct store;
+struct workers;
+
+/* What smrelayd built for the gateway, in this order.  It stops the worker
+ * and spool threads before gateway_free() (their last callbacks still use
+ * the gateway), then frees the rest in reverse order. */
+struct gateway_parts {
+	struct store	*st;		/* the loop's store connection: the
+					 * only one that writes */
+	struct certcache *cc;		/* synced once */
+	struct spool	*spool;		/* recovered */
+	struct queue	*queue;		/* over the spool */
+	struct workers	*workers;	/* each thread's context: its own
+					 * store connection, or NULL */
+};
 
 /* gateway.c */
 /*
- * Wrap `inner` (the relay client).  Opens its own store connection in
- * cfg->data_dir for the loop and one per worker thread (`threads`, 0: one
- * per CPU), and the spool (DATA_DIR/spool: recovered, its queue resumed).
- * cfg must stay valid until gateway_reconfigure() or gateway_free().  NULL
- * with err set on failure.
+ * Wrap `inner` (the relay client) with the parts, which must outlive the
+ * gateway; starts polling the store for smrelayctl's changes and offers
+ * the held copies.  cfg must stay valid until gateway_reconfigure() or
+ * gateway_free().
  */
 struct gateway *gateway_new(struct event_base *, const struct delivery_ops *,
     void *inner_ctx, const struct config *cfg, const char *tmpdir,
-    int threads, char *err, size_t errlen);
-/* A new config after SIGHUP; reload rules and certificates now. */
+    const struct gateway_parts *);
+/* A new config after SIGHUP; reload rules and certificates now (the queue
+ * is reconfigured by its owner). */
 void gateway_reconfigure(struct gateway *, const struct config *);
-/* Stop the workers (after the loop ended) and free. */
+/* Free the gateway, after the loop ended and the workers stopped. */
 void gateway_free(struct gateway *);
 
 /* The backend: ctx is the struct gateway *. */

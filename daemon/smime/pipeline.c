@@ -10,7 +10,8 @@
 
 #include <openssl/x509.h>
 
-#include "keyring.h"
+#include "certcache.h"
+#include "keys.h"
 #include "proto/proto.h"
 #include "pipeline.h"
 #include "policy/policy.h"
@@ -18,6 +19,8 @@
 #include "store/store.h"
 #include "lib/lib.h"
 
+/* Decide for one recipient: rule, actions, and what a missing
+ * certificate does. */
 void
 pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
     const char *sender, const char *rcpt, struct pl_decision *d)
@@ -40,7 +43,7 @@ pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
 	    POLICY_DECRYPT | POLICY_VERIFY);
 	if (!(d->actions & POLICY_ENCRYPT))
 		return;
-	if ((x = keyring_cert_for(src, rcpt, &caps)) != NULL) {
+	if ((x = certcache_cert_for(src, rcpt, &caps)) != NULL) {
 		X509_free(x);
 		return;
 	}
@@ -125,14 +128,89 @@ smime_kind(const char *m, size_t len)
 	return k == 0 ? KIND_NONE : (enum smime_kind)k;
 }
 
+/* A transform under way: the message as the last step left it. */
+struct pl_run {
+	const struct certsrc	*src;
+	const struct pl_copy	*c;
+	char			*cur;		/* the message now */
+	char			*owned;		/* cur when a step made it */
+	size_t			 curlen;
+	unsigned		 todo;		/* POLICY_* still to do */
+	int			 changed;
+	struct smime_msg_res	*res;
+};
+
 /* Keep step's message as the current one. */
 static void
-adopt(char **cur, size_t *curlen, char **owned, struct smime_msg_res *step)
+adopt(struct pl_run *p, struct smime_msg_res *step)
 {
-	free(*owned);
-	*owned = *cur = step->msg;
-	*curlen = step->len;
+	free(p->owned);
+	p->owned = p->cur = step->msg;
+	p->curlen = step->len;
 	step->msg = NULL;
+	p->changed = 1;
+}
+
+/* Report what a signature check found. */
+static void
+take_verdict(struct smime_msg_res *res, const struct smime_msg_res *step)
+{
+	res->outcome = step->outcome;
+	memcpy(res->reason, step->reason, sizeof(res->reason));
+	memcpy(res->identity, step->identity, sizeof(res->identity));
+	res->harvested = step->harvested;
+}
+
+/* Decrypt (and verify what was signed inside); 1 when a signature was
+ * checked, so the verify step has nothing left to do. */
+static int
+run_decrypt(struct pl_run *p)
+{
+	struct smime_msg_res step;
+	int r, verified = 0;
+
+	r = smime_msg_decrypt(p->src, p->cur, p->curlen, p->c->host, &step);
+	if (r == 0) {
+		adopt(p, &step);
+		verified = step.verified;
+		take_verdict(p->res, &step);
+	} else if (r == -1)
+		snprintf(p->res->err, sizeof(p->res->err), "cannot decrypt "
+		    "(%.400s): relayed encrypted", step.err);
+	smime_msg_res_free(&step);
+	return verified;
+}
+
+/* Verify a signature and put Authentication-Results on top. */
+static void
+run_verify(struct pl_run *p)
+{
+	struct smime_msg_res step;
+
+	if (smime_msg_verify(p->src, p->cur, p->curlen, p->c->host,
+	    &step) == 0 && step.msg != NULL) {
+		adopt(p, &step);
+		take_verdict(p->res, &step);
+		p->res->verified = step.verified;
+	}
+	smime_msg_res_free(&step);
+}
+
+/* Someone else's S/MIME is not wrapped again: drop sign and encrypt. */
+static void
+skip_wrapped(struct pl_run *p)
+{
+	enum smime_kind kind = smime_kind(p->cur, p->curlen);
+
+	if (kind == KIND_ENCRYPTED) {
+		p->todo &= ~(POLICY_SIGN | POLICY_ENCRYPT);
+		snprintf(p->res->err, sizeof(p->res->err), "already "
+		    "encrypted: not signed or encrypted again");
+	} else if (kind == KIND_SIGNED) {
+		p->todo &= ~POLICY_SIGN;
+		snprintf(p->res->err, sizeof(p->res->err), "already "
+		    "signed: not signed again");
+	}
 }
 
 /* The address to sign as: the envelope sender, else the From address,
@@ -141,130 +219,112 @@ static const char *
 signer_for(const struct certsrc *src, const struct pl_copy *c,
     const char *msg, size_t len, char *from, size_t fromlen)
 {
+	struct keys *ks = certcache_keys(src->cc);
 	struct store_key *k;
 
 	if (c->sender[0] != '\0' &&
-	    (k = keyring_key_for(src, c->sender, time(NULL))) != NULL) {
+	    (k = keys_signing(ks, c->sender, time(NULL))) != NULL) {
 		store_key_free(k);
 		return c->sender;
 	}
 	if (smime_msg_from(msg, len, from, fromlen) == 0 &&
-	    (k = keyring_key_for(src, from, time(NULL))) != NULL) {
+	    (k = keys_signing(ks, from, time(NULL))) != NULL) {
 		store_key_free(k);
 		return from;
 	}
 	return NULL;
 }
 
+/* Sign and/or encrypt as the rule demands; -1 with *fail the reply. */
+static int
+run_wrap(struct pl_run *p, struct smtp_result *fail)
+{
+	struct smime_msg_res step;
+	const struct pl_copy *c = p->c;
+	const char *signer = NULL;
+	char from[320];
+	int r;
+
+	if ((p->todo & POLICY_SIGN) && (signer = signer_for(p->src, c,
+	    p->cur, p->curlen, from, sizeof(from))) == NULL) {
+		smtp_result_set(fail, 451, "4.7.0", "Cannot sign: no signing "
+		    "key for the sender, try again later");
+		smime_msg_from(p->cur, p->curlen, from, sizeof(from));
+		snprintf(p->res->err, sizeof(p->res->err), "rule %lld demands "
+		    "sign: no signing key for <%s> or From <%s>",
+		    (long long)c->rule_id, c->sender, from);
+		return -1;
+	}
+	if ((p->todo & POLICY_SIGN) && (p->todo & POLICY_ENCRYPT))
+		r = smime_msg_sign_encrypt(p->src, p->cur, p->curlen, signer,
+		    c->rcpts, c->nrcpts, NULL, &step);
+	else if (p->todo & POLICY_SIGN)
+		r = smime_msg_sign(p->src, p->cur, p->curlen, signer, NULL,
+		    &step);
+	else
+		r = smime_msg_encrypt(p->src, p->cur, p->curlen, c->sender,
+		    c->rcpts, c->nrcpts, NULL, &step);
+	if (r == -1) {
+		smtp_result_set(fail, 451, "4.7.0", "Cannot %s the message "
+		    "as policy demands, try again later",
+		    (p->todo & POLICY_ENCRYPT) ? "encrypt" : "sign");
+		snprintf(p->res->err, sizeof(p->res->err), "rule %lld: %.400s",
+		    (long long)c->rule_id, step.err);
+		smime_msg_res_free(&step);
+		return -1;
+	}
+	p->res->gcm = step.gcm;
+	adopt(p, &step);
+	return 0;
+}
+
+/* Open what the rule opens, then wrap what it wraps; the trace field
+ * names what the rule asked for. */
 int
 pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
     const char *msg, size_t len, struct smime_msg_res *res,
     struct smtp_result *fail, char *trace, size_t tracelen)
 {
-	struct smime_msg_res step;
-	enum smime_kind kind;
-	char *cur = (char *)msg, *owned = NULL, from[320], acts[64];
-	const char *signer = NULL;
-	size_t curlen = len;
-	unsigned todo = c->actions;
-	int r, did_verify = 0, changed = 0;
+	struct pl_run p;
+	char acts[64];
+	int did_verify = 0;
 
 	memset(res, 0, sizeof(*res));
 	if (tracelen > 0)
 		trace[0] = '\0';
-	if (todo == 0)
+	if (c->actions == 0)
 		return 0;
 	if (traced(msg, len, c->host)) {
 		snprintf(res->err, sizeof(res->err), "already processed by "
 		    "%s: relayed unchanged", c->host);
 		return 0;
 	}
-	if (todo & POLICY_DECRYPT) {
-		r = smime_msg_decrypt(src, cur, curlen, c->host, &step);
-		if (r == 0) {
-			adopt(&cur, &curlen, &owned, &step);
-			did_verify = step.verified;
-			res->outcome = step.outcome;
-			memcpy(res->reason, step.reason, sizeof(res->reason));
-			memcpy(res->identity, step.identity,
-			    sizeof(res->identity));
-			res->harvested = step.harvested;
-			changed = 1;
-		} else if (r == -1)
-			snprintf(res->err, sizeof(res->err), "cannot decrypt "
-			    "(%.400s): relayed encrypted", step.err);
-		smime_msg_res_free(&step);
-	}
-	if ((todo & POLICY_VERIFY) && !did_verify) {
-		if (smime_msg_verify(src, cur, curlen, c->host, &step) == 0 &&
-		    step.msg != NULL) {
-			adopt(&cur, &curlen, &owned, &step);
-			res->outcome = step.outcome;
-			memcpy(res->reason, step.reason, sizeof(res->reason));
-			memcpy(res->identity, step.identity,
-			    sizeof(res->identity));
-			res->harvested = step.harvested;
-			res->verified = step.verified;
-			changed = 1;
-		}
-		smime_msg_res_free(&step);
-	}
-	if (todo & (POLICY_SIGN | POLICY_ENCRYPT)) {
-		/* Someone else's S/MIME is not wrapped again. */
-		kind = smime_kind(cur, curlen);
-		if (kind == KIND_ENCRYPTED) {
-			todo &= ~(POLICY_SIGN | POLICY_ENCRYPT);
-			snprintf(res->err, sizeof(res->err), "already "
-			    "encrypted: not signed or encrypted again");
-		} else if (kind == KIND_SIGNED) {
-			todo &= ~POLICY_SIGN;
-			snprintf(res->err, sizeof(res->err), "already "
-			    "signed: not signed again");
-		}
-	}
-	if ((todo & POLICY_SIGN) && (signer = signer_for(src, c, cur,
-	    curlen, from, sizeof(from))) == NULL) {
-		smtp_result_set(fail, 451, "4.7.0", "Cannot sign: no signing key "
-		    "for the sender, try again later");
-		smime_msg_from(cur, curlen, from, sizeof(from));
-		snprintf(res->err, sizeof(res->err), "rule %lld demands sign: "
-		    "no signing key for <%s> or From <%s>",
-		    (long long)c->rule_id, c->sender, from);
-		free(owned);
+	memset(&p, 0, sizeof(p));
+	p.src = src;
+	p.c = c;
+	p.cur = (char *)msg;
+	p.curlen = len;
+	p.todo = c->actions;
+	p.res = res;
+	if (p.todo & POLICY_DECRYPT)
+		did_verify = run_decrypt(&p);
+	if ((p.todo & POLICY_VERIFY) && !did_verify)
+		run_verify(&p);
+	if (p.todo & (POLICY_SIGN | POLICY_ENCRYPT))
+		skip_wrapped(&p);
+	if ((p.todo & (POLICY_SIGN | POLICY_ENCRYPT)) &&
+	    run_wrap(&p, fail) == -1) {
+		free(p.owned);
 		return -1;
 	}
-	if (todo & (POLICY_SIGN | POLICY_ENCRYPT)) {
-		if ((todo & POLICY_SIGN) && (todo & POLICY_ENCRYPT))
-			r = smime_msg_sign_encrypt(src, cur, curlen, signer,
-			    c->rcpts, c->nrcpts, NULL, &step);
-		else if (todo & POLICY_SIGN)
-			r = smime_msg_sign(src, cur, curlen, signer, NULL,
-			    &step);
-		else
-			r = smime_msg_encrypt(src, cur, curlen, c->sender,
-			    c->rcpts, c->nrcpts, NULL, &step);
-		if (r == -1) {
-			smtp_result_set(fail, 451, "4.7.0", "Cannot %s the message "
-			    "as policy demands, try again later",
-			    (todo & POLICY_ENCRYPT) ? "encrypt" : "sign");
-			snprintf(res->err, sizeof(res->err), "rule %lld: %.400s",
-			    (long long)c->rule_id, step.err);
-			smime_msg_res_free(&step);
-			free(owned);
-			return -1;
-		}
-		res->gcm = step.gcm;
-		adopt(&cur, &curlen, &owned, &step);
-		changed = 1;
-	}
-	if (!changed) {
-		free(owned);
+	if (!p.changed) {
+		free(p.owned);
 		return 0;
 	}
 	policy_actions_str(c->actions, acts, sizeof(acts));
 	snprintf(trace, tracelen, "%s: %s; %s\r\n", PIPELINE_TRACE, c->host,
 	    acts);
-	res->msg = owned;       /* the last step's output, not copied */
-	res->len = curlen;
+	res->msg = p.owned;     /* the last step's output, not copied */
+	res->len = p.curlen;
 	return 0;
 }

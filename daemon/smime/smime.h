@@ -1,11 +1,13 @@
-/* smime.h: the S/MIME side of the daemon: message transforms,
- * the certificate and key cache, the per-recipient plan and the gateway
- * backend that runs it. */
+/* smime.h: the S/MIME side of the daemon: message transforms, the
+ * certificate cache, the door to our private keys, the harvest writer, the
+ * per-recipient plan and the gateway backend that runs it. */
 #ifndef SMRELAY_DAEMON_SMIME_SMIME_H
 #define SMRELAY_DAEMON_SMIME_SMIME_H
 
 #include "smime_msg.h"
-#include "keyring.h"
+#include "certcache.h"
+#include "keys.h"
+#include "harvest.h"
 #include "pipeline.h"
 #include "gateway.h"
 

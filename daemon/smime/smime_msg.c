@@ -16,7 +16,9 @@
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 
-#include "keyring.h"
+#include "certcache.h"
+#include "harvest.h"
+#include "keys.h"
 #include "proto/proto.h"
 #include "smime_msg.h"
 #include "store/store.h"
@@ -258,7 +260,7 @@ addr_parse(const char *v, char *buf, size_t buflen)
 	return n > 0 && strchr(buf, '@') != NULL ? 0 : -1;
 }
 
-/* The From address of a message. */
+/* Call fn with the value of each top-level header field called name. */
 int
 smime_msg_fields(const char *m, size_t len, const char *name,
     int (*fn)(const char *, void *), void *arg)
@@ -302,6 +304,7 @@ from_fn(const char *value, void *arg)
 	return 1;
 }
 
+/* The From address of a message. */
 int
 smime_msg_from(const char *m, size_t len, char *buf, size_t buflen)
 {
@@ -370,7 +373,8 @@ sign_entity(const struct certsrc *src, const char *in, size_t inlen,
 		    "no sender address to sign as");
 		return -1;
 	}
-	if ((k = keyring_key_for(src, from, time(NULL))) == NULL) {
+	k = keys_signing(certcache_keys(src->cc), from, time(NULL));
+	if (k == NULL) {
 		snprintf(res->err, sizeof(res->err), "no signing key for %s "
 		    "(none imported, or none valid now)", from);
 		return -1;
@@ -421,7 +425,7 @@ rcpt_certs(const struct certsrc *src, const char *from, const char *const *rcpts
 	*gcm = n > 0;
 	for (i = 0; i < n && to != NULL; i++) {
 		caps = 0;
-		if ((x = keyring_cert_for(src, rcpts[i], &caps)) == NULL) {
+		if ((x = certcache_cert_for(src, rcpts[i], &caps)) == NULL) {
 			ob_str(&miss, miss.len ? ", " : "");
 			ob_str(&miss, rcpts[i]);
 			continue;
@@ -431,8 +435,8 @@ rcpt_certs(const struct certsrc *src, const char *from, const char *const *rcpts
 		rcpt_push(to, x);
 	}
 	if (to != NULL && miss.len == 0 && o->include_sender_cert) {
-		if (from == NULL ||
-		    (k = keyring_key_for(src, from, time(NULL))) == NULL)
+		if (from == NULL || (k = keys_signing(certcache_keys(src->cc),
+		    from, time(NULL))) == NULL)
 			ob_str(&miss, from ? from : "the sender (no address)");
 		else {
 			X509_up_ref(k->cert);
@@ -660,8 +664,8 @@ trust_build(const struct certsrc *src, const char *from,
     struct cms_trust *t)
 {
 	memset(t, 0, sizeof(*t));
-	if ((t->store = keyring_trust(src, &t->crls)) == NULL ||
-	    (t->certs = *from != '\0' ? keyring_certs_of(src, from) :
+	if ((t->store = certcache_trust(src, &t->crls)) == NULL ||
+	    (t->certs = *from != '\0' ? certcache_certs_of(src, from) :
 	    sk_X509_new_null()) == NULL) {
 		trust_free(t);
 		return -1;
@@ -679,7 +683,7 @@ harvest(const struct certsrc *src, const struct cms_verify *v,
 
 	if (v->signer == NULL)
 		return;
-	if ((id = keyring_harvest(src, v->signer, v->certs, caps)) > 0)
+	if ((id = harvest_signer(src, v->signer, v->certs, caps)) > 0)
 		res->harvested = id;
 }
 
@@ -831,7 +835,8 @@ open_envelope(const struct certsrc *src, const struct mime_smime *d, BIO *out,
 	size_t i, n = 0;
 	int r = -1;
 
-	if ((keys = keyring_all_keys(src, &n)) == NULL || n == 0) {
+	keys = keys_decrypting(certcache_keys(src->cc), &n);
+	if (keys == NULL || n == 0) {
 		snprintf(res->err, sizeof(res->err),
 		    "no private key in the store to decrypt with");
 		store_keys_free(keys);

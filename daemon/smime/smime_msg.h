@@ -2,9 +2,10 @@
  * store: sign, encrypt, sign then encrypt, decrypt, verify.  What the relay
  * path and `smrelayctl smime` call.  A message comes in as a memory buffer
  * and a new complete message goes out in res->msg; the input is never
- * changed.  Keys and certificates come from a keyring (keyring.h) through
- * the calling thread's own store connection, so worker threads may call
- * these at once (after cms_init()). */
+ * changed.  Certificates come from the cache (certcache.h) through the
+ * calling thread's own store connection and keys from keys.h, so worker
+ * threads may call these at once (after cms_init()); a harvested signer
+ * goes where src->harvest says (harvest.h). */
 #ifndef SMRELAY_SMIME_MSG_H
 #define SMRELAY_SMIME_MSG_H
 
@@ -41,13 +42,15 @@ struct smime_msg_res {
 	char		 identity[256];	/* signer address, may be "" */
 	int		 verified;	/* a signature was checked */
 	int		 gcm;		/* encrypt: AES-256-GCM was chosen */
-	int64_t		 harvested;	/* verify: cert row harvested, else 0 */
+	int64_t		 harvested;	/* verify: cert row harvested, else 0
+					 * (always 0 when src->harvest
+					 * collects it for later) */
 	char		 err[512];	/* why -1 (or 1) was returned */
 };
 
 /* smime_msg.c */
 /*
- * Sign as `from` with store_key_for(): the message is canonicalised
+ * Sign as `from` with keys_signing(): the message is canonicalised
  * (mime_canon), its MIME entity signed (multipart/signed, or opaque with
  * opts->opaque) and the outer header fields kept.  0, or -1 with res->err
  * (e.g. "no signing key for ADDR").
@@ -55,7 +58,7 @@ struct smime_msg_res {
 int smime_msg_sign(const struct certsrc *, const char *msg, size_t len,
     const char *from, const struct smime_msg_opts *, struct smime_msg_res *);
 /*
- * Encrypt for every recipient, one envelope, with store_best_cert_for().
+ * Encrypt for every recipient, one envelope, with certcache_cert_for().
  * `from` is used only with opts->include_sender_cert.  -1 with res->err
  * listing every recipient without a usable certificate.
  */
@@ -83,7 +86,8 @@ int smime_msg_decrypt(const struct certsrc *, const char *msg, size_t len,
  * any such header of `host` from outside removed; an opaque message that
  * passes (or fails only policy) has its signed entity unwrapped.  Not
  * S/MIME: smime=none, otherwise unchanged.  A pass harvests the signer's
- * certificate.  0 (verdict in res->outcome), -1 only on internal errors.
+ * certificate (harvest_signer()).  0 (verdict in res->outcome), -1 only on
+ * internal errors.
  */
 int smime_msg_verify(const struct certsrc *, const char *msg, size_t len,
     const char *host, struct smime_msg_res *);

@@ -1,0 +1,452 @@
+/* certcache.c: the certificate store cached in memory for the S/MIME path
+ * (see certcache.h).  Rules, keys (keys.c) and trust are loaded whole (they
+ * are few and change only by the admin); partner certificates are looked up
+ * per address on first use and kept, negative answers included, until the
+ * store's change counter moves. */
+#include "autoconfig.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/x509.h>
+
+#include "certcache.h"
+#include "keys.h"
+#include "lib/lib.h"
+#include "policy/policy.h"
+#include "store/store.h"
+
+#define CC_BUCKETS	1024
+#define CC_MAX_ENTRIES	20000		/* then start over */
+#define CC_TTL		300		/* re-ask the store after (validity) */
+
+/* A cached address, or (name "#fp:caps") a harvest already written
+ * (certcache_harvest_done). */
+struct cc_entry {
+	char		*name;
+	X509		*best;		/* NULL: none usable */
+	int		 caps;
+	STACK_OF(X509)	*all;		/* NULL until asked for */
+	time_t		 at;
+	struct cc_entry	*next;
+};
+
+struct certcache {
+	pthread_mutex_t	 mtx;
+	int		 loaded;
+	int64_t		 changes;
+	struct cc_entry	*tab[CC_BUCKETS];
+	size_t		 nentries;
+	struct keys	*keys;		/* its own lock */
+	X509_STORE	*trust;
+	STACK_OF(X509_CRL) *crls;
+	struct policy_set *policy;
+};
+
+/* The bucket of a name (FNV-1a over its ASCII-lowercased bytes). */
+static unsigned
+cc_hash(const char *s)
+{
+	unsigned h = 2166136261u;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)(*s >= 'A' && *s <= 'Z' ?
+		    *s + 32 : *s)) * 16777619u;
+	return h % CC_BUCKETS;
+}
+
+/* Free one entry and its certificates. */
+static void
+entry_free(struct cc_entry *e)
+{
+	free(e->name);
+	X509_free(e->best);
+	sk_X509_pop_free(e->all, X509_free);
+	free(e);
+}
+
+/*
+ * Forget every cached address; with keep_marks the harvest marks stay (a
+ * harvest changes the store, and forgetting them would write every later
+ * copy of the same certificate again).  Locked.
+ */
+static void
+cache_clear(struct certcache *cc, int keep_marks)
+{
+	struct cc_entry *e, **pp;
+	size_t i;
+
+	for (i = 0; i < CC_BUCKETS; i++) {
+		pp = &cc->tab[i];
+		while ((e = *pp) != NULL) {
+			if (keep_marks && e->name[0] == '#') {
+				pp = &e->next;
+				continue;
+			}
+			*pp = e->next;
+			entry_free(e);
+			cc->nentries--;
+		}
+	}
+}
+
+/* The entry for name, or NULL.  Locked. */
+static struct cc_entry *
+cache_find(struct certcache *cc, const char *name)
+{
+	struct cc_entry *e;
+
+	for (e = cc->tab[cc_hash(name)]; e != NULL; e = e->next)
+		if (strcasecmp_ascii(e->name, name) == 0)
+			return e;
+	return NULL;
+}
+
+/* Drop the entry for name.  Locked. */
+static void
+cache_drop(struct certcache *cc, const char *name)
+{
+	struct cc_entry **pp, *e;
+
+	for (pp = &cc->tab[cc_hash(name)]; (e = *pp) != NULL; pp = &e->next)
+		if (strcasecmp_ascii(e->name, name) == 0) {
+			*pp = e->next;
+			entry_free(e);
+			cc->nentries--;
+			return;
+		}
+}
+
+/* Insert (takes e).  Locked. */
+static void
+cache_put(struct certcache *cc, struct cc_entry *e)
+{
+	unsigned h;
+
+	cache_drop(cc, e->name);
+	if (cc->nentries >= CC_MAX_ENTRIES)
+		cache_clear(cc, 0);
+	h = cc_hash(e->name);
+	e->next = cc->tab[h];
+	cc->tab[h] = e;
+	cc->nentries++;
+}
+
+/* An empty cache; certcache_sync() fills it. */
+struct certcache *
+certcache_new(void)
+{
+	struct certcache *cc = xcalloc(1, sizeof(*cc));
+
+	if (pthread_mutex_init(&cc->mtx, NULL) != 0)
+		fatal("pthread_mutex_init");
+	cc->changes = -1;
+	cc->keys = keys_new();
+	return cc;
+}
+
+/* Free the cache, its keys and everything it holds. */
+void
+certcache_free(struct certcache *cc)
+{
+	if (cc == NULL)
+		return;
+	cache_clear(cc, 0);
+	keys_free(cc->keys);
+	X509_STORE_free(cc->trust);
+	sk_X509_CRL_pop_free(cc->crls, X509_CRL_free);
+	policy_set_free(cc->policy);
+	pthread_mutex_destroy(&cc->mtx);
+	free(cc);
+}
+
+/* The CRLs held in an X509_STORE, as a stack of new references. */
+static STACK_OF(X509_CRL) *
+store_crls(X509_STORE *xs)
+{
+	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(xs);
+	STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
+	X509_CRL *crl;
+	int i;
+
+	for (i = 0; crls != NULL && i < sk_X509_OBJECT_num(objs); i++) {
+		crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+		if (crl == NULL)
+			continue;
+		X509_CRL_up_ref(crl);
+		if (sk_X509_CRL_push(crls, crl) <= 0)
+			X509_CRL_free(crl);
+	}
+	return crls;
+}
+
+/* Reload from the store when it changed (or always with force). */
+int
+certcache_sync(struct certcache *cc, struct store *st, int force, char *err,
+    size_t errlen)
+{
+	struct policy_rule *rules;
+	struct policy_set *ps;
+	X509_STORE *trust, *otrust;
+	STACK_OF(X509_CRL) *crls, *ocrls;
+	size_t nrules = 0;
+	int64_t changes;
+
+	if ((changes = store_changes(st)) < 0) {
+		snprintf(err, errlen, "store: %s", store_errmsg(st));
+		return -1;
+	}
+	if (cc->loaded && !force && changes == cc->changes)
+		return 0;
+	if ((rules = store_policy_load(st, &nrules, err, errlen)) == NULL)
+		return -1;
+	ps = policy_set_new(rules, nrules, err, errlen);
+	store_policy_rules_free(rules, nrules);
+	if (ps == NULL)
+		return -1;
+	if ((trust = store_trust_x509_store(st)) == NULL ||
+	    (crls = store_crls(trust)) == NULL) {
+		X509_STORE_free(trust);
+		policy_set_free(ps);
+		snprintf(err, errlen, "cannot load the trust anchors");
+		return -1;
+	}
+	keys_load(cc->keys, st);
+
+	pthread_mutex_lock(&cc->mtx);
+	cache_clear(cc, 1);
+	otrust = cc->trust;
+	ocrls = cc->crls;
+	policy_set_free(cc->policy);
+	cc->policy = ps;
+	cc->trust = trust;
+	cc->crls = crls;
+	cc->changes = changes;
+	cc->loaded = 1;
+	pthread_mutex_unlock(&cc->mtx);
+
+	X509_STORE_free(otrust);
+	sk_X509_CRL_pop_free(ocrls, X509_CRL_free);
+	return 1;
+}
+
+/* The policy rules of the last sync. */
+const struct policy_set *
+certcache_policy(struct certcache *cc)
+{
+	return cc->policy;
+}
+
+/* The key set reloaded with the rest. */
+struct keys *
+certcache_keys(struct certcache *cc)
+{
+	return cc->keys;
+}
+
+/* The certificate ids of one address (store_cert_list). */
+struct idlist {
+	int64_t	*ids;
+	size_t	 n;
+};
+
+/* Collect one certificate id (at most 256). */
+static int
+id_cb(const struct store_certinfo *ci, void *arg)
+{
+	struct idlist *l = arg;
+
+	if (l->n >= 256)
+		return 1;
+	l->ids = xreallocarray(l->ids, l->n + 1, sizeof(*l->ids));
+	l->ids[l->n++] = ci->id;
+	return 0;
+}
+
+/* Ask the store about an address (no lock held: the caller's connection). */
+static struct cc_entry *
+lookup(struct store *st, const char *email, time_t now)
+{
+	struct cc_entry *e = xcalloc(1, sizeof(*e));
+	struct idlist l = { NULL, 0 };
+	X509 *x;
+	size_t i;
+
+	e->name = xstrdup(email);
+	e->at = now;
+	e->best = store_best_cert_for(st, email, now, &e->caps);
+	if ((e->all = sk_X509_new_null()) == NULL)
+		fatal("sk_X509_new_null");
+	store_cert_list(st, email, id_cb, &l);
+	for (i = 0; i < l.n; i++)
+		if ((x = store_cert_get(st, l.ids[i])) != NULL &&
+		    sk_X509_push(e->all, x) <= 0)
+			X509_free(x);
+	free(l.ids);
+	return e;
+}
+
+/* Fresh enough: asked recently and the answer still valid. */
+static int
+entry_fresh(const struct cc_entry *e, time_t now)
+{
+	if (now - e->at > CC_TTL || now < e->at)
+		return 0;
+	if (e->best != NULL &&
+	    X509_cmp_time(X509_get0_notAfter(e->best), &now) <= 0)
+		return 0;
+	return 1;
+}
+
+/* The cached entry for email (looked up on a miss); calls fn locked. */
+static void
+with_entry(const struct certsrc *src, const char *email,
+    void (*fn)(const struct cc_entry *, void *), void *arg)
+{
+	struct certcache *cc = src->cc;
+	struct cc_entry *e;
+	time_t now = time(NULL);
+
+	pthread_mutex_lock(&cc->mtx);
+	if ((e = cache_find(cc, email)) != NULL && entry_fresh(e, now)) {
+		fn(e, arg);
+		pthread_mutex_unlock(&cc->mtx);
+		return;
+	}
+	pthread_mutex_unlock(&cc->mtx);
+	e = lookup(src->st, email, now);
+	pthread_mutex_lock(&cc->mtx);
+	fn(e, arg);
+	cache_put(cc, e);
+	pthread_mutex_unlock(&cc->mtx);
+}
+
+/* What certcache_cert_for() takes from an entry. */
+struct best_arg {
+	X509	*x;
+	int	 caps;
+};
+
+/* Copy out an entry's best certificate and its caps. */
+static void
+best_fn(const struct cc_entry *e, void *arg)
+{
+	struct best_arg *a = arg;
+
+	if ((a->x = e->best) != NULL)
+		X509_up_ref(a->x);
+	a->caps = e->caps;
+}
+
+/* The certificate to encrypt to for email, through the cache. */
+X509 *
+certcache_cert_for(const struct certsrc *src, const char *email, int *caps)
+{
+	struct best_arg a = { NULL, 0 };
+
+	with_entry(src, email, best_fn, &a);
+	if (caps != NULL)
+		*caps = a.caps;
+	return a.x;
+}
+
+/* Copy out every certificate of an entry. */
+static void
+all_fn(const struct cc_entry *e, void *arg)
+{
+	STACK_OF(X509) **out = arg;
+	X509 *x;
+	int i;
+
+	if ((*out = sk_X509_new_null()) == NULL)
+		return;
+	for (i = 0; e->all != NULL && i < sk_X509_num(e->all); i++) {
+		x = sk_X509_value(e->all, i);
+		X509_up_ref(x);
+		if (sk_X509_push(*out, x) <= 0)
+			X509_free(x);
+	}
+}
+
+/* Every stored certificate of email, through the cache. */
+STACK_OF(X509) *
+certcache_certs_of(const struct certsrc *src, const char *email)
+{
+	STACK_OF(X509) *out = NULL;
+
+	with_entry(src, email, all_fn, &out);
+	return out;
+}
+
+/* New references to the trust anchors and the CRLs. */
+X509_STORE *
+certcache_trust(const struct certsrc *src, STACK_OF(X509_CRL) **crls)
+{
+	struct certcache *cc = src->cc;
+	X509_STORE *xs;
+	X509_CRL *crl;
+	int i;
+
+	pthread_mutex_lock(&cc->mtx);
+	if ((xs = cc->trust) != NULL)
+		X509_STORE_up_ref(xs);
+	*crls = sk_X509_CRL_new_null();
+	for (i = 0; *crls != NULL && cc->crls != NULL &&
+	    i < sk_X509_CRL_num(cc->crls); i++) {
+		crl = sk_X509_CRL_value(cc->crls, i);
+		X509_CRL_up_ref(crl);
+		if (sk_X509_CRL_push(*crls, crl) <= 0)
+			X509_CRL_free(crl);
+	}
+	pthread_mutex_unlock(&cc->mtx);
+	if (xs == NULL || *crls == NULL) {
+		X509_STORE_free(xs);
+		sk_X509_CRL_free(*crls);
+		*crls = NULL;
+		return NULL;
+	}
+	return xs;
+}
+
+/* The name of the mark of a written harvest. */
+static void
+mark_name(char *buf, size_t len, const char *fingerprint, int caps)
+{
+	snprintf(buf, len, "#%s:%d", fingerprint, caps);
+}
+
+/* Whether a harvest of this certificate with these caps was written. */
+int
+certcache_harvested(struct certcache *cc, const char *fingerprint, int caps)
+{
+	char name[96];
+	int found;
+
+	mark_name(name, sizeof(name), fingerprint, caps);
+	pthread_mutex_lock(&cc->mtx);
+	found = cache_find(cc, name) != NULL;
+	pthread_mutex_unlock(&cc->mtx);
+	return found;
+}
+
+/* Mark a written harvest and drop what is cached for its addresses. */
+void
+certcache_harvest_done(struct certcache *cc, const char *fingerprint,
+    int caps, char *const *emails, size_t nemails)
+{
+	struct cc_entry *e = xcalloc(1, sizeof(*e));
+	char name[96];
+	size_t i;
+
+	mark_name(name, sizeof(name), fingerprint, caps);
+	e->name = xstrdup(name);
+	e->at = time(NULL);
+	pthread_mutex_lock(&cc->mtx);
+	for (i = 0; i < nemails; i++)
+		cache_drop(cc, emails[i]);
+	cache_put(cc, e);
+	pthread_mutex_unlock(&cc->mtx);
+}

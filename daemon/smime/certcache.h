@@ -1,0 +1,72 @@
+/* certcache.h: what the S/MIME path reads from the certificate store
+ * (policy rules, partner certificates, trust anchors and CRLs, and the key
+ * set of keys.h), cached in memory so that the hot path makes no database
+ * query per message: the cache half of what was the keyring.  One cache is
+ * shared by the event loop and the worker threads (a mutex guards it); a
+ * cache miss uses the caller's own store connection, never another
+ * thread's.  Writes (harvested signers) go through harvest.h. */
+#ifndef SMRELAY_CERTCACHE_H
+#define SMRELAY_CERTCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/x509.h>
+
+struct certcache;
+struct harvest;
+struct keys;
+struct policy_set;
+struct store;
+
+/* Where one thread's transforms get certificates, and where signers they
+ * harvest go. */
+struct certsrc {
+	struct certcache *cc;
+	struct store	*st;		/* this thread's connection, for
+					 * cache misses */
+	struct harvest	*harvest;	/* collects harvested signers for the
+					 * thread that writes (worker
+					 * threads); NULL: stored at once, by
+					 * the thread that writes */
+};
+
+/* certcache.c */
+struct certcache *certcache_new(void);
+void certcache_free(struct certcache *);
+/*
+ * Reload rules, keys and trust and drop cached certificates when the store
+ * changed since the last call (its change counter: one cheap query), or
+ * always with `force` (SIGHUP).  Call from one thread (the event loop).
+ * 1 reloaded, 0 unchanged, -1 error (err set; the old contents stay).
+ */
+int certcache_sync(struct certcache *, struct store *, int force, char *err,
+    size_t errlen);
+/* The rules (owned by the cache, valid until the next certcache_sync() of
+ * the same thread); never NULL after a successful sync. */
+const struct policy_set *certcache_policy(struct certcache *);
+/* Our private keys (keys.h), reloaded by certcache_sync(). */
+struct keys *certcache_keys(struct certcache *);
+/*
+ * The certificate to encrypt to for email (store_best_cert_for: valid now,
+ * usable for encryption, newest), with its harvested caps; a new reference,
+ * or NULL.  Cached, negative answers too.
+ */
+X509 *certcache_cert_for(const struct certsrc *, const char *email,
+    int *caps);
+/* Every stored certificate of email (new references), for signatures that
+ * carry none; NULL on error, else a stack (maybe empty). */
+STACK_OF(X509) *certcache_certs_of(const struct certsrc *, const char *email);
+/* The trust anchors with the CRLs (a new reference), and the CRLs in *crls
+ * (a new stack of new references); NULL on error. */
+X509_STORE *certcache_trust(const struct certsrc *, STACK_OF(X509_CRL) **crls);
+/* Whether the certificate with this fingerprint was already harvested with
+ * these caps since the cache started (then it need not be written again). */
+int certcache_harvested(struct certcache *, const char *fingerprint,
+    int caps);
+/* A harvest was written: remember it, and forget what is cached for its
+ * addresses so the very next message to them finds it. */
+void certcache_harvest_done(struct certcache *, const char *fingerprint,
+    int caps, char *const *emails, size_t nemails);
+
+#endif

@@ -1,0 +1,123 @@
+/* harvest.c: harvested signer certificates, collected on the worker
+ * threads and written by one thread (see harvest.h). */
+#include "autoconfig.h"
+
+#include <stdlib.h>
+
+#include <openssl/x509.h>
+
+#include "certcache.h"
+#include "harvest.h"
+#include "lib/lib.h"
+#include "store/store.h"
+
+/* One signer waiting to be stored. */
+struct harvest_item {
+	X509		*x;
+	STACK_OF(X509)	*chain;		/* NULL: none came with it */
+	int		 caps;
+};
+
+struct harvest {
+	struct harvest_item *v;
+	size_t		 n;
+};
+
+/* An empty collection. */
+struct harvest *
+harvest_new(void)
+{
+	return xcalloc(1, sizeof(struct harvest));
+}
+
+/* Drop the collected certificates, keep the collection. */
+static void
+harvest_clear(struct harvest *h)
+{
+	size_t i;
+
+	for (i = 0; i < h->n; i++) {
+		X509_free(h->v[i].x);
+		sk_X509_pop_free(h->v[i].chain, X509_free);
+	}
+	free(h->v);
+	h->v = NULL;
+	h->n = 0;
+}
+
+/* Free a collection and what it still holds. */
+void
+harvest_free(struct harvest *h)
+{
+	if (h == NULL)
+		return;
+	harvest_clear(h);
+	free(h);
+}
+
+/* Keep new references to x and its chain for harvest_flush(). */
+static void
+harvest_add(struct harvest *h, X509 *x, STACK_OF(X509) *chain, int caps)
+{
+	struct harvest_item *it;
+
+	h->v = xreallocarray(h->v, h->n + 1, sizeof(*h->v));
+	it = &h->v[h->n++];
+	X509_up_ref(x);
+	it->x = x;
+	it->chain = NULL;
+	if (chain != NULL && (it->chain = X509_chain_up_ref(chain)) == NULL)
+		fatalx("X509_chain_up_ref");
+	it->caps = caps;
+}
+
+/* Collect the signer on a worker thread, or store it now. */
+int64_t
+harvest_signer(const struct certsrc *src, X509 *x, STACK_OF(X509) *chain,
+    int caps)
+{
+	if (src->harvest != NULL) {
+		harvest_add(src->harvest, x, chain, caps);
+		return 0;
+	}
+	return harvest_store(src->cc, src->st, x, chain, caps);
+}
+
+/* Write one harvested signer unless the cache saw it written. */
+int64_t
+harvest_store(struct certcache *cc, struct store *st, X509 *x,
+    STACK_OF(X509) *chain, int caps)
+{
+	struct store_certmeta m;
+	char err[256];
+	int64_t id;
+
+	if (store_certmeta_get(x, &m, err, sizeof(err)) == -1)
+		return -1;
+	if (certcache_harvested(cc, m.fingerprint, caps)) {
+		store_certmeta_free(&m);
+		return 0;
+	}
+	if ((id = store_harvest(st, x, chain, caps)) > 0)
+		certcache_harvest_done(cc, m.fingerprint, caps, m.emails,
+		    m.nemails);
+	store_certmeta_free(&m);
+	return id;
+}
+
+/* Store every collected signer, in order, and empty the collection. */
+int64_t
+harvest_flush(struct harvest *h, struct certcache *cc, struct store *st)
+{
+	int64_t id, last = 0;
+	size_t i;
+
+	for (i = 0; i < h->n; i++) {
+		id = harvest_store(cc, st, h->v[i].x, h->v[i].chain,
+		    h->v[i].caps);
+		if (id > 0 || (id == -1 && last == 0))
+			last = id;
+	}
+	harvest_clear(h);
+	return last;
+}

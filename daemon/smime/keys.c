@@ -1,0 +1,187 @@
+/* keys.c: our private keys for the transforms (see keys.h), loaded whole
+ * from the store: they are few and change only by the admin. */
+#include "autoconfig.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "keys.h"
+#include "lib/lib.h"
+#include "store/store.h"
+
+/* One of our keys with what keys_signing() matches on. */
+struct key {
+	struct store_key *k;
+	char		**emails;
+	size_t		 nemails;
+	int64_t		 not_before, not_after;
+	int		 can_sign;
+};
+
+struct keys {
+	pthread_mutex_t	 mtx;
+	struct key	*v;
+	size_t		 n;
+};
+
+/* Free an array of keys. */
+static void
+keys_clear(struct key *v, size_t n)
+{
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		store_key_free(v[i].k);
+		for (j = 0; j < v[i].nemails; j++)
+			free(v[i].emails[j]);
+		free(v[i].emails);
+	}
+	free(v);
+}
+
+/* An empty set. */
+struct keys *
+keys_new(void)
+{
+	struct keys *ks = xcalloc(1, sizeof(*ks));
+
+	if (pthread_mutex_init(&ks->mtx, NULL) != 0)
+		fatal("pthread_mutex_init");
+	return ks;
+}
+
+/* Free the set and every key in it. */
+void
+keys_free(struct keys *ks)
+{
+	if (ks == NULL)
+		return;
+	keys_clear(ks->v, ks->n);
+	pthread_mutex_destroy(&ks->mtx);
+	free(ks);
+}
+
+/* The store's keys with the addresses and validity of their certificates. */
+static struct key *
+keys_read(struct store *st, size_t *np)
+{
+	struct store_key **v;
+	struct store_certmeta m;
+	struct key *keys;
+	char err[256];
+	size_t i, n = 0, k = 0;
+
+	v = store_all_keys(st, &n);
+	keys = xcalloc(n + 1, sizeof(*keys));
+	for (i = 0; i < n; i++) {
+		if (store_certmeta_get(v[i]->cert, &m, err,
+		    sizeof(err)) == -1) {
+			store_key_free(v[i]);
+			continue;
+		}
+		keys[k].k = v[i];
+		keys[k].emails = m.emails;
+		keys[k].nemails = m.nemails;
+		keys[k].not_before = m.not_before;
+		keys[k].not_after = m.not_after;
+		keys[k].can_sign = m.can_sign;
+		m.emails = NULL;
+		m.nemails = 0;
+		store_certmeta_free(&m);
+		k++;
+	}
+	free(v);
+	*np = k;
+	return keys;
+}
+
+/* Read the store's keys, then swap them in under the lock. */
+void
+keys_load(struct keys *ks, struct store *st)
+{
+	struct key *v, *ov;
+	size_t n = 0, on;
+
+	v = keys_read(st, &n);
+	pthread_mutex_lock(&ks->mtx);
+	ov = ks->v;
+	on = ks->n;
+	ks->v = v;
+	ks->n = n;
+	pthread_mutex_unlock(&ks->mtx);
+	keys_clear(ov, on);
+}
+
+/* A copy of a key holding its own references. */
+static struct store_key *
+key_dup(const struct store_key *k)
+{
+	struct store_key *c = xcalloc(1, sizeof(*c));
+	X509 *x;
+	int i;
+
+	c->id = k->id;
+	X509_up_ref(k->cert);
+	c->cert = k->cert;
+	EVP_PKEY_up_ref(k->pkey);
+	c->pkey = k->pkey;
+	if ((c->chain = sk_X509_new_null()) == NULL)
+		fatal("sk_X509_new_null");
+	for (i = 0; i < sk_X509_num(k->chain); i++) {
+		x = sk_X509_value(k->chain, i);
+		X509_up_ref(x);
+		if (sk_X509_push(c->chain, x) <= 0)
+			X509_free(x);
+	}
+	return c;
+}
+
+/* The key to sign as email: can sign, valid at now, newest first. */
+struct store_key *
+keys_signing(struct keys *ks, const char *email, time_t now)
+{
+	const struct key *best = NULL, *k;
+	struct store_key *c = NULL;
+	size_t i, j;
+
+	pthread_mutex_lock(&ks->mtx);
+	for (i = 0; i < ks->n; i++) {
+		k = &ks->v[i];
+		if (!k->can_sign || k->not_before > (int64_t)now ||
+		    k->not_after < (int64_t)now)
+			continue;
+		for (j = 0; j < k->nemails; j++)
+			if (strcasecmp_ascii(k->emails[j], email) == 0)
+				break;
+		if (j == k->nemails)
+			continue;
+		/* newest not_before first, then the later import */
+		if (best == NULL || k->not_before > best->not_before ||
+		    (k->not_before == best->not_before &&
+		    k->k->id > best->k->id))
+			best = k;
+	}
+	if (best != NULL)
+		c = key_dup(best->k);
+	pthread_mutex_unlock(&ks->mtx);
+	return c;
+}
+
+/* Every key, for an envelope addressed to one of them. */
+struct store_key **
+keys_decrypting(struct keys *ks, size_t *np)
+{
+	struct store_key **v;
+	size_t i;
+
+	pthread_mutex_lock(&ks->mtx);
+	v = xcalloc(ks->n + 1, sizeof(*v));
+	for (i = 0; i < ks->n; i++)
+		v[i] = key_dup(ks->v[i].k);
+	*np = ks->n;
+	pthread_mutex_unlock(&ks->mtx);
+	return v;
+}

@@ -1,0 +1,30 @@
+/* keys.h: the one door to our private keys.  The transforms ask it two
+ * questions, the key to sign as an address and the keys to try on an
+ * envelope, and nothing else in the daemon touches a private key.  Today it
+ * answers from the keys loaded out of the store (certcache_sync() reloads
+ * them with the rest); a key process will answer the same questions over a
+ * socketpair (STYLE.md 13), and only this file changes then.  One set is
+ * shared by the event loop and the worker threads (a mutex guards it). */
+#ifndef SMRELAY_KEYS_H
+#define SMRELAY_KEYS_H
+
+#include <stddef.h>
+#include <time.h>
+
+struct keys;
+struct store;
+struct store_key;
+
+/* keys.c */
+struct keys *keys_new(void);
+void keys_free(struct keys *);
+/* Replace the set with every key of the store (from one thread). */
+void keys_load(struct keys *, struct store *);
+/* Our key for signing as email, valid at now, newest first; a copy
+ * holding its own references (store_key_free), or NULL. */
+struct store_key *keys_signing(struct keys *, const char *email, time_t now);
+/* Every key to try on an envelope (copies, NULL-terminated;
+ * store_keys_free). */
+struct store_key **keys_decrypting(struct keys *, size_t *n);
+
+#endif
