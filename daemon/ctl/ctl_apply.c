@@ -10,8 +10,7 @@
 #include <string.h>
 
 #include "daemon/base/base.h"
-#include "ctl_apply.h"
-#include "ctl_util.h"
+#include "ctl.h"
 #include "daemon/smime/smime.h"
 #include "policy/policy.h"
 #include "proto/proto.h"
@@ -26,20 +25,124 @@ struct apply_copy {
 	size_t		 n;
 };
 
+/* The envelope `apply` was given, and the copies it makes of the message. */
+struct apply {
+	const char		 *sender;
+	const char		**rcpts;
+	size_t			  nrcpts;
+	struct apply_copy	 *copies;
+	size_t			  ncopies;
+};
+
+/* The synopsis from the command table; the usage-error exit status. */
 static int
-apply_usage(void)
+apply_usage(const struct ctl_cmd *cmd)
 {
-	fprintf(stderr, "usage: smrelayctl [-c FILE] apply --sender ADDR "
-	    "--recipient ADDR [ADDR ...] < message\n");
+	fprintf(stderr, "usage: smrelayctl [-c FILE] %s %s\n", cmd->object,
+	    cmd->args);
 	return 2;
+}
+
+/* Add a recipient to the envelope. */
+static void
+apply_add_rcpt(struct apply *ap, const char *rcpt)
+{
+	ap->rcpts = xreallocarray(ap->rcpts, ap->nrcpts + 1,
+	    sizeof(*ap->rcpts));
+	ap->rcpts[ap->nrcpts++] = rcpt;
+}
+
+/* --sender ADDR --recipient ADDR...; -1 if they do not fit. */
+static int
+apply_args(struct apply *ap, int argc, char *argv[])
+{
+	static const struct option opts[] = {
+		{ "sender", required_argument, NULL, 's' },
+		{ "recipient", required_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int ch;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			ap->sender = optarg;
+			break;
+		case 'r':
+			apply_add_rcpt(ap, optarg);
+			break;
+		default:
+			return -1;
+		}
+	}
+	/* `--recipient A B C` (SPEC: --recipient ADDR...) as well as
+	 * `--recipient A --recipient B`: the operands are recipients too. */
+	if (ap->nrcpts > 0)
+		for (; optind < argc; optind++)
+			apply_add_rcpt(ap, argv[optind]);
+	if (ap->sender == NULL || ap->nrcpts == 0 || optind != argc)
+		return -1;
+	if (strcmp(ap->sender, "<>") == 0)
+		ap->sender = "";
+	return 0;
+}
+
+/* Put rcpt in the copy for the decision's actions, a new one if needed. */
+static void
+apply_add_copy(struct apply *ap, const struct pl_decision *d,
+    const char *rcpt)
+{
+	struct apply_copy *c;
+	size_t k;
+
+	for (k = 0; k < ap->ncopies; k++)
+		if (ap->copies[k].actions == d->actions)
+			break;
+	if (k == ap->ncopies) {
+		ap->copies = xreallocarray(ap->copies, ap->ncopies + 1,
+		    sizeof(*ap->copies));
+		memset(&ap->copies[ap->ncopies++], 0, sizeof(*ap->copies));
+		ap->copies[k].actions = d->actions;
+		ap->copies[k].rule_id = d->rule_id;
+	}
+	c = &ap->copies[k];
+	c->rcpts = xreallocarray(c->rcpts, c->n + 1, sizeof(*c->rcpts));
+	c->rcpts[c->n++] = rcpt;
+}
+
+/* The daemon's decision for each recipient: refused and held ones said on
+ * stderr, the others grouped into copies.  0, or 1 when one was refused. */
+static int
+apply_decide(struct apply *ap, const struct certsrc *src)
+{
+	struct pl_decision d;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < ap->nrcpts; i++) {
+		pipeline_decide(src, keyring_policy(src->kr), ap->sender,
+		    ap->rcpts[i], &d);
+		if (d.verdict != PL_RELAY) {
+			/* refused, or held in the spool: no copy now */
+			fprintf(stderr, "smrelayctl: apply: <%s>: %d %s %s\n",
+			    ap->rcpts[i], d.reply.code, d.reply.enh,
+			    d.reply.text);
+			if (d.verdict == PL_REJECT)
+				rc = 1;
+			continue;
+		}
+		apply_add_copy(ap, &d, ap->rcpts[i]);
+	}
+	return rc;
 }
 
 /* Transform and print the copies; 0, or 1 when one failed. */
 static int
 apply_copies(const struct certsrc *src, const struct config *cfg,
-    const char *sender, struct apply_copy *copies, size_t ncopies,
-    const char *msg, size_t len)
+    const struct apply *ap, const char *msg, size_t len)
 {
+	const struct apply_copy *copies = ap->copies;
 	struct smime_msg_res res;
 	struct smtp_result fail;
 	struct pl_copy pc;
@@ -47,8 +150,8 @@ apply_copies(const struct certsrc *src, const struct config *cfg,
 	size_t i, k;
 	int rc = 0;
 
-	for (i = 0; i < ncopies; i++) {
-		pc.sender = sender;
+	for (i = 0; i < ap->ncopies; i++) {
+		pc.sender = ap->sender;
 		pc.rcpts = copies[i].rcpts;
 		pc.nrcpts = copies[i].n;
 		pc.actions = copies[i].actions;
@@ -84,105 +187,58 @@ apply_copies(const struct certsrc *src, const struct config *cfg,
 	return rc;
 }
 
-int
-ctl_apply_run(const char *path, int argc, char *argv[])
+/* Free what apply_args and apply_decide collected. */
+static void
+apply_free(struct apply *ap)
 {
-	static const struct option opts[] = {
-		{ "sender", required_argument, NULL, 's' },
-		{ "recipient", required_argument, NULL, 'r' },
-		{ NULL, 0, NULL, 0 }
-	};
-	struct certsrc src = { NULL, NULL };
-	struct apply_copy *copies = NULL;
-	struct pl_decision d;
-	struct config *cfg = NULL;
-	const char *sender = NULL, **rcpts = NULL;
-	char err[1024], *msg = NULL;
-	size_t nrcpts = 0, ncopies = 0, i, k, len;
-	int ch, rc = 1;
+	size_t k;
 
-	optind = 1;
-	while ((ch = getopt_long(argc + 1, argv - 1, "", opts, NULL)) != -1) {
-		switch (ch) {
-		case 's':
-			sender = optarg;
-			break;
-		case 'r':
-			rcpts = xreallocarray(rcpts, nrcpts + 1,
-			    sizeof(*rcpts));
-			rcpts[nrcpts++] = optarg;
-			break;
-		default:
-			free(rcpts);
-			return apply_usage();
-		}
+	for (k = 0; k < ap->ncopies; k++)
+		free(ap->copies[k].rcpts);
+	free(ap->copies);
+	free(ap->rcpts);
+}
+
+/* apply: load the configuration and the keys, read the message, decide,
+ * transform and print. */
+int
+ctl_apply_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
+    char *argv[])
+{
+	struct certsrc src = { NULL, NULL };
+	struct apply ap;
+	struct config *cfg;
+	char err[1024], *msg = NULL;
+	size_t len;
+	int rc = 1;
+
+	memset(&ap, 0, sizeof(ap));
+	if (apply_args(&ap, argc, argv) == -1) {
+		apply_free(&ap);
+		return apply_usage(cmd);
 	}
-	/* `--recipient A B C` (SPEC: --recipient ADDR...) as well as
-	 * `--recipient A --recipient B`: the operands are recipients too. */
-	if (nrcpts > 0)
-		for (; optind < argc + 1; optind++) {
-			rcpts = xreallocarray(rcpts, nrcpts + 1,
-			    sizeof(*rcpts));
-			rcpts[nrcpts++] = argv[optind - 1];
-		}
-	if (sender == NULL || nrcpts == 0 || optind != argc + 1) {
-		free(rcpts);
-		return apply_usage();
-	}
-	if (strcmp(sender, "<>") == 0)
-		sender = "";
-	if ((cfg = config_load(path, err, sizeof(err))) == NULL) {
+	if ((cfg = config_load(o->path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s\n", err);
-		free(rcpts);
+		apply_free(&ap);
 		return 1;
 	}
 	cms_init();
 	src.kr = keyring_new();
 	if ((src.st = store_open(cfg->data_dir, err, sizeof(err))) == NULL ||
-	    keyring_sync(src.kr, src.st, 1, err, sizeof(err)) == -1) {
+	    keyring_sync(src.kr, src.st, 1, err, sizeof(err)) == -1)
 		fprintf(stderr, "smrelayctl: %s\n", err);
-		goto done;
-	}
-	if ((msg = ctl_read_stdin(cfg->max_message_size, &len)) == NULL)
-		goto done;
-	rc = 0;
-	for (i = 0; i < nrcpts; i++) {
-		pipeline_decide(&src, keyring_policy(src.kr), sender, rcpts[i],
-		    &d);
-		if (d.verdict != PL_RELAY) {
-			/* refused, or held in the spool: no copy now */
-			fprintf(stderr, "smrelayctl: apply: <%s>: %d %s %s\n",
-			    rcpts[i], d.reply.code, d.reply.enh, d.reply.text);
-			if (d.verdict == PL_REJECT)
-				rc = 1;
-			continue;
+	else if ((msg = ctl_read_stdin(cfg->max_message_size, &len)) != NULL) {
+		rc = apply_decide(&ap, &src);
+		if (apply_copies(&src, cfg, &ap, msg, len) != 0)
+			rc = 1;
+		if (fflush(stdout) == EOF || ferror(stdout)) {
+			fprintf(stderr, "smrelayctl: stdout: %s\n",
+			    strerror(errno));
+			rc = 1;
 		}
-		for (k = 0; k < ncopies; k++)
-			if (copies[k].actions == d.actions)
-				break;
-		if (k == ncopies) {
-			copies = xreallocarray(copies, ncopies + 1,
-			    sizeof(*copies));
-			memset(&copies[ncopies++], 0, sizeof(*copies));
-			copies[k].actions = d.actions;
-			copies[k].rule_id = d.rule_id;
-		}
-		copies[k].rcpts = xreallocarray(copies[k].rcpts,
-		    copies[k].n + 1, sizeof(*copies[k].rcpts));
-		copies[k].rcpts[copies[k].n++] = rcpts[i];
 	}
-	if (apply_copies(&src, cfg, sender, copies, ncopies, msg, len) != 0)
-		rc = 1;
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		fprintf(stderr, "smrelayctl: stdout: %s\n", strerror(errno));
-		rc = 1;
-	}
- done:
-	for (k = 0; k < ncopies; k++)
-		free(copies[k].rcpts);
-	free(copies);
+	apply_free(&ap);
 	free(msg);
-	free(rcpts);
 	keyring_free(src.kr);
 	if (src.st != NULL)
 		store_close(src.st);

@@ -12,8 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "daemon/base/base.h"
-#include "ctl_util.h"
-#include "ctl_policy.h"
+#include "ctl.h"
 #include "policy/policy.h"
 #include "store/store.h"
 #include "lib/lib.h"
@@ -574,19 +573,21 @@ cmd_test(struct pctl *pc)
 
 /* policy VERB: open the store of the configuration, run, close. */
 int
-ctl_policy_run(const char *path, int json, const char *verb, int argc,
+ctl_policy_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
     char *argv[])
 {
+	const char *verb = cmd->verb;
 	struct pctl pc;
 	char err[1024];
 	int rc;
 
 	memset(&pc, 0, sizeof(pc));
 	pc.verb = verb;
-	pc.json = json;
-	if (pctl_args(&pc, argc, argv) == -1 || pctl_required(&pc) == -1)
+	pc.json = o->json;
+	if (pctl_args(&pc, argc - 1, argv + 1) == -1 ||
+	    pctl_required(&pc) == -1)
 		return 2;
-	if ((pc.cfg = config_load(path, err, sizeof(err))) == NULL) {
+	if ((pc.cfg = config_load(o->path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}

@@ -8,8 +8,7 @@
 #include <string.h>
 
 #include "daemon/base/base.h"
-#include "ctl_queue.h"
-#include "ctl_util.h"
+#include "ctl.h"
 #include "lib/lib.h"
 #include "policy/policy.h"
 #include "daemon/queue/queue.h"
@@ -196,18 +195,19 @@ queue_change(struct spooldb *db, const char *verb, const char *id)
 	return 0;
 }
 
+/* queue VERB: open the spool database of the configuration, run, close. */
 int
-ctl_queue_run(const char *path, int json, const char *verb, int argc,
+ctl_queue_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
     char *argv[])
 {
+	const char *verb = cmd->verb, *id = argc > 1 ? argv[1] : NULL;
 	struct spooldb *db;
 	struct config *cfg;
 	char err[1024];
-	const char *id = argc > 0 ? argv[0] : NULL;
-	int rc;
+	int nargs = argc - 1, rc;	/* the words after VERB */
 
-	if (strcmp(verb, "list") == 0 ? argc != 0 :
-	    strcmp(verb, "flush") == 0 ? argc > 1 : argc != 1)
+	if (strcmp(verb, "list") == 0 ? nargs != 0 :
+	    strcmp(verb, "flush") == 0 ? nargs > 1 : nargs != 1)
 		return queue_usage(verb);
 	if (id != NULL && (strlen(id) != SPOOL_ID_LEN ||
 	    strspn(id, "0123456789abcdef") != SPOOL_ID_LEN)) {
@@ -215,7 +215,7 @@ ctl_queue_run(const char *path, int json, const char *verb, int argc,
 		    "(%d hex digits)\n", verb, id, SPOOL_ID_LEN);
 		return 1;
 	}
-	if ((cfg = config_load(path, err, sizeof(err))) == NULL) {
+	if ((cfg = config_load(o->path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
@@ -225,9 +225,9 @@ ctl_queue_run(const char *path, int json, const char *verb, int argc,
 		return 1;
 	}
 	if (strcmp(verb, "list") == 0)
-		rc = queue_list(db, json);
+		rc = queue_list(db, o->json);
 	else if (strcmp(verb, "show") == 0)
-		rc = queue_show(db, id, json);
+		rc = queue_show(db, id, o->json);
 	else
 		rc = queue_change(db, verb, id);
 	spooldb_close(db);

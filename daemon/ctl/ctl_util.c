@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl_util.h"
+#include "ctl.h"
 #include "lib/lib.h"
 
 void

@@ -1,1199 +1,152 @@
-/* smrelayctl.c: the admin CLI, and the built-in capture SMTP sink. */
+/* main.c: smrelayctl, the admin CLI: the global options, then one command
+ * from the table below, run by the file that owns its object. */
 #include "autoconfig.h"
 
-#include <errno.h>
-#include <getopt.h>
-#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include <event2/event.h>
-#include <openssl/x509v3.h>
-
-#include "daemon/base/base.h"
-#include "ctl_util.h"
-#include "ctl_apply.h"
-#include "ctl_policy.h"
-#include "ctl_queue.h"
-#include "daemon/smime/smime.h"
-#include "lib/lib.h"
+#include "ctl.h"
 #include "daemon/sink/sink.h"
-#include "daemon/smtpd/smtpd.h"
-#include "store/store.h"
+#include "lib/lib.h"
 
 #define DEFAULT_CONFIG	SYSCONFDIR "/smrelay/smrelay.conf"
 
-/* Every OBJECT and its VERBs from shared/SPEC.md ("" = takes no verb). */
-static const struct ctl_object {
-	const char *name;
-	const char *verbs[7];
-} ctl_objects[] = {
-	{ "key", { "import", "list", "remove" } },
-	{ "cert", { "import", "list", "show", "remove" } },
-	{ "trust", { "import", "list", "remove" } },
-	{ "crl", { "import", "list", "remove" } },
-	{ "policy", { "add", "list", "remove", "test" } },
-	{ "queue", { "list", "show", "flush", "remove", "hold", "release" } },
-	{ "smime", { "sign", "encrypt", "decrypt", "verify" } },
-	{ "apply", { "" } },
-};
+static int	ctl_sink(const struct ctl_cmd *, const struct ctl_opts *, int,
+		    char *[]);
 
-struct sink {
-	struct server srv;
-	struct maildir *md;
-	int exiting;
+/* Every command of shared/SPEC.md, in the order usage() lists them. */
+static const struct ctl_cmd ctl_cmds[] = {
+	{ "key", "import", "FILE [--password-file F]", ctl_store_run },
+	{ "key", "list", "", ctl_store_run },
+	{ "key", "remove", "ID", ctl_store_run },
+	{ "cert", "import", "FILE [--force]", ctl_store_run },
+	{ "cert", "list", "[--email ADDR]", ctl_store_run },
+	{ "cert", "show", "ID", ctl_store_run },
+	{ "cert", "remove", "ID", ctl_store_run },
+	{ "trust", "import", "FILE", ctl_store_run },
+	{ "trust", "list", "", ctl_store_run },
+	{ "trust", "remove", "ID", ctl_store_run },
+	{ "crl", "import", "FILE", ctl_store_run },
+	{ "crl", "list", "", ctl_store_run },
+	{ "crl", "remove", "ID", ctl_store_run },
+	{ "policy", "add", "[--sender PAT] [--recipient PAT] --action LIST "
+	    "[--if-no-cert reject|plain|hold] [--priority N]",
+	    ctl_policy_run },
+	{ "policy", "list", "", ctl_policy_run },
+	{ "policy", "remove", "ID", ctl_policy_run },
+	{ "policy", "test", "--sender ADDR --recipient ADDR", ctl_policy_run },
+	{ "queue", "list", "", ctl_queue_run },
+	{ "queue", "show", "ID", ctl_queue_run },
+	{ "queue", "flush", "[ID]", ctl_queue_run },
+	{ "queue", "remove", "ID", ctl_queue_run },
+	{ "queue", "hold", "ID", ctl_queue_run },
+	{ "queue", "release", "ID", ctl_queue_run },
+	{ "smime", "sign", "--from ADDR [--opaque] [--pss] < message",
+	    ctl_smime_run },
+	{ "smime", "encrypt", "--to ADDR... [--cipher aes256-cbc|aes256-gcm] "
+	    "[--sign --from ADDR] [--opaque] [--pss] < message",
+	    ctl_smime_run },
+	{ "smime", "decrypt", "< message", ctl_smime_run },
+	{ "smime", "verify", "< message", ctl_smime_run },
+	{ "apply", NULL, "--sender ADDR --recipient ADDR [ADDR ...] < message",
+	    ctl_apply_run },
+	{ "sink", NULL, "--listen ADDR:PORT --maildir DIR [--tls-cert FILE "
+	    "--tls-key FILE] [--implicit-tls] [--hostname NAME] [-v]",
+	    ctl_sink },
 };
+#define NCMDS	(sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
 
-/* Both synopses, and the usage-error exit status. */
+/* The synopsis of every command, and the usage-error exit status. */
 static void
 usage(void)
 {
-	fprintf(stderr,
-	    "usage: smrelayctl [-c FILE] [--json] OBJECT VERB [ARGS]\n"
-	    "       smrelayctl sink --listen ADDR:PORT --maildir DIR "
-	    "[--tls-cert FILE --tls-key FILE] [--implicit-tls] "
-	    "[--hostname NAME] [-v]\n");
+	size_t i;
+
+	fprintf(stderr, "usage: smrelayctl [-c FILE] [-v] [--json] OBJECT "
+	    "VERB [ARGS]\n");
+	for (i = 0; i < NCMDS; i++)
+		fprintf(stderr, "       smrelayctl %s%s%s%s%s\n",
+		    ctl_cmds[i].object, ctl_cmds[i].verb ? " " : "",
+		    ctl_cmds[i].verb ? ctl_cmds[i].verb : "",
+		    ctl_cmds[i].args[0] ? " " : "", ctl_cmds[i].args);
 	exit(2);
 }
 
-/* The table entry for OBJECT [VERB], or NULL if it is not a command. */
-static const struct ctl_object *
+/* The command OBJECT [VERB], or NULL if there is none. */
+static const struct ctl_cmd *
 ctl_lookup(const char *object, const char *verb)
 {
-	const struct ctl_object *o;
-	size_t i, j;
+	size_t i;
 
-	for (i = 0; i < sizeof(ctl_objects) / sizeof(ctl_objects[0]); i++) {
-		o = &ctl_objects[i];
-		if (strcmp(o->name, object) != 0)
+	for (i = 0; i < NCMDS; i++) {
+		if (strcmp(ctl_cmds[i].object, object) != 0)
 			continue;
-		if (o->verbs[0][0] == '\0')
-			return o;
-		for (j = 0; j < 7 && o->verbs[j] != NULL; j++)
-			if (verb != NULL && strcmp(o->verbs[j], verb) == 0)
-				return o;
-		return NULL;
+		if (ctl_cmds[i].verb == NULL)
+			return &ctl_cmds[i];
+		if (verb != NULL && strcmp(ctl_cmds[i].verb, verb) == 0)
+			return &ctl_cmds[i];
 	}
 	return NULL;
 }
 
-/* Sessions all finished after SIGTERM: leave the loop. */
-static void
-sink_idle(struct server *srv)
-{
-	log_info("sink: all sessions finished, exiting");
-	event_base_loopexit(srv->base, NULL);
-}
-
-/* SIGTERM/SIGINT: drain once, leave at once on the second signal. */
-static void
-sink_signal(evutil_socket_t sig, short what, void *arg)
-{
-	struct sink *sk = arg;
-
-	(void)what;
-	if (sk->exiting++) {
-		log_info("sink: second signal, exiting now");
-		event_base_loopexit(sk->srv.base, NULL);
-		return;
-	}
-	log_info("sink: signal %d: draining %d session(s)", (int)sig,
-	    sk->srv.nsessions);
-	server_drain(&sk->srv);
-}
-
-/* Fit the listeners to the TLS options: no certificate, no TLS. */
+/* sink: the capture server of daemon/sink, with our usage on a bad one. */
 static int
-sink_fix_listeners(struct config *cfg, int implicit)
-{
-	int i;
-
-	for (i = 0; i < cfg->nlistens; i++) {
-		if (implicit)
-			cfg->listens[i].tls = LISTEN_TLS_IMPLICIT;
-		if (cfg->tls_cert_file == NULL) {
-			if (cfg->listens[i].tls == LISTEN_TLS_IMPLICIT)
-				return -1;
-			cfg->listens[i].tls = LISTEN_TLS_NONE;
-		}
-	}
-	return 0;
-}
-
-/* Parse the sink's options into cfg; exits 2 on a usage error. */
-static void
-sink_options(int argc, char *argv[], struct config *cfg, char **dir,
-    int *verbose)
-{
-	static const struct option longopts[] = {
-		{ "listen", required_argument, NULL, 'l' },
-		{ "maildir", required_argument, NULL, 'm' },
-		{ "tls-cert", required_argument, NULL, 'C' },
-		{ "tls-key", required_argument, NULL, 'K' },
-		{ "implicit-tls", no_argument, NULL, 'I' },
-		{ "hostname", required_argument, NULL, 'H' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ NULL, 0, NULL, 0 }
-	};
-	char why[512];
-	int ch, implicit = 0;
-
-	while ((ch = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'l':
-			if (config_add_listen(cfg, optarg, 0, why,
-			    sizeof(why)) == -1) {
-				fprintf(stderr, "smrelayctl: sink: %s\n", why);
-				exit(2);
-			}
-			break;
-		case 'm':
-			free(*dir);
-			*dir = xstrdup(optarg);
-			break;
-		case 'C':
-			free(cfg->tls_cert_file);
-			cfg->tls_cert_file = xstrdup(optarg);
-			break;
-		case 'K':
-			free(cfg->tls_key_file);
-			cfg->tls_key_file = xstrdup(optarg);
-			break;
-		case 'I':
-			implicit = 1;
-			break;
-		case 'H':
-			free(cfg->hostname);
-			cfg->hostname = xstrdup(optarg);
-			break;
-		case 'v':
-			(*verbose)++;
-			break;
-		default:
-			usage();
-		}
-	}
-	if (optind != argc || *dir == NULL || cfg->nlistens == 0 ||
-	    (cfg->tls_cert_file == NULL) != (cfg->tls_key_file == NULL))
-		usage();
-	if (sink_fix_listeners(cfg, implicit) == -1) {
-		fprintf(stderr, "smrelayctl: sink: implicit TLS needs "
-		    "--tls-cert and --tls-key\n");
-		exit(2);
-	}
-}
-
-/* Set up the server on a default config and run until a signal. */
-static int
-sink_run(struct sink *sk, const char *dir)
-{
-	struct event *ev_term, *ev_int;
-	char err[1024];
-
-	if (sk->srv.cfg->tls_cert_file != NULL &&
-	    (sk->srv.tls_server = tls_server_ctx(sk->srv.cfg->tls_cert_file,
-	    sk->srv.cfg->tls_key_file, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "smrelayctl: sink: %s\n", err);
-		return 1;
-	}
-	if ((sk->srv.base = event_base_new()) == NULL)
-		fatalx("event_base_new failed");
-	if ((sk->md = maildir_open(sk->srv.base, dir, err,
-	    sizeof(err))) == NULL) {
-		fprintf(stderr, "smrelayctl: sink: %s\n", err);
-		return 1;
-	}
-	sk->srv.ops = &maildir_delivery_ops;
-	sk->srv.ops_ctx = sk->md;
-	sk->srv.open_relay = 1;
-	sk->srv.on_idle = sink_idle;
-	sk->srv.tmpdir = xasprintf("%s/tmp", dir);
-	if (server_listen(&sk->srv, err, sizeof(err)) == -1) {
-		fprintf(stderr, "smrelayctl: sink: %s\n", err);
-		return 1;
-	}
-	ev_term = evsignal_new(sk->srv.base, SIGTERM, sink_signal, sk);
-	ev_int = evsignal_new(sk->srv.base, SIGINT, sink_signal, sk);
-	evsignal_add(ev_term, NULL);
-	evsignal_add(ev_int, NULL);
-	log_info("sink: started hostname=%s maildir=%s tls=%s",
-	    sk->srv.cfg->hostname, dir, sk->srv.tls_server ? "yes" : "no");
-	event_base_dispatch(sk->srv.base);
-	log_info("sink: exiting messages=%llu", sk->srv.nmessages);
-	event_free(ev_term);
-	event_free(ev_int);
-	server_close_listeners(&sk->srv);
-	return 0;
-}
-
-/* smrelayctl sink: a capture SMTP server writing a Maildir. */
-static int
-sink_main(int argc, char *argv[])
-{
-	struct sink sk;
-	char *dir = NULL;
-	int verbose = 0, rc;
-
-	memset(&sk, 0, sizeof(sk));
-	sk.srv.cfg = config_default();
-	sink_options(argc, argv, sk.srv.cfg, &dir, &verbose);
-	log_init("smrelayctl", 1, verbose ? LOG_LVL_DEBUG : LOG_LVL_INFO);
-	signal(SIGPIPE, SIG_IGN);
-	tls_init();
-	rc = sink_run(&sk, dir);
-	maildir_close(sk.md);
-	if (sk.srv.base != NULL)
-		event_base_free(sk.srv.base);
-	SSL_CTX_free(sk.srv.tls_server);
-	free((char *)sk.srv.tmpdir);
-	config_free(sk.srv.cfg);
-	free(dir);
-	return rc;
-}
-
-/* ---- the store commands: key, cert, trust, crl ---- */
-
-struct ctl {
-	struct config *cfg;
-	struct store *st;
-	int json;
-	int force;
-	const char *email;		/* cert list --email */
-	const char *password_file;	/* key import --password-file */
-	const char *arg;		/* FILE or ID */
-	int nrecords;			/* records printed so far */
-};
-
-typedef int ctl_fn(struct ctl *);
-
-/* One column of a listing: its name in --json and where it lives. */
-enum field_type { F_INT, F_STR, F_TIME, F_EMAILS };
-struct ctl_field {
-	const char *name;
-	enum field_type type;
-	size_t off;
-};
-#define FLD(n, t, m) { n, t, offsetof(struct store_certinfo, m) }
-
-static const struct ctl_field cert_fields[] = {
-	FLD("id", F_INT, id), FLD("emails", F_EMAILS, emails),
-	FLD("subject", F_STR, subject), FLD("not_after", F_TIME, not_after),
-	FLD("fingerprint", F_STR, fingerprint), FLD("source", F_STR, source),
-	{ NULL, F_INT, 0 }
-};
-static const struct ctl_field key_fields[] = {
-	FLD("id", F_INT, id), FLD("emails", F_EMAILS, emails),
-	FLD("subject", F_STR, subject), FLD("not_after", F_TIME, not_after),
-	FLD("fingerprint", F_STR, fingerprint), { NULL, F_INT, 0 }
-};
-static const struct ctl_field trust_fields[] = {
-	FLD("id", F_INT, id), FLD("subject", F_STR, subject),
-	FLD("not_after", F_TIME, not_after),
-	FLD("fingerprint", F_STR, fingerprint), { NULL, F_INT, 0 }
-};
-static const struct ctl_field crl_fields[] = {
-	FLD("id", F_INT, id), FLD("issuer", F_STR, subject),
-	FLD("this_update", F_TIME, not_before),
-	FLD("next_update", F_TIME, not_after),
-	FLD("fingerprint", F_STR, fingerprint), { NULL, F_INT, 0 }
-};
-
-
-/* A comma-separated list as a JSON array of strings. */
-static void
-json_list(FILE *f, const char *csv)
-{
-	char *copy, *p, *tok;
-	int first = 1;
-
-	fputc('[', f);
-	copy = xstrdup(csv ? csv : "");
-	for (p = copy; (tok = strsep(&p, ",")) != NULL; ) {
-		if (*tok == '\0')
-			continue;
-		if (!first)
-			fputc(',', f);
-		ctl_json_str(f, tok);
-		first = 0;
-	}
-	free(copy);
-	fputc(']', f);
-}
-
-/* A time for people and scripts: ISO 8601 UTC, "-" for none. */
-static void
-put_time(FILE *f, int64_t t, int json)
-{
-	char buf[64];
-
-	if (t == 0) {
-		fputs(json ? "null" : "-", f);
-		return;
-	}
-	store_time_str(t, buf, sizeof(buf));
-	if (json)
-		ctl_json_str(f, buf);
-	else
-		fputs(buf, f);
-}
-
-/* One record: a tab-separated line, or a JSON object in the array. */
-static void
-put_record(struct ctl *c, const struct ctl_field *fl,
-    const struct store_certinfo *ci)
-{
-	const char *base = (const char *)ci, *s;
-	int i;
-
-	if (c->json)
-		fputc('{', stdout);
-	for (i = 0; fl[i].name != NULL; i++) {
-		if (i > 0)
-			fputc(c->json ? ',' : '\t', stdout);
-		if (c->json)
-			printf("\"%s\":", fl[i].name);
-		s = NULL;
-		if (fl[i].type == F_STR || fl[i].type == F_EMAILS)
-			memcpy(&s, base + fl[i].off, sizeof(s));
-		switch (fl[i].type) {
-		case F_INT:
-			printf("%lld", (long long)*(const int64_t *)
-			    (base + fl[i].off));
-			break;
-		case F_TIME:
-			put_time(stdout, *(const int64_t *)(base + fl[i].off),
-			    c->json);
-			break;
-		case F_EMAILS:
-			if (c->json)
-				json_list(stdout, s);
-			else
-				fputs(s && *s ? s : "-", stdout);
-			break;
-		case F_STR:
-			if (c->json)
-				ctl_json_str(stdout, s);
-			else
-				fputs(s && *s ? s : "-", stdout);
-			break;
-		}
-	}
-	fputs(c->json ? "}" : "\n", stdout);
-}
-
-/* End a listing: close the JSON array (empty or not). */
-static void
-end_listing(struct ctl *c)
-{
-	if (c->json)
-		fputs(c->nrecords ? "\n]\n" : "[]\n", stdout);
-}
-
-struct list_arg {
-	struct ctl *c;
-	const struct ctl_field *fields;
-};
-
-/* store_list_cb printing one record. */
-static int
-list_cb(const struct store_certinfo *ci, void *arg)
-{
-	struct list_arg *la = arg;
-
-	if (la->c->json)
-		fputs(la->c->nrecords++ ? ",\n" : "[\n", stdout);
-	put_record(la->c, la->fields, ci);
-	return 0;
-}
-
-/* Run a store listing with the given columns. */
-static int
-run_listing(struct ctl *c, const struct ctl_field *fields,
-    int (*list)(struct store *, store_list_cb *, void *))
-{
-	struct list_arg la = { c, fields };
-
-	if (list(c->st, list_cb, &la) < 0) {
-		fprintf(stderr, "smrelayctl: %s\n", store_errmsg(c->st));
-		return 1;
-	}
-	end_listing(c);
-	return 0;
-}
-
-/* A positive decimal id, or -1. */
-static int64_t
-parse_id(const char *s)
-{
-	long long v;
-	char *end;
-
-	if (s == NULL || *s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || *end != '\0' || v <= 0)
-		return -1;
-	return v;
-}
-
-/* "expired on DATE" if m is not valid now, else NULL (buf holds it). */
-static const char *
-validity_problem(const struct store_certmeta *m, char *buf, size_t len)
-{
-	char t[64];
-	time_t now = time(NULL);
-
-	if (m->not_after < now) {
-		store_time_str(m->not_after, t, sizeof(t));
-		snprintf(buf, len, "expired on %s", t);
-		return buf;
-	}
-	if (m->not_before > now) {
-		store_time_str(m->not_before, t, sizeof(t));
-		snprintf(buf, len, "not valid before %s", t);
-		return buf;
-	}
-	return NULL;
-}
-
-/* Comma-separated e-mail addresses of a parsed certificate. */
-static void
-put_emails(const struct store_certmeta *m)
-{
-	size_t i;
-
-	for (i = 0; i < m->nemails; i++)
-		printf("%s%s", i ? "," : "", m->emails[i]);
-	if (m->nemails == 0)
-		fputs("-", stdout);
-}
-
-/* Keep the certificates worth importing; warn about or refuse others. */
-static int
-cert_import_filter(struct ctl *c, STACK_OF(X509) *sk)
-{
-	struct store_certmeta m;
-	char err[256], why[128];
-	int i;
-
-	for (i = 0; i < sk_X509_num(sk); i++) {
-		if (store_certmeta_get(sk_X509_value(sk, i), &m, err,
-		    sizeof(err)) == -1) {
-			fprintf(stderr, "smrelayctl: %s: %s\n", c->arg, err);
-			return -1;
-		}
-		if (m.nemails == 0) {
-			fprintf(stderr, "smrelayctl: warning: %s: skipping %s: "
-			    "no e-mail address%s\n", c->arg, m.subject,
-			    m.is_ca ? " (a CA? use trust import)" : "");
-			X509_free(sk_X509_delete(sk, i--));
-		} else if (!c->force && m.not_after < time(NULL)) {
-			validity_problem(&m, why, sizeof(why));
-			fprintf(stderr, "smrelayctl: %s: certificate %s %s "
-			    "(use --force to import anyway)\n", c->arg,
-			    m.subject, why);
-			store_certmeta_free(&m);
-			return -1;
-		} else if (validity_problem(&m, why, sizeof(why)) != NULL)
-			fprintf(stderr, "smrelayctl: warning: %s: certificate "
-			    "%s %s\n", c->arg, m.subject, why);
-		store_certmeta_free(&m);
-	}
-	if (sk_X509_num(sk) == 0) {
-		fprintf(stderr, "smrelayctl: %s: no certificate with an e-mail "
-		    "address\n", c->arg);
-		return -1;
-	}
-	return 0;
-}
-
-/* Print "ID<TAB>EMAILS<TAB>SUBJECT" per imported certificate. */
-static void
-report_imported(struct ctl *c, STACK_OF(X509) *sk, const int64_t *ids,
-    const int *existed, const char *what, int with_emails)
-{
-	struct store_certmeta m;
-	char err[256];
-	int i;
-
-	for (i = 0; i < sk_X509_num(sk); i++) {
-		if (store_certmeta_get(sk_X509_value(sk, i), &m, err,
-		    sizeof(err)) == -1)
-			continue;
-		if (existed[i])
-			fprintf(stderr, "smrelayctl: %s: %s %lld already "
-			    "present\n", c->arg, what, (long long)ids[i]);
-		printf("%lld\t", (long long)ids[i]);
-		if (with_emails) {
-			put_emails(&m);
-			putchar('\t');
-		}
-		printf("%s\n", m.subject);
-		store_certmeta_free(&m);
-	}
-}
-
-/* cert import FILE [--force] */
-static int
-cmd_cert_import(struct ctl *c)
-{
-	STACK_OF(X509) *sk;
-	int64_t *ids;
-	int *existed, rc = 1, n;
-	char err[1024];
-
-	if ((sk = store_load_certs(c->arg, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "smrelayctl: %s\n", err);
-		return 1;
-	}
-	if (cert_import_filter(c, sk) == -1) {
-		sk_X509_pop_free(sk, X509_free);
-		return 1;
-	}
-	n = sk_X509_num(sk);
-	ids = xcalloc(n, sizeof(*ids));
-	existed = xcalloc(n, sizeof(*existed));
-	if (store_cert_add(c->st, sk, STORE_SRC_IMPORT, 0, ids, existed, err,
-	    sizeof(err)) == -1)
-		fprintf(stderr, "smrelayctl: %s: %s\n", c->arg, err);
-	else {
-		report_imported(c, sk, ids, existed, "certificate", 1);
-		rc = 0;
-	}
-	free(ids);
-	free(existed);
-	sk_X509_pop_free(sk, X509_free);
-	return rc;
-}
-
-/* cert list [--email ADDR] */
-static int
-cmd_cert_list(struct ctl *c)
-{
-	struct list_arg la = { c, cert_fields };
-
-	if (store_cert_list(c->st, c->email, list_cb, &la) < 0) {
-		fprintf(stderr, "smrelayctl: %s\n", store_errmsg(c->st));
-		return 1;
-	}
-	end_listing(c);
-	return 0;
-}
-
-/* Names of the key usage bits set in ku. */
-static void
-put_ku(int64_t ku)
-{
-	static const struct { int bit; const char *name; } kus[] = {
-		{ KU_DIGITAL_SIGNATURE, "digitalSignature" },
-		{ KU_NON_REPUDIATION, "nonRepudiation" },
-		{ KU_KEY_ENCIPHERMENT, "keyEncipherment" },
-		{ KU_DATA_ENCIPHERMENT, "dataEncipherment" },
-		{ KU_KEY_AGREEMENT, "keyAgreement" },
-		{ KU_KEY_CERT_SIGN, "keyCertSign" },
-		{ KU_CRL_SIGN, "cRLSign" },
-		{ KU_ENCIPHER_ONLY, "encipherOnly" },
-		{ KU_DECIPHER_ONLY, "decipherOnly" },
-	};
-	size_t i;
-	int n = 0;
-
-	if (ku == -1) {
-		fputs("(no extension)", stdout);
-		return;
-	}
-	for (i = 0; i < sizeof(kus) / sizeof(kus[0]); i++)
-		if (ku & kus[i].bit)
-			printf("%s%s", n++ ? ", " : "", kus[i].name);
-}
-
-/* Names of the extended key usage bits that matter here. */
-static void
-put_eku(int64_t eku)
-{
-	static const struct { int bit; const char *name; } ekus[] = {
-		{ XKU_SMIME, "emailProtection" },
-		{ XKU_SSL_CLIENT, "clientAuth" },
-		{ XKU_SSL_SERVER, "serverAuth" },
-		{ XKU_CODE_SIGN, "codeSigning" },
-		{ XKU_TIMESTAMP, "timeStamping" },
-		{ XKU_OCSP_SIGN, "OCSPSigning" },
-		{ XKU_ANYEKU, "anyExtendedKeyUsage" },
-	};
-	size_t i;
-	int n = 0;
-
-	if (eku == -1) {
-		fputs("(no extension)", stdout);
-		return;
-	}
-	for (i = 0; i < sizeof(ekus) / sizeof(ekus[0]); i++)
-		if (eku & ekus[i].bit)
-			printf("%s%s", n++ ? ", " : "", ekus[i].name);
-	if (n == 0)
-		fputs("(none known)", stdout);
-}
-
-/* cert show ID: everything about one certificate, one "name: value" a
- * line (or one JSON object). */
-static int
-show_cb(const struct store_certinfo *ci, void *arg)
-{
-	struct ctl *c = arg;
-	static const struct ctl_field show_fields[] = {
-		FLD("id", F_INT, id), FLD("subject", F_STR, subject),
-		FLD("issuer", F_STR, issuer), FLD("serial", F_STR, serial),
-		FLD("not_before", F_TIME, not_before),
-		FLD("not_after", F_TIME, not_after),
-		FLD("emails", F_EMAILS, emails),
-		FLD("key_type", F_STR, key_type),
-		FLD("key_bits", F_INT, key_bits),
-		FLD("key_usage", F_INT, key_usage),
-		FLD("ext_key_usage", F_INT, ext_key_usage),
-		FLD("can_encrypt", F_INT, can_encrypt),
-		FLD("can_sign", F_INT, can_sign),
-		FLD("source", F_STR, source),
-		FLD("fingerprint", F_STR, fingerprint),
-		FLD("added", F_TIME, added), { NULL, F_INT, 0 }
-	};
-
-	if (c->json) {
-		put_record(c, show_fields, ci);
-		printf("\n");
-		return 0;
-	}
-	printf("id: %lld\nsubject: %s\nissuer: %s\nserial: %s\n",
-	    (long long)ci->id, ci->subject, ci->issuer, ci->serial);
-	printf("not_before: ");
-	put_time(stdout, ci->not_before, 0);
-	printf("\nnot_after: ");
-	put_time(stdout, ci->not_after, 0);
-	printf("%s\nemails: %s\nkey: %s %lld\nkey_usage: ", ci->not_after <
-	    time(NULL) ? " (expired)" : "", ci->emails, ci->key_type,
-	    (long long)ci->key_bits);
-	put_ku(ci->key_usage);
-	printf("\next_key_usage: ");
-	put_eku(ci->ext_key_usage);
-	printf("\ncan_encrypt: %s\ncan_sign: %s\nsource: %s\n"
-	    "fingerprint: sha256 %s\nadded: ", ci->can_encrypt ? "yes" : "no",
-	    ci->can_sign ? "yes" : "no", ci->source, ci->fingerprint);
-	put_time(stdout, ci->added, 0);
-	printf("\n");
-	return 0;
-}
-
-/* cert show ID */
-static int
-cmd_cert_show(struct ctl *c)
-{
-	int64_t id = parse_id(c->arg);
-	int rc;
-
-	if (id < 0) {
-		fprintf(stderr, "smrelayctl: cert show: bad id \"%s\"\n",
-		    c->arg);
-		return 1;
-	}
-	if ((rc = store_cert_info(c->st, id, show_cb, c)) < 0)
-		fprintf(stderr, "smrelayctl: %s\n", store_errmsg(c->st));
-	else if (rc == 0)
-		fprintf(stderr, "smrelayctl: cert %lld: no such certificate\n",
-		    (long long)id);
-	return rc == 1 ? 0 : 1;
-}
-
-/* OBJECT remove ID, with the store function that removes one. */
-static int
-remove_common(struct ctl *c, const char *what,
-    int (*rm)(struct store *, int64_t, char *, size_t))
-{
-	int64_t id = parse_id(c->arg);
-	char err[1024];
-	int rc;
-
-	if (id < 0) {
-		fprintf(stderr, "smrelayctl: bad id \"%s\"\n", c->arg);
-		return 1;
-	}
-	if ((rc = rm(c->st, id, err, sizeof(err))) < 0)
-		fprintf(stderr, "smrelayctl: %s\n", err);
-	else if (rc == 0)
-		fprintf(stderr, "smrelayctl: %s %lld: no such %s\n", what,
-		    (long long)id, what);
-	return rc == 1 ? 0 : 1;
-}
-
-/* cert remove ID */
-static int
-cmd_cert_remove(struct ctl *c)
-{
-	return remove_common(c, "certificate", store_cert_remove);
-}
-
-/* key import FILE [--password-file F] */
-static int
-cmd_key_import(struct ctl *c)
-{
-	STACK_OF(X509) *chain = NULL, *one;
-	struct store_certmeta m;
-	EVP_PKEY *pkey = NULL;
-	X509 *cert = NULL;
-	char err[1024], why[128], *pw = NULL;
-	int64_t id;
-	int existed, rc = 1;
-
-	if (c->password_file != NULL && (pw = store_load_password(
-	    c->password_file, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "smrelayctl: %s\n", err);
-		return 1;
-	}
-	if (store_load_identity(c->arg, pw, &pkey, &cert, &chain, err,
-	    sizeof(err)) == -1) {
-		fprintf(stderr, "smrelayctl: %s\n", err);
-		goto done;
-	}
-	if (store_certmeta_get(cert, &m, err, sizeof(err)) == 0) {
-		if (validity_problem(&m, why, sizeof(why)) != NULL)
-			fprintf(stderr, "smrelayctl: warning: %s: certificate "
-			    "%s %s\n", c->arg, m.subject, why);
-		store_certmeta_free(&m);
-	}
-	if (store_key_add(c->st, pkey, cert, chain, &id, &existed, err,
-	    sizeof(err)) == -1) {
-		fprintf(stderr, "smrelayctl: %s: %s\n", c->arg, err);
-		goto done;
-	}
-	if ((one = sk_X509_new_null()) == NULL || !sk_X509_push(one, cert))
-		fatalx("sk_X509_push");
-	report_imported(c, one, &id, &existed, "key", 1);
-	sk_X509_free(one);
-	rc = 0;
- done:
-	if (pw != NULL)
-		OPENSSL_clear_free(pw, strlen(pw));
-	EVP_PKEY_free(pkey);
-	X509_free(cert);
-	sk_X509_pop_free(chain, X509_free);
-	return rc;
-}
-
-/* key list */
-static int
-cmd_key_list(struct ctl *c)
-{
-	return run_listing(c, key_fields, store_key_list);
-}
-
-/* key remove ID */
-static int
-cmd_key_remove(struct ctl *c)
-{
-	return remove_common(c, "key", store_key_remove);
-}
-
-/* trust import FILE */
-static int
-cmd_trust_import(struct ctl *c)
-{
-	STACK_OF(X509) *sk;
-	struct store_certmeta m;
-	char err[1024], why[128];
-	int64_t *ids;
-	int *existed, i, rc = 1, n;
-
-	if ((sk = store_load_certs(c->arg, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "smrelayctl: %s\n", err);
-		return 1;
-	}
-	n = sk_X509_num(sk);
-	for (i = 0; i < n; i++) {
-		if (store_certmeta_get(sk_X509_value(sk, i), &m, err,
-		    sizeof(err)) == -1)
-			continue;
-		if (validity_problem(&m, why, sizeof(why)) != NULL)
-			fprintf(stderr, "smrelayctl: warning: %s: certificate "
-			    "%s %s\n", c->arg, m.subject, why);
-		store_certmeta_free(&m);
-	}
-	ids = xcalloc(n, sizeof(*ids));
-	existed = xcalloc(n, sizeof(*existed));
-	if (store_trust_add(c->st, sk, ids, existed, err, sizeof(err)) == -1)
-		fprintf(stderr, "smrelayctl: %s: %s\n", c->arg, err);
-	else {
-		report_imported(c, sk, ids, existed, "trust anchor", 0);
-		rc = 0;
-	}
-	free(ids);
-	free(existed);
-	sk_X509_pop_free(sk, X509_free);
-	return rc;
-}
-
-/* trust list */
-static int
-cmd_trust_list(struct ctl *c)
-{
-	return run_listing(c, trust_fields, store_trust_list);
-}
-
-/* trust remove ID */
-static int
-cmd_trust_remove(struct ctl *c)
-{
-	return remove_common(c, "trust anchor", store_trust_remove);
-}
-
-/* crl import FILE */
-static int
-cmd_crl_import(struct ctl *c)
-{
-	X509_CRL *crl;
-	char err[1024], *issuer;
-	int64_t id, next;
-	int existed, rc = 1;
-
-	if ((crl = store_load_crl(c->arg, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "smrelayctl: %s\n", err);
-		return 1;
-	}
-	issuer = store_name_str(X509_CRL_get_issuer(crl));
-	next = store_asn1_time(X509_CRL_get0_nextUpdate(crl));
-	if (store_crl_add(c->st, crl, &id, &existed, err, sizeof(err)) == -1)
-		fprintf(stderr, "smrelayctl: %s: %s\n", c->arg, err);
-	else {
-		if (existed)
-			fprintf(stderr, "smrelayctl: %s: CRL %lld already "
-			    "present\n", c->arg, (long long)id);
-		if (next != 0 && next < time(NULL))
-			fprintf(stderr, "smrelayctl: warning: %s: the CRL's "
-			    "nextUpdate has passed\n", c->arg);
-		printf("%lld\t%s\n", (long long)id, issuer);
-		rc = 0;
-	}
-	free(issuer);
-	X509_CRL_free(crl);
-	return rc;
-}
-
-/* crl list */
-static int
-cmd_crl_list(struct ctl *c)
-{
-	return run_listing(c, crl_fields, store_crl_list);
-}
-
-/* crl remove ID */
-static int
-cmd_crl_remove(struct ctl *c)
-{
-	return remove_common(c, "CRL", store_crl_remove);
-}
-
-/* The store commands, with what each takes after OBJECT VERB. */
-#define A_FILE	0x01	/* one positional argument: FILE or ID */
-#define A_EMAIL	0x02	/* --email ADDR */
-#define A_PASS	0x04	/* --password-file F */
-#define A_FORCE	0x08	/* --force */
-static const struct ctl_command {
-	const char *object, *verb;
-	int args;
-	ctl_fn *fn;
-} ctl_commands[] = {
-	{ "key", "import", A_FILE | A_PASS, cmd_key_import },
-	{ "key", "list", 0, cmd_key_list },
-	{ "key", "remove", A_FILE, cmd_key_remove },
-	{ "cert", "import", A_FILE | A_FORCE, cmd_cert_import },
-	{ "cert", "list", A_EMAIL, cmd_cert_list },
-	{ "cert", "show", A_FILE, cmd_cert_show },
-	{ "cert", "remove", A_FILE, cmd_cert_remove },
-	{ "trust", "import", A_FILE, cmd_trust_import },
-	{ "trust", "list", 0, cmd_trust_list },
-	{ "trust", "remove", A_FILE, cmd_trust_remove },
-	{ "crl", "import", A_FILE, cmd_crl_import },
-	{ "crl", "list", 0, cmd_crl_list },
-	{ "crl", "remove", A_FILE, cmd_crl_remove },
-};
-
-/* The arguments after OBJECT VERB; -1 (message printed) if they do not
- * fit the command. */
-static int
-ctl_args(struct ctl *c, const struct ctl_command *cmd, int argc,
+ctl_sink(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
     char *argv[])
 {
-	int i, npos = 0;
-
-	for (i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			c->json = 1;
-		else if (strcmp(argv[i], "--force") == 0 &&
-		    (cmd->args & A_FORCE))
-			c->force = 1;
-		else if (strcmp(argv[i], "--email") == 0 && i + 1 < argc &&
-		    (cmd->args & A_EMAIL))
-			c->email = argv[++i];
-		else if (strcmp(argv[i], "--password-file") == 0 &&
-		    i + 1 < argc && (cmd->args & A_PASS))
-			c->password_file = argv[++i];
-		else if (argv[i][0] != '-' && (cmd->args & A_FILE) &&
-		    npos++ == 0)
-			c->arg = argv[i];
-		else {
-			fprintf(stderr, "smrelayctl: %s %s: unexpected "
-			    "argument \"%s\"\n", cmd->object, cmd->verb,
-			    argv[i]);
-			return -1;
-		}
-	}
-	if ((cmd->args & A_FILE) && c->arg == NULL) {
-		fprintf(stderr, "smrelayctl: %s %s: missing %s\n", cmd->object,
-		    cmd->verb, strcmp(cmd->verb, "import") == 0 ? "FILE" :
-		    "ID");
-		return -1;
-	}
-	return 0;
-}
-
-/* Run a store command: open the store of the configuration, run, close. */
-static int
-ctl_store_run(const char *path, int json, const char *object,
-    const char *verb, int argc, char *argv[])
-{
-	const struct ctl_command *cmd = NULL;
-	struct ctl c;
-	char err[1024];
-	size_t i;
 	int rc;
 
-	for (i = 0; i < sizeof(ctl_commands) / sizeof(ctl_commands[0]); i++)
-		if (strcmp(ctl_commands[i].object, object) == 0 &&
-		    strcmp(ctl_commands[i].verb, verb) == 0)
-			cmd = &ctl_commands[i];
-	if (cmd == NULL)
-		return -1;
-	memset(&c, 0, sizeof(c));
-	c.json = json;
-	if (ctl_args(&c, cmd, argc, argv) == -1)
-		return 2;
-	if ((c.cfg = config_load(path, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "%s\n", err);
-		return 1;
-	}
-	if ((c.st = store_open(c.cfg->data_dir, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "smrelayctl: %s\n", err);
-		config_free(c.cfg);
-		return 1;
-	}
-	rc = cmd->fn(&c);
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		fprintf(stderr, "smrelayctl: stdout: %s\n", strerror(errno));
-		rc = 1;
-	}
-	store_close(c.st);
-	store_load_cleanup();
-	config_free(c.cfg);
+	(void)cmd;
+	(void)o;
+	if ((rc = sink_main(argc, argv)) == SINK_USAGE)
+		usage();
 	return rc;
 }
 
-/* What `smime VERB` was given. */
-struct smime_cmd {
-	const char *verb;
-	const char *from;		/* sign, encrypt --sign: --from */
-	const char **to;		/* encrypt: --to */
-	size_t nto;
-	int sign;			/* encrypt --sign */
-	struct smime_msg_opts opts;
-};
-
-/* --cipher NAME; -1 (message printed) for an unknown one. */
+/* The global options; the index of the first word after them. */
 static int
-smime_cipher(const char *name, struct smime_msg_opts *o)
+ctl_options(int argc, char *argv[], struct ctl_opts *o)
 {
-	if (strcmp(name, "aes256-cbc") == 0)
-		o->cipher = SMIME_MSG_CBC;
-	else if (strcmp(name, "aes256-gcm") == 0)
-		o->cipher = SMIME_MSG_GCM;
-	else {
-		fprintf(stderr, "smrelayctl: smime encrypt: unknown cipher "
-		    "\"%s\" (aes256-cbc or aes256-gcm)\n", name);
-		return -1;
-	}
-	return 0;
-}
+	int i;
 
-/* The arguments of smime VERB; -1 (message printed) if they do not fit. */
-static int
-smime_args(struct smime_cmd *sc, int argc, char *argv[])
-{
-	int i, enc = strcmp(sc->verb, "encrypt") == 0;
-	int sign = strcmp(sc->verb, "sign") == 0;
-
-	sc->to = xcalloc((size_t)argc + 1, sizeof(*sc->to));
-	for (i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--from") == 0 && i + 1 < argc &&
-		    (sign || enc))
-			sc->from = argv[++i];
-		else if (strcmp(argv[i], "--opaque") == 0 && (sign || enc))
-			sc->opts.opaque = 1;
-		else if (strcmp(argv[i], "--pss") == 0 && (sign || enc))
-			sc->opts.pss = 1;
-		else if (strcmp(argv[i], "--sign") == 0 && enc)
-			sc->sign = 1;
-		else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc && enc) {
-			while (i + 1 < argc && argv[i + 1][0] != '-')
-				sc->to[sc->nto++] = argv[++i];
-		} else if (strcmp(argv[i], "--cipher") == 0 && i + 1 < argc &&
-		    enc) {
-			if (smime_cipher(argv[++i], &sc->opts) == -1)
-				return -1;
-		} else {
-			fprintf(stderr, "smrelayctl: smime %s: unexpected "
-			    "argument \"%s\"\n", sc->verb, argv[i]);
-			return -1;
-		}
-	}
-	if ((sign || sc->sign) && sc->from == NULL) {
-		fprintf(stderr, "smrelayctl: smime %s: missing --from ADDR\n",
-		    sc->verb);
-		return -1;
-	}
-	if (enc && sc->nto == 0) {
-		fprintf(stderr, "smrelayctl: smime encrypt: missing --to "
-		    "ADDR\n");
-		return -1;
-	}
-	return 0;
-}
-
-/* Run one smime transformation on msg; 0 ok, 1 failed (reported). */
-static int
-smime_exec(struct smime_cmd *sc, const struct certsrc *src, const char *host,
-    const char *msg, size_t len)
-{
-	struct smime_msg_res res;
-	int r, rc = 0;
-
-	if (strcmp(sc->verb, "sign") == 0)
-		r = smime_msg_sign(src, msg, len, sc->from, &sc->opts, &res);
-	else if (strcmp(sc->verb, "encrypt") == 0 && sc->sign)
-		r = smime_msg_sign_encrypt(src, msg, len, sc->from, sc->to,
-		    sc->nto, &sc->opts, &res);
-	else if (strcmp(sc->verb, "encrypt") == 0)
-		r = smime_msg_encrypt(src, msg, len, sc->from, sc->to, sc->nto,
-		    &sc->opts, &res);
-	else if (strcmp(sc->verb, "decrypt") == 0)
-		r = smime_msg_decrypt(src, msg, len, host, &res);
-	else {
-		r = smime_msg_verify(src, msg, len, host, &res);
-		rc = r == 0 && res.outcome != SMIME_PASS;
-	}
-	if (r != 0 || res.msg == NULL) {
-		fprintf(stderr, "smrelayctl: smime %s: %s\n", sc->verb,
-		    res.err);
-		rc = 1;
-	} else if (fwrite(res.msg, 1, res.len, stdout) != res.len)
-		rc = 1;
-	smime_msg_res_free(&res);
-	return rc;
-}
-
-/* smime VERB: one transformation of the message on stdin, to stdout. */
-static int
-ctl_smime_run(const char *path, const char *verb, int argc, char *argv[])
-{
-	struct smime_cmd sc;
-	struct certsrc src = { NULL, NULL };
-	struct config *cfg;
-	struct store *st;
-	char err[1024], *msg;
-	size_t len;
-	int rc = 1;
-
-	memset(&sc, 0, sizeof(sc));
-	sc.verb = verb;
-	if (smime_args(&sc, argc, argv) == -1) {
-		free(sc.to);
-		return 2;
-	}
-	if ((cfg = config_load(path, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "%s\n", err);
-		free(sc.to);
-		return 1;
-	}
-	if ((st = store_open(cfg->data_dir, err, sizeof(err))) == NULL)
-		fprintf(stderr, "smrelayctl: %s\n", err);
-	else if (keyring_sync(src.kr = keyring_new(), src.st = st, 1, err,
-	    sizeof(err)) == -1)
-		fprintf(stderr, "smrelayctl: %s\n", err);
-	else if ((msg = ctl_read_stdin(cfg->max_message_size, &len)) != NULL) {
-		rc = smime_exec(&sc, &src, cfg->hostname, msg, len);
-		free(msg);
-	}
-	keyring_free(src.kr);
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		fprintf(stderr, "smrelayctl: stdout: %s\n", strerror(errno));
-		rc = 1;
-	}
-	if (st != NULL)
-		store_close(st);
-	config_free(cfg);
-	free(sc.to);
-	return rc;
-}
-
-/* Global options, then the sink or an OBJECT VERB of the admin CLI. */
-int
-main(int argc, char *argv[])
-{
-	const char *path = DEFAULT_CONFIG, *object, *verb;
-	const struct ctl_object *o;
-	int i = 1, json = 0, rc;
-
-	log_init("smrelayctl", 1, LOG_LVL_WARN);
-	for (; i < argc && argv[i][0] == '-'; i++) {
+	o->path = DEFAULT_CONFIG;
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
-			path = argv[++i];
+			o->path = argv[++i];
 		else if (strncmp(argv[i], "-c", 2) == 0 && argv[i][2] != '\0')
-			path = argv[i] + 2;
+			o->path = argv[i] + 2;
 		else if (strcmp(argv[i], "-v") == 0)
 			log_setlevel(LOG_LVL_DEBUG);
 		else if (strcmp(argv[i], "--json") == 0)
-			json = 1;
+			o->json = 1;
 		else
 			usage();
 	}
-	if (i >= argc)
+	return i;
+}
+
+/* Global options, then OBJECT [VERB] ARGS, run by its table entry. */
+int
+main(int argc, char *argv[])
+{
+	const struct ctl_cmd *cmd;
+	struct ctl_opts o = { NULL, 0 };
+	const char *object, *verb;
+	int i;
+
+	log_init("smrelayctl", 1, LOG_LVL_WARN);
+	if ((i = ctl_options(argc, argv, &o)) >= argc)
 		usage();
 	object = argv[i];
-	if (strcmp(object, "sink") == 0)
-		return sink_main(argc - i, argv + i);
-	if (strcmp(object, "apply") == 0)
-		return ctl_apply_run(path, argc - i - 1, argv + i + 1);
 	verb = i + 1 < argc ? argv[i + 1] : NULL;
-	if ((o = ctl_lookup(object, verb)) == NULL) {
+	if ((cmd = ctl_lookup(object, verb)) == NULL) {
 		fprintf(stderr, "smrelayctl: unknown command \"%s%s%s\"\n",
 		    object, verb ? " " : "", verb ? verb : "");
 		usage();
 	}
-	if (verb != NULL && strcmp(object, "smime") == 0)
-		return ctl_smime_run(path, verb, argc - i - 2, argv + i + 2);
-	if (verb != NULL && strcmp(object, "queue") == 0)
-		return ctl_queue_run(path, json, verb, argc - i - 2,
-		    argv + i + 2);
-	if (verb != NULL && strcmp(object, "policy") == 0)
-		return ctl_policy_run(path, json, verb, argc - i - 2,
-		    argv + i + 2);
-	if (verb != NULL && (rc = ctl_store_run(path, json, object, verb,
-	    argc - i - 2, argv + i + 2)) != -1)
-		return rc;
-	if (o->verbs[0][0] == '\0')
-		fprintf(stderr, "smrelayctl: %s: not available yet in this "
-		    "build\n", object);
-	else
-		fprintf(stderr, "smrelayctl: %s %s: not available yet in this "
-		    "build\n", object, verb);
-	return 2;
+	if (cmd->verb != NULL)
+		i++;
+	return cmd->run(cmd, &o, argc - i, argv + i);
 }

@@ -1,0 +1,82 @@
+/* ctl.h: what the files of smrelayctl share: the command table's types,
+ * each command file's entry point and the helpers. */
+#ifndef SMRELAY_DAEMON_CTL_CTL_H
+#define SMRELAY_DAEMON_CTL_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* The global options, given before the command. */
+struct ctl_opts {
+	const char	*path;		/* -c FILE */
+	int		 json;		/* --json */
+};
+
+struct ctl_cmd;
+
+/*
+ * Run one command.  argv[0] is the command's last word (VERB, or OBJECT
+ * for a command without verbs), the rest its arguments.  Returns the exit
+ * status: 0, 1 (failed, reported on stderr) or 2 (usage, reported).
+ */
+typedef int ctl_run_fn(const struct ctl_cmd *, const struct ctl_opts *,
+    int argc, char *argv[]);
+
+/* One command of smrelayctl: a row of main.c's table. */
+struct ctl_cmd {
+	const char	*object;
+	const char	*verb;		/* NULL: the object takes none */
+	const char	*args;		/* its synopsis after OBJECT [VERB] */
+	ctl_run_fn	*run;
+};
+
+/* ctl_apply.c */
+/*
+ * `apply --sender ADDR --recipient ADDR... < msg`: the daemon's policy
+ * decisions and transforms (pipeline.c) for that envelope; every copy on
+ * stdout after a line "--- copy for RCPT[,RCPT...]".  A recipient the
+ * daemon would hold (--if-no-cert hold) is named on stderr with the reply
+ * it would get.  Exit 0, 1 when a recipient was refused or a copy failed
+ * (said on stderr, the other copies still printed), 2 on usage errors.
+ */
+int ctl_apply_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
+    char *argv[]);
+
+/* ctl_policy.c */
+/* `policy add|list|remove|test ARGS` against the store of the
+ * configuration. */
+int ctl_policy_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
+    char *argv[]);
+
+/* ctl_queue.c */
+/*
+ * `queue list|show|flush|remove|hold|release [ID]` on the spool of the
+ * configuration, safely while smrelayd runs (each change is one SQLite
+ * transaction on columns the daemon does not write; it notices within a
+ * second).
+ */
+int ctl_queue_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
+    char *argv[]);
+
+/* ctl_smime.c */
+/* `smime sign|encrypt|decrypt|verify ARGS`: one transformation of the
+ * message on stdin, the result on stdout. */
+int ctl_smime_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
+    char *argv[]);
+
+/* ctl_store.c */
+/* `key|cert|trust|crl VERB ARGS`: our keys, partner certificates, trust
+ * anchors and CRLs in the store of the configuration. */
+int ctl_store_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
+    char *argv[]);
+
+/* ctl_util.c */
+/* A JSON string literal (NULL as ""): quotes, backslashes and control
+ * characters escaped. */
+void ctl_json_str(FILE *, const char *);
+/* All of stdin (NUL-terminated), at most max bytes; NULL (the reason
+ * printed) otherwise. */
+char *ctl_read_stdin(uint64_t max, size_t *len);
+
+#endif

@@ -1,0 +1,162 @@
+/* ctl_smime.c: smrelayctl smime sign|encrypt|decrypt|verify: one
+ * transformation of a message from stdin with the daemon's engine. */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/base/base.h"
+#include "ctl.h"
+#include "daemon/smime/smime.h"
+#include "lib/lib.h"
+#include "store/store.h"
+
+/* What `smime VERB` was given. */
+struct smime_cmd {
+	const char *verb;
+	const char *from;		/* sign, encrypt --sign: --from */
+	const char **to;		/* encrypt: --to */
+	size_t nto;
+	int sign;			/* encrypt --sign */
+	struct smime_msg_opts opts;
+};
+
+/* --cipher NAME; -1 (message printed) for an unknown one. */
+static int
+smime_cipher(const char *name, struct smime_msg_opts *o)
+{
+	if (strcmp(name, "aes256-cbc") == 0)
+		o->cipher = SMIME_MSG_CBC;
+	else if (strcmp(name, "aes256-gcm") == 0)
+		o->cipher = SMIME_MSG_GCM;
+	else {
+		fprintf(stderr, "smrelayctl: smime encrypt: unknown cipher "
+		    "\"%s\" (aes256-cbc or aes256-gcm)\n", name);
+		return -1;
+	}
+	return 0;
+}
+
+/* The arguments of smime VERB; -1 (message printed) if they do not fit. */
+static int
+smime_args(struct smime_cmd *sc, int argc, char *argv[])
+{
+	int i, enc = strcmp(sc->verb, "encrypt") == 0;
+	int sign = strcmp(sc->verb, "sign") == 0;
+
+	sc->to = xcalloc((size_t)argc + 1, sizeof(*sc->to));
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--from") == 0 && i + 1 < argc &&
+		    (sign || enc))
+			sc->from = argv[++i];
+		else if (strcmp(argv[i], "--opaque") == 0 && (sign || enc))
+			sc->opts.opaque = 1;
+		else if (strcmp(argv[i], "--pss") == 0 && (sign || enc))
+			sc->opts.pss = 1;
+		else if (strcmp(argv[i], "--sign") == 0 && enc)
+			sc->sign = 1;
+		else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc && enc) {
+			while (i + 1 < argc && argv[i + 1][0] != '-')
+				sc->to[sc->nto++] = argv[++i];
+		} else if (strcmp(argv[i], "--cipher") == 0 && i + 1 < argc &&
+		    enc) {
+			if (smime_cipher(argv[++i], &sc->opts) == -1)
+				return -1;
+		} else {
+			fprintf(stderr, "smrelayctl: smime %s: unexpected "
+			    "argument \"%s\"\n", sc->verb, argv[i]);
+			return -1;
+		}
+	}
+	if ((sign || sc->sign) && sc->from == NULL) {
+		fprintf(stderr, "smrelayctl: smime %s: missing --from ADDR\n",
+		    sc->verb);
+		return -1;
+	}
+	if (enc && sc->nto == 0) {
+		fprintf(stderr, "smrelayctl: smime encrypt: missing --to "
+		    "ADDR\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* Run one smime transformation on msg; 0 ok, 1 failed (reported). */
+static int
+smime_exec(struct smime_cmd *sc, const struct certsrc *src, const char *host,
+    const char *msg, size_t len)
+{
+	struct smime_msg_res res;
+	int r, rc = 0;
+
+	if (strcmp(sc->verb, "sign") == 0)
+		r = smime_msg_sign(src, msg, len, sc->from, &sc->opts, &res);
+	else if (strcmp(sc->verb, "encrypt") == 0 && sc->sign)
+		r = smime_msg_sign_encrypt(src, msg, len, sc->from, sc->to,
+		    sc->nto, &sc->opts, &res);
+	else if (strcmp(sc->verb, "encrypt") == 0)
+		r = smime_msg_encrypt(src, msg, len, sc->from, sc->to, sc->nto,
+		    &sc->opts, &res);
+	else if (strcmp(sc->verb, "decrypt") == 0)
+		r = smime_msg_decrypt(src, msg, len, host, &res);
+	else {
+		r = smime_msg_verify(src, msg, len, host, &res);
+		rc = r == 0 && res.outcome != SMIME_PASS;
+	}
+	if (r != 0 || res.msg == NULL) {
+		fprintf(stderr, "smrelayctl: smime %s: %s\n", sc->verb,
+		    res.err);
+		rc = 1;
+	} else if (fwrite(res.msg, 1, res.len, stdout) != res.len)
+		rc = 1;
+	smime_msg_res_free(&res);
+	return rc;
+}
+
+/* smime VERB: one transformation of the message on stdin, to stdout. */
+int
+ctl_smime_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
+    char *argv[])
+{
+	struct smime_cmd sc;
+	struct certsrc src = { NULL, NULL };
+	struct config *cfg;
+	struct store *st;
+	char err[1024], *msg;
+	size_t len;
+	int rc = 1;
+
+	memset(&sc, 0, sizeof(sc));
+	sc.verb = cmd->verb;
+	if (smime_args(&sc, argc - 1, argv + 1) == -1) {
+		free(sc.to);
+		return 2;
+	}
+	if ((cfg = config_load(o->path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "%s\n", err);
+		free(sc.to);
+		return 1;
+	}
+	if ((st = store_open(cfg->data_dir, err, sizeof(err))) == NULL)
+		fprintf(stderr, "smrelayctl: %s\n", err);
+	else if (keyring_sync(src.kr = keyring_new(), src.st = st, 1, err,
+	    sizeof(err)) == -1)
+		fprintf(stderr, "smrelayctl: %s\n", err);
+	else if ((msg = ctl_read_stdin(cfg->max_message_size, &len)) != NULL) {
+		rc = smime_exec(&sc, &src, cfg->hostname, msg, len);
+		free(msg);
+	}
+	keyring_free(src.kr);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, "smrelayctl: stdout: %s\n", strerror(errno));
+		rc = 1;
+	}
+	if (st != NULL)
+		store_close(st);
+	config_free(cfg);
+	free(sc.to);
+	return rc;
+}
+

@@ -1,0 +1,204 @@
+/* sink.c: the lab capture server (`smrelayctl sink`): the inbound SMTP
+ * server of daemon/smtpd with the Maildir writer as its backend. */
+#include "autoconfig.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "daemon/base/base.h"
+#include "daemon/sink/sink.h"
+#include "daemon/smtpd/smtpd.h"
+#include "lib/lib.h"
+#include "maildir.h"
+
+struct sink {
+	struct server srv;
+	struct maildir *md;
+	int exiting;
+};
+
+/* Sessions all finished after SIGTERM: leave the loop. */
+static void
+sink_idle(struct server *srv)
+{
+	log_info("sink: all sessions finished, exiting");
+	event_base_loopexit(srv->base, NULL);
+}
+
+/* SIGTERM/SIGINT: drain once, leave at once on the second signal. */
+static void
+sink_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct sink *sk = arg;
+
+	(void)what;
+	if (sk->exiting++) {
+		log_info("sink: second signal, exiting now");
+		event_base_loopexit(sk->srv.base, NULL);
+		return;
+	}
+	log_info("sink: signal %d: draining %d session(s)", (int)sig,
+	    sk->srv.nsessions);
+	server_drain(&sk->srv);
+}
+
+/* Fit the listeners to the TLS options: no certificate, no TLS. */
+static int
+sink_fix_listeners(struct config *cfg, int implicit)
+{
+	int i;
+
+	for (i = 0; i < cfg->nlistens; i++) {
+		if (implicit)
+			cfg->listens[i].tls = LISTEN_TLS_IMPLICIT;
+		if (cfg->tls_cert_file == NULL) {
+			if (cfg->listens[i].tls == LISTEN_TLS_IMPLICIT)
+				return -1;
+			cfg->listens[i].tls = LISTEN_TLS_NONE;
+		}
+	}
+	return 0;
+}
+
+/* Parse the sink's options into cfg: 0, 2 (a bad value, reported) or
+ * SINK_USAGE. */
+static int
+sink_options(int argc, char *argv[], struct config *cfg, char **dir,
+    int *verbose)
+{
+	static const struct option longopts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "maildir", required_argument, NULL, 'm' },
+		{ "tls-cert", required_argument, NULL, 'C' },
+		{ "tls-key", required_argument, NULL, 'K' },
+		{ "implicit-tls", no_argument, NULL, 'I' },
+		{ "hostname", required_argument, NULL, 'H' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ NULL, 0, NULL, 0 }
+	};
+	char why[512];
+	int ch, implicit = 0;
+
+	while ((ch = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'l':
+			if (config_add_listen(cfg, optarg, 0, why,
+			    sizeof(why)) == -1) {
+				fprintf(stderr, "smrelayctl: sink: %s\n", why);
+				return 2;
+			}
+			break;
+		case 'm':
+			free(*dir);
+			*dir = xstrdup(optarg);
+			break;
+		case 'C':
+			free(cfg->tls_cert_file);
+			cfg->tls_cert_file = xstrdup(optarg);
+			break;
+		case 'K':
+			free(cfg->tls_key_file);
+			cfg->tls_key_file = xstrdup(optarg);
+			break;
+		case 'I':
+			implicit = 1;
+			break;
+		case 'H':
+			free(cfg->hostname);
+			cfg->hostname = xstrdup(optarg);
+			break;
+		case 'v':
+			(*verbose)++;
+			break;
+		default:
+			return SINK_USAGE;
+		}
+	}
+	if (optind != argc || *dir == NULL || cfg->nlistens == 0 ||
+	    (cfg->tls_cert_file == NULL) != (cfg->tls_key_file == NULL))
+		return SINK_USAGE;
+	if (sink_fix_listeners(cfg, implicit) == -1) {
+		fprintf(stderr, "smrelayctl: sink: implicit TLS needs "
+		    "--tls-cert and --tls-key\n");
+		return 2;
+	}
+	return 0;
+}
+
+/* Set up the server on a default config and run until a signal. */
+static int
+sink_run(struct sink *sk, const char *dir)
+{
+	struct event *ev_term, *ev_int;
+	char err[1024];
+
+	if (sk->srv.cfg->tls_cert_file != NULL &&
+	    (sk->srv.tls_server = tls_server_ctx(sk->srv.cfg->tls_cert_file,
+	    sk->srv.cfg->tls_key_file, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "smrelayctl: sink: %s\n", err);
+		return 1;
+	}
+	if ((sk->srv.base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	if ((sk->md = maildir_open(sk->srv.base, dir, err,
+	    sizeof(err))) == NULL) {
+		fprintf(stderr, "smrelayctl: sink: %s\n", err);
+		return 1;
+	}
+	sk->srv.ops = &maildir_delivery_ops;
+	sk->srv.ops_ctx = sk->md;
+	sk->srv.open_relay = 1;
+	sk->srv.on_idle = sink_idle;
+	sk->srv.tmpdir = xasprintf("%s/tmp", dir);
+	if (server_listen(&sk->srv, err, sizeof(err)) == -1) {
+		fprintf(stderr, "smrelayctl: sink: %s\n", err);
+		return 1;
+	}
+	ev_term = evsignal_new(sk->srv.base, SIGTERM, sink_signal, sk);
+	ev_int = evsignal_new(sk->srv.base, SIGINT, sink_signal, sk);
+	evsignal_add(ev_term, NULL);
+	evsignal_add(ev_int, NULL);
+	log_info("sink: started hostname=%s maildir=%s tls=%s",
+	    sk->srv.cfg->hostname, dir, sk->srv.tls_server ? "yes" : "no");
+	event_base_dispatch(sk->srv.base);
+	log_info("sink: exiting messages=%llu", sk->srv.nmessages);
+	event_free(ev_term);
+	event_free(ev_int);
+	server_close_listeners(&sk->srv);
+	return 0;
+}
+
+/* smrelayctl sink: a capture SMTP server writing a Maildir. */
+int
+sink_main(int argc, char *argv[])
+{
+	struct sink sk;
+	char *dir = NULL;
+	int verbose = 0, rc;
+
+	memset(&sk, 0, sizeof(sk));
+	sk.srv.cfg = config_default();
+	if ((rc = sink_options(argc, argv, sk.srv.cfg, &dir, &verbose)) != 0) {
+		config_free(sk.srv.cfg);
+		free(dir);
+		return rc;
+	}
+	log_init("smrelayctl", 1, verbose ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	signal(SIGPIPE, SIG_IGN);
+	tls_init();
+	rc = sink_run(&sk, dir);
+	maildir_close(sk.md);
+	if (sk.srv.base != NULL)
+		event_base_free(sk.srv.base);
+	SSL_CTX_free(sk.srv.tls_server);
+	free((char *)sk.srv.tmpdir);
+	config_free(sk.srv.cfg);
+	free(dir);
+	return rc;
+}
