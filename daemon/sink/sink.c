@@ -18,17 +18,23 @@
 #include "maildir.h"
 
 struct sink {
-	struct server srv;
+	struct event_base *base;
+	struct config *cfg;
+	SSL_CTX *tls;
+	char *tmpdir;
+	struct server *srv;
 	struct maildir *md;
 	int exiting;
 };
 
 /* Sessions all finished after SIGTERM: leave the loop. */
 static void
-sink_idle(struct server *srv)
+sink_idle(void *arg)
 {
+	struct sink *sk = arg;
+
 	log_info("sink: all sessions finished, exiting");
-	event_base_loopexit(srv->base, NULL);
+	event_base_loopexit(sk->base, NULL);
 }
 
 /* SIGTERM/SIGINT: drain once, leave at once on the second signal. */
@@ -40,12 +46,12 @@ sink_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	if (sk->exiting++) {
 		log_info("sink: second signal, exiting now");
-		event_base_loopexit(sk->srv.base, NULL);
+		event_base_loopexit(sk->base, NULL);
 		return;
 	}
 	log_info("sink: signal %d: draining %d session(s)", (int)sig,
-	    sk->srv.nsessions);
-	server_drain(&sk->srv);
+	    server_sessions(sk->srv));
+	server_drain(sk->srv);
 }
 
 /* Fit the listeners to the TLS options: no certificate, no TLS. */
@@ -135,42 +141,50 @@ sink_options(int argc, char *argv[], struct config *cfg, char **dir,
 static int
 sink_run(struct sink *sk, const char *dir)
 {
+	struct server_params sp;
 	struct event *ev_term, *ev_int;
 	char err[1024];
 
-	if (sk->srv.cfg->tls_cert_file != NULL &&
-	    (sk->srv.tls_server = tls_server_ctx(sk->srv.cfg->tls_cert_file,
-	    sk->srv.cfg->tls_key_file, err, sizeof(err))) == NULL) {
+	if (sk->cfg->tls_cert_file != NULL &&
+	    (sk->tls = tls_server_ctx(sk->cfg->tls_cert_file,
+	    sk->cfg->tls_key_file, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "smrelayctl: sink: %s\n", err);
 		return 1;
 	}
-	if ((sk->srv.base = event_base_new()) == NULL)
+	if ((sk->base = server_event_base()) == NULL)
 		fatalx("event_base_new failed");
-	if ((sk->md = maildir_open(sk->srv.base, dir, err,
+	if ((sk->md = maildir_open(sk->base, dir, err,
 	    sizeof(err))) == NULL) {
 		fprintf(stderr, "smrelayctl: sink: %s\n", err);
 		return 1;
 	}
-	sk->srv.ops = &maildir_delivery_ops;
-	sk->srv.ops_ctx = sk->md;
-	sk->srv.open_relay = 1;
-	sk->srv.on_idle = sink_idle;
-	sk->srv.tmpdir = xasprintf("%s/tmp", dir);
-	if (server_listen(&sk->srv, err, sizeof(err)) == -1) {
+	sk->tmpdir = xasprintf("%s/tmp", dir);
+	memset(&sp, 0, sizeof(sp));
+	sp.base = sk->base;
+	sp.cfg = sk->cfg;
+	sp.tls_server = sk->tls;
+	sp.ops = &maildir_delivery_ops;
+	sp.ops_ctx = sk->md;
+	sp.open_relay = 1;
+	sp.tmpdir = sk->tmpdir;
+	sp.on_idle = sink_idle;
+	sp.arg = sk;
+	sk->srv = server_new(&sp);
+	if (server_listen(sk->srv, err, sizeof(err)) == -1) {
 		fprintf(stderr, "smrelayctl: sink: %s\n", err);
 		return 1;
 	}
-	ev_term = evsignal_new(sk->srv.base, SIGTERM, sink_signal, sk);
-	ev_int = evsignal_new(sk->srv.base, SIGINT, sink_signal, sk);
+	ev_term = evsignal_new(sk->base, SIGTERM, sink_signal, sk);
+	ev_int = evsignal_new(sk->base, SIGINT, sink_signal, sk);
 	evsignal_add(ev_term, NULL);
 	evsignal_add(ev_int, NULL);
 	log_info("sink: started hostname=%s maildir=%s tls=%s",
-	    sk->srv.cfg->hostname, dir, sk->srv.tls_server ? "yes" : "no");
-	event_base_dispatch(sk->srv.base);
-	log_info("sink: exiting messages=%llu", sk->srv.nmessages);
+	    sk->cfg->hostname, dir, sk->tls ? "yes" : "no");
+	event_base_dispatch(sk->base);
+	log_info("sink: exiting messages=%llu", server_messages(sk->srv));
 	event_free(ev_term);
 	event_free(ev_int);
-	server_close_listeners(&sk->srv);
+	server_close_listeners(sk->srv);
 	return 0;
 }
 
@@ -183,9 +197,9 @@ sink_main(int argc, char *argv[])
 	int verbose = 0, rc;
 
 	memset(&sk, 0, sizeof(sk));
-	sk.srv.cfg = config_default();
-	if ((rc = sink_options(argc, argv, sk.srv.cfg, &dir, &verbose)) != 0) {
-		config_free(sk.srv.cfg);
+	sk.cfg = config_default();
+	if ((rc = sink_options(argc, argv, sk.cfg, &dir, &verbose)) != 0) {
+		config_free(sk.cfg);
 		free(dir);
 		return rc;
 	}
@@ -193,12 +207,13 @@ sink_main(int argc, char *argv[])
 	signal(SIGPIPE, SIG_IGN);
 	tls_init();
 	rc = sink_run(&sk, dir);
+	server_free(sk.srv);
 	maildir_close(sk.md);
-	if (sk.srv.base != NULL)
-		event_base_free(sk.srv.base);
-	SSL_CTX_free(sk.srv.tls_server);
-	free((char *)sk.srv.tmpdir);
-	config_free(sk.srv.cfg);
+	if (sk.base != NULL)
+		event_base_free(sk.base);
+	SSL_CTX_free(sk.tls);
+	free(sk.tmpdir);
+	config_free(sk.cfg);
 	free(dir);
 	return rc;
 }

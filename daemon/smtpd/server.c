@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #include <event2/listener.h>
@@ -15,6 +16,24 @@
 #include "lib/lib.h"
 #include "smtpd.h"
 #include "smtp_session.h"
+
+/* A live session, in the server's list. */
+struct server_sess {
+	struct smtp_session *s;
+	LIST_ENTRY(server_sess) entry;
+};
+
+struct server {
+	struct session_env env;         /* what sessions read (cfg, tls, ...) */
+	LIST_HEAD(, server_sess) sessions;
+	int nsessions;
+	unsigned long long nmessages;   /* accepted, for logs and tests */
+	struct evconnlistener **listeners;
+	void **listener_args;           /* owned, one per listener */
+	int nlisteners;
+	void (*on_idle)(void *arg);
+	void *arg;
+};
 
 struct listener_ctx {
 	struct server *srv;
@@ -30,7 +49,7 @@ server_refuse(struct server *srv, evutil_socket_t fd)
 
 	n = snprintf(msg, sizeof(msg),
 	    "421 4.7.0 %s Too many connections, try again later\r\n",
-	    srv->cfg->hostname);
+	    srv->env.cfg->hostname);
 	if (send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		log_debug("refuse: send: %s", strerror(errno));
 	evutil_closesocket(fd);
@@ -43,21 +62,29 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 {
 	struct listener_ctx *lx = arg;
 	struct server *srv = lx->srv;
+	struct server_sess *sn;
 	char addr[64];
 
 	(void)l;
-	if (srv->draining) {
+	if (srv->env.draining) {
 		evutil_closesocket(fd);
 		return;
 	}
-	if (srv->nsessions >= srv->cfg->max_connections) {
+	if (srv->nsessions >= srv->env.cfg->max_connections) {
 		sockaddr_str(sa, addr, sizeof(addr));
 		log_warnx("connection refused peer=%s reason=max_connections "
-		    "limit=%d", addr, srv->cfg->max_connections);
+		    "limit=%d", addr, srv->env.cfg->max_connections);
 		server_refuse(srv, fd);
 		return;
 	}
-	smtp_session_start(srv, fd, sa, socklen, lx->lc);
+	sn = xcalloc(1, sizeof(*sn));
+	if ((sn->s = smtp_session_start(&srv->env, sn, fd, sa, socklen,
+	    lx->lc)) == NULL) {
+		free(sn);
+		return;
+	}
+	LIST_INSERT_HEAD(&srv->sessions, sn, entry);
+	srv->nsessions++;
 }
 
 /* accept() failed (EMFILE...): log and keep serving. */
@@ -96,7 +123,7 @@ server_listen_one(struct server *srv, const struct listen_cfg *lc,
 		lx = xcalloc(1, sizeof(*lx));
 		lx->srv = srv;
 		lx->lc = lc;
-		l = evconnlistener_new_bind(srv->base, server_accept_cb, lx,
+		l = evconnlistener_new_bind(srv->env.base, server_accept_cb, lx,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
 		    LEV_OPT_CLOSE_ON_EXEC, 511,
 		    ai->ai_addr, (int)ai->ai_addrlen);
@@ -164,14 +191,14 @@ server_listen(struct server *srv, char *err, size_t errlen)
 {
 	int i;
 
-	for (i = 0; i < srv->cfg->nlistens; i++) {
-		if (server_listen_one(srv, &srv->cfg->listens[i], err,
+	for (i = 0; i < srv->env.cfg->nlistens; i++) {
+		if (server_listen_one(srv, &srv->env.cfg->listens[i], err,
 		    errlen) == -1)
 			return -1;
-		log_info("listening on %s:%s tls=%s", srv->cfg->listens[i].host,
-		    srv->cfg->listens[i].port,
-		    srv->cfg->listens[i].tls == LISTEN_TLS_IMPLICIT ? "implicit" :
-		    srv->cfg->listens[i].tls == LISTEN_TLS_NONE ? "none" :
+		log_info("listening on %s:%s tls=%s", srv->env.cfg->listens[i].host,
+		    srv->env.cfg->listens[i].port,
+		    srv->env.cfg->listens[i].tls == LISTEN_TLS_IMPLICIT ? "implicit" :
+		    srv->env.cfg->listens[i].tls == LISTEN_TLS_NONE ? "none" :
 		    "starttls");
 	}
 	return 0;
@@ -198,14 +225,93 @@ server_close_listeners(struct server *srv)
 void
 server_drain(struct server *srv)
 {
-	struct smtp_session *s, *next;
+	struct server_sess *sn, *next;
 
-	srv->draining = 1;
+	srv->env.draining = 1;
 	server_close_listeners(srv);
-	for (s = srv->sessions; s != NULL; s = next) {
-		next = smtp_session_next(s);
-		smtp_session_drain(s);
+	for (sn = LIST_FIRST(&srv->sessions); sn != NULL; sn = next) {
+		next = LIST_NEXT(sn, entry);
+		smtp_session_drain(sn->s);      /* may free sn */
 	}
 	if (srv->nsessions == 0 && srv->on_idle != NULL)
-		srv->on_idle(srv);
+		srv->on_idle(srv->arg);
+}
+
+/* A session ended (env.closed): forget it; the last one while draining
+ * tells the program. */
+static void
+server_session_closed(void *arg, void *tag)
+{
+	struct server *srv = arg;
+	struct server_sess *sn = tag;
+
+	LIST_REMOVE(sn, entry);
+	free(sn);
+	srv->nsessions--;
+	if (srv->env.draining && srv->nsessions == 0 && srv->on_idle != NULL)
+		srv->on_idle(srv->arg);
+}
+
+/* A session's message got its 250 (env.accepted). */
+static void
+server_message_accepted(void *arg)
+{
+	struct server *srv = arg;
+
+	srv->nmessages++;
+}
+
+/* A server for p's listeners and backend; nothing is bound yet. */
+struct server *
+server_new(const struct server_params *p)
+{
+	struct server *srv = xcalloc(1, sizeof(*srv));
+
+	srv->env.base = p->base;
+	srv->env.cfg = p->cfg;
+	srv->env.tls_server = p->tls_server;
+	srv->env.ops = p->ops;
+	srv->env.ops_ctx = p->ops_ctx;
+	srv->env.open_relay = p->open_relay;
+	srv->env.tmpdir = p->tmpdir;
+	srv->env.accepted = server_message_accepted;
+	srv->env.closed = server_session_closed;
+	srv->env.arg = srv;
+	srv->on_idle = p->on_idle;
+	srv->arg = p->arg;
+	LIST_INIT(&srv->sessions);
+	return srv;
+}
+
+/* SIGHUP: the new config and TLS context, for new sessions and the next
+ * command of live ones. */
+void
+server_reconfigure(struct server *srv, const struct config *cfg, SSL_CTX *tls)
+{
+	srv->env.cfg = cfg;
+	srv->env.tls_server = tls;
+}
+
+/* Sessions open now. */
+int
+server_sessions(const struct server *srv)
+{
+	return srv->nsessions;
+}
+
+/* Messages accepted (250 at end of DATA) since start. */
+unsigned long long
+server_messages(const struct server *srv)
+{
+	return srv->nmessages;
+}
+
+/* Close the listeners and free; every session must be gone. */
+void
+server_free(struct server *srv)
+{
+	if (srv == NULL)
+		return;
+	server_close_listeners(srv);
+	free(srv);
 }

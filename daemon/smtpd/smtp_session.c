@@ -19,7 +19,6 @@
 #include "daemon/base/base.h"
 #include "lib/lib.h"
 #include "proto/proto.h"
-#include "smtpd.h"
 #include "smtp_session.h"
 
 #define CMD_LINE_CAP    2048            /* longest command line we accept */
@@ -45,7 +44,8 @@ enum data_error { DATA_OK, DATA_TOO_BIG, DATA_IO };
 
 struct smtp_session {
 	uint64_t id;
-	struct server *srv;
+	const struct session_env *env;  /* the server's, kept current by it */
+	void *tag;                      /* the server's handle, given back at close */
 	const struct listen_cfg *lc;
 	struct bufferevent *bev;
 	enum session_state state;
@@ -76,7 +76,6 @@ struct smtp_session {
 	size_t data_bytes;
 	enum data_error data_error;
 
-	struct smtp_session *prev, *next;
 };
 
 /*
@@ -209,7 +208,7 @@ session_error(struct smtp_session *s)
 	if (++s->nerrors < MAX_ERRORS)
 		return 0;
 	session_reply(s, "421 4.7.0 %s Too many errors, closing connection",
-	    s->srv->cfg->hostname);
+	    s->env->cfg->hostname);
 	return session_close(s, "too-many-errors");
 }
 
@@ -218,7 +217,7 @@ static void
 session_reset_txn(struct smtp_session *s)
 {
 	if (s->txn != NULL) {
-		s->srv->ops->abort(s->txn);
+		s->env->ops->abort(s->txn);
 		s->txn = NULL;
 	}
 	msgbuf_free(s->body);
@@ -266,14 +265,14 @@ cmd_helo(struct smtp_session *s, struct smtp_cmd *cmd)
 {
 	if (cmd_helo_common(s, cmd, 0) != 0)
 		return -1;
-	session_reply(s, "250 %s", s->srv->cfg->hostname);
+	session_reply(s, "250 %s", s->env->cfg->hostname);
 	return 0;
 }
 
 static int
 cmd_ehlo(struct smtp_session *s, struct smtp_cmd *cmd)
 {
-	const struct config *cfg = s->srv->cfg;
+	const struct config *cfg = s->env->cfg;
 
 	if (cmd_helo_common(s, cmd, 1) != 0)
 		return -1;
@@ -284,7 +283,7 @@ cmd_ehlo(struct smtp_session *s, struct smtp_cmd *cmd)
 	    (unsigned long long)cfg->max_message_size);
 	session_reply(s, "250-8BITMIME");
 	session_reply(s, "250-ENHANCEDSTATUSCODES");
-	if (!s->tls && s->srv->tls_server != NULL &&
+	if (!s->tls && s->env->tls_server != NULL &&
 	    s->lc->tls == LISTEN_TLS_STARTTLS)
 		session_reply(s, "250-STARTTLS");
 	session_reply(s, "250-SMTPUTF8");
@@ -296,7 +295,7 @@ cmd_ehlo(struct smtp_session *s, struct smtp_cmd *cmd)
 static int
 mail_params_check(struct smtp_session *s, struct smtp_cmd *cmd)
 {
-	const struct config *cfg = s->srv->cfg;
+	const struct config *cfg = s->env->cfg;
 	struct smtp_param *p;
 	uint64_t size;
 	int i, r = 0;
@@ -371,9 +370,9 @@ cmd_mail(struct smtp_session *s, struct smtp_cmd *cmd)
 		session_reply(s, "503 5.5.1 Nested MAIL command");
 		return session_error(s);
 	}
-	if (s->srv->draining) {
+	if (s->env->draining) {
 		session_reply(s, "421 4.3.2 %s Service shutting down",
-		    s->srv->cfg->hostname);
+		    s->env->cfg->hostname);
 		return session_close(s, "shutdown");
 	}
 	s->smtputf8 = 0;
@@ -486,7 +485,7 @@ rcpt_params_check(struct smtp_session *s, struct smtp_cmd *cmd, char *buf,
 static int
 cmd_rcpt(struct smtp_session *s, struct smtp_cmd *cmd)
 {
-	const struct config *cfg = s->srv->cfg;
+	const struct config *cfg = s->env->cfg;
 	char params[600];
 
 	if (s->from == NULL) {
@@ -512,7 +511,7 @@ cmd_rcpt(struct smtp_session *s, struct smtp_cmd *cmd)
 	if (rcpt_params_check(s, cmd, params, sizeof(params)) != 0)
 		return session_error(s);
 	if (s->txn == NULL)
-		s->txn = s->srv->ops->begin(s->srv->ops_ctx, s->from,
+		s->txn = s->env->ops->begin(s->env->ops_ctx, s->from,
 		    s->mail_params, s->id);
 	if (s->nslots == s->slot_cap) {
 		s->slot_cap = s->slot_cap ? s->slot_cap * 2 : 8;
@@ -523,7 +522,7 @@ cmd_rcpt(struct smtp_session *s, struct smtp_cmd *cmd)
 	s->slots[s->nslots++].path = xstrdup(cmd->path);
 	log_debug("session id=%016llx rcpt to=<%s> %s sent on",
 	    (unsigned long long)s->id, cmd->path, params);
-	s->srv->ops->rcpt(s->txn, cmd->path, params, session_rcpt_cb, s);
+	s->env->ops->rcpt(s->txn, cmd->path, params, session_rcpt_cb, s);
 	return 0;
 }
 
@@ -545,7 +544,7 @@ session_received(struct smtp_session *s)
 	/* "for" only with one recipient, so a Bcc is never shown to others. */
 	hdr = xasprintf("Received: from %s ([%s])\r\n\tby %s (smrelay) with %s "
 	    "id %016llx%s%s%s\r\n\t%s%s%s; %s\r\n",
-	    s->helo, s->peer_str, s->srv->cfg->hostname, with,
+	    s->helo, s->peer_str, s->env->cfg->hostname, with,
 	    (unsigned long long)s->id, s->tls ? "\r\n\t(" : "",
 	    s->tls ? s->tls_info : "", s->tls ? ")" : "",
 	    s->nrcpt == 1 ? "for <" : "", s->nrcpt == 1 ? s->first_rcpt : "",
@@ -567,7 +566,7 @@ cmd_data(struct smtp_session *s, struct smtp_cmd *cmd)
 		session_reply(s, "554 5.5.1 No valid recipients");
 		return session_error(s);
 	}
-	s->body = msgbuf_new(s->srv->tmpdir, MSGBUF_MEM_DEFAULT);
+	s->body = msgbuf_new(s->env->tmpdir, MSGBUF_MEM_DEFAULT);
 	if (session_received(s) != 0) {
 		log_warn("session id=%016llx body", (unsigned long long)s->id);
 		session_reply(s, "452 4.3.1 Insufficient system storage");
@@ -605,7 +604,7 @@ static int
 cmd_quit(struct smtp_session *s, struct smtp_cmd *cmd)
 {
 	(void)cmd;
-	session_reply(s, "221 2.0.0 %s Bye", s->srv->cfg->hostname);
+	session_reply(s, "221 2.0.0 %s Bye", s->env->cfg->hostname);
 	return session_close(s, "quit");
 }
 
@@ -653,13 +652,13 @@ session_tls_begin(struct smtp_session *s)
 	SSL *ssl;
 
 	ERR_clear_error();
-	ssl = SSL_new(s->srv->tls_server);
+	ssl = SSL_new(s->env->tls_server);
 	if (ssl == NULL) {
 		log_warnx("session id=%016llx SSL_new: %s",
 		    (unsigned long long)s->id, tls_error());
 		return session_close(s, "tls-init");
 	}
-	tb = bufferevent_openssl_filter_new(s->srv->base, s->bev, ssl,
+	tb = bufferevent_openssl_filter_new(s->env->base, s->bev, ssl,
 	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	if (tb == NULL) {
 		SSL_free(ssl);
@@ -702,7 +701,7 @@ cmd_starttls(struct smtp_session *s, struct smtp_cmd *cmd)
 		session_reply(s, "503 5.5.1 TLS already active");
 		return session_error(s);
 	}
-	if (s->srv->tls_server == NULL || s->lc->tls != LISTEN_TLS_STARTTLS) {
+	if (s->env->tls_server == NULL || s->lc->tls != LISTEN_TLS_STARTTLS) {
 		session_reply(s, "502 5.5.1 STARTTLS not available");
 		return session_error(s);
 	}
@@ -787,7 +786,7 @@ session_command(struct smtp_session *s, char *line)
 		session_reply(s, "500 5.5.1 Command unrecognized");
 		return session_error(s);
 	}
-	if (s->srv->cfg->inbound_tls_encrypt && !s->tls &&
+	if (s->env->cfg->inbound_tls_encrypt && !s->tls &&
 	    !(ce->flags & CMD_PRETLS)) {
 		session_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return session_error(s);
@@ -822,9 +821,9 @@ session_cmd_input(struct smtp_session *s)
 		s->out_paused = 1;
 		return 1;
 	}
-	if (s->srv->draining && session_rcpts_pending(s) == 0) {
+	if (s->env->draining && session_rcpts_pending(s) == 0) {
 		session_reply(s, "421 4.3.2 %s Service shutting down",
-		    s->srv->cfg->hostname);
+		    s->env->cfg->hostname);
 		return session_close(s, "shutdown");
 	}
 	p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_CRLF);
@@ -875,7 +874,7 @@ session_data_cb(void *arg, const struct smtp_result *r)
 	    (unsigned long long)s->id, s->data_bytes, s->nrcpt, r->code,
 	    r->enh, r->text);
 	if (r->code >= 200 && r->code < 300)
-		s->srv->nmessages++;
+		s->env->accepted(s->env->arg);
 	session_reply_result(s, r);
 	session_reset_txn(s);
 	session_enter_state(s, S_CMD);
@@ -911,7 +910,7 @@ session_data_end(struct smtp_session *s)
 		    "(limit %d)", DATA_LINE_CAP);
 	else {
 		session_enter_state(s, S_WAIT_DATA);
-		s->srv->ops->data(s->txn, s->body, session_data_cb, s);
+		s->env->ops->data(s->txn, s->body, session_data_cb, s);
 		return 1;
 	}
 	why = s->data_error == DATA_TOO_BIG ? "too-big" :
@@ -939,7 +938,7 @@ session_data_input(struct smtp_session *s)
 		used = smtp_data_feed(&s->drd, v.iov_base, len, out, &outlen,
 		    &done);
 		if (s->data_error == DATA_OK) {
-			if (s->data_bytes + outlen > s->srv->cfg->max_message_size)
+			if (s->data_bytes + outlen > s->env->cfg->max_message_size)
 				s->data_error = DATA_TOO_BIG;
 			else if (msgbuf_append(s->body, out, outlen) != 0) {
 				log_warn("session id=%016llx body write",
@@ -990,8 +989,8 @@ session_proxy_input(struct smtp_session *s)
 		memcpy(&s->peer, &ph.src, sizeof(s->peer));
 		sockaddr_str((struct sockaddr *)&s->peer, s->peer_str,
 		    sizeof(s->peer_str));
-		s->relay_ok = s->srv->open_relay || config_relay_allowed(
-		    s->srv->cfg, (struct sockaddr *)&s->peer);
+		s->relay_ok = s->env->open_relay || config_relay_allowed(
+		    s->env->cfg, (struct sockaddr *)&s->peer);
 	}
 	log_info("session id=%016llx proxy client=%s relay=%s",
 	    (unsigned long long)s->id, s->peer_str, s->relay_ok ? "yes" : "no");
@@ -1009,7 +1008,7 @@ session_proxy_input(struct smtp_session *s)
 static int
 session_greet(struct smtp_session *s)
 {
-	session_reply(s, "220 %s ESMTP smrelay", s->srv->cfg->hostname);
+	session_reply(s, "220 %s ESMTP smrelay", s->env->cfg->hostname);
 	session_enter_state(s, S_CMD);
 	return 0;
 }
@@ -1085,7 +1084,7 @@ session_closing_check(struct smtp_session *s)
 	if (bufferevent_get_underlying(s->bev) == NULL)
 		return;         /* the write callback will come */
 	if (s->close_ev == NULL) {
-		s->close_ev = evtimer_new(s->srv->base, session_closing_timer, s);
+		s->close_ev = evtimer_new(s->env->base, session_closing_timer, s);
 		evtimer_add(s->close_ev, &close_poll);
 	}
 }
@@ -1148,7 +1147,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		log_info("session id=%016llx timeout state=%s",
 		    (unsigned long long)s->id, session_strstate(s->state));
 		session_reply(s, "421 4.4.2 %s Timeout exceeded",
-		    s->srv->cfg->hostname);
+		    s->env->cfg->hostname);
 		bufferevent_enable(s->bev, EV_WRITE);
 		session_close(s, "timeout");
 		return;
@@ -1167,32 +1166,34 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	session_free(s);
 }
 
-/* Take over an accepted socket and start the conversation. */
-void
-smtp_session_start(struct server *srv, evutil_socket_t fd,
+/* Take over an accepted socket and start the conversation; NULL (socket
+ * closed) if it cannot be set up. */
+struct smtp_session *
+smtp_session_start(const struct session_env *env, void *tag, evutil_socket_t fd,
     const struct sockaddr *sa, int socklen, const struct listen_cfg *lc)
 {
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	SSL *ssl;
 
 	s->id = new_session_id();
-	s->srv = srv;
+	s->env = env;
+	s->tag = tag;
 	s->lc = lc;
 	memcpy(&s->peer, sa, (size_t)socklen < sizeof(s->peer) ?
 	    (size_t)socklen : sizeof(s->peer));
 	sockaddr_str(sa, s->peer_str, sizeof(s->peer_str));
-	s->relay_ok = srv->open_relay || config_relay_allowed(srv->cfg, sa);
+	s->relay_ok = env->open_relay || config_relay_allowed(env->cfg, sa);
 	evutil_make_socket_nonblocking(fd);
 	if (lc->tls == LISTEN_TLS_IMPLICIT && lc->proxy == LISTEN_PROXY_OFF) {
 		ERR_clear_error();
-		ssl = SSL_new(srv->tls_server);
-		s->bev = ssl ? bufferevent_openssl_socket_new(srv->base, fd, ssl,
+		ssl = SSL_new(env->tls_server);
+		s->bev = ssl ? bufferevent_openssl_socket_new(env->base, fd, ssl,
 		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
 		if (s->bev != NULL)
 			bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
 		s->state = S_HANDSHAKE;
 	} else {
-		s->bev = bufferevent_socket_new(srv->base, fd,
+		s->bev = bufferevent_socket_new(env->base, fd,
 		    BEV_OPT_CLOSE_ON_FREE);
 		s->state = lc->proxy != LISTEN_PROXY_OFF ? S_PROXY : S_CMD;
 	}
@@ -1200,26 +1201,24 @@ smtp_session_start(struct server *srv, evutil_socket_t fd,
 		log_warnx("session: cannot set up connection: %s", tls_error());
 		evutil_closesocket(fd);
 		free(s);
-		return;
+		return NULL;
 	}
-	srv->nsessions++;
-	s->next = srv->sessions;
-	if (s->next)
-		s->next->prev = s;
-	srv->sessions = s;
 	log_info("session id=%016llx connect peer=%s listener=%s:%s relay=%s",
 	    (unsigned long long)s->id, s->peer_str, lc->host, lc->port,
 	    s->relay_ok ? "yes" : "no");
 	session_setup_bev(s);
 	if (s->state == S_CMD)
 		session_greet(s);
+	return s;
 }
 
-/* Free everything; the socket closes with the bufferevent. */
+/* Free everything; the socket closes with the bufferevent.  The server
+ * hears of it last (it may stop the loop when this was the last one). */
 static void
 session_free(struct smtp_session *s)
 {
-	struct server *srv = s->srv;
+	const struct session_env *env = s->env;
+	void *tag = s->tag;
 
 	session_reset_txn(s);
 	free(s->slots);
@@ -1228,16 +1227,8 @@ session_free(struct smtp_session *s)
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	free(s->helo);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		srv->sessions = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
 	free(s);
-	srv->nsessions--;
-	if (srv->draining && srv->nsessions == 0 && srv->on_idle != NULL)
-		srv->on_idle(srv);
+	env->closed(env->arg, tag);
 }
 
 /* Draining: close a session that sits between transactions. */
@@ -1248,14 +1239,7 @@ smtp_session_drain(struct smtp_session *s)
 	if (s->state != S_CMD || session_rcpts_pending(s) > 0)
 		return 0;
 	session_reply(s, "421 4.3.2 %s Service shutting down",
-	    s->srv->cfg->hostname);
+	    s->env->cfg->hostname);
 	session_close(s, "shutdown");
 	return 1;
-}
-
-/* Next session in the server's list. */
-struct smtp_session *
-smtp_session_next(struct smtp_session *s)
-{
-	return s->next;
 }
