@@ -24,7 +24,11 @@
 #include "store/store.h"
 
 struct daemon_state {
-	struct server srv;
+	struct event_base *base;
+	struct config *cfg;             /* the running one */
+	SSL_CTX *tls_server;            /* STARTTLS; NULL without a cert */
+	char *tmpdir;                   /* data_dir/tmp: bodies that spill */
+	struct server *srv;
 	struct relay_pool *pool;
 	/* built in this order after daemon(), freed in reverse */
 	struct store *st;               /* the loop's connection: the only
@@ -135,10 +139,12 @@ load_tls(const struct config *cfg, SSL_CTX **server, SSL_CTX **client,
 
 /* Everything is drained after SIGTERM: leave the loop. */
 static void
-on_idle(struct server *srv)
+on_idle(void *arg)
 {
+	struct daemon_state *d = arg;
+
 	log_info("all sessions finished, exiting");
-	event_base_loopexit(srv->base, NULL);
+	event_base_loopexit(d->base, NULL);
 }
 
 /* SIGHUP: re-read the config; keep the old one on error. */
@@ -149,7 +155,7 @@ reload(struct daemon_state *d)
 	struct config *ncfg;
 	SSL_CTX *sctx, *cctx;
 
-	ncfg = config_load(d->srv.cfg->path, err, sizeof(err));
+	ncfg = config_load(d->cfg->path, err, sizeof(err));
 	if (ncfg == NULL) {
 		log_warnx("reload failed, keeping the running config: %s", err);
 		return;
@@ -163,10 +169,11 @@ reload(struct daemon_state *d)
 	/* Live sessions point into the old config: retire it, free at exit. */
 	d->retired = xreallocarray(d->retired, (size_t)d->nretired + 1,
 	    sizeof(*d->retired));
-	d->retired[d->nretired++] = d->srv.cfg;
-	d->srv.cfg = ncfg;
-	SSL_CTX_free(d->srv.tls_server);
-	d->srv.tls_server = sctx;
+	d->retired[d->nretired++] = d->cfg;
+	d->cfg = ncfg;
+	server_reconfigure(d->srv, ncfg, sctx);
+	SSL_CTX_free(d->tls_server);
+	d->tls_server = sctx;
 	relay_pool_reconfigure(d->pool, ncfg, cctx);
 	queue_reconfigure(d->queue, ncfg);
 	gateway_reconfigure(d->gw, ncfg);
@@ -190,16 +197,16 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	if (d->exiting) {
 		log_info("second signal, exiting now");
-		event_base_loopexit(d->srv.base, NULL);
+		event_base_loopexit(d->base, NULL);
 		return;
 	}
 	d->exiting = 1;
 	log_info("signal %d: draining %d session(s)", (int)sig,
-	    d->srv.nsessions);
+	    server_sessions(d->srv));
 	/* Messages in flight finish; past the deadline we stop anyway (the
 	 * clients of unfinished ones never got 250, so they retry). */
-	event_base_loopexit(d->srv.base, &drain_deadline);
-	server_drain(&d->srv);
+	event_base_loopexit(d->base, &drain_deadline);
+	server_drain(d->srv);
 }
 
 /* The options; usage() on anything else. */
@@ -226,9 +233,9 @@ parse_args(int argc, char *argv[], struct daemon_opts *o)
 static void
 config_state_free(struct daemon_state *d)
 {
-	SSL_CTX_free(d->srv.tls_server);
+	SSL_CTX_free(d->tls_server);
 	SSL_CTX_free(d->client_ctx);
-	config_free(d->srv.cfg);
+	config_free(d->cfg);
 }
 
 /* Load the config, its TLS contexts, data_dir and the databases, before
@@ -238,19 +245,19 @@ check_config(struct daemon_state *d, const char *path)
 {
 	char err[1024];
 
-	d->srv.cfg = config_load(path, err, sizeof(err));
-	if (d->srv.cfg == NULL) {
+	d->cfg = config_load(path, err, sizeof(err));
+	if (d->cfg == NULL) {
 		fprintf(stderr, "%s\n", err);
 		return -1;
 	}
-	if (load_tls(d->srv.cfg, &d->srv.tls_server, &d->client_ctx, err,
-	    sizeof(err)) == -1 || prepare_data_dir(d->srv.cfg, err,
+	if (load_tls(d->cfg, &d->tls_server, &d->client_ctx, err,
+	    sizeof(err)) == -1 || prepare_data_dir(d->cfg, err,
 	    sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
 		config_state_free(d);
 		return -1;
 	}
-	if (check_store(d->srv.cfg, err, sizeof(err)) == -1) {
+	if (check_store(d->cfg, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
 		config_state_free(d);
 		return -1;
@@ -309,7 +316,7 @@ subsystems_free(struct daemon_state *d)
 static int
 subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 {
-	const struct config *cfg = d->srv.cfg;
+	const struct config *cfg = d->cfg;
 	struct gateway_parts parts;
 	struct spool_entry **loaded = NULL;
 	size_t nloaded = 0;
@@ -320,23 +327,22 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 	d->cc = certcache_new();
 	if (certcache_sync(d->cc, d->st, 1, err, errlen) == -1)
 		goto fail;
-	if ((d->spool = spool_new(d->srv.base, d->data_dir, &loaded,
+	if ((d->spool = spool_new(d->base, d->data_dir, &loaded,
 	    &nloaded, err, errlen)) == NULL)
 		goto fail;
-	d->queue = queue_new(d->srv.base, d->spool, loaded, nloaded,
+	d->queue = queue_new(d->base, d->spool, loaded, nloaded,
 	    &relay_delivery_ops, d->pool, cfg);
 	cms_init();
-	d->workers = workers_new(d->srv.base, 0, worker_init, worker_fini,
+	d->workers = workers_new(d->base, 0, worker_init, worker_fini,
 	    d->data_dir);
 	parts.st = d->st;
 	parts.cc = d->cc;
 	parts.spool = d->spool;
 	parts.queue = d->queue;
 	parts.workers = d->workers;
-	d->gw = gateway_new(d->srv.base, &relay_delivery_ops, d->pool, cfg,
-	    d->srv.tmpdir, &parts);
-	d->srv.ops = &gateway_delivery_ops;
-	d->srv.ops_ctx = d->gw;
+	d->gw = gateway_new(d->base, &relay_delivery_ops, d->pool, cfg,
+	    d->tmpdir, &parts);
+	server_set_delivery(d->srv, &gateway_delivery_ops, d->gw);
 	return 0;
  fail:
 	subsystems_free(d);
@@ -347,9 +353,9 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 static void
 signals_add(struct daemon_state *d)
 {
-	d->ev_term = evsignal_new(d->srv.base, SIGTERM, signal_cb, d);
-	d->ev_int = evsignal_new(d->srv.base, SIGINT, signal_cb, d);
-	d->ev_hup = evsignal_new(d->srv.base, SIGHUP, signal_cb, d);
+	d->ev_term = evsignal_new(d->base, SIGTERM, signal_cb, d);
+	d->ev_int = evsignal_new(d->base, SIGINT, signal_cb, d);
+	d->ev_hup = evsignal_new(d->base, SIGHUP, signal_cb, d);
 	evsignal_add(d->ev_term, NULL);
 	evsignal_add(d->ev_int, NULL);
 	evsignal_add(d->ev_hup, NULL);
@@ -364,17 +370,36 @@ daemon_free(struct daemon_state *d)
 	event_free(d->ev_term);
 	event_free(d->ev_int);
 	event_free(d->ev_hup);
-	server_close_listeners(&d->srv);
+	server_close_listeners(d->srv);
 	subsystems_free(d);
+	server_free(d->srv);
 	relay_pool_free(d->pool);
-	event_base_free(d->srv.base);
-	SSL_CTX_free(d->srv.tls_server);
+	event_base_free(d->base);
+	SSL_CTX_free(d->tls_server);
 	SSL_CTX_free(d->client_ctx);
-	free((char *)d->srv.tmpdir);
+	free(d->tmpdir);
 	for (i = 0; i < d->nretired; i++)
 		config_free(d->retired[i]);
 	free(d->retired);
-	config_free(d->srv.cfg);
+	config_free(d->cfg);
+}
+
+/* The listeners of the config, bound before daemon() so that a port in
+ * use fails the start; the backend is set once it is built. */
+static int
+server_start(struct daemon_state *d, char *err, size_t errlen)
+{
+	struct server_params sp;
+
+	memset(&sp, 0, sizeof(sp));
+	sp.base = d->base;
+	sp.cfg = d->cfg;
+	sp.tls_server = d->tls_server;
+	sp.tmpdir = d->tmpdir;
+	sp.on_idle = on_idle;
+	sp.arg = d;
+	d->srv = server_new(&sp);
+	return server_listen(d->srv, err, errlen);
 }
 
 /* Check the config, listen, detach, build the subsystems, run the loop. */
@@ -397,34 +422,33 @@ main(int argc, char *argv[])
 		return 0;
 	}
 	log_init("smrelayd", o.foreground, o.verbose ? LOG_LVL_DEBUG :
-	    d.srv.cfg->log_level);
+	    d.cfg->log_level);
 	signal(SIGPIPE, SIG_IGN);
-	d.srv.base = server_event_base();
-	if (d.srv.base == NULL)
+	d.base = server_event_base();
+	if (d.base == NULL)
 		fatalx("event_base_new failed");
-	d.pool = relay_pool_new(d.srv.base, d.srv.cfg, d.client_ctx);
-	d.srv.on_idle = on_idle;
-	d.srv.tmpdir = xasprintf("%s/tmp", d.srv.cfg->data_dir);
-	if (server_listen(&d.srv, err, sizeof(err)) == -1) {
+	d.pool = relay_pool_new(d.base, d.cfg, d.client_ctx);
+	d.tmpdir = xasprintf("%s/tmp", d.cfg->data_dir);
+	if (server_start(&d, err, sizeof(err)) == -1) {
 		log_warnx("%s", err);
 		return 1;
 	}
 	if (!o.foreground && daemon(0, 0) == -1)
 		fatal("daemon");
 	if (!o.foreground)
-		event_reinit(d.srv.base);
+		event_reinit(d.base);
 	if (subsystems_new(&d, err, sizeof(err)) == -1) {
 		log_warnx("%s", err);
 		return 1;
 	}
 	signals_add(&d);
 	log_info("smrelayd %s started hostname=%s relay=%s:%s relay_tls=%d",
-	    PACKAGE_VERSION, d.srv.cfg->hostname, d.srv.cfg->relay_host ?
-	    d.srv.cfg->relay_host : "mx", d.srv.cfg->relay_port ?
-	    d.srv.cfg->relay_port : "25", (int)d.srv.cfg->relay_tls);
-	event_base_dispatch(d.srv.base);
+	    PACKAGE_VERSION, d.cfg->hostname, d.cfg->relay_host ?
+	    d.cfg->relay_host : "mx", d.cfg->relay_port ?
+	    d.cfg->relay_port : "25", (int)d.cfg->relay_tls);
+	event_base_dispatch(d.base);
 
-	log_info("exiting messages=%llu", d.srv.nmessages);
+	log_info("exiting messages=%llu", server_messages(d.srv));
 	daemon_free(&d);
 	return 0;
 }

@@ -283,6 +283,16 @@ server_new(const struct server_params *p)
 	return srv;
 }
 
+/* The backend messages go to, when it is built after the listeners
+ * (smrelayd: after daemon()); before the loop runs. */
+void
+server_set_delivery(struct server *srv, const struct delivery_ops *ops,
+    void *ops_ctx)
+{
+	srv->env.ops = ops;
+	srv->env.ops_ctx = ops_ctx;
+}
+
 /* SIGHUP: the new config and TLS context, for new sessions and the next
  * command of live ones. */
 void

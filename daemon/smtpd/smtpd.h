@@ -32,6 +32,9 @@ struct server *server_new(const struct server_params *);
 /* Bind every `listen` of the config; -1 with err set on failure. */
 int server_listen(struct server *, char *err, size_t errlen);
 void server_close_listeners(struct server *);
+/* Set (or replace) the backend given to server_new(). */
+void server_set_delivery(struct server *, const struct delivery_ops *,
+    void *ops_ctx);
 /* A new config and TLS context after SIGHUP: new sessions and the next
  * command of live ones see them.  The old ones must outlive live sessions
  * that may still read them (the caller keeps them until exit). */
