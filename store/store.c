@@ -405,8 +405,7 @@ store_row_info(sqlite3_stmt *stmt, struct store_certinfo *ci)
 
 /* Step through a listing, calling cb per row; finalizes the statement. */
 int
-store_run_list(struct store *st, sqlite3_stmt *stmt, store_list_cb *cb,
-    void *arg)
+store_run_list(sqlite3_stmt *stmt, store_list_cb *cb, void *arg)
 {
 	struct store_certinfo ci;
 	int rc = SQLITE_DONE, stop = 0, n = 0;
@@ -417,11 +416,8 @@ store_run_list(struct store *st, sqlite3_stmt *stmt, store_list_cb *cb,
 		n++;
 	}
 	sqlite3_finalize(stmt);
-	if (!stop && rc != SQLITE_DONE) {
-		log_debug("store: %s: listing: %s", st->path,
-		    sqlite3_errmsg(st->db));
-		return -1;
-	}
+	if (!stop && rc != SQLITE_DONE)
+		return -1;      /* the caller says why: store_errmsg() */
 	return stop ? stop : n;
 }
 

@@ -192,7 +192,7 @@ store_key_list(struct store *st, store_list_cb *cb, void *arg)
 	    "FROM keys k JOIN certificates c ON c.id = k.cert_id "
 	    "ORDER BY k.id", &stmt, NULL, 0) == -1)
 		return -1;
-	return store_run_list(st, stmt, cb, arg);
+	return store_run_list(stmt, cb, arg);
 }
 
 /* A struct store_key from a KEY_SELECT row. */

@@ -159,7 +159,7 @@ store_cert_list(struct store *st, const char *email, store_list_cb *cb,
 		if (store_prepare(st, "SELECT " CERT_COLUMNS "FROM "
 		    "certificates c ORDER BY c.id", &stmt, NULL, 0) == -1)
 			return -1;
-		return store_run_list(st, stmt, cb, arg);
+		return store_run_list(stmt, cb, arg);
 	}
 	if (store_prepare(st, "SELECT " CERT_COLUMNS "FROM certificates c "
 	    "WHERE c.id IN (SELECT cert_id FROM cert_emails WHERE email = ?) "
@@ -168,7 +168,7 @@ store_cert_list(struct store *st, const char *email, store_list_cb *cb,
 	e = store_email_norm(email);
 	sqlite3_bind_text(stmt, 1, e, -1, SQLITE_TRANSIENT);
 	free(e);
-	rc = store_run_list(st, stmt, cb, arg);
+	rc = store_run_list(stmt, cb, arg);
 	return rc;
 }
 
@@ -183,7 +183,7 @@ store_cert_info(struct store *st, int64_t id, store_list_cb *cb, void *arg)
 	    "WHERE c.id = ?", &stmt, NULL, 0) == -1)
 		return -1;
 	sqlite3_bind_int64(stmt, 1, id);
-	rc = store_run_list(st, stmt, cb, arg);
+	rc = store_run_list(stmt, cb, arg);
 	return rc < 0 ? -1 : rc > 0;
 }
 

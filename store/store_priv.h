@@ -31,7 +31,7 @@ int store_remove_id(struct store *, const char *sql, int64_t id,
 /* A row of a listing into info, by column name. */
 void store_row_info(sqlite3_stmt *, struct store_certinfo *);
 /* Step through a listing statement, calling cb per row. */
-int store_run_list(struct store *, sqlite3_stmt *, store_list_cb *, void *);
+int store_run_list(sqlite3_stmt *, store_list_cb *, void *);
 
 /* store_ops.c */
 /* Insert one certificate (and its e-mails) in the current transaction. */

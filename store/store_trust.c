@@ -103,7 +103,7 @@ store_trust_list(struct store *st, store_list_cb *cb, void *arg)
 	if (store_prepare(st, "SELECT id, subject, not_after, fingerprint, "
 	    "added FROM trust_anchors ORDER BY id", &stmt, NULL, 0) == -1)
 		return -1;
-	return store_run_list(st, stmt, cb, arg);
+	return store_run_list(stmt, cb, arg);
 }
 
 /* Every CRL (issuer as subject, thisUpdate/nextUpdate as validity). */
@@ -116,7 +116,7 @@ store_crl_list(struct store *st, store_list_cb *cb, void *arg)
 	    "this_update AS not_before, next_update AS not_after, "
 	    "fingerprint, added FROM crls ORDER BY id", &stmt, NULL, 0) == -1)
 		return -1;
-	return store_run_list(st, stmt, cb, arg);
+	return store_run_list(stmt, cb, arg);
 }
 
 /* 1 if an anchor named like the CRL's issuer signed it, 0 if none is

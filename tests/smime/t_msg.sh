@@ -1,6 +1,6 @@
 #!/bin/sh
 # tests/smime/t_msg.sh: `smrelayctl smime sign|encrypt|decrypt|verify` on
-# whole messages with the store (daemon/smime_msg.c), against openssl cms
+# whole messages with the store (daemon/smime/smime_msg.c), against openssl cms
 # and gpgsm: signatures they accept, envelopes they open, their signatures
 # verified and harvested, tampering, forged Authentication-Results, outer
 # headers kept.  Prints PASS/FAIL/SKIP per case; exits 1 when a case failed.
