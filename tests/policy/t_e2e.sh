@@ -64,8 +64,7 @@ make_gpgsm() {
 	[ -d "$G" ] && GNUPGHOME=$G gpgconf --kill all
 	rm -rf "$G"
 	gpgsm_home "$P" &&
-		gs --import "$P/bob.p12" && gs --import "$P/alice.p12" &&
-		[ "$(gs --list-secret-keys --with-colons | grep -c '^crs')" = 2 ]
+		gs_import_keys "$P/bob.p12" "$P/alice.p12"
 }
 
 if ! make_pki; then

@@ -4,6 +4,8 @@
 # sourced after they set G (a GnuPG home to create).
 #   gs ARGS...            gpgsm in $G, batch, empty passphrases
 #   gpgsm_home PKI        create $G trusting PKI/ca.pem, PKI/int.pem imported
+#   gs_import_keys P12... import each PKCS#12 (certificate and secret key);
+#                         the whole of gpgsm's output on stderr when one fails
 #   split_signed [--crlf] MSG CONTENT SIGDER
 #                         the two parts of a multipart/signed, for
 #                         gpgsm --verify SIGDER CONTENT (--crlf: line ends
@@ -17,7 +19,27 @@ gpgsm_home() {
 	printf 'allow-loopback-pinentry\n' >"$G/gpg-agent.conf"
 	openssl x509 -in "$1/ca.pem" -noout -fingerprint -sha1 | cut -d= -f2 |
 		sed 's/$/ S/' >"$G/trustlist.txt"
-	gs --import "$1/ca.pem" "$1/int.pem"
+	gs --import "$1/ca.pem" "$1/int.pem" || return 1
+	# The secret keys go to gpg-agent: start it now rather than inside
+	# the first import, where gpgsm gives a loaded machine only seconds.
+	GNUPGHOME=$G gpgconf --launch gpg-agent
+}
+
+gs_import_keys() {
+	for _p12; do
+		# one retry: an agent that died under load is restarted by gpgsm
+		gs --import "$_p12" >/dev/null 2>"$G/import.err" ||
+			gs --import "$_p12" >/dev/null 2>>"$G/import.err" || {
+			cat "$G/import.err" >&2
+			return 1
+		}
+	done
+	_n=$(gs --list-secret-keys --with-colons | grep -c '^crs')
+	[ "$_n" -ge $# ] || {
+		echo "gpgsm: $_n secret key(s) after importing $#" >&2
+		cat "$G/import.err" >&2
+		return 1
+	}
 }
 
 split_signed() {

@@ -229,9 +229,10 @@ expect "sign then encrypt: our decrypt + verify" pass "alice@example.com" se.our
 # --- gpgsm -----------------------------------------------------------------
 if command -v gpgsm >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; then
 	gpgsm_home "$P" > /dev/null 2>&1
-	gs --import "$P/bob.p12" > /dev/null 2> g-imp.err &&
-	    gs --import "$P/alice.p12" > /dev/null 2>> g-imp.err ||
+	gs_import_keys "$P/bob.p12" "$P/alice.p12" 2> g-imp.err || {
+		cat g-imp.err
 		fail "gpgsm: import p12" "$(lastline g-imp.err)"
+	}
 	split_signed s-rsa.eml g-c.bin g-s.der
 	gs --status-fd 1 --verify g-s.der g-c.bin > g-v.out 2> g-v.err
 	grep -q 'GOODSIG' g-v.out && grep -q 'TRUST_FULLY' g-v.out &&
