@@ -27,7 +27,17 @@ bg() {
 	"$@" >>"$tmp/peer.log" 2>&1 &
 	pids="$pids $!"
 	last=$!
-	sleep 0.4
+	# until it listens on $port (ss: no connection the peer would count)
+	i=0
+	while [ -z "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]; do
+		i=$((i + 1))
+		[ "$i" -le 200 ] && kill -0 "$last" 2>/dev/null || {
+			echo "next hop on port $port did not start:" >&2
+			tail -n 5 "$tmp/peer.log" >&2
+			return 1
+		}
+		sleep 0.05
+	done
 }
 
 stop() {
