@@ -54,11 +54,14 @@ struct daemon_opts {
 
 static const struct timeval drain_deadline = { 120, 0 };
 
+#define SYNOPSIS "usage: smrelayd -c FILE [-f] [-n] [-v]\n" \
+	"       smrelayd -h | --version\n"
+
 /* Print the synopsis and exit 2. */
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: smrelayd -c FILE [-f] [-n] [-v]\n");
+	fprintf(stderr, SYNOPSIS);
 	exit(2);
 }
 
@@ -216,8 +219,15 @@ parse_args(int argc, char *argv[], struct daemon_opts *o)
 	int ch;
 
 	memset(o, 0, sizeof(*o));
-	while ((ch = getopt(argc, argv, "c:fnv")) != -1) {
+	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+		printf("smrelayd %s\n", PACKAGE_VERSION);
+		exit(0);
+	}
+	if (argc == 2 && strcmp(argv[1], "--help") == 0)
+		argv[1] = "-h";
+	while ((ch = getopt(argc, argv, "c:fhnv")) != -1) {
 		switch (ch) {
+		case 'h': printf(SYNOPSIS); exit(0);
 		case 'c': o->path = optarg; break;
 		case 'f': o->foreground = 1; break;
 		case 'n': o->checkonly = 1; break;

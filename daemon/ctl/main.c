@@ -58,19 +58,26 @@ static const struct ctl_cmd ctl_cmds[] = {
 };
 #define NCMDS	(sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
 
-/* The synopsis of every command, and the usage-error exit status. */
+/* The synopsis of every command on f. */
 static void
-usage(void)
+print_usage(FILE *f)
 {
 	size_t i;
 
-	fprintf(stderr, "usage: smrelayctl [-c FILE] [-v] [--json] OBJECT "
-	    "VERB [ARGS]\n");
+	fprintf(f, "usage: smrelayctl [-c FILE] [-v] [--json] OBJECT "
+	    "VERB [ARGS]\n       smrelayctl -h | --version\n");
 	for (i = 0; i < NCMDS; i++)
-		fprintf(stderr, "       smrelayctl %s%s%s%s%s\n",
+		fprintf(f, "       smrelayctl %s%s%s%s%s\n",
 		    ctl_cmds[i].object, ctl_cmds[i].verb ? " " : "",
 		    ctl_cmds[i].verb ? ctl_cmds[i].verb : "",
 		    ctl_cmds[i].args[0] ? " " : "", ctl_cmds[i].args);
+}
+
+/* A usage error: the synopsis on stderr, exit 2. */
+static void
+usage(void)
+{
+	print_usage(stderr);
 	exit(2);
 }
 
@@ -121,7 +128,14 @@ ctl_options(int argc, char *argv[], struct ctl_opts *o)
 			log_setlevel(LOG_LVL_DEBUG);
 		else if (strcmp(argv[i], "--json") == 0)
 			o->json = 1;
-		else
+		else if (strcmp(argv[i], "-h") == 0 ||
+		    strcmp(argv[i], "--help") == 0) {
+			print_usage(stdout);
+			exit(0);
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("smrelayctl %s\n", PACKAGE_VERSION);
+			exit(0);
+		} else
 			usage();
 	}
 	return i;

@@ -146,6 +146,26 @@ t_database_checked() {
 	grep -q "^$CFILE: database: " <<<"$OUT" || fail_because "no 'FILE: database: reason' in: $(short_out)"
 }
 
+# -h and --version (SPEC: both programs answer them): exit 0, on stdout.
+t_help_version() {
+	local prog out
+	for prog in "$SMRELAYD" "$SMRELAYCTL"; do
+		out=$("$prog" --version 2>/dev/null) ||
+			{ fail_because "$prog --version exited $?"; return 1; }
+		grep -qx "$(basename "$prog") [0-9][0-9.]*" <<<"$out" ||
+			{ fail_because "$prog --version said: $out"; return 1; }
+		for opt in -h --help; do
+			out=$("$prog" $opt 2>/dev/null) ||
+				{ fail_because "$prog $opt exited $?"; return 1; }
+			grep -q "^usage: $(basename "$prog") " <<<"$out" ||
+				{ fail_because "$prog $opt: no usage on stdout"; return 1; }
+		done
+		"$prog" --no-such-option >/dev/null 2>&1
+		[ $? -eq 2 ] || { fail_because "$prog: a bad option did not exit 2"; return 1; }
+	done
+}
+
+run_case help_version t_help_version
 run_case minimal_ok t_minimal_ok
 run_case database_checked t_database_checked
 run_case all_keys_ok t_all_keys_ok
