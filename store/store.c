@@ -85,6 +85,14 @@ static const char *migrations[] = {
 	"  priority INTEGER NOT NULL,"
 	"  added INTEGER NOT NULL);"
 	"PRAGMA user_version = 2;",
+	/* 2 -> 3: secrets of this installation, made once here: "mark" keys
+	 * the loop-guard mark (daemon/smime/mark.c).  randomblob() is
+	 * SQLite's ChaCha20 generator seeded from the OS. */
+	"CREATE TABLE secrets ("
+	"  name TEXT PRIMARY KEY,"
+	"  value BLOB NOT NULL);"
+	"INSERT INTO secrets (name, value) VALUES ('mark', randomblob(32));"
+	"PRAGMA user_version = 3;",
 };
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
@@ -447,4 +455,31 @@ store_remove_id(struct store *st, const char *sql, int64_t id,
 		return 0;
 	}
 	return store_commit(st, err, errlen) == -1 ? -1 : 1;
+}
+
+/* The secret called name: exactly len bytes into buf; -1 (err set) when it
+ * is missing or of another length (a row we did not write). */
+int
+store_secret(struct store *st, const char *name, unsigned char *buf,
+    size_t len, char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	const void *v;
+	int rc = -1;
+
+	if (store_prepare(st, "SELECT value FROM secrets WHERE name = ?",
+	    &stmt, err, errlen) == -1)
+		return -1;
+	sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+	if (sqlite3_step(stmt) == SQLITE_ROW &&
+	    sqlite3_column_type(stmt, 0) == SQLITE_BLOB &&
+	    (size_t)sqlite3_column_bytes(stmt, 0) == len &&
+	    (v = sqlite3_column_blob(stmt, 0)) != NULL) {
+		memcpy(buf, v, len);
+		rc = 0;
+	} else
+		snprintf(err, errlen, "%s: secret \"%s\" missing or not %zu "
+		    "bytes", st->path, name, len);
+	sqlite3_finalize(stmt);
+	return rc;
 }

@@ -12,7 +12,7 @@
 #include "policy/policy.h"
 
 #define STORE_DB_NAME		"smrelay.db"
-#define STORE_SCHEMA_VERSION	2
+#define STORE_SCHEMA_VERSION	3
 
 /* store_certinfo.caps: harvested SMIMECapabilities. */
 #define STORE_CAP_GCM		0x01	/* prefers/accepts AES-GCM */
@@ -86,6 +86,9 @@ int store_schema_version(struct store *);
 int64_t store_changes(struct store *);
 /* The last SQLite error of this connection, for messages. */
 const char *store_errmsg(struct store *);
+/* A secret of this installation (table secrets), exactly len bytes. */
+int store_secret(struct store *, const char *name, unsigned char *buf,
+    size_t len, char *err, size_t errlen);
 
 /* store_cert.c */
 /* Fill m from a certificate; -1 (err set) if it cannot be parsed. */

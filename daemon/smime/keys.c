@@ -4,7 +4,9 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -25,6 +27,8 @@ struct keys {
 	pthread_mutex_t	 mtx;
 	struct key	*v;
 	size_t		 n;
+	unsigned char	 mark[KEYS_MARK_LEN];   /* the store's "mark" secret */
+	int		 have_mark;
 };
 
 /* Free an array of keys. */
@@ -60,6 +64,7 @@ keys_free(struct keys *ks)
 	if (ks == NULL)
 		return;
 	keys_clear(ks->v, ks->n);
+	OPENSSL_cleanse(ks->mark, sizeof(ks->mark));
 	pthread_mutex_destroy(&ks->mtx);
 	free(ks);
 }
@@ -98,21 +103,51 @@ keys_read(struct store *st, size_t *np)
 	return keys;
 }
 
-/* Read the store's keys, then swap them in under the lock. */
+/* Read the store's keys and the mark secret, then swap them in under the
+ * lock (a secret that cannot be read leaves the old one, and says so). */
 void
 keys_load(struct keys *ks, struct store *st)
 {
 	struct key *v, *ov;
+	unsigned char mark[KEYS_MARK_LEN];
+	char err[512];
 	size_t n = 0, on;
+	int have_mark;
 
 	v = keys_read(st, &n);
+	if (!(have_mark = store_secret(st, "mark", mark, sizeof(mark), err,
+	    sizeof(err)) == 0))
+		log_warnx("keys: %s: messages we transform get no loop-guard "
+		    "mark", err);
 	pthread_mutex_lock(&ks->mtx);
 	ov = ks->v;
 	on = ks->n;
 	ks->v = v;
 	ks->n = n;
+	if (have_mark) {
+		memcpy(ks->mark, mark, sizeof(mark));
+		ks->have_mark = 1;
+	}
 	pthread_mutex_unlock(&ks->mtx);
+	OPENSSL_cleanse(mark, sizeof(mark));
 	keys_clear(ov, on);
+}
+
+/* HMAC-SHA-256 of [data, data + n) under the mark secret; -1 without one. */
+int
+keys_mark(struct keys *ks, const void *data, size_t n,
+    unsigned char mac[KEYS_MARK_LEN])
+{
+	size_t maclen = 0;
+	int rc = -1;
+
+	pthread_mutex_lock(&ks->mtx);
+	if (ks->have_mark && EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL,
+	    ks->mark, sizeof(ks->mark), data, n, mac, KEYS_MARK_LEN,
+	    &maclen) != NULL && maclen == KEYS_MARK_LEN)
+		rc = 0;
+	pthread_mutex_unlock(&ks->mtx);
+	return rc;
 }
 
 /* A copy of a key holding its own references. */

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#define KEYS_MARK_LEN	32      /* the mark secret and its MACs */
+
 struct keys;
 struct store;
 struct store_key;
@@ -26,5 +28,9 @@ struct store_key *keys_signing(struct keys *, const char *email, time_t now);
 /* Every key to try on an envelope (copies, NULL-terminated;
  * store_keys_free). */
 struct store_key **keys_decrypting(struct keys *, size_t *n);
+/* HMAC-SHA-256 under this installation's mark secret (mark.c binds the
+ * loop-guard mark to a message with it); -1 when there is none. */
+int keys_mark(struct keys *, const void *data, size_t n,
+    unsigned char mac[KEYS_MARK_LEN]);
 
 #endif

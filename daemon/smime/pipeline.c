@@ -12,6 +12,7 @@
 
 #include "certcache.h"
 #include "keys.h"
+#include "mark.h"
 #include "proto/proto.h"
 #include "pipeline.h"
 #include "policy/policy.h"
@@ -69,65 +70,6 @@ pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
 	}
 }
 
-/* A trace field value naming host first ("HOST; actions"). */
-static int
-trace_fn(const char *v, void *arg)
-{
-	const char *host = arg;
-	size_t hl = strlen(host);
-
-	while (*v == ' ' || *v == '\t')
-		v++;
-	return strncasecmp(v, host, hl) == 0 && (v[hl] == ';' ||
-	    v[hl] == '\0');
-}
-
-/* Our trace field with our host name among the header fields. */
-static int
-traced(const char *m, size_t len, const char *host)
-{
-	return smime_msg_fields(m, len, PIPELINE_TRACE, trace_fn,
-	    (void *)host);
-}
-
-enum smime_kind { KIND_NONE = 1, KIND_SIGNED, KIND_ENCRYPTED };
-
-/* The first Content-Type value: what kind of S/MIME it announces. */
-static int
-kind_fn(const char *v, void *arg)
-{
-	struct mime_ct ct;
-	const char *st;
-
-	(void)arg;
-	if (mime_ct_parse(v, strlen(v), &ct) != 0)
-		return KIND_NONE;
-	if (strcasecmp(ct.type, "multipart") == 0 &&
-	    strcasecmp(ct.subtype, "signed") == 0)
-		return KIND_SIGNED;
-	if (strcasecmp(ct.type, "application") != 0 ||
-	    (strcasecmp(ct.subtype, "pkcs7-mime") != 0 &&
-	    strcasecmp(ct.subtype, "x-pkcs7-mime") != 0))
-		return KIND_NONE;
-	st = mime_ct_param(&ct, "smime-type");
-	return st != NULL && strcasecmp(st, "signed-data") == 0 ?
-	    KIND_SIGNED : KIND_ENCRYPTED;
-}
-
-/*
- * What the top-level Content-Type says (cheap: the body is not parsed):
- * multipart/signed or pkcs7-mime signed-data is signed; any other
- * pkcs7-mime (enveloped, authEnveloped, or no smime-type, which old
- * clients send for enveloped data) counts as encrypted.
- */
-static enum smime_kind
-smime_kind(const char *m, size_t len)
-{
-	int k = smime_msg_fields(m, len, "Content-Type", kind_fn, NULL);
-
-	return k == 0 ? KIND_NONE : (enum smime_kind)k;
-}
-
 /* A transform under way: the message as the last step left it. */
 struct pl_run {
 	const struct certsrc	*src;
@@ -136,7 +78,9 @@ struct pl_run {
 	char			*owned;		/* cur when a step made it */
 	size_t			 curlen;
 	unsigned		 todo;		/* POLICY_* still to do */
-	int			 changed;
+	int			 changed;	/* cur is not the input */
+	int			 transformed;	/* by a step (not a strip) */
+	unsigned		 marked;	/* done, as our mark proves */
 	struct smime_msg_res	*res;
 };
 
@@ -149,6 +93,7 @@ adopt(struct pl_run *p, struct smime_msg_res *step)
 	p->curlen = step->len;
 	step->msg = NULL;
 	p->changed = 1;
+	p->transformed = 1;
 }
 
 /* Report what a signature check found. */
@@ -196,20 +141,56 @@ run_verify(struct pl_run *p)
 	smime_msg_res_free(&step);
 }
 
-/* Someone else's S/MIME is not wrapped again: drop sign and encrypt. */
+/* S/MIME the structure proves (never a Content-Type claim alone) is not
+ * wrapped again: drop sign and encrypt. */
 static void
 skip_wrapped(struct pl_run *p)
 {
-	enum smime_kind kind = smime_kind(p->cur, p->curlen);
+	enum smime_done done = smime_msg_done(p->cur, p->curlen);
 
-	if (kind == KIND_ENCRYPTED) {
+	if (done == SMIME_DONE_ENCRYPTED) {
 		p->todo &= ~(POLICY_SIGN | POLICY_ENCRYPT);
 		snprintf(p->res->err, sizeof(p->res->err), "already "
 		    "encrypted: not signed or encrypted again");
-	} else if (kind == KIND_SIGNED) {
+	} else if (done == SMIME_DONE_SIGNED) {
 		p->todo &= ~POLICY_SIGN;
 		snprintf(p->res->err, sizeof(p->res->err), "already "
 		    "signed: not signed again");
+	}
+}
+
+/*
+ * Our earlier pass: a mark of ours that verifies takes what it did off
+ * the list.  Marks of ours that do not verify are dropped from what we
+ * send, and so is every mark of ours when a new one replaces them.
+ */
+static void
+read_marks(struct pl_run *p)
+{
+	struct keys *ks = certcache_keys(p->src->cc);
+	const char *host = p->c->host;
+	unsigned done;
+	size_t n;
+	char *m;
+	int forged;
+
+	done = mark_read(ks, host, p->cur, p->curlen, &forged);
+	p->marked = done;
+	p->todo &= ~done;
+	if (forged > 0)
+		snprintf(p->res->err, sizeof(p->res->err), "%d %s field(s) "
+		    "of ours that do not verify removed", forged, MARK_FIELD);
+	else if (done != 0 && p->todo == 0)
+		snprintf(p->res->err, sizeof(p->res->err), "already "
+		    "processed by %s: relayed unchanged", host);
+	if (forged == 0 && (done == 0 || p->todo == 0))
+		return;
+	if ((m = mark_strip(ks, host, p->cur, p->curlen, p->todo != 0,
+	    &n)) != NULL) {
+		free(p->owned);
+		p->owned = p->cur = m;
+		p->curlen = n;
+		p->changed = 1;
 	}
 }
 
@@ -278,15 +259,28 @@ run_wrap(struct pl_run *p, struct smtp_result *fail)
 	return 0;
 }
 
+/* The mark for what we made; without a secret the copy goes unmarked. */
+static void
+put_mark(struct pl_run *p, unsigned done, char *trace, size_t tracelen)
+{
+	if (mark_make(certcache_keys(p->src->cc), p->c->host,
+	    p->c->actions | done, p->cur, p->curlen, trace, tracelen) == 0)
+		return;
+	if (tracelen > 0)
+		trace[0] = '\0';
+	snprintf(p->res->err, sizeof(p->res->err), "no %s mark added (no "
+	    "secret): a loop back to us would be processed again",
+	    MARK_FIELD);
+}
+
 /* Open what the rule opens, then wrap what it wraps; the trace field
- * names what the rule asked for. */
+ * (our mark) names what the rule asked for. */
 int
 pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
     const char *msg, size_t len, struct smime_msg_res *res,
     struct smtp_result *fail, char *trace, size_t tracelen)
 {
 	struct pl_run p;
-	char acts[64];
 	int did_verify = 0;
 
 	memset(res, 0, sizeof(*res));
@@ -294,11 +288,6 @@ pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
 		trace[0] = '\0';
 	if (c->actions == 0)
 		return 0;
-	if (traced(msg, len, c->host)) {
-		snprintf(res->err, sizeof(res->err), "already processed by "
-		    "%s: relayed unchanged", c->host);
-		return 0;
-	}
 	memset(&p, 0, sizeof(p));
 	p.src = src;
 	p.c = c;
@@ -306,6 +295,7 @@ pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
 	p.curlen = len;
 	p.todo = c->actions;
 	p.res = res;
+	read_marks(&p);
 	if (p.todo & POLICY_DECRYPT)
 		did_verify = run_decrypt(&p);
 	if ((p.todo & POLICY_VERIFY) && !did_verify)
@@ -321,9 +311,8 @@ pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
 		free(p.owned);
 		return 0;
 	}
-	policy_actions_str(c->actions, acts, sizeof(acts));
-	snprintf(trace, tracelen, "%s: %s; %s\r\n", PIPELINE_TRACE, c->host,
-	    acts);
+	if (p.transformed)
+		put_mark(&p, p.marked, trace, tracelen);
 	res->msg = p.owned;     /* the last step's output, not copied */
 	res->len = p.curlen;
 	return 0;

@@ -14,9 +14,6 @@
 struct certsrc;
 struct policy_set;
 
-/* The trace header field we add to what we transformed (loop guard). */
-#define PIPELINE_TRACE	"X-Smrelay-Processed"
-
 enum pl_verdict {
 	PL_RELAY = 0,	/* relay a copy (transformed per `actions`) */
 	PL_REJECT,	/* refuse the recipient: 550 5.7.1 */
@@ -51,12 +48,13 @@ void pipeline_decide(const struct certsrc *, const struct policy_set *,
     const char *sender, const char *rcpt, struct pl_decision *);
 /*
  * Transform a whole message for a copy.  0: res->msg holds the new message
- * and `trace` the trace field to put on top of it (PIPELINE_TRACE: HOST;
- * actions, with its CRLF), or res->msg is NULL when the message goes
- * unchanged (nothing to do, already S/MIME, or already processed by us);
- * res->err may still carry a note for the log.  -1: the copy cannot be
- * sent as the rule demands; *fail is the reply (e.g. 451 4.7.0 when a
- * signing key is missing) and res->err the reason for the log.
+ * and `trace` the field to put on top of it (our mark, mark.h, with its
+ * CRLF; empty when only forged marks were removed), or res->msg is NULL
+ * when the message goes unchanged (nothing to do, S/MIME its structure
+ * proves, or a mark of ours that verifies says it is done); res->err may
+ * still carry a note for the log.  -1: the copy cannot be sent as the rule
+ * demands; *fail is the reply (e.g. 451 4.7.0 when a signing key is
+ * missing) and res->err the reason for the log.
  */
 int pipeline_transform(const struct certsrc *, const struct pl_copy *,
     const char *msg, size_t len, struct smime_msg_res *res,

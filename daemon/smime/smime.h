@@ -8,6 +8,7 @@
 #include "certcache.h"
 #include "keys.h"
 #include "harvest.h"
+#include "mark.h"
 #include "pipeline.h"
 #include "gateway.h"
 

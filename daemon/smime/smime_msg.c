@@ -288,6 +288,59 @@ smime_msg_fields(const char *m, size_t len, const char *name,
 	return 0;
 }
 
+/* Where the body of m starts (after the blank line; len if none). */
+size_t
+smime_msg_body(const char *m, size_t len)
+{
+	size_t hlen, body;
+
+	hdr_split(m, len, &hlen, &body);
+	return body;
+}
+
+/*
+ * m without the top-level fields called name for which drop(value, arg)
+ * says 1 (value unfolded as smime_msg_fields gives it): a new message
+ * (*outlen bytes), or NULL when no field was dropped.
+ */
+char *
+smime_msg_drop_fields(const char *m, size_t len, const char *name,
+    int (*drop)(const char *value, void *arg), void *arg, size_t *outlen)
+{
+	struct obuf b = { NULL, 0, 0 };
+	const char *v;
+	char *u;
+	size_t hlen, body, off, end, i, n;
+	int r, dropped = 0;
+
+	hdr_split(m, len, &hlen, &body);
+	for (off = 0; off < hlen; off = end) {
+		end = field_end(m, hlen, off);
+		if ((v = field_value(m, off, end, name)) != NULL) {
+			u = xmalloc((size_t)(m + end - v) + 1);
+			for (i = n = 0; v + i < m + end; i++)
+				if (v[i] != '\r' && v[i] != '\n')
+					u[n++] = v[i];
+			u[n] = '\0';
+			r = drop(u, arg);
+			free(u);
+			if (r) {
+				if (!dropped)
+					ob_add(&b, m, off);
+				dropped = 1;
+				continue;
+			}
+		}
+		if (dropped)
+			ob_add(&b, m + off, end - off);
+	}
+	if (!dropped)
+		return NULL;
+	ob_add(&b, m + hlen, len - hlen);
+	*outlen = b.len;
+	return b.p;
+}
+
 struct from_arg {
 	char	*buf;
 	size_t	 buflen;
@@ -743,6 +796,39 @@ p7m_type(const struct mime_smime *d)
 	if (d->smime_type[0] != '\0')
 		return NID_id_smime_ct_compressedData;
 	return cms_nid(d->der, d->derlen);
+}
+
+/*
+ * What the structure of m proves done, whatever its header claims: a
+ * multipart/signed whose signature part parses as CMS SignedData is
+ * signed; a pkcs7-mime body that parses as EnvelopedData or
+ * AuthEnvelopedData is encrypted, as SignedData signed.
+ */
+enum smime_done
+smime_msg_done(const char *m, size_t len)
+{
+	struct mime_smime d;
+	enum smime_done r = SMIME_DONE_NONE;
+	int nid;
+
+	switch (mime_smime_detect(m, len, &d)) {
+	case MIME_SMIME_SIGNED:
+		if (cms_nid(d.der, d.derlen) == NID_pkcs7_signed)
+			r = SMIME_DONE_SIGNED;
+		break;
+	case MIME_SMIME_P7M:
+		nid = cms_nid(d.der, d.derlen);
+		if (nid == NID_pkcs7_signed)
+			r = SMIME_DONE_SIGNED;
+		else if (nid == NID_pkcs7_enveloped ||
+		    nid == NID_id_smime_ct_authEnvelopedData)
+			r = SMIME_DONE_ENCRYPTED;
+		break;
+	default:
+		break;
+	}
+	mime_smime_clear(&d);
+	return r;
 }
 
 /* The verified message: our header on top, unwrapped if opaque. */

@@ -105,5 +105,22 @@ int smime_msg_from(const char *msg, size_t len, char *buf, size_t buflen);
  */
 int smime_msg_fields(const char *msg, size_t len, const char *name,
     int (*fn)(const char *value, void *arg), void *arg);
+/* Where the body starts: after the blank line ending the header. */
+size_t smime_msg_body(const char *msg, size_t len);
+/*
+ * The message without the top-level fields called name for which
+ * drop(value, arg) returns 1: malloc'd, *outlen bytes; NULL when nothing
+ * was dropped.
+ */
+char *smime_msg_drop_fields(const char *msg, size_t len, const char *name,
+    int (*drop)(const char *value, void *arg), void *arg, size_t *outlen);
+
+/* What a message's structure proves (never its Content-Type alone). */
+enum smime_done {
+	SMIME_DONE_NONE,
+	SMIME_DONE_SIGNED,      /* SignedData: multipart/signed or opaque */
+	SMIME_DONE_ENCRYPTED    /* EnvelopedData or AuthEnvelopedData */
+};
+enum smime_done smime_msg_done(const char *msg, size_t len);
 
 #endif

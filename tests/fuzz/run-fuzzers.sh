@@ -48,9 +48,13 @@ mkdir -p "$work/fuzz_policy"
 printf '*.example.com\nalice@a.example.com\nsign,encrypt' >"$work/fuzz_policy/seed-1"
 printf '@example.com\nbob@EXAMPLE.com\npass' >"$work/fuzz_policy/seed-2"
 
+mkdir -p "$work/fuzz_mark"
+printf 'X-Smrelay-Processed: fuzz.example; sign,encrypt;\r\n mac=%064d\r\nContent-Type: text/plain\r\n\r\nhello\r\n' 0 >"$work/fuzz_mark/seed-1"
+printf 'X-Smrelay-Processed: other.example; sign\r\nX-Smrelay-Processed: FUZZ.example\r\n\r\n' >"$work/fuzz_mark/seed-2"
+
 for bin in tests/fuzz/fuzz_smtp_parse tests/fuzz/fuzz_smtp_data \
     tests/fuzz/fuzz_smtp_reply tests/fuzz/fuzz_proxy tests/fuzz/fuzz_mime \
-    tests/fuzz/fuzz_cms tests/policy/fuzz_policy; do
+    tests/fuzz/fuzz_cms tests/policy/fuzz_policy tests/fuzz/fuzz_mark; do
 	name=${bin##*/}
 	if [ ! -x "$bin" ]; then
 		echo "skip $name: $bin not built"

@@ -481,6 +481,36 @@ static const char v1_db[] =
 	"INSERT INTO cert_emails VALUES (7, 'old@example.com');"
 	"PRAGMA user_version = 1;";
 
+/*
+ * The mark secret: 32 bytes, made once per database (other than the main
+ * test database's), the same on a second read; a row of another length
+ * (written by someone else) is refused, not cut or padded.
+ */
+static void
+test_secret(struct store *st)
+{
+	unsigned char a[32], b[32], zero[32];
+	char err[512];
+	struct store *main_st;
+
+	memset(zero, 0, sizeof(zero));
+	CHECK(store_secret(st, "mark", a, sizeof(a), err, sizeof(err)) == 0,
+	    "secret: %s", err);
+	CHECK(store_secret(st, "mark", b, sizeof(b), err, sizeof(err)) == 0 &&
+	    memcmp(a, b, sizeof(a)) == 0, "secret changed between reads");
+	CHECK(memcmp(a, zero, sizeof(a)) != 0, "secret all zero");
+	if ((main_st = store_open(root, err, sizeof(err))) != NULL) {
+		CHECK(store_secret(main_st, "mark", b, sizeof(b), err,
+		    sizeof(err)) == 0 && memcmp(a, b, sizeof(a)) != 0,
+		    "two databases share a secret: %s", err);
+		store_close(main_st);
+	}
+	CHECK(store_secret(st, "mark", a, 16, err, sizeof(err)) == -1 &&
+	    strstr(err, "not 16 bytes") != NULL, "short read accepted");
+	CHECK(store_secret(st, "none", a, sizeof(a), err, sizeof(err)) == -1,
+	    "missing secret accepted");
+}
+
 /* Check the certificate row of v1_db survived. */
 static int
 v1_cert_cb(const struct store_certinfo *ci, void *arg)
@@ -525,6 +555,7 @@ test_migrate_v1(void)
 	CHECK(rules != NULL && n == 0, "policy_rules after migration: %s",
 	    rules ? "" : err);
 	store_policy_rules_free(rules, n);
+	test_secret(st);
 	store_close(st);
 	st = store_open_path(path, err, sizeof(err));
 	CHECK(st != NULL && store_schema_version(st) == STORE_SCHEMA_VERSION &&

@@ -1,0 +1,39 @@
+/* mark.h: the loop-guard mark.  What we transform gets on top
+ *
+ *     X-Smrelay-Processed: HOST; ACTIONS;
+ *      mac=HEX
+ *
+ * where HEX is HMAC-SHA-256, under this installation's secret (keys_mark),
+ * of HOST, ACTIONS and a digest of the message's top-level Content-Type
+ * and body as we sent them.  A mark of ours that does not verify (written
+ * by someone else, or copied onto other content) counts for nothing and is
+ * removed; one that verifies says which actions are already done. */
+#ifndef SMRELAY_MARK_H
+#define SMRELAY_MARK_H
+
+#include <stddef.h>
+
+#define MARK_FIELD	"X-Smrelay-Processed"
+
+struct keys;
+
+/* mark.c */
+/*
+ * The field, CRLF-terminated, for msg (the message we just made, without
+ * the mark) after doing `actions` (POLICY_* bits).  0, or -1 when there
+ * is no secret to make it with.
+ */
+int mark_make(struct keys *, const char *host, unsigned actions,
+    const char *msg, size_t len, char *field, size_t fieldlen);
+/*
+ * The actions a mark of host on msg proves done (0: none verifies), and in
+ * *forged the number of host's marks that do not verify.
+ */
+unsigned mark_read(struct keys *, const char *host, const char *msg,
+    size_t len, int *forged);
+/* msg without host's marks that do not verify (all: without any of
+ * host's marks): malloc'd (*outlen bytes), or NULL when there is none. */
+char *mark_strip(struct keys *, const char *host, const char *msg,
+    size_t len, int all, size_t *outlen);
+
+#endif
