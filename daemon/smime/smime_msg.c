@@ -740,6 +740,19 @@ harvest(const struct certsrc *src, const struct cms_verify *v,
 		res->harvested = id;
 }
 
+/* Whether [p, p + n) has a line feed without a carriage return before it. */
+static int
+bare_lf(const char *p, size_t n)
+{
+	const char *nl;
+
+	for (; (nl = memchr(p, '\n', n)) != NULL; n -= (size_t)(nl - p) + 1,
+	    p = nl + 1)
+		if (nl == p || nl[-1] != '\r')
+			return 1;
+	return 0;
+}
+
 /*
  * Run the engine on a detected signature.  A pass or policy of an opaque
  * one leaves the signed entity in *unwrapped.
@@ -749,19 +762,29 @@ check(const struct certsrc *src, const char *msg, const struct mime_smime *d,
     const char *from, struct cms_verify *v, BIO **unwrapped)
 {
 	struct cms_trust t;
+	struct obuf crlf = { NULL, 0, 0 };
 	BIO *content = NULL, *der = NULL, *out = NULL;
+	const char *c = msg + d->content_off;
+	size_t clen = d->content_len;
 	int opaque = d->kind == MIME_SMIME_P7M;
 
+	/* Saved with bare LF (a file on disk): the signature covers the CRLF
+	 * form (RFC 8551 3.1.1), so check that. */
+	if (!opaque && bare_lf(c, clen)) {
+		ob_crlf(&crlf, c, clen);
+		c = crlf.p;
+		clen = crlf.len;
+	}
 	if (trust_build(src, from, &t) == -1) {
 		v->outcome = SMIME_FAIL;
 		snprintf(v->reason, sizeof(v->reason),
 		    "trust store unavailable");
+		free(crlf.p);
 		return;
 	}
-	if (d->derlen > INT_MAX || d->content_len > INT_MAX ||
+	if (d->derlen > INT_MAX || clen > INT_MAX ||
 	    (der = BIO_new_mem_buf(d->der, (int)d->derlen)) == NULL ||
-	    (!opaque && (content = BIO_new_mem_buf(msg + d->content_off,
-	    (int)d->content_len)) == NULL) ||
+	    (!opaque && (content = BIO_new_mem_buf(c, (int)clen)) == NULL) ||
 	    (opaque && (out = BIO_new(BIO_s_mem())) == NULL)) {
 		v->outcome = SMIME_FAIL;
 		snprintf(v->reason, sizeof(v->reason),
@@ -776,6 +799,7 @@ check(const struct certsrc *src, const char *msg, const struct mime_smime *d,
 	BIO_free(content);
 	BIO_free(der);
 	BIO_free(out);
+	free(crlf.p);
 	trust_free(&t);
 }
 

@@ -177,6 +177,22 @@ if ctl verify-own smime verify < s.eml > v.eml; then
 else
 	fail "verify: our signature passes" "exit $? $(ar v.eml)"
 fi
+# The same message saved with LF line ends (a file on disk) verifies like
+# its CRLF form (RFC 8551 3.1.1: the signature covers the CRLF form).
+tr -d '\r' < s.eml > s-lf.eml
+if ctl verify-lf smime verify < s-lf.eml > v-lf.eml &&
+    [ "$(ar v-lf.eml)" = "Authentication-Results: $HOST; smime=pass body.smime-identifier=alice@example.com" ]; then
+	pass "verify: our signature with LF line ends passes"
+else
+	fail "verify: our signature with LF line ends passes" "$(ar v-lf.eml) $(lastline verify-lf.err)"
+fi
+# ... but LF-saving does not excuse a changed body.
+sed 's/aus/AUS/' s-lf.eml > s-lft.eml
+ctl verify-lf-tampered smime verify < s-lft.eml > v-lft.eml
+case "$(ar v-lft.eml)" in
+*"smime=fail"*) pass "verify: tampered LF message fails" ;;
+*) fail "verify: tampered LF message fails" "$(ar v-lft.eml)" ;;
+esac
 # Our signatures announce AES-256-GCM: once harvested, auto picks GCM.
 if ctl encrypt-auto smime encrypt --to alice@example.com < msg.txt > ea.eml &&
     grep -qi 'smime-type=authEnveloped-data' ea.eml &&
