@@ -1256,20 +1256,104 @@ cms_rewind(BIO *b)
 	return BIO_seek(b, 0) == 0 ? 0 : -1;
 }
 
-/* The signature itself: digest and signer key, no chain yet. */
+/* Signature algorithms a SignerInfo may name that OpenSSL checks for us. */
+static const int cms_sig_nids[] = {
+	NID_rsaEncryption, NID_rsassaPss, NID_sha1WithRSAEncryption,
+	NID_sha224WithRSAEncryption, NID_sha256WithRSAEncryption,
+	NID_sha384WithRSAEncryption, NID_sha512WithRSAEncryption,
+	NID_X9_62_id_ecPublicKey, NID_ecdsa_with_SHA1, NID_ecdsa_with_SHA224,
+	NID_ecdsa_with_SHA256, NID_ecdsa_with_SHA384, NID_ecdsa_with_SHA512,
+	NID_ED25519, NID_ED448,
+};
+
+/*
+ * Whether every SignerInfo names a digest and a signature algorithm we can
+ * check; 0, or -1 with "unsupported ... algorithm OID" in buf.
+ */
+static int
+cms_algs_known(CMS_ContentInfo *cms, char *buf, size_t len)
+{
+	STACK_OF(CMS_SignerInfo) *sis = CMS_get0_SignerInfos(cms);
+	X509_ALGOR *dig, *sig;
+	EVP_MD *md;
+	char oid[80];
+	size_t k;
+	int i, nid;
+
+	for (i = 0; i < sk_CMS_SignerInfo_num(sis); i++) {
+		CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(sis, i), NULL,
+		    NULL, &dig, &sig);
+		OBJ_obj2txt(oid, sizeof(oid), dig->algorithm, 1);
+		if ((md = EVP_MD_fetch(NULL, oid, NULL)) == NULL) {
+			snprintf(buf, len, "unsupported digest algorithm %s",
+			    oid);
+			return -1;
+		}
+		EVP_MD_free(md);
+		nid = OBJ_obj2nid(sig->algorithm);
+		for (k = 0; k < sizeof(cms_sig_nids) / sizeof(cms_sig_nids[0]);
+		    k++)
+			if (cms_sig_nids[k] == nid)
+				break;
+		if (k == sizeof(cms_sig_nids) / sizeof(cms_sig_nids[0])) {
+			OBJ_obj2txt(oid, sizeof(oid), sig->algorithm, 1);
+			snprintf(buf, len, "unsupported signature algorithm "
+			    "%s", oid);
+			return -1;
+		}
+	}
+	ERR_clear_error();
+	return 0;
+}
+
+/* Whether the error queue says an algorithm could not be used (not that a
+ * signature did not match). */
+static int
+cms_alg_error(void)
+{
+	unsigned long e;
+
+	while ((e = ERR_get_error()) != 0)
+		if (ERR_GET_LIB(e) == ERR_LIB_PROV ||
+		    (ERR_GET_LIB(e) == ERR_LIB_EVP &&
+		    ERR_GET_REASON(e) == ERR_R_UNSUPPORTED) ||
+		    (ERR_GET_LIB(e) == ERR_LIB_CMS &&
+		    (ERR_GET_REASON(e) == CMS_R_UNKNOWN_DIGEST_ALGORITHM ||
+		    ERR_GET_REASON(e) == CMS_R_UNSUPPORTED_TYPE ||
+		    ERR_GET_REASON(e) == CMS_R_NO_DEFAULT_DIGEST)))
+			return 1;
+	return 0;
+}
+
+/*
+ * The signature itself: digest and signer key, no chain yet.  0 good, -1
+ * bad (*why says how), -2 made with an algorithm we cannot check (*why
+ * names it, in alg).
+ */
 static int
 cms_check_sig(CMS_ContentInfo *cms, BIO *content, STACK_OF(X509) *known,
-    BIO *out, int detached, const char **why)
+    BIO *out, int detached, const char **why, char *alg, size_t alglen)
 {
 	unsigned flags = CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY;
 	unsigned long e;
 
+	if (cms_algs_known(cms, alg, alglen) == -1) {
+		*why = alg;
+		return -2;
+	}
 	if (CMS_verify(cms, known, NULL, detached ? content : NULL, out,
 	    flags) == 1)
 		return 0;
 	e = ERR_peek_last_error();
 	*why = ERR_GET_REASON(e) == CMS_R_SIGNER_CERTIFICATE_NOT_FOUND ?
 	    "signer certificate not found" : "signature mismatch";
+	if (ERR_GET_REASON(e) != CMS_R_SIGNER_CERTIFICATE_NOT_FOUND &&
+	    cms_alg_error()) {
+		snprintf(alg, alglen, "signature algorithm not supported by "
+		    "this OpenSSL");
+		*why = alg;
+		return -2;
+	}
 	/* A stored message may have lost its CRLFs: try canonical form. */
 	if (detached && cms_rewind(content) == 0) {
 		ERR_clear_error();
@@ -1306,7 +1390,8 @@ cms_verify(BIO *content, BIO *der, const struct cms_trust *trust,
 	STACK_OF(X509) *signers = NULL, *untrusted = NULL;
 	CMS_ContentInfo *cms;
 	const char *why = NULL;
-	int i, detached;
+	char alg[128];
+	int i, detached, r;
 
 	memset(res, 0, sizeof(*res));
 	ERR_clear_error();
@@ -1324,9 +1409,9 @@ cms_verify(BIO *content, BIO *der, const struct cms_trust *trust,
 		cms_result(res, SMIME_PERMERROR, "signed content missing");
 	else if (sk_CMS_SignerInfo_num(sis) < 1)
 		cms_result(res, SMIME_PERMERROR, "no signer");
-	else if (cms_check_sig(cms, content, trust->certs, out, detached,
-	    &why) == -1)
-		cms_result(res, SMIME_FAIL, why);
+	else if ((r = cms_check_sig(cms, content, trust->certs, out,
+	    detached, &why, alg, sizeof(alg))) != 0)
+		cms_result(res, r == -2 ? SMIME_NEUTRAL : SMIME_FAIL, why);
 	else if ((signers = CMS_get0_signers(cms)) == NULL ||
 	    (untrusted = cms_untrusted(res->certs, trust->certs)) == NULL)
 		cms_result(res, SMIME_FAIL, "signer certificate not found");
@@ -1376,6 +1461,8 @@ cms_outcome_name(enum cms_outcome o)
 		return "policy";
 	case SMIME_PERMERROR:
 		return "permerror";
+	case SMIME_NEUTRAL:
+		return "neutral";
 	case SMIME_NONE:
 	default:
 		return "none";

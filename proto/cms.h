@@ -41,7 +41,8 @@ enum cms_outcome {
 	SMIME_PASS,		/* signature, chain and From address good */
 	SMIME_FAIL,		/* bad signature, untrusted/revoked/expired signer */
 	SMIME_POLICY,		/* valid, but the signer lacks the From address */
-	SMIME_PERMERROR		/* malformed */
+	SMIME_PERMERROR,	/* malformed */
+	SMIME_NEUTRAL		/* signed with an algorithm we cannot check */
 };
 
 /* One of our identities, a candidate for decryption. */

@@ -112,6 +112,32 @@ p7m_der s-rsa-opaque.eml o.der
 python3 -c 'import sys; d=bytearray(open(sys.argv[1],"rb").read()); i=d.index(b"Hello Bob"); d[i+7]^=1; open(sys.argv[2],"wb").write(d)' o.der o-bad.der
 wrap_p7m signed-data o-bad.der > tampered-o.eml
 expect "tampered opaque: fail" fail "signature mismatch" tampered-o.eml
+# Algorithms we cannot check are said as such (RFC 8601 neutral), never
+# "signature mismatch": an unknown digest OID in place of SHA-256, and an
+# unknown signature algorithm OID in place of the SignerInfo's rsaEncryption.
+printf 'Content-Type: text/plain\r\n\r\nHello Bob, unknown algorithms.\r\n' > alg.txt
+if openssl cms -sign -binary -outform DER -in alg.txt -signer "$P/alice.pem" \
+    -inkey "$P/alice.key" -certfile "$P/chain.pem" -out alg.der 2> alg.err; then
+	python3 - alg.der <<'PY'
+import sys
+d = open(sys.argv[1], 'rb').read()
+sha256 = bytes.fromhex('0609608648016503040201')
+open('alg-dig.der', 'wb').write(d.replace(sha256, sha256[:-1] + b'\x63'))
+rsa = bytes.fromhex('06092a864886f70d010101')
+i = d.rfind(rsa)   # the SignerInfo's, after the certificates' keys
+open('alg-sig.der', 'wb').write(d[:i] + rsa[:-1] + b'\x63' + d[i + len(rsa):])
+PY
+	wrap_signed alg.txt alg-dig.der > alg-dig.eml
+	expect "unknown digest algorithm: neutral" neutral \
+	    "unsupported digest algorithm 2.16.840.1.101.3.4.2.99" alg-dig.eml
+	wrap_signed alg.txt alg-sig.der > alg-sig.eml
+	expect "unknown signature algorithm: neutral" neutral \
+	    "unsupported signature algorithm 1.2.840.113549.1.1.99" alg-sig.eml
+	wrap_signed alg.txt alg.der > alg-ok.eml
+	expect "the same signature unchanged: pass" pass "" alg-ok.eml
+else
+	fail "openssl cms -sign for the algorithm cases" "$(lastline alg.err)"
+fi
 ours_sign s-expired --cert "$P/expired.pem" --key "$P/expired.key" --chain "$P/chain.pem" &&
 	expect "expired signer: fail" fail "certificate has expired" s-expired.eml
 ours_sign s-self --cert "$P/selfsigned.pem" --key "$P/selfsigned.key" &&
