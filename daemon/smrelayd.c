@@ -335,6 +335,7 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 	if ((d->st = store_open(d->data_dir, err, errlen)) == NULL)
 		goto fail;
 	d->cc = certcache_new();
+	certcache_set_revocation(d->cc, cfg->revocation);
 	if (certcache_sync(d->cc, d->st, 1, err, errlen) == -1)
 		goto fail;
 	if ((d->spool = spool_new(d->base, d->data_dir, &loaded,

@@ -1202,22 +1202,93 @@ cms_match_from(X509 *signer, const char *from, struct cms_verify *res)
 	return from == NULL || found;
 }
 
-/* Check one signer's chain for S/MIME signing; NULL or the reason. */
-static const char *
-cms_chain(X509 *signer, STACK_OF(X509) *certs,
-    const struct cms_trust *trust)
+/* What the verify callback saw of revocation, for one chain. */
+struct cms_rev {
+	enum cms_revocation mode;
+	int		 checked;       /* CRL_CHECK ran */
+	int		 unknown;       /* certificates without a usable CRL */
+	int		 stale;         /* CRLs past their nextUpdate, used */
+	char		 first[96];     /* the first such certificate's name */
+};
+
+/* The subject's CN (else the whole name) into buf. */
+static void
+cms_cert_name(X509 *x, char *buf, size_t len)
 {
-	STACK_OF(X509_CRL) *crls = trust->crls;
+	X509_NAME *n = x != NULL ? X509_get_subject_name(x) : NULL;
+
+	buf[0] = '\0';
+	if (n == NULL)
+		return;
+	if (X509_NAME_get_text_by_NID(n, NID_commonName, buf,
+	    (int)len) <= 0)
+		X509_NAME_oneline(n, buf, (int)len);
+}
+
+/*
+ * X509_verify_cert's callback: in soft mode a certificate whose CRL is
+ * missing or unusable passes and is counted; a CRL past its nextUpdate
+ * still counts for what it revokes.  Anything else (revoked included)
+ * stays an error.
+ */
+static int
+cms_verify_cb(int ok, X509_STORE_CTX *ctx)
+{
+	struct cms_rev *rv = X509_STORE_CTX_get_app_data(ctx);
+	int e = X509_STORE_CTX_get_error(ctx);
+
+	if (ok || rv == NULL || rv->mode != CMS_REV_SOFT)
+		return ok;
+	switch (e) {
+	case X509_V_ERR_CRL_HAS_EXPIRED:
+		rv->stale++;
+		return 1;
+	case X509_V_ERR_UNABLE_TO_GET_CRL:
+	case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+	case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+	case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+	case X509_V_ERR_CRL_NOT_YET_VALID:
+	case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
+	case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+		if (rv->unknown++ == 0)
+			cms_cert_name(X509_STORE_CTX_get_current_cert(ctx),
+			    rv->first, sizeof(rv->first));
+		return 1;
+	default:
+		return ok;
+	}
+}
+
+/* Say how revocation was decided for the chain, into res. */
+static void
+cms_rev_say(const struct cms_rev *rv, struct cms_verify *res)
+{
+	if (rv->mode == CMS_REV_OFF || !rv->checked)
+		res->revocation[0] = '\0';
+	else if (rv->unknown > 0)
+		snprintf(res->revocation, sizeof(res->revocation),
+		    "revocation unknown: no usable CRL for %s%s", rv->first,
+		    rv->unknown > 1 ? " and others" : "");
+	else
+		snprintf(res->revocation, sizeof(res->revocation),
+		    "revocation: CRL%s", rv->stale ? " past its nextUpdate" :
+		    "");
+}
+
+/* The verification context for one signer, with RFC 5280 path processing
+ * and revocation per trust->revocation; NULL on failure. */
+static X509_STORE_CTX *
+cms_chain_ctx(X509 *signer, STACK_OF(X509) *certs,
+    const struct cms_trust *trust, struct cms_rev *rv)
+{
 	ASN1_OBJECT *anyp;
 	X509_STORE_CTX *ctx;
-	const char *reason = NULL;
-	int e;
 
 	if ((ctx = X509_STORE_CTX_new()) == NULL ||
 	    !X509_STORE_CTX_init(ctx, trust->store, signer, certs) ||
 	    !X509_STORE_CTX_set_default(ctx, "smime_sign")) {
 		X509_STORE_CTX_free(ctx);
-		return "cannot set up certificate verification";
+		return NULL;
 	}
 	/*
 	 * RFC 5280 path processing as NIST PKITS checks it: certificate
@@ -1231,18 +1302,44 @@ cms_chain(X509 *signer, STACK_OF(X509) *certs,
 	    X509_VERIFY_PARAM_add0_policy(X509_STORE_CTX_get0_param(ctx),
 	    anyp) != 1) {
 		X509_STORE_CTX_free(ctx);
-		return "cannot set up certificate policy processing";
+		return NULL;
 	}
-	if (crls != NULL && sk_X509_CRL_num(crls) > 0) {
-		X509_STORE_CTX_set0_crls(ctx, crls);
+	if (trust->revocation != CMS_REV_OFF) {
+		if (trust->crls != NULL)
+			X509_STORE_CTX_set0_crls(ctx, trust->crls);
 		X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_CRL_CHECK |
 		    X509_V_FLAG_CRL_CHECK_ALL);
+		rv->checked = 1;
 	}
+	X509_STORE_CTX_set_app_data(ctx, rv);
+	X509_STORE_CTX_set_verify_cb(ctx, cms_verify_cb);
+	return ctx;
+}
+
+/* Check one signer's chain for S/MIME signing; NULL or the reason, and
+ * *temp when only revocation could not be decided (hard mode). */
+static const char *
+cms_chain(X509 *signer, STACK_OF(X509) *certs,
+    const struct cms_trust *trust, struct cms_verify *res, int *temp)
+{
+	struct cms_rev rv;
+	X509_STORE_CTX *ctx;
+	const char *reason = NULL;
+	int e;
+
+	memset(&rv, 0, sizeof(rv));
+	rv.mode = trust->revocation;
+	if ((ctx = cms_chain_ctx(signer, certs, trust, &rv)) == NULL)
+		return "cannot set up certificate verification";
 	if (X509_verify_cert(ctx) <= 0) {
 		e = X509_STORE_CTX_get_error(ctx);
 		reason = e == X509_V_OK ? "certificate verification failed" :
 		    X509_verify_cert_error_string(e);
+		*temp = rv.mode == CMS_REV_HARD &&
+		    (e == X509_V_ERR_UNABLE_TO_GET_CRL ||
+		    e == X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER);
 	}
+	cms_rev_say(&rv, res);
 	X509_STORE_CTX_free(ctx);
 	return reason;
 }
@@ -1263,7 +1360,12 @@ static const int cms_sig_nids[] = {
 	NID_sha384WithRSAEncryption, NID_sha512WithRSAEncryption,
 	NID_X9_62_id_ecPublicKey, NID_ecdsa_with_SHA1, NID_ecdsa_with_SHA224,
 	NID_ecdsa_with_SHA256, NID_ecdsa_with_SHA384, NID_ecdsa_with_SHA512,
-	NID_ED25519, NID_ED448,
+	NID_ecdsa_with_SHA3_256, NID_ecdsa_with_SHA3_384,
+	NID_ecdsa_with_SHA3_512, NID_RSA_SHA3_256, NID_RSA_SHA3_384,
+	NID_RSA_SHA3_512, NID_sha1WithRSA, NID_md5WithRSAEncryption,
+	NID_dsa, NID_dsa_2, NID_dsaWithSHA1, NID_dsaWithSHA1_2,
+	NID_dsa_with_SHA224, NID_dsa_with_SHA256, NID_dsa_with_SHA384,
+	NID_dsa_with_SHA512, NID_ED25519, NID_ED448,
 };
 
 /*
@@ -1391,7 +1493,7 @@ cms_verify(BIO *content, BIO *der, const struct cms_trust *trust,
 	CMS_ContentInfo *cms;
 	const char *why = NULL;
 	char alg[128];
-	int i, detached, r;
+	int i, detached, r, temp = 0;
 
 	memset(res, 0, sizeof(*res));
 	ERR_clear_error();
@@ -1421,9 +1523,10 @@ cms_verify(BIO *content, BIO *der, const struct cms_trust *trust,
 	X509_up_ref(res->signer);
 	cms_get_caps(sk_CMS_SignerInfo_value(sis, 0), res);
 	for (i = 0; i < sk_X509_num(signers) && why == NULL; i++)
-		why = cms_chain(sk_X509_value(signers, i), untrusted, trust);
+		why = cms_chain(sk_X509_value(signers, i), untrusted, trust,
+		    res, &temp);
 	if (why != NULL)
-		cms_result(res, SMIME_FAIL, why);
+		cms_result(res, temp ? SMIME_TEMPERROR : SMIME_FAIL, why);
 	else if (!cms_match_from(res->signer, from, res))
 		cms_result(res, SMIME_POLICY,
 		    "signer certificate does not carry the From address");
@@ -1463,6 +1566,8 @@ cms_outcome_name(enum cms_outcome o)
 		return "permerror";
 	case SMIME_NEUTRAL:
 		return "neutral";
+	case SMIME_TEMPERROR:
+		return "temperror";
 	case SMIME_NONE:
 	default:
 		return "none";
@@ -1474,17 +1579,21 @@ int
 cms_auth_results(char *buf, size_t len, const char *host,
     const struct cms_verify *res)
 {
-	char comment[sizeof(res->reason) + 3] = "", id[300] = "";
+	char text[sizeof(res->reason) + sizeof(res->revocation) + 2];
+	char comment[sizeof(text) + 3] = "", id[300] = "";
+	const char *why = res->outcome != SMIME_PASS ? res->reason : "";
 	size_t i, n;
 
-	if (res->outcome != SMIME_PASS && res->reason[0] != '\0') {
+	snprintf(text, sizeof(text), "%s%s%s", why, *why != '\0' &&
+	    res->revocation[0] != '\0' ? "; " : "", res->revocation);
+	if (text[0] != '\0') {
 		/* A comment may not hold unbalanced parentheses, backslashes
 		 * or control characters (RFC 5322 3.2.2). */
 		n = 0;
 		comment[n++] = ' ';
 		comment[n++] = '(';
-		for (i = 0; res->reason[i] != '\0'; i++) {
-			unsigned char c = (unsigned char)res->reason[i];
+		for (i = 0; text[i] != '\0'; i++) {
+			unsigned char c = (unsigned char)text[i];
 			comment[n++] = (c < 0x20 || c > 0x7e || c == '(' ||
 			    c == ')' || c == '\\') ? ' ' : (char)c;
 		}

@@ -42,7 +42,16 @@ enum cms_outcome {
 	SMIME_FAIL,		/* bad signature, untrusted/revoked/expired signer */
 	SMIME_POLICY,		/* valid, but the signer lacks the From address */
 	SMIME_PERMERROR,	/* malformed */
-	SMIME_NEUTRAL		/* signed with an algorithm we cannot check */
+	SMIME_NEUTRAL,		/* signed with an algorithm we cannot check */
+	SMIME_TEMPERROR		/* revocation could not be decided (hard) */
+};
+
+/* How a chain's revocation is checked (config `revocation`). */
+enum cms_revocation {
+	CMS_REV_SOFT = 0,	/* against the CRLs there are; a certificate
+				 * without one passes, and the result says so */
+	CMS_REV_HARD,		/* a certificate without a CRL: temperror */
+	CMS_REV_OFF		/* not checked */
 };
 
 /* One of our identities, a candidate for decryption. */
@@ -54,15 +63,18 @@ struct cms_identity {
 /* What a signature is checked against; built by the caller (store/). */
 struct cms_trust {
 	X509_STORE		*store;	/* trust anchors */
-	STACK_OF(X509_CRL)	*crls;	/* NULL or empty: no revocation check */
+	STACK_OF(X509_CRL)	*crls;	/* NULL or empty: none to check with */
 	STACK_OF(X509)		*certs;	/* NULL, or known certificates (the
 					 * cache) for signatures carrying none */
+	enum cms_revocation	 revocation;
 };
 
 /* What cms_verify() found; release with cms_verify_free(). */
 struct cms_verify {
 	enum cms_outcome outcome;
 	char		 reason[256];	/* "" on pass, else e.g. "certificate revoked" */
+	char		 revocation[160]; /* how revocation was decided, e.g.
+					 * "revocation: CRL"; "" when off */
 	char		 identity[256];	/* signer e-mail: the one matching From,
 					 * else the first in the certificate */
 	X509		*signer;	/* owned; the first signer, for harvesting */

@@ -41,7 +41,7 @@ struct config_key {
 
 static config_set_fn set_listen, set_hostname, set_file, set_string,
     set_inbound_tls, set_relay, set_relay_tls, set_networks, set_size,
-    set_count, set_duration, set_log_level;
+    set_count, set_duration, set_log_level, set_revocation;
 
 static const struct config_key config_keys[] = {
 	{ "listen", 1, set_listen, 0 },
@@ -66,6 +66,7 @@ static const struct config_key config_keys[] = {
 	{ "delay_warning_time", 0, set_duration,
 	    offsetof(struct config, delay_warning) },
 	{ "log_level", 0, set_log_level, 0 },
+	{ "revocation", 0, set_revocation, 0 },
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -509,6 +510,24 @@ set_inbound_tls(struct config *cfg, const struct config_key *k,
 	else
 		return bad_value(why, len, k->name, val,
 		    "expected may or encrypt");
+	return 0;
+}
+
+/* revocation = off | soft | hard */
+static int
+set_revocation(struct config *cfg, const struct config_key *k,
+    const char *val, int line, char *why, size_t len)
+{
+	(void)line;
+	if (strcmp(val, "soft") == 0)
+		cfg->revocation = CONFIG_REV_SOFT;
+	else if (strcmp(val, "hard") == 0)
+		cfg->revocation = CONFIG_REV_HARD;
+	else if (strcmp(val, "off") == 0)
+		cfg->revocation = CONFIG_REV_OFF;
+	else
+		return bad_value(why, len, k->name, val,
+		    "expected off, soft or hard");
 	return 0;
 }
 

@@ -24,6 +24,13 @@ struct netmask {
 	int bits;
 };
 
+/* revocation = soft | hard | off (the values of enum cms_revocation). */
+enum config_revocation {
+	CONFIG_REV_SOFT = 0,
+	CONFIG_REV_HARD,
+	CONFIG_REV_OFF
+};
+
 struct config {
 	char *path;
 	struct listen_cfg *listens;     /* at least one after config_load */
@@ -31,6 +38,7 @@ struct config {
 	char *hostname;                 /* default: gethostname() */
 	char *tls_cert_file, *tls_key_file;
 	int inbound_tls_encrypt;        /* inbound_tls = encrypt */
+	enum config_revocation revocation;      /* default soft */
 	char *relay_host, *relay_port;  /* NULL host with relay_mx = 1 */
 	int relay_mx;
 	enum relay_tls relay_tls;

@@ -224,6 +224,7 @@ ctl_apply_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	}
 	cms_init();
 	src.cc = certcache_new();
+	certcache_set_revocation(src.cc, cfg->revocation);
 	if ((src.st = store_open(cfg->data_dir, err, sizeof(err))) == NULL ||
 	    certcache_sync(src.cc, src.st, 1, err, sizeof(err)) == -1)
 		fprintf(stderr, "smrelayctl: %s\n", err);

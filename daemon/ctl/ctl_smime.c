@@ -141,7 +141,8 @@ ctl_smime_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	}
 	if ((st = store_open(cfg->data_dir, err, sizeof(err))) == NULL)
 		fprintf(stderr, "smrelayctl: %s\n", err);
-	else if (certcache_sync(src.cc = certcache_new(), src.st = st, 1, err,
+	else if (certcache_set_revocation(src.cc = certcache_new(),
+	    cfg->revocation), certcache_sync(src.cc, src.st = st, 1, err,
 	    sizeof(err)) == -1)
 		fprintf(stderr, "smrelayctl: %s\n", err);
 	else if ((msg = ctl_read_stdin(cfg->max_message_size, &len)) != NULL) {

@@ -44,6 +44,7 @@ struct certcache {
 	X509_STORE	*trust;
 	STACK_OF(X509_CRL) *crls;
 	struct policy_set *policy;
+	enum cms_revocation revocation;
 };
 
 /* The bucket of a name (FNV-1a over its ASCII-lowercased bytes). */
@@ -449,4 +450,25 @@ certcache_harvest_done(struct certcache *cc, const char *fingerprint,
 		cache_drop(cc, emails[i]);
 	cache_put(cc, e);
 	pthread_mutex_unlock(&cc->mtx);
+}
+
+/* The config's `revocation`, for the transforms' chain checks. */
+void
+certcache_set_revocation(struct certcache *cc, enum config_revocation r)
+{
+	pthread_mutex_lock(&cc->mtx);
+	cc->revocation = r == CONFIG_REV_HARD ? CMS_REV_HARD :
+	    r == CONFIG_REV_OFF ? CMS_REV_OFF : CMS_REV_SOFT;
+	pthread_mutex_unlock(&cc->mtx);
+}
+
+enum cms_revocation
+certcache_revocation(struct certcache *cc)
+{
+	enum cms_revocation r;
+
+	pthread_mutex_lock(&cc->mtx);
+	r = cc->revocation;
+	pthread_mutex_unlock(&cc->mtx);
+	return r;
 }

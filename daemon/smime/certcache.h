@@ -13,6 +13,9 @@
 
 #include <openssl/x509.h>
 
+#include "daemon/base/base.h"
+#include "proto/proto.h"
+
 struct certcache;
 struct harvest;
 struct keys;
@@ -68,5 +71,8 @@ int certcache_harvested(struct certcache *, const char *fingerprint,
  * addresses so the very next message to them finds it. */
 void certcache_harvest_done(struct certcache *, const char *fingerprint,
     int caps, char *const *emails, size_t nemails);
+/* How chains are checked for revocation (config `revocation`). */
+void certcache_set_revocation(struct certcache *, enum config_revocation);
+enum cms_revocation certcache_revocation(struct certcache *);
 
 #endif

@@ -901,6 +901,7 @@ gateway_reconfigure(struct gateway *gw, const struct config *cfg)
 
 	gw->cfg = cfg;
 	gw->host = cfg->hostname;
+	certcache_set_revocation(gw->cc, cfg->revocation);
 	if (certcache_sync(gw->cc, gw->st, 1, err, sizeof(err)) == -1)
 		log_warnx("reload: policy/certificates: %s", err);
 	else {

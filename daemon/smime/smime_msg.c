@@ -717,6 +717,7 @@ trust_build(const struct certsrc *src, const char *from,
     struct cms_trust *t)
 {
 	memset(t, 0, sizeof(*t));
+	t->revocation = certcache_revocation(src->cc);
 	if ((t->store = certcache_trust(src, &t->crls)) == NULL ||
 	    (t->certs = *from != '\0' ? certcache_certs_of(src, from) :
 	    sk_X509_new_null()) == NULL) {

@@ -302,6 +302,8 @@ main(int argc, char **argv)
 	trust.store = X509_STORE_new();
 	trust.crls = sk_X509_CRL_new_null();
 	trust.certs = sk_X509_new_null();
+	/* PKITS requires every certificate's status: no CRL is a failure */
+	trust.revocation = CMS_REV_HARD;
 	if (trust.store == NULL || trust.crls == NULL || trust.certs == NULL)
 		die("out of memory", "setup");
 	X509_VERIFY_PARAM_set_time(X509_STORE_get0_param(trust.store),

@@ -153,7 +153,7 @@ fi
 if ctl sign-enc smime encrypt --sign --from alice@example.com --to bob@partner.example < msg.txt > se.eml &&
     ctl sign-enc-dec smime decrypt < se.eml > sed.eml; then
 	case "$(ar sed.eml)" in
-	"Authentication-Results: $HOST; smime=pass body.smime-identifier=alice@example.com")
+	"Authentication-Results: $HOST; smime=pass (revocation unknown: no usable CRL for alice and others) body.smime-identifier=alice@example.com")
 		pass "sign+encrypt: our decrypt shows smime=pass" ;;
 	*) fail "sign+encrypt: our decrypt shows smime=pass" "$(ar sed.eml)" ;;
 	esac
@@ -171,7 +171,7 @@ esac
 
 # --- verify ----------------------------------------------------------------
 if ctl verify-own smime verify < s.eml > v.eml; then
-	[ "$(ar v.eml)" = "Authentication-Results: $HOST; smime=pass body.smime-identifier=alice@example.com" ] &&
+	[ "$(ar v.eml)" = "Authentication-Results: $HOST; smime=pass (revocation unknown: no usable CRL for alice and others) body.smime-identifier=alice@example.com" ] &&
 		pass "verify: our signature passes" || fail "verify: our signature passes" "$(ar v.eml)"
 	outer verify v.eml
 else
@@ -181,7 +181,7 @@ fi
 # its CRLF form (RFC 8551 3.1.1: the signature covers the CRLF form).
 tr -d '\r' < s.eml > s-lf.eml
 if ctl verify-lf smime verify < s-lf.eml > v-lf.eml &&
-    [ "$(ar v-lf.eml)" = "Authentication-Results: $HOST; smime=pass body.smime-identifier=alice@example.com" ]; then
+    [ "$(ar v-lf.eml)" = "Authentication-Results: $HOST; smime=pass (revocation unknown: no usable CRL for alice and others) body.smime-identifier=alice@example.com" ]; then
 	pass "verify: our signature with LF line ends passes"
 else
 	fail "verify: our signature with LF line ends passes" "$(ar v-lf.eml) $(lastline verify-lf.err)"
@@ -217,7 +217,7 @@ fp=$(openssl x509 -in "$P/bob-ec.pem" -noout -fingerprint -sha256 | cut -d= -f2 
 ctl list0 cert list > l0.out
 grep -q "$fp" l0.out && fail "harvest: bob-ec already in the store"
 if ctl verify-openssl smime verify < os.eml > vos.eml &&
-    [ "$(ar vos.eml)" = "Authentication-Results: $HOST; smime=pass body.smime-identifier=bob@partner.example" ]; then
+    [ "$(ar vos.eml)" = "Authentication-Results: $HOST; smime=pass (revocation unknown: no usable CRL for bob-ec and others) body.smime-identifier=bob@partner.example" ]; then
 	pass "verify: openssl cms -sign message passes"
 else
 	fail "verify: openssl cms -sign message passes" "$(ar vos.eml) $(lastline verify-openssl.err)"
@@ -281,13 +281,40 @@ if ctl trust-int trust import "$P/int.pem" > /dev/null &&
     ctl crl-int crl import "$P/int.crl" > /dev/null && ctl crl-root crl import "$P/root.crl" > /dev/null; then
 	ctl verify-rev smime verify < rev.eml > vr.eml
 	case "$(ar vr0.eml) / $(ar vr.eml)" in
-	*"smime=pass"*" / "*"smime=fail"*"revoked"*)
-		pass "verify: revoked signer passes without CRLs, fails with them" ;;
-	*) fail "verify: revoked signer passes without CRLs, fails with them" "$(ar vr0.eml) / $(ar vr.eml)" ;;
+	*"smime=pass (revocation unknown: no usable CRL for revoked"*" / "*"smime=fail (certificate revoked; revocation: CRL)"*)
+		pass "verify: revoked signer passes without CRLs (saying so), fails with them" ;;
+	*) fail "verify: revoked signer passes without CRLs (saying so), fails with them" "$(ar vr0.eml) / $(ar vr.eml)" ;;
 	esac
 	ctl verify-crl-ok smime verify < s.eml > vc.eml
-	ar vc.eml | grep -q 'smime=pass' && pass "verify: good signer passes with CRLs" ||
-		fail "verify: good signer passes with CRLs" "$(ar vc.eml)"
+	ar vc.eml | grep -q 'smime=pass (revocation: CRL) ' && pass "verify: good signer passes with CRLs, checked" ||
+		fail "verify: good signer passes with CRLs, checked" "$(ar vc.eml)"
+	# revocation = off: not checked, and not claimed
+	{ cat smrelay.conf; echo "revocation = off"; } > off.conf
+	"$CTL" -c off.conf smime verify < rev.eml > vro.eml 2> verify-off.err
+	case "$(ar vro.eml)" in
+	*"smime=pass body.smime-identifier="*) pass "verify, revocation = off: no check, no comment" ;;
+	*) fail "verify, revocation = off: no check, no comment" "$(ar vro.eml)" ;;
+	esac
+	# revocation = hard: the root's CRL alone leaves the intermediate's
+	# certificates undecided: temperror, never pass
+	ctl crl-list crl list > crls.out
+	intcrl=$(grep -i 'Intermediate' crls.out | cut -f1 | head -n 1)
+	{ cat smrelay.conf; echo "revocation = hard"; } > hard.conf
+	if [ -n "$intcrl" ] && ctl crl-rm crl remove "$intcrl" > /dev/null; then
+		"$CTL" -c hard.conf smime verify < s.eml > vh.eml 2> verify-hard.err
+		ctl verify-soft-rootcrl smime verify < s.eml > vs.eml
+		case "$(ar vh.eml) / $(ar vs.eml)" in
+		*"smime=temperror ("*"unable to get certificate CRL"*" / "*"smime=pass (revocation unknown: no usable CRL for alice)"*)
+			pass "root CRL only: hard gives temperror, soft passes naming the certificate" ;;
+		*) fail "root CRL only: hard gives temperror, soft passes naming the certificate" "$(ar vh.eml) / $(ar vs.eml)" ;;
+		esac
+		ctl crl-int2 crl import "$P/int.crl" > /dev/null
+		"$CTL" -c hard.conf smime verify < s.eml > vh2.eml 2> verify-hard2.err
+		ar vh2.eml | grep -q 'smime=pass (revocation: CRL) ' && pass "hard, every CRL there: pass" ||
+			fail "hard, every CRL there: pass" "$(ar vh2.eml)"
+	else
+		fail "crl list/remove for the hard case" "$(cat crls.out | tr '\n' ' ')$(lastline crl-rm.err)"
+	fi
 else
 	fail "crl import" "$(lastline trust-int.err)$(lastline crl-int.err)$(lastline crl-root.err)"
 fi
