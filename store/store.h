@@ -129,7 +129,8 @@ void store_load_cleanup(void);
 /*
  * Add certificates in one transaction (all or nothing).  ids[i] gets each
  * row id, existed[i] 1 when the certificate was already there (idempotent).
- * Certificates without an e-mail address are refused.
+ * Certificates without an e-mail address are refused unless they are CAs
+ * (intermediates: the caller checks they chain to an anchor).
  */
 int store_cert_add(struct store *, STACK_OF(X509) *, enum store_source,
     int caps, int64_t *ids, int *existed, char *err, size_t errlen);
@@ -194,6 +195,9 @@ int store_crl_list(struct store *, store_list_cb *, void *);
  * that wants revocation checks sets X509_V_FLAG_CRL_CHECK itself.
  */
 X509_STORE *store_trust_x509_store(struct store *);
+/* The intermediate CAs `cert import` stored (new references), for path
+ * building; NULL on error. */
+STACK_OF(X509) *store_ca_certs(struct store *);
 
 /* store_policy.c */
 /* Add a rule (checked first; its id is ignored); *id gets the new id. */

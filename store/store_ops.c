@@ -115,7 +115,7 @@ store_cert_add(struct store *st, STACK_OF(X509) *certs,
 		if (store_certmeta_get(sk_X509_value(certs, i), &m, err,
 		    errlen) == -1)
 			goto fail;
-		if (m.nemails == 0) {
+		if (m.nemails == 0 && !m.is_ca) {
 			snprintf(err, errlen, "certificate %s has no e-mail "
 			    "address", m.subject);
 			store_certmeta_free(&m);

@@ -8,6 +8,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <sqlite3.h>
 
@@ -119,15 +120,29 @@ store_crl_list(struct store *st, store_list_cb *cb, void *arg)
 	return store_run_list(stmt, cb, arg);
 }
 
-/* 1 if an anchor named like the CRL's issuer signed it, 0 if none is
- * named so, -2 if some are but none verifies, -1 on error. */
+/* x is named like the CRL's issuer (*found) and signed it (*ok). */
+static void
+crl_signed_by(X509_CRL *crl, X509 *x, int *found, int *ok)
+{
+	if (X509_NAME_cmp(X509_get_subject_name(x),
+	    X509_CRL_get_issuer(crl)) != 0)
+		return;
+	*found = 1;
+	if (X509_CRL_verify(crl, X509_get0_pubkey(x)) == 1)
+		*ok = 1;
+}
+
+/* 1 if an anchor or a stored intermediate CA named like the CRL's issuer
+ * signed it, 0 if none is named so, -2 if some are but none verifies, -1
+ * on error. */
 static int
 crl_check_issuer(struct store *st, X509_CRL *crl)
 {
+	STACK_OF(X509) *cas;
 	sqlite3_stmt *stmt;
 	const unsigned char *p;
 	X509 *x;
-	int found = 0, ok = 0;
+	int found = 0, ok = 0, i;
 
 	if (store_prepare(st, "SELECT der FROM trust_anchors", &stmt, NULL,
 	    0) == -1)
@@ -137,15 +152,16 @@ crl_check_issuer(struct store *st, X509_CRL *crl)
 		if (p == NULL || (x = d2i_X509(NULL, &p,
 		    sqlite3_column_bytes(stmt, 0))) == NULL)
 			continue;
-		if (X509_NAME_cmp(X509_get_subject_name(x),
-		    X509_CRL_get_issuer(crl)) == 0) {
-			found = 1;
-			if (X509_CRL_verify(crl, X509_get0_pubkey(x)) == 1)
-				ok = 1;
-		}
+		crl_signed_by(crl, x, &found, &ok);
 		X509_free(x);
 	}
 	sqlite3_finalize(stmt);
+	/* an intermediate `cert import` took (it chained to an anchor) */
+	if (!ok && (cas = store_ca_certs(st)) != NULL) {
+		for (i = 0; !ok && i < sk_X509_num(cas); i++)
+			crl_signed_by(crl, sk_X509_value(cas, i), &found, &ok);
+		sk_X509_pop_free(cas, X509_free);
+	}
 	return ok ? 1 : found ? -2 : 0;
 }
 
@@ -231,12 +247,12 @@ store_crl_add(struct store *st, X509_CRL *crl, int64_t *id, int *existed,
 	}
 	if ((rc = crl_check_issuer(st, crl)) != 1) {
 		if (rc == 0)
-			snprintf(err, errlen, "CRL issuer %s is not a trust "
-			    "anchor (import it with trust import first)",
-			    issuer);
+			snprintf(err, errlen, "CRL issuer %s is neither a "
+			    "trust anchor nor an intermediate CA in the store "
+			    "(cert import its certificate first)", issuer);
 		else if (rc == -2)
 			snprintf(err, errlen, "CRL signature does not verify "
-			    "against the trust anchor %s", issuer);
+			    "against the certificate of %s", issuer);
 		else
 			store_sqlerr(st, "lookup", err, errlen);
 		goto fail;
@@ -305,4 +321,34 @@ store_trust_x509_store(struct store *st)
 	add_rows(st, xs, "SELECT der FROM trust_anchors ORDER BY id", 0);
 	add_rows(st, xs, "SELECT der FROM crls ORDER BY id", 1);
 	return xs;
+}
+
+/* Every stored certificate without an address that is a CA (the
+ * intermediates `cert import` took), new references; NULL on error. */
+STACK_OF(X509) *
+store_ca_certs(struct store *st)
+{
+	STACK_OF(X509) *sk;
+	sqlite3_stmt *stmt;
+	const unsigned char *p;
+	X509 *x;
+
+	if ((sk = sk_X509_new_null()) == NULL)
+		return NULL;
+	if (store_prepare(st, "SELECT der FROM certificates c WHERE NOT "
+	    "EXISTS (SELECT 1 FROM cert_emails e WHERE e.cert_id = c.id) "
+	    "ORDER BY c.id", &stmt, NULL, 0) == -1) {
+		sk_X509_free(sk);
+		return NULL;
+	}
+	while (sqlite3_step(stmt) == SQLITE_ROW) {
+		if ((p = sqlite3_column_blob(stmt, 0)) == NULL ||
+		    (x = d2i_X509(NULL, &p, sqlite3_column_bytes(stmt,
+		    0))) == NULL)
+			continue;
+		if (X509_check_ca(x) < 1 || sk_X509_push(sk, x) <= 0)
+			X509_free(x);
+	}
+	sqlite3_finalize(stmt);
+	return sk;
 }

@@ -234,6 +234,46 @@ put_emails(const struct store_certmeta *m)
 		fputs("-", stdout);
 }
 
+/*
+ * Whether CA certificate x chains to a trust anchor through the other
+ * certificates of the file and the intermediates already stored (RFC 5280,
+ * no revocation); 0, or -1 with the reason in why.
+ */
+static int
+ca_chains(struct ctl *c, X509 *x, STACK_OF(X509) *file, char *why,
+    size_t whylen)
+{
+	STACK_OF(X509) *untrusted;
+	X509_STORE_CTX *ctx = NULL;
+	X509_STORE *xs;
+	int i, rc = -1;
+
+	xs = store_trust_x509_store(c->st);
+	if ((untrusted = store_ca_certs(c->st)) == NULL || xs == NULL) {
+		snprintf(why, whylen, "cannot read the store");
+		goto done;
+	}
+	for (i = 0; i < sk_X509_num(file); i++)
+		if (sk_X509_value(file, i) != x &&
+		    X509_add_cert(untrusted, sk_X509_value(file, i),
+		    X509_ADD_FLAG_UP_REF) != 1)
+			goto done;
+	if ((ctx = X509_STORE_CTX_new()) == NULL ||
+	    X509_STORE_CTX_init(ctx, xs, x, untrusted) != 1)
+		snprintf(why, whylen, "cannot set up verification");
+	else if (X509_verify_cert(ctx) == 1)
+		rc = 0;
+	else
+		snprintf(why, whylen, "does not chain to a trust anchor: %s",
+		    X509_verify_cert_error_string(X509_STORE_CTX_get_error(
+		    ctx)));
+ done:
+	X509_STORE_CTX_free(ctx);
+	sk_X509_pop_free(untrusted, X509_free);
+	X509_STORE_free(xs);
+	return rc;
+}
+
 /* Keep the certificates worth importing; warn about or refuse others. */
 static int
 cert_import_filter(struct ctl *c, STACK_OF(X509) *sk)
@@ -248,10 +288,17 @@ cert_import_filter(struct ctl *c, STACK_OF(X509) *sk)
 			fprintf(stderr, "smrelayctl: %s: %s\n", c->arg, err);
 			return -1;
 		}
-		if (m.nemails == 0) {
+		if (m.nemails == 0 && m.is_ca) {
+			if (ca_chains(c, sk_X509_value(sk, i), sk, why,
+			    sizeof(why)) == -1) {
+				fprintf(stderr, "smrelayctl: warning: %s: "
+				    "skipping CA %s: %s\n", c->arg, m.subject,
+				    why);
+				X509_free(sk_X509_delete(sk, i--));
+			}
+		} else if (m.nemails == 0) {
 			fprintf(stderr, "smrelayctl: warning: %s: skipping %s: "
-			    "no e-mail address%s\n", c->arg, m.subject,
-			    m.is_ca ? " (a CA? use trust import)" : "");
+			    "no e-mail address\n", c->arg, m.subject);
 			X509_free(sk_X509_delete(sk, i--));
 		} else if (!c->force && m.not_after < time(NULL)) {
 			validity_problem(&m, why, sizeof(why));
@@ -267,7 +314,8 @@ cert_import_filter(struct ctl *c, STACK_OF(X509) *sk)
 	}
 	if (sk_X509_num(sk) == 0) {
 		fprintf(stderr, "smrelayctl: %s: no certificate with an e-mail "
-		    "address\n", c->arg);
+		    "address, nor an intermediate CA that chains to a trust "
+		    "anchor\n", c->arg);
 		return -1;
 	}
 	return 0;

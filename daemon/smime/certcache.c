@@ -45,6 +45,7 @@ struct certcache {
 	STACK_OF(X509_CRL) *crls;
 	struct policy_set *policy;
 	enum cms_revocation revocation;
+	STACK_OF(X509)	*inter;		/* intermediate CAs, for paths */
 };
 
 /* The bucket of a name (FNV-1a over its ASCII-lowercased bytes). */
@@ -159,6 +160,7 @@ certcache_free(struct certcache *cc)
 	keys_free(cc->keys);
 	X509_STORE_free(cc->trust);
 	sk_X509_CRL_pop_free(cc->crls, X509_CRL_free);
+	sk_X509_pop_free(cc->inter, X509_free);
 	policy_set_free(cc->policy);
 	pthread_mutex_destroy(&cc->mtx);
 	free(cc);
@@ -192,7 +194,8 @@ certcache_sync(struct certcache *cc, struct store *st, int force, char *err,
 	struct policy_rule *rules;
 	struct policy_set *ps;
 	X509_STORE *trust, *otrust;
-	STACK_OF(X509_CRL) *crls, *ocrls;
+	STACK_OF(X509_CRL) *crls = NULL, *ocrls;
+	STACK_OF(X509) *inter = NULL, *ointer;
 	size_t nrules = 0;
 	int64_t changes;
 
@@ -209,7 +212,9 @@ certcache_sync(struct certcache *cc, struct store *st, int force, char *err,
 	if (ps == NULL)
 		return -1;
 	if ((trust = store_trust_x509_store(st)) == NULL ||
-	    (crls = store_crls(trust)) == NULL) {
+	    (crls = store_crls(trust)) == NULL ||
+	    (inter = store_ca_certs(st)) == NULL) {
+		sk_X509_CRL_pop_free(crls, X509_CRL_free);
 		X509_STORE_free(trust);
 		policy_set_free(ps);
 		snprintf(err, errlen, "cannot load the trust anchors");
@@ -221,6 +226,8 @@ certcache_sync(struct certcache *cc, struct store *st, int force, char *err,
 	cache_clear(cc, 1);
 	otrust = cc->trust;
 	ocrls = cc->crls;
+	ointer = cc->inter;
+	cc->inter = inter;
 	policy_set_free(cc->policy);
 	cc->policy = ps;
 	cc->trust = trust;
@@ -231,6 +238,7 @@ certcache_sync(struct certcache *cc, struct store *st, int force, char *err,
 
 	X509_STORE_free(otrust);
 	sk_X509_CRL_pop_free(ocrls, X509_CRL_free);
+	sk_X509_pop_free(ointer, X509_free);
 	return 1;
 }
 
@@ -471,4 +479,21 @@ certcache_revocation(struct certcache *cc)
 	r = cc->revocation;
 	pthread_mutex_unlock(&cc->mtx);
 	return r;
+}
+
+/* Append the stored intermediate CAs to sk (new references): untrusted
+ * certificates to build paths with when a message lacks them.  0 or -1. */
+int
+certcache_add_intermediates(const struct certsrc *src, STACK_OF(X509) *sk)
+{
+	struct certcache *cc = src->cc;
+	int i, rc = 0;
+
+	pthread_mutex_lock(&cc->mtx);
+	for (i = 0; cc->inter != NULL && i < sk_X509_num(cc->inter); i++)
+		if (X509_add_cert(sk, sk_X509_value(cc->inter, i),
+		    X509_ADD_FLAG_UP_REF) != 1)
+			rc = -1;
+	pthread_mutex_unlock(&cc->mtx);
+	return rc;
 }

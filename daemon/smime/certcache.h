@@ -71,6 +71,9 @@ int certcache_harvested(struct certcache *, const char *fingerprint,
  * addresses so the very next message to them finds it. */
 void certcache_harvest_done(struct certcache *, const char *fingerprint,
     int caps, char *const *emails, size_t nemails);
+/* Append the intermediate CAs of the store (new references) to sk, for
+ * path building; 0 or -1. */
+int certcache_add_intermediates(const struct certsrc *, STACK_OF(X509) *);
 /* How chains are checked for revocation (config `revocation`). */
 void certcache_set_revocation(struct certcache *, enum config_revocation);
 enum cms_revocation certcache_revocation(struct certcache *);

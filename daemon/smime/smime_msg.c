@@ -720,7 +720,8 @@ trust_build(const struct certsrc *src, const char *from,
 	t->revocation = certcache_revocation(src->cc);
 	if ((t->store = certcache_trust(src, &t->crls)) == NULL ||
 	    (t->certs = *from != '\0' ? certcache_certs_of(src, from) :
-	    sk_X509_new_null()) == NULL) {
+	    sk_X509_new_null()) == NULL ||
+	    certcache_add_intermediates(src, t->certs) == -1) {
 		trust_free(t);
 		return -1;
 	}
