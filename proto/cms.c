@@ -1207,6 +1207,7 @@ struct cms_rev {
 	enum cms_revocation mode;
 	int		 checked;       /* CRL_CHECK ran */
 	int		 unknown;       /* certificates without a usable CRL */
+	int		 revoked;       /* cms_cert_status: revoked ones */
 	int		 stale;         /* CRLs past their nextUpdate, used */
 	char		 first[96];     /* the first such certificate's name */
 };
@@ -1314,6 +1315,60 @@ cms_chain_ctx(X509 *signer, STACK_OF(X509) *certs,
 	X509_STORE_CTX_set_app_data(ctx, rv);
 	X509_STORE_CTX_set_verify_cb(ctx, cms_verify_cb);
 	return ctx;
+}
+
+/* cms_cert_status's callback: go on past every error, noting revocation. */
+static int
+cms_status_cb(int ok, X509_STORE_CTX *ctx)
+{
+	struct cms_rev *rv = X509_STORE_CTX_get_app_data(ctx);
+	int e = X509_STORE_CTX_get_error(ctx);
+
+	if (ok || rv == NULL)
+		return 1;
+	if (e == X509_V_ERR_CERT_REVOKED) {
+		if (rv->revoked++ == 0)
+			cms_cert_name(X509_STORE_CTX_get_current_cert(ctx),
+			    rv->first, sizeof(rv->first));
+	} else if (e == X509_V_ERR_UNABLE_TO_GET_CRL ||
+	    e == X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER ||
+	    e == X509_V_ERR_CRL_SIGNATURE_FAILURE ||
+	    e == X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE ||
+	    e == X509_V_ERR_CRL_NOT_YET_VALID)
+		rv->unknown++;
+	return 1;
+}
+
+enum cms_cert_status
+cms_cert_status(X509 *x, const struct cms_trust *trust, char *why,
+    size_t whylen)
+{
+	struct cms_rev rv;
+	X509_STORE_CTX *ctx;
+
+	memset(&rv, 0, sizeof(rv));
+	rv.mode = trust->revocation;
+	snprintf(why, whylen, "%s", "");
+	if (trust->revocation == CMS_REV_OFF)
+		return CMS_CERT_GOOD;
+	if ((ctx = cms_chain_ctx(x, trust->certs, trust, &rv)) == NULL) {
+		snprintf(why, whylen, "cannot set up certificate verification");
+		return CMS_CERT_UNDECIDED;
+	}
+	X509_STORE_CTX_set_verify_cb(ctx, cms_status_cb);
+	X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_ANY);
+	(void)X509_verify_cert(ctx);
+	X509_STORE_CTX_free(ctx);
+	ERR_clear_error();
+	if (rv.revoked > 0) {
+		snprintf(why, whylen, "certificate of %s revoked", rv.first);
+		return CMS_CERT_REVOKED;
+	}
+	if (rv.unknown > 0 && trust->revocation == CMS_REV_HARD) {
+		snprintf(why, whylen, "revocation unknown (revocation = hard)");
+		return CMS_CERT_UNDECIDED;
+	}
+	return CMS_CERT_GOOD;
 }
 
 /* Check one signer's chain for S/MIME signing; NULL or the reason, and

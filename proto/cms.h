@@ -83,6 +83,14 @@ struct cms_verify {
 	int		 has_caps;	/* the SMIMECapabilities attribute was there */
 };
 
+/* What cms_cert_status() decided about a certificate to encrypt to. */
+enum cms_cert_status {
+	CMS_CERT_GOOD = 0,	/* not revoked (or not checked: off; soft and
+				 * no CRL) */
+	CMS_CERT_REVOKED,	/* it or a CA above it is revoked */
+	CMS_CERT_UNDECIDED	/* hard mode and a CRL missing */
+};
+
 /* cms.c */
 /* Create the engine's shared state (its BIO methods); once, at start-up. */
 void cms_init(void);
@@ -147,6 +155,13 @@ const char *cms_outcome_name(enum cms_outcome);
  * [body.smime-identifier=ADDR]" (RFC 8601, RFC 7281) without the CRLF,
  * into `buf`.  Returns the length it needed, as snprintf does.
  */
+/*
+ * Whether we may encrypt to x: its chain (through trust->certs) checked
+ * against trust->crls per trust->revocation; problems other than
+ * revocation do not count here.  The reason in why when not good.
+ */
+enum cms_cert_status cms_cert_status(X509 *x, const struct cms_trust *,
+    char *why, size_t whylen);
 int cms_auth_results(char *buf, size_t len, const char *host,
     const struct cms_verify *);
 

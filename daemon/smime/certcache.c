@@ -30,6 +30,7 @@ struct cc_entry {
 	X509		*best;		/* NULL: none usable */
 	int		 caps;
 	STACK_OF(X509)	*all;		/* NULL until asked for */
+	char		 why[160];	/* best refused: why (revoked...) */
 	time_t		 at;
 	struct cc_entry	*next;
 };
@@ -310,6 +311,39 @@ entry_fresh(const struct cc_entry *e, time_t now)
 	return 1;
 }
 
+/*
+ * A certificate to encrypt to must not be revoked, nor (revocation =
+ * hard) of unknown status: the chain is checked against the CRLs with the
+ * anchors and intermediates of this cache; a refused one is dropped from
+ * the entry with the reason (certcache_refused).
+ */
+static void
+check_best(const struct certsrc *src, struct cc_entry *e)
+{
+	struct cms_trust t;
+
+	if (e->best == NULL)
+		return;
+	memset(&t, 0, sizeof(t));
+	if ((t.revocation = certcache_revocation(src->cc)) == CMS_REV_OFF)
+		return;
+	if ((t.store = certcache_trust(src, &t.crls)) == NULL ||
+	    (t.certs = sk_X509_new_null()) == NULL ||
+	    certcache_add_intermediates(src, t.certs) == -1)
+		snprintf(e->why, sizeof(e->why), "cannot load the trust "
+		    "store to check revocation");
+	else if (cms_cert_status(e->best, &t, e->why, sizeof(e->why)) ==
+	    CMS_CERT_GOOD)
+		e->why[0] = '\0';
+	if (e->why[0] != '\0') {
+		X509_free(e->best);
+		e->best = NULL;
+	}
+	X509_STORE_free(t.store);
+	sk_X509_CRL_pop_free(t.crls, X509_CRL_free);
+	sk_X509_pop_free(t.certs, X509_free);
+}
+
 /* The cached entry for email (looked up on a miss); calls fn locked. */
 static void
 with_entry(const struct certsrc *src, const char *email,
@@ -327,6 +361,7 @@ with_entry(const struct certsrc *src, const char *email,
 	}
 	pthread_mutex_unlock(&cc->mtx);
 	e = lookup(src->st, email, now);
+	check_best(src, e);
 	pthread_mutex_lock(&cc->mtx);
 	fn(e, arg);
 	cache_put(cc, e);
@@ -338,6 +373,21 @@ struct best_arg {
 	X509	*x;
 	int	 caps;
 };
+
+/* Where why_fn copies an entry's reason. */
+struct why_arg {
+	char	*buf;
+	size_t	 len;
+};
+
+/* Copy out why an entry's certificate was refused ("" if it was not). */
+static void
+why_fn(const struct cc_entry *e, void *arg)
+{
+	struct why_arg *w = arg;
+
+	snprintf(w->buf, w->len, "%s", e->why);
+}
 
 /* Copy out an entry's best certificate and its caps. */
 static void
@@ -496,4 +546,18 @@ certcache_add_intermediates(const struct certsrc *src, STACK_OF(X509) *sk)
 			rc = -1;
 	pthread_mutex_unlock(&cc->mtx);
 	return rc;
+}
+
+/* Why email's certificate was refused for encryption (1, reason in buf),
+ * or 0 when none was. */
+int
+certcache_refused(const struct certsrc *src, const char *email, char *buf,
+    size_t len)
+{
+	struct why_arg w = { buf, len };
+
+	if (len == 0)
+		return 0;
+	with_entry(src, email, why_fn, &w);
+	return buf[0] != '\0';
 }

@@ -57,6 +57,11 @@ struct keys *certcache_keys(struct certcache *);
  */
 X509 *certcache_cert_for(const struct certsrc *, const char *email,
     int *caps);
+/* Why email's certificate was refused for encryption (revoked, or of
+ * unknown status with revocation = hard): 1 with the reason in buf, 0
+ * when it was not. */
+int certcache_refused(const struct certsrc *, const char *email, char *buf,
+    size_t len);
 /* Every stored certificate of email (new references), for signatures that
  * carry none; NULL on error, else a stack (maybe empty). */
 STACK_OF(X509) *certcache_certs_of(const struct certsrc *, const char *email);

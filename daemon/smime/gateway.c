@@ -291,11 +291,12 @@ gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
 	}
 	if (d.actions != 0 || d.plain || d.verdict == PL_HOLD)
 		log_info("session id=%016llx rcpt to=<%s> rule=%lld "
-		    "actions=%s%s", (unsigned long long)t->sessid, rcpt,
+		    "actions=%s%s%s%s", (unsigned long long)t->sessid, rcpt,
 		    (long long)d.rule_id,
 		    policy_actions_str(d.actions, acts, sizeof(acts)),
 		    d.plain ? " (no certificate: plain)" :
-		    d.verdict == PL_HOLD ? " (no certificate: hold)" : "");
+		    d.verdict == PL_HOLD ? " (no certificate: hold)" : "",
+		    d.why[0] != '\0' ? " certificate refused: " : "", d.why);
 	c = copy_for(t, &d);
 	r->copy = c;
 	if (c->hold) {          /* spooled at end of DATA, no next hop yet */

@@ -27,6 +27,7 @@ pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
     const char *sender, const char *rcpt, struct pl_decision *d)
 {
 	const struct policy_rule *r;
+	char why[160];
 	X509 *x;
 	int caps;
 
@@ -48,6 +49,8 @@ pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
 		X509_free(x);
 		return;
 	}
+	if (certcache_refused(src, rcpt, why, sizeof(why)))
+		snprintf(d->why, sizeof(d->why), "%s", why);
 	switch (r->nocert) {
 	case POLICY_NOCERT_PLAIN:
 		d->actions &= ~POLICY_ENCRYPT;
@@ -64,8 +67,8 @@ pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
 	default:
 		d->verdict = PL_REJECT;
 		smtp_result_set(&d->reply, 550, "5.7.1", "<%s>: no usable "
-		    "certificate to encrypt to (rule %lld)", rcpt,
-		    (long long)r->id);
+		    "certificate to encrypt to (%s%srule %lld)", rcpt, d->why,
+		    d->why[0] != '\0' ? "; " : "", (long long)r->id);
 		break;
 	}
 }

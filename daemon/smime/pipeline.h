@@ -30,6 +30,8 @@ struct pl_decision {
 	int		 plain;		/* encrypt dropped: no certificate,
 					 * --if-no-cert plain */
 	struct smtp_result reply;	/* PL_REJECT, PL_HOLD: the RCPT reply */
+	char		 why[160];	/* encrypt: the certificate there is
+					 * was refused (revoked, ...); "" */
 };
 
 /* One copy: the recipients that share a treatment. */

@@ -471,6 +471,7 @@ rcpt_certs(const struct certsrc *src, const char *from, const char *const *rcpts
 	STACK_OF(X509) *to = sk_X509_new_null();
 	struct store_key *k;
 	struct obuf miss = { NULL, 0, 0 };
+	char why[160];
 	X509 *x;
 	size_t i;
 	int caps;
@@ -481,6 +482,11 @@ rcpt_certs(const struct certsrc *src, const char *from, const char *const *rcpts
 		if ((x = certcache_cert_for(src, rcpts[i], &caps)) == NULL) {
 			ob_str(&miss, miss.len ? ", " : "");
 			ob_str(&miss, rcpts[i]);
+			if (certcache_refused(src, rcpts[i], why, sizeof(why))) {
+				ob_str(&miss, " (");
+				ob_str(&miss, why);
+				ob_str(&miss, ")");
+			}
 			continue;
 		}
 		if (!(caps & STORE_CAP_GCM))

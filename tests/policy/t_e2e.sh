@@ -553,6 +553,29 @@ case_no_double() {
 		assert_eq 1 "$(marks "$F")" "marks (the copied one removed)"
 }
 
+# 9c. no encryption to a revoked partner certificate: with the
+# intermediate and its CRL imported, erin's (revoked) certificate is
+# refused at RCPT under --if-no-cert reject, the reply and the log saying
+# why; bob, in the same transaction, still gets his envelope.
+case_revoked_partner() {
+	setup_store certs=bob || return 1
+	ctl cert import "$P/int.pem" >/dev/null && ctl crl import "$P/int.crl" >/dev/null &&
+		ctl cert import --force "$P/erin-revoked.pem" >/dev/null ||
+		{ fail_because "imports: $(tail -n 1 "$CASE_DIR/ctl.log")"; return 1; }
+	rule --recipient @partner.example --action encrypt --if-no-cert reject || return 1
+	start_daemon || return 1
+	msg m alice@example.com "bob@partner.example, erin@partner.example"
+	send alice@example.com bob@partner.example,erin@partner.example "$M"
+	reply_to "RCPT TO:<erin@partner.example>" 550 5.7.1 &&
+		reply_to "RCPT TO:<bob@partner.example>" 250 "" || return 1
+	grep -q -E ' 550 5\.7\.1 .*erin-revoked revoked' "$SWAKS_LOG" ||
+		{ fail_because "the 550 does not say the certificate is revoked: $(grep -E ' 550 ' "$SWAKS_LOG")"; return 1; }
+	grep -q 'certificate of erin-revoked revoked' "$CASE_DIR/smrelayd.log" ||
+		{ fail_because "smrelayd.log does not say why"; return 1; }
+	wait_delivered 1 && copy_of bob@partner.example bob@partner.example &&
+		enveloped "$F" && opens "$F" bob && assert_nothing_for erin@partner.example envelope
+}
+
 # 9b. what the sender writes cannot switch encryption off: a forged mark, a
 # plain body under a Content-Type that claims enveloped-data or
 # multipart/signed, and a real mark of a sign-only pass: each copy for bob
@@ -647,6 +670,7 @@ run_case rule_change_twice case_rule_change_twice
 run_case sign_without_key case_no_key
 run_case no_double_processing case_no_double
 run_case no_policy_bypass case_no_bypass
+run_case revoked_partner case_revoked_partner
 run_case null_sender_encrypt case_null_sender
 case_apply_repeated() { case_apply repeated; }
 case_apply_list() { case_apply list; }

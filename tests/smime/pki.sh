@@ -7,6 +7,8 @@
 #   bob-ec.{pem,key}       EC P-256, bob@partner.example
 #   expired.{pem,key}      alice@example.com, validity over in 2020
 #   revoked.{pem,key}      alice@example.com, revoked; crl.pem (both CRLs)
+#   erin-revoked.{pem,key} erin@partner.example, revoked (a partner to
+#                          refuse encrypting to)
 #   noeku.{pem,key}        alice@example.com, serverAuth only
 #   selfsigned.{pem,key}   alice@example.com, not under our root
 # The p12 files have an empty password and 3DES PBE (gpgsm 2.2 reads no AES).
@@ -104,9 +106,12 @@ user expired rsa alice@example.com v3_user \
 	-startdate 20190101000000Z -enddate 20200101000000Z
 user revoked rsa alice@example.com v3_user -days 825
 user noeku rsa alice@example.com v3_noeku -days 825
+user erin-revoked rsa erin@partner.example v3_user -days 825
 
 CADB=int.db $O ca -config ca.cnf -cert int.pem -keyfile int.key \
 	-revoke revoked.pem -crl_reason keyCompromise 2>/dev/null
+CADB=int.db $O ca -config ca.cnf -cert int.pem -keyfile int.key \
+	-revoke erin-revoked.pem -crl_reason keyCompromise 2>/dev/null
 CADB=int.db $O ca -config ca.cnf -cert int.pem -keyfile int.key \
 	-gencrl -out int.crl 2>/dev/null
 CADB=root.db $O ca -config ca.cnf -cert ca.pem -keyfile ca.key \

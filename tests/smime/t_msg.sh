@@ -345,6 +345,19 @@ if ctl crl-int crl import "$P/int.crl" > /dev/null && ctl crl-root crl import "$
 		*) fail "root CRL only: hard gives temperror, soft passes naming the certificate" "$(ar vh.eml) / $(ar vs.eml)" ;;
 		esac
 		ctl crl-int2 crl import "$P/int.crl" > /dev/null
+	# Encrypting to a revoked partner certificate is refused, saying so;
+	# with revocation = off it is not checked.
+	ctl cert-erin cert import --force "$P/erin-revoked.pem" > /dev/null
+	if ctl enc-revoked smime encrypt --to erin@partner.example < msg.txt > er.eml; then
+		fail "encrypt to a revoked certificate: refused" "exit 0"
+	else
+		grep -q 'erin@partner.example (certificate of erin-revoked revoked)' enc-revoked.err &&
+			pass "encrypt to a revoked certificate: refused" ||
+			fail "encrypt to a revoked certificate: refused" "$(lastline enc-revoked.err)"
+	fi
+	"$CTL" -c off.conf smime encrypt --to erin@partner.example < msg.txt > ero.eml 2> enc-off.err &&
+		grep -qi 'pkcs7-mime' ero.eml && pass "encrypt, revocation = off: not checked" ||
+		fail "encrypt, revocation = off: not checked" "$(lastline enc-off.err)"
 		"$CTL" -c hard.conf smime verify < s.eml > vh2.eml 2> verify-hard2.err
 		ar vh2.eml | grep -q 'smime=pass (revocation: CRL) ' && pass "hard, every CRL there: pass" ||
 			fail "hard, every CRL there: pass" "$(ar vh2.eml)"
