@@ -43,6 +43,17 @@ struct ctl_cmd {
 int ctl_apply_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
     char *argv[]);
 
+/* ctl_check.c */
+/*
+ * `cert check ID | --email ADDR`: the path to a trust anchor, one line a
+ * link (depth, subject, validity, revocation status and source, the
+ * verification error if any), then "usable: yes|no"; exit 0 only when
+ * usable (anchored, valid, not revoked; with revocation = hard, every
+ * link's status known).
+ */
+int ctl_check_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
+    char *argv[]);
+
 /* ctl_policy.c */
 /* `policy add|list|remove|test ARGS` against the store of the
  * configuration. */

@@ -25,6 +25,7 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "cert", "list", "[--email ADDR]", ctl_store_run },
 	{ "cert", "show", "ID", ctl_store_run },
 	{ "cert", "remove", "ID", ctl_store_run },
+	{ "cert", "check", "ID | --email ADDR", ctl_check_run },
 	{ "trust", "import", "FILE", ctl_store_run },
 	{ "trust", "list", "", ctl_store_run },
 	{ "trust", "remove", "ID", ctl_store_run },

@@ -355,6 +355,25 @@ if ctl crl-int crl import "$P/int.crl" > /dev/null && ctl crl-root crl import "$
 			pass "encrypt to a revoked certificate: refused" ||
 			fail "encrypt to a revoked certificate: refused" "$(lastline enc-revoked.err)"
 	fi
+	# cert check: the path, each link's status, exit 0 only when usable
+	if ctl check-bob cert check --email bob@partner.example > cb.out &&
+	    grep -q 'bob.*good (CRL, imported)' cb.out &&
+	    grep -q 'Intermediate.*good (CRL, imported)' cb.out &&
+	    grep -q 'Test Root.*trust anchor' cb.out && grep -q '^usable: yes' cb.out; then
+		pass "cert check: good partner, every link checked, exit 0"
+	else
+		fail "cert check: good partner, every link checked, exit 0" "$(tr '\n' '|' < cb.out) $(lastline check-bob.err)"
+	fi
+	if ctl check-erin cert check --email erin@partner.example > ce.out; then
+		fail "cert check: revoked partner, exit 1" "exit 0"
+	else
+		grep -q 'erin-revoked.*REVOKED' ce.out && grep -q '^usable: no' ce.out &&
+			pass "cert check: revoked partner, exit 1" ||
+			fail "cert check: revoked partner, exit 1" "$(tr '\n' '|' < ce.out)"
+	fi
+	ctl check-none cert check 99999 > /dev/null && fail "cert check: unknown ID" "exit 0" ||
+		{ grep -q 'no certificate 99999' check-none.err && pass "cert check: unknown ID" ||
+			fail "cert check: unknown ID" "$(cat check-none.err)"; }
 	"$CTL" -c off.conf smime encrypt --to erin@partner.example < msg.txt > ero.eml 2> enc-off.err &&
 		grep -qi 'pkcs7-mime' ero.eml && pass "encrypt, revocation = off: not checked" ||
 		fail "encrypt, revocation = off: not checked" "$(lastline enc-off.err)"

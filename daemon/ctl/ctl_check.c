@@ -1,0 +1,189 @@
+/* ctl_check.c: smrelayctl cert check ID | --email ADDR: the certificate's
+ * path to a trust anchor, each link's validity and revocation status with
+ * its source, and whether we would encrypt to it. */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "ctl.h"
+#include "daemon/base/base.h"
+#include "lib/lib.h"
+#include "store/store.h"
+
+#define CHECK_DEPTH	16      /* links reported (OpenSSL stops at 100) */
+
+/* What verification said about each link of the path. */
+struct check_state {
+	int	 err[CHECK_DEPTH];      /* first X509_V_ERR_* at that depth */
+	int	 nocrl[CHECK_DEPTH];    /* no usable CRL for that link */
+	int	 revoked[CHECK_DEPTH];
+	int	 stale[CHECK_DEPTH];    /* its CRL is past nextUpdate */
+};
+
+/* Note every problem by depth and go on, to report the whole path. */
+static int
+check_cb(int ok, X509_STORE_CTX *ctx)
+{
+	struct check_state *cs = X509_STORE_CTX_get_app_data(ctx);
+	int d = X509_STORE_CTX_get_error_depth(ctx);
+	int e = X509_STORE_CTX_get_error(ctx);
+
+	if (ok || cs == NULL)
+		return 1;
+	if (d < 0 || d >= CHECK_DEPTH)
+		d = CHECK_DEPTH - 1;
+	switch (e) {
+	case X509_V_ERR_CERT_REVOKED:
+		cs->revoked[d] = 1;
+		break;
+	case X509_V_ERR_CRL_HAS_EXPIRED:
+		cs->stale[d] = 1;
+		break;
+	case X509_V_ERR_UNABLE_TO_GET_CRL:
+	case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+	case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+	case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+	case X509_V_ERR_CRL_NOT_YET_VALID:
+		cs->nocrl[d] = 1;
+		break;
+	default:
+		if (cs->err[d] == 0)
+			cs->err[d] = e;
+	}
+	return 1;
+}
+
+/* The certificate named on the command line; NULL (said why) if none. */
+static X509 *
+check_target(struct store *st, int argc, char *argv[])
+{
+	X509 *x = NULL;
+	char *end;
+	long long id;
+	int caps;
+
+	if (argc == 3 && strcmp(argv[1], "--email") == 0) {
+		if ((x = store_best_cert_for(st, argv[2], time(NULL),
+		    &caps)) == NULL)
+			fprintf(stderr, "smrelayctl: cert check: no usable "
+			    "certificate for %s\n", argv[2]);
+		return x;
+	}
+	id = strtoll(argv[1], &end, 10);
+	if (*argv[1] == '\0' || *end != '\0' || id <= 0 ||
+	    (x = store_cert_get(st, id)) == NULL)
+		fprintf(stderr, "smrelayctl: cert check: no certificate %s\n",
+		    argv[1]);
+	return x;
+}
+
+/* One link: its name, validity and revocation.  1 if it is a problem. */
+static int
+check_link(X509 *x, int depth, int top, const struct check_state *cs,
+    enum config_revocation mode)
+{
+	char *name = store_name_str(X509_get_subject_name(x)), nb[32], na[32];
+	const char *rev;
+	int bad = cs->err[depth] != 0 || cs->revoked[depth];
+
+	store_time_str(store_asn1_time(X509_get0_notBefore(x)), nb,
+	    sizeof(nb));
+	store_time_str(store_asn1_time(X509_get0_notAfter(x)), na,
+	    sizeof(na));
+	if (top)
+		rev = "trust anchor";
+	else if (mode == CONFIG_REV_OFF)
+		rev = "revocation not checked (revocation = off)";
+	else if (cs->revoked[depth])
+		rev = "REVOKED (CRL, imported)";
+	else if (cs->nocrl[depth]) {
+		rev = "revocation unknown (no usable CRL)";
+		bad |= mode == CONFIG_REV_HARD;
+	} else if (cs->stale[depth])
+		rev = "good (CRL, imported, past its nextUpdate)";
+	else
+		rev = "good (CRL, imported)";
+	printf("%d\t%s\t%s .. %s\t%s%s%s\n", depth, name, nb, na, rev,
+	    cs->err[depth] ? "\t" : "", cs->err[depth] ?
+	    X509_verify_cert_error_string(cs->err[depth]) : "");
+	free(name);
+	return bad;
+}
+
+/* Verify x with every problem noted; print the path; 0 when usable. */
+static int
+check_path(struct store *st, X509 *x, enum config_revocation mode)
+{
+	struct check_state cs;
+	STACK_OF(X509) *inter = store_ca_certs(st), *chain;
+	X509_STORE *xs = store_trust_x509_store(st);
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	int i, n, bad = 0, anchored;
+
+	memset(&cs, 0, sizeof(cs));
+	if (inter == NULL || xs == NULL || ctx == NULL ||
+	    X509_STORE_CTX_init(ctx, xs, x, inter) != 1) {
+		fprintf(stderr, "smrelayctl: cert check: cannot read the "
+		    "store\n");
+		bad = 1;
+		goto done;
+	}
+	if (mode != CONFIG_REV_OFF)
+		X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_CRL_CHECK |
+		    X509_V_FLAG_CRL_CHECK_ALL);
+	X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SMIME_ENCRYPT);
+	X509_STORE_CTX_set_app_data(ctx, &cs);
+	X509_STORE_CTX_set_verify_cb(ctx, check_cb);
+	(void)X509_verify_cert(ctx);
+	chain = X509_STORE_CTX_get0_chain(ctx);
+	n = chain != NULL ? sk_X509_num(chain) : 0;
+	anchored = n > 0 && X509_check_issued(sk_X509_value(chain, n - 1),
+	    sk_X509_value(chain, n - 1)) == X509_V_OK;
+	for (i = 0; i < n && i < CHECK_DEPTH; i++)
+		bad |= check_link(sk_X509_value(chain, i), i, anchored &&
+		    i == n - 1, &cs, mode);
+	printf("usable: %s\n", bad ? "no" : "yes");
+ done:
+	ERR_clear_error();
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(xs);
+	sk_X509_pop_free(inter, X509_free);
+	return bad;
+}
+
+int
+ctl_check_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
+    char *argv[])
+{
+	struct config *cfg;
+	struct store *st;
+	char err[1024];
+	X509 *x;
+	int rc = 1;
+
+	if (argc != 2 && !(argc == 3 && strcmp(argv[1], "--email") == 0)) {
+		fprintf(stderr, "usage: smrelayctl cert check %s\n", cmd->args);
+		return 2;
+	}
+	if ((cfg = config_load(o->path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if ((st = store_open(cfg->data_dir, err, sizeof(err))) == NULL)
+		fprintf(stderr, "smrelayctl: %s\n", err);
+	else if ((x = check_target(st, argc, argv)) != NULL) {
+		rc = check_path(st, x, cfg->revocation);
+		X509_free(x);
+	}
+	if (st != NULL)
+		store_close(st);
+	config_free(cfg);
+	return rc;
+}
