@@ -93,6 +93,10 @@ static const char *migrations[] = {
 	"  value BLOB NOT NULL);"
 	"INSERT INTO secrets (name, value) VALUES ('mark', randomblob(32));"
 	"PRAGMA user_version = 3;",
+	/* 3 -> 4: where a CRL came from: 'import', or the URL it was fetched
+	 * from (daemon/smime/crlfetch.c). */
+	"ALTER TABLE crls ADD COLUMN source TEXT NOT NULL DEFAULT 'import';"
+	"PRAGMA user_version = 4;",
 };
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 

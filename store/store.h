@@ -12,7 +12,7 @@
 #include "policy/policy.h"
 
 #define STORE_DB_NAME		"smrelay.db"
-#define STORE_SCHEMA_VERSION	3
+#define STORE_SCHEMA_VERSION	4
 
 /* store_certinfo.caps: harvested SMIMECapabilities. */
 #define STORE_CAP_GCM		0x01	/* prefers/accepts AES-GCM */
@@ -54,7 +54,8 @@ struct store_certinfo {
 	int64_t		 can_encrypt, can_sign;
 	const char	*key_type;
 	int64_t		 key_bits;
-	const char	*source;		/* "import", "harvest", "key" */
+	const char	*source;		/* "import", "harvest", "key";
+						 * CRLs: "import" or a URL */
 	int64_t		 caps;
 };
 /* A listing callback: 0 goes on, non-zero stops (and is returned). */
@@ -180,12 +181,14 @@ int store_trust_remove(struct store *, int64_t id, char *err, size_t errlen);
 /* id, subject, not_after, fingerprint. */
 int store_trust_list(struct store *, store_list_cb *, void *);
 /*
- * Add a CRL whose signature verifies against a stored anchor with its issuer
- * name; it replaces an older CRL of that issuer.  *existed when the same
- * CRL is already there.  -1 (err set) otherwise.
+ * Add a CRL whose signature verifies against a stored anchor or
+ * intermediate CA with its issuer name; it replaces an older CRL of that
+ * issuer.  source: NULL for an import, else the URL it was fetched from.
+ * *existed when the same CRL is already there (its source is then
+ * updated).  -1 (err set) otherwise.
  */
-int store_crl_add(struct store *, X509_CRL *, int64_t *id, int *existed,
-    char *err, size_t errlen);
+int store_crl_add(struct store *, X509_CRL *, const char *source,
+    int64_t *id, int *existed, char *err, size_t errlen);
 int store_crl_remove(struct store *, int64_t id, char *err, size_t errlen);
 /* id, issuer (as subject), not_before = thisUpdate, not_after = nextUpdate
  * (0: none), fingerprint. */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/x509v3.h>
 #include <sqlite3.h>
 
 #include "store_priv.h"
@@ -115,7 +116,8 @@ store_cert_add(struct store *st, STACK_OF(X509) *certs,
 		if (store_certmeta_get(sk_X509_value(certs, i), &m, err,
 		    errlen) == -1)
 			goto fail;
-		if (m.nemails == 0 && !m.is_ca) {
+		if (m.nemails == 0 && X509_check_ca(sk_X509_value(certs,
+		    i)) < 1) {
 			snprintf(err, errlen, "certificate %s has no e-mail "
 			    "address", m.subject);
 			store_certmeta_free(&m);

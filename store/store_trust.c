@@ -115,7 +115,8 @@ store_crl_list(struct store *st, store_list_cb *cb, void *arg)
 
 	if (store_prepare(st, "SELECT id, issuer AS subject, "
 	    "this_update AS not_before, next_update AS not_after, "
-	    "fingerprint, added FROM crls ORDER BY id", &stmt, NULL, 0) == -1)
+	    "fingerprint, added, source FROM crls ORDER BY id", &stmt, NULL,
+	    0) == -1)
 		return -1;
 	return store_run_list(stmt, cb, arg);
 }
@@ -186,10 +187,29 @@ crl_current(struct store *st, const char *issuer, int64_t *id)
 	return t;
 }
 
+/* The CRL with fingerprint fp came (again) from source. */
+static int
+crl_set_source(struct store *st, const char *fp, const char *source,
+    char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (store_prepare(st, "UPDATE crls SET source = ? WHERE "
+	    "fingerprint = ?", &stmt, err, errlen) == -1)
+		return -1;
+	sqlite3_bind_text(stmt, 1, source, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, fp, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	return rc == SQLITE_DONE ? 0 : store_sqlerr(st, "update CRL", err,
+	    errlen);
+}
+
 /* Store the CRL in place of the issuer's older one. */
 static int
 crl_replace(struct store *st, const char *issuer, const char *fp,
-    X509_CRL *crl, char *err, size_t errlen)
+    X509_CRL *crl, const char *source, char *err, size_t errlen)
 {
 	unsigned char *der = NULL;
 	sqlite3_stmt *stmt;
@@ -200,8 +220,8 @@ crl_replace(struct store *st, const char *issuer, const char *fp,
 		return -1;
 	}
 	if (store_prepare(st, "INSERT OR REPLACE INTO crls (issuer, der, "
-	    "fingerprint, this_update, next_update, added) "
-	    "VALUES (?, ?, ?, ?, ?, ?)", &stmt, err, errlen) == -1) {
+	    "fingerprint, this_update, next_update, added, source) "
+	    "VALUES (?, ?, ?, ?, ?, ?, ?)", &stmt, err, errlen) == -1) {
 		OPENSSL_free(der);
 		return -1;
 	}
@@ -213,6 +233,8 @@ crl_replace(struct store *st, const char *issuer, const char *fp,
 	sqlite3_bind_int64(stmt, 5, store_asn1_time(
 	    X509_CRL_get0_nextUpdate(crl)));
 	sqlite3_bind_int64(stmt, 6, (int64_t)time(NULL));
+	sqlite3_bind_text(stmt, 7, source != NULL ? source : "import", -1,
+	    SQLITE_STATIC);
 	rc = sqlite3_step(stmt);
 	sqlite3_finalize(stmt);
 	OPENSSL_free(der);
@@ -223,8 +245,8 @@ crl_replace(struct store *st, const char *issuer, const char *fp,
 
 /* Add a CRL signed by a stored anchor, replacing the issuer's older one. */
 int
-store_crl_add(struct store *st, X509_CRL *crl, int64_t *id, int *existed,
-    char *err, size_t errlen)
+store_crl_add(struct store *st, X509_CRL *crl, const char *source,
+    int64_t *id, int *existed, char *err, size_t errlen)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0, i;
@@ -263,16 +285,24 @@ store_crl_add(struct store *st, X509_CRL *crl, int64_t *id, int *existed,
 	}
 	if (store_find_fp(st, "crls", fp) > 0) {
 		*existed = 1;
-		store_rollback(st);
 		free(issuer);
-		return 0;
+		if (source == NULL) {
+			store_rollback(st);
+			return 0;
+		}
+		/* fetched again: remember where from */
+		if (crl_set_source(st, fp, source, err, errlen) == -1) {
+			store_rollback(st);
+			return -1;
+		}
+		return store_commit(st, err, errlen);
 	}
 	if (cur > store_asn1_time(X509_CRL_get0_lastUpdate(crl))) {
 		snprintf(err, errlen, "a newer CRL of %s is already stored "
 		    "(CRL %lld)", issuer, (long long)*id);
 		goto fail;
 	}
-	if (crl_replace(st, issuer, fp, crl, err, errlen) == -1)
+	if (crl_replace(st, issuer, fp, crl, source, err, errlen) == -1)
 		goto fail;
 	*id = sqlite3_last_insert_rowid(st->db);
 	free(issuer);

@@ -60,9 +60,9 @@ static const struct ctl_field crl_fields[] = {
 	FLD("id", F_INT, id), FLD("issuer", F_STR, subject),
 	FLD("this_update", F_TIME, not_before),
 	FLD("next_update", F_TIME, not_after),
-	FLD("fingerprint", F_STR, fingerprint), { NULL, F_INT, 0 }
+	FLD("fingerprint", F_STR, fingerprint), FLD("source", F_STR, source),
+	{ NULL, F_INT, 0 }
 };
-
 
 /* A comma-separated list as a JSON array of strings. */
 static void
@@ -672,7 +672,8 @@ cmd_crl_import(struct ctl *c)
 	}
 	issuer = store_name_str(X509_CRL_get_issuer(crl));
 	next = store_asn1_time(X509_CRL_get0_nextUpdate(crl));
-	if (store_crl_add(c->st, crl, &id, &existed, err, sizeof(err)) == -1)
+	if (store_crl_add(c->st, crl, NULL, &id, &existed, err,
+	    sizeof(err)) == -1)
 		fprintf(stderr, "smrelayctl: %s: %s\n", c->arg, err);
 	else {
 		if (existed)

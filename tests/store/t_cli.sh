@@ -131,7 +131,7 @@ expect_ok trust_list_json trust list --json &&
 expect_ok crl_import crl import "$P/ca.crl" && out_has crl_import_id '^1	'
 expect_ok crl_import_der crl import "$P/ca.crl.der" &&
     out_has crl_import_der_same '^1	'
-expect_err crl_import_untrusted 'is not a trust anchor' crl import "$P/other.crl"
+expect_err crl_import_untrusted 'is neither a trust anchor nor an intermediate' crl import "$P/other.crl"
 expect_err crl_import_garbage 'no CRL found' crl import "$P/garbage.txt"
 expect_ok crl_list crl list && out_has crl_list_row '^1	O=smrelay,CN=Test CA	'
 

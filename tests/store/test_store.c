@@ -402,18 +402,23 @@ test_crl(struct store *st)
 	c2 = mkcrl(ca, rsa_key, -60);
 	bad = mkcrl(ca, ec_key, -30);
 	stranger = mkcrl(other, ec_key, -60);
-	CHECK(store_crl_add(st, c1, &id1, &existed, err, sizeof(err)) == 0 &&
+	CHECK(store_crl_add(st, c1, NULL, &id1, &existed, err,
+	    sizeof(err)) == 0 &&
 	    !existed, "crl add: %s", err);
-	CHECK(store_crl_add(st, c1, &id, &existed, err, sizeof(err)) == 0 &&
+	CHECK(store_crl_add(st, c1, NULL, &id, &existed, err,
+	    sizeof(err)) == 0 &&
 	    existed && id == id1, "crl add twice");
-	CHECK(store_crl_add(st, bad, &id, &existed, err, sizeof(err)) == -1 &&
+	CHECK(store_crl_add(st, bad, NULL, &id, &existed, err,
+	    sizeof(err)) == -1 &&
 	    strstr(err, "does not verify") != NULL, "forged CRL: %s", err);
-	CHECK(store_crl_add(st, stranger, &id, &existed, err,
-	    sizeof(err)) == -1 && strstr(err, "not a trust anchor") != NULL,
+	CHECK(store_crl_add(st, stranger, NULL, &id, &existed, err,
+	    sizeof(err)) == -1 && strstr(err, "neither a trust anchor") != NULL,
 	    "stranger's CRL: %s", err);
-	CHECK(store_crl_add(st, c2, &id2, &existed, err, sizeof(err)) == 0,
+	CHECK(store_crl_add(st, c2, NULL, &id2, &existed, err,
+	    sizeof(err)) == 0,
 	    "newer CRL: %s", err);
-	CHECK(store_crl_add(st, c1, &id, &existed, err, sizeof(err)) == -1 &&
+	CHECK(store_crl_add(st, c1, NULL, &id, &existed, err,
+	    sizeof(err)) == -1 &&
 	    strstr(err, "newer CRL") != NULL, "older CRL replaced a newer");
 	store_crl_list(st, count_cb, &n);
 	CHECK(n == 1, "%d CRLs for one issuer", n);
