@@ -201,6 +201,11 @@ X509_STORE *store_trust_x509_store(struct store *);
 /* The intermediate CAs `cert import` stored (new references), for path
  * building; NULL on error. */
 STACK_OF(X509) *store_ca_certs(struct store *);
+/* Every stored certificate (new references); NULL on error. */
+STACK_OF(X509) *store_all_certs(struct store *);
+/* The CRL fetched from url: 1 (its nextUpdate in *next, 0 if none), 0 no
+ * such CRL, -1 error. */
+int store_crl_by_source(struct store *, const char *url, int64_t *next);
 
 /* store_policy.c */
 /* Add a rule (checked first; its id is ignored); *id gets the new id. */

@@ -353,10 +353,10 @@ store_trust_x509_store(struct store *st)
 	return xs;
 }
 
-/* Every stored certificate without an address that is a CA (the
- * intermediates `cert import` took), new references; NULL on error. */
-STACK_OF(X509) *
-store_ca_certs(struct store *st)
+/* The certificates a query selects (first column: DER), those that pass
+ * keep(); new references, NULL on error. */
+static STACK_OF(X509) *
+certs_where(struct store *st, const char *sql, int (*keep)(X509 *))
 {
 	STACK_OF(X509) *sk;
 	sqlite3_stmt *stmt;
@@ -365,9 +365,7 @@ store_ca_certs(struct store *st)
 
 	if ((sk = sk_X509_new_null()) == NULL)
 		return NULL;
-	if (store_prepare(st, "SELECT der FROM certificates c WHERE NOT "
-	    "EXISTS (SELECT 1 FROM cert_emails e WHERE e.cert_id = c.id) "
-	    "ORDER BY c.id", &stmt, NULL, 0) == -1) {
+	if (store_prepare(st, sql, &stmt, NULL, 0) == -1) {
 		sk_X509_free(sk);
 		return NULL;
 	}
@@ -376,9 +374,53 @@ store_ca_certs(struct store *st)
 		    (x = d2i_X509(NULL, &p, sqlite3_column_bytes(stmt,
 		    0))) == NULL)
 			continue;
-		if (X509_check_ca(x) < 1 || sk_X509_push(sk, x) <= 0)
+		if ((keep != NULL && !keep(x)) || sk_X509_push(sk, x) <= 0)
 			X509_free(x);
 	}
 	sqlite3_finalize(stmt);
 	return sk;
+}
+
+/* A CA certificate (basicConstraints CA, or an old v1 root). */
+static int
+is_ca(X509 *x)
+{
+	return X509_check_ca(x) >= 1;
+}
+
+/* Every stored certificate without an address that is a CA (the
+ * intermediates `cert import` took), new references; NULL on error. */
+STACK_OF(X509) *
+store_ca_certs(struct store *st)
+{
+	return certs_where(st, "SELECT der FROM certificates c WHERE NOT "
+	    "EXISTS (SELECT 1 FROM cert_emails e WHERE e.cert_id = c.id) "
+	    "ORDER BY c.id", is_ca);
+}
+
+/* Every stored certificate (partners, intermediates, our keys'). */
+STACK_OF(X509) *
+store_all_certs(struct store *st)
+{
+	return certs_where(st, "SELECT der FROM certificates ORDER BY id",
+	    NULL);
+}
+
+/* When the CRL fetched from url runs out (next_update; 0: none), and
+ * whether there is one: 1, 0 none, -1 error. */
+int
+store_crl_by_source(struct store *st, const char *url, int64_t *next)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	*next = 0;
+	if (store_prepare(st, "SELECT next_update FROM crls WHERE source = ?",
+	    &stmt, NULL, 0) == -1)
+		return -1;
+	sqlite3_bind_text(stmt, 1, url, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		*next = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }

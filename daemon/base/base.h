@@ -1,10 +1,12 @@
 /* base.h: what the programs share: configuration, message
- * buffers, the worker pool, TLS contexts and the delivery interface. */
+ * buffers, the worker pool, TLS contexts, the delivery interface and a
+ * bounded HTTP GET. */
 #ifndef SMRELAY_DAEMON_BASE_BASE_H
 #define SMRELAY_DAEMON_BASE_BASE_H
 
 #include "config.h"
 #include "delivery.h"
+#include "http.h"
 #include "msgbuf.h"
 #include "tls.h"
 #include "workers.h"

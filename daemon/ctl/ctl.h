@@ -54,6 +54,12 @@ int ctl_apply_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
 int ctl_check_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
     char *argv[]);
 
+/* ctl_fetch.c */
+/* `crl fetch`: every HTTP distribution point named by a certificate of
+ * the store, now; a line per URL; exit 1 when one failed. */
+int ctl_fetch_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
+    char *argv[]);
+
 /* ctl_policy.c */
 /* `policy add|list|remove|test ARGS` against the store of the
  * configuration. */

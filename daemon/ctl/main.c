@@ -32,6 +32,7 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "crl", "import", "FILE", ctl_store_run },
 	{ "crl", "list", "", ctl_store_run },
 	{ "crl", "remove", "ID", ctl_store_run },
+	{ "crl", "fetch", "", ctl_fetch_run },
 	{ "policy", "add", "[--sender PAT] [--recipient PAT] --action LIST "
 	    "[--if-no-cert reject|plain|hold] [--priority N]",
 	    ctl_policy_run },

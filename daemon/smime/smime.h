@@ -6,6 +6,7 @@
 
 #include "smime_msg.h"
 #include "certcache.h"
+#include "crlfetch.h"
 #include "keys.h"
 #include "harvest.h"
 #include "mark.h"

@@ -1,0 +1,48 @@
+/* crlfetch.h: CRLs fetched from the HTTP distribution points named in the
+ * certificates of the store, on the event loop (http.h), stored with their
+ * URL as source.  A CRL is kept only when its signature verifies against
+ * a trust anchor or an intermediate CA of the store (store_crl_add), so
+ * a distribution point cannot plant another issuer's CRL.  One fetch in
+ * flight per URL. */
+#ifndef SMRELAY_CRLFETCH_H
+#define SMRELAY_CRLFETCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/x509.h>
+
+struct config;
+struct crlfetch;
+struct event_base;
+struct evdns_base;
+struct store;
+
+#define CRLFETCH_MAX_BYTES	(20 * 1024 * 1024)
+#define CRLFETCH_TIMEOUT	10      /* seconds per fetch */
+
+/* One fetch is over: ok 1 with what was stored, or 0 with the reason. */
+typedef void crlfetch_done_cb(const char *url, int ok, const char *msg,
+    void *arg);
+
+/* crlfetch.c */
+/* The store st is written (the loop's connection); cfg gives the
+ * listeners never to fetch from.  Both outlive the fetcher. */
+struct crlfetch *crlfetch_new(struct event_base *, struct evdns_base *,
+    struct store *, const struct config *);
+/* Cancel what is in flight (no callback) and free. */
+void crlfetch_free(struct crlfetch *);
+/* The HTTP CRL distribution points of x, appended to *urls (no doubles). */
+void crlfetch_urls_of(X509 *x, char ***urls, size_t *n);
+/* The distribution points of every certificate in the store. */
+char **crlfetch_known_urls(struct store *, size_t *n);
+void crlfetch_urls_free(char **, size_t);
+/* Fetch url now; 0 started (done is called later), 1 already in flight
+ * (done is not called for this request), -1 refused (done not called;
+ * the reason in err). */
+int crlfetch_url(struct crlfetch *, const char *url, crlfetch_done_cb *,
+    void *arg, char *err, size_t errlen);
+/* Fetches in flight. */
+size_t crlfetch_pending(const struct crlfetch *);
+
+#endif
