@@ -41,7 +41,7 @@ struct config_key {
 
 static config_set_fn set_listen, set_hostname, set_file, set_string,
     set_inbound_tls, set_relay, set_relay_tls, set_networks, set_size,
-    set_count, set_duration, set_log_level, set_revocation;
+    set_count, set_duration, set_log_level, set_revocation, set_yesno;
 
 static const struct config_key config_keys[] = {
 	{ "listen", 1, set_listen, 0 },
@@ -67,6 +67,8 @@ static const struct config_key config_keys[] = {
 	    offsetof(struct config, delay_warning) },
 	{ "log_level", 0, set_log_level, 0 },
 	{ "revocation", 0, set_revocation, 0 },
+	{ "revocation_fetch", 0, set_yesno,
+	    offsetof(struct config, revocation_fetch) },
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -513,6 +515,23 @@ set_inbound_tls(struct config *cfg, const struct config_key *k,
 	return 0;
 }
 
+/* A yes/no key into the int at k->off. */
+static int
+set_yesno(struct config *cfg, const struct config_key *k, const char *val,
+    int line, char *why, size_t len)
+{
+	int *field = (int *)(void *)((char *)cfg + k->off);
+
+	(void)line;
+	if (strcmp(val, "yes") == 0)
+		*field = 1;
+	else if (strcmp(val, "no") == 0)
+		*field = 0;
+	else
+		return bad_value(why, len, k->name, val, "expected yes or no");
+	return 0;
+}
+
 /* revocation = off | soft | hard */
 static int
 set_revocation(struct config *cfg, const struct config_key *k,
@@ -681,6 +700,7 @@ config_default(void)
 	cfg->queue_lifetime = DEFAULT_LIFETIME;
 	cfg->delay_warning = DEFAULT_DELAY_WARNING;
 	cfg->log_level = LOG_LVL_INFO;
+	cfg->revocation_fetch = 1;
 	return cfg;
 }
 

@@ -39,6 +39,7 @@ struct config {
 	char *tls_cert_file, *tls_key_file;
 	int inbound_tls_encrypt;        /* inbound_tls = encrypt */
 	enum config_revocation revocation;      /* default soft */
+	int revocation_fetch;           /* fetch CRLs (default yes) */
 	char *relay_host, *relay_port;  /* NULL host with relay_mx = 1 */
 	int relay_mx;
 	enum relay_tls relay_tls;

@@ -42,6 +42,7 @@ struct http_get {
 	enum evhttp_request_error herr;
 	int			 have_herr;
 	int			 finished;      /* cb called, or cancelled */
+	int			 cancelling;    /* in http_get_cancel */
 	int			 freeing;
 	http_get_cb		*cb;
 	void			*arg;
@@ -245,7 +246,8 @@ http_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 	if (g->finished) {              /* cancelled or timed out */
 		if (res != NULL)
 			evutil_freeaddrinfo(res);
-		http_release(g);
+		if (!g->cancelling)
+			http_release(g);
 		return;
 	}
 	if (result != 0 || res == NULL) {
@@ -380,13 +382,21 @@ http_get_cancel(struct http_get *g)
 	if (g == NULL || g->finished)
 		return;
 	g->finished = 1;
+	g->cancelling = 1;
+	if (g->dreq != NULL)
+		evdns_getaddrinfo_cancel(g->dreq);      /* calls back now */
 	if (g->req != NULL) {
 		evhttp_cancel_request(g->req);
 		g->req = NULL;
 	}
-	http_release(g);
-	if (g->dreq != NULL)
-		evdns_getaddrinfo_cancel(g->dreq);
+	if (g->dns_pending) {           /* a resolver that answers later */
+		g->cancelling = 0;
+		return;                 /* its callback releases */
+	}
+	/* not inside any callback of ours: free now, so that nothing is
+	 * left for an event base about to be freed */
+	g->freeing = 1;
+	http_free_cb(-1, 0, g);
 }
 
 struct sockaddr_storage *

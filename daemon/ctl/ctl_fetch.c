@@ -62,6 +62,8 @@ fetch_all(struct store *st, const struct config *cfg, char **urls,
 	while (crlfetch_pending(cf) > 0)
 		if (event_base_loop(base, EVLOOP_ONCE) == -1)
 			break;
+	/* the finished requests free themselves from the loop */
+	event_base_loop(base, EVLOOP_NONBLOCK);
 	crlfetch_free(cf);
 	evdns_base_free(dns, 0);
 	event_base_free(base);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -29,6 +30,12 @@ struct cf_req {
 	LIST_ENTRY(cf_req)	 entry;
 };
 
+/* A URL that failed lately: not asked again before CRLFETCH_BACKOFF. */
+struct cf_fail {
+	char	*url;
+	time_t	 at;
+};
+
 struct crlfetch {
 	struct event_base	*base;
 	struct evdns_base	*dns;
@@ -37,6 +44,8 @@ struct crlfetch {
 	size_t			 ndeny;
 	LIST_HEAD(, cf_req)	 reqs;
 	size_t			 nreqs;
+	struct cf_fail		*fails;
+	size_t			 nfails;
 };
 
 struct crlfetch *
@@ -74,6 +83,9 @@ crlfetch_free(struct crlfetch *cf)
 		http_get_cancel(r->get);
 		cf_req_free(r);
 	}
+	while (cf->nfails > 0)
+		free(cf->fails[--cf->nfails].url);
+	free(cf->fails);
 	free(cf->deny);
 	free(cf);
 }
@@ -248,4 +260,77 @@ size_t
 crlfetch_pending(const struct crlfetch *cf)
 {
 	return cf->nreqs;
+}
+
+/* When url last failed (0: not lately). */
+static struct cf_fail *
+cf_failed(struct crlfetch *cf, const char *url)
+{
+	size_t i;
+
+	for (i = 0; i < cf->nfails; i++)
+		if (strcmp(cf->fails[i].url, url) == 0)
+			return &cf->fails[i];
+	return NULL;
+}
+
+/* The daemon's fetches: say how each went; remember failures. */
+static void
+cf_logged(const char *url, int ok, const char *msg, void *arg)
+{
+	struct crlfetch *cf = arg;
+	struct cf_fail *f;
+
+	if (ok) {
+		log_info("crl fetch %s: %s", url, msg);
+		if ((f = cf_failed(cf, url)) != NULL)
+			f->at = 0;
+		return;
+	}
+	log_warnx("crl fetch %s: %s (next try in %d s)", url, msg,
+	    CRLFETCH_BACKOFF);
+	if ((f = cf_failed(cf, url)) == NULL) {
+		if (cf->nfails >= CRLFETCH_MAX_FAILS)
+			return;         /* bounded: forget the newest */
+		cf->fails = xreallocarray(cf->fails, cf->nfails + 1,
+		    sizeof(*cf->fails));
+		f = &cf->fails[cf->nfails++];
+		f->url = xstrdup(url);
+	}
+	f->at = time(NULL);
+}
+
+/* Whether url needs a fetch: no CRL from it, or one that runs out within
+ * CRLFETCH_AHEAD; and it did not fail lately. */
+static int
+cf_due(struct crlfetch *cf, const char *url, time_t now)
+{
+	struct cf_fail *f = cf_failed(cf, url);
+	int64_t next;
+	int r;
+
+	if (f != NULL && f->at != 0 && now - f->at < CRLFETCH_BACKOFF)
+		return 0;
+	if ((r = store_crl_by_source(cf->st, url, &next)) == -1)
+		return 0;
+	return r == 0 || (next != 0 && next - now < CRLFETCH_AHEAD);
+}
+
+size_t
+crlfetch_refresh(struct crlfetch *cf, char **urls, size_t n)
+{
+	time_t now = time(NULL);
+	char err[256];
+	size_t i, started = 0;
+
+	for (i = 0; i < n; i++) {
+		if (!cf_due(cf, urls[i], now))
+			continue;
+		if (crlfetch_url(cf, urls[i], cf_logged, cf, err,
+		    sizeof(err)) == -1)
+			cf_logged(urls[i], 0, err, cf);
+		else
+			started++;
+	}
+	return started;
 }

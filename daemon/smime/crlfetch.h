@@ -20,6 +20,10 @@ struct store;
 
 #define CRLFETCH_MAX_BYTES	(20 * 1024 * 1024)
 #define CRLFETCH_TIMEOUT	10      /* seconds per fetch */
+#define CRLFETCH_AHEAD		7200    /* refresh this long before nextUpdate */
+#define CRLFETCH_BACKOFF	300     /* a failed URL waits this long */
+#define CRLFETCH_MAX_FAILS	1024    /* failed URLs remembered */
+#define CRLFETCH_INTERVAL	3600    /* the daemon looks at all URLs */
 
 /* One fetch is over: ok 1 with what was stored, or 0 with the reason. */
 typedef void crlfetch_done_cb(const char *url, int ok, const char *msg,
@@ -42,6 +46,12 @@ void crlfetch_urls_free(char **, size_t);
  * the reason in err). */
 int crlfetch_url(struct crlfetch *, const char *url, crlfetch_done_cb *,
     void *arg, char *err, size_t errlen);
+/*
+ * The daemon's refresh: fetch each URL whose CRL is missing or runs out
+ * within CRLFETCH_AHEAD, unless it failed in the last CRLFETCH_BACKOFF
+ * seconds; outcomes go to the log.  How many fetches started.
+ */
+size_t crlfetch_refresh(struct crlfetch *, char **urls, size_t n);
 /* Fetches in flight. */
 size_t crlfetch_pending(const struct crlfetch *);
 

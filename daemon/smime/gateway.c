@@ -16,11 +16,13 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
 
 #include "daemon/base/base.h"
 #include "gateway.h"
 #include "certcache.h"
+#include "crlfetch.h"
 #include "harvest.h"
 #include "lib/lib.h"
 #include "pipeline.h"
@@ -46,6 +48,9 @@ struct gateway {
 	const struct config	*cfg;
 	struct spool		*spool;
 	struct queue		*queue;
+	struct evdns_base	*dns;		/* NULL: no CRL fetching */
+	struct crlfetch		*cf;
+	struct event		*refresh_ev;
 };
 
 struct gw_txn;
@@ -580,10 +585,18 @@ job_free(struct gw_job *j)
 static void
 job_harvest(struct gw_job *j)
 {
+	char **urls = NULL;
+	size_t n = 0;
 	int64_t id;
 
+	if (j->gw->cf != NULL && j->gw->cfg->revocation_fetch)
+		harvest_urls(j->harvest, &urls, &n);
 	if ((id = harvest_flush(j->harvest, j->gw->cc, j->gw->st)) > 0)
 		j->res.harvested = id;
+	/* new signers: their CRLs (and their CAs') for the next message */
+	if (n > 0)
+		crlfetch_refresh(j->gw->cf, urls, n);
+	crlfetch_urls_free(urls, n);
 }
 
 /* Event loop: hand the transformed copy to the relay client. */
@@ -863,6 +876,47 @@ sync_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Every CRL distribution point the store knows, fetched when due. */
+static void
+refresh_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gateway *gw = arg;
+	struct timeval tv = { CRLFETCH_INTERVAL, 0 };
+	char **urls;
+	size_t n = 0, started;
+
+	(void)fd;
+	(void)what;
+	if (gw->cfg->revocation_fetch && gw->cfg->revocation !=
+	    CONFIG_REV_OFF) {
+		urls = crlfetch_known_urls(gw->st, &n);
+		if ((started = crlfetch_refresh(gw->cf, urls, n)) > 0)
+			log_info("crl fetch: %zu of %zu distribution point(s) "
+			    "due", started, n);
+		crlfetch_urls_free(urls, n);
+	}
+	evtimer_add(gw->refresh_ev, &tv);
+}
+
+/* CRL fetching on this loop (revocation_fetch): at once, then hourly. */
+static void
+crl_fetch_start(struct gateway *gw)
+{
+	struct timeval now = { 0, 0 };
+
+	if ((gw->dns = evdns_base_new(gw->base,
+	    EVDNS_BASE_INITIALIZE_NAMESERVERS |
+	    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL) {
+		log_warnx("crl fetch: no resolver (evdns_base_new failed): "
+		    "CRLs only by smrelayctl crl import");
+		return;
+	}
+	gw->cf = crlfetch_new(gw->base, gw->dns, gw->st, gw->cfg);
+	if ((gw->refresh_ev = evtimer_new(gw->base, refresh_cb, gw)) ==
+	    NULL || evtimer_add(gw->refresh_ev, &now) == -1)
+		fatalx("evtimer_new");
+}
+
 /* Wrap the relay client with smrelayd's subsystems; start polling the
  * store for changes and offer the held copies once. */
 struct gateway *
@@ -887,6 +941,7 @@ gateway_new(struct event_base *base, const struct delivery_ops *inner,
 	if ((gw->sync_ev = event_new(base, -1, EV_PERSIST, sync_cb, gw)) ==
 	    NULL || event_add(gw->sync_ev, &tv) == -1)
 		fatalx("event_new");
+	crl_fetch_start(gw);
 	log_info("gateway: %zu policy rule(s), %d worker thread(s), %zu "
 	    "queued message(s)", policy_set_count(certcache_policy(gw->cc)),
 	    workers_count(gw->workers), queue_count(gw->queue));
@@ -919,6 +974,11 @@ gateway_free(struct gateway *gw)
 	if (gw == NULL)
 		return;
 	event_free(gw->sync_ev);
+	if (gw->refresh_ev != NULL)
+		event_free(gw->refresh_ev);
+	crlfetch_free(gw->cf);
+	if (gw->dns != NULL)
+		evdns_base_free(gw->dns, 0);
 	free(gw->tmpdir);
 	free(gw);
 }

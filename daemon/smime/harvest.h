@@ -7,6 +7,7 @@
 #ifndef SMRELAY_HARVEST_H
 #define SMRELAY_HARVEST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <openssl/x509.h>
@@ -41,5 +42,9 @@ int64_t harvest_store(struct certcache *, struct store *, X509 *x,
  * written, -1 when one failed and none was written.
  */
 int64_t harvest_flush(struct harvest *, struct certcache *, struct store *);
+
+/* Append the CRL distribution points of the collected signers and their
+ * certificates to *urls (crlfetch_urls_free). */
+void harvest_urls(const struct harvest *, char ***urls, size_t *n);
 
 #endif

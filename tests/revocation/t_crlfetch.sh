@@ -10,6 +10,7 @@
 set -u
 srcdir=$(cd "${srcdir:-$(dirname "$0")/../..}" && pwd)
 CTL=${SMRELAYCTL:-$PWD/smrelayctl}
+DAEMON=${SMRELAYD:-$PWD/smrelayd}
 W=$(mktemp -d "${TMPDIR:-/tmp}/crlfetch.XXXXXX") || exit 99
 G=$W/gnupg
 pids=""
@@ -203,6 +204,41 @@ head -n 1 v2.eml | grep -q 'smime=pass (revocation: CRL) ' &&
 ctl fetch2 crl fetch > fetch2.out
 grep -q "^$H/int.crl	CRL [0-9]* of .* unchanged" fetch2.out &&
 	pass "crl fetch again: unchanged" || fail "crl fetch again: unchanged" "$(tr '\n' '|' < fetch2.out)"
+
+# --- the daemon fetches by itself, without holding up SMTP -------------------
+# A fresh store with the same certificates and no CRL: smrelayd fetches every
+# due distribution point at start, on its event loop, while it serves.
+mkdir -p data2
+sed "s|$W/data|$W/data2|" smrelay.conf > d.conf
+"$CTL" -c d.conf trust import ca.pem >/dev/null 2>>d-imp.err
+for f in int.pem good.pem revoked.pem slow.pem; do
+	"$CTL" -c d.conf cert import "$f" >/dev/null 2>>d-imp.err
+done
+"$DAEMON" -c d.conf -f > d.log 2>&1 &
+dpid=$!
+pids="$pids $dpid"
+wait_port "$LPORT" || fail "smrelayd did not start" "$(tail -n 3 d.log | tr '\n' ' ')"
+# the SMTP greeting comes while the 1 byte/s fetch is still under way
+banner=$(python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",int(sys.argv[1])),3); s.settimeout(3); print(s.recv(200).decode(errors="replace").strip())' "$LPORT" 2>&1)
+case "$banner" in
+220*) pass "smrelayd greets during a slow CRL fetch" ;;
+*) fail "smrelayd greets during a slow CRL fetch" "$banner" ;;
+esac
+i=0
+while [ $i -lt 100 ]; do
+	"$CTL" -c d.conf crl list > d-list.out 2>/dev/null
+	[ "$(grep -c "	$H/" d-list.out)" -ge 2 ] && break
+	i=$((i + 1))
+	python3 -c 'import time; time.sleep(0.1)'
+done
+[ "$(grep -c "	$H/" d-list.out)" -eq 2 ] &&
+	grep -q "crl fetch $H/int.crl: CRL [0-9]* of .* stored" d.log &&
+	pass "smrelayd fetched both CRLs at start by itself" ||
+	fail "smrelayd fetched both CRLs at start by itself" "$(tr '\n' '|' < d-list.out) $(grep 'crl fetch' d.log | tr '\n' '|')"
+kill -TERM "$dpid" 2>/dev/null
+wait "$dpid" 2>/dev/null
+grep -q 'crl fetch .*/slow.crl: timed out' d.log ||
+	echo "# (the slow fetch had not timed out when smrelayd stopped)"
 
 if [ "$fails" -gt 0 ]; then
 	echo "t_crlfetch: $fails failed"
