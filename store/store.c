@@ -97,6 +97,26 @@ static const char *migrations[] = {
 	 * from (daemon/smime/crlfetch.c). */
 	"ALTER TABLE crls ADD COLUMN source TEXT NOT NULL DEFAULT 'import';"
 	"PRAGMA user_version = 4;",
+	/* 4 -> 5: several CRLs per issuer, one per scope (its issuing
+	 * distribution point, delta or not, signing key: store_crl_scope());
+	 * the scopes of existing rows are filled in C after this step. */
+	"CREATE TABLE crls_new ("
+	"  id INTEGER PRIMARY KEY,"
+	"  issuer TEXT NOT NULL,"
+	"  scope TEXT NOT NULL DEFAULT '',"
+	"  der BLOB NOT NULL,"
+	"  fingerprint TEXT NOT NULL UNIQUE,"
+	"  this_update INTEGER NOT NULL,"
+	"  next_update INTEGER NOT NULL,"
+	"  added INTEGER NOT NULL,"
+	"  source TEXT NOT NULL DEFAULT 'import',"
+	"  UNIQUE (issuer, scope));"
+	"INSERT INTO crls_new (id, issuer, der, fingerprint, this_update, "
+	"  next_update, added, source) SELECT id, issuer, der, fingerprint, "
+	"  this_update, next_update, added, source FROM crls;"
+	"DROP TABLE crls;"
+	"ALTER TABLE crls_new RENAME TO crls;"
+	"PRAGMA user_version = 5;",
 };
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
@@ -220,7 +240,8 @@ store_migrate(struct store *st, char *err, size_t errlen)
 		return -1;
 	}
 	for (; v < NMIGRATIONS; v++) {
-		if (store_exec(st, migrations[v], err, errlen) == -1) {
+		if (store_exec(st, migrations[v], err, errlen) == -1 ||
+		    (v == 4 && store_crl_fill_scopes(st, err, errlen) == -1)) {
 			store_rollback(st);
 			return -1;
 		}

@@ -12,7 +12,7 @@
 #include "policy/policy.h"
 
 #define STORE_DB_NAME		"smrelay.db"
-#define STORE_SCHEMA_VERSION	4
+#define STORE_SCHEMA_VERSION	5
 
 /* store_certinfo.caps: harvested SMIMECapabilities. */
 #define STORE_CAP_GCM		0x01	/* prefers/accepts AES-GCM */
@@ -198,9 +198,11 @@ int store_crl_list(struct store *, store_list_cb *, void *);
  * that wants revocation checks sets X509_V_FLAG_CRL_CHECK itself.
  */
 X509_STORE *store_trust_x509_store(struct store *);
-/* The intermediate CAs `cert import` stored (new references), for path
- * building; NULL on error. */
+/* The intermediate CAs and CRL signers `cert import` stored (new
+ * references), for path building and CRL checks; NULL on error. */
 STACK_OF(X509) *store_ca_certs(struct store *);
+/* Whether x may sign CRLs (keyUsage cRLSign). */
+int store_is_crl_signer(X509 *);
 /* Every stored certificate (new references); NULL on error. */
 STACK_OF(X509) *store_all_certs(struct store *);
 /* The CRL fetched from url: 1 (its nextUpdate in *next, 0 if none), 0 no

@@ -117,7 +117,7 @@ store_cert_add(struct store *st, STACK_OF(X509) *certs,
 		    errlen) == -1)
 			goto fail;
 		if (m.nemails == 0 && X509_check_ca(sk_X509_value(certs,
-		    i)) < 1) {
+		    i)) < 1 && !store_is_crl_signer(sk_X509_value(certs, i))) {
 			snprintf(err, errlen, "certificate %s has no e-mail "
 			    "address", m.subject);
 			store_certmeta_free(&m);

@@ -38,4 +38,8 @@ int store_run_list(sqlite3_stmt *, store_list_cb *, void *);
 int64_t store_cert_insert(struct store *, const struct store_certmeta *,
     enum store_source, int caps, int *existed, char *err, size_t errlen);
 
+/* store_trust.c */
+/* Compute the scope of every stored CRL (migration 4 -> 5). */
+int store_crl_fill_scopes(struct store *, char *err, size_t errlen);
+
 #endif

@@ -285,10 +285,14 @@ cert_import_filter(struct ctl *c, STACK_OF(X509) *sk)
 	for (i = 0; i < sk_X509_num(sk); i++) {
 		if (store_certmeta_get(sk_X509_value(sk, i), &m, err,
 		    sizeof(err)) == -1) {
-			fprintf(stderr, "smrelayctl: %s: %s\n", c->arg, err);
-			return -1;
+			/* one bad certificate does not sink the file */
+			fprintf(stderr, "smrelayctl: warning: %s: skipping "
+			    "certificate %d: %s\n", c->arg, i + 1, err);
+			X509_free(sk_X509_delete(sk, i--));
+			continue;
 		}
-		if (m.nemails == 0 && m.is_ca) {
+		if (m.nemails == 0 && (m.is_ca ||
+		    store_is_crl_signer(sk_X509_value(sk, i)))) {
 			if (ca_chains(c, sk_X509_value(sk, i), sk, why,
 			    sizeof(why)) == -1) {
 				fprintf(stderr, "smrelayctl: warning: %s: "

@@ -109,6 +109,7 @@ crlfetch_urls_of(X509 *x, char ***urls, size_t *n)
 	STACK_OF(DIST_POINT) *dps;
 	DIST_POINT *dp;
 	GENERAL_NAME *gn;
+	ASN1_IA5STRING *uri;
 	const unsigned char *s;
 	char buf[2048];
 	int i, j, len;
@@ -124,8 +125,9 @@ crlfetch_urls_of(X509 *x, char ***urls, size_t *n)
 			    fullname, j);
 			if (gn->type != GEN_URI)
 				continue;
-			s = ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier);
-			len = ASN1_STRING_length(gn->d.uniformResourceIdentifier);
+			uri = gn->d.uniformResourceIdentifier;
+			s = ASN1_STRING_get0_data(uri);
+			len = ASN1_STRING_length(uri);
 			if (len <= 0 || (size_t)len >= sizeof(buf) ||
 			    memchr(s, '\0', (size_t)len) != NULL)
 				continue;
