@@ -82,13 +82,14 @@ xstrdup(const char *s)
 char *
 xstrndup(const char *s, size_t n)
 {
-	const char *nul = memchr(s, '\0', n);
+	const char *nul = n > 0 ? memchr(s, '\0', n) : NULL;
 	char *p;
 
 	if (nul != NULL)
 		n = (size_t)(nul - s);
 	p = xmalloc(n + 1);
-	memcpy(p, s, n);
+	if (n > 0)
+		memcpy(p, s, n);
 	p[n] = '\0';
 	return p;
 }

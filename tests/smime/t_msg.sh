@@ -290,18 +290,28 @@ else
 fi
 openssl crl -in "$P/int.crl" -outform DER -out int-crl.der
 python3 -c 'import sys; d=bytearray(open(sys.argv[1],"rb").read()); d[-5]^=1; open(sys.argv[2],"wb").write(d)' int-crl.der int-crl-bad.der
-ctl crl-before-int crl import "$P/int.crl" > /dev/null &&
+# The verifications above harvested the intermediate (it came with the
+# signatures and chains to the anchor).
+ctl list-int cert list > li.out
+grep -q 'smrelay Test Intermediate.*harvest$' li.out &&
+	pass "verify: the intermediate that came with a signature is harvested" ||
+	fail "verify: the intermediate that came with a signature is harvested" "$(grep -i intermediate li.out)"
+# In a fresh store: a CRL of an unknown issuer is refused; a signature
+# carrying only its leaf fails until the intermediate is imported.
+mkdir -p fresh
+sed "s|$W/data|$W/fresh|" smrelay.conf > fresh.conf
+fctl() { _n=$1; shift; "$CTL" -c "$W/fresh.conf" "$@" 2> "$_n.err"; }
+fctl f-trust trust import "$P/trust.pem" > /dev/null
+fctl crl-before-int crl import "$P/int.crl" > /dev/null &&
 	fail "crl import: unknown issuer refused" "exit 0" ||
 	{ grep -q 'neither a trust anchor nor an intermediate' crl-before-int.err &&
 		pass "crl import: unknown issuer refused" ||
 		fail "crl import: unknown issuer refused" "$(cat crl-before-int.err)"; }
-# a message whose signature carries only the leaf: the stored intermediate
-# completes the path
 openssl cms -sign -in ent.txt -signer "$P/alice.pem" -inkey "$P/alice.key" \
 	-from alice@example.com -to bob@partner.example -subject leaf-only > leaf.eml 2> leaf.oerr
-ctl verify-leaf0 smime verify < leaf.eml > vl0.eml
-if ctl cert-int cert import "$P/int.pem" > /dev/null; then
-	ctl verify-leaf smime verify < leaf.eml > vl.eml
+fctl verify-leaf0 smime verify < leaf.eml > vl0.eml
+if fctl cert-int cert import "$P/int.pem" > /dev/null; then
+	fctl verify-leaf smime verify < leaf.eml > vl.eml
 	case "$(ar vl0.eml) / $(ar vl.eml)" in
 	*"smime=fail (unable to get local issuer certificate"*" / "*"smime=pass"*)
 		pass "verify: a leaf-only signature passes once the intermediate is imported" ;;
