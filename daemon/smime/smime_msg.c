@@ -260,6 +260,20 @@ addr_parse(const char *v, char *buf, size_t buflen)
 	return n > 0 && strchr(buf, '@') != NULL ? 0 : -1;
 }
 
+/* A field value [v, e) without its line breaks (unfolded), malloc'd. */
+static char *
+unfold(const char *v, const char *e)
+{
+	char *u = xmalloc((size_t)(e - v) + 1);
+	size_t n = 0;
+
+	for (; v < e; v++)
+		if (*v != '\r' && *v != '\n')
+			u[n++] = *v;
+	u[n] = '\0';
+	return u;
+}
+
 /* Call fn with the value of each top-level header field called name. */
 int
 smime_msg_fields(const char *m, size_t len, const char *name,
@@ -267,7 +281,7 @@ smime_msg_fields(const char *m, size_t len, const char *name,
 {
 	const char *v;
 	char *u;
-	size_t hlen, body, off, end, i, n;
+	size_t hlen, body, off, end;
 	int r;
 
 	hdr_split(m, len, &hlen, &body);
@@ -275,12 +289,7 @@ smime_msg_fields(const char *m, size_t len, const char *name,
 		end = field_end(m, hlen, off);
 		if ((v = field_value(m, off, end, name)) == NULL)
 			continue;
-		u = xmalloc((size_t)(m + end - v) + 1);
-		for (i = n = 0; v + i < m + end; i++)
-			if (v[i] != '\r' && v[i] != '\n')
-				u[n++] = v[i];
-		u[n] = '\0';
-		r = fn(u, arg);
+		r = fn(u = unfold(v, m + end), arg);
 		free(u);
 		if (r != 0)
 			return r;
@@ -310,19 +319,14 @@ smime_msg_drop_fields(const char *m, size_t len, const char *name,
 	struct obuf b = { NULL, 0, 0 };
 	const char *v;
 	char *u;
-	size_t hlen, body, off, end, i, n;
+	size_t hlen, body, off, end;
 	int r, dropped = 0;
 
 	hdr_split(m, len, &hlen, &body);
 	for (off = 0; off < hlen; off = end) {
 		end = field_end(m, hlen, off);
 		if ((v = field_value(m, off, end, name)) != NULL) {
-			u = xmalloc((size_t)(m + end - v) + 1);
-			for (i = n = 0; v + i < m + end; i++)
-				if (v[i] != '\r' && v[i] != '\n')
-					u[n++] = v[i];
-			u[n] = '\0';
-			r = drop(u, arg);
+			r = drop(u = unfold(v, m + end), arg);
 			free(u);
 			if (r) {
 				if (!dropped)
