@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
+#include <openssl/ocsp.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
@@ -1208,6 +1209,8 @@ struct cms_rev {
 	int		 checked;       /* CRL_CHECK ran */
 	int		 unknown;       /* certificates without a usable CRL */
 	int		 revoked;       /* cms_cert_status: revoked ones */
+	int		 ocsp;          /* decided by a cached OCSP answer */
+	const struct cms_trust *trust;
 	int		 stale;         /* CRLs past their nextUpdate, used */
 	char		 first[96];     /* the first such certificate's name */
 };
@@ -1227,6 +1230,79 @@ cms_cert_name(X509 *x, char *buf, size_t len)
 }
 
 /*
+ * A certificate without a usable CRL: its cached OCSP answer, if any.
+ * Good: the error is forgiven; revoked: it becomes "certificate revoked".
+ */
+static enum cms_ocsp
+cms_ocsp_ask(X509_STORE_CTX *ctx, struct cms_rev *rv)
+{
+	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
+	int d = X509_STORE_CTX_get_error_depth(ctx);
+	enum cms_ocsp r;
+	X509 *x, *issuer;
+
+	if (rv->trust == NULL || rv->trust->ocsp == NULL || chain == NULL ||
+	    d < 0 || d + 1 >= sk_X509_num(chain))
+		return CMS_OCSP_NONE;
+	x = sk_X509_value(chain, d);
+	issuer = sk_X509_value(chain, d + 1);
+	r = rv->trust->ocsp(x, issuer, rv->trust->ocsp_arg);
+	if (r == CMS_OCSP_GOOD)
+		rv->ocsp++;
+	else if (r == CMS_OCSP_REVOKED) {
+		X509_STORE_CTX_set_error(ctx, X509_V_ERR_CERT_REVOKED);
+		if (rv->revoked++ == 0)
+			cms_cert_name(x, rv->first, sizeof(rv->first));
+	}
+	return r;
+}
+
+/* Whether e says a certificate's CRL is missing or unusable. */
+static int
+cms_no_crl(int e)
+{
+	switch (e) {
+	case X509_V_ERR_UNABLE_TO_GET_CRL:
+	case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+	case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+	case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+	case X509_V_ERR_CRL_NOT_YET_VALID:
+	case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
+	case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int
+cms_ocsp_key(X509 *x, X509 *issuer, char hex[65])
+{
+	unsigned char *der = NULL, md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+	OCSP_CERTID *id;
+	int len;
+
+	hex[0] = '\0';
+	if ((id = OCSP_cert_to_id(NULL, x, issuer)) == NULL) {
+		ERR_clear_error();
+		return -1;
+	}
+	len = i2d_OCSP_CERTID(id, &der);
+	OCSP_CERTID_free(id);
+	if (len <= 0 || EVP_Digest(der, (size_t)len, md, &mdlen,
+	    EVP_sha256(), NULL) != 1 || mdlen != 32) {
+		OPENSSL_free(der);
+		ERR_clear_error();
+		return -1;
+	}
+	OPENSSL_free(der);
+	for (i = 0; i < mdlen; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+/*
  * X509_verify_cert's callback: in soft mode a certificate whose CRL is
  * missing or unusable passes and is counted; a CRL past its nextUpdate
  * still counts for what it revokes.  Anything else (revoked included)
@@ -1238,26 +1314,30 @@ cms_verify_cb(int ok, X509_STORE_CTX *ctx)
 	struct cms_rev *rv = X509_STORE_CTX_get_app_data(ctx);
 	int e = X509_STORE_CTX_get_error(ctx);
 
-	if (ok || rv == NULL || rv->mode != CMS_REV_SOFT)
+	if (ok || rv == NULL)
 		return ok;
-	switch (e) {
-	case X509_V_ERR_CRL_HAS_EXPIRED:
+	if (cms_no_crl(e)) {
+		switch (cms_ocsp_ask(ctx, rv)) {
+		case CMS_OCSP_GOOD:
+			return 1;
+		case CMS_OCSP_REVOKED:
+			return 0;
+		default:
+			break;
+		}
+	}
+	if (rv->mode != CMS_REV_SOFT)
+		return ok;
+	if (e == X509_V_ERR_CRL_HAS_EXPIRED) {
 		rv->stale++;
 		return 1;
-	case X509_V_ERR_UNABLE_TO_GET_CRL:
-	case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
-	case X509_V_ERR_CRL_SIGNATURE_FAILURE:
-	case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
-	case X509_V_ERR_CRL_NOT_YET_VALID:
-	case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
-	case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
-		if (rv->unknown++ == 0)
-			cms_cert_name(X509_STORE_CTX_get_current_cert(ctx),
-			    rv->first, sizeof(rv->first));
-		return 1;
-	default:
-		return ok;
 	}
+	if (!cms_no_crl(e))
+		return ok;
+	if (rv->unknown++ == 0)
+		cms_cert_name(X509_STORE_CTX_get_current_cert(ctx), rv->first,
+		    sizeof(rv->first));
+	return 1;
 }
 
 /* Say how revocation was decided for the chain, into res. */
@@ -1272,8 +1352,8 @@ cms_rev_say(const struct cms_rev *rv, struct cms_verify *res)
 		    rv->unknown > 1 ? " and others" : "");
 	else
 		snprintf(res->revocation, sizeof(res->revocation),
-		    "revocation: CRL%s", rv->stale ? " past its nextUpdate" :
-		    "");
+		    "revocation: %s%s", rv->ocsp > 0 ? "OCSP" : "CRL",
+		    rv->stale ? " past its nextUpdate" : "");
 }
 
 /* The verification context for one signer, with RFC 5280 path processing
@@ -1330,11 +1410,7 @@ cms_status_cb(int ok, X509_STORE_CTX *ctx)
 		if (rv->revoked++ == 0)
 			cms_cert_name(X509_STORE_CTX_get_current_cert(ctx),
 			    rv->first, sizeof(rv->first));
-	} else if (e == X509_V_ERR_UNABLE_TO_GET_CRL ||
-	    e == X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER ||
-	    e == X509_V_ERR_CRL_SIGNATURE_FAILURE ||
-	    e == X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE ||
-	    e == X509_V_ERR_CRL_NOT_YET_VALID)
+	} else if (cms_no_crl(e) && cms_ocsp_ask(ctx, rv) == CMS_OCSP_NONE)
 		rv->unknown++;
 	return 1;
 }
@@ -1348,6 +1424,7 @@ cms_cert_status(X509 *x, const struct cms_trust *trust, char *why,
 
 	memset(&rv, 0, sizeof(rv));
 	rv.mode = trust->revocation;
+	rv.trust = trust;
 	snprintf(why, whylen, "%s", "");
 	if (trust->revocation == CMS_REV_OFF)
 		return CMS_CERT_GOOD;
@@ -1384,6 +1461,7 @@ cms_chain(X509 *signer, STACK_OF(X509) *certs,
 
 	memset(&rv, 0, sizeof(rv));
 	rv.mode = trust->revocation;
+	rv.trust = trust;
 	if ((ctx = cms_chain_ctx(signer, certs, trust, &rv)) == NULL)
 		return "cannot set up certificate verification";
 	if (X509_verify_cert(ctx) <= 0) {

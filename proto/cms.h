@@ -46,6 +46,13 @@ enum cms_outcome {
 	SMIME_TEMPERROR		/* revocation could not be decided (hard) */
 };
 
+/* A cached OCSP answer (cms_trust.ocsp). */
+enum cms_ocsp {
+	CMS_OCSP_NONE = 0,	/* no usable answer */
+	CMS_OCSP_GOOD,
+	CMS_OCSP_REVOKED
+};
+
 /* How a chain's revocation is checked (config `revocation`). */
 enum cms_revocation {
 	CMS_REV_SOFT = 0,	/* against the CRLs there are; a certificate
@@ -67,6 +74,10 @@ struct cms_trust {
 	STACK_OF(X509)		*certs;	/* NULL, or known certificates (the
 					 * cache) for signatures carrying none */
 	enum cms_revocation	 revocation;
+	/* NULL, or the cached OCSP answer for x (issued by issuer): where a
+	 * certificate has no CRL, an OCSP answer decides */
+	enum cms_ocsp		 (*ocsp)(X509 *x, X509 *issuer, void *arg);
+	void			*ocsp_arg;
 };
 
 /* What cms_verify() found; release with cms_verify_free(). */
@@ -155,6 +166,11 @@ const char *cms_outcome_name(enum cms_outcome);
  * [body.smime-identifier=ADDR]" (RFC 8601, RFC 7281) without the CRLF,
  * into `buf`.  Returns the length it needed, as snprintf does.
  */
+/* The key an OCSP answer about x (issued by issuer) is stored under: hex
+ * SHA-256 of the DER of its OCSP CertID (SHA-1 hashes, as responders
+ * expect); -1 if it cannot be made. */
+int cms_ocsp_key(X509 *x, X509 *issuer, char hex[65]);
+
 /*
  * Whether we may encrypt to x: its chain (through trust->certs) checked
  * against trust->crls per trust->revocation; problems other than

@@ -11,6 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <sqlite3.h>
 
 #include "lib/lib.h"
@@ -117,6 +120,19 @@ static const char *migrations[] = {
 	"DROP TABLE crls;"
 	"ALTER TABLE crls_new RENAME TO crls;"
 	"PRAGMA user_version = 5;",
+	/* 5 -> 6: OCSP answers (daemon/smime/crlfetch.c), one per
+	 * certificate: its OCSP CertID (SHA-256 of the DER, hex), the status
+	 * (0 good, 1 revoked, 2 unknown), the answer's validity, the
+	 * responder's URL. */
+	"CREATE TABLE ocsp ("
+	"  id INTEGER PRIMARY KEY,"
+	"  cert_id TEXT NOT NULL UNIQUE,"
+	"  status INTEGER NOT NULL,"
+	"  this_update INTEGER NOT NULL,"
+	"  next_update INTEGER NOT NULL,"
+	"  source TEXT NOT NULL,"
+	"  added INTEGER NOT NULL);"
+	"PRAGMA user_version = 6;",
 };
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
@@ -507,4 +523,148 @@ store_secret(struct store *st, const char *name, unsigned char *buf,
 		    "bytes", st->path, name, len);
 	sqlite3_finalize(stmt);
 	return rc;
+}
+
+/* Feed the contents of extension nid of crl (if any) to md. */
+static void
+scope_ext(EVP_MD_CTX *md, X509_CRL *crl, int nid, int *any)
+{
+	const ASN1_OCTET_STRING *v;
+	X509_EXTENSION *ext;
+	int i;
+
+	if ((i = X509_CRL_get_ext_by_NID(crl, nid, -1)) < 0 ||
+	    (ext = X509_CRL_get_ext(crl, i)) == NULL ||
+	    (v = X509_EXTENSION_get_data(ext)) == NULL)
+		return;
+	EVP_DigestUpdate(md, &nid, sizeof(nid));
+	EVP_DigestUpdate(md, ASN1_STRING_get0_data(v),
+	    (size_t)ASN1_STRING_length(v));
+	*any = 1;
+}
+
+/*
+ * What a CRL covers, so that one does not replace another that covers
+ * something else (RFC 5280 5.2.5 partitions, delta CRLs, CRLs signed by a
+ * rolled-over key): "" for a plain complete CRL, else hex SHA-256 of its
+ * issuing distribution point, delta indicator and authority key id.
+ */
+void
+store_crl_scope(X509_CRL *crl, char out[65])
+{
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int dl = 0, i;
+	EVP_MD_CTX *md;
+	int any = 0, akid = 0;
+
+	out[0] = '\0';
+	if ((md = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(md);
+		return;
+	}
+	scope_ext(md, crl, NID_issuing_distribution_point, &any);
+	scope_ext(md, crl, NID_delta_crl, &any);
+	scope_ext(md, crl, NID_authority_key_identifier, &akid);
+	if ((any || akid) && EVP_DigestFinal_ex(md, d, &dl) == 1 && dl == 32)
+		for (i = 0; i < dl; i++)
+			snprintf(out + 2 * i, 3, "%02x", d[i]);
+	EVP_MD_CTX_free(md);
+}
+
+int
+store_crl_fill_scopes(struct store *st, char *err, size_t errlen)
+{
+	sqlite3_stmt *sel, *upd;
+	const unsigned char *p;
+	X509_CRL *crl;
+	char scope[65];
+	int rc = 0;
+
+	if (store_prepare(st, "SELECT id, der FROM crls", &sel, err,
+	    errlen) == -1)
+		return -1;
+	if (store_prepare(st, "UPDATE crls SET scope = ? WHERE id = ?", &upd,
+	    err, errlen) == -1) {
+		sqlite3_finalize(sel);
+		return -1;
+	}
+	while (rc == 0 && sqlite3_step(sel) == SQLITE_ROW) {
+		p = sqlite3_column_blob(sel, 1);
+		if (p == NULL || (crl = d2i_X509_CRL(NULL, &p,
+		    sqlite3_column_bytes(sel, 1))) == NULL)
+			continue;
+		store_crl_scope(crl, scope);
+		X509_CRL_free(crl);
+		sqlite3_bind_text(upd, 1, scope, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(upd, 2, sqlite3_column_int64(sel, 0));
+		if (sqlite3_step(upd) != SQLITE_DONE)
+			rc = store_sqlerr(st, "CRL scope", err, errlen);
+		sqlite3_reset(upd);
+	}
+	sqlite3_finalize(sel);
+	sqlite3_finalize(upd);
+	return rc;
+}
+
+/* A certificate whose keyUsage allows signing CRLs. */
+int
+store_is_crl_signer(X509 *x)
+{
+	return (X509_get_extension_flags(x) & EXFLAG_KUSAGE) &&
+	    (X509_get_key_usage(x) & KU_CRL_SIGN);
+}
+
+int
+store_ocsp_put(struct store *st, const char *cert_id,
+    const struct store_ocsp *o, char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (store_begin(st, err, errlen) == -1)
+		return -1;
+	if (store_prepare(st, "INSERT OR REPLACE INTO ocsp (cert_id, status, "
+	    "this_update, next_update, source, added) VALUES (?, ?, ?, ?, ?, "
+	    "?)", &stmt, err, errlen) == -1) {
+		store_rollback(st);
+		return -1;
+	}
+	sqlite3_bind_text(stmt, 1, cert_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(stmt, 2, o->status);
+	sqlite3_bind_int64(stmt, 3, o->this_update);
+	sqlite3_bind_int64(stmt, 4, o->next_update);
+	sqlite3_bind_text(stmt, 5, o->source, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 6, (int64_t)time(NULL));
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_DONE) {
+		store_sqlerr(st, "insert OCSP answer", err, errlen);
+		store_rollback(st);
+		return -1;
+	}
+	return store_commit(st, err, errlen);
+}
+
+int
+store_ocsp_get(struct store *st, const char *cert_id, struct store_ocsp *o)
+{
+	sqlite3_stmt *stmt;
+	const unsigned char *src;
+	int rc;
+
+	memset(o, 0, sizeof(*o));
+	if (store_prepare(st, "SELECT status, this_update, next_update, "
+	    "source FROM ocsp WHERE cert_id = ?", &stmt, NULL, 0) == -1)
+		return -1;
+	sqlite3_bind_text(stmt, 1, cert_id, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		o->status = sqlite3_column_int(stmt, 0);
+		o->this_update = sqlite3_column_int64(stmt, 1);
+		o->next_update = sqlite3_column_int64(stmt, 2);
+		if ((src = sqlite3_column_text(stmt, 3)) != NULL)
+			snprintf(o->source, sizeof(o->source), "%s", src);
+	}
+	sqlite3_finalize(stmt);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }

@@ -12,7 +12,7 @@
 #include "policy/policy.h"
 
 #define STORE_DB_NAME		"smrelay.db"
-#define STORE_SCHEMA_VERSION	5
+#define STORE_SCHEMA_VERSION	6
 
 /* store_certinfo.caps: harvested SMIMECapabilities. */
 #define STORE_CAP_GCM		0x01	/* prefers/accepts AES-GCM */
@@ -201,8 +201,22 @@ X509_STORE *store_trust_x509_store(struct store *);
 /* The intermediate CAs and CRL signers `cert import` stored (new
  * references), for path building and CRL checks; NULL on error. */
 STACK_OF(X509) *store_ca_certs(struct store *);
+/* OCSP answers, by the certificate's CertID (hex SHA-256 of its DER). */
+struct store_ocsp {
+	int		 status;        /* 0 good, 1 revoked, 2 unknown */
+	int64_t		 this_update, next_update;      /* 0: none */
+	char		 source[512];   /* the responder's URL */
+};
+/* Store (replace) the answer for cert_id; 0, or -1 with err set. */
+int store_ocsp_put(struct store *, const char *cert_id,
+    const struct store_ocsp *, char *err, size_t errlen);
+/* The answer for cert_id: 1 found, 0 none, -1 error. */
+int store_ocsp_get(struct store *, const char *cert_id, struct store_ocsp *);
+
 /* Whether x may sign CRLs (keyUsage cRLSign). */
 int store_is_crl_signer(X509 *);
+/* Every trust anchor's certificate (new references); NULL on error. */
+STACK_OF(X509) *store_anchor_certs(struct store *);
 /* Every stored certificate (new references); NULL on error. */
 STACK_OF(X509) *store_all_certs(struct store *);
 /* The CRL fetched from url: 1 (its nextUpdate in *next, 0 if none), 0 no

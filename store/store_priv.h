@@ -38,8 +38,9 @@ int store_run_list(sqlite3_stmt *, store_list_cb *, void *);
 int64_t store_cert_insert(struct store *, const struct store_certmeta *,
     enum store_source, int caps, int *existed, char *err, size_t errlen);
 
-/* store_trust.c */
 /* Compute the scope of every stored CRL (migration 4 -> 5). */
 int store_crl_fill_scopes(struct store *, char *err, size_t errlen);
+/* What a CRL covers (see store.c), 64 hex digits or "". */
+void store_crl_scope(X509_CRL *, char out[65]);
 
 #endif

@@ -190,53 +190,6 @@ crl_current(struct store *st, const char *issuer, const char *scope,
 	return t;
 }
 
-/* Feed the contents of extension nid of crl (if any) to md. */
-static void
-scope_ext(EVP_MD_CTX *md, X509_CRL *crl, int nid, int *any)
-{
-	const ASN1_OCTET_STRING *v;
-	X509_EXTENSION *ext;
-	int i;
-
-	if ((i = X509_CRL_get_ext_by_NID(crl, nid, -1)) < 0 ||
-	    (ext = X509_CRL_get_ext(crl, i)) == NULL ||
-	    (v = X509_EXTENSION_get_data(ext)) == NULL)
-		return;
-	EVP_DigestUpdate(md, &nid, sizeof(nid));
-	EVP_DigestUpdate(md, ASN1_STRING_get0_data(v),
-	    (size_t)ASN1_STRING_length(v));
-	*any = 1;
-}
-
-/*
- * What a CRL covers, so that one does not replace another that covers
- * something else (RFC 5280 5.2.5 partitions, delta CRLs, CRLs signed by a
- * rolled-over key): "" for a plain complete CRL, else hex SHA-256 of its
- * issuing distribution point, delta indicator and authority key id.
- */
-static void
-crl_scope(X509_CRL *crl, char out[65])
-{
-	unsigned char d[EVP_MAX_MD_SIZE];
-	unsigned int dl = 0, i;
-	EVP_MD_CTX *md;
-	int any = 0, akid = 0;
-
-	out[0] = '\0';
-	if ((md = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-		EVP_MD_CTX_free(md);
-		return;
-	}
-	scope_ext(md, crl, NID_issuing_distribution_point, &any);
-	scope_ext(md, crl, NID_delta_crl, &any);
-	scope_ext(md, crl, NID_authority_key_identifier, &akid);
-	if ((any || akid) && EVP_DigestFinal_ex(md, d, &dl) == 1 && dl == 32)
-		for (i = 0; i < dl; i++)
-			snprintf(out + 2 * i, 3, "%02x", d[i]);
-	EVP_MD_CTX_free(md);
-}
-
 /* The CRL with fingerprint fp came (again) from source. */
 static int
 crl_set_source(struct store *st, const char *fp, const char *source,
@@ -331,7 +284,7 @@ store_crl_add(struct store *st, X509_CRL *crl, const char *source,
 			store_sqlerr(st, "lookup", err, errlen);
 		goto fail;
 	}
-	crl_scope(crl, scope);
+	store_crl_scope(crl, scope);
 	if ((cur = crl_current(st, issuer, scope, id)) < 0) {
 		store_sqlerr(st, "lookup", err, errlen);
 		goto fail;
@@ -453,6 +406,14 @@ store_ca_certs(struct store *st)
 	    "ORDER BY c.id", is_ca);
 }
 
+/* Every trust anchor's certificate. */
+STACK_OF(X509) *
+store_anchor_certs(struct store *st)
+{
+	return certs_where(st, "SELECT der FROM trust_anchors ORDER BY id",
+	    NULL);
+}
+
 /* Every stored certificate (partners, intermediates, our keys'). */
 STACK_OF(X509) *
 store_all_certs(struct store *st)
@@ -478,47 +439,4 @@ store_crl_by_source(struct store *st, const char *url, int64_t *next)
 		*next = sqlite3_column_int64(stmt, 0);
 	sqlite3_finalize(stmt);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-}
-
-int
-store_crl_fill_scopes(struct store *st, char *err, size_t errlen)
-{
-	sqlite3_stmt *sel, *upd;
-	const unsigned char *p;
-	X509_CRL *crl;
-	char scope[65];
-	int rc = 0;
-
-	if (store_prepare(st, "SELECT id, der FROM crls", &sel, err,
-	    errlen) == -1)
-		return -1;
-	if (store_prepare(st, "UPDATE crls SET scope = ? WHERE id = ?", &upd,
-	    err, errlen) == -1) {
-		sqlite3_finalize(sel);
-		return -1;
-	}
-	while (rc == 0 && sqlite3_step(sel) == SQLITE_ROW) {
-		p = sqlite3_column_blob(sel, 1);
-		if (p == NULL || (crl = d2i_X509_CRL(NULL, &p,
-		    sqlite3_column_bytes(sel, 1))) == NULL)
-			continue;
-		crl_scope(crl, scope);
-		X509_CRL_free(crl);
-		sqlite3_bind_text(upd, 1, scope, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(upd, 2, sqlite3_column_int64(sel, 0));
-		if (sqlite3_step(upd) != SQLITE_DONE)
-			rc = store_sqlerr(st, "CRL scope", err, errlen);
-		sqlite3_reset(upd);
-	}
-	sqlite3_finalize(sel);
-	sqlite3_finalize(upd);
-	return rc;
-}
-
-/* A certificate whose keyUsage allows signing CRLs. */
-int
-store_is_crl_signer(X509 *x)
-{
-	return (X509_get_extension_flags(x) & EXFLAG_KUSAGE) &&
-	    (X509_get_key_usage(x) & KU_CRL_SIGN);
 }

@@ -31,6 +31,8 @@ struct http_get {
 	char			 host[256];
 	char			 port[8];
 	char			*path;          /* path and query */
+	unsigned char		*post;          /* a copy of o.post */
+	char			*ctype;
 	struct http_get_opts	 o;
 	struct sockaddr_storage	*deny;          /* a copy of o.deny */
 	struct evdns_getaddrinfo_request *dreq;
@@ -65,6 +67,8 @@ http_free_cb(evutil_socket_t fd, short what, void *arg)
 		event_free(g->start);
 	free(g->deny);
 	free(g->path);
+	free(g->post);
+	free(g->ctype);
 	free(g);
 }
 
@@ -225,8 +229,14 @@ http_send(struct http_get *g, const struct sockaddr *sa)
 	    g->host);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "User-Agent", "smrelay/" PACKAGE_VERSION);
-	if (evhttp_make_request(g->conn, req, EVHTTP_REQ_GET, g->path) ==
-	    -1) {
+	if (g->post != NULL) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Content-Type", g->ctype);
+		evbuffer_add(evhttp_request_get_output_buffer(req), g->post,
+		    g->o.postlen);
+	}
+	if (evhttp_make_request(g->conn, req, g->post != NULL ?
+	    EVHTTP_REQ_POST : EVHTTP_REQ_GET, g->path) == -1) {
 		http_finish(g, 0, "cannot send the request", NULL, 0);
 		return;
 	}
@@ -363,6 +373,13 @@ http_get_start(struct event_base *base, struct evdns_base *dns,
 		free(g);
 		return NULL;
 	}
+	if (o->post != NULL) {
+		g->post = xmalloc(o->postlen + 1);
+		memcpy(g->post, o->post, o->postlen);
+		g->ctype = xstrdup(o->content_type != NULL ?
+		    o->content_type : "application/octet-stream");
+	}
+	g->o.post = NULL;
 	g->deny = xcalloc(o->ndeny + 1, sizeof(*g->deny));
 	if (o->ndeny > 0)
 		memcpy(g->deny, o->deny, o->ndeny * sizeof(*g->deny));

@@ -1,4 +1,4 @@
-/* http.h: a bounded HTTP GET on the event loop, for CRLs and (later) OCSP:
+/* http.h: a bounded HTTP GET (or POST) on the event loop, for CRLs and OCSP:
  * http:// only, no redirects followed, one overall deadline, a cap on the
  * body, and never to an address:port on a deny list (our own listeners).
  * Names are resolved with evdns first so the deny list sees the address. */
@@ -25,6 +25,9 @@ struct http_get_opts {
 	int		 timeout;       /* seconds for the whole request */
 	const struct sockaddr_storage *deny;    /* never connect to these */
 	size_t		 ndeny;         /* (port 0 in one: any port) */
+	const unsigned char *post;      /* non-NULL: POST this body (copied) */
+	size_t		 postlen;
+	const char	*content_type;  /* of the POST body */
 };
 
 /* http.c */

@@ -14,6 +14,7 @@
 
 #include "ctl.h"
 #include "daemon/base/base.h"
+#include "proto/proto.h"
 #include "lib/lib.h"
 #include "store/store.h"
 
@@ -25,7 +26,30 @@ struct check_state {
 	int	 nocrl[CHECK_DEPTH];    /* no usable CRL for that link */
 	int	 revoked[CHECK_DEPTH];
 	int	 stale[CHECK_DEPTH];    /* its CRL is past nextUpdate */
+	int	 ocsp[CHECK_DEPTH];     /* decided by an OCSP answer */
+	char	 ocsp_src[CHECK_DEPTH][512];
+	struct store *st;
 };
+
+/* The stored OCSP answer about the link at depth d: 1 good, 2 revoked
+ * (its source noted), 0 none. */
+static int
+check_ocsp(struct check_state *cs, X509_STORE_CTX *ctx, int d)
+{
+	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
+	struct store_ocsp o;
+	char key[65];
+
+	if (chain == NULL || d + 1 >= sk_X509_num(chain) ||
+	    cms_ocsp_key(sk_X509_value(chain, d), sk_X509_value(chain,
+	    d + 1), key) == -1 || store_ocsp_get(cs->st, key, &o) != 1 ||
+	    o.status == 2)
+		return 0;
+	snprintf(cs->ocsp_src[d], sizeof(cs->ocsp_src[d]), "%s", o.source);
+	if (o.status == 1)
+		return 2;
+	return o.next_update == 0 || o.next_update > time(NULL);
+}
 
 /* Note every problem by depth and go on, to report the whole path. */
 static int
@@ -51,7 +75,16 @@ check_cb(int ok, X509_STORE_CTX *ctx)
 	case X509_V_ERR_CRL_SIGNATURE_FAILURE:
 	case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
 	case X509_V_ERR_CRL_NOT_YET_VALID:
-		cs->nocrl[d] = 1;
+		switch (check_ocsp(cs, ctx, d)) {
+		case 1:
+			cs->ocsp[d] = 1;
+			break;
+		case 2:
+			cs->ocsp[d] = cs->revoked[d] = 1;
+			break;
+		default:
+			cs->nocrl[d] = 1;
+		}
 		break;
 	default:
 		if (cs->err[d] == 0)
@@ -90,6 +123,7 @@ check_link(X509 *x, int depth, int top, const struct check_state *cs,
     enum config_revocation mode)
 {
 	char *name = store_name_str(X509_get_subject_name(x)), nb[32], na[32];
+	char revbuf[600];
 	const char *rev;
 	int bad = cs->err[depth] != 0 || cs->revoked[depth];
 
@@ -101,7 +135,12 @@ check_link(X509 *x, int depth, int top, const struct check_state *cs,
 		rev = "trust anchor";
 	else if (mode == CONFIG_REV_OFF)
 		rev = "revocation not checked (revocation = off)";
-	else if (cs->revoked[depth])
+	else if (cs->ocsp[depth]) {
+		snprintf(revbuf, sizeof(revbuf), "%s (OCSP, %s)",
+		    cs->revoked[depth] ? "REVOKED" : "good",
+		    cs->ocsp_src[depth]);
+		rev = revbuf;
+	} else if (cs->revoked[depth])
 		rev = "REVOKED (CRL, imported)";
 	else if (cs->nocrl[depth]) {
 		rev = "revocation unknown (no usable CRL)";
@@ -128,6 +167,7 @@ check_path(struct store *st, X509 *x, enum config_revocation mode)
 	int i, n, bad = 0, anchored;
 
 	memset(&cs, 0, sizeof(cs));
+	cs.st = st;
 	if (inter == NULL || xs == NULL || ctx == NULL ||
 	    X509_STORE_CTX_init(ctx, xs, x, inter) != 1) {
 		fprintf(stderr, "smrelayctl: cert check: cannot read the "

@@ -1,6 +1,7 @@
 /* ctl_fetch.c: smrelayctl crl fetch: every HTTP CRL distribution point of
- * the certificates in the store, fetched now (all at once, each bounded in
- * time and size), one line per URL: stored, unchanged, or why not. */
+ * the certificates in the store, fetched now, and every OCSP responder
+ * they name asked (all at once, each bounded in time and size), one line
+ * per URL: stored, unchanged, the OCSP status, or why not. */
 #include "autoconfig.h"
 
 #include <stdio.h>
@@ -59,6 +60,7 @@ fetch_all(struct store *st, const struct config *cfg, char **urls,
 			fprintf(stderr, "smrelayctl: crl fetch: %s: refused: "
 			    "%s\n", urls[i], err);
 		}
+	crlfetch_ocsp_known(cf, 0, fetch_done, &t);
 	while (crlfetch_pending(cf) > 0)
 		if (event_base_loop(base, EVLOOP_ONCE) == -1)
 			break;
@@ -96,12 +98,7 @@ ctl_fetch_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 		return 1;
 	}
 	urls = crlfetch_known_urls(st, &n);
-	if (n == 0) {
-		printf("no certificate in the store names an HTTP CRL "
-		    "distribution point\n");
-		rc = 0;
-	} else
-		rc = fetch_all(st, cfg, urls, n);
+	rc = fetch_all(st, cfg, urls, n);
 	crlfetch_urls_free(urls, n);
 	store_close(st);
 	config_free(cfg);

@@ -327,6 +327,8 @@ check_best(const struct certsrc *src, struct cc_entry *e)
 	memset(&t, 0, sizeof(t));
 	if ((t.revocation = certcache_revocation(src->cc)) == CMS_REV_OFF)
 		return;
+	t.ocsp = certcache_ocsp;
+	t.ocsp_arg = (void *)src;
 	if ((t.store = certcache_trust(src, &t.crls)) == NULL ||
 	    (t.certs = sk_X509_new_null()) == NULL ||
 	    certcache_add_intermediates(src, t.certs) == -1)
@@ -560,4 +562,26 @@ certcache_refused(const struct certsrc *src, const char *email, char *buf,
 		return 0;
 	with_entry(src, email, why_fn, &w);
 	return buf[0] != '\0';
+}
+
+/* cms_trust.ocsp: the stored OCSP answer about x (src: a const struct
+ * certsrc, its thread's connection).  A good answer counts while it is
+ * current; a revoked one for good. */
+enum cms_ocsp
+certcache_ocsp(X509 *x, X509 *issuer, void *arg)
+{
+	const struct certsrc *src = arg;
+	struct store_ocsp o;
+	char key[65];
+	time_t now = time(NULL);
+
+	if (src->st == NULL || cms_ocsp_key(x, issuer, key) == -1 ||
+	    store_ocsp_get(src->st, key, &o) != 1)
+		return CMS_OCSP_NONE;
+	if (o.status == 1)
+		return CMS_OCSP_REVOKED;
+	if (o.status == 0 && (o.next_update == 0 ? now - o.this_update <
+	    CERTCACHE_OCSP_MAXAGE : now < o.next_update))
+		return CMS_OCSP_GOOD;
+	return CMS_OCSP_NONE;
 }

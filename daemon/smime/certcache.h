@@ -79,6 +79,11 @@ void certcache_harvest_done(struct certcache *, const char *fingerprint,
 /* Append the intermediate CAs of the store (new references) to sk, for
  * path building; 0 or -1. */
 int certcache_add_intermediates(const struct certsrc *, STACK_OF(X509) *);
+/* cms_trust.ocsp for the chain checks: the stored OCSP answer about x
+ * (arg: the const struct certsrc * of the calling thread).  An answer
+ * without nextUpdate counts for CERTCACHE_OCSP_MAXAGE seconds. */
+#define CERTCACHE_OCSP_MAXAGE	(7 * 86400)
+enum cms_ocsp certcache_ocsp(X509 *x, X509 *issuer, void *arg);
 /* How chains are checked for revocation (config `revocation`). */
 void certcache_set_revocation(struct certcache *, enum config_revocation);
 enum cms_revocation certcache_revocation(struct certcache *);

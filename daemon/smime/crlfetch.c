@@ -11,6 +11,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -18,6 +19,7 @@
 #include "crlfetch.h"
 #include "daemon/base/base.h"
 #include "lib/lib.h"
+#include "proto/proto.h"
 #include "store/store.h"
 
 /* One fetch in flight. */
@@ -28,6 +30,19 @@ struct cf_req {
 	crlfetch_done_cb	*done;
 	void			*arg;
 	LIST_ENTRY(cf_req)	 entry;
+};
+
+/* One OCSP question in flight. */
+struct cf_ocsp {
+	struct crlfetch		*cf;
+	char			*url;
+	char			 key[65];       /* cms_ocsp_key */
+	char			 name[128];     /* the subject's CN, for messages */
+	X509			*x, *issuer;
+	struct http_get		*get;
+	crlfetch_done_cb	*done;
+	void			*arg;
+	LIST_ENTRY(cf_ocsp)	 entry;
 };
 
 /* A URL that failed lately: not asked again before CRLFETCH_BACKOFF. */
@@ -43,7 +58,8 @@ struct crlfetch {
 	struct sockaddr_storage	*deny;
 	size_t			 ndeny;
 	LIST_HEAD(, cf_req)	 reqs;
-	size_t			 nreqs;
+	LIST_HEAD(, cf_ocsp)	 ocsps;
+	size_t			 nreqs;         /* both kinds */
 	struct cf_fail		*fails;
 	size_t			 nfails;
 };
@@ -59,8 +75,11 @@ crlfetch_new(struct event_base *base, struct evdns_base *dns,
 	cf->st = st;
 	cf->deny = http_deny_listeners(cfg, &cf->ndeny);
 	LIST_INIT(&cf->reqs);
+	LIST_INIT(&cf->ocsps);
 	return cf;
 }
+
+static void ocsp_free(struct cf_ocsp *);
 
 /* Unlink and free one request (its HTTP GET is over or cancelled). */
 static void
@@ -75,6 +94,7 @@ cf_req_free(struct cf_req *r)
 void
 crlfetch_free(struct crlfetch *cf)
 {
+	struct cf_ocsp *q;
 	struct cf_req *r;
 
 	if (cf == NULL)
@@ -82,6 +102,10 @@ crlfetch_free(struct crlfetch *cf)
 	while ((r = LIST_FIRST(&cf->reqs)) != NULL) {
 		http_get_cancel(r->get);
 		cf_req_free(r);
+	}
+	while ((q = LIST_FIRST(&cf->ocsps)) != NULL) {
+		http_get_cancel(q->get);
+		ocsp_free(q);
 	}
 	while (cf->nfails > 0)
 		free(cf->fails[--cf->nfails].url);
@@ -335,4 +359,280 @@ crlfetch_refresh(struct crlfetch *cf, char **urls, size_t n)
 			started++;
 	}
 	return started;
+}
+
+/* Unlink and free one OCSP question (its POST is over or cancelled). */
+static void
+ocsp_free(struct cf_ocsp *q)
+{
+	LIST_REMOVE(q, entry);
+	q->cf->nreqs--;
+	X509_free(q->x);
+	X509_free(q->issuer);
+	free(q->url);
+	free(q);
+}
+
+/* The first http:// OCSP responder of x (malloc'd), or NULL. */
+static char *
+ocsp_url(X509 *x)
+{
+	STACK_OF(OPENSSL_STRING) *v = X509_get1_ocsp(x);
+	char *url = NULL;
+	int i;
+
+	for (i = 0; url == NULL && i < sk_OPENSSL_STRING_num(v); i++)
+		if (strncasecmp(sk_OPENSSL_STRING_value(v, i), "http://",
+		    7) == 0)
+			url = xstrdup(sk_OPENSSL_STRING_value(v, i));
+	X509_email_free(v);
+	return url;
+}
+
+/* x's issuer among the anchors and stored intermediates (a new
+ * reference), or NULL. */
+static X509 *
+issuer_of(struct store *st, X509 *x)
+{
+	STACK_OF(X509) *a = store_anchor_certs(st), *b = store_ca_certs(st);
+	X509 *c, *found = NULL;
+	int i;
+
+	for (i = 0; found == NULL && i < sk_X509_num(a) + sk_X509_num(b);
+	    i++) {
+		c = i < sk_X509_num(a) ? sk_X509_value(a, i) :
+		    sk_X509_value(b, i - sk_X509_num(a));
+		if (X509_check_issued(c, x) == X509_V_OK && X509_up_ref(c))
+			found = c;
+	}
+	sk_X509_pop_free(a, X509_free);
+	sk_X509_pop_free(b, X509_free);
+	return found;
+}
+
+/* Check a basic response for q: signed by the issuer or a responder it
+ * delegated to (OCSP_basic_verify against our anchors), the status for
+ * q's certificate, current.  0 with *o filled, or -1 with msg. */
+static int
+ocsp_check(struct cf_ocsp *q, OCSP_BASICRESP *bs, struct store_ocsp *o,
+    char *msg, size_t msglen)
+{
+	STACK_OF(X509) *untrusted = store_ca_certs(q->cf->st);
+	X509_STORE *xs = store_trust_x509_store(q->cf->st);
+	ASN1_GENERALIZEDTIME *thisupd = NULL, *nextupd = NULL, *rev = NULL;
+	OCSP_CERTID *id = OCSP_cert_to_id(NULL, q->x, q->issuer);
+	int status = -1, reason, rc = -1;
+
+	if (untrusted == NULL || xs == NULL || id == NULL ||
+	    X509_add_cert(untrusted, q->issuer, X509_ADD_FLAG_UP_REF) != 1)
+		snprintf(msg, msglen, "cannot set up the check");
+	else if (OCSP_basic_verify(bs, untrusted, xs, 0) != 1)
+		snprintf(msg, msglen, "answer not signed by the CA or a "
+		    "responder it delegated to");
+	else if (OCSP_resp_find_status(bs, id, &status, &reason, &rev,
+	    &thisupd, &nextupd) != 1)
+		snprintf(msg, msglen, "answer says nothing of %s", q->name);
+	else if (OCSP_check_validity(thisupd, nextupd, 300, -1) != 1)
+		snprintf(msg, msglen, "answer out of date");
+	else {
+		o->status = status == V_OCSP_CERTSTATUS_GOOD ? 0 :
+		    status == V_OCSP_CERTSTATUS_REVOKED ? 1 : 2;
+		o->this_update = store_asn1_time(thisupd);
+		o->next_update = store_asn1_time(nextupd);
+		snprintf(o->source, sizeof(o->source), "%s", q->url);
+		rc = 0;
+	}
+	ERR_clear_error();
+	OCSP_CERTID_free(id);
+	X509_STORE_free(xs);
+	sk_X509_pop_free(untrusted, X509_free);
+	return rc;
+}
+
+/* Parse, check and store an OCSP response; the outcome in msg. */
+static int
+ocsp_store(struct cf_ocsp *q, const unsigned char *body, size_t len,
+    char *msg, size_t msglen)
+{
+	static const char *names[] = { "good", "revoked", "unknown" };
+	const unsigned char *p = body;
+	struct store_ocsp o;
+	OCSP_RESPONSE *resp;
+	OCSP_BASICRESP *bs = NULL;
+	char err[256];
+	int ok = 0, st;
+
+	memset(&o, 0, sizeof(o));
+	if (len > LONG_MAX || (resp = d2i_OCSP_RESPONSE(NULL, &p,
+	    (long)len)) == NULL) {
+		snprintf(msg, msglen, "not an OCSP response (%zu bytes)", len);
+		ERR_clear_error();
+		return 0;
+	}
+	if ((st = OCSP_response_status(resp)) !=
+	    OCSP_RESPONSE_STATUS_SUCCESSFUL)
+		snprintf(msg, msglen, "responder said %s",
+		    OCSP_response_status_str(st));
+	else if ((bs = OCSP_response_get1_basic(resp)) == NULL)
+		snprintf(msg, msglen, "no basic response");
+	else if (ocsp_check(q, bs, &o, msg, msglen) == 0) {
+		if (store_ocsp_put(q->cf->st, q->key, &o, err,
+		    sizeof(err)) == -1)
+			snprintf(msg, msglen, "cannot store: %s", err);
+		else {
+			snprintf(msg, msglen, "OCSP %s for %s", names[o.status],
+			    q->name);
+			ok = 1;
+		}
+	}
+	OCSP_BASICRESP_free(bs);
+	OCSP_RESPONSE_free(resp);
+	ERR_clear_error();
+	return ok;
+}
+
+/* The POST is over. */
+static void
+ocsp_got(int status, const char *err, const unsigned char *body,
+    size_t len, void *arg)
+{
+	struct cf_ocsp *q = arg;
+	char msg[700];
+	int ok = 0;
+
+	if (status != 200)
+		snprintf(msg, sizeof(msg), "%s", err != NULL ? err :
+		    "request failed");
+	else
+		ok = ocsp_store(q, body, len, msg, sizeof(msg));
+	q->done(q->url, ok, msg, q->arg);
+	ocsp_free(q);
+}
+
+/* The DER of an OCSP request about x (no nonce: RFC 6960 allows it, and
+ * answers are cached); NULL on failure. */
+static unsigned char *
+ocsp_request(X509 *x, X509 *issuer, int *len)
+{
+	OCSP_REQUEST *req = OCSP_REQUEST_new();
+	OCSP_CERTID *id = OCSP_cert_to_id(NULL, x, issuer);
+	unsigned char *der = NULL;
+
+	if (req != NULL && id != NULL && OCSP_request_add0_id(req, id) !=
+	    NULL)
+		id = NULL;      /* the request owns it */
+	else
+		*len = -1;
+	if (id == NULL && (*len = i2d_OCSP_REQUEST(req, &der)) <= 0)
+		der = NULL;
+	OCSP_CERTID_free(id);
+	OCSP_REQUEST_free(req);
+	ERR_clear_error();
+	return der;
+}
+
+int
+crlfetch_ocsp(struct crlfetch *cf, X509 *x, X509 *issuer,
+    crlfetch_done_cb *done, void *arg, char *err, size_t errlen)
+{
+	struct http_get_opts o;
+	struct cf_ocsp *q;
+	unsigned char *der;
+	char *url;
+	int len = 0;
+
+	if ((url = ocsp_url(x)) == NULL) {
+		snprintf(err, errlen, "no http:// OCSP responder");
+		return -1;
+	}
+	if ((der = ocsp_request(x, issuer, &len)) == NULL) {
+		snprintf(err, errlen, "cannot make the OCSP request");
+		free(url);
+		return -1;
+	}
+	q = xcalloc(1, sizeof(*q));
+	q->cf = cf;
+	q->url = url;
+	cms_ocsp_key(x, issuer, q->key);
+	if (X509_NAME_get_text_by_NID(X509_get_subject_name(x),
+	    NID_commonName, q->name, (int)sizeof(q->name)) <= 0)
+		snprintf(q->name, sizeof(q->name), "the certificate");
+	X509_up_ref(q->x = x);
+	X509_up_ref(q->issuer = issuer);
+	q->done = done;
+	q->arg = arg;
+	memset(&o, 0, sizeof(o));
+	o.max_body = CRLFETCH_MAX_BYTES;
+	o.timeout = CRLFETCH_TIMEOUT;
+	o.deny = cf->deny;
+	o.ndeny = cf->ndeny;
+	o.post = der;
+	o.postlen = (size_t)len;
+	o.content_type = "application/ocsp-request";
+	q->get = http_get_start(cf->base, cf->dns, url, &o, ocsp_got, q, err,
+	    errlen);
+	OPENSSL_free(der);
+	LIST_INSERT_HEAD(&cf->ocsps, q, entry);
+	cf->nreqs++;
+	if (q->get == NULL) {
+		ocsp_free(q);
+		return -1;
+	}
+	return 0;
+}
+
+size_t
+crlfetch_ocsp_known(struct crlfetch *cf, int due_only,
+    crlfetch_done_cb *done, void *arg)
+{
+	STACK_OF(X509) *sk = store_all_certs(cf->st);
+	struct store_ocsp o;
+	struct cf_fail *f;
+	char key[65], err[256], *url;
+	time_t now = time(NULL);
+	size_t started = 0;
+	X509 *x, *issuer;
+	int i;
+
+	for (i = 0; i < sk_X509_num(sk); i++) {
+		x = sk_X509_value(sk, i);
+		if ((url = ocsp_url(x)) == NULL)
+			continue;
+		if (due_only && (f = cf_failed(cf, url)) != NULL && f->at != 0 &&
+		    now - f->at < CRLFETCH_BACKOFF) {
+			free(url);
+			continue;
+		}
+		issuer = issuer_of(cf->st, x);
+		if (issuer != NULL && due_only && cms_ocsp_key(x, issuer,
+		    key) == 0 && store_ocsp_get(cf->st, key, &o) == 1 &&
+		    (o.next_update == 0 || o.next_update - now >
+		    CRLFETCH_AHEAD)) {
+			X509_free(issuer);
+			issuer = NULL;          /* current: not due */
+			free(url);
+			continue;
+		}
+		if (issuer == NULL)
+			done(url, 0, "the certificate's issuer is not in the "
+			    "store", arg);
+		else if (crlfetch_ocsp(cf, x, issuer, done, arg, err,
+		    sizeof(err)) == -1)
+			done(url, 0, err, arg);
+		else
+			started++;
+		X509_free(issuer);
+		free(url);
+	}
+	sk_X509_pop_free(sk, X509_free);
+	return started;
+}
+
+/* The daemon's OCSP refresh: the questions whose answer is missing or
+ * runs out soon, outcomes in the log, a failing responder left alone for
+ * CRLFETCH_BACKOFF. */
+size_t
+crlfetch_ocsp_refresh(struct crlfetch *cf)
+{
+	return crlfetch_ocsp_known(cf, 1, cf_logged, cf);
 }

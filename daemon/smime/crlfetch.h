@@ -52,6 +52,21 @@ int crlfetch_url(struct crlfetch *, const char *url, crlfetch_done_cb *,
  * seconds; outcomes go to the log.  How many fetches started.
  */
 size_t crlfetch_refresh(struct crlfetch *, char **urls, size_t n);
+/*
+ * Ask x's OCSP responder (Authority Information Access, http:// only)
+ * about x, issued by issuer; the answer is kept (store_ocsp_put) when it
+ * is signed by the issuer or a responder the issuer delegated to, and
+ * current.  0 started, -1 refused (reason in err, done not called).
+ */
+int crlfetch_ocsp(struct crlfetch *, X509 *x, X509 *issuer,
+    crlfetch_done_cb *, void *arg, char *err, size_t errlen);
+/* Ask about every stored certificate that names an OCSP responder (with
+ * due_only, those without a current answer); refusals go to done at
+ * once.  How many questions started. */
+size_t crlfetch_ocsp_known(struct crlfetch *, int due_only,
+    crlfetch_done_cb *, void *arg);
+/* The daemon's refresh of OCSP answers (due ones, logged). */
+size_t crlfetch_ocsp_refresh(struct crlfetch *);
 /* Fetches in flight. */
 size_t crlfetch_pending(const struct crlfetch *);
 

@@ -894,6 +894,7 @@ refresh_cb(evutil_socket_t fd, short what, void *arg)
 			log_info("crl fetch: %zu of %zu distribution point(s) "
 			    "due", started, n);
 		crlfetch_urls_free(urls, n);
+		crlfetch_ocsp_refresh(gw->cf);
 	}
 	evtimer_add(gw->refresh_ev, &tv);
 }

@@ -39,10 +39,27 @@ while time.time() < end:
 sys.exit(1)
 PY
 }
+# wait_log FILE TEXT: until FILE has TEXT (at most 10 s).
+wait_log() {
+	python3 - "$1" "$2" <<'PY'
+import sys, time
+end = time.time() + 10
+while time.time() < end:
+    try:
+        if sys.argv[2] in open(sys.argv[1]).read():
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.05)
+sys.exit(1)
+PY
+}
 HPORT=$(free_port)
 BPORT=$(free_port)
 DPORT=$(free_port)      # nothing listens there
 LPORT=$(free_port)      # our (configured) SMTP listener
+OPORT=$(free_port)      # openssl ocsp, the OCSP CA's responder
+FPORT=$(free_port)      # openssl ocsp signing with a key nobody delegated
 H=http://127.0.0.1:$HPORT
 B=http://127.0.0.1:$BPORT
 
@@ -94,7 +111,12 @@ leafext down "http://127.0.0.1:$DPORT/int.crl"
 leafext ftp "ftp://127.0.0.1/int.crl"
 leafext self "http://127.0.0.1:$LPORT/int.crl"
 leafext forged "$H/forged.crl"
-for db in root int rogue; do : > $db.db; echo 1000 > $db.db.serial; echo 1000 > $db.db.crlnum; done
+# an issuing CA that publishes no CRL but answers OCSP, through a
+# delegated responder (id-kp-OCSPSigning)
+printf '[ v3_ocspleaf ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = emailProtection\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\nsubjectAltName = email:copy\nauthorityInfoAccess = OCSP;URI:http://127.0.0.1:%s/\n' "$OPORT" >> ca.cnf
+printf '[ v3_ocspforged ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = emailProtection\nsubjectAltName = email:copy\nauthorityInfoAccess = OCSP;URI:http://127.0.0.1:%s/\n' "$FPORT" >> ca.cnf
+printf '[ v3_responder ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = OCSPSigning\n' >> ca.cnf
+for db in root int rogue ocspca; do : > $db.db; echo 1000 > $db.db.serial; echo 1000 > $db.db.crlnum; done
 O="openssl"
 CADB=root.db
 export CADB
@@ -117,6 +139,24 @@ leaf revoked good mallory@example.com
 for m in slow huge garbage loop missing down ftp self forged; do
 	leaf "$m" "$m" "$m@partner.example"
 done
+# the OCSP CA, its responder, a good and a revoked leaf, and one whose
+# responder signs with a key the CA never delegated to
+$O genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out ocspca.key 2>/dev/null
+$O req -new -key ocspca.key -subj "/O=crlfetch test/CN=Fetch OCSP CA" -config ca.cnf -out ocspca.csr
+CADB=root.db $O ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key \
+	-extensions v3_int -days 30 -in ocspca.csr -out ocspca.pem 2>/dev/null
+# ocspleaf NAME EXT EMAIL
+ocspleaf() {
+	$O req -new -key leaf.key -subj "/CN=$1/emailAddress=$3" -config ca.cnf -out "$1.csr" &&
+	CADB=ocspca.db $O ca -batch -config ca.cnf -cert ocspca.pem -keyfile ocspca.key \
+		-extensions "$2" -days 30 -in "$1.csr" -out "$1.pem" 2>/dev/null
+}
+ocspleaf responder v3_responder ocsp@example.com
+ocspleaf ocspgood v3_ocspleaf carol@example.com
+ocspleaf ocsprevoked v3_ocspleaf dave@example.com
+ocspleaf ocspforged v3_ocspforged erin@example.com
+CADB=ocspca.db $O ca -config ca.cnf -cert ocspca.pem -keyfile ocspca.key \
+	-revoke ocsprevoked.pem -crl_reason keyCompromise 2>/dev/null
 CADB=int.db $O ca -config ca.cnf -cert int.pem -keyfile int.key \
 	-revoke revoked.pem -crl_reason keyCompromise 2>/dev/null
 CADB=int.db $O ca -config ca.cnf -cert int.pem -keyfile int.key -gencrl -out int.crl.pem 2>/dev/null
@@ -136,6 +176,15 @@ python3 -m http.server --bind 127.0.0.1 --directory www "$HPORT" >http.log 2>&1 
 pids="$pids $!"
 python3 "$srcdir/tests/revocation/badhttp.py" "$BPORT" >bad.log 2>&1 &
 pids="$pids $!"
+$O ocsp -index ocspca.db -port "$OPORT" -rsigner responder.pem -rkey leaf.key \
+	-CA ocspca.pem -ndays 1 >ocsp.log 2>&1 &
+pids="$pids $!"
+$O ocsp -index ocspca.db -port "$FPORT" -rsigner rogue.pem -rkey rogue.key \
+	-CA ocspca.pem -ndays 1 >ocspf.log 2>&1 &
+pids="$pids $!"
+# (not probed by connecting: openssl ocsp then waits on the probe for good)
+wait_log ocsp.log "waiting for OCSP client" && wait_log ocspf.log "waiting for OCSP client" ||
+	{ echo "FAIL: openssl ocsp did not start ($(tail -n 2 ocsp.log))"; exit 1; }
 wait_port "$HPORT" && wait_port "$BPORT" ||
 	{ echo "FAIL: servers did not start ($(tail -n 3 http.log bad.log | tr "\n" " "))"; exit 1; }
 
@@ -204,6 +253,43 @@ head -n 1 v2.eml | grep -q 'smime=pass (revocation: CRL) ' &&
 ctl fetch2 crl fetch > fetch2.out
 grep -q "^$H/int.crl	CRL [0-9]* of .* unchanged" fetch2.out &&
 	pass "crl fetch again: unchanged" || fail "crl fetch again: unchanged" "$(tr '\n' '|' < fetch2.out)"
+
+# --- OCSP: an issuing CA with no CRL, answering through a delegated responder
+for f in ocspca.pem ocspgood.pem ocsprevoked.pem ocspforged.pem; do
+	ctl "imp-$f" cert import "$f" >/dev/null || fail "cert import $f" "$(lastline "imp-$f.err")"
+done
+for nf in ocspgood:carol@example.com ocsprevoked:dave@example.com; do
+	$O cms -sign -in ent.txt -signer "${nf%%:*}.pem" -inkey leaf.key -certfile ocspca.pem \
+		-from "${nf#*:}" -to bob@partner.example -subject o > "${nf%%:*}.eml"
+done
+ctl ov0 smime verify < ocspgood.eml > ov0.eml
+ctl fetch3 crl fetch > fetch3.out
+grep -q "^http://127.0.0.1:$OPORT/	OCSP good for ocspgood$" fetch3.out &&
+	grep -q "^http://127.0.0.1:$OPORT/	OCSP revoked for ocsprevoked$" fetch3.out &&
+	pass "crl fetch: OCSP asked, good and revoked answers kept" ||
+	fail "crl fetch: OCSP asked, good and revoked answers kept" "$(tr '\n' '|' < fetch3.out) $(grep OCSP fetch3.err)"
+grep -q ":$FPORT/: answer not signed by the CA or a responder it delegated to" fetch3.err &&
+	pass "crl fetch: an OCSP answer signed by an undelegated key is refused" ||
+	fail "crl fetch: an OCSP answer signed by an undelegated key is refused" "$(grep "$FPORT" fetch3.err)"
+ctl ov1 smime verify < ocspgood.eml > ov1.eml
+ctl ov2 smime verify < ocsprevoked.eml > ov2.eml
+case "$(head -n 1 ov0.eml) / $(head -n 1 ov1.eml)" in
+*"smime=pass (revocation unknown"*" / "*"smime=pass (revocation: OCSP)"*)
+	pass "verify: OCSP decides a certificate without a CRL" ;;
+*) fail "verify: OCSP decides a certificate without a CRL" "$(head -n 1 ov0.eml) / $(head -n 1 ov1.eml)" ;;
+esac
+head -n 1 ov2.eml | grep -q 'smime=fail (certificate revoked' &&
+	pass "verify: OCSP-revoked signer fails" || fail "verify: OCSP-revoked signer fails" "$(head -n 1 ov2.eml)"
+ctl check-ocsp cert check --email carol@example.com > co.out &&
+	grep -q "ocspgood.*good (OCSP, http://127.0.0.1:$OPORT/)" co.out &&
+	pass "cert check: the OCSP answer and its responder" ||
+	fail "cert check: the OCSP answer and its responder" "$(tr '\n' '|' < co.out)"
+if ctl enc-ocsprev smime encrypt --to dave@example.com < ent.txt > /dev/null; then
+	fail "encrypt to an OCSP-revoked certificate: refused" "exit 0"
+else
+	grep -q 'revoked' enc-ocsprev.err && pass "encrypt to an OCSP-revoked certificate: refused" ||
+		fail "encrypt to an OCSP-revoked certificate: refused" "$(lastline enc-ocsprev.err)"
+fi
 
 # --- the daemon fetches by itself, without holding up SMTP -------------------
 # A fresh store with the same certificates and no CRL: smrelayd fetches every
