@@ -9,6 +9,8 @@
 #                  output in BIO_s_mem, and again with presized outputs
 #   3. per process openssl cms -sign / -encrypt / -sign | -encrypt, one
 #                  process per message, PROC_N messages of each size
+#   3b. revocation decrypt+verify 4 KB with every link checked against
+#                  its CRL (cached), against the same without revocation
 #   4. memory      peak RSS (VmHWM) of one operation on a PEAK_SIZE (50 MB)
 #                  entity streamed from a file to /dev/null
 #
@@ -116,6 +118,15 @@ for s in "${sizes[@]}"; do
 	done
 done
 
+# ------------------------------------------------------------- 3b. revocation
+# decrypt+verify of 4 KB with every link of the chain checked against its
+# CRL (pki.sh's crl.pem: the intermediate's and the root's, revocation =
+# hard), against the same run without revocation (r[decver:4096:mem:ops]).
+echo "== 3b. in-process decrypt+verify 4 KB, revocation on (cached CRLs)"
+line=$("$SMIME_BENCH" "${A[@]}" --size 4096 --secs "$SECS" --out mem --op decver \
+	--crl "$P/crl.pem" 2>"$work/rev.err") || die "smime_bench --crl failed: $(tail -n 3 "$work/rev.err")"
+rev_ops=$(kv "$line" ops_cpu)
+
 fi
 # ------------------------------------------------------------- 4. memory
 declare -A pk
@@ -200,6 +211,9 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 	printf '| %-44s | %9s MB/s | %6s | %4s |\n' "  the same, presized outputs" \
 		"${r[signenc:1048576:presized:mbs]}" "$(ratio "${r[signenc:1048576:presized:mbs]}" 150)" \
 		"$(met "${r[signenc:1048576:presized:mbs]}" 150)"
+	printf '| %-44s | %14s | %6s | %4s |\n' "4 KB decrypt+verify, CRLs >= 0.9 x without" \
+		"$rev_ops/s" "$(ratio "$rev_ops" "${r[decver:4096:mem:ops]}")" \
+		"$(met "$rev_ops" "$(awk -v b="${r[decver:4096:mem:ops]}" 'BEGIN { print 0.9 * b }')")"
 	}
 	for op in sign encrypt signenc decver; do
 		printf '| %-44s | %11s MB | %6s | %4s |\n' "peak RSS < 150 MB, $(name "$op")" \

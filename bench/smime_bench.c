@@ -70,7 +70,7 @@ usage(void)
 	    " --ca F\n"
 	    "           [--from ADDR] [--size N] [--iter N] [--secs T]"
 	    " [--op OP]\n"
-	    "           [--out mem|presized]\n"
+	    "           [--out mem|presized] [--crl PEM]...\n"
 	    "       smime_bench ... --peak SIZE --op OP [--dir DIR]\n"
 	    "       smime_bench --entity FILE [--size N]\n"
 	    "OP: sign, encrypt, signenc, decver or all (throughput only)\n");
@@ -705,6 +705,28 @@ write_entity(const char *path, size_t size)
 	return 0;
 }
 
+/* --crl FILE: every CRL of a PEM file, and revocation checked (hard) on
+ * every verification from then on. */
+static void
+load_crls(struct cms_trust *t, const char *path)
+{
+	X509_CRL *crl;
+	FILE *f;
+
+	if ((f = fopen(path, "r")) == NULL)
+		die(path);
+	if (t->crls == NULL && (t->crls = sk_X509_CRL_new_null()) == NULL)
+		die("out of memory");
+	while ((crl = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL)
+		if (sk_X509_CRL_push(t->crls, crl) <= 0)
+			die("out of memory");
+	ERR_clear_error();
+	fclose(f);
+	if (sk_X509_CRL_num(t->crls) == 0)
+		die(path);
+	t->revocation = CMS_REV_HARD;
+}
+
 /* What to run, from the command line. */
 struct run_opts {
 	const char	*op, *dir, *entity;
@@ -739,6 +761,9 @@ set_option(int ch, struct bench *bn, struct run_opts *o)
 		break;
 	case 'f':
 		bn->from = optarg;
+		break;
+	case 'R':
+		load_crls(&bn->trust, optarg);
 		break;
 	case 'O':
 		if (strcmp(optarg, "presized") == 0)
@@ -792,6 +817,7 @@ main(int argc, char **argv)
 		{ "dir", required_argument, NULL, 'd' },
 		{ "out", required_argument, NULL, 'O' },
 		{ "entity", required_argument, NULL, 'E' },
+		{ "crl", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct run_opts o = { "all", ".", NULL, 4096, 0, 1000000, 5 };
@@ -825,6 +851,7 @@ main(int argc, char **argv)
 	sk_X509_pop_free(bn.chain, X509_free);
 	sk_X509_pop_free(bn.to, X509_free);
 	X509_STORE_free(bn.store);
+	sk_X509_CRL_pop_free(bn.trust.crls, X509_CRL_free);
 	BUF_MEM_free(bn.bm[0]);
 	BUF_MEM_free(bn.bm[1]);
 	return r == 0 ? 0 : 1;

@@ -151,6 +151,9 @@ X509 *store_cert_get(struct store *, int64_t id);
  */
 X509 *store_best_cert_for(struct store *, const char *email, time_t now,
     int *caps);
+/* The same ranking, its n-th entry (0 is the best); NULL past the end. */
+X509 *store_cert_candidate(struct store *, const char *email, time_t now,
+    int n, int *caps);
 /*
  * A certificate seen in a valid signature: add it (source "harvest") or
  * refresh its capabilities.  Returns the row id, or -1.

@@ -223,6 +223,14 @@ X509 *
 store_best_cert_for(struct store *st, const char *email, time_t now,
     int *caps)
 {
+	return store_cert_candidate(st, email, now, 0, caps);
+}
+
+/* The n-th best (0: best) certificate to encrypt to for email. */
+X509 *
+store_cert_candidate(struct store *st, const char *email, time_t now,
+    int n, int *caps)
+{
 	sqlite3_stmt *stmt;
 	X509 *x = NULL;
 	char *e;
@@ -231,14 +239,15 @@ store_best_cert_for(struct store *st, const char *email, time_t now,
 	    "JOIN cert_emails e ON e.cert_id = c.id "
 	    "WHERE e.email = ? AND c.can_encrypt = 1 "
 	    "AND c.not_before <= ? AND c.not_after >= ? "
-	    "ORDER BY c.not_before DESC, c.id DESC LIMIT 1", &stmt, NULL,
-	    0) == -1)
+	    "ORDER BY c.not_before DESC, c.id DESC LIMIT 1 OFFSET ?", &stmt,
+	    NULL, 0) == -1)
 		return NULL;
 	e = store_email_norm(email);
 	sqlite3_bind_text(stmt, 1, e, -1, SQLITE_TRANSIENT);
 	free(e);
 	sqlite3_bind_int64(stmt, 2, (int64_t)now);
 	sqlite3_bind_int64(stmt, 3, (int64_t)now);
+	sqlite3_bind_int(stmt, 4, n);
 	if (sqlite3_step(stmt) == SQLITE_ROW) {
 		x = column_x509(stmt, 0);
 		if (caps != NULL)

@@ -22,6 +22,7 @@
 #define CC_BUCKETS	1024
 #define CC_MAX_ENTRIES	20000		/* then start over */
 #define CC_TTL		300		/* re-ask the store after (validity) */
+#define CC_CANDIDATES	8		/* certificates tried per address */
 
 /* A cached address, or (name "#fp:caps") a harvest already written
  * (certcache_harvest_done). */
@@ -321,6 +322,8 @@ static void
 check_best(const struct certsrc *src, struct cc_entry *e)
 {
 	struct cms_trust t;
+	char why[sizeof(e->why)], first[sizeof(e->why)] = "";
+	int n = 0;
 
 	if (e->best == NULL)
 		return;
@@ -331,16 +334,24 @@ check_best(const struct certsrc *src, struct cc_entry *e)
 	t.ocsp_arg = (void *)src;
 	if ((t.store = certcache_trust(src, &t.crls)) == NULL ||
 	    (t.certs = sk_X509_new_null()) == NULL ||
-	    certcache_add_intermediates(src, t.certs) == -1)
+	    certcache_add_intermediates(src, t.certs) == -1) {
 		snprintf(e->why, sizeof(e->why), "cannot load the trust "
 		    "store to check revocation");
-	else if (cms_cert_status(e->best, &t, e->why, sizeof(e->why)) ==
-	    CMS_CERT_GOOD)
-		e->why[0] = '\0';
-	if (e->why[0] != '\0') {
 		X509_free(e->best);
 		e->best = NULL;
 	}
+	/* the best one refused: the next in rank, a few at most */
+	while (e->best != NULL && cms_cert_status(e->best, &t, why,
+	    sizeof(why)) != CMS_CERT_GOOD) {
+		if (first[0] == '\0')
+			memcpy(first, why, sizeof(first));
+		X509_free(e->best);
+		e->best = src->st != NULL && ++n < CC_CANDIDATES ?
+		    store_cert_candidate(src->st, e->name, time(NULL), n,
+		    &e->caps) : NULL;
+	}
+	if (e->best == NULL && e->why[0] == '\0')
+		memcpy(e->why, first, sizeof(e->why));
 	X509_STORE_free(t.store);
 	sk_X509_CRL_pop_free(t.crls, X509_CRL_free);
 	sk_X509_pop_free(t.certs, X509_free);

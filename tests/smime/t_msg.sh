@@ -384,6 +384,14 @@ if ctl crl-int crl import "$P/int.crl" > /dev/null && ctl crl-root crl import "$
 	ctl check-none cert check 99999 > /dev/null && fail "cert check: unknown ID" "exit 0" ||
 		{ grep -q 'no certificate 99999' check-none.err && pass "cert check: unknown ID" ||
 			fail "cert check: unknown ID" "$(cat check-none.err)"; }
+	# alice's newest certificate (revoked.pem, harvested while no CRL
+	# said otherwise) is revoked: her older good one is used instead
+	if ctl enc-alice smime encrypt --to alice@example.com < msg.txt > ea2.eml &&
+	    openssl cms -decrypt -recip "$P/alice.pem" -inkey "$P/alice.key" -in ea2.eml -out /dev/null 2>/dev/null; then
+		pass "encrypt: a revoked newest certificate is passed over for a good older one"
+	else
+		fail "encrypt: a revoked newest certificate is passed over for a good older one" "$(lastline enc-alice.err)"
+	fi
 	"$CTL" -c off.conf smime encrypt --to erin@partner.example < msg.txt > ero.eml 2> enc-off.err &&
 		grep -qi 'pkcs7-mime' ero.eml && pass "encrypt, revocation = off: not checked" ||
 		fail "encrypt, revocation = off: not checked" "$(lastline enc-off.err)"
