@@ -25,14 +25,29 @@ gpgsm_home() {
 	GNUPGHOME=$G gpgconf --launch gpg-agent
 }
 
+# gpgsm 2.2 fails to decrypt about one PKCS#12 file in 30 that openssl
+# wrote ("decryption failed ... data error at shrouded_key_bag"), depending
+# on the random salt: such a file is written again (same key, certificate
+# and algorithms, new salt) next to the GnuPG home and imported, up to five
+# times.  Each failure's output stays in $G/import.err.
 gs_import_keys() {
 	for _p12; do
-		# one retry: an agent that died under load is restarted by gpgsm
-		gs --import "$_p12" >/dev/null 2>"$G/import.err" ||
-			gs --import "$_p12" >/dev/null 2>>"$G/import.err" || {
-			cat "$G/import.err" >&2
-			return 1
-		}
+		_d=$(dirname "$_p12")
+		_n=$(basename "$_p12" .p12)
+		_f=$_p12
+		_try=0
+		until gs --import "$_f" >/dev/null 2>>"$G/import.err"; do
+			_try=$((_try + 1))
+			[ "$_try" -le 5 ] && [ -f "$_d/$_n.pem" ] && [ -f "$_d/$_n.key" ] || {
+				cat "$G/import.err" >&2
+				return 1
+			}
+			_f=$G/$_n.retry$_try.p12
+			openssl pkcs12 -export -in "$_d/$_n.pem" -inkey "$_d/$_n.key" \
+				-certfile "$_d/int.pem" -keypbe PBE-SHA1-3DES \
+				-certpbe PBE-SHA1-3DES -macalg sha1 -passout pass: \
+				-out "$_f" 2>>"$G/import.err" || return 1
+		done
 	done
 	_n=$(gs --list-secret-keys --with-colons | grep -c '^crs')
 	[ "$_n" -ge $# ] || {
