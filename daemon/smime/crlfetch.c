@@ -233,6 +233,16 @@ cf_store(struct cf_req *r, const unsigned char *body, size_t len,
 	return msg[0] != 'r';
 }
 
+/* Whether an HTTP answer came (status 200); else its failure into msg. */
+static int
+cf_answered(int status, const char *err, char *msg, size_t msglen)
+{
+	if (status == 200)
+		return 1;
+	snprintf(msg, msglen, "%s", err != NULL ? err : "request failed");
+	return 0;
+}
+
 /* The HTTP GET is over. */
 static void
 cf_got(int status, const char *err, const unsigned char *body, size_t len,
@@ -240,13 +250,10 @@ cf_got(int status, const char *err, const unsigned char *body, size_t len,
 {
 	struct cf_req *r = arg;
 	char msg[700];
-	int ok = 0;
+	int ok;
 
-	if (status != 200)
-		snprintf(msg, sizeof(msg), "%s", err != NULL ? err :
-		    "request failed");
-	else
-		ok = cf_store(r, body, len, msg, sizeof(msg));
+	ok = cf_answered(status, err, msg, sizeof(msg)) &&
+	    cf_store(r, body, len, msg, sizeof(msg));
 	r->done(r->url, ok, msg, r->arg);
 	cf_req_free(r);
 }
@@ -498,13 +505,10 @@ ocsp_got(int status, const char *err, const unsigned char *body,
 {
 	struct cf_ocsp *q = arg;
 	char msg[700];
-	int ok = 0;
+	int ok;
 
-	if (status != 200)
-		snprintf(msg, sizeof(msg), "%s", err != NULL ? err :
-		    "request failed");
-	else
-		ok = ocsp_store(q, body, len, msg, sizeof(msg));
+	ok = cf_answered(status, err, msg, sizeof(msg)) &&
+	    ocsp_store(q, body, len, msg, sizeof(msg));
 	q->done(q->url, ok, msg, q->arg);
 	ocsp_free(q);
 }

@@ -7,6 +7,7 @@ for the CRL fetcher's bad-input tests.
   /garbage.crl   200 OK with 4 KB of noise
   /loop.crl      302 to itself (a redirect loop)
   /missing.crl   404
+The same for POST (OCSP requests), the request body read and ignored.
 Prints "listening" once bound."""
 import os
 import socketserver
@@ -26,6 +27,11 @@ class Handler(BaseHTTPRequestHandler):
             self.serve()
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+    def do_POST(self):     # OCSP: the body is read and ignored
+        n = int(self.headers.get("Content-Length", "0") or 0)
+        self.rfile.read(min(n, 65536))
+        self.do_GET()
 
     def serve(self):
         if self.path == "/slow.crl":

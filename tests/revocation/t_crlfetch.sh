@@ -116,6 +116,7 @@ leafext forged "$H/forged.crl"
 printf '[ v3_ocspleaf ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = emailProtection\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\nsubjectAltName = email:copy\nauthorityInfoAccess = OCSP;URI:http://127.0.0.1:%s/\n' "$OPORT" >> ca.cnf
 printf '[ v3_ocspforged ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = emailProtection\nsubjectAltName = email:copy\nauthorityInfoAccess = OCSP;URI:http://127.0.0.1:%s/\n' "$FPORT" >> ca.cnf
 printf '[ v3_responder ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = OCSPSigning\n' >> ca.cnf
+printf '[ v3_ocspgarbage ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = emailProtection\nsubjectAltName = email:copy\nauthorityInfoAccess = OCSP;URI:%s/garbage.crl\n' "$B" >> ca.cnf
 for db in root int rogue ocspca; do : > $db.db; echo 1000 > $db.db.serial; echo 1000 > $db.db.crlnum; done
 O="openssl"
 CADB=root.db
@@ -155,6 +156,7 @@ ocspleaf responder v3_responder ocsp@example.com
 ocspleaf ocspgood v3_ocspleaf carol@example.com
 ocspleaf ocsprevoked v3_ocspleaf dave@example.com
 ocspleaf ocspforged v3_ocspforged erin@example.com
+ocspleaf ocspgarbage v3_ocspgarbage frank@example.com
 CADB=ocspca.db $O ca -config ca.cnf -cert ocspca.pem -keyfile ocspca.key \
 	-revoke ocsprevoked.pem -crl_reason keyCompromise 2>/dev/null
 CADB=int.db $O ca -config ca.cnf -cert int.pem -keyfile int.key \
@@ -255,7 +257,7 @@ grep -q "^$H/int.crl	CRL [0-9]* of .* unchanged" fetch2.out &&
 	pass "crl fetch again: unchanged" || fail "crl fetch again: unchanged" "$(tr '\n' '|' < fetch2.out)"
 
 # --- OCSP: an issuing CA with no CRL, answering through a delegated responder
-for f in ocspca.pem ocspgood.pem ocsprevoked.pem ocspforged.pem; do
+for f in ocspca.pem ocspgood.pem ocsprevoked.pem ocspforged.pem ocspgarbage.pem; do
 	ctl "imp-$f" cert import "$f" >/dev/null || fail "cert import $f" "$(lastline "imp-$f.err")"
 done
 for nf in ocspgood:carol@example.com ocsprevoked:dave@example.com; do
@@ -271,6 +273,9 @@ grep -q "^http://127.0.0.1:$OPORT/	OCSP good for ocspgood$" fetch3.out &&
 grep -q ":$FPORT/: answer not signed by the CA or a responder it delegated to" fetch3.err &&
 	pass "crl fetch: an OCSP answer signed by an undelegated key is refused" ||
 	fail "crl fetch: an OCSP answer signed by an undelegated key is refused" "$(grep "$FPORT" fetch3.err)"
+grep -q "$B/garbage.crl: not an OCSP response" fetch3.err &&
+	pass "crl fetch: a responder answering garbage is refused" ||
+	fail "crl fetch: a responder answering garbage is refused" "$(grep garbage fetch3.err)"
 ctl ov1 smime verify < ocspgood.eml > ov1.eml
 ctl ov2 smime verify < ocsprevoked.eml > ov2.eml
 case "$(head -n 1 ov0.eml) / $(head -n 1 ov1.eml)" in
