@@ -440,3 +440,57 @@ store_crl_by_source(struct store *st, const char *url, int64_t *next)
 	sqlite3_finalize(stmt);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
+
+int
+store_ocsp_put(struct store *st, const char *cert_id,
+    const struct store_ocsp *o, char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (store_begin(st, err, errlen) == -1)
+		return -1;
+	if (store_prepare(st, "INSERT OR REPLACE INTO ocsp (cert_id, status, "
+	    "this_update, next_update, source, added) VALUES (?, ?, ?, ?, ?, "
+	    "?)", &stmt, err, errlen) == -1) {
+		store_rollback(st);
+		return -1;
+	}
+	sqlite3_bind_text(stmt, 1, cert_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(stmt, 2, o->status);
+	sqlite3_bind_int64(stmt, 3, o->this_update);
+	sqlite3_bind_int64(stmt, 4, o->next_update);
+	sqlite3_bind_text(stmt, 5, o->source, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 6, (int64_t)time(NULL));
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_DONE) {
+		store_sqlerr(st, "insert OCSP answer", err, errlen);
+		store_rollback(st);
+		return -1;
+	}
+	return store_commit(st, err, errlen);
+}
+
+int
+store_ocsp_get(struct store *st, const char *cert_id, struct store_ocsp *o)
+{
+	sqlite3_stmt *stmt;
+	const unsigned char *src;
+	int rc;
+
+	memset(o, 0, sizeof(*o));
+	if (store_prepare(st, "SELECT status, this_update, next_update, "
+	    "source FROM ocsp WHERE cert_id = ?", &stmt, NULL, 0) == -1)
+		return -1;
+	sqlite3_bind_text(stmt, 1, cert_id, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		o->status = sqlite3_column_int(stmt, 0);
+		o->this_update = sqlite3_column_int64(stmt, 1);
+		o->next_update = sqlite3_column_int64(stmt, 2);
+		if ((src = sqlite3_column_text(stmt, 3)) != NULL)
+			snprintf(o->source, sizeof(o->source), "%s", src);
+	}
+	sqlite3_finalize(stmt);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
