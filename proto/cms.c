@@ -1257,9 +1257,8 @@ cms_ocsp_ask(X509_STORE_CTX *ctx, struct cms_rev *rv)
 	return r;
 }
 
-/* Whether e says a certificate's CRL is missing or unusable. */
-static int
-cms_no_crl(int e)
+int
+cms_crl_missing(int e)
 {
 	switch (e) {
 	case X509_V_ERR_UNABLE_TO_GET_CRL:
@@ -1316,7 +1315,7 @@ cms_verify_cb(int ok, X509_STORE_CTX *ctx)
 
 	if (ok || rv == NULL)
 		return ok;
-	if (cms_no_crl(e)) {
+	if (cms_crl_missing(e)) {
 		switch (cms_ocsp_ask(ctx, rv)) {
 		case CMS_OCSP_GOOD:
 			return 1;
@@ -1332,7 +1331,7 @@ cms_verify_cb(int ok, X509_STORE_CTX *ctx)
 		rv->stale++;
 		return 1;
 	}
-	if (!cms_no_crl(e))
+	if (!cms_crl_missing(e))
 		return ok;
 	if (rv->unknown++ == 0)
 		cms_cert_name(X509_STORE_CTX_get_current_cert(ctx), rv->first,
@@ -1410,7 +1409,7 @@ cms_status_cb(int ok, X509_STORE_CTX *ctx)
 		if (rv->revoked++ == 0)
 			cms_cert_name(X509_STORE_CTX_get_current_cert(ctx),
 			    rv->first, sizeof(rv->first));
-	} else if (cms_no_crl(e) && cms_ocsp_ask(ctx, rv) == CMS_OCSP_NONE)
+	} else if (cms_crl_missing(e) && cms_ocsp_ask(ctx, rv) == CMS_OCSP_NONE)
 		rv->unknown++;
 	return 1;
 }

@@ -170,6 +170,9 @@ const char *cms_outcome_name(enum cms_outcome);
  * SHA-256 of the DER of its OCSP CertID (SHA-1 hashes, as responders
  * expect); -1 if it cannot be made. */
 int cms_ocsp_key(X509 *x, X509 *issuer, char hex[65]);
+/* Whether the verification error e (X509_V_ERR_*) says a certificate's CRL
+ * is missing or unusable, so that an OCSP answer or `revocation` decides. */
+int cms_crl_missing(int e);
 
 /*
  * Whether we may encrypt to x: its chain (through trust->certs) checked

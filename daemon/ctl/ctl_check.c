@@ -14,6 +14,7 @@
 
 #include "ctl.h"
 #include "daemon/base/base.h"
+#include "daemon/smime/smime.h"
 #include "proto/proto.h"
 #include "lib/lib.h"
 #include "store/store.h"
@@ -31,24 +32,22 @@ struct check_state {
 	struct store *st;
 };
 
-/* The stored OCSP answer about the link at depth d: 1 good, 2 revoked
- * (its source noted), 0 none. */
-static int
+/* The stored OCSP answer about the link at depth d (its source noted). */
+static enum cms_ocsp
 check_ocsp(struct check_state *cs, X509_STORE_CTX *ctx, int d)
 {
 	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
 	struct store_ocsp o;
-	char key[65];
+	enum cms_ocsp r;
 
-	if (chain == NULL || d + 1 >= sk_X509_num(chain) ||
-	    cms_ocsp_key(sk_X509_value(chain, d), sk_X509_value(chain,
-	    d + 1), key) == -1 || store_ocsp_get(cs->st, key, &o) != 1 ||
-	    o.status == 2)
-		return 0;
-	snprintf(cs->ocsp_src[d], sizeof(cs->ocsp_src[d]), "%s", o.source);
-	if (o.status == 1)
-		return 2;
-	return o.next_update == 0 || o.next_update > time(NULL);
+	if (chain == NULL || d + 1 >= sk_X509_num(chain))
+		return CMS_OCSP_NONE;
+	r = certcache_ocsp_stored(cs->st, sk_X509_value(chain, d),
+	    sk_X509_value(chain, d + 1), &o);
+	if (r != CMS_OCSP_NONE)
+		snprintf(cs->ocsp_src[d], sizeof(cs->ocsp_src[d]), "%s",
+		    o.source);
+	return r;
 }
 
 /* Note every problem by depth and go on, to report the whole path. */
@@ -70,24 +69,19 @@ check_cb(int ok, X509_STORE_CTX *ctx)
 	case X509_V_ERR_CRL_HAS_EXPIRED:
 		cs->stale[d] = 1;
 		break;
-	case X509_V_ERR_UNABLE_TO_GET_CRL:
-	case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
-	case X509_V_ERR_CRL_SIGNATURE_FAILURE:
-	case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
-	case X509_V_ERR_CRL_NOT_YET_VALID:
-		switch (check_ocsp(cs, ctx, d)) {
-		case 1:
-			cs->ocsp[d] = 1;
-			break;
-		case 2:
-			cs->ocsp[d] = cs->revoked[d] = 1;
-			break;
-		default:
-			cs->nocrl[d] = 1;
-		}
-		break;
 	default:
-		if (cs->err[d] == 0)
+		if (cms_crl_missing(e)) {
+			switch (check_ocsp(cs, ctx, d)) {
+			case CMS_OCSP_GOOD:
+				cs->ocsp[d] = 1;
+				break;
+			case CMS_OCSP_REVOKED:
+				cs->ocsp[d] = cs->revoked[d] = 1;
+				break;
+			default:
+				cs->nocrl[d] = 1;
+			}
+		} else if (cs->err[d] == 0)
 			cs->err[d] = e;
 	}
 	return 1;

@@ -575,24 +575,31 @@ certcache_refused(const struct certsrc *src, const char *email, char *buf,
 	return buf[0] != '\0';
 }
 
+enum cms_ocsp
+certcache_ocsp_stored(struct store *st, X509 *x, X509 *issuer,
+    struct store_ocsp *o)
+{
+	char key[65];
+	time_t now = time(NULL);
+
+	if (st == NULL || cms_ocsp_key(x, issuer, key) == -1 ||
+	    store_ocsp_get(st, key, o) != 1)
+		return CMS_OCSP_NONE;
+	if (o->status == 1)
+		return CMS_OCSP_REVOKED;
+	if (o->status == 0 && (o->next_update == 0 ? now - o->this_update <
+	    CERTCACHE_OCSP_MAXAGE : now < o->next_update))
+		return CMS_OCSP_GOOD;
+	return CMS_OCSP_NONE;
+}
+
 /* cms_trust.ocsp: the stored OCSP answer about x (src: a const struct
- * certsrc, its thread's connection).  A good answer counts while it is
- * current; a revoked one for good. */
+ * certsrc, its thread's connection). */
 enum cms_ocsp
 certcache_ocsp(X509 *x, X509 *issuer, void *arg)
 {
 	const struct certsrc *src = arg;
 	struct store_ocsp o;
-	char key[65];
-	time_t now = time(NULL);
 
-	if (src->st == NULL || cms_ocsp_key(x, issuer, key) == -1 ||
-	    store_ocsp_get(src->st, key, &o) != 1)
-		return CMS_OCSP_NONE;
-	if (o.status == 1)
-		return CMS_OCSP_REVOKED;
-	if (o.status == 0 && (o.next_update == 0 ? now - o.this_update <
-	    CERTCACHE_OCSP_MAXAGE : now < o.next_update))
-		return CMS_OCSP_GOOD;
-	return CMS_OCSP_NONE;
+	return certcache_ocsp_stored(src->st, x, issuer, &o);
 }

@@ -21,6 +21,7 @@ struct harvest;
 struct keys;
 struct policy_set;
 struct store;
+struct store_ocsp;
 
 /* Where one thread's transforms get certificates, and where signers they
  * harvest go. */
@@ -84,6 +85,10 @@ int certcache_add_intermediates(const struct certsrc *, STACK_OF(X509) *);
  * without nextUpdate counts for CERTCACHE_OCSP_MAXAGE seconds. */
 #define CERTCACHE_OCSP_MAXAGE	(7 * 86400)
 enum cms_ocsp certcache_ocsp(X509 *x, X509 *issuer, void *arg);
+/* The same decision from st's OCSP table; o gets the stored answer (its
+ * source for display) whenever there is one. */
+enum cms_ocsp certcache_ocsp_stored(struct store *st, X509 *x, X509 *issuer,
+    struct store_ocsp *o);
 /* How chains are checked for revocation (config `revocation`). */
 void certcache_set_revocation(struct certcache *, enum config_revocation);
 enum cms_revocation certcache_revocation(struct certcache *);
