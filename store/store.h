@@ -204,6 +204,11 @@ X509_STORE *store_trust_x509_store(struct store *);
 /* The intermediate CAs and CRL signers `cert import` stored (new
  * references), for path building and CRL checks; NULL on error. */
 STACK_OF(X509) *store_ca_certs(struct store *);
+/* Whether x chains to a trust anchor through the stored intermediates and
+ * the certificates in extra (may be NULL), without revocation checks: 0,
+ * or -1 with the reason in why. */
+int store_ca_chains(struct store *, X509 *x, STACK_OF(X509) *extra,
+    char *why, size_t whylen);
 /* OCSP answers, by the certificate's CertID (hex SHA-256 of its DER). */
 struct store_ocsp {
 	int		 status;        /* 0 good, 1 revoked, 2 unknown */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -358,6 +359,42 @@ store_trust_x509_store(struct store *st)
 	add_rows(st, xs, "SELECT der FROM trust_anchors ORDER BY id", 0);
 	add_rows(st, xs, "SELECT der FROM crls ORDER BY id", 1);
 	return xs;
+}
+
+int
+store_ca_chains(struct store *st, X509 *x, STACK_OF(X509) *extra,
+    char *why, size_t whylen)
+{
+	STACK_OF(X509) *untrusted;
+	X509_STORE_CTX *ctx = NULL;
+	X509_STORE *xs;
+	int i, rc = -1;
+
+	xs = store_trust_x509_store(st);
+	if ((untrusted = store_ca_certs(st)) == NULL || xs == NULL) {
+		snprintf(why, whylen, "cannot read the store");
+		goto done;
+	}
+	for (i = 0; i < sk_X509_num(extra); i++)
+		if (sk_X509_value(extra, i) != x &&
+		    X509_add_cert(untrusted, sk_X509_value(extra, i),
+		    X509_ADD_FLAG_UP_REF) != 1)
+			goto done;
+	if ((ctx = X509_STORE_CTX_new()) == NULL ||
+	    X509_STORE_CTX_init(ctx, xs, x, untrusted) != 1)
+		snprintf(why, whylen, "cannot set up verification");
+	else if (X509_verify_cert(ctx) == 1)
+		rc = 0;
+	else
+		snprintf(why, whylen, "does not chain to a trust anchor: %s",
+		    X509_verify_cert_error_string(X509_STORE_CTX_get_error(
+		    ctx)));
+ done:
+	ERR_clear_error();
+	X509_STORE_CTX_free(ctx);
+	sk_X509_pop_free(untrusted, X509_free);
+	X509_STORE_free(xs);
+	return rc;
 }
 
 /* The certificates a query selects (first column: DER), those that pass

@@ -234,46 +234,6 @@ put_emails(const struct store_certmeta *m)
 		fputs("-", stdout);
 }
 
-/*
- * Whether CA certificate x chains to a trust anchor through the other
- * certificates of the file and the intermediates already stored (RFC 5280,
- * no revocation); 0, or -1 with the reason in why.
- */
-static int
-ca_chains(struct ctl *c, X509 *x, STACK_OF(X509) *file, char *why,
-    size_t whylen)
-{
-	STACK_OF(X509) *untrusted;
-	X509_STORE_CTX *ctx = NULL;
-	X509_STORE *xs;
-	int i, rc = -1;
-
-	xs = store_trust_x509_store(c->st);
-	if ((untrusted = store_ca_certs(c->st)) == NULL || xs == NULL) {
-		snprintf(why, whylen, "cannot read the store");
-		goto done;
-	}
-	for (i = 0; i < sk_X509_num(file); i++)
-		if (sk_X509_value(file, i) != x &&
-		    X509_add_cert(untrusted, sk_X509_value(file, i),
-		    X509_ADD_FLAG_UP_REF) != 1)
-			goto done;
-	if ((ctx = X509_STORE_CTX_new()) == NULL ||
-	    X509_STORE_CTX_init(ctx, xs, x, untrusted) != 1)
-		snprintf(why, whylen, "cannot set up verification");
-	else if (X509_verify_cert(ctx) == 1)
-		rc = 0;
-	else
-		snprintf(why, whylen, "does not chain to a trust anchor: %s",
-		    X509_verify_cert_error_string(X509_STORE_CTX_get_error(
-		    ctx)));
- done:
-	X509_STORE_CTX_free(ctx);
-	sk_X509_pop_free(untrusted, X509_free);
-	X509_STORE_free(xs);
-	return rc;
-}
-
 /* Keep the certificates worth importing; warn about or refuse others. */
 static int
 cert_import_filter(struct ctl *c, STACK_OF(X509) *sk)
@@ -293,7 +253,7 @@ cert_import_filter(struct ctl *c, STACK_OF(X509) *sk)
 		}
 		if (m.nemails == 0 && (m.is_ca ||
 		    store_is_crl_signer(sk_X509_value(sk, i)))) {
-			if (ca_chains(c, sk_X509_value(sk, i), sk, why,
+			if (store_ca_chains(c->st, sk_X509_value(sk, i), sk, why,
 			    sizeof(why)) == -1) {
 				fprintf(stderr, "smrelayctl: warning: %s: "
 				    "skipping CA %s: %s\n", c->arg, m.subject,

@@ -86,49 +86,16 @@ harvest_signer(const struct certsrc *src, X509 *x, STACK_OF(X509) *chain,
 	return harvest_store(src->cc, src->st, x, chain, caps);
 }
 
-/* Whether CA certificate c chains to an anchor of the cache through the
- * message's certificates and the stored intermediates. */
-static int
-ca_verified(struct certcache *cc, struct store *st, X509 *c,
-    STACK_OF(X509) *chain)
-{
-	struct certsrc src = { cc, st, NULL };
-	STACK_OF(X509_CRL) *crls = NULL;
-	STACK_OF(X509) *untrusted;
-	X509_STORE_CTX *ctx = NULL;
-	X509_STORE *xs;
-	int i, ok = 0;
-
-	if ((xs = certcache_trust(&src, &crls)) == NULL)
-		return 0;
-	if ((untrusted = sk_X509_new_null()) != NULL &&
-	    certcache_add_intermediates(&src, untrusted) == 0) {
-		for (i = 0; i < sk_X509_num(chain); i++)
-			X509_add_cert(untrusted, sk_X509_value(chain, i),
-			    X509_ADD_FLAG_UP_REF);
-		if ((ctx = X509_STORE_CTX_new()) != NULL &&
-		    X509_STORE_CTX_init(ctx, xs, c, untrusted) == 1)
-			ok = X509_verify_cert(ctx) == 1;
-	}
-	ERR_clear_error();
-	X509_STORE_CTX_free(ctx);
-	sk_X509_pop_free(untrusted, X509_free);
-	sk_X509_CRL_pop_free(crls, X509_CRL_free);
-	X509_STORE_free(xs);
-	return ok;
-}
-
 /*
  * The intermediate CAs that came with a signer's message, stored when
  * they chain to one of our anchors (an attacker's CA under a real CA's
  * name does not), so that later paths and CRL checks can use them.
  */
 static void
-harvest_intermediates(struct certcache *cc, struct store *st,
-    STACK_OF(X509) *chain)
+harvest_intermediates(struct store *st, STACK_OF(X509) *chain)
 {
 	STACK_OF(X509) *one;
-	char err[256];
+	char err[256], why[128];
 	int64_t id;
 	int i, existed;
 	X509 *c;
@@ -136,7 +103,8 @@ harvest_intermediates(struct certcache *cc, struct store *st,
 	for (i = 0; i < sk_X509_num(chain); i++) {
 		c = sk_X509_value(chain, i);
 		if (X509_check_ca(c) < 1 || X509_check_issued(c, c) ==
-		    X509_V_OK || !ca_verified(cc, st, c, chain))
+		    X509_V_OK || store_ca_chains(st, c, chain, why,
+		    sizeof(why)) == -1)
 			continue;
 		if ((one = sk_X509_new_null()) == NULL ||
 		    X509_add_cert(one, c, X509_ADD_FLAG_UP_REF) != 1) {
@@ -167,7 +135,7 @@ harvest_store(struct certcache *cc, struct store *st, X509 *x,
 	if ((id = store_harvest(st, x, chain, caps)) > 0) {
 		certcache_harvest_done(cc, m.fingerprint, caps, m.emails,
 		    m.nemails);
-		harvest_intermediates(cc, st, chain);
+		harvest_intermediates(st, chain);
 	}
 	store_certmeta_free(&m);
 	return id;
