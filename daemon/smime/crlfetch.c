@@ -396,25 +396,38 @@ ocsp_url(X509 *x)
 	return url;
 }
 
-/* x's issuer among the anchors and stored intermediates (a new
- * reference), or NULL. */
-static X509 *
-issuer_of(struct store *st, X509 *x)
+/* The anchors and stored intermediates (new references); NULL on error. */
+static STACK_OF(X509) *
+issuers_load(struct store *st)
 {
 	STACK_OF(X509) *a = store_anchor_certs(st), *b = store_ca_certs(st);
-	X509 *c, *found = NULL;
 	int i;
 
-	for (i = 0; found == NULL && i < sk_X509_num(a) + sk_X509_num(b);
-	    i++) {
-		c = i < sk_X509_num(a) ? sk_X509_value(a, i) :
-		    sk_X509_value(b, i - sk_X509_num(a));
-		if (X509_check_issued(c, x) == X509_V_OK && X509_up_ref(c))
-			found = c;
+	for (i = 0; a != NULL && i < sk_X509_num(b); i++)
+		if (X509_add_cert(a, sk_X509_value(b, i),
+		    X509_ADD_FLAG_UP_REF) != 1)
+			break;
+	if (b == NULL || i < sk_X509_num(b)) {
+		sk_X509_pop_free(a, X509_free);
+		a = NULL;
 	}
-	sk_X509_pop_free(a, X509_free);
 	sk_X509_pop_free(b, X509_free);
-	return found;
+	return a;
+}
+
+/* x's issuer in cas (a new reference), or NULL. */
+static X509 *
+issuer_of(STACK_OF(X509) *cas, X509 *x)
+{
+	X509 *c;
+	int i;
+
+	for (i = 0; i < sk_X509_num(cas); i++) {
+		c = sk_X509_value(cas, i);
+		if (X509_check_issued(c, x) == X509_V_OK && X509_up_ref(c))
+			return c;
+	}
+	return NULL;
 }
 
 /* Check a basic response for q: signed by the issuer or a responder it
@@ -590,6 +603,7 @@ crlfetch_ocsp_known(struct crlfetch *cf, int due_only,
     crlfetch_done_cb *done, void *arg)
 {
 	STACK_OF(X509) *sk = store_all_certs(cf->st);
+	STACK_OF(X509) *cas = issuers_load(cf->st);
 	struct store_ocsp o;
 	struct cf_fail *f;
 	char key[65], err[256], *url;
@@ -607,7 +621,7 @@ crlfetch_ocsp_known(struct crlfetch *cf, int due_only,
 			free(url);
 			continue;
 		}
-		issuer = issuer_of(cf->st, x);
+		issuer = issuer_of(cas, x);
 		if (issuer != NULL && due_only && cms_ocsp_key(x, issuer,
 		    key) == 0 && store_ocsp_get(cf->st, key, &o) == 1 &&
 		    (o.next_update == 0 || o.next_update - now >
@@ -629,6 +643,7 @@ crlfetch_ocsp_known(struct crlfetch *cf, int due_only,
 		free(url);
 	}
 	sk_X509_pop_free(sk, X509_free);
+	sk_X509_pop_free(cas, X509_free);
 	return started;
 }
 
