@@ -1213,6 +1213,7 @@ struct cms_rev {
 	const struct cms_trust *trust;
 	int		 stale;         /* CRLs past their nextUpdate, used */
 	char		 first[96];     /* the first such certificate's name */
+	struct cms_verify *res;         /* NULL, or where undecided links go */
 };
 
 /* The subject's CN (else the whole name) into buf. */
@@ -1301,6 +1302,36 @@ cms_ocsp_key(X509 *x, X509 *issuer, char hex[65])
 	return 0;
 }
 
+/* The link the callback is at has no revocation answer: count it and
+ * remember it (with its issuer) for the caller. */
+static void
+cms_undecided(X509_STORE_CTX *ctx, struct cms_rev *rv)
+{
+	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
+	X509 *x = X509_STORE_CTX_get_current_cert(ctx);
+	int d = X509_STORE_CTX_get_error_depth(ctx);
+	struct cms_verify *res = rv->res;
+	struct cms_link *l;
+	size_t i;
+
+	if (rv->unknown++ == 0)
+		cms_cert_name(x, rv->first, sizeof(rv->first));
+	if (res == NULL || x == NULL)
+		return;
+	for (i = 0; i < res->nundecided; i++)
+		if (X509_cmp(res->undecided[i].cert, x) == 0)
+			return;
+	if (res->nundecided == CMS_UNDECIDED_MAX)
+		return;
+	l = &res->undecided[res->nundecided++];
+	l->cert = x;
+	X509_up_ref(x);
+	l->issuer = chain != NULL && d >= 0 && d + 1 < sk_X509_num(chain) ?
+	    sk_X509_value(chain, d + 1) : NULL;
+	if (l->issuer != NULL)
+		X509_up_ref(l->issuer);
+}
+
 /*
  * X509_verify_cert's callback: in soft mode a certificate whose CRL is
  * missing or unusable passes and is counted; a CRL past its nextUpdate
@@ -1325,17 +1356,18 @@ cms_verify_cb(int ok, X509_STORE_CTX *ctx)
 			break;
 		}
 	}
-	if (rv->mode != CMS_REV_SOFT)
-		return ok;
-	if (e == X509_V_ERR_CRL_HAS_EXPIRED) {
+	if (rv->mode == CMS_REV_SOFT && e == X509_V_ERR_CRL_HAS_EXPIRED) {
 		rv->stale++;
 		return 1;
 	}
-	if (!cms_crl_missing(e))
+	/* hard: an unknown link is noted and the path checked on, so that
+	 * a revoked link further up still says fail and every unknown link
+	 * is known to a caller that fetches; cms_chain decides temperror */
+	if (rv->mode == CMS_REV_SOFT ? !cms_crl_missing(e) :
+	    rv->mode != CMS_REV_HARD || (e != X509_V_ERR_UNABLE_TO_GET_CRL &&
+	    e != X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER))
 		return ok;
-	if (rv->unknown++ == 0)
-		cms_cert_name(X509_STORE_CTX_get_current_cert(ctx), rv->first,
-		    sizeof(rv->first));
+	cms_undecided(ctx, rv);
 	return 1;
 }
 
@@ -1461,15 +1493,17 @@ cms_chain(X509 *signer, STACK_OF(X509) *certs,
 	memset(&rv, 0, sizeof(rv));
 	rv.mode = trust->revocation;
 	rv.trust = trust;
+	rv.res = res;
 	if ((ctx = cms_chain_ctx(signer, certs, trust, &rv)) == NULL)
 		return "cannot set up certificate verification";
 	if (X509_verify_cert(ctx) <= 0) {
 		e = X509_STORE_CTX_get_error(ctx);
 		reason = e == X509_V_OK ? "certificate verification failed" :
 		    X509_verify_cert_error_string(e);
-		*temp = rv.mode == CMS_REV_HARD &&
-		    (e == X509_V_ERR_UNABLE_TO_GET_CRL ||
-		    e == X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER);
+	} else if (rv.mode == CMS_REV_HARD && rv.unknown > 0) {
+		reason = X509_verify_cert_error_string(
+		    X509_V_ERR_UNABLE_TO_GET_CRL);
+		*temp = 1;
 	}
 	cms_rev_say(&rv, res);
 	X509_STORE_CTX_free(ctx);
@@ -1681,6 +1715,20 @@ cms_verify_free(struct cms_verify *res)
 	sk_X509_pop_free(res->certs, X509_free);
 	res->signer = NULL;
 	res->certs = NULL;
+	cms_links_free(res->undecided, &res->nundecided);
+}
+
+void
+cms_links_free(struct cms_link *l, size_t *n)
+{
+	size_t i;
+
+	for (i = 0; i < *n; i++) {
+		X509_free(l[i].cert);
+		X509_free(l[i].issuer);
+		l[i].cert = l[i].issuer = NULL;
+	}
+	*n = 0;
 }
 
 /* RFC 7281 result keyword. */

@@ -80,6 +80,13 @@ struct cms_trust {
 	void			*ocsp_arg;
 };
 
+/* A link of a path whose revocation no CRL or OCSP answer decided: the
+ * certificate and its issuer (NULL when the path ends at it). */
+struct cms_link {
+	X509		*cert, *issuer;	/* owned */
+};
+#define CMS_UNDECIDED_MAX	4	/* links remembered per verification */
+
 /* What cms_verify() found; release with cms_verify_free(). */
 struct cms_verify {
 	enum cms_outcome outcome;
@@ -92,6 +99,10 @@ struct cms_verify {
 	STACK_OF(X509)	*certs;		/* owned; every certificate in the message */
 	unsigned	 caps;		/* SMIME_CAP_* the signer announced */
 	int		 has_caps;	/* the SMIMECapabilities attribute was there */
+	/* the links whose revocation stayed unknown (soft: passed with a
+	 * comment; hard: temperror), for a caller that can fetch and retry */
+	struct cms_link	 undecided[CMS_UNDECIDED_MAX];
+	size_t		 nundecided;
 };
 
 /* What cms_cert_status() decided about a certificate to encrypt to. */
@@ -159,6 +170,8 @@ enum cms_outcome cms_verify(BIO *content, BIO *der,
     const struct cms_trust *trust, const char *from, BIO *out,
     struct cms_verify *res);
 void cms_verify_free(struct cms_verify *);
+/* Release n links (n becomes 0). */
+void cms_links_free(struct cms_link *, size_t *n);
 /* "pass", "fail", "policy", "none", "permerror". */
 const char *cms_outcome_name(enum cms_outcome);
 /*

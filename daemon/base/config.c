@@ -41,7 +41,8 @@ struct config_key {
 
 static config_set_fn set_listen, set_hostname, set_file, set_string,
     set_inbound_tls, set_relay, set_relay_tls, set_networks, set_size,
-    set_count, set_duration, set_log_level, set_revocation, set_yesno;
+    set_count, set_duration, set_log_level, set_revocation, set_yesno,
+    set_wait;
 
 static const struct config_key config_keys[] = {
 	{ "listen", 1, set_listen, 0 },
@@ -69,6 +70,8 @@ static const struct config_key config_keys[] = {
 	{ "revocation", 0, set_revocation, 0 },
 	{ "revocation_fetch", 0, set_yesno,
 	    offsetof(struct config, revocation_fetch) },
+	{ "revocation_wait", 0, set_wait,
+	    offsetof(struct config, revocation_wait) },
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -663,6 +666,22 @@ set_duration(struct config *cfg, const struct config_key *k, const char *val,
 	return 0;
 }
 
+/* A wait of 0 to CONFIG_WAIT_MAX seconds, with an optional s/m suffix. */
+static int
+set_wait(struct config *cfg, const struct config_key *k, const char *val,
+    int line, char *why, size_t len)
+{
+	int *field = (int *)(void *)((char *)cfg + k->off);
+	long long v = config_parse_duration(val);
+
+	(void)line;
+	if (v < 0 || v > CONFIG_WAIT_MAX)
+		return bad_value(why, len, k->name, val,
+		    "expected 0 to 60 seconds, like 5s or 0");
+	*field = (int)v;
+	return 0;
+}
+
 /* log_level = error | warn | info | debug */
 static int
 set_log_level(struct config *cfg, const struct config_key *k,
@@ -701,6 +720,7 @@ config_default(void)
 	cfg->delay_warning = DEFAULT_DELAY_WARNING;
 	cfg->log_level = LOG_LVL_INFO;
 	cfg->revocation_fetch = 1;
+	cfg->revocation_wait = CONFIG_WAIT_DEFAULT;
 	return cfg;
 }
 

@@ -31,6 +31,9 @@ enum config_revocation {
 	CONFIG_REV_OFF
 };
 
+#define CONFIG_WAIT_DEFAULT	5	/* revocation_wait, seconds */
+#define CONFIG_WAIT_MAX		60
+
 struct config {
 	char *path;
 	struct listen_cfg *listens;     /* at least one after config_load */
@@ -40,6 +43,8 @@ struct config {
 	int inbound_tls_encrypt;        /* inbound_tls = encrypt */
 	enum config_revocation revocation;      /* default soft */
 	int revocation_fetch;           /* fetch CRLs (default yes) */
+	int revocation_wait;            /* seconds a message may wait on a
+					 * fetch (default 5; 0: never) */
 	char *relay_host, *relay_port;  /* NULL host with relay_mx = 1 */
 	int relay_mx;
 	enum relay_tls relay_tls;

@@ -45,6 +45,17 @@ struct cf_ocsp {
 	LIST_ENTRY(cf_ocsp)	 entry;
 };
 
+/* A caller waiting for fetches (crlfetch_wait): the keys still out, each
+ * a CRL URL or "ocsp:" and the question's cms_ocsp_key. */
+struct crlfetch_wait {
+	struct crlfetch		*cf;
+	char			**keys;
+	size_t			 nkeys;
+	crlfetch_wait_cb	*cb;
+	void			*arg;
+	LIST_ENTRY(crlfetch_wait) entry;
+};
+
 /* A URL that failed lately: not asked again before CRLFETCH_BACKOFF. */
 struct cf_fail {
 	char	*url;
@@ -59,6 +70,7 @@ struct crlfetch {
 	size_t			 ndeny;
 	LIST_HEAD(, cf_req)	 reqs;
 	LIST_HEAD(, cf_ocsp)	 ocsps;
+	LIST_HEAD(, crlfetch_wait) waits;
 	size_t			 nreqs;         /* both kinds */
 	struct cf_fail		*fails;
 	size_t			 nfails;
@@ -76,10 +88,12 @@ crlfetch_new(struct event_base *base, struct evdns_base *dns,
 	cf->deny = http_deny_listeners(cfg, &cf->ndeny);
 	LIST_INIT(&cf->reqs);
 	LIST_INIT(&cf->ocsps);
+	LIST_INIT(&cf->waits);
 	return cf;
 }
 
 static void ocsp_free(struct cf_ocsp *);
+static void cf_wake(struct crlfetch *, const char *key);
 
 /* Unlink and free one request (its HTTP GET is over or cancelled). */
 static void
@@ -107,6 +121,8 @@ crlfetch_free(struct crlfetch *cf)
 		http_get_cancel(q->get);
 		ocsp_free(q);
 	}
+	while (!LIST_EMPTY(&cf->waits))
+		crlfetch_wait_cancel(LIST_FIRST(&cf->waits));
 	while (cf->nfails > 0)
 		free(cf->fails[--cf->nfails].url);
 	free(cf->fails);
@@ -255,6 +271,7 @@ cf_got(int status, const char *err, const unsigned char *body, size_t len,
 	ok = cf_answered(status, err, msg, sizeof(msg)) &&
 	    cf_store(r, body, len, msg, sizeof(msg));
 	r->done(r->url, ok, msg, r->arg);
+	cf_wake(r->cf, r->url);
 	cf_req_free(r);
 }
 
@@ -518,11 +535,14 @@ ocsp_got(int status, const char *err, const unsigned char *body,
 {
 	struct cf_ocsp *q = arg;
 	char msg[700];
+	char key[70];
 	int ok;
 
 	ok = cf_answered(status, err, msg, sizeof(msg)) &&
 	    ocsp_store(q, body, len, msg, sizeof(msg));
 	q->done(q->url, ok, msg, q->arg);
+	snprintf(key, sizeof(key), "ocsp:%s", q->key);
+	cf_wake(q->cf, key);
 	ocsp_free(q);
 }
 
@@ -654,4 +674,154 @@ size_t
 crlfetch_ocsp_refresh(struct crlfetch *cf)
 {
 	return crlfetch_ocsp_known(cf, 1, cf_logged, cf);
+}
+
+/* Fetches one wait is for, at most (links times (CRL URLs + 1)). */
+#define CF_WAIT_KEYS	16
+
+/* Whether key is already one of w's. */
+static int
+wait_has(const struct crlfetch_wait *w, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < w->nkeys; i++)
+		if (strcmp(w->keys[i], key) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+wait_add(struct crlfetch_wait *w, const char *key)
+{
+	if (w->nkeys >= CF_WAIT_KEYS || wait_has(w, key))
+		return;
+	w->keys = xreallocarray(w->keys, w->nkeys + 1, sizeof(*w->keys));
+	w->keys[w->nkeys++] = xstrdup(key);
+}
+
+/* The fetch for key is over: every wait with nothing else out is told
+ * (its callback may cancel other waits: start over after each). */
+static void
+cf_wake(struct crlfetch *cf, const char *key)
+{
+	struct crlfetch_wait *w;
+	crlfetch_wait_cb *cb;
+	void *arg;
+	size_t i;
+
+ again:
+	LIST_FOREACH(w, &cf->waits, entry) {
+		for (i = 0; i < w->nkeys; i++)
+			if (strcmp(w->keys[i], key) == 0)
+				break;
+		if (i == w->nkeys)
+			continue;
+		free(w->keys[i]);
+		w->keys[i] = w->keys[--w->nkeys];
+		if (w->nkeys > 0)
+			continue;
+		cb = w->cb;
+		arg = w->arg;
+		crlfetch_wait_cancel(w);
+		cb(arg);
+		goto again;
+	}
+}
+
+/* The CRLs of a link's certificate that are due, or in flight: fetch
+ * (or join) each and wait for it. */
+static void
+wait_crls(struct crlfetch_wait *w, X509 *x, time_t now)
+{
+	struct crlfetch *cf = w->cf;
+	struct cf_req *r;
+	char **urls = NULL, err[256];
+	size_t i, n = 0;
+	int in_flight;
+
+	crlfetch_urls_of(x, &urls, &n);
+	for (i = 0; i < n; i++) {
+		in_flight = 0;
+		LIST_FOREACH(r, &cf->reqs, entry)
+			if (strcmp(r->url, urls[i]) == 0)
+				in_flight = 1;
+		if (!in_flight && !cf_due(cf, urls[i], now))
+			continue;
+		if (!in_flight && crlfetch_url(cf, urls[i], cf_logged, cf,
+		    err, sizeof(err)) == -1) {
+			cf_logged(urls[i], 0, err, cf);
+			continue;
+		}
+		wait_add(w, urls[i]);
+	}
+	crlfetch_urls_free(urls, n);
+}
+
+/* A link's OCSP question, unless its responder failed lately: ask (or
+ * join the question in flight) and wait for it. */
+static void
+wait_ocsp(struct crlfetch_wait *w, X509 *x, X509 *issuer, time_t now)
+{
+	struct crlfetch *cf = w->cf;
+	struct cf_ocsp *q;
+	struct cf_fail *f;
+	char key[70], hex[65], err[256], *url;
+	int in_flight = 0;
+
+	if (issuer == NULL || cms_ocsp_key(x, issuer, hex) == -1 ||
+	    (url = ocsp_url(x)) == NULL)
+		return;
+	snprintf(key, sizeof(key), "ocsp:%s", hex);
+	LIST_FOREACH(q, &cf->ocsps, entry)
+		if (strcmp(q->key, hex) == 0)
+			in_flight = 1;
+	f = cf_failed(cf, url);
+	if (!in_flight && f != NULL && f->at != 0 && now - f->at <
+	    CRLFETCH_BACKOFF) {
+		free(url);
+		return;
+	}
+	if (in_flight || crlfetch_ocsp(cf, x, issuer, cf_logged, cf, err,
+	    sizeof(err)) == 0)
+		wait_add(w, key);
+	else
+		cf_logged(url, 0, err, cf);
+	free(url);
+}
+
+struct crlfetch_wait *
+crlfetch_wait(struct crlfetch *cf, const struct cms_link *links, size_t n,
+    crlfetch_wait_cb *cb, void *arg)
+{
+	struct crlfetch_wait *w = xcalloc(1, sizeof(*w));
+	time_t now = time(NULL);
+	size_t i;
+
+	w->cf = cf;
+	w->cb = cb;
+	w->arg = arg;
+	for (i = 0; i < n; i++) {
+		wait_crls(w, links[i].cert, now);
+		wait_ocsp(w, links[i].cert, links[i].issuer, now);
+	}
+	if (w->nkeys == 0) {
+		free(w->keys);
+		free(w);
+		return NULL;
+	}
+	LIST_INSERT_HEAD(&cf->waits, w, entry);
+	return w;
+}
+
+void
+crlfetch_wait_cancel(struct crlfetch_wait *w)
+{
+	if (w == NULL)
+		return;
+	LIST_REMOVE(w, entry);
+	while (w->nkeys > 0)
+		free(w->keys[--w->nkeys]);
+	free(w->keys);
+	free(w);
 }

@@ -12,8 +12,10 @@
 
 #include <openssl/x509.h>
 
+struct cms_link;
 struct config;
 struct crlfetch;
+struct crlfetch_wait;
 struct event_base;
 struct evdns_base;
 struct store;
@@ -69,5 +71,19 @@ size_t crlfetch_ocsp_known(struct crlfetch *, int due_only,
 size_t crlfetch_ocsp_refresh(struct crlfetch *);
 /* Fetches in flight. */
 size_t crlfetch_pending(const struct crlfetch *);
+/*
+ * For a message whose verdict waits on revocation: fetch what could decide
+ * each of the n links (its certificate's CRL distribution points that are
+ * due, its OCSP responder when the issuer is known), joining fetches
+ * already in flight and skipping URLs that failed within
+ * CRLFETCH_BACKOFF; outcomes are logged as the refresh's are.  cb(arg) is
+ * called once, from the loop, when every one of them is over.  NULL when
+ * there is nothing to wait for (cb is never called then).
+ */
+typedef void crlfetch_wait_cb(void *arg);
+struct crlfetch_wait *crlfetch_wait(struct crlfetch *,
+    const struct cms_link *links, size_t n, crlfetch_wait_cb *, void *arg);
+/* Stop waiting: cb is not called; the fetches go on and are kept. */
+void crlfetch_wait_cancel(struct crlfetch_wait *);
 
 #endif

@@ -11,6 +11,9 @@
  * frees nothing under them. */
 #include "autoconfig.h"
 
+#include <sys/queue.h>
+#include <sys/time.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +54,8 @@ struct gateway {
 	struct evdns_base	*dns;		/* NULL: no CRL fetching */
 	struct crlfetch		*cf;
 	struct event		*refresh_ev;
+	LIST_HEAD(, gw_job)	 held;		/* waiting on revocation
+						 * fetches (job_hold) */
 };
 
 struct gw_txn;
@@ -126,6 +131,12 @@ struct gw_job {
 	struct msgbuf		*out;
 	struct harvest		*harvest;	/* signers to store, on the
 						 * loop (job_harvest) */
+	/* held while the revocation of its signer is fetched (job_hold) */
+	int			 rerun;		/* this is the second run */
+	struct crlfetch_wait	*wait;
+	struct event		*wait_ev;	/* revocation_wait ran out */
+	struct timeval		 held_at;
+	LIST_ENTRY(gw_job)	 hold_entry;
 };
 
 static void txn_free(struct gw_txn *);
@@ -555,7 +566,9 @@ job_run(void *arg, void *tctx)
 			snprintf(j->res.err, sizeof(j->res.err), "writing the "
 			    "transformed message failed");
 		}
-		smime_msg_res_free(&j->res);
+		free(j->res.msg);       /* copied; the verdict stays */
+		j->res.msg = NULL;
+		j->res.len = 0;
 	}
 }
 
@@ -599,6 +612,113 @@ job_harvest(struct gw_job *j)
 	crlfetch_urls_free(urls, n);
 }
 
+static void job_done(void *);
+static void gw_sync(struct gateway *);
+
+/* Held no longer (its fetches are over, or revocation_wait ran out):
+ * verify again on a worker, with what was fetched, for the verdict. */
+static void
+job_resume(struct gw_job *j, const char *how)
+{
+	struct gateway *gw = j->gw;
+	struct timeval now, d;
+
+	crlfetch_wait_cancel(j->wait);
+	j->wait = NULL;
+	event_free(j->wait_ev);
+	j->wait_ev = NULL;
+	LIST_REMOVE(j, hold_entry);
+	gettimeofday(&now, NULL);
+	timersub(&now, &j->held_at, &d);
+	log_info("session id=%016llx revocation fetch %s after %lld ms: "
+	    "verifying again", (unsigned long long)j->sessid, how,
+	    (long long)d.tv_sec * 1000 + d.tv_usec / 1000);
+	if (j->copy == NULL) {  /* the transaction went away meanwhile */
+		job_free(j);
+		return;
+	}
+	gw_sync(gw);            /* what was fetched, into the cache */
+	j->rerun = 1;
+	j->rc = 0;
+	smime_msg_res_free(&j->res);
+	memset(&j->res, 0, sizeof(j->res));
+	msgbuf_free(j->out);
+	j->out = NULL;
+	harvest_free(j->harvest);
+	j->harvest = harvest_new();
+	workers_submit(gw->workers, job_run, job_done, j);
+}
+
+/* crlfetch_wait: every fetch the job waited on is over. */
+static void
+job_fetched(void *arg)
+{
+	struct gw_job *j = arg;
+
+	j->wait = NULL;         /* crlfetch released it */
+	job_resume(j, "done");
+}
+
+/* revocation_wait ran out first. */
+static void
+job_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	job_resume(arg, "unfinished");
+}
+
+/* The CAs of the undecided links, stored when they chain to an anchor,
+ * so that the CRLs they signed can be checked when they come. */
+static void
+job_store_cas(struct gw_job *j)
+{
+	STACK_OF(X509) *sk = sk_X509_new_null();
+	size_t i;
+
+	for (i = 0; sk != NULL && i < j->res.nundecided; i++) {
+		sk_X509_push(sk, j->res.undecided[i].cert);
+		if (j->res.undecided[i].issuer != NULL)
+			sk_X509_push(sk, j->res.undecided[i].issuer);
+	}
+	if (sk != NULL)
+		harvest_cas(j->gw->st, sk);
+	sk_X509_free(sk);       /* the references stay the job's */
+}
+
+/*
+ * A verdict that waits on revocation (a link no CRL or OCSP answer
+ * decided): fetch what could decide it and verify again when that is
+ * over, or after revocation_wait; once per job.  1 when held.
+ */
+static int
+job_hold(struct gw_job *j)
+{
+	struct gateway *gw = j->gw;
+	struct timeval tv = { gw->cfg->revocation_wait, 0 };
+
+	if (j->rerun || j->copy == NULL || j->rc != 0 ||
+	    j->res.nundecided == 0 || gw->cf == NULL ||
+	    !gw->cfg->revocation_fetch || gw->cfg->revocation_wait <= 0 ||
+	    gw->cfg->revocation == CONFIG_REV_OFF ||
+	    (j->res.outcome != SMIME_PASS && j->res.outcome != SMIME_POLICY &&
+	    j->res.outcome != SMIME_TEMPERROR))
+		return 0;
+	job_store_cas(j);
+	if ((j->wait = crlfetch_wait(gw->cf, j->res.undecided,
+	    j->res.nundecided, job_fetched, j)) == NULL)
+		return 0;
+	if ((j->wait_ev = evtimer_new(gw->base, job_wait_cb, j)) == NULL ||
+	    evtimer_add(j->wait_ev, &tv) == -1)
+		fatalx("evtimer_new");
+	gettimeofday(&j->held_at, NULL);
+	LIST_INSERT_HEAD(&gw->held, j, hold_entry);
+	log_info("session id=%016llx held up to %d s while the revocation "
+	    "of %zu certificate(s) is fetched", (unsigned long long)j->sessid,
+	    gw->cfg->revocation_wait, j->res.nundecided);
+	return 1;
+}
+
 /* Event loop: hand the transformed copy to the relay client. */
 static void
 job_done(void *arg)
@@ -609,6 +729,8 @@ job_done(void *arg)
 	char acts[64];
 
 	job_harvest(j);
+	if (job_hold(j))
+		return;
 	if (c == NULL) {        /* the transaction went away */
 		job_free(j);
 		return;
@@ -856,16 +978,14 @@ release_check(void *arg, const struct spool_entry *e)
 	return 1;
 }
 
-/* Notice smrelayctl's changes: one cheap query a second. */
+/* Reload rules, certificates and CRLs if the store changed (smrelayctl,
+ * or a fetch of ours). */
 static void
-sync_cb(evutil_socket_t fd, short what, void *arg)
+gw_sync(struct gateway *gw)
 {
-	struct gateway *gw = arg;
 	char err[512];
 	int r;
 
-	(void)fd;
-	(void)what;
 	if ((r = certcache_sync(gw->cc, gw->st, 0, err, sizeof(err))) == -1)
 		log_warnx("policy/certificates not reloaded: %s", err);
 	else if (r == 1) {
@@ -874,6 +994,15 @@ sync_cb(evutil_socket_t fd, short what, void *arg)
 		    policy_set_count(certcache_policy(gw->cc)));
 		queue_check_held(gw->queue, release_check, gw);
 	}
+}
+
+/* Notice smrelayctl's changes: one cheap query a second. */
+static void
+sync_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	gw_sync(arg);
 }
 
 /* Every CRL distribution point the store knows, fetched when due. */
@@ -939,6 +1068,7 @@ gateway_new(struct event_base *base, const struct delivery_ops *inner,
 	gw->spool = parts->spool;
 	gw->queue = parts->queue;
 	gw->workers = parts->workers;
+	LIST_INIT(&gw->held);
 	if ((gw->sync_ev = event_new(base, -1, EV_PERSIST, sync_cb, gw)) ==
 	    NULL || event_add(gw->sync_ev, &tv) == -1)
 		fatalx("event_new");
@@ -972,8 +1102,18 @@ gateway_reconfigure(struct gateway *gw, const struct config *cfg)
 void
 gateway_free(struct gateway *gw)
 {
+	struct gw_job *j;
+
 	if (gw == NULL)
 		return;
+	while ((j = LIST_FIRST(&gw->held)) != NULL) {
+		LIST_REMOVE(j, hold_entry);
+		crlfetch_wait_cancel(j->wait);
+		event_free(j->wait_ev);
+		if (j->copy != NULL)
+			j->copy->job = NULL;
+		job_free(j);
+	}
 	event_free(gw->sync_ev);
 	if (gw->refresh_ev != NULL)
 		event_free(gw->refresh_ev);

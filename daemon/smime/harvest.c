@@ -86,13 +86,8 @@ harvest_signer(const struct certsrc *src, X509 *x, STACK_OF(X509) *chain,
 	return harvest_store(src->cc, src->st, x, chain, caps);
 }
 
-/*
- * The intermediate CAs that came with a signer's message, stored when
- * they chain to one of our anchors (an attacker's CA under a real CA's
- * name does not), so that later paths and CRL checks can use them.
- */
-static void
-harvest_intermediates(struct store *st, STACK_OF(X509) *chain)
+void
+harvest_cas(struct store *st, STACK_OF(X509) *chain)
 {
 	STACK_OF(X509) *one;
 	char err[256], why[128];
@@ -135,7 +130,7 @@ harvest_store(struct certcache *cc, struct store *st, X509 *x,
 	if ((id = store_harvest(st, x, chain, caps)) > 0) {
 		certcache_harvest_done(cc, m.fingerprint, caps, m.emails,
 		    m.nemails);
-		harvest_intermediates(st, chain);
+		harvest_cas(st, chain);
 	}
 	store_certmeta_free(&m);
 	return id;

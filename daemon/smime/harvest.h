@@ -43,6 +43,14 @@ int64_t harvest_store(struct certcache *, struct store *, X509 *x,
  */
 int64_t harvest_flush(struct harvest *, struct certcache *, struct store *);
 
+/*
+ * The intermediate CAs among chain (a signer's message's certificates),
+ * stored when they chain to one of our anchors (an attacker's CA under a
+ * real CA's name does not), so that later paths and CRL checks can use
+ * them.  From the thread that writes.
+ */
+void harvest_cas(struct store *, STACK_OF(X509) *chain);
+
 /* Append the CRL distribution points of the collected signers and their
  * certificates to *urls (crlfetch_urls_free). */
 void harvest_urls(const struct harvest *, char ***urls, size_t *n);

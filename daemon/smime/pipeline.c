@@ -101,12 +101,16 @@ adopt(struct pl_run *p, struct smime_msg_res *step)
 
 /* Report what a signature check found. */
 static void
-take_verdict(struct smime_msg_res *res, const struct smime_msg_res *step)
+take_verdict(struct smime_msg_res *res, struct smime_msg_res *step)
 {
 	res->outcome = step->outcome;
 	memcpy(res->reason, step->reason, sizeof(res->reason));
 	memcpy(res->identity, step->identity, sizeof(res->identity));
 	res->harvested = step->harvested;
+	cms_links_free(res->undecided, &res->nundecided);
+	memcpy(res->undecided, step->undecided, sizeof(res->undecided));
+	res->nundecided = step->nundecided;
+	step->nundecided = 0;   /* moved */
 }
 
 /* Decrypt (and verify what was signed inside); 1 when a signature was

@@ -381,6 +381,7 @@ smime_msg_res_free(struct smime_msg_res *res)
 	free(res->msg);
 	res->msg = NULL;
 	res->len = 0;
+	cms_links_free(res->undecided, &res->nundecided);
 }
 
 /* A read-only memory BIO over len bytes; NULL (err set) if too large. */
@@ -942,6 +943,9 @@ smime_msg_verify(const struct certsrc *src, const char *msg, size_t len,
 	snprintf(res->reason, sizeof(res->reason), "%s", v.reason);
 	snprintf(res->identity, sizeof(res->identity), "%s", v.identity);
 	cms_auth_results(ar, sizeof(ar), host, &v);
+	memcpy(res->undecided, v.undecided, sizeof(res->undecided));
+	res->nundecided = v.nundecided;
+	v.nundecided = 0;       /* moved */
 	cms_verify_free(&v);
 	verify_output(msg, len, host, ar, unwrapped, res);
 	BIO_free(unwrapped);
@@ -994,7 +998,7 @@ decrypt_verify(const struct certsrc *src, const char *host,
 	mime_smime_clear(&d);
 	if (!sig || smime_msg_verify(src, res->msg, res->len, host, &v) == -1)
 		return;
-	free(res->msg);
+	smime_msg_res_free(res);
 	*res = v;
 }
 

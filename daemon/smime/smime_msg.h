@@ -46,6 +46,10 @@ struct smime_msg_res {
 					 * (always 0 when src->harvest
 					 * collects it for later) */
 	char		 err[512];	/* why -1 (or 1) was returned */
+	/* verify: the links whose revocation no CRL or OCSP answer decided
+	 * (owned), so that the caller may fetch and verify again */
+	struct cms_link	 undecided[CMS_UNDECIDED_MAX];
+	size_t		 nundecided;
 };
 
 /* smime_msg.c */

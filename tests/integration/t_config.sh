@@ -61,7 +61,7 @@ t_all_keys_ok() {
 		"inbound_tls = encrypt" "relay_tls = verify" "relay_tls_ca_file = $PKI/ca.pem" \
 		"relay_networks = 127.0.0.0/8 ::1/128 192.0.2.0/24" \
 		"max_message_size = 50M" "max_recipients = 100" "max_connections = 10" \
-		"queue_lifetime = 5d" "log_level = debug" "revocation = hard" "revocation_fetch = no"
+		"queue_lifetime = 5d" "log_level = debug" "revocation = hard" "revocation_fetch = no" "revocation_wait = 10s"
 }
 
 t_ipv6_listen_ok() { conf_ok "listen = [::1]:10026 tls=none proxy=v2"; }
@@ -91,6 +91,11 @@ t_bad_listen_option() { conf_bad 1 "listen = 127.0.0.1:10025 tls=sometimes"; }
 t_bad_log_level() { conf_bad 1 "log_level = chatty"; }
 t_bad_revocation() { conf_bad 1 "revocation = maybe"; }
 t_bad_revocation_fetch() { conf_bad 1 "revocation_fetch = sometimes"; }
+# a message may wait 0 (never) to 60 s for a fetch, not longer
+t_revocation_wait() {
+	conf_ok "revocation_wait = 0" && conf_bad 1 "revocation_wait = 2m" &&
+		conf_bad 1 "revocation_wait = -1" && conf_bad 1 "revocation_wait = soon"
+}
 t_revocation_values() { conf_ok "revocation = off" && conf_ok "revocation = soft"; }
 t_missing_equals() { conf_bad 1 "hostname gw.example.com"; }
 
@@ -188,6 +193,7 @@ run_case bad_listen_option t_bad_listen_option
 run_case bad_log_level t_bad_log_level
 run_case bad_revocation t_bad_revocation
 run_case bad_revocation_fetch t_bad_revocation_fetch
+run_case revocation_wait t_revocation_wait
 run_case revocation_values t_revocation_values
 run_case missing_equals t_missing_equals
 run_case cert_without_key t_cert_without_key

@@ -1,0 +1,242 @@
+#!/bin/bash
+# tests/revocation/t_hold.sh: a signed message whose signer's revocation
+# is not known yet is held while smrelayd fetches it (revocation_wait),
+# then decided on what came: swaks -> smrelayd (verify rule) -> sink, with
+# a CA made with `openssl ca` whose certificates name CRL distribution
+# points served by `python3 -m http.server` and an OCSP responder
+# (`openssl ocsp`), nothing imported but the root.  Also: a responder that
+# never finishes holds the message no longer than revocation_wait, and the
+# daemon serves others meanwhile; revocation_wait = 0 decides at once.
+# Harness: tests/integration/lib.sh.
+set -u
+TOP_SRC=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=../integration/lib.sh
+. "$TOP_SRC/tests/integration/lib.sh"
+need_bins
+for b in swaks openssl; do
+	have $b || { echo "SKIP all: $b not installed"; exit 77; }
+done
+HOST=relay.test
+C=$IT_TMP/ca
+HPORT=$(free_port)      # python3 -m http.server: the CRLs
+BPORT=$(free_port)      # badhttp.py: a CRL sent at 1 byte/s
+OPORT=$(free_port)      # openssl ocsp
+DPORT=$(free_port)      # nothing listens here
+H=http://127.0.0.1:$HPORT
+
+# ---------------------------------------------------------------- the CA
+# root -> issuing CA (its CRL at $H/root.crl) -> leaves, each naming where
+# its revocation is found: good, revoked (CRL at $H/int.crl), ocsp (only
+# an OCSP responder), slow (a CRL that never finishes), down (a closed
+# port).
+make_ca() {
+	mkdir -p "$C/newcerts" "$C/www" && cd "$C" || return 1
+	export CADB=root.db     # (openssl req reads the [ ca ] section too)
+	cat >ca.cnf <<CNF
+[ ca ]
+default_ca = sub
+[ sub ]
+dir = .
+database = \$dir/\$ENV::CADB
+new_certs_dir = \$dir/newcerts
+serial = \$dir/\$ENV::CADB.serial
+crlnumber = \$dir/\$ENV::CADB.crlnum
+default_md = sha256
+policy = any
+copy_extensions = none
+unique_subject = no
+default_crl_days = 30
+[ any ]
+commonName = supplied
+emailAddress = optional
+[ req ]
+distinguished_name = dn
+[ dn ]
+[ v3_root ]
+basicConstraints = critical, CA:true
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[ v3_int ]
+basicConstraints = critical, CA:true, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+crlDistributionPoints = URI:$H/root.crl
+[ v3_responder ]
+basicConstraints = CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = OCSPSigning
+CNF
+	local n ext
+	for n in good:"crlDistributionPoints = URI:$H/int.crl" \
+	    ocsp:"authorityInfoAccess = OCSP;URI:http://127.0.0.1:$OPORT/" \
+	    slow:"crlDistributionPoints = URI:http://127.0.0.1:$BPORT/slow.crl" \
+	    down:"crlDistributionPoints = URI:http://127.0.0.1:$DPORT/int.crl"; do
+		printf '[ v3_%s ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = emailProtection\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\nsubjectAltName = email:copy\n%s\n' \
+			"${n%%:*}" "${n#*:}" >>ca.cnf
+	done
+	for n in root int; do : >$n.db; echo 1000 >$n.db.serial; echo 1000 >$n.db.crlnum; done
+	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out k.key &&
+		CADB=root.db openssl req -new -x509 -key k.key -config ca.cnf \
+			-extensions v3_root -subj "/CN=Hold Root" -days 30 -out root.pem &&
+		openssl req -new -key k.key -subj "/CN=Hold Issuing CA" -config ca.cnf -out int.csr &&
+		CADB=root.db openssl ca -batch -config ca.cnf -cert root.pem -keyfile k.key \
+			-extensions v3_int -days 30 -in int.csr -out int.pem || return 1
+	# leaf NAME EXT: NAME@partner.example, issued by the issuing CA
+	for n in good:good revoked:good ocsp:ocsp slow:slow down:down responder:responder; do
+		ext=${n#*:}
+		n=${n%%:*}
+		openssl req -new -key k.key -subj "/CN=$n/emailAddress=$n@partner.example" \
+			-config ca.cnf -out "$n.csr" &&
+			CADB=int.db openssl ca -batch -config ca.cnf -cert int.pem -keyfile k.key \
+				-extensions "v3_$ext" -days 30 -in "$n.csr" -out "$n.pem" || return 1
+	done
+	CADB=int.db openssl ca -config ca.cnf -cert int.pem -keyfile k.key \
+		-revoke revoked.pem -crl_reason keyCompromise &&
+		CADB=int.db openssl ca -config ca.cnf -cert int.pem -keyfile k.key \
+			-gencrl -out int.crl.pem &&
+		CADB=root.db openssl ca -config ca.cnf -cert root.pem -keyfile k.key \
+			-gencrl -out root.crl.pem &&
+		openssl crl -in int.crl.pem -outform DER -out www/int.crl &&
+		openssl crl -in root.crl.pem -outform DER -out www/root.crl
+}
+(make_ca) >"$IT_TMP/ca.log" 2>&1 || { echo "FAIL setup: the CA: $(tail -n 3 "$IT_TMP/ca.log" | tr '\n' ' ')"; exit 1; }
+
+# ---------------------------------------------------------------- servers
+# (started once for the whole file: not in IT_PIDS, which every case's end
+# kills)
+SERVERS=()
+hold_cleanup() {
+	local rc=$? p
+	for p in "${SERVERS[@]+"${SERVERS[@]}"}"; do kill "$p" 2>/dev/null; done
+	(exit $rc)
+	it_cleanup
+}
+trap hold_cleanup EXIT
+"$PYTHON" -m http.server --bind 127.0.0.1 --directory "$C/www" "$HPORT" >"$IT_TMP/http.log" 2>&1 &
+SERVERS+=($!)
+wait_listen "$HPORT" $! || { echo "FAIL setup: http.server did not start"; exit 1; }
+"$PYTHON" "$TOP_SRC/tests/revocation/badhttp.py" "$BPORT" >"$IT_TMP/badhttp.log" 2>&1 &
+SERVERS+=($!)
+wait_listen "$BPORT" $! || { echo "FAIL setup: badhttp.py did not start"; exit 1; }
+(cd "$C" && CADB=int.db exec openssl ocsp -index int.db -port "$OPORT" -rsigner responder.pem \
+	-rkey k.key -CA int.pem -ndays 1) >"$IT_TMP/ocsp.log" 2>&1 &
+SERVERS+=($!)
+# (not probed by connecting: openssl ocsp then waits on the probe for good)
+wait_for 10 grep -q "waiting for OCSP client" "$IT_TMP/ocsp.log" ||
+	{ echo "FAIL setup: openssl ocsp did not start: $(tail -n 2 "$IT_TMP/ocsp.log")"; exit 1; }
+
+# ---------------------------------------------------------------- helpers
+ctl() { "$SMRELAYCTL" -c "$CONF" "$@" 2>>"$CASE_DIR/ctl.log"; }
+
+# setup [KEY=VALUE...]: a sink, smrelayd's config (write_conf's defaults and
+# these), only the root trusted, one rule: verify what comes for us.
+setup() {
+	start_sink || return 1
+	it_certs || return 1
+	PORT=$(free_port)
+	CONF=$CASE_DIR/smrelayd.conf
+	mkdir -p "$CASE_DIR/data"
+	write_conf "$CONF" "$@"
+	ctl trust import "$C/root.pem" >/dev/null &&
+		ctl policy add --recipient '@example.com' --action verify >/dev/null ||
+		{ fail_because "setup: $(tail -n 1 "$CASE_DIR/ctl.log")"; return 1; }
+	start_smrelayd "$CONF" "$PORT"
+}
+
+# signed NAME: a message signed by NAME@partner.example (the issuing CA's
+# certificate in it) in $CASE_DIR/NAME.eml.
+signed() {
+	local d=$CASE_DIR
+	printf 'Content-Type: text/plain\n\nsigned by %s\n' "$1" >"$d/$1.txt"
+	openssl cms -sign -in "$d/$1.txt" -signer "$C/$1.pem" -inkey "$C/k.key" \
+		-certfile "$C/int.pem" -from "$1@partner.example" -to alice@example.com \
+		-subject "from $1" >"$d/$1.eml" 2>"$d/sign.err" ||
+		{ fail_because "openssl cms -sign: $(tail -n 1 "$d/sign.err")"; return 1; }
+}
+
+# ar_of NAME: the Authentication-Results of NAME's message at the sink,
+# into AR.
+ar_of() {
+	local f
+	for f in $(sink_files); do
+		grep -q "^Subject: from $1" "$f" || continue
+		AR=$(grep -i '^Authentication-Results:' "$f" | head -n 1 | tr -d '\r')
+		return 0
+	done
+	fail_because "no message from $1 at the sink ($(sink_count) there)"
+	return 1
+}
+
+# send_signed NAME: NAME's signed message through smrelayd; its
+# Authentication-Results at the sink into AR.
+send_signed() {
+	signed "$1" &&
+		swaks_send --from "$1@partner.example" --to alice@example.com \
+			--data "@$CASE_DIR/$1.eml" && ar_of "$1"
+}
+
+# expect_ar ERE: the last Authentication-Results matches.
+expect_ar() {
+	[[ $AR =~ $1 ]] || { fail_because "Authentication-Results: '$AR', expected /$1/"; return 1; }
+}
+
+# ---------------------------------------------------------------- cases
+# The first message of a new signer is decided by the CRLs fetched for it
+# (the issuing CA's, signed by a CA nobody imported, and the root's).
+case_crl_first_message() {
+	setup || return 1
+	send_signed revoked && expect_ar "smime=fail \\(certificate revoked" || return 1
+	send_signed good && expect_ar "smime=pass \\(revocation: CRL\\)" || return 1
+	assert_file_matches "$CASE_DIR/smrelayd.log" "held up to 5 s while the revocation" \
+		"log of the hold" &&
+		assert_file_matches "$CASE_DIR/smrelayd.log" "revocation fetch done after [0-9]+ ms" \
+			"log of the end of the hold"
+}
+
+# OCSP only: the responder's answer decides the first message.
+case_ocsp_first_message() {
+	setup || return 1
+	send_signed ocsp && expect_ar "smime=pass \\(revocation: OCSP\\)"
+}
+
+# revocation_wait = 0: nothing is held; the first message says unknown.
+case_no_wait() {
+	setup revocation_wait=0 || return 1
+	send_signed good && expect_ar "smime=pass \\(revocation unknown: no usable CRL for good" &&
+		assert_file_lacks "$CASE_DIR/smrelayd.log" "held up to" "log of a hold"
+}
+
+# A distribution point that sends 1 byte/s: held revocation_wait (2 s),
+# then decided per revocation (soft: pass, saying unknown), while another
+# client is served.
+case_slow_bounded() {
+	setup revocation_wait=2s && signed slow || return 1
+	swaks_send --from slow@partner.example --to alice@example.com \
+		--data "@$CASE_DIR/slow.eml" &
+	local spid=$! banner
+	wait_for 10 grep -q "held up to 2 s" "$CASE_DIR/smrelayd.log" ||
+		{ fail_because "no hold logged"; wait $spid; return 1; }
+	banner=$(timeout 5 "$PYTHON" -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",int(sys.argv[1])),3); s.settimeout(3); print(s.recv(200).decode(errors="replace").strip())' "$PORT" 2>&1)
+	wait $spid || { fail_because "swaks failed: $(tail -n 2 "$CASE_DIR"/swaks.*.log | tr '\n' ' ')"; return 1; }
+	[[ $banner == 220* ]] || { fail_because "no greeting for another client during the hold: '$banner'"; return 1; }
+	ar_of slow && expect_ar "smime=pass \\(revocation unknown: no usable CRL for slow" &&
+		assert_file_matches "$CASE_DIR/smrelayd.log" "revocation fetch unfinished after" \
+			"log of the hold running out"
+}
+
+# revocation = hard and a distribution point that is down: temperror,
+# with the failed fetch in the log.
+case_hard_down() {
+	setup revocation=hard || return 1
+	send_signed down && expect_ar "smime=temperror \\(unable to get certificate CRL; revocation unknown: no usable CRL for down" &&
+		assert_file_matches "$CASE_DIR/smrelayd.log" "crl fetch http://127.0.0.1:$DPORT/int.crl: " \
+			"log of the failed fetch"
+}
+
+run_case crl_first_message case_crl_first_message
+run_case ocsp_first_message case_ocsp_first_message
+run_case no_wait case_no_wait
+run_case slow_bounded case_slow_bounded
+run_case hard_down case_hard_down
+it_finish
