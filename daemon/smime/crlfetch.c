@@ -430,6 +430,35 @@ issuer_of(STACK_OF(X509) *cas, X509 *x)
 	return NULL;
 }
 
+/* Whether an answer's thisUpdate/nextUpdate make it unusable now (more
+ * than CRLFETCH_OCSP_SKEW off): 1 with the reason in msg. */
+static int
+ocsp_stale(ASN1_GENERALIZEDTIME *thisupd, ASN1_GENERALIZEDTIME *nextupd,
+    char *msg, size_t msglen)
+{
+	char t[32];
+
+	ERR_clear_error();
+	if (OCSP_check_validity(thisupd, nextupd, CRLFETCH_OCSP_SKEW, -1) == 1)
+		return 0;
+	switch (ERR_GET_REASON(ERR_peek_error())) {
+	case OCSP_R_STATUS_EXPIRED:
+		store_time_str(store_asn1_time(nextupd), t, sizeof(t));
+		snprintf(msg, msglen, "answer expired: nextUpdate %s is past",
+		    t);
+		break;
+	case OCSP_R_STATUS_NOT_YET_VALID:
+		store_time_str(store_asn1_time(thisupd), t, sizeof(t));
+		snprintf(msg, msglen, "answer not yet valid: thisUpdate %s is "
+		    "ahead", t);
+		break;
+	default:
+		snprintf(msg, msglen, "answer with unreadable or inverted "
+		    "thisUpdate/nextUpdate");
+	}
+	return 1;
+}
+
 /* Check a basic response for q: signed by the issuer or a responder it
  * delegated to (OCSP_basic_verify against our anchors), the status for
  * q's certificate, current.  0 with *o filled, or -1 with msg. */
@@ -452,9 +481,7 @@ ocsp_check(struct cf_ocsp *q, OCSP_BASICRESP *bs, struct store_ocsp *o,
 	else if (OCSP_resp_find_status(bs, id, &status, &reason, &rev,
 	    &thisupd, &nextupd) != 1)
 		snprintf(msg, msglen, "answer says nothing of %s", q->name);
-	else if (OCSP_check_validity(thisupd, nextupd, 300, -1) != 1)
-		snprintf(msg, msglen, "answer out of date");
-	else {
+	else if (ocsp_stale(thisupd, nextupd, msg, msglen) == 0) {
 		o->status = status == V_OCSP_CERTSTATUS_GOOD ? 0 :
 		    status == V_OCSP_CERTSTATUS_REVOKED ? 1 : 2;
 		o->this_update = store_asn1_time(thisupd);

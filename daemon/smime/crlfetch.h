@@ -24,6 +24,7 @@ struct store;
 #define CRLFETCH_BACKOFF	300     /* a failed URL waits this long */
 #define CRLFETCH_MAX_FAILS	1024    /* failed URLs remembered */
 #define CRLFETCH_INTERVAL	3600    /* the daemon looks at all URLs */
+#define CRLFETCH_OCSP_SKEW	300     /* clock skew allowed OCSP times */
 
 /* One fetch is over: ok 1 with what was stored, or 0 with the reason. */
 typedef void crlfetch_done_cb(const char *url, int ok, const char *msg,
