@@ -496,6 +496,27 @@ ocsp_check(struct cf_ocsp *q, OCSP_BASICRESP *bs, struct store_ocsp *o,
 	return rc;
 }
 
+/* Whether o is older than the answer stored about q's certificate: 1
+ * with the reason in msg.  We send no nonce, so anyone on the path can
+ * play back an answer from before a revocation; it must not replace it. */
+static int
+ocsp_older(struct cf_ocsp *q, const struct store_ocsp *o, char *msg,
+    size_t msglen)
+{
+	struct store_ocsp old;
+	char t[32], told[32];
+
+	if (store_ocsp_get(q->cf->st, q->key, &old) != 1 ||
+	    old.this_update <= o->this_update)
+		return 0;
+	store_time_str(o->this_update, t, sizeof(t));
+	store_time_str(old.this_update, told, sizeof(told));
+	snprintf(msg, msglen, "answer older than the one stored (thisUpdate "
+	    "%s, stored %s %s)", t, old.status == 1 ? "revoked" :
+	    old.status == 0 ? "good" : "unknown", told);
+	return 1;
+}
+
 /* Parse, check and store an OCSP response; the outcome in msg. */
 static int
 ocsp_store(struct cf_ocsp *q, const unsigned char *body, size_t len,
@@ -522,7 +543,8 @@ ocsp_store(struct cf_ocsp *q, const unsigned char *body, size_t len,
 		    OCSP_response_status_str(st));
 	else if ((bs = OCSP_response_get1_basic(resp)) == NULL)
 		snprintf(msg, msglen, "no basic response");
-	else if (ocsp_check(q, bs, &o, msg, msglen) == 0) {
+	else if (ocsp_check(q, bs, &o, msg, msglen) == 0 &&
+	    ocsp_older(q, &o, msg, msglen) == 0) {
 		if (store_ocsp_put(q->cf->st, q->key, &o, err,
 		    sizeof(err)) == -1)
 			snprintf(msg, msglen, "cannot store: %s", err);
