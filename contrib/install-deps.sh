@@ -20,7 +20,7 @@ PACKAGES=(
 	openssl ca-certificates gpgsm gpg-agent libnss3-tools
 	swaks libnet-ssleay-perl libio-socket-ssl-perl
 	postfix
-	python3 python3-cryptography-vectors
+	python3 python3-cryptography python3-cryptography-vectors
 	clang libclang-rt-14-dev
 	procps iproute2
 )

@@ -447,6 +447,35 @@ issuer_of(STACK_OF(X509) *cas, X509 *x)
 	return NULL;
 }
 
+/* Whether an answer's thisUpdate/nextUpdate make it unusable now (more
+ * than CRLFETCH_OCSP_SKEW off): 1 with the reason in msg. */
+static int
+ocsp_stale(ASN1_GENERALIZEDTIME *thisupd, ASN1_GENERALIZEDTIME *nextupd,
+    char *msg, size_t msglen)
+{
+	char t[32];
+
+	ERR_clear_error();
+	if (OCSP_check_validity(thisupd, nextupd, CRLFETCH_OCSP_SKEW, -1) == 1)
+		return 0;
+	switch (ERR_GET_REASON(ERR_peek_error())) {
+	case OCSP_R_STATUS_EXPIRED:
+		store_time_str(store_asn1_time(nextupd), t, sizeof(t));
+		snprintf(msg, msglen, "answer expired: nextUpdate %s is past",
+		    t);
+		break;
+	case OCSP_R_STATUS_NOT_YET_VALID:
+		store_time_str(store_asn1_time(thisupd), t, sizeof(t));
+		snprintf(msg, msglen, "answer not yet valid: thisUpdate %s is "
+		    "ahead", t);
+		break;
+	default:
+		snprintf(msg, msglen, "answer with unreadable or inverted "
+		    "thisUpdate/nextUpdate");
+	}
+	return 1;
+}
+
 /* Check a basic response for q: signed by the issuer or a responder it
  * delegated to (OCSP_basic_verify against our anchors), the status for
  * q's certificate, current.  0 with *o filled, or -1 with msg. */
@@ -469,9 +498,7 @@ ocsp_check(struct cf_ocsp *q, OCSP_BASICRESP *bs, struct store_ocsp *o,
 	else if (OCSP_resp_find_status(bs, id, &status, &reason, &rev,
 	    &thisupd, &nextupd) != 1)
 		snprintf(msg, msglen, "answer says nothing of %s", q->name);
-	else if (OCSP_check_validity(thisupd, nextupd, 300, -1) != 1)
-		snprintf(msg, msglen, "answer out of date");
-	else {
+	else if (ocsp_stale(thisupd, nextupd, msg, msglen) == 0) {
 		o->status = status == V_OCSP_CERTSTATUS_GOOD ? 0 :
 		    status == V_OCSP_CERTSTATUS_REVOKED ? 1 : 2;
 		o->this_update = store_asn1_time(thisupd);
@@ -484,6 +511,27 @@ ocsp_check(struct cf_ocsp *q, OCSP_BASICRESP *bs, struct store_ocsp *o,
 	X509_STORE_free(xs);
 	sk_X509_pop_free(untrusted, X509_free);
 	return rc;
+}
+
+/* Whether o is older than the answer stored about q's certificate: 1
+ * with the reason in msg.  We send no nonce, so anyone on the path can
+ * play back an answer from before a revocation; it must not replace it. */
+static int
+ocsp_older(struct cf_ocsp *q, const struct store_ocsp *o, char *msg,
+    size_t msglen)
+{
+	struct store_ocsp old;
+	char t[32], told[32];
+
+	if (store_ocsp_get(q->cf->st, q->key, &old) != 1 ||
+	    old.this_update <= o->this_update)
+		return 0;
+	store_time_str(o->this_update, t, sizeof(t));
+	store_time_str(old.this_update, told, sizeof(told));
+	snprintf(msg, msglen, "answer older than the one stored (thisUpdate "
+	    "%s, stored %s %s)", t, old.status == 1 ? "revoked" :
+	    old.status == 0 ? "good" : "unknown", told);
+	return 1;
 }
 
 /* Parse, check and store an OCSP response; the outcome in msg. */
@@ -512,7 +560,8 @@ ocsp_store(struct cf_ocsp *q, const unsigned char *body, size_t len,
 		    OCSP_response_status_str(st));
 	else if ((bs = OCSP_response_get1_basic(resp)) == NULL)
 		snprintf(msg, msglen, "no basic response");
-	else if (ocsp_check(q, bs, &o, msg, msglen) == 0) {
+	else if (ocsp_check(q, bs, &o, msg, msglen) == 0 &&
+	    ocsp_older(q, &o, msg, msglen) == 0) {
 		if (store_ocsp_put(q->cf->st, q->key, &o, err,
 		    sizeof(err)) == -1)
 			snprintf(msg, msglen, "cannot store: %s", err);

@@ -26,6 +26,7 @@ struct store;
 #define CRLFETCH_BACKOFF	300     /* a failed URL waits this long */
 #define CRLFETCH_MAX_FAILS	1024    /* failed URLs remembered */
 #define CRLFETCH_INTERVAL	3600    /* the daemon looks at all URLs */
+#define CRLFETCH_OCSP_SKEW	300     /* clock skew allowed OCSP times */
 
 /* One fetch is over: ok 1 with what was stored, or 0 with the reason. */
 typedef void crlfetch_done_cb(const char *url, int ok, const char *msg,
@@ -57,8 +58,9 @@ size_t crlfetch_refresh(struct crlfetch *, char **urls, size_t n);
 /*
  * Ask x's OCSP responder (Authority Information Access, http:// only)
  * about x, issued by issuer; the answer is kept (store_ocsp_put) when it
- * is signed by the issuer or a responder the issuer delegated to, and
- * current.  0 started, -1 refused (reason in err, done not called).
+ * is signed by the issuer or a responder the issuer delegated to,
+ * current, and no older than the answer stored.  0 started, -1 refused
+ * (reason in err, done not called).
  */
 int crlfetch_ocsp(struct crlfetch *, X509 *x, X509 *issuer,
     crlfetch_done_cb *, void *arg, char *err, size_t errlen);

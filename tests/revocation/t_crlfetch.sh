@@ -9,51 +9,9 @@
 # per case; exits 1 when one failed.
 set -u
 srcdir=$(cd "${srcdir:-$(dirname "$0")/../..}" && pwd)
-CTL=${SMRELAYCTL:-$PWD/smrelayctl}
-DAEMON=${SMRELAYD:-$PWD/smrelayd}
-W=$(mktemp -d "${TMPDIR:-/tmp}/crlfetch.XXXXXX") || exit 99
-G=$W/gnupg
-pids=""
-. "$srcdir/tests/smime/common.sh"
-trap 'for p in $pids; do kill "$p" 2>/dev/null; done; cleanup' EXIT
+T=crlfetch
+. "$srcdir/tests/revocation/ca.sh"
 
-command -v openssl >/dev/null 2>&1 || { echo "SKIP: no openssl"; exit 77; }
-command -v python3 >/dev/null 2>&1 || { echo "SKIP: no python3"; exit 77; }
-[ -x "$CTL" ] || { echo "FAIL: smrelayctl not built at $CTL"; exit 1; }
-cd "$W" || exit 1
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# wait_port PORT: until something accepts on it (at most 10 s).
-wait_port() {
-	python3 - "$1" <<'PY'
-import socket, sys, time
-end = time.time() + 10
-while time.time() < end:
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(1)
-PY
-}
-# wait_log FILE TEXT: until FILE has TEXT (at most 10 s).
-wait_log() {
-	python3 - "$1" "$2" <<'PY'
-import sys, time
-end = time.time() + 10
-while time.time() < end:
-    try:
-        if sys.argv[2] in open(sys.argv[1]).read():
-            sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.05)
-sys.exit(1)
-PY
-}
 HPORT=$(free_port)
 BPORT=$(free_port)
 DPORT=$(free_port)      # nothing listens there
@@ -64,43 +22,8 @@ H=http://127.0.0.1:$HPORT
 B=http://127.0.0.1:$BPORT
 
 # --- the CA hierarchy -----------------------------------------------------
-mkdir -p newcerts www
-cat > ca.cnf <<CNF
-[ ca ]
-default_ca = sub
-[ sub ]
-dir = .
-database = \$dir/\$ENV::CADB
-new_certs_dir = \$dir/newcerts
-serial = \$dir/\$ENV::CADB.serial
-crlnumber = \$dir/\$ENV::CADB.crlnum
-default_md = sha256
-policy = any
-copy_extensions = none
-unique_subject = no
-default_crl_days = 30
-[ any ]
-commonName = supplied
-emailAddress = optional
-organizationName = optional
-[ req ]
-distinguished_name = dn
-[ dn ]
-[ v3_root ]
-basicConstraints = critical, CA:true
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[ v3_int ]
-basicConstraints = critical, CA:true, pathlen:0
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-crlDistributionPoints = URI:$H/root.crl
-CNF
+ca_setup "$H" || { echo "FAIL: test CA"; exit 1; }
 # a leaf section per distribution point
-leafext() {
-	printf '[ v3_%s ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = emailProtection\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\nsubjectAltName = email:copy\ncrlDistributionPoints = URI:%s\n' "$1" "$2" >> ca.cnf
-}
 leafext good "$H/int.crl"
 leafext slow "$B/slow.crl"
 leafext huge "$B/huge.crl"
@@ -111,67 +34,34 @@ leafext down "http://127.0.0.1:$DPORT/int.crl"
 leafext ftp "ftp://127.0.0.1/int.crl"
 leafext self "http://127.0.0.1:$LPORT/int.crl"
 leafext forged "$H/forged.crl"
-# an issuing CA that publishes no CRL but answers OCSP, through a
-# delegated responder (id-kp-OCSPSigning)
-printf '[ v3_ocspleaf ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = emailProtection\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\nsubjectAltName = email:copy\nauthorityInfoAccess = OCSP;URI:http://127.0.0.1:%s/\n' "$OPORT" >> ca.cnf
-printf '[ v3_ocspforged ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = emailProtection\nsubjectAltName = email:copy\nauthorityInfoAccess = OCSP;URI:http://127.0.0.1:%s/\n' "$FPORT" >> ca.cnf
-printf '[ v3_responder ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = OCSPSigning\n' >> ca.cnf
-printf '[ v3_ocspgarbage ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = emailProtection\nsubjectAltName = email:copy\nauthorityInfoAccess = OCSP;URI:%s/garbage.crl\n' "$B" >> ca.cnf
-for db in root int rogue ocspca; do : > $db.db; echo 1000 > $db.db.serial; echo 1000 > $db.db.crlnum; done
-O="openssl"
-CADB=root.db
-export CADB
-$O genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out ca.key 2>/dev/null
-$O req -new -x509 -key ca.key -subj "/O=crlfetch test/CN=Fetch Root" -days 30 \
-	-config ca.cnf -extensions v3_root -out ca.pem
-$O genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out int.key 2>/dev/null
-$O req -new -key int.key -subj "/O=crlfetch test/CN=Fetch Issuing CA" -config ca.cnf -out int.csr
-CADB=root.db $O ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key \
-	-extensions v3_int -days 30 -in int.csr -out int.pem 2>/dev/null
-$O genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out leaf.key 2>/dev/null
-# leaf NAME EXT EMAIL
-leaf() {
-	$O req -new -key leaf.key -subj "/CN=$1/emailAddress=$3" -config ca.cnf -out "$1.csr" &&
-	CADB=int.db $O ca -batch -config ca.cnf -cert int.pem -keyfile int.key \
-		-extensions "v3_$2" -days 30 -in "$1.csr" -out "$1.pem" 2>/dev/null
-}
 leaf good good alice@example.com
 leaf revoked good mallory@example.com
 for m in slow huge garbage loop missing down ftp self forged; do
 	leaf "$m" "$m" "$m@partner.example"
 done
-# the OCSP CA, its responder, a good and a revoked leaf, and one whose
-# responder signs with a key the CA never delegated to
-$O genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out ocspca.key 2>/dev/null
-$O req -new -key ocspca.key -subj "/O=crlfetch test/CN=Fetch OCSP CA" -config ca.cnf -out ocspca.csr
-CADB=root.db $O ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key \
-	-extensions v3_int -days 30 -in ocspca.csr -out ocspca.pem 2>/dev/null
-# ocspleaf NAME EXT EMAIL
-ocspleaf() {
-	$O req -new -key leaf.key -subj "/CN=$1/emailAddress=$3" -config ca.cnf -out "$1.csr" &&
-	CADB=ocspca.db $O ca -batch -config ca.cnf -cert ocspca.pem -keyfile ocspca.key \
-		-extensions "$2" -days 30 -in "$1.csr" -out "$1.pem" 2>/dev/null
-}
-ocspleaf responder v3_responder ocsp@example.com
-ocspleaf ocspgood v3_ocspleaf carol@example.com
-ocspleaf ocsprevoked v3_ocspleaf dave@example.com
-ocspleaf ocspforged v3_ocspforged erin@example.com
-ocspleaf ocspgarbage v3_ocspgarbage frank@example.com
+# leaves of the OCSP CA (no CRL; answered through its delegated responder),
+# one whose responder signs with a key the CA never delegated to, one whose
+# responder answers garbage
+ocspext ocspleaf "http://127.0.0.1:$OPORT/"
+ocspext ocspforged "http://127.0.0.1:$FPORT/"
+ocspext ocspgarbage "$B/garbage.crl"
+ocspleaf ocspgood ocspleaf carol@example.com
+ocspleaf ocsprevoked ocspleaf dave@example.com
+ocspleaf ocspforged ocspforged erin@example.com
+ocspleaf ocspgarbage ocspgarbage frank@example.com
 CADB=ocspca.db $O ca -config ca.cnf -cert ocspca.pem -keyfile ocspca.key \
 	-revoke ocsprevoked.pem -crl_reason keyCompromise 2>/dev/null
 CADB=int.db $O ca -config ca.cnf -cert int.pem -keyfile int.key \
 	-revoke revoked.pem -crl_reason keyCompromise 2>/dev/null
-CADB=int.db $O ca -config ca.cnf -cert int.pem -keyfile int.key -gencrl -out int.crl.pem 2>/dev/null
-CADB=root.db $O ca -config ca.cnf -cert ca.pem -keyfile ca.key -gencrl -out root.crl.pem 2>/dev/null
-$O crl -in int.crl.pem -outform DER -out www/int.crl
-$O crl -in root.crl.pem -outform DER -out www/root.crl
+ca_crls
 # a CA of the attacker's under the issuing CA's very name, and its CRL
-$O genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rogue.key 2>/dev/null
+: > rogue.db; echo 1000 > rogue.db.serial; echo 1000 > rogue.db.crlnum
+cakey rogue.key
 $O req -new -x509 -key rogue.key -subj "$($O x509 -in int.pem -noout -subject -nameopt oneline,-space_eq | sed 's/^subject=//; s/, /\//g; s/^/\//')" -days 30 \
 	-config ca.cnf -extensions v3_root -out rogue.pem
 CADB=rogue.db $O ca -config ca.cnf -cert rogue.pem -keyfile rogue.key -gencrl -out www/forged.crl 2>/dev/null
-[ -s www/int.crl ] && [ -s www/root.crl ] && [ -s www/forged.crl ] && [ -s forged.pem ] ||
-	{ echo "FAIL: test PKI"; exit 1; }
+[ -s www/int.crl ] && [ -s www/root.crl ] && [ -s www/forged.crl ] && [ -s forged.pem ] &&
+	[ -s ocspgarbage.pem ] || { echo "FAIL: test PKI"; exit 1; }
 
 # --- the servers ------------------------------------------------------------
 python3 -m http.server --bind 127.0.0.1 --directory www "$HPORT" >http.log 2>&1 &
