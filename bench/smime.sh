@@ -272,10 +272,10 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 		"${r[decver:4096:mem:ops]} without: $(ratio "$rev_ops" "${r[decver:4096:mem:ops]}")"
 	echo "  daemon path (3c, smime_msg_decrypt + certificate cache + store), $REV_ROUNDS rounds" \
 		"of ${SECS} s, runs alternating:"
-	printf '| %-40s | %8s | %-26s | %6s |\n' revocation median runs "vs off"
-	printf '|%s|%s|%s|%s|\n' "------------------------------------------" "----------" "----------------------------" "--------"
+	printf '| %-34s | %8s | %-34s | %6s |\n' revocation median runs "vs off"
+	printf '|%s|%s|%s|%s|\n' "------------------------------------" "----------" "------------------------------------" "--------"
 	for k in off ocsp crl ocspcrl; do
-		printf '| %-40s | %8s | %-26s | %6s |\n' "$(dp_name "$k")" "$(median ${dp[$k]})" \
+		printf '| %-34s | %8s | %-34s | %6s |\n' "$(dp_name "$k")" "$(median ${dp[$k]})" \
 			"$(echo ${dp[$k]})" "$(ratio "$(median ${dp[$k]})" "$(median ${dp[off]})")"
 	done
 	fi
