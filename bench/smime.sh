@@ -60,7 +60,6 @@ if [ -z "${SMIME_BENCH:-}" ]; then
 fi
 [ -x "$SMIME_BENCH" ] || die "$SMIME_BENCH not found"
 SMRELAYCTL=${SMRELAYCTL:-$(dirname "$SMIME_BENCH")/../smrelayctl}
-[ -x "$SMRELAYCTL" ] || die "$SMRELAYCTL not found (step 3c)"
 
 echo "== test PKI (tests/smime/pki.sh)"
 sh "$root/tests/smime/pki.sh" "$work/pki" >"$work/pki.out" 2>&1 || die "pki.sh failed: $(tail -n 3 "$work/pki.out")"
@@ -157,6 +156,7 @@ rev_ops=$(kv "$line" ops_cpu)
 #   ocsp+crl   hard, the root's CRL only: the leaf by its OCSP answer, the
 #              intermediate and the root by the root's CRL
 echo "== 3c. decrypt+verify 4 KB through the daemon's smime_msg_decrypt, revocation off/OCSP/CRL"
+[ -x "$SMRELAYCTL" ] || die "$SMRELAYCTL not found (step 3c)"
 # mkstore NAME [CRL...]: a store in $work/st.NAME
 mkstore() {
 	local n=$1 c
