@@ -11,6 +11,9 @@
 #                  process per message, PROC_N messages of each size
 #   3b. revocation decrypt+verify 4 KB with every link checked against
 #                  its CRL (cached), against the same without revocation
+#   3c. daemon     decrypt+verify 4 KB through smime_msg_decrypt() and the
+#                  certificate cache over a store: revocation off, by
+#                  stored OCSP answers, by stored CRLs (alternating runs)
 #   4. memory      peak RSS (VmHWM) of one operation on a PEAK_SIZE (50 MB)
 #                  entity streamed from a file to /dev/null
 #
@@ -18,8 +21,10 @@
 # as openssl speed counts) and per wall-second; on a loaded machine the
 # former is the figure to compare.  Environment: SECS (4, seconds per
 # in-process run), PROC_N (100), PEAK_SIZE (52428800), PEAK_ONLY (1: only
-# step 4, about ten seconds), SMIME_BENCH (default: build in build-bench/
-# with the default -O2).  Needs openssl and python3
+# step 4, about ten seconds), REV_ONLY (1: only the revocation steps 3b and
+# 3c with their baseline, about 13 x SECS seconds), REV_ROUNDS (3, rounds
+# of step 3c), SMIME_BENCH (default: build in build-bench/ with the default
+# -O2), SMRELAYCTL (default: next to it).  Needs openssl and python3
 # (tests/smime/pki.sh).  The default run takes about three minutes.
 set -u
 
@@ -28,6 +33,8 @@ SECS=${SECS:-4}
 PROC_N=${PROC_N:-100}
 PEAK_SIZE=${PEAK_SIZE:-52428800}
 PEAK_ONLY=${PEAK_ONLY:-0}
+REV_ONLY=${REV_ONLY:-0}
+REV_ROUNDS=${REV_ROUNDS:-3}
 work=$(mktemp -d /tmp/smrelay-sbench.XXXXXX)
 load=$(uptime | sed 's/.*load average: //')
 trap 'rm -rf "$work/peak"; echo "work directory: $work"' EXIT
@@ -48,10 +55,11 @@ if [ -z "${SMIME_BENCH:-}" ]; then
 	[ -x "$root/configure" ] || (cd "$root" && ./autogen.sh) >/dev/null 2>&1 || die "autogen failed"
 	mkdir -p "$root/build-bench"
 	(cd "$root/build-bench" && { [ -f Makefile ] || ../configure --quiet; } &&
-		make -j"$(nproc)" bench/smime_bench smrelayd >make.out 2>&1) ||
+		make -j"$(nproc)" bench/smime_bench smrelayd smrelayctl >make.out 2>&1) ||
 		die "build failed (see build-bench/make.out)"
 fi
 [ -x "$SMIME_BENCH" ] || die "$SMIME_BENCH not found"
+SMRELAYCTL=${SMRELAYCTL:-$(dirname "$SMIME_BENCH")/../smrelayctl}
 
 echo "== test PKI (tests/smime/pki.sh)"
 sh "$root/tests/smime/pki.sh" "$work/pki" >"$work/pki.out" 2>&1 || die "pki.sh failed: $(tail -n 3 "$work/pki.out")"
@@ -64,7 +72,8 @@ for s in "${sizes[@]}"; do
 done
 label() { case $1 in 4096) echo "4 KB" ;; 1048576) echo "1 MB" ;; *) echo "$1 B" ;; esac; }
 
-if [ "$PEAK_ONLY" != 1 ]; then
+declare -A r
+if [ "$PEAK_ONLY" != 1 ] && [ "$REV_ONLY" != 1 ]; then
 # ------------------------------------------------------------- 1. ceiling
 echo "== 1. openssl speed -seconds 3 rsa2048"
 openssl speed -seconds 3 rsa2048 >"$work/speed.out" 2>&1 || die "openssl speed failed"
@@ -72,7 +81,6 @@ rsa_sign=$(awk '/^rsa 2048 bits/ { print $6 }' "$work/speed.out")
 [ -n "$rsa_sign" ] || die "no rsa2048 sign/s in $work/speed.out"
 
 # ------------------------------------------------------------- 2. in-process
-declare -A r
 for out in mem presized; do
 	for s in "${sizes[@]}"; do
 		echo "== 2. in-process, $(label "$s"), output $out, ${SECS} s per operation"
@@ -118,6 +126,14 @@ for s in "${sizes[@]}"; do
 	done
 done
 
+fi
+if [ "$PEAK_ONLY" != 1 ]; then
+if [ "$REV_ONLY" = 1 ]; then
+	echo "== 2. in-process decrypt+verify 4 KB, no revocation (the baseline of 3b)"
+	line=$("$SMIME_BENCH" "${A[@]}" --size 4096 --secs "$SECS" --out mem --op decver 2>"$work/rev.err") ||
+		die "smime_bench failed: $(tail -n 3 "$work/rev.err")"
+	r[decver:4096:mem:ops]=$(kv "$line" ops_cpu)
+fi
 # ------------------------------------------------------------- 3b. revocation
 # decrypt+verify of 4 KB with every link of the chain checked against its
 # CRL (pki.sh's crl.pem: the intermediate's and the root's, revocation =
@@ -127,10 +143,65 @@ line=$("$SMIME_BENCH" "${A[@]}" --size 4096 --secs "$SECS" --out mem --op decver
 	--crl "$P/crl.pem" 2>"$work/rev.err") || die "smime_bench --crl failed: $(tail -n 3 "$work/rev.err")"
 rev_ops=$(kv "$line" ops_cpu)
 
+# ------------------------------------------------------------- 3c. daemon path
+# decrypt+verify of 4 KB through smime_msg_decrypt() and the certificate
+# cache over a store that smrelayctl filled (the root as anchor, the
+# intermediate, bob's key), as the daemon's workers run it; REV_ROUNDS
+# rounds, the four runs alternating within each:
+#   off        revocation = off
+#   ocsp       soft, no CRL in the store: leaf and intermediate decided by
+#              the stored OCSP answers (one store query each per message);
+#              the root has neither, so the verdict says "revocation unknown"
+#   crl        hard, both CRLs in the store
+#   ocsp+crl   hard, the root's CRL only: the leaf by its OCSP answer, the
+#              intermediate and the root by the root's CRL
+echo "== 3c. decrypt+verify 4 KB through the daemon's smime_msg_decrypt, revocation off/OCSP/CRL"
+[ -x "$SMRELAYCTL" ] || die "$SMRELAYCTL not found (step 3c)"
+# mkstore NAME [CRL...]: a store in $work/st.NAME
+mkstore() {
+	local n=$1 c
+	shift
+	printf 'listen = 127.0.0.1:2599\nrelay = 127.0.0.1:2525\ndata_dir = %s/st.%s\nhostname = bench.example\n' \
+		"$work" "$n" >"$work/st.$n.conf"
+	for c in "trust import $P/trust.pem" "cert import $P/chain.pem" "key import $P/bob.p12"; do
+		# shellcheck disable=SC2086
+		"$SMRELAYCTL" -c "$work/st.$n.conf" $c >/dev/null 2>>"$work/st.err" || die "smrelayctl $c: $(tail -n 1 "$work/st.err")"
+	done
+	for c in "$@"; do
+		"$SMRELAYCTL" -c "$work/st.$n.conf" crl import "$c" >/dev/null 2>>"$work/st.err" || die "crl import $c"
+	done
+}
+# smrelayctl crl import takes the first CRL of a file: one file per CRL
+awk -v d="$work" '/BEGIN X509 CRL/ { n++ } n { print > (d "/crl." n ".pem") }' "$P/crl.pem"
+rootcrl=$(for f in "$work"/crl.[0-9]*.pem; do
+	openssl crl -in "$f" -noout -issuer | grep -q "CN *= *smrelay Test Root" && echo "$f"; done)
+[ -n "$rootcrl" ] || die "no root CRL in $P/crl.pem"
+mkstore plain
+mkstore crl "$work"/crl.[0-9]*.pem
+mkstore rootcrl "$rootcrl"
+declare -A dp
+dp_run() {
+	local name=$1 st=$2 expect=$3 line
+	shift 3
+	line=$("$SMIME_BENCH" "${A[@]}" --size 4096 --secs "$SECS" --out mem --op decver \
+		--store "$work/st.$st" --expect "$expect" "$@" 2>"$work/dp.err") ||
+		die "smime_bench --store ($name) failed: $(tail -n 3 "$work/dp.err")"
+	dp[$name]="${dp[$name]:-} $(kv "$line" ops_cpu)"
+}
+for ((i = 0; i < REV_ROUNDS; i++)); do
+	dp_run off plain "smime=pass" --revocation off
+	dp_run ocsp plain "revocation unknown: no usable CRL for smrelay Test Root" --revocation soft --ocsp
+	dp_run crl crl "revocation: CRL" --revocation hard
+	dp_run ocspcrl rootcrl "revocation: OCSP" --revocation hard --ocsp
+done
 fi
+median() { echo "$@" | tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 # ------------------------------------------------------------- 4. memory
 declare -A pk
-for op in sign encrypt signenc decver; do
+peakops=(sign encrypt signenc decver)
+[ "$REV_ONLY" = 1 ] && peakops=()
+for op in "${peakops[@]}"; do
 	echo "== 4. peak RSS: $op, $PEAK_SIZE-byte entity, file -> /dev/null"
 	rm -rf "$work/peak"
 	mkdir -p "$work/peak"
@@ -153,6 +224,14 @@ name() {
 	decver) echo "decrypt+verify" ;;
 	esac
 }
+dp_name() {
+	case $1 in
+	off) echo "off" ;;
+	ocsp) echo "OCSP, no CRL (soft: root unknown)" ;;
+	crl) echo "CRLs (hard)" ;;
+	ocspcrl) echo "leaf OCSP, root's CRL (hard)" ;;
+	esac
+}
 met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? "yes" : "NO"); else print (a >= b ? "yes" : "NO") }'; }
 {
 	echo
@@ -160,7 +239,7 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 	echo "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
 	echo "$(openssl version); smrelay$(cd "$root" && git describe --always --dirty 2>/dev/null | sed 's/^/ at /')"
 	echo "load average at start: $load"
-	if [ "$PEAK_ONLY" != 1 ]; then
+	if [ "$PEAK_ONLY" != 1 ] && [ "$REV_ONLY" != 1 ]; then
 	echo "openssl speed -seconds 3 rsa2048: $rsa_sign sign/s (one core, user CPU)"
 	echo
 	echo "in-process, one core (bench/smime_bench, ${SECS} s each; rates per CPU-second,"
@@ -186,6 +265,21 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 		done
 	done
 	fi
+	if [ "$PEAK_ONLY" != 1 ]; then
+	echo
+	echo "revocation, decrypt+verify 4 KB, ops per CPU-second"
+	echo "  engine only (3b, cms_verify, CRLs from a file): $rev_ops with CRLs," \
+		"${r[decver:4096:mem:ops]} without: $(ratio "$rev_ops" "${r[decver:4096:mem:ops]}")"
+	echo "  daemon path (3c, smime_msg_decrypt + certificate cache + store), $REV_ROUNDS rounds" \
+		"of ${SECS} s, runs alternating:"
+	printf '| %-34s | %8s | %-34s | %6s |\n' revocation median runs "vs off"
+	printf '|%s|%s|%s|%s|\n' "------------------------------------" "----------" "------------------------------------" "--------"
+	for k in off ocsp crl ocspcrl; do
+		printf '| %-34s | %8s | %-34s | %6s |\n' "$(dp_name "$k")" "$(median ${dp[$k]})" \
+			"$(echo ${dp[$k]})" "$(ratio "$(median ${dp[$k]})" "$(median ${dp[off]})")"
+	done
+	fi
+	if [ "$REV_ONLY" != 1 ]; then
 	echo
 	echo "peak RSS (VmHWM), one $(mb $((PEAK_SIZE / 1024))) MB entity streamed from a file to /dev/null"
 	printf '| %-24s | %8s | %10s | %17s | %9s |\n' operation seconds "RSS before" "peak after step 1" "peak"
@@ -196,11 +290,12 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 		printf '| %-24s | %8s | %7s MB | %17s | %6s MB |\n' "$(name "$op")" "${pk[$op:secs]}" \
 			"$(mb "${pk[$op:before]}")" "$mid" "$(mb "${pk[$op:hwm]}")"
 	done
+	fi
 	echo
 	echo "targets (per core = per CPU-second of the one-threaded process)"
 	printf '| %-44s | %14s | %6s | %4s |\n' target measured ratio met
 	printf '|%s|%s|%s|%s|\n' "----------------------------------------------" "----------------" "--------" "------"
-	[ "$PEAK_ONLY" != 1 ] && {
+	[ "$PEAK_ONLY" != 1 ] && [ "$REV_ONLY" != 1 ] && {
 	printf '| %-44s | %14s | %6s | %4s |\n' "4 KB sign >= 0.85 x rsa2048 sign/s ($rsa_sign)" \
 		"${r[sign:4096:mem:ops]}/s" \
 		"$(awk -v a="${r[sign:4096:mem:ops]}" -v b="$rsa_sign" 'BEGIN { printf "%.3f", a / b }')" \
@@ -211,11 +306,18 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 	printf '| %-44s | %9s MB/s | %6s | %4s |\n' "  the same, presized outputs" \
 		"${r[signenc:1048576:presized:mbs]}" "$(ratio "${r[signenc:1048576:presized:mbs]}" 150)" \
 		"$(met "${r[signenc:1048576:presized:mbs]}" 150)"
+	}
+	[ "$PEAK_ONLY" != 1 ] && {
 	printf '| %-44s | %14s | %6s | %4s |\n' "4 KB decrypt+verify, CRLs >= 0.9 x without" \
 		"$rev_ops/s" "$(ratio "$rev_ops" "${r[decver:4096:mem:ops]}")" \
 		"$(met "$rev_ops" "$(awk -v b="${r[decver:4096:mem:ops]}" 'BEGIN { print 0.9 * b }')")"
+	for k in ocsp crl ocspcrl; do
+		printf '| %-44s | %14s | %6s | %4s |\n' "  daemon, $k >= 0.9 x off (medians)" \
+			"$(median ${dp[$k]})/s" "$(ratio "$(median ${dp[$k]})" "$(median ${dp[off]})")" \
+			"$(met "$(median ${dp[$k]})" "$(awk -v b="$(median ${dp[off]})" 'BEGIN { print 0.9 * b }')")"
+	done
 	}
-	for op in sign encrypt signenc decver; do
+	for op in "${peakops[@]}"; do
 		printf '| %-44s | %11s MB | %6s | %4s |\n' "peak RSS < 150 MB, $(name "$op")" \
 			"$(mb "${pk[$op:hwm]}")" "$(ratio "$(mb "${pk[$op:hwm]}")" 150)" \
 			"$(met "$(mb "${pk[$op:hwm]}")" 150 1)"

@@ -25,9 +25,13 @@
 #include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
+#include "daemon/base/base.h"
+#include "daemon/smime/smime.h"
 #include "proto/mime.h"
 #include "proto/cms.h"
+#include "store/store.h"
 #include "pemload.h"
 
 #define ENT_HEADERS \
@@ -50,6 +54,11 @@ struct bench {
 	int		 presize;	/* output BIOs get their room up front */
 	BUF_MEM		*bm[2];		/* their buffers: 0 signed, 1 other */
 	long		 hwm_mid;	/* --peak: VmHWM between the two steps */
+	/* --store: decrypt+verify as the daemon does it (smime_msg_decrypt
+	 * with the certificate cache over that store) */
+	struct certsrc	 src;		/* src.cc NULL: engine only */
+	STACK_OF(X509)	*anchors;	/* --ca, for the OCSP answers */
+	const char	*expect;	/* --expect: text the first result has */
 	char		 err[1024];
 };
 
@@ -71,6 +80,8 @@ usage(void)
 	    "           [--from ADDR] [--size N] [--iter N] [--secs T]"
 	    " [--op OP]\n"
 	    "           [--out mem|presized] [--crl PEM]...\n"
+	    "           [--store DIR [--revocation hard|soft|off] [--ocsp]"
+	    " [--expect TEXT]]\n"
 	    "       smime_bench ... --peak SIZE --op OP [--dir DIR]\n"
 	    "       smime_bench --entity FILE [--size N]\n"
 	    "OP: sign, encrypt, signenc, decver or all (throughput only)\n");
@@ -363,6 +374,54 @@ op_decver(struct bench *bn, const struct buf *env)
 	return r;
 }
 
+/* op with --store: the whole message (outer header fields, then the
+ * envelope) through smime_msg_decrypt() as a worker thread runs it, and the
+ * harvest flushed as the event loop does (after the first message: the
+ * cache knows the signer and writes nothing). */
+static int
+op_decver_store(struct bench *bn, const struct buf *msg)
+{
+	struct smime_msg_res res;
+	int r = -1;
+
+	if (smime_msg_decrypt(&bn->src, msg->p, msg->len, "bench.example",
+	    &res) != 0)
+		snprintf(bn->err, sizeof(bn->err), "decrypt: %s", res.err);
+	else if (res.outcome != SMIME_PASS)
+		snprintf(bn->err, sizeof(bn->err), "verify: %s (%s)",
+		    cms_outcome_name(res.outcome), res.reason);
+	else if (bn->expect != NULL && (res.msg == NULL ||
+	    strstr(res.msg, bn->expect) == NULL))
+		snprintf(bn->err, sizeof(bn->err), "no \"%s\" in the result: "
+		    "%.200s", bn->expect, res.msg != NULL ? res.msg : "");
+	else
+		r = 0;
+	bn->expect = NULL;	/* checked once, on the warm-up call */
+	smime_msg_res_free(&res);
+	if (harvest_flush(bn->src.harvest, bn->src.cc, bn->src.st) == -1)
+		r = -1;
+	return r;
+}
+
+/* A whole message for op_decver_store: outer header fields, then the
+ * envelope entity (its own header fields and base64). */
+static void
+msg_wrap(const struct buf *env, const char *from, struct buf *msg)
+{
+	char hdr[512];
+	int n;
+
+	n = snprintf(hdr, sizeof(hdr), "From: <%s>\r\nTo: "
+	    "<bob@partner.example>\r\nSubject: bench\r\nMIME-Version: "
+	    "1.0\r\n", from);
+	if (n < 0 || (size_t)n >= sizeof(hdr) ||
+	    (msg->p = malloc((size_t)n + env->len)) == NULL)
+		die("out of memory");
+	memcpy(msg->p, hdr, (size_t)n);
+	memcpy(msg->p + n, env->p, env->len);
+	msg->len = (size_t)n + env->len;
+}
+
 /* Run `fn` for `iter` iterations or `secs` seconds, whichever ends first,
  * after one warm-up call, and print the rates. */
 static int
@@ -403,7 +462,7 @@ static int
 throughput(struct bench *bn, const char *op, size_t size, long iter,
     double secs)
 {
-	struct buf ent, env = { NULL, 0 };
+	struct buf ent, env = { NULL, 0 }, msg = { NULL, 0 };
 	BIO *s, *e;
 	char *p;
 	long n;
@@ -427,10 +486,15 @@ throughput(struct bench *bn, const char *op, size_t size, long iter,
 		r |= run(bn, "encrypt", op_encrypt, &ent, size, iter, secs);
 	if (all || strcmp(op, "signenc") == 0)
 		r |= run(bn, "signenc", op_signenc, &ent, size, iter, secs);
-	if (all || strcmp(op, "decver") == 0)
+	if ((all || strcmp(op, "decver") == 0) && bn->src.cc != NULL) {
+		msg_wrap(&env, bn->from, &msg);
+		r |= run(bn, "decver", op_decver_store, &msg, size, iter,
+		    secs);
+	} else if (all || strcmp(op, "decver") == 0)
 		r |= run(bn, "decver", op_decver, &env, size, iter, secs);
 	free(ent.p);
 	free(env.p);
+	free(msg.p);
 	return r;
 }
 
@@ -727,12 +791,79 @@ load_crls(struct cms_trust *t, const char *path)
 	t->revocation = CMS_REV_HARD;
 }
 
+/* x's issuer among the chain and the anchors (not x itself), or NULL. */
+static X509 *
+issuer_of(struct bench *bn, X509 *x)
+{
+	STACK_OF(X509) *sks[2] = { bn->chain, bn->anchors };
+	X509 *c;
+	int i, k;
+
+	for (k = 0; k < 2; k++)
+		for (i = 0; i < sk_X509_num(sks[k]); i++) {
+			c = sk_X509_value(sks[k], i);
+			if (X509_cmp(c, x) != 0 &&
+			    X509_check_issued(c, x) == X509_V_OK)
+				return c;
+		}
+	return NULL;
+}
+
+/* --ocsp: a good answer (nextUpdate a day away) in the store for every
+ * link of the signer's chain, under the key the daemon looks it up by
+ * (cms_ocsp_key); the number of answers. */
+static int
+ocsp_put_chain(struct bench *bn)
+{
+	struct store_ocsp o;
+	X509 *x = bn->cert, *issuer;
+	char key[65], err[256];
+	time_t now = time(NULL);
+	int n = 0;
+
+	memset(&o, 0, sizeof(o));
+	o.status = 0;
+	o.this_update = now - 60;
+	o.next_update = now + 86400;
+	snprintf(o.source, sizeof(o.source), "smime_bench");
+	for (; (issuer = issuer_of(bn, x)) != NULL; x = issuer, n++)
+		if (cms_ocsp_key(x, issuer, key) == -1 ||
+		    store_ocsp_put(bn->src.st, key, &o, err, sizeof(err)) == -1)
+			die(err);
+	return n;
+}
+
+/* --store DIR: the daemon's certificate cache over the store in DIR
+ * (anchors, intermediates, CRLs and our keys as smrelayctl imported
+ * them), checking revocation per `rev`; with `ocsp`, answers for the
+ * chain stored first. */
+static void
+store_setup(struct bench *bn, const char *dir, enum config_revocation rev,
+    int ocsp)
+{
+	char err[512];
+
+	if ((bn->src.st = store_open(dir, err, sizeof(err))) == NULL)
+		die(err);
+	if (ocsp)
+		fprintf(stderr, "smime_bench: %d OCSP answer(s) stored\n",
+		    ocsp_put_chain(bn));
+	bn->src.cc = certcache_new();
+	certcache_set_revocation(bn->src.cc, rev);
+	if (certcache_sync(bn->src.cc, bn->src.st, 1, err, sizeof(err)) == -1)
+		die(err);
+	bn->src.harvest = harvest_new();
+}
+
 /* What to run, from the command line. */
 struct run_opts {
 	const char	*op, *dir, *entity;
 	size_t		 size, peaksize;
 	long		 iter;
 	double		 secs;
+	const char	*store;		/* --store DIR */
+	enum config_revocation rev;	/* --revocation, with --store */
+	int		 ocsp;		/* --ocsp */
 };
 
 /* Apply one command-line option: load PKI files, or note a setting. */
@@ -758,6 +889,7 @@ set_option(int ch, struct bench *bn, struct run_opts *o)
 	case 'a':
 		if (X509_STORE_load_file(bn->store, optarg) != 1)
 			die(optarg);
+		load_certs(bn->anchors, optarg);
 		break;
 	case 'f':
 		bn->from = optarg;
@@ -792,6 +924,23 @@ set_option(int ch, struct bench *bn, struct run_opts *o)
 	case 'E':
 		o->entity = optarg;
 		break;
+	case 'S':
+		o->store = optarg;
+		break;
+	case 'V':
+		if (strcmp(optarg, "off") == 0)
+			o->rev = CONFIG_REV_OFF;
+		else if (strcmp(optarg, "soft") == 0)
+			o->rev = CONFIG_REV_SOFT;
+		else if (strcmp(optarg, "hard") != 0)
+			usage();
+		break;
+	case 'P':
+		o->ocsp = 1;
+		break;
+	case 'X':
+		bn->expect = optarg;
+		break;
 	default:
 		usage();
 	}
@@ -818,9 +967,14 @@ main(int argc, char **argv)
 		{ "out", required_argument, NULL, 'O' },
 		{ "entity", required_argument, NULL, 'E' },
 		{ "crl", required_argument, NULL, 'R' },
+		{ "store", required_argument, NULL, 'S' },
+		{ "revocation", required_argument, NULL, 'V' },
+		{ "ocsp", no_argument, NULL, 'P' },
+		{ "expect", required_argument, NULL, 'X' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct run_opts o = { "all", ".", NULL, 4096, 0, 1000000, 5 };
+	struct run_opts o = { "all", ".", NULL, 4096, 0, 1000000, 5, NULL,
+	    CONFIG_REV_HARD, 0 };
 	struct bench bn;
 	int ch, r;
 
@@ -829,7 +983,9 @@ main(int argc, char **argv)
 	bn.chain = sk_X509_new_null();
 	bn.to = sk_X509_new_null();
 	bn.store = X509_STORE_new();
-	if (bn.chain == NULL || bn.to == NULL || bn.store == NULL)
+	bn.anchors = sk_X509_new_null();
+	if (bn.chain == NULL || bn.to == NULL || bn.store == NULL ||
+	    bn.anchors == NULL)
 		die("out of memory");
 	bn.from = "alice@example.com";
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1)
@@ -841,6 +997,8 @@ main(int argc, char **argv)
 		usage();
 	bn.id.cert = sk_X509_value(bn.to, 0);
 	bn.trust.store = bn.store;
+	if (o.store != NULL)
+		store_setup(&bn, o.store, o.rev, o.ocsp);
 	if (o.peaksize > 0)
 		r = peak(&bn, o.op, o.peaksize, o.dir);
 	else
@@ -851,6 +1009,10 @@ main(int argc, char **argv)
 	sk_X509_pop_free(bn.chain, X509_free);
 	sk_X509_pop_free(bn.to, X509_free);
 	X509_STORE_free(bn.store);
+	sk_X509_pop_free(bn.anchors, X509_free);
+	harvest_free(bn.src.harvest);
+	certcache_free(bn.src.cc);
+	store_close(bn.src.st);
 	sk_X509_CRL_pop_free(bn.trust.crls, X509_CRL_free);
 	BUF_MEM_free(bn.bm[0]);
 	BUF_MEM_free(bn.bm[1]);
