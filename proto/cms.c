@@ -1259,6 +1259,15 @@ cms_ocsp_ask(X509_STORE_CTX *ctx, struct cms_rev *rv)
 }
 
 int
+cms_at_anchor(X509_STORE_CTX *ctx)
+{
+	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
+	int d = X509_STORE_CTX_get_error_depth(ctx);
+
+	return chain != NULL && d >= 0 && d == sk_X509_num(chain) - 1;
+}
+
+int
 cms_crl_missing(int e)
 {
 	switch (e) {
@@ -1346,6 +1355,8 @@ cms_verify_cb(int ok, X509_STORE_CTX *ctx)
 
 	if (ok || rv == NULL)
 		return ok;
+	if (cms_crl_missing(e) && cms_at_anchor(ctx))
+		return 1;
 	if (cms_crl_missing(e)) {
 		switch (cms_ocsp_ask(ctx, rv)) {
 		case CMS_OCSP_GOOD:
@@ -1441,7 +1452,8 @@ cms_status_cb(int ok, X509_STORE_CTX *ctx)
 		if (rv->revoked++ == 0)
 			cms_cert_name(X509_STORE_CTX_get_current_cert(ctx),
 			    rv->first, sizeof(rv->first));
-	} else if (cms_crl_missing(e) && cms_ocsp_ask(ctx, rv) == CMS_OCSP_NONE)
+	} else if (cms_crl_missing(e) && !cms_at_anchor(ctx) &&
+	    cms_ocsp_ask(ctx, rv) == CMS_OCSP_NONE)
 		rv->unknown++;
 	return 1;
 }

@@ -186,6 +186,10 @@ int cms_ocsp_key(X509 *x, X509 *issuer, char hex[65]);
 /* Whether the verification error e (X509_V_ERR_*) says a certificate's CRL
  * is missing or unusable, so that an OCSP answer or `revocation` decides. */
 int cms_crl_missing(int e);
+/* Whether the verify callback is at the top of the path, a trust anchor:
+ * RFC 5280 6.1 does not check an anchor's revocation (OpenSSL asks for a
+ * CRL of the root too), so its missing CRL is no unknown link. */
+int cms_at_anchor(X509_STORE_CTX *ctx);
 
 /*
  * Whether we may encrypt to x: its chain (through trust->certs) checked

@@ -20,85 +20,36 @@ HOST=relay.test
 C=$IT_TMP/ca
 HPORT=$(free_port)      # python3 -m http.server: the CRLs
 BPORT=$(free_port)      # badhttp.py: a CRL sent at 1 byte/s
-OPORT=$(free_port)      # openssl ocsp
+OPORT=$(free_port)      # openssl ocsp, for the OCSP CA
+ROPORT=$(free_port)     # openssl ocsp, for the root
 DPORT=$(free_port)      # nothing listens here
 H=http://127.0.0.1:$HPORT
 
 # ---------------------------------------------------------------- the CA
-# root -> issuing CA (its CRL at $H/root.crl) -> leaves, each naming where
-# its revocation is found: good, revoked (CRL at $H/int.crl), ocsp (only
-# an OCSP responder), slow (a CRL that never finishes), down (a closed
-# port).
+# tests/revocation/pki.sh's: root -> issuing CA (its CRL at $H/root.crl)
+# -> leaves, each naming where its revocation is found: good, revoked (CRL
+# at $H/int.crl), slow (a CRL that never finishes), down (a closed port);
+# ocsp, from the OCSP CA, with only an OCSP responder; direct, issued by
+# the root itself (which publishes no CRL), with only an OCSP responder.
 make_ca() {
-	mkdir -p "$C/newcerts" "$C/www" && cd "$C" || return 1
-	export CADB=root.db     # (openssl req reads the [ ca ] section too)
-	cat >ca.cnf <<CNF
-[ ca ]
-default_ca = sub
-[ sub ]
-dir = .
-database = \$dir/\$ENV::CADB
-new_certs_dir = \$dir/newcerts
-serial = \$dir/\$ENV::CADB.serial
-crlnumber = \$dir/\$ENV::CADB.crlnum
-default_md = sha256
-policy = any
-copy_extensions = none
-unique_subject = no
-default_crl_days = 30
-[ any ]
-commonName = supplied
-emailAddress = optional
-[ req ]
-distinguished_name = dn
-[ dn ]
-[ v3_root ]
-basicConstraints = critical, CA:true
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[ v3_int ]
-basicConstraints = critical, CA:true, pathlen:0
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-crlDistributionPoints = URI:$H/root.crl
-[ v3_responder ]
-basicConstraints = CA:false
-keyUsage = critical, digitalSignature
-extendedKeyUsage = OCSPSigning
-CNF
-	local n ext
-	for n in good:"crlDistributionPoints = URI:$H/int.crl" \
-	    ocsp:"authorityInfoAccess = OCSP;URI:http://127.0.0.1:$OPORT/" \
-	    slow:"crlDistributionPoints = URI:http://127.0.0.1:$BPORT/slow.crl" \
-	    down:"crlDistributionPoints = URI:http://127.0.0.1:$DPORT/int.crl"; do
-		printf '[ v3_%s ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = emailProtection\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\nsubjectAltName = email:copy\n%s\n' \
-			"${n%%:*}" "${n#*:}" >>ca.cnf
-	done
-	for n in root int; do : >$n.db; echo 1000 >$n.db.serial; echo 1000 >$n.db.crlnum; done
-	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out k.key &&
-		CADB=root.db openssl req -new -x509 -key k.key -config ca.cnf \
-			-extensions v3_root -subj "/CN=Hold Root" -days 30 -out root.pem &&
-		openssl req -new -key k.key -subj "/CN=Hold Issuing CA" -config ca.cnf -out int.csr &&
-		CADB=root.db openssl ca -batch -config ca.cnf -cert root.pem -keyfile k.key \
-			-extensions v3_int -days 30 -in int.csr -out int.pem || return 1
-	# leaf NAME EXT: NAME@partner.example, issued by the issuing CA
-	for n in good:good revoked:good ocsp:ocsp slow:slow down:down responder:responder; do
-		ext=${n#*:}
-		n=${n%%:*}
-		openssl req -new -key k.key -subj "/CN=$n/emailAddress=$n@partner.example" \
-			-config ca.cnf -out "$n.csr" &&
-			CADB=int.db openssl ca -batch -config ca.cnf -cert int.pem -keyfile k.key \
-				-extensions "v3_$ext" -days 30 -in "$n.csr" -out "$n.pem" || return 1
-	done
-	CADB=int.db openssl ca -config ca.cnf -cert int.pem -keyfile k.key \
-		-revoke revoked.pem -crl_reason keyCompromise &&
-		CADB=int.db openssl ca -config ca.cnf -cert int.pem -keyfile k.key \
-			-gencrl -out int.crl.pem &&
-		CADB=root.db openssl ca -config ca.cnf -cert root.pem -keyfile k.key \
-			-gencrl -out root.crl.pem &&
-		openssl crl -in int.crl.pem -outform DER -out www/int.crl &&
-		openssl crl -in root.crl.pem -outform DER -out www/root.crl
+	mkdir -p "$C" && cd "$C" || return 1
+	# shellcheck source=pki.sh
+	. "$TOP_SRC/tests/revocation/pki.sh"
+	ca_setup "$H" &&
+		leafext good "$H/int.crl" &&
+		leafext slow "http://127.0.0.1:$BPORT/slow.crl" &&
+		leafext down "http://127.0.0.1:$DPORT/int.crl" &&
+		ocspext ocsp "http://127.0.0.1:$OPORT/" &&
+		ocspext rootocsp "http://127.0.0.1:$ROPORT/" &&
+		leaf good good good@partner.example &&
+		leaf revoked good revoked@partner.example &&
+		leaf slow slow slow@partner.example &&
+		leaf down down down@partner.example &&
+		ocspleaf ocsp ocsp ocsp@partner.example &&
+		issue root.db ca.pem ca.key direct rootocsp direct@partner.example &&
+		CADB=int.db $O ca -config ca.cnf -cert int.pem -keyfile int.key \
+			-revoke revoked.pem -crl_reason keyCompromise &&
+		ca_crls
 }
 (make_ca) >"$IT_TMP/ca.log" 2>&1 || { echo "FAIL setup: the CA: $(tail -n 3 "$IT_TMP/ca.log" | tr '\n' ' ')"; exit 1; }
 
@@ -119,11 +70,15 @@ wait_listen "$HPORT" $! || { echo "FAIL setup: http.server did not start"; exit 
 "$PYTHON" "$TOP_SRC/tests/revocation/badhttp.py" "$BPORT" >"$IT_TMP/badhttp.log" 2>&1 &
 SERVERS+=($!)
 wait_listen "$BPORT" $! || { echo "FAIL setup: badhttp.py did not start"; exit 1; }
-(cd "$C" && CADB=int.db exec openssl ocsp -index int.db -port "$OPORT" -rsigner responder.pem \
-	-rkey k.key -CA int.pem -ndays 1) >"$IT_TMP/ocsp.log" 2>&1 &
+(cd "$C" && exec openssl ocsp -index ocspca.db -port "$OPORT" -rsigner responder.pem \
+	-rkey leaf.key -CA ocspca.pem -ndays 1) >"$IT_TMP/ocsp.log" 2>&1 &
+SERVERS+=($!)
+(cd "$C" && exec openssl ocsp -index root.db -port "$ROPORT" -rsigner ca.pem \
+	-rkey ca.key -CA ca.pem -ndays 1) >"$IT_TMP/rocsp.log" 2>&1 &
 SERVERS+=($!)
 # (not probed by connecting: openssl ocsp then waits on the probe for good)
-wait_for 10 grep -q "waiting for OCSP client" "$IT_TMP/ocsp.log" ||
+wait_for 10 grep -q "waiting for OCSP client" "$IT_TMP/ocsp.log" &&
+	wait_for 10 grep -q "waiting for OCSP client" "$IT_TMP/rocsp.log" ||
 	{ echo "FAIL setup: openssl ocsp did not start: $(tail -n 2 "$IT_TMP/ocsp.log")"; exit 1; }
 
 # ---------------------------------------------------------------- helpers
@@ -138,19 +93,20 @@ setup() {
 	CONF=$CASE_DIR/smrelayd.conf
 	mkdir -p "$CASE_DIR/data"
 	write_conf "$CONF" "$@"
-	ctl trust import "$C/root.pem" >/dev/null &&
+	ctl trust import "$C/ca.pem" >/dev/null &&
 		ctl policy add --recipient '@example.com' --action verify >/dev/null ||
 		{ fail_because "setup: $(tail -n 1 "$CASE_DIR/ctl.log")"; return 1; }
 	start_smrelayd "$CONF" "$PORT"
 }
 
-# signed NAME: a message signed by NAME@partner.example (the issuing CA's
-# certificate in it) in $CASE_DIR/NAME.eml.
+# signed NAME [CA]: a message signed by NAME@partner.example (its CA's
+# certificate in it: int.pem, or CA) in $CASE_DIR/NAME.eml.
 signed() {
 	local d=$CASE_DIR
+	set -- "$1" "${2:-int.pem}"
 	printf 'Content-Type: text/plain\n\nsigned by %s\n' "$1" >"$d/$1.txt"
-	openssl cms -sign -in "$d/$1.txt" -signer "$C/$1.pem" -inkey "$C/k.key" \
-		-certfile "$C/int.pem" -from "$1@partner.example" -to alice@example.com \
+	openssl cms -sign -in "$d/$1.txt" -signer "$C/$1.pem" -inkey "$C/leaf.key" \
+		-certfile "$C/$2" -from "$1@partner.example" -to alice@example.com \
 		-subject "from $1" >"$d/$1.eml" 2>"$d/sign.err" ||
 		{ fail_because "openssl cms -sign: $(tail -n 1 "$d/sign.err")"; return 1; }
 }
@@ -168,10 +124,10 @@ ar_of() {
 	return 1
 }
 
-# send_signed NAME: NAME's signed message through smrelayd; its
+# send_signed NAME [CA]: NAME's signed message through smrelayd; its
 # Authentication-Results at the sink into AR.
 send_signed() {
-	signed "$1" &&
+	signed "$@" &&
 		swaks_send --from "$1@partner.example" --to alice@example.com \
 			--data "@$CASE_DIR/$1.eml" && ar_of "$1"
 }
@@ -197,7 +153,15 @@ case_crl_first_message() {
 # OCSP only: the responder's answer decides the first message.
 case_ocsp_first_message() {
 	setup || return 1
-	send_signed ocsp && expect_ar "smime=pass \\(revocation: OCSP\\)"
+	send_signed ocsp ocspca.pem && expect_ar "smime=pass \\(revocation: OCSP\\)"
+}
+
+# revocation = hard: the OCSP answer about a leaf of the root decides the
+# whole path (the root, a trust anchor, has no CRL and needs none: RFC
+# 5280 6.1 does not check an anchor).
+case_hard_ocsp() {
+	setup revocation=hard || return 1
+	send_signed direct ca.pem && expect_ar "smime=pass \\(revocation: OCSP\\)"
 }
 
 # revocation_wait = 0: nothing is held; the first message says unknown.
@@ -236,6 +200,7 @@ case_hard_down() {
 
 run_case crl_first_message case_crl_first_message
 run_case ocsp_first_message case_ocsp_first_message
+run_case hard_ocsp case_hard_ocsp
 run_case no_wait case_no_wait
 run_case slow_bounded case_slow_bounded
 run_case hard_down case_hard_down
