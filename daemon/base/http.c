@@ -365,14 +365,18 @@ static void
 http_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_get *g = arg;
+	const char *why = "timed out";
 
 	(void)fd;
 	(void)what;
+	if (g->ssl != NULL && !SSL_in_before(g->ssl) &&
+	    !SSL_is_init_finished(g->ssl))
+		why = "timed out in the TLS handshake";
 	if (g->req != NULL) {
 		evhttp_cancel_request(g->req);
 		g->req = NULL;
 	}
-	http_finish(g, 0, "timed out", NULL, 0);
+	http_finish(g, 0, why, NULL, 0);
 	if (g->dreq != NULL)
 		evdns_getaddrinfo_cancel(g->dreq);
 }
