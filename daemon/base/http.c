@@ -55,6 +55,7 @@ struct http_get {
 	struct evhttp_connection *conn;
 	struct bufferevent	*bev;           /* https: the conn's */
 	SSL			*ssl;           /* the bev's */
+	int			 tls_heard;     /* the peer sent a TLS record */
 	struct evhttp_request	*req;
 	struct event		*deadline;
 	struct event		*start;         /* resolve from the loop */
@@ -184,32 +185,62 @@ http_error_str(const struct http_get *g)
 	}
 }
 
+/* A TLS record (or message) went by: note when it came from the peer. */
+static void
+http_tls_msg_cb(int write_p, int version, int type, const void *buf,
+    size_t len, SSL *ssl, void *arg)
+{
+	struct http_get *g = arg;
+
+	(void)version;
+	(void)type;
+	(void)buf;
+	(void)len;
+	(void)ssl;
+	if (!write_p)
+		g->tls_heard = 1;
+}
+
+/* The oldest OpenSSL error the bufferevent kept (it also keeps bare
+ * SSL_ERROR_* codes, no library: skipped); NULL if none. */
+static const char *
+http_tls_reason(const struct http_get *g)
+{
+	const char *r, *why = NULL;
+	unsigned long e;
+
+	while ((e = bufferevent_get_openssl_error(g->bev)) != 0)
+		if (ERR_GET_LIB(e) != 0 &&
+		    (r = ERR_reason_error_string(e)) != NULL)
+			why = r;        /* popped newest first */
+	return why;
+}
+
 /* The reason for a failed request: why the TLS handshake failed when one
- * began and did not finish (into buf), else libevent's reason. */
+ * began and did not finish (into buf), else libevent's reason (a refused
+ * connection, or a peer that hung up without a word, is not TLS's). */
 static const char *
 http_why(const struct http_get *g, char *buf, size_t len)
 {
 	const char *r;
-	unsigned long e;
 	long v;
 
-	if (g->ssl == NULL || SSL_is_init_finished(g->ssl) ||
-	    (g->have_herr && g->herr == EVREQ_HTTP_TIMEOUT))
+	if (g->ssl == NULL || SSL_is_init_finished(g->ssl))
 		return http_error_str(g);
+	if (g->have_herr && g->herr == EVREQ_HTTP_TIMEOUT)
+		return SSL_in_before(g->ssl) ? "timed out" :
+		    "timed out in the TLS handshake";
+	r = http_tls_reason(g);
 	if ((v = SSL_get_verify_result(g->ssl)) != X509_V_OK)
 		snprintf(buf, len, "TLS handshake failed: certificate verify "
 		    "failed: %s", X509_verify_cert_error_string(v));
-	else if ((e = bufferevent_get_openssl_error(g->bev)) != 0) {
-		if ((r = ERR_reason_error_string(e)) == NULL)
-			r = "unknown OpenSSL error";
+	else if (r != NULL)
 		snprintf(buf, len, "TLS handshake failed: %s", r);
-	} else if (!SSL_in_before(g->ssl))
+	else if (g->tls_heard)
 		snprintf(buf, len, "TLS handshake failed: %s",
 		    http_error_str(g));
 	else
 		return http_error_str(g);
-	while (bufferevent_get_openssl_error(g->bev) != 0)
-		;
 	return buf;
 }
 
@@ -261,6 +292,8 @@ http_conn_new(struct http_get *g, const char *ip, char *why, size_t len)
 	ERR_clear_error();
 	if ((ssl = SSL_new(g->hc->tls)) == NULL)
 		alloc_fail("SSL_new");
+	SSL_set_msg_callback(ssl, http_tls_msg_cb);
+	SSL_set_msg_callback_arg(ssl, g);
 	if (tls_client_setup(ssl, g->host, 1) == -1) {
 		snprintf(why, len, "TLS setup for %s: %s", g->host,
 		    tls_error());

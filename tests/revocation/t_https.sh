@@ -65,6 +65,7 @@ XPORT=$(free_port)      # tlsproxy.py in front of badhttp.py
 OPORT=$(free_port)      # openssl ocsp, plain
 QPORT=$(free_port)      # tlsproxy.py in front of openssl ocsp
 LPORT=$(free_port)      # our (configured) SMTP listener
+DPORT=$(free_port)      # nothing listens there
 S=https://127.0.0.1:$SPORT
 X=https://127.0.0.1:$XPORT
 
@@ -114,6 +115,7 @@ leafext plain "https://127.0.0.1:$PPORT/root.crl"
 leafext mute "https://127.0.0.1:$HPORT/root.crl"
 leafext ldap "ldap://127.0.0.1/cn=HTTPS%20Root?certificateRevocationList"
 leafext self "https://127.0.0.1:$LPORT/root.crl"
+leafext down "https://127.0.0.1:$DPORT/root.crl"
 leafext huge "$X/huge.crl"
 leafext loop "$X/loop.crl"
 for db in root ocsproot tls other; do : > $db.db; echo 1000 > $db.db.serial; echo 1000 > $db.db.crlnum; done
@@ -143,7 +145,7 @@ leaf() {
 leaf good good alice@example.com
 leaf ocspgood ocsp carol@example.com ocsproot
 leaf ocsprevoked ocsp mallory@example.com ocsproot
-for m in wrongname plain mute ldap self huge loop; do
+for m in wrongname plain mute ldap self down huge loop; do
 	leaf "$m" "$m" "$m@partner.example"
 done
 CADB=ocsproot.db $O ca -config ca.cnf -cert ocsproot.pem -keyfile ocsproot.key \
@@ -234,7 +236,7 @@ fetch() {
 conf a root ocsproot
 imp a good ocspgood ocsprevoked
 conf b root
-imp b wrongname plain mute ldap self huge loop
+imp b wrongname plain mute ldap self down huge loop
 
 # --- the server's certificate is not trusted -----------------------------------
 # (with SSL_CERT_FILE unset: the system store, which knows no test CA)
@@ -293,6 +295,7 @@ expect_err "plain http server on an https URL" ":$PPORT/root.crl" "TLS handshake
 expect_err "server never completing the handshake" ":$HPORT/root.crl" "timed out in the TLS handshake"
 expect_err "ldap distribution point" "?certificateRevocationList" "refused: not an http:// or https:// URL"
 expect_err "https to our own listener" ":$LPORT/root.crl" "our own listeners"
+expect_err "https server down" ":$DPORT/root.crl" "^[^T]*connection (failed|closed)"
 expect_err "endless body over TLS" "$X/huge.crl" "response too large"
 expect_err "redirect over TLS" "$X/loop.crl" "HTTP 302: redirect not followed"
 "$CTL" -c b.conf crl list > listb.out 2>&1
