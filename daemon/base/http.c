@@ -12,22 +12,37 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include "config.h"
 #include "http.h"
 #include "lib/lib.h"
+#include "tls.h"
 
 #define HTTP_URL_MAX		2048
 #define HTTP_HEADERS_MAX	16384
 
-struct http_get {
+struct http_client {
 	struct event_base	*base;
 	struct evdns_base	*dns;
+	SSL_CTX			*tls;           /* at the first https:// */
+};
+
+struct http_get {
+	struct http_client	*hc;
+	struct event_base	*base;
+	struct evdns_base	*dns;
+	int			 https;
 	char			 host[256];
 	char			 port[8];
 	char			*path;          /* path and query */
@@ -38,6 +53,9 @@ struct http_get {
 	struct evdns_getaddrinfo_request *dreq;
 	int			 dns_pending;
 	struct evhttp_connection *conn;
+	struct bufferevent	*bev;           /* https: the conn's */
+	SSL			*ssl;           /* the bev's */
+	int			 tls_heard;     /* the peer sent a TLS record */
 	struct evhttp_request	*req;
 	struct event		*deadline;
 	struct event		*start;         /* resolve from the loop */
@@ -167,20 +185,79 @@ http_error_str(const struct http_get *g)
 	}
 }
 
+/* A TLS record (or message) went by: note when it came from the peer. */
+static void
+http_tls_msg_cb(int write_p, int version, int type, const void *buf,
+    size_t len, SSL *ssl, void *arg)
+{
+	struct http_get *g = arg;
+
+	(void)version;
+	(void)type;
+	(void)buf;
+	(void)len;
+	(void)ssl;
+	if (!write_p)
+		g->tls_heard = 1;
+}
+
+/* The oldest OpenSSL error the bufferevent kept (it also keeps bare
+ * SSL_ERROR_* codes, no library: skipped); NULL if none. */
+static const char *
+http_tls_reason(const struct http_get *g)
+{
+	const char *r, *why = NULL;
+	unsigned long e;
+
+	while ((e = bufferevent_get_openssl_error(g->bev)) != 0)
+		if (ERR_GET_LIB(e) != 0 &&
+		    (r = ERR_reason_error_string(e)) != NULL)
+			why = r;        /* popped newest first */
+	return why;
+}
+
+/* The reason for a failed request: why the TLS handshake failed when one
+ * began and did not finish (into buf), else libevent's reason (a refused
+ * connection, or a peer that hung up without a word, is not TLS's). */
+static const char *
+http_why(const struct http_get *g, char *buf, size_t len)
+{
+	const char *r;
+	long v;
+
+	if (g->ssl == NULL || SSL_is_init_finished(g->ssl))
+		return http_error_str(g);
+	if (g->have_herr && g->herr == EVREQ_HTTP_TIMEOUT)
+		return SSL_in_before(g->ssl) ? "timed out" :
+		    "timed out in the TLS handshake";
+	r = http_tls_reason(g);
+	if ((v = SSL_get_verify_result(g->ssl)) != X509_V_OK)
+		snprintf(buf, len, "TLS handshake failed: certificate verify "
+		    "failed: %s", X509_verify_cert_error_string(v));
+	else if (r != NULL)
+		snprintf(buf, len, "TLS handshake failed: %s", r);
+	else if (g->tls_heard)
+		snprintf(buf, len, "TLS handshake failed: %s",
+		    http_error_str(g));
+	else
+		return http_error_str(g);
+	return buf;
+}
+
 /* The response (or its failure). */
 static void
 http_done_cb(struct evhttp_request *req, void *arg)
 {
 	struct http_get *g = arg;
 	struct evbuffer *in;
-	char why[64];
+	char why[320];
 	size_t n;
 	int code;
 
 	g->req = NULL;
 	if (req == NULL || (code = evhttp_request_get_response_code(req)) ==
 	    0) {
-		http_finish(g, 0, http_error_str(g), NULL, 0);
+		http_finish(g, 0, http_why(g, why, sizeof(why)), NULL, 0);
 		return;
 	}
 	if (code != 200) {
@@ -198,21 +275,59 @@ http_done_cb(struct evhttp_request *req, void *arg)
 	http_finish(g, 200, NULL, evbuffer_pullup(in, -1), n);
 }
 
+/* The connection to ip: plain, or TLS with the peer verified against the
+ * system trust and the URL's host.  NULL with why set. */
+static struct evhttp_connection *
+http_conn_new(struct http_get *g, const char *ip, char *why, size_t len)
+{
+	unsigned short port = (unsigned short)atoi(g->port);
+	struct evhttp_connection *conn;
+	SSL *ssl;
+
+	if (!g->https)
+		return evhttp_connection_base_new(g->base, g->dns, ip, port);
+	if (g->hc->tls == NULL &&
+	    (g->hc->tls = tls_fetch_ctx(why, len)) == NULL)
+		return NULL;
+	ERR_clear_error();
+	if ((ssl = SSL_new(g->hc->tls)) == NULL)
+		alloc_fail("SSL_new");
+	SSL_set_msg_callback(ssl, http_tls_msg_cb);
+	SSL_set_msg_callback_arg(ssl, g);
+	if (tls_client_setup(ssl, g->host, 1) == -1) {
+		snprintf(why, len, "TLS setup for %s: %s", g->host,
+		    tls_error());
+		SSL_free(ssl);
+		return NULL;
+	}
+	/* the bufferevent owns ssl from here, and the connection it */
+	if ((g->bev = bufferevent_openssl_socket_new(g->base, -1, ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE |
+	    BEV_OPT_DEFER_CALLBACKS)) == NULL)
+		alloc_fail("bufferevent_openssl_socket_new");
+	bufferevent_openssl_set_allow_dirty_shutdown(g->bev, 1);
+	if ((conn = evhttp_connection_base_bufferevent_new(g->base, g->dns,
+	    g->bev, ip, port)) == NULL)
+		alloc_fail("evhttp_connection_base_bufferevent_new");
+	g->ssl = ssl;
+	return conn;
+}
+
 /* Connect to the resolved address and send the request. */
 static void
 http_send(struct http_get *g, const struct sockaddr *sa)
 {
-	char ip[INET6_ADDRSTRLEN];
+	char ip[INET6_ADDRSTRLEN], why[300];
 	const void *a = sa->sa_family == AF_INET ?
 	    (const void *)&((const struct sockaddr_in *)(const void *)sa)->
 	    sin_addr : (const void *)&((const struct sockaddr_in6 *)
 	    (const void *)sa)->sin6_addr;
 	struct evhttp_request *req;
 
+	snprintf(why, sizeof(why), "cannot create the connection");
 	if (evutil_inet_ntop(sa->sa_family, a, ip, sizeof(ip)) == NULL ||
-	    (g->conn = evhttp_connection_base_new(g->base, g->dns, ip,
-	    (unsigned short)atoi(g->port))) == NULL) {
-		http_finish(g, 0, "cannot create the connection", NULL, 0);
+	    (g->conn = http_conn_new(g, ip, why, sizeof(why))) == NULL) {
+		http_finish(g, 0, why, NULL, 0);
 		return;
 	}
 	evhttp_connection_set_timeout(g->conn, g->o.timeout);
@@ -283,14 +398,18 @@ static void
 http_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_get *g = arg;
+	const char *why = "timed out";
 
 	(void)fd;
 	(void)what;
+	if (g->ssl != NULL && !SSL_in_before(g->ssl) &&
+	    !SSL_is_init_finished(g->ssl))
+		why = "timed out in the TLS handshake";
 	if (g->req != NULL) {
 		evhttp_cancel_request(g->req);
 		g->req = NULL;
 	}
-	http_finish(g, 0, "timed out", NULL, 0);
+	http_finish(g, 0, why, NULL, 0);
 	if (g->dreq != NULL)
 		evdns_getaddrinfo_cancel(g->dreq);
 }
@@ -337,8 +456,10 @@ http_parse(struct http_get *g, const char *url, char *err, size_t errlen)
 	port = evhttp_uri_get_port(u);
 	path = evhttp_uri_get_path(u);
 	query = evhttp_uri_get_query(u);
-	if (scheme == NULL || strcasecmp(scheme, "http") != 0)
-		snprintf(err, errlen, "not an http:// URL");
+	if (scheme != NULL)
+		g->https = strcasecmp(scheme, "https") == 0;
+	if (scheme == NULL || (!g->https && strcasecmp(scheme, "http") != 0))
+		snprintf(err, errlen, "not an http:// or https:// URL");
 	else if (host == NULL || *host == '\0' || strlen(host) >=
 	    sizeof(g->host) || evhttp_uri_get_userinfo(u) != NULL)
 		snprintf(err, errlen, "bad host in URL");
@@ -346,7 +467,8 @@ http_parse(struct http_get *g, const char *url, char *err, size_t errlen)
 		snprintf(err, errlen, "bad port in URL");
 	else {
 		snprintf(g->host, sizeof(g->host), "%s", host);
-		snprintf(g->port, sizeof(g->port), "%d", port < 0 ? 80 : port);
+		snprintf(g->port, sizeof(g->port), "%d", port >= 0 ? port :
+		    g->https ? 443 : 80);
 		g->path = xasprintf("%s%s%s", path != NULL && *path != '\0' ?
 		    path : "/", query != NULL ? "?" : "", query != NULL ?
 		    query : "");
@@ -356,16 +478,37 @@ http_parse(struct http_get *g, const char *url, char *err, size_t errlen)
 	return rc;
 }
 
+struct http_client *
+http_client_new(struct event_base *base, struct evdns_base *dns)
+{
+	struct http_client *hc = xcalloc(1, sizeof(*hc));
+
+	hc->base = base;
+	hc->dns = dns;
+	return hc;
+}
+
+void
+http_client_free(struct http_client *hc)
+{
+	if (hc == NULL)
+		return;
+	SSL_CTX_free(hc->tls);  /* a connection still open holds a reference */
+	free(hc);
+}
+
 struct http_get *
-http_get_start(struct event_base *base, struct evdns_base *dns,
-    const char *url, const struct http_get_opts *o, http_get_cb *cb,
-    void *arg, char *err, size_t errlen)
+http_get_start(struct http_client *hc, const char *url,
+    const struct http_get_opts *o, http_get_cb *cb, void *arg, char *err,
+    size_t errlen)
 {
 	struct http_get *g = xcalloc(1, sizeof(*g));
 	struct timeval tv = { o->timeout, 0 }, zero = { 0, 0 };
+	struct event_base *base = hc->base;
 
+	g->hc = hc;
 	g->base = base;
-	g->dns = dns;
+	g->dns = hc->dns;
 	g->o = *o;
 	g->cb = cb;
 	g->arg = arg;

@@ -1,7 +1,9 @@
 /* http.h: a bounded HTTP GET (or POST) on the event loop, for CRLs and OCSP:
- * http:// only, no redirects followed, one overall deadline, a cap on the
- * body, and never to an address:port on a deny list (our own listeners).
- * Names are resolved with evdns first so the deny list sees the address. */
+ * http:// or https:// (the server verified against the system trust store
+ * and the URL's host, TLS >= 1.2), no redirects followed, one overall
+ * deadline, a cap on the body, and never to an address:port on a deny list
+ * (our own listeners).  Names are resolved with evdns first so the deny
+ * list sees the address. */
 #ifndef SMRELAY_HTTP_H
 #define SMRELAY_HTTP_H
 
@@ -10,6 +12,7 @@
 
 struct event_base;
 struct evdns_base;
+struct http_client;
 struct http_get;
 
 /*
@@ -31,13 +34,19 @@ struct http_get_opts {
 };
 
 /* http.c */
+/* The loop and resolver a user's requests go through, and their TLS
+ * context (made at the first https:// request, freed with the client). */
+struct http_client *http_client_new(struct event_base *, struct evdns_base *);
+/* Free; every request must be over or cancelled. */
+void http_client_free(struct http_client *);
 /*
  * Start GET url.  NULL with err set when the URL is refused before any
- * network use (not http://, malformed, too long).
+ * network use (not http:// or https://, malformed, too long).  A TLS
+ * failure comes to cb as "TLS handshake failed: ...".
  */
-struct http_get *http_get_start(struct event_base *, struct evdns_base *,
-    const char *url, const struct http_get_opts *, http_get_cb *, void *arg,
-    char *err, size_t errlen);
+struct http_get *http_get_start(struct http_client *, const char *url,
+    const struct http_get_opts *, http_get_cb *, void *arg, char *err,
+    size_t errlen);
 /* Abandon a request: its callback will not be called. */
 void http_get_cancel(struct http_get *);
 /*

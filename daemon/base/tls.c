@@ -127,6 +127,38 @@ fail:
 	return NULL;
 }
 
+/*
+ * Client context for https:// fetches (CRLs, OCSP): TLS >= 1.2, the peer
+ * verified against the system trust store (SSL_CERT_FILE, SSL_CERT_DIR
+ * honoured); the name check is per connection (tls_client_setup).
+ */
+SSL_CTX *
+tls_fetch_ctx(char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+
+	ERR_clear_error();
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		snprintf(err, errlen, "SSL_CTX_new: %s", tls_error());
+		return NULL;
+	}
+	tls_ctx_common(ctx);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS_12) != 1) {
+		snprintf(err, errlen, "cipher list: %s", tls_error());
+		goto fail;
+	}
+	if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		snprintf(err, errlen, "system trust store: %s", tls_error());
+		goto fail;
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
 /* "version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256/256" */
 void
 tls_describe(SSL *ssl, char *buf, size_t len)

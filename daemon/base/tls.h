@@ -14,6 +14,9 @@ SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err, size_t);
 /* Client context for relay_tls; verify mode loads relay_tls_ca_file or the
  * system store.  NULL (err set) on failure. */
 SSL_CTX *tls_client_ctx(const struct config *, char *err, size_t);
+/* Client context for https:// fetches: the system store, peer verified.
+ * NULL (err set) on failure. */
+SSL_CTX *tls_fetch_ctx(char *err, size_t);
 /* "version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256/256" */
 void tls_describe(SSL *, char *buf, size_t len);
 /* SNI and, with verify, the name the peer certificate must match; -1 on

@@ -1,4 +1,4 @@
-/* crlfetch.c: CRLs from HTTP distribution points (see crlfetch.h). */
+/* crlfetch.c: CRLs from HTTP(S) distribution points (see crlfetch.h). */
 #include "autoconfig.h"
 
 #include <sys/queue.h>
@@ -63,9 +63,8 @@ struct cf_fail {
 };
 
 struct crlfetch {
-	struct event_base	*base;
-	struct evdns_base	*dns;
 	struct store		*st;
+	struct http_client	*http;
 	struct sockaddr_storage	*deny;
 	size_t			 ndeny;
 	LIST_HEAD(, cf_req)	 reqs;
@@ -82,9 +81,8 @@ crlfetch_new(struct event_base *base, struct evdns_base *dns,
 {
 	struct crlfetch *cf = xcalloc(1, sizeof(*cf));
 
-	cf->base = base;
-	cf->dns = dns;
 	cf->st = st;
+	cf->http = http_client_new(base, dns);
 	cf->deny = http_deny_listeners(cfg, &cf->ndeny);
 	LIST_INIT(&cf->reqs);
 	LIST_INIT(&cf->ocsps);
@@ -126,6 +124,7 @@ crlfetch_free(struct crlfetch *cf)
 	while (cf->nfails > 0)
 		free(cf->fails[--cf->nfails].url);
 	free(cf->fails);
+	http_client_free(cf->http);
 	free(cf->deny);
 	free(cf);
 }
@@ -295,7 +294,7 @@ crlfetch_url(struct crlfetch *cf, const char *url, crlfetch_done_cb *done,
 	r->url = xstrdup(url);
 	r->done = done;
 	r->arg = arg;
-	if ((r->get = http_get_start(cf->base, cf->dns, url, &o, cf_got, r,
+	if ((r->get = http_get_start(cf->http, url, &o, cf_got, r,
 	    err, errlen)) == NULL) {
 		free(r->url);
 		free(r);
@@ -397,18 +396,21 @@ ocsp_free(struct cf_ocsp *q)
 	free(q);
 }
 
-/* The first http:// OCSP responder of x (malloc'd), or NULL. */
+/* The first http:// or https:// OCSP responder of x (malloc'd), or NULL. */
 static char *
 ocsp_url(X509 *x)
 {
 	STACK_OF(OPENSSL_STRING) *v = X509_get1_ocsp(x);
+	const char *s;
 	char *url = NULL;
 	int i;
 
-	for (i = 0; url == NULL && i < sk_OPENSSL_STRING_num(v); i++)
-		if (strncasecmp(sk_OPENSSL_STRING_value(v, i), "http://",
-		    7) == 0)
-			url = xstrdup(sk_OPENSSL_STRING_value(v, i));
+	for (i = 0; url == NULL && i < sk_OPENSSL_STRING_num(v); i++) {
+		s = sk_OPENSSL_STRING_value(v, i);
+		if (strncasecmp(s, "http://", 7) == 0 ||
+		    strncasecmp(s, "https://", 8) == 0)
+			url = xstrdup(s);
+	}
 	X509_email_free(v);
 	return url;
 }
@@ -628,7 +630,7 @@ crlfetch_ocsp(struct crlfetch *cf, X509 *x, X509 *issuer,
 	int len = 0;
 
 	if ((url = ocsp_url(x)) == NULL) {
-		snprintf(err, errlen, "no http:// OCSP responder");
+		snprintf(err, errlen, "no http:// or https:// OCSP responder");
 		return -1;
 	}
 	if ((der = ocsp_request(x, issuer, &len)) == NULL) {
@@ -655,7 +657,7 @@ crlfetch_ocsp(struct crlfetch *cf, X509 *x, X509 *issuer,
 	o.post = der;
 	o.postlen = (size_t)len;
 	o.content_type = "application/ocsp-request";
-	q->get = http_get_start(cf->base, cf->dns, url, &o, ocsp_got, q, err,
+	q->get = http_get_start(cf->http, url, &o, ocsp_got, q, err,
 	    errlen);
 	OPENSSL_free(der);
 	LIST_INSERT_HEAD(&cf->ocsps, q, entry);

@@ -1,6 +1,7 @@
-/* crlfetch.h: CRLs fetched from the HTTP distribution points named in the
- * certificates of the store, on the event loop (http.h), stored with their
- * URL as source.  A CRL is kept only when its signature verifies against
+/* crlfetch.h: CRLs fetched from the http:// and https:// distribution points
+ * named in the certificates of the store, on the event loop (http.h; https
+ * verified against the system trust store), stored with their URL as
+ * source.  A CRL is kept only when its signature verifies against
  * a trust anchor or an intermediate CA of the store (store_crl_add), so
  * a distribution point cannot plant another issuer's CRL.  One fetch in
  * flight per URL. */
@@ -39,7 +40,8 @@ struct crlfetch *crlfetch_new(struct event_base *, struct evdns_base *,
     struct store *, const struct config *);
 /* Cancel what is in flight (no callback) and free. */
 void crlfetch_free(struct crlfetch *);
-/* The HTTP CRL distribution points of x, appended to *urls (no doubles). */
+/* The URI CRL distribution points of x, appended to *urls (no doubles;
+ * any scheme: crlfetch_url refuses what is not http:// or https://). */
 void crlfetch_urls_of(X509 *x, char ***urls, size_t *n);
 /* The distribution points of every certificate in the store. */
 char **crlfetch_known_urls(struct store *, size_t *n);
@@ -56,11 +58,11 @@ int crlfetch_url(struct crlfetch *, const char *url, crlfetch_done_cb *,
  */
 size_t crlfetch_refresh(struct crlfetch *, char **urls, size_t n);
 /*
- * Ask x's OCSP responder (Authority Information Access, http:// only)
- * about x, issued by issuer; the answer is kept (store_ocsp_put) when it
- * is signed by the issuer or a responder the issuer delegated to,
- * current, and no older than the answer stored.  0 started, -1 refused
- * (reason in err, done not called).
+ * Ask x's OCSP responder (Authority Information Access, the first
+ * http:// or https:// one) about x, issued by issuer; the answer is kept
+ * (store_ocsp_put) when it is signed by the issuer or a responder the
+ * issuer delegated to, current, and no older than the answer stored.  0
+ * started, -1 refused (reason in err, done not called).
  */
 int crlfetch_ocsp(struct crlfetch *, X509 *x, X509 *issuer,
     crlfetch_done_cb *, void *arg, char *err, size_t errlen);

@@ -122,7 +122,7 @@ expect_err "garbage" "/garbage.crl" "not a CRL"
 expect_err "redirect loop" "/loop.crl" "HTTP 302: redirect not followed"
 expect_err "404" "/missing.crl" "HTTP 404"
 expect_err "server down" ":$DPORT/int.crl" "connection (failed|closed)"
-expect_err "not http" "ftp://127.0.0.1/int.crl" "refused: not an http:// URL"
+expect_err "not http(s)" "ftp://127.0.0.1/int.crl" "refused: not an http:// or https:// URL"
 expect_err "our own listener" ":$LPORT/int.crl" "our own listeners"
 expect_err "CRL forged under the issuer's name" "/forged.crl" "refused: .*does not verify"
 ctl list crl list > list.out

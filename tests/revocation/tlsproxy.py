@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""tests/revocation/tlsproxy.py PORT CERT KEY UPSTREAM: TLS in front of a
+plain TCP server on 127.0.0.1:UPSTREAM (badhttp.py, openssl ocsp -port),
+for the https:// tests.  Each connection's TLS handshake is done in its own
+thread, so a client that fails it (or a port probe) holds nobody up.
+Prints "listening" once bound."""
+import socket
+import ssl
+import sys
+import threading
+
+
+def pipe(src, dst):
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    # shutdown first: close alone leaves a recv in the other thread, and
+    # the connection, as they are
+    for s in (src, dst):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
+
+
+def handle(ctx, conn, upstream):
+    try:
+        tls = ctx.wrap_socket(conn, server_side=True)
+    except (OSError, ssl.SSLError):
+        conn.close()
+        return
+    try:
+        up = socket.create_connection(("127.0.0.1", upstream), 5)
+    except OSError:
+        tls.close()
+        return
+    up.settimeout(None)
+    threading.Thread(target=pipe, args=(up, tls), daemon=True).start()
+    pipe(tls, up)
+
+
+def main():
+    port, cert, key, upstream = (int(sys.argv[1]), sys.argv[2], sys.argv[3],
+                                 int(sys.argv[4]))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(16)
+    print("listening", flush=True)
+    while True:
+        conn, _ = ls.accept()
+        threading.Thread(target=handle, args=(ctx, conn, upstream),
+                         daemon=True).start()
+
+
+main()
