@@ -190,8 +190,8 @@ dp_run() {
 }
 for ((i = 0; i < REV_ROUNDS; i++)); do
 	dp_run off plain "smime=pass" --revocation off
-	dp_run ocsp plain "revocation unknown: no usable CRL for smrelay Test Root" --revocation soft --ocsp
-	dp_run crl crl "revocation: CRL" --revocation hard
+	dp_run ocsp plain "revocation: OCSP" --revocation hard --ocsp
+	dp_run crl crl "revocation: imported CRL" --revocation hard
 	dp_run ocspcrl rootcrl "revocation: OCSP" --revocation hard --ocsp
 done
 fi
@@ -227,7 +227,7 @@ name() {
 dp_name() {
 	case $1 in
 	off) echo "off" ;;
-	ocsp) echo "OCSP, no CRL (soft: root unknown)" ;;
+	ocsp) echo "OCSP, no CRL (hard)" ;;
 	crl) echo "CRLs (hard)" ;;
 	ocspcrl) echo "leaf OCSP, root's CRL (hard)" ;;
 	esac

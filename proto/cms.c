@@ -1214,6 +1214,8 @@ struct cms_rev {
 	int		 stale;         /* CRLs past their nextUpdate, used */
 	char		 first[96];     /* the first such certificate's name */
 	struct cms_verify *res;         /* NULL, or where undecided links go */
+	int		 leaf_ocsp;     /* the signer's status came from OCSP */
+	char		 src[256];      /* where the signer's status came from */
 };
 
 /* The subject's CN (else the whole name) into buf. */
@@ -1241,13 +1243,18 @@ cms_ocsp_ask(X509_STORE_CTX *ctx, struct cms_rev *rv)
 	int d = X509_STORE_CTX_get_error_depth(ctx);
 	enum cms_ocsp r;
 	X509 *x, *issuer;
+	char src[256] = "";
 
 	if (rv->trust == NULL || rv->trust->ocsp == NULL || chain == NULL ||
 	    d < 0 || d + 1 >= sk_X509_num(chain))
 		return CMS_OCSP_NONE;
 	x = sk_X509_value(chain, d);
 	issuer = sk_X509_value(chain, d + 1);
-	r = rv->trust->ocsp(x, issuer, rv->trust->ocsp_arg);
+	r = rv->trust->ocsp(x, issuer, src, sizeof(src), rv->trust->ocsp_arg);
+	if (d == 0 && r != CMS_OCSP_NONE) {
+		rv->leaf_ocsp = 1;
+		snprintf(rv->src, sizeof(rv->src), "%s", src);
+	}
 	if (r == CMS_OCSP_GOOD)
 		rv->ocsp++;
 	else if (r == CMS_OCSP_REVOKED) {
@@ -1256,6 +1263,33 @@ cms_ocsp_ask(X509_STORE_CTX *ctx, struct cms_rev *rv)
 			cms_cert_name(x, rv->first, sizeof(rv->first));
 	}
 	return r;
+}
+
+X509_CRL *
+cms_crl_of(STACK_OF(X509_CRL) *crls, X509 *issuer)
+{
+	const ASN1_OCTET_STRING *skid = X509_get0_subject_key_id(issuer);
+	AUTHORITY_KEYID *akid;
+	X509_CRL *crl, *best = NULL;
+	int i, same;
+
+	for (i = 0; i < sk_X509_CRL_num(crls); i++) {
+		crl = sk_X509_CRL_value(crls, i);
+		if (X509_NAME_cmp(X509_CRL_get_issuer(crl),
+		    X509_get_subject_name(issuer)) != 0)
+			continue;
+		akid = X509_CRL_get_ext_d2i(crl, NID_authority_key_identifier,
+		    NULL, NULL);
+		same = akid == NULL || akid->keyid == NULL || skid == NULL ||
+		    ASN1_OCTET_STRING_cmp(akid->keyid, skid) == 0;
+		AUTHORITY_KEYID_free(akid);
+		if (same && (best == NULL || ASN1_TIME_compare(
+		    X509_CRL_get0_lastUpdate(crl),
+		    X509_CRL_get0_lastUpdate(best)) > 0))
+			best = crl;
+	}
+	ERR_clear_error();
+	return best;
 }
 
 int
@@ -1382,10 +1416,14 @@ cms_verify_cb(int ok, X509_STORE_CTX *ctx)
 	return 1;
 }
 
-/* Say how revocation was decided for the chain, into res. */
+/* Say how revocation was decided for the chain, into res: the signer's
+ * source (OCSP responder, CRL URL) when known. */
 static void
 cms_rev_say(const struct cms_rev *rv, struct cms_verify *res)
 {
+	const char *how = rv->leaf_ocsp ? "OCSP" : rv->src[0] != '\0' ? "CRL" :
+	    "imported CRL";
+
 	if (rv->mode == CMS_REV_OFF || !rv->checked)
 		res->revocation[0] = '\0';
 	else if (rv->unknown > 0)
@@ -1394,8 +1432,24 @@ cms_rev_say(const struct cms_rev *rv, struct cms_verify *res)
 		    rv->unknown > 1 ? " and others" : "");
 	else
 		snprintf(res->revocation, sizeof(res->revocation),
-		    "revocation: %s%s", rv->ocsp > 0 ? "OCSP" : "CRL",
-		    rv->stale ? " past its nextUpdate" : "");
+		    "revocation: %s%s%.250s%s", how, rv->src[0] != '\0' ?
+		    " from " : "", rv->src,
+		    rv->stale ? ", past its nextUpdate" : "");
+}
+
+/* Where the CRL that decided the signer (depth 0) came from, into rv. */
+static void
+cms_rev_source(X509_STORE_CTX *ctx, const struct cms_trust *trust,
+    struct cms_rev *rv)
+{
+	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
+	X509_CRL *crl;
+
+	if (rv->leaf_ocsp || trust->crl_source == NULL || chain == NULL ||
+	    sk_X509_num(chain) < 2 ||
+	    (crl = cms_crl_of(trust->crls, sk_X509_value(chain, 1))) == NULL)
+		return;
+	trust->crl_source(crl, rv->src, sizeof(rv->src), trust->ocsp_arg);
 }
 
 /* The verification context for one signer, with RFC 5280 path processing
@@ -1517,6 +1571,8 @@ cms_chain(X509 *signer, STACK_OF(X509) *certs,
 		    X509_V_ERR_UNABLE_TO_GET_CRL);
 		*temp = 1;
 	}
+	if (rv.unknown == 0)
+		cms_rev_source(ctx, trust, &rv);
 	cms_rev_say(&rv, res);
 	X509_STORE_CTX_free(ctx);
 	return reason;

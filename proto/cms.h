@@ -76,8 +76,13 @@ struct cms_trust {
 	enum cms_revocation	 revocation;
 	/* NULL, or the cached OCSP answer for x (issued by issuer): where a
 	 * certificate has no CRL, an OCSP answer decides */
-	enum cms_ocsp		 (*ocsp)(X509 *x, X509 *issuer, void *arg);
+	enum cms_ocsp		 (*ocsp)(X509 *x, X509 *issuer, char *src,
+				    size_t srclen, void *arg);
 	void			*ocsp_arg;
+	/* NULL, or where crl came from into buf: its URL, or "" when it
+	 * was imported (arg: ocsp_arg), for the result's comment */
+	void			 (*crl_source)(X509_CRL *crl, char *buf,
+				    size_t len, void *arg);
 };
 
 /* A link of a path whose revocation no CRL or OCSP answer decided: the
@@ -91,8 +96,9 @@ struct cms_link {
 struct cms_verify {
 	enum cms_outcome outcome;
 	char		 reason[256];	/* "" on pass, else e.g. "certificate revoked" */
-	char		 revocation[160]; /* how revocation was decided, e.g.
-					 * "revocation: CRL"; "" when off */
+	char		 revocation[320]; /* how revocation was decided, e.g.
+					 * "revocation: CRL from URL"; "" when
+					 * off */
 	char		 identity[256];	/* signer e-mail: the one matching From,
 					 * else the first in the certificate */
 	X509		*signer;	/* owned; the first signer, for harvesting */
@@ -186,6 +192,9 @@ int cms_ocsp_key(X509 *x, X509 *issuer, char hex[65]);
 /* Whether the verification error e (X509_V_ERR_*) says a certificate's CRL
  * is missing or unusable, so that an OCSP answer or `revocation` decides. */
 int cms_crl_missing(int e);
+/* The CRL among crls that x's issuer signed for it (by issuer name and
+ * key identifier; the latest), not a new reference; NULL if none. */
+X509_CRL *cms_crl_of(STACK_OF(X509_CRL) *crls, X509 *issuer);
 /* Whether the verify callback is at the top of the path, a trust anchor:
  * RFC 5280 6.1 does not check an anchor's revocation (OpenSSL asks for a
  * CRL of the root too), so its missing CRL is no unknown link. */

@@ -201,6 +201,8 @@ int store_crl_list(struct store *, store_list_cb *, void *);
  * that wants revocation checks sets X509_V_FLAG_CRL_CHECK itself.
  */
 X509_STORE *store_trust_x509_store(struct store *);
+/* The CRLs held in an X509_STORE (new references); NULL on error. */
+STACK_OF(X509_CRL) *store_trust_crls(X509_STORE *);
 /* The intermediate CAs and CRL signers `cert import` stored (new
  * references), for path building and CRL checks; NULL on error. */
 STACK_OF(X509) *store_ca_certs(struct store *);
@@ -221,6 +223,9 @@ int store_ocsp_put(struct store *, const char *cert_id,
 /* The answer for cert_id: 1 found, 0 none, -1 error. */
 int store_ocsp_get(struct store *, const char *cert_id, struct store_ocsp *);
 
+/* Where the stored crl came from into buf: its URL, or "import"; 1
+ * found, 0 not stored, -1 error. */
+int store_crl_source(struct store *, X509_CRL *crl, char *buf, size_t len);
 /* Whether x may sign CRLs (keyUsage cRLSign). */
 int store_is_crl_signer(X509 *);
 /* Every trust anchor's certificate (new references); NULL on error. */

@@ -250,24 +250,55 @@ crl_replace(struct store *st, const char *issuer, const char *scope,
 }
 
 /* Add a CRL signed by a stored anchor, replacing the issuer's older one. */
+/* The hex SHA-256 of crl's DER (its fingerprint column); 0 or -1. */
+static int
+crl_fp(X509_CRL *crl, char fp[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+
+	if (!X509_CRL_digest(crl, EVP_sha256(), md, &mdlen) || mdlen != 32)
+		return -1;
+	for (i = 0; i < mdlen; i++)
+		snprintf(fp + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+int
+store_crl_source(struct store *st, X509_CRL *crl, char *buf, size_t len)
+{
+	sqlite3_stmt *stmt;
+	const unsigned char *src;
+	char fp[65];
+	int rc;
+
+	if (len > 0)
+		buf[0] = '\0';
+	if (crl_fp(crl, fp) == -1 || store_prepare(st, "SELECT source FROM "
+	    "crls WHERE fingerprint = ?", &stmt, NULL, 0) == -1)
+		return -1;
+	sqlite3_bind_text(stmt, 1, fp, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(stmt)) == SQLITE_ROW &&
+	    (src = sqlite3_column_text(stmt, 0)) != NULL && len > 0)
+		snprintf(buf, len, "%s", src);
+	sqlite3_finalize(stmt);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
 int
 store_crl_add(struct store *st, X509_CRL *crl, const char *source,
     int64_t *id, int *existed, char *err, size_t errlen)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0, i;
 	char fp[65], scope[65], *issuer;
 	int64_t cur;
 	int rc;
 
 	*existed = 0;
 	*id = 0;
-	if (!X509_CRL_digest(crl, EVP_sha256(), md, &mdlen) || mdlen != 32) {
+	if (crl_fp(crl, fp) == -1) {
 		snprintf(err, errlen, "cannot encode the CRL");
 		return -1;
 	}
-	for (i = 0; i < mdlen; i++)
-		snprintf(fp + 2 * i, 3, "%02x", md[i]);
 	issuer = store_name_str(X509_CRL_get_issuer(crl));
 	if (store_begin(st, err, errlen) == -1) {
 		free(issuer);
@@ -395,6 +426,25 @@ store_ca_chains(struct store *st, X509 *x, STACK_OF(X509) *extra,
 	sk_X509_pop_free(untrusted, X509_free);
 	X509_STORE_free(xs);
 	return rc;
+}
+
+STACK_OF(X509_CRL) *
+store_trust_crls(X509_STORE *xs)
+{
+	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(xs);
+	STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
+	X509_CRL *crl;
+	int i;
+
+	for (i = 0; crls != NULL && i < sk_X509_OBJECT_num(objs); i++) {
+		crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+		if (crl == NULL)
+			continue;
+		X509_CRL_up_ref(crl);
+		if (sk_X509_CRL_push(crls, crl) <= 0)
+			X509_CRL_free(crl);
+	}
+	return crls;
 }
 
 /* The certificates a query selects (first column: DER), those that pass

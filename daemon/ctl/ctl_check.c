@@ -30,6 +30,7 @@ struct check_state {
 	int	 ocsp[CHECK_DEPTH];     /* decided by an OCSP answer */
 	char	 ocsp_src[CHECK_DEPTH][512];
 	struct store *st;
+	STACK_OF(X509_CRL) *crls;       /* the store's */
 };
 
 /* The stored OCSP answer about the link at depth d (its source noted). */
@@ -113,13 +114,25 @@ check_target(struct store *st, int argc, char *argv[])
 	return x;
 }
 
-/* One link: its name, validity and revocation.  1 if it is a problem. */
+/* Where the CRL that decided the link issued by issuer came from. */
+static void
+crl_from(const struct check_state *cs, X509 *issuer, char *buf, size_t len)
+{
+	X509_CRL *crl = issuer != NULL ? cms_crl_of(cs->crls, issuer) : NULL;
+
+	if (crl == NULL || store_crl_source(cs->st, crl, buf, len) != 1 ||
+	    strcmp(buf, "import") == 0)
+		snprintf(buf, len, "imported");
+}
+
+/* One link (issued by issuer, NULL at the top): its name, validity and
+ * revocation.  1 if it is a problem. */
 static int
-check_link(X509 *x, int depth, int top, const struct check_state *cs,
-    enum config_revocation mode)
+check_link(X509 *x, X509 *issuer, int depth, int top,
+    const struct check_state *cs, enum config_revocation mode)
 {
 	char *name = store_name_str(X509_get_subject_name(x)), nb[32], na[32];
-	char revbuf[600];
+	char revbuf[600], src[512];
 	const char *rev;
 	int bad = cs->err[depth] != 0 || cs->revoked[depth];
 
@@ -136,15 +149,16 @@ check_link(X509 *x, int depth, int top, const struct check_state *cs,
 		    cs->revoked[depth] ? "REVOKED" : "good",
 		    cs->ocsp_src[depth]);
 		rev = revbuf;
-	} else if (cs->revoked[depth])
-		rev = "REVOKED (CRL, imported)";
-	else if (cs->nocrl[depth]) {
+	} else if (cs->nocrl[depth]) {
 		rev = "revocation unknown (no usable CRL)";
 		bad |= mode == CONFIG_REV_HARD;
-	} else if (cs->stale[depth])
-		rev = "good (CRL, imported, past its nextUpdate)";
-	else
-		rev = "good (CRL, imported)";
+	} else {
+		crl_from(cs, issuer, src, sizeof(src));
+		snprintf(revbuf, sizeof(revbuf), "%s (CRL, %s%s)",
+		    cs->revoked[depth] ? "REVOKED" : "good", src,
+		    cs->stale[depth] ? ", past its nextUpdate" : "");
+		rev = revbuf;
+	}
 	printf("%d\t%s\t%s .. %s\t%s%s%s\n", depth, name, nb, na, rev,
 	    cs->err[depth] ? "\t" : "", cs->err[depth] ?
 	    X509_verify_cert_error_string(cs->err[depth]) : "");
@@ -165,6 +179,7 @@ check_path(struct store *st, X509 *x, enum config_revocation mode)
 	memset(&cs, 0, sizeof(cs));
 	cs.st = st;
 	if (inter == NULL || xs == NULL || ctx == NULL ||
+	    (cs.crls = store_trust_crls(xs)) == NULL ||
 	    X509_STORE_CTX_init(ctx, xs, x, inter) != 1) {
 		fprintf(stderr, "smrelayctl: cert check: cannot read the "
 		    "store\n");
@@ -183,7 +198,8 @@ check_path(struct store *st, X509 *x, enum config_revocation mode)
 	anchored = n > 0 && X509_check_issued(sk_X509_value(chain, n - 1),
 	    sk_X509_value(chain, n - 1)) == X509_V_OK;
 	for (i = 0; i < n && i < CHECK_DEPTH; i++)
-		bad |= check_link(sk_X509_value(chain, i), i, anchored &&
+		bad |= check_link(sk_X509_value(chain, i), i + 1 < n ?
+		    sk_X509_value(chain, i + 1) : NULL, i, anchored &&
 		    i == n - 1, &cs, mode);
 	printf("usable: %s\n", bad ? "no" : "yes");
  done:
@@ -191,6 +207,7 @@ check_path(struct store *st, X509 *x, enum config_revocation mode)
 	X509_STORE_CTX_free(ctx);
 	X509_STORE_free(xs);
 	sk_X509_pop_free(inter, X509_free);
+	sk_X509_CRL_pop_free(cs.crls, X509_CRL_free);
 	return bad;
 }
 

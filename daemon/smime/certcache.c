@@ -168,26 +168,6 @@ certcache_free(struct certcache *cc)
 	free(cc);
 }
 
-/* The CRLs held in an X509_STORE, as a stack of new references. */
-static STACK_OF(X509_CRL) *
-store_crls(X509_STORE *xs)
-{
-	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(xs);
-	STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
-	X509_CRL *crl;
-	int i;
-
-	for (i = 0; crls != NULL && i < sk_X509_OBJECT_num(objs); i++) {
-		crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
-		if (crl == NULL)
-			continue;
-		X509_CRL_up_ref(crl);
-		if (sk_X509_CRL_push(crls, crl) <= 0)
-			X509_CRL_free(crl);
-	}
-	return crls;
-}
-
 /* Reload from the store when it changed (or always with force). */
 int
 certcache_sync(struct certcache *cc, struct store *st, int force, char *err,
@@ -214,7 +194,7 @@ certcache_sync(struct certcache *cc, struct store *st, int force, char *err,
 	if (ps == NULL)
 		return -1;
 	if ((trust = store_trust_x509_store(st)) == NULL ||
-	    (crls = store_crls(trust)) == NULL ||
+	    (crls = store_trust_crls(trust)) == NULL ||
 	    (inter = store_ca_certs(st)) == NULL) {
 		sk_X509_CRL_pop_free(crls, X509_CRL_free);
 		X509_STORE_free(trust);
@@ -331,6 +311,7 @@ check_best(const struct certsrc *src, struct cc_entry *e)
 	if ((t.revocation = certcache_revocation(src->cc)) == CMS_REV_OFF)
 		return;
 	t.ocsp = certcache_ocsp;
+	t.crl_source = certcache_crl_source;
 	t.ocsp_arg = (void *)src;
 	if ((t.store = certcache_trust(src, &t.crls)) == NULL ||
 	    (t.certs = sk_X509_new_null()) == NULL ||
@@ -575,6 +556,7 @@ certcache_refused(const struct certsrc *src, const char *email, char *buf,
 	return buf[0] != '\0';
 }
 
+/* The stored OCSP answer about x, if it counts (certcache.h). */
 enum cms_ocsp
 certcache_ocsp_stored(struct store *st, X509 *x, X509 *issuer,
     struct store_ocsp *o)
@@ -593,13 +575,29 @@ certcache_ocsp_stored(struct store *st, X509 *x, X509 *issuer,
 	return CMS_OCSP_NONE;
 }
 
-/* cms_trust.ocsp: the stored OCSP answer about x (src: a const struct
- * certsrc, its thread's connection). */
+/* cms_trust.ocsp: the stored OCSP answer about x (arg: a const struct
+ * certsrc, its thread's connection), its responder into buf. */
 enum cms_ocsp
-certcache_ocsp(X509 *x, X509 *issuer, void *arg)
+certcache_ocsp(X509 *x, X509 *issuer, char *buf, size_t len, void *arg)
 {
 	const struct certsrc *src = arg;
 	struct store_ocsp o;
+	enum cms_ocsp r;
 
-	return certcache_ocsp_stored(src->st, x, issuer, &o);
+	if ((r = certcache_ocsp_stored(src->st, x, issuer, &o)) !=
+	    CMS_OCSP_NONE && len > 0)
+		snprintf(buf, len, "%s", o.source);
+	return r;
+}
+
+/* cms_trust.crl_source: the URL a stored CRL came from ("" when it was
+ * imported). */
+void
+certcache_crl_source(X509_CRL *crl, char *buf, size_t len, void *arg)
+{
+	const struct certsrc *src = arg;
+
+	if (src->st == NULL || store_crl_source(src->st, crl, buf, len) != 1 ||
+	    strcmp(buf, "import") == 0)
+		snprintf(buf, len, "%s", "");
 }

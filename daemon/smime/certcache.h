@@ -84,7 +84,11 @@ int certcache_add_intermediates(const struct certsrc *, STACK_OF(X509) *);
  * (arg: the const struct certsrc * of the calling thread).  An answer
  * without nextUpdate counts for CERTCACHE_OCSP_MAXAGE seconds. */
 #define CERTCACHE_OCSP_MAXAGE	(7 * 86400)
-enum cms_ocsp certcache_ocsp(X509 *x, X509 *issuer, void *arg);
+enum cms_ocsp certcache_ocsp(X509 *x, X509 *issuer, char *src, size_t srclen,
+    void *arg);
+/* cms_trust.crl_source: the URL a stored CRL was fetched from ("" when
+ * imported; arg as for certcache_ocsp). */
+void certcache_crl_source(X509_CRL *crl, char *buf, size_t len, void *arg);
 /* The same decision from st's OCSP table; o gets the stored answer (its
  * source for display) whenever there is one. */
 enum cms_ocsp certcache_ocsp_stored(struct store *st, X509 *x, X509 *issuer,

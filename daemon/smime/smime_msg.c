@@ -730,6 +730,7 @@ trust_build(const struct certsrc *src, const char *from,
 	memset(t, 0, sizeof(*t));
 	t->revocation = certcache_revocation(src->cc);
 	t->ocsp = certcache_ocsp;
+	t->crl_source = certcache_crl_source;
 	t->ocsp_arg = (void *)src;
 	if ((t->store = certcache_trust(src, &t->crls)) == NULL ||
 	    (t->certs = *from != '\0' ? certcache_certs_of(src, from) :

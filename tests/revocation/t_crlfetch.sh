@@ -135,13 +135,17 @@ grep -q "Fetch Issuing CA.*	$H/int.crl$" list.out && grep -q "Fetch Root.*	$H/ro
 ctl v1 smime verify < rev.eml > v1.eml
 ctl v2 smime verify < good.eml > v2.eml
 case "$(head -n 1 v0.eml) / $(head -n 1 v1.eml)" in
-*"smime=pass (revocation unknown"*" / "*"smime=fail (certificate revoked; revocation: CRL)"*)
+*"smime=pass (revocation unknown"*" / "*"smime=fail (certificate revoked; revocation: CRL from $H/int.crl)"*)
 	pass "verify: revoked signer unknown before the fetch, fails after" ;;
 *) fail "verify: revoked signer unknown before the fetch, fails after" "$(head -n 1 v0.eml) / $(head -n 1 v1.eml)" ;;
 esac
-head -n 1 v2.eml | grep -q 'smime=pass (revocation: CRL) ' &&
+head -n 1 v2.eml | grep -q -F "smime=pass (revocation: CRL from $H/int.crl) " &&
 	pass "verify: good signer passes, every link checked" ||
 	fail "verify: good signer passes, every link checked" "$(head -n 1 v2.eml)"
+ctl cc cert check --email alice@example.com > cc.out
+grep -q -F "good (CRL, $H/int.crl)" cc.out && grep -q -F "good (CRL, $H/root.crl)" cc.out &&
+	pass "cert check: each link's CRL with the URL it was fetched from" ||
+	fail "cert check: each link's CRL with the URL it was fetched from" "$(tr '\n' '|' < cc.out)"
 ctl fetch2 crl fetch > fetch2.out
 grep -q "^$H/int.crl	CRL [0-9]* of .* unchanged" fetch2.out &&
 	pass "crl fetch again: unchanged" || fail "crl fetch again: unchanged" "$(tr '\n' '|' < fetch2.out)"
@@ -169,7 +173,7 @@ grep -q "$B/garbage.crl: not an OCSP response" fetch3.err &&
 ctl ov1 smime verify < ocspgood.eml > ov1.eml
 ctl ov2 smime verify < ocsprevoked.eml > ov2.eml
 case "$(head -n 1 ov0.eml) / $(head -n 1 ov1.eml)" in
-*"smime=pass (revocation unknown"*" / "*"smime=pass (revocation: OCSP)"*)
+*"smime=pass (revocation unknown"*" / "*"smime=pass (revocation: OCSP from http://127.0.0.1:$OPORT/)"*)
 	pass "verify: OCSP decides a certificate without a CRL" ;;
 *) fail "verify: OCSP decides a certificate without a CRL" "$(head -n 1 ov0.eml) / $(head -n 1 ov1.eml)" ;;
 esac

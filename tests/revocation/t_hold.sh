@@ -143,7 +143,7 @@ expect_ar() {
 case_crl_first_message() {
 	setup || return 1
 	send_signed revoked && expect_ar "smime=fail \\(certificate revoked" || return 1
-	send_signed good && expect_ar "smime=pass \\(revocation: CRL\\)" || return 1
+	send_signed good && expect_ar "smime=pass \\(revocation: CRL from $H/int.crl\\)" || return 1
 	assert_file_matches "$CASE_DIR/smrelayd.log" "held up to 5 s while the revocation" \
 		"log of the hold" &&
 		assert_file_matches "$CASE_DIR/smrelayd.log" "revocation fetch done after [0-9]+ ms" \
@@ -153,7 +153,8 @@ case_crl_first_message() {
 # OCSP only: the responder's answer decides the first message.
 case_ocsp_first_message() {
 	setup || return 1
-	send_signed ocsp ocspca.pem && expect_ar "smime=pass \\(revocation: OCSP\\)"
+	send_signed ocsp ocspca.pem &&
+		expect_ar "smime=pass \\(revocation: OCSP from http://127.0.0.1:$OPORT/\\)"
 }
 
 # revocation = hard: the OCSP answer about a leaf of the root decides the
@@ -161,7 +162,8 @@ case_ocsp_first_message() {
 # 5280 6.1 does not check an anchor).
 case_hard_ocsp() {
 	setup revocation=hard || return 1
-	send_signed direct ca.pem && expect_ar "smime=pass \\(revocation: OCSP\\)"
+	send_signed direct ca.pem &&
+		expect_ar "smime=pass \\(revocation: OCSP from http://127.0.0.1:$ROPORT/\\)"
 }
 
 # revocation_wait = 0: nothing is held; the first message says unknown.

@@ -124,7 +124,7 @@ done
 s=$(ar smrelay.conf good)
 h=$(ar hard.conf good)
 case "$s / $h" in
-*"smime=pass (revocation: OCSP)"*" / "*"smime=pass (revocation: OCSP)"*)
+*"smime=pass (revocation: OCSP from $X/good)"*" / "*"smime=pass (revocation: OCSP from $X/good)"*)
 	pass "verify, good: passes soft and hard, decided by OCSP" ;;
 *) fail "verify, good: passes soft and hard, decided by OCSP" "$s / $h" ;;
 esac

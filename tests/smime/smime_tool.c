@@ -427,7 +427,8 @@ cmd_verify(int argc, char **argv)
 	X509_STORE *store = X509_STORE_new();
 	STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
 	STACK_OF(X509) *known = sk_X509_new_null();
-	struct cms_trust trust = { store, crls, known, CMS_REV_SOFT, NULL, NULL };
+	struct cms_trust trust = { store, crls, known, CMS_REV_SOFT, NULL, NULL,
+	    NULL };
 	BIO *content = NULL, *der = NULL, *out = NULL;
 	struct cms_verify res;
 	struct msg m;
