@@ -111,8 +111,10 @@ char *store_email_norm(const char *);
  * certs-only bundle (.p7b/.p7c, PEM or DER); NULL (err set).
  */
 STACK_OF(X509) *store_load_certs(const char *path, char *err, size_t errlen);
-/* A CRL in PEM or DER; NULL (err set). */
-X509_CRL *store_load_crl(const char *path, char *err, size_t errlen);
+/* Every CRL of a file, PEM or DER (one or several in a row); NULL (err
+ * set) when there is none or something else follows them. */
+STACK_OF(X509_CRL) *store_load_crls(const char *path, char *err,
+    size_t errlen);
 /*
  * A key and its certificate from PKCS#12 (legacy ciphers too) or PEM (cert +
  * key + chain in one file), with an optional password.  *chain gets the other

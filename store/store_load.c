@@ -160,33 +160,65 @@ store_load_certs(const char *path, char *err, size_t errlen)
 	return sk;
 }
 
-/* A CRL in PEM or DER. */
-X509_CRL *
-store_load_crl(const char *path, char *err, size_t errlen)
+/* Every CRL of PEM text into sk; -1 when something after them is not
+ * a CRL. */
+static int
+pem_crls(const unsigned char *buf, size_t len, STACK_OF(X509_CRL) *sk)
 {
+	X509_CRL *crl;
+	unsigned long e;
+	BIO *b;
+
+	if ((b = BIO_new_mem_buf(buf, (int)len)) == NULL)
+		alloc_fail("BIO_new_mem_buf");
+	while ((crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL)
+		if (!sk_X509_CRL_push(sk, crl))
+			alloc_fail("sk_X509_CRL_push");
+	e = ERR_peek_last_error();
+	BIO_free(b);
+	ERR_clear_error();
+	return ERR_GET_LIB(e) == ERR_LIB_PEM &&
+	    ERR_GET_REASON(e) == PEM_R_NO_START_LINE ? 0 : -1;
+}
+
+/* Every CRL of a PEM or DER file (several may follow each other). */
+STACK_OF(X509_CRL) *
+store_load_crls(const char *path, char *err, size_t errlen)
+{
+	STACK_OF(X509_CRL) *sk;
 	const unsigned char *p;
 	unsigned char *buf;
 	X509_CRL *crl;
 	size_t len;
-	BIO *b;
+	int bad = 0;
 
 	if ((buf = read_file(path, &len, err, errlen)) == NULL)
 		return NULL;
-	if (is_pem(buf, len)) {
-		if ((b = BIO_new_mem_buf(buf, (int)len)) == NULL)
-			alloc_fail("BIO_new_mem_buf");
-		crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
-		BIO_free(b);
-	} else {
+	if ((sk = sk_X509_CRL_new_null()) == NULL)
+		alloc_fail("sk_X509_CRL_new_null");
+	if (is_pem(buf, len))
+		bad = pem_crls(buf, len, sk) == -1;
+	else {
 		p = buf;
-		crl = d2i_X509_CRL(NULL, &p, (long)len);
+		while (p < buf + len && (crl = d2i_X509_CRL(NULL, &p,
+		    (long)(buf + len - p))) != NULL)
+			if (!sk_X509_CRL_push(sk, crl))
+				alloc_fail("sk_X509_CRL_push");
+		bad = p < buf + len;
+		ERR_clear_error();
 	}
-	ERR_clear_error();
 	free(buf);
-	if (crl == NULL)
-		snprintf(err, errlen, "%s: no CRL found (expected PEM or DER "
-		    "X.509 CRL)", path);
-	return crl;
+	if (sk_X509_CRL_num(sk) == 0 || bad) {
+		if (sk_X509_CRL_num(sk) == 0)
+			snprintf(err, errlen, "%s: no CRL found (expected PEM "
+			    "or DER X.509 CRL)", path);
+		else
+			snprintf(err, errlen, "%s: damaged data after CRL %d",
+			    path, sk_X509_CRL_num(sk));
+		sk_X509_CRL_pop_free(sk, X509_CRL_free);
+		return NULL;
+	}
+	return sk;
 }
 
 /* First line of a password file. */

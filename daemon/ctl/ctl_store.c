@@ -621,21 +621,14 @@ cmd_trust_remove(struct ctl *c)
 	return remove_common(c, "trust anchor", store_trust_remove);
 }
 
-/* crl import FILE */
+/* One CRL of the file imported: 0, or -1 (said why). */
 static int
-cmd_crl_import(struct ctl *c)
+crl_import_one(struct ctl *c, X509_CRL *crl)
 {
-	X509_CRL *crl;
-	char err[1024], *issuer;
-	int64_t id, next;
-	int existed, rc = 1;
+	char err[1024], *issuer = store_name_str(X509_CRL_get_issuer(crl));
+	int64_t id, next = store_asn1_time(X509_CRL_get0_nextUpdate(crl));
+	int existed, rc = -1;
 
-	if ((crl = store_load_crl(c->arg, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "smrelayctl: %s\n", err);
-		return 1;
-	}
-	issuer = store_name_str(X509_CRL_get_issuer(crl));
-	next = store_asn1_time(X509_CRL_get0_nextUpdate(crl));
 	if (store_crl_add(c->st, crl, NULL, &id, &existed, err,
 	    sizeof(err)) == -1)
 		fprintf(stderr, "smrelayctl: %s: %s\n", c->arg, err);
@@ -644,13 +637,31 @@ cmd_crl_import(struct ctl *c)
 			fprintf(stderr, "smrelayctl: %s: CRL %lld already "
 			    "present\n", c->arg, (long long)id);
 		if (next != 0 && next < time(NULL))
-			fprintf(stderr, "smrelayctl: warning: %s: the CRL's "
-			    "nextUpdate has passed\n", c->arg);
+			fprintf(stderr, "smrelayctl: warning: %s: the CRL of "
+			    "%s: its nextUpdate has passed\n", c->arg, issuer);
 		printf("%lld\t%s\n", (long long)id, issuer);
 		rc = 0;
 	}
 	free(issuer);
-	X509_CRL_free(crl);
+	return rc;
+}
+
+/* crl import FILE: every CRL in it; 1 when one was refused. */
+static int
+cmd_crl_import(struct ctl *c)
+{
+	STACK_OF(X509_CRL) *sk;
+	char err[1024];
+	int i, rc = 0;
+
+	if ((sk = store_load_crls(c->arg, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "smrelayctl: %s\n", err);
+		return 1;
+	}
+	for (i = 0; i < sk_X509_CRL_num(sk); i++)
+		if (crl_import_one(c, sk_X509_CRL_value(sk, i)) == -1)
+			rc = 1;
+	sk_X509_CRL_pop_free(sk, X509_CRL_free);
 	return rc;
 }
 

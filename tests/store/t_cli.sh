@@ -133,6 +133,12 @@ expect_ok crl_import_der crl import "$P/ca.crl.der" &&
     out_has crl_import_der_same '^1	'
 expect_err crl_import_untrusted 'is neither a trust anchor nor an intermediate' crl import "$P/other.crl"
 expect_err crl_import_garbage 'no CRL found' crl import "$P/garbage.txt"
+# a file with two CRLs: each is imported or refused on its own
+cat "$P/ca.crl" "$P/other.crl" > "$T/two.crl"
+expect_err crl_import_two 'is neither a trust anchor nor an intermediate' crl import "$T/two.crl" &&
+    out_has crl_import_two_first '^1	O=smrelay,CN=Test CA$'
+{ cat "$P/ca.crl"; printf -- '-----BEGIN X509 CRL-----\n!!\n-----END X509 CRL-----\n'; } > "$T/tail.crl"
+expect_err crl_import_tail 'damaged data after CRL 1' crl import "$T/tail.crl"
 expect_ok crl_list crl list && out_has crl_list_row '^1	O=smrelay,CN=Test CA	'
 
 # ---- key
