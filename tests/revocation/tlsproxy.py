@@ -3,6 +3,9 @@
 plain TCP server on 127.0.0.1:UPSTREAM (badhttp.py, openssl ocsp -port),
 for the https:// tests.  Each connection's TLS handshake is done in its own
 thread, so a client that fails it (or a port probe) holds nobody up.
+The first HTTP request of a connection is passed on in one piece (header
+and Content-Length body): openssl ocsp (3.0) answers 400 to a request
+whose body comes in a later segment, which TLS records make likely.
 Prints "listening" once bound."""
 import socket
 import ssl
@@ -29,6 +32,28 @@ def pipe(src, dst):
         s.close()
 
 
+def first_request(tls):
+    """The first request's header and body (at most 1 MB), as read."""
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < 1 << 20:
+        chunk = tls.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            length = min(int(value.strip()), 1 << 20)
+    while len(body) < length:
+        chunk = tls.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def handle(ctx, conn, upstream):
     try:
         tls = ctx.wrap_socket(conn, server_side=True)
@@ -41,6 +66,12 @@ def handle(ctx, conn, upstream):
         tls.close()
         return
     up.settimeout(None)
+    try:
+        first = first_request(tls)
+        if first:
+            up.sendall(first)
+    except OSError:
+        pass
     threading.Thread(target=pipe, args=(up, tls), daemon=True).start()
     pipe(tls, up)
 
