@@ -1,5 +1,6 @@
 /* proto.h: what proto/ offers the layers above: pure codecs,
- * no I/O (SMTP commands, DATA, replies, PROXY, MIME, DSN, CMS). */
+ * no I/O (SMTP commands, DATA, replies, PROXY, MIME, DSN, CMS, the key
+ * process protocol). */
 #ifndef SMRELAY_PROTO_PROTO_H
 #define SMRELAY_PROTO_PROTO_H
 
@@ -10,5 +11,6 @@
 #include "mime.h"
 #include "dsn.h"
 #include "cms.h"
+#include "keyproto.h"
 
 #endif
