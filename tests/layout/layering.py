@@ -5,7 +5,8 @@
 
 The folders, lowest first (docs/ARCHITECTURE.md):
 
-    lib -> proto -> policy -> store -> daemon/base -> daemon/smtpd
+    lib -> proto -> policy -> store -> daemon/base -> daemon/keyd
+        -> daemon/smtpd
         -> daemon/relay -> daemon/queue -> daemon/smime -> daemon/sink
         -> daemon (smrelayd.c), daemon/ctl
 
@@ -27,7 +28,7 @@ import sys
 
 ORDER = [
     ("lib",), ("proto",), ("policy",), ("store",), ("daemon/base",),
-    ("daemon/smtpd",), ("daemon/relay",), ("daemon/queue",),
+    ("daemon/keyd",), ("daemon/smtpd",), ("daemon/relay",), ("daemon/queue",),
     ("daemon/smime",), ("daemon/sink",), ("daemon", "daemon/ctl"),
 ]
 RANK = {f: i for i, group in enumerate(ORDER) for f in group}

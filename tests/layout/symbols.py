@@ -18,7 +18,7 @@ import subprocess
 import sys
 
 LIBS = ["libsmlib.a", "libproto.a", "libpolicy.a", "libstore.a", "libbase.a",
-        "libsmtpd.a", "librelay.a", "libqueue.a", "libsmime.a", "libsink.a"]
+        "libkeyd.a", "libsmtpd.a", "librelay.a", "libqueue.a", "libsmime.a", "libsink.a"]
 CTL_ALLOWED = {("libqueue.a", "spooldb.o")}
 
 

@@ -1,0 +1,11 @@
+/* keyd.h: what daemon/keyd/ offers: the key process, the only holder of
+ * private keys (keyd_server.h), and the client the network process uses
+ * to have it sign, unwrap and derive by key fingerprint (keyd_client.h).
+ * The protocol is proto/keyproto.h. */
+#ifndef SMRELAY_KEYD_KEYD_H
+#define SMRELAY_KEYD_KEYD_H
+
+#include "keyd_server.h"
+#include "keyd_client.h"
+
+#endif
