@@ -55,10 +55,7 @@ CADB=int.db $O ca -config ca.cnf -cert int.pem -keyfile int.key \
 	-revoke revoked.pem -crl_reason keyCompromise 2>/dev/null
 ca_crls
 # a CA of the attacker's under the issuing CA's very name, and its CRL
-: > rogue.db; echo 1000 > rogue.db.serial; echo 1000 > rogue.db.crlnum
-cakey rogue.key
-$O req -new -x509 -key rogue.key -subj "$($O x509 -in int.pem -noout -subject -nameopt oneline,-space_eq | sed 's/^subject=//; s/, /\//g; s/^/\//')" -days 30 \
-	-config ca.cnf -extensions v3_root -out rogue.pem
+selfca rogue "$($O x509 -in int.pem -noout -subject -nameopt oneline,-space_eq | sed 's/^subject=//; s/, /\//g; s/^/\//')"
 CADB=rogue.db $O ca -config ca.cnf -cert rogue.pem -keyfile rogue.key -gencrl -out www/forged.crl 2>/dev/null
 [ -s www/int.crl ] && [ -s www/root.crl ] && [ -s www/forged.crl ] && [ -s forged.pem ] &&
 	[ -s ocspgarbage.pem ] || { echo "FAIL: test PKI"; exit 1; }
