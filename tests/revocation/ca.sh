@@ -2,8 +2,8 @@
 # srcdir and T (their name): a work directory W (the current directory from
 # here on, removed on exit with every server whose pid is in $pids), the
 # PASS/FAIL reporting of tests/smime/common.sh, helpers to wait for servers
-# without fixed sleeps and to check a `crl fetch`, and the CA hierarchy of
-# tests/revocation/pki.sh.
+# without fixed sleeps, to check a `crl fetch` and to start smrelayd, and
+# the CA hierarchy of tests/revocation/pki.sh.
 CTL=${SMRELAYCTL:-$PWD/smrelayctl}
 DAEMON=${SMRELAYD:-$PWD/smrelayd}
 W=$(mktemp -d "${TMPDIR:-/tmp}/$T.XXXXXX") || exit 99
@@ -70,6 +70,20 @@ fetch_bounded() {
 expect_err() {
 	grep -F "$3: " "$1" | grep -q -E "$4" && pass "crl fetch, $2: $4" ||
 		fail "crl fetch, $2: /$4/" "$(grep -F "$3" "$1")"
+}
+# daemon_greets CONF WHAT: smrelayd started on CONF, listening on $LPORT
+# (its log d.log, its pid in $dpid and $pids); "smrelayd greets WHAT" when
+# its SMTP greeting comes (at once, whatever it is fetching meanwhile).
+daemon_greets() {
+	"$DAEMON" -c "$1" -f > d.log 2>&1 &
+	dpid=$!
+	pids="$pids $dpid"
+	wait_port "$LPORT" || fail "smrelayd did not start" "$(tail -n 3 d.log | tr '\n' ' ')"
+	_banner=$(python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",int(sys.argv[1])),3); s.settimeout(3); print(s.recv(200).decode(errors="replace").strip())' "$LPORT" 2>&1)
+	case "$_banner" in
+	220*) pass "smrelayd greets $2" ;;
+	*) fail "smrelayd greets $2" "$_banner" ;;
+	esac
 }
 
 . "$srcdir/tests/revocation/pki.sh"
