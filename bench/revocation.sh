@@ -11,11 +11,12 @@
 #   ocsp   the anchor, an intermediate and a leaf naming one OCSP
 #          responder (AIA), answered by openssl ocsp -index ... -port
 #
-# The CA hierarchy is made with openssl ca as tests/revocation/t_crlfetch.sh
-# makes it; the intermediates name no CRL or responder of their own, so
-# that each store has exactly one thing to fetch.  Every run must print
-# "stored" (crl) or "OCSP good" (ocsp).  Environment: N (20), SMRELAYCTL
-# (default: build in build-bench/).  Needs openssl and python3.
+# The CA hierarchy is tests/revocation/pki.sh's (made with openssl ca, as
+# for tests/revocation/t_crlfetch.sh); the intermediates name no CRL or
+# responder of their own, so that each store has exactly one thing to
+# fetch.  Every run must print "stored" (crl) or "OCSP good" (ocsp).
+# Environment: N (20), SMRELAYCTL (default: build in build-bench/).  Needs
+# openssl and python3.
 set -u
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,85 +45,21 @@ cd "$work" || exit 1
 HPORT=$(free_port)
 OPORT=$(free_port)
 H=http://127.0.0.1:$HPORT
-mkdir -p newcerts www
-cat >ca.cnf <<CNF
-[ ca ]
-default_ca = sub
-[ sub ]
-dir = .
-database = \$dir/\$ENV::CADB
-new_certs_dir = \$dir/newcerts
-serial = \$dir/\$ENV::CADB.serial
-crlnumber = \$dir/\$ENV::CADB.crlnum
-default_md = sha256
-policy = any
-copy_extensions = none
-unique_subject = no
-default_crl_days = 30
-[ any ]
-commonName = supplied
-emailAddress = optional
-organizationName = optional
-[ req ]
-distinguished_name = dn
-[ dn ]
-[ v3_root ]
-basicConstraints = critical, CA:true
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[ v3_int ]
-basicConstraints = critical, CA:true, pathlen:0
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[ v3_crlleaf ]
-basicConstraints = CA:false
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = emailProtection
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-subjectAltName = email:copy
-crlDistributionPoints = URI:$H/int.crl
-[ v3_ocspleaf ]
-basicConstraints = CA:false
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = emailProtection
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-subjectAltName = email:copy
-authorityInfoAccess = OCSP;URI:http://127.0.0.1:$OPORT/
-[ v3_responder ]
-basicConstraints = CA:false
-keyUsage = critical, digitalSignature
-extendedKeyUsage = OCSPSigning
-CNF
-for db in root int ocspca; do : >$db.db; echo 1000 >$db.db.serial; echo 1000 >$db.db.crlnum; done
-export CADB=root.db
 O=openssl
-key() { $O genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1" 2>/dev/null; }
-# sign DB CA NAME EXT SUBJECT: NAME.pem issued by CA (CA.pem, CA.key)
-sign() {
-	$O req -new -key "$3.key" -subj "$5" -config ca.cnf -out "$3.csr" &&
-		CADB=$1 $O ca -batch -config ca.cnf -cert "$2.pem" -keyfile "$2.key" \
-			-extensions "$4" -days 30 -in "$3.csr" -out "$3.pem" 2>/dev/null
-}
+. "$root/tests/revocation/pki.sh"
 {
-	key ca.key && $O req -new -x509 -key ca.key -subj "/O=smrelay bench/CN=Bench Root" -days 30 \
-		-config ca.cnf -extensions v3_root -out ca.pem &&
-		for k in int ocspca crlleaf ocspleaf responder; do key "$k.key" || exit 1; done &&
-		sign root.db ca int v3_int "/O=smrelay bench/CN=Bench CRL CA" &&
-		sign root.db ca ocspca v3_int "/O=smrelay bench/CN=Bench OCSP CA" &&
-		sign int.db int crlleaf v3_crlleaf "/CN=crlleaf/emailAddress=crl@bench.example" &&
-		sign ocspca.db ocspca ocspleaf v3_ocspleaf "/CN=ocspleaf/emailAddress=ocsp@bench.example" &&
-		sign ocspca.db ocspca responder v3_responder "/CN=Bench OCSP responder" &&
-		CADB=int.db $O ca -config ca.cnf -cert int.pem -keyfile int.key -gencrl -out int.crl.pem 2>/dev/null &&
-		$O crl -in int.crl.pem -outform DER -out www/int.crl
+	ca_setup "" "/O=smrelay bench/CN=Bench" &&
+		leafext crlleaf "$H/int.crl" &&
+		ocspext ocspleaf "http://127.0.0.1:$OPORT/" &&
+		leaf crlleaf crlleaf crl@bench.example &&
+		ocspleaf ocspleaf ocspleaf ocsp@bench.example &&
+		ca_crls
 } >pki.log 2>&1 || die "test PKI (see $work/pki.log)"
 
 # ------------------------------------------------------------- the servers
 python3 -m http.server --bind 127.0.0.1 --directory www "$HPORT" >http.log 2>&1 &
 pids+=($!)
-$O ocsp -index ocspca.db -port "$OPORT" -rsigner responder.pem -rkey responder.key \
+$O ocsp -index ocspca.db -port "$OPORT" -rsigner responder.pem -rkey leaf.key \
 	-CA ocspca.pem -ndays 1 >ocsp.log 2>&1 &
 pids+=($!)
 # (openssl ocsp is not probed by connecting: it would wait on the probe)
@@ -172,7 +109,7 @@ echo "== $N rounds of crl fetch on fresh stores: none, one CRL, one OCSP answer 
 for ((i = 0; i < N; i++)); do
 	v=$(one none "") || exit 1
 	ms[none]="${ms[none]:-} $v"
-	v=$(one crl "^$H/int.crl	CRL [0-9]* of .*Bench CRL CA.* stored") || exit 1
+	v=$(one crl "^$H/int.crl	CRL [0-9]* of .*Bench Issuing CA.* stored") || exit 1
 	ms[crl]="${ms[crl]:-} $v"
 	v=$(one ocsp "^http://127.0.0.1:$OPORT/	OCSP good for ocspleaf$") || exit 1
 	ms[ocsp]="${ms[ocsp]:-} $v"

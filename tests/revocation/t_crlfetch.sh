@@ -55,10 +55,7 @@ CADB=int.db $O ca -config ca.cnf -cert int.pem -keyfile int.key \
 	-revoke revoked.pem -crl_reason keyCompromise 2>/dev/null
 ca_crls
 # a CA of the attacker's under the issuing CA's very name, and its CRL
-: > rogue.db; echo 1000 > rogue.db.serial; echo 1000 > rogue.db.crlnum
-cakey rogue.key
-$O req -new -x509 -key rogue.key -subj "$($O x509 -in int.pem -noout -subject -nameopt oneline,-space_eq | sed 's/^subject=//; s/, /\//g; s/^/\//')" -days 30 \
-	-config ca.cnf -extensions v3_root -out rogue.pem
+selfca rogue "$($O x509 -in int.pem -noout -subject -nameopt oneline,-space_eq | sed 's/^subject=//; s/, /\//g; s/^/\//')"
 CADB=rogue.db $O ca -config ca.cnf -cert rogue.pem -keyfile rogue.key -gencrl -out www/forged.crl 2>/dev/null
 [ -s www/int.crl ] && [ -s www/root.crl ] && [ -s www/forged.crl ] && [ -s forged.pem ] &&
 	[ -s ocspgarbage.pem ] || { echo "FAIL: test PKI"; exit 1; }
@@ -99,32 +96,21 @@ $O cms -sign -in ent.txt -signer revoked.pem -inkey leaf.key -certfile int.pem \
 $O cms -sign -in ent.txt -signer good.pem -inkey leaf.key -certfile int.pem \
 	-from alice@example.com -to bob@partner.example -subject g > good.eml
 ctl v0 smime verify < rev.eml > v0.eml
-start=$(date +%s)
-ctl fetch crl fetch > fetch.out
-rc=$?
-took=$(( $(date +%s) - start ))
-[ $rc -eq 1 ] && pass "crl fetch: exit 1 when some distribution points failed" ||
-	fail "crl fetch: exit 1 when some distribution points failed" "exit $rc"
-[ "$took" -le 30 ] && pass "crl fetch: bounded (${took}s for 11 URLs, one never ending)" ||
-	fail "crl fetch: bounded" "${took}s"
+fetch_bounded fetch.out 30 "some distribution points" " for 11 URLs, one never ending" \
+	ctl fetch crl fetch
 grep -q "^$H/int.crl	CRL [0-9]* of .*Fetch Issuing CA stored" fetch.out &&
 	grep -q "^$H/root.crl	CRL [0-9]* of .*Fetch Root.* stored" fetch.out &&
 	pass "crl fetch: the intermediate's and the root's CRLs stored" ||
 	fail "crl fetch: the intermediate's and the root's CRLs stored" "$(tr '\n' '|' < fetch.out)"
-# expect_err NAME URL-TAIL PATTERN: the fetch of that URL failed, saying so
-expect_err() {
-	grep -F "$2: " fetch.err | grep -q -E "$3" && pass "crl fetch, $1: $3" ||
-		fail "crl fetch, $1: /$3/" "$(grep -F "$2" fetch.err)"
-}
-expect_err "slow server (1 byte/s)" "/slow.crl" "timed out"
-expect_err "endless body" "/huge.crl" "response too large"
-expect_err "garbage" "/garbage.crl" "not a CRL"
-expect_err "redirect loop" "/loop.crl" "HTTP 302: redirect not followed"
-expect_err "404" "/missing.crl" "HTTP 404"
-expect_err "server down" ":$DPORT/int.crl" "connection (failed|closed)"
-expect_err "not http(s)" "ftp://127.0.0.1/int.crl" "refused: not an http:// or https:// URL"
-expect_err "our own listener" ":$LPORT/int.crl" "our own listeners"
-expect_err "CRL forged under the issuer's name" "/forged.crl" "refused: .*does not verify"
+expect_err fetch.err "slow server (1 byte/s)" "/slow.crl" "timed out"
+expect_err fetch.err "endless body" "/huge.crl" "response too large"
+expect_err fetch.err "garbage" "/garbage.crl" "not a CRL"
+expect_err fetch.err "redirect loop" "/loop.crl" "HTTP 302: redirect not followed"
+expect_err fetch.err "404" "/missing.crl" "HTTP 404"
+expect_err fetch.err "server down" ":$DPORT/int.crl" "connection (failed|closed)"
+expect_err fetch.err "not http(s)" "ftp://127.0.0.1/int.crl" "refused: not an http:// or https:// URL"
+expect_err fetch.err "our own listener" ":$LPORT/int.crl" "our own listeners"
+expect_err fetch.err "CRL forged under the issuer's name" "/forged.crl" "refused: .*does not verify"
 ctl list crl list > list.out
 grep -q "Fetch Issuing CA.*	$H/int.crl$" list.out && grep -q "Fetch Root.*	$H/root.crl$" list.out &&
 	[ "$(wc -l < list.out)" -eq 2 ] &&
@@ -199,16 +185,8 @@ sed "s|$W/data|$W/data2|" smrelay.conf > d.conf
 for f in int.pem good.pem revoked.pem slow.pem; do
 	"$CTL" -c d.conf cert import "$f" >/dev/null 2>>d-imp.err
 done
-"$DAEMON" -c d.conf -f > d.log 2>&1 &
-dpid=$!
-pids="$pids $dpid"
-wait_port "$LPORT" || fail "smrelayd did not start" "$(tail -n 3 d.log | tr '\n' ' ')"
 # the SMTP greeting comes while the 1 byte/s fetch is still under way
-banner=$(python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",int(sys.argv[1])),3); s.settimeout(3); print(s.recv(200).decode(errors="replace").strip())' "$LPORT" 2>&1)
-case "$banner" in
-220*) pass "smrelayd greets during a slow CRL fetch" ;;
-*) fail "smrelayd greets during a slow CRL fetch" "$banner" ;;
-esac
+daemon_greets d.conf "during a slow CRL fetch"
 i=0
 while [ $i -lt 100 ]; do
 	"$CTL" -c d.conf crl list > d-list.out 2>/dev/null

@@ -12,50 +12,9 @@
 # case; exits 1 when one failed.
 set -u
 srcdir=$(cd "${srcdir:-$(dirname "$0")/../..}" && pwd)
-CTL=${SMRELAYCTL:-$PWD/smrelayctl}
-W=$(mktemp -d "${TMPDIR:-/tmp}/https.XXXXXX") || exit 99
-G=$W/gnupg
-pids=""
-. "$srcdir/tests/smime/common.sh"
-trap 'for p in $pids; do kill "$p" 2>/dev/null; done; cleanup' EXIT
+T=https
+. "$srcdir/tests/revocation/ca.sh"
 
-command -v openssl >/dev/null 2>&1 || { echo "SKIP: no openssl"; exit 77; }
-command -v python3 >/dev/null 2>&1 || { echo "SKIP: no python3"; exit 77; }
-[ -x "$CTL" ] || { echo "FAIL: smrelayctl not built at $CTL"; exit 1; }
-cd "$W" || exit 1
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# wait_port PORT: until something accepts on it (at most 10 s).
-wait_port() {
-	python3 - "$1" <<'PY'
-import socket, sys, time
-end = time.time() + 10
-while time.time() < end:
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(1)
-PY
-}
-# wait_log FILE TEXT: until FILE has TEXT (at most 10 s).
-wait_log() {
-	python3 - "$1" "$2" <<'PY'
-import sys, time
-end = time.time() + 10
-while time.time() < end:
-    try:
-        if sys.argv[2] in open(sys.argv[1]).read():
-            sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.05)
-sys.exit(1)
-PY
-}
 SPORT=$(free_port)      # https, certificate for 127.0.0.1
 NPORT=$(free_port)      # https, certificate for another name
 PPORT=$(free_port)      # plain http
@@ -70,46 +29,10 @@ S=https://127.0.0.1:$SPORT
 X=https://127.0.0.1:$XPORT
 
 # --- the S/MIME CA and its leaves ---------------------------------------------
-mkdir -p newcerts www nocerts
-cat > ca.cnf <<CNF
-[ ca ]
-default_ca = sub
-[ sub ]
-dir = .
-database = \$dir/\$ENV::CADB
-new_certs_dir = \$dir/newcerts
-serial = \$dir/\$ENV::CADB.serial
-crlnumber = \$dir/\$ENV::CADB.crlnum
-default_md = sha256
-policy = any
-copy_extensions = none
-unique_subject = no
-default_crl_days = 30
-[ any ]
-commonName = supplied
-emailAddress = optional
-organizationName = optional
-[ req ]
-distinguished_name = dn
-[ dn ]
-[ v3_root ]
-basicConstraints = critical, CA:true
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[ v3_server ]
-basicConstraints = CA:false
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = \$ENV::SAN
-CNF
-# leafext NAME CDP [OCSP]: a leaf section (CDP "-": none)
-leafext() {
-	printf '[ v3_%s ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = emailProtection\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\nsubjectAltName = email:copy\n' "$1" >> ca.cnf
-	[ "$2" = - ] || printf 'crlDistributionPoints = URI:%s\n' "$2" >> ca.cnf
-	[ $# -lt 3 ] || printf 'authorityInfoAccess = OCSP;URI:%s\n' "$3" >> ca.cnf
-}
+mkdir -p nocerts
+ca_cnf
 leafext good "$S/root.crl"
-leafext ocsp - "https://127.0.0.1:$QPORT/"
+ocspext ocsp "https://127.0.0.1:$QPORT/"
 leafext wrongname "https://127.0.0.1:$NPORT/root.crl"
 leafext plain "https://127.0.0.1:$PPORT/root.crl"
 leafext mute "https://127.0.0.1:$HPORT/root.crl"
@@ -118,49 +41,24 @@ leafext self "https://127.0.0.1:$LPORT/root.crl"
 leafext down "https://127.0.0.1:$DPORT/root.crl"
 leafext huge "$X/huge.crl"
 leafext loop "$X/loop.crl"
-for db in root ocsproot tls other; do : > $db.db; echo 1000 > $db.db.serial; echo 1000 > $db.db.crlnum; done
-O="openssl"
-SAN=email:copy
-export CADB SAN
-CADB=root.db
-# ca NAME SUBJECT: a self-signed CA
-ca() {
-	$O genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key" 2>/dev/null &&
-	$O req -new -x509 -key "$1.key" -subj "$2" -days 30 -config ca.cnf \
-		-extensions v3_root -out "$1.pem"
-}
-ca root "/O=https test/CN=HTTPS Root"
+selfca root "/O=https test/CN=HTTPS Root"
 # (a second S/MIME root with no CRL, so that OCSP decides for its leaves)
-ca ocsproot "/O=https test/CN=HTTPS OCSP Root"
-ca tls "/O=https test/CN=Test TLS CA"
-ca other "/O=https test/CN=Another TLS CA"
-$O genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out leaf.key 2>/dev/null
-# leaf NAME EXT EMAIL [CA]
-leaf() {
-	_ca=${4:-root}
-	$O req -new -key leaf.key -subj "/CN=$1/emailAddress=$3" -config ca.cnf -out "$1.csr" &&
-	CADB=$_ca.db $O ca -batch -config ca.cnf -cert "$_ca.pem" -keyfile "$_ca.key" \
-		-extensions "v3_$2" -days 30 -in "$1.csr" -out "$1.pem" 2>/dev/null
-}
-leaf good good alice@example.com
-leaf ocspgood ocsp carol@example.com ocsproot
-leaf ocsprevoked ocsp mallory@example.com ocsproot
+selfca ocsproot "/O=https test/CN=HTTPS OCSP Root"
+selfca tls "/O=https test/CN=Test TLS CA"
+selfca other "/O=https test/CN=Another TLS CA"
+cakey leaf.key
+issue root.db root.pem root.key good good alice@example.com
+issue ocsproot.db ocsproot.pem ocsproot.key ocspgood ocsp carol@example.com
+issue ocsproot.db ocsproot.pem ocsproot.key ocsprevoked ocsp mallory@example.com
 for m in wrongname plain mute ldap self down huge loop; do
-	leaf "$m" "$m" "$m@partner.example"
+	issue root.db root.pem root.key "$m" "$m" "$m@partner.example"
 done
 CADB=ocsproot.db $O ca -config ca.cnf -cert ocsproot.pem -keyfile ocsproot.key \
 	-revoke ocsprevoked.pem -crl_reason keyCompromise 2>/dev/null
-CADB=root.db $O ca -config ca.cnf -cert root.pem -keyfile root.key -gencrl -out root.crl.pem 2>/dev/null
-$O crl -in root.crl.pem -outform DER -out www/root.crl
-# server NAME SAN: a TLS server certificate from the TLS CA
-$O genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key 2>/dev/null
-server() {
-	$O req -new -key server.key -subj "/CN=$1" -config ca.cnf -out "$1.csr" &&
-	CADB=tls.db SAN=$2 $O ca -batch -config ca.cnf -cert tls.pem -keyfile tls.key \
-		-extensions v3_server -days 30 -in "$1.csr" -out "$1.pem" 2>/dev/null
-}
-server srv-ip IP:127.0.0.1
-server srv-name DNS:crl.other.example
+cacrl root.db root.pem root.key root
+# the TLS CA's server certificates: one for 127.0.0.1, one for another name
+server srv-ip IP:127.0.0.1 tls
+server srv-name DNS:crl.other.example tls
 [ -s www/root.crl ] && [ -s srv-ip.pem ] && [ -s srv-name.pem ] && [ -s loop.pem ] ||
 	{ echo "FAIL: test PKI"; exit 1; }
 
@@ -232,6 +130,7 @@ fetch() {
 	env -u SSL_CERT_FILE SSL_CERT_DIR="$W/nocerts" "$@" "$CTL" -c "$_c.conf" crl fetch \
 		> "$_o.out" 2> "$_o.err"
 	rc=$?
+	return $rc
 }
 conf a root ocsproot
 imp a good ocspgood ocsprevoked
@@ -277,27 +176,17 @@ grep -q "^https://127.0.0.1:$QPORT/	OCSP good for ocspgood$" ok.out &&
 	fail "cert check: the https OCSP responder" "$(tr '\n' '|' < check.out)"
 
 # --- servers that must be refused, over TLS -----------------------------------
-start=$(date +%s)
-fetch b bad SSL_CERT_FILE="$W/tls.pem"
-took=$(( $(date +%s) - start ))
-[ $rc -eq 1 ] && pass "crl fetch: exit 1 when https distribution points failed" ||
-	fail "crl fetch: exit 1 when https distribution points failed" "exit $rc"
-[ "$took" -le 30 ] && pass "crl fetch: bounded (${took}s, one server never answering)" ||
-	fail "crl fetch: bounded" "${took}s"
-# expect_err NAME URL-TAIL PATTERN: the fetch of that URL failed, saying so
-expect_err() {
-	grep -F "$2: " bad.err | grep -q -E "$3" && pass "crl fetch, $1: $3" ||
-		fail "crl fetch, $1: /$3/" "$(grep -F "$2" bad.err)"
-}
-expect_err "certificate for another name" ":$NPORT/root.crl" \
+fetch_bounded /dev/null 30 "https distribution points" ", one server never answering" \
+	fetch b bad SSL_CERT_FILE="$W/tls.pem"
+expect_err bad.err "certificate for another name" ":$NPORT/root.crl" \
 	"TLS handshake failed: certificate verify failed: IP address mismatch"
-expect_err "plain http server on an https URL" ":$PPORT/root.crl" "TLS handshake failed: [a-z]"
-expect_err "server never completing the handshake" ":$HPORT/root.crl" "timed out in the TLS handshake"
-expect_err "ldap distribution point" "?certificateRevocationList" "refused: not an http:// or https:// URL"
-expect_err "https to our own listener" ":$LPORT/root.crl" "our own listeners"
-expect_err "https server down" ":$DPORT/root.crl" "^[^T]*connection (failed|closed)"
-expect_err "endless body over TLS" "$X/huge.crl" "response too large"
-expect_err "redirect over TLS" "$X/loop.crl" "HTTP 302: redirect not followed"
+expect_err bad.err "plain http server on an https URL" ":$PPORT/root.crl" "TLS handshake failed: [a-z]"
+expect_err bad.err "server never completing the handshake" ":$HPORT/root.crl" "timed out in the TLS handshake"
+expect_err bad.err "ldap distribution point" "?certificateRevocationList" "refused: not an http:// or https:// URL"
+expect_err bad.err "https to our own listener" ":$LPORT/root.crl" "our own listeners"
+expect_err bad.err "https server down" ":$DPORT/root.crl" "^[^T]*connection (failed|closed)"
+expect_err bad.err "endless body over TLS" "$X/huge.crl" "response too large"
+expect_err bad.err "redirect over TLS" "$X/loop.crl" "HTTP 302: redirect not followed"
 "$CTL" -c b.conf crl list > listb.out 2>&1
 [ ! -s listb.out ] && pass "nothing stored from the refused servers" ||
 	fail "nothing stored from the refused servers" "$(tr '\n' '|' < listb.out)"
