@@ -104,6 +104,17 @@ hdr_decode(const uint8_t *f, size_t len, uint8_t *type, uint32_t *id)
 	return 0;
 }
 
+/* Write a frame header for a body of body bytes. */
+static void
+hdr_encode(uint8_t *out, uint8_t type, uint32_t id, size_t body)
+{
+	put32(out, (uint32_t)body);
+	out[4] = KEYPROTO_VERSION;
+	out[5] = type;
+	put16(out + 6, 0);
+	put32(out + 8, id);
+}
+
 /* Whether the fields of a request are ones keyd would act on. */
 static const char *
 req_check(const struct keyproto_req *r)
@@ -187,11 +198,7 @@ keyproto_req_encode(const struct keyproto_req *r, uint8_t *out, size_t outlen)
 	if (req_check(r) != NULL || (r->type == KP_SIGN && r->md2 != 0) ||
 	    KEYPROTO_HDR + body > outlen)
 		return 0;
-	put32(out, (uint32_t)body);
-	out[4] = KEYPROTO_VERSION;
-	out[5] = r->type;
-	put16(out + 6, 0);
-	put32(out + 8, r->id);
+	hdr_encode(out, r->type, r->id, body);
 	if (body == 0)
 		return KEYPROTO_HDR;
 	memcpy(b, r->fp, KEYPROTO_FP);
@@ -250,11 +257,7 @@ keyproto_rep_encode(const struct keyproto_rep *r, uint8_t *out, size_t outlen)
 	    (r->type == KP_ERR && (r->code == 0 ||
 	    r->len > KEYPROTO_MAX_TEXT)))
 		return 0;
-	put32(out, (uint32_t)body);
-	out[4] = KEYPROTO_VERSION;
-	out[5] = r->type;
-	put16(out + 6, 0);
-	put32(out + 8, r->id);
+	hdr_encode(out, r->type, r->id, body);
 	if (r->type == KP_ERR)
 		put16(out + KEYPROTO_HDR, r->code);
 	put16(out + KEYPROTO_HDR + off - 2, r->len);

@@ -82,16 +82,12 @@ fail:
 	return NULL;
 }
 
-/*
- * Client context for relay_tls.  verify: the peer must present a chain to
- * relay_tls_ca_file (or the system store); the name check is per connection
- * (relay.c sets it).  may/encrypt: opportunistic, no verification.
- */
-SSL_CTX *
-tls_client_ctx(const struct config *cfg, char *err, size_t errlen)
+/* A client context: verifying the peer against cafile (NULL: the system
+ * trust store) with strict ciphers, or opportunistic without checks. */
+static SSL_CTX *
+client_ctx(int verify, const char *cafile, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
-	int verify = cfg->relay_tls == RELAY_TLS_VERIFY;
 
 	ERR_clear_error();
 	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
@@ -110,11 +106,10 @@ tls_client_ctx(const struct config *cfg, char *err, size_t errlen)
 		return ctx;
 	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if (cfg->relay_tls_ca_file != NULL) {
-		if (SSL_CTX_load_verify_locations(ctx, cfg->relay_tls_ca_file,
-		    NULL) != 1) {
+	if (cafile != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1) {
 			snprintf(err, errlen, "relay_tls_ca_file %s: %s",
-			    cfg->relay_tls_ca_file, tls_error());
+			    cafile, tls_error());
 			goto fail;
 		}
 	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
@@ -128,6 +123,18 @@ fail:
 }
 
 /*
+ * Client context for relay_tls.  verify: the peer must present a chain to
+ * relay_tls_ca_file (or the system store); the name check is per connection
+ * (relay.c sets it).  may/encrypt: opportunistic, no verification.
+ */
+SSL_CTX *
+tls_client_ctx(const struct config *cfg, char *err, size_t errlen)
+{
+	return client_ctx(cfg->relay_tls == RELAY_TLS_VERIFY,
+	    cfg->relay_tls_ca_file, err, errlen);
+}
+
+/*
  * Client context for https:// fetches (CRLs, OCSP): TLS >= 1.2, the peer
  * verified against the system trust store (SSL_CERT_FILE, SSL_CERT_DIR
  * honoured); the name check is per connection (tls_client_setup).
@@ -135,28 +142,7 @@ fail:
 SSL_CTX *
 tls_fetch_ctx(char *err, size_t errlen)
 {
-	SSL_CTX *ctx;
-
-	ERR_clear_error();
-	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
-		snprintf(err, errlen, "SSL_CTX_new: %s", tls_error());
-		return NULL;
-	}
-	tls_ctx_common(ctx);
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if (SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS_12) != 1) {
-		snprintf(err, errlen, "cipher list: %s", tls_error());
-		goto fail;
-	}
-	if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-		snprintf(err, errlen, "system trust store: %s", tls_error());
-		goto fail;
-	}
-	return ctx;
-fail:
-	SSL_CTX_free(ctx);
-	return NULL;
+	return client_ctx(1, NULL, err, errlen);
 }
 
 /* "version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256/256" */
