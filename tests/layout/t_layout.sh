@@ -83,7 +83,7 @@ fake="$work/fake"
 mkdir -p "$fake"
 (
 	cd "$fake" || exit 1
-	for l in libsmlib libproto libpolicy libstore libbase libsmtpd libqueue libsmime libsink; do
+	for l in libsmlib libproto libpolicy libstore libbase libkeyd libsmtpd libqueue libsmime libsink; do
 		ar rc "$l.a"
 	done
 	printf 'void conn_go(void);\nvoid txn_up(void) {}\nvoid relay_go(void) { conn_go(); }\n' >relay.c
