@@ -34,7 +34,7 @@ struct keyd_server {
 	struct bufferevent	*bev;
 	struct keyd_keyring	*kr;
 	unsigned long long	 id;		/* for the logs */
-	int			 closing;	/* flush, then close */
+	const char		*closing;	/* flush, then close: why */
 	int			 paused;	/* output over KEYD_OUT_HIGH */
 	keyd_server_closed_cb	*closed_cb;
 	void			*arg;
@@ -164,6 +164,17 @@ server_answer(struct keyd_server *s, uint32_t id, uint16_t code,
 	OPENSSL_cleanse(s->scratch, n);
 }
 
+/* Read no more; close once the answers are sent. */
+static void
+server_closing(struct keyd_server *s, const char *why)
+{
+	s->closing = why;
+	bufferevent_disable(s->bev, EV_READ);
+	evbuffer_drain(bufferevent_get_input(s->bev),
+	    evbuffer_get_length(bufferevent_get_input(s->bev)));
+	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+}
+
 /* A malformed request: say so, stop reading and close once it is sent. */
 static void
 server_proto_error(struct keyd_server *s, const uint8_t *frame,
@@ -175,11 +186,7 @@ server_proto_error(struct keyd_server *s, const uint8_t *frame,
 	log_warnx("keyd id=%016llx malformed request id=%u type=%u: %s; "
 	    "closing", s->id, id, frame[5], why);
 	server_answer(s, id, KP_E_PROTO, why, strlen(why));
-	s->closing = 1;
-	bufferevent_disable(s->bev, EV_READ);
-	evbuffer_drain(bufferevent_get_input(s->bev),
-	    evbuffer_get_length(bufferevent_get_input(s->bev)));
-	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+	server_closing(s, "malformed request");
 }
 
 /* Whether unwraps are refused for now: too many failed this second. */
@@ -250,7 +257,7 @@ server_process(struct keyd_server *s)
 	size_t avail, flen;
 	int r;
 
-	while (!s->closing) {
+	while (s->closing == NULL) {
 		if (evbuffer_get_length(out) > KEYD_OUT_HIGH) {
 			s->paused = 1;
 			bufferevent_disable(s->bev, EV_READ);
@@ -291,9 +298,9 @@ server_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct keyd_server *s = arg;
 
-	if (s->closing) {
+	if (s->closing != NULL) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			server_closed(s, "malformed request");
+			server_closed(s, s->closing);
 		return;
 	}
 	if (s->paused) {
@@ -309,9 +316,12 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct keyd_server *s = arg;
 
-	(void)bev;
-	if (what & BEV_EVENT_EOF)
-		server_closed(s, "peer closed");
-	else if (what & BEV_EVENT_ERROR)
+	if (what & BEV_EVENT_ERROR)
 		server_closed(s, strerror(errno));
+	else if ((what & BEV_EVENT_EOF) && s->closing == NULL &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		server_closing(s, "peer closed");	/* send the answers */
+	else if (what & BEV_EVENT_EOF)
+		server_closed(s, s->closing != NULL ? s->closing :
+		    "peer closed");
 }

@@ -83,6 +83,11 @@ child(int fd)
 		_exit(3);
 	if (keyd_secure_heap(KEYD_SECURE_HEAP) == -1)
 		_exit(4);
+	/* keys read now have their numbers in the secure heap */
+	ident_load(&rsa, "alice");
+	ident_load(&ec, "alice-ec");
+	if (CRYPTO_secure_used() == 0)
+		_exit(7);
 	kr = keyd_keyring_new();
 	if (keyd_keyring_add(kr, rsa.cert, rsa.key, err, sizeof(err)) == -1 ||
 	    keyd_keyring_add(kr, ec.cert, ec.key, err, sizeof(err)) == -1) {
@@ -581,6 +586,33 @@ test_closes(const char *what, const uint8_t *bytes, size_t len, uint32_t id)
 	CHECK((rc = reap(pid)) == 0, "%s: key process exit %d", what, rc);
 }
 
+/* A peer that shuts down its side after its requests gets every answer,
+ * then the end of the connection. */
+static void
+test_halfclose(void)
+{
+	uint8_t buf[KEYPROTO_MAX_FRAME], dgst[32] = { 3 };
+	struct keyproto_rep rep;
+	struct keyproto_req r;
+	uint32_t i;
+	pid_t pid;
+	int fd, rc;
+
+	fd = spawn(&pid);
+	for (i = 0; i < 20; i++) {
+		r = req(KP_SIGN, 100 + i, rsa.fp, KP_ALG_RSA_PSS, KP_MD_SHA256,
+		    0, dgst, sizeof(dgst));
+		send_req(fd, &r);
+	}
+	shutdown(fd, SHUT_WR);
+	for (i = 0; i < 20; i++)
+		CHECK(read_rep(fd, buf, &rep) == 1 && rep.type == KP_OK &&
+		    rep.id == 100 + i, "half-closed: answer %u", i);
+	CHECK(read_rep(fd, buf, &rep) == 0, "half-closed: then closed");
+	close(fd);
+	CHECK((rc = reap(pid)) == 0, "half-closed: key process exit %d", rc);
+}
+
 /* Oversized, garbage and malformed frames. */
 static void
 test_hostile(void)
@@ -667,6 +699,7 @@ main(int argc, char *argv[])
 	test_oracle(fd);
 	close(fd);
 	CHECK((rc = reap(pid)) == 0, "key process exit %d after EOF", rc);
+	test_halfclose();
 	test_hostile();
 	EVP_PKEY_free(rsa.key);
 	EVP_PKEY_free(ec.key);
