@@ -35,6 +35,19 @@ seed fuzz_smtp_parse "" smtp_parse
 seed fuzz_smtp_data "00" smtp_data smtp_stuff
 seed fuzz_smtp_reply "" smtp_reply
 seed fuzz_proxy "" proxy_parse
+# keyproto: one frame of each kind (tests/unit/keyproto has the rest)
+kp=$work/fuzz_keyproto
+mkdir -p "$kp"
+printf '\0\0\0\0\1\4\0\0\0\0\0\1' >"$kp/seed-ping"
+{ printf '\0\0\0\106\1\1\0\0\0\0\0\2'; head -c 32 /dev/zero
+  printf '\1\3\0\0\0\40'; head -c 32 /dev/zero; } >"$kp/seed-sign"
+{ printf '\0\0\1\46\1\2\0\0\0\0\0\3'; head -c 32 /dev/zero
+  printf '\2\3\3\0\1\0'; head -c 256 /dev/zero; } >"$kp/seed-decrypt"
+{ printf '\0\0\0\201\1\3\0\0\0\0\0\4'; head -c 32 /dev/zero
+  printf '\0\0\0\0\0\133'; head -c 91 /dev/zero; } >"$kp/seed-derive"
+printf '\0\0\0\2\1\200\0\0\0\0\0\1\0\0' >"$kp/seed-ok"
+printf '\0\0\0\6\1\201\0\0\0\0\0\2\0\2\0\2no' >"$kp/seed-err"
+cat "$kp/seed-ping" "$kp/seed-sign" "$kp/seed-ok" >"$kp/seed-pipelined"
 mkdir -p "$work/fuzz_mime"
 for f in "$here"/../mime/*.eml; do
 	{ printf '\000\000'; cat "$f"; } >"$work/fuzz_mime/seed-${f##*/}"
@@ -53,7 +66,8 @@ printf 'X-Smrelay-Processed: fuzz.example; sign,encrypt;\r\n mac=%064d\r\nConten
 printf 'X-Smrelay-Processed: other.example; sign\r\nX-Smrelay-Processed: FUZZ.example\r\n\r\n' >"$work/fuzz_mark/seed-2"
 
 for bin in tests/fuzz/fuzz_smtp_parse tests/fuzz/fuzz_smtp_data \
-    tests/fuzz/fuzz_smtp_reply tests/fuzz/fuzz_proxy tests/fuzz/fuzz_mime \
+    tests/fuzz/fuzz_smtp_reply tests/fuzz/fuzz_proxy tests/fuzz/fuzz_keyproto \
+    tests/fuzz/fuzz_mime \
     tests/fuzz/fuzz_cms tests/policy/fuzz_policy tests/fuzz/fuzz_mark; do
 	name=${bin##*/}
 	if [ ! -x "$bin" ]; then

@@ -1,0 +1,350 @@
+/* keyd_keyring.c: the key process's private keys and the operations on
+ * them (keyd_keyring.h), with the OpenSSL 3 EVP API only. */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "keyd_keyring.h"
+#include "lib/lib.h"
+#include "store/store.h"
+
+struct keyd_key {
+	uint8_t		 fp[KEYPROTO_FP];
+	EVP_PKEY	*pkey;
+};
+
+struct keyd_keyring {
+	struct keyd_key	*v;
+	size_t		 n;
+};
+
+/* Start OpenSSL's secure heap for key numbers (see keyd_keyring.h). */
+int
+keyd_secure_heap(size_t size)
+{
+	int rc;
+
+	if (CRYPTO_secure_malloc_initialized())
+		return 0;
+	rc = CRYPTO_secure_malloc_init(size, 16);
+	ERR_clear_error();
+	return rc == 1 ? 0 : rc == 2 ? 1 : -1;
+}
+
+/* An empty keyring. */
+struct keyd_keyring *
+keyd_keyring_new(void)
+{
+	return xcalloc(1, sizeof(struct keyd_keyring));
+}
+
+/* Free the keyring and drop its references to the keys. */
+void
+keyd_keyring_free(struct keyd_keyring *kr)
+{
+	size_t i;
+
+	if (kr == NULL)
+		return;
+	for (i = 0; i < kr->n; i++)
+		EVP_PKEY_free(kr->v[i].pkey);
+	free(kr->v);
+	free(kr);
+}
+
+/* How many keys it holds. */
+size_t
+keyd_keyring_count(const struct keyd_keyring *kr)
+{
+	return kr->n;
+}
+
+/* The key with fingerprint fp, or NULL. */
+static EVP_PKEY *
+keyring_find(const struct keyd_keyring *kr, const uint8_t *fp)
+{
+	size_t i;
+
+	for (i = 0; i < kr->n; i++)
+		if (memcmp(kr->v[i].fp, fp, KEYPROTO_FP) == 0)
+			return kr->v[i].pkey;
+	return NULL;
+}
+
+/* Hold key under its certificate's SHA-256 fingerprint. */
+int
+keyd_keyring_add(struct keyd_keyring *kr, X509 *cert, EVP_PKEY *key,
+    char *err, size_t errlen)
+{
+	uint8_t fp[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	if (X509_check_private_key(cert, key) != 1) {
+		ERR_clear_error();
+		snprintf(err, errlen, "the key does not match its certificate");
+		return -1;
+	}
+	if (!X509_digest(cert, EVP_sha256(), fp, &n) || n != KEYPROTO_FP) {
+		ERR_clear_error();
+		snprintf(err, errlen, "cannot hash the certificate");
+		return -1;
+	}
+	if (keyring_find(kr, fp) != NULL)
+		return 0;
+	if (!EVP_PKEY_up_ref(key))
+		alloc_fail("EVP_PKEY_up_ref");
+	kr->v = xreallocarray(kr->v, kr->n + 1, sizeof(*kr->v));
+	memcpy(kr->v[kr->n].fp, fp, KEYPROTO_FP);
+	kr->v[kr->n].pkey = key;
+	kr->n++;
+	return 0;
+}
+
+/* Every key of the store (until keys have a file of their own). */
+int
+keyd_keyring_load_store(struct keyd_keyring *kr, struct store *st,
+    char *err, size_t errlen)
+{
+	struct store_key **v;
+	char why[256];
+	size_t i, n = 0;
+	int added = 0, rc = 0;
+
+	v = store_all_keys(st, &n);
+	for (i = 0; i < n; i++) {
+		if (keyd_keyring_add(kr, v[i]->cert, v[i]->pkey, why,
+		    sizeof(why)) == 0)
+			added++;
+		else if (rc == 0) {
+			snprintf(err, errlen, "key %lld: %s",
+			    (long long)v[i]->id, why);
+			rc = -1;
+		}
+	}
+	store_keys_free(v);
+	return rc == 0 ? added : -1;
+}
+
+/* The EVP digest of a KP_MD_*. */
+static const EVP_MD *
+kp_md(uint8_t md)
+{
+	switch (md) {
+	case KP_MD_SHA1:
+		return EVP_sha1();
+	case KP_MD_SHA224:
+		return EVP_sha224();
+	case KP_MD_SHA256:
+		return EVP_sha256();
+	case KP_MD_SHA384:
+		return EVP_sha384();
+	case KP_MD_SHA512:
+		return EVP_sha512();
+	default:
+		return NULL;
+	}
+}
+
+/* A context on key k for one operation. */
+static EVP_PKEY_CTX *
+op_ctx(EVP_PKEY *k)
+{
+	EVP_PKEY_CTX *ctx;
+
+	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k, NULL)) == NULL)
+		alloc_fail("EVP_PKEY_CTX_new_from_pkey");
+	return ctx;
+}
+
+/* The RSA signature scheme: the digest algorithm goes into the DigestInfo
+ * (PKCS#1 v1.5); PSS salts with as many bytes as the digest, MGF1 alike. */
+static int
+sign_setup(EVP_PKEY_CTX *ctx, const struct keyproto_req *r, const EVP_MD *md)
+{
+	if (r->alg == KP_ALG_RSA_PKCS1)
+		return EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) > 0 &&
+		    EVP_PKEY_CTX_set_signature_md(ctx, md) > 0 ? 0 : -1;
+	if (r->alg == KP_ALG_RSA_PSS)
+		return EVP_PKEY_CTX_set_rsa_padding(ctx,
+		    RSA_PKCS1_PSS_PADDING) > 0 &&
+		    EVP_PKEY_CTX_set_signature_md(ctx, md) > 0 &&
+		    EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx,
+		    RSA_PSS_SALTLEN_DIGEST) > 0 &&
+		    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) > 0 ? 0 : -1;
+	return EVP_PKEY_CTX_set_signature_md(ctx, md) > 0 ? 0 : -1;
+}
+
+/* SIGN: a digest of exactly its algorithm's size (the codec checked it). */
+static int
+op_sign(EVP_PKEY *k, const struct keyproto_req *r, uint8_t *out,
+    size_t outsize, size_t *outlen, const char **why)
+{
+	const EVP_MD *md = kp_md(r->md);
+	EVP_PKEY_CTX *ctx;
+	size_t siglen = 0;
+	int ok;
+
+	ok = r->alg == KP_ALG_ECDSA ? EVP_PKEY_is_a(k, "EC") :
+	    EVP_PKEY_is_a(k, "RSA") ||
+	    (r->alg == KP_ALG_RSA_PSS && EVP_PKEY_is_a(k, "RSA-PSS"));
+	if (!ok || md == NULL || r->len != (size_t)EVP_MD_get_size(md)) {
+		*why = "the key cannot sign with that algorithm";
+		return KP_E_KEYTYPE;
+	}
+	ctx = op_ctx(k);
+	ok = EVP_PKEY_sign_init(ctx) > 0 && sign_setup(ctx, r, md) == 0 &&
+	    EVP_PKEY_sign(ctx, NULL, &siglen, r->data, r->len) > 0 &&
+	    siglen <= outsize &&
+	    EVP_PKEY_sign(ctx, out, &siglen, r->data, r->len) > 0;
+	EVP_PKEY_CTX_free(ctx);
+	if (!ok) {
+		*why = "signing failed";
+		return KP_E_FAILED;
+	}
+	*outlen = siglen;
+	return 0;
+}
+
+/* The RSA decryption padding: OAEP with its digests, or PKCS#1 v1.5 with
+ * implicit rejection where OpenSSL has it (3.2 and later): a bad padding
+ * then unwraps to a random-looking key instead of an error, so the answer
+ * says nothing about the padding. */
+static int
+decrypt_setup(EVP_PKEY_CTX *ctx, const struct keyproto_req *r)
+{
+#ifdef OSSL_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION
+	unsigned int on = 1;
+	OSSL_PARAM p[2];
+#endif
+
+	if (r->alg == KP_PAD_OAEP)
+		return EVP_PKEY_CTX_set_rsa_padding(ctx,
+		    RSA_PKCS1_OAEP_PADDING) > 0 &&
+		    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, kp_md(r->md)) > 0 &&
+		    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, kp_md(r->md2)) > 0 ?
+		    0 : -1;
+	if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0)
+		return -1;
+#ifdef OSSL_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION
+	p[0] = OSSL_PARAM_construct_uint(
+	    OSSL_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION, &on);
+	p[1] = OSSL_PARAM_construct_end();
+	if (EVP_PKEY_CTX_set_params(ctx, p) <= 0)
+		return -1;
+#endif
+	return 0;
+}
+
+/* DECRYPT: unwrap a content-encryption key (at most KEYD_MAX_UNWRAP). */
+static int
+op_decrypt(EVP_PKEY *k, const struct keyproto_req *r, uint8_t *out,
+    size_t *outlen, const char **why)
+{
+	EVP_PKEY_CTX *ctx;
+	unsigned char *buf;
+	size_t size, len;
+	int ok;
+
+	if (!EVP_PKEY_is_a(k, "RSA")) {
+		*why = "the key cannot decrypt";
+		return KP_E_KEYTYPE;
+	}
+	size = len = (size_t)EVP_PKEY_get_size(k);
+	if ((buf = OPENSSL_secure_malloc(size)) == NULL)
+		alloc_fail("OPENSSL_secure_malloc");
+	ctx = op_ctx(k);
+	ok = EVP_PKEY_decrypt_init(ctx) > 0 && decrypt_setup(ctx, r) == 0 &&
+	    EVP_PKEY_decrypt(ctx, buf, &len, r->data, r->len) > 0;
+	EVP_PKEY_CTX_free(ctx);
+	if (ok && len > KEYD_MAX_UNWRAP) {
+		ok = 0;
+		*why = "unwrapped key too long";
+	} else if (!ok)
+		*why = "unwrap failed";
+	else {
+		memcpy(out, buf, len);
+		*outlen = len;
+	}
+	OPENSSL_secure_clear_free(buf, size);
+	return ok ? 0 : KP_E_FAILED;
+}
+
+/* DERIVE: ECDH with a peer key on our curve, given as DER SPKI. */
+static int
+op_derive(EVP_PKEY *k, const struct keyproto_req *r, uint8_t *out,
+    size_t outsize, size_t *outlen, const char **why)
+{
+	const unsigned char *p = r->data;
+	EVP_PKEY_CTX *ctx;
+	EVP_PKEY *peer;
+	size_t len = 0;
+	int ok;
+
+	if (!EVP_PKEY_is_a(k, "EC")) {
+		*why = "the key cannot derive";
+		return KP_E_KEYTYPE;
+	}
+	peer = d2i_PUBKEY(NULL, &p, (long)r->len);
+	if (peer == NULL || p != r->data + r->len ||
+	    !EVP_PKEY_is_a(peer, "EC") || EVP_PKEY_parameters_eq(k, peer) != 1) {
+		EVP_PKEY_free(peer);
+		*why = "the peer key is not an EC key on our curve";
+		return KP_E_FAILED;
+	}
+	ctx = op_ctx(k);
+	ok = EVP_PKEY_derive_init(ctx) > 0 &&
+	    EVP_PKEY_derive_set_peer(ctx, peer) > 0 &&
+	    EVP_PKEY_derive(ctx, NULL, &len) > 0 && len <= outsize &&
+	    EVP_PKEY_derive(ctx, out, &len) > 0;
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(peer);
+	if (!ok) {
+		*why = "derivation failed";
+		return KP_E_FAILED;
+	}
+	*outlen = len;
+	return 0;
+}
+
+/* Carry out one decoded request on the key it names. */
+int
+keyd_keyring_op(struct keyd_keyring *kr, const struct keyproto_req *r,
+    uint8_t *out, size_t outsize, size_t *outlen, const char **why)
+{
+	EVP_PKEY *k;
+	int code;
+
+	*outlen = 0;
+	if ((k = keyring_find(kr, r->fp)) == NULL) {
+		*why = "no key with that fingerprint";
+		return KP_E_NOKEY;
+	}
+	ERR_clear_error();
+	switch (r->type) {
+	case KP_SIGN:
+		code = op_sign(k, r, out, outsize, outlen, why);
+		break;
+	case KP_DECRYPT:
+		code = op_decrypt(k, r, out, outlen, why);
+		break;
+	case KP_DERIVE:
+		code = op_derive(k, r, out, outsize, outlen, why);
+		break;
+	default:
+		*why = "not a key operation";
+		code = KP_E_FAILED;
+		break;
+	}
+	ERR_clear_error();
+	return code;
+}
