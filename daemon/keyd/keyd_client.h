@@ -39,7 +39,7 @@ struct keyproto_req;
 
 /* keyd_client.c */
 /* A client over fd (one end of a socketpair), which it owns from now on;
- * NULL with errno if its reader thread cannot start. */
+ * NULL with errno if its reader thread cannot start (fd left open). */
 struct keyd_client *keyd_client_new(int fd);
 /* How long a call waits for its answer (default KEYD_TIMEOUT_MS). */
 void keyd_client_set_timeout(struct keyd_client *, int ms);

@@ -5,7 +5,7 @@
  * requests sent in reverse order).  CMS signatures (RSA PKCS#1 v1.5,
  * RSA-PSS, ECDSA) made with handles verify with the certificates; CMS
  * envelopes to RSA (PKCS#1 v1.5, OAEP) and EC certificates open with
- * handles; X509_check_private_key; a TLS 1.3 and a TLS 1.2 handshake with
+ * handles (CMS_decrypt, and proto/cms.c's cms_decrypt); X509_check_private_key; a TLS 1.3 and a TLS 1.2 handshake with
  * a handle as the server key; 4 threads x 200 signatures at once; a key
  * process that does not answer, then one that goes away: errors, no hang.
  */
@@ -302,6 +302,28 @@ t_sign(const char *name, X509 *cert, EVP_PKEY *key, int pss)
 	CMS_ContentInfo_free(back);
 }
 
+/* The same envelope through smrelay's own streaming decryption
+ * (proto/cms.c). */
+static void
+t_cms_decrypt(const char *name, CMS_ContentInfo *cms, X509 *cert,
+    EVP_PKEY *key, const char *data)
+{
+	struct cms_identity id = { cert, key };
+	BIO *der = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_mem());
+	char err[256], *got;
+	long len;
+
+	CHECK(cms != NULL && i2d_CMS_bio(der, cms) == 1 &&
+	    cms_decrypt(der, &id, 1, out, err, sizeof(err)) == 0,
+	    "%s: cms_decrypt: %s", name, err);
+	len = BIO_get_mem_data(out, &got);
+	CHECK(len == (long)strlen(data) && memcmp(got, data, (size_t)len) == 0,
+	    "%s: cms_decrypt text differs", name);
+	ERR_clear_error();
+	BIO_free(der);
+	BIO_free(out);
+}
+
 /* An envelope to cert (OAEP if asked), through DER, opened with key. */
 static void
 t_decrypt(const char *name, X509 *cert, EVP_PKEY *key, int oaep)
@@ -339,6 +361,7 @@ t_decrypt(const char *name, X509 *cert, EVP_PKEY *key, int oaep)
 	CHECK(len == (long)strlen(data) && memcmp(got, data, (size_t)len) == 0,
 	    "%s: decrypted text differs", name);
 	ERR_clear_error();
+	t_cms_decrypt(name, cms, cert, key, data);
 	CMS_ContentInfo_free(cms);
 	CMS_ContentInfo_free(back);
 	sk_X509_free(rcpts);
@@ -567,6 +590,7 @@ main(int argc, char **argv)
 	char err[200], *p;
 	int sv[2], i;
 
+	cms_init();
 	if (argc != 2) {
 		fprintf(stderr, "usage: keyd_client_test PKIDIR\n");
 		return 2;
