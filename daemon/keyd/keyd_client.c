@@ -1,4 +1,372 @@
 /* keyd_client.c: the key process client (keyd_client.h). */
 #include "autoconfig.h"
 
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/lib.h"
+#include "proto/proto.h"
+
 #include "keyd_client.h"
+
+/* A call waiting for its answer; on the caller's stack. */
+struct pending {
+	struct pending	*next;
+	uint32_t	 id;
+	pthread_cond_t	 cond;
+	int		 done;		/* 1 answered, -1 failed */
+	int		 rc;
+	uint8_t		*out;
+	size_t		 outcap, outlen;
+	char		*err;
+	size_t		 errlen;
+};
+
+struct keyd_client {
+	int		 fd;
+	pthread_mutex_t	 mu;		/* everything below but fd, wmu */
+	pthread_mutex_t	 wmu;		/* one writer at a time */
+	pthread_t	 reader;
+	int		 refs;
+	int		 dead;
+	int		 timeout_ms;
+	uint32_t	 next_id;
+	struct pending	*waiting;
+	char		 why[128];	/* why it is dead */
+};
+
+/* Unlink p from the waiting list (mu held). */
+static void
+unlink_pending(struct keyd_client *c, struct pending *p)
+{
+	struct pending **pp;
+
+	for (pp = &c->waiting; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			return;
+		}
+}
+
+/* The key process is gone: fail every waiter (mu held). */
+static void
+fail_all(struct keyd_client *c, const char *why)
+{
+	struct pending *p;
+
+	if (!c->dead) {
+		c->dead = 1;
+		snprintf(c->why, sizeof(c->why), "%s", why);
+	}
+	while ((p = c->waiting) != NULL) {
+		c->waiting = p->next;
+		snprintf(p->err, p->errlen, "key process unavailable (%s)",
+		    c->why);
+		p->rc = KEYD_E_UNAVAILABLE;
+		p->done = -1;
+		pthread_cond_signal(&p->cond);
+	}
+}
+
+/* Hand one decoded answer to its waiter (mu held); an answer nobody waits
+ * for (the call timed out) is dropped. */
+static void
+deliver(struct keyd_client *c, const struct keyproto_rep *rep)
+{
+	struct pending *p;
+
+	for (p = c->waiting; p != NULL && p->id != rep->id; p = p->next)
+		;
+	if (p == NULL)
+		return;
+	unlink_pending(c, p);
+	if (rep->type == KP_ERR) {
+		snprintf(p->err, p->errlen, "key process: %.*s",
+		    (int)rep->len, (const char *)rep->data);
+		p->rc = KEYD_E_REFUSED;
+	} else if (rep->len > p->outcap) {
+		snprintf(p->err, p->errlen, "key process answer too long"
+		    " (%zu bytes)", rep->len);
+		p->rc = KEYD_E_REFUSED;
+	} else {
+		if (rep->len > 0)
+			memcpy(p->out, rep->data, rep->len);
+		p->outlen = rep->len;
+		p->rc = 0;
+	}
+	p->done = 1;
+	pthread_cond_signal(&p->cond);
+}
+
+/* Decode and deliver the whole frames at the start of buf; how many bytes
+ * they took, or -1 on a malformed answer (why set). */
+static ssize_t
+dispatch(struct keyd_client *c, const uint8_t *buf, size_t len,
+    char *why, size_t whylen)
+{
+	struct keyproto_rep rep;
+	size_t off = 0, flen;
+	char err[96];
+	int r;
+
+	while ((r = keyproto_frame(buf + off, len - off, &flen)) == 1) {
+		if (keyproto_rep_decode(buf + off, flen, &rep, err,
+		    sizeof(err)) == -1) {
+			snprintf(why, whylen, "bad answer: %s", err);
+			return -1;
+		}
+		pthread_mutex_lock(&c->mu);
+		deliver(c, &rep);
+		pthread_mutex_unlock(&c->mu);
+		off += flen;
+	}
+	if (r == -1) {
+		snprintf(why, whylen, "bad answer frame header");
+		return -1;
+	}
+	return (ssize_t)off;
+}
+
+/* The reader thread: answers to their waiters until EOF or an error. */
+static void *
+reader_main(void *arg)
+{
+	struct keyd_client *c = arg;
+	uint8_t buf[2 * KEYPROTO_MAX_FRAME];
+	size_t have = 0;
+	ssize_t n, used;
+	char why[128];
+
+	for (;;) {
+		n = read(c->fd, buf + have, sizeof(buf) - have);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(why, sizeof(why), "%s", n == 0 ?
+			    "connection closed" : strerror(errno));
+			break;
+		}
+		have += (size_t)n;
+		if ((used = dispatch(c, buf, have, why, sizeof(why))) == -1)
+			break;
+		memmove(buf, buf + used, have - (size_t)used);
+		have -= (size_t)used;
+	}
+	pthread_mutex_lock(&c->mu);
+	fail_all(c, why);
+	pthread_mutex_unlock(&c->mu);
+	/* A bad answer: make the key process see the end too. */
+	shutdown(c->fd, SHUT_RDWR);
+	return NULL;
+}
+
+struct keyd_client *
+keyd_client_new(int fd)
+{
+	struct keyd_client *c = xcalloc(1, sizeof(*c));
+	int e;
+
+	c->fd = fd;
+	c->refs = 1;
+	c->timeout_ms = KEYD_TIMEOUT_MS;
+	c->next_id = 1;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_mutex_init(&c->wmu, NULL);
+	if ((e = pthread_create(&c->reader, NULL, reader_main, c)) != 0) {
+		pthread_mutex_destroy(&c->mu);
+		pthread_mutex_destroy(&c->wmu);
+		free(c);
+		errno = e;
+		return NULL;
+	}
+	return c;
+}
+
+void
+keyd_client_set_timeout(struct keyd_client *c, int ms)
+{
+	pthread_mutex_lock(&c->mu);
+	c->timeout_ms = ms;
+	pthread_mutex_unlock(&c->mu);
+}
+
+int
+keyd_client_alive(struct keyd_client *c)
+{
+	int alive;
+
+	pthread_mutex_lock(&c->mu);
+	alive = !c->dead;
+	pthread_mutex_unlock(&c->mu);
+	return alive;
+}
+
+/* Write a whole frame without SIGPIPE; 0, or -1 with errno. */
+static int
+send_frame(int fd, const uint8_t *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = send(fd, buf, len, MSG_NOSIGNAL);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* The absolute CLOCK_MONOTONIC time ms from now. */
+static void
+deadline(struct timespec *ts, int ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Register p and send its frame; 0, or -1 with p->rc and p->err set. */
+static int
+call_send(struct keyd_client *c, struct pending *p,
+    const struct keyproto_req *req)
+{
+	struct keyproto_req r = *req;
+	uint8_t frame[KEYPROTO_MAX_FRAME];
+	size_t flen;
+	int e;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->dead) {
+		snprintf(p->err, p->errlen, "key process unavailable (%s)",
+		    c->why);
+		pthread_mutex_unlock(&c->mu);
+		p->rc = KEYD_E_UNAVAILABLE;
+		return -1;
+	}
+	if ((p->id = c->next_id++) == 0)
+		p->id = c->next_id++;
+	p->next = c->waiting;
+	c->waiting = p;
+	pthread_mutex_unlock(&c->mu);
+	r.id = p->id;
+	if ((flen = keyproto_req_encode(&r, frame, sizeof(frame))) == 0) {
+		snprintf(p->err, p->errlen, "invalid %s request",
+		    keyproto_type_name(req->type));
+		p->rc = KEYD_E_REFUSED;
+		goto unregister;
+	}
+	pthread_mutex_lock(&c->wmu);
+	if (c->fd == -1)
+		e = EPIPE;
+	else
+		e = send_frame(c->fd, frame, flen) == -1 ? errno : 0;
+	pthread_mutex_unlock(&c->wmu);
+	if (e == 0)
+		return 0;
+	pthread_mutex_lock(&c->mu);
+	fail_all(c, strerror(e));	/* p included */
+	pthread_mutex_unlock(&c->mu);
+	return -1;
+ unregister:
+	pthread_mutex_lock(&c->mu);
+	unlink_pending(c, p);
+	pthread_mutex_unlock(&c->mu);
+	return -1;
+}
+
+int
+keyd_client_call(struct keyd_client *c, const struct keyproto_req *req,
+    uint8_t *out, size_t *outlen, char *err, size_t errlen)
+{
+	struct pending p;
+	pthread_condattr_t ca;
+	struct timespec ts;
+
+	memset(&p, 0, sizeof(p));
+	p.out = out;
+	p.outcap = *outlen;
+	p.err = err;
+	p.errlen = errlen;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p.cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (call_send(c, &p, req) == -1)
+		goto done;
+	pthread_mutex_lock(&c->mu);
+	deadline(&ts, c->timeout_ms);
+	while (!p.done)
+		if (pthread_cond_timedwait(&p.cond, &c->mu, &ts) == ETIMEDOUT &&
+		    !p.done) {
+			unlink_pending(c, &p);
+			snprintf(err, errlen, "key process unavailable (no"
+			    " answer in %d ms)", c->timeout_ms);
+			p.rc = KEYD_E_UNAVAILABLE;
+			break;
+		}
+	pthread_mutex_unlock(&c->mu);
+	if (p.rc == 0)
+		*outlen = p.outlen;
+ done:
+	pthread_cond_destroy(&p.cond);
+	return p.rc;
+}
+
+void
+keyd_client_ref(struct keyd_client *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->refs++;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Drop a reference; the last one frees. */
+static void
+client_unref(struct keyd_client *c)
+{
+	int last;
+
+	pthread_mutex_lock(&c->mu);
+	last = --c->refs == 0;
+	pthread_mutex_unlock(&c->mu);
+	if (!last)
+		return;
+	pthread_mutex_destroy(&c->mu);
+	pthread_mutex_destroy(&c->wmu);
+	free(c);
+}
+
+void
+keyd_client_unref(struct keyd_client *c)
+{
+	client_unref(c);
+}
+
+void
+keyd_client_free(struct keyd_client *c)
+{
+	if (c == NULL)
+		return;
+	shutdown(c->fd, SHUT_RDWR);
+	pthread_join(c->reader, NULL);
+	pthread_mutex_lock(&c->wmu);
+	close(c->fd);
+	c->fd = -1;
+	pthread_mutex_unlock(&c->wmu);
+	client_unref(c);
+}

@@ -1,5 +1,69 @@
-/* keyd_client.h: the network process's side of the socketpair. */
+/*
+ * keyd_client.h: the network process's side of the socketpair to the key
+ * process (proto/keyproto.h).
+ *
+ * keyd_client_call is synchronous and thread-safe: worker threads call it
+ * at once and their requests are pipelined on the one socket (each has an
+ * id; one writer at a time; a reader thread hands each answer to the
+ * thread waiting for it).  A call waits at most the client's timeout.
+ * When the key process is gone (EOF, EPIPE, a malformed answer) every
+ * waiter gets an error and later calls fail at once.
+ *
+ * keyd_client_pkey gives an EVP_PKEY that holds a certificate's public key
+ * and only a handle to its private key: an OpenSSL 3 provider ("keyd")
+ * forwards sign, decrypt and derive to the key process, so CMS_sign,
+ * CMS_decrypt, X509_check_private_key and SSL_CTX_use_PrivateKey work on
+ * it unchanged.  Its private operations block the calling thread: use it
+ * on worker threads.  TLS handshakes on the event loop are not served yet
+ * (they need the asynchronous side: a bufferevent and SSL_MODE_ASYNC or
+ * a retry when the answer comes).
+ */
 #ifndef SMRELAY_KEYD_CLIENT_H
 #define SMRELAY_KEYD_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+struct keyd_client;
+struct keyproto_req;
+
+#define KEYD_TIMEOUT_MS		10000
+
+/* What keyd_client_call returns besides 0. */
+#define KEYD_E_REFUSED		-1	/* the key process answered an error */
+#define KEYD_E_UNAVAILABLE	-2	/* gone, timed out, or a bad answer:
+					   a temporary failure */
+
+/* keyd_client.c */
+/* A client over fd (one end of a socketpair), which it owns from now on;
+ * NULL with errno if its reader thread cannot start (fd left open). */
+struct keyd_client *keyd_client_new(int fd);
+/* How long a call waits for its answer (default KEYD_TIMEOUT_MS). */
+void keyd_client_set_timeout(struct keyd_client *, int ms);
+/*
+ * Send req (its id is chosen here) and wait for the answer: 0 with the
+ * answer's data in out (*outlen: its size in, the length out); otherwise
+ * KEYD_E_REFUSED or KEYD_E_UNAVAILABLE with err.
+ */
+int keyd_client_call(struct keyd_client *, const struct keyproto_req *,
+    uint8_t *out, size_t *outlen, char *err, size_t errlen);
+/* Whether the key process is still there as far as the client knows. */
+int keyd_client_alive(struct keyd_client *);
+/* Take a reference (keys made by keyd_client_pkey hold one), drop it. */
+void keyd_client_ref(struct keyd_client *);
+void keyd_client_unref(struct keyd_client *);
+/* Close the socket, fail the waiters, drop the caller's reference; the
+ * memory goes with the last key that refers to it. */
+void keyd_client_free(struct keyd_client *);
+
+/* keyd_pkey.c */
+/* An EVP_PKEY with cert's public key whose private operations the key
+ * process does, naming the key by the SHA-256 of cert's DER; NULL with
+ * err if the key type is not RSA or EC. */
+EVP_PKEY *keyd_client_pkey(struct keyd_client *, X509 *cert, char *err,
+    size_t errlen);
 
 #endif
