@@ -18,6 +18,7 @@
 
 #define DEFAULT_LISTEN		"127.0.0.1:10025"
 #define DEFAULT_DATA_DIR	"/var/lib/smrelay"
+#define DEFAULT_USER		"smrelay"
 #define DEFAULT_NETWORKS	"127.0.0.0/8 ::1/128"
 #define DEFAULT_MAX_SIZE	52428800ULL
 #define DEFAULT_MAX_RCPTS	1000
@@ -72,6 +73,10 @@ static const struct config_key config_keys[] = {
 	    offsetof(struct config, revocation_fetch) },
 	{ "revocation_wait", 0, set_wait,
 	    offsetof(struct config, revocation_wait) },
+	{ "user", 0, set_string, offsetof(struct config, user) },
+	{ "key_file", 0, set_string, offsetof(struct config, key_file) },
+	{ "key_passphrase_file", 0, set_file,
+	    offsetof(struct config, key_passphrase_file) },
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -721,6 +726,7 @@ config_default(void)
 	cfg->log_level = LOG_LVL_INFO;
 	cfg->revocation_fetch = 1;
 	cfg->revocation_wait = CONFIG_WAIT_DEFAULT;
+	cfg->user = xstrdup(DEFAULT_USER);
 	return cfg;
 }
 
@@ -806,6 +812,11 @@ config_check(struct config *cfg, const int *seen, char *why, size_t len)
 		    "and tls_key_file");
 		return seen[K_INBOUND_TLS];
 	}
+	if (cfg->user[0] == '\0' || (cfg->key_file != NULL &&
+	    cfg->key_file[0] == '\0')) {
+		snprintf(why, len, "user and key_file may not be empty");
+		return 0;
+	}
 	if (cfg->relay_host == NULL && !cfg->relay_mx) {
 		snprintf(why, len, "missing required key \"relay\" "
 		    "(next hop HOST:PORT or mx)");
@@ -850,6 +861,8 @@ config_load(const char *path, char *err, size_t errlen)
 		fatalx("default listen: %s", why);
 	if (bad == -1)
 		bad = config_check(cfg, seen, why, sizeof(why));
+	if (bad == -1 && cfg->key_file == NULL)
+		cfg->key_file = xasprintf("%s/keys.db", cfg->data_dir);
 	if (bad == -1)
 		return cfg;
 	if (bad > 0)
@@ -881,6 +894,9 @@ config_free(struct config *cfg)
 	free(cfg->relay_port);
 	free(cfg->relay_tls_ca_file);
 	free(cfg->data_dir);
+	free(cfg->user);
+	free(cfg->key_file);
+	free(cfg->key_passphrase_file);
 	free(cfg->relay_networks);
 	free(cfg);
 }

@@ -50,6 +50,10 @@ struct config {
 	enum relay_tls relay_tls;
 	char *relay_tls_ca_file;        /* NULL = system store */
 	char *data_dir;
+	char *user;                     /* the network process's user */
+	char *key_file;                 /* private keys; NULL until config_load
+					 * (then data_dir/keys.db) */
+	char *key_passphrase_file;      /* NULL: keys not encrypted */
 	struct netmask *relay_networks;
 	int nrelay_networks;
 	uint64_t max_message_size;
