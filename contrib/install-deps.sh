@@ -48,6 +48,13 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 	systemctl disable --now postfix >/dev/null 2>&1 || true
 fi
 
+# The unprivileged user smrelayd's network process runs as (`user`, default
+# smrelay), as a package would create it.
+if [ "$(id -u)" = 0 ] && ! getent passwd smrelay >/dev/null; then
+	useradd --system --user-group --no-create-home --home-dir /nonexistent \
+		--shell /usr/sbin/nologin smrelay
+fi
+
 for p in smtp-sink smtp-source swaks python3 openssl clang autoreconf pkg-config; do
 	if ! command -v "$p" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$p" ]; then
 		echo "install-deps.sh: $p missing after install" >&2

@@ -1,10 +1,22 @@
-/* smrelayd.c: the daemon: reads the config, builds the subsystems in
- * order (listeners, the relay pool, then the store, certificate cache,
- * spool, queue, workers and the gateway that uses them), owns the event
- * base and the signals, and frees it all in reverse. */
+/*
+ * smrelayd.c: the daemon.  The parent reads and checks the config, binds
+ * the listeners and then only supervises (privsep.h): it forks the key
+ * process (daemon/keyd: every private key, no network input) and the
+ * network process, restarts either when it dies, and passes a new key
+ * process's socket to the running network process.  The network process
+ * drops to `user`, builds the subsystems in order (the store, certificate
+ * cache, spool, queue, workers and the gateway that uses them), owns the
+ * event loop and frees it all in reverse.
+ */
 #include "autoconfig.h"
 
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +27,7 @@
 #include <event2/event.h>
 
 #include "daemon/base/base.h"
+#include "daemon/keyd/keyd.h"
 #include "daemon/smime/smime.h"
 #include "lib/lib.h"
 #include "daemon/relay/relay.h"
@@ -44,6 +57,15 @@ struct daemon_state {
 	int nretired;
 	int exiting;
 	struct event *ev_term, *ev_int, *ev_hup;
+	/* the processes */
+	int foreground;
+	int privsep;                    /* started as root: drop to uid */
+	uid_t uid;
+	gid_t gid;
+	struct keyd_client *kc;         /* network process: the key process */
+	int ctl;                        /* its socket to the parent */
+	pid_t parent;
+	struct event *ev_ctl;
 };
 
 /* The command line. */
@@ -53,6 +75,10 @@ struct daemon_opts {
 };
 
 static const struct timeval drain_deadline = { 120, 0 };
+
+/* How long the network process waits for the key process: TLS handshakes
+ * wait on the loop (keyd_client.h), S/MIME work on its worker. */
+#define KEYD_NET_TIMEOUT_MS	3000
 
 #define SYNOPSIS "usage: smrelayd -c FILE [-f] [-n] [-v]\n" \
 	"       smrelayd -h | --version\n"
@@ -116,27 +142,53 @@ check_store(const struct config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
-/* Build both TLS contexts for a config; -1 with err set. */
-static int
-load_tls(const struct config *cfg, SSL_CTX **server, SSL_CTX **client,
+/* The server context with the key process's handle on the TLS key. */
+static SSL_CTX *
+server_ctx_keyd(const struct config *cfg, struct keyd_client *kc,
     char *err, size_t errlen)
 {
-	*server = NULL;
+	EVP_PKEY *pkey = NULL;
+	SSL_CTX *ctx = NULL;
+	X509 *cert;
+
+	if ((cert = tls_leaf_cert(cfg->tls_cert_file, err, errlen)) != NULL &&
+	    (pkey = keyd_client_pkey(kc, cert, err, errlen)) != NULL)
+		ctx = tls_server_ctx_pkey(cfg->tls_cert_file, pkey, err,
+		    errlen);
+	EVP_PKEY_free(pkey);
+	X509_free(cert);
+	return ctx;
+}
+
+/*
+ * Build the TLS contexts of a config; -1 with err set.  The server's key
+ * is a handle on the key process kc; without kc it is read from
+ * tls_key_file (smrelayd -n), or the server context is not made at all
+ * when server is NULL (the parent, which never holds a key).
+ */
+static int
+load_tls(const struct config *cfg, struct keyd_client *kc, SSL_CTX **server,
+    SSL_CTX **client, char *err, size_t errlen)
+{
+	SSL_CTX *sctx = NULL;
+
 	*client = NULL;
-	if (cfg->tls_cert_file != NULL) {
-		*server = tls_server_ctx(cfg->tls_cert_file, cfg->tls_key_file,
-		    err, errlen);
-		if (*server == NULL)
+	if (cfg->tls_cert_file != NULL && server != NULL) {
+		sctx = kc != NULL ? server_ctx_keyd(cfg, kc, err, errlen) :
+		    tls_server_ctx(cfg->tls_cert_file, cfg->tls_key_file, err,
+		    errlen);
+		if (sctx == NULL)
 			return -1;
 	}
 	if (cfg->relay_tls != RELAY_TLS_NONE) {
 		*client = tls_client_ctx(cfg, err, errlen);
 		if (*client == NULL) {
-			SSL_CTX_free(*server);
-			*server = NULL;
+			SSL_CTX_free(sctx);
 			return -1;
 		}
 	}
+	if (server != NULL)
+		*server = sctx;
 	return 0;
 }
 
@@ -163,7 +215,7 @@ reload(struct daemon_state *d)
 		log_warnx("reload failed, keeping the running config: %s", err);
 		return;
 	}
-	if (load_tls(ncfg, &sctx, &cctx, err, sizeof(err)) == -1 ||
+	if (load_tls(ncfg, d->kc, &sctx, &cctx, err, sizeof(err)) == -1 ||
 	    prepare_data_dir(ncfg, err, sizeof(err)) == -1) {
 		log_warnx("reload failed, keeping the running config: %s", err);
 		config_free(ncfg);
@@ -239,6 +291,23 @@ parse_args(int argc, char *argv[], struct daemon_opts *o)
 		usage();
 }
 
+/* Started as root: the user the network process becomes must exist. */
+static int
+check_user(struct daemon_state *d, char *err, size_t errlen)
+{
+	char why[512];
+
+	if (geteuid() != 0)
+		return 0;
+	if (privsep_user(d->cfg->user, &d->uid, &d->gid, why,
+	    sizeof(why)) == -1) {
+		snprintf(err, errlen, "%s: %s", d->cfg->path, why);
+		return -1;
+	}
+	d->privsep = 1;
+	return 0;
+}
+
 /* Free what check_config() made (after -n, or when it failed). */
 static void
 config_state_free(struct daemon_state *d)
@@ -249,9 +318,10 @@ config_state_free(struct daemon_state *d)
 }
 
 /* Load the config, its TLS contexts, data_dir and the databases, before
- * anything starts: -1 after saying why on stderr. */
+ * anything starts: -1 after saying why on stderr.  Only with checkonly is
+ * the TLS key read here; else the key process checks it (keyd_check). */
 static int
-check_config(struct daemon_state *d, const char *path)
+check_config(struct daemon_state *d, const char *path, int checkonly)
 {
 	char err[1024];
 
@@ -260,14 +330,11 @@ check_config(struct daemon_state *d, const char *path)
 		fprintf(stderr, "%s\n", err);
 		return -1;
 	}
-	if (load_tls(d->cfg, &d->tls_server, &d->client_ctx, err,
-	    sizeof(err)) == -1 || prepare_data_dir(d->cfg, err,
-	    sizeof(err)) == -1) {
-		fprintf(stderr, "%s\n", err);
-		config_state_free(d);
-		return -1;
-	}
-	if (check_store(d->cfg, err, sizeof(err)) == -1) {
+	if (load_tls(d->cfg, NULL, checkonly ? &d->tls_server : NULL,
+	    &d->client_ctx, err, sizeof(err)) == -1 ||
+	    prepare_data_dir(d->cfg, err, sizeof(err)) == -1 ||
+	    check_store(d->cfg, err, sizeof(err)) == -1 ||
+	    check_user(d, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
 		config_state_free(d);
 		return -1;
@@ -335,6 +402,8 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 	if ((d->st = store_open(d->data_dir, err, errlen)) == NULL)
 		goto fail;
 	d->cc = certcache_new();
+	if (d->kc != NULL)
+		keys_set_keyd(certcache_keys(d->cc), d->kc);
 	certcache_set_revocation(d->cc, cfg->revocation);
 	if (certcache_sync(d->cc, d->st, 1, err, errlen) == -1)
 		goto fail;
@@ -378,11 +447,16 @@ daemon_free(struct daemon_state *d)
 {
 	int i;
 
-	event_free(d->ev_term);
-	event_free(d->ev_int);
-	event_free(d->ev_hup);
+	if (d->ev_term != NULL) {
+		event_free(d->ev_term);
+		event_free(d->ev_int);
+		event_free(d->ev_hup);
+	}
+	if (d->ev_ctl != NULL)
+		event_free(d->ev_ctl);
 	server_close_listeners(d->srv);
 	subsystems_free(d);
+	keyd_client_free(d->kc);
 	server_free(d->srv);
 	relay_pool_free(d->pool);
 	event_base_free(d->base);
@@ -413,53 +487,412 @@ server_start(struct daemon_state *d, char *err, size_t errlen)
 	return server_listen(d->srv, err, errlen);
 }
 
-/* Check the config, listen, detach, build the subsystems, run the loop. */
+/* Network process: the parent passes a new key process's socket, or is
+ * gone (EOF: drain and exit, as at SIGTERM). */
+static void
+ctl_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon_state *d = arg;
+	struct keyd_client *kc;
+	SSL_CTX *sctx = NULL;
+	char err[512];
+	int kfd;
+
+	(void)what;
+	if ((kfd = privsep_recv_fd(fd)) <= 0) {
+		log_warnx("the parent process is gone: stopping");
+		event_del(d->ev_ctl);
+		if (!d->exiting)
+			signal_cb(SIGTERM, 0, d);
+		return;
+	}
+	if ((kc = keyd_client_new(kfd)) == NULL) {
+		log_warn("key process: client");
+		close(kfd);
+		return;
+	}
+	keyd_client_set_timeout(kc, KEYD_NET_TIMEOUT_MS);
+	keys_set_keyd(certcache_keys(d->cc), kc);
+	if (certcache_sync(d->cc, d->st, 1, err, sizeof(err)) == -1)
+		log_warnx("key process: reload: %s", err);
+	if (d->cfg->tls_cert_file != NULL &&
+	    (sctx = server_ctx_keyd(d->cfg, kc, err, sizeof(err))) == NULL)
+		log_warnx("key process: TLS: %s", err);
+	if (sctx != NULL) {
+		server_reconfigure(d->srv, d->cfg, sctx);
+		SSL_CTX_free(d->tls_server);
+		d->tls_server = sctx;
+	}
+	keyd_client_free(d->kc);
+	d->kc = kc;
+	log_info("key process restarted: keys reconnected");
+}
+
+/*
+ * The network process: the key process's client (the TLS key a handle on
+ * it), then as `user` with no capability the subsystems and the loop.
+ * The listeners were bound by the parent.  Returns the exit status.
+ */
+static int
+net_main(struct daemon_state *d, int kfd, int ctl)
+{
+	char err[1024];
+
+	prctl(PR_SET_NAME, "smrelayd-net", 0, 0, 0);
+	event_reinit(d->base);
+	if ((d->kc = keyd_client_new(kfd)) == NULL)
+		fatal("key process client");
+	keyd_client_set_timeout(d->kc, KEYD_NET_TIMEOUT_MS);
+	d->ctl = ctl;
+	if (d->cfg->tls_cert_file != NULL && (d->tls_server =
+	    server_ctx_keyd(d->cfg, d->kc, err, sizeof(err))) == NULL) {
+		log_warnx("TLS: %s", err);
+		return 1;
+	}
+	server_reconfigure(d->srv, d->cfg, d->tls_server);
+	if (d->privsep && privsep_drop(d->uid, d->gid, err,
+	    sizeof(err)) == -1)
+		fatalx("%s", err);
+	config_unprivileged();
+	/* A new uid cleared it: die with the parent (nothing accepted is
+	 * lost, the spool has it), as a one-process daemon would. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (getppid() != d->parent)
+		_exit(1);
+	if (subsystems_new(d, err, sizeof(err)) == -1) {
+		log_warnx("%s", err);
+		return 1;
+	}
+	d->ev_ctl = event_new(d->base, ctl, EV_READ | EV_PERSIST, ctl_cb, d);
+	event_add(d->ev_ctl, NULL);
+	signals_add(d);
+	if (write(ctl, "R", 1) != 1)
+		log_warn("parent");
+	log_info("smrelayd %s started hostname=%s relay=%s:%s relay_tls=%d "
+	    "uid=%u", PACKAGE_VERSION, d->cfg->hostname, d->cfg->relay_host ?
+	    d->cfg->relay_host : "mx", d->cfg->relay_port ?
+	    d->cfg->relay_port : "25", (int)d->cfg->relay_tls,
+	    (unsigned)geteuid());
+	event_base_dispatch(d->base);
+	log_info("exiting messages=%llu", server_messages(d->srv));
+	daemon_free(d);
+	return 0;
+}
+
+/* The parent's view of its two children. */
+struct sup {
+	struct daemon_state	*d;
+	pid_t			 keyd, net;
+	int			 ctl;           /* to the network process */
+	int			 sigfd;
+	int			 ready;         /* the network process runs */
+	int			 ever_ready;
+	int			 exiting;
+	int			 status;        /* the parent's exit status */
+	struct timespec		 keyd_at, net_at;       /* last starts */
+};
+
+/* A child that died within a second of its start waits a second before
+ * the next: a broken key file must not make the parent spin. */
+static void
+backoff(struct timespec *last)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (last->tv_sec != 0 && now.tv_sec - last->tv_sec < 1)
+		sleep(1);
+	clock_gettime(CLOCK_MONOTONIC, last);
+}
+
+/* In a child: the parent's signal mask and descriptors are not ours. */
+static void
+child_setup(struct sup *s, const char *name)
+{
+	sigset_t none;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	close(s->sigfd);
+	if (s->ctl != -1)
+		close(s->ctl);
+	prctl(PR_SET_NAME, name, 0, 0, 0);
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (getppid() != s->d->parent)
+		_exit(1);
+}
+
+/* Fork the key process; its peer's end of the socketpair in *netfd. */
+static pid_t
+spawn_keyd(struct sup *s, int *netfd)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
+		fatal("socketpair");
+	backoff(&s->keyd_at);
+	if ((pid = fork()) == -1)
+		fatal("fork");
+	if (pid == 0) {
+		child_setup(s, "smrelayd-keyd");
+		keyd_run(s->d->cfg, sv[1], s->d->foreground);
+	}
+	close(sv[1]);
+	*netfd = sv[0];
+	log_debug("key process pid=%ld", (long)pid);
+	return pid;
+}
+
+/* Fork the network process with kfd, its socket to the key process. */
+static void
+spawn_net(struct sup *s, int kfd)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
+		fatal("socketpair");
+	backoff(&s->net_at);
+	if ((pid = fork()) == -1)
+		fatal("fork");
+	if (pid == 0) {
+		close(sv[0]);
+		child_setup(s, "smrelayd-net");
+		exit(net_main(s->d, kfd, sv[1]));
+	}
+	close(sv[1]);
+	close(kfd);
+	s->ctl = sv[0];
+	s->net = pid;
+	s->ready = 0;
+	log_debug("network process pid=%ld", (long)pid);
+}
+
+/* How a child ended, for the log. */
+static void
+log_exit(const char *who, pid_t pid, int st, int expected)
+{
+	if (WIFEXITED(st) && (expected || WEXITSTATUS(st) == 0))
+		log_info("%s process %ld exited status=%d", who, (long)pid,
+		    WEXITSTATUS(st));
+	else if (WIFEXITED(st))
+		log_warnx("%s process %ld exited status=%d", who, (long)pid,
+		    WEXITSTATUS(st));
+	else
+		log_warnx("%s process %ld killed by signal %d", who,
+		    (long)pid, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+/* Collect the dead. */
+static void
+sup_reap(struct sup *s)
+{
+	pid_t pid;
+	int st;
+
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		if (pid == s->net) {
+			log_exit("network", pid, st, s->exiting);
+			s->net = 0;
+			if (s->ctl != -1)
+				close(s->ctl);
+			s->ctl = -1;
+			if (!s->ever_ready || s->exiting) {
+				s->exiting = 1;
+				s->status = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+			}
+		} else if (pid == s->keyd) {
+			log_exit("key", pid, st, s->exiting || s->net == 0);
+			s->keyd = 0;
+		}
+	}
+}
+
+/* After a death: restart what must run again (both when the network
+ * process died: its key process is stopped first). */
+static void
+sup_restart(struct sup *s)
+{
+	int kfd;
+
+	if (s->exiting || (s->net == 0 && s->keyd > 0)) {
+		if (s->net == 0 && s->keyd > 0)
+			kill(s->keyd, SIGTERM);
+		return;
+	}
+	if (s->keyd != 0)
+		return;
+	s->keyd = spawn_keyd(s, &kfd);
+	if (s->net == 0) {
+		log_info("restarting the network process");
+		spawn_net(s, kfd);
+		return;
+	}
+	log_info("key process restarted: passing it to the network process");
+	if (privsep_send_fd(s->ctl, kfd) == -1)
+		log_warn("passing the key process's socket");
+	close(kfd);
+}
+
+/* A signal for the parent. */
+static void
+sup_signal(struct sup *s, int sig)
+{
+	if (sig == SIGCHLD) {
+		sup_reap(s);
+		sup_restart(s);
+		return;
+	}
+	if (sig == SIGHUP) {
+		if (s->keyd > 0)
+			kill(s->keyd, SIGHUP);
+		if (s->net > 0)
+			kill(s->net, SIGHUP);
+		return;
+	}
+	s->exiting = 1;
+	if (s->net > 0)
+		kill(s->net, sig);
+	else if (s->keyd > 0)
+		kill(s->keyd, SIGTERM);
+}
+
+/* What the network process says: 'R' once it runs; EOF when it goes. */
+static void
+sup_ctl(struct sup *s)
+{
+	char c;
+	ssize_t n;
+
+	if ((n = read(s->ctl, &c, 1)) == 1 && c == 'R') {
+		s->ready = s->ever_ready = 1;
+		return;
+	}
+	if (n == 0 || (n == -1 && errno != EINTR && errno != EAGAIN)) {
+		close(s->ctl);
+		s->ctl = -1;
+	}
+}
+
+/* The parent from now on: start both children, restart them, pass
+ * signals on; returns when both are gone after SIGTERM (or after the
+ * first network process failed before running). */
+static int
+supervise(struct daemon_state *d)
+{
+	struct signalfd_siginfo si;
+	struct pollfd pf[2];
+	struct sup s;
+	sigset_t set;
+	int kfd;
+
+	memset(&s, 0, sizeof(s));
+	s.d = d;
+	s.ctl = -1;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	if ((s.sigfd = signalfd(-1, &set, SFD_CLOEXEC)) == -1)
+		fatal("signalfd");
+	d->parent = getpid();
+	s.keyd = spawn_keyd(&s, &kfd);
+	spawn_net(&s, kfd);
+	while (s.keyd > 0 || s.net > 0) {
+		pf[0].fd = s.sigfd;
+		pf[0].events = POLLIN;
+		pf[1].fd = s.ctl;
+		pf[1].events = POLLIN;
+		if (poll(pf, s.ctl != -1 ? 2 : 1, -1) == -1) {
+			if (errno != EINTR)
+				fatal("poll");
+			continue;
+		}
+		if (s.ctl != -1 && pf[1].revents != 0)
+			sup_ctl(&s);
+		if ((pf[0].revents & POLLIN) &&
+		    read(s.sigfd, &si, sizeof(si)) == sizeof(si))
+			sup_signal(&s, (int)si.ssi_signo);
+	}
+	close(s.sigfd);
+	return s.status;
+}
+
+/* The parent after its children are gone. */
+static void
+parent_free(struct daemon_state *d)
+{
+	server_close_listeners(d->srv);
+	server_free(d->srv);
+	relay_pool_free(d->pool);
+	event_base_free(d->base);
+	SSL_CTX_free(d->client_ctx);
+	free(d->tmpdir);
+	config_free(d->cfg);
+}
+
+/* Started as root: data_dir to the network process's user, but not the
+ * key file. */
+static int
+hand_over_data_dir(struct daemon_state *d, char *err, size_t errlen)
+{
+	if (!d->privsep)
+		return 0;
+	if (privsep_reachable(d->cfg->data_dir, d->uid, d->gid, err,
+	    errlen) == -1)
+		return -1;
+	return privsep_chown_tree(d->cfg->data_dir, d->cfg->key_file, d->uid,
+	    d->gid, err, errlen);
+}
+
+/* Check the config and the keys, listen, detach, supervise. */
 int
 main(int argc, char *argv[])
 {
 	struct daemon_state d;
 	struct daemon_opts o;
 	char err[1024];
+	int rc;
 
 	parse_args(argc, argv, &o);
 	memset(&d, 0, sizeof(d));
+	d.ctl = -1;
 	log_init("smrelayd", 1, LOG_LVL_INFO);
 	tls_init();
-	if (check_config(&d, o.path) == -1)
+	if (check_config(&d, o.path, o.checkonly) == -1)
 		return 1;
 	if (o.checkonly) {
 		printf("configuration OK\n");
 		config_state_free(&d);
 		return 0;
 	}
+	if (!d.privsep)
+		log_info("not started as root: running as uid %u, user %s "
+		    "not used", (unsigned)geteuid(), d.cfg->user);
+	if (keyd_check(d.cfg) == -1) {
+		config_state_free(&d);
+		return 1;
+	}
 	log_init("smrelayd", o.foreground, o.verbose ? LOG_LVL_DEBUG :
 	    d.cfg->log_level);
+	d.foreground = o.foreground;
 	signal(SIGPIPE, SIG_IGN);
 	d.base = server_event_base();
 	if (d.base == NULL)
 		fatalx("event_base_new failed");
 	d.pool = relay_pool_new(d.base, d.cfg, d.client_ctx);
 	d.tmpdir = xasprintf("%s/tmp", d.cfg->data_dir);
-	if (server_start(&d, err, sizeof(err)) == -1) {
+	if (server_start(&d, err, sizeof(err)) == -1 ||
+	    hand_over_data_dir(&d, err, sizeof(err)) == -1) {
 		log_warnx("%s", err);
 		return 1;
 	}
 	if (!o.foreground && daemon(0, 0) == -1)
 		fatal("daemon");
-	if (!o.foreground)
-		event_reinit(d.base);
-	if (subsystems_new(&d, err, sizeof(err)) == -1) {
-		log_warnx("%s", err);
-		return 1;
-	}
-	signals_add(&d);
-	log_info("smrelayd %s started hostname=%s relay=%s:%s relay_tls=%d",
-	    PACKAGE_VERSION, d.cfg->hostname, d.cfg->relay_host ?
-	    d.cfg->relay_host : "mx", d.cfg->relay_port ?
-	    d.cfg->relay_port : "25", (int)d.cfg->relay_tls);
-	event_base_dispatch(d.base);
-
-	log_info("exiting messages=%llu", server_messages(d.srv));
-	daemon_free(&d);
-	return 0;
+	rc = supervise(&d);
+	parent_free(&d);
+	return rc;
 }

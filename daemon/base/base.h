@@ -8,6 +8,7 @@
 #include "delivery.h"
 #include "http.h"
 #include "msgbuf.h"
+#include "privsep.h"
 #include "tls.h"
 #include "workers.h"
 

@@ -40,6 +40,10 @@ struct config_key {
 	size_t		 off;		/* field for the generic setters */
 };
 
+/* After the network process dropped its privileges: files only the key
+ * process reads (tls_key_file, key_passphrase_file) are not opened. */
+static int key_files_unread;
+
 static config_set_fn set_listen, set_hostname, set_file, set_string,
     set_inbound_tls, set_relay, set_relay_tls, set_networks, set_size,
     set_count, set_duration, set_log_level, set_revocation, set_yesno,
@@ -477,6 +481,13 @@ set_file(struct config *cfg, const struct config_key *k, const char *val,
 	struct stat st;
 
 	(void)line;
+	if (key_files_unread && (k->off == offsetof(struct config,
+	    tls_key_file) || k->off == offsetof(struct config,
+	    key_passphrase_file))) {
+		free(*field);
+		*field = xstrdup(val);
+		return 0;
+	}
 	if (access(val, R_OK) == -1 || stat(val, &st) == -1) {
 		snprintf(why, len, "%s: cannot read \"%s\": %s", k->name, val,
 		    strerror(errno));
@@ -490,6 +501,13 @@ set_file(struct config *cfg, const struct config_key *k, const char *val,
 	free(*field);
 	*field = xstrdup(val);
 	return 0;
+}
+
+/* Files only the key process reads are not opened (config_unprivileged). */
+void
+config_unprivileged(void)
+{
+	key_files_unread = 1;
 }
 
 /* A plain string value (data_dir). */

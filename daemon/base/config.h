@@ -65,6 +65,9 @@ struct config {
 };
 
 /* config.c */
+/* From now on (the network process, after dropping privileges) the files
+ * only the key process reads are named, not checked. */
+void config_unprivileged(void);
 /*
  * Parse the file.  On error returns NULL and writes "FILE:LINE: reason" (or
  * "FILE: reason" when there is no line) into err.  Checks everything that can

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -43,8 +44,11 @@ tls_ctx_common(SSL_CTX *ctx)
 }
 
 /* Server context from a PEM chain and key; NULL with err set on failure. */
-SSL_CTX *
-tls_server_ctx(const char *cert, const char *key, char *err, size_t errlen)
+/* A server context with cert's chain and key (a PEM file) or pkey (a
+ * handle on the key process). */
+static SSL_CTX *
+server_ctx(const char *cert, const char *key, EVP_PKEY *pkey, char *err,
+    size_t errlen)
 {
 	SSL_CTX *ctx;
 
@@ -67,19 +71,50 @@ tls_server_ctx(const char *cert, const char *key, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", cert, tls_error());
 		goto fail;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-		snprintf(err, errlen, "%s: %s", key, tls_error());
+	if ((pkey != NULL ? SSL_CTX_use_PrivateKey(ctx, pkey) :
+	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM)) != 1) {
+		snprintf(err, errlen, "%s: %s", pkey != NULL ? "key process" :
+		    key, tls_error());
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		snprintf(err, errlen, "%s does not match %s: %s", key, cert,
-		    tls_error());
+		snprintf(err, errlen, "%s does not match %s: %s", pkey != NULL ?
+		    "the key process's key" : key, cert, tls_error());
 		goto fail;
 	}
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);
 	return NULL;
+}
+
+SSL_CTX *
+tls_server_ctx(const char *cert, const char *key, char *err, size_t errlen)
+{
+	return server_ctx(cert, key, NULL, err, errlen);
+}
+
+SSL_CTX *
+tls_server_ctx_pkey(const char *cert, EVP_PKEY *pkey, char *err,
+    size_t errlen)
+{
+	return server_ctx(cert, NULL, pkey, err, errlen);
+}
+
+/* The first certificate of a PEM file (the server's own). */
+X509 *
+tls_leaf_cert(const char *path, char *err, size_t errlen)
+{
+	X509 *x = NULL;
+	FILE *fp;
+
+	if ((fp = fopen(path, "r")) != NULL) {
+		x = PEM_read_X509(fp, NULL, NULL, NULL);
+		fclose(fp);
+	}
+	if (x == NULL)
+		snprintf(err, errlen, "%s: no certificate", path);
+	return x;
 }
 
 /* A client context: verifying the peer against cafile (NULL: the system

@@ -11,6 +11,10 @@ struct config;
 void tls_init(void);
 /* Server context from tls_cert_file/tls_key_file; NULL (err set) on failure. */
 SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err, size_t);
+/* The same with the key as an EVP_PKEY (a handle on the key process). */
+SSL_CTX *tls_server_ctx_pkey(const char *cert, EVP_PKEY *, char *err, size_t);
+/* The first certificate of a PEM file; NULL (err set) if none. */
+X509 *tls_leaf_cert(const char *path, char *err, size_t);
 /* Client context for relay_tls; verify mode loads relay_tls_ca_file or the
  * system store.  NULL (err set) on failure. */
 SSL_CTX *tls_client_ctx(const struct config *, char *err, size_t);

@@ -7,5 +7,6 @@
 
 #include "keyd_server.h"
 #include "keyd_client.h"
+#include "keyd_proc.h"
 
 #endif

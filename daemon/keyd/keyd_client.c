@@ -37,6 +37,7 @@ struct keyd_client {
 	pthread_t	 reader;
 	int		 refs;
 	int		 dead;
+	int		 stalled;	/* a call timed out; no answer since */
 	int		 timeout_ms;
 	uint32_t	 next_id;
 	struct pending	*waiting;
@@ -103,6 +104,7 @@ deliver(struct keyd_client *c, const struct keyproto_rep *rep)
 		p->rc = 0;
 	}
 	p->done = 1;
+	c->stalled = 0;
 	pthread_cond_signal(&p->cond);
 }
 
@@ -204,7 +206,7 @@ keyd_client_alive(struct keyd_client *c)
 	int alive;
 
 	pthread_mutex_lock(&c->mu);
-	alive = !c->dead;
+	alive = !c->dead && !c->stalled;
 	pthread_mutex_unlock(&c->mu);
 	return alive;
 }
@@ -314,6 +316,7 @@ keyd_client_call(struct keyd_client *c, const struct keyproto_req *req,
 		if (pthread_cond_timedwait(&p.cond, &c->mu, &ts) == ETIMEDOUT &&
 		    !p.done) {
 			unlink_pending(c, &p);
+			c->stalled = 1;
 			snprintf(err, errlen, "key process unavailable (no"
 			    " answer in %d ms)", c->timeout_ms);
 			p.rc = KEYD_E_UNAVAILABLE;

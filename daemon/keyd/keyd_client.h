@@ -50,7 +50,8 @@ void keyd_client_set_timeout(struct keyd_client *, int ms);
  */
 int keyd_client_call(struct keyd_client *, const struct keyproto_req *,
     uint8_t *out, size_t *outlen, char *err, size_t errlen);
-/* Whether the key process is still there as far as the client knows. */
+/* Whether the key process is still there as far as the client knows, and
+ * answered since the last call that timed out. */
 int keyd_client_alive(struct keyd_client *);
 /* Take a reference (keys made by keyd_client_pkey hold one), drop it. */
 void keyd_client_ref(struct keyd_client *);

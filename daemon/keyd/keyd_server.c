@@ -106,6 +106,13 @@ keyd_server_new(struct event_base *base, int fd, struct keyd_keyring *kr)
 	return s;
 }
 
+/* Answer from kr from now on (a reload); the caller frees the old one. */
+void
+keyd_server_set_keyring(struct keyd_server *s, struct keyd_keyring *kr)
+{
+	s->kr = kr;
+}
+
 /* Be told when the connection closes. */
 void
 keyd_server_set_closed_cb(struct keyd_server *s, keyd_server_closed_cb *cb,

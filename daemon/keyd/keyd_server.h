@@ -40,6 +40,8 @@ int keyd_harden(void);
  * which must outlive the server. */
 struct keyd_server *keyd_server_new(struct event_base *, int fd,
     struct keyd_keyring *kr);
+/* Answer from kr from now on (a reload); the caller frees the old one. */
+void keyd_server_set_keyring(struct keyd_server *, struct keyd_keyring *);
 /* Be told when the connection closes. */
 void keyd_server_set_closed_cb(struct keyd_server *, keyd_server_closed_cb *,
     void *arg);

@@ -11,6 +11,7 @@
 #include <openssl/x509.h>
 
 #include "keys.h"
+#include "daemon/keyd/keyd.h"
 #include "lib/lib.h"
 #include "store/store.h"
 
@@ -29,6 +30,7 @@ struct keys {
 	size_t		 n;
 	unsigned char	 mark[KEYS_MARK_LEN];   /* the store's "mark" secret */
 	int		 have_mark;
+	struct keyd_client *kc;         /* the key process, or NULL */
 };
 
 /* Free an array of keys. */
@@ -64,14 +66,37 @@ keys_free(struct keys *ks)
 	if (ks == NULL)
 		return;
 	keys_clear(ks->v, ks->n);
+	if (ks->kc != NULL)
+		keyd_client_unref(ks->kc);
 	OPENSSL_cleanse(ks->mark, sizeof(ks->mark));
 	pthread_mutex_destroy(&ks->mtx);
 	free(ks);
 }
 
+/*
+ * Where a key's private half comes from: with a key process, a handle that
+ * forwards sign, decrypt and derive to it (the key never enters this
+ * process); else what the store gave.  0, or -1 when it cannot be had.
+ */
+static int
+key_private(struct keyd_client *kc, struct store_key *k)
+{
+	char err[256];
+
+	if (kc == NULL)
+		return k->pkey != NULL ? 0 : -1;
+	EVP_PKEY_free(k->pkey);
+	if ((k->pkey = keyd_client_pkey(kc, k->cert, err, sizeof(err))) ==
+	    NULL) {
+		log_warnx("keys: key %lld: %s", (long long)k->id, err);
+		return -1;
+	}
+	return 0;
+}
+
 /* The store's keys with the addresses and validity of their certificates. */
 static struct key *
-keys_read(struct store *st, size_t *np)
+keys_read(struct store *st, struct keyd_client *kc, size_t *np)
 {
 	struct store_key **v;
 	struct store_certmeta m;
@@ -82,7 +107,8 @@ keys_read(struct store *st, size_t *np)
 	v = store_all_keys(st, &n);
 	keys = xcalloc(n + 1, sizeof(*keys));
 	for (i = 0; i < n; i++) {
-		if (store_certmeta_get(v[i]->cert, &m, err,
+		if (key_private(kc, v[i]) == -1 ||
+		    store_certmeta_get(v[i]->cert, &m, err,
 		    sizeof(err)) == -1) {
 			store_key_free(v[i]);
 			continue;
@@ -109,12 +135,20 @@ void
 keys_load(struct keys *ks, struct store *st)
 {
 	struct key *v, *ov;
+	struct keyd_client *kc;
 	unsigned char mark[KEYS_MARK_LEN];
 	char err[512];
 	size_t n = 0, on;
 	int have_mark;
 
-	v = keys_read(st, &n);
+	pthread_mutex_lock(&ks->mtx);
+	kc = ks->kc;
+	if (kc != NULL)
+		keyd_client_ref(kc);
+	pthread_mutex_unlock(&ks->mtx);
+	v = keys_read(st, kc, &n);
+	if (kc != NULL)
+		keyd_client_unref(kc);
 	if (!(have_mark = store_secret(st, "mark", mark, sizeof(mark), err,
 	    sizeof(err)) == 0))
 		log_warnx("keys: %s: messages we transform get no loop-guard "
@@ -219,4 +253,32 @@ keys_decrypting(struct keys *ks, size_t *np)
 	*np = ks->n;
 	pthread_mutex_unlock(&ks->mtx);
 	return v;
+}
+
+/* From now on, private keys are handles on kc's key process (a reference
+ * is taken; the previous client's is dropped).  Call keys_load next. */
+void
+keys_set_keyd(struct keys *ks, struct keyd_client *kc)
+{
+	struct keyd_client *old;
+
+	keyd_client_ref(kc);
+	pthread_mutex_lock(&ks->mtx);
+	old = ks->kc;
+	ks->kc = kc;
+	pthread_mutex_unlock(&ks->mtx);
+	if (old != NULL)
+		keyd_client_unref(old);
+}
+
+/* Whether private key operations can be tried now. */
+int
+keys_usable(struct keys *ks)
+{
+	int ok;
+
+	pthread_mutex_lock(&ks->mtx);
+	ok = ks->kc == NULL || keyd_client_alive(ks->kc);
+	pthread_mutex_unlock(&ks->mtx);
+	return ok;
 }

@@ -13,6 +13,7 @@
 
 #define KEYS_MARK_LEN	32      /* the mark secret and its MACs */
 
+struct keyd_client;
 struct keys;
 struct store;
 struct store_key;
@@ -32,5 +33,10 @@ struct store_key **keys_decrypting(struct keys *, size_t *n);
  * loop-guard mark to a message with it); -1 when there is none. */
 int keys_mark(struct keys *, const void *data, size_t n,
     unsigned char mac[KEYS_MARK_LEN]);
+
+/* Private keys as handles on a key process from now on (keys_load next). */
+void keys_set_keyd(struct keys *, struct keyd_client *);
+/* 0 when the key process is gone (a temporary failure), else 1. */
+int keys_usable(struct keys *);
 
 #endif

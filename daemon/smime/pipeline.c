@@ -83,6 +83,7 @@ struct pl_run {
 	unsigned		 todo;		/* POLICY_* still to do */
 	int			 changed;	/* cur is not the input */
 	int			 transformed;	/* by a step (not a strip) */
+	int			 keyd_down;	/* decrypt failed: key process gone */
 	unsigned		 marked;	/* done, as our mark proves */
 	struct smime_msg_res	*res;
 };
@@ -126,6 +127,10 @@ run_decrypt(struct pl_run *p)
 		adopt(p, &step);
 		verified = step.verified;
 		take_verdict(p->res, &step);
+	} else if (r == -1 && !keys_usable(certcache_keys(p->src->cc))) {
+		p->keyd_down = 1;
+		snprintf(p->res->err, sizeof(p->res->err), "cannot decrypt "
+		    "(%.400s): the key process is unavailable", step.err);
 	} else if (r == -1)
 		snprintf(p->res->err, sizeof(p->res->err), "cannot decrypt "
 		    "(%.400s): relayed encrypted", step.err);
@@ -252,10 +257,14 @@ run_wrap(struct pl_run *p, struct smtp_result *fail)
 	else
 		r = smime_msg_encrypt(p->src, p->cur, p->curlen, c->sender,
 		    c->rcpts, c->nrcpts, NULL, &step);
-	if (r == -1) {
+	if (r == -1 && !keys_usable(certcache_keys(p->src->cc)))
+		smtp_result_set(fail, 451, "4.3.0", "Key process unavailable, "
+		    "try again later");
+	else if (r == -1)
 		smtp_result_set(fail, 451, "4.7.0", "Cannot %s the message "
 		    "as policy demands, try again later",
 		    (p->todo & POLICY_ENCRYPT) ? "encrypt" : "sign");
+	if (r == -1) {
 		snprintf(p->res->err, sizeof(p->res->err), "rule %lld: %.400s",
 		    (long long)c->rule_id, step.err);
 		smime_msg_res_free(&step);
@@ -305,6 +314,12 @@ pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
 	read_marks(&p);
 	if (p.todo & POLICY_DECRYPT)
 		did_verify = run_decrypt(&p);
+	if (p.keyd_down) {
+		smtp_result_set(fail, 451, "4.3.0", "Key process unavailable, "
+		    "try again later");
+		free(p.owned);
+		return -1;
+	}
 	if ((p.todo & POLICY_VERIFY) && !did_verify)
 		run_verify(&p);
 	if (p.todo & (POLICY_SIGN | POLICY_ENCRYPT))

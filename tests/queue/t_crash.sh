@@ -75,6 +75,9 @@ relay_kill() {
 	kill -KILL "$pid" 2>/dev/null
 	wait "$pid" 2>/dev/null
 	untrack "$pid"
+	# its key and network processes die with it (PR_SET_PDEATHSIG): the
+	# port is free once they are gone
+	wait_for 10 port_free "$PORT"
 	SMRELAYD_PID=""
 	KILLS=$((KILLS + 1))
 	echo "kill $KILLS: $1, $(date +%T.%N)" >>"$CASE_DIR/driver.log"

@@ -7,6 +7,8 @@
 CTL=${SMRELAYCTL:-$PWD/smrelayctl}
 DAEMON=${SMRELAYD:-$PWD/smrelayd}
 W=$(mktemp -d "${TMPDIR:-/tmp}/$T.XXXXXX") || exit 99
+# smrelayd's network process runs as `user` (smrelay): it must reach data_dir
+chmod 755 "$W"
 G=$W/gnupg
 pids=""
 . "$srcdir/tests/smime/common.sh"

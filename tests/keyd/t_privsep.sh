@@ -1,0 +1,299 @@
+#!/bin/bash
+# tests/keyd/t_privsep.sh: smrelayd's three processes (issue 13) over real
+# SMTP: the parent, the key process (smrelayd-keyd: every private key) and
+# the network process (smrelayd-net: sessions, MIME, CMS).  What a user
+# would check: the network process runs as `user` with no capability and
+# cannot open the keys; a core dump of it holds no key (gcore, with a
+# positive control); the key process killed under load loses no message;
+# stopped, it gives 451 4.3.0; the network process killed is restarted.
+# Harness: tests/integration/lib.sh; S/MIME PKI: tests/smime/pki.sh.
+set -u
+TOP_SRC=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=../integration/lib.sh
+. "$TOP_SRC/tests/integration/lib.sh"
+need_bins
+for b in swaks openssl; do
+	have $b || { echo "SKIP all: $b not installed"; exit 77; }
+done
+
+P=$IT_TMP/spki
+ROOT=0
+[ "$(id -u)" = 0 ] && ROOT=1
+sh "$TOP_SRC/tests/smime/pki.sh" "$P" >"$IT_TMP/spki.log" 2>&1 ||
+	{ echo "FAIL setup: pki.sh: $(tail -n 3 "$IT_TMP/spki.log")"; exit 1; }
+chmod 755 "$P"
+cat "$P/alice-ec.pem" "$P/alice-ec.key" "$P/int.pem" >"$P/alice-ec.both.pem"
+
+ctl() { "$SMRELAYCTL" -c "$CONF" "$@" 2>>"$CASE_DIR/ctl.log"; }
+
+# setup [write_conf args]: a sink, a config (TLS key readable by root only),
+# alice's keys (RSA and EC) and bob's certificate, "sign and encrypt what
+# alice sends to bob" and "decrypt and verify what bob sends to alice",
+# smrelayd started; NET and KEYD its children.
+setup() {
+	start_sink || return 1
+	it_certs || return 1
+	PORT=$(free_port)
+	CONF=$CASE_DIR/smrelayd.conf
+	mkdir -p "$CASE_DIR/data"
+	cp "$PKI/srv.key" "$CASE_DIR/tls.key" && chmod 600 "$CASE_DIR/tls.key"
+	write_conf "$CONF" "tls_key_file=$CASE_DIR/tls.key" "$@"
+	{
+		ctl trust import "$P/trust.pem" && ctl key import "$P/alice.p12" &&
+			ctl key import "$P/alice-ec.both.pem" && ctl cert import "$P/bob.pem" &&
+			ctl policy add --sender alice@example.com --recipient bob@partner.example \
+				--action sign,encrypt &&
+			ctl policy add --sender bob@partner.example --recipient alice@example.com \
+				--action decrypt,verify
+	} >/dev/null || { fail_because "setup: $(tail -n 1 "$CASE_DIR/ctl.log")"; return 1; }
+	start_smrelayd "$CONF" "$PORT" || return 1
+	children
+}
+
+children() {
+	wait_for 10 smrelayd_child "$SMRELAYD_PID" smrelayd-net >/dev/null &&
+		NET=$(smrelayd_child "$SMRELAYD_PID" smrelayd-net) &&
+		KEYD=$(smrelayd_child "$SMRELAYD_PID" smrelayd-keyd) ||
+		{ fail_because "smrelayd has no smrelayd-net and smrelayd-keyd children"; return 1; }
+}
+
+status_field() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+
+# msg NAME [FROM TO]: a plain message in $CASE_DIR/NAME.eml ($M).
+msg() {
+	M=$CASE_DIR/$1.eml
+	printf 'From: %s\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%s.%s@example.com>\r\n\r\nThe body of %s.\r\n' \
+		"${2:-alice@example.com}" "${3:-bob@partner.example}" "$1" "$1" "$$" "$1" >"$M"
+}
+
+# signed_for_bob FILE: bob decrypts FILE, alice's signature verifies.
+signed_for_bob() {
+	openssl cms -decrypt -recip "$P/bob.pem" -inkey "$P/bob.key" -in "$1" \
+		-out "$1.dec" 2>"$1.err" &&
+		openssl cms -verify -CAfile "$P/trust.pem" -in "$1.dec" -out /dev/null \
+			2>>"$1.err" ||
+		{ fail_because "$(basename "$1"): not encrypted to bob and signed: $(tail -n 1 "$1.err")"; return 1; }
+}
+
+# ---------------------------------------------------------------- cases
+
+case_processes() {
+	setup || return 1
+	local cap
+	for p in "$NET" "$KEYD"; do
+		cap=$(status_field "$p" CapEff)
+		[ "$cap" = 0000000000000000 ] ||
+			{ fail_because "process $p has capabilities: CapEff $cap"; return 1; }
+	done
+	[ "$(status_field "$NET" NoNewPrivs)" = 1 ] ||
+		{ fail_because "smrelayd-net may gain privileges (NoNewPrivs 0)"; return 1; }
+	[ "$(status_field "$KEYD" CapBnd)" = 0000000000000000 ] ||
+		{ fail_because "smrelayd-keyd keeps a capability bounding set"; return 1; }
+	if [ $ROOT = 1 ]; then
+		local uid
+		uid=$(status_field "$NET" Uid)
+		[ "$uid" = "$(id -u smrelay)" ] ||
+			{ fail_because "smrelayd-net runs as uid $uid, not smrelay"; return 1; }
+		# as the network process's user: the keys cannot be opened
+		for f in "$CASE_DIR/data/keys.db" "$CASE_DIR/tls.key"; do
+			[ -e "$f" ] || { fail_because "$f does not exist"; return 1; }
+			if setpriv --reuid=smrelay --regid=smrelay --clear-groups \
+			    head -c 1 "$f" >/dev/null 2>&1; then
+				fail_because "user smrelay can read $f"
+				return 1
+			fi
+		done
+		[ "$(stat -c %a "$CASE_DIR/data/keys.db")" = 600 ] ||
+			{ fail_because "keys.db is mode $(stat -c %a "$CASE_DIR/data/keys.db")"; return 1; }
+	else
+		echo "# not root: uid and file checks skipped"
+	fi
+	# and it holds no descriptor of them
+	if ls -l "/proc/$NET/fd" 2>/dev/null | grep -q -E 'keys\.db|tls\.key'; then
+		fail_because "smrelayd-net has a key file open"
+		return 1
+	fi
+	msg first && swaks_send --from alice@example.com --to bob@partner.example \
+		--data "@$M" -tls || return 1
+	wait_delivered 1 && signed_for_bob "$(sink_files | head -n 1)"
+}
+
+# needle FILE KEYFILE: hex strings of KEYFILE's secret numbers (RSA prime p
+# or EC private scalar), big-endian as in DER and little-endian as in an
+# OpenSSL BIGNUM, one per line, for find_secrets.
+secrets_of() {
+	openssl pkey -in "$1" -text -noout 2>/dev/null | awk '
+		/^(prime1|priv):/ { on = 1; next }
+		/^[a-zA-Z]/ { on = 0 }
+		on { gsub(/[ :]/, ""); h = h $0 }
+		END { sub(/^00/, "", h); print h }' | grep -v '^$'
+}
+
+# find_secrets CORE KEYFILE...: how many of the keys' secrets are in CORE.
+find_secrets() {
+	local core=$1
+	shift
+	local k
+	for k in "$@"; do secrets_of "$k"; done |
+		python3 -c '
+import sys
+core = open(sys.argv[1], "rb").read()
+n = 0
+for h in sys.stdin.read().split():
+    b = bytes.fromhex(h)
+    # a 24-byte window from the middle: the whole number or any part of it
+    # long enough to matter, in either byte order
+    mid = b[len(b) // 2 - 12:len(b) // 2 + 12]
+    if mid in core or mid[::-1] in core:
+        n += 1
+print(n)' "$core"
+}
+
+case_gcore() {
+	have gcore || { skip "gcore (gdb) not installed"; return 0; }
+	setup || return 1
+	local i keys core ctl_core
+	keys=("$P/alice.key" "$P/alice-ec.key" "$CASE_DIR/tls.key")
+	# TLS handshakes, signing and encrypting, decrypting and verifying
+	for i in 1 2 3; do
+		msg "out$i" && swaks_send --from alice@example.com --to bob@partner.example \
+			--data "@$M" -tls || return 1
+	done
+	msg in bob@partner.example alice@example.com
+	openssl cms -sign -signer "$P/bob.pem" -inkey "$P/bob.key" -in "$M" \
+		-out "$M.signed" 2>/dev/null &&
+		openssl cms -encrypt -aes256 -in "$M.signed" -out "$M.enc" "$P/alice.pem" \
+			2>/dev/null || { fail_because "openssl cms for the inbound message"; return 1; }
+	{ printf 'From: bob@partner.example\r\nTo: alice@example.com\r\nSubject: in\r\n'; cat "$M.enc"; } >"$M.wire"
+	swaks_send --from bob@partner.example --to alice@example.com --data "@$M.wire" -tls ||
+		return 1
+	wait_delivered 4 || return 1
+	grep -l -r -q "The body of in" "$SINK_DIR" ||
+		{ fail_because "the inbound message was not decrypted"; return 1; }
+	core=$CASE_DIR/net.core
+	gcore -o "$core" "$NET" >"$CASE_DIR/gcore.log" 2>&1
+	core=$(ls "$core".* 2>/dev/null | head -n 1)
+	[ -s "$core" ] || { fail_because "gcore of smrelayd-net: $(tail -n 1 "$CASE_DIR/gcore.log")"; return 1; }
+	n=$(find_secrets "$core" "${keys[@]}")
+	rm -f "$core"
+	[ "$n" = 0 ] || { fail_because "$n key secret(s) found in a dump of smrelayd-net"; return 1; }
+	# positive control: a process that loaded the same keys in the usual
+	# way (openssl s_server with the TLS key; smrelayctl smime sign
+	# reading alice's keys) is dumped and searched the same way
+	bg s_server openssl s_server -accept "127.0.0.1:$(free_port)" \
+		-cert "$PKI/srv.pem" -key "$CASE_DIR/tls.key" -quiet
+	sleep_until_up() { grep -q ACCEPT "$CASE_DIR/s_server.log"; }
+	wait_for 10 sleep_until_up || { fail_because "openssl s_server did not start"; return 1; }
+	gcore -o "$CASE_DIR/ctl.core" "$BG_PID" >>"$CASE_DIR/gcore.log" 2>&1
+	ctl_core=$(ls "$CASE_DIR/ctl.core".* 2>/dev/null | head -n 1)
+	[ -s "$ctl_core" ] || { fail_because "gcore of openssl s_server failed"; return 1; }
+	n=$(find_secrets "$ctl_core" "$CASE_DIR/tls.key")
+	rm -f "$ctl_core"
+	[ "$n" = 1 ] || { fail_because "positive control: the TLS key's secret not found in a dump of openssl s_server ($n)"; return 1; }
+}
+
+# 1000 messages signed and encrypted while the key process is killed three
+# times: each arrives once, signed by alice and encrypted to bob.
+case_keyd_killed_under_load() {
+	setup || return 1
+	local n=${KEYD_LOAD_N:-1000} k got ids
+	bg load "$PYTHON" "$TOP_SRC/tests/keyd/load.py" --port "$PORT" --count "$n" \
+		--from alice@example.com --to bob@partner.example --tag "$CASE.$$"
+	local lpid=$BG_PID
+	for k in 1 2 3; do
+		wait_for 120 _count_ge $((n * k / 4)) || break
+		wait_for 10 smrelayd_child "$SMRELAYD_PID" smrelayd-keyd >/dev/null
+		if KEYD=$(smrelayd_child "$SMRELAYD_PID" smrelayd-keyd) && kill -KILL "$KEYD"; then
+			echo "kill -9 key process $KEYD at $(sink_count)" >>"$CASE_DIR/driver.log"
+		else
+			echo "no key process to kill at $(sink_count)" >>"$CASE_DIR/driver.log"
+		fi
+	done
+	wait "$lpid"
+	local rc=$?
+	untrack "$lpid"
+	[ $rc = 0 ] || { fail_because "load: $(tail -n 3 "$CASE_DIR/load.log" | tr '\n' ' ')"; return 1; }
+	grep -c "kill -9" "$CASE_DIR/driver.log" | grep -q '^3$' ||
+		{ fail_because "the key process was not killed 3 times"; return 1; }
+	wait_delivered "$n" 60 || return 1
+	got=$(sink_count)
+	ids=$(sink_files | xargs grep -h -i -m1 '^Message-ID:' | tr -d '\r' | sort -u | wc -l)
+	[ "$got" = "$n" ] && [ "$ids" = "$n" ] ||
+		{ fail_because "$got messages at the sink, $ids distinct (want $n each)"; return 1; }
+	local f bad=0
+	for f in $(sink_files); do
+		signed_for_bob "$f" >/dev/null || bad=$((bad + 1))
+	done
+	[ $bad = 0 ] || { fail_because "$bad of $n messages not signed and encrypted ($IT_REASON)"; return 1; }
+	echo "# $(cat "$CASE_DIR/load.log"); restarts: $(grep -c 'key process restarted: passing' "$CASE_DIR/smrelayd.log")"
+}
+
+# A key process that does not answer: S/MIME work gets 451 4.3.0 within the
+# client's bound, and the next message after it answers again is signed.
+case_keyd_stopped() {
+	setup || return 1
+	kill -STOP "$KEYD"
+	msg stopped
+	swaks_expect_reject 4 --from alice@example.com --to bob@partner.example \
+		--data "@$M"
+	local rc=$?
+	kill -CONT "$KEYD"
+	[ $rc = 0 ] || return 1
+	grep -q '451 4.3.0' "$SWAKS_LOG" ||
+		{ fail_because "no 451 4.3.0 with the key process stopped: $(grep -E '^ *<~?\*\*' "$SWAKS_LOG" | tr '\n' ' ')"; return 1; }
+	msg after && swaks_send --from alice@example.com --to bob@partner.example \
+		--data "@$M" || return 1
+	wait_delivered 1 && signed_for_bob "$(sink_files | head -n 1)"
+}
+
+# The network process killed: the parent restarts it (and its key process),
+# the same listener serves the next client.
+case_net_killed() {
+	setup || return 1
+	local old=$NET
+	kill -KILL "$NET"
+	wait_for 10 _new_net "$old" ||
+		{ fail_because "no new smrelayd-net after kill -9 of $old"; return 1; }
+	children || return 1
+	msg after && swaks_send --from alice@example.com --to bob@partner.example \
+		--data "@$M" -tls || return 1
+	wait_delivered 1 && signed_for_bob "$(sink_files | head -n 1)"
+}
+_new_net() {
+	local n
+	n=$(smrelayd_child "$SMRELAYD_PID" smrelayd-net) && [ "$n" != "$1" ] &&
+		smrelayd_child "$SMRELAYD_PID" smrelayd-keyd >/dev/null
+}
+
+# Start-up refuses what cannot work, saying why.
+case_start_errors() {
+	[ $ROOT = 1 ] || { skip "not root"; return 0; }
+	it_certs || return 1
+	PORT=$(free_port)
+	CONF=$CASE_DIR/smrelayd.conf
+	mkdir -p "$CASE_DIR/data"
+	write_conf "$CONF" relay=127.0.0.1:1 user=nosuchuser
+	"$SMRELAYD" -c "$CONF" -f >"$CASE_DIR/start1.log" 2>&1 &&
+		{ fail_because "started with user = nosuchuser"; return 1; }
+	grep -q "user nosuchuser: no such user" "$CASE_DIR/start1.log" ||
+		{ fail_because "no clear error for a missing user: $(tail -n 1 "$CASE_DIR/start1.log")"; return 1; }
+	write_conf "$CONF" relay=127.0.0.1:1 "tls_key_file=$PKI/wrong.key"
+	"$SMRELAYD" -c "$CONF" -f >"$CASE_DIR/start2.log" 2>&1 &&
+		{ fail_because "started with a TLS key that is not the certificate's"; return 1; }
+	grep -q "keys:" "$CASE_DIR/start2.log" ||
+		{ fail_because "no clear error for a wrong TLS key: $(tail -n 1 "$CASE_DIR/start2.log")"; return 1; }
+	mkdir -m 700 "$CASE_DIR/closed"
+	write_conf "$CONF" relay=127.0.0.1:1 "data_dir=$CASE_DIR/closed/data"
+	"$SMRELAYD" -c "$CONF" -f >"$CASE_DIR/start3.log" 2>&1 &&
+		{ fail_because "started with a data_dir user smrelay cannot reach"; return 1; }
+	grep -q "cannot reach it" "$CASE_DIR/start3.log" ||
+		{ fail_because "no clear error for an unreachable data_dir: $(tail -n 1 "$CASE_DIR/start3.log")"; return 1; }
+}
+
+run_case processes case_processes
+run_case gcore case_gcore
+run_case keyd_stopped case_keyd_stopped
+run_case net_killed case_net_killed
+run_case start_errors case_start_errors
+run_case keyd_killed_under_load case_keyd_killed_under_load
+it_finish
