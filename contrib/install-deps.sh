@@ -16,7 +16,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
-	libevent-dev libssl-dev libsqlite3-dev
+	libevent-dev libssl-dev libsqlite3-dev libseccomp-dev
 	openssl ca-certificates gpgsm gpg-agent libnss3-tools
 	swaks libnet-ssleay-perl libio-socket-ssl-perl
 	postfix

@@ -554,6 +554,8 @@ net_main(struct daemon_state *d, int kfd, int ctl)
 	    sizeof(err)) == -1)
 		fatalx("%s", err);
 	config_unprivileged();
+	if (privsep_seccomp(err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	/* A new uid cleared it: die with the parent (nothing accepted is
 	 * lost, the spool has it), as a one-process daemon would. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);

@@ -23,6 +23,10 @@
 #include "privsep.h"
 #include "lib/lib.h"
 
+#ifdef HAVE_SECCOMP
+#include <seccomp.h>
+#endif
+
 /* The uid and gid of name. */
 int
 privsep_user(const char *name, uid_t *uid, gid_t *gid, char *err,
@@ -257,3 +261,61 @@ privsep_recv_fd(int sock)
 	}
 	return fd;
 }
+
+#ifdef HAVE_SECCOMP
+/* What the network process never needs, and an intruder would want: run a
+ * program, read or write another process, load kernel code, change the
+ * system, make namespaces.  (AddressSanitizer's leak check traces the
+ * process's own threads: ptrace stays allowed in such builds.) */
+static const int net_denied[] = {
+	SCMP_SYS(execve), SCMP_SYS(execveat),
+#if !defined(__SANITIZE_ADDRESS__)
+	SCMP_SYS(ptrace),
+#endif
+	SCMP_SYS(process_vm_readv), SCMP_SYS(process_vm_writev),
+	SCMP_SYS(kexec_load), SCMP_SYS(kexec_file_load),
+	SCMP_SYS(init_module), SCMP_SYS(finit_module),
+	SCMP_SYS(delete_module), SCMP_SYS(mount), SCMP_SYS(umount2),
+	SCMP_SYS(pivot_root), SCMP_SYS(chroot), SCMP_SYS(swapon),
+	SCMP_SYS(swapoff), SCMP_SYS(reboot), SCMP_SYS(bpf),
+	SCMP_SYS(perf_event_open), SCMP_SYS(userfaultfd), SCMP_SYS(unshare),
+	SCMP_SYS(setns), SCMP_SYS(keyctl), SCMP_SYS(add_key),
+	SCMP_SYS(request_key), SCMP_SYS(acct), SCMP_SYS(settimeofday),
+	SCMP_SYS(clock_settime), SCMP_SYS(adjtimex),
+};
+
+/* Deny net_denied[] with EPERM (the caller sees an error, no kill: a
+ * sanitizer's report must still come out). */
+int
+privsep_seccomp(char *err, size_t errlen)
+{
+	scmp_filter_ctx f;
+	size_t i;
+	int rc;
+
+	if ((f = seccomp_init(SCMP_ACT_ALLOW)) == NULL) {
+		snprintf(err, errlen, "seccomp_init failed");
+		return -1;
+	}
+	for (i = 0; i < sizeof(net_denied) / sizeof(net_denied[0]); i++)
+		if ((rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(EPERM),
+		    net_denied[i], 0)) < 0)
+			goto fail;
+	if ((rc = seccomp_load(f)) < 0)
+		goto fail;
+	seccomp_release(f);
+	return 1;
+ fail:
+	snprintf(err, errlen, "seccomp: %s", strerror(-rc));
+	seccomp_release(f);
+	return -1;
+}
+#else
+int
+privsep_seccomp(char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	return 0;
+}
+#endif

@@ -34,6 +34,9 @@ int privsep_chown_tree(const char *dir, const char *skip, uid_t uid,
  * -1 with err naming the one that is not. */
 int privsep_reachable(const char *path, uid_t uid, gid_t gid, char *err,
     size_t errlen);
+/* The network process's system call filter (libseccomp): 1 loaded, 0 not
+ * built with seccomp, -1 with err. */
+int privsep_seccomp(char *err, size_t errlen);
 /* Pass fd over a unix socket (SCM_RIGHTS); 0, or -1 with errno. */
 int privsep_send_fd(int sock, int fd);
 /* A descriptor passed over sock, -1 with errno (0 at EOF). */
