@@ -84,6 +84,7 @@ deliver(struct keyd_client *c, const struct keyproto_rep *rep)
 {
 	struct pending *p;
 
+	c->stalled = 0;         /* it answers again, if late */
 	for (p = c->waiting; p != NULL && p->id != rep->id; p = p->next)
 		;
 	if (p == NULL)
@@ -104,7 +105,6 @@ deliver(struct keyd_client *c, const struct keyproto_rep *rep)
 		p->rc = 0;
 	}
 	p->done = 1;
-	c->stalled = 0;
 	pthread_cond_signal(&p->cond);
 }
 
@@ -311,14 +311,17 @@ keyd_client_call(struct keyd_client *c, const struct keyproto_req *req,
 	if (call_send(c, &p, req) == -1)
 		goto done;
 	pthread_mutex_lock(&c->mu);
-	deadline(&ts, c->timeout_ms);
+	/* while it does not answer, later calls wait little: the event loop
+	 * may be the one waiting (a TLS handshake) */
+	deadline(&ts, c->stalled && c->timeout_ms > KEYD_STALLED_MS ?
+	    KEYD_STALLED_MS : c->timeout_ms);
 	while (!p.done)
 		if (pthread_cond_timedwait(&p.cond, &c->mu, &ts) == ETIMEDOUT &&
 		    !p.done) {
 			unlink_pending(c, &p);
 			c->stalled = 1;
 			snprintf(err, errlen, "key process unavailable (no"
-			    " answer in %d ms)", c->timeout_ms);
+			    " answer in time)");
 			p.rc = KEYD_E_UNAVAILABLE;
 			break;
 		}

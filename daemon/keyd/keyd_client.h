@@ -31,6 +31,8 @@ struct keyd_client;
 struct keyproto_req;
 
 #define KEYD_TIMEOUT_MS		10000
+/* How long a call waits after one timed out, until an answer comes. */
+#define KEYD_STALLED_MS		100
 
 /* What keyd_client_call returns besides 0. */
 #define KEYD_E_REFUSED		-1	/* the key process answered an error */

@@ -244,13 +244,19 @@ case_keyd_stopped() {
 	msg stopped
 	swaks_expect_reject 4 --from alice@example.com --to bob@partner.example \
 		--data "@$M"
-	local rc=$?
+	local rc=$? tls
+	# a TLS handshake needs the key process too: it fails, it does not hang
+	timeout 30 swaks --server "127.0.0.1:$PORT" --quit-after TLS -tls \
+		>"$CASE_DIR/tls-stopped.log" 2>&1
+	tls=$?
 	kill -CONT "$KEYD"
 	[ $rc = 0 ] || return 1
 	grep -q '451 4.3.0' "$SWAKS_LOG" ||
 		{ fail_because "no 451 4.3.0 with the key process stopped: $(grep -E '^ *<~?\*\*' "$SWAKS_LOG" | tr '\n' ' ')"; return 1; }
+	[ $tls != 0 ] && [ $tls != 124 ] ||
+		{ fail_because "STARTTLS with the key process stopped: swaks exit $tls (want a failed handshake)"; return 1; }
 	msg after && swaks_send --from alice@example.com --to bob@partner.example \
-		--data "@$M" || return 1
+		--data "@$M" -tls || return 1
 	wait_delivered 1 && signed_for_bob "$(sink_files | head -n 1)"
 }
 
