@@ -1,4 +1,5 @@
-/* store.h: the SQLite certificate store: partner certs, keys, trust, CRLs. */
+/* store.h: the SQLite certificate store (partner certs, keys, trust, CRLs)
+ * and the key file that holds our private keys. */
 #ifndef SMRELAY_STORE_H
 #define SMRELAY_STORE_H
 
@@ -18,6 +19,7 @@
 #define STORE_CAP_GCM		0x01	/* prefers/accepts AES-GCM */
 
 struct store;
+struct keyfile;
 
 /* Where a row of `certificates` came from. */
 enum store_source { STORE_SRC_IMPORT, STORE_SRC_HARVEST, STORE_SRC_KEY };
@@ -68,6 +70,18 @@ struct store_key {
 	EVP_PKEY	*pkey;
 	STACK_OF(X509)	*chain;		/* never NULL, may be empty */
 };
+
+/* One entry of the key file, valid while the keyfile_foreach callback
+ * runs (take references to keep anything). */
+struct keyfile_entry {
+	const char	*fingerprint;	/* of the certificate, as in store */
+	X509		*cert;
+	EVP_PKEY	*pkey;		/* NULL for a key on a PKCS#11 token */
+	const char	*uri;		/* its "pkcs11:" URI, else NULL */
+};
+/* A keyfile_foreach callback: 0 goes on, non-zero stops (and is
+ * returned). */
+typedef int keyfile_cb(const struct keyfile_entry *, void *);
 
 /* store.c */
 /*
@@ -177,6 +191,60 @@ struct store_key *store_key_for(struct store *, const char *email,
 struct store_key **store_all_keys(struct store *, size_t *n);
 void store_key_free(struct store_key *);
 void store_keys_free(struct store_key **);
+
+/* store_keyfile.c: our private keys, in a SQLite file of their own */
+/*
+ * Open the key file at path, creating it (mode 0600 whatever the umask)
+ * if missing.  A file others than its owner may read or write is refused.
+ * With passphrase_file (its first line; an empty one is an error) the
+ * keys are stored as encrypted PKCS#8 (PBES2: scrypt, AES-256-CBC); a new
+ * file, or one that holds no key yet, becomes encrypted.  The passphrase
+ * is checked at open against a verifier stored in the file: a wrong one,
+ * none for an encrypted file, or one for a file of plain keys fail here.
+ * NULL with the reason in err.
+ */
+struct keyfile *keyfile_open(const char *path, const char *passphrase_file,
+    char *err, size_t errlen);
+void keyfile_close(struct keyfile *);
+const char *keyfile_path(const struct keyfile *);
+/* Whether its keys are encrypted under a passphrase. */
+int keyfile_encrypted(const struct keyfile *);
+/* Lowercase hex SHA-256 of the certificate's DER (the name of its key
+ * here and of its row in the store); -1 if it cannot be encoded. */
+int keyfile_fingerprint(X509 *, char fp[65]);
+/* Store (or replace) the key of cert, which must match it; 0, or -1 with
+ * err. */
+int keyfile_put(struct keyfile *, X509 *cert, EVP_PKEY *pkey, char *err,
+    size_t errlen);
+/* Store (or replace) a reference to cert's key on a PKCS#11 token: uri
+ * begins with "pkcs11:".  0, or -1 with err. */
+int keyfile_put_uri(struct keyfile *, X509 *cert, const char *uri, char *err,
+    size_t errlen);
+/* 1 removed, 0 none with that fingerprint, -1 error (err set). */
+int keyfile_remove(struct keyfile *, const char *fp, char *err,
+    size_t errlen);
+/* Whether there is an entry for fp, without decoding it: 1, 0, -1. */
+int keyfile_has(struct keyfile *, const char *fp);
+/*
+ * The entry for fp: 1 with *pkey (a new reference) or *uri (free it) set,
+ * the other NULL; 0 none; -1 error (err set).  pkey or uri may be NULL
+ * when the caller does not want that kind.
+ */
+int keyfile_get(struct keyfile *, const char *fp, EVP_PKEY **pkey,
+    char **uri, char *err, size_t errlen);
+/*
+ * Call cb for every entry, by fingerprint.  0 when all were visited, the
+ * callback's non-zero value when it stopped, -1 (err set) when an entry
+ * could not be read: the others are still visited.
+ */
+int keyfile_foreach(struct keyfile *, keyfile_cb *, void *, char *err,
+    size_t errlen);
+/*
+ * A counter bumped by every committed write, by any process: a reader
+ * that keeps keys polls it (one cheap query) and reloads when it moves.
+ * -1 on error.
+ */
+int64_t keyfile_changes(struct keyfile *);
 
 /* store_trust.c */
 /* Add CA certificates (CA:TRUE or self-signed only), all or nothing. */
