@@ -100,6 +100,7 @@ check_store(const struct config *cfg, char *err, size_t errlen)
 	char why[512];
 	struct spooldb *sp;
 	struct store *st;
+	struct keyfile *kf;
 
 	st = store_open(cfg->data_dir, why, sizeof(why));
 	if (st == NULL) {
@@ -107,6 +108,13 @@ check_store(const struct config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	store_close(st);
+	/* and the key file (its mode, the passphrase) */
+	if ((kf = keyfile_open(cfg->key_file, cfg->key_passphrase_file, why,
+	    sizeof(why))) == NULL) {
+		snprintf(err, errlen, "%s: key_file: %s", cfg->path, why);
+		return -1;
+	}
+	keyfile_close(kf);
 	/* and the spool's (no recovery here: a running daemon may own it) */
 	if ((sp = spooldb_open(cfg->data_dir, 0, why, sizeof(why))) == NULL) {
 		snprintf(err, errlen, "%s: spool: %s", cfg->path, why);
@@ -328,6 +336,7 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 {
 	const struct config *cfg = d->cfg;
 	struct gateway_parts parts;
+	struct keyfile *kf;
 	struct spool_entry **loaded = NULL;
 	size_t nloaded = 0;
 
@@ -336,6 +345,15 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 		goto fail;
 	d->cc = certcache_new();
 	certcache_set_revocation(d->cc, cfg->revocation);
+	/* private keys: the key file (the keys an older version kept in the
+	 * store moved there first); the key set owns it */
+	if ((kf = keyfile_open(cfg->key_file, cfg->key_passphrase_file, err,
+	    errlen)) == NULL || store_keys_migrate(d->st, kf, err,
+	    errlen) == -1) {
+		keyfile_close(kf);
+		goto fail;
+	}
+	keys_set_keyfile(certcache_keys(d->cc), kf);
 	if (certcache_sync(d->cc, d->st, 1, err, errlen) == -1)
 		goto fail;
 	if ((d->spool = spool_new(d->base, d->data_dir, &loaded,

@@ -1,5 +1,5 @@
-/* store.h: the SQLite certificate store (partner certs, keys, trust, CRLs)
- * and the key file that holds our private keys. */
+/* store.h: the SQLite certificate store (partner certs, our certificates,
+ * trust, CRLs) and the key file that holds our private keys. */
 #ifndef SMRELAY_STORE_H
 #define SMRELAY_STORE_H
 
@@ -13,7 +13,7 @@
 #include "policy/policy.h"
 
 #define STORE_DB_NAME		"smrelay.db"
-#define STORE_SCHEMA_VERSION	6
+#define STORE_SCHEMA_VERSION	7
 
 /* store_certinfo.caps: harvested SMIMECapabilities. */
 #define STORE_CAP_GCM		0x01	/* prefers/accepts AES-GCM */
@@ -59,11 +59,15 @@ struct store_certinfo {
 	const char	*source;		/* "import", "harvest", "key";
 						 * CRLs: "import" or a URL */
 	int64_t		 caps;
+	const char	*location;		/* keys: "file", a pkcs11: URI,
+						 * or "store" (not moved yet) */
 };
 /* A listing callback: 0 goes on, non-zero stops (and is returned). */
 typedef int store_list_cb(const struct store_certinfo *, void *);
 
-/* Our identity: key, certificate and the chain to send with signatures. */
+/* Our identity: key, certificate and the chain to send with signatures.
+ * The store holds no private key: pkey is NULL until store_key_attach()
+ * fills it from the key file. */
 struct store_key {
 	int64_t		 id;
 	X509		*cert;
@@ -178,19 +182,48 @@ int64_t store_harvest(struct store *, X509 *, STACK_OF(X509) *chain,
     int caps);
 
 /* store_keys.c */
-/* Add our identity in one transaction; *existed when already there. */
-int store_key_add(struct store *, EVP_PKEY *, X509 *, STACK_OF(X509) *chain,
-    int64_t *id, int *existed, char *err, size_t errlen);
-int store_key_remove(struct store *, int64_t id, char *err, size_t errlen);
-/* Every key; info.id is the key id, info.cert_id its certificate row. */
+/*
+ * Add our identity's certificate and chain in one transaction; location
+ * says where its private key lives: "file" (the key file: put it there
+ * first) or its "pkcs11:" URI.  *existed when already there (its location
+ * is then updated).
+ */
+int store_key_add(struct store *, X509 *, STACK_OF(X509) *chain,
+    const char *location, int64_t *id, int *existed, char *err,
+    size_t errlen);
+/* 1 removed, 0 no such id, -1 error (err set).  fp (may be NULL) gets the
+ * fingerprint of its certificate, for keyfile_remove(). */
+int store_key_remove(struct store *, int64_t id, char fp[65], char *err,
+    size_t errlen);
+/* Every key; info.id is the key id, info.cert_id its certificate row,
+ * info.location where its private key lives. */
 int store_key_list(struct store *, store_list_cb *, void *);
-/* Our key for signing as email (valid at now, newest first), or NULL. */
+/* Our key for signing as email (valid at now, newest first), or NULL;
+ * pkey NULL (store_key_attach). */
 struct store_key *store_key_for(struct store *, const char *email,
     time_t now);
-/* Every key (for decrypting); *n entries, NULL-terminated array. */
+/* Every key (for decrypting); *n entries, NULL-terminated array; pkey
+ * NULL (store_key_attach). */
 struct store_key **store_all_keys(struct store *, size_t *n);
 void store_key_free(struct store_key *);
 void store_keys_free(struct store_key **);
+/*
+ * Fill k->pkey from the key file, by the fingerprint of k->cert: 1 done,
+ * 0 the key file has no key for it (err says why: none, or on a PKCS#11
+ * token), -1 error (err set).
+ */
+int store_key_attach(struct store_key *k, struct keyfile *, char *err,
+    size_t errlen);
+/*
+ * Move every private key still in the store (a database of schema 6 or
+ * older kept them) to the key file, then empty it in the store and
+ * rewrite the database (VACUUM, WAL truncated) so that no copy of the key
+ * is left in its free pages.  Each key is committed to the key file before
+ * its row is emptied, so an interruption loses nothing and running it
+ * again finishes the job.  How many keys were moved, or -1 (err set).
+ */
+int store_keys_migrate(struct store *, struct keyfile *, char *err,
+    size_t errlen);
 
 /* store_keyfile.c: our private keys, in a SQLite file of their own */
 /*

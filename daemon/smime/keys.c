@@ -1,5 +1,6 @@
 /* keys.c: our private keys for the transforms (see keys.h), loaded whole
- * from the store: they are few and change only by the admin. */
+ * (certificates from the store, keys from the key file): they are few and
+ * change only by the admin. */
 #include "autoconfig.h"
 
 #include <pthread.h>
@@ -29,6 +30,7 @@ struct keys {
 	size_t		 n;
 	unsigned char	 mark[KEYS_MARK_LEN];   /* the store's "mark" secret */
 	int		 have_mark;
+	struct keyfile	*kf;		/* where private keys come from */
 };
 
 /* Free an array of keys. */
@@ -64,14 +66,44 @@ keys_free(struct keys *ks)
 	if (ks == NULL)
 		return;
 	keys_clear(ks->v, ks->n);
+	keyfile_close(ks->kf);
 	OPENSSL_cleanse(ks->mark, sizeof(ks->mark));
 	pthread_mutex_destroy(&ks->mtx);
 	free(ks);
 }
 
+/* Read private keys from kf from now on (the set owns it). */
+void
+keys_set_keyfile(struct keys *ks, struct keyfile *kf)
+{
+	if (ks->kf != kf)
+		keyfile_close(ks->kf);
+	ks->kf = kf;
+}
+
+/* Where the private half of a key comes from: the key file, by the
+ * fingerprint of its certificate.  0, or -1 to leave the key out (said
+ * why). */
+static int
+key_private(struct keys *ks, struct store_key *k)
+{
+	char err[512];
+
+	if (ks->kf == NULL) {
+		log_warnx("keys: key %lld skipped: no key file",
+		    (long long)k->id);
+		return -1;
+	}
+	if (store_key_attach(k, ks->kf, err, sizeof(err)) != 1) {
+		log_warnx("keys: skipped: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
 /* The store's keys with the addresses and validity of their certificates. */
 static struct key *
-keys_read(struct store *st, size_t *np)
+keys_read(struct keys *ks, struct store *st, size_t *np)
 {
 	struct store_key **v;
 	struct store_certmeta m;
@@ -82,7 +114,8 @@ keys_read(struct store *st, size_t *np)
 	v = store_all_keys(st, &n);
 	keys = xcalloc(n + 1, sizeof(*keys));
 	for (i = 0; i < n; i++) {
-		if (store_certmeta_get(v[i]->cert, &m, err,
+		if (key_private(ks, v[i]) == -1 ||
+		    store_certmeta_get(v[i]->cert, &m, err,
 		    sizeof(err)) == -1) {
 			store_key_free(v[i]);
 			continue;
@@ -114,7 +147,7 @@ keys_load(struct keys *ks, struct store *st)
 	size_t n = 0, on;
 	int have_mark;
 
-	v = keys_read(st, &n);
+	v = keys_read(ks, st, &n);
 	if (!(have_mark = store_secret(st, "mark", mark, sizeof(mark), err,
 	    sizeof(err)) == 0))
 		log_warnx("keys: %s: messages we transform get no loop-guard "

@@ -1,5 +1,5 @@
-/* test_keyfile.c: the key file (store_keyfile.c), on a temporary
- * directory. */
+/* test_keyfile.c: the key file (store_keyfile.c) and the move of keys out
+ * of the store (store_keys_migrate), on a temporary directory. */
 #include "autoconfig.h"
 
 #include <sys/stat.h>
@@ -119,6 +119,16 @@ file_has(const char *path, const unsigned char *p, int n)
 	fclose(f);
 	free(buf);
 	return found;
+}
+
+/* The same for a database and its WAL. */
+static int
+db_has(const char *path, const unsigned char *p, int n)
+{
+	char wal[256];
+
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	return file_has(path, p, n) || file_has(wal, p, n);
 }
 
 /* Creation mode whatever the umask; a file others may read is refused. */
@@ -364,6 +374,120 @@ test_mixing(void)
 	sqlite3_close(db);
 }
 
+/* A store that still holds a key (what schema 6 kept): key added, then
+ * its row given the PKCS#8 and location of an upgraded database. */
+static struct store *
+old_store(const char *path, int64_t *id)
+{
+	STACK_OF(X509) *chain = sk_X509_new_null();
+	struct store *st;
+	sqlite3 *db;
+	sqlite3_stmt *stmt;
+	unsigned char *der;
+	char err[512];
+	int existed, len;
+
+	if ((st = store_open_path(path, err, sizeof(err))) == NULL ||
+	    store_key_add(st, rsa_cert, chain, "file", id, &existed, err,
+	    sizeof(err)) == -1)
+		fatalx("store: %s", err);
+	sk_X509_free(chain);
+	der = pkcs8_der(rsa_key, &len);
+	if (sqlite3_open(path, &db) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "UPDATE keys SET pkey = ?, location = "
+	    "'store'", -1, &stmt, NULL) != SQLITE_OK)
+		fatalx("old store: %s", sqlite3_errmsg(db));
+	sqlite3_bind_blob(stmt, 1, der, len, SQLITE_STATIC);
+	if (sqlite3_step(stmt) != SQLITE_DONE)
+		fatalx("old store: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	OPENSSL_clear_free(der, (size_t)len);
+	return st;
+}
+
+/* store_key_list callback: the location of the one key. */
+static int
+loc_cb(const struct store_certinfo *ci, void *arg)
+{
+	snprintf(arg, 64, "%s", ci->location ? ci->location : "(null)");
+	return 0;
+}
+
+/* Keys leave the store for the key file, and leave no trace in it. */
+static void
+test_migrate(void)
+{
+	struct store_key **all;
+	struct keyfile *kf;
+	struct store *st;
+	unsigned char *der;
+	char path[128], kpath[128], err[512], loc[64];
+	int64_t id;
+	size_t n;
+	int len;
+
+	st = old_store(at(path, sizeof(path), "old.db"), &id);
+	der = pkcs8_der(rsa_key, &len);
+	CHECK(db_has(path, der, len), "control: the key is not in old.db");
+	if ((kf = keyfile_open(at(kpath, sizeof(kpath), "migrated.db"), NULL,
+	    err, sizeof(err))) == NULL)
+		fatalx("keyfile: %s", err);
+	/* interrupted after the key file's commit: the key is there, the
+	 * store still holds it; running again finishes */
+	CHECK(keyfile_put(kf, rsa_cert, rsa_key, err, sizeof(err)) == 0,
+	    "put: %s", err);
+	CHECK(store_keys_migrate(st, kf, err, sizeof(err)) == 1,
+	    "migrate: %s", err);
+	CHECK(store_keys_migrate(st, kf, err, sizeof(err)) == 0,
+	    "migrate again: %s", err);
+	store_key_list(st, loc_cb, loc);
+	CHECK(strcmp(loc, "file") == 0, "location %s", loc);
+	all = store_all_keys(st, &n);
+	CHECK(n == 1 && store_key_attach(all[0], kf, err, sizeof(err)) == 1 &&
+	    EVP_PKEY_eq(all[0]->pkey, rsa_key) == 1, "key after migrate: %s",
+	    err);
+	store_keys_free(all);
+	CHECK(!db_has(path, der, len), "the key is still in the store file");
+	CHECK(file_has(kpath, der, len), "the key is not in the key file");
+	store_close(st);
+	keyfile_close(kf);
+	OPENSSL_clear_free(der, (size_t)len);
+}
+
+/* A migration that emptied the keys but was stopped before the scrub:
+ * the next run scrubs. */
+static void
+test_scrub_pending(void)
+{
+	struct keyfile *kf;
+	struct store *st;
+	sqlite3 *db;
+	unsigned char *der;
+	char path[128], kpath[128], err[512];
+	int64_t id;
+	int len;
+
+	st = old_store(at(path, sizeof(path), "old2.db"), &id);
+	der = pkcs8_der(rsa_key, &len);
+	if (sqlite3_open(path, &db) != SQLITE_OK || sqlite3_exec(db,
+	    "UPDATE keys SET pkey = x'', location = 'file';"
+	    "INSERT INTO meta (name, value) VALUES ('scrub', 1)", NULL, NULL,
+	    NULL) != SQLITE_OK)
+		fatalx("scrub: %s", sqlite3_errmsg(db));
+	sqlite3_close(db);
+	CHECK(db_has(path, der, len), "control: no old key bytes in old2.db");
+	if ((kf = keyfile_open(at(kpath, sizeof(kpath), "k2.db"), NULL, err,
+	    sizeof(err))) == NULL)
+		fatalx("keyfile: %s", err);
+	CHECK(store_keys_migrate(st, kf, err, sizeof(err)) == 0,
+	    "scrub: %s", err);
+	CHECK(!db_has(path, der, len), "pending scrub not done");
+	store_close(st);
+	keyfile_close(kf);
+	OPENSSL_clear_free(der, (size_t)len);
+}
+
 int
 main(void)
 {
@@ -383,6 +507,8 @@ main(void)
 	test_plain();
 	test_encrypted();
 	test_mixing();
+	test_migrate();
+	test_scrub_pending();
 	X509_free(rsa_cert);
 	X509_free(ec_cert);
 	EVP_PKEY_free(rsa_key);
