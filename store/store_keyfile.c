@@ -418,12 +418,14 @@ keyfile_close(struct keyfile *kf)
 	free(kf);
 }
 
+/* Its path, for messages and `key list`. */
 const char *
 keyfile_path(const struct keyfile *kf)
 {
 	return kf->path;
 }
 
+/* Whether keys are stored encrypted under the passphrase. */
 int
 keyfile_encrypted(const struct keyfile *kf)
 {

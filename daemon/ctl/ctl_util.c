@@ -61,6 +61,7 @@ ctl_read_stdin(uint64_t max, size_t *lenp)
 	return p;
 }
 
+/* The store and the key file, with the keys moved (see ctl.h). */
 int
 ctl_open_store(const struct config *cfg, struct store **st,
     struct keyfile **kf)
