@@ -29,6 +29,7 @@
 
 #include "daemon/base/base.h"
 #include "daemon/smime/smime.h"
+#include "lib/lib.h"
 #include "proto/mime.h"
 #include "proto/cms.h"
 #include "store/store.h"
@@ -835,20 +836,27 @@ ocsp_put_chain(struct bench *bn)
 
 /* --store DIR: the daemon's certificate cache over the store in DIR
  * (anchors, intermediates, CRLs and our keys as smrelayctl imported
- * them), checking revocation per `rev`; with `ocsp`, answers for the
- * chain stored first. */
+ * them, the keys in DIR/keys.db, the default key_file), checking
+ * revocation per `rev`; with `ocsp`, answers for the chain stored
+ * first. */
 static void
 store_setup(struct bench *bn, const char *dir, enum config_revocation rev,
     int ocsp)
 {
-	char err[512];
+	struct keyfile *kf;
+	char err[512], *path;
 
 	if ((bn->src.st = store_open(dir, err, sizeof(err))) == NULL)
 		die(err);
+	path = xasprintf("%s/keys.db", dir);
+	if ((kf = keyfile_open(path, NULL, err, sizeof(err))) == NULL)
+		die(err);
+	free(path);
 	if (ocsp)
 		fprintf(stderr, "smime_bench: %d OCSP answer(s) stored\n",
 		    ocsp_put_chain(bn));
 	bn->src.cc = certcache_new();
+	keys_set_keyfile(certcache_keys(bn->src.cc), kf);
 	certcache_set_revocation(bn->src.cc, rev);
 	if (certcache_sync(bn->src.cc, bn->src.st, 1, err, sizeof(err)) == -1)
 		die(err);

@@ -126,12 +126,24 @@ check_store(const struct config *cfg, char *err, size_t errlen)
 	char why[512];
 	struct spooldb *sp;
 	struct store *st;
+	struct keyfile *kf;
 
 	st = store_open(cfg->data_dir, why, sizeof(why));
 	if (st == NULL) {
 		snprintf(err, errlen, "%s: database: %s", cfg->path, why);
 		return -1;
 	}
+	/* and the key file (its mode, the passphrase), where the keys an
+	 * older version kept in the store move now */
+	if ((kf = keyfile_open(cfg->key_file, cfg->key_passphrase_file, why,
+	    sizeof(why))) == NULL || store_keys_migrate(st, kf, why,
+	    sizeof(why)) == -1) {
+		snprintf(err, errlen, "%s: key_file: %s", cfg->path, why);
+		keyfile_close(kf);
+		store_close(st);
+		return -1;
+	}
+	keyfile_close(kf);
 	store_close(st);
 	/* and the spool's (no recovery here: a running daemon may own it) */
 	if ((sp = spooldb_open(cfg->data_dir, 0, why, sizeof(why))) == NULL) {

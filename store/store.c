@@ -133,6 +133,13 @@ static const char *migrations[] = {
 	"  source TEXT NOT NULL,"
 	"  added INTEGER NOT NULL);"
 	"PRAGMA user_version = 6;",
+	/* 6 -> 7: private keys leave this database for the key file
+	 * (store_keyfile.c).  location: where a key lives, 'file' or its
+	 * pkcs11: URI; 'store' while its PKCS#8 is still in pkey, until
+	 * store_keys_migrate() moves it there and empties pkey (always
+	 * empty for keys added from now on). */
+	"ALTER TABLE keys ADD COLUMN location TEXT NOT NULL DEFAULT 'store';"
+	"PRAGMA user_version = 7;",
 };
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
@@ -263,6 +270,26 @@ store_migrate(struct store *st, char *err, size_t errlen)
 		}
 	}
 	return store_exec(st, "COMMIT", err, errlen);
+}
+
+/*
+ * Rewrite the database (VACUUM) and fold the WAL into it, truncated to
+ * nothing: what was deleted is then neither in free pages nor in old WAL
+ * frames.  -1 (err set) when it could not, e.g. a reader kept the WAL busy
+ * past the busy timeout.
+ */
+int
+store_scrub(struct store *st, char *err, size_t errlen)
+{
+	int log = 0, done = 0;
+
+	if (store_exec(st, "VACUUM", err, errlen) == -1)
+		return -1;
+	if (sqlite3_wal_checkpoint_v2(st->db, NULL,
+	    SQLITE_CHECKPOINT_TRUNCATE, &log, &done) != SQLITE_OK ||
+	    done != log)
+		return store_sqlerr(st, "checkpoint", err, errlen);
+	return 0;
 }
 
 /* Create the file 0600 ourselves, so SQLite (and its -wal) never widen it. */
@@ -410,6 +437,7 @@ static const struct info_column {
 } info_columns[] = {
 	INFO(fingerprint, 1), INFO(subject, 1), INFO(issuer, 1),
 	INFO(serial, 1), INFO(emails, 1), INFO(key_type, 1), INFO(source, 1),
+	INFO(location, 1),
 	INFO(id, 0), INFO(cert_id, 0), INFO(not_before, 0),
 	INFO(not_after, 0), INFO(added, 0), INFO(key_usage, 0),
 	INFO(ext_key_usage, 0), INFO(can_encrypt, 0), INFO(can_sign, 0),

@@ -1,4 +1,5 @@
-/* store.h: the SQLite certificate store: partner certs, keys, trust, CRLs. */
+/* store.h: the SQLite certificate store (partner certs, our certificates,
+ * trust, CRLs) and the key file that holds our private keys. */
 #ifndef SMRELAY_STORE_H
 #define SMRELAY_STORE_H
 
@@ -12,12 +13,13 @@
 #include "policy/policy.h"
 
 #define STORE_DB_NAME		"smrelay.db"
-#define STORE_SCHEMA_VERSION	6
+#define STORE_SCHEMA_VERSION	7
 
 /* store_certinfo.caps: harvested SMIMECapabilities. */
 #define STORE_CAP_GCM		0x01	/* prefers/accepts AES-GCM */
 
 struct store;
+struct keyfile;
 
 /* Where a row of `certificates` came from. */
 enum store_source { STORE_SRC_IMPORT, STORE_SRC_HARVEST, STORE_SRC_KEY };
@@ -57,17 +59,33 @@ struct store_certinfo {
 	const char	*source;		/* "import", "harvest", "key";
 						 * CRLs: "import" or a URL */
 	int64_t		 caps;
+	const char	*location;		/* keys: "file", a pkcs11: URI,
+						 * or "store" (not moved yet) */
 };
 /* A listing callback: 0 goes on, non-zero stops (and is returned). */
 typedef int store_list_cb(const struct store_certinfo *, void *);
 
-/* Our identity: key, certificate and the chain to send with signatures. */
+/* Our identity: key, certificate and the chain to send with signatures.
+ * The store holds no private key: pkey is NULL until store_key_attach()
+ * fills it from the key file. */
 struct store_key {
 	int64_t		 id;
 	X509		*cert;
 	EVP_PKEY	*pkey;
 	STACK_OF(X509)	*chain;		/* never NULL, may be empty */
 };
+
+/* One entry of the key file, valid while the keyfile_foreach callback
+ * runs (take references to keep anything). */
+struct keyfile_entry {
+	const char	*fingerprint;	/* of the certificate, as in store */
+	X509		*cert;
+	EVP_PKEY	*pkey;		/* NULL for a key on a PKCS#11 token */
+	const char	*uri;		/* its "pkcs11:" URI, else NULL */
+};
+/* A keyfile_foreach callback: 0 goes on, non-zero stops (and is
+ * returned). */
+typedef int keyfile_cb(const struct keyfile_entry *, void *);
 
 /* store.c */
 /*
@@ -164,19 +182,102 @@ int64_t store_harvest(struct store *, X509 *, STACK_OF(X509) *chain,
     int caps);
 
 /* store_keys.c */
-/* Add our identity in one transaction; *existed when already there. */
-int store_key_add(struct store *, EVP_PKEY *, X509 *, STACK_OF(X509) *chain,
-    int64_t *id, int *existed, char *err, size_t errlen);
-int store_key_remove(struct store *, int64_t id, char *err, size_t errlen);
-/* Every key; info.id is the key id, info.cert_id its certificate row. */
+/*
+ * Add our identity's certificate and chain in one transaction; location
+ * says where its private key lives: "file" (the key file: put it there
+ * first) or its "pkcs11:" URI.  *existed when already there (its location
+ * is then updated).
+ */
+int store_key_add(struct store *, X509 *, STACK_OF(X509) *chain,
+    const char *location, int64_t *id, int *existed, char *err,
+    size_t errlen);
+/* 1 removed, 0 no such id, -1 error (err set).  fp (may be NULL) gets the
+ * fingerprint of its certificate, for keyfile_remove(). */
+int store_key_remove(struct store *, int64_t id, char fp[65], char *err,
+    size_t errlen);
+/* Every key; info.id is the key id, info.cert_id its certificate row,
+ * info.location where its private key lives. */
 int store_key_list(struct store *, store_list_cb *, void *);
-/* Our key for signing as email (valid at now, newest first), or NULL. */
+/* Our key for signing as email (valid at now, newest first), or NULL;
+ * pkey NULL (store_key_attach). */
 struct store_key *store_key_for(struct store *, const char *email,
     time_t now);
-/* Every key (for decrypting); *n entries, NULL-terminated array. */
+/* Every key (for decrypting); *n entries, NULL-terminated array; pkey
+ * NULL (store_key_attach). */
 struct store_key **store_all_keys(struct store *, size_t *n);
 void store_key_free(struct store_key *);
 void store_keys_free(struct store_key **);
+/*
+ * Fill k->pkey from the key file, by the fingerprint of k->cert: 1 done,
+ * 0 the key file has no key for it (err says why: none, or on a PKCS#11
+ * token), -1 error (err set).
+ */
+int store_key_attach(struct store_key *k, struct keyfile *, char *err,
+    size_t errlen);
+/*
+ * Move every private key still in the store (a database of schema 6 or
+ * older kept them) to the key file, then empty it in the store and
+ * rewrite the database (VACUUM, WAL truncated) so that no copy of the key
+ * is left in its free pages.  Each key is committed to the key file before
+ * its row is emptied, so an interruption loses nothing and running it
+ * again finishes the job.  How many keys were moved, or -1 (err set).
+ */
+int store_keys_migrate(struct store *, struct keyfile *, char *err,
+    size_t errlen);
+
+/* store_keyfile.c: our private keys, in a SQLite file of their own */
+/*
+ * Open the key file at path, creating it (mode 0600 whatever the umask)
+ * if missing.  A file others than its owner may read or write is refused.
+ * With passphrase_file (its first line; an empty one is an error) the
+ * keys are stored as encrypted PKCS#8 (PBES2: scrypt, AES-256-CBC); a new
+ * file, or one that holds no key yet, becomes encrypted.  The passphrase
+ * is checked at open against a verifier stored in the file: a wrong one,
+ * none for an encrypted file, or one for a file of plain keys fail here.
+ * NULL with the reason in err.
+ */
+struct keyfile *keyfile_open(const char *path, const char *passphrase_file,
+    char *err, size_t errlen);
+void keyfile_close(struct keyfile *);
+const char *keyfile_path(const struct keyfile *);
+/* Whether its keys are encrypted under a passphrase. */
+int keyfile_encrypted(const struct keyfile *);
+/* Lowercase hex SHA-256 of the certificate's DER (the name of its key
+ * here and of its row in the store); -1 if it cannot be encoded. */
+int keyfile_fingerprint(X509 *, char fp[65]);
+/* Store (or replace) the key of cert, which must match it; 0, or -1 with
+ * err. */
+int keyfile_put(struct keyfile *, X509 *cert, EVP_PKEY *pkey, char *err,
+    size_t errlen);
+/* Store (or replace) a reference to cert's key on a PKCS#11 token: uri
+ * begins with "pkcs11:".  0, or -1 with err. */
+int keyfile_put_uri(struct keyfile *, X509 *cert, const char *uri, char *err,
+    size_t errlen);
+/* 1 removed, 0 none with that fingerprint, -1 error (err set). */
+int keyfile_remove(struct keyfile *, const char *fp, char *err,
+    size_t errlen);
+/* Whether there is an entry for fp, without decoding it: 1, 0, -1. */
+int keyfile_has(struct keyfile *, const char *fp);
+/*
+ * The entry for fp: 1 with *pkey (a new reference) or *uri (free it) set,
+ * the other NULL; 0 none; -1 error (err set).  pkey or uri may be NULL
+ * when the caller does not want that kind.
+ */
+int keyfile_get(struct keyfile *, const char *fp, EVP_PKEY **pkey,
+    char **uri, char *err, size_t errlen);
+/*
+ * Call cb for every entry, by fingerprint.  0 when all were visited, the
+ * callback's non-zero value when it stopped, -1 (err set) when an entry
+ * could not be read: the others are still visited.
+ */
+int keyfile_foreach(struct keyfile *, keyfile_cb *, void *, char *err,
+    size_t errlen);
+/*
+ * A counter bumped by every committed write, by any process: a reader
+ * that keeps keys polls it (one cheap query) and reloads when it moves.
+ * -1 on error.
+ */
+int64_t keyfile_changes(struct keyfile *);
 
 /* store_trust.c */
 /* Add CA certificates (CA:TRUE or self-signed only), all or nothing. */

@@ -1,4 +1,6 @@
-/* store_keys.c: our own identities (key, certificate, chain). */
+/* store_keys.c: our own identities: the certificate and chain of each key
+ * (the keys themselves are in the key file, store_keyfile.c), and moving
+ * the keys older versions kept here to the key file. */
 #include "autoconfig.h"
 
 #include <stdio.h>
@@ -14,7 +16,7 @@
 #include "lib/lib.h"
 
 #define KEY_SELECT \
-	"SELECT k.id AS kid, c.id AS cid, k.pkey, k.chain, c.der " \
+	"SELECT k.id AS kid, c.id AS cid, k.chain, c.der " \
 	"FROM keys k JOIN certificates c ON c.id = k.cert_id "
 
 /* The chain as concatenated DER (free it); *len 0 when empty. */
@@ -37,41 +39,57 @@ chain_der(STACK_OF(X509) *chain, int *len)
 	return buf;
 }
 
-/* Insert the key row for cert_id. */
+/* Insert the key row for cert_id: no key, only where it lives. */
 static int
-insert_key(struct store *st, int64_t cert_id, EVP_PKEY *pkey,
-    STACK_OF(X509) *chain, char *err, size_t errlen)
+insert_key(struct store *st, int64_t cert_id, STACK_OF(X509) *chain,
+    const char *location, char *err, size_t errlen)
 {
-	PKCS8_PRIV_KEY_INFO *p8;
-	unsigned char *kder = NULL, *cder;
+	unsigned char *cder;
 	sqlite3_stmt *stmt;
-	int klen, clen = 0, rc;
+	int clen = 0, rc;
 
-	if ((p8 = EVP_PKEY2PKCS8(pkey)) == NULL ||
-	    (klen = i2d_PKCS8_PRIV_KEY_INFO(p8, &kder)) <= 0) {
-		PKCS8_PRIV_KEY_INFO_free(p8);
-		snprintf(err, errlen, "cannot encode the private key");
-		return -1;
-	}
-	PKCS8_PRIV_KEY_INFO_free(p8);
 	if ((cder = chain_der(chain, &clen)) == NULL) {
-		OPENSSL_clear_free(kder, klen);
 		snprintf(err, errlen, "cannot encode the chain");
 		return -1;
 	}
 	rc = store_prepare(st, "INSERT INTO keys (cert_id, pkey, chain, "
-	    "added) VALUES (?, ?, ?, ?)", &stmt, err, errlen);
+	    "added, location) VALUES (?, X'', ?, ?, ?)", &stmt, err, errlen);
 	if (rc == 0) {
 		sqlite3_bind_int64(stmt, 1, cert_id);
-		sqlite3_bind_blob(stmt, 2, kder, klen, SQLITE_STATIC);
-		sqlite3_bind_blob(stmt, 3, cder, clen, SQLITE_STATIC);
-		sqlite3_bind_int64(stmt, 4, (int64_t)time(NULL));
+		sqlite3_bind_blob(stmt, 2, cder, clen, SQLITE_STATIC);
+		sqlite3_bind_int64(stmt, 3, (int64_t)time(NULL));
+		sqlite3_bind_text(stmt, 4, location, -1, SQLITE_STATIC);
 		rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 :
 		    store_sqlerr(st, "insert key", err, errlen);
 		sqlite3_finalize(stmt);
 	}
-	OPENSSL_clear_free(kder, klen);
 	free(cder);
+	return rc;
+}
+
+/* A key that is there already: record its (maybe new) location. */
+static int
+relocate_key(struct store *st, int64_t id, const char *location, char *err,
+    size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	int rc, n = 0;
+
+	if (store_prepare(st, "UPDATE keys SET location = ? WHERE id = ? AND "
+	    "location <> ?", &stmt, err, errlen) == -1)
+		return -1;
+	sqlite3_bind_text(stmt, 1, location, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 2, id);
+	sqlite3_bind_text(stmt, 3, location, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 :
+	    store_sqlerr(st, "update key", err, errlen);
+	if (rc == 0)
+		n = sqlite3_changes(st->db);
+	sqlite3_finalize(stmt);
+	if (rc == 0 && n == 0)
+		store_rollback(st);
+	else if (rc == 0)
+		rc = store_commit(st, err, errlen);
 	return rc;
 }
 
@@ -97,8 +115,8 @@ key_of_cert(struct store *st, int64_t cert_id)
 
 /* Add our identity in one transaction. */
 int
-store_key_add(struct store *st, EVP_PKEY *pkey, X509 *cert,
-    STACK_OF(X509) *chain, int64_t *id, int *existed, char *err,
+store_key_add(struct store *st, X509 *cert, STACK_OF(X509) *chain,
+    const char *location, int64_t *id, int *existed, char *err,
     size_t errlen)
 {
 	struct store_certmeta m;
@@ -129,10 +147,11 @@ store_key_add(struct store *st, EVP_PKEY *pkey, X509 *cert,
 	}
 	if (*id > 0) {
 		*existed = 1;
-		store_rollback(st);
+		if (relocate_key(st, *id, location, err, errlen) == -1)
+			goto fail;
 		return 0;
 	}
-	if (insert_key(st, cid, pkey, chain, err, errlen) == -1)
+	if (insert_key(st, cid, chain, location, err, errlen) == -1)
 		goto fail;
 	*id = sqlite3_last_insert_rowid(st->db);
 	return store_commit(st, err, errlen);
@@ -143,7 +162,8 @@ store_key_add(struct store *st, EVP_PKEY *pkey, X509 *cert,
 
 /* Remove a key, and its certificate if only the key brought it. */
 int
-store_key_remove(struct store *st, int64_t id, char *err, size_t errlen)
+store_key_remove(struct store *st, int64_t id, char fp[65], char *err,
+    size_t errlen)
 {
 	sqlite3_stmt *stmt;
 	int64_t cid = 0;
@@ -151,12 +171,17 @@ store_key_remove(struct store *st, int64_t id, char *err, size_t errlen)
 
 	if (store_begin(st, err, errlen) == -1)
 		return -1;
-	if (store_prepare(st, "SELECT cert_id FROM keys WHERE id = ?", &stmt,
+	if (store_prepare(st, "SELECT k.cert_id, c.fingerprint FROM keys k "
+	    "JOIN certificates c ON c.id = k.cert_id WHERE k.id = ?", &stmt,
 	    err, errlen) == -1)
 		goto fail;
 	sqlite3_bind_int64(stmt, 1, id);
-	if (sqlite3_step(stmt) == SQLITE_ROW)
+	if (sqlite3_step(stmt) == SQLITE_ROW) {
 		cid = sqlite3_column_int64(stmt, 0);
+		if (fp != NULL)
+			snprintf(fp, 65, "%s",
+			    (const char *)sqlite3_column_text(stmt, 1));
+	}
 	sqlite3_finalize(stmt);
 	if (cid == 0) {
 		store_rollback(st);
@@ -186,7 +211,8 @@ store_key_list(struct store *st, store_list_cb *cb, void *arg)
 	    "c.not_before AS not_before, c.not_after AS not_after, "
 	    "c.key_type AS key_type, c.key_bits AS key_bits, "
 	    "c.can_sign AS can_sign, c.can_encrypt AS can_encrypt, "
-	    "k.added AS added, (SELECT group_concat(email, ',') FROM "
+	    "k.added AS added, k.location AS location, "
+	    "(SELECT group_concat(email, ',') FROM "
 	    "(SELECT email FROM cert_emails WHERE cert_id = c.id "
 	    "ORDER BY email)) AS emails "
 	    "FROM keys k JOIN certificates c ON c.id = k.cert_id "
@@ -195,32 +221,25 @@ store_key_list(struct store *st, store_list_cb *cb, void *arg)
 	return store_run_list(stmt, cb, arg);
 }
 
-/* A struct store_key from a KEY_SELECT row. */
+/* A struct store_key from a KEY_SELECT row, without its private key. */
 static struct store_key *
 row_key(sqlite3_stmt *stmt)
 {
 	struct store_key *k;
 	const unsigned char *p;
-	PKCS8_PRIV_KEY_INFO *p8;
 	X509 *x;
 	int n;
 
 	k = xcalloc(1, sizeof(*k));
 	k->id = sqlite3_column_int64(stmt, 0);
-	p = sqlite3_column_blob(stmt, 2);
-	n = sqlite3_column_bytes(stmt, 2);
-	if (p != NULL && (p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, n)) != NULL) {
-		k->pkey = EVP_PKCS82PKEY(p8);
-		PKCS8_PRIV_KEY_INFO_free(p8);
-	}
-	p = sqlite3_column_blob(stmt, 4);
-	n = sqlite3_column_bytes(stmt, 4);
+	p = sqlite3_column_blob(stmt, 3);
+	n = sqlite3_column_bytes(stmt, 3);
 	if (p != NULL)
 		k->cert = d2i_X509(NULL, &p, n);
 	if ((k->chain = sk_X509_new_null()) == NULL)
 		alloc_fail("sk_X509_new_null");
-	p = sqlite3_column_blob(stmt, 3);
-	n = sqlite3_column_bytes(stmt, 3);
+	p = sqlite3_column_blob(stmt, 2);
+	n = sqlite3_column_bytes(stmt, 2);
 	while (p != NULL && n > 0) {
 		const unsigned char *q = p;
 
@@ -230,7 +249,7 @@ row_key(sqlite3_stmt *stmt)
 		if (!sk_X509_push(k->chain, x))
 			alloc_fail("sk_X509_push");
 	}
-	if (k->pkey == NULL || k->cert == NULL) {
+	if (k->cert == NULL) {
 		store_key_free(k);
 		return NULL;
 	}
@@ -310,4 +329,190 @@ store_keys_free(struct store_key **v)
 	for (i = 0; v[i] != NULL; i++)
 		store_key_free(v[i]);
 	free(v);
+}
+
+/* Fill k->pkey from the key file. */
+int
+store_key_attach(struct store_key *k, struct keyfile *kf, char *err,
+    size_t errlen)
+{
+	EVP_PKEY *pkey = NULL;
+	char fp[65], *uri = NULL;
+	int rc;
+
+	if (keyfile_fingerprint(k->cert, fp) == -1) {
+		snprintf(err, errlen, "key %lld: cannot hash its certificate",
+		    (long long)k->id);
+		return -1;
+	}
+	if ((rc = keyfile_get(kf, fp, &pkey, &uri, err, errlen)) == 1 &&
+	    pkey != NULL) {
+		EVP_PKEY_free(k->pkey);
+		k->pkey = pkey;
+		return 1;
+	}
+	if (rc == 0)
+		snprintf(err, errlen, "key %lld: %s has no private key for "
+		    "certificate %s", (long long)k->id, keyfile_path(kf), fp);
+	else if (rc == 1) {
+		snprintf(err, errlen, "key %lld: on a PKCS#11 token (%s), not "
+		    "usable here yet", (long long)k->id, uri);
+		rc = 0;
+	}
+	free(uri);
+	return rc;
+}
+
+/* A key row that still holds its key: moved by store_keys_migrate(). */
+struct pending {
+	int64_t		 id;
+	X509		*cert;
+	EVP_PKEY	*pkey;
+};
+
+/* Free n pending keys. */
+static void
+pending_free(struct pending *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		X509_free(v[i].cert);
+		EVP_PKEY_free(v[i].pkey);
+	}
+	free(v);
+}
+
+/* The certificate and PKCS#8 key of a row (id, der, pkey); -1 if either
+ * cannot be decoded. */
+static int
+pending_row(sqlite3_stmt *stmt, struct pending *p)
+{
+	PKCS8_PRIV_KEY_INFO *p8;
+	const unsigned char *d;
+
+	p->id = sqlite3_column_int64(stmt, 0);
+	if ((d = sqlite3_column_blob(stmt, 1)) != NULL)
+		p->cert = d2i_X509(NULL, &d, sqlite3_column_bytes(stmt, 1));
+	if ((d = sqlite3_column_blob(stmt, 2)) != NULL &&
+	    (p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &d,
+	    sqlite3_column_bytes(stmt, 2))) != NULL) {
+		p->pkey = EVP_PKCS82PKEY(p8);
+		PKCS8_PRIV_KEY_INFO_free(p8);
+	}
+	return p->cert != NULL && p->pkey != NULL ? 0 : -1;
+}
+
+/* Every key row that still holds its key, decoded; *n of them, or NULL
+ * (err set) when one cannot be read. */
+static struct pending *
+pending_keys(struct store *st, size_t *np, char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	struct pending *v = NULL;
+	size_t n = 0;
+	int rc;
+
+	*np = 0;
+	if (store_prepare(st, "SELECT k.id, c.der, k.pkey FROM keys k JOIN "
+	    "certificates c ON c.id = k.cert_id WHERE length(k.pkey) > 0 "
+	    "ORDER BY k.id", &stmt, err, errlen) == -1)
+		return NULL;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		v = xreallocarray(v, n + 1, sizeof(*v));
+		memset(&v[n], 0, sizeof(v[n]));
+		if (pending_row(stmt, &v[n++]) == -1) {
+			snprintf(err, errlen, "%s: key %lld cannot be decoded",
+			    st->path, (long long)v[n - 1].id);
+			break;
+		}
+	}
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_DONE) {
+		if (rc != SQLITE_ROW)
+			store_sqlerr(st, "read keys", err, errlen);
+		pending_free(v, n);
+		return NULL;
+	}
+	*np = n;
+	return v ? v : xcalloc(1, sizeof(*v));
+}
+
+/* Empty the moved keys' rows, and note that the file needs a scrub. */
+static int
+pending_blank(struct store *st, const struct pending *v, size_t n,
+    char *err, size_t errlen)
+{
+	size_t i;
+
+	if (store_begin(st, err, errlen) == -1)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (store_exec_id(st, "UPDATE keys SET pkey = X'', location = "
+		    "'file' WHERE id = ?", v[i].id, NULL) == -1)
+			goto fail;
+	if (store_exec_id(st, "INSERT OR REPLACE INTO meta (name, value) "
+	    "VALUES ('scrub', ?)", 1, NULL) == -1)
+		goto fail;
+	return store_commit(st, err, errlen);
+ fail:
+	store_sqlerr(st, "empty moved keys", err, errlen);
+	store_rollback(st);
+	return -1;
+}
+
+/* Whether an earlier migration emptied keys but did not scrub the file
+ * yet: 1, 0, or -1. */
+static int
+scrub_pending(struct store *st)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (store_prepare(st, "SELECT 1 FROM meta WHERE name = 'scrub'",
+	    &stmt, NULL, 0) == -1)
+		return -1;
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Move the keys still in the store to the key file. */
+int
+store_keys_migrate(struct store *st, struct keyfile *kf, char *err,
+    size_t errlen)
+{
+	struct pending *v;
+	char why[512];
+	size_t i, n;
+	int rc = -1, scrub;
+
+	if ((v = pending_keys(st, &n, err, errlen)) == NULL)
+		return -1;
+	if ((scrub = scrub_pending(st)) < 0) {
+		store_sqlerr(st, "meta", err, errlen);
+		goto done;
+	}
+	for (i = 0; i < n; i++)
+		if (keyfile_put(kf, v[i].cert, v[i].pkey, why,
+		    sizeof(why)) == -1) {
+			snprintf(err, errlen, "moving key %lld to %s: %s",
+			    (long long)v[i].id, keyfile_path(kf), why);
+			goto done;
+		}
+	if (n > 0 && pending_blank(st, v, n, err, errlen) == -1)
+		goto done;
+	/* the old key bytes out of free pages and WAL frames; the flag is
+	 * dropped only then, so an interrupted scrub is done next time */
+	if ((n > 0 || scrub) && store_scrub(st, err, errlen) == -1)
+		goto done;
+	if ((n > 0 || scrub) && store_exec_id(st, "DELETE FROM meta WHERE "
+	    "name = 'scrub' AND value = ?", 1, NULL) == -1) {
+		store_sqlerr(st, "meta", err, errlen);
+		goto done;
+	}
+	rc = (int)n;
+ done:
+	pending_free(v, n);
+	return rc;
 }

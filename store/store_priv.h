@@ -28,6 +28,8 @@ int64_t store_find_fp(struct store *, const char *table, const char *fp);
 int store_exec_id(struct store *, const char *sql, int64_t id, int *changes);
 int store_remove_id(struct store *, const char *sql, int64_t id,
     const char *fkmsg, char *err, size_t errlen);
+/* VACUUM, then checkpoint and truncate the WAL; -1 (err set). */
+int store_scrub(struct store *, char *err, size_t errlen);
 /* A row of a listing into info, by column name. */
 void store_row_info(sqlite3_stmt *, struct store_certinfo *);
 /* Step through a listing statement, calling cb per row. */

@@ -13,7 +13,10 @@ struct ctl_opts {
 	int		 json;		/* --json */
 };
 
+struct config;
 struct ctl_cmd;
+struct keyfile;
+struct store;
 
 /*
  * Run one command.  argv[0] is the command's last word (VERB, or OBJECT
@@ -89,6 +92,13 @@ int ctl_store_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
     char *argv[]);
 
 /* ctl_util.c */
+/*
+ * The store and the key file of cfg, the keys an older version left in
+ * the store moved to the key file first (so an upgrade does it on first
+ * use, and says so on stderr).  0, or -1 after saying why on stderr.
+ */
+int ctl_open_store(const struct config *, struct store **,
+    struct keyfile **);
 /* A JSON string literal (NULL as ""): quotes, backslashes and control
  * characters escaped. */
 void ctl_json_str(FILE *, const char *);

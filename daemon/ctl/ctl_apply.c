@@ -206,6 +206,7 @@ ctl_apply_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
     char *argv[])
 {
 	struct certsrc src = { NULL, NULL, NULL };
+	struct keyfile *kf;
 	struct apply ap;
 	struct config *cfg;
 	char err[1024], *msg = NULL;
@@ -225,7 +226,9 @@ ctl_apply_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	cms_init();
 	src.cc = certcache_new();
 	certcache_set_revocation(src.cc, cfg->revocation);
-	if ((src.st = store_open(cfg->data_dir, err, sizeof(err))) == NULL ||
+	if (ctl_open_store(cfg, &src.st, &kf) == -1)
+		src.st = NULL;
+	else if (keys_set_keyfile(certcache_keys(src.cc), kf),
 	    certcache_sync(src.cc, src.st, 1, err, sizeof(err)) == -1)
 		fprintf(stderr, "smrelayctl: %s\n", err);
 	else if ((msg = ctl_read_stdin(cfg->max_message_size, &len)) != NULL) {

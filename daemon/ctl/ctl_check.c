@@ -216,6 +216,7 @@ ctl_check_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
     char *argv[])
 {
 	struct config *cfg;
+	struct keyfile *kf;
 	struct store *st;
 	char err[1024];
 	X509 *x;
@@ -229,14 +230,14 @@ ctl_check_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	if ((st = store_open(cfg->data_dir, err, sizeof(err))) == NULL)
-		fprintf(stderr, "smrelayctl: %s\n", err);
-	else if ((x = check_target(st, argc, argv)) != NULL) {
-		rc = check_path(st, x, cfg->revocation);
-		X509_free(x);
-	}
-	if (st != NULL)
+	if (ctl_open_store(cfg, &st, &kf) == 0) {
+		if ((x = check_target(st, argc, argv)) != NULL) {
+			rc = check_path(st, x, cfg->revocation);
+			X509_free(x);
+		}
+		keyfile_close(kf);
 		store_close(st);
+	}
 	config_free(cfg);
 	return rc;
 }

@@ -77,6 +77,7 @@ ctl_fetch_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
     char *argv[])
 {
 	struct config *cfg;
+	struct keyfile *kf;
 	struct store *st;
 	char err[1024], **urls;
 	size_t n = 0;
@@ -92,11 +93,11 @@ ctl_fetch_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	if ((st = store_open(cfg->data_dir, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "smrelayctl: %s\n", err);
+	if (ctl_open_store(cfg, &st, &kf) == -1) {
 		config_free(cfg);
 		return 1;
 	}
+	keyfile_close(kf);
 	urls = crlfetch_known_urls(st, &n);
 	rc = fetch_all(st, cfg, urls, n);
 	crlfetch_urls_free(urls, n);

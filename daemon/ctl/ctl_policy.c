@@ -23,6 +23,7 @@ struct pctl {
 	int		 json;
 	struct config	*cfg;
 	struct store	*st;
+	struct keyfile	*kf;
 	const char	*sender, *recipient;	/* PAT (add) or ADDR (test) */
 	const char	*actions, *nocert, *priority;
 	const char	*id;			/* remove ID */
@@ -473,7 +474,7 @@ explain_sign(struct pctl *pc, const char *sender, time_t now)
 {
 	struct store_certmeta meta;
 	struct store_key *k;
-	char err[256], t[64];
+	char err[1024], t[64];
 
 	if (*sender == '\0') {
 		printf("sign: null sender: at run time the From header address "
@@ -483,6 +484,11 @@ explain_sign(struct pctl *pc, const char *sender, time_t now)
 	if ((k = store_key_for(pc->st, sender, now)) == NULL) {
 		printf("sign: no signing key for %s (at run time the From "
 		    "header address is tried too)\n", sender);
+		return;
+	}
+	if (store_key_attach(k, pc->kf, err, sizeof(err)) != 1) {
+		printf("sign: no usable key for %s: %s\n", sender, err);
+		store_key_free(k);
 		return;
 	}
 	if (store_certmeta_get(k->cert, &meta, err, sizeof(err)) == 0) {
@@ -571,7 +577,8 @@ cmd_test(struct pctl *pc)
 	return 0;
 }
 
-/* policy VERB: open the store of the configuration, run, close. */
+/* policy VERB: open the store (and key file) of the configuration, run,
+ * close. */
 int
 ctl_policy_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
     char *argv[])
@@ -591,8 +598,7 @@ ctl_policy_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	if ((pc.st = store_open(pc.cfg->data_dir, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "smrelayctl: %s\n", err);
+	if (ctl_open_store(pc.cfg, &pc.st, &pc.kf) == -1) {
 		config_free(pc.cfg);
 		return 1;
 	}
@@ -608,6 +614,7 @@ ctl_policy_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 		fprintf(stderr, "smrelayctl: stdout: %s\n", strerror(errno));
 		rc = 1;
 	}
+	keyfile_close(pc.kf);
 	store_close(pc.st);
 	config_free(pc.cfg);
 	return rc;

@@ -123,6 +123,7 @@ ctl_smime_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	struct smime_cmd sc;
 	struct certsrc src = { NULL, NULL, NULL };
 	struct config *cfg;
+	struct keyfile *kf;
 	struct store *st;
 	char err[1024], *msg;
 	size_t len;
@@ -139,11 +140,11 @@ ctl_smime_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 		free(sc.to);
 		return 1;
 	}
-	if ((st = store_open(cfg->data_dir, err, sizeof(err))) == NULL)
-		fprintf(stderr, "smrelayctl: %s\n", err);
+	if (ctl_open_store(cfg, &st, &kf) == -1)
+		st = NULL;
 	else if (certcache_set_revocation(src.cc = certcache_new(),
-	    cfg->revocation), certcache_sync(src.cc, src.st = st, 1, err,
-	    sizeof(err)) == -1)
+	    cfg->revocation), keys_set_keyfile(certcache_keys(src.cc), kf),
+	    certcache_sync(src.cc, src.st = st, 1, err, sizeof(err)) == -1)
 		fprintf(stderr, "smrelayctl: %s\n", err);
 	else if ((msg = ctl_read_stdin(cfg->max_message_size, &len)) != NULL) {
 		rc = smime_exec(&sc, &src, cfg->hostname, msg, len);

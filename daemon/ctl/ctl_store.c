@@ -1,5 +1,5 @@
 /* ctl_store.c: smrelayctl key, cert, trust and crl: import, list, show
- * and remove what the store keeps. */
+ * and remove what the store (and, for keys, the key file) keeps. */
 #include "autoconfig.h"
 
 #include <errno.h>
@@ -21,6 +21,7 @@
 struct ctl {
 	struct config *cfg;
 	struct store *st;
+	struct keyfile *kf;
 	int json;
 	int force;
 	const char *email;		/* cert list --email */
@@ -32,7 +33,7 @@ struct ctl {
 typedef int ctl_fn(struct ctl *);
 
 /* One column of a listing: its name in --json and where it lives. */
-enum field_type { F_INT, F_STR, F_TIME, F_EMAILS };
+enum field_type { F_INT, F_STR, F_TIME, F_EMAILS, F_LOCATION };
 struct ctl_field {
 	const char *name;
 	enum field_type type;
@@ -49,7 +50,8 @@ static const struct ctl_field cert_fields[] = {
 static const struct ctl_field key_fields[] = {
 	FLD("id", F_INT, id), FLD("emails", F_EMAILS, emails),
 	FLD("subject", F_STR, subject), FLD("not_after", F_TIME, not_after),
-	FLD("fingerprint", F_STR, fingerprint), { NULL, F_INT, 0 }
+	FLD("fingerprint", F_STR, fingerprint),
+	FLD("location", F_LOCATION, location), { NULL, F_INT, 0 }
 };
 static const struct ctl_field trust_fields[] = {
 	FLD("id", F_INT, id), FLD("subject", F_STR, subject),
@@ -102,6 +104,29 @@ put_time(FILE *f, int64_t t, int json)
 		fputs(buf, f);
 }
 
+/* Where a key lives: "file:PATH" (the key file; "(missing)" when it has
+ * no entry for the key), its pkcs11: URI, or still in the store. */
+static void
+put_location(struct ctl *c, const struct store_certinfo *ci)
+{
+	char buf[1024];
+	const char *loc = ci->location ? ci->location : "store";
+
+	if (strcmp(loc, "file") == 0)
+		snprintf(buf, sizeof(buf), "file:%s%s", keyfile_path(c->kf),
+		    keyfile_has(c->kf, ci->fingerprint) == 1 ? "" :
+		    " (missing)");
+	else if (strcmp(loc, "store") == 0)
+		snprintf(buf, sizeof(buf), "%s (not moved yet)",
+		    STORE_DB_NAME);
+	else
+		snprintf(buf, sizeof(buf), "%s", loc);
+	if (c->json)
+		ctl_json_str(stdout, buf);
+	else
+		fputs(buf, stdout);
+}
+
 /* One record: a tab-separated line, or a JSON object in the array. */
 static void
 put_record(struct ctl *c, const struct ctl_field *fl,
@@ -140,6 +165,9 @@ put_record(struct ctl *c, const struct ctl_field *fl,
 				ctl_json_str(stdout, s);
 			else
 				fputs(s && *s ? s : "-", stdout);
+			break;
+		case F_LOCATION:
+			put_location(c, ci);
 			break;
 		}
 	}
@@ -508,6 +536,39 @@ cmd_cert_remove(struct ctl *c)
 	return remove_common(c, "certificate", store_cert_remove);
 }
 
+/*
+ * The key into the key file, then its certificate and chain into the
+ * store (a daemon that sees the store change finds the key already
+ * there).  A key file entry this import made is taken back when the
+ * store refuses the certificate.  0, or -1 (said why).
+ */
+static int
+key_add(struct ctl *c, EVP_PKEY *pkey, X509 *cert, STACK_OF(X509) *chain,
+    int64_t *id, int *existed)
+{
+	char err[1024], why[512], fp[65];
+	int had;
+
+	if (keyfile_fingerprint(cert, fp) == -1 ||
+	    (had = keyfile_has(c->kf, fp)) == -1) {
+		fprintf(stderr, "smrelayctl: %s: cannot look the key up in "
+		    "%s\n", c->arg, keyfile_path(c->kf));
+		return -1;
+	}
+	if (keyfile_put(c->kf, cert, pkey, err, sizeof(err)) == -1) {
+		fprintf(stderr, "smrelayctl: %s: %s\n", c->arg, err);
+		return -1;
+	}
+	if (store_key_add(c->st, cert, chain, "file", id, existed, err,
+	    sizeof(err)) == -1) {
+		fprintf(stderr, "smrelayctl: %s: %s\n", c->arg, err);
+		if (!had && keyfile_remove(c->kf, fp, why, sizeof(why)) == -1)
+			fprintf(stderr, "smrelayctl: %s\n", why);
+		return -1;
+	}
+	return 0;
+}
+
 /* key import FILE [--password-file F] */
 static int
 cmd_key_import(struct ctl *c)
@@ -536,11 +597,8 @@ cmd_key_import(struct ctl *c)
 			    "%s %s\n", c->arg, m.subject, why);
 		store_certmeta_free(&m);
 	}
-	if (store_key_add(c->st, pkey, cert, chain, &id, &existed, err,
-	    sizeof(err)) == -1) {
-		fprintf(stderr, "smrelayctl: %s: %s\n", c->arg, err);
+	if (key_add(c, pkey, cert, chain, &id, &existed) == -1)
 		goto done;
-	}
 	if ((one = sk_X509_new_null()) == NULL || !sk_X509_push(one, cert))
 		fatalx("sk_X509_push");
 	report_imported(c, one, &id, &existed, "key", 1);
@@ -562,11 +620,33 @@ cmd_key_list(struct ctl *c)
 	return run_listing(c, key_fields, store_key_list);
 }
 
-/* key remove ID */
+/* key remove ID: from the store first (a daemon stops using it), then
+ * from the key file. */
 static int
 cmd_key_remove(struct ctl *c)
 {
-	return remove_common(c, "key", store_key_remove);
+	int64_t id = parse_id(c->arg);
+	char err[1024], fp[65];
+	int rc;
+
+	if (id < 0) {
+		fprintf(stderr, "smrelayctl: bad id \"%s\"\n", c->arg);
+		return 1;
+	}
+	if ((rc = store_key_remove(c->st, id, fp, err, sizeof(err))) < 0) {
+		fprintf(stderr, "smrelayctl: %s\n", err);
+		return 1;
+	}
+	if (rc == 0) {
+		fprintf(stderr, "smrelayctl: key %lld: no such key\n",
+		    (long long)id);
+		return 1;
+	}
+	if (keyfile_remove(c->kf, fp, err, sizeof(err)) == -1) {
+		fprintf(stderr, "smrelayctl: %s\n", err);
+		return 1;
+	}
+	return 0;
 }
 
 /* trust import FILE */
@@ -743,7 +823,8 @@ ctl_args(struct ctl *c, const struct ctl_command *cmd, int argc,
 	return 0;
 }
 
-/* A store command: open the store of the configuration, run, close. */
+/* A store command: open the store and the key file of the configuration,
+ * run, close. */
 int
 ctl_store_run(const struct ctl_cmd *command, const struct ctl_opts *o,
     int argc, char *argv[])
@@ -769,8 +850,7 @@ ctl_store_run(const struct ctl_cmd *command, const struct ctl_opts *o,
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	if ((c.st = store_open(c.cfg->data_dir, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "smrelayctl: %s\n", err);
+	if (ctl_open_store(c.cfg, &c.st, &c.kf) == -1) {
 		config_free(c.cfg);
 		return 1;
 	}
@@ -779,6 +859,7 @@ ctl_store_run(const struct ctl_cmd *command, const struct ctl_opts *o,
 		fprintf(stderr, "smrelayctl: stdout: %s\n", strerror(errno));
 		rc = 1;
 	}
+	keyfile_close(c.kf);
 	store_close(c.st);
 	store_load_cleanup();
 	config_free(c.cfg);

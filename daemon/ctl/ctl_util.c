@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/base/base.h"
 #include "ctl.h"
 #include "lib/lib.h"
+#include "store/store.h"
 
 void
 ctl_json_str(FILE *f, const char *s)
@@ -57,4 +59,34 @@ ctl_read_stdin(uint64_t max, size_t *lenp)
 	p[len] = '\0';
 	*lenp = len;
 	return p;
+}
+
+/* The store and the key file, with the keys moved (see ctl.h). */
+int
+ctl_open_store(const struct config *cfg, struct store **st,
+    struct keyfile **kf)
+{
+	char err[1024];
+	int n;
+
+	*kf = NULL;
+	if ((*st = store_open(cfg->data_dir, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "smrelayctl: %s\n", err);
+		return -1;
+	}
+	if ((*kf = keyfile_open(cfg->key_file, cfg->key_passphrase_file, err,
+	    sizeof(err))) == NULL ||
+	    (n = store_keys_migrate(*st, *kf, err, sizeof(err))) == -1) {
+		fprintf(stderr, "smrelayctl: key_file: %s\n", err);
+		keyfile_close(*kf);
+		store_close(*st);
+		*kf = NULL;
+		*st = NULL;
+		return -1;
+	}
+	if (n > 0)
+		fprintf(stderr, "smrelayctl: moved %d private key(s) from "
+		    "%s/%s to %s\n", n, cfg->data_dir, STORE_DB_NAME,
+		    keyfile_path(*kf));
+	return 0;
 }

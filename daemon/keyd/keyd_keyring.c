@@ -26,6 +26,7 @@ struct keyd_key {
 struct keyd_keyring {
 	struct keyd_key	*v;
 	size_t		 n;
+	size_t		 skipped;	/* PKCS#11 keys, not loaded yet */
 };
 
 /* Start OpenSSL's secure heap for key numbers (see keyd_keyring.h). */
@@ -110,29 +111,53 @@ keyd_keyring_add(struct keyd_keyring *kr, X509 *cert, EVP_PKEY *key,
 	return 0;
 }
 
-/* Every key of the store (until keys have a file of their own). */
+/* What keyd_keyring_load_keyfile is adding, and the first failure. */
+struct load {
+	struct keyd_keyring *kr;
+	int		 added;
+	char		*err;
+	size_t		 errlen;
+	int		 failed;
+};
+
+/* keyfile_cb: hold one key; a PKCS#11 one is counted, not loaded yet. */
+static int
+load_entry(const struct keyfile_entry *e, void *arg)
+{
+	struct load *l = arg;
+	char why[256];
+
+	if (e->pkey == NULL) {
+		l->kr->skipped++;
+		return 0;
+	}
+	if (keyd_keyring_add(l->kr, e->cert, e->pkey, why, sizeof(why)) == 0)
+		l->added++;
+	else if (l->failed++ == 0)
+		snprintf(l->err, l->errlen, "key %s: %s", e->fingerprint, why);
+	return 0;
+}
+
+/* Every key of the key file. */
 int
-keyd_keyring_load_store(struct keyd_keyring *kr, struct store *st,
+keyd_keyring_load_keyfile(struct keyd_keyring *kr, struct keyfile *kf,
     char *err, size_t errlen)
 {
-	struct store_key **v;
-	char why[256];
-	size_t i, n = 0;
-	int added = 0, rc = 0;
+	struct load l = { kr, 0, err, errlen, 0 };
+	char why[512];
 
-	v = store_all_keys(st, &n);
-	for (i = 0; i < n; i++) {
-		if (keyd_keyring_add(kr, v[i]->cert, v[i]->pkey, why,
-		    sizeof(why)) == 0)
-			added++;
-		else if (rc == 0) {
-			snprintf(err, errlen, "key %lld: %s",
-			    (long long)v[i]->id, why);
-			rc = -1;
-		}
-	}
-	store_keys_free(v);
-	return rc == 0 ? added : -1;
+	kr->skipped = 0;
+	if (keyfile_foreach(kf, load_entry, &l, why, sizeof(why)) != 0 &&
+	    l.failed++ == 0)
+		snprintf(err, errlen, "%s", why);
+	return l.failed ? -1 : l.added;
+}
+
+/* The PKCS#11 keys the last load left out. */
+size_t
+keyd_keyring_skipped(const struct keyd_keyring *kr)
+{
+	return kr->skipped;
 }
 
 /* The EVP digest of a KP_MD_*. */

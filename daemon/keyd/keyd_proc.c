@@ -27,7 +27,7 @@ struct keyd_proc {
 	struct event_base	*base;
 	struct keyd_server	*srv;
 	struct keyd_keyring	*kr;
-	struct store		*st;            /* for its change counter */
+	struct keyfile		*kf;            /* key_file, open for good */
 	int64_t			 changes;
 	struct event		*tick, *hup, *term;
 };
@@ -83,7 +83,7 @@ kp_load(struct keyd_proc *p, char *err, size_t errlen)
 	char why[512];
 	int n;
 
-	if ((n = keyd_keyring_load_store(kr, p->st, why, sizeof(why))) < 0)
+	if ((n = keyd_keyring_load_keyfile(kr, p->kf, why, sizeof(why))) < 0)
 		log_warnx("keyd: %s", why);
 	if (cfg->tls_cert_file != NULL &&
 	    load_tls_key(kr, cfg, err, errlen) == -1) {
@@ -119,7 +119,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if ((c = store_changes(p->st)) >= 0 && c != p->changes) {
+	if ((c = keyfile_changes(p->kf)) >= 0 && c != p->changes) {
 		p->changes = c;
 		kp_reload(p);
 	}
@@ -194,12 +194,13 @@ keyd_run(const struct config *cfg, int fd, int foreground)
 	kp_harden();
 	memset(&p, 0, sizeof(p));
 	p.cfg0 = cfg;
-	if ((p.st = store_open(cfg->data_dir, err, sizeof(err))) == NULL)
-		fatalx("keyd: %s", err);
-	p.changes = store_changes(p.st);
+	if ((p.kf = keyfile_open(cfg->key_file, cfg->key_passphrase_file, err,
+	    sizeof(err))) == NULL)
+		fatalx("keyd: %s: %s", cfg->key_file, err);
+	p.changes = keyfile_changes(p.kf);
 	if ((p.kr = kp_load(&p, err, sizeof(err))) == NULL)
 		fatalx("keyd: %s", err);
-	/* The databases stay open: reloads need no right to open them. */
+	/* The key file stays open: reloads need no right to open it. */
 	if (privsep_no_caps(err, sizeof(err)) == -1)
 		fatalx("keyd: %s", err);
 	if ((p.base = event_base_new()) == NULL)
@@ -233,9 +234,9 @@ keyd_check(const struct config *cfg)
 	if (pid == 0) {
 		memset(&p, 0, sizeof(p));
 		p.cfg0 = cfg;
-		if (keyd_harden() == -1 || (p.st = store_open(cfg->data_dir,
-		    err, sizeof(err))) == NULL || (p.kr = kp_load(&p, err,
-		    sizeof(err))) == NULL) {
+		if (keyd_harden() == -1 || (p.kf = keyfile_open(cfg->key_file,
+		    cfg->key_passphrase_file, err, sizeof(err))) == NULL ||
+		    (p.kr = kp_load(&p, err, sizeof(err))) == NULL) {
 			fprintf(stderr, "%s: keys: %s\n", cfg->path, err);
 			_exit(1);
 		}

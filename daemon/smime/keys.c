@@ -1,5 +1,6 @@
 /* keys.c: our private keys for the transforms (see keys.h), loaded whole
- * from the store: they are few and change only by the admin. */
+ * (certificates from the store, keys from the key file): they are few and
+ * change only by the admin. */
 #include "autoconfig.h"
 
 #include <pthread.h>
@@ -31,6 +32,7 @@ struct keys {
 	unsigned char	 mark[KEYS_MARK_LEN];   /* the store's "mark" secret */
 	int		 have_mark;
 	struct keyd_client *kc;         /* the key process, or NULL */
+	struct keyfile	*kf;		/* where private keys come from */
 };
 
 /* Free an array of keys. */
@@ -68,27 +70,49 @@ keys_free(struct keys *ks)
 	keys_clear(ks->v, ks->n);
 	if (ks->kc != NULL)
 		keyd_client_unref(ks->kc);
+	keyfile_close(ks->kf);
 	OPENSSL_cleanse(ks->mark, sizeof(ks->mark));
 	pthread_mutex_destroy(&ks->mtx);
 	free(ks);
 }
 
+/* Read private keys from kf from now on (the set owns it); smrelayctl's
+ * way.  The daemon's network process uses keys_set_keyd instead. */
+void
+keys_set_keyfile(struct keys *ks, struct keyfile *kf)
+{
+	if (ks->kf != kf)
+		keyfile_close(ks->kf);
+	ks->kf = kf;
+}
+
 /*
  * Where a key's private half comes from: with a key process, a handle that
  * forwards sign, decrypt and derive to it (the key never enters this
- * process); else what the store gave.  0, or -1 when it cannot be had.
+ * process); else the key file, by the fingerprint of its certificate.  0,
+ * or -1 to leave the key out (said why).
  */
 static int
-key_private(struct keyd_client *kc, struct store_key *k)
+key_private(struct keyd_client *kc, struct keyfile *kf, struct store_key *k)
 {
-	char err[256];
+	char err[512];
 
-	if (kc == NULL)
-		return k->pkey != NULL ? 0 : -1;
-	EVP_PKEY_free(k->pkey);
-	if ((k->pkey = keyd_client_pkey(kc, k->cert, err, sizeof(err))) ==
-	    NULL) {
-		log_warnx("keys: key %lld: %s", (long long)k->id, err);
+	if (kc != NULL) {
+		EVP_PKEY_free(k->pkey);
+		if ((k->pkey = keyd_client_pkey(kc, k->cert, err,
+		    sizeof(err))) == NULL) {
+			log_warnx("keys: key %lld: %s", (long long)k->id, err);
+			return -1;
+		}
+		return 0;
+	}
+	if (kf == NULL) {
+		log_warnx("keys: key %lld skipped: no key file",
+		    (long long)k->id);
+		return -1;
+	}
+	if (store_key_attach(k, kf, err, sizeof(err)) != 1) {
+		log_warnx("keys: skipped: %s", err);
 		return -1;
 	}
 	return 0;
@@ -96,7 +120,8 @@ key_private(struct keyd_client *kc, struct store_key *k)
 
 /* The store's keys with the addresses and validity of their certificates. */
 static struct key *
-keys_read(struct store *st, struct keyd_client *kc, size_t *np)
+keys_read(struct store *st, struct keyd_client *kc, struct keyfile *kf,
+    size_t *np)
 {
 	struct store_key **v;
 	struct store_certmeta m;
@@ -107,7 +132,7 @@ keys_read(struct store *st, struct keyd_client *kc, size_t *np)
 	v = store_all_keys(st, &n);
 	keys = xcalloc(n + 1, sizeof(*keys));
 	for (i = 0; i < n; i++) {
-		if (key_private(kc, v[i]) == -1 ||
+		if (key_private(kc, kf, v[i]) == -1 ||
 		    store_certmeta_get(v[i]->cert, &m, err,
 		    sizeof(err)) == -1) {
 			store_key_free(v[i]);
@@ -146,7 +171,7 @@ keys_load(struct keys *ks, struct store *st)
 	if (kc != NULL)
 		keyd_client_ref(kc);
 	pthread_mutex_unlock(&ks->mtx);
-	v = keys_read(st, kc, &n);
+	v = keys_read(st, kc, ks->kf, &n);
 	if (kc != NULL)
 		keyd_client_unref(kc);
 	if (!(have_mark = store_secret(st, "mark", mark, sizeof(mark), err,

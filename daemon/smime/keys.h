@@ -1,10 +1,11 @@
 /* keys.h: the one door to our private keys.  The transforms ask it two
  * questions, the key to sign as an address and the keys to try on an
  * envelope, and nothing else in the daemon touches a private key.  Today it
- * answers from the keys loaded out of the store (certcache_sync() reloads
- * them with the rest); a key process will answer the same questions over a
- * socketpair (STYLE.md 13), and only this file changes then.  One set is
- * shared by the event loop and the worker threads (a mutex guards it). */
+ * answers from the certificates of the store and the private keys of the
+ * key file (certcache_sync() reloads them with the rest); a key process
+ * will answer the same questions over a socketpair (STYLE.md 13), and only
+ * this file changes then.  One set is shared by the event loop and the
+ * worker threads (a mutex guards it). */
 #ifndef SMRELAY_KEYS_H
 #define SMRELAY_KEYS_H
 
@@ -14,6 +15,7 @@
 #define KEYS_MARK_LEN	32      /* the mark secret and its MACs */
 
 struct keyd_client;
+struct keyfile;
 struct keys;
 struct store;
 struct store_key;
@@ -21,6 +23,10 @@ struct store_key;
 /* keys.c */
 struct keys *keys_new(void);
 void keys_free(struct keys *);
+/* Take private keys from kf (keys_load fills each key of the store from
+ * it by fingerprint, and leaves out, with a warning, a key it lacks); the
+ * set owns kf from now on and closes it. */
+void keys_set_keyfile(struct keys *, struct keyfile *);
 /* Replace the set with every key of the store (from one thread). */
 void keys_load(struct keys *, struct store *);
 /* Our key for signing as email, valid at now, newest first; a copy

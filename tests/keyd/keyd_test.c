@@ -635,16 +635,14 @@ test_hostile(void)
 }
 
 /* The keyring: a key under another certificate is refused; every key of
- * a store is loaded. */
+ * the key file is loaded, a PKCS#11 one counted and left out. */
 static void
 test_keyring(void)
 {
 	struct keyd_keyring *kr = keyd_keyring_new();
-	STACK_OF(X509) *chain = sk_X509_new_null();
-	struct store *st;
+	struct keyfile *kf;
 	char dir[] = "/tmp/keyd_test.XXXXXX", path[64], err[256];
-	int64_t id;
-	int existed, n;
+	int n;
 
 	CHECK(keyd_keyring_add(kr, rsa.cert, ec.key, err, sizeof(err)) == -1,
 	    "a key under another certificate");
@@ -653,19 +651,20 @@ test_keyring(void)
 	    keyd_keyring_count(kr) == 1, "the same key twice");
 	if (mkdtemp(dir) == NULL)
 		fatal("mkdtemp");
-	snprintf(path, sizeof(path), "%s/store.db", dir);
-	if ((st = store_open_path(path, err, sizeof(err))) == NULL ||
-	    store_key_add(st, rsa.key, rsa.cert, chain, &id, &existed, err,
-	    sizeof(err)) == -1 || store_key_add(st, ec.key, ec.cert, chain,
-	    &id, &existed, err, sizeof(err)) == -1)
-		fatalx("store: %s", err);
-	n = keyd_keyring_load_store(kr, st, err, sizeof(err));
-	CHECK(n == 2 && keyd_keyring_count(kr) == 2,
-	    "keys from the store: %d", n);
-	store_close(st);
+	snprintf(path, sizeof(path), "%s/keys.db", dir);
+	if ((kf = keyfile_open(path, NULL, err, sizeof(err))) == NULL ||
+	    keyfile_put(kf, rsa.cert, rsa.key, err, sizeof(err)) == -1 ||
+	    keyfile_put(kf, ec.cert, ec.key, err, sizeof(err)) == -1 ||
+	    keyfile_put_uri(kf, peer.cert, "pkcs11:token=t;object=bob",
+	    err, sizeof(err)) == -1)
+		fatalx("key file: %s", err);
+	n = keyd_keyring_load_keyfile(kr, kf, err, sizeof(err));
+	CHECK(n == 2 && keyd_keyring_count(kr) == 2 &&
+	    keyd_keyring_skipped(kr) == 1, "keys from the key file: %d %s",
+	    n, n < 0 ? err : "");
+	keyfile_close(kf);
 	unlink(path);
 	rmdir(dir);
-	sk_X509_free(chain);
 	keyd_keyring_free(kr);
 }
 

@@ -31,6 +31,8 @@ ctl() { "$SMRELAYCTL" -c "$CONF" "$@" 2>>"$CASE_DIR/ctl.log"; }
 # alice sends to bob" and "decrypt and verify what bob sends to alice",
 # smrelayd started; NET and KEYD its children.
 setup() {
+	local keys=1
+	[ "${1:-}" = nokeys ] && { keys=0; shift; }
 	start_sink || return 1
 	it_certs || return 1
 	PORT=$(free_port)
@@ -39,8 +41,9 @@ setup() {
 	cp "$PKI/srv.key" "$CASE_DIR/tls.key" && chmod 600 "$CASE_DIR/tls.key"
 	write_conf "$CONF" "tls_key_file=$CASE_DIR/tls.key" "$@"
 	{
-		ctl trust import "$P/trust.pem" && ctl key import "$P/alice.p12" &&
-			ctl key import "$P/alice-ec.both.pem" && ctl cert import "$P/bob.pem" &&
+		ctl trust import "$P/trust.pem" && ctl cert import "$P/bob.pem" &&
+			{ [ $keys = 0 ] || { ctl key import "$P/alice.p12" &&
+				ctl key import "$P/alice-ec.both.pem"; }; } &&
 			ctl policy add --sender alice@example.com --recipient bob@partner.example \
 				--action sign,encrypt &&
 			ctl policy add --sender bob@partner.example --recipient alice@example.com \
@@ -188,10 +191,12 @@ case_gcore() {
 	# positive control: a process that loaded the same keys in the usual
 	# way (openssl s_server with the TLS key; smrelayctl smime sign
 	# reading alice's keys) is dumped and searched the same way
-	bg s_server openssl s_server -accept "127.0.0.1:$(free_port)" \
-		-cert "$PKI/srv.pem" -key "$CASE_DIR/tls.key" -quiet
-	sleep_until_up() { grep -q ACCEPT "$CASE_DIR/s_server.log"; }
-	wait_for 10 sleep_until_up || { fail_because "openssl s_server did not start"; return 1; }
+	local sport
+	sport=$(free_port)
+	bg s_server openssl s_server -accept "127.0.0.1:$sport" \
+		-cert "$PKI/srv.pem" -key "$CASE_DIR/tls.key"
+	wait_listen "$sport" "$BG_PID" 10 ||
+		{ fail_because "openssl s_server did not start: $(tail -n 2 "$CASE_DIR/s_server.log")"; return 1; }
 	gcore -o "$CASE_DIR/ctl.core" "$BG_PID" >>"$CASE_DIR/gcore.log" 2>&1
 	ctl_core=$(ls "$CASE_DIR/ctl.core".* 2>/dev/null | head -n 1)
 	[ -s "$ctl_core" ] || { fail_because "gcore of openssl s_server failed"; return 1; }
@@ -279,6 +284,24 @@ _new_net() {
 		smrelayd_child "$SMRELAYD_PID" smrelayd-keyd >/dev/null
 }
 
+# A key imported while smrelayd runs is used within seconds: the network
+# process sees its certificate, the key process (without capabilities, its
+# key file open from the start) its key.
+case_key_import_live() {
+	setup nokeys || return 1
+	msg before && swaks_expect_reject 4 --from alice@example.com \
+		--to bob@partner.example --data "@$M" || return 1
+	ctl key import "$P/alice.p12" >/dev/null ||
+		{ fail_because "key import: $(tail -n 1 "$CASE_DIR/ctl.log")"; return 1; }
+	msg after
+	wait_for 10 swaks_send --from alice@example.com --to bob@partner.example \
+		--data "@$M" || { fail_because "not signed after the key was imported: $IT_REASON"; return 1; }
+	wait_delivered 1 && signed_for_bob "$(sink_files | head -n 1)" || return 1
+	grep -q "keyd: .*error\|unable to open" "$CASE_DIR/smrelayd.log" &&
+		{ fail_because "key process: $(grep -m1 "keyd: " "$CASE_DIR/smrelayd.log")"; return 1; }
+	return 0
+}
+
 # Start-up refuses what cannot work, saying why.
 case_start_errors() {
 	[ $ROOT = 1 ] || { skip "not root"; return 0; }
@@ -308,6 +331,7 @@ run_case processes case_processes
 run_case gcore case_gcore
 run_case keyd_stopped case_keyd_stopped
 run_case net_killed case_net_killed
+run_case key_import_live case_key_import_live
 run_case start_errors case_start_errors
 run_case keyd_killed_under_load case_keyd_killed_under_load
 it_finish

@@ -656,7 +656,31 @@ case_apply() {
 	enveloped "$enc" && opens "$enc" bob && opens "$enc" carol && plain "$pl"
 }
 
+# 1b. an upgrade: the store still holds alice's key (schema 6, made from
+# ours with sqlite3) and there is no key file; the daemon moves the key at
+# start and signs with it, and smrelay.db keeps no key.
+case_sign_after_upgrade() {
+	have sqlite3 || { skip "sqlite3 not installed"; return 0; }
+	setup_store keys=alice || return 1
+	rule --sender @example.com --action sign || return 1
+	openssl pkcs8 -topk8 -nocrypt -in "$P/alice.key" -outform DER \
+		-out "$CASE_DIR/alice.p8" &&
+		sqlite3 "$CASE_DIR/data/smrelay.db" "UPDATE keys SET pkey = readfile('$CASE_DIR/alice.p8');
+			ALTER TABLE keys DROP COLUMN location; PRAGMA user_version = 6;" &&
+		rm -f "$CASE_DIR/data/keys.db" ||
+		{ fail_because "cannot make the old store"; return 1; }
+	start_daemon || return 1
+	msg m alice@example.com bob@partner.example
+	send alice@example.com bob@partner.example "$M" || return 1
+	wait_delivered 1 && copy_of bob@partner.example bob@partner.example &&
+		assert_header "$F" Content-Type 'multipart/signed' && verifies "$F" || return 1
+	assert_eq "600" "$(stat -c %a "$CASE_DIR/data/keys.db")" "key file mode" &&
+		assert_eq "0" "$(sqlite3 "$CASE_DIR/data/smrelay.db" 'SELECT max(length(pkey)) FROM keys')" \
+			"key bytes left in smrelay.db"
+}
+
 run_case sign case_sign
+run_case sign_after_upgrade case_sign_after_upgrade
 run_case encrypt_two_partners case_encrypt_two
 run_case nocert_reject case_nocert_reject
 run_case nocert_plain case_nocert_plain

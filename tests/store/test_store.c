@@ -288,14 +288,16 @@ test_tx(struct store *st)
 	X509_free(a);
 }
 
-/* Keys: add, find for signing, all keys, removal rules. */
+/* Keys: add, find for signing, all keys, removal rules; the private key
+ * comes from the key file. */
 static void
 test_keys(struct store *st)
 {
 	struct store_key *k, **all;
+	struct keyfile *kf;
 	STACK_OF(X509) *chain = sk_X509_new_null();
 	X509 *c1, *ca;
-	char err[512];
+	char err[512], path[128], fp[65], rfp[65];
 	int64_t id, id2;
 	int existed;
 	size_t n;
@@ -304,23 +306,36 @@ test_keys(struct store *st)
 	    "digitalSignature,keyEncipherment", "emailProtection");
 	ca = mkcert(ec_key, "my ca", NULL, -DAY, 10 * DAY, NULL, NULL);
 	sk_X509_push(chain, ca);
-	CHECK(store_key_add(st, rsa_key, c1, chain, &id, &existed, err,
+	snprintf(path, sizeof(path), "%s/keys.db", root);
+	if ((kf = keyfile_open(path, NULL, err, sizeof(err))) == NULL)
+		fatalx("keyfile_open: %s", err);
+	CHECK(store_key_add(st, c1, chain, "file", &id, &existed, err,
 	    sizeof(err)) == 0 && !existed, "key add: %s", err);
-	CHECK(store_key_add(st, rsa_key, c1, chain, &id2, &existed, err,
+	CHECK(store_key_add(st, c1, chain, "file", &id2, &existed, err,
 	    sizeof(err)) == 0 && existed && id2 == id, "key add twice");
 	k = store_key_for(st, "me@example.com", now);
-	CHECK(k != NULL && X509_cmp(k->cert, c1) == 0 &&
-	    EVP_PKEY_eq(k->pkey, rsa_key) == 1 &&
+	CHECK(k != NULL && X509_cmp(k->cert, c1) == 0 && k->pkey == NULL &&
 	    sk_X509_num(k->chain) == 1, "key_for");
+	CHECK(k != NULL && store_key_attach(k, kf, err, sizeof(err)) == 0 &&
+	    strstr(err, "has no private key") != NULL, "attach, none: %s",
+	    err);
+	CHECK(keyfile_put(kf, c1, rsa_key, err, sizeof(err)) == 0,
+	    "keyfile_put: %s", err);
+	CHECK(k != NULL && store_key_attach(k, kf, err, sizeof(err)) == 1 &&
+	    EVP_PKEY_eq(k->pkey, rsa_key) == 1, "attach: %s", err);
 	store_key_free(k);
 	CHECK(store_key_for(st, "me@example.com", now + 20 * DAY) == NULL,
 	    "expired key chosen");
 	all = store_all_keys(st, &n);
-	CHECK(n == 1 && all[0] != NULL && all[1] == NULL, "all keys %zu", n);
+	CHECK(n == 1 && all[0] != NULL && all[1] == NULL &&
+	    all[0]->pkey == NULL, "all keys %zu", n);
 	store_keys_free(all);
 	CHECK(ncerts(st, "me@example.com") == 1, "key cert not listed");
-	CHECK(store_key_remove(st, id, err, sizeof(err)) == 1, "key remove");
+	keyfile_fingerprint(c1, fp);
+	CHECK(store_key_remove(st, id, rfp, err, sizeof(err)) == 1 &&
+	    strcmp(fp, rfp) == 0, "key remove");
 	CHECK(ncerts(st, "me@example.com") == 0, "key cert left behind");
+	keyfile_close(kf);
 	X509_free(c1);
 	sk_X509_pop_free(chain, X509_free);
 }
