@@ -9,6 +9,33 @@ proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }
 machine_cpu() { awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f %.2f", ($2 + $3 + $4 + $7 + $8) / hz, ($5 + $6) / hz }' /proc/stat; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
+# smrelayd_child PID NAME: the pid of smrelayd PID's child NAME
+# (smrelayd-net: sessions, S/MIME, the spool; smrelayd-keyd: the keys).
+smrelayd_child() {
+	awk -v ppid="$1" -v name="($2)" '$2 == name && $4 == ppid { print $1; exit }' \
+		/proc/[0-9]*/stat 2>/dev/null
+}
+# smrelayd_net PID: the network process, waited for (the parent only
+# supervises; it has no sessions).
+smrelayd_net() {
+	local n=0 p
+	until p=$(smrelayd_child "$1" smrelayd-net) && [ -n "$p" ]; do
+		n=$((n + 1))
+		[ $n -gt 100 ] && return 1
+		sleep 0.1
+	done
+	echo "$p"
+}
+# daemon_cpu PID: user + system CPU seconds of smrelayd PID and its key and
+# network processes so far.
+daemon_cpu() {
+	local t=0 p c
+	for p in "$1" $(smrelayd_child "$1" smrelayd-net) $(smrelayd_child "$1" smrelayd-keyd); do
+		c=$(proc_cpu "$p") && t=$(awk -v a="$t" -v b="$c" 'BEGIN { printf "%.2f", a + b }')
+	done
+	echo "$t"
+}
+
 # listening PORT: something listens on TCP PORT (IPv4 or IPv6).
 listening() {
 	local hex

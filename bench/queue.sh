@@ -51,6 +51,7 @@ RELAY_PORT=${RELAY_PORT:-2611}
 POSTFIX_PORT=${POSTFIX_PORT:-2600}
 PEER_SCRIPT=${PEER_SCRIPT:-$root/../shared/peers/postfix-relay.sh}
 work=$(mktemp -d /tmp/smrelay-qbench.XXXXXX)
+chmod 755 "$work"   # smrelayd's network process (user smrelay) reaches data_dir
 chmod 755 "$work"
 pids=()
 postfix_started=0
@@ -82,7 +83,7 @@ declare -A secs load busy dcpu note
 mark() {
 	load[$1]=$(loadavg)
 	read -r m0_b m0_i < <(machine_cpu)
-	d0=$( [ -n "${SMRELAYD_PID:-}" ] && proc_cpu "$SMRELAYD_PID")
+	d0=$( [ -n "${SMRELAYD_PID:-}" ] && daemon_cpu "$SMRELAYD_PID")
 }
 done_run() {
 	local b i
@@ -90,7 +91,7 @@ done_run() {
 	busy[$1]=$(awk -v b0="$m0_b" -v i0="$m0_i" -v b="$b" -v i="$i" \
 		'BEGIN { t = (b - b0) + (i - i0); printf "%.0f", (t > 0 ? 100 * (b - b0) / t : 0) }')
 	if [ -n "${d0:-}" ] && [ -n "${SMRELAYD_PID:-}" ]; then
-		dcpu[$1]=$(awk -v a="$d0" -v b="$(proc_cpu "$SMRELAYD_PID")" 'BEGIN { printf "%.2f", b - a }')
+		dcpu[$1]=$(awk -v a="$d0" -v b="$(daemon_cpu "$SMRELAYD_PID")" 'BEGIN { printf "%.2f", b - a }')
 	fi
 }
 
@@ -147,6 +148,7 @@ EOF
 	pids+=($!)
 	SMRELAYD_PID=$!
 	wait_port "$RELAY_PORT" 60 || die "smrelayd did not start: $(tail -n 5 "$work/smrelayd.log")"
+	NET_PID=$(smrelayd_net "$SMRELAYD_PID") || die "smrelayd has no network process"
 }
 
 ctl() { "$SMRELAYCTL" -c "$work/smrelayd.conf" "$@"; }
@@ -304,18 +306,18 @@ echo "== 3. spool: smtp-source -> smrelayd, next hop down (127.0.0.1:$SINK_PORT 
 listening "$SINK_PORT" && die "port $SINK_PORT is in use"
 spool_data=$work/data-spool
 start_smrelayd "$spool_data"
-spool_pid=$SMRELAYD_PID
+spool_pid=$NET_PID
 fs_settle spool
-fsync_start spool -p "$SMRELAYD_PID"
-thread_cpu "$SMRELAYD_PID" >"$work/threads0"
+fsync_start spool -p "$NET_PID"
+thread_cpu "$NET_PID" >"$work/threads0"
 mark spool
 secs[spool]=$(source_run "$RELAY_PORT") || die "spool run failed (log: $work/smrelayd.log)"
 done_run spool
-thread_cpu "$SMRELAYD_PID" >"$work/threads1"
+thread_cpu "$NET_PID" >"$work/threads1"
 fsync_stop spool
 # CPU seconds per thread over the run; the main (event loop) thread's id
 # is the process id; the spool thread is the other busy one.
-threads=$(join "$work/threads0" "$work/threads1" | awk -v main="$SMRELAYD_PID" -v s="${secs[spool]}" '
+threads=$(join "$work/threads0" "$work/threads1" | awk -v main="$NET_PID" -v s="${secs[spool]}" '
 	{ d = $3 - $2; if (d < 0.05) next
 	  printf "%s%s %.2f s (%.0f %% of the run)", sep, ($1 == main ? "main" : "tid " $1), d, 100 * d / s; sep = ", " }')
 spooled=$(queue_len)

@@ -49,6 +49,7 @@ POSTFIX_PORT=${POSTFIX_PORT:-2600}
 PEER_SCRIPT=${PEER_SCRIPT:-$root/../shared/peers/postfix-relay.sh}
 HOLDCONNS=$root/tests/integration/py/holdconns.py
 work=$(mktemp -d /tmp/smrelay-bench.XXXXXX)
+chmod 755 "$work"   # smrelayd's network process (user smrelay) reaches data_dir
 chmod 755 "$work"
 pids=()
 postfix_started=0
@@ -75,13 +76,13 @@ declare -A dcpu mbusy sinkcpu srccpu
 # cpu_mark / cpu_done KEY: CPU seconds of smrelayd, smtp-sink and smtp-source
 # and the machine's busy share over a run.
 cpu_mark() {
-	cpu0_d=$(proc_cpu "$SMRELAYD_PID")
+	cpu0_d=$(daemon_cpu "$SMRELAYD_PID")
 	cpu0_s=$(proc_cpu "$SINK_PID")
 	read -r cpu0_b cpu0_i < <(machine_cpu)
 }
 cpu_done() {
 	local d b i
-	d=$(proc_cpu "$SMRELAYD_PID")
+	d=$(daemon_cpu "$SMRELAYD_PID")
 	sinkcpu[$1]=$(awk -v a="$cpu0_s" -v b="$(proc_cpu "$SINK_PID")" 'BEGIN { printf "%.2f", b - a }')
 	srccpu[$1]=$SRC_CPU
 	read -r b i < <(machine_cpu)
@@ -158,6 +159,7 @@ start_smrelayd() {
 	pids+=($!)
 	SMRELAYD_PID=$!
 	wait_port "$RELAY_PORT" 15 || die "smrelayd did not start: $(tail -n 5 "$work/smrelayd.log")"
+	NET_PID=$(smrelayd_net "$SMRELAYD_PID") || die "smrelayd has no network process"
 }
 
 write_conf() {
@@ -232,7 +234,7 @@ start_sink
 start_smrelayd
 smtp-source -m 10 -l "$SIZE" "127.0.0.1:$RELAY_PORT" >/dev/null 2>&1   # warm up
 sleep 1
-rss_idle0=$(rss_kb "$SMRELAYD_PID")
+rss_idle0=$(rss_kb "$NET_PID")
 python3 "$HOLDCONNS" --count "$IDLE_CONNS" --status "$work/hold.status" 127.0.0.1 "$RELAY_PORT" \
 	>"$work/hold.out" 2>&1 &
 pids+=($!)
@@ -241,7 +243,7 @@ n=0
 until [ -s "$work/hold.status" ] || [ $n -gt 1200 ]; do sleep 0.1; n=$((n + 1)); done
 [ -s "$work/hold.status" ] || die "holdconns did not finish opening connections"
 sleep 1
-rss_idle1=$(rss_kb "$SMRELAYD_PID")
+rss_idle1=$(rss_kb "$NET_PID")
 hold_status=$(cat "$work/hold.status")
 kill "$hold_pid" 2>/dev/null
 per_conn=$(awk -v a="$rss_idle0" -v b="$rss_idle1" -v n="$IDLE_CONNS" 'BEGIN { printf "%.1f", (b - a) / n }')
@@ -249,12 +251,12 @@ per_conn=$(awk -v a="$rss_idle0" -v b="$rss_idle1" -v n="$IDLE_CONNS" 'BEGIN { p
 echo "== 4b. memory: RSS before/after $MEM_M messages"
 sleep 2
 smtp-source -s "$SESSIONS" -m 1000 -l "$SIZE" "127.0.0.1:$RELAY_PORT" >/dev/null 2>&1   # warm up
-rss_run0=$(rss_kb "$SMRELAYD_PID")
+rss_run0=$(rss_kb "$NET_PID")
 t0=$(now)
 source_run "$RELAY_PORT" "$MEM_M" >/dev/null || die "memory run failed"
 mem_secs=$(elapsed "$t0" "$(now)")
 sleep 2
-rss_run1=$(rss_kb "$SMRELAYD_PID")
+rss_run1=$(rss_kb "$NET_PID")
 stop_all
 fi
 
@@ -385,7 +387,7 @@ for mode in $smime_modes; do
 	echo "   $SMIME_M messages in ${smime_secs[$mode]} s"
 	if [ "$mode" = sign ] && [ "$PERF_M" -gt 0 ] && command -v perf >/dev/null 2>&1; then
 		# A separate, untimed run under perf (sampling costs a few per cent).
-		perf record -F 499 --call-graph dwarf,16384 -p "$SMRELAYD_PID" -o "$work/perf-sign.data" \
+		perf record -F 499 --call-graph dwarf,16384 -p "$NET_PID" -o "$work/perf-sign.data" \
 			>"$work/perf-record.out" 2>&1 &
 		perf_pid=$!
 		sleep 1

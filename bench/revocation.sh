@@ -23,6 +23,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/bench/lib.sh"
 N=${N:-20}
 work=$(mktemp -d /tmp/smrelay-rbench.XXXXXX)
+chmod 755 "$work"   # smrelayd's network process (user smrelay) reaches data_dir
 load=$(loadavg)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; echo "work directory: $work"' EXIT
