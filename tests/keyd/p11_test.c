@@ -414,11 +414,15 @@ t_ops(const char *uri, const char *msg, const char *dir, char **enc,
 	pid_t pid;
 	int i, rsa;
 
-	c = spawn(&pid, uri, NULL, NULL);
+	/* The certificate first, and the module unloaded again, before the
+	 * key process starts: SoftHSM2 rewrites its token file at each login
+	 * and another process opening the token then can read it half
+	 * written ("no token", "General Error"; SoftHSMv2 issue 757). */
 	cert = keyd_p11_cert(uri, err, sizeof(err));
 	CHECK(cert != NULL, "keyd_p11_cert: %s", err);
 	if (cert == NULL)
 		return 1;
+	c = spawn(&pid, uri, NULL, NULL);
 	snprintf(path, sizeof(path), "%s/cert.pem", dir);
 	CHECK(write_cert(path, cert), "write %s", path);
 	h = keyd_client_pkey(c, cert, err, sizeof(err));
