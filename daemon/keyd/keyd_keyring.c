@@ -371,6 +371,10 @@ keyd_keyring_op(struct keyd_keyring *kr, const struct keyproto_req *r,
 		code = KP_E_FAILED;
 		break;
 	}
+	if (code == KP_E_FAILED && keyd_p11_refused()) {
+		*why = "the token does not allow that with this key";
+		code = KP_E_KEYTYPE;
+	}
 	ERR_clear_error();
 	return code;
 }

@@ -43,6 +43,14 @@ struct p11_module {
 static struct p11_module *modules;
 static int pkey_index = -1;
 
+/* PKCS#11 return values (pkcs11t.h; libp11 puts them on OpenSSL's error
+ * queue as reasons of its CKR library) that say the token will never do
+ * an operation with a key, whatever the data. */
+#define CKR_KEY_TYPE_INCONSISTENT	0x63
+#define CKR_KEY_FUNCTION_NOT_PERMITTED	0x68
+#define CKR_MECHANISM_INVALID		0x70
+#define CKR_MECHANISM_PARAM_INVALID	0x71
+
 /* Where a module is looked for when the URI has no module-path=. */
 static const char *const softhsm_paths[] = {
 	"/usr/lib/softhsm/libsofthsm2.so",		/* Debian, Ubuntu */
@@ -582,4 +590,27 @@ keyd_p11_cert(const char *uri, char *err, size_t errlen)
 	module_put(m);
 	ERR_clear_error();
 	return cert;
+}
+
+/* Whether the failure on OpenSSL's error queue is the token's refusal of
+ * the mechanism or of the key's use (keyd_p11.h); empties the queue. */
+int
+keyd_p11_refused(void)
+{
+	unsigned long e;
+	int ckr = ERR_get_CKR_code(), refused = 0;
+
+	while ((e = ERR_get_error()) != 0) {
+		if (ERR_GET_LIB(e) != ckr)
+			continue;
+		switch (ERR_GET_REASON(e)) {
+		case CKR_KEY_TYPE_INCONSISTENT:
+		case CKR_KEY_FUNCTION_NOT_PERMITTED:
+		case CKR_MECHANISM_INVALID:
+		case CKR_MECHANISM_PARAM_INVALID:
+			refused = 1;
+			break;
+		}
+	}
+	return refused;
 }

@@ -29,7 +29,9 @@
  * run on the token.  PSS and OAEP are padded by OpenSSL and need raw RSA
  * (CKM_RSA_X_509) on the token; PKCS#1 v1.5 uses CKM_RSA_PKCS, so a bad
  * padding is an error rather than OpenSSL's implicit rejection (the key
- * server's unwrap rate limit is what stands against an oracle).
+ * server's unwrap rate limit is what stands against an oracle).  A token
+ * that refuses a mechanism for a key (keyd_p11_refused) makes the keyring
+ * answer KP_E_KEYTYPE, not a failure of that one request.
  * The key holds a reference to its module: the library, its sessions and
  * its login stay until the last key of that module is freed.  All of
  * this is single-threaded, as the key process is.
@@ -108,5 +110,13 @@ int keyd_p11_load(const char *uri, EVP_PKEY **keyp, X509 **certp,
  * the private key it names.  NULL with err.
  */
 X509 *keyd_p11_cert(const char *uri, char *err, size_t errlen);
+/*
+ * After a failed EVP operation on a token key: whether the token refused
+ * the mechanism or the key's use (CKR_MECHANISM_INVALID, e.g. raw RSA for
+ * PSS or OAEP on a key whose CKA_ALLOWED_MECHANISMS lack it, or
+ * CKR_KEY_FUNCTION_NOT_PERMITTED), so that it will never work, rather
+ * than this one input (a bad padding).  Empties OpenSSL's error queue.
+ */
+int keyd_p11_refused(void);
 
 #endif
