@@ -8,6 +8,8 @@
  *       MSG to DIR/sig-*.der (RSA PKCS#1 v1.5 and PSS, or ECDSA) for
  *       `openssl cms -verify`, each ENC (`openssl cms -encrypt`, DER)
  *       decrypted and compared with MSG; DIR/cert.pem from keyd_p11_cert
+ *   p11_test mech URI                 an RSA key the token allows PKCS#1
+ *       v1.5 only: PSS and OAEP refused as KP_E_KEYTYPE
  *   p11_test fail URI TEXT            keyd_keyring_add_pkcs11 fails, its
  *       error says TEXT
  *   p11_test cert URI OUT             keyd_p11_cert to OUT (PEM)
@@ -276,6 +278,8 @@ reap(pid_t pid)
 
 /* ---- through the client ---- */
 
+static void bench_req(struct keyproto_req *, X509 *);
+
 /* A file's bytes in a memory BIO. */
 static BIO *
 slurp(const char *path)
@@ -445,6 +449,70 @@ t_ops(const char *uri, const char *msg, const char *dir, char **enc,
 	CHECK(reap(pid) == 0, "the key process did not end well");
 	X509_free(cert);
 	printf("ops: %d checks, %d failed\n", checks, failures);
+	return failures == 0 ? 0 : 1;
+}
+
+/* OAEP (SHA-256) encryption of a 32-byte key to cert: its length. */
+static size_t
+oaep_wrap(X509 *cert, uint8_t *out, size_t outsize)
+{
+	static const uint8_t cek[32] = { 0x42 };
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(X509_get0_pubkey(cert), NULL);
+	size_t len = outsize;
+
+	if (ctx == NULL || EVP_PKEY_encrypt_init(ctx) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha256()) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()) <= 0 ||
+	    EVP_PKEY_encrypt(ctx, out, &len, cek, sizeof(cek)) <= 0)
+		fatalx("OAEP encryption failed");
+	EVP_PKEY_CTX_free(ctx);
+	return len;
+}
+
+/*
+ * An RSA key whose token allows CKM_RSA_PKCS only: PKCS#1 v1.5 signs;
+ * PSS and OAEP (raw RSA on the token) are refused as something the key
+ * cannot do (KP_E_KEYTYPE), not as a failure, and the key process goes
+ * on serving.
+ */
+static int
+t_mech(const char *uri)
+{
+	struct keyd_client *c;
+	struct keyproto_req r;
+	X509 *cert;
+	uint8_t ct[KEYPROTO_MAX_DATA], out[KEYPROTO_MAX_DATA];
+	size_t outlen;
+	char err[256] = "";
+	pid_t pid;
+	int rc, alg;
+
+	if ((cert = keyd_p11_cert(uri, err, sizeof(err))) == NULL)
+		fatalx("keyd_p11_cert: %s", err);
+	c = spawn(&pid, uri, NULL, NULL);
+	for (alg = KP_ALG_RSA_PKCS1; alg <= KP_ALG_RSA_PSS; alg++) {
+		bench_req(&r, cert);
+		r.alg = (uint8_t)alg;
+		outlen = sizeof(out);
+		rc = keyd_client_call(c, &r, out, &outlen, err, sizeof(err));
+		CHECK(alg == KP_ALG_RSA_PKCS1 ? rc == 0 : rc == KEYD_E_REFUSED &&
+		    strstr(err, "does not allow") != NULL,
+		    "sign alg %d: %d %s", alg, rc, err);
+	}
+	r.type = KP_DECRYPT;
+	r.alg = KP_PAD_OAEP;
+	r.md = r.md2 = KP_MD_SHA256;
+	r.data = ct;
+	r.len = oaep_wrap(cert, ct, sizeof(ct));
+	outlen = sizeof(out);
+	rc = keyd_client_call(c, &r, out, &outlen, err, sizeof(err));
+	CHECK(rc == KEYD_E_REFUSED && strstr(err, "does not allow") != NULL,
+	    "OAEP unwrap: %d %s", rc, err);
+	keyd_client_free(c);
+	CHECK(reap(pid) == 0, "the key process did not end well");
+	X509_free(cert);
+	printf("mech: %d checks, %d failed\n", checks, failures);
 	return failures == 0 ? 0 : 1;
 }
 
@@ -625,7 +693,8 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: p11_test uri | ops URI MSG DIR [ENC...] | "
-	    "fail URI TEXT | cert URI OUT | bench URI N [KEY CERT]\n");
+	    "mech URI | fail URI TEXT | cert URI OUT | bench URI N "
+	    "[KEY CERT]\n");
 	exit(2);
 }
 
@@ -639,6 +708,8 @@ main(int argc, char **argv)
 		return t_uri();
 	if (strcmp(argv[1], "ops") == 0 && argc >= 5)
 		return t_ops(argv[2], argv[3], argv[4], argv + 5, argc - 5);
+	if (strcmp(argv[1], "mech") == 0 && argc == 3)
+		return t_mech(argv[2]);
 	if (strcmp(argv[1], "fail") == 0 && argc == 4)
 		return t_fail(argv[2], argv[3]);
 	if (strcmp(argv[1], "cert") == 0 && argc == 4)

@@ -108,6 +108,14 @@ import alice-ec 02
 generate gen-rsa 03 rsa:2048
 generate gen-ec 04 EC:prime256v1
 p11 --keypairgen --key-type rsa:2048 --id 05 --label lonely
+# bob's key, allowed CKM_RSA_PKCS only (CKA_ALLOWED_MECHANISMS): no raw RSA,
+# as on HSMs configured so, hence no PSS or OAEP
+openssl pkey -in "$P/bob.key" -outform DER -out "$W/bob.key.der" &&
+openssl x509 -in "$P/bob.pem" -outform DER -out "$W/bob.der" ||
+	die "openssl (bob)"
+p11 --write-object "$W/bob.key.der" --type privkey --id 06 --label bob \
+    --allowed-mechanisms RSA-PKCS
+p11 --write-object "$W/bob.der" --type cert --id 06 --label bob
 printf '1234\n' >"$W/pin"
 
 printf 'Content-Type: text/plain\r\n\r\nsigned and sealed on a token\r\n' \
@@ -170,6 +178,12 @@ ops gen-ec "$BASE;object=gen-ec;id=%04$Q"
 # No module-path=: the default module (p11-kit's proxy, which loads
 # SoftHSM2 with our SOFTHSM2_CONF, or SoftHSM2 itself).
 ops alice "$BASE;object=alice?pin-value=1234"
+
+if "$T" mech "$BASE;object=bob$Q"; then
+	pass "PKCS#1 v1.5 only: PSS and OAEP refused as the key's limits"
+else
+	fail "PKCS#1 v1.5 only: PSS and OAEP refused as the key's limits"
+fi
 
 # The CLI's import reads only the certificate: no PIN needed.
 if "$T" cert "$BASE;object=gen-ec?module-path=$MOD" "$W/c.pem" &&
