@@ -2,6 +2,12 @@
 # contrib/install-deps.sh: install what smrelay needs to build, test, demo and
 # benchmark on Debian 12 (bookworm).  Run as root.
 #
+# libp11 is the key process's PKCS#11 wrapper (keys on tokens, pkcs11:
+# URIs); libp11-kit-dev tells configure where p11-kit's proxy module is,
+# p11-kit-modules installs it (the default module), and softhsm2 (a token
+# in files) with opensc's pkcs11-tool make the throwaway token of
+# tests/keyd/t_p11.sh.
+#
 # Postfix is installed for its smtp-sink/smtp-source test tools and as the
 # benchmark peer; it is preseeded to "No configuration" so the install is
 # non-interactive, and stopped afterwards so it does not sit on port 25.
@@ -17,6 +23,7 @@ export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libevent-dev libssl-dev libsqlite3-dev libseccomp-dev
+	libp11-dev libp11-kit-dev p11-kit-modules softhsm2 opensc
 	openssl ca-certificates gpgsm gpg-agent libnss3-tools
 	swaks libnet-ssleay-perl libio-socket-ssl-perl
 	postfix
@@ -55,7 +62,8 @@ if [ "$(id -u)" = 0 ] && ! getent passwd smrelay >/dev/null; then
 		--shell /usr/sbin/nologin smrelay
 fi
 
-for p in smtp-sink smtp-source swaks python3 openssl clang autoreconf pkg-config; do
+for p in smtp-sink smtp-source swaks python3 openssl clang autoreconf pkg-config \
+    softhsm2-util pkcs11-tool; do
 	if ! command -v "$p" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$p" ]; then
 		echo "install-deps.sh: $p missing after install" >&2
 		exit 1

@@ -15,6 +15,7 @@
 #include <openssl/x509.h>
 
 #include "keyd_keyring.h"
+#include "keyd_p11.h"
 #include "lib/lib.h"
 #include "store/store.h"
 
@@ -370,6 +371,32 @@ keyd_keyring_op(struct keyd_keyring *kr, const struct keyproto_req *r,
 		code = KP_E_FAILED;
 		break;
 	}
+	if (code == KP_E_FAILED && keyd_p11_refused()) {
+		*why = "the token does not allow that with this key";
+		code = KP_E_KEYTYPE;
+	}
 	ERR_clear_error();
 	return code;
+}
+
+/* A key on a PKCS#11 token (keyd_p11.h), under the fingerprint of the
+ * token's certificate for it. */
+int
+keyd_keyring_add_pkcs11(struct keyd_keyring *kr, const char *uri,
+    char *err, size_t errlen)
+{
+	EVP_PKEY *key;
+	X509 *cert;
+	int rc = -1;
+
+	if (keyd_p11_load(uri, &key, &cert, err, errlen) == -1)
+		return -1;
+	if (cert == NULL)
+		snprintf(err, errlen, "the token has no certificate for the "
+		    "key (put it there with the key's id)");
+	else
+		rc = keyd_keyring_add(kr, cert, key, err, errlen);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	return rc;
 }

@@ -59,5 +59,13 @@ size_t keyd_keyring_count(const struct keyd_keyring *);
  */
 int keyd_keyring_op(struct keyd_keyring *, const struct keyproto_req *,
     uint8_t *out, size_t outsize, size_t *outlen, const char **why);
+/*
+ * Load the private key of a pkcs11: URI (RFC 7512, keyd_p11.h) and hold
+ * it under the fingerprint of the token's certificate for it; its sign,
+ * decrypt and derive run on the token.  0 (also when it is already
+ * there), or -1 with err.
+ */
+int keyd_keyring_add_pkcs11(struct keyd_keyring *, const char *uri,
+    char *err, size_t errlen);
 
 #endif

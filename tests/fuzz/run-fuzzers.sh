@@ -56,6 +56,11 @@ done
 mkdir -p "$work/fuzz_cms"
 cp "$here"/corpus_cms/* "$work/fuzz_cms/"
 
+mkdir -p "$work/fuzz_p11_uri"
+printf '\001token=smrelay;object=alice;id=%%01%%02?module-path=/usr/lib/x.so&pin-value=1234' \
+    >"$work/fuzz_p11_uri/seed-1"
+printf '\001type=private;serial=ab?pin-source=file:///etc/pin' >"$work/fuzz_p11_uri/seed-2"
+
 ran=0
 mkdir -p "$work/fuzz_policy"
 printf '*.example.com\nalice@a.example.com\nsign,encrypt' >"$work/fuzz_policy/seed-1"
@@ -68,7 +73,8 @@ printf 'X-Smrelay-Processed: other.example; sign\r\nX-Smrelay-Processed: FUZZ.ex
 for bin in tests/fuzz/fuzz_smtp_parse tests/fuzz/fuzz_smtp_data \
     tests/fuzz/fuzz_smtp_reply tests/fuzz/fuzz_proxy tests/fuzz/fuzz_keyproto \
     tests/fuzz/fuzz_mime \
-    tests/fuzz/fuzz_cms tests/policy/fuzz_policy tests/fuzz/fuzz_mark; do
+    tests/fuzz/fuzz_cms tests/policy/fuzz_policy tests/fuzz/fuzz_mark \
+    tests/keyd/fuzz_p11_uri; do
 	name=${bin##*/}
 	if [ ! -x "$bin" ]; then
 		echo "skip $name: $bin not built"
