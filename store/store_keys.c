@@ -355,11 +355,12 @@ store_key_attach(struct store_key *k, struct keyfile *kf, char *err,
 		snprintf(err, errlen, "key %lld: %s has no private key for "
 		    "certificate %s", (long long)k->id, keyfile_path(kf), fp);
 	else if (rc == 1) {
-		snprintf(err, errlen, "key %lld: on a PKCS#11 token (%s), not "
-		    "usable here yet", (long long)k->id, uri);
+		snprintf(err, errlen, "key %lld: on a PKCS#11 token",
+		    (long long)k->id);
 		rc = 0;
 	}
-	free(uri);
+	if (uri != NULL)
+		OPENSSL_clear_free(uri, strlen(uri));
 	return rc;
 }
 

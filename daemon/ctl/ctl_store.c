@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 
 #include "daemon/base/base.h"
+#include "daemon/keyd/keyd.h"
 #include "ctl.h"
 #include "lib/lib.h"
 #include "store/store.h"
@@ -569,7 +570,113 @@ key_add(struct ctl *c, EVP_PKEY *pkey, X509 *cert, STACK_OF(X509) *chain,
 	return 0;
 }
 
-/* key import FILE [--password-file F] */
+/* The URI as the store keeps it (smrelay.db is the network process's to
+ * read): a pin-value's value is replaced by "***"; the key file, which
+ * only the key process reads, keeps the URI whole. */
+static char *
+uri_public(const char *uri)
+{
+	const char *p, *end;
+	char *out;
+
+	if ((p = strstr(uri, "pin-value=")) == NULL)
+		return xstrdup(uri);
+	p += strlen("pin-value=");
+	end = p + strcspn(p, "&");
+	out = xasprintf("%.*s***%s", (int)(p - uri), uri, end);
+	return out;
+}
+
+/*
+ * The chain to send with a token key's signatures: the token holds only
+ * the certificate, so its path to an anchor is built from the
+ * intermediates the store has (`cert import`), anchor left out.  Empty
+ * when there is no path (said as a warning: partners then need the
+ * intermediates themselves).
+ */
+static STACK_OF(X509) *
+token_chain(struct ctl *c, X509 *cert)
+{
+	STACK_OF(X509) *chain, *inter, *path = NULL;
+	X509_STORE *trust;
+	X509_STORE_CTX *ctx = NULL;
+	int i;
+
+	if ((chain = sk_X509_new_null()) == NULL)
+		fatalx("sk_X509_new_null");
+	trust = store_trust_x509_store(c->st);
+	inter = store_ca_certs(c->st);
+	if (trust != NULL && inter != NULL &&
+	    (ctx = X509_STORE_CTX_new()) != NULL &&
+	    X509_STORE_CTX_init(ctx, trust, cert, inter) == 1 &&
+	    X509_verify_cert(ctx) == 1)
+		path = X509_STORE_CTX_get0_chain(ctx);
+	/* the path is leaf, intermediates..., anchor */
+	for (i = 1; path != NULL && i < sk_X509_num(path) - 1; i++)
+		if (!X509_up_ref(sk_X509_value(path, i)) ||
+		    !sk_X509_push(chain, sk_X509_value(path, i)))
+			fatalx("sk_X509_push");
+	if (path == NULL)
+		fprintf(stderr, "smrelayctl: warning: %s: no path from the "
+		    "token's certificate to a trust anchor through the stored "
+		    "intermediates; signatures go without a chain\n", c->arg);
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(trust);
+	sk_X509_pop_free(inter, X509_free);
+	return chain;
+}
+
+/* key import pkcs11:URI: the key stays on its token; the key process logs
+ * in with the URI's PIN.  The key is tried here once (it must match the
+ * certificate) before anything is written. */
+static int
+key_import_pkcs11(struct ctl *c)
+{
+	STACK_OF(X509) *chain, *one;
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	char err[1024], fp[65], *pub = NULL;
+	int64_t id;
+	int existed, rc = 1;
+
+	if (keyd_p11_load(c->arg, &key, &cert, err, sizeof(err)) == -1) {
+		fprintf(stderr, "smrelayctl: %s\n", err);
+		return 1;
+	}
+	if (cert == NULL && (cert = keyd_p11_cert(c->arg, err,
+	    sizeof(err))) == NULL) {
+		fprintf(stderr, "smrelayctl: %s\n", err);
+		goto done;
+	}
+	if (X509_check_private_key(cert, key) != 1) {
+		fprintf(stderr, "smrelayctl: the token's key does not match "
+		    "its certificate\n");
+		goto done;
+	}
+	chain = token_chain(c, cert);
+	pub = uri_public(c->arg);
+	if (keyfile_fingerprint(cert, fp) == -1 ||
+	    keyfile_put_uri(c->kf, cert, c->arg, err, sizeof(err)) == -1 ||
+	    store_key_add(c->st, cert, chain, pub, &id, &existed, err,
+	    sizeof(err)) == -1)
+		fprintf(stderr, "smrelayctl: %s\n", err);
+	else {
+		if ((one = sk_X509_new_null()) == NULL ||
+		    !sk_X509_push(one, cert))
+			fatalx("sk_X509_push");
+		report_imported(c, one, &id, &existed, "key", 1);
+		sk_X509_free(one);
+		rc = 0;
+	}
+	sk_X509_pop_free(chain, X509_free);
+ done:
+	free(pub);
+	EVP_PKEY_free(key);
+	X509_free(cert);
+	return rc;
+}
+
+/* key import FILE [--password-file F] | key import pkcs11:URI */
 static int
 cmd_key_import(struct ctl *c)
 {
@@ -581,6 +688,8 @@ cmd_key_import(struct ctl *c)
 	int64_t id;
 	int existed, rc = 1;
 
+	if (strncmp(c->arg, "pkcs11:", 7) == 0)
+		return key_import_pkcs11(c);
 	if (c->password_file != NULL && (pw = store_load_password(
 	    c->password_file, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "smrelayctl: %s\n", err);

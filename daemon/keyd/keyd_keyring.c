@@ -27,7 +27,6 @@ struct keyd_key {
 struct keyd_keyring {
 	struct keyd_key	*v;
 	size_t		 n;
-	size_t		 skipped;	/* PKCS#11 keys, not loaded yet */
 };
 
 /* Start OpenSSL's secure heap for key numbers (see keyd_keyring.h). */
@@ -121,18 +120,22 @@ struct load {
 	int		 failed;
 };
 
-/* keyfile_cb: hold one key; a PKCS#11 one is counted, not loaded yet. */
+/* keyfile_cb: hold one key: from the file, or from its PKCS#11 token. */
 static int
 load_entry(const struct keyfile_entry *e, void *arg)
 {
 	struct load *l = arg;
-	char why[256];
+	char why[512];
+	int rc;
 
-	if (e->pkey == NULL) {
-		l->kr->skipped++;
+	if (e->pkey == NULL && e->uri == NULL)
 		return 0;
-	}
-	if (keyd_keyring_add(l->kr, e->cert, e->pkey, why, sizeof(why)) == 0)
+	if (e->pkey != NULL)
+		rc = keyd_keyring_add(l->kr, e->cert, e->pkey, why,
+		    sizeof(why));
+	else
+		rc = keyd_keyring_add_pkcs11(l->kr, e->uri, why, sizeof(why));
+	if (rc == 0)
 		l->added++;
 	else if (l->failed++ == 0)
 		snprintf(l->err, l->errlen, "key %s: %s", e->fingerprint, why);
@@ -147,18 +150,10 @@ keyd_keyring_load_keyfile(struct keyd_keyring *kr, struct keyfile *kf,
 	struct load l = { kr, 0, err, errlen, 0 };
 	char why[512];
 
-	kr->skipped = 0;
 	if (keyfile_foreach(kf, load_entry, &l, why, sizeof(why)) != 0 &&
 	    l.failed++ == 0)
 		snprintf(err, errlen, "%s", why);
 	return l.failed ? -1 : l.added;
-}
-
-/* The PKCS#11 keys the last load left out. */
-size_t
-keyd_keyring_skipped(const struct keyd_keyring *kr)
-{
-	return kr->skipped;
 }
 
 /* The EVP digest of a KP_MD_*. */

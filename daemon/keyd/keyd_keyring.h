@@ -44,13 +44,11 @@ void keyd_keyring_free(struct keyd_keyring *);
  */
 int keyd_keyring_add(struct keyd_keyring *, X509 *cert, EVP_PKEY *key,
     char *err, size_t errlen);
-/* Add every key of the key file; how many were added, -1 with err when
- * one could not be (the others stay).  Keys on a PKCS#11 token are left
- * out for now, and counted (keyd_keyring_skipped). */
+/* Add every key of the key file, those on PKCS#11 tokens through
+ * keyd_keyring_add_pkcs11; how many were added, -1 with err when one could
+ * not be (the others stay). */
 int keyd_keyring_load_keyfile(struct keyd_keyring *, struct keyfile *,
     char *err, size_t errlen);
-/* How many PKCS#11 keys the last keyd_keyring_load_keyfile left out. */
-size_t keyd_keyring_skipped(const struct keyd_keyring *);
 size_t keyd_keyring_count(const struct keyd_keyring *);
 /*
  * Carry out a decoded SIGN, DECRYPT or DERIVE request: 0 with the result in

@@ -86,6 +86,33 @@ keys_set_keyfile(struct keys *ks, struct keyfile *kf)
 	ks->kf = kf;
 }
 
+/* A key the key file names by its pkcs11: URI, from its token (smrelayctl;
+ * the daemon's network process only ever has handles). */
+static int
+key_from_token(struct keyfile *kf, struct store_key *k)
+{
+	EVP_PKEY *pkey = NULL;
+	X509 *cert = NULL;
+	char fp[65], err[512], *uri = NULL;
+	int rc = -1;
+
+	if (keyfile_fingerprint(k->cert, fp) == 0 && keyfile_get(kf, fp, &pkey,
+	    &uri, err, sizeof(err)) == 1 && pkey == NULL && uri != NULL) {
+		if (keyd_p11_load(uri, &pkey, &cert, err, sizeof(err)) == 0) {
+			EVP_PKEY_free(k->pkey);
+			k->pkey = pkey;
+			pkey = NULL;
+			rc = 0;
+		} else
+			log_warnx("keys: key %lld: %s", (long long)k->id, err);
+	}
+	EVP_PKEY_free(pkey);
+	X509_free(cert);
+	if (uri != NULL)
+		OPENSSL_clear_free(uri, strlen(uri));
+	return rc;
+}
+
 /*
  * Where a key's private half comes from: with a key process, a handle that
  * forwards sign, decrypt and derive to it (the key never enters this
@@ -111,11 +138,11 @@ key_private(struct keyd_client *kc, struct keyfile *kf, struct store_key *k)
 		    (long long)k->id);
 		return -1;
 	}
-	if (store_key_attach(k, kf, err, sizeof(err)) != 1) {
-		log_warnx("keys: skipped: %s", err);
-		return -1;
-	}
-	return 0;
+	if (store_key_attach(k, kf, err, sizeof(err)) == 1 ||
+	    key_from_token(kf, k) == 0)
+		return 0;
+	log_warnx("keys: skipped: %s", err);
+	return -1;
 }
 
 /* The store's keys with the addresses and validity of their certificates. */

@@ -49,6 +49,7 @@ setup() {
 			ctl policy add --sender bob@partner.example --recipient alice@example.com \
 				--action decrypt,verify
 	} >/dev/null || { fail_because "setup: $(tail -n 1 "$CASE_DIR/ctl.log")"; return 1; }
+	[ -z "${SETUP_HOOK:-}" ] || "$SETUP_HOOK" || return 1
 	start_smrelayd "$CONF" "$PORT" || return 1
 	children
 }
@@ -302,6 +303,84 @@ case_key_import_live() {
 	return 0
 }
 
+# A key on a PKCS#11 token (SoftHSM2), made there and never extractable:
+# `key import pkcs11:URI`, `key list` shows the URI (not its PIN); mail
+# alice sends is signed on the token (openssl cms verifies it, with the
+# token's certificate as signer), mail encrypted to the token's
+# certificate is decrypted by smrelayd; after kill -9 of the key process
+# the restarted one logs in again and signs.
+HSM_MOD=
+for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so; do
+	[ -f "$m" ] && { HSM_MOD=$m; break; }
+done
+hsm_token() {
+	local d=$CASE_DIR/hsm p11
+	mkdir -p "$d/tokens"
+	export SOFTHSM2_CONF=$d/softhsm2.conf
+	printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+		"$d/tokens" >"$SOFTHSM2_CONF"
+	p11=(pkcs11-tool --module "$HSM_MOD" --token-label smrelay-hsm --login --pin 1234)
+	printf '[ u ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = emailProtection\nsubjectAltName = email:alice@example.com\n' >"$d/u.cnf"
+	{
+		softhsm2-util --init-token --free --label smrelay-hsm --pin 1234 --so-pin 5678 &&
+			"${p11[@]}" --keypairgen --key-type rsa:2048 --id 42 --label alice-hsm &&
+			"${p11[@]}" --read-object --type pubkey --id 42 -o "$d/pub.der" &&
+			openssl pkey -pubin -inform DER -in "$d/pub.der" -out "$d/pub.pem" &&
+			openssl x509 -req -in "$P/alice.csr" -CA "$P/int.pem" -CAkey "$P/int.key" \
+				-force_pubkey "$d/pub.pem" -days 30 -set_serial 0x4242 \
+				-extfile "$d/u.cnf" -extensions u -out "$d/alice-hsm.pem" &&
+			openssl x509 -in "$d/alice-hsm.pem" -outform DER -out "$d/alice-hsm.der" &&
+			"${p11[@]}" --write-object "$d/alice-hsm.der" --type cert --id 42 --label alice-hsm
+	} >"$d/setup.log" 2>&1 || { fail_because "SoftHSM2 token: $(tail -n 2 "$d/setup.log" | tr '\n' ' ')"; return 1; }
+	HSM_URI="pkcs11:token=smrelay-hsm;object=alice-hsm?module-path=$HSM_MOD&pin-value=1234"
+	# the intermediate, so that signatures carry the chain to the root
+	ctl cert import "$P/int.pem" >/dev/null &&
+		ctl key import "$HSM_URI" >/dev/null ||
+		{ fail_because "key import pkcs11: $(tail -n 1 "$CASE_DIR/ctl.log")"; return 1; }
+}
+case_pkcs11() {
+	have softhsm2-util && have pkcs11-tool && [ -n "$HSM_MOD" ] ||
+		{ skip "SoftHSM2 or pkcs11-tool not installed"; return 0; }
+	SETUP_HOOK=hsm_token setup nokeys || return 1
+	local list f signer
+	list=$(ctl key list)
+	grep -q 'pkcs11:token=smrelay-hsm;object=alice-hsm?module-path=.*pin-value=\*\*\*' <<<"$list" ||
+		{ fail_because "key list does not show the token URI: $list"; return 1; }
+	grep -q 1234 <<<"$list" && { fail_because "key list shows the PIN: $list"; return 1; }
+	sqlite3 "$CASE_DIR/data/smrelay.db" .dump 2>/dev/null | grep -q 'pin-value=1234' &&
+		{ fail_because "smrelay.db holds the PIN"; return 1; }
+	msg hsm && swaks_send --from alice@example.com --to bob@partner.example \
+		--data "@$M" -tls || return 1
+	wait_delivered 1 || return 1
+	f=$(sink_files | head -n 1)
+	signed_for_bob "$f" || return 1
+	openssl cms -verify -CAfile "$P/trust.pem" -in "$f.dec" -signer "$f.signer" \
+		-out /dev/null 2>/dev/null &&
+		cmp -s <(openssl x509 -in "$f.signer" -outform DER) "$CASE_DIR/hsm/alice-hsm.der" ||
+		{ fail_because "the signature is not by the token's certificate"; return 1; }
+	# inbound: encrypted to the token's certificate
+	msg hsmin bob@partner.example alice@example.com
+	openssl cms -encrypt -aes256 -in "$M" -out "$M.enc" "$CASE_DIR/hsm/alice-hsm.pem" 2>/dev/null ||
+		{ fail_because "openssl cms -encrypt"; return 1; }
+	{ printf 'From: bob@partner.example\r\nTo: alice@example.com\r\nSubject: hsmin\r\n'; cat "$M.enc"; } >"$M.wire"
+	swaks_send --from bob@partner.example --to alice@example.com --data "@$M.wire" ||
+		return 1
+	wait_delivered 2 || return 1
+	grep -l -r -q "The body of hsmin" "$SINK_DIR" ||
+		{ fail_because "mail encrypted to the token's certificate was not decrypted"; return 1; }
+	# the key process again, after kill -9: it logs in to the token anew
+	kill -KILL "$KEYD"
+	wait_for 10 _new_keyd "$KEYD" || { fail_because "no new key process"; return 1; }
+	msg hsm2
+	wait_for 10 swaks_send --from alice@example.com --to bob@partner.example \
+		--data "@$M" || { fail_because "not signed after the key process restarted: $IT_REASON"; return 1; }
+	wait_delivered 3
+}
+_new_keyd() {
+	local k
+	k=$(smrelayd_child "$SMRELAYD_PID" smrelayd-keyd) && [ "$k" != "$1" ]
+}
+
 # Start-up refuses what cannot work, saying why.
 case_start_errors() {
 	[ $ROOT = 1 ] || { skip "not root"; return 0; }
@@ -332,6 +411,7 @@ run_case gcore case_gcore
 run_case keyd_stopped case_keyd_stopped
 run_case net_killed case_net_killed
 run_case key_import_live case_key_import_live
+run_case pkcs11 case_pkcs11
 run_case start_errors case_start_errors
 run_case keyd_killed_under_load case_keyd_killed_under_load
 it_finish
