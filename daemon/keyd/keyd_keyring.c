@@ -27,6 +27,7 @@ struct keyd_key {
 struct keyd_keyring {
 	struct keyd_key	*v;
 	size_t		 n;
+	int		 refs;		/* keyd_keyring_ref; atomic */
 };
 
 /* Start OpenSSL's secure heap for key numbers (see keyd_keyring.h). */
@@ -46,16 +47,28 @@ keyd_secure_heap(size_t size)
 struct keyd_keyring *
 keyd_keyring_new(void)
 {
-	return xcalloc(1, sizeof(struct keyd_keyring));
+	struct keyd_keyring *kr = xcalloc(1, sizeof(*kr));
+
+	kr->refs = 1;
+	return kr;
 }
 
-/* Free the keyring and drop its references to the keys. */
+/* Another reference (a job on a worker thread uses it). */
+struct keyd_keyring *
+keyd_keyring_ref(struct keyd_keyring *kr)
+{
+	__atomic_add_fetch(&kr->refs, 1, __ATOMIC_RELAXED);
+	return kr;
+}
+
+/* Drop a reference; the last frees the keyring and its references to the
+ * keys. */
 void
 keyd_keyring_free(struct keyd_keyring *kr)
 {
 	size_t i;
 
-	if (kr == NULL)
+	if (kr == NULL || __atomic_sub_fetch(&kr->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	for (i = 0; i < kr->n; i++)
 		EVP_PKEY_free(kr->v[i].pkey);

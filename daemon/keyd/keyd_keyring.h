@@ -36,6 +36,8 @@ struct keyd_keyring;
  */
 int keyd_secure_heap(size_t size);
 struct keyd_keyring *keyd_keyring_new(void);
+/* A reference more; keyd_keyring_free drops one (the last frees). */
+struct keyd_keyring *keyd_keyring_ref(struct keyd_keyring *);
 void keyd_keyring_free(struct keyd_keyring *);
 /*
  * Hold key (a reference is taken) under the fingerprint of cert, which must

@@ -26,6 +26,7 @@ struct keyd_proc {
 	const struct config	*cfg0;          /* given at start */
 	struct event_base	*base;
 	struct keyd_server	*srv;
+	struct workers		*workers;       /* one per CPU: the operations */
 	struct keyd_keyring	*kr;
 	struct keyfile		*kf;            /* key_file, open for good */
 	int64_t			 changes;
@@ -206,6 +207,8 @@ keyd_run(const struct config *cfg, int fd, int foreground)
 	if ((p.base = event_base_new()) == NULL)
 		fatalx("keyd: event_base_new failed");
 	p.srv = keyd_server_new(p.base, fd, p.kr);
+	p.workers = workers_new(p.base, 0, NULL, NULL, NULL);
+	keyd_server_set_workers(p.srv, p.workers);
 	keyd_server_set_closed_cb(p.srv, closed_cb, &p);
 	p.tick = event_new(p.base, -1, EV_PERSIST, tick_cb, &p);
 	event_add(p.tick, &keyd_tick);

@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 
 #include "keyd_server.h"
+#include "daemon/base/base.h"
 #include "lib/lib.h"
 
 /* Input: complete frames are handled as they come, so at most a partial
@@ -29,6 +30,8 @@
 #define KEYD_OUT_LOW	(16 * 1024)
 /* The scratch area: one answer frame, then one operation's result. */
 #define KEYD_SCRATCH	(KEYPROTO_MAX_FRAME + KEYPROTO_MAX_DATA)
+/* Operations on the worker threads at once; reading stops beyond. */
+#define KEYD_INFLIGHT	256
 
 struct keyd_server {
 	struct bufferevent	*bev;
@@ -43,8 +46,26 @@ struct keyd_server {
 	time_t			 fail_sec;	/* failed unwraps in that second */
 	unsigned		 fail_n;
 	unsigned		 busy_n;	/* unwraps refused in it */
+	struct workers		*workers;	/* NULL: operations inline */
+	unsigned		 inflight;	/* jobs on the workers */
+	int			 freed;		/* free after the last job */
 };
 
+/* One operation on a worker thread: the request copied out of the frame,
+ * its result in the secure heap (out of core dumps, cleared when freed). */
+struct keyd_job {
+	struct keyd_server	*s;
+	struct keyd_keyring	*kr;		/* a reference */
+	struct keyproto_req	 req;
+	uint8_t			 data[KEYPROTO_MAX_DATA];
+	uint8_t			*out;
+	size_t			 outlen;
+	int			 code;
+	const char		*why;
+};
+
+static void server_process(struct keyd_server *);
+static void job_submit(struct keyd_server *, const struct keyproto_req *);
 static void server_read_cb(struct bufferevent *, void *);
 static void server_write_cb(struct bufferevent *, void *);
 static void server_event_cb(struct bufferevent *, short, void *);
@@ -106,11 +127,19 @@ keyd_server_new(struct event_base *base, int fd, struct keyd_keyring *kr)
 	return s;
 }
 
-/* Answer from kr from now on (a reload); the caller frees the old one. */
+/* Answer from kr from now on (a reload); the caller frees the old one
+ * (jobs still on the workers hold their own reference). */
 void
 keyd_server_set_keyring(struct keyd_server *s, struct keyd_keyring *kr)
 {
 	s->kr = kr;
+}
+
+/* Run the operations on w's threads; answers then come as they finish. */
+void
+keyd_server_set_workers(struct keyd_server *s, struct workers *w)
+{
+	s->workers = w;
 }
 
 /* Be told when the connection closes. */
@@ -128,8 +157,14 @@ keyd_server_free(struct keyd_server *s)
 {
 	if (s == NULL)
 		return;
-	if (s->bev != NULL)
+	if (s->bev != NULL) {
 		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	if (s->inflight > 0) {          /* the last job's done frees it */
+		s->freed = 1;
+		return;
+	}
 	OPENSSL_cleanse(s->scratch, s->scratchlen);
 	munmap(s->scratch, s->scratchlen);
 	free(s);
@@ -219,6 +254,83 @@ unwrap_limited(struct keyd_server *s)
 	return 1;
 }
 
+/* Answer a request with the result of its operation. */
+static void
+server_result(struct keyd_server *s, const struct keyproto_req *r, int code,
+    const uint8_t *out, size_t outlen, const char *why)
+{
+	if (code == 0) {
+		server_answer(s, r->id, 0, out, outlen);
+		log_debug("keyd id=%016llx %s id=%u ok", s->id,
+		    keyproto_type_name(r->type), r->id);
+		return;
+	}
+	if (r->type == KP_DECRYPT && code == KP_E_FAILED)
+		s->fail_n++;
+	log_info("keyd id=%016llx %s id=%u error=%d reason=%s", s->id,
+	    keyproto_type_name(r->type), r->id, code, why);
+	server_answer(s, r->id, (uint16_t)code, why, strlen(why));
+}
+
+/* On a worker thread: the operation. */
+static void
+job_run(void *arg, void *tctx)
+{
+	struct keyd_job *j = arg;
+
+	(void)tctx;
+	j->code = keyd_keyring_op(j->kr, &j->req, j->out, KEYPROTO_MAX_DATA,
+	    &j->outlen, &j->why);
+}
+
+/* Back on the loop: answer (unless the connection is gone), free. */
+static void
+job_done(void *arg)
+{
+	struct keyd_job *j = arg;
+	struct keyd_server *s = j->s;
+
+	if (s->bev != NULL)     /* closing too: asked before the close */
+		server_result(s, &j->req, j->code, j->out, j->outlen,
+		    j->why != NULL ? j->why : "failed");
+	OPENSSL_secure_clear_free(j->out, KEYPROTO_MAX_DATA);
+	keyd_keyring_free(j->kr);
+	OPENSSL_cleanse(j->data, sizeof(j->data));
+	free(j);
+	s->inflight--;
+	if (s->freed && s->inflight == 0) {
+		keyd_server_free(s);
+		return;
+	}
+	if (s->bev != NULL && s->closing != NULL && s->inflight == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+		server_closed(s, s->closing);
+		return;
+	}
+	if (s->bev != NULL && s->paused && s->inflight < KEYD_INFLIGHT / 2) {
+		s->paused = 0;
+		bufferevent_enable(s->bev, EV_READ);
+		server_process(s);
+	}
+}
+
+/* Hand a request to the workers (its data copied: the frame goes). */
+static void
+job_submit(struct keyd_server *s, const struct keyproto_req *r)
+{
+	struct keyd_job *j = xcalloc(1, sizeof(*j));
+
+	j->s = s;
+	j->kr = keyd_keyring_ref(s->kr);
+	j->req = *r;
+	memcpy(j->data, r->data, r->len);
+	j->req.data = j->data;
+	if ((j->out = OPENSSL_secure_zalloc(KEYPROTO_MAX_DATA)) == NULL)
+		alloc_fail("OPENSSL_secure_zalloc");
+	s->inflight++;
+	workers_submit(s->workers, job_run, job_done, j);
+}
+
 /* Carry out one decoded request and answer it. */
 static void
 server_request(struct keyd_server *s, const struct keyproto_req *r)
@@ -237,19 +349,15 @@ server_request(struct keyd_server *s, const struct keyproto_req *r)
 		server_answer(s, r->id, KP_E_BUSY, why, strlen(why));
 		return;
 	}
-	code = keyd_keyring_op(s->kr, r, out, KEYPROTO_MAX_DATA, &outlen, &why);
-	if (code == 0) {
-		server_answer(s, r->id, 0, out, outlen);
-		OPENSSL_cleanse(out, outlen);
-		log_debug("keyd id=%016llx %s id=%u ok", s->id,
-		    keyproto_type_name(r->type), r->id);
+	/* Unwraps stay on the loop, one at a time: the failed-unwrap limit
+	 * counts each before the next is tried. */
+	if (s->workers != NULL && r->type != KP_DECRYPT) {
+		job_submit(s, r);
 		return;
 	}
-	if (r->type == KP_DECRYPT && code == KP_E_FAILED)
-		s->fail_n++;
-	log_info("keyd id=%016llx %s id=%u error=%d reason=%s", s->id,
-	    keyproto_type_name(r->type), r->id, code, why);
-	server_answer(s, r->id, (uint16_t)code, why, strlen(why));
+	code = keyd_keyring_op(s->kr, r, out, KEYPROTO_MAX_DATA, &outlen, &why);
+	server_result(s, r, code, out, outlen, why);
+	OPENSSL_cleanse(out, outlen);
 }
 
 /* Handle every complete frame of the input, unless answers pile up. */
@@ -265,7 +373,8 @@ server_process(struct keyd_server *s)
 	int r;
 
 	while (s->closing == NULL) {
-		if (evbuffer_get_length(out) > KEYD_OUT_HIGH) {
+		if (evbuffer_get_length(out) > KEYD_OUT_HIGH ||
+		    s->inflight >= KEYD_INFLIGHT) {
 			s->paused = 1;
 			bufferevent_disable(s->bev, EV_READ);
 			return;
@@ -306,11 +415,12 @@ server_write_cb(struct bufferevent *bev, void *arg)
 	struct keyd_server *s = arg;
 
 	if (s->closing != NULL) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
+		    s->inflight == 0)
 			server_closed(s, s->closing);
 		return;
 	}
-	if (s->paused) {
+	if (s->paused && s->inflight < KEYD_INFLIGHT) {
 		s->paused = 0;
 		bufferevent_enable(bev, EV_READ);
 		server_process(s);
@@ -326,8 +436,11 @@ server_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_ERROR)
 		server_closed(s, strerror(errno));
 	else if ((what & BEV_EVENT_EOF) && s->closing == NULL &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+	    (evbuffer_get_length(bufferevent_get_output(bev)) > 0 ||
+	    s->inflight > 0))
 		server_closing(s, "peer closed");	/* send the answers */
+	else if ((what & BEV_EVENT_EOF) && s->inflight > 0)
+		bufferevent_disable(bev, EV_READ);	/* answers first */
 	else if (what & BEV_EVENT_EOF)
 		server_closed(s, s->closing != NULL ? s->closing :
 		    "peer closed");

@@ -42,6 +42,16 @@ struct keyd_server *keyd_server_new(struct event_base *, int fd,
     struct keyd_keyring *kr);
 /* Answer from kr from now on (a reload); the caller frees the old one. */
 void keyd_server_set_keyring(struct keyd_server *, struct keyd_keyring *);
+/*
+ * Carry out sign and derive on w's threads (the key process has one per
+ * CPU): answers then come as operations finish, not in request order (each
+ * has its request's id); at most KEYD_INFLIGHT at once, then reading
+ * waits.  Unwraps stay on the loop, one at a time, so that the failed-unwrap
+ * limit sees each failure before the next try.  Without w, everything on
+ * the loop, in order.
+ */
+struct workers;
+void keyd_server_set_workers(struct keyd_server *, struct workers *);
 /* Be told when the connection closes. */
 void keyd_server_set_closed_cb(struct keyd_server *, keyd_server_closed_cb *,
     void *arg);

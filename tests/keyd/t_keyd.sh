@@ -14,6 +14,9 @@ sh "$srcdir/tests/smime/pki.sh" "$W/pki" >/dev/null 2>"$W/pki.err" ||
 	{ echo "FAIL: pki.sh: $(tail -n 1 "$W/pki.err")"; exit 1; }
 "$T" "$W/pki" 2>"$W/log"
 rc=$?
+# again with the operations on worker threads, as in smrelayd's key process
+echo "with worker threads:"
+KEYD_TEST_WORKERS=1 "$T" "$W/pki" 2>>"$W/log" || rc=1
 # the server's log lines, for the test log
 grep -c 'error=' "$W/log" | sed 's/^/keyd error answers logged: /'
 if grep -q 'Sanitizer\|runtime error:' "$W/log"; then
