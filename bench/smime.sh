@@ -32,7 +32,8 @@
 # 3c with their baseline, about 13 x SECS seconds), REV_ROUNDS (3, rounds
 # of step 3c), KEYD_ONLY (1: only the key process steps 3d and 3e, about
 # 24 x KEYD_ROUNDS x SECS seconds), KEYD_ROUNDS (3, alternating rounds of
-# 3d and 3e), KEYD_THREADS ("1 NCPU"), SMIME_BENCH (default: build in
+# 3d and 3e), KEYD_THREADS ("1 NCPU"), KEYD_PIN (1: also the key process
+# runs with everything on CPU 0, at one thread and in 3e), SMIME_BENCH (default: build in
 # build-bench/ with the default -O2), SMRELAYCTL and TLS_BENCH (default:
 # next to it).  Needs openssl and python3 (tests/smime/pki.sh).  The
 # default run takes about eight minutes.
@@ -48,6 +49,7 @@ REV_ROUNDS=${REV_ROUNDS:-3}
 KEYD_ONLY=${KEYD_ONLY:-0}
 KEYD_ROUNDS=${KEYD_ROUNDS:-3}
 KEYD_THREADS=${KEYD_THREADS:-"1 $(nproc)"}
+KEYD_PIN=${KEYD_PIN:-1}
 work=$(mktemp -d /tmp/smrelay-sbench.XXXXXX)
 load=$(uptime | sed 's/.*load average: //')
 trap 'rm -rf "$work/peak"; echo "work directory: $work"' EXIT
@@ -227,18 +229,34 @@ ident() {
 	KI=(--cert "$P/alice$s.pem" --key "$P/alice$s.key" --chain "$P/chain.pem"
 		--to "$P/bob$s.pem" --to-key "$P/bob$s.key" --ca "$P/trust.pem" --from alice@example.com)
 }
-# modes ROUND: in-process and keyd, the first swapping each round
-modes() { if (($1 % 2)); then echo keyd inproc; else echo inproc keyd; fi; }
+# modes ROUND [PIN]: in-process and keyd (and with PIN=1 pin: keyd with the
+# bench and its key process on CPU 0, taskset), rotated each round
+modes() {
+	local m=(inproc keyd) i
+	[ "${2:-0}" = 1 ] && [ "$KEYD_PIN" = 1 ] && m+=(pin)
+	for ((i = 0; i < ${#m[@]}; i++)); do
+		echo "${m[($1 + i) % ${#m[@]}]}"
+	done
+}
+# mode_args MODE: the options (KF) and the command prefix (PRE) of a mode
+mode_args() {
+	KF=()
+	PRE=()
+	case $1 in
+	keyd) KF=(--keyd) ;;
+	pin) KF=(--keyd); PRE=(taskset -c 0) ;;
+	esac
+}
 # us_per SECONDS N: microseconds per item
 us_per() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.1f", (n > 0 ? 1e6 * s / n : 0) }'; }
 # kd_run ROUND KEY OP T MODE: one run of step 3d
 kd_run() {
-	local k=$2 op=$3 t=$4 m=$5 line kflag=()
-	[ "$m" = keyd ] && kflag=(--keyd)
+	local k=$2 op=$3 t=$4 m=$5 line
+	mode_args "$m"
 	ident "$k"
 	echo "== 3d. round $(($1 + 1))/$KEYD_ROUNDS: $k $op 4 KB, $t thread(s), keys $m"
-	line=$("$SMIME_BENCH" "${KI[@]}" --size 4096 --secs "$SECS" --op "$op" --threads "$t" \
-		"${kflag[@]}" 2>"$work/kd.err") || die "smime_bench --threads $t ${kflag[*]} failed: $(tail -n 3 "$work/kd.err")"
+	line=$("${PRE[@]}" "$SMIME_BENCH" "${KI[@]}" --size 4096 --secs "$SECS" --op "$op" --threads "$t" \
+		"${KF[@]}" 2>"$work/kd.err") || die "smime_bench --threads $t ${KF[*]} failed: $(tail -n 3 "$work/kd.err")"
 	echo "$line" >>"$work/keyd.out"
 	kd[$k:$op:$t:$m:cpu]="${kd[$k:$op:$t:$m:cpu]:-} $(kv "$line" ops_cpu)"
 	kd[$k:$op:$t:$m:wall]="${kd[$k:$op:$t:$m:wall]:-} $(kv "$line" ops_wall)"
@@ -253,12 +271,12 @@ kd_run() {
 # is the leaf and chain.pem.
 # tl_run ROUND KEY VERSION MODE: one run of step 3e
 tl_run() {
-	local k=$2 v=$3 m=$4 line f s= kflag=()
-	[ "$m" = keyd ] && kflag=(--keyd)
+	local k=$2 v=$3 m=$4 line f s=
+	mode_args "$m"
 	[ "$k" = ec ] && s=-ec
 	echo "== 3e. round $(($1 + 1))/$KEYD_ROUNDS: TLS $v handshakes, $k server key, $m"
-	line=$("$TLS_BENCH" --cert "$work/tls-$k.pem" --key "$P/alice$s.key" --version "$v" \
-		--secs "$SECS" "${kflag[@]}" 2>"$work/tl.err") || die "tls_bench ${kflag[*]} failed: $(tail -n 3 "$work/tl.err")"
+	line=$("${PRE[@]}" "$TLS_BENCH" --cert "$work/tls-$k.pem" --key "$P/alice$s.key" --version "$v" \
+		--secs "$SECS" "${KF[@]}" 2>"$work/tl.err") || die "tls_bench ${KF[*]} failed: $(tail -n 3 "$work/tl.err")"
 	echo "$line" >>"$work/tls.out"
 	for f in hs_wall hs_cpu srv_wall_med_us srv_wall_p99_us srv_wait_med_us srv_wait_p99_us; do
 		tl[$k:$v:$m:$f]="${tl[$k:$v:$m:$f]:-} $(kv "$line" "$f")"
@@ -266,6 +284,7 @@ tl_run() {
 }
 if [ "$PEAK_ONLY" != 1 ] && [ "$REV_ONLY" != 1 ]; then
 	[ -x "$TLS_BENCH" ] || die "$TLS_BENCH not found (step 3e)"
+	[ "$KEYD_PIN" = 1 ] && ! command -v taskset >/dev/null 2>&1 && { echo "no taskset: KEYD_PIN=0"; KEYD_PIN=0; }
 	echo "== 3d. openssl speed -seconds 2 rsa2048 ecdsap256 (one core: what one key process can sign)"
 	openssl speed -seconds 2 rsa2048 ecdsap256 >"$work/speed.kd.out" 2>&1 || die "openssl speed failed"
 	kd_ceil[rsa]=$(awk '/^rsa 2048 bits/ { print $6 }' "$work/speed.kd.out")
@@ -275,7 +294,7 @@ if [ "$PEAK_ONLY" != 1 ] && [ "$REV_ONLY" != 1 ]; then
 		for k in rsa ec; do
 			for t in $KEYD_THREADS; do
 				for op in sign decver; do
-					for m in $(modes "$i"); do
+					for m in $(modes "$i" "$((t == 1))"); do
 						kd_run "$i" "$k" "$op" "$t" "$m"
 					done
 				done
@@ -288,7 +307,7 @@ if [ "$PEAK_ONLY" != 1 ] && [ "$REV_ONLY" != 1 ]; then
 	for ((i = 0; i < KEYD_ROUNDS; i++)); do
 		for k in rsa ec; do
 			for v in 1.3 1.2; do
-				for m in $(modes "$i"); do
+				for m in $(modes "$i" 1); do
 					tl_run "$i" "$k" "$v" "$m"
 				done
 			done
@@ -370,6 +389,7 @@ keyd_report() {
 			done
 		done
 	done
+	[ "$KEYD_PIN" = 1 ] && kd_pin_report
 	echo
 	echo "CPU per operation (3d, medians), microseconds: in-process; with the key process,"
 	echo "this process's part + the key process's part = total; extra = total - in-process"
@@ -420,6 +440,54 @@ keyd_report() {
 				"$(sub "${q[keyd:srv_wall_med_us]}" "${q[inproc:srv_wall_med_us]}") / $(sub "${q[keyd:srv_wall_p99_us]}" "${q[inproc:srv_wall_p99_us]}")" \
 				"$(us2 "${q[inproc:srv_wait_med_us]}" "${q[inproc:srv_wait_p99_us]}")" \
 				"$(us2 "${q[keyd:srv_wait_med_us]}" "${q[keyd:srv_wait_p99_us]}")"
+		done
+	done
+	[ "$KEYD_PIN" = 1 ] && tl_pin_report
+}
+# The one-thread runs with everything on CPU 0 (3d), against in-process.
+kd_pin_report() {
+	local k op c w ci wi
+	echo
+	echo "the same at T = 1 with the bench and its key process on one CPU (taskset -c 0:"
+	echo "no wake-up of the other CPU per request)"
+	printf '| %-14s | %19s | %19s | %6s | %6s | %9s | %10s |\n' "key, operation" \
+		"in-process (wall)" "keyd 1 CPU (wall)" "r CPU" "r wall" ">=0.8 CPU" ">=0.8 wall"
+	printf '|%s|%s|%s|%s|%s|%s|%s|\n' "----------------" "---------------------" \
+		"---------------------" "--------" "--------" "-----------" "------------"
+	for k in rsa ec; do
+		for op in sign decver; do
+			ci=$(median ${kd[$k:$op:1:inproc:cpu]})
+			wi=$(median ${kd[$k:$op:1:inproc:wall]})
+			c=$(median ${kd[$k:$op:1:pin:cpu]})
+			w=$(median ${kd[$k:$op:1:pin:wall]})
+			printf '| %-14s | %8.1f (%8.1f) | %8.1f (%8.1f) | %6s | %6s | %9s | %10s |\n' \
+				"$(kd_name "$k" "$op")" "$ci" "$wi" "$c" "$w" "$(ratio "$c" "$ci")" \
+				"$(ratio "$w" "$wi")" "$(met "$(ratio "$c" "$ci")" 0.8)" "$(met "$(ratio "$w" "$wi")" 0.8)"
+		done
+	done
+}
+# 3e with everything on CPU 0, against in-process.
+tl_pin_report() {
+	local k v f
+	local -A q
+	echo
+	echo "the same with the bench and its key process on one CPU (taskset -c 0)"
+	printf '| %-12s | %19s | %6s | %6s | %11s | %11s | %11s |\n' "key, TLS" \
+		"keyd 1 CPU (wall)" "r CPU" "r wall" "server" "added" "wait"
+	printf '|%s|%s|%s|%s|%s|%s|%s|\n' "--------------" "---------------------" "--------" \
+		"--------" "-------------" "-------------" "-------------"
+	for k in rsa ec; do
+		for v in 1.3 1.2; do
+			for f in hs_wall hs_cpu srv_wall_med_us srv_wall_p99_us srv_wait_med_us srv_wait_p99_us; do
+				q[i:$f]=$(median ${tl[$k:$v:inproc:$f]})
+				q[p:$f]=$(median ${tl[$k:$v:pin:$f]})
+			done
+			printf '| %-12s | %8.1f (%8.1f) | %6s | %6s | %11s | %11s | %11s |\n' \
+				"$(echo "$k" | tr a-z A-Z) TLS $v" "${q[p:hs_cpu]}" "${q[p:hs_wall]}" \
+				"$(ratio "${q[p:hs_cpu]}" "${q[i:hs_cpu]}")" "$(ratio "${q[p:hs_wall]}" "${q[i:hs_wall]}")" \
+				"$(us2 "${q[p:srv_wall_med_us]}" "${q[p:srv_wall_p99_us]}")" \
+				"$(sub "${q[p:srv_wall_med_us]}" "${q[i:srv_wall_med_us]}") / $(sub "${q[p:srv_wall_p99_us]}" "${q[i:srv_wall_p99_us]}")" \
+				"$(us2 "${q[p:srv_wait_med_us]}" "${q[p:srv_wait_p99_us]}")"
 		done
 	done
 }
