@@ -14,6 +14,13 @@
 #   3c. daemon     decrypt+verify 4 KB through smime_msg_decrypt() and the
 #                  certificate cache over a store: revocation off, by
 #                  stored OCSP answers, by stored CRLs (alternating runs)
+#   3d. key process sign and decrypt+verify of 4 KB on T threads at once
+#                  (T = 1 and the number of CPUs), RSA-2048 and EC P-256
+#                  keys, in-process against handles on a forked key
+#                  process (keyd_client_pkey, pipelined on one socketpair)
+#   3e. TLS        full TLS 1.3 and 1.2 handshakes on one thread
+#                  (bench/tls_bench), the server key in-process against a
+#                  handle: handshakes/s and the server's time per handshake
 #   4. memory      peak RSS (VmHWM) of one operation on a PEAK_SIZE (50 MB)
 #                  entity streamed from a file to /dev/null
 #
@@ -23,9 +30,13 @@
 # in-process run), PROC_N (100), PEAK_SIZE (52428800), PEAK_ONLY (1: only
 # step 4, about ten seconds), REV_ONLY (1: only the revocation steps 3b and
 # 3c with their baseline, about 13 x SECS seconds), REV_ROUNDS (3, rounds
-# of step 3c), SMIME_BENCH (default: build in build-bench/ with the default
-# -O2), SMRELAYCTL (default: next to it).  Needs openssl and python3
-# (tests/smime/pki.sh).  The default run takes about three minutes.
+# of step 3c), KEYD_ONLY (1: only the key process steps 3d and 3e, about
+# 24 x KEYD_ROUNDS x SECS seconds), KEYD_ROUNDS (3, alternating rounds of
+# 3d and 3e), KEYD_THREADS ("1 NCPU"), KEYD_PIN (1: also the key process
+# runs with everything on CPU 0, at one thread and in 3e), SMIME_BENCH (default: build in
+# build-bench/ with the default -O2), SMRELAYCTL and TLS_BENCH (default:
+# next to it).  Needs openssl and python3 (tests/smime/pki.sh).  The
+# default run takes about eight minutes.
 set -u
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +46,10 @@ PEAK_SIZE=${PEAK_SIZE:-52428800}
 PEAK_ONLY=${PEAK_ONLY:-0}
 REV_ONLY=${REV_ONLY:-0}
 REV_ROUNDS=${REV_ROUNDS:-3}
+KEYD_ONLY=${KEYD_ONLY:-0}
+KEYD_ROUNDS=${KEYD_ROUNDS:-3}
+KEYD_THREADS=${KEYD_THREADS:-"1 $(nproc)"}
+KEYD_PIN=${KEYD_PIN:-1}
 work=$(mktemp -d /tmp/smrelay-sbench.XXXXXX)
 load=$(uptime | sed 's/.*load average: //')
 trap 'rm -rf "$work/peak"; echo "work directory: $work"' EXIT
@@ -55,11 +70,12 @@ if [ -z "${SMIME_BENCH:-}" ]; then
 	[ -x "$root/configure" ] || (cd "$root" && ./autogen.sh) >/dev/null 2>&1 || die "autogen failed"
 	mkdir -p "$root/build-bench"
 	(cd "$root/build-bench" && { [ -f Makefile ] || ../configure --quiet; } &&
-		make -j"$(nproc)" bench/smime_bench smrelayd smrelayctl >make.out 2>&1) ||
+		make -j"$(nproc)" bench/smime_bench bench/tls_bench smrelayd smrelayctl >make.out 2>&1) ||
 		die "build failed (see build-bench/make.out)"
 fi
 [ -x "$SMIME_BENCH" ] || die "$SMIME_BENCH not found"
 SMRELAYCTL=${SMRELAYCTL:-$(dirname "$SMIME_BENCH")/../smrelayctl}
+TLS_BENCH=${TLS_BENCH:-$(dirname "$SMIME_BENCH")/tls_bench}
 
 echo "== test PKI (tests/smime/pki.sh)"
 sh "$root/tests/smime/pki.sh" "$work/pki" >"$work/pki.out" 2>&1 || die "pki.sh failed: $(tail -n 3 "$work/pki.out")"
@@ -73,7 +89,7 @@ done
 label() { case $1 in 4096) echo "4 KB" ;; 1048576) echo "1 MB" ;; *) echo "$1 B" ;; esac; }
 
 declare -A r
-if [ "$PEAK_ONLY" != 1 ] && [ "$REV_ONLY" != 1 ]; then
+if [ "$PEAK_ONLY" != 1 ] && [ "$REV_ONLY" != 1 ] && [ "$KEYD_ONLY" != 1 ]; then
 # ------------------------------------------------------------- 1. ceiling
 echo "== 1. openssl speed -seconds 3 rsa2048"
 openssl speed -seconds 3 rsa2048 >"$work/speed.out" 2>&1 || die "openssl speed failed"
@@ -127,7 +143,7 @@ for s in "${sizes[@]}"; do
 done
 
 fi
-if [ "$PEAK_ONLY" != 1 ]; then
+if [ "$PEAK_ONLY" != 1 ] && [ "$KEYD_ONLY" != 1 ]; then
 if [ "$REV_ONLY" = 1 ]; then
 	echo "== 2. in-process decrypt+verify 4 KB, no revocation (the baseline of 3b)"
 	line=$("$SMIME_BENCH" "${A[@]}" --size 4096 --secs "$SECS" --out mem --op decver 2>"$work/rev.err") ||
@@ -197,10 +213,113 @@ done
 fi
 median() { echo "$@" | tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# ------------------------------------------------------------- 3d. key process
+# Sign and decrypt+verify of 4 KB on T threads at once (smime_bench
+# --threads T), with the keys in the process (keys=inproc) or as handles
+# on a key process that smime_bench forks (--keyd: daemon/keyd's server
+# on one event loop, hardened, the keys in the secure heap; the threads'
+# requests pipelined on the one socketpair).  RSA: alice, bob; EC: alice-ec,
+# bob-ec (ECDH key agreement).  KEYD_ROUNDS rounds, in-process and keyd
+# alternating (which goes first swaps each round); medians.
+declare -A kd tl kd_ceil
+# ident KEY: the identity options for KEY (rsa, ec) in KI
+ident() {
+	local s=
+	[ "$1" = ec ] && s=-ec
+	KI=(--cert "$P/alice$s.pem" --key "$P/alice$s.key" --chain "$P/chain.pem"
+		--to "$P/bob$s.pem" --to-key "$P/bob$s.key" --ca "$P/trust.pem" --from alice@example.com)
+}
+# modes ROUND [PIN]: in-process and keyd (and with PIN=1 pin: keyd with the
+# bench and its key process on CPU 0, taskset), rotated each round
+modes() {
+	local m=(inproc keyd) i
+	[ "${2:-0}" = 1 ] && [ "$KEYD_PIN" = 1 ] && m+=(pin)
+	for ((i = 0; i < ${#m[@]}; i++)); do
+		echo "${m[($1 + i) % ${#m[@]}]}"
+	done
+}
+# mode_args MODE: the options (KF) and the command prefix (PRE) of a mode
+mode_args() {
+	KF=()
+	PRE=()
+	case $1 in
+	keyd) KF=(--keyd) ;;
+	pin) KF=(--keyd); PRE=(taskset -c 0) ;;
+	esac
+}
+# us_per SECONDS N: microseconds per item
+us_per() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.1f", (n > 0 ? 1e6 * s / n : 0) }'; }
+# kd_run ROUND KEY OP T MODE: one run of step 3d
+kd_run() {
+	local k=$2 op=$3 t=$4 m=$5 line
+	mode_args "$m"
+	ident "$k"
+	echo "== 3d. round $(($1 + 1))/$KEYD_ROUNDS: $k $op 4 KB, $t thread(s), keys $m"
+	line=$("${PRE[@]}" "$SMIME_BENCH" "${KI[@]}" --size 4096 --secs "$SECS" --op "$op" --threads "$t" \
+		"${KF[@]}" 2>"$work/kd.err") || die "smime_bench --threads $t ${KF[*]} failed: $(tail -n 3 "$work/kd.err")"
+	echo "$line" >>"$work/keyd.out"
+	kd[$k:$op:$t:$m:cpu]="${kd[$k:$op:$t:$m:cpu]:-} $(kv "$line" ops_cpu)"
+	kd[$k:$op:$t:$m:wall]="${kd[$k:$op:$t:$m:wall]:-} $(kv "$line" ops_wall)"
+	kd[$k:$op:$t:$m:busy]="${kd[$k:$op:$t:$m:busy]:-} $(ratio "$(kv "$line" keyd_cpu_s)" "$(kv "$line" wall_s)")"
+	kd[$k:$op:$t:$m:us]="${kd[$k:$op:$t:$m:us]:-} $(us_per "$(kv "$line" cpu_s)" "$(kv "$line" iters)")"
+	kd[$k:$op:$t:$m:kus]="${kd[$k:$op:$t:$m:kus]:-} $(us_per "$(kv "$line" keyd_cpu_s)" "$(kv "$line" iters)")"
+}
+# ------------------------------------------------------------- 3e. TLS
+# Full TLS handshakes on one thread (bench/tls_bench: the daemon's server
+# context, no resumption; client and server over memory BIOs), the server
+# key in-process or a handle on a forked key process; the server's chain
+# is the leaf and chain.pem.
+# tl_run ROUND KEY VERSION MODE: one run of step 3e
+tl_run() {
+	local k=$2 v=$3 m=$4 line f s=
+	mode_args "$m"
+	[ "$k" = ec ] && s=-ec
+	echo "== 3e. round $(($1 + 1))/$KEYD_ROUNDS: TLS $v handshakes, $k server key, $m"
+	line=$("${PRE[@]}" "$TLS_BENCH" --cert "$work/tls-$k.pem" --key "$P/alice$s.key" --version "$v" \
+		--secs "$SECS" "${KF[@]}" 2>"$work/tl.err") || die "tls_bench ${KF[*]} failed: $(tail -n 3 "$work/tl.err")"
+	echo "$line" >>"$work/tls.out"
+	for f in hs_wall hs_cpu srv_wall_med_us srv_wall_p99_us srv_wait_med_us srv_wait_p99_us; do
+		tl[$k:$v:$m:$f]="${tl[$k:$v:$m:$f]:-} $(kv "$line" "$f")"
+	done
+}
+if [ "$PEAK_ONLY" != 1 ] && [ "$REV_ONLY" != 1 ]; then
+	[ -x "$TLS_BENCH" ] || die "$TLS_BENCH not found (step 3e)"
+	[ "$KEYD_PIN" = 1 ] && ! command -v taskset >/dev/null 2>&1 && { echo "no taskset: KEYD_PIN=0"; KEYD_PIN=0; }
+	echo "== 3d. openssl speed -seconds 2 rsa2048 ecdsap256 (one core: what one key process can sign)"
+	openssl speed -seconds 2 rsa2048 ecdsap256 >"$work/speed.kd.out" 2>&1 || die "openssl speed failed"
+	kd_ceil[rsa]=$(awk '/^rsa 2048 bits/ { print $6 }' "$work/speed.kd.out")
+	kd_ceil[ec]=$(awk '/ecdsa \(nistp256\)/ { print $7 }' "$work/speed.kd.out")
+	load_kd=$(uptime | sed 's/.*load average: //')
+	for ((i = 0; i < KEYD_ROUNDS; i++)); do
+		for k in rsa ec; do
+			for t in $KEYD_THREADS; do
+				for op in sign decver; do
+					for m in $(modes "$i" "$((t == 1))"); do
+						kd_run "$i" "$k" "$op" "$t" "$m"
+					done
+				done
+			done
+		done
+	done
+	load_tl=$(uptime | sed 's/.*load average: //')
+	cat "$P/alice.pem" "$P/chain.pem" >"$work/tls-rsa.pem"
+	cat "$P/alice-ec.pem" "$P/chain.pem" >"$work/tls-ec.pem"
+	for ((i = 0; i < KEYD_ROUNDS; i++)); do
+		for k in rsa ec; do
+			for v in 1.3 1.2; do
+				for m in $(modes "$i" 1); do
+					tl_run "$i" "$k" "$v" "$m"
+				done
+			done
+		done
+	done
+	load_end=$(uptime | sed 's/.*load average: //')
+fi
+
 # ------------------------------------------------------------- 4. memory
 declare -A pk
 peakops=(sign encrypt signenc decver)
-[ "$REV_ONLY" = 1 ] && peakops=()
+{ [ "$REV_ONLY" = 1 ] || [ "$KEYD_ONLY" = 1 ]; } && peakops=()
 for op in "${peakops[@]}"; do
 	echo "== 4. peak RSS: $op, $PEAK_SIZE-byte entity, file -> /dev/null"
 	rm -rf "$work/peak"
@@ -232,6 +351,146 @@ dp_name() {
 	ocspcrl) echo "leaf OCSP, root's CRL (hard)" ;;
 	esac
 }
+# kd_name KEY OP: "RSA sign", "EC dec+verify"
+kd_name() { echo "$(echo "$1" | tr a-z A-Z) $(case $2 in sign) echo sign ;; *) echo "dec+verify" ;; esac)"; }
+# us2 A B: "A / B" for two microsecond figures
+us2() { printf '%s / %s' "$(printf %.0f "$1")" "$(printf %.0f "$2")"; }
+# sub A B: A - B
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a - b }'; }
+# The tables of steps 3d and 3e.
+keyd_report() {
+	local k op t v m f ratc ratw
+	local -A c w q
+	echo
+	echo "key process (3d): 4 KB, T threads at once, keys in-process against handles on a"
+	echo "forked key process (one socketpair, requests pipelined); medians of $KEYD_ROUNDS"
+	echo "alternating rounds of ${SECS} s; ops per CPU-second of smime_bench + key process,"
+	echo "per wall-second in brackets; keyd busy: the key process's CPU / wall"
+	echo "one core, openssl speed -seconds 2: rsa2048 ${kd_ceil[rsa]} sign/s, ecdsap256 ${kd_ceil[ec]} sign/s"
+	echo "load average at the start of 3d: $load_kd; of 3e: $load_tl; at its end: $load_end"
+	printf '| %-14s | %2s | %19s | %19s | %6s | %6s | %6s | %9s | %10s |\n' "key, operation" T \
+		"in-process (wall)" "keyd (wall)" "busy" "r CPU" "r wall" ">=0.8 CPU" ">=0.8 wall"
+	printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "----------------" "----" "---------------------" \
+		"---------------------" "--------" "--------" "--------" "-----------" "------------"
+	for k in rsa ec; do
+		for op in sign decver; do
+			for t in $KEYD_THREADS; do
+				for m in inproc keyd; do
+					c[$m]=$(median ${kd[$k:$op:$t:$m:cpu]})
+					w[$m]=$(median ${kd[$k:$op:$t:$m:wall]})
+				done
+				ratc=$(ratio "${c[keyd]}" "${c[inproc]}")
+				ratw=$(ratio "${w[keyd]}" "${w[inproc]}")
+				printf '| %-14s | %2s | %8.1f (%8.1f) | %8.1f (%8.1f) | %6s | %6s | %6s | %9s | %10s |\n' \
+					"$(kd_name "$k" "$op")" \
+					"$t" "${c[inproc]}" "${w[inproc]}" "${c[keyd]}" "${w[keyd]}" \
+					"$(median ${kd[$k:$op:$t:keyd:busy]})" "$ratc" "$ratw" \
+					"$(met "$ratc" 0.8)" "$(met "$ratw" 0.8)"
+			done
+		done
+	done
+	[ "$KEYD_PIN" = 1 ] && kd_pin_report
+	echo
+	echo "CPU per operation (3d, medians), microseconds: in-process; with the key process,"
+	echo "this process's part + the key process's part = total; extra = total - in-process"
+	printf '| %-14s | %2s | %10s | %10s | %10s | %10s | %10s |\n' "key, operation" T \
+		"in-process" "this part" "key proc" "total" "extra"
+	printf '|%s|%s|%s|%s|%s|%s|%s|\n' "----------------" "----" "------------" "------------" \
+		"------------" "------------" "------------"
+	for k in rsa ec; do
+		for op in sign decver; do
+			for t in $KEYD_THREADS; do
+				c[i]=$(median ${kd[$k:$op:$t:inproc:us]})
+				c[n]=$(median ${kd[$k:$op:$t:keyd:us]})
+				c[k]=$(median ${kd[$k:$op:$t:keyd:kus]})
+				printf '| %-14s | %2s | %10.1f | %10.1f | %10.1f | %10.1f | %10.1f |\n' \
+					"$(kd_name "$k" "$op")" "$t" "${c[i]}" "${c[n]}" "${c[k]}" \
+					"$(awk -v a="${c[n]}" -v b="${c[k]}" 'BEGIN { print a + b }')" \
+					"$(awk -v a="${c[n]}" -v b="${c[k]}" -v c="${c[i]}" 'BEGIN { print a + b - c }')"
+			done
+		done
+	done
+	echo
+	echo "TLS (3e, bench/tls_bench): full handshakes on one thread, client and server over"
+	echo "memory BIOs, the daemon's server context; medians of $KEYD_ROUNDS runs of ${SECS} s each."
+	echo "Server: wall time in its SSL_do_handshake calls per handshake (what the event loop"
+	echo "spends), median / p99 in microseconds; wait: that time minus the thread's CPU time"
+	echo "(blocked on the key process, or preempted)"
+	printf '| %-12s | %19s | %19s | %6s | %6s | %11s | %11s | %11s | %11s | %11s |\n' "key, TLS" \
+		"in-process (wall)" "keyd (wall)" "r CPU" "r wall" "server" "server keyd" \
+		"added" "wait" "wait keyd"
+	printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "--------------" "---------------------" \
+		"---------------------" "--------" "--------" "-------------" "-------------" \
+		"-------------" "-------------" "-------------"
+	for k in rsa ec; do
+		for v in 1.3 1.2; do
+			q=()
+			for m in inproc keyd; do
+				for f in hs_wall hs_cpu srv_wall_med_us srv_wall_p99_us srv_wait_med_us srv_wait_p99_us; do
+					q[$m:$f]=$(median ${tl[$k:$v:$m:$f]})
+				done
+			done
+			printf '| %-12s | %8.1f (%8.1f) | %8.1f (%8.1f) | %6s | %6s | %11s | %11s | %11s | %11s | %11s |\n' \
+				"$(echo "$k" | tr a-z A-Z) TLS $v" "${q[inproc:hs_cpu]}" "${q[inproc:hs_wall]}" \
+				"${q[keyd:hs_cpu]}" "${q[keyd:hs_wall]}" \
+				"$(ratio "${q[keyd:hs_cpu]}" "${q[inproc:hs_cpu]}")" \
+				"$(ratio "${q[keyd:hs_wall]}" "${q[inproc:hs_wall]}")" \
+				"$(us2 "${q[inproc:srv_wall_med_us]}" "${q[inproc:srv_wall_p99_us]}")" \
+				"$(us2 "${q[keyd:srv_wall_med_us]}" "${q[keyd:srv_wall_p99_us]}")" \
+				"$(sub "${q[keyd:srv_wall_med_us]}" "${q[inproc:srv_wall_med_us]}") / $(sub "${q[keyd:srv_wall_p99_us]}" "${q[inproc:srv_wall_p99_us]}")" \
+				"$(us2 "${q[inproc:srv_wait_med_us]}" "${q[inproc:srv_wait_p99_us]}")" \
+				"$(us2 "${q[keyd:srv_wait_med_us]}" "${q[keyd:srv_wait_p99_us]}")"
+		done
+	done
+	[ "$KEYD_PIN" = 1 ] && tl_pin_report
+}
+# The one-thread runs with everything on CPU 0 (3d), against in-process.
+kd_pin_report() {
+	local k op c w ci wi
+	echo
+	echo "the same at T = 1 with the bench and its key process on one CPU (taskset -c 0:"
+	echo "no wake-up of the other CPU per request)"
+	printf '| %-14s | %19s | %19s | %6s | %6s | %9s | %10s |\n' "key, operation" \
+		"in-process (wall)" "keyd 1 CPU (wall)" "r CPU" "r wall" ">=0.8 CPU" ">=0.8 wall"
+	printf '|%s|%s|%s|%s|%s|%s|%s|\n' "----------------" "---------------------" \
+		"---------------------" "--------" "--------" "-----------" "------------"
+	for k in rsa ec; do
+		for op in sign decver; do
+			ci=$(median ${kd[$k:$op:1:inproc:cpu]})
+			wi=$(median ${kd[$k:$op:1:inproc:wall]})
+			c=$(median ${kd[$k:$op:1:pin:cpu]})
+			w=$(median ${kd[$k:$op:1:pin:wall]})
+			printf '| %-14s | %8.1f (%8.1f) | %8.1f (%8.1f) | %6s | %6s | %9s | %10s |\n' \
+				"$(kd_name "$k" "$op")" "$ci" "$wi" "$c" "$w" "$(ratio "$c" "$ci")" \
+				"$(ratio "$w" "$wi")" "$(met "$(ratio "$c" "$ci")" 0.8)" "$(met "$(ratio "$w" "$wi")" 0.8)"
+		done
+	done
+}
+# 3e with everything on CPU 0, against in-process.
+tl_pin_report() {
+	local k v f
+	local -A q
+	echo
+	echo "the same with the bench and its key process on one CPU (taskset -c 0)"
+	printf '| %-12s | %19s | %6s | %6s | %11s | %11s | %11s |\n' "key, TLS" \
+		"keyd 1 CPU (wall)" "r CPU" "r wall" "server" "added" "wait"
+	printf '|%s|%s|%s|%s|%s|%s|%s|\n' "--------------" "---------------------" "--------" \
+		"--------" "-------------" "-------------" "-------------"
+	for k in rsa ec; do
+		for v in 1.3 1.2; do
+			for f in hs_wall hs_cpu srv_wall_med_us srv_wall_p99_us srv_wait_med_us srv_wait_p99_us; do
+				q[i:$f]=$(median ${tl[$k:$v:inproc:$f]})
+				q[p:$f]=$(median ${tl[$k:$v:pin:$f]})
+			done
+			printf '| %-12s | %8.1f (%8.1f) | %6s | %6s | %11s | %11s | %11s |\n' \
+				"$(echo "$k" | tr a-z A-Z) TLS $v" "${q[p:hs_cpu]}" "${q[p:hs_wall]}" \
+				"$(ratio "${q[p:hs_cpu]}" "${q[i:hs_cpu]}")" "$(ratio "${q[p:hs_wall]}" "${q[i:hs_wall]}")" \
+				"$(us2 "${q[p:srv_wall_med_us]}" "${q[p:srv_wall_p99_us]}")" \
+				"$(sub "${q[p:srv_wall_med_us]}" "${q[i:srv_wall_med_us]}") / $(sub "${q[p:srv_wall_p99_us]}" "${q[i:srv_wall_p99_us]}")" \
+				"$(us2 "${q[p:srv_wait_med_us]}" "${q[p:srv_wait_p99_us]}")"
+		done
+	done
+}
 met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? "yes" : "NO"); else print (a >= b ? "yes" : "NO") }'; }
 {
 	echo
@@ -239,7 +498,7 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 	echo "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
 	echo "$(openssl version); smrelay$(cd "$root" && git describe --always --dirty 2>/dev/null | sed 's/^/ at /')"
 	echo "load average at start: $load"
-	if [ "$PEAK_ONLY" != 1 ] && [ "$REV_ONLY" != 1 ]; then
+	if [ "$PEAK_ONLY" != 1 ] && [ "$REV_ONLY" != 1 ] && [ "$KEYD_ONLY" != 1 ]; then
 	echo "openssl speed -seconds 3 rsa2048: $rsa_sign sign/s (one core, user CPU)"
 	echo
 	echo "in-process, one core (bench/smime_bench, ${SECS} s each; rates per CPU-second,"
@@ -265,7 +524,7 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 		done
 	done
 	fi
-	if [ "$PEAK_ONLY" != 1 ]; then
+	if [ "$PEAK_ONLY" != 1 ] && [ "$KEYD_ONLY" != 1 ]; then
 	echo
 	echo "revocation, decrypt+verify 4 KB, ops per CPU-second"
 	echo "  engine only (3b, cms_verify, CRLs from a file): $rev_ops with CRLs," \
@@ -279,7 +538,8 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 			"$(echo ${dp[$k]})" "$(ratio "$(median ${dp[$k]})" "$(median ${dp[off]})")"
 	done
 	fi
-	if [ "$REV_ONLY" != 1 ]; then
+	[ "$PEAK_ONLY" != 1 ] && [ "$REV_ONLY" != 1 ] && keyd_report
+	if [ "$REV_ONLY" != 1 ] && [ "$KEYD_ONLY" != 1 ]; then
 	echo
 	echo "peak RSS (VmHWM), one $(mb $((PEAK_SIZE / 1024))) MB entity streamed from a file to /dev/null"
 	printf '| %-24s | %8s | %10s | %17s | %9s |\n' operation seconds "RSS before" "peak after step 1" "peak"
@@ -291,6 +551,7 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 			"$(mb "${pk[$op:before]}")" "$mid" "$(mb "${pk[$op:hwm]}")"
 	done
 	fi
+	if [ "$KEYD_ONLY" != 1 ]; then
 	echo
 	echo "targets (per core = per CPU-second of the one-threaded process)"
 	printf '| %-44s | %14s | %6s | %4s |\n' target measured ratio met
@@ -322,4 +583,5 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 			"$(mb "${pk[$op:hwm]}")" "$(ratio "$(mb "${pk[$op:hwm]}")" 150)" \
 			"$(met "$(mb "${pk[$op:hwm]}")" 150 1)"
 	done
+	fi
 } | tee "$work/results.txt"

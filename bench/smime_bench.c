@@ -7,7 +7,10 @@
  *     for N iterations or T seconds; one "op=..." line per operation.
  *   --peak: one operation on a SIZE-byte entity streamed from a file, the
  *     output to /dev/null, then the peak RSS (VmHWM); for the two-step
- *     operations also the peak after the first step (sign, decrypt). */
+ *     operations also the peak after the first step (sign, decrypt).
+ *   --threads T: the throughput runs on T threads at once; with --keyd the
+ *     private keys are handles (keyd_client_pkey) on a key process forked
+ *     here (bench/keyproc.c), whose CPU time counts in the rates. */
 #include "autoconfig.h"
 
 #include <sys/resource.h>
@@ -16,6 +19,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +32,14 @@
 #include <openssl/x509v3.h>
 
 #include "daemon/base/base.h"
+#include "daemon/keyd/keyd.h"
 #include "daemon/smime/smime.h"
 #include "lib/lib.h"
 #include "proto/mime.h"
 #include "proto/cms.h"
 #include "store/store.h"
 #include "pemload.h"
+#include "keyproc.h"
 
 #define ENT_HEADERS \
 	"Content-Type: text/plain; charset=us-ascii\r\n" \
@@ -60,6 +66,8 @@ struct bench {
 	struct certsrc	 src;		/* src.cc NULL: engine only */
 	STACK_OF(X509)	*anchors;	/* --ca, for the OCSP answers */
 	const char	*expect;	/* --expect: text the first result has */
+	int		 threads;	/* --threads: 0 the one-thread run() */
+	struct keyproc	*kp;		/* --keyd: the key process, or NULL */
 	char		 err[1024];
 };
 
@@ -83,6 +91,7 @@ usage(void)
 	    "           [--out mem|presized] [--crl PEM]...\n"
 	    "           [--store DIR [--revocation hard|soft|off] [--ocsp]"
 	    " [--expect TEXT]]\n"
+	    "           [--threads T] [--keyd [--keyd-plain-heap]]\n"
 	    "       smime_bench ... --peak SIZE --op OP [--dir DIR]\n"
 	    "       smime_bench --entity FILE [--size N]\n"
 	    "OP: sign, encrypt, signenc, decver or all (throughput only)\n");
@@ -423,6 +432,98 @@ msg_wrap(const struct buf *env, const char *from, struct buf *msg)
 	msg->len = (size_t)n + env->len;
 }
 
+/* One of the threads of run_mt. */
+struct mt {
+	struct bench		 bn;	/* a copy: its own err and buffers */
+	op_fn			 fn;
+	const struct buf	*in;
+	pthread_barrier_t	*go;
+	long			 iter, n;
+	double			 secs;
+	int			 failed;
+	pthread_t		 th;
+};
+
+/* A thread of run_mt: warm up, wait for the others, then run. */
+static void *
+mt_main(void *arg)
+{
+	struct mt *m = arg;
+	double t0;
+
+	m->failed = m->fn(&m->bn, m->in) == -1;
+	pthread_barrier_wait(m->go);
+	if (m->failed)
+		return NULL;
+	t0 = now();
+	while (m->n < m->iter && now() - t0 < m->secs) {
+		if (m->fn(&m->bn, m->in) == -1) {
+			m->failed = 1;
+			break;
+		}
+		m->n++;
+	}
+	return NULL;
+}
+
+/* run() on bn->threads threads at once, each with its own copy of bn
+ * (the keys, certificates and trust shared, as the daemon's workers
+ * share them); rates per wall-second and per CPU-second of this process
+ * and of the key process (--keyd) together. */
+static int
+run_mt(struct bench *bn, const char *name, op_fn fn, const struct buf *in,
+    size_t size, long iter, double secs)
+{
+	struct mt *m = calloc((size_t)bn->threads, sizeof(*m));
+	pthread_barrier_t go;
+	double w0, c0, k0 = 0, w, c, k = 0;
+	long n = 0;
+	int i, failed = 0;
+
+	if (m == NULL ||
+	    pthread_barrier_init(&go, NULL, (unsigned)bn->threads + 1) != 0)
+		die("out of memory");
+	for (i = 0; i < bn->threads; i++) {
+		m[i].bn = *bn;
+		m[i].bn.bm[0] = m[i].bn.bm[1] = NULL;
+		m[i].fn = fn;
+		m[i].in = in;
+		m[i].go = &go;
+		m[i].iter = (iter + bn->threads - 1) / bn->threads;
+		m[i].secs = secs;
+		if (pthread_create(&m[i].th, NULL, mt_main, &m[i]) != 0)
+			die("pthread_create");
+	}
+	pthread_barrier_wait(&go);
+	w0 = now();
+	c0 = cpu();
+	if (bn->kp != NULL)
+		k0 = keyproc_cpu(bn->kp);
+	for (i = 0; i < bn->threads; i++) {
+		pthread_join(m[i].th, NULL);
+		n += m[i].n;
+		if (m[i].failed && failed++ == 0)
+			fprintf(stderr, "smime_bench: %s: %s\n", name,
+			    m[i].bn.err);
+		BUF_MEM_free(m[i].bn.bm[0]);
+		BUF_MEM_free(m[i].bn.bm[1]);
+	}
+	w = now() - w0;
+	c = cpu() - c0;
+	if (bn->kp != NULL)
+		k = keyproc_cpu(bn->kp) - k0;
+	pthread_barrier_destroy(&go);
+	free(m);
+	if (failed)
+		return -1;
+	printf("op=%s keys=%s threads=%d size=%zu iters=%ld wall_s=%.3f "
+	    "cpu_s=%.3f keyd_cpu_s=%.3f ops_wall=%.1f ops_cpu=%.1f\n", name,
+	    bn->kp != NULL ? "keyd" : "inproc", bn->threads, size, n, w, c, k,
+	    n / w, c + k > 0 ? n / (c + k) : 0);
+	fflush(stdout);
+	return 0;
+}
+
 /* Run `fn` for `iter` iterations or `secs` seconds, whichever ends first,
  * after one warm-up call, and print the rates. */
 static int
@@ -432,6 +533,8 @@ run(struct bench *bn, const char *name, op_fn fn, const struct buf *in,
 	double w0, c0, w, c, mb = size / 1e6;
 	long i;
 
+	if (bn->threads > 0)
+		return run_mt(bn, name, fn, in, size, iter, secs);
 	if (fn(bn, in) == -1) {
 		fprintf(stderr, "smime_bench: %s: %s\n", name, bn->err);
 		return -1;
@@ -872,7 +975,31 @@ struct run_opts {
 	const char	*store;		/* --store DIR */
 	enum config_revocation rev;	/* --revocation, with --store */
 	int		 ocsp;		/* --ocsp */
+	const char	*certf, *keyf;	/* the files, for the key process */
+	const char	*tof, *tokeyf;
+	int		 keyd;		/* --keyd */
+	int		 plain_heap;	/* --keyd-plain-heap */
 };
+
+/* The options of the threaded and key process runs. */
+static void
+set_option_mt(int ch, struct bench *bn, struct run_opts *o)
+{
+	switch (ch) {
+	case 'j':
+		if ((bn->threads = atoi(optarg)) < 1)
+			usage();
+		break;
+	case 'D':
+		o->keyd = 1;
+		break;
+	case 'H':
+		o->plain_heap = 1;
+		break;
+	default:
+		usage();
+	}
+}
 
 /* Apply one command-line option: load PKI files, or note a setting. */
 static void
@@ -880,19 +1007,21 @@ set_option(int ch, struct bench *bn, struct run_opts *o)
 {
 	switch (ch) {
 	case 'c':
-		bn->cert = load_cert(optarg);
+		bn->cert = load_cert(o->certf = optarg);
 		break;
 	case 'k':
-		bn->key = load_key(optarg);
+		bn->key = load_key(o->keyf = optarg);
 		break;
 	case 'C':
 		load_certs(bn->chain, optarg);
 		break;
 	case 't':
+		if (o->tof == NULL)
+			o->tof = optarg;
 		sk_X509_push(bn->to, load_cert(optarg));
 		break;
 	case 'K':
-		bn->id.key = load_key(optarg);
+		bn->id.key = load_key(o->tokeyf = optarg);
 		break;
 	case 'a':
 		if (X509_STORE_load_file(bn->store, optarg) != 1)
@@ -950,8 +1079,75 @@ set_option(int ch, struct bench *bn, struct run_opts *o)
 		bn->expect = optarg;
 		break;
 	default:
-		usage();
+		set_option_mt(ch, bn, o);
 	}
+}
+
+/* --keyd: fork the key process with the signer's and the recipient's
+ * keys (before any thread of ours), and use handles from now on: the
+ * keys read from the files are freed. */
+static struct keyd_client *
+keyd_setup(struct bench *bn, const struct run_opts *o)
+{
+	static struct keyproc kp;
+	struct keyd_client *kc;
+
+	kp.cert[0] = o->certf;
+	kp.key[0] = o->keyf;
+	kp.cert[1] = o->tof;
+	kp.key[1] = o->tokeyf;
+	kp.n = 2;
+	kp.plain_heap = o->plain_heap;
+	keyproc_spawn(&kp);
+	if ((kc = keyd_client_new(kp.fd)) == NULL)
+		die("keyd_client_new");
+	EVP_PKEY_free(bn->key);
+	EVP_PKEY_free(bn->id.key);
+	bn->key = keyd_client_pkey(kc, bn->cert, bn->err, sizeof(bn->err));
+	if (bn->key == NULL)
+		die(bn->err);
+	bn->id.key = keyd_client_pkey(kc, bn->id.cert, bn->err,
+	    sizeof(bn->err));
+	if (bn->id.key == NULL)
+		die(bn->err);
+	bn->kp = &kp;
+	if (bn->threads == 0)
+		bn->threads = 1;
+	return kc;
+}
+
+/* Close the key process's socket and wait for it; -1 when it did not
+ * exit 0. */
+static int
+keyd_teardown(struct bench *bn, struct keyd_client *kc)
+{
+	double c;
+	int r;
+
+	keyd_client_free(kc);
+	r = keyproc_reap(bn->kp, &c);
+	fprintf(stderr, "smime_bench: key process exited %s, %.3f CPU s in "
+	    "all\n", r == 0 ? "normally" : "abnormally", c);
+	return r;
+}
+
+/* Free what main set up. */
+static void
+bench_free(struct bench *bn)
+{
+	X509_free(bn->cert);
+	EVP_PKEY_free(bn->key);
+	EVP_PKEY_free(bn->id.key);
+	sk_X509_pop_free(bn->chain, X509_free);
+	sk_X509_pop_free(bn->to, X509_free);
+	X509_STORE_free(bn->store);
+	sk_X509_pop_free(bn->anchors, X509_free);
+	harvest_free(bn->src.harvest);
+	certcache_free(bn->src.cc);
+	store_close(bn->src.st);
+	sk_X509_CRL_pop_free(bn->trust.crls, X509_CRL_free);
+	BUF_MEM_free(bn->bm[0]);
+	BUF_MEM_free(bn->bm[1]);
 }
 
 /* Parse the options, load the PKI, run. */
@@ -979,10 +1175,14 @@ main(int argc, char **argv)
 		{ "revocation", required_argument, NULL, 'V' },
 		{ "ocsp", no_argument, NULL, 'P' },
 		{ "expect", required_argument, NULL, 'X' },
+		{ "threads", required_argument, NULL, 'j' },
+		{ "keyd", no_argument, NULL, 'D' },
+		{ "keyd-plain-heap", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct run_opts o = { "all", ".", NULL, 4096, 0, 1000000, 5, NULL,
-	    CONFIG_REV_HARD, 0 };
+	    CONFIG_REV_HARD, 0, NULL, NULL, NULL, NULL, 0, 0 };
+	struct keyd_client *kc = NULL;
 	struct bench bn;
 	int ch, r;
 
@@ -1003,26 +1203,22 @@ main(int argc, char **argv)
 	if (optind != argc || bn.cert == NULL || bn.key == NULL ||
 	    sk_X509_num(bn.to) == 0 || bn.id.key == NULL || o.iter < 1)
 		usage();
+	if (o.keyd && (o.store != NULL || o.peaksize > 0))
+		usage();
+	if (bn.threads > 0 && o.store != NULL)
+		usage();	/* the harvest is the loop's: one thread */
 	bn.id.cert = sk_X509_value(bn.to, 0);
 	bn.trust.store = bn.store;
 	if (o.store != NULL)
 		store_setup(&bn, o.store, o.rev, o.ocsp);
+	if (o.keyd)
+		kc = keyd_setup(&bn, &o);
 	if (o.peaksize > 0)
 		r = peak(&bn, o.op, o.peaksize, o.dir);
 	else
 		r = throughput(&bn, o.op, o.size, o.iter, o.secs);
-	X509_free(bn.cert);
-	EVP_PKEY_free(bn.key);
-	EVP_PKEY_free(bn.id.key);
-	sk_X509_pop_free(bn.chain, X509_free);
-	sk_X509_pop_free(bn.to, X509_free);
-	X509_STORE_free(bn.store);
-	sk_X509_pop_free(bn.anchors, X509_free);
-	harvest_free(bn.src.harvest);
-	certcache_free(bn.src.cc);
-	store_close(bn.src.st);
-	sk_X509_CRL_pop_free(bn.trust.crls, X509_CRL_free);
-	BUF_MEM_free(bn.bm[0]);
-	BUF_MEM_free(bn.bm[1]);
+	if (kc != NULL && keyd_teardown(&bn, kc) == -1)
+		r = -1;
+	bench_free(&bn);
 	return r == 0 ? 0 : 1;
 }
