@@ -17,6 +17,7 @@
 
 #include <openssl/x509.h>
 
+#include "daemon/base/base.h"
 #include "daemon/keyd/keyd.h"
 #include "lib/lib.h"
 #include "pemload.h"
@@ -38,6 +39,7 @@ child_main(struct keyproc *kp, int fd)
 	struct keyd_keyring *kr;
 	struct keyd_server *s;
 	struct event_base *base;
+	struct workers *w = NULL;
 	EVP_PKEY *key;
 	X509 *cert;
 	char err[256];
@@ -64,7 +66,14 @@ child_main(struct keyproc *kp, int fd)
 		_exit(6);
 	s = keyd_server_new(base, fd, kr);
 	keyd_server_set_closed_cb(s, child_closed, base);
+	/* as in smrelayd's key process: signatures and ECDH on one thread
+	 * per CPU (KEYPROC_INLINE=1: all on the loop, the earlier design) */
+	if (getenv("KEYPROC_INLINE") == NULL) {
+		w = workers_new(base, 0, NULL, NULL, NULL);
+		keyd_server_set_workers(s, w);
+	}
 	event_base_dispatch(base);
+	workers_free(w);
 	keyd_server_free(s);
 	keyd_keyring_free(kr);
 	event_base_free(base);
