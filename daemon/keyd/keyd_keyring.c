@@ -14,6 +14,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "keyd_ec.h"
 #include "keyd_keyring.h"
 #include "keyd_p11.h"
 #include "lib/lib.h"
@@ -328,7 +329,10 @@ op_derive(EVP_PKEY *k, const struct keyproto_req *r, uint8_t *out,
 		*why = "the key cannot derive";
 		return KP_E_KEYTYPE;
 	}
-	peer = d2i_PUBKEY(NULL, &p, (long)r->len);
+	if ((peer = keyd_ec_peer(k, r->data, r->len)) == NULL)
+		peer = d2i_PUBKEY(NULL, &p, (long)r->len);
+	else
+		p = r->data + r->len;
 	if (peer == NULL || p != r->data + r->len ||
 	    !EVP_PKEY_is_a(peer, "EC") || EVP_PKEY_parameters_eq(k, peer) != 1) {
 		EVP_PKEY_free(peer);

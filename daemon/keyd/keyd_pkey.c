@@ -39,6 +39,7 @@
 #include "proto/proto.h"
 
 #include "keyd_client.h"
+#include "keyd_ec.h"
 
 #define PARAM_FP	"keyd-fp"
 #define PARAM_CLIENT	"keyd-client"
@@ -1217,7 +1218,7 @@ ex_derive(void *ctx, unsigned char *secret, size_t *secretlen,
 {
 	struct kexch *x = ctx;
 	struct keyproto_req req;
-	uint8_t z[KEYPROTO_MAX_DATA];
+	uint8_t z[KEYPROTO_MAX_DATA], spki[KEYPROTO_MAX_DATA];
 	unsigned char *der = NULL;
 	size_t zlen = sizeof(z), want;
 	int derlen, ok = 0;
@@ -1230,12 +1231,16 @@ ex_derive(void *ctx, unsigned char *secret, size_t *secretlen,
 	}
 	if (outlen < want || want == 0)
 		return 0;
-	if ((derlen = i2d_PUBKEY(x->peer, &der)) <= 0)
-		return 0;
 	memset(&req, 0, sizeof(req));
 	req.type = KP_DERIVE;
-	req.data = der;
-	req.len = (size_t)derlen;
+	if ((req.len = keyd_ec_spki(x->key->pub, x->peer, spki,
+	    sizeof(spki))) > 0)
+		req.data = spki;
+	else if ((derlen = i2d_PUBKEY(x->peer, &der)) > 0) {
+		req.data = der;
+		req.len = (size_t)derlen;
+	} else
+		return 0;
 	if (remote(x->key, &req, z, &zlen) == 0) {
 		if (x->x963)
 			ok = ex_kdf(x, z, zlen, secret);
