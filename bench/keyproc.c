@@ -143,3 +143,14 @@ keyproc_reap(struct keyproc *kp, double *cpu)
 	kp->pid = -1;
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
+
+/* CPU seconds (user + system) used by this process so far. */
+double
+bench_cpu(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}

@@ -30,4 +30,7 @@ double keyproc_cpu(const struct keyproc *kp);
  * exited 0; its total CPU seconds in *cpu (wait4). */
 int keyproc_reap(struct keyproc *kp, double *cpu);
 
+/* CPU seconds (user + system) this process used so far (both benches). */
+double bench_cpu(void);
+
 #endif

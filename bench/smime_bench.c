@@ -107,27 +107,6 @@ die(const char *what)
 	exit(2);
 }
 
-/* Seconds on the monotonic clock. */
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* CPU seconds (user + system) used by this process so far. */
-static double
-cpu(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-	    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
 /* A field of /proc/self/status in KiB (VmRSS, VmHWM), or -1. */
 static long
 status_kb(const char *field)
@@ -455,8 +434,8 @@ mt_main(void *arg)
 	pthread_barrier_wait(m->go);
 	if (m->failed)
 		return NULL;
-	t0 = now();
-	while (m->n < m->iter && now() - t0 < m->secs) {
+	t0 = mono_now();
+	while (m->n < m->iter && mono_now() - t0 < m->secs) {
 		if (m->fn(&m->bn, m->in) == -1) {
 			m->failed = 1;
 			break;
@@ -495,8 +474,8 @@ run_mt(struct bench *bn, const char *name, op_fn fn, const struct buf *in,
 			die("pthread_create");
 	}
 	pthread_barrier_wait(&go);
-	w0 = now();
-	c0 = cpu();
+	w0 = mono_now();
+	c0 = bench_cpu();
 	if (bn->kp != NULL)
 		k0 = keyproc_cpu(bn->kp);
 	for (i = 0; i < bn->threads; i++) {
@@ -508,8 +487,8 @@ run_mt(struct bench *bn, const char *name, op_fn fn, const struct buf *in,
 		BUF_MEM_free(m[i].bn.bm[0]);
 		BUF_MEM_free(m[i].bn.bm[1]);
 	}
-	w = now() - w0;
-	c = cpu() - c0;
+	w = mono_now() - w0;
+	c = bench_cpu() - c0;
 	if (bn->kp != NULL)
 		k = keyproc_cpu(bn->kp) - k0;
 	pthread_barrier_destroy(&go);
@@ -539,20 +518,20 @@ run(struct bench *bn, const char *name, op_fn fn, const struct buf *in,
 		fprintf(stderr, "smime_bench: %s: %s\n", name, bn->err);
 		return -1;
 	}
-	w0 = now();
-	c0 = cpu();
+	w0 = mono_now();
+	c0 = bench_cpu();
 	for (i = 0; i < iter; i++) {
 		if (fn(bn, in) == -1) {
 			fprintf(stderr, "smime_bench: %s: %s\n", name, bn->err);
 			return -1;
 		}
-		if (secs > 0 && now() - w0 >= secs) {
+		if (secs > 0 && mono_now() - w0 >= secs) {
 			i++;
 			break;
 		}
 	}
-	w = now() - w0;
-	c = cpu() - c0;
+	w = mono_now() - w0;
+	c = bench_cpu() - c0;
 	printf("op=%s out=%s size=%zu iters=%ld wall_s=%.3f cpu_s=%.3f "
 	    "ops_wall=%.1f ops_cpu=%.1f mbs_wall=%.1f mbs_cpu=%.1f\n",
 	    name, bn->presize ? "presized" : "mem", size, i, w, c, i / w,
@@ -835,7 +814,7 @@ peak(struct bench *bn, const char *op, size_t size, const char *dir)
 		die("preparing the envelope failed");
 	rss0 = status_kb("VmRSS");
 	hwm0 = status_kb("VmHWM");
-	w0 = now();
+	w0 = mono_now();
 	if (strcmp(op, "sign") == 0)
 		r = file_op(bn, 0, ent, "/dev/null");
 	else if (strcmp(op, "encrypt") == 0)
@@ -856,7 +835,7 @@ peak(struct bench *bn, const char *op, size_t size, const char *dir)
 	}
 	printf("peak op=%s size=%zu wall_s=%.3f rss_before_kb=%ld "
 	    "hwm_before_kb=%ld hwm_mid_kb=%ld hwm_kb=%ld\n", op, size,
-	    now() - w0, rss0, hwm0, bn->hwm_mid, status_kb("VmHWM"));
+	    mono_now() - w0, rss0, hwm0, bn->hwm_mid, status_kb("VmHWM"));
 	return 0;
 }
 

@@ -72,17 +72,6 @@ clock_s(clockid_t id)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* CPU seconds (user + system) used by this process so far. */
-static double
-cpu(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-	    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
 /* Move what one side wrote to the other. */
 static void
 pump(BIO *from, BIO *to)
@@ -214,7 +203,7 @@ run(struct tls_bench *tb, const struct keyproc *kp, const char *version,
 		if (handshake(tb, &smp) == -1)
 			return -1;
 	w0 = clock_s(CLOCK_MONOTONIC);
-	c0 = cpu();
+	c0 = bench_cpu();
 	if (kp != NULL)
 		k0 = keyproc_cpu(kp);
 	do {
@@ -223,7 +212,7 @@ run(struct tls_bench *tb, const struct keyproc *kp, const char *version,
 		keep(tb, &smp);
 	} while (clock_s(CLOCK_MONOTONIC) - w0 < secs);
 	w = clock_s(CLOCK_MONOTONIC) - w0;
-	c = cpu() - c0;
+	c = bench_cpu() - c0;
 	if (kp != NULL)
 		k = keyproc_cpu(kp) - k0;
 	stats(tb, 0, &m[0], &m[1]);

@@ -23,6 +23,8 @@ char *xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
 int write_full(int, const void *, size_t);
 size_t strlcpy_s(char *, const char *, size_t);
 int strcasecmp_ascii(const char *, const char *);
+int hexval(int);
+double mono_now(void);
 void sockaddr_str(const struct sockaddr *, char *, size_t);
 uint64_t new_session_id(void);
 void rfc5322_date(char *, size_t);

@@ -112,7 +112,7 @@ dsn_xtext_decode(const char *in, char *buf, size_t buflen)
 		if (c < '!' || c > '~' || c == '=')
 			return -1;
 		if (c == '+') {
-			if ((hi = text_hexval(in[1])) < 0 || (lo = text_hexval(in[2])) < 0)
+			if ((hi = hexval(in[1])) < 0 || (lo = hexval(in[2])) < 0)
 				return -1;
 			c = (unsigned char)(hi * 16 + lo);
 			if (c == '\0')

@@ -55,19 +55,6 @@ skip_cfws(const char *s, size_t len, size_t i)
 	return i;
 }
 
-/* Value of a hex digit, -1 if none. */
-static int
-hexdigit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Copy a token at s[i] lowercased into out (cut at outsz - 1). */
 static size_t
 get_token(const char *s, size_t len, size_t i, char *out, size_t outsz)
@@ -117,8 +104,8 @@ pct_decode(char *v)
 	int hi, lo;
 
 	for (; *v != '\0'; v++) {
-		if (*v == '%' && (hi = hexdigit(v[1])) >= 0 &&
-		    (lo = hexdigit(v[2])) >= 0) {
+		if (*v == '%' && (hi = hexval(v[1])) >= 0 &&
+		    (lo = hexval(v[2])) >= 0) {
 			*o++ = (char)(hi << 4 | lo);
 			v += 2;
 		} else

@@ -336,13 +336,13 @@ qd_escape(struct mime_qpdec *d, char c, char *out, int *again)
 	size_t o = 0;
 
 	*again = 0;
-	if (d->state == QD_EQ && text_hexval(c) >= 0) {
+	if (d->state == QD_EQ && hexval(c) >= 0) {
 		d->hex = c;
 		d->state = QD_EQ1;
 		return 0;
 	}
-	if (d->state == QD_EQ1 && text_hexval(c) >= 0) {
-		out[o++] = (char)(text_hexval(d->hex) << 4 | text_hexval(c));
+	if (d->state == QD_EQ1 && hexval(c) >= 0) {
+		out[o++] = (char)(hexval(d->hex) << 4 | hexval(c));
 		d->state = QD_TEXT;
 		return o;
 	}

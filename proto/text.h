@@ -4,19 +4,6 @@
 
 #include <stddef.h>
 
-/* Value of a hex digit (either case), -1 if none. */
-static inline int
-text_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* 1 if any of the first n bytes of s is 8-bit (>= 0x80). */
 static inline int
 text_has_8bit(const char *s, size_t n)

@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 
 #include "keyd_p11.h"
+#include "lib/lib.h"
 
 #define SCHEME		"pkcs11:"
 
@@ -48,19 +49,6 @@ static const char *const known_unsupported[] = {
 	"slot-manufacturer", "slot-description", "slot-id", "module-name",
 	NULL
 };
-
-/* The value of one hex digit, -1 if c is none. */
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /*
  * Percent-decode s[0..n) into out (at most max bytes): its length, -1 on

@@ -213,15 +213,6 @@ ts_add(struct tserver *s, X509 *cert, EVP_PKEY *key)
 static X509 *alice, *alice_ec, *bob, *ca, *inter;
 static EVP_PKEY *h_rsa, *h_ec;
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void
 t_handles(void)
 {
@@ -476,7 +467,7 @@ t_threads(struct tserver *srv)
 {
 	struct worker w[NTHREADS];
 	pthread_t th[NTHREADS];
-	double t0 = now();
+	double t0 = mono_now();
 	int i, bad = 0;
 
 	for (i = 0; i < NTHREADS; i++) {
@@ -494,7 +485,7 @@ t_threads(struct tserver *srv)
 	CHECK(bad == 0, "%d of %d signatures from %d threads wrong", bad,
 	    NTHREADS * NSIGS, NTHREADS);
 	printf("threads: %d signatures in %.2f s, at most %d requests"
-	    " pipelined\n", NTHREADS * NSIGS, now() - t0, srv->maxbatch);
+	    " pipelined\n", NTHREADS * NSIGS, mono_now() - t0, srv->maxbatch);
 }
 
 /* ---- the key process silent, then gone ---- */
@@ -532,25 +523,25 @@ t_gone(struct tserver *srv, struct keyd_client *c)
 
 	srv->silent = 1;
 	keyd_client_set_timeout(c, 300);
-	t0 = now();
+	t0 = mono_now();
 	ping_main(&p);
-	CHECK(p.rc == KEYD_E_UNAVAILABLE && now() - t0 < 3,
-	    "no answer: rc %d after %.1f s (%s)", p.rc, now() - t0, p.err);
+	CHECK(p.rc == KEYD_E_UNAVAILABLE && mono_now() - t0 < 3,
+	    "no answer: rc %d after %.1f s (%s)", p.rc, mono_now() - t0, p.err);
 	keyd_client_set_timeout(c, KEYD_TIMEOUT_MS);
 	/* A waiter when the key process goes away fails at once. */
 	pthread_create(&th, NULL, ping_main, &p);
 	usleep(200000);
-	t0 = now();
+	t0 = mono_now();
 	shutdown(srv->fd, SHUT_RDWR);
 	pthread_join(th, NULL);
-	CHECK(p.rc == KEYD_E_UNAVAILABLE && now() - t0 < 3,
-	    "gone: the waiter got rc %d after %.1f s (%s)", p.rc, now() - t0,
+	CHECK(p.rc == KEYD_E_UNAVAILABLE && mono_now() - t0 < 3,
+	    "gone: the waiter got rc %d after %.1f s (%s)", p.rc, mono_now() - t0,
 	    p.err);
 	pthread_join(srv->th, NULL);
-	t0 = now();
+	t0 = mono_now();
 	ping_main(&p);
 	CHECK(p.rc == KEYD_E_UNAVAILABLE && strstr(p.err,
-	    "key process unavailable") != NULL && now() - t0 < 0.5,
+	    "key process unavailable") != NULL && mono_now() - t0 < 0.5,
 	    "gone: a later call got rc %d (%s)", p.rc, p.err);
 	CHECK(!keyd_client_alive(c), "the client thinks it is alive");
 	CHECK(EVP_DigestSignInit(mc, NULL, EVP_sha256(), NULL, h_rsa) != 1 ||

@@ -519,16 +519,6 @@ test_backpressure(int fd)
 	free(w.buf);
 }
 
-/* Seconds since an arbitrary point. */
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* A padding-oracle run: 1000 bad unwraps get FAILED at most
  * KEYD_UNWRAP_FAILS a second, BUSY for the rest; the server still signs,
  * and unwraps again a second later. */
@@ -540,7 +530,7 @@ test_oracle(int fd)
 	struct keyproto_req r;
 	size_t i, j, n, failed = 0, busy = 0, other = 0, outlen = 0;
 	struct timespec ts = { 1, 100 * 1000 * 1000 };
-	double t0 = now(), secs;
+	double t0 = mono_now(), secs;
 
 	for (i = 0; i < 1000; i += 100) {
 		for (j = n = 0; j < 100; j++) {
@@ -564,7 +554,7 @@ test_oracle(int fd)
 				other++;
 		}
 	}
-	secs = now() - t0;
+	secs = mono_now() - t0;
 	CHECK(other == 0 && failed > 0 && busy > 0 && failed <=
 	    KEYD_UNWRAP_FAILS * ((size_t)secs + 2), "1000 bad unwraps: "
 	    "%zu failed, %zu busy, %zu other in %.2fs", failed, busy, other,

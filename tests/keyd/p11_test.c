@@ -555,15 +555,6 @@ struct bench {
 	int			 fails;
 };
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* A SIGN request (PKCS#1 v1.5 or ECDSA, SHA-256) for cert's key. */
 static void
 bench_req(struct keyproto_req *r, X509 *cert)
@@ -614,7 +605,7 @@ bench_client(struct keyd_client *c, X509 *cert, int n, int nthreads)
 		b[i].n = n / nthreads;
 		b[i].fails = 0;
 	}
-	t0 = now();
+	t0 = mono_now();
 	for (i = 0; i < nthreads; i++)
 		pthread_create(&th[i], NULL, bench_thread, &b[i]);
 	for (i = 0; i < nthreads; i++) {
@@ -623,7 +614,7 @@ bench_client(struct keyd_client *c, X509 *cert, int n, int nthreads)
 	}
 	if (fails > 0)
 		fatalx("%d signatures failed", fails);
-	return (double)(n / nthreads * nthreads) / (now() - t0);
+	return (double)(n / nthreads * nthreads) / (mono_now() - t0);
 }
 
 /* Signatures a second by keyd_keyring_op in this process. */
@@ -638,12 +629,12 @@ bench_keyring(struct keyd_keyring *kr, X509 *cert, int n)
 	int i;
 
 	bench_req(&r, cert);
-	t0 = now();
+	t0 = mono_now();
 	for (i = 0; i < n; i++)
 		if (keyd_keyring_op(kr, &r, out, sizeof(out), &outlen,
 		    &why) != 0)
 			fatalx("keyd_keyring_op: %s", why);
-	return (double)n / (now() - t0);
+	return (double)n / (mono_now() - t0);
 }
 
 static int

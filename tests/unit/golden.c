@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "golden.h"
+#include "lib/lib.h"
 
 static int failures;
 
@@ -38,19 +39,6 @@ golden_rand(unsigned *seed)
 {
 	*seed = *seed * 1103515245U + 12345U;
 	return (*seed >> 16) & 0x7fff;
-}
-
-/* Value of one hex digit, -1 if not one. */
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /*

@@ -7,20 +7,10 @@
 #include <string.h>
 
 #include "golden.h"
+#include "lib/lib.h"
 #include "proto/keyproto.h"
 
 #define MAXBUF	(4 * KEYPROTO_MAX_FRAME)
-
-/* Value of one hex digit, -1 if not one. */
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
 
 /*
  * Bytes from a case's tokens: hex digits ("0100", "ff"), N*HH (N bytes
