@@ -21,6 +21,7 @@
 #   3e. TLS        full TLS 1.3 and 1.2 handshakes on one thread
 #                  (bench/tls_bench), the server key in-process against a
 #                  handle: handshakes/s and the server's time per handshake
+#                  (3d at one thread and 3e also on one CPU: KEYD_PIN)
 #   4. memory      peak RSS (VmHWM) of one operation on a PEAK_SIZE (50 MB)
 #                  entity streamed from a file to /dev/null
 #
@@ -29,14 +30,14 @@
 # former is the figure to compare.  Environment: SECS (4, seconds per
 # in-process run), PROC_N (100), PEAK_SIZE (52428800), PEAK_ONLY (1: only
 # step 4, about ten seconds), REV_ONLY (1: only the revocation steps 3b and
-# 3c with their baseline, about 13 x SECS seconds), REV_ROUNDS (3, rounds
-# of step 3c), KEYD_ONLY (1: only the key process steps 3d and 3e, about
-# 24 x KEYD_ROUNDS x SECS seconds), KEYD_ROUNDS (3, alternating rounds of
-# 3d and 3e), KEYD_THREADS ("1 NCPU"), KEYD_PIN (1: also the key process
-# runs with everything on CPU 0, at one thread and in 3e), SMIME_BENCH (default: build in
-# build-bench/ with the default -O2), SMRELAYCTL and TLS_BENCH (default:
-# next to it).  Needs openssl and python3 (tests/smime/pki.sh).  The
-# default run takes about eight minutes.
+# 3c with their baseline, about 13 x SECS seconds), REV_ROUNDS (3, rounds of
+# step 3c), KEYD_ONLY (1: only the key process steps 3d and 3e, about 32 x
+# KEYD_ROUNDS x SECS seconds), KEYD_ROUNDS (3, alternating rounds of 3d and
+# 3e), KEYD_THREADS ("1 NCPU"), KEYD_PIN (1: also the key process runs with
+# everything on CPU 0, at one thread and in 3e), SMIME_BENCH (default: build
+# in build-bench/ with the default -O2), SMRELAYCTL and TLS_BENCH (default:
+# next to it).  Needs openssl and python3 (tests/smime/pki.sh), taskset for
+# KEYD_PIN.  The default run takes about ten minutes.
 set -u
 
 root=$(cd "$(dirname "$0")/.." && pwd)
