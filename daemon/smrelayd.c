@@ -354,6 +354,15 @@ check_config(struct daemon_state *d, const char *path, int checkonly)
 	return 0;
 }
 
+/* Online CPUs, at least 1. */
+static int
+ncpu(void)
+{
+	long c = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return c > 0 && c < 256 ? (int)c : 1;
+}
+
 /* Worker thread start: its own store connection, for reads. */
 static void *
 worker_init(void *arg)
@@ -425,7 +434,9 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 	d->queue = queue_new(d->base, d->spool, loaded, nloaded,
 	    &relay_delivery_ops, d->pool, cfg);
 	cms_init();
-	d->workers = workers_new(d->base, 0, worker_init, worker_fini,
+	/* two per CPU: a worker waiting on the key process for a signature
+	 * or an unwrap leaves its CPU to another (docs/BENCHMARKS.md) */
+	d->workers = workers_new(d->base, 2 * ncpu(), worker_init, worker_fini,
 	    d->data_dir);
 	parts.st = d->st;
 	parts.cc = d->cc;

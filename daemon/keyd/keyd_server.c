@@ -331,9 +331,13 @@ job_submit(struct keyd_server *s, const struct keyproto_req *r)
 	workers_submit(s->workers, job_run, job_done, j);
 }
 
-/* Carry out one decoded request and answer it. */
+/*
+ * Carry out one decoded request and answer it: on the loop when it is the
+ * only one (a hand-off to a thread costs more than an ECDSA signature),
+ * on the workers when others wait behind it (more) or are running.
+ */
 static void
-server_request(struct keyd_server *s, const struct keyproto_req *r)
+server_request(struct keyd_server *s, const struct keyproto_req *r, int more)
 {
 	uint8_t *out = s->scratch + KEYPROTO_MAX_FRAME;
 	const char *why = NULL;
@@ -351,7 +355,8 @@ server_request(struct keyd_server *s, const struct keyproto_req *r)
 	}
 	/* Unwraps stay on the loop, one at a time: the failed-unwrap limit
 	 * counts each before the next is tried. */
-	if (s->workers != NULL && r->type != KP_DECRYPT) {
+	if (s->workers != NULL && r->type != KP_DECRYPT &&
+	    (s->inflight > 0 || more)) {
 		job_submit(s, r);
 		return;
 	}
@@ -370,7 +375,7 @@ server_process(struct keyd_server *s)
 	const uint8_t *p;
 	char err[128];
 	size_t avail, flen;
-	int r;
+	int r, more;
 
 	while (s->closing == NULL) {
 		if (evbuffer_get_length(out) > KEYD_OUT_HIGH ||
@@ -394,7 +399,9 @@ server_process(struct keyd_server *s)
 		    sizeof(err)) == -1)
 			server_proto_error(s, p, err);
 		else {
-			server_request(s, &req);
+			/* another request behind this one, whole or not */
+			more = evbuffer_get_length(in) > flen;
+			server_request(s, &req, more);
 			evbuffer_drain(in, flen);
 		}
 	}
