@@ -23,6 +23,7 @@
 struct keyd_key {
 	uint8_t		 fp[KEYPROTO_FP];
 	EVP_PKEY	*pkey;
+	int		 slow;		/* RSA, or on a token */
 };
 
 struct keyd_keyring {
@@ -121,7 +122,22 @@ keyd_keyring_add(struct keyd_keyring *kr, X509 *cert, EVP_PKEY *key,
 	kr->v = xreallocarray(kr->v, kr->n + 1, sizeof(*kr->v));
 	memcpy(kr->v[kr->n].fp, fp, KEYPROTO_FP);
 	kr->v[kr->n].pkey = key;
+	kr->v[kr->n].slow = !EVP_PKEY_is_a(key, "EC");
 	kr->n++;
+	return 0;
+}
+
+/* Whether an operation with the key named by fp takes long enough to be
+ * worth a thread: RSA (hundreds of microseconds) and token keys (a device
+ * round trip) are; an EC key in memory (tens) is not. */
+int
+keyd_keyring_slow(const struct keyd_keyring *kr, const uint8_t *fp)
+{
+	size_t i;
+
+	for (i = 0; i < kr->n; i++)
+		if (memcmp(kr->v[i].fp, fp, KEYPROTO_FP) == 0)
+			return kr->v[i].slow;
 	return 0;
 }
 
@@ -406,8 +422,8 @@ keyd_keyring_add_pkcs11(struct keyd_keyring *kr, const char *uri,
 	if (cert == NULL)
 		snprintf(err, errlen, "the token has no certificate for the "
 		    "key (put it there with the key's id)");
-	else
-		rc = keyd_keyring_add(kr, cert, key, err, errlen);
+	else if ((rc = keyd_keyring_add(kr, cert, key, err, errlen)) == 0)
+		kr->v[kr->n - 1].slow = 1;
 	X509_free(cert);
 	EVP_PKEY_free(key);
 	return rc;

@@ -332,9 +332,10 @@ job_submit(struct keyd_server *s, const struct keyproto_req *r)
 }
 
 /*
- * Carry out one decoded request and answer it: on the loop when it is the
- * only one (a hand-off to a thread costs more than an ECDSA signature),
- * on the workers when others wait behind it (more) or are running.
+ * Carry out one decoded request and answer it: on the workers when its key
+ * is slow (RSA, a token) or others wait behind it (more) or run; else on
+ * the loop (handing an ECDSA signature to a thread costs more than making
+ * it).  Unwraps always on the loop, one at a time.
  */
 static void
 server_request(struct keyd_server *s, const struct keyproto_req *r, int more)
@@ -356,7 +357,7 @@ server_request(struct keyd_server *s, const struct keyproto_req *r, int more)
 	/* Unwraps stay on the loop, one at a time: the failed-unwrap limit
 	 * counts each before the next is tried. */
 	if (s->workers != NULL && r->type != KP_DECRYPT &&
-	    (s->inflight > 0 || more)) {
+	    (keyd_keyring_slow(s->kr, r->fp) || s->inflight > 0 || more)) {
 		job_submit(s, r);
 		return;
 	}

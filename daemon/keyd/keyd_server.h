@@ -44,8 +44,9 @@ struct keyd_server *keyd_server_new(struct event_base *, int fd,
 void keyd_server_set_keyring(struct keyd_server *, struct keyd_keyring *);
 /*
  * Carry out sign and derive on w's threads (the key process has one per
- * CPU) when other requests wait or run (a lone one is done on the loop: the
- * hand-off costs more than an ECDSA signature): answers then come as
+ * CPU) for RSA and token keys, and for EC keys when other requests wait or
+ * run (a lone EC operation is done on the loop: the hand-off costs more
+ * than an ECDSA signature): answers then come as
  * operations finish, not in request order (each has its request's id); at most KEYD_INFLIGHT at once, then reading
  * waits.  Unwraps stay on the loop, one at a time, so that the failed-unwrap
  * limit sees each failure before the next try.  Without w, everything on
