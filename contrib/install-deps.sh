@@ -29,7 +29,7 @@ PACKAGES=(
 	postfix
 	python3 python3-cryptography python3-cryptography-vectors
 	clang libclang-rt-14-dev
-	procps iproute2
+	procps iproute2 gdb sqlite3
 )
 
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
@@ -63,7 +63,7 @@ if [ "$(id -u)" = 0 ] && ! getent passwd smrelay >/dev/null; then
 fi
 
 for p in smtp-sink smtp-source swaks python3 openssl clang autoreconf pkg-config \
-    softhsm2-util pkcs11-tool; do
+    softhsm2-util pkcs11-tool gcore sqlite3 setpriv; do
 	if ! command -v "$p" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$p" ]; then
 		echo "install-deps.sh: $p missing after install" >&2
 		exit 1
