@@ -63,7 +63,6 @@ struct daemon_state {
 	uid_t uid;
 	gid_t gid;
 	struct keyd_client *kc;         /* network process: the key process */
-	int ctl;                        /* its socket to the parent */
 	pid_t parent;
 	struct event *ev_ctl;
 };
@@ -354,15 +353,6 @@ check_config(struct daemon_state *d, const char *path, int checkonly)
 	return 0;
 }
 
-/* Online CPUs, at least 1. */
-static int
-ncpu(void)
-{
-	long c = sysconf(_SC_NPROCESSORS_ONLN);
-
-	return c > 0 && c < 256 ? (int)c : 1;
-}
-
 /* Worker thread start: its own store connection, for reads. */
 static void *
 worker_init(void *arg)
@@ -436,7 +426,7 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 	cms_init();
 	/* two per CPU: a worker waiting on the key process for a signature
 	 * or an unwrap leaves its CPU to another (docs/BENCHMARKS.md) */
-	d->workers = workers_new(d->base, 2 * ncpu(), worker_init, worker_fini,
+	d->workers = workers_new(d->base, 2 * workers_cpus(), worker_init, worker_fini,
 	    d->data_dir);
 	parts.st = d->st;
 	parts.cc = d->cc;
@@ -510,6 +500,18 @@ server_start(struct daemon_state *d, char *err, size_t errlen)
 	return server_listen(d->srv, err, errlen);
 }
 
+/* The network process's client of the key process on kfd (NULL with
+ * errno, kfd left open). */
+static struct keyd_client *
+net_keyd(int kfd)
+{
+	struct keyd_client *kc;
+
+	if ((kc = keyd_client_new(kfd)) != NULL)
+		keyd_client_set_timeout(kc, KEYD_NET_TIMEOUT_MS);
+	return kc;
+}
+
 /* Network process: the parent passes a new key process's socket, or is
  * gone (EOF: drain and exit, as at SIGTERM). */
 static void
@@ -529,12 +531,11 @@ ctl_cb(evutil_socket_t fd, short what, void *arg)
 			signal_cb(SIGTERM, 0, d);
 		return;
 	}
-	if ((kc = keyd_client_new(kfd)) == NULL) {
+	if ((kc = net_keyd(kfd)) == NULL) {
 		log_warn("key process: client");
 		close(kfd);
 		return;
 	}
-	keyd_client_set_timeout(kc, KEYD_NET_TIMEOUT_MS);
 	keys_set_keyd(certcache_keys(d->cc), kc);
 	if (certcache_sync(d->cc, d->st, 1, err, sizeof(err)) == -1)
 		log_warnx("key process: reload: %s", err);
@@ -563,10 +564,8 @@ net_main(struct daemon_state *d, int kfd, int ctl)
 
 	prctl(PR_SET_NAME, "smrelayd-net", 0, 0, 0);
 	event_reinit(d->base);
-	if ((d->kc = keyd_client_new(kfd)) == NULL)
+	if ((d->kc = net_keyd(kfd)) == NULL)
 		fatal("key process client");
-	keyd_client_set_timeout(d->kc, KEYD_NET_TIMEOUT_MS);
-	d->ctl = ctl;
 	if (d->cfg->tls_cert_file != NULL && (d->tls_server =
 	    server_ctx_keyd(d->cfg, d->kc, err, sizeof(err))) == NULL) {
 		log_warnx("TLS: %s", err);
@@ -610,24 +609,20 @@ struct sup {
 	pid_t			 keyd, net;
 	int			 ctl;           /* to the network process */
 	int			 sigfd;
-	int			 ready;         /* the network process runs */
-	int			 ever_ready;
+	int			 ever_ready;    /* the network process ran */
 	int			 exiting;
 	int			 status;        /* the parent's exit status */
-	struct timespec		 keyd_at, net_at;       /* last starts */
+	double			 keyd_at, net_at;       /* last starts */
 };
 
 /* A child that died within a second of its start waits a second before
  * the next: a broken key file must not make the parent spin. */
 static void
-backoff(struct timespec *last)
+backoff(double *last)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (last->tv_sec != 0 && now.tv_sec - last->tv_sec < 1)
+	if (*last != 0 && mono_now() - *last < 1)
 		sleep(1);
-	clock_gettime(CLOCK_MONOTONIC, last);
+	*last = mono_now();
 }
 
 /* In a child: the parent's signal mask and descriptors are not ours. */
@@ -690,7 +685,6 @@ spawn_net(struct sup *s, int kfd)
 	close(kfd);
 	s->ctl = sv[0];
 	s->net = pid;
-	s->ready = 0;
 	log_debug("network process pid=%ld", (long)pid);
 }
 
@@ -791,7 +785,7 @@ sup_ctl(struct sup *s)
 	ssize_t n;
 
 	if ((n = read(s->ctl, &c, 1)) == 1 && c == 'R') {
-		s->ready = s->ever_ready = 1;
+		s->ever_ready = 1;
 		return;
 	}
 	if (n == 0 || (n == -1 && errno != EINTR && errno != EAGAIN)) {
@@ -884,7 +878,6 @@ main(int argc, char *argv[])
 
 	parse_args(argc, argv, &o);
 	memset(&d, 0, sizeof(d));
-	d.ctl = -1;
 	log_init("smrelayd", 1, LOG_LVL_INFO);
 	tls_init();
 	if (check_config(&d, o.path, o.checkonly) == -1)

@@ -97,6 +97,15 @@ worker_main(void *arg)
 	return NULL;
 }
 
+/* Online CPUs, at least 1. */
+int
+workers_cpus(void)
+{
+	long c = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return c > 0 ? (int)c : 1;
+}
+
 /* Run the `done` of every finished job, on the loop. */
 static void
 workers_reap(struct workers *w)
@@ -133,10 +142,8 @@ workers_new(struct event_base *base, int n, void *(*thread_init)(void *),
 	struct workers *w = xcalloc(1, sizeof(*w));
 	int i;
 
-	if (n <= 0) {
-		long c = sysconf(_SC_NPROCESSORS_ONLN);
-		n = c > 0 ? (int)c : 1;
-	}
+	if (n <= 0)
+		n = workers_cpus();
 	if (n > WORKERS_MAX)
 		n = WORKERS_MAX;
 	if (pthread_mutex_init(&w->mtx, NULL) != 0 ||

@@ -25,6 +25,8 @@ struct workers *workers_new(struct event_base *, int n,
 void workers_submit(struct workers *, workers_run_fn *, workers_done_fn *,
     void *job);
 int workers_count(const struct workers *);
+/* Online CPUs, at least 1 (n <= 0 in workers_new means this many). */
+int workers_cpus(void);
 /* Finish the queued jobs, stop the threads, run the last `done`s. */
 void workers_free(struct workers *);
 

@@ -537,6 +537,18 @@ cmd_cert_remove(struct ctl *c)
 	return remove_common(c, "certificate", store_cert_remove);
 }
 
+/* The import report of one key's certificate. */
+static void
+report_key(struct ctl *c, X509 *cert, int64_t id, int existed)
+{
+	STACK_OF(X509) *one;
+
+	if ((one = sk_X509_new_null()) == NULL || !sk_X509_push(one, cert))
+		fatalx("sk_X509_push");
+	report_imported(c, one, &id, &existed, "key", 1);
+	sk_X509_free(one);
+}
+
 /*
  * The key into the key file, then its certificate and chain into the
  * store (a daemon that sees the store change finds the key already
@@ -632,7 +644,7 @@ token_chain(struct ctl *c, X509 *cert)
 static int
 key_import_pkcs11(struct ctl *c)
 {
-	STACK_OF(X509) *chain, *one;
+	STACK_OF(X509) *chain;
 	EVP_PKEY *key = NULL;
 	X509 *cert = NULL;
 	char err[1024], fp[65], *pub = NULL;
@@ -661,11 +673,7 @@ key_import_pkcs11(struct ctl *c)
 	    sizeof(err)) == -1)
 		fprintf(stderr, "smrelayctl: %s\n", err);
 	else {
-		if ((one = sk_X509_new_null()) == NULL ||
-		    !sk_X509_push(one, cert))
-			fatalx("sk_X509_push");
-		report_imported(c, one, &id, &existed, "key", 1);
-		sk_X509_free(one);
+		report_key(c, cert, id, existed);
 		rc = 0;
 	}
 	sk_X509_pop_free(chain, X509_free);
@@ -680,7 +688,7 @@ key_import_pkcs11(struct ctl *c)
 static int
 cmd_key_import(struct ctl *c)
 {
-	STACK_OF(X509) *chain = NULL, *one;
+	STACK_OF(X509) *chain = NULL;
 	struct store_certmeta m;
 	EVP_PKEY *pkey = NULL;
 	X509 *cert = NULL;
@@ -708,10 +716,7 @@ cmd_key_import(struct ctl *c)
 	}
 	if (key_add(c, pkey, cert, chain, &id, &existed) == -1)
 		goto done;
-	if ((one = sk_X509_new_null()) == NULL || !sk_X509_push(one, cert))
-		fatalx("sk_X509_push");
-	report_imported(c, one, &id, &existed, "key", 1);
-	sk_X509_free(one);
+	report_key(c, cert, id, existed);
 	rc = 0;
  done:
 	if (pw != NULL)

@@ -48,23 +48,20 @@ load_tls_key(struct keyd_keyring *kr, const struct config *cfg, char *err,
     size_t errlen)
 {
 	EVP_PKEY *key = NULL;
-	X509 *cert = NULL;
+	X509 *cert;
 	FILE *fp;
 	char why[256];
 	int rc = -1;
 
-	if ((fp = fopen(cfg->tls_cert_file, "r")) != NULL) {
-		cert = PEM_read_X509(fp, NULL, NULL, NULL);
-		fclose(fp);
-	}
+	if ((cert = tls_leaf_cert(cfg->tls_cert_file, err, errlen)) == NULL)
+		return -1;
 	if ((fp = fopen(cfg->tls_key_file, "r")) != NULL) {
 		key = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
 		fclose(fp);
 	}
-	if (cert == NULL || key == NULL)
-		snprintf(err, errlen, "cannot read the TLS %s from %s",
-		    cert == NULL ? "certificate" : "key", cert == NULL ?
-		    cfg->tls_cert_file : cfg->tls_key_file);
+	if (key == NULL)
+		snprintf(err, errlen, "cannot read the TLS key from %s",
+		    cfg->tls_key_file);
 	else if (keyd_keyring_add(kr, cert, key, why, sizeof(why)) == -1)
 		snprintf(err, errlen, "%s: %s", cfg->tls_key_file, why);
 	else
@@ -82,9 +79,8 @@ kp_load(struct keyd_proc *p, char *err, size_t errlen)
 	const struct config *cfg = kp_cfg(p);
 	struct keyd_keyring *kr = keyd_keyring_new();
 	char why[512];
-	int n;
 
-	if ((n = keyd_keyring_load_keyfile(kr, p->kf, why, sizeof(why))) < 0)
+	if (keyd_keyring_load_keyfile(kr, p->kf, why, sizeof(why)) < 0)
 		log_warnx("keyd: %s", why);
 	if (cfg->tls_cert_file != NULL &&
 	    load_tls_key(kr, cfg, err, errlen) == -1) {

@@ -228,6 +228,14 @@ signer_for(const struct certsrc *src, const struct pl_copy *c,
 	return NULL;
 }
 
+/* The reply when the key process is gone or does not answer. */
+static void
+keyd_down_reply(struct smtp_result *fail)
+{
+	smtp_result_set(fail, 451, "4.3.0", "Key process unavailable, try "
+	    "again later");
+}
+
 /* Sign and/or encrypt as the rule demands; -1 with *fail the reply. */
 static int
 run_wrap(struct pl_run *p, struct smtp_result *fail)
@@ -258,8 +266,7 @@ run_wrap(struct pl_run *p, struct smtp_result *fail)
 		r = smime_msg_encrypt(p->src, p->cur, p->curlen, c->sender,
 		    c->rcpts, c->nrcpts, NULL, &step);
 	if (r == -1 && !keys_usable(certcache_keys(p->src->cc)))
-		smtp_result_set(fail, 451, "4.3.0", "Key process unavailable, "
-		    "try again later");
+		keyd_down_reply(fail);
 	else if (r == -1)
 		smtp_result_set(fail, 451, "4.7.0", "Cannot %s the message "
 		    "as policy demands, try again later",
@@ -315,8 +322,7 @@ pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
 	if (p.todo & POLICY_DECRYPT)
 		did_verify = run_decrypt(&p);
 	if (p.keyd_down) {
-		smtp_result_set(fail, 451, "4.3.0", "Key process unavailable, "
-		    "try again later");
+		keyd_down_reply(fail);
 		free(p.owned);
 		return -1;
 	}
