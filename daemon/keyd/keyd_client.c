@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,14 @@
 #include "proto/proto.h"
 
 #include "keyd_client.h"
+
+/*
+ * No reader thread: a calling thread that finds nobody reading the socket
+ * reads it itself (the leader) until its own answer is in, handing the
+ * other answers it finds to their callers; then it wakes one waiter to take
+ * over.  A lone caller thus costs one wake-up per request (its own poll),
+ * not two (a reader thread's, then the caller's).
+ */
 
 /* A call waiting for its answer; on the caller's stack. */
 struct pending {
@@ -31,17 +40,22 @@ struct pending {
 };
 
 struct keyd_client {
-	int		 fd;
-	pthread_mutex_t	 mu;		/* everything below but fd, wmu */
+	int		 fd;		/* -1 once closed (mu and wmu held) */
+	pthread_mutex_t	 mu;		/* everything below but the buffer */
 	pthread_mutex_t	 wmu;		/* one writer at a time */
-	pthread_t	 reader;
 	int		 refs;
 	int		 dead;
+	int		 closing;	/* freed: the last reader closes fd */
+	int		 reading;	/* a thread is the reader */
 	int		 stalled;	/* a call timed out; no answer since */
 	int		 timeout_ms;
 	uint32_t	 next_id;
 	struct pending	*waiting;
 	char		 why[128];	/* why it is dead */
+	/* the reader's: a partial answer carried from one reader to the
+	 * next */
+	uint8_t		 rbuf[2 * KEYPROTO_MAX_FRAME];
+	size_t		 rhave;
 };
 
 /* Unlink p from the waiting list (mu held). */
@@ -108,47 +122,83 @@ deliver(struct keyd_client *c, const struct keyproto_rep *rep)
 	pthread_cond_signal(&p->cond);
 }
 
-/* Decode and deliver the whole frames at the start of buf; how many bytes
- * they took, or -1 on a malformed answer (why set). */
-static ssize_t
-dispatch(struct keyd_client *c, const uint8_t *buf, size_t len,
-    char *why, size_t whylen)
+/* Decode and deliver the whole frames in the read buffer (the reader's);
+ * 0, or -1 on a malformed answer (why set). */
+static int
+dispatch(struct keyd_client *c, char *why, size_t whylen)
 {
 	struct keyproto_rep rep;
 	size_t off = 0, flen;
 	char err[96];
-	int r;
+	int r, rc = 0;
 
-	while ((r = keyproto_frame(buf + off, len - off, &flen)) == 1) {
-		if (keyproto_rep_decode(buf + off, flen, &rep, err,
+	pthread_mutex_lock(&c->mu);
+	while ((r = keyproto_frame(c->rbuf + off, c->rhave - off,
+	    &flen)) == 1) {
+		if (keyproto_rep_decode(c->rbuf + off, flen, &rep, err,
 		    sizeof(err)) == -1) {
 			snprintf(why, whylen, "bad answer: %s", err);
-			return -1;
+			rc = -1;
+			break;
 		}
-		pthread_mutex_lock(&c->mu);
 		deliver(c, &rep);
-		pthread_mutex_unlock(&c->mu);
 		off += flen;
 	}
-	if (r == -1) {
+	pthread_mutex_unlock(&c->mu);
+	if (rc == 0 && r == -1) {
 		snprintf(why, whylen, "bad answer frame header");
-		return -1;
+		rc = -1;
 	}
-	return (ssize_t)off;
+	memmove(c->rbuf, c->rbuf + off, c->rhave - off);
+	c->rhave -= off;
+	return rc;
 }
 
-/* The reader thread: answers to their waiters until EOF or an error. */
-static void *
-reader_main(void *arg)
+/* Milliseconds from now to the CLOCK_MONOTONIC time ts (0 if past). */
+static int
+ms_until(const struct timespec *ts)
 {
-	struct keyd_client *c = arg;
-	uint8_t buf[2 * KEYPROTO_MAX_FRAME];
-	size_t have = 0;
-	ssize_t n, used;
+	struct timespec now;
+	long long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (long long)(ts->tv_sec - now.tv_sec) * 1000 +
+	    (ts->tv_nsec - now.tv_nsec + 999999) / 1000000;
+	return ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms;
+}
+
+/*
+ * As the reader: read answers and hand them out until p has its own, the
+ * deadline ts passes (with wait 0: until nothing more is there to read),
+ * or the key process is gone (every waiter failed).  Called without mu,
+ * with c->reading set by the caller.
+ */
+static void
+read_answers(struct keyd_client *c, struct pending *p,
+    const struct timespec *ts, int wait)
+{
+	struct pollfd pfd;
 	char why[128];
+	ssize_t n;
+	int done;
 
 	for (;;) {
-		n = read(c->fd, buf + have, sizeof(buf) - have);
+		pthread_mutex_lock(&c->mu);
+		done = c->dead || (p != NULL && p->done);
+		pthread_mutex_unlock(&c->mu);
+		if (done)
+			return;
+		n = recv(c->fd, c->rbuf + c->rhave, sizeof(c->rbuf) - c->rhave,
+		    MSG_DONTWAIT);
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (!wait)
+				return;
+			pfd.fd = c->fd;
+			pfd.events = POLLIN;
+			if (poll(&pfd, 1, ms_until(ts)) == 0)
+				return;         /* the caller's deadline */
+			continue;
+		}
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -156,25 +206,44 @@ reader_main(void *arg)
 			    "connection closed" : strerror(errno));
 			break;
 		}
-		have += (size_t)n;
-		if ((used = dispatch(c, buf, have, why, sizeof(why))) == -1)
+		c->rhave += (size_t)n;
+		if (dispatch(c, why, sizeof(why)) == -1)
 			break;
-		memmove(buf, buf + used, have - (size_t)used);
-		have -= (size_t)used;
 	}
 	pthread_mutex_lock(&c->mu);
 	fail_all(c, why);
 	pthread_mutex_unlock(&c->mu);
 	/* A bad answer: make the key process see the end too. */
 	shutdown(c->fd, SHUT_RDWR);
-	return NULL;
+}
+
+/* Close the socket (mu held, nobody reading). */
+static void
+close_fd(struct keyd_client *c)
+{
+	pthread_mutex_lock(&c->wmu);
+	if (c->fd != -1)
+		close(c->fd);
+	c->fd = -1;
+	pthread_mutex_unlock(&c->wmu);
+}
+
+/* The reader is done (mu held): close a freed client's socket, or wake a
+ * waiter to read in its place. */
+static void
+reader_done(struct keyd_client *c)
+{
+	c->reading = 0;
+	if (c->closing)
+		close_fd(c);
+	else if (c->waiting != NULL)
+		pthread_cond_signal(&c->waiting->cond);
 }
 
 struct keyd_client *
 keyd_client_new(int fd)
 {
 	struct keyd_client *c = xcalloc(1, sizeof(*c));
-	int e;
 
 	c->fd = fd;
 	c->refs = 1;
@@ -182,13 +251,6 @@ keyd_client_new(int fd)
 	c->next_id = 1;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_mutex_init(&c->wmu, NULL);
-	if ((e = pthread_create(&c->reader, NULL, reader_main, c)) != 0) {
-		pthread_mutex_destroy(&c->mu);
-		pthread_mutex_destroy(&c->wmu);
-		free(c);
-		errno = e;
-		return NULL;
-	}
 	return c;
 }
 
@@ -206,6 +268,15 @@ keyd_client_alive(struct keyd_client *c)
 	int alive;
 
 	pthread_mutex_lock(&c->mu);
+	/* nobody reads between calls: look for an EOF (or late answers)
+	 * without waiting */
+	if (!c->reading && !c->dead && !c->closing) {
+		c->reading = 1;
+		pthread_mutex_unlock(&c->mu);
+		read_answers(c, NULL, NULL, 0);
+		pthread_mutex_lock(&c->mu);
+		reader_done(c);
+	}
 	alive = !c->dead && !c->stalled;
 	pthread_mutex_unlock(&c->mu);
 	return alive;
@@ -291,6 +362,30 @@ call_send(struct keyd_client *c, struct pending *p,
 	return -1;
 }
 
+/* Wait for p's answer until ts (mu held): read the socket when nobody
+ * else does, else sleep until answered or asked to read.  0 answered or
+ * failed, -1 timed out. */
+static int
+call_wait(struct keyd_client *c, struct pending *p, const struct timespec *ts)
+{
+	while (!p->done) {
+		if (!c->reading && !c->dead && !c->closing) {
+			c->reading = 1;
+			pthread_mutex_unlock(&c->mu);
+			read_answers(c, p, ts, 1);
+			pthread_mutex_lock(&c->mu);
+			reader_done(c);
+			if (!p->done && ms_until(ts) == 0)
+				return -1;
+			continue;
+		}
+		if (pthread_cond_timedwait(&p->cond, &c->mu, ts) ==
+		    ETIMEDOUT && !p->done)
+			return -1;
+	}
+	return 0;
+}
+
 int
 keyd_client_call(struct keyd_client *c, const struct keyproto_req *req,
     uint8_t *out, size_t *outlen, char *err, size_t errlen)
@@ -315,16 +410,16 @@ keyd_client_call(struct keyd_client *c, const struct keyproto_req *req,
 	 * may be the one waiting (a TLS handshake) */
 	deadline(&ts, c->stalled && c->timeout_ms > KEYD_STALLED_MS ?
 	    KEYD_STALLED_MS : c->timeout_ms);
-	while (!p.done)
-		if (pthread_cond_timedwait(&p.cond, &c->mu, &ts) == ETIMEDOUT &&
-		    !p.done) {
-			unlink_pending(c, &p);
-			c->stalled = 1;
-			snprintf(err, errlen, "key process unavailable (no"
-			    " answer in time)");
-			p.rc = KEYD_E_UNAVAILABLE;
-			break;
-		}
+	if (call_wait(c, &p, &ts) == -1) {
+		unlink_pending(c, &p);
+		c->stalled = 1;
+		snprintf(err, errlen, "key process unavailable (no answer in"
+		    " time)");
+		p.rc = KEYD_E_UNAVAILABLE;
+		/* a waiter this one was to wake as the next reader */
+		if (!c->reading && c->waiting != NULL)
+			pthread_cond_signal(&c->waiting->cond);
+	}
 	pthread_mutex_unlock(&c->mu);
 	if (p.rc == 0)
 		*outlen = p.outlen;
@@ -368,11 +463,13 @@ keyd_client_free(struct keyd_client *c)
 {
 	if (c == NULL)
 		return;
-	shutdown(c->fd, SHUT_RDWR);
-	pthread_join(c->reader, NULL);
-	pthread_mutex_lock(&c->wmu);
-	close(c->fd);
-	c->fd = -1;
-	pthread_mutex_unlock(&c->wmu);
+	pthread_mutex_lock(&c->mu);
+	c->closing = 1;
+	fail_all(c, "client closed");
+	if (c->fd != -1)
+		shutdown(c->fd, SHUT_RDWR);	/* wakes a reader */
+	if (!c->reading)
+		close_fd(c);
+	pthread_mutex_unlock(&c->mu);
 	client_unref(c);
 }

@@ -4,8 +4,9 @@
  *
  * keyd_client_call is synchronous and thread-safe: worker threads call it
  * at once and their requests are pipelined on the one socket (each has an
- * id; one writer at a time; a reader thread hands each answer to the
- * thread waiting for it).  A call waits at most the client's timeout.
+ * id; one writer at a time; whichever caller finds nobody reading reads
+ * the answers, hands each to the thread waiting for it, and passes the
+ * reading on when its own is in).  A call waits at most the client's timeout.
  * When the key process is gone (EOF, EPIPE, a malformed answer) every
  * waiter gets an error and later calls fail at once.
  *
@@ -43,8 +44,8 @@ struct keyproto_req;
 					   a temporary failure */
 
 /* keyd_client.c */
-/* A client over fd (one end of a socketpair), which it owns from now on;
- * NULL with errno if its reader thread cannot start (fd left open). */
+/* A client over fd (one end of a socketpair), which it owns from now on
+ * (never NULL). */
 struct keyd_client *keyd_client_new(int fd);
 /* How long a call waits for its answer (default KEYD_TIMEOUT_MS). */
 void keyd_client_set_timeout(struct keyd_client *, int ms);

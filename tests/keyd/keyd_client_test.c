@@ -527,6 +527,30 @@ t_gone(struct tserver *srv, struct keyd_client *c)
 	ping_main(&p);
 	CHECK(p.rc == KEYD_E_UNAVAILABLE && mono_now() - t0 < 3,
 	    "no answer: rc %d after %.1f s (%s)", p.rc, mono_now() - t0, p.err);
+	/* Several callers while nobody answers: each gives up on its own
+	 * deadline (whoever reads hands the reading on when it leaves). */
+	{
+		struct pinger ps[4];
+		pthread_t ths[4];
+		int i, late = 0;
+
+		t0 = mono_now();
+		for (i = 0; i < 4; i++) {
+			ps[i] = p;
+			pthread_create(&ths[i], NULL, ping_main, &ps[i]);
+		}
+		for (i = 0; i < 4; i++) {
+			pthread_join(ths[i], NULL);
+			late += ps[i].rc != KEYD_E_UNAVAILABLE;
+		}
+		CHECK(late == 0 && mono_now() - t0 < 3, "silent, 4 callers: %d"
+		    " did not time out; %.1f s", late, mono_now() - t0);
+		srv->silent = 0;
+		ping_main(&p);
+		CHECK(p.rc == 0, "answers again: rc %d (%s)", p.rc, p.err);
+		CHECK(keyd_client_alive(c), "answers again, yet not alive");
+		srv->silent = 1;
+	}
 	keyd_client_set_timeout(c, KEYD_TIMEOUT_MS);
 	/* A waiter when the key process goes away fails at once. */
 	pthread_create(&th, NULL, ping_main, &p);
