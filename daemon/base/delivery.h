@@ -16,6 +16,9 @@ struct smtp_result {
 
 typedef void delivery_cb(void *arg, const struct smtp_result *);
 
+/* Room for a destination key (delivery_ops.route). */
+#define DELIVERY_KEY_MAX	320
+
 /* delivery.c */
 /* Fill a result of our own making; the text is printf-formatted. */
 void smtp_result_set(struct smtp_result *, int code, const char *enh,
@@ -40,6 +43,11 @@ struct delivery_ops {
 	/* Send the message (with our Received header already in it). */
 	void (*data)(void *txn, struct msgbuf *, delivery_cb *, void *arg);
 	void (*abort)(void *txn);
+	/* Optional (NULL: every recipient has the same destination): the
+	 * destination of a recipient as a key ("" for the one next hop);
+	 * recipients whose keys differ go in separate transactions, and a
+	 * destination that is down is tracked by its key. */
+	void (*route)(void *ctx, const char *rcpt, char *key, size_t keylen);
 };
 
 #endif

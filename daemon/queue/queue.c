@@ -6,10 +6,11 @@
  * MAX_ACTIVE at once, so a backlog never takes every connection from
  * in-line traffic), expires old ones, sends delay warnings, and asks the
  * spool whether smrelayctl changed anything.  An attempt is one
- * transaction through the relay client for the recipients still pending;
- * each keeps its own state, so a copy where the next hop took some and
- * deferred others keeps only the deferred ones.  bounce.c builds the DSNs
- * this file spools; hop.c keeps whether the next hop is up. */
+ * transaction through the relay client for the recipients still pending
+ * that share a destination (one attempt per destination at once); each
+ * recipient keeps its own state, so a copy where the next hop took some
+ * and deferred others keeps only the deferred ones.  bounce.c builds the
+ * DSNs this file spools; hop.c keeps which destinations are down. */
 #include "autoconfig.h"
 
 #include <stdint.h>
@@ -47,7 +48,7 @@ struct queue {
 	int64_t			 earliest;	/* nothing idle is due before */
 	int64_t			 last_full;
 	int			 active;
-	struct hop		*hop;		/* is the next hop up? */
+	struct hops		*hops;		/* destinations that are down */
 	int			 control_busy;
 	struct event		*timer, *kick;
 	uint64_t		 delivered, bounced, dup_risk;
@@ -61,6 +62,7 @@ struct attempt {
 	size_t			*idx;		/* pending recipients tried */
 	struct smtp_result	*res;
 	size_t			 n, answered;
+	char			 key[DELIVERY_KEY_MAX];	/* destination */
 };
 
 static void queue_run(struct queue *);
@@ -234,7 +236,8 @@ attempt_free(struct attempt *a)
 	free(a);
 }
 
-/* Record the outcome per recipient, then settle the entry. */
+/* Record the outcome per recipient; once the entry's last attempt is
+ * over, settle it. */
 static void
 finish(struct attempt *a, const struct smtp_result *data)
 {
@@ -268,7 +271,6 @@ finish(struct attempt *a, const struct smtp_result *data)
 			e->last_error = xstrdup(buf);
 		}
 	}
-	e->attempts++;
 	if (data != NULL && data->code >= 400 && data->code < 500 &&
 	    strstr(data->text, "end of data") != NULL) {
 		/* The next hop may have the message: a retry may duplicate. */
@@ -277,17 +279,21 @@ finish(struct attempt *a, const struct smtp_result *data)
 		    "may deliver it twice (%llu so far)", e->id,
 		    (unsigned long long)q->dup_risk);
 	}
-	log_info("queue id=%s attempt=%d delivered=%d status=%s", e->id,
-	    e->attempts, ok, e->last_error && ok < (int)a->n ?
-	    e->last_error : "ok");
+	log_info("queue id=%s attempt=%d%s%s delivered=%d status=%s", e->id,
+	    e->attempts + 1, a->key[0] ? " to=" : "", a->key, ok,
+	    e->last_error && ok < (int)a->n ? e->last_error : "ok");
+	hops_probe_end(q->hops, a->key);
 	if (ok > 0) {
 		q->delivered += (uint64_t)ok;
-		queue_hop_result(q, &okr);
+		queue_hop_result(q, a->key, &okr);
 	} else if (down)
-		hop_failed(q->hop);
+		hops_failed(q->hops, a->key);
 	q->active--;
-	e->busy = 0;
 	attempt_free(a);
+	if (--e->inflight > 0)
+		return;
+	e->attempts++;
+	e->busy = 0;
 	settle(q, e);
 	kick(q);
 }
@@ -322,9 +328,20 @@ rcpt_cb(void *arg, const struct smtp_result *r)
 	}
 }
 
-/* 1: started; 0: not (e may be gone, the vector changed). */
-static int
-attempt(struct queue *q, struct spool_entry *e)
+/* The destination key of a recipient ("" when the relay has one). */
+static void
+dest_key(const struct queue *q, const char *addr, char *key, size_t keylen)
+{
+	key[0] = '\0';
+	if (q->relay->route != NULL)
+		q->relay->route(q->relay_ctx, addr, key, keylen);
+}
+
+/* Start one transaction for e's pending recipients bound for `key`; the
+ * attempt's body is a reference of its own. */
+static void
+attempt_one(struct queue *q, struct spool_entry *e, const char *key,
+    char (*keys)[DELIVERY_KEY_MAX], struct msgbuf *body)
 {
 	struct attempt *a;
 	size_t i;
@@ -332,24 +349,17 @@ attempt(struct queue *q, struct spool_entry *e)
 	a = xcalloc(1, sizeof(*a));
 	a->q = q;
 	a->e = e;
+	snprintf(a->key, sizeof(a->key), "%s", key);
 	a->idx = xcalloc(e->nrcpts, sizeof(*a->idx));
 	a->res = xcalloc(e->nrcpts, sizeof(*a->res));
 	for (i = 0; i < e->nrcpts; i++)
-		if (e->rcpts[i].state == SPOOL_RCPT_PENDING)
+		if (e->rcpts[i].state == SPOOL_RCPT_PENDING &&
+		    strcmp(keys[i], key) == 0) {
 			a->idx[a->n++] = i;
-	if (a->n == 0) {
-		attempt_free(a);
-		settle(q, e);
-		return 0;
-	}
-	if ((a->body = spool_body(q->spool, e->id)) == NULL) {
-		log_warn("queue id=%s: body", e->id);
-		attempt_free(a);
-		e->next_attempt = time(NULL) + RETRY_MAX;
-		due_at(q, e->next_attempt);
-		return 0;
-	}
-	e->busy = 1;
+			keys[i][0] = '\x01';	/* taken */
+		}
+	a->body = msgbuf_ref(body);
+	e->inflight++;
 	q->active++;
 	a->txn = q->relay->begin(q->relay_ctx, e->sender, e->params,
 	    new_session_id());
@@ -357,6 +367,65 @@ attempt(struct queue *q, struct spool_entry *e)
 		q->relay->rcpt(a->txn, e->rcpts[a->idx[i]].addr,
 		    e->rcpts[a->idx[i]].params ? e->rcpts[a->idx[i]].params :
 		    "", rcpt_cb, a);
+}
+
+/*
+ * One attempt per destination of e's pending recipients, except those
+ * that are down (their recipients wait for the entry's next turn, or for
+ * the destination to come back).  1: started; 0: not (e may be gone, the
+ * vector changed).
+ */
+static int
+attempt(struct queue *q, struct spool_entry *e)
+{
+	char (*keys)[DELIVERY_KEY_MAX], key[DELIVERY_KEY_MAX];
+	struct msgbuf *body;
+	size_t i, pending = 0;
+
+	keys = xcalloc(e->nrcpts + 1, sizeof(*keys));
+	for (i = 0; i < e->nrcpts; i++)
+		if (e->rcpts[i].state == SPOOL_RCPT_PENDING) {
+			dest_key(q, e->rcpts[i].addr, keys[i],
+			    sizeof(keys[i]));
+			pending++;
+		}
+	if (pending == 0) {
+		free(keys);
+		settle(q, e);
+		return 0;
+	}
+	if ((body = spool_body(q->spool, e->id)) == NULL) {
+		log_warn("queue id=%s: body", e->id);
+		free(keys);
+		e->next_attempt = time(NULL) + RETRY_MAX;
+		due_at(q, e->next_attempt);
+		return 0;
+	}
+	e->busy = 1;
+	for (i = 0; i < e->nrcpts; i++) {
+		if (e->rcpts[i].state != SPOOL_RCPT_PENDING ||
+		    keys[i][0] == '\x01')
+			continue;
+		/* one attempt at a time where the destination is down */
+		if (hops_is_down(q->hops, keys[i]) &&
+		    !hops_probe_start(q->hops, keys[i]))
+			continue;
+		snprintf(key, sizeof(key), "%s", keys[i]);
+		attempt_one(q, e, key, keys, body);
+	}
+	msgbuf_free(body);
+	free(keys);
+	if (e->inflight == 0) {
+		/* every destination is down and being tried by another
+		 * copy: wait for its outcome (a success makes this due) or
+		 * this copy's own backoff */
+		e->busy = 0;
+		e->next_attempt = time(NULL) + backoff(e->attempts > 0 ?
+		    e->attempts : 1);
+		due_at(q, e->next_attempt);
+		log_info("queue id=%s: destination down, next try in %lld s",
+		    e->id, (long long)(e->next_attempt - time(NULL)));
+	}
 	return 1;
 }
 
@@ -578,7 +647,7 @@ queue_new(struct event_base *base, struct spool *spool,
 	q->relay_ctx = relay_ctx;
 	q->cfg = cfg;
 	q->earliest = INT64_MAX;
-	q->hop = hop_new();
+	q->hops = hops_new();
 	for (i = 0; i < nloaded; i++) {
 		loaded[i]->next_attempt = 0;    /* retry all after a restart */
 		add(q, loaded[i]);
@@ -640,36 +709,59 @@ queue_submit(struct queue *q, struct spool_entry *e, struct msgbuf *body,
 	s->e->busy = s->e->gone = s->e->seen = 0;
 }
 
-/* The next hop is back: every idle, unheld copy is due now. */
+/* Whether e has a pending recipient bound for destination key. */
+static int
+bound_for(const struct queue *q, const struct spool_entry *e,
+    const char *key)
+{
+	char k[DELIVERY_KEY_MAX];
+	size_t i;
+
+	for (i = 0; i < e->nrcpts; i++) {
+		if (e->rcpts[i].state != SPOOL_RCPT_PENDING)
+			continue;
+		dest_key(q, e->rcpts[i].addr, k, sizeof(k));
+		if (strcmp(k, key) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Destination key is back: every idle, unheld copy bound for it is due
+ * now. */
 static void
-backlog_due(struct queue *q)
+backlog_due(struct queue *q, const char *key)
 {
 	size_t i, n = 0;
 
 	for (i = 0; i < q->n; i++)
-		if (!q->v[i]->busy && q->v[i]->held == SPOOL_HOLD_NONE) {
+		if (!q->v[i]->busy && q->v[i]->held == SPOOL_HOLD_NONE &&
+		    bound_for(q, q->v[i], key)) {
 			q->v[i]->next_attempt = 0;
 			n++;
 		}
 	if (n > 0)
-		log_info("queue: next hop is back, %zu message(s) due now", n);
+		log_info("queue: %s%s is back, %zu message(s) due now",
+		    key[0] ? "destination " : "next hop", key, n);
 	q->earliest = 0;
 	kick(q);
 }
 
-/* Tell the hop tracker; its first success after failures ends the wait. */
+/* Tell the destination tracker; its first success after failures ends
+ * the wait of that destination's backlog. */
 void
-queue_hop_result(struct queue *q, const struct smtp_result *r)
+queue_hop_result(struct queue *q, const char *key,
+    const struct smtp_result *r)
 {
-	if (hop_result(q->hop, r))
-		backlog_due(q);
+	if (hops_result(q->hops, key, r))
+		backlog_due(q, key);
 }
 
-/* Should in-line traffic skip the next hop (see hop_dead())? */
+/* Should in-line traffic skip destination key (see hops_dead())? */
 int
-queue_hop_dead(const struct queue *q)
+queue_hop_dead(const struct queue *q, const char *key)
 {
-	return hop_dead(q->hop);
+	return hops_dead(q->hops, key);
 }
 
 /* Offer each policy-held copy to fn; those it takes are busy. */
@@ -764,6 +856,6 @@ queue_free(struct queue *q)
 	for (i = 0; i < q->n; i++)
 		spool_entry_free(q->v[i]);
 	free(q->v);
-	hop_free(q->hop);
+	hops_free(q->hops);
 	free(q);
 }

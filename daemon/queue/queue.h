@@ -27,13 +27,15 @@ void queue_reconfigure(struct queue *, const struct config *);
  * it is durable, cb(arg, errno) if it could not be written. */
 void queue_submit(struct queue *, struct spool_entry *e, struct msgbuf *body,
     spool_put_cb *cb, void *arg);
-/* What an in-line transaction saw at the next hop: after a spell of
- * connection failures, the first success makes the whole backlog due. */
-void queue_hop_result(struct queue *, const struct smtp_result *);
-/* The next hop failed to connect or dropped us in the last seconds (no
- * success since): new in-line transactions go straight to the spool
- * instead of each trying, and logging, another connection. */
-int queue_hop_dead(const struct queue *);
+/* What an in-line transaction saw at destination `key` (the relay's
+ * delivery_ops.route; "" with one next hop): after a spell of connection
+ * failures, the first success makes that destination's backlog due. */
+void queue_hop_result(struct queue *, const char *key,
+    const struct smtp_result *);
+/* Destination `key` failed to connect or dropped us in the last seconds
+ * (no success since): new in-line transactions for it go straight to the
+ * spool instead of each trying, and logging, another connection. */
+int queue_hop_dead(const struct queue *, const char *key);
 /* Offer each policy-held copy to fn (after the certificates changed). */
 void queue_check_held(struct queue *, queue_release_fn *, void *arg);
 /* A held copy was transformed: queue `body` for its recipients instead. */

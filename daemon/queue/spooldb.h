@@ -64,6 +64,8 @@ struct spool_entry {
 	size_t		 nrcpts;
 	/* memory only */
 	int		 busy;		/* an attempt is running */
+	int		 inflight;	/* queue.c: its attempts running (one
+					 * per destination) */
 	int		 gone;		/* removed (smrelayctl queue remove) */
 	int		 seen;		/* control scan mark */
 	size_t		 vidx;		/* queue.c: index in its vector */

@@ -794,6 +794,7 @@ const struct delivery_ops relay_delivery_ops = {
 	relay_rcpt,
 	relay_data,
 	relay_abort,
+	NULL,		/* one next hop */
 };
 
 /* A pool for the next hop of cfg; connections are opened on demand. */

@@ -60,9 +60,11 @@ struct gateway {
 
 struct gw_txn;
 
-/* A copy of the message: recipients that share a treatment. */
+/* A copy of the message: recipients that share a treatment and a
+ * destination. */
 struct gw_copy {
 	struct gw_txn		*t;
+	char			 key[DELIVERY_KEY_MAX];	/* destination */
 	unsigned		 actions;
 	int64_t			 rule_id;
 	void			*txn;		/* inner; NULL when over */
@@ -235,7 +237,7 @@ inner_rcpt_cb(void *arg, const struct smtp_result *res)
 	if (res->code >= 200 && res->code < 300)
 		rcpt_push(&c->rcpts, &c->nrcpts, r->path, r->params);
 	else if (res->code >= 400 && res->code < 500) {
-		queue_hop_result(r->t->gw->queue, res);
+		queue_hop_result(r->t->gw->queue, c->key, res);
 		rcpt_push(&c->defer, &c->ndefer, r->path, r->params);
 		c->defer[c->ndefer - 1].reply = xasprintf("%d %s %s",
 		    res->code, res->enh, res->text);
@@ -248,9 +250,10 @@ inner_rcpt_cb(void *arg, const struct smtp_result *res)
 	rcpt_flush(r->t);
 }
 
-/* The copy for a decision's treatment, made on first use. */
+/* The copy for a decision's treatment and a destination, made on first
+ * use. */
 static struct gw_copy *
-copy_for(struct gw_txn *t, const struct pl_decision *d)
+copy_for(struct gw_txn *t, const struct pl_decision *d, const char *key)
 {
 	struct gw_copy *c;
 	int hold = d->verdict == PL_HOLD;
@@ -258,10 +261,12 @@ copy_for(struct gw_txn *t, const struct pl_decision *d)
 
 	for (i = 0; i < t->ncopies; i++)
 		if (t->copies[i]->actions == d->actions &&
-		    t->copies[i]->hold == hold)
+		    t->copies[i]->hold == hold &&
+		    strcmp(t->copies[i]->key, key) == 0)
 			return t->copies[i];
 	c = xcalloc(1, sizeof(*c));
 	c->t = t;
+	snprintf(c->key, sizeof(c->key), "%s", key);
 	c->actions = d->actions;
 	c->rule_id = d->rule_id;
 	c->hold = hold;
@@ -282,7 +287,7 @@ gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
 	struct pl_decision d;
 	struct gw_rcpt *r = xcalloc(1, sizeof(*r));
 	struct gw_copy *c;
-	char acts[64];
+	char acts[64], key[DELIVERY_KEY_MAX] = "";
 
 	r->t = t;
 	r->path = xstrdup(rcpt);
@@ -313,7 +318,9 @@ gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
 		    d.plain ? " (no certificate: plain)" :
 		    d.verdict == PL_HOLD ? " (no certificate: hold)" : "",
 		    d.why[0] != '\0' ? " certificate refused: " : "", d.why);
-	c = copy_for(t, &d);
+	if (gw->inner->route != NULL)
+		gw->inner->route(gw->inner_ctx, rcpt, key, sizeof(key));
+	c = copy_for(t, &d, key);
 	r->copy = c;
 	if (c->hold) {          /* spooled at end of DATA, no next hop yet */
 		rcpt_push(&c->defer, &c->ndefer, rcpt, params);
@@ -322,7 +329,7 @@ gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
 		event_active(t->defer, 0, 0);
 		return;
 	}
-	if (c->txn == NULL && queue_hop_dead(gw->queue)) {
+	if (c->txn == NULL && queue_hop_dead(gw->queue, c->key)) {
 		/* the next hop just failed: spool this copy without trying */
 		rcpt_push(&c->defer, &c->ndefer, rcpt, params);
 		c->defer[c->ndefer - 1].reply = xstrdup("451 4.4.1 next hop "
@@ -465,7 +472,7 @@ inner_data_cb(void *arg, const struct smtp_result *res)
 	log_info("session id=%016llx copy rcpts=%zu rule=%lld status=%d %s %s",
 	    (unsigned long long)c->t->sessid, c->nrcpts, (long long)c->rule_id,
 	    res->code, res->enh, res->text);
-	queue_hop_result(c->t->gw->queue, res);
+	queue_hop_result(c->t->gw->queue, c->key, res);
 	c->txn = NULL;          /* over after the data callback */
 	if (res->code >= 200 && res->code < 300 && c->ndefer > 0)
 		copy_spool(c, 0, c->nrcpts);
@@ -927,7 +934,7 @@ txn_free(struct gw_txn *t)
 }
 
 const struct delivery_ops gateway_delivery_ops = {
-	gw_begin, gw_rcpt, gw_data, gw_abort
+	gw_begin, gw_rcpt, gw_data, gw_abort, NULL
 };
 
 /* A held copy whose recipients now all have certificates: transformed on
