@@ -8,6 +8,9 @@
 # in files) with opensc's pkcs11-tool make the throwaway token of
 # tests/keyd/t_p11.sh.
 #
+# dns-root-data is the DNSSEC root trust anchor, /usr/share/dns/root.key
+# (dns_trust_anchor's default), needed when smrelayd asks DNS.
+#
 # Postfix is installed for its smtp-sink/smtp-source test tools and as the
 # benchmark peer; it is preseeded to "No configuration" so the install is
 # non-interactive, and stopped afterwards so it does not sit on port 25.
@@ -30,6 +33,7 @@ PACKAGES=(
 	python3 python3-cryptography python3-cryptography-vectors
 	clang libclang-rt-14-dev
 	procps iproute2 gdb sqlite3
+	dns-root-data
 )
 
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections

@@ -592,11 +592,13 @@ net_main(struct daemon_state *d, int kfd, int ctl)
 	signals_add(d);
 	if (write(ctl, "R", 1) != 1)
 		log_warn("parent");
-	log_info("smrelayd %s started hostname=%s relay=%s:%s relay_tls=%d "
-	    "uid=%u", PACKAGE_VERSION, d->cfg->hostname, d->cfg->relay_host ?
-	    d->cfg->relay_host : "mx", d->cfg->relay_port ?
-	    d->cfg->relay_port : "25", (int)d->cfg->relay_tls,
-	    (unsigned)geteuid());
+	log_info("smrelayd %s started hostname=%s relay=%s:%s relay_tls=%s "
+	    "routes=%d dns=%s uid=%u", PACKAGE_VERSION, d->cfg->hostname,
+	    d->cfg->relay_host ? d->cfg->relay_host : "mx",
+	    d->cfg->relay_host ? d->cfg->relay_port : d->cfg->relay_mx_port,
+	    config_relay_tls_str(d->cfg->relay_tls), d->cfg->nroutes,
+	    !config_uses_dns(d->cfg) ? "no" : d->cfg->dns_resolver ?
+	    d->cfg->dns_resolver : "resolv.conf", (unsigned)geteuid());
 	event_base_dispatch(d->base);
 	log_info("exiting messages=%llu", server_messages(d->srv));
 	daemon_free(d);

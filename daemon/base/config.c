@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "lib/lib.h"
+#include "policy/policy.h"
 
 #define DEFAULT_LISTEN		"127.0.0.1:10025"
 #define DEFAULT_DATA_DIR	"/var/lib/smrelay"
@@ -25,9 +26,17 @@
 #define DEFAULT_MAX_CONNS	1024
 #define DEFAULT_LIFETIME	(5 * 86400)
 #define DEFAULT_DELAY_WARNING	(4 * 3600)
+#define DEFAULT_MX_PORT		"25"
+#define DEFAULT_DNS_PORT	"53"
+#define DEFAULT_TRUST_ANCHOR	"/usr/share/dns/root.key"
 
 #define LISTEN_EXPECT \
 	"expected ADDR:PORT [tls=starttls|implicit|none] [proxy=v1|v2|off]"
+#define RELAY_TLS_EXPECT \
+	"none, may, encrypt, verify, dane or dane-only"
+#define ROUTE_EXPECT \
+	"expected PATTERN TARGET [tls=MODE], TARGET HOST:PORT, [IPv6]:PORT, " \
+	"HOST or mx"
 
 struct config_key;
 typedef int config_set_fn(struct config *, const struct config_key *,
@@ -47,7 +56,7 @@ static int key_files_unread;
 static config_set_fn set_listen, set_hostname, set_file, set_string,
     set_inbound_tls, set_relay, set_relay_tls, set_networks, set_size,
     set_count, set_duration, set_log_level, set_revocation, set_yesno,
-    set_wait;
+    set_wait, set_port, set_route, set_dns_resolver, set_cert_lookup;
 
 static const struct config_key config_keys[] = {
 	{ "listen", 1, set_listen, 0 },
@@ -81,6 +90,13 @@ static const struct config_key config_keys[] = {
 	{ "key_file", 0, set_string, offsetof(struct config, key_file) },
 	{ "key_passphrase_file", 0, set_file,
 	    offsetof(struct config, key_passphrase_file) },
+	{ "relay_mx_port", 0, set_port, offsetof(struct config, relay_mx_port) },
+	{ "route", 1, set_route, 0 },
+	{ "dns_resolver", 0, set_dns_resolver, 0 },
+	/* Checked in config_check: needed only when DNS is used. */
+	{ "dns_trust_anchor", 0, set_string,
+	    offsetof(struct config, dns_trust_anchor) },
+	{ "cert_lookup", 0, set_cert_lookup, 0 },
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -92,7 +108,10 @@ enum {
 
 static const char *listen_tls_names[] = { "starttls", "implicit", "none" };
 static const char *listen_proxy_names[] = { "off", "v1", "v2" };
-static const char *relay_tls_names[] = { "none", "may", "encrypt", "verify" };
+static const char *relay_tls_names[RELAY_TLS_NMODES] = {
+	"none", "may", "encrypt", "verify", "dane", "dane-only"
+};
+static const char *cert_lookup_names[] = { "none", "smimea" };
 
 /* The usual complaint about a value, with what would have been accepted. */
 static int
@@ -133,7 +152,14 @@ config_listen_proxy_str(enum listen_proxy p)
 const char *
 config_relay_tls_str(enum relay_tls t)
 {
-	return (unsigned)t < 4 ? relay_tls_names[t] : "?";
+	return (unsigned)t < RELAY_TLS_NMODES ? relay_tls_names[t] : "?";
+}
+
+/* Text of a cert_lookup value. */
+const char *
+config_cert_lookup_str(enum config_cert_lookup c)
+{
+	return (unsigned)c < 2 ? cert_lookup_names[c] : "?";
 }
 
 /* Strip leading and trailing white space in place. */
@@ -472,32 +498,37 @@ set_hostname(struct config *cfg, const struct config_key *k, const char *val,
 	return 0;
 }
 
+/* A readable regular file, checked without opening it; -1 with the reason. */
+static int
+check_file(const char *key, const char *path, char *why, size_t len)
+{
+	struct stat st;
+
+	if (access(path, R_OK) == -1 || stat(path, &st) == -1) {
+		snprintf(why, len, "%s: cannot read \"%s\": %s", key, path,
+		    strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, len, "%s: \"%s\" is not a regular file", key,
+		    path);
+		return -1;
+	}
+	return 0;
+}
+
 /* A file we will read at start-up: check it now, without opening it. */
 static int
 set_file(struct config *cfg, const struct config_key *k, const char *val,
     int line, char *why, size_t len)
 {
 	char **field = (char **)(void *)((char *)cfg + k->off);
-	struct stat st;
 
 	(void)line;
-	if (key_files_unread && (k->off == offsetof(struct config,
+	if (!(key_files_unread && (k->off == offsetof(struct config,
 	    tls_key_file) || k->off == offsetof(struct config,
-	    key_passphrase_file))) {
-		free(*field);
-		*field = xstrdup(val);
-		return 0;
-	}
-	if (access(val, R_OK) == -1 || stat(val, &st) == -1) {
-		snprintf(why, len, "%s: cannot read \"%s\": %s", k->name, val,
-		    strerror(errno));
+	    key_passphrase_file))) && check_file(k->name, val, why, len) == -1)
 		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(why, len, "%s: \"%s\" is not a regular file",
-		    k->name, val);
-		return -1;
-	}
 	free(*field);
 	*field = xstrdup(val);
 	return 0;
@@ -593,7 +624,7 @@ set_relay(struct config *cfg, const struct config_key *k, const char *val,
 	return 0;
 }
 
-/* relay_tls = none | may | encrypt | verify */
+/* relay_tls = none | may | encrypt | verify | dane | dane-only */
 static int
 set_relay_tls(struct config *cfg, const struct config_key *k,
     const char *val, int line, char *why, size_t len)
@@ -601,10 +632,144 @@ set_relay_tls(struct config *cfg, const struct config_key *k,
 	int i;
 
 	(void)line;
-	if ((i = name_index(val, relay_tls_names, 4)) < 0)
+	if ((i = name_index(val, relay_tls_names, RELAY_TLS_NMODES)) < 0)
 		return bad_value(why, len, k->name, val,
-		    "expected none, may, encrypt or verify");
+		    "expected " RELAY_TLS_EXPECT);
 	cfg->relay_tls = i;
+	return 0;
+}
+
+/* A TCP port 1..65535 (relay_mx_port), kept as text for getaddrinfo. */
+static int
+set_port(struct config *cfg, const struct config_key *k, const char *val,
+    int line, char *why, size_t len)
+{
+	char **field = (char **)(void *)((char *)cfg + k->off);
+
+	(void)line;
+	if (parse_bounded(val, 65535) <= 0)
+		return bad_value(why, len, k->name, val,
+		    "expected a port number from 1 to 65535");
+	free(*field);
+	*field = xstrdup(val);
+	return 0;
+}
+
+/* The TARGET and [tls=MODE] words of a route line (after the pattern). */
+static int
+route_target(struct route_cfg *r, char *words, char *why, size_t len)
+{
+	char *tok, *last;
+	int i;
+
+	if ((tok = strtok_r(words, " \t", &last)) == NULL) {
+		snprintf(why, len, "route: missing TARGET (%s)", ROUTE_EXPECT);
+		return -1;
+	}
+	if (strcmp(tok, "mx") == 0)
+		r->mx = 1;
+	else if (split_hostport(tok, 0, "25", &r->host, &r->port) == -1)
+		return bad_value(why, len, "route", tok, ROUTE_EXPECT);
+	if ((tok = strtok_r(NULL, " \t", &last)) == NULL)
+		return 0;
+	if (strncmp(tok, "tls=", 4) != 0)
+		return bad_value(why, len, "route", tok,
+		    "unexpected word; " ROUTE_EXPECT);
+	if ((i = name_index(tok + 4, relay_tls_names, RELAY_TLS_NMODES)) < 0)
+		return bad_value(why, len, "route", tok,
+		    "expected tls= one of " RELAY_TLS_EXPECT);
+	r->tls_set = 1;
+	r->tls = i;
+	if ((tok = strtok_r(NULL, " \t", &last)) != NULL)
+		return bad_value(why, len, "route", tok,
+		    "unexpected word; " ROUTE_EXPECT);
+	return 0;
+}
+
+/* route = PATTERN TARGET [tls=MODE] (repeatable, kept in file order) */
+static int
+set_route(struct config *cfg, const struct config_key *k, const char *val,
+    int line, char *why, size_t len)
+{
+	struct route_cfg r;
+	char *copy, *pat, *rest, perr[256];
+
+	memset(&r, 0, sizeof(r));
+	r.line = line;
+	copy = xstrdup(val);
+	pat = copy;
+	rest = pat + strcspn(pat, " \t");
+	if (*rest != '\0')
+		*rest++ = '\0';
+	if (policy_pattern_check(pat, NULL, perr, sizeof(perr)) == -1) {
+		bad_value(why, len, k->name, pat, perr);
+		goto fail;
+	}
+	if (route_target(&r, rest, why, len) == -1)
+		goto fail;
+	r.pattern = xstrdup(pat);
+	free(copy);
+	cfg->routes = xreallocarray(cfg->routes, cfg->nroutes + 1,
+	    sizeof(*cfg->routes));
+	cfg->routes[cfg->nroutes++] = r;
+	return 0;
+fail:
+	free(r.host);
+	free(r.port);
+	free(copy);
+	return -1;
+}
+
+/* The relay_tls mode of a route: its tls=, else the global relay_tls. */
+enum relay_tls
+config_route_tls(const struct config *cfg, const struct route_cfg *r)
+{
+	return r->tls_set ? r->tls : cfg->relay_tls;
+}
+
+/* dns_resolver = ADDR[:PORT] | [IPv6]:PORT | IPv6: an address, not a name. */
+static int
+set_dns_resolver(struct config *cfg, const struct config_key *k,
+    const char *val, int line, char *why, size_t len)
+{
+	struct in6_addr in6;
+	struct in_addr in;
+	char *host = NULL, *port = NULL;
+
+	(void)line;
+	if (inet_pton(AF_INET6, val, &in6) == 1) {
+		host = xstrdup(val);
+		port = xstrdup(DEFAULT_DNS_PORT);
+	} else if (split_hostport(val, 0, DEFAULT_DNS_PORT, &host,
+	    &port) == -1 || (strchr(host, ':') == NULL &&
+	    inet_pton(AF_INET, host, &in) != 1)) {
+		free(host);
+		free(port);
+		return bad_value(why, len, k->name, val, "expected an IP "
+		    "address: ADDR[:PORT] or [IPv6]:PORT, like 127.0.0.1 or "
+		    "[::1]:5353");
+	}
+	free(cfg->dns_resolver);
+	free(cfg->dns_resolver_host);
+	free(cfg->dns_resolver_port);
+	cfg->dns_resolver = xstrdup(val);
+	cfg->dns_resolver_host = host;
+	cfg->dns_resolver_port = port;
+	return 0;
+}
+
+/* cert_lookup = none | smimea */
+static int
+set_cert_lookup(struct config *cfg, const struct config_key *k,
+    const char *val, int line, char *why, size_t len)
+{
+	int i;
+
+	(void)line;
+	if ((i = name_index(val, cert_lookup_names, 2)) < 0)
+		return bad_value(why, len, k->name, val,
+		    "expected none or smimea");
+	cfg->cert_lookup = i;
 	return 0;
 }
 
@@ -745,6 +910,8 @@ config_default(void)
 	cfg->revocation_fetch = 1;
 	cfg->revocation_wait = CONFIG_WAIT_DEFAULT;
 	cfg->user = xstrdup(DEFAULT_USER);
+	cfg->relay_mx_port = xstrdup(DEFAULT_MX_PORT);
+	cfg->dns_trust_anchor = xstrdup(DEFAULT_TRUST_ANCHOR);
 	return cfg;
 }
 
@@ -803,6 +970,101 @@ config_line(struct config *cfg, char *line, int lineno, int *seen,
 	return k->set(cfg, k, val, lineno, why, len);
 }
 
+/* The line of a key's first use (0: not in the file). */
+static int
+seen_line(const int *seen, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (strcmp(config_keys[i].name, name) == 0)
+			return seen[i];
+	return 0;
+}
+
+/* 1 for the modes that look up TLSA records. */
+static int
+tls_is_dane(enum relay_tls t)
+{
+	return t == RELAY_TLS_DANE || t == RELAY_TLS_DANE_ONLY;
+}
+
+/*
+ * The first setting that makes smrelayd ask DNS, described into buf with its
+ * line (seen may be NULL); NULL when DNS is not used.
+ */
+static const char *
+dns_reason(const struct config *cfg, const int *seen, int *line, char *buf,
+    size_t len)
+{
+	const struct route_cfg *r;
+	int i;
+
+	*line = 0;
+	if (cfg->relay_mx) {
+		*line = seen ? seen_line(seen, "relay") : 0;
+		return "relay = mx";
+	}
+	for (i = 0; i < cfg->nroutes; i++) {
+		r = &cfg->routes[i];
+		*line = r->line;
+		if (r->mx)
+			return "a route to mx";
+		if (r->tls_set && tls_is_dane(r->tls)) {
+			snprintf(buf, len, "a route with tls=%s",
+			    config_relay_tls_str(r->tls));
+			return buf;
+		}
+	}
+	if (tls_is_dane(cfg->relay_tls)) {
+		*line = seen ? seen_line(seen, "relay_tls") : 0;
+		snprintf(buf, len, "relay_tls = %s",
+		    config_relay_tls_str(cfg->relay_tls));
+		return buf;
+	}
+	if (cfg->cert_lookup == CONFIG_CERT_LOOKUP_SMIMEA) {
+		*line = seen ? seen_line(seen, "cert_lookup") : 0;
+		return "cert_lookup = smimea";
+	}
+	*line = 0;
+	return NULL;
+}
+
+/* 1 if smrelayd will ask DNS (and so validate with dns_trust_anchor). */
+int
+config_uses_dns(const struct config *cfg)
+{
+	char buf[64];
+	int line;
+
+	return dns_reason(cfg, NULL, &line, buf, sizeof(buf)) != NULL;
+}
+
+/*
+ * With DNS in use, the trust anchor file must be readable: the error points
+ * at dns_trust_anchor when set, else at the setting that needs DNS.
+ */
+static int
+check_trust_anchor(const struct config *cfg, const int *seen, char *why,
+    size_t len)
+{
+	const char *reason;
+	char buf[64], cause[256], where[32] = "";
+	int line, at = seen_line(seen, "dns_trust_anchor");
+
+	if ((reason = dns_reason(cfg, seen, &line, buf, sizeof(buf))) == NULL)
+		return -1;
+	if (check_file("dns_trust_anchor", cfg->dns_trust_anchor, cause,
+	    sizeof(cause)) == 0)
+		return -1;
+	if (at && line)
+		snprintf(where, sizeof(where), " at line %d", line);
+	snprintf(why, len, "%s (DNSSEC trust anchors, needed for %s%s%s)",
+	    cause, reason, where, at ? "" :
+	    "; on Debian the default file comes with package dns-root-data");
+	return at ? at : line;
+}
+
 /* What needs more than one key: returns the line (0: none) or -1 if fine. */
 static int
 config_check(struct config *cfg, const int *seen, char *why, size_t len)
@@ -840,7 +1102,7 @@ config_check(struct config *cfg, const int *seen, char *why, size_t len)
 		    "(next hop HOST:PORT or mx)");
 		return 0;
 	}
-	return -1;
+	return check_trust_anchor(cfg, seen, why, len);
 }
 
 /* Read and check the whole file; NULL with "FILE[:LINE]: reason" in err. */
@@ -916,5 +1178,16 @@ config_free(struct config *cfg)
 	free(cfg->key_file);
 	free(cfg->key_passphrase_file);
 	free(cfg->relay_networks);
+	free(cfg->relay_mx_port);
+	for (i = 0; i < cfg->nroutes; i++) {
+		free(cfg->routes[i].pattern);
+		free(cfg->routes[i].host);
+		free(cfg->routes[i].port);
+	}
+	free(cfg->routes);
+	free(cfg->dns_resolver);
+	free(cfg->dns_resolver_host);
+	free(cfg->dns_resolver_port);
+	free(cfg->dns_trust_anchor);
 	free(cfg);
 }

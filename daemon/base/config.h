@@ -8,7 +8,16 @@
 
 enum listen_tls { LISTEN_TLS_STARTTLS, LISTEN_TLS_IMPLICIT, LISTEN_TLS_NONE };
 enum listen_proxy { LISTEN_PROXY_OFF, LISTEN_PROXY_V1, LISTEN_PROXY_V2 };
-enum relay_tls { RELAY_TLS_NONE, RELAY_TLS_MAY, RELAY_TLS_ENCRYPT, RELAY_TLS_VERIFY };
+/* Order matters only for the names; test modes with switch, not <, >=. */
+enum relay_tls {
+	RELAY_TLS_NONE, RELAY_TLS_MAY, RELAY_TLS_ENCRYPT, RELAY_TLS_VERIFY,
+	RELAY_TLS_DANE,                 /* RFC 7672 where TLSA is secure, else may */
+	RELAY_TLS_DANE_ONLY             /* secure TLSA records required */
+};
+#define RELAY_TLS_NMODES	6
+
+/* cert_lookup = none | smimea */
+enum config_cert_lookup { CONFIG_CERT_LOOKUP_NONE, CONFIG_CERT_LOOKUP_SMIMEA };
 
 struct listen_cfg {
 	char *host;                     /* "127.0.0.1", "::1", "0.0.0.0", "*" */
@@ -16,6 +25,16 @@ struct listen_cfg {
 	enum listen_tls tls;            /* default starttls */
 	enum listen_proxy proxy;        /* default off */
 	int line;                       /* line in the config file, for errors */
+};
+
+/* One `route` line: PATTERN TARGET [tls=MODE]. */
+struct route_cfg {
+	char *pattern;                  /* checked with policy_pattern_check */
+	int mx;                         /* TARGET = mx */
+	char *host, *port;              /* TARGET HOST:PORT (NULL with mx) */
+	int tls_set;                    /* tls= given; else the global relay_tls */
+	enum relay_tls tls;
+	int line;                       /* line in the config file */
 };
 
 struct netmask {
@@ -49,6 +68,14 @@ struct config {
 	int relay_mx;
 	enum relay_tls relay_tls;
 	char *relay_tls_ca_file;        /* NULL = system store */
+	char *relay_mx_port;            /* port for MX hosts (default "25") */
+	struct route_cfg *routes;       /* in file order, first match wins */
+	int nroutes;
+	char *dns_resolver;             /* as written; NULL: /etc/resolv.conf */
+	char *dns_resolver_host;        /* an IPv4 or IPv6 address (no []) */
+	char *dns_resolver_port;        /* default "53" */
+	char *dns_trust_anchor;         /* default /usr/share/dns/root.key */
+	enum config_cert_lookup cert_lookup;    /* default none */
 	char *data_dir;
 	char *user;                     /* the network process's user */
 	char *key_file;                 /* private keys; NULL until config_load
@@ -73,7 +100,8 @@ void config_unprivileged(void);
  * "FILE: reason" when there is no line) into err.  Checks everything that can
  * be checked without side effects: unknown and repeated keys, values, that
  * `relay` is set, that tls_cert_file and tls_key_file come together, that a
- * tls=implicit listener has a certificate.
+ * tls=implicit listener has a certificate, that dns_trust_anchor is readable
+ * when DNS will be used (config_uses_dns).
  */
 struct config *config_load(const char *path, char *err, size_t errlen);
 /*
@@ -89,6 +117,12 @@ struct config *config_default(void);
 int config_add_listen(struct config *, const char *value, int line,
     char *err, size_t errlen);
 void config_free(struct config *);
+/* 1 if smrelayd will ask DNS: relay or a route is mx, a relay_tls or route
+ * tls= is dane or dane-only, or cert_lookup = smimea. */
+int config_uses_dns(const struct config *);
+/* The relay_tls mode of a route: its tls=, else the global relay_tls. */
+enum relay_tls config_route_tls(const struct config *,
+    const struct route_cfg *);
 /* 1 if the address is inside relay_networks. */
 int config_relay_allowed(const struct config *, const struct sockaddr *);
 /* "30s", "5m", "2h", "5d" or plain seconds; -1 on error. */
@@ -101,5 +135,6 @@ int config_parse_netmask(const char *, struct netmask *);
 const char *config_listen_tls_str(enum listen_tls);
 const char *config_listen_proxy_str(enum listen_proxy);
 const char *config_relay_tls_str(enum relay_tls);
+const char *config_cert_lookup_str(enum config_cert_lookup);
 
 #endif

@@ -1,5 +1,6 @@
 /* relay.h: the outbound SMTP client: a small pool of connections to the next
- * hop, STARTTLS per relay_tls, PIPELINING, dot-stuffed body streaming. */
+ * hop, STARTTLS per relay_tls, PIPELINING, dot-stuffed body streaming; and
+ * the routing decision (which next hop a recipient goes to). */
 #ifndef SMRELAY_RELAY_H
 #define SMRELAY_RELAY_H
 
@@ -50,5 +51,29 @@ void relay_pool_set_timeouts(struct relay_pool *, const struct relay_timeouts *)
 
 /* The backend: ctx is the struct relay_pool *. */
 extern const struct delivery_ops relay_delivery_ops;
+
+/* Where mail for one recipient goes (route.c). */
+struct route_target {
+	int mx;                 /* 1: MX lookup for the recipient's domain */
+	const char *host;       /* when !mx; NULL with mx */
+	const char *port;       /* relay_mx_port with mx */
+	enum relay_tls tls;     /* resolved: the route's tls= or relay_tls */
+	int route_line;         /* config line of the route, 0: `relay` */
+	/* Groups recipients for one connection pool and transaction:
+	 * "mx:DOMAIN/TLS" (domain lowercased, no trailing dot) or
+	 * "HOST:PORT/TLS" (host lowercased, "[IPv6]:PORT/TLS"). */
+	char key[300];
+};
+
+/* route.c */
+/*
+ * Where mail for rcpt (an envelope address without <>) goes: the first
+ * matching `route` in file order, else `relay`.  Patterns match the address
+ * with its domain lowercased and one trailing dot removed; an address
+ * without a domain matches only `*`.  The strings of t point into cfg.  -1
+ * when the target is mx and rcpt has no usable domain (the caller answers
+ * 5.1.3), or when cfg has no relay at all.
+ */
+int route_for(const struct config *, const char *rcpt, struct route_target *t);
 
 #endif

@@ -475,6 +475,26 @@ conn_ready(struct relay_conn *c)
 	conn_rearm(c);
 }
 
+/*
+ * 1 if the mode does not allow plaintext.  dane is STARTTLS when offered and
+ * dane-only STARTTLS required; their TLSA checks come with the resolver.
+ */
+static int
+tls_required(enum relay_tls mode)
+{
+	switch (mode) {
+	case RELAY_TLS_ENCRYPT:
+	case RELAY_TLS_VERIFY:
+	case RELAY_TLS_DANE_ONLY:
+		return 1;
+	case RELAY_TLS_NONE:
+	case RELAY_TLS_MAY:
+	case RELAY_TLS_DANE:
+		break;
+	}
+	return 0;
+}
+
 /* After EHLO/HELO: STARTTLS when wanted and possible, else ready. */
 static void
 conn_after_ehlo(struct relay_conn *c)
@@ -488,11 +508,10 @@ conn_after_ehlo(struct relay_conn *c)
 			conn_timer(c, c->hop->to.ehlo);
 			return;
 		}
-		if (c->tlsmode >= RELAY_TLS_ENCRYPT) {
+		if (tls_required(c->tlsmode)) {
 			smtp_result_set(&res, 451, "4.7.0", "next hop %s does not "
 			    "offer STARTTLS (relay_tls = %s)", c->peer,
-			    c->tlsmode == RELAY_TLS_VERIFY ? "verify" :
-			    "encrypt");
+			    config_relay_tls_str(c->tlsmode));
 			if (c->hop->ctx == NULL)
 				smtp_result_set(&res, 451, "4.7.0",
 				    "no TLS client context for relay_tls");
@@ -622,7 +641,7 @@ conn_setup_reply(struct relay_conn *c, const struct smtp_reply *rep)
 	case C_STARTTLS:
 		if (rep->code == 220)
 			return conn_starttls(c);
-		if (c->tlsmode >= RELAY_TLS_ENCRYPT) {
+		if (tls_required(c->tlsmode)) {
 			smtp_result_set(&res, 451, "4.7.0",
 			    "next hop %s refused STARTTLS: %s", c->peer, line);
 			conn_fail(c, 0, &res);

@@ -28,6 +28,7 @@ static void
 dump_config(FILE *fp, const struct config *cfg)
 {
 	static const char *levels[] = { "error", "warn", "info", "debug" };
+	const struct route_cfg *r;
 	char host[256], addr[INET6_ADDRSTRLEN];
 	int i;
 
@@ -52,6 +53,27 @@ dump_config(FILE *fp, const struct config *cfg)
 		    opt(cfg->relay_port));
 	fprintf(fp, "relay_tls %s\n", config_relay_tls_str(cfg->relay_tls));
 	fprintf(fp, "relay_tls_ca_file %s\n", opt(cfg->relay_tls_ca_file));
+	fprintf(fp, "relay_mx_port %s\n", cfg->relay_mx_port);
+	for (i = 0; i < cfg->nroutes; i++) {
+		r = &cfg->routes[i];
+		if (r->mx)
+			fprintf(fp, "route %s mx", r->pattern);
+		else
+			fprintf(fp, "route %s host=%s port=%s", r->pattern,
+			    r->host, r->port);
+		fprintf(fp, " tls=%s line=%d\n", r->tls_set ?
+		    config_relay_tls_str(r->tls) : "(relay_tls)", r->line);
+	}
+	if (cfg->dns_resolver != NULL)
+		fprintf(fp, "dns_resolver %s host=%s port=%s\n",
+		    cfg->dns_resolver, cfg->dns_resolver_host,
+		    cfg->dns_resolver_port);
+	else
+		fprintf(fp, "dns_resolver (none)\n");
+	fprintf(fp, "dns_trust_anchor %s\n", cfg->dns_trust_anchor);
+	fprintf(fp, "cert_lookup %s\n",
+	    config_cert_lookup_str(cfg->cert_lookup));
+	fprintf(fp, "uses_dns %s\n", config_uses_dns(cfg) ? "yes" : "no");
 	fprintf(fp, "data_dir %s\n", cfg->data_dir);
 	fprintf(fp, "relay_networks");
 	for (i = 0; i < cfg->nrelay_networks; i++) {
@@ -312,6 +334,32 @@ test_default(void)
 	config_free(cfg);
 }
 
+/* The default dns_trust_anchor: checked only when DNS is used, and then
+ * the error points at the setting that needs it and names the package. */
+static void
+test_default_anchor(void)
+{
+	char path[] = "/tmp/test_config.XXXXXX", *got;
+	int fd, have = access("/usr/share/dns/root.key", R_OK) == 0;
+	FILE *fp;
+
+	if ((fd = mkstemp(path)) == -1 || (fp = fdopen(fd, "w")) == NULL)
+		fatal("mkstemp");
+	fprintf(fp, "relay = smtp.example.net\nroute = @example.com mx\n");
+	fclose(fp);
+	got = render(path);
+	unlink(path);
+	if (have)
+		CHECK(strncmp(got, "listen ", 7) == 0, "with root.key: %s", got);
+	else
+		CHECK(strstr(got, ":2: dns_trust_anchor: cannot read "
+		    "\"/usr/share/dns/root.key\"") != NULL &&
+		    strstr(got, "a route to mx;") != NULL &&
+		    strstr(got, "dns-root-data") != NULL,
+		    "without root.key: %s", got);
+	free(got);
+}
+
 /* Run every check; non-zero exit when one failed. */
 int
 main(void)
@@ -329,6 +377,7 @@ main(void)
 	test_relay_allowed();
 	test_default();
 	test_missing_file();
+	test_default_anchor();
 	test_golden();
 	if (failures) {
 		printf("%d failure(s)\n", failures);

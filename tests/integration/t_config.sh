@@ -99,6 +99,33 @@ t_revocation_wait() {
 t_revocation_values() { conf_ok "revocation = off" && conf_ok "revocation = soft"; }
 t_missing_equals() { conf_bad 1 "hostname gw.example.com"; }
 
+# Delivery to the Internet: routes, DNS, DANE, SMIMEA lookups.
+t_routing_keys_ok() {
+	echo '. IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D' \
+		>"$CASE_DIR/root.key"
+	conf_ok "relay_tls = dane" "relay_mx_port = 2525" \
+		"route = alice@example.com [::1]:2526 tls=verify" \
+		"route = @example.com 127.0.0.1:2527 tls=dane-only" \
+		"route = *.example.org mx" "route = *@example.net mx tls=may" "route = * mx" \
+		"dns_resolver = 127.0.0.1:53" "dns_trust_anchor = $CASE_DIR/root.key" \
+		"cert_lookup = smimea"
+}
+
+t_bad_route() {
+	conf_bad 1 "route = example.com mx" && conf_bad 2 "route = * mx" "route = @a.example host:0" &&
+		conf_bad 1 "route = @a.example mx tls=maybe" && conf_bad 1 "route = @a.example mx extra" &&
+		conf_bad 1 "route = @a.example" && conf_bad 1 "relay_mx_port = 0" &&
+		conf_bad 1 "dns_resolver = dns.example" && conf_bad 1 "cert_lookup = ldap"
+}
+
+# The trust anchor file is checked only when DNS will be used.
+t_trust_anchor() {
+	conf_ok "dns_trust_anchor = $CASE_DIR/missing.key" "route = @a.example 127.0.0.1:2526" &&
+		conf_bad 2 "route = @a.example mx" "dns_trust_anchor = $CASE_DIR/missing.key" &&
+		conf_bad 1 "dns_trust_anchor = $CASE_DIR/missing.key" "relay_tls = dane-only" &&
+		conf_bad 1 "dns_trust_anchor = $CASE_DIR/missing.key" "cert_lookup = smimea"
+}
+
 # Keys that must come together or need others.
 t_cert_without_key() {
 	check_conf "tls_cert_file = $PKI/srv.pem" || return 1
@@ -196,6 +223,9 @@ run_case bad_revocation_fetch t_bad_revocation_fetch
 run_case revocation_wait t_revocation_wait
 run_case revocation_values t_revocation_values
 run_case missing_equals t_missing_equals
+run_case routing_keys_ok t_routing_keys_ok
+run_case bad_route t_bad_route
+run_case trust_anchor t_trust_anchor
 run_case cert_without_key t_cert_without_key
 run_case implicit_without_cert t_implicit_without_cert
 run_case missing_relay t_missing_relay

@@ -229,8 +229,9 @@ check_end(evutil_socket_t fd, short ev, void *arg)
 static void __attribute__((noreturn))
 usage(void)
 {
-	fprintf(stderr, "usage: relay_drive [-v] [-t none|may|encrypt|verify] "
-	    "[-C cafile] [-H ehlo-name]\n"
+	fprintf(stderr, "usage: relay_drive [-v] "
+	    "[-t none|may|encrypt|verify|dane|dane-only]\n"
+	    "    [-C cafile] [-H ehlo-name]\n"
 	    "    [-f from] [-P mail-params] [-R rcpt-params] [-n count] "
 	    "[-c concurrency]\n"
 	    "    [-s size | -m file] [-T timeout-ms] [-I idle-ms] [-h hold-ms] "
@@ -244,7 +245,6 @@ usage(void)
 static int
 parse_args(struct drive *d, struct relay_timeouts *to, int argc, char **argv)
 {
-	static const char *modes[] = { "none", "may", "encrypt", "verify" };
 	int ch, i, wait_ms = 0;
 	char *colon;
 
@@ -267,9 +267,10 @@ parse_args(struct drive *d, struct relay_timeouts *to, int argc, char **argv)
 		case 'v': log_setlevel(LOG_LVL_DEBUG); break;
 		case 'w': wait_ms = atoi(optarg); break;
 		case 't':
-			for (i = 0; i < 4 && strcmp(optarg, modes[i]); i++)
+			for (i = 0; i < RELAY_TLS_NMODES &&
+			    strcmp(optarg, config_relay_tls_str(i)); i++)
 				;
-			if (i == 4)
+			if (i == RELAY_TLS_NMODES)
 				usage();
 			d->cfg.relay_tls = i;
 			break;
