@@ -11,6 +11,11 @@
 # dns-root-data is the DNSSEC root trust anchor, /usr/share/dns/root.key
 # (dns_trust_anchor's default), needed when smrelayd asks DNS.
 #
+# libunbound is the DNS resolver and DNSSEC validator of daemon/base/dns.c
+# (MX, TLSA, SMIMEA); NSD (an authoritative server) with ldnsutils
+# (ldns-keygen, ldns-signzone) serves the signed and unsigned test zones of
+# tests/dns/, polled with dig (dnsutils).
+#
 # Postfix is installed for its smtp-sink/smtp-source test tools and as the
 # benchmark peer; it is preseeded to "No configuration" so the install is
 # non-interactive, and stopped afterwards so it does not sit on port 25.
@@ -25,7 +30,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
-	libevent-dev libssl-dev libsqlite3-dev libseccomp-dev
+	libevent-dev libssl-dev libsqlite3-dev libseccomp-dev libunbound-dev
+	nsd ldnsutils dnsutils
 	libp11-dev libp11-kit-dev p11-kit-modules softhsm2 opensc
 	openssl ca-certificates gpgsm gpg-agent libnss3-tools
 	swaks libnet-ssleay-perl libio-socket-ssl-perl
@@ -50,6 +56,11 @@ if [ ! -f /etc/postfix/main.cf ] && [ -f /usr/share/postfix/main.cf.debian ]; th
 		"mydestination =" "maillog_file = /var/log/postfix.log"
 fi
 
+# Leave no system NSD on port 53 (tests/dns/nsd.sh runs its own).
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+	systemctl disable --now nsd >/dev/null 2>&1 || true
+fi
+
 # Leave no Postfix listening on port 25 (the benchmark configures and starts
 # its own instance on loopback ports with shared/peers/postfix-relay.sh).
 if command -v postfix >/dev/null 2>&1; then
@@ -67,7 +78,7 @@ if [ "$(id -u)" = 0 ] && ! getent passwd smrelay >/dev/null; then
 fi
 
 for p in smtp-sink smtp-source swaks python3 openssl clang autoreconf pkg-config \
-    softhsm2-util pkcs11-tool gcore sqlite3 setpriv; do
+    softhsm2-util pkcs11-tool gcore sqlite3 setpriv nsd ldns-signzone dig; do
 	if ! command -v "$p" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$p" ]; then
 		echo "install-deps.sh: $p missing after install" >&2
 		exit 1
