@@ -1,11 +1,12 @@
 /* base.h: what the programs share: configuration, message
- * buffers, the worker pool, TLS contexts, the delivery interface and a
- * bounded HTTP GET. */
+ * buffers, the worker pool, TLS contexts, the delivery interface, a
+ * bounded HTTP GET and DNS (DNSSEC-validated, through libunbound). */
 #ifndef SMRELAY_DAEMON_BASE_BASE_H
 #define SMRELAY_DAEMON_BASE_BASE_H
 
 #include "config.h"
 #include "delivery.h"
+#include "dns.h"
 #include "http.h"
 #include "msgbuf.h"
 #include "privsep.h"
