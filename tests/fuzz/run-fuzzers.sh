@@ -70,10 +70,20 @@ mkdir -p "$work/fuzz_mark"
 printf 'X-Smrelay-Processed: fuzz.example; sign,encrypt;\r\n mac=%064d\r\nContent-Type: text/plain\r\n\r\nhello\r\n' 0 >"$work/fuzz_mark/seed-1"
 printf 'X-Smrelay-Processed: other.example; sign\r\nX-Smrelay-Processed: FUZZ.example\r\n\r\n' >"$work/fuzz_mark/seed-2"
 
+# dns rdata: first byte 0 MX, 1 TLSA, 2 a name, 3 an address (SMIMEA)
+dn=$work/fuzz_dns_rdata
+mkdir -p "$dn"
+printf '\000\000\012\002mx\007example\003com\000' >"$dn/seed-mx"
+printf '\000\000\000\000' >"$dn/seed-nullmx"
+{ printf '\001\003\001\001'; head -c 32 /dev/zero; } >"$dn/seed-tlsa"
+printf '\002_25._tcp.mx.example.com.' >"$dn/seed-name"
+printf '\003alice@example.com' >"$dn/seed-addr"
+
 for bin in tests/fuzz/fuzz_smtp_parse tests/fuzz/fuzz_smtp_data \
     tests/fuzz/fuzz_smtp_reply tests/fuzz/fuzz_proxy tests/fuzz/fuzz_keyproto \
     tests/fuzz/fuzz_mime \
     tests/fuzz/fuzz_cms tests/policy/fuzz_policy tests/fuzz/fuzz_mark \
+    tests/fuzz/fuzz_dns_rdata \
     tests/keyd/fuzz_p11_uri; do
 	name=${bin##*/}
 	if [ ! -x "$bin" ]; then
