@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -40,6 +41,8 @@ struct relay_rcpt {
 struct relay_txn {
 	TAILQ_ENTRY(relay_txn) entry;
 	struct relay_pool *pool;        /* NULL once the pool is gone */
+	struct relay_hop *hop;          /* its destination; NULL until the
+					 * first RCPT names it */
 	struct relay_conn *conn;
 	uint64_t id;
 	char *from, *params;
@@ -68,9 +71,18 @@ struct relay_txn {
 
 TAILQ_HEAD(txn_list, relay_txn);
 
+TAILQ_HEAD(hop_list, relay_hop);
+
+#define HOPS_MAX	256	/* destinations kept; unused ones go */
+
 /* The context of relay_delivery_ops. */
 struct relay_pool {
-	struct relay_hop hop;           /* settings and connections */
+	struct relay_hop hop;           /* settings every destination copies */
+	struct hop_list hops;           /* destinations, most recent first */
+	int nhops;
+	struct dns *resolver;           /* NULL: no DNS (no mx, no dane) */
+	int routed;                     /* routes or mx: a destination per
+					 * recipient */
 	struct txn_list txns;
 };
 
@@ -94,6 +106,7 @@ static void txn_pump(struct relay_txn *);
 static int txn_body_pump(struct relay_conn *, void *);
 static void txn_schedule(struct relay_txn *);
 static void txn_free(struct relay_txn *);
+static void hop_free(struct relay_pool *, struct relay_hop *);
 
 /* Reset a transaction's protocol state for a fresh connection: MAIL again,
  * unanswered recipients again, accepted recipients replayed. */
@@ -563,8 +576,12 @@ txn_body_pump(struct relay_conn *c, void *arg)
 static void
 txn_conn_ready(struct relay_conn *c, void *arg)
 {
+	struct relay_txn *txn = c->txn;
+
 	(void)arg;
-	txn_pump(c->txn);
+	/* an MX destination's address is known now */
+	strlcpy_s(txn->peer, c->peer, sizeof(txn->peer));
+	txn_pump(txn);
 }
 
 /* How our connections report to the transactions on them. */
@@ -628,9 +645,11 @@ static void
 txn_attach(struct relay_txn *txn, int pooled)
 {
 	struct relay_pool *p = txn->pool;
+	struct relay_hop *h = txn->hop;
 	struct relay_conn *c;
 
-	if (pooled && (c = conn_take_idle(&p->hop)) != NULL) {
+	h->last_used = time(NULL);
+	if (pooled && (c = conn_take_idle(h)) != NULL) {
 		c->txn = txn;
 		txn->conn = c;
 		strlcpy_s(txn->peer, c->peer, sizeof(txn->peer));
@@ -640,7 +659,7 @@ txn_attach(struct relay_txn *txn, int pooled)
 		conn_rearm(c);
 		return;
 	}
-	c = conn_new(&p->hop, &txn_conn_cbs, p);
+	c = conn_new(h, &txn_conn_cbs, p);
 	c->txn = txn;
 	txn->conn = c;
 	strlcpy_s(txn->peer, c->peer, sizeof(txn->peer));
@@ -670,6 +689,124 @@ txn_detach(struct relay_txn *txn)
 	conn_rearm(c);
 }
 
+/* The destination of route t (NULL: the one next hop), made on first
+ * use; NULL if there is none. */
+static struct relay_hop *
+hop_for(struct relay_pool *p, const struct route_target *t)
+{
+	struct route_target one;
+	struct relay_hop *h, *old;
+	const char *dom, *slash;
+
+	if (t == NULL) {
+		if (route_for(p->hop.cfg, "postmaster", &one) == -1)
+			return NULL;
+		t = &one;
+	}
+	TAILQ_FOREACH(h, &p->hops, entry)
+		if (strcmp(h->key, t->key) == 0) {
+			if (h != TAILQ_FIRST(&p->hops)) {
+				TAILQ_REMOVE(&p->hops, h, entry);
+				TAILQ_INSERT_HEAD(&p->hops, h, entry);
+			}
+			return h;
+		}
+	/* forget the least recently used destination without connections */
+	if (p->nhops >= HOPS_MAX)
+		TAILQ_FOREACH_REVERSE(old, &p->hops, hop_list, entry)
+			if (old->nconns == 0 && old->ntxns == 0 &&
+			    old->mxq == NULL && old->nmx == 0) {
+				hop_free(p, old);
+				break;
+			}
+	h = xcalloc(1, sizeof(*h));
+	h->key = xstrdup(t->key);
+	h->base = p->hop.base;
+	h->dns = p->hop.dns;
+	h->cfg = p->hop.cfg;
+	h->ctx = p->hop.ctx;
+	h->to = p->hop.to;
+	h->gen = p->hop.gen;
+	h->resolver = p->resolver;
+	h->mx = t->mx;
+	h->tls = t->tls;
+	h->port = xstrdup(t->port);
+	if (t->mx) {            /* "mx:DOMAIN/TLS" */
+		dom = t->key + 3;
+		slash = strrchr(dom, '/');
+		h->host = xstrndup(dom, slash ? (size_t)(slash - dom) :
+		    strlen(dom));
+	} else
+		h->host = xstrdup(t->host);
+	TAILQ_INIT(&h->conns);
+	TAILQ_INIT(&h->idle);
+	TAILQ_INIT(&h->waiting);
+	TAILQ_INSERT_HEAD(&p->hops, h, entry);
+	p->nhops++;
+	return h;
+}
+
+/* Close a destination's connections and free it. */
+static void
+hop_free(struct relay_pool *p, struct relay_hop *h)
+{
+	struct relay_conn *c;
+
+	while ((c = TAILQ_FIRST(&h->conns)) != NULL)
+		conn_close(c);
+	mx_clear(h);
+	TAILQ_REMOVE(&p->hops, h, entry);
+	p->nhops--;
+	free(h->key);
+	free(h->host);
+	free(h->port);
+	free(h);
+}
+
+/* Give r's transaction its destination (the first RCPT), or check that r
+ * has the same; -1 (r answered) if not. */
+static int
+txn_route(struct relay_txn *txn, struct relay_rcpt *r)
+{
+	struct route_target t;
+
+	if (txn->hop != NULL && !txn->pool->routed)
+		return 0;
+	if (route_for(txn->pool->hop.cfg, r->addr, &t) == -1) {
+		smtp_result_set(&r->res, 550, "5.1.3", "no mail domain in "
+		    "<%s>: cannot route it", r->addr);
+		return -1;
+	}
+	if (txn->hop == NULL) {
+		txn->hop = hop_for(txn->pool, &t);
+		txn->hop->ntxns++;
+		return 0;
+	}
+	if (strcmp(txn->hop->key, t.key) != 0) {
+		/* callers group recipients by relay_route(): a different
+		 * destination is for another transaction (RFC 5321 3.3) */
+		smtp_result_set(&r->res, 452, "4.5.3", "<%s> goes to another "
+		    "destination: send it in another transaction", r->addr);
+		return -1;
+	}
+	return 0;
+}
+
+/* ops->route: a recipient's destination key. */
+static void
+relay_route(void *ctx, const char *rcpt, char *key, size_t keylen)
+{
+	struct relay_pool *p = ctx;
+	struct route_target t;
+
+	if (!p->routed)
+		snprintf(key, keylen, "%s", "");
+	else if (route_for(p->hop.cfg, rcpt, &t) == -1)
+		snprintf(key, keylen, "%s", "-");
+	else
+		snprintf(key, keylen, "%s", t.key);
+}
+
 /* ops->begin: a transaction; a connection is sought at once. */
 static void *
 relay_begin(void *ctx, const char *from, const char *params, uint64_t sessid)
@@ -683,7 +820,11 @@ relay_begin(void *ctx, const char *from, const char *params, uint64_t sessid)
 	txn->params = xstrdup(params ? params : "");
 	txn->ev = event_new(p->hop.base, -1, 0, txn_notify_cb, txn);
 	TAILQ_INSERT_TAIL(&p->txns, txn, entry);
-	txn_attach(txn, 1);
+	/* one next hop: connect now; else at the first RCPT */
+	if (!p->routed && (txn->hop = hop_for(p, NULL)) != NULL) {
+		txn->hop->ntxns++;
+		txn_attach(txn, 1);
+	}
 	return txn;
 }
 
@@ -709,6 +850,9 @@ relay_rcpt(void *arg, const char *rcpt, const char *params, delivery_cb *cb,
 	r->wire = W_QUEUED;
 	if (txn->pool == NULL) {
 		smtp_result_set(&r->res, 421, "4.3.2", "relay is shutting down");
+		r->replied = 1;
+		r->wire = W_DONE;
+	} else if (txn_route(txn, r) == -1) {
 		r->replied = 1;
 		r->wire = W_DONE;
 	} else if (txn->mail == M_REJECTED || txn->setup_failed) {
@@ -742,7 +886,8 @@ relay_data(void *arg, struct msgbuf *msg, delivery_cb *cb, void *cbarg)
 	if (txn->pool == NULL) {
 		smtp_result_set(&res, 421, "4.3.2", "relay is shutting down");
 		txn_data_done(txn, &res);
-	} else if (!pending && (!ok || txn->mail == M_REJECTED)) {
+	} else if (txn->hop == NULL || (!pending && (!ok ||
+	    txn->mail == M_REJECTED))) {
 		smtp_result_set(&res, 554, "5.5.1", "no valid recipients");
 		txn_data_done(txn, &res);
 	} else if (txn->conn == NULL) {
@@ -775,6 +920,8 @@ txn_free(struct relay_txn *txn)
 	int i;
 
 	txn_detach(txn);
+	if (txn->hop != NULL)
+		txn->hop->ntxns--;
 	if (txn->pool != NULL)
 		TAILQ_REMOVE(&txn->pool->txns, txn, entry);
 	for (i = 0; i < txn->nrcpts; i++) {
@@ -794,10 +941,33 @@ const struct delivery_ops relay_delivery_ops = {
 	relay_rcpt,
 	relay_data,
 	relay_abort,
-	NULL,		/* one next hop */
+	relay_route,
 };
 
-/* A pool for the next hop of cfg; connections are opened on demand. */
+/* The resolver for cfg, if it needs DNS (NULL with a warning if it
+ * cannot have one: lookups then fail temporarily). */
+static struct dns *
+pool_resolver(struct event_base *base, const struct config *cfg)
+{
+	struct dns *d;
+	char err[300];
+
+	if (!config_uses_dns(cfg))
+		return NULL;
+	if ((d = dns_new(base, cfg->dns_resolver, cfg->dns_trust_anchor, err,
+	    sizeof(err))) == NULL)
+		log_warnx("relay: DNS: %s", err);
+	return d;
+}
+
+/* Whether cfg gives each recipient its own destination. */
+static int
+pool_routed(const struct config *cfg)
+{
+	return cfg->relay_mx || cfg->nroutes > 0;
+}
+
+/* A pool for the destinations of cfg; connections are opened on demand. */
 struct relay_pool *
 relay_pool_new(struct event_base *base, const struct config *cfg,
     SSL_CTX *client_ctx)
@@ -808,16 +978,14 @@ relay_pool_new(struct event_base *base, const struct config *cfg,
 	p->hop.cfg = cfg;
 	p->hop.ctx = client_ctx;
 	relay_pool_set_timeouts(p, &relay_default_timeouts);
-	TAILQ_INIT(&p->hop.conns);
-	TAILQ_INIT(&p->hop.idle);
+	TAILQ_INIT(&p->hops);
 	TAILQ_INIT(&p->txns);
 	p->hop.dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
 	if (p->hop.dns == NULL)
 		log_warnx("relay: no asynchronous DNS, names are resolved "
 		    "with getaddrinfo");
-	if (cfg->relay_mx)
-		log_warnx("relay: relay = mx is not supported yet; every "
-		    "delivery will be deferred");
+	p->resolver = pool_resolver(base, cfg);
+	p->routed = pool_routed(cfg);
 	return p;
 }
 
@@ -826,8 +994,8 @@ relay_pool_new(struct event_base *base, const struct config *cfg,
 void
 relay_pool_free(struct relay_pool *p)
 {
-	struct relay_conn *c;
 	struct relay_txn *txn;
+	struct relay_hop *h;
 
 	if (p == NULL)
 		return;
@@ -838,31 +1006,71 @@ relay_pool_free(struct relay_pool *p)
 			txn->conn = NULL;
 		}
 		txn->pool = NULL;
+		txn->hop = NULL;
 		event_del(txn->ev);
 	}
-	while ((c = TAILQ_FIRST(&p->hop.conns)) != NULL)
-		conn_close(c);
+	while ((h = TAILQ_FIRST(&p->hops)) != NULL)
+		hop_free(p, h);
+	dns_free(p->resolver);
 	if (p->hop.dns != NULL)
 		evdns_base_free(p->hop.dns, 0);
 	free(p);
 }
 
+/* Whether two configs ask DNS the same way. */
+static int
+same_dns(const struct config *a, const struct config *b)
+{
+	return config_uses_dns(a) == config_uses_dns(b) &&
+	    strcmp(a->dns_resolver ? a->dns_resolver : "",
+	    b->dns_resolver ? b->dns_resolver : "") == 0 &&
+	    strcmp(a->dns_trust_anchor ? a->dns_trust_anchor : "",
+	    b->dns_trust_anchor ? b->dns_trust_anchor : "") == 0;
+}
+
 /* New config and TLS context: idle connections go, busy ones are not
- * reused once their transaction ends. */
+ * reused once their transaction ends; destinations are looked up again. */
 void
 relay_pool_reconfigure(struct relay_pool *p, const struct config *cfg,
     SSL_CTX *client_ctx)
 {
+	struct relay_hop *h, *next;
 	struct relay_conn *c;
+	struct smtp_result res;
+	int newdns = !same_dns(p->hop.cfg, cfg);
 
 	p->hop.cfg = cfg;
 	p->hop.ctx = client_ctx;
 	p->hop.gen++;
-	while ((c = TAILQ_FIRST(&p->hop.idle)) != NULL)
-		conn_quit(c);
-	log_info("relay: reconfigured, next hop %s:%s relay_tls=%d",
+	p->routed = pool_routed(cfg);
+	smtp_result_set(&res, 451, "4.4.3", "relay reconfigured during the "
+	    "DNS lookup");
+	for (h = TAILQ_FIRST(&p->hops); h != NULL; h = next) {
+		next = TAILQ_NEXT(h, entry);
+		h->cfg = cfg;
+		h->ctx = client_ctx;
+		h->gen = p->hop.gen;
+		while ((c = TAILQ_FIRST(&h->idle)) != NULL)
+			conn_quit(c);
+		if (newdns) {
+			while ((c = TAILQ_FIRST(&h->waiting)) != NULL)
+				conn_fail(c, 0, &res);
+			mx_clear(h);
+		}
+		h->expire = 0;
+		if (h->nconns == 0 && h->ntxns == 0)
+			hop_free(p, h);
+	}
+	if (newdns) {
+		dns_free(p->resolver);
+		p->resolver = pool_resolver(p->hop.base, cfg);
+		TAILQ_FOREACH(h, &p->hops, entry)
+			h->resolver = p->resolver;
+	}
+	log_info("relay: reconfigured, next hop %s:%s relay_tls=%s routes=%d",
 	    cfg->relay_host ? cfg->relay_host : "mx",
-	    cfg->relay_port ? cfg->relay_port : "25", (int)cfg->relay_tls);
+	    cfg->relay_port ? cfg->relay_port : cfg->relay_mx_port,
+	    config_relay_tls_str(cfg->relay_tls), cfg->nroutes);
 }
 
 /* Replace the timeout table (tests); the connections read their copy. */
@@ -870,6 +1078,7 @@ void
 relay_pool_set_timeouts(struct relay_pool *p, const struct relay_timeouts *t)
 {
 	struct conn_timeouts *to = &p->hop.to;
+	struct relay_hop *h;
 
 	to->connect = t->connect;
 	to->greeting = t->greeting;
@@ -883,11 +1092,18 @@ relay_pool_set_timeouts(struct relay_pool *p, const struct relay_timeouts *t)
 	to->idle = t->idle;
 	to->hold = t->hold;
 	to->quit = t->quit;
+	TAILQ_FOREACH(h, &p->hops, entry)
+		h->to = *to;
 }
 
-/* Open outbound connections, busy and idle. */
+/* Open outbound connections, busy and idle, to every destination. */
 int
 relay_pool_nconns(const struct relay_pool *p)
 {
-	return p->hop.nconns;
+	const struct relay_hop *h;
+	int n = 0;
+
+	TAILQ_FOREACH(h, &p->hops, entry)
+		n += h->nconns;
+	return n;
 }

@@ -34,14 +34,15 @@ static void conn_timercb(evutil_socket_t, short, void *);
 static const char *
 relay_strstate(enum conn_state s)
 {
-	static const char *names[] = { "init", "connect", "greeting", "ehlo",
-	    "helo", "starttls", "handshake", "ready", "quit", "dead" };
+	static const char *names[] = { "init", "resolve", "connect",
+	    "greeting", "ehlo", "helo", "starttls", "handshake", "ready",
+	    "quit", "dead" };
 
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
 
 /* Every state change goes through here, so -v shows the conversation. */
-static void
+void
 conn_enter_state(struct relay_conn *c, enum conn_state s)
 {
 	log_debug("relay cid=%016llx to=%s state=%s->%s",
@@ -102,7 +103,7 @@ reply_oneline(const struct smtp_reply *rep, char *buf, size_t len)
 }
 
 /* Arm (ms >= 0) or stop (ms < 0) the connection's single timer. */
-static void
+void
 conn_timer(struct relay_conn *c, int ms)
 {
 	struct timeval tv;
@@ -221,18 +222,17 @@ struct relay_conn *
 conn_new(struct relay_hop *h, const struct relay_conn_cbs *cbs, void *arg)
 {
 	struct relay_conn *c = xcalloc(1, sizeof(*c));
-	const struct config *cfg = h->cfg;
 
 	c->hop = h;
 	c->cbs = cbs;
 	c->cbarg = arg;
 	c->id = new_session_id();
 	c->gen = h->gen;
-	c->host = xstrdup(cfg->relay_host ? cfg->relay_host : "");
-	c->port = xstrdup(cfg->relay_port ? cfg->relay_port : "25");
-	snprintf(c->peer, sizeof(c->peer), strchr(c->host, ':') ?
-	    "[%s]:%s" : "%s:%s", c->host, c->port);
-	c->tlsmode = cfg->relay_tls;
+	c->host = xstrdup(h->host);
+	c->port = xstrdup(h->port);
+	snprintf(c->peer, sizeof(c->peer), h->mx ? "mx:%s" :
+	    strchr(c->host, ':') ? "[%s]:%s" : "%s:%s", c->host, c->port);
+	c->tlsmode = h->tls;
 	c->state = C_INIT;
 	c->timer = evtimer_new(h->base, conn_timercb, c);
 	smtp_reply_init(&c->reply);
@@ -259,6 +259,25 @@ conn_take_idle(struct relay_hop *h)
 	return c;
 }
 
+/* A bufferevent for c's socket; -1 (c failed) if there is none. */
+static int
+conn_bev(struct relay_conn *c)
+{
+	struct smtp_result res;
+
+	c->bev = bufferevent_socket_new(c->hop->base, -1, 0);
+	if (c->bev == NULL) {
+		smtp_result_set(&res, 451, "4.3.0", "cannot create socket");
+		conn_fail(c, 0, &res);
+		return -1;
+	}
+	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	conn_enter_state(c, C_CONNECT);
+	conn_timer(c, c->hop->to.connect);
+	return 0;
+}
+
 /* Resolve and connect (the bufferevent reports the outcome). */
 static void
 conn_start(struct relay_conn *c)
@@ -268,31 +287,60 @@ conn_start(struct relay_conn *c)
 	char *end;
 	long port = strtol(c->port, &end, 10);
 
-	if (h->cfg->relay_mx || c->host[0] == '\0') {
-		smtp_result_set(&res, 451, "4.3.5",
-		    "relay = mx is not supported yet; set relay = HOST:PORT");
-		conn_fail(c, 0, &res);
-		return;
-	}
 	if (*end != '\0' || port <= 0 || port > 65535) {
 		smtp_result_set(&res, 451, "4.3.5", "bad next hop port \"%s\"",
 		    c->port);
 		conn_fail(c, 0, &res);
 		return;
 	}
-	c->bev = bufferevent_socket_new(h->base, -1, 0);
-	if (c->bev == NULL) {
-		smtp_result_set(&res, 451, "4.3.0", "cannot create socket");
+	if (h->mx) {
+		mx_connect(c);
+		return;
+	}
+	if (c->host[0] == '\0') {
+		smtp_result_set(&res, 451, "4.3.5", "no next hop");
 		conn_fail(c, 0, &res);
 		return;
 	}
-	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	conn_enter_state(c, C_CONNECT);
-	conn_timer(c, h->to.connect);
+	if (conn_bev(c) == -1)
+		return;
 	/* May report through conn_eventcb before returning: touch nothing. */
 	bufferevent_socket_connect_hostname(c->bev, h->dns, AF_UNSPEC,
 	    c->host, (int)port);
+}
+
+/* Connect c to an address found by relay_mx.c. */
+void
+conn_connect_addr(struct relay_conn *c, const struct sockaddr *sa,
+    socklen_t len)
+{
+	if (conn_bev(c) == -1)
+		return;
+	/* May report through conn_eventcb before returning: touch nothing. */
+	bufferevent_socket_connect(c->bev, sa, (int)len);
+}
+
+/* Drop the socket of a connection still being set up, so that it can
+ * try another address. */
+void
+conn_reset(struct relay_conn *c)
+{
+	evutil_socket_t fd;
+
+	if (c->bev != NULL) {
+		fd = c->ssl == NULL ? bufferevent_getfd(c->bev) : -1;
+		bufferevent_free(c->bev);
+		if (fd >= 0)
+			close(fd);
+		c->bev = NULL;
+	}
+	c->ssl = NULL;          /* freed with its bufferevent */
+	evtimer_del(c->timer);
+	smtp_reply_init(&c->reply);
+	c->exphead = c->nexp = 0;
+	c->ext = 0;
+	c->size_limit = 0;
+	conn_enter_state(c, C_INIT);
 }
 
 /* Free a closed connection's memory. */
@@ -320,6 +368,8 @@ conn_close(struct relay_conn *c)
 		c->idle = 0;
 		h->nidle--;
 	}
+	if (c->state == C_RESOLVE)
+		TAILQ_REMOVE(&h->waiting, c, idle_entry);
 	TAILQ_REMOVE(&h->conns, c, entry);
 	h->nconns--;
 	if (c->bev != NULL) {
@@ -449,6 +499,11 @@ conn_lost_result(struct relay_conn *c, const char *why,
 void
 conn_fail(struct relay_conn *c, int retry, const struct smtp_result *res)
 {
+	/* an MX host that cannot be reached or refuses the session: the
+	 * next address, the next host (RFC 5321 5.1) */
+	if (c->hop->mx && (c->state == C_CONNECT || c->state == C_GREETING) &&
+	    mx_next(c, res->text))
+		return;
 	if (c->txn != NULL || c->state < C_READY)
 		conn_log_fail(c, res);
 	else

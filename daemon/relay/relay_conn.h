@@ -22,6 +22,7 @@
 
 enum conn_state {
 	C_INIT,         /* waiting for the event loop to start connecting */
+	C_RESOLVE,      /* waiting for the hop's MX hosts (relay_mx.c) */
 	C_CONNECT,      /* DNS and TCP */
 	C_GREETING,
 	C_EHLO,
@@ -42,14 +43,17 @@ struct expect {
 
 struct relay_conn {
 	TAILQ_ENTRY(relay_conn) entry;          /* hop->conns */
-	TAILQ_ENTRY(relay_conn) idle_entry;     /* hop->idle when idle */
+	TAILQ_ENTRY(relay_conn) idle_entry;     /* hop->idle when idle, or
+						 * hop->waiting in C_RESOLVE */
 	struct relay_hop *hop;
 	const struct relay_conn_cbs *cbs;
 	void *cbarg;
 	uint64_t id;
 	unsigned gen;                   /* hop->gen when it was opened */
 	char *host, *port;
-	char peer[300];                 /* "host:port" for logs */
+	char peer[300];                 /* "host:port" or "host[addr]:port" */
+	size_t cand;                    /* MX: the candidate being tried */
+	unsigned cgen;                  /* MX: of the hop's candidates */
 	enum relay_tls tlsmode;
 	enum conn_state state;
 	struct bufferevent *bev;
@@ -98,8 +102,26 @@ struct conn_timeouts {
 
 TAILQ_HEAD(conn_list, relay_conn);
 
-/* The next hop and our connections to it; relay.c's pool holds one. */
+/* An address to try for an MX destination, in order. */
+struct relay_cand {
+	char *host;                     /* the MX host (TLS name, logs) */
+	int pref;
+	struct sockaddr_storage ss;     /* port set */
+	socklen_t sslen;
+	int secure;                     /* MX and address DNSSEC-secure */
+};
+
+struct dns;
+struct dns_query;
+struct dns_mx;
+struct mx_ask;
+
+/* A destination and our connections to it: the fixed next hop, a route's
+ * HOST:PORT, or a recipient domain's MX hosts (relay.c keeps them by
+ * route key). */
 struct relay_hop {
+	TAILQ_ENTRY(relay_hop) entry;   /* pool's hops */
+	char *key;                      /* route key (route.c) */
 	struct event_base *base;
 	struct evdns_base *dns;         /* NULL: blocking getaddrinfo */
 	const struct config *cfg;
@@ -109,9 +131,50 @@ struct relay_hop {
 	int nconns, nidle;
 	struct conn_list conns;
 	struct conn_list idle;
+	int64_t last_used;              /* time(): for dropping unused hops */
+	int ntxns;                      /* relay.c's transactions bound here */
+	/* where it is */
+	char *host, *port;              /* the host, or the domain with mx */
+	int mx;
+	enum relay_tls tls;
+	/* MX (relay_mx.c): candidates, valid until expire */
+	struct dns *resolver;           /* the pool's */
+	struct relay_cand *cands;
+	size_t ncands;
+	unsigned cgen;                  /* changes with cands */
+	int64_t expire;                 /* time() */
+	int failed;                     /* the lookup's outcome is fail */
+	struct smtp_result fail;
+	struct dns_query *mxq;          /* resolving: the MX lookup... */
+	struct dns_query **aq;          /* ... then each host's addresses */
+	struct mx_ask *asks;
+	struct dns_mx *mxs;             /* the hosts being resolved */
+	struct relay_cand **hcands;     /* their addresses, per host */
+	size_t *nhcands;
+	size_t nmx, apending;
+	int mx_secure, any_temp;
+	char mxwhy[200];
+	struct conn_list waiting;       /* conns in C_RESOLVE */
 };
 
+/* relay_mx.c */
+/* Give c an address of its MX destination: now, or once resolved (it
+ * waits in C_RESOLVE).  May fail c. */
+void mx_connect(struct relay_conn *);
+/* c failed before its session was set up: the next address, 1 if there
+ * is one (c is connecting to it), 0 if not. */
+int mx_next(struct relay_conn *, const char *why);
+/* Forget the hop's lookups and candidates (the hop goes). */
+void mx_clear(struct relay_hop *);
+
 /* relay_conn.c */
+void conn_enter_state(struct relay_conn *, enum conn_state);
+void conn_timer(struct relay_conn *, int);
+/* Connect c to ss (its bufferevent reports the outcome). */
+void conn_connect_addr(struct relay_conn *, const struct sockaddr *,
+    socklen_t);
+/* Drop c's socket before the session is set up (for the next address). */
+void conn_reset(struct relay_conn *);
 void result_from_reply(struct smtp_result *, const struct smtp_reply *);
 struct relay_conn *conn_new(struct relay_hop *, const struct relay_conn_cbs *,
     void *);
