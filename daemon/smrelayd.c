@@ -191,7 +191,7 @@ load_tls(const struct config *cfg, struct keyd_client *kc, SSL_CTX **server,
 		if (sctx == NULL)
 			return -1;
 	}
-	if (cfg->relay_tls != RELAY_TLS_NONE) {
+	if (tls_client_wanted(cfg)) {
 		*client = tls_client_ctx(cfg, err, errlen);
 		if (*client == NULL) {
 			SSL_CTX_free(sctx);

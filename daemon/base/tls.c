@@ -157,16 +157,69 @@ fail:
 	return NULL;
 }
 
+/* Whether relay_tls or a route's tls= is `mode`. */
+static int
+relay_tls_used(const struct config *cfg, enum relay_tls mode)
+{
+	int i;
+
+	if (cfg->relay_tls == mode)
+		return 1;
+	for (i = 0; i < cfg->nroutes; i++)
+		if (config_route_tls(cfg, &cfg->routes[i]) == mode)
+			return 1;
+	return 0;
+}
+
 /*
- * Client context for relay_tls.  verify: the peer must present a chain to
- * relay_tls_ca_file (or the system store); the name check is per connection
- * (relay.c sets it).  may/encrypt: opportunistic, no verification.
+ * Client context for every relay_tls mode (and route tls=): opportunistic
+ * by default; a connection in verify mode asks for the peer's chain to
+ * relay_tls_ca_file (or the system store, loaded when some mode is verify)
+ * and the name (tls_client_setup); DANE connections add their TLSA records
+ * (SSL_CTX_dane_enable here).
  */
 SSL_CTX *
 tls_client_ctx(const struct config *cfg, char *err, size_t errlen)
 {
-	return client_ctx(cfg->relay_tls == RELAY_TLS_VERIFY,
-	    cfg->relay_tls_ca_file, err, errlen);
+	SSL_CTX *ctx;
+
+	if ((ctx = client_ctx(0, NULL, err, errlen)) == NULL)
+		return NULL;
+	if (SSL_CTX_dane_enable(ctx) <= 0) {
+		snprintf(err, errlen, "DANE: %s", tls_error());
+		goto fail;
+	}
+	if (!relay_tls_used(cfg, RELAY_TLS_VERIFY))
+		return ctx;
+	if (cfg->relay_tls_ca_file != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, cfg->relay_tls_ca_file,
+		    NULL) != 1) {
+			snprintf(err, errlen, "relay_tls_ca_file %s: %s",
+			    cfg->relay_tls_ca_file, tls_error());
+			goto fail;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		snprintf(err, errlen, "system trust store: %s", tls_error());
+		goto fail;
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/* Whether some relay_tls mode (or route tls=) uses TLS at all. */
+int
+tls_client_wanted(const struct config *cfg)
+{
+	int i;
+
+	if (cfg->relay_tls != RELAY_TLS_NONE)
+		return 1;
+	for (i = 0; i < cfg->nroutes; i++)
+		if (config_route_tls(cfg, &cfg->routes[i]) != RELAY_TLS_NONE)
+			return 1;
+	return 0;
 }
 
 /*
@@ -228,6 +281,9 @@ tls_client_setup(SSL *ssl, const char *host, int verify)
 		return -1;
 	if (!verify)
 		return 0;
+	SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	if (SSL_set_cipher_list(ssl, TLS_CIPHERS_12) != 1)
+		return -1;
 	if (isaddr) {
 		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
 		    host) != 1)

@@ -15,16 +15,20 @@ SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err, size_t);
 SSL_CTX *tls_server_ctx_pkey(const char *cert, EVP_PKEY *, char *err, size_t);
 /* The first certificate of a PEM file; NULL (err set) if none. */
 X509 *tls_leaf_cert(const char *path, char *err, size_t);
-/* Client context for relay_tls; verify mode loads relay_tls_ca_file or the
- * system store.  NULL (err set) on failure. */
+/* Client context for every relay_tls mode: opportunistic unless a
+ * connection asks to verify (tls_client_setup), DANE enabled; when some
+ * mode is verify, relay_tls_ca_file or the system store is loaded.  NULL
+ * (err set) on failure. */
 SSL_CTX *tls_client_ctx(const struct config *, char *err, size_t);
+/* Whether relay_tls or some route's tls= uses TLS. */
+int tls_client_wanted(const struct config *);
 /* Client context for https:// fetches: the system store, peer verified.
  * NULL (err set) on failure. */
 SSL_CTX *tls_fetch_ctx(char *err, size_t);
 /* "version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256/256" */
 void tls_describe(SSL *, char *buf, size_t len);
-/* SNI and, with verify, the name the peer certificate must match; -1 on
- * failure. */
+/* SNI and, with verify, peer verification with strict ciphers and the
+ * name the peer certificate must match; -1 on failure. */
 int tls_client_setup(SSL *, const char *host, int verify);
 /* Last OpenSSL error as text (and clear the queue). */
 const char *tls_error(void);

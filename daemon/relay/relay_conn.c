@@ -348,6 +348,7 @@ static void
 conn_destroy(struct relay_conn *c)
 {
 	event_free(c->timer);
+	mx_tlsa_free(c->tlsa, c->ntlsa);
 	free(c->exp);
 	free(c->host);
 	free(c->port);
@@ -501,7 +502,7 @@ conn_fail(struct relay_conn *c, int retry, const struct smtp_result *res)
 {
 	/* an MX host that cannot be reached or refuses the session: the
 	 * next address, the next host (RFC 5321 5.1) */
-	if (c->hop->mx && (c->state == C_CONNECT || c->state == C_GREETING) &&
+	if (c->hop->mx && c->state >= C_CONNECT && c->state < C_READY &&
 	    mx_next(c, res->text))
 		return;
 	if (c->txn != NULL || c->state < C_READY)
@@ -531,13 +532,16 @@ conn_ready(struct relay_conn *c)
 }
 
 /*
- * 1 if the mode does not allow plaintext.  dane is STARTTLS when offered and
- * dane-only STARTTLS required; their TLSA checks come with the resolver.
+ * 1 if c may not go on in plaintext: the mode says so, or its MX host has
+ * DNSSEC-secure TLSA records (RFC 7672 2.2: usable or not, TLS is then
+ * mandatory).  dane alone is STARTTLS when offered.
  */
 static int
-tls_required(enum relay_tls mode)
+tls_required(const struct relay_conn *c)
 {
-	switch (mode) {
+	if (c->dane == DANE_TLSA || c->dane == DANE_UNUSABLE)
+		return 1;
+	switch (c->tlsmode) {
 	case RELAY_TLS_ENCRYPT:
 	case RELAY_TLS_VERIFY:
 	case RELAY_TLS_DANE_ONLY:
@@ -563,7 +567,7 @@ conn_after_ehlo(struct relay_conn *c)
 			conn_timer(c, c->hop->to.ehlo);
 			return;
 		}
-		if (tls_required(c->tlsmode)) {
+		if (tls_required(c)) {
 			smtp_result_set(&res, 451, "4.7.0", "next hop %s does not "
 			    "offer STARTTLS (relay_tls = %s)", c->peer,
 			    config_relay_tls_str(c->tlsmode));
@@ -607,6 +611,13 @@ conn_starttls(struct relay_conn *c)
 		conn_fail(c, 0, &res);
 		return -1;
 	}
+	if (c->dane == DANE_TLSA && mx_dane_setup(c, ssl) == -1) {
+		log_warnx("relay cid=%016llx to=%s no usable TLSA record: TLS "
+		    "without authentication", (unsigned long long)c->id,
+		    c->peer);
+		c->dane = DANE_UNUSABLE;
+		ERR_clear_error();
+	}
 	fd = bufferevent_getfd(c->bev);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	bufferevent_free(c->bev);       /* not BEV_OPT_CLOSE_ON_FREE */
@@ -633,22 +644,33 @@ conn_starttls(struct relay_conn *c)
 static void
 conn_tls_done(struct relay_conn *c)
 {
-	char desc[128];
+	char desc[128], how[80];
 	struct smtp_result res;
+	uint8_t u, sel, mt;
 	long vr;
+	int depth;
 
-	if (c->tlsmode == RELAY_TLS_VERIFY &&
+	if ((c->tlsmode == RELAY_TLS_VERIFY || c->dane == DANE_TLSA) &&
 	    (vr = SSL_get_verify_result(c->ssl)) != X509_V_OK) {
 		smtp_result_set(&res, 451, "4.7.5", "certificate of next hop %s "
-		    "does not verify: %s", c->peer,
-		    X509_verify_cert_error_string(vr));
+		    "does not verify: %s%s", c->peer,
+		    X509_verify_cert_error_string(vr), c->dane == DANE_TLSA ?
+		    " (DANE: no TLSA record matches)" : "");
 		conn_fail(c, 0, &res);
 		return;
 	}
 	tls_describe(c->ssl, desc, sizeof(desc));
+	if (c->dane == DANE_TLSA &&
+	    (depth = SSL_get0_dane_tlsa(c->ssl, &u, &sel, &mt, NULL,
+	    NULL)) >= 0)
+		snprintf(how, sizeof(how), "dane (TLSA %u %u %u at depth %d)",
+		    u, sel, mt, depth);
+	else
+		snprintf(how, sizeof(how), "%s", c->tlsmode ==
+		    RELAY_TLS_VERIFY ? "yes" : c->dane == DANE_UNUSABLE ?
+		    "no (TLSA records, none usable)" : "no");
 	log_info("relay cid=%016llx to=%s tls=established %s verified=%s",
-	    (unsigned long long)c->id, c->peer, desc,
-	    c->tlsmode == RELAY_TLS_VERIFY ? "yes" : "no");
+	    (unsigned long long)c->id, c->peer, desc, how);
 	c->ext = 0;
 	c->size_limit = 0;
 	conn_send(c, -1, 0, "EHLO %s", c->hop->cfg->hostname);
@@ -696,7 +718,7 @@ conn_setup_reply(struct relay_conn *c, const struct smtp_reply *rep)
 	case C_STARTTLS:
 		if (rep->code == 220)
 			return conn_starttls(c);
-		if (tls_required(c->tlsmode)) {
+		if (tls_required(c)) {
 			smtp_result_set(&res, 451, "4.7.0",
 			    "next hop %s refused STARTTLS: %s", c->peer, line);
 			conn_fail(c, 0, &res);
@@ -862,7 +884,7 @@ conn_event_reason(struct relay_conn *c, short what, char *buf, size_t len)
 		return;
 	}
 	if (c->ssl != NULL && c->state == C_HANDSHAKE &&
-	    c->tlsmode == RELAY_TLS_VERIFY &&
+	    (c->tlsmode == RELAY_TLS_VERIFY || c->dane == DANE_TLSA) &&
 	    (vr = SSL_get_verify_result(c->ssl)) != X509_V_OK) {
 		snprintf(buf, len, "certificate verify failed: %s",
 		    X509_verify_cert_error_string(vr));

@@ -34,6 +34,22 @@ enum conn_state {
 	C_DEAD
 };
 
+/* What DANE (RFC 7672) says of an MX host. */
+enum relay_dane {
+	DANE_NONE,      /* insecure, or securely no TLSA: no DANE */
+	DANE_UNUSABLE,  /* secure TLSA records, none usable: TLS required,
+			 * not authenticated */
+	DANE_TLSA,      /* usable secure TLSA records: enforced */
+	DANE_FAIL       /* the TLSA lookup failed: the host is not used */
+};
+
+/* One TLSA record (a copy). */
+struct relay_tlsa {
+	uint8_t usage, selector, mtype;
+	uint8_t *data;
+	size_t len;
+};
+
 enum cmd { CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_DOT, CMD_RSET };
 
 struct expect {
@@ -54,6 +70,9 @@ struct relay_conn {
 	char peer[300];                 /* "host:port" or "host[addr]:port" */
 	size_t cand;                    /* MX: the candidate being tried */
 	unsigned cgen;                  /* MX: of the hop's candidates */
+	enum relay_dane dane;           /* MX: the candidate's DANE state */
+	struct relay_tlsa *tlsa;        /* its records, a copy */
+	size_t ntlsa;
 	enum relay_tls tlsmode;
 	enum conn_state state;
 	struct bufferevent *bev;
@@ -109,6 +128,9 @@ struct relay_cand {
 	struct sockaddr_storage ss;     /* port set */
 	socklen_t sslen;
 	int secure;                     /* MX and address DNSSEC-secure */
+	enum relay_dane dane;           /* with relay_tls = dane, dane-only */
+	struct relay_tlsa *tlsa;        /* usable ones (DANE_TLSA) */
+	size_t ntlsa;
 };
 
 struct dns;
@@ -147,7 +169,11 @@ struct relay_hop {
 	struct smtp_result fail;
 	struct dns_query *mxq;          /* resolving: the MX lookup... */
 	struct dns_query **aq;          /* ... then each host's addresses */
+	struct dns_query **tq;          /* ... and TLSA records (DANE) */
 	struct mx_ask *asks;
+	enum relay_dane *hdane;         /* per host */
+	struct relay_tlsa **htlsa;
+	size_t *nhtlsa;
 	struct dns_mx *mxs;             /* the hosts being resolved */
 	struct relay_cand **hcands;     /* their addresses, per host */
 	size_t *nhcands;
@@ -166,6 +192,10 @@ void mx_connect(struct relay_conn *);
 int mx_next(struct relay_conn *, const char *why);
 /* Forget the hop's lookups and candidates (the hop goes). */
 void mx_clear(struct relay_hop *);
+/* Free a list of TLSA copies. */
+void mx_tlsa_free(struct relay_tlsa *, size_t);
+/* Put c's TLSA records on ssl (DANE_TLSA); -1 if none is usable. */
+int mx_dane_setup(struct relay_conn *, SSL *);
 
 /* relay_conn.c */
 void conn_enter_state(struct relay_conn *, enum conn_state);

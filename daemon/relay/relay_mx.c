@@ -4,7 +4,9 @@
  * next host; looked up through the pool's resolver (dns.c) once per TTL
  * and shared by the destination's connections.  An address of ours, or
  * `localhost`, ends the list there (RFC 5321 5.1: we are that MX, so
- * only better ones may take it; none left is a loop, 5.4.6). */
+ * only better ones may take it; none left is a loop, 5.4.6).  With
+ * relay_tls = dane or dane-only, each host whose MX and address records
+ * are DNSSEC-secure has its TLSA records looked up too (RFC 7672). */
 #include "autoconfig.h"
 
 #include <sys/queue.h>
@@ -21,6 +23,9 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "daemon/base/base.h"
 #include "lib/lib.h"
 #include "relay_conn.h"
@@ -36,39 +41,95 @@ struct mx_ask {
 	size_t			 i;
 };
 
+/* Free a list of TLSA copies. */
+void
+mx_tlsa_free(struct relay_tlsa *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(v[i].data);
+	free(v);
+}
+
+/* A copy of a list of TLSA records. */
+static struct relay_tlsa *
+tlsa_copy(const struct relay_tlsa *v, size_t n)
+{
+	struct relay_tlsa *c;
+	size_t i;
+
+	if (n == 0)
+		return NULL;
+	c = xcalloc(n, sizeof(*c));
+	for (i = 0; i < n; i++) {
+		c[i] = v[i];
+		c[i].data = xmalloc(v[i].len);
+		memcpy(c[i].data, v[i].data, v[i].len);
+	}
+	return c;
+}
+
+/* Free the per-host state of a lookup in progress (its queries
+ * cancelled). */
+static void
+mx_hosts_free(struct relay_hop *h)
+{
+	size_t i, j;
+
+	for (i = 0; i < h->nmx; i++) {
+		if (h->aq[i] != NULL)
+			dns_cancel(h->aq[i]);
+		if (h->tq[i] != NULL)
+			dns_cancel(h->tq[i]);
+		for (j = 0; j < h->nhcands[i]; j++)
+			free(h->hcands[i][j].host);
+		free(h->hcands[i]);
+		mx_tlsa_free(h->htlsa[i], h->nhtlsa[i]);
+		free(h->mxs[i].host);
+	}
+	free(h->aq);
+	free(h->tq);
+	free(h->asks);
+	free(h->hcands);
+	free(h->nhcands);
+	free(h->hdane);
+	free(h->htlsa);
+	free(h->nhtlsa);
+	free(h->mxs);
+	h->aq = h->tq = NULL;
+	h->asks = NULL;
+	h->hcands = NULL;
+	h->nhcands = NULL;
+	h->hdane = NULL;
+	h->htlsa = NULL;
+	h->nhtlsa = NULL;
+	h->mxs = NULL;
+	h->nmx = h->apending = 0;
+}
+
+/* Free the candidates. */
+static void
+cands_free(struct relay_cand *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(v[i].host);
+		mx_tlsa_free(v[i].tlsa, v[i].ntlsa);
+	}
+	free(v);
+}
+
 /* Forget the lookups in flight and the results of the hop. */
 void
 mx_clear(struct relay_hop *h)
 {
-	size_t i, j;
-
 	if (h->mxq != NULL)
 		dns_cancel(h->mxq);
 	h->mxq = NULL;
-	for (i = 0; i < h->nmx; i++) {
-		if (h->aq != NULL && h->aq[i] != NULL)
-			dns_cancel(h->aq[i]);
-		if (h->hcands != NULL) {
-			for (j = 0; j < h->nhcands[i]; j++)
-				free(h->hcands[i][j].host);
-			free(h->hcands[i]);
-		}
-		free(h->mxs[i].host);
-	}
-	free(h->aq);
-	free(h->asks);
-	free(h->hcands);
-	free(h->nhcands);
-	free(h->mxs);
-	h->aq = NULL;
-	h->asks = NULL;
-	h->hcands = NULL;
-	h->nhcands = NULL;
-	h->mxs = NULL;
-	h->nmx = h->apending = 0;
-	for (i = 0; i < h->ncands; i++)
-		free(h->cands[i].host);
-	free(h->cands);
+	mx_hosts_free(h);
+	cands_free(h->cands, h->ncands);
 	h->cands = NULL;
 	h->ncands = 0;
 }
@@ -201,6 +262,10 @@ mx_try(struct relay_conn *c)
 	snprintf(c->peer, sizeof(c->peer), "%s[%s]:%s", k->host, addr,
 	    c->port);
 	c->cgen = h->cgen;
+	mx_tlsa_free(c->tlsa, c->ntlsa);
+	c->dane = k->dane;
+	c->tlsa = tlsa_copy(k->tlsa, k->ntlsa);
+	c->ntlsa = k->ntlsa;
 	conn_connect_addr(c, (const struct sockaddr *)&k->ss, k->sslen);
 }
 
@@ -222,22 +287,43 @@ mx_release(struct relay_hop *h)
 	}
 }
 
-/* Every host's addresses are in: the candidates in order, our own
- * addresses and what follows them left out. */
+/* Whether the hop enforces DANE where it can. */
+static int
+mx_wants_dane(const struct relay_hop *h)
+{
+	return h->tls == RELAY_TLS_DANE || h->tls == RELAY_TLS_DANE_ONLY;
+}
+
+/* Every host's addresses (and TLSA records) are in: the candidates in
+ * order; our own addresses and what follows them left out, and with DANE
+ * the hosts whose TLSA lookup failed (or, dane-only, that have none). */
 static void
 mx_done(struct relay_hop *h)
 {
 	struct relay_cand *v;
-	size_t i, j, n = 0, total = 0;
+	size_t i, j, n = 0, total = 0, nodane = 0;
 	int self_pref = -1, port = atoi(h->port);
+	enum relay_dane d;
 
 	for (i = 0; i < h->nmx; i++)
 		total += h->nhcands[i];
 	v = xcalloc(total + 1, sizeof(*v));
-	for (i = 0; i < h->nmx; i++)
+	for (i = 0; i < h->nmx; i++) {
+		d = mx_wants_dane(h) ? h->hdane[i] : DANE_NONE;
+		if (d == DANE_FAIL || (h->tls == RELAY_TLS_DANE_ONLY &&
+		    d != DANE_TLSA)) {
+			nodane += h->nhcands[i];
+			continue;
+		}
 		for (j = 0; j < h->nhcands[i]; j++) {
 			v[n] = h->hcands[i][j];
 			h->hcands[i][j].host = NULL;
+			v[n].dane = d;
+			if (d == DANE_TLSA) {
+				v[n].tlsa = tlsa_copy(h->htlsa[i],
+				    h->nhtlsa[i]);
+				v[n].ntlsa = h->nhtlsa[i];
+			}
 			if (v[n].ss.ss_family == AF_INET)
 				((struct sockaddr_in *)(void *)&v[n].ss)->
 				    sin_port = htons((uint16_t)port);
@@ -251,20 +337,21 @@ mx_done(struct relay_hop *h)
 			}
 			n++;
 		}
+	}
 	if (self_pref != -1) {
 		for (i = j = 0; i < n; i++)
 			if (v[i].pref < self_pref)
 				v[j++] = v[i];
-			else
+			else {
 				free(v[i].host);
+				mx_tlsa_free(v[i].tlsa, v[i].ntlsa);
+			}
 		log_warnx("relay: MX hosts of %s include this host (preference"
 		    " %d): %zu of %zu address(es) left", h->host, self_pref,
 		    j, n);
 		n = j;
 	}
-	for (i = 0; i < h->ncands; i++)
-		free(h->cands[i].host);
-	free(h->cands);
+	cands_free(h->cands, h->ncands);
 	h->cands = v;
 	h->ncands = n;
 	h->cgen++;
@@ -272,25 +359,76 @@ mx_done(struct relay_hop *h)
 	if (n == 0 && self_pref != -1)
 		mx_failed(h, 554, "5.4.6", "mail for %s loops back to myself "
 		    "(its MX hosts are this host)", h->host);
+	else if (n == 0 && nodane > 0 && h->tls == RELAY_TLS_DANE_ONLY)
+		mx_failed(h, 451, "4.7.5", "no MX host of %s has DNSSEC-secure"
+		    " TLSA records (relay_tls = dane-only)%s%s", h->host,
+		    h->mxwhy[0] ? ": " : "", h->mxwhy);
+	else if (n == 0 && nodane > 0)
+		mx_failed(h, 451, "4.7.5", "TLSA lookup failed for the MX hosts"
+		    " of %s: %s", h->host, h->mxwhy);
 	else if (n == 0)
 		mx_failed(h, 451, "4.4.3", "no address for the MX hosts of %s"
 		    "%s%s", h->host, h->mxwhy[0] ? ": " : "", h->mxwhy);
-	for (i = 0; i < h->nmx; i++) {
-		free(h->hcands[i]);
-		free(h->mxs[i].host);
-	}
-	free(h->hcands);
-	free(h->nhcands);
-	free(h->aq);
-	free(h->asks);
-	free(h->mxs);
-	h->hcands = NULL;
-	h->nhcands = NULL;
-	h->aq = NULL;
-	h->asks = NULL;
-	h->mxs = NULL;
-	h->nmx = 0;
+	mx_hosts_free(h);
 	mx_release(h);
+}
+
+/* Note why a host was left out (the first reason is kept). */
+static void
+mx_why(struct relay_hop *h, const char *host, const char *what,
+    const struct dns_result *r)
+{
+	if (h->mxwhy[0] != '\0')
+		return;
+	snprintf(h->mxwhy, sizeof(h->mxwhy), "%s: %s %s%s%s", host, what,
+	    dns_strstatus(r->status), r->why && r->why[0] ? ", " : "",
+	    r->why ? r->why : "");
+}
+
+/* One host's TLSA records: usable DANE-TA(2) and DANE-EE(3) ones kept
+ * (RFC 7672 3.1.3: PKIX usages are unusable for SMTP). */
+static void
+mx_tlsa_cb(const struct dns_result *r, void *arg)
+{
+	struct mx_ask *a = arg;
+	struct relay_hop *h = a->h;
+	struct relay_tlsa *v;
+	size_t i, n = 0;
+
+	h->tq[a->i] = NULL;
+	if (r->status == DNS_OK && r->secure && r->ntlsa > 0) {
+		v = xcalloc(r->ntlsa, sizeof(*v));
+		for (i = 0; i < r->ntlsa; i++) {
+			if (r->tlsa[i].usage != 2 && r->tlsa[i].usage != 3)
+				continue;
+			v[n].usage = r->tlsa[i].usage;
+			v[n].selector = r->tlsa[i].selector;
+			v[n].mtype = r->tlsa[i].mtype;
+			v[n].len = r->tlsa[i].len;
+			v[n].data = xmalloc(r->tlsa[i].len + 1);
+			memcpy(v[n].data, r->tlsa[i].data, r->tlsa[i].len);
+			n++;
+		}
+		h->htlsa[a->i] = v;
+		h->nhtlsa[a->i] = n;
+		h->hdane[a->i] = n > 0 ? DANE_TLSA : DANE_UNUSABLE;
+	} else if ((r->status == DNS_OK && !r->secure) ||
+	    r->status == DNS_NODATA || r->status == DNS_NXDOMAIN) {
+		/* insecure, or securely none: no DANE for this host */
+		h->hdane[a->i] = DANE_NONE;
+		if (h->tls == RELAY_TLS_DANE_ONLY)
+			mx_why(h, h->mxs[a->i].host, "TLSA",  r);
+	} else {
+		/* RFC 7672 2.2.1: a failed lookup makes the host unusable */
+		h->hdane[a->i] = DANE_FAIL;
+		mx_why(h, h->mxs[a->i].host, "TLSA", r);
+		log_warnx("relay: TLSA of %s (MX of %s): %s%s%s: host not "
+		    "used", h->mxs[a->i].host, h->host,
+		    dns_strstatus(r->status), r->why && r->why[0] ? ", " :
+		    "", r->why ? r->why : "");
+	}
+	if (--h->apending == 0)
+		mx_done(h);
 }
 
 /* One host's addresses. */
@@ -323,10 +461,18 @@ mx_addr_cb(const struct dns_result *r, void *arg)
 		if (r->ttl > 0 && time(NULL) + r->ttl < h->expire)
 			h->expire = time(NULL) + (r->ttl < MX_TTL_MIN ?
 			    MX_TTL_MIN : r->ttl);
-	} else if (h->mxwhy[0] == '\0')
-		snprintf(h->mxwhy, sizeof(h->mxwhy), "%s: %s%s%s",
-		    h->mxs[a->i].host, dns_strstatus(r->status),
-		    r->why && r->why[0] ? ", " : "", r->why ? r->why : "");
+		/* DANE only where the MX and the host are secure */
+		if (mx_wants_dane(h) && h->mx_secure && r->secure) {
+			h->apending++;
+			h->tq[a->i] = dns_tlsa(h->resolver, h->mxs[a->i].host,
+			    atoi(h->port), mx_tlsa_cb, a);
+		} else if (mx_wants_dane(h) &&
+		    h->tls == RELAY_TLS_DANE_ONLY && h->mxwhy[0] == '\0')
+			snprintf(h->mxwhy, sizeof(h->mxwhy), "%s: %s records"
+			    " not DNSSEC-secure", h->mxs[a->i].host,
+			    h->mx_secure ? "address" : "MX");
+	} else
+		mx_why(h, h->mxs[a->i].host, "address", r);
 	if (--h->apending == 0)
 		mx_done(h);
 }
@@ -389,8 +535,12 @@ mx_cb(const struct dns_result *r, void *arg)
 	h->mxs = xcalloc(n, sizeof(*h->mxs));
 	h->aq = xcalloc(n, sizeof(*h->aq));
 	h->asks = xcalloc(n, sizeof(*h->asks));
+	h->tq = xcalloc(n, sizeof(*h->tq));
 	h->hcands = xcalloc(n, sizeof(*h->hcands));
 	h->nhcands = xcalloc(n, sizeof(*h->nhcands));
+	h->hdane = xcalloc(n, sizeof(*h->hdane));
+	h->htlsa = xcalloc(n, sizeof(*h->htlsa));
+	h->nhtlsa = xcalloc(n, sizeof(*h->nhtlsa));
 	h->nmx = n;
 	for (i = 0; i < n; i++) {
 		h->mxs[i].host = xstrdup(r->mx[i].host);
@@ -450,4 +600,29 @@ mx_next(struct relay_conn *c, const char *why)
 	c->cand++;
 	mx_try(c);
 	return 1;
+}
+
+/* Put c's TLSA records on ssl before the handshake: the MX host name is
+ * the reference identifier for DANE-TA(2) (RFC 7672 3.2.2), DANE-EE(3)
+ * without name checks; the handshake fails unless one matches.  -1 if
+ * none is usable after all. */
+int
+mx_dane_setup(struct relay_conn *c, SSL *ssl)
+{
+	size_t i;
+	int usable = 0;
+
+	if (SSL_dane_enable(ssl, c->host) <= 0)
+		return -1;
+	SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	for (i = 0; i < c->ntlsa; i++)
+		if (SSL_dane_tlsa_add(ssl, c->tlsa[i].usage,
+		    c->tlsa[i].selector, c->tlsa[i].mtype, c->tlsa[i].data,
+		    c->tlsa[i].len) > 0)
+			usable++;
+	if (usable == 0)
+		return -1;
+	SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	return 0;
 }

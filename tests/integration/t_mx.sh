@@ -5,7 +5,10 @@
 # preference order with the first host down, implicit MX, null MX,
 # NXDOMAIN, a DNS failure (spooled, delivered once DNS answers again), one
 # transaction fanned out to two domains, a route overriding MX, mail loops
-# (our own listener, localhost), an IP-literal MX, a bogus signature.
+# (our own listener, localhost), an IP-literal MX, a bogus signature; DANE
+# (RFC 7672): DANE-EE match delivered over TLS, mismatch and bogus TLSA
+# never delivered, DANE-TA with the MX name checked, dane-only without
+# TLSA refused, dane falling back to plain delivery where DNS is insecure.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/../dns/nsd.sh"
 need_bins
@@ -16,6 +19,25 @@ trap 'rc=$?; nsd_stop; (exit $rc); it_cleanup' EXIT
 # One NSD for the whole file.
 MXPORT=$(free_port)
 nsd_init "$IT_TMP/nsd" || exit 99
+# TLS for the DANE sinks: the test server certificate (DANE-EE), and one
+# for mx.danta.example issued by the test CA, the CA in its chain (DANE-TA)
+it_certs || exit 99
+spki_sha256() {
+	openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER |
+		sha256sum | cut -d' ' -f1
+}
+EE_HASH=$(spki_sha256 "$PKI/srv.pem")
+(
+	cd "$PKI" || exit 1
+	printf '%s\n' "basicConstraints=CA:FALSE" "extendedKeyUsage=serverAuth" \
+		"subjectAltName=DNS:mx.danta.example" >ta.ext
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout ta.key -out ta.csr -subj "/CN=mx.danta.example" &&
+		openssl x509 -req -in ta.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+			-days 30 -extfile ta.ext -out ta-leaf.pem &&
+		cat ta-leaf.pem ca.pem >ta.pem && chmod 644 ta.pem ta.key
+) >"$IT_TMP/ta.log" 2>&1 || { cat "$IT_TMP/ta.log"; exit 99; }
+TA_HASH=$(openssl x509 -in "$PKI/ca.pem" -outform DER | sha256sum | cut -d' ' -f1)
 nsd_zone partner.example <<'EOF'
 @ IN MX 10 mx1
 @ IN MX 20 mx2
@@ -50,6 +72,35 @@ nsd_zone bogus.example <<'EOF'
 @ IN MX 10 mx
 mx IN A 127.0.0.7
 EOF
+nsd_zone dane.example <<EOF
+@ IN MX 10 mx
+mx IN A 127.0.0.9
+_$MXPORT._tcp.mx IN TLSA 3 1 1 $EE_HASH
+EOF
+nsd_zone danebad.example <<EOF
+@ IN MX 10 mx
+mx IN A 127.0.0.9
+_$MXPORT._tcp.mx IN TLSA 3 1 1 $(printf '%064d' 0)
+EOF
+nsd_zone danebogus.example <<EOF
+@ IN MX 10 mx
+mx IN A 127.0.0.9
+_$MXPORT._tcp.mx IN TLSA 3 1 1 $EE_HASH
+EOF
+nsd_zone danta.example <<EOF
+@ IN MX 10 mx
+mx IN A 127.0.0.10
+_$MXPORT._tcp.mx IN TLSA 2 0 1 $TA_HASH
+EOF
+nsd_zone daneunsigned.example <<EOF
+@ IN MX 10 mx
+mx IN A 127.0.0.9
+_$MXPORT._tcp.mx IN TLSA 3 1 1 $(printf '%064d' 0)
+EOF
+for z in dane danebad danebogus danta; do
+	nsd_sign $z.example || exit 99
+done
+nsd_tamper danebogus.example "_$MXPORT._tcp.mx.danebogus.example." TLSA || exit 99
 nsd_sign signed.example || exit 99
 nsd_sign bogus.example || exit 99
 nsd_tamper bogus.example mx.bogus.example. A || exit 99
@@ -61,7 +112,10 @@ chmod 644 "$NSD_TA"
 # mx_sink NAME ADDR: a capture sink on ADDR:MXPORT, Maildir $CASE_DIR/NAME.
 mx_sink() {
 	mkdir -p "$CASE_DIR/$1/new" "$CASE_DIR/$1/cur" "$CASE_DIR/$1/tmp"
-	bg "sink-$1" "$SMRELAYCTL" sink --listen "$2:$MXPORT" --maildir "$CASE_DIR/$1"
+	local name=$1 addr=$2
+	shift 2
+	bg "sink-$name" "$SMRELAYCTL" sink --listen "$addr:$MXPORT" --maildir "$CASE_DIR/$name" "$@"
+	set -- "$name" "$addr"
 	"$PYTHON" - "$2" "$MXPORT" <<'EOF' || fail_because "sink on $2:$MXPORT did not start"
 import socket, sys, time
 for _ in range(150):
@@ -216,6 +270,68 @@ t_dnssec() {
 	! mx_has signed bo@bogus.example || fail_because "delivered on a bogus answer"
 }
 
+# tls_sink NAME ADDR CERT KEY: a capture sink offering STARTTLS.
+tls_sink() {
+	mx_sink "$1" "$2" --tls-cert "$3" --tls-key "$4"
+}
+
+# DANE-EE (3 1 1) matching the sink's key: delivered over TLS, verified.
+t_dane_ee_match() {
+	tls_sink dane 127.0.0.9 "$PKI/srv.pem" "$PKI/srv.key" &&
+		mx_relay relay_tls=dane || return 1
+	send_to dan@dane.example 250 || return 1
+	mx_wait dane 1 && mx_has dane dan@dane.example || return 1
+	grep -q 'verified=dane (TLSA 3 1 1 at depth 0)' "$CASE_DIR/smrelayd.log" ||
+		fail_because "the log does not say the TLSA record matched"
+}
+
+# A TLSA record that matches nothing: never delivered (not even in
+# plaintext), kept for a retry with the reason.
+t_dane_mismatch() {
+	tls_sink dane 127.0.0.9 "$PKI/srv.pem" "$PKI/srv.key" &&
+		mx_relay relay_tls=dane || return 1
+	send_to mia@danebad.example 250 '250:queued' || return 1
+	assert_queued mia@danebad.example '4\.7\.5' || return 1
+	[ "$(mx_count dane)" -eq 0 ] || fail_because "delivered despite the TLSA mismatch"
+}
+
+# A TLSA RRset whose signature is bogus: the host is not used.
+t_dane_bogus_tlsa() {
+	tls_sink dane 127.0.0.9 "$PKI/srv.pem" "$PKI/srv.key" &&
+		mx_relay relay_tls=dane || return 1
+	send_to bea@danebogus.example 250 '250:queued' || return 1
+	assert_queued bea@danebogus.example '4\.7\.5' || return 1
+	[ "$(mx_count dane)" -eq 0 ] || fail_because "delivered on a bogus TLSA answer"
+}
+
+# DANE-TA (2 0 1, the CA's certificate): the chain must lead to it and the
+# certificate must name the MX host.
+t_dane_ta() {
+	tls_sink danta 127.0.0.10 "$PKI/ta.pem" "$PKI/ta.key" &&
+		mx_relay relay_tls=dane || return 1
+	send_to tara@danta.example 250 || return 1
+	mx_wait danta 1 && mx_has danta tara@danta.example || return 1
+	grep -q 'verified=dane (TLSA 2 0 1 at depth 1)' "$CASE_DIR/smrelayd.log" ||
+		fail_because "the log does not say the TLSA record matched the CA"
+}
+
+# dane-only and a destination without (secure) TLSA records: refused,
+# kept for a retry, nothing delivered.
+t_dane_only_no_tlsa() {
+	mx_sink signed 127.0.0.7 && mx_relay relay_tls=dane-only || return 1
+	send_to sam@signed.example 250 '250:queued' || return 1
+	assert_queued sam@signed.example '4\.7\.5' || return 1
+	[ "$(mx_count signed)" -eq 0 ] || fail_because "dane-only delivered without TLSA"
+}
+
+# dane where DNS is insecure (TLSA records in an unsigned zone count for
+# nothing): as may, delivered.
+t_dane_insecure_fallback() {
+	mx_sink dane 127.0.0.9 && mx_relay relay_tls=dane || return 1
+	send_to uma@daneunsigned.example 250 || return 1
+	mx_wait dane 1 && mx_has dane uma@daneunsigned.example
+}
+
 # DNS down (NSD stopped): accepted and spooled, not lost; delivered by
 # the queue once DNS answers again (here: at the restart of smrelayd, which
 # retries its spool at once).  Last: it stops NSD.
@@ -239,5 +355,11 @@ run_case loop_own_listener t_loop_own_listener
 run_case loop_localhost t_loop_localhost
 run_case ip_literal_mx t_ip_literal_mx
 run_case dnssec t_dnssec
+run_case dane_ee_match t_dane_ee_match
+run_case dane_mismatch t_dane_mismatch
+run_case dane_bogus_tlsa t_dane_bogus_tlsa
+run_case dane_ta t_dane_ta
+run_case dane_only_no_tlsa t_dane_only_no_tlsa
+run_case dane_insecure_fallback t_dane_insecure_fallback
 run_case dns_down t_dns_down
 it_finish
