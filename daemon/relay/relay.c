@@ -4,6 +4,7 @@
 #include "autoconfig.h"
 
 #include <sys/queue.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -689,6 +690,16 @@ txn_detach(struct relay_txn *txn)
 	conn_rearm(c);
 }
 
+/* Whether host is an IP address rather than a name. */
+static int
+host_is_literal(const char *host)
+{
+	unsigned char buf[16];
+
+	return inet_pton(AF_INET, host, buf) == 1 ||
+	    inet_pton(AF_INET6, host, buf) == 1;
+}
+
 /* The destination of route t (NULL: the one next hop), made on first
  * use; NULL if there is none. */
 static struct relay_hop *
@@ -697,6 +708,7 @@ hop_for(struct relay_pool *p, const struct route_target *t)
 	struct route_target one;
 	struct relay_hop *h, *old;
 	const char *dom, *slash;
+	char name[DNS_NAME_MAX + 1];
 
 	if (t == NULL) {
 		if (route_for(p->hop.cfg, "postmaster", &one) == -1)
@@ -736,8 +748,14 @@ hop_for(struct relay_pool *p, const struct route_target *t)
 		slash = strrchr(dom, '/');
 		h->host = xstrndup(dom, slash ? (size_t)(slash - dom) :
 		    strlen(dom));
-	} else
+	} else {
 		h->host = xstrdup(t->host);
+		/* DANE needs the host's records through our resolver */
+		if ((t->tls == RELAY_TLS_DANE || t->tls == RELAY_TLS_DANE_ONLY) &&
+		    dns_name_check(t->host, name, sizeof(name)) == 0 &&
+		    !host_is_literal(t->host))
+			h->mx = h->fixed = 1;
+	}
 	TAILQ_INIT(&h->conns);
 	TAILQ_INIT(&h->idle);
 	TAILQ_INIT(&h->waiting);

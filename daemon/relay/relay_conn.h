@@ -157,7 +157,9 @@ struct relay_hop {
 	int ntxns;                      /* relay.c's transactions bound here */
 	/* where it is */
 	char *host, *port;              /* the host, or the domain with mx */
-	int mx;
+	int mx;                         /* addresses from relay_mx.c: the
+					 * domain's MX hosts, or with fixed */
+	int fixed;                      /* the one host (DANE for a route) */
 	enum relay_tls tls;
 	/* MX (relay_mx.c): candidates, valid until expire */
 	struct dns *resolver;           /* the pool's */

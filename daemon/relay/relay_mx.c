@@ -431,6 +431,9 @@ mx_tlsa_cb(const struct dns_result *r, void *arg)
 		mx_done(h);
 }
 
+static void mx_hosts(struct relay_hop *, const struct dns_mx *, size_t, int,
+    int);
+
 /* One host's addresses. */
 static void
 mx_addr_cb(const struct dns_result *r, void *arg)
@@ -483,7 +486,6 @@ mx_cb(const struct dns_result *r, void *arg)
 {
 	struct relay_hop *h = arg;
 	const char *why = r->why && r->why[0] ? r->why : "";
-	size_t i, n;
 
 	h->mxq = NULL;
 	h->mxwhy[0] = '\0';
@@ -528,23 +530,34 @@ mx_cb(const struct dns_result *r, void *arg)
 	if (r->nskipped > 0)
 		log_warnx("relay: MX of %s: %zu record(s) left out: %s",
 		    h->host, r->nskipped, why);
-	n = r->nmx < MX_HOSTS_MAX ? r->nmx : MX_HOSTS_MAX;
-	h->mx_secure = r->secure;
-	h->expire = time(NULL) + (r->ttl < MX_TTL_MIN ? MX_TTL_MIN :
-	    r->ttl > MX_TTL_MAX ? MX_TTL_MAX : r->ttl);
+	mx_hosts(h, r->mx, r->nmx, r->secure, r->ttl);
+}
+
+/* Look up the addresses of the hosts (by preference), each secure only
+ * if secure (the MX answer) and its own answer are. */
+static void
+mx_hosts(struct relay_hop *h, const struct dns_mx *mx, size_t nmx,
+    int secure, int ttl)
+{
+	size_t i, n;
+
+	n = nmx < MX_HOSTS_MAX ? nmx : MX_HOSTS_MAX;
+	h->mx_secure = secure;
+	h->expire = time(NULL) + (ttl < MX_TTL_MIN ? MX_TTL_MIN :
+	    ttl > MX_TTL_MAX ? MX_TTL_MAX : ttl);
 	h->mxs = xcalloc(n, sizeof(*h->mxs));
 	h->aq = xcalloc(n, sizeof(*h->aq));
-	h->asks = xcalloc(n, sizeof(*h->asks));
 	h->tq = xcalloc(n, sizeof(*h->tq));
 	h->hcands = xcalloc(n, sizeof(*h->hcands));
 	h->nhcands = xcalloc(n, sizeof(*h->nhcands));
 	h->hdane = xcalloc(n, sizeof(*h->hdane));
 	h->htlsa = xcalloc(n, sizeof(*h->htlsa));
 	h->nhtlsa = xcalloc(n, sizeof(*h->nhtlsa));
+	h->asks = xcalloc(n, sizeof(*h->asks));
 	h->nmx = n;
 	for (i = 0; i < n; i++) {
-		h->mxs[i].host = xstrdup(r->mx[i].host);
-		h->mxs[i].pref = r->mx[i].pref;
+		h->mxs[i].host = xstrdup(mx[i].host);
+		h->mxs[i].pref = mx[i].pref;
 	}
 	h->apending = n;
 	for (i = 0; i < n; i++) {
@@ -582,7 +595,15 @@ mx_connect(struct relay_conn *c)
 	conn_timer(c, h->to.connect);
 	if (h->mxq == NULL && h->nmx == 0) {
 		h->failed = 0;
-		h->mxq = dns_mx(h->resolver, h->host, mx_cb, h);
+		h->mxwhy[0] = '\0';
+		if (h->fixed) {
+			/* a named next hop of ours: no MX, its name is as
+			 * secure as our configuration */
+			struct dns_mx one = { h->host, 0 };
+
+			mx_hosts(h, &one, 1, 1, MX_TTL_MAX);
+		} else
+			h->mxq = dns_mx(h->resolver, h->host, mx_cb, h);
 	}
 }
 

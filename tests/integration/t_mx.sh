@@ -332,6 +332,26 @@ t_dane_insecure_fallback() {
 	mx_wait dane 1 && mx_has dane uma@daneunsigned.example
 }
 
+# A route to a named host with tls=dane: its TLSA records are enforced as
+# for an MX host.  Match: delivered.
+t_dane_route_match() {
+	tls_sink dane 127.0.0.9 "$PKI/srv.pem" "$PKI/srv.key" &&
+		mx_relay "route=@good.example mx.dane.example:$MXPORT tls=dane" || return 1
+	send_to gus@good.example 250 || return 1
+	mx_wait dane 1 && mx_has dane gus@good.example || return 1
+	grep -q 'verified=dane (TLSA 3 1 1 at depth 0)' "$CASE_DIR/smrelayd.log" ||
+		fail_because "the route's TLSA record was not checked"
+}
+
+# ... mismatch: kept, never delivered.
+t_dane_route_mismatch() {
+	tls_sink dane 127.0.0.9 "$PKI/srv.pem" "$PKI/srv.key" &&
+		mx_relay "route=@bad.example mx.danebad.example:$MXPORT tls=dane" || return 1
+	send_to bill@bad.example 250 '250:queued' || return 1
+	assert_queued bill@bad.example '4\.7\.5' || return 1
+	[ "$(mx_count dane)" -eq 0 ] || fail_because "delivered despite the TLSA mismatch"
+}
+
 # DNS down (NSD stopped): accepted and spooled, not lost; delivered by
 # the queue once DNS answers again (here: at the restart of smrelayd, which
 # retries its spool at once).  Last: it stops NSD.
@@ -361,5 +381,7 @@ run_case dane_bogus_tlsa t_dane_bogus_tlsa
 run_case dane_ta t_dane_ta
 run_case dane_only_no_tlsa t_dane_only_no_tlsa
 run_case dane_insecure_fallback t_dane_insecure_fallback
+run_case dane_route_match t_dane_route_match
+run_case dane_route_mismatch t_dane_route_mismatch
 run_case dns_down t_dns_down
 it_finish
