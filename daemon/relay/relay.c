@@ -740,6 +740,7 @@ hop_for(struct relay_pool *p, const struct route_target *t)
 	h->to = p->hop.to;
 	h->gen = p->hop.gen;
 	h->resolver = p->resolver;
+	h->ops = &conn_mx_ops;
 	h->mx = t->mx;
 	h->tls = t->tls;
 	h->port = xstrdup(t->port);

@@ -42,7 +42,7 @@ relay_strstate(enum conn_state s)
 }
 
 /* Every state change goes through here, so -v shows the conversation. */
-void
+static void
 conn_enter_state(struct relay_conn *c, enum conn_state s)
 {
 	log_debug("relay cid=%016llx to=%s state=%s->%s",
@@ -103,7 +103,7 @@ reply_oneline(const struct smtp_reply *rep, char *buf, size_t len)
 }
 
 /* Arm (ms >= 0) or stop (ms < 0) the connection's single timer. */
-void
+static void
 conn_timer(struct relay_conn *c, int ms)
 {
 	struct timeval tv;
@@ -310,7 +310,7 @@ conn_start(struct relay_conn *c)
 }
 
 /* Connect c to an address found by relay_mx.c. */
-void
+static void
 conn_connect_addr(struct relay_conn *c, const struct sockaddr *sa,
     socklen_t len)
 {
@@ -322,7 +322,7 @@ conn_connect_addr(struct relay_conn *c, const struct sockaddr *sa,
 
 /* Drop the socket of a connection still being set up, so that it can
  * try another address. */
-void
+static void
 conn_reset(struct relay_conn *c)
 {
 	evutil_socket_t fd;
@@ -974,3 +974,11 @@ conn_timercb(evutil_socket_t fd, short ev, void *arg)
 	}
 	conn_unref(c);
 }
+
+const struct mx_conn_ops conn_mx_ops = {
+	.connect = conn_connect_addr,
+	.reset = conn_reset,
+	.fail = conn_fail,
+	.enter_state = conn_enter_state,
+	.timer = conn_timer,
+};

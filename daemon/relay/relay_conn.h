@@ -138,6 +138,20 @@ struct dns_query;
 struct dns_mx;
 struct mx_ask;
 
+struct smtp_result;
+
+/* What relay_mx.c does to a connection: relay_conn.c's functions, handed
+ * over through the hop (relay.c sets it) so that relay_mx.c, which
+ * relay_conn.c calls, does not call relay_conn.c back. */
+struct mx_conn_ops {
+	void (*connect)(struct relay_conn *, const struct sockaddr *,
+	    socklen_t);
+	void (*reset)(struct relay_conn *);
+	void (*fail)(struct relay_conn *, int, const struct smtp_result *);
+	void (*enter_state)(struct relay_conn *, enum conn_state);
+	void (*timer)(struct relay_conn *, int);
+};
+
 /* A destination and our connections to it: the fixed next hop, a route's
  * HOST:PORT, or a recipient domain's MX hosts (relay.c keeps them by
  * route key). */
@@ -162,6 +176,7 @@ struct relay_hop {
 	int fixed;                      /* the one host (DANE for a route) */
 	enum relay_tls tls;
 	/* MX (relay_mx.c): candidates, valid until expire */
+	const struct mx_conn_ops *ops;  /* relay_conn.c's conn_mx_ops */
 	struct dns *resolver;           /* the pool's */
 	struct relay_cand *cands;
 	size_t ncands;
@@ -200,13 +215,10 @@ void mx_tlsa_free(struct relay_tlsa *, size_t);
 int mx_dane_setup(struct relay_conn *, SSL *);
 
 /* relay_conn.c */
-void conn_enter_state(struct relay_conn *, enum conn_state);
-void conn_timer(struct relay_conn *, int);
-/* Connect c to ss (its bufferevent reports the outcome). */
-void conn_connect_addr(struct relay_conn *, const struct sockaddr *,
-    socklen_t);
-/* Drop c's socket before the session is set up (for the next address). */
-void conn_reset(struct relay_conn *);
+/* For relay_mx.c: connect to an address, drop the socket before the
+ * session is set up (for the next address), fail, change state, arm the
+ * timer. */
+extern const struct mx_conn_ops conn_mx_ops;
 void result_from_reply(struct smtp_result *, const struct smtp_reply *);
 struct relay_conn *conn_new(struct relay_hop *, const struct relay_conn_cbs *,
     void *);

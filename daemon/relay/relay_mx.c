@@ -266,7 +266,7 @@ mx_try(struct relay_conn *c)
 	c->dane = k->dane;
 	c->tlsa = tlsa_copy(k->tlsa, k->ntlsa);
 	c->ntlsa = k->ntlsa;
-	conn_connect_addr(c, (const struct sockaddr *)&k->ss, k->sslen);
+	c->hop->ops->connect(c, (const struct sockaddr *)&k->ss, k->sslen);
 }
 
 /* Start the waiting connections (or fail them with the lookup's outcome). */
@@ -277,9 +277,9 @@ mx_release(struct relay_hop *h)
 
 	while ((c = TAILQ_FIRST(&h->waiting)) != NULL) {
 		TAILQ_REMOVE(&h->waiting, c, idle_entry);
-		conn_enter_state(c, C_INIT);
+		c->hop->ops->enter_state(c, C_INIT);
 		if (h->failed || h->ncands == 0)
-			conn_fail(c, 0, &h->fail);
+			c->hop->ops->fail(c, 0, &h->fail);
 		else {
 			c->cand = 0;
 			mx_try(c);
@@ -578,12 +578,12 @@ mx_connect(struct relay_conn *c)
 	if (h->resolver == NULL) {
 		smtp_result_set(&res, 451, "4.3.5", "relay to MX hosts without"
 		    " a DNS resolver");
-		conn_fail(c, 0, &res);
+		c->hop->ops->fail(c, 0, &res);
 		return;
 	}
 	if (h->mxq == NULL && h->nmx == 0 && time(NULL) < h->expire) {
 		if (h->failed || h->ncands == 0) {
-			conn_fail(c, 0, &h->fail);
+			c->hop->ops->fail(c, 0, &h->fail);
 			return;
 		}
 		c->cand = 0;
@@ -591,8 +591,8 @@ mx_connect(struct relay_conn *c)
 		return;
 	}
 	TAILQ_INSERT_TAIL(&h->waiting, c, idle_entry);
-	conn_enter_state(c, C_RESOLVE);
-	conn_timer(c, h->to.connect);
+	c->hop->ops->enter_state(c, C_RESOLVE);
+	c->hop->ops->timer(c, h->to.connect);
 	if (h->mxq == NULL && h->nmx == 0) {
 		h->failed = 0;
 		h->mxwhy[0] = '\0';
@@ -617,7 +617,7 @@ mx_next(struct relay_conn *c, const char *why)
 		return 0;
 	log_info("relay cid=%016llx to=%s failed (%s), trying the next "
 	    "address", (unsigned long long)c->id, c->peer, why);
-	conn_reset(c);
+	c->hop->ops->reset(c);
 	c->cand++;
 	mx_try(c);
 	return 1;
