@@ -22,6 +22,9 @@
 #                times on the same 4 KB message (serial, and nproc loops in
 #                parallel), and `perf record` on smrelayd during a sign run
 #                (PERF_M messages) for the share of the policy lookup.
+#   6. MX mode   MODE=mx runs only this: relay = mx to 20 signed domains
+#                served by NSD against the same load to one fixed next hop
+#                (bench/relay_mx.sh; MX_DOMAINS, MX_ROUNDS).
 #
 # Needs root (Postfix, ulimit -n), smtp-source/smtp-sink (postfix package),
 # python3, openssl; perf for 5. (optional).  Environment: M (default 20000),
@@ -190,6 +193,12 @@ source_run() {
 }
 
 declare -A secs
+
+# MODE=mx: only the MX comparison (bench/relay_mx.sh)
+if [ "${MODE:-}" = mx ]; then
+	. "$root/bench/relay_mx.sh"
+	exit 0
+fi
 
 # ------------------------------------------------------------- throughput
 echo "== 1. ceiling: smtp-source -> smtp-sink ($M messages, $SESSIONS sessions, $SIZE bytes)"
