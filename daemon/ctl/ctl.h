@@ -79,6 +79,18 @@ int ctl_policy_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
 int ctl_queue_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
     char *argv[]);
 
+/* ctl_route.c */
+/*
+ * `route test ADDR`: the rule and target route.c picks for ADDR, the MX
+ * answer, each host's addresses and TLSA records with their DNSSEC state.
+ * Reads only the configuration (no store, no spool, no keys).  Exit 0
+ * when mail for ADDR has somewhere to go (a host with an address; with
+ * dane-only, one with secure TLSA records too), else 1 with the reason
+ * on stderr (NXDOMAIN, null MX, DNS failure, bad address); 2 on usage.
+ */
+int ctl_route_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
+    char *argv[]);
+
 /* ctl_smime.c */
 /* `smime sign|encrypt|decrypt|verify ARGS`: one transformation of the
  * message on stdin, the result on stdout. */
