@@ -117,6 +117,24 @@ tls_leaf_cert(const char *path, char *err, size_t errlen)
 	return x;
 }
 
+/* Load cafile (relay_tls_ca_file), or the system trust store when NULL,
+ * into ctx; -1 with err. */
+static int
+load_trust(SSL_CTX *ctx, const char *cafile, char *err, size_t errlen)
+{
+	if (cafile != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1) {
+			snprintf(err, errlen, "relay_tls_ca_file %s: %s",
+			    cafile, tls_error());
+			return -1;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		snprintf(err, errlen, "system trust store: %s", tls_error());
+		return -1;
+	}
+	return 0;
+}
+
 /* A client context: verifying the peer against cafile (NULL: the system
  * trust store) with strict ciphers, or opportunistic without checks. */
 static SSL_CTX *
@@ -141,16 +159,8 @@ client_ctx(int verify, const char *cafile, char *err, size_t errlen)
 		return ctx;
 	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if (cafile != NULL) {
-		if (SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1) {
-			snprintf(err, errlen, "relay_tls_ca_file %s: %s",
-			    cafile, tls_error());
-			goto fail;
-		}
-	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-		snprintf(err, errlen, "system trust store: %s", tls_error());
+	if (load_trust(ctx, cafile, err, errlen) == -1)
 		goto fail;
-	}
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);
@@ -189,19 +199,9 @@ tls_client_ctx(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "DANE: %s", tls_error());
 		goto fail;
 	}
-	if (!relay_tls_used(cfg, RELAY_TLS_VERIFY))
-		return ctx;
-	if (cfg->relay_tls_ca_file != NULL) {
-		if (SSL_CTX_load_verify_locations(ctx, cfg->relay_tls_ca_file,
-		    NULL) != 1) {
-			snprintf(err, errlen, "relay_tls_ca_file %s: %s",
-			    cfg->relay_tls_ca_file, tls_error());
-			goto fail;
-		}
-	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-		snprintf(err, errlen, "system trust store: %s", tls_error());
+	if (relay_tls_used(cfg, RELAY_TLS_VERIFY) &&
+	    load_trust(ctx, cfg->relay_tls_ca_file, err, errlen) == -1)
 		goto fail;
-	}
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);

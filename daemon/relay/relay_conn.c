@@ -278,6 +278,22 @@ conn_bev(struct relay_conn *c)
 	return 0;
 }
 
+/* Free the bufferevent and its socket: the plain socket is ours, the TLS
+ * one closes with its bufferevent. */
+static void
+conn_drop_socket(struct relay_conn *c)
+{
+	evutil_socket_t fd;
+
+	if (c->bev == NULL)
+		return;
+	fd = c->ssl == NULL ? bufferevent_getfd(c->bev) : -1;
+	bufferevent_free(c->bev);
+	if (fd >= 0)
+		close(fd);
+	c->bev = NULL;
+}
+
 /* Resolve and connect (the bufferevent reports the outcome). */
 static void
 conn_start(struct relay_conn *c)
@@ -325,15 +341,7 @@ conn_connect_addr(struct relay_conn *c, const struct sockaddr *sa,
 static void
 conn_reset(struct relay_conn *c)
 {
-	evutil_socket_t fd;
-
-	if (c->bev != NULL) {
-		fd = c->ssl == NULL ? bufferevent_getfd(c->bev) : -1;
-		bufferevent_free(c->bev);
-		if (fd >= 0)
-			close(fd);
-		c->bev = NULL;
-	}
+	conn_drop_socket(c);
 	c->ssl = NULL;          /* freed with its bufferevent */
 	evtimer_del(c->timer);
 	smtp_reply_init(&c->reply);
@@ -360,7 +368,6 @@ void
 conn_close(struct relay_conn *c)
 {
 	struct relay_hop *h = c->hop;
-	evutil_socket_t fd;
 
 	if (c->state == C_DEAD)
 		return;
@@ -373,14 +380,7 @@ conn_close(struct relay_conn *c)
 		TAILQ_REMOVE(&h->waiting, c, idle_entry);
 	TAILQ_REMOVE(&h->conns, c, entry);
 	h->nconns--;
-	if (c->bev != NULL) {
-		/* The plain socket is ours; the TLS one closes with its bev. */
-		fd = c->ssl == NULL ? bufferevent_getfd(c->bev) : -1;
-		bufferevent_free(c->bev);
-		if (fd >= 0)
-			close(fd);
-		c->bev = NULL;
-	}
+	conn_drop_socket(c);
 	evtimer_del(c->timer);
 	log_debug("relay cid=%016llx to=%s closed", (unsigned long long)c->id,
 	    c->peer);
