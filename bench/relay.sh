@@ -12,8 +12,10 @@
 #   5. S/MIME    the same load as 2. from alice@example.com to
 #                bob@partner.example, with a store holding a test PKI
 #                (tests/smime/pki.sh) and one policy rule per run: sign,
-#                encrypt, sign+encrypt (and: no rule; sign with an ECDSA
-#                P-256 key instead of RSA-2048, as the last run).  Before
+#                encrypt, sign+encrypt, decrypt+verify (the same message
+#                signed by alice and encrypted to bob beforehand with
+#                openssl cms, sent with smtp-source -F) (and: no rule; sign
+#                with an ECDSA P-256 key instead of RSA-2048, last).  Before
 #                each timed run VERIFY_N messages go to `smrelayctl sink`
 #                and every one must carry the expected S/MIME structure
 #                (one is checked with openssl cms); a rule that silently
@@ -162,7 +164,8 @@ start_smrelayd() {
 	pids+=($!)
 	SMRELAYD_PID=$!
 	wait_port "$RELAY_PORT" 15 || die "smrelayd did not start: $(tail -n 5 "$work/smrelayd.log")"
-	NET_PID=$(smrelayd_net "$SMRELAYD_PID") || die "smrelayd has no network process"
+	# (a daemon from before the key process is one process)
+	NET_PID=$(smrelayd_net "$SMRELAYD_PID") || NET_PID=$SMRELAYD_PID
 }
 
 write_conf() {
@@ -184,8 +187,10 @@ source_run() {
 	local t0 t1 c0
 	c0=$(child_cpu)
 	t0=$(now)
-	smtp-source -s "$SESSIONS" -m "$2" -l "$SIZE" -f "${SRC_FROM:-bench@example.com}" \
-		-t "${SRC_TO:-sink@example.net}" \
+	local file=(-l "$SIZE")
+	[ -n "${SRC_FILE:-}" ] && file=(-F "$SRC_FILE")
+	smtp-source -s "$SESSIONS" -m "$2" -f "${SRC_FROM:-bench@example.com}" \
+		-t "${SRC_TO:-sink@example.net}" "${file[@]+"${file[@]}"}" \
 		"127.0.0.1:$1" >"$work/source.out" 2>&1 || { echo "smtp-source failed: $(tail -n 3 "$work/source.out")" >&2; return 1; }
 	t1=$(now)
 	SRC_CPU=$(awk -v a="$c0" -v b="$(child_cpu)" 'BEGIN { printf "%.2f", b - a }')
@@ -316,6 +321,7 @@ set_rule() {
 	encrypt) ctl policy add --recipient @partner.example --action encrypt ;;
 	sign+encrypt) ctl policy add --sender @example.com --recipient @partner.example \
 		--action sign,encrypt ;;
+	decrypt+verify) ctl policy add --recipient @partner.example --action decrypt,verify ;;
 	esac >/dev/null || die "policy add for $1 failed"
 }
 
@@ -323,16 +329,18 @@ set_rule() {
 # every one must have the S/MIME structure MODE asks for, and one of them
 # must verify / decrypt with openssl.  Sets smime_ok[MODE].
 verify_mode() {
-	local dir=$work/verify-$1 want f bad=0 total one chk
+	local dir=$work/verify-$1 want f bad=0 total one chk file=(-l "$SIZE")
 	rm -rf "$dir"
 	start_capture "$dir"
-	smtp-source -s "$SESSIONS" -m "$VERIFY_N" -l "$SIZE" -f "$SRC_FROM" -t "$SRC_TO" \
+	[ -n "${SRC_FILE:-}" ] && file=(-F "$SRC_FILE")
+	smtp-source -s "$SESSIONS" -m "$VERIFY_N" -f "$SRC_FROM" -t "$SRC_TO" \
+		"${file[@]+"${file[@]}"}" \
 		"127.0.0.1:$RELAY_PORT" >"$work/source.out" 2>&1 || die "$1: verification run failed"
 	wait_files "$dir" "$VERIFY_N" 30 || die "$1: only $(find "$dir/new" -type f | wc -l) of $VERIFY_N messages captured"
 	stop_pid "$CAPTURE_PID"
 	case $1 in
 	pass) want=text/plain ;;
-	sign | sign-ec) want=multipart/signed ;;
+	sign | sign-ec | decrypt+verify) want=multipart/signed ;;
 	*) want=application/pkcs7-mime ;;
 	esac
 	total=0
@@ -353,6 +361,9 @@ verify_mode() {
 		-out "$dir/inner" >/dev/null 2>&1 && [ "$(toptype "$dir/inner")" = multipart/signed ] &&
 		openssl cms -verify -CAfile "$pki/trust.pem" -in "$dir/inner" -out /dev/null >/dev/null 2>&1 &&
 		chk="openssl cms -decrypt + -verify ok" || chk="openssl cms -decrypt + -verify FAILED" ;;
+	decrypt+verify) grep -q -i '^Authentication-Results:.*smime=pass' "$one" &&
+		chk="decrypted, Authentication-Results smime=pass" ||
+		chk="no Authentication-Results smime=pass: FAILED" ;;
 	esac
 	smime_ok[$1]="$((total - bad))/$total $want; $chk"
 	echo "   verification: ${smime_ok[$1]}"
@@ -365,6 +376,7 @@ sh "$root/tests/smime/pki.sh" "$pki" >"$work/pki.out" 2>&1 || die "tests/smime/p
 write_conf "$smime_data"
 ctl trust import "$pki/trust.pem" >/dev/null || die "trust import failed"
 ctl key import "$pki/alice.p12" >/dev/null || die "key import failed"
+ctl key import "$pki/bob.p12" >/dev/null || die "key import (bob) failed"
 ctl cert import "$pki/bob.pem" >/dev/null || die "cert import failed"
 
 # The 4 KB message exactly as smtp-source sends it, for the openssl loops.
@@ -373,10 +385,20 @@ smtp-source -m 1 -l "$SIZE" -f "$SRC_FROM" -t "$SRC_TO" "127.0.0.1:$SINK_PORT" >
 wait_files "$work/msg" 1 10 || die "could not capture a message"
 stop_pid "$CAPTURE_PID"
 cp "$(find "$work/msg/new" -type f | head -n 1)" "$work/msg4k"
+# For decrypt+verify: that message signed by alice and encrypted to bob, as
+# a partner's gateway would send it (LF endings: smtp-source -F adds CR).
+{
+	printf 'From: alice@example.com\nTo: bob@partner.example\nSubject: inbound\n'
+	openssl cms -sign -signer "$pki/alice.pem" -inkey "$pki/alice.key" \
+		-certfile "$pki/chain.pem" -md sha256 -in "$work/msg4k" |
+		openssl cms -encrypt -aes256 "$pki/bob.pem" | tr -d '\r'
+} >"$work/msg-enc" || die "cannot make the signed and encrypted message"
 
-smime_modes="pass sign encrypt sign+encrypt sign-ec"
+smime_modes="pass sign encrypt sign+encrypt decrypt+verify sign-ec"
 for mode in $smime_modes; do
 	echo "-- $mode"
+	SRC_FILE=
+	[ "$mode" = decrypt+verify ] && SRC_FILE=$work/msg-enc
 	if [ "$mode" = sign-ec ]; then
 		# The same with alice's ECDSA P-256 key instead of RSA-2048.
 		for id in $(ctl key list | cut -f1); do ctl key remove "$id" >/dev/null; done
@@ -524,6 +546,7 @@ fi
 			sign) name="sign (--sender @example.com)" ;;
 			encrypt) name="encrypt (--recipient @partner..)" ;;
 			sign+encrypt) name="sign,encrypt" ;;
+			decrypt+verify) name="decrypt,verify (inbound)" ;;
 			esac
 			printf '| %-34s | %8s | %8s | %8s | %8s | %9s ms | %9s ms | %9s ms | %7s %% |\n' "$name" "$SMIME_M" "${smime_secs[$k]}" \
 				"$(rate "$SMIME_M" "${smime_secs[$k]}")" \

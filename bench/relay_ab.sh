@@ -16,6 +16,9 @@
 # wall rate and the median CPU-bound estimate (2 CPUs / CPU per message of
 # smrelayd + smtp-sink + smtp-source): B / A.
 #
+# SCRIPT=b runs B's bench/relay.sh for both (A's daemon and smrelayctl
+# through B's script: for a run kind A's script lacks, e.g. decrypt,verify).
+#
 # The first use: the key process (issue 13) against keys in the network
 # process (REV_A = 9f2db92, the commit before it), docs/BENCHMARKS.md.
 # Needs root (as bench/relay.sh).
@@ -61,10 +64,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		t=$TA
 		[ "$v" = b ] && t=$TB
 		echo "== round $r/$ROUNDS: $v ($(revname "$t")), load $(cut -d' ' -f1-3 /proc/loadavg)"
-		(cd "$t" && SKIP_POSTFIX=1 SKIP_MEMORY=1 PERF_M=0 PROC_N=20 M=$M \
+		s=$t
+		[ "${SCRIPT:-own}" = b ] && s=$TB
+		(cd "$s" && SKIP_POSTFIX=1 SKIP_MEMORY=1 PERF_M=0 PROC_N=20 M=$M \
 			SMRELAYD="$t/build-bench/smrelayd" bash bench/relay.sh) >"$work/$r-$v.out" 2>&1 ||
 			die "bench/relay.sh of $v failed: $(tail -n 3 "$work/$r-$v.out")"
-		grep -E '^\| (run 2|no rule|sign|encrypt)' "$work/$r-$v.out" |
+		grep -E '^\| (run 2|no rule|sign|encrypt|decrypt)' "$work/$r-$v.out" |
 			grep -v '>=' >"$work/$r-$v.txt"
 	done
 done
