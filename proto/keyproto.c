@@ -66,6 +66,8 @@ keyproto_type_name(uint8_t type)
 		return "derive";
 	case KP_PING:
 		return "ping";
+	case KP_MAC:
+		return "mac";
 	case KP_OK:
 		return "ok";
 	case KP_ERR:
@@ -119,6 +121,8 @@ hdr_encode(uint8_t *out, uint8_t type, uint32_t id, size_t body)
 static const char *
 req_check(const struct keyproto_req *r)
 {
+	size_t i;
+
 	switch (r->type) {
 	case KP_SIGN:
 		if (r->alg < KP_ALG_RSA_PKCS1 || r->alg > KP_ALG_ECDSA)
@@ -140,6 +144,13 @@ req_check(const struct keyproto_req *r)
 	case KP_DERIVE:
 		if (r->alg != 0 || r->md != 0 || r->md2 != 0)
 			return "reserved field not zero";
+		break;
+	case KP_MAC:
+		if (r->alg != 0 || r->md != 0 || r->md2 != 0)
+			return "reserved field not zero";
+		for (i = 0; i < KEYPROTO_FP; i++)
+			if (r->fp[i] != 0)
+				return "a key named in a MAC request";
 		break;
 	case KP_PING:
 		return r->len == 0 ? NULL : "data in a ping";

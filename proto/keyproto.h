@@ -18,6 +18,10 @@
  *            u16 length  ciphertext (1 .. KEYPROTO_MAX_DATA)
  *   DERIVE   fp[32]  u8 zero x4  u16 length  the peer's public key
  *            (DER SubjectPublicKeyInfo, 1 .. KEYPROTO_MAX_DATA)
+ *   MAC      fp[32] zero  u8 zero x4  u16 length  data (1 ..
+ *            KEYPROTO_MAX_DATA): HMAC-SHA-256 of data under this
+ *            installation's mark secret (the loop-guard mark), which
+ *            only the key process holds
  *   PING     (empty body)
  *   answer   type KP_OK: u16 length, data (signature, key, secret; empty
  *            for PING); KP_ERR: u16 code (KP_E_*), u16 length, text
@@ -33,6 +37,7 @@
 #define KEYPROTO_FP		32
 #define KEYPROTO_MAX_DATA	1024	/* an 8192-bit RSA block */
 #define KEYPROTO_MAX_TEXT	200
+#define KEYPROTO_MAC_LEN	32	/* a MAC answer: HMAC-SHA-256 */
 #define KEYPROTO_MAX_BODY	(KEYPROTO_FP + 6 + KEYPROTO_MAX_DATA)
 #define KEYPROTO_MAX_FRAME	(KEYPROTO_HDR + KEYPROTO_MAX_BODY)
 
@@ -41,6 +46,7 @@ enum keyproto_type {
 	KP_DECRYPT = 2,
 	KP_DERIVE = 3,
 	KP_PING = 4,
+	KP_MAC = 5,
 	KP_OK = 0x80,
 	KP_ERR = 0x81
 };

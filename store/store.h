@@ -106,6 +106,7 @@ int64_t store_changes(struct store *);
 /* The last SQLite error of this connection, for messages. */
 const char *store_errmsg(struct store *);
 /* A secret of this installation (table secrets), exactly len bytes. */
+#define STORE_MARK_LEN	32	/* the loop-guard "mark" secret */
 int store_secret(struct store *, const char *name, unsigned char *buf,
     size_t len, char *err, size_t errlen);
 
@@ -278,6 +279,17 @@ int keyfile_foreach(struct keyfile *, keyfile_cb *, void *, char *err,
  * -1 on error.
  */
 int64_t keyfile_changes(struct keyfile *);
+/*
+ * The secret called name (the loop-guard "mark"), exactly len bytes into
+ * buf: 1, 0 when there is none, -1 (err set) when it cannot be read or
+ * has another length.
+ */
+int keyfile_secret(struct keyfile *, const char *name, unsigned char *buf,
+    size_t len, char *err, size_t errlen);
+/* Store buf as the secret called name unless there is one: 1 stored, 0
+ * one was there (kept), -1 (err set). */
+int keyfile_secret_add(struct keyfile *, const char *name,
+    const unsigned char *buf, size_t len, char *err, size_t errlen);
 
 /* store_trust.c */
 /* Add CA certificates (CA:TRUE or self-signed only), all or nothing. */

@@ -456,6 +456,73 @@ keyfile_changes(struct keyfile *kf)
 	return kf_int(kf, "SELECT value FROM meta WHERE name = 'changes'");
 }
 
+/* The meta row of secret name: "secret:NAME" (NULL if name is too long). */
+static const char *
+kf_secret_row(const char *name, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "secret:%s", name);
+
+	return n < 0 || (size_t)n >= len ? NULL : buf;
+}
+
+/* The secret called name (see store.h). */
+int
+keyfile_secret(struct keyfile *kf, const char *name, unsigned char *buf,
+    size_t len, char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	char row[64];
+	int rc = 0, step;
+
+	if (kf_secret_row(name, row, sizeof(row)) == NULL) {
+		snprintf(err, errlen, "%s: bad secret name", kf->path);
+		return -1;
+	}
+	if (sqlite3_prepare_v2(kf->db, "SELECT value FROM meta WHERE name = ?",
+	    -1, &stmt, NULL) != SQLITE_OK)
+		return kf_sqlerr(kf, "secret", err, errlen);
+	sqlite3_bind_text(stmt, 1, row, -1, SQLITE_STATIC);
+	if ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (sqlite3_column_type(stmt, 0) != SQLITE_BLOB ||
+		    (size_t)sqlite3_column_bytes(stmt, 0) != len ||
+		    sqlite3_column_blob(stmt, 0) == NULL) {
+			snprintf(err, errlen, "%s: secret \"%s\" is not %zu "
+			    "bytes", kf->path, name, len);
+			rc = -1;
+		} else {
+			memcpy(buf, sqlite3_column_blob(stmt, 0), len);
+			rc = 1;
+		}
+	} else if (step != SQLITE_DONE)
+		rc = kf_sqlerr(kf, "secret", err, errlen);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* Store a secret unless there is one (see store.h). */
+int
+keyfile_secret_add(struct keyfile *kf, const char *name,
+    const unsigned char *buf, size_t len, char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	char row[64];
+	int rc;
+
+	if (kf_secret_row(name, row, sizeof(row)) == NULL || len == 0) {
+		snprintf(err, errlen, "%s: bad secret", kf->path);
+		return -1;
+	}
+	if (sqlite3_prepare_v2(kf->db, "INSERT OR IGNORE INTO meta (name, "
+	    "value) VALUES (?, ?)", -1, &stmt, NULL) != SQLITE_OK)
+		return kf_sqlerr(kf, "secret", err, errlen);
+	sqlite3_bind_text(stmt, 1, row, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(stmt, 2, buf, (int)len, SQLITE_STATIC);
+	rc = sqlite3_step(stmt) == SQLITE_DONE ? sqlite3_changes(kf->db) > 0 :
+	    kf_sqlerr(kf, "secret", err, errlen);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
 /* The key as stored: PKCS#8, or encrypted PKCS#8 under the passphrase;
  * NULL when it cannot be encoded.  OPENSSL_clear_free(*len) it. */
 static unsigned char *

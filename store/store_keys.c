@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include <sqlite3.h>
@@ -478,7 +480,44 @@ scrub_pending(struct store *st)
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Move the keys still in the store to the key file. */
+/*
+ * The loop-guard secret ("mark") into the key file, made there if neither
+ * has one, and out of the store, whose file the network process can read:
+ * whoever holds it can write marks that say "already encrypted".  1 when
+ * the store's was removed (the file then needs a scrub), 0, or -1.
+ */
+static int
+mark_migrate(struct store *st, struct keyfile *kf, char *err, size_t errlen)
+{
+	unsigned char m[STORE_MARK_LEN];
+	char why[512];
+	int have, rc;
+
+	have = store_secret(st, "mark", m, sizeof(m), why, sizeof(why)) == 0;
+	if (!have && RAND_bytes(m, sizeof(m)) != 1) {
+		snprintf(err, errlen, "no random bytes for the mark secret");
+		return -1;
+	}
+	rc = keyfile_secret_add(kf, "mark", m, sizeof(m), err, errlen);
+	OPENSSL_cleanse(m, sizeof(m));
+	if (rc == -1)
+		return -1;
+	if (!have)
+		return 0;
+	if (store_begin(st, err, errlen) == -1)
+		return -1;
+	/* (store_exec_id binds one number: here the flag's value) */
+	if (store_exec_id(st, "DELETE FROM secrets WHERE name = 'mark' AND "
+	    "? = 1", 1, NULL) == -1 || store_exec_id(st, "INSERT OR REPLACE "
+	    "INTO meta (name, value) VALUES ('scrub', ?)", 1, NULL) == -1) {
+		store_sqlerr(st, "moving the mark secret", err, errlen);
+		store_rollback(st);
+		return -1;
+	}
+	return store_commit(st, err, errlen) == -1 ? -1 : 1;
+}
+
+/* Move the keys and the mark secret still in the store to the key file. */
 int
 store_keys_migrate(struct store *st, struct keyfile *kf, char *err,
     size_t errlen)
@@ -486,7 +525,7 @@ store_keys_migrate(struct store *st, struct keyfile *kf, char *err,
 	struct pending *v;
 	char why[512];
 	size_t i, n;
-	int rc = -1, scrub;
+	int rc = -1, scrub, moved;
 
 	if ((v = pending_keys(st, &n, err, errlen)) == NULL)
 		return -1;
@@ -503,6 +542,9 @@ store_keys_migrate(struct store *st, struct keyfile *kf, char *err,
 		}
 	if (n > 0 && pending_blank(st, v, n, err, errlen) == -1)
 		goto done;
+	if ((moved = mark_migrate(st, kf, err, errlen)) == -1)
+		goto done;
+	scrub |= moved;
 	/* the old key bytes out of free pages and WAL frames; the flag is
 	 * dropped only then, so an interrupted scrub is done next time */
 	if ((n > 0 || scrub) && store_scrub(st, err, errlen) == -1)

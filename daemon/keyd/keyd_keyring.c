@@ -30,6 +30,8 @@ struct keyd_keyring {
 	struct keyd_key	*v;
 	size_t		 n;
 	int		 refs;		/* keyd_keyring_ref; atomic */
+	unsigned char	*mark;		/* the loop-guard secret (secure heap),
+					 * NULL: none */
 };
 
 /* Start OpenSSL's secure heap for key numbers (see keyd_keyring.h). */
@@ -75,7 +77,23 @@ keyd_keyring_free(struct keyd_keyring *kr)
 	for (i = 0; i < kr->n; i++)
 		EVP_PKEY_free(kr->v[i].pkey);
 	free(kr->v);
+	if (kr->mark != NULL)
+		OPENSSL_secure_clear_free(kr->mark, KEYPROTO_MAC_LEN);
 	free(kr);
+}
+
+/* Hold the loop-guard secret (len must be KEYPROTO_MAC_LEN); -1 if not. */
+int
+keyd_keyring_set_mark(struct keyd_keyring *kr, const unsigned char *m,
+    size_t len)
+{
+	if (len != KEYPROTO_MAC_LEN)
+		return -1;
+	if (kr->mark == NULL &&
+	    (kr->mark = OPENSSL_secure_malloc(KEYPROTO_MAC_LEN)) == NULL)
+		alloc_fail("OPENSSL_secure_malloc");
+	memcpy(kr->mark, m, len);
+	return 0;
 }
 
 /* How many keys it holds. */
@@ -180,9 +198,21 @@ keyd_keyring_load_keyfile(struct keyd_keyring *kr, struct keyfile *kf,
 	struct load l = { kr, 0, err, errlen, 0 };
 	char why[512];
 
+	unsigned char m[KEYPROTO_MAC_LEN];
+
 	if (keyfile_foreach(kf, load_entry, &l, why, sizeof(why)) != 0 &&
 	    l.failed++ == 0)
 		snprintf(err, errlen, "%s", why);
+	switch (keyfile_secret(kf, "mark", m, sizeof(m), why, sizeof(why))) {
+	case 1:
+		keyd_keyring_set_mark(kr, m, sizeof(m));
+		break;
+	case -1:
+		if (l.failed++ == 0)
+			snprintf(err, errlen, "%s", why);
+		break;
+	}
+	OPENSSL_cleanse(m, sizeof(m));
 	return l.failed ? -1 : l.added;
 }
 
@@ -370,6 +400,27 @@ op_derive(EVP_PKEY *k, const struct keyproto_req *r, uint8_t *out,
 	return 0;
 }
 
+/* MAC: HMAC-SHA-256 under the loop-guard secret. */
+static int
+op_mac(struct keyd_keyring *kr, const struct keyproto_req *r, uint8_t *out,
+    size_t outsize, size_t *outlen, const char **why)
+{
+	size_t len = 0;
+
+	if (kr->mark == NULL) {
+		*why = "no mark secret";
+		return KP_E_NOKEY;
+	}
+	if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, kr->mark,
+	    KEYPROTO_MAC_LEN, r->data, r->len, out, outsize, &len) == NULL ||
+	    len != KEYPROTO_MAC_LEN) {
+		*why = "HMAC failed";
+		return KP_E_FAILED;
+	}
+	*outlen = len;
+	return 0;
+}
+
 /* Carry out one decoded request on the key it names. */
 int
 keyd_keyring_op(struct keyd_keyring *kr, const struct keyproto_req *r,
@@ -379,6 +430,8 @@ keyd_keyring_op(struct keyd_keyring *kr, const struct keyproto_req *r,
 	int code;
 
 	*outlen = 0;
+	if (r->type == KP_MAC)
+		return op_mac(kr, r, out, outsize, outlen, why);
 	if ((k = keyring_find(kr, r->fp)) == NULL) {
 		*why = "no key with that fingerprint";
 		return KP_E_NOKEY;

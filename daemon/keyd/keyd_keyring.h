@@ -52,11 +52,16 @@ int keyd_keyring_add(struct keyd_keyring *, X509 *cert, EVP_PKEY *key,
 int keyd_keyring_load_keyfile(struct keyd_keyring *, struct keyfile *,
     char *err, size_t errlen);
 size_t keyd_keyring_count(const struct keyd_keyring *);
+/* Hold the loop-guard secret (KEYPROTO_MAC_LEN bytes; also loaded from
+ * the key file by keyd_keyring_load_keyfile) for MAC requests; -1 if the
+ * length is wrong. */
+int keyd_keyring_set_mark(struct keyd_keyring *, const unsigned char *,
+    size_t);
 /* 1 when operations with the key named by fp are slow enough for a worker
  * thread (RSA, token keys), 0 for EC keys in memory and unknown keys. */
 int keyd_keyring_slow(const struct keyd_keyring *, const uint8_t *fp);
 /*
- * Carry out a decoded SIGN, DECRYPT or DERIVE request: 0 with the result in
+ * Carry out a decoded SIGN, DECRYPT, DERIVE or MAC request: 0 with the result in
  * out (*outlen bytes; outsize >= KEYPROTO_MAX_DATA), or a KP_E_* code with
  * *why, a short reason for the answer and the log.
  */

@@ -201,8 +201,16 @@ keys_load(struct keys *ks, struct store *st)
 	v = keys_read(st, kc, ks->kf, &n);
 	if (kc != NULL)
 		keyd_client_unref(kc);
-	if (!(have_mark = store_secret(st, "mark", mark, sizeof(mark), err,
-	    sizeof(err)) == 0))
+	/* the mark secret: the key process's (asked per MAC), else the key
+	 * file's, else the store's (before its first migration) */
+	have_mark = 0;
+	if (kc != NULL)
+		;
+	else if (ks->kf != NULL && (have_mark = keyfile_secret(ks->kf,
+	    "mark", mark, sizeof(mark), err, sizeof(err))) == 1)
+		;
+	else if (!(have_mark = store_secret(st, "mark", mark, sizeof(mark),
+	    err, sizeof(err)) == 0))
 		log_warnx("keys: %s: messages we transform get no loop-guard "
 		    "mark", err);
 	pthread_mutex_lock(&ks->mtx);
@@ -219,14 +227,37 @@ keys_load(struct keys *ks, struct store *st)
 	keys_clear(ov, on);
 }
 
-/* HMAC-SHA-256 of [data, data + n) under the mark secret; -1 without one. */
+/* HMAC-SHA-256 of [data, data + n) under the mark secret; -1 without one.
+ * With a key process, the key process holds the secret and makes it. */
 int
 keys_mark(struct keys *ks, const void *data, size_t n,
     unsigned char mac[KEYS_MARK_LEN])
 {
+	struct keyd_client *kc;
+	struct keyproto_req req;
 	size_t maclen = 0;
+	char err[200];
 	int rc = -1;
 
+	pthread_mutex_lock(&ks->mtx);
+	if ((kc = ks->kc) != NULL)
+		keyd_client_ref(kc);
+	pthread_mutex_unlock(&ks->mtx);
+	if (kc != NULL) {
+		memset(&req, 0, sizeof(req));
+		req.type = KP_MAC;
+		req.data = data;
+		req.len = n;
+		maclen = KEYS_MARK_LEN;
+		if (n > 0 && n <= KEYPROTO_MAX_DATA &&
+		    keyd_client_call(kc, &req, mac, &maclen, err,
+		    sizeof(err)) == 0 && maclen == KEYS_MARK_LEN)
+			rc = 0;
+		else if (n > 0 && n <= KEYPROTO_MAX_DATA)
+			log_warnx("keys: loop-guard mark: %s", err);
+		keyd_client_unref(kc);
+		return rc;
+	}
 	pthread_mutex_lock(&ks->mtx);
 	if (ks->have_mark && EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL,
 	    ks->mark, sizeof(ks->mark), data, n, mac, KEYS_MARK_LEN,

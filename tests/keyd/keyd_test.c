@@ -46,6 +46,8 @@ struct ident {
 };
 
 static struct ident rsa, ec, peer;	/* alice, alice-ec, bob-ec */
+/* The key process's loop-guard secret in these tests. */
+static const unsigned char test_mark[32] = "0123456789abcdef0123456789abcde";
 static const char *pki;
 /* The server's operations on worker threads (keyd_server_set_workers), as
  * in the key process; KEYD_TEST_WORKERS=1 in the environment. */
@@ -99,6 +101,7 @@ child(int fd)
 		fprintf(stderr, "keyd_keyring_add: %s\n", err);
 		_exit(5);
 	}
+	keyd_keyring_set_mark(kr, test_mark, sizeof(test_mark));
 	if ((base = event_base_new()) == NULL)
 		_exit(6);
 	s = keyd_server_new(base, fd, kr);
@@ -400,6 +403,38 @@ test_derive(int fd)
 	CHECK(ask(fd, &r, NULL, NULL) == KP_E_FAILED, "ECDH with RSA peer");
 	r = req(KP_DERIVE, 23, ec.fp, 0, 0, 0, der, len - 1);
 	CHECK(ask(fd, &r, NULL, NULL) == KP_E_FAILED, "ECDH truncated SPKI");
+}
+
+/* MAC: HMAC-SHA-256 under the mark secret the key process holds (the
+ * same bytes as a local HMAC), for any data up to the limit; a key named
+ * in the request is refused as malformed by the codec itself. */
+static void
+test_mac(int fd)
+{
+	uint8_t data[KEYPROTO_MAX_DATA], out[KEYPROTO_MAX_DATA], fp[KEYPROTO_FP];
+	unsigned char want[32];
+	size_t outlen = sizeof(out), wantlen = 0;
+	struct keyproto_req r;
+	uint8_t frame[KEYPROTO_MAX_FRAME];
+	int rc;
+
+	memset(data, 'm', sizeof(data));
+	memset(fp, 0, sizeof(fp));
+	if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, test_mark,
+	    sizeof(test_mark), data, 40, want, sizeof(want), &wantlen) == NULL)
+		fatalx("local HMAC");
+	r = req(KP_MAC, 40, fp, 0, 0, 0, data, 40);
+	rc = ask(fd, &r, out, &outlen);
+	CHECK(rc == 0 && outlen == 32 && memcmp(out, want, 32) == 0,
+	    "MAC (rc %d, %zu bytes)", rc, outlen);
+	outlen = sizeof(out);
+	r = req(KP_MAC, 41, fp, 0, 0, 0, data, sizeof(data));
+	CHECK(ask(fd, &r, out, &outlen) == 0 && outlen == 32,
+	    "MAC of %zu bytes", sizeof(data));
+	fp[0] = 1;
+	r = req(KP_MAC, 42, fp, 0, 0, 0, data, 40);
+	CHECK(keyproto_req_encode(&r, frame, sizeof(frame)) == 0,
+	    "a MAC request naming a key encodes");
 }
 
 /* Unknown fingerprints and keys that cannot do what is asked. */
@@ -707,6 +742,7 @@ main(int argc, char *argv[])
 	test_sign(fd);
 	test_decrypt(fd);
 	test_derive(fd);
+	test_mac(fd);
 	test_refusals(fd);
 	test_pipelined(fd);
 	test_backpressure(fd);

@@ -125,7 +125,18 @@ case_processes() {
 	fi
 	msg first && swaks_send --from alice@example.com --to bob@partner.example \
 		--data "@$M" -tls || return 1
-	wait_delivered 1 && signed_for_bob "$(sink_files | head -n 1)"
+	wait_delivered 1 && signed_for_bob "$(sink_files | head -n 1)" || return 1
+	# the loop-guard mark is made by the key process: its secret is in
+	# the key file, no longer in smrelay.db (which smrelay can read)
+	grep -q -i -A1 '^X-Smrelay-Processed:' "$(sink_files | head -n 1)" &&
+		grep -q -E '^[ \t]mac=[0-9a-f]{64}' "$(sink_files | head -n 1)" ||
+		{ fail_because "the message has no loop-guard mark"; return 1; }
+	if have sqlite3; then
+		[ "$(sqlite3 "$CASE_DIR/data/smrelay.db" "SELECT count(*) FROM secrets WHERE name = 'mark'")" = 0 ] ||
+			{ fail_because "smrelay.db still holds the mark secret"; return 1; }
+		[ "$(sqlite3 "$CASE_DIR/data/keys.db" "SELECT length(value) FROM meta WHERE name = 'secret:mark'")" = 32 ] ||
+			{ fail_because "keys.db holds no mark secret"; return 1; }
+	fi
 }
 
 # needle FILE KEYFILE: hex strings of KEYFILE's secret numbers (RSA prime p
@@ -187,6 +198,13 @@ case_gcore() {
 	core=$(ls "$core".* 2>/dev/null | head -n 1)
 	[ -s "$core" ] || { fail_because "gcore of smrelayd-net: $(tail -n 1 "$CASE_DIR/gcore.log")"; return 1; }
 	n=$(find_secrets "$core" "${keys[@]}")
+	if have sqlite3; then
+		# nor the loop-guard mark's secret (the key process makes marks)
+		mark=$(sqlite3 "$CASE_DIR/data/keys.db" "SELECT hex(value) FROM meta WHERE name = 'secret:mark'")
+		[ ${#mark} = 64 ] || { rm -f "$core"; fail_because "keys.db holds no mark secret"; return 1; }
+		python3 -c 'import sys; sys.exit(bytes.fromhex(sys.argv[2]) in open(sys.argv[1], "rb").read())' \
+			"$core" "$mark" || { rm -f "$core"; fail_because "the mark secret is in a dump of smrelayd-net"; return 1; }
+	fi
 	rm -f "$core"
 	[ "$n" = 0 ] || { fail_because "$n key secret(s) found in a dump of smrelayd-net"; return 1; }
 	# positive control: a process that loaded the same keys in the usual
