@@ -44,8 +44,11 @@ for page in smrelayd.8 smrelayctl.8 smrelay.conf.5; do
 		pass "$page substituted"
 	fi
 	if command -v man >/dev/null 2>&1 && command -v groff >/dev/null 2>&1; then
+		# groff's warnings (a long path that cannot be broken) are
+		# mandoc lint's business; errors are not
 		if MANWIDTH=80 man -l "$f" >"$T/man" 2>"$T/manerr" &&
-		    grep -q "$name" "$T/man" && ! grep -q . "$T/manerr"; then
+		    grep -q "$name" "$T/man" &&
+		    ! grep -v ': warning' "$T/manerr" | grep -q .; then
 			pass "$page man -l"
 		else
 			fail "$page man -l" "$(head -n 3 "$T/manerr")"
