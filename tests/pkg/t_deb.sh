@@ -179,6 +179,16 @@ cycle() {
 		fail "$c: --version" "$(/usr/sbin/smrelayd --version)"
 	fi
 
+	# The installed unit: its commands and man pages exist.
+	if command -v systemd-analyze >/dev/null 2>&1; then
+		if systemd-analyze verify /lib/systemd/system/smrelayd.service \
+		    >"$T/verify" 2>&1 && ! grep -q 'smrelayd.service:' "$T/verify"; then
+			pass "$c: systemd-analyze verify"
+		else
+			fail "$c: systemd-analyze verify" "$(head -n 5 "$T/verify")"
+		fi
+	fi
+
 	# The user and data_dir.
 	if getent passwd smrelay >/dev/null; then
 		if [ "$c" = kept ] && [ "$(id -u smrelay)" != "$uid_before" ]; then
