@@ -1,6 +1,17 @@
 #!/bin/bash
-# contrib/install-deps.sh: install what smrelay needs to build, test, demo and
-# benchmark on Debian 12 (bookworm).  Run as root.
+# contrib/install-deps.sh: install what smrelay needs on Debian 12
+# (bookworm), as root, and say what it changes.
+#
+#   bash contrib/install-deps.sh [--build] [--runtime] [--test]
+#
+#   --build    compile it: the compiler, autotools and the -dev packages
+#              (debian/control's Build-Depends are these)
+#   --runtime  run it: the shared libraries, the DNSSEC root key, the CA
+#              store, p11-kit's modules; and the smrelay system user
+#   --test     test, demo, package and benchmark it (tests/run-all.sh,
+#              contrib/demo.sh, tests/pkg/t_deb.sh, bench/): the peers and
+#              tools below; and the smrelay system user
+# Without an option: all three.
 #
 # libp11 is the key process's PKCS#11 wrapper (keys on tokens, pkcs11:
 # URIs); libp11-kit-dev tells configure where p11-kit's proxy module is,
@@ -14,74 +25,151 @@
 # libunbound is the DNS resolver and DNSSEC validator of daemon/base/dns.c
 # (MX, TLSA, SMIMEA); NSD (an authoritative server) with ldnsutils
 # (ldns-keygen, ldns-signzone) serves the signed and unsigned test zones of
-# tests/dns/, polled with dig (dnsutils).
+# tests/dns/ on a loopback port of its own, polled with dig (dnsutils).
 #
 # Postfix is installed for its smtp-sink/smtp-source test tools and as the
-# benchmark peer; it is preseeded to "No configuration" so the install is
-# non-interactive, and stopped afterwards so it does not sit on port 25.
+# benchmark's peer.  No test needs port 25 or 53: an MTA or a DNS server
+# already installed here is left exactly as it is (running or not).  Only a
+# Postfix or an NSD that this script installs now is stopped and disabled
+# at boot, and it says so.  Mind that bench/relay.sh and bench/queue.sh
+# (through shared/peers/postfix-relay.sh) reconfigure and restart the
+# system's Postfix: run them on a test machine only.
+#
+# dpkg-dev, debhelper, mandoc and man-db build the Debian package, lint the
+# man pages and look them up (tests/pkg/).
 set -euo pipefail
 
-if [ "$(id -u)" -ne 0 ]; then
-	echo "install-deps.sh: run as root" >&2
-	exit 1
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-
-PACKAGES=(
+BUILD_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libevent-dev libssl-dev libsqlite3-dev libseccomp-dev libunbound-dev
+	libp11-dev libp11-kit-dev
+)
+RUNTIME_PACKAGES=(
+	libevent-2.1-7 libevent-openssl-2.1-7 libssl3 libsqlite3-0 libseccomp2
+	libunbound8 libp11-3 p11-kit-modules
+	ca-certificates dns-root-data adduser
+)
+TEST_PACKAGES=(
 	nsd ldnsutils dnsutils
-	libp11-dev libp11-kit-dev p11-kit-modules softhsm2 opensc
-	openssl ca-certificates gpgsm gpg-agent libnss3-tools
+	softhsm2 opensc
+	openssl gpgsm gpg-agent libnss3-tools
 	swaks libnet-ssleay-perl libio-socket-ssl-perl
 	postfix
 	python3 python3-cryptography python3-cryptography-vectors
 	clang libclang-rt-14-dev
 	procps iproute2 gdb sqlite3
-	dns-root-data
+	dpkg-dev debhelper mandoc man-db git
 )
+# The programs each set must leave behind.
+BUILD_PROGRAMS=(cc make autoreconf pkg-config)
+RUNTIME_PROGRAMS=(adduser)
+TEST_PROGRAMS=(smtp-sink smtp-source swaks python3 openssl clang
+	softhsm2-util pkcs11-tool gcore sqlite3 setpriv nsd ldns-signzone dig
+	dpkg-buildpackage dh mandoc man)
 
-echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-echo "postfix postfix/mailname string localhost" | debconf-set-selections
+say() { echo "install-deps.sh: $*"; }
 
-apt-get update
-apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+usage() {
+	echo "usage: install-deps.sh [--build] [--runtime] [--test]" >&2
+	exit 2
+}
 
-# "No configuration" leaves no main.cf, which postconf -e (used by the
-# benchmark's peer script) needs: start from Debian's stock one, loopback only.
-if [ ! -f /etc/postfix/main.cf ] && [ -f /usr/share/postfix/main.cf.debian ]; then
-	cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
-	postconf -e "inet_interfaces = loopback-only" "myhostname = localhost.localdomain" \
-		"mydestination =" "maillog_file = /var/log/postfix.log"
+want_build=0 want_runtime=0 want_test=0
+for a in "$@"; do
+	case $a in
+	--build) want_build=1 ;;
+	--runtime) want_runtime=1 ;;
+	--test) want_test=1 ;;
+	-h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) usage ;;
+	esac
+done
+if [ $# -eq 0 ]; then
+	want_build=1 want_runtime=1 want_test=1
 fi
 
-# Leave no system NSD on port 53 (tests/dns/nsd.sh runs its own).
-if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-	systemctl disable --now nsd >/dev/null 2>&1 || true
+if [ "$(id -u)" -ne 0 ]; then
+	say "run as root" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+installed() {
+	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'
+}
+
+packages=() programs=()
+[ $want_build = 1 ] && packages+=("${BUILD_PACKAGES[@]}") && programs+=("${BUILD_PROGRAMS[@]}")
+[ $want_runtime = 1 ] && packages+=("${RUNTIME_PACKAGES[@]}") && programs+=("${RUNTIME_PROGRAMS[@]}")
+[ $want_test = 1 ] && packages+=("${TEST_PACKAGES[@]}") && programs+=("${TEST_PROGRAMS[@]}")
+
+# What is missing, and whether Postfix and NSD were here before.
+missing=()
+for p in "${packages[@]}"; do
+	installed "$p" || missing+=("$p")
+done
+had_postfix=0 had_nsd=0
+installed postfix && had_postfix=1
+installed nsd && had_nsd=1
+
+if [ ${#missing[@]} -eq 0 ]; then
+	say "every package is installed already"
+else
+	say "installing ${#missing[@]} package(s) (and what they depend on): ${missing[*]}"
+	if [ $had_postfix = 0 ] && printf '%s\n' "${missing[@]}" | grep -qx postfix; then
+		# Non-interactive, and no mail system configured by the install.
+		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+		echo "postfix postfix/mailname string localhost" | debconf-set-selections
+	fi
+	apt-get update
+	apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-# Leave no Postfix listening on port 25 (the benchmark configures and starts
-# its own instance on loopback ports with shared/peers/postfix-relay.sh).
-if command -v postfix >/dev/null 2>&1; then
-	postfix stop >/dev/null 2>&1 || true
-fi
-if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-	systemctl disable --now postfix >/dev/null 2>&1 || true
+# A Postfix installed now: give it the loopback-only main.cf the benchmark's
+# postconf -e needs ("No configuration" leaves none), and keep it from
+# running.  One that was here before is not touched.
+if [ $want_test = 1 ]; then
+	if [ $had_postfix = 1 ]; then
+		say "postfix was installed before: left as it is (the tests need no MTA; bench/relay.sh and bench/queue.sh reconfigure and restart it)"
+	elif installed postfix; then
+		if [ ! -f /etc/postfix/main.cf ] && [ -f /usr/share/postfix/main.cf.debian ]; then
+			cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
+			postconf -e "inet_interfaces = loopback-only" "myhostname = localhost.localdomain" \
+				"mydestination =" "maillog_file = /var/log/postfix.log"
+			say "postfix: wrote /etc/postfix/main.cf (loopback only, no local delivery)"
+		fi
+		postfix stop >/dev/null 2>&1 || true
+		if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+			systemctl disable --now postfix >/dev/null 2>&1 || true
+		fi
+		say "postfix: installed now for smtp-sink/smtp-source and the benchmark; stopped and disabled at boot"
+	fi
+	if [ $had_nsd = 1 ]; then
+		say "nsd was installed before: left as it is (tests/dns runs its own on a loopback port)"
+	elif installed nsd && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		systemctl disable --now nsd >/dev/null 2>&1 || true
+		say "nsd: installed now for tests/dns (which runs its own); the system's stopped and disabled at boot"
+	fi
 fi
 
-# The unprivileged user smrelayd's network process runs as (`user`, default
-# smrelay), as a package would create it.
-if [ "$(id -u)" = 0 ] && ! getent passwd smrelay >/dev/null; then
-	useradd --system --user-group --no-create-home --home-dir /nonexistent \
-		--shell /usr/sbin/nologin smrelay
+# The unprivileged user smrelayd's network process runs as (`user`,
+# default smrelay), for smrelayd started as root from a build or a
+# make install.  The Debian package creates its own when none exists, and
+# leaves this one alone at purge.
+if [ $want_runtime = 1 ] || [ $want_test = 1 ]; then
+	if getent passwd smrelay >/dev/null; then
+		say "user smrelay exists already"
+	else
+		useradd --system --user-group --no-create-home --home-dir /nonexistent \
+			--shell /usr/sbin/nologin smrelay
+		say "created the system user and group smrelay (no home, no shell)"
+	fi
 fi
 
-for p in smtp-sink smtp-source swaks python3 openssl clang autoreconf pkg-config \
-    softhsm2-util pkcs11-tool gcore sqlite3 setpriv nsd ldns-signzone dig; do
+for p in "${programs[@]}"; do
 	if ! command -v "$p" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$p" ]; then
-		echo "install-deps.sh: $p missing after install" >&2
+		say "$p missing after install" >&2
 		exit 1
 	fi
 done
-echo "install-deps.sh: done"
+say "done"

@@ -79,8 +79,9 @@ static const struct timeval drain_deadline = { 120, 0 };
  * wait on the loop (keyd_client.h), S/MIME work on its worker. */
 #define KEYD_NET_TIMEOUT_MS	3000
 
-#define SYNOPSIS "usage: smrelayd -c FILE [-f] [-n] [-v]\n" \
-	"       smrelayd -h | --version\n"
+#define SYNOPSIS "usage: smrelayd [-c FILE] [-f] [-n] [-v]\n" \
+	"       smrelayd -h | --version\n" \
+	"default config: " SMRELAY_CONF "\n"
 
 /* Print the synopsis and exit 2. */
 static void
@@ -282,6 +283,7 @@ parse_args(int argc, char *argv[], struct daemon_opts *o)
 	int ch;
 
 	memset(o, 0, sizeof(*o));
+	o->path = SMRELAY_CONF;
 	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
 		printf("smrelayd %s\n", PACKAGE_VERSION);
 		exit(0);
@@ -298,7 +300,7 @@ parse_args(int argc, char *argv[], struct daemon_opts *o)
 		default: usage();
 		}
 	}
-	if (o->path == NULL || optind != argc)
+	if (optind != argc)
 		usage();
 }
 

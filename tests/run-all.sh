@@ -6,6 +6,10 @@
 #   3. build-fuzz/ ../configure --enable-fuzzing CC=clang, each libFuzzer
 #      harness for FUZZ_SECONDS (default 20) via tests/fuzz/run-fuzzers.sh,
 #      when that script exists and clang is installed.
+#   4. build-ci/   make distcheck-quick: the release tarball builds,
+#      installs, uninstalls and passes check-quick (about a minute).
+#   5. tests/pkg/t_deb.sh: the Debian package built, installed, run, purged
+#      (root only; a few minutes).
 #
 # Prints the automake totals of each run, then one line
 # "N passed, N failed[, N skipped]" summed over the runs, and exits non-zero
@@ -13,7 +17,7 @@
 # of failed tests are printed.
 #
 # Environment: JOBS (make -j, default 2), FUZZ_SECONDS, SKIP_SAN=1,
-# SKIP_FUZZ=1, DETECT_LEAKS=0|1 (LeakSanitizer; default: 1 when it works
+# SKIP_FUZZ=1, SKIP_DISTCHECK=1, SKIP_DEB=1, DETECT_LEAKS=0|1 (LeakSanitizer; default: 1 when it works
 # here).
 set -u
 
@@ -164,6 +168,43 @@ if [ "${SKIP_FUZZ:-0}" != 1 ] && [ -f tests/fuzz/run-fuzzers.sh ]; then
 			total_fail=$((total_fail + 1))
 		fi
 	fi
+fi
+
+# run_step NAME LOG COMMAND...: one step whose exit status is its result
+# (77: skipped), timed; the end of LOG when it fails.
+run_step() {
+	local name=$1 log=$2 start rc
+	shift 2
+	say "$name"
+	start=$(date +%s)
+	"$@" >"$log" 2>&1
+	rc=$?
+	grep -E '^(PASS|FAIL|SKIP)' "$log" | grep -v '^PASS' | head -n 40
+	case $rc in
+	0)
+		summary+=("$name: passed in $(($(date +%s) - start))s")
+		total_pass=$((total_pass + 1)) ;;
+	77)
+		summary+=("$name: skipped ($(grep -m1 '^SKIP' "$log"))")
+		total_skip=$((total_skip + 1)) ;;
+	*)
+		tail -n 40 "$log"
+		summary+=("$name: FAILED after $(($(date +%s) - start))s (see $log)")
+		total_fail=$((total_fail + 1)) ;;
+	esac
+}
+
+# 4. The release tarball: builds, installs, uninstalls, check-quick.
+if [ "${SKIP_DISTCHECK:-0}" != 1 ] && [ -f "$root/build-ci/Makefile" ]; then
+	run_step distcheck "$root/build-ci/distcheck.out" \
+		make -C "$root/build-ci" -j"$jobs" distcheck-quick
+fi
+
+# 5. The Debian package.
+mkdir -p "$root/build-ci"
+if [ "${SKIP_DEB:-0}" != 1 ]; then
+	run_step deb "$root/build-ci/deb.out" env JOBS="$jobs" \
+		bash "$root/tests/pkg/t_deb.sh"
 fi
 
 say "summary"

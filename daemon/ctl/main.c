@@ -11,8 +11,6 @@
 #include "daemon/sink/sink.h"
 #include "lib/lib.h"
 
-#define DEFAULT_CONFIG	SYSCONFDIR "/smrelay/smrelay.conf"
-
 static int	ctl_sink(const struct ctl_cmd *, const struct ctl_opts *, int,
 		    char *[]);
 
@@ -61,26 +59,61 @@ static const struct ctl_cmd ctl_cmds[] = {
 };
 #define NCMDS	(sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
 
-/* The synopsis of every command on f. */
+/* The synopsis of the commands of object (every one when NULL) on f. */
 static void
-print_usage(FILE *f)
+print_usage(FILE *f, const char *object)
 {
 	size_t i;
 
 	fprintf(f, "usage: smrelayctl [-c FILE] [-v] [--json] OBJECT "
 	    "VERB [ARGS]\n       smrelayctl -h | --version\n");
-	for (i = 0; i < NCMDS; i++)
+	for (i = 0; i < NCMDS; i++) {
+		if (object != NULL && strcmp(ctl_cmds[i].object, object) != 0)
+			continue;
 		fprintf(f, "       smrelayctl %s%s%s%s%s\n",
 		    ctl_cmds[i].object, ctl_cmds[i].verb ? " " : "",
 		    ctl_cmds[i].verb ? ctl_cmds[i].verb : "",
 		    ctl_cmds[i].args[0] ? " " : "", ctl_cmds[i].args);
+	}
+	fprintf(f, "default config: %s\n", SMRELAY_CONF);
 }
 
 /* A usage error: the synopsis on stderr, exit 2. */
 static void
 usage(void)
 {
-	print_usage(stderr);
+	print_usage(stderr, NULL);
+	exit(2);
+}
+
+/* Whether object names commands of the table. */
+static int
+ctl_known_object(const char *object)
+{
+	size_t i;
+
+	for (i = 0; i < NCMDS; i++)
+		if (strcmp(ctl_cmds[i].object, object) == 0)
+			return 1;
+	return 0;
+}
+
+/* OBJECT without a verb, or with one it lacks: say which, list its verbs
+ * (or every command for an unknown object), exit 2. */
+static void
+ctl_bad_command(const char *object, const char *verb)
+{
+	if (!ctl_known_object(object)) {
+		fprintf(stderr, "smrelayctl: unknown command \"%s\"\n",
+		    object);
+		usage();
+	}
+	if (verb == NULL)
+		fprintf(stderr, "smrelayctl: %s: a verb is needed\n", object);
+	else
+		fprintf(stderr, "smrelayctl: %s: unknown verb \"%s\"\n",
+		    object, verb);
+	print_usage(stderr, object);
 	exit(2);
 }
 
@@ -121,7 +154,7 @@ ctl_options(int argc, char *argv[], struct ctl_opts *o)
 {
 	int i;
 
-	o->path = DEFAULT_CONFIG;
+	o->path = SMRELAY_CONF;
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
 			o->path = argv[++i];
@@ -133,7 +166,7 @@ ctl_options(int argc, char *argv[], struct ctl_opts *o)
 			o->json = 1;
 		else if (strcmp(argv[i], "-h") == 0 ||
 		    strcmp(argv[i], "--help") == 0) {
-			print_usage(stdout);
+			print_usage(stdout, NULL);
 			exit(0);
 		} else if (strcmp(argv[i], "--version") == 0) {
 			printf("smrelayctl %s\n", PACKAGE_VERSION);
@@ -158,11 +191,8 @@ main(int argc, char *argv[])
 		usage();
 	object = argv[i];
 	verb = i + 1 < argc ? argv[i + 1] : NULL;
-	if ((cmd = ctl_lookup(object, verb)) == NULL) {
-		fprintf(stderr, "smrelayctl: unknown command \"%s%s%s\"\n",
-		    object, verb ? " " : "", verb ? verb : "");
-		usage();
-	}
+	if ((cmd = ctl_lookup(object, verb)) == NULL)
+		ctl_bad_command(object, verb);
 	if (cmd->verb != NULL)
 		i++;
 	return cmd->run(cmd, &o, argc - i, argv + i);
