@@ -421,9 +421,14 @@ smimea_lookup(struct smimea *sm, const char *addr, uint64_t sessid,
 	struct smimea_wait *w;
 	char qname[DNS_NAME_MAX + 1];
 
-	if (sm == NULL || sm->dns == NULL ||
-	    strlen(addr) > SMIMEA_ADDR_MAX || neg_has(sm, addr, time(NULL)))
+	if (sm == NULL || sm->dns == NULL || strlen(addr) > SMIMEA_ADDR_MAX)
 		return NULL;
+	if (neg_has(sm, addr, time(NULL))) {
+		log_info("session id=%016llx smimea: <%s> gave no certificate "
+		    "in the last %d s: not looked up again yet",
+		    (unsigned long long)sessid, addr, SMIMEA_NEG_TTL);
+		return NULL;
+	}
 	TAILQ_FOREACH(lk, &sm->lookups, entry)
 		if (strcmp(lk->addr, addr) == 0)
 			break;
