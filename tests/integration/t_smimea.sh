@@ -302,10 +302,40 @@ PY
 	fi
 }
 
+# SIGHUP with another dns_resolver while a RCPT waits on the old one: the
+# lookup is abandoned at once (--if-no-cert plain), the next one asks the
+# new resolver and finds the certificate.
+t_reload_mid_lookup() {
+	local a t0 ms
+	silent_resolver
+	setup "127.0.0.1:$SILENT" --recipient @partner.example --action encrypt \
+		--if-no-cert plain || return 1
+	msg bob@partner.example
+	t0=$(date +%s%N)
+	swaks --server "127.0.0.1:$PORT" --from alice@example.com \
+		--to bob@partner.example --data "@$M" >"$CASE_DIR/a.log" 2>&1 &
+	a=$!
+	wait_for 5 grep -q 'waiting for SMIMEA' "$CASE_DIR/smrelayd.log" ||
+		{ fail_because "the RCPT did not wait for SMIMEA"; return 1; }
+	sed -i "s/^dns_resolver = .*/dns_resolver = $NSD_ADDR/" "$CONF"
+	kill -HUP "$SMRELAYD_PID"
+	wait $a || { fail_because "the first message failed: $(tail -n 3 "$CASE_DIR/a.log" | tr '\n' ' ')"; return 1; }
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	[ $ms -lt 4500 ] || { fail_because "the RCPT waited $ms ms despite the reload"; return 1; }
+	logged 'lookup for <bob@partner.example> abandoned \(reconfigured\)' || return 1
+	wait_delivered 1 || return 1
+	grep -q -F "$BODY" "$(sink_file_for bob@partner.example)" ||
+		{ fail_because "the first copy is not plain"; return 1; }
+	rm -f "$SINK_DIR"/new/* "$SINK_DIR"/cur/*
+	send bob@partner.example || return 1
+	wait_delivered 1 && opens bob@partner.example bob
+}
+
 run_case usage3_secure t_usage3_secure
 run_case insecure_ignored t_insecure_ignored
 run_case bogus_ignored t_bogus_ignored
 run_case usage1_chain t_usage1_chain
 run_case timeout_bounded t_timeout_bounded
 run_case shared_and_abandoned t_shared_and_abandoned
+run_case reload_mid_lookup t_reload_mid_lookup
 it_finish
