@@ -55,7 +55,7 @@ struct smimea_wait {
 struct smimea_lookup {
 	struct smimea		*sm;
 	char			*addr;
-	uint64_t		 sessid;	/* the first asker's, for logs */
+	uint64_t		 sessid;	/* the first asker's (logs) */
 	struct dns_query	*q;
 	TAILQ_HEAD(, smimea_wait) waits;
 	TAILQ_ENTRY(smimea_lookup) entry;
@@ -177,17 +177,17 @@ cert_check(struct smimea *sm, X509 *x, int usage, const char *addr,
 	for (i = 0; i < m.nemails; i++)
 		named |= strcmp(m.emails[i], a) == 0;
 	if (X509_get_extension_flags(x) & EXFLAG_CA)
-		snprintf(why, whylen, "a CA certificate (%s)%s", m.subject,
+		snprintf(why, whylen, "a CA certificate (%.100s)%s", m.subject,
 		    usage == 0 || usage == 2 ? ", a trust anchor constraint "
 		    "without the recipient's certificate" : "");
 	else if (m.not_before > now || m.not_after < now)
-		snprintf(why, whylen, "not valid now (%s)", m.subject);
+		snprintf(why, whylen, "not valid now (%.100s)", m.subject);
 	else if (!m.can_encrypt)
 		snprintf(why, whylen, "not for S/MIME encryption: key usage "
-		    "or extended key usage (%s)", m.subject);
+		    "or extended key usage (%.100s)", m.subject);
 	else if (usage != 3 && !named)
-		snprintf(why, whylen, "usage %d and the certificate (%s) does "
-		    "not name %s", usage, m.subject, a);
+		snprintf(why, whylen, "usage %d and the certificate "
+		    "(%.100s) does not name %s", usage, m.subject, a);
 	else if (usage != 3 && store_ca_chains(sm->st, x, NULL, why,
 	    whylen) == -1)
 		;               /* why says it */
