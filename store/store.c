@@ -140,6 +140,40 @@ static const char *migrations[] = {
 	 * empty for keys added from now on). */
 	"ALTER TABLE keys ADD COLUMN location TEXT NOT NULL DEFAULT 'store';"
 	"PRAGMA user_version = 7;",
+	/* 7 -> 8: certificates found in DNS (RFC 8162 SMIMEA,
+	 * daemon/smime/smimea.c): source 'smimea', and expires, the time
+	 * after which such a row is not used (the record's TTL; 0: never).
+	 * SQLite cannot change a CHECK constraint in place: the table is
+	 * rebuilt, with foreign keys off (store_migrate). */
+	"CREATE TABLE certificates_new ("
+	"  id INTEGER PRIMARY KEY,"
+	"  der BLOB NOT NULL,"
+	"  fingerprint TEXT NOT NULL UNIQUE,"
+	"  subject TEXT NOT NULL,"
+	"  issuer TEXT NOT NULL,"
+	"  serial TEXT NOT NULL,"
+	"  not_before INTEGER NOT NULL,"
+	"  not_after INTEGER NOT NULL,"
+	"  key_usage INTEGER NOT NULL,"
+	"  ext_key_usage INTEGER NOT NULL,"
+	"  can_encrypt INTEGER NOT NULL,"
+	"  can_sign INTEGER NOT NULL,"
+	"  key_type TEXT NOT NULL,"
+	"  key_bits INTEGER NOT NULL,"
+	"  source TEXT NOT NULL"
+	"    CHECK (source IN ('import','harvest','key','smimea')),"
+	"  caps INTEGER NOT NULL DEFAULT 0,"
+	"  added INTEGER NOT NULL,"
+	"  expires INTEGER NOT NULL DEFAULT 0);"
+	"INSERT INTO certificates_new (id, der, fingerprint, subject, issuer, "
+	"  serial, not_before, not_after, key_usage, ext_key_usage, "
+	"  can_encrypt, can_sign, key_type, key_bits, source, caps, added) "
+	"  SELECT id, der, fingerprint, subject, issuer, serial, not_before, "
+	"  not_after, key_usage, ext_key_usage, can_encrypt, can_sign, "
+	"  key_type, key_bits, source, caps, added FROM certificates;"
+	"DROP TABLE certificates;"
+	"ALTER TABLE certificates_new RENAME TO certificates;"
+	"PRAGMA user_version = 8;",
 };
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
@@ -244,32 +278,69 @@ store_changes(struct store *st)
 	    "SELECT value FROM meta WHERE name = 'changes'");
 }
 
-/* Apply every migration the database has not seen yet. */
+/* Whether the open transaction left a dangling reference: 0 none, -1
+ * (err set) one, or an error. */
+static int
+store_fk_check(struct store *st, char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (store_prepare(st, "PRAGMA foreign_key_check", &stmt, err,
+	    errlen) == -1)
+		return -1;
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc == SQLITE_ROW)
+		snprintf(err, errlen, "%s: migration left a dangling "
+		    "reference", st->path);
+	else
+		store_sqlerr(st, "foreign_key_check", err, errlen);
+	return -1;
+}
+
+/* Apply the migrations from version v on, in the open transaction. */
+static int
+store_migrate_steps(struct store *st, int v, char *err, size_t errlen)
+{
+	for (; v < NMIGRATIONS; v++)
+		if (store_exec(st, migrations[v], err, errlen) == -1 ||
+		    (v == 4 && store_crl_fill_scopes(st, err, errlen) == -1))
+			return -1;
+	return store_fk_check(st, err, errlen);
+}
+
+/*
+ * Apply every migration the database has not seen yet, in one
+ * transaction.  Foreign keys are off meanwhile (SQLite's way to rebuild a
+ * table others refer to: dropping it would cascade) and checked before
+ * the commit instead.
+ */
 static int
 store_migrate(struct store *st, char *err, size_t errlen)
 {
-	int v;
+	int v, rc = -1;
 
-	if (store_begin(st, err, errlen) == -1)
-		return -1;
-	if ((v = store_schema_version(st)) < 0) {
-		store_rollback(st);
-		return store_sqlerr(st, "user_version", err, errlen);
-	}
-	if (v > NMIGRATIONS) {
-		store_rollback(st);
+	if (store_exec(st, "PRAGMA foreign_keys = OFF", err, errlen) == -1 ||
+	    store_begin(st, err, errlen) == -1)
+		goto done;
+	if ((v = store_schema_version(st)) < 0)
+		store_sqlerr(st, "user_version", err, errlen);
+	else if (v > NMIGRATIONS)
 		snprintf(err, errlen, "%s: schema version %d is newer than "
 		    "this program knows (%d)", st->path, v, NMIGRATIONS);
-		return -1;
-	}
-	for (; v < NMIGRATIONS; v++) {
-		if (store_exec(st, migrations[v], err, errlen) == -1 ||
-		    (v == 4 && store_crl_fill_scopes(st, err, errlen) == -1)) {
-			store_rollback(st);
-			return -1;
-		}
-	}
-	return store_exec(st, "COMMIT", err, errlen);
+	else if (v == NMIGRATIONS || store_migrate_steps(st, v, err,
+	    errlen) == 0)
+		rc = store_exec(st, "COMMIT", err, errlen);
+	if (rc == -1)
+		store_rollback(st);
+ done:
+	if (store_exec(st, "PRAGMA foreign_keys = ON", rc == -1 ? NULL : err,
+	    errlen) == -1)
+		rc = -1;
+	return rc;
 }
 
 /*
@@ -441,7 +512,7 @@ static const struct info_column {
 	INFO(id, 0), INFO(cert_id, 0), INFO(not_before, 0),
 	INFO(not_after, 0), INFO(added, 0), INFO(key_usage, 0),
 	INFO(ext_key_usage, 0), INFO(can_encrypt, 0), INFO(can_sign, 0),
-	INFO(key_bits, 0), INFO(caps, 0),
+	INFO(key_bits, 0), INFO(caps, 0), INFO(expires, 0),
 };
 #undef INFO
 

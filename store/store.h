@@ -13,7 +13,7 @@
 #include "policy/policy.h"
 
 #define STORE_DB_NAME		"smrelay.db"
-#define STORE_SCHEMA_VERSION	7
+#define STORE_SCHEMA_VERSION	8
 
 /* store_certinfo.caps: harvested SMIMECapabilities. */
 #define STORE_CAP_GCM		0x01	/* prefers/accepts AES-GCM */
@@ -22,7 +22,10 @@ struct store;
 struct keyfile;
 
 /* Where a row of `certificates` came from. */
-enum store_source { STORE_SRC_IMPORT, STORE_SRC_HARVEST, STORE_SRC_KEY };
+enum store_source {
+	STORE_SRC_IMPORT, STORE_SRC_HARVEST, STORE_SRC_KEY,
+	STORE_SRC_SMIMEA	/* found in DNS (RFC 8162), until expires */
+};
 
 /* A certificate as the X.509 parser sees it (store_cert.c). */
 struct store_certmeta {
@@ -56,8 +59,11 @@ struct store_certinfo {
 	int64_t		 can_encrypt, can_sign;
 	const char	*key_type;
 	int64_t		 key_bits;
-	const char	*source;		/* "import", "harvest", "key";
-						 * CRLs: "import" or a URL */
+	const char	*source;		/* "import", "harvest", "key",
+						 * "smimea"; CRLs: "import" or
+						 * a URL */
+	int64_t		 expires;		/* certificates: not used after
+						 * (smimea), 0: never */
 	int64_t		 caps;
 	const char	*location;		/* keys: "file", a pkcs11: URI,
 						 * or "store" (not moved yet) */
@@ -168,7 +174,8 @@ X509 *store_cert_get(struct store *, int64_t id);
 /*
  * The certificate to encrypt to for an address: valid at now, usable for
  * encryption (KU keyEncipherment for RSA, keyAgreement for EC, or no KU;
- * emailProtection or no EKU); the newest not_before wins.  NULL if none.
+ * emailProtection or no EKU), not expired (source smimea); the newest
+ * not_before wins.  NULL if none.
  */
 X509 *store_best_cert_for(struct store *, const char *email, time_t now,
     int *caps);
@@ -181,6 +188,17 @@ X509 *store_cert_candidate(struct store *, const char *email, time_t now,
  */
 int64_t store_harvest(struct store *, X509 *, STACK_OF(X509) *chain,
     int caps);
+/*
+ * A certificate an SMIMEA record (RFC 8162) gave for email: stored with
+ * source "smimea", for email alone (the DNS binds it to that address,
+ * whatever addresses the certificate names), not used after expires.
+ * Already stored from DNS: email is added and the later expiry kept.
+ * Already stored from another source: unchanged (-1 with the reason when
+ * it does not name email).  Rows from DNS that expired are deleted in the
+ * same transaction.  The row id, or -1 (err set).
+ */
+int64_t store_smimea_add(struct store *, X509 *, const char *email,
+    int64_t expires, char *err, size_t errlen);
 
 /* store_keys.c */
 /*

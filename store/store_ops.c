@@ -20,11 +20,12 @@
 	"c.can_encrypt AS can_encrypt, c.can_sign AS can_sign, " \
 	"c.key_type AS key_type, c.key_bits AS key_bits, " \
 	"c.source AS source, c.caps AS caps, c.added AS added, " \
+	"c.expires AS expires, " \
 	"(SELECT group_concat(email, ',') FROM " \
 	"  (SELECT email FROM cert_emails WHERE cert_id = c.id " \
 	"   ORDER BY email)) AS emails "
 
-static const char *source_names[] = { "import", "harvest", "key" };
+static const char *source_names[] = { "import", "harvest", "key", "smimea" };
 
 /* Insert the e-mail rows of a new certificate. */
 static int
@@ -239,6 +240,7 @@ store_cert_candidate(struct store *st, const char *email, time_t now,
 	    "JOIN cert_emails e ON e.cert_id = c.id "
 	    "WHERE e.email = ? AND c.can_encrypt = 1 "
 	    "AND c.not_before <= ? AND c.not_after >= ? "
+	    "AND (c.expires = 0 OR c.expires > ?) "
 	    "ORDER BY c.not_before DESC, c.id DESC LIMIT 1 OFFSET ?", &stmt,
 	    NULL, 0) == -1)
 		return NULL;
@@ -247,7 +249,8 @@ store_cert_candidate(struct store *st, const char *email, time_t now,
 	free(e);
 	sqlite3_bind_int64(stmt, 2, (int64_t)now);
 	sqlite3_bind_int64(stmt, 3, (int64_t)now);
-	sqlite3_bind_int(stmt, 4, n);
+	sqlite3_bind_int64(stmt, 4, (int64_t)now);
+	sqlite3_bind_int(stmt, 5, n);
 	if (sqlite3_step(stmt) == SQLITE_ROW) {
 		x = column_x509(stmt, 0);
 		if (caps != NULL)
@@ -299,4 +302,126 @@ store_harvest(struct store *st, X509 *x, STACK_OF(X509) *chain, int caps)
 		return -1;
 	}
 	return id;
+}
+
+/* Delete the rows from DNS whose time is over (their addresses go with
+ * them, ON DELETE CASCADE). */
+static int
+purge_expired(struct store *st, int64_t now, char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (store_prepare(st, "DELETE FROM certificates WHERE "
+	    "source = 'smimea' AND expires != 0 AND expires <= ?", &stmt, err,
+	    errlen) == -1)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, now);
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_DONE)
+		return store_sqlerr(st, "delete expired", err, errlen);
+	return 0;
+}
+
+/* Whether row id came from DNS (1), from elsewhere (0), or -1. */
+static int
+row_from_dns(struct store *st, int64_t id)
+{
+	sqlite3_stmt *stmt;
+	int rc = -1;
+
+	if (store_prepare(st, "SELECT source = 'smimea' FROM certificates "
+	    "WHERE id = ?", &stmt, NULL, 0) == -1)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, id);
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		rc = sqlite3_column_int(stmt, 0) != 0;
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* Whether row id has the (normalised) address email: 1, 0, -1. */
+static int
+row_has_email(struct store *st, int64_t id, const char *email)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (store_prepare(st, "SELECT 1 FROM cert_emails WHERE cert_id = ? "
+	    "AND email = ?", &stmt, NULL, 0) == -1)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, id);
+	sqlite3_bind_text(stmt, 2, email, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Set the expiry of a row from DNS to expires, or keep a later one. */
+static int
+set_expires(struct store *st, int64_t id, int64_t expires, char *err,
+    size_t errlen)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (store_prepare(st, "UPDATE certificates SET expires = "
+	    "max(expires, ?) WHERE id = ?", &stmt, err, errlen) == -1)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, expires);
+	sqlite3_bind_int64(stmt, 2, id);
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_DONE)
+		return store_sqlerr(st, "set expiry", err, errlen);
+	return 0;
+}
+
+/* Store a certificate from an SMIMEA record for email (see store.h). */
+int64_t
+store_smimea_add(struct store *st, X509 *x, const char *email,
+    int64_t expires, char *err, size_t errlen)
+{
+	struct store_certmeta m;
+	int64_t id = -1;
+	size_t i;
+	int existed, dns, has;
+
+	if (store_certmeta_get(x, &m, err, errlen) == -1)
+		return -1;
+	/* the DNS binds it to this address and to no other */
+	for (i = 0; i < m.nemails; i++)
+		free(m.emails[i]);
+	m.emails = xreallocarray(m.emails, 1, sizeof(*m.emails));
+	m.emails[0] = store_email_norm(email);
+	m.nemails = 1;
+	if (store_begin(st, err, errlen) == -1) {
+		store_certmeta_free(&m);
+		return -1;
+	}
+	if (purge_expired(st, (int64_t)time(NULL), err, errlen) == -1 ||
+	    (id = store_cert_insert(st, &m, STORE_SRC_SMIMEA, 0, &existed,
+	    err, errlen)) < 0)
+		goto fail;
+	if (existed && (dns = row_from_dns(st, id)) != 1) {
+		if (dns == -1 || (has = row_has_email(st, id,
+		    m.emails[0])) == -1) {
+			store_sqlerr(st, "lookup", err, errlen);
+			goto fail;
+		}
+		if (!has) {
+			snprintf(err, errlen, "certificate %s is stored "
+			    "already, without %s", m.fingerprint, m.emails[0]);
+			goto fail;
+		}
+	} else if ((existed && insert_emails(st, id, &m, err,
+	    errlen) == -1) || set_expires(st, id, expires, err, errlen) == -1)
+		goto fail;
+	store_certmeta_free(&m);
+	return store_commit(st, err, errlen) == -1 ? -1 : id;
+ fail:
+	store_certmeta_free(&m);
+	store_rollback(st);
+	return -1;
 }

@@ -504,6 +504,15 @@ certcache_harvest_done(struct certcache *cc, const char *fingerprint,
 	pthread_mutex_unlock(&cc->mtx);
 }
 
+/* Drop the cached entry of email: the next question asks the store. */
+void
+certcache_forget(struct certcache *cc, const char *email)
+{
+	pthread_mutex_lock(&cc->mtx);
+	cache_drop(cc, email);
+	pthread_mutex_unlock(&cc->mtx);
+}
+
 /* The config's `revocation`, for the transforms' chain checks. */
 void
 certcache_set_revocation(struct certcache *cc, enum config_revocation r)

@@ -77,6 +77,8 @@ int certcache_harvested(struct certcache *, const char *fingerprint,
  * addresses so the very next message to them finds it. */
 void certcache_harvest_done(struct certcache *, const char *fingerprint,
     int caps, char *const *emails, size_t nemails);
+/* Forget what is cached for email (a certificate for it was just stored). */
+void certcache_forget(struct certcache *, const char *email);
 /* Append the intermediate CAs of the store (new references) to sk, for
  * path building; 0 or -1. */
 int certcache_add_intermediates(const struct certsrc *, STACK_OF(X509) *);

@@ -30,6 +30,7 @@
 #include "lib/lib.h"
 #include "pipeline.h"
 #include "policy/policy.h"
+#include "smimea.h"
 #include "daemon/queue/queue.h"
 #include "proto/proto.h"
 #include "store/store.h"
@@ -53,6 +54,7 @@ struct gateway {
 	struct queue		*queue;
 	struct evdns_base	*dns;		/* NULL: no CRL fetching */
 	struct crlfetch		*cf;
+	struct smimea		*sm;		/* cert_lookup = smimea */
 	struct event		*refresh_ev;
 	LIST_HEAD(, gw_job)	 held;		/* waiting on revocation
 						 * fetches (job_hold) */
@@ -93,6 +95,8 @@ struct gw_rcpt {
 	int			 done;
 	struct smtp_result	 res;
 	struct gw_copy		*copy;
+	struct smimea_wait	*lookup;	/* waiting on SMIMEA */
+	int			 looked_up;	/* SMIMEA asked once */
 	struct gw_rcpt		*next;
 };
 
@@ -276,31 +280,32 @@ copy_for(struct gw_txn *t, const struct pl_decision *d, const char *key)
 	return c;
 }
 
-/* RCPT TO: decide by policy, then refuse, hold, spool or ask the next hop. */
+static void rcpt_looked_up(void *);
+
+/*
+ * Decide a RCPT by policy, then refuse, hold, spool or ask the next hop.
+ * Encryption wanted and no certificate: with cert_lookup = smimea the
+ * reply first waits for an SMIMEA lookup (once), then this runs again.
+ */
 static void
-gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
-    void *arg)
+rcpt_decide(struct gw_rcpt *r)
 {
-	struct gw_txn *t = txn;
+	struct gw_txn *t = r->t;
 	struct gateway *gw = t->gw;
 	struct certsrc src = { gw->cc, gw->st, NULL };
+	const char *rcpt = r->path, *params = r->params;
 	struct pl_decision d;
-	struct gw_rcpt *r = xcalloc(1, sizeof(*r));
 	struct gw_copy *c;
 	char acts[64], key[DELIVERY_KEY_MAX] = "";
 
-	r->t = t;
-	r->path = xstrdup(rcpt);
-	r->params = xstrdup(params);
-	r->cb = cb;
-	r->arg = arg;
-	if (t->tail != NULL)
-		t->tail->next = r;
-	else
-		t->head = r;
-	t->tail = r;
-
 	pipeline_decide(&src, certcache_policy(gw->cc), t->from, rcpt, &d);
+	if (d.nocert && !r->looked_up && (r->lookup = smimea_lookup(gw->sm,
+	    rcpt, t->sessid, rcpt_looked_up, r)) != NULL) {
+		log_info("session id=%016llx rcpt to=<%s> rule=%lld no "
+		    "certificate: waiting for SMIMEA", (unsigned long long)
+		    t->sessid, rcpt, (long long)d.rule_id);
+		return;
+	}
 	if (d.verdict == PL_REJECT) {
 		log_info("session id=%016llx rcpt to=<%s> policy=reject "
 		    "rule=%lld status=%d %s", (unsigned long long)t->sessid,
@@ -347,6 +352,38 @@ gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
 		c->txn = gw->inner->begin(gw->inner_ctx, t->from, t->params,
 		    t->sessid);
 	gw->inner->rcpt(c->txn, rcpt, params, inner_rcpt_cb, r);
+}
+
+/* The SMIMEA lookup of a RCPT is over: decide with what it found. */
+static void
+rcpt_looked_up(void *arg)
+{
+	struct gw_rcpt *r = arg;
+
+	r->lookup = NULL;
+	r->looked_up = 1;
+	rcpt_decide(r);
+}
+
+/* RCPT TO: queued for its reply in order, then decided. */
+static void
+gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
+    void *arg)
+{
+	struct gw_txn *t = txn;
+	struct gw_rcpt *r = xcalloc(1, sizeof(*r));
+
+	r->t = t;
+	r->path = xstrdup(rcpt);
+	r->params = xstrdup(params);
+	r->cb = cb;
+	r->arg = arg;
+	if (t->tail != NULL)
+		t->tail->next = r;
+	else
+		t->head = r;
+	t->tail = r;
+	rcpt_decide(r);
 }
 
 /* One copy is finished (relayed, spooled, refused or failed). */
@@ -882,9 +919,14 @@ static void
 gw_abort(void *txn)
 {
 	struct gw_txn *t = txn;
+	struct gw_rcpt *r;
 	struct gw_copy *c;
 	size_t i;
 
+	for (r = t->head; r != NULL; r = r->next) {
+		smimea_cancel(r->lookup);
+		r->lookup = NULL;
+	}
 	for (i = 0; i < t->ncopies; i++) {
 		c = t->copies[i];
 		if (c->job != NULL) {
@@ -914,6 +956,7 @@ txn_free(struct gw_txn *t)
 
 	for (r = t->head; r != NULL; r = next) {
 		next = r->next;
+		smimea_cancel(r->lookup);
 		free(r->path);
 		free(r->params);
 		free(r);
@@ -1076,6 +1119,7 @@ gateway_new(struct event_base *base, const struct delivery_ops *inner,
 	gw->queue = parts->queue;
 	gw->workers = parts->workers;
 	LIST_INIT(&gw->held);
+	gw->sm = smimea_new(base, gw->cc, gw->st, cfg);
 	if ((gw->sync_ev = event_new(base, -1, EV_PERSIST, sync_cb, gw)) ==
 	    NULL || event_add(gw->sync_ev, &tv) == -1)
 		fatalx("event_new");
@@ -1095,6 +1139,7 @@ gateway_reconfigure(struct gateway *gw, const struct config *cfg)
 
 	gw->cfg = cfg;
 	gw->host = cfg->hostname;
+	smimea_reconfigure(gw->sm, cfg);
 	certcache_set_revocation(gw->cc, cfg->revocation);
 	if (certcache_sync(gw->cc, gw->st, 1, err, sizeof(err)) == -1)
 		log_warnx("reload: policy/certificates: %s", err);
@@ -1125,6 +1170,7 @@ gateway_free(struct gateway *gw)
 	if (gw->refresh_ev != NULL)
 		event_free(gw->refresh_ev);
 	crlfetch_free(gw->cf);
+	smimea_free(gw->sm);
 	if (gw->dns != NULL)
 		evdns_base_free(gw->dns, 0);
 	free(gw->tmpdir);

@@ -51,6 +51,7 @@ pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
 	}
 	if (certcache_refused(src, rcpt, why, sizeof(why)))
 		snprintf(d->why, sizeof(d->why), "%s", why);
+	d->nocert = 1;
 	switch (r->nocert) {
 	case POLICY_NOCERT_PLAIN:
 		d->actions &= ~POLICY_ENCRYPT;

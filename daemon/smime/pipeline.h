@@ -27,6 +27,8 @@ struct pl_decision {
 	unsigned	 actions;	/* POLICY_SIGN|ENCRYPT|DECRYPT|VERIFY
 					 * to do on its copy; 0: unchanged */
 	int64_t		 rule_id;	/* 0: no rule matched */
+	int		 nocert;	/* encrypt wanted, no usable
+					 * certificate: --if-no-cert applied */
 	int		 plain;		/* encrypt dropped: no certificate,
 					 * --if-no-cert plain */
 	struct smtp_result reply;	/* PL_REJECT, PL_HOLD: the RCPT reply */

@@ -166,7 +166,7 @@ if old up; then
 	out_has up_list_location "	file:$D/keys.db\$"
 	out_has up_list_alice '^1	alice@example.com	'
 	v=$(sqlite3 "$D/smrelay.db" 'PRAGMA user_version; SELECT max(length(pkey)) FROM keys' | tr '\n' ' ')
-	[ "$v" = "7 0 " ] && pass up_schema_7_empty_pkey || fail up_schema_7_empty_pkey "$v"
+	[ "$v" = "8 0 " ] && pass up_schema_8_empty_pkey || fail up_schema_8_empty_pkey "$v"
 	has_p "$D/smrelay.db" "$D/smrelay.db-wal" && fail up_p_gone "p still in smrelay.db" ||
 	    pass up_p_gone
 	has_p "$D/keys.db" && pass up_p_in_keyfile || fail up_p_in_keyfile "no p in keys.db"

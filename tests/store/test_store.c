@@ -120,6 +120,102 @@ ncerts(struct store *st, const char *email)
 	return n;
 }
 
+/* What store_smimea_add() wrote for a listing (smimea_cb). */
+struct smimea_row {
+	char	source[16];
+	char	emails[128];
+	int64_t	expires;
+};
+
+/* Copy out source, addresses and expiry of a row. */
+static int
+smimea_cb(const struct store_certinfo *ci, void *arg)
+{
+	struct smimea_row *r = arg;
+
+	snprintf(r->source, sizeof(r->source), "%s", ci->source);
+	snprintf(r->emails, sizeof(r->emails), "%s", ci->emails);
+	r->expires = ci->expires;
+	return 0;
+}
+
+/*
+ * Certificates from SMIMEA records: bound to the address they were found
+ * for (not to those they name), used until their expiry, which a second
+ * find for another address extends; a certificate stored from another
+ * source is left alone; rows past their expiry are deleted at the next
+ * add.
+ */
+static void
+test_smimea(struct store *st)
+{
+	X509 *dns, *other, *imp, *best;
+	struct smimea_row r;
+	int64_t id, id2, ch;
+	char err[512];
+
+	dns = mkcert(rsa_key, "dns", "email:someone@elsewhere.example",
+	    -DAY, 100 * DAY, "keyEncipherment", "emailProtection");
+	other = mkcert(rsa_key, "dns2", NULL, -DAY, 100 * DAY,
+	    "keyEncipherment", NULL);
+	imp = mkcert(rsa_key, "imp", "email:ivy@example.org", -DAY,
+	    100 * DAY, "keyEncipherment", NULL);
+	ch = store_changes(st);
+	id = store_smimea_add(st, dns, "Sam@Partner.example", now + 300, err,
+	    sizeof(err));
+	CHECK(id > 0 && store_changes(st) == ch + 1, "smimea add: %s", err);
+	CHECK(ncerts(st, "sam@partner.example") == 1 &&
+	    ncerts(st, "someone@elsewhere.example") == 0,
+	    "smimea certificate bound to the wrong addresses");
+	memset(&r, 0, sizeof(r));
+	CHECK(store_cert_info(st, id, smimea_cb, &r) == 1 &&
+	    strcmp(r.source, "smimea") == 0 && r.expires == now + 300 &&
+	    strcmp(r.emails, "sam@partner.example") == 0,
+	    "smimea row: %s %s %lld", r.source, r.emails,
+	    (long long)r.expires);
+	best = store_best_cert_for(st, "sam@partner.example", now, NULL);
+	CHECK(best != NULL && X509_cmp(best, dns) == 0, "smimea not chosen");
+	X509_free(best);
+	best = store_best_cert_for(st, "sam@partner.example", now + 300, NULL);
+	CHECK(best == NULL, "smimea certificate used after its expiry");
+	X509_free(best);
+
+	id2 = store_smimea_add(st, dns, "sue@partner.example", now + 600, err,
+	    sizeof(err));
+	CHECK(id2 == id, "found again: id %lld, %s", (long long)id2, err);
+	id2 = store_smimea_add(st, dns, "sam@partner.example", now + 100, err,
+	    sizeof(err));
+	memset(&r, 0, sizeof(r));
+	CHECK(id2 == id && store_cert_info(st, id, smimea_cb, &r) == 1 &&
+	    r.expires == now + 600 && strcmp(r.emails,
+	    "sam@partner.example,sue@partner.example") == 0,
+	    "found again: %s %lld", r.emails, (long long)r.expires);
+
+	CHECK((id2 = add1(st, imp)) > 0, "import");
+	ch = store_changes(st);
+	CHECK(store_smimea_add(st, imp, "mallory@partner.example", now + 300,
+	    err, sizeof(err)) == -1 && strstr(err, "stored already") != NULL &&
+	    store_changes(st) == ch && ncerts(st, "mallory@partner.example") ==
+	    0, "an imported certificate rebound from DNS: %s", err);
+	CHECK(store_smimea_add(st, imp, "ivy@example.org", now + 300, err,
+	    sizeof(err)) == id2, "imported and in DNS: %s", err);
+	memset(&r, 0, sizeof(r));
+	CHECK(store_cert_info(st, id2, smimea_cb, &r) == 1 &&
+	    strcmp(r.source, "import") == 0 && r.expires == 0,
+	    "imported row changed: %s %lld", r.source, (long long)r.expires);
+
+	/* past its expiry: deleted by the next add */
+	CHECK(store_smimea_add(st, other, "old@partner.example", now - 1, err,
+	    sizeof(err)) > 0 && ncerts(st, "old@partner.example") == 1,
+	    "add: %s", err);
+	CHECK(store_smimea_add(st, dns, "sam@partner.example", now + 600, err,
+	    sizeof(err)) == id && ncerts(st, "old@partner.example") == 0,
+	    "expired smimea row kept: %s", err);
+	X509_free(dns);
+	X509_free(other);
+	X509_free(imp);
+}
+
 /* A second connection (the daemon beside smrelayctl) sees each write. */
 static void
 test_second_connection(struct store *st)
@@ -499,6 +595,7 @@ static const char v1_db[] =
 	"  'CN=ca', '01', 0, 4102444800, -1, -1, 1, 1, 'RSA', 2048,"
 	"  'import', 1, 0);"
 	"INSERT INTO cert_emails VALUES (7, 'old@example.com');"
+	"INSERT INTO keys VALUES (3, 7, x'', x'', 0);"
 	"PRAGMA user_version = 1;";
 
 /*
@@ -571,6 +668,13 @@ test_migrate_v1(void)
 	    (long long)store_changes(st));
 	CHECK(ncerts(st, "OLD@example.com") == 1, "v1 certificate lost");
 	CHECK(store_cert_info(st, 7, v1_cert_cb, NULL) == 1, "cert 7");
+	n = 0;
+	CHECK(store_key_list(st, count_cb, &n) == 1 && n == 1,
+	    "v1 key lost in the rebuild of certificates");
+	CHECK(store_cert_remove(st, 7, err, sizeof(err)) == -1 &&
+	    strstr(err, "belongs to a key") != NULL,
+	    "foreign keys off after the migration: %s", err);
+	n = 99;
 	rules = store_policy_load(st, &n, err, sizeof(err));
 	CHECK(rules != NULL && n == 0, "policy_rules after migration: %s",
 	    rules ? "" : err);
@@ -685,6 +789,7 @@ main(void)
 		fatalx("store_open: %s", err);
 	test_best(st);
 	test_tx(st);
+	test_smimea(st);
 	test_keys(st);
 	test_trust(st);
 	test_crl(st);

@@ -1,0 +1,480 @@
+/* smimea.c: recipient certificates from SMIMEA records (see smimea.h).
+ *
+ * The answer is the attacker's to write: it counts only when DNSSEC
+ * validated it, and then only a full certificate (selector 0, matching
+ * type 0: a digest or a bare key gives nothing to encrypt to) of bounded
+ * size that parses to its last octet, is valid now, is no CA, and may be
+ * used for S/MIME encryption (store_certmeta's can_encrypt: key usage and
+ * extended key usage).  Usage 3 (DANE-EE) takes the certificate as the DNS
+ * binds it to the address, so it is stored for that address alone and
+ * never for the addresses it names (else a zone could claim anyone's mail).
+ * Usages 0, 1 and 2 (PKIX) ask more: the certificate must name the address
+ * and chain to one of our trust anchors (store_ca_chains, as harvested and
+ * imported CAs).  Revocation is checked where every cached certificate is,
+ * when the cache picks it (certcache.c). */
+#include "autoconfig.h"
+
+#include <sys/queue.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "daemon/base/base.h"
+#include "certcache.h"
+#include "lib/lib.h"
+#include "smimea.h"
+#include "store/store.h"
+
+#define SMIMEA_MAX_LOOKUPS	128	/* in flight; more: decided at once */
+#define SMIMEA_MAX_RECORDS	8	/* more in one answer: none is used */
+#define SMIMEA_MAX_CERT		16384	/* octets of one certificate */
+#define SMIMEA_ADDR_MAX		320	/* longer addresses are not looked up */
+#define SMIMEA_MIN_TTL		300	/* a certificate found serves at least
+					 * this long: RCPT to end of DATA */
+#define SMIMEA_MAX_TTL		86400
+#define SMIMEA_NEG_MAX		256	/* addresses that gave nothing */
+
+struct smimea_lookup;
+
+struct smimea_wait {
+	struct smimea_lookup	*lk;		/* NULL: over, or abandoned */
+	struct event		*ev;		/* calls cb from the loop */
+	smimea_cb		*cb;
+	void			*arg;
+	TAILQ_ENTRY(smimea_wait) entry;
+};
+
+/* One query and whoever waits for it. */
+struct smimea_lookup {
+	struct smimea		*sm;
+	char			*addr;
+	uint64_t		 sessid;	/* the first asker's (logs) */
+	struct dns_query	*q;
+	TAILQ_HEAD(, smimea_wait) waits;
+	TAILQ_ENTRY(smimea_lookup) entry;
+};
+
+/* An address that recently gave nothing. */
+struct smimea_neg {
+	char			*addr;
+	time_t			 until;
+};
+
+struct smimea {
+	struct event_base	*base;
+	struct certcache	*cc;
+	struct store		*st;
+	struct dns		*dns;		/* NULL: no lookups */
+	int			 on;		/* cert_lookup = smimea */
+	char			*resolver, *anchor;	/* dns was made for */
+	TAILQ_HEAD(, smimea_lookup) lookups;
+	size_t			 nlookups;
+	struct smimea_neg	 neg[SMIMEA_NEG_MAX];
+	size_t			 nextneg;	/* the slot to reuse next */
+};
+
+/* Whether addr gave nothing a short while ago. */
+static int
+neg_has(struct smimea *sm, const char *addr, time_t now)
+{
+	size_t i;
+
+	for (i = 0; i < SMIMEA_NEG_MAX; i++)
+		if (sm->neg[i].addr != NULL && sm->neg[i].until > now &&
+		    strcmp(sm->neg[i].addr, addr) == 0)
+			return 1;
+	return 0;
+}
+
+/* Remember that addr gave nothing (the oldest entry makes room). */
+static void
+neg_add(struct smimea *sm, const char *addr, time_t now)
+{
+	struct smimea_neg *n = &sm->neg[sm->nextneg];
+
+	sm->nextneg = (sm->nextneg + 1) % SMIMEA_NEG_MAX;
+	free(n->addr);
+	n->addr = xstrdup(addr);
+	n->until = now + SMIMEA_NEG_TTL;
+}
+
+/* Forget every address that gave nothing. */
+static void
+neg_clear(struct smimea *sm)
+{
+	size_t i;
+
+	for (i = 0; i < SMIMEA_NEG_MAX; i++) {
+		free(sm->neg[i].addr);
+		sm->neg[i].addr = NULL;
+	}
+}
+
+/* Loop callback of a wait whose lookup is over: call it, free it. */
+static void
+wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smimea_wait *w = arg;
+
+	(void)fd;
+	(void)what;
+	w->cb(w->arg);
+	event_free(w->ev);
+	free(w);
+}
+
+/* Free a lookup (its query cancelled); its waits must be gone. */
+static void
+lookup_free(struct smimea_lookup *lk)
+{
+	struct smimea *sm = lk->sm;
+
+	dns_cancel(lk->q);
+	TAILQ_REMOVE(&sm->lookups, lk, entry);
+	sm->nlookups--;
+	free(lk->addr);
+	free(lk);
+}
+
+/* The lookup is over: every wait is called back from the loop. */
+static void
+lookup_end(struct smimea_lookup *lk)
+{
+	struct smimea_wait *w;
+
+	while ((w = TAILQ_FIRST(&lk->waits)) != NULL) {
+		TAILQ_REMOVE(&lk->waits, w, entry);
+		w->lk = NULL;
+		event_active(w->ev, 0, 0);
+	}
+	lookup_free(lk);
+}
+
+/*
+ * Whether x, from a record of this usage, is a certificate we may encrypt
+ * to for addr: 0, or -1 with the reason in why.
+ */
+static int
+cert_check(struct smimea *sm, X509 *x, int usage, const char *addr,
+    char *why, size_t whylen)
+{
+	struct store_certmeta m;
+	time_t now = time(NULL);
+	char *a;
+	size_t i;
+	int named = 0, rc = -1;
+
+	if (store_certmeta_get(x, &m, why, whylen) == -1)
+		return -1;
+	a = store_email_norm(addr);
+	for (i = 0; i < m.nemails; i++)
+		named |= strcmp(m.emails[i], a) == 0;
+	if (X509_get_extension_flags(x) & EXFLAG_CA)
+		snprintf(why, whylen, "a CA certificate (%.100s)%s", m.subject,
+		    usage == 0 || usage == 2 ? ", a trust anchor constraint "
+		    "without the recipient's certificate" : "");
+	else if (m.not_before > now || m.not_after < now)
+		snprintf(why, whylen, "not valid now (%.100s)", m.subject);
+	else if (!m.can_encrypt)
+		snprintf(why, whylen, "not for S/MIME encryption: key usage "
+		    "or extended key usage (%.100s)", m.subject);
+	else if (usage != 3 && !named)
+		snprintf(why, whylen, "usage %d and the certificate "
+		    "(%.100s) does not name %s", usage, m.subject, a);
+	else if (usage != 3 && store_ca_chains(sm->st, x, NULL, why,
+	    whylen) == -1)
+		;               /* why says it */
+	else
+		rc = 0;
+	free(a);
+	store_certmeta_free(&m);
+	return rc;
+}
+
+/* The certificate of one record, if it is one; NULL with why. */
+static X509 *
+rec_cert(const struct dns_tlsa *t, char *why, size_t whylen)
+{
+	const unsigned char *p = t->data;
+	X509 *x;
+
+	if (t->usage > 3) {
+		snprintf(why, whylen, "unknown usage %d", t->usage);
+		return NULL;
+	}
+	if (t->selector != 0 || t->mtype != 0) {
+		snprintf(why, whylen, "selector %d, matching type %d: no "
+		    "certificate in it (only 0 0 gives one)", t->selector,
+		    t->mtype);
+		return NULL;
+	}
+	if (t->len > SMIMEA_MAX_CERT) {
+		snprintf(why, whylen, "certificate of %zu octets (at most %d)",
+		    t->len, SMIMEA_MAX_CERT);
+		return NULL;
+	}
+	if ((x = d2i_X509(NULL, &p, (long)t->len)) == NULL ||
+	    p != t->data + t->len) {
+		X509_free(x);
+		snprintf(why, whylen, "not a DER certificate");
+		return NULL;
+	}
+	return x;
+}
+
+/* One record: its certificate stored when it is usable; 1 stored, else 0
+ * (logged why). */
+static int
+rec_use(struct smimea_lookup *lk, const struct dns_tlsa *t, size_t i,
+    int ttl)
+{
+	struct smimea *sm = lk->sm;
+	char why[300], until[32];
+	int64_t id, expires;
+	X509 *x;
+
+	if (ttl < SMIMEA_MIN_TTL)
+		ttl = SMIMEA_MIN_TTL;
+	if (ttl > SMIMEA_MAX_TTL)
+		ttl = SMIMEA_MAX_TTL;
+	expires = (int64_t)time(NULL) + ttl;
+	if ((x = rec_cert(t, why, sizeof(why))) == NULL ||
+	    cert_check(sm, x, t->usage, lk->addr, why, sizeof(why)) == -1 ||
+	    (id = store_smimea_add(sm->st, x, lk->addr, expires, why,
+	    sizeof(why))) == -1) {
+		log_info("session id=%016llx smimea: record %zu (usage %d) for "
+		    "<%s> not used: %s", (unsigned long long)lk->sessid, i + 1,
+		    t->usage, lk->addr, why);
+		X509_free(x);
+		return 0;
+	}
+	X509_free(x);
+	store_time_str(expires, until, sizeof(until));
+	log_info("session id=%016llx smimea: certificate for <%s> from an "
+	    "SMIMEA record (usage %d) stored as id %lld until %s",
+	    (unsigned long long)lk->sessid, lk->addr, t->usage, (long long)id,
+	    until);
+	return 1;
+}
+
+/* Take what an answer holds; the number of certificates stored. */
+static size_t
+answer_take(struct smimea_lookup *lk, const struct dns_result *res)
+{
+	unsigned long long sid = (unsigned long long)lk->sessid;
+	size_t i, n = 0;
+
+	switch (res->status) {
+	case DNS_OK:
+		break;
+	case DNS_NODATA:
+	case DNS_NXDOMAIN:
+		log_info("session id=%016llx smimea: no SMIMEA record for "
+		    "<%s> (%s)", sid, lk->addr, dns_strstatus(res->status));
+		return 0;
+	case DNS_BOGUS:
+		log_warnx("session id=%016llx smimea: SMIMEA for <%s> ignored: "
+		    "DNSSEC validation failed (%s)", sid, lk->addr, res->why);
+		return 0;
+	default:
+		log_warnx("session id=%016llx smimea: SMIMEA lookup for <%s> "
+		    "failed: %s %s", sid, lk->addr, dns_strstatus(res->status),
+		    res->why);
+		return 0;
+	}
+	if (!res->secure) {
+		log_warnx("session id=%016llx smimea: SMIMEA for <%s> ignored: "
+		    "not DNSSEC-secure", sid, lk->addr);
+		return 0;
+	}
+	if (res->nsmimea > SMIMEA_MAX_RECORDS) {
+		log_warnx("session id=%016llx smimea: SMIMEA for <%s> ignored: "
+		    "%zu records (at most %d)", sid, lk->addr, res->nsmimea,
+		    SMIMEA_MAX_RECORDS);
+		return 0;
+	}
+	for (i = 0; i < res->nsmimea; i++)
+		n += rec_use(lk, &res->smimea[i], i, res->ttl);
+	if (n > 0)
+		certcache_forget(lk->sm->cc, lk->addr);
+	return n;
+}
+
+/* dns_smimea's answer. */
+static void
+lookup_done(const struct dns_result *res, void *arg)
+{
+	struct smimea_lookup *lk = arg;
+
+	lk->q = NULL;           /* the handle is over */
+	if (answer_take(lk, res) == 0)
+		neg_add(lk->sm, lk->addr, time(NULL));
+	lookup_end(lk);
+}
+
+/* The resolver for cfg, when it asks for lookups. */
+static void
+smimea_start(struct smimea *sm, const struct config *cfg)
+{
+	char err[300];
+
+	sm->on = cfg->cert_lookup == CONFIG_CERT_LOOKUP_SMIMEA;
+	sm->resolver = cfg->dns_resolver ? xstrdup(cfg->dns_resolver) : NULL;
+	sm->anchor = cfg->dns_trust_anchor ? xstrdup(cfg->dns_trust_anchor) :
+	    NULL;
+	if (!sm->on)
+		return;
+	if ((sm->dns = dns_new(sm->base, cfg->dns_resolver,
+	    cfg->dns_trust_anchor, err, sizeof(err))) == NULL) {
+		log_warnx("smimea: DNS: %s: no SMIMEA lookups", err);
+		return;
+	}
+	dns_set_timeout(sm->dns, SMIMEA_TIMEOUT_MS);
+}
+
+/* End every lookup (waits called back unless detach) and the resolver. */
+static void
+smimea_stop(struct smimea *sm, int detach)
+{
+	struct smimea_lookup *lk;
+	struct smimea_wait *w;
+
+	while ((lk = TAILQ_FIRST(&sm->lookups)) != NULL) {
+		if (!detach) {
+			log_info("session id=%016llx smimea: lookup for <%s> "
+			    "abandoned (reconfigured)",
+			    (unsigned long long)lk->sessid, lk->addr);
+			lookup_end(lk);
+			continue;
+		}
+		while ((w = TAILQ_FIRST(&lk->waits)) != NULL) {
+			TAILQ_REMOVE(&lk->waits, w, entry);
+			w->lk = NULL;
+		}
+		lookup_free(lk);
+	}
+	dns_free(sm->dns);
+	sm->dns = NULL;
+	free(sm->resolver);
+	free(sm->anchor);
+	sm->resolver = sm->anchor = NULL;
+	neg_clear(sm);
+}
+
+/* Lookups for cfg on base. */
+struct smimea *
+smimea_new(struct event_base *base, struct certcache *cc, struct store *st,
+    const struct config *cfg)
+{
+	struct smimea *sm = xcalloc(1, sizeof(*sm));
+
+	sm->base = base;
+	sm->cc = cc;
+	sm->st = st;
+	TAILQ_INIT(&sm->lookups);
+	smimea_start(sm, cfg);
+	return sm;
+}
+
+/* Whether a string setting is the same (NULL: the default). */
+static int
+same_str(const char *a, const char *b)
+{
+	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+/* SIGHUP: a new resolver when the DNS settings changed. */
+void
+smimea_reconfigure(struct smimea *sm, const struct config *cfg)
+{
+	if (sm->on == (cfg->cert_lookup == CONFIG_CERT_LOOKUP_SMIMEA) &&
+	    same_str(sm->resolver, cfg->dns_resolver) &&
+	    same_str(sm->anchor, cfg->dns_trust_anchor))
+		return;
+	smimea_stop(sm, 0);
+	smimea_start(sm, cfg);
+}
+
+/* Free everything; waits still held stay the holders' to cancel. */
+void
+smimea_free(struct smimea *sm)
+{
+	if (sm == NULL)
+		return;
+	smimea_stop(sm, 1);
+	free(sm);
+}
+
+/* Start or join the lookup of addr. */
+struct smimea_wait *
+smimea_lookup(struct smimea *sm, const char *addr, uint64_t sessid,
+    smimea_cb *cb, void *arg)
+{
+	struct smimea_lookup *lk;
+	struct smimea_wait *w;
+	char qname[DNS_NAME_MAX + 1];
+
+	if (sm == NULL || sm->dns == NULL || strlen(addr) > SMIMEA_ADDR_MAX)
+		return NULL;
+	if (neg_has(sm, addr, time(NULL))) {
+		log_info("session id=%016llx smimea: <%s> gave no certificate "
+		    "in the last %d s: not looked up again yet",
+		    (unsigned long long)sessid, addr, SMIMEA_NEG_TTL);
+		return NULL;
+	}
+	TAILQ_FOREACH(lk, &sm->lookups, entry)
+		if (strcmp(lk->addr, addr) == 0)
+			break;
+	if (lk == NULL) {
+		if (sm->nlookups >= SMIMEA_MAX_LOOKUPS) {
+			log_warnx("session id=%016llx smimea: %zu lookups "
+			    "under way: <%s> decided without",
+			    (unsigned long long)sessid, sm->nlookups, addr);
+			return NULL;
+		}
+		if (dns_smimea_name(addr, qname, sizeof(qname)) == -1)
+			return NULL;    /* no local@domain: nothing to ask */
+		lk = xcalloc(1, sizeof(*lk));
+		lk->sm = sm;
+		lk->addr = xstrdup(addr);
+		lk->sessid = sessid;
+		TAILQ_INIT(&lk->waits);
+		TAILQ_INSERT_TAIL(&sm->lookups, lk, entry);
+		sm->nlookups++;
+		log_info("session id=%016llx smimea: looking up %s SMIMEA for "
+		    "<%s>", (unsigned long long)sessid, qname, addr);
+		lk->q = dns_smimea(sm->dns, addr, lookup_done, lk);
+	}
+	w = xcalloc(1, sizeof(*w));
+	w->lk = lk;
+	w->cb = cb;
+	w->arg = arg;
+	if ((w->ev = event_new(sm->base, -1, 0, wait_cb, w)) == NULL)
+		fatalx("event_new");
+	TAILQ_INSERT_TAIL(&lk->waits, w, entry);
+	return w;
+}
+
+/* Stop waiting; the last one to leave abandons the query. */
+void
+smimea_cancel(struct smimea_wait *w)
+{
+	struct smimea_lookup *lk;
+
+	if (w == NULL)
+		return;
+	if ((lk = w->lk) != NULL) {
+		TAILQ_REMOVE(&lk->waits, w, entry);
+		if (TAILQ_EMPTY(&lk->waits))
+			lookup_free(lk);
+	}
+	event_free(w->ev);
+	free(w);
+}
