@@ -362,12 +362,21 @@ write_conf() {
 # start `smrelayd -c CONF -f -v` and wait for it to listen on PORT.
 # Needs NH_PORT (start a sink first).  Sets SMRELAYD_PID and CONF.
 start_relay() {
+	local try
 	it_certs || return 1
-	PORT=$(free_port)
 	CONF=$CASE_DIR/smrelayd.conf
 	mkdir -p "$CASE_DIR/data"
-	write_conf "$CONF" "$@"
-	start_smrelayd "$CONF" "$PORT"
+	# free_port's port may be taken by a test running beside this one
+	# before smrelayd binds it: then once more with another
+	for try in 1 2 3; do
+		PORT=$(free_port)
+		write_conf "$CONF" "$@"
+		start_smrelayd "$CONF" "$PORT" && return 0
+		grep -q 'Address already in use' "$CASE_DIR/smrelayd.log" ||
+			return 1
+		echo "# port $PORT taken meanwhile: another one (try $try)"
+	done
+	return 1
 }
 
 # start_smrelayd CONF PORT...: start the daemon on an existing config.
