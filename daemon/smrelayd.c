@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,17 +331,112 @@ config_state_free(struct daemon_state *d)
 	config_free(d->cfg);
 }
 
+/* A problem smrelayd -n found: one line on stderr. */
+static void
+problem(int *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+problem(int *n, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	(*n)++;
+}
+
+/* -n: a file the daemon would read must be a readable regular file. */
+static void
+check_readable(const struct config *cfg, const char *key, const char *file,
+    int *n)
+{
+	struct stat sb;
+
+	if (file == NULL)
+		return;
+	if (stat(file, &sb) == -1 || access(file, R_OK) == -1)
+		problem(n, "%s: %s %s: %s", cfg->path, key, file,
+		    strerror(errno));
+	else if (!S_ISREG(sb.st_mode))
+		problem(n, "%s: %s %s: not a regular file", cfg->path, key,
+		    file);
+}
+
+/*
+ * -n past the file itself, writing nothing: the TLS certificate and key
+ * (that they match), the CA file, the user, that data_dir can be made or
+ * used by it, that the databases there open and are not newer than this
+ * program, and the key file's mode.  Every problem is one line on stderr;
+ * how many there were.
+ */
+static int
+check_only(struct daemon_state *d)
+{
+	const struct config *cfg = d->cfg;
+	char err[1024], *parent, *slash, *db;
+	struct stat sb;
+	int n = 0;
+
+	if (load_tls(cfg, NULL, &d->tls_server, &d->client_ctx, err,
+	    sizeof(err)) == -1)
+		problem(&n, "%s: TLS: %s", cfg->path, err);
+	check_readable(cfg, "relay_tls_ca_file", cfg->relay_tls_ca_file, &n);
+	check_readable(cfg, "key_passphrase_file", cfg->key_passphrase_file,
+	    &n);
+	if (check_user(d, err, sizeof(err)) == -1)
+		problem(&n, "%s", err);
+	if (stat(cfg->data_dir, &sb) == 0) {
+		if (!S_ISDIR(sb.st_mode))
+			problem(&n, "%s: data_dir %s: not a directory",
+			    cfg->path, cfg->data_dir);
+		else if (d->privsep && privsep_reachable(cfg->data_dir,
+		    d->uid, d->gid, err, sizeof(err)) == -1)
+			problem(&n, "%s: data_dir: %s", cfg->path, err);
+		else if (!d->privsep && access(cfg->data_dir, W_OK | X_OK) ==
+		    -1)
+			problem(&n, "%s: data_dir %s: %s", cfg->path,
+			    cfg->data_dir, strerror(errno));
+	} else {
+		/* made at start: its parent must take it */
+		parent = xstrdup(cfg->data_dir);
+		if ((slash = strrchr(parent, '/')) != NULL && slash != parent)
+			*slash = '\0';
+		else if (slash != NULL)
+			slash[1] = '\0';
+		if (errno != ENOENT || access(parent, W_OK | X_OK) == -1)
+			problem(&n, "%s: data_dir %s cannot be made: %s",
+			    cfg->path, cfg->data_dir, strerror(errno));
+		free(parent);
+	}
+	db = xasprintf("%s/%s", cfg->data_dir, STORE_DB_NAME);
+	if (store_check_file(db, err, sizeof(err)) == -1)
+		problem(&n, "%s: database: %s", cfg->path, err);
+	free(db);
+	if (keyfile_check(cfg->key_file, cfg->key_passphrase_file, err,
+	    sizeof(err)) == -1)
+		problem(&n, "%s: key_file: %s", cfg->path, err);
+	return n;
+}
+
 /* Load the config, its TLS contexts, data_dir and the databases, before
  * anything starts: -1 after saying why on stderr.  Only with checkonly is
  * the TLS key read here; else the key process checks it (keyd_check). */
 static int
 check_config(struct daemon_state *d, const char *path, int checkonly)
 {
-	char err[1024];
+	char err[4096];
 
 	d->cfg = config_load(path, err, sizeof(err));
 	if (d->cfg == NULL) {
 		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	if (checkonly) {
+		if (check_only(d) == 0)
+			return 0;
+		config_state_free(d);
 		return -1;
 	}
 	if (load_tls(d->cfg, NULL, checkonly ? &d->tls_server : NULL,

@@ -425,6 +425,54 @@ store_open_path(const char *path, char *err, size_t errlen)
 	return st;
 }
 
+/* Check a database file without writing to it (see store.h). */
+int
+store_check_file(const char *path, char *err, size_t errlen)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *stmt = NULL;
+	const char *ok = NULL;
+	int rc = -1, version = -1;
+
+	if (access(path, F_OK) == -1)
+		return 0;               /* made at start */
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) !=
+	    SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) :
+		    "cannot open");
+		goto done;
+	}
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt,
+	    NULL) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW)
+		version = sqlite3_column_int(stmt, 0);
+	sqlite3_finalize(stmt);
+	stmt = NULL;
+	if (version < 0) {
+		snprintf(err, errlen, "%s: not a database: %s", path,
+		    sqlite3_errmsg(db));
+		goto done;
+	}
+	if ((size_t)version > sizeof(migrations) / sizeof(migrations[0])) {
+		snprintf(err, errlen, "%s: schema version %d is newer than "
+		    "this program's (%zu)", path, version,
+		    sizeof(migrations) / sizeof(migrations[0]));
+		goto done;
+	}
+	if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &stmt,
+	    NULL) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW)
+		ok = (const char *)sqlite3_column_text(stmt, 0);
+	if (ok == NULL || strcmp(ok, "ok") != 0) {
+		snprintf(err, errlen, "%s: damaged: %s", path, ok != NULL ?
+		    ok : sqlite3_errmsg(db));
+		goto done;
+	}
+	rc = 0;
+ done:
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	return rc;
+}
+
 /* Open DATA_DIR/smrelay.db, creating data_dir (0700) if missing. */
 struct store *
 store_open(const char *data_dir, char *err, size_t errlen)

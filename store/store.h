@@ -111,6 +111,10 @@ int store_schema_version(struct store *);
 int64_t store_changes(struct store *);
 /* The last SQLite error of this connection, for messages. */
 const char *store_errmsg(struct store *);
+/* Whether the database file at path (if there is one) opens read-only,
+ * passes SQLite's quick check and is not newer than this program; 0, or
+ * -1 with err.  Writes nothing (smrelayd -n). */
+int store_check_file(const char *path, char *err, size_t errlen);
 /* A secret of this installation (table secrets), exactly len bytes. */
 #define STORE_MARK_LEN	32	/* the loop-guard "mark" secret */
 int store_secret(struct store *, const char *name, unsigned char *buf,
@@ -258,6 +262,11 @@ int store_keys_migrate(struct store *, struct keyfile *, char *err,
 struct keyfile *keyfile_open(const char *path, const char *passphrase_file,
     char *err, size_t errlen);
 void keyfile_close(struct keyfile *);
+/* Whether the key file at path (if there is one) has a safe mode, opens
+ * read-only and takes the passphrase (as keyfile_open would); 0, or -1
+ * with err.  Writes nothing (smrelayd -n). */
+int keyfile_check(const char *path, const char *passphrase_file, char *err,
+    size_t errlen);
 const char *keyfile_path(const struct keyfile *);
 /* Whether its keys are encrypted under a passphrase. */
 int keyfile_encrypted(const struct keyfile *);

@@ -148,6 +148,8 @@ kf_passphrase(const char *path, char *err, size_t errlen)
 	return pw;
 }
 
+static int kf_mode_check(const char *, const struct stat *, char *, size_t);
+
 /*
  * Create the file 0600 (fchmod: the umask may have taken bits away), or
  * check the mode of the one there.  An existing file is only stat()ed,
@@ -174,14 +176,23 @@ kf_create(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (!S_ISREG(sb.st_mode)) {
+	return kf_mode_check(path, &sb, err, errlen);
+}
+
+/* An existing key file must be a regular file only its owner can read
+ * or change. */
+static int
+kf_mode_check(const char *path, const struct stat *sb, char *err,
+    size_t errlen)
+{
+	if (!S_ISREG(sb->st_mode)) {
 		snprintf(err, errlen, "%s: not a regular file", path);
 		return -1;
 	}
-	if (sb.st_mode & 077) {
+	if (sb->st_mode & 077) {
 		snprintf(err, errlen, "%s: mode %04o lets others than its "
 		    "owner read or change the private keys: chmod 600 %s",
-		    path, (unsigned)(sb.st_mode & 07777), path);
+		    path, (unsigned)(sb->st_mode & 07777), path);
 		return -1;
 	}
 	return 0;
@@ -389,6 +400,62 @@ keyfile_open(const char *path, const char *passphrase_file, char *err,
 		return NULL;
 	}
 	return kf;
+}
+
+/* Check a key file without writing to it (see store.h). */
+int
+keyfile_check(const char *path, const char *passphrase_file, char *err,
+    size_t errlen)
+{
+	struct keyfile kf;
+	sqlite3_stmt *stmt;
+	struct stat sb;
+	int rc = -1, step;
+
+	if (stat(path, &sb) == -1)
+		return errno == ENOENT ? 0 : (snprintf(err, errlen, "%s: %s",
+		    path, strerror(errno)), -1);
+	if (kf_mode_check(path, &sb, err, errlen) == -1)
+		return -1;
+	memset(&kf, 0, sizeof(kf));
+	kf.path = (char *)path;
+	if (passphrase_file != NULL && (kf.pass = kf_passphrase(
+	    passphrase_file, err, errlen)) == NULL)
+		return -1;
+	if (sqlite3_open_v2(path, &kf.db, SQLITE_OPEN_READONLY, NULL) !=
+	    SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, kf.db ?
+		    sqlite3_errmsg(kf.db) : "cannot open");
+		goto done;
+	}
+	if (sqlite3_prepare_v2(kf.db, "SELECT value FROM meta WHERE name = "
+	    "'verifier'", -1, &stmt, NULL) != SQLITE_OK) {
+		kf_sqlerr(&kf, "not a key file", err, errlen);
+		goto done;
+	}
+	step = sqlite3_step(stmt);
+	if (step == SQLITE_ROW && kf.pass == NULL)
+		snprintf(err, errlen, "%s holds encrypted keys: set "
+		    "key_passphrase_file", path);
+	else if (step == SQLITE_ROW && kf_verifier_check(&kf,
+	    sqlite3_column_blob(stmt, 0), sqlite3_column_bytes(stmt, 0)) == -1)
+		snprintf(err, errlen, "%s: wrong passphrase (in "
+		    "key_passphrase_file %s)", path, passphrase_file);
+	else if (step != SQLITE_ROW && step != SQLITE_DONE)
+		kf_sqlerr(&kf, "verifier", err, errlen);
+	else if (step == SQLITE_DONE && kf.pass != NULL &&
+	    kf_int(&kf, "SELECT count(*) FROM keys WHERE kind = '"
+	    KIND_PLAIN "'") != 0)
+		snprintf(err, errlen, "%s holds keys that are not encrypted, "
+		    "but key_passphrase_file is set", path);
+	else
+		rc = 0;
+	sqlite3_finalize(stmt);
+ done:
+	if (kf.pass != NULL)
+		OPENSSL_clear_free(kf.pass, strlen(kf.pass));
+	sqlite3_close(kf.db);
+	return rc;
 }
 
 /* Forget the decoded keys. */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -1069,7 +1070,7 @@ check_trust_anchor(const struct config *cfg, const int *seen, char *why,
 static int
 config_check(struct config *cfg, const int *seen, char *why, size_t len)
 {
-	int i, tls = cfg->tls_cert_file != NULL;
+	int i, j, tls = cfg->tls_cert_file != NULL;
 
 	if (cfg->tls_cert_file != NULL && cfg->tls_key_file == NULL) {
 		snprintf(why, len, "tls_cert_file is set but tls_key_file "
@@ -1081,6 +1082,17 @@ config_check(struct config *cfg, const int *seen, char *why, size_t len)
 		    "is not");
 		return seen[K_KEY];
 	}
+	for (i = 0; i < cfg->nlistens; i++)
+		for (j = 0; j < i; j++)
+			if (strcasecmp(cfg->listens[i].host,
+			    cfg->listens[j].host) == 0 &&
+			    strcmp(cfg->listens[i].port,
+			    cfg->listens[j].port) == 0) {
+				snprintf(why, len, "listen %s:%s given twice "
+				    "(also line %d)", cfg->listens[i].host,
+				    cfg->listens[i].port, cfg->listens[j].line);
+				return cfg->listens[i].line;
+			}
 	for (i = 0; i < cfg->nlistens && !tls; i++)
 		if (cfg->listens[i].tls == LISTEN_TLS_IMPLICIT) {
 			snprintf(why, len, "listen with tls=implicit needs "
@@ -1110,9 +1122,9 @@ struct config *
 config_load(const char *path, char *err, size_t errlen)
 {
 	struct config *cfg;
-	int seen[NKEYS], lineno = 0, bad = -1;
+	int seen[NKEYS], lineno = 0, bad = -1, nbad = 0;
 	char why[512], *line = NULL;
-	size_t linesz = 0;
+	size_t linesz = 0, off = 0;
 	FILE *fp;
 
 	if ((fp = fopen(path, "r")) == NULL) {
@@ -1123,12 +1135,23 @@ config_load(const char *path, char *err, size_t errlen)
 	memset(seen, 0, sizeof(seen));
 	cfg = config_default();
 	cfg->path = xstrdup(path);
+	/* every bad line is reported, one per line of err (at most
+	 * CONFIG_MAX_ERRORS); the checks across keys only without them */
 	while (getline(&line, &linesz, fp) != -1) {
 		if (config_line(cfg, line, ++lineno, seen, why,
 		    sizeof(why)) == -1) {
 			bad = lineno;
-			break;
+			if (nbad++ < CONFIG_MAX_ERRORS && off < errlen)
+				off += (size_t)snprintf(err + off, errlen - off,
+				    "%s%s:%d: %s", off > 0 ? "\n" : "", path,
+				    lineno, why);
 		}
+	}
+	if (nbad > 0) {
+		free(line);
+		fclose(fp);
+		config_free(cfg);
+		return NULL;
 	}
 	if (bad == -1 && ferror(fp)) {
 		snprintf(why, sizeof(why), "cannot read: %s", strerror(errno));

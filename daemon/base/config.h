@@ -97,13 +97,16 @@ struct config {
 void config_unprivileged(void);
 /*
  * Parse the file.  On error returns NULL and writes "FILE:LINE: reason" (or
- * "FILE: reason" when there is no line) into err.  Checks everything that can
+ * "FILE: reason" when there is no line) into err: one line for every bad
+ * line of the file, else the first problem across keys.  Checks everything that can
  * be checked without side effects: unknown and repeated keys, values, that
  * `relay` is set, that tls_cert_file and tls_key_file come together, that a
  * tls=implicit listener has a certificate, that dns_trust_anchor is readable
  * when DNS will be used (config_uses_dns).
  */
 struct config *config_load(const char *path, char *err, size_t errlen);
+/* Bad lines config_load reports at most (one per line of err). */
+#define CONFIG_MAX_ERRORS	20
 /*
  * Every default of the SPEC table, with no listener (config_load adds
  * 127.0.0.1:10025 when the file has none) and no relay: a base for programs
