@@ -64,6 +64,7 @@ struct daemon_state {
 	uid_t uid;
 	gid_t gid;
 	struct keyd_client *kc;         /* network process: the key process */
+	struct event *ev_keyd;          /* its socket, for the loop's waits */
 	pid_t parent;
 	struct event *ev_ctl;
 };
@@ -565,6 +566,8 @@ daemon_free(struct daemon_state *d)
 	}
 	if (d->ev_ctl != NULL)
 		event_free(d->ev_ctl);
+	if (d->ev_keyd != NULL)
+		event_free(d->ev_keyd);
 	server_close_listeners(d->srv);
 	subsystems_free(d);
 	keyd_client_free(d->kc);
@@ -610,6 +613,34 @@ net_keyd(int kfd)
 	return kc;
 }
 
+/* The key process answered: read it for the loop's waits (a TLS
+ * handshake's signature) when no worker thread is reading. */
+static void
+keyd_ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon_state *d = arg;
+
+	(void)fd;
+	(void)what;
+	if (keyd_client_poll(d->kc) == -1)
+		event_del(d->ev_keyd);          /* gone: EOF stays readable */
+}
+
+/* Watch the current key process client's socket. */
+static void
+keyd_watch(struct daemon_state *d)
+{
+	if (d->ev_keyd != NULL)
+		event_free(d->ev_keyd);
+	d->ev_keyd = NULL;
+	if (keyd_client_fd(d->kc) == -1)
+		return;
+	if ((d->ev_keyd = event_new(d->base, keyd_client_fd(d->kc),
+	    EV_READ | EV_PERSIST, keyd_ready_cb, d)) == NULL ||
+	    event_add(d->ev_keyd, NULL) == -1)
+		fatalx("event_new");
+}
+
 /* Network process: the parent passes a new key process's socket, or is
  * gone (EOF: drain and exit, as at SIGTERM). */
 static void
@@ -647,6 +678,7 @@ ctl_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	keyd_client_free(d->kc);
 	d->kc = kc;
+	keyd_watch(d);
 	log_info("key process restarted: keys reconnected");
 }
 
@@ -687,6 +719,7 @@ net_main(struct daemon_state *d, int kfd, int ctl)
 	}
 	d->ev_ctl = event_new(d->base, ctl, EV_READ | EV_PERSIST, ctl_cb, d);
 	event_add(d->ev_ctl, NULL);
+	keyd_watch(d);
 	signals_add(d);
 	if (write(ctl, "R", 1) != 1)
 		log_warn("parent");

@@ -2,6 +2,7 @@
 #include "autoconfig.h"
 
 #include <sys/types.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include <errno.h>
@@ -12,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "lib/lib.h"
 #include "proto/proto.h"
@@ -26,10 +29,12 @@
  * not two (a reader thread's, then the caller's).
  */
 
-/* A call waiting for its answer; on the caller's stack. */
+/* A call waiting for its answer; on the caller's stack, or in a struct
+ * keyd_async on the heap. */
 struct pending {
 	struct pending	*next;
 	uint32_t	 id;
+	int		 efd;		/* async: signalled when done; else -1 */
 	pthread_cond_t	 cond;
 	int		 done;		/* 1 answered, -1 failed */
 	int		 rc;
@@ -71,6 +76,19 @@ unlink_pending(struct keyd_client *c, struct pending *p)
 		}
 }
 
+/* Tell p's caller that it is done: its thread, or the event loop through
+ * its descriptor. */
+static void
+wake(struct pending *p)
+{
+	uint64_t one = 1;
+
+	if (p->efd == -1)
+		pthread_cond_signal(&p->cond);
+	else if (write(p->efd, &one, sizeof(one)) == -1 && errno != EAGAIN)
+		log_warn("keyd client: eventfd");
+}
+
 /* The key process is gone: fail every waiter (mu held). */
 static void
 fail_all(struct keyd_client *c, const char *why)
@@ -87,7 +105,7 @@ fail_all(struct keyd_client *c, const char *why)
 		    c->why);
 		p->rc = KEYD_E_UNAVAILABLE;
 		p->done = -1;
-		pthread_cond_signal(&p->cond);
+		wake(p);
 	}
 }
 
@@ -119,7 +137,7 @@ deliver(struct keyd_client *c, const struct keyproto_rep *rep)
 		p->rc = 0;
 	}
 	p->done = 1;
-	pthread_cond_signal(&p->cond);
+	wake(p);
 }
 
 /* Decode and deliver the whole frames in the read buffer (the reader's);
@@ -233,11 +251,18 @@ close_fd(struct keyd_client *c)
 static void
 reader_done(struct keyd_client *c)
 {
+	struct pending *p;
+
 	c->reading = 0;
-	if (c->closing)
+	if (c->closing) {
 		close_fd(c);
-	else if (c->waiting != NULL)
-		pthread_cond_signal(&c->waiting->cond);
+		return;
+	}
+	/* a thread that waits can read next (the loop polls for its own) */
+	for (p = c->waiting; p != NULL && p->efd != -1; p = p->next)
+		;
+	if (p != NULL)
+		pthread_cond_signal(&p->cond);
 }
 
 struct keyd_client *
@@ -267,16 +292,10 @@ keyd_client_alive(struct keyd_client *c)
 {
 	int alive;
 
-	pthread_mutex_lock(&c->mu);
 	/* nobody reads between calls: look for an EOF (or late answers)
 	 * without waiting */
-	if (!c->reading && !c->dead && !c->closing) {
-		c->reading = 1;
-		pthread_mutex_unlock(&c->mu);
-		read_answers(c, NULL, NULL, 0);
-		pthread_mutex_lock(&c->mu);
-		reader_done(c);
-	}
+	keyd_client_poll(c);
+	pthread_mutex_lock(&c->mu);
 	alive = !c->dead && !c->stalled;
 	pthread_mutex_unlock(&c->mu);
 	return alive;
@@ -395,6 +414,7 @@ keyd_client_call(struct keyd_client *c, const struct keyproto_req *req,
 	struct timespec ts;
 
 	memset(&p, 0, sizeof(p));
+	p.efd = -1;
 	p.out = out;
 	p.outcap = *outlen;
 	p.err = err;
@@ -417,8 +437,8 @@ keyd_client_call(struct keyd_client *c, const struct keyproto_req *req,
 		    " time)");
 		p.rc = KEYD_E_UNAVAILABLE;
 		/* a waiter this one was to wake as the next reader */
-		if (!c->reading && c->waiting != NULL)
-			pthread_cond_signal(&c->waiting->cond);
+		if (!c->reading)
+			reader_done(c);
 	}
 	pthread_mutex_unlock(&c->mu);
 	if (p.rc == 0)
@@ -426,6 +446,150 @@ keyd_client_call(struct keyd_client *c, const struct keyproto_req *req,
  done:
 	pthread_cond_destroy(&p.cond);
 	return p.rc;
+}
+
+/* An operation the event loop waits for (keyd_client.h). */
+struct keyd_async {
+	struct keyd_client *c;
+	struct pending	 p;
+	int		 linked;	/* in c's waiting list */
+	double		 deadline;	/* mono_now() */
+	uint8_t		 out[KEYPROTO_MAX_DATA];
+	char		 err[256];
+};
+
+/* Send req for a caller that must not block; NULL with err (a refusal or
+ * the key process gone: *rc says which). */
+struct keyd_async *
+keyd_client_start(struct keyd_client *c, const struct keyproto_req *req,
+    int *rc, char *err, size_t errlen)
+{
+	struct keyd_async *a = xcalloc(1, sizeof(*a));
+
+	a->c = c;
+	a->p.out = a->out;
+	a->p.outcap = sizeof(a->out);
+	a->p.err = a->err;
+	a->p.errlen = sizeof(a->err);
+	if ((a->p.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		*rc = KEYD_E_UNAVAILABLE;
+		free(a);
+		return NULL;
+	}
+	pthread_mutex_lock(&c->mu);
+	a->deadline = mono_now() + (c->stalled && c->timeout_ms >
+	    KEYD_STALLED_MS ? KEYD_STALLED_MS : c->timeout_ms) / 1000.0;
+	pthread_mutex_unlock(&c->mu);
+	if (call_send(c, &a->p, req) == -1) {
+		snprintf(err, errlen, "%s", a->err);
+		*rc = a->p.rc;
+		close(a->p.efd);
+		free(a);
+		return NULL;
+	}
+	a->linked = 1;
+	keyd_client_ref(c);
+	return a;
+}
+
+/* The descriptor that becomes readable when a is done. */
+int
+keyd_async_fd(const struct keyd_async *a)
+{
+	return a->p.efd;
+}
+
+/* Whether a is answered or failed; a that ran out of time fails now. */
+int
+keyd_async_done(struct keyd_async *a)
+{
+	struct keyd_client *c = a->c;
+	int done;
+
+	keyd_client_poll(c);
+	pthread_mutex_lock(&c->mu);
+	if (!a->p.done && mono_now() >= a->deadline) {
+		unlink_pending(c, &a->p);
+		a->linked = 0;
+		c->stalled = 1;
+		snprintf(a->err, sizeof(a->err), "key process unavailable "
+		    "(no answer in time)");
+		a->p.rc = KEYD_E_UNAVAILABLE;
+		a->p.done = -1;
+	}
+	done = a->p.done != 0;
+	if (done)
+		a->linked = 0;  /* deliver and fail_all unlinked it */
+	pthread_mutex_unlock(&c->mu);
+	return done;
+}
+
+/* Free a, its answer not wanted (any more): it leaves the waiting list. */
+void
+keyd_async_free(struct keyd_async *a)
+{
+	struct keyd_client *c;
+
+	if (a == NULL)
+		return;
+	c = a->c;
+	pthread_mutex_lock(&c->mu);
+	if (a->linked && !a->p.done)
+		unlink_pending(c, &a->p);
+	pthread_mutex_unlock(&c->mu);
+	close(a->p.efd);
+	OPENSSL_cleanse(a->out, sizeof(a->out));
+	free(a);
+	keyd_client_unref(c);
+}
+
+/* The outcome of a done a (then free it): 0 with the answer in out, or a
+ * KEYD_E_* code with err. */
+int
+keyd_async_result(struct keyd_async *a, uint8_t *out, size_t *outlen,
+    char *err, size_t errlen)
+{
+	int rc = a->p.rc;
+
+	if (rc == 0 && a->p.outlen > *outlen) {
+		snprintf(err, errlen, "key process answer too long");
+		rc = KEYD_E_REFUSED;
+	} else if (rc == 0) {
+		memcpy(out, a->out, a->p.outlen);
+		*outlen = a->p.outlen;
+	} else
+		snprintf(err, errlen, "%s", a->err);
+	return rc;
+}
+
+/* Read what the key process answered, without waiting, unless a thread
+ * is reading already (for the event loop, whose waits are keyd_async);
+ * -1 once the key process is gone, else 0. */
+int
+keyd_client_poll(struct keyd_client *c)
+{
+	int gone;
+
+	pthread_mutex_lock(&c->mu);
+	if (!c->reading && !c->dead && !c->closing) {
+		c->reading = 1;
+		pthread_mutex_unlock(&c->mu);
+		read_answers(c, NULL, NULL, 0);
+		pthread_mutex_lock(&c->mu);
+		reader_done(c);
+	}
+	gone = c->dead || c->closing;
+	pthread_mutex_unlock(&c->mu);
+	return gone ? -1 : 0;
+}
+
+/* The socket, for the event loop to watch (keyd_client_poll when it is
+ * readable); -1 once closed. */
+int
+keyd_client_fd(struct keyd_client *c)
+{
+	return c->fd;
 }
 
 void

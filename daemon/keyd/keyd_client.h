@@ -59,6 +59,26 @@ int keyd_client_call(struct keyd_client *, const struct keyproto_req *,
 /* Whether the key process is still there as far as the client knows, and
  * answered since the last call that timed out. */
 int keyd_client_alive(struct keyd_client *);
+/*
+ * For a caller that may not block (an OpenSSL ASYNC job on the event loop:
+ * the one signature of a TLS handshake): keyd_client_start sends req and
+ * returns at once (NULL with *rc and err when it cannot be sent); the
+ * caller waits until keyd_async_fd is readable (the loop watches
+ * keyd_client_fd and calls keyd_client_poll, which reads the answers when
+ * no thread is reading), then keyd_async_done says 1 (also when its time
+ * ran out) and keyd_async_result gives the outcome; keyd_async_free in
+ * every case, also to abandon it.
+ */
+struct keyd_async;
+struct keyd_async *keyd_client_start(struct keyd_client *,
+    const struct keyproto_req *, int *rc, char *err, size_t errlen);
+int keyd_async_fd(const struct keyd_async *);
+int keyd_async_done(struct keyd_async *);
+int keyd_async_result(struct keyd_async *, uint8_t *out, size_t *outlen,
+    char *err, size_t errlen);
+void keyd_async_free(struct keyd_async *);
+int keyd_client_poll(struct keyd_client *);       /* -1: gone */
+int keyd_client_fd(struct keyd_client *);
 /* Take a reference (keys made by keyd_client_pkey hold one), drop it. */
 void keyd_client_ref(struct keyd_client *);
 void keyd_client_unref(struct keyd_client *);

@@ -28,6 +28,7 @@
 #include <openssl/core_dispatch.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/async.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
@@ -110,21 +111,74 @@ md_by_size(size_t len)
 	return 0;
 }
 
+/* ASYNC_WAIT_CTX's cleanup of our descriptor: the job was abandoned (its
+ * SSL freed while it waited), so is the request. */
+static void
+remote_abandon(ASYNC_WAIT_CTX *ctx, const void *key, OSSL_ASYNC_FD fd,
+    void *arg)
+{
+	(void)ctx;
+	(void)key;
+	(void)fd;
+	keyd_async_free(arg);
+}
+
+/*
+ * The request from inside an OpenSSL ASYNC job (SSL_MODE_ASYNC: a TLS
+ * handshake on the event loop): send it, then pause the job until the
+ * answer is in, so that the loop goes on meanwhile.  0, or -1 (err set).
+ */
+static int
+remote_async(ASYNC_JOB *job, const struct kkey *k,
+    const struct keyproto_req *req, uint8_t *out, size_t *outlen, char *err,
+    size_t errlen)
+{
+	ASYNC_WAIT_CTX *wctx = ASYNC_get_wait_ctx(job);
+	struct keyd_async *a;
+	int rc;
+
+	if ((a = keyd_client_start(k->client, req, &rc, err, errlen)) == NULL)
+		return -1;
+	if (wctx == NULL || !ASYNC_WAIT_CTX_set_wait_fd(wctx, k, keyd_async_fd(a),
+	    a, remote_abandon)) {
+		snprintf(err, errlen, "cannot wait for the key process");
+		keyd_async_free(a);
+		return -1;
+	}
+	while (!keyd_async_done(a))
+		if (!ASYNC_pause_job()) {
+			snprintf(err, errlen, "cannot pause the TLS job");
+			break;
+		}
+	/* done (or the pause failed): take the descriptor back */
+	ASYNC_WAIT_CTX_clear_fd(wctx, k);
+	rc = keyd_async_done(a) ? keyd_async_result(a, out, outlen, err,
+	    errlen) : -1;
+	keyd_async_free(a);
+	return rc == 0 ? 0 : -1;
+}
+
 /* One request on k's handle; 0 with the answer in out, -1 with an error
- * on OpenSSL's queue. */
+ * on OpenSSL's queue.  Inside an ASYNC job it does not block. */
 static int
 remote(const struct kkey *k, struct keyproto_req *req, uint8_t *out,
     size_t *outlen)
 {
+	ASYNC_JOB *job;
 	char err[256];
+	int rc;
 
 	if (k->client == NULL) {
 		kerr("no private key handle");
 		return -1;
 	}
 	memcpy(req->fp, k->fp, KEYPROTO_FP);
-	if (keyd_client_call(k->client, req, out, outlen, err,
-	    sizeof(err)) != 0) {
+	if ((job = ASYNC_get_current_job()) != NULL)
+		rc = remote_async(job, k, req, out, outlen, err, sizeof(err));
+	else
+		rc = keyd_client_call(k->client, req, out, outlen, err,
+		    sizeof(err)) == 0 ? 0 : -1;
+	if (rc != 0) {
 		kerr(err);
 		return -1;
 	}

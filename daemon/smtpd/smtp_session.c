@@ -20,6 +20,7 @@
 #include "lib/lib.h"
 #include "proto/proto.h"
 #include "smtp_session.h"
+#include "tls_accept.h"
 
 #define CMD_LINE_CAP    2048            /* longest command line we accept */
 #define DATA_LINE_CAP   (64 * 1024)     /* longest message line we accept */
@@ -61,6 +62,7 @@ struct smtp_session {
 	int out_paused;         /* stopped reading commands: output too big */
 	struct event *close_ev; /* S_CLOSING: waits for a TLS filter to drain */
 	int close_polls;
+	struct tls_accept *hs;  /* S_HANDSHAKE: the handshake */
 
 	/* the transaction */
 	char *from;             /* NULL: no MAIL yet; "" null sender */
@@ -644,30 +646,56 @@ cmd_unsupported(struct smtp_session *s, struct smtp_cmd *cmd)
 	return session_error(s);
 }
 
-/* Put TLS under the connection: a filter over the plain bufferevent. */
-static int
-session_tls_begin(struct smtp_session *s)
-{
-	struct bufferevent *tb;
-	SSL *ssl;
+static void session_setup_bev(struct smtp_session *);
+static void session_tls_done(struct smtp_session *);
 
-	ERR_clear_error();
-	ssl = SSL_new(s->env->tls_server);
+/* The handshake is over: a TLS filter over the plain bufferevent, in the
+ * open state, or the session ends. */
+static void
+session_tls_ready(void *arg, SSL *ssl, const char *why)
+{
+	struct smtp_session *s = arg;
+	struct bufferevent *tb;
+
+	tls_accept_free(s->hs);
+	s->hs = NULL;
 	if (ssl == NULL) {
-		log_warnx("session id=%016llx SSL_new: %s",
-		    (unsigned long long)s->id, tls_error());
-		return session_close(s, "tls-init");
+		log_info("session id=%016llx tls error peer=%s: %s",
+		    (unsigned long long)s->id, s->peer_str, why);
+		log_info("session id=%016llx disconnect peer=%s reason=tls "
+		    "state=%s", (unsigned long long)s->id, s->peer_str,
+		    session_strstate(s->state));
+		session_free(s);
+		return;
 	}
 	tb = bufferevent_openssl_filter_new(s->env->base, s->bev, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	    BUFFEREVENT_SSL_OPEN, BEV_OPT_CLOSE_ON_FREE);
 	if (tb == NULL) {
 		SSL_free(ssl);
 		log_warnx("session id=%016llx TLS filter failed",
 		    (unsigned long long)s->id);
-		return session_close(s, "tls-init");
+		session_free(s);
+		return;
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
 	s->bev = tb;
+	session_setup_bev(s);
+	session_tls_done(s);
+}
+
+/* Put TLS under the connection: the handshake (tls_accept.c: it does not
+ * block the loop on the key process), then a filter over the plain
+ * bufferevent.  1, or < 0 when the session ended. */
+static int
+session_tls_begin(struct smtp_session *s)
+{
+	s->hs = tls_accept_new(s->env->base, s->bev, s->env->tls_server,
+	    session_tls_ready, s);
+	if (s->hs == NULL) {
+		log_warnx("session id=%016llx SSL_new: %s",
+		    (unsigned long long)s->id, tls_error());
+		return session_close(s, "tls-init");
+	}
 	session_enter_state(s, S_HANDSHAKE);
 	return 1;
 }
@@ -718,7 +746,6 @@ cmd_starttls(struct smtp_session *s, struct smtp_cmd *cmd)
 	r = session_tls_begin(s);
 	if (r < 0)
 		return r;
-	session_setup_bev(s);
 	return 1;
 }
 
@@ -998,7 +1025,6 @@ session_proxy_input(struct smtp_session *s)
 		n = session_tls_begin(s);
 		if (n < 0)
 			return n;
-		session_setup_bev(s);
 		return 1;
 	}
 	return session_greet(s);
@@ -1173,7 +1199,6 @@ smtp_session_start(const struct session_env *env, void *tag, evutil_socket_t fd,
     const struct sockaddr *sa, int socklen, const struct listen_cfg *lc)
 {
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
-	SSL *ssl;
 
 	s->id = new_session_id();
 	s->env = env;
@@ -1184,19 +1209,8 @@ smtp_session_start(const struct session_env *env, void *tag, evutil_socket_t fd,
 	sockaddr_str(sa, s->peer_str, sizeof(s->peer_str));
 	s->relay_ok = env->open_relay || config_relay_allowed(env->cfg, sa);
 	evutil_make_socket_nonblocking(fd);
-	if (lc->tls == LISTEN_TLS_IMPLICIT && lc->proxy == LISTEN_PROXY_OFF) {
-		ERR_clear_error();
-		ssl = SSL_new(env->tls_server);
-		s->bev = ssl ? bufferevent_openssl_socket_new(env->base, fd, ssl,
-		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
-		if (s->bev != NULL)
-			bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
-		s->state = S_HANDSHAKE;
-	} else {
-		s->bev = bufferevent_socket_new(env->base, fd,
-		    BEV_OPT_CLOSE_ON_FREE);
-		s->state = lc->proxy != LISTEN_PROXY_OFF ? S_PROXY : S_CMD;
-	}
+	s->bev = bufferevent_socket_new(env->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->state = lc->proxy != LISTEN_PROXY_OFF ? S_PROXY : S_CMD;
 	if (s->bev == NULL) {
 		log_warnx("session: cannot set up connection: %s", tls_error());
 		evutil_closesocket(fd);
@@ -1207,7 +1221,19 @@ smtp_session_start(const struct session_env *env, void *tag, evutil_socket_t fd,
 	    (unsigned long long)s->id, s->peer_str, lc->host, lc->port,
 	    s->relay_ok ? "yes" : "no");
 	session_setup_bev(s);
-	if (s->state == S_CMD)
+	if (lc->tls == LISTEN_TLS_IMPLICIT && lc->proxy == LISTEN_PROXY_OFF) {
+		/* not live yet for the server: a failure is undone here */
+		s->hs = tls_accept_new(env->base, s->bev, env->tls_server,
+		    session_tls_ready, s);
+		if (s->hs == NULL) {
+			log_warnx("session id=%016llx SSL_new: %s",
+			    (unsigned long long)s->id, tls_error());
+			bufferevent_free(s->bev);
+			free(s);
+			return NULL;
+		}
+		s->state = S_HANDSHAKE;
+	} else if (s->state == S_CMD)
 		session_greet(s);
 	return s;
 }
@@ -1222,6 +1248,7 @@ session_free(struct smtp_session *s)
 
 	session_reset_txn(s);
 	free(s->slots);
+	tls_accept_free(s->hs);
 	if (s->close_ev != NULL)
 		event_free(s->close_ev);
 	if (s->bev != NULL)

@@ -284,6 +284,27 @@ case_keyd_stopped() {
 	wait_delivered 1 && signed_for_bob "$(sink_files | head -n 1)"
 }
 
+# A TLS handshake waits for the key process's signature without stopping
+# the event loop: with the key process stopped, another client is served
+# while the handshake waits; continued, the handshake completes.
+case_handshake_async() {
+	setup || return 1
+	local out
+	coproc HS { "$PYTHON" "$TOP_SRC/tests/keyd/hs_noblock.py" "$PORT" \
+		"$CASE_DIR/smrelayd.log" 2>&1; }
+	kill -STOP "$KEYD"
+	read -r -t 30 out <&"${HS[0]}"
+	kill -CONT "$KEYD"
+	if [ "$out" != "other client served while the handshake waited" ]; then
+		fail_because "${out:-hs_noblock.py said nothing}"
+		return 1
+	fi
+	echo go >&"${HS[1]}"
+	read -r -t 30 out <&"${HS[0]}"
+	wait "$HS_PID" 2>/dev/null
+	[[ $out == "handshake completed: "* ]] || fail_because "${out:-no answer after the key process went on}"
+}
+
 # The network process killed: the parent restarts it (and its key process),
 # the same listener serves the next client.
 case_net_killed() {
@@ -430,6 +451,7 @@ case_start_errors() {
 run_case processes case_processes
 run_case gcore case_gcore
 run_case keyd_stopped case_keyd_stopped
+run_case handshake_async case_handshake_async
 run_case net_killed case_net_killed
 run_case key_import_live case_key_import_live
 run_case pkcs11 case_pkcs11
