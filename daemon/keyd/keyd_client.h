@@ -14,13 +14,10 @@
  * and only a handle to its private key: an OpenSSL 3 provider ("keyd")
  * forwards sign, decrypt and derive to the key process, so CMS_sign,
  * CMS_decrypt, X509_check_private_key and SSL_CTX_use_PrivateKey work on
- * it unchanged.  Its private operations block the calling thread: the
- * network process's workers, and its event loop for the one signature of
- * a TLS handshake (bounded: the client's timeout, then KEYD_STALLED_MS
- * while the key process does not answer; what it costs is measured in
- * docs/BENCHMARKS.md).  libevent's bufferevent_openssl knows nothing of
- * SSL_ERROR_WANT_ASYNC, so an asynchronous handshake would need our own
- * TLS filter.
+ * it unchanged.  Its private operations block the calling thread (the
+ * network process's workers), except inside an OpenSSL ASYNC job: the TLS
+ * handshakes of daemon/smtpd/tls_accept.c pause there until the answer is
+ * in (keyd_client_start below), so the event loop never waits.
  */
 #ifndef SMRELAY_KEYD_CLIENT_H
 #define SMRELAY_KEYD_CLIENT_H
