@@ -205,7 +205,7 @@ store_prepare(struct store *st, const char *sql, sqlite3_stmt **stmt,
 }
 
 /* A statement without parameters or rows (fixed SQL only). */
-static int
+int
 store_exec(struct store *st, const char *sql, char *err, size_t errlen)
 {
 	char *msg = NULL;

@@ -506,11 +506,9 @@ mark_migrate(struct store *st, struct keyfile *kf, char *err, size_t errlen)
 		return 0;
 	if (store_begin(st, err, errlen) == -1)
 		return -1;
-	/* (store_exec_id binds one number: here the flag's value) */
-	if (store_exec_id(st, "DELETE FROM secrets WHERE name = 'mark' AND "
-	    "? = 1", 1, NULL) == -1 || store_exec_id(st, "INSERT OR REPLACE "
-	    "INTO meta (name, value) VALUES ('scrub', ?)", 1, NULL) == -1) {
-		store_sqlerr(st, "moving the mark secret", err, errlen);
+	if (store_exec(st, "DELETE FROM secrets WHERE name = 'mark'; "
+	    "INSERT OR REPLACE INTO meta (name, value) VALUES ('scrub', 1)",
+	    err, errlen) == -1) {
 		store_rollback(st);
 		return -1;
 	}

@@ -451,8 +451,7 @@ keyd_client_call(struct keyd_client *c, const struct keyproto_req *req,
 /* An operation the event loop waits for (keyd_client.h). */
 struct keyd_async {
 	struct keyd_client *c;
-	struct pending	 p;
-	int		 linked;	/* in c's waiting list */
+	struct pending	 p;		/* in c's waiting list until done */
 	double		 deadline;	/* mono_now() */
 	uint8_t		 out[KEYPROTO_MAX_DATA];
 	char		 err[256];
@@ -488,7 +487,6 @@ keyd_client_start(struct keyd_client *c, const struct keyproto_req *req,
 		free(a);
 		return NULL;
 	}
-	a->linked = 1;
 	keyd_client_ref(c);
 	return a;
 }
@@ -511,7 +509,6 @@ keyd_async_done(struct keyd_async *a)
 	pthread_mutex_lock(&c->mu);
 	if (!a->p.done && mono_now() >= a->deadline) {
 		unlink_pending(c, &a->p);
-		a->linked = 0;
 		c->stalled = 1;
 		snprintf(a->err, sizeof(a->err), "key process unavailable "
 		    "(no answer in time)");
@@ -519,8 +516,6 @@ keyd_async_done(struct keyd_async *a)
 		a->p.done = -1;
 	}
 	done = a->p.done != 0;
-	if (done)
-		a->linked = 0;  /* deliver and fail_all unlinked it */
 	pthread_mutex_unlock(&c->mu);
 	return done;
 }
@@ -535,7 +530,7 @@ keyd_async_free(struct keyd_async *a)
 		return;
 	c = a->c;
 	pthread_mutex_lock(&c->mu);
-	if (a->linked && !a->p.done)
+	if (!a->p.done)         /* deliver, fail_all and the deadline unlink */
 		unlink_pending(c, &a->p);
 	pthread_mutex_unlock(&c->mu);
 	close(a->p.efd);
