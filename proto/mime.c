@@ -769,6 +769,49 @@ tree_event(void *arg, const struct mime_event *ev)
 	}
 }
 
+/* A part tree built from bytes fed in pieces (mime_tree_begin). */
+struct mime_tb {
+	struct tree_build tb;
+	struct mime_rd    rd;
+	struct mime_tree *t;
+};
+
+/* Start building t from bytes fed with mime_tree_feed(). */
+struct mime_tb *
+mime_tree_begin(struct mime_tree *t)
+{
+	struct mime_tb *b = xcalloc(1, sizeof(*b));
+
+	memset(t, 0, sizeof(*t));
+	b->t = t;
+	b->tb.t = t;
+	mime_rd_init(&b->rd, tree_event, &b->tb);
+	return b;
+}
+
+/* Feed the next bytes; the tree records offsets, never the bytes. */
+void
+mime_tree_feed(struct mime_tb *b, const char *buf, size_t len)
+{
+	mime_rd_feed(&b->rd, buf, len);
+}
+
+/* Finish (frees b); 0, or -1 (tree empty) over the depth or part limits. */
+int
+mime_tree_end(struct mime_tb *b)
+{
+	struct mime_tree *t = b->t;
+
+	mime_rd_end(&b->rd);
+	t->flags = b->rd.flags;
+	free(b);
+	if (t->flags & (MIME_F_DEPTH | MIME_F_PARTS)) {
+		mime_tree_free(t);
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Parse a whole message into a part tree.  Returns 0, or -1 (tree empty)
  * when the message is over MIME_DEPTH_MAX or MIME_PARTS_MAX.
@@ -776,23 +819,10 @@ tree_event(void *arg, const struct mime_event *ev)
 int
 mime_parse(const char *buf, size_t len, struct mime_tree *t)
 {
-	struct tree_build tb;
-	struct mime_rd *rd;
+	struct mime_tb *b = mime_tree_begin(t);
 
-	memset(t, 0, sizeof(*t));
-	memset(&tb, 0, sizeof(tb));
-	tb.t = t;
-	rd = xcalloc(1, sizeof(*rd));
-	mime_rd_init(rd, tree_event, &tb);
-	mime_rd_feed(rd, buf, len);
-	mime_rd_end(rd);
-	t->flags = rd->flags;
-	free(rd);
-	if (t->flags & (MIME_F_DEPTH | MIME_F_PARTS)) {
-		mime_tree_free(t);
-		return -1;
-	}
-	return 0;
+	mime_tree_feed(b, buf, len);
+	return mime_tree_end(b);
 }
 
 /* Free one part and everything below it, without recursion. */

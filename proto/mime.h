@@ -13,6 +13,7 @@
 #define SMRELAY_MIME_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #define MIME_DEPTH_MAX   32     /* nested multiparts */
 #define MIME_PARTS_MAX   1000   /* parts in one message */
@@ -210,6 +211,10 @@ void    mime_rd_init(struct mime_rd *, mime_event_fn, void *);
 void    mime_rd_feed(struct mime_rd *, const char *, size_t);
 void    mime_rd_end(struct mime_rd *);
 int     mime_parse(const char *, size_t, struct mime_tree *);
+struct mime_tb;
+struct mime_tb *mime_tree_begin(struct mime_tree *);
+void    mime_tree_feed(struct mime_tb *, const char *, size_t);
+int     mime_tree_end(struct mime_tb *);
 void    mime_tree_free(struct mime_tree *);
 
 /* mime_codec.c */
@@ -232,7 +237,20 @@ unsigned char *mime_b64_decode(const char *, size_t, size_t *);
 char   *mime_qp_encode(const char *, size_t, size_t *);
 char   *mime_qp_decode(const char *, size_t, size_t *);
 
+/* Where mime_canon_stream() reads a message and writes its results. */
+#define MIME_IO_OUTER	0	/* the header fields that stay outside */
+#define MIME_IO_ENTITY	1	/* the canonical entity */
+struct mime_io {
+	/* up to len bytes at off: bytes read, 0 at the end, -1 on error */
+	ssize_t (*read)(void *arg, char *buf, size_t len, size_t off);
+	void    *rarg;
+	/* append to output `which`: 0, or -1 on error */
+	int     (*write)(void *arg, int which, const char *buf, size_t len);
+	void    *warg;
+};
+
 /* mime_canon.c */
+int     mime_canon_stream(const struct mime_tree *, const struct mime_io *);
 int     mime_canon(const char *, size_t, char **outer, size_t *outerlen,
 	    char **inner, size_t *innerlen);
 int     mime_assemble(const char *outer, size_t outerlen, const char *hdrs,

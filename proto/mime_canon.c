@@ -572,3 +572,470 @@ mime_smime_clear(struct mime_smime *r)
 	free(r->der);
 	memset(r, 0, sizeof(*r));
 }
+
+/*
+ * Streaming canonicalisation: the same output as mime_canon(), read from
+ * and written to the caller's callbacks in bounded chunks.
+ */
+#define SC_CHUNK	65536	/* bytes read at a time */
+#define SC_OBUF		16384	/* bytes held before a write */
+
+/* A streaming writer to one of the two outputs. */
+struct sc_out {
+	const struct mime_io *io;
+	int     which;
+	char    buf[SC_OBUF];
+	size_t  n;
+	char    last;           /* the last byte written, 0 at first */
+	int     err;
+};
+
+/* The state of one mime_canon_stream() run. */
+struct sc {
+	const struct mime_io *io;
+	struct sc_out out[2];   /* MIME_IO_OUTER, MIME_IO_ENTITY */
+	char   *in;             /* SC_CHUNK bytes */
+	char   *tmp;            /* decoder output */
+	char   *enc;            /* encoder output */
+	int     err;
+};
+
+/* Write what the writer holds. */
+static void
+so_flush(struct sc_out *o)
+{
+	if (o->n > 0 && !o->err && o->io->write(o->io->warg, o->which,
+	    o->buf, o->n) == -1)
+		o->err = 1;
+	o->n = 0;
+}
+
+/* Append bytes to an output. */
+static void
+so_add(struct sc_out *o, const char *s, size_t n)
+{
+	size_t k;
+
+	if (n == 0)
+		return;
+	o->last = s[n - 1];
+	while (n > 0) {
+		if (o->n == sizeof(o->buf))
+			so_flush(o);
+		k = sizeof(o->buf) - o->n;
+		if (k > n)
+			k = n;
+		memcpy(o->buf + o->n, s, k);
+		o->n += k;
+		s += k;
+		n -= k;
+	}
+}
+
+/* Append a C string to an output. */
+static void
+so_str(struct sc_out *o, const char *s)
+{
+	so_add(o, s, strlen(s));
+}
+
+/* A consumer of the bytes of a range, chunk by chunk. */
+typedef void (*sc_fn)(struct sc *, void *arg, const char *, size_t);
+
+/* Read [off, end) of the message and hand it to fn in chunks. */
+static void
+sc_range(struct sc *s, size_t off, size_t end, sc_fn fn, void *arg)
+{
+	ssize_t r;
+	size_t want;
+
+	while (off < end && !s->err) {
+		want = end - off < SC_CHUNK ? end - off : SC_CHUNK;
+		if ((r = s->io->read(s->io->rarg, s->in, want, off)) <= 0) {
+			s->err = 1;
+			break;
+		}
+		fn(s, arg, s->in, (size_t)r);
+		off += (size_t)r;
+	}
+}
+
+/* buf_norm() over pieces: a CR held until the next byte shows what it is. */
+struct sc_norm {
+	struct sc_out *o;
+	int     crsp;
+	int     cr;
+};
+
+/* A bare CR: a line end in bodies, a space in header fields. */
+static void
+norm_barecr(struct sc_norm *nm)
+{
+	so_add(nm->o, nm->crsp ? " " : "\r\n", nm->crsp ? 1 : 2);
+}
+
+/* Normalise a piece of a range (see buf_norm). */
+static void
+norm_fn(struct sc *s, void *arg, const char *p, size_t n)
+{
+	struct sc_norm *nm = arg;
+	size_t i, start = 0;
+
+	(void)s;
+	for (i = 0; i < n; i++) {
+		if (nm->cr) {
+			nm->cr = 0;
+			if (p[i] == '\n') {
+				so_add(nm->o, "\r\n", 2);
+				start = i + 1;
+				continue;
+			}
+			norm_barecr(nm);
+		}
+		if (p[i] != '\r' && p[i] != '\n')
+			continue;
+		so_add(nm->o, p + start, i - start);
+		start = i + 1;
+		if (p[i] == '\n')
+			so_add(nm->o, "\r\n", 2);
+		else if (i + 1 == n)
+			nm->cr = 1;     /* the next piece decides */
+		else if (p[i + 1] == '\n') {
+			so_add(nm->o, "\r\n", 2);
+			start = ++i + 1;
+		} else
+			norm_barecr(nm);
+	}
+	so_add(nm->o, p + start, n - start);
+}
+
+/* Normalise [off, end) into o. */
+static void
+sc_norm(struct sc *s, struct sc_out *o, size_t off, size_t end, int crsp)
+{
+	struct sc_norm nm = { o, crsp, 0 };
+
+	sc_range(s, off, end, norm_fn, &nm);
+	if (nm.cr)
+		norm_barecr(&nm);       /* a CR at the very end is bare */
+}
+
+/* Whether a body range is clean (see body_clean), over pieces. */
+struct sc_clean {
+	size_t  line;
+	int     cr;
+	int     dirty;
+};
+
+/* Check a piece of a body for body_clean(). */
+static void
+clean_fn(struct sc *s, void *arg, const char *p, size_t n)
+{
+	struct sc_clean *c = arg;
+	size_t i;
+	unsigned char ch;
+
+	(void)s;
+	for (i = 0; i < n && !c->dirty; i++) {
+		ch = (unsigned char)p[i];
+		if (c->cr) {
+			c->cr = 0;
+			if (ch != '\n') {
+				c->dirty = 1;   /* a bare CR */
+				break;
+			}
+		}
+		if (ch == '\n') {
+			c->line = 0;
+			continue;
+		}
+		if (ch == '\r') {
+			c->cr = 1;
+			continue;
+		}
+		if (ch == 0 || ch >= 0x80 || ++c->line > MIME_LINE_LIMIT)
+			c->dirty = 1;
+	}
+}
+
+/* body_clean() of [off, end). */
+static int
+sc_clean(struct sc *s, size_t off, size_t end)
+{
+	struct sc_clean c = { 0, 0, 0 };
+
+	sc_range(s, off, end, clean_fn, &c);
+	return !c.dirty && !c.cr;
+}
+
+/* The first bytes of a header field's name (at most n - 1), NUL-ended. */
+static void
+sc_name(struct sc *s, const struct mime_hdr *h, char *buf, size_t n)
+{
+	size_t want = h->namelen < n - 1 ? h->namelen : n - 1, got = 0;
+	ssize_t r;
+
+	while (got < want) {
+		if ((r = s->io->read(s->io->rarg, buf + got, want - got,
+		    h->off + got)) <= 0) {
+			s->err = 1;
+			break;
+		}
+		got += (size_t)r;
+	}
+	buf[got] = '\0';
+}
+
+/* What a body is decoded from before it is encoded again. */
+enum { DEC_NONE = 0, DEC_QP, DEC_B64 };
+
+/* leaf_plan() without the bytes in memory; *dec says what to decode. */
+static int
+sc_plan(struct sc *s, const struct mime_part *p, int *dec)
+{
+	int text = strcmp(p->ct.type, "text") == 0;
+
+	*dec = DEC_NONE;
+	switch (p->cte) {
+	case MIME_CTE_BINARY:
+		return ENC_B64;
+	case MIME_CTE_OTHER:
+		return sc_clean(s, p->body_start, p->body_end) ? ENC_KEEP :
+		    ENC_B64;
+	case MIME_CTE_QP:
+		if (sc_clean(s, p->body_start, p->body_end))
+			return ENC_KEEP;
+		*dec = DEC_QP;
+		break;
+	case MIME_CTE_BASE64:
+		if (sc_clean(s, p->body_start, p->body_end))
+			return ENC_KEEP;
+		*dec = DEC_B64;
+		return ENC_B64;
+	default:
+		if (sc_clean(s, p->body_start, p->body_end))
+			return ENC_KEEP;
+		break;
+	}
+	return text ? ENC_QP : ENC_B64;
+}
+
+/* A body being decoded and encoded again, piece by piece. */
+struct sc_code {
+	int     dec, enc;
+	struct mime_qpdec qd;
+	struct mime_b64dec bd;
+	struct mime_qpenc qe;
+	struct mime_b64enc be;
+};
+
+/* Encode decoded bytes into the entity. */
+static void
+code_put(struct sc *s, struct sc_code *c, const char *p, size_t n)
+{
+	size_t o;
+
+	o = c->enc == ENC_QP ? mime_qpenc_feed(&c->qe, p, n, s->enc) :
+	    mime_b64enc_feed(&c->be, p, n, s->enc);
+	so_add(&s->out[MIME_IO_ENTITY], s->enc, o);
+}
+
+/* Decode a piece (if the plan says so), then encode it. */
+static void
+code_fn(struct sc *s, void *arg, const char *p, size_t n)
+{
+	struct sc_code *c = arg;
+	size_t o;
+
+	if (c->dec == DEC_QP) {
+		o = mime_qpdec_feed(&c->qd, p, n, s->tmp);
+		code_put(s, c, s->tmp, o);
+	} else if (c->dec == DEC_B64) {
+		o = mime_b64dec_feed(&c->bd, p, n, s->tmp);
+		code_put(s, c, s->tmp, o);
+	} else
+		code_put(s, c, p, n);
+}
+
+/* put_body() of part p in the planned encoding. */
+static void
+sc_body(struct sc *s, const struct mime_part *p, int enc, int dec)
+{
+	struct sc_code c;
+	size_t o;
+
+	if (enc == ENC_KEEP) {
+		sc_norm(s, &s->out[MIME_IO_ENTITY], p->body_start, p->body_end,
+		    0);
+		return;
+	}
+	memset(&c, 0, sizeof(c));
+	c.dec = dec;
+	c.enc = enc;
+	mime_qpdec_init(&c.qd);
+	mime_b64dec_init(&c.bd);
+	mime_qpenc_init(&c.qe);
+	mime_b64enc_init(&c.be);
+	sc_range(s, p->body_start, p->body_end, code_fn, &c);
+	if (dec == DEC_QP) {
+		o = mime_qpdec_end(&c.qd, s->tmp);
+		code_put(s, &c, s->tmp, o);
+	} else if (dec == DEC_B64) {
+		o = mime_b64dec_end(&c.bd, s->tmp);
+		code_put(s, &c, s->tmp, o);
+	}
+	o = enc == ENC_QP ? mime_qpenc_end(&c.qe, s->enc) :
+	    mime_b64enc_end(&c.be, s->enc);
+	so_add(&s->out[MIME_IO_ENTITY], s->enc, o);
+}
+
+/* gap_put() over pieces: one line held (at most 998 bytes and CRLF). */
+struct sc_gap {
+	char    line[MIME_LINE_LIMIT + 2];
+	size_t  n;
+	int     over;           /* longer than line[]: left out */
+};
+
+/* Put or leave out one held line (see gap_put). */
+static void
+gap_line(struct sc *s, struct sc_gap *g)
+{
+	const char *l = g->line;
+	size_t i, n = g->n;
+	int lf = n > 0 && l[n - 1] == '\n', bad = g->over;
+	struct sc_norm nm = { &s->out[MIME_IO_ENTITY], 0, 0 };
+
+	i = n - lf - (lf && n > 1 && l[n - 2] == '\r');
+	bad = bad || i > MIME_LINE_LIMIT;
+	for (i = 0; i < n && !bad; i++)
+		bad = l[i] == '\0' || (unsigned char)l[i] >= 0x80 ||
+		    (l[i] == '\r' && (i + 1 >= n || l[i + 1] != '\n'));
+	if (!bad && n > 0) {
+		norm_fn(s, &nm, l, n);
+		if (nm.cr)
+			norm_barecr(&nm);
+	}
+	g->n = 0;
+	g->over = 0;
+}
+
+/* Split a piece of a gap into lines. */
+static void
+gap_fn(struct sc *s, void *arg, const char *p, size_t n)
+{
+	struct sc_gap *g = arg;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (g->n < sizeof(g->line))
+			g->line[g->n++] = p[i];
+		else
+			g->over = 1;
+		if (p[i] == '\n')
+			gap_line(s, g);
+	}
+}
+
+/* gap_put() of [off, end). */
+static void
+sc_gap(struct sc *s, size_t off, size_t end)
+{
+	struct sc_gap g;
+
+	g.n = 0;
+	g.over = 0;
+	sc_range(s, off, end, gap_fn, &g);
+	if (g.n > 0 || g.over)
+		gap_line(s, &g);
+}
+
+/* canon_part() reading the message through the callbacks. */
+static void
+sc_part(struct sc *s, const struct mime_part *p, int top)
+{
+	struct sc_out *b = &s->out[MIME_IO_ENTITY];
+	const struct mime_part *c;
+	char name[32];
+	size_t i, pos;
+	int enc = ENC_KEEP, dec = DEC_NONE;
+
+	if (!p->container)
+		enc = sc_plan(s, p, &dec);
+	if (top && !p->has_ct)
+		so_str(b, "Content-Type: text/plain; charset=us-ascii\r\n");
+	for (i = 0; i < p->nhdrs && !s->err; i++) {
+		sc_name(s, &p->hdrs[i], name, sizeof(name));
+		if (top && strncasecmp(name, "content-", 8) != 0)
+			continue;
+		if (enc != ENC_KEEP && p->hdrs[i].namelen == 25 &&
+		    strcasecmp(name, "content-transfer-encoding") == 0)
+			continue;
+		sc_norm(s, b, p->hdrs[i].off, p->hdrs[i].end, 1);
+		if (b->last != '\n')
+			so_add(b, "\r\n", 2);
+	}
+	if (enc == ENC_QP)
+		so_str(b, "Content-Transfer-Encoding: quoted-printable\r\n");
+	else if (enc == ENC_B64)
+		so_str(b, "Content-Transfer-Encoding: base64\r\n");
+	so_add(b, "\r\n", 2);
+	if (!p->container) {
+		sc_body(s, p, enc, dec);
+		return;
+	}
+	pos = p->body_start;
+	for (c = p->child; c != NULL && !s->err; c = c->next) {
+		sc_gap(s, pos, c->hdr_start);
+		if (b->last != '\n')
+			so_add(b, "\r\n", 2);
+		sc_part(s, c, 0);
+		pos = c->body_end;
+	}
+	sc_gap(s, pos, p->body_end);
+}
+
+/*
+ * mime_canon() of the message t was parsed from, read through io->read
+ * in bounded pieces; the outer fields and the entity go to io->write
+ * (MIME_IO_OUTER, MIME_IO_ENTITY) in pieces, byte for byte what
+ * mime_canon() returns.  0, or -1 when a callback failed.
+ */
+int
+mime_canon_stream(const struct mime_tree *t, const struct mime_io *io)
+{
+	struct sc *s = xcalloc(1, sizeof(*s));
+	const struct mime_hdr *h;
+	char name[32];
+	size_t i;
+	int k, r;
+
+	s->io = io;
+	for (k = 0; k < 2; k++) {
+		s->out[k].io = io;
+		s->out[k].which = k;
+	}
+	s->in = xmalloc(SC_CHUNK);
+	s->tmp = xmalloc(SC_CHUNK + 128);
+	s->enc = xmalloc(mime_qpenc_max(SC_CHUNK + 128) +
+	    mime_b64enc_max(SC_CHUNK + 128));
+	for (i = 0; t->root != NULL && i < t->root->nhdrs && !s->err; i++) {
+		h = &t->root->hdrs[i];
+		sc_name(s, h, name, sizeof(name));
+		if (strncasecmp(name, "content-", 8) == 0 ||
+		    (h->namelen == 12 && strcasecmp(name, "mime-version") == 0))
+			continue;
+		sc_norm(s, &s->out[MIME_IO_OUTER], h->off, h->end, 1);
+		if (s->out[MIME_IO_OUTER].last != '\n')
+			so_add(&s->out[MIME_IO_OUTER], "\r\n", 2);
+	}
+	if (t->root != NULL)
+		sc_part(s, t->root, 1);
+	so_flush(&s->out[0]);
+	so_flush(&s->out[1]);
+	r = s->err || s->out[0].err || s->out[1].err ? -1 : 0;
+	free(s->in);
+	free(s->tmp);
+	free(s->enc);
+	free(s);
+	return r;
+}

@@ -5,10 +5,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/bio.h>
 
 #include "lib/lib.h"
 #include "msgbuf.h"
@@ -20,7 +25,8 @@ struct msgbuf {
 	size_t cap;
 	size_t len;
 	int fd;                 /* -1 while in memory */
-	int refs;               /* msgbuf_ref(); freed at 0 */
+	atomic_int refs;        /* msgbuf_ref(); freed at 0; workers
+				 * drop theirs off the loop */
 };
 
 /* A new, empty body; spills into tmpdir past mem_limit bytes. */
@@ -32,7 +38,7 @@ msgbuf_new(const char *tmpdir, size_t mem_limit)
 	mb->tmpdir = xstrdup(tmpdir ? tmpdir : "/tmp");
 	mb->mem_limit = mem_limit ? mem_limit : MSGBUF_MEM_DEFAULT;
 	mb->fd = -1;
-	mb->refs = 1;
+	atomic_init(&mb->refs, 1);
 	return mb;
 }
 
@@ -60,7 +66,7 @@ msgbuf_open(const char *path)
 struct msgbuf *
 msgbuf_ref(struct msgbuf *mb)
 {
-	mb->refs++;
+	atomic_fetch_add(&mb->refs, 1);
 	return mb;
 }
 
@@ -184,11 +190,159 @@ msgbuf_slurp(struct msgbuf *mb, size_t *lenp)
 void
 msgbuf_free(struct msgbuf *mb)
 {
-	if (mb == NULL || --mb->refs > 0)
+	if (mb == NULL || atomic_fetch_sub(&mb->refs, 1) > 1)
 		return;
 	if (mb->fd != -1)
 		close(mb->fd);
 	free(mb->mem);
 	free(mb->tmpdir);
 	free(mb);
+}
+
+/* A BIO over a msgbuf: a range read front to back (rewindable), or
+ * bytes appended. */
+struct mb_bio {
+	struct msgbuf	*mb;		/* our reference */
+	size_t		 start, end, pos;
+};
+
+static BIO_METHOD *mb_reader_meth, *mb_writer_meth;
+static pthread_once_t mb_once = PTHREAD_ONCE_INIT;
+
+/* Read from the range. */
+static int
+mb_read(BIO *b, char *buf, int len)
+{
+	struct mb_bio *m = BIO_get_data(b);
+	size_t want;
+	ssize_t n;
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0 || m->pos >= m->end)
+		return 0;
+	want = m->end - m->pos < (size_t)len ? m->end - m->pos : (size_t)len;
+	if ((n = msgbuf_pread(m->mb, buf, want, m->pos)) <= 0)
+		return -1;
+	m->pos += (size_t)n;
+	return (int)n;
+}
+
+/* Append to the body. */
+static int
+mb_write(BIO *b, const char *buf, int len)
+{
+	struct mb_bio *m = BIO_get_data(b);
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	if (msgbuf_append(m->mb, buf, (size_t)len) == -1)
+		return -1;
+	return len;
+}
+
+/* Append a string. */
+static int
+mb_puts(BIO *b, const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > INT_MAX ? -1 : mb_write(b, s, (int)n);
+}
+
+/* Rewind, end, pending, flush. */
+static long
+mb_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct mb_bio *m = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_RESET:
+		m->pos = m->start;
+		return 1;
+	case BIO_CTRL_EOF:
+		return m->pos >= m->end;
+	case BIO_CTRL_PENDING:
+		return m->end > m->pos ? (long)(m->end - m->pos) : 0;
+	case BIO_CTRL_FLUSH:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Release the BIO's reference. */
+static int
+mb_destroy(BIO *b)
+{
+	struct mb_bio *m = BIO_get_data(b);
+
+	if (m != NULL) {
+		msgbuf_free(m->mb);
+		free(m);
+	}
+	BIO_set_data(b, NULL);
+	return 1;
+}
+
+/* The two methods, made once. */
+static void
+mb_init(void)
+{
+	BIO_METHOD *r, *w;
+
+	r = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+	    "msgbuf reader");
+	w = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+	    "msgbuf writer");
+	if (r == NULL || w == NULL)
+		abort();
+	BIO_meth_set_read(r, mb_read);
+	BIO_meth_set_ctrl(r, mb_ctrl);
+	BIO_meth_set_destroy(r, mb_destroy);
+	BIO_meth_set_write(w, mb_write);
+	BIO_meth_set_puts(w, mb_puts);
+	BIO_meth_set_ctrl(w, mb_ctrl);
+	BIO_meth_set_destroy(w, mb_destroy);
+	mb_reader_meth = r;
+	mb_writer_meth = w;
+}
+
+/* A BIO over mb, a writer or a reader; NULL when out of memory. */
+static BIO *
+mb_bio(struct msgbuf *mb, int writer, size_t start, size_t end)
+{
+	struct mb_bio *m;
+	BIO *b;
+
+	pthread_once(&mb_once, mb_init);
+	if ((b = BIO_new(writer ? mb_writer_meth : mb_reader_meth)) == NULL)
+		return NULL;
+	m = xcalloc(1, sizeof(*m));
+	m->mb = msgbuf_ref(mb);
+	m->start = m->pos = start;
+	m->end = end;
+	BIO_set_data(b, m);
+	BIO_set_init(b, 1);
+	return b;
+}
+
+/* A BIO reading [start, end) of mb, rewindable with BIO_reset(). */
+BIO *
+msgbuf_bio_reader(struct msgbuf *mb, size_t start, size_t end)
+{
+	if (end > mb->len)
+		end = mb->len;
+	if (start > end)
+		start = end;
+	return mb_bio(mb, 0, start, end);
+}
+
+/* A BIO appending to mb. */
+BIO *
+msgbuf_bio_writer(struct msgbuf *mb)
+{
+	return mb_bio(mb, 1, 0, 0);
 }

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <openssl/bio.h>
+
 #define MSGBUF_MEM_DEFAULT (128 * 1024)
 
 struct msgbuf;
@@ -23,10 +25,14 @@ ssize_t msgbuf_pread(struct msgbuf *, void *, size_t len, size_t off);
 const char *msgbuf_mem(const struct msgbuf *);
 /* All of it in a new NUL-terminated buffer (free it); NULL on error. */
 char *msgbuf_slurp(struct msgbuf *, size_t *len);
-/* Another reference (counts are not atomic: take and drop them on the
- * event loop; a worker may read through a reference it was given). */
+/* Another reference (atomic: a worker may take and drop its own). */
 struct msgbuf *msgbuf_ref(struct msgbuf *);
 /* Drop a reference; the last one frees. */
 void msgbuf_free(struct msgbuf *);
+/* A BIO reading [start, end) of the body in bounded reads, rewindable
+ * with BIO_reset(); it holds a reference.  NULL when out of memory. */
+BIO *msgbuf_bio_reader(struct msgbuf *, size_t start, size_t end);
+/* A BIO appending to the body (spilling as msgbuf_append does). */
+BIO *msgbuf_bio_writer(struct msgbuf *);
 
 #endif

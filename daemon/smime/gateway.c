@@ -569,8 +569,6 @@ job_run(void *arg, void *tctx)
 	/* harvested signers go back with the job: this thread only reads */
 	struct certsrc src = { j->gw->cc, tctx, j->harvest };
 	struct pl_copy pc;
-	char *msg, *owned = NULL, trace[512];
-	size_t len;
 
 	pc.sender = j->sender;
 	pc.rcpts = (const char *const *)j->rcpts;
@@ -586,34 +584,8 @@ job_run(void *arg, void *tctx)
 		    "database connection");
 		return;
 	}
-	/* in memory: read it in place; spilled to a file: read it in */
-	if ((msg = (char *)msgbuf_mem(j->body)) != NULL)
-		len = msgbuf_size(j->body);
-	else if ((msg = owned = msgbuf_slurp(j->body, &len)) == NULL) {
-		j->rc = -1;
-		smtp_result_set(&j->fail, 451, "4.3.0", "Temporary local problem, "
-		    "try again later");
-		snprintf(j->res.err, sizeof(j->res.err), "cannot read the "
-		    "message body");
-		return;
-	}
-	j->rc = pipeline_transform(&src, &pc, msg, len, &j->res, &j->fail,
-	    trace, sizeof(trace));
-	free(owned);
-	if (j->rc == 0 && j->res.msg != NULL) {
-		j->out = msgbuf_new(j->gw->tmpdir, MSGBUF_MEM_DEFAULT);
-		if (msgbuf_append(j->out, trace, strlen(trace)) == -1 ||
-		    msgbuf_append(j->out, j->res.msg, j->res.len) == -1) {
-			j->rc = -1;
-			smtp_result_set(&j->fail, 452, "4.3.1", "Insufficient "
-			    "system storage");
-			snprintf(j->res.err, sizeof(j->res.err), "writing the "
-			    "transformed message failed");
-		}
-		free(j->res.msg);       /* copied; the verdict stays */
-		j->res.msg = NULL;
-		j->res.len = 0;
-	}
+	j->rc = pipeline_transform_body(&src, &pc, j->body, j->gw->tmpdir,
+	    &j->out, &j->res, &j->fail);
 }
 
 /* Free a job and everything it owns. */

@@ -90,6 +90,85 @@ mark_mac(struct keys *ks, const char *host, unsigned actions,
 	return keys_mark(ks, buf, n + sizeof(c->digest), mac);
 }
 
+/* content_digest() of a body read in pieces: line breaks at its end are
+ * held until a byte shows they are not the end. */
+struct body_md {
+	EVP_MD_CTX	*md;
+	size_t		 nl;		/* LFs held (CRs never count) */
+};
+
+/* Digest a piece of the body. */
+static void
+body_md_feed(struct body_md *b, const char *p, size_t n)
+{
+	char lfs[64];
+	size_t i, start = 0, k;
+
+	memset(lfs, '\n', sizeof(lfs));
+
+	for (i = 0; i < n; i++) {
+		if (p[i] != '\r' && p[i] != '\n') {
+			if (b->nl > 0 && i == start) {
+				for (; b->nl > 0; b->nl -= k) {
+					k = b->nl < sizeof(lfs) ? b->nl :
+					    sizeof(lfs);
+					EVP_DigestUpdate(b->md, lfs, k);
+				}
+			}
+			continue;
+		}
+		EVP_DigestUpdate(b->md, p + start, i - start);
+		start = i + 1;
+		if (p[i] == '\n')
+			b->nl++;
+	}
+	EVP_DigestUpdate(b->md, p + start, n - start);
+}
+
+/* mark_make() of a message whose header block (through the blank line)
+ * is hdr and whose body rd() reads from bodyoff on, in pieces. */
+int
+mark_make_read(struct keys *ks, const char *host, unsigned actions,
+    const char *hdr, size_t hlen,
+    ssize_t (*rd)(void *arg, char *buf, size_t len, size_t off), void *arg,
+    size_t bodyoff, char *field, size_t fieldlen)
+{
+	struct content c;
+	struct body_md b;
+	unsigned char mac[KEYS_MARK_LEN];
+	char hex[MAC_HEX + 1], acts[64], *buf;
+	unsigned int dl = 0;
+	size_t i, off = bodyoff;
+	ssize_t n;
+	int k;
+
+	c.ok = 0;
+	b.nl = 0;
+	if ((b.md = EVP_MD_CTX_new()) == NULL)
+		return -1;
+	buf = xmalloc(65536);
+	if (EVP_DigestInit_ex(b.md, EVP_sha256(), NULL) == 1) {
+		smime_msg_fields(hdr, hlen, "Content-Type", ct_fn, b.md);
+		EVP_DigestUpdate(b.md, "", 1);
+		while ((n = rd(arg, buf, 65536, off)) > 0) {
+			body_md_feed(&b, buf, (size_t)n);
+			off += (size_t)n;
+		}
+		c.ok = n == 0 && EVP_DigestFinal_ex(b.md, c.digest, &dl) ==
+		    1 && dl == 32;
+	}
+	free(buf);
+	EVP_MD_CTX_free(b.md);
+	if (mark_mac(ks, host, actions, &c, mac) == -1)
+		return -1;
+	for (i = 0; i < sizeof(mac); i++)
+		snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+	policy_actions_str(actions, acts, sizeof(acts));
+	k = snprintf(field, fieldlen, "%s: %s; %s;\r\n mac=%s\r\n",
+	    MARK_FIELD, host, acts, hex);
+	return k < 0 || (size_t)k >= fieldlen ? -1 : 0;
+}
+
 int
 mark_make(struct keys *ks, const char *host, unsigned actions,
     const char *msg, size_t len, char *field, size_t fieldlen)

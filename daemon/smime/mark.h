@@ -12,12 +12,22 @@
 #define SMRELAY_MARK_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #define MARK_FIELD	"X-Smrelay-Processed"
 
 struct keys;
 
 /* mark.c */
+/*
+ * mark_make() of a message read in pieces: hdr is its header block
+ * (through the blank line), rd(arg, buf, len, off) reads the rest from
+ * bodyoff on (bytes read, 0 at the end, -1 on error).
+ */
+int mark_make_read(struct keys *, const char *host, unsigned actions,
+    const char *hdr, size_t hlen,
+    ssize_t (*rd)(void *arg, char *buf, size_t len, size_t off), void *arg,
+    size_t bodyoff, char *field, size_t fieldlen);
 /*
  * The field, CRLF-terminated, for msg (the message we just made, without
  * the mark) after doing `actions` (POLICY_* bits).  0, or -1 when there

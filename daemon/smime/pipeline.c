@@ -17,6 +17,7 @@
 #include "pipeline.h"
 #include "policy/policy.h"
 #include "smime_msg.h"
+#include "smime_stream.h"
 #include "store/store.h"
 #include "lib/lib.h"
 
@@ -87,6 +88,11 @@ struct pl_run {
 	int			 keyd_down;	/* decrypt failed: key process gone */
 	unsigned		 marked;	/* done, as our mark proves */
 	struct smime_msg_res	*res;
+	/* streaming (pipeline_transform_body): cur is the header block,
+	 * the message is `in`, parsed into `tree`; the result goes to out */
+	struct msgbuf		*in, *out;
+	const struct mime_tree	*tree;
+	const char		*tmpdir;
 };
 
 /* Keep step's message as the current one. */
@@ -257,7 +263,12 @@ run_wrap(struct pl_run *p, struct smtp_result *fail)
 		    (long long)c->rule_id, c->sender, from);
 		return -1;
 	}
-	if ((p->todo & POLICY_SIGN) && (p->todo & POLICY_ENCRYPT))
+	if (p->tree != NULL)
+		r = smime_stream_wrap(p->src, p->in, p->tree, p->tmpdir,
+		    signer != NULL ? signer : c->sender, c->rcpts, c->nrcpts,
+		    NULL, (p->todo & POLICY_SIGN) != 0,
+		    (p->todo & POLICY_ENCRYPT) != 0, &p->out, &step);
+	else if ((p->todo & POLICY_SIGN) && (p->todo & POLICY_ENCRYPT))
 		r = smime_msg_sign_encrypt(p->src, p->cur, p->curlen, signer,
 		    c->rcpts, c->nrcpts, NULL, &step);
 	else if (p->todo & POLICY_SIGN)
@@ -279,7 +290,11 @@ run_wrap(struct pl_run *p, struct smtp_result *fail)
 		return -1;
 	}
 	p->res->gcm = step.gcm;
-	adopt(p, &step);
+	if (p->tree != NULL) {
+		smime_msg_res_free(&step);
+		p->changed = p->transformed = 1;
+	} else
+		adopt(p, &step);
 	return 0;
 }
 
@@ -287,8 +302,22 @@ run_wrap(struct pl_run *p, struct smtp_result *fail)
 static void
 put_mark(struct pl_run *p, unsigned done, char *trace, size_t tracelen)
 {
-	if (mark_make(certcache_keys(p->src->cc), p->c->host,
-	    p->c->actions | done, p->cur, p->curlen, trace, tracelen) == 0)
+	struct keys *ks = certcache_keys(p->src->cc);
+	size_t hlen, body;
+	char *hdr;
+	int r = -1;
+
+	if (p->out != NULL) {
+		if ((hdr = smime_stream_header(p->out, SMIME_STREAM_HDR_MAX,
+		    &hlen, &body)) != NULL)
+			r = mark_make_read(ks, p->c->host, p->c->actions | done,
+			    hdr, body, smime_stream_read, p->out, body, trace,
+			    tracelen);
+		free(hdr);
+	} else
+		r = mark_make(ks, p->c->host, p->c->actions | done, p->cur,
+		    p->curlen, trace, tracelen);
+	if (r == 0)
 		return;
 	if (tracelen > 0)
 		trace[0] = '\0';
@@ -345,4 +374,143 @@ pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
 	res->msg = p.owned;     /* the last step's output, not copied */
 	res->len = p.curlen;
 	return 0;
+}
+
+/* Whether the root's type claims S/MIME: such a message takes the
+ * whole-message path, which checks what its structure proves. */
+static int
+claims_smime(const struct mime_tree *t)
+{
+	const struct mime_ct *ct = &t->root->ct;
+
+	return (strcmp(ct->type, "multipart") == 0 &&
+	    strcmp(ct->subtype, "signed") == 0) ||
+	    (strcmp(ct->type, "application") == 0 &&
+	    (strcmp(ct->subtype, "pkcs7-mime") == 0 ||
+	    strcmp(ct->subtype, "x-pkcs7-mime") == 0));
+}
+
+/*
+ * Sign and/or encrypt in pieces.  1 when the message is not for this
+ * path (something to open, a mark of ours to check, S/MIME already):
+ * the caller takes the whole-message path.
+ */
+static int
+stream_run(const struct certsrc *src, const struct pl_copy *c,
+    struct msgbuf *in, const char *tmpdir, struct msgbuf **outp,
+    struct smime_msg_res *res, struct smtp_result *fail)
+{
+	struct mime_tree t;
+	struct pl_run p;
+	char *hdr, trace[512];
+	size_t hlen, body;
+	int r = -1;
+
+	if (c->actions & (POLICY_DECRYPT | POLICY_VERIFY))
+		return 1;
+	if ((hdr = smime_stream_header(in, SMIME_STREAM_HDR_MAX, &hlen,
+	    &body)) == NULL) {
+		smtp_result_set(fail, 554, "5.6.0", "Message header over %d "
+		    "bytes", SMIME_STREAM_HDR_MAX);
+		snprintf(res->err, sizeof(res->err), "header block over %d "
+		    "bytes, or unreadable", SMIME_STREAM_HDR_MAX);
+		return -1;
+	}
+	if (strcasestr(hdr, MARK_FIELD) != NULL) {
+		free(hdr);
+		return 1;
+	}
+	if (smime_stream_parse(in, &t) == -1) {
+		free(hdr);
+		smtp_result_set(fail, 554, "5.6.0", "Message structure over "
+		    "the MIME limits (%d levels, %d parts)", MIME_DEPTH_MAX,
+		    MIME_PARTS_MAX);
+		snprintf(res->err, sizeof(res->err), "message over the MIME "
+		    "limits (%d levels, %d parts), or unreadable",
+		    MIME_DEPTH_MAX, MIME_PARTS_MAX);
+		return -1;
+	}
+	if (claims_smime(&t)) {
+		mime_tree_free(&t);
+		free(hdr);
+		return 1;
+	}
+	memset(&p, 0, sizeof(p));
+	p.src = src;
+	p.c = c;
+	p.cur = hdr;
+	p.curlen = body;
+	p.todo = c->actions;
+	p.res = res;
+	p.in = in;
+	p.tree = &t;
+	p.tmpdir = tmpdir;
+	if (run_wrap(&p, fail) == 0) {
+		put_mark(&p, 0, trace, sizeof(trace));
+		*outp = msgbuf_new(tmpdir, 0);
+		if (msgbuf_append(*outp, trace, strlen(trace)) == 0 &&
+		    smime_stream_copy(*outp, p.out) == 0)
+			r = 0;
+		else {
+			msgbuf_free(*outp);
+			*outp = NULL;
+			smtp_result_set(fail, 452, "4.3.1", "Insufficient "
+			    "system storage");
+			snprintf(res->err, sizeof(res->err), "writing the "
+			    "transformed message failed");
+		}
+	}
+	msgbuf_free(p.out);
+	mime_tree_free(&t);
+	free(hdr);
+	return r;
+}
+
+/* The transform of a message in a msgbuf into a new one, trace on top. */
+int
+pipeline_transform_body(const struct certsrc *src, const struct pl_copy *c,
+    struct msgbuf *in, const char *tmpdir, struct msgbuf **out,
+    struct smime_msg_res *res, struct smtp_result *fail)
+{
+	char *msg, *owned = NULL, trace[512];
+	size_t len;
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	*out = NULL;
+	if (c->actions == 0)
+		return 0;
+	if ((r = stream_run(src, c, in, tmpdir, out, res, fail)) != 1)
+		return r;
+	memset(res, 0, sizeof(*res));
+	/* in memory: read it in place; spilled to a file: read it in */
+	if ((msg = (char *)msgbuf_mem(in)) != NULL)
+		len = msgbuf_size(in);
+	else if ((msg = owned = msgbuf_slurp(in, &len)) == NULL) {
+		smtp_result_set(fail, 451, "4.3.0", "Temporary local problem, "
+		    "try again later");
+		snprintf(res->err, sizeof(res->err), "cannot read the "
+		    "message body");
+		return -1;
+	}
+	r = pipeline_transform(src, c, msg, len, res, fail, trace,
+	    sizeof(trace));
+	free(owned);
+	if (r == 0 && res->msg != NULL) {
+		*out = msgbuf_new(tmpdir, 0);
+		if (msgbuf_append(*out, trace, strlen(trace)) == -1 ||
+		    msgbuf_append(*out, res->msg, res->len) == -1) {
+			r = -1;
+			msgbuf_free(*out);
+			*out = NULL;
+			smtp_result_set(fail, 452, "4.3.1", "Insufficient "
+			    "system storage");
+			snprintf(res->err, sizeof(res->err), "writing the "
+			    "transformed message failed");
+		}
+		free(res->msg);         /* copied; the verdict stays */
+		res->msg = NULL;
+		res->len = 0;
+	}
+	return r;
 }

@@ -63,5 +63,15 @@ void pipeline_decide(const struct certsrc *, const struct policy_set *,
 int pipeline_transform(const struct certsrc *, const struct pl_copy *,
     const char *msg, size_t len, struct smime_msg_res *res,
     struct smtp_result *fail, char *trace, size_t tracelen);
+/*
+ * The same for a message in a msgbuf, the one step runner of smrelayd and
+ * smrelayctl: sign and encrypt run in bounded pieces (smime_stream.h),
+ * whatever the message's size; the rest reads the message in.  0: *out
+ * is the new message with the trace field on top (a new msgbuf spilling
+ * into tmpdir), or NULL when it goes unchanged; -1: as above.
+ */
+int pipeline_transform_body(const struct certsrc *, const struct pl_copy *,
+    struct msgbuf *in, const char *tmpdir, struct msgbuf **out,
+    struct smime_msg_res *res, struct smtp_result *fail);
 
 #endif

@@ -21,6 +21,7 @@
 #include "keys.h"
 #include "proto/proto.h"
 #include "smime_msg.h"
+#include "smime_msg_priv.h"
 #include "store/store.h"
 #include "lib/lib.h"
 
@@ -416,16 +417,17 @@ cms_nid(const unsigned char *der, size_t len)
 	return nid;
 }
 
-/* Sign the canonical entity [in, inlen) as from, the result to out. */
-static int
-sign_entity(const struct certsrc *src, const char *in, size_t inlen,
-    const char *from, const struct smime_msg_opts *o, BIO *out,
-    struct smime_msg_res *res)
+/* Sign the canonical entity read from bin as from, the result to out. */
+int
+smime_msg_sign_bio(const struct certsrc *src, BIO *bin, const char *from,
+    const struct smime_msg_opts *o, BIO *out, struct smime_msg_res *res)
 {
+	static const struct smime_msg_opts defaults;
 	struct store_key *k;
-	BIO *bin;
 	int r;
 
+	if (o == NULL)
+		o = &defaults;
 	if (from == NULL || *from == '\0') {
 		snprintf(res->err, sizeof(res->err),
 		    "no sender address to sign as");
@@ -437,15 +439,26 @@ sign_entity(const struct certsrc *src, const char *in, size_t inlen,
 		    "(none imported, or none valid now)", from);
 		return -1;
 	}
-	if ((bin = mem_bio(in, inlen, res)) == NULL) {
-		store_key_free(k);
-		return -1;
-	}
 	r = cms_sign(bin, k->cert, k->pkey, k->chain,
 	    (o->opaque ? SMIME_OPT_OPAQUE : 0) | (o->pss ? SMIME_OPT_PSS : 0),
 	    out, res->err, sizeof(res->err));
-	BIO_free(bin);
 	store_key_free(k);
+	return r;
+}
+
+/* Sign the canonical entity [in, inlen) as from, the result to out. */
+static int
+sign_entity(const struct certsrc *src, const char *in, size_t inlen,
+    const char *from, const struct smime_msg_opts *o, BIO *out,
+    struct smime_msg_res *res)
+{
+	BIO *bin;
+	int r;
+
+	if ((bin = mem_bio(in, inlen, res)) == NULL)
+		return -1;
+	r = smime_msg_sign_bio(src, bin, from, o, out, res);
+	BIO_free(bin);
 	return r;
 }
 
@@ -519,27 +532,43 @@ rcpt_certs(const struct certsrc *src, const char *from, const char *const *rcpts
 	return to;
 }
 
+/* Encrypt the canonical entity read from bin for the recipients into
+ * out. */
+int
+smime_msg_encrypt_bio(const struct certsrc *src, BIO *bin, const char *from,
+    const char *const *rcpts, size_t n, const struct smime_msg_opts *o,
+    BIO *out, struct smime_msg_res *res)
+{
+	static const struct smime_msg_opts defaults;
+	STACK_OF(X509) *to;
+	int gcm, r;
+
+	if (o == NULL)
+		o = &defaults;
+	if ((to = rcpt_certs(src, from, rcpts, n, o, &gcm, res)) == NULL)
+		return -1;
+	if (o->cipher != SMIME_MSG_AUTO)
+		gcm = o->cipher == SMIME_MSG_GCM;
+	r = cms_encrypt(bin, to, gcm ? SMIME_OPT_GCM : 0, out,
+	    res->err, sizeof(res->err));
+	res->gcm = r == 0 && gcm;
+	sk_X509_pop_free(to, X509_free);
+	return r;
+}
+
 /* Encrypt the canonical entity [in, inlen) for the recipients into out. */
 static int
 encrypt_entity(const struct certsrc *src, const char *in, size_t inlen,
     const char *from, const char *const *rcpts, size_t n,
     const struct smime_msg_opts *o, BIO *out, struct smime_msg_res *res)
 {
-	STACK_OF(X509) *to;
 	BIO *bin;
-	int gcm, r = -1;
+	int r;
 
-	if ((to = rcpt_certs(src, from, rcpts, n, o, &gcm, res)) == NULL)
+	if ((bin = mem_bio(in, inlen, res)) == NULL)
 		return -1;
-	if (o->cipher != SMIME_MSG_AUTO)
-		gcm = o->cipher == SMIME_MSG_GCM;
-	if ((bin = mem_bio(in, inlen, res)) != NULL) {
-		r = cms_encrypt(bin, to, gcm ? SMIME_OPT_GCM : 0, out,
-		    res->err, sizeof(res->err));
-		BIO_free(bin);
-	}
-	res->gcm = r == 0 && gcm;
-	sk_X509_pop_free(to, X509_free);
+	r = smime_msg_encrypt_bio(src, bin, from, rcpts, n, o, out, res);
+	BIO_free(bin);
 	return r;
 }
 

@@ -337,6 +337,88 @@ do_wrap(FILE *out, const char *name, const char *outer, size_t ol,
 	free(msg);
 }
 
+/* A message read through mime_io in pieces of at most `step` bytes. */
+struct sio {
+	const char *m;
+	size_t  len, step;
+	char   *o[2];
+	size_t  n[2], cap[2];
+};
+
+/* mime_io read callback: at most step bytes. */
+static ssize_t
+sio_read(void *arg, char *buf, size_t len, size_t off)
+{
+	struct sio *s = arg;
+
+	if (off >= s->len)
+		return 0;
+	if (len > s->step)
+		len = s->step;
+	if (len > s->len - off)
+		len = s->len - off;
+	memcpy(buf, s->m + off, len);
+	return (ssize_t)len;
+}
+
+/* mime_io write callback: collect each output. */
+static int
+sio_write(void *arg, int which, const char *buf, size_t len)
+{
+	struct sio *s = arg;
+
+	if (s->n[which] + len > s->cap[which]) {
+		s->cap[which] = (s->n[which] + len) * 2;
+		if ((s->o[which] = realloc(s->o[which], s->cap[which])) ==
+		    NULL)
+			abort();
+	}
+	memcpy(s->o[which] + s->n[which], buf, len);
+	s->n[which] += len;
+	return 0;
+}
+
+/* The streaming canonical form equals mime_canon()'s, whatever the
+ * pieces the message is read in. */
+static void
+check_stream(const char *name, const char *m, size_t len, const char *outer,
+    size_t ol, const char *inner, size_t il)
+{
+	static const size_t steps[] = { 1, 3, 7, 65536 };
+	struct mime_tree t;
+	struct mime_tb *tb;
+	struct mime_io io;
+	struct sio s;
+	size_t i, k;
+
+	for (i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		memset(&s, 0, sizeof(s));
+		s.m = m;
+		s.len = len;
+		s.step = steps[i];
+		tb = mime_tree_begin(&t);
+		for (k = 0; k < len; k += s.step)
+			mime_tree_feed(tb, m + k, len - k < s.step ? len - k :
+			    s.step);
+		if (mime_tree_end(tb) == -1) {
+			golden_fail("%s: streaming parse failed", name);
+			return;
+		}
+		io.read = sio_read;
+		io.rarg = &s;
+		io.write = sio_write;
+		io.warg = &s;
+		if (mime_canon_stream(&t, &io) == -1 || s.n[0] != ol ||
+		    s.n[1] != il || (ol > 0 && memcmp(s.o[0], outer, ol) != 0) ||
+		    (il > 0 && memcmp(s.o[1], inner, il) != 0))
+			golden_fail("%s: streaming canonical form differs "
+			    "(pieces of %zu)", name, s.step);
+		mime_tree_free(&t);
+		free(s.o[0]);
+		free(s.o[1]);
+	}
+}
+
 /* Canonicalise, dump, and check the properties of the result. */
 static void
 do_canon(FILE *out, const char *name, const char *m, size_t len)
@@ -356,6 +438,7 @@ do_canon(FILE *out, const char *name, const char *m, size_t len)
 	fputs("\n", out);
 	check_7bit(name, outer, ol);
 	check_7bit(name, inner, il);
+	check_stream(name, m, len, outer, ol, inner, il);
 	/* Decoded content is unchanged, and canonical is a fixed point. */
 	if (mime_parse(m, len, &t1) == 0 && mime_parse(inner, il, &t2) == 0)
 		same_content(name, m, t1.root, inner, t2.root);

@@ -1,0 +1,45 @@
+/* smime_stream.h: S/MIME on a message held in a msgbuf (memory for small
+ * ones, an unlinked spill file for big ones), read and written in bounded
+ * pieces: memory stays flat whatever the message's size.  The MIME
+ * structure is parsed once into a tree of offsets (mime_tree_begin) that
+ * the steps share; the result goes to a new msgbuf. */
+#ifndef SMRELAY_SMIME_STREAM_H
+#define SMRELAY_SMIME_STREAM_H
+
+#include <stddef.h>
+
+#include "daemon/base/base.h"
+#include "proto/proto.h"
+#include "smime_msg.h"
+
+#define SMIME_STREAM_HDR_MAX	(1024 * 1024)	/* header block kept */
+
+struct certsrc;
+
+/* smime_stream.c */
+/*
+ * The header block of mb (through the blank line) in a new NUL-ended
+ * buffer, *hlen bytes, the body at *body; NULL when it is longer than
+ * max or cannot be read.
+ */
+char *smime_stream_header(struct msgbuf *, size_t max, size_t *hlen,
+    size_t *body);
+/* Parse mb into t, reading it in pieces; 0, or -1 when it is over the
+ * MIME limits or cannot be read. */
+int smime_stream_parse(struct msgbuf *, struct mime_tree *);
+/*
+ * Sign as `from` and/or encrypt for rcpts the message in `in` (parsed
+ * into t): canonicalised in pieces into a spill file, the CMS engine fed
+ * from it through a BIO, the new message written to *out (a new msgbuf
+ * spilling into tmpdir).  0, or -1 with res->err.
+ */
+int smime_stream_wrap(const struct certsrc *, struct msgbuf *in,
+    const struct mime_tree *t, const char *tmpdir, const char *from,
+    const char *const *rcpts, size_t n, const struct smime_msg_opts *,
+    int sign, int enc, struct msgbuf **out, struct smime_msg_res *);
+/* msgbuf_pread() as a read callback (mime_io, mark_make_read). */
+ssize_t smime_stream_read(void *mb, char *buf, size_t len, size_t off);
+/* Copy all of src to the end of dst in pieces; 0, or -1. */
+int smime_stream_copy(struct msgbuf *dst, struct msgbuf *src);
+
+#endif
