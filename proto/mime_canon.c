@@ -1039,3 +1039,98 @@ mime_canon_stream(const struct mime_tree *t, const struct mime_io *io)
 	free(s);
 	return r;
 }
+
+/*
+ * A part's body with its transfer encoding undone, read through io in
+ * pieces: at most max bytes, malloc'd.  Longer: the first max bytes with
+ * `cut`, else NULL.  NULL on a read error.
+ */
+static unsigned char *
+io_decode(const struct mime_io *io, const struct mime_part *p, size_t max,
+    int cut, size_t *outlen)
+{
+	struct mime_b64dec bd;
+	struct mime_qpdec qd;
+	char *in = xmalloc(SC_CHUNK), *out = xmalloc(max + SC_CHUNK + 128);
+	size_t off = p->body_start, n = 0;
+	ssize_t r;
+
+	mime_b64dec_init(&bd);
+	mime_qpdec_init(&qd);
+	*outlen = 0;
+	while (off < p->body_end && n <= max) {
+		r = io->read(io->rarg, in, p->body_end - off < SC_CHUNK ?
+		    p->body_end - off : SC_CHUNK, off);
+		if (r <= 0)
+			goto fail;
+		off += (size_t)r;
+		if (p->cte == MIME_CTE_BASE64)
+			n += mime_b64dec_feed(&bd, in, (size_t)r, out + n);
+		else if (p->cte == MIME_CTE_QP)
+			n += mime_qpdec_feed(&qd, in, (size_t)r, out + n);
+		else {
+			memcpy(out + n, in, (size_t)r);
+			n += (size_t)r;
+		}
+	}
+	if (n <= max) {
+		if (p->cte == MIME_CTE_BASE64)
+			n += mime_b64dec_end(&bd, out + n);
+		else if (p->cte == MIME_CTE_QP)
+			n += mime_qpdec_end(&qd, out + n);
+	}
+	if (n > max && !cut)
+		goto fail;
+	free(in);
+	*outlen = n > max ? max : n;
+	return (unsigned char *)out;
+ fail:
+	free(in);
+	free(out);
+	return NULL;
+}
+
+/*
+ * mime_smime_detect() of the message t was parsed from, read through io:
+ * SIGNED: der the signature (NULL and BAD when over sigmax bytes); P7M:
+ * der only the first bytes of the decoded body (enough to tell its CMS
+ * type), content_off/len the body as received.
+ */
+enum mime_smime_kind
+mime_smime_detect_tree(const struct mime_tree *t, const struct mime_io *io,
+    size_t sigmax, struct mime_smime *r)
+{
+	const struct mime_part *root = t->root, *c1, *c2;
+	const char *v;
+	size_t i;
+
+	memset(r, 0, sizeof(*r));
+	if (root == NULL)
+		return r->kind;
+	if (strcmp(root->ct.type, "multipart") == 0 &&
+	    strcmp(root->ct.subtype, "signed") == 0 &&
+	    is_sig_protocol(mime_ct_param(&root->ct, "protocol"))) {
+		if ((v = mime_ct_param(&root->ct, "micalg")) != NULL)
+			snprintf(r->micalg, sizeof(r->micalg), "%s", v);
+		c1 = root->child;
+		if (c1 == NULL || (c2 = c1->next) == NULL ||
+		    !ct_app(&c2->ct, "pkcs7-signature"))
+			return r->kind = MIME_SMIME_BAD;
+		r->content_off = c1->hdr_start;
+		r->content_len = c1->body_end - c1->hdr_start;
+		r->der = io_decode(io, c2, sigmax, 0, &r->derlen);
+		r->kind = r->derlen == 0 ? MIME_SMIME_BAD : MIME_SMIME_SIGNED;
+	} else if (ct_app(&root->ct, "pkcs7-mime") || is_p7m_name(&root->ct)) {
+		if ((v = mime_ct_param(&root->ct, "smime-type")) != NULL)
+			snprintf(r->smime_type, sizeof(r->smime_type), "%s",
+			    v);
+		for (i = 0; r->smime_type[i] != '\0'; i++)
+			r->smime_type[i] = (char)tolower(
+			    (unsigned char)r->smime_type[i]);
+		r->content_off = root->body_start;
+		r->content_len = root->body_end - root->body_start;
+		r->der = io_decode(io, root, 64, 1, &r->derlen);
+		r->kind = r->derlen == 0 ? MIME_SMIME_BAD : MIME_SMIME_P7M;
+	}
+	return r->kind;
+}

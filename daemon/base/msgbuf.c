@@ -256,12 +256,16 @@ mb_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
 	struct mb_bio *m = BIO_get_data(b);
 
-	(void)num;
 	(void)ptr;
 	switch (cmd) {
 	case BIO_CTRL_RESET:
 		m->pos = m->start;
 		return 1;
+	case BIO_C_FILE_SEEK:           /* BIO_seek(): 0 on success */
+		if (num < 0 || (size_t)num > m->end - m->start)
+			return -1;
+		m->pos = m->start + (size_t)num;
+		return 0;
 	case BIO_CTRL_EOF:
 		return m->pos >= m->end;
 	case BIO_CTRL_PENDING:

@@ -390,6 +390,179 @@ claims_smime(const struct mime_tree *t)
 	    strcmp(ct->subtype, "x-pkcs7-mime") == 0));
 }
 
+/* Verify `m` (a spilled or in-memory message, parsed into t) in pieces,
+ * or read in when it is opaque signed-data; 0 with *out, or -1. */
+static int
+open_verify(const struct certsrc *src, const struct pl_copy *c,
+    struct msgbuf *m, const struct mime_tree *t, const char *hdr,
+    size_t hlen, size_t body, const char *tmpdir, struct msgbuf **out,
+    struct smime_msg_res *step)
+{
+	char *flat;
+	size_t len;
+	int r;
+
+	r = smime_stream_verify(src, m, t, hdr, hlen, body, c->host, tmpdir,
+	    out, step);
+	if (r != 1)
+		return r;
+	/* opaque signed-data: the engine unwraps it in memory */
+	if ((flat = msgbuf_slurp(m, &len)) == NULL)
+		return -1;
+	r = smime_msg_verify(src, flat, len, c->host, step);
+	free(flat);
+	if (r == 0 && step->msg != NULL) {
+		*out = msgbuf_new(tmpdir, 0);
+		if (msgbuf_append(*out, step->msg, step->len) == -1) {
+			msgbuf_free(*out);
+			*out = NULL;
+			r = -1;
+		}
+		free(step->msg);
+		step->msg = NULL;
+	}
+	return r;
+}
+
+/* Whether the message in m (parsed into t) is signed, as the engine
+ * would find: multipart/signed, or a P7M that is no envelope. */
+static int
+is_signed(struct msgbuf *m, const struct mime_tree *t)
+{
+	struct mime_smime d;
+	struct mime_io io;
+	enum mime_smime_kind k;
+	int sig;
+
+	memset(&io, 0, sizeof(io));
+	io.read = smime_stream_read;
+	io.rarg = m;
+	k = mime_smime_detect_tree(t, &io, SMIME_STREAM_SIG_MAX, &d);
+	sig = k == MIME_SMIME_SIGNED || (k == MIME_SMIME_P7M &&
+	    (strcmp(d.smime_type, "signed-data") == 0 || d.smime_type[0] ==
+	    '\0'));
+	mime_smime_clear(&d);
+	return sig;
+}
+
+/* Decrypt the message of a decrypted copy's, then verify what it holds. */
+static int
+stream_decrypt(const struct certsrc *src, const struct pl_copy *c,
+    struct msgbuf *in, const struct mime_tree *t, const char *hdr,
+    size_t hlen, const char *tmpdir, struct msgbuf **cur,
+    struct smime_msg_res *res, struct smtp_result *fail, int *verified)
+{
+	struct smime_msg_res step, vstep;
+	struct mime_tree dt;
+	struct msgbuf *dec = NULL, *ver = NULL;
+	char *dh;
+	size_t dhlen, dbody;
+	int r;
+
+	*verified = 0;
+	memset(&vstep, 0, sizeof(vstep));
+	r = smime_stream_decrypt(src, in, t, hdr, hlen, c->host, tmpdir, &dec,
+	    &step);
+	if (r == -1 && !keys_usable(certcache_keys(src->cc))) {
+		keyd_down_reply(fail);
+		snprintf(res->err, sizeof(res->err), "cannot decrypt "
+		    "(%.400s): the key process is unavailable", step.err);
+		smime_msg_res_free(&step);
+		return -1;
+	}
+	if (r == -1)
+		snprintf(res->err, sizeof(res->err), "cannot decrypt "
+		    "(%.400s): relayed encrypted", step.err);
+	smime_msg_res_free(&step);
+	if (r != 0)
+		return 0;
+	*cur = dec;
+	/* what was signed inside is verified, as smime_msg_decrypt does */
+	if ((dh = smime_stream_header(dec, SMIME_STREAM_HDR_MAX, &dhlen,
+	    &dbody)) == NULL)
+		return 0;
+	if (smime_stream_parse(dec, &dt) == 0) {
+		if (is_signed(dec, &dt) && open_verify(src, c, dec, &dt, dh,
+		    dhlen, dbody, tmpdir, &ver, &vstep) == 0 && ver != NULL) {
+			msgbuf_free(dec);
+			*cur = ver;
+			*verified = vstep.verified;
+			take_verdict(res, &vstep);
+		}
+		smime_msg_res_free(&vstep);
+		mime_tree_free(&dt);
+	}
+	free(dh);
+	return 0;
+}
+
+/* Decrypt and/or verify in pieces: the open half of a rule. */
+static int
+stream_open(const struct certsrc *src, const struct pl_copy *c,
+    struct msgbuf *in, const struct mime_tree *t, const char *hdr,
+    size_t hlen, size_t body, const char *tmpdir, struct msgbuf **outp,
+    struct smime_msg_res *res, struct smtp_result *fail)
+{
+	struct smime_msg_res step;
+	struct msgbuf *cur = NULL, *ver = NULL;
+	char *mh = NULL, trace[512];
+	size_t mhlen, mbody;
+	int verified = 0, r = -1;
+	struct pl_run p;
+
+	if ((c->actions & POLICY_DECRYPT) && stream_decrypt(src, c, in, t,
+	    hdr, hlen, tmpdir, &cur, res, fail, &verified) == -1)
+		return -1;
+	if ((c->actions & POLICY_VERIFY) && !verified && cur == NULL) {
+		if (open_verify(src, c, in, t, hdr, hlen, body, tmpdir, &ver,
+		    &step) == 0 && ver != NULL) {
+			cur = ver;
+			take_verdict(res, &step);
+			res->verified = step.verified;
+		}
+		smime_msg_res_free(&step);
+	} else if ((c->actions & POLICY_VERIFY) && !verified) {
+		struct mime_tree ct;
+
+		if ((mh = smime_stream_header(cur, SMIME_STREAM_HDR_MAX,
+		    &mhlen, &mbody)) != NULL && smime_stream_parse(cur,
+		    &ct) == 0) {
+			if (open_verify(src, c, cur, &ct, mh, mhlen, mbody,
+			    tmpdir, &ver, &step) == 0 && ver != NULL) {
+				msgbuf_free(cur);
+				cur = ver;
+				take_verdict(res, &step);
+				res->verified = step.verified;
+			}
+			smime_msg_res_free(&step);
+			mime_tree_free(&ct);
+		}
+		free(mh);
+	}
+	if (cur == NULL)
+		return 0;       /* unchanged */
+	memset(&p, 0, sizeof(p));
+	p.src = src;
+	p.c = c;
+	p.res = res;
+	p.out = cur;
+	put_mark(&p, 0, trace, sizeof(trace));
+	*outp = msgbuf_new(tmpdir, 0);
+	if (msgbuf_append(*outp, trace, strlen(trace)) == 0 &&
+	    smime_stream_copy(*outp, cur) == 0)
+		r = 0;
+	else {
+		msgbuf_free(*outp);
+		*outp = NULL;
+		smtp_result_set(fail, 452, "4.3.1", "Insufficient system "
+		    "storage");
+		snprintf(res->err, sizeof(res->err), "writing the transformed "
+		    "message failed");
+	}
+	msgbuf_free(cur);
+	return r;
+}
+
 /*
  * Sign and/or encrypt in pieces.  1 when the message is not for this
  * path (something to open, a mark of ours to check, S/MIME already):
@@ -406,8 +579,9 @@ stream_run(const struct certsrc *src, const struct pl_copy *c,
 	size_t hlen, body;
 	int r = -1;
 
-	if (c->actions & (POLICY_DECRYPT | POLICY_VERIFY))
-		return 1;
+	if ((c->actions & (POLICY_DECRYPT | POLICY_VERIFY)) &&
+	    (c->actions & (POLICY_SIGN | POLICY_ENCRYPT)))
+		return 1;       /* both ways in one rule: whole message */
 	if ((hdr = smime_stream_header(in, SMIME_STREAM_HDR_MAX, &hlen,
 	    &body)) == NULL) {
 		smtp_result_set(fail, 554, "5.6.0", "Message header over %d "
@@ -429,6 +603,13 @@ stream_run(const struct certsrc *src, const struct pl_copy *c,
 		    "limits (%d levels, %d parts), or unreadable",
 		    MIME_DEPTH_MAX, MIME_PARTS_MAX);
 		return -1;
+	}
+	if (c->actions & (POLICY_DECRYPT | POLICY_VERIFY)) {
+		r = stream_open(src, c, in, &t, hdr, hlen, body, tmpdir, outp,
+		    res, fail);
+		mime_tree_free(&t);
+		free(hdr);
+		return r;
 	}
 	if (claims_smime(&t)) {
 		mime_tree_free(&t);

@@ -848,6 +848,93 @@ check(const struct certsrc *src, const char *msg, const struct mime_smime *d,
 	trust_free(&t);
 }
 
+/* Check a detached signature (der) over the content read from `content`
+ * (rewindable: a bare-LF copy is tried again canonicalised by the engine). */
+void
+smime_msg_check_bio(const struct certsrc *src, BIO *content,
+    const unsigned char *der, size_t derlen, const char *from,
+    struct cms_verify *v)
+{
+	struct cms_trust t;
+	BIO *d;
+
+	if (trust_build(src, from, &t) == -1) {
+		v->outcome = SMIME_FAIL;
+		snprintf(v->reason, sizeof(v->reason),
+		    "trust store unavailable");
+		return;
+	}
+	if (derlen > INT_MAX || (d = BIO_new_mem_buf(der, (int)derlen)) ==
+	    NULL) {
+		v->outcome = SMIME_FAIL;
+		snprintf(v->reason, sizeof(v->reason),
+		    "message too large, or out of memory");
+	} else {
+		cms_verify(content, d, &t, from, NULL, v);
+		BIO_free(d);
+	}
+	trust_free(&t);
+}
+
+/* The end of a verification: harvest a pass, fill res, write the
+ * Authentication-Results field (without CRLF) into ar; frees v. */
+void
+smime_msg_verdict(const struct certsrc *src, struct cms_verify *v,
+    const char *host, struct smime_msg_res *res, char *ar, size_t arlen)
+{
+	if (v->outcome == SMIME_PASS)
+		harvest(src, v, res);
+	res->outcome = v->outcome;
+	res->verified = v->outcome != SMIME_NONE;
+	snprintf(res->reason, sizeof(res->reason), "%s", v->reason);
+	snprintf(res->identity, sizeof(res->identity), "%s", v->identity);
+	cms_auth_results(ar, arlen, host, v);
+	memcpy(res->undecided, v->undecided, sizeof(res->undecided));
+	res->nundecided = v->nundecided;
+	v->nundecided = 0;      /* moved */
+	cms_verify_free(v);
+}
+
+/* The header of a decrypted message: the received fields without
+ * Content-*, MIME-Version and host's Authentication-Results, CRLF, then
+ * MIME-Version; and "\r\n" in *blank when the entity ent (its first n
+ * bytes) needs an empty header block.  malloc'd. */
+char *
+smime_msg_open_head(const char *hdr, size_t hlen, const char *host,
+    const char *ent, size_t n, size_t *outlen)
+{
+	struct obuf b = { NULL, 0, 0 };
+	size_t i;
+
+	copy_fields(&b, hdr, hlen, host, 1, 1);
+	ob_str(&b, "MIME-Version: 1.0\r\n");
+	for (i = 0; i < n && ent[i] != ':' && ent[i] != ' ' && ent[i] !=
+	    '\t' && ent[i] != '\r' && ent[i] != '\n'; i++)
+		;
+	if (n > 0 && ent[0] != '\r' && ent[0] != '\n' && (i == 0 || i == n ||
+	    ent[i] != ':'))
+		ob_add(&b, "\r\n", 2);
+	*outlen = b.len;
+	return b.p != NULL ? b.p : xstrdup("");
+}
+
+/* The header of a verified message that is not unwrapped: ar on top, the
+ * fields without host's Authentication-Results; malloc'd. */
+char *
+smime_msg_verify_head(const char *hdr, size_t hlen, const char *host,
+    const char *ar, size_t *outlen)
+{
+	struct obuf b = { NULL, 0, 0 };
+	const char *nl = memchr(hdr, '\n', hlen);
+	int crlf = nl == NULL || (nl > hdr && nl[-1] == '\r');
+
+	ob_str(&b, ar);
+	ob_str(&b, crlf ? "\r\n" : "\n");
+	copy_fields(&b, hdr, hlen, host, 0, 0);
+	*outlen = b.len;
+	return b.p;
+}
+
 /*
  * What a P7M holds, as a CMS content type NID: by its smime-type, else by
  * parsing it (NID_undef: malformed).  Other smime-types (certs-only,
@@ -982,14 +1069,14 @@ smime_msg_verify(const struct certsrc *src, const char *msg, size_t len,
 	return 0;
 }
 
-/* Open the envelope with the first of our keys that fits; -1 (err set). */
-static int
-open_envelope(const struct certsrc *src, const struct mime_smime *d, BIO *out,
+/* Open the envelope read from der with the first of our keys that
+ * fits, the content to out; -1 (err set). */
+int
+smime_msg_open_bio(const struct certsrc *src, BIO *der, BIO *out,
     struct smime_msg_res *res)
 {
 	struct store_key **keys;
 	struct cms_identity *ids;
-	BIO *der;
 	size_t i, n = 0;
 	int r = -1;
 
@@ -1005,12 +1092,24 @@ open_envelope(const struct certsrc *src, const struct mime_smime *d, BIO *out,
 		ids[i].cert = keys[i]->cert;
 		ids[i].key = keys[i]->pkey;
 	}
-	if ((der = mem_bio(d->der, d->derlen, res)) != NULL &&
-	    cms_decrypt(der, ids, n, out, res->err, sizeof(res->err)) >= 0)
+	if (cms_decrypt(der, ids, n, out, res->err, sizeof(res->err)) >= 0)
 		r = 0;
-	BIO_free(der);
 	free(ids);
 	store_keys_free(keys);
+	return r;
+}
+
+/* Open the envelope with the first of our keys that fits; -1 (err set). */
+static int
+open_envelope(const struct certsrc *src, const struct mime_smime *d, BIO *out,
+    struct smime_msg_res *res)
+{
+	BIO *der;
+	int r = -1;
+
+	if ((der = mem_bio(d->der, d->derlen, res)) != NULL)
+		r = smime_msg_open_bio(src, der, out, res);
+	BIO_free(der);
 	return r;
 }
 

@@ -13,6 +13,9 @@
 #define SS_CHUNK	65536		/* bytes read at a time */
 #define MIME_VERSION	"MIME-Version: 1.0\r\n"
 
+/* What a P7M holds (p7m_kind). */
+enum { SS_ENVELOPED, SS_OTHER, SS_MALFORMED };
+
 /* msgbuf_pread() with the signature of a read callback. */
 ssize_t
 smime_stream_read(void *mb, char *buf, size_t len, size_t off)
@@ -85,12 +88,11 @@ smime_stream_parse(struct msgbuf *mb, struct mime_tree *t)
 	return 0;
 }
 
-/* Copy src to the end of dst in pieces. */
-int
-smime_stream_copy(struct msgbuf *dst, struct msgbuf *src)
+/* Copy src from off on to the end of dst in pieces. */
+static int
+copy_from(struct msgbuf *dst, struct msgbuf *src, size_t off)
 {
 	char *buf = xmalloc(SS_CHUNK);
-	size_t off = 0;
 	ssize_t r;
 
 	while ((r = msgbuf_pread(src, buf, SS_CHUNK, off)) > 0) {
@@ -99,7 +101,14 @@ smime_stream_copy(struct msgbuf *dst, struct msgbuf *src)
 		off += (size_t)r;
 	}
 	free(buf);
-	return off == msgbuf_size(src) ? 0 : -1;
+	return off >= msgbuf_size(src) ? 0 : -1;
+}
+
+/* Copy src to the end of dst in pieces. */
+int
+smime_stream_copy(struct msgbuf *dst, struct msgbuf *src)
+{
+	return copy_from(dst, src, 0);
 }
 
 /* Where the canonical form goes: outer fields to the output, the entity
@@ -180,4 +189,220 @@ smime_stream_wrap(const struct certsrc *src, struct msgbuf *in,
 	msgbuf_free(c.entity);
 	msgbuf_free(mid);
 	return r;
+}
+
+/* The type of a P7M: its smime-type, else the OID at the start of the
+ * decoded CMS (d->der holds its first bytes). */
+static int
+p7m_kind(const struct mime_smime *d)
+{
+	static const unsigned char env[] = { 0x06, 0x09, 0x2a, 0x86, 0x48,
+	    0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03 };
+	static const unsigned char aenv[] = { 0x06, 0x0b, 0x2a, 0x86, 0x48,
+	    0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01, 0x17 };
+	static const unsigned char sig[] = { 0x06, 0x09, 0x2a, 0x86, 0x48,
+	    0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02 };
+	size_t n = d->derlen < 32 ? d->derlen : 32;
+
+	if (strcmp(d->smime_type, "enveloped-data") == 0 ||
+	    strcmp(d->smime_type, "authenveloped-data") == 0)
+		return SS_ENVELOPED;
+	if (d->smime_type[0] != '\0')
+		return SS_OTHER;
+	if (memmem(d->der, n, env, sizeof(env)) != NULL ||
+	    memmem(d->der, n, aenv, sizeof(aenv)) != NULL)
+		return SS_ENVELOPED;
+	if (memmem(d->der, n, sig, sizeof(sig)) != NULL)
+		return SS_OTHER;
+	return SS_MALFORMED;
+}
+
+/* Decode a body range (base64, quoted-printable or as it is) into dst. */
+static int
+decode_into(struct msgbuf *in, size_t off, size_t end, enum mime_cte cte,
+    struct msgbuf *dst)
+{
+	struct mime_b64dec bd;
+	struct mime_qpdec qd;
+	char *buf = xmalloc(SS_CHUNK), *out = xmalloc(SS_CHUNK + 128);
+	size_t o;
+	ssize_t r;
+	int rc = -1;
+
+	mime_b64dec_init(&bd);
+	mime_qpdec_init(&qd);
+	while (off < end) {
+		if ((r = msgbuf_pread(in, buf, end - off < SS_CHUNK ? end - off :
+		    SS_CHUNK, off)) <= 0)
+			goto done;
+		off += (size_t)r;
+		if (cte == MIME_CTE_BASE64)
+			o = mime_b64dec_feed(&bd, buf, (size_t)r, out);
+		else if (cte == MIME_CTE_QP)
+			o = mime_qpdec_feed(&qd, buf, (size_t)r, out);
+		else {
+			memcpy(out, buf, (size_t)r);
+			o = (size_t)r;
+		}
+		if (msgbuf_append(dst, out, o) == -1)
+			goto done;
+	}
+	o = cte == MIME_CTE_BASE64 ? mime_b64dec_end(&bd, out) :
+	    cte == MIME_CTE_QP ? mime_qpdec_end(&qd, out) : 0;
+	rc = msgbuf_append(dst, out, o);
+ done:
+	free(buf);
+	free(out);
+	return rc;
+}
+
+/* mime_io over a msgbuf, reading only. */
+static void
+io_reader(struct mime_io *io, struct msgbuf *mb)
+{
+	memset(io, 0, sizeof(*io));
+	io->read = smime_stream_read;
+	io->rarg = mb;
+}
+
+/* Open an enveloped message, piece by piece. */
+int
+smime_stream_decrypt(const struct certsrc *src, struct msgbuf *in,
+    const struct mime_tree *t, const char *hdr, size_t hlen,
+    const char *host, const char *tmpdir, struct msgbuf **outp,
+    struct smime_msg_res *res)
+{
+	struct mime_smime d;
+	struct mime_io io;
+	struct msgbuf *der = NULL, *dec = NULL;
+	BIO *r = NULL, *w = NULL;
+	char *head = NULL, first[1024];
+	size_t headlen;
+	ssize_t nf;
+	int kind, rc = -1;
+
+	memset(res, 0, sizeof(*res));
+	*outp = NULL;
+	io_reader(&io, in);
+	switch (mime_smime_detect_tree(t, &io, SMIME_STREAM_SIG_MAX, &d)) {
+	case MIME_SMIME_BAD:
+		snprintf(res->err, sizeof(res->err),
+		    "malformed S/MIME structure");
+		goto done;
+	case MIME_SMIME_P7M:
+		if ((kind = p7m_kind(&d)) == SS_ENVELOPED)
+			break;
+		if (kind == SS_MALFORMED) {
+			snprintf(res->err, sizeof(res->err),
+			    "malformed CMS structure");
+			goto done;
+		}
+		/* FALLTHROUGH */
+	default:
+		snprintf(res->err, sizeof(res->err),
+		    "not an encrypted message");
+		rc = 1;
+		goto done;
+	}
+	der = msgbuf_new(tmpdir, 0);
+	dec = msgbuf_new(tmpdir, 0);
+	if (decode_into(in, t->root->body_start, t->root->body_end,
+	    t->root->cte, der) == -1 ||
+	    (r = msgbuf_bio_reader(der, 0, msgbuf_size(der))) == NULL ||
+	    (w = msgbuf_bio_writer(dec)) == NULL) {
+		snprintf(res->err, sizeof(res->err), "cannot read the message "
+		    "or write its content");
+		goto done;
+	}
+	msgbuf_free(der);       /* the reader holds it */
+	der = NULL;
+	if (smime_msg_open_bio(src, r, w, res) == -1)
+		goto done;
+	if ((nf = msgbuf_pread(dec, first, sizeof(first), 0)) < 0)
+		nf = 0;
+	head = smime_msg_open_head(hdr, hlen, host, first, (size_t)nf,
+	    &headlen);
+	*outp = msgbuf_new(tmpdir, 0);
+	if (msgbuf_append(*outp, head, headlen) == -1 ||
+	    smime_stream_copy(*outp, dec) == -1) {
+		msgbuf_free(*outp);
+		*outp = NULL;
+		snprintf(res->err, sizeof(res->err), "cannot write the "
+		    "decrypted message");
+		goto done;
+	}
+	rc = 0;
+ done:
+	BIO_free(r);
+	BIO_free(w);
+	free(head);
+	msgbuf_free(der);
+	msgbuf_free(dec);       /* content of a failed envelope goes too */
+	mime_smime_clear(&d);
+	return rc;
+}
+
+/* Verify a multipart/signed message, piece by piece. */
+int
+smime_stream_verify(const struct certsrc *src, struct msgbuf *in,
+    const struct mime_tree *t, const char *hdr, size_t hlen, size_t body,
+    const char *host, const char *tmpdir, struct msgbuf **outp,
+    struct smime_msg_res *res)
+{
+	struct mime_smime d;
+	struct cms_verify v;
+	struct mime_io io;
+	BIO *content = NULL;
+	char from[320], ar[1024], *head = NULL;
+	size_t headlen;
+	int rc = -1;
+
+	(void)body;
+	memset(res, 0, sizeof(*res));
+	memset(&v, 0, sizeof(v));
+	*outp = NULL;
+	io_reader(&io, in);
+	if (smime_msg_from(hdr, hlen, from, sizeof(from)) == -1)
+		from[0] = '\0';
+	switch (mime_smime_detect_tree(t, &io, SMIME_STREAM_SIG_MAX, &d)) {
+	case MIME_SMIME_SIGNED:
+		if ((content = msgbuf_bio_reader(in, d.content_off,
+		    d.content_off + d.content_len)) == NULL) {
+			v.outcome = SMIME_FAIL;
+			snprintf(v.reason, sizeof(v.reason), "out of memory");
+		} else
+			smime_msg_check_bio(src, content, d.der, d.derlen,
+			    from, &v);
+		break;
+	case MIME_SMIME_P7M:
+		rc = 1;         /* opaque: the whole-message path */
+		goto done;
+	case MIME_SMIME_BAD:
+		v.outcome = SMIME_PERMERROR;
+		snprintf(v.reason, sizeof(v.reason),
+		    "malformed S/MIME structure");
+		break;
+	case MIME_SMIME_NONE:
+	default:
+		break;
+	}
+	smime_msg_verdict(src, &v, host, res, ar, sizeof(ar));
+	head = smime_msg_verify_head(hdr, hlen, host, ar, &headlen);
+	*outp = msgbuf_new(tmpdir, 0);
+	if (msgbuf_append(*outp, head, headlen) == -1 ||
+	    copy_from(*outp, in, hlen) == -1) {
+		msgbuf_free(*outp);
+		*outp = NULL;
+		snprintf(res->err, sizeof(res->err), "cannot write the "
+		    "verified message");
+		goto done;
+	}
+	rc = 0;
+ done:
+	if (rc == 1)
+		cms_verify_free(&v);
+	BIO_free(content);
+	free(head);
+	mime_smime_clear(&d);
+	return rc;
 }

@@ -13,6 +13,7 @@
 #include "smime_msg.h"
 
 #define SMIME_STREAM_HDR_MAX	(1024 * 1024)	/* header block kept */
+#define SMIME_STREAM_SIG_MAX	(1024 * 1024)	/* a detached signature */
 
 struct certsrc;
 
@@ -41,5 +42,27 @@ int smime_stream_wrap(const struct certsrc *, struct msgbuf *in,
 ssize_t smime_stream_read(void *mb, char *buf, size_t len, size_t off);
 /* Copy all of src to the end of dst in pieces; 0, or -1. */
 int smime_stream_copy(struct msgbuf *dst, struct msgbuf *src);
+/*
+ * Decrypt the message in `in` (parsed into t; hdr its header block, the
+ * fields end at hlen) as smime_msg_decrypt() does, without verifying: the
+ * envelope decoded into a spill file, opened by the engine into another,
+ * the new message to *out.  0; 1 when it is not encrypted (res->err says
+ * why); -1 with res->err.
+ */
+int smime_stream_decrypt(const struct certsrc *, struct msgbuf *in,
+    const struct mime_tree *t, const char *hdr, size_t hlen,
+    const char *host, const char *tmpdir, struct msgbuf **out,
+    struct smime_msg_res *);
+/*
+ * smime_msg_verify() of a message that is not opaque signed-data: the
+ * signed part is read from `in` in pieces; the result (Authentication-
+ * Results on top, the message unchanged) to *out.  0 (verdict in res);
+ * 1 for opaque signed-data (the caller takes the whole-message path); -1
+ * on internal errors.
+ */
+int smime_stream_verify(const struct certsrc *, struct msgbuf *in,
+    const struct mime_tree *t, const char *hdr, size_t hlen, size_t body,
+    const char *host, const char *tmpdir, struct msgbuf **out,
+    struct smime_msg_res *);
 
 #endif
