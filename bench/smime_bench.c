@@ -90,7 +90,7 @@ usage(void)
 	    " [--op OP]\n"
 	    "           [--out mem|presized] [--crl PEM]...\n"
 	    "           [--store DIR [--revocation hard|soft|off] [--ocsp]"
-	    " [--expect TEXT]]\n"
+	    " [--expect TEXT]] [--no-memo]\n"
 	    "           [--threads T] [--keyd [--keyd-plain-heap]]\n"
 	    "       smime_bench ... --peak SIZE --op OP [--dir DIR]\n"
 	    "       smime_bench --entity FILE [--size N]\n"
@@ -958,6 +958,7 @@ struct run_opts {
 	const char	*tof, *tokeyf;
 	int		 keyd;		/* --keyd */
 	int		 plain_heap;	/* --keyd-plain-heap */
+	int		 no_memo;	/* --no-memo */
 };
 
 /* The options of the threaded and key process runs. */
@@ -974,6 +975,9 @@ set_option_mt(int ch, struct bench *bn, struct run_opts *o)
 		break;
 	case 'H':
 		o->plain_heap = 1;
+		break;
+	case 'M':
+		o->no_memo = 1;
 		break;
 	default:
 		usage();
@@ -1125,6 +1129,7 @@ bench_free(struct bench *bn)
 	certcache_free(bn->src.cc);
 	store_close(bn->src.st);
 	sk_X509_CRL_pop_free(bn->trust.crls, X509_CRL_free);
+	cms_memo_free(bn->trust.memo);
 	BUF_MEM_free(bn->bm[0]);
 	BUF_MEM_free(bn->bm[1]);
 }
@@ -1157,10 +1162,11 @@ main(int argc, char **argv)
 		{ "threads", required_argument, NULL, 'j' },
 		{ "keyd", no_argument, NULL, 'D' },
 		{ "keyd-plain-heap", no_argument, NULL, 'H' },
+		{ "no-memo", no_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct run_opts o = { "all", ".", NULL, 4096, 0, 1000000, 5, NULL,
-	    CONFIG_REV_HARD, 0, NULL, NULL, NULL, NULL, 0, 0 };
+	    CONFIG_REV_HARD, 0, NULL, NULL, NULL, NULL, 0, 0, 0 };
 	struct keyd_client *kc = NULL;
 	struct bench bn;
 	int ch, r;
@@ -1188,6 +1194,11 @@ main(int argc, char **argv)
 		usage();	/* the harvest is the loop's: one thread */
 	bn.id.cert = sk_X509_value(bn.to, 0);
 	bn.trust.store = bn.store;
+	/* the engine's memo, as the daemon's certificate cache hands it
+	 * (--no-memo: every certificate parsed, every chain checked) */
+	if (!o.no_memo && (bn.trust.memo = cms_memo_new(CMS_MEMO_CERTS,
+	    CMS_MEMO_CHAINS)) == NULL)
+		die("cms_memo_new");
 	if (o.store != NULL)
 		store_setup(&bn, o.store, o.rev, o.ocsp);
 	if (o.keyd)
