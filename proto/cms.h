@@ -258,7 +258,10 @@ void cms_memo_chain_put(struct cms_memo *, const unsigned char key[32],
     const char *text, const struct cms_link *links, size_t nlinks,
     time_t until);
 /* Lookups answered and not, and what is held. */
-void cms_memo_stats(struct cms_memo *, uint64_t *hits, uint64_t *misses,
-    size_t *ncerts, size_t *nchains);
+struct cms_memo_stats {
+	uint64_t	 cert_hits, cert_misses, chain_hits, chain_misses;
+	size_t		 ncerts, nchains;
+};
+void cms_memo_stats(struct cms_memo *, struct cms_memo_stats *);
 
 #endif

@@ -46,7 +46,7 @@ struct cms_memo {
 	struct memo_ent	*head, *tail;	/* use order, per kind mixed */
 	size_t		 n[3];		/* entries per kind */
 	size_t		 max[3];
-	uint64_t	 hits, misses;
+	uint64_t	 hits[3], misses[3];	/* lookups per kind */
 };
 
 /* The bucket of a key: its first bytes (it is a digest already). */
@@ -213,11 +213,11 @@ cms_memo_cert(struct cms_memo *m, const unsigned char *der, size_t len)
 	if ((e = memo_find(m, key, MEMO_CERT)) != NULL) {
 		x = e->cert;
 		X509_up_ref(x);
-		m->hits++;
+		m->hits[MEMO_CERT]++;
 		pthread_mutex_unlock(&m->mtx);
 		return x;
 	}
-	m->misses++;
+	m->misses[MEMO_CERT]++;
 	pthread_mutex_unlock(&m->mtx);
 	/* Parsed outside the lock; only what parses whole is remembered. */
 	if ((x = d2i_X509(NULL, &p, (long)len)) == NULL || p != der + len) {
@@ -273,9 +273,9 @@ cms_memo_chain_get(struct cms_memo *m, const unsigned char key[32],
 			memo_drop(m, e);
 	}
 	if (r)
-		m->hits++;
+		m->hits[MEMO_CHAIN]++;
 	else
-		m->misses++;
+		m->misses[MEMO_CHAIN]++;
 	pthread_mutex_unlock(&m->mtx);
 	return r;
 }
@@ -307,13 +307,14 @@ cms_memo_chain_put(struct cms_memo *m, const unsigned char key[32],
 }
 
 void
-cms_memo_stats(struct cms_memo *m, uint64_t *hits, uint64_t *misses,
-    size_t *ncerts, size_t *nchains)
+cms_memo_stats(struct cms_memo *m, struct cms_memo_stats *st)
 {
 	pthread_mutex_lock(&m->mtx);
-	*hits = m->hits;
-	*misses = m->misses;
-	*ncerts = m->n[MEMO_CERT];
-	*nchains = m->n[MEMO_CHAIN];
+	st->cert_hits = m->hits[MEMO_CERT];
+	st->cert_misses = m->misses[MEMO_CERT];
+	st->chain_hits = m->hits[MEMO_CHAIN];
+	st->chain_misses = m->misses[MEMO_CHAIN];
+	st->ncerts = m->n[MEMO_CERT];
+	st->nchains = m->n[MEMO_CHAIN];
 	pthread_mutex_unlock(&m->mtx);
 }
