@@ -3,6 +3,7 @@
 #include "autoconfig.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -588,6 +589,21 @@ struct envc {
 	EVP_CIPHER_CTX	*cctx;		/* the decrypting cipher BIO's */
 };
 
+/* A reader of `in` (its buffer left uninitialised: it is only read
+ * where it was filled); NULL when out of memory. */
+static struct ber *
+ber_new(BIO *in, size_t size)
+{
+	struct ber *b;
+
+	if ((b = malloc(size)) == NULL)
+		return NULL;
+	memset(b, 0, offsetof(struct ber, buf));
+	memset(&b->off, 0, size - offsetof(struct ber, off));
+	b->in = in;
+	return b;
+}
+
 /* Refill the buffer; -1 at the end of the input. */
 static int
 ber_fill(struct ber *b)
@@ -1101,11 +1117,11 @@ cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
 	int r = -1;
 
 	ERR_clear_error();
-	if ((e = calloc(1, sizeof(*e))) == NULL) {
+	/* struct ber comes first in struct envc: the rest is cleared too */
+	if ((e = (struct envc *)ber_new(der, sizeof(*e))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	e->b.in = der;
 	if ((cms = envc_head(e, err, errlen)) == NULL)
 		goto done;
 	/* With a certificate, OpenSSL only tries the RecipientInfos it
@@ -1717,6 +1733,44 @@ static const int cms_sig_nids[] = {
 	NID_dsa_with_SHA512, NID_ED25519, NID_ED448,
 };
 
+/* The digests of nearly every signature, and whether this OpenSSL's
+ * providers have them (fetched once, not per message). */
+static const int cms_md_nids[] = {
+	NID_sha256, NID_sha384, NID_sha512, NID_sha1, NID_sha224
+};
+static int cms_md_have[sizeof(cms_md_nids) / sizeof(cms_md_nids[0])];
+static CRYPTO_ONCE cms_md_once = CRYPTO_ONCE_STATIC_INIT;
+
+/* Fill cms_md_have. */
+static void
+cms_md_init(void)
+{
+	EVP_MD *md;
+	size_t k;
+
+	for (k = 0; k < sizeof(cms_md_nids) / sizeof(cms_md_nids[0]); k++)
+		if ((md = EVP_MD_fetch(NULL, OBJ_nid2sn(cms_md_nids[k]),
+		    NULL)) != NULL) {
+			cms_md_have[k] = 1;
+			EVP_MD_free(md);
+		}
+	ERR_clear_error();
+}
+
+/* Whether nid is one of cms_md_nids that the providers have. */
+static int
+cms_md_common(int nid)
+{
+	size_t k;
+
+	if (!CRYPTO_THREAD_run_once(&cms_md_once, cms_md_init))
+		return 0;
+	for (k = 0; k < sizeof(cms_md_nids) / sizeof(cms_md_nids[0]); k++)
+		if (cms_md_nids[k] == nid)
+			return cms_md_have[k];
+	return 0;
+}
+
 /*
  * Whether every SignerInfo names a digest and a signature algorithm we can
  * check; 0, or -1 with "unsupported ... algorithm OID" in buf.
@@ -1734,13 +1788,16 @@ cms_algs_known(CMS_ContentInfo *cms, char *buf, size_t len)
 	for (i = 0; i < sk_CMS_SignerInfo_num(sis); i++) {
 		CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(sis, i), NULL,
 		    NULL, &dig, &sig);
-		OBJ_obj2txt(oid, sizeof(oid), dig->algorithm, 1);
-		if ((md = EVP_MD_fetch(NULL, oid, NULL)) == NULL) {
-			snprintf(buf, len, "unsupported digest algorithm %s",
-			    oid);
-			return -1;
+		nid = OBJ_obj2nid(dig->algorithm);
+		if (!cms_md_common(nid)) {
+			OBJ_obj2txt(oid, sizeof(oid), dig->algorithm, 1);
+			if ((md = EVP_MD_fetch(NULL, oid, NULL)) == NULL) {
+				snprintf(buf, len, "unsupported digest "
+				    "algorithm %s", oid);
+				return -1;
+			}
+			EVP_MD_free(md);
 		}
-		EVP_MD_free(md);
 		nid = OBJ_obj2nid(sig->algorithm);
 		for (k = 0; k < sizeof(cms_sig_nids) / sizeof(cms_sig_nids[0]);
 		    k++)
@@ -1882,16 +1939,17 @@ cms_sd_read(BIO *der, struct cms_memo *memo)
 	struct ber *b = NULL;
 	struct ber_hdr h;
 	BUF_MEM *m = NULL;
+	BIO *in = NULL;
 	char *data;
 	long n;
 	int nid, r, i;
 
 	if (memo == NULL || BIO_method_type(der) != BIO_TYPE_MEM ||
 	    (n = BIO_get_mem_data(der, &data)) <= 0 || n > BER_MAX_HEAD ||
-	    (b = calloc(1, sizeof(*b))) == NULL ||
 	    (m = BUF_MEM_new()) == NULL ||
 	    (certs = sk_X509_new_null()) == NULL ||
-	    (b->in = BIO_new_mem_buf(data, (int)n)) == NULL)
+	    (in = BIO_new_mem_buf(data, (int)n)) == NULL ||
+	    (b = ber_new(in, sizeof(*b))) == NULL)
 		goto done;
 	if (ber_content_type(b, m, &nid) == -1 || nid != NID_pkcs7_signed ||
 	    ber_next(b, &h) != 1 || !ber_is(&h, BER_CTX, 0, 1) ||
@@ -1919,8 +1977,7 @@ cms_sd_read(BIO *der, struct cms_memo *memo)
 			break;
 		}
  done:
-	if (b != NULL)
-		BIO_free(b->in);
+	BIO_free(in);
 	free(b);
 	BUF_MEM_free(m);
 	sk_X509_pop_free(certs, X509_free);
