@@ -3,10 +3,12 @@
 #include "autoconfig.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/asn1.h>
 #include <openssl/buffer.h>
@@ -539,6 +541,9 @@ cms_recipients(CMS_ContentInfo *cms, char *buf, size_t len)
 #define BER_SEQUENCE	16
 #define BER_OCTETS	4
 #define BER_OID		6
+#define CMS_SD_CERTS_MAX 64		/* certificates read through the memo */
+#define CMS_CHAIN_CERTS_MAX 256	/* offered for a path the memo keys */
+#define CMS_CHAIN_CRLS_MAX 4096		/* CRLs of a trust the memo keys */
 
 /* One element's identifier and length, and their encoding. */
 struct ber_hdr {
@@ -583,6 +588,21 @@ struct envc {
 	size_t		 taglen;
 	EVP_CIPHER_CTX	*cctx;		/* the decrypting cipher BIO's */
 };
+
+/* A reader of `in` (its buffer left uninitialised: it is only read
+ * where it was filled); NULL when out of memory. */
+static struct ber *
+ber_new(BIO *in, size_t size)
+{
+	struct ber *b;
+
+	if ((b = malloc(size)) == NULL)
+		return NULL;
+	memset(b, 0, offsetof(struct ber, buf));
+	memset(&b->off, 0, size - offsetof(struct ber, off));
+	b->in = in;
+	return b;
+}
 
 /* Refill the buffer; -1 at the end of the input. */
 static int
@@ -781,14 +801,11 @@ ber_copy(struct ber *b, const struct ber_hdr *h, BUF_MEM *copy)
 	return ber_body(b, h, copy);
 }
 
-/* Read the ContentInfo up to the inside of the enveloped content; `out`
- * gets "SEQUENCE { contentType, [0] { SEQUENCE {" with indefinite
- * lengths, `nid` the content type. */
+/* Enter a ContentInfo and copy its contentType; `out` (empty) gets
+ * "SEQUENCE { contentType" with an indefinite length, `nid` the type. */
 static int
-envc_outer(struct envc *e, BUF_MEM *out, int *nid)
+ber_content_type(struct ber *b, BUF_MEM *out, int *nid)
 {
-	static const unsigned char open[] = { 0xa0, 0x80, 0x30, 0x80 };
-	struct ber *b = &e->b;
 	const unsigned char *p;
 	ASN1_OBJECT *obj;
 	struct ber_hdr h;
@@ -804,6 +821,21 @@ envc_outer(struct envc *e, BUF_MEM *out, int *nid)
 		return -1;
 	*nid = OBJ_obj2nid(obj);
 	ASN1_OBJECT_free(obj);
+	return 0;
+}
+
+/* Read the ContentInfo up to the inside of the enveloped content; `out`
+ * gets "SEQUENCE { contentType, [0] { SEQUENCE {" with indefinite
+ * lengths, `nid` the content type. */
+static int
+envc_outer(struct envc *e, BUF_MEM *out, int *nid)
+{
+	static const unsigned char open[] = { 0xa0, 0x80, 0x30, 0x80 };
+	struct ber *b = &e->b;
+	struct ber_hdr h;
+
+	if (ber_content_type(b, out, nid) == -1)
+		return -1;
 	if (*nid != NID_pkcs7_enveloped &&
 	    *nid != NID_id_smime_ct_authEnvelopedData)
 		return 0;
@@ -1085,11 +1117,11 @@ cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
 	int r = -1;
 
 	ERR_clear_error();
-	if ((e = calloc(1, sizeof(*e))) == NULL) {
+	/* struct ber comes first in struct envc: the rest is cleared too */
+	if ((e = (struct envc *)ber_new(der, sizeof(*e))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	e->b.in = der;
 	if ((cms = envc_head(e, err, errlen)) == NULL)
 		goto done;
 	/* With a certificate, OpenSSL only tries the RecipientInfos it
@@ -1545,17 +1577,112 @@ cms_cert_status(X509 *x, const struct cms_trust *trust, char *why,
 	return CMS_CERT_GOOD;
 }
 
+/*
+ * The memo key of a chain check: SHA-256 over what decides it apart from
+ * the time: the anchors and the CRLs by their objects (the memo's owner
+ * forgets the verdicts when it replaces them), how revocation is checked,
+ * the signer and every certificate offered for the path, in order; 0 or
+ * -1.
+ */
+static int
+cms_chain_key(X509 *signer, STACK_OF(X509) *certs,
+    const struct cms_trust *trust, unsigned char key[32])
+{
+	struct {
+		const void	*store;
+		int		 rev, ncrls, ocsp, ncerts;
+	} k;
+	int ncerts = sk_X509_num(certs), ncrls = sk_X509_CRL_num(trust->crls);
+	unsigned char *buf, *p;
+	X509_CRL *crl;
+	size_t len;
+	int i, r = -1;
+
+	if (ncerts > CMS_CHAIN_CERTS_MAX || ncrls > CMS_CHAIN_CRLS_MAX)
+		return -1;
+	len = sizeof(k) + 32 * ((size_t)ncerts + 1) + sizeof(void *) *
+	    (size_t)(ncrls > 0 ? ncrls : 0);
+	if ((p = buf = malloc(len)) == NULL)
+		return -1;
+	memset(&k, 0, sizeof(k));
+	k.store = trust->store;
+	k.rev = (int)trust->revocation;
+	k.ncrls = ncrls;
+	k.ocsp = trust->ocsp != NULL;
+	k.ncerts = ncerts;
+	memcpy(p, &k, sizeof(k));
+	p += sizeof(k);
+	for (i = 0; i < ncrls; i++, p += sizeof(void *)) {
+		crl = sk_X509_CRL_value(trust->crls, i);
+		memcpy(p, &crl, sizeof(void *));
+	}
+	if (cms_memo_fp(trust->memo, signer, p) == -1)
+		goto done;
+	for (p += 32, i = 0; i < ncerts; i++, p += 32)
+		if (cms_memo_fp(trust->memo, sk_X509_value(certs, i), p) == -1)
+			goto done;
+	r = cms_memo_digest(trust->memo, buf, len, key);
+ done:
+	free(buf);
+	return r;
+}
+
+/* until, or the time t if earlier (now: t unreadable or past). */
+static time_t
+cms_until(time_t until, time_t now, const ASN1_TIME *t)
+{
+	int days, secs;
+
+	if (t == NULL || !ASN1_TIME_diff(&days, &secs, NULL, t) ||
+	    days < 0 || secs < 0)
+		return now;
+	if ((int64_t)days * 86400 + secs < (int64_t)(until - now))
+		return now + (time_t)days * 86400 + secs;
+	return until;
+}
+
+/* How long a chain that passed may be remembered: CMS_MEMO_TTL, cut at
+ * the first notAfter of its path and the first nextUpdate of the CRLs. */
+static time_t
+cms_chain_until(X509_STORE_CTX *ctx, const struct cms_trust *trust)
+{
+	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
+	time_t now = time(NULL), until = now + CMS_MEMO_TTL;
+	int i;
+
+	if (chain == NULL)
+		return now;
+	for (i = 0; i < sk_X509_num(chain); i++)
+		until = cms_until(until, now,
+		    X509_get0_notAfter(sk_X509_value(chain, i)));
+	for (i = 0; trust->revocation != CMS_REV_OFF &&
+	    i < sk_X509_CRL_num(trust->crls); i++)
+		until = cms_until(until, now, X509_CRL_get0_nextUpdate(
+		    sk_X509_CRL_value(trust->crls, i)));
+	return until;
+}
+
 /* Check one signer's chain for S/MIME signing; NULL or the reason, and
- * *temp when only revocation could not be decided (hard mode). */
+ * *temp when only revocation could not be decided (hard mode).  With a
+ * memo, a chain that passed with every link's revocation decided is
+ * remembered, and not checked again while that holds (cms_memo.c). */
 static const char *
 cms_chain(X509 *signer, STACK_OF(X509) *certs,
     const struct cms_trust *trust, struct cms_verify *res, int *temp)
 {
+	unsigned char key[32];
 	struct cms_rev rv;
 	X509_STORE_CTX *ctx;
 	const char *reason = NULL;
-	int e;
+	size_t nlinks = res->nundecided;	/* before this signer's */
+	int e, memo;
 
+	memo = trust->memo != NULL &&
+	    cms_chain_key(signer, certs, trust, key) == 0;
+	if (memo && cms_memo_chain_get(trust->memo, key, res->revocation,
+	    sizeof(res->revocation), res->undecided, &res->nundecided) == 1)
+		return NULL;
+	ERR_clear_error();
 	memset(&rv, 0, sizeof(rv));
 	rv.mode = trust->revocation;
 	rv.trust = trust;
@@ -1574,6 +1701,10 @@ cms_chain(X509 *signer, STACK_OF(X509) *certs,
 	if (rv.unknown == 0)
 		cms_rev_source(ctx, trust, &rv);
 	cms_rev_say(&rv, res);
+	if (memo && reason == NULL && rv.revoked == 0 && rv.stale == 0)
+		cms_memo_chain_put(trust->memo, key, res->revocation,
+		    res->undecided + nlinks, res->nundecided - nlinks,
+		    cms_chain_until(ctx, trust));
 	X509_STORE_CTX_free(ctx);
 	return reason;
 }
@@ -1602,6 +1733,44 @@ static const int cms_sig_nids[] = {
 	NID_dsa_with_SHA512, NID_ED25519, NID_ED448,
 };
 
+/* The digests of nearly every signature, and whether this OpenSSL's
+ * providers have them (fetched once, not per message). */
+static const int cms_md_nids[] = {
+	NID_sha256, NID_sha384, NID_sha512, NID_sha1, NID_sha224
+};
+static int cms_md_have[sizeof(cms_md_nids) / sizeof(cms_md_nids[0])];
+static CRYPTO_ONCE cms_md_once = CRYPTO_ONCE_STATIC_INIT;
+
+/* Fill cms_md_have. */
+static void
+cms_md_init(void)
+{
+	EVP_MD *md;
+	size_t k;
+
+	for (k = 0; k < sizeof(cms_md_nids) / sizeof(cms_md_nids[0]); k++)
+		if ((md = EVP_MD_fetch(NULL, OBJ_nid2sn(cms_md_nids[k]),
+		    NULL)) != NULL) {
+			cms_md_have[k] = 1;
+			EVP_MD_free(md);
+		}
+	ERR_clear_error();
+}
+
+/* Whether nid is one of cms_md_nids that the providers have. */
+static int
+cms_md_common(int nid)
+{
+	size_t k;
+
+	if (!CRYPTO_THREAD_run_once(&cms_md_once, cms_md_init))
+		return 0;
+	for (k = 0; k < sizeof(cms_md_nids) / sizeof(cms_md_nids[0]); k++)
+		if (cms_md_nids[k] == nid)
+			return cms_md_have[k];
+	return 0;
+}
+
 /*
  * Whether every SignerInfo names a digest and a signature algorithm we can
  * check; 0, or -1 with "unsupported ... algorithm OID" in buf.
@@ -1619,13 +1788,16 @@ cms_algs_known(CMS_ContentInfo *cms, char *buf, size_t len)
 	for (i = 0; i < sk_CMS_SignerInfo_num(sis); i++) {
 		CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(sis, i), NULL,
 		    NULL, &dig, &sig);
-		OBJ_obj2txt(oid, sizeof(oid), dig->algorithm, 1);
-		if ((md = EVP_MD_fetch(NULL, oid, NULL)) == NULL) {
-			snprintf(buf, len, "unsupported digest algorithm %s",
-			    oid);
-			return -1;
+		nid = OBJ_obj2nid(dig->algorithm);
+		if (!cms_md_common(nid)) {
+			OBJ_obj2txt(oid, sizeof(oid), dig->algorithm, 1);
+			if ((md = EVP_MD_fetch(NULL, oid, NULL)) == NULL) {
+				snprintf(buf, len, "unsupported digest "
+				    "algorithm %s", oid);
+				return -1;
+			}
+			EVP_MD_free(md);
 		}
-		EVP_MD_free(md);
 		nid = OBJ_obj2nid(sig->algorithm);
 		for (k = 0; k < sizeof(cms_sig_nids) / sizeof(cms_sig_nids[0]);
 		    k++)
@@ -1717,6 +1889,102 @@ cms_untrusted(STACK_OF(X509) *a, STACK_OF(X509) *b)
 	return sk;
 }
 
+/* The certificates of a SignedData's [0] set (its header just read): each
+ * from the memo by its DER at `p` + its offset, pushed to certs; -1 on
+ * anything but a plain Certificate. */
+static int
+cms_sd_certs(struct ber *b, const struct ber_hdr *h, const unsigned char *p,
+    struct cms_memo *memo, STACK_OF(X509) *certs)
+{
+	struct ber_hdr c;
+	uint64_t start;
+	X509 *x;
+	int r;
+
+	if (ber_push(b, h) == -1)
+		return -1;
+	while ((r = ber_next(b, &c)) == 1) {
+		if (!ber_is(&c, BER_UNIV, BER_SEQUENCE, 1) || c.indef ||
+		    sk_X509_num(certs) >= CMS_SD_CERTS_MAX)
+			return -1;
+		start = b->pos - c.rawlen;
+		if (ber_take(b, NULL, c.len, NULL) == -1 ||
+		    (x = cms_memo_cert(memo, p + start, c.rawlen + c.len)) ==
+		    NULL)
+			return -1;
+		if (sk_X509_push(certs, x) <= 0) {
+			X509_free(x);
+			return -1;
+		}
+	}
+	return r;
+}
+
+/*
+ * A SignedData from a memory BIO, its certificates taken from the memo
+ * (parsed once for every message that carries them) rather than parsed
+ * with the rest: the ContentInfo is copied without its [0] certificates,
+ * the three outer levels re-encoded with indefinite lengths, parsed, and
+ * the certificates added back in their order.  NULL when anything is
+ * unusual (not in memory, over BER_MAX_HEAD, not SignedData, another
+ * kind of certificate choice, malformed): d2i_CMS_bio decides then.
+ */
+static CMS_ContentInfo *
+cms_sd_read(BIO *der, struct cms_memo *memo)
+{
+	static const unsigned char open[] = { 0xa0, 0x80, 0x30, 0x80 };
+	STACK_OF(X509) *certs = NULL;
+	CMS_ContentInfo *cms = NULL;
+	const unsigned char *q;
+	struct ber *b = NULL;
+	struct ber_hdr h;
+	BUF_MEM *m = NULL;
+	BIO *in = NULL;
+	char *data;
+	long n;
+	int nid, r, i;
+
+	if (memo == NULL || BIO_method_type(der) != BIO_TYPE_MEM ||
+	    (n = BIO_get_mem_data(der, &data)) <= 0 || n > BER_MAX_HEAD ||
+	    (m = BUF_MEM_new()) == NULL ||
+	    (certs = sk_X509_new_null()) == NULL ||
+	    (in = BIO_new_mem_buf(data, (int)n)) == NULL ||
+	    (b = ber_new(in, sizeof(*b))) == NULL)
+		goto done;
+	if (ber_content_type(b, m, &nid) == -1 || nid != NID_pkcs7_signed ||
+	    ber_next(b, &h) != 1 || !ber_is(&h, BER_CTX, 0, 1) ||
+	    ber_push(b, &h) == -1 || ber_next(b, &h) != 1 ||
+	    !ber_is(&h, BER_UNIV, BER_SEQUENCE, 1) || ber_push(b, &h) == -1 ||
+	    ber_put(m, open, sizeof(open)) == -1)
+		goto done;
+	while ((r = ber_next(b, &h)) == 1)
+		if (ber_is(&h, BER_CTX, 0, 1) ? cms_sd_certs(b, &h,
+		    (const unsigned char *)data, memo, certs) == -1 :
+		    ber_copy(b, &h, m) == -1)
+			goto done;
+	if (r == -1 || ber_next(b, &h) != 0 || ber_next(b, &h) != 0 ||
+	    ber_put(m, "\0\0\0\0\0\0", 6) == -1)
+		goto done;
+	q = (const unsigned char *)m->data;
+	if ((cms = d2i_CMS_ContentInfo(NULL, &q, (long)m->length)) == NULL)
+		goto done;
+	for (i = 0; i < sk_X509_num(certs); i++)
+		if (CMS_add1_cert(cms, sk_X509_value(certs, i)) != 1 &&
+		    ERR_GET_REASON(ERR_peek_last_error()) !=
+		    CMS_R_CERTIFICATE_ALREADY_PRESENT) {
+			CMS_ContentInfo_free(cms);
+			cms = NULL;
+			break;
+		}
+ done:
+	BIO_free(in);
+	free(b);
+	BUF_MEM_free(m);
+	sk_X509_pop_free(certs, X509_free);
+	ERR_clear_error();
+	return cms;
+}
+
 /* Verify a detached or opaque signature, its signers and the From address. */
 enum cms_outcome
 cms_verify(BIO *content, BIO *der, const struct cms_trust *trust,
@@ -1731,7 +1999,8 @@ cms_verify(BIO *content, BIO *der, const struct cms_trust *trust,
 
 	memset(res, 0, sizeof(*res));
 	ERR_clear_error();
-	if ((cms = d2i_CMS_bio(der, NULL)) == NULL)
+	if ((cms = cms_sd_read(der, trust->memo)) == NULL &&
+	    (cms = d2i_CMS_bio(der, NULL)) == NULL)
 		return cms_result(res, SMIME_PERMERROR,
 		    "malformed CMS structure");
 	if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {

@@ -20,6 +20,8 @@
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <stdint.h>
+#include <time.h>
 
 /* Options for cms_sign() and cms_encrypt(). */
 #define SMIME_OPT_OPAQUE  0x01	/* sign: application/pkcs7-mime signed-data */
@@ -67,6 +69,8 @@ struct cms_identity {
 	EVP_PKEY	*key;
 };
 
+struct cms_memo;
+
 /* What a signature is checked against; built by the caller (store/). */
 struct cms_trust {
 	X509_STORE		*store;	/* trust anchors */
@@ -83,6 +87,10 @@ struct cms_trust {
 	 * was imported (arg: ocsp_arg), for the result's comment */
 	void			 (*crl_source)(X509_CRL *crl, char *buf,
 				    size_t len, void *arg);
+	/* NULL, or where certificates parsed from messages and the verdicts
+	 * of chain validation are remembered (cms_memo.c); its owner calls
+	 * cms_memo_forget_chains() whenever anything above changes */
+	struct cms_memo		*memo;
 };
 
 /* A link of a path whose revocation no CRL or OCSP answer decided: the
@@ -209,5 +217,51 @@ enum cms_cert_status cms_cert_status(X509 *x, const struct cms_trust *,
     char *why, size_t whylen);
 int cms_auth_results(char *buf, size_t len, const char *host,
     const struct cms_verify *);
+
+/* cms_memo.c */
+/*
+ * What cms_verify() remembers between messages when cms_trust.memo is set:
+ * certificates by the SHA-256 of their DER (parsed once: OpenSSL 3 decodes
+ * every public key through its provider decoders, a third of the cost of
+ * a small signed message), and each validated chain's verdict, keyed by
+ * the signer, the certificates offered for the path, the trust anchors
+ * and the revocation settings.  Only a chain that passed is remembered
+ * (with how its revocation went: in soft mode a link may have stayed
+ * unknown; a stale CRL is not remembered), until the earliest of: CMS_MEMO_TTL
+ * seconds, a certificate of the path expiring, a CRL used reaching its
+ * nextUpdate.  The owner must call cms_memo_forget_chains() when the
+ * anchors, the CRLs or the OCSP answers change (a revoked certificate is
+ * then checked again).  Bounded: least recently used entries go first.
+ */
+#define CMS_MEMO_TTL		60
+#define CMS_MEMO_CERTS		1024	/* defaults for cms_memo_new() */
+#define CMS_MEMO_CHAINS		1024
+struct cms_memo *cms_memo_new(size_t maxcerts, size_t maxchains);
+void cms_memo_free(struct cms_memo *);
+/* Forget every chain verdict (the trust changed); certificates stay. */
+void cms_memo_forget_chains(struct cms_memo *);
+/* A certificate from its DER: the remembered one, or parsed and
+ * remembered; a new reference, NULL if it does not parse whole. */
+X509 *cms_memo_cert(struct cms_memo *, const unsigned char *der, size_t len);
+/* SHA-256 with the memo's prefetched digest; 0 or -1. */
+int cms_memo_digest(struct cms_memo *, const void *p, size_t n,
+    unsigned char key[32]);
+/* A certificate's SHA-256 fingerprint (its DER); 0 or -1. */
+int cms_memo_fp(struct cms_memo *, X509 *, unsigned char fp[32]);
+/* A chain verdict still good: 1 with its revocation text, and its
+ * undecided links appended to links[*nlinks] (new references), else 0. */
+int cms_memo_chain_get(struct cms_memo *, const unsigned char key[32],
+    char *text, size_t textlen, struct cms_link *links, size_t *nlinks);
+/* Remember a chain that passed, until `until`, with the links whose
+ * revocation stayed unknown (soft mode). */
+void cms_memo_chain_put(struct cms_memo *, const unsigned char key[32],
+    const char *text, const struct cms_link *links, size_t nlinks,
+    time_t until);
+/* Lookups answered and not, and what is held. */
+struct cms_memo_stats {
+	uint64_t	 cert_hits, cert_misses, chain_hits, chain_misses;
+	size_t		 ncerts, nchains;
+};
+void cms_memo_stats(struct cms_memo *, struct cms_memo_stats *);
 
 #endif

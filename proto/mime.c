@@ -501,6 +501,37 @@ body_byte(struct mime_rd *rd, char c, size_t o)
 	rd->line[rd->linelen++] = c;
 }
 
+/* A run of body line bytes (no LF, no CR before an LF) from offset o:
+ * what body_byte does for each, a line's worth at a time. */
+static void
+body_run(struct mime_rd *rd, const char *p, size_t n, size_t o)
+{
+	size_t k;
+
+	if (n > 0 && rd->bol) {
+		rd->bol = 0;
+		rd->linestart = o;
+		rd->linelen = 0;
+		rd->linecut = 0;
+	}
+	while (n > 0) {
+		if (rd->linelen == MIME_LINE_MAX) {
+			flush_eol(rd);
+			emit_data(rd, rd->line, rd->linelen, o - rd->linelen);
+			rd->linelen = 0;
+			rd->linecut = 1;
+		}
+		k = MIME_LINE_MAX - rd->linelen;
+		if (k > n)
+			k = n;
+		memcpy(rd->line + rd->linelen, p, k);
+		rd->linelen += k;
+		p += k;
+		o += k;
+		n -= k;
+	}
+}
+
 /* End of a body line: a line end of n bytes (0 at the end) at eoloff. */
 static void
 body_eol(struct mime_rd *rd, size_t eoloff, size_t n)
@@ -647,10 +678,26 @@ mime_rd_init(struct mime_rd *rd, mime_event_fn fn, void *arg)
 void
 mime_rd_feed(struct mime_rd *rd, const char *buf, size_t len)
 {
-	size_t i;
+	const char *lf;
+	size_t i, n;
 	char c;
 
 	for (i = 0; i < len; i++, rd->off++) {
+		/* Body bytes up to the next line end in one go (a bare CR is
+		 * data); a CR that may precede an LF takes the way below. */
+		if (rd->state == RD_BODY && !rd->cr) {
+			lf = memchr(buf + i, '\n', len - i);
+			n = (lf != NULL ? (size_t)(lf - buf) : len) - i;
+			if (n > 0 && buf[i + n - 1] == '\r')
+				n--;
+			if (n > 0) {
+				body_run(rd, buf + i, n, rd->off);
+				i += n;
+				rd->off += n;
+				if (i == len)
+					break;
+			}
+		}
 		c = buf[i];
 		if (rd->cr) {
 			rd->cr = 0;

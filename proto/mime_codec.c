@@ -102,41 +102,62 @@ mime_b64dec_init(struct mime_b64dec *d)
 	memset(d, 0, sizeof(*d));
 }
 
-/* Value of a base64 character, -1 for anything else. */
-static int
-b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
+/* Value of each byte in the base64 alphabet, -1 for anything else. */
+static const signed char b64tab[256] = {
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1, -1, 63,
+	52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1,
+	-1,  0,  1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13, 14,
+	15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, -1,
+	-1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+	41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
 
 /*
  * Decode base64; characters outside the alphabet are skipped (RFC 2045
  * 6.8), and "=" ends the data.  out needs len + 3 bytes.  Returns bytes
- * written.
+ * written.  Whole groups of four alphabet characters (nearly all of a
+ * body: lines are multiples of four) are decoded without the
+ * per-character state; anything else, line ends included, goes one
+ * character at a time.
  */
 size_t
 mime_b64dec_feed(struct mime_b64dec *d, const char *in, size_t len,
     char *out)
 {
-	size_t i, o = 0;
-	int v;
+	const unsigned char *u = (const unsigned char *)in;
+	size_t i = 0, o = 0;
+	int v, a, b, c, e;
 
-	for (i = 0; i < len && !d->done; i++) {
-		if (in[i] == '=') {
+	while (i < len && !d->done) {
+		if (d->n == 0) {
+			while (i + 4 <= len &&
+			    (a = b64tab[u[i]]) >= 0 && (b = b64tab[u[i + 1]])
+			    >= 0 && (c = b64tab[u[i + 2]]) >= 0 &&
+			    (e = b64tab[u[i + 3]]) >= 0) {
+				v = a << 18 | b << 12 | c << 6 | e;
+				out[o++] = (char)(v >> 16 & 0xff);
+				out[o++] = (char)(v >> 8 & 0xff);
+				out[o++] = (char)(v & 0xff);
+				i += 4;
+			}
+			if (i == len)
+				break;
+		}
+		if (u[i] == '=') {
 			d->done = 1;
 			break;
 		}
-		if ((v = b64val((unsigned char)in[i])) < 0)
+		if ((v = b64tab[u[i++]]) < 0)
 			continue;
 		d->acc = d->acc << 6 | (unsigned)v;
 		if (++d->n == 4) {

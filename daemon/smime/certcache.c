@@ -48,6 +48,8 @@ struct certcache {
 	struct policy_set *policy;
 	enum cms_revocation revocation;
 	STACK_OF(X509)	*inter;		/* intermediate CAs, for paths */
+	struct cms_memo	*memo;		/* parsed certificates, chain
+					 * verdicts: its own lock */
 };
 
 /* The bucket of a name (FNV-1a over its ASCII-lowercased bytes). */
@@ -149,6 +151,9 @@ certcache_new(void)
 		fatal("pthread_mutex_init");
 	cc->changes = -1;
 	cc->keys = keys_new();
+	if ((cc->memo = cms_memo_new(CMS_MEMO_CERTS, CMS_MEMO_CHAINS)) ==
+	    NULL)
+		fatal("cms_memo_new");
 	return cc;
 }
 
@@ -164,6 +169,7 @@ certcache_free(struct certcache *cc)
 	sk_X509_CRL_pop_free(cc->crls, X509_CRL_free);
 	sk_X509_pop_free(cc->inter, X509_free);
 	policy_set_free(cc->policy);
+	cms_memo_free(cc->memo);
 	pthread_mutex_destroy(&cc->mtx);
 	free(cc);
 }
@@ -206,6 +212,9 @@ certcache_sync(struct certcache *cc, struct store *st, int force, char *err,
 
 	pthread_mutex_lock(&cc->mtx);
 	cache_clear(cc, 1);
+	/* anchors, CRLs or OCSP answers may have changed: every chain is
+	 * checked again (a certificate revoked since says so at once) */
+	cms_memo_forget_chains(cc->memo);
 	otrust = cc->trust;
 	ocrls = cc->crls;
 	ointer = cc->inter;
@@ -222,6 +231,14 @@ certcache_sync(struct certcache *cc, struct store *st, int force, char *err,
 	sk_X509_CRL_pop_free(ocrls, X509_CRL_free);
 	sk_X509_pop_free(ointer, X509_free);
 	return 1;
+}
+
+/* What the engine remembers between messages for this cache's trust
+ * (cms_trust.memo); its chain verdicts are forgotten at every reload. */
+struct cms_memo *
+certcache_memo(struct certcache *cc)
+{
+	return cc->memo;
 }
 
 /* The policy rules of the last sync. */

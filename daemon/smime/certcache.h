@@ -49,6 +49,10 @@ int certcache_sync(struct certcache *, struct store *, int force, char *err,
 /* The rules (owned by the cache, valid until the next certcache_sync() of
  * the same thread); never NULL after a successful sync. */
 const struct policy_set *certcache_policy(struct certcache *);
+/* The engine's memo for verifications against this cache's trust
+ * (cms_trust.memo): parsed certificates and chain verdicts, the latter
+ * forgotten whenever certcache_sync() reloads. */
+struct cms_memo *certcache_memo(struct certcache *);
 /* Our private keys (keys.h), reloaded by certcache_sync(). */
 struct keys *certcache_keys(struct certcache *);
 /*

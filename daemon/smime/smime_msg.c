@@ -761,6 +761,7 @@ trust_build(const struct certsrc *src, const char *from,
 	t->ocsp = certcache_ocsp;
 	t->crl_source = certcache_crl_source;
 	t->ocsp_arg = (void *)src;
+	t->memo = certcache_memo(src->cc);
 	if ((t->store = certcache_trust(src, &t->crls)) == NULL ||
 	    (t->certs = *from != '\0' ? certcache_certs_of(src, from) :
 	    sk_X509_new_null()) == NULL ||

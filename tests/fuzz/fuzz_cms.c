@@ -88,7 +88,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	    (fuzz_trust.crls = sk_X509_CRL_new_null()) == NULL ||
 	    (fuzz_trust.certs = sk_X509_new_null()) == NULL ||
 	    !X509_up_ref(fuzz_id.cert) ||
-	    !sk_X509_push(fuzz_trust.certs, fuzz_id.cert))
+	    !sk_X509_push(fuzz_trust.certs, fuzz_id.cert) ||
+	    (fuzz_trust.memo = cms_memo_new(CMS_MEMO_CERTS,
+	    CMS_MEMO_CHAINS)) == NULL)	/* as the daemon verifies */
 		fuzz_fatal("cannot set up the trust store");
 	return 0;
 }

@@ -427,8 +427,10 @@ cmd_verify(int argc, char **argv)
 	X509_STORE *store = X509_STORE_new();
 	STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
 	STACK_OF(X509) *known = sk_X509_new_null();
+	/* with the memo the daemon uses: its SignedData reader (certificates
+	 * through the memo) checks every interop sample */
 	struct cms_trust trust = { store, crls, known, CMS_REV_SOFT, NULL, NULL,
-	    NULL };
+	    NULL, cms_memo_new(CMS_MEMO_CERTS, CMS_MEMO_CHAINS) };
 	BIO *content = NULL, *der = NULL, *out = NULL;
 	struct cms_verify res;
 	struct msg m;
@@ -487,6 +489,7 @@ cmd_verify(int argc, char **argv)
 	free(fromv);
 	free(m.buf);
 	X509_STORE_free(store);
+	cms_memo_free(trust.memo);
 	sk_X509_CRL_pop_free(crls, X509_CRL_free);
 	sk_X509_pop_free(known, X509_free);
 	return res.outcome == SMIME_PASS ? 0 : 1;
