@@ -42,11 +42,11 @@ set -euo pipefail
 BUILD_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libevent-dev libssl-dev libsqlite3-dev libseccomp-dev libunbound-dev
-	libp11-dev libp11-kit-dev
+	libp11-dev libp11-kit-dev libjansson-dev
 )
 RUNTIME_PACKAGES=(
 	libevent-2.1-7 libevent-openssl-2.1-7 libssl3 libsqlite3-0 libseccomp2
-	libunbound8 libp11-3 p11-kit-modules
+	libunbound8 libp11-3 p11-kit-modules libjansson4
 	ca-certificates dns-root-data adduser
 )
 TEST_PACKAGES=(
@@ -58,6 +58,7 @@ TEST_PACKAGES=(
 	python3 python3-cryptography python3-cryptography-vectors
 	clang libclang-rt-14-dev
 	procps iproute2 gdb sqlite3
+	prometheus
 	dpkg-dev debhelper mandoc man-db git
 )
 # The programs each set must leave behind.
@@ -65,7 +66,7 @@ BUILD_PROGRAMS=(cc make autoreconf pkg-config)
 RUNTIME_PROGRAMS=(adduser)
 TEST_PROGRAMS=(smtp-sink smtp-source swaks python3 openssl clang
 	softhsm2-util pkcs11-tool gcore sqlite3 setpriv nsd ldns-signzone dig
-	dpkg-buildpackage dh mandoc man)
+	dpkg-buildpackage dh mandoc man promtool prometheus)
 
 say() { echo "install-deps.sh: $*"; }
 

@@ -67,6 +67,10 @@ struct daemon_state {
 	struct event *ev_keyd;          /* its socket, for the loop's waits */
 	pid_t parent;
 	struct event *ev_ctl;
+	/* metrics_listen and the control socket: bound by the parent */
+	int metrics_fd, stats_fd;
+	char *stats_path;
+	struct metrics_srv *msrv;
 };
 
 /* The command line. */
@@ -568,6 +572,7 @@ daemon_free(struct daemon_state *d)
 		event_free(d->ev_ctl);
 	if (d->ev_keyd != NULL)
 		event_free(d->ev_keyd);
+	metrics_srv_free(d->msrv);
 	server_close_listeners(d->srv);
 	subsystems_free(d);
 	keyd_client_free(d->kc);
@@ -682,6 +687,72 @@ ctl_cb(evutil_socket_t fd, short what, void *arg)
 	log_info("key process restarted: keys reconnected");
 }
 
+/* Before a rendering: the gauges read on demand, and the expiry of our
+ * certificates (the TLS one, the S/MIME identities in memory). */
+static void
+metrics_refresh(void *arg)
+{
+	struct daemon_state *d = arg;
+	struct store_key **keys;
+	size_t i, n = 0;
+
+	metrics_set(M_CONN_CURRENT, (uint64_t)server_sessions(d->srv));
+	metrics_expiry_reset();
+	if (d->tls_server != NULL)
+		metrics_expiry_add("tls", SSL_CTX_get0_certificate(
+		    d->tls_server));
+	if (d->cc == NULL)
+		return;
+	keys = keys_decrypting(certcache_keys(d->cc), &n);
+	for (i = 0; i < n; i++)
+		metrics_expiry_add("key", keys[i]->cert);
+	store_keys_free(keys);
+}
+
+/* /healthz: the SMTP listeners are open and the store and spool are
+ * there (a stat and an access(), nothing that waits). */
+static int
+metrics_health(void *arg, char *why, size_t len)
+{
+	struct daemon_state *d = arg;
+	struct stat st;
+	char *db;
+	int r = 0;
+
+	if (d->exiting) {
+		snprintf(why, len, "stopping: not accepting connections");
+		return -1;
+	}
+	db = xasprintf("%s/%s", d->data_dir, STORE_DB_NAME);
+	errno = 0;
+	if (stat(db, &st) == -1 || !S_ISREG(st.st_mode)) {
+		snprintf(why, len, "database %s: %s", db, errno ?
+		    strerror(errno) : "not a file");
+		r = -1;
+	} else if (access(d->tmpdir, W_OK | X_OK) == -1) {
+		snprintf(why, len, "%s: %s", d->tmpdir, strerror(errno));
+		r = -1;
+	}
+	free(db);
+	return r;
+}
+
+/* Serve /metrics, /healthz and the control socket on the loop. */
+static void
+metrics_start(struct daemon_state *d)
+{
+	struct metrics_srv_params p;
+
+	memset(&p, 0, sizeof(p));
+	p.base = d->base;
+	p.http_fd = d->metrics_fd;
+	p.ctl_fd = d->stats_fd;
+	p.refresh = metrics_refresh;
+	p.health = metrics_health;
+	p.arg = d;
+	d->msrv = metrics_srv_new(&p);
+}
+
 /*
  * The network process: the key process's client (the TLS key a handle on
  * it), then as `user` with no capability the subsystems and the loop.
@@ -719,6 +790,7 @@ net_main(struct daemon_state *d, int kfd, int ctl)
 	}
 	d->ev_ctl = event_new(d->base, ctl, EV_READ | EV_PERSIST, ctl_cb, d);
 	event_add(d->ev_ctl, NULL);
+	metrics_start(d);
 	keyd_watch(d);
 	signals_add(d);
 	if (write(ctl, "R", 1) != 1)
@@ -977,6 +1049,13 @@ supervise(struct daemon_state *d)
 static void
 parent_free(struct daemon_state *d)
 {
+	if (d->metrics_fd != -1)
+		close(d->metrics_fd);
+	if (d->stats_fd != -1) {
+		close(d->stats_fd);
+		unlink(d->stats_path);
+	}
+	free(d->stats_path);
 	server_close_listeners(d->srv);
 	server_free(d->srv);
 	relay_pool_free(d->pool);
@@ -1000,6 +1079,27 @@ hand_over_data_dir(struct daemon_state *d, char *err, size_t errlen)
 	    d->gid, err, errlen);
 }
 
+/* metrics_listen and the control socket (owned by the network process's
+ * user), bound here like the SMTP listeners: a port in use fails the
+ * start. */
+static int
+metrics_bind(struct daemon_state *d, char *err, size_t errlen)
+{
+	const struct config *cfg = d->cfg;
+
+	if (cfg->metrics_host != NULL && (d->metrics_fd =
+	    metrics_srv_bind_http(cfg->metrics_host, cfg->metrics_port, err,
+	    errlen)) == -1)
+		return -1;
+	if (cfg->metrics_host != NULL)
+		log_info("metrics on %s:%s", cfg->metrics_host,
+		    cfg->metrics_port);
+	d->stats_path = xasprintf("%s/%s", cfg->data_dir, METRICS_CTL_SOCK);
+	d->stats_fd = metrics_srv_bind_ctl(d->stats_path, d->privsep, d->uid,
+	    d->gid, err, errlen);
+	return d->stats_fd == -1 ? -1 : 0;
+}
+
 /* Check the config and the keys, listen, detach, supervise. */
 int
 main(int argc, char *argv[])
@@ -1011,6 +1111,7 @@ main(int argc, char *argv[])
 
 	parse_args(argc, argv, &o);
 	memset(&d, 0, sizeof(d));
+	d.metrics_fd = d.stats_fd = -1;
 	log_init("smrelayd", 1, LOG_LVL_INFO);
 	tls_init();
 	if (check_config(&d, o.path, o.checkonly) == -1)
@@ -1037,7 +1138,8 @@ main(int argc, char *argv[])
 	d.pool = relay_pool_new(d.base, d.cfg, d.client_ctx);
 	d.tmpdir = xasprintf("%s/tmp", d.cfg->data_dir);
 	if (server_start(&d, err, sizeof(err)) == -1 ||
-	    hand_over_data_dir(&d, err, sizeof(err)) == -1) {
+	    hand_over_data_dir(&d, err, sizeof(err)) == -1 ||
+	    metrics_bind(&d, err, sizeof(err)) == -1) {
 		log_warnx("%s", err);
 		return 1;
 	}

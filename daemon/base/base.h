@@ -8,6 +8,8 @@
 #include "delivery.h"
 #include "dns.h"
 #include "http.h"
+#include "metrics.h"
+#include "metrics_srv.h"
 #include "msgbuf.h"
 #include "privsep.h"
 #include "tls.h"

@@ -57,7 +57,8 @@ static int key_files_unread;
 static config_set_fn set_listen, set_hostname, set_file, set_string,
     set_inbound_tls, set_relay, set_relay_tls, set_networks, set_size,
     set_count, set_duration, set_log_level, set_revocation, set_yesno,
-    set_wait, set_port, set_route, set_dns_resolver, set_cert_lookup;
+    set_wait, set_port, set_route, set_dns_resolver, set_cert_lookup,
+    set_metrics_listen;
 
 static const struct config_key config_keys[] = {
 	{ "listen", 1, set_listen, 0 },
@@ -98,6 +99,7 @@ static const struct config_key config_keys[] = {
 	{ "dns_trust_anchor", 0, set_string,
 	    offsetof(struct config, dns_trust_anchor) },
 	{ "cert_lookup", 0, set_cert_lookup, 0 },
+	{ "metrics_listen", 0, set_metrics_listen, 0 },
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -774,6 +776,24 @@ set_cert_lookup(struct config *cfg, const struct config_key *k,
 	return 0;
 }
 
+/* metrics_listen = ADDR:PORT ([IPv6]:PORT; * for every address) */
+static int
+set_metrics_listen(struct config *cfg, const struct config_key *k,
+    const char *val, int line, char *why, size_t len)
+{
+	char *host, *port;
+
+	(void)line;
+	if (split_hostport(val, 1, NULL, &host, &port) == -1)
+		return bad_value(why, len, k->name, val, "expected ADDR:PORT, "
+		    "like 127.0.0.1:9425 or [::1]:9425");
+	free(cfg->metrics_host);
+	free(cfg->metrics_port);
+	cfg->metrics_host = host;
+	cfg->metrics_port = port;
+	return 0;
+}
+
 /* relay_networks = CIDR list, separated by white space and/or commas. */
 static int
 set_networks(struct config *cfg, const struct config_key *k, const char *val,
@@ -1212,5 +1232,7 @@ config_free(struct config *cfg)
 	free(cfg->dns_resolver_host);
 	free(cfg->dns_resolver_port);
 	free(cfg->dns_trust_anchor);
+	free(cfg->metrics_host);
+	free(cfg->metrics_port);
 	free(cfg);
 }

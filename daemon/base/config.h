@@ -89,6 +89,7 @@ struct config {
 	int queue_lifetime;             /* seconds */
 	int delay_warning;              /* delay_warning_time, seconds */
 	int log_level;                  /* LOG_LVL_* */
+	char *metrics_host, *metrics_port;      /* metrics_listen; NULL: off */
 };
 
 /* config.c */

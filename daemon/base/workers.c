@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "lib/lib.h"
+#include "metrics.h"
 #include "workers.h"
 
 #define WORKERS_MAX	64
@@ -78,6 +79,7 @@ worker_main(void *arg)
 			pthread_cond_wait(&w->cond, &w->mtx);
 		if ((j = q_pop(&w->todo)) == NULL)
 			break;          /* stopping and nothing left */
+		metrics_sub(M_WORKERS_QUEUED, 1);
 		pthread_mutex_unlock(&w->mtx);
 		j->run(j->job, tctx);
 		pthread_mutex_lock(&w->mtx);
@@ -177,6 +179,7 @@ workers_submit(struct workers *w, workers_run_fn *run, workers_done_fn *done,
 	j->job = job;
 	pthread_mutex_lock(&w->mtx);
 	q_push(&w->todo, j);
+	metrics_inc(M_WORKERS_QUEUED);
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->mtx);
 }

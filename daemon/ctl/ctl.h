@@ -103,6 +103,12 @@ int ctl_smime_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
 int ctl_store_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
     char *argv[]);
 
+/* ctl_stats.c */
+/* `stats [--json]`: the running daemon's counters, through its control
+ * socket (data_dir/smrelayd.sock); exit 1 when it does not answer. */
+int ctl_stats_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
+    char *argv[]);
+
 /* ctl_util.c */
 /*
  * The store and the key file of cfg, the keys an older version left in

@@ -38,6 +38,7 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "policy", "remove", "ID", ctl_policy_run },
 	{ "policy", "test", "--sender ADDR --recipient ADDR", ctl_policy_run },
 	{ "route", "test", "ADDR", ctl_route_run },
+	{ "stats", NULL, "[--json]", ctl_stats_run },
 	{ "queue", "list", "", ctl_queue_run },
 	{ "queue", "show", "ID", ctl_queue_run },
 	{ "queue", "flush", "[ID]", ctl_queue_run },

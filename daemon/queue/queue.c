@@ -221,6 +221,7 @@ send_dsn(struct queue *q, struct spool_entry *e, int which,
 	bounce_clear(&b);
 	if (action == DSN_FAILED)
 		q->bounced++;
+	if (action == DSN_FAILED) metrics_inc(M_MSG_BOUNCED);
 	return 1;
 }
 
@@ -284,6 +285,7 @@ finish(struct attempt *a, const struct smtp_result *data)
 	    e->last_error && ok < (int)a->n ? e->last_error : "ok");
 	hops_probe_end(q->hops, a->key);
 	if (ok > 0) {
+		metrics_inc(M_MSG_DELIVERED);
 		q->delivered += (uint64_t)ok;
 		queue_hop_result(q, a->key, &okr);
 	} else if (down)
@@ -606,6 +608,21 @@ queue_run(struct queue *q)
 	q->earliest = earliest;
 }
 
+/* The metrics' queue size and oldest entry, once a second: a scrape
+ * never walks the queue. */
+static void
+queue_gauges(struct queue *q)
+{
+	int64_t oldest = 0;
+	size_t i;
+
+	for (i = 0; i < q->n; i++)
+		if (!q->v[i]->gone && (oldest == 0 || q->v[i]->created < oldest))
+			oldest = q->v[i]->created;
+	metrics_set(M_QUEUE_SIZE, q->n);
+	metrics_set(M_QUEUE_OLDEST, (uint64_t)oldest);
+}
+
 /* Once a second: ask the spool about smrelayctl, run the queue. */
 static void
 timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -619,6 +636,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 		spool_poll_control(q->spool, control_cb, q);
 	}
 	queue_run(q);
+	queue_gauges(q);
 }
 
 /* The kick event: run the queue. */

@@ -68,6 +68,7 @@ struct relay_txn {
 	int setup_failed;               /* no session with the next hop: */
 	struct smtp_result setup_res;   /* later RCPTs get this at once */
 	char peer[300];                 /* of the last connection, for logs */
+	double started;                 /* mono_now(), for the metrics */
 };
 
 TAILQ_HEAD(txn_list, relay_txn);
@@ -155,6 +156,7 @@ txn_data_done(struct relay_txn *txn, const struct smtp_result *res)
 
 	txn->data_res = *res;
 	txn->data = D_DONE;
+	metrics_latency(mono_now() - txn->started);
 	free(txn->chunk);
 	txn->chunk = NULL;
 	txn_log_result(txn, txn->peer);
@@ -832,6 +834,8 @@ relay_begin(void *ctx, const char *from, const char *params, uint64_t sessid)
 {
 	struct relay_pool *p = ctx;
 	struct relay_txn *txn = xcalloc(1, sizeof(*txn));
+
+	txn->started = mono_now();
 
 	txn->pool = p;
 	txn->id = sessid;

@@ -660,6 +660,7 @@ conn_tls_done(struct relay_conn *c)
 		return;
 	}
 	tls_describe(c->ssl, desc, sizeof(desc));
+	metrics_tls(METRICS_OUT, c->ssl);
 	if (c->dane == DANE_TLSA &&
 	    (depth = SSL_get0_dane_tlsa(c->ssl, &u, &sel, &mt, NULL,
 	    NULL)) >= 0)

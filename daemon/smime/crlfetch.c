@@ -269,6 +269,7 @@ cf_got(int status, const char *err, const unsigned char *body, size_t len,
 
 	ok = cf_answered(status, err, msg, sizeof(msg)) &&
 	    cf_store(r, body, len, msg, sizeof(msg));
+	metrics_inc(ok ? M_CRL_OK : M_CRL_FAIL);
 	r->done(r->url, ok, msg, r->arg);
 	cf_wake(r->cf, r->url);
 	cf_req_free(r);
@@ -591,6 +592,7 @@ ocsp_got(int status, const char *err, const unsigned char *body,
 
 	ok = cf_answered(status, err, msg, sizeof(msg)) &&
 	    ocsp_store(q, body, len, msg, sizeof(msg));
+	metrics_inc(ok ? M_OCSP_OK : M_OCSP_FAIL);
 	q->done(q->url, ok, msg, q->arg);
 	snprintf(key, sizeof(key), "ocsp:%s", q->key);
 	cf_wake(q->cf, key);

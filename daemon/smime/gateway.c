@@ -433,6 +433,7 @@ spooled(void *arg, int err)
 		    strerror(err));
 		smtp_result_set(&res, 452, "4.3.1", "Insufficient system storage");
 	} else {
+		metrics_inc(M_MSG_QUEUED);
 		log_info("session id=%016llx copy queued id=%s rcpts=%zu%s%s",
 		    (unsigned long long)c->t->sessid, c->qid, c->ndefer +
 		    (q->delivered ? 0 : c->nrcpts), c->hold ? " held" : "",
@@ -510,6 +511,7 @@ inner_data_cb(void *arg, const struct smtp_result *res)
 	    (unsigned long long)c->t->sessid, c->nrcpts, (long long)c->rule_id,
 	    res->code, res->enh, res->text);
 	queue_hop_result(c->t->gw->queue, c->key, res);
+	if (res->code >= 200 && res->code < 300) metrics_inc(M_MSG_RELAYED);
 	c->txn = NULL;          /* over after the data callback */
 	if (res->code >= 200 && res->code < 300 && c->ndefer > 0)
 		copy_spool(c, 0, c->nrcpts);

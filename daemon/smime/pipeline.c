@@ -53,6 +53,7 @@ pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
 	if (certcache_refused(src, rcpt, why, sizeof(why)))
 		snprintf(d->why, sizeof(d->why), "%s", why);
 	d->nocert = 1;
+	metrics_inc(M_ENCRYPT_NOCERT);
 	switch (r->nocert) {
 	case POLICY_NOCERT_PLAIN:
 		d->actions &= ~POLICY_ENCRYPT;
@@ -130,9 +131,11 @@ run_decrypt(struct pl_run *p)
 	int r, verified = 0;
 
 	r = smime_msg_decrypt(p->src, p->cur, p->curlen, p->c->host, &step);
+	metrics_inc(r == 0 ? M_DECRYPT_OK : M_DECRYPT_FAIL);
 	if (r == 0) {
 		adopt(p, &step);
 		verified = step.verified;
+		if (verified) metrics_verify(step.outcome);
 		take_verdict(p->res, &step);
 	} else if (r == -1 && !keys_usable(certcache_keys(p->src->cc))) {
 		p->keyd_down = 1;
@@ -153,6 +156,7 @@ run_verify(struct pl_run *p)
 
 	if (smime_msg_verify(p->src, p->cur, p->curlen, p->c->host,
 	    &step) == 0 && step.msg != NULL) {
+		metrics_verify(step.outcome);
 		adopt(p, &step);
 		take_verdict(p->res, &step);
 		p->res->verified = step.verified;
@@ -255,6 +259,7 @@ run_wrap(struct pl_run *p, struct smtp_result *fail)
 
 	if ((p->todo & POLICY_SIGN) && (signer = signer_for(p->src, c,
 	    p->cur, p->curlen, from, sizeof(from))) == NULL) {
+		metrics_inc(M_SIGN_FAIL);
 		smtp_result_set(fail, 451, "4.7.0", "Cannot sign: no signing "
 		    "key for the sender, try again later");
 		smime_msg_from(p->cur, p->curlen, from, sizeof(from));
@@ -277,6 +282,8 @@ run_wrap(struct pl_run *p, struct smtp_result *fail)
 	else
 		r = smime_msg_encrypt(p->src, p->cur, p->curlen, c->sender,
 		    c->rcpts, c->nrcpts, NULL, &step);
+	if (p->todo & POLICY_SIGN) metrics_inc(r == 0 ? M_SIGN_OK : M_SIGN_FAIL);
+	if (p->todo & POLICY_ENCRYPT) metrics_inc(r == 0 ? M_ENCRYPT_OK : M_ENCRYPT_FAIL);
 	if (r == -1 && !keys_usable(certcache_keys(p->src->cc)))
 		keyd_down_reply(fail);
 	else if (r == -1)

@@ -66,11 +66,13 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	char addr[64];
 
 	(void)l;
+	metrics_inc(M_CONN_TOTAL);
 	if (srv->env.draining) {
 		evutil_closesocket(fd);
 		return;
 	}
 	if (srv->nsessions >= srv->env.cfg->max_connections) {
+		metrics_inc(M_CONN_REFUSED);
 		sockaddr_str(sa, addr, sizeof(addr));
 		log_warnx("connection refused peer=%s reason=max_connections "
 		    "limit=%d", addr, srv->env.cfg->max_connections);

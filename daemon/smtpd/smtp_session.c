@@ -902,6 +902,7 @@ session_data_cb(void *arg, const struct smtp_result *r)
 	    r->enh, r->text);
 	if (r->code >= 200 && r->code < 300)
 		s->env->accepted(s->env->arg);
+	if (r->code >= 400) metrics_inc(M_MSG_REJECTED);
 	session_reply_result(s, r);
 	session_reset_txn(s);
 	session_enter_state(s, S_CMD);
@@ -944,6 +945,7 @@ session_data_end(struct smtp_session *s)
 	    s->data_error == DATA_IO ? "io-error" :
 	    (fl & (SMTP_DATA_BARE_LF | SMTP_DATA_BARE_CR)) ? "bare-cr-lf" :
 	    (fl & SMTP_DATA_NUL) ? "nul" : "long-line";
+	metrics_inc(M_MSG_REJECTED);
 	log_info("session id=%016llx message refused reason=%s size=%zu",
 	    (unsigned long long)s->id, why, s->data_bytes);
 	session_reset_txn(s);
@@ -1139,6 +1141,7 @@ session_tls_done(struct smtp_session *s)
 
 	s->tls = 1;
 	tls_describe(ssl, s->tls_info, sizeof(s->tls_info));
+	metrics_tls(METRICS_IN, ssl);
 	log_info("session id=%016llx tls %s", (unsigned long long)s->id,
 	    s->tls_info);
 	if (s->helo == NULL && s->lc->tls == LISTEN_TLS_IMPLICIT) {
