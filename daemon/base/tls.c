@@ -315,6 +315,10 @@ tls_client_ctx(const struct config *cfg, char *err, size_t errlen)
 
 	if ((ctx = client_ctx(0, NULL, err, errlen)) == NULL)
 		return NULL;
+	/* sessions reach the relay through a new-session callback (it keeps
+	 * one per destination); OpenSSL keeps none itself */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	if (SSL_CTX_dane_enable(ctx) <= 0) {
 		snprintf(err, errlen, "DANE: %s", tls_error());
 		goto fail;
