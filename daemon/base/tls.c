@@ -91,7 +91,7 @@ tls_tickets_rotate(void)
 }
 
 /* OpenSSL's ticket callback: encrypt under the first key; decrypt under
- * the key the ticket names (2: valid, but issue a fresh ticket), 0 (a full
+ * the key the ticket names (2: valid, issue a fresh ticket), 0 (a full
  * handshake) for a key we no longer have. */
 static int
 tls_ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
@@ -130,7 +130,11 @@ tls_ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
 		    iv) == 1 ? 1 : -1;
 	if (EVP_DecryptInit_ex(cctx, tls_tcipher, NULL, k->aes, iv) != 1)
 		return -1;
-	return k == &tls_tkeys[0] ? 1 : 2;
+	/* 2 (renew) even under the current key: with 1 a TLS 1.3 server
+	 * sends no new ticket, and clients that use a ticket once (RFC 8446
+	 * C.4; OpenSSL's marks it used) would make every other handshake
+	 * full */
+	return 2;
 }
 
 /* Session tickets on a server context under our keys (made now if there

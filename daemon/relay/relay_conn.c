@@ -638,6 +638,7 @@ conn_starttls(struct relay_conn *c)
 	struct smtp_result res;
 	evutil_socket_t fd;
 	size_t junk;
+	SSL_SESSION *sess;
 	SSL *ssl;
 
 	if ((junk = evbuffer_get_length(in)) > 0) {
@@ -664,10 +665,15 @@ conn_starttls(struct relay_conn *c)
 	}
 	SSL_set_app_data(ssl, c);
 	SSL_CTX_sess_set_new_cb(h->ctx, conn_new_session);
+	/* a copy: OpenSSL marks the one it used not resumable when the
+	 * connection ends without close_notify */
 	if (h->sess != NULL && conn_unauth(c) &&
 	    strcmp(h->sess_peer, c->peer) == 0 &&
-	    SSL_set_session(ssl, h->sess) != 1)
-		ERR_clear_error();      /* a full handshake then */
+	    (sess = SSL_SESSION_dup(h->sess)) != NULL) {
+		if (SSL_set_session(ssl, sess) != 1)
+			ERR_clear_error();      /* a full handshake then */
+		SSL_SESSION_free(sess);
+	}
 	fd = bufferevent_getfd(c->bev);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	bufferevent_free(c->bev);       /* not BEV_OPT_CLOSE_ON_FREE */
