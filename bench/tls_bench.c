@@ -239,7 +239,8 @@ server_setup(struct tls_bench *tb, const char *cert, const char *key,
 	X509 *leaf;
 
 	if (kp == NULL) {
-		tb->sctx = tls_server_ctx(cert, key, tb->err, sizeof(tb->err));
+		tb->sctx = tls_server_ctx(cert, key, 0, tb->err,
+		    sizeof(tb->err));
 		if (tb->sctx == NULL)
 			die(tb->err);
 		return NULL;
@@ -253,7 +254,8 @@ server_setup(struct tls_bench *tb, const char *cert, const char *key,
 	if ((leaf = tls_leaf_cert(cert, tb->err, sizeof(tb->err))) == NULL ||
 	    (h = keyd_client_pkey(kc, leaf, tb->err, sizeof(tb->err))) == NULL)
 		die(tb->err);
-	tb->sctx = tls_server_ctx_pkey(cert, h, tb->err, sizeof(tb->err));
+	tb->sctx = tls_server_ctx_pkey(cert, h, 0, tb->err,
+	    sizeof(tb->err));
 	if (tb->sctx == NULL)
 		die(tb->err);
 	EVP_PKEY_free(h);	/* the context holds it */

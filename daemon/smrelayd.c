@@ -171,8 +171,8 @@ server_ctx_keyd(const struct config *cfg, struct keyd_client *kc,
 
 	if ((cert = tls_leaf_cert(cfg->tls_cert_file, err, errlen)) != NULL &&
 	    (pkey = keyd_client_pkey(kc, cert, err, errlen)) != NULL)
-		ctx = tls_server_ctx_pkey(cfg->tls_cert_file, pkey, err,
-		    errlen);
+		ctx = tls_server_ctx_pkey(cfg->tls_cert_file, pkey,
+		    cfg->tls_ticket_rotate, err, errlen);
 	EVP_PKEY_free(pkey);
 	X509_free(cert);
 	return ctx;
@@ -193,8 +193,8 @@ load_tls(const struct config *cfg, struct keyd_client *kc, SSL_CTX **server,
 	*client = NULL;
 	if (cfg->tls_cert_file != NULL && server != NULL) {
 		sctx = kc != NULL ? server_ctx_keyd(cfg, kc, err, errlen) :
-		    tls_server_ctx(cfg->tls_cert_file, cfg->tls_key_file, err,
-		    errlen);
+		    tls_server_ctx(cfg->tls_cert_file, cfg->tls_key_file,
+		    cfg->tls_ticket_rotate, err, errlen);
 		if (sctx == NULL)
 			return -1;
 	}

@@ -26,6 +26,8 @@
 #define DEFAULT_MAX_RCPTS	1000
 #define DEFAULT_MAX_CONNS	1024
 #define DEFAULT_LIFETIME	(5 * 86400)
+#define DEFAULT_TICKET_ROTATE	3600
+#define TICKET_ROTATE_MAX	86400
 #define DEFAULT_DELAY_WARNING	(4 * 3600)
 #define DEFAULT_MX_PORT		"25"
 #define DEFAULT_DNS_PORT	"53"
@@ -57,7 +59,7 @@ static int key_files_unread;
 static config_set_fn set_listen, set_hostname, set_file, set_string,
     set_inbound_tls, set_relay, set_relay_tls, set_networks, set_size,
     set_count, set_duration, set_log_level, set_revocation, set_yesno,
-    set_wait, set_port, set_route, set_dns_resolver, set_cert_lookup,
+    set_wait, set_rotate, set_port, set_route, set_dns_resolver, set_cert_lookup,
     set_metrics_listen;
 
 static const struct config_key config_keys[] = {
@@ -82,6 +84,8 @@ static const struct config_key config_keys[] = {
 	    offsetof(struct config, queue_lifetime) },
 	{ "delay_warning_time", 0, set_duration,
 	    offsetof(struct config, delay_warning) },
+	{ "tls_ticket_rotate", 0, set_rotate,
+	    offsetof(struct config, tls_ticket_rotate) },
 	{ "log_level", 0, set_log_level, 0 },
 	{ "revocation", 0, set_revocation, 0 },
 	{ "revocation_fetch", 0, set_yesno,
@@ -891,6 +895,23 @@ set_wait(struct config *cfg, const struct config_key *k, const char *val,
 	return 0;
 }
 
+/* tls_ticket_rotate: 0 (no tickets) or up to a day. */
+static int
+set_rotate(struct config *cfg, const struct config_key *k, const char *val,
+    int line, char *why, size_t len)
+{
+	int *field = (int *)(void *)((char *)cfg + k->off);
+	long long v = config_parse_duration(val);
+
+	(void)line;
+	if (v < 0 || v > TICKET_ROTATE_MAX)
+		return bad_value(why, len, k->name, val,
+		    "expected 0 (no session tickets) or a duration up to 1d, "
+		    "like 1h");
+	*field = (int)v;
+	return 0;
+}
+
 /* log_level = error | warn | info | debug */
 static int
 set_log_level(struct config *cfg, const struct config_key *k,
@@ -926,6 +947,7 @@ config_default(void)
 	cfg->max_recipients = DEFAULT_MAX_RCPTS;
 	cfg->max_connections = DEFAULT_MAX_CONNS;
 	cfg->queue_lifetime = DEFAULT_LIFETIME;
+	cfg->tls_ticket_rotate = DEFAULT_TICKET_ROTATE;
 	cfg->delay_warning = DEFAULT_DELAY_WARNING;
 	cfg->log_level = LOG_LVL_INFO;
 	cfg->revocation_fetch = 1;

@@ -88,6 +88,7 @@ struct config {
 	int max_connections;
 	int queue_lifetime;             /* seconds */
 	int delay_warning;              /* delay_warning_time, seconds */
+	int tls_ticket_rotate;          /* seconds; 0: no session tickets */
 	int log_level;                  /* LOG_LVL_* */
 	char *metrics_host, *metrics_port;      /* metrics_listen; NULL: off */
 };

@@ -6,8 +6,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -43,12 +46,126 @@ tls_ctx_common(SSL_CTX *ctx)
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 }
 
-/* Server context from a PEM chain and key; NULL with err set on failure. */
+/*
+ * Session ticket keys (RFC 5077 tickets, TLS 1.3 PSK tickets): ours, made
+ * from random bytes in this process (the network process) and never
+ * written anywhere.  The first is the one that encrypts; the others (older,
+ * up to TLS_TICKET_OLD) still decrypt, and a ticket under one of them is
+ * replaced by a fresh one.  tls_tickets_rotate() makes a new first key and
+ * forgets the oldest: a ticket lives at most (TLS_TICKET_OLD + 1)
+ * rotations.  The keys outlive the contexts (SIGHUP makes new ones).
+ */
+struct tls_ticket_key {
+	unsigned char	name[16];
+	unsigned char	aes[32];	/* AES-256-CBC */
+	unsigned char	hmac[32];	/* HMAC-SHA256 */
+	unsigned	gen;
+};
+static struct tls_ticket_key tls_tkeys[TLS_TICKET_OLD + 1];
+static int tls_ntkeys;
+static unsigned tls_tgen;
+static EVP_CIPHER *tls_tcipher;
+
+/* A new encrypting ticket key; the oldest beyond TLS_TICKET_OLD goes.
+ * Returns its generation (1, 2, ...). */
+unsigned
+tls_tickets_rotate(void)
+{
+	struct tls_ticket_key k;
+
+	if (RAND_bytes(k.name, sizeof(k.name)) != 1 ||
+	    RAND_bytes(k.aes, sizeof(k.aes)) != 1 ||
+	    RAND_bytes(k.hmac, sizeof(k.hmac)) != 1)
+		fatalx("tls: no random bytes for a ticket key");
+	k.gen = ++tls_tgen;
+	if (tls_ntkeys == TLS_TICKET_OLD + 1) {
+		OPENSSL_cleanse(&tls_tkeys[TLS_TICKET_OLD],
+		    sizeof(tls_tkeys[0]));
+		tls_ntkeys--;
+	}
+	memmove(&tls_tkeys[1], &tls_tkeys[0], tls_ntkeys * sizeof(k));
+	tls_tkeys[0] = k;
+	tls_ntkeys++;
+	OPENSSL_cleanse(&k, sizeof(k));
+	return tls_tgen;
+}
+
+/* OpenSSL's ticket callback: encrypt under the first key; decrypt under
+ * the key the ticket names (2: valid, issue a fresh ticket), 0 (a full
+ * handshake) for a key we no longer have. */
+static int
+tls_ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
+    EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+	OSSL_PARAM params[3];
+	const struct tls_ticket_key *k = NULL;
+	int i;
+
+	(void)ssl;
+	if (tls_ntkeys == 0 || tls_tcipher == NULL)
+		return enc ? -1 : 0;
+	if (enc) {
+		k = &tls_tkeys[0];
+		if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(tls_tcipher)) != 1)
+			return -1;
+		memcpy(name, k->name, sizeof(k->name));
+	} else {
+		for (i = 0; i < tls_ntkeys; i++)
+			if (memcmp(name, tls_tkeys[i].name, 16) == 0) {
+				k = &tls_tkeys[i];
+				break;
+			}
+		if (k == NULL)
+			return 0;
+	}
+	params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY,
+	    (void *)k->hmac, sizeof(k->hmac));
+	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+	    (char *)"SHA256", 0);
+	params[2] = OSSL_PARAM_construct_end();
+	if (EVP_MAC_CTX_set_params(hctx, params) != 1)
+		return -1;
+	if (enc)
+		return EVP_EncryptInit_ex(cctx, tls_tcipher, NULL, k->aes,
+		    iv) == 1 ? 1 : -1;
+	if (EVP_DecryptInit_ex(cctx, tls_tcipher, NULL, k->aes, iv) != 1)
+		return -1;
+	/* 2 (renew) even under the current key: with 1 a TLS 1.3 server
+	 * sends no new ticket, and clients that use a ticket once (RFC 8446
+	 * C.4; OpenSSL's marks it used) would make every other handshake
+	 * full */
+	return 2;
+}
+
+/* Session tickets on a server context under our keys (made now if there
+ * are none yet), valid for `lifetime` seconds at most; -1 on failure. */
+static int
+tls_server_tickets(SSL_CTX *ctx, long lifetime)
+{
+	static const unsigned char sid_ctx[] = "smrelayd";
+
+	if (tls_tcipher == NULL &&
+	    (tls_tcipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL)) == NULL)
+		return -1;
+	if (tls_ntkeys == 0)
+		tls_tickets_rotate();
+	SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+	/* stateless: nothing kept per session on our side */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 1);
+	SSL_CTX_set_timeout(ctx, lifetime);
+	if (SSL_CTX_set_session_id_context(ctx, sid_ctx,
+	    sizeof(sid_ctx) - 1) != 1)
+		return -1;
+	return SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_cb) == 1 ?
+	    0 : -1;
+}
+
 /* A server context with cert's chain and key (a PEM file) or pkey (a
  * handle on the key process). */
 static SSL_CTX *
-server_ctx(const char *cert, const char *key, EVP_PKEY *pkey, char *err,
-    size_t errlen)
+server_ctx(const char *cert, const char *key, EVP_PKEY *pkey, int rotate,
+    char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
 
@@ -60,9 +177,15 @@ server_ctx(const char *cert, const char *key, EVP_PKEY *pkey, char *err,
 	tls_ctx_common(ctx);
 	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE |
 	    SSL_OP_NO_TICKET);
-	/* No resumption: mail sessions are long and rare per client. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(ctx, 0);
+	/* Resumption by ticket (no private-key operation, so no trip to the
+	 * key process); rotate 0: none, every handshake is full. */
+	if (rotate > 0 && tls_server_tickets(ctx,
+	    (long)rotate * (TLS_TICKET_OLD + 1)) == -1) {
+		snprintf(err, errlen, "session tickets: %s", tls_error());
+		goto fail;
+	}
 	if (SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS_12) != 1) {
 		snprintf(err, errlen, "cipher list: %s", tls_error());
 		goto fail;
@@ -89,16 +212,17 @@ fail:
 }
 
 SSL_CTX *
-tls_server_ctx(const char *cert, const char *key, char *err, size_t errlen)
+tls_server_ctx(const char *cert, const char *key, int rotate, char *err,
+    size_t errlen)
 {
-	return server_ctx(cert, key, NULL, err, errlen);
+	return server_ctx(cert, key, NULL, rotate, err, errlen);
 }
 
 SSL_CTX *
-tls_server_ctx_pkey(const char *cert, EVP_PKEY *pkey, char *err,
+tls_server_ctx_pkey(const char *cert, EVP_PKEY *pkey, int rotate, char *err,
     size_t errlen)
 {
-	return server_ctx(cert, NULL, pkey, err, errlen);
+	return server_ctx(cert, NULL, pkey, rotate, err, errlen);
 }
 
 /* The first certificate of a PEM file (the server's own). */
@@ -195,6 +319,10 @@ tls_client_ctx(const struct config *cfg, char *err, size_t errlen)
 
 	if ((ctx = client_ctx(0, NULL, err, errlen)) == NULL)
 		return NULL;
+	/* sessions reach the relay through a new-session callback (it keeps
+	 * one per destination); OpenSSL keeps none itself */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	if (SSL_CTX_dane_enable(ctx) <= 0) {
 		snprintf(err, errlen, "DANE: %s", tls_error());
 		goto fail;
@@ -231,6 +359,13 @@ SSL_CTX *
 tls_fetch_ctx(char *err, size_t errlen)
 {
 	return client_ctx(1, NULL, err, errlen);
+}
+
+/* "yes" when the handshake resumed a session (no certificate was sent). */
+const char *
+tls_resumed(SSL *ssl)
+{
+	return SSL_session_reused(ssl) ? "yes" : "no";
 }
 
 /* "version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256/256" */

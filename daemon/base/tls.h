@@ -7,12 +7,25 @@
 
 struct config;
 
+/* Session ticket keys kept besides the one that encrypts: a ticket
+ * decrypts for up to TLS_TICKET_OLD + 1 rotations. */
+#define TLS_TICKET_OLD	2
+
 /* tls.c */
 void tls_init(void);
-/* Server context from tls_cert_file/tls_key_file; NULL (err set) on failure. */
-SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err, size_t);
+/* Server context from tls_cert_file/tls_key_file, with session tickets
+ * under our keys when rotate (tls_ticket_rotate, seconds) is not 0; NULL
+ * (err set) on failure. */
+SSL_CTX *tls_server_ctx(const char *cert, const char *key, int rotate,
+    char *err, size_t);
 /* The same with the key as an EVP_PKEY (a handle on the key process). */
-SSL_CTX *tls_server_ctx_pkey(const char *cert, EVP_PKEY *, char *err, size_t);
+SSL_CTX *tls_server_ctx_pkey(const char *cert, EVP_PKEY *, int rotate,
+    char *err, size_t);
+/* A new ticket key that encrypts from now on; the oldest beyond
+ * TLS_TICKET_OLD is forgotten.  Returns the key's generation. */
+unsigned tls_tickets_rotate(void);
+/* "yes" or "no": whether the handshake resumed a session. */
+const char *tls_resumed(SSL *);
 /* The first certificate of a PEM file; NULL (err set) if none. */
 X509 *tls_leaf_cert(const char *path, char *err, size_t);
 /* Client context for every relay_tls mode: opportunistic unless a

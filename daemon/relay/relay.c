@@ -776,6 +776,7 @@ hop_free(struct relay_pool *p, struct relay_hop *h)
 	while ((c = TAILQ_FIRST(&h->conns)) != NULL)
 		conn_close(c);
 	mx_clear(h);
+	conn_forget_session(h);
 	TAILQ_REMOVE(&p->hops, h, entry);
 	p->nhops--;
 	free(h->key);
@@ -1073,6 +1074,7 @@ relay_pool_reconfigure(struct relay_pool *p, const struct config *cfg,
 		h->cfg = cfg;
 		h->ctx = client_ctx;
 		h->gen = p->hop.gen;
+		conn_forget_session(h);
 		while ((c = TAILQ_FIRST(&h->idle)) != NULL)
 			conn_quit(c);
 		if (newdns) {

@@ -6,6 +6,8 @@
 
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -581,6 +583,48 @@ conn_after_ehlo(struct relay_conn *c)
 	conn_ready(c);
 }
 
+/* Whether c authenticates nothing of its peer (relay_tls may, encrypt,
+ * dane without usable TLSA records): only such connections resume a TLS
+ * session, and only theirs are kept (a resumed session skips the
+ * certificate checks that verify and DANE ask for). */
+static int
+conn_unauth(const struct relay_conn *c)
+{
+	return c->tlsmode != RELAY_TLS_VERIFY && c->dane != DANE_TLSA;
+}
+
+/* OpenSSL has a session (a TLS 1.3 ticket) for c: keep a copy for the
+ * next connection to the same peer.  A copy, because this one is c's own
+ * and OpenSSL marks it not resumable when c ends without close_notify (a
+ * next hop that just closes).  Returns 0: OpenSSL keeps its reference. */
+static int
+conn_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct relay_conn *c = SSL_get_app_data(ssl);
+	struct relay_hop *h;
+	SSL_SESSION *copy;
+
+	if (c == NULL || !conn_unauth(c) || !SSL_SESSION_is_resumable(sess) ||
+	    (copy = SSL_SESSION_dup(sess)) == NULL)
+		return 0;
+	h = c->hop;
+	log_debug("relay cid=%016llx to=%s TLS session kept for resumption",
+	    (unsigned long long)c->id, c->peer);
+	SSL_SESSION_free(h->sess);
+	h->sess = copy;
+	snprintf(h->sess_peer, sizeof(h->sess_peer), "%s", c->peer);
+	return 0;
+}
+
+/* Drop the hop's kept TLS session (new context, hop going). */
+void
+conn_forget_session(struct relay_hop *h)
+{
+	SSL_SESSION_free(h->sess);
+	h->sess = NULL;
+	h->sess_peer[0] = '\0';
+}
+
 /*
  * 220 to STARTTLS: drop any plaintext the server sent after it (an injected
  * command must never be read as if it came over TLS: CVE-2011-0411), and
@@ -594,6 +638,7 @@ conn_starttls(struct relay_conn *c)
 	struct smtp_result res;
 	evutil_socket_t fd;
 	size_t junk;
+	SSL_SESSION *sess;
 	SSL *ssl;
 
 	if ((junk = evbuffer_get_length(in)) > 0) {
@@ -617,6 +662,17 @@ conn_starttls(struct relay_conn *c)
 		    c->peer);
 		c->dane = DANE_UNUSABLE;
 		ERR_clear_error();
+	}
+	SSL_set_app_data(ssl, c);
+	SSL_CTX_sess_set_new_cb(h->ctx, conn_new_session);
+	/* a copy: OpenSSL marks the one it used not resumable when the
+	 * connection ends without close_notify */
+	if (h->sess != NULL && conn_unauth(c) &&
+	    strcmp(h->sess_peer, c->peer) == 0 &&
+	    (sess = SSL_SESSION_dup(h->sess)) != NULL) {
+		if (SSL_set_session(ssl, sess) != 1)
+			ERR_clear_error();      /* a full handshake then */
+		SSL_SESSION_free(sess);
 	}
 	fd = bufferevent_getfd(c->bev);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
@@ -670,8 +726,9 @@ conn_tls_done(struct relay_conn *c)
 		snprintf(how, sizeof(how), "%s", c->tlsmode ==
 		    RELAY_TLS_VERIFY ? "yes" : c->dane == DANE_UNUSABLE ?
 		    "no (TLSA records, none usable)" : "no");
-	log_info("relay cid=%016llx to=%s tls=established %s verified=%s",
-	    (unsigned long long)c->id, c->peer, desc, how);
+	log_info("relay cid=%016llx to=%s tls=established %s verified=%s "
+	    "resumed=%s", (unsigned long long)c->id, c->peer, desc, how,
+	    tls_resumed(c->ssl));
 	c->ext = 0;
 	c->size_limit = 0;
 	conn_send(c, -1, 0, "EHLO %s", c->hop->cfg->hostname);
@@ -920,6 +977,9 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
 		if (c->state == C_CONNECT) {
 			log_info("relay cid=%016llx to=%s connected",
 			    (unsigned long long)c->id, c->peer);
+			/* commands and TLS records out at once (no Nagle) */
+			(void)setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP,
+			    TCP_NODELAY, &(int){ 1 }, sizeof(int));
 			conn_enter_state(c, C_GREETING);
 			conn_timer(c, c->hop->to.greeting);
 			conn_read_replies(c);

@@ -169,6 +169,10 @@ struct relay_hop {
 	struct conn_list idle;
 	int64_t last_used;              /* time(): for dropping unused hops */
 	int ntxns;                      /* relay.c's transactions bound here */
+	/* TLS session to resume with the next connection to sess_peer; only
+	 * from and for connections that authenticate nothing (conn_unauth) */
+	SSL_SESSION *sess;
+	char sess_peer[300];
 	/* where it is */
 	char *host, *port;              /* the host, or the domain with mx */
 	int mx;                         /* addresses from relay_mx.c: the
@@ -232,5 +236,6 @@ void conn_rearm(struct relay_conn *);
 void conn_quit(struct relay_conn *);
 void conn_close(struct relay_conn *);
 void conn_fail(struct relay_conn *, int, const struct smtp_result *);
+void conn_forget_session(struct relay_hop *);
 
 #endif

@@ -147,7 +147,8 @@ sink_run(struct sink *sk, const char *dir)
 
 	if (sk->cfg->tls_cert_file != NULL &&
 	    (sk->tls = tls_server_ctx(sk->cfg->tls_cert_file,
-	    sk->cfg->tls_key_file, err, sizeof(err))) == NULL) {
+	    sk->cfg->tls_key_file, sk->cfg->tls_ticket_rotate, err,
+	    sizeof(err))) == NULL) {
 		fprintf(stderr, "smrelayctl: sink: %s\n", err);
 		return 1;
 	}

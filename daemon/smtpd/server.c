@@ -8,8 +8,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/queue.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <event2/listener.h>
 
 #include "daemon/base/base.h"
@@ -33,6 +36,8 @@ struct server {
 	int nlisteners;
 	void (*on_idle)(void *arg);
 	void *arg;
+	struct event *rotate_ev;        /* tls_ticket_rotate */
+	int rotate;                     /* its period now, seconds */
 };
 
 struct listener_ctx {
@@ -79,6 +84,11 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		server_refuse(srv, fd);
 		return;
 	}
+	/* replies, pipelined groups and TLS records go out at once, not
+	 * after the peer's delayed ACK (Nagle) */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
+	    sizeof(int)) == -1 && errno != EOPNOTSUPP && errno != ENOPROTOOPT)
+		log_debug("TCP_NODELAY: %s", strerror(errno));
 	sn = xcalloc(1, sizeof(*sn));
 	if ((sn->s = smtp_session_start(&srv->env, sn, fd, sa, socklen,
 	    lx->lc)) == NULL) {
@@ -263,6 +273,42 @@ server_message_accepted(void *arg)
 	srv->nmessages++;
 }
 
+/* The timer: a new session ticket key (tls.c keeps the older ones for a
+ * while). */
+static void
+server_rotate_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	if (srv->env.tls_server != NULL)
+		log_info("tls ticket key rotated generation=%u",
+		    tls_tickets_rotate());
+}
+
+/* (Re)arm the ticket key timer for the config's period. */
+static void
+server_arm_rotate(struct server *srv)
+{
+	struct timeval tv;
+	int secs = srv->env.tls_server != NULL ?
+	    srv->env.cfg->tls_ticket_rotate : 0;
+
+	if (srv->env.base == NULL || secs == srv->rotate)
+		return;
+	if (srv->rotate_ev == NULL && (srv->rotate_ev = event_new(
+	    srv->env.base, -1, EV_PERSIST, server_rotate_cb, srv)) == NULL)
+		fatalx("server: event_new");
+	evtimer_del(srv->rotate_ev);
+	srv->rotate = secs;
+	if (secs > 0) {
+		tv.tv_sec = secs;
+		tv.tv_usec = 0;
+		evtimer_add(srv->rotate_ev, &tv);
+	}
+}
+
 /* A server for p's listeners and backend; nothing is bound yet. */
 struct server *
 server_new(const struct server_params *p)
@@ -282,6 +328,7 @@ server_new(const struct server_params *p)
 	srv->on_idle = p->on_idle;
 	srv->arg = p->arg;
 	LIST_INIT(&srv->sessions);
+	server_arm_rotate(srv);
 	return srv;
 }
 
@@ -302,6 +349,7 @@ server_reconfigure(struct server *srv, const struct config *cfg, SSL_CTX *tls)
 {
 	srv->env.cfg = cfg;
 	srv->env.tls_server = tls;
+	server_arm_rotate(srv);
 }
 
 /* Sessions open now. */
@@ -325,5 +373,7 @@ server_free(struct server *srv)
 	if (srv == NULL)
 		return;
 	server_close_listeners(srv);
+	if (srv->rotate_ev != NULL)
+		event_free(srv->rotate_ev);
 	free(srv);
 }

@@ -646,8 +646,8 @@ cmd_unsupported(struct smtp_session *s, struct smtp_cmd *cmd)
 	return session_error(s);
 }
 
-static void session_setup_bev(struct smtp_session *);
-static void session_tls_done(struct smtp_session *);
+static void session_setup_bev(struct smtp_session *, int);
+static int session_tls_done(struct smtp_session *);
 
 /* The handshake is over: a TLS filter over the plain bufferevent, in the
  * open state, or the session ends. */
@@ -679,8 +679,12 @@ session_tls_ready(void *arg, SSL *ssl, const char *why)
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
 	s->bev = tb;
-	session_setup_bev(s);
-	session_tls_done(s);
+	/* reading starts last: the filter may read what followed the
+	 * handshake, an EOF too, and end the session in bufferevent_enable */
+	session_setup_bev(s, 0);
+	if (session_tls_done(s) < 0)
+		return;
+	bufferevent_enable(tb, EV_READ | EV_WRITE);
 }
 
 /* Put TLS under the connection: the handshake (tls_accept.c: it does not
@@ -704,9 +708,10 @@ static void session_read_cb(struct bufferevent *, void *);
 static void session_write_cb(struct bufferevent *, void *);
 static void session_event_cb(struct bufferevent *, short, void *);
 
-/* Wire callbacks, watermarks and timeouts on the current bufferevent. */
+/* Wire callbacks, watermarks and timeouts on the current bufferevent,
+ * and start it when `enable`. */
 static void
-session_setup_bev(struct smtp_session *s)
+session_setup_bev(struct smtp_session *s, int enable)
 {
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
 	    session_event_cb, s);
@@ -714,7 +719,8 @@ session_setup_bev(struct smtp_session *s)
 	bufferevent_setwatermark(s->bev, EV_WRITE, OUT_LOWAT, 0);
 	bufferevent_set_timeouts(s->bev, &(struct timeval){ TIMEOUT_CMD, 0 },
 	    &(struct timeval){ TIMEOUT_CMD, 0 });
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (enable)
+		bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
 static int
@@ -1133,8 +1139,9 @@ session_write_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-/* TLS handshake done: note it; implicit TLS greets now. */
-static void
+/* TLS handshake done: note it; implicit TLS greets now.  < 0 when the
+ * session ended. */
+static int
 session_tls_done(struct smtp_session *s)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
@@ -1142,10 +1149,11 @@ session_tls_done(struct smtp_session *s)
 	s->tls = 1;
 	tls_describe(ssl, s->tls_info, sizeof(s->tls_info));
 	metrics_tls(METRICS_IN, ssl);
-	log_info("session id=%016llx tls %s", (unsigned long long)s->id,
-	    s->tls_info);
+	log_info("session id=%016llx tls %s resumed=%s",
+	    (unsigned long long)s->id, s->tls_info, tls_resumed(ssl));
 	if (s->helo == NULL && s->lc->tls == LISTEN_TLS_IMPLICIT) {
-		session_greet(s);
+		if (session_greet(s) < 0)
+			return -1;
 	} else {
 		/* RFC 3207 4.2: forget everything learnt before TLS. */
 		session_reset_txn(s);
@@ -1154,7 +1162,7 @@ session_tls_done(struct smtp_session *s)
 		s->esmtp = 0;
 		session_enter_state(s, S_CMD);
 	}
-	session_process(s);
+	return session_process(s);
 }
 
 static void
@@ -1165,7 +1173,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	(void)bev;
 	if (what & BEV_EVENT_CONNECTED) {
-		session_tls_done(s);
+		(void)session_tls_done(s);
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
@@ -1223,7 +1231,7 @@ smtp_session_start(const struct session_env *env, void *tag, evutil_socket_t fd,
 	log_info("session id=%016llx connect peer=%s listener=%s:%s relay=%s",
 	    (unsigned long long)s->id, s->peer_str, lc->host, lc->port,
 	    s->relay_ok ? "yes" : "no");
-	session_setup_bev(s);
+	session_setup_bev(s, 1);
 	if (lc->tls == LISTEN_TLS_IMPLICIT && lc->proxy == LISTEN_PROXY_OFF) {
 		/* not live yet for the server: a failure is undone here */
 		s->hs = tls_accept_new(env->base, s->bev, env->tls_server,

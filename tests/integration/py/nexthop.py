@@ -159,7 +159,8 @@ class Session(threading.Thread):
                 self.buf = b""
                 self.sock = self.ctx.wrap_socket(self.sock, server_side=True)
                 self.tls = "%s %s" % (self.sock.version(), self.sock.cipher()[0])
-                event(a, "TLS conn=%d %s" % (self.num, self.tls))
+                event(a, "TLS conn=%d %s reused=%s" % (self.num, self.tls,
+                                                       "yes" if self.sock.session_reused else "no"))
                 mail, rcpts, rcpt_args = None, [], []
             elif verb == "MAIL":
                 m = re.match(r"(?i)FROM:\s*<([^>]*)>\s*(.*)", arg)
@@ -195,6 +196,8 @@ class Session(threading.Thread):
                 body = self.read_data()
                 if body is None or not self.end_of_data(mail, mail_args, rcpts,
                                                         rcpt_args, helo, body):
+                    return
+                if a.one_message:
                     return
                 mail, rcpts, rcpt_args = None, [], []
             elif verb == "RSET":
@@ -245,6 +248,8 @@ def parser(doc=__doc__):
     p.add_argument("--mail-reply", help="reply to every MAIL")
     p.add_argument("--data-reply", help="reply at end of DATA (non-2xx: message not stored)")
     p.add_argument("--no-dsn", action="store_true")
+    p.add_argument("--one-message", action="store_true",
+                   help="close the connection after each message's reply")
     p.add_argument("--size", type=int, default=104857600)
     p.add_argument("--slow", action="store_true", help="read 4 KB at a time, pausing between reads")
     p.add_argument("--slow-delay", type=float, default=0.01)
