@@ -1012,6 +1012,8 @@ main(int argc, char *argv[])
 	parse_args(argc, argv, &o);
 	memset(&d, 0, sizeof(d));
 	log_init("smrelayd", 1, LOG_LVL_INFO);
+	/* -f: the log is stderr, timed; -n prints only its verdicts */
+	log_timestamps(o.foreground && !o.checkonly);
 	tls_init();
 	if (check_config(&d, o.path, o.checkonly) == -1)
 		return 1;
