@@ -1113,6 +1113,8 @@ main(int argc, char *argv[])
 	memset(&d, 0, sizeof(d));
 	d.metrics_fd = d.stats_fd = -1;
 	log_init("smrelayd", 1, LOG_LVL_INFO);
+	/* -f: the log is stderr, timed; -n prints only its verdicts */
+	log_timestamps(o.foreground && !o.checkonly);
 	tls_init();
 	if (check_config(&d, o.path, o.checkonly) == -1)
 		return 1;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -13,25 +14,47 @@
 
 static int log_fg = 1;
 static int log_lvl = LOG_LVL_INFO;
+static int log_stamped;
 
 static void log_vemit(int, const char *, va_list, const char *)
     __attribute__((format(printf, 2, 0)));
+
+/* "2026-12-06T08:30:01.123+01:00 " (local time, ISO 8601 with
+ * milliseconds) into buf; "" when timestamps are off. */
+static void
+log_stamp_fmt(char *buf, size_t len)
+{
+	struct timeval tv;
+	struct tm tm;
+	char date[24], zone[8];
+
+	buf[0] = '\0';
+	if (!log_stamped || gettimeofday(&tv, NULL) == -1 ||
+	    localtime_r(&tv.tv_sec, &tm) == NULL)
+		return;
+	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (strftime(zone, sizeof(zone), "%z", &tm) != 5)
+		snprintf(zone, sizeof(zone), "+0000");
+	snprintf(buf, len, "%s.%03ld%.3s:%.2s ", date,
+	    (long)(tv.tv_usec / 1000) % 1000, zone, zone + 3);
+}
 
 /* Format and emit one line if the level passes. */
 static void
 log_vemit(int lvl, const char *fmt, va_list ap, const char *errstr)
 {
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
-	char msg[2048];
+	char msg[2048], ts[64];
 
 	if (lvl > log_lvl)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (log_fg) {
+		log_stamp_fmt(ts, sizeof(ts));
 		if (errstr)
-			fprintf(stderr, "%s: %s\n", msg, errstr);
+			fprintf(stderr, "%s%s: %s\n", ts, msg, errstr);
 		else
-			fprintf(stderr, "%s\n", msg);
+			fprintf(stderr, "%s%s\n", ts, msg);
 		fflush(stderr);
 	} else if (errstr)
 		syslog(prio[lvl], "%s: %s", msg, errstr);
@@ -59,6 +82,14 @@ log_init(const char *progname, int foreground, int level)
 	if (!foreground)
 		openlog(progname, LOG_PID | LOG_NDELAY, LOG_MAIL);
 	tzset();
+}
+
+/* Begin each stderr line with the time (a daemon under -f; syslog has its
+ * own). */
+void
+log_timestamps(int on)
+{
+	log_stamped = on;
 }
 
 /* Change the verbosity at run time (SIGHUP, -v). */

@@ -258,6 +258,8 @@ int     mime_canon(const char *, size_t, char **outer, size_t *outerlen,
 int     mime_assemble(const char *outer, size_t outerlen, const char *hdrs,
 	    const char *body, size_t bodylen, char **out, size_t *outlen);
 int     mime_boundary(char *, size_t, const unsigned char *, size_t);
+char   *mime_drop_field(const char *, size_t, const char *name,
+	    size_t *outlen);
 int     mime_multipart_signed(const char *inner, size_t innerlen,
 	    const unsigned char *sig, size_t siglen, const char *boundary,
 	    const char *micalg, char **hdrs, char **body, size_t *bodylen);

@@ -336,6 +336,44 @@ mime_assemble(const char *outer, size_t outerlen, const char *hdrs,
 }
 
 /*
+ * A copy of the entity e[0, n) without its header fields called `name`
+ * (case-insensitive, with their continuation lines), for example the
+ * MIME-Version of a decrypted entity whose message already has one.  Only
+ * the header block (up to the first empty line) is looked at, so a caller
+ * that streams may pass just that block.  *outlen gets the length; the
+ * result is malloc'd and NUL-terminated.
+ */
+char *
+mime_drop_field(const char *e, size_t n, const char *name, size_t *outlen)
+{
+	struct buf b = { NULL, 0, 0 };
+	size_t off = 0, end, nl = strlen(name);
+	const char *p;
+	int drop;
+
+	while (off < n && e[off] != '\r' && e[off] != '\n') {
+		/* one field: up to a line end not followed by blank space */
+		end = off;
+		do {
+			p = memchr(e + end, '\n', n - end);
+			end = p != NULL ? (size_t)(p - e) + 1 : n;
+		} while (end < n && (e[end] == ' ' || e[end] == '\t'));
+		drop = end - off > nl && strncasecmp(e + off, name, nl) == 0;
+		for (p = e + off + nl; drop && p < e + end && (*p == ' ' ||
+		    *p == '\t'); p++)
+			;
+		if (!drop || p >= e + end || *p != ':')
+			buf_add(&b, e + off, end - off);
+		off = end;
+	}
+	buf_add(&b, e + off, n - off);
+	buf_grow(&b, 1);
+	b.p[b.len] = '\0';
+	*outlen = b.len;
+	return b.p;
+}
+
+/*
  * Make a boundary from caller-supplied random bytes: "=_smr_" and their
  * hex.  "=_" never occurs in base64 or quoted-printable text.  Returns 0,
  * -1 if it would not fit in outsz or exceed 70 characters.

@@ -12,6 +12,25 @@ struct smtp_result {
 	int code;               /* 250, 451, 550, ... */
 	char enh[16];           /* "2.0.0"; always set */
 	char text[256];         /* one line, no CRLF */
+	/* for the delivery log, set by the relay client on what it
+	 * answers ("" when not known) */
+	char relay[300];        /* "host[addr]:port" */
+	char tls[96];           /* "TLSv1.3:CIPHER[:resumed]", "none" */
+};
+
+/* One delivery attempt for one recipient, as its log line says it. */
+struct delivery_attempt {
+	const char *qid;        /* the message's queue ID */
+	const char *rcpt;
+	const char *msgid;      /* its Message-ID, "" if none */
+	double delay;           /* seconds since it came in */
+	const double *delays;   /* receive/S/MIME/relay seconds, or NULL */
+	const char *relay;      /* "" or NULL: none */
+	const char *tls;
+	const char *smime;      /* "signed+encrypted", "none", ... */
+	const char *reply;      /* "451 4.4.1 text" */
+	const char *status;     /* NULL: sent, deferred or bounced by the
+				 * reply's code */
 };
 
 typedef void delivery_cb(void *arg, const struct smtp_result *);
@@ -23,6 +42,16 @@ typedef void delivery_cb(void *arg, const struct smtp_result *);
 /* Fill a result of our own making; the text is printf-formatted. */
 void smtp_result_set(struct smtp_result *, int code, const char *enh,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Log one line for one recipient's delivery attempt (docs/OPERATIONS.md,
+ * "Logs"). */
+void delivery_log_attempt(const struct delivery_attempt *);
+/* The Message-ID of a message (its first 32 KB), "" if none, into buf. */
+void delivery_message_id(struct msgbuf *, char *buf, size_t len);
+/* The S/MIME actions done (POLICY_* bits) as "signed+encrypted", or
+ * "none"; `verdict` (or NULL) follows "verified:". */
+void delivery_smime_str(unsigned actions, const char *verdict, char *buf,
+    size_t len);
 
 /*
  * A delivery backend.  Callbacks are never invoked from inside one of these

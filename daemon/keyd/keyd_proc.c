@@ -187,6 +187,7 @@ keyd_run(const struct config *cfg, int fd, int foreground)
 		close_range(3, (unsigned)fd - 1, 0);
 	close_range((unsigned)fd + 1, ~0U, 0);
 	log_init("smrelayd-keyd", foreground, cfg->log_level);
+	log_timestamps(foreground);
 	signal(SIGPIPE, SIG_IGN);
 	kp_harden();
 	memset(&p, 0, sizeof(p));

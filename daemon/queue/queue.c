@@ -237,6 +237,29 @@ attempt_free(struct attempt *a)
 	free(a);
 }
 
+/* A retry's delivery log line for one recipient: the ID is the one the
+ * client was given; S/MIME was applied before the copy was queued ("-"). */
+static void
+attempt_log(const struct attempt *a, const char *rcpt,
+    const struct smtp_result *r, const char *reply)
+{
+	struct delivery_attempt d;
+	char msgid[256];
+	int64_t age = time(NULL) - a->e->created;
+
+	delivery_message_id(a->body, msgid, sizeof(msgid));
+	memset(&d, 0, sizeof(d));
+	d.qid = a->e->id;
+	d.rcpt = rcpt;
+	d.msgid = msgid;
+	d.delay = age > 0 ? (double)age : 0;
+	d.relay = r->relay;
+	d.tls = r->tls;
+	d.smime = "-";
+	d.reply = reply;
+	delivery_log_attempt(&d);
+}
+
 /* Record the outcome per recipient; once the entry's last attempt is
  * over, settle it. */
 static void
@@ -245,7 +268,7 @@ finish(struct attempt *a, const struct smtp_result *data)
 	struct queue *q = a->q;
 	struct spool_entry *e = a->e;
 	const struct smtp_result *r;
-	const struct smtp_result okr = { 250, "2.0.0", "" };
+	const struct smtp_result okr = { 250, "2.0.0", "", "", "" };
 	struct spool_rcpt *rc;
 	char buf[300];
 	size_t k;
@@ -258,6 +281,7 @@ finish(struct attempt *a, const struct smtp_result *data)
 			r = data;
 		snprintf(buf, sizeof(buf), "%d %s %s", r->code, r->enh,
 		    r->text);
+		attempt_log(a, rc->addr, r, buf);
 		free(rc->reply);
 		rc->reply = xstrdup(buf);
 		if (r->code >= 200 && r->code < 300) {
@@ -831,7 +855,7 @@ queue_replace(struct queue *q, const char *id, struct msgbuf *body)
 		return;
 	}
 	c = spool_entry_dup(e);
-	c->busy = c->gone = c->seen = 0;
+	c->busy = c->gone = c->seen = c->keep_id = 0;
 	c->held = SPOOL_HOLD_NONE;
 	c->actions = 0;
 	c->next_attempt = 0;
@@ -849,8 +873,9 @@ queue_replace(struct queue *q, const char *id, struct msgbuf *body)
 	r = xcalloc(1, sizeof(*r));
 	r->q = q;
 	snprintf(r->id, sizeof(r->id), "%s", id);
-	log_info("queue id=%s: certificate available, released", id);
 	queue_submit(q, c, body, replace_done, r);
+	log_info("queue id=%s: certificate available, released as id=%s", id,
+	    c->id);
 	spool_entry_free(c);
 }
 

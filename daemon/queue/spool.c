@@ -299,7 +299,8 @@ spool_put(struct spool *sp, struct spool_entry *e, struct msgbuf *body,
 {
 	struct sreq *r = xcalloc(1, sizeof(*r));
 
-	spooldb_new_id(e->id);
+	if (!e->keep_id || e->id[0] == '\0')
+		spooldb_new_id(e->id);
 	e->size = (int64_t)msgbuf_size(body);
 	r->kind = SREQ_PUT;
 	r->e = spool_entry_dup(e);

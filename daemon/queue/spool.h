@@ -28,7 +28,8 @@ typedef void spool_control_cb(void *arg, const char *id, int held,
  */
 struct spool *spool_new(struct event_base *, const char *data_dir,
     struct spool_entry ***loaded, size_t *nloaded, char *err, size_t errlen);
-/* Persist a new entry (e->id set here) with its body; cb once durable.
+/* Persist a new entry (e->id set here unless e->keep_id) with its body;
+ * cb once durable.
  * Takes a reference on body; e is copied. */
 void spool_put(struct spool *, struct spool_entry *e, struct msgbuf *body,
     spool_put_cb *, void *arg);

@@ -63,6 +63,8 @@ struct spool_entry {
 	struct spool_rcpt *rcpts;
 	size_t		 nrcpts;
 	/* memory only */
+	int		 keep_id;	/* spool_put: id is set (the message's
+					 * queue ID), do not make one */
 	int		 busy;		/* an attempt is running */
 	int		 inflight;	/* queue.c: its attempts running (one
 					 * per destination) */

@@ -69,6 +69,7 @@ struct relay_txn {
 	struct smtp_result setup_res;   /* later RCPTs get this at once */
 	char peer[300];                 /* of the last connection, for logs */
 	double started;                 /* mono_now(), for the metrics */
+	char tls[96];                   /* and its TLS, for logs */
 };
 
 TAILQ_HEAD(txn_list, relay_txn);
@@ -132,6 +133,29 @@ txn_reset_wire(struct relay_txn *txn)
 	}
 	if (txn->data == D_SENT)
 		txn->data = D_WAIT;
+}
+
+/* Take the connection's name and TLS state for the delivery log:
+ * "TLSv1.3:CIPHER", ":resumed" when the session was resumed, or "none". */
+static void
+txn_note_conn(struct relay_txn *txn, struct relay_conn *c)
+{
+	strlcpy_s(txn->peer, c->peer, sizeof(txn->peer));
+	if (c->ssl != NULL && SSL_is_init_finished(c->ssl))
+		snprintf(txn->tls, sizeof(txn->tls), "%s:%s%s",
+		    SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
+		    SSL_session_reused(c->ssl) ? ":resumed" : "");
+	else
+		snprintf(txn->tls, sizeof(txn->tls), "none");
+}
+
+/* Where a result came from, for the delivery log. */
+static void
+txn_stamp(const struct relay_txn *txn, struct smtp_result *res)
+{
+	strlcpy_s(res->relay, txn->peer, sizeof(res->relay));
+	strlcpy_s(res->tls, txn->tls[0] ? txn->tls : "none",
+	    sizeof(res->tls));
 }
 
 /* Log the outcome of a transaction. */
@@ -583,7 +607,7 @@ txn_conn_ready(struct relay_conn *c, void *arg)
 
 	(void)arg;
 	/* an MX destination's address is known now */
-	strlcpy_s(txn->peer, c->peer, sizeof(txn->peer));
+	txn_note_conn(txn, c);
 	txn_pump(txn);
 }
 
@@ -615,6 +639,7 @@ txn_notify_cb(evutil_socket_t fd, short ev, void *arg)
 		cb = txn->rcpts[i].cb;
 		cbarg = txn->rcpts[i].arg;
 		res = txn->rcpts[i].res;
+		txn_stamp(txn, &res);
 		txn->rcpts[i].cb = NULL;
 		cb(cbarg, &res);        /* may rcpt(): rcpts may move */
 	}
@@ -622,6 +647,7 @@ txn_notify_cb(evutil_socket_t fd, short ev, void *arg)
 		cb = txn->data_cb;
 		cbarg = txn->data_arg;
 		res = txn->data_res;
+		txn_stamp(txn, &res);
 		txn->data_cb = NULL;
 		txn->finished = 1;
 		cb(cbarg, &res);
@@ -655,7 +681,7 @@ txn_attach(struct relay_txn *txn, int pooled)
 	if (pooled && (c = conn_take_idle(h)) != NULL) {
 		c->txn = txn;
 		txn->conn = c;
-		strlcpy_s(txn->peer, c->peer, sizeof(txn->peer));
+		txn_note_conn(txn, c);
 		log_debug("relay id=%016llx cid=%016llx reusing connection",
 		    (unsigned long long)txn->id, (unsigned long long)c->id);
 		txn_pump(txn);

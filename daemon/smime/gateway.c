@@ -83,6 +83,11 @@ struct gw_copy {
 	struct msgbuf		*out;		/* transformed body */
 	struct gw_job		*job;		/* in a worker */
 	struct gw_sreq		*sreq;		/* being spooled */
+	/* for the delivery log */
+	double			 t_relay;	/* handed to the next hop */
+	char			 relay[300];	/* the next hop that answered */
+	char			 tls[96];
+	char			 smime[96];	/* what S/MIME did */
 };
 
 /* A RCPT waiting for its reply to be passed on, in order. */
@@ -115,6 +120,12 @@ struct gw_txn {
 	int			 in_data;
 	int			 busy;		/* inside a callback */
 	int			 dead;		/* aborted or over */
+	/* the message's queue ID (the 250 reply, the delivery log lines
+	 * and the first spooled copy carry it) */
+	char			 qid[SPOOL_ID_LEN + 1];
+	int			 qid_spooled;	/* a spooled copy has it */
+	double			 t_begin, t_data;	/* MAIL, end of DATA */
+	char			 msgid[256];
 };
 
 /* A transform on a worker thread; owns everything it reads. */
@@ -194,6 +205,8 @@ gw_begin(void *ctx, const char *from, const char *params, uint64_t sessid)
 	t->from = xstrdup(from);
 	t->params = xstrdup(params);
 	t->sessid = sessid;
+	t->t_begin = mono_now();
+	spooldb_new_id(t->qid);
 	if ((t->defer = event_new(gw->base, -1, 0, defer_cb, t)) == NULL)
 		fatalx("event_new");
 	return t;
@@ -225,6 +238,16 @@ rcpts_free(struct spool_rcpt *v, size_t n)
 	free(v);
 }
 
+/* Remember which next hop answered a copy, for its log lines. */
+static void
+copy_note_hop(struct gw_copy *c, const struct smtp_result *res)
+{
+	if (res->relay[0] == '\0')
+		return;
+	snprintf(c->relay, sizeof(c->relay), "%s", res->relay);
+	snprintf(c->tls, sizeof(c->tls), "%s", res->tls);
+}
+
 /*
  * The inner transaction answered one of a copy's RCPTs.  A temporary
  * refusal (next hop down, greylisting, ...) is accepted here: that
@@ -238,6 +261,7 @@ inner_rcpt_cb(void *arg, const struct smtp_result *res)
 
 	r->done = 1;
 	r->res = *res;
+	copy_note_hop(c, res);
 	if (res->code >= 200 && res->code < 300)
 		rcpt_push(&c->rcpts, &c->nrcpts, r->path, r->params);
 	else if (res->code >= 400 && res->code < 500) {
@@ -386,6 +410,47 @@ gw_rcpt(void *txn, const char *rcpt, const char *params, delivery_cb *cb,
 	rcpt_decide(r);
 }
 
+/* One delivery log line for a recipient of a copy. */
+static void
+copy_log(struct gw_copy *c, const char *rcpt, const char *reply,
+    const char *status)
+{
+	struct gw_txn *t = c->t;
+	struct delivery_attempt a;
+	double now = mono_now(), delays[3];
+	double relayed = c->t_relay > 0 ? c->t_relay : now;
+
+	delays[0] = t->t_data - t->t_begin;
+	delays[1] = relayed - t->t_data;
+	delays[2] = now - relayed;
+	memset(&a, 0, sizeof(a));
+	a.qid = t->qid;
+	a.rcpt = rcpt;
+	a.msgid = t->msgid;
+	a.delay = now - t->t_begin;
+	a.delays = delays;
+	a.relay = c->relay;
+	a.tls = c->tls;
+	a.smime = c->smime;
+	a.reply = reply;
+	a.status = status;
+	delivery_log_attempt(&a);
+}
+
+/* The lines of the recipients a copy's DATA reply was for. */
+static void
+copy_log_rcpts(struct gw_copy *c, const struct smtp_result *res,
+    const char *status)
+{
+	char reply[300];
+	size_t i;
+
+	snprintf(reply, sizeof(reply), "%d %s %s", res->code, res->enh,
+	    res->text);
+	for (i = 0; i < c->nrcpts; i++)
+		copy_log(c, c->rcpts[i].addr, reply, status);
+}
+
 /* One copy is finished (relayed, spooled, refused or failed). */
 static void
 copy_done(struct gw_copy *c, const struct smtp_result *res)
@@ -412,7 +477,24 @@ copy_body(struct gw_copy *c)
 struct gw_sreq {
 	struct gw_copy	*copy;
 	size_t		 delivered;	/* recipients the next hop took */
+	int		 all;		/* those are spooled too */
 };
+
+/* The lines of a copy's recipients that went to the spool (not a held
+ * copy: nothing was tried). */
+static void
+copy_log_spooled(struct gw_copy *c, int all)
+{
+	size_t i;
+
+	if (c->hold)
+		return;
+	for (i = 0; all && i < c->nrcpts; i++)
+		copy_log(c, c->rcpts[i].addr, c->why, "deferred");
+	for (i = 0; i < c->ndefer; i++)
+		copy_log(c, c->defer[i].addr, c->defer[i].reply ?
+		    c->defer[i].reply : c->why, "deferred");
+}
 
 /* A copy's spool write finished: its reply. */
 static void
@@ -441,6 +523,7 @@ spooled(void *arg, int err)
 		if (c->why[0] != '\0')
 			log_info("session id=%016llx copy id=%s reason: %s",
 			    (unsigned long long)c->t->sessid, c->qid, c->why);
+		copy_log_spooled(c, q->all);
 		if (q->delivered > 0)
 			smtp_result_set(&res, 250, "2.0.0", "Ok: relayed to "
 			    "%zu recipient(s), queued as %s for the others",
@@ -483,6 +566,11 @@ copy_spool(struct gw_copy *c, int all, size_t delivered)
 	e.params = t->params;
 	e.rule_id = c->rule_id;
 	e.client = "";
+	if (!t->qid_spooled) {  /* the first spooled copy keeps the ID */
+		snprintf(e.id, sizeof(e.id), "%s", t->qid);
+		e.keep_id = 1;
+		t->qid_spooled = 1;
+	}
 	if (c->hold) {
 		e.held = SPOOL_HOLD_POLICY;
 		e.actions = c->actions;
@@ -494,6 +582,7 @@ copy_spool(struct gw_copy *c, int all, size_t delivered)
 	q = xcalloc(1, sizeof(*q));
 	q->copy = c;
 	q->delivered = delivered;
+	q->all = all;
 	c->sreq = q;
 	queue_submit(gw->queue, &e, c->hold ? t->body : copy_body(c),
 	    spooled, q);
@@ -511,7 +600,13 @@ inner_data_cb(void *arg, const struct smtp_result *res)
 	    (unsigned long long)c->t->sessid, c->nrcpts, (long long)c->rule_id,
 	    res->code, res->enh, res->text);
 	queue_hop_result(c->t->gw->queue, c->key, res);
-	if (res->code >= 200 && res->code < 300) metrics_inc(M_MSG_RELAYED);
+	copy_note_hop(c, res);
+	if (res->code >= 200 && res->code < 300) {
+		metrics_inc(M_MSG_RELAYED);
+		copy_log_rcpts(c, res, "sent");
+	}
+	else if (res->code >= 500)      /* the client gets it: no DSN */
+		copy_log_rcpts(c, res, "rejected");
 	c->txn = NULL;          /* over after the data callback */
 	if (res->code >= 200 && res->code < 300 && c->ndefer > 0)
 		copy_spool(c, 0, c->nrcpts);
@@ -533,6 +628,7 @@ copy_send(struct gw_copy *c)
 {
 	struct gateway *gw = c->t->gw;
 
+	c->t_relay = mono_now();
 	if (c->nrcpts > 0) {
 		gw->inner->data(c->txn, copy_body(c), inner_data_cb, c);
 		return;
@@ -779,6 +875,9 @@ job_done(void *arg)
 	if (j->out != NULL) {
 		c->out = j->out;
 		j->out = NULL;
+		delivery_smime_str(j->actions, j->res.verified ?
+		    cms_outcome_name(j->res.outcome) : NULL, c->smime,
+		    sizeof(c->smime));
 	}
 	job_free(j);
 	copy_send(c);
@@ -798,6 +897,8 @@ gw_data(void *txn, struct msgbuf *body, delivery_cb *cb, void *arg)
 	t->data_arg = arg;
 	t->body = msgbuf_ref(body);
 	t->in_data = 1;
+	t->t_data = mono_now();
+	delivery_message_id(body, t->msgid, sizeof(t->msgid));
 	for (i = 0; i < t->ncopies; i++) {
 		c = t->copies[i];
 		if (c->nrcpts == 0 && c->ndefer == 0) {
@@ -833,6 +934,25 @@ gw_data(void *txn, struct msgbuf *body, delivery_cb *cb, void *arg)
 		event_active(t->defer, 0, 0);
 }
 
+/* The 250 for several copies: our ID, and those of spooled copies that
+ * needed one of their own. */
+static void
+copies_text(struct gw_txn *t, size_t n, struct smtp_result *res)
+{
+	size_t i, off;
+
+	off = (size_t)snprintf(res->text, sizeof(res->text), "Ok: queued as "
+	    "%s (%zu copies relayed or queued", t->qid, n);
+	for (i = 0; i < t->ncopies && off < sizeof(res->text); i++)
+		if (t->copies[i]->done == 1 && t->copies[i]->qid[0] != '\0' &&
+		    strcmp(t->copies[i]->qid, t->qid) != 0)
+			off += (size_t)snprintf(res->text + off,
+			    sizeof(res->text) - off, ", also %s",
+			    t->copies[i]->qid);
+	if (off < sizeof(res->text))
+		snprintf(res->text + off, sizeof(res->text) - off, ")");
+}
+
 /*
  * Every copy is done: one truthful reply.  All relayed: 250.  Nothing
  * relayed: the first refusal, temporary ones first (nothing was delivered,
@@ -863,12 +983,16 @@ combine(struct gw_txn *t)
 	}
 	if (n == 0)
 		smtp_result_set(&res, 554, "5.5.1", "No valid recipients");
-	else if (nok == n && n == 1)
+	else if (nok == n && n == 1) {
 		res = *ok;
-	else if (nok == n) {
+		/* the spool's words carry the ID already; the next hop's
+		 * reply (its own ID) is in the delivery log */
+		if (strstr(res.text, t->qid) == NULL)
+			snprintf(res.text, sizeof(res.text), "Ok: queued as %s",
+			    t->qid);
+	} else if (nok == n) {
 		res = *ok;
-		snprintf(res.text, sizeof(res.text), "Ok: %zu copies relayed "
-		    "or queued (%.150s)", n, ok->text);
+		copies_text(t, n, &res);
 	}
 	else if (nok == 0)
 		res = tmp ? *tmp : *perm;

@@ -209,6 +209,22 @@ put_entity(struct obuf *b, const char *e, size_t n)
 	ob_add(b, e, n);
 }
 
+/* Append an unwrapped entity after our MIME-Version: its own MIME-Version
+ * fields go, so that the message has exactly one. */
+static void
+put_unwrapped(struct obuf *b, BIO *bio)
+{
+	char *data, *ent;
+	size_t elen;
+	long n;
+
+	n = BIO_get_mem_data(bio, &data);
+	ent = mime_drop_field(data, n > 0 ? (size_t)n : 0, "MIME-Version",
+	    &elen);
+	put_entity(b, ent, elen);
+	free(ent);
+}
+
 /* The first mailbox of an unfolded From value, into buf. */
 static int
 addr_parse(const char *v, char *buf, size_t buflen)
@@ -995,8 +1011,6 @@ verify_output(const char *m, size_t len, const char *host, const char *ar,
 {
 	struct obuf b = { NULL, 0, 0 };
 	size_t hlen, body;
-	char *data;
-	long n;
 	const char *nl = memchr(m, '\n', len);
 	int crlf = unwrapped != NULL || nl == NULL || (nl > m && nl[-1] ==
 	    '\r');
@@ -1007,8 +1021,7 @@ verify_output(const char *m, size_t len, const char *host, const char *ar,
 	if (unwrapped != NULL) {
 		copy_fields(&b, m, hlen, host, 1, 1);
 		ob_str(&b, "MIME-Version: 1.0\r\n");
-		n = BIO_get_mem_data(unwrapped, &data);
-		put_entity(&b, data, n > 0 ? (size_t)n : 0);
+		put_unwrapped(&b, unwrapped);
 	} else {
 		copy_fields(&b, m, hlen, host, 0, 0);
 		ob_add(&b, m + hlen, len - hlen);
@@ -1140,9 +1153,7 @@ smime_msg_decrypt(const struct certsrc *src, const char *msg, size_t len,
 	struct obuf b = { NULL, 0, 0 };
 	struct mime_smime d;
 	BIO *out;
-	char *data;
 	size_t hlen, body;
-	long n;
 	int nid, r = -1;
 
 	memset(res, 0, sizeof(*res));
@@ -1176,8 +1187,7 @@ smime_msg_decrypt(const struct certsrc *src, const char *msg, size_t len,
 		hdr_split(msg, len, &hlen, &body);
 		copy_fields(&b, msg, hlen, host, 1, 1);
 		ob_str(&b, "MIME-Version: 1.0\r\n");
-		n = BIO_get_mem_data(out, &data);
-		put_entity(&b, data, n > 0 ? (size_t)n : 0);
+		put_unwrapped(&b, out);
 		ob_result(&b, res);
 		decrypt_verify(src, host, res);
 		r = 0;

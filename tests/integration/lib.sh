@@ -604,7 +604,7 @@ swaks_expect_reject() {
 }
 
 # swaks_expect_queued [swaks options]: the client gets 250 for a message
-# the next hop could not take now: "queued as ID" (the spool has it).
+# the next hop could not take now: "queued as ID", and the spool has ID.
 swaks_expect_queued() {
 	swaks_send "$@" || return 1
 	if ! grep -q -E '^ *<[-~] *250 .*queued as [0-9a-f]{16}' "$SWAKS_LOG"; then
@@ -612,6 +612,11 @@ swaks_expect_queued() {
 		return 1
 	fi
 	QUEUE_ID=$(grep -o -E 'queued as [0-9a-f]{16}' "$SWAKS_LOG" | tail -n 1 | cut -c11-)
+	# every 250 names its queue ID: the spool must really have this one
+	"$SMRELAYCTL" -c "$CONF" queue show "$QUEUE_ID" >/dev/null 2>&1 || {
+		fail_because "swaks $*: replied 'queued as $QUEUE_ID', but the spool does not have it"
+		return 1
+	}
 	return 0
 }
 

@@ -76,7 +76,7 @@ test_save(struct maildir *md)
 {
 	struct probe r1 = { 0 }, r2 = { 0 }, d = { 0 };
 	struct msgbuf *mb = body(200000);
-	char path[512], *name, *buf, want[256];
+	char path[1024], *name, *buf, want[256];
 	void *txn;
 	FILE *fp;
 	size_t n, hlen;
@@ -158,7 +158,7 @@ static void
 test_reenter(struct maildir *md)
 {
 	struct chain c;
-	char path[512];
+	char path[1024];
 
 	memset(&c, 0, sizeof(c));
 	c.mb = body(10);

@@ -628,6 +628,44 @@ in_file(FILE *out, const char *name, char *text)
 	}
 }
 
+/* mime_drop_field: the named fields go (folded, any case, blank before
+ * the colon), lookalikes and the body stay. */
+static int
+drop_cases(void)
+{
+	static const struct {
+		const char *in, *out;
+	} c[] = {
+		{ "MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n"
+		  "MIME-Version: 1.0\r\n",
+		  "Content-Type: text/plain\r\n\r\nMIME-Version: 1.0\r\n" },
+		{ "Content-Type: text/plain\r\nmime-version : 1.0\r\n (c)\r\n"
+		  "MIME-Versions: x\r\n\r\nbody",
+		  "Content-Type: text/plain\r\nMIME-Versions: x\r\n\r\nbody" },
+		{ "MIME-Version: 1.0\nX: y\nMIME-Version: 1.0\n\nb\n",
+		  "X: y\n\nb\n" },
+		{ "\r\nMIME-Version: 1.0\r\n", "\r\nMIME-Version: 1.0\r\n" },
+		{ "", "" },
+		{ "MIME-Version: 1.0", "" },
+	};
+	size_t i, len;
+	char *got;
+	int bad = 0;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		got = mime_drop_field(c[i].in, strlen(c[i].in), "MIME-Version",
+		    &len);
+		if (len != strlen(c[i].out) || strcmp(got, c[i].out) != 0) {
+			fprintf(stderr, "FAIL: mime_drop_field case %zu: "
+			    "got \"%s\"\n", i, got);
+			bad++;
+		}
+		free(got);
+	}
+	printf("%s mime/drop_field\n", bad ? "not ok" : "ok");
+	return bad;
+}
+
 /* Order names for a stable run. */
 static int
 namecmp(const void *a, const void *b)
@@ -683,5 +721,7 @@ main(void)
 		free(m);
 		free(names[i]);
 	}
+	if (drop_cases() > 0)
+		return 1;
 	return golden_failures() ? 1 : 0;
 }

@@ -407,6 +407,31 @@ case_inbound_gpgsm() {
 		"Authentication-Results headers of $HOST"
 }
 
+# 5b. inbound, made by openssl cms: the encrypted entity carries its own
+# MIME-Version (as `openssl smime -encrypt` and some clients write it);
+# after decrypt the message has exactly one.
+case_decrypt_one_mime_version() {
+	setup_store keys=alice || return 1
+	rule --recipient alice@example.com --action decrypt || return 1
+	start_daemon || return 1
+	local d=$CASE_DIR
+	printf 'MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n%s\r\n' "$BODY" >"$d/ent.txt"
+	openssl cms -encrypt -binary -aes-256-cbc -in "$d/ent.txt" -outform DER \
+		-out "$d/env.der" "$P/alice.pem" 2>"$d/cms.err" ||
+		{ fail_because "openssl cms -encrypt: $(tail -n 1 "$d/cms.err")"; return 1; }
+	{
+		printf 'From: Bob <bob@partner.example>\r\nTo: alice@example.com\r\nSubject: two versions\r\nMIME-Version: 1.0\r\n'
+		printf 'Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+		base64 -w 76 <"$d/env.der" | sed 's/$/\r/'
+	} >"$d/in.eml"
+	send bob@partner.example alice@example.com "$d/in.eml" || return 1
+	wait_delivered 1 && copy_of alice@example.com alice@example.com || return 1
+	assert_file_lacks "$F" 'enveloped-data' "decrypted copy" &&
+		assert_file_matches "$F" "$BODY" "decrypted body" &&
+		assert_header "$F" Content-Type 'text/plain' &&
+		assert_eq 1 "$(grep -c -i '^MIME-Version:' "$F")" "MIME-Version fields"
+}
+
 # 6. harvest bob's certificate from his signed mail, then encrypt to him.
 case_harvest() {
 	setup_store keys=alice || return 1
@@ -688,6 +713,7 @@ run_case nocert_hold case_nocert_hold
 run_case hold_expires case_hold_expires
 run_case sign_encrypt case_sign_encrypt
 run_case inbound_gpgsm_decrypt_verify case_inbound_gpgsm
+run_case decrypt_one_mime_version case_decrypt_one_mime_version
 run_case harvest_then_encrypt case_harvest
 run_case rule_change_live case_rule_change
 run_case rule_change_twice case_rule_change_twice
