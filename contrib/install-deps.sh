@@ -27,8 +27,12 @@
 # (ldns-keygen, ldns-signzone) serves the signed and unsigned test zones of
 # tests/dns/ on a loopback port of its own, polled with dig (dnsutils).
 #
-# Postfix is installed for its smtp-sink/smtp-source test tools and as the
-# benchmark's peer.  No test needs port 25 or 53: an MTA or a DNS server
+# Postfix is installed for its smtp-sink/smtp-source test tools, as the
+# benchmark's peer, and for the recipe tests (tests/recipes/), which run
+# private instances of their own (own config, queue and data directories,
+# free loopback ports) and never the system's.  HAProxy is there for the
+# recipe test of HAProxy in front (tests/recipes/t_haproxy.sh), which runs
+# its own too.  No test needs port 25 or 53: an MTA or a DNS server
 # already installed here is left exactly as it is (running or not).  Only a
 # Postfix or an NSD that this script installs now is stopped and disabled
 # at boot, and it says so.  Mind that bench/relay.sh and bench/queue.sh
@@ -54,7 +58,7 @@ TEST_PACKAGES=(
 	softhsm2 opensc
 	openssl gpgsm gpg-agent libnss3-tools
 	swaks libnet-ssleay-perl libio-socket-ssl-perl
-	postfix
+	postfix haproxy
 	python3 python3-cryptography python3-cryptography-vectors
 	clang libclang-rt-14-dev
 	procps iproute2 gdb sqlite3
@@ -66,7 +70,7 @@ BUILD_PROGRAMS=(cc make autoreconf pkg-config)
 RUNTIME_PROGRAMS=(adduser)
 TEST_PROGRAMS=(smtp-sink smtp-source swaks python3 openssl clang
 	softhsm2-util pkcs11-tool gcore sqlite3 setpriv nsd ldns-signzone dig
-	dpkg-buildpackage dh mandoc man promtool prometheus)
+	dpkg-buildpackage dh mandoc man promtool prometheus haproxy)
 
 say() { echo "install-deps.sh: $*"; }
 
@@ -109,9 +113,10 @@ missing=()
 for p in "${packages[@]}"; do
 	installed "$p" || missing+=("$p")
 done
-had_postfix=0 had_nsd=0
+had_postfix=0 had_nsd=0 had_haproxy=0
 installed postfix && had_postfix=1
 installed nsd && had_nsd=1
+installed haproxy && had_haproxy=1
 
 if [ ${#missing[@]} -eq 0 ]; then
 	say "every package is installed already"
@@ -144,6 +149,12 @@ if [ $want_test = 1 ]; then
 			systemctl disable --now postfix >/dev/null 2>&1 || true
 		fi
 		say "postfix: installed now for smtp-sink/smtp-source and the benchmark; stopped and disabled at boot"
+	fi
+	if [ $had_haproxy = 1 ]; then
+		say "haproxy was installed before: left as it is (tests/recipes runs its own)"
+	elif installed haproxy && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		systemctl disable --now haproxy >/dev/null 2>&1 || true
+		say "haproxy: installed now for tests/recipes (which runs its own); the system's stopped and disabled at boot"
 	fi
 	if [ $had_nsd = 1 ]; then
 		say "nsd was installed before: left as it is (tests/dns runs its own on a loopback port)"

@@ -1,5 +1,5 @@
 /* proto.h: what proto/ offers the layers above: pure codecs,
- * no I/O (SMTP commands, DATA, replies, PROXY, MIME, DSN, CMS, the key
+ * no I/O (SMTP commands, DATA, replies, PROXY, XFORWARD, MIME, DSN, CMS, the key
  * process protocol). */
 #ifndef SMRELAY_PROTO_PROTO_H
 #define SMRELAY_PROTO_PROTO_H
@@ -8,6 +8,7 @@
 #include "smtp_data.h"
 #include "smtp_reply.h"
 #include "proxy_parse.h"
+#include "xforward.h"
 #include "mime.h"
 #include "dsn.h"
 #include "cms.h"

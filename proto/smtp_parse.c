@@ -36,6 +36,7 @@ static const struct verb_entry {
 	{ "STARTTLS",   SMTP_CMD_STARTTLS,      ARG_NONE },
 	{ "AUTH",       SMTP_CMD_AUTH,          ARG_REQ },
 	{ "BDAT",       SMTP_CMD_BDAT,          ARG_REQ },
+	{ "XFORWARD",   SMTP_CMD_XFORWARD,      ARG_REQ },
 };
 
 #define NVERBS  (sizeof(verbs) / sizeof(verbs[0]))

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "smtp_reply.h"
+#include "xforward.h"
 
 static const struct ehlo_ext {
 	const char      *name;
@@ -19,6 +20,7 @@ static const struct ehlo_ext {
 	{ "DSN",                        EXT_DSN },
 	{ "SMTPUTF8",                   EXT_SMTPUTF8 },
 	{ "CHUNKING",                   EXT_CHUNKING },
+	{ "XFORWARD",                   EXT_XFORWARD },
 };
 
 #define NEXTS   (sizeof(ehlo_exts) / sizeof(ehlo_exts[0]))
@@ -98,6 +100,10 @@ ehlo_keyword(struct smtp_reply *r, const char *s, size_t n)
 	if (i == NEXTS)
 		return;
 	r->ext |= ehlo_exts[i].flag;
+	if (ehlo_exts[i].flag == EXT_XFORWARD) {
+		r->xforward |= xforward_ehlo_attrs(s + kw, n - kw);
+		return;
+	}
 	if (ehlo_exts[i].flag != EXT_SIZE || kw + 1 >= n)
 		return;
 	/* "SIZE 10240000"; a malformed number means no known limit. */

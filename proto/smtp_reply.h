@@ -16,6 +16,7 @@
 #define EXT_DSN         0x020
 #define EXT_SMTPUTF8    0x040
 #define EXT_CHUNKING    0x080
+#define EXT_XFORWARD    0x100   /* Postfix XFORWARD (xforward.h) */
 
 struct smtp_reply {
 	int code;               /* 3-digit code; 0 until the first line */
@@ -25,6 +26,7 @@ struct smtp_reply {
 	int nlines;
 	unsigned ext;           /* EXT_* found when the lines are an EHLO reply */
 	uint64_t size_limit;    /* SIZE argument from EHLO, 0 if none/unlimited */
+	unsigned xforward;      /* XF_BIT()s the XFORWARD keyword names */
 	int complete;           /* internal: the last line fed ended the reply */
 };
 

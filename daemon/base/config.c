@@ -104,6 +104,7 @@ static const struct config_key config_keys[] = {
 	    offsetof(struct config, dns_trust_anchor) },
 	{ "cert_lookup", 0, set_cert_lookup, 0 },
 	{ "metrics_listen", 0, set_metrics_listen, 0 },
+	{ "xforward_hosts", 0, set_networks, 0 },
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -317,9 +318,9 @@ netmask_match(const struct netmask *nm, int family, const unsigned char *addr)
 	return (addr[full] & m) == nm->addr[full];
 }
 
-/* 1 if the address is inside relay_networks (v4-mapped v6 counts as v4). */
-int
-config_relay_allowed(const struct config *cfg, const struct sockaddr *sa)
+/* 1 if the address is inside one of nets (v4-mapped v6 counts as v4). */
+static int
+networks_match(const struct netmask *nets, int n, const struct sockaddr *sa)
 {
 	const struct sockaddr_in6 *sin6;
 	const unsigned char *addr;
@@ -339,10 +340,24 @@ config_relay_allowed(const struct config *cfg, const struct sockaddr *sa)
 		}
 	} else
 		return 0;
-	for (i = 0; i < cfg->nrelay_networks; i++)
-		if (netmask_match(&cfg->relay_networks[i], family, addr))
+	for (i = 0; i < n; i++)
+		if (netmask_match(&nets[i], family, addr))
 			return 1;
 	return 0;
+}
+
+/* 1 if the address is inside relay_networks. */
+int
+config_relay_allowed(const struct config *cfg, const struct sockaddr *sa)
+{
+	return networks_match(cfg->relay_networks, cfg->nrelay_networks, sa);
+}
+
+/* 1 if the address may send XFORWARD (xforward_hosts). */
+int
+config_xforward_allowed(const struct config *cfg, const struct sockaddr *sa)
+{
+	return networks_match(cfg->xforward_hosts, cfg->nxforward_hosts, sa);
 }
 
 /* Letters, digits, '-', '_' in dot-separated labels; IPv4 when all digits. */
@@ -799,6 +814,9 @@ set_metrics_listen(struct config *cfg, const struct config_key *k,
 }
 
 /* relay_networks = CIDR list, separated by white space and/or commas. */
+
+/* relay_networks, xforward_hosts = CIDR list, separated by white space
+ * and/or commas; xforward_hosts may be `none`. */
 static int
 set_networks(struct config *cfg, const struct config_key *k, const char *val,
     int line, char *why, size_t len)
@@ -809,6 +827,8 @@ set_networks(struct config *cfg, const struct config_key *k, const char *val,
 
 	(void)line;
 	copy = xstrdup(val);
+	if (strcmp(k->name, "xforward_hosts") == 0 && strcmp(val, "none") == 0)
+		copy[0] = '\0';
 	for (tok = strtok_r(copy, " \t,", &last); tok != NULL;
 	    tok = strtok_r(NULL, " \t,", &last)) {
 		if (config_parse_netmask(tok, &nm) == -1) {
@@ -824,6 +844,12 @@ set_networks(struct config *cfg, const struct config_key *k, const char *val,
 	if (rc == -1) {
 		free(nets);
 		return -1;
+	}
+	if (strcmp(k->name, "xforward_hosts") == 0) {
+		free(cfg->xforward_hosts);
+		cfg->xforward_hosts = nets;
+		cfg->nxforward_hosts = n;
+		return 0;
 	}
 	free(cfg->relay_networks);
 	cfg->relay_networks = nets;
@@ -1243,6 +1269,7 @@ config_free(struct config *cfg)
 	free(cfg->key_file);
 	free(cfg->key_passphrase_file);
 	free(cfg->relay_networks);
+	free(cfg->xforward_hosts);
 	free(cfg->relay_mx_port);
 	for (i = 0; i < cfg->nroutes; i++) {
 		free(cfg->routes[i].pattern);

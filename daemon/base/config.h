@@ -83,6 +83,8 @@ struct config {
 	char *key_passphrase_file;      /* NULL: keys not encrypted */
 	struct netmask *relay_networks;
 	int nrelay_networks;
+	struct netmask *xforward_hosts; /* may send XFORWARD; none default */
+	int nxforward_hosts;
 	uint64_t max_message_size;
 	int max_recipients;
 	int max_connections;
@@ -130,6 +132,8 @@ enum relay_tls config_route_tls(const struct config *,
     const struct route_cfg *);
 /* 1 if the address is inside relay_networks. */
 int config_relay_allowed(const struct config *, const struct sockaddr *);
+/* 1 if the address is inside xforward_hosts. */
+int config_xforward_allowed(const struct config *, const struct sockaddr *);
 /* "30s", "5m", "2h", "5d" or plain seconds; -1 on error. */
 long long config_parse_duration(const char *);
 /* "1024", "10k", "50M", "1G"; -1 on error. */

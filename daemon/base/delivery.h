@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 struct msgbuf;
+struct xforward;
 
 /* An SMTP-shaped outcome, mirrored to the client. */
 struct smtp_result {
@@ -77,6 +78,10 @@ struct delivery_ops {
 	 * recipients whose keys differ go in separate transactions, and a
 	 * destination that is down is tracked by its key. */
 	void (*route)(void *ctx, const char *rcpt, char *key, size_t keylen);
+	/* Optional (NULL: not told): who the upstream client is, called
+	 * after begin() and before the first rcpt(); the backend keeps a
+	 * copy and passes it on (XFORWARD) where the next hop offers it. */
+	void (*client)(void *txn, const struct xforward *);
 };
 
 #endif

@@ -27,6 +27,7 @@
 enum mail_state { M_NONE, M_SENT, M_OK, M_REJECTED };
 enum data_state { D_NONE, D_WAIT, D_SENT, D_BODY, D_DOT, D_DONE };
 enum wire_state { W_QUEUED, W_SENT, W_DONE };
+enum xfwd_state { X_NONE, X_SENT, X_DONE };    /* XFORWARD before MAIL */
 
 struct relay_rcpt {
 	char *addr, *params;
@@ -47,6 +48,9 @@ struct relay_txn {
 	struct relay_conn *conn;
 	uint64_t id;
 	char *from, *params;
+	struct xforward *client;        /* upstream client, or NULL */
+	enum xfwd_state xfwd;
+	int xfwd_pending;               /* XFORWARD replies still due */
 	struct relay_rcpt *rcpts;
 	int nrcpts, rcptsz;
 	enum mail_state mail;
@@ -121,6 +125,8 @@ txn_reset_wire(struct relay_txn *txn)
 
 	if (txn->mail != M_REJECTED)
 		txn->mail = M_NONE;
+	txn->xfwd = X_NONE;
+	txn->xfwd_pending = 0;
 	for (i = 0; i < txn->nrcpts; i++) {
 		r = &txn->rcpts[i];
 		if (!r->replied)
@@ -338,6 +344,15 @@ txn_reply(struct relay_conn *c, struct expect e, const struct smtp_reply *rep,
 	case CMD_RCPT:
 		txn_rcpt_reply(txn, e.idx, rep);
 		break;
+	case CMD_XFORWARD:
+		/* refused: the mail goes on, only without the attributes */
+		if (cls != 2)
+			log_info("relay id=%016llx to=%s xforward=refused "
+			    "status=%d text=\"%s\"", (unsigned long long)txn->id,
+			    c->peer, rep->code, rep->text);
+		if (--txn->xfwd_pending <= 0)
+			txn->xfwd = X_DONE;
+		break;
 	case CMD_DATA:
 		if (rep->code == 354) {
 			txn->data = D_BODY;
@@ -445,6 +460,36 @@ txn_has_queued(const struct relay_txn *txn)
 	return 0;
 }
 
+/*
+ * Send XFORWARD with what we know of the upstream client, when the next
+ * hop offers it (Postfix XFORWARD_README), before each MAIL: a server
+ * forgets the attributes at the end of a transaction.  Returns 1 when
+ * replies are due.
+ */
+static int
+txn_send_xforward(struct relay_txn *txn, struct relay_conn *c)
+{
+	char line[XF_LINE_MAX + 1];
+	int pos = 0;
+
+	txn->xfwd = X_DONE;
+	if (txn->client == NULL || !(c->ext & EXT_XFORWARD) ||
+	    c->xforward == 0)
+		return 0;
+	while (xforward_format(txn->client, c->xforward, &pos, line,
+	    sizeof(line))) {
+		conn_send(c, CMD_XFORWARD, 0, "%s", line);
+		txn->xfwd_pending++;
+	}
+	if (txn->xfwd_pending == 0)
+		return 0;
+	log_debug("relay id=%016llx to=%s xforward addr=%s",
+	    (unsigned long long)txn->id, c->peer,
+	    txn->client->val[XF_ADDR][0] ? txn->client->val[XF_ADDR] : "-");
+	txn->xfwd = X_SENT;
+	return 1;
+}
+
 /* Send MAIL FROM for txn; -1 when it was refused locally. */
 static int
 txn_send_mail(struct relay_txn *txn, struct relay_conn *c)
@@ -533,6 +578,10 @@ txn_pump(struct relay_txn *txn)
 	pipe = (c->ext & EXT_PIPELINING) != 0;
 	if (txn->mail == M_NONE) {
 		if (pipe && !txn_has_queued(txn) && txn->data != D_WAIT)
+			return;
+		if (txn->xfwd == X_NONE && txn_send_xforward(txn, c) && !pipe)
+			return;
+		if (txn->xfwd == X_SENT && !pipe)
 			return;
 		if (txn_send_mail(txn, c) == 0 && !pipe)
 			return;
@@ -878,6 +927,17 @@ relay_begin(void *ctx, const char *from, const char *params, uint64_t sessid)
 	return txn;
 }
 
+/* ops->client: keep who the upstream client is, for XFORWARD. */
+static void
+relay_client(void *arg, const struct xforward *xf)
+{
+	struct relay_txn *txn = arg;
+
+	if (txn->client == NULL)
+		txn->client = xmalloc(sizeof(*txn->client));
+	*txn->client = *xf;
+}
+
 /* ops->rcpt: queue a recipient; answered from the loop. */
 static void
 relay_rcpt(void *arg, const char *rcpt, const char *params, delivery_cb *cb,
@@ -981,6 +1041,7 @@ txn_free(struct relay_txn *txn)
 	free(txn->rcpts);
 	free(txn->from);
 	free(txn->params);
+	free(txn->client);
 	free(txn->chunk);
 	event_free(txn->ev);
 	free(txn);
@@ -992,6 +1053,7 @@ const struct delivery_ops relay_delivery_ops = {
 	relay_data,
 	relay_abort,
 	relay_route,
+	relay_client,
 };
 
 /* The resolver for cfg, if it needs DNS (NULL with a warning if it

@@ -757,6 +757,7 @@ conn_setup_reply(struct relay_conn *c, const struct smtp_reply *rep)
 	case C_EHLO:
 		if (cls == 2) {
 			c->ext = rep->ext;
+			c->xforward = rep->xforward;
 			c->size_limit = rep->size_limit;
 			conn_after_ehlo(c);
 			return c->state == C_DEAD ? -1 : 0;

@@ -50,7 +50,7 @@ struct relay_tlsa {
 	size_t len;
 };
 
-enum cmd { CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_DOT, CMD_RSET };
+enum cmd { CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_DOT, CMD_RSET, CMD_XFORWARD };
 
 struct expect {
 	enum cmd cmd;
@@ -80,6 +80,7 @@ struct relay_conn {
 	struct event *timer;
 	struct smtp_reply reply;        /* being read */
 	unsigned ext;
+	unsigned xforward;               /* XF_BIT()s offered (EXT_XFORWARD) */
 	uint64_t size_limit;
 	struct expect *exp;             /* replies we wait for, in order */
 	size_t exphead, nexp, expsz;

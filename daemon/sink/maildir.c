@@ -52,7 +52,7 @@ static void maildir_data(void *, struct msgbuf *, delivery_cb *, void *);
 static void maildir_abort(void *);
 
 const struct delivery_ops maildir_delivery_ops = {
-	maildir_begin, maildir_rcpt, maildir_data, maildir_abort, NULL
+	maildir_begin, maildir_rcpt, maildir_data, maildir_abort, NULL, NULL
 };
 
 /* mkdir that is happy when the directory is already there. */

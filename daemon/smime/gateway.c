@@ -109,6 +109,7 @@ struct gw_txn {
 	struct gateway		*gw;
 	char			*from, *params;
 	uint64_t		 sessid;
+	struct xforward		*client;	/* upstream client, or NULL */
 	struct gw_copy		**copies;
 	size_t			 ncopies;
 	struct gw_rcpt		*head, *tail;
@@ -210,6 +211,17 @@ gw_begin(void *ctx, const char *from, const char *params, uint64_t sessid)
 	if ((t->defer = event_new(gw->base, -1, 0, defer_cb, t)) == NULL)
 		fatalx("event_new");
 	return t;
+}
+
+/* ops->client: who the upstream client is, for each copy's next hop. */
+static void
+gw_client(void *txn, const struct xforward *xf)
+{
+	struct gw_txn *t = txn;
+
+	if (t->client == NULL)
+		t->client = xmalloc(sizeof(*t->client));
+	*t->client = *xf;
 }
 
 /* Append a recipient (copied) to a list. */
@@ -372,9 +384,12 @@ rcpt_decide(struct gw_rcpt *r)
 		event_active(t->defer, 0, 0);
 		return;
 	}
-	if (c->txn == NULL)
+	if (c->txn == NULL) {
 		c->txn = gw->inner->begin(gw->inner_ctx, t->from, t->params,
 		    t->sessid);
+		if (t->client != NULL && gw->inner->client != NULL)
+			gw->inner->client(c->txn, t->client);
+	}
 	gw->inner->rcpt(c->txn, rcpt, params, inner_rcpt_cb, r);
 }
 
@@ -1071,11 +1086,12 @@ txn_free(struct gw_txn *t)
 	msgbuf_free(t->body);
 	free(t->from);
 	free(t->params);
+	free(t->client);
 	free(t);
 }
 
 const struct delivery_ops gateway_delivery_ops = {
-	gw_begin, gw_rcpt, gw_data, gw_abort, NULL
+	gw_begin, gw_rcpt, gw_data, gw_abort, NULL, gw_client
 };
 
 /* A held copy whose recipients now all have certificates: transformed on

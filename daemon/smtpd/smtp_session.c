@@ -3,6 +3,7 @@
  * delivery backend (the relay client or the sink). */
 #include "autoconfig.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,8 @@ struct smtp_session {
 	char tls_info[160];
 	char *helo;
 	int esmtp;
+	struct xforward *xf;    /* XFORWARD from a trusted client, for the
+				 * next transaction; NULL: none */
 	int nerrors;
 	int skip_line;          /* discarding the tail of an over-long line */
 	int out_paused;         /* stopped reading commands: output too big */
@@ -234,6 +237,9 @@ session_reset_txn(struct smtp_session *s)
 	s->nrcpt = 0;
 	s->data_bytes = 0;
 	s->data_error = DATA_OK;
+	/* XFORWARD describes one transaction (as in Postfix) */
+	free(s->xf);
+	s->xf = NULL;
 }
 
 /* Append " KEY=VALUE" to a parameter string if it fits. */
@@ -289,8 +295,91 @@ cmd_ehlo(struct smtp_session *s, struct smtp_cmd *cmd)
 	    s->lc->tls == LISTEN_TLS_STARTTLS)
 		session_reply(s, "250-STARTTLS");
 	session_reply(s, "250-SMTPUTF8");
+	if (config_xforward_allowed(cfg, (struct sockaddr *)&s->peer))
+		session_reply(s, "250-%s", xforward_ehlo_line());
 	session_reply(s, "250 DSN");
 	return 0;
+}
+
+/*
+ * XFORWARD (Postfix XFORWARD_README) from a client in xforward_hosts: what
+ * it says of its own client replaces our view of the client for the next
+ * transaction's XFORWARD to the next hop and our logs.  Relaying is still
+ * decided by the real peer's address.
+ */
+static int
+cmd_xforward(struct smtp_session *s, struct smtp_cmd *cmd)
+{
+	struct xforward next;
+	char err[160];
+
+	if (!config_xforward_allowed(s->env->cfg,
+	    (struct sockaddr *)&s->peer)) {
+		log_info("session id=%016llx xforward reject=not-authorized "
+		    "peer=%s", (unsigned long long)s->id, s->peer_str);
+		session_reply(s, "550 5.7.0 XFORWARD not allowed from this "
+		    "client (xforward_hosts)");
+		return session_error(s);
+	}
+	if (s->from != NULL) {
+		session_reply(s, "503 5.5.1 XFORWARD not allowed inside a mail "
+		    "transaction");
+		return session_error(s);
+	}
+	if (s->xf != NULL)
+		next = *s->xf;
+	else
+		memset(&next, 0, sizeof(next));
+	if (xforward_parse(&next, cmd->arg, err, sizeof(err)) == -1) {
+		session_reply(s, "501 5.5.4 Bad XFORWARD: %s", err);
+		return session_error(s);
+	}
+	if (s->xf == NULL)
+		s->xf = xmalloc(sizeof(*s->xf));
+	*s->xf = next;
+	log_info("session id=%016llx xforward addr=%s helo=%s name=%s",
+	    (unsigned long long)s->id, next.val[XF_ADDR][0] ?
+	    next.val[XF_ADDR] : "-", next.val[XF_HELO][0] ?
+	    next.val[XF_HELO] : "-", next.val[XF_NAME][0] ?
+	    next.val[XF_NAME] : "-");
+	session_reply(s, "250 2.0.0 Ok");
+	return 0;
+}
+
+/* Tell the backend who the client is: what a trusted XFORWARD said, else
+ * what we see (for our own XFORWARD to the next hop). */
+static void
+session_tell_client(struct smtp_session *s)
+{
+	struct xforward xf;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&s->peer;
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&s->peer;
+	int port = -1;
+
+	if (s->env->ops->client == NULL)
+		return;
+	if (s->xf != NULL) {
+		s->env->ops->client(s->txn, s->xf);
+		return;
+	}
+	memset(&xf, 0, sizeof(xf));
+	if (s->peer.ss_family == AF_INET)
+		port = ntohs(sin->sin_port);
+	else if (s->peer.ss_family == AF_INET6)
+		port = ntohs(sin6->sin6_port);
+	if (port >= 0) {
+		strlcpy_s(xf.val[XF_ADDR], s->peer_str, sizeof(xf.val[XF_ADDR]));
+		snprintf(xf.val[XF_PORT], sizeof(xf.val[XF_PORT]), "%d", port);
+	}
+	if (s->helo != NULL && strlen(s->helo) <= XF_VALUE_MAX &&
+	    strpbrk(s->helo, "()<>\"\\") == NULL)
+		strlcpy_s(xf.val[XF_HELO], s->helo, sizeof(xf.val[XF_HELO]));
+	strlcpy_s(xf.val[XF_PROTO], s->esmtp ? "ESMTP" : "SMTP",
+	    sizeof(xf.val[XF_PROTO]));
+	strlcpy_s(xf.val[XF_SOURCE], "REMOTE", sizeof(xf.val[XF_SOURCE]));
+	snprintf(xf.val[XF_IDENT], sizeof(xf.val[XF_IDENT]), "%016llx",
+	    (unsigned long long)s->id);
+	s->env->ops->client(s->txn, &xf);
 }
 
 /* Validate MAIL parameters and build what goes to the backend. */
@@ -512,9 +601,11 @@ cmd_rcpt(struct smtp_session *s, struct smtp_cmd *cmd)
 	}
 	if (rcpt_params_check(s, cmd, params, sizeof(params)) != 0)
 		return session_error(s);
-	if (s->txn == NULL)
+	if (s->txn == NULL) {
 		s->txn = s->env->ops->begin(s->env->ops_ctx, s->from,
 		    s->mail_params, s->id);
+		session_tell_client(s);
+	}
 	if (s->nslots == s->slot_cap) {
 		s->slot_cap = s->slot_cap ? s->slot_cap * 2 : 8;
 		s->slots = xreallocarray(s->slots, s->slot_cap,
@@ -770,6 +861,7 @@ static const struct smtp_cmd_entry commands[] = {
 	{ SMTP_CMD_STARTTLS, CMD_PRETLS, cmd_starttls },
 	{ SMTP_CMD_AUTH, 0, cmd_unsupported },
 	{ SMTP_CMD_BDAT, 0, cmd_unsupported },
+	{ SMTP_CMD_XFORWARD, CMD_PRETLS, cmd_xforward },
 };
 
 /* Reply to a line the parser refused. */

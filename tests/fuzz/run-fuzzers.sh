@@ -35,6 +35,7 @@ seed fuzz_smtp_parse "" smtp_parse
 seed fuzz_smtp_data "00" smtp_data smtp_stuff
 seed fuzz_smtp_reply "" smtp_reply
 seed fuzz_proxy "" proxy_parse
+seed fuzz_xforward "" xforward
 # keyproto: one frame of each kind (tests/unit/keyproto has the rest)
 kp=$work/fuzz_keyproto
 mkdir -p "$kp"

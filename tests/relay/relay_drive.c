@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -236,12 +237,15 @@ usage(void)
 	    "[-c concurrency]\n"
 	    "    [-s size | -m file] [-T timeout-ms] [-I idle-ms] [-h hold-ms] "
 	    "[-a] [-w wait-ms]\n"
-	    "    (-a: abort odd-numbered messages after RCPT)\n"
+	    "    (-a: abort odd-numbered messages after RCPT;\n"
+	    "     -w: then wait until every connection is closed, at most "
+	    "wait-ms)\n"
 	    "    host:port rcpt...\n");
 	exit(2);
 }
 
-/* Parse the arguments into d; returns the wait after the last message. */
+/* Parse the arguments into d; returns the longest wait for the pool to
+ * close its connections after the last message (0: no wait). */
 static int
 parse_args(struct drive *d, struct relay_timeouts *to, int argc, char **argv)
 {
@@ -329,15 +333,26 @@ main(int argc, char **argv)
 	tick = event_new(d.base, -1, EV_PERSIST, check_end, &d);
 	event_add(tick, &tv);
 	event_base_dispatch(d.base);
+	printf("nconns_after_done=%d\n", relay_pool_nconns(d.pool));
 	if (wait_ms > 0) {
-		/* Let idle connections live (or time out) before counting. */
-		printf("nconns_after_done=%d\n", relay_pool_nconns(d.pool));
-		tv.tv_sec = wait_ms / 1000;
-		tv.tv_usec = (wait_ms % 1000) * 1000;
+		/* Poll (every 20 ms, at most wait_ms) until the pool closed its
+		 * idle connections; say how long that took. */
+		struct timespec t0, t1;
+		long waited = 0;
+
 		event_del(tick);
-		event_base_loopexit(d.base, &tv);
-		event_base_dispatch(d.base);
-		printf("nconns_after_wait=%d\n", relay_pool_nconns(d.pool));
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		while (relay_pool_nconns(d.pool) > 0 && waited < wait_ms) {
+			tv.tv_sec = 0;
+			tv.tv_usec = 20000;
+			event_base_loopexit(d.base, &tv);
+			event_base_dispatch(d.base);
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			waited = (t1.tv_sec - t0.tv_sec) * 1000 +
+			    (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		}
+		printf("nconns_after_wait=%d waited_ms=%ld\n",
+		    relay_pool_nconns(d.pool), waited);
 	}
 	rss_kb(&cur, &peak);
 	printf("rss_kb=%ld peak_kb=%ld\n", cur, peak);
