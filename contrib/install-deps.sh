@@ -35,6 +35,10 @@
 # (through shared/peers/postfix-relay.sh) reconfigure and restart the
 # system's Postfix: run them on a test machine only.
 #
+# libjansson writes the JSON of `smrelayctl sink --http` (its web inbox);
+# Chromium, its chromedriver and python3-selenium drive that inbox in a
+# real headless browser in tests/sink/t_inbox.sh.
+#
 # dpkg-dev, debhelper, mandoc and man-db build the Debian package, lint the
 # man pages and look them up (tests/pkg/).
 set -euo pipefail
@@ -42,11 +46,11 @@ set -euo pipefail
 BUILD_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libevent-dev libssl-dev libsqlite3-dev libseccomp-dev libunbound-dev
-	libp11-dev libp11-kit-dev
+	libp11-dev libp11-kit-dev libjansson-dev
 )
 RUNTIME_PACKAGES=(
 	libevent-2.1-7 libevent-openssl-2.1-7 libssl3 libsqlite3-0 libseccomp2
-	libunbound8 libp11-3 p11-kit-modules
+	libunbound8 libp11-3 p11-kit-modules libjansson4
 	ca-certificates dns-root-data adduser
 )
 TEST_PACKAGES=(
@@ -59,6 +63,7 @@ TEST_PACKAGES=(
 	clang libclang-rt-14-dev
 	procps iproute2 gdb sqlite3
 	dpkg-dev debhelper mandoc man-db git
+	chromium chromium-driver python3-selenium
 )
 # The programs each set must leave behind.
 BUILD_PROGRAMS=(cc make autoreconf pkg-config)
