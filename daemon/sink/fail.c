@@ -36,6 +36,8 @@ fail_hit(struct sink_fail *f, double p)
 {
 	if (p <= 0)
 		return 0;
+	if (p >= 1)
+		return 1;	/* no draw: the others' sequence stays */
 	return fail_draw(f) < p;
 }
 
