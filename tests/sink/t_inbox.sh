@@ -97,8 +97,41 @@ case_browser() {
 	[ $rc -eq 0 ] || { fail_because "browser.py: $(tail -n 5 "$CASE_DIR/browser.out" | tr '\n' ' ')"; return 1; }
 }
 
+# gcm_kari: AuthEnvelopedData (AES-256-GCM) from another implementation
+# (openssl cms) to bob (RSA: ktri) and alice's EC certificate (kari): both
+# recipients named, the cipher and the structure said, decrypted with bob's
+# --key.
+case_gcm_kari() {
+	start_web_sink --key "$SPKI/bob-keycert.pem" --cert "$SPKI/alice-ec.pem" ||
+		return 1
+	printf 'Content-Type: text/plain\r\n\r\ngcm body marker-g5\r\n' >"$CASE_DIR/plain.eml"
+	openssl cms -encrypt -aes-256-gcm -in "$CASE_DIR/plain.eml" \
+		-from alice@example.com -to bob@partner.example -subject "gcm test" \
+		"$SPKI/bob.pem" "$SPKI/alice-ec.pem" >"$CASE_DIR/enc.eml" ||
+		{ fail_because "openssl cms -encrypt failed"; return 1; }
+	PORT=$NH_PORT swaks_send --to bob@partner.example --data "@$CASE_DIR/enc.eml" ||
+		return 1
+	local out
+	out=$("$PYTHON" - "http://127.0.0.1:$HTTP_PORT/api/messages/1" <<'PY' 2>&1
+import json, sys, urllib.request
+d = json.loads(urllib.request.urlopen(sys.argv[1], timeout=30).read())
+l = d["layers"][0]
+assert l["layer"] == "encrypted" and l["cipher"] == "AES-256-GCM", l
+assert l["auth_enveloped"] is True, l
+kinds = sorted((r["kind"], (r["known"] or {}).get("emails", ["?"])[0])
+               for r in l["recipients"])
+assert kinds == [("kari", "alice@example.com"),
+                 ("ktri", "bob@partner.example")], kinds
+assert l["decrypted"] is True, l
+assert "marker-g5" in d["text_parts"][0]["text"], d["text_parts"]
+print("gcm ok")
+PY
+) || { fail_because "$out"; return 1; }
+}
+
 sink_pki || exit 99
 run_case api case_api
 run_case headers case_headers
+run_case gcm_kari case_gcm_kari
 run_case browser case_browser
 it_finish
