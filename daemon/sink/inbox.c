@@ -1,6 +1,8 @@
 /* inbox.c: the index of what the sink captured, for its web inbox: one
  * entry per Maildir file (new/ and cur/), numbered in arrival order, with
- * the short analysis the list shows made once, when first listed. */
+ * the short analysis the list shows made once, when first listed.  The
+ * index lives on the event loop; analyses run in batches on a worker
+ * thread (inbox_batch_run), which sees only the batch and the keys. */
 #include "autoconfig.h"
 
 #include <sys/types.h>
@@ -221,32 +223,190 @@ inbox_read(const char *path, size_t *len, size_t *total)
 	return buf;
 }
 
-/* The full analysis of an entry, with its id, time and file. */
-static json_t *
-inbox_analyse(struct inbox *ib, struct inbox_entry *e)
+/* What a batch analyses: copied from an entry, so the entry may go. */
+struct inbox_item {
+	unsigned long long id;
+	char	*name;
+	char	*path;		/* NULL: the file is gone */
+	time_t	 mtime;
+	json_t	*full;		/* the analysis, after run */
+};
+
+struct inbox_batch {
+	const struct sink_keys *keys;
+	struct inbox_item *items;
+	size_t	 n;
+};
+
+/* Add an entry to a batch. */
+static void
+inbox_batch_add(struct inbox *ib, struct inbox_batch *b,
+    const struct inbox_entry *e)
 {
-	char *path, *buf, when[32];
+	struct inbox_item *it;
+
+	b->items = xreallocarray(b->items, b->n + 1, sizeof(*b->items));
+	it = &b->items[b->n++];
+	it->id = e->id;
+	it->name = xstrdup(e->name);
+	it->path = inbox_entry_path(ib, e);
+	it->mtime = e->mtime;
+	it->full = NULL;
+}
+
+static struct inbox_batch *
+inbox_batch_new(struct inbox *ib)
+{
+	struct inbox_batch *b = xcalloc(1, sizeof(*b));
+
+	b->keys = ib->keys;
+	return b;
+}
+
+/* The full analysis of an item, with its id, time and file. */
+static json_t *
+inbox_analyse(const struct sink_keys *keys, const struct inbox_item *it)
+{
+	char *buf = NULL, when[32];
 	size_t len, total;
 	struct tm tm;
 	json_t *o;
 
-	if ((path = inbox_entry_path(ib, e)) == NULL ||
-	    (buf = inbox_read(path, &len, &total)) == NULL) {
-		free(path);
+	if (it->path == NULL ||
+	    (buf = inbox_read(it->path, &len, &total)) == NULL) {
 		o = json_object();
 		json_object_set_new(o, "error", json_string("file gone"));
+		json_object_set_new(o, "badges", json_array());
 	} else {
-		o = verdict_analyse(ib->keys, buf, len, total);
+		o = verdict_analyse(keys, buf, len, total);
 		free(buf);
-		free(path);
 	}
-	json_object_set_new(o, "id", json_integer((json_int_t)e->id));
-	json_object_set_new(o, "file", verdict_jstr(e->name,
-	    strlen(e->name)));
-	gmtime_r(&e->mtime, &tm);
+	json_object_set_new(o, "id", json_integer((json_int_t)it->id));
+	json_object_set_new(o, "file", verdict_jstr(it->name,
+	    strlen(it->name)));
+	gmtime_r(&it->mtime, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	json_object_set_new(o, "time", json_string(when));
 	return o;
+}
+
+/* On a worker thread: analyse every item. */
+void
+inbox_batch_run(struct inbox_batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n; i++)
+		b->items[i].full = inbox_analyse(b->keys, &b->items[i]);
+}
+
+void
+inbox_batch_free(struct inbox_batch *b)
+{
+	size_t i;
+
+	if (b == NULL)
+		return;
+	for (i = 0; i < b->n; i++) {
+		free(b->items[i].name);
+		free(b->items[i].path);
+		json_decref(b->items[i].full);
+	}
+	free(b->items);
+	free(b);
+}
+
+/* The short form of a full analysis, for the list. */
+static json_t *
+inbox_summary(json_t *full)
+{
+	json_t *s = verdict_summary(full);
+
+	json_object_set(s, "id", json_object_get(full, "id"));
+	json_object_set(s, "time", json_object_get(full, "time"));
+	return s;
+}
+
+/* Walk the list page: call fn on each entry in it, newest first. */
+static size_t
+inbox_page(struct inbox *ib, unsigned long long since, size_t offset,
+    size_t limit, void (*fn)(struct inbox *, struct inbox_entry *, void *),
+    void *arg)
+{
+	size_t i, skipped = 0, taken = 0, matching = 0;
+
+	for (i = ib->n; i-- > 0;) {
+		if (ib->e[i].id <= since)
+			break;
+		matching++;
+		if (skipped < offset) {
+			skipped++;
+			continue;
+		}
+		if (taken < limit) {
+			taken++;
+			fn(ib, &ib->e[i], arg);
+		}
+	}
+	return matching;
+}
+
+static void
+inbox_need(struct inbox *ib, struct inbox_entry *e, void *arg)
+{
+	if (e->summary == NULL)
+		inbox_batch_add(ib, arg, e);
+}
+
+/* The entries of a list page not analysed yet; NULL when none. */
+struct inbox_batch *
+inbox_list_prepare(struct inbox *ib, unsigned long long since, size_t offset,
+    size_t limit)
+{
+	struct inbox_batch *b = inbox_batch_new(ib);
+
+	if (limit > INBOX_PAGE_MAX)
+		limit = INBOX_PAGE_MAX;
+	inbox_page(ib, since, offset, limit, inbox_need, b);
+	if (b->n == 0) {
+		inbox_batch_free(b);
+		return NULL;
+	}
+	return b;
+}
+
+/* Keep a batch's summaries in the entries still indexed, then free it. */
+void
+inbox_batch_finish(struct inbox *ib, struct inbox_batch *b)
+{
+	struct inbox_entry *e;
+	size_t i;
+
+	for (i = 0; b != NULL && i < b->n; i++) {
+		if (b->items[i].full == NULL ||
+		    (e = inbox_find(ib, b->items[i].id)) == NULL ||
+		    e->summary != NULL)
+			continue;
+		e->summary = inbox_summary(b->items[i].full);
+	}
+	inbox_batch_free(b);
+}
+
+static void
+inbox_put(struct inbox *ib, struct inbox_entry *e, void *arg)
+{
+	json_t *s;
+
+	(void)ib;
+	if (e->summary != NULL)
+		s = json_copy(e->summary);
+	else {			/* arrived meanwhile: the next poll has it */
+		s = json_object();
+		json_object_set_new(s, "id", json_integer((json_int_t)e->id));
+		json_object_set_new(s, "pending", json_true());
+		json_object_set_new(s, "badges", json_array());
+	}
+	json_array_append_new(arg, s);
 }
 
 /* The list answer (see sink_priv.h). */
@@ -254,35 +414,12 @@ json_t *
 inbox_list(struct inbox *ib, unsigned long long since, size_t offset,
     size_t limit)
 {
-	json_t *o = json_object(), *msgs = json_array(), *full, *s;
-	size_t i, skipped = 0, matching = 0;
-	struct inbox_entry *e;
+	json_t *o = json_object(), *msgs = json_array();
+	size_t matching;
 
 	if (limit > INBOX_PAGE_MAX)
 		limit = INBOX_PAGE_MAX;
-	for (i = ib->n; i-- > 0;) {
-		e = &ib->e[i];
-		if (e->id <= since)
-			break;
-		matching++;
-		if (skipped < offset) {
-			skipped++;
-			continue;
-		}
-		if (json_array_size(msgs) >= limit)
-			continue;
-		if (e->summary == NULL) {
-			full = inbox_analyse(ib, e);
-			e->summary = verdict_summary(full);
-			json_object_set(e->summary, "id",
-			    json_object_get(full, "id"));
-			json_object_set(e->summary, "time",
-			    json_object_get(full, "time"));
-			json_decref(full);
-		}
-		s = json_copy(e->summary);
-		json_array_append_new(msgs, s);
-	}
+	matching = inbox_page(ib, since, offset, limit, inbox_put, msgs);
 	json_object_set_new(o, "messages", msgs);
 	json_object_set_new(o, "total", json_integer((json_int_t)matching));
 	json_object_set_new(o, "offset", json_integer((json_int_t)offset));
@@ -292,11 +429,30 @@ inbox_list(struct inbox *ib, unsigned long long since, size_t offset,
 	return o;
 }
 
-/* One message's full analysis; NULL if there is no such message. */
-json_t *
-inbox_get(struct inbox *ib, unsigned long long id)
+/* A batch for one message's full analysis; NULL if there is none. */
+struct inbox_batch *
+inbox_get_prepare(struct inbox *ib, unsigned long long id)
 {
 	struct inbox_entry *e = inbox_find(ib, id);
+	struct inbox_batch *b;
 
-	return e != NULL ? inbox_analyse(ib, e) : NULL;
+	if (e == NULL)
+		return NULL;
+	b = inbox_batch_new(ib);
+	inbox_batch_add(ib, b, e);
+	return b;
+}
+
+/* The full analysis a get batch made (a new reference), and free it. */
+json_t *
+inbox_get_finish(struct inbox *ib, struct inbox_batch *b)
+{
+	json_t *o = json_incref(b->items[0].full);
+	struct inbox_entry *e;
+
+	if (o != NULL && (e = inbox_find(ib, b->items[0].id)) != NULL &&
+	    e->summary == NULL)
+		e->summary = inbox_summary(o);
+	inbox_batch_free(b);
+	return o;
 }

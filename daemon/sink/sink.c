@@ -34,6 +34,7 @@ struct sink {
 	struct sink_keys keys;		/* --key, --cert, --trust */
 	const char *http;		/* --http ADDR:PORT */
 	struct inbox *inbox;
+	struct workers *workers;	/* the inbox's analyses */
 	struct web *web;
 };
 
@@ -240,8 +241,11 @@ sink_extras(struct sink *sk, const char *dir)
 		cms_init();
 		sk->inbox = inbox_open(dir, &sk->keys);
 		h.saved = sink_hook_saved;
-		if ((sk->web = web_start(sk->base, sk->http, sk->inbox, err,
-		    sizeof(err))) == NULL) {
+		/* one thread: analyses never hold up the loop, and a lab
+		 * machine keeps its other cores */
+		sk->workers = workers_new(sk->base, 1, NULL, NULL, NULL);
+		if ((sk->web = web_start(sk->base, sk->http, sk->inbox,
+		    sk->workers, err, sizeof(err))) == NULL) {
 			fprintf(stderr, "smrelayctl: sink: %s\n", err);
 			return -1;
 		}
@@ -331,6 +335,8 @@ sink_main(int argc, char *argv[])
 	tls_init();
 	rc = sink_run(&sk, dir);
 	server_free(sk.srv);
+	if (sk.workers != NULL)
+		workers_free(sk.workers);	/* the last answers go out */
 	web_free(sk.web);
 	inbox_free(sk.inbox);
 	verdict_keys_free(&sk.keys);

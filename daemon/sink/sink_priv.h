@@ -66,24 +66,35 @@ json_t	*verdict_jstr(const char *, size_t);
 
 /* inbox.c */
 struct inbox;
+struct inbox_batch;		/* analyses to run off the loop */
 struct inbox *inbox_open(const char *dir, const struct sink_keys *);
 void	 inbox_free(struct inbox *);
 /* A message saved as DIR/new/NAME. */
 void	 inbox_add(struct inbox *, const char *name);
+/* The messages of a list page not analysed yet (NULL: none): run the batch
+ * on a worker (inbox_batch_run), then inbox_batch_finish on the loop. */
+struct inbox_batch *inbox_list_prepare(struct inbox *, unsigned long long since,
+	    size_t offset, size_t limit);
+void	 inbox_batch_run(struct inbox_batch *);
+void	 inbox_batch_finish(struct inbox *, struct inbox_batch *);
+void	 inbox_batch_free(struct inbox_batch *);
 /* The list answer: messages with id > since (newest first), at most limit
- * from offset. */
+ * from offset, from what was analysed. */
 json_t	*inbox_list(struct inbox *, unsigned long long since, size_t offset,
 	    size_t limit);
-/* One message's analysis; NULL if there is no such message. */
-json_t	*inbox_get(struct inbox *, unsigned long long id);
+/* One message: a batch to run (NULL if there is no such message), then its
+ * analysis (the batch is freed). */
+struct inbox_batch *inbox_get_prepare(struct inbox *, unsigned long long id);
+json_t	*inbox_get_finish(struct inbox *, struct inbox_batch *);
 /* The path of a message's file (malloc'd), NULL if none. */
 char	*inbox_path(struct inbox *, unsigned long long id);
 
 /* web.c */
 struct web;
-/* Listen on ADDR:PORT; NULL with err set. */
+struct workers;
+/* Listen on ADDR:PORT, analysing on `workers`; NULL with err set. */
 struct web *web_start(struct event_base *, const char *addrport,
-    struct inbox *, char *err, size_t errlen);
+    struct inbox *, struct workers *, char *err, size_t errlen);
 void	 web_free(struct web *);
 
 /* web_assets.c */

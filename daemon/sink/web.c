@@ -21,14 +21,29 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "daemon/base/base.h"
 #include "lib/lib.h"
 #include "sink_priv.h"
 
 #define WEB_URI_MAX	2048
+#define WEB_PENDING_MAX	32	/* answers waiting for an analysis */
 
 struct web {
 	struct evhttp	*http;
 	struct inbox	*inbox;
+	struct workers	*workers;
+	int		 npending;
+};
+
+/* An answer waiting for its analysis on the worker thread. */
+struct web_job {
+	struct web		*w;
+	struct evhttp_request	*req;	/* NULL once the client left */
+	struct evhttp_connection *evcon;
+	struct inbox_batch	*b;
+	int			 get;	/* one message, else a list page */
+	unsigned long long	 since;
+	size_t			 offset, limit;
 };
 
 static const char web_csp[] =
@@ -113,6 +128,81 @@ web_qnum(struct evkeyvalq *q, const char *name, long long def,
 	return n > max ? max : n;
 }
 
+/* The connection of a waiting answer closed: nobody to answer. */
+static void
+web_job_gone(struct evhttp_connection *evcon, void *arg)
+{
+	struct web_job *j = arg;
+
+	(void)evcon;
+	j->req = NULL;
+}
+
+/* On the worker thread. */
+static void
+web_job_run(void *arg, void *tctx)
+{
+	struct web_job *j = arg;
+
+	(void)tctx;
+	inbox_batch_run(j->b);
+}
+
+/* Back on the loop: keep what was analysed, answer if someone waits. */
+static void
+web_job_done(void *arg)
+{
+	struct web_job *j = arg;
+	struct web *w = j->w;
+	json_t *o = NULL;
+
+	w->npending--;
+	if (j->req != NULL)
+		evhttp_connection_set_closecb(j->evcon, NULL, NULL);
+	if (j->get)
+		o = inbox_get_finish(w->inbox, j->b);
+	else
+		inbox_batch_finish(w->inbox, j->b);
+	if (j->req != NULL) {
+		if (!j->get)
+			o = inbox_list(w->inbox, j->since, j->offset, j->limit);
+		if (o != NULL)
+			web_json(j->req, o);
+		else
+			web_error(j->req, 404, "Not Found", "no such message");
+	} else
+		json_decref(o);
+	free(j);
+}
+
+/* Run a batch off the loop and answer when it is done; 503 when too many
+ * wait already. */
+static void
+web_defer(struct web *w, struct evhttp_request *req, struct inbox_batch *b,
+    int get, unsigned long long since, size_t offset, size_t limit)
+{
+	struct web_job *j;
+
+	if (w->npending >= WEB_PENDING_MAX) {
+		inbox_batch_free(b);
+		web_error(req, 503, "Service Unavailable", "busy analysing, "
+		    "try again");
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->w = w;
+	j->req = req;
+	j->evcon = evhttp_request_get_connection(req);
+	j->b = b;
+	j->get = get;
+	j->since = since;
+	j->offset = offset;
+	j->limit = limit;
+	evhttp_connection_set_closecb(j->evcon, web_job_gone, j);
+	w->npending++;
+	workers_submit(w->workers, web_job_run, web_job_done, j);
+}
+
 /* GET /api/messages?since=ID&offset=N&limit=N */
 static void
 web_list(struct web *w, struct evhttp_request *req, const struct evhttp_uri *u)
@@ -120,6 +210,7 @@ web_list(struct web *w, struct evhttp_request *req, const struct evhttp_uri *u)
 	struct evkeyvalq q;
 	const char *qs = evhttp_uri_get_query(u);
 	long long since, offset, limit;
+	struct inbox_batch *b;
 
 	TAILQ_INIT(&q);
 	if (qs != NULL && evhttp_parse_query_str(qs, &q) == -1) {
@@ -133,6 +224,12 @@ web_list(struct web *w, struct evhttp_request *req, const struct evhttp_uri *u)
 	if (since < 0 || offset < 0 || limit < 0) {
 		web_error(req, 400, "Bad Request", "since, offset and limit "
 		    "are numbers");
+		return;
+	}
+	if ((b = inbox_list_prepare(w->inbox, (unsigned long long)since,
+	    (size_t)offset, (size_t)limit)) != NULL) {
+		web_defer(w, req, b, 0, (unsigned long long)since,
+		    (size_t)offset, (size_t)limit);
 		return;
 	}
 	web_json(req, inbox_list(w->inbox, (unsigned long long)since,
@@ -179,9 +276,9 @@ web_raw(struct web *w, struct evhttp_request *req, unsigned long long id)
 static void
 web_message(struct web *w, struct evhttp_request *req, const char *rest)
 {
+	struct inbox_batch *b;
 	unsigned long long id;
 	char *end;
-	json_t *o;
 
 	errno = 0;
 	id = strtoull(rest, &end, 10);
@@ -193,11 +290,11 @@ web_message(struct web *w, struct evhttp_request *req, const char *rest)
 		web_raw(w, req, id);
 		return;
 	}
-	if (*end != '\0' || (o = inbox_get(w->inbox, id)) == NULL) {
+	if (*end != '\0' || (b = inbox_get_prepare(w->inbox, id)) == NULL) {
 		web_error(req, 404, "Not Found", "no such message");
 		return;
 	}
-	web_json(req, o);
+	web_defer(w, req, b, 1, 0, 0, 0);
 }
 
 /* A page, script or style of web_assets[]. */
@@ -254,7 +351,7 @@ web_request(struct evhttp_request *req, void *arg)
 /* Listen on ADDR:PORT ([v6]:PORT) with the inbox behind. */
 struct web *
 web_start(struct event_base *base, const char *addrport, struct inbox *ib,
-    char *err, size_t errlen)
+    struct workers *workers, char *err, size_t errlen)
 {
 	char host[256], *colon, *end;
 	struct web *w;
@@ -281,6 +378,7 @@ web_start(struct event_base *base, const char *addrport, struct inbox *ib,
 	}
 	w = xcalloc(1, sizeof(*w));
 	w->inbox = ib;
+	w->workers = workers;
 	if ((w->http = evhttp_new(base)) == NULL)
 		fatalx("evhttp_new failed");
 	evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);

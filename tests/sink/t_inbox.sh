@@ -129,9 +129,65 @@ PY
 ) || { fail_because "$out"; return 1; }
 }
 
+# big_off_loop: messages near the 8 MiB analysis limit are analysed off the
+# event loop: while the list waits for four of them, the page and SMTP are
+# served; one over the limit shows its header fields only.
+case_big_off_loop() {
+	start_web_sink --key "$SPKI/bob-keycert.pem" || return 1
+	"$PYTHON" -c '
+import sys
+sys.stdout.write("Content-Type: text/plain\r\n\r\n")
+sys.stdout.write(("y" * 76 + "\r\n") * int(sys.argv[1]))' 75000 >"$CASE_DIR/mid.txt"
+	openssl cms -encrypt -aes-256-cbc -in "$CASE_DIR/mid.txt" -from a@example.com \
+		-to bob@partner.example -subject big "$SPKI/bob.pem" >"$CASE_DIR/mid.eml" &&
+		cat "$CASE_DIR/mid.eml" "$CASE_DIR/mid.txt" "$CASE_DIR/mid.txt" >"$CASE_DIR/huge.eml" ||
+		{ fail_because "openssl cms -encrypt failed"; return 1; }
+	local i out
+	for i in 1 2 3 4; do
+		PORT=$NH_PORT swaks_send --to bob@partner.example --data "@$CASE_DIR/mid.eml" ||
+			return 1
+	done
+	PORT=$NH_PORT swaks_send --to bob@partner.example --data "@$CASE_DIR/huge.eml" ||
+		return 1
+	out=$("$PYTHON" - "http://127.0.0.1:$HTTP_PORT" "$NH_PORT" <<'PY' 2>&1
+import json, smtplib, sys, threading, time, urllib.request
+base, smtp_port = sys.argv[1], int(sys.argv[2])
+res = {}
+def lst():
+    res["list"] = json.loads(urllib.request.urlopen(
+        base + "/api/messages", timeout=120).read())
+    res["list_done"] = time.monotonic()
+t = threading.Thread(target=lst)
+t.start()
+time.sleep(0.1)
+page = urllib.request.urlopen(base + "/", timeout=30).read()
+page_done = time.monotonic()
+with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as s:
+    s.sendmail("a@example.com", ["c@lab.example"], "Subject: meanwhile\r\n\r\nx\r\n")
+smtp_done = time.monotonic()
+t.join(120)
+assert b"smrelay sink" in page
+assert "list_done" in res, "the list never came"
+assert page_done < res["list_done"] and smtp_done < res["list_done"], \
+    "page and SMTP waited for the analysis"
+ms = {m["id"]: m for m in res["list"]["messages"] if not m.get("pending")}
+for i in (1, 2, 3, 4):
+    texts = [b["text"] for b in ms[i]["badges"]]
+    assert texts == ["encrypted: AES-256-CBC, decrypted"], (i, texts)
+huge = json.loads(urllib.request.urlopen(base + "/api/messages/5", timeout=60).read())
+assert huge["analysed"] is False and huge["subject"] == "big", huge.get("analysed")
+assert huge["size"] > 8 * 1024 * 1024 and huge["layers"] == [], huge["size"]
+print("list took %.2fs; page %.3fs; smtp %.3fs after the start" % (
+    res["list_done"] - page_done + 0.1, 0.1, smtp_done - page_done + 0.1))
+PY
+) || { fail_because "$out"; return 1; }
+	echo "$out"
+}
+
 sink_pki || exit 99
 run_case api case_api
 run_case headers case_headers
 run_case gcm_kari case_gcm_kari
+run_case big_off_loop case_big_off_loop
 run_case browser case_browser
 it_finish

@@ -56,9 +56,10 @@ async function loadList() {
   const d = await getJSON('/api/messages?limit=' + PAGE);
   const tb = document.querySelector('#list tbody');
   clear(tb);
-  d.messages.forEach(m => tb.appendChild(row(m, false)));
-  shown = d.messages.length;
-  latest = d.latest;
+  const ready = d.messages.filter(m => !m.pending);
+  ready.forEach(m => tb.appendChild(row(m, false)));
+  shown = ready.length;
+  latest = ready.length ? ready[0].id : 0;
   document.getElementById('older').hidden = shown >= d.total;
   document.getElementById('empty').hidden = d.total > 0;
 }
@@ -75,10 +76,16 @@ async function poll() {
   try {
     const d = await getJSON('/api/messages?limit=' + PAGE + '&since=' + latest);
     const tb = document.querySelector('#list tbody');
-    for (let i = d.messages.length - 1; i >= 0; i--)
-      tb.insertBefore(row(d.messages[i], true), tb.firstChild);
-    shown += d.messages.length;
-    if (d.latest > latest) latest = d.latest;
+    // oldest first; stop at one still being analysed: the next poll has it
+    let top = latest;
+    for (let i = d.messages.length - 1; i >= 0; i--) {
+      const m = d.messages[i];
+      if (m.pending) break;
+      tb.insertBefore(row(m, true), tb.firstChild);
+      shown++;
+      top = m.id;
+    }
+    latest = top;
     if (shown > 0) document.getElementById('empty').hidden = true;
     status('live \u00b7 ' + latest + ' message(s) captured');
   } catch (e) {
@@ -226,7 +233,9 @@ async function start() {
     status('cannot reach the sink: ' + e.message);
   }
   route();
-  polling = setInterval(poll, POLL_MS);
+  // one poll at a time: the next is planned when this one is over
+  const loop = async () => { await poll(); polling = setTimeout(loop, POLL_MS); };
+  polling = setTimeout(loop, POLL_MS);
 }
 
 document.addEventListener('DOMContentLoaded', start);
