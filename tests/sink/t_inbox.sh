@@ -184,10 +184,33 @@ PY
 	echo "$out"
 }
 
+# encoded_words: RFC 2047 subjects and names are shown decoded (UTF-8 and
+# ISO-8859-1, B and Q); the header list keeps the field as it came.
+case_encoded_words() {
+	start_web_sink || return 1
+	PORT=$NH_PORT swaks_send --to bob@lab.example \
+		--header 'From: =?ISO-8859-1?Q?Andr=E9?= <andre@x.example>' \
+		--header 'Subject: =?UTF-8?B?R3LDvMOfZQ==?= =?UTF-8?Q?_und_mehr?=' ||
+		return 1
+	local out
+	out=$("$PYTHON" - "http://127.0.0.1:$HTTP_PORT" <<'PY' 2>&1
+import json, sys, urllib.request
+m = json.loads(urllib.request.urlopen(sys.argv[1] + "/api/messages",
+                                      timeout=30).read())["messages"][0]
+assert m["subject"] == "Gr\u00fc\u00dfe und mehr", m["subject"]
+assert m["from"] == "Andr\u00e9 <andre@x.example>", m["from"]
+d = json.loads(urllib.request.urlopen(sys.argv[1] + "/api/messages/1",
+                                      timeout=30).read())
+assert ["Subject", "=?UTF-8?B?R3LDvMOfZQ==?= =?UTF-8?Q?_und_mehr?="] in d["headers"]
+PY
+) || { fail_because "$out"; return 1; }
+}
+
 sink_pki || exit 99
 run_case api case_api
 run_case headers case_headers
 run_case gcm_kari case_gcm_kari
+run_case encoded_words case_encoded_words
 run_case big_off_loop case_big_off_loop
 run_case browser case_browser
 it_finish
