@@ -39,6 +39,10 @@
 # (through shared/peers/postfix-relay.sh) reconfigure and restart the
 # system's Postfix: run them on a test machine only.
 #
+# libjansson writes the JSON of `smrelayctl sink --http` (its web inbox);
+# Chromium, its chromedriver and python3-selenium drive that inbox in a
+# real headless browser in tests/sink/t_inbox.sh.
+#
 # dpkg-dev, debhelper, mandoc and man-db build the Debian package, lint the
 # man pages and look them up (tests/pkg/).
 set -euo pipefail
@@ -64,6 +68,7 @@ TEST_PACKAGES=(
 	procps iproute2 gdb sqlite3
 	prometheus
 	dpkg-dev debhelper mandoc man-db git
+	chromium chromium-driver python3-selenium
 )
 # The programs each set must leave behind.
 BUILD_PROGRAMS=(cc make autoreconf pkg-config)

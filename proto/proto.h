@@ -12,6 +12,7 @@
 #include "mime.h"
 #include "dsn.h"
 #include "cms.h"
+#include "cms_info.h"
 #include "keyproto.h"
 
 #endif

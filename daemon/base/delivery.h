@@ -36,6 +36,10 @@ struct delivery_attempt {
 
 typedef void delivery_cb(void *arg, const struct smtp_result *);
 
+/* A data() result code that closes the connection without any reply (the
+ * sink's `--fail drop:`, to test a client losing the line after DATA). */
+#define DELIVERY_DROP	(-1)
+
 /* Room for a destination key (delivery_ops.route). */
 #define DELIVERY_KEY_MAX	320
 

@@ -55,7 +55,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "apply", NULL, "--sender ADDR --recipient ADDR [ADDR ...] < message",
 	    ctl_apply_run },
 	{ "sink", NULL, "--listen ADDR:PORT --maildir DIR [--tls-cert FILE "
-	    "--tls-key FILE] [--implicit-tls] [--hostname NAME] [-v]",
+	    "--tls-key FILE] [--implicit-tls] [--hostname NAME] "
+	    "[--http ADDR:PORT] [--key FILE]... [--cert FILE]... "
+	    "[--trust FILE]... [--fail SPEC]... [--seed N] [-v]",
 	    ctl_sink },
 };
 #define NCMDS	(sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))

@@ -24,6 +24,7 @@ struct maildir {
 	char *dir;
 	char *host;		/* hostname, safe inside a file name */
 	unsigned long seq;
+	struct maildir_hooks hooks;
 };
 
 /* A reply waiting for the event loop. */
@@ -106,6 +107,13 @@ maildir_open(struct event_base *base, const char *dir, char *err,
 	return md;
 }
 
+/* Set the hooks (copied). */
+void
+maildir_set_hooks(struct maildir *md, const struct maildir_hooks *h)
+{
+	md->hooks = *h;
+}
+
 /* Release the backend (transactions are owned by their sessions). */
 void
 maildir_close(struct maildir *md)
@@ -132,6 +140,20 @@ maildir_txn_free(struct maildir_txn *t)
 	free(t);
 }
 
+/* Wake the reply event now, or after the hook's delay. */
+static void
+maildir_schedule(struct maildir_txn *t)
+{
+	struct timeval tv = { 0, 0 };
+
+	if (t->md->hooks.delay != NULL)
+		t->md->hooks.delay(t->md->hooks.arg, &tv);
+	if (tv.tv_sec == 0 && tv.tv_usec == 0)
+		event_active(t->ev, EV_TIMEOUT, 1);
+	else
+		event_add(t->ev, &tv);
+}
+
 /* Deliver the oldest queued reply; the callback may re-enter or abort. */
 static void
 maildir_reply_cb(evutil_socket_t fd, short what, void *arg)
@@ -147,7 +169,7 @@ maildir_reply_cb(evutil_socket_t fd, short what, void *arg)
 	memmove(t->replies, t->replies + 1,
 	    --t->nreplies * sizeof(*t->replies));
 	if (t->nreplies > 0)
-		event_active(t->ev, EV_TIMEOUT, 1);
+		maildir_schedule(t);
 	else if (t->over)
 		maildir_txn_free(t);	/* the data() reply: txn is done */
 	r.cb(r.arg, &r.res);
@@ -168,7 +190,7 @@ maildir_reply(struct maildir_txn *t, delivery_cb *cb, void *arg, int code,
 	r->arg = arg;
 	smtp_result_set(&r->res, code, enh, "%s", text);
 	if (t->nreplies == 1)
-		event_active(t->ev, EV_TIMEOUT, 1);
+		maildir_schedule(t);
 }
 
 /* MAIL FROM: remember the sender. */
@@ -195,7 +217,16 @@ maildir_rcpt(void *txn, const char *rcpt, const char *params,
 {
 	struct maildir_txn *t = txn;
 
+	struct smtp_result res;
+
 	(void)params;
+	if (t->md->hooks.rcpt != NULL &&
+	    t->md->hooks.rcpt(t->md->hooks.arg, &res)) {
+		log_info("session id=%016llx maildir rcpt=<%s> refused=%d",
+		    (unsigned long long)t->sessid, rcpt, res.code);
+		maildir_reply(t, cb, arg, res.code, res.enh, res.text);
+		return;
+	}
 	t->rcpts = xreallocarray(t->rcpts, t->nrcpts + 1, sizeof(*t->rcpts));
 	t->rcpts[t->nrcpts++] = xstrdup(rcpt);
 	maildir_reply(t, cb, arg, 250, "2.1.5", "Ok");
@@ -315,9 +346,17 @@ static void
 maildir_data(void *txn, struct msgbuf *mb, delivery_cb *cb, void *arg)
 {
 	struct maildir_txn *t = txn;
+	struct maildir *md = t->md;
+	struct smtp_result res;
 	char name[200], why[200], text[256];
 
 	t->over = 1;
+	if (md->hooks.data != NULL && md->hooks.data(md->hooks.arg, &res)) {
+		log_info("session id=%016llx maildir not saved status=%d %s",
+		    (unsigned long long)t->sessid, res.code, res.text);
+		maildir_reply(t, cb, arg, res.code, res.enh, res.text);
+		return;
+	}
 	if (maildir_save(t, mb, name, sizeof(name), why, sizeof(why)) == -1) {
 		log_warnx("session id=%016llx maildir error=\"%s\"",
 		    (unsigned long long)t->sessid, why);
@@ -330,6 +369,8 @@ maildir_data(void *txn, struct msgbuf *mb, delivery_cb *cb, void *arg)
 	    (unsigned long long)t->sessid, name, msgbuf_size(mb), t->nrcpts);
 	snprintf(text, sizeof(text), "Ok: saved as %s", name);
 	maildir_reply(t, cb, arg, 250, "2.0.0", text);
+	if (md->hooks.saved != NULL)
+		md->hooks.saved(md->hooks.arg, name);
 }
 
 /* The session gave up: no callback will follow. */

@@ -10,7 +10,9 @@
 /* sink.c */
 /*
  * `sink --listen ADDR:PORT --maildir DIR [--tls-cert F --tls-key F]
- * [--implicit-tls] [--hostname NAME] [-v]`, argv[0] being "sink": serve
+ * [--implicit-tls] [--hostname NAME] [--http ADDR:PORT] [--key F]...
+ * [--cert F]... [--trust F]... [--fail SPEC]... [--seed N] [-v]`,
+ * argv[0] being "sink": serve
  * until SIGTERM/SIGINT (drain on the first, leave on the second).  The exit
  * status: 0, 1 (failed, reported), 2 (bad option value, reported) or
  * SINK_USAGE.

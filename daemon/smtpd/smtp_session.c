@@ -995,6 +995,14 @@ session_data_cb(void *arg, const struct smtp_result *r)
 	struct smtp_session *s = arg;
 
 	s->txn = NULL;          /* over after the data callback */
+	if (r->code == DELIVERY_DROP) {
+		log_info("session id=%016llx message size=%zu rcpts=%d "
+		    "dropped by the backend", (unsigned long long)s->id,
+		    s->data_bytes, s->nrcpt);
+		session_reset_txn(s);
+		(void)session_close(s, "backend-drop");
+		return;
+	}
 	log_info("session id=%016llx message size=%zu rcpts=%d status=%d %s %s",
 	    (unsigned long long)s->id, s->data_bytes, s->nrcpt, r->code,
 	    r->enh, r->text);

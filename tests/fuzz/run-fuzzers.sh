@@ -56,6 +56,8 @@ done
 
 mkdir -p "$work/fuzz_cms"
 cp "$here"/corpus_cms/* "$work/fuzz_cms/"
+mkdir -p "$work/fuzz_cms_info"
+cp "$here"/corpus_cms/* "$work/fuzz_cms_info/"
 
 mkdir -p "$work/fuzz_p11_uri"
 printf '\001token=smrelay;object=alice;id=%%01%%02?module-path=/usr/lib/x.so&pin-value=1234' \
@@ -83,7 +85,7 @@ printf '\003alice@example.com' >"$dn/seed-addr"
 for bin in tests/fuzz/fuzz_smtp_parse tests/fuzz/fuzz_smtp_data \
     tests/fuzz/fuzz_smtp_reply tests/fuzz/fuzz_proxy tests/fuzz/fuzz_keyproto \
     tests/fuzz/fuzz_mime \
-    tests/fuzz/fuzz_cms tests/policy/fuzz_policy tests/fuzz/fuzz_mark \
+    tests/fuzz/fuzz_cms tests/fuzz/fuzz_cms_info tests/policy/fuzz_policy tests/fuzz/fuzz_mark \
     tests/fuzz/fuzz_dns_rdata \
     tests/keyd/fuzz_p11_uri; do
 	name=${bin##*/}
