@@ -18,6 +18,8 @@
 #include "lib/lib.h"
 #include "msgbuf.h"
 
+#define MSGBUF_WBUF	(64 * 1024)	/* appends held before a write */
+
 struct msgbuf {
 	char *tmpdir;
 	size_t mem_limit;
@@ -25,6 +27,8 @@ struct msgbuf {
 	size_t cap;
 	size_t len;
 	int fd;                 /* -1 while in memory */
+	char *wbuf;             /* spilled: appends held before a write */
+	size_t wlen;            /* bytes in wbuf (counted in len) */
 	atomic_int refs;        /* msgbuf_ref(); freed at 0; workers
 				 * drop theirs off the loop */
 };
@@ -100,6 +104,18 @@ msgbuf_spill(struct msgbuf *mb)
 	return 0;
 }
 
+/* Write the appends held in wbuf to the file. */
+static int
+msgbuf_flush(struct msgbuf *mb)
+{
+	if (mb->wlen == 0)
+		return 0;
+	if (write_full(mb->fd, mb->wbuf, mb->wlen) == -1)
+		return -1;
+	mb->wlen = 0;
+	return 0;
+}
+
 /* Append bytes; -1 with errno on I/O error (the body is then unusable). */
 int
 msgbuf_append(struct msgbuf *mb, const void *data, size_t len)
@@ -113,8 +129,19 @@ msgbuf_append(struct msgbuf *mb, const void *data, size_t len)
 			return -1;
 	}
 	if (mb->fd != -1) {
-		if (write_full(mb->fd, data, len) == -1)
+		/* many small appends (a CMS encoder writes lines) cost one
+		 * write per MSGBUF_WBUF bytes */
+		if (mb->wlen + len > MSGBUF_WBUF && msgbuf_flush(mb) == -1)
 			return -1;
+		if (len >= MSGBUF_WBUF) {
+			if (write_full(mb->fd, data, len) == -1)
+				return -1;
+		} else {
+			if (mb->wbuf == NULL)
+				mb->wbuf = xmalloc(MSGBUF_WBUF);
+			memcpy(mb->wbuf + mb->wlen, data, len);
+			mb->wlen += len;
+		}
 		mb->len += len;
 		return 0;
 	}
@@ -153,6 +180,9 @@ msgbuf_pread(struct msgbuf *mb, void *buf, size_t len, size_t off)
 		memcpy(buf, mb->mem + off, len);
 		return (ssize_t)len;
 	}
+	if (mb->wlen > 0 && off + len > mb->len - mb->wlen &&
+	    msgbuf_flush(mb) == -1)
+		return -1;
 	do {
 		n = pread(mb->fd, buf, len, (off_t)off);
 	} while (n < 0 && errno == EINTR);
@@ -194,6 +224,7 @@ msgbuf_free(struct msgbuf *mb)
 		return;
 	if (mb->fd != -1)
 		close(mb->fd);
+	free(mb->wbuf);
 	free(mb->mem);
 	free(mb->tmpdir);
 	free(mb);

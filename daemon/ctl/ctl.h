@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+struct msgbuf;
+
 /* The global options, given before the command. */
 struct ctl_opts {
 	const char	*path;		/* -c FILE */
@@ -123,5 +125,10 @@ void ctl_json_str(FILE *, const char *);
 /* All of stdin (NUL-terminated), at most max bytes; NULL (the reason
  * printed) otherwise. */
 char *ctl_read_stdin(uint64_t max, size_t *len);
+/* Standard input in a msgbuf (spilled to an unlinked file in $TMPDIR or
+ * /tmp past 128 KiB); NULL (reported) over max or on errors. */
+struct msgbuf *ctl_read_stdin_mb(uint64_t max);
+/* All of a msgbuf to stdout, in pieces; 0, or -1. */
+int ctl_write_mb(struct msgbuf *);
 
 #endif

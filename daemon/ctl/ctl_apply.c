@@ -1,5 +1,5 @@
 /* ctl_apply.c: smrelayctl apply: run the policy and the transforms exactly
- * as smrelayd would (pipeline_decide per recipient, one pipeline_transform
+ * as smrelayd would (pipeline_decide per recipient, one pipeline_transform_body
  * per copy) on a message from stdin. */
 #include "autoconfig.h"
 
@@ -140,13 +140,14 @@ apply_decide(struct apply *ap, const struct certsrc *src)
 /* Transform and print the copies; 0, or 1 when one failed. */
 static int
 apply_copies(const struct certsrc *src, const struct config *cfg,
-    const struct apply *ap, const char *msg, size_t len)
+    const struct apply *ap, struct msgbuf *msg)
 {
 	const struct apply_copy *copies = ap->copies;
+	const char *tmp = getenv("TMPDIR");
 	struct smime_msg_res res;
 	struct smtp_result fail;
 	struct pl_copy pc;
-	char trace[512];
+	struct msgbuf *out;
 	size_t i, k;
 	int rc = 0;
 
@@ -157,8 +158,8 @@ apply_copies(const struct certsrc *src, const struct config *cfg,
 		pc.actions = copies[i].actions;
 		pc.rule_id = copies[i].rule_id;
 		pc.host = cfg->hostname;
-		if (pipeline_transform(src, &pc, msg, len, &res, &fail, trace,
-		    sizeof(trace)) == -1) {
+		if (pipeline_transform_body(src, &pc, msg, tmp != NULL &&
+		    *tmp != '\0' ? tmp : "/tmp", &out, &res, &fail) == -1) {
 			fprintf(stderr, "smrelayctl: apply: copy for ");
 			for (k = 0; k < pc.nrcpts; k++)
 				fprintf(stderr, "%s%s", k ? "," : "",
@@ -176,12 +177,9 @@ apply_copies(const struct certsrc *src, const struct config *cfg,
 		for (k = 0; k < pc.nrcpts; k++)
 			printf("%s%s", k ? "," : "", pc.rcpts[k]);
 		printf("\n");
-		if (res.msg != NULL) {
-			fputs(trace, stdout);
-			fwrite(res.msg, 1, res.len, stdout);
-		}
-		else
-			fwrite(msg, 1, len, stdout);
+		if (ctl_write_mb(out != NULL ? out : msg) == -1)
+			rc = 1;
+		msgbuf_free(out);
 		smime_msg_res_free(&res);
 	}
 	return rc;
@@ -209,8 +207,8 @@ ctl_apply_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	struct keyfile *kf;
 	struct apply ap;
 	struct config *cfg;
-	char err[1024], *msg = NULL;
-	size_t len;
+	struct msgbuf *msg = NULL;
+	char err[1024];
 	int rc = 1;
 
 	memset(&ap, 0, sizeof(ap));
@@ -231,9 +229,9 @@ ctl_apply_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	else if (keys_set_keyfile(certcache_keys(src.cc), kf),
 	    certcache_sync(src.cc, src.st, 1, err, sizeof(err)) == -1)
 		fprintf(stderr, "smrelayctl: %s\n", err);
-	else if ((msg = ctl_read_stdin(cfg->max_message_size, &len)) != NULL) {
+	else if ((msg = ctl_read_stdin_mb(cfg->max_message_size)) != NULL) {
 		rc = apply_decide(&ap, &src);
-		if (apply_copies(&src, cfg, &ap, msg, len) != 0)
+		if (apply_copies(&src, cfg, &ap, msg) != 0)
 			rc = 1;
 		if (fflush(stdout) == EOF || ferror(stdout)) {
 			fprintf(stderr, "smrelayctl: stdout: %s\n",
@@ -242,7 +240,7 @@ ctl_apply_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 		}
 	}
 	apply_free(&ap);
-	free(msg);
+	msgbuf_free(msg);
 	certcache_free(src.cc);
 	if (src.st != NULL)
 		store_close(src.st);

@@ -61,6 +61,58 @@ ctl_read_stdin(uint64_t max, size_t *lenp)
 	return p;
 }
 
+/* Standard input into a msgbuf spilling into $TMPDIR (see ctl.h). */
+struct msgbuf *
+ctl_read_stdin_mb(uint64_t max)
+{
+	const char *tmp = getenv("TMPDIR");
+	struct msgbuf *mb = msgbuf_new(tmp != NULL && *tmp != '\0' ? tmp :
+	    "/tmp", 0);
+	char *buf = xmalloc(65536);
+	size_t n;
+
+	while ((n = fread(buf, 1, 65536, stdin)) > 0) {
+		if (msgbuf_size(mb) + n > max) {
+			fprintf(stderr, "smrelayctl: message larger than "
+			    "max_message_size (%llu bytes)\n",
+			    (unsigned long long)max);
+			goto fail;
+		}
+		if (msgbuf_append(mb, buf, n) == -1) {
+			fprintf(stderr, "smrelayctl: spill file: %s\n",
+			    strerror(errno));
+			goto fail;
+		}
+	}
+	if (ferror(stdin)) {
+		fprintf(stderr, "smrelayctl: stdin: %s\n", strerror(errno));
+		goto fail;
+	}
+	free(buf);
+	return mb;
+ fail:
+	free(buf);
+	msgbuf_free(mb);
+	return NULL;
+}
+
+/* Write all of a msgbuf to stdout in pieces; 0, or -1. */
+int
+ctl_write_mb(struct msgbuf *mb)
+{
+	char *buf = xmalloc(65536);
+	size_t off = 0;
+	ssize_t n;
+
+	while ((n = msgbuf_pread(mb, buf, 65536, off)) > 0) {
+		if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
+			break;
+		off += (size_t)n;
+	}
+	free(buf);
+	return off == msgbuf_size(mb) ? 0 : -1;
+}
+
 /* The store and the key file, with the keys moved (see ctl.h). */
 int
 ctl_open_store(const struct config *cfg, struct store **st,

@@ -109,6 +109,96 @@ canon(const char *in, size_t len, unsigned flags)
 	free(i);
 }
 
+/* A message read through mime_io in pieces of at most step bytes. */
+struct sio {
+	const char *m;
+	size_t  len, step;
+	char   *o[2];
+	size_t  n[2];
+};
+
+/* mime_io read callback. */
+static ssize_t
+sio_read(void *arg, char *buf, size_t len, size_t off)
+{
+	struct sio *s = arg;
+
+	if (off >= s->len)
+		return 0;
+	if (len > s->step)
+		len = s->step;
+	if (len > s->len - off)
+		len = s->len - off;
+	memcpy(buf, s->m + off, len);
+	return (ssize_t)len;
+}
+
+/* mime_io write callback: collect each output. */
+static int
+sio_write(void *arg, int which, const char *buf, size_t len)
+{
+	struct sio *s = arg;
+
+	if ((s->o[which] = realloc(s->o[which], s->n[which] + len + 1)) ==
+	    NULL)
+		abort();
+	memcpy(s->o[which] + s->n[which], buf, len);
+	s->n[which] += len;
+	return 0;
+}
+
+/*
+ * The streaming path (tree built from pieces, canonical form and S/MIME
+ * detection read through callbacks) agrees with the whole-buffer one.
+ */
+static void
+streamed(const char *in, size_t len, size_t step)
+{
+	struct mime_tree t;
+	struct mime_tb *tb;
+	struct mime_io io;
+	struct mime_smime a, b;
+	struct sio s;
+	char *o, *i;
+	size_t ol, il, k;
+	int r1, r2;
+
+	memset(&s, 0, sizeof(s));
+	s.m = in;
+	s.len = len;
+	s.step = step;
+	tb = mime_tree_begin(&t);
+	for (k = 0; k < len; k += step)
+		mime_tree_feed(tb, in + k, len - k < step ? len - k : step);
+	r1 = mime_tree_end(tb);
+	r2 = mime_canon(in, len, &o, &ol, &i, &il);
+	if ((r1 == -1) != (r2 == -1))
+		abort();
+	if (r1 == -1)
+		return;
+	io.read = sio_read;
+	io.rarg = &s;
+	io.write = sio_write;
+	io.warg = &s;
+	if (mime_canon_stream(&t, &io) == -1 || s.n[0] != ol ||
+	    s.n[1] != il || (ol && memcmp(s.o[0], o, ol) != 0) ||
+	    (il && memcmp(s.o[1], i, il) != 0))
+		abort();
+	mime_smime_detect(in, len, &a);
+	mime_smime_detect_tree(&t, &io, 65536, &b);
+	if (a.kind != b.kind || (a.kind == MIME_SMIME_SIGNED &&
+	    (a.content_off != b.content_off || a.content_len != b.content_len ||
+	    a.derlen != b.derlen || memcmp(a.der, b.der, a.derlen) != 0)))
+		abort();
+	mime_smime_clear(&a);
+	mime_smime_clear(&b);
+	mime_tree_free(&t);
+	free(o);
+	free(i);
+	free(s.o[0]);
+	free(s.o[1]);
+}
+
 /* Codecs: encode/decode round trips. */
 static void
 codecs(const char *in, size_t len)
@@ -175,6 +265,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    r.content_off + r.content_len > len)
 		abort();
 	mime_smime_clear(&r);
+	streamed(in, len, 1 + at % 13);
 	codecs(in, len);
 	return 0;
 }
