@@ -29,7 +29,10 @@
 # as openssl speed counts) and per wall-second; on a loaded machine the
 # former is the figure to compare.  Environment: SECS (4, seconds per
 # in-process run), PROC_N (100), PEAK_SIZE (52428800), PEAK_ONLY (1: only
-# step 4, about ten seconds), REV_ONLY (1: only the revocation steps 3b and
+# step 4, about ten seconds), DECVER_ONLY (1: only inbound decrypt+verify
+# of 4 KB and 1 MB, with and without the engine's memo, and 4 KB against
+# the RSA private operation alternating; DECVER_ROUNDS rounds (3), about
+# 14 x SECS seconds each), REV_ONLY (1: only the revocation steps 3b and
 # 3c with their baseline, about 13 x SECS seconds), REV_ROUNDS (3, rounds of
 # step 3c), KEYD_ONLY (1: only the key process steps 3d and 3e, about 32 x
 # KEYD_ROUNDS x SECS seconds), KEYD_ROUNDS (3, alternating rounds of 3d and
@@ -90,6 +93,68 @@ done
 label() { case $1 in 4096) echo "4 KB" ;; 1048576) echo "1 MB" ;; *) echo "$1 B" ;; esac; }
 
 declare -A r
+# ------------------------------------------------------------- DECVER_ONLY
+# Inbound speed alone, about 14 x SECS seconds: openssl speed, then
+# DECVER_ROUNDS rounds of decrypt+verify of 4 KB and 1 MB with the
+# engine's memo (as the daemon runs it) and without (--no-memo: every
+# certificate parsed, every chain built), and 4 KB against the RSA
+# private operation in alternating half-second slices (--op ratio: the
+# machine's load moves both alike); medians.
+if [ "${DECVER_ONLY:-0}" = 1 ]; then
+	echo "== openssl speed -seconds 3 rsa2048"
+	openssl speed -seconds 3 rsa2048 >"$work/speed.out" 2>&1 || die "openssl speed failed"
+	rsa_sign=$(awk '/^rsa 2048 bits/ { print $6 }' "$work/speed.out")
+	declare -A dv
+	for ((i = 0; i < ${DECVER_ROUNDS:-3}; i++)); do
+		for s in "${sizes[@]}"; do
+			for m in memo no-memo; do
+				f=()
+				[ "$m" = no-memo ] && f=(--no-memo)
+				echo "== round $((i + 1)): decrypt+verify $(label "$s"), $m"
+				line=$("$SMIME_BENCH" "${A[@]}" --size "$s" --secs "$SECS" --op decver "${f[@]}" 2>"$work/dv.err") ||
+					die "smime_bench failed: $(tail -n 3 "$work/dv.err")"
+				dv[$s:$m:ops]="${dv[$s:$m:ops]:-} $(kv "$line" ops_cpu)"
+				dv[$s:$m:mbs]="${dv[$s:$m:mbs]:-} $(kv "$line" mbs_cpu)"
+			done
+		done
+		echo "== round $((i + 1)): decrypt+verify 4 KB against the RSA private operation, alternating"
+		line=$("$SMIME_BENCH" "${A[@]}" --size 4096 --secs "$SECS" --op ratio 2>"$work/dv.err") ||
+			die "smime_bench --op ratio failed: $(tail -n 3 "$work/dv.err")"
+		dv[ratio]="${dv[ratio]:-} $(kv "$line" ratio)"
+		dv[rsa]="${dv[rsa]:-} $(kv "$line" rsa_ops_cpu)"
+	done
+	med() { echo "$@" | tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+	{
+		echo
+		echo "smrelay inbound decrypt+verify, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPU(s)," \
+			"load average at start: $load"
+		echo "$(openssl version); smrelay$(cd "$root" && git describe --always --dirty 2>/dev/null | sed 's/^/ at /')"
+		echo "openssl speed -seconds 3 rsa2048: $rsa_sign sign/s; in-process RSA private operation" \
+			"(smime_bench --op rsa, median): $(med ${dv[rsa]})/s"
+		echo
+		printf '| %-30s | %4s | %-26s | %-26s |\n' "decrypt+verify, per CPU-second" size "with memo: median (runs)" "--no-memo: median (runs)"
+		printf '|%s|%s|%s|%s|\n' "--------------------------------" "------" "----------------------------" "----------------------------"
+		for s in "${sizes[@]}"; do
+			u=ops
+			[ "$s" = 1048576 ] && u=mbs
+			printf '| %-30s | %4s | %-26s | %-26s |\n' "$( [ $u = ops ] && echo "messages/s" || echo "MB/s")" "$(label "$s")" \
+				"$(med ${dv[$s:memo:$u]}) ($(echo ${dv[$s:memo:$u]}))" "$(med ${dv[$s:no-memo:$u]}) ($(echo ${dv[$s:no-memo:$u]}))"
+		done
+		echo
+		printf '| %-52s | %10s | %6s | %4s |\n' target measured ratio met
+		printf '|%s|%s|%s|%s|\n' "------------------------------------------------------" "------------" "--------" "------"
+		q=$(med ${dv[4096:memo:ops]})
+		printf '| %-52s | %10s | %6s | %4s |\n' "4 KB >= 0.85 x openssl speed rsa2048 sign/s" "$q/s" \
+			"$(ratio "$q" "$rsa_sign")" "$(awk -v a="$q" -v b="$rsa_sign" 'BEGIN { print (a >= 0.85 * b) ? "yes" : "NO" }')"
+		q=$(med ${dv[ratio]})
+		printf '| %-52s | %10s | %6s | %4s |\n' "  the same, alternating with the RSA operation" "($(echo ${dv[ratio]}))" \
+			"$q" "$(awk -v a="$q" 'BEGIN { print (a >= 0.85) ? "yes" : "NO" }')"
+		q=$(med ${dv[1048576:memo:mbs]})
+		printf '| %-52s | %5s MB/s | %6s | %4s |\n' "1 MB >= 400 MB/s" "$q" "$(ratio "$q" 400)" \
+			"$(awk -v a="$q" 'BEGIN { print (a >= 400) ? "yes" : "NO" }')"
+	} | tee "$work/results.txt"
+	exit 0
+fi
 if [ "$PEAK_ONLY" != 1 ] && [ "$REV_ONLY" != 1 ] && [ "$KEYD_ONLY" != 1 ]; then
 # ------------------------------------------------------------- 1. ceiling
 echo "== 1. openssl speed -seconds 3 rsa2048"
@@ -562,6 +627,13 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 		"${r[sign:4096:mem:ops]}/s" \
 		"$(awk -v a="${r[sign:4096:mem:ops]}" -v b="$rsa_sign" 'BEGIN { printf "%.3f", a / b }')" \
 		"$(met "${r[sign:4096:mem:ops]}" "$(awk -v b="$rsa_sign" 'BEGIN { print 0.85 * b }')")"
+	printf '| %-44s | %14s | %6s | %4s |\n' "4 KB decrypt+verify >= 0.85 x rsa2048 sign/s" \
+		"${r[decver:4096:mem:ops]}/s" \
+		"$(awk -v a="${r[decver:4096:mem:ops]}" -v b="$rsa_sign" 'BEGIN { printf "%.3f", a / b }')" \
+		"$(met "${r[decver:4096:mem:ops]}" "$(awk -v b="$rsa_sign" 'BEGIN { print 0.85 * b }')")"
+	printf '| %-44s | %9s MB/s | %6s | %4s |\n' "1 MB decrypt+verify >= 400 MB/s" \
+		"${r[decver:1048576:mem:mbs]}" "$(ratio "${r[decver:1048576:mem:mbs]}" 400)" \
+		"$(met "${r[decver:1048576:mem:mbs]}" 400)"
 	printf '| %-44s | %9s MB/s | %6s | %4s |\n' "1 MB sign+encrypt >= 150 MB/s" \
 		"${r[signenc:1048576:mem:mbs]}" "$(ratio "${r[signenc:1048576:mem:mbs]}" 150)" \
 		"$(met "${r[signenc:1048576:mem:mbs]}" 150)"

@@ -238,7 +238,8 @@ int cms_auth_results(char *buf, size_t len, const char *host,
 #define CMS_MEMO_CHAINS		1024
 struct cms_memo *cms_memo_new(size_t maxcerts, size_t maxchains);
 void cms_memo_free(struct cms_memo *);
-/* Forget every chain verdict (the trust changed); certificates stay. */
+/* Forget every chain verdict (the trust changed), and the fingerprints
+ * of the objects it held; parsed certificates stay. */
 void cms_memo_forget_chains(struct cms_memo *);
 /* A certificate from its DER: the remembered one, or parsed and
  * remembered; a new reference, NULL if it does not parse whole. */
@@ -246,7 +247,8 @@ X509 *cms_memo_cert(struct cms_memo *, const unsigned char *der, size_t len);
 /* SHA-256 with the memo's prefetched digest; 0 or -1. */
 int cms_memo_digest(struct cms_memo *, const void *p, size_t n,
     unsigned char key[32]);
-/* A certificate's SHA-256 fingerprint (its DER); 0 or -1. */
+/* A certificate's SHA-256 fingerprint (its DER), remembered by the
+ * object's address (the memo holds a reference); 0 or -1. */
 int cms_memo_fp(struct cms_memo *, X509 *, unsigned char fp[32]);
 /* A chain verdict still good: 1 with its revocation text, and its
  * undecided links appended to links[*nlinks] (new references), else 0. */

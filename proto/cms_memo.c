@@ -21,15 +21,20 @@
 
 /* What an entry holds. */
 enum memo_kind {
-	MEMO_CERT = 1,
-	MEMO_CHAIN
+	MEMO_CERT = 1,		/* key: SHA-256 of the DER */
+	MEMO_CHAIN,		/* key: cms.c's chain key */
+	MEMO_FP,		/* key: the X509 object's address, held */
+	MEMO_KINDS
 };
 
 /* One remembered thing, keyed by a SHA-256 (and its kind). */
 struct memo_ent {
 	unsigned char	 key[32];
 	enum memo_kind	 kind;
-	X509		*cert;		/* MEMO_CERT: parsed, shared */
+	X509		*cert;		/* MEMO_CERT: parsed, shared;
+					 * MEMO_FP: the object, held so that
+					 * its address names it */
+	unsigned char	 fp[32];	/* MEMO_FP: its fingerprint */
 	time_t		 until;		/* MEMO_CHAIN: good before this */
 	char		*text;		/* MEMO_CHAIN: how revocation went */
 	struct cms_link	 links[CMS_UNDECIDED_MAX]; /* MEMO_CHAIN: links whose
@@ -44,9 +49,9 @@ struct cms_memo {
 	EVP_MD		*sha256;	/* fetched once */
 	struct memo_ent	*tab[MEMO_BUCKETS];
 	struct memo_ent	*head, *tail;	/* use order, per kind mixed */
-	size_t		 n[3];		/* entries per kind */
-	size_t		 max[3];
-	uint64_t	 hits[3], misses[3];	/* lookups per kind */
+	size_t		 n[MEMO_KINDS];	/* entries per kind */
+	size_t		 max[MEMO_KINDS];
+	uint64_t	 hits[MEMO_KINDS], misses[MEMO_KINDS];
 };
 
 /* The bucket of a key: its first bytes (it is a digest already). */
@@ -71,6 +76,7 @@ cms_memo_new(size_t maxcerts, size_t maxchains)
 	}
 	m->max[MEMO_CERT] = maxcerts;
 	m->max[MEMO_CHAIN] = maxchains;
+	m->max[MEMO_FP] = maxcerts;
 	return m;
 }
 
@@ -129,6 +135,7 @@ cms_memo_forget_chains(struct cms_memo *m)
 		return;
 	pthread_mutex_lock(&m->mtx);
 	memo_drop_kind(m, MEMO_CHAIN);
+	memo_drop_kind(m, MEMO_FP);	/* lets the old trust's objects go */
 	pthread_mutex_unlock(&m->mtx);
 }
 
@@ -191,12 +198,55 @@ cms_memo_digest(struct cms_memo *m, const void *p, size_t n,
 	    len == 32 ? 0 : -1;
 }
 
+/* The key of an object's address: its bytes, then a hash of them so
+ * that the bucket (the first bytes) varies. */
+static void
+memo_ptr_key(const void *x, unsigned char key[32])
+{
+	uintptr_t v = (uintptr_t)x, h = v * 0x9e3779b97f4a7c15ull;
+
+	memset(key, 0, 32);
+	memcpy(key, &h, sizeof(h));
+	memcpy(key + 16, &v, sizeof(v));
+}
+
+/* Certificates' fingerprints are asked for every message (the chain
+ * key), for the same objects (the message's from the memo, the trust's
+ * from the certificate cache): remembered by address, the object held. */
 int
 cms_memo_fp(struct cms_memo *m, X509 *x, unsigned char fp[32])
 {
+	unsigned char key[32];
+	struct memo_ent *e;
 	unsigned int len = 0;
 
-	return X509_digest(x, m->sha256, fp, &len) == 1 && len == 32 ? 0 : -1;
+	memo_ptr_key(x, key);
+	pthread_mutex_lock(&m->mtx);
+	if ((e = memo_find(m, key, MEMO_FP)) != NULL) {
+		memcpy(fp, e->fp, 32);
+		m->hits[MEMO_FP]++;
+		pthread_mutex_unlock(&m->mtx);
+		return 0;
+	}
+	m->misses[MEMO_FP]++;
+	pthread_mutex_unlock(&m->mtx);
+	if (X509_digest(x, m->sha256, fp, &len) != 1 || len != 32)
+		return -1;
+	if (m->max[MEMO_FP] == 0 || (e = calloc(1, sizeof(*e))) == NULL)
+		return 0;
+	memcpy(e->key, key, 32);
+	memcpy(e->fp, fp, 32);
+	e->kind = MEMO_FP;
+	e->cert = x;
+	X509_up_ref(x);
+	pthread_mutex_lock(&m->mtx);
+	if (memo_find(m, key, MEMO_FP) != NULL) {	/* another thread won */
+		X509_free(e->cert);
+		free(e);
+	} else
+		memo_add(m, e);
+	pthread_mutex_unlock(&m->mtx);
+	return 0;
 }
 
 X509 *
