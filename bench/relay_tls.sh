@@ -75,12 +75,19 @@ start_tls_relay() {   # plain|tls
 	SMRELAYD_PID=$!
 	wait_port "$RELAY_PORT" 15 || die "smrelayd did not start: $(tail -n 5 "$work/smrelayd.log")"
 	NET_PID=$(smrelayd_net "$SMRELAYD_PID") || NET_PID=$SMRELAYD_PID
+	KEYD_PID=$(smrelayd_child "$SMRELAYD_PID" smrelayd-keyd)
+}
+
+# CPU seconds of the network and key processes so far.
+tls_cpu() {
+	awk -v a="$(proc_cpu "$NET_PID")" -v b="$(proc_cpu "${KEYD_PID:-$NET_PID}")" \
+		-v k="${KEYD_PID:+1}" 'BEGIN { printf "%.2f", a + (k ? b : 0) }'
 }
 
 # tls_run CASE PER_CONN: one timed run on fresh processes; sets tls_rate,
 # tls_resumed, tls_dcpu (smrelayd CPU ms per message), tls_scpu (client).
 tls_run() {
-	local opts=() out got
+	local opts=() out got c0 c1
 	case $1 in
 	tls) opts=(-T) ;;
 	full) opts=(-T -R) ;;
@@ -90,17 +97,16 @@ tls_run() {
 	# warm up: the key process, the next hop's connections and sessions
 	"$TLS_SOURCE" "${opts[@]+"${opts[@]}"}" -n 40 -c 4 -m 1 -s "$SIZE" \
 		"127.0.0.1:$RELAY_PORT" >/dev/null || die "$1: warm-up failed (log: $work/smrelayd.log)"
-	cpu_mark
+	c0=$(tls_cpu)
 	out=$("$TLS_SOURCE" "${opts[@]+"${opts[@]}"}" -n "$TLS_M" -c "$SESSIONS" -m "$2" -s "$SIZE" \
 		"127.0.0.1:$RELAY_PORT") || die "$1 -m $2 failed: $out (log: $work/smrelayd.log)"
-	SRC_CPU=0
-	cpu_done "tls-$1"
+	c1=$(tls_cpu)
 	got=$(find "$sinkdir/new" -type f | wc -l)
 	[ "$got" -ge $((TLS_M + 40)) ] || die "$1 -m $2: only $got of $((TLS_M + 40)) messages at the sink"
 	tls_rate=$(sed 's/.* rate=\([0-9]*\).*/\1/' <<<"$out")
 	tls_resumed=$(sed 's/.* resumed=\([0-9]*\/[0-9]*\).*/\1/' <<<"$out")
 	tls_scpu=$(sed 's/.* cpu=\([0-9.]*\).*/\1/' <<<"$out")
-	tls_dcpu=$(awk -v c="${dcpu[tls-$1]}" -v n="$TLS_M" 'BEGIN { printf "%.3f", 1000 * c / n }')
+	tls_dcpu=$(awk -v a="$c0" -v b="$c1" -v n="$TLS_M" 'BEGIN { printf "%.3f", 1000 * (b - a) / n }')
 	tls_out_resumed=$(grep -c 'tls=established .*resumed=yes' "$work/smrelayd.log")
 	stop_all
 }
