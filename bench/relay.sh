@@ -27,6 +27,11 @@
 #   6. MX mode   MODE=mx runs only this: relay = mx to 20 signed domains
 #                served by NSD against the same load to one fixed next hop
 #                (bench/relay_mx.sh; MX_DOMAINS, MX_ROUNDS).
+#   7. TLS mode  MODE=tls runs only this: STARTTLS from the client
+#                (bench/smtp_tls_source, with session resumption) and to
+#                the next hop against plain, 1 and 10 messages per
+#                connection, and idle TLS connection memory
+#                (bench/relay_tls.sh; TLS_M, TLS_ROUNDS, TLS_IDLE, TLS_PERF).
 #
 # Needs root (Postfix, ulimit -n), smtp-source/smtp-sink (postfix package),
 # python3, openssl; perf for 5. (optional).  Environment: M (default 20000),
@@ -202,6 +207,11 @@ declare -A secs
 # MODE=mx: only the MX comparison (bench/relay_mx.sh)
 if [ "${MODE:-}" = mx ]; then
 	. "$root/bench/relay_mx.sh"
+	exit 0
+fi
+# MODE=tls: only the TLS comparison (bench/relay_tls.sh)
+if [ "${MODE:-}" = tls ]; then
+	. "$root/bench/relay_tls.sh"
 	exit 0
 fi
 

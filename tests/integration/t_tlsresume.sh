@@ -45,6 +45,10 @@ t_inbound_resume() {
 	s_client_tls second -sess_in "$CASE_DIR/sess.pem" && assert_reused second yes || return 1
 	assert_file_matches "$CASE_DIR/smrelayd.log" 'tls version=TLSv1\.3 .* resumed=yes' \
 		"smrelayd logs the resumed session" || return 1
+	# one signature by the key process: the full handshake's, none for
+	# the resumed one
+	assert_eq 1 "$(grep -c 'keyd id=.* sign id=' "$CASE_DIR/smrelayd.log")" \
+		"key process signatures for one full and one resumed handshake" || return 1
 	# and a message still goes through a resumed session
 	swaks_send -tls --to alice@example.net && wait_delivered 1
 }
