@@ -19,6 +19,8 @@
 # in files) with opensc's pkcs11-tool make the throwaway token of
 # tests/keyd/t_p11.sh.
 #
+# libjansson is smrelayctl's JSON emitter (--json).
+#
 # dns-root-data is the DNSSEC root trust anchor, /usr/share/dns/root.key
 # (dns_trust_anchor's default), needed when smrelayd asks DNS.
 #
@@ -42,11 +44,11 @@ set -euo pipefail
 BUILD_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libevent-dev libssl-dev libsqlite3-dev libseccomp-dev libunbound-dev
-	libp11-dev libp11-kit-dev
+	libp11-dev libp11-kit-dev libjansson-dev
 )
 RUNTIME_PACKAGES=(
 	libevent-2.1-7 libevent-openssl-2.1-7 libssl3 libsqlite3-0 libseccomp2
-	libunbound8 libp11-3 p11-kit-modules
+	libunbound8 libp11-3 p11-kit-modules libjansson4
 	ca-certificates dns-root-data adduser
 )
 TEST_PACKAGES=(
