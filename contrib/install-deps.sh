@@ -19,6 +19,8 @@
 # in files) with opensc's pkcs11-tool make the throwaway token of
 # tests/keyd/t_p11.sh.
 #
+# libjansson is smrelayctl's JSON emitter (--json).
+#
 # dns-root-data is the DNSSEC root trust anchor, /usr/share/dns/root.key
 # (dns_trust_anchor's default), needed when smrelayd asks DNS.
 #

@@ -8,6 +8,18 @@
 #include <stdio.h>
 
 struct msgbuf;
+#include <jansson.h>
+
+/*
+ * Exit statuses, the same in every command (smrelayctl(8), EXIT STATUS):
+ * success; a negative answer (bad signature, policy says no, certificate
+ * not usable, mail cannot be delivered, no such ID); a usage error; a
+ * failure (the store cannot be opened, I/O, an internal error).
+ */
+#define CTL_OK		0
+#define CTL_NO		1
+#define CTL_USAGE	2
+#define CTL_FAIL	3
 
 /* The global options, given before the command. */
 struct ctl_opts {
@@ -23,7 +35,8 @@ struct store;
 /*
  * Run one command.  argv[0] is the command's last word (VERB, or OBJECT
  * for a command without verbs), the rest its arguments.  Returns the exit
- * status: 0, 1 (failed, reported on stderr) or 2 (usage, reported).
+ * status: CTL_OK, CTL_NO, CTL_USAGE or CTL_FAIL (all but the first said
+ * on stderr).
  */
 typedef int ctl_run_fn(const struct ctl_cmd *, const struct ctl_opts *,
     int argc, char *argv[]);
@@ -43,7 +56,9 @@ struct ctl_cmd {
  * stdout after a line "--- copy for RCPT[,RCPT...]".  A recipient the
  * daemon would hold (--if-no-cert hold) is named on stderr with the reply
  * it would get.  Exit 0, 1 when a recipient was refused or a copy failed
- * (said on stderr, the other copies still printed), 2 on usage errors.
+ * (said on stderr, the other copies still printed), 2 on usage errors, 3
+ * on failures.  With --json one object: "copies" (recipients, actions,
+ * rule, note, message), "refused", "held", "failed".
  */
 int ctl_apply_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
     char *argv[]);
@@ -52,9 +67,10 @@ int ctl_apply_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
 /*
  * `cert check ID | --email ADDR`: the path to a trust anchor, one line a
  * link (depth, subject, validity, revocation status and source, the
- * verification error if any), then "usable: yes|no"; exit 0 only when
- * usable (anchored, valid, not revoked; with revocation = hard, every
- * link's status known).
+ * verification error if any), then "usable: yes|no" (with --json one
+ * object: "usable" and "chain"); exit 0 only when usable (anchored,
+ * valid, not revoked; with revocation = hard, every link's status
+ * known), 1 when not or when there is no such certificate.
  */
 int ctl_check_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
     char *argv[]);
@@ -88,7 +104,8 @@ int ctl_queue_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
  * Reads only the configuration (no store, no spool, no keys).  Exit 0
  * when mail for ADDR has somewhere to go (a host with an address; with
  * dane-only, one with secure TLSA records too), else 1 with the reason
- * on stderr (NXDOMAIN, null MX, DNS failure, bad address); 2 on usage.
+ * on stderr (NXDOMAIN, null MX, DNS failure); 2 on usage (a bad address
+ * too); 3 when no resolver can be set up.
  */
 int ctl_route_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
     char *argv[]);
@@ -119,9 +136,13 @@ int ctl_stats_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
  */
 int ctl_open_store(const struct config *, struct store **,
     struct keyfile **);
-/* A JSON string literal (NULL as ""): quotes, backslashes and control
- * characters escaped. */
-void ctl_json_str(FILE *, const char *);
+/* A JSON string (NULL as ""; bytes that are not UTF-8 become '?'). */
+json_t *ctl_json_str(const char *);
+/* "a,b" as ["a","b"] ("" or NULL: []). */
+json_t *ctl_json_csv(const char *);
+/* Print v (the reference is taken) on stdout, one document and a newline;
+ * 0, or CTL_FAIL after saying why. */
+int ctl_json_print(json_t *);
 /* All of stdin (NUL-terminated), at most max bytes; NULL (the reason
  * printed) otherwise. */
 char *ctl_read_stdin(uint64_t max, size_t *len);

@@ -32,6 +32,8 @@ struct apply {
 	size_t			  nrcpts;
 	struct apply_copy	 *copies;
 	size_t			  ncopies;
+	json_t			 *out;	/* --json: {"copies", "refused",
+					 * "held", "failed"} */
 };
 
 /* The synopsis from the command table; the usage-error exit status. */
@@ -40,7 +42,7 @@ apply_usage(const struct ctl_cmd *cmd)
 {
 	fprintf(stderr, "usage: smrelayctl [-c FILE] %s %s\n", cmd->object,
 	    cmd->args);
-	return 2;
+	return CTL_USAGE;
 }
 
 /* Add a recipient to the envelope. */
@@ -128,13 +130,52 @@ apply_decide(struct apply *ap, const struct certsrc *src)
 			fprintf(stderr, "smrelayctl: apply: <%s>: %d %s %s\n",
 			    ap->rcpts[i], d.reply.code, d.reply.enh,
 			    d.reply.text);
+			if (ap->out != NULL)
+				json_array_append_new(json_object_get(ap->out,
+				    d.verdict == PL_REJECT ? "refused" : "held"),
+				    json_pack("{s:o, s:i, s:s, s:o}",
+				    "recipient", ctl_json_str(ap->rcpts[i]),
+				    "code", d.reply.code, "dsn", d.reply.enh,
+				    "text", ctl_json_str(d.reply.text)));
 			if (d.verdict == PL_REJECT)
-				rc = 1;
+				rc = CTL_NO;
 			continue;
 		}
 		apply_add_copy(ap, &d, ap->rcpts[i]);
 	}
 	return rc;
+}
+
+/* The recipients of a copy as a JSON array. */
+static json_t *
+copy_rcpts_json(const struct pl_copy *pc)
+{
+	json_t *a = json_array();
+	size_t k;
+
+	for (k = 0; k < pc->nrcpts; k++)
+		json_array_append_new(a, ctl_json_str(pc->rcpts[k]));
+	return a;
+}
+
+/* A copy for --json: recipients, actions by name, the rule, the message
+ * as text. */
+static json_t *
+copy_json(const struct pl_copy *pc, const char *msg,
+    size_t len, const char *note)
+{
+	char acts[128], *text;
+	json_t *o;
+
+	policy_actions_str(pc->actions, acts, sizeof(acts));
+	text = xasprintf("%.*s", (int)len, msg);
+	o = json_pack("{s:o, s:o, s:o, s:o, s:o}", "recipients",
+	    copy_rcpts_json(pc), "actions", ctl_json_csv(pc->actions ? acts :
+	    ""), "rule", pc->rule_id > 0 ? json_integer(pc->rule_id) :
+	    json_null(), "note", note[0] ? ctl_json_str(note) : json_null(),
+	    "message", ctl_json_str(text));
+	free(text);
+	return o;
 }
 
 /* Transform and print the copies; 0, or 1 when one failed. */
@@ -148,7 +189,8 @@ apply_copies(const struct certsrc *src, const struct config *cfg,
 	struct smtp_result fail;
 	struct pl_copy pc;
 	struct msgbuf *out;
-	size_t i, k;
+	size_t i, k, tlen;
+	char *text;
 	int rc = 0;
 
 	for (i = 0; i < ap->ncopies; i++) {
@@ -166,19 +208,43 @@ apply_copies(const struct certsrc *src, const struct config *cfg,
 				    pc.rcpts[k]);
 			fprintf(stderr, ": %d %s %s (%s)\n", fail.code,
 			    fail.enh, fail.text, res.err);
+			if (ap->out != NULL)
+				json_array_append_new(json_object_get(ap->out,
+				    "failed"), json_pack("{s:o, s:i, s:s, s:o, "
+				    "s:o}", "recipients", copy_rcpts_json(&pc),
+				    "code", fail.code, "dsn", fail.enh, "text",
+				    ctl_json_str(fail.text), "why",
+				    ctl_json_str(res.err)));
 			smime_msg_res_free(&res);
-			rc = 1;
+			rc = CTL_NO;
 			continue;
 		}
 		if (res.err[0] != '\0')
 			fprintf(stderr, "smrelayctl: apply: note: %s\n",
 			    res.err);
+		if (ap->out != NULL) {
+			/* --json holds the copy as one string: in memory,
+			 * up to max_message_size (the text output streams) */
+			if ((text = msgbuf_slurp(out != NULL ? out : msg,
+			    &tlen)) == NULL) {
+				fprintf(stderr, "smrelayctl: apply: cannot "
+				    "read the copy back\n");
+				rc = CTL_FAIL;
+			} else
+				json_array_append_new(json_object_get(ap->out,
+				    "copies"), copy_json(&pc, text, tlen,
+				    res.err));
+			free(text);
+			msgbuf_free(out);
+			smime_msg_res_free(&res);
+			continue;
+		}
 		printf("--- copy for ");
 		for (k = 0; k < pc.nrcpts; k++)
 			printf("%s%s", k ? "," : "", pc.rcpts[k]);
 		printf("\n");
 		if (ctl_write_mb(out != NULL ? out : msg) == -1)
-			rc = 1;
+			rc = CTL_FAIL;
 		msgbuf_free(out);
 		smime_msg_res_free(&res);
 	}
@@ -195,6 +261,7 @@ apply_free(struct apply *ap)
 		free(ap->copies[k].rcpts);
 	free(ap->copies);
 	free(ap->rcpts);
+	json_decref(ap->out);
 }
 
 /* apply: load the configuration and the keys, read the message, decide,
@@ -209,7 +276,7 @@ ctl_apply_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	struct config *cfg;
 	struct msgbuf *msg = NULL;
 	char err[1024];
-	int rc = 1;
+	int rc = CTL_FAIL;
 
 	memset(&ap, 0, sizeof(ap));
 	if (apply_args(&ap, argc, argv) == -1) {
@@ -219,8 +286,11 @@ ctl_apply_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	if ((cfg = config_load(o->path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s\n", err);
 		apply_free(&ap);
-		return 1;
+		return CTL_FAIL;
 	}
+	if (o->json)
+		ap.out = json_pack("{s:[], s:[], s:[], s:[]}", "copies",
+		    "refused", "held", "failed");
 	cms_init();
 	src.cc = certcache_new();
 	certcache_set_revocation(src.cc, cfg->revocation);
@@ -232,11 +302,14 @@ ctl_apply_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	else if ((msg = ctl_read_stdin_mb(cfg->max_message_size)) != NULL) {
 		rc = apply_decide(&ap, &src);
 		if (apply_copies(&src, cfg, &ap, msg) != 0)
-			rc = 1;
+			rc = CTL_NO;
+		if (ap.out != NULL && ctl_json_print(ap.out) != 0)
+			rc = CTL_FAIL;
+		ap.out = NULL;
 		if (fflush(stdout) == EOF || ferror(stdout)) {
 			fprintf(stderr, "smrelayctl: stdout: %s\n",
 			    strerror(errno));
-			rc = 1;
+			rc = CTL_FAIL;
 		}
 	}
 	apply_free(&ap);

@@ -129,7 +129,7 @@ crl_from(const struct check_state *cs, X509 *issuer, char *buf, size_t len)
  * revocation.  1 if it is a problem. */
 static int
 check_link(X509 *x, X509 *issuer, int depth, int top,
-    const struct check_state *cs, enum config_revocation mode)
+    const struct check_state *cs, enum config_revocation mode, json_t *links)
 {
 	char *name = store_name_str(X509_get_subject_name(x)), nb[32], na[32];
 	char revbuf[600], src[512];
@@ -159,17 +159,28 @@ check_link(X509 *x, X509 *issuer, int depth, int top,
 		    cs->stale[depth] ? ", past its nextUpdate" : "");
 		rev = revbuf;
 	}
-	printf("%d\t%s\t%s .. %s\t%s%s%s\n", depth, name, nb, na, rev,
-	    cs->err[depth] ? "\t" : "", cs->err[depth] ?
-	    X509_verify_cert_error_string(cs->err[depth]) : "");
+	if (links != NULL)
+		json_array_append_new(links, json_pack("{s:i, s:o, s:s, s:s, "
+		    "s:b, s:b, s:o, s:o}", "depth", depth, "subject",
+		    ctl_json_str(name), "not_before", nb, "not_after", na,
+		    "trust_anchor", top, "revoked", cs->revoked[depth],
+		    "revocation", ctl_json_str(rev), "error", cs->err[depth] ?
+		    json_string(X509_verify_cert_error_string(cs->err[depth])) :
+		    json_null()));
+	else
+		printf("%d\t%s\t%s .. %s\t%s%s%s\n", depth, name, nb, na,
+		    rev, cs->err[depth] ? "\t" : "", cs->err[depth] ?
+		    X509_verify_cert_error_string(cs->err[depth]) : "");
 	free(name);
 	return bad;
 }
 
-/* Verify x with every problem noted; print the path; 0 when usable. */
+/* Verify x with every problem noted; print the path (a JSON object with
+ * json); CTL_OK when usable, CTL_NO when not, CTL_FAIL. */
 static int
-check_path(struct store *st, X509 *x, enum config_revocation mode)
+check_path(struct store *st, X509 *x, enum config_revocation mode, int json)
 {
+	json_t *links = json ? json_array() : NULL;
 	struct check_state cs;
 	STACK_OF(X509) *inter = store_ca_certs(st), *chain;
 	X509_STORE *xs = store_trust_x509_store(st);
@@ -183,7 +194,8 @@ check_path(struct store *st, X509 *x, enum config_revocation mode)
 	    X509_STORE_CTX_init(ctx, xs, x, inter) != 1) {
 		fprintf(stderr, "smrelayctl: cert check: cannot read the "
 		    "store\n");
-		bad = 1;
+		json_decref(links);
+		bad = CTL_FAIL;
 		goto done;
 	}
 	if (mode != CONFIG_REV_OFF)
@@ -200,8 +212,14 @@ check_path(struct store *st, X509 *x, enum config_revocation mode)
 	for (i = 0; i < n && i < CHECK_DEPTH; i++)
 		bad |= check_link(sk_X509_value(chain, i), i + 1 < n ?
 		    sk_X509_value(chain, i + 1) : NULL, i, anchored &&
-		    i == n - 1, &cs, mode);
-	printf("usable: %s\n", bad ? "no" : "yes");
+		    i == n - 1, &cs, mode, links);
+	bad = bad ? CTL_NO : CTL_OK;
+	if (links != NULL) {
+		if (ctl_json_print(json_pack("{s:b, s:o}", "usable", bad ==
+		    CTL_OK, "chain", links)) != 0)
+			bad = CTL_FAIL;
+	} else
+		printf("usable: %s\n", bad == CTL_OK ? "yes" : "no");
  done:
 	ERR_clear_error();
 	X509_STORE_CTX_free(ctx);
@@ -220,21 +238,22 @@ ctl_check_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	struct store *st;
 	char err[1024];
 	X509 *x;
-	int rc = 1;
+	int rc = CTL_FAIL;
 
 	if (argc != 2 && !(argc == 3 && strcmp(argv[1], "--email") == 0)) {
 		fprintf(stderr, "usage: smrelayctl cert check %s\n", cmd->args);
-		return 2;
+		return CTL_USAGE;
 	}
 	if ((cfg = config_load(o->path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s\n", err);
-		return 1;
+		return CTL_FAIL;
 	}
 	if (ctl_open_store(cfg, &st, &kf) == 0) {
 		if ((x = check_target(st, argc, argv)) != NULL) {
-			rc = check_path(st, x, cfg->revocation);
+			rc = check_path(st, x, cfg->revocation, o->json);
 			X509_free(x);
-		}
+		} else
+			rc = CTL_NO;    /* no such certificate */
 		keyfile_close(kf);
 		store_close(st);
 	}

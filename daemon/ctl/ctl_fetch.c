@@ -87,15 +87,15 @@ ctl_fetch_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	if (argc != 1) {
 		fprintf(stderr, "usage: smrelayctl crl fetch%s%s\n",
 		    cmd->args[0] ? " " : "", cmd->args);
-		return 2;
+		return CTL_USAGE;
 	}
 	if ((cfg = config_load(o->path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s\n", err);
-		return 1;
+		return CTL_FAIL;
 	}
 	if (ctl_open_store(cfg, &st, &kf) == -1) {
 		config_free(cfg);
-		return 1;
+		return CTL_FAIL;
 	}
 	keyfile_close(kf);
 	urls = crlfetch_known_urls(st, &n);

@@ -2,6 +2,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,9 @@ struct pctl {
 	const char	*sender, *recipient;	/* PAT (add) or ADDR (test) */
 	const char	*actions, *nocert, *priority;
 	const char	*id;			/* remove ID */
+	json_t		*out;			/* --json: policy test's object */
+	json_t		*steps;			/* ... and its explanation */
+	int		 negative;		/* policy test: refused */
 };
 
 /* The options each verb takes. */
@@ -179,10 +183,10 @@ cmd_add(struct pctl *pc)
 	int64_t id;
 
 	if (rule_from_args(pc, &r) == -1)
-		return 2;
+		return CTL_USAGE;
 	if (store_policy_add(pc->st, &r, &id, err, sizeof(err)) == -1) {
 		fprintf(stderr, "smrelayctl: policy add: %s\n", err);
-		return 1;
+		return CTL_FAIL;
 	}
 	printf("%lld\n", (long long)id);
 	return 0;
@@ -196,37 +200,31 @@ rule_nocert(const struct policy_rule *r)
 	    NULL;
 }
 
-/* One rule of `policy list`: a tab-separated line or a JSON object. */
-static void
-put_rule(const struct policy_rule *r, int json)
+/* One rule as a JSON object: actions by name, if_no_cert or null. */
+static json_t *
+rule_json(const struct policy_rule *r)
 {
 	const char *nc = rule_nocert(r);
-	char acts[128], *p, *tok;
-	int first = 1;
+	char acts[128];
 
 	policy_actions_str(r->actions, acts, sizeof(acts));
-	if (!json) {
-		printf("%lld\t%d\t%s\t%s\t%s\t%s\n", (long long)r->id,
-		    r->priority, r->sender, r->recipient, acts, nc ? nc : "-");
-		return;
-	}
-	printf("{\"id\":%lld,\"priority\":%d,\"sender\":", (long long)r->id,
-	    r->priority);
-	ctl_json_str(stdout, r->sender);
-	fputs(",\"recipient\":", stdout);
-	ctl_json_str(stdout, r->recipient);
-	fputs(",\"actions\":[", stdout);
-	for (p = acts; (tok = strsep(&p, ",")) != NULL; first = 0) {
-		if (!first)
-			putchar(',');
-		ctl_json_str(stdout, tok);
-	}
-	fputs("],\"if_no_cert\":", stdout);
-	if (nc != NULL)
-		ctl_json_str(stdout, nc);
-	else
-		fputs("null", stdout);
-	putchar('}');
+	return json_pack("{s:I, s:i, s:o, s:o, s:o, s:o}", "id",
+	    (json_int_t)r->id, "priority", r->priority, "sender",
+	    ctl_json_str(r->sender), "recipient", ctl_json_str(r->recipient),
+	    "actions", ctl_json_csv(acts), "if_no_cert", nc != NULL ?
+	    ctl_json_str(nc) : json_null());
+}
+
+/* One rule of `policy list`: a tab-separated line. */
+static void
+put_rule(const struct policy_rule *r)
+{
+	const char *nc = rule_nocert(r);
+	char acts[128];
+
+	policy_actions_str(r->actions, acts, sizeof(acts));
+	printf("%lld\t%d\t%s\t%s\t%s\t%s\n", (long long)r->id,
+	    r->priority, r->sender, r->recipient, acts, nc ? nc : "-");
 }
 
 /* policy list: every rule by id. */
@@ -237,20 +235,21 @@ cmd_list(struct pctl *pc)
 	char err[1024];
 	size_t i, n;
 
+	json_t *a = pc->json ? json_array() : NULL;
+
 	if ((rules = store_policy_load(pc->st, &n, err, sizeof(err))) ==
 	    NULL) {
 		fprintf(stderr, "smrelayctl: %s\n", err);
-		return 1;
+		json_decref(a);
+		return CTL_FAIL;
 	}
-	for (i = 0; i < n; i++) {
-		if (pc->json)
-			fputs(i ? ",\n" : "[\n", stdout);
-		put_rule(&rules[i], pc->json);
-	}
-	if (pc->json)
-		fputs(n ? "\n]\n" : "[]\n", stdout);
+	for (i = 0; i < n; i++)
+		if (a != NULL)
+			json_array_append_new(a, rule_json(&rules[i]));
+		else
+			put_rule(&rules[i]);
 	store_policy_rules_free(rules, n);
-	return 0;
+	return a != NULL ? ctl_json_print(a) : CTL_OK;
 }
 
 /* policy remove ID */
@@ -267,14 +266,14 @@ cmd_remove(struct pctl *pc)
 	    id <= 0) {
 		fprintf(stderr, "smrelayctl: policy remove: bad id \"%s\"\n",
 		    pc->id);
-		return 2;
+		return CTL_USAGE;
 	}
 	if ((rc = store_policy_remove(pc->st, id, err, sizeof(err))) < 0)
 		fprintf(stderr, "smrelayctl: policy remove: %s\n", err);
 	else if (rc == 0)
 		fprintf(stderr, "smrelayctl: policy rule %lld: no such rule\n",
 		    id);
-	return rc == 1 ? 0 : 1;
+	return rc == 1 ? CTL_OK : rc == 0 ? CTL_NO : CTL_FAIL;
 }
 
 /* ---- policy test: the dry run ---- */
@@ -309,37 +308,70 @@ kind_str(const char *pat)
 	}
 }
 
+static void say(struct pctl *, const char *, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* One line of the dry run, "STEP: text", or a {"step", "text"} object of
+ * its JSON "steps". */
+static void
+say(struct pctl *pc, const char *step, const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (pc->steps == NULL)
+		printf("%s: %s\n", step, buf);
+	else
+		json_array_append_new(pc->steps, json_pack("{s:s, s:o}",
+		    "step", step, "text", ctl_json_str(buf)));
+}
+
 /* "rule: ..." and why it won over the other matching rules. */
 static void
-explain_rule(const struct policy_rule *m, const struct policy_rule *rules,
-    size_t n, const char *sender, const char *rcpt)
+explain_rule(struct pctl *pc, const struct policy_rule *m,
+    const struct policy_rule *rules, size_t n, const char *sender,
+    const char *rcpt)
 {
 	const char *nc = rule_nocert(m);
-	char acts[128];
-	size_t i;
-	int others = 0;
+	char acts[128], ids[1024] = "";
+	json_t *out = json_array();
+	size_t i, off = 0;
 
 	policy_actions_str(m->actions, acts, sizeof(acts));
-	printf("rule: %lld priority=%d sender=%s recipient=%s actions=%s "
-	    "if-no-cert=%s\n", (long long)m->id, m->priority, m->sender,
-	    m->recipient, acts, nc ? nc : "-");
-	printf("match: recipient %s matches %s (%s), sender %s matches %s "
-	    "(%s)\n", *rcpt ? rcpt : "<>", m->recipient, kind_str(m->recipient),
+	if (pc->out != NULL)
+		json_object_set_new(pc->out, "rule", rule_json(m));
+	else
+		printf("rule: %lld priority=%d sender=%s recipient=%s "
+		    "actions=%s if-no-cert=%s\n", (long long)m->id,
+		    m->priority, m->sender, m->recipient, acts, nc ? nc : "-");
+	say(pc, "match", "recipient %s matches %s (%s), sender %s matches %s "
+	    "(%s)", *rcpt ? rcpt : "<>", m->recipient, kind_str(m->recipient),
 	    *sender ? sender : "<>", m->sender, kind_str(m->sender));
 	for (i = 0; i < n; i++) {
 		if (rules[i].id == m->id ||
 		    !policy_pattern_match(rules[i].recipient, rcpt) ||
 		    !policy_pattern_match(rules[i].sender, sender))
 			continue;
-		printf("%s%lld", others++ ? "," : "outranks: ",
-		    (long long)rules[i].id);
+		json_array_append_new(out, json_integer(rules[i].id));
+		if (off < sizeof(ids))
+			off += (size_t)snprintf(ids + off, sizeof(ids) - off,
+			    "%s%lld", off ? "," : "", (long long)rules[i].id);
 	}
-	if (others)
-		printf(" (also matching, but lower in priority, specificity "
-		    "or id)\n");
+	if (pc->out != NULL)
+		json_object_set_new(pc->out, "outranks", out);
+	else {
+		if (off > 0)
+			printf("outranks: %s (also matching, but lower in "
+			    "priority, specificity or id)\n", ids);
+		json_decref(out);
+	}
 }
 
 struct cert_scan {
+	struct pctl	*pc;
 	const char	*fp;		/* the chosen certificate's, or NULL */
 	time_t		 now;
 	int		 n;
@@ -388,7 +420,7 @@ scan_cb(const struct store_certinfo *ci, void *arg)
 		return 0;
 	cs->n++;
 	unusable_why(ci, cs->now, why, sizeof(why));
-	printf("encrypt: certificate %lld subject=\"%s\" %s: %s\n",
+	say(cs->pc, "encrypt", "certificate %lld subject=\"%s\" %s: %s",
 	    (long long)ci->id, ci->subject, cs->fp ? "not used" : "unusable",
 	    why[0] ? why : "usable, but an older one");
 	return 0;
@@ -404,8 +436,8 @@ chosen_cb(const struct store_certinfo *ci, void *arg)
 	if (strcmp(ci->fingerprint, cs->fp) != 0)
 		return 0;
 	store_time_str(ci->not_after, t, sizeof(t));
-	printf("encrypt: certificate %lld subject=\"%s\" fingerprint=%s "
-	    "not_after=%s\n", (long long)ci->id, ci->subject, ci->fingerprint,
+	say(cs->pc, "encrypt", "certificate %lld subject=\"%s\" "
+	    "fingerprint=%s not_after=%s", (long long)ci->id, ci->subject, ci->fingerprint,
 	    t);
 	cs->n++;
 	return 0;
@@ -413,22 +445,23 @@ chosen_cb(const struct store_certinfo *ci, void *arg)
 
 /* What --if-no-cert then does for this recipient. */
 static void
-explain_nocert(const struct policy_rule *m, const char *rcpt,
-    const struct config *cfg)
+explain_nocert(struct pctl *pc, const struct policy_rule *m,
+    const char *rcpt)
 {
 	switch (m->nocert) {
 	case POLICY_NOCERT_PLAIN:
-		printf("if-no-cert: plain: the copy for %s is relayed "
-		    "unencrypted\n", rcpt);
+		say(pc, "if-no-cert", "plain: the copy for %s is relayed "
+		    "unencrypted", rcpt);
 		break;
 	case POLICY_NOCERT_HOLD:
-		printf("if-no-cert: hold: the copy for %s is spooled until a "
-		    "certificate arrives or the queue lifetime (%ds) ends\n",
-		    rcpt, cfg->queue_lifetime);
+		say(pc, "if-no-cert", "hold: the copy for %s is spooled until "
+		    "a certificate arrives or the queue lifetime (%ds) ends",
+		    rcpt, pc->cfg->queue_lifetime);
 		break;
 	default:
-		printf("if-no-cert: reject: %s is refused with 550 5.7.1\n",
+		say(pc, "if-no-cert", "reject: %s is refused with 550 5.7.1",
 		    rcpt);
+		pc->negative = 1;
 	}
 }
 
@@ -438,7 +471,7 @@ explain_encrypt(struct pctl *pc, const struct policy_rule *m,
     const char *rcpt, time_t now)
 {
 	struct store_certmeta meta;
-	struct cert_scan cs = { NULL, now, 0 };
+	struct cert_scan cs = { pc, NULL, now, 0 };
 	char err[256];
 	X509 *x;
 	int caps = 0;
@@ -450,22 +483,22 @@ explain_encrypt(struct pctl *pc, const struct policy_rule *m,
 		cs.n = 0;
 		store_cert_list(pc->st, rcpt, scan_cb, &cs);
 		if (caps & STORE_CAP_GCM)
-			printf("cipher: aes256-gcm (harvested SMIMECapabilities "
-			    "announce AES-GCM)\n");
+			say(pc, "cipher", "aes256-gcm (harvested "
+			    "SMIMECapabilities announce AES-GCM)");
 		else
-			printf("cipher: aes256-cbc (the default: no AES-GCM "
-			    "capability harvested for this certificate)\n");
+			say(pc, "cipher", "aes256-cbc (the default: no AES-GCM "
+			    "capability harvested for this certificate)");
 		store_certmeta_free(&meta);
 		X509_free(x);
 		return;
 	}
 	X509_free(x);
-	printf("encrypt: no usable certificate for %s\n", *rcpt ? rcpt : "<>");
+	say(pc, "encrypt", "no usable certificate for %s", *rcpt ? rcpt : "<>");
 	store_cert_list(pc->st, rcpt, scan_cb, &cs);
 	if (cs.n == 0)
-		printf("encrypt: no certificate stored for %s\n",
+		say(pc, "encrypt", "no certificate stored for %s",
 		    *rcpt ? rcpt : "<>");
-	explain_nocert(m, *rcpt ? rcpt : "<>", pc->cfg);
+	explain_nocert(pc, m, *rcpt ? rcpt : "<>");
 }
 
 /* sign: the key for the sender, or why there is none. */
@@ -477,28 +510,28 @@ explain_sign(struct pctl *pc, const char *sender, time_t now)
 	char err[1024], t[64];
 
 	if (*sender == '\0') {
-		printf("sign: null sender: at run time the From header address "
-		    "is tried\n");
+		say(pc, "sign", "null sender: at run time the From header "
+		    "address is tried");
 		return;
 	}
 	if ((k = store_key_for(pc->st, sender, now)) == NULL) {
-		printf("sign: no signing key for %s (at run time the From "
-		    "header address is tried too)\n", sender);
+		say(pc, "sign", "no signing key for %s (at run time the From "
+		    "header address is tried too)", sender);
 		return;
 	}
 	if (store_key_attach(k, pc->kf, err, sizeof(err)) != 1) {
-		printf("sign: no usable key for %s: %s\n", sender, err);
+		say(pc, "sign", "no usable key for %s: %s", sender, err);
 		store_key_free(k);
 		return;
 	}
 	if (store_certmeta_get(k->cert, &meta, err, sizeof(err)) == 0) {
 		store_time_str(meta.not_after, t, sizeof(t));
-		printf("sign: key %lld for %s subject=\"%s\" fingerprint=%s "
-		    "not_after=%s\n", (long long)k->id, sender, meta.subject,
-		    meta.fingerprint, t);
+		say(pc, "sign", "key %lld for %s subject=\"%s\" "
+		    "fingerprint=%s not_after=%s", (long long)k->id, sender,
+		    meta.subject, meta.fingerprint, t);
 		store_certmeta_free(&meta);
 	} else
-		printf("sign: key %lld for %s\n", (long long)k->id, sender);
+		say(pc, "sign", "key %lld for %s", (long long)k->id, sender);
 	store_key_free(k);
 }
 
@@ -521,26 +554,28 @@ explain_actions(struct pctl *pc, const struct policy_rule *m,
 
 	if (m->actions & POLICY_DECRYPT) {
 		store_key_list(pc->st, count_cb, &n);
-		printf("decrypt: an encrypted message is decrypted with any of "
-		    "our %d key(s) that matches a RecipientInfo\n", n);
+		say(pc, "decrypt", "an encrypted message is decrypted with "
+		    "any of our %d key(s) that matches a RecipientInfo", n);
 	}
 	if (m->actions & POLICY_VERIFY) {
 		n = 0;
 		store_trust_list(pc->st, count_cb, &n);
-		printf("verify: the result goes into Authentication-Results: "
-		    "%s; smime=... (%d trust anchor(s))\n", pc->cfg->hostname,
-		    n);
+		say(pc, "verify", "the result goes into "
+		    "Authentication-Results: %s; smime=... (%d trust "
+		    "anchor(s))", pc->cfg->hostname, n);
 	}
 	if (m->actions & POLICY_SIGN)
 		explain_sign(pc, sender, now);
 	if ((m->actions & POLICY_SIGN) && (m->actions & POLICY_ENCRYPT))
-		printf("order: sign, then encrypt\n");
+		say(pc, "order", "sign, then encrypt");
 	if (m->actions & POLICY_ENCRYPT)
 		explain_encrypt(pc, m, rcpt, now);
 	if (m->actions & POLICY_PASS)
-		printf("pass: the message is relayed unchanged\n");
-	if (m->actions & POLICY_REJECT)
-		printf("reject: the message is refused with 550 5.7.1\n");
+		say(pc, "pass", "the message is relayed unchanged");
+	if (m->actions & POLICY_REJECT) {
+		say(pc, "reject", "the message is refused with 550 5.7.1");
+		pc->negative = 1;
+	}
 }
 
 /* policy test --sender ADDR --recipient ADDR */
@@ -552,29 +587,46 @@ cmd_test(struct pctl *pc)
 	const struct policy_rule *m;
 	char err[1024], *sender, *rcpt;
 	size_t n;
+	int rc;
 
 	if ((rules = store_policy_load(pc->st, &n, err, sizeof(err))) ==
 	    NULL || (ps = policy_set_new(rules, n, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "smrelayctl: %s\n", err);
 		store_policy_rules_free(rules, n);
-		return 1;
+		return CTL_FAIL;
 	}
 	sender = envelope_addr(pc->sender);
 	rcpt = envelope_addr(pc->recipient);
-	printf("sender: %s\nrecipient: %s\n", *sender ? sender : "<>",
-	    *rcpt ? rcpt : "<>");
+	if (pc->json) {
+		pc->steps = json_array();
+		pc->out = json_pack("{s:o, s:o, s:n, s:[]}", "sender",
+		    ctl_json_str(sender), "recipient", ctl_json_str(rcpt),
+		    "rule", "outranks");
+	} else
+		printf("sender: %s\nrecipient: %s\n", *sender ? sender : "<>",
+		    *rcpt ? rcpt : "<>");
 	if ((m = policy_match(ps, sender, rcpt)) == NULL)
-		printf("no rule matches: the message passes unchanged (%zu "
-		    "rule(s))\n", n);
+		say(pc, "no rule matches", "the message passes unchanged (%zu "
+		    "rule(s))", n);
 	else {
-		explain_rule(m, rules, n, sender, rcpt);
+		explain_rule(pc, m, rules, n, sender, rcpt);
 		explain_actions(pc, m, sender, rcpt);
 	}
 	free(sender);
 	free(rcpt);
 	policy_set_free(ps);
 	store_policy_rules_free(rules, n);
-	return 0;
+	rc = pc->negative ? CTL_NO : CTL_OK;
+	if (pc->json) {
+		json_object_set_new(pc->out, "refused", json_boolean(
+		    pc->negative));
+		json_object_set_new(pc->out, "steps", pc->steps);
+		pc->steps = NULL;
+		if (ctl_json_print(pc->out) != 0)
+			rc = CTL_FAIL;
+		pc->out = NULL;
+	}
+	return rc;
 }
 
 /* policy VERB: open the store (and key file) of the configuration, run,
@@ -593,14 +645,14 @@ ctl_policy_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	pc.json = o->json;
 	if (pctl_args(&pc, argc - 1, argv + 1) == -1 ||
 	    pctl_required(&pc) == -1)
-		return 2;
+		return CTL_USAGE;
 	if ((pc.cfg = config_load(o->path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s\n", err);
-		return 1;
+		return CTL_FAIL;
 	}
 	if (ctl_open_store(pc.cfg, &pc.st, &pc.kf) == -1) {
 		config_free(pc.cfg);
-		return 1;
+		return CTL_FAIL;
 	}
 	if (strcmp(verb, "add") == 0)
 		rc = cmd_add(&pc);
@@ -612,7 +664,7 @@ ctl_policy_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 		rc = cmd_test(&pc);
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		fprintf(stderr, "smrelayctl: stdout: %s\n", strerror(errno));
-		rc = 1;
+		rc = CTL_FAIL;
 	}
 	keyfile_close(pc.kf);
 	store_close(pc.st);

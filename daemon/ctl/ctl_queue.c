@@ -21,7 +21,7 @@ queue_usage(const char *verb)
 	    strcmp(verb, "list") == 0 ? "list" :
 	    strcmp(verb, "flush") == 0 ? "flush [ID]" : "show|remove|hold|"
 	    "release ID");
-	return 2;
+	return CTL_USAGE;
 }
 
 /* Recipients still pending, and all of them. */
@@ -36,34 +36,35 @@ counts(const struct spool_entry *e, size_t *pending)
 			(*pending)++;
 }
 
-static void
-print_entry_json(const struct spool_entry *e, int full)
+/* An entry as a JSON object; `full` adds each recipient's last reply. */
+static json_t *
+entry_json(const struct spool_entry *e, int full)
 {
-	char t1[32], t2[32];
+	char t1[32], t2[32], acts[64];
+	json_t *o, *rcpts = json_array(), *r;
 	size_t i;
 
 	store_time_str(e->created, t1, sizeof(t1));
 	store_time_str(e->next_attempt, t2, sizeof(t2));
-	printf("{\"id\":\"%s\",\"created\":\"%s\",\"next_attempt\":\"%s\","
-	    "\"attempts\":%d,\"state\":\"%s\",\"size\":%lld,\"sender\":",
-	    e->id, t1, e->next_attempt ? t2 : "", e->attempts,
-	    spool_hold_str(e->held), (long long)e->size);
-	ctl_json_str(stdout, e->sender);
-	printf(",\"dsn\":%s,\"last_error\":", e->dsn ? "true" : "false");
-	ctl_json_str(stdout, e->last_error);
-	printf(",\"recipients\":[");
 	for (i = 0; i < e->nrcpts; i++) {
-		printf("%s{\"address\":", i ? "," : "");
-		ctl_json_str(stdout, e->rcpts[i].addr);
-		printf(",\"state\":\"%s\"",
+		r = json_pack("{s:o, s:s}", "address",
+		    ctl_json_str(e->rcpts[i].addr), "state",
 		    spool_rcpt_state_str(e->rcpts[i].state));
-		if (full) {
-			printf(",\"reply\":");
-			ctl_json_str(stdout, e->rcpts[i].reply);
-		}
-		printf("}");
+		if (full)
+			json_object_set_new(r, "reply", e->rcpts[i].reply ?
+			    ctl_json_str(e->rcpts[i].reply) : json_null());
+		json_array_append_new(rcpts, r);
 	}
-	printf("]}\n");
+	policy_actions_str(e->actions, acts, sizeof(acts));
+	o = json_pack("{s:s, s:s, s:o, s:i, s:s, s:I, s:o, s:b, s:o, s:o, "
+	    "s:o}", "id", e->id, "created", t1, "next_attempt",
+	    e->next_attempt ? json_string(t2) : json_null(), "attempts",
+	    e->attempts, "state", spool_hold_str(e->held), "size",
+	    (json_int_t)e->size, "sender", ctl_json_str(e->sender), "dsn",
+	    e->dsn, "pending_transform", ctl_json_csv(e->actions ? acts : ""),
+	    "last_error", e->last_error ? ctl_json_str(e->last_error) :
+	    json_null(), "recipients", rcpts);
+	return o;
 }
 
 /* queue list: id, created, state, attempts, next attempt, size, sender,
@@ -76,14 +77,18 @@ queue_list(struct spooldb *db, int json)
 	const char *sep;
 	size_t n, i, k, pending;
 
+	json_t *a = NULL;
+
 	if ((v = spooldb_load(db, &n)) == NULL) {
 		fprintf(stderr, "smrelayctl: queue list: cannot read the "
 		    "spool\n");
-		return 1;
+		return CTL_FAIL;
 	}
+	if (json)
+		a = json_array();
 	for (i = 0; i < n; i++) {
 		if (json) {
-			print_entry_json(v[i], 0);
+			json_array_append_new(a, entry_json(v[i], 0));
 			continue;
 		}
 		counts(v[i], &pending);
@@ -103,7 +108,7 @@ queue_list(struct spooldb *db, int json)
 		printf("\t%s\n", v[i]->last_error ? v[i]->last_error : "");
 	}
 	spool_entries_free(v, n);
-	return 0;
+	return json ? ctl_json_print(a) : CTL_OK;
 }
 
 static int
@@ -113,16 +118,17 @@ queue_show(struct spooldb *db, const char *id, int json)
 	struct msgbuf *mb;
 	char t[32], acts[64], *body = NULL;
 	size_t i, len;
+	json_t *o;
 
 	if ((e = spooldb_get(db, id)) == NULL) {
 		fprintf(stderr, "smrelayctl: queue show %s: no such message\n",
 		    id);
-		return 1;
+		return CTL_NO;
 	}
 	if (json) {
-		print_entry_json(e, 1);
+		o = entry_json(e, 1);
 		spool_entry_free(e);
-		return 0;
+		return ctl_json_print(o);
 	}
 	printf("id: %s\n", e->id);
 	store_time_str(e->created, t, sizeof(t));
@@ -168,7 +174,7 @@ queue_change(struct spooldb *db, const char *verb, const char *id)
 	if (spooldb_begin(db) == -1) {
 		fprintf(stderr, "smrelayctl: queue %s: the spool is busy\n",
 		    verb);
-		return 1;
+		return CTL_FAIL;
 	}
 	if (strcmp(verb, "flush") == 0)
 		n = spooldb_flush(db, id);
@@ -181,18 +187,18 @@ queue_change(struct spooldb *db, const char *verb, const char *id)
 	if (n < 0 || spooldb_commit(db) == -1) {
 		spooldb_rollback(db);
 		fprintf(stderr, "smrelayctl: queue %s: failed\n", verb);
-		return 1;
+		return CTL_FAIL;
 	}
 	if (n == 0 && id != NULL) {
 		fprintf(stderr, "smrelayctl: queue %s %s: no such message\n",
 		    verb, id);
-		return 1;
+		return CTL_NO;
 	}
 	if (strcmp(verb, "remove") == 0)
 		spooldb_unlink_body(db, id);
 	if (strcmp(verb, "flush") == 0 && id == NULL)
 		printf("%d message(s) due now\n", n);
-	return 0;
+	return CTL_OK;
 }
 
 /* queue VERB: open the spool database of the configuration, run, close. */
@@ -213,16 +219,16 @@ ctl_queue_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	    strspn(id, "0123456789abcdef") != SPOOL_ID_LEN)) {
 		fprintf(stderr, "smrelayctl: queue %s: bad queue id \"%s\" "
 		    "(%d hex digits)\n", verb, id, SPOOL_ID_LEN);
-		return 1;
+		return CTL_USAGE;
 	}
 	if ((cfg = config_load(o->path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s\n", err);
-		return 1;
+		return CTL_FAIL;
 	}
 	if ((db = spooldb_open(cfg->data_dir, 0, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "smrelayctl: %s\n", err);
 		config_free(cfg);
-		return 1;
+		return CTL_FAIL;
 	}
 	if (strcmp(verb, "list") == 0)
 		rc = queue_list(db, o->json);

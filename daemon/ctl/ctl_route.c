@@ -436,88 +436,86 @@ rt_print_text(const struct rt_test *rt)
 	}
 }
 
-/* One answer as JSON members: "status", "secure", "why". */
-static void
-rt_json_answer(const struct rt_answer *a)
+/* One answer as JSON members: "status", "secure", "why", into o. */
+static json_t *
+rt_json_answer(json_t *o, const struct rt_answer *a)
 {
-	printf("\"status\":\"%s\",\"secure\":%s,\"why\":",
-	    dns_strstatus(a->status), a->secure ? "true" : "false");
-	ctl_json_str(stdout, a->why);
+	json_object_set_new(o, "status", json_string(dns_strstatus(a->status)));
+	json_object_set_new(o, "secure", json_boolean(a->secure));
+	json_object_set_new(o, "why", ctl_json_str(a->why));
+	return o;
 }
 
 /* One host as a JSON object. */
-static void
+static json_t *
 rt_json_host(const struct rt_host *h)
 {
+	json_t *o = json_object(), *addrs = json_array(), *recs, *t;
 	size_t j;
 
-	fputs("{\"name\":", stdout);
-	ctl_json_str(stdout, h->name);
-	if (h->pref >= 0)
-		printf(",\"preference\":%d,", h->pref);
-	else
-		fputs(",\"preference\":null,", stdout);
-	printf("\"literal\":%s,", h->literal ? "true" : "false");
-	rt_json_answer(&h->a);
-	fputs(",\"addresses\":[", stdout);
+	json_object_set_new(o, "name", ctl_json_str(h->name));
+	json_object_set_new(o, "preference", h->pref >= 0 ?
+	    json_integer(h->pref) : json_null());
+	json_object_set_new(o, "literal", json_boolean(h->literal));
+	rt_json_answer(o, &h->a);
 	for (j = 0; j < h->naddrs; j++)
-		printf("%s\"%s\"", j ? "," : "", h->addrs[j]);
-	fputs("],\"tlsa\":{\"name\":", stdout);
-	ctl_json_str(stdout, h->owner);
+		json_array_append_new(addrs, ctl_json_str(h->addrs[j]));
+	json_object_set_new(o, "addresses", addrs);
+	t = json_pack("{s:o}", "name", ctl_json_str(h->owner));
 	if (h->tlsa_skip != NULL) {
-		fputs(",\"looked_up\":false,\"why\":", stdout);
-		ctl_json_str(stdout, h->tlsa_skip);
-		fputs("}}", stdout);
-		return;
+		json_object_set_new(t, "looked_up", json_false());
+		json_object_set_new(t, "why", ctl_json_str(h->tlsa_skip));
+	} else {
+		json_object_set_new(t, "looked_up", json_true());
+		rt_json_answer(t, &h->t);
+		recs = json_array();
+		for (j = 0; j < h->ntlsa; j++)
+			json_array_append_new(recs, json_pack("{s:i, s:i, s:i, "
+			    "s:o}", "usage", h->tlsa[j].usage, "selector",
+			    h->tlsa[j].selector, "mtype", h->tlsa[j].mtype,
+			    "data", ctl_json_str(h->tlsa[j].hex)));
+		json_object_set_new(t, "records", recs);
 	}
-	fputs(",\"looked_up\":true,", stdout);
-	rt_json_answer(&h->t);
-	fputs(",\"records\":[", stdout);
-	for (j = 0; j < h->ntlsa; j++)
-		printf("%s{\"usage\":%d,\"selector\":%d,\"mtype\":%d,"
-		    "\"data\":\"%s\"}", j ? "," : "", h->tlsa[j].usage,
-		    h->tlsa[j].selector, h->tlsa[j].mtype, h->tlsa[j].hex);
-	fputs("]}}", stdout);
+	json_object_set_new(o, "tlsa", t);
+	return o;
 }
 
-/* The same as one JSON object on one line. */
-static void
+/* The same as one JSON object. */
+static int
 rt_print_json(const struct rt_test *rt)
 {
+	json_t *o = json_object(), *hosts = json_array(), *mx;
 	size_t i;
 
-	fputs("{\"address\":", stdout);
-	ctl_json_str(stdout, rt->addr);
-	if (rt->t.route_line > 0) {
-		printf(",\"rule\":{\"kind\":\"route\",\"line\":%d,"
-		    "\"pattern\":", rt->t.route_line);
-		ctl_json_str(stdout, rt->pattern);
-		putchar('}');
-	} else
-		fputs(",\"rule\":{\"kind\":\"relay\"}", stdout);
-	fputs(",\"target\":{\"mx\":", stdout);
-	fputs(rt->t.mx ? "true,\"domain\":" : "false,\"host\":", stdout);
-	ctl_json_str(stdout, rt->t.mx ? rt->domain : rt->t.host);
-	printf(",\"port\":%d},\"tls\":\"%s\"", rt->port,
-	    config_relay_tls_str(rt->t.tls));
+	json_object_set_new(o, "address", ctl_json_str(rt->addr));
+	if (rt->t.route_line > 0)
+		json_object_set_new(o, "rule", json_pack("{s:s, s:i, s:o}",
+		    "kind", "route", "line", rt->t.route_line, "pattern",
+		    ctl_json_str(rt->pattern)));
+	else
+		json_object_set_new(o, "rule", json_pack("{s:s}", "kind",
+		    "relay"));
+	json_object_set_new(o, "target", json_pack("{s:b, s:o, s:i}", "mx",
+	    rt->t.mx, rt->t.mx ? "domain" : "host", ctl_json_str(rt->t.mx ?
+	    rt->domain : rt->t.host), "port", rt->port));
+	json_object_set_new(o, "tls", json_string(config_relay_tls_str(
+	    rt->t.tls)));
 	if (rt->t.mx) {
-		fputs(",\"mx\":{", stdout);
-		rt_json_answer(&rt->mx);
-		printf(",\"null_mx\":%s,\"implicit\":%s,"
-		    "\"hosts_left_out\":%zu}", rt->null_mx ? "true" : "false",
-		    rt->implicit ? "true" : "false", rt->nmx - rt->nhosts);
+		mx = rt_json_answer(json_object(), &rt->mx);
+		json_object_set_new(mx, "null_mx", json_boolean(rt->null_mx));
+		json_object_set_new(mx, "implicit", json_boolean(rt->implicit));
+		json_object_set_new(mx, "hosts_left_out", json_integer(
+		    (json_int_t)(rt->nmx - rt->nhosts)));
+		json_object_set_new(o, "mx", mx);
 	}
-	fputs(",\"hosts\":[", stdout);
-	for (i = 0; i < rt->nhosts; i++) {
-		if (i > 0)
-			putchar(',');
-		rt_json_host(&rt->hosts[i]);
-	}
-	fputs("],\"deliverable\":", stdout);
-	fputs(rt->fail[0] ? "false,\"why\":" : "true", stdout);
+	for (i = 0; i < rt->nhosts; i++)
+		json_array_append_new(hosts, rt_json_host(&rt->hosts[i]));
+	json_object_set_new(o, "hosts", hosts);
+	json_object_set_new(o, "deliverable", json_boolean(rt->fail[0] ==
+	    '\0'));
 	if (rt->fail[0])
-		ctl_json_str(stdout, rt->fail);
-	fputs("}\n", stdout);
+		json_object_set_new(o, "why", ctl_json_str(rt->fail));
+	return ctl_json_print(o);
 }
 
 /* The domain of the target key "mx:DOMAIN/TLS" (route.c's spelling). */
@@ -585,28 +583,29 @@ static int
 rt_run(struct rt_test *rt, int json)
 {
 	if (rt_route(rt) == -1)
-		return 1;
+		return CTL_USAGE;
 	/* an IP address as the next hop needs no DNS at all */
 	if ((rt->t.mx || !rt_literal(rt->t.host)) && rt_resolver(rt) == -1)
-		return 1;
+		return CTL_FAIL;
 	rt_round_mx(rt);
 	rt_round_addrs(rt);
 	rt_round_tlsa(rt);
 	rt_verdict(rt);
-	if (json)
-		rt_print_json(rt);
-	else
+	if (json) {
+		if (rt_print_json(rt) != 0)
+			return CTL_FAIL;
+	} else
 		rt_print_text(rt);
 	if (fflush(stdout) == EOF) {
 		fprintf(stderr, "smrelayctl: route test: stdout: write "
 		    "failed\n");
-		return 1;
+		return CTL_FAIL;
 	}
 	if (rt->fail[0] == '\0')
-		return 0;
+		return CTL_OK;
 	fprintf(stderr, "smrelayctl: route test: %s: %s\n", rt->addr,
 	    rt->fail);
-	return 1;
+	return CTL_NO;
 }
 
 int
@@ -631,7 +630,7 @@ ctl_route_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	if (addr == NULL || i < argc) {
 		fprintf(stderr, "usage: smrelayctl route test %s\n",
 		    cmd->args);
-		return 2;
+		return CTL_USAGE;
 	}
 	/* "<bob@example.com>" as it appears in logs and RCPT TO */
 	n = strlen(addr);
@@ -643,7 +642,7 @@ ctl_route_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	}
 	if ((cfg = config_load(o->path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s\n", err);
-		return 1;
+		return CTL_FAIL;
 	}
 	memset(&rt, 0, sizeof(rt));
 	rt.cfg = cfg;

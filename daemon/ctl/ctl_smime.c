@@ -83,7 +83,9 @@ smime_args(struct smime_cmd *sc, int argc, char *argv[])
 	return 0;
 }
 
-/* Run one smime transformation on msg; 0 ok, 1 failed (reported). */
+/* Run one smime transformation on msg: CTL_OK, CTL_NO when it cannot be
+ * done (no key, no certificate, bad input) or verify's verdict is not
+ * pass (reported), CTL_FAIL when the output cannot be written. */
 static int
 smime_exec(struct smime_cmd *sc, const struct certsrc *src, const char *host,
     const char *msg, size_t len)
@@ -108,9 +110,9 @@ smime_exec(struct smime_cmd *sc, const struct certsrc *src, const char *host,
 	if (r != 0 || res.msg == NULL) {
 		fprintf(stderr, "smrelayctl: smime %s: %s\n", sc->verb,
 		    res.err);
-		rc = 1;
+		rc = CTL_NO;
 	} else if (fwrite(res.msg, 1, res.len, stdout) != res.len)
-		rc = 1;
+		rc = CTL_FAIL;
 	smime_msg_res_free(&res);
 	return rc;
 }
@@ -127,18 +129,18 @@ ctl_smime_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	struct store *st;
 	char err[1024], *msg;
 	size_t len;
-	int rc = 1;
+	int rc = CTL_FAIL;
 
 	memset(&sc, 0, sizeof(sc));
 	sc.verb = cmd->verb;
 	if (smime_args(&sc, argc - 1, argv + 1) == -1) {
 		free(sc.to);
-		return 2;
+		return CTL_USAGE;
 	}
 	if ((cfg = config_load(o->path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s\n", err);
 		free(sc.to);
-		return 1;
+		return CTL_FAIL;
 	}
 	if (ctl_open_store(cfg, &st, &kf) == -1)
 		st = NULL;
@@ -153,7 +155,7 @@ ctl_smime_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	certcache_free(src.cc);
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		fprintf(stderr, "smrelayctl: stdout: %s\n", strerror(errno));
-		rc = 1;
+		rc = CTL_FAIL;
 	}
 	if (st != NULL)
 		store_close(st);

@@ -28,7 +28,8 @@ struct ctl {
 	const char *email;		/* cert list --email */
 	const char *password_file;	/* key import --password-file */
 	const char *arg;		/* FILE or ID */
-	int nrecords;			/* records printed so far */
+	json_t *records;		/* --json: the listing's array */
+	int show_rc;			/* cert show --json: the print's */
 };
 
 typedef int ctl_fn(struct ctl *);
@@ -67,65 +68,85 @@ static const struct ctl_field crl_fields[] = {
 	{ NULL, F_INT, 0 }
 };
 
-/* A comma-separated list as a JSON array of strings. */
-static void
-json_list(FILE *f, const char *csv)
-{
-	char *copy, *p, *tok;
-	int first = 1;
-
-	fputc('[', f);
-	copy = xstrdup(csv ? csv : "");
-	for (p = copy; (tok = strsep(&p, ",")) != NULL; ) {
-		if (*tok == '\0')
-			continue;
-		if (!first)
-			fputc(',', f);
-		ctl_json_str(f, tok);
-		first = 0;
-	}
-	free(copy);
-	fputc(']', f);
-}
-
 /* A time for people and scripts: ISO 8601 UTC, "-" for none. */
 static void
-put_time(FILE *f, int64_t t, int json)
+put_time(FILE *f, int64_t t)
 {
 	char buf[64];
 
 	if (t == 0) {
-		fputs(json ? "null" : "-", f);
+		fputs("-", f);
 		return;
 	}
 	store_time_str(t, buf, sizeof(buf));
-	if (json)
-		ctl_json_str(f, buf);
-	else
-		fputs(buf, f);
+	fputs(buf, f);
+}
+
+/* The same for JSON: a string, null for none. */
+static json_t *
+json_time(int64_t t)
+{
+	char buf[64];
+
+	if (t == 0)
+		return json_null();
+	store_time_str(t, buf, sizeof(buf));
+	return ctl_json_str(buf);
 }
 
 /* Where a key lives: "file:PATH" (the key file; "(missing)" when it has
  * no entry for the key), its pkcs11: URI, or still in the store. */
 static void
-put_location(struct ctl *c, const struct store_certinfo *ci)
+key_location(struct ctl *c, const struct store_certinfo *ci, char *buf,
+    size_t len)
 {
-	char buf[1024];
 	const char *loc = ci->location ? ci->location : "store";
 
 	if (strcmp(loc, "file") == 0)
-		snprintf(buf, sizeof(buf), "file:%s%s", keyfile_path(c->kf),
+		snprintf(buf, len, "file:%s%s", keyfile_path(c->kf),
 		    keyfile_has(c->kf, ci->fingerprint) == 1 ? "" :
 		    " (missing)");
 	else if (strcmp(loc, "store") == 0)
-		snprintf(buf, sizeof(buf), "%s (not moved yet)",
-		    STORE_DB_NAME);
+		snprintf(buf, len, "%s (not moved yet)", STORE_DB_NAME);
 	else
-		snprintf(buf, sizeof(buf), "%s", loc);
-	if (c->json)
-		ctl_json_str(stdout, buf);
-	else
-		fputs(buf, stdout);
+		snprintf(buf, len, "%s", loc);
+}
+
+/* One record as a JSON object. */
+static json_t *
+record_json(struct ctl *c, const struct ctl_field *fl,
+    const struct store_certinfo *ci)
+{
+	const char *base = (const char *)ci, *s;
+	json_t *o = json_object(), *v = NULL;
+	char buf[1024];
+	int i;
+
+	for (i = 0; fl[i].name != NULL; i++) {
+		s = NULL;
+		if (fl[i].type == F_STR || fl[i].type == F_EMAILS)
+			memcpy(&s, base + fl[i].off, sizeof(s));
+		switch (fl[i].type) {
+		case F_INT:
+			v = json_integer(*(const int64_t *)(base + fl[i].off));
+			break;
+		case F_TIME:
+			v = json_time(*(const int64_t *)(base + fl[i].off));
+			break;
+		case F_EMAILS:
+			v = ctl_json_csv(s);
+			break;
+		case F_STR:
+			v = ctl_json_str(s);
+			break;
+		case F_LOCATION:
+			key_location(c, ci, buf, sizeof(buf));
+			v = ctl_json_str(buf);
+			break;
+		}
+		json_object_set_new(o, fl[i].name, v);
+	}
+	return o;
 }
 
 /* One record: a tab-separated line, or a JSON object in the array. */
@@ -134,15 +155,16 @@ put_record(struct ctl *c, const struct ctl_field *fl,
     const struct store_certinfo *ci)
 {
 	const char *base = (const char *)ci, *s;
+	char buf[1024];
 	int i;
 
-	if (c->json)
-		fputc('{', stdout);
+	if (c->json) {
+		json_array_append_new(c->records, record_json(c, fl, ci));
+		return;
+	}
 	for (i = 0; fl[i].name != NULL; i++) {
 		if (i > 0)
-			fputc(c->json ? ',' : '\t', stdout);
-		if (c->json)
-			printf("\"%s\":", fl[i].name);
+			fputc('\t', stdout);
 		s = NULL;
 		if (fl[i].type == F_STR || fl[i].type == F_EMAILS)
 			memcpy(&s, base + fl[i].off, sizeof(s));
@@ -152,35 +174,31 @@ put_record(struct ctl *c, const struct ctl_field *fl,
 			    (base + fl[i].off));
 			break;
 		case F_TIME:
-			put_time(stdout, *(const int64_t *)(base + fl[i].off),
-			    c->json);
+			put_time(stdout, *(const int64_t *)(base + fl[i].off));
 			break;
 		case F_EMAILS:
-			if (c->json)
-				json_list(stdout, s);
-			else
-				fputs(s && *s ? s : "-", stdout);
-			break;
 		case F_STR:
-			if (c->json)
-				ctl_json_str(stdout, s);
-			else
-				fputs(s && *s ? s : "-", stdout);
+			fputs(s && *s ? s : "-", stdout);
 			break;
 		case F_LOCATION:
-			put_location(c, ci);
+			key_location(c, ci, buf, sizeof(buf));
+			fputs(buf, stdout);
 			break;
 		}
 	}
-	fputs(c->json ? "}" : "\n", stdout);
+	fputc('\n', stdout);
 }
 
-/* End a listing: close the JSON array (empty or not). */
-static void
+/* End a listing: the JSON array (empty or not). */
+static int
 end_listing(struct ctl *c)
 {
-	if (c->json)
-		fputs(c->nrecords ? "\n]\n" : "[]\n", stdout);
+	json_t *a = c->records;
+
+	if (!c->json)
+		return CTL_OK;
+	c->records = NULL;
+	return ctl_json_print(a);
 }
 
 struct list_arg {
@@ -194,8 +212,6 @@ list_cb(const struct store_certinfo *ci, void *arg)
 {
 	struct list_arg *la = arg;
 
-	if (la->c->json)
-		fputs(la->c->nrecords++ ? ",\n" : "[\n", stdout);
 	put_record(la->c, la->fields, ci);
 	return 0;
 }
@@ -207,12 +223,15 @@ run_listing(struct ctl *c, const struct ctl_field *fields,
 {
 	struct list_arg la = { c, fields };
 
+	if (c->json)
+		c->records = json_array();
 	if (list(c->st, list_cb, &la) < 0) {
 		fprintf(stderr, "smrelayctl: %s\n", store_errmsg(c->st));
-		return 1;
+		json_decref(c->records);
+		c->records = NULL;
+		return CTL_FAIL;
 	}
-	end_listing(c);
-	return 0;
+	return end_listing(c);
 }
 
 /* A positive decimal id, or -1. */
@@ -346,16 +365,16 @@ cmd_cert_import(struct ctl *c)
 {
 	STACK_OF(X509) *sk;
 	int64_t *ids;
-	int *existed, rc = 1, n;
+	int *existed, rc = CTL_FAIL, n;
 	char err[1024];
 
 	if ((sk = store_load_certs(c->arg, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "smrelayctl: %s\n", err);
-		return 1;
+		return CTL_FAIL;
 	}
-	if (cert_import_filter(c, sk) == -1) {
+	if (cert_import_filter(c, sk) == -1) {     /* refused, said why */
 		sk_X509_pop_free(sk, X509_free);
-		return 1;
+		return CTL_NO;
 	}
 	n = sk_X509_num(sk);
 	ids = xcalloc(n, sizeof(*ids));
@@ -379,12 +398,15 @@ cmd_cert_list(struct ctl *c)
 {
 	struct list_arg la = { c, cert_fields };
 
+	if (c->json)
+		c->records = json_array();
 	if (store_cert_list(c->st, c->email, list_cb, &la) < 0) {
 		fprintf(stderr, "smrelayctl: %s\n", store_errmsg(c->st));
-		return 1;
+		json_decref(c->records);
+		c->records = NULL;
+		return CTL_FAIL;
 	}
-	end_listing(c);
-	return 0;
+	return end_listing(c);
 }
 
 /* Names of the key usage bits set in ku. */
@@ -465,16 +487,15 @@ show_cb(const struct store_certinfo *ci, void *arg)
 	};
 
 	if (c->json) {
-		put_record(c, show_fields, ci);
-		printf("\n");
+		c->show_rc = ctl_json_print(record_json(c, show_fields, ci));
 		return 0;
 	}
 	printf("id: %lld\nsubject: %s\nissuer: %s\nserial: %s\n",
 	    (long long)ci->id, ci->subject, ci->issuer, ci->serial);
 	printf("not_before: ");
-	put_time(stdout, ci->not_before, 0);
+	put_time(stdout, ci->not_before);
 	printf("\nnot_after: ");
-	put_time(stdout, ci->not_after, 0);
+	put_time(stdout, ci->not_after);
 	printf("%s\nemails: %s\nkey: %s %lld\nkey_usage: ", ci->not_after <
 	    time(NULL) ? " (expired)" : "", ci->emails, ci->key_type,
 	    (long long)ci->key_bits);
@@ -484,7 +505,7 @@ show_cb(const struct store_certinfo *ci, void *arg)
 	printf("\ncan_encrypt: %s\ncan_sign: %s\nsource: %s\n"
 	    "fingerprint: sha256 %s\nadded: ", ci->can_encrypt ? "yes" : "no",
 	    ci->can_sign ? "yes" : "no", ci->source, ci->fingerprint);
-	put_time(stdout, ci->added, 0);
+	put_time(stdout, ci->added);
 	printf("\n");
 	return 0;
 }
@@ -499,14 +520,14 @@ cmd_cert_show(struct ctl *c)
 	if (id < 0) {
 		fprintf(stderr, "smrelayctl: cert show: bad id \"%s\"\n",
 		    c->arg);
-		return 1;
+		return CTL_USAGE;
 	}
 	if ((rc = store_cert_info(c->st, id, show_cb, c)) < 0)
 		fprintf(stderr, "smrelayctl: %s\n", store_errmsg(c->st));
 	else if (rc == 0)
 		fprintf(stderr, "smrelayctl: cert %lld: no such certificate\n",
 		    (long long)id);
-	return rc == 1 ? 0 : 1;
+	return rc == 1 ? c->show_rc : rc == 0 ? CTL_NO : CTL_FAIL;
 }
 
 /* OBJECT remove ID, with the store function that removes one. */
@@ -520,14 +541,14 @@ remove_common(struct ctl *c, const char *what,
 
 	if (id < 0) {
 		fprintf(stderr, "smrelayctl: bad id \"%s\"\n", c->arg);
-		return 1;
+		return CTL_USAGE;
 	}
 	if ((rc = rm(c->st, id, err, sizeof(err))) < 0)
 		fprintf(stderr, "smrelayctl: %s\n", err);
 	else if (rc == 0)
 		fprintf(stderr, "smrelayctl: %s %lld: no such %s\n", what,
 		    (long long)id, what);
-	return rc == 1 ? 0 : 1;
+	return rc == 1 ? CTL_OK : rc == 0 ? CTL_NO : CTL_FAIL;
 }
 
 /* cert remove ID */
@@ -649,11 +670,11 @@ key_import_pkcs11(struct ctl *c)
 	X509 *cert = NULL;
 	char err[1024], fp[65], *pub = NULL;
 	int64_t id;
-	int existed, rc = 1;
+	int existed, rc = CTL_FAIL;
 
 	if (keyd_p11_load(c->arg, &key, &cert, err, sizeof(err)) == -1) {
 		fprintf(stderr, "smrelayctl: %s\n", err);
-		return 1;
+		return CTL_FAIL;
 	}
 	if (cert == NULL && (cert = keyd_p11_cert(c->arg, err,
 	    sizeof(err))) == NULL) {
@@ -674,7 +695,7 @@ key_import_pkcs11(struct ctl *c)
 		fprintf(stderr, "smrelayctl: %s\n", err);
 	else {
 		report_key(c, cert, id, existed);
-		rc = 0;
+		rc = CTL_OK;
 	}
 	sk_X509_pop_free(chain, X509_free);
  done:
@@ -694,14 +715,14 @@ cmd_key_import(struct ctl *c)
 	X509 *cert = NULL;
 	char err[1024], why[128], *pw = NULL;
 	int64_t id;
-	int existed, rc = 1;
+	int existed, rc = CTL_FAIL;
 
 	if (strncmp(c->arg, "pkcs11:", 7) == 0)
 		return key_import_pkcs11(c);
 	if (c->password_file != NULL && (pw = store_load_password(
 	    c->password_file, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "smrelayctl: %s\n", err);
-		return 1;
+		return CTL_FAIL;
 	}
 	if (store_load_identity(c->arg, pw, &pkey, &cert, &chain, err,
 	    sizeof(err)) == -1) {
@@ -717,7 +738,7 @@ cmd_key_import(struct ctl *c)
 	if (key_add(c, pkey, cert, chain, &id, &existed) == -1)
 		goto done;
 	report_key(c, cert, id, existed);
-	rc = 0;
+	rc = CTL_OK;
  done:
 	if (pw != NULL)
 		OPENSSL_clear_free(pw, strlen(pw));
@@ -745,20 +766,20 @@ cmd_key_remove(struct ctl *c)
 
 	if (id < 0) {
 		fprintf(stderr, "smrelayctl: bad id \"%s\"\n", c->arg);
-		return 1;
+		return CTL_USAGE;
 	}
 	if ((rc = store_key_remove(c->st, id, fp, err, sizeof(err))) < 0) {
 		fprintf(stderr, "smrelayctl: %s\n", err);
-		return 1;
+		return CTL_FAIL;
 	}
 	if (rc == 0) {
 		fprintf(stderr, "smrelayctl: key %lld: no such key\n",
 		    (long long)id);
-		return 1;
+		return CTL_NO;
 	}
 	if (keyfile_remove(c->kf, fp, err, sizeof(err)) == -1) {
 		fprintf(stderr, "smrelayctl: %s\n", err);
-		return 1;
+		return CTL_FAIL;
 	}
 	return 0;
 }
@@ -771,11 +792,11 @@ cmd_trust_import(struct ctl *c)
 	struct store_certmeta m;
 	char err[1024], why[128];
 	int64_t *ids;
-	int *existed, i, rc = 1, n;
+	int *existed, i, rc = CTL_FAIL, n;
 
 	if ((sk = store_load_certs(c->arg, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "smrelayctl: %s\n", err);
-		return 1;
+		return CTL_FAIL;
 	}
 	n = sk_X509_num(sk);
 	for (i = 0; i < n; i++) {
@@ -850,11 +871,12 @@ cmd_crl_import(struct ctl *c)
 
 	if ((sk = store_load_crls(c->arg, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "smrelayctl: %s\n", err);
-		return 1;
+		return CTL_FAIL;
 	}
+	/* a CRL refused (unknown or bad issuer): a negative answer */
 	for (i = 0; i < sk_X509_CRL_num(sk); i++)
 		if (crl_import_one(c, sk_X509_CRL_value(sk, i)) == -1)
-			rc = 1;
+			rc = CTL_NO;
 	sk_X509_CRL_pop_free(sk, X509_CRL_free);
 	return rc;
 }
@@ -959,19 +981,19 @@ ctl_store_run(const struct ctl_cmd *command, const struct ctl_opts *o,
 	memset(&c, 0, sizeof(c));
 	c.json = o->json;
 	if (ctl_args(&c, cmd, argc - 1, argv + 1) == -1)
-		return 2;
+		return CTL_USAGE;
 	if ((c.cfg = config_load(o->path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s\n", err);
-		return 1;
+		return CTL_FAIL;
 	}
 	if (ctl_open_store(c.cfg, &c.st, &c.kf) == -1) {
 		config_free(c.cfg);
-		return 1;
+		return CTL_FAIL;
 	}
 	rc = cmd->fn(&c);
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		fprintf(stderr, "smrelayctl: stdout: %s\n", strerror(errno));
-		rc = 1;
+		rc = CTL_FAIL;
 	}
 	keyfile_close(c.kf);
 	store_close(c.st);

@@ -12,25 +12,66 @@
 #include "lib/lib.h"
 #include "store/store.h"
 
-void
-ctl_json_str(FILE *f, const char *s)
+/* A JSON string (see ctl.h). */
+json_t *
+ctl_json_str(const char *s)
 {
-	const unsigned char *p;
+	json_t *v;
+	char *copy, *p;
 
-	fputc('"', f);
-	for (p = (const unsigned char *)(s ? s : ""); *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p == '\n')
-			fputs("\\n", f);
-		else if (*p == '\t')
-			fputs("\\t", f);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
+	if ((v = json_string(s ? s : "")) != NULL)
+		return v;
+	/* not UTF-8 (a certificate's T61String, a reply's 8bit text) */
+	copy = xstrdup(s);
+	for (p = copy; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	v = json_string(copy);
+	free(copy);
+	return v != NULL ? v : json_string("");
+}
+
+/* A comma-separated list as a JSON array of strings (empty: []). */
+json_t *
+ctl_json_csv(const char *csv)
+{
+	json_t *a = json_array();
+	char *copy, *p, *tok;
+
+	copy = xstrdup(csv ? csv : "");
+	for (p = copy; (tok = strsep(&p, ",")) != NULL; )
+		if (*tok != '\0')
+			json_array_append_new(a, ctl_json_str(tok));
+	free(copy);
+	return a;
+}
+
+/* Print a JSON document on stdout and free it: compact, and an array one
+ * element a line, so that a listing stays easy to grep too. */
+int
+ctl_json_print(json_t *v)
+{
+	size_t i, n;
+	int rc = 0;
+
+	if (v == NULL)
+		rc = -1;
+	else if (!json_is_array(v) || (n = json_array_size(v)) == 0)
+		rc = json_dumpf(v, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	else {
+		fputs("[\n", stdout);
+		for (i = 0; i < n && rc == 0; i++) {
+			rc = json_dumpf(json_array_get(v, i), stdout,
+			    JSON_COMPACT | JSON_PRESERVE_ORDER);
+			fputs(i + 1 < n ? ",\n" : "\n]", stdout);
+		}
 	}
-	fputc('"', f);
+	if (rc == -1 || fputc('\n', stdout) == EOF || fflush(stdout) == EOF) {
+		fprintf(stderr, "smrelayctl: cannot write the JSON output\n");
+		rc = CTL_FAIL;
+	}
+	json_decref(v);
+	return rc;
 }
 
 char *

@@ -148,7 +148,8 @@ ctl_sink(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	(void)o;
 	if ((rc = sink_main(argc, argv)) == SINK_USAGE)
 		usage();
-	return rc;
+	/* the sink's 1 is a failure to start (listen, TLS, Maildir) */
+	return rc == 1 ? CTL_FAIL : rc;
 }
 
 /* The global options; the index of the first word after them. */

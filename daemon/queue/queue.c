@@ -240,14 +240,12 @@ attempt_free(struct attempt *a)
 /* A retry's delivery log line for one recipient: the ID is the one the
  * client was given; S/MIME was applied before the copy was queued ("-"). */
 static void
-attempt_log(const struct attempt *a, const char *rcpt,
+attempt_log(const struct attempt *a, const char *rcpt, const char *msgid,
     const struct smtp_result *r, const char *reply)
 {
 	struct delivery_attempt d;
-	char msgid[256];
 	int64_t age = time(NULL) - a->e->created;
 
-	delivery_message_id(a->body, msgid, sizeof(msgid));
 	memset(&d, 0, sizeof(d));
 	d.qid = a->e->id;
 	d.rcpt = rcpt;
@@ -270,10 +268,11 @@ finish(struct attempt *a, const struct smtp_result *data)
 	const struct smtp_result *r;
 	const struct smtp_result okr = { 250, "2.0.0", "", "", "" };
 	struct spool_rcpt *rc;
-	char buf[300];
+	char buf[300], msgid[256];
 	size_t k;
 	int ok = 0, down = 0;
 
+	delivery_message_id(a->body, msgid, sizeof(msgid));
 	for (k = 0; k < a->n; k++) {
 		rc = &e->rcpts[a->idx[k]];
 		r = &a->res[k];
@@ -281,7 +280,7 @@ finish(struct attempt *a, const struct smtp_result *data)
 			r = data;
 		snprintf(buf, sizeof(buf), "%d %s %s", r->code, r->enh,
 		    r->text);
-		attempt_log(a, rc->addr, r, buf);
+		attempt_log(a, rc->addr, msgid, r, buf);
 		free(rc->reply);
 		rc->reply = xstrdup(buf);
 		if (r->code >= 200 && r->code < 300) {

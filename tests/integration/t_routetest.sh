@@ -237,12 +237,12 @@ EOF
 	done
 }
 
-# Bad addresses: exit 1 with the reason; a wrong call: usage, exit 2.
+# Bad addresses: a usage error (exit 2) with the reason; a wrong call: usage, exit 2.
 t_bad_address() {
 	local a
 	for a in bob bob@ @partner.example; do
 		rt "$a" || true
-		rc_is 1 || return 1
+		rc_is 2 || return 1   # a usage error (smrelayctl(8) EXIT STATUS)
 		err_has "bad address \"$a\"" || return 1
 		[ -s "$CASE_DIR/out" ] && { fail_because "$a: output: $(cat "$CASE_DIR/out")"; return 1; }
 	done

@@ -250,6 +250,10 @@ case_sign() {
 		assert_header "$F" Content-Type 'protocol="?application/(x-)?pkcs7-signature' &&
 		assert_header "$F" X-Smrelay-Processed "^ *$HOST; sign" &&
 		verifies "$F" || return 1
+	# the delivery line says what S/MIME did (docs/OPERATIONS.md, Logs)
+	assert_file_matches "$CASE_DIR/smrelayd.log" \
+		': to=<bob@partner\.example>, .*smime=signed, dsn=2\.0\.0, status=sent ' \
+		"delivery log line with smime=signed" || return 1
 	[ $HAVE_GPGSM = 1 ] || { echo "# gpgsm --verify skipped"; return 0; }
 	gs_verify "$F"
 }
@@ -429,7 +433,10 @@ case_decrypt_one_mime_version() {
 	assert_file_lacks "$F" 'enveloped-data' "decrypted copy" &&
 		assert_file_matches "$F" "$BODY" "decrypted body" &&
 		assert_header "$F" Content-Type 'text/plain' &&
-		assert_eq 1 "$(grep -c -i '^MIME-Version:' "$F")" "MIME-Version fields"
+		assert_eq 1 "$(grep -c -i '^MIME-Version:' "$F")" "MIME-Version fields" &&
+		assert_file_matches "$CASE_DIR/smrelayd.log" \
+			': to=<alice@example\.com>, .*smime=decrypted, .*status=sent ' \
+			"delivery log line with smime=decrypted"
 }
 
 # 6. harvest bob's certificate from his signed mail, then encrypt to him.
