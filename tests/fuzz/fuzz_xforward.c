@@ -20,7 +20,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct xforward xf, back;
 	char *args, line[XF_LINE_MAX + 1], err[200];
-	int pos = 0;
+	int a, pos = 0;
 
 	if (size > 4096)
 		return 0;
@@ -38,8 +38,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    sizeof(err)) != 0)
 				abort();
 		}
-		if (memcmp(&xf, &back, sizeof(xf)) != 0)
-			abort();
+		for (a = 0; a < XF_NATTR; a++)
+			if (strcmp(xf.val[a], back.val[a]) != 0)
+				abort();
 	}
 	free(args);
 	return 0;

@@ -8,7 +8,7 @@
 # the client's address survives both hops through XFORWARD: Postfix tells
 # smrelayd (xforward_hosts), smrelayd tells the re-injection listener.
 . "$(dirname "$0")/common.sh"
-pf_have || { echo "SKIP all: Postfix not installed"; exit 77; }
+pf_have || { echo "SKIP all: Postfix not installed, or not root"; exit 77; }
 
 IN_PORT=$(free_port)            # where clients send mail (Postfix)
 RELAY_PORT=$(free_port)         # smrelayd

@@ -7,7 +7,7 @@
 # rejection reaches it as 5xx, nothing is queued), accepted mail arrives
 # signed, and the client's address survives through XFORWARD.
 . "$(dirname "$0")/common.sh"
-pf_have || { echo "SKIP all: Postfix not installed"; exit 77; }
+pf_have || { echo "SKIP all: Postfix not installed, or not root"; exit 77; }
 
 IN_PORT=$(free_port)            # where clients send mail (Postfix)
 RELAY_PORT=$(free_port)         # smrelayd
