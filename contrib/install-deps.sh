@@ -70,7 +70,7 @@ BUILD_PROGRAMS=(cc make autoreconf pkg-config)
 RUNTIME_PROGRAMS=(adduser)
 TEST_PROGRAMS=(smtp-sink smtp-source swaks python3 openssl clang
 	softhsm2-util pkcs11-tool gcore sqlite3 setpriv nsd ldns-signzone dig
-	dpkg-buildpackage dh mandoc man)
+	dpkg-buildpackage dh mandoc man chromium chromedriver)
 
 say() { echo "install-deps.sh: $*"; }
 
