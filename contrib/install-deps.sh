@@ -77,7 +77,7 @@ BUILD_PROGRAMS=(cc make autoreconf pkg-config)
 RUNTIME_PROGRAMS=(adduser)
 TEST_PROGRAMS=(smtp-sink smtp-source swaks python3 openssl clang
 	softhsm2-util pkcs11-tool gcore sqlite3 setpriv nsd ldns-signzone dig
-	dpkg-buildpackage dh mandoc man promtool prometheus haproxy)
+	dpkg-buildpackage dh mandoc man promtool prometheus haproxy chromium chromedriver)
 
 say() { echo "install-deps.sh: $*"; }
 

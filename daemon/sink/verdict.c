@@ -553,7 +553,8 @@ verdict_node(const char *msg, const struct mime_part *p, json_t *tree,
 	json_object_set_new(n, "index", json_integer(json_array_size(tree)));
 	json_object_set_new(n, "depth", json_integer(p->depth));
 	json_object_set_new(n, "type", jstr(type));
-	json_object_set_new(n, "encoding", jstr(mime_cte_name(p->cte)));
+	json_object_set_new(n, "encoding", jstr(p->cte == MIME_CTE_NONE ?
+	    "7bit" : mime_cte_name(p->cte)));
 	json_object_set_new(n, "size",
 	    json_integer((json_int_t)(p->body_end - p->body_start)));
 	if ((cs = mime_ct_param(&p->ct, "charset")) != NULL)

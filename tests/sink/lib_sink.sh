@@ -7,6 +7,8 @@
 # shellcheck source=../integration/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../integration/lib.sh"
 SK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=shared.sh
+. "$SK_DIR/shared.sh"
 SPKI=$IT_TMP/spki
 
 # sink_pki: alice (our signer), bob (the partner) and their CA, made once.
@@ -48,4 +50,12 @@ import sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=30) as r:
     sys.stdout.buffer.write(r.read())
 PY
+}
+
+# start_web_sink [sink options]: the sink with its inbox on HTTP_PORT.
+start_web_sink() {
+	HTTP_PORT=$(free_port)
+	start_sink --http "127.0.0.1:$HTTP_PORT" "$@" || return 1
+	wait_listen "$HTTP_PORT" "$SINK_PID" 15 ||
+		fail_because "the inbox is not listening on $HTTP_PORT"
 }

@@ -11,11 +11,32 @@
 #   delay            delay:400ms holds every RCPT and end-of-DATA reply
 #   seeded           the same --seed gives the same answers, run after run
 #   bad_spec         a SPEC that does not parse: exit 2 and the reason
+#   peers_exit       the shared smrelayd exits 0 on SIGTERM
 # The sink draws one number per RCPT (rcpt:), then per message (drop:,
 # then data:), in that order; the seeds below were chosen so that the
 # first draw fails and the next ones pass (splitmix64, see fail.c).
+# One smrelayd, started once, serves the queue cases; each brings up its
+# own failing sink on the next hop's port (NH_PORT).
 . "$(dirname "$0")/../queue/lib_queue.sh"
+# shellcheck source=shared.sh
+. "$(dirname "$0")/shared.sh"
 need_bins
+
+# The shared smrelayd, in $IT_TMP/peers (PEERS_DIR), the next hop down.
+start_peers() {
+	CASE=peers
+	CASE_DIR=$IT_TMP/peers
+	PEERS_DIR=$CASE_DIR
+	mkdir -p "$CASE_DIR"
+	relay_with_hop_down || {
+		echo "FAIL peers: $IT_REASON"
+		it_show_logs
+		exit 1
+	}
+	shared_keep "$SMRELAYD_PID"
+	SMRELAYD_PID=""
+	CASE_DIR=$IT_TMP
+}
 
 # hop_up_fail SPEC SEED: the sink on NH_PORT failing on purpose.
 hop_up_fail() {
@@ -26,7 +47,6 @@ hop_up_fail() {
 }
 
 case_rcpt_451_queued() {
-	relay_with_hop_down || return 1
 	hop_up_fail rcpt:0.5:451 21 || return 1
 	swaks_expect_queued --to carol@lab.example \
 		--header "Subject: flow test one" || return 1
@@ -41,7 +61,6 @@ case_rcpt_451_queued() {
 }
 
 case_data_554_bounce() {
-	relay_with_hop_down || return 1
 	hop_up_fail rcpt:0.5:451,data:0.5:554 10 || return 1
 	swaks_expect_queued --from sender@example.com --to dave@lab.example \
 		--header "Subject: flow test bounce" || return 1
@@ -58,7 +77,6 @@ case_data_554_bounce() {
 }
 
 case_drop_after_data() {
-	relay_with_hop_down || return 1
 	hop_up_fail drop:0.5 21 || return 1
 	swaks_expect_queued --to erin@lab.example \
 		--header "Subject: flow test drop" || return 1
@@ -72,6 +90,7 @@ case_drop_after_data() {
 }
 
 case_delay() {
+	local NH_PORT
 	NH_PORT=$(free_port)
 	hop_up_fail delay:400ms 1 || return 1
 	local t0 t1 ms
@@ -84,10 +103,12 @@ case_delay() {
 	wait_delivered 1
 }
 
-# answers SEED: the reply class of ten messages sent straight to a sink
-# with data:0.5:451 and that seed, as one word (e.g. 2424422...).
+# answers SEED: ANSWERS becomes the reply class of ten messages sent straight
+# to a new sink with data:0.5:451 and that seed, as one word (e.g. 2424...).
+# (Not in a $(...) subshell: the sink it starts must stay tracked.)
 answers() {
-	local i out=""
+	local i
+	ANSWERS=""
 	hop_down
 	NH_PORT=$(free_port)
 	hop_up_fail data:0.5:451 "$1" || return 1
@@ -95,23 +116,27 @@ answers() {
 		timeout 60 swaks --server "127.0.0.1:$NH_PORT" --to "n$i@lab.example" \
 			--from s@example.com >"$CASE_DIR/swaks.seed.$i.log" 2>&1
 		if grep -q -E '^ *<- *250 .*saved as' "$CASE_DIR/swaks.seed.$i.log"; then
-			out+=2
+			ANSWERS+=2
 		elif grep -q -E '^ *<\*\* *451 ' "$CASE_DIR/swaks.seed.$i.log"; then
-			out+=4
+			ANSWERS+=4
 		else
-			out+=x
+			ANSWERS+=x
 		fi
 	done
-	echo "$out"
 }
 
 case_seeded() {
-	local a b c
-	a=$(answers 7) && b=$(answers 7) && c=$(answers 8) || return 1
+	local a b NH_PORT
+	answers 7 || return 1
+	a=$ANSWERS
+	answers 7 || return 1
+	b=$ANSWERS
 	assert_eq "$a" "$b" "the answers of two runs with --seed 7" || return 1
 	# seed 7 draws 0.39 0.02 0.90 0.58 0.45 0.25 0.47 0.33 0.13 0.41
 	assert_eq 4422444444 "$a" "the answers for --seed 7" || return 1
-	[ "$a" != "$c" ] || { fail_because "--seed 8 answered like --seed 7: $c"; return 1; }
+	answers 8 || return 1
+	[ "$a" != "$ANSWERS" ] || { fail_because "--seed 8 answered like --seed 7: $ANSWERS"; return 1; }
+	hop_down
 }
 
 case_bad_spec() {
@@ -129,10 +154,16 @@ case_bad_spec() {
 	assert_eq 2 "$?" "exit status for --seed abc" || return 1
 }
 
+case_peers_exit() {
+	shared_stop
+}
+
+start_peers
 run_case rcpt_451_queued case_rcpt_451_queued
 run_case data_554_bounce case_data_554_bounce
 run_case drop_after_data case_drop_after_data
 run_case delay case_delay
 run_case seeded case_seeded
 run_case bad_spec case_bad_spec
+run_case peers_exit case_peers_exit
 it_finish

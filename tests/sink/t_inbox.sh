@@ -6,48 +6,52 @@
 # AES-256-CBC", and the decrypted text (the sink has bob's --key).  A
 # hostile message (<script> in the subject, an HTML part with scripts and
 # handlers) runs nothing.  The JSON API parses and carries the fields.
+# One sink (with bob's key, alice's EC certificate and the trust anchors)
+# and one smrelayd serve every case; each case finds its own messages.
 . "$(dirname "$0")/lib_sink.sh"
 need_bins
 
-# start_web_sink [sink options]: the sink with its inbox on HTTP_PORT.
-start_web_sink() {
-	HTTP_PORT=$(free_port)
-	start_sink --http "127.0.0.1:$HTTP_PORT" "$@" || return 1
-	wait_listen "$HTTP_PORT" "$SINK_PID" 15 ||
-		fail_because "the inbox is not listening on $HTTP_PORT"
-}
-
-# signed_encrypted_msg: the message the browser and API cases send.
-send_signed_encrypted() {
-	swaks_send --from alice@example.com --to bob@partner.example \
-		--header "Subject: quarterly figures" \
-		--body "The figures are attached in spirit. marker-7f3a"
+# The shared peers, in $IT_TMP/peers (PEERS_DIR).
+start_peers() {
+	CASE=peers
+	CASE_DIR=$IT_TMP/peers
+	PEERS_DIR=$CASE_DIR
+	mkdir -p "$CASE_DIR"
+	start_web_sink --key "$SPKI/bob-keycert.pem" --trust "$SPKI/anchors.pem" \
+		--cert "$SPKI/bob.pem" --cert "$SPKI/alice-ec.pem" &&
+		smime_relay "relay=127.0.0.1:$NH_PORT" || {
+		echo "FAIL peers: $IT_REASON"
+		it_show_logs
+		exit 1
+	}
+	shared_keep "$SINK_PID" "$SMRELAYD_PID"
+	SINK_PID=""
+	SMRELAYD_PID=""
+	CASE_DIR=$IT_TMP
 }
 
 # api: the JSON endpoints, read with python's json.
 case_api() {
-	start_web_sink --key "$SPKI/bob-keycert.pem" --trust "$SPKI/anchors.pem" \
-		--cert "$SPKI/bob.pem" || return 1
-	smime_relay "relay=127.0.0.1:$NH_PORT" || return 1
-	send_signed_encrypted || return 1
-	wait_delivered 1 || return 1
-	local out
-	out=$(HTTP_PORT=$HTTP_PORT "$PYTHON" "$SK_DIR/api_check.py" \
-		"http://127.0.0.1:$HTTP_PORT" 2>&1) ||
+	local out n
+	n=$(sink_count)
+	SUBJ="quarterly figures api" PORT=$PORT "$SK_DIR/send.sh" signed \
+		>"$CASE_DIR/send.log" 2>&1 ||
+		{ fail_because "send.sh: $(tail -n 3 "$CASE_DIR/send.log")"; return 1; }
+	wait_delivered $((n + 1)) || return 1
+	out=$("$PYTHON" "$SK_DIR/api_check.py" "http://127.0.0.1:$HTTP_PORT" \
+		"quarterly figures api" 2>&1) ||
 		{ fail_because "api_check.py: $out"; return 1; }
 	echo "$out"
 }
 
 # headers: every answer has the strict CSP and nosniff; bad paths are 404.
 case_headers() {
-	sink_pki || return 1
-	start_web_sink || return 1
 	local out
 	out=$("$PYTHON" - "http://127.0.0.1:$HTTP_PORT" <<'PY' 2>&1
 import sys, urllib.request, urllib.error
 base = sys.argv[1]
 for path, code in [("/", 200), ("/app.js", 200), ("/app.css", 200),
-                   ("/api/messages", 200), ("/api/messages/99", 404),
+                   ("/api/messages", 200), ("/api/messages/999999", 404),
                    ("/api/messages/abc", 404), ("/nope", 404),
                    ("/api/messages?limit=x", 400)]:
     try:
@@ -76,23 +80,19 @@ case_browser() {
 	have chromium && have chromedriver ||
 		{ skip "chromium and chromium-driver not installed"; return 0; }
 	# Debian's python3-selenium is for the system's python3
-	local py
+	local py out rc
 	for py in "$PYTHON" /usr/bin/python3; do
 		"$py" -c 'import selenium' 2>/dev/null && break
 		py=""
 	done
 	[ -n "$py" ] || { skip "python3-selenium not installed"; return 0; }
-	start_web_sink --key "$SPKI/bob-keycert.pem" --trust "$SPKI/anchors.pem" \
-		--cert "$SPKI/bob.pem" || return 1
-	smime_relay "relay=127.0.0.1:$NH_PORT" || return 1
-	local out
-	# the browser opens the empty inbox, then the test sends through
-	# smrelayd (browser.py runs SEND_CMD) and waits for the row to appear
+	# browser.py opens the inbox, then has send.sh send through smrelayd
+	# and straight to the sink, and watches the rows appear
 	out=$(cd "$CASE_DIR" && SEND_CMD="$SK_DIR/send.sh" PORT=$PORT \
-		HOSTILE_MSG="$SK_DIR/hostile.eml" NH_PORT=$NH_PORT \
-		timeout 300 "$py" "$SK_DIR/browser.py" \
+		SUBJ="quarterly figures" HOSTILE_MSG="$SK_DIR/hostile.eml" \
+		NH_PORT=$NH_PORT timeout 300 "$py" "$SK_DIR/browser.py" \
 		"http://127.0.0.1:$HTTP_PORT/" 2>&1)
-	local rc=$?
+	rc=$?
 	echo "$out" >"$CASE_DIR/browser.out"
 	[ $rc -eq 0 ] || { fail_because "browser.py: $(tail -n 5 "$CASE_DIR/browser.out" | tr '\n' ' ')"; return 1; }
 }
@@ -102,8 +102,6 @@ case_browser() {
 # recipients named, the cipher and the structure said, decrypted with bob's
 # --key.
 case_gcm_kari() {
-	start_web_sink --key "$SPKI/bob-keycert.pem" --cert "$SPKI/alice-ec.pem" ||
-		return 1
 	printf 'Content-Type: text/plain\r\n\r\ngcm body marker-g5\r\n' >"$CASE_DIR/plain.eml"
 	openssl cms -encrypt -aes-256-gcm -in "$CASE_DIR/plain.eml" \
 		-from alice@example.com -to bob@partner.example -subject "gcm test" \
@@ -112,9 +110,13 @@ case_gcm_kari() {
 	PORT=$NH_PORT swaks_send --to bob@partner.example --data "@$CASE_DIR/enc.eml" ||
 		return 1
 	local out
-	out=$("$PYTHON" - "http://127.0.0.1:$HTTP_PORT/api/messages/1" <<'PY' 2>&1
+	out=$("$PYTHON" - "http://127.0.0.1:$HTTP_PORT" <<'PY' 2>&1
 import json, sys, urllib.request
-d = json.loads(urllib.request.urlopen(sys.argv[1], timeout=30).read())
+def get(p):
+    return json.loads(urllib.request.urlopen(sys.argv[1] + p, timeout=30).read())
+m = [m for m in get("/api/messages")["messages"] if m["subject"] == "gcm test"]
+assert len(m) == 1, m
+d = get("/api/messages/%d" % m[0]["id"])
 l = d["layers"][0]
 assert l["layer"] == "encrypted" and l["cipher"] == "AES-256-GCM", l
 assert l["auth_enveloped"] is True, l
@@ -133,13 +135,12 @@ PY
 # event loop: while the list waits for four of them, the page and SMTP are
 # served; one over the limit shows its header fields only.
 case_big_off_loop() {
-	start_web_sink --key "$SPKI/bob-keycert.pem" || return 1
 	"$PYTHON" -c '
 import sys
 sys.stdout.write("Content-Type: text/plain\r\n\r\n")
 sys.stdout.write(("y" * 76 + "\r\n") * int(sys.argv[1]))' 75000 >"$CASE_DIR/mid.txt"
 	openssl cms -encrypt -aes-256-cbc -in "$CASE_DIR/mid.txt" -from a@example.com \
-		-to bob@partner.example -subject big "$SPKI/bob.pem" >"$CASE_DIR/mid.eml" &&
+		-to bob@partner.example -subject "big one" "$SPKI/bob.pem" >"$CASE_DIR/mid.eml" &&
 		cat "$CASE_DIR/mid.eml" "$CASE_DIR/mid.txt" "$CASE_DIR/mid.txt" >"$CASE_DIR/huge.eml" ||
 		{ fail_because "openssl cms -encrypt failed"; return 1; }
 	local i out
@@ -170,12 +171,14 @@ assert b"smrelay sink" in page
 assert "list_done" in res, "the list never came"
 assert page_done < res["list_done"] and smtp_done < res["list_done"], \
     "page and SMTP waited for the analysis"
-ms = {m["id"]: m for m in res["list"]["messages"] if not m.get("pending")}
-for i in (1, 2, 3, 4):
-    texts = [b["text"] for b in ms[i]["badges"]]
-    assert texts == ["encrypted: AES-256-CBC, decrypted"], (i, texts)
-huge = json.loads(urllib.request.urlopen(base + "/api/messages/5", timeout=60).read())
-assert huge["analysed"] is False and huge["subject"] == "big", huge.get("analysed")
+big = [m for m in res["list"]["messages"] if m.get("subject") == "big one"]
+assert len(big) == 5, [m.get("subject") for m in res["list"]["messages"]]
+for m in big[1:]:
+    texts = [b["text"] for b in m["badges"]]
+    assert texts == ["encrypted: AES-256-CBC, decrypted"], (m["id"], texts)
+huge = json.loads(urllib.request.urlopen(base + "/api/messages/%d" % big[0]["id"],
+                                         timeout=60).read())
+assert huge["analysed"] is False and huge["subject"] == "big one", huge.get("analysed")
 assert huge["size"] > 8 * 1024 * 1024 and huge["layers"] == [], huge["size"]
 print("list took %.2fs; page %.3fs; smtp %.3fs after the start" % (
     res["list_done"] - page_done + 0.1, 0.1, smtp_done - page_done + 0.1))
@@ -187,7 +190,6 @@ PY
 # encoded_words: RFC 2047 subjects and names are shown decoded (UTF-8 and
 # ISO-8859-1, B and Q); the header list keeps the field as it came.
 case_encoded_words() {
-	start_web_sink || return 1
 	PORT=$NH_PORT swaks_send --to bob@lab.example \
 		--header 'From: =?ISO-8859-1?Q?Andr=E9?= <andre@x.example>' \
 		--header 'Subject: =?UTF-8?B?R3LDvMOfZQ==?= =?UTF-8?Q?_und_mehr?=' ||
@@ -199,18 +201,25 @@ m = json.loads(urllib.request.urlopen(sys.argv[1] + "/api/messages",
                                       timeout=30).read())["messages"][0]
 assert m["subject"] == "Gr\u00fc\u00dfe und mehr", m["subject"]
 assert m["from"] == "Andr\u00e9 <andre@x.example>", m["from"]
-d = json.loads(urllib.request.urlopen(sys.argv[1] + "/api/messages/1",
+d = json.loads(urllib.request.urlopen(sys.argv[1] + "/api/messages/%d" % m["id"],
                                       timeout=30).read())
 assert ["Subject", "=?UTF-8?B?R3LDvMOfZQ==?= =?UTF-8?Q?_und_mehr?="] in d["headers"]
 PY
 ) || { fail_because "$out"; return 1; }
 }
 
+# peers_exit: the shared sink and smrelayd exit 0 on SIGTERM.
+case_peers_exit() {
+	shared_stop
+}
+
 sink_pki || exit 99
+start_peers
 run_case api case_api
 run_case headers case_headers
 run_case gcm_kari case_gcm_kari
 run_case encoded_words case_encoded_words
 run_case big_off_loop case_big_off_loop
 run_case browser case_browser
+run_case peers_exit case_peers_exit
 it_finish
