@@ -63,7 +63,8 @@ PY
 	echo "$(rate "$M" "$s") $cpu_us"
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+# median of the positive values (a failed CPU reading is 0: left out)
+median() { sort -n | awk '$1 > 0 { v[++n] = $1 } END { print (n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2) }'; }
 
 echo "== 7. metrics: $METRICS_ROUNDS rounds of $M messages, $SESSIONS sessions, $SIZE bytes; off / on (scrapes every $METRICS_EVERY s)"
 offs=() ons=() coffs=() cons=()
