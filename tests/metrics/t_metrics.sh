@@ -188,9 +188,50 @@ t_http_bounds() {
 	wait_for 25 health_is 200 || { fail_because "/healthz not served once the connections went"; return 1; }
 }
 
+# S/MIME operations: sign+encrypt to a partner with a certificate, encrypt
+# wanted for one without (--if-no-cert plain: no-cert); our identity's
+# expiry is shown with its fingerprint.
+t_smime_ops() {
+	local P=$IT_TMP/spki fp n
+	have openssl || { skip "openssl not installed"; return 0; }
+	if [ ! -s "$P/bob.pem" ]; then
+		sh "$(dirname "$HTTP_PY")/../smime/pki.sh" "$P" >"$CASE_DIR/pki.log" 2>&1 ||
+			{ fail_because "pki.sh: $(tail -n 2 "$CASE_DIR/pki.log" | tr '\n' ' ')"; return 1; }
+	fi
+	start_sink && it_certs || return 1
+	PORT=$(free_port)
+	MPORT=$(free_port)
+	METRICS=http://127.0.0.1:$MPORT
+	CONF=$CASE_DIR/smrelayd.conf
+	mkdir -p "$CASE_DIR/data"
+	write_conf "$CONF" metrics_listen="127.0.0.1:$MPORT"
+	{
+		"$SMRELAYCTL" -c "$CONF" trust import "$P/trust.pem" &&
+		"$SMRELAYCTL" -c "$CONF" key import "$P/alice.p12" &&
+		"$SMRELAYCTL" -c "$CONF" cert import "$P/bob.pem" &&
+		"$SMRELAYCTL" -c "$CONF" policy add --sender alice@example.com \
+			--recipient @partner.example --action sign,encrypt \
+			--if-no-cert plain
+	} >"$CASE_DIR/ctl.log" 2>&1 ||
+		{ fail_because "smrelayctl: $(tail -n 1 "$CASE_DIR/ctl.log")"; return 1; }
+	start_smrelayd "$CONF" "$PORT" "$MPORT" || return 1
+	swaks_send --from alice@example.com --to bob@partner.example || return 1
+	swaks_send --from alice@example.com --to carol@partner.example || return 1
+	wait_delivered 2 || return 1
+	scrape "$CASE_DIR/m.txt" || return 1
+	assert_eq 2 "$(metric "$CASE_DIR/m.txt" smrelay_smime_operations_total 'op="sign",result="ok"')" "sign ok" || return 1
+	assert_eq 1 "$(metric "$CASE_DIR/m.txt" smrelay_smime_operations_total 'op="encrypt",result="ok"')" "encrypt ok" || return 1
+	assert_eq 1 "$(metric "$CASE_DIR/m.txt" smrelay_smime_operations_total 'op="encrypt",result="no-cert"')" "encrypt no-cert" || return 1
+	assert_eq 0 "$(metric "$CASE_DIR/m.txt" smrelay_smime_operations_total 'op="sign",result="fail"')" "sign fail" || return 1
+	fp=$(openssl x509 -in "$P/alice.pem" -outform DER | sha256sum | cut -c1-64)
+	n=$(grep -c "^smrelay_certificate_expiry_seconds{kind=\"key\",fingerprint=\"$fp\"" "$CASE_DIR/m.txt")
+	assert_eq 1 "$n" "expiry of alice's identity by fingerprint"
+}
+
 run_case scrape_promtool t_scrape_promtool
 run_case prometheus_rate t_prometheus_rate
 run_case healthz t_healthz
 run_case refused_rejected t_refused_rejected
+run_case smime_ops t_smime_ops
 run_case http_bounds t_http_bounds
 it_finish
