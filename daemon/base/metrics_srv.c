@@ -45,7 +45,6 @@ struct metrics_srv {
 	struct evhttp_connection *known[HTTP_CONNS_MAX];
 	int			 nknown;
 	double			 accepts[HTTP_CONNS_MAX];       /* mono_now() */
-	unsigned		 nacc;
 	int			 paused;
 	struct event		*recheck;
 	int			 nctl;
@@ -172,6 +171,27 @@ http_check_limit(struct metrics_srv *m)
 	}
 }
 
+/* recent = 1: the oldest accept still counted, or -1.  recent = 0: a
+ * slot for a new one: free or expired, else the oldest. */
+static int
+accept_slot(struct metrics_srv *m, int recent)
+{
+	double now = mono_now();
+	int i, old = -1;
+
+	for (i = 0; i < HTTP_CONNS_MAX; i++) {
+		if (m->accepts[i] == 0 ||
+		    now - m->accepts[i] > HTTP_TIMEOUT + 1) {
+			if (!recent)
+				return i;
+			continue;
+		}
+		if (old == -1 || m->accepts[i] < m->accepts[old])
+			old = i;
+	}
+	return old;
+}
+
 /* The timer while paused. */
 static void
 http_recheck_cb(evutil_socket_t fd, short what, void *arg)
@@ -213,11 +233,7 @@ http_track(struct metrics_srv *m, struct evhttp_request *req)
 	/* Its accept is one of the recent ones (a first request comes within
 	 * HTTP_TIMEOUT or never): forget the oldest of them, which expires
 	 * first, so that it is not counted twice. */
-	for (i = 0, old = -1; i < HTTP_CONNS_MAX; i++)
-		if (m->accepts[i] != 0 && (old == -1 ||
-		    m->accepts[i] < m->accepts[old]))
-			old = i;
-	if (old != -1)
+	if ((old = accept_slot(m, 1)) != -1)
 		m->accepts[old] = 0;
 	m->known[m->nknown++] = evcon;
 	evhttp_connection_set_closecb(evcon, http_closed_cb, m);
@@ -228,9 +244,12 @@ static struct bufferevent *
 http_bev_cb(struct event_base *base, void *arg)
 {
 	struct metrics_srv *m = arg;
+	int i;
 
 	(void)base;
-	m->accepts[m->nacc++ % HTTP_CONNS_MAX] = mono_now();
+	if ((i = accept_slot(m, 0)) == -1)
+		i = 0;
+	m->accepts[i] = mono_now();
 	http_check_limit(m);
 	return NULL;
 }
