@@ -24,6 +24,8 @@
 #                times on the same 4 KB message (serial, and nproc loops in
 #                parallel), and `perf record` on smrelayd during a sign run
 #                (PERF_M messages) for the share of the policy lookup.
+#   7. metrics   MODE=metrics runs only this: metrics_listen on (scraped
+#                twice a second) against off (bench/relay_metrics.sh)
 #   6. MX mode   MODE=mx runs only this: relay = mx to 20 signed domains
 #                served by NSD against the same load to one fixed next hop
 #                (bench/relay_mx.sh; MX_DOMAINS, MX_ROUNDS).
@@ -184,6 +186,7 @@ data_dir = $1
 max_connections = $((IDLE_CONNS + 1000))
 max_message_size = 52428800
 log_level = warn
+${SMRELAYD_EXTRA_CONF:-}
 EOF
 }
 
@@ -203,6 +206,12 @@ source_run() {
 }
 
 declare -A secs
+
+# MODE=metrics: only metrics on against off (bench/relay_metrics.sh)
+if [ "${MODE:-}" = metrics ]; then
+	. "$root/bench/relay_metrics.sh"
+	exit 0
+fi
 
 # MODE=mx: only the MX comparison (bench/relay_mx.sh)
 if [ "${MODE:-}" = mx ]; then

@@ -42,7 +42,12 @@ struct metrics_srv {
 	struct evhttp		*http;
 	struct evconnlistener	*http_l;        /* evhttp's */
 	struct evconnlistener	*ctl_l;
-	int			 nhttp, nctl;
+	struct evhttp_connection *known[HTTP_CONNS_MAX];
+	int			 nknown;
+	double			 accepts[HTTP_CONNS_MAX];       /* mono_now() */
+	int			 paused;
+	struct event		*recheck;
+	int			 nctl;
 	int			 freeing;
 };
 
@@ -134,40 +139,119 @@ metrics_srv_bind_ctl(const char *path, int chown_it, uid_t uid, gid_t gid,
 /* ---- HTTP ---- */
 
 /*
- * evhttp 2.1 has no connection limit: each connection gets a pass-through
- * filter around its socket whose free callback counts it out, and the
- * listener pauses while HTTP_CONNS_MAX are open.
+ * evhttp 2.1 has no connection limit and tells nothing of a connection
+ * that closes before its first request.  The count kept here is an upper
+ * bound: connections that made a request and are still open (their close
+ * callback takes them off), plus every connection accepted within the
+ * last HTTP_TIMEOUT seconds (one without a request is closed by then).
+ * At HTTP_CONNS_MAX the listener pauses; a timer looks again each second.
  */
 static void
-http_conn_gone(void *arg)
+http_check_limit(struct metrics_srv *m)
 {
-	struct metrics_srv *m = arg;
+	struct timeval sec = { 1, 0 };
+	double now = mono_now();
+	int i, n = m->nknown;
 
-	if (--m->nhttp < HTTP_CONNS_MAX && !m->freeing)
+	if (m->freeing)
+		return;
+	for (i = 0; i < HTTP_CONNS_MAX; i++)
+		if (m->accepts[i] != 0 && now - m->accepts[i] <= HTTP_TIMEOUT + 1)
+			n++;
+	if (n >= HTTP_CONNS_MAX) {
+		if (!m->paused)
+			log_debug("metrics: up to %d connections open: not "
+			    "accepting for now", n);
+		m->paused = 1;
+		evconnlistener_disable(m->http_l);
+		evtimer_add(m->recheck, &sec);
+	} else if (m->paused) {
+		m->paused = 0;
 		evconnlistener_enable(m->http_l);
+	}
 }
 
-/* A new connection's bufferevent (evhttp sets its descriptor). */
+/* recent = 1: the oldest accept still counted, or -1.  recent = 0: a
+ * slot for a new one: free or expired, else the oldest. */
+static int
+accept_slot(struct metrics_srv *m, int recent)
+{
+	double now = mono_now();
+	int i, old = -1;
+
+	for (i = 0; i < HTTP_CONNS_MAX; i++) {
+		if (m->accepts[i] == 0 ||
+		    now - m->accepts[i] > HTTP_TIMEOUT + 1) {
+			if (!recent)
+				return i;
+			continue;
+		}
+		if (old == -1 || m->accepts[i] < m->accepts[old])
+			old = i;
+	}
+	return old;
+}
+
+/* The timer while paused. */
+static void
+http_recheck_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	http_check_limit(arg);
+}
+
+/* A connection that made a request is gone. */
+static void
+http_closed_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct metrics_srv *m = arg;
+	int i;
+
+	for (i = 0; i < m->nknown; i++)
+		if (m->known[i] == evcon) {
+			m->known[i] = m->known[--m->nknown];
+			break;
+		}
+	http_check_limit(m);
+}
+
+/* A request's connection: known from now on, until it closes. */
+static void
+http_track(struct metrics_srv *m, struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	int i, old;
+
+	if (evcon == NULL)
+		return;
+	for (i = 0; i < m->nknown; i++)
+		if (m->known[i] == evcon)
+			return;
+	if (m->nknown == HTTP_CONNS_MAX)
+		return;         /* counted among the recent accepts anyway */
+	/* Its accept is one of the recent ones (a first request comes within
+	 * HTTP_TIMEOUT or never): forget the oldest of them, which expires
+	 * first, so that it is not counted twice. */
+	if ((old = accept_slot(m, 1)) != -1)
+		m->accepts[old] = 0;
+	m->known[m->nknown++] = evcon;
+	evhttp_connection_set_closecb(evcon, http_closed_cb, m);
+}
+
+/* A new connection (evhttp makes its bufferevent: NULL). */
 static struct bufferevent *
 http_bev_cb(struct event_base *base, void *arg)
 {
 	struct metrics_srv *m = arg;
-	struct bufferevent *under, *bev;
+	int i;
 
-	if ((under = bufferevent_socket_new(base, -1,
-	    BEV_OPT_CLOSE_ON_FREE)) == NULL)
-		return NULL;
-	if ((bev = bufferevent_filter_new(under, NULL, NULL,
-	    BEV_OPT_CLOSE_ON_FREE, http_conn_gone, m)) == NULL) {
-		bufferevent_free(under);
-		return NULL;
-	}
-	if (++m->nhttp >= HTTP_CONNS_MAX) {
-		log_debug("metrics: %d connections open: not accepting more "
-		    "for now", m->nhttp);
-		evconnlistener_disable(m->http_l);
-	}
-	return bev;
+	(void)base;
+	if ((i = accept_slot(m, 0)) == -1)
+		i = 0;
+	m->accepts[i] = mono_now();
+	http_check_limit(m);
+	return NULL;
 }
 
 /* Reply with a status and a plain-text body. */
@@ -196,6 +280,7 @@ http_cb(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
 		return;
 	}
+	http_track(m, req);
 	if (path != NULL && strcmp(path, "/metrics") == 0) {
 		if (m->p.refresh != NULL)
 			m->p.refresh(m->p.arg);
@@ -320,6 +405,7 @@ metrics_srv_new(const struct metrics_srv_params *p)
 		    p->http_fd)) == NULL)
 			fatalx("evhttp_accept_socket");
 		m->http_l = evhttp_bound_socket_get_listener(bound);
+		m->recheck = evtimer_new(p->base, http_recheck_cb, m);
 	}
 	if (p->ctl_fd != -1 && (m->ctl_l = evconnlistener_new(p->base,
 	    ctl_accept_cb, m, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
@@ -334,6 +420,8 @@ metrics_srv_free(struct metrics_srv *m)
 	if (m == NULL)
 		return;
 	m->freeing = 1;
+	if (m->recheck != NULL)
+		event_free(m->recheck);
 	if (m->ctl_l != NULL)
 		evconnlistener_free(m->ctl_l);
 	if (m->http != NULL)
