@@ -555,6 +555,7 @@ signals_add(struct daemon_state *d)
 	evsignal_add(d->ev_term, NULL);
 	evsignal_add(d->ev_int, NULL);
 	evsignal_add(d->ev_hup, NULL);
+	privsep_signals_release();
 }
 
 /* Free everything after the loop ended, the reverse of main(). */
@@ -830,14 +831,20 @@ backoff(double *last)
 	*last = mono_now();
 }
 
-/* In a child: the parent's signal mask and descriptors are not ours. */
+/* In a child: the parent's signal mask and descriptors are not ours.
+ * SIGHUP, SIGTERM and SIGINT stay blocked until the child's loop catches
+ * them (signals_add, keyd_run): a reload sent while the child starts waits
+ * for it instead of killing it. */
 static void
 child_setup(struct sup *s, const char *name)
 {
-	sigset_t none;
+	sigset_t held;
 
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	sigemptyset(&held);
+	sigaddset(&held, SIGHUP);
+	sigaddset(&held, SIGTERM);
+	sigaddset(&held, SIGINT);
+	sigprocmask(SIG_SETMASK, &held, NULL);
 	close(s->sigfd);
 	if (s->ctl != -1)
 		close(s->ctl);

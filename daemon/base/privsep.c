@@ -11,6 +11,7 @@
 #include <linux/capability.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
@@ -319,3 +320,17 @@ privsep_seccomp(char *err, size_t errlen)
 	return 0;
 }
 #endif
+
+/* Unblock what child_setup (smrelayd.c) held: a SIGHUP sent while the
+ * child started is delivered now, to its handler. */
+void
+privsep_signals_release(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+}

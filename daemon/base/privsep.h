@@ -41,5 +41,8 @@ int privsep_seccomp(char *err, size_t errlen);
 int privsep_send_fd(int sock, int fd);
 /* A descriptor passed over sock, -1 with errno (0 at EOF). */
 int privsep_recv_fd(int sock);
+/* Unblock SIGHUP, SIGTERM and SIGINT, held in a child since its fork, once
+ * its loop catches them. */
+void privsep_signals_release(void);
 
 #endif

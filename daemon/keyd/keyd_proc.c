@@ -213,6 +213,7 @@ keyd_run(const struct config *cfg, int fd, int foreground)
 	p.term = evsignal_new(p.base, SIGTERM, stop_cb, p.base);
 	evsignal_add(p.hup, NULL);
 	evsignal_add(p.term, NULL);
+	privsep_signals_release();	/* held since the fork (child_setup) */
 	event_base_dispatch(p.base);
 	log_info("keyd: exiting");
 	_exit(0);
