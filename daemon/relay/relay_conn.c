@@ -163,12 +163,23 @@ void
 conn_send(struct relay_conn *c, int cmd, int idx, const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	char line[1024];
 	va_list ap;
+	int n;
 
+	/* one add per command: under TLS each add is a record of its own */
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
 	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
+	if (n >= 0 && (size_t)n < sizeof(line) - 2) {
+		memcpy(line + n, "\r\n", 2);
+		evbuffer_add(out, line, (size_t)n + 2);
+	} else {
+		va_start(ap, fmt);
+		evbuffer_add_vprintf(out, fmt, ap);
+		va_end(ap);
+		evbuffer_add(out, "\r\n", 2);
+	}
 	if (cmd >= 0)
 		conn_expect(c, cmd, idx);
 }

@@ -141,13 +141,24 @@ session_reply(struct smtp_session *s, const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	struct rcpt_slot *last;
+	char line[1024];
 	va_list ap;
+	int n;
 
 	if (session_rcpts_pending(s) > 0) {
 		last = &s->slots[s->nslots - 1];
 		if (last->after == NULL)
 			last->after = evbuffer_new();
 		out = last->after;
+	}
+	/* one add per line: under TLS each add is a record of its own */
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n >= 0 && (size_t)n < sizeof(line) - 2) {
+		memcpy(line + n, "\r\n", 2);
+		evbuffer_add(out, line, (size_t)n + 2);
+		return;
 	}
 	va_start(ap, fmt);
 	evbuffer_add_vprintf(out, fmt, ap);
