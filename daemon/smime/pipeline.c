@@ -282,8 +282,8 @@ run_wrap(struct pl_run *p, struct smtp_result *fail)
 	else
 		r = smime_msg_encrypt(p->src, p->cur, p->curlen, c->sender,
 		    c->rcpts, c->nrcpts, NULL, &step);
-	if (p->todo & POLICY_SIGN) metrics_inc(r == 0 ? M_SIGN_OK : M_SIGN_FAIL);
-	if (p->todo & POLICY_ENCRYPT) metrics_inc(r == 0 ? M_ENCRYPT_OK : M_ENCRYPT_FAIL);
+	if (p->todo & POLICY_SIGN) metrics_inc(M_SIGN_OK + (r != 0));
+	if (p->todo & POLICY_ENCRYPT) metrics_inc(M_ENCRYPT_OK + (r != 0));
 	if (r == -1 && !keys_usable(certcache_keys(p->src->cc)))
 		keyd_down_reply(fail);
 	else if (r == -1)
