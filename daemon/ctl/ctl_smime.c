@@ -117,6 +117,118 @@ smime_exec(struct smime_cmd *sc, const struct certsrc *src, const char *host,
 	return rc;
 }
 
+/* The spill directory of smrelayctl: $TMPDIR, else /tmp. */
+static const char *
+tmpdir(void)
+{
+	const char *t = getenv("TMPDIR");
+
+	return t != NULL && *t != '\0' ? t : "/tmp";
+}
+
+/* The decrypted message *dec, with what was signed inside verified as
+ * smime_msg_decrypt() does (opaque signed-data read in); takes *dec. */
+static struct msgbuf *
+decrypted(const struct certsrc *src, const char *host, struct msgbuf **dec,
+    struct smime_msg_res *res)
+{
+	struct smime_msg_res v;
+	struct mime_smime d;
+	struct mime_tree t;
+	struct mime_io io;
+	struct msgbuf *m = *dec, *out = NULL;
+	enum mime_smime_kind k = MIME_SMIME_NONE;
+	char *hdr, *flat;
+	size_t hlen, body, len;
+
+	*dec = NULL;
+	memset(&v, 0, sizeof(v));
+	memset(&io, 0, sizeof(io));
+	io.read = smime_stream_read;
+	io.rarg = m;
+	if ((hdr = smime_stream_header(m, SMIME_STREAM_HDR_MAX, &hlen,
+	    &body)) == NULL || smime_stream_parse(m, &t) == -1) {
+		free(hdr);
+		return m;
+	}
+	k = mime_smime_detect_tree(&t, &io, SMIME_STREAM_SIG_MAX, &d);
+	mime_smime_clear(&d);
+	if (k == MIME_SMIME_SIGNED && smime_stream_verify(src, m, &t, hdr,
+	    hlen, body, host, tmpdir(), &out, &v) == 0) {
+		smime_msg_res_free(res);
+		*res = v;
+	} else if (k == MIME_SMIME_P7M && (flat = msgbuf_slurp(m, &len)) !=
+	    NULL) {
+		/* opaque: the engine unwraps it in memory */
+		if (smime_msg_inner_verify(src, flat, len, host, &v) &&
+		    (out = msgbuf_new(tmpdir(), 0)) != NULL &&
+		    msgbuf_append(out, v.msg, v.len) == 0) {
+			smime_msg_res_free(res);
+			*res = v;
+			memset(&v, 0, sizeof(v));
+		}
+		smime_msg_res_free(&v);
+		free(flat);
+	}
+	mime_tree_free(&t);
+	free(hdr);
+	if (out == NULL)
+		return m;
+	msgbuf_free(m);
+	return out;
+}
+
+/* Run the transformation in pieces; 0 ok, 1 failed (reported), 2: not
+ * for this path (opaque signed-data), the caller reads the message in. */
+static int
+smime_exec_stream(struct smime_cmd *sc, const struct certsrc *src,
+    const char *host, struct msgbuf *in)
+{
+	struct smime_msg_res res;
+	struct mime_tree t;
+	struct msgbuf *out = NULL, *dec = NULL;
+	char *hdr;
+	size_t hlen, body;
+	int r, rc = 0, enc = strcmp(sc->verb, "encrypt") == 0;
+
+	memset(&res, 0, sizeof(res));
+	if ((hdr = smime_stream_header(in, SMIME_STREAM_HDR_MAX, &hlen,
+	    &body)) == NULL || smime_stream_parse(in, &t) == -1) {
+		fprintf(stderr, "smrelayctl: smime %s: %s\n", sc->verb, hdr ==
+		    NULL ? "header block over 1 MB" : "message over the MIME "
+		    "limits");
+		free(hdr);
+		return 1;
+	}
+	if (strcmp(sc->verb, "sign") == 0 || enc)
+		r = smime_stream_wrap(src, in, &t, tmpdir(), sc->from, sc->to,
+		    sc->nto, &sc->opts, !enc || sc->sign, enc, &out, &res);
+	else if (strcmp(sc->verb, "decrypt") == 0) {
+		r = smime_stream_decrypt(src, in, &t, hdr, hlen, host,
+		    tmpdir(), &dec, &res);
+		if (r == 0)
+			out = decrypted(src, host, &dec, &res);
+	} else {
+		r = smime_stream_verify(src, in, &t, hdr, hlen, body, host,
+		    tmpdir(), &out, &res);
+		rc = r == 0 && res.outcome != SMIME_PASS;
+	}
+	if (r == 1 && strcmp(sc->verb, "verify") == 0)
+		rc = 2;
+	else if (r != 0 || out == NULL) {
+		fprintf(stderr, "smrelayctl: smime %s: %s\n", sc->verb,
+		    res.err);
+		rc = 1;
+	} else if (ctl_write_mb(out) == -1)
+		rc = 1;
+	msgbuf_free(out);
+	msgbuf_free(dec);
+	smime_msg_res_free(&res);
+	mime_tree_free(&t);
+	free(hdr);
+	return rc;
+}
+
 /* smime VERB: one transformation of the message on stdin, to stdout. */
 int
 ctl_smime_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
@@ -127,6 +239,7 @@ ctl_smime_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	struct config *cfg;
 	struct keyfile *kf;
 	struct store *st;
+	struct msgbuf *mb;
 	char err[1024], *msg;
 	size_t len;
 	int rc = CTL_FAIL;
@@ -148,9 +261,17 @@ ctl_smime_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	    cfg->revocation), keys_set_keyfile(certcache_keys(src.cc), kf),
 	    certcache_sync(src.cc, src.st = st, 1, err, sizeof(err)) == -1)
 		fprintf(stderr, "smrelayctl: %s\n", err);
-	else if ((msg = ctl_read_stdin(cfg->max_message_size, &len)) != NULL) {
-		rc = smime_exec(&sc, &src, cfg->hostname, msg, len);
-		free(msg);
+	else if ((mb = ctl_read_stdin_mb(cfg->max_message_size)) != NULL) {
+		if ((rc = smime_exec_stream(&sc, &src, cfg->hostname,
+		    mb)) == 2) {
+			if ((msg = msgbuf_slurp(mb, &len)) != NULL)
+				rc = smime_exec(&sc, &src, cfg->hostname, msg,
+				    len);
+			else
+				rc = 1;
+			free(msg);
+		}
+		msgbuf_free(mb);
 	}
 	certcache_free(src.cc);
 	if (fflush(stdout) == EOF || ferror(stdout)) {

@@ -6,6 +6,7 @@
 #define SMRELAY_DAEMON_SMIME_SMIME_H
 
 #include "smime_msg.h"
+#include "smime_stream.h"
 #include "certcache.h"
 #include "crlfetch.h"
 #include "keys.h"

@@ -342,6 +342,57 @@ smime_stream_decrypt(const struct certsrc *src, struct msgbuf *in,
 	return rc;
 }
 
+/*
+ * The signed part [off, end) with every bare LF made CRLF, in a spill file,
+ * when it has one (saved with bare LF: the signature covers the CRLF form,
+ * RFC 8551 3.1.1); NULL when it has none or on errors.
+ */
+static struct msgbuf *
+crlf_copy(struct msgbuf *in, size_t off, size_t end, const char *tmpdir)
+{
+	struct msgbuf *mb = NULL;
+	char *buf = xmalloc(SS_CHUNK);
+	size_t o, i, start, pass;
+	ssize_t r;
+	int prevcr, bare = 0;
+
+	for (pass = 0; pass < 2; pass++) {
+		prevcr = 0;
+		for (o = off; o < end; o += (size_t)r) {
+			if ((r = msgbuf_pread(in, buf, end - o < SS_CHUNK ?
+			    end - o : SS_CHUNK, o)) <= 0)
+				goto fail;
+			for (i = start = 0; i < (size_t)r; i++) {
+				if (buf[i] == '\n' && !prevcr) {
+					bare = 1;
+					if (mb != NULL && (msgbuf_append(mb,
+					    buf + start, i - start) == -1 ||
+					    msgbuf_append(mb, "\r", 1) == -1))
+						goto fail;
+					start = i;
+				}
+				prevcr = buf[i] == '\r';
+			}
+			if (mb != NULL && msgbuf_append(mb, buf + start,
+			    (size_t)r - start) == -1)
+				goto fail;
+			if (mb == NULL && bare)
+				break;
+		}
+		if (!bare)
+			break;
+		if (mb != NULL) {
+			free(buf);
+			return mb;
+		}
+		mb = msgbuf_new(tmpdir, 0);
+	}
+ fail:
+	free(buf);
+	msgbuf_free(mb);
+	return NULL;
+}
+
 /* Verify a multipart/signed message, piece by piece. */
 int
 smime_stream_verify(const struct certsrc *src, struct msgbuf *in,
@@ -352,6 +403,7 @@ smime_stream_verify(const struct certsrc *src, struct msgbuf *in,
 	struct mime_smime d;
 	struct cms_verify v;
 	struct mime_io io;
+	struct msgbuf *lf = NULL;
 	BIO *content = NULL;
 	char from[320], ar[1024], *head = NULL;
 	size_t headlen;
@@ -366,8 +418,13 @@ smime_stream_verify(const struct certsrc *src, struct msgbuf *in,
 		from[0] = '\0';
 	switch (mime_smime_detect_tree(t, &io, SMIME_STREAM_SIG_MAX, &d)) {
 	case MIME_SMIME_SIGNED:
-		if ((content = msgbuf_bio_reader(in, d.content_off,
-		    d.content_off + d.content_len)) == NULL) {
+		if ((lf = crlf_copy(in, d.content_off, d.content_off +
+		    d.content_len, tmpdir)) != NULL)
+			content = msgbuf_bio_reader(lf, 0, msgbuf_size(lf));
+		else
+			content = msgbuf_bio_reader(in, d.content_off,
+			    d.content_off + d.content_len);
+		if (content == NULL) {
 			v.outcome = SMIME_FAIL;
 			snprintf(v.reason, sizeof(v.reason), "out of memory");
 		} else
@@ -402,6 +459,7 @@ smime_stream_verify(const struct certsrc *src, struct msgbuf *in,
 	if (rc == 1)
 		cms_verify_free(&v);
 	BIO_free(content);
+	msgbuf_free(lf);
 	free(head);
 	mime_smime_clear(&d);
 	return rc;

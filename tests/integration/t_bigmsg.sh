@@ -47,7 +47,7 @@ setup() {
 # send_file FILE [CODE]: one transaction with FILE as DATA; the end of data
 # must get CODE (default 250).
 send_file() {
-	"$PYTHON" "$IT_PY/chat.py" 127.0.0.1 "$PORT" expect:220 \
+	"$PYTHON" "$IT_PY/chat.py" --timeout 300 127.0.0.1 "$PORT" expect:220 \
 		line:"EHLO client.test" expect:250 \
 		line:"MAIL FROM:<alice@example.com>" expect:250 \
 		line:"RCPT TO:<bob@partner.example>" expect:250 \
@@ -170,12 +170,52 @@ case_decrypt_verify() {
 
 # send_in FILE: one inbound transaction to alice.
 send_in() {
-	"$PYTHON" "$IT_PY/chat.py" 127.0.0.1 "$PORT" expect:220 \
+	"$PYTHON" "$IT_PY/chat.py" --timeout 300 127.0.0.1 "$PORT" expect:220 \
 		line:"EHLO client.test" expect:250 \
 		line:"MAIL FROM:<bob@partner.example>" expect:250 \
 		line:"RCPT TO:<alice@example.com>" expect:250 \
 		line:DATA expect:354 sendfile:"$1" expect:250 \
 		line:QUIT expect:221
+}
+
+# 3. an envelope whose outer length claims 2 GB under decrypt,verify:
+# accepted and relayed as it came (still encrypted), the log says why,
+# memory bounded, another client served meanwhile.
+case_lying_envelope() {
+	local base d=$CASE_DIR n p1 p2 f
+	setup || return 1
+	ctl policy add --recipient alice@example.com --action decrypt,verify >/dev/null || return 1
+	small
+	printf 'Content-Type: text/plain\r\n\r\nsecret\r\n' >"$d/ent"
+	openssl cms -encrypt -binary -aes256 -outform DER -in "$d/ent" -out "$d/env.der" \
+		"$P/alice.pem" 2>"$d/cms.err" || { fail_because "openssl cms: $(cat "$d/cms.err")"; return 1; }
+	"$PYTHON" - "$d/env.der" "$d/lie.eml" <<'PY' || { fail_because "making the envelope"; return 1; }
+import base64, sys
+der = open(sys.argv[1], "rb").read()
+assert der[0] == 0x30 and der[1] == 0x82
+lie = b"\x30\x84\x7f\xff\xff\xff" + der[4:]
+b = base64.encodebytes(lie).replace(b"\n", b"\r\n")
+open(sys.argv[2], "wb").write(
+    b"From: <bob@partner.example>\r\nTo: <alice@example.com>\r\n"
+    b"Subject: lying envelope\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\n" + b)
+PY
+	"$PYTHON" "$IT_PY/bigmsg.py" wire "$d/lie.eml" "$d/lie.wire" || return 1
+	base=$(rss_kb "$NET" VmHWM)
+	n=$(sink_count)
+	send_in "$d/lie.wire" 2>"$d/chat.lie.log" &
+	p1=$!
+	send_file "$IT_TMP/small.wire" 2>"$d/chat.small.log" &
+	p2=$!
+	wait $p2 || { fail_because "the other client was not served"; return 1; }
+	wait $p1 || { fail_because "lying envelope: $(grep '^S:' "$d/chat.lie.log" | tail -n 2 | tr '\n' ' ')"; return 1; }
+	wait_delivered $((n + 2)) || return 1
+	growth_ok "$base" 1 "lying envelope" || return 1
+	f=$(grep -l "^Subject: lying envelope" $(sink_files)) ||
+		{ fail_because "the message did not arrive"; return 1; }
+	assert_file_matches "$f" "smime-type=enveloped-data" "relayed still encrypted" &&
+		assert_file_matches "$CASE_DIR/smrelayd.log" "cannot decrypt" "log line"
 }
 
 # bad_input KIND SIZE CODE: a hostile message gets CODE at the end of data,
@@ -209,5 +249,6 @@ case_bad_inputs() {
 
 run_case sign_encrypt case_sign_encrypt
 run_case decrypt_verify case_decrypt_verify
+run_case lying_envelope case_lying_envelope
 run_case bad_inputs case_bad_inputs
 it_finish
