@@ -470,6 +470,8 @@ stream_decrypt(const struct certsrc *src, const struct pl_copy *c,
 	memset(&vstep, 0, sizeof(vstep));
 	r = smime_stream_decrypt(src, in, t, hdr, hlen, c->host, tmpdir, &dec,
 	    &step);
+	if (r != 1)
+		metrics_inc(r == 0 ? M_DECRYPT_OK : M_DECRYPT_FAIL);
 	if (r == -1 && !keys_usable(certcache_keys(src->cc))) {
 		keyd_down_reply(fail);
 		snprintf(res->err, sizeof(res->err), "cannot decrypt "
@@ -494,6 +496,8 @@ stream_decrypt(const struct certsrc *src, const struct pl_copy *c,
 			msgbuf_free(dec);
 			*cur = ver;
 			*verified = vstep.verified;
+			if (vstep.verified)
+				metrics_verify(vstep.outcome);
 			take_verdict(res, &vstep);
 		}
 		smime_msg_res_free(&vstep);
@@ -524,6 +528,7 @@ stream_open(const struct certsrc *src, const struct pl_copy *c,
 		if (open_verify(src, c, in, t, hdr, hlen, body, tmpdir, &ver,
 		    &step) == 0 && ver != NULL) {
 			cur = ver;
+			metrics_verify(step.outcome);
 			take_verdict(res, &step);
 			res->verified = step.verified;
 		}
@@ -538,6 +543,7 @@ stream_open(const struct certsrc *src, const struct pl_copy *c,
 			    tmpdir, &ver, &step) == 0 && ver != NULL) {
 				msgbuf_free(cur);
 				cur = ver;
+				metrics_verify(step.outcome);
 				take_verdict(res, &step);
 				res->verified = step.verified;
 			}
