@@ -265,6 +265,41 @@ io_reader(struct mime_io *io, struct msgbuf *mb)
 	io->rarg = mb;
 }
 
+/* Whether an entity starting with first[0..n) has a header block (a
+ * field name and a colon), as smime_msg_open_head decides. */
+static int
+has_fields(const char *first, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && first[i] != ':' && first[i] != ' ' &&
+	    first[i] != '\t' && first[i] != '\r' && first[i] != '\n'; i++)
+		;
+	return i > 0 && i < n && first[i] == ':';
+}
+
+/* The decrypted entity after our MIME-Version: its header block without
+ * its own MIME-Version fields (one per message), then the rest in
+ * pieces; a header block past SMIME_STREAM_HDR_MAX goes as it is. */
+static int
+put_entity(struct msgbuf *out, struct msgbuf *dec, const char *first,
+    size_t n)
+{
+	char *eh, *kept;
+	size_t ehlen, ebody, klen;
+	int rc;
+
+	if (!has_fields(first, n) || (eh = smime_stream_header(dec,
+	    SMIME_STREAM_HDR_MAX, &ehlen, &ebody)) == NULL)
+		return copy_from(out, dec, 0);
+	kept = mime_drop_field(eh, ehlen, "MIME-Version", &klen);
+	rc = msgbuf_append(out, kept, klen) == -1 ? -1 :
+	    copy_from(out, dec, ebody);
+	free(kept);
+	free(eh);
+	return rc;
+}
+
 /* Open an enveloped message, piece by piece. */
 int
 smime_stream_decrypt(const struct certsrc *src, struct msgbuf *in,
@@ -339,41 +374,6 @@ smime_stream_decrypt(const struct certsrc *src, struct msgbuf *in,
 	msgbuf_free(der);
 	msgbuf_free(dec);       /* content of a failed envelope goes too */
 	mime_smime_clear(&d);
-	return rc;
-}
-
-/* Whether an entity starting with first[0..n) has a header block (a
- * field name and a colon), as smime_msg_open_head decides. */
-static int
-has_fields(const char *first, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n && first[i] != ':' && first[i] != ' ' &&
-	    first[i] != '\t' && first[i] != '\r' && first[i] != '\n'; i++)
-		;
-	return i > 0 && i < n && first[i] == ':';
-}
-
-/* The decrypted entity after our MIME-Version: its header block without
- * its own MIME-Version fields (one per message), then the rest in
- * pieces; a header block past SMIME_STREAM_HDR_MAX goes as it is. */
-static int
-put_entity(struct msgbuf *out, struct msgbuf *dec, const char *first,
-    size_t n)
-{
-	char *eh, *kept;
-	size_t ehlen, ebody, klen;
-	int rc;
-
-	if (!has_fields(first, n) || (eh = smime_stream_header(dec,
-	    SMIME_STREAM_HDR_MAX, &ehlen, &ebody)) == NULL)
-		return copy_from(out, dec, 0);
-	kept = mime_drop_field(eh, ehlen, "MIME-Version", &klen);
-	rc = msgbuf_append(out, kept, klen) == -1 ? -1 :
-	    copy_from(out, dec, ebody);
-	free(kept);
-	free(eh);
 	return rc;
 }
 
