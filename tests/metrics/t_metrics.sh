@@ -148,6 +148,9 @@ t_refused_rejected() {
 	start_metrics max_connections=1 || return 1
 	"$SMRELAYCTL" -c "$CONF" policy add --action verify >"$CASE_DIR/ctl.log" 2>&1 ||
 		{ fail_because "policy add: $(tail -n 1 "$CASE_DIR/ctl.log")"; return 1; }
+	# the running daemon sees the new rule at its next look at the store
+	wait_for 10 grep -q "store changed: reloaded 1 rule" "$CASE_DIR/smrelayd.log" ||
+		{ fail_because "the daemon did not load the verify rule"; return 1; }
 	chat expect:220 line:"EHLO client.test" expect:250 \
 		line:"MAIL FROM:<sender@example.com>" expect:250 \
 		line:"RCPT TO:<alice@example.net>" expect:250 \
