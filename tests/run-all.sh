@@ -7,7 +7,9 @@
 #      harness for FUZZ_SECONDS (default 20) via tests/fuzz/run-fuzzers.sh,
 #      when that script exists and clang is installed.
 #   4. build-ci/   make distcheck-quick: the release tarball builds,
-#      installs, uninstalls and passes check-quick (about a minute).
+#      installs, uninstalls and passes check-quick (about a minute); then
+#      the README's demo (contrib/demo.sh) from that tarball
+#      (tests/pkg/t_tarball_demo.sh).
 #   5. tests/pkg/t_deb.sh: the Debian package built, installed, run, purged
 #      (root only; a few minutes).
 #
@@ -198,6 +200,10 @@ run_step() {
 if [ "${SKIP_DISTCHECK:-0}" != 1 ] && [ -f "$root/build-ci/Makefile" ]; then
 	run_step distcheck "$root/build-ci/distcheck.out" \
 		make -C "$root/build-ci" -j"$jobs" distcheck-quick
+	# 4b. The README's demo from that tarball.
+	tarball=$(ls "$root"/build-ci/smrelay-*.tar.gz 2>/dev/null | head -n 1)
+	run_step tarball-demo "$root/build-ci/tarball-demo.out" \
+		bash "$root/tests/pkg/t_tarball_demo.sh" "${tarball:-$root/build-ci/smrelay.tar.gz}"
 fi
 
 # 5. The Debian package.
