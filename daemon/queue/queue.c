@@ -238,7 +238,8 @@ attempt_free(struct attempt *a)
 }
 
 /* A retry's delivery log line for one recipient: the ID is the one the
- * client was given; S/MIME was applied before the copy was queued ("-"). */
+ * client was given; S/MIME was applied before the copy was queued, and
+ * the entry says what it did ("-" when it does not know). */
 static void
 attempt_log(const struct attempt *a, const char *rcpt, const char *msgid,
     const struct smtp_result *r, const char *reply)
@@ -253,7 +254,8 @@ attempt_log(const struct attempt *a, const char *rcpt, const char *msgid,
 	d.delay = age > 0 ? (double)age : 0;
 	d.relay = r->relay;
 	d.tls = r->tls;
-	d.smime = "-";
+	d.smime = a->e->smime != NULL && a->e->smime[0] != '\0' ?
+	    a->e->smime : "-";
 	d.reply = reply;
 	delivery_log_attempt(&d);
 }

@@ -17,7 +17,7 @@
 #include "daemon/base/base.h"
 #include "spooldb.h"
 
-#define SPOOL_SCHEMA	2
+#define SPOOL_SCHEMA	3
 #define BUSY_MS		10000
 
 struct spooldb {
@@ -45,6 +45,7 @@ static const char *schema =
 	"  warned INTEGER NOT NULL DEFAULT 0,"
 	"  dsn INTEGER NOT NULL DEFAULT 0,"
 	"  client TEXT NOT NULL DEFAULT '',"
+	"  smime TEXT NOT NULL DEFAULT '',"
 	"  last_error TEXT,"
 	"  size INTEGER NOT NULL,"
 	"  body BLOB);"
@@ -56,7 +57,7 @@ static const char *schema =
 	"  state INTEGER NOT NULL DEFAULT 0,"
 	"  reply TEXT,"
 	"  PRIMARY KEY (qid, n));"
-	"PRAGMA user_version = 2;";
+	"PRAGMA user_version = 3;";
 
 static int
 exec(struct spooldb *s, const char *sql)
@@ -210,7 +211,15 @@ spooldb_open(const char *data_dir, int rec, char *err, size_t errlen)
 		;
 	else if (schema_version(s) == 1 && exec(s, "BEGIN IMMEDIATE;"
 	    "ALTER TABLE queue ADD COLUMN body BLOB;"
-	    "PRAGMA user_version = 2; COMMIT") == -1) {
+	    "ALTER TABLE queue ADD COLUMN smime TEXT NOT NULL DEFAULT '';"
+	    "PRAGMA user_version = 3; COMMIT") == -1) {
+		exec(s, "ROLLBACK");
+		snprintf(err, errlen, "%s/queue.db: upgrade: %s", s->dir,
+		    sqlite3_errmsg(s->db));
+		goto fail;
+	} else if (schema_version(s) == 2 && exec(s, "BEGIN IMMEDIATE;"
+	    "ALTER TABLE queue ADD COLUMN smime TEXT NOT NULL DEFAULT '';"
+	    "PRAGMA user_version = 3; COMMIT") == -1) {
 		exec(s, "ROLLBACK");
 		snprintf(err, errlen, "%s/queue.db: upgrade: %s", s->dir,
 		    sqlite3_errmsg(s->db));
@@ -456,7 +465,8 @@ spooldb_insert(struct spooldb *s, const struct spool_entry *e,
 
 	if (prep(s, "INSERT INTO queue (id, created, next_attempt, attempts, "
 	    "sender, params, actions, rule_id, held, warned, dsn, client, "
-	    "last_error, size, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	    "last_error, size, body, smime) VALUES "
+	    "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	    &st) == -1)
 		return -1;
 	if (body != NULL)
@@ -476,6 +486,7 @@ spooldb_insert(struct spooldb *s, const struct spool_entry *e,
 	bind_text(st, 12, e->client ? e->client : "");
 	bind_text(st, 13, e->last_error);
 	sqlite3_bind_int64(st, 14, e->size);
+	bind_text(st, 16, e->smime ? e->smime : "");
 	if (done(s, st) == -1)
 		return -1;
 	for (i = 0; i < e->nrcpts; i++) {
@@ -611,7 +622,7 @@ load_rcpts(struct spooldb *s, struct spool_entry *e)
 }
 
 #define ENTRY_COLS "id, created, next_attempt, attempts, sender, params, " \
-	"actions, rule_id, held, warned, dsn, client, last_error, size"
+	"actions, rule_id, held, warned, dsn, client, last_error, size, smime"
 
 static struct spool_entry *
 row_entry(struct spooldb *s, sqlite3_stmt *st)
@@ -633,6 +644,7 @@ row_entry(struct spooldb *s, sqlite3_stmt *st)
 	e->client = col_dup(st, 11);
 	e->last_error = col_dup(st, 12);
 	e->size = sqlite3_column_int64(st, 13);
+	e->smime = col_dup(st, 14);
 	if (e->sender == NULL)
 		e->sender = xstrdup("");
 	load_rcpts(s, e);
@@ -723,6 +735,7 @@ spool_entry_dup(const struct spool_entry *e)
 	c->sender = xstrdup(e->sender ? e->sender : "");
 	c->params = e->params ? xstrdup(e->params) : NULL;
 	c->client = e->client ? xstrdup(e->client) : NULL;
+	c->smime = e->smime ? xstrdup(e->smime) : NULL;
 	c->last_error = e->last_error ? xstrdup(e->last_error) : NULL;
 	c->rcpts = xcalloc(e->nrcpts + 1, sizeof(*c->rcpts));
 	for (i = 0; i < e->nrcpts; i++) {
@@ -752,6 +765,7 @@ spool_entry_free(struct spool_entry *e)
 	free(e->sender);
 	free(e->params);
 	free(e->client);
+	free(e->smime);
 	free(e->last_error);
 	free(e);
 }

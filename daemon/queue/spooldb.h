@@ -58,6 +58,9 @@ struct spool_entry {
 	int		 warned;	/* delay DSN sent */
 	int		 dsn;		/* this copy is a DSN we made */
 	char		*client;	/* who gave it to us (for DSNs) */
+	char		*smime;		/* what S/MIME did before it was
+					 * queued, for the log ("": nothing
+					 * or not yet) */
 	char		*last_error;
 	int64_t		 size;
 	struct spool_rcpt *rcpts;

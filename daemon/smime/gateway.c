@@ -593,6 +593,8 @@ copy_spool(struct gw_copy *c, int all, size_t delivered)
 		e.attempts = 1;         /* the in-line one */
 		e.next_attempt = now + 50 + (int64_t)(new_session_id() % 21);
 		e.last_error = c->why[0] ? c->why : NULL;
+		/* what the in-line attempt's line said */
+		e.smime = c->smime[0] != '\0' ? c->smime : (char *)"none";
 	}
 	q = xcalloc(1, sizeof(*q));
 	q->copy = c;

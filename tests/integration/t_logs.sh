@@ -81,6 +81,13 @@ t_deferred_then_sent() {
 	lines_for "$QID" carol@example.net | sed 's/^/# /'
 	lines_for "$QID" carol@example.net deferred | grep -q -E 'msgid=<logs\.2@client\.test>, relay=127\.0\.0\.1:[0-9]+, .*dsn=4\.[0-9]\.[0-9]+, status=deferred \(4' ||
 		{ fail_because "deferred line: $(lines_for "$QID" carol@example.net deferred)"; return 1; }
+	# the retry says what S/MIME did before the copy was queued, as the
+	# first attempt did
+	local s1 s2
+	s1=$(lines_for "$QID" carol@example.net deferred | grep -o 'smime=[^,]*')
+	s2=$(lines_for "$QID" carol@example.net sent | grep -o 'smime=[^,]*')
+	[ -n "$s1" ] && [ "$s1" != "smime=-" ] || { fail_because "first attempt: '$s1'"; return 1; }
+	assert_eq "$s1" "$s2" "smime= of the retry" || return 1
 }
 
 run_case one_line_per_rcpt t_one_line_per_rcpt
