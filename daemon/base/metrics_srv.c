@@ -125,8 +125,10 @@ metrics_srv_bind_ctl(const char *path, int chown_it, uid_t uid, gid_t gid,
 	old = umask(0177);
 	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
 	umask(old);
-	if (r == -1 || chmod(path, 0600) == -1 ||
-	    (chown_it && chown(path, uid, gid) == -1) || listen(fd, 16) == -1)
+	/* the umask made it 0600; data_dir is the unprivileged user's by now,
+	 * so nothing that follows a link it could put there in the meantime */
+	if (r == -1 || (chown_it && fchownat(AT_FDCWD, path, uid, gid,
+	    AT_SYMLINK_NOFOLLOW) == -1) || listen(fd, 16) == -1)
 		goto fail;
 	return fd;
  fail:

@@ -8,7 +8,9 @@
 #include <sys/types.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
+#include <arpa/inet.h>
 #include <errno.h>
+#include <strings.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,13 +35,15 @@ struct web {
 	struct inbox	*inbox;
 	struct workers	*workers;
 	int		 npending;
+	char		 bound[256];	/* the --http address, no brackets */
 };
 
 /* An answer waiting for its analysis on the worker thread. */
 struct web_job {
 	struct web		*w;
-	struct evhttp_request	*req;	/* NULL once the client left */
-	struct evhttp_connection *evcon;
+	struct evhttp_request	*req;	/* answered even when the client
+					 * left: that frees it */
+	struct evhttp_connection *evcon;	/* NULL once the client left */
 	struct inbox_batch	*b;
 	int			 get;	/* one message, else a list page */
 	unsigned long long	 since;
@@ -128,14 +132,15 @@ web_qnum(struct evkeyvalq *q, const char *name, long long def,
 	return n > max ? max : n;
 }
 
-/* The connection of a waiting answer closed: nobody to answer. */
+/* The connection of a waiting answer closed: libevent leaves the request
+ * to us (detached); answering it at the end frees it. */
 static void
 web_job_gone(struct evhttp_connection *evcon, void *arg)
 {
 	struct web_job *j = arg;
 
 	(void)evcon;
-	j->req = NULL;
+	j->evcon = NULL;
 }
 
 /* On the worker thread. */
@@ -157,7 +162,7 @@ web_job_done(void *arg)
 	json_t *o = NULL;
 
 	w->npending--;
-	if (j->req != NULL)
+	if (j->evcon != NULL)
 		evhttp_connection_set_closecb(j->evcon, NULL, NULL);
 	if (j->get)
 		o = inbox_get_finish(w->inbox, j->b);
@@ -320,6 +325,39 @@ web_asset(struct evhttp_request *req, const char *path)
 	return 0;
 }
 
+/*
+ * Whether the Host a browser sent names us: an address literal, localhost
+ * or the --http address.  Another name is DNS rebinding (a hostile page's
+ * own name pointed at this address to read the inbox as same-origin).
+ * No Host at all (HTTP/1.0 tools) is taken.
+ */
+static int
+web_host_ok(const struct web *w, struct evhttp_request *req)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Host");
+	char name[256], *colon;
+	unsigned char a[16];
+	size_t n;
+
+	if (h == NULL)
+		return 1;
+	if ((n = strlen(h)) == 0 || n >= sizeof(name))
+		return 0;
+	memcpy(name, h, n + 1);
+	if (name[0] == '[') {           /* [v6]:port */
+		if ((colon = strchr(name, ']')) == NULL)
+			return 0;
+		*colon = '\0';
+		return inet_pton(AF_INET6, name + 1, a) == 1;
+	}
+	if ((colon = strchr(name, ':')) != NULL)
+		*colon = '\0';
+	return inet_pton(AF_INET, name, a) == 1 ||
+	    strcasecmp(name, "localhost") == 0 ||
+	    strcasecmp(name, w->bound) == 0;
+}
+
 /* Every request: route by path. */
 static void
 web_request(struct evhttp_request *req, void *arg)
@@ -328,6 +366,11 @@ web_request(struct evhttp_request *req, void *arg)
 	const char *uri = evhttp_request_get_uri(req), *path;
 	struct evhttp_uri *u;
 
+	if (!web_host_ok(w, req)) {
+		web_error(req, 421, "Misdirected Request", "this inbox answers "
+		    "to its address or localhost only");
+		return;
+	}
 	if (strlen(uri) > WEB_URI_MAX) {
 		web_error(req, 414, "URI Too Long", "URI too long");
 		return;
@@ -377,6 +420,7 @@ web_start(struct event_base *base, const char *addrport, struct inbox *ib,
 		return NULL;
 	}
 	w = xcalloc(1, sizeof(*w));
+	snprintf(w->bound, sizeof(w->bound), "%s", host);
 	w->inbox = ib;
 	w->workers = workers;
 	if ((w->http = evhttp_new(base)) == NULL)

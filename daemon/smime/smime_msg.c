@@ -210,18 +210,22 @@ put_entity(struct obuf *b, const char *e, size_t n)
 }
 
 /* Append an unwrapped entity after our MIME-Version: its own MIME-Version
- * fields go, so that the message has exactly one. */
+ * fields go, so that the message has exactly one, and so do its
+ * Authentication-Results (a sender's claim inside the envelope is no
+ * verdict of ours). */
 static void
 put_unwrapped(struct obuf *b, BIO *bio)
 {
-	char *data, *ent;
-	size_t elen;
+	char *data, *ent, *ent2;
+	size_t elen, e2len;
 	long n;
 
 	n = BIO_get_mem_data(bio, &data);
 	ent = mime_drop_field(data, n > 0 ? (size_t)n : 0, "MIME-Version",
 	    &elen);
-	put_entity(b, ent, elen);
+	ent2 = mime_drop_field(ent, elen, "Authentication-Results", &e2len);
+	put_entity(b, ent2, e2len);
+	free(ent2);
 	free(ent);
 }
 

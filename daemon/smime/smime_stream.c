@@ -279,22 +279,27 @@ has_fields(const char *first, size_t n)
 }
 
 /* The decrypted entity after our MIME-Version: its header block without
- * its own MIME-Version fields (one per message), then the rest in
- * pieces; a header block past SMIME_STREAM_HDR_MAX goes as it is. */
+ * its own MIME-Version fields (one per message) and without
+ * Authentication-Results (a sender's claim inside the envelope is no
+ * verdict of ours), then the blank line and the rest in pieces; a header
+ * block past SMIME_STREAM_HDR_MAX goes as it is. */
 static int
 put_entity(struct msgbuf *out, struct msgbuf *dec, const char *first,
     size_t n)
 {
-	char *eh, *kept;
-	size_t ehlen, ebody, klen;
+	char *eh, *kept, *kept2;
+	size_t ehlen, ebody, klen, k2len;
 	int rc;
 
 	if (!has_fields(first, n) || (eh = smime_stream_header(dec,
 	    SMIME_STREAM_HDR_MAX, &ehlen, &ebody)) == NULL)
 		return copy_from(out, dec, 0);
+	(void)ebody;
 	kept = mime_drop_field(eh, ehlen, "MIME-Version", &klen);
-	rc = msgbuf_append(out, kept, klen) == -1 ? -1 :
-	    copy_from(out, dec, ebody);
+	kept2 = mime_drop_field(kept, klen, "Authentication-Results", &k2len);
+	rc = msgbuf_append(out, kept2, k2len) == -1 ? -1 :
+	    copy_from(out, dec, ehlen);
+	free(kept2);
 	free(kept);
 	free(eh);
 	return rc;

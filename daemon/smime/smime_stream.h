@@ -19,8 +19,9 @@ struct certsrc;
 
 /* smime_stream.c */
 /*
- * The header block of mb (through the blank line) in a new NUL-ended
- * buffer, *hlen bytes, the body at *body; NULL when it is longer than
+ * The header block of mb in a new NUL-ended buffer: *hlen bytes of fields
+ * (the blank line starts at *hlen), the body at *body (after the blank
+ * line; both the size when there is none); NULL when it is longer than
  * max or cannot be read.
  */
 char *smime_stream_header(struct msgbuf *, size_t max, size_t *hlen,

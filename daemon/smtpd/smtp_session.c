@@ -379,7 +379,10 @@ session_tell_client(struct smtp_session *s)
 	else if (s->peer.ss_family == AF_INET6)
 		port = ntohs(sin6->sin6_port);
 	if (port >= 0) {
-		strlcpy_s(xf.val[XF_ADDR], s->peer_str, sizeof(xf.val[XF_ADDR]));
+		/* the bare address: xforward_format writes IPV6: itself */
+		strlcpy_s(xf.val[XF_ADDR], s->peer_str + (strncasecmp(
+		    s->peer_str, "IPv6:", 5) == 0 ? 5 : 0),
+		    sizeof(xf.val[XF_ADDR]));
 		snprintf(xf.val[XF_PORT], sizeof(xf.val[XF_PORT]), "%d", port);
 	}
 	if (s->helo != NULL && strlen(s->helo) <= XF_VALUE_MAX &&

@@ -419,7 +419,8 @@ case_decrypt_one_mime_version() {
 	rule --recipient alice@example.com --action decrypt || return 1
 	start_daemon || return 1
 	local d=$CASE_DIR
-	printf 'MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n%s\r\n' "$BODY" >"$d/ent.txt"
+	# the sender's own verdict inside the envelope must not come out
+	printf 'MIME-Version: 1.0\r\nAuthentication-Results: %s; smime=pass\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n%s\r\n' "$(hostname)" "$BODY" >"$d/ent.txt"
 	openssl cms -encrypt -binary -aes-256-cbc -in "$d/ent.txt" -outform DER \
 		-out "$d/env.der" "$P/alice.pem" 2>"$d/cms.err" ||
 		{ fail_because "openssl cms -encrypt: $(tail -n 1 "$d/cms.err")"; return 1; }
@@ -434,7 +435,10 @@ case_decrypt_one_mime_version() {
 		assert_file_matches "$F" "$BODY" "decrypted body" &&
 		assert_header "$F" Content-Type 'text/plain' &&
 		assert_eq 1 "$(grep -c -i '^MIME-Version:' "$F")" "MIME-Version fields" &&
-		assert_file_matches "$CASE_DIR/smrelayd.log" \
+		assert_eq 0 "$(grep -c -i '^Authentication-Results:' "$F")" "Authentication-Results from inside the envelope" &&
+		awk -v b="$BODY" 'f && index($0, b) { ok = 1 } /^\r?$/ { f = 1 } END { exit !ok }' "$F" ||
+		{ fail_because "the decrypted text is not after the blank line: $(cat "$F")"; return 1; }
+	assert_file_matches "$CASE_DIR/smrelayd.log" \
 			': to=<alice@example\.com>, .*smime=decrypted, .*status=sent ' \
 			"delivery log line with smime=decrypted"
 }

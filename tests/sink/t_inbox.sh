@@ -70,6 +70,16 @@ try:
     raise SystemExit("POST accepted")
 except urllib.error.HTTPError as e:
     assert e.code in (405, 501), e.code
+# DNS rebinding: a page whose own name points here is refused; the
+# address, localhost and [::1]-style literals are served
+for host, code in [("evil.example", 421), ("evil.example:80", 421),
+                   ("localhost:1", 200), ("127.0.0.1", 200)]:
+    req = urllib.request.Request(base + "/api/messages", headers={"Host": host})
+    try:
+        got = urllib.request.urlopen(req, timeout=30).status
+    except urllib.error.HTTPError as e:
+        got = e.code
+    assert got == code, (host, got)
 print("headers ok")
 PY
 ) || { fail_because "$out"; return 1; }
