@@ -1579,8 +1579,10 @@ cms_cert_status(X509 *x, const struct cms_trust *trust, char *why,
 
 /*
  * The memo key of a chain check: SHA-256 over what decides it apart from
- * the time: the anchors and the CRLs by their objects (the memo's owner
- * forgets the verdicts when it replaces them), how revocation is checked,
+ * the time: the anchors and the CRLs by their objects and the memo's
+ * generation (its owner forgets the verdicts when it replaces them; a
+ * check begun before that cannot put a verdict a later check finds under
+ * a reused address), how revocation is checked,
  * the signer and every certificate offered for the path, in order; 0 or
  * -1.
  */
@@ -1590,6 +1592,7 @@ cms_chain_key(X509 *signer, STACK_OF(X509) *certs,
 {
 	struct {
 		const void	*store;
+		uint64_t	 gen;
 		int		 rev, ncrls, ocsp, ncerts;
 	} k;
 	int ncerts = sk_X509_num(certs), ncrls = sk_X509_CRL_num(trust->crls);
@@ -1606,6 +1609,7 @@ cms_chain_key(X509 *signer, STACK_OF(X509) *certs,
 		return -1;
 	memset(&k, 0, sizeof(k));
 	k.store = trust->store;
+	k.gen = cms_memo_gen(trust->memo);
 	k.rev = (int)trust->revocation;
 	k.ncrls = ncrls;
 	k.ocsp = trust->ocsp != NULL;

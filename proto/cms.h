@@ -241,6 +241,8 @@ void cms_memo_free(struct cms_memo *);
 /* Forget every chain verdict (the trust changed), and the fingerprints
  * of the objects it held; parsed certificates stay. */
 void cms_memo_forget_chains(struct cms_memo *);
+/* How many times cms_memo_forget_chains ran (part of every chain key). */
+uint64_t cms_memo_gen(struct cms_memo *);
 /* A certificate from its DER: the remembered one, or parsed and
  * remembered; a new reference, NULL if it does not parse whole. */
 X509 *cms_memo_cert(struct cms_memo *, const unsigned char *der, size_t len);

@@ -52,6 +52,7 @@ struct cms_memo {
 	size_t		 n[MEMO_KINDS];	/* entries per kind */
 	size_t		 max[MEMO_KINDS];
 	uint64_t	 hits[MEMO_KINDS], misses[MEMO_KINDS];
+	uint64_t	 gen;		/* forget_chains calls: in chain keys */
 };
 
 /* The bucket of a key: its first bytes (it is a digest already). */
@@ -136,7 +137,24 @@ cms_memo_forget_chains(struct cms_memo *m)
 	pthread_mutex_lock(&m->mtx);
 	memo_drop_kind(m, MEMO_CHAIN);
 	memo_drop_kind(m, MEMO_FP);	/* lets the old trust's objects go */
+	m->gen++;
 	pthread_mutex_unlock(&m->mtx);
+}
+
+/* How many times the chains were forgotten: a check begun before a change
+ * puts its verdict under a key nobody looks up after it, even when a new
+ * trust store happens to get the freed one's address. */
+uint64_t
+cms_memo_gen(struct cms_memo *m)
+{
+	uint64_t g;
+
+	if (m == NULL)
+		return 0;
+	pthread_mutex_lock(&m->mtx);
+	g = m->gen;
+	pthread_mutex_unlock(&m->mtx);
+	return g;
 }
 
 /* The entry for key, made the most recent; NULL if none.  Locked. */
