@@ -2059,19 +2059,6 @@ cms_verify_free(struct cms_verify *res)
 	cms_links_free(res->undecided, &res->nundecided);
 }
 
-void
-cms_links_free(struct cms_link *l, size_t *n)
-{
-	size_t i;
-
-	for (i = 0; i < *n; i++) {
-		X509_free(l[i].cert);
-		X509_free(l[i].issuer);
-		l[i].cert = l[i].issuer = NULL;
-	}
-	*n = 0;
-}
-
 /* RFC 7281 result keyword. */
 const char *
 cms_outcome_name(enum cms_outcome o)

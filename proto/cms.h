@@ -184,8 +184,6 @@ enum cms_outcome cms_verify(BIO *content, BIO *der,
     const struct cms_trust *trust, const char *from, BIO *out,
     struct cms_verify *res);
 void cms_verify_free(struct cms_verify *);
-/* Release n links (n becomes 0). */
-void cms_links_free(struct cms_link *, size_t *n);
 /* "pass", "fail", "policy", "none", "permerror". */
 const char *cms_outcome_name(enum cms_outcome);
 /*
@@ -243,6 +241,8 @@ void cms_memo_free(struct cms_memo *);
 void cms_memo_forget_chains(struct cms_memo *);
 /* How many times cms_memo_forget_chains ran (part of every chain key). */
 uint64_t cms_memo_gen(struct cms_memo *);
+/* Release n links (n becomes 0). */
+void cms_links_free(struct cms_link *, size_t *n);
 /* A certificate from its DER: the remembered one, or parsed and
  * remembered; a new reference, NULL if it does not parse whole. */
 X509 *cms_memo_cert(struct cms_memo *, const unsigned char *der, size_t len);

@@ -63,6 +63,20 @@ memo_bucket(const unsigned char *key)
 	    (MEMO_BUCKETS - 1);
 }
 
+/* Release n links (n becomes 0): here, below cms.c, which uses it too. */
+void
+cms_links_free(struct cms_link *l, size_t *n)
+{
+	size_t i;
+
+	for (i = 0; i < *n; i++) {
+		X509_free(l[i].cert);
+		X509_free(l[i].issuer);
+		l[i].cert = l[i].issuer = NULL;
+	}
+	*n = 0;
+}
+
 struct cms_memo *
 cms_memo_new(size_t maxcerts, size_t maxchains)
 {
