@@ -166,11 +166,16 @@ msgbuf_size(const struct msgbuf *mb)
 	return mb->len;
 }
 
-/* Read up to len bytes at off: bytes read, 0 at the end, -1 on error. */
+/*
+ * Read up to len bytes at off: bytes read, 0 at the end, -1 on error.
+ * Only reads: the bytes still held in wbuf are copied from there, so
+ * workers may read one body at the same time.
+ */
 ssize_t
 msgbuf_pread(struct msgbuf *mb, void *buf, size_t len, size_t off)
 {
-	ssize_t n;
+	size_t filed, fromfile;
+	ssize_t n = 0;
 
 	if (off >= mb->len)
 		return 0;
@@ -180,13 +185,19 @@ msgbuf_pread(struct msgbuf *mb, void *buf, size_t len, size_t off)
 		memcpy(buf, mb->mem + off, len);
 		return (ssize_t)len;
 	}
-	if (mb->wlen > 0 && off + len > mb->len - mb->wlen &&
-	    msgbuf_flush(mb) == -1)
-		return -1;
-	do {
-		n = pread(mb->fd, buf, len, (off_t)off);
-	} while (n < 0 && errno == EINTR);
-	return n;
+	filed = mb->len - mb->wlen;     /* written to the file so far */
+	fromfile = off < filed ? (len < filed - off ? len : filed - off) : 0;
+	if (fromfile > 0) {
+		do {
+			n = pread(mb->fd, buf, fromfile, (off_t)off);
+		} while (n < 0 && errno == EINTR);
+		if (n < 0 || (size_t)n < fromfile)
+			return n;
+	}
+	if (len > fromfile)
+		memcpy((char *)buf + fromfile, mb->wbuf + (off + fromfile -
+		    filed), len - fromfile);
+	return (ssize_t)len;
 }
 
 /* The in-memory bytes, or NULL when the body lives in a file. */
