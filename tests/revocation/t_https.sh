@@ -71,7 +71,10 @@ ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(sys.argv[2], "server.key")
 h = functools.partial(http.server.SimpleHTTPRequestHandler, directory="www")
 srv = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), h)
-srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+# the handshake in the handler thread, not in accept(): a connection that
+# stalls (a port probe) holds up no other
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True,
+                             do_handshake_on_connect=False)
 srv.serve_forever()
 ' "$1" "$2"
 }
