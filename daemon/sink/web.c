@@ -168,15 +168,13 @@ web_job_done(void *arg)
 		o = inbox_get_finish(w->inbox, j->b);
 	else
 		inbox_batch_finish(w->inbox, j->b);
-	if (j->req != NULL) {
-		if (!j->get)
-			o = inbox_list(w->inbox, j->since, j->offset, j->limit);
-		if (o != NULL)
-			web_json(j->req, o);
-		else
-			web_error(j->req, 404, "Not Found", "no such message");
-	} else
-		json_decref(o);
+	/* answered even when the client left: that frees the request */
+	if (!j->get)
+		o = inbox_list(w->inbox, j->since, j->offset, j->limit);
+	if (o != NULL)
+		web_json(j->req, o);
+	else
+		web_error(j->req, 404, "Not Found", "no such message");
 	free(j);
 }
 

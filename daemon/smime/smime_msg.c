@@ -209,23 +209,48 @@ put_entity(struct obuf *b, const char *e, size_t n)
 	ob_add(b, e, n);
 }
 
-/* Append an unwrapped entity after our MIME-Version: its own MIME-Version
- * fields go, so that the message has exactly one, and so do its
- * Authentication-Results (a sender's claim inside the envelope is no
- * verdict of ours). */
+/*
+ * An unwrapped entity (or just its header block) as it follows our
+ * MIME-Version: without its own MIME-Version fields, so that the message
+ * has exactly one, and without Authentication-Results (a sender's claim
+ * inside the envelope is no verdict of ours); malloc'd.
+ */
+char *
+smime_msg_unwrapped_fields(const char *e, size_t n, size_t *outlen)
+{
+	char *v, *a;
+	size_t vlen;
+
+	v = mime_drop_field(e, n, "MIME-Version", &vlen);
+	a = mime_drop_field(v, vlen, "Authentication-Results", outlen);
+	free(v);
+	return a;
+}
+
+/* Whether an entity starting with ent[0..n) has a header block: a field
+ * name and a colon first. */
+int
+smime_msg_has_fields(const char *ent, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && ent[i] != ':' && ent[i] != ' ' && ent[i] !=
+	    '\t' && ent[i] != '\r' && ent[i] != '\n'; i++)
+		;
+	return i > 0 && i < n && ent[i] == ':';
+}
+
+/* Append an unwrapped entity after our MIME-Version. */
 static void
 put_unwrapped(struct obuf *b, BIO *bio)
 {
-	char *data, *ent, *ent2;
-	size_t elen, e2len;
+	char *data, *ent;
+	size_t elen;
 	long n;
 
 	n = BIO_get_mem_data(bio, &data);
-	ent = mime_drop_field(data, n > 0 ? (size_t)n : 0, "MIME-Version",
-	    &elen);
-	ent2 = mime_drop_field(ent, elen, "Authentication-Results", &e2len);
-	put_entity(b, ent2, e2len);
-	free(ent2);
+	ent = smime_msg_unwrapped_fields(data, n > 0 ? (size_t)n : 0, &elen);
+	put_entity(b, ent, elen);
 	free(ent);
 }
 
@@ -925,15 +950,11 @@ smime_msg_open_head(const char *hdr, size_t hlen, const char *host,
     const char *ent, size_t n, size_t *outlen)
 {
 	struct obuf b = { NULL, 0, 0 };
-	size_t i;
 
 	copy_fields(&b, hdr, hlen, host, 1, 1);
 	ob_str(&b, "MIME-Version: 1.0\r\n");
-	for (i = 0; i < n && ent[i] != ':' && ent[i] != ' ' && ent[i] !=
-	    '\t' && ent[i] != '\r' && ent[i] != '\n'; i++)
-		;
-	if (n > 0 && ent[0] != '\r' && ent[0] != '\n' && (i == 0 || i == n ||
-	    ent[i] != ':'))
+	if (n > 0 && ent[0] != '\r' && ent[0] != '\n' &&
+	    !smime_msg_has_fields(ent, n))
 		ob_add(&b, "\r\n", 2);
 	*outlen = b.len;
 	return b.p != NULL ? b.p : xstrdup("");

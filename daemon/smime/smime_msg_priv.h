@@ -29,6 +29,11 @@ void smime_msg_check_bio(const struct certsrc *, BIO *content,
  * CRLF) into ar; frees v. */
 void smime_msg_verdict(const struct certsrc *, struct cms_verify *v,
     const char *host, struct smime_msg_res *, char *ar, size_t arlen);
+/* An unwrapped entity (or its header block) without its MIME-Version and
+ * Authentication-Results fields; malloc'd. */
+char *smime_msg_unwrapped_fields(const char *e, size_t n, size_t *outlen);
+/* Whether an entity starting with ent[0..n) starts with a field. */
+int smime_msg_has_fields(const char *ent, size_t n);
 /* The header put before a decrypted entity ent (n first bytes of it),
  * from the received header block [hdr, hlen); malloc'd. */
 char *smime_msg_open_head(const char *hdr, size_t hlen, const char *host,

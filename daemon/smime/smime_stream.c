@@ -265,41 +265,23 @@ io_reader(struct mime_io *io, struct msgbuf *mb)
 	io->rarg = mb;
 }
 
-/* Whether an entity starting with first[0..n) has a header block (a
- * field name and a colon), as smime_msg_open_head decides. */
-static int
-has_fields(const char *first, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n && first[i] != ':' && first[i] != ' ' &&
-	    first[i] != '\t' && first[i] != '\r' && first[i] != '\n'; i++)
-		;
-	return i > 0 && i < n && first[i] == ':';
-}
-
-/* The decrypted entity after our MIME-Version: its header block without
- * its own MIME-Version fields (one per message) and without
- * Authentication-Results (a sender's claim inside the envelope is no
- * verdict of ours), then the blank line and the rest in pieces; a header
- * block past SMIME_STREAM_HDR_MAX goes as it is. */
+/* The decrypted entity after our MIME-Version: its header block as
+ * smime_msg_unwrapped_fields keeps it, then the blank line and the rest
+ * in pieces; a header block past SMIME_STREAM_HDR_MAX goes as it is. */
 static int
 put_entity(struct msgbuf *out, struct msgbuf *dec, const char *first,
     size_t n)
 {
-	char *eh, *kept, *kept2;
-	size_t ehlen, ebody, klen, k2len;
+	char *eh, *kept;
+	size_t ehlen, ebody, klen;
 	int rc;
 
-	if (!has_fields(first, n) || (eh = smime_stream_header(dec,
+	if (!smime_msg_has_fields(first, n) || (eh = smime_stream_header(dec,
 	    SMIME_STREAM_HDR_MAX, &ehlen, &ebody)) == NULL)
 		return copy_from(out, dec, 0);
-	(void)ebody;
-	kept = mime_drop_field(eh, ehlen, "MIME-Version", &klen);
-	kept2 = mime_drop_field(kept, klen, "Authentication-Results", &k2len);
-	rc = msgbuf_append(out, kept2, k2len) == -1 ? -1 :
+	kept = smime_msg_unwrapped_fields(eh, ehlen, &klen);
+	rc = msgbuf_append(out, kept, klen) == -1 ? -1 :
 	    copy_from(out, dec, ehlen);
-	free(kept2);
 	free(kept);
 	free(eh);
 	return rc;
