@@ -52,11 +52,11 @@ set -euo pipefail
 BUILD_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libevent-dev libssl-dev libsqlite3-dev libseccomp-dev libunbound-dev
-	libp11-dev libp11-kit-dev libjansson-dev
+	libp11-dev libp11-kit-dev libjansson-dev libpq-dev
 )
 RUNTIME_PACKAGES=(
 	libevent-2.1-7 libevent-openssl-2.1-7 libssl3 libsqlite3-0 libseccomp2
-	libunbound8 libp11-3 p11-kit-modules libjansson4
+	libunbound8 libp11-3 p11-kit-modules libjansson4 libpq5
 	ca-certificates dns-root-data adduser
 )
 TEST_PACKAGES=(
@@ -64,7 +64,7 @@ TEST_PACKAGES=(
 	softhsm2 opensc
 	openssl gpgsm gpg-agent libnss3-tools
 	swaks libnet-ssleay-perl libio-socket-ssl-perl
-	postfix haproxy
+	postfix haproxy postgresql postgresql-client
 	python3 python3-cryptography python3-cryptography-vectors
 	clang libclang-rt-14-dev
 	procps iproute2 gdb sqlite3
@@ -77,7 +77,7 @@ BUILD_PROGRAMS=(cc make autoreconf pkg-config)
 RUNTIME_PROGRAMS=(adduser)
 TEST_PROGRAMS=(smtp-sink smtp-source swaks python3 openssl clang
 	softhsm2-util pkcs11-tool gcore sqlite3 setpriv nsd ldns-signzone dig
-	dpkg-buildpackage dh mandoc man promtool prometheus haproxy chromium chromedriver)
+	dpkg-buildpackage dh mandoc man promtool prometheus haproxy chromium chromedriver psql)
 
 say() { echo "install-deps.sh: $*"; }
 
