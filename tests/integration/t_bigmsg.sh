@@ -40,6 +40,13 @@ setup() {
 		ctl policy add --sender @example.com --recipient @partner.example \
 			--action sign,encrypt >/dev/null ||
 		{ fail_because "setup: $(tail -n 1 "$CASE_DIR/ctl.log")"; return 1; }
+	# The inbound rule is there before the daemon starts: added while it
+	# runs, it is seen within a second, and the first message may be
+	# quicker than that.
+	if [ -n "${IN_RULE:-}" ]; then
+		ctl policy add --recipient alice@example.com --action decrypt,verify >/dev/null ||
+			{ fail_because "policy add: $(tail -n 1 "$CASE_DIR/ctl.log")"; return 1; }
+	fi
 	start_smrelayd "$CONF" "$PORT" || return 1
 	NET=$(smrelayd_child "$SMRELAYD_PID" smrelayd-net) || NET=$SMRELAYD_PID
 }
@@ -128,9 +135,8 @@ case_sign_encrypt() {
 # verifies with openssl cms, the content unchanged.
 case_decrypt_verify() {
 	local base i pids=() bad=0 f n d=$CASE_DIR
+	local IN_RULE=1
 	setup || return 1
-	ctl policy add --recipient alice@example.com --action decrypt,verify >/dev/null ||
-		{ fail_because "policy add: $(tail -n 1 "$CASE_DIR/ctl.log")"; return 1; }
 	"$PYTHON" "$IT_PY/bigmsg.py" entity --size "$SIZE" "$d/ent" &&
 		openssl cms -sign -binary -in "$d/ent" -signer "$P/bob.pem" -inkey "$P/bob.key" \
 			-certfile "$P/int.pem" -out "$d/signed" 2>"$d/cms.err" &&
@@ -183,8 +189,8 @@ send_in() {
 # memory bounded, another client served meanwhile.
 case_lying_envelope() {
 	local base d=$CASE_DIR n p1 p2 f
+	local IN_RULE=1
 	setup || return 1
-	ctl policy add --recipient alice@example.com --action decrypt,verify >/dev/null || return 1
 	small
 	printf 'Content-Type: text/plain\r\n\r\nsecret\r\n' >"$d/ent"
 	openssl cms -encrypt -binary -aes256 -outform DER -in "$d/ent" -out "$d/env.der" \
