@@ -506,14 +506,18 @@ mark_migrate(struct store *st, struct keyfile *kf, char *err, size_t errlen)
 		return 0;
 	if (store_begin(st, err, errlen) == -1)
 		return -1;
-	if (store_exec(st, "DELETE FROM secrets WHERE name = 'mark'; "
+	/* SQLite: the file is scrubbed next (VACUUM); PostgreSQL has none */
+	if (store_exec(st, "DELETE FROM secrets WHERE name = 'mark'", err,
+	    errlen) == -1 || (!store_is_pg(st) && store_exec(st,
 	    "INSERT INTO meta (name, value) VALUES ('scrub', 1) "
 	    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-	    err, errlen) == -1) {
+	    err, errlen) == -1)) {
 		store_rollback(st);
 		return -1;
 	}
-	return store_commit(st, err, errlen) == -1 ? -1 : 1;
+	if (store_commit(st, err, errlen) == -1)
+		return -1;
+	return store_is_pg(st) ? 0 : 1;
 }
 
 /* Move the keys and the mark secret still in the store to the key file. */
@@ -528,7 +532,17 @@ store_keys_migrate(struct store *st, struct keyfile *kf, char *err,
 
 	if ((v = pending_keys(st, &n, err, errlen)) == NULL)
 		return -1;
-	if ((scrub = scrub_pending(st)) < 0) {
+	/* a shared database never held private keys (it starts at a schema
+	 * without them, and `store migrate` copies a migrated file): rows
+	 * that do were not written by us, and cannot be scrubbed there */
+	if (n > 0 && store_is_pg(st)) {
+		snprintf(err, errlen, "%s: %zu key rows hold a private key: "
+		    "not moved from a PostgreSQL store", st->path, n);
+		goto done;
+	}
+	if (store_is_pg(st))
+		scrub = 0;
+	else if ((scrub = scrub_pending(st)) < 0) {
 		store_sqlerr(st, "meta", err, errlen);
 		goto done;
 	}
