@@ -629,8 +629,9 @@ store_open_path(const char *path, char *err, size_t errlen)
 int
 store_db_is_pg(const char *database)
 {
-	return strncmp(database, "postgresql://", 13) == 0 ||
-	    strncmp(database, "postgres://", 11) == 0;
+	return database != NULL && (strncmp(database, "postgresql://",
+	    13) == 0 ||
+	    strncmp(database, "postgres://", 11) == 0);
 }
 
 /* Connect to PostgreSQL and make or check the schema. */

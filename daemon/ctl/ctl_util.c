@@ -163,7 +163,8 @@ ctl_open_store(const struct config *cfg, struct store **st,
 	int n;
 
 	*kf = NULL;
-	if ((*st = store_open(cfg->data_dir, err, sizeof(err))) == NULL) {
+	if ((*st = store_open_db(cfg->database, cfg->data_dir, err,
+	    sizeof(err))) == NULL) {
 		fprintf(stderr, "smrelayctl: %s\n", err);
 		return -1;
 	}
