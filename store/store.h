@@ -153,6 +153,23 @@ const char *store_errmsg(struct store *);
  * passes SQLite's quick check and is not newer than this program; 0, or
  * -1 with err.  Writes nothing (smrelayd -n). */
 int store_check_file(const char *path, char *err, size_t errlen);
+/* The name of the database (file path or connection string without its
+ * password), for messages. */
+const char *store_name(struct store *);
+
+/* store_copy.c */
+#define STORE_COPY_TABLES	8
+/*
+ * `smrelayctl store migrate`: copy every row of src (SQLite, at this
+ * program's schema, no private key left in it) into dst (PostgreSQL,
+ * whose tables must all be empty) in one transaction, keeping the ids
+ * (dst's identities then go on past them).  counts[i] gets the rows of
+ * table store_copy_table(i), i < STORE_COPY_TABLES.  0; -2 refused (dst
+ * holds rows, src private keys), -1 failed; err says why, dst unchanged.
+ */
+int store_copy(struct store *src, struct store *dst, int64_t *counts,
+    char *err, size_t errlen);
+const char *store_copy_table(size_t);
 /* A secret of this installation (table secrets), exactly len bytes. */
 #define STORE_MARK_LEN	32	/* the loop-guard "mark" secret */
 int store_secret(struct store *, const char *name, unsigned char *buf,
