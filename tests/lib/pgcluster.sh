@@ -166,7 +166,7 @@ pg_start() {
 	listen_addresses = '127.0.0.1'
 	unix_socket_directories = '$PG_DIR'
 	fsync = off
-	synchronous_commit = off
+	# synchronous_commit stays on: what a test saw committed survives pg_kill
 	full_page_writes = off
 	shared_buffers = 16MB
 	max_connections = 60
