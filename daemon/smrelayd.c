@@ -53,6 +53,7 @@ struct daemon_state {
 	struct workers *workers;        /* each with its own connection */
 	struct gateway *gw;             /* policy + S/MIME around the pool */
 	char *data_dir;                 /* the workers' (started with it) */
+	char *database;                 /* the same: their store's */
 	SSL_CTX *client_ctx;
 	struct config **retired;        /* configs sessions may still point into */
 	int nretired;
@@ -134,7 +135,7 @@ check_store(const struct config *cfg, char *err, size_t errlen)
 	struct store *st;
 	struct keyfile *kf;
 
-	st = store_open(cfg->data_dir, why, sizeof(why));
+	st = store_open_db(cfg->database, cfg->data_dir, why, sizeof(why));
 	if (st == NULL) {
 		snprintf(err, errlen, "%s: database: %s", cfg->path, why);
 		return -1;
@@ -380,7 +381,7 @@ static int
 check_only(struct daemon_state *d)
 {
 	const struct config *cfg = d->cfg;
-	char err[1024], *parent, *slash, *db;
+	char err[1024], *parent, *slash;
 	struct stat sb;
 	int n = 0;
 
@@ -415,10 +416,9 @@ check_only(struct daemon_state *d)
 			    cfg->path, cfg->data_dir, strerror(errno));
 		free(parent);
 	}
-	db = xasprintf("%s/%s", cfg->data_dir, STORE_DB_NAME);
-	if (store_check_file(db, err, sizeof(err)) == -1)
+	if (store_check_db(cfg->database, cfg->data_dir, err,
+	    sizeof(err)) == -1)
 		problem(&n, "%s: database: %s", cfg->path, err);
-	free(db);
 	if (keyfile_check(cfg->key_file, cfg->key_passphrase_file, err,
 	    sizeof(err)) == -1)
 		problem(&n, "%s: key_file: %s", cfg->path, err);
@@ -460,11 +460,12 @@ check_config(struct daemon_state *d, const char *path, int checkonly)
 static void *
 worker_init(void *arg)
 {
-	const char *data_dir = arg;
+	const struct daemon_state *d = arg;
 	char err[512];
 	struct store *st;
 
-	if ((st = store_open(data_dir, err, sizeof(err))) == NULL)
+	if ((st = store_open_db(d->database, d->data_dir, err,
+	    sizeof(err))) == NULL)
 		log_warnx("worker: %s", err);
 	return st;
 }
@@ -489,6 +490,7 @@ subsystems_free(struct daemon_state *d)
 	if (d->st != NULL)
 		store_close(d->st);
 	free(d->data_dir);
+	free(d->database);
 	d->workers = NULL;
 	d->spool = NULL;
 	d->gw = NULL;
@@ -496,6 +498,7 @@ subsystems_free(struct daemon_state *d)
 	d->cc = NULL;
 	d->st = NULL;
 	d->data_dir = NULL;
+	d->database = NULL;
 }
 
 /*
@@ -513,7 +516,9 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 	size_t nloaded = 0;
 
 	d->data_dir = xstrdup(cfg->data_dir);
-	if ((d->st = store_open(d->data_dir, err, errlen)) == NULL)
+	d->database = xstrdup(cfg->database);
+	if ((d->st = store_open_db(d->database, d->data_dir, err,
+	    errlen)) == NULL)
 		goto fail;
 	d->cc = certcache_new();
 	if (d->kc != NULL)
@@ -530,7 +535,7 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 	/* two per CPU: a worker waiting on the key process for a signature
 	 * or an unwrap leaves its CPU to another (docs/BENCHMARKS.md) */
 	d->workers = workers_new(d->base, 2 * workers_cpus(), worker_init, worker_fini,
-	    d->data_dir);
+	    d);
 	parts.st = d->st;
 	parts.cc = d->cc;
 	parts.spool = d->spool;
@@ -726,7 +731,10 @@ metrics_health(void *arg, char *why, size_t len)
 	}
 	db = xasprintf("%s/%s", d->data_dir, STORE_DB_NAME);
 	errno = 0;
-	if (stat(db, &st) == -1 || !S_ISREG(st.st_mode)) {
+	/* PostgreSQL: no file here (its connection state is the loop's) */
+	if (store_db_is_pg(d->database))
+		;
+	else if (stat(db, &st) == -1 || !S_ISREG(st.st_mode)) {
 		snprintf(why, len, "database %s: %s", db, errno ?
 		    strerror(errno) : "not a file");
 		r = -1;

@@ -1,4 +1,4 @@
-/* store.h: the SQLite certificate store (partner certs, our certificates,
+/* store.h: the certificate store (SQLite, or PostgreSQL shared by nodes) (partner certs, our certificates,
  * trust, CRLs) and the key file that holds our private keys. */
 #ifndef SMRELAY_STORE_H
 #define SMRELAY_STORE_H
@@ -14,6 +14,8 @@
 
 #define STORE_DB_NAME		"smrelay.db"
 #define STORE_SCHEMA_VERSION	8
+/* Seconds to wait for a PostgreSQL server to answer a connection. */
+#define STORE_PG_CONNECT_TIMEOUT	10
 
 /* store_certinfo.caps: harvested SMIMECapabilities. */
 #define STORE_CAP_GCM		0x01	/* prefers/accepts AES-GCM */
@@ -101,20 +103,73 @@ typedef int keyfile_cb(const struct keyfile_entry *, void *);
 struct store *store_open(const char *data_dir, char *err, size_t errlen);
 /* The same for an explicit database path (tests). */
 struct store *store_open_path(const char *path, char *err, size_t errlen);
+/*
+ * Open the database the `database` setting names: "sqlite" (or NULL) is
+ * store_open(data_dir); a "postgresql://" or "postgres://" URI connects
+ * (waiting STORE_PG_CONNECT_TIMEOUT seconds at most) and makes the schema
+ * in an empty database, or refuses one of another version.  NULL with the
+ * reason in err (never the password).
+ */
+struct store *store_open_db(const char *database, const char *data_dir,
+    char *err, size_t errlen);
+/* Whether a `database` value names PostgreSQL. */
+int store_db_is_pg(const char *database);
+/* Whether an open store is on PostgreSQL. */
+int store_is_pg(struct store *);
+/*
+ * smrelayd -n: SQLite, store_check_file on data_dir's file; PostgreSQL,
+ * connect and refuse a schema newer than this program's (none yet is
+ * fine: made at start).  Writes nothing; 0, or -1 with err.
+ */
+int store_check_db(const char *database, const char *data_dir, char *err,
+    size_t errlen);
 void store_close(struct store *);
-/* The schema version of the open database (PRAGMA user_version). */
+/*
+ * Changes made by other processes and nodes.  On SQLite there are no
+ * notifications: store_listen and store_notify_fd return -1 and the
+ * caller keeps polling store_changes (once a second).  On PostgreSQL,
+ * store_listen subscribes this connection (LISTEN) to what every
+ * store_commit notifies; store_notify_fd is then the socket to watch for
+ * readability, and store_notified reads what arrived without blocking:
+ * how many notifications (0 none), -1 when the connection is lost (listen
+ * again after reconnecting, and reload: changes may have been missed).
+ * Use a connection of its own for listening, or one that is idle between
+ * calls: notifications are only read between transactions.
+ */
+int store_listen(struct store *);
+int store_notify_fd(struct store *);
+int store_notified(struct store *);
+/* The schema version of the open database (PRAGMA user_version; meta's
+ * 'schema' row on PostgreSQL). */
 int store_schema_version(struct store *);
 /*
  * A counter bumped by every committed write, by any process: the daemon
  * reloads what it caches when it changes.  -1 on error.
  */
 int64_t store_changes(struct store *);
-/* The last SQLite error of this connection, for messages. */
+/* The last database error of this connection, for messages. */
 const char *store_errmsg(struct store *);
 /* Whether the database file at path (if there is one) opens read-only,
  * passes SQLite's quick check and is not newer than this program; 0, or
  * -1 with err.  Writes nothing (smrelayd -n). */
 int store_check_file(const char *path, char *err, size_t errlen);
+/* The name of the database (file path or connection string without its
+ * password), for messages. */
+const char *store_name(struct store *);
+
+/* store_copy.c */
+#define STORE_COPY_TABLES	8
+/*
+ * `smrelayctl store migrate`: copy every row of src (SQLite, at this
+ * program's schema, no private key left in it) into dst (PostgreSQL,
+ * whose tables must all be empty) in one transaction, keeping the ids
+ * (dst's identities then go on past them).  counts[i] gets the rows of
+ * table store_copy_table(i), i < STORE_COPY_TABLES.  0; -2 refused (dst
+ * holds rows, src private keys), -1 failed; err says why, dst unchanged.
+ */
+int store_copy(struct store *src, struct store *dst, int64_t *counts,
+    char *err, size_t errlen);
+const char *store_copy_table(size_t);
 /* A secret of this installation (table secrets), exactly len bytes. */
 #define STORE_MARK_LEN	32	/* the loop-guard "mark" secret */
 int store_secret(struct store *, const char *name, unsigned char *buf,

@@ -12,8 +12,6 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
-#include <sqlite3.h>
-
 #include "store_priv.h"
 #include "lib/lib.h"
 
@@ -47,7 +45,7 @@ insert_key(struct store *st, int64_t cert_id, STACK_OF(X509) *chain,
     const char *location, char *err, size_t errlen)
 {
 	unsigned char *cder;
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int clen = 0, rc;
 
 	if ((cder = chain_der(chain, &clen)) == NULL) {
@@ -55,15 +53,16 @@ insert_key(struct store *st, int64_t cert_id, STACK_OF(X509) *chain,
 		return -1;
 	}
 	rc = store_prepare(st, "INSERT INTO keys (cert_id, pkey, chain, "
-	    "added, location) VALUES (?, X'', ?, ?, ?)", &stmt, err, errlen);
+	    "added, location) VALUES (?, ?, ?, ?, ?)", &stmt, err, errlen);
 	if (rc == 0) {
-		sqlite3_bind_int64(stmt, 1, cert_id);
-		sqlite3_bind_blob(stmt, 2, cder, clen, SQLITE_STATIC);
-		sqlite3_bind_int64(stmt, 3, (int64_t)time(NULL));
-		sqlite3_bind_text(stmt, 4, location, -1, SQLITE_STATIC);
-		rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 :
+		db_bind_int64(stmt, 1, cert_id);
+		db_bind_blob(stmt, 2, "", 0);	/* the key is elsewhere */
+		db_bind_blob(stmt, 3, cder, (size_t)clen);
+		db_bind_int64(stmt, 4, (int64_t)time(NULL));
+		db_bind_text(stmt, 5, location);
+		rc = db_step(stmt) == DB_DONE ? 0 :
 		    store_sqlerr(st, "insert key", err, errlen);
-		sqlite3_finalize(stmt);
+		db_finalize(stmt);
 	}
 	free(cder);
 	return rc;
@@ -74,20 +73,20 @@ static int
 relocate_key(struct store *st, int64_t id, const char *location, char *err,
     size_t errlen)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int rc, n = 0;
 
 	if (store_prepare(st, "UPDATE keys SET location = ? WHERE id = ? AND "
 	    "location <> ?", &stmt, err, errlen) == -1)
 		return -1;
-	sqlite3_bind_text(stmt, 1, location, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(stmt, 2, id);
-	sqlite3_bind_text(stmt, 3, location, -1, SQLITE_STATIC);
-	rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 :
+	db_bind_text(stmt, 1, location);
+	db_bind_int64(stmt, 2, id);
+	db_bind_text(stmt, 3, location);
+	rc = db_step(stmt) == DB_DONE ? 0 :
 	    store_sqlerr(st, "update key", err, errlen);
 	if (rc == 0)
-		n = sqlite3_changes(st->db);
-	sqlite3_finalize(stmt);
+		n = (int)db_changes(st->db);
+	db_finalize(stmt);
 	if (rc == 0 && n == 0)
 		store_rollback(st);
 	else if (rc == 0)
@@ -99,19 +98,19 @@ relocate_key(struct store *st, int64_t id, const char *location, char *err,
 static int64_t
 key_of_cert(struct store *st, int64_t cert_id)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int64_t id = 0;
 	int rc;
 
 	if (store_prepare(st, "SELECT id FROM keys WHERE cert_id = ?", &stmt,
 	    NULL, 0) == -1)
 		return -1;
-	sqlite3_bind_int64(stmt, 1, cert_id);
-	if ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-		id = sqlite3_column_int64(stmt, 0);
-	else if (rc != SQLITE_DONE)
+	db_bind_int64(stmt, 1, cert_id);
+	if ((rc = db_step(stmt)) == DB_ROW)
+		id = db_column_int64(stmt, 0);
+	else if (rc != DB_DONE)
 		id = -1;
-	sqlite3_finalize(stmt);
+	db_finalize(stmt);
 	return id;
 }
 
@@ -155,7 +154,7 @@ store_key_add(struct store *st, X509 *cert, STACK_OF(X509) *chain,
 	}
 	if (insert_key(st, cid, chain, location, err, errlen) == -1)
 		goto fail;
-	*id = sqlite3_last_insert_rowid(st->db);
+	*id = db_last_insert_id(st->db);
 	return store_commit(st, err, errlen);
  fail:
 	store_rollback(st);
@@ -167,7 +166,7 @@ int
 store_key_remove(struct store *st, int64_t id, char fp[65], char *err,
     size_t errlen)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int64_t cid = 0;
 	int changes = 0;
 
@@ -177,14 +176,14 @@ store_key_remove(struct store *st, int64_t id, char fp[65], char *err,
 	    "JOIN certificates c ON c.id = k.cert_id WHERE k.id = ?", &stmt,
 	    err, errlen) == -1)
 		goto fail;
-	sqlite3_bind_int64(stmt, 1, id);
-	if (sqlite3_step(stmt) == SQLITE_ROW) {
-		cid = sqlite3_column_int64(stmt, 0);
+	db_bind_int64(stmt, 1, id);
+	if (db_step(stmt) == DB_ROW) {
+		cid = db_column_int64(stmt, 0);
 		if (fp != NULL)
 			snprintf(fp, 65, "%s",
-			    (const char *)sqlite3_column_text(stmt, 1));
+			    db_column_text(stmt, 1));
 	}
-	sqlite3_finalize(stmt);
+	db_finalize(stmt);
 	if (cid == 0) {
 		store_rollback(st);
 		return 0;
@@ -205,7 +204,7 @@ store_key_remove(struct store *st, int64_t id, char fp[65], char *err,
 int
 store_key_list(struct store *st, store_list_cb *cb, void *arg)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 
 	if (store_prepare(st, "SELECT k.id AS id, c.id AS cert_id, "
 	    "c.fingerprint AS fingerprint, c.subject AS subject, "
@@ -216,7 +215,7 @@ store_key_list(struct store *st, store_list_cb *cb, void *arg)
 	    "k.added AS added, k.location AS location, "
 	    "(SELECT group_concat(email, ',') FROM "
 	    "(SELECT email FROM cert_emails WHERE cert_id = c.id "
-	    "ORDER BY email)) AS emails "
+	    "ORDER BY email) AS ce) AS emails "
 	    "FROM keys k JOIN certificates c ON c.id = k.cert_id "
 	    "ORDER BY k.id", &stmt, NULL, 0) == -1)
 		return -1;
@@ -225,7 +224,7 @@ store_key_list(struct store *st, store_list_cb *cb, void *arg)
 
 /* A struct store_key from a KEY_SELECT row, without its private key. */
 static struct store_key *
-row_key(sqlite3_stmt *stmt)
+row_key(struct db_stmt *stmt)
 {
 	struct store_key *k;
 	const unsigned char *p;
@@ -233,15 +232,15 @@ row_key(sqlite3_stmt *stmt)
 	int n;
 
 	k = xcalloc(1, sizeof(*k));
-	k->id = sqlite3_column_int64(stmt, 0);
-	p = sqlite3_column_blob(stmt, 3);
-	n = sqlite3_column_bytes(stmt, 3);
+	k->id = db_column_int64(stmt, 0);
+	p = db_column_blob(stmt, 3);
+	n = db_column_bytes(stmt, 3);
 	if (p != NULL)
 		k->cert = d2i_X509(NULL, &p, n);
 	if ((k->chain = sk_X509_new_null()) == NULL)
 		alloc_fail("sk_X509_new_null");
-	p = sqlite3_column_blob(stmt, 2);
-	n = sqlite3_column_bytes(stmt, 2);
+	p = db_column_blob(stmt, 2);
+	n = db_column_bytes(stmt, 2);
 	while (p != NULL && n > 0) {
 		const unsigned char *q = p;
 
@@ -262,7 +261,7 @@ row_key(sqlite3_stmt *stmt)
 struct store_key *
 store_key_for(struct store *st, const char *email, time_t now)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	struct store_key *k = NULL;
 	char *e;
 
@@ -272,13 +271,13 @@ store_key_for(struct store *st, const char *email, time_t now)
 	    "ORDER BY c.not_before DESC, k.id DESC", &stmt, NULL, 0) == -1)
 		return NULL;
 	e = store_email_norm(email);
-	sqlite3_bind_text(stmt, 1, e, -1, SQLITE_TRANSIENT);
+	db_bind_text(stmt, 1, e);
 	free(e);
-	sqlite3_bind_int64(stmt, 2, (int64_t)now);
-	sqlite3_bind_int64(stmt, 3, (int64_t)now);
-	while (k == NULL && sqlite3_step(stmt) == SQLITE_ROW)
+	db_bind_int64(stmt, 2, (int64_t)now);
+	db_bind_int64(stmt, 3, (int64_t)now);
+	while (k == NULL && db_step(stmt) == DB_ROW)
 		k = row_key(stmt);
-	sqlite3_finalize(stmt);
+	db_finalize(stmt);
 	return k;
 }
 
@@ -286,7 +285,7 @@ store_key_for(struct store *st, const char *email, time_t now)
 struct store_key **
 store_all_keys(struct store *st, size_t *np)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	struct store_key **v, *k;
 	size_t n = 0;
 
@@ -296,14 +295,14 @@ store_all_keys(struct store *st, size_t *np)
 		*np = 0;
 		return v;
 	}
-	while (sqlite3_step(stmt) == SQLITE_ROW) {
+	while (db_step(stmt) == DB_ROW) {
 		if ((k = row_key(stmt)) == NULL)
 			continue;
 		v = xreallocarray(v, n + 2, sizeof(*v));
 		v[n++] = k;
 		v[n] = NULL;
 	}
-	sqlite3_finalize(stmt);
+	db_finalize(stmt);
 	*np = n;
 	return v;
 }
@@ -389,17 +388,17 @@ pending_free(struct pending *v, size_t n)
 /* The certificate and PKCS#8 key of a row (id, der, pkey); -1 if either
  * cannot be decoded. */
 static int
-pending_row(sqlite3_stmt *stmt, struct pending *p)
+pending_row(struct db_stmt *stmt, struct pending *p)
 {
 	PKCS8_PRIV_KEY_INFO *p8;
 	const unsigned char *d;
 
-	p->id = sqlite3_column_int64(stmt, 0);
-	if ((d = sqlite3_column_blob(stmt, 1)) != NULL)
-		p->cert = d2i_X509(NULL, &d, sqlite3_column_bytes(stmt, 1));
-	if ((d = sqlite3_column_blob(stmt, 2)) != NULL &&
+	p->id = db_column_int64(stmt, 0);
+	if ((d = db_column_blob(stmt, 1)) != NULL)
+		p->cert = d2i_X509(NULL, &d, db_column_bytes(stmt, 1));
+	if ((d = db_column_blob(stmt, 2)) != NULL &&
 	    (p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &d,
-	    sqlite3_column_bytes(stmt, 2))) != NULL) {
+	    db_column_bytes(stmt, 2))) != NULL) {
 		p->pkey = EVP_PKCS82PKEY(p8);
 		PKCS8_PRIV_KEY_INFO_free(p8);
 	}
@@ -411,7 +410,7 @@ pending_row(sqlite3_stmt *stmt, struct pending *p)
 static struct pending *
 pending_keys(struct store *st, size_t *np, char *err, size_t errlen)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	struct pending *v = NULL;
 	size_t n = 0;
 	int rc;
@@ -421,7 +420,7 @@ pending_keys(struct store *st, size_t *np, char *err, size_t errlen)
 	    "certificates c ON c.id = k.cert_id WHERE length(k.pkey) > 0 "
 	    "ORDER BY k.id", &stmt, err, errlen) == -1)
 		return NULL;
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+	while ((rc = db_step(stmt)) == DB_ROW) {
 		v = xreallocarray(v, n + 1, sizeof(*v));
 		memset(&v[n], 0, sizeof(v[n]));
 		if (pending_row(stmt, &v[n++]) == -1) {
@@ -430,9 +429,9 @@ pending_keys(struct store *st, size_t *np, char *err, size_t errlen)
 			break;
 		}
 	}
-	sqlite3_finalize(stmt);
-	if (rc != SQLITE_DONE) {
-		if (rc != SQLITE_ROW)
+	db_finalize(stmt);
+	if (rc != DB_DONE) {
+		if (rc != DB_ROW)
 			store_sqlerr(st, "read keys", err, errlen);
 		pending_free(v, n);
 		return NULL;
@@ -454,8 +453,9 @@ pending_blank(struct store *st, const struct pending *v, size_t n,
 		if (store_exec_id(st, "UPDATE keys SET pkey = X'', location = "
 		    "'file' WHERE id = ?", v[i].id, NULL) == -1)
 			goto fail;
-	if (store_exec_id(st, "INSERT OR REPLACE INTO meta (name, value) "
-	    "VALUES ('scrub', ?)", 1, NULL) == -1)
+	if (store_exec_id(st, "INSERT INTO meta (name, value) VALUES "
+	    "('scrub', ?) ON CONFLICT (name) DO UPDATE SET value = "
+	    "excluded.value", 1, NULL) == -1)
 		goto fail;
 	return store_commit(st, err, errlen);
  fail:
@@ -469,15 +469,15 @@ pending_blank(struct store *st, const struct pending *v, size_t n,
 static int
 scrub_pending(struct store *st)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int rc;
 
 	if (store_prepare(st, "SELECT 1 FROM meta WHERE name = 'scrub'",
 	    &stmt, NULL, 0) == -1)
 		return -1;
-	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+	rc = db_step(stmt);
+	db_finalize(stmt);
+	return rc == DB_ROW ? 1 : rc == DB_DONE ? 0 : -1;
 }
 
 /*
@@ -506,13 +506,18 @@ mark_migrate(struct store *st, struct keyfile *kf, char *err, size_t errlen)
 		return 0;
 	if (store_begin(st, err, errlen) == -1)
 		return -1;
-	if (store_exec(st, "DELETE FROM secrets WHERE name = 'mark'; "
-	    "INSERT OR REPLACE INTO meta (name, value) VALUES ('scrub', 1)",
-	    err, errlen) == -1) {
+	/* SQLite: the file is scrubbed next (VACUUM); PostgreSQL has none */
+	if (store_exec(st, "DELETE FROM secrets WHERE name = 'mark'", err,
+	    errlen) == -1 || (!store_is_pg(st) && store_exec(st,
+	    "INSERT INTO meta (name, value) VALUES ('scrub', 1) "
+	    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+	    err, errlen) == -1)) {
 		store_rollback(st);
 		return -1;
 	}
-	return store_commit(st, err, errlen) == -1 ? -1 : 1;
+	if (store_commit(st, err, errlen) == -1)
+		return -1;
+	return store_is_pg(st) ? 0 : 1;
 }
 
 /* Move the keys and the mark secret still in the store to the key file. */
@@ -527,7 +532,17 @@ store_keys_migrate(struct store *st, struct keyfile *kf, char *err,
 
 	if ((v = pending_keys(st, &n, err, errlen)) == NULL)
 		return -1;
-	if ((scrub = scrub_pending(st)) < 0) {
+	/* a shared database never held private keys (it starts at a schema
+	 * without them, and `store migrate` copies a migrated file): rows
+	 * that do were not written by us, and cannot be scrubbed there */
+	if (n > 0 && store_is_pg(st)) {
+		snprintf(err, errlen, "%s: %zu key rows hold a private key: "
+		    "not moved from a PostgreSQL store", st->path, n);
+		goto done;
+	}
+	if (store_is_pg(st))
+		scrub = 0;
+	else if ((scrub = scrub_pending(st)) < 0) {
 		store_sqlerr(st, "meta", err, errlen);
 		goto done;
 	}

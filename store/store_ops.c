@@ -7,8 +7,6 @@
 #include <time.h>
 
 #include <openssl/x509v3.h>
-#include <sqlite3.h>
-
 #include "store_priv.h"
 #include "lib/lib.h"
 
@@ -23,7 +21,7 @@
 	"c.expires AS expires, " \
 	"(SELECT group_concat(email, ',') FROM " \
 	"  (SELECT email FROM cert_emails WHERE cert_id = c.id " \
-	"   ORDER BY email)) AS emails "
+	"   ORDER BY email) AS ce) AS emails "
 
 static const char *source_names[] = { "import", "harvest", "key", "smimea" };
 
@@ -32,24 +30,25 @@ static int
 insert_emails(struct store *st, int64_t id, const struct store_certmeta *m,
     char *err, size_t errlen)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	size_t i;
 	int rc;
 
-	if (store_prepare(st, "INSERT OR IGNORE INTO cert_emails "
-	    "(cert_id, email) VALUES (?, ?)", &stmt, err, errlen) == -1)
+	if (store_prepare(st, "INSERT INTO cert_emails "
+	    "(cert_id, email) VALUES (?, ?) ON CONFLICT (cert_id, email) "
+	    "DO NOTHING", &stmt, err, errlen) == -1)
 		return -1;
 	for (i = 0; i < m->nemails; i++) {
-		sqlite3_bind_int64(stmt, 1, id);
-		sqlite3_bind_text(stmt, 2, m->emails[i], -1, SQLITE_STATIC);
-		rc = sqlite3_step(stmt);
-		sqlite3_reset(stmt);
-		if (rc != SQLITE_DONE) {
-			sqlite3_finalize(stmt);
+		db_bind_int64(stmt, 1, id);
+		db_bind_text(stmt, 2, m->emails[i]);
+		rc = db_step(stmt);
+		db_reset(stmt);
+		if (rc != DB_DONE) {
+			db_finalize(stmt);
 			return store_sqlerr(st, "insert e-mail", err, errlen);
 		}
 	}
-	sqlite3_finalize(stmt);
+	db_finalize(stmt);
 	return 0;
 }
 
@@ -58,7 +57,7 @@ int64_t
 store_cert_insert(struct store *st, const struct store_certmeta *m,
     enum store_source src, int caps, int *existed, char *err, size_t errlen)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int64_t id;
 	int rc;
 
@@ -75,27 +74,27 @@ store_cert_insert(struct store *st, const struct store_certmeta *m,
 	    "caps, added) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &stmt,
 	    err, errlen) == -1)
 		return -1;
-	sqlite3_bind_blob(stmt, 1, m->der, m->derlen, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, m->fingerprint, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 3, m->subject, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 4, m->issuer, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 5, m->serial, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(stmt, 6, m->not_before);
-	sqlite3_bind_int64(stmt, 7, m->not_after);
-	sqlite3_bind_int64(stmt, 8, m->key_usage);
-	sqlite3_bind_int64(stmt, 9, m->ext_key_usage);
-	sqlite3_bind_int(stmt, 10, m->can_encrypt);
-	sqlite3_bind_int(stmt, 11, m->can_sign);
-	sqlite3_bind_text(stmt, 12, m->key_type, -1, SQLITE_STATIC);
-	sqlite3_bind_int(stmt, 13, m->key_bits);
-	sqlite3_bind_text(stmt, 14, source_names[src], -1, SQLITE_STATIC);
-	sqlite3_bind_int(stmt, 15, caps);
-	sqlite3_bind_int64(stmt, 16, (int64_t)time(NULL));
-	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
-	if (rc != SQLITE_DONE)
+	db_bind_blob(stmt, 1, m->der, m->derlen);
+	db_bind_text(stmt, 2, m->fingerprint);
+	db_bind_text(stmt, 3, m->subject);
+	db_bind_text(stmt, 4, m->issuer);
+	db_bind_text(stmt, 5, m->serial);
+	db_bind_int64(stmt, 6, m->not_before);
+	db_bind_int64(stmt, 7, m->not_after);
+	db_bind_int64(stmt, 8, m->key_usage);
+	db_bind_int64(stmt, 9, m->ext_key_usage);
+	db_bind_int(stmt, 10, m->can_encrypt);
+	db_bind_int(stmt, 11, m->can_sign);
+	db_bind_text(stmt, 12, m->key_type);
+	db_bind_int(stmt, 13, m->key_bits);
+	db_bind_text(stmt, 14, source_names[src]);
+	db_bind_int(stmt, 15, caps);
+	db_bind_int64(stmt, 16, (int64_t)time(NULL));
+	rc = db_step(stmt);
+	db_finalize(stmt);
+	if (rc != DB_DONE)
 		return store_sqlerr(st, "insert certificate", err, errlen);
-	id = sqlite3_last_insert_rowid(st->db);
+	id = db_last_insert_id(st->db);
 	if (insert_emails(st, id, m, err, errlen) == -1)
 		return -1;
 	return id;
@@ -154,7 +153,7 @@ int
 store_cert_list(struct store *st, const char *email, store_list_cb *cb,
     void *arg)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	char *e;
 	int rc;
 
@@ -169,7 +168,7 @@ store_cert_list(struct store *st, const char *email, store_list_cb *cb,
 	    "ORDER BY c.id", &stmt, NULL, 0) == -1)
 		return -1;
 	e = store_email_norm(email);
-	sqlite3_bind_text(stmt, 1, e, -1, SQLITE_TRANSIENT);
+	db_bind_text(stmt, 1, e);
 	free(e);
 	rc = store_run_list(stmt, cb, arg);
 	return rc;
@@ -179,23 +178,23 @@ store_cert_list(struct store *st, const char *email, store_list_cb *cb,
 int
 store_cert_info(struct store *st, int64_t id, store_list_cb *cb, void *arg)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int rc;
 
 	if (store_prepare(st, "SELECT " CERT_COLUMNS "FROM certificates c "
 	    "WHERE c.id = ?", &stmt, NULL, 0) == -1)
 		return -1;
-	sqlite3_bind_int64(stmt, 1, id);
+	db_bind_int64(stmt, 1, id);
 	rc = store_run_list(stmt, cb, arg);
 	return rc < 0 ? -1 : rc > 0;
 }
 
 /* X509 from the first column (a DER blob) of the current row. */
 static X509 *
-column_x509(sqlite3_stmt *stmt, int col)
+column_x509(struct db_stmt *stmt, int col)
 {
-	const unsigned char *p = sqlite3_column_blob(stmt, col);
-	int n = sqlite3_column_bytes(stmt, col);
+	const unsigned char *p = db_column_blob(stmt, col);
+	int n = db_column_bytes(stmt, col);
 
 	if (p == NULL || n <= 0)
 		return NULL;
@@ -206,16 +205,16 @@ column_x509(sqlite3_stmt *stmt, int col)
 X509 *
 store_cert_get(struct store *st, int64_t id)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	X509 *x = NULL;
 
 	if (store_prepare(st, "SELECT der FROM certificates WHERE id = ?",
 	    &stmt, NULL, 0) == -1)
 		return NULL;
-	sqlite3_bind_int64(stmt, 1, id);
-	if (sqlite3_step(stmt) == SQLITE_ROW)
+	db_bind_int64(stmt, 1, id);
+	if (db_step(stmt) == DB_ROW)
 		x = column_x509(stmt, 0);
-	sqlite3_finalize(stmt);
+	db_finalize(stmt);
 	return x;
 }
 
@@ -232,7 +231,7 @@ X509 *
 store_cert_candidate(struct store *st, const char *email, time_t now,
     int n, int *caps)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	X509 *x = NULL;
 	char *e;
 
@@ -245,18 +244,18 @@ store_cert_candidate(struct store *st, const char *email, time_t now,
 	    NULL, 0) == -1)
 		return NULL;
 	e = store_email_norm(email);
-	sqlite3_bind_text(stmt, 1, e, -1, SQLITE_TRANSIENT);
+	db_bind_text(stmt, 1, e);
 	free(e);
-	sqlite3_bind_int64(stmt, 2, (int64_t)now);
-	sqlite3_bind_int64(stmt, 3, (int64_t)now);
-	sqlite3_bind_int64(stmt, 4, (int64_t)now);
-	sqlite3_bind_int(stmt, 5, n);
-	if (sqlite3_step(stmt) == SQLITE_ROW) {
+	db_bind_int64(stmt, 2, (int64_t)now);
+	db_bind_int64(stmt, 3, (int64_t)now);
+	db_bind_int64(stmt, 4, (int64_t)now);
+	db_bind_int(stmt, 5, n);
+	if (db_step(stmt) == DB_ROW) {
 		x = column_x509(stmt, 0);
 		if (caps != NULL)
-			*caps = sqlite3_column_int(stmt, 1);
+			*caps = db_column_int(stmt, 1);
 	}
-	sqlite3_finalize(stmt);
+	db_finalize(stmt);
 	return x;
 }
 
@@ -264,17 +263,17 @@ store_cert_candidate(struct store *st, const char *email, time_t now,
 static int
 update_caps(struct store *st, int64_t id, int caps)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int rc;
 
 	if (store_prepare(st, "UPDATE certificates SET caps = ? "
 	    "WHERE id = ?", &stmt, NULL, 0) == -1)
 		return -1;
-	sqlite3_bind_int(stmt, 1, caps);
-	sqlite3_bind_int64(stmt, 2, id);
-	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
-	return rc == SQLITE_DONE ? 0 : -1;
+	db_bind_int(stmt, 1, caps);
+	db_bind_int64(stmt, 2, id);
+	rc = db_step(stmt);
+	db_finalize(stmt);
+	return rc == DB_DONE ? 0 : -1;
 }
 
 /* A certificate from a valid signature: add it or refresh its caps. */
@@ -309,17 +308,17 @@ store_harvest(struct store *st, X509 *x, STACK_OF(X509) *chain, int caps)
 static int
 purge_expired(struct store *st, int64_t now, char *err, size_t errlen)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int rc;
 
 	if (store_prepare(st, "DELETE FROM certificates WHERE "
 	    "source = 'smimea' AND expires != 0 AND expires <= ?", &stmt, err,
 	    errlen) == -1)
 		return -1;
-	sqlite3_bind_int64(stmt, 1, now);
-	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
-	if (rc != SQLITE_DONE)
+	db_bind_int64(stmt, 1, now);
+	rc = db_step(stmt);
+	db_finalize(stmt);
+	if (rc != DB_DONE)
 		return store_sqlerr(st, "delete expired", err, errlen);
 	return 0;
 }
@@ -328,16 +327,17 @@ purge_expired(struct store *st, int64_t now, char *err, size_t errlen)
 static int
 row_from_dns(struct store *st, int64_t id)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int rc = -1;
 
-	if (store_prepare(st, "SELECT source = 'smimea' FROM certificates "
+	if (store_prepare(st, "SELECT CASE WHEN source = 'smimea' THEN 1 "
+	    "ELSE 0 END FROM certificates "
 	    "WHERE id = ?", &stmt, NULL, 0) == -1)
 		return -1;
-	sqlite3_bind_int64(stmt, 1, id);
-	if (sqlite3_step(stmt) == SQLITE_ROW)
-		rc = sqlite3_column_int(stmt, 0) != 0;
-	sqlite3_finalize(stmt);
+	db_bind_int64(stmt, 1, id);
+	if (db_step(stmt) == DB_ROW)
+		rc = db_column_int(stmt, 0) != 0;
+	db_finalize(stmt);
 	return rc;
 }
 
@@ -345,17 +345,17 @@ row_from_dns(struct store *st, int64_t id)
 static int
 row_has_email(struct store *st, int64_t id, const char *email)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int rc;
 
 	if (store_prepare(st, "SELECT 1 FROM cert_emails WHERE cert_id = ? "
 	    "AND email = ?", &stmt, NULL, 0) == -1)
 		return -1;
-	sqlite3_bind_int64(stmt, 1, id);
-	sqlite3_bind_text(stmt, 2, email, -1, SQLITE_STATIC);
-	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+	db_bind_int64(stmt, 1, id);
+	db_bind_text(stmt, 2, email);
+	rc = db_step(stmt);
+	db_finalize(stmt);
+	return rc == DB_ROW ? 1 : rc == DB_DONE ? 0 : -1;
 }
 
 /* Set the expiry of a row from DNS to expires, or keep a later one. */
@@ -363,17 +363,18 @@ static int
 set_expires(struct store *st, int64_t id, int64_t expires, char *err,
     size_t errlen)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int rc;
 
 	if (store_prepare(st, "UPDATE certificates SET expires = "
-	    "max(expires, ?) WHERE id = ?", &stmt, err, errlen) == -1)
+	    "CASE WHEN expires > ? THEN expires ELSE ? END WHERE id = ?", &stmt, err, errlen) == -1)
 		return -1;
-	sqlite3_bind_int64(stmt, 1, expires);
-	sqlite3_bind_int64(stmt, 2, id);
-	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
-	if (rc != SQLITE_DONE)
+	db_bind_int64(stmt, 1, expires);
+	db_bind_int64(stmt, 2, expires);
+	db_bind_int64(stmt, 3, id);
+	rc = db_step(stmt);
+	db_finalize(stmt);
+	if (rc != DB_DONE)
 		return store_sqlerr(st, "set expiry", err, errlen);
 	return 0;
 }

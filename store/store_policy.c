@@ -6,8 +6,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <sqlite3.h>
-
 #include "policy/policy.h"
 #include "store_priv.h"
 #include "lib/lib.h"
@@ -31,7 +29,7 @@ int
 store_policy_add(struct store *st, const struct policy_rule *r, int64_t *id,
     char *err, size_t errlen)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int rc;
 
 	if (rule_check(r, err, errlen) == -1)
@@ -44,22 +42,20 @@ store_policy_add(struct store *st, const struct policy_rule *r, int64_t *id,
 		store_rollback(st);
 		return -1;
 	}
-	sqlite3_bind_text(stmt, 1, r->sender ? r->sender : "*", -1,
-	    SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, r->recipient ? r->recipient : "*", -1,
-	    SQLITE_STATIC);
-	sqlite3_bind_int64(stmt, 3, (int64_t)r->actions);
-	sqlite3_bind_int(stmt, 4, (int)r->nocert);
-	sqlite3_bind_int(stmt, 5, r->priority);
-	sqlite3_bind_int64(stmt, 6, (int64_t)time(NULL));
-	if ((rc = sqlite3_step(stmt)) != SQLITE_DONE)
+	db_bind_text(stmt, 1, r->sender ? r->sender : "*");
+	db_bind_text(stmt, 2, r->recipient ? r->recipient : "*");
+	db_bind_int64(stmt, 3, (int64_t)r->actions);
+	db_bind_int(stmt, 4, (int)r->nocert);
+	db_bind_int(stmt, 5, r->priority);
+	db_bind_int64(stmt, 6, (int64_t)time(NULL));
+	if ((rc = db_step(stmt)) != DB_DONE)
 		store_sqlerr(st, "insert policy rule", err, errlen);
-	sqlite3_finalize(stmt);
-	if (rc != SQLITE_DONE) {
+	db_finalize(stmt);
+	if (rc != DB_DONE) {
 		store_rollback(st);
 		return -1;
 	}
-	*id = sqlite3_last_insert_rowid(st->db);
+	*id = db_last_insert_id(st->db);
 	return store_commit(st, err, errlen);
 }
 
@@ -73,25 +69,25 @@ store_policy_remove(struct store *st, int64_t id, char *err, size_t errlen)
 
 /* Copy the current row into r. */
 static void
-row_rule(sqlite3_stmt *stmt, struct policy_rule *r)
+row_rule(struct db_stmt *stmt, struct policy_rule *r)
 {
 	const char *s;
 
-	r->id = sqlite3_column_int64(stmt, 0);
-	s = (const char *)sqlite3_column_text(stmt, 1);
+	r->id = db_column_int64(stmt, 0);
+	s = db_column_text(stmt, 1);
 	r->sender = xstrdup(s ? s : "*");
-	s = (const char *)sqlite3_column_text(stmt, 2);
+	s = db_column_text(stmt, 2);
 	r->recipient = xstrdup(s ? s : "*");
-	r->actions = (unsigned)sqlite3_column_int64(stmt, 3);
-	r->nocert = (enum policy_nocert)sqlite3_column_int(stmt, 4);
-	r->priority = sqlite3_column_int(stmt, 5);
+	r->actions = (unsigned)db_column_int64(stmt, 3);
+	r->nocert = (enum policy_nocert)db_column_int(stmt, 4);
+	r->priority = db_column_int(stmt, 5);
 }
 
 /* Every rule, ordered by id; NULL on error. */
 struct policy_rule *
 store_policy_load(struct store *st, size_t *np, char *err, size_t errlen)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	struct policy_rule *v;
 	size_t n = 0, cap = 16;
 	int rc;
@@ -102,7 +98,7 @@ store_policy_load(struct store *st, size_t *np, char *err, size_t errlen)
 	    errlen) == -1)
 		return NULL;
 	v = xcalloc(cap, sizeof(*v));
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+	while ((rc = db_step(stmt)) == DB_ROW) {
 		if (n == cap) {
 			v = xreallocarray(v, cap * 2, sizeof(*v));
 			memset(v + cap, 0, cap * sizeof(*v));
@@ -110,10 +106,10 @@ store_policy_load(struct store *st, size_t *np, char *err, size_t errlen)
 		}
 		row_rule(stmt, &v[n++]);
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != DB_DONE)
 		store_sqlerr(st, "load policy rules", err, errlen);
-	sqlite3_finalize(stmt);
-	if (rc != SQLITE_DONE) {
+	db_finalize(stmt);
+	if (rc != DB_DONE) {
 		store_policy_rules_free(v, n);
 		return NULL;
 	}

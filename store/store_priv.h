@@ -2,25 +2,25 @@
 #ifndef SMRELAY_STORE_PRIV_H
 #define SMRELAY_STORE_PRIV_H
 
-#include <sqlite3.h>
-
 #include "store.h"
+#include "db.h"
 
 struct store {
-	sqlite3	*db;
-	char	*path;
+	struct db	*db;
+	char		*path;		/* for messages: no password */
 };
 
 /* store.c */
-/* BEGIN IMMEDIATE: writers queue up on the lock instead of failing. */
+/* BEGIN IMMEDIATE (SQLite), BEGIN and lock meta's 'changes' row
+ * (PostgreSQL): writers queue up on the lock instead of failing. */
 int store_begin(struct store *, char *err, size_t errlen);
-/* Bump the change counter, then COMMIT. */
+/* Bump the change counter (and NOTIFY on PostgreSQL), then COMMIT. */
 int store_commit(struct store *, char *err, size_t errlen);
 void store_rollback(struct store *);
-/* Prepare sql; -1 with "what: sqlite message" in err. */
-int store_prepare(struct store *, const char *sql, sqlite3_stmt **,
+/* Prepare sql; -1 with "what: database message" in err. */
+int store_prepare(struct store *, const char *sql, struct db_stmt **,
     char *err, size_t errlen);
-/* "what: sqlite message" into err; returns -1. */
+/* "what: database message" into err; returns -1. */
 int store_sqlerr(struct store *, const char *what, char *err, size_t errlen);
 /* The id of the row with this fingerprint in table, 0 none, -1 error. */
 int64_t store_find_fp(struct store *, const char *table, const char *fp);
@@ -30,12 +30,13 @@ int store_exec_id(struct store *, const char *sql, int64_t id, int *changes);
 int store_exec(struct store *, const char *sql, char *err, size_t errlen);
 int store_remove_id(struct store *, const char *sql, int64_t id,
     const char *fkmsg, char *err, size_t errlen);
-/* VACUUM, then checkpoint and truncate the WAL; -1 (err set). */
+/* VACUUM, then checkpoint and truncate the WAL; -1 (err set).  SQLite
+ * only: refused on PostgreSQL. */
 int store_scrub(struct store *, char *err, size_t errlen);
 /* A row of a listing into info, by column name. */
-void store_row_info(sqlite3_stmt *, struct store_certinfo *);
+void store_row_info(struct db_stmt *, struct store_certinfo *);
 /* Step through a listing statement, calling cb per row. */
-int store_run_list(sqlite3_stmt *, store_list_cb *, void *);
+int store_run_list(struct db_stmt *, store_list_cb *, void *);
 
 /* store_ops.c */
 /* Insert one certificate (and its e-mails) in the current transaction. */

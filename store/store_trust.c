@@ -11,8 +11,6 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include <sqlite3.h>
-
 #include "store_priv.h"
 #include "lib/lib.h"
 
@@ -21,7 +19,7 @@ static int64_t
 insert_anchor(struct store *st, const struct store_certmeta *m,
     int *existed, char *err, size_t errlen)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int64_t id;
 	int rc;
 
@@ -36,16 +34,16 @@ insert_anchor(struct store *st, const struct store_certmeta *m,
 	    "subject, not_after, added) VALUES (?, ?, ?, ?, ?)", &stmt, err,
 	    errlen) == -1)
 		return -1;
-	sqlite3_bind_blob(stmt, 1, m->der, m->derlen, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, m->fingerprint, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 3, m->subject, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(stmt, 4, m->not_after);
-	sqlite3_bind_int64(stmt, 5, (int64_t)time(NULL));
-	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
-	if (rc != SQLITE_DONE)
+	db_bind_blob(stmt, 1, m->der, m->derlen);
+	db_bind_text(stmt, 2, m->fingerprint);
+	db_bind_text(stmt, 3, m->subject);
+	db_bind_int64(stmt, 4, m->not_after);
+	db_bind_int64(stmt, 5, (int64_t)time(NULL));
+	rc = db_step(stmt);
+	db_finalize(stmt);
+	if (rc != DB_DONE)
 		return store_sqlerr(st, "insert anchor", err, errlen);
-	return sqlite3_last_insert_rowid(st->db);
+	return db_last_insert_id(st->db);
 }
 
 /* Add CA certificates as anchors, all or nothing. */
@@ -100,7 +98,7 @@ store_crl_remove(struct store *st, int64_t id, char *err, size_t errlen)
 int
 store_trust_list(struct store *st, store_list_cb *cb, void *arg)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 
 	if (store_prepare(st, "SELECT id, subject, not_after, fingerprint, "
 	    "added FROM trust_anchors ORDER BY id", &stmt, NULL, 0) == -1)
@@ -112,7 +110,7 @@ store_trust_list(struct store *st, store_list_cb *cb, void *arg)
 int
 store_crl_list(struct store *st, store_list_cb *cb, void *arg)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 
 	if (store_prepare(st, "SELECT id, issuer AS subject, "
 	    "this_update AS not_before, next_update AS not_after, "
@@ -141,7 +139,7 @@ static int
 crl_check_issuer(struct store *st, X509_CRL *crl)
 {
 	STACK_OF(X509) *cas;
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	const unsigned char *p;
 	X509 *x;
 	int found = 0, ok = 0, i;
@@ -149,15 +147,15 @@ crl_check_issuer(struct store *st, X509_CRL *crl)
 	if (store_prepare(st, "SELECT der FROM trust_anchors", &stmt, NULL,
 	    0) == -1)
 		return -1;
-	while (!ok && sqlite3_step(stmt) == SQLITE_ROW) {
-		p = sqlite3_column_blob(stmt, 0);
+	while (!ok && db_step(stmt) == DB_ROW) {
+		p = db_column_blob(stmt, 0);
 		if (p == NULL || (x = d2i_X509(NULL, &p,
-		    sqlite3_column_bytes(stmt, 0))) == NULL)
+		    db_column_bytes(stmt, 0))) == NULL)
 			continue;
 		crl_signed_by(crl, x, &found, &ok);
 		X509_free(x);
 	}
-	sqlite3_finalize(stmt);
+	db_finalize(stmt);
 	/* an intermediate `cert import` took (it chained to an anchor) */
 	if (!ok && (cas = store_ca_certs(st)) != NULL) {
 		for (i = 0; !ok && i < sk_X509_num(cas); i++)
@@ -173,21 +171,21 @@ static int64_t
 crl_current(struct store *st, const char *issuer, const char *scope,
     int64_t *id)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int64_t t = 0;
 	int rc;
 
 	if (store_prepare(st, "SELECT id, this_update FROM crls "
 	    "WHERE issuer = ? AND scope = ?", &stmt, NULL, 0) == -1)
 		return -1;
-	sqlite3_bind_text(stmt, 1, issuer, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, scope, -1, SQLITE_STATIC);
-	if ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		*id = sqlite3_column_int64(stmt, 0);
-		t = sqlite3_column_int64(stmt, 1);
-	} else if (rc != SQLITE_DONE)
+	db_bind_text(stmt, 1, issuer);
+	db_bind_text(stmt, 2, scope);
+	if ((rc = db_step(stmt)) == DB_ROW) {
+		*id = db_column_int64(stmt, 0);
+		t = db_column_int64(stmt, 1);
+	} else if (rc != DB_DONE)
 		t = -1;
-	sqlite3_finalize(stmt);
+	db_finalize(stmt);
 	return t;
 }
 
@@ -196,17 +194,17 @@ static int
 crl_set_source(struct store *st, const char *fp, const char *source,
     char *err, size_t errlen)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int rc;
 
 	if (store_prepare(st, "UPDATE crls SET source = ? WHERE "
 	    "fingerprint = ?", &stmt, err, errlen) == -1)
 		return -1;
-	sqlite3_bind_text(stmt, 1, source, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, fp, -1, SQLITE_STATIC);
-	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
-	return rc == SQLITE_DONE ? 0 : store_sqlerr(st, "update CRL", err,
+	db_bind_text(stmt, 1, source);
+	db_bind_text(stmt, 2, fp);
+	rc = db_step(stmt);
+	db_finalize(stmt);
+	return rc == DB_DONE ? 0 : store_sqlerr(st, "update CRL", err,
 	    errlen);
 }
 
@@ -217,34 +215,48 @@ crl_replace(struct store *st, const char *issuer, const char *scope,
     size_t errlen)
 {
 	unsigned char *der = NULL;
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int len, rc;
 
 	if ((len = i2d_X509_CRL(crl, &der)) <= 0) {
 		snprintf(err, errlen, "cannot encode the CRL");
 		return -1;
 	}
-	if (store_prepare(st, "INSERT OR REPLACE INTO crls (issuer, der, "
+	/* the older one of this issuer and scope goes, the new row gets a
+	 * new id (the fingerprint is not stored yet: the caller looked) */
+	if (store_prepare(st, "DELETE FROM crls WHERE issuer = ? AND "
+	    "scope = ?", &stmt, err, errlen) == -1) {
+		OPENSSL_free(der);
+		return -1;
+	}
+	db_bind_text(stmt, 1, issuer);
+	db_bind_text(stmt, 2, scope);
+	rc = db_step(stmt);
+	db_finalize(stmt);
+	if (rc != DB_DONE) {
+		OPENSSL_free(der);
+		return store_sqlerr(st, "replace CRL", err, errlen);
+	}
+	if (store_prepare(st, "INSERT INTO crls (issuer, der, "
 	    "fingerprint, this_update, next_update, added, source, scope) "
 	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", &stmt, err, errlen) == -1) {
 		OPENSSL_free(der);
 		return -1;
 	}
-	sqlite3_bind_text(stmt, 1, issuer, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(stmt, 2, der, len, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 3, fp, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(stmt, 4, store_asn1_time(
+	db_bind_text(stmt, 1, issuer);
+	db_bind_blob(stmt, 2, der, len);
+	db_bind_text(stmt, 3, fp);
+	db_bind_int64(stmt, 4, store_asn1_time(
 	    X509_CRL_get0_lastUpdate(crl)));
-	sqlite3_bind_int64(stmt, 5, store_asn1_time(
+	db_bind_int64(stmt, 5, store_asn1_time(
 	    X509_CRL_get0_nextUpdate(crl)));
-	sqlite3_bind_int64(stmt, 6, (int64_t)time(NULL));
-	sqlite3_bind_text(stmt, 7, source != NULL ? source : "import", -1,
-	    SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 8, scope, -1, SQLITE_STATIC);
-	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
+	db_bind_int64(stmt, 6, (int64_t)time(NULL));
+	db_bind_text(stmt, 7, source != NULL ? source : "import");
+	db_bind_text(stmt, 8, scope);
+	rc = db_step(stmt);
+	db_finalize(stmt);
 	OPENSSL_free(der);
-	if (rc != SQLITE_DONE)
+	if (rc != DB_DONE)
 		return store_sqlerr(st, "insert CRL", err, errlen);
 	return 0;
 }
@@ -267,8 +279,8 @@ crl_fp(X509_CRL *crl, char fp[65])
 int
 store_crl_source(struct store *st, X509_CRL *crl, char *buf, size_t len)
 {
-	sqlite3_stmt *stmt;
-	const unsigned char *src;
+	struct db_stmt *stmt;
+	const char *src;
 	char fp[65];
 	int rc;
 
@@ -277,12 +289,12 @@ store_crl_source(struct store *st, X509_CRL *crl, char *buf, size_t len)
 	if (crl_fp(crl, fp) == -1 || store_prepare(st, "SELECT source FROM "
 	    "crls WHERE fingerprint = ?", &stmt, NULL, 0) == -1)
 		return -1;
-	sqlite3_bind_text(stmt, 1, fp, -1, SQLITE_STATIC);
-	if ((rc = sqlite3_step(stmt)) == SQLITE_ROW &&
-	    (src = sqlite3_column_text(stmt, 0)) != NULL && len > 0)
+	db_bind_text(stmt, 1, fp);
+	if ((rc = db_step(stmt)) == DB_ROW &&
+	    (src = db_column_text(stmt, 0)) != NULL && len > 0)
 		snprintf(buf, len, "%s", src);
-	sqlite3_finalize(stmt);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+	db_finalize(stmt);
+	return rc == DB_ROW ? 1 : rc == DB_DONE ? 0 : -1;
 }
 
 int
@@ -343,7 +355,7 @@ store_crl_add(struct store *st, X509_CRL *crl, const char *source,
 	if (crl_replace(st, issuer, scope, fp, crl, source, err,
 	    errlen) == -1)
 		goto fail;
-	*id = sqlite3_last_insert_rowid(st->db);
+	*id = db_last_insert_id(st->db);
 	free(issuer);
 	return store_commit(st, err, errlen);
  fail:
@@ -356,7 +368,7 @@ store_crl_add(struct store *st, X509_CRL *crl, const char *source,
 static void
 add_rows(struct store *st, X509_STORE *xs, const char *sql, int crls)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	const unsigned char *p;
 	X509_CRL *crl;
 	X509 *x;
@@ -364,10 +376,10 @@ add_rows(struct store *st, X509_STORE *xs, const char *sql, int crls)
 
 	if (store_prepare(st, sql, &stmt, NULL, 0) == -1)
 		return;
-	while (sqlite3_step(stmt) == SQLITE_ROW) {
-		if ((p = sqlite3_column_blob(stmt, 0)) == NULL)
+	while (db_step(stmt) == DB_ROW) {
+		if ((p = db_column_blob(stmt, 0)) == NULL)
 			continue;
-		n = sqlite3_column_bytes(stmt, 0);
+		n = db_column_bytes(stmt, 0);
 		if (crls && (crl = d2i_X509_CRL(NULL, &p, n)) != NULL) {
 			X509_STORE_add_crl(xs, crl);
 			X509_CRL_free(crl);
@@ -376,7 +388,7 @@ add_rows(struct store *st, X509_STORE *xs, const char *sql, int crls)
 			X509_free(x);
 		}
 	}
-	sqlite3_finalize(stmt);
+	db_finalize(stmt);
 }
 
 /* An X509_STORE with every anchor and CRL; the caller sets the flags. */
@@ -453,7 +465,7 @@ static STACK_OF(X509) *
 certs_where(struct store *st, const char *sql, int (*keep)(X509 *))
 {
 	STACK_OF(X509) *sk;
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	const unsigned char *p;
 	X509 *x;
 
@@ -463,15 +475,15 @@ certs_where(struct store *st, const char *sql, int (*keep)(X509 *))
 		sk_X509_free(sk);
 		return NULL;
 	}
-	while (sqlite3_step(stmt) == SQLITE_ROW) {
-		if ((p = sqlite3_column_blob(stmt, 0)) == NULL ||
-		    (x = d2i_X509(NULL, &p, sqlite3_column_bytes(stmt,
+	while (db_step(stmt) == DB_ROW) {
+		if ((p = db_column_blob(stmt, 0)) == NULL ||
+		    (x = d2i_X509(NULL, &p, db_column_bytes(stmt,
 		    0))) == NULL)
 			continue;
 		if ((keep != NULL && !keep(x)) || sk_X509_push(sk, x) <= 0)
 			X509_free(x);
 	}
-	sqlite3_finalize(stmt);
+	db_finalize(stmt);
 	return sk;
 }
 
@@ -514,44 +526,47 @@ store_all_certs(struct store *st)
 int
 store_crl_by_source(struct store *st, const char *url, int64_t *next)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int rc;
 
 	*next = 0;
 	if (store_prepare(st, "SELECT next_update FROM crls WHERE source = ?",
 	    &stmt, NULL, 0) == -1)
 		return -1;
-	sqlite3_bind_text(stmt, 1, url, -1, SQLITE_STATIC);
-	if ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-		*next = sqlite3_column_int64(stmt, 0);
-	sqlite3_finalize(stmt);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+	db_bind_text(stmt, 1, url);
+	if ((rc = db_step(stmt)) == DB_ROW)
+		*next = db_column_int64(stmt, 0);
+	db_finalize(stmt);
+	return rc == DB_ROW ? 1 : rc == DB_DONE ? 0 : -1;
 }
 
 int
 store_ocsp_put(struct store *st, const char *cert_id,
     const struct store_ocsp *o, char *err, size_t errlen)
 {
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 	int rc;
 
 	if (store_begin(st, err, errlen) == -1)
 		return -1;
-	if (store_prepare(st, "INSERT OR REPLACE INTO ocsp (cert_id, status, "
+	if (store_prepare(st, "INSERT INTO ocsp (cert_id, status, "
 	    "this_update, next_update, source, added) VALUES (?, ?, ?, ?, ?, "
-	    "?)", &stmt, err, errlen) == -1) {
+	    "?) ON CONFLICT (cert_id) DO UPDATE SET status = excluded.status, "
+	    "this_update = excluded.this_update, next_update = "
+	    "excluded.next_update, source = excluded.source, added = "
+	    "excluded.added", &stmt, err, errlen) == -1) {
 		store_rollback(st);
 		return -1;
 	}
-	sqlite3_bind_text(stmt, 1, cert_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int(stmt, 2, o->status);
-	sqlite3_bind_int64(stmt, 3, o->this_update);
-	sqlite3_bind_int64(stmt, 4, o->next_update);
-	sqlite3_bind_text(stmt, 5, o->source, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(stmt, 6, (int64_t)time(NULL));
-	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
-	if (rc != SQLITE_DONE) {
+	db_bind_text(stmt, 1, cert_id);
+	db_bind_int(stmt, 2, o->status);
+	db_bind_int64(stmt, 3, o->this_update);
+	db_bind_int64(stmt, 4, o->next_update);
+	db_bind_text(stmt, 5, o->source);
+	db_bind_int64(stmt, 6, (int64_t)time(NULL));
+	rc = db_step(stmt);
+	db_finalize(stmt);
+	if (rc != DB_DONE) {
 		store_sqlerr(st, "insert OCSP answer", err, errlen);
 		store_rollback(st);
 		return -1;
@@ -562,22 +577,22 @@ store_ocsp_put(struct store *st, const char *cert_id,
 int
 store_ocsp_get(struct store *st, const char *cert_id, struct store_ocsp *o)
 {
-	sqlite3_stmt *stmt;
-	const unsigned char *src;
+	struct db_stmt *stmt;
+	const char *src;
 	int rc;
 
 	memset(o, 0, sizeof(*o));
 	if (store_prepare(st, "SELECT status, this_update, next_update, "
 	    "source FROM ocsp WHERE cert_id = ?", &stmt, NULL, 0) == -1)
 		return -1;
-	sqlite3_bind_text(stmt, 1, cert_id, -1, SQLITE_STATIC);
-	if ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		o->status = sqlite3_column_int(stmt, 0);
-		o->this_update = sqlite3_column_int64(stmt, 1);
-		o->next_update = sqlite3_column_int64(stmt, 2);
-		if ((src = sqlite3_column_text(stmt, 3)) != NULL)
+	db_bind_text(stmt, 1, cert_id);
+	if ((rc = db_step(stmt)) == DB_ROW) {
+		o->status = db_column_int(stmt, 0);
+		o->this_update = db_column_int64(stmt, 1);
+		o->next_update = db_column_int64(stmt, 2);
+		if ((src = db_column_text(stmt, 3)) != NULL)
 			snprintf(o->source, sizeof(o->source), "%s", src);
 	}
-	sqlite3_finalize(stmt);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+	db_finalize(stmt);
+	return rc == DB_ROW ? 1 : rc == DB_DONE ? 0 : -1;
 }

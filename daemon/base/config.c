@@ -60,7 +60,7 @@ static config_set_fn set_listen, set_hostname, set_file, set_string,
     set_inbound_tls, set_relay, set_relay_tls, set_networks, set_size,
     set_count, set_duration, set_log_level, set_revocation, set_yesno,
     set_wait, set_rotate, set_port, set_route, set_dns_resolver, set_cert_lookup,
-    set_metrics_listen;
+    set_metrics_listen, set_database;
 
 static const struct config_key config_keys[] = {
 	{ "listen", 1, set_listen, 0 },
@@ -105,6 +105,7 @@ static const struct config_key config_keys[] = {
 	{ "cert_lookup", 0, set_cert_lookup, 0 },
 	{ "metrics_listen", 0, set_metrics_listen, 0 },
 	{ "xforward_hosts", 0, set_networks, 0 },
+	{ "database", 0, set_database, offsetof(struct config, database) },
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -578,6 +579,43 @@ set_string(struct config *cfg, const struct config_key *k, const char *val,
 	return 0;
 }
 
+/* The longest `database` value: a connection string, not a novel. */
+#define DATABASE_MAX	1024
+
+/* database = sqlite | postgresql://... (libpq checks the rest when it
+ * connects: smrelayd -n does) */
+static int
+set_database(struct config *cfg, const struct config_key *k,
+    const char *val, int line, char *why, size_t len)
+{
+	const char *p;
+
+	(void)line;
+	if (strcmp(val, "sqlite") != 0 &&
+	    strncmp(val, "postgresql://", 13) != 0 &&
+	    strncmp(val, "postgres://", 11) != 0) {
+		/* not echoed: it may hold a password */
+		snprintf(why, len, "bad value for %s: expected sqlite or a "
+		    "postgresql:// connection string", k->name);
+		return -1;
+	}
+	if (strlen(val) > DATABASE_MAX) {
+		snprintf(why, len, "bad value for %s: longer than %d "
+		    "characters", k->name, DATABASE_MAX);
+		return -1;
+	}
+	for (p = val; *p != '\0'; p++)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f) {
+			snprintf(why, len, "bad value for %s: a connection "
+			    "string has no spaces or control characters "
+			    "(percent-encode them)", k->name);
+			return -1;
+		}
+	free(cfg->database);
+	cfg->database = xstrdup(val);
+	return 0;
+}
+
 /* inbound_tls = may | encrypt */
 static int
 set_inbound_tls(struct config *cfg, const struct config_key *k,
@@ -967,6 +1005,7 @@ config_default(void)
 	cfg->hostname = xstrdup(host);
 	cfg->relay_tls = RELAY_TLS_MAY;
 	cfg->data_dir = xstrdup(DEFAULT_DATA_DIR);
+	cfg->database = xstrdup("sqlite");
 	if (set_networks(cfg, k, DEFAULT_NETWORKS, 0, why, sizeof(why)) == -1)
 		fatalx("default relay_networks: %s", why);
 	cfg->max_message_size = DEFAULT_MAX_SIZE;
@@ -1265,6 +1304,7 @@ config_free(struct config *cfg)
 	free(cfg->relay_port);
 	free(cfg->relay_tls_ca_file);
 	free(cfg->data_dir);
+	free(cfg->database);
 	free(cfg->user);
 	free(cfg->key_file);
 	free(cfg->key_passphrase_file);

@@ -77,6 +77,8 @@ struct config {
 	char *dns_trust_anchor;         /* default /usr/share/dns/root.key */
 	enum config_cert_lookup cert_lookup;    /* default none */
 	char *data_dir;
+	char *database;                 /* "sqlite" (data_dir/smrelay.db) or
+					 * a postgresql:// connection string */
 	char *user;                     /* the network process's user */
 	char *key_file;                 /* private keys; NULL until config_load
 					 * (then data_dir/keys.db) */

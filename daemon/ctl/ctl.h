@@ -81,6 +81,17 @@ int ctl_check_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
 int ctl_fetch_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
     char *argv[]);
 
+/* ctl_migrate.c */
+/*
+ * `store migrate --to postgresql://...`: copy data_dir's SQLite store (its
+ * keys moved to the key file first) into an empty PostgreSQL database in
+ * one transaction, ids kept; a line "TABLE<TAB>ROWS" per table (--json:
+ * one object, "from", "to" and "copied" {table: rows}).  Exit 1 when the
+ * target holds rows already, 3 on failures.
+ */
+int ctl_migrate_run(const struct ctl_cmd *, const struct ctl_opts *,
+    int argc, char *argv[]);
+
 /* ctl_policy.c */
 /* `policy add|list|remove|test ARGS` against the store of the
  * configuration. */
@@ -136,6 +147,10 @@ int ctl_stats_run(const struct ctl_cmd *, const struct ctl_opts *, int argc,
  */
 int ctl_open_store(const struct config *, struct store **,
     struct keyfile **);
+/* The same for database ("sqlite" or a postgresql:// URI) instead of the
+ * configured one. */
+int ctl_open_store_db(const struct config *, const char *database,
+    struct store **, struct keyfile **);
 /* A JSON string (NULL as ""; bytes that are not UTF-8 become '?'). */
 json_t *ctl_json_str(const char *);
 /* "a,b" as ["a","b"] ("" or NULL: []). */

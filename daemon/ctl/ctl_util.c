@@ -159,11 +159,20 @@ int
 ctl_open_store(const struct config *cfg, struct store **st,
     struct keyfile **kf)
 {
+	return ctl_open_store_db(cfg, cfg->database, st, kf);
+}
+
+/* The same for another database than the configured one. */
+int
+ctl_open_store_db(const struct config *cfg, const char *database,
+    struct store **st, struct keyfile **kf)
+{
 	char err[1024];
 	int n;
 
 	*kf = NULL;
-	if ((*st = store_open(cfg->data_dir, err, sizeof(err))) == NULL) {
+	if ((*st = store_open_db(database, cfg->data_dir, err,
+	    sizeof(err))) == NULL) {
 		fprintf(stderr, "smrelayctl: %s\n", err);
 		return -1;
 	}

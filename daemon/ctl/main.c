@@ -31,6 +31,7 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "crl", "list", "", ctl_store_run },
 	{ "crl", "remove", "ID", ctl_store_run },
 	{ "crl", "fetch", "", ctl_fetch_run },
+	{ "store", "migrate", "--to postgresql://...", ctl_migrate_run },
 	{ "policy", "add", "[--sender PAT] [--recipient PAT] --action LIST "
 	    "[--if-no-cert reject|plain|hold] [--priority N]",
 	    ctl_policy_run },

@@ -75,6 +75,9 @@ dump_config(FILE *fp, const struct config *cfg)
 	    config_cert_lookup_str(cfg->cert_lookup));
 	fprintf(fp, "uses_dns %s\n", config_uses_dns(cfg) ? "yes" : "no");
 	fprintf(fp, "data_dir %s\n", cfg->data_dir);
+	/* only when set: the goldens from before it stay as they were */
+	if (strcmp(cfg->database, "sqlite") != 0)
+		fprintf(fp, "database %s\n", cfg->database);
 	fprintf(fp, "relay_networks");
 	for (i = 0; i < cfg->nrelay_networks; i++) {
 		inet_ntop(cfg->relay_networks[i].family,

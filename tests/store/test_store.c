@@ -1,7 +1,14 @@
-/* test_store.c: the certificate store on a temporary directory. */
+/*
+ * test_store.c: the certificate store on a temporary directory, or, when
+ * SMRELAY_TEST_DATABASE is a postgresql:// URL (tests/store/t_store_pg.sh:
+ * a new, empty database each run), on that PostgreSQL database; the
+ * SQLite-only cases (file modes, migrations of old files) are skipped
+ * there, and its notifications are tested instead.
+ */
 #include "autoconfig.h"
 
 #include <sys/stat.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +29,14 @@
 static char root[64];
 static EVP_PKEY *rsa_key, *ec_key;
 static time_t now;
+static const char *database = "sqlite";	/* or SMRELAY_TEST_DATABASE */
+
+/* The store under test: root's SQLite file, or the PostgreSQL database. */
+static struct store *
+open_main(char *err, size_t errlen)
+{
+	return store_open_db(database, root, err, errlen);
+}
 
 #define DAY 86400
 
@@ -225,7 +240,7 @@ test_second_connection(struct store *st)
 	char err[512];
 	int64_t before;
 
-	if ((st2 = store_open(root, err, sizeof(err))) == NULL) {
+	if ((st2 = open_main(err, sizeof(err))) == NULL) {
 		CHECK(0, "second open: %s", err);
 		return;
 	}
@@ -283,6 +298,69 @@ test_open(void)
 	st = store_open_path(path, err, sizeof(err));
 	CHECK(st == NULL && strstr(err, "newer") != NULL,
 	    "newer schema accepted: %s", st ? "" : err);
+	store_close(st);
+}
+
+/*
+ * PostgreSQL: the schema made at the current version in an empty
+ * database, kept on reopening; a second connection sees each write and is
+ * told of it (LISTEN/NOTIFY) without polling (a newer schema refused:
+ * t_store_pg.sh).
+ */
+static void
+test_open_pg(void)
+{
+	struct store *st, *st2;
+	struct pollfd pfd;
+	X509 *x;
+	char err[512];
+	int n, fd, i;
+
+	if ((st = open_main(err, sizeof(err))) == NULL) {
+		CHECK(0, "store_open_db: %s", err);
+		return;
+	}
+	CHECK(store_is_pg(st), "not on PostgreSQL");
+	CHECK(store_schema_version(st) == STORE_SCHEMA_VERSION, "version %d",
+	    store_schema_version(st));
+	CHECK(store_changes(st) == 0, "changes %lld",
+	    (long long)store_changes(st));
+	CHECK(store_check_db(database, root, err, sizeof(err)) == 0,
+	    "check: %s", err);
+	test_second_connection(st);
+	store_close(st);
+	if ((st = open_main(err, sizeof(err))) == NULL) {
+		CHECK(0, "reopen: %s", err);
+		return;
+	}
+	CHECK(store_schema_version(st) == STORE_SCHEMA_VERSION &&
+	    store_changes(st) == 2, "reopen changed data");
+
+	/* a listener hears a commit of another connection within a second */
+	if ((st2 = open_main(err, sizeof(err))) == NULL) {
+		CHECK(0, "listener: %s", err);
+		store_close(st);
+		return;
+	}
+	CHECK(store_listen(st2) == 0 && (fd = store_notify_fd(st2)) >= 0,
+	    "listen: %s", store_errmsg(st2));
+	CHECK(store_notified(st2) == 0, "notified before any change");
+	x = mkcert(rsa_key, "una", "email:una@example.com", -DAY, DAY, NULL,
+	    NULL);
+	CHECK(add1(st, x) > 0, "add");
+	X509_free(x);
+	n = 0;
+	for (i = 0; i < 20 && n == 0; i++) {
+		pfd.fd = store_notify_fd(st2);
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 100) == -1)
+			break;
+		n = store_notified(st2);
+	}
+	CHECK(n >= 1, "no notification within 2 s: %d", n);
+	CHECK(store_notified(st2) == 0, "notification not drained");
+	store_close(st2);
+
 	store_close(st);
 }
 
@@ -783,9 +861,16 @@ main(void)
 	ec_key = EVP_EC_gen("P-256");
 	if (rsa_key == NULL || ec_key == NULL)
 		fatalx("key generation");
-	test_open();
-	test_migrate_v1();
-	if ((st = store_open(root, err, sizeof(err))) == NULL)
+	if (getenv("SMRELAY_TEST_DATABASE") != NULL)
+		database = getenv("SMRELAY_TEST_DATABASE");
+	if (store_db_is_pg(database))
+		test_open_pg();
+	else {
+		/* files, modes and old SQLite schemas: SQLite's own */
+		test_open();
+		test_migrate_v1();
+	}
+	if ((st = open_main(err, sizeof(err))) == NULL)
 		fatalx("store_open: %s", err);
 	test_best(st);
 	test_tx(st);
