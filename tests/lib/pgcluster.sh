@@ -22,6 +22,7 @@
 # as the `smrelay` system user (contrib/install-deps.sh creates it) or else
 # `nobody`, so DIR's parent directories must be searchable by that user.
 # Every wait is a bounded poll (PG_WAIT seconds, default 30).
+# shellcheck disable=SC2119
 
 PG_DIR=""
 PG_BIN=""
@@ -33,9 +34,9 @@ PG_WAIT=${PG_WAIT:-30}
 # (or the directory of initdb in PATH).
 pg_bindir() {
 	local d best=""
-	for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V); do
+	while IFS= read -r d; do
 		[ -x "$d/initdb" ] && best=$d
-	done
+	done < <(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V)
 	if [ -z "$best" ] && command -v initdb >/dev/null 2>&1; then
 		best=$(dirname "$(command -v initdb)")
 	fi
@@ -74,7 +75,9 @@ pg_postmaster_pid() {
 	echo "$pid"
 }
 
-# pg_psql_admin SQL...: run SQL as the superuser over the unix socket.
+# pg_psql_admin [PSQL-ARGS]: run psql as the superuser over the unix
+# socket (SQL on stdin).
+# shellcheck disable=SC2120
 pg_psql_admin() {
 	pg_as "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR" \
 	    -p "$PGPORT" -U "$PG_ADMIN" -d postgres "$@"
