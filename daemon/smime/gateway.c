@@ -36,6 +36,7 @@
 #include "proto/proto.h"
 #include "store/store.h"
 
+#define RCPT_FETCHES	3	/* store lookups per RCPT at most */
 #define RELEASE_LOOKUPS	64	/* addresses of held copies looked up
 					 * per pass */
 
@@ -110,9 +111,8 @@ struct gw_rcpt {
 	int			 looked_up;	/* SMIMEA asked once */
 	struct storeq_wait	*fetch;		/* waiting on the store
 						 * thread's lookup */
-	int			 fetched;	/* asked it once: 0 ok, -1 the
-						 * store could not answer */
-	int			 fetch_rc;
+	int			 fetches;	/* lookups asked (a reload may
+						 * empty the cache between) */
 	struct gw_rcpt		*next;
 };
 
@@ -370,16 +370,15 @@ rcpt_decide(struct gw_rcpt *r)
 	/* a certificate wanted and not cached: the store thread looks it
 	 * up first (the loop asks no store); with the store away what is
 	 * cached serves, however old */
-	if (!r->fetched && pipeline_wants_cert(ps, t->from, rcpt) &&
+	if (pipeline_wants_cert(ps, t->from, rcpt) &&
 	    !certcache_cached(gw->cc, rcpt, up == 0)) {
-		if (up != 0 && (r->fetch = storeq_lookup(gw->sq, rcpt,
-		    rcpt_fetched, r)) != NULL)
+		if (up != 0 && r->fetches < RCPT_FETCHES && (r->fetch =
+		    storeq_lookup(gw->sq, rcpt, rcpt_fetched, r)) != NULL) {
+			r->fetches++;
 			return;
-		r->fetched = 1;
-		r->fetch_rc = -1;
+		}
 	}
-	if (r->fetched && r->fetch_rc == -1 &&
-	    pipeline_wants_cert(ps, t->from, rcpt) &&
+	if (pipeline_wants_cert(ps, t->from, rcpt) &&
 	    !certcache_cached(gw->cc, rcpt, 1)) {
 		log_info("session id=%016llx rcpt to=<%s> status=451 "
 		    "certificate store unreachable", (unsigned long long)
@@ -453,9 +452,8 @@ rcpt_fetched(void *arg, int ok)
 {
 	struct gw_rcpt *r = arg;
 
+	(void)ok;               /* the cache says what was found */
 	r->fetch = NULL;
-	r->fetched = 1;
-	r->fetch_rc = ok;
 	rcpt_decide(r);
 }
 

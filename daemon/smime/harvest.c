@@ -20,6 +20,7 @@ struct harvest_item {
 	X509		*x;
 	STACK_OF(X509)	*chain;		/* NULL: none came with it */
 	int		 caps;
+	int		 tries;		/* failed writes */
 };
 
 struct harvest {
@@ -207,26 +208,30 @@ harvest_flush(struct harvest *h, struct certcache *cc, struct store *st)
 	return last;
 }
 
-/* Store the collected signers in order; those that failed stay. */
+/* Store the collected signers in order up to the first that fails: it and
+ * those after stay, unless it failed maxtries times (then it is dropped). */
 int64_t
 harvest_flush_keep(struct harvest *h, struct certcache *cc,
-    struct store *st)
+    struct store *st, int maxtries, size_t *dropped)
 {
 	int64_t id, last = 0;
-	size_t i, kept = 0;
+	size_t i, done;
 
+	*dropped = 0;
 	for (i = 0; i < h->n; i++) {
 		id = harvest_store(cc, st, h->v[i].x, h->v[i].chain,
 		    h->v[i].caps);
-		if (id == -1) {
-			h->v[kept++] = h->v[i];
-			continue;
-		}
-		if (id > 0)
+		if (id == -1 && ++h->v[i].tries < maxtries)
+			break;
+		if (id == -1)
+			(*dropped)++;
+		else if (id > 0)
 			last = id;
 		X509_free(h->v[i].x);
 		sk_X509_pop_free(h->v[i].chain, X509_free);
 	}
-	h->n = kept;
+	done = i;
+	memmove(h->v, h->v + done, (h->n - done) * sizeof(*h->v));
+	h->n -= done;
 	return last;
 }

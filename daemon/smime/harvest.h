@@ -42,10 +42,12 @@ int64_t harvest_store(struct certcache *, struct store *, X509 *x,
  * written, -1 when one failed and none was written.
  */
 int64_t harvest_flush(struct harvest *, struct certcache *, struct store *);
-/* As harvest_flush(), but the signers whose write failed stay collected
- * (to be written again when the store is back): the last row id or 0. */
+/* As harvest_flush(), but it stops at the first write that fails: that
+ * signer and the later ones stay collected, to be written again (one that
+ * failed maxtries times is dropped instead, counted in *dropped).  The
+ * last row id, or 0. */
 int64_t harvest_flush_keep(struct harvest *, struct certcache *,
-    struct store *);
+    struct store *, int maxtries, size_t *dropped);
 /* How many signers the collection holds. */
 size_t harvest_count(const struct harvest *);
 /* Append what src holds to dst (src is left empty), keeping the newest max

@@ -42,6 +42,7 @@ struct sq_job {
 	int			 away;		/* the store could not be
 						 * reached */
 	int64_t			 id;		/* harvest: last row */
+	size_t			 dropped;	/* harvest: failed too often */
 	struct certcache_load	*ld;		/* reload: to install */
 	char			 err[256];
 };
@@ -69,10 +70,12 @@ struct storeq {
 	time_t			 away_since;
 	int			 backoff;	/* seconds, while away */
 	struct harvest		*pending;	/* to write when back */
+	int			 writing;	/* a harvest job is queued */
 	int			 stopping;
 };
 
 static void sq_submit(struct storeq *, struct sq_job *);
+static void sq_retry(struct storeq *);
 
 /* The thread's connection, opened when there is none. */
 static struct store *
@@ -143,7 +146,8 @@ sq_run(void *arg, void *tctx)
 		j->rc = certcache_fill(&src, j->email);
 		break;
 	case SQ_HARVEST:
-		j->id = harvest_flush_keep(j->h, t->cc, st);
+		j->id = harvest_flush_keep(j->h, t->cc, st, STOREQ_TRIES,
+		    &j->dropped);
 		j->rc = harvest_count(j->h) > 0 ? -1 : 0;
 		break;
 	case SQ_CALL:
@@ -178,12 +182,27 @@ sq_tick_in(struct storeq *sq, int secs)
 		evtimer_add(sq->tick, &tv);
 }
 
+/* Write the harvested signers that wait, unless a write is queued. */
+static void
+sq_retry(struct storeq *sq)
+{
+	struct sq_job *j;
+
+	if (sq->writing || sq->stopping || harvest_count(sq->pending) == 0)
+		return;
+	j = xcalloc(1, sizeof(*j));
+	j->kind = SQ_HARVEST;
+	j->h = sq->pending;
+	sq->pending = harvest_new();
+	metrics_set(M_STORE_PENDING, 0);
+	sq->writing = 1;
+	sq_submit(sq, j);
+}
+
 /* Reachable (again): say so once, and write what waited. */
 static void
 sq_set_up(struct storeq *sq)
 {
-	struct sq_job *j;
-
 	if (sq->up == 1)
 		return;
 	if (sq->up == 0)
@@ -194,14 +213,7 @@ sq_set_up(struct storeq *sq)
 	sq->up = 1;
 	sq->backoff = 0;
 	metrics_set(M_STORE_UP, 1);
-	if (harvest_count(sq->pending) > 0) {
-		j = xcalloc(1, sizeof(*j));
-		j->kind = SQ_HARVEST;
-		j->h = sq->pending;
-		sq->pending = harvest_new();
-		metrics_set(M_STORE_PENDING, 0);
-		sq_submit(sq, j);
-	}
+	sq_retry(sq);
 }
 
 /* Away: say so once. */
@@ -235,8 +247,8 @@ sq_keep(struct storeq *sq, struct harvest *h)
 
 	if ((dropped = harvest_move(sq->pending, h, STOREQ_MAX_PENDING)) >
 	    0) {
-		log_warnx("store unreachable: %zu harvested certificate(s) "
-		    "dropped (more than %d waiting)", dropped,
+		log_warnx("harvest: %zu certificate(s) dropped unwritten "
+		    "(more than %d waiting for the store)", dropped,
 		    STOREQ_MAX_PENDING);
 		metrics_add(M_STORE_DROPPED, dropped);
 	}
@@ -270,8 +282,10 @@ sq_reload_done(struct storeq *sq, struct sq_job *j)
 		if (sq->backoff > STOREQ_BACKOFF_MAX)
 			sq->backoff = STOREQ_BACKOFF_MAX;
 		sq_tick_in(sq, sq->backoff);
-	} else
+	} else {
+		sq_retry(sq);
 		sq_tick_in(sq, STOREQ_SYNC);
+	}
 }
 
 /* The loop: a job is over. */
@@ -294,16 +308,26 @@ sq_done(void *arg)
 		sq_waits_done(sq, j->waits, j->rc);
 		break;
 	case SQ_HARVEST:
+		sq->writing = 0;
 		if (j->id > 0)
 			log_info("harvest: stored certificate id=%lld",
 			    (long long)j->id);
-		if (harvest_count(j->h) > 0 && j->away && !sq->stopping)
-			sq_keep(sq, j->h);
-		else if (harvest_count(j->h) > 0) {
-			log_warnx("harvest: %zu certificate(s) not stored: "
-			    "%s", harvest_count(j->h), j->err);
-			metrics_add(M_STORE_DROPPED, harvest_count(j->h));
+		if (j->dropped > 0) {
+			log_warnx("harvest: %zu certificate(s) dropped after "
+			    "%d failed writes: %s", j->dropped, STOREQ_TRIES,
+			    j->err);
+			metrics_add(M_STORE_DROPPED, j->dropped);
 		}
+		if (harvest_count(j->h) > 0 && !sq->stopping) {
+			/* a write failed (the store away, or busy): again
+			 * at the next change check */
+			log_warnx("harvest: %zu certificate(s) not stored yet, "
+			    "written when the store answers: %s",
+			    harvest_count(j->h), j->err[0] != '\0' ? j->err :
+			    "write failed");
+			sq_keep(sq, j->h);
+		} else if (!j->away)
+			sq_retry(sq);   /* what came meanwhile */
 		harvest_free(j->h);
 		break;
 	case SQ_CALL:
@@ -464,8 +488,8 @@ storeq_harvest(struct storeq *sq, struct harvest *h)
 		harvest_free(h);
 		return;
 	}
-	if (sq->up == 0 || sq->njobs >= STOREQ_MAX_JOBS) {
-		/* away, or too much queued: wait for its return */
+	if (sq->up == 0 || sq->writing || sq->njobs >= STOREQ_MAX_JOBS) {
+		/* away, a write under way, or too much queued: after it */
 		sq_keep(sq, h);
 		harvest_free(h);
 		return;
@@ -473,6 +497,7 @@ storeq_harvest(struct storeq *sq, struct harvest *h)
 	j = xcalloc(1, sizeof(*j));
 	j->kind = SQ_HARVEST;
 	j->h = h;
+	sq->writing = 1;
 	sq_submit(sq, j);
 }
 

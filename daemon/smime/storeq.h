@@ -22,6 +22,8 @@ struct storeq_wait;
 #define STOREQ_MAX_PENDING	1000	/* signers kept while it is away */
 #define STOREQ_SYNC		1	/* seconds between change checks */
 #define STOREQ_BACKOFF_MAX	16	/* seconds between tries when away */
+#define STOREQ_TRIES		10	/* failed writes of a signer while the
+					 * store answers: then dropped */
 
 /* The cache was reloaded (the store changed, or a forced reload). */
 typedef void storeq_reloaded_fn(void *arg);
