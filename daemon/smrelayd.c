@@ -524,8 +524,10 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 	if (d->kc != NULL)
 		keys_set_keyd(certcache_keys(d->cc), d->kc);
 	certcache_set_revocation(d->cc, cfg->revocation);
+	/* before the loop runs; the store away: the store thread retries,
+	 * and recipients get 451 4.3.0 until a policy is loaded */
 	if (certcache_sync(d->cc, d->st, 1, err, errlen) == -1)
-		goto fail;
+		log_warnx("policy/certificates not loaded: %s", err);
 	if ((d->spool = spool_new(d->base, d->data_dir, &loaded,
 	    &nloaded, err, errlen)) == NULL)
 		goto fail;
@@ -537,6 +539,7 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 	d->workers = workers_new(d->base, 2 * workers_cpus(), worker_init, worker_fini,
 	    d);
 	parts.st = d->st;
+	parts.data_dir = d->data_dir;
 	parts.cc = d->cc;
 	parts.spool = d->spool;
 	parts.queue = d->queue;
@@ -677,8 +680,7 @@ ctl_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	keys_set_keyd(certcache_keys(d->cc), kc);
-	if (certcache_sync(d->cc, d->st, 1, err, sizeof(err)) == -1)
-		log_warnx("key process: reload: %s", err);
+	gateway_reload(d->gw);
 	if (d->cfg->tls_cert_file != NULL &&
 	    (sctx = server_ctx_keyd(d->cfg, kc, err, sizeof(err))) == NULL)
 		log_warnx("key process: TLS: %s", err);
@@ -743,6 +745,10 @@ metrics_health(void *arg, char *why, size_t len)
 		r = -1;
 	}
 	free(db);
+	/* the store away: degraded with a cache (200, said in the body),
+	 * unhealthy without one */
+	if (r == 0 && d->gw != NULL)
+		r = gateway_health(d->gw, why, len);
 	return r;
 }
 

@@ -104,6 +104,14 @@ static const struct mdef {
 	    "Age of the oldest copy in the queue; 0 when it is empty." },
 	[M_WORKERS_QUEUED] = { "smrelay_crypto_jobs_waiting", "", T_GAUGE,
 	    "S/MIME jobs waiting for a worker thread." },
+	[M_STORE_UP] = { "smrelay_store_up", "", T_GAUGE,
+	    "1 while the store (policy, certificates) answers; 0 while it "
+	    "is unreachable and the cache serves what it holds." },
+	[M_STORE_PENDING] = { "smrelay_store_pending_writes", "", T_GAUGE,
+	    "Harvested certificates waiting for the store to come back." },
+	[M_STORE_DROPPED] = { "smrelay_store_writes_dropped_total", "",
+	    T_COUNTER, "Harvested certificates dropped unwritten (the "
+	    "store away and too many waiting)." },
 };
 
 /* The latency histogram: counts per bucket (not cumulative), the sum in

@@ -31,6 +31,7 @@ enum metric {
 	M_QUEUE_SIZE,
 	M_QUEUE_OLDEST,         /* set to a time(); shown as its age */
 	M_WORKERS_QUEUED,
+	M_STORE_UP, M_STORE_PENDING, M_STORE_DROPPED,
 	M_NMETRICS
 };
 

@@ -297,7 +297,11 @@ http_cb(struct evhttp_request *req, void *arg)
 			http_reply(req, 503, "Service Unavailable",
 			    "text/plain; charset=utf-8", b);
 		} else {
-			evbuffer_add_printf(b, "ok\n");
+			/* still taking mail; why says what is degraded */
+			if (why[0] != '\0')
+				evbuffer_add_printf(b, "ok %s\n", why);
+			else
+				evbuffer_add_printf(b, "ok\n");
 			http_reply(req, HTTP_OK, "OK",
 			    "text/plain; charset=utf-8", b);
 		}

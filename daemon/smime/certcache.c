@@ -30,6 +30,8 @@ struct cc_entry {
 	char		*name;
 	X509		*best;		/* NULL: none usable */
 	int		 caps;
+	int		 unknown;	/* the store could not be asked:
+					 * never cached */
 	STACK_OF(X509)	*all;		/* NULL until asked for */
 	char		 why[160];	/* best refused: why (revoked...) */
 	time_t		 at;
@@ -174,24 +176,42 @@ certcache_free(struct certcache *cc)
 	free(cc);
 }
 
-/* Reload from the store when it changed (or always with force). */
+/* What a reload read from the store, not yet in the cache. */
+struct certcache_load {
+	int64_t		 changes;
+	struct policy_set *ps;
+	X509_STORE	*trust;
+	STACK_OF(X509_CRL) *crls;
+	STACK_OF(X509)	*inter;
+};
+
+/* Read rules, trust and keys when the store changed (or always with
+ * force), on the calling thread's connection: nothing in the cache but the
+ * keys (their own lock) changes until certcache_install(). */
 int
-certcache_sync(struct certcache *cc, struct store *st, int force, char *err,
-    size_t errlen)
+certcache_load(struct certcache *cc, struct store *st, int force,
+    struct certcache_load **out, char *err, size_t errlen)
 {
+	struct certcache_load *ld;
 	struct policy_rule *rules;
 	struct policy_set *ps;
-	X509_STORE *trust, *otrust;
-	STACK_OF(X509_CRL) *crls = NULL, *ocrls;
-	STACK_OF(X509) *inter = NULL, *ointer;
+	X509_STORE *trust;
+	STACK_OF(X509_CRL) *crls = NULL;
+	STACK_OF(X509) *inter = NULL;
 	size_t nrules = 0;
-	int64_t changes;
+	int64_t changes, had;
+	int loaded;
 
+	*out = NULL;
 	if ((changes = store_changes(st)) < 0) {
 		snprintf(err, errlen, "store: %s", store_errmsg(st));
 		return -1;
 	}
-	if (cc->loaded && !force && changes == cc->changes)
+	pthread_mutex_lock(&cc->mtx);
+	loaded = cc->loaded;
+	had = cc->changes;
+	pthread_mutex_unlock(&cc->mtx);
+	if (loaded && !force && changes == had)
 		return 0;
 	if ((rules = store_policy_load(st, &nrules, err, errlen)) == NULL)
 		return -1;
@@ -208,7 +228,49 @@ certcache_sync(struct certcache *cc, struct store *st, int force, char *err,
 		snprintf(err, errlen, "cannot load the trust anchors");
 		return -1;
 	}
+	/* the store may have gone between the queries: what was read is
+	 * then not the whole of it, and the old cache stays */
+	if (store_changes(st) < 0) {
+		sk_X509_CRL_pop_free(crls, X509_CRL_free);
+		sk_X509_pop_free(inter, X509_free);
+		X509_STORE_free(trust);
+		policy_set_free(ps);
+		snprintf(err, errlen, "store: %s", store_errmsg(st));
+		return -1;
+	}
 	keys_load(cc->keys, st);
+	ld = xcalloc(1, sizeof(*ld));
+	ld->changes = changes;
+	ld->ps = ps;
+	ld->trust = trust;
+	ld->crls = crls;
+	ld->inter = inter;
+	*out = ld;
+	return 1;
+}
+
+/* Free what a reload read (when it is not installed). */
+void
+certcache_load_free(struct certcache_load *ld)
+{
+	if (ld == NULL)
+		return;
+	policy_set_free(ld->ps);
+	X509_STORE_free(ld->trust);
+	sk_X509_CRL_pop_free(ld->crls, X509_CRL_free);
+	sk_X509_pop_free(ld->inter, X509_free);
+	free(ld);
+}
+
+/* Swap what a reload read into the cache (takes ld): from the thread that
+ * reads certcache_policy(). */
+void
+certcache_install(struct certcache *cc, struct certcache_load *ld)
+{
+	X509_STORE *otrust;
+	STACK_OF(X509_CRL) *ocrls;
+	STACK_OF(X509) *ointer;
+	struct policy_set *ops;
 
 	pthread_mutex_lock(&cc->mtx);
 	cache_clear(cc, 1);
@@ -218,19 +280,46 @@ certcache_sync(struct certcache *cc, struct store *st, int force, char *err,
 	otrust = cc->trust;
 	ocrls = cc->crls;
 	ointer = cc->inter;
-	cc->inter = inter;
-	policy_set_free(cc->policy);
-	cc->policy = ps;
-	cc->trust = trust;
-	cc->crls = crls;
-	cc->changes = changes;
+	ops = cc->policy;
+	cc->inter = ld->inter;
+	cc->policy = ld->ps;
+	cc->trust = ld->trust;
+	cc->crls = ld->crls;
+	cc->changes = ld->changes;
 	cc->loaded = 1;
 	pthread_mutex_unlock(&cc->mtx);
 
+	policy_set_free(ops);
 	X509_STORE_free(otrust);
 	sk_X509_CRL_pop_free(ocrls, X509_CRL_free);
 	sk_X509_pop_free(ointer, X509_free);
-	return 1;
+	free(ld);
+}
+
+/* Whether a reload ever succeeded (else there is no policy). */
+int
+certcache_loaded(struct certcache *cc)
+{
+	int r;
+
+	pthread_mutex_lock(&cc->mtx);
+	r = cc->loaded;
+	pthread_mutex_unlock(&cc->mtx);
+	return r;
+}
+
+/* Reload from the store when it changed (or always with force), on one
+ * thread: load and install. */
+int
+certcache_sync(struct certcache *cc, struct store *st, int force, char *err,
+    size_t errlen)
+{
+	struct certcache_load *ld;
+	int r;
+
+	if ((r = certcache_load(cc, st, force, &ld, err, errlen)) == 1)
+		certcache_install(cc, ld);
+	return r;
 }
 
 /* What the engine remembers between messages for this cache's trust
@@ -294,6 +383,30 @@ lookup(struct store *st, const char *email, time_t now)
 		    sk_X509_push(e->all, x) <= 0)
 			X509_free(x);
 	free(l.ids);
+	/* an error reads as "no certificate": ask whether the store is
+	 * there, so that an outage is not remembered as an answer */
+	if (store_changes(st) < 0) {
+		e->unknown = 1;
+		X509_free(e->best);
+		e->best = NULL;
+		snprintf(e->why, sizeof(e->why), "certificate store "
+		    "unreachable");
+	}
+	return e;
+}
+
+/* The answer when the store cannot be asked (the event loop asks no
+ * store; the store thread fills the cache first). */
+static struct cc_entry *
+unknown_entry(const char *email, time_t now)
+{
+	struct cc_entry *e = xcalloc(1, sizeof(*e));
+
+	e->name = xstrdup(email);
+	e->at = now;
+	e->unknown = 1;
+	snprintf(e->why, sizeof(e->why), "certificate not looked up "
+	    "(certificate store unreachable)");
 	return e;
 }
 
@@ -361,22 +474,76 @@ with_entry(const struct certsrc *src, const char *email,
     void (*fn)(const struct cc_entry *, void *), void *arg)
 {
 	struct certcache *cc = src->cc;
-	struct cc_entry *e;
+	struct cc_entry *e, *old;
 	time_t now = time(NULL);
 
 	pthread_mutex_lock(&cc->mtx);
-	if ((e = cache_find(cc, email)) != NULL && entry_fresh(e, now)) {
+	/* without a connection (the event loop) what is cached serves, even
+	 * past its time, while its certificate is valid */
+	if ((e = cache_find(cc, email)) != NULL && (entry_fresh(e, now) ||
+	    (src->st == NULL && (e->best == NULL || X509_cmp_time(
+	    X509_get0_notAfter(e->best), &now) > 0)))) {
 		fn(e, arg);
 		pthread_mutex_unlock(&cc->mtx);
 		return;
 	}
 	pthread_mutex_unlock(&cc->mtx);
-	e = lookup(src->st, email, now);
-	check_best(src, e);
+	if (src->st == NULL)
+		e = unknown_entry(email, now);
+	else {
+		e = lookup(src->st, email, now);
+		if (!e->unknown)
+			check_best(src, e);
+	}
 	pthread_mutex_lock(&cc->mtx);
-	fn(e, arg);
-	cache_put(cc, e);
+	if (e->unknown) {
+		/* the store is away: an old answer is better than none */
+		if ((old = cache_find(cc, email)) != NULL &&
+		    (old->best == NULL || X509_cmp_time(X509_get0_notAfter(
+		    old->best), &now) > 0))
+			fn(old, arg);
+		else
+			fn(e, arg);
+		entry_free(e);
+	} else {
+		fn(e, arg);
+		cache_put(cc, e);
+	}
 	pthread_mutex_unlock(&cc->mtx);
+}
+
+/* Whether email has an answer in the cache (fresh, or any with stale). */
+int
+certcache_cached(struct certcache *cc, const char *email, int stale)
+{
+	struct cc_entry *e;
+	time_t now = time(NULL);
+	int r;
+
+	pthread_mutex_lock(&cc->mtx);
+	r = (e = cache_find(cc, email)) != NULL && (entry_fresh(e, now) ||
+	    stale);
+	pthread_mutex_unlock(&cc->mtx);
+	return r;
+}
+
+/* Look email up on src's connection into the cache (the store thread):
+ * 0, or -1 when the store could not be asked. */
+int
+certcache_fill(const struct certsrc *src, const char *email)
+{
+	struct cc_entry *e;
+
+	e = lookup(src->st, email, time(NULL));
+	if (e->unknown) {
+		entry_free(e);
+		return -1;
+	}
+	check_best(src, e);
+	pthread_mutex_lock(&src->cc->mtx);
+	cache_put(src->cc, e);
+	pthread_mutex_unlock(&src->cc->mtx);
+	return 0;
 }
 
 /* What certcache_cert_for() takes from an entry. */

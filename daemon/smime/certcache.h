@@ -4,7 +4,9 @@
  * query per message: the cache half of what was the keyring.  One cache is
  * shared by the event loop and the worker threads (a mutex guards it); a
  * cache miss uses the caller's own store connection, never another
- * thread's.  Writes (harvested signers) go through harvest.h. */
+ * thread's; the event loop has none (src->st NULL): it reads what the store
+ * thread (storeq.h) cached, and an answer the store could not give is
+ * never cached.  Writes (harvested signers) go through harvest.h. */
 #ifndef SMRELAY_CERTCACHE_H
 #define SMRELAY_CERTCACHE_H
 
@@ -46,6 +48,25 @@ void certcache_free(struct certcache *);
  */
 int certcache_sync(struct certcache *, struct store *, int force, char *err,
     size_t errlen);
+/*
+ * certcache_sync() in two halves, for a store thread: read on the caller's
+ * connection (1 with *ld, 0 unchanged, -1 error: the store unreachable, or
+ * a rule that does not parse), then install on the thread that reads the
+ * rules (takes ld); certcache_load_free() drops one not installed.
+ */
+struct certcache_load;
+int certcache_load(struct certcache *, struct store *, int force,
+    struct certcache_load **ld, char *err, size_t errlen);
+void certcache_install(struct certcache *, struct certcache_load *);
+void certcache_load_free(struct certcache_load *);
+/* Whether rules were ever loaded (else there is no policy to apply). */
+int certcache_loaded(struct certcache *);
+/* Whether email has an answer in the cache: fresh, or any with stale. */
+int certcache_cached(struct certcache *, const char *email, int stale);
+/* Ask src->st about email and cache the answer (the store thread fills
+ * the cache for the loop, which asks no store): 0, or -1 when the store
+ * could not be asked (nothing cached). */
+int certcache_fill(const struct certsrc *, const char *email);
 /* The rules (owned by the cache, valid until the next certcache_sync() of
  * the same thread); never NULL after a successful sync. */
 const struct policy_set *certcache_policy(struct certcache *);

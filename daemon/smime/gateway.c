@@ -27,6 +27,7 @@
 #include "certcache.h"
 #include "crlfetch.h"
 #include "harvest.h"
+#include "storeq.h"
 #include "lib/lib.h"
 #include "pipeline.h"
 #include "policy/policy.h"
@@ -35,7 +36,9 @@
 #include "proto/proto.h"
 #include "store/store.h"
 
-#define SYNC_INTERVAL	1	/* seconds between store change checks */
+#define RCPT_FETCHES	3	/* store lookups per RCPT at most */
+#define RELEASE_LOOKUPS	64	/* addresses of held copies looked up
+					 * per pass */
 
 /* The backend; the subsystems it works with are smrelayd's (borrowed). */
 struct gateway {
@@ -43,10 +46,14 @@ struct gateway {
 	const struct delivery_ops *inner;
 	void			*inner_ctx;
 	struct certcache	*cc;
-	struct store		*st;		/* the loop's connection: the
-						 * only one that writes */
+	struct store		*st;		/* crlfetch's and smimea's
+						 * connection (on the loop) */
+	struct storeq		*sq;		/* the store thread: reloads,
+						 * lookups, harvest writes */
 	struct workers		*workers;
-	struct event		*sync_ev;
+	size_t			 relookups;	/* release lookups in flight */
+	int			 recheck;	/* held copies to check when
+						 * they are over */
 	char			*tmpdir;
 	const char		*host;
 	const struct config	*cfg;
@@ -102,6 +109,10 @@ struct gw_rcpt {
 	struct gw_copy		*copy;
 	struct smimea_wait	*lookup;	/* waiting on SMIMEA */
 	int			 looked_up;	/* SMIMEA asked once */
+	struct storeq_wait	*fetch;		/* waiting on the store
+						 * thread's lookup */
+	int			 fetches;	/* lookups asked (a reload may
+						 * empty the cache between) */
 	struct gw_rcpt		*next;
 };
 
@@ -153,6 +164,7 @@ struct gw_job {
 	int			 rerun;		/* this is the second run */
 	struct crlfetch_wait	*wait;
 	struct event		*wait_ev;	/* revocation_wait ran out */
+	struct storeq_wait	*sync;		/* the reload before the rerun */
 	struct timeval		 held_at;
 	LIST_ENTRY(gw_job)	 hold_entry;
 };
@@ -317,6 +329,16 @@ copy_for(struct gw_txn *t, const struct pl_decision *d, const char *key)
 }
 
 static void rcpt_looked_up(void *);
+static void rcpt_fetched(void *, int);
+
+/* A local reply to a RCPT, passed on in order. */
+static void
+rcpt_reply(struct gw_rcpt *r, int code, const char *enh, const char *text)
+{
+	r->done = 1;
+	smtp_result_set(&r->res, code, enh, "%s", text);
+	event_active(r->t->defer, 0, 0);
+}
 
 /*
  * Decide a RCPT by policy, then refuse, hold, spool or ask the next hop.
@@ -328,13 +350,44 @@ rcpt_decide(struct gw_rcpt *r)
 {
 	struct gw_txn *t = r->t;
 	struct gateway *gw = t->gw;
-	struct certsrc src = { gw->cc, gw->st, NULL };
+	struct certsrc src = { gw->cc, NULL, NULL };	/* no store here */
+	const struct policy_set *ps = certcache_policy(gw->cc);
 	const char *rcpt = r->path, *params = r->params;
 	struct pl_decision d;
 	struct gw_copy *c;
 	char acts[64], key[DELIVERY_KEY_MAX] = "";
+	int up = storeq_up(gw->sq);
 
-	pipeline_decide(&src, certcache_policy(gw->cc), t->from, rcpt, &d);
+	if (ps == NULL) {
+		/* never relayed without the policy deciding */
+		log_info("session id=%016llx rcpt to=<%s> status=451 policy "
+		    "not loaded (store unreachable)", (unsigned long long)
+		    t->sessid, rcpt);
+		rcpt_reply(r, 451, "4.3.0", "policy not loaded, try again "
+		    "later");
+		return;
+	}
+	/* a certificate wanted and not cached: the store thread looks it
+	 * up first (the loop asks no store); with the store away what is
+	 * cached serves, however old */
+	if (pipeline_wants_cert(ps, t->from, rcpt) &&
+	    !certcache_cached(gw->cc, rcpt, up == 0)) {
+		if (up != 0 && r->fetches < RCPT_FETCHES && (r->fetch =
+		    storeq_lookup(gw->sq, rcpt, rcpt_fetched, r)) != NULL) {
+			r->fetches++;
+			return;
+		}
+	}
+	if (pipeline_wants_cert(ps, t->from, rcpt) &&
+	    !certcache_cached(gw->cc, rcpt, 1)) {
+		log_info("session id=%016llx rcpt to=<%s> status=451 "
+		    "certificate store unreachable", (unsigned long long)
+		    t->sessid, rcpt);
+		rcpt_reply(r, 451, "4.3.0", "certificate store unreachable, "
+		    "try again later");
+		return;
+	}
+	pipeline_decide(&src, ps, t->from, rcpt, &d);
 	if (d.nocert && !r->looked_up && (r->lookup = smimea_lookup(gw->sm,
 	    rcpt, t->sessid, rcpt_looked_up, r)) != NULL) {
 		log_info("session id=%016llx rcpt to=<%s> rule=%lld no "
@@ -391,6 +444,17 @@ rcpt_decide(struct gw_rcpt *r)
 			gw->inner->client(c->txn, t->client);
 	}
 	gw->inner->rcpt(c->txn, rcpt, params, inner_rcpt_cb, r);
+}
+
+/* The store thread's lookup of a RCPT is over: decide with the cache. */
+static void
+rcpt_fetched(void *arg, int ok)
+{
+	struct gw_rcpt *r = arg;
+
+	(void)ok;               /* the cache says what was found */
+	r->fetch = NULL;
+	rcpt_decide(r);
 }
 
 /* The SMIMEA lookup of a RCPT is over: decide with what it found. */
@@ -722,21 +786,22 @@ job_free(struct gw_job *j)
 }
 
 /*
- * Event loop: store the signers the job harvested (the loop's connection
- * is the only one that writes), before anything else can ask for them;
- * the row id goes to the log line as it did when workers wrote.
+ * Event loop: hand the signers the job harvested to the store thread (it
+ * writes them, or keeps them while the store is away); the copy's log line
+ * says "harvested" when there were some.
  */
 static void
 job_harvest(struct gw_job *j)
 {
 	char **urls = NULL;
 	size_t n = 0;
-	int64_t id;
 
 	if (j->gw->cf != NULL && j->gw->cfg->revocation_fetch)
 		harvest_urls(j->harvest, &urls, &n);
-	if ((id = harvest_flush(j->harvest, j->gw->cc, j->gw->st)) > 0)
-		j->res.harvested = id;
+	if (harvest_count(j->harvest) > 0)
+		j->res.harvested = 1;
+	storeq_harvest(j->gw->sq, j->harvest);
+	j->harvest = harvest_new();
 	/* new signers: their CRLs (and their CAs') for the next message */
 	if (n > 0)
 		crlfetch_refresh(j->gw->cf, urls, n);
@@ -744,7 +809,7 @@ job_harvest(struct gw_job *j)
 }
 
 static void job_done(void *);
-static void gw_sync(struct gateway *);
+static void job_synced(void *, int);
 
 /* Held no longer (its fetches are over, or revocation_wait ran out):
  * verify again on a worker, with what was fetched, for the verdict. */
@@ -758,17 +823,34 @@ job_resume(struct gw_job *j, const char *how)
 	j->wait = NULL;
 	event_free(j->wait_ev);
 	j->wait_ev = NULL;
-	LIST_REMOVE(j, hold_entry);
 	gettimeofday(&now, NULL);
 	timersub(&now, &j->held_at, &d);
 	log_info("session id=%016llx revocation fetch %s after %lld ms: "
 	    "verifying again", (unsigned long long)j->sessid, how,
 	    (long long)d.tv_sec * 1000 + d.tv_usec / 1000);
 	if (j->copy == NULL) {  /* the transaction went away meanwhile */
+		LIST_REMOVE(j, hold_entry);
 		job_free(j);
 		return;
 	}
-	gw_sync(gw);            /* what was fetched, into the cache */
+	/* what was fetched, into the cache first (still held meanwhile) */
+	j->sync = storeq_sync(gw->sq, 0, job_synced, j);
+}
+
+/* The cache has what the fetches stored: run the job again. */
+static void
+job_synced(void *arg, int ok)
+{
+	struct gw_job *j = arg;
+	struct gateway *gw = j->gw;
+
+	(void)ok;               /* the store away: verify with the cache */
+	j->sync = NULL;
+	LIST_REMOVE(j, hold_entry);
+	if (j->copy == NULL) {
+		job_free(j);
+		return;
+	}
 	j->rerun = 1;
 	j->rc = 0;
 	smime_msg_res_free(&j->res);
@@ -799,6 +881,25 @@ job_wait_cb(evutil_socket_t fd, short what, void *arg)
 	job_resume(arg, "unfinished");
 }
 
+/* Store thread: the CAs of a chain, stored when they chain to an anchor. */
+static int
+cas_run(void *arg, struct store *st)
+{
+	if (st == NULL)
+		return -1;
+	harvest_cas(st, arg);
+	return 0;
+}
+
+/* Loop: the CAs are written (or not: they come again with the next
+ * message that needs them). */
+static void
+cas_done(void *arg, int ok)
+{
+	(void)ok;
+	sk_X509_pop_free(arg, X509_free);
+}
+
 /* The CAs of the undecided links, stored when they chain to an anchor,
  * so that the CRLs they signed can be checked when they come. */
 static void
@@ -808,13 +909,15 @@ job_store_cas(struct gw_job *j)
 	size_t i;
 
 	for (i = 0; sk != NULL && i < j->res.nundecided; i++) {
-		sk_X509_push(sk, j->res.undecided[i].cert);
+		X509_add_cert(sk, j->res.undecided[i].cert,
+		    X509_ADD_FLAG_UP_REF);
 		if (j->res.undecided[i].issuer != NULL)
-			sk_X509_push(sk, j->res.undecided[i].issuer);
+			X509_add_cert(sk, j->res.undecided[i].issuer,
+			    X509_ADD_FLAG_UP_REF);
 	}
-	if (sk != NULL)
-		harvest_cas(j->gw->st, sk);
-	sk_X509_free(sk);       /* the references stay the job's */
+	if (sk != NULL && storeq_call(j->gw->sq, cas_run, cas_done, sk) ==
+	    -1)
+		sk_X509_pop_free(sk, X509_free);
 }
 
 /*
@@ -1041,6 +1144,8 @@ gw_abort(void *txn)
 	for (r = t->head; r != NULL; r = r->next) {
 		smimea_cancel(r->lookup);
 		r->lookup = NULL;
+		storeq_cancel(r->fetch);
+		r->fetch = NULL;
 	}
 	for (i = 0; i < t->ncopies; i++) {
 		c = t->copies[i];
@@ -1072,6 +1177,7 @@ txn_free(struct gw_txn *t)
 	for (r = t->head; r != NULL; r = next) {
 		next = r->next;
 		smimea_cancel(r->lookup);
+		storeq_cancel(r->fetch);
 		free(r->path);
 		free(r->params);
 		free(r);
@@ -1113,12 +1219,31 @@ release_done(void *arg)
 	job_free(j);
 }
 
-/* A held copy: transform it if every pending recipient has a certificate. */
+static int release_check(void *, const struct spool_entry *);
+
+/* A held copy's address is in the cache: check the held copies again
+ * once the last lookup of the pass is over. */
+static void
+release_fetched(void *arg, int ok)
+{
+	struct gateway *gw = arg;
+
+	if (ok == 0)
+		gw->recheck = 1;
+	if (--gw->relookups == 0 && gw->recheck) {
+		gw->recheck = 0;
+		queue_check_held(gw->queue, release_check, gw);
+	}
+}
+
+/* A held copy: transform it if every pending recipient has a certificate
+ * (in the cache: addresses not in it are looked up by the store thread,
+ * and the held copies checked again after). */
 static int
 release_check(void *arg, const struct spool_entry *e)
 {
 	struct gateway *gw = arg;
-	struct certsrc src = { gw->cc, gw->st, NULL };
+	struct certsrc src = { gw->cc, NULL, NULL };
 	struct gw_job *j;
 	struct msgbuf *body;
 	size_t i;
@@ -1127,6 +1252,14 @@ release_check(void *arg, const struct spool_entry *e)
 	for (i = 0; i < e->nrcpts; i++) {
 		if (e->rcpts[i].state != SPOOL_RCPT_PENDING)
 			continue;
+		if (!certcache_cached(gw->cc, e->rcpts[i].addr, 1)) {
+			if (storeq_up(gw->sq) == 1 &&
+			    gw->relookups < RELEASE_LOOKUPS &&
+			    storeq_lookup(gw->sq, e->rcpts[i].addr,
+			    release_fetched, gw) != NULL)
+				gw->relookups++;
+			return 0;
+		}
 		if ((x = certcache_cert_for(&src, e->rcpts[i].addr, NULL)) ==
 		    NULL)
 			return 0;
@@ -1144,31 +1277,50 @@ release_check(void *arg, const struct spool_entry *e)
 	return 1;
 }
 
-/* Reload rules, certificates and CRLs if the store changed (smrelayctl,
- * or a fetch of ours). */
+/* The store thread reloaded rules, certificates and CRLs (smrelayctl,
+ * another node, a fetch of ours, SIGHUP): offer the held copies. */
 static void
-gw_sync(struct gateway *gw)
+gw_reloaded(void *arg)
 {
-	char err[512];
-	int r;
+	struct gateway *gw = arg;
 
-	if ((r = certcache_sync(gw->cc, gw->st, 0, err, sizeof(err))) == -1)
-		log_warnx("policy/certificates not reloaded: %s", err);
-	else if (r == 1) {
-		log_info("store changed: reloaded %zu rule(s) and the "
-		    "certificate cache",
-		    policy_set_count(certcache_policy(gw->cc)));
-		queue_check_held(gw->queue, release_check, gw);
-	}
+	log_info("store changed: reloaded %zu rule(s) and the certificate "
+	    "cache", policy_set_count(certcache_policy(gw->cc)));
+	queue_check_held(gw->queue, release_check, gw);
 }
 
-/* Notice smrelayctl's changes: one cheap query a second. */
-static void
-sync_cb(evutil_socket_t fd, short what, void *arg)
+/* What the refresh reads from the store, on its thread. */
+struct refresh_job {
+	struct gateway	*gw;
+	char		**urls;
+	size_t		 n;
+};
+
+/* Store thread: every CRL distribution point the store knows. */
+static int
+refresh_run(void *arg, struct store *st)
 {
-	(void)fd;
-	(void)what;
-	gw_sync(arg);
+	struct refresh_job *rj = arg;
+
+	if (st == NULL)
+		return -1;
+	rj->urls = crlfetch_known_urls(st, &rj->n);
+	return 0;
+}
+
+/* Loop: fetch those that are due. */
+static void
+refresh_done(void *arg, int ok)
+{
+	struct refresh_job *rj = arg;
+	size_t started;
+
+	if (ok == 0 && (started = crlfetch_refresh(rj->gw->cf, rj->urls,
+	    rj->n)) > 0)
+		log_info("crl fetch: %zu of %zu distribution point(s) due",
+		    started, rj->n);
+	crlfetch_urls_free(rj->urls, rj->n);
+	free(rj);
 }
 
 /* Every CRL distribution point the store knows, fetched when due. */
@@ -1177,18 +1329,16 @@ refresh_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct gateway *gw = arg;
 	struct timeval tv = { CRLFETCH_INTERVAL, 0 };
-	char **urls;
-	size_t n = 0, started;
+	struct refresh_job *rj;
 
 	(void)fd;
 	(void)what;
 	if (gw->cfg->revocation_fetch && gw->cfg->revocation !=
 	    CONFIG_REV_OFF) {
-		urls = crlfetch_known_urls(gw->st, &n);
-		if ((started = crlfetch_refresh(gw->cf, urls, n)) > 0)
-			log_info("crl fetch: %zu of %zu distribution point(s) "
-			    "due", started, n);
-		crlfetch_urls_free(urls, n);
+		rj = xcalloc(1, sizeof(*rj));
+		rj->gw = gw;
+		if (storeq_call(gw->sq, refresh_run, refresh_done, rj) == -1)
+			free(rj);
 		crlfetch_ocsp_refresh(gw->cf);
 	}
 	evtimer_add(gw->refresh_ev, &tv);
@@ -1221,7 +1371,6 @@ gateway_new(struct event_base *base, const struct delivery_ops *inner,
     const struct gateway_parts *parts)
 {
 	struct gateway *gw = xcalloc(1, sizeof(*gw));
-	struct timeval tv = { SYNC_INTERVAL, 0 };
 
 	gw->base = base;
 	gw->inner = inner;
@@ -1235,10 +1384,8 @@ gateway_new(struct event_base *base, const struct delivery_ops *inner,
 	gw->queue = parts->queue;
 	gw->workers = parts->workers;
 	LIST_INIT(&gw->held);
+	gw->sq = storeq_new(base, gw->cc, parts->data_dir, gw_reloaded, gw);
 	gw->sm = smimea_new(base, gw->cc, gw->st, cfg);
-	if ((gw->sync_ev = event_new(base, -1, EV_PERSIST, sync_cb, gw)) ==
-	    NULL || event_add(gw->sync_ev, &tv) == -1)
-		fatalx("event_new");
 	crl_fetch_start(gw);
 	log_info("gateway: %zu policy rule(s), %d worker thread(s), %zu "
 	    "queued message(s)", policy_set_count(certcache_policy(gw->cc)),
@@ -1251,19 +1398,27 @@ gateway_new(struct event_base *base, const struct delivery_ops *inner,
 void
 gateway_reconfigure(struct gateway *gw, const struct config *cfg)
 {
-	char err[512];
-
 	gw->cfg = cfg;
 	gw->host = cfg->hostname;
 	smimea_reconfigure(gw->sm, cfg);
 	certcache_set_revocation(gw->cc, cfg->revocation);
-	if (certcache_sync(gw->cc, gw->st, 1, err, sizeof(err)) == -1)
-		log_warnx("reload: policy/certificates: %s", err);
-	else {
-		log_info("reload: %zu policy rule(s)",
-		    policy_set_count(certcache_policy(gw->cc)));
-		queue_check_held(gw->queue, release_check, gw);
-	}
+	/* rules and certificates reloaded by the store thread; failures
+	 * and the reload are logged there */
+	storeq_sync(gw->sq, 1, NULL, NULL);
+}
+
+/* Reload everything from the store, off the loop. */
+void
+gateway_reload(struct gateway *gw)
+{
+	storeq_sync(gw->sq, 1, NULL, NULL);
+}
+
+/* /healthz: whether the store is there, or the cache serves. */
+int
+gateway_health(struct gateway *gw, char *why, size_t len)
+{
+	return storeq_health(gw->sq, why, len);
 }
 
 /* Free the gateway (not the subsystems it was given). */
@@ -1274,15 +1429,17 @@ gateway_free(struct gateway *gw)
 
 	if (gw == NULL)
 		return;
+	/* first: its last answers are dropped, and no job runs any more */
+	storeq_free(gw->sq);
 	while ((j = LIST_FIRST(&gw->held)) != NULL) {
 		LIST_REMOVE(j, hold_entry);
 		crlfetch_wait_cancel(j->wait);
-		event_free(j->wait_ev);
+		if (j->wait_ev != NULL)
+			event_free(j->wait_ev);
 		if (j->copy != NULL)
 			j->copy->job = NULL;
 		job_free(j);
 	}
-	event_free(gw->sync_ev);
 	if (gw->refresh_ev != NULL)
 		event_free(gw->refresh_ev);
 	crlfetch_free(gw->cf);

@@ -23,9 +23,12 @@ struct workers;
  * and spool threads before gateway_free() (their last callbacks still use
  * the gateway), then frees the rest in reverse order. */
 struct gateway_parts {
-	struct store	*st;		/* the loop's store connection: the
-					 * only one that writes */
-	struct certcache *cc;		/* synced once */
+	struct store	*st;		/* the loop's store connection, for
+					 * CRL fetches and SMIMEA only */
+	const char	*data_dir;	/* the store of the store thread
+					 * (storeq.h) */
+	struct certcache *cc;		/* synced once, or not (the store
+					 * away at start) */
 	struct spool	*spool;		/* recovered */
 	struct queue	*queue;		/* over the spool */
 	struct workers	*workers;	/* each thread's context: its own
@@ -45,6 +48,10 @@ struct gateway *gateway_new(struct event_base *, const struct delivery_ops *,
 /* A new config after SIGHUP; reload rules and certificates now (the queue
  * is reconfigured by its owner). */
 void gateway_reconfigure(struct gateway *, const struct config *);
+/* Reload rules, keys and certificates now (the key process is back). */
+void gateway_reload(struct gateway *);
+/* /healthz: 0 healthy (why empty, or saying what is degraded), -1 not. */
+int gateway_health(struct gateway *, char *why, size_t len);
 /* Free the gateway, after the loop ended and the workers stopped. */
 void gateway_free(struct gateway *);
 

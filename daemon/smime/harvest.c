@@ -3,6 +3,7 @@
 #include "autoconfig.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -19,6 +20,7 @@ struct harvest_item {
 	X509		*x;
 	STACK_OF(X509)	*chain;		/* NULL: none came with it */
 	int		 caps;
+	int		 tries;		/* failed writes */
 };
 
 struct harvest {
@@ -46,6 +48,43 @@ harvest_clear(struct harvest *h)
 	free(h->v);
 	h->v = NULL;
 	h->n = 0;
+}
+
+/* How many signers wait in the collection. */
+size_t
+harvest_count(const struct harvest *h)
+{
+	return h->n;
+}
+
+/*
+ * Move what src holds to the end of dst, keeping at most max in dst: the
+ * oldest go first.  The number dropped.
+ */
+size_t
+harvest_move(struct harvest *dst, struct harvest *src, size_t max)
+{
+	size_t i, drop = 0;
+
+	if (src->n > 0) {
+		dst->v = xreallocarray(dst->v, dst->n + src->n,
+		    sizeof(*dst->v));
+		for (i = 0; i < src->n; i++)
+			dst->v[dst->n++] = src->v[i];
+		free(src->v);
+		src->v = NULL;
+		src->n = 0;
+	}
+	if (dst->n > max) {
+		drop = dst->n - max;
+		for (i = 0; i < drop; i++) {
+			X509_free(dst->v[i].x);
+			sk_X509_pop_free(dst->v[i].chain, X509_free);
+		}
+		memmove(dst->v, dst->v + drop, max * sizeof(*dst->v));
+		dst->n = max;
+	}
+	return drop;
 }
 
 /* Free a collection and what it still holds. */
@@ -166,5 +205,33 @@ harvest_flush(struct harvest *h, struct certcache *cc, struct store *st)
 			last = id;
 	}
 	harvest_clear(h);
+	return last;
+}
+
+/* Store the collected signers in order up to the first that fails: it and
+ * those after stay, unless it failed maxtries times (then it is dropped). */
+int64_t
+harvest_flush_keep(struct harvest *h, struct certcache *cc,
+    struct store *st, int maxtries, size_t *dropped)
+{
+	int64_t id, last = 0;
+	size_t i, done;
+
+	*dropped = 0;
+	for (i = 0; i < h->n; i++) {
+		id = harvest_store(cc, st, h->v[i].x, h->v[i].chain,
+		    h->v[i].caps);
+		if (id == -1 && ++h->v[i].tries < maxtries)
+			break;
+		if (id == -1)
+			(*dropped)++;
+		else if (id > 0)
+			last = id;
+		X509_free(h->v[i].x);
+		sk_X509_pop_free(h->v[i].chain, X509_free);
+	}
+	done = i;
+	memmove(h->v, h->v + done, (h->n - done) * sizeof(*h->v));
+	h->n -= done;
 	return last;
 }

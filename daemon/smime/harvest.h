@@ -42,6 +42,17 @@ int64_t harvest_store(struct certcache *, struct store *, X509 *x,
  * written, -1 when one failed and none was written.
  */
 int64_t harvest_flush(struct harvest *, struct certcache *, struct store *);
+/* As harvest_flush(), but it stops at the first write that fails: that
+ * signer and the later ones stay collected, to be written again (one that
+ * failed maxtries times is dropped instead, counted in *dropped).  The
+ * last row id, or 0. */
+int64_t harvest_flush_keep(struct harvest *, struct certcache *,
+    struct store *, int maxtries, size_t *dropped);
+/* How many signers the collection holds. */
+size_t harvest_count(const struct harvest *);
+/* Append what src holds to dst (src is left empty), keeping the newest max
+ * in dst; the number of oldest ones dropped. */
+size_t harvest_move(struct harvest *dst, struct harvest *src, size_t max);
 
 /*
  * The intermediate CAs among chain (a signer's message's certificates),

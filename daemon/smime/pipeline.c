@@ -21,6 +21,17 @@
 #include "store/store.h"
 #include "lib/lib.h"
 
+/* Whether the recipient's rule encrypts (and does not refuse). */
+int
+pipeline_wants_cert(const struct policy_set *ps, const char *sender,
+    const char *rcpt)
+{
+	const struct policy_rule *r;
+
+	return ps != NULL && (r = policy_match(ps, sender, rcpt)) != NULL &&
+	    !(r->actions & POLICY_REJECT) && (r->actions & POLICY_ENCRYPT);
+}
+
 /* Decide for one recipient: rule, actions, and what a missing
  * certificate does. */
 void

@@ -47,6 +47,10 @@ struct pl_copy {
 };
 
 /* pipeline.c */
+/* Whether the rule for this recipient encrypts (then its certificate is
+ * looked up before pipeline_decide()). */
+int pipeline_wants_cert(const struct policy_set *, const char *sender,
+    const char *rcpt);
 /* Decide for one recipient with the rules and the certificate cache. */
 void pipeline_decide(const struct certsrc *, const struct policy_set *,
     const char *sender, const char *rcpt, struct pl_decision *);

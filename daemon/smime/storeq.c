@@ -1,0 +1,549 @@
+/* storeq.c: the store thread of a network process (see storeq.h): a
+ * workers.h pool of one thread whose context is its connection, reopened
+ * after the store was found away; every answer comes back on the loop,
+ * where the reachable/away state lives. */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "certcache.h"
+#include "daemon/base/base.h"
+#include "harvest.h"
+#include "lib/lib.h"
+#include "storeq.h"
+#include "store/store.h"
+
+enum sq_kind { SQ_RELOAD, SQ_LOOKUP, SQ_HARVEST, SQ_CALL };
+
+/* Someone waiting on a job (reload, lookup). */
+struct storeq_wait {
+	storeq_cb		*cb;		/* NULL: cancelled */
+	void			*arg;
+	struct storeq_wait	*next;
+};
+
+/* One job for the thread; its results, read on the loop. */
+struct sq_job {
+	struct storeq		*sq;
+	enum sq_kind		 kind;
+	int			 force;		/* reload */
+	char			*email;		/* lookup */
+	struct harvest		*h;		/* harvest: what failed stays */
+	storeq_run_fn		*run;		/* call */
+	storeq_cb		*done;
+	void			*job;
+	struct storeq_wait	*waits;		/* called when over */
+	int			 rc;
+	int			 away;		/* the store could not be
+						 * reached */
+	int64_t			 id;		/* harvest: last row */
+	size_t			 dropped;	/* harvest: failed too often */
+	struct certcache_load	*ld;		/* reload: to install */
+	char			 err[256];
+};
+
+/* The thread's context. */
+struct sq_thread {
+	char		*data_dir;
+	struct store	*st;		/* NULL: open at the next job */
+	struct certcache *cc;
+};
+
+struct storeq {
+	struct event_base	*base;
+	struct certcache	*cc;
+	struct workers		*w;
+	struct sq_thread	 t;
+	struct event		*tick;
+	storeq_reloaded_fn	*reloaded;
+	void			*arg;
+	size_t			 njobs;		/* queued or running */
+	int			 reloading;	/* a reload is queued */
+	int			 again, force;	/* reload asked meanwhile */
+	struct storeq_wait	*sync_waits;	/* for the next reload */
+	int			 up;		/* 1, 0 away, -1 not known */
+	time_t			 away_since;
+	int			 backoff;	/* seconds, while away */
+	struct harvest		*pending;	/* to write when back */
+	int			 writing;	/* a harvest job is queued */
+	int			 stopping;
+};
+
+static void sq_submit(struct storeq *, struct sq_job *);
+static void sq_retry(struct storeq *);
+
+/* The thread's connection, opened when there is none. */
+static struct store *
+sq_conn(struct sq_thread *t, char *err, size_t errlen)
+{
+	if (t->st == NULL)
+		t->st = store_open(t->data_dir, err, errlen);
+	return t->st;
+}
+
+/* After a failure: whether the store is away (then the connection is
+ * dropped, and the next job opens a new one). */
+static int
+sq_away(struct sq_thread *t, char *err, size_t errlen)
+{
+	if (t->st != NULL && store_changes(t->st) >= 0)
+		return 0;
+	if (t->st != NULL) {
+		if (err[0] == '\0')
+			snprintf(err, errlen, "%s", store_errmsg(t->st));
+		store_close(t->st);
+		t->st = NULL;
+	}
+	return 1;
+}
+
+/* Thread start: the context (the connection is opened by the first job,
+ * so that a store away at start does not stop the process). */
+static void *
+sq_thread_init(void *arg)
+{
+	return arg;
+}
+
+/* Thread end: close the connection. */
+static void
+sq_thread_fini(void *tctx)
+{
+	struct sq_thread *t = tctx;
+
+	if (t->st != NULL)
+		store_close(t->st);
+	t->st = NULL;
+}
+
+/* The store thread: one job. */
+static void
+sq_run(void *arg, void *tctx)
+{
+	struct sq_job *j = arg;
+	struct sq_thread *t = tctx;
+	struct certsrc src = { t->cc, NULL, NULL };
+	struct store *st;
+
+	if ((st = sq_conn(t, j->err, sizeof(j->err))) == NULL &&
+	    j->kind != SQ_CALL) {
+		j->rc = -1;
+		j->away = 1;
+		return;
+	}
+	src.st = st;
+	switch (j->kind) {
+	case SQ_RELOAD:
+		j->rc = certcache_load(t->cc, st, j->force, &j->ld, j->err,
+		    sizeof(j->err));
+		break;
+	case SQ_LOOKUP:
+		j->rc = certcache_fill(&src, j->email);
+		break;
+	case SQ_HARVEST:
+		j->id = harvest_flush_keep(j->h, t->cc, st, STOREQ_TRIES,
+		    &j->dropped);
+		j->rc = harvest_count(j->h) > 0 ? -1 : 0;
+		break;
+	case SQ_CALL:
+		j->rc = j->run(j->job, st);
+		break;
+	}
+	if (j->rc == -1)
+		j->away = sq_away(t, j->err, sizeof(j->err));
+}
+
+/* Call the waits of a job (unless stopping) and free them. */
+static void
+sq_waits_done(struct storeq *sq, struct storeq_wait *w, int ok)
+{
+	struct storeq_wait *next;
+
+	for (; w != NULL; w = next) {
+		next = w->next;
+		if (w->cb != NULL && !sq->stopping)
+			w->cb(w->arg, ok);
+		free(w);
+	}
+}
+
+/* Schedule the next change check. */
+static void
+sq_tick_in(struct storeq *sq, int secs)
+{
+	struct timeval tv = { secs, 0 };
+
+	if (!sq->stopping)
+		evtimer_add(sq->tick, &tv);
+}
+
+/* Write the harvested signers that wait, unless a write is queued. */
+static void
+sq_retry(struct storeq *sq)
+{
+	struct sq_job *j;
+
+	if (sq->writing || sq->stopping || harvest_count(sq->pending) == 0)
+		return;
+	j = xcalloc(1, sizeof(*j));
+	j->kind = SQ_HARVEST;
+	j->h = sq->pending;
+	sq->pending = harvest_new();
+	metrics_set(M_STORE_PENDING, 0);
+	sq->writing = 1;
+	sq_submit(sq, j);
+}
+
+/* Reachable (again): say so once, and write what waited. */
+static void
+sq_set_up(struct storeq *sq)
+{
+	if (sq->up == 1)
+		return;
+	if (sq->up == 0)
+		log_info("store reachable again after %lld s: %zu harvested "
+		    "certificate(s) waiting to be written",
+		    (long long)(time(NULL) - sq->away_since),
+		    harvest_count(sq->pending));
+	sq->up = 1;
+	sq->backoff = 0;
+	metrics_set(M_STORE_UP, 1);
+	sq_retry(sq);
+}
+
+/* Away: say so once. */
+static void
+sq_set_away(struct storeq *sq, const char *err)
+{
+	char since[64];
+	struct tm tm;
+
+	if (sq->up == 0)
+		return;
+	sq->up = 0;
+	sq->away_since = time(NULL);
+	metrics_set(M_STORE_UP, 0);
+	gmtime_r(&sq->away_since, &tm);
+	strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (certcache_loaded(sq->cc))
+		log_warnx("store unreachable: serving cached policy and "
+		    "certificates since %s (%s)", since, err);
+	else
+		log_warnx("store unreachable since %s, no policy loaded yet: "
+		    "recipients get 451 4.3.0 until it is back (%s)", since,
+		    err);
+}
+
+/* Keep harvested signers that could not be written, the newest first. */
+static void
+sq_keep(struct storeq *sq, struct harvest *h)
+{
+	size_t dropped;
+
+	if ((dropped = harvest_move(sq->pending, h, STOREQ_MAX_PENDING)) >
+	    0) {
+		log_warnx("harvest: %zu certificate(s) dropped unwritten "
+		    "(more than %d waiting for the store)", dropped,
+		    STOREQ_MAX_PENDING);
+		metrics_add(M_STORE_DROPPED, dropped);
+	}
+	metrics_set(M_STORE_PENDING, harvest_count(sq->pending));
+}
+
+/* A reload is over (on the loop): install, and schedule the next. */
+static void
+sq_reload_done(struct storeq *sq, struct sq_job *j)
+{
+	sq->reloading = 0;
+	if (j->rc == 1 && !sq->stopping) {
+		certcache_install(sq->cc, j->ld);
+		j->ld = NULL;
+		if (sq->reloaded != NULL)
+			sq->reloaded(sq->arg);
+	} else if (j->rc == -1 && !j->away)
+		log_warnx("policy/certificates not reloaded: %s", j->err);
+	certcache_load_free(j->ld);
+	j->ld = NULL;
+	sq_waits_done(sq, j->waits, j->away ? -1 : 0);
+	j->waits = NULL;
+	if (sq->stopping)
+		return;
+	if (sq->again) {
+		sq->again = 0;
+		storeq_sync(sq, sq->force, NULL, NULL);
+		sq->force = 0;
+	} else if (sq->up == 0) {
+		sq->backoff = sq->backoff == 0 ? 1 : sq->backoff * 2;
+		if (sq->backoff > STOREQ_BACKOFF_MAX)
+			sq->backoff = STOREQ_BACKOFF_MAX;
+		sq_tick_in(sq, sq->backoff);
+	} else {
+		sq_retry(sq);
+		sq_tick_in(sq, STOREQ_SYNC);
+	}
+}
+
+/* The loop: a job is over. */
+static void
+sq_done(void *arg)
+{
+	struct sq_job *j = arg;
+	struct storeq *sq = j->sq;
+
+	sq->njobs--;
+	if (j->away)
+		sq_set_away(sq, j->err[0] != '\0' ? j->err : "no answer");
+	else if (j->kind != SQ_CALL || j->rc == 0)
+		sq_set_up(sq);
+	switch (j->kind) {
+	case SQ_RELOAD:
+		sq_reload_done(sq, j);
+		break;
+	case SQ_LOOKUP:
+		sq_waits_done(sq, j->waits, j->rc);
+		break;
+	case SQ_HARVEST:
+		sq->writing = 0;
+		if (j->id > 0)
+			log_info("harvest: stored certificate id=%lld",
+			    (long long)j->id);
+		if (j->dropped > 0) {
+			log_warnx("harvest: %zu certificate(s) dropped after "
+			    "%d failed writes: %s", j->dropped, STOREQ_TRIES,
+			    j->err);
+			metrics_add(M_STORE_DROPPED, j->dropped);
+		}
+		if (harvest_count(j->h) > 0 && !sq->stopping) {
+			/* a write failed (the store away, or busy): again
+			 * at the next change check */
+			log_warnx("harvest: %zu certificate(s) not stored yet, "
+			    "written when the store answers: %s",
+			    harvest_count(j->h), j->err[0] != '\0' ? j->err :
+			    "write failed");
+			sq_keep(sq, j->h);
+		} else if (!j->away)
+			sq_retry(sq);   /* what came meanwhile */
+		harvest_free(j->h);
+		break;
+	case SQ_CALL:
+		if (!sq->stopping)
+			j->done(j->job, j->rc);
+		else
+			j->done(j->job, -1);
+		break;
+	}
+	free(j->email);
+	free(j);
+}
+
+/* Queue a job for the thread (the caller checked the bound, or it is
+ * one of ours). */
+static void
+sq_submit(struct storeq *sq, struct sq_job *j)
+{
+	j->sq = sq;
+	sq->njobs++;
+	workers_submit(sq->w, sq_run, sq_done, j);
+}
+
+/* The change check: a reload unless one is under way. */
+static void
+sq_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	storeq_sync(arg, 0, NULL, NULL);
+}
+
+/*
+ * Change detection.  SQLite: the change counter, read by the reload job
+ * every STOREQ_SYNC seconds (one cheap query, off the loop).
+ * PostgreSQL (issue 18): THE ONE PLACE TO WIRE LISTEN/NOTIFY once store.h
+ * has store_listen(), store_notify_fd() and store_notified(): the thread
+ * calls store_listen() on each new connection (sq_conn), the loop watches
+ * store_notify_fd() with an EV_READ event whose callback is sq_tick_cb
+ * (deleted while a reload is queued, added back in sq_reload_done), and
+ * the reload job drains store_notified() (-1: notifications lost, reload
+ * with force).  Until then the once-a-second check serves both backends.
+ */
+
+/* Start the thread and the change checks. */
+struct storeq *
+storeq_new(struct event_base *base, struct certcache *cc,
+    const char *data_dir, storeq_reloaded_fn *reloaded, void *arg)
+{
+	struct storeq *sq = xcalloc(1, sizeof(*sq));
+
+	sq->base = base;
+	sq->cc = cc;
+	sq->reloaded = reloaded;
+	sq->arg = arg;
+	sq->up = -1;
+	sq->pending = harvest_new();
+	sq->t.data_dir = xstrdup(data_dir);
+	sq->t.cc = cc;
+	metrics_set(M_STORE_UP, certcache_loaded(cc) ? 1 : 0);
+	if ((sq->tick = evtimer_new(base, sq_tick_cb, sq)) == NULL)
+		fatalx("evtimer_new");
+	sq->w = workers_new(base, 1, sq_thread_init, sq_thread_fini, &sq->t);
+	sq_tick_in(sq, certcache_loaded(cc) ? STOREQ_SYNC : 0);
+	return sq;
+}
+
+/* Stop: the jobs queued run, their answers are dropped. */
+void
+storeq_free(struct storeq *sq)
+{
+	if (sq == NULL)
+		return;
+	sq->stopping = 1;
+	event_free(sq->tick);
+	workers_free(sq->w);
+	sq_waits_done(sq, sq->sync_waits, -1);
+	if (harvest_count(sq->pending) > 0)
+		log_warnx("store unreachable at exit: %zu harvested "
+		    "certificate(s) not written", harvest_count(sq->pending));
+	harvest_free(sq->pending);
+	free(sq->t.data_dir);
+	free(sq);
+}
+
+/* A new wait. */
+static struct storeq_wait *
+sq_wait(storeq_cb *cb, void *arg, struct storeq_wait **list)
+{
+	struct storeq_wait *w = xcalloc(1, sizeof(*w));
+
+	w->cb = cb;
+	w->arg = arg;
+	w->next = *list;
+	*list = w;
+	return w;
+}
+
+/* Reload now, or after the one under way. */
+struct storeq_wait *
+storeq_sync(struct storeq *sq, int force, storeq_cb *cb, void *arg)
+{
+	struct storeq_wait *w = NULL;
+	struct sq_job *j;
+
+	if (cb != NULL)
+		w = sq_wait(cb, arg, &sq->sync_waits);
+	if (sq->stopping)
+		return w;
+	if (sq->reloading) {
+		sq->again = 1;
+		sq->force |= force;
+		return w;
+	}
+	evtimer_del(sq->tick);
+	j = xcalloc(1, sizeof(*j));
+	j->kind = SQ_RELOAD;
+	j->force = force;
+	j->waits = sq->sync_waits;
+	sq->sync_waits = NULL;
+	sq->reloading = 1;
+	sq_submit(sq, j);
+	return w;
+}
+
+/* Look email up into the cache, off the loop. */
+struct storeq_wait *
+storeq_lookup(struct storeq *sq, const char *email, storeq_cb *cb,
+    void *arg)
+{
+	struct sq_job *j;
+
+	if (sq->njobs >= STOREQ_MAX_JOBS || sq->stopping)
+		return NULL;
+	j = xcalloc(1, sizeof(*j));
+	j->kind = SQ_LOOKUP;
+	j->email = xstrdup(email);
+	sq_wait(cb, arg, &j->waits);
+	sq_submit(sq, j);
+	return j->waits;
+}
+
+/* Never call this wait back (it is freed with its job). */
+void
+storeq_cancel(struct storeq_wait *w)
+{
+	if (w != NULL)
+		w->cb = NULL;
+}
+
+/* Write harvested signers off the loop. */
+void
+storeq_harvest(struct storeq *sq, struct harvest *h)
+{
+	struct sq_job *j;
+
+	if (harvest_count(h) == 0) {
+		harvest_free(h);
+		return;
+	}
+	if (sq->up == 0 || sq->writing || sq->njobs >= STOREQ_MAX_JOBS) {
+		/* away, a write under way, or too much queued: after it */
+		sq_keep(sq, h);
+		harvest_free(h);
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->kind = SQ_HARVEST;
+	j->h = h;
+	sq->writing = 1;
+	sq_submit(sq, j);
+}
+
+/* Run a caller's job on the store thread. */
+int
+storeq_call(struct storeq *sq, storeq_run_fn *run, storeq_cb *done,
+    void *job)
+{
+	struct sq_job *j;
+
+	if (sq->njobs >= STOREQ_MAX_JOBS || sq->stopping)
+		return -1;
+	j = xcalloc(1, sizeof(*j));
+	j->kind = SQ_CALL;
+	j->run = run;
+	j->done = done;
+	j->job = job;
+	sq_submit(sq, j);
+	return 0;
+}
+
+int
+storeq_up(const struct storeq *sq)
+{
+	return sq->up;
+}
+
+/* /healthz: degraded while away with a cache, unhealthy without one. */
+int
+storeq_health(const struct storeq *sq, char *why, size_t len)
+{
+	char since[64];
+	struct tm tm;
+
+	if (len > 0)
+		why[0] = '\0';
+	if (sq->up != 0)
+		return 0;
+	gmtime_r(&sq->away_since, &tm);
+	strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (!certcache_loaded(sq->cc)) {
+		snprintf(why, len, "store unreachable since %s and no policy "
+		    "loaded", since);
+		return -1;
+	}
+	snprintf(why, len, "degraded: store unreachable since %s, serving "
+	    "cached policy and certificates", since);
+	return 0;
+}
