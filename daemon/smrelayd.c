@@ -688,8 +688,8 @@ ctl_cb(evutil_socket_t fd, short what, void *arg)
 	log_info("key process restarted: keys reconnected");
 }
 
-/* Before a rendering: the gauges read on demand, and the expiry of our
- * certificates (the TLS one, the S/MIME identities in memory). */
+/* Before a rendering: the expiry of our certificates (the TLS one, the
+ * S/MIME identities in memory). */
 static void
 metrics_refresh(void *arg)
 {
@@ -697,7 +697,6 @@ metrics_refresh(void *arg)
 	struct store_key **keys;
 	size_t i, n = 0;
 
-	metrics_set(M_CONN_CURRENT, (uint64_t)server_sessions(d->srv));
 	metrics_expiry_reset();
 	if (d->tls_server != NULL)
 		metrics_expiry_add("tls", SSL_CTX_get0_certificate(

@@ -97,6 +97,7 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	LIST_INSERT_HEAD(&srv->sessions, sn, entry);
 	srv->nsessions++;
+	metrics_set(M_CONN_CURRENT, (uint64_t)srv->nsessions);
 }
 
 /* accept() failed (EMFILE...): log and keep serving. */
@@ -260,6 +261,7 @@ server_session_closed(void *arg, void *tag)
 	LIST_REMOVE(sn, entry);
 	free(sn);
 	srv->nsessions--;
+	metrics_set(M_CONN_CURRENT, (uint64_t)srv->nsessions);
 	if (srv->env.draining && srv->nsessions == 0 && srv->on_idle != NULL)
 		srv->on_idle(srv->arg);
 }
