@@ -152,7 +152,7 @@ check_store(const struct config *cfg, char *err, size_t errlen)
 	keyfile_close(kf);
 	store_close(st);
 	/* and the spool's (no recovery here: a running daemon may own it) */
-	if ((sp = spooldb_open(cfg->data_dir, 0, why, sizeof(why))) == NULL) {
+	if ((sp = spooldb_open(cfg->data_dir, 0, 0, why, sizeof(why))) == NULL) {
 		snprintf(err, errlen, "%s: spool: %s", cfg->path, why);
 		return -1;
 	}
@@ -521,7 +521,7 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 	certcache_set_revocation(d->cc, cfg->revocation);
 	if (certcache_sync(d->cc, d->st, 1, err, errlen) == -1)
 		goto fail;
-	if ((d->spool = spool_new(d->base, d->data_dir, &loaded,
+	if ((d->spool = spool_new(d->base, d->data_dir, 0, &loaded,
 	    &nloaded, err, errlen)) == NULL)
 		goto fail;
 	d->queue = queue_new(d->base, d->spool, loaded, nloaded,

@@ -22,8 +22,8 @@
 
 struct spooldb {
 	sqlite3		*db;
-	char		*dir;		/* DATA_DIR/spool */
-	char		*msgdir;	/* DATA_DIR/spool/msg */
+	char		*dir;		/* DATA_DIR/spool[.N] */
+	char		*msgdir;	/* DATA_DIR/spool[.N]/msg */
 	int		 msgfd;		/* open msg/ directory, for fsync */
 	int64_t		 data_version;
 };
@@ -163,15 +163,69 @@ recover(struct spooldb *s)
 	sqlite3_finalize(st);
 }
 
+/* The directory of a share: spool (0, as before issue 18) or spool.N. */
+char *
+spooldb_share_dir(const char *data_dir, int share)
+{
+	if (share == 0)
+		return xasprintf("%s/spool", data_dir);
+	return xasprintf("%s/spool.%d", data_dir, share);
+}
+
+/* Whether name is spool.N with 0 < N < SPOOL_SHARES_MAX; N or -1. */
+static int
+share_index(const char *name)
+{
+	const char *p;
+	int n = 0;
+
+	if (strcmp(name, "spool") == 0)
+		return 0;
+	if (strncmp(name, "spool.", 6) != 0 || name[6] == '0' ||
+	    name[6] == '\0')
+		return -1;
+	for (p = name + 6; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		n = n * 10 + (*p - '0');
+		if (n >= SPOOL_SHARES_MAX)
+			return -1;
+	}
+	return n;
+}
+
+/* The shares that exist under data_dir, in order. */
+int
+spooldb_shares(const char *data_dir, int *shares, int max)
+{
+	char have[SPOOL_SHARES_MAX];
+	struct dirent *de;
+	DIR *dir;
+	int i, n = 0;
+
+	memset(have, 0, sizeof(have));
+	if ((dir = opendir(data_dir)) == NULL)
+		return -1;
+	while ((de = readdir(dir)) != NULL)
+		if ((i = share_index(de->d_name)) != -1)
+			have[i] = 1;
+	closedir(dir);
+	for (i = 0; i < SPOOL_SHARES_MAX && n < max; i++)
+		if (have[i])
+			shares[n++] = i;
+	return n;
+}
+
 struct spooldb *
-spooldb_open(const char *data_dir, int rec, char *err, size_t errlen)
+spooldb_open(const char *data_dir, int share, int rec, char *err,
+    size_t errlen)
 {
 	struct spooldb *s = xcalloc(1, sizeof(*s));
 	char *path;
 	int fd;
 
 	s->msgfd = -1;
-	s->dir = xasprintf("%s/spool", data_dir);
+	s->dir = spooldb_share_dir(data_dir, share);
 	s->msgdir = xasprintf("%s/msg", s->dir);
 	if (mkdir_p(data_dir, err, errlen) == -1 ||
 	    mkdir_p(s->dir, err, errlen) == -1 ||
@@ -246,13 +300,14 @@ spooldb_open(const char *data_dir, int rec, char *err, size_t errlen)
 }
 
 struct spooldb *
-spooldb_open_reader(const char *data_dir, char *err, size_t errlen)
+spooldb_open_reader(const char *data_dir, int share, char *err,
+    size_t errlen)
 {
 	struct spooldb *s = xcalloc(1, sizeof(*s));
 	char *path;
 
 	s->msgfd = -1;
-	s->dir = xasprintf("%s/spool", data_dir);
+	s->dir = spooldb_share_dir(data_dir, share);
 	s->msgdir = xasprintf("%s/msg", s->dir);
 	path = xasprintf("%s/queue.db", s->dir);
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY |
