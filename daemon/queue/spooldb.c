@@ -859,3 +859,132 @@ spool_hold_str(int h)
 	default: return "?";
 	}
 }
+
+/* Copy the entries of `from` that `to` lacks: bodies written and synced
+ * first, then the rows in one commit.  *moved[i] says which made it. */
+static int
+take_copy(struct spooldb *to, struct spooldb *from, struct spool_entry **v,
+    size_t n, char *moved, char *err, size_t errlen)
+{
+	struct spool_entry *have;
+	struct msgbuf *mb;
+	size_t i;
+	int fd;
+
+	for (i = 0; i < n; i++) {
+		if ((have = spooldb_get(to, v[i]->id)) != NULL) {
+			/* an earlier take-over committed it, then stopped */
+			spool_entry_free(have);
+			moved[i] = 2;
+			continue;
+		}
+		if ((mb = spooldb_body_get(from, v[i]->id)) == NULL) {
+			log_warn("spool: %s: %s: body", from->dir, v[i]->id);
+			continue;
+		}
+		if (spooldb_body_write(to, v[i]->id, mb, &fd) == -1 ||
+		    spooldb_body_sync(to, v[i]->id, fd) == -1) {
+			snprintf(err, errlen, "%s: %s", to->msgdir,
+			    strerror(errno));
+			msgbuf_free(mb);
+			return -1;
+		}
+		msgbuf_free(mb);
+		moved[i] = 1;
+	}
+	if (spooldb_sync_dir(to) == -1 || spooldb_begin(to) == -1) {
+		snprintf(err, errlen, "%s: cannot write", to->dir);
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		if (moved[i] == 1 && spooldb_insert(to, v[i], NULL, 0) == -1) {
+			spooldb_rollback(to);
+			snprintf(err, errlen, "%s: insert %s: %s", to->dir,
+			    v[i]->id, sqlite3_errmsg(to->db));
+			return -1;
+		}
+	if (spooldb_commit(to) == -1) {
+		snprintf(err, errlen, "%s: commit: %s", to->dir,
+		    sqlite3_errmsg(to->db));
+		return -1;
+	}
+	return 0;
+}
+
+int
+spooldb_take_over(struct spooldb *to, struct spooldb *from, size_t *nmoved,
+    size_t *nleft, char *err, size_t errlen)
+{
+	struct spool_entry **v;
+	char *moved;
+	size_t i, n;
+	int rc = -1;
+
+	*nmoved = *nleft = 0;
+	if ((v = spooldb_load(from, &n)) == NULL) {
+		snprintf(err, errlen, "%s: cannot read the queue", from->dir);
+		return -1;
+	}
+	moved = xcalloc(n + 1, 1);
+	if (take_copy(to, from, v, n, moved, err, errlen) == -1)
+		goto out;
+	/* Now `to` has them: only then do they leave `from`.  A stop in
+	 * between leaves them in both, and the next take-over finds them in
+	 * `to` before any queue ran it (moved == 2). */
+	if (spooldb_begin(from) == -1) {
+		snprintf(err, errlen, "%s: busy", from->dir);
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		if (moved[i] && spooldb_delete(from, v[i]->id) == -1) {
+			spooldb_rollback(from);
+			snprintf(err, errlen, "%s: delete %s", from->dir,
+			    v[i]->id);
+			goto out;
+		}
+	if (spooldb_commit(from) == -1) {
+		snprintf(err, errlen, "%s: commit: %s", from->dir,
+		    sqlite3_errmsg(from->db));
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (moved[i]) {
+			spooldb_unlink_body(from, v[i]->id);
+			(*nmoved)++;
+		} else
+			(*nleft)++;
+	}
+	rc = 0;
+ out:
+	free(moved);
+	spool_entries_free(v, n);
+	return rc;
+}
+
+int
+spooldb_remove_share(const char *data_dir, int share)
+{
+	static const char *files[] = { "queue.db-wal", "queue.db-shm",
+	    "queue.db-journal", "queue.db" };
+	char *dir, *path;
+	size_t i;
+	int rc = 0;
+
+	if (share <= 0)
+		return -1;
+	dir = spooldb_share_dir(data_dir, share);
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		path = xasprintf("%s/%s", dir, files[i]);
+		if (unlink(path) == -1 && errno != ENOENT)
+			rc = -1;
+		free(path);
+	}
+	path = xasprintf("%s/msg", dir);
+	if (rmdir(path) == -1 && errno != ENOENT)
+		rc = -1;
+	free(path);
+	if (rc == 0 && rmdir(dir) == -1)
+		rc = -1;
+	free(dir);
+	return rc;
+}

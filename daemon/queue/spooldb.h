@@ -97,6 +97,18 @@ char *spooldb_share_dir(const char *data_dir, int share);
 /* The shares present under data_dir into shares[max], in order: how many,
  * or -1 with errno. */
 int spooldb_shares(const char *data_dir, int *shares, int max);
+/*
+ * Move every entry of `from` (a share no process runs any more) into `to`,
+ * before a queue runs `to`: bodies and rows are in `to` and committed
+ * before they leave `from`, so a stop in between loses nothing, and the
+ * next take-over skips what `to` already has.  *nleft: entries whose body
+ * could not be read (they stay).  0, or -1 with err.
+ */
+int spooldb_take_over(struct spooldb *to, struct spooldb *from,
+    size_t *nmoved, size_t *nleft, char *err, size_t errlen);
+/* Remove an empty share N > 0 (its database and directories); -1 with
+ * errno when something is left. */
+int spooldb_remove_share(const char *data_dir, int share);
 /* An entry's body, from msg/ID or from its row; NULL with errno. */
 struct msgbuf *spooldb_body_get(struct spooldb *, const char *id);
 /* A fresh random queue id into id[SPOOL_ID_LEN + 1]. */
