@@ -22,8 +22,9 @@ typedef void spool_control_cb(void *arg, const char *id, int held,
 
 /* spool.c */
 /*
- * Open a share of the spool (spooldb.h), recover it (bodies never acknowledged removed) and
- * load every queued entry (*loaded, *nloaded: the caller takes them).
+ * Open a share of the spool (spooldb.h), recover it (bodies never
+ * acknowledged removed) and load every queued entry (*loaded, *nloaded:
+ * the caller takes them).
  * Starts the spool thread.  NULL with err set.
  */
 struct spool *spool_new(struct event_base *, const char *data_dir, int share,
