@@ -154,7 +154,7 @@ _all_arrived() {
 # the next hop is back, after a restart of the daemon; then with
 # processes = 1, process 0 takes spool.1 over.
 t_spool_share() {
-	local i nh
+	local i nh n1
 	start_sink || return 1
 	nh=$NH_PORT
 	kill "$SINK_PID"
@@ -171,8 +171,15 @@ t_spool_share() {
 	"$SMRELAYCTL" -c "$CONF" queue list >"$CASE_DIR/queue.list" 2>&1 ||
 		{ fail_because "queue list: $(cat "$CASE_DIR/queue.list")"; return 1; }
 	assert_eq "$i" "$(wc -l <"$CASE_DIR/queue.list")" "queue list over both shares" || return 1
-	# restart the whole daemon, then with processes = 1
+	# restart the whole daemon: process 1 loads its share again
+	n1=$(_share1_ids | wc -l)
 	stop_smrelayd || return 1
+	start_smrelayd "$CONF" "$PORT" || return 1
+	wait_for 15 grep -q "net\[1\] queue: $n1 message(s) in the spool" "$CASE_DIR/smrelayd.log" ||
+		{ fail_because "process 1 did not load its $n1 message(s) after the restart"; return 1; }
+	# then with processes = 1
+	stop_smrelayd || return 1
+	mv "$CASE_DIR/smrelayd.log" "$CASE_DIR/smrelayd.1.log"
 	write_conf "$CONF" processes=1
 	start_smrelayd "$CONF" "$PORT" || return 1
 	wait_for 15 grep -q 'spool share 1 .* taken over' "$CASE_DIR/smrelayd.log" ||
