@@ -1076,7 +1076,10 @@ sup_reap(struct sup *s)
 				/* a start that fails is no crash to retry */
 				s->status = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 				sup_stop(s, SIGTERM);
-			}
+			} else if (s->exiting && s->status == 0)
+				/* how the last of them ended is the parent's
+				 * (a sanitizer's report makes it non-zero) */
+				s->status = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 		} else {
 			log_exit("key", i, pid, st, s->exiting || sl->net == 0);
 			sl->keyd = 0;
