@@ -24,6 +24,8 @@
 #                times on the same 4 KB message (serial, and nproc loops in
 #                parallel), and `perf record` on smrelayd during a sign run
 #                (PERF_M messages) for the share of the policy lookup.
+#   8. processes MODE=processes: 2. and 5. with processes = 1, 2 and auto
+#                (PROCESSES_LIST; PROCESSES=N sets it for any run; issue 18)
 #   7. metrics   MODE=metrics runs only this: metrics_listen on (scraped
 #                twice a second) against off (bench/relay_metrics.sh)
 #   6. MX mode   MODE=mx runs only this: relay = mx to 20 signed domains
@@ -186,6 +188,7 @@ data_dir = $1
 max_connections = $((IDLE_CONNS + 1000))
 max_message_size = 52428800
 log_level = warn
+processes = ${PROCESSES:-1}
 ${SMRELAYD_EXTRA_CONF:-}
 EOF
 }
@@ -206,6 +209,18 @@ source_run() {
 }
 
 declare -A secs
+
+# MODE=processes: the pass-through and S/MIME runs (2. and 5.) once per
+# value of PROCESSES_LIST (default "1 2 auto"), each a run of this script
+# with PROCESSES set; the figures of each are in its output.
+if [ "${MODE:-}" = processes ]; then
+	for p in ${PROCESSES_LIST:-1 2 auto}; do
+		echo "==== processes = $p"
+		MODE= PROCESSES=$p SKIP_POSTFIX=1 SKIP_MEMORY=1 PERF_M=0 \
+			bash "$0" || die "processes = $p: run failed"
+	done
+	exit 0
+fi
 
 # MODE=metrics: only metrics on against off (bench/relay_metrics.sh)
 if [ "${MODE:-}" = metrics ]; then

@@ -1,9 +1,13 @@
 /*
  * smrelayd.c: the daemon.  The parent reads and checks the config, binds
- * the listeners and then only supervises (privsep.h): it forks the key
- * process (daemon/keyd: every private key, no network input) and the
- * network process, restarts either when it dies, and passes a new key
- * process's socket to the running network process.  The network process
+ * the listeners and then only supervises (privsep.h): it forks, for each
+ * of the `processes` network processes, a key process (daemon/keyd: every
+ * private key, no network input) and the network process, restarts either
+ * when it dies, and passes a new key process's socket to the running
+ * network process.  With several, each network process has its own
+ * listening sockets on the same addresses (SO_REUSEPORT: the kernel
+ * spreads the connections), its own share of the spool and queue runner,
+ * and they count in the same shared metrics.  A network process
  * drops to `user`, builds the subsystems in order (the store, certificate
  * cache, spool, queue, workers and the gateway that uses them), owns the
  * event loop and frees it all in reverse.
@@ -42,7 +46,10 @@ struct daemon_state {
 	struct config *cfg;             /* the running one */
 	SSL_CTX *tls_server;            /* STARTTLS; NULL without a cert */
 	char *tmpdir;                   /* data_dir/tmp: bodies that spill */
-	struct server *srv;
+	struct server *srv;             /* this network process's */
+	struct server **srvs;           /* the parent: one per process */
+	int nproc;                      /* network processes (`processes`) */
+	int index;                      /* this one's: its spool share */
 	struct relay_pool *pool;
 	/* built in this order after daemon(), freed in reverse */
 	struct store *st;               /* the loop's connection: the only
@@ -153,7 +160,7 @@ check_store(const struct config *cfg, char *err, size_t errlen)
 	keyfile_close(kf);
 	store_close(st);
 	/* and the spool's (no recovery here: a running daemon may own it) */
-	if ((sp = spooldb_open(cfg->data_dir, 0, why, sizeof(why))) == NULL) {
+	if ((sp = spooldb_open(cfg->data_dir, 0, 0, why, sizeof(why))) == NULL) {
 		snprintf(err, errlen, "%s: spool: %s", cfg->path, why);
 		return -1;
 	}
@@ -255,6 +262,9 @@ reload(struct daemon_state *d)
 	d->client_ctx = cctx;
 	if (log_getlevel() != LOG_LVL_DEBUG)
 		log_setlevel(ncfg->log_level);
+	if (config_processes(ncfg) != d->nproc && d->index == 0)
+		log_warnx("processes: %d now, %d in %s: takes a restart",
+		    d->nproc, config_processes(ncfg), ncfg->path);
 	log_info("reloaded %s (listen changes need a restart)", ncfg->path);
 }
 
@@ -477,6 +487,49 @@ worker_fini(void *tctx)
 	store_close(tctx);
 }
 
+/*
+ * Process 0: the shares of the spool no process runs any more (the admin
+ * lowered `processes`) move into share 0 before its queue starts, so each
+ * message is still tried by one queue runner.  A share that cannot be
+ * moved fails the start rather than risk a message delivered twice.
+ */
+static int
+spool_take_over(struct daemon_state *d, char *err, size_t errlen)
+{
+	struct spooldb *to = NULL, *from;
+	int shares[SPOOL_SHARES_MAX], i, n;
+	size_t moved, left;
+
+	if ((n = spooldb_shares(d->data_dir, shares, SPOOL_SHARES_MAX)) == -1) {
+		snprintf(err, errlen, "%s: %s", d->data_dir, strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (shares[i] < d->nproc)
+			continue;
+		if (to == NULL && (to = spooldb_open(d->data_dir, 0, 0, err,
+		    errlen)) == NULL)
+			return -1;
+		if ((from = spooldb_open(d->data_dir, shares[i], 1, err,
+		    errlen)) == NULL ||
+		    spooldb_take_over(to, from, &moved, &left, err,
+		    errlen) == -1) {
+			spooldb_close(from);
+			spooldb_close(to);
+			return -1;
+		}
+		spooldb_close(from);
+		log_info("spool share %d (no process %d with processes=%d): "
+		    "%zu message(s) taken over%s", shares[i], shares[i],
+		    d->nproc, moved, left ? ", some left (no body)" : "");
+		if (left == 0 && spooldb_remove_share(d->data_dir,
+		    shares[i]) == -1)
+			log_warn("spool share %d: remove", shares[i]);
+	}
+	spooldb_close(to);
+	return 0;
+}
+
 /* Stop the threads (their last callbacks use the gateway and the queue),
  * then free the gateway and the subsystems in reverse order. */
 static void
@@ -514,6 +567,7 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 	struct gateway_parts parts;
 	struct spool_entry **loaded = NULL;
 	size_t nloaded = 0;
+	int ncpu;
 
 	d->data_dir = xstrdup(cfg->data_dir);
 	d->database = xstrdup(cfg->database);
@@ -528,17 +582,22 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 	 * and recipients get 451 4.3.0 until a policy is loaded */
 	if (certcache_sync(d->cc, d->st, 1, err, errlen) == -1)
 		log_warnx("policy/certificates not loaded: %s", err);
-	if ((d->spool = spool_new(d->base, d->data_dir, &loaded,
+	if (d->index == 0 && spool_take_over(d, err, errlen) == -1)
+		goto fail;
+	if ((d->spool = spool_new(d->base, d->data_dir, d->index, &loaded,
 	    &nloaded, err, errlen)) == NULL)
 		goto fail;
 	d->queue = queue_new(d->base, d->spool, loaded, nloaded,
 	    &relay_delivery_ops, d->pool, cfg);
 	cms_init();
-	/* two per CPU: a worker waiting on the key process for a signature
-	 * or an unwrap leaves its CPU to another (docs/BENCHMARKS.md) */
-	d->workers = workers_new(d->base, 2 * workers_cpus(), worker_init, worker_fini,
-	    d);
+	/* two per CPU (the network processes share them): a worker waiting
+	 * on the key process for a signature or an unwrap leaves its CPU to
+	 * another (docs/BENCHMARKS.md) */
+	ncpu = workers_cpus() / d->nproc;
+	d->workers = workers_new(d->base, 2 * (ncpu > 1 ? ncpu : 1),
+	    worker_init, worker_fini, d);
 	parts.st = d->st;
+	parts.database = d->database;
 	parts.data_dir = d->data_dir;
 	parts.cc = d->cc;
 	parts.spool = d->spool;
@@ -598,11 +657,13 @@ daemon_free(struct daemon_state *d)
 }
 
 /* The listeners of the config, bound before daemon() so that a port in
- * use fails the start; the backend is set once it is built. */
+ * use fails the start, a set for each network process; the backend is
+ * set once it is built. */
 static int
 server_start(struct daemon_state *d, char *err, size_t errlen)
 {
 	struct server_params sp;
+	int i;
 
 	memset(&sp, 0, sizeof(sp));
 	sp.base = d->base;
@@ -611,8 +672,15 @@ server_start(struct daemon_state *d, char *err, size_t errlen)
 	sp.tmpdir = d->tmpdir;
 	sp.on_idle = on_idle;
 	sp.arg = d;
-	d->srv = server_new(&sp);
-	return server_listen(d->srv, err, errlen);
+	sp.reuseport = d->nproc > 1;
+	d->srvs = xcalloc((size_t)d->nproc, sizeof(*d->srvs));
+	for (i = 0; i < d->nproc; i++) {
+		d->srvs[i] = server_new(&sp);
+		if (server_listen(d->srvs[i], err, errlen) == -1)
+			return -1;
+	}
+	d->srv = d->srvs[0];
+	return 0;
 }
 
 /* The network process's client of the key process on kfd (NULL with
@@ -695,8 +763,8 @@ ctl_cb(evutil_socket_t fd, short what, void *arg)
 	log_info("key process restarted: keys reconnected");
 }
 
-/* Before a rendering: the gauges read on demand, and the expiry of our
- * certificates (the TLS one, the S/MIME identities in memory). */
+/* Before a rendering: the expiry of our certificates (the TLS one, the
+ * S/MIME identities in memory). */
 static void
 metrics_refresh(void *arg)
 {
@@ -704,7 +772,6 @@ metrics_refresh(void *arg)
 	struct store_key **keys;
 	size_t i, n = 0;
 
-	metrics_set(M_CONN_CURRENT, (uint64_t)server_sessions(d->srv));
 	metrics_expiry_reset();
 	if (d->tls_server != NULL)
 		metrics_expiry_add("tls", SSL_CTX_get0_certificate(
@@ -734,9 +801,8 @@ metrics_health(void *arg, char *why, size_t len)
 	db = xasprintf("%s/%s", d->data_dir, STORE_DB_NAME);
 	errno = 0;
 	/* PostgreSQL: no file here (its connection state is the loop's) */
-	if (store_db_is_pg(d->database))
-		;
-	else if (stat(db, &st) == -1 || !S_ISREG(st.st_mode)) {
+	if (!store_db_is_pg(d->database) && (stat(db, &st) == -1 ||
+	    !S_ISREG(st.st_mode))) {
 		snprintf(why, len, "database %s: %s", db, errno ?
 		    strerror(errno) : "not a file");
 		r = -1;
@@ -768,18 +834,48 @@ metrics_start(struct daemon_state *d)
 	d->msrv = metrics_srv_new(&p);
 }
 
+/* Network process `index`: its own listeners, spool share and gauges;
+ * the other processes' listeners and (but for process 0) /metrics and the
+ * control socket are closed here. */
+static void
+net_own(struct daemon_state *d, int index)
+{
+	char pfx[32];
+	int i;
+
+	d->index = index;
+	for (i = 0; i < d->nproc; i++)
+		if (i != index)
+			server_free(d->srvs[i]);
+	d->srv = d->srvs[index];
+	free(d->srvs);
+	d->srvs = NULL;
+	metrics_slot(index);
+	if (d->nproc > 1) {
+		snprintf(pfx, sizeof(pfx), "net[%d] ", index);
+		log_prefix(pfx);
+	}
+	if (index == 0)
+		return;
+	if (d->metrics_fd != -1)
+		close(d->metrics_fd);
+	if (d->stats_fd != -1)
+		close(d->stats_fd);
+	d->metrics_fd = d->stats_fd = -1;
+}
+
 /*
  * The network process: the key process's client (the TLS key a handle on
  * it), then as `user` with no capability the subsystems and the loop.
  * The listeners were bound by the parent.  Returns the exit status.
  */
 static int
-net_main(struct daemon_state *d, int kfd, int ctl)
+net_main(struct daemon_state *d, int index, int kfd, int ctl)
 {
 	char err[1024];
 
-	prctl(PR_SET_NAME, "smrelayd-net", 0, 0, 0);
 	event_reinit(d->base);
+	net_own(d, index);
 	if ((d->kc = net_keyd(kfd)) == NULL)
 		fatal("key process client");
 	if (d->cfg->tls_cert_file != NULL && (d->tls_server =
@@ -805,34 +901,43 @@ net_main(struct daemon_state *d, int kfd, int ctl)
 	}
 	d->ev_ctl = event_new(d->base, ctl, EV_READ | EV_PERSIST, ctl_cb, d);
 	event_add(d->ev_ctl, NULL);
-	metrics_start(d);
+	if (d->index == 0)
+		metrics_start(d);
 	keyd_watch(d);
 	signals_add(d);
 	if (write(ctl, "R", 1) != 1)
 		log_warn("parent");
 	log_info("smrelayd %s started hostname=%s relay=%s:%s relay_tls=%s "
-	    "routes=%d dns=%s uid=%u", PACKAGE_VERSION, d->cfg->hostname,
+	    "routes=%d dns=%s uid=%u process=%d/%d pid=%ld", PACKAGE_VERSION,
+	    d->cfg->hostname,
 	    d->cfg->relay_host ? d->cfg->relay_host : "mx",
 	    d->cfg->relay_host ? d->cfg->relay_port : d->cfg->relay_mx_port,
 	    config_relay_tls_str(d->cfg->relay_tls), d->cfg->nroutes,
 	    !config_uses_dns(d->cfg) ? "no" : d->cfg->dns_resolver ?
-	    d->cfg->dns_resolver : "resolv.conf", (unsigned)geteuid());
+	    d->cfg->dns_resolver : "resolv.conf", (unsigned)geteuid(),
+	    d->index, d->nproc, (long)getpid());
 	event_base_dispatch(d->base);
 	log_info("exiting messages=%llu", server_messages(d->srv));
 	daemon_free(d);
 	return 0;
 }
 
-/* The parent's view of its two children. */
-struct sup {
-	struct daemon_state	*d;
+/* The parent's view of one network process and its key process. */
+struct slot {
 	pid_t			 keyd, net;
 	int			 ctl;           /* to the network process */
-	int			 sigfd;
 	int			 ever_ready;    /* the network process ran */
+	double			 keyd_at, net_at;       /* last starts */
+};
+
+/* The parent's view of its children. */
+struct sup {
+	struct daemon_state	*d;
+	struct slot		*slots;         /* one per network process */
+	int			 nslots;
+	int			 sigfd;
 	int			 exiting;
 	int			 status;        /* the parent's exit status */
-	double			 keyd_at, net_at;       /* last starts */
 };
 
 /* A child that died within a second of its start waits a second before
@@ -853,6 +958,7 @@ static void
 child_setup(struct sup *s, const char *name)
 {
 	sigset_t held;
+	int i;
 
 	sigemptyset(&held);
 	sigaddset(&held, SIGHUP);
@@ -860,181 +966,244 @@ child_setup(struct sup *s, const char *name)
 	sigaddset(&held, SIGINT);
 	sigprocmask(SIG_SETMASK, &held, NULL);
 	close(s->sigfd);
-	if (s->ctl != -1)
-		close(s->ctl);
+	for (i = 0; i < s->nslots; i++)
+		if (s->slots[i].ctl != -1)
+			close(s->slots[i].ctl);
 	prctl(PR_SET_NAME, name, 0, 0, 0);
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	if (getppid() != s->d->parent)
 		_exit(1);
 }
 
-/* Fork the key process; its peer's end of the socketpair in *netfd. */
-static pid_t
-spawn_keyd(struct sup *s, int *netfd)
+/* A child's name: smrelayd-net, or smrelayd-net[i] with several. */
+static void
+child_name(struct sup *s, const char *what, int i, char *buf, size_t len)
 {
+	if (s->nslots > 1)
+		snprintf(buf, len, "smrelayd-%s[%d]", what, i);
+	else
+		snprintf(buf, len, "smrelayd-%s", what);
+}
+
+/* Fork slot i's key process; its peer's end of the socketpair in *netfd. */
+static pid_t
+spawn_keyd(struct sup *s, int i, int *netfd)
+{
+	char name[32];
 	int sv[2];
 	pid_t pid;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
 		fatal("socketpair");
-	backoff(&s->keyd_at);
+	backoff(&s->slots[i].keyd_at);
 	if ((pid = fork()) == -1)
 		fatal("fork");
 	if (pid == 0) {
-		child_setup(s, "smrelayd-keyd");
+		child_name(s, "keyd", i, name, sizeof(name));
+		child_setup(s, name);
 		keyd_run(s->d->cfg, sv[1], s->d->foreground);
 	}
 	close(sv[1]);
 	*netfd = sv[0];
-	log_debug("key process pid=%ld", (long)pid);
+	log_debug("key process %d pid=%ld", i, (long)pid);
 	return pid;
 }
 
-/* Fork the network process with kfd, its socket to the key process. */
+/* Fork network process i with kfd, its socket to the key process. */
 static void
-spawn_net(struct sup *s, int kfd)
+spawn_net(struct sup *s, int i, int kfd)
 {
+	char name[32];
 	int sv[2];
 	pid_t pid;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
 		fatal("socketpair");
-	backoff(&s->net_at);
+	backoff(&s->slots[i].net_at);
 	if ((pid = fork()) == -1)
 		fatal("fork");
 	if (pid == 0) {
 		close(sv[0]);
-		child_setup(s, "smrelayd-net");
-		exit(net_main(s->d, kfd, sv[1]));
+		child_name(s, "net", i, name, sizeof(name));
+		child_setup(s, name);
+		exit(net_main(s->d, i, kfd, sv[1]));
 	}
 	close(sv[1]);
 	close(kfd);
-	s->ctl = sv[0];
-	s->net = pid;
-	log_debug("network process pid=%ld", (long)pid);
+	s->slots[i].ctl = sv[0];
+	s->slots[i].net = pid;
+	log_debug("network process %d pid=%ld", i, (long)pid);
 }
 
 /* How a child ended, for the log. */
 static void
-log_exit(const char *who, pid_t pid, int st, int expected)
+log_exit(const char *who, int i, pid_t pid, int st, int expected)
 {
 	if (WIFEXITED(st) && (expected || WEXITSTATUS(st) == 0))
-		log_info("%s process %ld exited status=%d", who, (long)pid,
-		    WEXITSTATUS(st));
+		log_info("%s process %d pid %ld exited status=%d", who, i,
+		    (long)pid, WEXITSTATUS(st));
 	else if (WIFEXITED(st))
-		log_warnx("%s process %ld exited status=%d", who, (long)pid,
-		    WEXITSTATUS(st));
+		log_warnx("%s process %d pid %ld exited status=%d", who, i,
+		    (long)pid, WEXITSTATUS(st));
 	else
-		log_warnx("%s process %ld killed by signal %d", who,
+		log_warnx("%s process %d pid %ld killed by signal %d", who, i,
 		    (long)pid, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+/* Stop every network process (their key processes follow them). */
+static void
+sup_stop(struct sup *s, int sig)
+{
+	int i;
+
+	s->exiting = 1;
+	for (i = 0; i < s->nslots; i++) {
+		if (s->slots[i].net > 0)
+			kill(s->slots[i].net, sig);
+		else if (s->slots[i].keyd > 0)
+			kill(s->slots[i].keyd, SIGTERM);
+	}
 }
 
 /* Collect the dead. */
 static void
 sup_reap(struct sup *s)
 {
+	struct slot *sl;
 	pid_t pid;
-	int st;
+	int i, st;
 
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-		if (pid == s->net) {
-			log_exit("network", pid, st, s->exiting);
-			s->net = 0;
-			if (s->ctl != -1)
-				close(s->ctl);
-			s->ctl = -1;
-			if (!s->ever_ready || s->exiting) {
-				s->exiting = 1;
+		for (i = 0; i < s->nslots; i++)
+			if (pid == s->slots[i].net || pid == s->slots[i].keyd)
+				break;
+		if (i == s->nslots)
+			continue;
+		sl = &s->slots[i];
+		if (pid == sl->net) {
+			log_exit("network", i, pid, st, s->exiting);
+			sl->net = 0;
+			if (sl->ctl != -1)
+				close(sl->ctl);
+			sl->ctl = -1;
+			if (!sl->ever_ready && !s->exiting) {
+				/* a start that fails is no crash to retry */
 				s->status = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
-			}
-		} else if (pid == s->keyd) {
-			log_exit("key", pid, st, s->exiting || s->net == 0);
-			s->keyd = 0;
+				sup_stop(s, SIGTERM);
+			} else if (s->exiting && s->status == 0)
+				/* how the last of them ended is the parent's
+				 * (a sanitizer's report makes it non-zero) */
+				s->status = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+		} else {
+			log_exit("key", i, pid, st, s->exiting || sl->net == 0);
+			sl->keyd = 0;
 		}
 	}
 }
 
-/* After a death: restart what must run again (both when the network
- * process died: its key process is stopped first). */
+/* After a death: restart what must run again in each slot (both when the
+ * network process died: its key process is stopped first); the other
+ * network processes keep serving meanwhile. */
 static void
 sup_restart(struct sup *s)
 {
-	int kfd;
+	struct slot *sl;
+	int i, kfd;
 
-	if (s->exiting || (s->net == 0 && s->keyd > 0)) {
-		if (s->net == 0 && s->keyd > 0)
-			kill(s->keyd, SIGTERM);
-		return;
+	for (i = 0; i < s->nslots; i++) {
+		sl = &s->slots[i];
+		if (s->exiting || (sl->net == 0 && sl->keyd > 0)) {
+			if (sl->net == 0 && sl->keyd > 0)
+				kill(sl->keyd, SIGTERM);
+			continue;
+		}
+		if (sl->keyd != 0)
+			continue;
+		sl->keyd = spawn_keyd(s, i, &kfd);
+		if (sl->net == 0) {
+			log_info("restarting network process %d", i);
+			spawn_net(s, i, kfd);
+			continue;
+		}
+		log_info("key process %d restarted: passing it to the network "
+		    "process", i);
+		if (privsep_send_fd(sl->ctl, kfd) == -1)
+			log_warn("passing the key process's socket");
+		close(kfd);
 	}
-	if (s->keyd != 0)
-		return;
-	s->keyd = spawn_keyd(s, &kfd);
-	if (s->net == 0) {
-		log_info("restarting the network process");
-		spawn_net(s, kfd);
-		return;
-	}
-	log_info("key process restarted: passing it to the network process");
-	if (privsep_send_fd(s->ctl, kfd) == -1)
-		log_warn("passing the key process's socket");
-	close(kfd);
 }
 
 /* A signal for the parent. */
 static void
 sup_signal(struct sup *s, int sig)
 {
+	int i;
+
 	if (sig == SIGCHLD) {
 		sup_reap(s);
 		sup_restart(s);
 		return;
 	}
 	if (sig == SIGHUP) {
-		if (s->keyd > 0)
-			kill(s->keyd, SIGHUP);
-		if (s->net > 0)
-			kill(s->net, SIGHUP);
+		for (i = 0; i < s->nslots; i++) {
+			if (s->slots[i].keyd > 0)
+				kill(s->slots[i].keyd, SIGHUP);
+			if (s->slots[i].net > 0)
+				kill(s->slots[i].net, SIGHUP);
+		}
 		return;
 	}
-	s->exiting = 1;
-	if (s->net > 0)
-		kill(s->net, sig);
-	else if (s->keyd > 0)
-		kill(s->keyd, SIGTERM);
+	sup_stop(s, sig);
 }
 
-/* What the network process says: 'R' once it runs; EOF when it goes. */
+/* What a network process says: 'R' once it runs; EOF when it goes. */
 static void
-sup_ctl(struct sup *s)
+sup_ctl(struct slot *sl)
 {
 	char c;
 	ssize_t n;
 
-	if ((n = read(s->ctl, &c, 1)) == 1 && c == 'R') {
-		s->ever_ready = 1;
+	if ((n = read(sl->ctl, &c, 1)) == 1 && c == 'R') {
+		sl->ever_ready = 1;
 		return;
 	}
 	if (n == 0 || (n == -1 && errno != EINTR && errno != EAGAIN)) {
-		close(s->ctl);
-		s->ctl = -1;
+		close(sl->ctl);
+		sl->ctl = -1;
 	}
 }
 
-/* The parent from now on: start both children, restart them, pass
- * signals on; returns when both are gone after SIGTERM (or after the
- * first network process failed before running). */
+/* Whether any child is left. */
+static int
+sup_running(const struct sup *s)
+{
+	int i;
+
+	for (i = 0; i < s->nslots; i++)
+		if (s->slots[i].keyd > 0 || s->slots[i].net > 0)
+			return 1;
+	return 0;
+}
+
+/* The parent from now on: start the children, restart them, pass
+ * signals on; returns when all are gone after SIGTERM (or after a
+ * network process failed before it ever ran). */
 static int
 supervise(struct daemon_state *d)
 {
 	struct signalfd_siginfo si;
-	struct pollfd pf[2];
+	struct pollfd *pf;
 	struct sup s;
 	sigset_t set;
-	int kfd;
+	int i, kfd, n;
 
 	memset(&s, 0, sizeof(s));
 	s.d = d;
-	s.ctl = -1;
+	s.nslots = d->nproc;
+	s.slots = xcalloc((size_t)s.nslots, sizeof(*s.slots));
+	pf = xcalloc((size_t)s.nslots + 1, sizeof(*pf));
+	for (i = 0; i < s.nslots; i++)
+		s.slots[i].ctl = -1;
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGTERM);
@@ -1044,25 +1213,33 @@ supervise(struct daemon_state *d)
 	if ((s.sigfd = signalfd(-1, &set, SFD_CLOEXEC)) == -1)
 		fatal("signalfd");
 	d->parent = getpid();
-	s.keyd = spawn_keyd(&s, &kfd);
-	spawn_net(&s, kfd);
-	while (s.keyd > 0 || s.net > 0) {
+	for (i = 0; i < s.nslots; i++) {
+		s.slots[i].keyd = spawn_keyd(&s, i, &kfd);
+		spawn_net(&s, i, kfd);
+	}
+	while (sup_running(&s)) {
 		pf[0].fd = s.sigfd;
 		pf[0].events = POLLIN;
-		pf[1].fd = s.ctl;
-		pf[1].events = POLLIN;
-		if (poll(pf, s.ctl != -1 ? 2 : 1, -1) == -1) {
+		for (i = 0; i < s.nslots; i++) {
+			pf[i + 1].fd = s.slots[i].ctl;    /* -1: ignored */
+			pf[i + 1].events = POLLIN;
+			pf[i + 1].revents = 0;
+		}
+		if ((n = poll(pf, (nfds_t)s.nslots + 1, -1)) == -1) {
 			if (errno != EINTR)
 				fatal("poll");
 			continue;
 		}
-		if (s.ctl != -1 && pf[1].revents != 0)
-			sup_ctl(&s);
+		for (i = 0; i < s.nslots; i++)
+			if (s.slots[i].ctl != -1 && pf[i + 1].revents != 0)
+				sup_ctl(&s.slots[i]);
 		if ((pf[0].revents & POLLIN) &&
 		    read(s.sigfd, &si, sizeof(si)) == sizeof(si))
 			sup_signal(&s, (int)si.ssi_signo);
 	}
 	close(s.sigfd);
+	free(pf);
+	free(s.slots);
 	return s.status;
 }
 
@@ -1070,6 +1247,8 @@ supervise(struct daemon_state *d)
 static void
 parent_free(struct daemon_state *d)
 {
+	int i;
+
 	if (d->metrics_fd != -1)
 		close(d->metrics_fd);
 	if (d->stats_fd != -1) {
@@ -1077,8 +1256,9 @@ parent_free(struct daemon_state *d)
 		unlink(d->stats_path);
 	}
 	free(d->stats_path);
-	server_close_listeners(d->srv);
-	server_free(d->srv);
+	for (i = 0; i < d->nproc && d->srvs != NULL; i++)
+		server_free(d->srvs[i]);
+	free(d->srvs);
 	relay_pool_free(d->pool);
 	event_base_free(d->base);
 	SSL_CTX_free(d->client_ctx);
@@ -1160,6 +1340,10 @@ main(int argc, char *argv[])
 		fatalx("event_base_new failed");
 	d.pool = relay_pool_new(d.base, d.cfg, d.client_ctx);
 	d.tmpdir = xasprintf("%s/tmp", d.cfg->data_dir);
+	d.nproc = config_processes(d.cfg);
+	if (d.nproc > 1 && metrics_share(d.nproc) == -1)
+		log_warn("metrics: shared memory (each process counts "
+		    "its own)");
 	if (server_start(&d, err, sizeof(err)) == -1 ||
 	    hand_over_data_dir(&d, err, sizeof(err)) == -1 ||
 	    metrics_bind(&d, err, sizeof(err)) == -1) {

@@ -34,6 +34,7 @@ enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 /* log.c */
 void log_init(const char *progname, int foreground, int level);
 void log_timestamps(int on);
+void log_prefix(const char *);
 void log_setlevel(int level);
 int log_getlevel(void);
 int log_level_parse(const char *);

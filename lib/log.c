@@ -15,6 +15,8 @@
 static int log_fg = 1;
 static int log_lvl = LOG_LVL_INFO;
 static int log_stamped;
+static char log_pfx[32];
+static size_t log_plen;
 
 static void log_vemit(int, const char *, va_list, const char *)
     __attribute__((format(printf, 2, 0)));
@@ -48,7 +50,8 @@ log_vemit(int lvl, const char *fmt, va_list ap, const char *errstr)
 
 	if (lvl > log_lvl)
 		return;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(msg + log_plen, sizeof(msg) - log_plen, fmt, ap);
+	memcpy(msg, log_pfx, log_plen);
 	if (log_fg) {
 		log_stamp_fmt(ts, sizeof(ts));
 		if (errstr)
@@ -82,6 +85,17 @@ log_init(const char *progname, int foreground, int level)
 	if (!foreground)
 		openlog(progname, LOG_PID | LOG_NDELAY, LOG_MAIL);
 	tzset();
+}
+
+/* Begin every line with p (one of several processes says which, issue
+ * 18); at most 31 bytes. */
+void
+log_prefix(const char *p)
+{
+	log_plen = strlen(p);
+	if (log_plen >= sizeof(log_pfx))
+		log_plen = sizeof(log_pfx) - 1;
+	memcpy(log_pfx, p, log_plen);
 }
 
 /* Begin each stderr line with the time (a daemon under -f; syslog has its

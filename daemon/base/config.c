@@ -60,7 +60,7 @@ static config_set_fn set_listen, set_hostname, set_file, set_string,
     set_inbound_tls, set_relay, set_relay_tls, set_networks, set_size,
     set_count, set_duration, set_log_level, set_revocation, set_yesno,
     set_wait, set_rotate, set_port, set_route, set_dns_resolver, set_cert_lookup,
-    set_metrics_listen, set_database;
+    set_metrics_listen, set_database, set_processes;
 
 static const struct config_key config_keys[] = {
 	{ "listen", 1, set_listen, 0 },
@@ -106,6 +106,7 @@ static const struct config_key config_keys[] = {
 	{ "metrics_listen", 0, set_metrics_listen, 0 },
 	{ "xforward_hosts", 0, set_networks, 0 },
 	{ "database", 0, set_database, offsetof(struct config, database) },
+	{ "processes", 0, set_processes, 0 },
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -169,6 +170,20 @@ const char *
 config_cert_lookup_str(enum config_cert_lookup c)
 {
 	return (unsigned)c < 2 ? cert_lookup_names[c] : "?";
+}
+
+/* The number of network processes to run. */
+int
+config_processes(const struct config *cfg)
+{
+	long c;
+
+	if (cfg->processes > 0)
+		return cfg->processes;
+	c = sysconf(_SC_NPROCESSORS_ONLN);
+	if (c < 1)
+		return 1;
+	return c > CONFIG_PROCESSES_MAX ? CONFIG_PROCESSES_MAX : (int)c;
 }
 
 /* Strip leading and trailing white space in place. */
@@ -927,6 +942,25 @@ set_count(struct config *cfg, const struct config_key *k, const char *val,
 	return 0;
 }
 
+/* processes = N (1..CONFIG_PROCESSES_MAX) or auto (0: one per CPU) */
+static int
+set_processes(struct config *cfg, const struct config_key *k,
+    const char *val, int line, char *why, size_t len)
+{
+	int v;
+
+	(void)line;
+	if (strcmp(val, "auto") == 0) {
+		cfg->processes = 0;
+		return 0;
+	}
+	if ((v = parse_bounded(val, CONFIG_PROCESSES_MAX)) <= 0)
+		return bad_value(why, len, k->name, val, "expected auto or "
+		    "an integer from 1 to 64");
+	cfg->processes = v;
+	return 0;
+}
+
 /* A positive duration in seconds with an optional s/m/h/d suffix. */
 static int
 set_duration(struct config *cfg, const struct config_key *k, const char *val,
@@ -1011,6 +1045,7 @@ config_default(void)
 	cfg->max_message_size = DEFAULT_MAX_SIZE;
 	cfg->max_recipients = DEFAULT_MAX_RCPTS;
 	cfg->max_connections = DEFAULT_MAX_CONNS;
+	cfg->processes = 1;
 	cfg->queue_lifetime = DEFAULT_LIFETIME;
 	cfg->tls_ticket_rotate = DEFAULT_TICKET_ROTATE;
 	cfg->delay_warning = DEFAULT_DELAY_WARNING;

@@ -52,6 +52,7 @@ enum config_revocation {
 
 #define CONFIG_WAIT_DEFAULT	5	/* revocation_wait, seconds */
 #define CONFIG_WAIT_MAX		60
+#define CONFIG_PROCESSES_MAX	64	/* processes; the error text says it */
 
 struct config {
 	char *path;
@@ -90,6 +91,7 @@ struct config {
 	uint64_t max_message_size;
 	int max_recipients;
 	int max_connections;
+	int processes;                  /* network processes; 0: auto */
 	int queue_lifetime;             /* seconds */
 	int delay_warning;              /* delay_warning_time, seconds */
 	int tls_ticket_rotate;          /* seconds; 0: no session tickets */
@@ -147,5 +149,8 @@ const char *config_listen_tls_str(enum listen_tls);
 const char *config_listen_proxy_str(enum listen_proxy);
 const char *config_relay_tls_str(enum relay_tls);
 const char *config_cert_lookup_str(enum config_cert_lookup);
+/* How many network processes: `processes`, or with auto one per online
+ * CPU (at most CONFIG_PROCESSES_MAX). */
+int config_processes(const struct config *);
 
 #endif

@@ -2,12 +2,17 @@
  * metrics.c: what smrelayd counts, in one table (family, labels, help),
  * kept as relaxed C11 atomics so that the loop and the worker threads
  * count without a lock, and rendered in the Prometheus text exposition
- * format 0.0.4.  Gauges that are cheaper to read than to keep (sessions,
- * the workers' backlog, certificate expiry) are set by the daemon just
- * before a rendering; the queue's are refreshed by the queue's own timer,
- * so a scrape never walks the queue or asks the database.
+ * format 0.0.4.  With several network processes (issue 18) the figures
+ * live in memory the parent shared before forking them: each process adds
+ * to the same counters and sets its own row of gauges, and whichever
+ * process renders shows the node's totals.  Sessions are set as they open
+ * and close, certificate expiry just before a rendering, the queue's by
+ * the queue's own timer, so a scrape never walks the queue or asks the
+ * database.
  */
 #include "autoconfig.h"
+
+#include <sys/mman.h>
 
 #include <poll.h>
 #include <pthread.h>
@@ -25,7 +30,17 @@
 #include "store/store.h"
 #include "metrics.h"
 
-_Atomic uint64_t metrics_v[M_NMETRICS];
+/*
+ * One array: the counters, the latency buckets and sum, then a row of set
+ * gauges per process.  Private (one row) until metrics_share().
+ */
+#define OFF_LAT		M_NMETRICS
+#define OFF_SUM		(OFF_LAT + METRICS_NBUCKETS + 1)
+#define OFF_ROWS	(OFF_SUM + 1)
+static _Atomic uint64_t local[OFF_ROWS + M_NMETRICS];
+static int nslots = 1;
+_Atomic uint64_t *metrics_v = local;
+_Atomic uint64_t *metrics_g = local + OFF_ROWS;
 
 enum mtype { T_COUNTER, T_GAUGE, T_AGE };
 
@@ -119,8 +134,8 @@ static const struct mdef {
 static const double bounds[METRICS_NBUCKETS] = {
 	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
 };
-static _Atomic uint64_t lat_bucket[METRICS_NBUCKETS + 1];
-static _Atomic uint64_t lat_sum_us;
+#define lat_bucket	(metrics_v + OFF_LAT)
+#define lat_sum_us	(metrics_v[OFF_SUM])
 
 /* Certificate expiry: a few entries, replaced before each rendering. */
 #define EXPIRY_MAX	64
@@ -132,6 +147,57 @@ struct expiry {
 };
 static struct expiry expiry[EXPIRY_MAX];
 static size_t nexpiry;
+
+/* Move the figures to shared memory, a row of gauges per slot. */
+int
+metrics_share(int n)
+{
+	_Atomic uint64_t *p;
+	size_t len;
+	int i;
+
+	if (n < 1)
+		n = 1;
+	len = (OFF_ROWS + (size_t)n * M_NMETRICS) * sizeof(*p);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED |
+	    MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	for (i = 0; i < OFF_ROWS + M_NMETRICS; i++)
+		atomic_init(&p[i], atomic_load(&metrics_v[i]));
+	metrics_v = p;
+	metrics_g = p + OFF_ROWS;
+	nslots = n;
+	return 0;
+}
+
+/* The row of gauges this process sets. */
+void
+metrics_slot(int slot)
+{
+	if (slot >= 0 && slot < nslots)
+		metrics_g = metrics_v + OFF_ROWS + (size_t)slot * M_NMETRICS;
+}
+
+/* A figure over the processes: counters and added gauges are kept once,
+ * set gauges per process (summed; an age is the oldest non-zero one). */
+static uint64_t
+metrics_get(enum metric m, int age)
+{
+	uint64_t v, sum, oldest;
+	int i;
+
+	sum = atomic_load_explicit(&metrics_v[m], memory_order_relaxed);
+	oldest = sum;
+	for (i = 0; i < nslots; i++) {
+		v = atomic_load_explicit(&metrics_v[OFF_ROWS +
+		    (size_t)i * M_NMETRICS + m], memory_order_relaxed);
+		sum += v;
+		if (v != 0 && (oldest == 0 || v < oldest))
+			oldest = v;
+	}
+	return age ? oldest : sum;
+}
 
 /* A verification's outcome (enum cms_outcome). */
 void
@@ -348,7 +414,7 @@ metrics_render(struct evbuffer *out)
 			family(out, mdefs[m].family, types[mdefs[m].type],
 			    mdefs[m].help);
 		last = mdefs[m].family;
-		v = atomic_load_explicit(&metrics_v[m], memory_order_relaxed);
+		v = metrics_get(m, mdefs[m].type == T_AGE);
 		if (mdefs[m].type == T_AGE)
 			v = v == 0 || (time_t)v > now ? 0 : (uint64_t)now - v;
 		evbuffer_add_printf(out, "%s%s%s%s %llu\n", mdefs[m].family,
@@ -366,10 +432,7 @@ metrics_reset(void)
 {
 	int i;
 
-	for (i = 0; i < M_NMETRICS; i++)
-		metrics_set(i, 0);
-	for (i = 0; i <= METRICS_NBUCKETS; i++)
-		atomic_store(&lat_bucket[i], 0);
-	atomic_store(&lat_sum_us, 0);
+	for (i = 0; i < OFF_ROWS + nslots * M_NMETRICS; i++)
+		atomic_store(&metrics_v[i], 0);
 	nexpiry = 0;
 }

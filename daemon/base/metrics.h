@@ -40,7 +40,11 @@ enum metrics_dir { METRICS_IN, METRICS_OUT };
 /* Upper bounds (seconds) of the latency buckets, +Inf aside. */
 #define METRICS_NBUCKETS	12
 
-extern _Atomic uint64_t metrics_v[M_NMETRICS];
+/* The counters, and this process's row of the gauges it sets: in memory
+ * shared by every network process after metrics_share(), so that any of
+ * them renders the node's totals. */
+extern _Atomic uint64_t *metrics_v;
+extern _Atomic uint64_t *metrics_g;
 
 /* Count one (any thread, no lock). */
 static inline void
@@ -63,14 +67,23 @@ metrics_sub(enum metric m, uint64_t n)
 	atomic_fetch_sub_explicit(&metrics_v[m], n, memory_order_relaxed);
 }
 
-/* Set a gauge. */
+/* Set this process's share of a gauge (rendered as the sum over the
+ * processes; for an age, the oldest). */
 static inline void
 metrics_set(enum metric m, uint64_t v)
 {
-	atomic_store_explicit(&metrics_v[m], v, memory_order_relaxed);
+	atomic_store_explicit(&metrics_g[m], v, memory_order_relaxed);
 }
 
 /* metrics.c */
+/*
+ * Before forking: move the figures to memory shared with the children
+ * (MAP_SHARED, anonymous), with a row of set gauges for each of nslots
+ * processes.  -1 with errno (the figures stay private).
+ */
+int metrics_share(int nslots);
+/* In a child: the row of gauges this process sets (0 <= slot < nslots). */
+void metrics_slot(int slot);
 /* A verification's outcome (enum cms_outcome). */
 void metrics_verify(int outcome);
 /* A finished TLS handshake, by protocol version. */

@@ -70,24 +70,20 @@ entry_json(const struct spool_entry *e, int full)
 /* queue list: id, created, state, attempts, next attempt, size, sender,
  * pending recipients, last error. */
 static int
-queue_list(struct spooldb *db, int json)
+queue_list(struct spooldb *db, json_t *a)
 {
 	struct spool_entry **v;
 	char t1[32], t2[32];
 	const char *sep;
 	size_t n, i, k, pending;
 
-	json_t *a = NULL;
-
 	if ((v = spooldb_load(db, &n)) == NULL) {
 		fprintf(stderr, "smrelayctl: queue list: cannot read the "
 		    "spool\n");
 		return CTL_FAIL;
 	}
-	if (json)
-		a = json_array();
 	for (i = 0; i < n; i++) {
-		if (json) {
+		if (a != NULL) {
 			json_array_append_new(a, entry_json(v[i], 0));
 			continue;
 		}
@@ -108,7 +104,7 @@ queue_list(struct spooldb *db, int json)
 		printf("\t%s\n", v[i]->last_error ? v[i]->last_error : "");
 	}
 	spool_entries_free(v, n);
-	return json ? ctl_json_print(a) : CTL_OK;
+	return CTL_OK;
 }
 
 static int
@@ -120,11 +116,8 @@ queue_show(struct spooldb *db, const char *id, int json)
 	size_t i, len;
 	json_t *o;
 
-	if ((e = spooldb_get(db, id)) == NULL) {
-		fprintf(stderr, "smrelayctl: queue show %s: no such message\n",
-		    id);
+	if ((e = spooldb_get(db, id)) == NULL)
 		return CTL_NO;
-	}
 	if (json) {
 		o = entry_json(e, 1);
 		spool_entry_free(e);
@@ -165,7 +158,7 @@ queue_show(struct spooldb *db, const char *id, int json)
 	return 0;
 }
 
-/* One change in its own transaction. */
+/* One change in its own transaction: how many rows changed, or -1. */
 static int
 queue_change(struct spooldb *db, const char *verb, const char *id)
 {
@@ -174,7 +167,7 @@ queue_change(struct spooldb *db, const char *verb, const char *id)
 	if (spooldb_begin(db) == -1) {
 		fprintf(stderr, "smrelayctl: queue %s: the spool is busy\n",
 		    verb);
-		return CTL_FAIL;
+		return -1;
 	}
 	if (strcmp(verb, "flush") == 0)
 		n = spooldb_flush(db, id);
@@ -187,21 +180,41 @@ queue_change(struct spooldb *db, const char *verb, const char *id)
 	if (n < 0 || spooldb_commit(db) == -1) {
 		spooldb_rollback(db);
 		fprintf(stderr, "smrelayctl: queue %s: failed\n", verb);
-		return CTL_FAIL;
+		return -1;
 	}
-	if (n == 0 && id != NULL) {
-		fprintf(stderr, "smrelayctl: queue %s %s: no such message\n",
-		    verb, id);
-		return CTL_NO;
-	}
-	if (strcmp(verb, "remove") == 0)
+	if (n > 0 && strcmp(verb, "remove") == 0)
 		spooldb_unlink_body(db, id);
-	if (strcmp(verb, "flush") == 0 && id == NULL)
-		printf("%d message(s) due now\n", n);
+	return n;
+}
+
+/*
+ * The verb on one share of the spool; *found counts the messages changed
+ * (or shown).  Shares are independent: an id is in one of them.
+ */
+static int
+queue_share(struct spooldb *db, const char *verb, const char *id,
+    json_t *a, int json, int *found)
+{
+	int n, rc;
+
+	if (strcmp(verb, "list") == 0)
+		return queue_list(db, a);
+	if (strcmp(verb, "show") == 0) {
+		if (*found)
+			return CTL_OK;
+		if ((rc = queue_show(db, id, json)) != CTL_NO)
+			(*found)++;
+		return rc == CTL_NO ? CTL_OK : rc;
+	}
+	if (id != NULL && *found)
+		return CTL_OK;
+	if ((n = queue_change(db, verb, id)) == -1)
+		return CTL_FAIL;
+	*found += n;
 	return CTL_OK;
 }
 
-/* queue VERB: open the spool database of the configuration, run, close. */
+/* queue VERB: on each share of the spool of the configuration. */
 int
 ctl_queue_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
     char *argv[])
@@ -209,8 +222,11 @@ ctl_queue_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	const char *verb = cmd->verb, *id = argc > 1 ? argv[1] : NULL;
 	struct spooldb *db;
 	struct config *cfg;
+	json_t *a = NULL;
 	char err[1024];
+	int shares[SPOOL_SHARES_MAX];
 	int nargs = argc - 1, rc;	/* the words after VERB */
+	int i, nshares, found = 0;
 
 	if (strcmp(verb, "list") == 0 ? nargs != 0 :
 	    strcmp(verb, "flush") == 0 ? nargs > 1 : nargs != 1)
@@ -225,18 +241,40 @@ ctl_queue_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 		fprintf(stderr, "%s\n", err);
 		return CTL_FAIL;
 	}
-	if ((db = spooldb_open(cfg->data_dir, 0, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "smrelayctl: %s\n", err);
-		config_free(cfg);
-		return CTL_FAIL;
+	/* every share of the spool (processes, issue 18): spool, spool.N */
+	if ((nshares = spooldb_shares(cfg->data_dir, shares,
+	    (int)(sizeof(shares) / sizeof(shares[0])))) <= 0) {
+		shares[0] = 0;
+		nshares = 1;
 	}
-	if (strcmp(verb, "list") == 0)
-		rc = queue_list(db, o->json);
-	else if (strcmp(verb, "show") == 0)
-		rc = queue_show(db, id, o->json);
-	else
-		rc = queue_change(db, verb, id);
-	spooldb_close(db);
+	if (strcmp(verb, "list") == 0 && o->json)
+		a = json_array();
+	for (i = 0, rc = CTL_OK; i < nshares && rc == CTL_OK; i++) {
+		if ((db = spooldb_open(cfg->data_dir, shares[i], 0, err,
+		    sizeof(err))) == NULL) {
+			fprintf(stderr, "smrelayctl: %s\n", err);
+			rc = CTL_FAIL;
+			break;
+		}
+		rc = queue_share(db, verb, id, a, o->json, &found);
+		spooldb_close(db);
+	}
 	config_free(cfg);
-	return rc;
+	if (a != NULL) {
+		if (rc != CTL_OK) {
+			json_decref(a);
+			return rc;
+		}
+		return ctl_json_print(a);
+	}
+	if (rc != CTL_OK || strcmp(verb, "list") == 0)
+		return rc;
+	if (id != NULL && found == 0) {
+		fprintf(stderr, "smrelayctl: queue %s %s: no such message\n",
+		    verb, id);
+		return CTL_NO;
+	}
+	if (strcmp(verb, "flush") == 0 && id == NULL)
+		printf("%d message(s) due now\n", found);
+	return CTL_OK;
 }

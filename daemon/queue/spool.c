@@ -262,12 +262,12 @@ submit(struct spool *sp, struct sreq *r)
 
 /* Open and load the spool, start its thread. */
 struct spool *
-spool_new(struct event_base *base, const char *data_dir,
+spool_new(struct event_base *base, const char *data_dir, int share,
     struct spool_entry ***loaded, size_t *nloaded, char *err, size_t errlen)
 {
 	struct spool *sp = xcalloc(1, sizeof(*sp));
 
-	if ((sp->db = spooldb_open(data_dir, 1, err, errlen)) == NULL) {
+	if ((sp->db = spooldb_open(data_dir, share, 1, err, errlen)) == NULL) {
 		free(sp);
 		return NULL;
 	}
@@ -277,7 +277,7 @@ spool_new(struct event_base *base, const char *data_dir,
 		free(sp);
 		return NULL;
 	}
-	if ((sp->rdb = spooldb_open_reader(data_dir, err, errlen)) == NULL) {
+	if ((sp->rdb = spooldb_open_reader(data_dir, share, err, errlen)) == NULL) {
 		spool_entries_free(*loaded, *nloaded);
 		*loaded = NULL;
 		spooldb_close(sp->db);

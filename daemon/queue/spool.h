@@ -22,11 +22,12 @@ typedef void spool_control_cb(void *arg, const char *id, int held,
 
 /* spool.c */
 /*
- * Open DATA_DIR/spool, recover it (bodies never acknowledged removed) and
- * load every queued entry (*loaded, *nloaded: the caller takes them).
+ * Open a share of the spool (spooldb.h), recover it (bodies never
+ * acknowledged removed) and load every queued entry (*loaded, *nloaded:
+ * the caller takes them).
  * Starts the spool thread.  NULL with err set.
  */
-struct spool *spool_new(struct event_base *, const char *data_dir,
+struct spool *spool_new(struct event_base *, const char *data_dir, int share,
     struct spool_entry ***loaded, size_t *nloaded, char *err, size_t errlen);
 /* Persist a new entry (e->id set here unless e->keep_id) with its body;
  * cb once durable.

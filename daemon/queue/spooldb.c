@@ -22,8 +22,8 @@
 
 struct spooldb {
 	sqlite3		*db;
-	char		*dir;		/* DATA_DIR/spool */
-	char		*msgdir;	/* DATA_DIR/spool/msg */
+	char		*dir;		/* DATA_DIR/spool[.N] */
+	char		*msgdir;	/* DATA_DIR/spool[.N]/msg */
 	int		 msgfd;		/* open msg/ directory, for fsync */
 	int64_t		 data_version;
 };
@@ -163,15 +163,69 @@ recover(struct spooldb *s)
 	sqlite3_finalize(st);
 }
 
+/* The directory of a share: spool (0, as before issue 18) or spool.N. */
+char *
+spooldb_share_dir(const char *data_dir, int share)
+{
+	if (share == 0)
+		return xasprintf("%s/spool", data_dir);
+	return xasprintf("%s/spool.%d", data_dir, share);
+}
+
+/* Whether name is spool.N with 0 < N < SPOOL_SHARES_MAX; N or -1. */
+static int
+share_index(const char *name)
+{
+	const char *p;
+	int n = 0;
+
+	if (strcmp(name, "spool") == 0)
+		return 0;
+	if (strncmp(name, "spool.", 6) != 0 || name[6] == '0' ||
+	    name[6] == '\0')
+		return -1;
+	for (p = name + 6; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		n = n * 10 + (*p - '0');
+		if (n >= SPOOL_SHARES_MAX)
+			return -1;
+	}
+	return n;
+}
+
+/* The shares that exist under data_dir, in order. */
+int
+spooldb_shares(const char *data_dir, int *shares, int max)
+{
+	char have[SPOOL_SHARES_MAX];
+	struct dirent *de;
+	DIR *dir;
+	int i, n = 0;
+
+	memset(have, 0, sizeof(have));
+	if ((dir = opendir(data_dir)) == NULL)
+		return -1;
+	while ((de = readdir(dir)) != NULL)
+		if ((i = share_index(de->d_name)) != -1)
+			have[i] = 1;
+	closedir(dir);
+	for (i = 0; i < SPOOL_SHARES_MAX && n < max; i++)
+		if (have[i])
+			shares[n++] = i;
+	return n;
+}
+
 struct spooldb *
-spooldb_open(const char *data_dir, int rec, char *err, size_t errlen)
+spooldb_open(const char *data_dir, int share, int rec, char *err,
+    size_t errlen)
 {
 	struct spooldb *s = xcalloc(1, sizeof(*s));
 	char *path;
 	int fd;
 
 	s->msgfd = -1;
-	s->dir = xasprintf("%s/spool", data_dir);
+	s->dir = spooldb_share_dir(data_dir, share);
 	s->msgdir = xasprintf("%s/msg", s->dir);
 	if (mkdir_p(data_dir, err, errlen) == -1 ||
 	    mkdir_p(s->dir, err, errlen) == -1 ||
@@ -246,13 +300,14 @@ spooldb_open(const char *data_dir, int rec, char *err, size_t errlen)
 }
 
 struct spooldb *
-spooldb_open_reader(const char *data_dir, char *err, size_t errlen)
+spooldb_open_reader(const char *data_dir, int share, char *err,
+    size_t errlen)
 {
 	struct spooldb *s = xcalloc(1, sizeof(*s));
 	char *path;
 
 	s->msgfd = -1;
-	s->dir = xasprintf("%s/spool", data_dir);
+	s->dir = spooldb_share_dir(data_dir, share);
 	s->msgdir = xasprintf("%s/msg", s->dir);
 	path = xasprintf("%s/queue.db", s->dir);
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY |
@@ -803,4 +858,133 @@ spool_hold_str(int h)
 	case SPOOL_HOLD_ADMIN: return "hold";
 	default: return "?";
 	}
+}
+
+/* Copy the entries of `from` that `to` lacks: bodies written and synced
+ * first, then the rows in one commit.  *moved[i] says which made it. */
+static int
+take_copy(struct spooldb *to, struct spooldb *from, struct spool_entry **v,
+    size_t n, char *moved, char *err, size_t errlen)
+{
+	struct spool_entry *have;
+	struct msgbuf *mb;
+	size_t i;
+	int fd;
+
+	for (i = 0; i < n; i++) {
+		if ((have = spooldb_get(to, v[i]->id)) != NULL) {
+			/* an earlier take-over committed it, then stopped */
+			spool_entry_free(have);
+			moved[i] = 2;
+			continue;
+		}
+		if ((mb = spooldb_body_get(from, v[i]->id)) == NULL) {
+			log_warn("spool: %s: %s: body", from->dir, v[i]->id);
+			continue;
+		}
+		if (spooldb_body_write(to, v[i]->id, mb, &fd) == -1 ||
+		    spooldb_body_sync(to, v[i]->id, fd) == -1) {
+			snprintf(err, errlen, "%s: %s", to->msgdir,
+			    strerror(errno));
+			msgbuf_free(mb);
+			return -1;
+		}
+		msgbuf_free(mb);
+		moved[i] = 1;
+	}
+	if (spooldb_sync_dir(to) == -1 || spooldb_begin(to) == -1) {
+		snprintf(err, errlen, "%s: cannot write", to->dir);
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		if (moved[i] == 1 && spooldb_insert(to, v[i], NULL, 0) == -1) {
+			spooldb_rollback(to);
+			snprintf(err, errlen, "%s: insert %s: %s", to->dir,
+			    v[i]->id, sqlite3_errmsg(to->db));
+			return -1;
+		}
+	if (spooldb_commit(to) == -1) {
+		snprintf(err, errlen, "%s: commit: %s", to->dir,
+		    sqlite3_errmsg(to->db));
+		return -1;
+	}
+	return 0;
+}
+
+int
+spooldb_take_over(struct spooldb *to, struct spooldb *from, size_t *nmoved,
+    size_t *nleft, char *err, size_t errlen)
+{
+	struct spool_entry **v;
+	char *moved;
+	size_t i, n;
+	int rc = -1;
+
+	*nmoved = *nleft = 0;
+	if ((v = spooldb_load(from, &n)) == NULL) {
+		snprintf(err, errlen, "%s: cannot read the queue", from->dir);
+		return -1;
+	}
+	moved = xcalloc(n + 1, 1);
+	if (take_copy(to, from, v, n, moved, err, errlen) == -1)
+		goto out;
+	/* Now `to` has them: only then do they leave `from`.  A stop in
+	 * between leaves them in both, and the next take-over finds them in
+	 * `to` before any queue ran it (moved == 2). */
+	if (spooldb_begin(from) == -1) {
+		snprintf(err, errlen, "%s: busy", from->dir);
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		if (moved[i] && spooldb_delete(from, v[i]->id) == -1) {
+			spooldb_rollback(from);
+			snprintf(err, errlen, "%s: delete %s", from->dir,
+			    v[i]->id);
+			goto out;
+		}
+	if (spooldb_commit(from) == -1) {
+		snprintf(err, errlen, "%s: commit: %s", from->dir,
+		    sqlite3_errmsg(from->db));
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (moved[i]) {
+			spooldb_unlink_body(from, v[i]->id);
+			(*nmoved)++;
+		} else
+			(*nleft)++;
+	}
+	rc = 0;
+ out:
+	free(moved);
+	spool_entries_free(v, n);
+	return rc;
+}
+
+int
+spooldb_remove_share(const char *data_dir, int share)
+{
+	static const char *files[] = { "queue.db-wal", "queue.db-shm",
+	    "queue.db-journal", "queue.db" };
+	char *dir, *path;
+	size_t i;
+	int rc = 0;
+
+	if (share <= 0)
+		return -1;
+	dir = spooldb_share_dir(data_dir, share);
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		path = xasprintf("%s/%s", dir, files[i]);
+		if (unlink(path) == -1 && errno != ENOENT)
+			rc = -1;
+		free(path);
+	}
+	path = xasprintf("%s/msg", dir);
+	if (rmdir(path) == -1 && errno != ENOENT)
+		rc = -1;
+	free(path);
+	if (rc == 0 && rmdir(dir) == -1)
+		rc = -1;
+	free(dir);
+	return rc;
 }

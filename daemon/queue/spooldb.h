@@ -33,6 +33,7 @@ struct spooldb;
 #define SPOOL_HOLD_ADMIN	2	/* smrelayctl queue hold */
 
 #define SPOOL_ID_LEN		16	/* hex characters */
+#define SPOOL_SHARES_MAX	1000	/* spool.1 .. spool.999 */
 #define SPOOL_INLINE_MAX	(64 * 1024)	/* bodies kept in the row */
 
 struct spool_rcpt {
@@ -79,16 +80,35 @@ struct spool_entry {
 
 /* spooldb.c */
 /*
- * Open DATA_DIR/spool (created 0700) and its database (0600).  With
- * `recover`, also drop bodies without a row (never acknowledged) and
- * leftovers of interrupted writes.  NULL with err set.
+ * Open a share of the spool (created 0700) and its database (0600):
+ * DATA_DIR/spool for share 0, DATA_DIR/spool.N for the share of network
+ * process N (`processes`, issue 18).  With `recover`, also drop bodies
+ * without a row (never acknowledged) and leftovers of interrupted writes.
+ * NULL with err set.
  */
-struct spooldb *spooldb_open(const char *data_dir, int recover, char *err,
-    size_t errlen);
+struct spooldb *spooldb_open(const char *data_dir, int share, int recover,
+    char *err, size_t errlen);
 void spooldb_close(struct spooldb *);
 /* A read-only connection (the daemon's loop reads bodies with it). */
-struct spooldb *spooldb_open_reader(const char *data_dir, char *err,
-    size_t errlen);
+struct spooldb *spooldb_open_reader(const char *data_dir, int share,
+    char *err, size_t errlen);
+/* The directory of a share (free it). */
+char *spooldb_share_dir(const char *data_dir, int share);
+/* The shares present under data_dir into shares[max], in order: how many,
+ * or -1 with errno. */
+int spooldb_shares(const char *data_dir, int *shares, int max);
+/*
+ * Move every entry of `from` (a share no process runs any more) into `to`,
+ * before a queue runs `to`: bodies and rows are in `to` and committed
+ * before they leave `from`, so a stop in between loses nothing, and the
+ * next take-over skips what `to` already has.  *nleft: entries whose body
+ * could not be read (they stay).  0, or -1 with err.
+ */
+int spooldb_take_over(struct spooldb *to, struct spooldb *from,
+    size_t *nmoved, size_t *nleft, char *err, size_t errlen);
+/* Remove an empty share N > 0 (its database and directories); -1 with
+ * errno when something is left. */
+int spooldb_remove_share(const char *data_dir, int share);
 /* An entry's body, from msg/ID or from its row; NULL with errno. */
 struct msgbuf *spooldb_body_get(struct spooldb *, const char *id);
 /* A fresh random queue id into id[SPOOL_ID_LEN + 1]. */

@@ -1384,7 +1384,7 @@ gateway_new(struct event_base *base, const struct delivery_ops *inner,
 	gw->queue = parts->queue;
 	gw->workers = parts->workers;
 	LIST_INIT(&gw->held);
-	gw->sq = storeq_new(base, gw->cc, parts->data_dir, gw_reloaded, gw);
+	gw->sq = storeq_new(base, gw->cc, parts->database, parts->data_dir, gw_reloaded, gw);
 	gw->sm = smimea_new(base, gw->cc, gw->st, cfg);
 	crl_fetch_start(gw);
 	log_info("gateway: %zu policy rule(s), %d worker thread(s), %zu "

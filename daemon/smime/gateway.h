@@ -25,8 +25,8 @@ struct workers;
 struct gateway_parts {
 	struct store	*st;		/* the loop's store connection, for
 					 * CRL fetches and SMIMEA only */
-	const char	*data_dir;	/* the store of the store thread
-					 * (storeq.h) */
+	const char	*database;	/* the store thread's (storeq.h) */
+	const char	*data_dir;	/* its SQLite file's folder */
 	struct certcache *cc;		/* synced once, or not (the store
 					 * away at start) */
 	struct spool	*spool;		/* recovered */

@@ -4,6 +4,7 @@
  * where the reachable/away state lives. */
 #include "autoconfig.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,8 +50,9 @@ struct sq_job {
 
 /* The thread's context. */
 struct sq_thread {
-	char		*data_dir;
+	char		*database, *data_dir;
 	struct store	*st;		/* NULL: open at the next job */
+	int		 listening;	/* st LISTENs (the listener) */
 	struct certcache *cc;
 };
 
@@ -59,6 +61,8 @@ struct storeq {
 	struct certcache	*cc;
 	struct workers		*w;
 	struct sq_thread	 t;
+	struct workers		*lw;		/* PostgreSQL: the listener */
+	struct sq_thread	 lt;		/* its connection */
 	struct event		*tick;
 	storeq_reloaded_fn	*reloaded;
 	void			*arg;
@@ -82,7 +86,7 @@ static struct store *
 sq_conn(struct sq_thread *t, char *err, size_t errlen)
 {
 	if (t->st == NULL)
-		t->st = store_open(t->data_dir, err, errlen);
+		t->st = store_open_db(t->database, t->data_dir, err, errlen);
 	return t->st;
 }
 
@@ -98,6 +102,7 @@ sq_away(struct sq_thread *t, char *err, size_t errlen)
 			snprintf(err, errlen, "%s", store_errmsg(t->st));
 		store_close(t->st);
 		t->st = NULL;
+		t->listening = 0;
 	}
 	return 1;
 }
@@ -119,6 +124,7 @@ sq_thread_fini(void *tctx)
 	if (t->st != NULL)
 		store_close(t->st);
 	t->st = NULL;
+	t->listening = 0;
 }
 
 /* The store thread: one job. */
@@ -362,22 +368,87 @@ sq_tick_cb(evutil_socket_t fd, short what, void *arg)
 
 /*
  * Change detection.  SQLite: the change counter, read by the reload job
- * every STOREQ_SYNC seconds (one cheap query, off the loop).
- * PostgreSQL (issue 18): THE ONE PLACE TO WIRE LISTEN/NOTIFY once store.h
- * has store_listen(), store_notify_fd() and store_notified(): the thread
- * calls store_listen() on each new connection (sq_conn), the loop watches
- * store_notify_fd() with an EV_READ event whose callback is sq_tick_cb
- * (deleted while a reload is queued, added back in sq_reload_done), and
- * the reload job drains store_notified() (-1: notifications lost, reload
- * with force).  Until then the once-a-second check serves both backends.
+ * every STOREQ_SYNC seconds (one cheap query, off the loop).  PostgreSQL:
+ * the same check, and a thread of its own with a connection that LISTENs
+ * (store_listen) to what every commit on any node notifies: its job waits
+ * up to STOREQ_LISTEN_MS for the socket, drains store_notified, and the
+ * loop asks for a reload when something came (or when the connection was
+ * lost: changes may have been missed), then queues the job again.  The
+ * store thread itself never waits on the socket: its jobs answer RCPTs.
  */
+#define STOREQ_LISTEN_MS	1000
+
+struct sq_listen {
+	struct storeq	*sq;
+	int		 n;		/* notifications; -1 lost or away */
+};
+
+/* The listener thread: wait for notifications (bounded). */
+static void
+sq_listen_run(void *arg, void *tctx)
+{
+	struct sq_listen *l = arg;
+	struct sq_thread *t = tctx;
+	struct pollfd pfd;
+	char err[256];
+	int fd;
+
+	l->n = 0;
+	if (sq_conn(t, err, sizeof(err)) == NULL) {
+		l->n = -1;
+		poll(NULL, 0, STOREQ_LISTEN_MS);	/* away: not a spin */
+		return;
+	}
+	if (!t->listening) {
+		if (store_listen(t->st) == -1) {
+			store_close(t->st);
+			t->st = NULL;
+			l->n = -1;
+			poll(NULL, 0, STOREQ_LISTEN_MS);
+			return;
+		}
+		t->listening = 1;
+		l->n = -1;		/* (re)subscribed: reload once */
+		return;
+	}
+	if ((fd = store_notify_fd(t->st)) >= 0) {
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		if (poll(&pfd, 1, STOREQ_LISTEN_MS) <= 0)
+			return;
+	}
+	if ((l->n = store_notified(t->st)) == -1) {
+		store_close(t->st);
+		t->st = NULL;
+		t->listening = 0;
+	}
+}
+
+/* The loop: what the listener heard; wait again. */
+static void
+sq_listen_done(void *arg)
+{
+	struct sq_listen *l = arg;
+	struct storeq *sq = l->sq;
+
+	if (sq->stopping) {
+		free(l);
+		return;
+	}
+	if (l->n != 0)
+		storeq_sync(sq, l->n < 0, NULL, NULL);
+	workers_submit(sq->lw, sq_listen_run, sq_listen_done, l);
+}
 
 /* Start the thread and the change checks. */
 struct storeq *
 storeq_new(struct event_base *base, struct certcache *cc,
-    const char *data_dir, storeq_reloaded_fn *reloaded, void *arg)
+    const char *database, const char *data_dir, storeq_reloaded_fn *reloaded,
+    void *arg)
 {
 	struct storeq *sq = xcalloc(1, sizeof(*sq));
+	struct sq_listen *l;
 
 	sq->base = base;
 	sq->cc = cc;
@@ -385,6 +456,7 @@ storeq_new(struct event_base *base, struct certcache *cc,
 	sq->arg = arg;
 	sq->up = -1;
 	sq->pending = harvest_new();
+	sq->t.database = xstrdup(database);
 	sq->t.data_dir = xstrdup(data_dir);
 	sq->t.cc = cc;
 	metrics_set(M_STORE_UP, certcache_loaded(cc) ? 1 : 0);
@@ -392,6 +464,15 @@ storeq_new(struct event_base *base, struct certcache *cc,
 		fatalx("evtimer_new");
 	sq->w = workers_new(base, 1, sq_thread_init, sq_thread_fini, &sq->t);
 	sq_tick_in(sq, certcache_loaded(cc) ? STOREQ_SYNC : 0);
+	if (store_db_is_pg(database)) {
+		sq->lt.database = sq->t.database;
+		sq->lt.data_dir = sq->t.data_dir;
+		sq->lw = workers_new(base, 1, sq_thread_init, sq_thread_fini,
+		    &sq->lt);
+		l = xcalloc(1, sizeof(*l));
+		l->sq = sq;
+		workers_submit(sq->lw, sq_listen_run, sq_listen_done, l);
+	}
 	return sq;
 }
 
@@ -403,12 +484,15 @@ storeq_free(struct storeq *sq)
 		return;
 	sq->stopping = 1;
 	event_free(sq->tick);
+	if (sq->lw != NULL)
+		workers_free(sq->lw);
 	workers_free(sq->w);
 	sq_waits_done(sq, sq->sync_waits, -1);
 	if (harvest_count(sq->pending) > 0)
 		log_warnx("store unreachable at exit: %zu harvested "
 		    "certificate(s) not written", harvest_count(sq->pending));
 	harvest_free(sq->pending);
+	free(sq->t.database);
 	free(sq->t.data_dir);
 	free(sq);
 }

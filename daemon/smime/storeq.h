@@ -41,7 +41,8 @@ typedef int storeq_run_fn(void *job, struct store *);
  * reloaded.  Never NULL.
  */
 struct storeq *storeq_new(struct event_base *, struct certcache *,
-    const char *data_dir, storeq_reloaded_fn *, void *arg);
+    const char *database, const char *data_dir, storeq_reloaded_fn *,
+    void *arg);
 /* Stop the thread (its last answers are dropped) and free. */
 void storeq_free(struct storeq *);
 /* Reload now (force: even when the store did not change); cb (may be

@@ -34,6 +34,7 @@ struct server {
 	struct evconnlistener **listeners;
 	void **listener_args;           /* owned, one per listener */
 	int nlisteners;
+	int reuseport;                  /* SO_REUSEPORT: one of several */
 	void (*on_idle)(void *arg);
 	void *arg;
 	struct event *rotate_ev;        /* tls_ticket_rotate */
@@ -97,6 +98,7 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	LIST_INSERT_HEAD(&srv->sessions, sn, entry);
 	srv->nsessions++;
+	metrics_set(M_CONN_CURRENT, (uint64_t)srv->nsessions);
 }
 
 /* accept() failed (EMFILE...): log and keep serving. */
@@ -137,7 +139,8 @@ server_listen_one(struct server *srv, const struct listen_cfg *lc,
 		lx->lc = lc;
 		l = evconnlistener_new_bind(srv->env.base, server_accept_cb, lx,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-		    LEV_OPT_CLOSE_ON_EXEC, 511,
+		    LEV_OPT_CLOSE_ON_EXEC | (srv->reuseport ?
+		    LEV_OPT_REUSEABLE_PORT : 0), 511,
 		    ai->ai_addr, (int)ai->ai_addrlen);
 		if (l == NULL) {
 			snprintf(err, errlen, "listen %s:%s: %s", lc->host,
@@ -207,11 +210,12 @@ server_listen(struct server *srv, char *err, size_t errlen)
 		if (server_listen_one(srv, &srv->env.cfg->listens[i], err,
 		    errlen) == -1)
 			return -1;
-		log_info("listening on %s:%s tls=%s", srv->env.cfg->listens[i].host,
+		log_info("listening on %s:%s tls=%s%s",
+		    srv->env.cfg->listens[i].host,
 		    srv->env.cfg->listens[i].port,
 		    srv->env.cfg->listens[i].tls == LISTEN_TLS_IMPLICIT ? "implicit" :
 		    srv->env.cfg->listens[i].tls == LISTEN_TLS_NONE ? "none" :
-		    "starttls");
+		    "starttls", srv->reuseport ? " reuseport" : "");
 	}
 	return 0;
 }
@@ -260,6 +264,7 @@ server_session_closed(void *arg, void *tag)
 	LIST_REMOVE(sn, entry);
 	free(sn);
 	srv->nsessions--;
+	metrics_set(M_CONN_CURRENT, (uint64_t)srv->nsessions);
 	if (srv->env.draining && srv->nsessions == 0 && srv->on_idle != NULL)
 		srv->on_idle(srv->arg);
 }
@@ -321,6 +326,7 @@ server_new(const struct server_params *p)
 	srv->env.ops = p->ops;
 	srv->env.ops_ctx = p->ops_ctx;
 	srv->env.open_relay = p->open_relay;
+	srv->reuseport = p->reuseport;
 	srv->env.tmpdir = p->tmpdir;
 	srv->env.accepted = server_message_accepted;
 	srv->env.closed = server_session_closed;

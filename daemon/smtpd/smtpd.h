@@ -20,6 +20,8 @@ struct server_params {
 	const struct delivery_ops *ops; /* the backend messages go to */
 	void *ops_ctx;
 	int open_relay;                 /* sink: ignore relay_networks */
+	int reuseport;                  /* one of several processes binding
+					 * the same listens (SO_REUSEPORT) */
 	const char *tmpdir;             /* where big bodies spill */
 	void (*on_idle)(void *arg);     /* draining and no session left */
 	void *arg;

@@ -90,6 +90,10 @@ dump_config(FILE *fp, const struct config *cfg)
 	fprintf(fp, "max_recipients %d\n", cfg->max_recipients);
 	fprintf(fp, "max_connections %d\n", cfg->max_connections);
 	fprintf(fp, "queue_lifetime %d\n", cfg->queue_lifetime);
+	if (cfg->processes == 0)        /* only when set: older refs stay */
+		fprintf(fp, "processes auto\n");
+	else if (cfg->processes != 1)
+		fprintf(fp, "processes %d\n", cfg->processes);
 	if (cfg->metrics_host != NULL)  /* only when set: older refs stay */
 		fprintf(fp, "metrics_listen host=%s port=%s\n",
 		    cfg->metrics_host, cfg->metrics_port);
