@@ -413,3 +413,49 @@ topo_queue_len() {
 now_s() { date +%s.%N; }
 # secs_since T0: seconds since T0, 3 decimals.
 secs_since() { awk -v a="$1" -v b="$(now_s)" 'BEGIN { printf "%.3f", b - a }'; }
+
+# topo_poll NODE WANT SECS FROM TO: send FROM -> TO messages (new
+# Message-IDs) to NODE's direct port, one after the other, until one comes
+# out as WANT: a top Content-Type at the sink (text/plain,
+# multipart/signed, application/pkcs7-mime), or "refused" (a 4xx or 5xx
+# reply).  Fails when a message sent more than SECS after the call still
+# came out otherwise.  POLL_SECS: seconds from the call to the sending of
+# the first message that came out as WANT; POLL_FILE: that message at the
+# sink; POLL_N: messages sent.
+POLL_SEQ=0
+topo_poll() {
+	local node=$1 want=$2 secs=$3 from=$4 to=$5 t0 el id rc got f
+	t0=$(now_s)
+	POLL_N=0
+	POLL_FILE=""
+	while :; do
+		POLL_SEQ=$((POLL_SEQ + 1))
+		POLL_N=$((POLL_N + 1))
+		id="poll-$POLL_SEQ.$$@scale.test"
+		el=$(secs_since "$t0")
+		topo_send "$node" --sender "$from" --rcpt "$to" --id "$id"
+		rc=$?
+		echo "poll $node $id at +$el s: $SENT_REPLY" >>"$T/poll.log"
+		f=""
+		if [[ $SENT_REPLY =~ ^[45] ]]; then
+			got="refused ($SENT_REPLY)"
+			[ "$want" = refused ] && got=refused
+		elif [ $rc -ne 0 ]; then
+			got="no answer ($SENT_REPLY)"
+		elif ! wait_for 10 eval 'f=$(topo_find_id "$T/maildir" -- "$id") && [ -n "$f" ]'; then
+			got="accepted but not at the sink"
+		else
+			got=$(toptype "$f")
+			got=${got:-text/plain}
+		fi
+		if [ "$got" = "$want" ]; then
+			POLL_SECS=$el
+			POLL_FILE=$f
+			return 0
+		fi
+		if awk -v e="$el" -v s="$secs" 'BEGIN { exit !(e > s) }'; then
+			fail_because "node $node: a message sent $el s after the start (the ${POLL_N}th) came out as '$got', not '$want'"
+			return 1
+		fi
+	done
+}
