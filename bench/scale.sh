@@ -136,6 +136,8 @@ case " $DBS " in
 		PG_WHY="no tests/lib/pgcluster.sh"
 	else
 		. "$root/tests/lib/pgcluster.sh"
+		# (ours again, should pgcluster.sh have set one)
+		trap 'cleanup; [ $pg_up = 1 ] && pg_cleanup >/dev/null 2>&1; echo "work directory: $work"' EXIT
 		if pg_start "$work/pg" >"$work/pg.out" 2>&1; then
 			pg_up=1
 		else

@@ -47,6 +47,15 @@ for b in haproxy openssl; do
 	have $b || { echo "SKIP all: $b not installed"; exit 77; }
 done
 
+# The PostgreSQL helpers, where they are (sourced here, at the top level,
+# before our exit trap is set: topo_cleanup calls pg_cleanup).
+TOPO_PGLIB=0
+if [ -f "$TOP_SRC/tests/lib/pgcluster.sh" ]; then
+	# shellcheck source=/dev/null
+	. "$TOP_SRC/tests/lib/pgcluster.sh"
+	TOPO_PGLIB=1
+fi
+
 T=$IT_TMP/topo
 mkdir -p "$T"
 chmod 755 "$T"
@@ -120,13 +129,11 @@ topo_db_choose() {
 	local mode=$1 out
 	TOPO_WHY=""
 	[ "$mode" = sqlite ] && { TOPO_DB=sqlite; return 0; }
-	if [ ! -f "$TOP_SRC/tests/lib/pgcluster.sh" ]; then
+	if [ $TOPO_PGLIB = 0 ]; then
 		TOPO_WHY="tests/lib/pgcluster.sh is missing (the PostgreSQL backend has not landed)"
 	elif ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
 		TOPO_WHY="PostgreSQL server binaries not installed (/usr/lib/postgresql/*/bin/initdb)"
 	else
-		# shellcheck source=/dev/null
-		. "$TOP_SRC/tests/lib/pgcluster.sh"
 		TOPO_PG=1
 		if ! pg_start "$IT_TMP/pg" >"$T/pg_start.log" 2>&1; then
 			TOPO_WHY="pg_start failed: $(tail -n 2 "$T/pg_start.log" | tr '\n' ' ')"
