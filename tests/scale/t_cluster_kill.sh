@@ -21,14 +21,20 @@
 # got 250 is at the sink at least once (FAIL, listing the missing);
 # `duplicates: N` (copies beyond the first) is printed, not judged.
 #
-# Environment: KILL_N (2000), KILL_CONNS (8), KILL_RATE (messages started per
-# second, 120), KILL_AT (30), TOPO_DB (auto, sqlite, pg), plus lib.sh's.
+# A second case kills one network process of node B (SIGKILL to
+# smrelayd-net only) in the middle of KILL_NET_N (500) messages: the parent
+# restarts it, nothing 250'd is lost.
+#
+# Environment: KILL_N (2000), KILL_NET_N (500), KILL_CONNS (8), KILL_RATE
+# (messages started per second, 120), KILL_AT (30), TOPO_DB (auto, sqlite,
+# pg), TOPO_PROCESSES (processes = N on both nodes), plus lib.sh's.
 . "$(dirname "$0")/topo.sh"
 
 KILL_N=${KILL_N:-2000}
 KILL_CONNS=${KILL_CONNS:-8}
 KILL_RATE=${KILL_RATE:-120}
 KILL_AT=${KILL_AT:-30}
+KILL_NET_N=${KILL_NET_N:-500}
 CLIENT=$TOP_SRC/tests/queue/crash_client.py
 TAG=kill$$
 
@@ -41,7 +47,7 @@ topo_setup_or_die log_level=info
 
 accepted_now() {
 	local a
-	{ read -r a _ <"$T/progress"; } 2>/dev/null
+	{ read -r a _ <"$PROGRESS"; } 2>/dev/null
 	echo "${a:-0}"
 }
 
@@ -68,13 +74,53 @@ side_load() {
 	done
 }
 
+# sinks_quiet: until the sinks' message count has not moved for a second
+# (at most 30 s).
+sinks_quiet() {
+	local last=-1 stable=0 n i
+	for ((i = 0; i < 300 && stable < 10; i++)); do
+		n=$(($(sink_count "$T/maildir") + $(sink_count "$T/maildir-a")))
+		if [ "$n" = "$last" ]; then stable=$((stable + 1)); else stable=0; fi
+		last=$n
+		sleep 0.1
+	done
+}
+
+# lost_check TAG N MAILDIR...: every Message-ID that got 2xx in $T/TAG.tsv
+# (crash_client.py's log) is in one of the Maildirs; N of them at least.
+# Prints the counts and "duplicates: N" (copies beyond the first, not
+# judged); the accepted IDs are left in $T/TAG.accepted.
+lost_check() {
+	local tag=$1 want=$2 acc died sinkn uniq missing
+	shift 2
+	awk -F'\t' '$2 ~ /^2/ { print $1 }' "$T/$tag.tsv" | sort >"$T/$tag.accepted"
+	topo_ids "$@" | grep -F ".$tag@" | sort >"$T/$tag.sink"
+	sort -u "$T/$tag.sink" >"$T/$tag.uniq"
+	acc=$(wc -l <"$T/$tag.accepted")
+	died=$(awk -F'\t' '$2 == "died"' "$T/$tag.tsv" | wc -l)
+	sinkn=$(wc -l <"$T/$tag.sink")
+	uniq=$(wc -l <"$T/$tag.uniq")
+	comm -23 "$T/$tag.accepted" "$T/$tag.uniq" >"$T/$tag.missing"
+	missing=$(wc -l <"$T/$tag.missing")
+	echo "# accepted (250): $acc; connection died before the reply: $died"
+	echo "# at the sinks: $sinkn copies of $uniq Message-IDs; missing: $missing"
+	echo "duplicates: $((sinkn - uniq))"
+	[ $((sinkn - uniq)) -gt 0 ] && uniq -d "$T/$tag.sink" | head -n 5 | sed 's/^/#   duplicated: /'
+	if [ "$missing" -gt 0 ]; then
+		sed 's/^/#   missing: /' "$T/$tag.missing" | head -n 50
+		fail_because "$missing of $acc accepted message(s) never reached the next hop: $(head -n 10 "$T/$tag.missing" | tr '\n' ' ')"
+		return 1
+	fi
+	[ "$acc" -ge "$want" ] || fail_because "only $acc of $want messages accepted"
+}
+
 case_kill() {
-	local cpid spid="" a_kill a_restart q_kill q_restart q acc died sinkn uniq dups missing
-	local via_a n last stable
+	local cpid spid="" a_kill a_restart q_kill q_restart q via_a n
+	PROGRESS=$T/$TAG.progress
 
 	"$PYTHON" "$CLIENT" --port "$HA_PORT" --count "$KILL_N" --conns "$KILL_CONNS" \
 		--rate "$KILL_RATE" --deadline 300 --tag "$TAG" \
-		--log "$T/client.tsv" --progress "$T/progress" >"$T/client.log" 2>&1 &
+		--log "$T/$TAG.tsv" --progress "$PROGRESS" >"$T/client.log" 2>&1 &
 	cpid=$!
 	IT_PIDS+=("$cpid")
 	if have smtp-source; then
@@ -122,50 +168,59 @@ case_kill() {
 	done
 	wait_for 60 eval '[ "$(topo_queue_len B)" = 0 ]' ||
 		{ fail_because "node B's spool did not drain: $(topo_queue_len B) left"; return 1; }
-	# the sinks quiet for a second
-	last=-1
-	stable=0
-	while [ $stable -lt 10 ]; do
-		n=$(($(sink_count "$T/maildir") + $(sink_count "$T/maildir-a")))
-		if [ "$n" = "$last" ]; then stable=$((stable + 1)); else stable=0; fi
-		last=$n
-		sleep 0.1
-	done
+	sinks_quiet
 
 	# The verdict.
-	awk -F'\t' '$2 ~ /^2/ { print $1 }' "$T/client.tsv" | sort >"$T/accepted.ids"
-	topo_ids "$T/maildir" "$T/maildir-a" | grep -F ".$TAG@" | sort >"$T/sink.ids"
-	sort -u "$T/sink.ids" >"$T/sink.uniq"
-	acc=$(wc -l <"$T/accepted.ids")
-	topo_ids "$T/maildir-a" | grep -F ".$TAG@" | sort -u | comm -12 "$T/accepted.ids" - >"$T/via-a.ids"
+	lost_check "$TAG" "$KILL_N" "$T/maildir" "$T/maildir-a" || return 1
+	topo_ids "$T/maildir-a" | grep -F ".$TAG@" | sort -u |
+		comm -12 "$T/$TAG.accepted" - >"$T/via-a.ids"
 	via_a=$(wc -l <"$T/via-a.ids")
-	died=$(awk -F'\t' '$2 == "died"' "$T/client.tsv" | wc -l)
-	sinkn=$(wc -l <"$T/sink.ids")
-	uniq=$(wc -l <"$T/sink.uniq")
-	dups=$((sinkn - uniq))
-	comm -23 "$T/accepted.ids" "$T/sink.uniq" >"$T/missing.ids"
-	missing=$(wc -l <"$T/missing.ids")
-	echo "# accepted (250): $acc, of them $via_a delivered from node A's spool after its restart; connection died before the reply: $died"
-	echo "# node A: $(grep -c 'status=sent' "$T/A.log") delivery line(s) 'sent', node B: $(grep -c 'status=sent' "$T/B.log")"
-	echo "# at the sinks: $sinkn copies of $uniq Message-IDs ($(sink_count "$T/maildir-a") file(s) from node A's spool hop)"
-	echo "# missing: $missing"
-	echo "duplicates: $dups"
-	[ "$dups" -gt 0 ] && uniq -d "$T/sink.ids" | head -n 5 | sed 's/^/#   duplicated: /'
-	if [ "$missing" -gt 0 ]; then
-		sed 's/^/#   missing: /' "$T/missing.ids" | head -n 50
-		fail_because "$missing of $acc accepted message(s) never reached the next hop: $(head -n 10 "$T/missing.ids" | tr '\n' ' ')"
-		return 1
-	fi
-	[ "$acc" -ge "$KILL_N" ] ||
-		{ fail_because "only $acc of $KILL_N messages accepted"; return 1; }
+	echo "# of them delivered from node A's spool after its restart: $via_a; node A: $(grep -c 'status=sent' "$T/A.log") delivery line(s) 'sent', node B: $(grep -c 'status=sent' "$T/B.log")"
 	# The test tested what it says: A had a spool when it died, and
 	# that spool was still there after the restart.
 	[ "$q_kill" -gt 0 ] && [ "$q_restart" -gt 0 ] && [ "$via_a" -gt 0 ] ||
 		{ fail_because "node A's spool was empty at the kill ($q_kill) or after the restart ($q_restart), or none of the client's messages came from it ($via_a): the case did not test the dead node's spool"; return 1; }
 	[ "$(sink_count "$T/maildir-a")" -ge "$q_restart" ] ||
-		{ fail_because "node A's hop got $(sink_count "$T/maildir-a") message(s), fewer than the $q_restart in its spool after the restart"; return 1; }
+		fail_because "node A's hop got $(sink_count "$T/maildir-a") message(s), fewer than the $q_restart in its spool after the restart"
+}
+
+# kill -9 of one network process of node B (its parent restarts it; the
+# other processes, node A and HAProxy go on) in the middle of KILL_NET_N
+# messages through HAProxy: none of the 250'd lost.
+case_kill_net() {
+	local cpid net a_kill tag=net$$
+	PROGRESS=$T/$tag.progress
+	"$PYTHON" "$CLIENT" --port "$HA_PORT" --count "$KILL_NET_N" --conns "$KILL_CONNS" \
+		--rate "$KILL_RATE" --deadline 300 --tag "$tag" \
+		--log "$T/$tag.tsv" --progress "$PROGRESS" >"$T/client-net.log" 2>&1 &
+	cpid=$!
+	IT_PIDS+=("$cpid")
+	wait_accepted $((KILL_NET_N * KILL_AT / 100)) 120 "$cpid" ||
+		{ fail_because "the load did not reach $KILL_AT % ($(accepted_now) accepted)"; return 1; }
+	net=$(awk -v pp="${NODE_PID[B]}" '$4 == pp && $2 ~ /^\(smrelayd-net/ { print $1; exit }' /proc/[0-9]*/stat 2>/dev/null)
+	[ -n "$net" ] || { fail_because "no smrelayd-net process under node B (${NODE_PID[B]})"; return 1; }
+	a_kill=$(accepted_now)
+	kill -KILL "$net"
+	echo "---- kill -9 $net (network process) $(date +%T.%N)" >>"$T/B.log"
+	echo "# kill -9 of node B's network process $net at $a_kill accepted"
+	wait "$cpid"
+	untrack "$cpid"
+	echo "# client: $(cat "$T/client-net.log")"
+	kill -0 "${NODE_PID[B]}" 2>/dev/null ||
+		{ fail_because "node B's parent died with its network process"; return 1; }
+	wait_for 30 eval 'awk -v pp="${NODE_PID[B]}" '"'"'$4 == pp && $2 ~ /^\(smrelayd-net/ { f = 1 } END { exit !f }'"'"' /proc/[0-9]*/stat 2>/dev/null' ||
+		{ fail_because "node B's network process was not restarted"; return 1; }
+	wait_for 60 eval '[ "$(topo_queue_len B)" = 0 ] || { topo_ctl B queue flush >/dev/null 2>&1; false; }' ||
+		{ fail_because "node B's spool did not drain: $(topo_queue_len B) left"; return 1; }
+	sinks_quiet
+	lost_check "$tag" "$KILL_NET_N" "$T/maildir" "$T/maildir-a"
+}
+
+case_stop() {
 	topo_node_stop A && topo_node_stop B
 }
 
 run_case cluster_kill_node case_kill
+run_case cluster_kill_net_process case_kill_net
+run_case nodes_stop_cleanly case_stop
 it_finish

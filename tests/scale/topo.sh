@@ -11,6 +11,7 @@
 #             /metrics and /healthz on *_MPORT
 #          -> `smrelayctl sink` (a Maildir, so the checks can read what
 #             arrived) on NH_PORT
+#   TOPO_PROCESSES=N sets `processes = N` on both nodes (default: unset, 1).
 #   store:  TOPO_DB=pg: one PostgreSQL cluster (tests/lib/pgcluster.sh) that
 #           both nodes name in `database = PG_URL`; TOPO_DB=sqlite: each node
 #           its own smrelay.db (nothing is shared but the next hop)
@@ -184,6 +185,7 @@ topo_conf() {
 		echo "relay_tls = none"
 		echo "data_dir = $T/$node"
 		[ "$TOPO_DB" = pg ] && echo "database = $PG_URL"
+		[ -n "${TOPO_PROCESSES:-}" ] && echo "processes = $TOPO_PROCESSES"
 		for kv in "$@"; do
 			echo "${kv%%=*} = ${kv#*=}"
 		done
