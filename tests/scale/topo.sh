@@ -30,7 +30,8 @@
 #                             sets TOPO_DB; for pg starts the cluster; on
 #                             failure sets TOPO_WHY and returns 1
 #   topo_up [KEY=VALUE...]    write the configs (extra smrelayd.conf keys for
-#                             both nodes), set up the store, start sink,
+#                             both nodes), set up the store (and call
+#                             topo_store_hook if the test defines it), start sink,
 #                             nodes and HAProxy; HOP_A_PORT (if set before)
 #                             is node A's next hop instead of NH_PORT
 #   topo_ctl NODE ARGS...     smrelayctl on NODE's config
@@ -352,6 +353,10 @@ topo_up() {
 	topo_conf A "${HOP_A_PORT:-$NH_PORT}" "$@" &&
 		topo_conf B "$NH_PORT" "$@" || return 1
 	topo_store_init || return 1
+	# a test's own store content before the nodes start
+	if declare -F topo_store_hook >/dev/null; then
+		topo_store_hook || return 1
+	fi
 	topo_sink maildir "$NH_PORT" || return 1
 	topo_node_start A && topo_node_start B || return 1
 	topo_haproxy || return 1
