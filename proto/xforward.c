@@ -162,6 +162,20 @@ value_check(int a, char *v)
 	}
 }
 
+/* Length of v encoded as xtext (see xtext_encode). */
+static size_t
+xtext_len(const char *v)
+{
+	size_t n = 0;
+	unsigned char c;
+
+	for (; *v != '\0'; v++) {
+		c = (unsigned char)*v;
+		n += c < 0x21 || c > 0x7e || c == '+' || c == '=' ? 3 : 1;
+	}
+	return n;
+}
+
 /* Apply one command's arguments; all or nothing. */
 int
 xforward_parse(struct xforward *xf, const char *args, char *err,
@@ -213,6 +227,16 @@ xforward_parse(struct xforward *xf, const char *args, char *err,
 		}
 		if ((why = value_check(a, v)) != NULL) {
 			snprintf(err, errlen, "%s: %s", attr_names[a], why);
+			return -1;
+		}
+		/* what we accept we must be able to pass on: one value,
+		 * encoded, fits one line of its own */
+		if (sizeof("XFORWARD ") - 1 + strlen(attr_names[a]) + 1 +
+		    (a == XF_ADDR && strchr(v, ':') != NULL ? 5 : 0) +
+		    xtext_len(v) > XF_LINE_MAX) {
+			snprintf(err, errlen, "%s: too long once encoded "
+			    "(one line is at most %d bytes)", attr_names[a],
+			    XF_LINE_MAX);
 			return -1;
 		}
 	}
@@ -272,7 +296,7 @@ xforward_format(const struct xforward *xf, unsigned offered, int *pos,
 			xtext_encode(v, enc);
 		need = 1 + strlen(attr_names[a]) + 1 + strlen(enc);
 		if (len + need > lim) {
-			if (n == 0)     /* cannot happen with these bounds */
+			if (n == 0)     /* parse refuses what cannot fit */
 				continue;
 			break;
 		}
