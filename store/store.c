@@ -376,7 +376,7 @@ store_rollback(struct store *st)
 }
 
 /* Read one integer from a fixed query; -1 on error (or no row). */
-static int64_t
+int64_t
 store_int_query(struct store *st, const char *sql)
 {
 	struct db_stmt *stmt;

@@ -69,21 +69,6 @@ store_copy_table(size_t i)
 	return i < NTABLES ? copy_tables[i].name : NULL;
 }
 
-/* One integer from a fixed query, -1 on error. */
-static int64_t
-one_int(struct store *st, const char *sql)
-{
-	struct db_stmt *stmt;
-	int64_t v = -1;
-
-	if (db_prepare(st->db, sql, &stmt) == -1)
-		return -1;
-	if (db_step(stmt) == DB_ROW)
-		v = db_column_int64(stmt, 0);
-	db_finalize(stmt);
-	return v;
-}
-
 /* "SELECT a, b FROM t ORDER BY a, b" and "INSERT INTO t (a, b) VALUES
  * (?, ?)" for a table. */
 static void
@@ -164,7 +149,7 @@ target_empty(struct store *dst, char *err, size_t errlen)
 	for (i = 0; i < NTABLES; i++) {
 		snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s",
 		    copy_tables[i].name);
-		if ((n = one_int(dst, sql)) < 0)
+		if ((n = store_int_query(dst, sql)) < 0)
 			return store_sqlerr(dst, copy_tables[i].name, err,
 			    errlen);
 		if (n > 0) {
@@ -192,7 +177,7 @@ move_identities(struct store *dst, char *err, size_t errlen)
 		snprintf(sql, sizeof(sql), "SELECT setval(pg_get_serial_"
 		    "sequence('%s', 'id'), (SELECT COALESCE(max(id), 0) + 1 "
 		    "FROM %s), false)", t->name, t->name);
-		if (one_int(dst, sql) < 0)
+		if (store_int_query(dst, sql) < 0)
 			return store_sqlerr(dst, "identity", err, errlen);
 	}
 	return 0;
@@ -222,7 +207,7 @@ store_copy(struct store *src, struct store *dst, int64_t *counts,
 		return -1;
 	}
 	/* the network process reads the database: no private key there */
-	if ((v = one_int(src, "SELECT count(*) FROM keys WHERE "
+	if ((v = store_int_query(src, "SELECT count(*) FROM keys WHERE "
 	    "length(pkey) > 0")) != 0) {
 		if (v < 0)
 			return store_sqlerr(src, "keys", err, errlen);

@@ -26,6 +26,8 @@ int store_sqlerr(struct store *, const char *what, char *err, size_t errlen);
 int64_t store_find_fp(struct store *, const char *table, const char *fp);
 /* Run a one-parameter (integer) statement to completion; -1 error. */
 int store_exec_id(struct store *, const char *sql, int64_t id, int *changes);
+/* One integer from a fixed query; -1 on error (or no row). */
+int64_t store_int_query(struct store *, const char *sql);
 /* A statement without parameters or rows (fixed SQL only); -1 with err. */
 int store_exec(struct store *, const char *sql, char *err, size_t errlen);
 int store_remove_id(struct store *, const char *sql, int64_t id,
