@@ -141,17 +141,25 @@ check_store(const struct config *cfg, char *err, size_t errlen)
 	struct spooldb *sp;
 	struct store *st;
 	struct keyfile *kf;
+	int up;
 
-	st = store_open_db(cfg->database, cfg->data_dir, why, sizeof(why));
+	/* PostgreSQL away: start anyway (recipients get 451 4.3.0 until a
+	 * policy is loaded, /healthz says why); a bad URI or a schema of
+	 * another version is an error now */
+	st = store_open_db_lazy(cfg->database, cfg->data_dir, &up, why,
+	    sizeof(why));
 	if (st == NULL) {
 		snprintf(err, errlen, "%s: database: %s", cfg->path, why);
 		return -1;
 	}
+	if (!up)
+		log_warnx("%s: database not reachable, starting without it "
+		    "(mail waits for a policy: 451 4.3.0): %s", cfg->path, why);
 	/* and the key file (its mode, the passphrase), where the keys an
-	 * older version kept in the store move now */
+	 * older version kept in the store move now (when it answers) */
 	if ((kf = keyfile_open(cfg->key_file, cfg->key_passphrase_file, why,
-	    sizeof(why))) == NULL || store_keys_migrate(st, kf, why,
-	    sizeof(why)) == -1) {
+	    sizeof(why))) == NULL || (up && store_keys_migrate(st, kf, why,
+	    sizeof(why)) == -1)) {
 		snprintf(err, errlen, "%s: key_file: %s", cfg->path, why);
 		keyfile_close(kf);
 		store_close(st);
@@ -473,8 +481,10 @@ worker_init(void *arg)
 	const struct daemon_state *d = arg;
 	char err[512];
 	struct store *st;
+	int up;
 
-	if ((st = store_open_db(d->database, d->data_dir, err,
+	/* PostgreSQL away: a store that connects at its first use */
+	if ((st = store_open_db_lazy(d->database, d->data_dir, &up, err,
 	    sizeof(err))) == NULL)
 		log_warnx("worker: %s", err);
 	return st;
@@ -567,11 +577,11 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 	struct gateway_parts parts;
 	struct spool_entry **loaded = NULL;
 	size_t nloaded = 0;
-	int ncpu;
+	int ncpu, up;
 
 	d->data_dir = xstrdup(cfg->data_dir);
 	d->database = xstrdup(cfg->database);
-	if ((d->st = store_open_db(d->database, d->data_dir, err,
+	if ((d->st = store_open_db_lazy(d->database, d->data_dir, &up, err,
 	    errlen)) == NULL)
 		goto fail;
 	d->cc = certcache_new();

@@ -61,6 +61,25 @@ struct db *db_open_sqlite(const char *path, int readonly, int busy_timeout_ms,
  */
 struct db *db_open_pg(const char *conninfo, int connect_timeout,
     char *err, size_t errlen);
+/*
+ * db_open_pg, but a server that cannot be reached now is not an error: the
+ * connection is made at the first use after it answers (with backoff from
+ * 1 to 30 s between tries; meanwhile every command fails with
+ * DB_ERR_CONNECTION).  A connection string that cannot work, or a server
+ * that answers and is unfit, is still an error: NULL.  When it returns a
+ * connection that is not up, err says why.
+ */
+struct db *db_open_pg_lazy(const char *conninfo, int connect_timeout,
+    char *err, size_t errlen);
+/* After each new connection, before anything else runs on it: 0, or -1
+ * with the reason in err (the connection is then not used, and tried again
+ * with backoff).  Its own commands go through as usual. */
+typedef int db_connect_fn(void *arg, char *err, size_t errlen);
+/* Run fn after each new connection of a PostgreSQL db (the first one too
+ * when it was not up at open); no-op on SQLite. */
+void db_pg_on_connect(struct db *, db_connect_fn *fn, void *arg);
+/* Whether a PostgreSQL db is connected and set up now. */
+int db_pg_up(struct db *);
 void db_close(struct db *);
 enum db_kind db_kind(const struct db *);
 /* The connection string or path, without any password: for messages. */

@@ -91,6 +91,11 @@ struct pg_db {
 	int		 txn_lost;	/* the connection went inside BEGIN */
 	int		 backoff;	/* seconds, 0 before any failure */
 	double		 next_reset;	/* mono_now() of the next PQreset */
+	int		 ready;		/* connected and set up (the hook ran) */
+	int		 in_hook;	/* the hook's own commands are running */
+	db_connect_fn	*hook;		/* after each (re)connection */
+	void		*hook_arg;
+	char		 why[512];	/* the last failure to connect */
 };
 
 struct pg_param {
@@ -278,7 +283,7 @@ pg_before(struct pg_db *d, const char *sql)
 {
 	if (pg_ready(d) == -1)
 		return -1;
-	if (d->txn_lost && !pg_is_rollback(sql)) {
+	if (d->txn_lost && !d->in_hook && !pg_is_rollback(sql)) {
 		pg_seterr(d, DB_ERR_OTHER, "%s: the transaction was lost with "
 		    "the connection: roll it back", d->name);
 		return -1;
@@ -302,7 +307,7 @@ pg_after(struct pg_db *d, PGresult *res, const char *sql)
 		if (*n != '\0' && *end == '\0' && errno == 0 && v >= 0)
 			d->changes = v;
 	}
-	if (d->txn_lost && pg_is_rollback(sql))
+	if (d->txn_lost && !d->in_hook && pg_is_rollback(sql))
 		d->txn_lost = 0;
 }
 
@@ -326,44 +331,106 @@ pg_listen_one(struct pg_db *d, const char *channel)
 }
 
 /*
- * Make sure the connection is up: notice one the server closed while we
- * were idle, and reconnect with backoff.  0, or -1 (DB_ERR_CONNECTION).
+ * What a new connection must offer: PostgreSQL 10 or later, and
+ * standard_conforming_strings (a '?' is then found outside literals where
+ * a backslash escapes nothing).  0, or -1 with the error set.
+ */
+static int
+pg_connected(struct pg_db *d)
+{
+	const char *sv;
+
+	if (PQserverVersion(d->conn) < PG_MIN_VERSION) {
+		pg_seterr(d, DB_ERR_OTHER, "%s: PostgreSQL %d is older than 10",
+		    d->name, PQserverVersion(d->conn));
+		return -1;
+	}
+	sv = PQparameterStatus(d->conn, "standard_conforming_strings");
+	if (sv == NULL || strcmp(sv, "on") != 0) {
+		pg_seterr(d, DB_ERR_OTHER, "%s: standard_conforming_strings is "
+		    "not on", d->name);
+		return -1;
+	}
+	return 0;
+}
+
+/* A try failed (the error is set): wait longer before the next.  -1. */
+static int
+pg_backoff(struct pg_db *d)
+{
+	d->backoff = d->backoff == 0 ? 1 :
+	    d->backoff * 2 > PG_BACKOFF_MAX ? PG_BACKOFF_MAX : d->backoff * 2;
+	d->next_reset = mono_now() + d->backoff;
+	memcpy(d->why, d->err, sizeof(d->why));
+	return -1;
+}
+
+/* Between tries: say so, with the last reason.  -1. */
+static int
+pg_waiting(struct pg_db *d, double now)
+{
+	pg_seterr(d, DB_ERR_CONNECTION, "not connected, next attempt in "
+	    "%.0fs (%.400s)", d->next_reset - now + 0.5, d->why);
+	return -1;
+}
+
+/*
+ * Make sure the connection is up and set up: notice one the server closed
+ * while we were idle, reconnect with backoff, check what the server offers
+ * and run the hook (the store's schema check) on each new connection.  The
+ * hook's own commands pass straight through.  0, or -1 (DB_ERR_CONNECTION
+ * when it could not connect).
  */
 static int
 pg_ready(struct pg_db *d)
 {
 	PGTransactionStatusType ts;
+	char herr[sizeof(d->err)];
 	double now;
 	int i;
 
+	if (d->in_hook)
+		return 0;
+	now = mono_now();
 	if (PQstatus(d->conn) == CONNECTION_OK) {
 		ts = PQtransactionStatus(d->conn);
 		if (PQconsumeInput(d->conn) &&
-		    PQstatus(d->conn) == CONNECTION_OK)
-			goto relisten;
+		    PQstatus(d->conn) == CONNECTION_OK) {
+			if (d->ready)
+				goto relisten;
+			if (now < d->next_reset)
+				return pg_waiting(d, now);
+			goto setup;
+		}
 		pg_lost(d, ts);
 	}
-	now = mono_now();
-	if (now < d->next_reset) {
-		pg_seterr(d, DB_ERR_CONNECTION, "%s: connection lost, next "
-		    "attempt in %.0fs", d->name, d->next_reset - now + 0.5);
-		return -1;
-	}
+	if (now < d->next_reset)
+		return pg_waiting(d, now);
 	PQreset(d->conn);
 	if (PQstatus(d->conn) != CONNECTION_OK) {
-		d->backoff = d->backoff == 0 ? 1 :
-		    d->backoff * 2 > PG_BACKOFF_MAX ? PG_BACKOFF_MAX :
-		    d->backoff * 2;
-		d->next_reset = mono_now() + d->backoff;
 		pg_seterr(d, DB_ERR_CONNECTION, "%s: %s", d->name,
 		    PQerrorMessage(d->conn));
-		return -1;
+		return pg_backoff(d);
 	}
-	d->backoff = 0;
-	d->next_reset = 0;
 	pg_cache_forget(d);
 	d->resync = 1;
 	d->relisten = d->nchannels > 0;
+	d->ready = 0;
+ setup:
+	if (pg_connected(d) == -1)
+		return pg_backoff(d);
+	if (d->hook != NULL) {
+		d->in_hook = 1;
+		i = d->hook(d->hook_arg, herr, sizeof(herr));
+		d->in_hook = 0;
+		if (i == -1) {
+			pg_seterr(d, DB_ERR_OTHER, "%s", herr);
+			return pg_backoff(d);
+		}
+	}
+	d->ready = 1;
+	d->backoff = 0;
+	d->next_reset = 0;
  relisten:
 	/* not inside a transaction: it could be a failed one */
 	if (d->relisten && PQtransactionStatus(d->conn) == PQTRANS_IDLE) {
@@ -1224,8 +1291,8 @@ pg_kw_password(const char *conninfo)
 }
 
 /* Connect to PostgreSQL (see db.h). */
-struct db *
-db_open_pg(const char *conninfo, int connect_timeout, char *err,
+static struct db *
+pg_open(const char *conninfo, int connect_timeout, int lazy, char *err,
     size_t errlen)
 {
 	static const char *const defaults[][2] = {
@@ -1239,7 +1306,6 @@ db_open_pg(const char *conninfo, int connect_timeout, char *err,
 	};
 	const char *kw[16], *val[16];
 	char timeout[16], options[64];
-	const char *sv;
 	struct pg_db *d;
 	size_t i, k = 0;
 	char *pw, *url;
@@ -1275,6 +1341,20 @@ db_open_pg(const char *conninfo, int connect_timeout, char *err,
 	kw[k] = NULL;
 	val[k] = NULL;
 
+	if (lazy) {
+		/* a string that cannot work is an error now, not later */
+		PQconninfoOption *opts;
+		char *perr = NULL;
+
+		if ((opts = PQconninfoParse(conninfo, &perr)) == NULL) {
+			snprintf(err, errlen, "%s: %s", d->name, perr != NULL ?
+			    perr : "out of memory");
+			pg_scrub(d, err);
+			PQfreemem(perr);
+			goto fail;
+		}
+		PQconninfoFree(opts);
+	}
 	d->conn = PQconnectdbParams(kw, val, 1);
 	if (d->conn == NULL) {
 		snprintf(err, errlen, "%s: out of memory", d->name);
@@ -1284,22 +1364,54 @@ db_open_pg(const char *conninfo, int connect_timeout, char *err,
 		pg_seterr(d, DB_ERR_CONNECTION, "%s: %s", d->name,
 		    PQerrorMessage(d->conn));
 		snprintf(err, errlen, "%s", d->err);
+		if (!lazy)
+			goto fail;
+		pg_backoff(d);
+		return &d->base;
+	}
+	if (pg_connected(d) == -1) {
+		snprintf(err, errlen, "%s", d->err);
 		goto fail;
 	}
-	if (PQserverVersion(d->conn) < PG_MIN_VERSION) {
-		snprintf(err, errlen, "%s: PostgreSQL %d is older than 10",
-		    d->name, PQserverVersion(d->conn));
-		goto fail;
-	}
-	/* '?' is found outside literals where a backslash escapes nothing */
-	sv = PQparameterStatus(d->conn, "standard_conforming_strings");
-	if (sv == NULL || strcmp(sv, "on") != 0) {
-		snprintf(err, errlen, "%s: standard_conforming_strings is not "
-		    "on", d->name);
-		goto fail;
-	}
+	d->ready = 1;
 	return &d->base;
  fail:
 	pg_close(&d->base);
 	return NULL;
+}
+
+/* Connect (see db.h). */
+struct db *
+db_open_pg(const char *conninfo, int connect_timeout, char *err,
+    size_t errlen)
+{
+	return pg_open(conninfo, connect_timeout, 0, err, errlen);
+}
+
+/* Connect now or later (see db.h). */
+struct db *
+db_open_pg_lazy(const char *conninfo, int connect_timeout, char *err,
+    size_t errlen)
+{
+	return pg_open(conninfo, connect_timeout, 1, err, errlen);
+}
+
+/* Run fn after each new connection (see db.h). */
+void
+db_pg_on_connect(struct db *db, db_connect_fn *fn, void *arg)
+{
+	struct pg_db *d = PDB(db);
+
+	if (db->kind != DB_POSTGRESQL)
+		return;
+	d->hook = fn;
+	d->hook_arg = arg;
+}
+
+/* Whether connected and set up now (see db.h). */
+int
+db_pg_up(struct db *db)
+{
+	return db->kind == DB_POSTGRESQL && PDB(db)->ready &&
+	    PQstatus(PDB(db)->conn) == CONNECTION_OK;
 }

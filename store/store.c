@@ -652,6 +652,51 @@ store_open_pg(const char *conninfo, char *err, size_t errlen)
 	return st;
 }
 
+/* After a new connection: the schema check (db_connect_fn). */
+static int
+store_pg_hook(void *arg, char *err, size_t errlen)
+{
+	return store_pg_schema(arg, err, errlen);
+}
+
+/* Connect to PostgreSQL now or later (see store_open_db_lazy). */
+static struct store *
+store_open_pg_lazy(const char *conninfo, int *up, char *err, size_t errlen)
+{
+	struct store *st;
+	struct db *db;
+
+	if ((db = db_open_pg_lazy(conninfo, STORE_PG_CONNECT_TIMEOUT, err,
+	    errlen)) == NULL)
+		return NULL;
+	st = store_new(db);
+	if (!db_pg_up(db)) {
+		db_pg_on_connect(db, store_pg_hook, st);
+		*up = 0;
+		return st;
+	}
+	if (store_pg_schema(st, err, errlen) == -1) {
+		store_close(st);
+		return NULL;
+	}
+	/* and again after each reconnection: another version may have
+	 * changed it meanwhile */
+	db_pg_on_connect(db, store_pg_hook, st);
+	*up = 1;
+	return st;
+}
+
+/* Open the configured database, now or later (see store.h). */
+struct store *
+store_open_db_lazy(const char *database, const char *data_dir, int *up,
+    char *err, size_t errlen)
+{
+	*up = 1;
+	if (store_db_is_pg(database))
+		return store_open_pg_lazy(database, up, err, errlen);
+	return store_open_db(database, data_dir, err, errlen);
+}
+
 /* Open the configured database (see store.h). */
 struct store *
 store_open_db(const char *database, const char *data_dir, char *err,

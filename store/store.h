@@ -112,6 +112,17 @@ struct store *store_open_path(const char *path, char *err, size_t errlen);
  */
 struct store *store_open_db(const char *database, const char *data_dir,
     char *err, size_t errlen);
+/*
+ * store_open_db for a daemon: a PostgreSQL server that cannot be reached
+ * now is not an error.  The store is returned with *up 0 and the reason in
+ * err; it connects, and makes or checks the schema, at its first use after
+ * the server answers (every call fails meanwhile, with backoff between
+ * tries), and checks the schema again after each reconnection.  A bad
+ * URI, a server older than PostgreSQL 10, or a schema of another version
+ * is still NULL.  SQLite: store_open_db, *up 1.
+ */
+struct store *store_open_db_lazy(const char *database, const char *data_dir,
+    int *up, char *err, size_t errlen);
 /* Whether a `database` value names PostgreSQL. */
 int store_db_is_pg(const char *database);
 /* Whether an open store is on PostgreSQL. */

@@ -166,5 +166,39 @@ case_pgdown() {
 	topo_node_stop A && topo_node_stop B
 }
 
+# pg_down_at_start: a node started while PostgreSQL is down starts (it
+# says so in its log), is not healthy and answers 4xx to mail it has no
+# policy for (nothing relayed unsigned), and once PostgreSQL is back it
+# loads the policy by itself and signs, without a reload or a restart.
+case_pgstart() {
+	local id
+	topo_node_stop A && topo_node_stop B || return 1
+	id=$(topo_ctl A policy add --sender alice@example.com --action sign) && [ -n "$id" ] ||
+		{ fail_because "policy add on A: $(tail -n 1 "$T/ctl.log")"; return 1; }
+	pg_stop >>"$T/pg.log" 2>&1 || { fail_because "pg_stop failed: $(tail -n 2 "$T/pg.log" | tr '\n' ' ')"; return 1; }
+	topo_node_start B || return 1
+	grep -q 'database not reachable, starting without it' "$T/B.log" ||
+		{ fail_because "node B does not log that it starts without the database"; return 1; }
+	wait_for 15 degraded B ||
+		{ fail_because "/healthz of B does not say the store is away: $(tail -n 1 "$T/health.log")"; return 1; }
+	[ "$(topo_health B | head -n 1)" != 200 ] ||
+		{ fail_because "/healthz of B is 200 with no policy loaded"; return 1; }
+	topo_poll B refused 1 alice@example.com bob@partner.example ||
+		{ IT_REASON="with PostgreSQL down at start: $IT_REASON"; return 1; }
+	[[ $SENT_REPLY =~ ^4 ]] ||
+		{ fail_because "mail with no policy loaded got $SENT_REPLY, not a 4xx"; return 1; }
+	echo "# PostgreSQL down at start: B answers $SENT_REPLY"
+	pg_restart >>"$T/pg.log" 2>&1 || { fail_because "pg_restart failed: $(tail -n 2 "$T/pg.log" | tr '\n' ' ')"; return 1; }
+	wait_for 40 healthy B ||
+		{ fail_because "/healthz of B not healthy within 40 s of pg_restart: $(tail -n 1 "$T/health.log")"; return 1; }
+	topo_poll B multipart/signed 5 alice@example.com bob@partner.example ||
+		{ IT_REASON="after PostgreSQL came back: $IT_REASON"; return 1; }
+	openssl cms -verify -CAfile "$P/trust.pem" -purpose smimesign -in "$POLL_FILE" -out /dev/null \
+		2>"$T/verify.err" || { fail_because "openssl cms -verify: $(tail -n 1 "$T/verify.err")"; return 1; }
+	echo "# PostgreSQL back: B signs, $POLL_SECS s after its first try"
+	topo_node_stop B
+}
+
 run_case pg_down_30s case_pgdown
+run_case pg_down_at_start case_pgstart
 it_finish

@@ -26,6 +26,8 @@
 
 #define CHAN	"smrelay_test"
 
+static void	lazy_cases(const char *);
+
 static const char *
 kindname(struct db *db)
 {
@@ -385,6 +387,7 @@ test_pg_only(struct db *db, const char *url)
 	x = db_open_pg("postgresql://u:p%zz@h/d", 5, err, sizeof(err));
 	CHECK(x == NULL && strstr(err, "p%zz") == NULL, "pg: bad URL: %s",
 	    err);
+	lazy_cases(url);
 
 	CHECK(one_int(db, "SELECT count(*) FROM pg_settings WHERE name = "
 	    "'statement_timeout' AND setting = '10000'") == 1,
@@ -572,6 +575,89 @@ crash_cycle(struct db *a, struct db *b, int cycle)
 	CHECK(fd >= 0, "crash %d: notify fd", cycle);
 	exec_ok(b, "NOTIFY " CHAN);
 	CHECK(wait_notified(a, 5000) == 1, "crash %d: NOTIFY after", cycle);
+}
+
+/* db_pg_on_connect: counts its calls, refuses while *refuse. */
+struct hook_state {
+	int	calls;
+	int	refuse;
+	struct db *db;
+	int	sql_ok;
+};
+
+static int
+hook_fn(void *arg, char *err, size_t errlen)
+{
+	struct hook_state *h = arg;
+
+	h->calls++;
+	/* the hook's own commands run on the new connection */
+	h->sql_ok = one_int(h->db, "SELECT 41 + 1") == 42;
+	if (h->refuse) {
+		snprintf(err, errlen, "schema version 99 is newer");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * db_open_pg_lazy: a closed port is a connection that is not up (each
+ * command fails with DB_ERR_CONNECTION, no password in any message); a
+ * bad URL is still refused; against the live server it is up at once, the
+ * hook runs after a reconnection and a refusing hook keeps it unusable.
+ */
+static void
+lazy_cases(const char *url)
+{
+	struct hook_state h;
+	char err[512];
+	struct db *x;
+
+	x = db_open_pg_lazy("postgresql://smrelay:Wr0ngS3cretPw@127.0.0.1:1/x",
+	    5, err, sizeof(err));
+	CHECK(x != NULL && !db_pg_up(x) && strstr(err, "127.0.0.1") != NULL &&
+	    strstr(err, "Wr0ngS3cretPw") == NULL, "lazy: closed port: %s", err);
+	if (x != NULL) {
+		CHECK(db_exec(x, "SELECT 1") == -1 &&
+		    db_errclass(x) == DB_ERR_CONNECTION &&
+		    strstr(db_errmsg(x), "not connected") != NULL &&
+		    strstr(db_errmsg(x), "Wr0ngS3cretPw") == NULL,
+		    "lazy: command before it is up: %s", db_errmsg(x));
+		db_close(x);
+	}
+	x = db_open_pg_lazy("postgresql://u:p%zz@h/d", 5, err, sizeof(err));
+	CHECK(x == NULL && strstr(err, "p%zz") == NULL, "lazy: bad URL: %s",
+	    err);
+	db_close(x);
+
+	x = db_open_pg_lazy(url, 5, err, sizeof(err));
+	CHECK(x != NULL && db_pg_up(x), "lazy: live server: %s", err);
+	if (x == NULL)
+		return;
+	memset(&h, 0, sizeof(h));
+	h.db = x;
+	db_pg_on_connect(x, hook_fn, &h);
+	exec_ok(x, "SELECT 1");
+	CHECK(h.calls == 0, "lazy: hook ran without a reconnection");
+	/* the server ends our session: the next command reconnects, the
+	 * hook runs first, with its own command */
+	h.refuse = 1;
+	CHECK(db_exec(x, "SELECT pg_terminate_backend(pg_backend_pid())") ==
+	    -1, "lazy: terminate own backend");
+	CHECK(db_exec(x, "SELECT 1") == -1 && h.calls == 1 && h.sql_ok &&
+	    db_errclass(x) != DB_ERR_CONNECTION &&
+	    strstr(db_errmsg(x), "newer") != NULL && !db_pg_up(x),
+	    "lazy: refusing hook (%d call(s)): %s", h.calls, db_errmsg(x));
+	/* within the backoff: not tried again */
+	CHECK(db_exec(x, "SELECT 1") == -1 && h.calls == 1 &&
+	    strstr(db_errmsg(x), "newer") != NULL,
+	    "lazy: backoff after a refusal (%d call(s)): %s", h.calls,
+	    db_errmsg(x));
+	h.refuse = 0;
+	CHECK(until_up(x, "SELECT 1") == 0 && h.calls == 2 && db_pg_up(x),
+	    "lazy: hook accepts after the backoff (%d call(s)): %s", h.calls,
+	    db_errmsg(x));
+	db_close(x);
 }
 
 static int
