@@ -52,8 +52,8 @@ struct daemon_state {
 	int index;                      /* this one's: its spool share */
 	struct relay_pool *pool;
 	/* built in this order after daemon(), freed in reverse */
-	struct store *st;               /* the loop's connection: the only
-					 * one that writes */
+	struct store *st;               /* the first load's connection,
+					 * closed before the loop runs */
 	struct certcache *cc;
 	struct spool *spool;
 	struct queue *queue;
@@ -592,6 +592,10 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 	 * and recipients get 451 4.3.0 until a policy is loaded */
 	if (certcache_sync(d->cc, d->st, 1, err, errlen) == -1)
 		log_warnx("policy/certificates not loaded: %s", err);
+	/* the loop asks no store: the store thread (storeq.h) and the
+	 * workers have their own connections */
+	store_close(d->st);
+	d->st = NULL;
 	if (d->index == 0 && spool_take_over(d, err, errlen) == -1)
 		goto fail;
 	if ((d->spool = spool_new(d->base, d->data_dir, d->index, &loaded,
@@ -606,7 +610,6 @@ subsystems_new(struct daemon_state *d, char *err, size_t errlen)
 	ncpu = workers_cpus() / d->nproc;
 	d->workers = workers_new(d->base, 2 * (ncpu > 1 ? ncpu : 1),
 	    worker_init, worker_fini, d);
-	parts.st = d->st;
 	parts.database = d->database;
 	parts.data_dir = d->data_dir;
 	parts.cc = d->cc;

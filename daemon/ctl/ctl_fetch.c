@@ -52,7 +52,7 @@ fetch_all(struct store *st, const struct config *cfg, char **urls,
 	    (dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
 	    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
 		alloc_fail("event_base_new");
-	cf = crlfetch_new(base, dns, st, cfg);
+	cf = crlfetch_new(base, dns, st, NULL, cfg);
 	for (i = 0; i < n; i++)
 		if (crlfetch_url(cf, urls[i], fetch_done, &t, err,
 		    sizeof(err)) == -1) {

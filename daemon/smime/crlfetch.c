@@ -1,4 +1,8 @@
-/* crlfetch.c: CRLs from HTTP(S) distribution points (see crlfetch.h). */
+/* crlfetch.c: CRLs from HTTP(S) distribution points (see crlfetch.h).
+ * The loop does the HTTP, the waits, the backoff; every store query (is a
+ * CRL due, parse-verify-store a CRL or an OCSP answer, the certificates
+ * to ask about) is a job of the store thread (storeq_call), answered on
+ * the loop; smrelayctl runs them in place (cf_call). */
 #include "autoconfig.h"
 
 #include <sys/queue.h>
@@ -8,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+#include <event2/event.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -20,13 +26,14 @@
 #include "daemon/base/base.h"
 #include "lib/lib.h"
 #include "proto/proto.h"
+#include "storeq.h"
 #include "store/store.h"
 
 /* One fetch in flight. */
 struct cf_req {
 	struct crlfetch		*cf;
 	char			*url;
-	struct http_get		*get;
+	struct http_get		*get;		/* NULL: being stored */
 	crlfetch_done_cb	*done;
 	void			*arg;
 	LIST_ENTRY(cf_req)	 entry;
@@ -39,7 +46,7 @@ struct cf_ocsp {
 	char			 key[65];       /* cms_ocsp_key */
 	char			 name[128];     /* the subject's CN, for messages */
 	X509			*x, *issuer;
-	struct http_get		*get;
+	struct http_get		*get;		/* NULL: being stored */
 	crlfetch_done_cb	*done;
 	void			*arg;
 	LIST_ENTRY(cf_ocsp)	 entry;
@@ -49,6 +56,7 @@ struct cf_ocsp {
  * a CRL URL or "ocsp:" and the question's cms_ocsp_key. */
 struct crlfetch_wait {
 	struct crlfetch		*cf;
+	struct cf_check		*check;		/* the due check under way */
 	char			**keys;
 	size_t			 nkeys;
 	crlfetch_wait_cb	*cb;
@@ -63,7 +71,9 @@ struct cf_fail {
 };
 
 struct crlfetch {
-	struct store		*st;
+	struct event_base	*base;
+	struct store		*st;		/* in place (smrelayctl), or */
+	struct storeq		*sq;		/* the store thread's jobs */
 	struct http_client	*http;
 	struct sockaddr_storage	*deny;
 	size_t			 ndeny;
@@ -71,17 +81,20 @@ struct crlfetch {
 	LIST_HEAD(, cf_ocsp)	 ocsps;
 	LIST_HEAD(, crlfetch_wait) waits;
 	size_t			 nreqs;         /* both kinds */
+	size_t			 nchecks;	/* store jobs of cf_check */
 	struct cf_fail		*fails;
 	size_t			 nfails;
 };
 
 struct crlfetch *
 crlfetch_new(struct event_base *base, struct evdns_base *dns,
-    struct store *st, const struct config *cfg)
+    struct store *st, struct storeq *sq, const struct config *cfg)
 {
 	struct crlfetch *cf = xcalloc(1, sizeof(*cf));
 
+	cf->base = base;
 	cf->st = st;
+	cf->sq = sq;
 	cf->http = http_client_new(base, dns);
 	cf->deny = http_deny_listeners(cfg, &cf->ndeny);
 	LIST_INIT(&cf->reqs);
@@ -92,6 +105,45 @@ crlfetch_new(struct event_base *base, struct evdns_base *dns,
 
 static void ocsp_free(struct cf_ocsp *);
 static void cf_wake(struct crlfetch *, const char *key);
+
+/* A store job run in place (smrelayctl): its answer from the loop. */
+struct cf_call {
+	storeq_cb	*done;
+	void		*job;
+	int		 rc;
+};
+
+static void
+cf_call_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cf_call *c = arg;
+
+	(void)fd;
+	(void)what;
+	c->done(c->job, c->rc);
+	free(c);
+}
+
+/* Run a store job: on the store thread, or in place with the store of
+ * smrelayctl; done comes from the loop either way.  -1 (nothing runs,
+ * done is not called) when the store thread's queue is full. */
+static int
+cf_call(struct crlfetch *cf, storeq_run_fn *run, storeq_cb *done, void *job)
+{
+	struct timeval now = { 0, 0 };
+	struct cf_call *c;
+
+	if (cf->sq != NULL)
+		return storeq_call(cf->sq, run, done, job);
+	c = xcalloc(1, sizeof(*c));
+	c->done = done;
+	c->job = job;
+	c->rc = run(job, cf->st);
+	if (event_base_once(cf->base, -1, EV_TIMEOUT, cf_call_cb, c,
+	    &now) == -1)
+		fatalx("event_base_once");
+	return 0;
+}
 
 /* Unlink and free one request (its HTTP GET is over or cancelled). */
 static void
@@ -111,12 +163,15 @@ crlfetch_free(struct crlfetch *cf)
 
 	if (cf == NULL)
 		return;
+	/* no store job is out: the store thread stopped first */
 	while ((r = LIST_FIRST(&cf->reqs)) != NULL) {
-		http_get_cancel(r->get);
+		if (r->get != NULL)
+			http_get_cancel(r->get);
 		cf_req_free(r);
 	}
 	while ((q = LIST_FIRST(&cf->ocsps)) != NULL) {
-		http_get_cancel(q->get);
+		if (q->get != NULL)
+			http_get_cancel(q->get);
 		ocsp_free(q);
 	}
 	while (!LIST_EMPTY(&cf->waits))
@@ -222,30 +277,49 @@ crl_parse(const unsigned char *body, size_t len)
 	return crl;
 }
 
-/* Store what came back; the outcome into msg.  1 stored, 0 not. */
+/* A downloaded CRL for the store thread, and what came of it. */
+struct cf_crljob {
+	struct cf_req	*r;		/* stays until done */
+	char		*url;
+	unsigned char	*body;
+	size_t		 len;
+	int		 ok;
+	char		 msg[700];
+};
+
+/* Store thread: parse, verify and store a CRL (store_crl_add); the
+ * outcome into the job. */
 static int
-cf_store(struct cf_req *r, const unsigned char *body, size_t len,
-    char *msg, size_t msglen)
+crl_run(void *arg, struct store *st)
 {
+	struct cf_crljob *j = arg;
 	X509_CRL *crl;
 	char err[512], *issuer;
 	int64_t id;
 	int existed;
 
-	if ((crl = crl_parse(body, len)) == NULL) {
-		snprintf(msg, msglen, "not a CRL (%zu bytes)", len);
+	if (st == NULL) {
+		snprintf(j->msg, sizeof(j->msg), "could not store: the store "
+		    "is unreachable");
+		return -1;
+	}
+	if ((crl = crl_parse(j->body, j->len)) == NULL) {
+		snprintf(j->msg, sizeof(j->msg), "not a CRL (%zu bytes)",
+		    j->len);
 		return 0;
 	}
 	issuer = store_name_str(X509_CRL_get_issuer(crl));
-	if (store_crl_add(r->cf->st, crl, r->url, &id, &existed, err,
+	if (store_crl_add(st, crl, j->url, &id, &existed, err,
 	    sizeof(err)) == -1)
-		snprintf(msg, msglen, "refused: %s", err);
-	else
-		snprintf(msg, msglen, "CRL %lld of %s %s", (long long)id,
-		    issuer, existed ? "unchanged" : "stored");
+		snprintf(j->msg, sizeof(j->msg), "refused: %s", err);
+	else {
+		snprintf(j->msg, sizeof(j->msg), "CRL %lld of %s %s",
+		    (long long)id, issuer, existed ? "unchanged" : "stored");
+		j->ok = 1;
+	}
 	free(issuer);
 	X509_CRL_free(crl);
-	return msg[0] != 'r';
+	return j->ok ? 0 : -1;
 }
 
 /* Whether an HTTP answer came (status 200); else its failure into msg. */
@@ -258,21 +332,58 @@ cf_answered(int status, const char *err, char *msg, size_t msglen)
 	return 0;
 }
 
-/* The HTTP GET is over. */
+/* A fetch is over (fetched and stored, or not): tell, wake, free. */
+static void
+cf_req_over(struct cf_req *r, int ok, const char *msg)
+{
+	metrics_inc(ok ? M_CRL_OK : M_CRL_FAIL);
+	r->done(r->url, ok, msg, r->arg);
+	cf_wake(r->cf, r->url);
+	cf_req_free(r);
+}
+
+/* Loop: the store thread is done with a CRL. */
+static void
+crl_done(void *arg, int ok)
+{
+	struct cf_crljob *j = arg;
+
+	(void)ok;               /* j->ok says (the store may have gone) */
+	cf_req_over(j->r, j->ok, j->msg);
+	free(j->body);
+	free(j->url);
+	free(j);
+}
+
+/* The HTTP GET is over: the CRL to the store thread. */
 static void
 cf_got(int status, const char *err, const unsigned char *body, size_t len,
     void *arg)
 {
 	struct cf_req *r = arg;
+	struct cf_crljob *j;
 	char msg[700];
-	int ok;
 
-	ok = cf_answered(status, err, msg, sizeof(msg)) &&
-	    cf_store(r, body, len, msg, sizeof(msg));
-	metrics_inc(ok ? M_CRL_OK : M_CRL_FAIL);
-	r->done(r->url, ok, msg, r->arg);
-	cf_wake(r->cf, r->url);
-	cf_req_free(r);
+	r->get = NULL;          /* the request is over */
+	if (!cf_answered(status, err, msg, sizeof(msg))) {
+		cf_req_over(r, 0, msg);
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->r = r;
+	j->url = xstrdup(r->url);
+	j->body = xmalloc(len > 0 ? len : 1);
+	if (len > 0)
+		memcpy(j->body, body, len);
+	j->len = len;
+	if (cf_call(r->cf, crl_run, crl_done, j) == 0)
+		return;
+	log_warnx("crl fetch %s: the store thread's queue is full: not "
+	    "stored", r->url);
+	free(j->body);
+	free(j->url);
+	free(j);
+	cf_req_over(r, 0, "could not store: the store's queue is full");
 }
 
 int
@@ -309,7 +420,7 @@ crlfetch_url(struct crlfetch *cf, const char *url, crlfetch_done_cb *done,
 size_t
 crlfetch_pending(const struct crlfetch *cf)
 {
-	return cf->nreqs;
+	return cf->nreqs + cf->nchecks;
 }
 
 /* When url last failed (0: not lately). */
@@ -348,41 +459,6 @@ cf_logged(const char *url, int ok, const char *msg, void *arg)
 		f->url = xstrdup(url);
 	}
 	f->at = time(NULL);
-}
-
-/* Whether url needs a fetch: no CRL from it, or one that runs out within
- * CRLFETCH_AHEAD; and it did not fail lately. */
-static int
-cf_due(struct crlfetch *cf, const char *url, time_t now)
-{
-	struct cf_fail *f = cf_failed(cf, url);
-	int64_t next;
-	int r;
-
-	if (f != NULL && f->at != 0 && now - f->at < CRLFETCH_BACKOFF)
-		return 0;
-	if ((r = store_crl_by_source(cf->st, url, &next)) == -1)
-		return 0;
-	return r == 0 || (next != 0 && next - now < CRLFETCH_AHEAD);
-}
-
-size_t
-crlfetch_refresh(struct crlfetch *cf, char **urls, size_t n)
-{
-	time_t now = time(NULL);
-	char err[256];
-	size_t i, started = 0;
-
-	for (i = 0; i < n; i++) {
-		if (!cf_due(cf, urls[i], now))
-			continue;
-		if (crlfetch_url(cf, urls[i], cf_logged, cf, err,
-		    sizeof(err)) == -1)
-			cf_logged(urls[i], 0, err, cf);
-		else
-			started++;
-	}
-	return started;
 }
 
 /* Unlink and free one OCSP question (its POST is over or cancelled). */
@@ -483,11 +559,11 @@ ocsp_stale(ASN1_GENERALIZEDTIME *thisupd, ASN1_GENERALIZEDTIME *nextupd,
  * delegated to (OCSP_basic_verify against our anchors), the status for
  * q's certificate, current.  0 with *o filled, or -1 with msg. */
 static int
-ocsp_check(struct cf_ocsp *q, OCSP_BASICRESP *bs, struct store_ocsp *o,
-    char *msg, size_t msglen)
+ocsp_check(struct store *st, struct cf_ocsp *q, OCSP_BASICRESP *bs,
+    struct store_ocsp *o, char *msg, size_t msglen)
 {
-	STACK_OF(X509) *untrusted = store_ca_certs(q->cf->st);
-	X509_STORE *xs = store_trust_x509_store(q->cf->st);
+	STACK_OF(X509) *untrusted = store_ca_certs(st);
+	X509_STORE *xs = store_trust_x509_store(st);
 	ASN1_GENERALIZEDTIME *thisupd = NULL, *nextupd = NULL, *rev = NULL;
 	OCSP_CERTID *id = OCSP_cert_to_id(NULL, q->x, q->issuer);
 	int status = -1, reason, rc = -1;
@@ -520,13 +596,13 @@ ocsp_check(struct cf_ocsp *q, OCSP_BASICRESP *bs, struct store_ocsp *o,
  * with the reason in msg.  We send no nonce, so anyone on the path can
  * play back an answer from before a revocation; it must not replace it. */
 static int
-ocsp_older(struct cf_ocsp *q, const struct store_ocsp *o, char *msg,
-    size_t msglen)
+ocsp_older(struct store *st, struct cf_ocsp *q, const struct store_ocsp *o,
+    char *msg, size_t msglen)
 {
 	struct store_ocsp old;
 	char t[32], told[32];
 
-	if (store_ocsp_get(q->cf->st, q->key, &old) != 1 ||
+	if (store_ocsp_get(st, q->key, &old) != 1 ||
 	    old.this_update <= o->this_update)
 		return 0;
 	store_time_str(o->this_update, t, sizeof(t));
@@ -537,10 +613,11 @@ ocsp_older(struct cf_ocsp *q, const struct store_ocsp *o, char *msg,
 	return 1;
 }
 
-/* Parse, check and store an OCSP response; the outcome in msg. */
+/* Parse, check and store an OCSP response (on the store thread, st
+ * answering); the outcome in msg. */
 static int
-ocsp_store(struct cf_ocsp *q, const unsigned char *body, size_t len,
-    char *msg, size_t msglen)
+ocsp_store(struct store *st, struct cf_ocsp *q, const unsigned char *body,
+    size_t len, char *msg, size_t msglen)
 {
 	static const char *names[] = { "good", "revoked", "unknown" };
 	const unsigned char *p = body;
@@ -548,7 +625,7 @@ ocsp_store(struct cf_ocsp *q, const unsigned char *body, size_t len,
 	OCSP_RESPONSE *resp;
 	OCSP_BASICRESP *bs = NULL;
 	char err[256];
-	int ok = 0, st;
+	int ok = 0, rst;
 
 	memset(&o, 0, sizeof(o));
 	if (len > LONG_MAX || (resp = d2i_OCSP_RESPONSE(NULL, &p,
@@ -557,17 +634,16 @@ ocsp_store(struct cf_ocsp *q, const unsigned char *body, size_t len,
 		ERR_clear_error();
 		return 0;
 	}
-	if ((st = OCSP_response_status(resp)) !=
+	if ((rst = OCSP_response_status(resp)) !=
 	    OCSP_RESPONSE_STATUS_SUCCESSFUL)
 		snprintf(msg, msglen, "responder said %s",
-		    OCSP_response_status_str(st));
+		    OCSP_response_status_str(rst));
 	else if ((bs = OCSP_response_get1_basic(resp)) == NULL)
 		snprintf(msg, msglen, "no basic response");
-	else if (ocsp_check(q, bs, &o, msg, msglen) == 0 &&
-	    ocsp_older(q, &o, msg, msglen) == 0) {
-		if (store_ocsp_put(q->cf->st, q->key, &o, err,
-		    sizeof(err)) == -1)
-			snprintf(msg, msglen, "cannot store: %s", err);
+	else if (ocsp_check(st, q, bs, &o, msg, msglen) == 0 &&
+	    ocsp_older(st, q, &o, msg, msglen) == 0) {
+		if (store_ocsp_put(st, q->key, &o, err, sizeof(err)) == -1)
+			snprintf(msg, msglen, "could not store: %s", err);
 		else {
 			snprintf(msg, msglen, "OCSP %s for %s", names[o.status],
 			    q->name);
@@ -580,23 +656,84 @@ ocsp_store(struct cf_ocsp *q, const unsigned char *body, size_t len,
 	return ok;
 }
 
-/* The POST is over. */
-static void
-ocsp_got(int status, const char *err, const unsigned char *body,
-    size_t len, void *arg)
-{
-	struct cf_ocsp *q = arg;
-	char msg[700];
-	char key[70];
-	int ok;
+/* A downloaded OCSP answer for the store thread, and what came of it
+ * (q stays until done, and what the thread reads of it does not
+ * change). */
+struct cf_ocspjob {
+	struct cf_ocsp	*q;
+	unsigned char	*body;
+	size_t		 len;
+	int		 ok;
+	char		 msg[700];
+};
 
-	ok = cf_answered(status, err, msg, sizeof(msg)) &&
-	    ocsp_store(q, body, len, msg, sizeof(msg));
+/* Store thread: parse, verify and store an OCSP answer. */
+static int
+ocsp_run(void *arg, struct store *st)
+{
+	struct cf_ocspjob *j = arg;
+
+	if (st == NULL) {
+		snprintf(j->msg, sizeof(j->msg), "could not store: the store "
+		    "is unreachable");
+		return -1;
+	}
+	j->ok = ocsp_store(st, j->q, j->body, j->len, j->msg, sizeof(j->msg));
+	return j->ok ? 0 : -1;
+}
+
+/* A question is over (answered and stored, or not): tell, wake, free. */
+static void
+ocsp_over(struct cf_ocsp *q, int ok, const char *msg)
+{
+	char key[70];
+
 	metrics_inc(ok ? M_OCSP_OK : M_OCSP_FAIL);
 	q->done(q->url, ok, msg, q->arg);
 	snprintf(key, sizeof(key), "ocsp:%s", q->key);
 	cf_wake(q->cf, key);
 	ocsp_free(q);
+}
+
+/* Loop: the store thread is done with an answer. */
+static void
+ocsp_done(void *arg, int ok)
+{
+	struct cf_ocspjob *j = arg;
+
+	(void)ok;               /* j->ok says */
+	ocsp_over(j->q, j->ok, j->msg);
+	free(j->body);
+	free(j);
+}
+
+/* The POST is over: the answer to the store thread. */
+static void
+ocsp_got(int status, const char *err, const unsigned char *body,
+    size_t len, void *arg)
+{
+	struct cf_ocsp *q = arg;
+	struct cf_ocspjob *j;
+	char msg[700];
+
+	q->get = NULL;          /* the request is over */
+	if (!cf_answered(status, err, msg, sizeof(msg))) {
+		ocsp_over(q, 0, msg);
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->q = q;
+	j->body = xmalloc(len > 0 ? len : 1);
+	if (len > 0)
+		memcpy(j->body, body, len);
+	j->len = len;
+	if (cf_call(q->cf, ocsp_run, ocsp_done, j) == 0)
+		return;
+	log_warnx("ocsp %s: the store thread's queue is full: not stored",
+	    q->url);
+	free(j->body);
+	free(j);
+	ocsp_over(q, 0, "could not store: the store's queue is full");
 }
 
 /* The DER of an OCSP request about x (no nonce: RFC 6960 allows it, and
@@ -671,64 +808,6 @@ crlfetch_ocsp(struct crlfetch *cf, X509 *x, X509 *issuer,
 	return 0;
 }
 
-size_t
-crlfetch_ocsp_known(struct crlfetch *cf, int due_only,
-    crlfetch_done_cb *done, void *arg)
-{
-	STACK_OF(X509) *sk = store_all_certs(cf->st);
-	STACK_OF(X509) *cas = issuers_load(cf->st);
-	struct store_ocsp o;
-	struct cf_fail *f;
-	char key[65], err[256], *url;
-	time_t now = time(NULL);
-	size_t started = 0;
-	X509 *x, *issuer;
-	int i;
-
-	for (i = 0; i < sk_X509_num(sk); i++) {
-		x = sk_X509_value(sk, i);
-		if ((url = ocsp_url(x)) == NULL)
-			continue;
-		if (due_only && (f = cf_failed(cf, url)) != NULL && f->at != 0 &&
-		    now - f->at < CRLFETCH_BACKOFF) {
-			free(url);
-			continue;
-		}
-		issuer = issuer_of(cas, x);
-		if (issuer != NULL && due_only && cms_ocsp_key(x, issuer,
-		    key) == 0 && store_ocsp_get(cf->st, key, &o) == 1 &&
-		    (o.next_update == 0 || o.next_update - now >
-		    CRLFETCH_AHEAD)) {
-			X509_free(issuer);
-			issuer = NULL;          /* current: not due */
-			free(url);
-			continue;
-		}
-		if (issuer == NULL)
-			done(url, 0, "the certificate's issuer is not in the "
-			    "store", arg);
-		else if (crlfetch_ocsp(cf, x, issuer, done, arg, err,
-		    sizeof(err)) == -1)
-			done(url, 0, err, arg);
-		else
-			started++;
-		X509_free(issuer);
-		free(url);
-	}
-	sk_X509_pop_free(sk, X509_free);
-	sk_X509_pop_free(cas, X509_free);
-	return started;
-}
-
-/* The daemon's OCSP refresh: the questions whose answer is missing or
- * runs out soon, outcomes in the log, a failing responder left alone for
- * CRLFETCH_BACKOFF. */
-size_t
-crlfetch_ocsp_refresh(struct crlfetch *cf)
-{
-	return crlfetch_ocsp_known(cf, 1, cf_logged, cf);
-}
-
 /* Fetches one wait is for, at most (links times (CRL URLs + 1)). */
 #define CF_WAIT_KEYS	16
 
@@ -744,13 +823,31 @@ wait_has(const struct crlfetch_wait *w, const char *key)
 	return 0;
 }
 
-static void
+/* Wait for key too; 0 when w waits for as many as it may. */
+static int
 wait_add(struct crlfetch_wait *w, const char *key)
 {
-	if (w->nkeys >= CF_WAIT_KEYS || wait_has(w, key))
-		return;
+	if (wait_has(w, key))
+		return 1;
+	if (w->nkeys >= CF_WAIT_KEYS)
+		return 0;
 	w->keys = xreallocarray(w->keys, w->nkeys + 1, sizeof(*w->keys));
 	w->keys[w->nkeys++] = xstrdup(key);
+	return 1;
+}
+
+/* Wait for key no more (without calling back). */
+static void
+wait_drop(struct crlfetch_wait *w, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < w->nkeys; i++)
+		if (strcmp(w->keys[i], key) == 0) {
+			free(w->keys[i]);
+			w->keys[i] = w->keys[--w->nkeys];
+			return;
+		}
 }
 
 /* The fetch for key is over: every wait with nothing else out is told
@@ -782,64 +879,347 @@ cf_wake(struct crlfetch *cf, const char *key)
 	}
 }
 
-/* The CRLs of a link's certificate that are due, or in flight: fetch
- * (or join) each and wait for it. */
+/*
+ * Which fetches are due is the store's to say, on its thread: a check is
+ * a list of items, each a CRL URL or an OCSP question, that the store
+ * thread marks due (the CRL or answer stored is missing or runs out
+ * within CRLFETCH_AHEAD) and the loop then starts, unless it is in flight
+ * (joined) or failed lately.  With known, the thread first makes the items
+ * from the store's certificates that name an OCSP responder.
+ */
+struct cf_item {
+	char		*url;		/* the CRL's, or the OCSP responder */
+	X509		*x, *issuer;	/* OCSP; issuer NULL: not in the store */
+	char		 key[70];	/* a wait's: the URL, or "ocsp:" hex */
+	int		 due;		/* the store thread says */
+};
+
+struct cf_check {
+	struct crlfetch		*cf;
+	struct crlfetch_wait	*w;		/* NULL: none, or it left */
+	struct cf_item		*v;
+	size_t			 n;
+	int			 known;		/* items: the store's OCSP */
+	int			 ocsp_all;	/* every question is due */
+	int			 no_backoff;	/* smrelayctl: ask them all */
+	int			 log;		/* say how many were due */
+	crlfetch_done_cb	*done;		/* OCSP outcomes (else logged) */
+	void			*arg;
+	int			 read;		/* the store answered */
+	char			 err[256];
+};
+
+static struct cf_check *
+check_new(struct crlfetch *cf)
+{
+	struct cf_check *c = xcalloc(1, sizeof(*c));
+
+	c->cf = cf;
+	return c;
+}
+
 static void
-wait_crls(struct crlfetch_wait *w, X509 *x, time_t now)
+check_free(struct cf_check *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->n; i++) {
+		free(c->v[i].url);
+		X509_free(c->v[i].x);
+		X509_free(c->v[i].issuer);
+	}
+	free(c->v);
+	free(c);
+}
+
+/* One more item (x and issuer: new references are taken). */
+static void
+item_add(struct cf_check *c, const char *url, X509 *x, X509 *issuer,
+    const char *key)
+{
+	struct cf_item *it;
+
+	c->v = xreallocarray(c->v, c->n + 1, sizeof(*c->v));
+	it = &c->v[c->n++];
+	memset(it, 0, sizeof(*it));
+	it->url = xstrdup(url);
+	if (x != NULL)
+		X509_up_ref(it->x = x);
+	if (issuer != NULL)
+		X509_up_ref(it->issuer = issuer);
+	snprintf(it->key, sizeof(it->key), "%s", key);
+}
+
+/* Whether url failed within CRLFETCH_BACKOFF. */
+static int
+cf_backoff(struct crlfetch *cf, const char *url, time_t now)
+{
+	struct cf_fail *f = cf_failed(cf, url);
+
+	return f != NULL && f->at != 0 && now - f->at < CRLFETCH_BACKOFF;
+}
+
+static int
+crl_in_flight(struct crlfetch *cf, const char *url)
+{
+	struct cf_req *r;
+
+	LIST_FOREACH(r, &cf->reqs, entry)
+		if (strcmp(r->url, url) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+ocsp_in_flight(struct crlfetch *cf, const char *hex)
+{
+	struct cf_ocsp *q;
+
+	LIST_FOREACH(q, &cf->ocsps, entry)
+		if (strcmp(q->key, hex) == 0)
+			return 1;
+	return 0;
+}
+
+/* Store thread: the stored certificates that name an OCSP responder, as
+ * items (their issuer among the anchors and intermediates, or NULL). */
+static int
+check_known(struct cf_check *c, struct store *st)
+{
+	STACK_OF(X509) *sk = store_all_certs(st), *cas = issuers_load(st);
+	char hex[65], key[70], *url;
+	X509 *x, *issuer;
+	int i, rc = -1;
+
+	if (sk == NULL || cas == NULL)
+		snprintf(c->err, sizeof(c->err), "cannot read the "
+		    "certificates: %s", store_errmsg(st));
+	for (i = 0; sk != NULL && cas != NULL && i < sk_X509_num(sk); i++) {
+		x = sk_X509_value(sk, i);
+		if ((url = ocsp_url(x)) == NULL)
+			continue;
+		issuer = issuer_of(cas, x);
+		key[0] = '\0';
+		if (issuer != NULL && cms_ocsp_key(x, issuer, hex) == 0)
+			snprintf(key, sizeof(key), "ocsp:%s", hex);
+		item_add(c, url, x, key[0] != '\0' ? issuer : NULL, key);
+		X509_free(issuer);
+		free(url);
+	}
+	if (sk != NULL && cas != NULL)
+		rc = 0;
+	sk_X509_pop_free(sk, X509_free);
+	sk_X509_pop_free(cas, X509_free);
+	return rc;
+}
+
+/* Store thread: which items are due. */
+static int
+check_run(void *arg, struct store *st)
+{
+	struct cf_check *c = arg;
+	struct store_ocsp o;
+	struct cf_item *it;
+	time_t now = time(NULL);
+	int64_t next;
+	size_t i;
+	int r;
+
+	if (st == NULL) {
+		snprintf(c->err, sizeof(c->err), "the store is unreachable");
+		return -1;
+	}
+	if (c->known && check_known(c, st) == -1)
+		return -1;
+	memset(&o, 0, sizeof(o));
+	for (i = 0; i < c->n; i++) {
+		it = &c->v[i];
+		if (it->x == NULL)
+			r = store_crl_by_source(st, it->url, &next);
+		else if (it->issuer == NULL || c->ocsp_all) {
+			it->due = it->issuer != NULL;
+			continue;
+		} else {
+			r = store_ocsp_get(st, it->key + 5, &o);
+			next = o.next_update;
+		}
+		if (r == -1) {
+			snprintf(c->err, sizeof(c->err), "%s",
+			    store_errmsg(st));
+			return -1;
+		}
+		it->due = r == 0 || (next != 0 && next - now <=
+		    CRLFETCH_AHEAD);
+	}
+	c->read = 1;
+	return 0;
+}
+
+/* Loop: start an item's fetch when it is due, or join it in flight; 1
+ * when it is in flight now. */
+static int
+check_start(struct cf_check *c, struct cf_item *it, time_t now)
+{
+	struct crlfetch *cf = c->cf;
+	crlfetch_done_cb *done = c->done != NULL ? c->done : cf_logged;
+	void *arg = c->done != NULL ? c->arg : cf;
+	char err[256];
+
+	if (it->x == NULL) {
+		if (crl_in_flight(cf, it->url))
+			return 1;
+		if (!it->due || (!c->no_backoff && cf_backoff(cf, it->url,
+		    now)))
+			return 0;
+		if (crlfetch_url(cf, it->url, cf_logged, cf, err,
+		    sizeof(err)) == 0)
+			return 1;
+		cf_logged(it->url, 0, err, cf);
+		return 0;
+	}
+	if (it->issuer == NULL) {
+		done(it->url, 0, "the certificate's issuer is not in the "
+		    "store", arg);
+		return 0;
+	}
+	if (ocsp_in_flight(cf, it->key + 5))
+		return 1;
+	if (!it->due || (!c->no_backoff && cf_backoff(cf, it->url, now)))
+		return 0;
+	if (crlfetch_ocsp(cf, it->x, it->issuer, done, arg, err,
+	    sizeof(err)) == 0)
+		return 1;
+	done(it->url, 0, err, arg);
+	return 0;
+}
+
+/* Loop: the store said which items are due: start them; a wait is told
+ * when nothing it waits for is left in flight. */
+static void
+check_done(void *arg, int ok)
+{
+	struct cf_check *c = arg;
+	struct crlfetch *cf = c->cf;
+	struct crlfetch_wait *w = c->w;
+	crlfetch_wait_cb *cb;
+	time_t now = time(NULL);
+	size_t i, started = 0;
+	void *cbarg;
+
+	(void)ok;               /* c->read says */
+	cf->nchecks--;
+	if (w != NULL)
+		w->check = NULL;
+	if (!c->read)
+		log_warnx("crl fetch: %s: which CRLs and OCSP answers are due "
+		    "is not known: nothing fetched", c->err[0] != '\0' ?
+		    c->err : "the store did not answer");
+	for (i = 0; i < c->n; i++) {
+		if (c->read && check_start(c, &c->v[i], now))
+			started++;
+		else if (w != NULL)
+			wait_drop(w, c->v[i].key);
+	}
+	if (c->log && started > 0)
+		log_info("crl fetch: %zu of %zu distribution point(s) due",
+		    started, c->n);
+	check_free(c);
+	if (w != NULL && w->nkeys == 0) {
+		cb = w->cb;
+		cbarg = w->arg;
+		crlfetch_wait_cancel(w);
+		cb(cbarg);
+	}
+}
+
+/* Ask the store thread; -1 (said in the log; c is still the caller's)
+ * when its queue is full. */
+static int
+check_submit(struct cf_check *c, const char *what)
+{
+	if (cf_call(c->cf, check_run, check_done, c) == -1) {
+		log_warnx("crl fetch: the store thread's queue is full: %s not "
+		    "checked", what);
+		return -1;
+	}
+	c->cf->nchecks++;
+	return 0;
+}
+
+size_t
+crlfetch_refresh(struct crlfetch *cf, char **urls, size_t n)
+{
+	struct cf_check *c = check_new(cf);
+	time_t now = time(NULL);
+	size_t i, asked;
+
+	for (i = 0; i < n; i++)
+		if (!crl_in_flight(cf, urls[i]) && !cf_backoff(cf, urls[i],
+		    now))
+			item_add(c, urls[i], NULL, NULL, urls[i]);
+	c->log = 1;
+	if ((asked = c->n) == 0 || check_submit(c, "CRL distribution "
+	    "points") == -1) {
+		check_free(c);
+		return 0;
+	}
+	return asked;
+}
+
+int
+crlfetch_ocsp_known(struct crlfetch *cf, int due_only,
+    crlfetch_done_cb *done, void *arg)
+{
+	struct cf_check *c = check_new(cf);
+
+	c->known = 1;
+	c->ocsp_all = c->no_backoff = !due_only;
+	c->done = done;
+	c->arg = arg;
+	if (check_submit(c, "OCSP answers") == -1) {
+		check_free(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* The daemon's OCSP refresh: the questions whose answer is missing or
+ * runs out soon, outcomes in the log, a failing responder left alone for
+ * CRLFETCH_BACKOFF. */
+int
+crlfetch_ocsp_refresh(struct crlfetch *cf)
+{
+	return crlfetch_ocsp_known(cf, 1, cf_logged, cf);
+}
+
+/* A link: its CRLs and its OCSP question, joined when in flight, else to
+ * be checked (unless they failed lately), each waited for. */
+static void
+wait_link(struct crlfetch_wait *w, struct cf_check *c, X509 *x,
+    X509 *issuer, time_t now)
 {
 	struct crlfetch *cf = w->cf;
-	struct cf_req *r;
-	char **urls = NULL, err[256];
+	char **urls = NULL, hex[65], key[70], *url;
 	size_t i, n = 0;
-	int in_flight;
 
 	crlfetch_urls_of(x, &urls, &n);
 	for (i = 0; i < n; i++) {
-		in_flight = 0;
-		LIST_FOREACH(r, &cf->reqs, entry)
-			if (strcmp(r->url, urls[i]) == 0)
-				in_flight = 1;
-		if (!in_flight && !cf_due(cf, urls[i], now))
-			continue;
-		if (!in_flight && crlfetch_url(cf, urls[i], cf_logged, cf,
-		    err, sizeof(err)) == -1) {
-			cf_logged(urls[i], 0, err, cf);
-			continue;
-		}
-		wait_add(w, urls[i]);
+		if (crl_in_flight(cf, urls[i]))
+			wait_add(w, urls[i]);
+		else if (!cf_backoff(cf, urls[i], now) && !wait_has(w,
+		    urls[i]) && wait_add(w, urls[i]))
+			item_add(c, urls[i], NULL, NULL, urls[i]);
 	}
 	crlfetch_urls_free(urls, n);
-}
-
-/* A link's OCSP question, unless its responder failed lately: ask (or
- * join the question in flight) and wait for it. */
-static void
-wait_ocsp(struct crlfetch_wait *w, X509 *x, X509 *issuer, time_t now)
-{
-	struct crlfetch *cf = w->cf;
-	struct cf_ocsp *q;
-	struct cf_fail *f;
-	char key[70], hex[65], err[256], *url;
-	int in_flight = 0;
-
 	if (issuer == NULL || cms_ocsp_key(x, issuer, hex) == -1 ||
 	    (url = ocsp_url(x)) == NULL)
 		return;
 	snprintf(key, sizeof(key), "ocsp:%s", hex);
-	LIST_FOREACH(q, &cf->ocsps, entry)
-		if (strcmp(q->key, hex) == 0)
-			in_flight = 1;
-	f = cf_failed(cf, url);
-	if (!in_flight && f != NULL && f->at != 0 && now - f->at <
-	    CRLFETCH_BACKOFF) {
-		free(url);
-		return;
-	}
-	if (in_flight || crlfetch_ocsp(cf, x, issuer, cf_logged, cf, err,
-	    sizeof(err)) == 0)
+	if (ocsp_in_flight(cf, hex))
 		wait_add(w, key);
-	else
-		cf_logged(url, 0, err, cf);
+	else if (!cf_backoff(cf, url, now) && !wait_has(w, key) &&
+	    wait_add(w, key))
+		item_add(c, url, x, issuer, key);
 	free(url);
 }
 
@@ -848,17 +1228,28 @@ crlfetch_wait(struct crlfetch *cf, const struct cms_link *links, size_t n,
     crlfetch_wait_cb *cb, void *arg)
 {
 	struct crlfetch_wait *w = xcalloc(1, sizeof(*w));
+	struct cf_check *c = check_new(cf);
 	time_t now = time(NULL);
 	size_t i;
 
 	w->cf = cf;
 	w->cb = cb;
 	w->arg = arg;
-	for (i = 0; i < n; i++) {
-		wait_crls(w, links[i].cert, now);
-		wait_ocsp(w, links[i].cert, links[i].issuer, now);
+	c->ocsp_all = 1;        /* a message waits: ask its responder */
+	for (i = 0; i < n; i++)
+		wait_link(w, c, links[i].cert, links[i].issuer, now);
+	if (c->n > 0 && check_submit(c, "the revocation of a message's "
+	    "certificates") == 0) {
+		c->w = w;
+		w->check = c;
+	} else {
+		for (i = 0; i < c->n; i++)
+			wait_drop(w, c->v[i].key);
+		check_free(c);
 	}
 	if (w->nkeys == 0) {
+		if (w->check != NULL)
+			w->check->w = NULL;
 		free(w->keys);
 		free(w);
 		return NULL;
@@ -872,6 +1263,8 @@ crlfetch_wait_cancel(struct crlfetch_wait *w)
 {
 	if (w == NULL)
 		return;
+	if (w->check != NULL)
+		w->check->w = NULL;
 	LIST_REMOVE(w, entry);
 	while (w->nkeys > 0)
 		free(w->keys[--w->nkeys]);

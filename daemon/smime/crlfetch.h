@@ -20,6 +20,7 @@ struct crlfetch_wait;
 struct event_base;
 struct evdns_base;
 struct store;
+struct storeq;
 
 #define CRLFETCH_MAX_BYTES	(20 * 1024 * 1024)
 #define CRLFETCH_TIMEOUT	10      /* seconds per fetch */
@@ -34,11 +35,19 @@ typedef void crlfetch_done_cb(const char *url, int ok, const char *msg,
     void *arg);
 
 /* crlfetch.c */
-/* The store st is written (the loop's connection); cfg gives the
- * listeners never to fetch from.  Both outlive the fetcher. */
+/*
+ * The loop does the HTTP and the bookkeeping; every store query (whether
+ * a CRL or an OCSP answer is due; parsing, verifying and storing what came;
+ * the certificates to ask about) is a job of sq's store thread, answered on
+ * the loop; a full queue or a store away is an outcome like any ("could
+ * not store", "nothing fetched"), logged, and waits still end.  Without sq
+ * (smrelayctl) the jobs run in place on st and answer from the loop.  cfg
+ * gives the listeners never to fetch from.  All outlive the fetcher.
+ */
 struct crlfetch *crlfetch_new(struct event_base *, struct evdns_base *,
-    struct store *, const struct config *);
-/* Cancel what is in flight (no callback) and free. */
+    struct store *st, struct storeq *sq, const struct config *);
+/* Cancel what is in flight (no callback) and free; after the store
+ * thread stopped (storeq_free: its last answers came). */
 void crlfetch_free(struct crlfetch *);
 /* The URI CRL distribution points of x, appended to *urls (no doubles;
  * any scheme: crlfetch_url refuses what is not http:// or https://). */
@@ -53,8 +62,9 @@ int crlfetch_url(struct crlfetch *, const char *url, crlfetch_done_cb *,
     void *arg, char *err, size_t errlen);
 /*
  * The daemon's refresh: fetch each URL whose CRL is missing or runs out
- * within CRLFETCH_AHEAD, unless it failed in the last CRLFETCH_BACKOFF
- * seconds; outcomes go to the log.  How many fetches started.
+ * within CRLFETCH_AHEAD (the store thread says), unless it failed in the
+ * last CRLFETCH_BACKOFF seconds; outcomes go to the log.  How many URLs
+ * are being checked (0: none, or the store thread's queue was full).
  */
 size_t crlfetch_refresh(struct crlfetch *, char **urls, size_t n);
 /*
@@ -67,13 +77,14 @@ size_t crlfetch_refresh(struct crlfetch *, char **urls, size_t n);
 int crlfetch_ocsp(struct crlfetch *, X509 *x, X509 *issuer,
     crlfetch_done_cb *, void *arg, char *err, size_t errlen);
 /* Ask about every stored certificate that names an OCSP responder (with
- * due_only, those without a current answer); refusals go to done at
- * once.  How many questions started. */
-size_t crlfetch_ocsp_known(struct crlfetch *, int due_only,
+ * due_only, those without a current answer, and not those whose responder
+ * failed lately), read by the store thread; refusals and outcomes go to
+ * done.  0, or -1 (logged) when the store thread's queue is full. */
+int crlfetch_ocsp_known(struct crlfetch *, int due_only,
     crlfetch_done_cb *, void *arg);
 /* The daemon's refresh of OCSP answers (due ones, logged). */
-size_t crlfetch_ocsp_refresh(struct crlfetch *);
-/* Fetches in flight. */
+int crlfetch_ocsp_refresh(struct crlfetch *);
+/* Fetches in flight, and store jobs under way. */
 size_t crlfetch_pending(const struct crlfetch *);
 /*
  * For a message whose verdict waits on revocation: fetch what could decide
@@ -81,8 +92,10 @@ size_t crlfetch_pending(const struct crlfetch *);
  * due, its OCSP responder when the issuer is known), joining fetches
  * already in flight and skipping URLs that failed within
  * CRLFETCH_BACKOFF; outcomes are logged as the refresh's are.  cb(arg) is
- * called once, from the loop, when every one of them is over.  NULL when
- * there is nothing to wait for (cb is never called then).
+ * called once, from the loop (never from within this call), when every one
+ * of them is over: fetched and stored, or not (the store thread found
+ * nothing due, could not be asked, could not store).  NULL when there is
+ * nothing to wait for (cb is never called then).
  */
 typedef void crlfetch_wait_cb(void *arg);
 struct crlfetch_wait *crlfetch_wait(struct crlfetch *,

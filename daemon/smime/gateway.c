@@ -46,10 +46,10 @@ struct gateway {
 	const struct delivery_ops *inner;
 	void			*inner_ctx;
 	struct certcache	*cc;
-	struct store		*st;		/* crlfetch's and smimea's
-						 * connection (on the loop) */
 	struct storeq		*sq;		/* the store thread: reloads,
-						 * lookups, harvest writes */
+						 * lookups, harvest writes, CRL,
+						 * OCSP and SMIMEA storing: the
+						 * loop asks no store */
 	struct workers		*workers;
 	size_t			 relookups;	/* release lookups in flight */
 	int			 recheck;	/* held copies to check when
@@ -1313,12 +1313,10 @@ static void
 refresh_done(void *arg, int ok)
 {
 	struct refresh_job *rj = arg;
-	size_t started;
 
-	if (ok == 0 && (started = crlfetch_refresh(rj->gw->cf, rj->urls,
-	    rj->n)) > 0)
-		log_info("crl fetch: %zu of %zu distribution point(s) due",
-		    started, rj->n);
+	/* the store thread says which are due; then "N of M due" */
+	if (ok == 0)
+		crlfetch_refresh(rj->gw->cf, rj->urls, rj->n);
 	crlfetch_urls_free(rj->urls, rj->n);
 	free(rj);
 }
@@ -1357,7 +1355,7 @@ crl_fetch_start(struct gateway *gw)
 		    "CRLs only by smrelayctl crl import");
 		return;
 	}
-	gw->cf = crlfetch_new(gw->base, gw->dns, gw->st, gw->cfg);
+	gw->cf = crlfetch_new(gw->base, gw->dns, NULL, gw->sq, gw->cfg);
 	if ((gw->refresh_ev = evtimer_new(gw->base, refresh_cb, gw)) ==
 	    NULL || evtimer_add(gw->refresh_ev, &now) == -1)
 		fatalx("evtimer_new");
@@ -1378,14 +1376,13 @@ gateway_new(struct event_base *base, const struct delivery_ops *inner,
 	gw->cfg = cfg;
 	gw->tmpdir = xstrdup(tmpdir);
 	gw->host = cfg->hostname;
-	gw->st = parts->st;
 	gw->cc = parts->cc;
 	gw->spool = parts->spool;
 	gw->queue = parts->queue;
 	gw->workers = parts->workers;
 	LIST_INIT(&gw->held);
 	gw->sq = storeq_new(base, gw->cc, parts->database, parts->data_dir, gw_reloaded, gw);
-	gw->sm = smimea_new(base, gw->cc, gw->st, cfg);
+	gw->sm = smimea_new(base, gw->cc, gw->sq, cfg);
 	crl_fetch_start(gw);
 	log_info("gateway: %zu policy rule(s), %d worker thread(s), %zu "
 	    "queued message(s)", policy_set_count(certcache_policy(gw->cc)),
@@ -1429,6 +1426,12 @@ gateway_free(struct gateway *gw)
 
 	if (gw == NULL)
 		return;
+	/* no held job hears of the fetches any more: the store thread's
+	 * last answers end fetches (they may wake waits) */
+	LIST_FOREACH(j, &gw->held, hold_entry) {
+		crlfetch_wait_cancel(j->wait);
+		j->wait = NULL;
+	}
 	/* first: its last answers are dropped, and no job runs any more */
 	storeq_free(gw->sq);
 	while ((j = LIST_FIRST(&gw->held)) != NULL) {

@@ -23,8 +23,6 @@ struct workers;
  * and spool threads before gateway_free() (their last callbacks still use
  * the gateway), then frees the rest in reverse order. */
 struct gateway_parts {
-	struct store	*st;		/* the loop's store connection, for
-					 * CRL fetches and SMIMEA only */
 	const char	*database;	/* the store thread's (storeq.h) */
 	const char	*data_dir;	/* its SQLite file's folder */
 	struct certcache *cc;		/* synced once, or not (the store

@@ -11,7 +11,10 @@
  * Usages 0, 1 and 2 (PKIX) ask more: the certificate must name the address
  * and chain to one of our trust anchors (store_ca_chains, as harvested and
  * imported CAs).  Revocation is checked where every cached certificate is,
- * when the cache picks it (certcache.c). */
+ * when the cache picks it (certcache.c).  The loop asks DNS and checks the
+ * records; the chain check and the write are a job of the store thread
+ * (storeq_call), and the lookup ends (its waits are called) when it is
+ * over, stored or not. */
 #include "autoconfig.h"
 
 #include <sys/queue.h>
@@ -30,6 +33,7 @@
 #include "certcache.h"
 #include "lib/lib.h"
 #include "smimea.h"
+#include "storeq.h"
 #include "store/store.h"
 
 #define SMIMEA_MAX_LOOKUPS	128	/* in flight; more: decided at once */
@@ -42,6 +46,7 @@
 #define SMIMEA_NEG_MAX		256	/* addresses that gave nothing */
 
 struct smimea_lookup;
+struct sm_job;
 
 struct smimea_wait {
 	struct smimea_lookup	*lk;		/* NULL: over, or abandoned */
@@ -57,6 +62,7 @@ struct smimea_lookup {
 	char			*addr;
 	uint64_t		 sessid;	/* the first asker's (logs) */
 	struct dns_query	*q;
+	struct sm_job		*job;		/* being stored */
 	TAILQ_HEAD(, smimea_wait) waits;
 	TAILQ_ENTRY(smimea_lookup) entry;
 };
@@ -70,7 +76,7 @@ struct smimea_neg {
 struct smimea {
 	struct event_base	*base;
 	struct certcache	*cc;
-	struct store		*st;
+	struct storeq		*sq;
 	struct dns		*dns;		/* NULL: no lookups */
 	int			 on;		/* cert_lookup = smimea */
 	char			*resolver, *anchor;	/* dns was made for */
@@ -130,12 +136,16 @@ wait_cb(evutil_socket_t fd, short what, void *arg)
 	free(w);
 }
 
+static void sm_job_detach(struct sm_job *);
+
 /* Free a lookup (its query cancelled); its waits must be gone. */
 static void
 lookup_free(struct smimea_lookup *lk)
 {
 	struct smimea *sm = lk->sm;
 
+	if (lk->job != NULL)
+		sm_job_detach(lk->job);
 	dns_cancel(lk->q);
 	TAILQ_REMOVE(&sm->lookups, lk, entry);
 	sm->nlookups--;
@@ -159,11 +169,11 @@ lookup_end(struct smimea_lookup *lk)
 
 /*
  * Whether x, from a record of this usage, is a certificate we may encrypt
- * to for addr: 0, or -1 with the reason in why.
+ * to for addr, as far as the loop can tell (the chain to our anchors is
+ * the store thread's to check): 0, or -1 with the reason in why.
  */
 static int
-cert_check(struct smimea *sm, X509 *x, int usage, const char *addr,
-    char *why, size_t whylen)
+cert_check(X509 *x, int usage, const char *addr, char *why, size_t whylen)
 {
 	struct store_certmeta m;
 	time_t now = time(NULL);
@@ -188,9 +198,6 @@ cert_check(struct smimea *sm, X509 *x, int usage, const char *addr,
 	else if (usage != 3 && !named)
 		snprintf(why, whylen, "usage %d and the certificate "
 		    "(%.100s) does not name %s", usage, m.subject, a);
-	else if (usage != 3 && store_ca_chains(sm->st, x, NULL, why,
-	    whylen) == -1)
-		;               /* why says it */
 	else
 		rc = 0;
 	free(a);
@@ -229,47 +236,143 @@ rec_cert(const struct dns_tlsa *t, char *why, size_t whylen)
 	return x;
 }
 
-/* One record: its certificate stored when it is usable; 1 stored, else 0
- * (logged why). */
-static int
-rec_use(struct smimea_lookup *lk, const struct dns_tlsa *t, size_t i,
-    int ttl)
-{
-	struct smimea *sm = lk->sm;
-	char why[300], until[32];
-	int64_t id, expires;
-	X509 *x;
+/* The usable certificates of an answer, for the store thread; what came
+ * of each. */
+struct sm_cand {
+	X509		*x;
+	int		 usage;
+	size_t		 rec;		/* its record, from 0 */
+	int64_t		 id;		/* stored as, or -1 */
+	char		 why[300];
+};
 
-	if (ttl < SMIMEA_MIN_TTL)
-		ttl = SMIMEA_MIN_TTL;
-	if (ttl > SMIMEA_MAX_TTL)
-		ttl = SMIMEA_MAX_TTL;
-	expires = (int64_t)time(NULL) + ttl;
-	if ((x = rec_cert(t, why, sizeof(why))) == NULL ||
-	    cert_check(sm, x, t->usage, lk->addr, why, sizeof(why)) == -1 ||
-	    (id = store_smimea_add(sm->st, x, lk->addr, expires, why,
-	    sizeof(why))) == -1) {
-		log_info("session id=%016llx smimea: record %zu (usage %d) for "
-		    "<%s> not used: %s", (unsigned long long)lk->sessid, i + 1,
-		    t->usage, lk->addr, why);
-		X509_free(x);
-		return 0;
-	}
-	X509_free(x);
-	store_time_str(expires, until, sizeof(until));
-	log_info("session id=%016llx smimea: certificate for <%s> from an "
-	    "SMIMEA record (usage %d) stored as id %lld until %s",
-	    (unsigned long long)lk->sessid, lk->addr, t->usage, (long long)id,
-	    until);
-	return 1;
+struct sm_job {
+	struct smimea		*sm;
+	struct smimea_lookup	*lk;		/* NULL: nobody waits now */
+	char			*addr;
+	uint64_t		 sessid;
+	int64_t			 expires;
+	struct sm_cand		 c[SMIMEA_MAX_RECORDS];
+	size_t			 n;
+	int			 ran;		/* the store was asked */
+};
+
+/* The lookup went away: the job ends without it. */
+static void
+sm_job_detach(struct sm_job *j)
+{
+	j->lk = NULL;
 }
 
-/* Take what an answer holds; the number of certificates stored. */
-static size_t
+static void
+sm_job_free(struct sm_job *j)
+{
+	size_t i;
+
+	for (i = 0; i < j->n; i++)
+		X509_free(j->c[i].x);
+	free(j->addr);
+	free(j);
+}
+
+/* Store thread: the PKIX usages chain to an anchor; store each. */
+static int
+sm_run(void *arg, struct store *st)
+{
+	struct sm_job *j = arg;
+	struct sm_cand *c;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < j->n; i++) {
+		c = &j->c[i];
+		c->id = -1;
+		if (st == NULL) {
+			snprintf(c->why, sizeof(c->why), "could not store: "
+			    "the store is unreachable");
+			rc = -1;
+		} else if (c->usage != 3 && store_ca_chains(st, c->x, NULL,
+		    c->why, sizeof(c->why)) == -1)
+			;               /* why says it */
+		else if ((c->id = store_smimea_add(st, c->x, j->addr,
+		    j->expires, c->why, sizeof(c->why))) == -1)
+			rc = -1;
+	}
+	j->ran = 1;
+	return rc;
+}
+
+/* Loop: what the store thread did; the lookup is over. */
+static void
+sm_done(void *arg, int ok)
+{
+	struct sm_job *j = arg;
+	struct smimea_lookup *lk = j->lk;
+	unsigned long long sid = (unsigned long long)j->sessid;
+	char until[32];
+	size_t i, stored = 0, unstored = 0;
+
+	(void)ok;               /* each candidate says */
+	store_time_str(j->expires, until, sizeof(until));
+	for (i = 0; i < j->n; i++) {
+		if (j->c[i].id == -1) {
+			if (!j->ran)
+				snprintf(j->c[i].why, sizeof(j->c[i].why),
+				    "could not store: the store is "
+				    "unreachable");
+			unstored += strncmp(j->c[i].why, "could not store",
+			    15) == 0;
+			log_info("session id=%016llx smimea: record %zu "
+			    "(usage %d) for <%s> not used: %s", sid,
+			    j->c[i].rec + 1, j->c[i].usage, j->addr,
+			    j->c[i].why);
+			continue;
+		}
+		stored++;
+		log_info("session id=%016llx smimea: certificate for <%s> "
+		    "from an SMIMEA record (usage %d) stored as id %lld until "
+		    "%s", sid, j->addr, j->c[i].usage, (long long)j->c[i].id,
+		    until);
+	}
+	if (stored > 0)
+		certcache_forget(j->sm->cc, j->addr);
+	else if (unstored == 0)         /* nothing usable: not asked again */
+		neg_add(j->sm, j->addr, time(NULL));
+	if (lk != NULL) {
+		lk->job = NULL;
+		lookup_end(lk);
+	}
+	sm_job_free(j);
+}
+
+/* The certificate of one record, when the loop finds it usable (a new
+ * reference); NULL, logged why. */
+static X509 *
+rec_usable(struct smimea_lookup *lk, const struct dns_tlsa *t, size_t i)
+{
+	char why[300];
+	X509 *x;
+
+	if ((x = rec_cert(t, why, sizeof(why))) != NULL &&
+	    cert_check(x, t->usage, lk->addr, why, sizeof(why)) == 0)
+		return x;
+	log_info("session id=%016llx smimea: record %zu (usage %d) for <%s> "
+	    "not used: %s", (unsigned long long)lk->sessid, i + 1, t->usage,
+	    lk->addr, why);
+	X509_free(x);
+	return NULL;
+}
+
+/* Take what an answer holds: the usable certificates to the store thread
+ * (1: the lookup ends when it is done), or 0: nothing to store. */
+static int
 answer_take(struct smimea_lookup *lk, const struct dns_result *res)
 {
 	unsigned long long sid = (unsigned long long)lk->sessid;
-	size_t i, n = 0;
+	struct sm_job *j;
+	int ttl = res->ttl;
+	size_t i;
+	X509 *x;
 
 	switch (res->status) {
 	case DNS_OK:
@@ -300,11 +403,37 @@ answer_take(struct smimea_lookup *lk, const struct dns_result *res)
 		    SMIMEA_MAX_RECORDS);
 		return 0;
 	}
+	if (ttl < SMIMEA_MIN_TTL)
+		ttl = SMIMEA_MIN_TTL;
+	if (ttl > SMIMEA_MAX_TTL)
+		ttl = SMIMEA_MAX_TTL;
+	j = xcalloc(1, sizeof(*j));
+	j->sm = lk->sm;
+	j->addr = xstrdup(lk->addr);
+	j->sessid = lk->sessid;
+	j->expires = (int64_t)time(NULL) + ttl;
 	for (i = 0; i < res->nsmimea; i++)
-		n += rec_use(lk, &res->smimea[i], i, res->ttl);
-	if (n > 0)
-		certcache_forget(lk->sm->cc, lk->addr);
-	return n;
+		if ((x = rec_usable(lk, &res->smimea[i], i)) != NULL) {
+			j->c[j->n].x = x;
+			j->c[j->n].usage = res->smimea[i].usage;
+			j->c[j->n].rec = i;
+			j->c[j->n].id = -1;
+			j->n++;
+		}
+	if (j->n == 0) {
+		sm_job_free(j);
+		return 0;
+	}
+	if (storeq_call(lk->sm->sq, sm_run, sm_done, j) == -1) {
+		log_warnx("session id=%016llx smimea: certificate(s) for <%s> "
+		    "not stored: the store thread's queue is full", sid,
+		    lk->addr);
+		sm_job_free(j);
+		return -1;
+	}
+	j->lk = lk;
+	lk->job = j;
+	return 1;
 }
 
 /* dns_smimea's answer. */
@@ -312,9 +441,12 @@ static void
 lookup_done(const struct dns_result *res, void *arg)
 {
 	struct smimea_lookup *lk = arg;
+	int r;
 
 	lk->q = NULL;           /* the handle is over */
-	if (answer_take(lk, res) == 0)
+	if ((r = answer_take(lk, res)) == 1)
+		return;         /* ends when the store thread is done */
+	if (r == 0)
 		neg_add(lk->sm, lk->addr, time(NULL));
 	lookup_end(lk);
 }
@@ -370,14 +502,14 @@ smimea_stop(struct smimea *sm, int detach)
 
 /* Lookups for cfg on base. */
 struct smimea *
-smimea_new(struct event_base *base, struct certcache *cc, struct store *st,
+smimea_new(struct event_base *base, struct certcache *cc, struct storeq *sq,
     const struct config *cfg)
 {
 	struct smimea *sm = xcalloc(1, sizeof(*sm));
 
 	sm->base = base;
 	sm->cc = cc;
-	sm->st = st;
+	sm->sq = sq;
 	TAILQ_INIT(&sm->lookups);
 	smimea_start(sm, cfg);
 	return sm;

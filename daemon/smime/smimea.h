@@ -16,7 +16,7 @@ struct config;
 struct event_base;
 struct smimea;
 struct smimea_wait;
-struct store;
+struct storeq;
 
 #define SMIMEA_TIMEOUT_MS	5000	/* the longest a RCPT waits */
 #define SMIMEA_NEG_TTL		60	/* nothing usable: not asked again */
@@ -27,15 +27,17 @@ typedef void smimea_cb(void *arg);
 /* smimea.c */
 /*
  * Lookups on the loop of base for cfg (none unless cert_lookup = smimea),
- * storing through st (the loop's connection) and cc.  Never NULL.
+ * storing through the store thread sq (a lookup is over once it stored, or
+ * could not: the queue full or the store away, logged) and cc.  Never
+ * NULL.
  */
 struct smimea *smimea_new(struct event_base *, struct certcache *,
-    struct store *, const struct config *);
+    struct storeq *, const struct config *);
 /* A new config: with other DNS settings the lookups in flight end now
  * (their callbacks come from the loop) and a new resolver is made. */
 void smimea_reconfigure(struct smimea *, const struct config *);
-/* Free, after the loop ended: waits still held are left to
- * smimea_cancel() and never called back. */
+/* Free, after the loop ended and the store thread stopped: waits still
+ * held are left to smimea_cancel() and never called back. */
 void smimea_free(struct smimea *);
 /*
  * Look up a certificate for addr (an RCPT path), or join the lookup of
