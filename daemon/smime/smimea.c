@@ -63,6 +63,7 @@ struct smimea_lookup {
 	uint64_t		 sessid;	/* the first asker's (logs) */
 	struct dns_query	*q;
 	struct sm_job		*job;		/* being stored */
+	struct event		*late;		/* ... for SMIMEA_STORE_MS */
 	TAILQ_HEAD(, smimea_wait) waits;
 	TAILQ_ENTRY(smimea_lookup) entry;
 };
@@ -146,6 +147,8 @@ lookup_free(struct smimea_lookup *lk)
 
 	if (lk->job != NULL)
 		sm_job_detach(lk->job);
+	if (lk->late != NULL)
+		event_free(lk->late);
 	dns_cancel(lk->q);
 	TAILQ_REMOVE(&sm->lookups, lk, entry);
 	sm->nlookups--;
@@ -363,12 +366,30 @@ rec_usable(struct smimea_lookup *lk, const struct dns_tlsa *t, size_t i)
 	return NULL;
 }
 
+/* The store thread took longer than SMIMEA_STORE_MS: the waits go on
+ * without (the job stores, and the cache forgets the address, later). */
+static void
+store_late_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smimea_lookup *lk = arg;
+
+	(void)fd;
+	(void)what;
+	log_warnx("session id=%016llx smimea: the store did not take the "
+	    "certificate(s) for <%s> within %d ms: decided without them",
+	    (unsigned long long)lk->sessid, lk->addr, SMIMEA_STORE_MS);
+	lookup_end(lk);
+}
+
 /* Take what an answer holds: the usable certificates to the store thread
- * (1: the lookup ends when it is done), or 0: nothing to store. */
+ * (1: the lookup ends when it is done, or after SMIMEA_STORE_MS), 0:
+ * nothing to store, -1: the store thread could not take them. */
 static int
 answer_take(struct smimea_lookup *lk, const struct dns_result *res)
 {
 	unsigned long long sid = (unsigned long long)lk->sessid;
+	struct timeval late = { SMIMEA_STORE_MS / 1000,
+	    (SMIMEA_STORE_MS % 1000) * 1000 };
 	struct sm_job *j;
 	int ttl = res->ttl;
 	size_t i;
@@ -433,6 +454,9 @@ answer_take(struct smimea_lookup *lk, const struct dns_result *res)
 	}
 	j->lk = lk;
 	lk->job = j;
+	if ((lk->late = evtimer_new(lk->sm->base, store_late_cb, lk)) ==
+	    NULL || evtimer_add(lk->late, &late) == -1)
+		fatalx("evtimer_new");
 	return 1;
 }
 

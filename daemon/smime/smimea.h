@@ -1,6 +1,7 @@
 /* smimea.h: certificates for recipients from RFC 8162 SMIMEA records
  * (cert_lookup = smimea), asked for by the gateway before --if-no-cert
- * applies; the RCPT's reply waits, at most SMIMEA_TIMEOUT_MS.  Only
+ * applies; the RCPT's reply waits, at most SMIMEA_TIMEOUT_MS for the DNS
+ * and SMIMEA_STORE_MS for the store thread to take what it found.  Only
  * DNSSEC-secure answers count.  A usable certificate enters the store
  * (source "smimea", for the address it was found for, until the record's
  * TTL) and the cache forgets the address, so that deciding again finds it.
@@ -18,7 +19,8 @@ struct smimea;
 struct smimea_wait;
 struct storeq;
 
-#define SMIMEA_TIMEOUT_MS	5000	/* the longest a RCPT waits */
+#define SMIMEA_TIMEOUT_MS	5000	/* the longest a RCPT waits (DNS) */
+#define SMIMEA_STORE_MS		2000	/* ... and then for the store */
 #define SMIMEA_NEG_TTL		60	/* nothing usable: not asked again */
 
 /* The lookup is over, whatever it found. */
