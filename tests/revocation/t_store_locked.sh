@@ -10,6 +10,11 @@
 # its 250 and /healthz answers, each within a generous bound (a loop that
 # stored the CRL itself would wait for the lock); once the lock is gone:
 # the CRL is stored by itself (smrelayctl crl list shows it, with its URL).
+# Then PostgreSQL is stopped and a message comes, signed by a leaf whose
+# revocation is not known (OCSP only): under revocation = hard it is held
+# for the fetch, the fetch ends at once (the store cannot say what is due:
+# nothing fetched), and the message goes on marked smime=temperror, never
+# as if its revocation were known.
 # Skipped (77) when PostgreSQL or the backend is not there.
 set -u
 srcdir=$(cd "${srcdir:-$(dirname "$0")/../..}" && pwd)
@@ -29,14 +34,18 @@ pg_start "$W/pg" >pg.log 2>&1 || { echo "SKIP: pg_start failed: $(tail -n 2 pg.l
 HPORT=$(free_port)
 LPORT=$(free_port)
 MPORT=$(free_port)
+SPORT=$(free_port)      # the next hop: smrelayctl sink
+OPORT=$(free_port)      # an OCSP responder nobody runs
 H=http://127.0.0.1:$HPORT
 
 # --- the CA hierarchy: its CRLs at the holding distribution point ----------
 ca_setup "$H" || { echo "FAIL: test CA"; exit 1; }
 leafext good "$H/int.crl"
+ocspext ocsp "http://127.0.0.1:$OPORT/"
 leaf good good alice@example.com
+ocspleaf late ocsp late@partner.example
 ca_crls
-[ -s www/int.crl ] && [ -s good.pem ] || { echo "FAIL: test PKI"; exit 1; }
+[ -s www/int.crl ] && [ -s good.pem ] && [ -s late.pem ] || { echo "FAIL: test PKI"; exit 1; }
 
 # A distribution point that answers once $W/go exists (at most 60 s), and
 # logs "request PATH" when one comes and "sent PATH" once it answered.
@@ -68,8 +77,13 @@ PY
 pids="$pids $!"
 wait_port "$HPORT" || { echo "FAIL: holding server did not start ($(tail -n 2 hold.log))"; exit 1; }
 
-printf 'listen = 127.0.0.1:%s\nrelay = 127.0.0.1:%s\ndata_dir = %s/data\nhostname = gw.example\ndatabase = %s\nmetrics_listen = 127.0.0.1:%s\nlog_level = info\n' \
-	"$LPORT" "$(free_port)" "$W" "$PG_URL" "$MPORT" > smrelay.conf
+mkdir -p maildir/new maildir/cur maildir/tmp
+"$CTL" sink --listen "127.0.0.1:$SPORT" --maildir "$W/maildir" >sink.log 2>&1 &
+pids="$pids $!"
+wait_port "$SPORT" || { echo "FAIL: sink did not start ($(tail -n 2 sink.log))"; exit 1; }
+
+printf 'listen = 127.0.0.1:%s\nrelay = 127.0.0.1:%s\ndata_dir = %s/data\nhostname = gw.example\ndatabase = %s\nmetrics_listen = 127.0.0.1:%s\nlog_level = info\nrevocation = hard\n' \
+	"$LPORT" "$SPORT" "$W" "$PG_URL" "$MPORT" > smrelay.conf
 mkdir -p data
 ctl() { _n=$1; shift; "$CTL" -c "$W/smrelay.conf" "$@" 2> "$_n.err"; }
 if ! ctl trust trust import ca.pem >/dev/null; then
@@ -77,8 +91,9 @@ if ! ctl trust trust import ca.pem >/dev/null; then
 		{ echo "SKIP: smrelayctl has no PostgreSQL backend: $(lastline trust.err)"; exit 77; }
 	echo "FAIL: trust import ($(lastline trust.err))"; exit 1
 fi
-ctl int cert import int.pem >/dev/null && ctl leaf cert import good.pem >/dev/null ||
-	{ echo "FAIL: imports ($(cat int.err leaf.err | tail -n 1))"; exit 1; }
+ctl int cert import int.pem >/dev/null && ctl leaf cert import good.pem >/dev/null &&
+	ctl rule policy add --recipient '@example.com' --action verify >/dev/null ||
+	{ echo "FAIL: imports ($(cat int.err leaf.err rule.err | tail -n 1))"; exit 1; }
 
 # probe_smtp: a whole transaction (greeting to QUIT, the message spooled:
 # the next hop is down), each reply within BOUND seconds.
@@ -168,6 +183,39 @@ grep -q "Fetch Issuing CA.*	$H/int.crl$" list.out &&
 grep -q "crl fetch $H/int.crl: CRL [0-9]* of .* stored" d.log &&
 	pass "smrelayd logs the CRL stored" ||
 	fail "smrelayd logs the CRL stored" "$(grep 'crl fetch' d.log | tr '\n' '|')"
+
+# --- the store away: a held message ends its wait, marked temperror ---------
+pg_stop >>pg.log 2>&1 || { fail "pg_stop" "$(tail -n 2 pg.log | tr '\n' ' ')"; exit 1; }
+printf 'Content-Type: text/plain\n\nsigned while the store is away\n' > late.txt
+$O cms -sign -in late.txt -signer late.pem -inkey leaf.key -certfile ocspca.pem \
+	-from late@partner.example -to bob@example.com -subject "from late" > late.eml 2>sign.err ||
+	{ fail "openssl cms -sign" "$(lastline sign.err)"; exit 1; }
+out=$(python3 - "$LPORT" late.eml <<'PY' 2>&1
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30)
+s.sendmail("late@partner.example", ["bob@example.com"], open(sys.argv[2]).read())
+s.quit()
+PY
+) && pass "a signed message is accepted while the store is away" ||
+	fail "a signed message is accepted while the store is away" "$out"
+i=0 f=""
+while [ $i -lt 200 ] && [ -z "$f" ]; do
+	f=$(grep -l "^Subject: from late" maildir/new/* 2>/dev/null | head -n 1)
+	[ -n "$f" ] && break
+	i=$((i + 1))
+	python3 -c 'import time; time.sleep(0.1)'
+done
+ar=$(grep -i -m 1 '^Authentication-Results:' "${f:-/dev/null}" | tr -d '\r')
+echo "# $ar"
+case "$ar" in
+*"smime=temperror"*) pass "under revocation = hard it goes on marked smime=temperror" ;;
+*) fail "under revocation = hard it goes on marked smime=temperror" "${ar:-not delivered} $(grep -i 'revocation\|crl fetch' d.log | tail -n 4 | tr '\n' '|')" ;;
+esac
+grep -q "held up to .* while the revocation" d.log &&
+	grep -q "crl fetch: .*nothing fetched" d.log &&
+	grep -q "revocation fetch done after" d.log &&
+	pass "held, then the wait ends at once: nothing fetched without the store" ||
+	fail "held, then the wait ends at once: nothing fetched without the store" "$(grep -i 'held\|revocation\|crl fetch' d.log | tail -n 5 | tr '\n' '|')"
 kill "$dpid" 2>/dev/null
 [ "$fails" -eq 0 ] || exit 1
 exit 0
