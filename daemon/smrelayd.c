@@ -565,7 +565,7 @@ subsystems_free(struct daemon_state *d)
 }
 
 /*
- * The store (the loop's connection), the certificate cache, the spool
+ * The store (for the first load only), the certificate cache, the spool
  * (recovered) and its queue (resumed), the worker threads (each with its
  * own connection) and the gateway around the relay pool, in that order.
  * After daemon(): threads would not survive the fork.  -1 with err set.
