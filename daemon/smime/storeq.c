@@ -45,6 +45,7 @@ struct sq_job {
 	int64_t			 id;		/* harvest: last row */
 	size_t			 dropped;	/* harvest: failed too often */
 	struct certcache_load	*ld;		/* reload: to install */
+	double			 secs;		/* the thread took this long */
 	char			 err[256];
 };
 
@@ -75,6 +76,9 @@ struct storeq {
 	int			 backoff;	/* seconds, while away */
 	struct harvest		*pending;	/* to write when back */
 	int			 writing;	/* a harvest job is queued */
+	double			 slow_at;	/* last "store slow" line */
+	size_t			 slow_n;	/* slow jobs since */
+	double			 slow_max;	/* the longest of them */
 	int			 stopping;
 };
 
@@ -135,11 +139,13 @@ sq_run(void *arg, void *tctx)
 	struct sq_thread *t = tctx;
 	struct certsrc src = { t->cc, NULL, NULL };
 	struct store *st;
+	double t0 = mono_now();
 
 	if ((st = sq_conn(t, j->err, sizeof(j->err))) == NULL &&
 	    j->kind != SQ_CALL) {
 		j->rc = -1;
 		j->away = 1;
+		j->secs = mono_now() - t0;
 		return;
 	}
 	src.st = st;
@@ -162,6 +168,7 @@ sq_run(void *arg, void *tctx)
 	}
 	if (j->rc == -1)
 		j->away = sq_away(t, j->err, sizeof(j->err));
+	j->secs = mono_now() - t0;
 }
 
 /* Call the waits of a job (unless stopping) and free them. */
@@ -294,6 +301,34 @@ sq_reload_done(struct storeq *sq, struct sq_job *j)
 	}
 }
 
+static const char *sq_kind_names[] = {
+	"reload", "lookup", "harvest write", "store call"
+};
+
+/* A job took STOREQ_SLOW seconds or more (locks, a loaded server, a slow
+ * network): say so, at most every STOREQ_SLOW_EVERY seconds, with how
+ * many were slow and the longest since the last line.  RCPT lookups wait
+ * behind such a job; the loop does not. */
+static void
+sq_slow(struct storeq *sq, const struct sq_job *j)
+{
+	double now = mono_now();
+
+	sq->slow_n++;
+	if (j->secs > sq->slow_max)
+		sq->slow_max = j->secs;
+	if (sq->slow_at != 0 && now - sq->slow_at < STOREQ_SLOW_EVERY)
+		return;
+	log_warnx("store slow: a %s took %.1f s (%zu job(s) over %.0f s, "
+	    "the longest %.1f s, since the last report; %zu queued)%s%s",
+	    sq_kind_names[j->kind], j->secs, sq->slow_n, STOREQ_SLOW,
+	    sq->slow_max, sq->njobs, j->rc == -1 && j->err[0] != '\0' ?
+	    ": " : "", j->rc == -1 ? j->err : "");
+	sq->slow_at = now;
+	sq->slow_n = 0;
+	sq->slow_max = 0;
+}
+
 /* The loop: a job is over. */
 static void
 sq_done(void *arg)
@@ -302,6 +337,8 @@ sq_done(void *arg)
 	struct storeq *sq = j->sq;
 
 	sq->njobs--;
+	if (j->secs >= STOREQ_SLOW && !sq->stopping)
+		sq_slow(sq, j);
 	if (j->away)
 		sq_set_away(sq, j->err[0] != '\0' ? j->err : "no answer");
 	else if (j->kind != SQ_CALL || j->rc == 0)
