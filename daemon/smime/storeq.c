@@ -76,6 +76,9 @@ struct storeq {
 	int			 backoff;	/* seconds, while away */
 	struct harvest		*pending;	/* to write when back */
 	int			 writing;	/* a harvest job is queued */
+	time_t			 stale_since;	/* reloads fail, store there */
+	time_t			 stale_said;	/* last line about it */
+	char			 stale_err[256];
 	double			 slow_at;	/* last "store slow" line */
 	size_t			 slow_n;	/* slow jobs since */
 	double			 slow_max;	/* the longest of them */
@@ -268,6 +271,27 @@ sq_keep(struct storeq *sq, struct harvest *h)
 	metrics_set(M_STORE_PENDING, harvest_count(sq->pending));
 }
 
+/* The store answers but a reload failed (a schema newer than ours, a
+ * query that timed out): the cache stays; said when the reason changes,
+ * else every STOREQ_STALE_EVERY seconds (a change check comes every
+ * second). */
+static void
+sq_stale(struct storeq *sq, const char *err)
+{
+	time_t now = time(NULL);
+
+	if (sq->stale_since == 0)
+		sq->stale_since = now;
+	if (strcmp(err, sq->stale_err) == 0 &&
+	    now - sq->stale_said < STOREQ_STALE_EVERY)
+		return;
+	snprintf(sq->stale_err, sizeof(sq->stale_err), "%s", err);
+	sq->stale_said = now;
+	log_warnx("policy/certificates not reloaded%s: %s",
+	    certcache_loaded(sq->cc) ? " (serving the cached ones)" :
+	    " (none loaded yet: recipients get 451 4.3.0)", err);
+}
+
 /* A reload is over (on the loop): install, and schedule the next. */
 static void
 sq_reload_done(struct storeq *sq, struct sq_job *j)
@@ -279,7 +303,13 @@ sq_reload_done(struct storeq *sq, struct sq_job *j)
 		if (sq->reloaded != NULL)
 			sq->reloaded(sq->arg);
 	} else if (j->rc == -1 && !j->away)
-		log_warnx("policy/certificates not reloaded: %s", j->err);
+		sq_stale(sq, j->err);
+	if (j->rc >= 0 && sq->stale_since != 0) {
+		log_info("policy/certificates reloaded again after %lld s",
+		    (long long)(time(NULL) - sq->stale_since));
+		sq->stale_since = 0;
+		sq->stale_err[0] = '\0';
+	}
 	certcache_load_free(j->ld);
 	j->ld = NULL;
 	sq_waits_done(sq, j->waits, j->away ? -1 : 0);
@@ -655,6 +685,19 @@ storeq_health(const struct storeq *sq, char *why, size_t len)
 
 	if (len > 0)
 		why[0] = '\0';
+	if (sq->up != 0 && sq->stale_since != 0) {
+		gmtime_r(&sq->stale_since, &tm);
+		strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		if (!certcache_loaded(sq->cc)) {
+			snprintf(why, len, "store not loaded since %s and no "
+			    "policy loaded: %s", since, sq->stale_err);
+			return -1;
+		}
+		snprintf(why, len, "degraded: policy and certificates not "
+		    "reloaded since %s, serving cached ones: %s", since,
+		    sq->stale_err);
+		return 0;
+	}
 	if (sq->up != 0)
 		return 0;
 	gmtime_r(&sq->away_since, &tm);

@@ -25,6 +25,8 @@ struct storeq_wait;
 #define STOREQ_TRIES		10	/* failed writes of a signer while the
 					 * store answers: then dropped */
 #define STOREQ_SLOW		2.0	/* seconds: a job this long is slow */
+#define STOREQ_STALE_EVERY	60	/* seconds between "not reloaded"
+						 * lines for the same reason */
 #define STOREQ_SLOW_EVERY	10	/* seconds between "store slow" lines */
 
 /* The cache was reloaded (the store changed, or a forced reload). */
