@@ -25,6 +25,7 @@ enum sq_kind { SQ_RELOAD, SQ_LOOKUP, SQ_HARVEST, SQ_CALL };
 struct storeq_wait {
 	storeq_cb		*cb;		/* NULL: cancelled */
 	void			*arg;
+	struct event		*timer;		/* lookup: STOREQ_LOOKUP_WAIT */
 	struct storeq_wait	*next;
 };
 
@@ -182,6 +183,8 @@ sq_waits_done(struct storeq *sq, struct storeq_wait *w, int ok)
 
 	for (; w != NULL; w = next) {
 		next = w->next;
+		if (w->timer != NULL)
+			event_free(w->timer);
 		if (w->cb != NULL && !sq->stopping)
 			w->cb(w->arg, ok);
 		free(w);
@@ -604,11 +607,29 @@ storeq_sync(struct storeq *sq, int force, storeq_cb *cb, void *arg)
 	return w;
 }
 
+/* A lookup waited STOREQ_LOOKUP_WAIT seconds (the thread is stuck on a
+ * slow store, or busy with the jobs before it): its caller goes on
+ * without it (-1, as with the store away; a RCPT is then asked again or
+ * temp-failed); the job still runs and fills the cache for a retry. */
+static void
+sq_lookup_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct storeq_wait *w = arg;
+	storeq_cb *cb = w->cb;
+
+	(void)fd;
+	(void)what;
+	w->cb = NULL;
+	if (cb != NULL)
+		cb(w->arg, -1);
+}
+
 /* Look email up into the cache, off the loop. */
 struct storeq_wait *
 storeq_lookup(struct storeq *sq, const char *email, storeq_cb *cb,
     void *arg)
 {
+	struct timeval wait = { STOREQ_LOOKUP_WAIT, 0 };
 	struct sq_job *j;
 
 	if (sq->njobs >= STOREQ_MAX_JOBS || sq->stopping)
@@ -617,6 +638,10 @@ storeq_lookup(struct storeq *sq, const char *email, storeq_cb *cb,
 	j->kind = SQ_LOOKUP;
 	j->email = xstrdup(email);
 	sq_wait(cb, arg, &j->waits);
+	if ((j->waits->timer = evtimer_new(sq->base, sq_lookup_timeout,
+	    j->waits)) == NULL)
+		fatalx("evtimer_new");
+	evtimer_add(j->waits->timer, &wait);
 	sq_submit(sq, j);
 	return j->waits;
 }

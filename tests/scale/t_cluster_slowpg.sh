@@ -12,8 +12,11 @@
 #   lock_short    held SLOW_SHORT (4) s: longer than one change check
 #                 (STOREQ_SYNC, 1 s), shorter than the nodes'
 #                 statement_timeout (10 s): their queries wait
-#   lock_timeout  held SLOW_LONG (13) s: past the statement_timeout, so
-#                 the nodes' queries fail with a timeout
+#   lock_timeout  held SLOW_LONG (22) s: past the statement_timeout, so
+#                 the nodes' queries fail with a timeout; and a RCPT whose
+#                 rule needs a certificate lookup gets a 4xx while the lock
+#                 is still held (storeq waits STOREQ_LOOKUP_WAIT, 5 s, for
+#                 a lookup, the gateway asks at most 3 times)
 # Checked in each: while the lock is held both nodes answer an SMTP
 # greeting and /healthz (at all, within 5 s: their event loops are not
 # waiting on the database); their logs say what happened (the store is
@@ -27,7 +30,7 @@
 . "$(dirname "$0")/topo.sh"
 
 SLOW_SHORT=${SLOW_SHORT:-4}
-SLOW_LONG=${SLOW_LONG:-13}
+SLOW_LONG=${SLOW_LONG:-22}
 SLOW_N=${SLOW_N:-120}
 SLOW_RATE=${SLOW_RATE:-15}
 CLIENT=$TOP_SRC/tests/queue/crash_client.py
@@ -40,6 +43,10 @@ if ! topo_db_choose pg; then
 fi
 topo_store_hook() {
 	RULE_ID=$(topo_ctl A policy add --sender alice@example.com --action sign) && [ -n "$RULE_ID" ] ||
+		{ fail_because "policy add on A: $(tail -n 1 "$T/ctl.log")"; return 1; }
+	# a recipient whose RCPT needs a certificate lookup (never cached)
+	topo_ctl A policy add --recipient newguy@partner.example --action sign,encrypt \
+		--if-no-cert reject --priority 5 >/dev/null ||
 		fail_because "policy add on A: $(tail -n 1 "$T/ctl.log")"
 }
 topo_setup_or_die log_level=info
@@ -149,8 +156,9 @@ verdict() {
 		2>"$CASE_DIR/verify.err" || { fail_because "openssl cms -verify $(basename "$one"): $(tail -n 1 "$CASE_DIR/verify.err")"; return 1; }
 }
 
-# slow_case SECS LOGRE: the lock held SECS seconds under load; LOGRE: what
-# both nodes' logs must say meanwhile.
+# slow_case SECS LOGRE [rcpt]: the lock held SECS seconds under load; LOGRE:
+# what both nodes' logs must say meanwhile; rcpt: also a RCPT that needs a
+# certificate lookup, temp-failed before the lock is released.
 slow_case() {
 	local secs=$1 logre=$2 tag=slow$$$CASE cpid a0 a1 ma mb n t0
 
@@ -180,6 +188,17 @@ slow_case() {
 		answers $n || { fail_because "node $n: /healthz did not answer within $ANSWER_WITHIN s while the store is locked"; return 1; }
 	done
 	echo "# both nodes greeted and answered /healthz $(secs_since "$t0") s into the lock"
+	if [ "${3:-}" = rcpt ]; then
+		# A RCPT that needs the store: temp-failed while the lock is
+		# still held (a lookup is not waited for without bound).
+		topo_send A --sender alice@example.com --rcpt newguy@partner.example \
+			--id "newguy.$tag@scale.test"
+		echo "# RCPT needing a lookup answered $(secs_since "$t0") s into the lock: $SENT_REPLY"
+		[[ $SENT_REPLY =~ ^4 ]] ||
+			{ fail_because "RCPT needing a lookup while the store is locked: '$SENT_REPLY', not a 4xx"; return 1; }
+		kill -0 "$LOCK_PID" 2>/dev/null ||
+			{ fail_because "RCPT needing a lookup answered only after the lock was released"; return 1; }
+	fi
 	lock_wait $((secs + 15)) || return 1
 	a1=$(accepted_now)
 	echo "# lock released after $(secs_since "$t0") s at $a1 accepted ($((a1 - a0)) while it was held)"
@@ -212,7 +231,7 @@ slow_case() {
 }
 
 case_short() { slow_case "$SLOW_SHORT" 'store slow'; }
-case_timeout() { slow_case "$SLOW_LONG" 'statement timeout'; }
+case_timeout() { slow_case "$SLOW_LONG" 'statement timeout' rcpt; }
 case_stop() { topo_node_stop A && topo_node_stop B; }
 
 run_case lock_short case_short
