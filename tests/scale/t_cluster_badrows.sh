@@ -43,6 +43,7 @@ if ! topo_db_choose pg; then
 fi
 
 # sql: psql as the nodes' role on their database, SQL on stdin; -A -t.
+# shellcheck disable=SC2120
 sql() {
 	"$PG_BIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 "$@" 2>>"$T/psql.err"
 }
