@@ -198,6 +198,13 @@ slow_case() {
 			{ fail_because "RCPT needing a lookup while the store is locked: '$SENT_REPLY', not a 4xx"; return 1; }
 		kill -0 "$LOCK_PID" 2>/dev/null ||
 			{ fail_because "RCPT needing a lookup answered only after the lock was released"; return 1; }
+		# past the statement timeout, the store thread reconnecting:
+		# the loops still answer
+		for n in A B; do
+			greets $n && answers $n ||
+				{ fail_because "node $n: no greeting or /healthz $(secs_since "$t0") s into the lock"; return 1; }
+		done
+		echo "# both nodes greeted and answered /healthz again $(secs_since "$t0") s into the lock"
 	fi
 	lock_wait $((secs + 15)) || return 1
 	a1=$(accepted_now)
