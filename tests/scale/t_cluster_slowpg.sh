@@ -9,7 +9,7 @@
 # cert_emails, trust_anchors, crls: a reload and the RCPT lookups) and holds
 # it while mail flows through HAProxy (tests/queue/crash_client.py, alice
 # to bob).  Two cases:
-#   lock_short    held SLOW_SHORT (4) s: longer than one change check
+#   lock_short    held SLOW_SHORT (8) s: longer than one change check
 #                 (STOREQ_SYNC, 1 s), shorter than the nodes'
 #                 statement_timeout (10 s): their queries wait
 #   lock_timeout  held SLOW_LONG (22) s: past the statement_timeout, so
@@ -29,7 +29,7 @@
 # SLOW_RATE (15 a second), plus lib.sh's.
 . "$(dirname "$0")/topo.sh"
 
-SLOW_SHORT=${SLOW_SHORT:-4}
+SLOW_SHORT=${SLOW_SHORT:-8}
 SLOW_LONG=${SLOW_LONG:-22}
 SLOW_N=${SLOW_N:-120}
 SLOW_RATE=${SLOW_RATE:-15}
