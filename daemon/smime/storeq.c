@@ -74,6 +74,8 @@ struct storeq {
 	struct storeq_wait	*sync_waits;	/* for the next reload */
 	int			 up;		/* 1, 0 away, -1 not known */
 	time_t			 away_since;
+	char			 away_err[256];	/* the last reason */
+	time_t			 away_said;	/* its last line */
 	int			 backoff;	/* seconds, while away */
 	struct harvest		*pending;	/* to write when back */
 	int			 writing;	/* a harvest job is queued */
@@ -241,11 +243,23 @@ sq_set_away(struct storeq *sq, const char *err)
 {
 	char since[64];
 	struct tm tm;
+	time_t now = time(NULL);
 
-	if (sq->up == 0)
+	if (sq->up == 0) {
+		/* still away, for another reason now (the server is back
+		 * but refuses us: a newer schema, a password changed) */
+		if (strcmp(err, sq->away_err) != 0 &&
+		    now - sq->away_said >= STOREQ_SLOW_EVERY) {
+			log_warnx("store still unreachable: %s", err);
+			sq->away_said = now;
+		}
+		snprintf(sq->away_err, sizeof(sq->away_err), "%s", err);
 		return;
+	}
+	snprintf(sq->away_err, sizeof(sq->away_err), "%s", err);
+	sq->away_said = now;
 	sq->up = 0;
-	sq->away_since = time(NULL);
+	sq->away_since = now;
 	metrics_set(M_STORE_UP, 0);
 	gmtime_r(&sq->away_since, &tm);
 	strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -729,10 +743,10 @@ storeq_health(const struct storeq *sq, char *why, size_t len)
 	strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	if (!certcache_loaded(sq->cc)) {
 		snprintf(why, len, "store unreachable since %s and no policy "
-		    "loaded", since);
+		    "loaded (%s)", since, sq->away_err);
 		return -1;
 	}
 	snprintf(why, len, "degraded: store unreachable since %s, serving "
-	    "cached policy and certificates", since);
+	    "cached policy and certificates (%s)", since, sq->away_err);
 	return 0;
 }
