@@ -211,16 +211,17 @@ certcache_load(struct certcache *cc, struct store *st, int force,
 	loaded = cc->loaded;
 	had = cc->changes;
 	pthread_mutex_unlock(&cc->mtx);
-	if (loaded && !force && changes == had)
-		return 0;
 	/* a newer node migrated the shared database: what it holds may not
-	 * mean what this program reads into it */
+	 * mean what this program reads into it (asked at every check, not
+	 * only when the change counter moved: a migration need not bump it) */
 	if ((v = store_schema_version(st)) > STORE_SCHEMA_VERSION) {
 		snprintf(err, errlen, "store schema version %d is newer than "
 		    "this program knows (%d): not loaded (upgrade this node)",
 		    v, STORE_SCHEMA_VERSION);
 		return -1;
 	}
+	if (loaded && !force && changes == had)
+		return 0;
 	if ((rules = store_policy_load(st, &nrules, err, errlen)) == NULL)
 		return -1;
 	ps = policy_set_new(rules, nrules, err, errlen);

@@ -146,6 +146,7 @@ sq_run(void *arg, void *tctx)
 	struct certsrc src = { t->cc, NULL, NULL };
 	struct store *st;
 	double t0 = mono_now();
+	int v;
 
 	if ((st = sq_conn(t, j->err, sizeof(j->err))) == NULL &&
 	    j->kind != SQ_CALL) {
@@ -164,6 +165,14 @@ sq_run(void *arg, void *tctx)
 		j->rc = certcache_fill(&src, j->email);
 		break;
 	case SQ_HARVEST:
+		/* never write into a schema this program does not know */
+		if ((v = store_schema_version(st)) > STORE_SCHEMA_VERSION) {
+			snprintf(j->err, sizeof(j->err), "store schema version "
+			    "%d is newer than this program knows (%d)", v,
+			    STORE_SCHEMA_VERSION);
+			j->rc = -1;
+			break;
+		}
 		j->id = harvest_flush_keep(j->h, t->cc, st, STOREQ_TRIES,
 		    &j->dropped);
 		j->rc = harvest_count(j->h) > 0 ? -1 : 0;
@@ -209,7 +218,10 @@ sq_retry(struct storeq *sq)
 {
 	struct sq_job *j;
 
-	if (sq->writing || sq->stopping || harvest_count(sq->pending) == 0)
+	/* (not while reloads fail with the store there: a schema newer
+	 * than ours; the next reload that works writes them) */
+	if (sq->writing || sq->stopping || sq->stale_since != 0 ||
+	    harvest_count(sq->pending) == 0)
 		return;
 	j = xcalloc(1, sizeof(*j));
 	j->kind = SQ_HARVEST;
@@ -678,8 +690,10 @@ storeq_harvest(struct storeq *sq, struct harvest *h)
 		harvest_free(h);
 		return;
 	}
-	if (sq->up == 0 || sq->writing || sq->njobs >= STOREQ_MAX_JOBS) {
-		/* away, a write under way, or too much queued: after it */
+	if (sq->up == 0 || sq->writing || sq->stale_since != 0 ||
+	    sq->njobs >= STOREQ_MAX_JOBS) {
+		/* away, not loaded, a write under way, or too much queued:
+		 * after it */
 		sq_keep(sq, h);
 		harvest_free(h);
 		return;
