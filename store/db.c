@@ -1,6 +1,7 @@
 /* db.c: the dispatch of db.h through each connection's backend table. */
 #include "autoconfig.h"
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -95,7 +96,15 @@ db_column_int64(struct db_stmt *s, int col)
 int
 db_column_int(struct db_stmt *s, int col)
 {
-	return (int)s->ops->column_int64(s, col);
+	int64_t v = s->ops->column_int64(s, col);
+
+	/* saturated, not wrapped: 2^32 + 1 written by another program must
+	 * not read as 1 */
+	if (v > INT_MAX)
+		return INT_MAX;
+	if (v < INT_MIN)
+		return INT_MIN;
+	return (int)v;
 }
 
 const char *

@@ -111,7 +111,8 @@ int db_step(struct db_stmt *);
 /*
  * Column col (0-based) of the current row.  Text and blob pointers stay
  * valid until the next db_step, db_reset or db_finalize.  NULL column:
- * 0, NULL text, NULL blob with 0 bytes.
+ * 0, NULL text, NULL blob with 0 bytes.  db_column_int saturates a value
+ * out of int's range (INT_MAX, INT_MIN) instead of wrapping it.
  */
 int64_t db_column_int64(struct db_stmt *, int col);
 int db_column_int(struct db_stmt *, int col);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -373,6 +374,19 @@ store_rollback(struct store *st)
 {
 	if (db_in_transaction(st->db))
 		(void)db_exec(st->db, "ROLLBACK");
+}
+
+/* A row skipped as unusable, named (table, id) in a warning. */
+void
+store_bad_row(const char *table, int64_t id, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	log_warnx("store: %s id=%lld skipped: %s", table, (long long)id, why);
 }
 
 /* Read one integer from a fixed query; -1 on error (or no row). */

@@ -199,6 +199,9 @@ char *store_name_str(const X509_NAME *);
 void store_time_str(int64_t, char *, size_t);
 /* Lowercase copy of an e-mail address (free it). */
 char *store_email_norm(const char *);
+/* Whether the certificate itself names email (SAN rfc822Name, subject
+ * emailAddress; compared lowercased): 1 or 0. */
+int store_cert_names(X509 *, const char *email);
 
 /* store_load.c: reading files to import */
 /*

@@ -16,7 +16,8 @@
 #include "lib/lib.h"
 
 #define KEY_SELECT \
-	"SELECT k.id AS kid, c.id AS cid, k.chain, c.der " \
+	"SELECT k.id AS kid, c.id AS cid, " STORE_DER_COLUMN("k.chain") \
+	" AS chain, " STORE_DER_COLUMN("c.der") " AS der " \
 	"FROM keys k JOIN certificates c ON c.id = k.cert_id "
 
 /* The chain as concatenated DER (free it); *len 0 when empty. */
@@ -233,10 +234,7 @@ row_key(struct db_stmt *stmt)
 
 	k = xcalloc(1, sizeof(*k));
 	k->id = db_column_int64(stmt, 0);
-	p = db_column_blob(stmt, 3);
-	n = db_column_bytes(stmt, 3);
-	if (p != NULL)
-		k->cert = d2i_X509(NULL, &p, n);
+	k->cert = store_column_x509(stmt, 3);
 	if ((k->chain = sk_X509_new_null()) == NULL)
 		alloc_fail("sk_X509_new_null");
 	p = db_column_blob(stmt, 2);
@@ -251,6 +249,10 @@ row_key(struct db_stmt *stmt)
 			alloc_fail("sk_X509_push");
 	}
 	if (k->cert == NULL) {
+		store_bad_row("keys", k->id, "the DER of its certificate "
+		    "(id=%lld) is not one certificate (garbage, truncated, or "
+		    "over %d bytes)", (long long)db_column_int64(stmt, 1),
+		    STORE_MAX_DER);
 		store_key_free(k);
 		return NULL;
 	}

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include "store_priv.h"
 #include "lib/lib.h"
@@ -189,31 +190,67 @@ store_cert_info(struct store *st, int64_t id, store_list_cb *cb, void *arg)
 	return rc < 0 ? -1 : rc > 0;
 }
 
-/* X509 from the first column (a DER blob) of the current row. */
-static X509 *
-column_x509(struct db_stmt *stmt, int col)
+/* X509 from a column (a DER blob) of the current row: the whole value
+ * one certificate, nothing after it; NULL when absent or unreadable. */
+X509 *
+store_column_x509(struct db_stmt *stmt, int col)
 {
-	const unsigned char *p = db_column_blob(stmt, col);
+	const unsigned char *p = db_column_blob(stmt, col), *end;
 	int n = db_column_bytes(stmt, col);
+	X509 *x;
 
-	if (p == NULL || n <= 0)
+	if (p == NULL || n <= 0 || n > STORE_MAX_DER)
 		return NULL;
-	return d2i_X509(NULL, &p, n);
+	end = p + n;
+	x = d2i_X509(NULL, &p, n);
+	ERR_clear_error();
+	if (x != NULL && p != end) {
+		X509_free(x);
+		return NULL;
+	}
+	return x;
 }
 
-/* A stored certificate by id. */
+/* Whether the certificate's own addresses (SAN rfc822Name, subject
+ * emailAddress) hold email, compared lowercased: a cert_emails row is
+ * only what some writer of the database said. */
+int
+store_cert_names(X509 *x, const char *email)
+{
+	STACK_OF(OPENSSL_STRING) *sk;
+	char *e, *a;
+	int i, found = 0;
+
+	if ((sk = X509_get1_email(x)) == NULL)
+		return 0;
+	e = store_email_norm(email);
+	for (i = 0; !found && i < sk_OPENSSL_STRING_num(sk); i++) {
+		a = store_email_norm(sk_OPENSSL_STRING_value(sk, i));
+		found = strcmp(a, e) == 0;
+		free(a);
+	}
+	free(e);
+	X509_email_free(sk);
+	return found;
+}
+
+/* A stored certificate by id (NULL: none, or a row that holds no
+ * certificate: logged). */
 X509 *
 store_cert_get(struct store *st, int64_t id)
 {
 	struct db_stmt *stmt;
 	X509 *x = NULL;
 
-	if (store_prepare(st, "SELECT der FROM certificates WHERE id = ?",
-	    &stmt, NULL, 0) == -1)
+	if (store_prepare(st, "SELECT " STORE_DER_COLUMN("der")
+	    " FROM certificates WHERE id = ?", &stmt, NULL, 0) == -1)
 		return NULL;
 	db_bind_int64(stmt, 1, id);
-	if (db_step(stmt) == DB_ROW)
-		x = column_x509(stmt, 0);
+	if (db_step(stmt) == DB_ROW &&
+	    (x = store_column_x509(stmt, 0)) == NULL)
+		store_bad_row("certificates", id, "its DER is not one "
+		    "certificate (garbage, truncated, or over %d bytes)",
+		    STORE_MAX_DER);
 	db_finalize(stmt);
 	return x;
 }
@@ -226,35 +263,81 @@ store_best_cert_for(struct store *st, const char *email, time_t now,
 	return store_cert_candidate(st, email, now, 0, caps);
 }
 
-/* The n-th best (0: best) certificate to encrypt to for email. */
+/* Why the certificate of a candidate row cannot be used for email at now
+ * (the row's columns said it could): NULL when it can. */
+static const char *
+candidate_problem(X509 *x, const char *email, int dns, time_t now)
+{
+	struct store_certmeta m;
+	char err[128];
+	const char *why = NULL;
+
+	if (x == NULL)
+		return "its DER is not one certificate (garbage, truncated, "
+		    "or too large)";
+	/* (a certificate from an SMIMEA record is bound to the address
+	 * it was found for, not to those it names) */
+	if (!dns && !store_cert_names(x, email))
+		return "the certificate does not hold the address of its "
+		    "cert_emails row";
+	if (X509_cmp_time(X509_get0_notBefore(x), &now) > 0 ||
+	    X509_cmp_time(X509_get0_notAfter(x), &now) < 0)
+		return "the certificate is not valid now, whatever the row "
+		    "says";
+	if (store_certmeta_get(x, &m, err, sizeof(err)) == -1)
+		return "the certificate cannot be read";
+	if (!m.can_encrypt)
+		why = "the certificate cannot encrypt, whatever the row says";
+	store_certmeta_free(&m);
+	return why;
+}
+
+/* The n-th best (0: best) certificate to encrypt to for email: rows
+ * whose certificate is not what their columns say are skipped (logged). */
 X509 *
 store_cert_candidate(struct store *st, const char *email, time_t now,
     int n, int *caps)
 {
 	struct db_stmt *stmt;
+	const char *why, *src;
 	X509 *x = NULL;
 	char *e;
+	int good = 0;
 
-	if (store_prepare(st, "SELECT c.der, c.caps FROM certificates c "
+	if (store_prepare(st, "SELECT c.id, " STORE_DER_COLUMN("c.der")
+	    ", c.caps, c.source FROM certificates c "
 	    "JOIN cert_emails e ON e.cert_id = c.id "
 	    "WHERE e.email = ? AND c.can_encrypt = 1 "
 	    "AND c.not_before <= ? AND c.not_after >= ? "
 	    "AND (c.expires = 0 OR c.expires > ?) "
-	    "ORDER BY c.not_before DESC, c.id DESC LIMIT 1 OFFSET ?", &stmt,
-	    NULL, 0) == -1)
+	    "ORDER BY c.not_before DESC, c.id DESC LIMIT "
+	    STORE_STR(STORE_MAX_CANDIDATES), &stmt, NULL, 0) == -1)
 		return NULL;
 	e = store_email_norm(email);
 	db_bind_text(stmt, 1, e);
-	free(e);
 	db_bind_int64(stmt, 2, (int64_t)now);
 	db_bind_int64(stmt, 3, (int64_t)now);
 	db_bind_int64(stmt, 4, (int64_t)now);
-	db_bind_int(stmt, 5, n);
-	if (db_step(stmt) == DB_ROW) {
-		x = column_x509(stmt, 0);
-		if (caps != NULL)
-			*caps = db_column_int(stmt, 1);
+	while (db_step(stmt) == DB_ROW) {
+		x = store_column_x509(stmt, 1);
+		src = db_column_text(stmt, 3);
+		if ((why = candidate_problem(x, e, src != NULL &&
+		    strcmp(src, "smimea") == 0, now)) != NULL) {
+			store_bad_row("certificates", db_column_int64(stmt, 0),
+			    "not used for %s: %s", e, why);
+			X509_free(x);
+			x = NULL;
+			continue;
+		}
+		if (good++ == n) {
+			if (caps != NULL)
+				*caps = db_column_int(stmt, 2);
+			break;
+		}
+		X509_free(x);
+		x = NULL;
 	}
+	free(e);
 	db_finalize(stmt);
 	return x;
 }

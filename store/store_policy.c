@@ -1,6 +1,7 @@
 /* store_policy.c: policy rules in the store: add, remove, load. */
 #include "autoconfig.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,35 +68,82 @@ store_policy_remove(struct store *st, int64_t id, char *err, size_t errlen)
 	    id, NULL, err, errlen);
 }
 
-/* Copy the current row into r. */
-static void
-row_rule(struct db_stmt *stmt, struct policy_rule *r)
+/* Copy the current row into r; -1 (why set, r untouched) when the row
+ * is not a rule this program can apply: NULLs, values out of range or
+ * too long (read as NULL), unknown actions, malformed patterns. */
+static int
+row_rule(struct db_stmt *stmt, struct policy_rule *r, char *why,
+    size_t whylen)
 {
-	const char *s;
+	static const char *names[] = { "id", "sender", "recipient",
+	    "actions", "nocert", "priority" };
+	struct policy_rule one;
+	int64_t actions, nocert, priority;
+	int c;
 
-	r->id = db_column_int64(stmt, 0);
-	s = db_column_text(stmt, 1);
-	r->sender = xstrdup(s ? s : "*");
-	s = db_column_text(stmt, 2);
-	r->recipient = xstrdup(s ? s : "*");
-	r->actions = (unsigned)db_column_int64(stmt, 3);
-	r->nocert = (enum policy_nocert)db_column_int(stmt, 4);
-	r->priority = db_column_int(stmt, 5);
+	for (c = 1; c < 6; c++)
+		if (db_column_is_null(stmt, c)) {
+			snprintf(why, whylen, "%s is NULL%s", names[c],
+			    c <= 2 ? " or over " STORE_STR(STORE_MAX_TEXT)
+			    " characters" : "");
+			return -1;
+		}
+	actions = db_column_int64(stmt, 3);
+	nocert = db_column_int64(stmt, 4);
+	priority = db_column_int64(stmt, 5);
+	if (actions <= 0 || actions > (int64_t)UINT_MAX) {
+		snprintf(why, whylen, "actions %lld: unknown action bits",
+		    (long long)actions);
+		return -1;
+	}
+	if (nocert < 0 || nocert > (int64_t)POLICY_NOCERT_HOLD) {
+		snprintf(why, whylen, "nocert %lld: unknown if-no-cert value",
+		    (long long)nocert);
+		return -1;
+	}
+	if (priority < INT_MIN || priority > INT_MAX) {
+		snprintf(why, whylen, "priority %lld out of range",
+		    (long long)priority);
+		return -1;
+	}
+	memset(&one, 0, sizeof(one));
+	one.id = db_column_int64(stmt, 0);
+	one.sender = (char *)db_column_text(stmt, 1);
+	one.recipient = (char *)db_column_text(stmt, 2);
+	one.actions = (unsigned)actions;
+	one.nocert = (enum policy_nocert)nocert;
+	one.priority = (int)priority;
+	if (one.sender == NULL || one.recipient == NULL) {
+		snprintf(why, whylen, "a pattern is not text");
+		return -1;
+	}
+	if (rule_check(&one, why, whylen) == -1) {
+		/* its "rule 0: " (rule_check checks a copy without id) */
+		if (strncmp(why, "rule 0: ", 8) == 0)
+			memmove(why, why + 8, strlen(why + 8) + 1);
+		return -1;
+	}
+	*r = one;
+	r->sender = xstrdup(one.sender);
+	r->recipient = xstrdup(one.recipient);
+	return 0;
 }
 
-/* Every rule, ordered by id; NULL on error. */
+/* Every rule this program can apply, ordered by id (the others skipped,
+ * each named in a warning); NULL on error. */
 struct policy_rule *
 store_policy_load(struct store *st, size_t *np, char *err, size_t errlen)
 {
 	struct db_stmt *stmt;
 	struct policy_rule *v;
 	size_t n = 0, cap = 16;
+	char why[256];
 	int rc;
 
 	*np = 0;
-	if (store_prepare(st, "SELECT id, sender, recipient, actions, nocert, "
-	    "priority FROM policy_rules ORDER BY id", &stmt, err,
-	    errlen) == -1)
+	if (store_prepare(st, "SELECT id, " STORE_TEXT_COLUMN("sender") ", "
+	    STORE_TEXT_COLUMN("recipient") ", actions, nocert, priority FROM "
+	    "policy_rules ORDER BY id", &stmt, err, errlen) == -1)
 		return NULL;
 	v = xcalloc(cap, sizeof(*v));
 	while ((rc = db_step(stmt)) == DB_ROW) {
@@ -104,7 +152,11 @@ store_policy_load(struct store *st, size_t *np, char *err, size_t errlen)
 			memset(v + cap, 0, cap * sizeof(*v));
 			cap *= 2;
 		}
-		row_rule(stmt, &v[n++]);
+		if (row_rule(stmt, &v[n], why, sizeof(why)) == -1)
+			store_bad_row("policy_rules", db_column_int64(stmt, 0),
+			    "%s", why);
+		else
+			n++;
 	}
 	if (rc != DB_DONE)
 		store_sqlerr(st, "load policy rules", err, errlen);

@@ -5,6 +5,27 @@
 #include "store.h"
 #include "db.h"
 
+#define STORE_STR_(x)	#x
+#define STORE_STR(x)	STORE_STR_(x)
+
+/*
+ * A row is as hostile as a packet: another node (a newer or buggy version)
+ * or anyone with access to the database may have written it.  A DER value
+ * over STORE_MAX_DER bytes is not even fetched (it reads as NULL: a
+ * backend fails a whole result over its own bounds, so one such row would
+ * hide every other); a text over STORE_MAX_TEXT characters likewise.
+ */
+#define STORE_MAX_DER		1048576
+#define STORE_MAX_TEXT		1024
+#define STORE_DER_COLUMN(c) \
+	"CASE WHEN length(" c ") <= " STORE_STR(STORE_MAX_DER) " THEN " c \
+	" END"
+#define STORE_TEXT_COLUMN(c) \
+	"CASE WHEN length(" c ") <= " STORE_STR(STORE_MAX_TEXT) " THEN " c \
+	" END"
+/* Candidate rows looked at for one address, at most. */
+#define STORE_MAX_CANDIDATES	64
+
 struct store {
 	struct db	*db;
 	char		*path;		/* for messages: no password */
@@ -40,7 +61,14 @@ void store_row_info(struct db_stmt *, struct store_certinfo *);
 /* Step through a listing statement, calling cb per row. */
 int store_run_list(struct db_stmt *, store_list_cb *, void *);
 
+/* A row skipped as unusable: a warning naming table and id (and why). */
+void store_bad_row(const char *table, int64_t id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* store_ops.c */
+/* The certificate of a DER column: the whole value, at most
+ * STORE_MAX_DER bytes; NULL otherwise. */
+X509 *store_column_x509(struct db_stmt *, int col);
 /* Insert one certificate (and its e-mails) in the current transaction. */
 int64_t store_cert_insert(struct store *, const struct store_certmeta *,
     enum store_source, int caps, int *existed, char *err, size_t errlen);

@@ -364,30 +364,53 @@ store_crl_add(struct store *st, X509_CRL *crl, const char *source,
 	return -1;
 }
 
-/* Add the DER certificates or CRLs of a fixed query to the X509_STORE. */
+/* A CRL from a column (DER): the whole value, at most STORE_MAX_DER
+ * bytes; NULL otherwise. */
+static X509_CRL *
+column_crl(struct db_stmt *stmt, int col)
+{
+	const unsigned char *p = db_column_blob(stmt, col), *end;
+	int n = db_column_bytes(stmt, col);
+	X509_CRL *crl;
+
+	if (p == NULL || n <= 0 || n > STORE_MAX_DER)
+		return NULL;
+	end = p + n;
+	crl = d2i_X509_CRL(NULL, &p, n);
+	ERR_clear_error();
+	if (crl != NULL && p != end) {
+		X509_CRL_free(crl);
+		return NULL;
+	}
+	return crl;
+}
+
+/* Add the certificates or CRLs of table (columns: id, DER) to the
+ * X509_STORE; a row that holds none is skipped (logged). */
 static void
-add_rows(struct store *st, X509_STORE *xs, const char *sql, int crls)
+add_rows(struct store *st, X509_STORE *xs, const char *sql,
+    const char *table, int crls)
 {
 	struct db_stmt *stmt;
-	const unsigned char *p;
 	X509_CRL *crl;
 	X509 *x;
-	int n;
 
 	if (store_prepare(st, sql, &stmt, NULL, 0) == -1)
 		return;
 	while (db_step(stmt) == DB_ROW) {
-		if ((p = db_column_blob(stmt, 0)) == NULL)
-			continue;
-		n = db_column_bytes(stmt, 0);
-		if (crls && (crl = d2i_X509_CRL(NULL, &p, n)) != NULL) {
+		if (crls && (crl = column_crl(stmt, 1)) != NULL) {
 			X509_STORE_add_crl(xs, crl);
 			X509_CRL_free(crl);
-		} else if (!crls && (x = d2i_X509(NULL, &p, n)) != NULL) {
+		} else if (!crls && (x = store_column_x509(stmt, 1)) != NULL) {
 			X509_STORE_add_cert(xs, x);
 			X509_free(x);
-		}
+		} else
+			store_bad_row(table, db_column_int64(stmt, 0), "its "
+			    "DER is not one %s (garbage, truncated, or over %d "
+			    "bytes)", crls ? "CRL" : "certificate",
+			    STORE_MAX_DER);
 	}
+	ERR_clear_error();
 	db_finalize(stmt);
 }
 
@@ -399,8 +422,10 @@ store_trust_x509_store(struct store *st)
 
 	if ((xs = X509_STORE_new()) == NULL)
 		return NULL;
-	add_rows(st, xs, "SELECT der FROM trust_anchors ORDER BY id", 0);
-	add_rows(st, xs, "SELECT der FROM crls ORDER BY id", 1);
+	add_rows(st, xs, "SELECT id, " STORE_DER_COLUMN("der") " FROM "
+	    "trust_anchors ORDER BY id", "trust_anchors", 0);
+	add_rows(st, xs, "SELECT id, " STORE_DER_COLUMN("der") " FROM crls "
+	    "ORDER BY id", "crls", 1);
 	return xs;
 }
 
@@ -459,14 +484,15 @@ store_trust_crls(X509_STORE *xs)
 	return crls;
 }
 
-/* The certificates a query selects (first column: DER), those that pass
- * keep(); new references, NULL on error. */
+/* The certificates a query selects (columns: id, DER) from table, those
+ * that pass keep(); new references, NULL on error.  A row that holds no
+ * certificate is skipped (logged). */
 static STACK_OF(X509) *
-certs_where(struct store *st, const char *sql, int (*keep)(X509 *))
+certs_where(struct store *st, const char *sql, const char *table,
+    int (*keep)(X509 *))
 {
 	STACK_OF(X509) *sk;
 	struct db_stmt *stmt;
-	const unsigned char *p;
 	X509 *x;
 
 	if ((sk = sk_X509_new_null()) == NULL)
@@ -476,10 +502,12 @@ certs_where(struct store *st, const char *sql, int (*keep)(X509 *))
 		return NULL;
 	}
 	while (db_step(stmt) == DB_ROW) {
-		if ((p = db_column_blob(stmt, 0)) == NULL ||
-		    (x = d2i_X509(NULL, &p, db_column_bytes(stmt,
-		    0))) == NULL)
+		if ((x = store_column_x509(stmt, 1)) == NULL) {
+			store_bad_row(table, db_column_int64(stmt, 0), "its "
+			    "DER is not one certificate (garbage, truncated, "
+			    "or over %d bytes)", STORE_MAX_DER);
 			continue;
+		}
 		if ((keep != NULL && !keep(x)) || sk_X509_push(sk, x) <= 0)
 			X509_free(x);
 	}
@@ -500,25 +528,25 @@ is_ca(X509 *x)
 STACK_OF(X509) *
 store_ca_certs(struct store *st)
 {
-	return certs_where(st, "SELECT der FROM certificates c WHERE NOT "
-	    "EXISTS (SELECT 1 FROM cert_emails e WHERE e.cert_id = c.id) "
-	    "ORDER BY c.id", is_ca);
+	return certs_where(st, "SELECT c.id, " STORE_DER_COLUMN("c.der")
+	    " FROM certificates c WHERE NOT EXISTS (SELECT 1 FROM cert_emails "
+	    "e WHERE e.cert_id = c.id) ORDER BY c.id", "certificates", is_ca);
 }
 
 /* Every trust anchor's certificate. */
 STACK_OF(X509) *
 store_anchor_certs(struct store *st)
 {
-	return certs_where(st, "SELECT der FROM trust_anchors ORDER BY id",
-	    NULL);
+	return certs_where(st, "SELECT id, " STORE_DER_COLUMN("der")
+	    " FROM trust_anchors ORDER BY id", "trust_anchors", NULL);
 }
 
 /* Every stored certificate (partners, intermediates, our keys'). */
 STACK_OF(X509) *
 store_all_certs(struct store *st)
 {
-	return certs_where(st, "SELECT der FROM certificates ORDER BY id",
-	    NULL);
+	return certs_where(st, "SELECT id, " STORE_DER_COLUMN("der")
+	    " FROM certificates ORDER BY id", "certificates", NULL);
 }
 
 /* When the CRL fetched from url runs out (next_update; 0: none), and

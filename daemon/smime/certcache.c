@@ -200,7 +200,7 @@ certcache_load(struct certcache *cc, struct store *st, int force,
 	STACK_OF(X509) *inter = NULL;
 	size_t nrules = 0;
 	int64_t changes, had;
-	int loaded;
+	int loaded, v;
 
 	*out = NULL;
 	if ((changes = store_changes(st)) < 0) {
@@ -211,6 +211,15 @@ certcache_load(struct certcache *cc, struct store *st, int force,
 	loaded = cc->loaded;
 	had = cc->changes;
 	pthread_mutex_unlock(&cc->mtx);
+	/* a newer node migrated the shared database: what it holds may not
+	 * mean what this program reads into it (asked at every check, not
+	 * only when the change counter moved: a migration need not bump it) */
+	if ((v = store_schema_version(st)) > STORE_SCHEMA_VERSION) {
+		snprintf(err, errlen, "store schema version %d is newer than "
+		    "this program knows (%d): not loaded (upgrade this node)",
+		    v, STORE_SCHEMA_VERSION);
+		return -1;
+	}
 	if (loaded && !force && changes == had)
 		return 0;
 	if ((rules = store_policy_load(st, &nrules, err, errlen)) == NULL)

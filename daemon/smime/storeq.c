@@ -25,6 +25,7 @@ enum sq_kind { SQ_RELOAD, SQ_LOOKUP, SQ_HARVEST, SQ_CALL };
 struct storeq_wait {
 	storeq_cb		*cb;		/* NULL: cancelled */
 	void			*arg;
+	struct event		*timer;		/* lookup: STOREQ_LOOKUP_WAIT */
 	struct storeq_wait	*next;
 };
 
@@ -45,6 +46,7 @@ struct sq_job {
 	int64_t			 id;		/* harvest: last row */
 	size_t			 dropped;	/* harvest: failed too often */
 	struct certcache_load	*ld;		/* reload: to install */
+	double			 secs;		/* the thread took this long */
 	char			 err[256];
 };
 
@@ -72,9 +74,17 @@ struct storeq {
 	struct storeq_wait	*sync_waits;	/* for the next reload */
 	int			 up;		/* 1, 0 away, -1 not known */
 	time_t			 away_since;
+	char			 away_err[256];	/* the last reason */
+	time_t			 away_said;	/* its last line */
 	int			 backoff;	/* seconds, while away */
 	struct harvest		*pending;	/* to write when back */
 	int			 writing;	/* a harvest job is queued */
+	time_t			 stale_since;	/* reloads fail, store there */
+	time_t			 stale_said;	/* last line about it */
+	char			 stale_err[256];
+	double			 slow_at;	/* last "store slow" line */
+	size_t			 slow_n;	/* slow jobs since */
+	double			 slow_max;	/* the longest of them */
 	int			 stopping;
 };
 
@@ -135,11 +145,14 @@ sq_run(void *arg, void *tctx)
 	struct sq_thread *t = tctx;
 	struct certsrc src = { t->cc, NULL, NULL };
 	struct store *st;
+	double t0 = mono_now();
+	int v;
 
 	if ((st = sq_conn(t, j->err, sizeof(j->err))) == NULL &&
 	    j->kind != SQ_CALL) {
 		j->rc = -1;
 		j->away = 1;
+		j->secs = mono_now() - t0;
 		return;
 	}
 	src.st = st;
@@ -152,6 +165,14 @@ sq_run(void *arg, void *tctx)
 		j->rc = certcache_fill(&src, j->email);
 		break;
 	case SQ_HARVEST:
+		/* never write into a schema this program does not know */
+		if ((v = store_schema_version(st)) > STORE_SCHEMA_VERSION) {
+			snprintf(j->err, sizeof(j->err), "store schema version "
+			    "%d is newer than this program knows (%d)", v,
+			    STORE_SCHEMA_VERSION);
+			j->rc = -1;
+			break;
+		}
 		j->id = harvest_flush_keep(j->h, t->cc, st, STOREQ_TRIES,
 		    &j->dropped);
 		j->rc = harvest_count(j->h) > 0 ? -1 : 0;
@@ -162,6 +183,7 @@ sq_run(void *arg, void *tctx)
 	}
 	if (j->rc == -1)
 		j->away = sq_away(t, j->err, sizeof(j->err));
+	j->secs = mono_now() - t0;
 }
 
 /* Call the waits of a job (unless stopping) and free them. */
@@ -172,6 +194,8 @@ sq_waits_done(struct storeq *sq, struct storeq_wait *w, int ok)
 
 	for (; w != NULL; w = next) {
 		next = w->next;
+		if (w->timer != NULL)
+			event_free(w->timer);
 		if (w->cb != NULL && !sq->stopping)
 			w->cb(w->arg, ok);
 		free(w);
@@ -194,7 +218,10 @@ sq_retry(struct storeq *sq)
 {
 	struct sq_job *j;
 
-	if (sq->writing || sq->stopping || harvest_count(sq->pending) == 0)
+	/* (not while reloads fail with the store there: a schema newer
+	 * than ours; the next reload that works writes them) */
+	if (sq->writing || sq->stopping || sq->stale_since != 0 ||
+	    harvest_count(sq->pending) == 0)
 		return;
 	j = xcalloc(1, sizeof(*j));
 	j->kind = SQ_HARVEST;
@@ -228,11 +255,23 @@ sq_set_away(struct storeq *sq, const char *err)
 {
 	char since[64];
 	struct tm tm;
+	time_t now = time(NULL);
 
-	if (sq->up == 0)
+	if (sq->up == 0) {
+		/* still away, for another reason now (the server is back
+		 * but refuses us: a newer schema, a password changed) */
+		if (strcmp(err, sq->away_err) != 0 &&
+		    now - sq->away_said >= STOREQ_SLOW_EVERY) {
+			log_warnx("store still unreachable: %s", err);
+			sq->away_said = now;
+		}
+		snprintf(sq->away_err, sizeof(sq->away_err), "%s", err);
 		return;
+	}
+	snprintf(sq->away_err, sizeof(sq->away_err), "%s", err);
+	sq->away_said = now;
 	sq->up = 0;
-	sq->away_since = time(NULL);
+	sq->away_since = now;
 	metrics_set(M_STORE_UP, 0);
 	gmtime_r(&sq->away_since, &tm);
 	strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -261,6 +300,27 @@ sq_keep(struct storeq *sq, struct harvest *h)
 	metrics_set(M_STORE_PENDING, harvest_count(sq->pending));
 }
 
+/* The store answers but a reload failed (a schema newer than ours, a
+ * query that timed out): the cache stays; said when the reason changes,
+ * else every STOREQ_STALE_EVERY seconds (a change check comes every
+ * second). */
+static void
+sq_stale(struct storeq *sq, const char *err)
+{
+	time_t now = time(NULL);
+
+	if (sq->stale_since == 0)
+		sq->stale_since = now;
+	if (strcmp(err, sq->stale_err) == 0 &&
+	    now - sq->stale_said < STOREQ_STALE_EVERY)
+		return;
+	snprintf(sq->stale_err, sizeof(sq->stale_err), "%s", err);
+	sq->stale_said = now;
+	log_warnx("policy/certificates not reloaded%s: %s",
+	    certcache_loaded(sq->cc) ? " (serving the cached ones)" :
+	    " (none loaded yet: recipients get 451 4.3.0)", err);
+}
+
 /* A reload is over (on the loop): install, and schedule the next. */
 static void
 sq_reload_done(struct storeq *sq, struct sq_job *j)
@@ -272,7 +332,13 @@ sq_reload_done(struct storeq *sq, struct sq_job *j)
 		if (sq->reloaded != NULL)
 			sq->reloaded(sq->arg);
 	} else if (j->rc == -1 && !j->away)
-		log_warnx("policy/certificates not reloaded: %s", j->err);
+		sq_stale(sq, j->err);
+	if (j->rc >= 0 && sq->stale_since != 0) {
+		log_info("policy/certificates reloaded again after %lld s",
+		    (long long)(time(NULL) - sq->stale_since));
+		sq->stale_since = 0;
+		sq->stale_err[0] = '\0';
+	}
 	certcache_load_free(j->ld);
 	j->ld = NULL;
 	sq_waits_done(sq, j->waits, j->away ? -1 : 0);
@@ -294,6 +360,34 @@ sq_reload_done(struct storeq *sq, struct sq_job *j)
 	}
 }
 
+static const char *sq_kind_names[] = {
+	"reload", "lookup", "harvest write", "store call"
+};
+
+/* A job took STOREQ_SLOW seconds or more (locks, a loaded server, a slow
+ * network): say so, at most every STOREQ_SLOW_EVERY seconds, with how
+ * many were slow and the longest since the last line.  RCPT lookups wait
+ * behind such a job; the loop does not. */
+static void
+sq_slow(struct storeq *sq, const struct sq_job *j)
+{
+	double now = mono_now();
+
+	sq->slow_n++;
+	if (j->secs > sq->slow_max)
+		sq->slow_max = j->secs;
+	if (sq->slow_at != 0 && now - sq->slow_at < STOREQ_SLOW_EVERY)
+		return;
+	log_warnx("store slow: a %s took %.1f s (%zu job(s) over %.0f s, "
+	    "the longest %.1f s, since the last report; %zu queued)%s%s",
+	    sq_kind_names[j->kind], j->secs, sq->slow_n, STOREQ_SLOW,
+	    sq->slow_max, sq->njobs, j->rc == -1 && j->err[0] != '\0' ?
+	    ": " : "", j->rc == -1 ? j->err : "");
+	sq->slow_at = now;
+	sq->slow_n = 0;
+	sq->slow_max = 0;
+}
+
 /* The loop: a job is over. */
 static void
 sq_done(void *arg)
@@ -302,6 +396,8 @@ sq_done(void *arg)
 	struct storeq *sq = j->sq;
 
 	sq->njobs--;
+	if (j->secs >= STOREQ_SLOW && !sq->stopping)
+		sq_slow(sq, j);
 	if (j->away)
 		sq_set_away(sq, j->err[0] != '\0' ? j->err : "no answer");
 	else if (j->kind != SQ_CALL || j->rc == 0)
@@ -537,11 +633,29 @@ storeq_sync(struct storeq *sq, int force, storeq_cb *cb, void *arg)
 	return w;
 }
 
+/* A lookup waited STOREQ_LOOKUP_WAIT seconds (the thread is stuck on a
+ * slow store, or busy with the jobs before it): its caller goes on
+ * without it (-1, as with the store away; a RCPT is then asked again or
+ * temp-failed); the job still runs and fills the cache for a retry. */
+static void
+sq_lookup_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct storeq_wait *w = arg;
+	storeq_cb *cb = w->cb;
+
+	(void)fd;
+	(void)what;
+	w->cb = NULL;
+	if (cb != NULL)
+		cb(w->arg, -1);
+}
+
 /* Look email up into the cache, off the loop. */
 struct storeq_wait *
 storeq_lookup(struct storeq *sq, const char *email, storeq_cb *cb,
     void *arg)
 {
+	struct timeval wait = { STOREQ_LOOKUP_WAIT, 0 };
 	struct sq_job *j;
 
 	if (sq->njobs >= STOREQ_MAX_JOBS || sq->stopping)
@@ -550,6 +664,10 @@ storeq_lookup(struct storeq *sq, const char *email, storeq_cb *cb,
 	j->kind = SQ_LOOKUP;
 	j->email = xstrdup(email);
 	sq_wait(cb, arg, &j->waits);
+	if ((j->waits->timer = evtimer_new(sq->base, sq_lookup_timeout,
+	    j->waits)) == NULL)
+		fatalx("evtimer_new");
+	evtimer_add(j->waits->timer, &wait);
 	sq_submit(sq, j);
 	return j->waits;
 }
@@ -572,8 +690,10 @@ storeq_harvest(struct storeq *sq, struct harvest *h)
 		harvest_free(h);
 		return;
 	}
-	if (sq->up == 0 || sq->writing || sq->njobs >= STOREQ_MAX_JOBS) {
-		/* away, a write under way, or too much queued: after it */
+	if (sq->up == 0 || sq->writing || sq->stale_since != 0 ||
+	    sq->njobs >= STOREQ_MAX_JOBS) {
+		/* away, not loaded, a write under way, or too much queued:
+		 * after it */
 		sq_keep(sq, h);
 		harvest_free(h);
 		return;
@@ -618,16 +738,29 @@ storeq_health(const struct storeq *sq, char *why, size_t len)
 
 	if (len > 0)
 		why[0] = '\0';
+	if (sq->up != 0 && sq->stale_since != 0) {
+		gmtime_r(&sq->stale_since, &tm);
+		strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		if (!certcache_loaded(sq->cc)) {
+			snprintf(why, len, "store not loaded since %s and no "
+			    "policy loaded: %s", since, sq->stale_err);
+			return -1;
+		}
+		snprintf(why, len, "degraded: policy and certificates not "
+		    "reloaded since %s, serving cached ones: %s", since,
+		    sq->stale_err);
+		return 0;
+	}
 	if (sq->up != 0)
 		return 0;
 	gmtime_r(&sq->away_since, &tm);
 	strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	if (!certcache_loaded(sq->cc)) {
 		snprintf(why, len, "store unreachable since %s and no policy "
-		    "loaded", since);
+		    "loaded (%s)", since, sq->away_err);
 		return -1;
 	}
 	snprintf(why, len, "degraded: store unreachable since %s, serving "
-	    "cached policy and certificates", since);
+	    "cached policy and certificates (%s)", since, sq->away_err);
 	return 0;
 }

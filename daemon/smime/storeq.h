@@ -24,6 +24,11 @@ struct storeq_wait;
 #define STOREQ_BACKOFF_MAX	16	/* seconds between tries when away */
 #define STOREQ_TRIES		10	/* failed writes of a signer while the
 					 * store answers: then dropped */
+#define STOREQ_LOOKUP_WAIT	5	/* seconds a lookup is waited for */
+#define STOREQ_SLOW		2.0	/* seconds: a job this long is slow */
+#define STOREQ_STALE_EVERY	60	/* seconds between "not reloaded"
+						 * lines for the same reason */
+#define STOREQ_SLOW_EVERY	10	/* seconds between "store slow" lines */
 
 /* The cache was reloaded (the store changed, or a forced reload). */
 typedef void storeq_reloaded_fn(void *arg);
@@ -50,7 +55,9 @@ void storeq_free(struct storeq *);
 struct storeq_wait *storeq_sync(struct storeq *, int force, storeq_cb *,
     void *arg);
 /* Look email up into the cache; cb once it is there (ok 0) or the store
- * could not be asked (-1), unless storeq_cancel() comes first. */
+ * could not be asked (-1), or after STOREQ_LOOKUP_WAIT seconds (-1: the
+ * lookup goes on and fills the cache), unless storeq_cancel() comes
+ * first. */
 struct storeq_wait *storeq_lookup(struct storeq *, const char *email,
     storeq_cb *, void *arg);
 /* Forget a wait: its cb is never called.  NULL is fine. */

@@ -15,6 +15,7 @@
 
 #include <poll.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,8 @@ test_values(struct db *db)
 	db_bind_int64(s, 1, id);
 	CHECK(db_step(s) == DB_ROW, "%s: row 1: %s", k, db_errmsg(db));
 	CHECK(db_column_int64(s, 0) == INT64_MAX, "%s: INT64_MAX", k);
+	CHECK(db_column_int(s, 0) == INT_MAX, "%s: int saturated: %d", k,
+	    db_column_int(s, 0));
 	CHECK(db_column_text(s, 1) != NULL &&
 	    strcmp(db_column_text(s, 1), utf8) == 0, "%s: UTF-8", k);
 	CHECK(db_column_bytes(s, 2) == (int)sizeof(blob) &&
@@ -139,6 +142,7 @@ test_values(struct db *db)
 	db_bind_int64(s, 1, id + 1);
 	CHECK(db_step(s) == DB_ROW, "%s: row 2: %s", k, db_errmsg(db));
 	CHECK(db_column_int64(s, 0) == INT64_MIN, "%s: INT64_MIN", k);
+	CHECK(db_column_int(s, 0) == INT_MIN, "%s: int saturated low", k);
 	CHECK(db_column_is_null(s, 1) && db_column_text(s, 1) == NULL,
 	    "%s: NULL text", k);
 	CHECK(!db_column_is_null(s, 2) && db_column_bytes(s, 2) == 0,
