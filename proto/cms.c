@@ -1105,6 +1105,115 @@ envc_decrypt(CMS_ContentInfo *cms, struct envc *e, BIO *out, char *err,
 	return r;
 }
 
+/*
+ * Opaque signed-data, split as it streams by: the signed content's bytes
+ * (the chunks of its OCTET STRING joined) to `content`, and the SignedData
+ * without them, a detached signature, into `sig`: "SEQUENCE { contentType,
+ * [0] { SEQUENCE { version, digestAlgorithms, SEQUENCE { eContentType },
+ * certificates, crls, signerInfos" with indefinite lengths.
+ */
+static int
+sd_split(struct ber *b, BIO *content, BUF_MEM *sig, int *nid)
+{
+	static const unsigned char open[] = { 0xa0, 0x80, 0x30, 0x80 };
+	unsigned char buf[4096];
+	struct ber_hdr h;
+	uint64_t n, k;
+	int i, r, d0;
+
+	if (ber_content_type(b, sig, nid) == -1)
+		return -1;
+	if (*nid != NID_pkcs7_signed)
+		return 0;
+	if (ber_next(b, &h) != 1 || !ber_is(&h, BER_CTX, 0, 1) ||
+	    ber_push(b, &h) == -1 || ber_next(b, &h) != 1 ||
+	    !ber_is(&h, BER_UNIV, BER_SEQUENCE, 1) || ber_push(b, &h) == -1 ||
+	    ber_put(sig, open, sizeof(open)) == -1)
+		return -1;
+	/* version, digestAlgorithms */
+	if (ber_next(b, &h) != 1 || !ber_is(&h, BER_UNIV, 2, 0) ||
+	    ber_copy(b, &h, sig) == -1 || ber_next(b, &h) != 1 ||
+	    !ber_is(&h, BER_UNIV, 17, 1) || ber_copy(b, &h, sig) == -1)
+		return -1;
+	/* encapContentInfo: its type kept, its content streamed out */
+	if (ber_next(b, &h) != 1 || !ber_is(&h, BER_UNIV, BER_SEQUENCE, 1) ||
+	    ber_push(b, &h) == -1 || ber_put(sig, "\x30\x80", 2) == -1 ||
+	    ber_next(b, &h) != 1 || !ber_is(&h, BER_UNIV, BER_OID, 0) ||
+	    ber_copy(b, &h, sig) == -1 || ber_next(b, &h) != 1 ||
+	    !ber_is(&h, BER_CTX, 0, 1) || ber_push(b, &h) == -1)
+		return -1;	/* no eContent: detached, not opaque */
+	d0 = b->depth;
+	if (ber_next(b, &h) != 1)
+		return -1;
+	for (;;) {
+		if (ber_is(&h, BER_UNIV, BER_OCTETS, 0)) {
+			for (n = h.len; n > 0; n -= k) {
+				k = n < sizeof(buf) ? n : sizeof(buf);
+				if (ber_take(b, buf, k, NULL) == -1 ||
+				    BIO_write(content, buf, (int)k) != (int)k)
+					return -1;
+			}
+		} else if (!ber_is(&h, BER_UNIV, BER_OCTETS, 1) ||
+		    ber_push(b, &h) == -1)
+			return -1;
+		/* the next chunk; the OCTET STRING must be all of [0] */
+		while ((r = ber_next(b, &h)) == 0 && b->depth >= d0)
+			;
+		if (r == -1 || (r == 0 && b->depth != d0 - 1) ||
+		    (r == 1 && b->depth == d0))
+			return -1;
+		if (r == 0)
+			break;
+	}
+	if (ber_next(b, &h) != 0 || ber_put(sig, "\0\0", 2) == -1)
+		return -1;	/* end of encapContentInfo */
+	/* certificates [0], crls [1], signerInfos SET: as they are */
+	for (i = 0; (r = ber_next(b, &h)) == 1; i++)
+		if (i == 3 || ber_copy(b, &h, sig) == -1)
+			return -1;
+	/* end of SignedData, of [0], of the ContentInfo */
+	if (r == -1 || i == 0 || ber_next(b, &h) != 0 ||
+	    ber_next(b, &h) != 0 || ber_put(sig, "\0\0\0\0\0\0", 6) == -1)
+		return -1;
+	return 0;
+}
+
+/* Split opaque signed-data into its content and a detached signature. */
+int
+cms_opaque_split(BIO *der, BIO *content, unsigned char **sig, size_t *siglen,
+    char *err, size_t errlen)
+{
+	struct ber *b;
+	BUF_MEM *m;
+	int nid = NID_undef, r = -1;
+
+	*sig = NULL;
+	*siglen = 0;
+	if ((b = ber_new(der, sizeof(*b))) == NULL ||
+	    (m = BUF_MEM_new()) == NULL) {
+		free(b);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (sd_split(b, content, m, &nid) == -1)
+		snprintf(err, errlen, "malformed CMS structure");
+	else if (nid != NID_pkcs7_signed) {
+		snprintf(err, errlen, "not signed data (%s)", OBJ_nid2sn(nid));
+		r = 1;
+	} else if (BIO_flush(content) != 1)
+		snprintf(err, errlen, "cannot write the signed content");
+	else {
+		*siglen = m->length;
+		*sig = (unsigned char *)m->data;
+		m->data = NULL;
+		m->length = m->max = 0;
+		r = 0;
+	}
+	BUF_MEM_free(m);
+	free(b);
+	return r;
+}
+
 /* Decrypt an EnvelopedData or AuthEnvelopedData with a matching key. */
 int
 cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
@@ -1838,6 +1947,28 @@ cms_alg_error(void)
 }
 
 /*
+ * Whether the digests of the SignedData's digestAlgorithms can be set up.
+ * OpenSSL 3.0's CMS_verify() leaks the copy it makes of a memory BIO's
+ * data when they cannot (CMS_dataInit fails after it made the copy): a
+ * sender's bogus digestAlgorithms would cost memory on every message.
+ */
+static int
+cms_digests_ok(CMS_ContentInfo *cms)
+{
+	BIO *n, *b;
+
+	if ((n = BIO_new(BIO_s_null())) == NULL)
+		return 0;
+	if ((b = CMS_dataInit(cms, n)) == NULL) {
+		BIO_free(n);
+		ERR_clear_error();
+		return 0;
+	}
+	BIO_free_all(b);
+	return 1;
+}
+
+/*
  * The signature itself: digest and signer key, no chain yet.  0 good, -1
  * bad (*why says how), -2 made with an algorithm we cannot check (*why
  * names it, in alg).
@@ -1850,6 +1981,12 @@ cms_check_sig(CMS_ContentInfo *cms, BIO *content, STACK_OF(X509) *known,
 	unsigned long e;
 
 	if (cms_algs_known(cms, alg, alglen) == -1) {
+		*why = alg;
+		return -2;
+	}
+	if (detached && !cms_digests_ok(cms)) {
+		snprintf(alg, alglen, "digest algorithm not supported by this "
+		    "OpenSSL");
 		*why = alg;
 		return -2;
 	}

@@ -164,6 +164,19 @@ int cms_encrypt(BIO *in, STACK_OF(X509) *to, int opts, BIO *out,
 int cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
     BIO *out, char *err, size_t errlen);
 /*
+ * Opaque signed-data read from `der` (DER/BER, base64-decoded), front to
+ * back once: the signed content's bytes to `content`, and the SignedData
+ * without them in *sig (malloc'd, *siglen bytes, at most 4 MB): a detached
+ * signature over what went to `content`, for cms_verify().  Memory stays
+ * bounded whatever the content's size.  0; 1 when it is another content
+ * type (err names it); -1 with err when malformed, truncated or over the
+ * bounds (nesting, the parts other than the content), or when `content`
+ * could not be written.  What went to `content` is only to be used once
+ * cms_verify() passed.
+ */
+int cms_opaque_split(BIO *der, BIO *content, unsigned char **sig,
+    size_t *siglen, char *err, size_t errlen);
+/*
  * Verify a signature.  Detached: `content` is the first part of the
  * multipart/signed exactly as transmitted and `der` the decoded
  * application/pkcs7-signature; opaque: `content` is NULL.  The signed

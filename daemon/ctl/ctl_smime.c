@@ -83,40 +83,6 @@ smime_args(struct smime_cmd *sc, int argc, char *argv[])
 	return 0;
 }
 
-/* Run one smime transformation on msg: CTL_OK, CTL_NO when it cannot be
- * done (no key, no certificate, bad input) or verify's verdict is not
- * pass (reported), CTL_FAIL when the output cannot be written. */
-static int
-smime_exec(struct smime_cmd *sc, const struct certsrc *src, const char *host,
-    const char *msg, size_t len)
-{
-	struct smime_msg_res res;
-	int r, rc = 0;
-
-	if (strcmp(sc->verb, "sign") == 0)
-		r = smime_msg_sign(src, msg, len, sc->from, &sc->opts, &res);
-	else if (strcmp(sc->verb, "encrypt") == 0 && sc->sign)
-		r = smime_msg_sign_encrypt(src, msg, len, sc->from, sc->to,
-		    sc->nto, &sc->opts, &res);
-	else if (strcmp(sc->verb, "encrypt") == 0)
-		r = smime_msg_encrypt(src, msg, len, sc->from, sc->to, sc->nto,
-		    &sc->opts, &res);
-	else if (strcmp(sc->verb, "decrypt") == 0)
-		r = smime_msg_decrypt(src, msg, len, host, &res);
-	else {
-		r = smime_msg_verify(src, msg, len, host, &res);
-		rc = r == 0 && res.outcome != SMIME_PASS;
-	}
-	if (r != 0 || res.msg == NULL) {
-		fprintf(stderr, "smrelayctl: smime %s: %s\n", sc->verb,
-		    res.err);
-		rc = CTL_NO;
-	} else if (fwrite(res.msg, 1, res.len, stdout) != res.len)
-		rc = CTL_FAIL;
-	smime_msg_res_free(&res);
-	return rc;
-}
-
 /* The spill directory of smrelayctl: $TMPDIR, else /tmp. */
 static const char *
 tmpdir(void)
@@ -127,7 +93,7 @@ tmpdir(void)
 }
 
 /* The decrypted message *dec, with what was signed inside verified as
- * smime_msg_decrypt() does (opaque signed-data read in); takes *dec. */
+ * smime_msg_decrypt() does, in pieces; takes *dec. */
 static struct msgbuf *
 decrypted(const struct certsrc *src, const char *host, struct msgbuf **dec,
     struct smime_msg_res *res)
@@ -138,8 +104,9 @@ decrypted(const struct certsrc *src, const char *host, struct msgbuf **dec,
 	struct mime_io io;
 	struct msgbuf *m = *dec, *out = NULL;
 	enum mime_smime_kind k = MIME_SMIME_NONE;
-	char *hdr, *flat;
-	size_t hlen, body, len;
+	char *hdr;
+	size_t hlen, body;
+	int sig;
 
 	*dec = NULL;
 	memset(&v, 0, sizeof(v));
@@ -152,23 +119,15 @@ decrypted(const struct certsrc *src, const char *host, struct msgbuf **dec,
 		return m;
 	}
 	k = mime_smime_detect_tree(&t, &io, SMIME_STREAM_SIG_MAX, &d);
+	/* signed as the daemon's pipeline finds it (opaque too) */
+	sig = k == MIME_SMIME_SIGNED || (k == MIME_SMIME_P7M &&
+	    (strcmp(d.smime_type, "signed-data") == 0 ||
+	    d.smime_type[0] == '\0'));
 	mime_smime_clear(&d);
-	if (k == MIME_SMIME_SIGNED && smime_stream_verify(src, m, &t, hdr,
-	    hlen, body, host, tmpdir(), &out, &v) == 0) {
+	if (sig && smime_stream_verify(src, m, &t, hdr, hlen, body, host,
+	    tmpdir(), &out, &v) == 0) {
 		smime_msg_res_free(res);
 		*res = v;
-	} else if (k == MIME_SMIME_P7M && (flat = msgbuf_slurp(m, &len)) !=
-	    NULL) {
-		/* opaque: the engine unwraps it in memory */
-		if (smime_msg_inner_verify(src, flat, len, host, &v) &&
-		    (out = msgbuf_new(tmpdir(), 0)) != NULL &&
-		    msgbuf_append(out, v.msg, v.len) == 0) {
-			smime_msg_res_free(res);
-			*res = v;
-			memset(&v, 0, sizeof(v));
-		}
-		smime_msg_res_free(&v);
-		free(flat);
 	}
 	mime_tree_free(&t);
 	free(hdr);
@@ -178,8 +137,9 @@ decrypted(const struct certsrc *src, const char *host, struct msgbuf **dec,
 	return out;
 }
 
-/* Run the transformation in pieces; 0 ok, 1 failed (reported), 2: not
- * for this path (opaque signed-data), the caller reads the message in. */
+/* Run the transformation in pieces: CTL_OK; 1 when it cannot be done (no
+ * key, no certificate, bad input) or verify's verdict is not pass
+ * (reported), or the output cannot be written. */
 static int
 smime_exec_stream(struct smime_cmd *sc, const struct certsrc *src,
     const char *host, struct msgbuf *in)
@@ -213,9 +173,7 @@ smime_exec_stream(struct smime_cmd *sc, const struct certsrc *src,
 		    tmpdir(), &out, &res);
 		rc = r == 0 && res.outcome != SMIME_PASS;
 	}
-	if (r == 1 && strcmp(sc->verb, "verify") == 0)
-		rc = 2;
-	else if (r != 0 || out == NULL) {
+	if (r != 0 || out == NULL) {
 		fprintf(stderr, "smrelayctl: smime %s: %s\n", sc->verb,
 		    res.err);
 		rc = 1;
@@ -240,8 +198,7 @@ ctl_smime_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	struct keyfile *kf;
 	struct store *st;
 	struct msgbuf *mb;
-	char err[1024], *msg;
-	size_t len;
+	char err[1024];
 	int rc = CTL_FAIL;
 
 	memset(&sc, 0, sizeof(sc));
@@ -262,15 +219,7 @@ ctl_smime_run(const struct ctl_cmd *cmd, const struct ctl_opts *o, int argc,
 	    certcache_sync(src.cc, src.st = st, 1, err, sizeof(err)) == -1)
 		fprintf(stderr, "smrelayctl: %s\n", err);
 	else if ((mb = ctl_read_stdin_mb(cfg->max_message_size)) != NULL) {
-		if ((rc = smime_exec_stream(&sc, &src, cfg->hostname,
-		    mb)) == 2) {
-			if ((msg = msgbuf_slurp(mb, &len)) != NULL)
-				rc = smime_exec(&sc, &src, cfg->hostname, msg,
-				    len);
-			else
-				rc = 1;
-			free(msg);
-		}
+		rc = smime_exec_stream(&sc, &src, cfg->hostname, mb);
 		msgbuf_free(mb);
 	}
 	certcache_free(src.cc);

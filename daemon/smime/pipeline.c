@@ -409,37 +409,15 @@ claims_smime(const struct mime_tree *t)
 }
 
 /* Verify `m` (a spilled or in-memory message, parsed into t) in pieces,
- * or read in when it is opaque signed-data; 0 with *out, or -1. */
+ * opaque signed-data too; 0 with *out, or -1. */
 static int
 open_verify(const struct certsrc *src, const struct pl_copy *c,
     struct msgbuf *m, const struct mime_tree *t, const char *hdr,
     size_t hlen, size_t body, const char *tmpdir, struct msgbuf **out,
     struct smime_msg_res *step)
 {
-	char *flat;
-	size_t len;
-	int r;
-
-	r = smime_stream_verify(src, m, t, hdr, hlen, body, c->host, tmpdir,
-	    out, step);
-	if (r != 1)
-		return r;
-	/* opaque signed-data: the engine unwraps it in memory */
-	if ((flat = msgbuf_slurp(m, &len)) == NULL)
-		return -1;
-	r = smime_msg_verify(src, flat, len, c->host, step);
-	free(flat);
-	if (r == 0 && step->msg != NULL) {
-		*out = msgbuf_new(tmpdir, 0);
-		if (msgbuf_append(*out, step->msg, step->len) == -1) {
-			msgbuf_free(*out);
-			*out = NULL;
-			r = -1;
-		}
-		free(step->msg);
-		step->msg = NULL;
-	}
-	return r;
+	return smime_stream_verify(src, m, t, hdr, hlen, body, c->host, tmpdir,
+	    out, step) == 0 ? 0 : -1;
 }
 
 /* Whether the message in m (parsed into t) is signed, as the engine

@@ -415,7 +415,98 @@ crlf_copy(struct msgbuf *in, size_t off, size_t end, const char *tmpdir)
 	return NULL;
 }
 
-/* Verify a multipart/signed message, piece by piece. */
+/*
+ * Opaque signed-data (the P7M d at the root of `in`): the body decoded into
+ * a spill file, split by the engine into the signed content (another spill
+ * file) and a detached signature, which is checked over that content.
+ * *content holds the signed entity when the outcome is PASS or POLICY.
+ */
+static void
+opaque_check(const struct certsrc *src, struct msgbuf *in,
+    const struct mime_tree *t, const struct mime_smime *d, const char *from,
+    const char *tmpdir, struct msgbuf **content, struct cms_verify *v)
+{
+	struct msgbuf *der = NULL;
+	unsigned char *sig = NULL;
+	size_t siglen;
+	BIO *r = NULL, *w = NULL;
+	char err[256];
+	int kind = p7m_kind(d), rc;
+
+	*content = NULL;
+	if (kind == SS_MALFORMED) {
+		v->outcome = SMIME_PERMERROR;
+		snprintf(v->reason, sizeof(v->reason),
+		    "malformed CMS structure");
+		return;
+	}
+	/* an envelope, certs-only, compressed-data: not signed */
+	if (kind != SS_OTHER || (d->smime_type[0] != '\0' &&
+	    strcmp(d->smime_type, "signed-data") != 0))
+		return;
+	der = msgbuf_new(tmpdir, 0);
+	*content = msgbuf_new(tmpdir, 0);
+	if (decode_into(in, t->root->body_start, t->root->body_end,
+	    t->root->cte, der) == -1 ||
+	    (r = msgbuf_bio_reader(der, 0, msgbuf_size(der))) == NULL ||
+	    (w = msgbuf_bio_writer(*content)) == NULL) {
+		v->outcome = SMIME_FAIL;
+		snprintf(v->reason, sizeof(v->reason), "cannot read the "
+		    "message or write its content");
+		goto done;
+	}
+	rc = cms_opaque_split(r, w, &sig, &siglen, err, sizeof(err));
+	BIO_free(r);
+	r = NULL;
+	BIO_free(w);
+	w = NULL;
+	if (rc != 0) {		/* malformed, or said signed and is not */
+		v->outcome = SMIME_PERMERROR;
+		snprintf(v->reason, sizeof(v->reason), "%s", err);
+		goto done;
+	}
+	if ((r = msgbuf_bio_reader(*content, 0, msgbuf_size(*content))) ==
+	    NULL) {
+		v->outcome = SMIME_FAIL;
+		snprintf(v->reason, sizeof(v->reason), "out of memory");
+		goto done;
+	}
+	smime_msg_check_bio(src, r, sig, siglen, from, v);
+ done:
+	BIO_free(r);
+	BIO_free(w);
+	free(sig);
+	msgbuf_free(der);
+	if (v->outcome != SMIME_PASS && v->outcome != SMIME_POLICY) {
+		msgbuf_free(*content);
+		*content = NULL;
+	}
+}
+
+/* The verified opaque message: our Authentication-Results and the
+ * received fields on top of the signed entity, as smime_msg_verify()
+ * writes it; 0 or -1. */
+static int
+put_opaque(struct msgbuf *out, struct msgbuf *ent, const char *hdr,
+    size_t hlen, const char *host, const char *ar)
+{
+	char first[1024], *top;
+	size_t toplen;
+	ssize_t nf;
+	int rc;
+
+	if ((nf = msgbuf_pread(ent, first, sizeof(first), 0)) < 0)
+		nf = 0;
+	top = smime_msg_open_head(hdr, hlen, host, first, (size_t)nf, &toplen);
+	rc = msgbuf_append(out, ar, strlen(ar)) == -1 ||
+	    msgbuf_append(out, "\r\n", 2) == -1 ||
+	    msgbuf_append(out, top, toplen) == -1 ||
+	    put_entity(out, ent, first, (size_t)nf) == -1 ? -1 : 0;
+	free(top);
+	return rc;
+}
+
+/* Verify a multipart/signed message, piece by piece. *//* Verify a multipart/signed message, piece by piece. */
 int
 smime_stream_verify(const struct certsrc *src, struct msgbuf *in,
     const struct mime_tree *t, const char *hdr, size_t hlen, size_t body,
@@ -425,11 +516,11 @@ smime_stream_verify(const struct certsrc *src, struct msgbuf *in,
 	struct mime_smime d;
 	struct cms_verify v;
 	struct mime_io io;
-	struct msgbuf *lf = NULL;
+	struct msgbuf *lf = NULL, *signed_ent = NULL;
 	BIO *content = NULL;
 	char from[320], ar[1024], *head = NULL;
 	size_t headlen;
-	int rc = -1;
+	int rc = -1, werr;
 
 	(void)body;
 	memset(res, 0, sizeof(*res));
@@ -454,8 +545,8 @@ smime_stream_verify(const struct certsrc *src, struct msgbuf *in,
 			    from, &v);
 		break;
 	case MIME_SMIME_P7M:
-		rc = 1;         /* opaque: the whole-message path */
-		goto done;
+		opaque_check(src, in, t, &d, from, tmpdir, &signed_ent, &v);
+		break;
 	case MIME_SMIME_BAD:
 		v.outcome = SMIME_PERMERROR;
 		snprintf(v.reason, sizeof(v.reason),
@@ -466,10 +557,15 @@ smime_stream_verify(const struct certsrc *src, struct msgbuf *in,
 		break;
 	}
 	smime_msg_verdict(src, &v, host, res, ar, sizeof(ar));
-	head = smime_msg_verify_head(hdr, hlen, host, ar, &headlen);
 	*outp = msgbuf_new(tmpdir, 0);
-	if (msgbuf_append(*outp, head, headlen) == -1 ||
-	    copy_from(*outp, in, hlen) == -1) {
+	if (signed_ent != NULL)
+		werr = put_opaque(*outp, signed_ent, hdr, hlen, host, ar);
+	else {
+		head = smime_msg_verify_head(hdr, hlen, host, ar, &headlen);
+		werr = msgbuf_append(*outp, head, headlen) == -1 ||
+		    copy_from(*outp, in, hlen) == -1 ? -1 : 0;
+	}
+	if (werr == -1) {
 		msgbuf_free(*outp);
 		*outp = NULL;
 		snprintf(res->err, sizeof(res->err), "cannot write the "
@@ -478,10 +574,9 @@ smime_stream_verify(const struct certsrc *src, struct msgbuf *in,
 	}
 	rc = 0;
  done:
-	if (rc == 1)
-		cms_verify_free(&v);
 	BIO_free(content);
 	msgbuf_free(lf);
+	msgbuf_free(signed_ent);
 	free(head);
 	mime_smime_clear(&d);
 	return rc;

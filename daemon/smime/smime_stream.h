@@ -55,11 +55,14 @@ int smime_stream_decrypt(const struct certsrc *, struct msgbuf *in,
     const char *host, const char *tmpdir, struct msgbuf **out,
     struct smime_msg_res *);
 /*
- * smime_msg_verify() of a message that is not opaque signed-data: the
- * signed part is read from `in` in pieces; the result (Authentication-
- * Results on top, the message unchanged) to *out.  0 (verdict in res);
- * 1 for opaque signed-data (the caller takes the whole-message path); -1
- * on internal errors.
+ * smime_msg_verify() in pieces: a multipart/signed message's signed part
+ * is read from `in`; opaque signed-data is decoded into a spill file and
+ * split by the engine (cms_opaque_split) into the signed entity, another
+ * spill file, and a detached signature checked over it.  The result to
+ * *out: Authentication-Results on top, then the message unchanged, or for
+ * opaque signed-data that passed (or is only a policy failure) the
+ * received fields over the signed entity, as smime_msg_verify() writes
+ * it.  0 (verdict in res); -1 on internal errors.
  */
 int smime_stream_verify(const struct certsrc *, struct msgbuf *in,
     const struct mime_tree *t, const char *hdr, size_t hlen, size_t body,

@@ -95,13 +95,16 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* One verification; `content` NULL for an opaque signature. */
+/* One verification; `content` NULL for an opaque signature.  The entity
+ * of a pass into *passed (malloc'd, *plen bytes) when passed is set. */
 static void
-fuzz_verify(const uint8_t *data, size_t size, const char *content)
+fuzz_verify(const uint8_t *data, size_t size, const char *content,
+    char **passed, size_t *plen)
 {
 	struct cms_verify res;
 	BIO *der, *in = NULL, *out;
-	char line[1024];
+	char line[1024], *p;
+	long n;
 
 	if ((der = BIO_new_mem_buf(data, (int)size)) == NULL ||
 	    (out = BIO_new(BIO_s_mem())) == NULL ||
@@ -113,10 +116,58 @@ fuzz_verify(const uint8_t *data, size_t size, const char *content)
 	    (res.outcome == SMIME_PASS) != (res.reason[0] == '\0'))
 		abort();
 	cms_auth_results(line, sizeof(line), "fuzz.example", &res);
+	if (passed != NULL && res.outcome == SMIME_PASS) {
+		n = BIO_get_mem_data(out, &p);
+		*plen = n > 0 ? (size_t)n : 0;
+		if ((*passed = malloc(*plen + 1)) == NULL)
+			abort();
+		memcpy(*passed, p, *plen);
+	}
 	cms_verify_free(&res);
 	BIO_free(in);
 	BIO_free(der);
 	BIO_free(out);
+}
+
+/*
+ * The input as opaque signed data split for streaming: an error says why;
+ * a split's detached signature verifies over its content, and when both
+ * that and the whole-object verification pass, they give the same entity.
+ */
+static void
+fuzz_split(const uint8_t *data, size_t size, const char *whole,
+    size_t wlen)
+{
+	BIO *der, *content;
+	unsigned char *sig;
+	size_t siglen;
+	char err[512], *p, *passed = NULL;
+	size_t plen = 0;
+	long n;
+	int r;
+
+	if ((der = BIO_new_mem_buf(data, (int)size)) == NULL ||
+	    (content = BIO_new(BIO_s_mem())) == NULL)
+		abort();
+	err[0] = '\0';
+	r = cms_opaque_split(der, content, &sig, &siglen, err, sizeof(err));
+	if ((r != 0 && (err[0] == '\0' || sig != NULL)) ||
+	    (r == 0 && sig == NULL))
+		abort();
+	if (r == 0) {
+		n = BIO_get_mem_data(content, &p);
+		if ((p = n > 0 ? strndup(p, (size_t)n) : strdup("")) == NULL)
+			abort();
+		fuzz_verify(sig, siglen, p, &passed, &plen);
+		if (passed != NULL && whole != NULL && (plen != wlen ||
+		    memcmp(passed, whole, wlen) != 0))
+			abort();
+		free(passed);
+		free(p);
+	}
+	free(sig);
+	BIO_free(der);
+	BIO_free(content);
 }
 
 /* The input as enveloped data, opaque and detached signed data. */
@@ -124,7 +175,8 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	BIO *der, *out;
-	char err[512];
+	char err[512], *whole = NULL;
+	size_t wlen = 0;
 
 	if (size > INT32_MAX)
 		return 0;
@@ -137,8 +189,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	BIO_free(der);
 	BIO_free(out);
-	fuzz_verify(data, size, NULL);
-	fuzz_verify(data, size, FUZZ_ENTITY);
+	fuzz_verify(data, size, NULL, &whole, &wlen);
+	fuzz_split(data, size, whole, wlen);
+	free(whole);
+	fuzz_verify(data, size, FUZZ_ENTITY, NULL, NULL);
 	ERR_clear_error();
 	return 0;
 }
