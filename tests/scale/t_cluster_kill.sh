@@ -45,11 +45,7 @@ fi
 HOP_A_PORT=$(free_port)
 topo_setup_or_die log_level=info
 
-accepted_now() {
-	local a
-	{ read -r a _ <"$PROGRESS"; } 2>/dev/null
-	echo "${a:-0}"
-}
+accepted_now() { topo_accepted "$PROGRESS"; }
 
 # wait_accepted N SECONDS CLIENT_PID: until the client has N accepted.
 wait_accepted() {

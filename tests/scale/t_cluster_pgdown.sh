@@ -44,11 +44,7 @@ topo_store_hook() {
 }
 topo_setup_or_die log_level=info
 
-accepted_now() {
-	local a
-	{ read -r a _ <"$T/progress"; } 2>/dev/null
-	echo "${a:-0}"
-}
+accepted_now() { topo_accepted "$T/progress"; }
 
 # degraded NODE: /healthz on NODE says the store is not there.
 degraded() {

@@ -51,11 +51,7 @@ topo_store_hook() {
 }
 topo_setup_or_die log_level=info
 
-accepted_now() {
-	local a
-	{ read -r a _ <"$CASE_DIR/progress"; } 2>/dev/null
-	echo "${a:-0}"
-}
+accepted_now() { topo_accepted "$CASE_DIR/progress"; }
 
 # greets NODE: NODE's direct port sends its 220 within ANSWER_WITHIN s.
 greets() {

@@ -423,6 +423,14 @@ topo_queue_len() {
 	if [ -z "$out" ]; then echo 0; else printf '%s\n' "$out" | wc -l; fi
 }
 
+# topo_accepted FILE: how many messages the load client
+# (tests/queue/crash_client.py --progress FILE) got 250 for so far.
+topo_accepted() {
+	local a
+	{ read -r a _ <"$1"; } 2>/dev/null
+	echo "${a:-0}"
+}
+
 # now_s: the time in seconds, with fractions.
 now_s() { date +%s.%N; }
 # secs_since T0: seconds since T0, 3 decimals.

@@ -1,6 +1,7 @@
 # tests/smime/common.sh: sourced by the S/MIME test scripts after they set
 # W (their work directory) and G (its GnuPG home): cleanup on exit, and the
-# PASS/FAIL/SKIP reporting that counts failures in $fails.
+# PASS/FAIL/SKIP reporting that counts failures in $fails, and ctl/ar for
+# the scripts that run smrelayctl.
 fails=0
 
 cleanup() {
@@ -16,3 +17,17 @@ pass() { echo "PASS: $1"; }
 fail() { echo "FAIL: $1${2:+ ($2)}"; fails=$((fails + 1)); }
 skip() { echo "SKIP: $1"; }
 lastline() { tail -n 1 "$1" 2>/dev/null | tr -d '\r'; }
+# ctl NAME ARGS... < IN > OUT: smrelayctl ($CTL) on $W/smrelay.conf,
+# stderr to NAME.err; a sanitizer report is a failure of its own.
+ctl() {
+	_n=$1
+	shift
+	"$CTL" -c "$W/smrelay.conf" "$@" 2> "$_n.err"
+	_rc=$?
+	if grep -q 'Sanitizer\|runtime error:' "$_n.err"; then
+		fail "$_n: sanitizer" "$(grep -m1 'SUMMARY\|runtime error:' "$_n.err")"
+	fi
+	return $_rc
+}
+# ar FILE: its first line (our Authentication-Results).
+ar() { head -n 1 "$1" | tr -d '\r'; }

@@ -22,18 +22,6 @@ HOST=gw.example
 printf 'relay = 127.0.0.1:2525\ndata_dir = %s/data\nhostname = %s\n' \
 	"$W" "$HOST" > smrelay.conf
 
-# ctl NAME ARGS... < IN > OUT: smrelayctl on our config, stderr to NAME.err;
-# a sanitizer report is a failure of its own.
-ctl() {
-	_n=$1
-	shift
-	"$CTL" -c "$W/smrelay.conf" "$@" 2> "$_n.err"
-	_rc=$?
-	if grep -q 'Sanitizer\|runtime error:' "$_n.err"; then
-		fail "$_n: sanitizer" "$(grep -m1 'SUMMARY\|runtime error:' "$_n.err")"
-	fi
-	return $_rc
-}
 # outer NAME FILE: the outer header fields of msg.txt are all in FILE.
 outer() {
 	for h in 'From: Alice <alice@example.com>' 'To: Bob <bob@partner.example>, alice@example.com' \
@@ -43,7 +31,6 @@ outer() {
 	pass "$1: outer headers kept"
 }
 # ar FILE: its first line (our Authentication-Results).
-ar() { head -n 1 "$1" | tr -d '\r'; }
 
 # Store: our keys (alice; bob, to open what we encrypt to him), the trust
 # anchor, bob's certificate.

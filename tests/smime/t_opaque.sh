@@ -28,17 +28,6 @@ HOST=gw.example
 printf 'relay = 127.0.0.1:2525\ndata_dir = %s/data\nhostname = %s\nmax_message_size = 100M\n' \
 	"$W" "$HOST" > smrelay.conf
 
-ctl() {
-	_n=$1
-	shift
-	"$CTL" -c "$W/smrelay.conf" "$@" 2> "$_n.err"
-	_rc=$?
-	if grep -q 'Sanitizer\|runtime error:' "$_n.err"; then
-		fail "$_n: sanitizer" "$(grep -m1 'SUMMARY\|runtime error:' "$_n.err")"
-	fi
-	return $_rc
-}
-ar() { head -n 1 "$1" | tr -d '\r'; }
 
 ctl setup-key key import "$P/alice.p12" > /dev/null &&
 	ctl setup-trust trust import "$P/trust.pem" > /dev/null ||
