@@ -349,6 +349,9 @@ case_key_import_live() {
 # certificate is decrypted by smrelayd; after kill -9 of the key process
 # the restarted one logs in again and signs.
 HSM_MOD=
+# The user PIN of the test token: no hex digit run, so a fingerprint in
+# `key list` can never look like it.
+HSM_PIN=kqzPINxy
 for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so; do
 	[ -f "$m" ] && { HSM_MOD=$m; break; }
 done
@@ -358,10 +361,10 @@ hsm_token() {
 	export SOFTHSM2_CONF=$d/softhsm2.conf
 	printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
 		"$d/tokens" >"$SOFTHSM2_CONF"
-	p11=(pkcs11-tool --module "$HSM_MOD" --token-label smrelay-hsm --login --pin 1234)
+	p11=(pkcs11-tool --module "$HSM_MOD" --token-label smrelay-hsm --login --pin "$HSM_PIN")
 	printf '[ u ]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = emailProtection\nsubjectAltName = email:alice@example.com\n' >"$d/u.cnf"
 	{
-		softhsm2-util --init-token --free --label smrelay-hsm --pin 1234 --so-pin 5678 &&
+		softhsm2-util --init-token --free --label smrelay-hsm --pin "$HSM_PIN" --so-pin 5678 &&
 			"${p11[@]}" --keypairgen --key-type rsa:2048 --id 42 --label alice-hsm &&
 			"${p11[@]}" --read-object --type pubkey --id 42 -o "$d/pub.der" &&
 			openssl pkey -pubin -inform DER -in "$d/pub.der" -out "$d/pub.pem" &&
@@ -371,7 +374,7 @@ hsm_token() {
 			openssl x509 -in "$d/alice-hsm.pem" -outform DER -out "$d/alice-hsm.der" &&
 			"${p11[@]}" --write-object "$d/alice-hsm.der" --type cert --id 42 --label alice-hsm
 	} >"$d/setup.log" 2>&1 || { fail_because "SoftHSM2 token: $(tail -n 2 "$d/setup.log" | tr '\n' ' ')"; return 1; }
-	HSM_URI="pkcs11:token=smrelay-hsm;object=alice-hsm?module-path=$HSM_MOD&pin-value=1234"
+	HSM_URI="pkcs11:token=smrelay-hsm;object=alice-hsm?module-path=$HSM_MOD&pin-value=$HSM_PIN"
 	# the intermediate, so that signatures carry the chain to the root
 	ctl cert import "$P/int.pem" >/dev/null &&
 		ctl key import "$HSM_URI" >/dev/null ||
@@ -385,11 +388,11 @@ case_pkcs11() {
 	list=$(ctl key list)
 	grep -q 'pkcs11:token=smrelay-hsm;object=alice-hsm?module-path=.*pin-value=\*\*\*' <<<"$list" ||
 		{ fail_because "key list does not show the token URI: $list"; return 1; }
-	grep -q 1234 <<<"$list" && { fail_because "key list shows the PIN: $list"; return 1; }
+	grep -q "$HSM_PIN" <<<"$list" && { fail_because "key list shows the PIN: $list"; return 1; }
 	# the database's bytes, its WAL included
-	cat "$CASE_DIR/data/smrelay.db"* | grep -a -q 'pin-value=1234' &&
+	cat "$CASE_DIR/data/smrelay.db"* | grep -a -q "pin-value=$HSM_PIN" &&
 		{ fail_because "smrelay.db holds the PIN"; return 1; }
-	cat "$CASE_DIR/data/keys.db"* | grep -a -q 'pin-value=1234' ||
+	cat "$CASE_DIR/data/keys.db"* | grep -a -q "pin-value=$HSM_PIN" ||
 		{ fail_because "the key file does not hold the whole URI"; return 1; }
 	msg hsm && swaks_send --from alice@example.com --to bob@partner.example \
 		--data "@$M" -tls || return 1
