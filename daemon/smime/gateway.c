@@ -380,11 +380,14 @@ rcpt_decide(struct gw_rcpt *r)
 	}
 	if (pipeline_wants_cert(ps, t->from, rcpt) &&
 	    !certcache_cached(gw->cc, rcpt, 1)) {
+		/* away, or there and too slow to answer the lookups */
 		log_info("session id=%016llx rcpt to=<%s> status=451 "
-		    "certificate store unreachable", (unsigned long long)
-		    t->sessid, rcpt);
-		rcpt_reply(r, 451, "4.3.0", "certificate store unreachable, "
-		    "try again later");
+		    "certificate store %s", (unsigned long long)t->sessid,
+		    rcpt, up == 0 ? "unreachable" : "too slow (no answer to "
+		    "the lookup)");
+		rcpt_reply(r, 451, "4.3.0", up == 0 ? "certificate store "
+		    "unreachable, try again later" : "certificate store "
+		    "slow, try again later");
 		return;
 	}
 	pipeline_decide(&src, ps, t->from, rcpt, &d);
