@@ -125,6 +125,39 @@ body_md_feed(struct body_md *b, const char *p, size_t n)
 	EVP_DigestUpdate(b->md, p + start, n - start);
 }
 
+/* content_digest() of a message whose header block is hdr and whose
+ * body rd() reads from bodyoff on, in pieces; c->ok 0 when it could not
+ * be read. */
+static void
+content_digest_read(const char *hdr, size_t hlen,
+    ssize_t (*rd)(void *arg, char *buf, size_t len, size_t off), void *arg,
+    size_t bodyoff, struct content *c)
+{
+	struct body_md b;
+	unsigned int dl = 0;
+	size_t off = bodyoff;
+	ssize_t n;
+	char *buf;
+
+	c->ok = 0;
+	b.nl = 0;
+	if ((b.md = EVP_MD_CTX_new()) == NULL)
+		return;
+	buf = xmalloc(65536);
+	if (EVP_DigestInit_ex(b.md, EVP_sha256(), NULL) == 1) {
+		smime_msg_fields(hdr, hlen, "Content-Type", ct_fn, b.md);
+		EVP_DigestUpdate(b.md, "", 1);
+		while ((n = rd(arg, buf, 65536, off)) > 0) {
+			body_md_feed(&b, buf, (size_t)n);
+			off += (size_t)n;
+		}
+		c->ok = n == 0 && EVP_DigestFinal_ex(b.md, c->digest, &dl) ==
+		    1 && dl == 32;
+	}
+	free(buf);
+	EVP_MD_CTX_free(b.md);
+}
+
 /* mark_make() of a message whose header block (through the blank line)
  * is hdr and whose body rd() reads from bodyoff on, in pieces. */
 int
@@ -134,31 +167,12 @@ mark_make_read(struct keys *ks, const char *host, unsigned actions,
     size_t bodyoff, char *field, size_t fieldlen)
 {
 	struct content c;
-	struct body_md b;
 	unsigned char mac[KEYS_MARK_LEN];
-	char hex[MAC_HEX + 1], acts[64], *buf;
-	unsigned int dl = 0;
-	size_t i, off = bodyoff;
-	ssize_t n;
+	char hex[MAC_HEX + 1], acts[64];
+	size_t i;
 	int k;
 
-	c.ok = 0;
-	b.nl = 0;
-	if ((b.md = EVP_MD_CTX_new()) == NULL)
-		return -1;
-	buf = xmalloc(65536);
-	if (EVP_DigestInit_ex(b.md, EVP_sha256(), NULL) == 1) {
-		smime_msg_fields(hdr, hlen, "Content-Type", ct_fn, b.md);
-		EVP_DigestUpdate(b.md, "", 1);
-		while ((n = rd(arg, buf, 65536, off)) > 0) {
-			body_md_feed(&b, buf, (size_t)n);
-			off += (size_t)n;
-		}
-		c.ok = n == 0 && EVP_DigestFinal_ex(b.md, c.digest, &dl) ==
-		    1 && dl == 32;
-	}
-	free(buf);
-	EVP_MD_CTX_free(b.md);
+	content_digest_read(hdr, hlen, rd, arg, bodyoff, &c);
 	if (mark_mac(ks, host, actions, &c, mac) == -1)
 		return -1;
 	for (i = 0; i < sizeof(mac); i++)
@@ -317,5 +331,34 @@ mark_strip(struct keys *ks, const char *host, const char *msg, size_t len,
 	r.host = host;
 	content_digest(msg, len, &r.c);
 	return smime_msg_drop_fields(msg, len, MARK_FIELD, read_fn, &r,
+	    outlen);
+}
+
+/* mark_read() and mark_strip() at once, of a message read in pieces. */
+char *
+mark_read_strip(struct keys *ks, const char *host, unsigned actions,
+    const char *hdr, size_t hlen,
+    ssize_t (*rd)(void *arg, char *buf, size_t len, size_t off), void *arg,
+    size_t bodyoff, unsigned *done, int *forged, size_t *outlen)
+{
+	struct read_arg r;
+	unsigned todo;
+
+	memset(&r, 0, sizeof(r));
+	r.ks = ks;
+	r.host = host;
+	content_digest_read(hdr, hlen, rd, arg, bodyoff, &r.c);
+	smime_msg_fields(hdr, hlen, MARK_FIELD, read_all_fn, &r);
+	*done = r.done;
+	*forged = r.forged;
+	todo = actions & ~r.done;
+	/* as the whole-message path (read_marks): forged ones go, and all
+	 * of ours when a new mark will replace them */
+	if (r.forged == 0 && (r.done == 0 || todo == 0))
+		return NULL;
+	r.all = todo != 0;
+	r.done = 0;
+	r.forged = 0;
+	return smime_msg_drop_fields(hdr, hlen, MARK_FIELD, read_fn, &r,
 	    outlen);
 }

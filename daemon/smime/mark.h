@@ -45,5 +45,17 @@ unsigned mark_read(struct keys *, const char *host, const char *msg,
  * host's marks): malloc'd (*outlen bytes), or NULL when there is none. */
 char *mark_strip(struct keys *, const char *host, const char *msg,
     size_t len, int all, size_t *outlen);
+/*
+ * mark_read() of a message read in pieces as mark_make_read() reads it:
+ * *done what a mark of host proves done, *forged how many of host's do
+ * not verify; and, when marks must go (those that do not verify, and all
+ * of host's when some of `actions` is left to do: the new mark replaces
+ * them), the header block without them (malloc'd, *outlen bytes, the
+ * blank line included); else NULL.
+ */
+char *mark_read_strip(struct keys *, const char *host, unsigned actions,
+    const char *hdr, size_t hlen,
+    ssize_t (*rd)(void *arg, char *buf, size_t len, size_t off), void *arg,
+    size_t bodyoff, unsigned *done, int *forged, size_t *outlen);
 
 #endif

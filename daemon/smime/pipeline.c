@@ -499,9 +499,10 @@ stream_decrypt(const struct certsrc *src, const struct pl_copy *c,
 /* Decrypt and/or verify in pieces: the open half of a rule. */
 static int
 stream_open(const struct certsrc *src, const struct pl_copy *c,
-    struct msgbuf *in, const struct mime_tree *t, const char *hdr,
-    size_t hlen, size_t body, const char *tmpdir, struct msgbuf **outp,
-    struct smime_msg_res *res, struct smtp_result *fail)
+    unsigned todo, unsigned marked, struct msgbuf *in,
+    const struct mime_tree *t, const char *hdr, size_t hlen, size_t body,
+    const char *tmpdir, struct msgbuf **outp, struct smime_msg_res *res,
+    struct smtp_result *fail)
 {
 	struct smime_msg_res step;
 	struct msgbuf *cur = NULL, *ver = NULL;
@@ -510,10 +511,10 @@ stream_open(const struct certsrc *src, const struct pl_copy *c,
 	int verified = 0, r = -1;
 	struct pl_run p;
 
-	if ((c->actions & POLICY_DECRYPT) && stream_decrypt(src, c, in, t,
-	    hdr, hlen, tmpdir, &cur, res, fail, &verified) == -1)
+	if ((todo & POLICY_DECRYPT) && stream_decrypt(src, c, in, t, hdr,
+	    hlen, tmpdir, &cur, res, fail, &verified) == -1)
 		return -1;
-	if ((c->actions & POLICY_VERIFY) && !verified && cur == NULL) {
+	if ((todo & POLICY_VERIFY) && !verified && cur == NULL) {
 		if (open_verify(src, c, in, t, hdr, hlen, body, tmpdir, &ver,
 		    &step) == 0 && ver != NULL) {
 			cur = ver;
@@ -522,7 +523,7 @@ stream_open(const struct certsrc *src, const struct pl_copy *c,
 			res->verified = step.verified;
 		}
 		smime_msg_res_free(&step);
-	} else if ((c->actions & POLICY_VERIFY) && !verified) {
+	} else if ((todo & POLICY_VERIFY) && !verified) {
 		struct mime_tree ct;
 
 		if ((mh = smime_stream_header(cur, SMIME_STREAM_HDR_MAX,
@@ -548,7 +549,7 @@ stream_open(const struct certsrc *src, const struct pl_copy *c,
 	p.c = c;
 	p.res = res;
 	p.out = cur;
-	put_mark(&p, 0, trace, sizeof(trace));
+	put_mark(&p, marked, trace, sizeof(trace));
 	*outp = msgbuf_new(tmpdir, 0);
 	if (msgbuf_append(*outp, trace, strlen(trace)) == 0 &&
 	    smime_stream_copy(*outp, cur) == 0)
@@ -566,9 +567,61 @@ stream_open(const struct certsrc *src, const struct pl_copy *c,
 }
 
 /*
- * Sign and/or encrypt in pieces.  1 when the message is not for this
- * path (something to open, a mark of ours to check, S/MIME already):
- * the caller takes the whole-message path.
+ * Our marks on a message read in pieces (read_marks() of the
+ * whole-message path): *marked what a mark of ours proves done; when marks
+ * must go, the message without them in *unmarked (a new msgbuf).  0, or
+ * -1 when it cannot be written.
+ */
+static int
+stream_marks(const struct certsrc *src, const struct pl_copy *c,
+    struct msgbuf *in, const char *hdr, size_t body, const char *tmpdir,
+    unsigned *marked, struct msgbuf **unmarked, struct smime_msg_res *res)
+{
+	unsigned done, todo;
+	size_t n;
+	char *m;
+	int forged;
+
+	*unmarked = NULL;
+	m = mark_read_strip(certcache_keys(src->cc), c->host, c->actions, hdr,
+	    body, smime_stream_read, in, body, &done, &forged, &n);
+	*marked = done;
+	todo = c->actions & ~done;
+	if (forged > 0)
+		snprintf(res->err, sizeof(res->err), "%d %s field(s) of ours "
+		    "that do not verify removed", forged, MARK_FIELD);
+	else if (done != 0 && todo == 0)
+		snprintf(res->err, sizeof(res->err), "already processed by "
+		    "%s: relayed unchanged", c->host);
+	if (m == NULL)
+		return 0;
+	*unmarked = msgbuf_new(tmpdir, 0);
+	if (msgbuf_append(*unmarked, m, n) == -1 ||
+	    smime_stream_copy_from(*unmarked, in, body) == -1) {
+		free(m);
+		msgbuf_free(*unmarked);
+		*unmarked = NULL;
+		return -1;
+	}
+	free(m);
+	return 0;
+}
+
+/* A write to the spill directory failed. */
+static int
+no_storage(struct smime_msg_res *res, struct smtp_result *fail)
+{
+	smtp_result_set(fail, 452, "4.3.1", "Insufficient system storage");
+	snprintf(res->err, sizeof(res->err), "writing the transformed message "
+	    "failed");
+	return -1;
+}
+
+/*
+ * Open, or sign and/or encrypt, in pieces.  1 when the message is not for
+ * this path (a rule both ways, S/MIME already to wrap): the caller takes
+ * the whole-message path.  Our marks are read, and dropped where they
+ * must be, here too.
  */
 static int
 stream_run(const struct certsrc *src, const struct pl_copy *c,
@@ -577,8 +630,10 @@ stream_run(const struct certsrc *src, const struct pl_copy *c,
 {
 	struct mime_tree t;
 	struct pl_run p;
+	struct msgbuf *unmarked = NULL;
 	char *hdr, trace[512];
 	size_t hlen, body;
+	unsigned marked = 0, todo = c->actions;
 	int r = -1;
 
 	if ((c->actions & (POLICY_DECRYPT | POLICY_VERIFY)) &&
@@ -593,11 +648,31 @@ stream_run(const struct certsrc *src, const struct pl_copy *c,
 		return -1;
 	}
 	if (strcasestr(hdr, MARK_FIELD) != NULL) {
-		free(hdr);
-		return 1;
+		if (stream_marks(src, c, in, hdr, body, tmpdir, &marked,
+		    &unmarked, res) == -1) {
+			free(hdr);
+			return no_storage(res, fail);
+		}
+		todo = c->actions & ~marked;
+		if (todo == 0) {	/* done before: as it is, or unmarked */
+			free(hdr);
+			*outp = unmarked;
+			return 0;
+		}
+		if (unmarked != NULL) {
+			/* on with the message without our marks */
+			free(hdr);
+			in = unmarked;
+			if ((hdr = smime_stream_header(in,
+			    SMIME_STREAM_HDR_MAX, &hlen, &body)) == NULL) {
+				msgbuf_free(unmarked);
+				return no_storage(res, fail);
+			}
+		}
 	}
 	if (smime_stream_parse(in, &t) == -1) {
 		free(hdr);
+		msgbuf_free(unmarked);
 		smtp_result_set(fail, 554, "5.6.0", "Message structure over "
 		    "the MIME limits (%d levels, %d parts)", MIME_DEPTH_MAX,
 		    MIME_PARTS_MAX);
@@ -606,30 +681,31 @@ stream_run(const struct certsrc *src, const struct pl_copy *c,
 		    MIME_DEPTH_MAX, MIME_PARTS_MAX);
 		return -1;
 	}
-	if (c->actions & (POLICY_DECRYPT | POLICY_VERIFY)) {
-		r = stream_open(src, c, in, &t, hdr, hlen, body, tmpdir, outp,
-		    res, fail);
-		mime_tree_free(&t);
-		free(hdr);
-		return r;
+	if (todo & (POLICY_DECRYPT | POLICY_VERIFY)) {
+		r = stream_open(src, c, todo, marked, in, &t, hdr, hlen, body,
+		    tmpdir, outp, res, fail);
+		if (r == 0 && *outp == NULL) {	/* unchanged but unmarked */
+			*outp = unmarked;
+			unmarked = NULL;
+		}
+		goto done;
 	}
 	if (claims_smime(&t)) {
-		mime_tree_free(&t);
-		free(hdr);
-		return 1;
+		r = 1;
+		goto done;
 	}
 	memset(&p, 0, sizeof(p));
 	p.src = src;
 	p.c = c;
 	p.cur = hdr;
 	p.curlen = body;
-	p.todo = c->actions;
+	p.todo = todo;
 	p.res = res;
 	p.in = in;
 	p.tree = &t;
 	p.tmpdir = tmpdir;
 	if (run_wrap(&p, fail) == 0) {
-		put_mark(&p, 0, trace, sizeof(trace));
+		put_mark(&p, marked, trace, sizeof(trace));
 		*outp = msgbuf_new(tmpdir, 0);
 		if (msgbuf_append(*outp, trace, strlen(trace)) == 0 &&
 		    smime_stream_copy(*outp, p.out) == 0)
@@ -637,15 +713,14 @@ stream_run(const struct certsrc *src, const struct pl_copy *c,
 		else {
 			msgbuf_free(*outp);
 			*outp = NULL;
-			smtp_result_set(fail, 452, "4.3.1", "Insufficient "
-			    "system storage");
-			snprintf(res->err, sizeof(res->err), "writing the "
-			    "transformed message failed");
+			no_storage(res, fail);
 		}
 	}
 	msgbuf_free(p.out);
+ done:
 	mime_tree_free(&t);
 	free(hdr);
+	msgbuf_free(unmarked);
 	return r;
 }
 

@@ -111,6 +111,13 @@ smime_stream_copy(struct msgbuf *dst, struct msgbuf *src)
 	return copy_from(dst, src, 0);
 }
 
+/* The same from offset off of src on. */
+int
+smime_stream_copy_from(struct msgbuf *dst, struct msgbuf *src, size_t off)
+{
+	return copy_from(dst, src, off);
+}
+
 /* Where the canonical form goes: outer fields to the output, the entity
  * to its own spill file. */
 struct ss_canon {

@@ -43,6 +43,9 @@ int smime_stream_wrap(const struct certsrc *, struct msgbuf *in,
 ssize_t smime_stream_read(void *mb, char *buf, size_t len, size_t off);
 /* Copy all of src to the end of dst in pieces; 0, or -1. */
 int smime_stream_copy(struct msgbuf *dst, struct msgbuf *src);
+/* The same from offset off of src on. */
+int smime_stream_copy_from(struct msgbuf *dst, struct msgbuf *src,
+    size_t off);
 /*
  * Decrypt the message in `in` (parsed into t; hdr its header block, the
  * fields end at hlen) as smime_msg_decrypt() does, without verifying: the

@@ -38,14 +38,29 @@ ours_fn(const char *v, void *arg)
 	return *v == ';' || *v == '\0';
 }
 
+/* mark_read_strip's reader over the input. */
+static ssize_t
+buf_rd(void *arg, char *buf, size_t len, size_t off)
+{
+	const struct { const char *p; size_t n; } *b = arg;
+
+	if (off >= b->n)
+		return 0;
+	if (len > b->n - off)
+		len = b->n - off;
+	memcpy(buf, b->p + off, len);
+	return (ssize_t)len;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *m = (const char *)data;
-	char *out, field[512];
-	size_t outlen;
-	unsigned done;
-	int forged;
+	char *out, *hdr, field[512];
+	size_t outlen, body;
+	unsigned done, done2;
+	int forged, forged2;
+	struct { const char *p; size_t n; } b = { m, size };
 
 	if (fuzz_keys == NULL)
 		fuzz_keys = keys_new();
@@ -58,6 +73,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();        /* a mark of ours left behind */
 		free(out);
 	}
+	/* read in pieces: the same count, and none of ours left */
+	body = smime_msg_body(m, size);
+	hdr = malloc(body + 1);
+	if (hdr == NULL)
+		abort();
+	memcpy(hdr, m, body);
+	hdr[body] = '\0';
+	out = mark_read_strip(fuzz_keys, HOST, size & 1, hdr, body, buf_rd,
+	    &b, body, &done2, &forged2, &outlen);
+	if (done2 != 0 || forged2 != forged || (forged > 0) != (out != NULL))
+		abort();
+	if (out != NULL && smime_msg_fields(out, outlen, MARK_FIELD, ours_fn,
+	    NULL))
+		abort();
+	free(out);
+	free(hdr);
 	if (mark_make(fuzz_keys, HOST, 1, m, size, field, sizeof(field)) !=
 	    -1)
 		abort();        /* made without a secret */

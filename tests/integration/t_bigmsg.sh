@@ -129,6 +129,41 @@ case_sign_encrypt() {
 	return 0
 }
 
+# 1b. The same with a mark of ours the sender wrote on top (a forged loop
+# guard): it is checked and dropped in pieces too, so memory stays bounded,
+# and every copy arrives signed and encrypted with our one real mark.
+case_forged_mark() {
+	local base i pids=() bad=0 f n
+	setup || return 1
+	"$PYTHON" "$IT_PY/bigmsg.py" plain --size "$SIZE" --from alice@example.com \
+		--to bob@partner.example "$CASE_DIR/big.wire" ||
+		{ fail_because "bigmsg.py failed"; return 1; }
+	{ printf 'X-Smrelay-Processed: relay.test; sign,encrypt;\r\n mac=%064d\r\n' 0
+	  cat "$CASE_DIR/big.wire"; } >"$CASE_DIR/marked.wire"
+	rm -f "$CASE_DIR/big.wire"
+	base=$(rss_kb "$NET" VmHWM)
+	for i in $(seq 1 "$NMSG"); do
+		send_file "$CASE_DIR/marked.wire" 2>"$CASE_DIR/chat$i.log" &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do wait "$i" || bad=$((bad + 1)); done
+	[ $bad = 0 ] || { fail_because "$bad of $NMSG transactions failed: $(tail -n 2 "$CASE_DIR"/chat*.log | tr '\n' ' ' | cut -c1-300)"; return 1; }
+	wait_delivered "$NMSG" 120 || return 1
+	growth_ok "$base" "$NMSG" "$NMSG x $SIZE bytes with a forged mark, sign+encrypt" || return 1
+	grep -q 'X-Smrelay-Processed field(s) of ours that do not verify removed' \
+		"$CASE_DIR/smrelayd.log" ||
+		{ fail_because "smrelayd.log does not say the forged mark was removed"; return 1; }
+	n=0
+	for f in $(grep -l "^Message-ID: <big.$SIZE@" $(sink_files)); do
+		[ "$(grep -c -i '^X-Smrelay-Processed:' "$f")" = 1 ] &&
+			grep -q -i '^X-Smrelay-Processed: relay.test; sign,encrypt;' "$f" ||
+			{ fail_because "$(basename "$f"): not exactly our one mark"; return 1; }
+		opens_verifies "$f" "$CASE_DIR/marked.wire" || return 1
+		n=$((n + 1))
+	done
+	assert_eq "$NMSG" "$n" "big messages at the sink, opened and verified"
+}
+
 # 2. NMSG messages of SIZE bytes, signed by bob and encrypted to alice by
 # openssl cms, at once under a decrypt,verify rule: bounded growth again,
 # every message arrives decrypted with smime=pass, and its signature still
@@ -254,6 +289,7 @@ case_bad_inputs() {
 }
 
 run_case sign_encrypt case_sign_encrypt
+run_case forged_mark case_forged_mark
 run_case decrypt_verify case_decrypt_verify
 run_case lying_envelope case_lying_envelope
 run_case bad_inputs case_bad_inputs
