@@ -648,24 +648,6 @@ store_db_is_pg(const char *database)
 	    strncmp(database, "postgres://", 11) == 0);
 }
 
-/* Connect to PostgreSQL and make or check the schema. */
-static struct store *
-store_open_pg(const char *conninfo, char *err, size_t errlen)
-{
-	struct store *st;
-	struct db *db;
-
-	if ((db = db_open_pg(conninfo, STORE_PG_CONNECT_TIMEOUT, err,
-	    errlen)) == NULL)
-		return NULL;
-	st = store_new(db);
-	if (store_pg_schema(st, err, errlen) == -1) {
-		store_close(st);
-		return NULL;
-	}
-	return st;
-}
-
 /* After a new connection: the schema check (db_connect_fn). */
 static int
 store_pg_hook(void *arg, char *err, size_t errlen)
@@ -673,30 +655,30 @@ store_pg_hook(void *arg, char *err, size_t errlen)
 	return store_pg_schema(arg, err, errlen);
 }
 
-/* Connect to PostgreSQL now or later (see store_open_db_lazy). */
+/*
+ * Connect to PostgreSQL and make or check the schema; lazy: a server that
+ * cannot be reached is not an error (*up 0, see store_open_db_lazy), and
+ * the schema is checked again on each new connection.
+ */
 static struct store *
-store_open_pg_lazy(const char *conninfo, int *up, char *err, size_t errlen)
+store_open_pg(const char *conninfo, int lazy, int *up, char *err,
+    size_t errlen)
 {
 	struct store *st;
 	struct db *db;
 
-	if ((db = db_open_pg_lazy(conninfo, STORE_PG_CONNECT_TIMEOUT, err,
+	if ((db = lazy ? db_open_pg_lazy(conninfo, STORE_PG_CONNECT_TIMEOUT,
+	    err, errlen) : db_open_pg(conninfo, STORE_PG_CONNECT_TIMEOUT, err,
 	    errlen)) == NULL)
 		return NULL;
 	st = store_new(db);
-	if (!db_pg_up(db)) {
-		db_pg_on_connect(db, store_pg_hook, st);
-		*up = 0;
-		return st;
-	}
-	if (store_pg_schema(st, err, errlen) == -1) {
+	if ((*up = db_pg_up(db)) && store_pg_schema(st, err, errlen) == -1) {
 		store_close(st);
 		return NULL;
 	}
-	/* and again after each reconnection: another version may have
-	 * changed it meanwhile */
-	db_pg_on_connect(db, store_pg_hook, st);
-	*up = 1;
+	/* another version may change it while we are away */
+	if (lazy)
+		db_pg_on_connect(db, store_pg_hook, st);
 	return st;
 }
 
@@ -707,7 +689,7 @@ store_open_db_lazy(const char *database, const char *data_dir, int *up,
 {
 	*up = 1;
 	if (store_db_is_pg(database))
-		return store_open_pg_lazy(database, up, err, errlen);
+		return store_open_pg(database, 1, up, err, errlen);
 	return store_open_db(database, data_dir, err, errlen);
 }
 
@@ -716,10 +698,12 @@ struct store *
 store_open_db(const char *database, const char *data_dir, char *err,
     size_t errlen)
 {
+	int up;
+
 	if (database == NULL || strcmp(database, "sqlite") == 0)
 		return store_open(data_dir, err, errlen);
 	if (store_db_is_pg(database))
-		return store_open_pg(database, err, errlen);
+		return store_open_pg(database, 0, &up, err, errlen);
 	snprintf(err, errlen, "database: neither \"sqlite\" nor a "
 	    "postgresql:// URI");
 	return NULL;
