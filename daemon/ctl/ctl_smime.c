@@ -99,33 +99,21 @@ decrypted(const struct certsrc *src, const char *host, struct msgbuf **dec,
     struct smime_msg_res *res)
 {
 	struct smime_msg_res v;
-	struct mime_smime d;
 	struct mime_tree t;
-	struct mime_io io;
 	struct msgbuf *m = *dec, *out = NULL;
-	enum mime_smime_kind k = MIME_SMIME_NONE;
 	char *hdr;
 	size_t hlen, body;
-	int sig;
 
 	*dec = NULL;
 	memset(&v, 0, sizeof(v));
-	memset(&io, 0, sizeof(io));
-	io.read = smime_stream_read;
-	io.rarg = m;
 	if ((hdr = smime_stream_header(m, SMIME_STREAM_HDR_MAX, &hlen,
 	    &body)) == NULL || smime_stream_parse(m, &t) == -1) {
 		free(hdr);
 		return m;
 	}
-	k = mime_smime_detect_tree(&t, &io, SMIME_STREAM_SIG_MAX, &d);
 	/* signed as the daemon's pipeline finds it (opaque too) */
-	sig = k == MIME_SMIME_SIGNED || (k == MIME_SMIME_P7M &&
-	    (strcmp(d.smime_type, "signed-data") == 0 ||
-	    d.smime_type[0] == '\0'));
-	mime_smime_clear(&d);
-	if (sig && smime_stream_verify(src, m, &t, hdr, hlen, body, host,
-	    tmpdir(), &out, &v) == 0) {
+	if (smime_stream_is_signed(m, &t) && smime_stream_verify(src, m, &t,
+	    hdr, hlen, body, host, tmpdir(), &out, &v) == 0) {
 		smime_msg_res_free(res);
 		*res = v;
 	}

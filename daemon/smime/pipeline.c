@@ -408,39 +408,6 @@ claims_smime(const struct mime_tree *t)
 	    strcmp(ct->subtype, "x-pkcs7-mime") == 0));
 }
 
-/* Verify `m` (a spilled or in-memory message, parsed into t) in pieces,
- * opaque signed-data too; 0 with *out, or -1. */
-static int
-open_verify(const struct certsrc *src, const struct pl_copy *c,
-    struct msgbuf *m, const struct mime_tree *t, const char *hdr,
-    size_t hlen, size_t body, const char *tmpdir, struct msgbuf **out,
-    struct smime_msg_res *step)
-{
-	return smime_stream_verify(src, m, t, hdr, hlen, body, c->host, tmpdir,
-	    out, step) == 0 ? 0 : -1;
-}
-
-/* Whether the message in m (parsed into t) is signed, as the engine
- * would find: multipart/signed, or a P7M that is no envelope. */
-static int
-is_signed(struct msgbuf *m, const struct mime_tree *t)
-{
-	struct mime_smime d;
-	struct mime_io io;
-	enum mime_smime_kind k;
-	int sig;
-
-	memset(&io, 0, sizeof(io));
-	io.read = smime_stream_read;
-	io.rarg = m;
-	k = mime_smime_detect_tree(t, &io, SMIME_STREAM_SIG_MAX, &d);
-	sig = k == MIME_SMIME_SIGNED || (k == MIME_SMIME_P7M &&
-	    (strcmp(d.smime_type, "signed-data") == 0 || d.smime_type[0] ==
-	    '\0'));
-	mime_smime_clear(&d);
-	return sig;
-}
-
 /* Decrypt the message of a decrypted copy's, then verify what it holds. */
 static int
 stream_decrypt(const struct certsrc *src, const struct pl_copy *c,
@@ -480,8 +447,9 @@ stream_decrypt(const struct certsrc *src, const struct pl_copy *c,
 	    &dbody)) == NULL)
 		return 0;
 	if (smime_stream_parse(dec, &dt) == 0) {
-		if (is_signed(dec, &dt) && open_verify(src, c, dec, &dt, dh,
-		    dhlen, dbody, tmpdir, &ver, &vstep) == 0 && ver != NULL) {
+		if (smime_stream_is_signed(dec, &dt) &&
+		    smime_stream_verify(src, dec, &dt, dh, dhlen, dbody,
+		    c->host, tmpdir, &ver, &vstep) == 0 && ver != NULL) {
 			msgbuf_free(dec);
 			*cur = ver;
 			*verified = vstep.verified;
@@ -515,8 +483,8 @@ stream_open(const struct certsrc *src, const struct pl_copy *c,
 	    hlen, tmpdir, &cur, res, fail, &verified) == -1)
 		return -1;
 	if ((todo & POLICY_VERIFY) && !verified && cur == NULL) {
-		if (open_verify(src, c, in, t, hdr, hlen, body, tmpdir, &ver,
-		    &step) == 0 && ver != NULL) {
+		if (smime_stream_verify(src, in, t, hdr, hlen, body, c->host,
+		    tmpdir, &ver, &step) == 0 && ver != NULL) {
 			cur = ver;
 			metrics_verify(step.outcome);
 			take_verdict(res, &step);
@@ -529,8 +497,9 @@ stream_open(const struct certsrc *src, const struct pl_copy *c,
 		if ((mh = smime_stream_header(cur, SMIME_STREAM_HDR_MAX,
 		    &mhlen, &mbody)) != NULL && smime_stream_parse(cur,
 		    &ct) == 0) {
-			if (open_verify(src, c, cur, &ct, mh, mhlen, mbody,
-			    tmpdir, &ver, &step) == 0 && ver != NULL) {
+			if (smime_stream_verify(src, cur, &ct, mh, mhlen,
+			    mbody, c->host, tmpdir, &ver, &step) == 0 &&
+			    ver != NULL) {
 				msgbuf_free(cur);
 				cur = ver;
 				metrics_verify(step.outcome);

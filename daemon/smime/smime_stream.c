@@ -513,6 +513,24 @@ put_opaque(struct msgbuf *out, struct msgbuf *ent, const char *hdr,
 	return rc;
 }
 
+/* Whether the message in m (parsed into t) is signed (see .h). */
+int
+smime_stream_is_signed(struct msgbuf *m, const struct mime_tree *t)
+{
+	struct mime_smime d;
+	struct mime_io io;
+	enum mime_smime_kind k;
+	int sig;
+
+	io_reader(&io, m);
+	k = mime_smime_detect_tree(t, &io, SMIME_STREAM_SIG_MAX, &d);
+	sig = k == MIME_SMIME_SIGNED || (k == MIME_SMIME_P7M &&
+	    (strcmp(d.smime_type, "signed-data") == 0 || d.smime_type[0] ==
+	    '\0'));
+	mime_smime_clear(&d);
+	return sig;
+}
+
 /* Verify a multipart/signed message, piece by piece. *//* Verify a multipart/signed message, piece by piece. */
 int
 smime_stream_verify(const struct certsrc *src, struct msgbuf *in,

@@ -57,6 +57,9 @@ int smime_stream_decrypt(const struct certsrc *, struct msgbuf *in,
     const struct mime_tree *t, const char *hdr, size_t hlen,
     const char *host, const char *tmpdir, struct msgbuf **out,
     struct smime_msg_res *);
+/* Whether the message in mb (parsed into t) is signed as the engine would
+ * find: multipart/signed, or a P7M that says signed-data or nothing. */
+int smime_stream_is_signed(struct msgbuf *, const struct mime_tree *);
 /*
  * smime_msg_verify() in pieces: a multipart/signed message's signed part
  * is read from `in`; opaque signed-data is decoded into a spill file and
