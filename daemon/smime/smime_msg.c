@@ -1170,21 +1170,6 @@ decrypt_verify(const struct certsrc *src, const char *host,
 	*res = v;
 }
 
-/* Verify a decrypted message when it is signed: 1 with v filled, else 0. */
-int
-smime_msg_inner_verify(const struct certsrc *src, const char *msg, size_t len,
-    const char *host, struct smime_msg_res *v)
-{
-	struct mime_smime d;
-	int sig;
-
-	memset(v, 0, sizeof(*v));
-	sig = mime_smime_detect(msg, len, &d) == MIME_SMIME_SIGNED ||
-	    (d.kind == MIME_SMIME_P7M && p7m_type(&d) == NID_pkcs7_signed);
-	mime_smime_clear(&d);
-	return sig && smime_msg_verify(src, msg, len, host, v) == 0;
-}
-
 /* Decrypt a message with our keys, then verify what was signed inside. */
 int
 smime_msg_decrypt(const struct certsrc *src, const char *msg, size_t len,

@@ -96,10 +96,6 @@ int smime_msg_decrypt(const struct certsrc *, const char *msg, size_t len,
 int smime_msg_verify(const struct certsrc *, const char *msg, size_t len,
     const char *host, struct smime_msg_res *);
 void smime_msg_res_free(struct smime_msg_res *);
-/* Verify a decrypted message if it is signed (as smime_msg_decrypt()
- * does): 1 with v filled, else 0. */
-int smime_msg_inner_verify(const struct certsrc *, const char *msg,
-    size_t len, const char *host, struct smime_msg_res *v);
 /*
  * The address of the first mailbox of the From field (angle brackets or a
  * bare addr-spec), into buf.  0, or -1 when there is none.
