@@ -31,3 +31,10 @@ ctl() {
 }
 # ar FILE: its first line (our Authentication-Results).
 ar() { head -n 1 "$1" | tr -d '\r'; }
+# wrap_p7m TYPE DER: a message around a CMS object, under the header
+# fields $HDR (printf escapes).
+wrap_p7m() {
+	printf "$HDR"
+	printf 'MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=%s; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\n' "$1"
+	base64 -w 76 < "$2" | sed 's/$/\r/'
+}

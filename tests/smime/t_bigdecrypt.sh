@@ -28,12 +28,6 @@ cd "$W" || exit 1
 HDR='From: Alice <alice@example.com>\r\nTo: bob@partner.example\r\n'
 { printf "$HDR"; printf 'MIME-Version: 1.0\r\n'; cat ent; } > want
 
-# wrap_p7m TYPE DER: a message around a CMS object.
-wrap_p7m() {
-	printf "$HDR"
-	printf 'MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=%s; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\n' "$1"
-	base64 -w 76 < "$2" | sed 's/$/\r/'
-}
 # opens NAME TYPE DER [KEY]: our decrypt of DER gives back the entity.
 opens() {
 	_k=${4:-bob}

@@ -36,12 +36,6 @@ ctl setup-key key import "$P/alice.p12" > /dev/null &&
 HDR='From: Alice <alice@example.com>\r\nTo: Bob <bob@partner.example>\r\nSubject: opaque test\r\nMessage-ID: <t-opaque.1@example.com>\r\n'
 # The entity signed: a MIME entity, CRLF.
 printf 'Content-Type: text/plain; charset=us-ascii\r\n\r\nHello Bob,\r\nthis is opaque.\r\n' > ent
-# wrap_p7m TYPE DER: a message around a CMS object.
-wrap_p7m() {
-	printf "$HDR"
-	printf 'MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=%s; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\n' "$1"
-	base64 -w 76 < "$2" | sed 's/$/\r/'
-}
 # verdict NAME WANT WHY FILE: `smime verify` of FILE says smime=WANT (and
 # WHY); with pass, the entity comes back under our field and the outer ones.
 verdict() {
