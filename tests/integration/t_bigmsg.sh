@@ -62,6 +62,19 @@ send_file() {
 		line:QUIT expect:221
 }
 
+# send_all HOW FILE: NMSG transactions at once, each `HOW FILE`
+# (send_file or send_in); every one must succeed.
+send_all() {
+	local i pids=() bad=0
+	for i in $(seq 1 "$NMSG"); do
+		"$1" "$2" 2>"$CASE_DIR/chat$i.log" &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do wait "$i" || bad=$((bad + 1)); done
+	[ $bad = 0 ] ||
+		fail_because "$bad of $NMSG transactions failed: $(tail -n 2 "$CASE_DIR"/chat*.log | tr '\n' ' ' | cut -c1-300)"
+}
+
 # small: a small message for the client that must be served meanwhile.
 small() {
 	[ -s "$IT_TMP/small.wire" ] ||
@@ -101,7 +114,7 @@ opens_verifies() {
 
 # 1. NMSG messages of SIZE bytes at once under sign+encrypt.
 case_sign_encrypt() {
-	local base i pids=() bad=0 f n
+	local base f n
 	setup || return 1
 	small
 	send_file "$IT_TMP/small.wire" && wait_delivered 1 || return 1
@@ -109,13 +122,7 @@ case_sign_encrypt() {
 		--to bob@partner.example "$CASE_DIR/big.wire" ||
 		{ fail_because "bigmsg.py failed"; return 1; }
 	base=$(rss_kb "$NET" VmHWM)
-	pids=()
-	for i in $(seq 1 "$NMSG"); do
-		send_file "$CASE_DIR/big.wire" 2>"$CASE_DIR/chat$i.log" &
-		pids+=($!)
-	done
-	for i in "${pids[@]}"; do wait "$i" || bad=$((bad + 1)); done
-	[ $bad = 0 ] || { fail_because "$bad of $NMSG transactions failed: $(tail -n 2 "$CASE_DIR"/chat*.log | tr '\n' ' ' | cut -c1-300)"; return 1; }
+	send_all send_file "$CASE_DIR/big.wire" || return 1
 	wait_delivered $((NMSG + 1)) 120 || return 1
 	growth_ok "$base" "$NMSG" "$NMSG x $SIZE bytes sign+encrypt" || return 1
 	n=0
@@ -133,7 +140,7 @@ case_sign_encrypt() {
 # guard): it is checked and dropped in pieces too, so memory stays bounded,
 # and every copy arrives signed and encrypted with our one real mark.
 case_forged_mark() {
-	local base i pids=() bad=0 f n
+	local base f n
 	setup || return 1
 	"$PYTHON" "$IT_PY/bigmsg.py" plain --size "$SIZE" --from alice@example.com \
 		--to bob@partner.example "$CASE_DIR/big.wire" ||
@@ -142,12 +149,7 @@ case_forged_mark() {
 	  cat "$CASE_DIR/big.wire"; } >"$CASE_DIR/marked.wire"
 	rm -f "$CASE_DIR/big.wire"
 	base=$(rss_kb "$NET" VmHWM)
-	for i in $(seq 1 "$NMSG"); do
-		send_file "$CASE_DIR/marked.wire" 2>"$CASE_DIR/chat$i.log" &
-		pids+=($!)
-	done
-	for i in "${pids[@]}"; do wait "$i" || bad=$((bad + 1)); done
-	[ $bad = 0 ] || { fail_because "$bad of $NMSG transactions failed: $(tail -n 2 "$CASE_DIR"/chat*.log | tr '\n' ' ' | cut -c1-300)"; return 1; }
+	send_all send_file "$CASE_DIR/marked.wire" || return 1
 	wait_delivered "$NMSG" 120 || return 1
 	growth_ok "$base" "$NMSG" "$NMSG x $SIZE bytes with a forged mark, sign+encrypt" || return 1
 	grep -q 'X-Smrelay-Processed field(s) of ours that do not verify removed' \
@@ -169,7 +171,7 @@ case_forged_mark() {
 # every message arrives decrypted with smime=pass, and its signature still
 # verifies with openssl cms, the content unchanged.
 case_decrypt_verify() {
-	local base i pids=() bad=0 f n d=$CASE_DIR
+	local base f n d=$CASE_DIR
 	local IN_RULE=1
 	setup || return 1
 	"$PYTHON" "$IT_PY/bigmsg.py" entity --size "$SIZE" "$d/ent" &&
@@ -186,12 +188,7 @@ case_decrypt_verify() {
 	small
 	send_file "$IT_TMP/small.wire" && wait_delivered 1 || return 1
 	base=$(rss_kb "$NET" VmHWM)
-	for i in $(seq 1 "$NMSG"); do
-		send_in "$d/in.wire" 2>"$d/chat$i.log" &
-		pids+=($!)
-	done
-	for i in "${pids[@]}"; do wait "$i" || bad=$((bad + 1)); done
-	[ $bad = 0 ] || { fail_because "$bad of $NMSG transactions failed: $(tail -n 2 "$d"/chat*.log | tr '\n' ' ' | cut -c1-300)"; return 1; }
+	send_all send_in "$d/in.wire" || return 1
 	wait_delivered $((NMSG + 1)) 120 || return 1
 	growth_ok "$base" "$NMSG" "$NMSG x $SIZE bytes decrypt+verify" || return 1
 	n=0
