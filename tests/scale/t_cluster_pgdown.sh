@@ -63,7 +63,7 @@ healthy() {
 }
 
 case_pgdown() {
-	local id cpid t_stop a_stop a_back n acc died sinkn uniq missing unsigned f
+	local id cpid t_stop a_stop a_back n acc died sinkn uniq missing unsigned
 	local one="" left
 
 	id=$RULE_ID
@@ -129,15 +129,9 @@ case_pgdown() {
 	uniq=$(wc -l <"$T/sink.uniq")
 	comm -23 "$T/accepted.ids" "$T/sink.uniq" >"$T/missing.ids"
 	missing=$(wc -l <"$T/missing.ids")
-	unsigned=0
-	for f in $(grep -l -r -F ".$TAG@" "$T/maildir/new" "$T/maildir/cur"); do
-		if [ "$(toptype "$f")" != multipart/signed ]; then
-			unsigned=$((unsigned + 1))
-			echo "# unsigned: $f"
-		else
-			one=$f
-		fi
-	done
+	topo_unsigned "$TAG"
+	unsigned=$TOPO_UNSIGNED
+	one=$TOPO_SIGNED_ONE
 	echo "# accepted (250): $acc; connection died before the reply: $died"
 	echo "# at the sink: $sinkn copies of $uniq Message-IDs; unsigned: $unsigned"
 	echo "# missing: $missing"

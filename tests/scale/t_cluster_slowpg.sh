@@ -124,7 +124,7 @@ log_since() { tail -n +"$(($2 + 1))" "$T/$1.log" | grep -q -i -E "$3"; }
 # verdict TAG: every 250'd message of the load tagged TAG at the sink,
 # signed (openssl cms -verify on one).
 verdict() {
-	local tag=$1 acc missing unsigned=0 one="" f n
+	local tag=$1 acc missing unsigned one n
 	for n in A B; do
 		wait_for 60 eval '[ "$(topo_queue_len '$n')" = 0 ] || { topo_ctl '$n' queue flush >/dev/null 2>&1; false; }' ||
 			{ fail_because "node $n's spool did not drain: $(topo_queue_len $n) left"; return 1; }
@@ -134,14 +134,9 @@ verdict() {
 	comm -23 "$CASE_DIR/accepted.ids" "$CASE_DIR/sink.ids" >"$CASE_DIR/missing.ids"
 	acc=$(wc -l <"$CASE_DIR/accepted.ids")
 	missing=$(wc -l <"$CASE_DIR/missing.ids")
-	for f in $(grep -l -r -F ".$tag@" "$T/maildir/new" "$T/maildir/cur"); do
-		if [ "$(toptype "$f")" != multipart/signed ]; then
-			unsigned=$((unsigned + 1))
-			echo "# unsigned: $f"
-		else
-			one=$f
-		fi
-	done
+	topo_unsigned "$tag"
+	unsigned=$TOPO_UNSIGNED
+	one=$TOPO_SIGNED_ONE
 	echo "# accepted (250): $acc of $SLOW_N; missing at the sink: $missing; unsigned: $unsigned"
 	[ "$missing" = 0 ] ||
 		{ fail_because "$missing of $acc accepted message(s) not at the sink: $(head -n 5 "$CASE_DIR/missing.ids" | tr '\n' ' ')"; return 1; }

@@ -423,6 +423,23 @@ topo_queue_len() {
 	if [ -z "$out" ]; then echo 0; else printf '%s\n' "$out" | wc -l; fi
 }
 
+# topo_unsigned TAG: the messages at the sink whose Message-ID holds
+# ".TAG@" and that are not multipart/signed, counted in TOPO_UNSIGNED (each
+# named on a "# unsigned:" line); TOPO_SIGNED_ONE: one that is.
+topo_unsigned() {
+	local f
+	TOPO_UNSIGNED=0
+	TOPO_SIGNED_ONE=""
+	for f in $(grep -l -r -F ".$1@" "$T/maildir/new" "$T/maildir/cur"); do
+		if [ "$(toptype "$f")" != multipart/signed ]; then
+			TOPO_UNSIGNED=$((TOPO_UNSIGNED + 1))
+			echo "# unsigned: $f"
+		else
+			TOPO_SIGNED_ONE=$f
+		fi
+	done
+}
+
 # topo_accepted FILE: how many messages the load client
 # (tests/queue/crash_client.py --progress FILE) got 250 for so far.
 topo_accepted() {
