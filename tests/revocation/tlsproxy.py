@@ -60,6 +60,13 @@ def handle(ctx, conn, upstream):
     except (OSError, ssl.SSLError):
         conn.close()
         return
+    # the upstream connection only once the first request is all here:
+    # openssl ocsp (one connection at a time) would otherwise sit on it
+    # while a slow client (a sanitizer build) sends, and answer 400
+    try:
+        first = first_request(tls)
+    except OSError:
+        first = b""
     try:
         up = socket.create_connection(("127.0.0.1", upstream), 5)
     except OSError:
@@ -67,7 +74,6 @@ def handle(ctx, conn, upstream):
         return
     up.settimeout(None)
     try:
-        first = first_request(tls)
         if first:
             up.sendall(first)
     except OSError:
