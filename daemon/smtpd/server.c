@@ -38,6 +38,7 @@ struct server {
 	void (*on_idle)(void *arg);
 	void *arg;
 	struct event *rotate_ev;        /* tls_ticket_rotate */
+	struct event *drain_ev;         /* draining: who is left, now and then */
 	int rotate;                     /* its period now, seconds */
 };
 
@@ -237,6 +238,32 @@ server_close_listeners(struct server *srv)
 	srv->nlisteners = 0;
 }
 
+/* Draining: every DRAIN_REPORT seconds, name the sessions still open and
+ * what they wait on (an admin whose daemon does not stop sees why). */
+#define DRAIN_REPORT 5
+#define DRAIN_REPORT_MAX 20             /* sessions named per report */
+
+static void
+server_drain_report(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct server_sess *sn;
+	char line[256];
+	int n = 0;
+
+	(void)fd;
+	(void)what;
+	log_info("draining: %d session(s) still open", srv->nsessions);
+	LIST_FOREACH(sn, &srv->sessions, entry) {
+		if (n++ == DRAIN_REPORT_MAX) {
+			log_info("draining: ...");
+			break;
+		}
+		smtp_session_describe(sn->s, line, sizeof(line));
+		log_info("draining: session %s", line);
+	}
+}
+
 /* Stop accepting and close idle sessions; busy ones finish first. */
 void
 server_drain(struct server *srv)
@@ -249,8 +276,18 @@ server_drain(struct server *srv)
 		next = LIST_NEXT(sn, entry);
 		smtp_session_drain(sn->s);      /* may free sn */
 	}
-	if (srv->nsessions == 0 && srv->on_idle != NULL)
-		srv->on_idle(srv->arg);
+	if (srv->nsessions == 0) {
+		if (srv->on_idle != NULL)
+			srv->on_idle(srv->arg);
+		return;
+	}
+	if (srv->drain_ev == NULL) {
+		srv->drain_ev = event_new(srv->env.base, -1, EV_PERSIST,
+		    server_drain_report, srv);
+		if (srv->drain_ev != NULL)
+			event_add(srv->drain_ev,
+			    &(struct timeval){ DRAIN_REPORT, 0 });
+	}
 }
 
 /* A session ended (env.closed): forget it; the last one while draining
@@ -379,6 +416,8 @@ server_free(struct server *srv)
 	if (srv == NULL)
 		return;
 	server_close_listeners(srv);
+	if (srv->drain_ev != NULL)
+		event_free(srv->drain_ev);
 	if (srv->rotate_ev != NULL)
 		event_free(srv->rotate_ev);
 	free(srv);

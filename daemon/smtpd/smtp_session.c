@@ -1194,7 +1194,7 @@ session_read_cb(struct bufferevent *bev, void *arg)
 
 /* Bytes not yet handed to the kernel, through a TLS filter too. */
 static size_t
-session_pending_output(struct smtp_session *s)
+session_pending_output(const struct smtp_session *s)
 {
 	struct bufferevent *u = bufferevent_get_underlying(s->bev);
 	size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
@@ -1383,10 +1383,15 @@ session_free(struct smtp_session *s)
 	env->closed(env->arg, tag);
 }
 
-/* Draining: close a session that sits between transactions. */
+/* Draining: close a session that sits between transactions, or has not
+ * begun one (no PROXY header or TLS handshake yet). */
 int
 smtp_session_drain(struct smtp_session *s)
 {
+	if (s->state == S_PROXY || s->state == S_HANDSHAKE) {
+		session_close(s, "shutdown");   /* nothing to say it to */
+		return 1;
+	}
 	/* Nothing is accepted before DATA: the client will simply retry. */
 	if (s->state != S_CMD || session_rcpts_pending(s) > 0)
 		return 0;
@@ -1394,4 +1399,14 @@ smtp_session_drain(struct smtp_session *s)
 	    s->env->cfg->hostname);
 	session_close(s, "shutdown");
 	return 1;
+}
+
+/* One line for the drain report: id, state, what it waits on. */
+void
+smtp_session_describe(const struct smtp_session *s, char *buf, size_t len)
+{
+	snprintf(buf, len, "id=%016llx peer=%s state=%s rcpts_pending=%zu "
+	    "output=%zu", (unsigned long long)s->id, s->peer_str,
+	    session_strstate(s->state), session_rcpts_pending(s),
+	    s->bev != NULL ? session_pending_output(s) : (size_t)0);
 }

@@ -42,5 +42,7 @@ struct smtp_session *smtp_session_start(const struct session_env *,
 /* Server is draining: close the session now if it is idle between
  * transactions; returns 1 if it was closed. */
 int smtp_session_drain(struct smtp_session *);
+/* "id=... state=..." of a live session, for the drain report. */
+void smtp_session_describe(const struct smtp_session *, char *, size_t);
 
 #endif

@@ -54,7 +54,24 @@ t_proxy_missing() {
 		line:"EHLO lb-client.test" expect:250 line:QUIT expect:221
 }
 
+# SIGTERM while a load balancer's connection has not sent its PROXY header
+# yet: nothing began on it, so the drain closes it and smrelayd exits (it
+# used to wait for the 300 s command timeout).
+t_proxy_drain() {
+	start_sink && start_relay listen='127.0.0.1:$PORT tls=none proxy=v2' || return 1
+	bg holder "$PYTHON" -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+time.sleep(120)' "$PORT"
+	wait_for 10 grep -q "connect peer=127.0.0.1 listener=127.0.0.1:$PORT" \
+		"$CASE_DIR/smrelayd.log" || { fail_because "the connection was not accepted"; return 1; }
+	stop_smrelayd || return 1
+	grep -q "reason=shutdown" "$CASE_DIR/smrelayd.log" ||
+		fail_because "no 'reason=shutdown' for the waiting connection"
+}
+
 run_case proxy_v1 t_proxy_v1
 run_case proxy_v2 t_proxy_v2
 run_case proxy_missing t_proxy_missing
+run_case proxy_drain t_proxy_drain
 it_finish
