@@ -1214,7 +1214,9 @@ session_closing_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (++s->close_polls > 1500 || session_pending_output(s) == 0)
+	/* draining, a peer that reads nothing holds the exit 5 s at most */
+	if (++s->close_polls > (s->env->draining ? 250 : 1500) ||
+	    session_pending_output(s) == 0)
 		session_free(s);
 	else
 		evtimer_add(s->close_ev, &close_poll);
@@ -1229,7 +1231,7 @@ session_closing_check(struct smtp_session *s)
 		session_free(s);
 		return;
 	}
-	if (bufferevent_get_underlying(s->bev) == NULL)
+	if (bufferevent_get_underlying(s->bev) == NULL && !s->env->draining)
 		return;         /* the write callback will come */
 	if (s->close_ev == NULL) {
 		s->close_ev = evtimer_new(s->env->base, session_closing_timer, s);
@@ -1391,6 +1393,10 @@ smtp_session_drain(struct smtp_session *s)
 	if (s->state == S_PROXY || s->state == S_HANDSHAKE) {
 		session_close(s, "shutdown");   /* nothing to say it to */
 		return 1;
+	}
+	if (s->state == S_CLOSING) {    /* its last reply: a few seconds */
+		session_closing_check(s);
+		return 0;
 	}
 	/* Nothing is accepted before DATA: the client will simply retry. */
 	if (s->state != S_CMD || session_rcpts_pending(s) > 0)
