@@ -536,6 +536,7 @@ cms_recipients(CMS_ContentInfo *cms, char *buf, size_t len)
  */
 #define BER_MAX_DEPTH	32		/* nested constructed elements */
 #define BER_MAX_HEAD	(4 << 20)	/* the envelope without its content */
+#define CMS_SKEL_KEEP	65536		/* cms_structure_nid: kept whole */
 #define BER_UNIV	0x00
 #define BER_CTX		0x80
 #define BER_SEQUENCE	16
@@ -1212,6 +1213,89 @@ cms_opaque_split(BIO *der, BIO *content, unsigned char **sig, size_t *siglen,
 	BUF_MEM_free(m);
 	free(b);
 	return r;
+}
+
+/*
+ * The skeleton of one element whose header `h` was just read: a subtree
+ * of at most `keep` bytes as it is; a bigger constructed one re-emitted
+ * with an indefinite length around the skeletons of its elements; a
+ * bigger primitive OCTET STRING (universal, or the [0] of an
+ * EncryptedContentInfo) emptied.  Other big primitives are kept (up to
+ * BER_MAX_HEAD in all).
+ */
+static int
+skel_elem(struct ber *b, const struct ber_hdr *h, size_t keep, BUF_MEM *out)
+{
+	struct ber_hdr c;
+	size_t tl = 1;
+	int r;
+
+	if (!h->indef && h->len <= keep)
+		return ber_copy(b, h, out);
+	if ((h->raw[0] & 0x1f) == 0x1f)         /* high tag number */
+		while (h->raw[tl++] & 0x80)
+			;
+	if (!h->cons) {
+		if (!ber_is(h, BER_UNIV, BER_OCTETS, 0) &&
+		    !ber_is(h, BER_CTX, 0, 0))
+			return ber_copy(b, h, out);
+		if (ber_put(out, h->raw, tl) == -1 ||
+		    ber_put(out, "\0", 1) == -1)
+			return -1;
+		return ber_take(b, NULL, h->len, NULL);
+	}
+	if (ber_put(out, h->raw, tl) == -1 || ber_put(out, "\x80", 1) == -1 ||
+	    ber_push(b, h) == -1)
+		return -1;
+	while ((r = ber_next(b, &c)) == 1)
+		if (skel_elem(b, &c, keep, out) == -1)
+			return -1;
+	if (r == -1)
+		return -1;
+	return ber_put(out, "\0\0", 2);
+}
+
+/* cms_structure_nid() with the size of the subtrees kept whole. */
+int
+cms_structure_nid_keep(BIO *der, size_t keep, char *err, size_t errlen)
+{
+	const unsigned char *p;
+	CMS_ContentInfo *cms;
+	struct ber_hdr h;
+	struct ber *b;
+	BUF_MEM *m;
+	int nid = NID_undef;
+
+	if ((b = ber_new(der, sizeof(*b))) == NULL ||
+	    (m = BUF_MEM_new()) == NULL) {
+		free(b);
+		snprintf(err, errlen, "out of memory");
+		return NID_undef;
+	}
+	if (ber_head(b, &h) == -1 || !ber_is(&h, BER_UNIV, BER_SEQUENCE, 1) ||
+	    skel_elem(b, &h, keep, m) == -1)
+		snprintf(err, errlen, "malformed CMS structure");
+	else {
+		p = (const unsigned char *)m->data;
+		if ((cms = d2i_CMS_ContentInfo(NULL, &p, (long)m->length)) ==
+		    NULL)
+			cms_err(err, errlen, "malformed CMS structure");
+		else {
+			nid = OBJ_obj2nid(CMS_get0_type(cms));
+			CMS_ContentInfo_free(cms);
+		}
+	}
+	ERR_clear_error();
+	BUF_MEM_free(m);
+	free(b);
+	return nid;
+}
+
+/* The content type of a CMS object whose whole structure parses. */
+int
+cms_structure_nid(BIO *der, char *err, size_t errlen)
+{
+	return cms_structure_nid_keep(der, CMS_SKEL_KEEP, err, errlen);
 }
 
 /* Decrypt an EnvelopedData or AuthEnvelopedData with a matching key. */

@@ -174,6 +174,17 @@ int cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
  * could not be written.  What went to `content` is only to be used once
  * cms_verify() passed.
  */
+/*
+ * The content type (NID) of the CMS object read from `der` (DER/BER,
+ * base64-decoded), once its whole structure parsed as d2i would parse it,
+ * read front to back once in bounded memory: the bytes of big OCTET
+ * STRINGs (content, encrypted content) are passed over, everything else
+ * is parsed.  NID_undef with err set when it is malformed, truncated or
+ * over the bounds.  _keep: the size of the subtrees kept whole (the plain
+ * one keeps 64 KiB; fuzzers use small ones).
+ */
+int cms_structure_nid(BIO *der, char *err, size_t errlen);
+int cms_structure_nid_keep(BIO *der, size_t keep, char *err, size_t errlen);
 int cms_opaque_split(BIO *der, BIO *content, unsigned char **sig,
     size_t *siglen, char *err, size_t errlen);
 /*

@@ -176,21 +176,21 @@ run_verify(struct pl_run *p)
 }
 
 /* S/MIME the structure proves (never a Content-Type claim alone) is not
- * wrapped again: drop sign and encrypt. */
-static void
-skip_wrapped(struct pl_run *p)
+ * wrapped again: todo without sign (signed), or without sign and encrypt
+ * (encrypted), and why in res->err. */
+static unsigned
+skip_done(enum smime_done done, unsigned todo, struct smime_msg_res *res)
 {
-	enum smime_done done = smime_msg_done(p->cur, p->curlen);
-
 	if (done == SMIME_DONE_ENCRYPTED) {
-		p->todo &= ~(POLICY_SIGN | POLICY_ENCRYPT);
-		snprintf(p->res->err, sizeof(p->res->err), "already "
-		    "encrypted: not signed or encrypted again");
+		todo &= ~(POLICY_SIGN | POLICY_ENCRYPT);
+		snprintf(res->err, sizeof(res->err), "already encrypted: not "
+		    "signed or encrypted again");
 	} else if (done == SMIME_DONE_SIGNED) {
-		p->todo &= ~POLICY_SIGN;
-		snprintf(p->res->err, sizeof(p->res->err), "already "
-		    "signed: not signed again");
+		todo &= ~POLICY_SIGN;
+		snprintf(res->err, sizeof(res->err), "already signed: not "
+		    "signed again");
 	}
+	return todo;
 }
 
 /*
@@ -377,7 +377,8 @@ pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
 	if ((p.todo & POLICY_VERIFY) && !did_verify)
 		run_verify(&p);
 	if (p.todo & (POLICY_SIGN | POLICY_ENCRYPT))
-		skip_wrapped(&p);
+		p.todo = skip_done(smime_msg_done(p.cur, p.curlen), p.todo,
+		    res);
 	if ((p.todo & (POLICY_SIGN | POLICY_ENCRYPT)) &&
 	    run_wrap(&p, fail) == -1) {
 		free(p.owned);
@@ -394,8 +395,8 @@ pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
 	return 0;
 }
 
-/* Whether the root's type claims S/MIME: such a message takes the
- * whole-message path, which checks what its structure proves. */
+/* Whether the root's type claims S/MIME: what its structure proves is
+ * then checked (smime_stream_done). */
 static int
 claims_smime(const struct mime_tree *t)
 {
@@ -588,8 +589,7 @@ no_storage(struct smime_msg_res *res, struct smtp_result *fail)
 
 /*
  * Open, or sign and/or encrypt, in pieces.  1 when the message is not for
- * this path (a rule both ways, S/MIME already to wrap): the caller takes
- * the whole-message path.  Our marks are read, and dropped where they
+ * this path (a rule both ways): the caller takes the whole-message path.  Our marks are read, and dropped where they
  * must be, here too.
  */
 static int
@@ -660,8 +660,14 @@ stream_run(const struct certsrc *src, const struct pl_copy *c,
 		goto done;
 	}
 	if (claims_smime(&t)) {
-		r = 1;
-		goto done;
+		/* what its structure proves done is not done again */
+		todo = skip_done(smime_stream_done(in, &t, tmpdir), todo, res);
+		if (!(todo & (POLICY_SIGN | POLICY_ENCRYPT))) {
+			*outp = unmarked;       /* as it is, or unmarked */
+			unmarked = NULL;
+			r = 0;
+			goto done;
+		}
 	}
 	memset(&p, 0, sizeof(p));
 	p.src = src;

@@ -2,6 +2,7 @@
  * smime_stream.h). */
 #include "autoconfig.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -531,7 +532,49 @@ smime_stream_is_signed(struct msgbuf *m, const struct mime_tree *t)
 	return sig;
 }
 
-/* Verify a multipart/signed message, piece by piece. *//* Verify a multipart/signed message, piece by piece. */
+/* What the structure of a message that claims S/MIME proves done (the
+ * streamed smime_msg_done): its CMS read once, in bounded memory. */
+enum smime_done
+smime_stream_done(struct msgbuf *in, const struct mime_tree *t,
+    const char *tmpdir)
+{
+	struct mime_smime d;
+	struct mime_io io;
+	struct msgbuf *der = NULL;
+	enum smime_done done = SMIME_DONE_NONE;
+	char err[256];
+	BIO *r = NULL;
+	int nid = NID_undef;
+
+	io_reader(&io, in);
+	switch (mime_smime_detect_tree(t, &io, SMIME_STREAM_SIG_MAX, &d)) {
+	case MIME_SMIME_SIGNED:
+		if (d.derlen <= INT_MAX &&
+		    (r = BIO_new_mem_buf(d.der, (int)d.derlen)) != NULL)
+			nid = cms_structure_nid(r, err, sizeof(err));
+		break;
+	case MIME_SMIME_P7M:
+		der = msgbuf_new(tmpdir, 0);
+		if (decode_into(in, t->root->body_start, t->root->body_end,
+		    t->root->cte, der) == 0 && (r = msgbuf_bio_reader(der, 0,
+		    msgbuf_size(der))) != NULL)
+			nid = cms_structure_nid(r, err, sizeof(err));
+		break;
+	default:
+		break;
+	}
+	if (nid == NID_pkcs7_signed)
+		done = SMIME_DONE_SIGNED;
+	else if (d.kind == MIME_SMIME_P7M && (nid == NID_pkcs7_enveloped ||
+	    nid == NID_id_smime_ct_authEnvelopedData))
+		done = SMIME_DONE_ENCRYPTED;
+	BIO_free(r);
+	msgbuf_free(der);
+	mime_smime_clear(&d);
+	return done;
+}
+
+/* Verify a multipart/signed message, piece by piece. */
 int
 smime_stream_verify(const struct certsrc *src, struct msgbuf *in,
     const struct mime_tree *t, const char *hdr, size_t hlen, size_t body,

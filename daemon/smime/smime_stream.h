@@ -60,6 +60,11 @@ int smime_stream_decrypt(const struct certsrc *, struct msgbuf *in,
 /* Whether the message in mb (parsed into t) is signed as the engine would
  * find: multipart/signed, or a P7M that says signed-data or nothing. */
 int smime_stream_is_signed(struct msgbuf *, const struct mime_tree *);
+/* What the structure of a message claiming S/MIME proves done, as
+ * smime_msg_done() decides it, read in pieces (its CMS from a spill file
+ * in tmpdir). */
+enum smime_done smime_stream_done(struct msgbuf *, const struct mime_tree *,
+    const char *tmpdir);
 /*
  * smime_msg_verify() in pieces: a multipart/signed message's signed part
  * is read from `in`; opaque signed-data is decoded into a spill file and

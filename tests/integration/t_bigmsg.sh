@@ -6,7 +6,9 @@
 # verifies the signature inside, the content unchanged.  Hostile messages
 # through the live path (one 50 MB header line, one 50 MB base64 line,
 # 10^6 tiny MIME parts, 100 nested multiparts): a clear SMTP error, bounded
-# memory, and another client is served meanwhile.  Run it under the ASan
+# memory, and another client is served meanwhile.  Ten more whose
+# Content-Type claims an envelope over a body that is none, and ten with a
+# forged mark of ours: bounded the same way.  Run it under the ASan
 # build too (the RSS checks are then skipped).
 # Harness: tests/integration/lib.sh; PKI: tests/smime/pki.sh.
 set -u
@@ -166,6 +168,33 @@ case_forged_mark() {
 	assert_eq "$NMSG" "$n" "big messages at the sink, opened and verified"
 }
 
+# 1c. The same whose Content-Type claims an envelope (application/pkcs7-mime;
+# smime-type=enveloped-data) over a body that is no CMS: what the claim
+# would switch off is decided by the structure, read in pieces, so memory
+# stays bounded, and every copy arrives signed and encrypted for bob.
+case_claimed_smime() {
+	local base f n
+	setup || return 1
+	"$PYTHON" "$IT_PY/bigmsg.py" plain --size "$SIZE" --from alice@example.com \
+		--to bob@partner.example "$CASE_DIR/big.wire" ||
+		{ fail_because "bigmsg.py failed"; return 1; }
+	sed '1,/^\r\?$/s#^Content-Type: text/plain; charset=us-ascii#Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\nContent-Transfer-Encoding: base64#' \
+		"$CASE_DIR/big.wire" >"$CASE_DIR/claim.wire"
+	rm -f "$CASE_DIR/big.wire"
+	grep -q '^Content-Type: application/pkcs7-mime' "$CASE_DIR/claim.wire" ||
+		{ fail_because "no claimed envelope in the test message"; return 1; }
+	base=$(rss_kb "$NET" VmHWM)
+	send_all send_file "$CASE_DIR/claim.wire" || return 1
+	wait_delivered "$NMSG" 120 || return 1
+	growth_ok "$base" "$NMSG" "$NMSG x $SIZE bytes claiming enveloped-data, sign+encrypt" || return 1
+	n=0
+	for f in $(grep -l "^Message-ID: <big.$SIZE@" $(sink_files)); do
+		opens_verifies "$f" "$CASE_DIR/claim.wire" || return 1
+		n=$((n + 1))
+	done
+	assert_eq "$NMSG" "$n" "big messages at the sink, opened and verified"
+}
+
 # 2. NMSG messages of SIZE bytes, signed by bob and encrypted to alice by
 # openssl cms, at once under a decrypt,verify rule: bounded growth again,
 # every message arrives decrypted with smime=pass, and its signature still
@@ -287,6 +316,7 @@ case_bad_inputs() {
 
 run_case sign_encrypt case_sign_encrypt
 run_case forged_mark case_forged_mark
+run_case claimed_smime case_claimed_smime
 run_case decrypt_verify case_decrypt_verify
 run_case lying_envelope case_lying_envelope
 run_case bad_inputs case_bad_inputs

@@ -614,8 +614,9 @@ case_revoked_partner() {
 
 # 9b. what the sender writes cannot switch encryption off: a forged mark, a
 # plain body under a Content-Type that claims enveloped-data or
-# multipart/signed, and a real mark of a sign-only pass: each copy for bob
-# arrives enveloped for bob, nothing readable on the wire.
+# multipart/signed, a real mark of a sign-only pass, and a real envelope cut
+# short: each copy for bob arrives enveloped for bob, nothing readable on
+# the wire.  The sender's own whole envelope for bob goes as it is.
 case_no_bypass() {
 	setup_store keys=alice certs=bob || return 1
 	rule --recipient carol@partner.example --action sign || return 1
@@ -643,7 +644,32 @@ case_no_bypass() {
 	send alice@example.com bob@partner.example "$d/signed-for-carol.eml" &&
 		new_copy $((n += 1)) || return 1
 	enveloped "$F" && opens "$F" bob &&
-		assert_header "$F" X-Smrelay-Processed "^ *$HOST; (sign,)?encrypt;"
+		assert_header "$F" X-Smrelay-Processed "^ *$HOST; (sign,)?encrypt;" || return 1
+	# the sender's own envelope for bob: its structure proves it, so it
+	# goes as it is (one envelope: bob's key opens it to the plain text)
+	msg own alice@example.com bob@partner.example
+	awk 'b { print } /^\r?$/ { b = 1 }' "$M" >"$d/own-body.txt"
+	openssl cms -encrypt -aes-256-cbc -in "$d/own-body.txt" -from alice@example.com \
+		-to bob@partner.example -subject 'own envelope' "$P/bob.pem" \
+		>"$d/own-env.eml" 2>"$d/own-env.err" ||
+		{ fail_because "openssl cms -encrypt: $(tail -n 1 "$d/own-env.err")"; return 1; }
+	send alice@example.com bob@partner.example "$d/own-env.eml" &&
+		new_copy $((n += 1)) || return 1
+	enveloped "$F" && opens "$F" bob || return 1
+	assert_file_lacks "$(outp "$F").bob.txt" 'pkcs7' "bob's plaintext of the sender's envelope" &&
+		assert_file_matches "$CASE_DIR/smrelayd.log" 'already encrypted: not signed or encrypted again' \
+			"the log line for the sender's envelope" || return 1
+	# the same envelope cut short (its OIDs still say enveloped-data): no
+	# proof, so it is encrypted for bob like any other content
+	awk '/^\r?$/ { b = 1 } !b || n++ < 8 { print }' "$d/own-env.eml" >"$d/cut-env.eml"
+	send alice@example.com bob@partner.example "$d/cut-env.eml" &&
+		new_copy $((n += 1)) || return 1
+	assert_header "$F" Content-Type 'smime-type="?enveloped-data' || return 1
+	openssl cms -decrypt -recip "$P/bob.pem" -inkey "$P/bob.key" -in "$F" \
+		-out "$d/cut.dec" 2>"$d/cut.err" ||
+		{ fail_because "bob cannot open the copy of the cut envelope: $(tail -n 1 "$d/cut.err")"; return 1; }
+	assert_file_matches "$d/cut.dec" 'application/(x-)?pkcs7-mime' \
+		"bob's plaintext: the cut envelope as sent"
 }
 
 # 10. null sender, encrypt rule for the recipient.

@@ -35,7 +35,8 @@ usage(void)
 	    "       smime_tool decrypt --cert C --key K [--cert C --key K]...\n"
 	    "       smime_tool verify --ca CA [--crl F] [--certs F]"
 	    " [--from ADDR]\n"
-	    "           [--host H] [--out F]\n");
+	    "           [--host H] [--out F]\n"
+	    "       smime_tool kind [--keep N]   (CMS DER/BER on stdin)\n");
 	exit(2);
 }
 
@@ -495,6 +496,32 @@ cmd_verify(int argc, char **argv)
 	return res.outcome == SMIME_PASS ? 0 : 1;
 }
 
+/* kind: the content type of the CMS on stdin, its structure checked in
+ * pieces (cms_structure_nid_keep); exit 1 when malformed. */
+static int
+cmd_kind(int argc, char **argv)
+{
+	size_t keep = 65536;
+	char err[256];
+	BIO *in;
+	int nid;
+
+	if (argc == 2 && strcmp(argv[0], "--keep") == 0)
+		keep = strtoul(argv[1], NULL, 10);
+	else if (argc != 0)
+		usage();
+	if ((in = BIO_new_fp(stdin, BIO_NOCLOSE)) == NULL)
+		die("stdin");
+	nid = cms_structure_nid_keep(in, keep, err, sizeof(err));
+	BIO_free(in);
+	if (nid == NID_undef) {
+		printf("malformed: %s\n", err);
+		return 1;
+	}
+	printf("%s\n", OBJ_nid2sn(nid));
+	return 0;
+}
+
 /* Dispatch to the sub-command. */
 int
 main(int argc, char **argv)
@@ -509,6 +536,8 @@ main(int argc, char **argv)
 		return cmd_decrypt(argc - 2, argv + 2);
 	if (strcmp(argv[1], "verify") == 0)
 		return cmd_verify(argc - 2, argv + 2);
+	if (strcmp(argv[1], "kind") == 0)
+		return cmd_kind(argc - 2, argv + 2);
 	usage();
 	return 2;
 }
