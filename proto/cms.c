@@ -1281,7 +1281,9 @@ cms_structure_nid_keep(BIO *der, size_t keep, char *err, size_t errlen)
 		    NULL)
 			cms_err(err, errlen, "malformed CMS structure");
 		else {
-			nid = OBJ_obj2nid(CMS_get0_type(cms));
+			if ((nid = OBJ_obj2nid(CMS_get0_type(cms))) ==
+			    NID_undef)
+				snprintf(err, errlen, "unknown content type");
 			CMS_ContentInfo_free(cms);
 		}
 	}

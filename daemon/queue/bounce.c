@@ -13,6 +13,11 @@
 #include "lib/lib.h"
 #include "bounce.h"
 
+/* The most of the original a DSN returns (Postfix's bounce_size_limit):
+ * a bigger one comes back as its header section, read from the first
+ * DSN_RETURN_MAX bytes, so a DSN costs bounded memory whatever the size. */
+#define DSN_RETURN_MAX	50000
+
 /* The value of an ESMTP parameter in "KEY=value KEY=value", into buf. */
 static const char *
 param(const char *params, const char *key, char *buf, size_t len)
@@ -97,6 +102,36 @@ free_rcpts(struct dsn_rcpt *dr, size_t n)
 	free(dr);
 }
 
+/* What of the spooled body a DSN returns: all of it up to DSN_RETURN_MAX
+ * bytes; else the first DSN_RETURN_MAX up to their last line end, and
+ * *full cleared (only the header section goes back).  NULL (*len 0) when
+ * it cannot be read. */
+static char *
+read_return(struct msgbuf *body, size_t *len, int *full)
+{
+	size_t size = msgbuf_size(body), want, n = 0;
+	char *buf;
+	ssize_t r;
+
+	want = size > DSN_RETURN_MAX ? DSN_RETURN_MAX : size;
+	buf = xmalloc(want + 1);
+	while (n < want && (r = msgbuf_pread(body, buf + n, want - n, n)) > 0)
+		n += (size_t)r;
+	if (n < want) {
+		free(buf);
+		*len = 0;
+		return NULL;
+	}
+	if (size > DSN_RETURN_MAX) {
+		*full = 0;
+		while (n > 0 && buf[n - 1] != '\n')
+			n--;
+	}
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
 /* The DSN's text about e (with its body, as RET asks) into *txt; -1 if
  * it cannot be built (logged). */
 static int
@@ -120,7 +155,7 @@ build_text(const struct spool_entry *e, const struct dsn_rcpt *dr,
 	m.now = now;
 	m.from_mta = e->client && e->client[0] ? e->client : NULL;
 	if ((body = spool_body(spool, e->id)) != NULL) {
-		orig = msgbuf_slurp(body, &olen);
+		orig = read_return(body, &olen, &m.ret_full);
 		msgbuf_free(body);
 	}
 	m.orig = orig;

@@ -1,7 +1,8 @@
 /* fuzz_cms.c: libFuzzer harness for the CMS input path of the S/MIME
  * engine (proto/cms.c): the input, as DER, goes to cms_decrypt() and
  * to cms_verify() both as an opaque signature and as the detached
- * signature of a fixed entity.  Nothing may crash or leak.
+ * signature of a fixed entity, and to cms_structure_nid().  Nothing may
+ * crash or leak.
  *
  * The one identity, an RSA-2048 key with a self-signed certificate, is
  * made in-process at start-up.  Its issuer and serial number are fixed
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
@@ -23,6 +25,42 @@
 #include <openssl/x509v3.h>
 
 #include "proto/cms.h"
+
+/*
+ * The structure check (cms_structure_nid): with every subtree kept whole
+ * it decides as d2i of the whole input does wherever it decides at all,
+ * and with 16-byte subtrees (most OCTET STRINGs passed over) a type it
+ * names is the type d2i finds: passing over content never makes a
+ * malformed object look signed or enveloped.
+ */
+static void
+fuzz_kind(const uint8_t *data, size_t size)
+{
+	static const size_t keeps[] = { 16, (size_t)1 << 30 };
+	const unsigned char *p = data;
+	CMS_ContentInfo *cms;
+	char err[256];
+	size_t i;
+	BIO *b;
+	int whole = NID_undef, nid;
+
+	if ((cms = d2i_CMS_ContentInfo(NULL, &p, (long)size)) != NULL) {
+		whole = OBJ_obj2nid(CMS_get0_type(cms));
+		CMS_ContentInfo_free(cms);
+	}
+	ERR_clear_error();
+	for (i = 0; i < sizeof(keeps) / sizeof(keeps[0]); i++) {
+		if ((b = BIO_new_mem_buf(data, (int)size)) == NULL)
+			abort();
+		err[0] = '\0';
+		nid = cms_structure_nid_keep(b, keeps[i], err, sizeof(err));
+		BIO_free(b);
+		if (nid == NID_undef && err[0] == '\0')
+			abort();        /* malformed without a word */
+		if (nid != NID_undef && nid != whole)
+			abort();        /* a type d2i does not find */
+	}
+}
 
 /* The entity the detached seeds sign; gen-corpus-cms.sh writes the same. */
 #define FUZZ_ENTITY	"Content-Type: text/plain\r\n\r\nfuzz\r\n"
@@ -193,6 +231,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_split(data, size, whole, wlen);
 	free(whole);
 	fuzz_verify(data, size, FUZZ_ENTITY, NULL, NULL);
+	fuzz_kind(data, size);
 	ERR_clear_error();
 	return 0;
 }

@@ -10,6 +10,7 @@
 #                   retry, the other is delivered and a DSN bounces it
 #   expiry          queue_lifetime: a failure DSN for the sender, none for <>
 #   delay_warning   delay_warning_time: one delayed DSN, none for NOTIFY=NEVER
+#   dsn_return_size RET=FULL: the body back up to 50,000 bytes, else headers
 #   full_disk       452 4.3.1 on a full tmpfs data_dir, nothing lost
 #   cli             queue hold/release/remove/show/flush, bad ids, --json
 #   ctl_after_idle  a flush after a few idle seconds is still noticed
@@ -209,6 +210,43 @@ t_expiry() {
 	return 0
 }
 _seconds_since_ge() { [ $(($(date +%s) - $1)) -ge "$2" ]; }
+
+# RET=FULL returns the whole message up to 50,000 bytes (Postfix's
+# bounce_size_limit); a 3 MB one comes back as its header section, so a
+# DSN costs bounded memory whatever the original's size.
+t_dsn_return_size() {
+	local f small="" big=""
+	relay_with_hop_down || return 1
+	{ printf 'Message-Id: <q9.big@queue.test>\r\nSubject: q9 big\r\n\r\n'
+	  head -c 2300000 /dev/urandom | base64 -w 76 | sed 's/$/\r/'
+	  printf 'END-OF-BIG\r\n.\r\n'; } >"$CASE_DIR/big.wire"
+	chat --timeout 60 expect:220 line:"EHLO client.test" expect:250 \
+		line:"MAIL FROM:<sender@example.com> RET=FULL" expect:250 \
+		line:"RCPT TO:<bob@example.net>" expect:250 \
+		line:DATA expect:354 send:"Message-Id: <q9.small@queue.test>\r\nSubject: q9 small\r\n\r\nSMALL-BODY-LINE\r\n.\r\n" expect:'250:queued as' \
+		line:"MAIL FROM:<sender@example.com> RET=FULL" expect:250 \
+		line:"RCPT TO:<bob@example.net>" expect:250 \
+		line:DATA expect:354 sendfile:"$CASE_DIR/big.wire" expect:'250:queued as' \
+		line:QUIT expect:221 || return 1
+	hop_up_nexthop --rcpt-reply 'bob@=550 5.1.1 <bob@example.net>: Recipient address rejected' || return 1
+	qctl queue flush >/dev/null
+	wait_for 20 _dsn_count_ge 2 || { fail_because "$(dsn_count) DSN(s) within 20 s, want 2 (queue: $(qctl queue list | cut -f1,4,7,8,9 | tr '\n' '|'))"; return 1; }
+	for f in $(dsn_files); do
+		grep -q 'q9.small' "$f" && small=$f
+		grep -q 'q9.big' "$f" && big=$f
+	done
+	[ -n "$small" ] && [ -n "$big" ] || { fail_because "no DSN for each of q9.small and q9.big"; return 1; }
+	check_dsn "$small" --sender sender@example.com --final bob@example.net \
+		--orig-msgid '<q9.small@queue.test>' &&
+		check_dsn "$big" --sender sender@example.com --final bob@example.net \
+			--orig-msgid '<q9.big@queue.test>' || return 1
+	assert_file_matches "$small" '^Content-Type: message/rfc822' "small DSN's third part" &&
+		assert_file_matches "$small" 'SMALL-BODY-LINE' "small DSN returns the body" &&
+		assert_file_matches "$big" '^Content-Type: text/rfc822-headers' "big DSN's third part" &&
+		assert_file_lacks "$big" 'END-OF-BIG' "big DSN" || return 1
+	[ "$(stat -c %s "$big")" -lt 60000 ] ||
+		fail_because "the DSN of the 3 MB message is $(stat -c %s "$big") bytes"
+}
 
 # delay_warning_time: one "delayed" DSN per message, not repeated on later
 # attempts, none for a recipient with NOTIFY=NEVER; the messages stay queued.
@@ -430,6 +468,7 @@ run_case drop_after_dot t_drop_after_dot
 run_case rcpt_550 t_rcpt_550
 run_case expiry t_expiry
 run_case delay_warning t_delay_warning
+run_case dsn_return_size t_dsn_return_size
 run_case full_disk t_full_disk
 run_case cli t_cli
 run_case ctl_after_idle t_ctl_after_idle
