@@ -6,7 +6,7 @@
  * local decision answered first.  A copy's inner transaction opens at its
  * first RCPT, so the next hop still judges every recipient before DATA.  At
  * end of DATA plain copies go straight to the relay client; the others go
- * through a worker thread first (pipeline_transform), reading the body
+ * through a worker thread first (pipeline_transform_body), reading the body
  * through a reference of their own so a session that goes away in between
  * frees nothing under them. */
 #include "autoconfig.h"

@@ -87,37 +87,20 @@ pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
 	}
 }
 
-/* A transform under way: the message as the last step left it. */
+/* A wrap under way: the message (`in`, parsed into `tree`; cur its
+ * header block, curlen where its body starts), what is left to do, and
+ * the result in `out`. */
 struct pl_run {
 	const struct certsrc	*src;
 	const struct pl_copy	*c;
-	char			*cur;		/* the message now */
-	char			*owned;		/* cur when a step made it */
+	char			*cur;
 	size_t			 curlen;
 	unsigned		 todo;		/* POLICY_* still to do */
-	int			 changed;	/* cur is not the input */
-	int			 transformed;	/* by a step (not a strip) */
-	int			 keyd_down;	/* decrypt failed: key process gone */
-	unsigned		 marked;	/* done, as our mark proves */
 	struct smime_msg_res	*res;
-	/* streaming (pipeline_transform_body): cur is the header block,
-	 * the message is `in`, parsed into `tree`; the result goes to out */
 	struct msgbuf		*in, *out;
 	const struct mime_tree	*tree;
 	const char		*tmpdir;
 };
-
-/* Keep step's message as the current one. */
-static void
-adopt(struct pl_run *p, struct smime_msg_res *step)
-{
-	free(p->owned);
-	p->owned = p->cur = step->msg;
-	p->curlen = step->len;
-	step->msg = NULL;
-	p->changed = 1;
-	p->transformed = 1;
-}
 
 /* Report what a signature check found. */
 static void
@@ -131,48 +114,6 @@ take_verdict(struct smime_msg_res *res, struct smime_msg_res *step)
 	memcpy(res->undecided, step->undecided, sizeof(res->undecided));
 	res->nundecided = step->nundecided;
 	step->nundecided = 0;   /* moved */
-}
-
-/* Decrypt (and verify what was signed inside); 1 when a signature was
- * checked, so the verify step has nothing left to do. */
-static int
-run_decrypt(struct pl_run *p)
-{
-	struct smime_msg_res step;
-	int r, verified = 0;
-
-	r = smime_msg_decrypt(p->src, p->cur, p->curlen, p->c->host, &step);
-	metrics_inc(r == 0 ? M_DECRYPT_OK : M_DECRYPT_FAIL);
-	if (r == 0) {
-		adopt(p, &step);
-		verified = step.verified;
-		if (verified) metrics_verify(step.outcome);
-		take_verdict(p->res, &step);
-	} else if (r == -1 && !keys_usable(certcache_keys(p->src->cc))) {
-		p->keyd_down = 1;
-		snprintf(p->res->err, sizeof(p->res->err), "cannot decrypt "
-		    "(%.400s): the key process is unavailable", step.err);
-	} else if (r == -1)
-		snprintf(p->res->err, sizeof(p->res->err), "cannot decrypt "
-		    "(%.400s): relayed encrypted", step.err);
-	smime_msg_res_free(&step);
-	return verified;
-}
-
-/* Verify a signature and put Authentication-Results on top. */
-static void
-run_verify(struct pl_run *p)
-{
-	struct smime_msg_res step;
-
-	if (smime_msg_verify(p->src, p->cur, p->curlen, p->c->host,
-	    &step) == 0 && step.msg != NULL) {
-		metrics_verify(step.outcome);
-		adopt(p, &step);
-		take_verdict(p->res, &step);
-		p->res->verified = step.verified;
-	}
-	smime_msg_res_free(&step);
 }
 
 /* S/MIME the structure proves (never a Content-Type claim alone) is not
@@ -191,41 +132,6 @@ skip_done(enum smime_done done, unsigned todo, struct smime_msg_res *res)
 		    "signed again");
 	}
 	return todo;
-}
-
-/*
- * Our earlier pass: a mark of ours that verifies takes what it did off
- * the list.  Marks of ours that do not verify are dropped from what we
- * send, and so is every mark of ours when a new one replaces them.
- */
-static void
-read_marks(struct pl_run *p)
-{
-	struct keys *ks = certcache_keys(p->src->cc);
-	const char *host = p->c->host;
-	unsigned done;
-	size_t n;
-	char *m;
-	int forged;
-
-	done = mark_read(ks, host, p->cur, p->curlen, &forged);
-	p->marked = done;
-	p->todo &= ~done;
-	if (forged > 0)
-		snprintf(p->res->err, sizeof(p->res->err), "%d %s field(s) "
-		    "of ours that do not verify removed", forged, MARK_FIELD);
-	else if (done != 0 && p->todo == 0)
-		snprintf(p->res->err, sizeof(p->res->err), "already "
-		    "processed by %s: relayed unchanged", host);
-	if (forged == 0 && (done == 0 || p->todo == 0))
-		return;
-	if ((m = mark_strip(ks, host, p->cur, p->curlen, p->todo != 0,
-	    &n)) != NULL) {
-		free(p->owned);
-		p->owned = p->cur = m;
-		p->curlen = n;
-		p->changed = 1;
-	}
 }
 
 /* The address to sign as: the envelope sender, else the From address,
@@ -279,20 +185,10 @@ run_wrap(struct pl_run *p, struct smtp_result *fail)
 		    (long long)c->rule_id, c->sender, from);
 		return -1;
 	}
-	if (p->tree != NULL)
-		r = smime_stream_wrap(p->src, p->in, p->tree, p->tmpdir,
-		    signer != NULL ? signer : c->sender, c->rcpts, c->nrcpts,
-		    NULL, (p->todo & POLICY_SIGN) != 0,
-		    (p->todo & POLICY_ENCRYPT) != 0, &p->out, &step);
-	else if ((p->todo & POLICY_SIGN) && (p->todo & POLICY_ENCRYPT))
-		r = smime_msg_sign_encrypt(p->src, p->cur, p->curlen, signer,
-		    c->rcpts, c->nrcpts, NULL, &step);
-	else if (p->todo & POLICY_SIGN)
-		r = smime_msg_sign(p->src, p->cur, p->curlen, signer, NULL,
-		    &step);
-	else
-		r = smime_msg_encrypt(p->src, p->cur, p->curlen, c->sender,
-		    c->rcpts, c->nrcpts, NULL, &step);
+	r = smime_stream_wrap(p->src, p->in, p->tree, p->tmpdir,
+	    signer != NULL ? signer : c->sender, c->rcpts, c->nrcpts, NULL,
+	    (p->todo & POLICY_SIGN) != 0, (p->todo & POLICY_ENCRYPT) != 0,
+	    &p->out, &step);
 	if (p->todo & POLICY_SIGN) metrics_inc(M_SIGN_OK + (r != 0));
 	if (p->todo & POLICY_ENCRYPT) metrics_inc(M_ENCRYPT_OK + (r != 0));
 	if (r == -1 && !keys_usable(certcache_keys(p->src->cc)))
@@ -308,15 +204,12 @@ run_wrap(struct pl_run *p, struct smtp_result *fail)
 		return -1;
 	}
 	p->res->gcm = step.gcm;
-	if (p->tree != NULL) {
-		smime_msg_res_free(&step);
-		p->changed = p->transformed = 1;
-	} else
-		adopt(p, &step);
+	smime_msg_res_free(&step);
 	return 0;
 }
 
-/* The mark for what we made; without a secret the copy goes unmarked. */
+/* The mark for what we made (p->out); without a secret the copy goes
+ * unmarked. */
 static void
 put_mark(struct pl_run *p, unsigned done, char *trace, size_t tracelen)
 {
@@ -325,16 +218,11 @@ put_mark(struct pl_run *p, unsigned done, char *trace, size_t tracelen)
 	char *hdr;
 	int r = -1;
 
-	if (p->out != NULL) {
-		if ((hdr = smime_stream_header(p->out, SMIME_STREAM_HDR_MAX,
-		    &hlen, &body)) != NULL)
-			r = mark_make_read(ks, p->c->host, p->c->actions | done,
-			    hdr, body, smime_stream_read, p->out, body, trace,
-			    tracelen);
-		free(hdr);
-	} else
-		r = mark_make(ks, p->c->host, p->c->actions | done, p->cur,
-		    p->curlen, trace, tracelen);
+	if ((hdr = smime_stream_header(p->out, SMIME_STREAM_HDR_MAX, &hlen,
+	    &body)) != NULL)
+		r = mark_make_read(ks, p->c->host, p->c->actions | done, hdr,
+		    body, smime_stream_read, p->out, body, trace, tracelen);
+	free(hdr);
 	if (r == 0)
 		return;
 	if (tracelen > 0)
@@ -342,57 +230,6 @@ put_mark(struct pl_run *p, unsigned done, char *trace, size_t tracelen)
 	snprintf(p->res->err, sizeof(p->res->err), "no %s mark added (no "
 	    "secret): a loop back to us would be processed again",
 	    MARK_FIELD);
-}
-
-/* Open what the rule opens, then wrap what it wraps; the trace field
- * (our mark) names what the rule asked for. */
-int
-pipeline_transform(const struct certsrc *src, const struct pl_copy *c,
-    const char *msg, size_t len, struct smime_msg_res *res,
-    struct smtp_result *fail, char *trace, size_t tracelen)
-{
-	struct pl_run p;
-	int did_verify = 0;
-
-	memset(res, 0, sizeof(*res));
-	if (tracelen > 0)
-		trace[0] = '\0';
-	if (c->actions == 0)
-		return 0;
-	memset(&p, 0, sizeof(p));
-	p.src = src;
-	p.c = c;
-	p.cur = (char *)msg;
-	p.curlen = len;
-	p.todo = c->actions;
-	p.res = res;
-	read_marks(&p);
-	if (p.todo & POLICY_DECRYPT)
-		did_verify = run_decrypt(&p);
-	if (p.keyd_down) {
-		keyd_down_reply(fail);
-		free(p.owned);
-		return -1;
-	}
-	if ((p.todo & POLICY_VERIFY) && !did_verify)
-		run_verify(&p);
-	if (p.todo & (POLICY_SIGN | POLICY_ENCRYPT))
-		p.todo = skip_done(smime_msg_done(p.cur, p.curlen), p.todo,
-		    res);
-	if ((p.todo & (POLICY_SIGN | POLICY_ENCRYPT)) &&
-	    run_wrap(&p, fail) == -1) {
-		free(p.owned);
-		return -1;
-	}
-	if (!p.changed) {
-		free(p.owned);
-		return 0;
-	}
-	if (p.transformed)
-		put_mark(&p, p.marked, trace, tracelen);
-	res->msg = p.owned;     /* the last step's output, not copied */
-	res->len = p.curlen;
-	return 0;
 }
 
 /* Whether the root's type claims S/MIME: what its structure proves is
@@ -465,21 +302,32 @@ stream_decrypt(const struct certsrc *src, const struct pl_copy *c,
 	return 0;
 }
 
-/* Decrypt and/or verify in pieces: the open half of a rule. */
+/* A write to the spill directory failed. */
+static int
+no_storage(struct smime_msg_res *res, struct smtp_result *fail)
+{
+	smtp_result_set(fail, 452, "4.3.1", "Insufficient system storage");
+	snprintf(res->err, sizeof(res->err), "writing the transformed message "
+	    "failed");
+	return -1;
+}
+
+/* Decrypt and/or verify in pieces: the open half of a rule; *curp the
+ * opened message (NULL: unchanged).  -1 with *fail the reply. */
 static int
 stream_open(const struct certsrc *src, const struct pl_copy *c,
-    unsigned todo, unsigned marked, struct msgbuf *in,
-    const struct mime_tree *t, const char *hdr, size_t hlen, size_t body,
-    const char *tmpdir, struct msgbuf **outp, struct smime_msg_res *res,
+    unsigned todo, struct msgbuf *in, const struct mime_tree *t,
+    const char *hdr, size_t hlen, size_t body, const char *tmpdir,
+    struct msgbuf **curp, struct smime_msg_res *res,
     struct smtp_result *fail)
 {
 	struct smime_msg_res step;
 	struct msgbuf *cur = NULL, *ver = NULL;
-	char *mh = NULL, trace[512];
+	char *mh = NULL;
 	size_t mhlen, mbody;
-	int verified = 0, r = -1;
-	struct pl_run p;
+	int verified = 0;
 
+	*curp = NULL;
 	if ((todo & POLICY_DECRYPT) && stream_decrypt(src, c, in, t, hdr,
 	    hlen, tmpdir, &cur, res, fail, &verified) == -1)
 		return -1;
@@ -512,27 +360,35 @@ stream_open(const struct certsrc *src, const struct pl_copy *c,
 		}
 		free(mh);
 	}
-	if (cur == NULL)
-		return 0;       /* unchanged */
+	*curp = cur;
+	return 0;
+}
+
+/* The transformed message `made` (freed here) under our mark into a new
+ * *outp; -1 with *fail the reply when it cannot be written. */
+static int
+finish(const struct certsrc *src, const struct pl_copy *c, unsigned marked,
+    struct msgbuf *made, const char *tmpdir, struct msgbuf **outp,
+    struct smime_msg_res *res, struct smtp_result *fail)
+{
+	struct pl_run p;
+	char trace[512];
+	int r = 0;
+
 	memset(&p, 0, sizeof(p));
 	p.src = src;
 	p.c = c;
 	p.res = res;
-	p.out = cur;
+	p.out = made;
 	put_mark(&p, marked, trace, sizeof(trace));
 	*outp = msgbuf_new(tmpdir, 0);
-	if (msgbuf_append(*outp, trace, strlen(trace)) == 0 &&
-	    smime_stream_copy(*outp, cur) == 0)
-		r = 0;
-	else {
+	if (msgbuf_append(*outp, trace, strlen(trace)) == -1 ||
+	    smime_stream_copy(*outp, made) == -1) {
 		msgbuf_free(*outp);
 		*outp = NULL;
-		smtp_result_set(fail, 452, "4.3.1", "Insufficient system "
-		    "storage");
-		snprintf(res->err, sizeof(res->err), "writing the transformed "
-		    "message failed");
+		r = no_storage(res, fail);
 	}
-	msgbuf_free(cur);
+	msgbuf_free(made);
 	return r;
 }
 
@@ -577,46 +433,86 @@ stream_marks(const struct certsrc *src, const struct pl_copy *c,
 	return 0;
 }
 
-/* A write to the spill directory failed. */
-static int
-no_storage(struct smime_msg_res *res, struct smtp_result *fail)
-{
-	smtp_result_set(fail, 452, "4.3.1", "Insufficient system storage");
-	snprintf(res->err, sizeof(res->err), "writing the transformed message "
-	    "failed");
-	return -1;
-}
 
-/*
- * Open, or sign and/or encrypt, in pieces.  1 when the message is not for
- * this path (a rule both ways): the caller takes the whole-message path.  Our marks are read, and dropped where they
- * must be, here too.
- */
+/* A message's header block and MIME tree, read in pieces; -1 with *fail
+ * the reply when over the bounds. */
 static int
-stream_run(const struct certsrc *src, const struct pl_copy *c,
-    struct msgbuf *in, const char *tmpdir, struct msgbuf **outp,
-    struct smime_msg_res *res, struct smtp_result *fail)
+stream_read(struct msgbuf *in, char **hdr, size_t *hlen, size_t *body,
+    struct mime_tree *t, struct smime_msg_res *res, struct smtp_result *fail)
 {
-	struct mime_tree t;
-	struct pl_run p;
-	struct msgbuf *unmarked = NULL;
-	char *hdr, trace[512];
-	size_t hlen, body;
-	unsigned marked = 0, todo = c->actions;
-	int r = -1;
-
-	if ((c->actions & (POLICY_DECRYPT | POLICY_VERIFY)) &&
-	    (c->actions & (POLICY_SIGN | POLICY_ENCRYPT)))
-		return 1;       /* both ways in one rule: whole message */
-	if ((hdr = smime_stream_header(in, SMIME_STREAM_HDR_MAX, &hlen,
-	    &body)) == NULL) {
+	if ((*hdr = smime_stream_header(in, SMIME_STREAM_HDR_MAX, hlen,
+	    body)) == NULL) {
 		smtp_result_set(fail, 554, "5.6.0", "Message header over %d "
 		    "bytes", SMIME_STREAM_HDR_MAX);
 		snprintf(res->err, sizeof(res->err), "header block over %d "
 		    "bytes, or unreadable", SMIME_STREAM_HDR_MAX);
 		return -1;
 	}
-	if (strcasestr(hdr, MARK_FIELD) != NULL) {
+	if (smime_stream_parse(in, t) == -1) {
+		free(*hdr);
+		*hdr = NULL;
+		smtp_result_set(fail, 554, "5.6.0", "Message structure over "
+		    "the MIME limits (%d levels, %d parts)", MIME_DEPTH_MAX,
+		    MIME_PARTS_MAX);
+		snprintf(res->err, sizeof(res->err), "message over the MIME "
+		    "limits (%d levels, %d parts), or unreadable",
+		    MIME_DEPTH_MAX, MIME_PARTS_MAX);
+		return -1;
+	}
+	return 0;
+}
+
+/* Sign and/or encrypt in pieces: the wrap half of a rule; *made the
+ * result (NULL: nothing to do, what the structure proves done is not done
+ * again).  -1 with *fail the reply. */
+static int
+stream_wrap(const struct certsrc *src, const struct pl_copy *c,
+    unsigned todo, struct msgbuf *in, const struct mime_tree *t,
+    char *hdr, size_t body, const char *tmpdir, struct msgbuf **made,
+    struct smime_msg_res *res, struct smtp_result *fail)
+{
+	struct pl_run p;
+
+	*made = NULL;
+	if (claims_smime(t))
+		todo = skip_done(smime_stream_done(in, t, tmpdir), todo, res);
+	if (!(todo & (POLICY_SIGN | POLICY_ENCRYPT)))
+		return 0;
+	memset(&p, 0, sizeof(p));
+	p.src = src;
+	p.c = c;
+	p.cur = hdr;
+	p.curlen = body;
+	p.todo = todo;
+	p.res = res;
+	p.in = in;
+	p.tree = t;
+	p.tmpdir = tmpdir;
+	if (run_wrap(&p, fail) == -1)
+		return -1;
+	*made = p.out;
+	return 0;
+}
+
+/*
+ * A rule's actions in pieces: our marks read (and dropped where they must
+ * be), then what it opens (decrypt, verify), then what it wraps (sign,
+ * encrypt) on the opened message, one mark on the result.
+ */
+static int
+stream_run(const struct certsrc *src, const struct pl_copy *c,
+    struct msgbuf *in, const char *tmpdir, struct msgbuf **outp,
+    struct smime_msg_res *res, struct smtp_result *fail)
+{
+	struct mime_tree t, ot;
+	struct msgbuf *unmarked = NULL, *opened = NULL, *made = NULL;
+	char *hdr = NULL, *ohdr = NULL;
+	size_t hlen, body, ohlen, obody;
+	unsigned marked = 0, todo = c->actions;
+	int r = -1, parsed = 0, oparsed = 0;
+
+	if ((hdr = smime_stream_header(in, SMIME_STREAM_HDR_MAX, &hlen,
+	    &body)) != NULL && strcasestr(hdr, MARK_FIELD) != NULL) {
 		if (stream_marks(src, c, in, hdr, body, tmpdir, &marked,
 		    &unmarked, res) == -1) {
 			free(hdr);
@@ -628,122 +524,60 @@ stream_run(const struct certsrc *src, const struct pl_copy *c,
 			*outp = unmarked;
 			return 0;
 		}
-		if (unmarked != NULL) {
-			/* on with the message without our marks */
-			free(hdr);
+		if (unmarked != NULL)	/* on without our marks */
 			in = unmarked;
-			if ((hdr = smime_stream_header(in,
-			    SMIME_STREAM_HDR_MAX, &hlen, &body)) == NULL) {
-				msgbuf_free(unmarked);
-				return no_storage(res, fail);
-			}
-		}
 	}
-	if (smime_stream_parse(in, &t) == -1) {
-		free(hdr);
-		msgbuf_free(unmarked);
-		smtp_result_set(fail, 554, "5.6.0", "Message structure over "
-		    "the MIME limits (%d levels, %d parts)", MIME_DEPTH_MAX,
-		    MIME_PARTS_MAX);
-		snprintf(res->err, sizeof(res->err), "message over the MIME "
-		    "limits (%d levels, %d parts), or unreadable",
-		    MIME_DEPTH_MAX, MIME_PARTS_MAX);
-		return -1;
-	}
-	if (todo & (POLICY_DECRYPT | POLICY_VERIFY)) {
-		r = stream_open(src, c, todo, marked, in, &t, hdr, hlen, body,
-		    tmpdir, outp, res, fail);
-		if (r == 0 && *outp == NULL) {	/* unchanged but unmarked */
-			*outp = unmarked;
-			unmarked = NULL;
-		}
-		goto done;
-	}
-	if (claims_smime(&t)) {
-		/* what its structure proves done is not done again */
-		todo = skip_done(smime_stream_done(in, &t, tmpdir), todo, res);
-		if (!(todo & (POLICY_SIGN | POLICY_ENCRYPT))) {
-			*outp = unmarked;       /* as it is, or unmarked */
-			unmarked = NULL;
-			r = 0;
-			goto done;
-		}
-	}
-	memset(&p, 0, sizeof(p));
-	p.src = src;
-	p.c = c;
-	p.cur = hdr;
-	p.curlen = body;
-	p.todo = todo;
-	p.res = res;
-	p.in = in;
-	p.tree = &t;
-	p.tmpdir = tmpdir;
-	if (run_wrap(&p, fail) == 0) {
-		put_mark(&p, marked, trace, sizeof(trace));
-		*outp = msgbuf_new(tmpdir, 0);
-		if (msgbuf_append(*outp, trace, strlen(trace)) == 0 &&
-		    smime_stream_copy(*outp, p.out) == 0)
-			r = 0;
-		else {
-			msgbuf_free(*outp);
-			*outp = NULL;
-			no_storage(res, fail);
-		}
-	}
-	msgbuf_free(p.out);
- done:
-	mime_tree_free(&t);
 	free(hdr);
+	if (stream_read(in, &hdr, &hlen, &body, &t, res, fail) == -1)
+		goto done;
+	parsed = 1;
+	if ((todo & (POLICY_DECRYPT | POLICY_VERIFY)) && stream_open(src, c,
+	    todo, in, &t, hdr, hlen, body, tmpdir, &opened, res, fail) == -1)
+		goto done;
+	if (todo & (POLICY_SIGN | POLICY_ENCRYPT)) {
+		if (opened == NULL)
+			r = stream_wrap(src, c, todo, in, &t, hdr, body, tmpdir,
+			    &made, res, fail);
+		else if (stream_read(opened, &ohdr, &ohlen, &obody, &ot, res,
+		    fail) == 0) {
+			oparsed = 1;
+			r = stream_wrap(src, c, todo, opened, &ot, ohdr, obody,
+			    tmpdir, &made, res, fail);
+		}
+		if (r == -1)
+			goto done;
+	}
+	if (made == NULL) {	/* wrapped nothing: what was opened, if */
+		made = opened;
+		opened = NULL;
+	}
+	if (made == NULL) {	/* unchanged: as it is, or unmarked */
+		*outp = unmarked;
+		unmarked = NULL;
+		r = 0;
+	} else
+		r = finish(src, c, marked, made, tmpdir, outp, res, fail);
+ done:
+	if (parsed)
+		mime_tree_free(&t);
+	if (oparsed)
+		mime_tree_free(&ot);
+	free(hdr);
+	free(ohdr);
+	msgbuf_free(opened);
 	msgbuf_free(unmarked);
 	return r;
 }
 
-/* The transform of a message in a msgbuf into a new one, trace on top. */
+/* The transform of a message in a msgbuf into a new one, mark on top. */
 int
 pipeline_transform_body(const struct certsrc *src, const struct pl_copy *c,
     struct msgbuf *in, const char *tmpdir, struct msgbuf **out,
     struct smime_msg_res *res, struct smtp_result *fail)
 {
-	char *msg, *owned = NULL, trace[512];
-	size_t len;
-	int r;
-
 	memset(res, 0, sizeof(*res));
 	*out = NULL;
 	if (c->actions == 0)
 		return 0;
-	if ((r = stream_run(src, c, in, tmpdir, out, res, fail)) != 1)
-		return r;
-	memset(res, 0, sizeof(*res));
-	/* in memory: read it in place; spilled to a file: read it in */
-	if ((msg = (char *)msgbuf_mem(in)) != NULL)
-		len = msgbuf_size(in);
-	else if ((msg = owned = msgbuf_slurp(in, &len)) == NULL) {
-		smtp_result_set(fail, 451, "4.3.0", "Temporary local problem, "
-		    "try again later");
-		snprintf(res->err, sizeof(res->err), "cannot read the "
-		    "message body");
-		return -1;
-	}
-	r = pipeline_transform(src, c, msg, len, res, fail, trace,
-	    sizeof(trace));
-	free(owned);
-	if (r == 0 && res->msg != NULL) {
-		*out = msgbuf_new(tmpdir, 0);
-		if (msgbuf_append(*out, trace, strlen(trace)) == -1 ||
-		    msgbuf_append(*out, res->msg, res->len) == -1) {
-			r = -1;
-			msgbuf_free(*out);
-			*out = NULL;
-			smtp_result_set(fail, 452, "4.3.1", "Insufficient "
-			    "system storage");
-			snprintf(res->err, sizeof(res->err), "writing the "
-			    "transformed message failed");
-		}
-		free(res->msg);         /* copied; the verdict stays */
-		res->msg = NULL;
-		res->len = 0;
-	}
-	return r;
+	return stream_run(src, c, in, tmpdir, out, res, fail);
 }

@@ -55,24 +55,17 @@ int pipeline_wants_cert(const struct policy_set *, const char *sender,
 void pipeline_decide(const struct certsrc *, const struct policy_set *,
     const char *sender, const char *rcpt, struct pl_decision *);
 /*
- * Transform a whole message for a copy.  0: res->msg holds the new message
- * and `trace` the field to put on top of it (our mark, mark.h, with its
- * CRLF; empty when only forged marks were removed), or res->msg is NULL
- * when the message goes unchanged (nothing to do, S/MIME its structure
- * proves, or a mark of ours that verifies says it is done); res->err may
- * still carry a note for the log.  -1: the copy cannot be sent as the rule
- * demands; *fail is the reply (e.g. 451 4.7.0 when a signing key is
- * missing) and res->err the reason for the log.
- */
-int pipeline_transform(const struct certsrc *, const struct pl_copy *,
-    const char *msg, size_t len, struct smime_msg_res *res,
-    struct smtp_result *fail, char *trace, size_t tracelen);
-/*
- * The same for a message in a msgbuf, the one step runner of smrelayd and
- * smrelayctl: sign and encrypt run in bounded pieces (smime_stream.h),
- * whatever the message's size; the rest reads the message in.  0: *out
- * is the new message with the trace field on top (a new msgbuf spilling
- * into tmpdir), or NULL when it goes unchanged; -1: as above.
+ * Transform a message in a msgbuf for a copy, the one step runner of
+ * smrelayd and smrelayctl, in bounded pieces whatever the message's size
+ * (smime_stream.h): our marks read (and dropped where they must be), then
+ * what the rule opens (decrypt, verify), then what it wraps (sign,
+ * encrypt) on the opened message.  0: *out is the new message with our
+ * mark on top (a new msgbuf spilling into tmpdir), or NULL when it goes
+ * unchanged (nothing to do, S/MIME its structure proves, or a mark of ours
+ * that verifies says it is done); res->err may still carry a note for the
+ * log.  -1: the copy cannot be sent as the rule demands; *fail is the
+ * reply (e.g. 451 4.7.0 when a signing key is missing) and res->err the
+ * reason for the log.
  */
 int pipeline_transform_body(const struct certsrc *, const struct pl_copy *,
     struct msgbuf *in, const char *tmpdir, struct msgbuf **out,

@@ -54,26 +54,6 @@ struct smime_msg_res {
 
 /* smime_msg.c */
 /*
- * Sign as `from` with keys_signing(): the message is canonicalised
- * (mime_canon), its MIME entity signed (multipart/signed, or opaque with
- * opts->opaque) and the outer header fields kept.  0, or -1 with res->err
- * (e.g. "no signing key for ADDR").
- */
-int smime_msg_sign(const struct certsrc *, const char *msg, size_t len,
-    const char *from, const struct smime_msg_opts *, struct smime_msg_res *);
-/*
- * Encrypt for every recipient, one envelope, with certcache_cert_for().
- * `from` is used only with opts->include_sender_cert.  -1 with res->err
- * listing every recipient without a usable certificate.
- */
-int smime_msg_encrypt(const struct certsrc *, const char *msg, size_t len,
-    const char *from, const char *const *rcpts, size_t nrcpts,
-    const struct smime_msg_opts *, struct smime_msg_res *);
-/* Sign as `from`, then encrypt the signed entity for the recipients. */
-int smime_msg_sign_encrypt(const struct certsrc *, const char *msg, size_t len,
-    const char *from, const char *const *rcpts, size_t nrcpts,
-    const struct smime_msg_opts *, struct smime_msg_res *);
-/*
  * Decrypt an application/pkcs7-mime enveloped or authEnveloped message with
  * any of our keys.  The result is the received header fields (without
  * Content-*, MIME-Version and Authentication-Results of `host`) and the
@@ -119,12 +99,12 @@ size_t smime_msg_body(const char *msg, size_t len);
 char *smime_msg_drop_fields(const char *msg, size_t len, const char *name,
     int (*drop)(const char *value, void *arg), void *arg, size_t *outlen);
 
-/* What a message's structure proves (never its Content-Type alone). */
+/* What a message's structure proves (never its Content-Type alone):
+ * smime_stream_done(). */
 enum smime_done {
 	SMIME_DONE_NONE,
 	SMIME_DONE_SIGNED,      /* SignedData: multipart/signed or opaque */
 	SMIME_DONE_ENCRYPTED    /* EnvelopedData or AuthEnvelopedData */
 };
-enum smime_done smime_msg_done(const char *msg, size_t len);
 
 #endif

@@ -532,8 +532,8 @@ smime_stream_is_signed(struct msgbuf *m, const struct mime_tree *t)
 	return sig;
 }
 
-/* What the structure of a message that claims S/MIME proves done (the
- * streamed smime_msg_done): its CMS read once, in bounded memory. */
+/* What the structure of a message that claims S/MIME proves done: its
+ * CMS read once, in bounded memory. */
 enum smime_done
 smime_stream_done(struct msgbuf *in, const struct mime_tree *t,
     const char *tmpdir)

@@ -60,9 +60,10 @@ int smime_stream_decrypt(const struct certsrc *, struct msgbuf *in,
 /* Whether the message in mb (parsed into t) is signed as the engine would
  * find: multipart/signed, or a P7M that says signed-data or nothing. */
 int smime_stream_is_signed(struct msgbuf *, const struct mime_tree *);
-/* What the structure of a message claiming S/MIME proves done, as
- * smime_msg_done() decides it, read in pieces (its CMS from a spill file
- * in tmpdir). */
+/* What the structure of a message claiming S/MIME proves done: a
+ * multipart/signed whose signature, or a P7M whose CMS, parses whole
+ * (cms_structure_nid) as SignedData, EnvelopedData or AuthEnvelopedData;
+ * read in pieces (the CMS from a spill file in tmpdir). */
 enum smime_done smime_stream_done(struct msgbuf *, const struct mime_tree *,
     const char *tmpdir);
 /*

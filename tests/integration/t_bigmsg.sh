@@ -40,7 +40,7 @@ setup() {
 		ctl key import "$P/alice.p12" >/dev/null &&
 		ctl cert import "$P/bob.pem" >/dev/null &&
 		ctl policy add --sender @example.com --recipient @partner.example \
-			--action sign,encrypt >/dev/null ||
+			--action "${OUT_ACTIONS:-sign,encrypt}" >/dev/null ||
 		{ fail_because "setup: $(tail -n 1 "$CASE_DIR/ctl.log")"; return 1; }
 	# The inbound rule is there before the daemon starts: added while it
 	# runs, it is seen within a second, and the first message may be
@@ -235,6 +235,55 @@ case_decrypt_verify() {
 	assert_eq "$NMSG" "$n" "decrypted messages at the sink with smime=pass" || return 1
 }
 
+# 2b. A rule both ways (decrypt,verify,sign,encrypt: a re-encrypting
+# gateway): NMSG messages of SIZE bytes, signed by bob and encrypted to
+# alice, from alice to bob, at once: opened and verified, then (being
+# signed already, as its structure proves) only encrypted for bob, all in
+# pieces: bounded growth; bob's key opens each, bob's signature inside
+# verifies, the content unchanged, and the Authentication-Results on top
+# says smime=pass.
+case_both_ways() {
+	local base f n d=$CASE_DIR
+	local OUT_ACTIONS=decrypt,verify,sign,encrypt
+	setup || return 1
+	"$PYTHON" "$IT_PY/bigmsg.py" entity --size "$SIZE" "$d/ent" &&
+		openssl cms -sign -binary -in "$d/ent" -signer "$P/bob.pem" -inkey "$P/bob.key" \
+			-certfile "$P/int.pem" -out "$d/signed" 2>"$d/cms.err" &&
+		openssl cms -encrypt -binary -stream -aes256 -in "$d/signed" -out "$d/env" \
+			"$P/alice.pem" 2>>"$d/cms.err" ||
+		{ fail_because "openssl cms: $(tail -n 1 "$d/cms.err")"; return 1; }
+	rm -f "$d/signed"
+	{ printf 'From: <bob@partner.example>\r\nTo: <bob@partner.example>\r\n'
+	  printf 'Subject: big both ways\r\nMessage-ID: <bigboth.%s@example.com>\r\n' "$SIZE"
+	  cat "$d/env"; } >"$d/in.eml"
+	"$PYTHON" "$IT_PY/bigmsg.py" wire "$d/in.eml" "$d/in.wire" || return 1
+	rm -f "$d/env" "$d/in.eml"
+	base=$(rss_kb "$NET" VmHWM)
+	send_all send_file "$d/in.wire" || return 1
+	wait_delivered "$NMSG" 180 || return 1
+	growth_ok "$base" "$NMSG" "$NMSG x $SIZE bytes decrypt+verify, then sign+encrypt" || return 1
+	n=0
+	for f in $(grep -l "^Message-ID: <bigboth.$SIZE@" $(sink_files)); do
+		grep -q '^Authentication-Results: relay.test; smime=pass' "$f" ||
+			{ fail_because "$(basename "$f"): no smime=pass: $(grep -m1 '^Authentication-Results' "$f")"; return 1; }
+		openssl cms -decrypt -recip "$P/bob.pem" -inkey "$P/bob.key" -in "$f" \
+			-out "$f.dec" 2>"$d/dec.err" ||
+			{ fail_because "$(basename "$f"): bob cannot decrypt: $(tail -n 1 "$d/dec.err")"; return 1; }
+		openssl cms -verify -CAfile "$P/trust.pem" -purpose smimesign -in "$f.dec" \
+			-signer "$f.signer" -out "$f.ver" 2>"$d/ver.err" ||
+			{ fail_because "$(basename "$f"): the signature inside: $(tail -n 1 "$d/ver.err")"; return 1; }
+		grep -q 'bob@partner.example' <(openssl x509 -in "$f.signer" -noout -ext subjectAltName 2>&1) ||
+			{ fail_because "$(basename "$f"): the signer inside is not bob (signed again?)"; return 1; }
+		cmp -s "$f.ver" "$d/ent" ||
+			{ fail_because "$(basename "$f"): content differs"; return 1; }
+		rm -f "$f.dec" "$f.ver" "$f.signer"
+		n=$((n + 1))
+	done
+	assert_eq "$NMSG" "$n" "messages at the sink, opened and verified" || return 1
+	grep -q 'already signed: not signed again' "$CASE_DIR/smrelayd.log" ||
+		fail_because "smrelayd.log does not say why it did not sign again"
+}
+
 # send_in FILE: one inbound transaction to alice.
 send_in() {
 	"$PYTHON" "$IT_PY/chat.py" --timeout 300 127.0.0.1 "$PORT" expect:220 \
@@ -318,6 +367,7 @@ run_case sign_encrypt case_sign_encrypt
 run_case forged_mark case_forged_mark
 run_case claimed_smime case_claimed_smime
 run_case decrypt_verify case_decrypt_verify
+run_case both_ways case_both_ways
 run_case lying_envelope case_lying_envelope
 run_case bad_inputs case_bad_inputs
 it_finish

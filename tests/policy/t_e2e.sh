@@ -672,6 +672,30 @@ case_no_bypass() {
 		"bob's plaintext: the cut envelope as sent"
 }
 
+# 9d. a rule both ways (a re-encrypting gateway): a message encrypted to
+# alice, from alice to bob, under decrypt,verify,sign,encrypt for bob: it
+# is opened with alice's key, signed as alice and encrypted for bob; bob's
+# key opens it and alice's signature inside verifies over the body.
+case_both_ways() {
+	setup_store keys=alice certs=bob || return 1
+	rule --recipient bob@partner.example --action decrypt,verify,sign,encrypt || return 1
+	start_daemon || return 1
+	local d=$CASE_DIR o
+	msg inner alice@example.com bob@partner.example
+	awk 'b { print } /^\r?$/ { b = 1 }' "$M" >"$d/inner-body.txt"
+	openssl cms -encrypt -aes-256-cbc -in "$d/inner-body.txt" -from alice@example.com \
+		-to bob@partner.example -subject 'to alice first' "$P/alice.pem" \
+		>"$d/to-alice.eml" 2>"$d/enc.err" ||
+		{ fail_because "openssl cms -encrypt: $(tail -n 1 "$d/enc.err")"; return 1; }
+	send alice@example.com bob@partner.example "$d/to-alice.eml" || return 1
+	wait_delivered 1 && copy_of bob@partner.example bob@partner.example || return 1
+	enveloped "$F" && opens "$F" bob || return 1
+	o=$(outp "$F")
+	assert_file_matches "$o.bob.txt" '^Content-Type: multipart/signed' "bob's plaintext" &&
+		verifies "$o.bob.txt" &&
+		assert_header "$F" X-Smrelay-Processed "^ *$HOST; decrypt,verify,sign,encrypt;"
+}
+
 # 10. null sender, encrypt rule for the recipient.
 case_null_sender() {
 	setup_store certs=bob || return 1
@@ -758,6 +782,7 @@ run_case sign_without_key case_no_key
 run_case no_double_processing case_no_double
 run_case no_policy_bypass case_no_bypass
 run_case revoked_partner case_revoked_partner
+run_case both_ways case_both_ways
 run_case null_sender_encrypt case_null_sender
 case_apply_repeated() { case_apply repeated; }
 case_apply_list() { case_apply list; }
