@@ -889,12 +889,23 @@ envc_fields(struct envc *e, BUF_MEM *out)
 	return ber_put(out, "\0\0\0\0\0\0", 6);
 }
 
+/* The CMS object a reader rebuilt into m, parsed; `err` set on NULL. */
+static CMS_ContentInfo *
+buf_cms(BUF_MEM *m, char *err, size_t errlen)
+{
+	const unsigned char *p = (const unsigned char *)m->data;
+	CMS_ContentInfo *cms;
+
+	if ((cms = d2i_CMS_ContentInfo(NULL, &p, (long)m->length)) == NULL)
+		cms_err(err, errlen, "malformed CMS structure");
+	return cms;
+}
+
 /* The envelope without its content, parsed; `err` set on NULL. */
 static CMS_ContentInfo *
 envc_head(struct envc *e, char *err, size_t errlen)
 {
 	CMS_ContentInfo *cms = NULL;
-	const unsigned char *p;
 	BUF_MEM *m;
 	int nid;
 
@@ -911,12 +922,8 @@ envc_head(struct envc *e, char *err, size_t errlen)
 	else if ((e->auth = nid == NID_id_smime_ct_authEnvelopedData,
 	    envc_fields(e, m)) == -1)
 		snprintf(err, errlen, "malformed CMS structure");
-	else {
-		p = (const unsigned char *)m->data;
-		if ((cms = d2i_CMS_ContentInfo(NULL, &p, (long)m->length)) ==
-		    NULL)
-			cms_err(err, errlen, "malformed CMS structure");
-	}
+	else
+		cms = buf_cms(m, err, errlen);
 	BUF_MEM_free(m);
 	return cms;
 }
@@ -1259,7 +1266,6 @@ skel_elem(struct ber *b, const struct ber_hdr *h, size_t keep, BUF_MEM *out)
 int
 cms_structure_nid_keep(BIO *der, size_t keep, char *err, size_t errlen)
 {
-	const unsigned char *p;
 	CMS_ContentInfo *cms;
 	struct ber_hdr h;
 	struct ber *b;
@@ -1275,17 +1281,10 @@ cms_structure_nid_keep(BIO *der, size_t keep, char *err, size_t errlen)
 	if (ber_head(b, &h) == -1 || !ber_is(&h, BER_UNIV, BER_SEQUENCE, 1) ||
 	    skel_elem(b, &h, keep, m) == -1)
 		snprintf(err, errlen, "malformed CMS structure");
-	else {
-		p = (const unsigned char *)m->data;
-		if ((cms = d2i_CMS_ContentInfo(NULL, &p, (long)m->length)) ==
-		    NULL)
-			cms_err(err, errlen, "malformed CMS structure");
-		else {
-			if ((nid = OBJ_obj2nid(CMS_get0_type(cms))) ==
-			    NID_undef)
-				snprintf(err, errlen, "unknown content type");
-			CMS_ContentInfo_free(cms);
-		}
+	else if ((cms = buf_cms(m, err, errlen)) != NULL) {
+		if ((nid = OBJ_obj2nid(CMS_get0_type(cms))) == NID_undef)
+			snprintf(err, errlen, "unknown content type");
+		CMS_ContentInfo_free(cms);
 	}
 	ERR_clear_error();
 	BUF_MEM_free(m);

@@ -195,6 +195,24 @@ case_claimed_smime() {
 	assert_eq "$NMSG" "$n" "big messages at the sink, opened and verified"
 }
 
+# inbound TO SUBJECT ID: $CASE_DIR/ent, an entity of SIZE bytes, signed by
+# bob and encrypted to alice by openssl cms, as the message from bob to TO
+# (Message-ID <ID.SIZE@example.com>) in $CASE_DIR/in.wire, ready for DATA.
+inbound() {
+	local d=$CASE_DIR
+	"$PYTHON" "$IT_PY/bigmsg.py" entity --size "$SIZE" "$d/ent" &&
+		openssl cms -sign -binary -in "$d/ent" -signer "$P/bob.pem" -inkey "$P/bob.key" \
+			-certfile "$P/int.pem" -out "$d/signed" 2>"$d/cms.err" &&
+		openssl cms -encrypt -binary -stream -aes256 -in "$d/signed" -out "$d/env" \
+			"$P/alice.pem" 2>>"$d/cms.err" ||
+		{ fail_because "openssl cms: $(tail -n 1 "$d/cms.err")"; return 1; }
+	{ printf 'From: <bob@partner.example>\r\nTo: <%s>\r\n' "$1"
+	  printf 'Subject: %s\r\nMessage-ID: <%s.%s@example.com>\r\n' "$2" "$3" "$SIZE"
+	  cat "$d/env"; } >"$d/in.eml"
+	"$PYTHON" "$IT_PY/bigmsg.py" wire "$d/in.eml" "$d/in.wire" || return 1
+	rm -f "$d/signed" "$d/env" "$d/in.eml"
+}
+
 # 2. NMSG messages of SIZE bytes, signed by bob and encrypted to alice by
 # openssl cms, at once under a decrypt,verify rule: bounded growth again,
 # every message arrives decrypted with smime=pass, and its signature still
@@ -203,17 +221,7 @@ case_decrypt_verify() {
 	local base f n d=$CASE_DIR
 	local IN_RULE=1
 	setup || return 1
-	"$PYTHON" "$IT_PY/bigmsg.py" entity --size "$SIZE" "$d/ent" &&
-		openssl cms -sign -binary -in "$d/ent" -signer "$P/bob.pem" -inkey "$P/bob.key" \
-			-certfile "$P/int.pem" -out "$d/signed" 2>"$d/cms.err" &&
-		openssl cms -encrypt -binary -stream -aes256 -in "$d/signed" -out "$d/env" \
-			"$P/alice.pem" 2>>"$d/cms.err" ||
-		{ fail_because "openssl cms: $(tail -n 1 "$d/cms.err")"; return 1; }
-	{ printf 'From: <bob@partner.example>\r\nTo: <alice@example.com>\r\n'
-	  printf 'Subject: big inbound\r\nMessage-ID: <bigin.%s@example.com>\r\n' "$SIZE"
-	  cat "$d/env"; } >"$d/in.eml"
-	"$PYTHON" "$IT_PY/bigmsg.py" wire "$d/in.eml" "$d/in.wire" || return 1
-	rm -f "$d/env" "$d/in.eml"
+	inbound alice@example.com "big inbound" bigin || return 1
 	small
 	send_file "$IT_TMP/small.wire" && wait_delivered 1 || return 1
 	base=$(rss_kb "$NET" VmHWM)
@@ -246,18 +254,7 @@ case_both_ways() {
 	local base f n d=$CASE_DIR
 	local OUT_ACTIONS=decrypt,verify,sign,encrypt
 	setup || return 1
-	"$PYTHON" "$IT_PY/bigmsg.py" entity --size "$SIZE" "$d/ent" &&
-		openssl cms -sign -binary -in "$d/ent" -signer "$P/bob.pem" -inkey "$P/bob.key" \
-			-certfile "$P/int.pem" -out "$d/signed" 2>"$d/cms.err" &&
-		openssl cms -encrypt -binary -stream -aes256 -in "$d/signed" -out "$d/env" \
-			"$P/alice.pem" 2>>"$d/cms.err" ||
-		{ fail_because "openssl cms: $(tail -n 1 "$d/cms.err")"; return 1; }
-	rm -f "$d/signed"
-	{ printf 'From: <bob@partner.example>\r\nTo: <bob@partner.example>\r\n'
-	  printf 'Subject: big both ways\r\nMessage-ID: <bigboth.%s@example.com>\r\n' "$SIZE"
-	  cat "$d/env"; } >"$d/in.eml"
-	"$PYTHON" "$IT_PY/bigmsg.py" wire "$d/in.eml" "$d/in.wire" || return 1
-	rm -f "$d/env" "$d/in.eml"
+	inbound bob@partner.example "big both ways" bigboth || return 1
 	base=$(rss_kb "$NET" VmHWM)
 	send_all send_file "$d/in.wire" || return 1
 	wait_delivered "$NMSG" 180 || return 1

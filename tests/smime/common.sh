@@ -31,6 +31,15 @@ ctl() {
 }
 # ar FILE: its first line (our Authentication-Results).
 ar() { head -n 1 "$1" | tr -d '\r'; }
+
+# make_pki: the test PKI (pki.sh) in $W/pki as $P, then into $W; exits
+# with FAIL when it cannot be made.
+make_pki() {
+	sh "$srcdir/tests/smime/pki.sh" "$W/pki" >/dev/null 2>"$W/pki.err" ||
+		{ echo "FAIL: pki.sh ($(lastline "$W/pki.err"))"; exit 1; }
+	P=$W/pki
+	cd "$W" || exit 1
+}
 # wrap_p7m TYPE DER: a message around a CMS object, under the header
 # fields $HDR (printf escapes).
 wrap_p7m() {

@@ -17,10 +17,7 @@ N=$W/nss
 
 command -v openssl >/dev/null 2>&1 || { echo "SKIP: no openssl program"; exit 77; }
 [ -x "$T" ] || { echo "FAIL: smime_tool not built at $T"; exit 1; }
-sh "$srcdir/tests/smime/pki.sh" "$W/pki" >/dev/null 2>"$W/pki.err" ||
-	{ echo "FAIL: pki.sh ($(lastline "$W/pki.err"))"; exit 1; }
-P=$W/pki
-cd "$W" || exit 1
+make_pki
 
 # The entity: 20 MB of base64 lines (random, so no two chunks alike).
 { printf 'Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n'

@@ -14,10 +14,7 @@ N=$W/nss
 . "$srcdir/tests/smime/gpgsm.sh"
 
 [ -x "$T" ] || { echo "FAIL: smime_tool not built at $T"; exit 1; }
-sh "$srcdir/tests/smime/pki.sh" "$W/pki" >/dev/null 2>"$W/pki.err" ||
-	{ echo "FAIL: pki.sh ($(lastline "$W/pki.err"))"; exit 1; }
-P=$W/pki
-cd "$W" || exit 1
+make_pki
 
 # The entity (canonical, CRLF) and a message carrying it.
 printf 'Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\nHello Bob,\r\n\r\nthis is signed.\r\n-- \r\nAlice\r\n' > ent.txt

@@ -22,10 +22,7 @@ G=$W/gnupg
 command -v openssl >/dev/null 2>&1 || { echo "SKIP: no openssl program"; exit 77; }
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: no python3"; exit 77; }
 [ -x "$TOOL" ] || { echo "FAIL: smime_tool not built at $TOOL"; exit 1; }
-sh "$srcdir/tests/smime/pki.sh" "$W/pki" >/dev/null 2>"$W/pki.err" ||
-	{ echo "FAIL: pki.sh ($(lastline "$W/pki.err"))"; exit 1; }
-P=$W/pki
-cd "$W" || exit 1
+make_pki
 
 head -c 200000 /dev/urandom | base64 > big
 printf 'Content-Type: text/plain\r\n\r\n' | cat - big > ent

@@ -22,10 +22,7 @@ G=$W/gnupg
 command -v openssl >/dev/null 2>&1 || { echo "SKIP: no openssl program"; exit 77; }
 [ -x "$CTL" ] || { echo "FAIL: smrelayctl not built at $CTL"; exit 1; }
 [ -x "$TOOL" ] || { echo "FAIL: memo_tool not built at $TOOL"; exit 1; }
-sh "$srcdir/tests/smime/pki.sh" "$W/pki" >/dev/null 2>"$W/pki.err" ||
-	{ echo "FAIL: pki.sh ($(lastline "$W/pki.err"))"; exit 1; }
-P=$W/pki
-cd "$W" || exit 1
+make_pki
 printf 'relay = 127.0.0.1:2525\ndata_dir = %s/data\nhostname = memo.example\n' \
 	"$W" > smrelay.conf
 ctl() { "$CTL" -c "$W/smrelay.conf" "$@"; }

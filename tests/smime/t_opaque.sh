@@ -20,10 +20,7 @@ G=$W/gnupg
 command -v openssl >/dev/null 2>&1 || { echo "SKIP: no openssl program"; exit 77; }
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: no python3"; exit 77; }
 [ -x "$CTL" ] || { echo "FAIL: smrelayctl not built at $CTL"; exit 1; }
-sh "$srcdir/tests/smime/pki.sh" "$W/pki" >/dev/null 2>"$W/pki.err" ||
-	{ echo "FAIL: pki.sh ($(lastline "$W/pki.err"))"; exit 1; }
-P=$W/pki
-cd "$W" || exit 1
+make_pki
 HOST=gw.example
 printf 'relay = 127.0.0.1:2525\ndata_dir = %s/data\nhostname = %s\nmax_message_size = 100M\n' \
 	"$W" "$HOST" > smrelay.conf
