@@ -697,6 +697,34 @@ certcache_harvest_done(struct certcache *cc, const char *fingerprint,
 	pthread_mutex_unlock(&cc->mtx);
 }
 
+/* Whether CA x was offered to the store lately; marks it offered if not. */
+int
+certcache_ca_offered(struct certcache *cc, X509 *x, time_t now)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen, i;
+	char name[2 * EVP_MAX_MD_SIZE + 8];
+	struct cc_entry *e;
+	int offered;
+
+	if (X509_digest(x, EVP_sha256(), md, &mdlen) != 1)
+		return 0;
+	memcpy(name, "#ca:", 4);
+	for (i = 0; i < mdlen; i++)
+		snprintf(name + 4 + 2 * i, 3, "%02x", md[i]);
+	pthread_mutex_lock(&cc->mtx);
+	e = cache_find(cc, name);
+	offered = e != NULL && now >= e->at && now - e->at < CERTCACHE_CA_RETRY;
+	if (!offered) {
+		e = xcalloc(1, sizeof(*e));
+		e->name = xstrdup(name);
+		e->at = now;
+		cache_put(cc, e);
+	}
+	pthread_mutex_unlock(&cc->mtx);
+	return offered;
+}
+
 /* Drop the cached entry of email: the next question asks the store. */
 void
 certcache_forget(struct certcache *cc, const char *email)

@@ -102,6 +102,15 @@ int certcache_harvested(struct certcache *, const char *fingerprint,
  * addresses so the very next message to them finds it. */
 void certcache_harvest_done(struct certcache *, const char *fingerprint,
     int caps, char *const *emails, size_t nemails);
+/*
+ * The CAs of a message's chain are offered to the store (harvest_cas) at
+ * most once per CERTCACHE_CA_RETRY seconds each: 1 when the CA x was
+ * offered within that time, else 0 and it counts as offered now.  Every
+ * verified message without CRLs carries the same intermediates, and each
+ * offer reads and checks the whole trust store on the store thread.
+ */
+#define CERTCACHE_CA_RETRY	3600
+int certcache_ca_offered(struct certcache *, X509 *x, time_t now);
 /* Forget what is cached for email (a certificate for it was just stored). */
 void certcache_forget(struct certcache *, const char *email);
 /* Append the intermediate CAs of the store (new references) to sk, for

@@ -22,6 +22,8 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include <openssl/x509v3.h>
+
 #include "daemon/base/base.h"
 #include "gateway.h"
 #include "certcache.h"
@@ -909,7 +911,11 @@ static void
 job_store_cas(struct gw_job *j)
 {
 	STACK_OF(X509) *sk = sk_X509_new_null();
+	struct certcache *cc = j->gw->cc;
+	time_t now = time(NULL);
 	size_t i;
+	X509 *x;
+	int fresh = 0, k;
 
 	for (i = 0; sk != NULL && i < j->res.nundecided; i++) {
 		X509_add_cert(sk, j->res.undecided[i].cert,
@@ -918,8 +924,19 @@ job_store_cas(struct gw_job *j)
 			X509_add_cert(sk, j->res.undecided[i].issuer,
 			    X509_ADD_FLAG_UP_REF);
 	}
-	if (sk != NULL && storeq_call(j->gw->sq, cas_run, cas_done, sk) ==
-	    -1)
+	/* only CAs are stored: is one of them not offered lately? */
+	for (k = 0; k < sk_X509_num(sk); k++)
+		if (X509_check_ca(x = sk_X509_value(sk, k)) >= 1 &&
+		    !certcache_ca_offered(cc, x, now))
+			fresh = 1;
+	if (sk == NULL || !fresh) {
+		sk_X509_pop_free(sk, X509_free);
+		return;
+	}
+	log_info("session id=%016llx the CAs of the signer's chain offered to "
+	    "the store (again in %d s at the earliest)",
+	    (unsigned long long)j->sessid, CERTCACHE_CA_RETRY);
+	if (storeq_call(j->gw->sq, cas_run, cas_done, sk) == -1)
 		sk_X509_pop_free(sk, X509_free);
 }
 

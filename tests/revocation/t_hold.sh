@@ -200,10 +200,27 @@ case_hard_down() {
 			"log of the failed fetch"
 }
 
+# The issuing CA that comes with every message of down@ (whose CRL cannot
+# be fetched: each message has a link no CRL decides) is offered to the
+# store once (it chains to the root: stored), not again for each message:
+# each offer reads and checks the whole trust store on the store thread.
+case_ca_offered_once() {
+	local i n
+	setup || return 1
+	for i in 1 2 3 4; do
+		send_signed down && expect_ar "smime=pass \\(revocation unknown" || return 1
+	done
+	n=$(grep -c "CAs of the signer's chain offered to the store" "$CASE_DIR/smrelayd.log")
+	assert_eq 1 "$n" "offers of the issuing CA to the store for 4 messages" || return 1
+	wait_for 10 eval 'ctl cert list | grep -q "Fetch Issuing CA"' ||
+		fail_because "the issuing CA is not in the store: $(ctl cert list | tr '\n' '|')"
+}
+
 run_case crl_first_message case_crl_first_message
 run_case ocsp_first_message case_ocsp_first_message
 run_case hard_ocsp case_hard_ocsp
 run_case no_wait case_no_wait
 run_case slow_bounded case_slow_bounded
 run_case hard_down case_hard_down
+run_case ca_offered_once case_ca_offered_once
 it_finish
