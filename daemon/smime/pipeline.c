@@ -433,7 +433,6 @@ stream_marks(const struct certsrc *src, const struct pl_copy *c,
 	return 0;
 }
 
-
 /* A message's header block and MIME tree, read in pieces; -1 with *fail
  * the reply when over the bounds. */
 static int
