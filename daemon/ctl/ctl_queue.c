@@ -107,13 +107,16 @@ queue_list(struct spooldb *db, json_t *a)
 	return CTL_OK;
 }
 
+#define BODY_CHUNK	65536	/* bytes of a body read at a time */
+
 static int
 queue_show(struct spooldb *db, const char *id, int json)
 {
 	struct spool_entry *e;
 	struct msgbuf *mb;
-	char t[32], acts[64], *body = NULL;
-	size_t i, len;
+	char t[32], acts[64], *body;
+	size_t i, off;
+	ssize_t r = 0;
 	json_t *o;
 
 	if ((e = spooldb_get(db, id)) == NULL)
@@ -147,12 +150,18 @@ queue_show(struct spooldb *db, const char *id, int json)
 		    e->rcpts[i].reply ? e->rcpts[i].reply : "");
 	/* then the message itself, as it will go to the next hop */
 	printf("--- message\n");
-	if ((mb = spooldb_body_get(db, e->id)) == NULL ||
-	    (body = msgbuf_slurp(mb, &len)) == NULL)
+	if ((mb = spooldb_body_get(db, e->id)) == NULL)
 		printf("(the body cannot be read: %s)\n", strerror(errno));
-	else
-		fwrite(body, 1, len, stdout);
-	free(body);
+	else {          /* in pieces: a body may be as big as messages go */
+		body = xmalloc(BODY_CHUNK);
+		for (off = 0; (r = msgbuf_pread(mb, body, BODY_CHUNK,
+		    off)) > 0; off += (size_t)r)
+			fwrite(body, 1, (size_t)r, stdout);
+		if (r < 0)
+			printf("\n(the body cannot be read: %s)\n",
+			    strerror(errno));
+		free(body);
+	}
 	msgbuf_free(mb);
 	spool_entry_free(e);
 	return 0;

@@ -228,6 +228,14 @@ t_dsn_return_size() {
 		line:"RCPT TO:<bob@example.net>" expect:250 \
 		line:DATA expect:354 sendfile:"$CASE_DIR/big.wire" expect:'250:queued as' \
 		line:QUIT expect:221 || return 1
+	# `queue show` prints the whole 3 MB body (read in pieces)
+	for f in $(qctl queue list | cut -f1); do
+		qctl queue show "$f" >"$CASE_DIR/show-$f.txt" 2>&1
+		grep -q 'q9.big' "$CASE_DIR/show-$f.txt" && big=$CASE_DIR/show-$f.txt
+	done
+	[ -n "$big" ] || { fail_because "queue show: no q9.big in the spool"; return 1; }
+	assert_file_matches "$big" '^END-OF-BIG' "queue show of the big message" || return 1
+	big=""
 	hop_up_nexthop --rcpt-reply 'bob@=550 5.1.1 <bob@example.net>: Recipient address rejected' || return 1
 	qctl queue flush >/dev/null
 	wait_for 20 _dsn_count_ge 2 || { fail_because "$(dsn_count) DSN(s) within 20 s, want 2 (queue: $(qctl queue list | cut -f1,4,7,8,9 | tr '\n' '|'))"; return 1; }
