@@ -39,6 +39,7 @@
 #include "store/store.h"
 
 #define RCPT_FETCHES	3	/* store lookups per RCPT at most */
+#define HELD_CHECK	300	/* seconds between checks of held copies */
 #define RELEASE_LOOKUPS	64	/* addresses of held copies looked up
 					 * per pass */
 
@@ -65,6 +66,7 @@ struct gateway {
 	struct crlfetch		*cf;
 	struct smimea		*sm;		/* cert_lookup = smimea */
 	struct event		*refresh_ev;
+	struct event		*held_ev;	/* check the held copies */
 	LIST_HEAD(, gw_job)	 held;		/* waiting on revocation
 						 * fetches (job_hold) */
 };
@@ -81,6 +83,8 @@ struct gw_copy {
 	void			*txn;		/* inner; NULL when over */
 	int			 hold;		/* --if-no-cert hold: spooled
 						 * untransformed, held */
+	int			 xfail;		/* its transform failed (4xx) */
+	int			 respooled;	/* held after that: once */
 	struct spool_rcpt	*rcpts;		/* accepted by the next hop */
 	size_t			 nrcpts;
 	struct spool_rcpt	*defer;		/* its 4xx at RCPT: spooled */
@@ -571,7 +575,7 @@ copy_log_spooled(struct gw_copy *c, int all)
 {
 	size_t i;
 
-	if (c->hold)
+	if (c->hold && !c->respooled)
 		return;
 	for (i = 0; all && i < c->nrcpts; i++)
 		copy_log(c, c->rcpts[i].addr, c->why, "deferred");
@@ -614,8 +618,9 @@ spooled(void *arg, int err)
 			    q->delivered, c->qid);
 		else
 			smtp_result_set(&res, 250, "2.0.0", "Ok: queued as "
-			    "%s%s", c->qid, c->hold ? " (held until a "
-			    "certificate arrives)" : "");
+			    "%s%s", c->qid, c->respooled ? " (held until it "
+			    "can be transformed)" : c->hold ? " (held until "
+			    "a certificate arrives)" : "");
 	}
 	free(q);
 	copy_done(c, &res);
@@ -658,6 +663,7 @@ copy_spool(struct gw_copy *c, int all, size_t delivered)
 	if (c->hold) {
 		e.held = SPOOL_HOLD_POLICY;
 		e.actions = c->actions;
+		e.last_error = c->why[0] ? c->why : NULL;
 	} else {
 		e.attempts = 1;         /* the in-line one */
 		e.next_attempt = now + 50 + (int64_t)(new_session_id() % 21);
@@ -997,6 +1003,7 @@ job_done(void *arg)
 		    acts, j->res.err, j->fail.code, j->fail.enh);
 		if (c->txn != NULL)
 			gw->inner->abort(c->txn);
+		c->xfail = j->fail.code >= 400 && j->fail.code < 500;
 		copy_done(c, &j->fail);
 		job_free(j);
 		return;
@@ -1094,6 +1101,42 @@ copies_text(struct gw_txn *t, size_t n, struct smtp_result *res)
 }
 
 /*
+ * Some copies went and others could not be transformed for now (4xx: no
+ * signing key yet, the key process away): a 4xx for the message would make
+ * the client send the delivered copies again.  The failed ones are spooled
+ * untransformed and held with their actions instead, transformed when the
+ * store changes or the held copies are checked again (release_check), so
+ * the message can be taken with 250.  1 when some were handed to the
+ * spool (each comes back through copy_done).
+ */
+static int
+hold_failed(struct gw_txn *t)
+{
+	struct gw_copy *c;
+	size_t i, n = 0;
+
+	for (i = 0; i < t->ncopies; i++) {
+		c = t->copies[i];
+		if (c->done != 1 || !c->xfail || c->respooled ||
+		    c->nrcpts == 0)
+			continue;
+		c->respooled = 1;
+		c->done = 0;
+		c->hold = 1;
+		snprintf(c->why, sizeof(c->why), "%d %s %.160s", c->res.code,
+		    c->res.enh, c->res.text);
+		t->pending++;
+		n++;
+		log_info("session id=%016llx copy rcpts=%zu rule=%lld: held "
+		    "untransformed (%s) since other copies went",
+		    (unsigned long long)t->sessid, c->nrcpts,
+		    (long long)c->rule_id, c->why);
+		copy_spool(c, 1, 0);
+	}
+	return n > 0;
+}
+
+/*
  * Every copy is done: one truthful reply.  All relayed: 250.  Nothing
  * relayed: the first refusal, temporary ones first (nothing was delivered,
  * so a retry duplicates nothing).  Some relayed: a permanent refusal is
@@ -1121,6 +1164,8 @@ combine(struct gw_txn *t)
 		else
 			tmp = tmp ? tmp : &c->res;
 	}
+	if (nok > 0 && nok < n && hold_failed(t))
+		return;         /* combined again once they are spooled */
 	if (n == 0)
 		smtp_result_set(&res, 554, "5.5.1", "No valid recipients");
 	else if (nok == n && n == 1) {
@@ -1270,7 +1315,10 @@ release_check(void *arg, const struct spool_entry *e)
 	X509 *x;
 
 	for (i = 0; i < e->nrcpts; i++) {
-		if (e->rcpts[i].state != SPOOL_RCPT_PENDING)
+		/* a copy held for its certificates waits for them; one held
+		 * because its transform failed (hold_failed) is tried */
+		if (e->rcpts[i].state != SPOOL_RCPT_PENDING ||
+		    !(e->actions & POLICY_ENCRYPT))
 			continue;
 		if (!certcache_cached(gw->cc, e->rcpts[i].addr, 1)) {
 			if (storeq_up(gw->sq) == 1 &&
@@ -1295,6 +1343,18 @@ release_check(void *arg, const struct spool_entry *e)
 			j->rcpts[j->nrcpts++] = xstrdup(e->rcpts[i].addr);
 	workers_submit(gw->workers, job_run, release_done, j);
 	return 1;
+}
+
+/* Now and then: the held copies again, for what does not change the
+ * store (the key process back after a restart). */
+static void
+held_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct gateway *gw = arg;
+
+	(void)fd;
+	(void)what;
+	queue_check_held(gw->queue, release_check, gw);
 }
 
 /* The store thread reloaded rules, certificates and CRLs (smrelayctl,
@@ -1408,6 +1468,10 @@ gateway_new(struct event_base *base, const struct delivery_ops *inner,
 	    "queued message(s)", policy_set_count(certcache_policy(gw->cc)),
 	    workers_count(gw->workers), queue_count(gw->queue));
 	queue_check_held(gw->queue, release_check, gw);
+	if ((gw->held_ev = event_new(base, -1, EV_PERSIST, held_tick, gw)) ==
+	    NULL || event_add(gw->held_ev, &(struct timeval){ HELD_CHECK,
+	    0 }) == -1)
+		fatalx("event_new");
 	return gw;
 }
 
@@ -1465,6 +1529,8 @@ gateway_free(struct gateway *gw)
 	}
 	if (gw->refresh_ev != NULL)
 		event_free(gw->refresh_ev);
+	if (gw->held_ev != NULL)
+		event_free(gw->held_ev);
 	crlfetch_free(gw->cf);
 	smimea_free(gw->sm);
 	if (gw->dns != NULL)

@@ -696,6 +696,30 @@ case_both_ways() {
 		assert_header "$F" X-Smrelay-Processed "^ *$HOST; decrypt,verify,sign,encrypt;"
 }
 
+# 9e. one copy to sign, one plain, and no key to sign with yet: the plain
+# copy goes and the other is held untransformed, so the message gets 250 (a
+# 4xx would make the client send bob's copy again); once alice's key is
+# imported, the held copy is signed and goes.  Bob gets exactly one copy.
+case_partial_hold() {
+	local n
+	setup_store || return 1
+	rule --recipient carol@partner.example --action sign || return 1
+	start_daemon || return 1
+	msg m alice@example.com "bob@partner.example, carol@partner.example"
+	send alice@example.com bob@partner.example,carol@partner.example "$M" || return 1
+	reply_to "." 250 "" || return 1
+	wait_delivered 1 && copy_of bob@partner.example bob@partner.example && plain "$F" || return 1
+	assert_file_matches "$CASE_DIR/smrelayd.log" "held untransformed .*no signing key" \
+		"the log line of the held copy" || return 1
+	n=$(ctl queue list | grep -c .)
+	assert_eq 1 "$n" "copies in the queue (carol's, held)" || return 1
+	ctl key import "$P/alice.p12" >/dev/null ||
+		{ fail_because "key import: $(tail -n 1 "$CASE_DIR/ctl.log")"; return 1; }
+	wait_delivered 2 20 && copy_of carol@partner.example carol@partner.example &&
+		assert_header "$F" Content-Type 'multipart/signed' && verifies "$F" || return 1
+	assert_eq 2 "$(sink_count)" "messages at the sink (one for bob, one for carol)"
+}
+
 # 10. null sender, encrypt rule for the recipient.
 case_null_sender() {
 	setup_store certs=bob || return 1
@@ -783,6 +807,7 @@ run_case no_double_processing case_no_double
 run_case no_policy_bypass case_no_bypass
 run_case revoked_partner case_revoked_partner
 run_case both_ways case_both_ways
+run_case partial_hold case_partial_hold
 run_case null_sender_encrypt case_null_sender
 case_apply_repeated() { case_apply repeated; }
 case_apply_list() { case_apply list; }
