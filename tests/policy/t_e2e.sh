@@ -713,6 +713,9 @@ case_partial_hold() {
 		"the log line of the held copy" || return 1
 	n=$(ctl queue list | grep -c .)
 	assert_eq 1 "$n" "copies in the queue (carol's, held)" || return 1
+	ctl queue show "$(ctl queue list | cut -f1)" >"$CASE_DIR/show.txt"
+	assert_file_matches "$CASE_DIR/show.txt" '^last error: 451 4\.7\.0 .*no signing key' \
+		"queue show of the held copy" || return 1
 	ctl key import "$P/alice.p12" >/dev/null ||
 		{ fail_because "key import: $(tail -n 1 "$CASE_DIR/ctl.log")"; return 1; }
 	wait_delivered 2 20 && copy_of carol@partner.example carol@partner.example &&
