@@ -701,17 +701,13 @@ certcache_harvest_done(struct certcache *cc, const char *fingerprint,
 int
 certcache_ca_offered(struct certcache *cc, X509 *x, time_t now)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen, i;
-	char name[2 * EVP_MAX_MD_SIZE + 8];
+	char fp[65], name[72];
 	struct cc_entry *e;
 	int offered;
 
-	if (X509_digest(x, EVP_sha256(), md, &mdlen) != 1)
+	if (keyfile_fingerprint(x, fp) == -1)
 		return 0;
-	memcpy(name, "#ca:", 4);
-	for (i = 0; i < mdlen; i++)
-		snprintf(name + 4 + 2 * i, 3, "%02x", md[i]);
+	snprintf(name, sizeof(name), "#ca:%s", fp);
 	pthread_mutex_lock(&cc->mtx);
 	e = cache_find(cc, name);
 	offered = e != NULL && now >= e->at && now - e->at < CERTCACHE_CA_RETRY;

@@ -264,6 +264,21 @@ decode_into(struct msgbuf *in, size_t off, size_t end, enum mime_cte cte,
 	return rc;
 }
 
+/* A reader of the root's body decoded into a spill file in tmpdir (the
+ * reader holds it); NULL when it cannot be read or written. */
+static BIO *
+root_reader(struct msgbuf *in, const struct mime_tree *t, const char *tmpdir)
+{
+	struct msgbuf *der = msgbuf_new(tmpdir, 0);
+	BIO *r = NULL;
+
+	if (decode_into(in, t->root->body_start, t->root->body_end,
+	    t->root->cte, der) == 0)
+		r = msgbuf_bio_reader(der, 0, msgbuf_size(der));
+	msgbuf_free(der);
+	return r;
+}
+
 /* mime_io over a msgbuf, reading only. */
 static void
 io_reader(struct mime_io *io, struct msgbuf *mb)
@@ -304,7 +319,7 @@ smime_stream_decrypt(const struct certsrc *src, struct msgbuf *in,
 {
 	struct mime_smime d;
 	struct mime_io io;
-	struct msgbuf *der = NULL, *dec = NULL;
+	struct msgbuf *dec = NULL;
 	BIO *r = NULL, *w = NULL;
 	char *head = NULL, first[1024];
 	size_t headlen;
@@ -334,18 +349,13 @@ smime_stream_decrypt(const struct certsrc *src, struct msgbuf *in,
 		rc = 1;
 		goto done;
 	}
-	der = msgbuf_new(tmpdir, 0);
 	dec = msgbuf_new(tmpdir, 0);
-	if (decode_into(in, t->root->body_start, t->root->body_end,
-	    t->root->cte, der) == -1 ||
-	    (r = msgbuf_bio_reader(der, 0, msgbuf_size(der))) == NULL ||
+	if ((r = root_reader(in, t, tmpdir)) == NULL ||
 	    (w = msgbuf_bio_writer(dec)) == NULL) {
 		snprintf(res->err, sizeof(res->err), "cannot read the message "
 		    "or write its content");
 		goto done;
 	}
-	msgbuf_free(der);       /* the reader holds it */
-	der = NULL;
 	if (smime_msg_open_bio(src, r, w, res) == -1)
 		goto done;
 	if ((nf = msgbuf_pread(dec, first, sizeof(first), 0)) < 0)
@@ -366,7 +376,6 @@ smime_stream_decrypt(const struct certsrc *src, struct msgbuf *in,
 	BIO_free(r);
 	BIO_free(w);
 	free(head);
-	msgbuf_free(der);
 	msgbuf_free(dec);       /* content of a failed envelope goes too */
 	mime_smime_clear(&d);
 	return rc;
@@ -434,7 +443,6 @@ opaque_check(const struct certsrc *src, struct msgbuf *in,
     const struct mime_tree *t, const struct mime_smime *d, const char *from,
     const char *tmpdir, struct msgbuf **content, struct cms_verify *v)
 {
-	struct msgbuf *der = NULL;
 	unsigned char *sig = NULL;
 	size_t siglen;
 	BIO *r = NULL, *w = NULL;
@@ -452,11 +460,8 @@ opaque_check(const struct certsrc *src, struct msgbuf *in,
 	if (kind != SS_OTHER || (d->smime_type[0] != '\0' &&
 	    strcmp(d->smime_type, "signed-data") != 0))
 		return;
-	der = msgbuf_new(tmpdir, 0);
 	*content = msgbuf_new(tmpdir, 0);
-	if (decode_into(in, t->root->body_start, t->root->body_end,
-	    t->root->cte, der) == -1 ||
-	    (r = msgbuf_bio_reader(der, 0, msgbuf_size(der))) == NULL ||
+	if ((r = root_reader(in, t, tmpdir)) == NULL ||
 	    (w = msgbuf_bio_writer(*content)) == NULL) {
 		v->outcome = SMIME_FAIL;
 		snprintf(v->reason, sizeof(v->reason), "cannot read the "
@@ -484,7 +489,6 @@ opaque_check(const struct certsrc *src, struct msgbuf *in,
 	BIO_free(r);
 	BIO_free(w);
 	free(sig);
-	msgbuf_free(der);
 	if (v->outcome != SMIME_PASS && v->outcome != SMIME_POLICY) {
 		msgbuf_free(*content);
 		*content = NULL;
@@ -540,7 +544,6 @@ smime_stream_done(struct msgbuf *in, const struct mime_tree *t,
 {
 	struct mime_smime d;
 	struct mime_io io;
-	struct msgbuf *der = NULL;
 	enum smime_done done = SMIME_DONE_NONE;
 	char err[256];
 	BIO *r = NULL;
@@ -554,10 +557,7 @@ smime_stream_done(struct msgbuf *in, const struct mime_tree *t,
 			nid = cms_structure_nid(r, err, sizeof(err));
 		break;
 	case MIME_SMIME_P7M:
-		der = msgbuf_new(tmpdir, 0);
-		if (decode_into(in, t->root->body_start, t->root->body_end,
-		    t->root->cte, der) == 0 && (r = msgbuf_bio_reader(der, 0,
-		    msgbuf_size(der))) != NULL)
+		if ((r = root_reader(in, t, tmpdir)) != NULL)
 			nid = cms_structure_nid(r, err, sizeof(err));
 		break;
 	default:
@@ -569,7 +569,6 @@ smime_stream_done(struct msgbuf *in, const struct mime_tree *t,
 	    nid == NID_id_smime_ct_authEnvelopedData))
 		done = SMIME_DONE_ENCRYPTED;
 	BIO_free(r);
-	msgbuf_free(der);
 	mime_smime_clear(&d);
 	return done;
 }
