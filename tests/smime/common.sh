@@ -32,6 +32,9 @@ ctl() {
 # ar FILE: its first line (our Authentication-Results).
 ar() { head -n 1 "$1" | tr -d '\r'; }
 
+# Where der.py is, for the scripts' python (absolute: they cd into $W).
+SMIME_PY=$(cd "$srcdir/tests/smime" && pwd)
+
 # make_pki: the test PKI (pki.sh) in $W/pki as $P, then into $W; exits
 # with FAIL when it cannot be made.
 make_pki() {

@@ -53,32 +53,11 @@ kind authenveloped-gcm gcm.der id-smime-ct-authEnvelopedData
 
 # mutate IN OUT MODE: a hostile variant of IN (DER, definite lengths).
 mutate() {
-	python3 - "$@" <<'PYEOF'
+	PYTHONPATH="$SMIME_PY" python3 - "$@" <<'PYEOF'
 import sys
 src, dst, mode = sys.argv[1:4]
 data = open(src, 'rb').read()
-def parse(b, i):
-    tag = b[i]; i += 1
-    l = b[i]; i += 1
-    if l & 0x80:
-        n = l & 0x7f
-        l = int.from_bytes(b[i:i+n], 'big'); i += n
-    body = b[i:i+l]; i += l
-    if tag & 0x20:
-        items, j = [], 0
-        while j < len(body):
-            it, j = parse(body, j)
-            items.append(it)
-        return [tag, items], i
-    return [tag, body], i
-def ln(n):
-    if n < 0x80: return bytes([n])
-    nb = n.to_bytes((n.bit_length() + 7) // 8, 'big')
-    return bytes([0x80 | len(nb)]) + nb
-def enc(t):
-    tag, v = t
-    body = b''.join(enc(x) for x in v) if isinstance(v, list) else v
-    return bytes([tag]) + ln(len(body)) + body
+from der import parse, ln, enc
 ci, _ = parse(data, 0)
 env = ci[1][1][1][0]                    # EnvelopedData
 eci = env[1][2]                         # EncryptedContentInfo

@@ -83,42 +83,11 @@ verdict no-smime-type pass "" o-nt.eml
 #   truncated the DER cut in the middle of the content
 # Every other length definite.
 rechunk() {
-	python3 - "$@" <<'PYEOF'
+	PYTHONPATH="$SMIME_PY" python3 - "$@" <<'PYEOF'
 import sys
 src, dst, mode = sys.argv[1:4]
 data = open(src, 'rb').read()
-def parse(b, i):
-    tag = b[i]; i += 1
-    l = b[i]; i += 1
-    if l == 0x80:
-        items = []
-        while b[i:i+2] != b'\0\0':
-            it, i = parse(b, i)
-            items.append(it)
-        return (tag, items), i + 2
-    if l & 0x80:
-        n = l & 0x7f
-        l = int.from_bytes(b[i:i+n], 'big'); i += n
-    body = b[i:i+l]; i += l
-    if tag & 0x20:
-        items, j = [], 0
-        while j < len(body):
-            it, j = parse(body, j)
-            items.append(it)
-        return (tag, items), i
-    return (tag, body), i
-def enc(t):
-    tag, v = t
-    body = b''.join(enc(x) for x in v) if isinstance(v, list) else v
-    n = len(body)
-    if n < 0x80: ln = bytes([n])
-    else:
-        nb = n.to_bytes((n.bit_length() + 7) // 8, 'big')
-        ln = bytes([0x80 | len(nb)]) + nb
-    return bytes([tag]) + ln + body
-def content(t):
-    tag, v = t
-    return v if not isinstance(v, list) else b''.join(content(x) for x in v)
+from der import parse, enc, content
 ci, _ = parse(data, 0)
 sd = ci[1][1][1][0]
 eci = sd[1][2]
