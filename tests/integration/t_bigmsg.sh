@@ -114,25 +114,46 @@ opens_verifies() {
 	rm -f "$o.dec" "$o.ver"
 }
 
-# 1. NMSG messages of SIZE bytes at once under sign+encrypt.
-case_sign_encrypt() {
-	local base f n
-	setup || return 1
-	small
-	send_file "$IT_TMP/small.wire" && wait_delivered 1 || return 1
+# big_plain: the plain message of SIZE bytes from alice to bob (Message-ID
+# <big.SIZE@...>) in $CASE_DIR/big.wire, ready for DATA.
+big_plain() {
 	"$PYTHON" "$IT_PY/bigmsg.py" plain --size "$SIZE" --from alice@example.com \
 		--to bob@partner.example "$CASE_DIR/big.wire" ||
 		{ fail_because "bigmsg.py failed"; return 1; }
+}
+
+# each_opens_verifies ORIG [CHECK]: every big message at the sink passes
+# CHECK FILE (when given) and opens_verifies against ORIG, and there are
+# NMSG of them.
+each_opens_verifies() {
+	local f n=0
+	for f in $(grep -l "^Message-ID: <big.$SIZE@" $(sink_files)); do
+		if [ -n "${2:-}" ]; then "$2" "$f" || return 1; fi
+		opens_verifies "$f" "$1" || return 1
+		n=$((n + 1))
+	done
+	assert_eq "$NMSG" "$n" "big messages at the sink, opened and verified"
+}
+
+# our_one_mark FILE: exactly one X-Smrelay-Processed field, ours.
+our_one_mark() {
+	[ "$(grep -c -i '^X-Smrelay-Processed:' "$1")" = 1 ] &&
+		grep -q -i '^X-Smrelay-Processed: relay.test; sign,encrypt;' "$1" ||
+		{ fail_because "$(basename "$1"): not exactly our one mark"; return 1; }
+}
+
+# 1. NMSG messages of SIZE bytes at once under sign+encrypt.
+case_sign_encrypt() {
+	local base
+	setup || return 1
+	small
+	send_file "$IT_TMP/small.wire" && wait_delivered 1 || return 1
+	big_plain || return 1
 	base=$(rss_kb "$NET" VmHWM)
 	send_all send_file "$CASE_DIR/big.wire" || return 1
 	wait_delivered $((NMSG + 1)) 120 || return 1
 	growth_ok "$base" "$NMSG" "$NMSG x $SIZE bytes sign+encrypt" || return 1
-	n=0
-	for f in $(grep -l "^Message-ID: <big.$SIZE@" $(sink_files)); do
-		opens_verifies "$f" "$CASE_DIR/big.wire" || return 1
-		n=$((n + 1))
-	done
-	assert_eq "$NMSG" "$n" "big messages at the sink, opened and verified" || return 1
+	each_opens_verifies "$CASE_DIR/big.wire" || return 1
 	find "$CASE_DIR/data" -name 'smrelay-body.*' | grep -q . &&
 		{ fail_because "spill files left in data_dir"; return 1; }
 	return 0
@@ -142,11 +163,9 @@ case_sign_encrypt() {
 # guard): it is checked and dropped in pieces too, so memory stays bounded,
 # and every copy arrives signed and encrypted with our one real mark.
 case_forged_mark() {
-	local base f n
+	local base
 	setup || return 1
-	"$PYTHON" "$IT_PY/bigmsg.py" plain --size "$SIZE" --from alice@example.com \
-		--to bob@partner.example "$CASE_DIR/big.wire" ||
-		{ fail_because "bigmsg.py failed"; return 1; }
+	big_plain || return 1
 	{ printf 'X-Smrelay-Processed: relay.test; sign,encrypt;\r\n mac=%064d\r\n' 0
 	  cat "$CASE_DIR/big.wire"; } >"$CASE_DIR/marked.wire"
 	rm -f "$CASE_DIR/big.wire"
@@ -157,15 +176,7 @@ case_forged_mark() {
 	grep -q 'X-Smrelay-Processed field(s) of ours that do not verify removed' \
 		"$CASE_DIR/smrelayd.log" ||
 		{ fail_because "smrelayd.log does not say the forged mark was removed"; return 1; }
-	n=0
-	for f in $(grep -l "^Message-ID: <big.$SIZE@" $(sink_files)); do
-		[ "$(grep -c -i '^X-Smrelay-Processed:' "$f")" = 1 ] &&
-			grep -q -i '^X-Smrelay-Processed: relay.test; sign,encrypt;' "$f" ||
-			{ fail_because "$(basename "$f"): not exactly our one mark"; return 1; }
-		opens_verifies "$f" "$CASE_DIR/marked.wire" || return 1
-		n=$((n + 1))
-	done
-	assert_eq "$NMSG" "$n" "big messages at the sink, opened and verified"
+	each_opens_verifies "$CASE_DIR/marked.wire" our_one_mark
 }
 
 # 1c. The same whose Content-Type claims an envelope (application/pkcs7-mime;
@@ -173,11 +184,9 @@ case_forged_mark() {
 # would switch off is decided by the structure, read in pieces, so memory
 # stays bounded, and every copy arrives signed and encrypted for bob.
 case_claimed_smime() {
-	local base f n
+	local base
 	setup || return 1
-	"$PYTHON" "$IT_PY/bigmsg.py" plain --size "$SIZE" --from alice@example.com \
-		--to bob@partner.example "$CASE_DIR/big.wire" ||
-		{ fail_because "bigmsg.py failed"; return 1; }
+	big_plain || return 1
 	sed '1,/^\r\?$/s#^Content-Type: text/plain; charset=us-ascii#Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\nContent-Transfer-Encoding: base64#' \
 		"$CASE_DIR/big.wire" >"$CASE_DIR/claim.wire"
 	rm -f "$CASE_DIR/big.wire"
@@ -187,12 +196,7 @@ case_claimed_smime() {
 	send_all send_file "$CASE_DIR/claim.wire" || return 1
 	wait_delivered "$NMSG" 120 || return 1
 	growth_ok "$base" "$NMSG" "$NMSG x $SIZE bytes claiming enveloped-data, sign+encrypt" || return 1
-	n=0
-	for f in $(grep -l "^Message-ID: <big.$SIZE@" $(sink_files)); do
-		opens_verifies "$f" "$CASE_DIR/claim.wire" || return 1
-		n=$((n + 1))
-	done
-	assert_eq "$NMSG" "$n" "big messages at the sink, opened and verified"
+	each_opens_verifies "$CASE_DIR/claim.wire"
 }
 
 # inbound TO SUBJECT ID: $CASE_DIR/ent, an entity of SIZE bytes, signed by
