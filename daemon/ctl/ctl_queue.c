@@ -107,16 +107,13 @@ queue_list(struct spooldb *db, json_t *a)
 	return CTL_OK;
 }
 
-#define BODY_CHUNK	65536	/* bytes of a body read at a time */
-
 static int
 queue_show(struct spooldb *db, const char *id, int json)
 {
 	struct spool_entry *e;
 	struct msgbuf *mb;
-	char t[32], acts[64], *body;
-	size_t i, off;
-	ssize_t r = 0;
+	char t[32], acts[64];
+	size_t i;
 	json_t *o;
 
 	if ((e = spooldb_get(db, id)) == NULL)
@@ -152,16 +149,8 @@ queue_show(struct spooldb *db, const char *id, int json)
 	printf("--- message\n");
 	if ((mb = spooldb_body_get(db, e->id)) == NULL)
 		printf("(the body cannot be read: %s)\n", strerror(errno));
-	else {          /* in pieces: a body may be as big as messages go */
-		body = xmalloc(BODY_CHUNK);
-		for (off = 0; (r = msgbuf_pread(mb, body, BODY_CHUNK,
-		    off)) > 0; off += (size_t)r)
-			fwrite(body, 1, (size_t)r, stdout);
-		if (r < 0)
-			printf("\n(the body cannot be read: %s)\n",
-			    strerror(errno));
-		free(body);
-	}
+	else if (ctl_write_mb(mb) == -1)        /* in pieces */
+		printf("\n(the body cannot be read: %s)\n", strerror(errno));
 	msgbuf_free(mb);
 	spool_entry_free(e);
 	return 0;
