@@ -542,7 +542,6 @@ cms_recipients(CMS_ContentInfo *cms, char *buf, size_t len)
 #define BER_SEQUENCE	16
 #define BER_OCTETS	4
 #define BER_OID		6
-#define CMS_SD_CERTS_MAX 64		/* certificates read through the memo */
 #define CMS_CHAIN_CERTS_MAX 256	/* offered for a path the memo keys */
 #define CMS_CHAIN_CRLS_MAX 4096		/* CRLs of a trust the memo keys */
 
@@ -1355,20 +1354,11 @@ cms_result(struct cms_verify *res, enum cms_outcome o,
 static void
 cms_get_caps(CMS_SignerInfo *si, struct cms_verify *res)
 {
-	static const struct { int nid; unsigned cap; } map[] = {
-		{ NID_aes_256_gcm, SMIME_CAP_AES256_GCM },
-		{ NID_aes_128_gcm, SMIME_CAP_AES128_GCM },
-		{ NID_aes_256_cbc, SMIME_CAP_AES256_CBC },
-		{ NID_aes_192_cbc, SMIME_CAP_AES192_CBC },
-		{ NID_aes_128_cbc, SMIME_CAP_AES128_CBC },
-		{ NID_des_ede3_cbc, SMIME_CAP_DES3_CBC },
-	};
 	STACK_OF(X509_ALGOR) *algs;
 	const unsigned char *p;
 	X509_ATTRIBUTE *attr;
 	ASN1_TYPE *t;
-	size_t k;
-	int i, nid;
+	int i;
 
 	i = CMS_signed_get_attr_by_NID(si, NID_SMIMECapabilities, -1);
 	if (i < 0 || (attr = CMS_signed_get_attr(si, i)) == NULL)
@@ -1383,12 +1373,9 @@ cms_get_caps(CMS_SignerInfo *si, struct cms_verify *res)
 		return;
 	}
 	res->has_caps = 1;
-	for (i = 0; i < sk_X509_ALGOR_num(algs); i++) {
-		nid = OBJ_obj2nid(sk_X509_ALGOR_value(algs, i)->algorithm);
-		for (k = 0; k < sizeof(map) / sizeof(map[0]); k++)
-			if (map[k].nid == nid)
-				res->caps |= map[k].cap;
-	}
+	for (i = 0; i < sk_X509_ALGOR_num(algs); i++)
+		res->caps |= cms_cap_bit(OBJ_obj2nid(sk_X509_ALGOR_value(algs,
+		    i)->algorithm));
 	sk_X509_ALGOR_pop_free(algs, X509_ALGOR_free);
 }
 
@@ -2012,23 +1999,36 @@ cms_algs_known(CMS_ContentInfo *cms, char *buf, size_t len)
 	return 0;
 }
 
-/* Whether the error queue says an algorithm could not be used (not that a
- * signature did not match). */
+/*
+ * Whether the error queue says an algorithm could not be used (not that a
+ * signature did not match).  A signature made with another key fails in
+ * the key's own arithmetic (RSA padding, say), which the provider passes
+ * on as "RSA lib": that is a mismatch, whatever else the queue holds, or
+ * a forged signature would read as neutral rather than fail.
+ */
 static int
 cms_alg_error(void)
 {
 	unsigned long e;
+	int alg = 0, math = 0, lib, why;
 
-	while ((e = ERR_get_error()) != 0)
-		if (ERR_GET_LIB(e) == ERR_LIB_PROV ||
-		    (ERR_GET_LIB(e) == ERR_LIB_EVP &&
-		    ERR_GET_REASON(e) == ERR_R_UNSUPPORTED) ||
-		    (ERR_GET_LIB(e) == ERR_LIB_CMS &&
-		    (ERR_GET_REASON(e) == CMS_R_UNKNOWN_DIGEST_ALGORITHM ||
-		    ERR_GET_REASON(e) == CMS_R_UNSUPPORTED_TYPE ||
-		    ERR_GET_REASON(e) == CMS_R_NO_DEFAULT_DIGEST)))
-			return 1;
-	return 0;
+	while ((e = ERR_get_error()) != 0) {
+		lib = ERR_GET_LIB(e);
+		why = ERR_GET_REASON(e);
+		if (lib == ERR_LIB_RSA || lib == ERR_LIB_EC ||
+		    lib == ERR_LIB_DSA || (lib == ERR_LIB_PROV &&
+		    (why == ERR_R_RSA_LIB || why == ERR_R_EC_LIB ||
+		    why == ERR_R_DSA_LIB)))
+			math = 1;
+		else if (lib == ERR_LIB_PROV ||
+		    (lib == ERR_LIB_EVP && why == ERR_R_UNSUPPORTED) ||
+		    (lib == ERR_LIB_CMS &&
+		    (why == CMS_R_UNKNOWN_DIGEST_ALGORITHM ||
+		    why == CMS_R_UNSUPPORTED_TYPE ||
+		    why == CMS_R_NO_DEFAULT_DIGEST)))
+			alg = 1;
+	}
+	return alg && !math;
 }
 
 /*
@@ -2211,20 +2211,89 @@ cms_sd_read(BIO *der, struct cms_memo *memo)
 	return cms;
 }
 
+/* The rest once the signatures are good: every signer's chain, and the
+ * first signer's From address (the result names the first). */
+static void
+cms_signers_check(STACK_OF(X509) *signers, STACK_OF(X509) *known,
+    const struct cms_trust *trust, const char *from, struct cms_verify *res)
+{
+	STACK_OF(X509) *untrusted;
+	const char *why = NULL;
+	int i, temp = 0;
+
+	if ((untrusted = cms_untrusted(res->certs, known)) == NULL) {
+		cms_result(res, SMIME_FAIL, "signer certificate not found");
+		return;
+	}
+	res->signer = sk_X509_value(signers, 0);
+	X509_up_ref(res->signer);
+	for (i = 0; i < sk_X509_num(signers) && why == NULL; i++)
+		why = cms_chain(sk_X509_value(signers, i), untrusted, trust,
+		    res, &temp);
+	sk_X509_free(untrusted);
+	if (why != NULL)
+		cms_result(res, temp ? SMIME_TEMPERROR : SMIME_FAIL, why);
+	else if (!cms_match_from(res->signer, from, res))
+		cms_result(res, SMIME_POLICY,
+		    "signer certificate does not carry the From address");
+	else
+		cms_result(res, SMIME_PASS, "");
+}
+
+/*
+ * The common shape through cms_sd.c: 1 when it decided (res filled), 0
+ * when the usual way must (res untouched, content at its start).
+ */
+static int
+cms_verify_fast(BIO *content, BIO *der, const struct cms_trust *trust,
+    const char *from, BIO *out, struct cms_verify *res)
+{
+	STACK_OF(X509) *signers;
+	struct cms_sd_fast f;
+	char *data;
+	long n;
+	int r;
+
+	if (content == NULL || out != NULL || trust->memo == NULL ||
+	    BIO_method_type(der) != BIO_TYPE_MEM ||
+	    (n = BIO_get_mem_data(der, &data)) <= 0)
+		return 0;
+	r = cms_sd_fast((const unsigned char *)data, (size_t)n, content,
+	    trust->certs, trust->memo, &f);
+	if (r == -1) {
+		cms_result(res, SMIME_FAIL, "signature mismatch");
+		return 1;
+	}
+	if (r == 0)
+		return 0;
+	res->certs = f.certs;
+	res->caps = f.caps;
+	res->has_caps = f.has_caps;
+	if ((signers = sk_X509_new_null()) == NULL ||
+	    sk_X509_push(signers, f.signer) <= 0)
+		cms_result(res, SMIME_FAIL, "out of memory");
+	else
+		cms_signers_check(signers, trust->certs, trust, from, res);
+	sk_X509_free(signers);
+	return 1;
+}
+
 /* Verify a detached or opaque signature, its signers and the From address. */
 enum cms_outcome
 cms_verify(BIO *content, BIO *der, const struct cms_trust *trust,
     const char *from, BIO *out, struct cms_verify *res)
 {
 	STACK_OF(CMS_SignerInfo) *sis;
-	STACK_OF(X509) *signers = NULL, *untrusted = NULL;
+	STACK_OF(X509) *signers = NULL;
 	CMS_ContentInfo *cms;
 	const char *why = NULL;
 	char alg[128];
-	int i, detached, r, temp = 0;
+	int detached, r;
 
 	memset(res, 0, sizeof(*res));
 	ERR_clear_error();
+	if (cms_verify_fast(content, der, trust, from, out, res))
+		goto done;
 	if ((cms = cms_sd_read(der, trust->memo)) == NULL &&
 	    (cms = d2i_CMS_bio(der, NULL)) == NULL)
 		return cms_result(res, SMIME_PERMERROR,
@@ -2244,29 +2313,17 @@ cms_verify(BIO *content, BIO *der, const struct cms_trust *trust,
 	    detached, &why, alg, sizeof(alg))) != 0)
 		cms_result(res, r == -2 ? SMIME_NEUTRAL : SMIME_FAIL, why);
 	else if ((signers = CMS_get0_signers(cms)) == NULL ||
-	    (untrusted = cms_untrusted(res->certs, trust->certs)) == NULL)
+	    sk_X509_num(signers) < 1)
 		cms_result(res, SMIME_FAIL, "signer certificate not found");
-	if (res->reason[0] != '\0')
-		goto done;
-	res->signer = sk_X509_value(signers, 0);
-	X509_up_ref(res->signer);
-	cms_get_caps(sk_CMS_SignerInfo_value(sis, 0), res);
-	for (i = 0; i < sk_X509_num(signers) && why == NULL; i++)
-		why = cms_chain(sk_X509_value(signers, i), untrusted, trust,
-		    res, &temp);
-	if (why != NULL)
-		cms_result(res, temp ? SMIME_TEMPERROR : SMIME_FAIL, why);
-	else if (!cms_match_from(res->signer, from, res))
-		cms_result(res, SMIME_POLICY,
-		    "signer certificate does not carry the From address");
-	else
-		cms_result(res, SMIME_PASS, "");
+	else {
+		cms_get_caps(sk_CMS_SignerInfo_value(sis, 0), res);
+		cms_signers_check(signers, trust->certs, trust, from, res);
+	}
+	sk_X509_free(signers);
+	CMS_ContentInfo_free(cms);
  done:
 	if (res->identity[0] == '\0' && res->signer != NULL)
 		cms_match_from(res->signer, NULL, res);
-	sk_X509_free(untrusted);
-	sk_X509_free(signers);
-	CMS_ContentInfo_free(cms);
 	return res->outcome;
 }
 

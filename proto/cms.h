@@ -273,6 +273,28 @@ X509 *cms_memo_cert(struct cms_memo *, const unsigned char *der, size_t len);
 /* SHA-256 with the memo's prefetched digest; 0 or -1. */
 int cms_memo_digest(struct cms_memo *, const void *p, size_t n,
     unsigned char key[32]);
+
+/* cms_sd.c */
+#define CMS_SD_CERTS_MAX 64		/* certificates read through the memo */
+/* What cms_sd_fast() found: the message's certificates (from the memo,
+ * owned) and the signer among them or the known ones (not owned). */
+struct cms_sd_fast {
+	STACK_OF(X509)	*certs;
+	X509		*signer;
+	unsigned	 caps;		/* SMIME_CAP_* */
+	int		 has_caps;
+};
+/*
+ * The common detached SignedData (DER, one SignerInfo, SHA-2, signed
+ * attributes, RSA or ECDSA) checked without building OpenSSL's CMS
+ * object: 1 when the signature is good (f filled); 0 when not handled or
+ * not good (f empty, content back at its start: the caller decides the
+ * usual way); -1 when the content was read and cannot be rewound.
+ */
+int cms_sd_fast(const unsigned char *der, size_t len, BIO *content,
+    STACK_OF(X509) *known, struct cms_memo *memo, struct cms_sd_fast *f);
+/* The SMIME_CAP_* bit of a cipher's NID, 0 for others. */
+unsigned cms_cap_bit(int nid);
 /* A certificate's SHA-256 fingerprint (its DER), remembered by the
  * object's address (the memo holds a reference); 0 or -1. */
 int cms_memo_fp(struct cms_memo *, X509 *, unsigned char fp[32]);

@@ -577,7 +577,10 @@ peek_event(void *arg, const struct mime_event *ev)
  * Split only the message's header section (fed in pieces until it ends).
  * When the message is a leaf, its body runs to the end of the input:
  * that is all an application/pkcs7-mime needs, and a megabyte of base64
- * is not walked line by line (a third of a 1 MB decrypt+verify).
+ * is not walked line by line (a third of a 1 MB decrypt+verify).  Pieces
+ * of 512 bytes: a header section usually ends in the first, and the
+ * reader walks no more than that of the body (bigger pieces cost 2% of
+ * a 4 KB decrypt+verify).
  */
 static void
 root_peek(const char *m, size_t len, struct root_peek *pk)
@@ -588,7 +591,7 @@ root_peek(const char *m, size_t len, struct root_peek *pk)
 	memset(pk, 0, sizeof(*pk));
 	mime_rd_init(rd, peek_event, pk);
 	for (; !pk->done && off < len; off += n) {
-		n = len - off < 4096 ? len - off : 4096;
+		n = len - off < 512 ? len - off : 512;
 		mime_rd_feed(rd, m + off, n);
 	}
 	if (!pk->done)

@@ -169,6 +169,38 @@ openssl cms -sign -nocerts -signer "$P/alice.pem" -inkey "$P/alice.key" \
 	expect "signature without certificates: fail" fail "signer certificate not found" o-nocerts.eml &&
 	cat "$P/alice.pem" "$P/int.pem" > known.pem &&
 	expect "signature without certificates, signer known: pass" pass "alice@example.com" o-nocerts.eml --certs known.pem
+# A twin of alice's certificate: the same issuer name and serial number
+# (what a SignerInfo names its signer by), mallory's key, issued by a
+# self-made "intermediate" of the same name.  Signed with it, carrying
+# alice's real certificate too (or with alice's known): the signature is
+# mallory's, whichever certificate is looked at first, and must fail.
+openssl req -x509 -new -key "$P/selfsigned.key" -days 30 -out fakeint.pem \
+    -subj "$(openssl x509 -in "$P/int.pem" -noout -subject -nameopt compat |
+    sed 's/^subject=//')" 2>/dev/null &&
+openssl req -new -key "$P/selfsigned.key" -out twin.csr \
+    -subj "$(openssl x509 -in "$P/alice.pem" -noout -subject -nameopt compat |
+    sed 's/^subject=//')" 2>/dev/null &&
+printf 'keyUsage=critical,digitalSignature\nextendedKeyUsage=emailProtection\nsubjectAltName=email:alice@example.com\n' > twin.ext &&
+openssl x509 -req -in twin.csr -CA fakeint.pem -CAkey "$P/selfsigned.key" -days 30 \
+    -set_serial "0x$(openssl x509 -in "$P/alice.pem" -noout -serial | cut -d= -f2)" \
+    -extfile twin.ext -out twin.pem 2>/dev/null ||
+	fail "twin certificate made" "openssl"
+[ "$(openssl x509 -in twin.pem -noout -issuer -serial)" = \
+    "$(openssl x509 -in "$P/alice.pem" -noout -issuer -serial)" ] &&
+	pass "twin certificate: alice's issuer and serial" ||
+	fail "twin certificate: alice's issuer and serial" "$(openssl x509 -in twin.pem -noout -issuer -serial)"
+for order in twin-first alice-first; do
+	if [ $order = twin-first ]; then c="twin.pem $P/alice.pem"; else c="$P/alice.pem twin.pem"; fi
+	# shellcheck disable=SC2086
+	cat $c > twin-certs.pem
+	openssl cms -sign -nocerts -signer twin.pem -inkey "$P/selfsigned.key" \
+	    -certfile twin-certs.pem -binary -in ent.txt -out tw.p7s -outform DER 2>/dev/null &&
+		wrap_signed ent.txt tw.p7s > tw-$order.eml &&
+		expect "twin signer certificate ($order): fail" fail "" tw-$order.eml
+done
+openssl cms -sign -signer twin.pem -inkey "$P/selfsigned.key" -binary -in ent.txt \
+    -out tw.p7s -outform DER 2>/dev/null && wrap_signed ent.txt tw.p7s > tw-known.eml &&
+	expect "twin signer certificate, alice's known: fail" fail "" tw-known.eml --certs known.pem
 openssl cms -sign -signer "$P/alice.pem" -inkey "$P/alice.key" -certfile "$P/chain.pem" \
     -in ent.txt -out o-smime.eml 2>/dev/null &&
 	expect "openssl cms -sign S/MIME (text mode): our verify" pass "" o-smime.eml --from alice@example.com

@@ -1,0 +1,548 @@
+/*
+ * cms_sd.c: the common case of a detached SignedData checked without
+ * building OpenSSL's CMS object, for cms_verify().
+ *
+ * Nearly every signed message arrives in one shape: DER, one SignerInfo
+ * identified by issuer and serial number (or subject key identifier), a
+ * SHA-2 digest, signed attributes, an RSA or ECDSA signature, the
+ * signer's certificates attached.  Parsing that into a CMS_ContentInfo,
+ * re-encoding the signed attributes and setting up OpenSSL's digest BIOs
+ * costs a third of what the signature check itself does.  Here the DER
+ * is walked in place, the certificates come from the memo, the content
+ * is digested once, and the signature is checked over the signed
+ * attributes exactly as received (RFC 5652 5.4: the DER of the SET).
+ *
+ * Anything else, anything unusual, and every failure answers "not
+ * handled": cms_verify() then does what it always did, so a message the
+ * fast path does not pass gets OpenSSL's verdict and OpenSSL's reason.
+ * The fast path only ever says yes to a signature it checked itself:
+ * the content digest equals the messageDigest attribute, the content
+ * type attribute names the encapsulated type, and the signer's public
+ * key verifies the signed attributes.
+ */
+#include "autoconfig.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "cms.h"
+
+#define SD_MAX		(1u << 20)	/* bigger SignedData: the slow path */
+#define SD_ATTRS_MAX	32		/* signed attributes */
+#define SD_CHUNK	8192		/* content read per step */
+
+/* A DER value: its content [p, end); tag and the whole TLV's start;
+ * indef when its length was indefinite (its end-of-contents follows
+ * end). */
+struct dv {
+	const unsigned char *p, *end;
+	const unsigned char *tlv;
+	unsigned char	 tag;
+	int		 indef;
+};
+
+#define DV_DEPTH	8	/* indefinite lengths nested */
+
+static int dv_get(struct dv *, struct dv *, int);
+
+/* The end of an indefinite-length value whose content starts at v->p:
+ * its children walked up to the end-of-contents.  0 or -1. */
+static int
+dv_indef(struct dv *r, struct dv *v, int depth)
+{
+	struct dv in = { v->p, r->end, NULL, 0, 0 }, c;
+
+	if (depth >= DV_DEPTH)
+		return -1;
+	for (;;) {
+		if (in.end - in.p >= 2 && in.p[0] == 0 && in.p[1] == 0)
+			break;
+		if (dv_get(&in, &c, depth + 1) == -1)
+			return -1;
+	}
+	v->end = in.p;
+	v->indef = 1;
+	r->p = in.p + 2;
+	return 0;
+}
+
+/* The next TLV of r into v, at indefinite-length depth `depth`; 0, or
+ * -1 on anything but BER with a low tag number, definite lengths in
+ * their shortest form or constructed values of indefinite length. */
+static int
+dv_get(struct dv *r, struct dv *v, int depth)
+{
+	const unsigned char *p = r->p;
+	size_t len, n;
+
+	if (r->end - p < 2 || (p[0] & 0x1f) == 0x1f)
+		return -1;
+	v->tlv = p;
+	v->tag = *p++;
+	v->indef = 0;
+	n = *p++;
+	if (n == 0x80) {
+		if (!(v->tag & V_ASN1_CONSTRUCTED))
+			return -1;
+		v->p = p;
+		return dv_indef(r, v, depth);
+	}
+	if (n & 0x80) {
+		n &= 0x7f;
+		if (n > 3 || (size_t)(r->end - p) < n || *p == 0)
+			return -1;
+		for (len = 0; n > 0; n--)
+			len = len << 8 | *p++;
+		if (len < 0x80)
+			return -1;
+	} else
+		len = n;
+	if ((size_t)(r->end - p) < len)
+		return -1;
+	v->p = p;
+	v->end = p + len;
+	r->p = v->end;
+	return 0;
+}
+
+/* The next TLV of r into v; 0 or -1. */
+static int
+dv_next(struct dv *r, struct dv *v)
+{
+	return dv_get(r, v, 0);
+}
+
+/* The next TLV of r, which must carry `tag`; 0 or -1. */
+static int
+dv_want(struct dv *r, unsigned char tag, struct dv *v)
+{
+	return dv_next(r, v) == 0 && v->tag == tag ? 0 : -1;
+}
+
+/* Whether v (an OBJECT IDENTIFIER's content) is the OID of nid. */
+static int
+dv_oid(const struct dv *v, int nid)
+{
+	const ASN1_OBJECT *o = OBJ_nid2obj(nid);
+	size_t n;
+
+	if (o == NULL || OBJ_length(o) == 0)
+		return 0;
+	n = OBJ_length(o);
+	return (size_t)(v->end - v->p) == n &&
+	    memcmp(v->p, OBJ_get0_data(o), n) == 0;
+}
+
+/* An AlgorithmIdentifier (the SEQUENCE's content in a): its OID into
+ * oid; *params 0 without parameters, 1 with NULL, 2 with others.  0 or
+ * -1. */
+static int
+dv_alg(struct dv *a, struct dv *oid, int *params)
+{
+	struct dv p;
+
+	if (dv_want(a, V_ASN1_OBJECT, oid) == -1)
+		return -1;
+	*params = 0;
+	if (a->p == a->end)
+		return 0;
+	if (dv_next(a, &p) == -1 || a->p != a->end)
+		return -1;
+	*params = p.tag == V_ASN1_NULL && p.p == p.end ? 1 : 2;
+	return 0;
+}
+
+/* SMIMECapabilities bits for the algorithms we choose among. */
+static const struct {
+	int		 nid;
+	unsigned	 cap;
+} cap_map[] = {
+	{ NID_aes_256_gcm, SMIME_CAP_AES256_GCM },
+	{ NID_aes_128_gcm, SMIME_CAP_AES128_GCM },
+	{ NID_aes_256_cbc, SMIME_CAP_AES256_CBC },
+	{ NID_aes_192_cbc, SMIME_CAP_AES192_CBC },
+	{ NID_aes_128_cbc, SMIME_CAP_AES128_CBC },
+	{ NID_des_ede3_cbc, SMIME_CAP_DES3_CBC },
+};
+
+unsigned
+cms_cap_bit(int nid)
+{
+	size_t k;
+
+	for (k = 0; k < sizeof(cap_map) / sizeof(cap_map[0]); k++)
+		if (cap_map[k].nid == nid)
+			return cap_map[k].cap;
+	return 0;
+}
+
+/* The SMIMECapabilities value (a SEQUENCE's content) into f; one that
+ * is malformed counts as absent, as in cms_get_caps(). */
+static void
+sd_caps(struct dv seq, struct cms_sd_fast *f)
+{
+	struct dv c, oid;
+	unsigned caps = 0;
+	size_t k;
+	int params;
+
+	while (seq.p < seq.end) {
+		if (dv_want(&seq, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &c) ==
+		    -1 || dv_alg(&c, &oid, &params) == -1)
+			return;
+		for (k = 0; k < sizeof(cap_map) / sizeof(cap_map[0]); k++)
+			if (dv_oid(&oid, cap_map[k].nid))
+				caps |= cap_map[k].cap;
+	}
+	f->has_caps = 1;
+	f->caps = caps;
+}
+
+/* What the signed attributes must say. */
+struct sd_attrs {
+	struct dv	 ctype;		/* contentType's value (an OID) */
+	struct dv	 digest;	/* messageDigest's value (octets) */
+	int		 nctype, ndigest, ncaps;
+};
+
+/* Walk the signed attributes (the [0]'s content): each once at most,
+ * contentType and messageDigest with one value each; 0 or -1. */
+static int
+sd_attrs(struct dv set, struct sd_attrs *a, struct cms_sd_fast *f)
+{
+	struct dv attr, oid, vals, v;
+	int n = 0;
+
+	memset(a, 0, sizeof(*a));
+	while (set.p < set.end) {
+		if (++n > SD_ATTRS_MAX || dv_want(&set, V_ASN1_SEQUENCE |
+		    V_ASN1_CONSTRUCTED, &attr) == -1 ||
+		    dv_want(&attr, V_ASN1_OBJECT, &oid) == -1 ||
+		    dv_want(&attr, V_ASN1_SET | V_ASN1_CONSTRUCTED, &vals) ==
+		    -1 || attr.p != attr.end || dv_next(&vals, &v) == -1)
+			return -1;
+		if (dv_oid(&oid, NID_pkcs9_contentType)) {
+			if (v.tag != V_ASN1_OBJECT || vals.p != vals.end)
+				return -1;
+			a->ctype = v;
+			a->nctype++;
+		} else if (dv_oid(&oid, NID_pkcs9_messageDigest)) {
+			if (v.tag != V_ASN1_OCTET_STRING || vals.p != vals.end)
+				return -1;
+			a->digest = v;
+			a->ndigest++;
+		} else if (dv_oid(&oid, NID_SMIMECapabilities)) {
+			if (a->ncaps++ > 0 || vals.p != vals.end)
+				return -1;
+			if (v.tag == (V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED))
+				sd_caps(v, f);
+		}
+	}
+	return a->nctype == 1 && a->ndigest == 1 ? 0 : -1;
+}
+
+/* SHA-256, -384 and -512, fetched once for the process (an EVP_MD that is
+ * not fetched costs a fetch in every EVP_DigestInit). */
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+static EVP_MD *md_sha2[3];
+
+static void
+md_fetch(void)
+{
+	md_sha2[0] = EVP_MD_fetch(NULL, "SHA256", NULL);
+	md_sha2[1] = EVP_MD_fetch(NULL, "SHA384", NULL);
+	md_sha2[2] = EVP_MD_fetch(NULL, "SHA512", NULL);
+}
+
+/* The digest algorithm (an AlgorithmIdentifier's content): SHA-2 only. */
+static const EVP_MD *
+sd_md(struct dv alg)
+{
+	struct dv oid;
+	int params;
+
+	if (dv_alg(&alg, &oid, &params) == -1 || params == 2 ||
+	    pthread_once(&md_once, md_fetch) != 0)
+		return NULL;
+	if (dv_oid(&oid, NID_sha256))
+		return md_sha2[0];
+	if (dv_oid(&oid, NID_sha384))
+		return md_sha2[1];
+	if (dv_oid(&oid, NID_sha512))
+		return md_sha2[2];
+	return NULL;
+}
+
+/* The signature algorithm, for the key type it needs (EVP_PKEY_RSA or
+ * EVP_PKEY_EC), consistent with the digest; 0 for anything else. */
+static int
+sd_sigalg(struct dv alg, const EVP_MD *md)
+{
+	static const struct {
+		int	 nid, md, type;
+	} map[] = {
+		{ NID_rsaEncryption, 0, EVP_PKEY_RSA },
+		{ NID_sha256WithRSAEncryption, NID_sha256, EVP_PKEY_RSA },
+		{ NID_sha384WithRSAEncryption, NID_sha384, EVP_PKEY_RSA },
+		{ NID_sha512WithRSAEncryption, NID_sha512, EVP_PKEY_RSA },
+		{ NID_ecdsa_with_SHA256, NID_sha256, EVP_PKEY_EC },
+		{ NID_ecdsa_with_SHA384, NID_sha384, EVP_PKEY_EC },
+		{ NID_ecdsa_with_SHA512, NID_sha512, EVP_PKEY_EC },
+	};
+	struct dv oid;
+	size_t k;
+	int params;
+
+	if (dv_alg(&alg, &oid, &params) == -1)
+		return 0;
+	for (k = 0; k < sizeof(map) / sizeof(map[0]); k++)
+		if (dv_oid(&oid, map[k].nid)) {
+			/* RSA: NULL or no parameters; ECDSA: none (RFC
+			 * 5758 3.2) */
+			if ((map[k].md != 0 && map[k].md != EVP_MD_get_type(md)) ||
+			    params == 2 || (params == 1 &&
+			    map[k].type == EVP_PKEY_EC))
+				return 0;
+			return map[k].type;
+		}
+	return 0;
+}
+
+/* Whether x is the certificate sid (a SignerIdentifier TLV) names:
+ * issuer's encoding byte for byte and serial, or subject key id. */
+static int
+sd_is_signer(X509 *x, const struct dv *sid)
+{
+	const ASN1_OCTET_STRING *ski;
+	const ASN1_INTEGER *xs;
+	ASN1_INTEGER *s;
+	const unsigned char *der, *q;
+	struct dv in = *sid, name, serial;
+	size_t dlen;
+	int r;
+
+	if (sid->tag == (V_ASN1_CONTEXT_SPECIFIC | 0)) {
+		ski = X509_get0_subject_key_id(x);
+		return ski != NULL && (size_t)ASN1_STRING_length(ski) ==
+		    (size_t)(sid->end - sid->p) && memcmp(ASN1_STRING_get0_data(
+		    ski), sid->p, (size_t)(sid->end - sid->p)) == 0;
+	}
+	if (dv_want(&in, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &name) == -1 ||
+	    dv_want(&in, V_ASN1_INTEGER, &serial) == -1 || in.p != in.end ||
+	    !X509_NAME_get0_der(X509_get_issuer_name(x), &der, &dlen) ||
+	    dlen != (size_t)(name.end - name.tlv) ||
+	    memcmp(der, name.tlv, dlen) != 0)
+		return 0;
+	q = serial.tlv;
+	if ((s = d2i_ASN1_INTEGER(NULL, &q, serial.end - serial.tlv)) ==
+	    NULL) {
+		ERR_clear_error();
+		return 0;
+	}
+	xs = X509_get0_serialNumber(x);
+	r = ASN1_INTEGER_cmp(s, xs) == 0;
+	ASN1_INTEGER_free(s);
+	return r;
+}
+
+/* The one certificate of certs, then of known, that sid names; NULL when
+ * none or more than one do (OpenSSL would choose; so may it). */
+static X509 *
+sd_signer(STACK_OF(X509) *certs, STACK_OF(X509) *known, const struct dv *sid)
+{
+	X509 *found = NULL, *x;
+	int i, n = 0;
+
+	for (i = 0; i < sk_X509_num(certs); i++)
+		if (sd_is_signer(x = sk_X509_value(certs, i), sid)) {
+			found = x;
+			n++;
+		}
+	for (i = 0; i < sk_X509_num(known); i++)
+		if (sd_is_signer(x = sk_X509_value(known, i), sid) &&
+		    (found == NULL || X509_cmp(x, found) != 0)) {
+			found = x;
+			n++;
+		}
+	return n == 1 ? found : NULL;
+}
+
+/* The content's digest equals want; the content read once.  0 or -1. */
+static int
+sd_content(BIO *content, const EVP_MD *md, const struct dv *want)
+{
+	unsigned char buf[SD_CHUNK], d[EVP_MAX_MD_SIZE];
+	unsigned dlen = 0;
+	EVP_MD_CTX *c;
+	int n, r = -1;
+
+	if ((c = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(c, md, NULL) != 1)
+		goto done;
+	while ((n = BIO_read(content, buf, sizeof(buf))) > 0)
+		if (EVP_DigestUpdate(c, buf, (size_t)n) != 1)
+			goto done;
+	if (n < 0 && !BIO_eof(content))
+		goto done;
+	if (EVP_DigestFinal_ex(c, d, &dlen) == 1 &&
+	    (size_t)(want->end - want->p) == dlen &&
+	    CRYPTO_memcmp(d, want->p, dlen) == 0)
+		r = 0;
+ done:
+	EVP_MD_CTX_free(c);
+	return r;
+}
+
+/* The signature over the signed attributes, their [0] tag read as the
+ * SET's (RFC 5652 5.4), with the signer's key; 0 or -1. */
+static int
+sd_signature(X509 *signer, int type, const EVP_MD *md, const struct dv *attrs,
+    const struct dv *sig)
+{
+	static const unsigned char set = V_ASN1_SET | V_ASN1_CONSTRUCTED;
+	EVP_PKEY *pk = X509_get0_pubkey(signer);
+	EVP_MD_CTX *c;
+	int r = -1;
+
+	if (pk == NULL || EVP_PKEY_get_base_id(pk) != type ||
+	    (c = EVP_MD_CTX_new()) == NULL)
+		return -1;
+	if (EVP_DigestVerifyInit(c, NULL, md, NULL, pk) == 1 &&
+	    EVP_DigestVerifyUpdate(c, &set, 1) == 1 &&
+	    EVP_DigestVerifyUpdate(c, attrs->tlv + 1,
+	    (size_t)(attrs->end - attrs->tlv - 1)) == 1 &&
+	    EVP_DigestVerifyFinal(c, sig->p, (size_t)(sig->end - sig->p)) == 1)
+		r = 0;
+	EVP_MD_CTX_free(c);
+	return r;
+}
+
+/* The certificates of the [0] set into f->certs, from the memo. */
+static int
+sd_certs(struct dv set, struct cms_memo *memo, struct cms_sd_fast *f)
+{
+	struct dv c;
+	X509 *x;
+
+	while (set.p < set.end) {
+		if (dv_want(&set, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &c) ==
+		    -1 || c.indef || sk_X509_num(f->certs) >= CMS_SD_CERTS_MAX ||
+		    (x = cms_memo_cert(memo, c.tlv, (size_t)(c.end - c.tlv))) ==
+		    NULL)
+			return -1;
+		if (sk_X509_push(f->certs, x) <= 0) {
+			X509_free(x);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The SignerInfo (a SEQUENCE's content) checked against f->certs and
+ * known, the content digested; f->signer set.  0 or -1. */
+static int
+sd_signer_info(struct dv si, BIO *content, const struct dv *ctype,
+    STACK_OF(X509) *known, struct cms_sd_fast *f)
+{
+	struct dv ver, sid, dalg, attrs, salg, sig, rest;
+	struct sd_attrs a;
+	const EVP_MD *md;
+	int type;
+
+	if (dv_want(&si, V_ASN1_INTEGER, &ver) == -1 || ver.end - ver.p != 1 ||
+	    dv_next(&si, &sid) == -1 ||
+	    !((ver.p[0] == 1 && sid.tag == (V_ASN1_SEQUENCE |
+	    V_ASN1_CONSTRUCTED)) || (ver.p[0] == 3 && sid.tag ==
+	    V_ASN1_CONTEXT_SPECIFIC)) ||
+	    dv_want(&si, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &dalg) == -1 ||
+	    dv_want(&si, V_ASN1_CONTEXT_SPECIFIC | V_ASN1_CONSTRUCTED,
+	    &attrs) == -1 ||
+	    dv_want(&si, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &salg) == -1 ||
+	    dv_want(&si, V_ASN1_OCTET_STRING, &sig) == -1)
+		return -1;
+	/* unsignedAttrs [1] may follow; they are not signed */
+	if (si.p != si.end && (dv_want(&si, V_ASN1_CONTEXT_SPECIFIC |
+	    V_ASN1_CONSTRUCTED | 1, &rest) == -1 || si.p != si.end))
+		return -1;
+	if (attrs.indef || (md = sd_md(dalg)) == NULL ||
+	    (type = sd_sigalg(salg, md)) == 0 ||
+	    sd_attrs(attrs, &a, f) == -1 ||
+	    a.ctype.end - a.ctype.p != ctype->end - ctype->p ||
+	    memcmp(a.ctype.p, ctype->p, (size_t)(ctype->end - ctype->p)) != 0 ||
+	    (f->signer = sd_signer(f->certs, known, &sid)) == NULL)
+		return -1;
+	if (sd_content(content, md, &a.digest) == -1 ||
+	    sd_signature(f->signer, type, md, &attrs, &sig) == -1) {
+		f->signer = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Empty f (certs released) and say "not handled". */
+static int
+sd_give_up(struct cms_sd_fast *f)
+{
+	sk_X509_pop_free(f->certs, X509_free);
+	memset(f, 0, sizeof(*f));
+	ERR_clear_error();
+	return 0;
+}
+
+int
+cms_sd_fast(const unsigned char *der, size_t len, BIO *content,
+    STACK_OF(X509) *known, struct cms_memo *memo, struct cms_sd_fast *f)
+{
+	struct dv r = { der, der + len, der, 0, 0 }, ci, oid, x0, sd, v, dalgs,
+	    eci, ctype, certs, sis, si;
+
+	memset(f, 0, sizeof(*f));
+	if (memo == NULL || content == NULL || len > SD_MAX ||
+	    (f->certs = sk_X509_new_null()) == NULL)
+		return sd_give_up(f);
+	/* ContentInfo { signedData, [0] SignedData { version, digest
+	 * algorithms, { eContentType } (detached), [0] certificates,
+	 * { one SignerInfo } } } and nothing after */
+	if (dv_want(&r, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &ci) == -1 ||
+	    r.p != r.end || dv_want(&ci, V_ASN1_OBJECT, &oid) == -1 ||
+	    !dv_oid(&oid, NID_pkcs7_signed) ||
+	    dv_want(&ci, V_ASN1_CONTEXT_SPECIFIC | V_ASN1_CONSTRUCTED, &x0) ==
+	    -1 || ci.p != ci.end ||
+	    dv_want(&x0, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &sd) == -1 ||
+	    x0.p != x0.end ||
+	    dv_want(&sd, V_ASN1_INTEGER, &v) == -1 ||
+	    dv_want(&sd, V_ASN1_SET | V_ASN1_CONSTRUCTED, &dalgs) == -1 ||
+	    dv_want(&sd, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &eci) == -1 ||
+	    dv_want(&eci, V_ASN1_OBJECT, &ctype) == -1 || eci.p != eci.end ||
+	    dv_next(&sd, &certs) == -1)
+		return sd_give_up(f);
+	if (certs.tag == (V_ASN1_CONTEXT_SPECIFIC | V_ASN1_CONSTRUCTED)) {
+		if (sd_certs(certs, memo, f) == -1 || dv_next(&sd, &sis) == -1)
+			return sd_give_up(f);
+	} else
+		sis = certs;
+	/* no CRLs ([1]), exactly one SignerInfo, nothing after */
+	if (sis.tag != (V_ASN1_SET | V_ASN1_CONSTRUCTED) || sd.p != sd.end ||
+	    dv_want(&sis, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &si) == -1 ||
+	    sis.p != sis.end)
+		return sd_give_up(f);
+	if (sd_signer_info(si, content, &ctype, known, f) == -1) {
+		/* the content may have been read: back to its start for the
+		 * slow path, or no slow path (the caller says so) */
+		if (BIO_method_type(content) == BIO_TYPE_MEM ?
+		    BIO_reset(content) != 1 : BIO_seek(content, 0) != 0) {
+			sd_give_up(f);
+			return -1;
+		}
+		return sd_give_up(f);
+	}
+	return 1;
+}
