@@ -900,11 +900,11 @@ buf_cms(BUF_MEM *m, char *err, size_t errlen)
 	return cms;
 }
 
-/* The envelope without its content, parsed; `err` set on NULL. */
-static CMS_ContentInfo *
+/* The envelope without its content, rebuilt (see envc_fields); `err`
+ * set on NULL. */
+static BUF_MEM *
 envc_head(struct envc *e, char *err, size_t errlen)
 {
-	CMS_ContentInfo *cms = NULL;
 	BUF_MEM *m;
 	int nid;
 
@@ -922,9 +922,9 @@ envc_head(struct envc *e, char *err, size_t errlen)
 	    envc_fields(e, m)) == -1)
 		snprintf(err, errlen, "malformed CMS structure");
 	else
-		cms = buf_cms(m, err, errlen);
+		return m;
 	BUF_MEM_free(m);
-	return cms;
+	return NULL;
 }
 
 /* After the content: the rest of the envelope, the mac kept; 0 or -1. */
@@ -1064,26 +1064,49 @@ cms_init(void)
 	(void)cms_methods();
 }
 
-/* Stream the content through the cipher to `out`; 0 or -1. */
+/* The envelope's content reader for e. */
+static BIO *
+envc_bio(struct envc *e)
+{
+	BIO *in;
+
+	if (cms_methods() == -1 || (in = BIO_new(envc_method)) == NULL)
+		return NULL;
+	BIO_set_data(in, e);
+	BIO_set_init(in, 1);
+	return in;
+}
+
+/* A cipher BIO for what cms_env_fast() found, on top of in; NULL or the
+ * chain (in included). */
+static BIO *
+envc_fast_chain(struct envc *e, const struct cms_env_fast *f, BIO *in)
+{
+	BIO *c;
+
+	if ((c = BIO_new(BIO_f_cipher())) == NULL ||
+	    BIO_get_cipher_ctx(c, &e->cctx) != 1 ||
+	    EVP_CipherInit_ex(e->cctx, f->cipher, NULL, NULL, NULL, 0) != 1 ||
+	    (f->gcm && EVP_CIPHER_CTX_ctrl(e->cctx, EVP_CTRL_AEAD_SET_IVLEN,
+	    (int)f->ivlen, NULL) <= 0) ||
+	    EVP_CipherInit_ex(e->cctx, NULL, NULL, f->key, f->iv, 0) != 1) {
+		BIO_free(c);
+		e->cctx = NULL;
+		return NULL;
+	}
+	return BIO_push(c, in);
+}
+
+/* Stream the content through the cipher to `out`: the chain cont (the
+ * cipher BIO on top of in) read to its end and freed; 0 or -1. */
 static int
-envc_decrypt(CMS_ContentInfo *cms, struct envc *e, BIO *out, char *err,
+envc_pump(struct envc *e, BIO *cont, BIO *in, BIO *out, char *err,
     size_t errlen)
 {
 	unsigned char buf[8192];
-	BIO *in, *cont, *cipher, *next;
+	BIO *cipher, *next;
 	int n, r = -1;
 
-	if (cms_methods() == -1 || (in = BIO_new(envc_method)) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	BIO_set_data(in, e);
-	BIO_set_init(in, 1);
-	if ((cont = CMS_dataInit(cms, in)) == NULL) {
-		cms_err(err, errlen, "decryption failed");
-		BIO_free(in);
-		return -1;
-	}
 	if ((cipher = BIO_find_type(cont, BIO_TYPE_CIPHER)) == NULL ||
 	    BIO_get_cipher_ctx(cipher, &e->cctx) != 1) {
 		snprintf(err, errlen, "decryption failed: no cipher");
@@ -1109,6 +1132,7 @@ envc_decrypt(CMS_ContentInfo *cms, struct envc *e, BIO *out, char *err,
 		cont = next;
 	}
 	BIO_free(in);
+	OPENSSL_cleanse(buf, sizeof(buf));
 	return r;
 }
 
@@ -1303,11 +1327,14 @@ int
 cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
     BIO *out, char *err, size_t errlen)
 {
-	CMS_ContentInfo *cms;
+	CMS_ContentInfo *cms = NULL;
+	struct cms_env_fast f;
 	struct envc *e;
+	BUF_MEM *m;
+	BIO *in = NULL, *cont;
 	char rcpts[512];
 	size_t i;
-	int r = -1;
+	int r = -1, fast;
 
 	ERR_clear_error();
 	/* struct ber comes first in struct envc: the rest is cleared too */
@@ -1315,25 +1342,54 @@ cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if ((cms = envc_head(e, err, errlen)) == NULL)
+	if ((m = envc_head(e, err, errlen)) == NULL)
 		goto done;
-	/* With a certificate, OpenSSL only tries the RecipientInfos it
-	 * matches, so a wrong key is never attempted. */
-	for (i = 0; i < nids; i++) {
+	/* the common envelope opened in place (cms_fast.c); else OpenSSL's
+	 * object, which with a certificate only tries the RecipientInfos
+	 * it matches, so a wrong key is never attempted */
+	if ((fast = cms_env_fast((const unsigned char *)m->data, m->length,
+	    ids, nids, &f)) == 1) {
+		i = f.id;
+		if ((in = envc_bio(e)) == NULL ||
+		    (cont = envc_fast_chain(e, &f, in)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto done;
+		}
+		OPENSSL_cleanse(&f, sizeof(f));
+		if (envc_pump(e, cont, in, out, err, errlen) == 0)
+			r = (int)i;
+		in = NULL;
+		goto done;
+	}
+	if ((cms = buf_cms(m, err, errlen)) == NULL)
+		goto done;
+	for (i = 0; fast == 0 && i < nids; i++) {
 		if (CMS_decrypt_set1_pkey_and_peer(cms, ids[i].key,
 		    ids[i].cert, NULL) == 1)
 			break;
 		ERR_clear_error();
 	}
-	if (i == nids) {
+	if (fast == -1 || i == nids) {
 		cms_recipients(cms, rcpts, sizeof(rcpts));
 		snprintf(err, errlen, "no private key matches any recipient"
 		    " (recipients: %s)", rcpts);
 		goto done;
 	}
-	if (envc_decrypt(cms, e, out, err, errlen) == 0)
+	if ((in = envc_bio(e)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	if ((cont = CMS_dataInit(cms, in)) == NULL) {
+		cms_err(err, errlen, "decryption failed");
+		goto done;
+	}
+	if (envc_pump(e, cont, in, out, err, errlen) == 0)
 		r = (int)i;
+	in = NULL;
  done:
+	OPENSSL_cleanse(&f, sizeof(f));
+	BIO_free(in);
+	BUF_MEM_free(m);
 	CMS_ContentInfo_free(cms);
 	free(e);
 	return r;

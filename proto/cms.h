@@ -274,7 +274,7 @@ X509 *cms_memo_cert(struct cms_memo *, const unsigned char *der, size_t len);
 int cms_memo_digest(struct cms_memo *, const void *p, size_t n,
     unsigned char key[32]);
 
-/* cms_sd.c */
+/* cms_fast.c */
 #define CMS_SD_CERTS_MAX 64		/* certificates read through the memo */
 /* What cms_sd_fast() found: the message's certificates (from the memo,
  * owned) and the signer among them or the known ones (not owned). */
@@ -295,6 +295,24 @@ int cms_sd_fast(const unsigned char *der, size_t len, BIO *content,
     STACK_OF(X509) *known, struct cms_memo *memo, struct cms_sd_fast *f);
 /* The SMIME_CAP_* bit of a cipher's NID, 0 for others. */
 unsigned cms_cap_bit(int nid);
+/* What cms_env_fast() found: the identity whose key opened the envelope,
+ * the content cipher, its key and IV (nonce). */
+struct cms_env_fast {
+	size_t		 id;
+	const EVP_CIPHER *cipher;
+	unsigned char	 key[32], iv[16];
+	size_t		 keylen, ivlen;
+	int		 gcm;
+};
+/*
+ * The common envelope (RSA key transport to an identity named by issuer
+ * and serial; AES-CBC, or AES-GCM with a 12-byte nonce), from its header
+ * as cms_decrypt() rebuilt it: 1 when an identity's key opened it (f
+ * filled, to be cleansed after use); 0 when not handled; -1 when every
+ * RecipientInfo naming one of ids failed to open with its key.
+ */
+int cms_env_fast(const unsigned char *head, size_t len,
+    const struct cms_identity *ids, size_t nids, struct cms_env_fast *f);
 /* A certificate's SHA-256 fingerprint (its DER), remembered by the
  * object's address (the memo holds a reference); 0 or -1. */
 int cms_memo_fp(struct cms_memo *, X509 *, unsigned char fp[32]);

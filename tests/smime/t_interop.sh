@@ -272,6 +272,49 @@ fi
 grep -q 'no private key matches any recipient (recipients: .*smrelay Test Intermediate' nokey.err &&
 	pass "decrypt without a matching key: clear error" ||
 	fail "decrypt without a matching key: clear error" "$(lastline nokey.err)"
+# The right certificate with the wrong key (the RecipientInfo names bob,
+# alice's key cannot open it), and bob's RecipientInfo wrapping a content
+# key of the wrong length (16 bytes for AES-256): refused with the usual
+# error, nothing written.
+for n in aes256-cbc aes256-gcm; do
+	"$T" decrypt --cert "$P/bob.pem" --key "$P/alice.key" < "e-$n.eml" > wk.out 2> wk.err
+	if [ -s wk.out ]; then
+		fail "$n: bob's certificate, alice's key: refused" "output written"
+	else
+		grep -q 'no private key matches any recipient' wk.err &&
+			pass "$n: bob's certificate, alice's key: refused" ||
+			fail "$n: bob's certificate, alice's key: refused" "$(lastline wk.err)"
+	fi
+done
+p7m_der e-aes256-cbc.eml ek.der
+openssl x509 -in "$P/bob.pem" -noout -pubkey > bob.pub
+head -c 16 /dev/urandom > k16
+openssl pkeyutl -encrypt -pubin -inkey bob.pub -in k16 -out ek16 2>/dev/null
+PYTHONPATH="$SMIME_PY" python3 - ek.der ek16 ek-short.der \
+    "$(openssl x509 -in "$P/bob.pem" -noout -serial | cut -d= -f2)" <<'PYEOF'
+import sys, der
+root, _ = der.parse(open(sys.argv[1], 'rb').read(), 0)
+ed = root[1][1][1][0][1]                # EnvelopedData's fields
+ris = [f for f in ed if f[0] == 0x31][0][1]
+serial = int(sys.argv[4], 16)
+n = 0
+for ri in ris:
+    rid = ri[1][1]
+    if rid[0] == 0x30 and int.from_bytes(rid[1][1][1], 'big') == serial:
+        ri[1][3][1] = open(sys.argv[2], 'rb').read()
+        n += 1
+assert n == 1, "bob's RecipientInfo not found"
+open(sys.argv[3], 'wb').write(der.enc(root))
+PYEOF
+wrap_p7m enveloped-data ek-short.der > ek-short.eml
+"$T" decrypt --cert "$P/bob.pem" --key "$P/bob.key" < ek-short.eml > ks.out 2> ks.err
+if [ -s ks.out ]; then
+	fail "content key of the wrong length: refused" "output written"
+else
+	grep -q 'no private key matches any recipient\|decryption failed' ks.err &&
+		pass "content key of the wrong length: refused ($(lastline ks.err))" ||
+		fail "content key of the wrong length: refused" "$(lastline ks.err)"
+fi
 # Sign, then encrypt the whole multipart/signed entity.
 "$T" encrypt --to "$P/bob.pem" < s-rsa.eml > se.eml &&
 	openssl cms -decrypt -recip "$P/bob.pem" -inkey "$P/bob.key" -in se.eml -out se.inner 2>/dev/null &&

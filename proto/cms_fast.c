@@ -1,6 +1,6 @@
 /*
- * cms_sd.c: the common case of a detached SignedData checked without
- * building OpenSSL's CMS object, for cms_verify().
+ * cms_fast.c: the common shapes of CMS opened and checked without
+ * building OpenSSL's CMS object, for cms_verify() and cms_decrypt().
  *
  * Nearly every signed message arrives in one shape: DER, one SignerInfo
  * identified by issuer and serial number (or subject key identifier), a
@@ -11,14 +11,20 @@
  * is walked in place, the certificates come from the memo, the content
  * is digested once, and the signature is checked over the signed
  * attributes exactly as received (RFC 5652 5.4: the DER of the SET).
+ * Likewise nearly every envelope is RSA key transport to a recipient
+ * named by issuer and serial, and AES-CBC or AES-GCM: its RecipientInfos
+ * are read in place, the content key unwrapped with our key, and the
+ * cipher set up from prefetched algorithms.
  *
  * Anything else, anything unusual, and every failure answers "not
- * handled": cms_verify() then does what it always did, so a message the
+ * handled": the caller then does what it always did, so a message the
  * fast path does not pass gets OpenSSL's verdict and OpenSSL's reason.
  * The fast path only ever says yes to a signature it checked itself:
  * the content digest equals the messageDigest attribute, the content
  * type attribute names the encapsulated type, and the signer's public
- * key verifies the signed attributes.
+ * key verifies the signed attributes.  An envelope it opens is still
+ * only as good as its content's decryption (CBC padding, the GCM tag),
+ * which the caller checks as before.
  */
 #include "autoconfig.h"
 
@@ -30,6 +36,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -545,4 +552,180 @@ cms_sd_fast(const unsigned char *der, size_t len, BIO *content,
 		return sd_give_up(f);
 	}
 	return 1;
+}
+
+/* ------------------------------------------------------------ envelopes */
+
+/* AES in CBC (EnvelopedData) and GCM (AuthEnvelopedData) by key size,
+ * fetched once for the process. */
+static pthread_once_t cipher_once = PTHREAD_ONCE_INIT;
+static EVP_CIPHER *aes_cbc[3], *aes_gcm[3];
+
+static void
+cipher_fetch(void)
+{
+	aes_cbc[0] = EVP_CIPHER_fetch(NULL, "AES-128-CBC", NULL);
+	aes_cbc[1] = EVP_CIPHER_fetch(NULL, "AES-192-CBC", NULL);
+	aes_cbc[2] = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+	aes_gcm[0] = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
+	aes_gcm[1] = EVP_CIPHER_fetch(NULL, "AES-192-GCM", NULL);
+	aes_gcm[2] = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+}
+
+/* The content-encryption algorithm (an AlgorithmIdentifier's content)
+ * into f: AES-CBC with a 16-byte IV, or for an AuthEnvelopedData AES-GCM
+ * with a 12-byte nonce (RFC 5084); 0 or -1. */
+static int
+env_cipher(struct dv alg, int auth, struct cms_env_fast *f)
+{
+	static const int cbc[3] = { NID_aes_128_cbc, NID_aes_192_cbc,
+	    NID_aes_256_cbc };
+	static const int gcm[3] = { NID_aes_128_gcm, NID_aes_192_gcm,
+	    NID_aes_256_gcm };
+	struct dv oid, p, nonce, icv;
+	int k;
+
+	if (pthread_once(&cipher_once, cipher_fetch) != 0 ||
+	    dv_want(&alg, V_ASN1_OBJECT, &oid) == -1 ||
+	    dv_next(&alg, &p) == -1 || alg.p != alg.end)
+		return -1;
+	for (k = 0; k < 3; k++)
+		if (dv_oid(&oid, auth ? gcm[k] : cbc[k]))
+			break;
+	if (k == 3 || (f->cipher = auth ? aes_gcm[k] : aes_cbc[k]) == NULL)
+		return -1;
+	if (!auth) {
+		if (p.tag != V_ASN1_OCTET_STRING || p.end - p.p != 16)
+			return -1;
+		memcpy(f->iv, p.p, 16);
+		f->ivlen = 16;
+		return 0;
+	}
+	if (p.tag != (V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED) ||
+	    dv_want(&p, V_ASN1_OCTET_STRING, &nonce) == -1 ||
+	    nonce.end - nonce.p != 12)
+		return -1;
+	if (p.p != p.end && (dv_want(&p, V_ASN1_INTEGER, &icv) == -1 ||
+	    p.p != p.end || icv.end - icv.p != 1 || icv.p[0] < 12 ||
+	    icv.p[0] > 16))
+		return -1;
+	memcpy(f->iv, nonce.p, 12);
+	f->ivlen = 12;
+	return 0;
+}
+
+/* Whether the KeyTransRecipientInfo (a SEQUENCE's content) is for cert
+ * and made with rsaEncryption: its encrypted key into ek. */
+static int
+env_ktri_for(struct dv ri, X509 *cert, struct dv *ek)
+{
+	struct dv ver, rid, alg, oid;
+	int params;
+
+	if (dv_want(&ri, V_ASN1_INTEGER, &ver) == -1 || ver.end - ver.p != 1 ||
+	    dv_next(&ri, &rid) == -1 ||
+	    !((ver.p[0] == 0 && rid.tag == (V_ASN1_SEQUENCE |
+	    V_ASN1_CONSTRUCTED)) || (ver.p[0] == 2 && rid.tag ==
+	    V_ASN1_CONTEXT_SPECIFIC)) ||
+	    dv_want(&ri, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &alg) == -1 ||
+	    dv_want(&ri, V_ASN1_OCTET_STRING, ek) == -1 || ri.p != ri.end ||
+	    dv_alg(&alg, &oid, &params) == -1 || params == 2 ||
+	    !dv_oid(&oid, NID_rsaEncryption))
+		return 0;
+	return sd_is_signer(cert, &rid);
+}
+
+/* The content key from ek with key into f; 0, or -1 when it does not
+ * open or is not the cipher's length. */
+static int
+env_unwrap(EVP_PKEY *key, const struct dv *ek, struct cms_env_fast *f)
+{
+	unsigned char out[512];
+	size_t outlen = sizeof(out);
+	EVP_PKEY_CTX *c;
+	int r = -1;
+
+	if ((c = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL)) == NULL)
+		return -1;
+	if (EVP_PKEY_decrypt_init(c) == 1 &&
+	    EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) == 1 &&
+	    EVP_PKEY_decrypt(c, out, &outlen, ek->p,
+	    (size_t)(ek->end - ek->p)) == 1 &&
+	    outlen == (size_t)EVP_CIPHER_get_key_length(f->cipher) &&
+	    outlen <= sizeof(f->key)) {
+		memcpy(f->key, out, outlen);
+		f->keylen = outlen;
+		r = 0;
+	}
+	OPENSSL_cleanse(out, sizeof(out));
+	EVP_PKEY_CTX_free(c);
+	return r;
+}
+
+int
+cms_env_fast(const unsigned char *head, size_t len,
+    const struct cms_identity *ids, size_t nids, struct cms_env_fast *f)
+{
+	struct dv r = { head, head + len, head, 0, 0 }, ci, oid, x0, ed, v,
+	    ris, ri, eci, ctype, alg, ek;
+	size_t i;
+	int auth, tried = 0;
+
+	memset(f, 0, sizeof(*f));
+	/* only RSA identities with certificates: what OpenSSL would do with
+	 * the others is for OpenSSL to say */
+	for (i = 0; i < nids; i++)
+		if (ids[i].cert == NULL || ids[i].key == NULL ||
+		    !EVP_PKEY_is_a(ids[i].key, "RSA") ||
+		    EVP_PKEY_get_size(ids[i].key) > 512)
+			return 0;
+	/* ContentInfo { (auth)envelopedData, [0] { version,
+	 * recipientInfos, { contentType, contentEncryptionAlgorithm ... */
+	if (dv_want(&r, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &ci) == -1 ||
+	    dv_want(&ci, V_ASN1_OBJECT, &oid) == -1 ||
+	    (!(auth = dv_oid(&oid, NID_id_smime_ct_authEnvelopedData)) &&
+	    !dv_oid(&oid, NID_pkcs7_enveloped)) ||
+	    dv_want(&ci, V_ASN1_CONTEXT_SPECIFIC | V_ASN1_CONSTRUCTED, &x0) ==
+	    -1 || dv_want(&x0, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &ed) ==
+	    -1 || dv_want(&ed, V_ASN1_INTEGER, &v) == -1 ||
+	    dv_next(&ed, &ris) == -1)
+		return 0;
+	if (ris.tag == (V_ASN1_CONTEXT_SPECIFIC | V_ASN1_CONSTRUCTED) &&
+	    dv_next(&ed, &ris) == -1)	/* originatorInfo: not used here */
+		return 0;
+	if (ris.tag != (V_ASN1_SET | V_ASN1_CONSTRUCTED) ||
+	    dv_want(&ed, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &eci) == -1 ||
+	    dv_want(&eci, V_ASN1_OBJECT, &ctype) == -1 ||
+	    dv_want(&eci, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &alg) == -1 ||
+	    env_cipher(alg, auth, f) == -1) {
+		memset(f, 0, sizeof(*f));
+		return 0;
+	}
+	f->gcm = auth;
+	/* each identity in turn, as cms_decrypt() tries them; the first
+	 * RecipientInfo naming it (OpenSSL's choice too) */
+	for (i = 0; i < nids; i++) {
+		struct dv all = ris;
+
+		while (all.p < all.end) {
+			if (dv_next(&all, &ri) == -1) {
+				memset(f, 0, sizeof(*f));
+				return 0;
+			}
+			if (ri.tag != (V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED) ||
+			    !env_ktri_for(ri, ids[i].cert, &ek))
+				continue;
+			tried = 1;
+			if (env_unwrap(ids[i].key, &ek, f) == 0) {
+				f->id = i;
+				ERR_clear_error();
+				return 1;
+			}
+			break;
+		}
+	}
+	OPENSSL_cleanse(f, sizeof(*f));
+	memset(f, 0, sizeof(*f));
+	ERR_clear_error();
+	return tried ? -1 : 0;
 }
