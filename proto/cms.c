@@ -291,14 +291,19 @@ cms_p7m_headers(BIO *out, const char *type)
 	return bputs(out, buf);
 }
 
-/* Detached signing: the entity goes to `out` while it is digested. */
+/* Detached signing: the entity goes to `out` while it is digested; the
+ * common case without OpenSSL's CMS object (cms_fast.c), else with cms
+ * made by cms_sign_init() for the key. */
 static int
-cms_sign_detached(BIO *in, CMS_ContentInfo *cms, BIO *out, char *err,
-    size_t errlen)
+cms_sign_detached(BIO *in, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
+    int opts, BIO *out, char *err, size_t errlen)
 {
-	unsigned char rnd[16];
+	CMS_ContentInfo *cms = NULL;
+	unsigned char rnd[16], *der = NULL;
 	char bnd[64], buf[512];
-	int i, n;
+	size_t derlen = 0;
+	BIO *b64;
+	int i, n, r = -1;
 
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
 		cms_err(err, errlen, "RAND_bytes");
@@ -317,9 +322,24 @@ cms_sign_detached(BIO *in, CMS_ContentInfo *cms, BIO *out, char *err,
 	    "--%s\r\n", bnd, bnd);
 	if (bputs(out, buf) == -1)
 		goto io;
-	if (CMS_final(cms, in, out, CMS_BINARY) != 1) {
-		cms_err(err, errlen, "signing failed");
-		return -1;
+	if (!(opts & SMIME_OPT_PSS) && (i = cms_sign_fast(in, cert, key, chain,
+	    out, &der, &derlen, err, errlen)) != 0) {
+		if (i == -1)
+			return -1;
+	} else {
+		if (X509_check_private_key(cert, key) != 1) {
+			cms_err(err, errlen,
+			    "signer key does not match certificate");
+			return -1;
+		}
+		if ((cms = cms_sign_init(cert, key, chain, opts, err,
+		    errlen)) == NULL)
+			return -1;
+		if (CMS_final(cms, in, out, CMS_BINARY) != 1) {
+			cms_err(err, errlen, "signing failed");
+			CMS_ContentInfo_free(cms);
+			return -1;
+		}
 	}
 	snprintf(buf, sizeof(buf), "\r\n--%s\r\n"
 	    "Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n"
@@ -327,16 +347,26 @@ cms_sign_detached(BIO *in, CMS_ContentInfo *cms, BIO *out, char *err,
 	    "Content-Disposition: attachment; filename=\"smime.p7s\"\r\n"
 	    "Content-Description: S/MIME Cryptographic Signature\r\n"
 	    "\r\n", bnd);
-	if (bputs(out, buf) == -1 ||
-	    cms_write_b64(out, cms, NULL, 0) == -1)
+	if (bputs(out, buf) == -1)
+		goto io;
+	if (cms != NULL) {
+		if (cms_write_b64(out, cms, NULL, 0) == -1)
+			goto io;
+	} else if ((b64 = b64w_new(out)) == NULL ||
+	    (BIO_write(b64, der, (int)derlen) != (int)derlen) |
+	    (b64w_finish(b64) == -1))
 		goto io;
 	snprintf(buf, sizeof(buf), "\r\n--%s--\r\n", bnd);
 	if (bputs(out, buf) == -1 || BIO_flush(out) <= 0)
 		goto io;
-	return 0;
+	r = 0;
+	goto done;
  io:
 	cms_err(err, errlen, "write error");
-	return -1;
+ done:
+	CMS_ContentInfo_free(cms);
+	free(der);
+	return r;
 }
 
 /* Opaque RSA-PSS: OpenSSL 3.0 cannot stream it ("illegal zero content"
@@ -366,6 +396,9 @@ cms_sign(BIO *in, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
 	int r = -1;
 
 	ERR_clear_error();
+	if (!(opts & SMIME_OPT_OPAQUE))
+		return cms_sign_detached(in, cert, key, chain, opts, out, err,
+		    errlen);
 	if (X509_check_private_key(cert, key) != 1) {
 		cms_err(err, errlen, "signer key does not match certificate");
 		return -1;
@@ -373,9 +406,7 @@ cms_sign(BIO *in, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
 	if ((cms = cms_sign_init(cert, key, chain, opts, err, errlen)) ==
 	    NULL)
 		return -1;
-	if (!(opts & SMIME_OPT_OPAQUE))
-		r = cms_sign_detached(in, cms, out, err, errlen);
-	else if (opts & SMIME_OPT_PSS)
+	if (opts & SMIME_OPT_PSS)
 		r = cms_sign_opaque_pss(in, cms, out, err, errlen);
 	else if (cms_p7m_headers(out, "signed-data") == -1 ||
 	    cms_write_b64(out, cms, in, CMS_STREAM | CMS_BINARY) == -1 ||

@@ -313,6 +313,16 @@ struct cms_env_fast {
  */
 int cms_env_fast(const unsigned char *head, size_t len,
     const struct cms_identity *ids, size_t nids, struct cms_env_fast *f);
+/*
+ * A detached signature made without OpenSSL's CMS object, for an RSA
+ * (PKCS#1 v1.5) or EC key: the content copied from in to out as it is
+ * digested (SHA-256), then the DER of the SignedData (the signed
+ * attributes and certificates as cms_sign() has OpenSSL make them) in
+ * *der (malloc'd).  1 done; 0 not handled (nothing read or written);
+ * -1 on error (err set).
+ */
+int cms_sign_fast(BIO *in, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
+    BIO *out, unsigned char **der, size_t *derlen, char *err, size_t errlen);
 /* A certificate's SHA-256 fingerprint (its DER), remembered by the
  * object's address (the memo holds a reference); 0 or -1. */
 int cms_memo_fp(struct cms_memo *, X509 *, unsigned char fp[32]);

@@ -32,6 +32,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -59,6 +60,10 @@ struct fast_tl {
 	EVP_MD_CTX	*ver;		/* DigestVerify, for vkey and vmd */
 	const EVP_PKEY	*vkey;
 	const EVP_MD	*vmd;
+	EVP_MD_CTX	*sig;		/* DigestSign with SHA-256, for skey */
+	const EVP_PKEY	*skey;
+	X509		*pcert;		/* the last certificate and key found */
+	EVP_PKEY	*pkey;		/* to match (both held) */
 };
 
 static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
@@ -72,6 +77,9 @@ tl_free(void *p)
 
 	EVP_PKEY_CTX_free(t->dec);
 	EVP_MD_CTX_free(t->ver);
+	EVP_MD_CTX_free(t->sig);
+	X509_free(t->pcert);
+	EVP_PKEY_free(t->pkey);
 	free(t);
 }
 
@@ -831,4 +839,417 @@ cms_env_fast(const unsigned char *head, size_t len,
 	memset(f, 0, sizeof(*f));
 	ERR_clear_error();
 	return tried ? -1 : 0;
+}
+
+/* ------------------------------------------------------------- signing */
+
+/* A growing DER buffer; err set once anything failed. */
+struct db {
+	unsigned char	*p;
+	size_t		 len, cap;
+	int		 err;
+};
+
+static void
+db_put(struct db *d, const void *p, size_t n)
+{
+	unsigned char *q;
+	size_t cap;
+
+	if (d->err)
+		return;
+	if (d->len + n > d->cap) {
+		cap = d->cap ? d->cap : 1024;
+		while (cap < d->len + n)
+			cap *= 2;
+		if ((q = realloc(d->p, cap)) == NULL) {
+			d->err = 1;
+			return;
+		}
+		d->p = q;
+		d->cap = cap;
+	}
+	memcpy(d->p + d->len, p, n);
+	d->len += n;
+}
+
+/* A tag and a definite length n. */
+static void
+db_head(struct db *d, unsigned char tag, size_t n)
+{
+	unsigned char h[6];
+	size_t k = 0;
+
+	h[k++] = tag;
+	if (n < 0x80)
+		h[k++] = (unsigned char)n;
+	else if (n < 0x100) {
+		h[k++] = 0x81;
+		h[k++] = (unsigned char)n;
+	} else if (n < 0x10000) {
+		h[k++] = 0x82;
+		h[k++] = (unsigned char)(n >> 8);
+		h[k++] = (unsigned char)n;
+	} else if (n < 0x1000000) {
+		h[k++] = 0x83;
+		h[k++] = (unsigned char)(n >> 16);
+		h[k++] = (unsigned char)(n >> 8);
+		h[k++] = (unsigned char)n;
+	} else {
+		d->err = 1;
+		return;
+	}
+	db_put(d, h, k);
+}
+
+/* A whole TLV. */
+static void
+db_tlv(struct db *d, unsigned char tag, const void *p, size_t n)
+{
+	db_head(d, tag, n);
+	db_put(d, p, n);
+}
+
+/* src wrapped in tag, appended to d; src freed. */
+static void
+db_wrap(struct db *d, unsigned char tag, struct db *src)
+{
+	if (src->err)
+		d->err = 1;
+	else
+		db_tlv(d, tag, src->p, src->len);
+	free(src->p);
+	memset(src, 0, sizeof(*src));
+}
+
+/* An OBJECT IDENTIFIER by NID. */
+static void
+db_oid(struct db *d, int nid)
+{
+	const ASN1_OBJECT *o = OBJ_nid2obj(nid);
+
+	if (o == NULL || OBJ_length(o) == 0) {
+		d->err = 1;
+		return;
+	}
+	db_tlv(d, V_ASN1_OBJECT, OBJ_get0_data(o), OBJ_length(o));
+}
+
+/* An AlgorithmIdentifier: the OID, with a NULL parameter or none. */
+static void
+db_alg(struct db *d, int nid, int null)
+{
+	struct db a = { 0 };
+
+	db_oid(&a, nid);
+	if (null)
+		db_put(&a, "\x05\x00", 2);
+	db_wrap(d, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &a);
+}
+
+/* DER order of two encodings in a SET OF (X.690 11.6: as octet strings,
+ * the shorter padded with zeros). */
+struct elem {
+	const unsigned char *p;
+	size_t		 n;
+};
+
+static int
+elem_cmp(const void *a, const void *b)
+{
+	const struct elem *x = a, *y = b;
+	size_t n = x->n < y->n ? x->n : y->n;
+	int c = memcmp(x->p, y->p, n);
+
+	if (c != 0)
+		return c;
+	return x->n < y->n ? -1 : x->n > y->n;
+}
+
+/* A SET OF (tag) the n encodings, sorted. */
+static void
+db_set(struct db *d, unsigned char tag, struct elem *e, size_t n)
+{
+	size_t i, len = 0;
+
+	qsort(e, n, sizeof(*e), elem_cmp);
+	for (i = 0; i < n; i++)
+		len += e[i].n;
+	db_head(d, tag, len);
+	for (i = 0; i < n; i++)
+		db_put(d, e[i].p, e[i].n);
+}
+
+/* An attribute: SEQUENCE { type, SET { one value } }, its value given
+ * whole. */
+static void
+db_attr(struct db *d, int nid, const struct db *val)
+{
+	struct db a = { 0 }, v = { 0 };
+
+	db_oid(&a, nid);
+	db_put(&v, val->p, val->len);
+	if (val->err)
+		v.err = 1;
+	db_wrap(&a, V_ASN1_SET | V_ASN1_CONSTRUCTED, &v);
+	db_wrap(d, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &a);
+}
+
+/* The signed attributes' encodings: content type data, signing time now,
+ * the message digest, our SMIMECapabilities (as cms_add_caps() makes
+ * them, strongest first); each into its own buffer. */
+static void
+sd_sign_attrs(const unsigned char *md, size_t mdlen, struct db at[4])
+{
+	static const int caps[] = { NID_aes_256_gcm, NID_aes_128_gcm,
+	    NID_aes_256_cbc, NID_aes_192_cbc, NID_aes_128_cbc };
+	struct db v = { 0 }, c = { 0 };
+	struct tm tm;
+	time_t now = time(NULL);
+	char t[32];
+	size_t i;
+
+	memset(at, 0, 4 * sizeof(*at));
+	db_oid(&v, NID_pkcs7_data);
+	db_attr(&at[0], NID_pkcs9_contentType, &v);
+	free(v.p);
+	memset(&v, 0, sizeof(v));
+	if (gmtime_r(&now, &tm) == NULL)
+		at[1].err = 1;
+	else if (tm.tm_year >= 50 && tm.tm_year < 150) {
+		/* UTCTime, 1950-2049 (RFC 5280 4.1.2.5) */
+		snprintf(t, sizeof(t), "%02d%02d%02d%02d%02d%02dZ",
+		    tm.tm_year % 100, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec);
+		db_tlv(&v, V_ASN1_UTCTIME, t, strlen(t));
+	} else {
+		snprintf(t, sizeof(t), "%04d%02d%02d%02d%02d%02dZ",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec);
+		db_tlv(&v, V_ASN1_GENERALIZEDTIME, t, strlen(t));
+	}
+	db_attr(&at[1], NID_pkcs9_signingTime, &v);
+	free(v.p);
+	memset(&v, 0, sizeof(v));
+	db_tlv(&v, V_ASN1_OCTET_STRING, md, mdlen);
+	db_attr(&at[2], NID_pkcs9_messageDigest, &v);
+	free(v.p);
+	memset(&v, 0, sizeof(v));
+	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+		db_alg(&c, caps[i], 0);
+	db_wrap(&v, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &c);
+	db_attr(&at[3], NID_SMIMECapabilities, &v);
+	free(v.p);
+}
+
+/* Whether key is the private half of cert's public key, remembered per
+ * thread for the last pair (both held while remembered). */
+static int
+sd_pair_ok(X509 *cert, EVP_PKEY *key)
+{
+	struct fast_tl *t = tl_get();
+
+	if (t != NULL && t->pcert == cert && t->pkey == key)
+		return 1;
+	if (X509_check_private_key(cert, key) != 1)
+		return 0;
+	if (t != NULL && X509_up_ref(cert) && EVP_PKEY_up_ref(key)) {
+		X509_free(t->pcert);
+		EVP_PKEY_free(t->pkey);
+		t->pcert = cert;
+		t->pkey = key;
+	}
+	return 1;
+}
+
+/* A DigestSign context (SHA-256) for key; NULL on error. */
+static EVP_MD_CTX *
+tl_sig(EVP_PKEY *key, const EVP_MD *md)
+{
+	struct fast_tl *t = tl_get();
+	EVP_MD_CTX *c;
+
+	if ((c = EVP_MD_CTX_new()) == NULL)
+		return NULL;
+	if (t != NULL && t->sig != NULL && t->skey == key &&
+	    EVP_MD_CTX_copy_ex(c, t->sig) == 1)
+		return c;
+	if (EVP_DigestSignInit(c, NULL, md, NULL, key) != 1) {
+		EVP_MD_CTX_free(c);
+		return NULL;
+	}
+	if (t != NULL) {
+		EVP_MD_CTX_free(t->sig);
+		t->skey = NULL;
+		if ((t->sig = EVP_MD_CTX_new()) != NULL &&
+		    EVP_MD_CTX_copy_ex(t->sig, c) == 1)
+			t->skey = key;
+		else {
+			EVP_MD_CTX_free(t->sig);
+			t->sig = NULL;
+		}
+	}
+	return c;
+}
+
+/* The signature over the signed attributes (their SET encoding). */
+static int
+sd_sign_sig(EVP_PKEY *key, const EVP_MD *md, const struct db *attrs,
+    struct db *sig)
+{
+	EVP_MD_CTX *c;
+	unsigned char *s = NULL;
+	size_t n = 0;
+	int r = -1;
+
+	if ((c = tl_sig(key, md)) == NULL)
+		return -1;
+	if (EVP_DigestSign(c, NULL, &n, attrs->p, attrs->len) == 1 &&
+	    (s = malloc(n)) != NULL &&
+	    EVP_DigestSign(c, s, &n, attrs->p, attrs->len) == 1) {
+		db_put(sig, s, n);
+		r = sig->err ? -1 : 0;
+	}
+	free(s);
+	EVP_MD_CTX_free(c);
+	return r;
+}
+
+int
+cms_sign_fast(BIO *in, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
+    BIO *out, unsigned char **der, size_t *derlen, char *err, size_t errlen)
+{
+	struct elem ce[CMS_SD_CERTS_MAX + 1], ae[4];
+	X509 *added[CMS_SD_CERTS_MAX + 1];
+	struct db at[4], attrs = { 0 }, si = { 0 }, sd = { 0 }, ci = { 0 },
+	    tmp = { 0 }, sig = { 0 }, certs[CMS_SD_CERTS_MAX + 1];
+	unsigned char buf[8192], md[EVP_MAX_MD_SIZE], *q;
+	const unsigned char *name;
+	const EVP_MD *sha256;
+	EVP_MD_CTX *mc = NULL;
+	X509 *x;
+	size_t namelen, nc = 0, i;
+	unsigned mdlen;
+	int rsa, n, j, k, r = -1;
+
+	*der = NULL;
+	*derlen = 0;
+	memset(at, 0, sizeof(at));
+	memset(certs, 0, sizeof(certs));
+	rsa = EVP_PKEY_is_a(key, "RSA");
+	if ((!rsa && !EVP_PKEY_is_a(key, "EC")) ||
+	    (rsa && EVP_PKEY_get_size(key) > 512) ||
+	    sk_X509_num(chain) > CMS_SD_CERTS_MAX ||
+	    pthread_once(&md_once, md_fetch) != 0 ||
+	    (sha256 = md_sha2[0]) == NULL ||
+	    !X509_NAME_get0_der(X509_get_issuer_name(cert), &name, &namelen))
+		return 0;
+	if (!sd_pair_ok(cert, key)) {
+		snprintf(err, errlen, "signer key does not match certificate");
+		ERR_clear_error();
+		return -1;
+	}
+	/* the content, to out as it is digested */
+	if ((mc = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(mc, sha256, NULL) != 1)
+		goto fail;
+	while ((n = BIO_read(in, buf, sizeof(buf))) > 0)
+		if (EVP_DigestUpdate(mc, buf, (size_t)n) != 1 ||
+		    BIO_write(out, buf, n) != n) {
+			snprintf(err, errlen, "write error");
+			goto done;
+		}
+	if (n < 0 && !BIO_eof(in)) {
+		snprintf(err, errlen, "read error");
+		goto done;
+	}
+	if (EVP_DigestFinal_ex(mc, md, &mdlen) != 1)
+		goto fail;
+	/* signed attributes, DER-sorted, signed as a SET */
+	sd_sign_attrs(md, mdlen, at);
+	for (i = 0; i < 4; i++) {
+		if (at[i].err)
+			goto fail;
+		ae[i].p = at[i].p;
+		ae[i].n = at[i].len;
+	}
+	db_set(&attrs, V_ASN1_SET | V_ASN1_CONSTRUCTED, ae, 4);
+	if (attrs.err || sd_sign_sig(key, sha256, &attrs, &sig) == -1)
+		goto fail;
+	/* SignerInfo: version 1, issuerAndSerialNumber, sha256, [0] the
+	 * attributes, the signature algorithm, the signature */
+	db_tlv(&si, V_ASN1_INTEGER, "\x01", 1);
+	db_put(&tmp, name, namelen);
+	q = NULL;
+	if ((k = i2d_ASN1_INTEGER(X509_get0_serialNumber(cert), &q)) <= 0)
+		goto fail;
+	db_put(&tmp, q, (size_t)k);
+	OPENSSL_free(q);
+	db_wrap(&si, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &tmp);
+	db_alg(&si, NID_sha256, 0);
+	db_put(&si, "\xa0", 1);
+	db_put(&si, attrs.p + 1, attrs.len - 1);	/* [0] IMPLICIT */
+	if (rsa)
+		db_alg(&si, NID_rsaEncryption, 1);
+	else
+		db_alg(&si, NID_ecdsa_with_SHA256, 0);
+	db_tlv(&si, V_ASN1_OCTET_STRING, sig.p, sig.len);
+	/* SignedData: version 1, { sha256 }, { data } (detached), [0] the
+	 * certificates (signer first in the chain's order, no repeats,
+	 * DER-sorted), { the SignerInfo } */
+	db_tlv(&sd, V_ASN1_INTEGER, "\x01", 1);
+	db_alg(&tmp, NID_sha256, 0);
+	db_wrap(&sd, V_ASN1_SET | V_ASN1_CONSTRUCTED, &tmp);
+	db_oid(&tmp, NID_pkcs7_data);
+	db_wrap(&sd, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &tmp);
+	for (j = -1; j < sk_X509_num(chain); j++) {
+		x = j < 0 ? cert : sk_X509_value(chain, j);
+		for (i = 0; i < nc; i++)
+			if (X509_cmp(x, added[i]) == 0)
+				break;
+		if (i < nc)
+			continue;
+		added[nc] = x;
+		q = NULL;
+		if ((k = i2d_X509(x, &q)) <= 0)
+			goto fail;
+		db_put(&certs[nc], q, (size_t)k);
+		OPENSSL_free(q);
+		if (certs[nc].err)
+			goto fail;
+		ce[nc].p = certs[nc].p;
+		ce[nc].n = certs[nc].len;
+		nc++;
+	}
+	db_set(&sd, V_ASN1_CONTEXT_SPECIFIC | V_ASN1_CONSTRUCTED, ce, nc);
+	db_wrap(&tmp, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &si);
+	db_wrap(&sd, V_ASN1_SET | V_ASN1_CONSTRUCTED, &tmp);
+	/* ContentInfo { signedData, [0] SignedData } */
+	db_oid(&ci, NID_pkcs7_signed);
+	db_wrap(&tmp, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &sd);
+	db_wrap(&ci, V_ASN1_CONTEXT_SPECIFIC | V_ASN1_CONSTRUCTED, &tmp);
+	db_wrap(&tmp, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &ci);
+	if (tmp.err)
+		goto fail;
+	*der = tmp.p;
+	*derlen = tmp.len;
+	tmp.p = NULL;
+	r = 1;
+	goto done;
+ fail:
+	snprintf(err, errlen, "signing failed");
+ done:
+	ERR_clear_error();
+	EVP_MD_CTX_free(mc);
+	for (i = 0; i < 4; i++)
+		free(at[i].p);
+	for (i = 0; i <= CMS_SD_CERTS_MAX; i++)
+		free(certs[i].p);
+	free(attrs.p);
+	free(si.p);
+	free(sd.p);
+	free(ci.p);
+	free(tmp.p);
+	free(sig.p);
+	return r;
 }

@@ -97,6 +97,31 @@ grep -q 'signingTime' s-rsa.print && grep -q 'S/MIME Capabilities' s-rsa.print &
 	pass "sign rsa: signingTime, SMIMECapabilities, chain included" ||
 	fail "sign rsa: signingTime, SMIMECapabilities, chain included"
 expect "verify: signer SMIMECapabilities parsed" pass "" s-rsa.eml
+# A key that is not the certificate's: refused, detached and opaque.
+for o in "" --opaque; do
+	# shellcheck disable=SC2086
+	if "$T" sign --cert "$P/alice.pem" --key "$P/bob.key" $o < msg.txt > wrongkey.eml 2> wrongkey.err; then
+		fail "sign with bob's key under alice's certificate ${o:-detached}: refused" "signed"
+	else
+		grep -q 'signer key does not match certificate' wrongkey.err &&
+			pass "sign with bob's key under alice's certificate ${o:-detached}: refused" ||
+			fail "sign with bob's key under alice's certificate ${o:-detached}: refused" "$(lastline wrongkey.err)"
+	fi
+done
+# The signer's certificate given again in the chain: each certificate once.
+cat "$P/alice.pem" "$P/chain.pem" "$P/alice.pem" > chain-dup.pem
+if ours_sign s-dup --cert "$P/alice.pem" --key "$P/alice.key" --chain chain-dup.pem; then
+	split_signed s-dup.eml dup-c.bin dup-s.der
+	ncerts=$(PYTHONPATH="$SMIME_PY" python3 -c '
+import sys, der
+root, _ = der.parse(open(sys.argv[1], "rb").read(), 0)
+sd = root[1][1][1][0][1]
+print(sum(len(f[1]) for f in sd if f[0] == 0xa0))' dup-s.der)
+	want=$(( $(grep -c "BEGIN CERTIFICATE" "$P/chain.pem") + 1 ))
+	[ "$ncerts" = "$want" ] && pass "signer certificate repeated in the chain: $want certificates, each once" ||
+		fail "signer certificate repeated in the chain" "$ncerts certificates, want $want"
+	expect "signer certificate repeated in the chain: our verify" pass "alice@example.com" s-dup.eml
+fi
 grep -q '^caps=aes256-gcm' v.out && pass "verify: caps list AES-256-GCM" ||
 	fail "verify: caps list AES-256-GCM" "$(cat v.out)"
 
