@@ -12,8 +12,9 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 # smrelayd_child PID NAME: the pid of smrelayd PID's child NAME
 # (smrelayd-net: sessions, S/MIME, the spool; smrelayd-keyd: the keys).
 smrelayd_child() {
-	awk -v ppid="$1" -v name="($2)" '$2 == name && $4 == ppid { print $1; exit }' \
-		/proc/[0-9]*/stat 2>/dev/null
+	# cat opens the files: mawk stops at one that is gone
+	cat /proc/[0-9]*/stat 2>/dev/null |
+		awk -v ppid="$1" -v name="($2)" '$2 == name && $4 == ppid { print $1; exit }'
 }
 # smrelayd_net PID: the network process, waited for (the parent only
 # supervises; it has no sessions).

@@ -71,7 +71,8 @@ median() { sort -n | awk '{ v[++n] = $1 } END { if (n) print (n % 2 ? v[(n + 1) 
 # pid_tree PID: PID and every process under it.
 pid_tree() {
 	local c
-	for c in $(awk -v pp="$1" '$4 == pp { print $1 }' /proc/[0-9]*/stat 2>/dev/null); do
+	# cat opens the files: mawk stops at one that is gone
+	for c in $(cat /proc/[0-9]*/stat 2>/dev/null | awk -v pp="$1" '$4 == pp { print $1 }'); do
 		pid_tree "$c"
 	done
 	echo "$1"

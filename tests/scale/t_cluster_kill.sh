@@ -193,7 +193,10 @@ case_kill_net() {
 	IT_PIDS+=("$cpid")
 	wait_accepted $((KILL_NET_N * KILL_AT / 100)) 120 "$cpid" ||
 		{ fail_because "the load did not reach $KILL_AT % ($(accepted_now) accepted)"; return 1; }
-	net=$(awk -v pp="${NODE_PID[B]}" '$4 == pp && $2 ~ /^\(smrelayd-net/ { print $1; exit }' /proc/[0-9]*/stat 2>/dev/null)
+	# cat, not awk, opens the files: mawk stops at the first process
+	# that exited since the glob (and says nothing we would see)
+	net=$(cat /proc/[0-9]*/stat 2>/dev/null |
+	    awk -v pp="${NODE_PID[B]}" '$4 == pp && $2 ~ /^\(smrelayd-net/ { print $1; exit }')
 	[ -n "$net" ] || { fail_because "no smrelayd-net process under node B (${NODE_PID[B]})"; return 1; }
 	a_kill=$(accepted_now)
 	kill -KILL "$net"
@@ -204,7 +207,7 @@ case_kill_net() {
 	echo "# client: $(cat "$T/client-net.log")"
 	kill -0 "${NODE_PID[B]}" 2>/dev/null ||
 		{ fail_because "node B's parent died with its network process"; return 1; }
-	wait_for 30 eval 'awk -v pp="${NODE_PID[B]}" '"'"'$4 == pp && $2 ~ /^\(smrelayd-net/ { f = 1 } END { exit !f }'"'"' /proc/[0-9]*/stat 2>/dev/null' ||
+	wait_for 30 eval 'cat /proc/[0-9]*/stat 2>/dev/null | awk -v pp="${NODE_PID[B]}" '"'"'$4 == pp && $2 ~ /^\(smrelayd-net/ { f = 1 } END { exit !f }'"'"'' ||
 		{ fail_because "node B's network process was not restarted"; return 1; }
 	wait_for 60 eval '[ "$(topo_queue_len B)" = 0 ] || { topo_ctl B queue flush >/dev/null 2>&1; false; }' ||
 		{ fail_because "node B's spool did not drain: $(topo_queue_len B) left"; return 1; }

@@ -74,7 +74,8 @@ declare -A NODE_PID NODE_PORT NODE_DPORT NODE_MPORT
 # topo_pid_tree PID: PID and every descendant of it (children first).
 topo_pid_tree() {
 	local p c
-	for c in $(awk -v pp="$1" '$4 == pp { print $1 }' /proc/[0-9]*/stat 2>/dev/null); do
+	# cat opens the files: mawk stops at one that is gone
+	for c in $(cat /proc/[0-9]*/stat 2>/dev/null | awk -v pp="$1" '$4 == pp { print $1 }'); do
 		topo_pid_tree "$c"
 	done
 	echo "$1"
