@@ -55,13 +55,16 @@
  * so no other key can have that address while it is kept.  Freed when
  * the thread exits.
  */
+struct tl_md {
+	EVP_MD_CTX	*c;		/* initialised for key and md */
+	const EVP_PKEY	*key;
+	const EVP_MD	*md;
+};
+
 struct fast_tl {
 	EVP_PKEY_CTX	*dec;		/* decrypt: PKCS#1 v1.5 padding */
-	EVP_MD_CTX	*ver;		/* DigestVerify, for vkey and vmd */
-	const EVP_PKEY	*vkey;
-	const EVP_MD	*vmd;
-	EVP_MD_CTX	*sig;		/* DigestSign with SHA-256, for skey */
-	const EVP_PKEY	*skey;
+	struct tl_md	 ver;		/* DigestVerify */
+	struct tl_md	 sig;		/* DigestSign */
 	X509		*pcert;		/* the last certificate and key found */
 	EVP_PKEY	*pkey;		/* to match (both held) */
 };
@@ -76,8 +79,8 @@ tl_free(void *p)
 	struct fast_tl *t = p;
 
 	EVP_PKEY_CTX_free(t->dec);
-	EVP_MD_CTX_free(t->ver);
-	EVP_MD_CTX_free(t->sig);
+	EVP_MD_CTX_free(t->ver.c);
+	EVP_MD_CTX_free(t->sig.c);
 	X509_free(t->pcert);
 	EVP_PKEY_free(t->pkey);
 	free(t);
@@ -129,35 +132,46 @@ tl_dec(EVP_PKEY *key)
 	return c;
 }
 
+/* A DigestVerify (sign 0) or DigestSign (sign 1) context for key and
+ * md, copied from the thread's slot when it was made for them; NULL on
+ * error. */
+static EVP_MD_CTX *
+tl_md_ctx(struct tl_md *slot, EVP_PKEY *key, const EVP_MD *md, int sign)
+{
+	EVP_MD_CTX *c;
+
+	if ((c = EVP_MD_CTX_new()) == NULL)
+		return NULL;
+	if (slot != NULL && slot->c != NULL && slot->key == key &&
+	    slot->md == md && EVP_MD_CTX_copy_ex(c, slot->c) == 1)
+		return c;
+	if ((sign ? EVP_DigestSignInit(c, NULL, md, NULL, key) :
+	    EVP_DigestVerifyInit(c, NULL, md, NULL, key)) != 1) {
+		EVP_MD_CTX_free(c);
+		return NULL;
+	}
+	if (slot != NULL) {
+		EVP_MD_CTX_free(slot->c);
+		slot->key = NULL;
+		if ((slot->c = EVP_MD_CTX_new()) != NULL &&
+		    EVP_MD_CTX_copy_ex(slot->c, c) == 1) {
+			slot->key = key;
+			slot->md = md;
+		} else {
+			EVP_MD_CTX_free(slot->c);
+			slot->c = NULL;
+		}
+	}
+	return c;
+}
+
 /* A DigestVerify context for key and md; NULL on error. */
 static EVP_MD_CTX *
 tl_ver(EVP_PKEY *key, const EVP_MD *md)
 {
 	struct fast_tl *t = tl_get();
-	EVP_MD_CTX *c;
 
-	if ((c = EVP_MD_CTX_new()) == NULL)
-		return NULL;
-	if (t != NULL && t->ver != NULL && t->vkey == key && t->vmd == md &&
-	    EVP_MD_CTX_copy_ex(c, t->ver) == 1)
-		return c;
-	if (EVP_DigestVerifyInit(c, NULL, md, NULL, key) != 1) {
-		EVP_MD_CTX_free(c);
-		return NULL;
-	}
-	if (t != NULL) {
-		EVP_MD_CTX_free(t->ver);
-		t->vkey = NULL;
-		if ((t->ver = EVP_MD_CTX_new()) != NULL &&
-		    EVP_MD_CTX_copy_ex(t->ver, c) == 1) {
-			t->vkey = key;
-			t->vmd = md;
-		} else {
-			EVP_MD_CTX_free(t->ver);
-			t->ver = NULL;
-		}
-	}
-	return c;
+	return tl_md_ctx(t != NULL ? &t->ver : NULL, key, md, 0);
 }
 
 /* A DER value: its content [p, end); tag and the whole TLV's start;
@@ -1062,34 +1076,13 @@ sd_pair_ok(X509 *cert, EVP_PKEY *key)
 	return 1;
 }
 
-/* A DigestSign context (SHA-256) for key; NULL on error. */
+/* A DigestSign context for key and md; NULL on error. */
 static EVP_MD_CTX *
 tl_sig(EVP_PKEY *key, const EVP_MD *md)
 {
 	struct fast_tl *t = tl_get();
-	EVP_MD_CTX *c;
 
-	if ((c = EVP_MD_CTX_new()) == NULL)
-		return NULL;
-	if (t != NULL && t->sig != NULL && t->skey == key &&
-	    EVP_MD_CTX_copy_ex(c, t->sig) == 1)
-		return c;
-	if (EVP_DigestSignInit(c, NULL, md, NULL, key) != 1) {
-		EVP_MD_CTX_free(c);
-		return NULL;
-	}
-	if (t != NULL) {
-		EVP_MD_CTX_free(t->sig);
-		t->skey = NULL;
-		if ((t->sig = EVP_MD_CTX_new()) != NULL &&
-		    EVP_MD_CTX_copy_ex(t->sig, c) == 1)
-			t->skey = key;
-		else {
-			EVP_MD_CTX_free(t->sig);
-			t->sig = NULL;
-		}
-	}
-	return c;
+	return tl_md_ctx(t != NULL ? &t->sig : NULL, key, md, 1);
 }
 
 /* The signature over the signed attributes (their SET encoding). */

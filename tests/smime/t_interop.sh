@@ -301,15 +301,21 @@ grep -q 'no private key matches any recipient (recipients: .*smrelay Test Interm
 # alice's key cannot open it), and bob's RecipientInfo wrapping a content
 # key of the wrong length (16 bytes for AES-256): refused with the usual
 # error, nothing written.
+# refused NAME PATTERN OUT ERR: the decryption wrote nothing to OUT and
+# said PATTERN (grep) in ERR.
+refused() {
+	if [ -s "$3" ]; then
+		fail "$1" "output written"
+	elif grep -q "$2" "$4"; then
+		pass "$1 ($(lastline "$4"))"
+	else
+		fail "$1" "$(lastline "$4")"
+	fi
+}
 for n in aes256-cbc aes256-gcm; do
 	"$T" decrypt --cert "$P/bob.pem" --key "$P/alice.key" < "e-$n.eml" > wk.out 2> wk.err
-	if [ -s wk.out ]; then
-		fail "$n: bob's certificate, alice's key: refused" "output written"
-	else
-		grep -q 'no private key matches any recipient' wk.err &&
-			pass "$n: bob's certificate, alice's key: refused" ||
-			fail "$n: bob's certificate, alice's key: refused" "$(lastline wk.err)"
-	fi
+	refused "$n: bob's certificate, alice's key: refused" \
+	    'no private key matches any recipient' wk.out wk.err
 done
 p7m_der e-aes256-cbc.eml ek.der
 openssl x509 -in "$P/bob.pem" -noout -pubkey > bob.pub
@@ -333,13 +339,8 @@ open(sys.argv[3], 'wb').write(der.enc(root))
 PYEOF
 wrap_p7m enveloped-data ek-short.der > ek-short.eml
 "$T" decrypt --cert "$P/bob.pem" --key "$P/bob.key" < ek-short.eml > ks.out 2> ks.err
-if [ -s ks.out ]; then
-	fail "content key of the wrong length: refused" "output written"
-else
-	grep -q 'no private key matches any recipient\|decryption failed' ks.err &&
-		pass "content key of the wrong length: refused ($(lastline ks.err))" ||
-		fail "content key of the wrong length: refused" "$(lastline ks.err)"
-fi
+refused "content key of the wrong length: refused" \
+    'no private key matches any recipient\|decryption failed' ks.out ks.err
 # Sign, then encrypt the whole multipart/signed entity.
 "$T" encrypt --to "$P/bob.pem" < s-rsa.eml > se.eml &&
 	openssl cms -decrypt -recip "$P/bob.pem" -inkey "$P/bob.key" -in se.eml -out se.inner 2>/dev/null &&
