@@ -43,7 +43,8 @@
 # (default: build in build-bench/ with the default -O2), SMRELAYCTL (next to
 # SMRELAYD), SKIP_POSTFIX=1, SKIP_MEMORY=1, SKIP_SMIME=1, SMIME_M (M),
 # VERIFY_N (100), PROC_N (200), PERF_M (SMIME_M / 2, 0 skips perf), PERF_HZ
-# (499, the sampling rate), ports
+# (499, the sampling rate), PERF_MODE (sign: the mode perf records; the
+# policy share is reported for sign only), ports
 # SINK_PORT (2700), RELAY_PORT (2601), POSTFIX_PORT (2600).  The default run
 # takes a few minutes; everything is on 127.0.0.1.
 set -u
@@ -451,9 +452,9 @@ for mode in $smime_modes; do
 	smime_secs[$mode]=$(elapsed "$t0" "$(now)")
 	cpu_done "$mode"
 	echo "   $SMIME_M messages in ${smime_secs[$mode]} s"
-	if [ "$mode" = sign ] && [ "$PERF_M" -gt 0 ] && command -v perf >/dev/null 2>&1; then
+	if [ "$mode" = "${PERF_MODE:-sign}" ] && [ "$PERF_M" -gt 0 ] && command -v perf >/dev/null 2>&1; then
 		# A separate, untimed run under perf (sampling costs a few per cent).
-		perf record -F "${PERF_HZ:-499}" --call-graph dwarf,16384 -p "$NET_PID" -o "$work/perf-sign.data" \
+		perf record -F "${PERF_HZ:-499}" --call-graph dwarf,16384 -p "$NET_PID" -o "$work/perf-$mode.data" \
 			>"$work/perf-record.out" 2>&1 &
 		perf_pid=$!
 		sleep 1

@@ -342,6 +342,8 @@ int keyfile_encrypted(const struct keyfile *);
 /* Lowercase hex SHA-256 of the certificate's DER (the name of its key
  * here and of its row in the store); -1 if it cannot be encoded. */
 int keyfile_fingerprint(X509 *, char fp[65]);
+/* 32 bytes (a SHA-256) as 64 lowercase hex digits and a NUL. */
+void keyfile_hex(const unsigned char md[32], char fp[65]);
 /* Store (or replace) the key of cert, which must match it; 0, or -1 with
  * err. */
 int keyfile_put(struct keyfile *, X509 *cert, EVP_PKEY *pkey, char *err,

@@ -504,16 +504,29 @@ int
 keyfile_fingerprint(X509 *x, char fp[65])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0, i;
+	unsigned int n = 0;
 
 	fp[0] = '\0';
 	if (!X509_digest(x, EVP_sha256(), md, &n) || n != 32) {
 		ERR_clear_error();
 		return -1;
 	}
-	for (i = 0; i < n; i++)
-		snprintf(fp + 2 * i, 3, "%02x", md[i]);
+	keyfile_hex(md, fp);
 	return 0;
+}
+
+/* 32 bytes as 64 lowercase hex digits and a NUL. */
+void
+keyfile_hex(const unsigned char md[32], char fp[65])
+{
+	static const char hex[] = "0123456789abcdef";
+	int i;
+
+	for (i = 0; i < 32; i++) {
+		fp[2 * i] = hex[md[i] >> 4];
+		fp[2 * i + 1] = hex[md[i] & 0xf];
+	}
+	fp[64] = '\0';
 }
 
 /* The change counter. */

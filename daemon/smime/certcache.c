@@ -697,6 +697,19 @@ certcache_harvest_done(struct certcache *cc, const char *fingerprint,
 	pthread_mutex_unlock(&cc->mtx);
 }
 
+/* x's fingerprint (keyfile_fingerprint), remembered by object in the
+ * memo: the same certificate objects come with every message. */
+int
+certcache_fingerprint(struct certcache *cc, X509 *x, char fp[65])
+{
+	unsigned char md[32];
+
+	if (cc->memo == NULL || cms_memo_fp(cc->memo, x, md) == -1)
+		return keyfile_fingerprint(x, fp);
+	keyfile_hex(md, fp);
+	return 0;
+}
+
 /* Whether CA x was offered to the store lately; marks it offered if not. */
 int
 certcache_ca_offered(struct certcache *cc, X509 *x, time_t now)
@@ -705,7 +718,7 @@ certcache_ca_offered(struct certcache *cc, X509 *x, time_t now)
 	struct cc_entry *e;
 	int offered;
 
-	if (keyfile_fingerprint(x, fp) == -1)
+	if (certcache_fingerprint(cc, x, fp) == -1)
 		return 0;
 	snprintf(name, sizeof(name), "#ca:%s", fp);
 	pthread_mutex_lock(&cc->mtx);

@@ -94,6 +94,9 @@ STACK_OF(X509) *certcache_certs_of(const struct certsrc *, const char *email);
 /* The trust anchors with the CRLs (a new reference), and the CRLs in *crls
  * (a new stack of new references); NULL on error. */
 X509_STORE *certcache_trust(const struct certsrc *, STACK_OF(X509_CRL) **crls);
+/* x's fingerprint (lowercase hex SHA-256 of its DER), remembered by
+ * object; -1 if it cannot be encoded. */
+int certcache_fingerprint(struct certcache *, X509 *x, char fp[65]);
 /* Whether the certificate with this fingerprint was already harvested with
  * these caps since the cache started (then it need not be written again). */
 int certcache_harvested(struct certcache *, const char *fingerprint,

@@ -162,7 +162,7 @@ harvest_store(struct certcache *cc, struct store *st, X509 *x,
 
 	/* the fingerprint alone first: most signers were written already,
 	 * and the rest of the metadata (addresses, key usage) is dearer */
-	if (keyfile_fingerprint(x, fp) == 0 &&
+	if (certcache_fingerprint(cc, x, fp) == 0 &&
 	    certcache_harvested(cc, fp, caps))
 		return 0;
 	if (store_certmeta_get(x, &m, err, sizeof(err)) == -1)

@@ -51,6 +51,88 @@ read_chunks(const char *in, size_t len, size_t first, size_t step,
 	free(out);
 }
 
+/* The reader one byte at a time, as it was first written (maxline 16):
+ * what smtp_data_feed's runs must give, whole input at once. */
+static void
+ref_read(const char *in, size_t len, struct run *r)
+{
+	enum { BOL, TEXT, CR, DOT, DOTCR, DONE } st = BOL;
+	size_t i, linelen = 0;
+	unsigned char c;
+
+	r->outlen = 0;
+	r->flags = 0;
+#define COUNT(ch) do {							\
+	linelen++;							\
+	if (linelen > 16)						\
+		r->flags |= SMTP_DATA_LONG_LINE;			\
+	if ((ch) == '\0')						\
+		r->flags |= SMTP_DATA_NUL;				\
+	else if ((ch) >= 0x80)						\
+		r->flags |= SMTP_DATA_8BIT;				\
+	else if ((ch) == '\n')						\
+		r->flags |= SMTP_DATA_BARE_LF;				\
+} while (0)
+#define TEXTB(ch) do {							\
+	if (st == CR) {							\
+		if ((ch) == '\n') {					\
+			st = BOL;					\
+			linelen = 0;					\
+			r->out[r->outlen++] = (char)(ch);		\
+			break;						\
+		}							\
+		r->flags |= SMTP_DATA_BARE_CR;				\
+		COUNT('\r');						\
+	}								\
+	if ((ch) == '\r')						\
+		st = CR;						\
+	else {								\
+		st = TEXT;						\
+		COUNT(ch);						\
+	}								\
+	r->out[r->outlen++] = (char)(ch);				\
+} while (0)
+	for (i = 0; i < len && st != DONE; i++) {
+		c = (unsigned char)in[i];
+		switch (st) {
+		case BOL:
+			if (c == '.') {
+				st = DOT;
+				COUNT(c);
+				break;
+			}
+			st = TEXT;
+			TEXTB(c);
+			break;
+		case DOT:
+			if (c == '\r') {
+				st = DOTCR;
+				break;
+			}
+			st = TEXT;
+			TEXTB(c);
+			break;
+		case DOTCR:
+			if (c == '\n') {
+				st = DONE;
+				break;
+			}
+			r->flags |= SMTP_DATA_BARE_CR;
+			COUNT('\r');
+			st = TEXT;
+			TEXTB(c);
+			break;
+		default:
+			TEXTB(c);
+			break;
+		}
+	}
+#undef COUNT
+#undef TEXTB
+	r->consumed = i;
+	r->done = st == DONE;
+}
+
 /* Whether two runs saw the same thing. */
 static int
 same(const struct run *a, const struct run *b)
@@ -136,7 +218,7 @@ roundtrip(const char *in, size_t len, size_t cut)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct run whole, split, bytes;
+	struct run whole, split, bytes, ref;
 	const char *in;
 	size_t len, cut;
 
@@ -148,13 +230,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cut = len ? cut % (len + 1) : 0;
 	if ((whole.out = malloc(len + 1)) == NULL ||
 	    (split.out = malloc(len + 1)) == NULL ||
-	    (bytes.out = malloc(len + 1)) == NULL)
+	    (bytes.out = malloc(len + 1)) == NULL ||
+	    (ref.out = malloc(len + 1)) == NULL)
 		abort();
 	read_chunks(in, len, 0, len ? len : 1, &whole);
 	read_chunks(in, len, cut, len ? len : 1, &split);
 	read_chunks(in, len, 0, 1, &bytes);
-	if (!same(&whole, &split) || !same(&whole, &bytes))
+	ref_read(in, len, &ref);
+	if (!same(&whole, &split) || !same(&whole, &bytes) ||
+	    !same(&whole, &ref))
 		abort();
+	free(ref.out);
 	roundtrip(in, len, cut);
 	free(whole.out);
 	free(split.out);
