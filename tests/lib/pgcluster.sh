@@ -59,17 +59,10 @@ pg_as() {
 }
 
 # pg_free_port: a TCP port free on 127.0.0.1 right now.
+# shellcheck source=tests/lib/free_port.sh
+. "$(dirname "${BASH_SOURCE[0]}")/free_port.sh"
 pg_free_port() {
-	# the integration harness's, when it is loaded (ports outside the
-	# ephemeral range, claimed per run)
-	if declare -F free_port >/dev/null; then
-		free_port
-		return
-	fi
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
+	free_port
 }
 
 # pg_postmaster_pid: the server's pid from postmaster.pid, if it runs.

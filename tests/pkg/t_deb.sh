@@ -79,12 +79,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
+# shellcheck source=tests/lib/free_port.sh
+. "$srcdir/tests/lib/free_port.sh"
 
 # wait_for SECONDS COMMAND...: until COMMAND succeeds; 1 on timeout.
 wait_for() {

@@ -10,14 +10,11 @@ drive=${1:-${RELAY_DRIVE:-$here/../../build-relay/tests/relay/relay_drive}}
 [ -x "$drive" ] || { echo "relay_drive not found: $drive" >&2; exit 2; }
 tmp=$(mktemp -d /tmp/relay-test.XXXXXX)
 chmod 755 "$tmp"
-# A port nobody listens on now (the kernel's choice for a bound socket,
-# released): every next hop gets its own, so runs can go side by side.
-free_port() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
+# free_port: a port nobody listens on now, claimed for this run
+# (tests/lib/free_port.sh): every next hop gets its own, so runs can go
+# side by side.
+# shellcheck source=tests/lib/free_port.sh
+. "$here/../lib/free_port.sh"
 # $port: the current next hop's; $nextp: the next one's, chosen ahead so
 # that a scenario can name the next hop's dump directory in its arguments.
 port=0

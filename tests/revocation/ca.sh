@@ -20,9 +20,8 @@ command -v python3 >/dev/null 2>&1 || { echo "SKIP: no python3"; exit 77; }
 cd "$W" || exit 1
 O="openssl"
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=tests/lib/free_port.sh
+. "$srcdir/tests/lib/free_port.sh"
 # wait_port PORT: until something accepts on it (at most 10 s).
 wait_port() {
 	python3 - "$1" <<'PY'
