@@ -184,20 +184,16 @@ bputs(BIO *out, const char *s)
 	return BIO_write(out, s, n) == n ? 0 : -1;
 }
 
-/* The SMIMECapabilities we announce, strongest first (RFC 8551 2.5.2). */
+/* The SMIMECapabilities we announce (cms_caps_ours). */
 static int
 cms_add_caps(CMS_SignerInfo *si)
 {
-	static const int nids[] = {
-		NID_aes_256_gcm, NID_aes_128_gcm, NID_aes_256_cbc,
-		NID_aes_192_cbc, NID_aes_128_cbc
-	};
 	STACK_OF(X509_ALGOR) *algs = NULL;
 	size_t i;
 	int ok = 0;
 
-	for (i = 0; i < sizeof(nids) / sizeof(nids[0]); i++)
-		if (!CMS_add_simple_smimecap(&algs, nids[i], -1))
+	for (i = 0; i < sizeof(cms_caps_ours) / sizeof(cms_caps_ours[0]); i++)
+		if (!CMS_add_simple_smimecap(&algs, cms_caps_ours[i], -1))
 			goto done;
 	ok = CMS_add_smimecap(si, algs);
  done:
@@ -1381,9 +1377,12 @@ cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
 	if ((fast = cms_env_fast((const unsigned char *)m->data, m->length,
 	    ids, nids, &f)) == 1) {
 		i = f.id;
-		if ((in = envc_bio(e)) == NULL ||
-		    (cont = envc_fast_chain(e, &f, in)) == NULL) {
+		if ((in = envc_bio(e)) == NULL) {
 			snprintf(err, errlen, "out of memory");
+			goto done;
+		}
+		if ((cont = envc_fast_chain(e, &f, in)) == NULL) {
+			cms_err(err, errlen, "decryption failed");
 			goto done;
 		}
 		OPENSSL_cleanse(&f, sizeof(f));
@@ -2328,7 +2327,7 @@ cms_signers_check(STACK_OF(X509) *signers, STACK_OF(X509) *known,
 }
 
 /*
- * The common shape through cms_sd.c: 1 when it decided (res filled), 0
+ * The common shape through cms_fast.c: 1 when it decided (res filled), 0
  * when the usual way must (res untouched, content at its start).
  */
 static int

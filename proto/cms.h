@@ -293,6 +293,9 @@ struct cms_sd_fast {
  */
 int cms_sd_fast(const unsigned char *der, size_t len, BIO *content,
     STACK_OF(X509) *known, struct cms_memo *memo, struct cms_sd_fast *f);
+/* The ciphers our signatures announce in SMIMECapabilities, strongest
+ * first (RFC 8551 2.5.2). */
+extern const int cms_caps_ours[5];
 /* The SMIME_CAP_* bit of a cipher's NID, 0 for others. */
 unsigned cms_cap_bit(int nid);
 /* What cms_env_fast() found: the identity whose key opened the envelope,

@@ -262,6 +262,23 @@ dv_want(struct dv *r, unsigned char tag, struct dv *v)
 	return dv_next(r, v) == 0 && v->tag == tag ? 0 : -1;
 }
 
+/* A CMS structure's version and the identifier that goes with it (RFC
+ * 5652: a SignerIdentifier or RecipientIdentifier), read from r: version
+ * v_isn with an IssuerAndSerialNumber, or v_ski with a [0]
+ * SubjectKeyIdentifier.  0 or -1. */
+static int
+dv_id(struct dv *r, unsigned char v_isn, unsigned char v_ski, struct dv *id)
+{
+	struct dv ver;
+
+	if (dv_want(r, V_ASN1_INTEGER, &ver) == -1 || ver.end - ver.p != 1 ||
+	    dv_next(r, id) == -1)
+		return -1;
+	return (ver.p[0] == v_isn && id->tag == (V_ASN1_SEQUENCE |
+	    V_ASN1_CONSTRUCTED)) || (ver.p[0] == v_ski && id->tag ==
+	    V_ASN1_CONTEXT_SPECIFIC) ? 0 : -1;
+}
+
 /* Whether v (an OBJECT IDENTIFIER's content) is the OID of nid. */
 static int
 dv_oid(const struct dv *v, int nid)
@@ -306,6 +323,11 @@ static const struct {
 	{ NID_aes_192_cbc, SMIME_CAP_AES192_CBC },
 	{ NID_aes_128_cbc, SMIME_CAP_AES128_CBC },
 	{ NID_des_ede3_cbc, SMIME_CAP_DES3_CBC },
+};
+
+const int cms_caps_ours[5] = {
+	NID_aes_256_gcm, NID_aes_128_gcm, NID_aes_256_cbc, NID_aes_192_cbc,
+	NID_aes_128_cbc
 };
 
 unsigned
@@ -586,16 +608,12 @@ static int
 sd_signer_info(struct dv si, BIO *content, const struct dv *ctype,
     STACK_OF(X509) *known, struct cms_sd_fast *f)
 {
-	struct dv ver, sid, dalg, attrs, salg, sig, rest;
+	struct dv sid, dalg, attrs, salg, sig, rest;
 	struct sd_attrs a;
 	const EVP_MD *md;
 	int type;
 
-	if (dv_want(&si, V_ASN1_INTEGER, &ver) == -1 || ver.end - ver.p != 1 ||
-	    dv_next(&si, &sid) == -1 ||
-	    !((ver.p[0] == 1 && sid.tag == (V_ASN1_SEQUENCE |
-	    V_ASN1_CONSTRUCTED)) || (ver.p[0] == 3 && sid.tag ==
-	    V_ASN1_CONTEXT_SPECIFIC)) ||
+	if (dv_id(&si, 1, 3, &sid) == -1 ||
 	    dv_want(&si, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &dalg) == -1 ||
 	    dv_want(&si, V_ASN1_CONTEXT_SPECIFIC | V_ASN1_CONSTRUCTED,
 	    &attrs) == -1 ||
@@ -746,14 +764,10 @@ env_cipher(struct dv alg, int auth, struct cms_env_fast *f)
 static int
 env_ktri_for(struct dv ri, X509 *cert, struct dv *ek)
 {
-	struct dv ver, rid, alg, oid;
+	struct dv rid, alg, oid;
 	int params;
 
-	if (dv_want(&ri, V_ASN1_INTEGER, &ver) == -1 || ver.end - ver.p != 1 ||
-	    dv_next(&ri, &rid) == -1 ||
-	    !((ver.p[0] == 0 && rid.tag == (V_ASN1_SEQUENCE |
-	    V_ASN1_CONSTRUCTED)) || (ver.p[0] == 2 && rid.tag ==
-	    V_ASN1_CONTEXT_SPECIFIC)) ||
+	if (dv_id(&ri, 0, 2, &rid) == -1 ||
 	    dv_want(&ri, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &alg) == -1 ||
 	    dv_want(&ri, V_ASN1_OCTET_STRING, ek) == -1 || ri.p != ri.end ||
 	    dv_alg(&alg, &oid, &params) == -1 || params == 2 ||
@@ -994,29 +1008,24 @@ db_set(struct db *d, unsigned char tag, struct elem *e, size_t n)
 		db_put(d, e[i].p, e[i].n);
 }
 
-/* An attribute: SEQUENCE { type, SET { one value } }, its value given
- * whole. */
+/* An attribute: SEQUENCE { type, SET { one value } }, its value's
+ * encoding taken from val (emptied). */
 static void
-db_attr(struct db *d, int nid, const struct db *val)
+db_attr(struct db *d, int nid, struct db *val)
 {
-	struct db a = { 0 }, v = { 0 };
+	struct db a = { 0 };
 
 	db_oid(&a, nid);
-	db_put(&v, val->p, val->len);
-	if (val->err)
-		v.err = 1;
-	db_wrap(&a, V_ASN1_SET | V_ASN1_CONSTRUCTED, &v);
+	db_wrap(&a, V_ASN1_SET | V_ASN1_CONSTRUCTED, val);
 	db_wrap(d, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &a);
 }
 
 /* The signed attributes' encodings: content type data, signing time now,
- * the message digest, our SMIMECapabilities (as cms_add_caps() makes
- * them, strongest first); each into its own buffer. */
+ * the message digest, our SMIMECapabilities (cms_caps_ours, as
+ * cms_add_caps() announces them); each into its own buffer. */
 static void
 sd_sign_attrs(const unsigned char *md, size_t mdlen, struct db at[4])
 {
-	static const int caps[] = { NID_aes_256_gcm, NID_aes_128_gcm,
-	    NID_aes_256_cbc, NID_aes_192_cbc, NID_aes_128_cbc };
 	struct db v = { 0 }, c = { 0 };
 	struct tm tm;
 	time_t now = time(NULL);
@@ -1026,8 +1035,6 @@ sd_sign_attrs(const unsigned char *md, size_t mdlen, struct db at[4])
 	memset(at, 0, 4 * sizeof(*at));
 	db_oid(&v, NID_pkcs7_data);
 	db_attr(&at[0], NID_pkcs9_contentType, &v);
-	free(v.p);
-	memset(&v, 0, sizeof(v));
 	if (gmtime_r(&now, &tm) == NULL)
 		at[1].err = 1;
 	else if (tm.tm_year >= 50 && tm.tm_year < 150) {
@@ -1043,17 +1050,12 @@ sd_sign_attrs(const unsigned char *md, size_t mdlen, struct db at[4])
 		db_tlv(&v, V_ASN1_GENERALIZEDTIME, t, strlen(t));
 	}
 	db_attr(&at[1], NID_pkcs9_signingTime, &v);
-	free(v.p);
-	memset(&v, 0, sizeof(v));
 	db_tlv(&v, V_ASN1_OCTET_STRING, md, mdlen);
 	db_attr(&at[2], NID_pkcs9_messageDigest, &v);
-	free(v.p);
-	memset(&v, 0, sizeof(v));
-	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
-		db_alg(&c, caps[i], 0);
+	for (i = 0; i < sizeof(cms_caps_ours) / sizeof(cms_caps_ours[0]); i++)
+		db_alg(&c, cms_caps_ours[i], 0);
 	db_wrap(&v, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &c);
 	db_attr(&at[3], NID_SMIMECapabilities, &v);
-	free(v.p);
 }
 
 /* Whether key is the private half of cert's public key, remembered per

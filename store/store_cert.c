@@ -177,7 +177,7 @@ store_certmeta_get(X509 *x, struct store_certmeta *m, char *err,
     size_t errlen)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0, i;
+	unsigned int mdlen = 0;
 	EVP_PKEY *pk;
 
 	memset(m, 0, sizeof(m[0]));
@@ -192,8 +192,7 @@ store_certmeta_get(X509 *x, struct store_certmeta *m, char *err,
 		snprintf(err, errlen, "certificate cannot be encoded");
 		return -1;
 	}
-	for (i = 0; i < mdlen; i++)
-		snprintf(m->fingerprint + 2 * i, 3, "%02x", md[i]);
+	keyfile_hex(md, m->fingerprint);
 	m->subject = store_name_str(X509_get_subject_name(x));
 	m->issuer = store_name_str(X509_get_issuer_name(x));
 	m->serial = serial_str(X509_get0_serialNumber(x));
