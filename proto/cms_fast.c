@@ -1124,6 +1124,7 @@ cms_sign_fast(BIO *in, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
 	EVP_MD_CTX *mc = NULL;
 	X509 *x;
 	size_t namelen, nc = 0, i;
+	unsigned long e;
 	unsigned mdlen;
 	int rsa, n, j, k, r = -1;
 
@@ -1232,7 +1233,13 @@ cms_sign_fast(BIO *in, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
 	r = 1;
 	goto done;
  fail:
-	snprintf(err, errlen, "signing failed");
+	/* the reason OpenSSL or the key process gave, as cms_err() says it */
+	if ((e = ERR_peek_last_error()) != 0 &&
+	    ERR_reason_error_string(e) != NULL)
+		snprintf(err, errlen, "signing failed: %s",
+		    ERR_reason_error_string(e));
+	else
+		snprintf(err, errlen, "signing failed");
  done:
 	ERR_clear_error();
 	EVP_MD_CTX_free(mc);
