@@ -600,6 +600,10 @@ struct ber {
 	int		 depth;
 };
 
+/* What a content that does not decrypt says, whatever the cause. */
+#define ENVC_ERR_DECRYPT	"decryption failed"
+#define ENVC_ERR_TAG		"decryption failed: authentication tag mismatch"
+
 /* One envelope being decrypted: the reader and what the content BIO
  * needs to find the content's chunks and, after them, the GCM tag. */
 struct envc {
@@ -1146,11 +1150,13 @@ envc_pump(struct envc *e, BIO *cont, BIO *in, BIO *out, char *err,
 		}
 	if (e->failed)
 		snprintf(err, errlen, "malformed CMS structure");
-	else if (n < 0 || !e->done || BIO_get_cipher_status(cipher) <= 0)
-		cms_err(err, errlen, e->auth ?
-		    "decryption failed: authentication tag mismatch" :
-		    "decryption failed");
-	else
+	else if (n < 0 || !e->done || BIO_get_cipher_status(cipher) <= 0) {
+		/* OpenSSL's reason left out: the same words whether the key
+		 * or the content was bad (cms_env_fast()) */
+		snprintf(err, errlen, "%s", e->auth ? ENVC_ERR_TAG :
+		    ENVC_ERR_DECRYPT);
+		ERR_clear_error();
+	} else
 		r = 0;
  done:
 	while (cont != NULL && cont != in) {
@@ -1361,7 +1367,7 @@ cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
 	BIO *in = NULL, *cont;
 	char rcpts[512];
 	size_t i;
-	int r = -1, fast;
+	int r = -1, fast, rejected;
 
 	ERR_clear_error();
 	/* struct ber comes first in struct envc: the rest is cleared too */
@@ -1385,9 +1391,18 @@ cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
 			cms_err(err, errlen, "decryption failed");
 			goto done;
 		}
+		rejected = f.rejected;
 		OPENSSL_cleanse(&f, sizeof(f));
-		if (envc_pump(e, cont, in, out, err, errlen) == 0)
+		/* a key that did not unwrap fails here, after the content
+		 * went through like any other, with the same words (see
+		 * cms_env_fast()); what was written out is the caller's to
+		 * throw away, as for any failure */
+		if (envc_pump(e, cont, in, out, err, errlen) == 0 &&
+		    !rejected)
 			r = (int)i;
+		else if (rejected && !e->failed)
+			snprintf(err, errlen, "%s", e->auth ?
+			    ENVC_ERR_TAG : ENVC_ERR_DECRYPT);
 		in = NULL;
 		goto done;
 	}

@@ -306,13 +306,18 @@ struct cms_env_fast {
 	unsigned char	 key[32], iv[16];
 	size_t		 keylen, ivlen;
 	int		 gcm;
+	int		 rejected;	/* key did not unwrap: random key */
 };
 /*
  * The common envelope (RSA key transport to an identity named by issuer
  * and serial; AES-CBC, or AES-GCM with a 12-byte nonce), from its header
- * as cms_decrypt() rebuilt it: 1 when an identity's key opened it (f
- * filled, to be cleansed after use); 0 when not handled; -1 when every
- * RecipientInfo naming one of ids failed to open with its key.
+ * as cms_decrypt() rebuilt it: 1 when a RecipientInfo names one of ids (f
+ * filled, to be cleansed after use); 0 when not handled.  A content key
+ * that does not unwrap (bad PKCS#1 padding, wrong length) is replaced by
+ * a random one and f->rejected set (RFC 3218 section 2.3.2): the content
+ * is still decrypted, and the caller fails it at the end, so a sender
+ * cannot tell a bad padding from a bad content by the answer or its time
+ * (Bleichenbacher's oracle; OpenSSL 3.0 has no implicit rejection).
  */
 int cms_env_fast(const unsigned char *head, size_t len,
     const struct cms_identity *ids, size_t nids, struct cms_env_fast *f);

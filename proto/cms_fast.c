@@ -38,6 +38,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -776,29 +777,34 @@ env_ktri_for(struct dv ri, X509 *cert, struct dv *ek)
 	return sd_is_signer(cert, &rid);
 }
 
-/* The content key from ek with key into f; 0, or -1 when it does not
- * open or is not the cipher's length. */
+/* The content key from ek with key into f; when it does not open or is
+ * not the cipher's length, a random key of that length and f->rejected
+ * (see cms_env_fast() in cms.h); 0, or -1 when no key could be made. */
 static int
 env_unwrap(EVP_PKEY *key, const struct dv *ek, struct cms_env_fast *f)
 {
 	unsigned char out[512];
-	size_t outlen = sizeof(out);
+	size_t outlen = sizeof(out), klen;
 	EVP_PKEY_CTX *c;
-	int r = -1;
+	int ok;
 
+	klen = (size_t)EVP_CIPHER_get_key_length(f->cipher);
+	/* the stand-in is drawn first, whatever the padding turns out */
+	if (klen == 0 || klen > sizeof(f->key) ||
+	    RAND_bytes(f->key, (int)klen) != 1)
+		return -1;
+	f->keylen = klen;
 	if ((c = tl_dec(key)) == NULL)
 		return -1;
-	if (EVP_PKEY_decrypt(c, out, &outlen, ek->p,
-	    (size_t)(ek->end - ek->p)) == 1 &&
-	    outlen == (size_t)EVP_CIPHER_get_key_length(f->cipher) &&
-	    outlen <= sizeof(f->key)) {
-		memcpy(f->key, out, outlen);
-		f->keylen = outlen;
-		r = 0;
-	}
+	ok = EVP_PKEY_decrypt(c, out, &outlen, ek->p,
+	    (size_t)(ek->end - ek->p)) == 1 && outlen == klen;
+	if (ok)
+		memcpy(f->key, out, klen);
+	f->rejected = !ok;
 	OPENSSL_cleanse(out, sizeof(out));
 	EVP_PKEY_CTX_free(c);
-	return r;
+	ERR_clear_error();
+	return 0;
 }
 
 int
@@ -808,16 +814,9 @@ cms_env_fast(const unsigned char *head, size_t len,
 	struct dv r = { head, head + len, head, 0, 0 }, ci, oid, x0, ed, v,
 	    ris, ri, eci, ctype, alg, ek;
 	size_t i;
-	int auth, tried = 0;
+	int auth;
 
 	memset(f, 0, sizeof(*f));
-	/* only RSA identities with certificates: what OpenSSL would do with
-	 * the others is for OpenSSL to say */
-	for (i = 0; i < nids; i++)
-		if (ids[i].cert == NULL || ids[i].key == NULL ||
-		    !EVP_PKEY_is_a(ids[i].key, "RSA") ||
-		    EVP_PKEY_get_size(ids[i].key) > 512)
-			return 0;
 	/* ContentInfo { (auth)envelopedData, [0] { version,
 	 * recipientInfos, { contentType, contentEncryptionAlgorithm ... */
 	if (dv_want(&r, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &ci) == -1 ||
@@ -846,6 +845,12 @@ cms_env_fast(const unsigned char *head, size_t len,
 	for (i = 0; i < nids; i++) {
 		struct dv all = ris;
 
+		/* RSA identities with certificates only: an envelope none of
+		 * them opens is for OpenSSL's path (EC keys, no certificate) */
+		if (ids[i].cert == NULL || ids[i].key == NULL ||
+		    !EVP_PKEY_is_a(ids[i].key, "RSA") ||
+		    EVP_PKEY_get_size(ids[i].key) > 512)
+			continue;
 		while (all.p < all.end) {
 			if (dv_next(&all, &ri) == -1) {
 				memset(f, 0, sizeof(*f));
@@ -854,19 +859,19 @@ cms_env_fast(const unsigned char *head, size_t len,
 			if (ri.tag != (V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED) ||
 			    !env_ktri_for(ri, ids[i].cert, &ek))
 				continue;
-			tried = 1;
 			if (env_unwrap(ids[i].key, &ek, f) == 0) {
 				f->id = i;
-				ERR_clear_error();
 				return 1;
 			}
-			break;
+			/* no key could be made up: OpenSSL's path says */
+			OPENSSL_cleanse(f, sizeof(*f));
+			memset(f, 0, sizeof(*f));
+			ERR_clear_error();
+			return 0;
 		}
 	}
-	OPENSSL_cleanse(f, sizeof(*f));
 	memset(f, 0, sizeof(*f));
-	ERR_clear_error();
-	return tried ? -1 : 0;
+	return 0;
 }
 
 /* ------------------------------------------------------------- signing */

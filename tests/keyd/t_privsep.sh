@@ -451,6 +451,64 @@ case_start_errors() {
 		{ fail_because "no clear error for an unreachable data_dir: $(tail -n 1 "$CASE_DIR/start3.log")"; return 1; }
 }
 
+# Bleichenbacher's oracle through the daemon: envelopes for alice whose
+# encrypted content key has a bad PKCS#1 padding, or unwraps (in the key
+# process) to a key of the wrong length, are relayed encrypted like one
+# whose well-padded key is simply not the content's (GCM: its tag fails),
+# with the same log note; the sender gets 250 for each; a good one from
+# the same run is decrypted.
+case_padding_oracle() {
+	setup || return 1
+	local d=$CASE_DIR v notes n
+	msg in bob@partner.example alice@example.com
+	openssl cms -encrypt -aes-256-gcm -binary -outform DER -in "$M" -out "$d/gcm.der" \
+		"$P/alice.pem" 2>"$d/cms.err" ||
+		{ fail_because "openssl cms: $(tail -n 1 "$d/cms.err")"; return 1; }
+	openssl x509 -in "$P/alice.pem" -noout -pubkey >"$d/alice.pub"
+	head -c 16 /dev/urandom >"$d/k16"
+	head -c 32 /dev/urandom >"$d/k32"
+	openssl pkeyutl -encrypt -pubin -inkey "$d/alice.pub" -in "$d/k16" -out "$d/ek-short" &&
+		openssl pkeyutl -encrypt -pubin -inkey "$d/alice.pub" -in "$d/k32" -out "$d/ek-other" ||
+		{ fail_because "openssl pkeyutl"; return 1; }
+	python3 -c 'import os,sys; sys.stdout.buffer.write(b"\x00\x02" + bytes(b | 1 for b in os.urandom(254)))' >"$d/ek-pad"
+	cp "$d/gcm.der" "$d/good.der"
+	for v in good pad short other; do
+		[ $v = good ] || PYTHONPATH="$TOP_SRC/tests/smime" python3 - "$d/gcm.der" "$d/ek-$v" "$d/$v.der" <<'PYEOF' ||
+import sys, der
+root, _ = der.parse(open(sys.argv[1], 'rb').read(), 0)
+ed = root[1][1][1][0][1]
+ris = [f for f in ed if f[0] == 0x31][0][1]
+assert len(ris) == 1
+ris[0][1][3][1] = open(sys.argv[2], 'rb').read()
+open(sys.argv[3], 'wb').write(der.enc(root))
+PYEOF
+			{ fail_because "rewrapping the envelope ($v)"; return 1; }
+		{
+			printf 'From: bob@partner.example\r\nTo: alice@example.com\r\nSubject: oracle %s\r\n' $v
+			printf 'MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=authEnveloped-data; name=smime.p7m\r\n'
+			printf 'Content-Transfer-Encoding: base64\r\n\r\n'
+			base64 -w 76 <"$d/$v.der" | sed 's/$/\r/'
+		} >"$d/$v.wire"
+		swaks_send --from bob@partner.example --to alice@example.com --data "@$d/$v.wire" ||
+			{ fail_because "$v: not accepted with 250"; return 1; }
+	done
+	wait_delivered 4 || return 1
+	for v in pad short other; do
+		n=$(grep -l "^Subject: oracle $v" $(sink_files) | head -n 1)
+		[ -n "$n" ] && grep -q "smime-type=authEnveloped-data" "$n" ||
+			{ fail_because "$v: not relayed encrypted"; return 1; }
+	done
+	n=$(grep -l "^Subject: oracle good" $(sink_files) | head -n 1)
+	[ -n "$n" ] && grep -q "The body of in" "$n" ||
+		{ fail_because "the good envelope was not decrypted"; return 1; }
+	notes=$(grep -o "copy note: cannot decrypt.*" "$d/smrelayd.log" | sort | uniq -c)
+	[ "$(grep -c "copy note: cannot decrypt" "$d/smrelayd.log")" = 3 ] &&
+		[ "$(printf '%s\n' "$notes" | wc -l)" = 1 ] ||
+		{ fail_because "the three bad keys gave different notes: $notes"; return 1; }
+	printf '%s\n' "$notes" | grep -q "authentication tag mismatch" ||
+		{ fail_because "the note is not a tag mismatch: $notes"; return 1; }
+}
+
 run_case processes case_processes
 run_case gcore case_gcore
 run_case keyd_stopped case_keyd_stopped
@@ -459,5 +517,6 @@ run_case net_killed case_net_killed
 run_case key_import_live case_key_import_live
 run_case pkcs11 case_pkcs11
 run_case start_errors case_start_errors
+run_case padding_oracle case_padding_oracle
 run_case keyd_killed_under_load case_keyd_killed_under_load
 it_finish

@@ -297,10 +297,13 @@ fi
 grep -q 'no private key matches any recipient (recipients: .*smrelay Test Intermediate' nokey.err &&
 	pass "decrypt without a matching key: clear error" ||
 	fail "decrypt without a matching key: clear error" "$(lastline nokey.err)"
-# The right certificate with the wrong key (the RecipientInfo names bob,
-# alice's key cannot open it), and bob's RecipientInfo wrapping a content
-# key of the wrong length (16 bytes for AES-256): refused with the usual
-# error, nothing written.
+# Bleichenbacher's oracle (RFC 3218 section 2.3): a content key that does
+# not unwrap (the right certificate with the wrong key, a random encrypted
+# key with bad PKCS#1 padding, a well-padded key of the wrong length) must
+# be refused in the same words as a content that does not decrypt (a
+# well-padded key of the right length that is not the content's: only
+# GCM's tag tells that for sure), nothing written: a sender who can watch
+# the answer learns nothing about the padding.
 # refused NAME PATTERN OUT ERR: the decryption wrote nothing to OUT and
 # said PATTERN (grep) in ERR.
 refused() {
@@ -312,20 +315,15 @@ refused() {
 		fail "$1" "$(lastline "$4")"
 	fi
 }
-for n in aes256-cbc aes256-gcm; do
-	"$T" decrypt --cert "$P/bob.pem" --key "$P/alice.key" < "e-$n.eml" > wk.out 2> wk.err
-	refused "$n: bob's certificate, alice's key: refused" \
-	    'no private key matches any recipient' wk.out wk.err
-done
-p7m_der e-aes256-cbc.eml ek.der
 openssl x509 -in "$P/bob.pem" -noout -pubkey > bob.pub
-head -c 16 /dev/urandom > k16
-openssl pkeyutl -encrypt -pubin -inkey bob.pub -in k16 -out ek16 2>/dev/null
-PYTHONPATH="$SMIME_PY" python3 - ek.der ek16 ek-short.der \
-    "$(openssl x509 -in "$P/bob.pem" -noout -serial | cut -d= -f2)" <<'PYEOF'
+# rewrap MSG EKFILE OUT: MSG's envelope with bob's encrypted key replaced.
+rewrap() {
+	p7m_der "$1" rw.der
+	PYTHONPATH="$SMIME_PY" python3 - rw.der "$2" rw-new.der \
+	    "$(openssl x509 -in "$P/bob.pem" -noout -serial | cut -d= -f2)" <<'PYEOF'
 import sys, der
 root, _ = der.parse(open(sys.argv[1], 'rb').read(), 0)
-ed = root[1][1][1][0][1]                # EnvelopedData's fields
+ed = root[1][1][1][0][1]                # (Auth)EnvelopedData's fields
 ris = [f for f in ed if f[0] == 0x31][0][1]
 serial = int(sys.argv[4], 16)
 n = 0
@@ -337,10 +335,46 @@ for ri in ris:
 assert n == 1, "bob's RecipientInfo not found"
 open(sys.argv[3], 'wb').write(der.enc(root))
 PYEOF
-wrap_p7m enveloped-data ek-short.der > ek-short.eml
-"$T" decrypt --cert "$P/bob.pem" --key "$P/bob.key" < ek-short.eml > ks.out 2> ks.err
-refused "content key of the wrong length: refused" \
-    'no private key matches any recipient\|decryption failed' ks.out ks.err
+	wrap_p7m "$(sed -n 's/.*smime-type=\([A-Za-z-]*\).*/\1/p' "$1" | head -1)" \
+	    rw-new.der > "$3"
+}
+head -c 16 /dev/urandom > k16
+head -c 32 /dev/urandom > k32
+openssl pkeyutl -encrypt -pubin -inkey bob.pub -in k16 -out ek16 2>/dev/null
+openssl pkeyutl -encrypt -pubin -inkey bob.pub -in k32 -out ek32 2>/dev/null
+# 255 random bytes under bob's 2048-bit modulus: no valid padding (the
+# chance that they hold one is below 2^-16 per try; the first byte 0x00
+# and the second 0x02 are set to make the padding check the one failing)
+python3 -c 'import os,sys; sys.stdout.buffer.write(b"\x00\x02" + bytes(b | 1 for b in os.urandom(254)))' > ekpad
+for n in aes256-cbc aes256-gcm; do
+	case $n in
+	*gcm) want=': decryption failed: authentication tag mismatch$' ;;
+	*) want=': decryption failed$' ;;
+	esac
+	"$T" decrypt --cert "$P/bob.pem" --key "$P/alice.key" < "e-$n.eml" > wk.out 2> wk.err
+	refused "$n: bob's certificate, alice's key: refused as a bad content" \
+	    "$want" wk.out wk.err
+	rewrap "e-$n.eml" ekpad ekpad.eml
+	"$T" decrypt --cert "$P/bob.pem" --key "$P/bob.key" < ekpad.eml > kp.out 2> kp.err
+	refused "$n: encrypted key with bad padding: refused as a bad content" \
+	    "$want" kp.out kp.err
+	rewrap "e-$n.eml" ek16 ek-short.eml
+	"$T" decrypt --cert "$P/bob.pem" --key "$P/bob.key" < ek-short.eml > ks.out 2> ks.err
+	refused "$n: content key of the wrong length: refused as a bad content" \
+	    "$want" ks.out ks.err
+	if [ "$n" = aes256-gcm ]; then
+		rewrap "e-$n.eml" ek32 ek-other.eml
+		"$T" decrypt --cert "$P/bob.pem" --key "$P/bob.key" < ek-other.eml > ko.out 2> ko.err
+		refused "$n: a well-padded key that is not the content's: refused" \
+		    "$want" ko.out ko.err
+	fi
+	if cmp -s wk.err kp.err && cmp -s kp.err ks.err; then
+		pass "$n: the same answer whatever the key's fault"
+	else
+		fail "$n: the same answer whatever the key's fault" \
+		    "$(lastline wk.err) / $(lastline kp.err) / $(lastline ks.err)"
+	fi
+done
 # Sign, then encrypt the whole multipart/signed entity.
 "$T" encrypt --to "$P/bob.pem" < s-rsa.eml > se.eml &&
 	openssl cms -decrypt -recip "$P/bob.pem" -inkey "$P/bob.key" -in se.eml -out se.inner 2>/dev/null &&
