@@ -1369,6 +1369,7 @@ cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
 	size_t i;
 	int r = -1, fast, rejected;
 
+	memset(&f, 0, sizeof(f));
 	ERR_clear_error();
 	/* struct ber comes first in struct envc: the rest is cleared too */
 	if ((e = (struct envc *)ber_new(der, sizeof(*e))) == NULL) {
@@ -1387,12 +1388,14 @@ cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
 			snprintf(err, errlen, "out of memory");
 			goto done;
 		}
-		if ((cont = envc_fast_chain(e, &f, in)) == NULL) {
+		cont = envc_fast_chain(e, &f, in);
+		rejected = f.rejected;
+		cms_env_fast_done(&f);	/* the cipher context holds its own */
+		OPENSSL_cleanse(&f, sizeof(f));
+		if (cont == NULL) {
 			cms_err(err, errlen, "decryption failed");
 			goto done;
 		}
-		rejected = f.rejected;
-		OPENSSL_cleanse(&f, sizeof(f));
 		/* a key that did not unwrap fails here, after the content
 		 * went through like any other, with the same words (see
 		 * cms_env_fast()); what was written out is the caller's to
@@ -1406,15 +1409,25 @@ cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
 		in = NULL;
 		goto done;
 	}
+	if (fast == -1 || fast == -2) {
+		/* ours, but not for OpenSSL to unwrap (cms_env_fast()) */
+		if (fast == -1)
+			snprintf(err, errlen, "unsupported content encryption "
+			    "algorithm %s", f.cipher_name);
+		else
+			snprintf(err, errlen, "decryption failed: the key "
+			    "could not be used");
+		goto done;
+	}
 	if ((cms = buf_cms(m, err, errlen)) == NULL)
 		goto done;
-	for (i = 0; fast == 0 && i < nids; i++) {
+	for (i = 0; i < nids; i++) {
 		if (CMS_decrypt_set1_pkey_and_peer(cms, ids[i].key,
 		    ids[i].cert, NULL) == 1)
 			break;
 		ERR_clear_error();
 	}
-	if (fast == -1 || i == nids) {
+	if (i == nids) {
 		cms_recipients(cms, rcpts, sizeof(rcpts));
 		snprintf(err, errlen, "no private key matches any recipient"
 		    " (recipients: %s)", rcpts);
@@ -1432,6 +1445,7 @@ cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
 		r = (int)i;
 	in = NULL;
  done:
+	cms_env_fast_done(&f);
 	OPENSSL_cleanse(&f, sizeof(f));
 	BIO_free(in);
 	BUF_MEM_free(m);

@@ -307,20 +307,31 @@ struct cms_env_fast {
 	size_t		 keylen, ivlen;
 	int		 gcm;
 	int		 rejected;	/* key did not unwrap: random key */
+	EVP_CIPHER	*owned;		/* cipher fetched for this one */
+	char		 cipher_name[64];	/* -1: the one we cannot use */
 };
 /*
- * The common envelope (RSA key transport to an identity named by issuer
- * and serial; AES-CBC, or AES-GCM with a 12-byte nonce), from its header
- * as cms_decrypt() rebuilt it: 1 when a RecipientInfo names one of ids (f
- * filled, to be cleansed after use); 0 when not handled.  A content key
- * that does not unwrap (bad PKCS#1 padding, wrong length) is replaced by
- * a random one and f->rejected set (RFC 3218 section 2.3.2): the content
- * is still decrypted, and the caller fails it at the end, so a sender
- * cannot tell a bad padding from a bad content by the answer or its time
- * (Bleichenbacher's oracle; OpenSSL 3.0 has no implicit rejection).
+ * The common envelope (RSA PKCS#1 v1.5 key transport to an identity named
+ * by issuer and serial or key id; a CBC cipher, or AES-GCM), from its
+ * header as cms_decrypt() rebuilt it: 1 when a RecipientInfo names one of
+ * ids (f filled; cms_env_fast_done() and cleanse after use); 0 when none
+ * does (OpenSSL's path); -1 when one does but the content cipher is not
+ * one we can use (refused without unwrapping); -2 when the key could not
+ * be asked.  A content key that does not unwrap (bad PKCS#1 padding,
+ * wrong length) is replaced by a random one and f->rejected set (RFC 3218
+ * section 2.3.2): the content is still decrypted, and the caller fails it
+ * at the end, so a sender cannot tell a bad padding from a bad content by
+ * the answer or its time (Bleichenbacher's oracle; OpenSSL 3.0 has no
+ * implicit rejection).
  */
+/* The decryption context parameter (unsigned int) by which cms_env_fast()
+ * tells a key's provider the content key's length, so a provider that can
+ * (the key process's, daemon/keyd/keyd_pkey.c) answers a bad padding with
+ * a stand-in of that length instead of an error; others ignore it. */
+#define CMS_PARAM_UNWRAP_KEYLEN	"smrelay-unwrap-keylen"
 int cms_env_fast(const unsigned char *head, size_t len,
     const struct cms_identity *ids, size_t nids, struct cms_env_fast *f);
+void cms_env_fast_done(struct cms_env_fast *f);
 /*
  * A detached signature made without OpenSSL's CMS object, for an RSA
  * (PKCS#1 v1.5) or EC key: the content copied from in to out as it is

@@ -38,6 +38,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
@@ -474,6 +475,50 @@ sd_sigalg(struct dv alg, const EVP_MD *md)
 	return 0;
 }
 
+/* The name (else the dotted OID) of an AlgorithmIdentifier's algorithm
+ * (its content in alg) into buf. */
+static void
+env_cipher_name(struct dv alg, char *buf, size_t buflen)
+{
+	const unsigned char *q;
+	ASN1_OBJECT *o;
+	struct dv oid;
+
+	snprintf(buf, buflen, "?");
+	if (dv_want(&alg, V_ASN1_OBJECT, &oid) == -1)
+		return;
+	q = oid.tlv;
+	if ((o = d2i_ASN1_OBJECT(NULL, &q, oid.end - oid.tlv)) != NULL) {
+		OBJ_obj2txt(buf, (int)buflen, o, 0);
+		ASN1_OBJECT_free(o);
+	}
+	ERR_clear_error();
+}
+
+/* Whether x's issuer is the Name TLV name: byte for byte, else as
+ * OpenSSL compares names (another string type, other spaces). */
+static int
+dv_is_issuer(X509 *x, const struct dv *name)
+{
+	const unsigned char *der, *q = name->tlv;
+	X509_NAME *n;
+	size_t dlen;
+	int r;
+
+	if (X509_NAME_get0_der(X509_get_issuer_name(x), &der, &dlen) &&
+	    dlen == (size_t)(name->end - name->tlv) &&
+	    memcmp(der, name->tlv, dlen) == 0)
+		return 1;
+	if ((n = d2i_X509_NAME(NULL, &q, name->end - name->tlv)) == NULL) {
+		ERR_clear_error();
+		return 0;
+	}
+	r = X509_NAME_cmp(n, X509_get_issuer_name(x)) == 0;
+	X509_NAME_free(n);
+	ERR_clear_error();
+	return r;
+}
+
 /* Whether x is the certificate sid (a SignerIdentifier TLV) names:
  * issuer's encoding byte for byte and serial, or subject key id. */
 static int
@@ -482,9 +527,8 @@ sd_is_signer(X509 *x, const struct dv *sid)
 	const ASN1_OCTET_STRING *ski;
 	const ASN1_INTEGER *xs;
 	ASN1_INTEGER *s;
-	const unsigned char *der, *q;
+	const unsigned char *q;
 	struct dv in = *sid, name, serial;
-	size_t dlen;
 	int r;
 
 	if (sid->tag == (V_ASN1_CONTEXT_SPECIFIC | 0)) {
@@ -493,11 +537,10 @@ sd_is_signer(X509 *x, const struct dv *sid)
 		    (size_t)(sid->end - sid->p) && memcmp(ASN1_STRING_get0_data(
 		    ski), sid->p, (size_t)(sid->end - sid->p)) == 0;
 	}
-	if (dv_want(&in, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &name) == -1 ||
+	if (sid->tag != (V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED) ||
+	    dv_want(&in, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &name) == -1 ||
 	    dv_want(&in, V_ASN1_INTEGER, &serial) == -1 || in.p != in.end ||
-	    !X509_NAME_get0_der(X509_get_issuer_name(x), &der, &dlen) ||
-	    dlen != (size_t)(name.end - name.tlv) ||
-	    memcmp(der, name.tlv, dlen) != 0)
+	    !dv_is_issuer(x, &name))
 		return 0;
 	q = serial.tlv;
 	if ((s = d2i_ASN1_INTEGER(NULL, &q, serial.end - serial.tlv)) ==
@@ -719,8 +762,10 @@ cipher_fetch(void)
 }
 
 /* The content-encryption algorithm (an AlgorithmIdentifier's content)
- * into f: AES-CBC with a 16-byte IV, or for an AuthEnvelopedData AES-GCM
- * with a 12-byte nonce (RFC 5084); 0 or -1. */
+ * into f: for an EnvelopedData a CBC cipher the default provider has
+ * (AES fetched once; 3DES, Camellia, ARIA ... fetched for the message,
+ * f->owned) with an IV of its length, for an AuthEnvelopedData AES-GCM
+ * with a 1 to 16-byte nonce (RFC 5084; 12 is the usual); 0 or -1. */
 static int
 env_cipher(struct dv alg, int auth, struct cms_env_fast *f)
 {
@@ -729,7 +774,11 @@ env_cipher(struct dv alg, int auth, struct cms_env_fast *f)
 	static const int gcm[3] = { NID_aes_128_gcm, NID_aes_192_gcm,
 	    NID_aes_256_gcm };
 	struct dv oid, p, nonce, icv;
-	int k;
+	const unsigned char *q;
+	ASN1_OBJECT *o;
+	const char *sn;
+	size_t ivlen;
+	int k, nid;
 
 	if (pthread_once(&cipher_once, cipher_fetch) != 0 ||
 	    dv_want(&alg, V_ASN1_OBJECT, &oid) == -1 ||
@@ -738,40 +787,66 @@ env_cipher(struct dv alg, int auth, struct cms_env_fast *f)
 	for (k = 0; k < 3; k++)
 		if (dv_oid(&oid, auth ? gcm[k] : cbc[k]))
 			break;
-	if (k == 3 || (f->cipher = auth ? aes_gcm[k] : aes_cbc[k]) == NULL)
+	if (k < 3)
+		f->cipher = auth ? aes_gcm[k] : aes_cbc[k];
+	else if (!auth) {
+		/* another CBC cipher, by its OID's short name */
+		q = oid.tlv;
+		if ((o = d2i_ASN1_OBJECT(NULL, &q, oid.end - oid.tlv)) ==
+		    NULL)
+			return -1;
+		nid = OBJ_obj2nid(o);
+		ASN1_OBJECT_free(o);
+		if (nid == NID_undef || (sn = OBJ_nid2sn(nid)) == NULL ||
+		    (f->owned = EVP_CIPHER_fetch(NULL, sn, NULL)) == NULL) {
+			ERR_clear_error();
+			return -1;
+		}
+		f->cipher = f->owned;
+		if (EVP_CIPHER_get_mode(f->cipher) != EVP_CIPH_CBC_MODE)
+			return -1;
+	}
+	if (f->cipher == NULL)
 		return -1;
 	if (!auth) {
-		if (p.tag != V_ASN1_OCTET_STRING || p.end - p.p != 16)
+		ivlen = (size_t)EVP_CIPHER_get_iv_length(f->cipher);
+		if (p.tag != V_ASN1_OCTET_STRING || ivlen == 0 ||
+		    ivlen > sizeof(f->iv) || (size_t)(p.end - p.p) != ivlen ||
+		    (size_t)EVP_CIPHER_get_key_length(f->cipher) >
+		    sizeof(f->key))
 			return -1;
-		memcpy(f->iv, p.p, 16);
-		f->ivlen = 16;
+		memcpy(f->iv, p.p, ivlen);
+		f->ivlen = ivlen;
 		return 0;
 	}
 	if (p.tag != (V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED) ||
 	    dv_want(&p, V_ASN1_OCTET_STRING, &nonce) == -1 ||
-	    nonce.end - nonce.p != 12)
+	    nonce.end - nonce.p < 1 || nonce.end - nonce.p > 16)
 		return -1;
 	if (p.p != p.end && (dv_want(&p, V_ASN1_INTEGER, &icv) == -1 ||
 	    p.p != p.end || icv.end - icv.p != 1 || icv.p[0] < 12 ||
 	    icv.p[0] > 16))
 		return -1;
-	memcpy(f->iv, nonce.p, 12);
-	f->ivlen = 12;
+	memcpy(f->iv, nonce.p, (size_t)(nonce.end - nonce.p));
+	f->ivlen = (size_t)(nonce.end - nonce.p);
 	return 0;
 }
 
 /* Whether the KeyTransRecipientInfo (a SEQUENCE's content) is for cert
- * and made with rsaEncryption: its encrypted key into ek. */
+ * and made with rsaEncryption (PKCS#1 v1.5, whatever its parameters, as
+ * OpenSSL reads it): its encrypted key into ek.  Its version is not held
+ * against it: what OpenSSL would open with our key, we must. */
 static int
 env_ktri_for(struct dv ri, X509 *cert, struct dv *ek)
 {
-	struct dv rid, alg, oid;
+	struct dv ver, rid, alg, oid;
 	int params;
 
-	if (dv_id(&ri, 0, 2, &rid) == -1 ||
+	if (dv_want(&ri, V_ASN1_INTEGER, &ver) == -1 ||
+	    dv_next(&ri, &rid) == -1 ||
 	    dv_want(&ri, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &alg) == -1 ||
-	    dv_want(&ri, V_ASN1_OCTET_STRING, ek) == -1 || ri.p != ri.end ||
-	    dv_alg(&alg, &oid, &params) == -1 || params == 2 ||
+	    dv_want(&ri, V_ASN1_OCTET_STRING, ek) == -1 ||
+	    dv_alg(&alg, &oid, &params) == -1 ||
 	    !dv_oid(&oid, NID_rsaEncryption))
 		return 0;
 	return sd_is_signer(cert, &rid);
@@ -786,6 +861,8 @@ env_unwrap(EVP_PKEY *key, const struct dv *ek, struct cms_env_fast *f)
 	unsigned char out[512];
 	size_t outlen = sizeof(out), klen;
 	EVP_PKEY_CTX *c;
+	OSSL_PARAM p[2];
+	unsigned int kl;
 	int ok;
 
 	klen = (size_t)EVP_CIPHER_get_key_length(f->cipher);
@@ -796,6 +873,10 @@ env_unwrap(EVP_PKEY *key, const struct dv *ek, struct cms_env_fast *f)
 	f->keylen = klen;
 	if ((c = tl_dec(key)) == NULL)
 		return -1;
+	kl = (unsigned int)klen;
+	p[0] = OSSL_PARAM_construct_uint(CMS_PARAM_UNWRAP_KEYLEN, &kl);
+	p[1] = OSSL_PARAM_construct_end();
+	(void)EVP_PKEY_CTX_set_params(c, p);
 	ok = EVP_PKEY_decrypt(c, out, &outlen, ek->p,
 	    (size_t)(ek->end - ek->p)) == 1 && outlen == klen;
 	if (ok)
@@ -814,7 +895,7 @@ cms_env_fast(const unsigned char *head, size_t len,
 	struct dv r = { head, head + len, head, 0, 0 }, ci, oid, x0, ed, v,
 	    ris, ri, eci, ctype, alg, ek;
 	size_t i;
-	int auth;
+	int auth, cipher_ok;
 
 	memset(f, 0, sizeof(*f));
 	/* ContentInfo { (auth)envelopedData, [0] { version,
@@ -834,14 +915,17 @@ cms_env_fast(const unsigned char *head, size_t len,
 	if (ris.tag != (V_ASN1_SET | V_ASN1_CONSTRUCTED) ||
 	    dv_want(&ed, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &eci) == -1 ||
 	    dv_want(&eci, V_ASN1_OBJECT, &ctype) == -1 ||
-	    dv_want(&eci, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &alg) == -1 ||
-	    env_cipher(alg, auth, f) == -1) {
-		memset(f, 0, sizeof(*f));
+	    dv_want(&eci, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &alg) == -1)
 		return 0;
-	}
+	cipher_ok = env_cipher(alg, auth, f) == 0;
 	f->gcm = auth;
 	/* each identity in turn, as cms_decrypt() tries them; the first
-	 * RecipientInfo naming it (OpenSSL's choice too) */
+	 * RecipientInfo naming it (OpenSSL's choice too).  Every RSA key
+	 * transport to one of our RSA identities is opened here, none by
+	 * OpenSSL: only here does the key process get the key's length,
+	 * which makes a bad padding look like any other key (implicit
+	 * rejection, keyd_keyring.c) and keeps its unwrap limit out of
+	 * a sender's reach */
 	for (i = 0; i < nids; i++) {
 		struct dv all = ris;
 
@@ -852,26 +936,41 @@ cms_env_fast(const unsigned char *head, size_t len,
 		    EVP_PKEY_get_size(ids[i].key) > 512)
 			continue;
 		while (all.p < all.end) {
-			if (dv_next(&all, &ri) == -1) {
-				memset(f, 0, sizeof(*f));
-				return 0;
-			}
+			if (dv_next(&all, &ri) == -1)
+				goto notours;
 			if (ri.tag != (V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED) ||
 			    !env_ktri_for(ri, ids[i].cert, &ek))
 				continue;
+			if (!cipher_ok) {
+				cms_env_fast_done(f);
+				memset(f, 0, sizeof(*f));
+				env_cipher_name(alg, f->cipher_name,
+				    sizeof(f->cipher_name));
+				return -1;
+			}
 			if (env_unwrap(ids[i].key, &ek, f) == 0) {
 				f->id = i;
 				return 1;
 			}
-			/* no key could be made up: OpenSSL's path says */
-			OPENSSL_cleanse(f, sizeof(*f));
+			/* no key could be made up: refused, not OpenSSL's */
+			cms_env_fast_done(f);
 			memset(f, 0, sizeof(*f));
 			ERR_clear_error();
-			return 0;
+			return -2;
 		}
 	}
+ notours:
+	cms_env_fast_done(f);
 	memset(f, 0, sizeof(*f));
 	return 0;
+}
+
+void
+cms_env_fast_done(struct cms_env_fast *f)
+{
+	EVP_CIPHER_free(f->owned);
+	f->owned = NULL;
+	OPENSSL_cleanse(f->key, sizeof(f->key));
 }
 
 /* ------------------------------------------------------------- signing */

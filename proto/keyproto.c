@@ -140,6 +140,9 @@ req_check(const struct keyproto_req *r)
 			return "unknown OAEP digest";
 		if (r->alg == KP_PAD_PKCS1 && (r->md != 0 || r->md2 != 0))
 			return "digest given for PKCS#1 v1.5";
+		if (r->keylen > (r->alg == KP_PAD_PKCS1 ?
+		    KEYPROTO_MAX_KEYLEN : 0))
+			return "key length out of range";
 		break;
 	case KP_DERIVE:
 		if (r->alg != 0 || r->md != 0 || r->md2 != 0)
@@ -183,10 +186,11 @@ keyproto_req_decode(const uint8_t *f, size_t len, struct keyproto_req *r,
 		r->alg = b[KEYPROTO_FP];
 		r->md = b[KEYPROTO_FP + 1];
 		r->md2 = b[KEYPROTO_FP + 2];
+		r->keylen = b[KEYPROTO_FP + 3];
 		r->len = get16(b + KEYPROTO_FP + 4);
 		r->data = b + KEYPROTO_FP + 6;
-		if (b[KEYPROTO_FP + 3] != 0 || (r->type == KP_SIGN &&
-		    r->md2 != 0))
+		if ((r->type != KP_DECRYPT && r->keylen != 0) ||
+		    (r->type == KP_SIGN && r->md2 != 0))
 			why = "reserved field not zero";
 		else if (blen != KEYPROTO_FP + 6 + r->len)
 			why = "length field does not match the frame";
@@ -207,6 +211,7 @@ keyproto_req_encode(const struct keyproto_req *r, uint8_t *out, size_t outlen)
 	uint8_t *b = out + KEYPROTO_HDR;
 
 	if (req_check(r) != NULL || (r->type == KP_SIGN && r->md2 != 0) ||
+	    (r->type != KP_DECRYPT && r->keylen != 0) ||
 	    KEYPROTO_HDR + body > outlen)
 		return 0;
 	hdr_encode(out, r->type, r->id, body);
@@ -216,7 +221,7 @@ keyproto_req_encode(const struct keyproto_req *r, uint8_t *out, size_t outlen)
 	b[KEYPROTO_FP] = r->alg;
 	b[KEYPROTO_FP + 1] = r->md;
 	b[KEYPROTO_FP + 2] = r->md2;
-	b[KEYPROTO_FP + 3] = 0;
+	b[KEYPROTO_FP + 3] = r->keylen;
 	put16(b + KEYPROTO_FP + 4, r->len);
 	memcpy(b + KEYPROTO_FP + 6, r->data, r->len);
 	return KEYPROTO_HDR + body;

@@ -14,7 +14,12 @@
  *   SIGN     fp[32]  u8 alg (KP_ALG_*)  u8 md (KP_MD_*)  u16 zero
  *            u16 length  digest (exactly the size of md: nothing else is
  *            ever signed)
- *   DECRYPT  fp[32]  u8 pad (KP_PAD_*)  u8 oaep md  u8 mgf1 md  u8 zero
+ *   DECRYPT  fp[32]  u8 pad (KP_PAD_*)  u8 oaep md  u8 mgf1 md
+ *            u8 key length (PKCS#1 v1.5: the length the unwrapped key must
+ *            have, 1 .. KEYPROTO_MAX_KEYLEN, for implicit rejection: a
+ *            block that does not hold a key of that length answers a
+ *            stand-in of it, never an error; 0: none, a bad padding is an
+ *            error; OAEP: 0)
  *            u16 length  ciphertext (1 .. KEYPROTO_MAX_DATA)
  *   DERIVE   fp[32]  u8 zero x4  u16 length  the peer's public key
  *            (DER SubjectPublicKeyInfo, 1 .. KEYPROTO_MAX_DATA)
@@ -38,6 +43,7 @@
 #define KEYPROTO_MAX_DATA	1024	/* an 8192-bit RSA block */
 #define KEYPROTO_MAX_TEXT	200
 #define KEYPROTO_MAC_LEN	32	/* a MAC answer: HMAC-SHA-256 */
+#define KEYPROTO_MAX_KEYLEN	32	/* DECRYPT's key length */
 #define KEYPROTO_MAX_BODY	(KEYPROTO_FP + 6 + KEYPROTO_MAX_DATA)
 #define KEYPROTO_MAX_FRAME	(KEYPROTO_HDR + KEYPROTO_MAX_BODY)
 
@@ -86,6 +92,7 @@ struct keyproto_req {
 	uint8_t		 alg;		/* SIGN: KP_ALG_*; DECRYPT: KP_PAD_* */
 	uint8_t		 md;		/* SIGN: digest; DECRYPT: OAEP md */
 	uint8_t		 md2;		/* DECRYPT: MGF1 md */
+	uint8_t		 keylen;	/* DECRYPT PKCS#1 v1.5: see above */
 	const uint8_t	*data;
 	size_t		 len;
 };

@@ -11,6 +11,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
@@ -328,7 +329,7 @@ decrypt_setup(EVP_PKEY_CTX *ctx, const struct keyproto_req *r)
 
 /* DECRYPT: unwrap a content-encryption key (at most KEYD_MAX_UNWRAP). */
 static int
-op_decrypt(EVP_PKEY *k, const struct keyproto_req *r, uint8_t *out,
+op_decrypt_plain(EVP_PKEY *k, const struct keyproto_req *r, uint8_t *out,
     size_t *outlen, const char **why)
 {
 	EVP_PKEY_CTX *ctx;
@@ -336,10 +337,6 @@ op_decrypt(EVP_PKEY *k, const struct keyproto_req *r, uint8_t *out,
 	size_t size, len;
 	int ok;
 
-	if (!EVP_PKEY_is_a(k, "RSA")) {
-		*why = "the key cannot decrypt";
-		return KP_E_KEYTYPE;
-	}
 	size = len = (size_t)EVP_PKEY_get_size(k);
 	if ((buf = OPENSSL_secure_malloc(size)) == NULL)
 		alloc_fail("OPENSSL_secure_malloc");
@@ -358,6 +355,140 @@ op_decrypt(EVP_PKEY *k, const struct keyproto_req *r, uint8_t *out,
 	}
 	OPENSSL_secure_clear_free(buf, size);
 	return ok ? 0 : KP_E_FAILED;
+}
+
+/* Constant-time masks on size_t: all ones or all zeros. */
+static size_t
+ct_msb(size_t a)
+{
+	return (size_t)0 - (a >> (sizeof(a) * 8 - 1));
+}
+
+static size_t
+ct_is_zero(size_t a)
+{
+	return ct_msb(~a & (a - 1));
+}
+
+static size_t
+ct_eq(size_t a, size_t b)
+{
+	return ct_is_zero(a ^ b);
+}
+
+static size_t
+ct_lt(size_t a, size_t b)
+{
+	return ct_msb(a ^ ((a ^ b) | ((a - b) ^ b)));
+}
+
+/* The stand-in for a key that does not unwrap: HMAC-SHA-256 of the key's
+ * fingerprint and the ciphertext under a secret of this process, so the
+ * same ciphertext always gets the same stand-in. */
+static unsigned char ir_secret[32];
+static int ir_ready;
+
+static int
+ir_standin(const struct keyproto_req *r, unsigned char syn[32])
+{
+	unsigned char msg[KEYPROTO_FP + KEYPROTO_MAX_DATA];
+	size_t n = 0;
+
+	if (!ir_ready) {	/* keyd's unwraps run on its loop only */
+		if (RAND_priv_bytes(ir_secret, sizeof(ir_secret)) != 1)
+			return -1;
+		ir_ready = 1;
+	}
+	memcpy(msg, r->fp, KEYPROTO_FP);
+	memcpy(msg + KEYPROTO_FP, r->data, r->len);
+	return EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, ir_secret,
+	    sizeof(ir_secret), msg, KEYPROTO_FP + r->len, syn, 32, &n) ==
+	    NULL || n != 32 ? -1 : 0;
+}
+
+/*
+ * DECRYPT with PKCS#1 v1.5 for a key of known length (r->keylen): implicit
+ * rejection (as OpenSSL 3.2 does, which Debian 12's 3.0 does not).  The
+ * block is opened raw and its padding checked in constant time; a bad
+ * padding, or a key of another length, answers a stand-in of the asked
+ * length instead of an error.  Neither the network process nor, through
+ * it, a sender can tell the two apart, and nothing here counts failures
+ * for the unwrap limit to give away.  A token that will not do raw RSA
+ * unwraps with its own PKCS#1 and the stand-in replaces an error.
+ */
+static int
+op_decrypt_ir(EVP_PKEY *k, const struct keyproto_req *r, uint8_t *out,
+    size_t *outlen, const char **why)
+{
+	EVP_PKEY_CTX *ctx;
+	unsigned char *em, syn[32];
+	size_t n = (size_t)EVP_PKEY_get_size(k), len = n, i, klen = r->keylen;
+	size_t good, found = 0, zero = 0, z, m;
+	int raw;
+
+	if (klen == 0 || klen > sizeof(syn) || n < 11 + klen) {
+		*why = "no key of that length fits the block";
+		return KP_E_FAILED;
+	}
+	if (ir_standin(r, syn) == -1) {
+		*why = "HMAC failed";
+		return KP_E_FAILED;
+	}
+	if ((em = OPENSSL_secure_zalloc(n)) == NULL)
+		alloc_fail("OPENSSL_secure_zalloc");
+	ctx = op_ctx(k);
+	raw = EVP_PKEY_decrypt_init(ctx) > 0 &&
+	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_NO_PADDING) > 0 &&
+	    r->len == n && EVP_PKEY_decrypt(ctx, em, &len, r->data, r->len) >
+	    0 && len == n;
+	EVP_PKEY_CTX_free(ctx);
+	if (!raw && r->len == n && keyd_p11_refused()) {
+		/* the token's PKCS#1 v1.5 (CKM_RSA_PKCS); its answer is
+		 * placed where a raw block would hold it */
+		unsigned char tok[KEYD_MAX_UNWRAP];
+
+		OPENSSL_secure_clear_free(em, n);
+		ERR_clear_error();
+		if (op_decrypt_plain(k, r, tok, outlen, why) == 0 &&
+		    *outlen == klen)
+			memcpy(out, tok, klen);
+		else
+			memcpy(out, syn, klen);
+		OPENSSL_cleanse(tok, sizeof(tok));
+		OPENSSL_cleanse(syn, sizeof(syn));
+		*outlen = klen;
+		return 0;
+	}
+	ERR_clear_error();
+	/* 0x00 0x02, at least eight non-zero bytes, 0x00, then the key */
+	good = ct_eq(em[0], 0) & ct_eq(em[1], 2) & (raw ? ~(size_t)0 : 0);
+	for (i = 2; i < n; i++) {
+		z = ct_is_zero(em[i]);
+		zero = (~found & z & i) | (~(~found & z) & zero);
+		found |= z;
+	}
+	m = n - zero - 1;
+	good &= found & ~ct_lt(zero, 10) & ct_eq(m, klen);
+	for (i = 0; i < klen; i++)
+		out[i] = (uint8_t)((good & em[n - klen + i]) |
+		    (~good & syn[i]));
+	*outlen = klen;
+	OPENSSL_cleanse(syn, sizeof(syn));
+	OPENSSL_secure_clear_free(em, n);
+	return 0;
+}
+
+static int
+op_decrypt(EVP_PKEY *k, const struct keyproto_req *r, uint8_t *out,
+    size_t *outlen, const char **why)
+{
+	if (!EVP_PKEY_is_a(k, "RSA")) {
+		*why = "the key cannot decrypt";
+		return KP_E_KEYTYPE;
+	}
+	if (r->alg == KP_PAD_PKCS1 && r->keylen != 0)
+		return op_decrypt_ir(k, r, out, outlen, why);
+	return op_decrypt_plain(k, r, out, outlen, why);
 }
 
 /* DERIVE: ECDH with a peer key on our curve, given as DER SPKI. */

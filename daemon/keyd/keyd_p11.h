@@ -28,8 +28,10 @@
  * EVP_PKEY_decrypt (RSA PKCS#1 v1.5 and OAEP) and EVP_PKEY_derive (ECDH)
  * run on the token.  PSS and OAEP are padded by OpenSSL and need raw RSA
  * (CKM_RSA_X_509) on the token; PKCS#1 v1.5 uses CKM_RSA_PKCS, so a bad
- * padding is an error rather than OpenSSL's implicit rejection (the key
- * server's unwrap rate limit is what stands against an oracle).  A token
+ * padding is an error rather than OpenSSL's implicit rejection (the
+ * keyring does implicit rejection over raw RSA where the token allows it,
+ * else replaces that error with its stand-in; the key server's unwrap
+ * rate limit stands against the rest).  A token
  * that refuses a mechanism for a key (keyd_p11_refused) makes the keyring
  * answer KP_E_KEYTYPE, not a failure of that one request.
  * The key holds a reference to its module: the library, its sessions and

@@ -935,6 +935,7 @@ struct kdec {
 	int		 pad;
 	char		 md[64];	/* OAEP, "" means SHA-1 */
 	char		 mgf1[64];	/* "" means md */
+	unsigned int	 keylen;	/* CMS_PARAM_UNWRAP_KEYLEN, 0: none */
 };
 
 static void *
@@ -987,6 +988,13 @@ dec_set_ctx_params(void *ctx, const OSSL_PARAM params[])
 		return 0;
 	}
 	if ((p = OSSL_PARAM_locate_const(params,
+	    CMS_PARAM_UNWRAP_KEYLEN)) != NULL && (!OSSL_PARAM_get_uint(p,
+	    &d->keylen) || d->keylen > KEYPROTO_MAX_KEYLEN)) {
+		d->keylen = 0;
+		kerr("unwrap key length out of range");
+		return 0;
+	}
+	if ((p = OSSL_PARAM_locate_const(params,
 	    OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION)) != NULL) {
 		kerr("TLS RSA key exchange is not supported");
 		return 0;
@@ -1005,6 +1013,7 @@ static const OSSL_PARAM dec_settable[] = {
 	OSSL_PARAM_octet_string(OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, NULL, 0),
 	OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION, NULL),
 	OSSL_PARAM_uint("implicit-rejection", NULL),
+	OSSL_PARAM_uint(CMS_PARAM_UNWRAP_KEYLEN, NULL),
 	OSSL_PARAM_END
 };
 
@@ -1083,9 +1092,10 @@ dec_decrypt(void *ctx, unsigned char *out, size_t *outlen, size_t outsize,
 		req.alg = KP_PAD_OAEP;
 		req.md = md_code(d->md[0] != '\0' ? d->md : "SHA1");
 		req.md2 = d->mgf1[0] != '\0' ? md_code(d->mgf1) : req.md;
-	} else if (d->pad == RSA_PKCS1_PADDING)
+	} else if (d->pad == RSA_PKCS1_PADDING) {
 		req.alg = KP_PAD_PKCS1;
-	else {
+		req.keylen = (uint8_t)d->keylen;
+	} else {
 		kerr("only PKCS#1 v1.5 and OAEP decryption");
 		return 0;
 	}

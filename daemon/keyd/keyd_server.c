@@ -349,7 +349,10 @@ server_request(struct keyd_server *s, const struct keyproto_req *r, int more)
 		server_answer(s, r->id, 0, NULL, 0);
 		return;
 	}
-	if (r->type == KP_DECRYPT && unwrap_limited(s)) {
+	/* an unwrap with implicit rejection (a key length given) never
+	 * fails on a padding: nothing to limit, and refusing it would tell
+	 * what the limit counted */
+	if (r->type == KP_DECRYPT && r->keylen == 0 && unwrap_limited(s)) {
 		why = "too many failed unwraps";
 		server_answer(s, r->id, KP_E_BUSY, why, strlen(why));
 		return;

@@ -10,6 +10,10 @@
  * connection is closed.  Failed unwraps are logged and, past
  * KEYD_UNWRAP_FAILS a second, answered KP_E_BUSY without trying: a
  * compromised network process must not get a fast padding oracle.
+ * Unwraps that name the key length they need (implicit rejection, see
+ * proto/keyproto.h) never fail on a padding and are never refused: the
+ * envelopes our own code opens ask that way, so a sender who makes
+ * unwraps fail cannot make the others refused, nor learn from a refusal.
  *
  * The key process ignores SIGPIPE (the peer may be gone when we answer).
  */

@@ -607,6 +607,94 @@ test_oracle(int fd)
 	    memcmp(out, key, sizeof(key)) == 0, "unwrap a second later");
 }
 
+/* Implicit rejection (a key length in the request): the right key comes
+ * back; a well-padded key of another length, a block with bad padding and
+ * a ciphertext over the modulus each get a stand-in of the asked length,
+ * the same one when asked again, never an error; 1000 of them in a row
+ * are never refused (nothing counted), and then an unwrap without a
+ * length still works.  A key length over KEYPROTO_MAX_KEYLEN, or given
+ * with OAEP, is not a request keyd acts on. */
+static void
+test_implicit(int fd)
+{
+	uint8_t key[32], ct[KEYPROTO_MAX_DATA], bad[256], out[64], out2[64];
+	uint8_t buf[KEYPROTO_MAX_FRAME * 100];
+	struct keyproto_rep rep;
+	struct keyproto_req r;
+	size_t ctlen, outlen = 0, out2len = 0, i, j, n, ok = 0;
+	int rc;
+
+	RAND_bytes(key, sizeof(key));
+	ctlen = wrap(ct, key, 32, NULL);
+	r = req(KP_DECRYPT, 20, rsa.fp, KP_PAD_PKCS1, 0, 0, ct, ctlen);
+	r.keylen = 32;
+	rc = ask(fd, &r, out, &outlen);
+	CHECK(rc == 0 && outlen == 32 && memcmp(out, key, 32) == 0,
+	    "implicit rejection: the right key (rc %d, %zu bytes)", rc,
+	    outlen);
+	ctlen = wrap(ct, key, 16, NULL);
+	r = req(KP_DECRYPT, 21, rsa.fp, KP_PAD_PKCS1, 0, 0, ct, ctlen);
+	r.keylen = 32;
+	rc = ask(fd, &r, out, &outlen);
+	CHECK(rc == 0 && outlen == 32 && memcmp(out, key, 16) != 0,
+	    "implicit rejection: a 16-byte key asked as 32 gets a stand-in "
+	    "(rc %d, %zu bytes)", rc, outlen);
+	rc = ask(fd, &r, out2, &out2len);
+	CHECK(rc == 0 && out2len == 32 && memcmp(out, out2, 32) == 0,
+	    "implicit rejection: the same stand-in again");
+	r.keylen = 16;
+	rc = ask(fd, &r, out, &outlen);
+	CHECK(rc == 0 && outlen == 16 && memcmp(out, key, 16) == 0,
+	    "implicit rejection: the 16-byte key asked as 16");
+	RAND_bytes(bad, sizeof(bad));
+	bad[0] = 0;
+	bad[1] = 1;		/* block type 1: a bad padding for sure */
+	r = req(KP_DECRYPT, 22, rsa.fp, KP_PAD_PKCS1, 0, 0, bad, sizeof(bad));
+	r.keylen = 32;
+	rc = ask(fd, &r, out, &outlen);
+	CHECK(rc == 0 && outlen == 32, "implicit rejection: a bad padding "
+	    "gets a stand-in (rc %d, %zu bytes)", rc, outlen);
+	rc = ask(fd, &r, out2, &out2len);
+	CHECK(rc == 0 && memcmp(out, out2, 32) == 0,
+	    "implicit rejection: the same stand-in for the same block");
+	memset(bad, 0xff, sizeof(bad));	/* over the modulus */
+	rc = ask(fd, &r, out, &outlen);
+	CHECK(rc == 0 && outlen == 32, "implicit rejection: a block over "
+	    "the modulus gets a stand-in (rc %d)", rc);
+	/* 1000 bad blocks: all answered, none refused */
+	for (i = 0; i < 1000; i += 100) {
+		for (j = n = 0; j < 100; j++) {
+			RAND_bytes(bad, sizeof(bad));
+			bad[0] = 0;
+			r = req(KP_DECRYPT, (uint32_t)(100 + i + j), rsa.fp,
+			    KP_PAD_PKCS1, 0, 0, bad, sizeof(bad));
+			r.keylen = 32;
+			n += keyproto_req_encode(&r, buf + n, sizeof(buf) - n);
+		}
+		if (write_full(fd, buf, n) == -1)
+			fatal("write");
+		for (j = 0; j < 100; j++)
+			if (read_rep(fd, buf, &rep) == 1 && rep.id == 100 +
+			    i + j && rep.type == KP_OK && rep.len == 32)
+				ok++;
+	}
+	CHECK(ok == 1000, "implicit rejection: 1000 bad blocks answered "
+	    "with stand-ins, %zu", ok);
+	ctlen = wrap(ct, key, 32, NULL);
+	r = req(KP_DECRYPT, 23, rsa.fp, KP_PAD_PKCS1, 0, 0, ct, ctlen);
+	rc = ask(fd, &r, out, &outlen);
+	CHECK(rc == 0 && outlen == 32 && memcmp(out, key, 32) == 0,
+	    "an unwrap without a length after them (rc %d)", rc);
+	r.keylen = KEYPROTO_MAX_KEYLEN + 1;
+	CHECK(keyproto_req_encode(&r, buf, sizeof(buf)) == 0,
+	    "a key length over the limit is not encoded");
+	r = req(KP_DECRYPT, 24, rsa.fp, KP_PAD_OAEP, KP_MD_SHA256,
+	    KP_MD_SHA256, ct, ctlen);
+	r.keylen = 32;
+	CHECK(keyproto_req_encode(&r, buf, sizeof(buf)) == 0,
+	    "a key length with OAEP is not encoded");
+}
+
 /* Send bytes to a fresh key process: it answers ERR PROTO with id, then
  * closes, and exits cleanly. */
 static void
@@ -741,6 +829,7 @@ main(int argc, char *argv[])
 	CHECK(ask(fd, &r, NULL, NULL) == 0, "ping");
 	test_sign(fd);
 	test_decrypt(fd);
+	test_implicit(fd);
 	test_derive(fd);
 	test_mac(fd);
 	test_refusals(fd);

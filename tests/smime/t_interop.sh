@@ -252,6 +252,49 @@ ossl_enc aes256-cbc "$P/bob.pem" -aes256
 ossl_enc aes256-gcm "$P/bob.pem" -aes-256-gcm
 ossl_enc oaep "$P/bob.pem" -aes256 -keyopt rsa_padding_mode:oaep
 ossl_enc ec "$P/bob-ec.pem" -aes256
+ossl_enc des3 "$P/bob.pem" -des3
+ossl_enc aes128-cbc "$P/bob.pem" -aes128
+ossl_enc camellia256 "$P/bob.pem" -camellia-256-cbc
+ossl_enc keyid "$P/bob.pem" -aes256 -keyid
+# reenc DER OUT: bob's RecipientInfo naming his issuer with its strings
+# as PrintableString instead of UTF8String (the same name to X.509, not
+# the same bytes), or with the content cipher's OID made RC2's (which
+# OpenSSL 3 leaves to its legacy provider) when $2 is "rc2".
+reenc() {
+	PYTHONPATH="$SMIME_PY" python3 - "$1" "$2" "$3" <<'PYEOF'
+import sys, der
+root, _ = der.parse(open(sys.argv[1], 'rb').read(), 0)
+ed = root[1][1][1][0][1]
+if sys.argv[3] == "rc2":
+    eci = [f for f in ed if f[0] == 0x30][0][1]
+    eci[1][1][0][1] = bytes.fromhex("2a864886f70d0302")   # rc2-cbc
+else:
+    ris = [f for f in ed if f[0] == 0x31][0][1]
+    n = 0
+    def walk(node):
+        global n
+        if node[0] == 0x0c:
+            node[0] = 0x13
+            n += 1
+        elif node[0] & 0x20:
+            for c in node[1]:
+                walk(c)
+    for ri in ris:
+        walk(ri[1][1][1][0])      # the issuer Name
+    assert n > 0, "no UTF8String in the issuer"
+open(sys.argv[2], 'wb').write(der.enc(root))
+PYEOF
+}
+reenc oe-aes256-cbc.der re-utf8.der utf8 && wrap_p7m enveloped-data re-utf8.der > re-utf8.eml &&
+	"$T" decrypt --cert "$P/bob.pem" --key "$P/bob.key" < re-utf8.eml > re-utf8.out 2> re-utf8.err &&
+	grep -q '^this is signed' re-utf8.out &&
+	pass "issuer named in PrintableString, certificate's in UTF8String: decrypted" ||
+	fail "issuer named in PrintableString, certificate's in UTF8String: decrypted" "$(lastline re-utf8.err)"
+reenc oe-aes256-cbc.der re-rc2.der rc2 && wrap_p7m enveloped-data re-rc2.der > re-rc2.eml &&
+	! "$T" decrypt --cert "$P/bob.pem" --key "$P/bob.key" < re-rc2.eml > re-rc2.out 2> re-rc2.err &&
+	[ ! -s re-rc2.out ] && grep -q 'unsupported content encryption algorithm rc2-cbc' re-rc2.err &&
+	pass "RC2 content cipher: refused as unsupported ($(lastline re-rc2.err))" ||
+	fail "RC2 content cipher: refused as unsupported" "$(lastline re-rc2.err)"
 
 # --- our envelopes, opened by openssl cms ----------------------------------
 for c in "aes256-cbc::rsa" "aes256-gcm:--gcm:rsa" "oaep:--oaep:rsa" \
