@@ -60,6 +60,8 @@ int keyd_keyring_set_mark(struct keyd_keyring *, const unsigned char *,
 /* 1 when operations with the key named by fp are slow enough for a worker
  * thread (RSA, token keys), 0 for EC keys in memory and unknown keys. */
 int keyd_keyring_slow(const struct keyd_keyring *, const uint8_t *fp);
+/* Whether the keyring holds the key with fingerprint fp. */
+int keyd_keyring_has(const struct keyd_keyring *, const uint8_t *fp);
 /*
  * Carry out a decoded SIGN, DECRYPT, DERIVE or MAC request: 0 with the result in
  * out (*outlen bytes; outsize >= KEYPROTO_MAX_DATA), or a KP_E_* code with

@@ -107,19 +107,32 @@ kp_reload(struct keyd_proc *p)
 	p->kr = kr;
 }
 
-/* Once a second: reload when the keys changed. */
+/* Reload when the keys changed. */
 static void
-tick_cb(evutil_socket_t fd, short what, void *arg)
+kp_check(struct keyd_proc *p)
 {
-	struct keyd_proc *p = arg;
 	int64_t c;
 
-	(void)fd;
-	(void)what;
 	if ((c = keyfile_changes(p->kf)) >= 0 && c != p->changes) {
 		p->changes = c;
 		kp_reload(p);
 	}
+}
+
+/* Once a second. */
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	kp_check(arg);
+}
+
+/* A key was asked for that we do not have (keyd_server_set_miss_cb). */
+static void
+miss_cb(void *arg)
+{
+	kp_check(arg);
 }
 
 /* SIGHUP: the configuration again (the TLS key may have moved). */
@@ -207,6 +220,7 @@ keyd_run(const struct config *cfg, int fd, int foreground)
 	p.workers = workers_new(p.base, 0, NULL, NULL, NULL);
 	keyd_server_set_workers(p.srv, p.workers);
 	keyd_server_set_closed_cb(p.srv, closed_cb, &p);
+	keyd_server_set_miss_cb(p.srv, miss_cb, &p);
 	p.tick = event_new(p.base, -1, EV_PERSIST, tick_cb, &p);
 	event_add(p.tick, &keyd_tick);
 	p.hup = evsignal_new(p.base, SIGHUP, hup_cb, &p);

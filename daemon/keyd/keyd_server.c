@@ -49,6 +49,8 @@ struct keyd_server {
 	struct workers		*workers;	/* NULL: operations inline */
 	unsigned		 inflight;	/* jobs on the workers */
 	int			 freed;		/* free after the last job */
+	keyd_server_miss_cb	*miss_cb;	/* a key not in kr was named */
+	void			*miss_arg;
 };
 
 /* One operation on a worker thread: the request copied out of the frame,
@@ -133,6 +135,15 @@ void
 keyd_server_set_keyring(struct keyd_server *s, struct keyd_keyring *kr)
 {
 	s->kr = kr;
+}
+
+/* Call cb before answering a request for a key kr does not have. */
+void
+keyd_server_set_miss_cb(struct keyd_server *s, keyd_server_miss_cb *cb,
+    void *arg)
+{
+	s->miss_cb = cb;
+	s->miss_arg = arg;
 }
 
 /* Run the operations on w's threads; answers then come as they finish. */
@@ -349,6 +360,14 @@ server_request(struct keyd_server *s, const struct keyproto_req *r, int more)
 		server_answer(s, r->id, 0, NULL, 0);
 		return;
 	}
+	/* a key we do not have may have just been imported: the key file
+	 * is looked at now rather than at the next tick (the network
+	 * process learns of a key from the store, written after the key
+	 * file, and may ask before the tick) */
+	if ((r->type == KP_SIGN || r->type == KP_DECRYPT ||
+	    r->type == KP_DERIVE) && s->miss_cb != NULL &&
+	    !keyd_keyring_has(s->kr, r->fp))
+		s->miss_cb(s->miss_arg);
 	/* an unwrap with implicit rejection (a key length given) never
 	 * fails on a padding: nothing to limit, and refusing it would tell
 	 * what the limit counted */

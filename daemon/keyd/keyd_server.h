@@ -44,6 +44,11 @@ int keyd_harden(void);
  * which must outlive the server. */
 struct keyd_server *keyd_server_new(struct event_base *, int fd,
     struct keyd_keyring *kr);
+/* A request names a key the keyring does not have: the callback may put
+ * in a fresh keyring (keyd_server_set_keyring) before it is answered. */
+typedef void keyd_server_miss_cb(void *arg);
+void keyd_server_set_miss_cb(struct keyd_server *, keyd_server_miss_cb *,
+    void *arg);
 /* Answer from kr from now on (a reload); the caller frees the old one. */
 void keyd_server_set_keyring(struct keyd_server *, struct keyd_keyring *);
 /*
