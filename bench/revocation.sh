@@ -30,9 +30,7 @@ trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; echo "work director
 trap 'exit 130' INT TERM
 
 die() { echo "revocation.sh: $*" >&2; exit 1; }
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+. "$root/tests/lib/free_port.sh"
 
 command -v openssl >/dev/null 2>&1 || die "openssl not installed"
 command -v python3 >/dev/null 2>&1 || die "python3 not installed"

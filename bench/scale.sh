@@ -59,12 +59,7 @@ cleanup() {
 trap 'cleanup; [ $pg_up = 1 ] && pg_cleanup >/dev/null 2>&1; echo "work directory: $work"' EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
+. "$root/tests/lib/free_port.sh"
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
 median() { sort -n | awk '{ v[++n] = $1 } END { if (n) print (n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2) }'; }
 
