@@ -95,7 +95,10 @@ req_case(const uint8_t *buf, size_t flen, FILE *out)
 	if (r.type != KP_PING) {
 		fputs(" fp=", out);
 		print_hex(out, r.fp, sizeof(r.fp));
-		fprintf(out, " alg=%u md=%u md2=%u data=", r.alg, r.md, r.md2);
+		fprintf(out, " alg=%u md=%u md2=%u", r.alg, r.md, r.md2);
+		if (r.keylen != 0)
+			fprintf(out, " keylen=%u", r.keylen);
+		fputs(" data=", out);
 		print_hex(out, r.data, r.len);
 	}
 	n = keyproto_req_encode(&r, enc, sizeof(enc));
