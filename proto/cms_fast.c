@@ -65,6 +65,7 @@ struct tl_md {
 
 struct fast_tl {
 	EVP_PKEY_CTX	*dec;		/* decrypt: PKCS#1 v1.5 padding */
+	unsigned int	 dec_klen;	/* and CMS_PARAM_UNWRAP_KEYLEN */
 	struct tl_md	 ver;		/* DigestVerify */
 	struct tl_md	 sig;		/* DigestSign */
 	X509		*pcert;		/* the last certificate and key found */
@@ -111,25 +112,34 @@ tl_get(void)
 	return t;
 }
 
-/* A decryption context for key, PKCS#1 v1.5 padding; NULL on error. */
+/* A decryption context for key (PKCS#1 v1.5) telling its provider the
+ * content key's length klen (CMS_PARAM_UNWRAP_KEYLEN), copied from the
+ * thread's slot when it was made for both; NULL on error. */
 static EVP_PKEY_CTX *
-tl_dec(EVP_PKEY *key)
+tl_dec(EVP_PKEY *key, unsigned int klen)
 {
 	struct fast_tl *t = tl_get();
 	EVP_PKEY_CTX *c;
+	OSSL_PARAM p[2];
 
 	if (t != NULL && t->dec != NULL && EVP_PKEY_CTX_get0_pkey(t->dec) ==
-	    key && (c = EVP_PKEY_CTX_dup(t->dec)) != NULL)
+	    key && t->dec_klen == klen &&
+	    (c = EVP_PKEY_CTX_dup(t->dec)) != NULL)
 		return c;
+	p[0] = OSSL_PARAM_construct_uint(CMS_PARAM_UNWRAP_KEYLEN, &klen);
+	p[1] = OSSL_PARAM_construct_end();
 	if ((c = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL)) == NULL ||
 	    EVP_PKEY_decrypt_init(c) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) != 1) {
 		EVP_PKEY_CTX_free(c);
 		return NULL;
 	}
+	(void)EVP_PKEY_CTX_set_params(c, p);	/* others ignore it */
+	ERR_clear_error();
 	if (t != NULL) {
 		EVP_PKEY_CTX_free(t->dec);
 		t->dec = EVP_PKEY_CTX_dup(c);
+		t->dec_klen = klen;
 	}
 	return c;
 }
@@ -539,8 +549,28 @@ sd_is_signer(X509 *x, const struct dv *sid)
 	}
 	if (sid->tag != (V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED) ||
 	    dv_want(&in, V_ASN1_SEQUENCE | V_ASN1_CONSTRUCTED, &name) == -1 ||
-	    dv_want(&in, V_ASN1_INTEGER, &serial) == -1 || in.p != in.end ||
-	    !dv_is_issuer(x, &name))
+	    dv_want(&in, V_ASN1_INTEGER, &serial) == -1 || in.p != in.end)
+		return 0;
+	/* the serial first, its bytes against a positive one's (the other
+	 * certificates of a chain stop here, before the issuer's names are
+	 * decoded to be compared); zero, negative: OpenSSL compares */
+	xs = X509_get0_serialNumber(x);
+	if (ASN1_STRING_type(xs) == V_ASN1_INTEGER &&
+	    ASN1_STRING_length(xs) > 0 && ASN1_STRING_get0_data(xs)[0] != 0) {
+		const unsigned char *v = serial.p;
+		size_t vl = (size_t)(serial.end - serial.p);
+
+		if (vl > 1 && v[0] == 0 && (v[1] & 0x80)) {
+			v++;
+			vl--;
+		}
+		if (vl == 0 || (v[0] & 0x80) ||
+		    vl != (size_t)ASN1_STRING_length(xs) ||
+		    memcmp(v, ASN1_STRING_get0_data(xs), vl) != 0)
+			return 0;
+		return dv_is_issuer(x, &name);
+	}
+	if (!dv_is_issuer(x, &name))
 		return 0;
 	q = serial.tlv;
 	if ((s = d2i_ASN1_INTEGER(NULL, &q, serial.end - serial.tlv)) ==
@@ -548,7 +578,6 @@ sd_is_signer(X509 *x, const struct dv *sid)
 		ERR_clear_error();
 		return 0;
 	}
-	xs = X509_get0_serialNumber(x);
 	r = ASN1_INTEGER_cmp(s, xs) == 0;
 	ASN1_INTEGER_free(s);
 	return r;
@@ -861,26 +890,28 @@ env_unwrap(EVP_PKEY *key, const struct dv *ek, struct cms_env_fast *f)
 	unsigned char out[512];
 	size_t outlen = sizeof(out), klen;
 	EVP_PKEY_CTX *c;
-	OSSL_PARAM p[2];
-	unsigned int kl;
 	int ok;
 
 	klen = (size_t)EVP_CIPHER_get_key_length(f->cipher);
-	/* the stand-in is drawn first, whatever the padding turns out */
-	if (klen == 0 || klen > sizeof(f->key) ||
-	    RAND_bytes(f->key, (int)klen) != 1)
+	if (klen == 0 || klen > sizeof(f->key))
 		return -1;
 	f->keylen = klen;
-	if ((c = tl_dec(key)) == NULL)
+	if ((c = tl_dec(key, (unsigned int)klen)) == NULL)
 		return -1;
-	kl = (unsigned int)klen;
-	p[0] = OSSL_PARAM_construct_uint(CMS_PARAM_UNWRAP_KEYLEN, &kl);
-	p[1] = OSSL_PARAM_construct_end();
-	(void)EVP_PKEY_CTX_set_params(c, p);
 	ok = EVP_PKEY_decrypt(c, out, &outlen, ek->p,
 	    (size_t)(ek->end - ek->p)) == 1 && outlen == klen;
+	/* the stand-in is drawn only here: the key process answers a bad
+	 * padding with one of its own (implicit rejection), so this is a
+	 * key it refused or a key in this process, whose padding check
+	 * OpenSSL does in constant time */
 	if (ok)
 		memcpy(f->key, out, klen);
+	else if (RAND_bytes(f->key, (int)klen) != 1) {
+		OPENSSL_cleanse(out, sizeof(out));
+		EVP_PKEY_CTX_free(c);
+		ERR_clear_error();
+		return -1;
+	}
 	f->rejected = !ok;
 	OPENSSL_cleanse(out, sizeof(out));
 	EVP_PKEY_CTX_free(c);
