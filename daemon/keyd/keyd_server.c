@@ -242,6 +242,18 @@ server_proto_error(struct keyd_server *s, const uint8_t *frame,
 	server_closing(s, "malformed request");
 }
 
+/* Whether r is an unwrap the failed-unwrap limit counts and refuses:
+ * PKCS#1 v1.5 without a key length, the one whose error tells a bad
+ * padding.  With a key length it never fails on one (implicit rejection);
+ * OAEP's failures are one error whatever went wrong, and refusing them
+ * would only let a sender's bad blocks stop good ones. */
+static int
+unwrap_counted(const struct keyproto_req *r)
+{
+	return r->type == KP_DECRYPT && r->alg == KP_PAD_PKCS1 &&
+	    r->keylen == 0;
+}
+
 /* Whether unwraps are refused for now: too many failed this second. */
 static int
 unwrap_limited(struct keyd_server *s)
@@ -276,7 +288,7 @@ server_result(struct keyd_server *s, const struct keyproto_req *r, int code,
 		    keyproto_type_name(r->type), r->id);
 		return;
 	}
-	if (r->type == KP_DECRYPT && code == KP_E_FAILED)
+	if (unwrap_counted(r) && code == KP_E_FAILED)
 		s->fail_n++;
 	log_info("keyd id=%016llx %s id=%u error=%d reason=%s", s->id,
 	    keyproto_type_name(r->type), r->id, code, why);
@@ -368,10 +380,10 @@ server_request(struct keyd_server *s, const struct keyproto_req *r, int more)
 	    r->type == KP_DERIVE) && s->miss_cb != NULL &&
 	    !keyd_keyring_has(s->kr, r->fp))
 		s->miss_cb(s->miss_arg);
-	/* an unwrap with implicit rejection (a key length given) never
-	 * fails on a padding: nothing to limit, and refusing it would tell
-	 * what the limit counted */
-	if (r->type == KP_DECRYPT && r->keylen == 0 && unwrap_limited(s)) {
+	/* only the unwraps whose errors would tell a padding are limited
+	 * (unwrap_counted); refusing the others would tell what the limit
+	 * counted, and let bad blocks stop good ones */
+	if (unwrap_counted(r) && unwrap_limited(s)) {
 		why = "too many failed unwraps";
 		server_answer(s, r->id, KP_E_BUSY, why, strlen(why));
 		return;

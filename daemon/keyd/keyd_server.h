@@ -7,13 +7,14 @@
  * with the request's id.  Input is bounded (a frame is at most
  * KEYPROTO_MAX_FRAME); when answers pile up unread the server stops
  * reading.  A malformed frame gets an ERR KP_E_PROTO answer, then the
- * connection is closed.  Failed unwraps are logged and, past
- * KEYD_UNWRAP_FAILS a second, answered KP_E_BUSY without trying: a
- * compromised network process must not get a fast padding oracle.
- * Unwraps that name the key length they need (implicit rejection, see
- * proto/keyproto.h) never fail on a padding and are never refused: the
- * envelopes our own code opens ask that way, so a sender who makes
- * unwraps fail cannot make the others refused, nor learn from a refusal.
+ * connection is closed.  Failed unwraps are logged.  PKCS#1 v1.5 unwraps
+ * without a key length, whose error tells a bad padding, are answered
+ * KP_E_BUSY without trying past KEYD_UNWRAP_FAILS failures a second: a
+ * compromised network process must not get a fast padding oracle.  The
+ * others are never refused: with a key length (implicit rejection, see
+ * proto/keyproto.h; what our own code sends) a bad padding is no failure,
+ * and OAEP fails with one error whatever went wrong; so a sender who makes
+ * unwraps fail can neither stop good ones nor learn from a refusal.
  *
  * The key process ignores SIGPIPE (the peer may be gone when we answer).
  */

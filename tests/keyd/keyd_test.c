@@ -554,9 +554,11 @@ test_backpressure(int fd)
 	free(w.buf);
 }
 
-/* A padding-oracle run: 1000 bad unwraps get FAILED at most
- * KEYD_UNWRAP_FAILS a second, BUSY for the rest; the server still signs,
- * and unwraps again a second later. */
+/* A padding-oracle run: 1000 bad PKCS#1 v1.5 unwraps without a key length
+ * get FAILED at most KEYD_UNWRAP_FAILS a second, BUSY for the rest; an
+ * OAEP unwrap meanwhile is not refused (it tells no padding); the server
+ * still signs, and unwraps again a second later.  Then 1000 bad OAEP
+ * unwraps: all FAILED, none refused, and a good one right after works. */
 static void
 test_oracle(int fd)
 {
@@ -566,45 +568,80 @@ test_oracle(int fd)
 	size_t i, j, n, failed = 0, busy = 0, other = 0, outlen = 0;
 	struct timespec ts = { 1, 100 * 1000 * 1000 };
 	double t0 = mono_now(), secs;
+	int oaep;
 
-	for (i = 0; i < 1000; i += 100) {
-		for (j = n = 0; j < 100; j++) {
-			RAND_bytes(ct, sizeof(ct));
-			ct[0] = 0;
-			r = req(KP_DECRYPT, (uint32_t)(i + j), rsa.fp,
-			    KP_PAD_OAEP, KP_MD_SHA256, KP_MD_SHA256, ct,
-			    sizeof(ct));
-			n += keyproto_req_encode(&r, buf + n, sizeof(buf) - n);
+	for (oaep = 0; oaep <= 1; oaep++) {
+		failed = busy = other = 0;
+		t0 = mono_now();
+		for (i = 0; i < 1000; i += 100) {
+			for (j = n = 0; j < 100; j++) {
+				RAND_bytes(ct, sizeof(ct));
+				ct[0] = 0;
+				ct[1] = 1;	/* never a good PKCS#1 block */
+				r = oaep ? req(KP_DECRYPT, (uint32_t)(i + j),
+				    rsa.fp, KP_PAD_OAEP, KP_MD_SHA256,
+				    KP_MD_SHA256, ct, sizeof(ct)) :
+				    req(KP_DECRYPT, (uint32_t)(i + j), rsa.fp,
+				    KP_PAD_PKCS1, 0, 0, ct, sizeof(ct));
+				n += keyproto_req_encode(&r, buf + n,
+				    sizeof(buf) - n);
+			}
+			if (write_full(fd, buf, n) == -1)
+				fatal("write");
+			for (j = 0; j < 100; j++) {
+				if (read_rep(fd, buf, &rep) != 1 ||
+				    rep.id != i + j)
+					other++;
+				else if (rep.type == KP_ERR &&
+				    rep.code == KP_E_FAILED)
+					failed++;
+				else if (rep.type == KP_ERR &&
+				    rep.code == KP_E_BUSY)
+					busy++;
+				else
+					other++;
+			}
 		}
-		if (write_full(fd, buf, n) == -1)
-			fatal("write");
-		for (j = 0; j < 100; j++) {
-			if (read_rep(fd, buf, &rep) != 1 || rep.id != i + j)
-				other++;
-			else if (rep.type == KP_ERR && rep.code == KP_E_FAILED)
-				failed++;
-			else if (rep.type == KP_ERR && rep.code == KP_E_BUSY)
-				busy++;
-			else
-				other++;
+		secs = mono_now() - t0;
+		if (!oaep) {
+			CHECK(other == 0 && failed > 0 && busy > 0 &&
+			    failed <= KEYD_UNWRAP_FAILS * ((size_t)secs + 2),
+			    "1000 bad PKCS#1 unwraps: %zu failed, %zu busy, "
+			    "%zu other in %.2fs", failed, busy, other, secs);
+			/* within the same second: OAEP is not refused */
+			RAND_bytes(key, sizeof(key));
+			n = wrap(ct, key, sizeof(key), EVP_sha256());
+			r = req(KP_DECRYPT, 4999, rsa.fp, KP_PAD_OAEP,
+			    KP_MD_SHA256, KP_MD_SHA256, ct, n);
+			CHECK(ask(fd, &r, out, &outlen) == 0 && outlen ==
+			    sizeof(key) && memcmp(out, key, sizeof(key)) == 0,
+			    "an OAEP unwrap while PKCS#1 ones are refused");
+		} else {
+			CHECK(other == 0 && failed == 1000 && busy == 0,
+			    "1000 bad OAEP unwraps: %zu failed, %zu busy, "
+			    "%zu other", failed, busy, other);
+			RAND_bytes(key, sizeof(key));
+			n = wrap(ct, key, sizeof(key), EVP_sha256());
+			r = req(KP_DECRYPT, 5003, rsa.fp, KP_PAD_OAEP,
+			    KP_MD_SHA256, KP_MD_SHA256, ct, n);
+			CHECK(ask(fd, &r, out, &outlen) == 0 && outlen ==
+			    sizeof(key) && memcmp(out, key, sizeof(key)) == 0,
+			    "an OAEP unwrap right after 1000 bad ones");
+			break;
 		}
+		r = req(KP_PING, 5000, NULL, 0, 0, 0, NULL, 0);
+		CHECK(ask(fd, &r, NULL, NULL) == 0, "ping after the oracle run");
+		r = req(KP_SIGN, 5001, ec.fp, KP_ALG_ECDSA, KP_MD_SHA256, 0,
+		    key, 32);
+		CHECK(ask(fd, &r, NULL, NULL) == 0, "sign after the oracle run");
+		nanosleep(&ts, NULL);
+		RAND_bytes(key, sizeof(key));
+		n = wrap(ct, key, sizeof(key), NULL);
+		r = req(KP_DECRYPT, 5002, rsa.fp, KP_PAD_PKCS1, 0, 0, ct, n);
+		CHECK(ask(fd, &r, out, &outlen) == 0 && outlen ==
+		    sizeof(key) && memcmp(out, key, sizeof(key)) == 0,
+		    "a PKCS#1 unwrap a second later");
 	}
-	secs = mono_now() - t0;
-	CHECK(other == 0 && failed > 0 && busy > 0 && failed <=
-	    KEYD_UNWRAP_FAILS * ((size_t)secs + 2), "1000 bad unwraps: "
-	    "%zu failed, %zu busy, %zu other in %.2fs", failed, busy, other,
-	    secs);
-	r = req(KP_PING, 5000, NULL, 0, 0, 0, NULL, 0);
-	CHECK(ask(fd, &r, NULL, NULL) == 0, "ping after the oracle run");
-	r = req(KP_SIGN, 5001, ec.fp, KP_ALG_ECDSA, KP_MD_SHA256, 0, key, 32);
-	CHECK(ask(fd, &r, NULL, NULL) == 0, "sign after the oracle run");
-	nanosleep(&ts, NULL);
-	RAND_bytes(key, sizeof(key));
-	n = wrap(ct, key, sizeof(key), EVP_sha256());
-	r = req(KP_DECRYPT, 5002, rsa.fp, KP_PAD_OAEP, KP_MD_SHA256,
-	    KP_MD_SHA256, ct, n);
-	CHECK(ask(fd, &r, out, &outlen) == 0 && outlen == sizeof(key) &&
-	    memcmp(out, key, sizeof(key)) == 0, "unwrap a second later");
 }
 
 /* Implicit rejection (a key length in the request): the right key comes
