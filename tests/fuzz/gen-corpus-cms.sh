@@ -1,7 +1,7 @@
 #!/bin/sh
 # gen-corpus-cms.sh [DIR]: remake the seed corpus of fuzz_cms (default
 # tests/fuzz/corpus_cms next to this script) with openssl cms: enveloped
-# data (AES-CBC, AES-GCM AuthEnveloped, RSA-OAEP, ECDH) for a certificate
+# data (AES-CBC, 3DES, AES-GCM AuthEnveloped, RSA-OAEP, ECDH, by key id) for a certificate
 # named like the harness's identity ("CN=smrelay fuzz", serial 1), and
 # signed data (opaque, detached over the harness's fixed entity, RSA-PSS,
 # ECDSA).  Seeds are DER, a few kB each.  Only the seeds are kept.
@@ -40,6 +40,8 @@ enc env-aes128cbc -aes-128-cbc -recip fuzz.crt -recip ec.crt
 enc authenv-aes256gcm -aes-256-gcm -recip fuzz.crt
 enc env-oaep -aes-256-cbc -recip fuzz.crt -keyopt rsa_padding_mode:oaep
 enc env-ecdh -aes-256-cbc -recip ec.crt
+enc env-des3 -des3 -recip fuzz.crt
+enc env-keyid -aes-256-cbc -keyid -recip fuzz.crt
 
 sig() {
 	name=$1
