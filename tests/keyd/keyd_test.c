@@ -603,32 +603,26 @@ test_oracle(int fd)
 			}
 		}
 		secs = mono_now() - t0;
-		if (!oaep) {
+		if (!oaep)
 			CHECK(other == 0 && failed > 0 && busy > 0 &&
 			    failed <= KEYD_UNWRAP_FAILS * ((size_t)secs + 2),
 			    "1000 bad PKCS#1 unwraps: %zu failed, %zu busy, "
 			    "%zu other in %.2fs", failed, busy, other, secs);
-			/* within the same second: OAEP is not refused */
-			RAND_bytes(key, sizeof(key));
-			n = wrap(ct, key, sizeof(key), EVP_sha256());
-			r = req(KP_DECRYPT, 4999, rsa.fp, KP_PAD_OAEP,
-			    KP_MD_SHA256, KP_MD_SHA256, ct, n);
-			CHECK(ask(fd, &r, out, &outlen) == 0 && outlen ==
-			    sizeof(key) && memcmp(out, key, sizeof(key)) == 0,
-			    "an OAEP unwrap while PKCS#1 ones are refused");
-		} else {
+		else
 			CHECK(other == 0 && failed == 1000 && busy == 0,
 			    "1000 bad OAEP unwraps: %zu failed, %zu busy, "
 			    "%zu other", failed, busy, other);
-			RAND_bytes(key, sizeof(key));
-			n = wrap(ct, key, sizeof(key), EVP_sha256());
-			r = req(KP_DECRYPT, 5003, rsa.fp, KP_PAD_OAEP,
-			    KP_MD_SHA256, KP_MD_SHA256, ct, n);
-			CHECK(ask(fd, &r, out, &outlen) == 0 && outlen ==
-			    sizeof(key) && memcmp(out, key, sizeof(key)) == 0,
-			    "an OAEP unwrap right after 1000 bad ones");
+		/* at once: a good OAEP unwrap is not refused, neither while
+		 * PKCS#1 ones are nor after bad OAEP ones */
+		RAND_bytes(key, sizeof(key));
+		n = wrap(ct, key, sizeof(key), EVP_sha256());
+		r = req(KP_DECRYPT, (uint32_t)(4999 + oaep), rsa.fp,
+		    KP_PAD_OAEP, KP_MD_SHA256, KP_MD_SHA256, ct, n);
+		CHECK(ask(fd, &r, out, &outlen) == 0 && outlen == sizeof(key) &&
+		    memcmp(out, key, sizeof(key)) == 0, "an OAEP unwrap right "
+		    "after 1000 bad %s ones", oaep ? "OAEP" : "PKCS#1");
+		if (oaep)
 			break;
-		}
 		r = req(KP_PING, 5000, NULL, 0, 0, 0, NULL, 0);
 		CHECK(ask(fd, &r, NULL, NULL) == 0, "ping after the oracle run");
 		r = req(KP_SIGN, 5001, ec.fp, KP_ALG_ECDSA, KP_MD_SHA256, 0,
