@@ -448,22 +448,41 @@ op_decrypt_ir(EVP_PKEY *k, const struct keyproto_req *r, uint8_t *out,
 	    r->len == n && EVP_PKEY_decrypt(ctx, em, &len, r->data, r->len) >
 	    0 && len == n;
 	EVP_PKEY_CTX_free(ctx);
-	if (!raw && r->len == n && keyd_p11_refused()) {
-		/* the token's PKCS#1 v1.5 (CKM_RSA_PKCS); its answer is
-		 * placed where a raw block would hold it */
-		unsigned char tok[KEYD_MAX_UNWRAP];
+	if (!raw && r->len == n) {
+		/* not the padding (none was looked at yet): a block over
+		 * the modulus, which is the sender's, or the key's or the
+		 * token's failure, which is said (the stand-in answers all
+		 * the same: the network process must not learn which) */
+		static char note[200];
+		unsigned long e = ERR_peek_last_error();
+		const char *rs = ERR_reason_error_string(e);
+		int big = ERR_GET_LIB(e) == ERR_LIB_RSA &&
+		    ERR_GET_REASON(e) == RSA_R_DATA_TOO_LARGE_FOR_MODULUS;
 
-		OPENSSL_secure_clear_free(em, n);
-		ERR_clear_error();
-		if (op_decrypt_plain(k, r, tok, outlen, why) == 0 &&
-		    *outlen == klen)
-			memcpy(out, tok, klen);
-		else
-			memcpy(out, syn, klen);
-		OPENSSL_cleanse(tok, sizeof(tok));
-		OPENSSL_cleanse(syn, sizeof(syn));
-		*outlen = klen;
-		return 0;
+		if (!big)
+			snprintf(note, sizeof(note), "raw RSA decryption "
+			    "failed (%s): a stand-in answered",
+			    rs != NULL ? rs : "no reason given");
+		if (keyd_p11_refused()) {
+			/* the token's PKCS#1 v1.5 (CKM_RSA_PKCS); its
+			 * answer is placed where a raw block would be */
+			unsigned char tok[KEYD_MAX_UNWRAP];
+
+			OPENSSL_secure_clear_free(em, n);
+			ERR_clear_error();
+			if (op_decrypt_plain(k, r, tok, outlen, why) == 0 &&
+			    *outlen == klen)
+				memcpy(out, tok, klen);
+			else
+				memcpy(out, syn, klen);
+			*why = NULL;	/* a bad padding is no failure */
+			OPENSSL_cleanse(tok, sizeof(tok));
+			OPENSSL_cleanse(syn, sizeof(syn));
+			*outlen = klen;
+			return 0;
+		}
+		if (!big)
+			*why = note;
 	}
 	ERR_clear_error();
 	/* 0x00 0x02, at least eight non-zero bytes, 0x00, then the key */

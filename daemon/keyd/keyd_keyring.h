@@ -64,8 +64,10 @@ int keyd_keyring_slow(const struct keyd_keyring *, const uint8_t *fp);
 int keyd_keyring_has(const struct keyd_keyring *, const uint8_t *fp);
 /*
  * Carry out a decoded SIGN, DECRYPT, DERIVE or MAC request: 0 with the result in
- * out (*outlen bytes; outsize >= KEYPROTO_MAX_DATA), or a KP_E_* code with
- * *why, a short reason for the answer and the log.
+ * out (*outlen bytes; outsize >= KEYPROTO_MAX_DATA), *why left alone or set
+ * to a note for the log only (a stand-in answered a failed raw RSA
+ * decryption); or a KP_E_* code with *why, a short reason for the answer
+ * and the log.
  */
 int keyd_keyring_op(struct keyd_keyring *, const struct keyproto_req *,
     uint8_t *out, size_t outsize, size_t *outlen, const char **why);

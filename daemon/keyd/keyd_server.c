@@ -284,8 +284,12 @@ server_result(struct keyd_server *s, const struct keyproto_req *r, int code,
 {
 	if (code == 0) {
 		server_answer(s, r->id, 0, out, outlen);
-		log_debug("keyd id=%016llx %s id=%u ok", s->id,
-		    keyproto_type_name(r->type), r->id);
+		if (why != NULL)	/* done, with something to say */
+			log_warnx("keyd id=%016llx %s id=%u ok: %s", s->id,
+			    keyproto_type_name(r->type), r->id, why);
+		else
+			log_debug("keyd id=%016llx %s id=%u ok", s->id,
+			    keyproto_type_name(r->type), r->id);
 		return;
 	}
 	if (unwrap_counted(r) && code == KP_E_FAILED)
