@@ -161,8 +161,7 @@ b64w_finish(BIO *b)
 	return r;
 }
 
-/* Fill err with `what` and the last OpenSSL reason, clearing the queue. */
-static void
+void
 cms_err(char *err, size_t errlen, const char *what)
 {
 	unsigned long e = ERR_peek_last_error();
@@ -1391,7 +1390,6 @@ cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
 		cont = envc_fast_chain(e, &f, in);
 		rejected = f.rejected;
 		cms_env_fast_done(&f);	/* the cipher context holds its own */
-		OPENSSL_cleanse(&f, sizeof(f));
 		if (cont == NULL) {
 			cms_err(err, errlen, "decryption failed");
 			goto done;
@@ -1446,7 +1444,6 @@ cms_decrypt(BIO *der, const struct cms_identity *ids, size_t nids,
 	in = NULL;
  done:
 	cms_env_fast_done(&f);
-	OPENSSL_cleanse(&f, sizeof(f));
 	BIO_free(in);
 	BUF_MEM_free(m);
 	CMS_ContentInfo_free(cms);

@@ -298,6 +298,9 @@ int cms_sd_fast(const unsigned char *der, size_t len, BIO *content,
 extern const int cms_caps_ours[5];
 /* The SMIME_CAP_* bit of a cipher's NID, 0 for others. */
 unsigned cms_cap_bit(int nid);
+/* Fill err with `what` and the last OpenSSL reason ("what: reason"),
+ * clearing the queue (cms.c and cms_fast.c). */
+void cms_err(char *err, size_t errlen, const char *what);
 /* What cms_env_fast() found: the identity whose key opened the envelope,
  * the content cipher, its key and IV (nonce). */
 struct cms_env_fast {
@@ -310,11 +313,17 @@ struct cms_env_fast {
 	EVP_CIPHER	*owned;		/* cipher fetched for this one */
 	char		 cipher_name[64];	/* -1: the one we cannot use */
 };
+/* The decryption context parameter (unsigned int) by which cms_env_fast()
+ * tells a key's provider the content key's length, so a provider that can
+ * (the key process's, daemon/keyd/keyd_pkey.c) answers a bad padding with
+ * a stand-in of that length instead of an error; others ignore it. */
+#define CMS_PARAM_UNWRAP_KEYLEN	"smrelay-unwrap-keylen"
 /*
  * The common envelope (RSA PKCS#1 v1.5 key transport to an identity named
  * by issuer and serial or key id; a CBC cipher, or AES-GCM), from its
  * header as cms_decrypt() rebuilt it: 1 when a RecipientInfo names one of
- * ids (f filled; cms_env_fast_done() and cleanse after use); 0 when none
+ * ids (f filled; cms_env_fast_done() after use, which frees and cleanses
+ * it); 0 when none
  * does (OpenSSL's path); -1 when one does but the content cipher is not
  * one we can use (refused without unwrapping); -2 when the key could not
  * be asked.  A content key that does not unwrap (bad PKCS#1 padding,
@@ -324,11 +333,6 @@ struct cms_env_fast {
  * the answer or its time (Bleichenbacher's oracle; OpenSSL 3.0 has no
  * implicit rejection).
  */
-/* The decryption context parameter (unsigned int) by which cms_env_fast()
- * tells a key's provider the content key's length, so a provider that can
- * (the key process's, daemon/keyd/keyd_pkey.c) answers a bad padding with
- * a stand-in of that length instead of an error; others ignore it. */
-#define CMS_PARAM_UNWRAP_KEYLEN	"smrelay-unwrap-keylen"
 int cms_env_fast(const unsigned char *head, size_t len,
     const struct cms_identity *ids, size_t nids, struct cms_env_fast *f);
 void cms_env_fast_done(struct cms_env_fast *f);

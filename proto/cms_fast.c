@@ -485,24 +485,32 @@ sd_sigalg(struct dv alg, const EVP_MD *md)
 	return 0;
 }
 
+/* The OBJECT IDENTIFIER oid (a TLV) decoded; NULL when it is not one. */
+static ASN1_OBJECT *
+dv_obj(const struct dv *oid)
+{
+	const unsigned char *q = oid->tlv;
+	ASN1_OBJECT *o;
+
+	if ((o = d2i_ASN1_OBJECT(NULL, &q, oid->end - oid->tlv)) == NULL)
+		ERR_clear_error();
+	return o;
+}
+
 /* The name (else the dotted OID) of an AlgorithmIdentifier's algorithm
  * (its content in alg) into buf. */
 static void
 env_cipher_name(struct dv alg, char *buf, size_t buflen)
 {
-	const unsigned char *q;
 	ASN1_OBJECT *o;
 	struct dv oid;
 
 	snprintf(buf, buflen, "?");
-	if (dv_want(&alg, V_ASN1_OBJECT, &oid) == -1)
-		return;
-	q = oid.tlv;
-	if ((o = d2i_ASN1_OBJECT(NULL, &q, oid.end - oid.tlv)) != NULL) {
+	if (dv_want(&alg, V_ASN1_OBJECT, &oid) == 0 &&
+	    (o = dv_obj(&oid)) != NULL) {
 		OBJ_obj2txt(buf, (int)buflen, o, 0);
 		ASN1_OBJECT_free(o);
 	}
-	ERR_clear_error();
 }
 
 /* Whether x's issuer is the Name TLV name: byte for byte, else as
@@ -803,7 +811,6 @@ env_cipher(struct dv alg, int auth, struct cms_env_fast *f)
 	static const int gcm[3] = { NID_aes_128_gcm, NID_aes_192_gcm,
 	    NID_aes_256_gcm };
 	struct dv oid, p, nonce, icv;
-	const unsigned char *q;
 	ASN1_OBJECT *o;
 	const char *sn;
 	size_t ivlen;
@@ -820,9 +827,7 @@ env_cipher(struct dv alg, int auth, struct cms_env_fast *f)
 		f->cipher = auth ? aes_gcm[k] : aes_cbc[k];
 	else if (!auth) {
 		/* another CBC cipher, by its OID's short name */
-		q = oid.tlv;
-		if ((o = d2i_ASN1_OBJECT(NULL, &q, oid.end - oid.tlv)) ==
-		    NULL)
+		if ((o = dv_obj(&oid)) == NULL)
 			return -1;
 		nid = OBJ_obj2nid(o);
 		ASN1_OBJECT_free(o);
@@ -974,7 +979,6 @@ cms_env_fast(const unsigned char *head, size_t len,
 				continue;
 			if (!cipher_ok) {
 				cms_env_fast_done(f);
-				memset(f, 0, sizeof(*f));
 				env_cipher_name(alg, f->cipher_name,
 				    sizeof(f->cipher_name));
 				return -1;
@@ -985,14 +989,12 @@ cms_env_fast(const unsigned char *head, size_t len,
 			}
 			/* no key could be made up: refused, not OpenSSL's */
 			cms_env_fast_done(f);
-			memset(f, 0, sizeof(*f));
 			ERR_clear_error();
 			return -2;
 		}
 	}
  notours:
 	cms_env_fast_done(f);
-	memset(f, 0, sizeof(*f));
 	return 0;
 }
 
@@ -1000,8 +1002,7 @@ void
 cms_env_fast_done(struct cms_env_fast *f)
 {
 	EVP_CIPHER_free(f->owned);
-	f->owned = NULL;
-	OPENSSL_cleanse(f->key, sizeof(f->key));
+	OPENSSL_cleanse(f, sizeof(*f));		/* zeroes it */
 }
 
 /* ------------------------------------------------------------- signing */
@@ -1259,7 +1260,6 @@ cms_sign_fast(BIO *in, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
 	EVP_MD_CTX *mc = NULL;
 	X509 *x;
 	size_t namelen, nc = 0, i;
-	unsigned long e;
 	unsigned mdlen;
 	int rsa, n, j, k, r = -1;
 
@@ -1368,13 +1368,8 @@ cms_sign_fast(BIO *in, X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
 	r = 1;
 	goto done;
  fail:
-	/* the reason OpenSSL or the key process gave, as cms_err() says it */
-	if ((e = ERR_peek_last_error()) != 0 &&
-	    ERR_reason_error_string(e) != NULL)
-		snprintf(err, errlen, "signing failed: %s",
-		    ERR_reason_error_string(e));
-	else
-		snprintf(err, errlen, "signing failed");
+	/* the reason OpenSSL or the key process gave */
+	cms_err(err, errlen, "signing failed");
  done:
 	ERR_clear_error();
 	EVP_MD_CTX_free(mc);

@@ -146,15 +146,15 @@ keyd_keyring_add(struct keyd_keyring *kr, X509 *cert, EVP_PKEY *key,
 	return 0;
 }
 
-/* Whether an operation with the key named by fp takes long enough to be
- * worth a thread: RSA (hundreds of microseconds) and token keys (a device
- * round trip) are; an EC key in memory (tens) is not. */
 int
 keyd_keyring_has(const struct keyd_keyring *kr, const uint8_t *fp)
 {
 	return keyring_find(kr, fp) != NULL;
 }
 
+/* Whether an operation with the key named by fp takes long enough to be
+ * worth a thread: RSA (hundreds of microseconds) and token keys (a device
+ * round trip) are; an EC key in memory (tens) is not. */
 int
 keyd_keyring_slow(const struct keyd_keyring *kr, const uint8_t *fp)
 {
