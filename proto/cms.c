@@ -161,19 +161,6 @@ b64w_finish(BIO *b)
 	return r;
 }
 
-void
-cms_err(char *err, size_t errlen, const char *what)
-{
-	unsigned long e = ERR_peek_last_error();
-	const char *r = e ? ERR_reason_error_string(e) : NULL;
-
-	if (r != NULL)
-		snprintf(err, errlen, "%s: %s", what, r);
-	else
-		snprintf(err, errlen, "%s", what);
-	ERR_clear_error();
-}
-
 /* Write a NUL-terminated string; 0 or -1. */
 static int
 bputs(BIO *out, const char *s)

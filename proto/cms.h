@@ -299,7 +299,7 @@ extern const int cms_caps_ours[5];
 /* The SMIME_CAP_* bit of a cipher's NID, 0 for others. */
 unsigned cms_cap_bit(int nid);
 /* Fill err with `what` and the last OpenSSL reason ("what: reason"),
- * clearing the queue (cms.c and cms_fast.c). */
+ * clearing the queue (cms_fast.c; cms.c uses it too). */
 void cms_err(char *err, size_t errlen, const char *what);
 /* What cms_env_fast() found: the identity whose key opened the envelope,
  * the content cipher, its key and IV (nonce). */

@@ -30,6 +30,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -71,6 +72,19 @@ struct fast_tl {
 	X509		*pcert;		/* the last certificate and key found */
 	EVP_PKEY	*pkey;		/* to match (both held) */
 };
+
+void
+cms_err(char *err, size_t errlen, const char *what)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+
+	if (r != NULL)
+		snprintf(err, errlen, "%s: %s", what, r);
+	else
+		snprintf(err, errlen, "%s", what);
+	ERR_clear_error();
+}
 
 static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
 static pthread_key_t tl_key;
