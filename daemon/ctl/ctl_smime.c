@@ -112,8 +112,8 @@ decrypted(const struct certsrc *src, const char *host, struct msgbuf **dec,
 		return m;
 	}
 	/* signed as the daemon's pipeline finds it (opaque too) */
-	if (smime_stream_is_signed(m, &t) && smime_stream_verify(src, m, &t,
-	    hdr, hlen, body, host, tmpdir(), &out, &v) == 0) {
+	if (smime_stream_verify_signed(src, m, &t, hdr, hlen, host, tmpdir(),
+	    &out, &v) == 0) {
 		smime_msg_res_free(res);
 		*res = v;
 	}
@@ -157,7 +157,7 @@ smime_exec_stream(struct smime_cmd *sc, const struct certsrc *src,
 		if (r == 0)
 			out = decrypted(src, host, &dec, &res);
 	} else {
-		r = smime_stream_verify(src, in, &t, hdr, hlen, body, host,
+		r = smime_stream_verify(src, in, &t, hdr, hlen, host,
 		    tmpdir(), &out, &res);
 		rc = r == 0 && res.outcome != SMIME_PASS;
 	}

@@ -285,8 +285,7 @@ stream_decrypt(const struct certsrc *src, const struct pl_copy *c,
 	    &dbody)) == NULL)
 		return 0;
 	if (smime_stream_parse(dec, &dt) == 0) {
-		if (smime_stream_is_signed(dec, &dt) &&
-		    smime_stream_verify(src, dec, &dt, dh, dhlen, dbody,
+		if (smime_stream_verify_signed(src, dec, &dt, dh, dhlen,
 		    c->host, tmpdir, &ver, &vstep) == 0 && ver != NULL) {
 			msgbuf_free(dec);
 			*cur = ver;
@@ -317,7 +316,7 @@ no_storage(struct smime_msg_res *res, struct smtp_result *fail)
 static int
 stream_open(const struct certsrc *src, const struct pl_copy *c,
     unsigned todo, struct msgbuf *in, const struct mime_tree *t,
-    const char *hdr, size_t hlen, size_t body, const char *tmpdir,
+    const char *hdr, size_t hlen, const char *tmpdir,
     struct msgbuf **curp, struct smime_msg_res *res,
     struct smtp_result *fail)
 {
@@ -332,8 +331,8 @@ stream_open(const struct certsrc *src, const struct pl_copy *c,
 	    hlen, tmpdir, &cur, res, fail, &verified) == -1)
 		return -1;
 	if ((todo & POLICY_VERIFY) && !verified && cur == NULL) {
-		if (smime_stream_verify(src, in, t, hdr, hlen, body, c->host,
-		    tmpdir, &ver, &step) == 0 && ver != NULL) {
+		if (smime_stream_verify(src, in, t, hdr, hlen, c->host, tmpdir,
+		    &ver, &step) == 0 && ver != NULL) {
 			cur = ver;
 			metrics_verify(step.outcome);
 			take_verdict(res, &step);
@@ -347,7 +346,7 @@ stream_open(const struct certsrc *src, const struct pl_copy *c,
 		    &mhlen, &mbody)) != NULL && smime_stream_parse(cur,
 		    &ct) == 0) {
 			if (smime_stream_verify(src, cur, &ct, mh, mhlen,
-			    mbody, c->host, tmpdir, &ver, &step) == 0 &&
+			    c->host, tmpdir, &ver, &step) == 0 &&
 			    ver != NULL) {
 				msgbuf_free(cur);
 				cur = ver;
@@ -531,7 +530,7 @@ stream_run(const struct certsrc *src, const struct pl_copy *c,
 		goto done;
 	parsed = 1;
 	if ((todo & (POLICY_DECRYPT | POLICY_VERIFY)) && stream_open(src, c,
-	    todo, in, &t, hdr, hlen, body, tmpdir, &opened, res, fail) == -1)
+	    todo, in, &t, hdr, hlen, tmpdir, &opened, res, fail) == -1)
 		goto done;
 	if (todo & (POLICY_SIGN | POLICY_ENCRYPT)) {
 		if (opened == NULL)

@@ -518,22 +518,15 @@ put_opaque(struct msgbuf *out, struct msgbuf *ent, const char *hdr,
 	return rc;
 }
 
-/* Whether the message in m (parsed into t) is signed (see .h). */
-int
-smime_stream_is_signed(struct msgbuf *m, const struct mime_tree *t)
+/* Whether what mime_smime_detect_tree() found is signed as the engine
+ * would find: multipart/signed, or a P7M that says signed-data or
+ * nothing. */
+static int
+detected_signed(enum mime_smime_kind k, const struct mime_smime *d)
 {
-	struct mime_smime d;
-	struct mime_io io;
-	enum mime_smime_kind k;
-	int sig;
-
-	io_reader(&io, m);
-	k = mime_smime_detect_tree(t, &io, SMIME_STREAM_SIG_MAX, &d);
-	sig = k == MIME_SMIME_SIGNED || (k == MIME_SMIME_P7M &&
-	    (strcmp(d.smime_type, "signed-data") == 0 || d.smime_type[0] ==
-	    '\0'));
-	mime_smime_clear(&d);
-	return sig;
+	return k == MIME_SMIME_SIGNED || (k == MIME_SMIME_P7M &&
+	    (strcmp(d->smime_type, "signed-data") == 0 ||
+	    d->smime_type[0] == '\0'));
 }
 
 /* What the structure of a message that claims S/MIME proves done: its
@@ -573,12 +566,13 @@ smime_stream_done(struct msgbuf *in, const struct mime_tree *t,
 	return done;
 }
 
-/* Verify a multipart/signed message, piece by piece. */
-int
-smime_stream_verify(const struct certsrc *src, struct msgbuf *in,
-    const struct mime_tree *t, const char *hdr, size_t hlen, size_t body,
-    const char *host, const char *tmpdir, struct msgbuf **outp,
-    struct smime_msg_res *res)
+/* Verify a multipart/signed message, piece by piece; with only_signed,
+ * 1 (nothing done) when it is not signed. */
+static int
+stream_verify(const struct certsrc *src, struct msgbuf *in,
+    const struct mime_tree *t, const char *hdr, size_t hlen,
+    const char *host, const char *tmpdir, int only_signed,
+    struct msgbuf **outp, struct smime_msg_res *res)
 {
 	struct mime_smime d;
 	struct cms_verify v;
@@ -587,16 +581,21 @@ smime_stream_verify(const struct certsrc *src, struct msgbuf *in,
 	BIO *content = NULL;
 	char from[320], ar[1024], *head = NULL;
 	size_t headlen;
+	enum mime_smime_kind k;
 	int rc = -1, werr;
 
-	(void)body;
 	memset(res, 0, sizeof(*res));
 	memset(&v, 0, sizeof(v));
 	*outp = NULL;
 	io_reader(&io, in);
 	if (smime_msg_from(hdr, hlen, from, sizeof(from)) == -1)
 		from[0] = '\0';
-	switch (mime_smime_detect_tree(t, &io, SMIME_STREAM_SIG_MAX, &d)) {
+	k = mime_smime_detect_tree(t, &io, SMIME_STREAM_SIG_MAX, &d);
+	if (only_signed && !detected_signed(k, &d)) {
+		rc = 1;
+		goto done;
+	}
+	switch (k) {
 	case MIME_SMIME_SIGNED:
 		if ((lf = crlf_copy(in, d.content_off, d.content_off +
 		    d.content_len, tmpdir)) != NULL)
@@ -647,4 +646,24 @@ smime_stream_verify(const struct certsrc *src, struct msgbuf *in,
 	free(head);
 	mime_smime_clear(&d);
 	return rc;
+}
+
+int
+smime_stream_verify(const struct certsrc *src, struct msgbuf *in,
+    const struct mime_tree *t, const char *hdr, size_t hlen,
+    const char *host, const char *tmpdir, struct msgbuf **outp,
+    struct smime_msg_res *res)
+{
+	return stream_verify(src, in, t, hdr, hlen, host, tmpdir, 0, outp,
+	    res);
+}
+
+int
+smime_stream_verify_signed(const struct certsrc *src, struct msgbuf *in,
+    const struct mime_tree *t, const char *hdr, size_t hlen,
+    const char *host, const char *tmpdir, struct msgbuf **outp,
+    struct smime_msg_res *res)
+{
+	return stream_verify(src, in, t, hdr, hlen, host, tmpdir, 1, outp,
+	    res);
 }

@@ -57,9 +57,6 @@ int smime_stream_decrypt(const struct certsrc *, struct msgbuf *in,
     const struct mime_tree *t, const char *hdr, size_t hlen,
     const char *host, const char *tmpdir, struct msgbuf **out,
     struct smime_msg_res *);
-/* Whether the message in mb (parsed into t) is signed as the engine would
- * find: multipart/signed, or a P7M that says signed-data or nothing. */
-int smime_stream_is_signed(struct msgbuf *, const struct mime_tree *);
 /* What the structure of a message claiming S/MIME proves done: a
  * multipart/signed whose signature, or a P7M whose CMS, parses whole
  * (cms_structure_nid) as SignedData, EnvelopedData or AuthEnvelopedData;
@@ -77,7 +74,14 @@ enum smime_done smime_stream_done(struct msgbuf *, const struct mime_tree *,
  * it.  0 (verdict in res); -1 on internal errors.
  */
 int smime_stream_verify(const struct certsrc *, struct msgbuf *in,
-    const struct mime_tree *t, const char *hdr, size_t hlen, size_t body,
+    const struct mime_tree *t, const char *hdr, size_t hlen,
+    const char *host, const char *tmpdir, struct msgbuf **out,
+    struct smime_msg_res *);
+/* smime_stream_verify() of a message only if it is signed as the engine
+ * would find (multipart/signed, or a P7M that says signed-data or
+ * nothing), read once: 1 (res cleared, *out NULL) when it is not. */
+int smime_stream_verify_signed(const struct certsrc *, struct msgbuf *in,
+    const struct mime_tree *t, const char *hdr, size_t hlen,
     const char *host, const char *tmpdir, struct msgbuf **out,
     struct smime_msg_res *);
 
