@@ -11,7 +11,7 @@
 #                  process per message, PROC_N messages of each size
 #   3b. revocation decrypt+verify 4 KB with every link checked against
 #                  its CRL (cached), against the same without revocation
-#   3c. daemon     decrypt+verify 4 KB through smime_msg_decrypt() and the
+#   3c. daemon     decrypt+verify 4 KB through pipeline_transform_body() and the
 #                  certificate cache over a store: revocation off, by
 #                  stored OCSP answers, by stored CRLs (alternating runs)
 #   3d. key process sign and decrypt+verify of 4 KB on T threads at once
@@ -226,9 +226,10 @@ line=$("$SMIME_BENCH" "${A[@]}" --size 4096 --secs "$SECS" --out mem --op decver
 rev_ops=$(kv "$line" ops_cpu)
 
 # ------------------------------------------------------------- 3c. daemon path
-# decrypt+verify of 4 KB through smime_msg_decrypt() and the certificate
-# cache over a store that smrelayctl filled (the root as anchor, the
-# intermediate, bob's key), as the daemon's workers run it; REV_ROUNDS
+# decrypt+verify of 4 KB through pipeline_transform_body() and the
+# certificate cache over a store that smrelayctl filled (the root as
+# anchor, the intermediate, bob's key), as the daemon's workers run it
+# (a decrypt+verify rule, the message in a msgbuf); REV_ROUNDS
 # rounds, the four runs alternating within each:
 #   off        revocation = off
 #   ocsp       soft, no CRL in the store: leaf and intermediate decided by
@@ -237,7 +238,7 @@ rev_ops=$(kv "$line" ops_cpu)
 #   crl        hard, both CRLs in the store
 #   ocsp+crl   hard, the root's CRL only: the leaf by its OCSP answer, the
 #              intermediate and the root by the root's CRL
-echo "== 3c. decrypt+verify 4 KB through the daemon's smime_msg_decrypt, revocation off/OCSP/CRL"
+echo "== 3c. decrypt+verify 4 KB through the daemon's pipeline, revocation off/OCSP/CRL"
 [ -x "$SMRELAYCTL" ] || die "$SMRELAYCTL not found (step 3c)"
 # mkstore NAME [CRL...]: a store in $work/st.NAME
 mkstore() {
@@ -595,7 +596,7 @@ met() { awk -v a="$1" -v b="$2" -v lt="${3:-0}" 'BEGIN { if (lt) print (a < b ? 
 	echo "revocation, decrypt+verify 4 KB, ops per CPU-second"
 	echo "  engine only (3b, cms_verify, CRLs from a file): $rev_ops with CRLs," \
 		"${r[decver:4096:mem:ops]} without: $(ratio "$rev_ops" "${r[decver:4096:mem:ops]}")"
-	echo "  daemon path (3c, smime_msg_decrypt + certificate cache + store), $REV_ROUNDS rounds" \
+	echo "  daemon path (3c, pipeline_transform_body + certificate cache + store), $REV_ROUNDS rounds" \
 		"of ${SECS} s, runs alternating:"
 	printf '| %-34s | %8s | %-34s | %6s |\n' revocation median runs "vs off"
 	printf '|%s|%s|%s|%s|\n' "------------------------------------" "----------" "------------------------------------" "--------"

@@ -93,7 +93,7 @@ tmpdir(void)
 }
 
 /* The decrypted message *dec, with what was signed inside verified as
- * smime_msg_decrypt() does, in pieces; takes *dec. */
+ * the daemon's pipeline does; takes *dec. */
 static struct msgbuf *
 decrypted(const struct certsrc *src, const char *host, struct msgbuf **dec,
     struct smime_msg_res *res)

@@ -280,7 +280,7 @@ stream_decrypt(const struct certsrc *src, const struct pl_copy *c,
 	if (r != 0)
 		return 0;
 	*cur = dec;
-	/* what was signed inside is verified, as smime_msg_decrypt does */
+	/* what was signed inside is verified */
 	if ((dh = smime_stream_header(dec, SMIME_STREAM_HDR_MAX, &dhlen,
 	    &dbody)) == NULL)
 		return 0;

@@ -71,19 +71,6 @@ ob_crlf(struct obuf *b, const char *s, size_t n)
 	ob_add(b, s + start, n - start);
 }
 
-/* Hand the buffer over as the result message. */
-static void
-ob_result(struct obuf *b, struct smime_msg_res *res)
-{
-	if (b->p == NULL)
-		ob_add(b, "", 0);
-	free(res->msg);
-	res->msg = b->p;
-	res->len = b->len;
-	b->p = NULL;
-	b->len = b->cap = 0;
-}
-
 /* Where the header fields end (*hlen) and the body starts (*body). */
 static void
 hdr_split(const char *m, size_t len, size_t *hlen, size_t *body)
@@ -191,25 +178,6 @@ copy_fields(struct obuf *b, const char *m, size_t hlen, const char *host,
 }
 
 /*
- * Append an entity (header fields, blank line, body).  One that does not
- * start with a field or a blank line gets an empty header block, so its
- * first line is not taken for a field of the message.
- */
-static void
-put_entity(struct obuf *b, const char *e, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n && e[i] != ':' && e[i] != ' ' && e[i] != '\t' &&
-	    e[i] != '\r' && e[i] != '\n'; i++)
-		;
-	if (n > 0 && e[0] != '\r' && e[0] != '\n' && (i == 0 || i == n ||
-	    e[i] != ':'))
-		ob_add(b, "\r\n", 2);
-	ob_add(b, e, n);
-}
-
-/*
  * An unwrapped entity (or just its header block) as it follows our
  * MIME-Version: without its own MIME-Version fields, so that the message
  * has exactly one, and without Authentication-Results (a sender's claim
@@ -238,20 +206,6 @@ smime_msg_has_fields(const char *ent, size_t n)
 	    '\t' && ent[i] != '\r' && ent[i] != '\n'; i++)
 		;
 	return i > 0 && i < n && ent[i] == ':';
-}
-
-/* Append an unwrapped entity after our MIME-Version. */
-static void
-put_unwrapped(struct obuf *b, BIO *bio)
-{
-	char *data, *ent;
-	size_t elen;
-	long n;
-
-	n = BIO_get_mem_data(bio, &data);
-	ent = smime_msg_unwrapped_fields(data, n > 0 ? (size_t)n : 0, &elen);
-	put_entity(b, ent, elen);
-	free(ent);
 }
 
 /* The first mailbox of an unfolded From value, into buf. */
@@ -424,42 +378,7 @@ smime_msg_from(const char *m, size_t len, char *buf, size_t buflen)
 void
 smime_msg_res_free(struct smime_msg_res *res)
 {
-	free(res->msg);
-	res->msg = NULL;
-	res->len = 0;
 	cms_links_free(res->undecided, &res->nundecided);
-}
-
-/* A read-only memory BIO over len bytes; NULL (err set) if too large. */
-static BIO *
-mem_bio(const void *p, size_t len, struct smime_msg_res *res)
-{
-	BIO *b;
-
-	if (len > INT_MAX) {
-		snprintf(res->err, sizeof(res->err), "message too large");
-		return NULL;
-	}
-	if ((b = BIO_new_mem_buf(p, (int)len)) == NULL)
-		snprintf(res->err, sizeof(res->err), "out of memory");
-	return b;
-}
-
-/* The type of a CMS object (NID), NID_undef if it does not parse. */
-static int
-cms_nid(const unsigned char *der, size_t len)
-{
-	const unsigned char *p = der;
-	CMS_ContentInfo *cms;
-	int nid = NID_undef;
-
-	if (len <= LONG_MAX &&
-	    (cms = d2i_CMS_ContentInfo(NULL, &p, (long)len)) != NULL) {
-		nid = OBJ_obj2nid(CMS_get0_type(cms));
-		CMS_ContentInfo_free(cms);
-	}
-	ERR_clear_error();
-	return nid;
 }
 
 /* Sign the canonical entity read from bin as from, the result to out. */
@@ -634,69 +553,6 @@ harvest(const struct certsrc *src, const struct cms_verify *v,
 		res->harvested = id;
 }
 
-/* Whether [p, p + n) has a line feed without a carriage return before it. */
-static int
-bare_lf(const char *p, size_t n)
-{
-	const char *nl;
-
-	for (; (nl = memchr(p, '\n', n)) != NULL; n -= (size_t)(nl - p) + 1,
-	    p = nl + 1)
-		if (nl == p || nl[-1] != '\r')
-			return 1;
-	return 0;
-}
-
-/*
- * Run the engine on a detected signature.  A pass or policy of an opaque
- * one leaves the signed entity in *unwrapped.
- */
-static void
-check(const struct certsrc *src, const char *msg, const struct mime_smime *d,
-    const char *from, struct cms_verify *v, BIO **unwrapped)
-{
-	struct cms_trust t;
-	struct obuf crlf = { NULL, 0, 0 };
-	BIO *content = NULL, *der = NULL, *out = NULL;
-	const char *c = msg + d->content_off;
-	size_t clen = d->content_len;
-	int opaque = d->kind == MIME_SMIME_P7M;
-
-	/* Saved with bare LF (a file on disk): the signature covers the CRLF
-	 * form (RFC 8551 3.1.1), so check that. */
-	if (!opaque && bare_lf(c, clen)) {
-		ob_crlf(&crlf, c, clen);
-		c = crlf.p;
-		clen = crlf.len;
-	}
-	if (trust_build(src, from, &t) == -1) {
-		v->outcome = SMIME_FAIL;
-		snprintf(v->reason, sizeof(v->reason),
-		    "trust store unavailable");
-		free(crlf.p);
-		return;
-	}
-	if (d->derlen > INT_MAX || clen > INT_MAX ||
-	    (der = BIO_new_mem_buf(d->der, (int)d->derlen)) == NULL ||
-	    (!opaque && (content = BIO_new_mem_buf(c, (int)clen)) == NULL) ||
-	    (opaque && (out = BIO_new(BIO_s_mem())) == NULL)) {
-		v->outcome = SMIME_FAIL;
-		snprintf(v->reason, sizeof(v->reason),
-		    "message too large, or out of memory");
-	} else
-		cms_verify(content, der, &t, from, out, v);
-	if (out != NULL && (v->outcome == SMIME_PASS ||
-	    v->outcome == SMIME_POLICY)) {
-		*unwrapped = out;
-		out = NULL;
-	}
-	BIO_free(content);
-	BIO_free(der);
-	BIO_free(out);
-	free(crlf.p);
-	trust_free(&t);
-}
-
 /* Check a detached signature (der) over the content read from `content`
  * (rewindable: a bare-LF copy is tried again canonicalised by the engine). */
 void
@@ -780,104 +636,6 @@ smime_msg_verify_head(const char *hdr, size_t hlen, const char *host,
 	return b.p;
 }
 
-/*
- * What a P7M holds, as a CMS content type NID: by its smime-type, else by
- * parsing it (NID_undef: malformed).  Other smime-types (certs-only,
- * compressed-data) are neither signed nor enveloped here.
- */
-static int
-p7m_type(const struct mime_smime *d)
-{
-	if (strcmp(d->smime_type, "signed-data") == 0)
-		return NID_pkcs7_signed;
-	if (strcmp(d->smime_type, "enveloped-data") == 0)
-		return NID_pkcs7_enveloped;
-	if (strcmp(d->smime_type, "authenveloped-data") == 0)
-		return NID_id_smime_ct_authEnvelopedData;
-	if (d->smime_type[0] != '\0')
-		return NID_id_smime_ct_compressedData;
-	return cms_nid(d->der, d->derlen);
-}
-
-/* The verified message: our header on top, unwrapped if opaque. */
-static void
-verify_output(const char *m, size_t len, const char *host, const char *ar,
-    BIO *unwrapped, struct smime_msg_res *res)
-{
-	struct obuf b = { NULL, 0, 0 };
-	size_t hlen, body;
-	const char *nl = memchr(m, '\n', len);
-	int crlf = unwrapped != NULL || nl == NULL || (nl > m && nl[-1] ==
-	    '\r');
-
-	hdr_split(m, len, &hlen, &body);
-	ob_str(&b, ar);
-	ob_str(&b, crlf ? "\r\n" : "\n");
-	if (unwrapped != NULL) {
-		copy_fields(&b, m, hlen, host, 1, 1);
-		ob_str(&b, "MIME-Version: 1.0\r\n");
-		put_unwrapped(&b, unwrapped);
-	} else {
-		copy_fields(&b, m, hlen, host, 0, 0);
-		ob_add(&b, m + hlen, len - hlen);
-	}
-	ob_result(&b, res);
-}
-
-/* Verify a message and state the result in Authentication-Results. */
-int
-smime_msg_verify(const struct certsrc *src, const char *msg, size_t len,
-    const char *host, struct smime_msg_res *res)
-{
-	struct mime_smime d;
-	struct cms_verify v;
-	BIO *unwrapped = NULL;
-	char from[ADDR_MAX], ar[1024];
-	int nid;
-
-	memset(res, 0, sizeof(*res));
-	memset(&v, 0, sizeof(v));
-	if (smime_msg_from(msg, len, from, sizeof(from)) == -1)
-		from[0] = '\0';
-	switch (mime_smime_detect(msg, len, &d)) {
-	case MIME_SMIME_SIGNED:
-		check(src, msg, &d, from, &v, NULL);
-		break;
-	case MIME_SMIME_P7M:
-		if ((nid = p7m_type(&d)) == NID_pkcs7_signed)
-			check(src, msg, &d, from, &v, &unwrapped);
-		else if (nid == NID_undef) {
-			v.outcome = SMIME_PERMERROR;
-			snprintf(v.reason, sizeof(v.reason),
-			    "malformed CMS structure");
-		}
-		break;
-	case MIME_SMIME_BAD:
-		v.outcome = SMIME_PERMERROR;
-		snprintf(v.reason, sizeof(v.reason),
-		    "malformed S/MIME structure");
-		break;
-	case MIME_SMIME_NONE:
-	default:
-		break;
-	}
-	mime_smime_clear(&d);
-	if (v.outcome == SMIME_PASS)
-		harvest(src, &v, res);
-	res->outcome = v.outcome;
-	res->verified = v.outcome != SMIME_NONE;
-	snprintf(res->reason, sizeof(res->reason), "%s", v.reason);
-	snprintf(res->identity, sizeof(res->identity), "%s", v.identity);
-	cms_auth_results(ar, sizeof(ar), host, &v);
-	memcpy(res->undecided, v.undecided, sizeof(res->undecided));
-	res->nundecided = v.nundecided;
-	v.nundecided = 0;       /* moved */
-	cms_verify_free(&v);
-	verify_output(msg, len, host, ar, unwrapped, res);
-	BIO_free(unwrapped);
-	return 0;
-}
-
 /* Open the envelope read from der with the first of our keys that
  * fits, the content to out; -1 (err set). */
 int
@@ -908,86 +666,3 @@ smime_msg_open_bio(const struct certsrc *src, BIO *der, BIO *out,
 	return r;
 }
 
-/* Open the envelope with the first of our keys that fits; -1 (err set). */
-static int
-open_envelope(const struct certsrc *src, const struct mime_smime *d, BIO *out,
-    struct smime_msg_res *res)
-{
-	BIO *der;
-	int r = -1;
-
-	if ((der = mem_bio(d->der, d->derlen, res)) != NULL)
-		r = smime_msg_open_bio(src, der, out, res);
-	BIO_free(der);
-	return r;
-}
-
-/* Verify a decrypted message if it is signed; replaces res->msg then. */
-static void
-decrypt_verify(const struct certsrc *src, const char *host,
-    struct smime_msg_res *res)
-{
-	struct smime_msg_res v;
-	struct mime_smime d;
-	int sig;
-
-	sig = mime_smime_detect(res->msg, res->len, &d) == MIME_SMIME_SIGNED ||
-	    (d.kind == MIME_SMIME_P7M && p7m_type(&d) == NID_pkcs7_signed);
-	mime_smime_clear(&d);
-	if (!sig || smime_msg_verify(src, res->msg, res->len, host, &v) == -1)
-		return;
-	smime_msg_res_free(res);
-	*res = v;
-}
-
-/* Decrypt a message with our keys, then verify what was signed inside. */
-int
-smime_msg_decrypt(const struct certsrc *src, const char *msg, size_t len,
-    const char *host, struct smime_msg_res *res)
-{
-	struct obuf b = { NULL, 0, 0 };
-	struct mime_smime d;
-	BIO *out;
-	size_t hlen, body;
-	int nid, r = -1;
-
-	memset(res, 0, sizeof(*res));
-	switch (mime_smime_detect(msg, len, &d)) {
-	case MIME_SMIME_BAD:
-		snprintf(res->err, sizeof(res->err),
-		    "malformed S/MIME structure");
-		mime_smime_clear(&d);
-		return -1;
-	case MIME_SMIME_P7M:
-		nid = p7m_type(&d);
-		if (nid == NID_pkcs7_enveloped ||
-		    nid == NID_id_smime_ct_authEnvelopedData)
-			break;
-		if (nid == NID_undef) {
-			snprintf(res->err, sizeof(res->err),
-			    "malformed CMS structure");
-			mime_smime_clear(&d);
-			return -1;
-		}
-		/* FALLTHROUGH */
-	default:
-		snprintf(res->err, sizeof(res->err),
-		    "not an encrypted message");
-		mime_smime_clear(&d);
-		return 1;
-	}
-	if ((out = BIO_new(BIO_s_mem())) == NULL)
-		snprintf(res->err, sizeof(res->err), "out of memory");
-	else if (open_envelope(src, &d, out, res) == 0) {
-		hdr_split(msg, len, &hlen, &body);
-		copy_fields(&b, msg, hlen, host, 1, 1);
-		ob_str(&b, "MIME-Version: 1.0\r\n");
-		put_unwrapped(&b, out);
-		ob_result(&b, res);
-		decrypt_verify(src, host, res);
-		r = 0;
-	}
-	BIO_free(out);
-	mime_smime_clear(&d);
-	return r;
-}

@@ -34,8 +34,6 @@ struct smime_msg_opts {
 
 /* What an operation produced; release with smime_msg_res_free(). */
 struct smime_msg_res {
-	char		*msg;		/* the new message, NUL-terminated */
-	size_t		 len;
 	enum cms_outcome outcome;	/* verify, or decrypt of a signed
 					 * message: the verdict; else NONE */
 	char		 reason[256];	/* the verdict's reason, "" on pass */
@@ -53,28 +51,6 @@ struct smime_msg_res {
 };
 
 /* smime_msg.c */
-/*
- * Decrypt an application/pkcs7-mime enveloped or authEnveloped message with
- * any of our keys.  The result is the received header fields (without
- * Content-*, MIME-Version and Authentication-Results of `host`) and the
- * decrypted entity; a signed result is verified as by smime_msg_verify().
- * 0; 1 when the message is not encrypted (res->msg NULL, res->err says
- * why); -1 with res->err on failure.
- */
-int smime_msg_decrypt(const struct certsrc *, const char *msg, size_t len,
-    const char *host, struct smime_msg_res *);
-/*
- * Verify a multipart/signed or opaque signed-data message against the
- * trust anchors and CRLs of the store and the From address.  The result
- * is the message with "Authentication-Results: host; smime=..." on top and
- * any such header of `host` from outside removed; an opaque message that
- * passes (or fails only policy) has its signed entity unwrapped.  Not
- * S/MIME: smime=none, otherwise unchanged.  A pass harvests the signer's
- * certificate (harvest_signer()).  0 (verdict in res->outcome), -1 only on
- * internal errors.
- */
-int smime_msg_verify(const struct certsrc *, const char *msg, size_t len,
-    const char *host, struct smime_msg_res *);
 void smime_msg_res_free(struct smime_msg_res *);
 /*
  * The address of the first mailbox of the From field (angle brackets or a

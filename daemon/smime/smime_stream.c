@@ -496,8 +496,8 @@ opaque_check(const struct certsrc *src, struct msgbuf *in,
 }
 
 /* The verified opaque message: our Authentication-Results and the
- * received fields on top of the signed entity, as smime_msg_verify()
- * writes it; 0 or -1. */
+ * received fields on top of the signed entity (smime_stream_verify());
+ * 0 or -1. */
 static int
 put_opaque(struct msgbuf *out, struct msgbuf *ent, const char *hdr,
     size_t hlen, const char *host, const char *ar)

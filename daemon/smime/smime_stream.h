@@ -48,7 +48,9 @@ int smime_stream_copy_from(struct msgbuf *dst, struct msgbuf *src,
     size_t off);
 /*
  * Decrypt the message in `in` (parsed into t; hdr its header block, the
- * fields end at hlen) as smime_msg_decrypt() does, without verifying: the
+ * fields end at hlen) with any of our keys, without verifying: the
+ * received header fields (without Content-*, MIME-Version and
+ * Authentication-Results of `host`) over the decrypted entity; the
  * envelope decoded into a spill file, opened by the engine into another,
  * the new message to *out.  0; 1 when it is not encrypted (res->err says
  * why); -1 with res->err.
@@ -64,14 +66,18 @@ int smime_stream_decrypt(const struct certsrc *, struct msgbuf *in,
 enum smime_done smime_stream_done(struct msgbuf *, const struct mime_tree *,
     const char *tmpdir);
 /*
- * smime_msg_verify() in pieces: a multipart/signed message's signed part
- * is read from `in`; opaque signed-data is decoded into a spill file and
- * split by the engine (cms_opaque_split) into the signed entity, another
- * spill file, and a detached signature checked over it.  The result to
- * *out: Authentication-Results on top, then the message unchanged, or for
- * opaque signed-data that passed (or is only a policy failure) the
- * received fields over the signed entity, as smime_msg_verify() writes
- * it.  0 (verdict in res); -1 on internal errors.
+ * Verify a multipart/signed or opaque signed-data message against the
+ * trust anchors and CRLs of the store and the From address, in pieces: a
+ * multipart/signed message's signed part is read from `in`; opaque
+ * signed-data is decoded into a spill file and split by the engine
+ * (cms_opaque_split) into the signed entity, another spill file, and a
+ * detached signature checked over it.  The result to *out:
+ * "Authentication-Results: host; smime=..." on top (any such field of
+ * `host` from outside removed), then the message unchanged, or for opaque
+ * signed-data that passed (or is only a policy failure) the received
+ * fields over the signed entity.  Not S/MIME: smime=none.  A pass
+ * harvests the signer's certificate.  0 (verdict in res); -1 on internal
+ * errors.
  */
 int smime_stream_verify(const struct certsrc *, struct msgbuf *in,
     const struct mime_tree *t, const char *hdr, size_t hlen,

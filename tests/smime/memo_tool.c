@@ -1,4 +1,4 @@
-/* memo_tool.c: drives the daemon's verification path (smime_msg_verify
+/* memo_tool.c: drives the daemon's verification path (smime_stream_verify
  * over the certificate cache of a store that smrelayctl filled) the way a
  * long-running smrelayd does, one command per line of stdin, so that
  * t_memo.sh can see what the engine's memo (proto/cms_memo.c) remembers
@@ -26,40 +26,33 @@
 #include "proto/proto.h"
 #include "store/store.h"
 
-/* Read a whole file; exits on error. */
-static char *
-slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *p = NULL;
-	size_t cap = 0, n;
-
-	if (f == NULL) {
-		fprintf(stderr, "memo_tool: %s: cannot open\n", path);
-		exit(2);
-	}
-	*len = 0;
-	do {
-		if (*len + 65536 > cap)
-			p = xrealloc(p, cap = *len + 65536 + cap);
-		n = fread(p + *len, 1, cap - *len, f);
-		*len += n;
-	} while (n > 0);
-	fclose(f);
-	return p;
-}
-
 /* verify FILE: the verdict and whether the chain came from the memo. */
 static void
 cmd_verify(const struct certsrc *src, const char *path)
 {
 	struct cms_memo_stats a, b;
 	struct smime_msg_res res;
-	size_t len;
-	char *msg = slurp(path, &len);
+	struct mime_tree t;
+	struct msgbuf *in, *out = NULL;
+	const char *tmp = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
+	char *hdr;
+	size_t hlen, body;
 
+	if ((in = msgbuf_open(path)) == NULL) {
+		fprintf(stderr, "memo_tool: %s: cannot open\n", path);
+		exit(2);
+	}
+	if ((hdr = smime_stream_header(in, SMIME_STREAM_HDR_MAX, &hlen,
+	    &body)) == NULL || smime_stream_parse(in, &t) == -1) {
+		printf("error %s: header block or MIME structure over the "
+		    "limits\n", path);
+		free(hdr);
+		msgbuf_free(in);
+		return;
+	}
 	cms_memo_stats(certcache_memo(src->cc), &a);
-	if (smime_msg_verify(src, msg, len, "memo.example", &res) == -1)
+	if (smime_stream_verify(src, in, &t, hdr, hlen, "memo.example", tmp,
+	    &out, &res) == -1)
 		printf("error %s\n", res.err);
 	else {
 		cms_memo_stats(certcache_memo(src->cc), &b);
@@ -68,7 +61,10 @@ cmd_verify(const struct certsrc *src, const char *path)
 		    b.chain_hits > a.chain_hits ? "hit" : "miss");
 	}
 	smime_msg_res_free(&res);
-	free(msg);
+	mime_tree_free(&t);
+	msgbuf_free(out);
+	msgbuf_free(in);
+	free(hdr);
 }
 
 int

@@ -2,7 +2,7 @@
 # tests/smime/t_memo.sh: what the verification memo (proto/cms_memo.c)
 # remembers between messages in a long-running process, and when it
 # forgets: tests/smime/memo_tool verifies signed messages through the
-# daemon's path (smime_msg_verify, the certificate cache over a store that
+# daemon's path (smime_stream_verify, the certificate cache over a store that
 # smrelayctl filled) and says whether the chain check came from the memo.
 #   - the second message of a signer is a hit, with the same verdict
 #   - a CRL that revokes the signer, imported by smrelayctl: the next
