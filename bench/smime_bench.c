@@ -412,12 +412,16 @@ op_decver_store(struct bench *bn, const struct buf *msg)
 		snprintf(bn->err, sizeof(bn->err), "msgbuf: %s",
 		    strerror(errno));
 	else if (pipeline_transform_body(&bn->src, &c, in, tmp, &out, &res,
-	    &fail) != 0 || out == NULL)
-		snprintf(bn->err, sizeof(bn->err), "decrypt: %s (%s)",
-		    res.err, out == NULL ? "unchanged" : fail.text);
+	    &fail) != 0)
+		snprintf(bn->err, sizeof(bn->err), "decrypt: %d %s: %s",
+		    fail.code, fail.text, res.err);
+	else if (out == NULL)
+		snprintf(bn->err, sizeof(bn->err), "decrypt: the message went "
+		    "unchanged (%s)", res.err);
 	else if (res.outcome != SMIME_PASS)
-		snprintf(bn->err, sizeof(bn->err), "verify: %s (%s)",
-		    cms_outcome_name(res.outcome), res.reason);
+		snprintf(bn->err, sizeof(bn->err), "verify: %s (%s)%s%s",
+		    cms_outcome_name(res.outcome), res.reason, res.err[0] ?
+		    "; " : "", res.err);
 	else if (bn->expect != NULL) {
 		text = msgbuf_slurp(out, &n);
 		if (text == NULL || strstr(text, bn->expect) == NULL)
