@@ -225,21 +225,26 @@ mime_qpenc_max(size_t len)
 
 /*
  * Write one input byte as a literal or as =XX.  Every "F" at the start of
- * an output line is encoded, so no line can start with "From ".
+ * an output line is encoded, so no line can start with "From ", and so is
+ * a "-" right after a soft break: text from the middle of a line must not
+ * start one with "--", where it could be read as the enclosing multipart's
+ * boundary (a sender's "...--b" would end the part and open another whose
+ * header fields are the sender's next lines).
  */
 static size_t
 qp_put(struct mime_qpenc *e, unsigned char c, int lit, char *out)
 {
 	size_t o = 0;
-	int n = lit ? 1 : 3;
+	int n = lit ? 1 : 3, soft = 0;
 
 	if (e->col + n > QP_LINE - 1) {
 		out[o++] = '=';
 		out[o++] = '\r';
 		out[o++] = '\n';
 		e->col = 0;
+		soft = 1;
 	}
-	if (e->col == 0 && c == 'F')
+	if (e->col == 0 && (c == 'F' || (soft && c == '-')))
 		lit = 0, n = 3;
 	if (lit)
 		out[o++] = (char)c;

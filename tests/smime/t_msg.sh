@@ -59,6 +59,27 @@ if ctl sign smime sign --from alice@example.com < msg.txt > s.eml; then
 else
 	fail "sign" "$(lastline sign.err)"
 fi
+# An 8bit part whose long line has "--b" where quoted-printable breaks it:
+# the continuation must not begin with the boundary, or the signed message
+# gains a part made of the sender's next lines (tests/mime/qpbound.eml).
+if ctl sign-qpbound smime sign --from alice@example.com \
+    < "$SMIME_PY/../mime/qpbound.eml" > qb.eml &&
+    openssl cms -verify -CAfile "$P/trust.pem" -purpose smimesign \
+    -in qb.eml -out qb.out 2> qb.oerr &&
+    python3 - qb.out <<'PYEOF'
+import email, sys
+m = email.message_from_binary_file(open(sys.argv[1], "rb"))
+parts = m.get_payload()
+assert isinstance(parts, list) and len(parts) == 1, "%d parts" % len(parts)
+text = parts[0].get_payload(decode=True).decode("utf-8")
+assert text.startswith("\u00e9" + "a" * 69 + "--b\n"), repr(text[:90])
+assert "Content-Type: text/html" in text, repr(text)
+PYEOF
+then
+	pass "sign: a soft break before \"--b\" keeps the part whole"
+else
+	fail "sign: a soft break before \"--b\" keeps the part whole" "$(lastline sign-qpbound.err)$(lastline qb.oerr)"
+fi
 if ctl sign-opaque smime sign --from alice@example.com --opaque < msg.txt > so.eml &&
     grep -q 'smime-type=signed-data' so.eml &&
     openssl cms -verify -CAfile "$P/trust.pem" -in so.eml -out so.out 2> so.oerr &&
