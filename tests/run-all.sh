@@ -4,8 +4,9 @@
 #   1. build-ci/   ../configure --enable-werror      make -j2 check
 #   2. build-san/  ../configure --enable-sanitizers  make check   (ASan+UBSan)
 #   3. build-fuzz/ ../configure --enable-fuzzing CC=clang, each libFuzzer
-#      harness for FUZZ_SECONDS (default 20) via tests/fuzz/run-fuzzers.sh,
-#      when that script exists and clang is installed.
+#      harness for FUZZ_SECONDS (default 40), JOBS of them at a time, via
+#      tests/fuzz/run-fuzzers.sh, when that script exists and clang is
+#      installed.
 #   4. build-ci/   make distcheck-quick: the release tarball builds,
 #      installs, uninstalls and passes check-quick (about a minute); then
 #      the README's demo (contrib/demo.sh) from that tarball
@@ -26,7 +27,7 @@ set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 2
 jobs=${JOBS:-2}
-fuzz_secs=${FUZZ_SECONDS:-20}
+fuzz_secs=${FUZZ_SECONDS:-40}
 total_pass=0
 total_fail=0
 total_skip=0
@@ -157,7 +158,7 @@ if [ "${SKIP_FUZZ:-0}" != 1 ] && [ -f tests/fuzz/run-fuzzers.sh ]; then
 		if (cd "$dir" && ../configure --enable-fuzzing CC=clang >configure.out 2>&1 &&
 			make -j"$jobs" "${targets[@]}" >build.out 2>&1); then
 			say "fuzz: ${fuzz_secs}s per harness"
-			if (cd "$dir" && sh "$root/tests/fuzz/run-fuzzers.sh" "$fuzz_secs"); then
+			if (cd "$dir" && FUZZ_JOBS=$jobs sh "$root/tests/fuzz/run-fuzzers.sh" "$fuzz_secs"); then
 				summary+=("fuzz: ${#targets[@]} harness(es) ran ${fuzz_secs}s each, no crash")
 				total_pass=$((total_pass + 1))
 			else

@@ -1,5 +1,6 @@
 #!/bin/sh
-# run-fuzzers.sh SECONDS: run each built libFuzzer harness for SECONDS.
+# run-fuzzers.sh SECONDS: run each built libFuzzer harness for SECONDS,
+# FUZZ_JOBS (default: the number of CPUs) of them at a time.
 # Run from a build directory configured with --enable-fuzzing CC=clang,
 # after "make tests/fuzz/fuzz_smtp_parse ..." (this script builds nothing).
 # The golden inputs of tests/unit seed the corpora.  Exits 1 on a crash.
@@ -82,6 +83,23 @@ printf '\000\000\000\000' >"$dn/seed-nullmx"
 printf '\002_25._tcp.mx.example.com.' >"$dn/seed-name"
 printf '\003alice@example.com' >"$dn/seed-addr"
 
+# one harness: its log in $work/NAME.log, its verdict in $work/NAME.rc
+run_one() {
+	name=$1 bin=$2
+	# fuzz_cms: OpenSSL 3.0's CMS_verify leaks on some malformed input;
+	# suppressed by that name (lsan-openssl.supp), which takes the slow
+	# unwinder to see through libcrypto
+	fenv=
+	[ "$name" = fuzz_cms ] && fenv="ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=$here/lsan-openssl.supp"
+	env $fenv "$bin" -max_total_time="$secs" -max_len=4096 \
+	    -artifact_prefix="$work/$name-" "$work/$name" \
+	    >"$work/$name.log" 2>&1
+	echo $? >"$work/$name.rc"
+}
+
+fjobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+names=
+running=0
 for bin in tests/fuzz/fuzz_smtp_parse tests/fuzz/fuzz_smtp_data \
     tests/fuzz/fuzz_smtp_reply tests/fuzz/fuzz_proxy tests/fuzz/fuzz_keyproto \
     tests/fuzz/fuzz_mime \
@@ -95,14 +113,18 @@ for bin in tests/fuzz/fuzz_smtp_parse tests/fuzz/fuzz_smtp_data \
 	fi
 	ran=$((ran + 1))
 	echo "run $name for ${secs}s"
-	# fuzz_cms: OpenSSL 3.0's CMS_verify leaks on some malformed input;
-	# suppressed by that name (lsan-openssl.supp), which takes the slow
-	# unwinder to see through libcrypto
-	fenv=
-	[ "$name" = fuzz_cms ] && fenv="ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=$here/lsan-openssl.supp"
-	if ! env $fenv "$bin" -max_total_time="$secs" -max_len=4096 \
-	    -artifact_prefix="$work/$name-" "$work/$name" \
-	    >"$work/$name.log" 2>&1; then
+	rm -f "$work/$name.rc"
+	run_one "$name" "$bin" &
+	names="$names $name"
+	running=$((running + 1))
+	if [ "$running" -ge "$fjobs" ]; then
+		wait
+		running=0
+	fi
+done
+wait
+for name in $names; do
+	if [ "$(cat "$work/$name.rc" 2>/dev/null)" != 0 ]; then
 		echo "FAIL $name (see $work/$name.log)"
 		tail -30 "$work/$name.log"
 		status=1
