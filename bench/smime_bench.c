@@ -400,7 +400,7 @@ op_decver_store(struct bench *bn, const struct buf *msg)
 	struct smime_msg_res res;
 	struct smtp_result fail;
 	struct msgbuf *in, *out = NULL;
-	const char *tmp = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
+	const char *tmp = tmp_dir();
 	char *text;
 	size_t n;
 	int r = -1;

@@ -28,6 +28,9 @@ double mono_now(void);
 void sockaddr_str(const struct sockaddr *, char *, size_t);
 uint64_t new_session_id(void);
 void rfc5322_date(char *, size_t);
+/* Where a tool spills temporary files: $TMPDIR when set and not empty,
+ * else /tmp. */
+const char *tmp_dir(void);
 
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 

@@ -114,3 +114,11 @@ rfc5322_date(char *buf, size_t len)
 	if (strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0 && len)
 		buf[0] = '\0';
 }
+
+const char *
+tmp_dir(void)
+{
+	const char *t = getenv("TMPDIR");
+
+	return t != NULL && *t != '\0' ? t : "/tmp";
+}

@@ -184,7 +184,6 @@ apply_copies(const struct certsrc *src, const struct config *cfg,
     const struct apply *ap, struct msgbuf *msg)
 {
 	const struct apply_copy *copies = ap->copies;
-	const char *tmp = getenv("TMPDIR");
 	struct smime_msg_res res;
 	struct smtp_result fail;
 	struct pl_copy pc;
@@ -200,8 +199,8 @@ apply_copies(const struct certsrc *src, const struct config *cfg,
 		pc.actions = copies[i].actions;
 		pc.rule_id = copies[i].rule_id;
 		pc.host = cfg->hostname;
-		if (pipeline_transform_body(src, &pc, msg, tmp != NULL &&
-		    *tmp != '\0' ? tmp : "/tmp", &out, &res, &fail) == -1) {
+		if (pipeline_transform_body(src, &pc, msg, tmp_dir(),
+		    &out, &res, &fail) == -1) {
 			fprintf(stderr, "smrelayctl: apply: copy for ");
 			for (k = 0; k < pc.nrcpts; k++)
 				fprintf(stderr, "%s%s", k ? "," : "",

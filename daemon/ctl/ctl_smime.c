@@ -83,15 +83,6 @@ smime_args(struct smime_cmd *sc, int argc, char *argv[])
 	return 0;
 }
 
-/* The spill directory of smrelayctl: $TMPDIR, else /tmp. */
-static const char *
-tmpdir(void)
-{
-	const char *t = getenv("TMPDIR");
-
-	return t != NULL && *t != '\0' ? t : "/tmp";
-}
-
 /* The decrypted message *dec, with what was signed inside verified as
  * the daemon's pipeline does; takes *dec. */
 static struct msgbuf *
@@ -112,7 +103,7 @@ decrypted(const struct certsrc *src, const char *host, struct msgbuf **dec,
 		return m;
 	}
 	/* signed as the daemon's pipeline finds it (opaque too) */
-	if (smime_stream_verify_signed(src, m, &t, hdr, hlen, host, tmpdir(),
+	if (smime_stream_verify_signed(src, m, &t, hdr, hlen, host, tmp_dir(),
 	    &out, &v) == 0) {
 		smime_msg_res_free(res);
 		*res = v;
@@ -149,16 +140,16 @@ smime_exec_stream(struct smime_cmd *sc, const struct certsrc *src,
 		return 1;
 	}
 	if (strcmp(sc->verb, "sign") == 0 || enc)
-		r = smime_stream_wrap(src, in, &t, tmpdir(), sc->from, sc->to,
+		r = smime_stream_wrap(src, in, &t, tmp_dir(), sc->from, sc->to,
 		    sc->nto, &sc->opts, !enc || sc->sign, enc, &out, &res);
 	else if (strcmp(sc->verb, "decrypt") == 0) {
 		r = smime_stream_decrypt(src, in, &t, hdr, hlen, host,
-		    tmpdir(), &dec, &res);
+		    tmp_dir(), &dec, &res);
 		if (r == 0)
 			out = decrypted(src, host, &dec, &res);
 	} else {
 		r = smime_stream_verify(src, in, &t, hdr, hlen, host,
-		    tmpdir(), &out, &res);
+		    tmp_dir(), &out, &res);
 		rc = r == 0 && res.outcome != SMIME_PASS;
 	}
 	if (r != 0 || out == NULL) {

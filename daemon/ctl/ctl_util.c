@@ -106,9 +106,7 @@ ctl_read_stdin(uint64_t max, size_t *lenp)
 struct msgbuf *
 ctl_read_stdin_mb(uint64_t max)
 {
-	const char *tmp = getenv("TMPDIR");
-	struct msgbuf *mb = msgbuf_new(tmp != NULL && *tmp != '\0' ? tmp :
-	    "/tmp", 0);
+	struct msgbuf *mb = msgbuf_new(tmp_dir(), 0);
 	char *buf = xmalloc(65536);
 	size_t n;
 

@@ -317,7 +317,7 @@ main(int argc, char **argv)
 	d.total = 1;
 	d.conc = 1;
 	d.size = 2000;
-	d.tmpdir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	d.tmpdir = tmp_dir();
 	wait_ms = parse_args(&d, &to, argc, argv);
 	tls_init();
 	if (d.cfg.relay_tls != RELAY_TLS_NONE &&

@@ -34,7 +34,7 @@ cmd_verify(const struct certsrc *src, const char *path)
 	struct smime_msg_res res;
 	struct mime_tree t;
 	struct msgbuf *in, *out = NULL;
-	const char *tmp = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
+	const char *tmp = tmp_dir();
 	char *hdr;
 	size_t hlen, body;
 
