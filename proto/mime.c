@@ -117,41 +117,52 @@ pct_decode(char *v)
 /*
  * RFC 2231: turn p (just parsed, not yet counted) into its plain name.
  * "name*" and "name*0*" values lose the charset'language' prefix and are
- * %-decoded; "name*N" (N > 0) is appended to an earlier "name" in ct,
+ * %-decoded; "name*N" (N > 0) is appended to an earlier "name*0" in ct,
  * segments taken in the order given.  Returns 1 if p is a new parameter,
- * 0 if it was merged (or dropped).
+ * 0 if it was merged (or dropped).  A name given twice, or a segment that
+ * is not the next of its "name*0" (others sort segments, or read "name"
+ * and "name*1" as two parameters), makes ct ambiguous.
  */
 static int
 param_2231(struct mime_ct *ct, struct mime_param *p)
 {
 	char *star = strchr(p->name, '*'), *q;
 	size_t i, len, n;
-	int ext, idx = 0;
+	int ext, idx = -1;
 
-	if (star == NULL)
-		return 1;
-	ext = p->name[strlen(p->name) - 1] == '*';
-	if (star[1] >= '0' && star[1] <= '9')
-		idx = atoi(star + 1);
-	*star = '\0';
-	if (ext && idx == 0 && (q = strchr(p->value, '\'')) != NULL &&
-	    (q = strchr(q + 1, '\'')) != NULL)
-		memmove(p->value, q + 1, strlen(q + 1) + 1);
-	if (ext)
-		pct_decode(p->value);
-	if (idx == 0)
-		return 1;
-	for (i = 0; i < ct->nparams; i++) {
-		if (strcmp(ct->params[i].name, p->name) != 0)
-			continue;
-		len = strlen(ct->params[i].value);
-		n = strlen(p->value);
-		if (n > sizeof(ct->params[i].value) - 1 - len)
-			n = sizeof(ct->params[i].value) - 1 - len;
-		memcpy(ct->params[i].value + len, p->value, n);
-		ct->params[i].value[len + n] = '\0';
-		break;
+	p->seg = 0;
+	if (star != NULL) {
+		ext = p->name[strlen(p->name) - 1] == '*';
+		if (star[1] >= '0' && star[1] <= '9')
+			idx = atoi(star + 1);
+		*star = '\0';
+		if (ext && idx <= 0 && (q = strchr(p->value, '\'')) != NULL &&
+		    (q = strchr(q + 1, '\'')) != NULL)
+			memmove(p->value, q + 1, strlen(q + 1) + 1);
+		if (ext)
+			pct_decode(p->value);
 	}
+	for (i = 0; i < ct->nparams; i++)
+		if (strcmp(ct->params[i].name, p->name) == 0)
+			break;
+	if (idx <= 0) {
+		if (i < ct->nparams)
+			ct->ambiguous = 1;
+		p->seg = idx == 0;
+		return 1;
+	}
+	if (i == ct->nparams || ct->params[i].seg != idx) {
+		ct->ambiguous = 1;
+		if (i == ct->nparams)
+			return 0;
+	}
+	ct->params[i].seg = idx + 1;
+	len = strlen(ct->params[i].value);
+	n = strlen(p->value);
+	if (n > sizeof(ct->params[i].value) - 1 - len)
+		n = sizeof(ct->params[i].value) - 1 - len;
+	memcpy(ct->params[i].value + len, p->value, n);
+	ct->params[i].value[len + n] = '\0';
 	return 0;
 }
 
@@ -184,8 +195,10 @@ mime_ct_parse(const char *s, size_t len, struct mime_ct *ct)
 		if (i >= len)
 			break;
 		i = skip_cfws(s, len, i + 1);
-		if (ct->nparams == MIME_PARAMS_MAX)
+		if (ct->nparams == MIME_PARAMS_MAX) {
+			ct->ambiguous = 1;	/* unread: maybe one twice */
 			break;
+		}
 		p = &ct->params[ct->nparams];
 		i = get_token(s, len, i, p->name, sizeof(p->name));
 		i = skip_cfws(s, len, i);
@@ -229,6 +242,24 @@ mime_ct_param(const struct mime_ct *ct, const char *name)
 	for (i = 0; i < ct->nparams; i++)
 		if (strcmp(ct->params[i].name, name) == 0)
 			return ct->params[i].value;
+	return NULL;
+}
+
+/* The first anomaly of MIME_H_* flags h, in words; NULL when none. */
+const char *
+mime_hflags_why(unsigned h)
+{
+	if (h & MIME_H_CT2)
+		return "more than one Content-Type field";
+	if (h & MIME_H_CTE2)
+		return "more than one Content-Transfer-Encoding field";
+	if (h & MIME_H_PARAM)
+		return "a Content-Type parameter given twice or out of order";
+	if (h & MIME_H_BADLINE)
+		return "a header line that is no field";
+	if (h & MIME_H_LONG)
+		return "a Content-Type or Content-Transfer-Encoding field "
+		    "too long to read";
 	return NULL;
 }
 
@@ -338,14 +369,28 @@ emit_field(struct mime_rd *rd)
 	while (ve > vs && (rd->field[ve - 1] == ' ' ||
 	    rd->field[ve - 1] == '\t'))
 		ve--;
-	if (nl == 12 && strncasecmp(rd->field, "content-type", 12) == 0 &&
-	    !rd->sawct) {
-		rd->sawct = 1;
-		if (mime_ct_parse(rd->field + vs, ve - vs, &rd->ct) == -1)
-			mime_ct_default(&rd->ct, rd->defdigest);
+	if (nl == 12 && strncasecmp(rd->field, "content-type", 12) == 0) {
+		if (rd->sawct)
+			rd->hflags |= MIME_H_CT2;
+		else {
+			rd->sawct = 1;
+			if (mime_ct_parse(rd->field + vs, ve - vs, &rd->ct) ==
+			    -1)
+				mime_ct_default(&rd->ct, rd->defdigest);
+			else if (rd->ct.ambiguous)
+				rd->hflags |= MIME_H_PARAM;
+		}
+		if (rd->fieldcut)
+			rd->hflags |= MIME_H_LONG;
 	} else if (nl == 25 &&
-	    strncasecmp(rd->field, "content-transfer-encoding", 25) == 0)
+	    strncasecmp(rd->field, "content-transfer-encoding", 25) == 0) {
+		if (rd->sawcte)
+			rd->hflags |= MIME_H_CTE2;
+		rd->sawcte = 1;
 		rd->cte = mime_cte_parse(rd->field + vs, ve - vs);
+		if (rd->fieldcut)
+			rd->hflags |= MIME_H_LONG;
+	}
 	memset(&ev, 0, sizeof(ev));
 	ev.name = rd->field;
 	ev.namelen = nl;
@@ -390,6 +435,7 @@ headers_end(struct mime_rd *rd, size_t off, size_t end)
 	memset(&ev, 0, sizeof(ev));
 	ev.ct = &rd->ct;
 	ev.cte = rd->cte;
+	ev.hflags = rd->hflags;
 	rd->state = RD_BODY;
 	rd->bol = 1;
 	rd->peol = 0;
@@ -476,7 +522,8 @@ delimiter(struct mime_rd *rd, int k, int close, size_t eoloff, size_t n)
 	rd->partdepth = k + 1;
 	rd->defdigest = rd->lv[k].digest;
 	rd->havefield = 0;
-	rd->sawct = 0;
+	rd->sawct = rd->sawcte = 0;
+	rd->hflags = 0;
 	rd->cte = MIME_CTE_NONE;
 	rd->peol = 0;
 }
@@ -566,6 +613,7 @@ to_body(struct mime_rd *rd)
 	size_t i, n = rd->linelen, start = rd->linestart;
 
 	rd->flags |= MIME_F_BADHDR;
+	rd->hflags |= MIME_H_BADLINE;
 	headers_end(rd, start, start);
 	for (i = 0; i < n; i++)
 		body_byte(rd, rd->line[i], start + i);
@@ -577,8 +625,10 @@ field_add(struct mime_rd *rd, char c)
 {
 	if (rd->fieldlen < sizeof(rd->field))
 		rd->field[rd->fieldlen++] = c;
-	else
+	else {
 		rd->flags |= MIME_F_LONGHDR;
+		rd->fieldcut = 1;
+	}
 }
 
 /* One byte of a header line (never CR-before-LF nor LF). */
@@ -597,6 +647,7 @@ hdr_byte(struct mime_rd *rd, char c, size_t o)
 			rd->havefield = 1;
 			rd->namedone = 0;
 			rd->fieldlen = 0;
+			rd->fieldcut = 0;
 			rd->fieldstart = o;
 		}
 	}
@@ -804,6 +855,7 @@ tree_event(void *arg, const struct mime_event *ev)
 	case MIME_EV_HEADERS_END:
 		p->ct = *ev->ct;
 		p->cte = ev->cte;
+		p->hflags = ev->hflags;
 		p->container = ev->container;
 		p->body_start = ev->end;
 		break;

@@ -44,9 +44,27 @@ enum mime_cte {
 #define MIME_F_PARTS     0x20   /* over MIME_PARTS_MAX parts: rest is body */
 #define MIME_F_NOFIRST   0x40   /* multipart without any delimiter */
 
+/*
+ * Anomalies of one header section (mime_part.hflags): ways in which two
+ * readers of the same bytes can disagree about what the part is.  We read
+ * the first Content-Type and the last Content-Transfer-Encoding, stop at a
+ * line that is no field, and keep MIME_PARAMS_MAX parameters; other readers
+ * take the last, skip the line, or read on.
+ */
+#define MIME_H_CT2       0x01   /* more than one Content-Type field */
+#define MIME_H_CTE2      0x02   /* more than one Content-Transfer-Encoding */
+#define MIME_H_PARAM     0x04   /* a Content-Type parameter twice (after RFC
+                                   2231 joining), a continuation out of
+                                   order, or more than MIME_PARAMS_MAX */
+#define MIME_H_BADLINE   0x08   /* the section ended at a line that is no
+                                   field (what follows is body to us) */
+#define MIME_H_LONG      0x10   /* a Content-* field cut at MIME_FIELD_MAX */
+
 struct mime_param {
 	char    name[MIME_TOKEN_MAX];   /* lower case */
 	char    value[MIME_PVALUE_MAX]; /* unquoted */
+	int     seg;                    /* RFC 2231: the continuation number
+	                                   expected next (0: none may follow) */
 };
 
 /* A parsed Content-Type; type and subtype in lower case. */
@@ -54,6 +72,7 @@ struct mime_ct {
 	char    type[MIME_TOKEN_MAX];
 	char    subtype[MIME_TOKEN_MAX];
 	size_t  nparams;
+	int     ambiguous;              /* MIME_H_PARAM applies */
 	struct mime_param params[MIME_PARAMS_MAX];
 };
 
@@ -85,6 +104,7 @@ struct mime_event {
 	enum mime_cte    cte;           /* HEADERS_END */
 	int              container;     /* HEADERS_END: a multipart whose body
 	                                   is split into parts (may be none) */
+	unsigned         hflags;        /* HEADERS_END: MIME_H_* */
 	int              close;         /* DELIM */
 };
 
@@ -120,7 +140,9 @@ struct mime_rd {
 	int             frozen;         /* parts limit hit: no delimiters */
 	int             partdepth;      /* depth of the part being read */
 	int             defdigest;      /* its default is message/rfc822 */
-	int             sawct;
+	int             sawct, sawcte;
+	int             fieldcut;       /* the field being read was cut */
+	unsigned        hflags;         /* MIME_H_* of the section being read */
 	struct mime_ct  ct;
 	enum mime_cte   cte;
 	struct mime_level lv[MIME_DEPTH_MAX + 1];
@@ -145,6 +167,7 @@ struct mime_part {
 	                           preamble, children, epilogue (even with no
 	                           children); else a leaf */
 	enum mime_cte cte;
+	unsigned hflags;                /* MIME_H_* of its header section */
 	int     depth;
 	struct mime_hdr *hdrs;          /* header fields, in order */
 	size_t  nhdrs;
@@ -205,6 +228,7 @@ struct mime_smime {
 int     mime_ct_parse(const char *, size_t, struct mime_ct *);
 void    mime_ct_default(struct mime_ct *, int digest);
 const char *mime_ct_param(const struct mime_ct *, const char *name);
+const char *mime_hflags_why(unsigned);
 enum mime_cte mime_cte_parse(const char *, size_t);
 const char *mime_cte_name(enum mime_cte);
 void    mime_rd_init(struct mime_rd *, mime_event_fn, void *);

@@ -518,7 +518,8 @@ is_p7m_name(const struct mime_ct *ct)
 	return l >= 4 && strcasecmp(n + l - 4, ".p7m") == 0;
 }
 
-/* Fill r for a multipart/signed message. */
+/* Fill r for a multipart/signed message: two parts (RFC 1847), the
+ * second a signature; a third part would be shown unsigned. */
 static enum mime_smime_kind
 detect_signed(const char *m, const struct mime_part *root,
     struct mime_smime *r)
@@ -528,7 +529,7 @@ detect_signed(const char *m, const struct mime_part *root,
 
 	if ((v = mime_ct_param(&root->ct, "micalg")) != NULL)
 		snprintf(r->micalg, sizeof(r->micalg), "%s", v);
-	if (c1 == NULL || (c2 = c1->next) == NULL ||
+	if (c1 == NULL || (c2 = c1->next) == NULL || c2->next != NULL ||
 	    !ct_app(&c2->ct, "pkcs7-signature"))
 		return MIME_SMIME_BAD;
 	r->content_off = c1->hdr_start;
@@ -1231,7 +1232,7 @@ mime_smime_detect_tree(const struct mime_tree *t, const struct mime_io *io,
 			snprintf(r->micalg, sizeof(r->micalg), "%s", v);
 		c1 = root->child;
 		if (c1 == NULL || (c2 = c1->next) == NULL ||
-		    !ct_app(&c2->ct, "pkcs7-signature"))
+		    c2->next != NULL || !ct_app(&c2->ct, "pkcs7-signature"))
 			return r->kind = MIME_SMIME_BAD;
 		r->content_off = c1->hdr_start;
 		r->content_len = c1->body_end - c1->hdr_start;

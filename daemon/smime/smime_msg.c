@@ -374,6 +374,85 @@ smime_msg_from(const char *m, size_t len, char *buf, size_t buflen)
 	return a.r;
 }
 
+/* How many mailboxes an unfolded address list names: its non-empty
+ * items at top level (outside quoted strings, comments and <...>). */
+static int
+addr_count(const char *v)
+{
+	const char *p;
+	int n = 0, item = 0, quote = 0, depth = 0, angle = 0;
+
+	for (p = v; *p != '\0'; p++) {
+		if (quote || depth) {
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+			else if (quote)
+				quote = *p != '"';
+			else
+				depth += *p == '(' ? 1 : *p == ')' ? -1 : 0;
+			continue;
+		}
+		switch (*p) {
+		case '"':
+			quote = item = 1;
+			break;
+		case '(':
+			depth = 1;
+			break;
+		case '<':
+			angle = item = 1;
+			break;
+		case '>':
+			angle = 0;
+			break;
+		case ',':
+			if (!angle) {
+				n += item;
+				item = 0;
+			}
+			break;
+		case ' ':
+		case '\t':
+			break;
+		default:
+			item = 1;
+		}
+	}
+	return n + item;
+}
+
+struct from_count {
+	int	fields, boxes;
+};
+
+static int
+from_count_fn(const char *value, void *arg)
+{
+	struct from_count *c = arg;
+
+	c->fields++;
+	c->boxes += addr_count(value);
+	return 0;
+}
+
+/*
+ * Why the From of a message names no single mailbox (RFC 5322 3.6: one
+ * From field; with several fields or mailboxes, a reader may show one that
+ * is not the one a signature was checked against), or NULL.
+ */
+const char *
+smime_msg_from_ambiguous(const char *m, size_t len)
+{
+	struct from_count c = { 0, 0 };
+
+	smime_msg_fields(m, len, "From", from_count_fn, &c);
+	if (c.fields > 1)
+		return "more than one From field";
+	if (c.boxes > 1)
+		return "the From field names more than one mailbox";
+	return NULL;
+}
+
 /* Release a result. */
 void
 smime_msg_res_free(struct smime_msg_res *res)

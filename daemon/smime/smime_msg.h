@@ -57,6 +57,7 @@ void smime_msg_res_free(struct smime_msg_res *);
  * bare addr-spec), into buf.  0, or -1 when there is none.
  */
 int smime_msg_from(const char *msg, size_t len, char *buf, size_t buflen);
+const char *smime_msg_from_ambiguous(const char *msg, size_t len);
 /*
  * Call fn with the value of every top-level header field called name
  * (case-insensitive), unfolded (CR and LF removed, the text after the

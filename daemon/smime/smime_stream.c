@@ -529,6 +529,29 @@ detected_signed(enum mime_smime_kind k, const struct mime_smime *d)
 	    d->smime_type[0] == '\0'));
 }
 
+/*
+ * Why a signed message's structure can be read another way by the reader
+ * it goes to, or NULL: its own header section, or for multipart/signed the
+ * signature part's, names two Content-Types, parameters or encodings, or
+ * ends at a line we stop at and others read past.  The verdict would then
+ * speak for something the reader may not show (the signed part's own
+ * fields are covered by the signature: whatever they say, it is signed).
+ */
+static const char *
+read_two_ways(const struct mime_tree *t, enum mime_smime_kind k,
+    const struct mime_smime *d)
+{
+	const char *why;
+
+	if (t->root == NULL || !detected_signed(k, d))
+		return NULL;
+	if ((why = mime_hflags_why(t->root->hflags)) != NULL)
+		return why;
+	if (k == MIME_SMIME_SIGNED)
+		return mime_hflags_why(t->root->child->next->hflags);
+	return NULL;
+}
+
 /* What the structure of a message that claims S/MIME proves done: its
  * CMS read once, in bounded memory. */
 enum smime_done
@@ -580,6 +603,7 @@ stream_verify(const struct certsrc *src, struct msgbuf *in,
 	struct msgbuf *lf = NULL, *signed_ent = NULL;
 	BIO *content = NULL;
 	char from[320], ar[1024], *head = NULL;
+	const char *why;
 	size_t headlen;
 	enum mime_smime_kind k;
 	int rc = -1, werr;
@@ -594,6 +618,12 @@ stream_verify(const struct certsrc *src, struct msgbuf *in,
 	if (only_signed && !detected_signed(k, &d)) {
 		rc = 1;
 		goto done;
+	}
+	if ((why = read_two_ways(t, k, &d)) != NULL) {
+		v.outcome = SMIME_PERMERROR;
+		snprintf(v.reason, sizeof(v.reason), "ambiguous structure: "
+		    "%s", why);
+		k = MIME_SMIME_NONE;
 	}
 	switch (k) {
 	case MIME_SMIME_SIGNED:
@@ -621,6 +651,11 @@ stream_verify(const struct certsrc *src, struct msgbuf *in,
 	case MIME_SMIME_NONE:
 	default:
 		break;
+	}
+	if (v.outcome == SMIME_PASS &&
+	    (why = smime_msg_from_ambiguous(hdr, hlen)) != NULL) {
+		v.outcome = SMIME_POLICY;
+		snprintf(v.reason, sizeof(v.reason), "%s", why);
 	}
 	smime_msg_verdict(src, &v, host, res, ar, sizeof(ar));
 	*outp = msgbuf_new(tmpdir, 0);

@@ -44,6 +44,7 @@ hash_event(void *arg, const struct mime_event *ev)
 	} else if (ev->type == MIME_EV_HEADERS_END) {
 		mix(e, ev->ct, sizeof(*ev->ct));
 		mix(e, &ev->cte, sizeof(ev->cte));
+		mix(e, &ev->hflags, sizeof(ev->hflags));
 	} else if (ev->data != NULL) {
 		if (ev->end - ev->off != ev->len)
 			abort();

@@ -58,7 +58,7 @@ ev_full(FILE *f, const struct mime_event *ev)
 		fwrite(ev->value, 1, ev->valuelen, f);
 	} else if (ev->type == MIME_EV_HEADERS_END) {
 		dump_ct(f, ev->ct);
-		fprintf(f, " %d", ev->cte);
+		fprintf(f, " %d %u", ev->cte, ev->hflags);
 	} else if (ev->data != NULL)
 		fwrite(ev->data, 1, ev->len, f);
 	fprintf(f, " %d\n", ev->close);
@@ -195,6 +195,9 @@ dump_tree(FILE *out, const struct mime_part *p)
 	    p->has_ct, p->container ? " container" : "",
 	    mime_cte_name(p->cte));
 	dump_ct(out, &p->ct);
+	if (p->hflags != 0)
+		fprintf(out, " hflags=0x%02x (%s)", p->hflags,
+		    mime_hflags_why(p->hflags));
 	fputs("\n", out);
 	for (c = p->child; c != NULL; c = c->next)
 		dump_tree(out, c);

@@ -411,6 +411,55 @@ case_inbound_gpgsm() {
 		"Authentication-Results headers of $HOST"
 }
 
+# 5a. inbound, verify: bob's valid signature under a structure another
+# reader sees differently (a second Content-Type that makes the signed
+# message a multipart/mixed whose first part is the sender's own text; a
+# second From) gets no smime=pass, and is still delivered; the same
+# message as bob signed it passes.
+case_inbound_ambiguous() {
+	[ $HAVE_GPGSM = 1 ] || { skip "gpgsm not available"; return 0; }
+	setup_store || return 1
+	rule --recipient alice@example.com --action verify || return 1
+	start_daemon || return 1
+	local d=$CASE_DIR b="=_e2e_$$" n=0 v want
+	printf 'Content-Type: text/plain; charset=us-ascii\r\n\r\nHello Alice,\r\n\r\n%s\r\n' "$BODY" >"$d/ent.txt"
+	gs -u bob@partner.example --detach-sign "$d/ent.txt" >"$d/ent.p7s" 2>"$d/gs.err" || {
+		fail_because "gpgsm --detach-sign: $(tail -n 1 "$d/gs.err")"
+		return 1
+	}
+	{
+		printf -- '--%s\r\n' "$b"
+		cat "$d/ent.txt"
+		printf '\r\n--%s\r\nContent-Type: application/pkcs7-signature; name=smime.p7s\r\nContent-Transfer-Encoding: base64\r\n\r\n' "$b"
+		base64 -w 76 <"$d/ent.p7s" | sed 's/$/\r/'
+		printf '\r\n--%s--\r\n' "$b"
+	} >"$d/body.txt"
+	SEEN=""
+	for v in clean ct2 from2; do
+		{
+			printf 'From: Bob <bob@partner.example>\r\nTo: alice@example.com\r\nSubject: e2e %s\r\nMIME-Version: 1.0\r\n' "$v"
+			[ $v = from2 ] && printf 'From: CEO <ceo@partner.example>\r\n'
+			printf 'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256;\r\n\tboundary="%s"\r\n' "$b"
+			if [ $v = ct2 ]; then
+				printf 'Content-Type: multipart/mixed; boundary="EVIL"\r\n\r\n--EVIL\r\nContent-Type: text/plain\r\n\r\nPay to account MALLORY.\r\n--EVIL\r\n\r\n'
+				cat "$d/body.txt"
+				printf -- '--EVIL--\r\n'
+			else
+				printf '\r\n'
+				cat "$d/body.txt"
+			fi
+		} >"$d/$v.eml"
+		send bob@partner.example alice@example.com "$d/$v.eml" && new_copy $((n += 1)) || return 1
+		case $v in
+		clean) want="smime=pass .*body\\.smime-identifier=bob@partner\\.example" ;;
+		ct2) want="smime=permerror \\(ambiguous structure: more than one Content-Type field\\)" ;;
+		from2) want="smime=policy \\(more than one From field" ;;
+		esac
+		assert_header "$F" Authentication-Results "^ *$HOST; *$want" &&
+			assert_file_matches "$F" "$BODY" "$v: body delivered" || return 1
+	done
+}
+
 # 5b. inbound, made by openssl cms: the encrypted entity carries its own
 # MIME-Version (as `openssl smime -encrypt` and some clients write it);
 # after decrypt the message has exactly one.
@@ -801,6 +850,7 @@ run_case nocert_hold case_nocert_hold
 run_case hold_expires case_hold_expires
 run_case sign_encrypt case_sign_encrypt
 run_case inbound_gpgsm_decrypt_verify case_inbound_gpgsm
+run_case inbound_ambiguous case_inbound_ambiguous
 run_case decrypt_one_mime_version case_decrypt_one_mime_version
 run_case harvest_then_encrypt case_harvest
 run_case rule_change_live case_rule_change

@@ -276,6 +276,56 @@ case "$(ar vm.eml)" in
 *) fail "verify: From not in the signer certificate: policy" "$(ar vm.eml)" ;;
 esac
 
+# --- a verdict only for what every reader sees -----------------------------
+# Our Authentication-Results speaks for the message a mail reader will show.
+# A sender who keeps bob's valid signature but adds a structure that other
+# readers see differently (they take the last of two Content-Types or
+# parameters, read past a line we stop at, show a third part of a
+# multipart/signed, show the second of two From addresses) must not get
+# smime=pass for it.  Each variant of os.eml (signed by bob, From: bob)
+# with the verdict it must get.
+python3 - os.eml <<'PYEOF' || fail "ambiguous: variants" "python3"
+import re, sys
+m = open(sys.argv[1], newline='').read().replace('\r\n', '\n')
+h, body = m.split('\n\n', 1)
+b = re.search(r'boundary="([^"]*)"', h).group(1)
+ct = re.search(r'^Content-Type: .*(\n[ \t].*)*', h, re.M).group(0)
+evil = 'Content-Type: text/plain\n\nPay invoice 1 to account MALLORY.\n'
+wrapped = '--EVIL\n' + evil + '--EVIL\nContent-Type: text/plain\n\n' + body + '\n--EVIL--\n'
+sig = re.search(r'\n(Content-Type: application/(x-)?pkcs7-signature[^\n]*)', body).group(1)
+def put(name, head, text):
+    open(name, 'w').write(head + '\n\n' + text)
+put('amb-ct2.eml', h + '\nContent-Type: multipart/mixed; boundary="EVIL"', wrapped)
+put('amb-ctsp.eml', h.replace('Content-Type:', 'Content-Type :') + '\nContent-Type: multipart/mixed; boundary="EVIL"', wrapped)
+put('amb-param.eml', h.replace('boundary="%s"' % b, 'boundary="%s"; boundary="EVIL"' % b), wrapped)
+put('amb-2231.eml', h.replace('boundary="%s"' % b, 'boundary="%s"; boundary*0="EVIL"' % b), wrapped)
+put('amb-line.eml', h + '\nthis line has no colon\nContent-Type: multipart/mixed; boundary="EVIL"', wrapped)
+put('amb-cte2.eml', h + '\nContent-Transfer-Encoding: 7bit\nContent-Transfer-Encoding: base64', body)
+put('amb-third.eml', h, body.replace('--%s--' % b, '--%s\n%s--%s--' % (b, evil, b)))
+put('amb-sigct.eml', h, body.replace(sig, sig + '\nContent-Type: text/plain'))
+put('amb-from2.eml', h + '\nFrom: CEO <ceo@partner.example>', body)
+put('amb-frombox.eml', h.replace('From: Bob <bob@partner.example>', 'From: Bob <bob@partner.example>, CEO <ceo@partner.example>'), body)
+put('amb-fromok.eml', h.replace('From: Bob <bob@partner.example>', 'From: "Bob, Partner" <bob@partner.example> (a, b)'), body)
+PYEOF
+for c in "ct2:permerror (ambiguous structure: more than one Content-Type field)" \
+    "ctsp:permerror (ambiguous structure: more than one Content-Type field)" \
+    "param:permerror (ambiguous structure: a Content-Type parameter given twice" \
+    "2231:permerror (ambiguous structure: a Content-Type parameter given twice" \
+    "line:permerror (ambiguous structure: a header line that is no field)" \
+    "cte2:permerror (ambiguous structure: more than one Content-Transfer-Encoding" \
+    "third:permerror (malformed S/MIME structure)" \
+    "sigct:permerror (ambiguous structure: more than one Content-Type field)" \
+    "from2:policy (more than one From field;" \
+    "frombox:policy (the From field names more than one mailbox;" \
+    "fromok:pass (revocation unknown"; do
+	n=${c%%:*}
+	want="Authentication-Results: $HOST; smime=${c#*:}"
+	ctl "verify-amb-$n" smime verify < "amb-$n.eml" > "vamb-$n.eml"
+	case "$(ar "vamb-$n.eml")" in
+	"$want"*) pass "verify, ambiguous: $n gets smime=${c#*:}" ;;
+	*) fail "verify, ambiguous: $n gets smime=${c#*:}" "$(ar "vamb-$n.eml")" ;;
+	esac
+done
 # --- revocation: with CRLs imported, a revoked signer fails -----------------
 openssl cms -sign -in ent.txt -signer "$P/revoked.pem" -inkey "$P/revoked.key" \
 	-certfile "$P/chain.pem" -from alice@example.com -to bob@partner.example \
