@@ -64,6 +64,12 @@ struct smtp_session {
 	int skip_line;          /* discarding the tail of an over-long line */
 	int out_paused;         /* stopped reading commands: output too big */
 	struct event *close_ev; /* S_CLOSING: waits for a TLS filter to drain */
+	/* Under TLS, replies gather in `pend` and reach the filter once per
+	 * loop round (flush_ev): on a filter every add is an SSL_write, a
+	 * record that both ends seal and open, and an EHLO reply is ten. */
+	struct evbuffer *pend;
+	struct event *flush_ev;
+	int flush_armed;
 	int close_polls;
 	struct tls_accept *hs;  /* S_HANDSHAKE: the handshake */
 
@@ -132,6 +138,38 @@ session_rcpts_pending(const struct smtp_session *s)
 	return s->nslots - s->slot_head;
 }
 
+/* Where replies go now: the output, or under TLS the round's batch. */
+static struct evbuffer *
+session_out(struct smtp_session *s)
+{
+	if (s->pend == NULL)
+		return bufferevent_get_output(s->bev);
+	if (!s->flush_armed) {
+		s->flush_armed = 1;
+		event_active(s->flush_ev, EV_TIMEOUT, 0);
+	}
+	return s->pend;
+}
+
+/* Hand the batched replies to the TLS filter: one record. */
+static void
+session_flush(struct smtp_session *s)
+{
+	if (s->pend != NULL && evbuffer_get_length(s->pend) > 0)
+		evbuffer_add_buffer(bufferevent_get_output(s->bev), s->pend);
+}
+
+static void
+session_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->flush_armed = 0;
+	session_flush(s);
+}
+
 /* Queue one reply line (CRLF added), behind any unanswered RCPT. */
 static void
 session_reply(struct smtp_session *s, const char *fmt, ...)
@@ -139,7 +177,7 @@ session_reply(struct smtp_session *s, const char *fmt, ...)
 static void
 session_reply(struct smtp_session *s, const char *fmt, ...)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out;
 	struct rcpt_slot *last;
 	char line[1024];
 	va_list ap;
@@ -150,8 +188,10 @@ session_reply(struct smtp_session *s, const char *fmt, ...)
 		if (last->after == NULL)
 			last->after = evbuffer_new();
 		out = last->after;
-	}
-	/* one add per line: under TLS each add is a record of its own */
+	} else
+		out = session_out(s);
+	/* one add per line: without a batch, each add under TLS is a
+	 * record of its own */
 	va_start(ap, fmt);
 	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
 	va_end(ap);
@@ -175,8 +215,8 @@ session_slots_drop(struct smtp_session *s, int flush)
 	for (i = s->slot_head; i < s->nslots; i++) {
 		if (s->slots[i].after != NULL) {
 			if (flush)
-				evbuffer_add_buffer(bufferevent_get_output(
-				    s->bev), s->slots[i].after);
+				evbuffer_add_buffer(session_out(s),
+				    s->slots[i].after);
 			evbuffer_free(s->slots[i].after);
 		}
 		free(s->slots[i].path);
@@ -210,6 +250,7 @@ session_close(struct smtp_session *s, const char *why)
 		return -1;
 	}
 	session_slots_drop(s, 1);
+	session_flush(s);
 	session_enter_state(s, S_CLOSING);
 	bufferevent_disable(s->bev, EV_READ);
 	bufferevent_set_timeouts(s->bev, NULL, &(struct timeval){ 30, 0 });
@@ -498,7 +539,7 @@ cmd_mail(struct smtp_session *s, struct smtp_cmd *cmd)
 static void
 session_slots_flush(struct smtp_session *s)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out = session_out(s);
 	struct rcpt_slot *sl;
 
 	while (s->slot_head < s->nslots && s->slots[s->slot_head].done) {
@@ -784,6 +825,10 @@ session_tls_ready(void *arg, SSL *ssl, const char *why)
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
 	s->bev = tb;
+	s->pend = evbuffer_new();
+	s->flush_ev = event_new(s->env->base, -1, 0, session_flush_cb, s);
+	if (s->pend == NULL || s->flush_ev == NULL)
+		alloc_fail("session reply batch");
 	/* reading starts last: the filter may read what followed the
 	 * handshake, an EOF too, and end the session in bufferevent_enable */
 	session_setup_bev(s, 0);
@@ -1199,6 +1244,9 @@ session_pending_output(const struct smtp_session *s)
 	struct bufferevent *u = bufferevent_get_underlying(s->bev);
 	size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
 
+	if (s->pend != NULL)
+		n += evbuffer_get_length(s->pend);
+
 	if (u != NULL)
 		n += evbuffer_get_length(bufferevent_get_output(u));
 	return n;
@@ -1378,6 +1426,10 @@ session_free(struct smtp_session *s)
 	tls_accept_free(s->hs);
 	if (s->close_ev != NULL)
 		event_free(s->close_ev);
+	if (s->flush_ev != NULL)
+		event_free(s->flush_ev);
+	if (s->pend != NULL)
+		evbuffer_free(s->pend);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	free(s->helo);
