@@ -453,6 +453,32 @@ smime_msg_from_ambiguous(const char *m, size_t len)
 	return NULL;
 }
 
+/*
+ * Why the From of a signed entity's own header (RFC 9788 header
+ * protection, or what the signer wrote there) disagrees with the message's
+ * From, or NULL.  Readers that show protected fields, and an unwrapped
+ * opaque message (whose header then holds both), show the entity's: when
+ * it has one, it must name one mailbox, the one the message's names.
+ */
+const char *
+smime_msg_inner_from(const char *outer, size_t olen, const char *inner,
+    size_t ilen)
+{
+	struct from_count c = { 0, 0 };
+	char a[320], b[320];
+
+	smime_msg_fields(inner, ilen, "From", from_count_fn, &c);
+	if (c.fields == 0)
+		return NULL;
+	if (c.fields > 1 || c.boxes > 1)
+		return "the signed part names more than one From";
+	if (smime_msg_from(inner, ilen, b, sizeof(b)) == -1 ||
+	    smime_msg_from(outer, olen, a, sizeof(a)) == -1 ||
+	    strcasecmp(a, b) != 0)
+		return "the From of the signed part is not the message's";
+	return NULL;
+}
+
 /* Release a result. */
 void
 smime_msg_res_free(struct smime_msg_res *res)

@@ -552,6 +552,45 @@ read_two_ways(const struct mime_tree *t, enum mime_smime_kind k,
 	return NULL;
 }
 
+/*
+ * smime_msg_inner_from() of the signed entity: the header of part c1 of
+ * mb, or (c1 NULL) the header at the start of mb, the opaque message's
+ * unwrapped entity.  Read up to 64 KiB: a header that does not end there
+ * cannot be checked, and says so.
+ */
+static const char *
+inner_from(const char *hdr, size_t hlen, struct msgbuf *mb,
+    const struct mime_part *c1)
+{
+	static const size_t max = 65536;
+	const char *why = NULL;
+	size_t off = 0, end, blank;
+	ssize_t n;
+	char *buf;
+
+	if (mb == NULL)
+		return NULL;
+	end = msgbuf_size(mb);
+	if (c1 != NULL) {
+		off = c1->hdr_start;
+		end = c1->hdr_end;
+	}
+	if (end - off > max && c1 != NULL)
+		return "the header of the signed part is too long to check";
+	if (end - off > max)
+		end = off + max;
+	buf = xmalloc(end - off + 1);
+	if ((n = msgbuf_pread(mb, buf, end - off, off)) < 0)
+		why = "cannot read the header of the signed part";
+	else if (c1 == NULL && (blank = smime_msg_body(buf, (size_t)n)) ==
+	    (size_t)n && msgbuf_size(mb) > end)
+		why = "the header of the signed part is too long to check";
+	else
+		why = smime_msg_inner_from(hdr, hlen, buf, (size_t)n);
+	free(buf);
+	return why;
+}
+
 /* What the structure of a message that claims S/MIME proves done: its
  * CMS read once, in bounded memory. */
 enum smime_done
@@ -653,7 +692,10 @@ stream_verify(const struct certsrc *src, struct msgbuf *in,
 		break;
 	}
 	if (v.outcome == SMIME_PASS &&
-	    (why = smime_msg_from_ambiguous(hdr, hlen)) != NULL) {
+	    ((why = smime_msg_from_ambiguous(hdr, hlen)) != NULL ||
+	    (why = inner_from(hdr, hlen, k == MIME_SMIME_SIGNED ? in :
+	    signed_ent, k == MIME_SMIME_SIGNED ? t->root->child : NULL)) !=
+	    NULL)) {
 		v.outcome = SMIME_POLICY;
 		snprintf(v.reason, sizeof(v.reason), "%s", why);
 	}

@@ -281,8 +281,8 @@ esac
 # A sender who keeps bob's valid signature but adds a structure that other
 # readers see differently (they take the last of two Content-Types or
 # parameters, read past a line we stop at, show a third part of a
-# multipart/signed, show the second of two From addresses) must not get
-# smime=pass for it.  Each variant of os.eml (signed by bob, From: bob)
+# multipart/signed, show the second of two From addresses, or the From
+# inside the signed part) must not get smime=pass for it.  Each variant of os.eml (signed by bob, From: bob)
 # with the verdict it must get.
 python3 - os.eml <<'PYEOF' || fail "ambiguous: variants" "python3"
 import re, sys
@@ -307,6 +307,19 @@ put('amb-from2.eml', h + '\nFrom: CEO <ceo@partner.example>', body)
 put('amb-frombox.eml', h.replace('From: Bob <bob@partner.example>', 'From: Bob <bob@partner.example>, CEO <ceo@partner.example>'), body)
 put('amb-fromok.eml', h.replace('From: Bob <bob@partner.example>', 'From: "Bob, Partner" <bob@partner.example> (a, b)'), body)
 PYEOF
+# The signed entity's own From (RFC 9788 protected fields, or an opaque
+# message's entity, whose fields join the message's when unwrapped): bob
+# signing an entity whose From is the CEO is no pass for bob's message.
+for e in 'ceo:From: CEO <ceo@partner.example>' 'two:From: Bob <bob@partner.example>, CEO <ceo@partner.example>' \
+    'same:From: Bob Partner <BOB@partner.example>'; do
+	printf '%s\nContent-Type: text/plain\n\nPay invoice 1 to account MALLORY.\n' "${e#*:}" > "inner-${e%%:*}.txt"
+	openssl cms -sign -in "inner-${e%%:*}.txt" -signer "$P/bob-ec.pem" -inkey "$P/bob-ec.key" \
+		-certfile "$P/chain.pem" -from 'Bob <bob@partner.example>' -to alice@example.com \
+		-subject inner > "amb-in${e%%:*}.eml" 2>> os.oerr
+	openssl cms -sign -nodetach -in "inner-${e%%:*}.txt" -signer "$P/bob-ec.pem" -inkey "$P/bob-ec.key" \
+		-certfile "$P/chain.pem" -from 'Bob <bob@partner.example>' -to alice@example.com \
+		-subject inner > "amb-op${e%%:*}.eml" 2>> os.oerr
+done
 for c in "ct2:permerror (ambiguous structure: more than one Content-Type field)" \
     "ctsp:permerror (ambiguous structure: more than one Content-Type field)" \
     "param:permerror (ambiguous structure: a Content-Type parameter given twice" \
@@ -317,7 +330,12 @@ for c in "ct2:permerror (ambiguous structure: more than one Content-Type field)"
     "sigct:permerror (ambiguous structure: more than one Content-Type field)" \
     "from2:policy (more than one From field;" \
     "frombox:policy (the From field names more than one mailbox;" \
-    "fromok:pass (revocation unknown"; do
+    "fromok:pass (revocation unknown" \
+    "inceo:policy (the From of the signed part is not the message's;" \
+    "opceo:policy (the From of the signed part is not the message's;" \
+    "intwo:policy (the signed part names more than one From;" \
+    "optwo:policy (the signed part names more than one From;" \
+    "insame:pass (revocation unknown" "opsame:pass (revocation unknown"; do
 	n=${c%%:*}
 	want="Authentication-Results: $HOST; smime=${c#*:}"
 	ctl "verify-amb-$n" smime verify < "amb-$n.eml" > "vamb-$n.eml"
