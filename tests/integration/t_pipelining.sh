@@ -52,6 +52,25 @@ t_one_write_mixed() {
 	stop_smrelayd && assert_nothing_for bob@example.net && assert_nothing_for dave@example.net
 }
 
+# The same over STARTTLS, where replies are gathered into one TLS record
+# per loop round: still one per command, in command order, then a second
+# group and QUIT.
+t_one_write_mixed_tls() {
+	start_nexthop --rcpt-reply 'bob@=550 5.1.1 <bob@example.net>: no such user' && start_relay || return 1
+	chat expect:220 line:"EHLO client.test" expect:250:STARTTLS \
+		line:STARTTLS expect:220 tls line:"EHLO client.test" expect:250:PIPELINING \
+		send:"MAIL FROM:<sender@example.com>\r\nRCPT TO:<alice@example.net>\r\nRCPT TO:<dave@example.net> NOTIFY=BOGUS\r\nRCPT TO:<bob@example.net>\r\nRCPT TO:<carol@example.net>\r\nNOOP\r\nDATA\r\n" \
+		expect:250:'2\.1\.0' expect:250:'2\.1\.5' expect:501:NOTIFY expect:550:'5\.1\.1' \
+		expect:250:'2\.1\.5' expect:250:'2\.0\.0' expect:354 \
+		send:"Subject: mixed tls\r\n\r\nbody\r\n.\r\n" expect:250 \
+		send:"MAIL FROM:<sender@example.com>\r\nRCPT TO:<erin@example.net>\r\nDATA\r\n" \
+		expect:250 expect:250 expect:354 \
+		send:"Subject: second\r\n\r\nbody\r\n.\r\nQUIT\r\n" expect:250 expect:221 || return 1
+	wait_delivered 2 && assert_delivered_to erin@example.net && assert_delivered_to alice@example.net &&
+		assert_file_matches "$MSG" '^Delivered-To: carol@example.net' "fourth recipient" || return 1
+	stop_smrelayd && assert_nothing_for bob@example.net && assert_nothing_for dave@example.net
+}
+
 # No valid recipient: DATA refused and no 354; the session stays in command
 # mode (the RSET after it is answered).
 t_one_write_all_rejected() {
@@ -93,6 +112,7 @@ run_case swaks_pipeline t_swaks_pipeline
 run_case one_write_group t_one_write_group
 run_case one_write_with_reject t_one_write_with_reject
 run_case one_write_mixed t_one_write_mixed
+run_case one_write_mixed_tls t_one_write_mixed_tls
 run_case one_write_all_rejected t_one_write_all_rejected
 run_case back_to_back t_back_to_back
 run_case pipelined_relay_denied t_pipelined_relay_denied
