@@ -166,6 +166,71 @@ param_2231(struct mime_ct *ct, struct mime_param *p)
 	return 0;
 }
 
+/* Whether s[i] is a blank or a line end (folding). */
+static int
+is_ows(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/*
+ * Whether a Content-Type value has the plain form every reader parses the
+ * same way: type "/" subtype *(";" name "=" (token / quoted-string)) and
+ * an optional ";" at the end, blanks only around ";" and "=", no comment,
+ * every quoted-string closed and without backslash escapes.  (RFC 2045
+ * allows more; readers differ on it, and no mail agent writes it.)
+ */
+static int
+ct_plain(const char *s, size_t len)
+{
+	size_t i = 0;
+	int n;
+
+	while (i < len && is_ows(s[i]))
+		i++;
+	for (n = 0; i < len && is_token((unsigned char)s[i]); n++)
+		i++;
+	if (n == 0 || i >= len || s[i++] != '/')
+		return 0;
+	for (n = 0; i < len && is_token((unsigned char)s[i]); n++)
+		i++;
+	if (n == 0)
+		return 0;
+	for (;;) {
+		while (i < len && is_ows(s[i]))
+			i++;
+		if (i == len)
+			return 1;
+		if (s[i++] != ';')
+			return 0;
+		while (i < len && is_ows(s[i]))
+			i++;
+		if (i == len)
+			return 1;		/* a ";" at the end */
+		for (n = 0; i < len && is_token((unsigned char)s[i]); n++)
+			i++;
+		while (i < len && is_ows(s[i]))
+			i++;
+		if (n == 0 || i >= len || s[i++] != '=')
+			return 0;
+		while (i < len && is_ows(s[i]))
+			i++;
+		if (i < len && s[i] == '"') {
+			for (i++; i < len && s[i] != '"'; i++)
+				if (s[i] == '\\')
+					return 0;
+			if (i++ >= len)
+				return 0;	/* not closed */
+		} else {
+			for (n = 0; i < len && is_token((unsigned char)s[i]);
+			    n++)
+				i++;
+			if (n == 0)
+				return 0;
+		}
+	}
+}
+
 /*
  * Parse a Content-Type field value: type "/" subtype *(";" name "=" value).
  * Type, subtype and parameter names are lowercased; malformed parameters
@@ -209,6 +274,8 @@ mime_ct_parse(const char *s, size_t len, struct mime_ct *ct)
 		if (param_2231(ct, p))
 			ct->nparams++;
 	}
+	if (!ct_plain(s, len))
+		ct->ambiguous = 1;
 	return 0;
  bad:
 	mime_ct_default(ct, 0);
@@ -254,12 +321,16 @@ mime_hflags_why(unsigned h)
 	if (h & MIME_H_CTE2)
 		return "more than one Content-Transfer-Encoding field";
 	if (h & MIME_H_PARAM)
-		return "a Content-Type parameter given twice or out of order";
+		return "a Content-Type field that readers parse differently "
+		    "(a parameter twice or out of order, a comment, an odd "
+		    "quote)";
 	if (h & MIME_H_BADLINE)
 		return "a header line that is no field";
 	if (h & MIME_H_LONG)
 		return "a Content-Type or Content-Transfer-Encoding field "
 		    "too long to read";
+	if (h & MIME_H_EPILOGUE)
+		return "a delimiter line after the close delimiter";
 	return NULL;
 }
 
@@ -420,6 +491,7 @@ open_level(struct mime_rd *rd)
 	memcpy(lv->boundary, b, lv->blen + 1);
 	lv->digest = strcmp(rd->ct.subtype, "digest") == 0;
 	lv->state = LV_PRE;
+	lv->epidelim = 0;
 	return 1;
 }
 
@@ -457,9 +529,13 @@ match_delim(struct mime_rd *rd, int *close)
 		return -1;
 	for (k = rd->depth - 1; k >= 0; k--) {
 		lv = &rd->lv[k];
-		if (lv->state == LV_EPI || rd->linelen < 2 + lv->blen ||
+		if (rd->linelen < 2 + lv->blen ||
 		    memcmp(rd->line + 2, lv->boundary, lv->blen) != 0)
 			continue;
+		if (lv->state == LV_EPI) {	/* readers that read on */
+			lv->epidelim = 1;
+			continue;
+		}
 		i = 2 + lv->blen;
 		*close = 0;
 		if (i + 2 <= rd->linelen && rd->line[i] == '-' &&
@@ -491,6 +567,7 @@ close_to(struct mime_rd *rd, int k, size_t off)
 			rd->flags |= MIME_F_NOFIRST;
 		if (rd->lv[j].state != LV_EPI)
 			rd->flags |= MIME_F_UNCLOSED;
+		ev.hflags = rd->lv[j].epidelim ? MIME_H_EPILOGUE : 0;
 		emit(rd, &ev, MIME_EV_PART_END, j, off, off);
 		rd->depth = j;
 	}
@@ -861,6 +938,7 @@ tree_event(void *arg, const struct mime_event *ev)
 		break;
 	case MIME_EV_PART_END:
 		p->body_end = ev->off;
+		p->hflags |= ev->hflags;
 		tb->cur = p->parent;
 		break;
 	default:

@@ -45,20 +45,26 @@ enum mime_cte {
 #define MIME_F_NOFIRST   0x40   /* multipart without any delimiter */
 
 /*
- * Anomalies of one header section (mime_part.hflags): ways in which two
- * readers of the same bytes can disagree about what the part is.  We read
- * the first Content-Type and the last Content-Transfer-Encoding, stop at a
- * line that is no field, and keep MIME_PARAMS_MAX parameters; other readers
- * take the last, skip the line, or read on.
+ * Anomalies of one part (mime_part.hflags), in its header section or its
+ * epilogue: ways in which two readers of the same bytes can disagree about
+ * what the part is.  We read the first Content-Type and the last
+ * Content-Transfer-Encoding, stop at a line that is no field, keep
+ * MIME_PARAMS_MAX parameters, and end a multipart at its close delimiter;
+ * other readers take the last, skip the line, or read on.
  */
 #define MIME_H_CT2       0x01   /* more than one Content-Type field */
 #define MIME_H_CTE2      0x02   /* more than one Content-Transfer-Encoding */
-#define MIME_H_PARAM     0x04   /* a Content-Type parameter twice (after RFC
-                                   2231 joining), a continuation out of
-                                   order, or more than MIME_PARAMS_MAX */
+#define MIME_H_PARAM     0x04   /* a Content-Type not in the plain form: a
+                                   parameter twice (after RFC 2231 joining)
+                                   or continued out of order, more than
+                                   MIME_PARAMS_MAX, a comment, an escaped or
+                                   unclosed quoted-string, text before ";" */
 #define MIME_H_BADLINE   0x08   /* the section ended at a line that is no
                                    field (what follows is body to us) */
 #define MIME_H_LONG      0x10   /* a Content-* field cut at MIME_FIELD_MAX */
+#define MIME_H_EPILOGUE  0x20   /* a multipart's epilogue has a line that
+                                   starts like its delimiter (readers that
+                                   read on after "--b--" see a part) */
 
 struct mime_param {
 	char    name[MIME_TOKEN_MAX];   /* lower case */
@@ -104,7 +110,9 @@ struct mime_event {
 	enum mime_cte    cte;           /* HEADERS_END */
 	int              container;     /* HEADERS_END: a multipart whose body
 	                                   is split into parts (may be none) */
-	unsigned         hflags;        /* HEADERS_END: MIME_H_* */
+	unsigned         hflags;        /* HEADERS_END: MIME_H_* of the header
+	                                   section; PART_END of a multipart:
+	                                   MIME_H_EPILOGUE */
 	int              close;         /* DELIM */
 };
 
@@ -115,6 +123,7 @@ struct mime_level {
 	size_t  blen;
 	int     digest;     /* multipart/digest: default is message/rfc822 */
 	int     state;      /* internal */
+	int     epidelim;   /* internal: MIME_H_EPILOGUE */
 };
 
 /* Streaming splitter.  Large (about 17 KiB): allocate it, do not copy it. */
@@ -167,7 +176,8 @@ struct mime_part {
 	                           preamble, children, epilogue (even with no
 	                           children); else a leaf */
 	enum mime_cte cte;
-	unsigned hflags;                /* MIME_H_* of its header section */
+	unsigned hflags;                /* MIME_H_*: its header section, its
+	                                   epilogue */
 	int     depth;
 	struct mime_hdr *hdrs;          /* header fields, in order */
 	size_t  nhdrs;

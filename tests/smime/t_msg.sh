@@ -322,8 +322,8 @@ for e in 'ceo:From: CEO <ceo@partner.example>' 'two:From: Bob <bob@partner.examp
 done
 for c in "ct2:permerror (ambiguous structure: more than one Content-Type field)" \
     "ctsp:permerror (ambiguous structure: more than one Content-Type field)" \
-    "param:permerror (ambiguous structure: a Content-Type parameter given twice" \
-    "2231:permerror (ambiguous structure: a Content-Type parameter given twice" \
+    "param:permerror (ambiguous structure: a Content-Type field that readers parse differently" \
+    "2231:permerror (ambiguous structure: a Content-Type field that readers parse differently" \
     "line:permerror (ambiguous structure: a header line that is no field)" \
     "cte2:permerror (ambiguous structure: more than one Content-Transfer-Encoding" \
     "third:permerror (malformed S/MIME structure)" \
