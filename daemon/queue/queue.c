@@ -604,7 +604,8 @@ queue_run(struct queue *q)
 		e = q->v[i];
 		if (e->busy || e->gone)
 			continue;
-		if (e->held == SPOOL_HOLD_POLICY &&
+		if ((e->held == SPOOL_HOLD_POLICY ||
+		    e->held == SPOOL_HOLD_RETRY) &&
 		    now - e->created >= q->cfg->queue_lifetime) {
 			settle(q, e);   /* may change the vector: go again */
 			q->earliest = 0;
@@ -807,14 +808,16 @@ queue_hop_dead(const struct queue *q, const char *key)
 	return hops_dead(q->hops, key);
 }
 
-/* Offer each policy-held copy to fn; those it takes are busy. */
+/* Offer each copy held for a certificate or for another try to fn;
+ * those it takes are busy. */
 void
 queue_check_held(struct queue *q, queue_release_fn *fn, void *arg)
 {
 	size_t i;
 
 	for (i = 0; i < q->n; i++)
-		if (q->v[i]->held == SPOOL_HOLD_POLICY && !q->v[i]->busy &&
+		if ((q->v[i]->held == SPOOL_HOLD_POLICY ||
+		    q->v[i]->held == SPOOL_HOLD_RETRY) && !q->v[i]->busy &&
 		    !q->v[i]->gone && fn(arg, q->v[i]))
 			q->v[i]->busy = 1;
 }

@@ -569,15 +569,15 @@ spooldb_update(struct spooldb *s, const struct spool_entry *e)
 
 	if (prep(s, "UPDATE queue SET attempts = ?, next_attempt = ?, "
 	    "warned = ?, last_error = ?, actions = ?, held = CASE WHEN "
-	    "held = 1 THEN ? ELSE held END WHERE id = ?", &st) == -1)
+	    "held IN (1, 3) THEN ? ELSE held END WHERE id = ?", &st) == -1)
 		return -1;
 	sqlite3_bind_int(st, 1, e->attempts);
 	sqlite3_bind_int64(st, 2, e->next_attempt);
 	sqlite3_bind_int(st, 3, e->warned);
 	bind_text(st, 4, e->last_error);
 	sqlite3_bind_int64(st, 5, e->actions);
-	sqlite3_bind_int(st, 6, e->held == SPOOL_HOLD_POLICY ?
-	    SPOOL_HOLD_POLICY : SPOOL_HOLD_NONE);
+	sqlite3_bind_int(st, 6, e->held == SPOOL_HOLD_POLICY ||
+	    e->held == SPOOL_HOLD_RETRY ? e->held : SPOOL_HOLD_NONE);
 	bind_text(st, 7, e->id);
 	if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
 		log_warnx("spool: update %s: %s", e->id, sqlite3_errmsg(s->db));
@@ -694,6 +694,12 @@ row_entry(struct spooldb *s, sqlite3_stmt *st)
 	e->actions = (unsigned)sqlite3_column_int64(st, 6);
 	e->rule_id = sqlite3_column_int64(st, 7);
 	e->held = sqlite3_column_int(st, 8);
+	if (e->held < SPOOL_HOLD_NONE || e->held > SPOOL_HOLD_RETRY) {
+		/* not a state of ours: kept, held until an admin decides */
+		log_warnx("spool: %s: unknown hold state %d: held (smrelayctl "
+		    "queue release sends it)", e->id, e->held);
+		e->held = SPOOL_HOLD_ADMIN;
+	}
 	e->warned = sqlite3_column_int(st, 9);
 	e->dsn = sqlite3_column_int(st, 10);
 	e->client = col_dup(st, 11);
@@ -856,6 +862,7 @@ spool_hold_str(int h)
 	case SPOOL_HOLD_NONE: return "active";
 	case SPOOL_HOLD_POLICY: return "hold-cert";
 	case SPOOL_HOLD_ADMIN: return "hold";
+	case SPOOL_HOLD_RETRY: return "hold-retry";
 	default: return "?";
 	}
 }

@@ -31,6 +31,11 @@ struct spooldb;
 #define SPOOL_HOLD_POLICY	1	/* --if-no-cert hold: waits for a
 					 * certificate */
 #define SPOOL_HOLD_ADMIN	2	/* smrelayctl queue hold */
+#define SPOOL_HOLD_RETRY	3	/* could not be transformed for now (a
+					 * 451: no signing key for the sender
+					 * yet, the key process away): tried
+					 * again when the store changes and at
+					 * each check of held copies */
 
 #define SPOOL_ID_LEN		16	/* hex characters */
 #define SPOOL_SHARES_MAX	1000	/* spool.1 .. spool.999 */

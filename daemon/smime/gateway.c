@@ -40,6 +40,9 @@
 
 #define RCPT_FETCHES	3	/* store lookups per RCPT at most */
 #define HELD_CHECK	300	/* seconds between checks of held copies */
+#define HOLD_CERT	1	/* --if-no-cert hold: waits for a certificate */
+#define HOLD_RETRY	2	/* its transform failed for now (4xx) while
+				 * other copies went: tried again */
 #define RELEASE_LOOKUPS	64	/* addresses of held copies looked up
 					 * per pass */
 
@@ -81,8 +84,8 @@ struct gw_copy {
 	unsigned		 actions;
 	int64_t			 rule_id;
 	void			*txn;		/* inner; NULL when over */
-	int			 hold;		/* --if-no-cert hold: spooled
-						 * untransformed, held */
+	int			 hold;		/* HOLD_*: spooled untransformed,
+						 * held */
 	int			 xfail;		/* its transform failed (4xx) */
 	int			 respooled;	/* held after that: once */
 	struct spool_rcpt	*rcpts;		/* accepted by the next hop */
@@ -661,7 +664,8 @@ copy_spool(struct gw_copy *c, int all, size_t delivered)
 		t->qid_spooled = 1;
 	}
 	if (c->hold) {
-		e.held = SPOOL_HOLD_POLICY;
+		e.held = c->hold == HOLD_RETRY ? SPOOL_HOLD_RETRY :
+		    SPOOL_HOLD_POLICY;
 		e.actions = c->actions;
 		e.last_error = c->why[0] ? c->why : NULL;
 	} else {
@@ -1122,7 +1126,7 @@ hold_failed(struct gw_txn *t)
 			continue;
 		c->respooled = 1;
 		c->done = 0;
-		c->hold = 1;
+		c->hold = HOLD_RETRY;
 		snprintf(c->why, sizeof(c->why), "%d %s %.160s", c->res.code,
 		    c->res.enh, c->res.text);
 		t->pending++;

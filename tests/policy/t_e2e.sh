@@ -762,6 +762,8 @@ case_partial_hold() {
 		"the log line of the held copy" || return 1
 	n=$(ctl queue list | grep -c .)
 	assert_eq 1 "$n" "copies in the queue (carol's, held)" || return 1
+	ctl queue list | grep -F carol@partner.example | grep -q -w -F hold-retry ||
+		{ fail_because "queue list: not hold-retry: $(ctl queue list)"; return 1; }
 	ctl queue show "$(ctl queue list | cut -f1)" >"$CASE_DIR/show.txt"
 	assert_file_matches "$CASE_DIR/show.txt" '^last error: 451 4\.7\.0 .*no signing key' \
 		"queue show of the held copy" || return 1
@@ -770,6 +772,29 @@ case_partial_hold() {
 	wait_delivered 2 20 && copy_of carol@partner.example carol@partner.example &&
 		assert_header "$F" Content-Type 'multipart/signed' && verifies "$F" || return 1
 	assert_eq 2 "$(sink_count)" "messages at the sink (one for bob, one for carol)"
+}
+
+# 9f. the same, and the key never comes: at queue_lifetime the held copy
+# bounces as expired with its last reply (no signing key), not as a copy
+# that waited for a certificate.
+case_partial_hold_expires() {
+	setup_store || return 1
+	write_conf "$CONF" queue_lifetime=3s
+	rule --recipient carol@partner.example --action sign || return 1
+	start_daemon || return 1
+	msg m alice@example.com "bob@partner.example, carol@partner.example"
+	send alice@example.com bob@partner.example,carol@partner.example "$M" || return 1
+	reply_to "." 250 "" || return 1
+	wait_delivered 2 15 ||
+		{ fail_because "no DSN after queue_lifetime: $(ctl queue list | tr '\n' '|')"; return 1; }
+	F=$(sink_file_for alice@example.com) ||
+		{ fail_because "no DSN to alice at the sink"; return 1; }
+	assert_file_matches "$F" '^Return-Path: <>' "DSN envelope sender" &&
+		assert_file_matches "$F" '^Final-Recipient: rfc822; ?carol@partner.example' "Final-Recipient" &&
+		assert_file_matches "$F" '^Status: 4\.4\.7' "Status" &&
+		assert_file_matches "$F" 'no signing key' "the last reply in the DSN" &&
+		assert_file_lacks "$F" 'certificate to encrypt' "the certificate text" || return 1
+	[ -z "$(ctl queue list)" ] || { fail_because "queue not empty: $(ctl queue list)"; return 1; }
 }
 
 # 10. null sender, encrypt rule for the recipient.
@@ -861,6 +886,7 @@ run_case no_policy_bypass case_no_bypass
 run_case revoked_partner case_revoked_partner
 run_case both_ways case_both_ways
 run_case partial_hold case_partial_hold
+run_case partial_hold_expires case_partial_hold_expires
 run_case null_sender_encrypt case_null_sender
 case_apply_repeated() { case_apply repeated; }
 case_apply_list() { case_apply list; }

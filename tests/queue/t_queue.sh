@@ -438,6 +438,34 @@ t_ctl_after_idle() {
 
 # ---------------------------------------------------------------- 8
 
+# A spool row whose hold state is none of ours (written by another
+# program, or a newer version): kept and held, said in the log, never
+# dropped nor sent nor expired behind the admin's back; queue release
+# sends it.
+t_unknown_hold() {
+	local i id
+	relay_with_hop_down || return 1
+	: >"$CASE_DIR/expected.ids"
+	for i in 1 2; do
+		send_id_queued "<q9.$i@queue.test>" --to "u$i@example.net" || return 1
+		echo "<q9.$i@queue.test>" >>"$CASE_DIR/expected.ids"
+	done
+	stop_smrelayd || return 1
+	mv "$CASE_DIR/smrelayd.log" "$CASE_DIR/smrelayd.1.log"
+	id=$(qctl queue list | awk -F '\t' '$8 ~ /u1@example.net/ { print $1 }')
+	[ -n "$id" ] || { fail_because "queue list: $(qctl queue list)"; return 1; }
+	sqlite3 "$CASE_DIR/data/spool/queue.db" "UPDATE queue SET held = 7 WHERE id = '$id'" ||
+		{ fail_because "cannot set the hold state"; return 1; }
+	hop_up_sink || return 1
+	start_smrelayd "$CONF" "$PORT" || return 1
+	wait_delivered 1 20 && assert_delivered_to u2@example.net || return 1
+	assert_file_matches "$CASE_DIR/smrelayd.log" "$id: unknown hold state 7: held" "the log line" || return 1
+	qctl queue list | grep -F "$id" | grep -q -w -F hold ||
+		{ fail_because "not listed as held: $(qctl queue list)"; return 1; }
+	qctl queue release "$id" >/dev/null || { fail_because "queue release failed"; return 1; }
+	wait_queue_empty 20 && assert_exactly_once "$CASE_DIR/expected.ids"
+}
+
 t_restart() {
 	local i stray=$CASE_DIR/data/spool/msg/00112233aabbccdd
 	relay_with_hop_down || return 1
@@ -481,4 +509,5 @@ run_case full_disk t_full_disk
 run_case cli t_cli
 run_case ctl_after_idle t_ctl_after_idle
 run_case restart t_restart
+run_case unknown_hold t_unknown_hold
 it_finish
