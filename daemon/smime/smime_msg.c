@@ -153,9 +153,11 @@ ar_is_ours(const char *p, const char *e, const char *host)
  * Authentication-Results of host and, with outer, the Content-* and
  * MIME-Version fields; with crlf, line ends made CRLF.
  */
+static int given_again(const char *, size_t, size_t, const char *, size_t);
+
 static void
 copy_fields(struct obuf *b, const char *m, size_t hlen, const char *host,
-    int outer, int crlf)
+    int outer, int crlf, const char *ent, size_t n)
 {
 	const char *v;
 	size_t off, end;
@@ -168,6 +170,8 @@ copy_fields(struct obuf *b, const char *m, size_t hlen, const char *host,
 		if (outer && (strncasecmp(m + off, "Content-", 8) == 0 ||
 		    field_value(m, off, end, "MIME-Version") != NULL))
 			continue;
+		if (ent != NULL && given_again(m, off, end, ent, n))
+			continue;
 		if (crlf)
 			ob_crlf(b, m + off, end - off);
 		else
@@ -175,6 +179,37 @@ copy_fields(struct obuf *b, const char *m, size_t hlen, const char *host,
 		if (m[end - 1] != '\n')
 			ob_add(b, "\r\n", 2);
 	}
+}
+
+/* Fields a message has at most once (RFC 5322 3.6). */
+static const char *const once_fields[] = { "From", "Sender", "Reply-To",
+    "To", "Cc", "Bcc", "Subject", "Date", "Message-ID", "In-Reply-To",
+    "References" };
+
+static int
+has_field_fn(const char *value, void *arg)
+{
+	(void)value;
+	*(int *)arg = 1;
+	return 1;
+}
+
+/* Whether field [off, end) of m is one a message has once and the
+ * header block ent[0..n) has as well. */
+static int
+given_again(const char *m, size_t off, size_t end, const char *ent,
+    size_t n)
+{
+	size_t i;
+	int has = 0;
+
+	for (i = 0; i < sizeof(once_fields) / sizeof(once_fields[0]); i++)
+		if (field_value(m, off, end, once_fields[i]) != NULL) {
+			smime_msg_fields(ent, n, once_fields[i], has_field_fn,
+			    &has);
+			return has;
+		}
+	return 0;
 }
 
 /*
@@ -708,14 +743,18 @@ smime_msg_verdict(const struct certsrc *src, struct cms_verify *v,
 /* The header of a decrypted message: the received fields without
  * Content-*, MIME-Version and host's Authentication-Results, CRLF, then
  * MIME-Version; and "\r\n" in *blank when the entity ent (its first n
- * bytes) needs an empty header block.  malloc'd. */
+ * bytes) needs an empty header block.  A field a message has once (From,
+ * To, Subject, ...) that the entity's own header block (ent, when it is
+ * that) gives again is left to it: the unwrapped message has one From,
+ * the one inside the envelope or signature (RFC 9788 header protection),
+ * not the outer one besides.  malloc'd. */
 char *
 smime_msg_open_head(const char *hdr, size_t hlen, const char *host,
     const char *ent, size_t n, size_t *outlen)
 {
 	struct obuf b = { NULL, 0, 0 };
 
-	copy_fields(&b, hdr, hlen, host, 1, 1);
+	copy_fields(&b, hdr, hlen, host, 1, 1, ent, n);
 	ob_str(&b, "MIME-Version: 1.0\r\n");
 	if (n > 0 && ent[0] != '\r' && ent[0] != '\n' &&
 	    !smime_msg_has_fields(ent, n))
@@ -736,7 +775,7 @@ smime_msg_verify_head(const char *hdr, size_t hlen, const char *host,
 
 	ob_str(&b, ar);
 	ob_str(&b, crlf ? "\r\n" : "\n");
-	copy_fields(&b, hdr, hlen, host, 0, 0);
+	copy_fields(&b, hdr, hlen, host, 0, 0, NULL, 0);
 	*outlen = b.len;
 	return b.p;
 }

@@ -288,23 +288,45 @@ io_reader(struct mime_io *io, struct msgbuf *mb)
 	io->rarg = mb;
 }
 
-/* The decrypted entity after our MIME-Version: its header block as
- * smime_msg_unwrapped_fields keeps it, then the blank line and the rest
- * in pieces; a header block past SMIME_STREAM_HDR_MAX goes as it is. */
+/*
+ * An unwrapped message (decrypted, or opaque signed-data opened) into out:
+ * ar and a line end when ar is given; the received fields as
+ * smime_msg_open_head() keeps them next to the entity's own; our
+ * MIME-Version; the entity ent, its header block as
+ * smime_msg_unwrapped_fields() keeps it, then the blank line and the rest
+ * in pieces (a header block past SMIME_STREAM_HDR_MAX goes as it is).
+ * 0 or -1.
+ */
 static int
-put_entity(struct msgbuf *out, struct msgbuf *dec, const char *first,
-    size_t n)
+put_unwrapped(struct msgbuf *out, struct msgbuf *ent, const char *hdr,
+    size_t hlen, const char *host, const char *ar)
 {
-	char *eh, *kept;
-	size_t ehlen, ebody, klen;
+	char first[1024], *top, *eh = NULL, *kept = NULL;
+	size_t toplen, ehlen = 0, ebody, klen = 0;
+	ssize_t nf;
 	int rc;
 
-	if (!smime_msg_has_fields(first, n) || (eh = smime_stream_header(dec,
-	    SMIME_STREAM_HDR_MAX, &ehlen, &ebody)) == NULL)
-		return copy_from(out, dec, 0);
-	kept = smime_msg_unwrapped_fields(eh, ehlen, &klen);
-	rc = msgbuf_append(out, kept, klen) == -1 ? -1 :
-	    copy_from(out, dec, ehlen);
+	if ((nf = msgbuf_pread(ent, first, sizeof(first), 0)) < 0)
+		nf = 0;
+	if (smime_msg_has_fields(first, (size_t)nf))
+		eh = smime_stream_header(ent, SMIME_STREAM_HDR_MAX, &ehlen,
+		    &ebody);
+	top = smime_msg_open_head(hdr, hlen, host, eh != NULL ? eh : first,
+	    eh != NULL ? ehlen : (size_t)nf, &toplen);
+	if (eh != NULL)
+		kept = smime_msg_unwrapped_fields(eh, ehlen, &klen);
+	rc = 0;
+	if (ar != NULL && (msgbuf_append(out, ar, strlen(ar)) == -1 ||
+	    msgbuf_append(out, "\r\n", 2) == -1))
+		rc = -1;
+	else if (msgbuf_append(out, top, toplen) == -1)
+		rc = -1;
+	else if (eh != NULL)
+		rc = msgbuf_append(out, kept, klen) == -1 ? -1 :
+		    copy_from(out, ent, ehlen);
+	else
+		rc = copy_from(out, ent, 0);
+	free(top);
 	free(kept);
 	free(eh);
 	return rc;
@@ -321,9 +343,6 @@ smime_stream_decrypt(const struct certsrc *src, struct msgbuf *in,
 	struct mime_io io;
 	struct msgbuf *dec = NULL;
 	BIO *r = NULL, *w = NULL;
-	char *head = NULL, first[1024];
-	size_t headlen;
-	ssize_t nf;
 	int kind, rc = -1;
 
 	memset(res, 0, sizeof(*res));
@@ -358,13 +377,8 @@ smime_stream_decrypt(const struct certsrc *src, struct msgbuf *in,
 	}
 	if (smime_msg_open_bio(src, r, w, res) == -1)
 		goto done;
-	if ((nf = msgbuf_pread(dec, first, sizeof(first), 0)) < 0)
-		nf = 0;
-	head = smime_msg_open_head(hdr, hlen, host, first, (size_t)nf,
-	    &headlen);
 	*outp = msgbuf_new(tmpdir, 0);
-	if (msgbuf_append(*outp, head, headlen) == -1 ||
-	    put_entity(*outp, dec, first, (size_t)nf) == -1) {
+	if (put_unwrapped(*outp, dec, hdr, hlen, host, NULL) == -1) {
 		msgbuf_free(*outp);
 		*outp = NULL;
 		snprintf(res->err, sizeof(res->err), "cannot write the "
@@ -375,7 +389,6 @@ smime_stream_decrypt(const struct certsrc *src, struct msgbuf *in,
  done:
 	BIO_free(r);
 	BIO_free(w);
-	free(head);
 	msgbuf_free(dec);       /* content of a failed envelope goes too */
 	mime_smime_clear(&d);
 	return rc;
@@ -493,29 +506,6 @@ opaque_check(const struct certsrc *src, struct msgbuf *in,
 		msgbuf_free(*content);
 		*content = NULL;
 	}
-}
-
-/* The verified opaque message: our Authentication-Results and the
- * received fields on top of the signed entity (smime_stream_verify());
- * 0 or -1. */
-static int
-put_opaque(struct msgbuf *out, struct msgbuf *ent, const char *hdr,
-    size_t hlen, const char *host, const char *ar)
-{
-	char first[1024], *top;
-	size_t toplen;
-	ssize_t nf;
-	int rc;
-
-	if ((nf = msgbuf_pread(ent, first, sizeof(first), 0)) < 0)
-		nf = 0;
-	top = smime_msg_open_head(hdr, hlen, host, first, (size_t)nf, &toplen);
-	rc = msgbuf_append(out, ar, strlen(ar)) == -1 ||
-	    msgbuf_append(out, "\r\n", 2) == -1 ||
-	    msgbuf_append(out, top, toplen) == -1 ||
-	    put_entity(out, ent, first, (size_t)nf) == -1 ? -1 : 0;
-	free(top);
-	return rc;
 }
 
 /* Whether what mime_smime_detect_tree() found is signed as the engine
@@ -702,7 +692,8 @@ stream_verify(const struct certsrc *src, struct msgbuf *in,
 	smime_msg_verdict(src, &v, host, res, ar, sizeof(ar));
 	*outp = msgbuf_new(tmpdir, 0);
 	if (signed_ent != NULL)
-		werr = put_opaque(*outp, signed_ent, hdr, hlen, host, ar);
+		werr = put_unwrapped(*outp, signed_ent, hdr, hlen, host,
+		    ar);
 	else {
 		head = smime_msg_verify_head(hdr, hlen, host, ar, &headlen);
 		werr = msgbuf_append(*outp, head, headlen) == -1 ||

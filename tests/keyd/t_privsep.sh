@@ -517,9 +517,12 @@ case_padding_oracle() {
 		[ -n "$n" ] && grep -q "smime-type=authEnveloped-data" "$n" ||
 			{ fail_because "$v: not relayed encrypted"; return 1; }
 	done
-	n=$(grep -l "^Subject: oracle good" $(sink_files) | head -n 1)
-	[ -n "$n" ] && grep -q "The body of in" "$n" ||
-		{ fail_because "the good envelope was not decrypted"; return 1; }
+	# decrypted, it carries the encrypted message's own Subject ("in"),
+	# not the outer one: one Subject, the protected one
+	n=$(grep -l "^The body of in" $(sink_files) | head -n 1)
+	[ -n "$n" ] && [ "$(tr -d '\r' <"$n" | sed '/^$/q' | grep -c '^Subject:')" = 1 ] &&
+		tr -d '\r' <"$n" | grep -q '^Subject: in$' ||
+		{ fail_because "the good envelope was not decrypted (with one Subject, its own)"; return 1; }
 	notes=$(grep -o "copy note: cannot decrypt.*" "$d/smrelayd.log" | sort | uniq -c)
 	[ "$(grep -c "copy note: cannot decrypt" "$d/smrelayd.log")" = 16 ] &&
 		[ "$(printf '%s\n' "$notes" | wc -l)" = 1 ] ||

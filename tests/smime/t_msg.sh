@@ -344,6 +344,30 @@ for c in "ct2:permerror (ambiguous structure: more than one Content-Type field)"
 	*) fail "verify, ambiguous: $n gets smime=${c#*:}" "$(ar "vamb-$n.eml")" ;;
 	esac
 done
+# Unwrapping keeps one of each field a message has once: a whole message
+# (From, To, Subject inside, as `openssl smime -encrypt` of a mail file or
+# RFC 9788 header protection write it) encrypted under outer fields of its
+# own gives one From, To and Subject, the inner ones; the opaque message
+# whose entity says From: CEO is delivered with that From alone (and the
+# policy verdict above), not with bob's besides.
+printf 'From: Alice Inner <alice@example.com>\nTo: bob@partner.example\nSubject: inner subject\nContent-Type: text/plain\n\nsecret\n' > whole.txt
+openssl cms -encrypt -in whole.txt -aes256 "$P/alice.pem" > whole.p7 2>> os.oerr
+{ printf 'From: alice@example.com\nTo: bob@partner.example\nSubject: [...]\n'; cat whole.p7; } > whole.eml
+if ctl dec-whole smime decrypt < whole.eml > dwhole.eml; then
+	tr -d '\r' < dwhole.eml | sed '/^$/q' > dwhole.hdr
+	if [ "$(grep -c '^From:' dwhole.hdr)/$(grep -c '^To:' dwhole.hdr)/$(grep -c '^Subject:' dwhole.hdr)" = 1/1/1 ] &&
+	    grep -q '^From: Alice Inner' dwhole.hdr && grep -q '^Subject: inner subject' dwhole.hdr; then
+		pass "decrypt: one From, To and Subject, the protected ones"
+	else
+		fail "decrypt: one From, To and Subject, the protected ones" "$(tr '\n' '|' < dwhole.hdr)"
+	fi
+else
+	fail "decrypt: one From, To and Subject, the protected ones" "$(lastline dec-whole.err)"
+fi
+tr -d '\r' < vamb-opceo.eml | sed '/^$/q' > vopceo.hdr
+[ "$(grep -c '^From:' vopceo.hdr)" = 1 ] && grep -q '^From: CEO' vopceo.hdr &&
+	pass "verify opaque: the entity's From alone" ||
+	fail "verify opaque: the entity's From alone" "$(tr '\n' '|' < vopceo.hdr)"
 # --- revocation: with CRLs imported, a revoked signer fails -----------------
 openssl cms -sign -in ent.txt -signer "$P/revoked.pem" -inkey "$P/revoked.key" \
 	-certfile "$P/chain.pem" -from alice@example.com -to bob@partner.example \
