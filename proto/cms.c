@@ -1478,19 +1478,15 @@ cms_get_caps(CMS_SignerInfo *si, struct cms_verify *res)
 	sk_X509_ALGOR_pop_free(algs, X509_ALGOR_free);
 }
 
-/* rfc822Name comparison: local part exact, domain case-insensitive. */
+/* rfc822Name against From: ASCII case-insensitive, local part included.
+ * RFC 5280 (7.5) would compare the local part exactly; mail clients do
+ * not (Bob.Smith@ in From, bob.smith@ in the certificate is one person),
+ * and neither does our store when it finds certificates for an address.
+ * RFC 5321 (2.4) discourages mailboxes that differ only in case. */
 static int
 cms_addr_eq(const char *a, const char *b)
 {
-	const char *at = strrchr(a, '@'), *bt = strrchr(b, '@');
-
-	if (at == NULL || bt == NULL || at - a != bt - b ||
-	    strncmp(a, b, (size_t)(at - a)) != 0)
-		return 0;
-	for (at++, bt++; *at && *bt; at++, bt++)
-		if (tolower((unsigned char)*at) != tolower((unsigned char)*bt))
-			return 0;
-	return *at == *bt;
+	return strchr(a, '@') != NULL && strcasecmp(a, b) == 0;
 }
 
 /* Pick the signer identity; 1 when `from` (if any) is among its addresses. */

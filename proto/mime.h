@@ -270,6 +270,7 @@ char   *mime_b64_encode(const void *, size_t, size_t *);
 unsigned char *mime_b64_decode(const char *, size_t, size_t *);
 char   *mime_qp_encode(const char *, size_t, size_t *);
 char   *mime_qp_decode(const char *, size_t, size_t *);
+void    mime_decode2047(const char *, char *out, size_t max);
 
 /* Where mime_canon_stream() reads a message and writes its results. */
 #define MIME_IO_OUTER	0	/* the header fields that stay outside */

@@ -346,85 +346,6 @@ verdict_addr(const char *v, char *out, size_t len)
 	strlcpy_s(out, v, len);
 }
 
-/* One RFC 2047 encoded-word's text (B or Q) in UTF-8, appended to out;
- * -1 when it is none we read (charsets: UTF-8, US-ASCII, ISO-8859-1). */
-static int
-verdict_word(const char *cs, size_t cslen, char enc, const char *t,
-    size_t tlen, char *out, size_t *o, size_t max)
-{
-	unsigned char *raw;
-	size_t n, i;
-	int latin1;
-
-	if (cslen == 5 && strncasecmp(cs, "utf-8", 5) == 0)
-		latin1 = 0;
-	else if ((cslen == 8 && strncasecmp(cs, "us-ascii", 8) == 0) ||
-	    (cslen == 10 && strncasecmp(cs, "iso-8859-1", 10) == 0))
-		latin1 = 1;
-	else
-		return -1;
-	if (enc == 'b' || enc == 'B')
-		raw = mime_b64_decode(t, tlen, &n);
-	else if (enc == 'q' || enc == 'Q') {
-		char *q = xmalloc(tlen + 1);
-
-		for (i = 0; i < tlen; i++)
-			q[i] = t[i] == '_' ? ' ' : t[i];
-		raw = (unsigned char *)mime_qp_decode(q, tlen, &n);
-		free(q);
-	} else
-		return -1;
-	if (raw == NULL)
-		return -1;
-	for (i = 0; i < n && *o + 2 < max; i++) {
-		if (latin1 && raw[i] >= 0x80) {
-			out[(*o)++] = (char)(0xc0 | (raw[i] >> 6));
-			out[(*o)++] = (char)(0x80 | (raw[i] & 0x3f));
-		} else
-			out[(*o)++] = (char)raw[i];
-	}
-	free(raw);
-	return 0;
-}
-
-/* A field value with its RFC 2047 encoded-words decoded (others kept). */
-static void
-verdict_decode2047(const char *v, char *out, size_t max)
-{
-	const char *p = v, *q1, *q2, *end, *ws;
-	size_t o = 0, save;
-	int prev_word = 0;
-
-	while (*p != '\0' && o + 1 < max) {
-		if (p[0] == '=' && p[1] == '?' &&
-		    (q1 = strchr(p + 2, '?')) != NULL && q1[1] != '\0' &&
-		    q1[2] == '?' && (end = strstr(q1 + 3, "?=")) != NULL) {
-			q2 = q1 + 2;
-			save = o;
-			if (verdict_word(p + 2, (size_t)(q1 - p - 2), q1[1],
-			    q2 + 1, (size_t)(end - q2 - 1), out, &o,
-			    max) == 0) {
-				p = end + 2;
-				prev_word = 1;
-				continue;
-			}
-			o = save;
-		}
-		/* blanks between two encoded-words are dropped */
-		if (prev_word && (*p == ' ' || *p == '\t')) {
-			for (ws = p; *ws == ' ' || *ws == '\t'; ws++)
-				;
-			if (ws[0] == '=' && ws[1] == '?') {
-				p = ws;
-				continue;
-			}
-		}
-		prev_word = 0;
-		out[o++] = *p++;
-	}
-	out[o] = '\0';
-}
-
 /* A field's value, encoded-words decoded, as a JSON string. */
 static json_t *
 verdict_jdecoded(const char *v)
@@ -432,7 +353,7 @@ verdict_jdecoded(const char *v)
 	char *d = xmalloc(2 * VERDICT_VALUE_MAX + 1);
 	json_t *j;
 
-	verdict_decode2047(v, d, 2 * VERDICT_VALUE_MAX + 1);
+	mime_decode2047(v, d, 2 * VERDICT_VALUE_MAX + 1);
 	j = jstr(d);
 	free(d);
 	return j;

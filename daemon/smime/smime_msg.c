@@ -2,6 +2,7 @@
  * the CMS engine (proto/cms.c) and the certificate store put together. */
 #include "autoconfig.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -415,7 +416,7 @@ static int
 addr_count(const char *v)
 {
 	const char *p;
-	int n = 0, item = 0, quote = 0, depth = 0, angle = 0;
+	int n = 0, item = 0, quote = 0, depth = 0, angle = 0, addrs = 0;
 
 	for (p = v; *p != '\0'; p++) {
 		if (quote || depth) {
@@ -435,6 +436,8 @@ addr_count(const char *v)
 			depth = 1;
 			break;
 		case '<':
+			if (!angle && addrs++ > 0)	/* "a <x> <y>": two */
+				n++;
 			angle = item = 1;
 			break;
 		case '>':
@@ -443,7 +446,7 @@ addr_count(const char *v)
 		case ',':
 			if (!angle) {
 				n += item;
-				item = 0;
+				item = addrs = 0;
 			}
 			break;
 		case ' ':
@@ -458,15 +461,51 @@ addr_count(const char *v)
 
 struct from_count {
 	int	fields, boxes;
+	int	spoof;		/* the display name shows another address */
 };
+
+/* Whether text shows an address (local@domain.tld) other than addr. */
+static int
+shows_other_addr(const char *text, const char *addr)
+{
+	const char *at, *l, *r;
+	size_t alen = strlen(addr);
+	int dot;
+
+	for (at = strchr(text, '@'); at != NULL; at = strchr(at + 1, '@')) {
+		for (l = at; l > text && (isalnum((unsigned char)l[-1]) ||
+		    strchr("._%+-'", l[-1]) != NULL); l--)
+			;
+		for (r = at + 1, dot = 0; isalnum((unsigned char)*r) ||
+		    *r == '.' || *r == '-'; r++)
+			dot |= *r == '.';
+		while (r > at + 1 && r[-1] == '.')
+			r--;
+		if (l == at || r == at + 1 || !dot)
+			continue;
+		if ((size_t)(r - l) != alen || strncasecmp(l, addr, alen) != 0)
+			return 1;
+	}
+	return 0;
+}
 
 static int
 from_count_fn(const char *value, void *arg)
 {
 	struct from_count *c = arg;
+	char addr[320], *shown;
+	size_t n = strlen(value);
 
 	c->fields++;
 	c->boxes += addr_count(value);
+	/* any other address a reader may show: in the display name, or in
+	 * a comment that stands in for one; encoded-words decoded */
+	if (addr_parse(value, addr, sizeof(addr)) == -1)
+		return 0;
+	shown = xmalloc(2 * n + 1);
+	mime_decode2047(value, shown, 2 * n + 1);
+	c->spoof |= shows_other_addr(shown, addr);
+	free(shown);
 	return 0;
 }
 
@@ -478,13 +517,15 @@ from_count_fn(const char *value, void *arg)
 const char *
 smime_msg_from_ambiguous(const char *m, size_t len)
 {
-	struct from_count c = { 0, 0 };
+	struct from_count c = { 0, 0, 0 };
 
 	smime_msg_fields(m, len, "From", from_count_fn, &c);
 	if (c.fields > 1)
 		return "more than one From field";
 	if (c.boxes > 1)
 		return "the From field names more than one mailbox";
+	if (c.spoof)
+		return "the From display name shows another address";
 	return NULL;
 }
 
@@ -499,7 +540,7 @@ const char *
 smime_msg_inner_from(const char *outer, size_t olen, const char *inner,
     size_t ilen)
 {
-	struct from_count c = { 0, 0 };
+	struct from_count c = { 0, 0, 0 };
 	char a[320], b[320];
 
 	smime_msg_fields(inner, ilen, "From", from_count_fn, &c);

@@ -306,6 +306,13 @@ put('amb-sigct.eml', h, body.replace(sig, sig + '\nContent-Type: text/plain'))
 put('amb-from2.eml', h + '\nFrom: CEO <ceo@partner.example>', body)
 put('amb-frombox.eml', h.replace('From: Bob <bob@partner.example>', 'From: Bob <bob@partner.example>, CEO <ceo@partner.example>'), body)
 put('amb-fromok.eml', h.replace('From: Bob <bob@partner.example>', 'From: "Bob, Partner" <bob@partner.example> (a, b)'), body)
+for name, v in (('angle2', 'Bob <bob@partner.example> <ceo@partner.example>'),
+                ('dispq', '"ceo@partner.example" <bob@partner.example>'),
+                ('disp2047', '=?utf-8?q?CEO_=3Cceo=40partner=2Eexample=3E?= <bob@partner.example>'),
+                ('dispcomment', 'bob@partner.example (CEO <ceo@partner.example>)'),
+                ('dispsame', '"Bob (bob@partner.example)" <bob@partner.example>'),
+                ('case', 'Bob <Bob@Partner.Example>')):
+    put('amb-from%s.eml' % name, h.replace('From: Bob <bob@partner.example>', 'From: ' + v), body)
 PYEOF
 # The signed entity's own From (RFC 9788 protected fields, or an opaque
 # message's entity, whose fields join the message's when unwrapped): bob
@@ -331,6 +338,11 @@ for c in "ct2:permerror (ambiguous structure: more than one Content-Type field)"
     "from2:policy (more than one From field;" \
     "frombox:policy (the From field names more than one mailbox;" \
     "fromok:pass (revocation unknown" \
+    "fromangle2:policy (the From field names more than one mailbox;" \
+    "fromdispq:policy (the From display name shows another address;" \
+    "fromdisp2047:policy (the From display name shows another address;" \
+    "fromdispcomment:policy (the From display name shows another address;" \
+    "fromdispsame:pass (revocation unknown" "fromcase:pass (revocation unknown" \
     "inceo:policy (the From of the signed part is not the message's;" \
     "opceo:policy (the From of the signed part is not the message's;" \
     "intwo:policy (the signed part names more than one From;" \
