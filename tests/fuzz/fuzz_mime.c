@@ -45,6 +45,8 @@ hash_event(void *arg, const struct mime_event *ev)
 		mix(e, ev->ct, sizeof(*ev->ct));
 		mix(e, &ev->cte, sizeof(ev->cte));
 		mix(e, &ev->hflags, sizeof(ev->hflags));
+	} else if (ev->type == MIME_EV_PART_END) {
+		mix(e, &ev->hflags, sizeof(ev->hflags));
 	} else if (ev->data != NULL) {
 		if (ev->end - ev->off != ev->len)
 			abort();
@@ -230,6 +232,20 @@ codecs(const char *in, size_t len)
 	free(q);
 	free(qd);
 	free(mime_qp_decode(in, len, &qdl));
+	/* RFC 2047: NUL-terminated in, bounded out (a small one too) */
+	if ((e = malloc(len + 1)) == NULL || (q = malloc(2 * len + 2)) ==
+	    NULL)
+		abort();
+	memcpy(e, in, len);
+	e[len] = '\0';
+	mime_decode2047(e, q, 2 * len + 2);
+	if (strlen(q) > 2 * len + 1)
+		abort();
+	mime_decode2047(e, q, 1 + len % 7);
+	if (strlen(q) > len % 7)
+		abort();
+	free(e);
+	free(q);
 }
 
 /*
