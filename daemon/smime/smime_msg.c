@@ -417,6 +417,7 @@ addr_count(const char *v)
 {
 	const char *p;
 	int n = 0, item = 0, quote = 0, depth = 0, angle = 0, addrs = 0;
+	int after = 0;		/* text after "<...>": "Bob <b@x> ceo" */
 
 	for (p = v; *p != '\0'; p++) {
 		if (quote || depth) {
@@ -441,18 +442,24 @@ addr_count(const char *v)
 			angle = item = 1;
 			break;
 		case '>':
+			if (angle)
+				after = 1;
 			angle = 0;
 			break;
 		case ',':
 			if (!angle) {
 				n += item;
-				item = addrs = 0;
+				item = addrs = after = 0;
 			}
 			break;
 		case ' ':
 		case '\t':
 			break;
 		default:
+			if (after == 1 && !angle) {	/* read as another */
+				n++;
+				after = 2;
+			}
 			item = 1;
 		}
 	}

@@ -12,10 +12,14 @@
       What Python's email parser (compat32 and the default policy), one
       real mail reader, shows of FILE that our `smime=pass` would not speak
       for: another top-level type, other than two parts, MALLORY in a part,
-      more than one From.  Prints nothing when it sees what we verified.
+      more than one From, a From address (or one in its display name or
+      comment, encoded-words decoded) other than bob's.  Prints nothing
+      when it sees what we verified.
 """
 import email
+import email.header
 import email.policy
+import email.utils
 import os
 import random
 import re
@@ -65,6 +69,19 @@ def gen(src, outdir, n, seed):
                             ' '.join('a%d=b;' % i for i in range(14))),
         lambda v: v.replace('protocol=', 'x; protocol='),
     ]
+    from_ops = [
+        'Bob <bob@partner.example> <ceo@partner.example>',
+        '"ceo@partner.example" <bob@partner.example>',
+        '=?utf-8?q?ceo=40partner=2Eexample?= <bob@partner.example>',
+        '=?utf-8?b?Y2VvQHBhcnRuZXIuZXhhbXBsZQ==?= <bob@partner.example>',
+        'bob@partner.example (CEO <ceo@partner.example>)',
+        '(ceo@partner.example) bob@partner.example',
+        'Bob <bob@partner.example>, CEO <ceo@partner.example>',
+        'Friends: bob@partner.example, ceo@partner.example;',
+        'BOB@Partner.Example',
+        '"Bob, Partner" <bob@partner.example>',
+        'Bob <bob@partner.example> (work)',
+    ]
     hdr_ops = [
         'Content-Type: multipart/mixed; boundary="EVIL"',
         'Content-Type : multipart/mixed; boundary="EVIL"',
@@ -101,8 +118,11 @@ def gen(src, outdir, n, seed):
             w = rnd.random()
             if w < 0.35:
                 v = rnd.choice(ct_ops)(v)
-            elif w < 0.7:
+            elif w < 0.6:
                 ls.insert(rnd.randrange(len(ls) + 1), rnd.choice(hdr_ops))
+            elif w < 0.7:
+                ls = [('From: ' + rnd.choice(from_ops)) if l.startswith('From:')
+                      else l for l in ls]
             else:
                 d = rnd.choice(body_ops)(d)
         ls.insert(rnd.randrange(len(ls) + 1), 'Content-Type: ' + v)
@@ -122,8 +142,15 @@ def seen(path):
         for p in m.walk():
             if not p.is_multipart() and b'MALLORY' in (p.get_payload(decode=True) or b''):
                 bad.append('shows MALLORY in a %s part' % p.get_content_type())
-        if len(m.get_all('From') or []) > 1:
+        froms = m.get_all('From') or []
+        if len(froms) > 1:
             bad.append('sees two From fields')
+        shown = []
+        for name, addr in email.utils.getaddresses([str(f) for f in froms]):
+            name = str(email.header.make_header(email.header.decode_header(name))) if name else ''
+            shown += [addr] + re.findall(r'[\w.%+\'-]+@[\w-]+(?:\.[\w-]+)+', name)
+        if {a.lower() for a in shown if a} != {'bob@partner.example'}:
+            bad.append('shows From %s' % ', '.join(shown))
     if bad:
         print('; '.join(sorted(set(bad))))
 

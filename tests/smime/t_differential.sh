@@ -67,6 +67,6 @@ echo "# $N variants (seed $SEED): $npass pass, $nother other, $ndiff pass that t
 	fail "no variant passes that Python's reader shows otherwise" "$ndiff of $npass (the first kept as ${TMPDIR:-/tmp}/smime-diff-*)"
 # The check above cannot pass by refusing everything: harmless variants
 # (a trailing ";", a header field moved) must still pass.
-[ $npass -ge $((N / 5)) ] && pass "harmless variants still pass ($npass of $N)" ||
+[ $npass -ge $((N / 8)) ] && pass "harmless variants still pass ($npass of $N)" ||
 	fail "harmless variants still pass" "only $npass of $N"
 [ $fails -eq 0 ]
