@@ -244,6 +244,22 @@ smime_msg_has_fields(const char *ent, size_t n)
 	return i > 0 && i < n && ent[i] == ':';
 }
 
+/* In a quoted-string or comment of an address list: step over *p (a
+ * quoted-pair whole) and say 1; 0 when *p is at top level. */
+static int
+in_quote_or_comment(const char **p, int *quote, int *depth)
+{
+	if (!*quote && !*depth)
+		return 0;
+	if (**p == '\\' && (*p)[1] != '\0')
+		(*p)++;
+	else if (*quote)
+		*quote = **p != '"';
+	else
+		*depth += **p == '(' ? 1 : **p == ')' ? -1 : 0;
+	return 1;
+}
+
 /* The first mailbox of an unfolded From value, into buf. */
 static int
 addr_parse(const char *v, char *buf, size_t buflen)
@@ -253,14 +269,9 @@ addr_parse(const char *v, char *buf, size_t buflen)
 	int quote = 0, depth = 0;
 
 	for (p = v; *p != '\0' && lt == NULL; p++) {
-		if (quote || depth) {
-			if (*p == '\\' && p[1] != '\0')
-				p++;
-			else if (quote)
-				quote = *p != '"';
-			else
-				depth += *p == '(' ? 1 : *p == ')' ? -1 : 0;
-		} else if (*p == '"')
+		if (in_quote_or_comment(&p, &quote, &depth))
+			continue;
+		if (*p == '"')
 			quote = 1;
 		else if (*p == '(')
 			depth = 1;
@@ -420,15 +431,8 @@ addr_count(const char *v)
 	int after = 0;		/* text after "<...>": "Bob <b@x> ceo" */
 
 	for (p = v; *p != '\0'; p++) {
-		if (quote || depth) {
-			if (*p == '\\' && p[1] != '\0')
-				p++;
-			else if (quote)
-				quote = *p != '"';
-			else
-				depth += *p == '(' ? 1 : *p == ')' ? -1 : 0;
+		if (in_quote_or_comment(&p, &quote, &depth))
 			continue;
-		}
 		switch (*p) {
 		case '"':
 			quote = item = 1;
