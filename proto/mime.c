@@ -117,11 +117,11 @@ pct_decode(char *v)
 /*
  * RFC 2231: turn p (just parsed, not yet counted) into its plain name.
  * "name*" and "name*0*" values lose the charset'language' prefix and are
- * %-decoded; "name*N" (N > 0) is appended to an earlier "name*0" in ct,
- * segments taken in the order given.  Returns 1 if p is a new parameter,
- * 0 if it was merged (or dropped).  A name given twice, or a segment that
- * is not the next of its "name*0" (others sort segments, or read "name"
- * and "name*1" as two parameters), makes ct ambiguous.
+ * %-decoded; "name*N" (N > 0) is appended to an earlier parameter of
+ * that name in ct, segments taken in the order given.  Returns 1 if p is a
+ * new parameter, 0 if it was merged (or dropped).  A name given twice, or
+ * a segment that is not the next of its "name*0" (others sort segments,
+ * or read "name" and "name*1" as two parameters), makes ct ambiguous.
  */
 static int
 param_2231(struct mime_ct *ct, struct mime_param *p)

@@ -288,6 +288,8 @@ struct mime_io {
 int     mime_canon_stream(const struct mime_tree *, const struct mime_io *);
 enum mime_smime_kind mime_smime_detect_tree(const struct mime_tree *,
 	    const struct mime_io *, size_t sigmax, struct mime_smime *);
+const char *mime_smime_ambiguity(const struct mime_tree *,
+	    enum mime_smime_kind);
 int     mime_canon(const char *, size_t, char **outer, size_t *outerlen,
 	    char **inner, size_t *innerlen);
 int     mime_assemble(const char *outer, size_t outerlen, const char *hdrs,

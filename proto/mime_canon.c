@@ -1209,6 +1209,29 @@ io_decode(const struct mime_io *io, const struct mime_part *p, size_t max,
 }
 
 /*
+ * Why a message detected as signed (k: SIGNED, or P7M) can be read another
+ * way by the mail reader it goes to, or NULL: mime_hflags_why() of its own
+ * header section, or for multipart/signed of the signature part's.  The
+ * signed part's own fields are covered by the signature: whatever they
+ * say, it is signed.
+ */
+const char *
+mime_smime_ambiguity(const struct mime_tree *t, enum mime_smime_kind k)
+{
+	const struct mime_part *r = t->root;
+	const char *why;
+
+	if (r == NULL || (k != MIME_SMIME_SIGNED && k != MIME_SMIME_P7M))
+		return NULL;
+	if ((why = mime_hflags_why(r->hflags)) != NULL)
+		return why;
+	if (k == MIME_SMIME_SIGNED && r->child != NULL &&
+	    r->child->next != NULL)
+		return mime_hflags_why(r->child->next->hflags);
+	return NULL;
+}
+
+/*
  * mime_smime_detect() of the message t was parsed from, read through io:
  * SIGNED: der the signature (NULL and BAD when over sigmax bytes); P7M:
  * der only the first bytes of the decoded body (enough to tell its CMS

@@ -669,6 +669,34 @@ verdict_enveloped(struct verdict *v, const struct cms_info *ci,
 	return l;
 }
 
+/*
+ * A signed layer whose structure a reader can take another way
+ * (mime_smime_ambiguity()) is no pass, as smrelayd says it: the outcome
+ * becomes permerror, with the reason, and the layer says why.
+ */
+static void
+verdict_ambiguity(json_t *l, const char *msg, size_t len,
+    enum mime_smime_kind kind)
+{
+	struct mime_tree t;
+	const char *why = NULL, *o;
+	char reason[256];
+
+	o = json_string_value(json_object_get(l, "outcome"));
+	if (o == NULL || (strcmp(o, "pass") != 0 && strcmp(o, "policy") != 0))
+		return;
+	if (mime_parse(msg, len, &t) == 0)
+		why = mime_smime_ambiguity(&t, kind);
+	if (why != NULL) {
+		snprintf(reason, sizeof(reason), "ambiguous structure: %s",
+		    why);
+		json_object_set_new(l, "outcome", json_string("permerror"));
+		json_object_set_new(l, "reason", jstr(reason));
+		json_object_set_new(l, "ambiguous", jstr(why));
+	}
+	mime_tree_free(&t);
+}
+
 /* Peel the S/MIME layers of an entity; the innermost in *inner. */
 static void
 verdict_layers(struct verdict *v, const char *msg, size_t len, int level,
@@ -717,6 +745,7 @@ verdict_layers(struct verdict *v, const char *msg, size_t len, int level,
 	}
 	if (sm.smime_type[0] != '\0')
 		json_object_set_new(l, "smime_type", jstr(sm.smime_type));
+	verdict_ambiguity(l, msg, len, kind);
 	json_array_append_new(v->layers, l);
 	mime_smime_clear(&sm);
 	if (next != NULL && (n = BIO_get_mem_data(next, &data)) > 0)

@@ -520,26 +520,15 @@ detected_signed(enum mime_smime_kind k, const struct mime_smime *d)
 }
 
 /*
- * Why a signed message's structure can be read another way by the reader
- * it goes to, or NULL: its own header section, or for multipart/signed the
- * signature part's, names two Content-Types, parameters or encodings, or
- * ends at a line we stop at and others read past.  The verdict would then
- * speak for something the reader may not show (the signed part's own
- * fields are covered by the signature: whatever they say, it is signed).
+ * Why a message that is signed as the engine would find can be read
+ * another way by the reader it goes to (mime_smime_ambiguity()), or NULL:
+ * the verdict would then speak for something the reader may not show.
  */
 static const char *
 read_two_ways(const struct mime_tree *t, enum mime_smime_kind k,
     const struct mime_smime *d)
 {
-	const char *why;
-
-	if (t->root == NULL || !detected_signed(k, d))
-		return NULL;
-	if ((why = mime_hflags_why(t->root->hflags)) != NULL)
-		return why;
-	if (k == MIME_SMIME_SIGNED)
-		return mime_hflags_why(t->root->child->next->hflags);
-	return NULL;
+	return detected_signed(k, d) ? mime_smime_ambiguity(t, k) : NULL;
 }
 
 /*

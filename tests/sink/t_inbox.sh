@@ -230,6 +230,50 @@ PY
 ) || { fail_because "$out"; return 1; }
 }
 
+# ambiguous: alice's valid signature under a second Content-Type (a
+# multipart/mixed whose first part is the sender's own text) is no pass
+# in the inbox either, as smrelayd would say it; the same message as
+# signed passes.
+case_ambiguous() {
+	local d=$CASE_DIR v out
+	printf 'Content-Type: text/plain\r\n\r\nPay invoice 7 to account A.\r\n' >"$d/ent.txt"
+	openssl cms -sign -in "$d/ent.txt" -signer "$SPKI/alice.pem" -inkey "$SPKI/alice.key" \
+		-certfile "$SPKI/chain.pem" -from alice@example.com -to bob@lab.example \
+		-subject "ambiguous clean" >"$d/clean.eml" 2>"$d/cms.err" ||
+		{ fail_because "openssl cms -sign: $(tail -n 1 "$d/cms.err")"; return 1; }
+	"$PYTHON" - "$d/clean.eml" "$d/two.eml" <<'PY' || { fail_because "making the variant"; return 1; }
+import sys
+m = open(sys.argv[1], newline='').read().replace('\r\n', '\n')
+h, b = m.split('\n\n', 1)
+h = h.replace('Subject: ambiguous clean', 'Subject: ambiguous two')
+open(sys.argv[2], 'w').write(h + '\nContent-Type: multipart/mixed; boundary="EVIL"\n\n--EVIL\n'
+                             'Content-Type: text/plain\n\nPay invoice 7 to account MALLORY.\n--EVIL\n\n'
+                             + b + '\n--EVIL--\n')
+PY
+	for v in clean two; do
+		PORT=$NH_PORT swaks_send --from alice@example.com --to bob@lab.example \
+			--data "@$d/$v.eml" || return 1
+	done
+	out=$("$PYTHON" - "http://127.0.0.1:$HTTP_PORT" <<'PY' 2>&1
+import json, sys, urllib.request, time
+base = sys.argv[1]
+def get(p):
+    return json.loads(urllib.request.urlopen(base + p, timeout=30).read())
+want = {"ambiguous clean": "pass", "ambiguous two": "permerror"}
+for _ in range(100):
+    seen = {m["subject"]: m["id"] for m in get("/api/messages")["messages"]}
+    if all(s in seen for s in want):
+        break
+    time.sleep(0.1)
+for s, o in want.items():
+    layer = get("/api/messages/%d" % seen[s])["layers"][0]
+    assert layer["layer"] == "signed" and layer["outcome"] == o, (s, layer)
+    if o == "permerror":
+        assert "more than one Content-Type" in layer["ambiguous"], layer
+PY
+) || { fail_because "$out"; return 1; }
+}
+
 # peers_exit: the shared sink and smrelayd exit 0 on SIGTERM.
 case_peers_exit() {
 	shared_stop
@@ -241,6 +285,7 @@ run_case api case_api
 run_case headers case_headers
 run_case gcm_kari case_gcm_kari
 run_case encoded_words case_encoded_words
+run_case ambiguous case_ambiguous
 run_case big_off_loop case_big_off_loop
 run_case browser case_browser
 run_case peers_exit case_peers_exit
