@@ -317,7 +317,7 @@ static struct gw_copy *
 copy_for(struct gw_txn *t, const struct pl_decision *d, const char *key)
 {
 	struct gw_copy *c;
-	int hold = d->verdict == PL_HOLD;
+	int hold = d->verdict == PL_HOLD ? HOLD_CERT : 0;
 	size_t i;
 
 	for (i = 0; i < t->ncopies; i++)

@@ -531,39 +531,44 @@ read_two_ways(const struct mime_tree *t, enum mime_smime_kind k,
 	return detected_signed(k, d) ? mime_smime_ambiguity(t, k) : NULL;
 }
 
+#define INNER_HDR_MAX	65536	/* a signed entity's header we check */
+
 /*
- * smime_msg_inner_from() of the signed entity: the header of part c1 of
- * mb, or (c1 NULL) the header at the start of mb, the opaque message's
- * unwrapped entity.  Read up to 64 KiB: a header that does not end there
- * cannot be checked, and says so.
+ * smime_msg_inner_from() of the signed entity: for multipart/signed (k)
+ * the header of the first part of `in`, else the header of the opaque
+ * message's unwrapped entity `ent` (NULL: none).  A header that does not
+ * end within INNER_HDR_MAX cannot be checked, and says so.
  */
 static const char *
-inner_from(const char *hdr, size_t hlen, struct msgbuf *mb,
-    const struct mime_part *c1)
+inner_from(const char *hdr, size_t hlen, enum mime_smime_kind k,
+    struct msgbuf *in, const struct mime_tree *t, struct msgbuf *ent)
 {
-	static const size_t max = 65536;
-	const char *why = NULL;
-	size_t off = 0, end, blank;
+	static const char *toolong = "the header of the signed part is too "
+	    "long to check";
+	const struct mime_part *c1;
+	const char *why;
+	size_t ehlen, ebody;
 	ssize_t n;
 	char *buf;
 
-	if (mb == NULL)
-		return NULL;
-	end = msgbuf_size(mb);
-	if (c1 != NULL) {
-		off = c1->hdr_start;
-		end = c1->hdr_end;
+	if (k != MIME_SMIME_SIGNED) {
+		if (ent == NULL)
+			return NULL;
+		if ((buf = smime_stream_header(ent, INNER_HDR_MAX, &ehlen,
+		    &ebody)) == NULL)
+			return toolong;
+		why = ebody > INNER_HDR_MAX ? toolong :
+		    smime_msg_inner_from(hdr, hlen, buf, ehlen);
+		free(buf);
+		return why;
 	}
-	if (end - off > max && c1 != NULL)
-		return "the header of the signed part is too long to check";
-	if (end - off > max)
-		end = off + max;
-	buf = xmalloc(end - off + 1);
-	if ((n = msgbuf_pread(mb, buf, end - off, off)) < 0)
+	c1 = t->root->child;
+	if (c1->hdr_end - c1->hdr_start > INNER_HDR_MAX)
+		return toolong;
+	buf = xmalloc(c1->hdr_end - c1->hdr_start + 1);
+	if ((n = msgbuf_pread(in, buf, c1->hdr_end - c1->hdr_start,
+	    c1->hdr_start)) < 0)
 		why = "cannot read the header of the signed part";
-	else if (c1 == NULL && (blank = smime_msg_body(buf, (size_t)n)) ==
-	    (size_t)n && msgbuf_size(mb) > end)
-		why = "the header of the signed part is too long to check";
 	else
 		why = smime_msg_inner_from(hdr, hlen, buf, (size_t)n);
 	free(buf);
@@ -672,9 +677,7 @@ stream_verify(const struct certsrc *src, struct msgbuf *in,
 	}
 	if (v.outcome == SMIME_PASS &&
 	    ((why = smime_msg_from_ambiguous(hdr, hlen)) != NULL ||
-	    (why = inner_from(hdr, hlen, k == MIME_SMIME_SIGNED ? in :
-	    signed_ent, k == MIME_SMIME_SIGNED ? t->root->child : NULL)) !=
-	    NULL)) {
+	    (why = inner_from(hdr, hlen, k, in, t, signed_ent)) != NULL)) {
 		v.outcome = SMIME_POLICY;
 		snprintf(v.reason, sizeof(v.reason), "%s", why);
 	}
