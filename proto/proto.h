@@ -10,6 +10,7 @@
 #include "proxy_parse.h"
 #include "xforward.h"
 #include "mime.h"
+#include "mail_addr.h"
 #include "dsn.h"
 #include "cms.h"
 #include "cms_info.h"

@@ -23,7 +23,8 @@
 /* One analysis: what it knows and the buffers it made. */
 struct verdict {
 	const struct sink_keys *keys;
-	char	 from[256];		/* From: address, for the signer */
+	char	 from[MAIL_ADDR_MAX];	/* From: address, for the signer */
+	struct mail_from mf;		/* what the From fields say */
 	BIO	*outs[VERDICT_LAYERS_MAX];	/* decrypted/unwrapped entities */
 	int	 nouts;
 	json_t	*layers;
@@ -346,6 +347,27 @@ verdict_addr(const char *v, char *out, size_t len)
 	strlcpy_s(out, v, len);
 }
 
+/* What the From fields of a part's header say (values whole, not cut). */
+static void
+verdict_from_read(const char *msg, const struct mime_part *p,
+    struct mail_from *mf)
+{
+	char *buf;
+	size_t i;
+
+	memset(mf, 0, sizeof(*mf));
+	for (i = 0; i < p->nhdrs; i++) {
+		const struct mime_hdr *h = &p->hdrs[i];
+
+		if (h->namelen != 4 || strncasecmp(msg + h->off, "From", 4))
+			continue;
+		buf = xmalloc(h->end - h->off + 1);
+		verdict_unfold(msg, h, buf, h->end - h->off);
+		mail_from_add(mf, buf);
+		free(buf);
+	}
+}
+
 /* A field's value, encoded-words decoded, as a JSON string. */
 static json_t *
 verdict_jdecoded(const char *v)
@@ -363,7 +385,7 @@ verdict_jdecoded(const char *v)
  * sink writes them first) and the common fields. */
 static void
 verdict_headers(json_t *o, const char *msg, const struct mime_part *root,
-    char *from, size_t fromlen)
+    struct mail_from *mf, char *from, size_t fromlen)
 {
 	json_t *hdrs, *to, *pair;
 	char *v;
@@ -410,8 +432,9 @@ verdict_headers(json_t *o, const char *msg, const struct mime_part *root,
 	json_object_set_new(o, "message_id", jstr(v));
 	verdict_field(msg, root, "From", v, VERDICT_VALUE_MAX);
 	json_object_set_new(o, "from", verdict_jdecoded(v));
-	verdict_addr(v, from, fromlen);
 	free(v);
+	verdict_from_read(msg, root, mf);
+	strlcpy_s(from, mf->have ? mf->addr : "", fromlen);
 }
 
 /* ------------------------------------------------------------ MIME */
@@ -697,6 +720,38 @@ verdict_ambiguity(json_t *l, const char *msg, size_t len,
 	mime_tree_free(&t);
 }
 
+/*
+ * A signature that passes speaks for one From: the message's From fields
+ * must name one mailbox and show no other, and the signed entity's own
+ * From (entity, n bytes: what the signer wrote, shown by readers of
+ * protected fields), when it has one, must be the same (as smrelayd's
+ * stream_verify).  Otherwise the layer's outcome becomes policy.
+ */
+static void
+verdict_from_rules(const struct verdict *v, json_t *l, const char *entity,
+    size_t n)
+{
+	struct mime_tree t;
+	struct mail_from inner;
+	const char *why, *o;
+
+	o = json_string_value(json_object_get(l, "outcome"));
+	if (o == NULL || strcmp(o, "pass") != 0)
+		return;
+	if ((why = mail_from_ambiguous(&v->mf)) == NULL && entity != NULL &&
+	    mime_parse(entity, n, &t) == 0) {
+		if (t.root != NULL) {
+			verdict_from_read(entity, t.root, &inner);
+			why = mail_from_inner(&v->mf, &inner);
+		}
+		mime_tree_free(&t);
+	}
+	if (why != NULL) {
+		json_object_set_new(l, "outcome", json_string("policy"));
+		json_object_set_new(l, "reason", jstr(why));
+	}
+}
+
 /* Peel the S/MIME layers of an entity; the innermost in *inner. */
 static void
 verdict_layers(struct verdict *v, const char *msg, size_t len, int level,
@@ -725,9 +780,11 @@ verdict_layers(struct verdict *v, const char *msg, size_t len, int level,
 		json_object_set_new(l, "layer", json_string("malformed"));
 		json_object_set_new(l, "error", json_string("looks like "
 		    "S/MIME but cannot be parsed"));
-	} else if (kind == MIME_SMIME_SIGNED)
+	} else if (kind == MIME_SMIME_SIGNED) {
 		l = verdict_signed(v, msg + sm.content_off, sm.content_len,
 		    sm.der, sm.derlen, &next);
+		verdict_from_rules(v, l, msg + sm.content_off, sm.content_len);
+	}
 	else if (cms_info_describe(sm.der, sm.derlen, v->keys->known, &ci,
 	    err, sizeof(err)) == -1) {
 		l = json_object();
@@ -812,7 +869,8 @@ verdict_analyse(const struct sink_keys *keys, const char *msg, size_t len,
 	json_object_set_new(o, "size", json_integer((json_int_t)total));
 	json_object_set_new(o, "analysed", json_boolean(len == total));
 	if (mime_parse(msg, len, &tree) == 0 && tree.root != NULL)
-		verdict_headers(o, msg, tree.root, v.from, sizeof(v.from));
+		verdict_headers(o, msg, tree.root, &v.mf, v.from,
+		    sizeof(v.from));
 	mime_tree_free(&tree);
 	if (len != total) {
 		/* Too big to analyse: its header fields only. */

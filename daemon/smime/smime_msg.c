@@ -2,7 +2,6 @@
  * the CMS engine (proto/cms.c) and the certificate store put together. */
 #include "autoconfig.h"
 
-#include <ctype.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,69 +243,6 @@ smime_msg_has_fields(const char *ent, size_t n)
 	return i > 0 && i < n && ent[i] == ':';
 }
 
-/* In a quoted-string or comment of an address list: step over *p (a
- * quoted-pair whole) and say 1; 0 when *p is at top level. */
-static int
-in_quote_or_comment(const char **p, int *quote, int *depth)
-{
-	if (!*quote && !*depth)
-		return 0;
-	if (**p == '\\' && (*p)[1] != '\0')
-		(*p)++;
-	else if (*quote)
-		*quote = **p != '"';
-	else
-		*depth += **p == '(' ? 1 : **p == ')' ? -1 : 0;
-	return 1;
-}
-
-/* The first mailbox of an unfolded From value, into buf. */
-static int
-addr_parse(const char *v, char *buf, size_t buflen)
-{
-	const char *p, *lt = NULL;
-	size_t n = 0;
-	int quote = 0, depth = 0;
-
-	for (p = v; *p != '\0' && lt == NULL; p++) {
-		if (in_quote_or_comment(&p, &quote, &depth))
-			continue;
-		if (*p == '"')
-			quote = 1;
-		else if (*p == '(')
-			depth = 1;
-		else if (*p == '<')
-			lt = p + 1;
-		else if (*p == ',')
-			break;
-	}
-	if (lt != NULL) {
-		for (p = lt; *p == ' ' || *p == '\t'; p++)
-			;
-		for (; *p != '\0' && *p != '>' && *p != ' ' && n + 1 < buflen;
-		    p++)
-			buf[n++] = *p;
-	} else {
-		quote = depth = 0;
-		for (p = v; *p != '\0' && n + 1 < buflen; p++) {
-			if (!quote && depth == 0 && *p == ',')
-				break;
-			if (!quote && *p == '(')
-				depth++;
-			else if (!quote && depth > 0 && *p == ')')
-				depth--;
-			else if (depth == 0 && (quote || (*p != ' ' &&
-			    *p != '\t'))) {
-				if (*p == '"')
-					quote = !quote;
-				buf[n++] = *p;
-			}
-		}
-	}
-	buf[n] = '\0';
-	return n > 0 && strchr(buf, '@') != NULL ? 0 : -1;
-}
-
 /* A field value [v, e) without its line breaks (unfolded), malloc'd. */
 static char *
 unfold(const char *v, const char *e)
@@ -392,178 +328,54 @@ smime_msg_drop_fields(const char *m, size_t len, const char *name,
 	return b.p;
 }
 
-struct from_arg {
-	char	*buf;
-	size_t	 buflen;
-	int	 r;
-};
-
-/* The first From field: its first address; stop there. */
+/* smime_msg_fields callback: each From value into a struct mail_from. */
 static int
 from_fn(const char *value, void *arg)
 {
-	struct from_arg *a = arg;
-
-	a->r = addr_parse(value, a->buf, a->buflen);
-	return 1;
+	mail_from_add(arg, value);
+	return 0;
 }
 
-/* The From address of a message. */
+/* What the From fields of a message say. */
+static void
+from_read(const char *m, size_t len, struct mail_from *f)
+{
+	memset(f, 0, sizeof(*f));
+	smime_msg_fields(m, len, "From", from_fn, f);
+}
+
 int
 smime_msg_from(const char *m, size_t len, char *buf, size_t buflen)
 {
-	struct from_arg a = { buf, buflen, -1 };
+	struct mail_from f;
 
 	if (buflen == 0)
 		return -1;
-	buf[0] = '\0';
-	smime_msg_fields(m, len, "From", from_fn, &a);
-	return a.r;
+	from_read(m, len, &f);
+	strlcpy_s(buf, f.have ? f.addr : "", buflen);
+	return f.have ? 0 : -1;
 }
 
-/* How many mailboxes an unfolded address list names: its non-empty
- * items at top level (outside quoted strings, comments and <...>). */
-static int
-addr_count(const char *v)
-{
-	const char *p;
-	int n = 0, item = 0, quote = 0, depth = 0, angle = 0, addrs = 0;
-	int after = 0;		/* text after "<...>": "Bob <b@x> ceo" */
-
-	for (p = v; *p != '\0'; p++) {
-		if (in_quote_or_comment(&p, &quote, &depth))
-			continue;
-		switch (*p) {
-		case '"':
-			quote = item = 1;
-			break;
-		case '(':
-			depth = 1;
-			break;
-		case '<':
-			if (!angle && addrs++ > 0)	/* "a <x> <y>": two */
-				n++;
-			angle = item = 1;
-			break;
-		case '>':
-			if (angle)
-				after = 1;
-			angle = 0;
-			break;
-		case ',':
-			if (!angle) {
-				n += item;
-				item = addrs = after = 0;
-			}
-			break;
-		case ' ':
-		case '\t':
-			break;
-		default:
-			if (after == 1 && !angle) {	/* read as another */
-				n++;
-				after = 2;
-			}
-			item = 1;
-		}
-	}
-	return n + item;
-}
-
-struct from_count {
-	int	fields, boxes;
-	int	spoof;		/* the display name shows another address */
-};
-
-/* Whether text shows an address (local@domain.tld) other than addr. */
-static int
-shows_other_addr(const char *text, const char *addr)
-{
-	const char *at, *l, *r;
-	size_t alen = strlen(addr);
-	int dot;
-
-	for (at = strchr(text, '@'); at != NULL; at = strchr(at + 1, '@')) {
-		for (l = at; l > text && (isalnum((unsigned char)l[-1]) ||
-		    strchr("._%+-'", l[-1]) != NULL); l--)
-			;
-		for (r = at + 1, dot = 0; isalnum((unsigned char)*r) ||
-		    *r == '.' || *r == '-'; r++)
-			dot |= *r == '.';
-		while (r > at + 1 && r[-1] == '.')
-			r--;
-		if (l == at || r == at + 1 || !dot)
-			continue;
-		if ((size_t)(r - l) != alen || strncasecmp(l, addr, alen) != 0)
-			return 1;
-	}
-	return 0;
-}
-
-static int
-from_count_fn(const char *value, void *arg)
-{
-	struct from_count *c = arg;
-	char addr[320], *shown;
-	size_t n = strlen(value);
-
-	c->fields++;
-	c->boxes += addr_count(value);
-	/* any other address a reader may show: in the display name, or in
-	 * a comment that stands in for one; encoded-words decoded */
-	if (addr_parse(value, addr, sizeof(addr)) == -1)
-		return 0;
-	shown = xmalloc(2 * n + 1);
-	mime_decode2047(value, shown, 2 * n + 1);
-	c->spoof |= shows_other_addr(shown, addr);
-	free(shown);
-	return 0;
-}
-
-/*
- * Why the From of a message names no single mailbox (RFC 5322 3.6: one
- * From field; with several fields or mailboxes, a reader may show one that
- * is not the one a signature was checked against), or NULL.
- */
 const char *
 smime_msg_from_ambiguous(const char *m, size_t len)
 {
-	struct from_count c = { 0, 0, 0 };
+	struct mail_from f;
 
-	smime_msg_fields(m, len, "From", from_count_fn, &c);
-	if (c.fields > 1)
-		return "more than one From field";
-	if (c.boxes > 1)
-		return "the From field names more than one mailbox";
-	if (c.spoof)
-		return "the From display name shows another address";
-	return NULL;
+	from_read(m, len, &f);
+	return mail_from_ambiguous(&f);
 }
 
-/*
- * Why the From of a signed entity's own header (RFC 9788 header
- * protection, or what the signer wrote there) disagrees with the message's
- * From, or NULL.  Readers that show protected fields, and an unwrapped
- * opaque message (whose header then holds both), show the entity's: when
- * it has one, it must name one mailbox, the one the message's names.
- */
 const char *
 smime_msg_inner_from(const char *outer, size_t olen, const char *inner,
     size_t ilen)
 {
-	struct from_count c = { 0, 0, 0 };
-	char a[320], b[320];
+	struct mail_from o, i;
 
-	smime_msg_fields(inner, ilen, "From", from_count_fn, &c);
-	if (c.fields == 0)
+	from_read(inner, ilen, &i);
+	if (i.fields == 0)
 		return NULL;
-	if (c.fields > 1 || c.boxes > 1)
-		return "the signed part names more than one From";
-	if (smime_msg_from(inner, ilen, b, sizeof(b)) == -1 ||
-	    smime_msg_from(outer, olen, a, sizeof(a)) == -1 ||
-	    strcasecmp(a, b) != 0)
-		return "the From of the signed part is not the message's";
-	return NULL;
+	from_read(outer, olen, &o);
+	return mail_from_inner(&o, &i);
 }
 
 /* Release a result. */

@@ -1,5 +1,5 @@
 /* fuzz_mime.c: libFuzzer harness for the MIME splitter, tree, canonical
- * form, S/MIME detection and transfer-encoding codecs. */
+ * form, S/MIME detection, transfer-encoding codecs and the From rules. */
 #include "autoconfig.h"
 
 #include <stddef.h>
@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/mail_addr.h"
 #include "proto/mime.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
@@ -203,6 +204,8 @@ streamed(const char *in, size_t len, size_t step)
 }
 
 /* Codecs: encode/decode round trips. */
+static void from_check(char *);
+
 static void
 codecs(const char *in, size_t len)
 {
@@ -244,8 +247,39 @@ codecs(const char *in, size_t len)
 	mime_decode2047(e, q, 1 + len % 7);
 	if (strlen(q) > len % 7)
 		abort();
+	from_check(e);
 	free(e);
 	free(q);
+}
+
+/* The input as From field values (split at newlines): the address rules
+ * hold what they say. */
+static void
+from_check(char *v)
+{
+	struct mail_from f, g;
+	char *nl, addr[MAIL_ADDR_MAX];
+
+	memset(&f, 0, sizeof(f));
+	for (;;) {
+		if ((nl = strchr(v, '\n')) != NULL)
+			*nl = '\0';
+		if (mail_addr_first(v, addr, sizeof(addr)) == 0 &&
+		    strchr(addr, '@') == NULL)
+			abort();
+		mail_from_add(&f, v);
+		if (nl == NULL)
+			break;
+		v = nl + 1;
+	}
+	if (f.have && strlen(f.addr) >= sizeof(f.addr))
+		abort();
+	if (f.fields > 1 && mail_from_ambiguous(&f) == NULL)
+		abort();
+	g = f;
+	if (mail_from_inner(&f, &g) != NULL && f.fields == 1 &&
+	    f.boxes == 1 && !f.spoof && f.have)
+		abort();
 }
 
 /*

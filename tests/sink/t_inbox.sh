@@ -232,8 +232,10 @@ PY
 
 # ambiguous: alice's valid signature under a second Content-Type (a
 # multipart/mixed whose first part is the sender's own text) is no pass
-# in the inbox either, as smrelayd would say it; the same message as
-# signed passes.
+# in the inbox either, as smrelayd would say it; nor under a second From
+# field, a display name showing another address (a fullwidth at-sign in
+# an encoded-word), or over an entity whose own From is another's (the
+# From rules, policy); the same message as signed passes.
 case_ambiguous() {
 	local d=$CASE_DIR v out
 	printf 'Content-Type: text/plain\r\n\r\nPay invoice 7 to account A.\r\n' >"$d/ent.txt"
@@ -241,7 +243,12 @@ case_ambiguous() {
 		-certfile "$SPKI/chain.pem" -from alice@example.com -to bob@lab.example \
 		-subject "ambiguous clean" >"$d/clean.eml" 2>"$d/cms.err" ||
 		{ fail_because "openssl cms -sign: $(tail -n 1 "$d/cms.err")"; return 1; }
-	"$PYTHON" - "$d/clean.eml" "$d/two.eml" <<'PY' || { fail_because "making the variant"; return 1; }
+	printf 'From: CEO <ceo@example.com>\r\nContent-Type: text/plain\r\n\r\nPay invoice 7 to account A.\r\n' >"$d/ent2.txt"
+	openssl cms -sign -in "$d/ent2.txt" -signer "$SPKI/alice.pem" -inkey "$SPKI/alice.key" \
+		-certfile "$SPKI/chain.pem" -from alice@example.com -to bob@lab.example \
+		-subject "ambiguous inner" >"$d/inner.eml" 2>"$d/cms.err" ||
+		{ fail_because "openssl cms -sign: $(tail -n 1 "$d/cms.err")"; return 1; }
+	"$PYTHON" - "$d/clean.eml" "$d/two.eml" "$d/from2.eml" "$d/disp.eml" <<'PY' || { fail_because "making the variant"; return 1; }
 import sys
 m = open(sys.argv[1], newline='').read().replace('\r\n', '\n')
 h, b = m.split('\n\n', 1)
@@ -249,8 +256,16 @@ h = h.replace('Subject: ambiguous clean', 'Subject: ambiguous two')
 open(sys.argv[2], 'w').write(h + '\nContent-Type: multipart/mixed; boundary="EVIL"\n\n--EVIL\n'
                              'Content-Type: text/plain\n\nPay invoice 7 to account MALLORY.\n--EVIL\n\n'
                              + b + '\n--EVIL--\n')
+h0 = m.split('\n\n', 1)[0]
+open(sys.argv[3], 'w').write(h0.replace('Subject: ambiguous clean', 'Subject: ambiguous from2')
+                             + '\nFrom: CEO <ceo@example.com>\n\n' + b)
+assert 'From: alice@example.com' in h0, h0
+open(sys.argv[4], 'w').write(h0.replace('Subject: ambiguous clean', 'Subject: ambiguous disp')
+                             .replace('From: alice@example.com',
+                                      'From: =?utf-8?q?ceo=EF=BC=A0example=2Ecom?= <alice@example.com>')
+                             + '\n\n' + b)
 PY
-	for v in clean two; do
+	for v in clean two from2 disp inner; do
 		PORT=$NH_PORT swaks_send --from alice@example.com --to bob@lab.example \
 			--data "@$d/$v.eml" || return 1
 	done
@@ -259,7 +274,12 @@ import json, sys, urllib.request, time
 base = sys.argv[1]
 def get(p):
     return json.loads(urllib.request.urlopen(base + p, timeout=30).read())
-want = {"ambiguous clean": "pass", "ambiguous two": "permerror"}
+want = {"ambiguous clean": "pass", "ambiguous two": "permerror",
+        "ambiguous from2": "policy", "ambiguous disp": "policy",
+        "ambiguous inner": "policy"}
+why = {"ambiguous from2": "more than one From field",
+       "ambiguous disp": "the From display name shows another address",
+       "ambiguous inner": "the From of the signed part is not the message's"}
 for _ in range(100):
     seen = {m["subject"]: m["id"] for m in get("/api/messages")["messages"]}
     if all(s in seen for s in want):
@@ -270,6 +290,8 @@ for s, o in want.items():
     assert layer["layer"] == "signed" and layer["outcome"] == o, (s, layer)
     if o == "permerror":
         assert "more than one Content-Type" in layer["ambiguous"], layer
+    if s in why:
+        assert layer["reason"] == why[s], layer
 PY
 ) || { fail_because "$out"; return 1; }
 }

@@ -310,6 +310,7 @@ for name, v in (('angle2', 'Bob <bob@partner.example> <ceo@partner.example>'),
                 ('dispq', '"ceo@partner.example" <bob@partner.example>'),
                 ('disp2047', '=?utf-8?q?CEO_=3Cceo=40partner=2Eexample=3E?= <bob@partner.example>'),
                 ('dispcomment', 'bob@partner.example (CEO <ceo@partner.example>)'),
+                ('dispfull', '=?utf-8?q?ceo=EF=BC=A0partner=EF=BC=8Eexample?= <bob@partner.example>'),
                 ('dispsame', '"Bob (bob@partner.example)" <bob@partner.example>'),
                 ('case', 'Bob <Bob@Partner.Example>')):
     put('amb-from%s.eml' % name, h.replace('From: Bob <bob@partner.example>', 'From: ' + v), body)
@@ -318,7 +319,7 @@ PYEOF
 # message's entity, whose fields join the message's when unwrapped): bob
 # signing an entity whose From is the CEO is no pass for bob's message.
 for e in 'ceo:From: CEO <ceo@partner.example>' 'two:From: Bob <bob@partner.example>, CEO <ceo@partner.example>' \
-    'same:From: Bob Partner <BOB@partner.example>'; do
+    'same:From: Bob Partner <BOB@partner.example>' 'disp:From: "ceo@partner.example" <bob@partner.example>'; do
 	printf '%s\nContent-Type: text/plain\n\nPay invoice 1 to account MALLORY.\n' "${e#*:}" > "inner-${e%%:*}.txt"
 	openssl cms -sign -in "inner-${e%%:*}.txt" -signer "$P/bob-ec.pem" -inkey "$P/bob-ec.key" \
 		-certfile "$P/chain.pem" -from 'Bob <bob@partner.example>' -to alice@example.com \
@@ -342,11 +343,14 @@ for c in "ct2:permerror (ambiguous structure: more than one Content-Type field)"
     "fromdispq:policy (the From display name shows another address;" \
     "fromdisp2047:policy (the From display name shows another address;" \
     "fromdispcomment:policy (the From display name shows another address;" \
+    "fromdispfull:policy (the From display name shows another address;" \
     "fromdispsame:pass (revocation unknown" "fromcase:pass (revocation unknown" \
     "inceo:policy (the From of the signed part is not the message's;" \
     "opceo:policy (the From of the signed part is not the message's;" \
     "intwo:policy (the signed part names more than one From;" \
     "optwo:policy (the signed part names more than one From;" \
+    "indisp:policy (the From display name of the signed part shows another address;" \
+    "opdisp:policy (the From display name of the signed part shows another address;" \
     "insame:pass (revocation unknown" "opsame:pass (revocation unknown"; do
 	n=${c%%:*}
 	want="Authentication-Results: $HOST; smime=${c#*:}"
