@@ -14,6 +14,7 @@
  */
 #include "autoconfig.h"
 
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -23,6 +24,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +43,25 @@
 #include "daemon/queue/queue.h"
 #include "proto/proto.h"
 #include "store/store.h"
+
+/*
+ * Liveness, in memory the parent shares with every network process: each
+ * one's loop stamps its slot every second (and whether its key process
+ * answers).  The parent kills a network process whose loop has not run for
+ * LIVE_WEDGED_S (it serves nobody; the parent restarts it, and what it had
+ * accepted is in the spool), and asks for a new key process when one has
+ * not answered for LIVE_KEYD_S; process 0's /healthz says either after
+ * LIVE_STALE_S.
+ */
+struct live {
+	_Atomic uint64_t beat;          /* mono ms of the loop's last stamp */
+	_Atomic uint64_t keyd_down;     /* mono ms since the key process has
+					   not answered; 0: it answers */
+};
+#define LIVE_BEAT_MS	1000
+#define LIVE_STALE_S	5
+#define LIVE_WEDGED_S	30
+#define LIVE_KEYD_S	30
 
 struct daemon_state {
 	struct event_base *base;
@@ -75,6 +97,9 @@ struct daemon_state {
 	struct event *ev_keyd;          /* its socket, for the loop's waits */
 	pid_t parent;
 	struct event *ev_ctl;
+	struct live *live;              /* shared: one per network process */
+	struct event *ev_beat;
+	uint64_t keyd_asked;            /* when we last asked for a new one */
 	/* metrics_listen and the control socket: bound by the parent */
 	int metrics_fd, stats_fd;
 	char *stats_path;
@@ -651,6 +676,8 @@ daemon_free(struct daemon_state *d)
 	}
 	if (d->ev_ctl != NULL)
 		event_free(d->ev_ctl);
+	if (d->ev_beat != NULL)
+		event_free(d->ev_beat);
 	if (d->ev_keyd != NULL)
 		event_free(d->ev_keyd);
 	metrics_srv_free(d->msrv);
@@ -797,6 +824,89 @@ metrics_refresh(void *arg)
 	store_keys_free(keys);
 }
 
+/* The monotonic clock in milliseconds, as the live stamps hold it. */
+static uint64_t
+live_now(void)
+{
+	return (uint64_t)(mono_now() * 1000);
+}
+
+/* /healthz: whether every network process's loop runs and every key
+ * process answers (struct live). */
+static int
+live_health(struct daemon_state *d, char *why, size_t len)
+{
+	uint64_t now = live_now(), t;
+	int i;
+
+	if (d->live == NULL)
+		return 0;
+	for (i = 0; i < d->nproc; i++) {
+		t = atomic_load(&d->live[i].beat);
+		if (t != 0 && now > t + LIVE_STALE_S * 1000) {
+			snprintf(why, len, "network process %d: its event "
+			    "loop has not run for %llu s", i,
+			    (unsigned long long)((now - t) / 1000));
+			return -1;
+		}
+		t = atomic_load(&d->live[i].keyd_down);
+		if (t != 0 && now > t + LIVE_STALE_S * 1000) {
+			snprintf(why, len, "key process %d: not answering "
+			    "for %llu s", i,
+			    (unsigned long long)((now - t) / 1000));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Network process, every LIVE_BEAT_MS: stamp the slot; note since when
+ * the key process has not answered, and after LIVE_KEYD_S ask the parent
+ * for a new one ('K' on the control socket), once per LIVE_KEYD_S. */
+static void
+beat_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon_state *d = arg;
+	struct live *l = &d->live[d->index];
+	uint64_t now = live_now(), down;
+
+	(void)fd;
+	(void)what;
+	atomic_store(&l->beat, now);
+	if (keys_usable(certcache_keys(d->cc))) {
+		atomic_store(&l->keyd_down, 0);
+		return;
+	}
+	if ((down = atomic_load(&l->keyd_down)) == 0) {
+		atomic_store(&l->keyd_down, now);
+		log_warnx("key process: not answering");
+		return;
+	}
+	if (now >= down + LIVE_KEYD_S * 1000 && now >= d->keyd_asked +
+	    LIVE_KEYD_S * 1000 && !d->exiting) {
+		d->keyd_asked = now;
+		log_warnx("key process: not answering for %llu s: asking for "
+		    "a new one", (unsigned long long)((now - down) / 1000));
+		if (write(event_get_fd(d->ev_ctl), "K", 1) != 1)
+			log_warn("parent");
+	}
+}
+
+/* Stamp the slot from now on. */
+static void
+beat_start(struct daemon_state *d)
+{
+	static const struct timeval every = { LIVE_BEAT_MS / 1000,
+	    LIVE_BEAT_MS % 1000 * 1000 };
+
+	if (d->live == NULL)
+		return;
+	d->ev_beat = event_new(d->base, -1, EV_PERSIST, beat_cb, d);
+	if (d->ev_beat == NULL || event_add(d->ev_beat, &every) == -1)
+		fatalx("event_new");
+	atomic_store(&d->live[d->index].beat, live_now());
+}
+
 /* /healthz: the SMTP listeners are open and the store and spool are
  * there (a stat and an access(), nothing that waits). */
 static int
@@ -824,6 +934,8 @@ metrics_health(void *arg, char *why, size_t len)
 		r = -1;
 	}
 	free(db);
+	if (r == 0)
+		r = live_health(d, why, len);
 	/* the store away: degraded with a cache (200, said in the body),
 	 * unhealthy without one */
 	if (r == 0 && d->gw != NULL)
@@ -918,6 +1030,7 @@ net_main(struct daemon_state *d, int index, int kfd, int ctl)
 		metrics_start(d);
 	keyd_watch(d);
 	signals_add(d);
+	beat_start(d);
 	if (write(ctl, "R", 1) != 1)
 		log_warn("parent");
 	log_info("smrelayd %s started hostname=%s relay=%s:%s relay_tls=%s "
@@ -940,6 +1053,7 @@ struct slot {
 	pid_t			 keyd, net;
 	int			 ctl;           /* to the network process */
 	int			 ever_ready;    /* the network process ran */
+	int			 killed;        /* wedged: SIGKILL sent */
 	double			 keyd_at, net_at;       /* last starts */
 };
 
@@ -1033,6 +1147,8 @@ spawn_net(struct sup *s, int i, int kfd)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
 		fatal("socketpair");
 	backoff(&s->slots[i].net_at);
+	atomic_store(&s->d->live[i].beat, 0);
+	atomic_store(&s->d->live[i].keyd_down, 0);
 	if ((pid = fork()) == -1)
 		fatal("fork");
 	if (pid == 0) {
@@ -1045,6 +1161,7 @@ spawn_net(struct sup *s, int i, int kfd)
 	close(kfd);
 	s->slots[i].ctl = sv[0];
 	s->slots[i].net = pid;
+	s->slots[i].killed = 0;
 	log_debug("network process %d pid=%ld", i, (long)pid);
 }
 
@@ -1169,10 +1286,13 @@ sup_signal(struct sup *s, int sig)
 	sup_stop(s, sig);
 }
 
-/* What a network process says: 'R' once it runs; EOF when it goes. */
+/* What a network process says: 'R' once it runs, 'K' when its key
+ * process has stopped answering (LIVE_KEYD_S: kill it, a new one follows
+ * as after any death); EOF when it goes. */
 static void
-sup_ctl(struct slot *sl)
+sup_ctl(struct sup *s, int i)
 {
+	struct slot *sl = &s->slots[i];
 	char c;
 	ssize_t n;
 
@@ -1180,9 +1300,41 @@ sup_ctl(struct slot *sl)
 		sl->ever_ready = 1;
 		return;
 	}
+	if (n == 1 && c == 'K') {
+		if (sl->keyd > 0 && !s->exiting) {
+			log_warnx("key process %d pid %ld has not answered "
+			    "for %d s: killing it", i, (long)sl->keyd,
+			    LIVE_KEYD_S);
+			kill(sl->keyd, SIGKILL);
+		}
+		return;
+	}
 	if (n == 0 || (n == -1 && errno != EINTR && errno != EAGAIN)) {
 		close(sl->ctl);
 		sl->ctl = -1;
+	}
+}
+
+/* Kill each network process whose loop has not stamped its slot for
+ * LIVE_WEDGED_S (struct live); the restart follows its death. */
+static void
+sup_wedged(struct sup *s)
+{
+	struct slot *sl;
+	uint64_t now = live_now(), t;
+	int i;
+
+	for (i = 0; i < s->nslots && !s->exiting; i++) {
+		sl = &s->slots[i];
+		t = atomic_load(&s->d->live[i].beat);
+		if (sl->net <= 0 || sl->killed || t == 0 ||
+		    now < t + LIVE_WEDGED_S * 1000)
+			continue;
+		log_warnx("network process %d pid %ld: its event loop has not "
+		    "run for %llu s: killing it", i, (long)sl->net,
+		    (unsigned long long)((now - t) / 1000));
+		kill(sl->net, SIGKILL);
+		sl->killed = 1;
 	}
 }
 
@@ -1226,6 +1378,10 @@ supervise(struct daemon_state *d)
 	if ((s.sigfd = signalfd(-1, &set, SFD_CLOEXEC)) == -1)
 		fatal("signalfd");
 	d->parent = getpid();
+	d->live = mmap(NULL, (size_t)s.nslots * sizeof(*d->live), PROT_READ |
+	    PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (d->live == MAP_FAILED)
+		fatal("mmap");
 	for (i = 0; i < s.nslots; i++) {
 		s.slots[i].keyd = spawn_keyd(&s, i, &kfd);
 		spawn_net(&s, i, kfd);
@@ -1238,19 +1394,23 @@ supervise(struct daemon_state *d)
 			pf[i + 1].events = POLLIN;
 			pf[i + 1].revents = 0;
 		}
-		if ((n = poll(pf, (nfds_t)s.nslots + 1, -1)) == -1) {
+		if ((n = poll(pf, (nfds_t)s.nslots + 1, LIVE_BEAT_MS)) ==
+		    -1) {
 			if (errno != EINTR)
 				fatal("poll");
 			continue;
 		}
 		for (i = 0; i < s.nslots; i++)
 			if (s.slots[i].ctl != -1 && pf[i + 1].revents != 0)
-				sup_ctl(&s.slots[i]);
+				sup_ctl(&s, i);
+		sup_wedged(&s);
 		if ((pf[0].revents & POLLIN) &&
 		    read(s.sigfd, &si, sizeof(si)) == sizeof(si))
 			sup_signal(&s, (int)si.ssi_signo);
 	}
 	close(s.sigfd);
+	munmap(d->live, (size_t)s.nslots * sizeof(*d->live));
+	d->live = NULL;
 	free(pf);
 	free(s.slots);
 	return s.status;

@@ -10,7 +10,10 @@
 #    exactly once when it comes back, across a restart of the whole daemon,
 #    and after `processes` is lowered to 1 (process 0 takes the share over);
 #  - `smrelayctl stats --json` counts the messages of both processes;
-#    `smrelayctl queue list` shows every share.
+#    `smrelayctl queue list` shows every share;
+#  - a network process whose event loop stops (SIGSTOP: wedged) is named
+#    by /healthz (served by the other) within seconds, killed by the parent
+#    after 30 s and restarted; then both serve and /healthz is 200.
 . "$(dirname "$0")/lib.sh"
 need_bins
 
@@ -150,6 +153,42 @@ _all_arrived() {
 	[ -z "$(comm -23 <(sort -u "$CASE_DIR/accepted.ids") <(_arrived_ids | sort -u))" ]
 }
 
+# Network process 1 stops running its loop (SIGSTOP stands in for a loop
+# that no longer turns): /healthz, served by process 0, says so; the parent
+# kills and restarts it; /healthz is 200 again and mail goes through.
+t_wedged_one() {
+	local victim new i
+	MPORT=$(free_port)
+	start_sink && start_relay processes=2 metrics_listen="127.0.0.1:$MPORT" || return 1
+	wait_for 15 _two_nets && wait_for 15 _started 2 ||
+		{ fail_because "two network processes did not start"; return 1; }
+	wait_for 10 _health_is 200 || { fail_because "/healthz not 200: $HEALTH"; return 1; }
+	victim=$(net_pid "$SMRELAYD_PID" 1) || { fail_because "no process 1"; return 1; }
+	kill -STOP "$victim"
+	wait_for 15 _health_is 503 || { kill -CONT "$victim"; fail_because "/healthz not 503 with process 1 stopped: $HEALTH"; return 1; }
+	[[ $HEALTH == *"network process 1: its event loop has not run for"* ]] ||
+		{ kill -CONT "$victim"; fail_because "503 without the reason: $HEALTH"; return 1; }
+	echo "# /healthz: ${HEALTH//$'\n'/ }"
+	wait_for 60 _restarted "$victim" ||
+		{ kill -CONT "$victim"; fail_because "process 1 (pid $victim, stopped) was not restarted"; return 1; }
+	new=$(net_pid "$SMRELAYD_PID" 1)
+	grep -q "network process 1 pid $victim: its event loop has not run for [0-9]* s: killing it" "$CASE_DIR/smrelayd.log" ||
+		{ fail_because "no 'killing it' line in the log"; return 1; }
+	echo "# process 1 restarted as pid $new"
+	wait_for 15 _started 3 || { fail_because "the new process 1 did not start"; return 1; }
+	wait_for 15 _health_is 200 || { fail_because "/healthz not 200 after the restart: $HEALTH"; return 1; }
+	for i in 1 2 3 4 5 6; do
+		swaks_send --to "w$i@example.net" >/dev/null || return 1
+	done
+	wait_delivered 6 30
+}
+_health_is() {
+	local out
+	out=$("$PYTHON" "$IT_DIR/../metrics/httpc.py" get "http://127.0.0.1:$MPORT/healthz") || return 1
+	HEALTH=$out
+	[ "${out%%$'\n'*}" = "$1" ]
+}
+
 # A message spooled by process 1 (next hop down) is delivered once when
 # the next hop is back, after a restart of the daemon; then with
 # processes = 1, process 0 takes spool.1 over.
@@ -208,4 +247,5 @@ run_case two_processes_serve t_two_processes_serve
 run_case bad_values t_bad_values
 run_case kill_one t_kill_one
 run_case spool_share t_spool_share
+run_case wedged_one t_wedged_one
 it_finish

@@ -5,7 +5,8 @@
 # would check: the network process runs as `user` with no capability and
 # cannot open the keys; a core dump of it holds no key (gcore, with a
 # positive control); the key process killed under load loses no message;
-# stopped, it gives 451 4.3.0; the network process killed is restarted.
+# stopped, it gives 451 4.3.0, /healthz names it and after 30 s without an
+# answer it is replaced; the network process killed is restarted.
 # Harness: tests/integration/lib.sh; S/MIME PKI: tests/smime/pki.sh.
 set -u
 TOP_SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -284,6 +285,44 @@ case_keyd_stopped() {
 	wait_delivered 1 && signed_for_bob "$(sink_files | head -n 1)"
 }
 
+# The key process stops answering and stays so (SIGSTOP stands in for a
+# token that hangs): mail that needs a key gets 451, /healthz says which
+# key process does not answer, and 30 s on the network process asks the
+# parent for a new one; signed mail goes through again, /healthz is 200.
+case_keyd_wedged() {
+	local old
+	MPORT=$(free_port)
+	setup metrics_listen="127.0.0.1:$MPORT" || return 1
+	old=$KEYD
+	wait_for 10 _health_is 200 || { fail_because "/healthz not 200: $HEALTH"; return 1; }
+	kill -STOP "$old"
+	msg wedged
+	swaks_expect_reject 4 --from alice@example.com --to bob@partner.example \
+		--data "@$M" || { kill -CONT "$old"; return 1; }
+	wait_for 15 _health_is 503 || { kill -CONT "$old"; fail_because "/healthz not 503 with the key process stopped: $HEALTH"; return 1; }
+	[[ $HEALTH == *"key process 0: not answering for"* ]] ||
+		{ kill -CONT "$old"; fail_because "503 without the reason: $HEALTH"; return 1; }
+	echo "# /healthz: ${HEALTH//$'\n'/ }"
+	wait_for 60 _new_keyd "$old" ||
+		{ kill -CONT "$old"; fail_because "the stopped key process $old was not replaced"; return 1; }
+	grep -q "key process 0 pid $old has not answered for 30 s: killing it" "$CASE_DIR/smrelayd.log" ||
+		{ fail_because "no 'killing it' line in the log"; return 1; }
+	wait_for 15 _health_is 200 || { fail_because "/healthz not 200 with the new key process: $HEALTH"; return 1; }
+	msg after && swaks_send --from alice@example.com --to bob@partner.example \
+		--data "@$M" -tls || return 1
+	wait_delivered 1 && signed_for_bob "$(sink_files | head -n 1)"
+}
+_new_keyd() {
+	local k
+	k=$(smrelayd_child "$SMRELAYD_PID" smrelayd-keyd) && [ "$k" != "$1" ]
+}
+_health_is() {
+	local out
+	out=$("$PYTHON" "$TOP_SRC/tests/metrics/httpc.py" get "http://127.0.0.1:$MPORT/healthz") || return 1
+	HEALTH=$out
+	[ "${out%%$'\n'*}" = "$1" ]
+}
+
 # A TLS handshake waits for the key process's signature without stopping
 # the event loop: with the key process stopped, another client is served
 # while the handshake waits; continued, the handshake completes.
@@ -534,6 +573,7 @@ case_padding_oracle() {
 run_case processes case_processes
 run_case gcore case_gcore
 run_case keyd_stopped case_keyd_stopped
+run_case keyd_wedged case_keyd_wedged
 run_case handshake_async case_handshake_async
 run_case net_killed case_net_killed
 run_case key_import_live case_key_import_live
