@@ -288,31 +288,56 @@ io_reader(struct mime_io *io, struct msgbuf *mb)
 	io->rarg = mb;
 }
 
+#define SS_FIRST	1024	/* an entity's first bytes: fields or not */
+
+/*
+ * The header block of an unwrapped entity (malloc'd, *ehlen bytes), or
+ * NULL when it has none (first then holds its first *ehlen bytes); -1
+ * when it has one longer than SMIME_STREAM_HDR_MAX (or it cannot be
+ * read): its fields cannot be checked, and a sender's
+ * Authentication-Results among them would pass as ours.
+ */
+static int
+ent_header(struct msgbuf *ent, char first[SS_FIRST], char **eh,
+    size_t *ehlen)
+{
+	size_t ebody;
+	ssize_t nf;
+
+	*eh = NULL;
+	*ehlen = 0;
+	if ((nf = msgbuf_pread(ent, first, SS_FIRST, 0)) < 0)
+		return -1;
+	*ehlen = (size_t)nf;
+	if (!smime_msg_has_fields(first, (size_t)nf))
+		return 0;
+	if ((*eh = smime_stream_header(ent, SMIME_STREAM_HDR_MAX, ehlen,
+	    &ebody)) == NULL)
+		return -1;
+	return 0;
+}
+
 /*
  * An unwrapped message (decrypted, or opaque signed-data opened) into out:
  * ar and a line end when ar is given; the received fields as
  * smime_msg_open_head() keeps them next to the entity's own; our
  * MIME-Version; the entity ent, its header block as
  * smime_msg_unwrapped_fields() keeps it, then the blank line and the rest
- * in pieces (a header block past SMIME_STREAM_HDR_MAX goes as it is).
- * 0 or -1.
+ * in pieces.  0, -1, or SS_HDR_TOO_LONG (ent_header(); nothing written).
  */
+#define SS_HDR_TOO_LONG	-2
 static int
 put_unwrapped(struct msgbuf *out, struct msgbuf *ent, const char *hdr,
     size_t hlen, const char *host, const char *ar)
 {
-	char first[1024], *top, *eh = NULL, *kept = NULL;
-	size_t toplen, ehlen = 0, ebody, klen = 0;
-	ssize_t nf;
+	char first[SS_FIRST], *top, *eh, *kept = NULL;
+	size_t toplen, ehlen, klen = 0;
 	int rc;
 
-	if ((nf = msgbuf_pread(ent, first, sizeof(first), 0)) < 0)
-		nf = 0;
-	if (smime_msg_has_fields(first, (size_t)nf))
-		eh = smime_stream_header(ent, SMIME_STREAM_HDR_MAX, &ehlen,
-		    &ebody);
+	if (ent_header(ent, first, &eh, &ehlen) == -1)
+		return SS_HDR_TOO_LONG;
 	top = smime_msg_open_head(hdr, hlen, host, eh != NULL ? eh : first,
-	    eh != NULL ? ehlen : (size_t)nf, &toplen);
+	    ehlen, &toplen);
 	if (eh != NULL)
 		kept = smime_msg_unwrapped_fields(eh, ehlen, &klen);
 	rc = 0;
@@ -343,7 +368,7 @@ smime_stream_decrypt(const struct certsrc *src, struct msgbuf *in,
 	struct mime_io io;
 	struct msgbuf *dec = NULL;
 	BIO *r = NULL, *w = NULL;
-	int kind, rc = -1;
+	int kind, werr, rc = -1;
 
 	memset(res, 0, sizeof(*res));
 	*outp = NULL;
@@ -378,11 +403,16 @@ smime_stream_decrypt(const struct certsrc *src, struct msgbuf *in,
 	if (smime_msg_open_bio(src, r, w, res) == -1)
 		goto done;
 	*outp = msgbuf_new(tmpdir, 0);
-	if (put_unwrapped(*outp, dec, hdr, hlen, host, NULL) == -1) {
+	if ((werr = put_unwrapped(*outp, dec, hdr, hlen, host, NULL)) != 0) {
 		msgbuf_free(*outp);
 		*outp = NULL;
-		snprintf(res->err, sizeof(res->err), "cannot write the "
-		    "decrypted message");
+		if (werr == SS_HDR_TOO_LONG)
+			snprintf(res->err, sizeof(res->err), "the decrypted "
+			    "entity's header is over %d KiB",
+			    SMIME_STREAM_HDR_MAX / 1024);
+		else
+			snprintf(res->err, sizeof(res->err), "cannot write "
+			    "the decrypted message");
 		goto done;
 	}
 	rc = 0;
@@ -625,7 +655,7 @@ stream_verify(const struct certsrc *src, struct msgbuf *in,
 	struct mime_io io;
 	struct msgbuf *lf = NULL, *signed_ent = NULL;
 	BIO *content = NULL;
-	char from[320], ar[1024], *head = NULL;
+	char from[320], ar[1024], first[SS_FIRST], *head = NULL;
 	const char *why;
 	size_t headlen;
 	enum mime_smime_kind k;
@@ -675,6 +705,17 @@ stream_verify(const struct certsrc *src, struct msgbuf *in,
 	default:
 		break;
 	}
+	if (signed_ent != NULL && ent_header(signed_ent, first, &head,
+	    &headlen) == -1) {
+		/* not unwrapped: the message goes as it came, with why */
+		msgbuf_free(signed_ent);
+		signed_ent = NULL;
+		v.outcome = SMIME_PERMERROR;
+		snprintf(v.reason, sizeof(v.reason), "the signed entity's "
+		    "header is over %d KiB", SMIME_STREAM_HDR_MAX / 1024);
+	}
+	free(head);
+	head = NULL;
 	if (v.outcome == SMIME_PASS &&
 	    ((why = smime_msg_from_ambiguous(hdr, hlen)) != NULL ||
 	    (why = inner_from(hdr, hlen, k, in, t, signed_ent)) != NULL)) {

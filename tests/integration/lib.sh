@@ -211,6 +211,15 @@ smrelayd_has_asan() {
 	grep -q -a -m1 '__asan_init' "$SMRELAYD" 2>/dev/null
 }
 
+# health_is CODE: GET /healthz of the smrelayd with metrics_listen on
+# 127.0.0.1:$MPORT answers CODE; HEALTH is the answer (status line first).
+health_is() {
+	local out
+	out=$("$PYTHON" "$IT_DIR/../metrics/httpc.py" get "http://127.0.0.1:$MPORT/healthz") || return 1
+	HEALTH=$out
+	[ "${out%%$'\n'*}" = "$1" ]
+}
+
 # ---------------------------------------------------------------- waiting
 
 # free_port: print a TCP port that is free on 127.0.0.1 right now.

@@ -162,10 +162,10 @@ t_wedged_one() {
 	start_sink && start_relay processes=2 metrics_listen="127.0.0.1:$MPORT" || return 1
 	wait_for 15 _two_nets && wait_for 15 _started 2 ||
 		{ fail_because "two network processes did not start"; return 1; }
-	wait_for 10 _health_is 200 || { fail_because "/healthz not 200: $HEALTH"; return 1; }
+	wait_for 10 health_is 200 || { fail_because "/healthz not 200: $HEALTH"; return 1; }
 	victim=$(net_pid "$SMRELAYD_PID" 1) || { fail_because "no process 1"; return 1; }
 	kill -STOP "$victim"
-	wait_for 15 _health_is 503 || { kill -CONT "$victim"; fail_because "/healthz not 503 with process 1 stopped: $HEALTH"; return 1; }
+	wait_for 15 health_is 503 || { kill -CONT "$victim"; fail_because "/healthz not 503 with process 1 stopped: $HEALTH"; return 1; }
 	[[ $HEALTH == *"network process 1: its event loop has not run for"* ]] ||
 		{ kill -CONT "$victim"; fail_because "503 without the reason: $HEALTH"; return 1; }
 	echo "# /healthz: ${HEALTH//$'\n'/ }"
@@ -176,17 +176,11 @@ t_wedged_one() {
 		{ fail_because "no 'killing it' line in the log"; return 1; }
 	echo "# process 1 restarted as pid $new"
 	wait_for 15 _started 3 || { fail_because "the new process 1 did not start"; return 1; }
-	wait_for 15 _health_is 200 || { fail_because "/healthz not 200 after the restart: $HEALTH"; return 1; }
+	wait_for 15 health_is 200 || { fail_because "/healthz not 200 after the restart: $HEALTH"; return 1; }
 	for i in 1 2 3 4 5 6; do
 		swaks_send --to "w$i@example.net" >/dev/null || return 1
 	done
 	wait_delivered 6 30
-}
-_health_is() {
-	local out
-	out=$("$PYTHON" "$IT_DIR/../metrics/httpc.py" get "http://127.0.0.1:$MPORT/healthz") || return 1
-	HEALTH=$out
-	[ "${out%%$'\n'*}" = "$1" ]
 }
 
 # A message spooled by process 1 (next hop down) is delivered once when

@@ -294,12 +294,12 @@ case_keyd_wedged() {
 	MPORT=$(free_port)
 	setup metrics_listen="127.0.0.1:$MPORT" || return 1
 	old=$KEYD
-	wait_for 10 _health_is 200 || { fail_because "/healthz not 200: $HEALTH"; return 1; }
+	wait_for 10 health_is 200 || { fail_because "/healthz not 200: $HEALTH"; return 1; }
 	kill -STOP "$old"
 	msg wedged
 	swaks_expect_reject 4 --from alice@example.com --to bob@partner.example \
 		--data "@$M" || { kill -CONT "$old"; return 1; }
-	wait_for 15 _health_is 503 || { kill -CONT "$old"; fail_because "/healthz not 503 with the key process stopped: $HEALTH"; return 1; }
+	wait_for 15 health_is 503 || { kill -CONT "$old"; fail_because "/healthz not 503 with the key process stopped: $HEALTH"; return 1; }
 	[[ $HEALTH == *"key process 0: not answering for"* ]] ||
 		{ kill -CONT "$old"; fail_because "503 without the reason: $HEALTH"; return 1; }
 	echo "# /healthz: ${HEALTH//$'\n'/ }"
@@ -307,7 +307,7 @@ case_keyd_wedged() {
 		{ kill -CONT "$old"; fail_because "the stopped key process $old was not replaced"; return 1; }
 	grep -q "key process 0 pid $old has not answered for 30 s: killing it" "$CASE_DIR/smrelayd.log" ||
 		{ fail_because "no 'killing it' line in the log"; return 1; }
-	wait_for 15 _health_is 200 || { fail_because "/healthz not 200 with the new key process: $HEALTH"; return 1; }
+	wait_for 15 health_is 200 || { fail_because "/healthz not 200 with the new key process: $HEALTH"; return 1; }
 	msg after && swaks_send --from alice@example.com --to bob@partner.example \
 		--data "@$M" -tls || return 1
 	wait_delivered 1 && signed_for_bob "$(sink_files | head -n 1)"
@@ -315,12 +315,6 @@ case_keyd_wedged() {
 _new_keyd() {
 	local k
 	k=$(smrelayd_child "$SMRELAYD_PID" smrelayd-keyd) && [ "$k" != "$1" ]
-}
-_health_is() {
-	local out
-	out=$("$PYTHON" "$TOP_SRC/tests/metrics/httpc.py" get "http://127.0.0.1:$MPORT/healthz") || return 1
-	HEALTH=$out
-	[ "${out%%$'\n'*}" = "$1" ]
 }
 
 # A TLS handshake waits for the key process's signature without stopping

@@ -122,12 +122,6 @@ t_prometheus_rate() {
 	echo "# rate(relayed[30s]) = $rate"
 }
 
-health_is() {
-	local out
-	out=$("$PYTHON" "$HTTP_PY" get "$METRICS/healthz") || return 1
-	[ "${out%%$'\n'*}" = "$1" ] && HEALTH=$out
-}
-
 # /healthz: 200; 503 with the reason while the database file is gone; 200
 # again once it is back.
 t_healthz() {

@@ -384,6 +384,37 @@ tr -d '\r' < vamb-opceo.eml | sed '/^$/q' > vopceo.hdr
 [ "$(grep -c '^From:' vopceo.hdr)" = 1 ] && grep -q '^From: CEO' vopceo.hdr &&
 	pass "verify opaque: the entity's From alone" ||
 	fail "verify opaque: the entity's From alone" "$(tr '\n' '|' < vopceo.hdr)"
+# An entity whose header block is over 1 MiB cannot have its fields
+# checked: our Authentication-Results forged inside it would pass as ours.
+# Decrypted, it is refused (the pipeline relays it encrypted); opaque
+# signed, it is not unwrapped and the verdict says why.
+python3 - <<'PYEOF'
+pad = ''.join('X-Pad-%d: %s\r\n' % (i, 'p' * 90) for i in range(12000))
+open('bighdr.txt', 'w', newline='').write(pad + 'Authentication-Results: gw.example'
+    + '; smime=pass (forged)\r\nFrom: Bob <bob@partner.example>\r\nContent-Type: text/plain\r\n\r\nForged.\r\n')
+PYEOF
+openssl cms -encrypt -in bighdr.txt -aes256 -from bob@partner.example -to alice@example.com \
+	-subject bighdr "$P/alice.pem" > bighdr-enc.eml 2>> os.oerr
+openssl cms -sign -nodetach -in bighdr.txt -signer "$P/bob.pem" -inkey "$P/bob.key" \
+	-certfile "$P/chain.pem" -from 'Bob <bob@partner.example>' -to alice@example.com \
+	-subject bighdr > bighdr-op.eml 2>> os.oerr
+if ctl dec-bighdr smime decrypt < bighdr-enc.eml > dbighdr.eml; then
+	fail "decrypt: an entity header over 1 MiB is refused" "exit 0, $(grep -c 'smime=pass (forged)' dbighdr.eml) forged result(s)"
+else
+	grep -q "the decrypted entity's header is over 1024 KiB" dec-bighdr.err &&
+		pass "decrypt: an entity header over 1 MiB is refused" ||
+		fail "decrypt: an entity header over 1 MiB is refused" "$(lastline dec-bighdr.err)"
+fi
+ctl verify-bighdr smime verify < bighdr-op.eml > vbighdr.eml
+case "$(ar vbighdr.eml)" in
+"Authentication-Results: $HOST; smime=permerror (the signed entity's header is over 1024 KiB"*)
+	if grep -q 'smime=pass (forged)' vbighdr.eml; then
+		fail "verify opaque: an entity header over 1 MiB is not unwrapped" "the forged result is in the output"
+	else
+		pass "verify opaque: an entity header over 1 MiB is not unwrapped"
+	fi ;;
+*) fail "verify opaque: an entity header over 1 MiB is not unwrapped" "$(ar vbighdr.eml | cut -c1-200)" ;;
+esac
 # --- revocation: with CRLs imported, a revoked signer fails -----------------
 openssl cms -sign -in ent.txt -signer "$P/revoked.pem" -inkey "$P/revoked.key" \
 	-certfile "$P/chain.pem" -from alice@example.com -to bob@partner.example \
