@@ -288,73 +288,81 @@ io_reader(struct mime_io *io, struct msgbuf *mb)
 	io->rarg = mb;
 }
 
+/* The header of an unwrapped message: what goes before the entity's
+ * body (unwrap_head()). */
+struct unwrapped {
+	char	*top;		/* the received fields kept, our MIME-Version */
+	size_t	 toplen;
+	char	*kept;		/* the entity's fields kept (NULL: none) */
+	size_t	 klen;
+	size_t	 from;		/* where the rest of the entity starts */
+};
+
 #define SS_FIRST	1024	/* an entity's first bytes: fields or not */
 
 /*
- * The header block of an unwrapped entity (malloc'd, *ehlen bytes), or
- * NULL when it has none (first then holds its first *ehlen bytes); -1
- * when it has one longer than SMIME_STREAM_HDR_MAX (or it cannot be
- * read): its fields cannot be checked, and a sender's
- * Authentication-Results among them would pass as ours.
+ * The header of the message that unwrapping ent gives (decrypted, or
+ * opaque signed-data opened), into u: the received fields as
+ * smime_msg_open_head() keeps them next to the entity's own, our
+ * MIME-Version, the entity's header block as smime_msg_unwrapped_fields()
+ * keeps it.  -1 when the entity's header block, or the whole, is over
+ * SMIME_STREAM_HDR_MAX (or cannot be read): its fields cannot be checked
+ * (a sender's Authentication-Results among them would pass as ours), nor
+ * could the result's be.
  */
 static int
-ent_header(struct msgbuf *ent, char first[SS_FIRST], char **eh,
-    size_t *ehlen)
+unwrap_head(struct msgbuf *ent, const char *hdr, size_t hlen,
+    const char *host, struct unwrapped *u)
 {
-	size_t ebody;
+	char first[SS_FIRST], *eh = NULL;
+	size_t ehlen, ebody;
 	ssize_t nf;
 
-	*eh = NULL;
-	*ehlen = 0;
+	memset(u, 0, sizeof(*u));
 	if ((nf = msgbuf_pread(ent, first, SS_FIRST, 0)) < 0)
 		return -1;
-	*ehlen = (size_t)nf;
-	if (!smime_msg_has_fields(first, (size_t)nf))
-		return 0;
-	if ((*eh = smime_stream_header(ent, SMIME_STREAM_HDR_MAX, ehlen,
+	if (smime_msg_has_fields(first, (size_t)nf) &&
+	    (eh = smime_stream_header(ent, SMIME_STREAM_HDR_MAX, &ehlen,
 	    &ebody)) == NULL)
 		return -1;
+	u->top = smime_msg_open_head(hdr, hlen, host, eh != NULL ? eh : first,
+	    eh != NULL ? ehlen : (size_t)nf, &u->toplen);
+	if (eh != NULL) {
+		u->kept = smime_msg_unwrapped_fields(eh, ehlen, &u->klen);
+		u->from = ehlen;
+		free(eh);
+	}
+	if (u->toplen + u->klen > SMIME_STREAM_HDR_MAX) {
+		free(u->top);
+		free(u->kept);
+		memset(u, 0, sizeof(*u));
+		return -1;
+	}
 	return 0;
 }
 
-/*
- * An unwrapped message (decrypted, or opaque signed-data opened) into out:
- * ar and a line end when ar is given; the received fields as
- * smime_msg_open_head() keeps them next to the entity's own; our
- * MIME-Version; the entity ent, its header block as
- * smime_msg_unwrapped_fields() keeps it, then the blank line and the rest
- * in pieces.  0, -1, or SS_HDR_TOO_LONG (ent_header(); nothing written).
- */
-#define SS_HDR_TOO_LONG	-2
-static int
-put_unwrapped(struct msgbuf *out, struct msgbuf *ent, const char *hdr,
-    size_t hlen, const char *host, const char *ar)
+/* Forget an unwrap_head(). */
+static void
+unwrap_clear(struct unwrapped *u)
 {
-	char first[SS_FIRST], *top, *eh, *kept = NULL;
-	size_t toplen, ehlen, klen = 0;
-	int rc;
+	free(u->top);
+	free(u->kept);
+	memset(u, 0, sizeof(*u));
+}
 
-	if (ent_header(ent, first, &eh, &ehlen) == -1)
-		return SS_HDR_TOO_LONG;
-	top = smime_msg_open_head(hdr, hlen, host, eh != NULL ? eh : first,
-	    ehlen, &toplen);
-	if (eh != NULL)
-		kept = smime_msg_unwrapped_fields(eh, ehlen, &klen);
-	rc = 0;
+/* The unwrapped message into out: ar and a line end when ar is given,
+ * u's header, the rest of ent in pieces.  0 or -1. */
+static int
+put_unwrapped(struct msgbuf *out, const struct unwrapped *u,
+    struct msgbuf *ent, const char *ar)
+{
 	if (ar != NULL && (msgbuf_append(out, ar, strlen(ar)) == -1 ||
 	    msgbuf_append(out, "\r\n", 2) == -1))
-		rc = -1;
-	else if (msgbuf_append(out, top, toplen) == -1)
-		rc = -1;
-	else if (eh != NULL)
-		rc = msgbuf_append(out, kept, klen) == -1 ? -1 :
-		    copy_from(out, ent, ehlen);
-	else
-		rc = copy_from(out, ent, 0);
-	free(top);
-	free(kept);
-	free(eh);
-	return rc;
+		return -1;
+	if (msgbuf_append(out, u->top, u->toplen) == -1 ||
+	    (u->kept != NULL && msgbuf_append(out, u->kept, u->klen) == -1))
+		return -1;
+	return copy_from(out, ent, u->from);
 }
 
 /* Open an enveloped message, piece by piece. */
@@ -367,6 +375,7 @@ smime_stream_decrypt(const struct certsrc *src, struct msgbuf *in,
 	struct mime_smime d;
 	struct mime_io io;
 	struct msgbuf *dec = NULL;
+	struct unwrapped u;
 	BIO *r = NULL, *w = NULL;
 	int kind, werr, rc = -1;
 
@@ -402,17 +411,19 @@ smime_stream_decrypt(const struct certsrc *src, struct msgbuf *in,
 	}
 	if (smime_msg_open_bio(src, r, w, res) == -1)
 		goto done;
+	if (unwrap_head(dec, hdr, hlen, host, &u) == -1) {
+		snprintf(res->err, sizeof(res->err), "the decrypted message's "
+		    "header would be over %d KiB", SMIME_STREAM_HDR_MAX / 1024);
+		goto done;
+	}
 	*outp = msgbuf_new(tmpdir, 0);
-	if ((werr = put_unwrapped(*outp, dec, hdr, hlen, host, NULL)) != 0) {
+	werr = put_unwrapped(*outp, &u, dec, NULL);
+	unwrap_clear(&u);
+	if (werr == -1) {
 		msgbuf_free(*outp);
 		*outp = NULL;
-		if (werr == SS_HDR_TOO_LONG)
-			snprintf(res->err, sizeof(res->err), "the decrypted "
-			    "entity's header is over %d KiB",
-			    SMIME_STREAM_HDR_MAX / 1024);
-		else
-			snprintf(res->err, sizeof(res->err), "cannot write "
-			    "the decrypted message");
+		snprintf(res->err, sizeof(res->err), "cannot write the "
+		    "decrypted message");
 		goto done;
 	}
 	rc = 0;
@@ -655,7 +666,8 @@ stream_verify(const struct certsrc *src, struct msgbuf *in,
 	struct mime_io io;
 	struct msgbuf *lf = NULL, *signed_ent = NULL;
 	BIO *content = NULL;
-	char from[320], ar[1024], first[SS_FIRST], *head = NULL;
+	char from[320], ar[1024], *head = NULL;
+	struct unwrapped u = { NULL, 0, NULL, 0, 0 };
 	const char *why;
 	size_t headlen;
 	enum mime_smime_kind k;
@@ -705,17 +717,15 @@ stream_verify(const struct certsrc *src, struct msgbuf *in,
 	default:
 		break;
 	}
-	if (signed_ent != NULL && ent_header(signed_ent, first, &head,
-	    &headlen) == -1) {
+	if (signed_ent != NULL && unwrap_head(signed_ent, hdr, hlen, host,
+	    &u) == -1) {
 		/* not unwrapped: the message goes as it came, with why */
 		msgbuf_free(signed_ent);
 		signed_ent = NULL;
 		v.outcome = SMIME_PERMERROR;
-		snprintf(v.reason, sizeof(v.reason), "the signed entity's "
-		    "header is over %d KiB", SMIME_STREAM_HDR_MAX / 1024);
+		snprintf(v.reason, sizeof(v.reason), "the unwrapped message's "
+		    "header would be over %d KiB", SMIME_STREAM_HDR_MAX / 1024);
 	}
-	free(head);
-	head = NULL;
 	if (v.outcome == SMIME_PASS &&
 	    ((why = smime_msg_from_ambiguous(hdr, hlen)) != NULL ||
 	    (why = inner_from(hdr, hlen, k, in, t, signed_ent)) != NULL)) {
@@ -725,8 +735,7 @@ stream_verify(const struct certsrc *src, struct msgbuf *in,
 	smime_msg_verdict(src, &v, host, res, ar, sizeof(ar));
 	*outp = msgbuf_new(tmpdir, 0);
 	if (signed_ent != NULL)
-		werr = put_unwrapped(*outp, signed_ent, hdr, hlen, host,
-		    ar);
+		werr = put_unwrapped(*outp, &u, signed_ent, ar);
 	else {
 		head = smime_msg_verify_head(hdr, hlen, host, ar, &headlen);
 		werr = msgbuf_append(*outp, head, headlen) == -1 ||
@@ -744,6 +753,7 @@ stream_verify(const struct certsrc *src, struct msgbuf *in,
 	BIO_free(content);
 	msgbuf_free(lf);
 	msgbuf_free(signed_ent);
+	unwrap_clear(&u);
 	free(head);
 	mime_smime_clear(&d);
 	return rc;

@@ -387,7 +387,9 @@ tr -d '\r' < vamb-opceo.eml | sed '/^$/q' > vopceo.hdr
 # An entity whose header block is over 1 MiB cannot have its fields
 # checked: our Authentication-Results forged inside it would pass as ours.
 # Decrypted, it is refused (the pipeline relays it encrypted); opaque
-# signed, it is not unwrapped and the verdict says why.
+# signed, it is not unwrapped and the verdict says why.  The same when the
+# message's and the entity's header are each under 1 MiB and together
+# over it: the result's header could not be read to verify what it holds.
 python3 - <<'PYEOF'
 pad = ''.join('X-Pad-%d: %s\r\n' % (i, 'p' * 90) for i in range(12000))
 open('bighdr.txt', 'w', newline='').write(pad + 'Authentication-Results: gw.example'
@@ -401,13 +403,27 @@ openssl cms -sign -nodetach -in bighdr.txt -signer "$P/bob.pem" -inkey "$P/bob.k
 if ctl dec-bighdr smime decrypt < bighdr-enc.eml > dbighdr.eml; then
 	fail "decrypt: an entity header over 1 MiB is refused" "exit 0, $(grep -c 'smime=pass (forged)' dbighdr.eml) forged result(s)"
 else
-	grep -q "the decrypted entity's header is over 1024 KiB" dec-bighdr.err &&
+	grep -q "the decrypted message's header would be over 1024 KiB" dec-bighdr.err &&
 		pass "decrypt: an entity header over 1 MiB is refused" ||
 		fail "decrypt: an entity header over 1 MiB is refused" "$(lastline dec-bighdr.err)"
 fi
+python3 - <<'PYEOF'
+half = ''.join('X-Pad-%d: %s\r\n' % (i, 'p' * 90) for i in range(6000))
+open('halfhdr.txt', 'w', newline='').write(half + 'Content-Type: text/plain\r\n\r\nHalf.\r\n')
+PYEOF
+openssl cms -encrypt -in halfhdr.txt -aes256 "$P/alice.pem" > halfhdr.p7 2>> os.oerr
+python3 -c 'import sys; h = "".join("X-Outer-%d: %s\r\n" % (i, "q" * 90) for i in range(6000)); sys.stdout.write(h + "From: bob@partner.example\r\n")' > halfhdr-enc.eml
+cat halfhdr.p7 >> halfhdr-enc.eml
+if ctl dec-halfhdr smime decrypt < halfhdr-enc.eml > dhalfhdr.eml; then
+	fail "decrypt: a result header over 1 MiB is refused" "exit 0"
+else
+	grep -q "the decrypted message's header would be over 1024 KiB" dec-halfhdr.err &&
+		pass "decrypt: a result header over 1 MiB is refused" ||
+		fail "decrypt: a result header over 1 MiB is refused" "$(lastline dec-halfhdr.err)"
+fi
 ctl verify-bighdr smime verify < bighdr-op.eml > vbighdr.eml
 case "$(ar vbighdr.eml)" in
-"Authentication-Results: $HOST; smime=permerror (the signed entity's header is over 1024 KiB"*)
+"Authentication-Results: $HOST; smime=permerror (the unwrapped message's header would be over 1024 KiB"*)
 	if grep -q 'smime=pass (forged)' vbighdr.eml; then
 		fail "verify opaque: an entity header over 1 MiB is not unwrapped" "the forged result is in the output"
 	else
