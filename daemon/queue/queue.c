@@ -604,8 +604,7 @@ queue_run(struct queue *q)
 		e = q->v[i];
 		if (e->busy || e->gone)
 			continue;
-		if ((e->held == SPOOL_HOLD_POLICY ||
-		    e->held == SPOOL_HOLD_RETRY) &&
+		if (SPOOL_HELD_FOR_RETRY(e->held) &&
 		    now - e->created >= q->cfg->queue_lifetime) {
 			settle(q, e);   /* may change the vector: go again */
 			q->earliest = 0;
@@ -816,8 +815,7 @@ queue_check_held(struct queue *q, queue_release_fn *fn, void *arg)
 	size_t i;
 
 	for (i = 0; i < q->n; i++)
-		if ((q->v[i]->held == SPOOL_HOLD_POLICY ||
-		    q->v[i]->held == SPOOL_HOLD_RETRY) && !q->v[i]->busy &&
+		if (SPOOL_HELD_FOR_RETRY(q->v[i]->held) && !q->v[i]->busy &&
 		    !q->v[i]->gone && fn(arg, q->v[i]))
 			q->v[i]->busy = 1;
 }

@@ -576,8 +576,8 @@ spooldb_update(struct spooldb *s, const struct spool_entry *e)
 	sqlite3_bind_int(st, 3, e->warned);
 	bind_text(st, 4, e->last_error);
 	sqlite3_bind_int64(st, 5, e->actions);
-	sqlite3_bind_int(st, 6, e->held == SPOOL_HOLD_POLICY ||
-	    e->held == SPOOL_HOLD_RETRY ? e->held : SPOOL_HOLD_NONE);
+	sqlite3_bind_int(st, 6, SPOOL_HELD_FOR_RETRY(e->held) ? e->held :
+	    SPOOL_HOLD_NONE);
 	bind_text(st, 7, e->id);
 	if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
 		log_warnx("spool: update %s: %s", e->id, sqlite3_errmsg(s->db));

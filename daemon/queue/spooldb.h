@@ -36,6 +36,11 @@ struct spooldb;
 					 * yet, the key process away): tried
 					 * again when the store changes and at
 					 * each check of held copies */
+/* A hold the gateway made and takes back itself (a certificate arrives,
+ * the transform works again), which expires at queue_lifetime; not an
+ * admin's. */
+#define SPOOL_HELD_FOR_RETRY(h) \
+	((h) == SPOOL_HOLD_POLICY || (h) == SPOOL_HOLD_RETRY)
 
 #define SPOOL_ID_LEN		16	/* hex characters */
 #define SPOOL_SHARES_MAX	1000	/* spool.1 .. spool.999 */
