@@ -83,6 +83,13 @@ printf '\000\000\000\000' >"$dn/seed-nullmx"
 printf '\002_25._tcp.mx.example.com.' >"$dn/seed-name"
 printf '\003alice@example.com' >"$dn/seed-addr"
 
+# dsn: action/RET byte, then sender, rcpt, orcpt, status, diag, remote
+# MTA, ENVID and the original, NUL-separated
+ds=$work/fuzz_dsn
+mkdir -p "$ds"
+printf '\000alice@example.com\000bob@example.net\000rfc822;bob+2Bx@example.net\0005.1.1\000550 5.1.1 <bob@example.net>: no such user\nhere\000mx.example.net\000id+3D1\000From: alice@example.com\r\nSubject: hi\r\n\r\nbody\r\n' >"$ds/seed-failed"
+printf '\011a@x.example\000b@y.example\000\0004.4.7\000\000\000\000Subject: x\n\n.\n' >"$ds/seed-delayed"
+
 # one harness: its log in $work/NAME.log, its verdict in $work/NAME.rc
 run_one() {
 	name=$1 bin=$2
@@ -104,7 +111,7 @@ for bin in tests/fuzz/fuzz_smtp_parse tests/fuzz/fuzz_smtp_data \
     tests/fuzz/fuzz_smtp_reply tests/fuzz/fuzz_proxy tests/fuzz/fuzz_keyproto \
     tests/fuzz/fuzz_mime \
     tests/fuzz/fuzz_cms tests/fuzz/fuzz_cms_info tests/policy/fuzz_policy tests/fuzz/fuzz_mark \
-    tests/fuzz/fuzz_dns_rdata tests/fuzz/fuzz_xforward \
+    tests/fuzz/fuzz_dns_rdata tests/fuzz/fuzz_xforward tests/fuzz/fuzz_dsn \
     tests/keyd/fuzz_p11_uri; do
 	name=${bin##*/}
 	if [ ! -x "$bin" ]; then
