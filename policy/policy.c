@@ -466,3 +466,40 @@ policy_match(const struct policy_set *ps, const char *sender,
 	}
 	return NULL;
 }
+
+size_t
+policy_addr_alts(const char *addr, char alt[][POLICY_ADDR_MAX], size_t max)
+{
+	char local[POLICY_ADDR_MAX], *pct, *bang;
+	const char *at, *r;
+	size_t n = 0, l = 0;
+	int k;
+
+	if (addr == NULL || (at = strrchr(addr, '@')) == NULL)
+		return 0;
+	for (r = addr; r < at && l + 1 < sizeof(local); r++) {
+		if (*r == '"')
+			continue;
+		if (*r == '\\' && r + 1 < at)
+			r++;
+		local[l++] = *r;
+	}
+	local[l] = '\0';
+	if (strchr(local, '@') != NULL)		/* "a@b"@c: no route */
+		return 0;
+	if (n < max && (pct = strrchr(local, '%')) != NULL && pct > local &&
+	    pct[1] != '\0') {
+		k = snprintf(alt[n], POLICY_ADDR_MAX, "%.*s@%s",
+		    (int)(pct - local), local, pct + 1);
+		if (k > 0 && k < POLICY_ADDR_MAX)
+			n++;
+	}
+	if (n < max && (bang = strchr(local, '!')) != NULL && bang > local &&
+	    bang[1] != '\0') {
+		k = snprintf(alt[n], POLICY_ADDR_MAX, "%s@%.*s", bang + 1,
+		    (int)(bang - local), local);
+		if (k > 0 && k < POLICY_ADDR_MAX)
+			n++;
+	}
+	return n;
+}

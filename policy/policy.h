@@ -84,4 +84,16 @@ size_t policy_set_count(const struct policy_set *);
 const struct policy_rule *policy_match(const struct policy_set *,
     const char *sender, const char *recipient);
 
+#define POLICY_ALTS	2		/* policy_addr_alts() at most */
+#define POLICY_ADDR_MAX	320		/* an address, NUL included */
+/*
+ * The mailboxes a relay after us may turn addr into, by routing
+ * conventions older than SMTP that Sendmail and Postfix still follow by
+ * default: the %-hack ("user%dom@host" becomes "user@dom", at the last
+ * '%') and a bang path ("site!user@host" becomes "user@site").  The local
+ * part is read without its quotes.  Returns how many (0: none).
+ */
+size_t policy_addr_alts(const char *addr, char alt[][POLICY_ADDR_MAX],
+    size_t max);
+
 #endif

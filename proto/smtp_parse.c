@@ -250,6 +250,37 @@ local_part_len(const char *s, size_t n, int *quoted)
 	return i;
 }
 
+/*
+ * A valid mailbox box whose local part is a quoted-string that says what a
+ * dot-string could ("bob", "b\\ob"): rewritten in place in that form
+ * (RFC 5322 3.4.1: the two are the same local part), so that policy,
+ * certificate lookups and the next hop see one spelling of one mailbox.
+ */
+static void
+dequote_local(char *box)
+{
+	char *at, *w, *r, prev = '.';
+
+	if (box[0] != '"' || (at = strrchr(box, '@')) == NULL || at - box <
+	    3 || at[-1] != '"')
+		return;
+	for (r = box + 1; r < at - 1; r++) {
+		if (*r == '\\')
+			r++;
+		if (*r == '.' ? prev == '.' : !is_atext((unsigned char)*r))
+			return;			/* no dot-string */
+		prev = *r;
+	}
+	if (prev == '.')
+		return;
+	for (r = box + 1, w = box; r < at - 1; r++) {
+		if (*r == '\\')
+			r++;
+		*w++ = *r;
+	}
+	memmove(w, at, strlen(at) + 1);
+}
+
 /* Mailbox = Local-part "@" ( Domain / address-literal ).  0 if valid. */
 static int
 check_mailbox(const char *s, size_t n)
@@ -340,6 +371,7 @@ parse_path(char *s, struct smtp_cmd *cmd, char **rest)
 		cmd->errmsg = "Bad address syntax";
 		return SMTP_PARSE_BAD_ADDR;
 	}
+	dequote_local(box);
 	return SMTP_PARSE_OK;
 }
 

@@ -15,6 +15,7 @@
 #include "daemon/base/base.h"
 #include "ctl.h"
 #include "policy/policy.h"
+#include "proto/proto.h"
 #include "store/store.h"
 #include "lib/lib.h"
 
@@ -282,11 +283,23 @@ cmd_remove(struct pctl *pc)
 static char *
 envelope_addr(const char *s)
 {
+	struct smtp_cmd cmd;
 	size_t n = strlen(s);
+	char *a, *line;
 
 	if (n >= 2 && s[0] == '<' && s[n - 1] == '>')
-		return xstrndup(s + 1, n - 2);
-	return xstrdup(s);
+		a = xstrndup(s + 1, n - 2);
+	else
+		a = xstrdup(s);
+	/* as smrelayd reads it in RCPT TO: source route dropped, a quoted
+	 * local part that needs no quotes without them */
+	line = xasprintf("RCPT TO:<%s>", a);
+	if (*a != '\0' && smtp_parse_cmd(line, &cmd) == SMTP_PARSE_OK) {
+		free(a);
+		a = xstrdup(cmd.path);
+	}
+	free(line);
+	return a;
 }
 
 /* The pattern kind in words, for the "match:" line. */
@@ -327,6 +340,30 @@ say(struct pctl *pc, const char *step, const char *fmt, ...)
 	else
 		json_array_append_new(pc->steps, json_pack("{s:s, s:o}",
 		    "step", step, "text", ctl_json_str(buf)));
+}
+
+/* A %-hack or bang path that another rule covers (policy_addr_alts()):
+ * smrelayd refuses the recipient (pipeline.c, routed_otherwise). */
+static int
+routed_otherwise(struct pctl *pc, const struct policy_set *ps,
+    const struct policy_rule *m, const char *sender, const char *rcpt)
+{
+	char alt[POLICY_ALTS][POLICY_ADDR_MAX];
+	const struct policy_rule *r2;
+	size_t i, n;
+
+	n = policy_addr_alts(rcpt, alt, POLICY_ALTS);
+	for (i = 0; i < n; i++) {
+		if ((r2 = policy_match(ps, sender, alt[i])) == m)
+			continue;
+		say(pc, "refused", "%s may be routed on to %s by a later "
+		    "relay (a %%-hack or bang path), which %s: refused with "
+		    "550 5.7.1", rcpt, alt[i], r2 != NULL ? "another rule "
+		    "covers" : "no rule covers");
+		pc->negative = 1;
+		return 1;
+	}
+	return 0;
 }
 
 /* "rule: ..." and why it won over the other matching rules. */
@@ -605,7 +642,10 @@ cmd_test(struct pctl *pc)
 	} else
 		printf("sender: %s\nrecipient: %s\n", *sender ? sender : "<>",
 		    *rcpt ? rcpt : "<>");
-	if ((m = policy_match(ps, sender, rcpt)) == NULL)
+	m = policy_match(ps, sender, rcpt);
+	if (routed_otherwise(pc, ps, m, sender, rcpt))
+		;
+	else if (m == NULL)
 		say(pc, "no rule matches", "the message passes unchanged (%zu "
 		    "rule(s))", n);
 	else {

@@ -32,6 +32,35 @@ pipeline_wants_cert(const struct policy_set *ps, const char *sender,
 	    !(r->actions & POLICY_REJECT) && (r->actions & POLICY_ENCRYPT);
 }
 
+/*
+ * Whether a relay after us may route rcpt on to a mailbox another rule
+ * covers (policy_addr_alts(): "bob%partner.example@example.com"): then
+ * neither rule can be trusted to apply and the recipient is refused (d).
+ */
+static int
+routed_otherwise(const struct policy_set *ps, const char *sender,
+    const char *rcpt, const struct policy_rule *r, struct pl_decision *d)
+{
+	char alt[POLICY_ALTS][POLICY_ADDR_MAX];
+	const struct policy_rule *r2;
+	size_t i, n;
+
+	n = policy_addr_alts(rcpt, alt, POLICY_ALTS);
+	for (i = 0; i < n; i++) {
+		if ((r2 = policy_match(ps, sender, alt[i])) == r)
+			continue;
+		d->verdict = PL_REJECT;
+		d->rule_id = r2 != NULL ? r2->id : r->id;
+		smtp_result_set(&d->reply, 550, "5.7.1", "<%s>: may be routed "
+		    "on to <%s>, which policy treats otherwise (rule %lld, "
+		    "not %lld): use that address", rcpt, alt[i],
+		    (long long)(r2 != NULL ? r2->id : 0),
+		    (long long)(r != NULL ? r->id : 0));
+		return 1;
+	}
+	return 0;
+}
+
 /* Decide for one recipient: rule, actions, and what a missing
  * certificate does. */
 void
@@ -44,7 +73,12 @@ pipeline_decide(const struct certsrc *src, const struct policy_set *ps,
 	int caps;
 
 	memset(d, 0, sizeof(*d));
-	if (ps == NULL || (r = policy_match(ps, sender, rcpt)) == NULL)
+	if (ps == NULL)
+		return;
+	r = policy_match(ps, sender, rcpt);
+	if (routed_otherwise(ps, sender, rcpt, r, d))
+		return;
+	if (r == NULL)
 		return;
 	d->rule_id = r->id;
 	if (r->actions & POLICY_REJECT) {

@@ -23,6 +23,23 @@ next_line(char *s)
 	return nl + 1;
 }
 
+/* The routes a later relay may take: each a local@domain no longer than
+ * the address. */
+static void
+alts_check(const char *addr)
+{
+	char alt[POLICY_ALTS][POLICY_ADDR_MAX];
+	size_t i, n;
+
+	n = policy_addr_alts(addr, alt, POLICY_ALTS);
+	if (n > POLICY_ALTS)
+		abort();
+	for (i = 0; i < n; i++)
+		if (strchr(alt[i], '@') == NULL || strlen(alt[i]) >
+		    strlen(addr) || alt[i][0] == '@')
+			abort();
+}
+
 /* Split the input at the first two newlines and exercise every entry. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
@@ -57,6 +74,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		policy_set_free(ps);
 	} else if (policy_pattern_match(pat, addr))
 		abort();			/* a bad pattern matches nothing */
+	alts_check(addr);
 	free(buf);
 	return 0;
 }

@@ -666,6 +666,31 @@ case_revoked_partner() {
 # multipart/signed, a real mark of a sign-only pass, and a real envelope cut
 # short: each copy for bob arrives enveloped for bob, nothing readable on
 # the wire.  The sender's own whole envelope for bob goes as it is.
+# Spellings of one recipient: a quoted local part is the same mailbox (the
+# rule for bob encrypts it, and the next hop is given bob@partner.example);
+# a %-hack or a bang path that a later relay may route on to bob is refused
+# at RCPT, not relayed past bob's rule in the clear.
+case_recipient_spellings() {
+	local r
+	setup_store certs=bob || return 1
+	rule --recipient bob@partner.example --action encrypt || return 1
+	start_daemon || return 1
+	msg quoted alice@example.com bob@partner.example
+	send alice@example.com '"bob"@partner.example' "$M" || return 1
+	wait_delivered 1 || return 1
+	copy_of bob@partner.example bob@partner.example &&
+		enveloped "$F" && opens "$F" bob || return 1
+	for r in 'bob%partner.example@example.net' 'partner.example!bob@example.net' \
+	    '"bob%partner.example"@example.net'; do
+		swaks_expect_reject 5 --from alice@example.com --to "$r" --data "@$M" ||
+			return 1
+		reply_to "RCPT TO:<$r>" 550 5.7.1 || return 1
+		grep -q "may be routed on to <bob@partner.example>" "$SWAKS_LOG" ||
+			{ fail_because "RCPT TO:<$r>: the reply does not say why"; return 1; }
+	done
+	assert_sink_count 1
+}
+
 case_no_bypass() {
 	setup_store keys=alice certs=bob || return 1
 	rule --recipient carol@partner.example --action sign || return 1
@@ -883,6 +908,7 @@ run_case rule_change_twice case_rule_change_twice
 run_case sign_without_key case_no_key
 run_case no_double_processing case_no_double
 run_case no_policy_bypass case_no_bypass
+run_case recipient_spellings case_recipient_spellings
 run_case revoked_partner case_revoked_partner
 run_case both_ways case_both_ways
 run_case partial_hold case_partial_hold

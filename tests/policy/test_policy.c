@@ -402,6 +402,50 @@ test_set_errors(void)
 	CHECK(policy_match(NULL, "a@b", "c@d") == NULL, "NULL set");
 }
 
+/* Where a later relay may route an address: %-hack, bang path. */
+static void
+test_addr_alts(void)
+{
+	static const struct {
+		const char *addr, *alt0, *alt1;
+	} m[] = {
+		{ "bob@partner.example", NULL, NULL },
+		{ "bob%partner.example@example.com", "bob@partner.example", NULL },
+		{ "bob%x%partner.example@example.com", "bob%x@partner.example",
+		    NULL },
+		{ "partner.example!bob@example.com", "bob@partner.example", NULL },
+		{ "a!b%c@host.example", "a!b@c", "b%c@a" },
+		{ "\"bob%partner.example\"@example.com", "bob@partner.example",
+		    NULL },
+		{ "\"b\\%ob%partner.example\"@example.com",
+		    "b%ob@partner.example", NULL },
+		{ "%partner.example@example.com", NULL, NULL },
+		{ "bob%@example.com", NULL, NULL },
+		{ "!bob@example.com", NULL, NULL },
+		{ "bob!@example.com", NULL, NULL },
+		{ "bob%partner.example", NULL, NULL },
+		{ "\"x!@y%z\"@example.com", NULL, NULL },
+		{ "", NULL, NULL },
+	};
+	char alt[POLICY_ALTS][POLICY_ADDR_MAX];
+	size_t i, n, want;
+
+	for (i = 0; i < N(m); i++) {
+		n = policy_addr_alts(m[i].addr, alt, POLICY_ALTS);
+		want = m[i].alt0 == NULL ? 0 : m[i].alt1 == NULL ? 1 : 2;
+		CHECK(n == want, "'%s': %zu alternatives, want %zu", m[i].addr,
+		    n, want);
+		if (n >= 1 && want >= 1)
+			CHECK(strcmp(alt[0], m[i].alt0) == 0, "'%s': '%s', "
+			    "want '%s'", m[i].addr, alt[0], m[i].alt0);
+		if (n >= 2 && want >= 2)
+			CHECK(strcmp(alt[1], m[i].alt1) == 0, "'%s': '%s', "
+			    "want '%s'", m[i].addr, alt[1], m[i].alt1);
+	}
+	CHECK(policy_addr_alts(NULL, alt, POLICY_ALTS) == 0, "NULL");
+	CHECK(policy_addr_alts("a%b@c", alt, 0) == 0, "max 0");
+}
+
 int
 main(void)
 {
@@ -413,6 +457,7 @@ main(void)
 	test_precedence();
 	test_id_tiebreak();
 	test_set_errors();
+	test_addr_alts();
 	printf("test_policy: %d checks, %d failure(s)\n", checks, failures);
 	return failures ? 1 : 0;
 }
