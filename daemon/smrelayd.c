@@ -1054,6 +1054,7 @@ struct slot {
 	int			 ctl;           /* to the network process */
 	int			 ever_ready;    /* the network process ran */
 	int			 killed;        /* wedged: SIGKILL sent */
+	int			 keyd_killed;   /* its key process: the same */
 	double			 keyd_at, net_at;       /* last starts */
 };
 
@@ -1212,6 +1213,8 @@ sup_reap(struct sup *s)
 		sl = &s->slots[i];
 		if (pid == sl->net) {
 			log_exit("network", i, pid, st, s->exiting);
+			if (!s->exiting && !sl->killed && sl->ever_ready)
+				metrics_inc(M_RESTART_NET_EXITED);
 			sl->net = 0;
 			if (sl->ctl != -1)
 				close(sl->ctl);
@@ -1226,6 +1229,9 @@ sup_reap(struct sup *s)
 				s->status = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 		} else {
 			log_exit("key", i, pid, st, s->exiting || sl->net == 0);
+			if (!s->exiting && sl->net != 0 && !sl->keyd_killed)
+				metrics_inc(M_RESTART_KEYD_EXITED);
+			sl->keyd_killed = 0;
 			sl->keyd = 0;
 		}
 	}
@@ -1306,6 +1312,8 @@ sup_ctl(struct sup *s, int i)
 			    "for %d s: killing it", i, (long)sl->keyd,
 			    LIVE_KEYD_S);
 			kill(sl->keyd, SIGKILL);
+			sl->keyd_killed = 1;
+			metrics_inc(M_RESTART_KEYD_WEDGED);
 		}
 		return;
 	}
@@ -1335,6 +1343,7 @@ sup_wedged(struct sup *s)
 		    (unsigned long long)((now - t) / 1000));
 		kill(sl->net, SIGKILL);
 		sl->killed = 1;
+		metrics_inc(M_RESTART_NET_WEDGED);
 	}
 }
 
@@ -1514,7 +1523,9 @@ main(int argc, char *argv[])
 	d.pool = relay_pool_new(d.base, d.cfg, d.client_ctx);
 	d.tmpdir = xasprintf("%s/tmp", d.cfg->data_dir);
 	d.nproc = config_processes(d.cfg);
-	if (d.nproc > 1 && metrics_share(d.nproc) == -1)
+	/* shared also with one process: the parent counts restarts, and
+	 * the figures outlive a restarted network process */
+	if (metrics_share(d.nproc) == -1)
 		log_warn("metrics: shared memory (each process counts "
 		    "its own)");
 	if (server_start(&d, err, sizeof(err)) == -1 ||

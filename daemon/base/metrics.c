@@ -127,6 +127,17 @@ static const struct mdef {
 	[M_STORE_DROPPED] = { "smrelay_store_writes_dropped_total", "",
 	    T_COUNTER, "Harvested certificates dropped unwritten (the "
 	    "store away and too many waiting)." },
+#define RST "smrelay_process_restarts_total"
+	[M_RESTART_NET_EXITED] = { RST, "process=\"network\",reason=\"exited\"",
+	    T_COUNTER, "Network and key processes the parent replaced: "
+	    "after they exited or died, or after it killed them as wedged "
+	    "(a loop that stopped, a key process that stopped answering)." },
+	[M_RESTART_NET_WEDGED] = { RST, "process=\"network\",reason=\"wedged\"",
+	    T_COUNTER, NULL },
+	[M_RESTART_KEYD_EXITED] = { RST, "process=\"key\",reason=\"exited\"",
+	    T_COUNTER, NULL },
+	[M_RESTART_KEYD_WEDGED] = { RST, "process=\"key\",reason=\"wedged\"",
+	    T_COUNTER, NULL },
 };
 
 /* The latency histogram: counts per bucket (not cumulative), the sum in

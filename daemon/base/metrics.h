@@ -32,6 +32,9 @@ enum metric {
 	M_QUEUE_OLDEST,         /* set to a time(); shown as its age */
 	M_WORKERS_QUEUED,
 	M_STORE_UP, M_STORE_PENDING, M_STORE_DROPPED,
+	/* counted by the parent (smrelayd.c) */
+	M_RESTART_NET_EXITED, M_RESTART_NET_WEDGED,
+	M_RESTART_KEYD_EXITED, M_RESTART_KEYD_WEDGED,
 	M_NMETRICS
 };
 

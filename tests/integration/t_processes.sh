@@ -180,7 +180,12 @@ t_wedged_one() {
 	for i in 1 2 3 4 5 6; do
 		swaks_send --to "w$i@example.net" >/dev/null || return 1
 	done
-	wait_delivered 6 30
+	wait_delivered 6 30 || return 1
+	# the restart is counted (by the parent, in the shared figures)
+	"$PYTHON" "$IT_DIR/../metrics/httpc.py" get "http://127.0.0.1:$MPORT/metrics" >"$CASE_DIR/metrics.txt" ||
+		{ fail_because "GET /metrics failed"; return 1; }
+	grep -q '^smrelay_process_restarts_total{process="network",reason="wedged"} 1$' "$CASE_DIR/metrics.txt" ||
+		{ fail_because "no wedged restart counted: $(grep restarts "$CASE_DIR/metrics.txt" | tr '\n' ' ')"; return 1; }
 }
 
 # A message spooled by process 1 (next hop down) is delivered once when

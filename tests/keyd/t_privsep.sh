@@ -308,6 +308,11 @@ case_keyd_wedged() {
 	grep -q "key process 0 pid $old has not answered for 30 s: killing it" "$CASE_DIR/smrelayd.log" ||
 		{ fail_because "no 'killing it' line in the log"; return 1; }
 	wait_for 15 health_is 200 || { fail_because "/healthz not 200 with the new key process: $HEALTH"; return 1; }
+	"$PYTHON" "$TOP_SRC/tests/metrics/httpc.py" get "http://127.0.0.1:$MPORT/metrics" >"$CASE_DIR/metrics.txt" ||
+		{ fail_because "GET /metrics failed"; return 1; }
+	grep -q '^smrelay_process_restarts_total{process="key",reason="wedged"} 1$' "$CASE_DIR/metrics.txt" &&
+		grep -q '^smrelay_process_restarts_total{process="key",reason="exited"} 0$' "$CASE_DIR/metrics.txt" ||
+		{ fail_because "restarts counted: $(grep restarts "$CASE_DIR/metrics.txt" | tr '\n' ' ')"; return 1; }
 	msg after && swaks_send --from alice@example.com --to bob@partner.example \
 		--data "@$M" -tls || return 1
 	wait_delivered 1 && signed_for_bob "$(sink_files | head -n 1)"
@@ -349,7 +354,17 @@ case_net_killed() {
 	children || return 1
 	msg after && swaks_send --from alice@example.com --to bob@partner.example \
 		--data "@$M" -tls || return 1
-	wait_delivered 1 && signed_for_bob "$(sink_files | head -n 1)"
+	wait_delivered 1 && signed_for_bob "$(sink_files | head -n 1)" || return 1
+	# counted once, as a network process that died (its key process
+	# stopped with it is no restart of its own)
+	local got
+	got=$(ctl stats --json | "$PYTHON" -c '
+import json, sys
+d = json.load(sys.stdin)
+print(" ".join("%s/%s=%d" % (s["labels"]["process"], s["labels"]["reason"], s["value"])
+    for s in d["smrelay_process_restarts_total"]))')
+	assert_eq "network/exited=1 network/wedged=0 key/exited=0 key/wedged=0" "$got" \
+		"smrelay_process_restarts_total after kill -9 of the network process"
 }
 _new_net() {
 	local n
