@@ -182,12 +182,27 @@ metrics_share(int n)
 	return 0;
 }
 
-/* The row of gauges this process sets. */
+/* The row of gauges this process sets, from zero: what a dead process
+ * of the slot left there is not this one's. */
 void
 metrics_slot(int slot)
 {
-	if (slot >= 0 && slot < nslots)
-		metrics_g = metrics_v + OFF_ROWS + (size_t)slot * M_NMETRICS;
+	int m;
+
+	if (slot < 0 || slot >= nslots)
+		return;
+	metrics_g = metrics_v + OFF_ROWS + (size_t)slot * M_NMETRICS;
+	for (m = 0; m < M_NMETRICS; m++)
+		atomic_store(&metrics_g[m], 0);
+}
+
+/* A process that serves no figures (the key process): its own. */
+void
+metrics_private(void)
+{
+	metrics_v = local;
+	metrics_g = local + OFF_ROWS;
+	nslots = 1;
 }
 
 /* A figure over the processes: counters and added gauges are kept once,

@@ -63,11 +63,13 @@ metrics_add(enum metric m, uint64_t n)
 	atomic_fetch_add_explicit(&metrics_v[m], n, memory_order_relaxed);
 }
 
-/* Take n off a gauge. */
+/* Add d (negative: take off) to this process's share of a gauge: gone
+ * with the process (metrics_slot() of its successor starts from 0). */
 static inline void
-metrics_sub(enum metric m, uint64_t n)
+metrics_gauge_add(enum metric m, int64_t d)
 {
-	atomic_fetch_sub_explicit(&metrics_v[m], n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&metrics_g[m], (uint64_t)d,
+	    memory_order_relaxed);
 }
 
 /* Set this process's share of a gauge (rendered as the sum over the
@@ -85,8 +87,11 @@ metrics_set(enum metric m, uint64_t v)
  * processes.  -1 with errno (the figures stay private).
  */
 int metrics_share(int nslots);
-/* In a child: the row of gauges this process sets (0 <= slot < nslots). */
+/* In a child: the row of gauges this process sets (0 <= slot < nslots),
+ * zeroed. */
 void metrics_slot(int slot);
+/* In a child that serves no figures: count in private memory again. */
+void metrics_private(void);
 /* A verification's outcome (enum cms_outcome). */
 void metrics_verify(int outcome);
 /* A finished TLS handshake, by protocol version. */

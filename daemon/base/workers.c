@@ -79,7 +79,7 @@ worker_main(void *arg)
 			pthread_cond_wait(&w->cond, &w->mtx);
 		if ((j = q_pop(&w->todo)) == NULL)
 			break;          /* stopping and nothing left */
-		metrics_sub(M_WORKERS_QUEUED, 1);
+		metrics_gauge_add(M_WORKERS_QUEUED, -1);
 		pthread_mutex_unlock(&w->mtx);
 		j->run(j->job, tctx);
 		pthread_mutex_lock(&w->mtx);
@@ -179,7 +179,7 @@ workers_submit(struct workers *w, workers_run_fn *run, workers_done_fn *done,
 	j->job = job;
 	pthread_mutex_lock(&w->mtx);
 	q_push(&w->todo, j);
-	metrics_inc(M_WORKERS_QUEUED);
+	metrics_gauge_add(M_WORKERS_QUEUED, 1);
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->mtx);
 }

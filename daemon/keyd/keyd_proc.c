@@ -200,6 +200,7 @@ keyd_run(const struct config *cfg, int fd, int foreground)
 		close_range(3, (unsigned)fd - 1, 0);
 	close_range((unsigned)fd + 1, ~0U, 0);
 	log_init("smrelayd-keyd", foreground, cfg->log_level);
+	metrics_private();	/* its workers are no network process's */
 	log_timestamps(foreground);
 	signal(SIGPIPE, SIG_IGN);
 	kp_harden();

@@ -347,11 +347,19 @@ case_handshake_async() {
 # the same listener serves the next client.
 case_net_killed() {
 	setup || return 1
-	local old=$NET
+	local old=$NET open
+	# two sessions open when it dies: its successor does not count them
+	exec 7<>"/dev/tcp/127.0.0.1/$PORT" 8<>"/dev/tcp/127.0.0.1/$PORT" ||
+		{ fail_because "cannot connect to $PORT"; return 1; }
+	wait_for 10 _open_is 2 || { fail_because "smrelay_connections_open is '$OPEN', not 2"; return 1; }
 	kill -KILL "$NET"
 	wait_for 10 _new_net "$old" ||
 		{ fail_because "no new smrelayd-net after kill -9 of $old"; return 1; }
 	children || return 1
+	exec 7<&- 8<&-
+	wait_for 10 _stats_answer ||
+		{ fail_because "the new network process does not answer smrelayctl stats"; return 1; }
+	_open_is 0 || { fail_because "smrelay_connections_open is '$OPEN' after the restart, not 0"; return 1; }
 	msg after && swaks_send --from alice@example.com --to bob@partner.example \
 		--data "@$M" -tls || return 1
 	wait_delivered 1 && signed_for_bob "$(sink_files | head -n 1)" || return 1
@@ -365,6 +373,13 @@ print(" ".join("%s/%s=%d" % (s["labels"]["process"], s["labels"]["reason"], s["v
     for s in d["smrelay_process_restarts_total"]))')
 	assert_eq "network/exited=1 network/wedged=0 key/exited=0 key/wedged=0" "$got" \
 		"smrelay_process_restarts_total after kill -9 of the network process"
+}
+_stats_answer() { ctl stats >/dev/null; }
+_open_is() {
+	OPEN=$(ctl stats --json | "$PYTHON" -c '
+import json, sys
+print(json.load(sys.stdin)["smrelay_connections_open"][0]["value"])')
+	[ "$OPEN" = "$1" ]
 }
 _new_net() {
 	local n
