@@ -510,7 +510,14 @@ opaque_check(const struct certsrc *src, struct msgbuf *in,
 		    "malformed CMS structure");
 		return;
 	}
-	/* an envelope, certs-only, compressed-data: not signed */
+	/* an envelope: what is inside is not seen here, and the verdict
+	 * says so (none: no signature we could see) */
+	if (kind == SS_ENVELOPED) {
+		snprintf(v->reason, sizeof(v->reason), "encrypted, not "
+		    "decrypted here: a signature inside is not checked");
+		return;
+	}
+	/* certs-only, compressed-data: not signed */
 	if (kind != SS_OTHER || (d->smime_type[0] != '\0' &&
 	    strcmp(d->smime_type, "signed-data") != 0))
 		return;

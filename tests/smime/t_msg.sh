@@ -421,6 +421,12 @@ else
 		pass "decrypt: a result header over 1 MiB is refused" ||
 		fail "decrypt: a result header over 1 MiB is refused" "$(lastline dec-halfhdr.err)"
 fi
+# verified without decrypting (a verify rule alone, or a decryption that
+# failed as above): none, and the comment says nothing inside was checked
+ctl verify-enc smime verify < bighdr-enc.eml > vbighdr-enc.eml
+[ "$(ar vbighdr-enc.eml)" = "Authentication-Results: $HOST; smime=none (encrypted, not decrypted here: a signature inside is not checked)" ] &&
+	pass "verify: an encrypted message is none, said why" ||
+	fail "verify: an encrypted message is none, said why" "$(ar vbighdr-enc.eml)"
 ctl verify-bighdr smime verify < bighdr-op.eml > vbighdr.eml
 case "$(ar vbighdr.eml)" in
 "Authentication-Results: $HOST; smime=permerror (the unwrapped message's header would be over 1024 KiB"*)
