@@ -220,6 +220,30 @@ health_is() {
 	[ "${out%%$'\n'*}" = "$1" ]
 }
 
+# stopped_then_replaced PID REASON REPLACED LOGLINE [POKE]: kill -STOP
+# PID (a process of smrelayd that stops: a wedged loop, a key process that
+# hangs), run POKE if given (what makes it noticed), then /healthz (on
+# $MPORT) must answer 503 with REASON, `REPLACED PID` become true within
+# 60 s (the parent killed and replaced it), the log show LOGLINE (an ERE)
+# and /healthz answer 200 again.
+stopped_then_replaced() {
+	local pid=$1 reason=$2 replaced=$3 logline=$4 poke=${5:-}
+	kill -STOP "$pid"
+	if [ -n "$poke" ]; then
+		"$poke" || { kill -CONT "$pid"; return 1; }
+	fi
+	wait_for 15 health_is 503 ||
+		{ kill -CONT "$pid"; fail_because "/healthz not 503 with $pid stopped: $HEALTH"; return 1; }
+	[[ $HEALTH == *"$reason"* ]] ||
+		{ kill -CONT "$pid"; fail_because "503 without '$reason': $HEALTH"; return 1; }
+	echo "# /healthz: ${HEALTH//$'\n'/ }"
+	wait_for 60 "$replaced" "$pid" ||
+		{ kill -CONT "$pid"; fail_because "$pid (stopped) was not replaced"; return 1; }
+	grep -q -E "$logline" "$CASE_DIR/smrelayd.log" ||
+		{ fail_because "no '$logline' in the log"; return 1; }
+	wait_for 15 health_is 200 || { fail_because "/healthz not 200 after the restart: $HEALTH"; return 1; }
+}
+
 # ---------------------------------------------------------------- waiting
 
 # free_port: print a TCP port that is free on 127.0.0.1 right now.

@@ -164,19 +164,12 @@ t_wedged_one() {
 		{ fail_because "two network processes did not start"; return 1; }
 	wait_for 10 health_is 200 || { fail_because "/healthz not 200: $HEALTH"; return 1; }
 	victim=$(net_pid "$SMRELAYD_PID" 1) || { fail_because "no process 1"; return 1; }
-	kill -STOP "$victim"
-	wait_for 15 health_is 503 || { kill -CONT "$victim"; fail_because "/healthz not 503 with process 1 stopped: $HEALTH"; return 1; }
-	[[ $HEALTH == *"network process 1: its event loop has not run for"* ]] ||
-		{ kill -CONT "$victim"; fail_because "503 without the reason: $HEALTH"; return 1; }
-	echo "# /healthz: ${HEALTH//$'\n'/ }"
-	wait_for 60 _restarted "$victim" ||
-		{ kill -CONT "$victim"; fail_because "process 1 (pid $victim, stopped) was not restarted"; return 1; }
+	stopped_then_replaced "$victim" "network process 1: its event loop has not run for" \
+		_restarted "network process 1 pid $victim: its event loop has not run for [0-9]+ s: killing it" ||
+		return 1
 	new=$(net_pid "$SMRELAYD_PID" 1)
-	grep -q "network process 1 pid $victim: its event loop has not run for [0-9]* s: killing it" "$CASE_DIR/smrelayd.log" ||
-		{ fail_because "no 'killing it' line in the log"; return 1; }
 	echo "# process 1 restarted as pid $new"
 	wait_for 15 _started 3 || { fail_because "the new process 1 did not start"; return 1; }
-	wait_for 15 health_is 200 || { fail_because "/healthz not 200 after the restart: $HEALTH"; return 1; }
 	for i in 1 2 3 4 5 6; do
 		swaks_send --to "w$i@example.net" >/dev/null || return 1
 	done
