@@ -311,10 +311,6 @@ _wedged_send() {
 	swaks_expect_reject 4 --from alice@example.com --to bob@partner.example \
 		--data "@$M"
 }
-_new_keyd() {
-	local k
-	k=$(smrelayd_child "$SMRELAYD_PID" smrelayd-keyd) && [ "$k" != "$1" ]
-}
 
 # A TLS handshake waits for the key process's signature without stopping
 # the event loop: with the key process stopped, another client is served
@@ -482,11 +478,6 @@ case_pkcs11() {
 	wait_for 10 swaks_send --from alice@example.com --to bob@partner.example \
 		--data "@$M" || { fail_because "not signed after the key process restarted: $IT_REASON"; return 1; }
 	wait_delivered 3
-}
-_wedged_send() {
-	msg wedged
-	swaks_expect_reject 4 --from alice@example.com --to bob@partner.example \
-		--data "@$M"
 }
 _new_keyd() {
 	local k
