@@ -503,3 +503,20 @@ policy_addr_alts(const char *addr, char alt[][POLICY_ADDR_MAX], size_t max)
 	}
 	return n;
 }
+
+int
+policy_routed_otherwise(const struct policy_set *ps, const char *sender,
+    const char *recipient, const struct policy_rule *r,
+    char alt[POLICY_ADDR_MAX], const struct policy_rule **other)
+{
+	char alts[POLICY_ALTS][POLICY_ADDR_MAX];
+	size_t i, n;
+
+	n = policy_addr_alts(recipient, alts, POLICY_ALTS);
+	for (i = 0; i < n; i++)
+		if ((*other = policy_match(ps, sender, alts[i])) != r) {
+			memcpy(alt, alts[i], POLICY_ADDR_MAX);
+			return 1;
+		}
+	return 0;
+}

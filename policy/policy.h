@@ -95,5 +95,13 @@ const struct policy_rule *policy_match(const struct policy_set *,
  */
 size_t policy_addr_alts(const char *addr, char alt[][POLICY_ADDR_MAX],
     size_t max);
+/*
+ * Whether a later relay may route recipient on to an address whose rule is
+ * not r (the recipient's own, or NULL): 1 with that address in alt and its
+ * rule (or NULL) in *other; then neither rule can be trusted to apply.
+ */
+int policy_routed_otherwise(const struct policy_set *, const char *sender,
+    const char *recipient, const struct policy_rule *r,
+    char alt[POLICY_ADDR_MAX], const struct policy_rule **other);
 
 #endif

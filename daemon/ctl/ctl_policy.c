@@ -348,22 +348,16 @@ static int
 routed_otherwise(struct pctl *pc, const struct policy_set *ps,
     const struct policy_rule *m, const char *sender, const char *rcpt)
 {
-	char alt[POLICY_ALTS][POLICY_ADDR_MAX];
+	char alt[POLICY_ADDR_MAX];
 	const struct policy_rule *r2;
-	size_t i, n;
 
-	n = policy_addr_alts(rcpt, alt, POLICY_ALTS);
-	for (i = 0; i < n; i++) {
-		if ((r2 = policy_match(ps, sender, alt[i])) == m)
-			continue;
-		say(pc, "refused", "%s may be routed on to %s by a later "
-		    "relay (a %%-hack or bang path), which %s: refused with "
-		    "550 5.7.1", rcpt, alt[i], r2 != NULL ? "another rule "
-		    "covers" : "no rule covers");
-		pc->negative = 1;
-		return 1;
-	}
-	return 0;
+	if (!policy_routed_otherwise(ps, sender, rcpt, m, alt, &r2))
+		return 0;
+	say(pc, "refused", "%s may be routed on to %s by a later relay (a "
+	    "%%-hack or bang path), which %s: refused with 550 5.7.1", rcpt,
+	    alt, r2 != NULL ? "another rule covers" : "no rule covers");
+	pc->negative = 1;
+	return 1;
 }
 
 /* "rule: ..." and why it won over the other matching rules. */

@@ -41,24 +41,18 @@ static int
 routed_otherwise(const struct policy_set *ps, const char *sender,
     const char *rcpt, const struct policy_rule *r, struct pl_decision *d)
 {
-	char alt[POLICY_ALTS][POLICY_ADDR_MAX];
+	char alt[POLICY_ADDR_MAX];
 	const struct policy_rule *r2;
-	size_t i, n;
 
-	n = policy_addr_alts(rcpt, alt, POLICY_ALTS);
-	for (i = 0; i < n; i++) {
-		if ((r2 = policy_match(ps, sender, alt[i])) == r)
-			continue;
-		d->verdict = PL_REJECT;
-		d->rule_id = r2 != NULL ? r2->id : r->id;
-		smtp_result_set(&d->reply, 550, "5.7.1", "<%s>: may be routed "
-		    "on to <%s>, which policy treats otherwise (rule %lld, "
-		    "not %lld): use that address", rcpt, alt[i],
-		    (long long)(r2 != NULL ? r2->id : 0),
-		    (long long)(r != NULL ? r->id : 0));
-		return 1;
-	}
-	return 0;
+	if (!policy_routed_otherwise(ps, sender, rcpt, r, alt, &r2))
+		return 0;
+	d->verdict = PL_REJECT;
+	d->rule_id = r2 != NULL ? r2->id : r->id;
+	smtp_result_set(&d->reply, 550, "5.7.1", "<%s>: may be routed on to "
+	    "<%s>, which policy treats otherwise (rule %lld, not %lld): use "
+	    "that address", rcpt, alt, (long long)(r2 != NULL ? r2->id : 0),
+	    (long long)(r != NULL ? r->id : 0));
+	return 1;
 }
 
 /* Decide for one recipient: rule, actions, and what a missing
