@@ -21,6 +21,10 @@
 #
 # libjansson is smrelayctl's JSON emitter (--json).
 #
+# libidn2 turns internationalized domains into their A-labels
+# (bob@müller.example is bob@xn--mller-kva.example to policy and
+# certificate lookups).
+#
 # dns-root-data is the DNSSEC root trust anchor, /usr/share/dns/root.key
 # (dns_trust_anchor's default), needed when smrelayd asks DNS.
 #
@@ -52,11 +56,11 @@ set -euo pipefail
 BUILD_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libevent-dev libssl-dev libsqlite3-dev libseccomp-dev libunbound-dev
-	libp11-dev libp11-kit-dev libjansson-dev libpq-dev
+	libp11-dev libp11-kit-dev libjansson-dev libpq-dev libidn2-dev
 )
 RUNTIME_PACKAGES=(
 	libevent-2.1-7 libevent-openssl-2.1-7 libssl3 libsqlite3-0 libseccomp2
-	libunbound8 libp11-3 p11-kit-modules libjansson4 libpq5
+	libunbound8 libp11-3 p11-kit-modules libjansson4 libpq5 libidn2-0
 	ca-certificates dns-root-data adduser
 )
 TEST_PACKAGES=(

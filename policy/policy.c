@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/lib.h"
 #include "policy.h"
+#include "proto/proto.h"
 
 #define LOCAL_MAX	64	/* RFC 5321 4.5.3.1.1 */
 #define DOMAIN_MAX	253	/* RFC 1035, without the root dot */
@@ -15,6 +17,8 @@
 /* A rule as the set keeps it: its own strings and precomputed sort keys. */
 struct policy_entry {
 	struct policy_rule	 rule;
+	char			*skey, *rkey;	/* the patterns as matched:
+						   mail_addr_key() domains */
 	enum policy_pat_kind	 skind, rkind;
 	size_t			 slen, rlen;	/* length of the part compared */
 	size_t			 index;		/* position in the caller's array */
@@ -24,6 +28,8 @@ struct policy_set {
 	struct policy_entry	*v;
 	size_t			 n;
 };
+
+static char *pattern_key(const char *);
 
 static const struct {
 	const char	*name;
@@ -193,9 +199,15 @@ policy_pattern_match(const char *pat, const char *addr)
 {
 	enum policy_pat_kind k;
 
+	char buf[POLICY_ADDR_MAX], *pk;
+	int r;
+
 	if (policy_pattern_check(pat, &k, NULL, 0) == -1)
 		return 0;
-	return match_kind(pat, k, addr);
+	pk = pattern_key(pat);
+	r = match_kind(pk, k, mail_addr_key(addr, buf, sizeof(buf)));
+	free(pk);
+	return r;
 }
 
 /* The bit of one action word of n bytes, 0 if unknown. */
@@ -364,6 +376,22 @@ entry_cmp(const void *a, const void *b)
 }
 
 /* Check one rule and fill its entry (strings copied); -1 with err set. */
+/* A checked pattern with its domain as mail_addr_key() gives it
+ * ("*.müller.example" is "*.xn--mller-kva.example"); malloc'd. */
+static char *
+pattern_key(const char *pat)
+{
+	char in[POLICY_ADDR_MAX + 2], buf[POLICY_ADDR_MAX + 2];
+	const char *k;
+
+	if (strncmp(pat, "*.", 2) == 0) {
+		snprintf(in, sizeof(in), "x@%s", pat + 2);
+		k = mail_addr_key(in, buf, sizeof(buf));
+		return xasprintf("*.%s", strchr(k, '@') + 1);
+	}
+	return xstrdup(mail_addr_key(pat, buf, sizeof(buf)));
+}
+
 static int
 entry_init(struct policy_entry *e, const struct policy_rule *r, size_t i,
     char *err, size_t errlen)
@@ -393,6 +421,8 @@ entry_init(struct policy_entry *e, const struct policy_rule *r, size_t i,
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	e->skey = pattern_key(s);
+	e->rkey = pattern_key(rc);
 	e->slen = pattern_weight(s, e->skind);
 	e->rlen = pattern_weight(rc, e->rkind);
 	e->index = i;
@@ -436,6 +466,8 @@ policy_set_free(struct policy_set *ps)
 	for (i = 0; i < ps->n; i++) {
 		free(ps->v[i].rule.sender);
 		free(ps->v[i].rule.recipient);
+		free(ps->v[i].skey);
+		free(ps->v[i].rkey);
 	}
 	free(ps->v);
 	free(ps);
@@ -454,14 +486,17 @@ policy_match(const struct policy_set *ps, const char *sender,
     const char *recipient)
 {
 	const struct policy_entry *e;
+	char sbuf[POLICY_ADDR_MAX], rbuf[POLICY_ADDR_MAX];
 	size_t i;
 
 	if (ps == NULL)
 		return NULL;
+	sender = mail_addr_key(sender, sbuf, sizeof(sbuf));
+	recipient = mail_addr_key(recipient, rbuf, sizeof(rbuf));
 	for (i = 0; i < ps->n; i++) {
 		e = &ps->v[i];
-		if (match_kind(e->rule.recipient, e->rkind, recipient) &&
-		    match_kind(e->rule.sender, e->skind, sender))
+		if (match_kind(e->rkey, e->rkind, recipient) &&
+		    match_kind(e->skey, e->skind, sender))
 			return &e->rule;
 	}
 	return NULL;

@@ -23,6 +23,7 @@
 #include <openssl/x509v3.h>
 
 #include "cms.h"
+#include "mail_addr.h"
 
 /* 57 input bytes make one 76-character base64 line (RFC 2045 6.8). */
 #define B64_IN_LINE 57
@@ -1486,6 +1487,11 @@ cms_get_caps(CMS_SignerInfo *si, struct cms_verify *res)
 static int
 cms_addr_eq(const char *a, const char *b)
 {
+	char ka[MAIL_ADDR_MAX], kb[MAIL_ADDR_MAX];
+
+	/* one domain, in U-labels or A-labels (the certificate's) */
+	a = mail_addr_key(a, ka, sizeof(ka));
+	b = mail_addr_key(b, kb, sizeof(kb));
 	return strchr(a, '@') != NULL && strcasecmp(a, b) == 0;
 }
 

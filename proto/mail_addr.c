@@ -4,9 +4,12 @@
 #include "autoconfig.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <idn2.h>
 
 #include "lib/lib.h"
 #include "mail_addr.h"
@@ -206,6 +209,30 @@ mail_addr_shows_other(const char *value, const char *addr)
 	r = shows_other(shown, a);
 	free(shown);
 	return r;
+}
+
+const char *
+mail_addr_key(const char *addr, char *buf, size_t buflen)
+{
+	const char *at, *p;
+	char *ascii = NULL;
+	int n;
+
+	if (addr == NULL || (at = strrchr(addr, '@')) == NULL ||
+	    at[1] == '[')
+		return addr;
+	for (p = at + 1; *p != '\0' && (unsigned char)*p < 0x80; p++)
+		;
+	if (*p == '\0')
+		return addr;			/* ASCII: as it stands */
+	if (idn2_to_ascii_8z(at + 1, &ascii, IDN2_NFC_INPUT |
+	    IDN2_NONTRANSITIONAL) != IDN2_OK || ascii == NULL) {
+		idn2_free(ascii);
+		return addr;
+	}
+	n = snprintf(buf, buflen, "%.*s@%s", (int)(at - addr), addr, ascii);
+	idn2_free(ascii);
+	return n > 0 && (size_t)n < buflen ? buf : addr;
 }
 
 void

@@ -35,6 +35,16 @@ int	mail_addr_count(const char *value);
  * at-signs or full stops (U+FF20, U+FE6B, U+FF0E, ...).
  */
 int	mail_addr_shows_other(const char *value, const char *addr);
+/*
+ * addr as a key for decisions (policy, certificate and key lookups): its
+ * domain, when it has non-ASCII labels, as DNS names it, in A-labels
+ * (IDNA2008 with the UTS #46 non-transitional mapping: case and NFC
+ * folded): "bob@müller.example" is "bob@xn--mller-kva.example".  The local
+ * part stays.  Returns buf with that, or addr itself when there is nothing
+ * to change (an ASCII domain), the domain is no valid IDN, or the result
+ * does not fit in buflen.
+ */
+const char *mail_addr_key(const char *addr, char *buf, size_t buflen);
 /* Start with { 0 }; add each From field's value in order. */
 void	mail_from_add(struct mail_from *, const char *value);
 /* Why these From fields name no single mailbox a reader shows, or NULL. */

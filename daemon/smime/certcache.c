@@ -482,10 +482,12 @@ static void
 with_entry(const struct certsrc *src, const char *email,
     void (*fn)(const struct cc_entry *, void *), void *arg)
 {
+	char kb[MAIL_ADDR_MAX];
 	struct certcache *cc = src->cc;
 	struct cc_entry *e, *old;
 	time_t now = time(NULL);
 
+	email = mail_addr_key(email, kb, sizeof(kb));
 	pthread_mutex_lock(&cc->mtx);
 	/* without a connection (the event loop) what is cached serves, even
 	 * past its time, while its certificate is valid */
@@ -525,10 +527,12 @@ with_entry(const struct certsrc *src, const char *email,
 int
 certcache_cached(struct certcache *cc, const char *email, int stale)
 {
+	char kb[MAIL_ADDR_MAX];
 	struct cc_entry *e;
 	time_t now = time(NULL);
 	int r;
 
+	email = mail_addr_key(email, kb, sizeof(kb));
 	pthread_mutex_lock(&cc->mtx);
 	r = (e = cache_find(cc, email)) != NULL && (entry_fresh(e, now) ||
 	    stale);
@@ -541,8 +545,10 @@ certcache_cached(struct certcache *cc, const char *email, int stale)
 int
 certcache_fill(const struct certsrc *src, const char *email)
 {
+	char kb[MAIL_ADDR_MAX];
 	struct cc_entry *e;
 
+	email = mail_addr_key(email, kb, sizeof(kb));
 	e = lookup(src->st, email, time(NULL));
 	if (e->unknown) {
 		entry_free(e);
@@ -738,6 +744,9 @@ certcache_ca_offered(struct certcache *cc, X509 *x, time_t now)
 void
 certcache_forget(struct certcache *cc, const char *email)
 {
+	char kb[MAIL_ADDR_MAX];
+
+	email = mail_addr_key(email, kb, sizeof(kb));
 	pthread_mutex_lock(&cc->mtx);
 	cache_drop(cc, email);
 	pthread_mutex_unlock(&cc->mtx);

@@ -297,8 +297,10 @@ keys_signing(struct keys *ks, const char *email, time_t now)
 {
 	const struct key *best = NULL, *k;
 	struct store_key *c = NULL;
+	char kb[MAIL_ADDR_MAX];
 	size_t i, j;
 
+	email = mail_addr_key(email, kb, sizeof(kb));
 	pthread_mutex_lock(&ks->mtx);
 	for (i = 0; i < ks->n; i++) {
 		k = &ks->v[i];

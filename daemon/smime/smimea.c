@@ -575,8 +575,10 @@ smimea_lookup(struct smimea *sm, const char *addr, uint64_t sessid,
 {
 	struct smimea_lookup *lk;
 	struct smimea_wait *w;
-	char qname[DNS_NAME_MAX + 1];
+	char qname[DNS_NAME_MAX + 1], kb[MAIL_ADDR_MAX];
 
+	/* DNS names the domain in A-labels */
+	addr = mail_addr_key(addr, kb, sizeof(kb));
 	if (sm == NULL || sm->dns == NULL || strlen(addr) > SMIMEA_ADDR_MAX)
 		return NULL;
 	if (neg_has(sm, addr, time(NULL))) {

@@ -134,6 +134,17 @@ test_pattern_match(void)
 		/* case folding is ASCII only: UTF-8 bytes compare as is */
 		{ "j\xc3\xb6rg@example.com", "J\xc3\xb6rg@example.com", 1 },
 		{ "j\xc3\xb6rg@example.com", "j\xc3\x96rg@example.com", 0 },
+		/* a domain in U-labels or A-labels is one domain (IDNA2008,
+		 * UTS #46: case and NFC folded) */
+		{ "@m\xc3\xbcller.example", "bob@xn--mller-kva.example", 1 },
+		{ "@xn--mller-kva.example", "bob@m\xc3\xbcller.example", 1 },
+		{ "@xn--mller-kva.example", "bob@M\xc3\x9cLLER.example", 1 },
+		{ "@xn--mller-kva.example", "bob@mu\xcc\x88ller.example", 1 },
+		{ "*.m\xc3\xbcller.example", "a@sub.xn--mller-kva.example", 1 },
+		{ "*.xn--mller-kva.example", "a@sub.m\xc3\xbcller.example", 1 },
+		{ "bob@m\xc3\xbcller.example", "bob@xn--mller-kva.example", 1 },
+		{ "@m\xc3\xbcller.example", "bob@muller.example", 0 },
+		{ "@xn--mller-kva.example", "bob@m\xc3\xb6ller.example", 0 },
 	};
 	size_t i;
 

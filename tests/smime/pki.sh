@@ -2,6 +2,7 @@
 # tests/smime/pki.sh DIR: a test PKI for S/MIME made with the openssl program.
 #   ca.pem (root), int.pem (intermediate), chain.pem (int), trust.pem (root)
 #   alice.{pem,key}        RSA, alice@example.com, emailProtection
+#   dora.{pem,key}         RSA, dora@xn--mller-kva.example (müller.example)
 #   alice-ec.{pem,key}     EC P-256, alice@example.com
 #   bob.{pem,key,p12}      RSA, bob@partner.example
 #   bob-ec.{pem,key}       EC P-256, bob@partner.example
@@ -107,6 +108,9 @@ user expired rsa alice@example.com v3_user \
 user revoked rsa alice@example.com v3_user -days 825
 user noeku rsa alice@example.com v3_noeku -days 825
 user erin-revoked rsa erin@partner.example v3_user -days 825
+# an internationalized domain (müller.example), in A-labels as RFC 5280
+# 7.5 wants it in a certificate
+user dora rsa dora@xn--mller-kva.example v3_user -days 825
 
 CADB=int.db $O ca -config ca.cnf -cert int.pem -keyfile int.key \
 	-revoke revoked.pem -crl_reason keyCompromise 2>/dev/null

@@ -581,6 +581,36 @@ else
 	pass "message over max_message_size: clear error"
 fi
 
+# --- internationalized domains ---------------------------------------------
+# dora's certificate names dora@xn--mller-kva.example (A-labels, RFC 5280
+# 7.5); written dora@müller.example (U-labels, SMTPUTF8) she is the same:
+# found to encrypt to, her signature passes for that From, and a rule for
+# either spelling covers both.
+UDOM=$(printf 'm\303\274ller.example')
+ctl idn-cert cert import "$P/dora.pem" > /dev/null ||
+	fail "idn: cert import" "$(lastline idn-cert.err)"
+if ctl idn-enc smime encrypt --to "dora@$UDOM" < msg.txt > idn-enc.eml &&
+    openssl cms -decrypt -recip "$P/dora.pem" -inkey "$P/dora.key" -in idn-enc.eml \
+	-out idn-enc.txt 2>/dev/null && grep -q 'this is signed' idn-enc.txt; then
+	pass "idn: encrypt to dora@U-label finds the A-label certificate"
+else
+	fail "idn: encrypt to dora@U-label finds the A-label certificate" "$(lastline idn-enc.err)"
+fi
+printf 'Content-Type: text/plain\r\n\r\nfrom dora\r\n' > idn-ent.txt
+openssl cms -sign -in idn-ent.txt -signer "$P/dora.pem" -inkey "$P/dora.key" \
+	-certfile "$P/chain.pem" -from "Dora <dora@$UDOM>" -to alice@example.com \
+	-subject idn > idn-signed.eml 2>> os.oerr
+ctl idn-verify smime verify < idn-signed.eml > idn-verified.eml
+case "$(ar idn-verified.eml)" in
+"Authentication-Results: $HOST; smime=pass"*) pass "idn: From dora@U-label passes for the A-label certificate" ;;
+*) fail "idn: From dora@U-label passes for the A-label certificate" "$(ar idn-verified.eml)" ;;
+esac
+ctl idn-rule policy add --recipient "@$UDOM" --action encrypt > /dev/null &&
+	ctl idn-test policy test --sender alice@example.com --recipient dora@xn--mller-kva.example > idn-test.out &&
+	grep -q '^rule: ' idn-test.out &&
+	pass "idn: a rule for @U-label covers the A-label address" ||
+	fail "idn: a rule for @U-label covers the A-label address" "$(head -n 4 idn-test.out | tr '\n' '|')"
+
 if [ $fails -gt 0 ]; then
 	echo "t_msg: $fails failed"
 	exit 1

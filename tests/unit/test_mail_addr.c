@@ -33,6 +33,7 @@ read_side(char *s, struct mail_from *f, FILE *out, const char *label)
 }
 
 /*
+ * "key ADDR": mail_addr_key() of ADDR.
  * "OUTER" or "OUTER || INNER": the From field values of a message (and
  * of its signed entity), several separated by \n; what they say, and the
  * verdict's reasons.
@@ -47,6 +48,15 @@ from_case(const char *line, FILE *out)
 
 	buf[golden_unescape(line, buf)] = '\0';
 	fprintf(out, "%s\n", line);
+	if (strncmp(buf, "key ", 4) == 0) {
+		char kb[MAIL_ADDR_MAX];
+		const char *k = mail_addr_key(buf + 4, kb, sizeof(kb));
+
+		fputs("  key: ", out);
+		golden_escape(out, k, strlen(k));
+		fprintf(out, "%s\n", k == buf + 4 ? " (as it stands)" : "");
+		return;
+	}
 	if ((sep = strstr(buf, " || ")) != NULL)
 		*sep = '\0';
 	read_side(buf, &o, out, "outer");
