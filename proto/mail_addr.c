@@ -173,6 +173,7 @@ addr_byte(unsigned char c, const char *more)
 static int
 shows_other(const char *text, const char *addr)
 {
+	char span[MAIL_ADDR_MAX], ks[MAIL_ADDR_MAX], ka[MAIL_ADDR_MAX];
 	const char *at, *l, *r;
 	size_t alen = strlen(addr);
 	int dot;
@@ -188,7 +189,15 @@ shows_other(const char *text, const char *addr)
 			r--;
 		if (l == at || r == at + 1 || !dot)
 			continue;
-		if ((size_t)(r - l) != alen || strncasecmp(l, addr, alen) != 0)
+		if ((size_t)(r - l) == alen && strncasecmp(l, addr, alen) == 0)
+			continue;
+		/* the same address with its domain in other labels? */
+		if ((size_t)(r - l) >= sizeof(span))
+			return 1;
+		memcpy(span, l, (size_t)(r - l));
+		span[r - l] = '\0';
+		if (strcasecmp(mail_addr_key(span, ks, sizeof(ks)),
+		    mail_addr_key(addr, ka, sizeof(ka))) != 0)
 			return 1;
 	}
 	return 0;
@@ -268,6 +277,8 @@ mail_from_ambiguous(const struct mail_from *f)
 const char *
 mail_from_inner(const struct mail_from *outer, const struct mail_from *inner)
 {
+	char ko[MAIL_ADDR_MAX], ki[MAIL_ADDR_MAX];
+
 	if (inner->fields == 0)
 		return NULL;
 	if (inner->fields > 1 || inner->boxes > 1)
@@ -276,7 +287,8 @@ mail_from_inner(const struct mail_from *outer, const struct mail_from *inner)
 		return "the From display name of the signed part shows "
 		    "another address";
 	if (!inner->have || !outer->have ||
-	    strcasecmp(outer->addr, inner->addr) != 0)
+	    strcasecmp(mail_addr_key(outer->addr, ko, sizeof(ko)),
+	    mail_addr_key(inner->addr, ki, sizeof(ki))) != 0)
 		return "the From of the signed part is not the message's";
 	return NULL;
 }
