@@ -344,16 +344,33 @@ from_read(const char *m, size_t len, struct mail_from *f)
 	smime_msg_fields(m, len, "From", from_fn, f);
 }
 
+struct first_arg {
+	char	*buf;
+	size_t	 buflen;
+	int	 r;
+};
+
+/* smime_msg_fields callback: the first From field's first mailbox; stop
+ * there (what mail_from_add() keeps as .addr, without the rules' work). */
+static int
+first_fn(const char *value, void *arg)
+{
+	struct first_arg *a = arg;
+
+	a->r = mail_addr_first(value, a->buf, a->buflen);
+	return 1;
+}
+
 int
 smime_msg_from(const char *m, size_t len, char *buf, size_t buflen)
 {
-	struct mail_from f;
+	struct first_arg a = { buf, buflen, -1 };
 
 	if (buflen == 0)
 		return -1;
-	from_read(m, len, &f);
-	strlcpy_s(buf, f.have ? f.addr : "", buflen);
-	return f.have ? 0 : -1;
+	buf[0] = '\0';
+	smime_msg_fields(m, len, "From", first_fn, &a);
+	return a.r;
 }
 
 const char *
