@@ -1196,45 +1196,75 @@ sup_stop(struct sup *s, int sig)
 	}
 }
 
-/* Collect the dead. */
+/* One dead child of the parent's, as sup_reap() takes it. */
+static void
+reap_one(struct sup *s, pid_t pid, int st)
+{
+	struct slot *sl;
+	int i;
+
+	for (i = 0; i < s->nslots; i++)
+		if (pid == s->slots[i].net || pid == s->slots[i].keyd)
+			break;
+	if (i == s->nslots)
+		return;
+	sl = &s->slots[i];
+	if (pid == sl->net) {
+		log_exit("network", i, pid, st, s->exiting);
+		if (!s->exiting && !sl->killed && sl->ever_ready)
+			metrics_inc(M_RESTART_NET_EXITED);
+		sl->net = 0;
+		if (sl->ctl != -1)
+			close(sl->ctl);
+		sl->ctl = -1;
+		if (!sl->ever_ready && !s->exiting) {
+			/* a start that fails is no crash to retry */
+			s->status = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+			sup_stop(s, SIGTERM);
+		} else if (s->exiting && s->status == 0)
+			/* how the last of them ended is the parent's
+			 * (a sanitizer's report makes it non-zero) */
+			s->status = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+	} else {
+		/* one whose network process went is no restart of its own:
+		 * it exits 0 when its socket closes, which may be seen
+		 * before the network process's death is */
+		log_exit("key", i, pid, st, s->exiting || sl->net == 0);
+		if (!s->exiting && sl->net != 0 && !sl->keyd_killed &&
+		    !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+			metrics_inc(M_RESTART_KEYD_EXITED);
+		sl->keyd_killed = 0;
+		sl->keyd = 0;
+	}
+}
+
+/* Collect the dead: network processes first, so that a key process that
+ * ended because its network process did (found in the same round) is
+ * taken as such, whatever order waitpid() gives them in. */
 static void
 sup_reap(struct sup *s)
 {
-	struct slot *sl;
-	pid_t pid;
-	int i, st;
+	size_t cap = 2 * (size_t)s->nslots + 2, n, i;
+	pid_t *pids = xcalloc(cap, sizeof(*pids));
+	int *sts = xcalloc(cap, sizeof(*sts));
+	int j, more = 1, net;
 
-	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-		for (i = 0; i < s->nslots; i++)
-			if (pid == s->slots[i].net || pid == s->slots[i].keyd)
-				break;
-		if (i == s->nslots)
-			continue;
-		sl = &s->slots[i];
-		if (pid == sl->net) {
-			log_exit("network", i, pid, st, s->exiting);
-			if (!s->exiting && !sl->killed && sl->ever_ready)
-				metrics_inc(M_RESTART_NET_EXITED);
-			sl->net = 0;
-			if (sl->ctl != -1)
-				close(sl->ctl);
-			sl->ctl = -1;
-			if (!sl->ever_ready && !s->exiting) {
-				/* a start that fails is no crash to retry */
-				s->status = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
-				sup_stop(s, SIGTERM);
-			} else if (s->exiting && s->status == 0)
-				/* how the last of them ended is the parent's
-				 * (a sanitizer's report makes it non-zero) */
-				s->status = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
-		} else {
-			log_exit("key", i, pid, st, s->exiting || sl->net == 0);
-			if (!s->exiting && sl->net != 0 && !sl->keyd_killed)
-				metrics_inc(M_RESTART_KEYD_EXITED);
-			sl->keyd_killed = 0;
-			sl->keyd = 0;
-		}
+	while (more) {
+		for (n = 0; n < cap && (pids[n] = waitpid(-1, &sts[n],
+		    WNOHANG)) > 0; n++)
+			;
+		more = n == cap;
+		for (net = 1; net >= 0; net--)
+			for (i = 0; i < n; i++) {
+				for (j = 0; j < s->nslots; j++)
+					if (pids[i] == s->slots[j].net)
+						break;
+				if ((j < s->nslots) == net)
+					reap_one(s, pids[i], sts[i]);
+			}
 	}
+	free(pids);
+	free(sts);
 }
 
 /* After a death: restart what must run again in each slot (both when the
