@@ -174,9 +174,9 @@ static int
 shows_other(const char *text, const char *addr)
 {
 	char span[MAIL_ADDR_MAX], ks[MAIL_ADDR_MAX], ka[MAIL_ADDR_MAX];
-	const char *at, *l, *r;
+	const char *at, *l, *r, *akey = NULL;
 	size_t alen = strlen(addr);
-	int dot;
+	int dot, keyed = 0;
 
 	for (at = strchr(text, '@'); at != NULL; at = strchr(at + 1, '@')) {
 		for (l = at; l > text && addr_byte((unsigned char)l[-1],
@@ -191,13 +191,16 @@ shows_other(const char *text, const char *addr)
 			continue;
 		if ((size_t)(r - l) == alen && strncasecmp(l, addr, alen) == 0)
 			continue;
-		/* the same address with its domain in other labels? */
-		if ((size_t)(r - l) >= sizeof(span))
+		/* the same address with its domain in other labels?  (a
+		 * few times: a display name that repeats it more is no
+		 * plain display name, and each costs an IDNA conversion) */
+		if ((size_t)(r - l) >= sizeof(span) || ++keyed > 4)
 			return 1;
 		memcpy(span, l, (size_t)(r - l));
 		span[r - l] = '\0';
-		if (strcasecmp(mail_addr_key(span, ks, sizeof(ks)),
-		    mail_addr_key(addr, ka, sizeof(ka))) != 0)
+		if (akey == NULL)
+			akey = mail_addr_key(addr, ka, sizeof(ka));
+		if (strcasecmp(mail_addr_key(span, ks, sizeof(ks)), akey) != 0)
 			return 1;
 	}
 	return 0;
