@@ -258,7 +258,8 @@ static void
 from_check(char *v)
 {
 	struct mail_from f, g;
-	char *nl, addr[MAIL_ADDR_MAX];
+	char *nl, addr[MAIL_ADDR_MAX], key[MAIL_ADDR_MAX];
+	const char *k;
 
 	memset(&f, 0, sizeof(f));
 	for (;;) {
@@ -266,6 +267,10 @@ from_check(char *v)
 			*nl = '\0';
 		if (mail_addr_first(v, addr, sizeof(addr)) == 0 &&
 		    strchr(addr, '@') == NULL)
+			abort();
+		k = mail_addr_key(v, key, sizeof(key));
+		if (k != v && (k != key || strchr(k, '@') == NULL ||
+		    strlen(k) >= sizeof(key)))
 			abort();
 		mail_from_add(&f, v);
 		if (nl == NULL)
