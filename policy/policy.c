@@ -29,7 +29,7 @@ struct policy_set {
 	size_t			 n;
 };
 
-static char *pattern_key(const char *);
+static const char *pattern_key(const char *, char *, size_t);
 
 static const struct {
 	const char	*name;
@@ -198,16 +198,12 @@ int
 policy_pattern_match(const char *pat, const char *addr)
 {
 	enum policy_pat_kind k;
-
-	char buf[POLICY_ADDR_MAX], *pk;
-	int r;
+	char pb[POLICY_ADDR_MAX + 2], ab[POLICY_ADDR_MAX];
 
 	if (policy_pattern_check(pat, &k, NULL, 0) == -1)
 		return 0;
-	pk = pattern_key(pat);
-	r = match_kind(pk, k, mail_addr_key(addr, buf, sizeof(buf)));
-	free(pk);
-	return r;
+	return match_kind(pattern_key(pat, pb, sizeof(pb)), k,
+	    mail_addr_key(addr, ab, sizeof(ab)));
 }
 
 /* The bit of one action word of n bytes, 0 if unknown. */
@@ -375,23 +371,26 @@ entry_cmp(const void *a, const void *b)
 	return x->index < y->index ? -1 : x->index > y->index;
 }
 
-/* Check one rule and fill its entry (strings copied); -1 with err set. */
 /* A checked pattern with its domain as mail_addr_key() gives it
- * ("*.müller.example" is "*.xn--mller-kva.example"); malloc'd. */
-static char *
-pattern_key(const char *pat)
+ * ("*.müller.example" is "*.xn--mller-kva.example"): pat itself when that
+ * changes nothing (an ASCII domain), else buf. */
+static const char *
+pattern_key(const char *pat, char *buf, size_t len)
 {
-	char in[POLICY_ADDR_MAX + 2], buf[POLICY_ADDR_MAX + 2];
+	char in[POLICY_ADDR_MAX + 2], kb[POLICY_ADDR_MAX + 2];
 	const char *k;
+	int n;
 
-	if (strncmp(pat, "*.", 2) == 0) {
-		snprintf(in, sizeof(in), "x@%s", pat + 2);
-		k = mail_addr_key(in, buf, sizeof(buf));
-		return xasprintf("*.%s", strchr(k, '@') + 1);
-	}
-	return xstrdup(mail_addr_key(pat, buf, sizeof(buf)));
+	if (strncmp(pat, "*.", 2) != 0)
+		return mail_addr_key(pat, buf, len);
+	snprintf(in, sizeof(in), "x@%s", pat + 2);
+	if ((k = mail_addr_key(in, kb, sizeof(kb))) == in)
+		return pat;
+	n = snprintf(buf, len, "*.%s", strchr(k, '@') + 1);
+	return n > 0 && (size_t)n < len ? buf : pat;
 }
 
+/* Check one rule and fill its entry (strings copied); -1 with err set. */
 static int
 entry_init(struct policy_entry *e, const struct policy_rule *r, size_t i,
     char *err, size_t errlen)
@@ -399,7 +398,7 @@ entry_init(struct policy_entry *e, const struct policy_rule *r, size_t i,
 	const char *s = r->sender ? r->sender : "*";
 	const char *rc = r->recipient ? r->recipient : "*";
 	const char *why;
-	char reason[512];
+	char reason[512], kb[POLICY_ADDR_MAX + 2];
 
 	if (policy_pattern_check(s, &e->skind, reason, sizeof(reason)) == -1 ||
 	    policy_pattern_check(rc, &e->rkind, reason, sizeof(reason)) == -1) {
@@ -421,8 +420,8 @@ entry_init(struct policy_entry *e, const struct policy_rule *r, size_t i,
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	e->skey = pattern_key(s);
-	e->rkey = pattern_key(rc);
+	e->skey = xstrdup(pattern_key(s, kb, sizeof(kb)));
+	e->rkey = xstrdup(pattern_key(rc, kb, sizeof(kb)));
 	e->slen = pattern_weight(s, e->skind);
 	e->rlen = pattern_weight(rc, e->rkind);
 	e->index = i;

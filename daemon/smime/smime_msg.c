@@ -336,9 +336,8 @@ from_fn(const char *value, void *arg)
 	return 0;
 }
 
-/* What the From fields of a message say. */
-static void
-from_read(const char *m, size_t len, struct mail_from *f)
+void
+smime_msg_from_read(const char *m, size_t len, struct mail_from *f)
 {
 	memset(f, 0, sizeof(*f));
 	smime_msg_fields(m, len, "From", from_fn, f);
@@ -374,25 +373,13 @@ smime_msg_from(const char *m, size_t len, char *buf, size_t buflen)
 }
 
 const char *
-smime_msg_from_ambiguous(const char *m, size_t len)
-{
-	struct mail_from f;
-
-	from_read(m, len, &f);
-	return mail_from_ambiguous(&f);
-}
-
-const char *
-smime_msg_inner_from(const char *outer, size_t olen, const char *inner,
+smime_msg_inner_from(const struct mail_from *outer, const char *inner,
     size_t ilen)
 {
-	struct mail_from o, i;
+	struct mail_from i;
 
-	from_read(inner, ilen, &i);
-	if (i.fields == 0)
-		return NULL;
-	from_read(outer, olen, &o);
-	return mail_from_inner(&o, &i);
+	smime_msg_from_read(inner, ilen, &i);
+	return mail_from_inner(outer, &i);
 }
 
 /* Release a result. */

@@ -57,11 +57,13 @@ void smime_msg_res_free(struct smime_msg_res *);
  * bare addr-spec), into buf.  0, or -1 when there is none.
  */
 int smime_msg_from(const char *msg, size_t len, char *buf, size_t buflen);
-/* Why From names no single mailbox (several fields or mailboxes), or NULL. */
-const char *smime_msg_from_ambiguous(const char *msg, size_t len);
-/* Why a signed entity's own From is not the message's one mailbox, or
+/* What the From fields of a message say (mail_from_ambiguous() tells
+ * why they name no single mailbox). */
+void smime_msg_from_read(const char *msg, size_t len, struct mail_from *);
+/* Why a signed entity's own From (in its header, inner) is not the
+ * message's one mailbox (outer, as smime_msg_from_read() gives it), or
  * NULL (it has none, or the same). */
-const char *smime_msg_inner_from(const char *outer, size_t olen,
+const char *smime_msg_inner_from(const struct mail_from *outer,
     const char *inner, size_t ilen);
 /*
  * Call fn with the value of every top-level header field called name

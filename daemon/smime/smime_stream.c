@@ -588,7 +588,7 @@ read_two_ways(const struct mime_tree *t, enum mime_smime_kind k,
  * end within INNER_HDR_MAX cannot be checked, and says so.
  */
 static const char *
-inner_from(const char *hdr, size_t hlen, enum mime_smime_kind k,
+inner_from(const struct mail_from *of, enum mime_smime_kind k,
     struct msgbuf *in, const struct mime_tree *t, struct msgbuf *ent)
 {
 	static const char *toolong = "the header of the signed part is too "
@@ -606,7 +606,7 @@ inner_from(const char *hdr, size_t hlen, enum mime_smime_kind k,
 		    &ebody)) == NULL)
 			return toolong;
 		why = ebody > INNER_HDR_MAX ? toolong :
-		    smime_msg_inner_from(hdr, hlen, buf, ehlen);
+		    smime_msg_inner_from(of, buf, ehlen);
 		free(buf);
 		return why;
 	}
@@ -618,7 +618,7 @@ inner_from(const char *hdr, size_t hlen, enum mime_smime_kind k,
 	    c1->hdr_start)) < 0)
 		why = "cannot read the header of the signed part";
 	else
-		why = smime_msg_inner_from(hdr, hlen, buf, (size_t)n);
+		why = smime_msg_inner_from(of, buf, (size_t)n);
 	free(buf);
 	return why;
 }
@@ -675,6 +675,7 @@ stream_verify(const struct certsrc *src, struct msgbuf *in,
 	BIO *content = NULL;
 	char from[320], ar[1024], *head = NULL;
 	struct unwrapped u = { NULL, 0, NULL, 0, 0 };
+	struct mail_from of;
 	const char *why;
 	size_t headlen;
 	enum mime_smime_kind k;
@@ -733,11 +734,13 @@ stream_verify(const struct certsrc *src, struct msgbuf *in,
 		snprintf(v.reason, sizeof(v.reason), "the unwrapped message's "
 		    "header would be over %d KiB", SMIME_STREAM_HDR_MAX / 1024);
 	}
-	if (v.outcome == SMIME_PASS &&
-	    ((why = smime_msg_from_ambiguous(hdr, hlen)) != NULL ||
-	    (why = inner_from(hdr, hlen, k, in, t, signed_ent)) != NULL)) {
-		v.outcome = SMIME_POLICY;
-		snprintf(v.reason, sizeof(v.reason), "%s", why);
+	if (v.outcome == SMIME_PASS) {
+		smime_msg_from_read(hdr, hlen, &of);
+		if ((why = mail_from_ambiguous(&of)) != NULL ||
+		    (why = inner_from(&of, k, in, t, signed_ent)) != NULL) {
+			v.outcome = SMIME_POLICY;
+			snprintf(v.reason, sizeof(v.reason), "%s", why);
+		}
 	}
 	smime_msg_verdict(src, &v, host, res, ar, sizeof(ar));
 	*outp = msgbuf_new(tmpdir, 0);
